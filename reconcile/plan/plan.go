@@ -1,0 +1,134 @@
+// Package plan is the model of what a reconcile pass would do — one Change
+// per resource — and its two renderings: the human text of `gitgw plan`
+// (Terraform-like +/~/- lines and a summary) and a versioned JSON document
+// that CI and other tools consume. Both are deterministic so that they can be
+// golden-tested and diffed.
+package plan
+
+import (
+	"cmp"
+	"slices"
+)
+
+// SchemaVersion is the version of the JSON document. Bump it on any change
+// that is not a pure addition.
+const SchemaVersion = 1
+
+// Action says what happens to one resource.
+type Action string
+
+// The actions a change can carry.
+const (
+	Create Action = "create"
+	Update Action = "update"
+	Delete Action = "delete"
+	// NoOp lists a resource that is already as desired (shown with -v and in
+	// JSON, so that a plan names everything the node manages).
+	NoOp Action = "no-op"
+	// Pending marks a resource whose driver is not available in this build or
+	// on this host: listed plainly, never silently dropped.
+	Pending Action = "pending"
+)
+
+// Change is one resource's planned transition.
+type Change struct {
+	// Driver is the resource family: "tuning", "units", "proxy", "vrrp".
+	Driver string `json:"driver"`
+	// Kind is the resource type inside the family, e.g. "sysctl",
+	// "rps_cpus", "vrrp_instance", "vip", "proxy_server", "unit_instance".
+	Kind string `json:"kind"`
+	// ID names the resource uniquely within its kind, e.g. "eth0/rx-0",
+	// "net.ipv4.ip_forward", "VI_1", "app@8080.service".
+	ID     string `json:"id"`
+	Action Action `json:"action"`
+	// Before and After are the observed and desired values; nil on create
+	// and delete respectively. They must marshal to JSON deterministically.
+	Before any `json:"before"`
+	After  any `json:"after"`
+	// Reason is a short human explanation ("changed by hand", "new in site").
+	Reason string `json:"reason,omitempty"`
+	// Details are extra lines shown under the change: a unified diff of a
+	// unit file, "weight 100 → 50", which node will be master.
+	Details []string `json:"details,omitempty"`
+	// Drift is set when the difference was made outside gitgw (the node
+	// moved away from a state gitgw had applied).
+	Drift bool `json:"drift,omitempty"`
+}
+
+// Plan is every change of one pass for one node.
+type Plan struct {
+	Node    string   `json:"node"`
+	Commit  string   `json:"commit,omitempty"`
+	Changes []Change `json:"changes"`
+	// Notes are plan-wide remarks: who will be master, who waits for whom.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// driverOrder is the apply order on the way up (tuning first, VRRP last), so
+// that VIPs move only once everything behind them is ready.
+var driverOrder = map[string]int{"tuning": 0, "units": 1, "proxy": 2, "vrrp": 3}
+
+// DriverRank returns the position of a driver in the apply order; unknown
+// drivers sort last.
+func DriverRank(driver string) int {
+	if r, ok := driverOrder[driver]; ok {
+		return r
+	}
+	return len(driverOrder)
+}
+
+// Sort orders changes by driver (apply order), then kind, then id, so that
+// renderings are stable whatever order the drivers produced them in.
+func (p *Plan) Sort() {
+	slices.SortStableFunc(p.Changes, func(a, b Change) int {
+		return cmp.Or(
+			cmp.Compare(DriverRank(a.Driver), DriverRank(b.Driver)),
+			cmp.Compare(a.Driver, b.Driver),
+			cmp.Compare(a.Kind, b.Kind),
+			cmp.Compare(a.ID, b.ID),
+		)
+	})
+}
+
+// Counts is how many changes a plan carries per action.
+type Counts struct {
+	Create, Update, Delete, NoOp, Pending int
+}
+
+// Count tallies the plan's changes.
+func (p *Plan) Count() Counts {
+	var c Counts
+	for _, ch := range p.Changes {
+		switch ch.Action {
+		case Create:
+			c.Create++
+		case Update:
+			c.Update++
+		case Delete:
+			c.Delete++
+		case NoOp:
+			c.NoOp++
+		case Pending:
+			c.Pending++
+		}
+	}
+	return c
+}
+
+// HasChanges reports whether applying the plan would change the node.
+func (p *Plan) HasChanges() bool {
+	c := p.Count()
+	return c.Create+c.Update+c.Delete > 0
+}
+
+// Actionable returns the changes that apply would carry out.
+func (p *Plan) Actionable() []Change {
+	var out []Change
+	for _, ch := range p.Changes {
+		switch ch.Action {
+		case Create, Update, Delete:
+			out = append(out, ch)
+		}
+	}
+	return out
+}
