@@ -1,0 +1,236 @@
+// Package gitremote gives gitgw's Git tests real remotes to talk to: bare
+// repositories on disk, a user's way of committing and pushing to them (the
+// git CLI, as an operator would), an sshd on 127.0.0.1 with a throwaway host
+// key, key authentication and a known_hosts file, and an https endpoint
+// (git http-backend behind a TLS test server) that wants a token.
+//
+// It deliberately does not import go-git: the code under test
+// (reconcile/gitrepo) is the only go-git user, and a remote written by the
+// reference implementation checks it better than one written by itself.
+// Every process is started by the test, stopped by PID, and every file lives
+// in the test's temporary directories.
+package gitremote
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gitgw/gitgw/test/lab"
+)
+
+// Repo is a bare repository on disk plus a private work clone that commits
+// and pushes to it the way a user would.
+type Repo struct {
+	// Dir is the bare repository's directory.
+	Dir string
+
+	mu   sync.Mutex
+	work string
+}
+
+// gitEnv isolates git from the host's and the user's configuration and gives
+// it a fixed identity.
+func gitEnv() []string {
+	env := os.Environ()
+	return append(env,
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_AUTHOR_NAME=Site Operator",
+		"GIT_AUTHOR_EMAIL=operator@example.com",
+		"GIT_COMMITTER_NAME=Site Operator",
+		"GIT_COMMITTER_EMAIL=operator@example.com",
+		"GIT_TERMINAL_PROMPT=0",
+	)
+}
+
+// Git runs git with args (in dir when dir is not empty) and returns its
+// trimmed standard output.
+func Git(dir string, args ...string) (string, error) {
+	if dir != "" {
+		args = append([]string{"-C", dir}, args...)
+	}
+	cmd := exec.Command("git", args...)
+	cmd.Env = gitEnv()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+func mustGit(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	out, err := Git(dir, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// RequireGit stops the test unless the git CLI is installed.
+func RequireGit(t testing.TB) {
+	t.Helper()
+	lab.RequireCommand(t, "git")
+}
+
+// NewBare creates an empty bare repository (default branch main) in a
+// temporary directory of the test.
+func NewBare(t testing.TB) *Repo {
+	t.Helper()
+	RequireGit(t)
+	dir := filepath.Join(t.TempDir(), "site.git")
+	mustGit(t, "", "init", "-q", "--bare", "-b", "main", dir)
+	return &Repo{Dir: dir}
+}
+
+// FileURL is the repository as a file:// URL.
+func (r *Repo) FileURL() string { return "file://" + r.Dir }
+
+func (r *Repo) workClone(t testing.TB) string {
+	t.Helper()
+	if r.work != "" {
+		return r.work
+	}
+	w := filepath.Join(t.TempDir(), "work")
+	mustGit(t, "", "init", "-q", "-b", "main", w)
+	mustGit(t, w, "remote", "add", "origin", r.Dir)
+	r.work = w
+	return w
+}
+
+// checkout puts the work clone on branch, at the remote's tip when the
+// remote has it, or on a fresh orphan branch otherwise.
+func (r *Repo) checkout(t testing.TB, w, branch string) {
+	t.Helper()
+	mustGit(t, w, "fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*")
+	if _, err := Git(w, "rev-parse", "-q", "--verify", "refs/remotes/origin/"+branch); err == nil {
+		mustGit(t, w, "checkout", "-q", "-f", "-B", branch, "refs/remotes/origin/"+branch)
+		mustGit(t, w, "clean", "-q", "-fdx")
+		return
+	}
+	mustGit(t, w, "checkout", "-q", "-f", "--orphan", branch)
+	mustGit(t, w, "rm", "-q", "-rf", "--ignore-unmatch", ".")
+	mustGit(t, w, "clean", "-q", "-fdx")
+}
+
+func writeFiles(t testing.TB, w string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(w, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Commit writes files (path → content, paths with '/') on top of branch,
+// commits them with msg and pushes, as a user would. It returns the new
+// commit's hash.
+func (r *Repo) Commit(t testing.TB, branch string, files map[string]string, msg string) string {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.workClone(t)
+	r.checkout(t, w, branch)
+	writeFiles(t, w, files)
+	mustGit(t, w, "add", "-A")
+	mustGit(t, w, "commit", "-q", "--allow-empty", "-m", msg)
+	mustGit(t, w, "push", "-q", "origin", "HEAD:refs/heads/"+branch)
+	return mustGit(t, w, "rev-parse", "HEAD")
+}
+
+// Rewrite replaces the tip of branch by a new commit on top of its parent
+// and force-pushes it: the history rewrite a fast-forward guard must catch.
+func (r *Repo) Rewrite(t testing.TB, branch string, files map[string]string, msg string) string {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.workClone(t)
+	r.checkout(t, w, branch)
+	mustGit(t, w, "reset", "-q", "--hard", "HEAD~1")
+	writeFiles(t, w, files)
+	mustGit(t, w, "add", "-A")
+	mustGit(t, w, "commit", "-q", "--allow-empty", "-m", msg)
+	mustGit(t, w, "push", "-q", "-f", "origin", "HEAD:refs/heads/"+branch)
+	return mustGit(t, w, "rev-parse", "HEAD")
+}
+
+// Head is the commit branch points at in the bare repository, or "".
+func (r *Repo) Head(t testing.TB, branch string) string {
+	t.Helper()
+	out, err := Git(r.Dir, "rev-parse", "-q", "--verify", "refs/heads/"+branch)
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+// LogEntry is one commit of a branch's history.
+type LogEntry struct {
+	Hash    string
+	Subject string
+	// Message is the full commit message, trailers included.
+	Message string
+}
+
+// Log is branch's history in the bare repository, oldest first (first
+// parents only); nil when the branch does not exist.
+func (r *Repo) Log(t testing.TB, branch string) []LogEntry {
+	t.Helper()
+	if r.Head(t, branch) == "" {
+		return nil
+	}
+	out := mustGit(t, r.Dir, "log", "--first-parent", "--reverse", "--format=%H%x00%s%x00%B%x01", "refs/heads/"+branch)
+	var log []LogEntry
+	for _, rec := range strings.Split(out, "\x01") {
+		rec = strings.TrimLeft(rec, "\n")
+		if rec == "" {
+			continue
+		}
+		f := strings.SplitN(rec, "\x00", 3)
+		if len(f) != 3 {
+			t.Fatalf("gitremote: unexpected log record %q", rec)
+		}
+		log = append(log, LogEntry{Hash: f[0], Subject: f[1], Message: f[2]})
+	}
+	return log
+}
+
+// Show is the content of path at rev (a commit or branch) in the bare
+// repository.
+func (r *Repo) Show(t testing.TB, rev, path string) string {
+	t.Helper()
+	cmd := exec.Command("git", "-C", r.Dir, "show", rev+":"+path)
+	cmd.Env = gitEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gitremote: git show %s:%s: %v", rev, path, err)
+	}
+	return string(out)
+}
+
+// Branches lists the branch names (without refs/heads/) that start with
+// prefix, sorted.
+func (r *Repo) Branches(t testing.TB, prefix string) []string {
+	t.Helper()
+	out := mustGit(t, r.Dir, "for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads/")
+	var names []string
+	for _, l := range strings.Split(out, "\n") {
+		if l != "" && strings.HasPrefix(l, prefix) {
+			names = append(names, l)
+		}
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,89 @@
+package gitremote
+
+import (
+	"encoding/pem"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// HTTPS serves the bare repositories under a directory over https (git's
+// smart HTTP protocol, through `git http-backend`), pushes included, to
+// clients that present Token as the basic-auth password.
+type HTTPS struct {
+	// URL is the server's base URL, https://127.0.0.1:PORT.
+	URL string
+	// CAFile is a PEM file with the server's certificate, to trust.
+	CAFile string
+	// Token is the one password the server accepts.
+	Token string
+
+	root string
+}
+
+// StartHTTPS serves the bare repositories under root until the test ends.
+func StartHTTPS(t testing.TB, root, token string) *HTTPS {
+	t.Helper()
+	RequireGit(t)
+	gitBin, err := lookGit()
+	if err != nil {
+		t.Fatalf("gitremote: %v", err)
+	}
+	backend := &cgi.Handler{
+		Path: gitBin,
+		Args: []string{"http-backend"},
+		Env: []string{
+			"GIT_PROJECT_ROOT=" + root,
+			"GIT_HTTP_EXPORT_ALL=1",
+			"GIT_CONFIG_NOSYSTEM=1",
+			"GIT_CONFIG_GLOBAL=/dev/null",
+			"GIT_CONFIG_COUNT=1",
+			"GIT_CONFIG_KEY_0=http.receivepack",
+			"GIT_CONFIG_VALUE_0=true",
+		},
+	}
+	h := &HTTPS{Token: token, root: root}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pass, ok := r.BasicAuth(); !ok || pass != token {
+			w.Header().Set("WWW-Authenticate", `Basic realm="gitgw-test"`)
+			http.Error(w, "token required", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	h.URL = srv.URL
+	h.CAFile = filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(h.CAFile, pemBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// RepoURL is the https URL of a bare repository directory under root.
+func (h *HTTPS) RepoURL(t testing.TB, repoDir string) string {
+	t.Helper()
+	rel, err := filepath.Rel(h.root, repoDir)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		t.Fatalf("gitremote: %s is not under %s", repoDir, h.root)
+	}
+	return h.URL + "/" + filepath.ToSlash(rel)
+}
+
+func lookGit() (string, error) {
+	out, err := Git("", "--exec-path")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(out, "git")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	return exec.LookPath("git")
+}
