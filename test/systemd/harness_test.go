@@ -1,0 +1,83 @@
+package systemd
+
+import (
+	"context"
+	"net"
+	"os"
+	"strconv"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBootRunStop(t *testing.T) {
+	Require(t)
+	canary, err := os.CreateTemp("/tmp", "gitgw-harness-canary-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	canary.Close()
+	defer os.Remove(canary.Name())
+
+	s, err := Start(context.Background(), Options{Name: "hb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = s.Stop()
+		}
+	}()
+
+	// A unit under test runs, with its output on the console.
+	unit := "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/echo harness-hello\n"
+	if err := os.WriteFile(filepath.Join(s.UnitDir, "hello.service"), []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.MustSystemctl(t, "daemon-reload")
+	s.MustSystemctl(t, "start", "hello.service")
+	if got := s.MustSystemctl(t, "is-active", "hello.service"); got != "active" {
+		t.Fatalf("hello.service: %q", got)
+	}
+	// Only the harness's units are on the path: no journald, no tmpfiles.
+	if out, _ := s.Systemctl(context.Background(), "list-unit-files", "systemd-tmpfiles-setup.service"); strings.Contains(out, "systemd-tmpfiles-setup.service") {
+		t.Errorf("host units visible inside:\n%s", out)
+	}
+	// /tmp inside is private.
+	if _, err := s.Try(context.Background(), "test", "-e", canary.Name()); err == nil {
+		t.Errorf("host /tmp visible inside")
+	}
+	// / is read-only inside.
+	if _, err := s.Try(context.Background(), "touch", "/gitgw-harness-rw-check"); err == nil {
+		_ = os.Remove("/gitgw-harness-rw-check")
+		t.Errorf("/ writable inside")
+	}
+	// The host-side socket accepts connections.
+	c, err := net.DialTimeout("unix", s.Socket(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	pid := s.PID
+	cg := s.cgroup
+	stopped = true
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		t.Errorf("PID 1 (%d) still there after Stop", pid)
+	}
+	if _, err := os.Stat(cg); err == nil {
+		t.Errorf("cgroup %s left behind", cg)
+	}
+	if _, err := os.Stat(canary.Name()); err != nil {
+		t.Errorf("host /tmp canary gone: %v", err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
