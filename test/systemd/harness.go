@@ -18,10 +18,10 @@
 package systemd
 
 import (
-	_ "embed"
 	"bufio"
 	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"

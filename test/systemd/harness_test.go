@@ -4,8 +4,8 @@ import (
 	"context"
 	"net"
 	"os"
-	"strconv"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,4 +80,3 @@ func TestBootRunStop(t *testing.T) {
 		t.Errorf("second Stop: %v", err)
 	}
 }
-

@@ -56,4 +56,3 @@ func (s *Systemd) MustSystemctl(t testing.TB, args ...string) string {
 	}
 	return strings.TrimSpace(out)
 }
-
