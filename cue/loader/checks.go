@@ -1,0 +1,97 @@
+package loader
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/gitgw/gitgw/cue/spec"
+)
+
+// checkView runs the checks that CUE cannot express cheaply (references
+// between maps, interval rules per VRRP version) over decoded values. Each
+// error names a field path; the loader then finds its position.
+func checkView(n *spec.Node, nodes []string) Errors {
+	var errs Errors
+	add := func(path, format string, args ...any) {
+		errs = append(errs, Error{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	known := func(node string) bool { return slices.Contains(nodes, node) }
+	for _, name := range sortedKeys(n.VRRP) {
+		in := n.VRRP[name]
+		base := "vrrp." + quote(name)
+		for _, node := range sortedKeys(in.Nodes) {
+			if !known(node) {
+				add(base+".nodes."+quote(node), "node %q is not declared in nodes", node)
+			}
+		}
+		iv := in.AdvertInterval.D()
+		switch in.Version {
+		case 3:
+			// VRRPv3 carries the interval in centiseconds in 12 bits.
+			if iv < 10*time.Millisecond || iv > 40950*time.Millisecond || iv%(10*time.Millisecond) != 0 {
+				add(base+".advert_interval", "VRRPv3 advert interval must be a multiple of 10ms between 10ms and 40.95s, got %s", iv)
+			}
+		case 2:
+			if iv < time.Second || iv > 255*time.Second || iv%time.Second != 0 {
+				add(base+".advert_interval", "VRRPv2 advert interval must be whole seconds between 1s and 255s, got %s", iv)
+			}
+		}
+		if in.Auth != nil && in.Version != 2 {
+			add(base+".auth", "authentication exists only in VRRPv2 (RFC 5798 removed it); set version: 2 or remove auth")
+		}
+		if in.Auth != nil && in.Auth.Password == "" && in.Auth.PasswordFile == "" {
+			add(base+".auth", "PASS authentication needs password or password_file")
+		}
+		for i, ts := range in.TrackServices {
+			if _, ok := n.Services[ts.Service]; !ok && n.Services != nil {
+				add(base+".track_services."+strconv.Itoa(i)+".service", "service %q is not defined for this node", ts.Service)
+			}
+		}
+	}
+	for _, name := range sortedKeys(n.Services) {
+		s := n.Services[name]
+		for i, node := range s.Nodes {
+			if !known(node) {
+				add("services."+quote(name)+".nodes."+strconv.Itoa(i), "node %q is not declared in nodes", node)
+			}
+		}
+		if len(s.Servers) == 0 {
+			add("services."+quote(name)+".servers", "a service needs at least one server")
+		}
+	}
+	for _, name := range sortedKeys(n.Units) {
+		for i, set := range n.Units[name].Instances {
+			for j, node := range set.Nodes {
+				if !known(node) {
+					add(fmt.Sprintf("units.%s.instances.%d.nodes.%d", quote(name), i, j), "node %q is not declared in nodes", node)
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// quote makes a map key usable in a CUE path.
+func quote(s string) string {
+	for _, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return strconv.Quote(s)
+		}
+	}
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,124 @@
+package loader
+
+import (
+	"cmp"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/token"
+)
+
+// Error is one problem in a site, positioned in the site's own files.
+type Error struct {
+	File string `json:"file,omitempty"` // relative to the site directory
+	Line int    `json:"line,omitempty"`
+	Col  int    `json:"col,omitempty"`
+	Path string `json:"path,omitempty"` // the field path, e.g. vrrp.VI_1.vrid
+	Msg  string `json:"msg"`
+}
+
+// Error renders "file:line:col: path: message".
+func (e Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		fmt.Fprintf(&b, "%s:%d:%d: ", e.File, e.Line, e.Col)
+	}
+	if e.Path != "" && !strings.HasPrefix(e.Msg, e.Path+":") {
+		b.WriteString(e.Path + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// setPos records p if it lies in the site's own files (not in the mounted
+// schema or the generated agent file) and reports whether it did. A schema
+// position is kept only as a fallback.
+func (e *Error) setPos(abs string, p token.Pos) bool {
+	if !p.IsValid() || p.Filename() == "" {
+		return false
+	}
+	rel, err := filepath.Rel(abs, p.Filename())
+	if err != nil {
+		rel = p.Filename()
+	}
+	rel = filepath.ToSlash(rel)
+	inSchema := strings.HasPrefix(rel, "cue.mod/pkg/")
+	if rel == agentFile {
+		return false
+	}
+	if inSchema {
+		if e.File == "" {
+			e.File = "(schema)/" + filepath.Base(rel)
+			e.Line, e.Col = p.Line(), p.Column()
+		}
+		return false
+	}
+	e.File, e.Line, e.Col = rel, p.Line(), p.Column()
+	return true
+}
+
+// locate finds the position of e.Path in the evaluated site, for errors
+// found by the Go checks after decoding.
+func (e *Error) locate(abs string, root cue.Value) {
+	if e.Path == "" {
+		return
+	}
+	v := root.LookupPath(cue.ParsePath(e.Path))
+	if !v.Exists() {
+		return
+	}
+	e.setPos(abs, v.Pos())
+}
+
+// locateParent positions e at the nearest ancestor of e.Path that is
+// written in the site's files: a missing field is reported where its
+// parent is.
+func (e *Error) locateParent(abs string, root cue.Value) {
+	sel := cue.ParsePath(e.Path).Selectors()
+	for n := len(sel); n > 0; n-- {
+		v := root.LookupPath(cue.MakePath(sel[:n]...))
+		if !v.Exists() {
+			continue
+		}
+		for _, p := range append([]token.Pos{v.Pos()}, posOf(v)...) {
+			probe := *e
+			probe.File = ""
+			if probe.setPos(abs, p) {
+				*e = probe
+				return
+			}
+		}
+	}
+}
+
+// posOf lists the positions of the conjuncts that make up v.
+func posOf(v cue.Value) []token.Pos {
+	var out []token.Pos
+	if op, parts := v.Expr(); op == cue.AndOp {
+		for _, p := range parts {
+			out = append(out, p.Pos())
+		}
+	}
+	return out
+}
+
+// Errors is every problem found in one evaluation, sorted by position.
+type Errors []Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (es Errors) sorted() Errors {
+	slices.SortStableFunc(es, func(a, b Error) int {
+		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col), cmp.Compare(a.Msg, b.Msg))
+	})
+	return es
+}

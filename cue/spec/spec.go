@@ -1,0 +1,352 @@
+// Package spec holds the Go types of the desired state of one node, as the
+// loader decodes them from the site's node view. The types carry no
+// behaviour beyond decoding and small derived views: drivers get their own
+// config types, translated from these in the reconcile package, so that
+// neither the data plane nor the units driver ever knows about CUE.
+//
+// Field names and JSON tags mirror cue/schema/site.cue one for one.
+package spec
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Node is the node view: what one gateway runs, and the whole definition of
+// every VRRP instance it takes part in (peers' priorities included, so that
+// a plan can say who will be master).
+type Node struct {
+	Name     string                  `json:"name"`
+	Site     SiteSettings            `json:"site"`
+	Node     NodeSettings            `json:"node"`
+	VRRP     map[string]VRRPInstance `json:"vrrp"`
+	Services map[string]Service      `json:"services"`
+	Units    map[string]UnitTemplate `json:"units"`
+}
+
+// SiteSettings are site-wide settings.
+type SiteSettings struct {
+	Name  string      `json:"name"`
+	Drift DriftByKind `json:"drift"`
+}
+
+// DriftMode says what the agent does with a difference made by hand.
+type DriftMode string
+
+// The drift modes.
+const (
+	DriftCorrect DriftMode = "correct"
+	DriftReport  DriftMode = "report"
+	DriftIgnore  DriftMode = "ignore"
+)
+
+// DriftByKind is the drift mode per resource kind.
+type DriftByKind struct {
+	Tuning DriftMode `json:"tuning"`
+	Units  DriftMode `json:"units"`
+	Proxy  DriftMode `json:"proxy"`
+	VRRP   DriftMode `json:"vrrp"`
+}
+
+// NodeSettings are the gateway's own settings.
+type NodeSettings struct {
+	Labels     map[string]string    `json:"labels"`
+	Interfaces map[string]Interface `json:"interfaces"`
+	Tuning     Tuning               `json:"tuning"`
+}
+
+// Interface is one of the node's interfaces.
+type Interface struct {
+	Addresses []netip.Prefix `json:"addresses"`
+}
+
+// Tuning is the node's NIC and kernel tuning.
+type Tuning struct {
+	RPSSockFlowEntries *int                 `json:"rps_sock_flow_entries,omitempty"`
+	Interfaces         map[string]NICTuning `json:"interfaces"`
+	Sysctls            map[string]Scalar    `json:"sysctls"`
+}
+
+// NICTuning is one interface's queue tuning. Empty strings and nil pointers
+// mean "not managed".
+type NICTuning struct {
+	RPSCPUs    string `json:"rps_cpus,omitempty"`
+	RPSFlowCnt *int   `json:"rps_flow_cnt,omitempty"`
+	XPSCPUs    string `json:"xps_cpus,omitempty"`
+	IRQCPUs    string `json:"irq_cpus,omitempty"`
+}
+
+// VRRPInstance is one virtual router as the site defines it.
+type VRRPInstance struct {
+	Interface       string              `json:"interface"`
+	VRID            uint8               `json:"vrid"`
+	Version         int                 `json:"version"`
+	AdvertInterval  Duration            `json:"advert_interval"`
+	Nodes           map[string]VRRPNode `json:"nodes"`
+	Preempt         bool                `json:"preempt"`
+	PreemptDelay    Duration            `json:"preempt_delay"`
+	Auth            *VRRPAuth           `json:"auth,omitempty"`
+	VIPs            []VIP               `json:"vips"`
+	ExcludedVIPs    []VIP               `json:"excluded_vips"`
+	TrackInterfaces []TrackInterface    `json:"track_interfaces"`
+	TrackChecks     []TrackCheck        `json:"track_checks"`
+	TrackServices   []TrackService      `json:"track_services"`
+	GARP            GARP                `json:"garp"`
+	Notify          Notify              `json:"notify"`
+	Unicast         bool                `json:"unicast"`
+	SyncGroup       string              `json:"sync_group,omitempty"`
+	VMAC            bool                `json:"vmac"`
+	Drift           DriftMode           `json:"drift,omitempty"`
+}
+
+// VRRPNode is one node's part in a virtual router.
+type VRRPNode struct {
+	Priority int `json:"priority"`
+}
+
+// VRRPAuth is VRRPv2 PASS authentication.
+type VRRPAuth struct {
+	Type         string `json:"type"`
+	Password     string `json:"password,omitempty"`
+	PasswordFile string `json:"password_file,omitempty"`
+}
+
+// VIP is a virtual address. In the site it is either "203.0.113.100/24" or
+// {address, label, dev}.
+type VIP struct {
+	Address netip.Prefix `json:"address"`
+	Label   string       `json:"label,omitempty"`
+	Dev     string       `json:"dev,omitempty"`
+}
+
+// UnmarshalJSON accepts both the short string form and the struct form.
+func (v *VIP) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("vip %q: %w", s, err)
+		}
+		*v = VIP{Address: p}
+		return nil
+	}
+	type plain VIP
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*v = VIP(p)
+	return nil
+}
+
+// TrackInterface lowers the priority by Weight, or moves the instance to
+// Fault when Weight is 0, while the interface is down.
+type TrackInterface struct {
+	Name   string `json:"name"`
+	Weight int    `json:"weight"`
+}
+
+// TrackService counts a proxy service with no healthy server as a failed check.
+type TrackService struct {
+	Service string `json:"service"`
+	Weight  int    `json:"weight"`
+}
+
+// Check is a health check (VRRP tracking, proxy servers).
+type Check struct {
+	Kind         string   `json:"kind"`
+	Interval     Duration `json:"interval"`
+	Timeout      Duration `json:"timeout"`
+	Rise         int      `json:"rise"`
+	Fall         int      `json:"fall"`
+	Method       string   `json:"method,omitempty"`
+	Path         string   `json:"path,omitempty"`
+	Host         string   `json:"host,omitempty"`
+	ExpectStatus int      `json:"expect_status,omitempty"`
+	ExpectString string   `json:"expect_string,omitempty"`
+	Send         string   `json:"send,omitempty"`
+	Expect       string   `json:"expect,omitempty"`
+	Command      string   `json:"command,omitempty"`
+}
+
+// TrackCheck is a named check of a VRRP instance with its weight.
+type TrackCheck struct {
+	Check
+	Name   string `json:"name"`
+	Target string `json:"target,omitempty"`
+	Weight int    `json:"weight"`
+}
+
+// GARP settings: gratuitous ARP / unsolicited NA on becoming master.
+type GARP struct {
+	Delay   Duration `json:"delay"`
+	Repeat  int      `json:"repeat"`
+	Refresh Duration `json:"refresh"`
+}
+
+// Notify hooks: commands run on transitions.
+type Notify struct {
+	Master string `json:"master,omitempty"`
+	Backup string `json:"backup,omitempty"`
+	Fault  string `json:"fault,omitempty"`
+	Stop   string `json:"stop,omitempty"`
+}
+
+// Service is a TCP load-balanced service.
+type Service struct {
+	Nodes         []string          `json:"nodes"`
+	Binds         []string          `json:"binds"`
+	Balance       string            `json:"balance"`
+	Persistence   Duration          `json:"persistence"`
+	MaxConn       int               `json:"maxconn"`
+	Timeouts      Timeouts          `json:"timeouts"`
+	Retries       int               `json:"retries"`
+	Redispatch    bool              `json:"redispatch"`
+	Servers       map[string]Server `json:"servers"`
+	Check         *ServiceCheck     `json:"check,omitempty"`
+	ProxyProtocol string            `json:"proxy_protocol"`
+	TCPKeepalive  bool              `json:"tcp_keepalive"`
+	Drift         DriftMode         `json:"drift,omitempty"`
+}
+
+// Timeouts of a service's connections.
+type Timeouts struct {
+	Connect   Duration `json:"connect"`
+	Client    Duration `json:"client"`
+	Server    Duration `json:"server"`
+	Tunnel    Duration `json:"tunnel,omitempty"`
+	ClientFin Duration `json:"client_fin,omitempty"`
+	ServerFin Duration `json:"server_fin,omitempty"`
+	Queue     Duration `json:"queue"`
+}
+
+// ServiceCheck is the health check of a service's servers.
+type ServiceCheck struct {
+	Check
+	FastInterval     Duration `json:"fast_interval,omitempty"`
+	DownInterval     Duration `json:"down_interval,omitempty"`
+	ShutdownSessions bool     `json:"shutdown_sessions"`
+}
+
+// Server is one backend of a service.
+type Server struct {
+	Address  string `json:"address"`
+	Weight   int    `json:"weight"`
+	MaxConn  int    `json:"maxconn"`
+	Backup   bool   `json:"backup"`
+	Drain    bool   `json:"drain"`
+	Disabled bool   `json:"disabled"`
+}
+
+// UnitTemplate is a systemd template unit and its instance sets.
+type UnitTemplate struct {
+	Description      string            `json:"description"`
+	After            []string          `json:"after"`
+	Wants            []string          `json:"wants"`
+	Requires         []string          `json:"requires"`
+	Type             string            `json:"type"`
+	ExecStart        string            `json:"exec_start"`
+	ExecReload       string            `json:"exec_reload,omitempty"`
+	User             string            `json:"user,omitempty"`
+	Group            string            `json:"group,omitempty"`
+	WorkingDirectory string            `json:"working_directory,omitempty"`
+	Environment      map[string]string `json:"environment"`
+	EnvironmentFiles []string          `json:"environment_files"`
+	Restart          string            `json:"restart"`
+	RestartSec       Duration          `json:"restart_sec"`
+	LimitNOFILE      *int              `json:"limit_nofile,omitempty"`
+	LimitNPROC       *int              `json:"limit_nproc,omitempty"`
+	CPUQuota         string            `json:"cpu_quota,omitempty"`
+	MemoryMax        string            `json:"memory_max,omitempty"`
+	Slice            string            `json:"slice,omitempty"`
+	Hardening        map[string]string `json:"hardening"`
+	Extra            UnitExtra         `json:"extra"`
+	WantedBy         []string          `json:"wanted_by"`
+	Instances        []InstanceSet     `json:"instances"`
+	RollTimeout      Duration          `json:"roll_timeout"`
+	Drift            DriftMode         `json:"drift,omitempty"`
+}
+
+// UnitExtra holds raw "Key=Value" directives per section.
+type UnitExtra struct {
+	Unit    []string `json:"unit"`
+	Service []string `json:"service"`
+	Install []string `json:"install"`
+}
+
+// InstanceSet is a list of instances and/or an inclusive port range, for a
+// set of nodes (empty: every node).
+type InstanceSet struct {
+	Nodes []string   `json:"nodes"`
+	List  []string   `json:"list"`
+	Ports *PortRange `json:"ports,omitempty"`
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct {
+	From int `json:"from"`
+	To   int `json:"to"`
+}
+
+// InstancesFor expands the template's instance sets that apply to node
+// into a sorted list without duplicates.
+func (u UnitTemplate) InstancesFor(node string) []string {
+	var out []string
+	for _, s := range u.Instances {
+		if len(s.Nodes) > 0 && !slices.Contains(s.Nodes, node) {
+			continue
+		}
+		out = append(out, s.List...)
+		if s.Ports != nil {
+			for p := s.Ports.From; p <= s.Ports.To; p++ {
+				out = append(out, strconv.Itoa(p))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Duration is a time.Duration written as a Go duration string in the site.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String renders the duration as Go does ("100ms", "1m30s").
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText renders the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Scalar is a sysctl value: the site may write it as a number or a string.
+type Scalar string
+
+// UnmarshalJSON accepts a JSON string or number.
+func (s *Scalar) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err == nil {
+		*s = Scalar(str)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("sysctl value %s: want a string or a number", b)
+	}
+	*s = Scalar(n.String())
+	return nil
+}
