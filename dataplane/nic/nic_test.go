@@ -1,0 +1,309 @@
+package nic
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if d := cmp.Diff(string(want), got); d != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, d)
+	}
+}
+
+func renderChanges(changes []Change) string {
+	var b strings.Builder
+	for _, c := range changes {
+		mark := "="
+		if c.Differs {
+			mark = "~"
+		}
+		fmt.Fprintf(&b, "%s %s %s: %q -> %q", mark, c.Kind, c.ID, c.Current, c.Desired)
+		if c.Differs && c.Write != "" {
+			fmt.Fprintf(&b, " write %q", c.Write)
+		}
+		if c.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", c.Reason)
+		}
+		if c.Err != nil {
+			fmt.Fprintf(&b, " ERR")
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// seedConfig is the seed's tuning on a 4-CPU node: RPS on every CPU and
+// RFS, one CPU per tx queue, IRQs spread, and the gateway sysctls.
+func seedConfig() Config {
+	return Config{
+		Interfaces: []Interface{{
+			Name: "eth0", RPSCPUs: "all", RPSFlowCnt: ptr(4096), XPSCPUs: "spread", IRQCPUs: "spread",
+		}},
+		RPSSockFlowEntries: ptr(32768),
+		Sysctls: map[string]string{
+			"net.ipv4.ip_forward":              "1",
+			"net/ipv4/ip_nonlocal_bind":        "1",
+			"net.ipv4.conf.all.rp_filter":      "2",
+			"net/ipv4/conf/eth0.100/rp_filter": "1",
+			"net.ipv4.tcp_rmem":                "4096 131072 6291456",
+		},
+	}
+}
+
+func TestObserveAndDiff(t *testing.T) {
+	f := newFakeNode(t, "0-3", "0-7")
+	f.nic("eth0", 2, 2, 37, 38, 39)
+	f.sysFile("class/net/eth0/queues/rx-1/rps_cpus", "0000000f") // already all: no change
+	f.sysFile("class/net/eth0/queues/rx-0/rps_flow_cnt", "4096")
+	f.sysFile("class/net/eth0/queues/tx-1/xps_cpus", "00000002")
+	cfg := seedConfig()
+	st, err := f.tuner().Observe(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CPUs.Online.String() + " " + st.CPUs.Possible.String(); got != "0-3 0-7" {
+		t.Errorf("cpus = %s", got)
+	}
+	is := st.Interfaces["eth0"]
+	if got := fmt.Sprint(is.RXQueues, is.TXQueues, is.IRQs); got != "[rx-0 rx-1] [tx-0 tx-1] [{38 virtio2-input.0} {39 virtio2-output.0}]" {
+		t.Errorf("interface = %s", got)
+	}
+	golden(t, "diff", renderChanges(Diff(cfg, st)))
+	golden(t, "imbalance", strings.Join(st.Imbalance(), "\n")+"\n")
+}
+
+func TestSetIsIdempotent(t *testing.T) {
+	f := newFakeNode(t, "0-3", "0-3")
+	f.nic("eth0", 4, 4, 38, 39)
+	cfg := seedConfig()
+	st, n, err := f.set(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5 sysctls + rps_sock_flow_entries + 4×(rps_cpus, rps_flow_cnt) +
+	// 4 xps_cpus + 2 IRQs, less tcp_rmem which already matched (tabs vs
+	// spaces).
+	if n != 5+1+8+4+2-1 {
+		t.Errorf("first Set wrote %d knobs:\n%s", n, f.writes)
+	}
+	if p := Pending(Diff(cfg, st)); len(p) != 0 {
+		t.Errorf("after Set, still pending: %s", renderChanges(p))
+	}
+	for path, want := range map[string]string{
+		"class/net/eth0/queues/rx-3/rps_cpus":     "f",
+		"class/net/eth0/queues/rx-3/rps_flow_cnt": "4096",
+		"class/net/eth0/queues/tx-2/xps_cpus":     "4",
+	} {
+		if got := f.read(filepath.Join(f.sys, path)); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	for path, want := range map[string]string{
+		"irq/38/smp_affinity":                  "1",
+		"irq/39/smp_affinity":                  "2",
+		"sys/net/core/rps_sock_flow_entries":   "32768",
+		"sys/net/ipv4/conf/eth0.100/rp_filter": "1",
+		"sys/net/ipv4/ip_nonlocal_bind":        "1",
+	} {
+		if got := f.read(filepath.Join(f.proc, path)); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	if _, n, err := f.set(cfg); err != nil || n != 0 {
+		t.Errorf("second Set: wrote %d knobs, err %v", n, err)
+	}
+
+	// Drift: a queue value changed by hand is the only knob rewritten.
+	f.sysFile("class/net/eth0/queues/rx-2/rps_cpus", "00000001")
+	st, err = f.tuner().Observe(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Pending(Diff(cfg, st))
+	if len(p) != 1 || p[0].ID != "eth0/rx-2" || p[0].Current != "0" || p[0].Desired != "0-3" {
+		t.Fatalf("drift not detected as one change: %s", renderChanges(p))
+	}
+	if _, n, err := f.set(cfg); err != nil || n != 1 {
+		t.Errorf("drift Set: wrote %d knobs, err %v", n, err)
+	}
+}
+
+func TestCountsCompareAfterKernelRounding(t *testing.T) {
+	f := newFakeNode(t, "0-1", "0-1")
+	f.nic("eth0", 1, 1)
+	f.sysFile("class/net/eth0/queues/rx-0/rps_flow_cnt", "1024") // the kernel's answer to 1000
+	f.procFile("sys/net/core/rps_sock_flow_entries", "32768")
+	cfg := Config{Interfaces: []Interface{{Name: "eth0", RPSFlowCnt: ptr(1000)}}, RPSSockFlowEntries: ptr(32768)}
+	if _, n, err := f.set(cfg); err != nil || n != 0 {
+		t.Errorf("wrote %d knobs, err %v", n, err)
+	}
+	for n, want := range map[int]int{0: 0, 1: 1, 2: 2, 3: 4, 1000: 1024, 1024: 1024, 1025: 2048} {
+		if got := roundPow2(n); got != want {
+			t.Errorf("roundPow2(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+func TestSetCollectsEveryFailure(t *testing.T) {
+	f := newFakeNode(t, "0-1", "0-1")
+	f.nic("eth0", 2, 1)
+	// A knob the "kernel" refuses: a directory where the file should be
+	// (EISDIR on write, as EOVERFLOW or EINVAL would come from sysfs).
+	refused := filepath.Join(f.sys, "class/net/eth0/queues/rx-1/rps_flow_cnt")
+	if err := os.Remove(refused); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(refused, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.write(filepath.Join(refused, "x"), "")
+	cfg := Config{
+		Interfaces: []Interface{
+			{Name: "eth0", RPSCPUs: "0-3", RPSFlowCnt: ptr(256)}, // cpus 2-3 are not online
+			{Name: "eth9", RPSCPUs: "all"},                       // no such interface
+		},
+		Sysctls: map[string]string{"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"},
+	}
+	_, n, err := f.set(cfg)
+	if err == nil {
+		t.Fatal("Set succeeded")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"cpus 2-3 are not online (online: 0-1)",
+		"interface eth9: not found",
+		"net.ipv6.conf.all.forwarding",
+		`read ` + refused,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("error is not ErrNotFound: %v", err)
+	}
+	// What could be set was set: ip_forward and rx-0's flow count.
+	if n != 2 || f.read(filepath.Join(f.proc, "sys/net/ipv4/ip_forward")) != "1" {
+		t.Errorf("wrote %d knobs:\n%s", n, f.writes)
+	}
+}
+
+func TestWriteErrorNamesFileAndValue(t *testing.T) {
+	dir := t.TempDir()
+	err := writeValue(dir, "f")
+	if err == nil {
+		t.Fatal("write to a directory succeeded")
+	}
+	if want := fmt.Sprintf("write %q to %s: ", "f", dir); !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %q does not start with %q", err, want)
+	}
+	if !errors.Is(err, syscall.EISDIR) {
+		t.Errorf("error does not wrap the errno: %v", err)
+	}
+	err = writeValue(filepath.Join(dir, "missing"), "1")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string // substring of the error; "" for valid
+	}{
+		{"seed", seedConfig(), ""},
+		{"empty", Config{}, ""},
+		{"bad cpu list", Config{Interfaces: []Interface{{Name: "eth0", RPSCPUs: "0-x"}}}, "eth0 rps_cpus"},
+		{"spread on rps", Config{Interfaces: []Interface{{Name: "eth0", RPSCPUs: "spread"}}}, "only valid for xps_cpus"},
+		{"irq none", Config{Interfaces: []Interface{{Name: "eth0", IRQCPUs: "none"}}}, "at least one CPU"},
+		{"dup iface", Config{Interfaces: []Interface{{Name: "eth0"}, {Name: "eth0"}}}, "configured twice"},
+		{"bad iface", Config{Interfaces: []Interface{{Name: "../x"}}}, "not valid"},
+		{"flow cnt", Config{Interfaces: []Interface{{Name: "eth0", RPSFlowCnt: ptr(-1)}}}, "out of range"},
+		{"sock flow", Config{RPSSockFlowEntries: ptr(1 << 30)}, "out of range"},
+		{"sysctl dotdot", Config{Sysctls: map[string]string{"net/../../etc": "1"}}, "not valid"},
+		{"sysctl empty", Config{Sysctls: map[string]string{"": "1"}}, "empty sysctl"},
+		{"sysctl twice", Config{RPSSockFlowEntries: ptr(1), Sysctls: map[string]string{"net.core.rps_sock_flow_entries": "1"}}, "also set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSysctlNames(t *testing.T) {
+	for _, tc := range []struct{ name, path, id string }{
+		{"net.ipv4.ip_forward", "net/ipv4/ip_forward", "net.ipv4.ip_forward"},
+		{"net/ipv4/conf/eth0.100/rp_filter", "net/ipv4/conf/eth0.100/rp_filter", "net.ipv4.conf.eth0.100.rp_filter"},
+		{"/net/core/somaxconn/", "net/core/somaxconn", "net.core.somaxconn"},
+	} {
+		p, err := sysctlPath(tc.name)
+		if err != nil || p != tc.path {
+			t.Errorf("sysctlPath(%q) = %q, %v; want %q", tc.name, p, err, tc.path)
+		}
+		if id := canonicalSysctl(tc.name); id != tc.id {
+			t.Errorf("canonicalSysctl(%q) = %q, want %q", tc.name, id, tc.id)
+		}
+	}
+}
+
+func TestMissingXPSIsNotAnError(t *testing.T) {
+	f := newFakeNode(t, "0-1", "0-1")
+	f.nic("eth0", 1, 1)
+	// Single-tx-queue devices have no xps_cpus file.
+	if err := os.Remove(filepath.Join(f.sys, "class/net/eth0/queues/tx-0/xps_cpus")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Interfaces: []Interface{{Name: "eth0", XPSCPUs: "all", IRQCPUs: "all"}}}
+	st, n, err := f.set(cfg)
+	if err != nil || n != 0 {
+		t.Fatalf("wrote %d, err %v", n, err)
+	}
+	got := renderChanges(Diff(cfg, st))
+	if !strings.Contains(got, "xps_cpus not available") || !strings.Contains(got, "no IRQs for this device") {
+		t.Errorf("changes:\n%s", got)
+	}
+}
+
+func TestObserveRejectsInvalidConfig(t *testing.T) {
+	f := newFakeNode(t, "0-1", "0-1")
+	if _, err := f.tuner().Observe(context.Background(), Config{Interfaces: []Interface{{Name: "eth0", RPSCPUs: "x"}}}); err == nil {
+		t.Fatal("Observe accepted an invalid config")
+	}
+	if _, err := (&Tuner{SysRoot: t.TempDir()}).Observe(context.Background(), Config{}); err == nil {
+		t.Fatal("Observe without CPU files succeeded")
+	}
+}
