@@ -68,7 +68,7 @@ func WriteText(w io.Writer, p *Plan, o TextOptions) error {
 			if ch.Before != nil {
 				line += " (was " + Value(ch.Before) + ")"
 			}
-		case NoOp:
+		case NoOp, Pending:
 			if ch.After != nil {
 				line += ": " + Value(ch.After)
 			}
@@ -92,9 +92,12 @@ func WriteText(w io.Writer, p *Plan, o TextOptions) error {
 	}
 	c := p.Count()
 	bw.printf("\n")
-	if !p.HasChanges() {
+	switch {
+	case !p.HasChanges() && c.Pending > 0:
+		bw.printf("No changes in what the available drivers manage (%d resources).\n", c.NoOp)
+	case !p.HasChanges():
 		bw.printf("No changes. The node matches the site (%d resources).\n", c.NoOp)
-	} else {
+	default:
 		bw.printf("Plan: %d to create, %d to update, %d to delete, %d unchanged.\n", c.Create, c.Update, c.Delete, c.NoOp)
 	}
 	if c.Pending > 0 {

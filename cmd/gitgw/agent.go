@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitgw/gitgw/reconcile"
+)
+
+type agentFlags struct {
+	site     siteFlags
+	node     string
+	stateDir string
+	interval time.Duration
+	resync   time.Duration
+	debug    bool
+}
+
+func newAgentCmd() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent (--repo URL | --site DIR) [--node NAME]",
+		Short: "Run the agent: follow the site and keep this node reconciled",
+		Example: `  gitgw agent --repo ssh://git@git.example.net/site.git --ssh-key /etc/gitgw/id_ed25519 \
+      --known-hosts /etc/gitgw/known_hosts --node gw1 --interval 30s
+  gitgw agent --site /srv/site --node gw1   # a plain directory, watched for changes`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, &f) },
+	}
+	f.site.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&f.node, "node", defaultNode(), "this node's name in the site (default: the short hostname)")
+	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/gitgw", "state directory: clone, last applied state, VRRP handover")
+	fl.DurationVar(&f.interval, "interval", 30*time.Second, "poll interval for remote repositories (local ones are watched)")
+	fl.DurationVar(&f.resync, "resync", 60*time.Second, "full pass interval, to find drift where nothing can be watched (sysfs)")
+	fl.BoolVar(&f.debug, "debug", false, "debug logging")
+	return cmd
+}
+
+func runAgent(cmd *cobra.Command, f *agentFlags) error {
+	log := newLogger(cmd.ErrOrStderr(), f.debug)
+	if f.node == "" {
+		return fmt.Errorf("--node is empty and the hostname is unknown")
+	}
+	if err := os.MkdirAll(f.stateDir, 0o750); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	stateDir, err := filepath.Abs(f.stateDir)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	src, cleanup, err := f.site.open(ctx, f.node, stateDir, true)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: stateDir, Logger: log, Live: true})
+	defer closeDrivers()
+	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log})
+	if err != nil {
+		return err
+	}
+	kick := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reconciling now")
+				select {
+				case kick <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	var events []<-chan reconcile.Event
+	for _, d := range drivers {
+		if es, ok := d.(reconcile.EventSource); ok {
+			events = append(events, es.Events())
+		}
+	}
+	sd := newSDNotifier()
+	agent := reconcile.NewAgent(reconcile.AgentOptions{
+		Source:   src,
+		Runner:   runner,
+		Poll:     f.interval,
+		Resync:   f.resync,
+		Kick:     kick,
+		Notify:   sd.Notify,
+		Watchdog: watchdogInterval(),
+		Events:   events,
+		Logger:   log,
+		OnResult: func(r reconcile.Result) {
+			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
+		},
+	})
+	log.Info("agent starting", "node", f.node, "source", src.Describe(), "state_dir", stateDir)
+	err = agent.Run(ctx)
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, d := range drivers {
+		if c, ok := d.(reconcile.Closer); ok {
+			if cerr := c.Close(shutdown); cerr != nil {
+				log.Error("driver stop", "driver", d.Name(), "err", cerr)
+			}
+		}
+	}
+	log.Info("agent stopped")
+	return err
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/gitgw/gitgw/reconcile"
+)
+
+// driverEnv is what the driver constructors may need from the command line.
+type driverEnv struct {
+	Node     string
+	StateDir string
+	Logger   *slog.Logger
+	// Live is set for commands that change the node (apply, agent); plan
+	// only observes.
+	Live bool
+}
+
+// driverFactory builds one family's driver. A factory that cannot run here
+// (no root, no systemd) returns an error; the family is then planned as
+// pending, plainly.
+type driverFactory struct {
+	family string
+	build  func(ctx context.Context, env driverEnv) (reconcile.Driver, error)
+}
+
+// driverFactories are registered by the per-driver wiring files of this
+// package (wire_*.go), in apply order.
+var driverFactories []driverFactory
+
+// buildDrivers returns one driver per family, real where it can run and
+// pending otherwise, plus a cleanup that closes them.
+func buildDrivers(ctx context.Context, env driverEnv) ([]reconcile.Driver, func()) {
+	have := map[string]reconcile.Driver{}
+	for _, f := range driverFactories {
+		d, err := f.build(ctx, env)
+		if err != nil {
+			env.Logger.Warn("driver not available; its resources are listed as pending", "driver", f.family, "err", err)
+			have[f.family] = reconcile.Pending{Family: f.family, Why: "driver unavailable: " + err.Error()}
+			continue
+		}
+		have[f.family] = d
+	}
+	var out []reconcile.Driver
+	for _, fam := range []string{"tuning", "units", "proxy", "vrrp"} {
+		d, ok := have[fam]
+		if !ok {
+			d = reconcile.Pending{Family: fam, Why: "driver not built into this gitgw yet"}
+		}
+		out = append(out, d)
+	}
+	cleanup := func() {
+		for _, d := range out {
+			if c, ok := d.(reconcile.Closer); ok {
+				_ = c.Close(context.Background())
+			}
+		}
+	}
+	return out, cleanup
+}

@@ -1,0 +1,73 @@
+// Command gitgw is the gitgw agent and its tools: one binary for the
+// long-running agent, the dry run (`plan`), one-shot `apply`, `validate`,
+// `status`, `fleet`, `import` and the VRRP crash handover. This package only
+// parses flags and wires the subsystems together; the logic lives in
+// reconcile, cue, dataplane and units.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// exitError carries an exit code out of a command without printing more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	root := newRoot()
+	if err := root.Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "gitgw:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "gitgw",
+		Short: "GitOps agent for Linux gateway nodes: VRRP, L4 proxy, systemd units and NIC tuning from a Git repository",
+		Long: `gitgw pulls the desired state of a whole site, written in CUE, from a Git
+repository (or a plain directory), and reconciles this node: VIPs through its
+own VRRP engine, its own L4 proxy pool, systemd template instances and NIC
+tuning. It reports what it finds and does back to Git as commits.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newValidateCmd(),
+		newPlanCmd(),
+		newApplyCmd(),
+		newAgentCmd(),
+		newVersionCmd(),
+	)
+	for _, c := range extraCommands {
+		root.AddCommand(c())
+	}
+	return root
+}
+
+// extraCommands are subcommands registered by other files of this package
+// (kept as constructors so that nothing runs at init time).
+var extraCommands []func() *cobra.Command
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "gitgw %s\n", version)
+		},
+	}
+}

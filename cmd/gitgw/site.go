@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/reconcile/gitrepo"
+)
+
+// siteFlags say where the site comes from: a repository or a directory.
+type siteFlags struct {
+	repo, site, ref    string
+	sshKey, knownHosts string
+	tokenFile, caFile  string
+	allowRewrite       bool
+}
+
+func (f *siteFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.repo, "repo", "", "site repository: a local path, file://, ssh:// or https:// URL")
+	fl.StringVar(&f.site, "site", "", "site directory (a CUE module), used as it is and watched for changes")
+	fl.StringVar(&f.ref, "ref", "main", "branch of the repository to follow")
+	fl.StringVar(&f.sshKey, "ssh-key", "", "private key file for ssh:// repositories")
+	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file for ssh:// repositories (host keys are always checked)")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding a token for https:// repositories")
+	fl.StringVar(&f.caFile, "ca-file", "", "CA bundle for https:// repositories")
+	fl.BoolVar(&f.allowRewrite, "allow-rewrite", false, "accept a non-fast-forward update (force-push) of the tracked branch")
+}
+
+func (f *siteFlags) check() error {
+	switch {
+	case f.repo == "" && f.site == "":
+		return fmt.Errorf("say where the site is: --site DIR or --repo URL")
+	case f.repo != "" && f.site != "":
+		return fmt.Errorf("--site and --repo exclude each other")
+	}
+	return nil
+}
+
+// open returns the source. watch asks for fsnotify on a directory; stateDir
+// holds the clone of a repository (a temporary one when empty).
+func (f *siteFlags) open(ctx context.Context, node, stateDir string, watch bool) (reconcile.Source, func(), error) {
+	if err := f.check(); err != nil {
+		return nil, nil, err
+	}
+	if f.site != "" {
+		if watch {
+			s, err := reconcile.NewDirSource(ctx, f.site)
+			return s, func() {}, err
+		}
+		s, err := reconcile.StaticDir(f.site)
+		return s, func() {}, err
+	}
+	cleanup := func() {}
+	dir := filepath.Join(stateDir, "source")
+	if stateDir == "" {
+		tmp, err := os.MkdirTemp("", "gitgw-src-")
+		if err != nil {
+			return nil, nil, err
+		}
+		dir, cleanup = tmp, func() { os.RemoveAll(tmp) }
+	}
+	s, err := reconcile.NewGitSource(ctx, gitrepo.Options{
+		URL:            f.repo,
+		Ref:            f.ref,
+		Dir:            dir,
+		SSHKeyFile:     f.sshKey,
+		KnownHostsFile: f.knownHosts,
+		TokenFile:      f.tokenFile,
+		CAFile:         f.caFile,
+		AllowRewrite:   f.allowRewrite,
+		Node:           node,
+	})
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return s, cleanup, nil
+}
+
+// defaultNode is the short hostname, the default of --node.
+func defaultNode() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return h
+}

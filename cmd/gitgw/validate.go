@@ -1,0 +1,46 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitgw/gitgw/cue/loader"
+)
+
+func newValidateCmd() *cobra.Command {
+	var sf siteFlags
+	cmd := &cobra.Command{
+		Use:   "validate (--site DIR | --repo URL)",
+		Short: "Check a site against the schema; one file:line:col line per error",
+		Example: `  gitgw validate --site examples/lab
+  gitgw validate --repo ssh://git@git.example.net/site.git --ssh-key /etc/gitgw/id_ed25519 --known-hosts /etc/gitgw/known_hosts`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			src, cleanup, err := sf.open(ctx, "", "", false)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			rev, err := src.Sync(ctx)
+			if err != nil {
+				return err
+			}
+			site, _, err := loader.Load(ctx, rev.Dir, "")
+			if errs, ok := loader.AsErrors(err); ok {
+				for _, e := range errs {
+					fmt.Fprintln(cmd.OutOrStdout(), e.Error())
+				}
+				return exitError{1}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "site valid: %d nodes (%v)\n", len(site.Nodes), site.Nodes)
+			return nil
+		},
+	}
+	sf.register(cmd)
+	return cmd
+}

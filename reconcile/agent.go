@@ -1,0 +1,239 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"time"
+)
+
+// AgentOptions configure the long-running loop.
+type AgentOptions struct {
+	Source Source
+	Runner *Runner
+	// Poll is how often a source that cannot be watched is polled
+	// (jittered ±10 %). Default 30 s.
+	Poll time.Duration
+	// Resync is how often a full pass runs even when nothing was signalled:
+	// sysfs and sysctls cannot be watched, so drift there is found by
+	// looking. Default 60 s.
+	Resync time.Duration
+	// Debounce coalesces bursts of triggers (a push touches many files).
+	// Default 50 ms.
+	Debounce time.Duration
+	// Kick requests a pass now (SIGHUP, `gitgw reconcile`).
+	Kick <-chan struct{}
+	// Notify receives sd_notify-style state lines ("READY=1", "STATUS=…",
+	// "WATCHDOG=1"); nil when not under systemd.
+	Notify func(state string)
+	// Watchdog is the interval at which WATCHDOG=1 is sent (half of
+	// systemd's WatchdogSec); 0 disables it.
+	Watchdog time.Duration
+	// OnResult is called after every pass (status reporting).
+	OnResult func(Result)
+	// Events are driver events that ask for a pass.
+	Events []<-chan Event
+	Logger *slog.Logger
+}
+
+// Agent runs passes on every trigger until its context ends.
+type Agent struct {
+	o   AgentOptions
+	log *slog.Logger
+}
+
+// NewAgent returns an agent; Run starts it.
+func NewAgent(o AgentOptions) *Agent {
+	if o.Poll <= 0 {
+		o.Poll = 30 * time.Second
+	}
+	if o.Resync <= 0 {
+		o.Resync = 60 * time.Second
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = 50 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{o: o, log: o.Logger.With("component", "agent")}
+}
+
+// trigger says why a pass runs.
+type trigger int
+
+const (
+	trigSource trigger = iota // the source may have moved: skip if it did not
+	trigForce                 // resync, kick, driver event: always pass
+)
+
+// Run loops until ctx ends. The first pass runs at once; READY=1 is sent
+// after it, whatever its outcome, so that systemd does not hold the boot on
+// an invalid site.
+func (a *Agent) Run(ctx context.Context) error {
+	notify := func(s string) {
+		if a.o.Notify != nil {
+			a.o.Notify(s)
+		}
+	}
+	pending := make(chan trigger, 1)
+	want := func(t trigger) {
+		for {
+			select {
+			case pending <- t:
+				return
+			default:
+			}
+			// Keep the stronger of the queued and the new trigger.
+			select {
+			case old := <-pending:
+				if old > t {
+					t = old
+				}
+			default:
+			}
+		}
+	}
+	want(trigForce)
+
+	go a.watchTriggers(ctx, want)
+	if a.o.Watchdog > 0 {
+		go func() {
+			tk := time.NewTicker(a.o.Watchdog)
+			defer tk.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tk.C:
+					notify("WATCHDOG=1")
+				}
+			}
+		}()
+	}
+
+	var (
+		lastCommit string
+		ready      bool
+		backoff    time.Duration
+		retry      <-chan time.Time
+	)
+	for {
+		var t trigger
+		select {
+		case <-ctx.Done():
+			notify("STOPPING=1")
+			return nil
+		case t = <-pending:
+		case <-retry:
+			t, retry = trigForce, nil
+		}
+		// Debounce: let a burst settle, keeping the strongest trigger.
+		timer := time.NewTimer(a.o.Debounce)
+	settle:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			case t2 := <-pending:
+				t = max(t, t2)
+			case <-timer.C:
+				break settle
+			}
+		}
+		rev, err := a.o.Source.Sync(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.log.Error("sync failed", "source", a.o.Source.Describe(), "err", err)
+			notify("STATUS=sync failed: " + err.Error())
+			backoff = nextBackoff(backoff)
+			retry = time.After(backoff)
+			if !ready {
+				ready = true
+				notify("READY=1")
+			}
+			continue
+		}
+		if t == trigSource && rev.Commit == lastCommit {
+			continue
+		}
+		lastCommit = rev.Commit
+		res := a.o.Runner.Pass(ctx, rev, PassOptions{})
+		if errors.Is(res.Err, context.Canceled) && ctx.Err() != nil {
+			return nil
+		}
+		notify("STATUS=" + res.Summary())
+		if !ready {
+			ready = true
+			notify("READY=1")
+		}
+		if a.o.OnResult != nil {
+			a.o.OnResult(res)
+		}
+		if res.Outcome == Failed {
+			backoff = nextBackoff(backoff)
+			retry = time.After(backoff)
+		} else {
+			backoff = 0
+		}
+	}
+}
+
+func (a *Agent) watchTriggers(ctx context.Context, want func(trigger)) {
+	poll := time.NewTimer(Jitter(a.o.Poll, rand.Int64N))
+	resync := time.NewTicker(a.o.Resync)
+	defer poll.Stop()
+	defer resync.Stop()
+	cases := []reflect.SelectCase{
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(poll.C)},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(resync.C)},
+	}
+	const fixed = 3
+	src := a.o.Source.Changes()
+	kinds := []trigger{0, trigSource, trigForce}
+	if src != nil {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(src)})
+		kinds = append(kinds, trigSource)
+	}
+	if a.o.Kick != nil {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(a.o.Kick)})
+		kinds = append(kinds, trigForce)
+	}
+	for _, ev := range a.o.Events {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ev)})
+		kinds = append(kinds, trigForce)
+	}
+	for {
+		i, v, ok := reflect.Select(cases)
+		switch {
+		case i == 0:
+			return
+		case i == 1:
+			poll.Reset(Jitter(a.o.Poll, rand.Int64N))
+		case !ok && i >= fixed:
+			// A closed channel: stop listening to it.
+			cases[i].Chan = reflect.ValueOf((<-chan struct{})(nil))
+			continue
+		}
+		if ev, isEv := v.Interface().(Event); isEv && ok {
+			a.log.Info("driver event", "driver", ev.Driver, "kind", ev.Kind, "msg", ev.Message)
+		}
+		want(kinds[i])
+	}
+}
+
+func nextBackoff(d time.Duration) time.Duration {
+	switch {
+	case d <= 0:
+		return time.Second
+	case d >= 64*time.Second:
+		return 64 * time.Second
+	}
+	return 2 * d
+}

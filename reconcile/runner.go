@@ -1,0 +1,368 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
+
+// Revision is one version of the site: a Git commit checked out into Dir, or
+// a plain directory identified by a hash of its files.
+type Revision struct {
+	// Commit identifies the revision: a Git hash, or "dir:" + content hash.
+	Commit string
+	// Dir holds the site's files for this revision.
+	Dir string
+	// Subject is the commit's first line, when there is one.
+	Subject string
+	// Trailers are the commit message's trailers (Gitgw-Allow-Empty, …).
+	Trailers map[string]string
+}
+
+// Outcome summarizes a pass.
+type Outcome string
+
+// The outcomes of a pass.
+const (
+	// Applied: the node was changed and now matches the revision.
+	Applied Outcome = "applied"
+	// Unchanged: the node already matched; nothing was done.
+	Unchanged Outcome = "unchanged"
+	// Rejected: the revision is invalid (positioned errors); nothing of it
+	// was applied and the last good state keeps running. Stalled until a
+	// new revision arrives.
+	Rejected Outcome = "rejected"
+	// Failed: applying failed part-way; transient, retried with backoff.
+	Failed Outcome = "failed"
+)
+
+// Result is what one pass found and did.
+type Result struct {
+	Commit  string
+	Subject string
+	Outcome Outcome
+	// Plan is every change the pass planned against the state it applied
+	// (the revision's, or the last good one when the revision is rejected).
+	Plan *plan.Plan
+	// Applied are the changes carried out; Drift the subset that undid a
+	// change made outside gitgw; Reported the drift left in place (drift
+	// mode "report"); Remaining what still differs after apply.
+	Applied, Drift, Reported, Remaining []plan.Change
+	// Errors are the revision's positioned errors (CUE and policies).
+	Errors loader.Errors
+	// Err is any other failure (driver errors, I/O).
+	Err error
+	// AppliedCommit is the commit running on the node after the pass.
+	AppliedCommit string
+	Started       time.Time
+	Duration      time.Duration
+}
+
+// Summary is one line for logs, sd_notify STATUS= and status commits.
+func (r Result) Summary() string {
+	short := r.Commit
+	if len(short) > 12 {
+		short = short[:12]
+	}
+	switch r.Outcome {
+	case Rejected:
+		first := ""
+		if len(r.Errors) > 0 {
+			first = ": " + r.Errors[0].Error()
+		} else if r.Err != nil {
+			first = ": " + r.Err.Error()
+		}
+		return fmt.Sprintf("%s rejected, %d errors%s", short, max(len(r.Errors), 1), first)
+	case Failed:
+		return fmt.Sprintf("%s apply failed: %v", short, r.Err)
+	case Applied:
+		s := fmt.Sprintf("%s applied, %d changes", short, len(r.Applied))
+		if len(r.Drift) > 0 {
+			s += fmt.Sprintf(", %d drift corrected", len(r.Drift))
+		}
+		return s
+	default:
+		s := fmt.Sprintf("%s unchanged", short)
+		if len(r.Reported) > 0 {
+			s += fmt.Sprintf(", %d drift reported", len(r.Reported))
+		}
+		return s
+	}
+}
+
+// CheckFunc vets a new desired state against the last applied one before
+// anything is applied (guardrails, change policies). It returns positioned
+// errors to reject the revision.
+type CheckFunc func(ctx context.Context, rev Revision, prev, next *spec.Node) loader.Errors
+
+// RunnerOptions configure a Runner.
+type RunnerOptions struct {
+	Node     string
+	StateDir string
+	Drivers  []Driver
+	Logger   *slog.Logger
+	// Check runs after a revision loads and before it is planned.
+	Check CheckFunc
+}
+
+// Runner runs passes for one node. Passes are serialized.
+type Runner struct {
+	opts     RunnerOptions
+	log      *slog.Logger
+	mu       sync.Mutex
+	lastGood *LastGood
+}
+
+// NewRunner returns a Runner, reading the last good state from the state
+// dir when there is one.
+func NewRunner(opts RunnerOptions) (*Runner, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Runner{opts: opts, log: opts.Logger.With("component", "reconcile")}
+	if opts.StateDir != "" {
+		lg, err := LoadLastGood(opts.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		r.lastGood = lg
+	}
+	slices.SortStableFunc(r.opts.Drivers, func(a, b Driver) int {
+		return plan.DriverRank(a.Name()) - plan.DriverRank(b.Name())
+	})
+	return r, nil
+}
+
+// LastGood returns the last applied state (nil before the first apply).
+func (r *Runner) LastGood() *LastGood {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastGood
+}
+
+// Drivers returns the runner's drivers in apply order.
+func (r *Runner) Drivers() []Driver { return r.opts.Drivers }
+
+// Evaluate loads and vets a revision for this node.
+func (r *Runner) Evaluate(ctx context.Context, rev Revision) (*spec.Node, loader.Errors, error) {
+	var prev *spec.Node
+	if lg := r.LastGood(); lg != nil {
+		prev = lg.Desired
+	}
+	return r.evaluate(ctx, rev, prev)
+}
+
+func (r *Runner) evaluate(ctx context.Context, rev Revision, prev *spec.Node) (*spec.Node, loader.Errors, error) {
+	_, desired, err := loader.Load(ctx, rev.Dir, r.opts.Node)
+	if err != nil {
+		if errs, ok := loader.AsErrors(err); ok {
+			return nil, errs, nil
+		}
+		return nil, nil, err
+	}
+	if r.opts.Check != nil {
+		if errs := r.opts.Check(ctx, rev, prev, desired); len(errs) > 0 {
+			return nil, errs, nil
+		}
+	}
+	return desired, nil, nil
+}
+
+// PlanFor asks every driver what it would change to reach desired.
+func (r *Runner) PlanFor(ctx context.Context, desired *spec.Node, commit string) (*plan.Plan, error) {
+	p := &plan.Plan{Node: r.opts.Node, Commit: commit}
+	var errs []error
+	for _, d := range r.opts.Drivers {
+		changes, err := d.Plan(ctx, desired)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: plan: %w", d.Name(), err))
+			continue
+		}
+		for i := range changes {
+			if changes[i].Driver == "" {
+				changes[i].Driver = d.Name()
+			}
+		}
+		p.Changes = append(p.Changes, changes...)
+	}
+	p.Sort()
+	p.Notes = append(p.Notes, Notes(desired)...)
+	return p, errors.Join(errs...)
+}
+
+// PassOptions tune one pass.
+type PassOptions struct {
+	// DryRun plans without applying.
+	DryRun bool
+}
+
+// Pass runs one reconcile pass for rev: load → check → plan → apply (in
+// order) → observe again → remember the last good state. An invalid
+// revision is never applied: the pass then re-asserts the last good state
+// instead (so drift is still corrected) and reports the errors.
+func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := Result{Commit: rev.Commit, Subject: rev.Subject, Started: time.Now()}
+	defer func() { res.Duration = time.Since(res.Started) }()
+
+	var prev *spec.Node
+	if r.lastGood != nil {
+		prev = r.lastGood.Desired
+	}
+	desired, perrs, err := r.evaluate(ctx, rev, prev)
+	commit := rev.Commit
+	switch {
+	case err != nil || len(perrs) > 0:
+		res.Outcome, res.Errors, res.Err = Rejected, perrs, err
+		if r.lastGood == nil {
+			r.log.Error("revision rejected; nothing applied yet", "commit", rev.Commit, "errors", len(perrs), "err", err)
+			return res
+		}
+		r.log.Error("revision rejected; keeping the last good state", "commit", rev.Commit,
+			"last_good", r.lastGood.Commit, "errors", len(perrs), "err", err)
+		for _, e := range perrs {
+			r.log.Error("site error", "commit", rev.Commit, "error", e.Error())
+		}
+		desired, commit = r.lastGood.Desired, r.lastGood.Commit
+	}
+	if r.lastGood != nil {
+		res.AppliedCommit = r.lastGood.Commit
+	}
+	isDrift := r.lastGood != nil && sameDesired(r.lastGood.Desired, desired)
+
+	p, err := r.PlanFor(ctx, desired, commit)
+	res.Plan = p
+	if err != nil {
+		res.Err = errors.Join(res.Err, err)
+		if res.Outcome == "" {
+			res.Outcome = Failed
+		}
+		return res
+	}
+	if o.DryRun {
+		if res.Outcome == "" {
+			res.Outcome = Unchanged
+		}
+		return res
+	}
+
+	// Sort out drift: changes on a node whose desired state did not change
+	// since it was applied were made by someone else.
+	modes := desired.Site.Drift
+	apply := map[string]bool{}
+	for _, ch := range p.Actionable() {
+		if isDrift {
+			ch.Drift = true
+			switch driftMode(modes, ch.Driver) {
+			case spec.DriftIgnore:
+				continue
+			case spec.DriftReport:
+				res.Reported = append(res.Reported, ch)
+				continue
+			}
+			res.Drift = append(res.Drift, ch)
+		}
+		res.Applied = append(res.Applied, ch)
+		apply[ch.Driver] = true
+	}
+	if len(apply) == 0 {
+		if res.Outcome == "" {
+			res.Outcome = Unchanged
+			res.AppliedCommit = commit
+			if r.lastGood == nil || r.lastGood.Commit != commit {
+				r.remember(commit, desired)
+			}
+		}
+		return res
+	}
+
+	var aerrs []error
+	for _, d := range r.applyOrder(p) {
+		if !apply[d.Name()] {
+			continue
+		}
+		if err := d.Apply(ctx, desired); err != nil {
+			aerrs = append(aerrs, fmt.Errorf("%s: apply: %w", d.Name(), err))
+		}
+	}
+	// Observe again: what still differs did not converge.
+	if after, err := r.PlanFor(ctx, desired, commit); err == nil {
+		res.Remaining = after.Actionable()
+	}
+	if len(aerrs) > 0 {
+		res.Err = errors.Join(append([]error{res.Err}, aerrs...)...)
+		if res.Outcome == "" {
+			res.Outcome = Failed
+		}
+		r.log.Error("apply failed", "commit", commit, "err", errors.Join(aerrs...))
+		return res
+	}
+	if res.Outcome == "" {
+		res.Outcome = Applied
+		res.AppliedCommit = commit
+		r.remember(commit, desired)
+	}
+	r.log.Info("pass", "commit", commit, "outcome", res.Outcome, "applied", len(res.Applied),
+		"drift", len(res.Drift), "remaining", len(res.Remaining))
+	return res
+}
+
+func (r *Runner) remember(commit string, desired *spec.Node) {
+	lg := &LastGood{Commit: commit, AppliedAt: time.Now().UTC(), Desired: desired}
+	r.lastGood = lg
+	if r.opts.StateDir == "" {
+		return
+	}
+	if err := lg.Save(r.opts.StateDir); err != nil {
+		r.log.Error("cannot persist last good state", "err", err)
+	}
+}
+
+// applyOrder is tuning → units → proxy → VRRP on the way up. A plan that
+// removes something runs the reverse, so that a VIP leaves before the
+// service behind it, and a service before its backends.
+func (r *Runner) applyOrder(p *plan.Plan) []Driver {
+	ds := slices.Clone(r.opts.Drivers)
+	for _, ch := range p.Actionable() {
+		if ch.Action == plan.Delete {
+			slices.Reverse(ds)
+			break
+		}
+	}
+	return ds
+}
+
+func driftMode(m spec.DriftByKind, driver string) spec.DriftMode {
+	var mode spec.DriftMode
+	switch driver {
+	case "tuning":
+		mode = m.Tuning
+	case "units":
+		mode = m.Units
+	case "proxy":
+		mode = m.Proxy
+	case "vrrp":
+		mode = m.VRRP
+	}
+	if mode == "" {
+		return spec.DriftCorrect
+	}
+	return mode
+}
+
+func sameDesired(a, b *spec.Node) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}

@@ -1,0 +1,169 @@
+package reconcile
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/nic"
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
+
+// TuningDriver adapts dataplane/nic (RPS, RFS, XPS, IRQ affinity, sysctls)
+// to the Driver interface. It remembers what it last brought each knob to,
+// so that a knob that differs while the site still asks for the same value
+// is planned as drift ("changed outside gitgw"), a queue re-created by a
+// driver reset included. The drift mode (correct/report/ignore) is the
+// Runner's business: Apply always brings every knob to the site's value.
+type TuningDriver struct {
+	tuner *nic.Tuner
+	log   *slog.Logger
+
+	mu sync.Mutex
+	// applied maps "kind id" to the value last written or found in sync
+	// by Apply (nic.Change.Write).
+	applied map[string]string
+}
+
+var _ Driver = (*TuningDriver)(nil)
+
+// NewTuningDriver returns the tuning driver over tuner (nil: the real
+// /sys and /proc). log may be nil.
+func NewTuningDriver(tuner *nic.Tuner, log *slog.Logger) *TuningDriver {
+	if tuner == nil {
+		tuner = &nic.Tuner{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "tuning")
+	if tuner.Log == nil {
+		tuner.Log = log
+	}
+	return &TuningDriver{tuner: tuner, log: log, applied: map[string]string{}}
+}
+
+// Name implements Driver.
+func (d *TuningDriver) Name() string { return "tuning" }
+
+// TuningConfig translates the node's tuning into the nic driver's config.
+// The schema's irq_cpus spreads the NIC's queue IRQs round robin over the
+// CPUs listed, which nic spells "spread:LIST".
+func TuningConfig(n *spec.Node) nic.Config {
+	t := n.Node.Tuning
+	cfg := nic.Config{RPSSockFlowEntries: t.RPSSockFlowEntries}
+	names := make([]string, 0, len(t.Interfaces))
+	for name := range t.Interfaces {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		it := t.Interfaces[name]
+		irq := it.IRQCPUs
+		if irq != "" && !strings.HasPrefix(irq, nic.CPUsSpread) {
+			irq = nic.CPUsSpread + ":" + irq
+		}
+		cfg.Interfaces = append(cfg.Interfaces, nic.Interface{
+			Name: name, RPSCPUs: it.RPSCPUs, RPSFlowCnt: it.RPSFlowCnt, XPSCPUs: it.XPSCPUs, IRQCPUs: irq,
+		})
+	}
+	if len(t.Sysctls) > 0 {
+		cfg.Sysctls = make(map[string]string, len(t.Sysctls))
+		for k, v := range t.Sysctls {
+			cfg.Sysctls[k] = string(v)
+		}
+	}
+	return cfg
+}
+
+func knobKey(c nic.Change) string { return c.Kind + " " + c.ID }
+
+// isDrift reports whether a differing knob moved away from a value this
+// driver had applied, the site asking for the same value still.
+func (d *TuningDriver) isDrift(c nic.Change) bool {
+	v, ok := d.applied[knobKey(c)]
+	return ok && c.Differs && c.Err == nil && v == c.Write
+}
+
+// Plan implements Driver: one change per knob (no-ops included), knobs
+// this node cannot have listed as pending, and the spread of NET_RX
+// softirqs and of the NIC's interrupts as detail lines.
+func (d *TuningDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Change, error) {
+	cfg := TuningConfig(desired)
+	st, err := d.tuner.Observe(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []plan.Change
+	detailed := map[string]bool{}
+	for _, c := range nic.Diff(cfg, st) {
+		pc := plan.Change{Driver: "tuning", Kind: c.Kind, ID: c.ID, After: c.Desired, Reason: c.Reason}
+		if c.Current != "" {
+			pc.Before = c.Current
+		}
+		switch {
+		case c.Unavailable:
+			pc.Action = plan.Pending
+		case !c.Differs:
+			pc.Action = plan.NoOp
+		case c.Err != nil:
+			pc.Action = plan.Update
+			pc.Reason = c.Err.Error()
+		case d.isDrift(c):
+			pc.Action, pc.Drift, pc.Reason = plan.Update, true, "changed outside gitgw"
+		default:
+			pc.Action = plan.Update
+			if pc.Reason == "" {
+				pc.Reason = "differs from the site"
+			}
+		}
+		// The spread figures go under the first change of each interface
+		// (the NET_RX one under the first change of all).
+		iface, _, _ := strings.Cut(c.ID, "/")
+		if c.Kind == nic.KindSysctl || c.Kind == nic.KindRPSSockFlowEntries {
+			iface = ""
+		}
+		if !detailed[""] {
+			detailed[""] = true
+			if len(st.NetRX.PerCPU) > 0 {
+				pc.Details = append(pc.Details, st.NetRX.String())
+			}
+		}
+		if is := st.Interfaces[iface]; is != nil && !detailed[iface] {
+			detailed[iface] = true
+			if len(is.IRQs) > 0 {
+				pc.Details = append(pc.Details, is.Interrupts.String())
+			}
+		}
+		out = append(out, pc)
+	}
+	return out, nil
+}
+
+// Apply implements Driver: nic.Set, which writes only the knobs that
+// differ and joins every failure. Errors are returned bare: the Runner
+// prefixes "tuning: apply:".
+func (d *TuningDriver) Apply(ctx context.Context, desired *spec.Node) error {
+	cfg := TuningConfig(desired)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st, setErr := d.tuner.Set(ctx, cfg)
+	if st.CPUs.Online.Empty() { // Observe failed: nothing is known
+		return setErr
+	}
+	for _, c := range nic.Diff(cfg, st) {
+		switch k := knobKey(c); {
+		case c.Unavailable:
+		case !c.Differs:
+			d.applied[k] = c.Write
+		default:
+			delete(d.applied, k)
+		}
+	}
+	return setErr
+}
