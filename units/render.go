@@ -1,0 +1,247 @@
+package units
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Marker starts the first line of every file gitgw owns. The line ends with
+// the SHA-256 of the rest of the file as gitgw wrote it, so that a hand edit
+// is told apart from a change of the site.
+const Marker = "# Managed by gitgw; local edits are reverted. sha256="
+
+// RenderUnit renders a template unit file, marker line included. The
+// output depends only on t (maps are sorted), so it is golden-tested and
+// its hash identifies the content.
+func RenderUnit(t Template) []byte {
+	var b section
+	b.header("Unit")
+	b.kv("Description", t.Unit.Description)
+	b.list("Documentation", t.Unit.Documentation)
+	b.list("Wants", t.Unit.Wants)
+	b.list("Requires", t.Unit.Requires)
+	b.list("BindsTo", t.Unit.BindsTo)
+	b.list("PartOf", t.Unit.PartOf)
+	b.list("After", t.Unit.After)
+	b.list("Before", t.Unit.Before)
+	if t.Unit.StartLimitInterval > 0 {
+		b.kv("StartLimitIntervalSec", duration(t.Unit.StartLimitInterval))
+	}
+	if t.Unit.StartLimitBurst > 0 {
+		b.kv("StartLimitBurst", strconv.Itoa(t.Unit.StartLimitBurst))
+	}
+	b.extra(t.Extra, "Unit")
+
+	s := t.Service
+	b.header("Service")
+	b.kv("Type", s.Type)
+	b.kv("User", s.User)
+	b.kv("Group", s.Group)
+	b.kv("WorkingDirectory", s.WorkingDirectory)
+	for _, k := range sortedKeys(s.Environment) {
+		b.kv("Environment", quote(k+"="+s.Environment[k]))
+	}
+	for _, f := range s.EnvironmentFile {
+		b.kv("EnvironmentFile", f)
+	}
+	for _, c := range s.ExecStartPre {
+		b.kv("ExecStartPre", c)
+	}
+	b.kv("ExecStart", s.ExecStart)
+	for _, c := range s.ExecStartPost {
+		b.kv("ExecStartPost", c)
+	}
+	b.kv("ExecReload", s.ExecReload)
+	b.kv("ExecStop", s.ExecStop)
+	b.kv("Restart", s.Restart)
+	if s.RestartSec > 0 {
+		b.kv("RestartSec", duration(s.RestartSec))
+	}
+	if s.TimeoutStartSec > 0 {
+		b.kv("TimeoutStartSec", duration(s.TimeoutStartSec))
+	}
+	if s.TimeoutStopSec > 0 {
+		b.kv("TimeoutStopSec", duration(s.TimeoutStopSec))
+	}
+	for _, k := range sortedKeys(s.Limits) {
+		b.kv("Limit"+strings.ToUpper(strings.TrimPrefix(k, "Limit")), s.Limits[k])
+	}
+	b.kv("CPUQuota", s.CPUQuota)
+	b.kv("MemoryMax", s.MemoryMax)
+	b.kv("Slice", s.Slice)
+	h := s.Hardening
+	b.flag("NoNewPrivileges", h.NoNewPrivileges)
+	b.flag("PrivateTmp", h.PrivateTmp)
+	b.flag("PrivateDevices", h.PrivateDevices)
+	b.kv("ProtectSystem", h.ProtectSystem)
+	b.kv("ProtectHome", h.ProtectHome)
+	b.flag("ProtectKernelTunables", h.ProtectKernelTunables)
+	b.flag("ProtectKernelModules", h.ProtectKernelModules)
+	b.flag("ProtectControlGroups", h.ProtectControlGroups)
+	b.flag("RestrictSUIDSGID", h.RestrictSUIDSGID)
+	b.flag("LockPersonality", h.LockPersonality)
+	b.list("ReadWritePaths", h.ReadWritePaths)
+	b.list("ReadOnlyPaths", h.ReadOnlyPaths)
+	b.list("RestrictAddressFamilies", h.RestrictAddressFamilies)
+	b.list("CapabilityBoundingSet", h.CapabilityBoundingSet)
+	b.list("AmbientCapabilities", h.AmbientCapabilities)
+	b.list("SystemCallFilter", h.SystemCallFilter)
+	b.extra(t.Extra, "Service")
+
+	if len(t.Install.WantedBy)+len(t.Install.RequiredBy) > 0 || hasSection(t.Extra, "Install") {
+		b.header("Install")
+		b.list("WantedBy", t.Install.WantedBy)
+		b.list("RequiredBy", t.Install.RequiredBy)
+		b.extra(t.Extra, "Install")
+	}
+	for _, name := range otherSections(t.Extra) {
+		b.header(name)
+		b.extra(t.Extra, name)
+	}
+	return withMarker(b.Bytes())
+}
+
+// RenderDropIn renders a drop-in file, marker line included.
+func RenderDropIn(d DropIn) []byte {
+	var b section
+	for _, name := range sectionOrder(d.Directives) {
+		b.header(name)
+		b.extra(d.Directives, name)
+	}
+	return withMarker(b.Bytes())
+}
+
+func withMarker(body []byte) []byte {
+	sum := sha256.Sum256(body)
+	out := make([]byte, 0, len(Marker)+64+1+len(body))
+	out = append(out, Marker...)
+	out = append(out, hex.EncodeToString(sum[:])...)
+	out = append(out, '\n')
+	return append(out, body...)
+}
+
+// Ownership is what the first line of a unit file says about it.
+type Ownership struct {
+	// Owned: the file starts with Marker.
+	Owned bool
+	// Written is the hash gitgw recorded when it wrote the file.
+	Written string
+	// Edited: the body no longer matches the recorded hash (changed by hand).
+	Edited bool
+}
+
+// ParseOwnership reads the marker line of a file's content.
+func ParseOwnership(content []byte) Ownership {
+	line, body, _ := bytes.Cut(content, []byte("\n"))
+	rest, ok := bytes.CutPrefix(line, []byte(Marker))
+	if !ok {
+		return Ownership{}
+	}
+	sum := sha256.Sum256(body)
+	o := Ownership{Owned: true, Written: string(rest)}
+	o.Edited = o.Written != hex.EncodeToString(sum[:])
+	return o
+}
+
+// contentHash is the hash recorded in a rendered file's marker.
+func contentHash(rendered []byte) string {
+	return ParseOwnership(rendered).Written
+}
+
+type section struct{ bytes.Buffer }
+
+func (b *section) header(name string) {
+	if b.Len() > 0 {
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(b, "[%s]\n", name)
+}
+
+func (b *section) kv(k, v string) {
+	if v != "" {
+		fmt.Fprintf(b, "%s=%s\n", k, v)
+	}
+}
+
+func (b *section) list(k string, vs []string) {
+	if len(vs) > 0 {
+		b.kv(k, strings.Join(vs, " "))
+	}
+}
+
+func (b *section) flag(k string, v bool) {
+	if v {
+		b.kv(k, "yes")
+	}
+}
+
+func (b *section) extra(ds []Directive, name string) {
+	for _, d := range ds {
+		if d.Section == name {
+			fmt.Fprintf(b, "%s=%s\n", d.Key, d.Value)
+		}
+	}
+}
+
+func hasSection(ds []Directive, name string) bool {
+	for _, d := range ds {
+		if d.Section == name {
+			return true
+		}
+	}
+	return false
+}
+
+// otherSections are the sections of raw directives beyond Unit, Service and
+// Install, in order of first appearance.
+func otherSections(ds []Directive) []string {
+	var out []string
+	for _, n := range sectionOrder(ds) {
+		switch n {
+		case "Unit", "Service", "Install":
+		default:
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func sectionOrder(ds []Directive) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if !seen[d.Section] {
+			seen[d.Section] = true
+			out = append(out, d.Section)
+		}
+	}
+	return out
+}
+
+// quote quotes a value for Environment= when it needs it.
+func quote(s string) string {
+	if !strings.ContainsAny(s, " \t\"\\'") {
+		return s
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// duration renders a time span the way systemd reads it.
+func duration(d time.Duration) string {
+	switch {
+	case d%time.Minute == 0 && d >= time.Minute:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "min"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	case d%time.Millisecond == 0:
+		return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
+	default:
+		return strconv.FormatInt(int64(d/time.Microsecond), 10) + "us"
+	}
+}
