@@ -1,0 +1,296 @@
+package l4proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Config is the whole desired state of the pool: every service it proxies.
+type Config struct {
+	Services []Service `json:"services"`
+}
+
+// Balance names a balancing algorithm.
+type Balance string
+
+// The balancing algorithms (HAProxy's names).
+const (
+	// RoundRobin is smooth weighted round robin (nginx's algorithm).
+	RoundRobin Balance = "roundrobin"
+	// LeastConn picks the server with the fewest connections per weight.
+	LeastConn Balance = "leastconn"
+	// Source hashes the client address on a consistent-hash ring, so that a
+	// server change moves only that server's share of clients.
+	Source Balance = "source"
+	// First fills servers in configuration order up to their maxconn.
+	First Balance = "first"
+)
+
+// Service is one frontend (its binds) with its backend (servers, checks).
+type Service struct {
+	Name string `json:"name"`
+	// Binds are the addresses listened on; the address need not be present
+	// on the node (IP_FREEBIND): a VIP that arrives later works.
+	Binds   []netip.AddrPort `json:"binds"`
+	Balance Balance          `json:"balance,omitempty"` // default roundrobin
+	// Persistence, when positive, keeps a client address on the server it
+	// last used for that long after its last connection (LVS `persistent`).
+	Persistence time.Duration `json:"persistence,omitempty"`
+	// MaxConn caps concurrent connections of the service; further clients
+	// wait in the kernel's accept backlog. 0 means unlimited.
+	MaxConn  int      `json:"maxconn,omitempty"`
+	Timeouts Timeouts `json:"timeouts"`
+	// Retries is how many more connect attempts follow a failed one
+	// (default 3; negative: none). With Redispatch, each retry picks another
+	// server; without, retries stay on the same server.
+	Retries    int      `json:"retries,omitempty"`
+	Redispatch bool     `json:"redispatch,omitempty"`
+	Servers    []Server `json:"servers"`
+	Check      *Check   `json:"check,omitempty"`
+	// ShutdownOnDown closes a server's sessions when its check marks it down
+	// (HAProxy on-marked-down shutdown-sessions); otherwise they are kept.
+	ShutdownOnDown bool `json:"shutdown_on_down,omitempty"`
+	// ProxyProtocol sends a PROXY protocol header (1 or 2) to servers; 0: none.
+	ProxyProtocol int `json:"proxy_protocol,omitempty"`
+	// KeepAlive enables TCP keep-alive probes on both sides with this idle
+	// time; 0 leaves keep-alive off (no setsockopt at all).
+	KeepAlive time.Duration `json:"keepalive,omitempty"`
+	// Log emits one log line per connection (duration, bytes, termination).
+	Log bool `json:"log,omitempty"`
+	// DrainGrace is how long connections to a removed server or service are
+	// kept before they are closed (default 30s).
+	DrainGrace time.Duration `json:"drain_grace,omitempty"`
+}
+
+// Timeouts of a service (HAProxy's `timeout …`). Zero picks the default.
+type Timeouts struct {
+	Connect time.Duration `json:"connect,omitempty"` // default 5s
+	// Client and Server are inactivity timeouts on each side (default 30s).
+	Client time.Duration `json:"client,omitempty"`
+	Server time.Duration `json:"server,omitempty"`
+	// Tunnel, when set, replaces Client and Server once data has flowed both ways.
+	Tunnel time.Duration `json:"tunnel,omitempty"`
+	// ClientFin and ServerFin, when set, replace Client and Server once one
+	// direction is shut (half-closed connections).
+	ClientFin time.Duration `json:"client_fin,omitempty"`
+	ServerFin time.Duration `json:"server_fin,omitempty"`
+	// Queue bounds how long a connection waits for a server slot (default: Connect).
+	Queue time.Duration `json:"queue,omitempty"`
+}
+
+// AdminState is the operator's state of a server.
+type AdminState string
+
+// Server administrative states.
+const (
+	Ready AdminState = "ready"
+	// Drain: existing connections are kept, no new ones (also weight 0).
+	Drain AdminState = "drain"
+	// Maint: no new connections and no health checks.
+	Maint AdminState = "maint"
+)
+
+// Server is one backend server.
+type Server struct {
+	Name string         `json:"name"`
+	Addr netip.AddrPort `json:"addr"`
+	// Weight 1–256 (HAProxy's range); 0 drains the server. Callers must
+	// set it: the zero value drains.
+	Weight int `json:"weight"`
+	// MaxConn caps the server's concurrent connections; 0 is unlimited.
+	// Connections beyond every server's cap wait in the service queue.
+	MaxConn int        `json:"maxconn,omitempty"`
+	Backup  bool       `json:"backup,omitempty"`
+	State   AdminState `json:"state,omitempty"` // default ready
+}
+
+// CheckType names a health check.
+type CheckType string
+
+// Health check types.
+const (
+	CheckTCP       CheckType = "tcp"        // connect only
+	CheckTCPExpect CheckType = "tcp-expect" // connect, send Send, expect Expect in the reply
+	CheckHTTP      CheckType = "http"       // HTTP request, expect status and/or Expect in the body
+	CheckCommand   CheckType = "command"    // run Command; exit 0 is up
+)
+
+// Check is a service's health check, run against every server.
+type Check struct {
+	Type         CheckType     `json:"type"`
+	Interval     time.Duration `json:"interval,omitempty"`      // default 2s
+	FastInterval time.Duration `json:"fast_interval,omitempty"` // while a state is changing; default Interval
+	DownInterval time.Duration `json:"down_interval,omitempty"` // while down; default Interval
+	Timeout      time.Duration `json:"timeout,omitempty"`       // default min(Interval, 2s)
+	Rise         int           `json:"rise,omitempty"`          // default 2
+	Fall         int           `json:"fall,omitempty"`          // default 3
+	// Port overrides the server's port for checks.
+	Port uint16 `json:"port,omitempty"`
+	// Send is written after connecting (tcp-expect).
+	Send string `json:"send,omitempty"`
+	// Expect must appear in the reply (tcp-expect) or the body (http).
+	Expect string `json:"expect,omitempty"`
+	// ExpectStatus is the HTTP status required; 0 accepts 2xx and 3xx.
+	ExpectStatus int    `json:"expect_status,omitempty"`
+	Method       string `json:"method,omitempty"` // default GET
+	Path         string `json:"path,omitempty"`   // default /
+	Host         string `json:"host,omitempty"`
+	// Command is argv; it gets GITGW_SERVER_NAME, GITGW_SERVER_ADDR and
+	// GITGW_SERVER_PORT in its environment.
+	Command []string `json:"command,omitempty"`
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	names := map[string]bool{}
+	binds := map[netip.AddrPort]string{}
+	for i, s := range c.Services {
+		where := fmt.Sprintf("service %q", s.Name)
+		if s.Name == "" {
+			where = fmt.Sprintf("service #%d", i)
+			errs = append(errs, fmt.Errorf("%s: empty name", where))
+		} else if names[s.Name] {
+			errs = append(errs, fmt.Errorf("%s: duplicate name", where))
+		}
+		names[s.Name] = true
+		if len(s.Binds) == 0 {
+			errs = append(errs, fmt.Errorf("%s: no bind", where))
+		}
+		for _, b := range s.Binds {
+			if !b.IsValid() || b.Port() == 0 {
+				errs = append(errs, fmt.Errorf("%s: invalid bind %v", where, b))
+				continue
+			}
+			if o, dup := binds[b]; dup {
+				errs = append(errs, fmt.Errorf("%s: bind %v already used by service %q", where, b, o))
+			}
+			binds[b] = s.Name
+		}
+		switch s.Balance {
+		case "", RoundRobin, LeastConn, Source, First:
+		default:
+			errs = append(errs, fmt.Errorf("%s: unknown balance %q", where, s.Balance))
+		}
+		if s.ProxyProtocol < 0 || s.ProxyProtocol > 2 {
+			errs = append(errs, fmt.Errorf("%s: proxy protocol version %d (want 0, 1 or 2)", where, s.ProxyProtocol))
+		}
+		if s.MaxConn < 0 {
+			errs = append(errs, fmt.Errorf("%s: negative maxconn", where))
+		}
+		srvNames := map[string]bool{}
+		for j, sv := range s.Servers {
+			sw := fmt.Sprintf("%s: server %q", where, sv.Name)
+			if sv.Name == "" {
+				sw = fmt.Sprintf("%s: server #%d", where, j)
+				errs = append(errs, fmt.Errorf("%s: empty name", sw))
+			} else if srvNames[sv.Name] {
+				errs = append(errs, fmt.Errorf("%s: duplicate name", sw))
+			}
+			srvNames[sv.Name] = true
+			if !sv.Addr.IsValid() || sv.Addr.Port() == 0 {
+				errs = append(errs, fmt.Errorf("%s: invalid address %v", sw, sv.Addr))
+			}
+			if sv.Weight < 0 || sv.Weight > 256 {
+				errs = append(errs, fmt.Errorf("%s: weight %d out of 0..256", sw, sv.Weight))
+			}
+			if sv.MaxConn < 0 {
+				errs = append(errs, fmt.Errorf("%s: negative maxconn", sw))
+			}
+			switch sv.State {
+			case "", Ready, Drain, Maint:
+			default:
+				errs = append(errs, fmt.Errorf("%s: unknown state %q", sw, sv.State))
+			}
+		}
+		if ck := s.Check; ck != nil {
+			switch ck.Type {
+			case CheckTCP, CheckTCPExpect, CheckHTTP:
+			case CheckCommand:
+				if len(ck.Command) == 0 {
+					errs = append(errs, fmt.Errorf("%s: command check without a command", where))
+				}
+			default:
+				errs = append(errs, fmt.Errorf("%s: unknown check type %q", where, ck.Type))
+			}
+			if ck.Type == CheckTCPExpect && ck.Expect == "" {
+				errs = append(errs, fmt.Errorf("%s: tcp-expect check without expect", where))
+			}
+			if ck.Rise < 0 || ck.Fall < 0 || ck.Interval < 0 || ck.Timeout < 0 {
+				errs = append(errs, fmt.Errorf("%s: negative check parameter", where))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns the service with every zero field replaced by its default.
+func (s Service) withDefaults() Service {
+	if s.Balance == "" {
+		s.Balance = RoundRobin
+	}
+	t := &s.Timeouts
+	if t.Connect == 0 {
+		t.Connect = 5 * time.Second
+	}
+	if t.Client == 0 {
+		t.Client = 30 * time.Second
+	}
+	if t.Server == 0 {
+		t.Server = 30 * time.Second
+	}
+	if t.Queue == 0 {
+		t.Queue = t.Connect
+	}
+	if s.Retries == 0 {
+		s.Retries = 3
+	} else if s.Retries < 0 {
+		s.Retries = 0
+	}
+	if s.DrainGrace == 0 {
+		s.DrainGrace = 30 * time.Second
+	}
+	if s.Check != nil {
+		c := *s.Check.withDefaults()
+		s.Check = &c
+	}
+	return s
+}
+
+func (c *Check) withDefaults() *Check {
+	d := *c
+	if d.Interval == 0 {
+		d.Interval = 2 * time.Second
+	}
+	if d.FastInterval == 0 {
+		d.FastInterval = d.Interval
+	}
+	if d.DownInterval == 0 {
+		d.DownInterval = d.Interval
+	}
+	if d.Timeout == 0 {
+		d.Timeout = min(d.Interval, 2*time.Second)
+	}
+	if d.Rise == 0 {
+		d.Rise = 2
+	}
+	if d.Fall == 0 {
+		d.Fall = 3
+	}
+	if d.Method == "" {
+		d.Method = "GET"
+	}
+	if d.Path == "" {
+		d.Path = "/"
+	}
+	return &d
+}
+
+func (s Server) admin() AdminState {
+	if s.State == "" {
+		return Ready
+	}
+	return s.State
+}

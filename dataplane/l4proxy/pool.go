@@ -1,0 +1,827 @@
+package l4proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Options are the pool's process-level settings (not part of the site).
+type Options struct {
+	// Shards is the number of SO_REUSEPORT listeners per bind; default
+	// GOMAXPROCS (one per core the runtime uses).
+	Shards int
+	// MaxPipes bounds the kernel pipes used for splicing (HAProxy maxpipes);
+	// default 1024, negative disables splicing.
+	MaxPipes int
+	// Inherited are listening sockets handed over by a previous process
+	// (systemd's fd store or an exec hand-over, see Pool.Listeners). A bind
+	// whose address matches adopts them instead of opening new sockets, so
+	// that its accept queue is never dropped; those left unclaimed by the
+	// first Set are closed.
+	Inherited []*os.File
+	// Clock drives health checks; default the real clock.
+	Clock Clock
+}
+
+// Pool is the set of proxied services of a node.
+type Pool struct {
+	log   *slog.Logger
+	opts  Options
+	clock Clock
+	pipes pipePool
+
+	ctx    context.Context // cancelled by Close: stops checks and timers
+	cancel context.CancelFunc
+	bg     sync.WaitGroup // accept loops, checks, drain timers
+	conns  sync.WaitGroup // connection goroutines
+
+	mu        sync.Mutex // serialises Set and Close; guards the fields below
+	services  map[string]*service
+	draining  []*service
+	binds     map[netip.AddrPort]*bindGroup
+	inherited map[netip.AddrPort][]*net.TCPListener
+	applied   *Config
+	closed    bool
+}
+
+// New returns an empty pool; Set gives it services.
+func New(logger *slog.Logger, opts Options) *Pool {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = runtime.GOMAXPROCS(0)
+	}
+	if opts.MaxPipes == 0 {
+		opts.MaxPipes = 1024
+	}
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
+	}
+	p := &Pool{
+		log:       logger.With("component", "l4proxy"),
+		opts:      opts,
+		clock:     opts.Clock,
+		services:  map[string]*service{},
+		binds:     map[netip.AddrPort]*bindGroup{},
+		inherited: map[netip.AddrPort][]*net.TCPListener{},
+	}
+	p.pipes.max = max(opts.MaxPipes, 0)
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	for _, f := range opts.Inherited {
+		l, err := net.FileListener(f)
+		_ = f.Close()
+		if err != nil {
+			p.log.Warn("inherited fd is not a listener", "name", f.Name(), "err", err)
+			continue
+		}
+		tl, ok := l.(*net.TCPListener)
+		if !ok {
+			_ = l.Close()
+			continue
+		}
+		ap := tl.Addr().(*net.TCPAddr).AddrPort()
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		p.inherited[ap] = append(p.inherited[ap], tl)
+	}
+	p.bg.Add(1)
+	go p.housekeeping()
+	return p
+}
+
+// settings is a service's configuration with defaults applied, plus what
+// the hot path derives from it; replaced as a whole on Set.
+type settings struct {
+	Service
+	dialer net.Dialer
+}
+
+func newSettings(s Service) *settings {
+	st := &settings{Service: s.withDefaults()}
+	st.dialer = net.Dialer{Timeout: st.Timeouts.Connect, KeepAlive: -1}
+	return st
+}
+
+func (s *settings) dial(srv *server) (*net.TCPConn, error) {
+	c, err := s.dialer.Dial("tcp", srv.cfg.Load().addrStr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// service is the live state of one Service.
+type service struct {
+	pool *Pool
+	name string
+	set  atomic.Pointer[settings]
+	tbl  atomic.Pointer[lbTable]
+
+	cur, total        atomic.Int64
+	slots             atomic.Int64 // maxconn slots: live connections + accept loops about to accept
+	bytesIn, bytesOut atomic.Int64
+	errors            atomic.Int64
+	queued            atomic.Int64
+	maxQueued         atomic.Int64
+
+	slotWake chan struct{} // a connection slot (service maxconn) freed
+	sticky   stickyTable
+
+	mu       sync.Mutex // guards servers, draining and checkCfg; held by Set and health flips
+	servers  []*server
+	draining []*server
+	checkCfg *Check
+
+	qmu   sync.Mutex
+	queue []chan struct{}
+}
+
+// bindGroup is the SO_REUSEPORT shards of one bind and the service they feed.
+type bindGroup struct {
+	addr netip.AddrPort
+	svc  *service
+	lns  []*listener
+}
+
+type listener struct {
+	ln    *net.TCPListener
+	shard *picker
+	stop  atomic.Bool
+	done  chan struct{} // closed when the accept loop returned
+	quit  chan struct{} // closed to stop a loop waiting for a slot
+}
+
+// Set makes the pool match cfg: services, binds and servers are added,
+// changed in place or removed without closing established connections or
+// refusing new ones (a removed server's connections drain for its
+// service's DrainGrace). Calling it again with the same cfg does nothing.
+// It returns every failure joined; what could be applied is applied.
+func (p *Pool) Set(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("l4proxy: invalid config: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("l4proxy: set: pool closed")
+	}
+	if p.applied != nil && reflect.DeepEqual(*p.applied, cfg) {
+		return nil
+	}
+	var errs []error
+	now := p.clock.Now()
+	want := map[string]bool{}
+	for _, sc := range cfg.Services {
+		want[sc.Name] = true
+		svc := p.services[sc.Name]
+		if svc == nil {
+			svc = &service{pool: p, name: sc.Name, slotWake: make(chan struct{}, 1)}
+			p.services[sc.Name] = svc
+		}
+		svc.update(sc, now)
+	}
+	// Binds: open new ones first (add before delete), move binds between
+	// services without closing their sockets, then close those not wanted.
+	wantBinds := map[netip.AddrPort]*service{}
+	for _, sc := range cfg.Services {
+		for _, b := range sc.Binds {
+			wantBinds[b] = p.services[sc.Name]
+		}
+	}
+	for addr, svc := range wantBinds {
+		g := p.binds[addr]
+		switch {
+		case g == nil:
+			g, err := p.openBind(addr, svc)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			p.binds[addr] = g
+		case g.svc != svc:
+			g.pause()
+			g.svc = svc
+			g.start(p)
+		}
+	}
+	for addr, g := range p.binds {
+		if wantBinds[addr] == nil {
+			g.close()
+			delete(p.binds, addr)
+		}
+	}
+	for name, svc := range p.services {
+		if !want[name] {
+			delete(p.services, name)
+			svc.retire(now)
+			p.draining = append(p.draining, svc)
+		}
+	}
+	// Sockets handed over but not claimed belong to binds that are gone.
+	for addr, lns := range p.inherited {
+		for _, l := range lns {
+			_ = l.Close()
+		}
+		delete(p.inherited, addr)
+	}
+	cp := cloneConfig(cfg)
+	p.applied = &cp
+	return errors.Join(errs...)
+}
+
+func cloneConfig(c Config) Config {
+	out := Config{Services: make([]Service, len(c.Services))}
+	for i, s := range c.Services {
+		s.Binds = append([]netip.AddrPort(nil), s.Binds...)
+		s.Servers = append([]Server(nil), s.Servers...)
+		if s.Check != nil {
+			ck := *s.Check
+			ck.Command = append([]string(nil), ck.Command...)
+			s.Check = &ck
+		}
+		out.Services[i] = s
+	}
+	return out
+}
+
+// Applied returns the configuration of the last successful Set (zero before).
+func (p *Pool) Applied() Config {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.applied == nil {
+		return Config{}
+	}
+	return cloneConfig(*p.applied)
+}
+
+// update applies a Service to the live service in place.
+func (svc *service) update(sc Service, now time.Time) {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	set := newSettings(sc)
+	svc.set.Store(set)
+	byName := map[string]*server{}
+	for _, s := range svc.servers {
+		byName[s.name] = s
+	}
+	var next []*server
+	kept := map[*server]bool{}
+	for _, c := range sc.Servers {
+		s := byName[c.Name]
+		if s == nil {
+			s = newServer(c, now)
+		} else {
+			s.setCfg(c)
+		}
+		kept[s] = true
+		next = append(next, s)
+	}
+	for _, s := range svc.servers {
+		if !kept[s] {
+			svc.retireServer(s, set.DrainGrace)
+		}
+	}
+	svc.servers = next
+	// Health checks: restart all when the check changed, else start the
+	// missing ones and stop those of servers in maintenance.
+	ck := set.Check
+	changed := !reflect.DeepEqual(ck, svc.checkCfg)
+	svc.checkCfg = ck
+	for _, s := range next {
+		wantCheck := ck != nil && s.cfg.Load().admin() != Maint
+		if s.checkStop != nil && (changed || !wantCheck) {
+			s.checkStop()
+			s.checkStop = nil
+		}
+		if wantCheck && s.checkStop == nil {
+			svc.startCheck(s, ck)
+		}
+		if ck == nil && !s.up.Load() {
+			s.setUp(true, now) // no check: always up
+		}
+	}
+	svc.rebuild()
+}
+
+func (svc *service) startCheck(s *server, ck *Check) {
+	p := svc.pool
+	ctx, cancel := context.WithCancel(p.ctx)
+	done := make(chan struct{})
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		defer close(done)
+		svc.runChecks(ctx, s, ck)
+	}()
+	s.checkStop = func() { cancel(); <-done }
+}
+
+// retireServer stops new traffic to a removed server and closes its
+// remaining connections after grace. Called with svc.mu held.
+func (svc *service) retireServer(s *server, grace time.Duration) {
+	s.removed.Store(true)
+	if s.checkStop != nil {
+		s.checkStop()
+		s.checkStop = nil
+	}
+	svc.draining = append(svc.draining, s)
+	p := svc.pool
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		select {
+		case <-p.ctx.Done():
+		case <-time.After(grace):
+		}
+		if n := s.shutdownSessions(termProxyStop); n > 0 {
+			p.log.Info("closed connections of removed server after grace", "service", svc.name, "server", s.name, "connections", n)
+		}
+	}()
+}
+
+// retire removes a whole service: its binds are already closed or moved.
+func (svc *service) retire(now time.Time) {
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	grace := svc.set.Load().DrainGrace
+	for _, s := range svc.servers {
+		svc.retireServer(s, grace)
+	}
+	svc.servers = nil
+	svc.rebuild()
+	_ = now
+}
+
+// rebuild publishes a new balancing table and wakes queued connections.
+// Called with svc.mu held.
+func (svc *service) rebuild() {
+	svc.tbl.Store(buildTable(svc.servers))
+	svc.wakeAll()
+}
+
+// serverHealth is called by a check loop when a server flips.
+func (svc *service) serverHealth(s *server, up bool, detail string, now time.Time) {
+	svc.mu.Lock()
+	if !s.setUp(up, now) {
+		svc.mu.Unlock()
+		return
+	}
+	svc.rebuild()
+	shutdown := !up && svc.set.Load().ShutdownOnDown
+	svc.mu.Unlock()
+	state := "DOWN"
+	if up {
+		state = "UP"
+	}
+	svc.pool.log.Warn("server "+state, "service", svc.name, "server", s.name, "check", detail)
+	if shutdown {
+		if n := s.shutdownSessions(termServerDown); n > 0 {
+			svc.pool.log.Info("shut sessions of server marked down", "service", svc.name, "server", s.name, "connections", n)
+		}
+	}
+}
+
+// pickOrWait returns a server with a slot taken, waiting in the service
+// queue (up to the queue timeout) while every server is full.
+func (svc *service) pickOrWait(c *conn) (*server, error) {
+	var deadline time.Time
+	var w chan struct{}
+	for {
+		tbl := svc.tbl.Load()
+		srv, err := c.shard.pick(svc, tbl, c.set, c.caddr.Addr(), c.tried[:c.ntried])
+		if err == nil {
+			if srv.acquire() {
+				if w != nil {
+					svc.dequeue(w)
+				}
+				return srv, nil
+			}
+			continue
+		}
+		if errors.Is(err, errNoServer) {
+			if w != nil {
+				svc.dequeue(w)
+			}
+			return nil, err
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(c.set.Timeouts.Queue)
+		}
+		if !now.Before(deadline) {
+			if w != nil {
+				svc.dequeue(w)
+			}
+			return nil, errFull
+		}
+		if w == nil {
+			// Enqueue, then pick again before sleeping: a slot freed in
+			// between has woken nobody.
+			w = svc.enqueue()
+			continue
+		}
+		t := time.NewTimer(deadline.Sub(now))
+		select {
+		case <-w:
+			t.Stop()
+			svc.requeue(w)
+		case <-t.C:
+		case <-svc.pool.ctx.Done():
+			t.Stop()
+			svc.dequeue(w)
+			return nil, errFull
+		}
+	}
+}
+
+func (svc *service) enqueue() chan struct{} {
+	w := make(chan struct{}, 1)
+	svc.qmu.Lock()
+	svc.queue = append(svc.queue, w)
+	n := int64(len(svc.queue))
+	svc.qmu.Unlock()
+	svc.queued.Store(n)
+	if n > svc.maxQueued.Load() {
+		svc.maxQueued.Store(n)
+	}
+	return w
+}
+
+// requeue puts a woken waiter back at the head of the queue.
+func (svc *service) requeue(w chan struct{}) {
+	svc.qmu.Lock()
+	svc.queue = append([]chan struct{}{w}, svc.queue...)
+	svc.queued.Store(int64(len(svc.queue)))
+	svc.qmu.Unlock()
+}
+
+func (svc *service) dequeue(w chan struct{}) {
+	svc.qmu.Lock()
+	for i, q := range svc.queue {
+		if q == w {
+			svc.queue = append(svc.queue[:i], svc.queue[i+1:]...)
+			break
+		}
+	}
+	svc.queued.Store(int64(len(svc.queue)))
+	svc.qmu.Unlock()
+}
+
+// slotFreed wakes the first queued connection, if any.
+func (svc *service) slotFreed() {
+	if svc.queued.Load() == 0 {
+		return
+	}
+	svc.qmu.Lock()
+	if len(svc.queue) > 0 {
+		w := svc.queue[0]
+		svc.queue = svc.queue[1:]
+		svc.queued.Store(int64(len(svc.queue)))
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+	svc.qmu.Unlock()
+}
+
+func (svc *service) wakeAll() {
+	svc.qmu.Lock()
+	q := svc.queue
+	svc.queue = nil
+	svc.queued.Store(0)
+	svc.qmu.Unlock()
+	for _, w := range q {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// acquireSlot takes one of the service's maxconn slots, waiting while it is
+// full (clients then wait in the kernel's accept backlog). It returns false
+// when the listener is stopping.
+func (svc *service) acquireSlot(quit <-chan struct{}) bool {
+	for {
+		mc := int64(svc.set.Load().MaxConn)
+		n := svc.slots.Load()
+		if mc == 0 || n < mc {
+			if svc.slots.CompareAndSwap(n, n+1) {
+				if mc > 0 && n+1 < mc {
+					svc.signalSlot() // let another waiting shard in too
+				}
+				return true
+			}
+			continue
+		}
+		select {
+		case <-svc.slotWake:
+		case <-quit:
+			return false
+		case <-time.After(time.Second): // maxconn may have been raised
+		}
+	}
+}
+
+func (svc *service) releaseSlot() {
+	svc.slots.Add(-1)
+	if svc.set.Load().MaxConn > 0 {
+		svc.signalSlot()
+	}
+}
+
+func (svc *service) signalSlot() {
+	select {
+	case svc.slotWake <- struct{}{}:
+	default:
+	}
+}
+
+// openBind opens the shards of one bind, adopting inherited sockets first.
+func (p *Pool) openBind(addr netip.AddrPort, svc *service) (*bindGroup, error) {
+	g := &bindGroup{addr: addr, svc: svc}
+	inh := p.inherited[addr]
+	delete(p.inherited, addr)
+	for _, tl := range inh {
+		g.lns = append(g.lns, &listener{ln: tl})
+	}
+	for len(g.lns) < p.opts.Shards {
+		tl, err := listenTCP(addr)
+		if err != nil {
+			if len(g.lns) > 0 {
+				break // keep what we have: at least one shard listens
+			}
+			return nil, fmt.Errorf("l4proxy: service %q: listen %v: %w", svc.name, addr, err)
+		}
+		g.lns = append(g.lns, &listener{ln: tl})
+	}
+	g.start(p)
+	return g, nil
+}
+
+// listenTCP opens one SO_REUSEPORT shard with IP_FREEBIND, so the VIP
+// need not be on the node yet.
+func listenTCP(addr netip.AddrPort) (*net.TCPListener, error) {
+	v6 := addr.Addr().Is6() && !addr.Addr().Is4In6()
+	lc := net.ListenConfig{
+		KeepAlive: -1,
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+					return
+				}
+				if v6 {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+				} else {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+				}
+			})
+			return errors.Join(err, serr)
+		},
+	}
+	network := "tcp4"
+	if v6 {
+		network = "tcp6"
+	}
+	l, err := lc.Listen(context.Background(), network, addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return l.(*net.TCPListener), nil
+}
+
+// start runs an accept loop per shard, feeding g.svc.
+func (g *bindGroup) start(p *Pool) {
+	for _, l := range g.lns {
+		l.stop.Store(false)
+		l.shard = &picker{}
+		l.done = make(chan struct{})
+		l.quit = make(chan struct{})
+		_ = l.ln.SetDeadline(time.Time{})
+		p.bg.Add(1)
+		go func(l *listener, svc *service) {
+			defer p.bg.Done()
+			defer close(l.done)
+			l.accept(p, svc, g.addr)
+		}(l, g.svc)
+	}
+}
+
+// pause stops the accept loops without closing the sockets (their queues
+// keep filling and are served by the next start).
+func (g *bindGroup) pause() {
+	for _, l := range g.lns {
+		l.stop.Store(true)
+		close(l.quit)
+		_ = l.ln.SetDeadline(time.Unix(1, 0))
+	}
+	for _, l := range g.lns {
+		<-l.done
+	}
+}
+
+func (g *bindGroup) close() {
+	g.pause()
+	for _, l := range g.lns {
+		_ = l.ln.Close()
+	}
+}
+
+func (l *listener) accept(p *Pool, svc *service, addr netip.AddrPort) {
+	for {
+		if !svc.acquireSlot(l.quit) {
+			return
+		}
+		cc, err := l.ln.AcceptTCP()
+		if err != nil {
+			svc.releaseSlot()
+			if l.stop.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			p.log.Warn("accept failed", "service", svc.name, "bind", addr, "err", err)
+			select { // EMFILE and friends: back off instead of spinning
+			case <-l.quit:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		c := connPool.Get().(*conn)
+		c.svc, c.set, c.shard, c.client = svc, svc.set.Load(), l.shard, cc
+		c.start = time.Now()
+		if ra, ok := cc.RemoteAddr().(*net.TCPAddr); ok {
+			c.caddr = ra.AddrPort()
+			c.caddr = netip.AddrPortFrom(c.caddr.Addr().Unmap(), c.caddr.Port())
+		}
+		c.laddr = addr
+		if c.set.ProxyProtocol != 0 {
+			if la, ok := cc.LocalAddr().(*net.TCPAddr); ok {
+				ap := la.AddrPort()
+				c.laddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			}
+		}
+		svc.cur.Add(1)
+		svc.total.Add(1)
+		p.conns.Add(2) // serve and its second direction
+		go c.serve()
+	}
+}
+
+// Listeners returns duplicates of every listening socket, named
+// "l4proxy:<addr>", for a successor process to adopt through
+// Options.Inherited (systemd FDSTORE=1 with FDNAME, or exec ExtraFiles).
+// The caller owns and closes the files.
+func (p *Pool) Listeners() ([]*os.File, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var files []*os.File
+	var errs []error
+	for addr, g := range p.binds {
+		for _, l := range g.lns {
+			f, err := dupListener(l.ln, "l4proxy:"+addr.String())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("l4proxy: dup listener %v: %w", addr, err))
+				continue
+			}
+			files = append(files, f)
+		}
+	}
+	return files, errors.Join(errs...)
+}
+
+// StopAccepting closes every listener (the sockets live on in a process
+// that inherited them) and leaves established connections running: the
+// first half of a hand-over. Close then drains.
+func (p *Pool) StopAccepting() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, g := range p.binds {
+		g.close()
+		delete(p.binds, addr)
+	}
+}
+
+// Close stops accepting, stops checks, and waits for connections to end
+// until ctx is done, then closes those left. It returns ctx's error if
+// connections had to be cut.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	for addr, g := range p.binds {
+		g.close()
+		delete(p.binds, addr)
+	}
+	for _, lns := range p.inherited {
+		for _, l := range lns {
+			_ = l.Close()
+		}
+	}
+	p.inherited = nil
+	svcs := append([]*service(nil), p.draining...)
+	for _, s := range p.services {
+		svcs = append(svcs, s)
+	}
+	p.mu.Unlock()
+
+	drained := make(chan struct{})
+	go func() { p.conns.Wait(); close(drained) }()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("l4proxy: close: connections cut: %w", ctx.Err())
+	}
+	p.cancel() // stops checks, drain timers and queue waits
+	for _, svc := range svcs {
+		svc.mu.Lock()
+		all := append(append([]*server(nil), svc.servers...), svc.draining...)
+		svc.mu.Unlock()
+		for _, s := range all {
+			s.shutdownSessions(termProxyStop)
+		}
+	}
+	<-drained
+	p.bg.Wait()
+	p.pipes.close()
+	return err
+}
+
+// housekeeping expires persistence entries and forgets drained servers.
+func (p *Pool) housekeeping() {
+	defer p.bg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := monoNow()
+		p.mu.Lock()
+		svcs := append([]*service(nil), p.draining...)
+		for _, s := range p.services {
+			svcs = append(svcs, s)
+		}
+		var still []*service
+		for _, s := range p.draining {
+			if s.cur.Load() > 0 {
+				still = append(still, s)
+			}
+		}
+		p.draining = still
+		p.mu.Unlock()
+		for _, svc := range svcs {
+			svc.sticky.expire(now)
+			svc.mu.Lock()
+			var keep []*server
+			for _, s := range svc.draining {
+				if s.cur.Load() > 0 {
+					keep = append(keep, s)
+				}
+			}
+			svc.draining = keep
+			svc.mu.Unlock()
+		}
+	}
+}
+
+// dupListener duplicates a listening socket without touching its file
+// status flags ((*os.File).Fd would switch the shared description to
+// blocking mode under the running accept loop).
+func dupListener(ln *net.TCPListener, name string) (*os.File, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var nfd int
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, derr
+	}
+	return os.NewFile(uintptr(nfd), name), nil
+}

@@ -1,0 +1,138 @@
+package l4proxy
+
+import (
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// serverCfg is the part of a server that Set may change in place; it is
+// replaced as a whole and read through an atomic pointer.
+type serverCfg struct {
+	Server
+	addrStr string
+	tcpAddr *net.TCPAddr
+}
+
+// server is the live state of one backend server. Its identity is its name
+// within a service: a Set that keeps the name keeps the object, its
+// counters, health state and connections.
+type server struct {
+	name string
+	cfg  atomic.Pointer[serverCfg]
+
+	up      atomic.Bool // health: true unless a check marked it down
+	removed atomic.Bool
+
+	cur, total          atomic.Int64
+	bytesIn, bytesOut   atomic.Int64
+	connErrors, retries atomic.Int64
+	failedChecks        atomic.Int64
+
+	mu         sync.Mutex // guards the fields below
+	conns      *conn      // intrusive list of live connections
+	lastChange time.Time
+	downSince  time.Time
+	downtime   time.Duration
+	checkDesc  string
+	checkDur   time.Duration
+	checkStop  func() // stops the health-check goroutine; nil without checks
+}
+
+func newServer(s Server, now time.Time) *server {
+	sv := &server{name: s.Name, lastChange: now}
+	sv.up.Store(true)
+	sv.setCfg(s)
+	return sv
+}
+
+func (s *server) setCfg(c Server) {
+	s.cfg.Store(&serverCfg{Server: c, addrStr: c.Addr.String(), tcpAddr: net.TCPAddrFromAddrPort(c.Addr)})
+}
+
+// eligible reports whether the server may take new connections at all
+// (full or not): up, ready, weighted and still configured.
+func (s *server) eligible() bool {
+	c := s.cfg.Load()
+	return s.up.Load() && !s.removed.Load() && c.admin() == Ready && c.Weight > 0
+}
+
+// eligibleIn reports whether s is eligible and part of the candidate set.
+func (s *server) eligibleIn(set []*server) bool {
+	return s.eligible() && slices.Contains(set, s)
+}
+
+func (s *server) full() bool {
+	mc := s.cfg.Load().MaxConn
+	return mc > 0 && s.cur.Load() >= int64(mc)
+}
+
+// acquire takes a connection slot; false when the server just became full.
+func (s *server) acquire() bool {
+	mc := int64(s.cfg.Load().MaxConn)
+	n := s.cur.Add(1)
+	if mc > 0 && n > mc {
+		s.cur.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *server) link(c *conn) {
+	s.mu.Lock()
+	c.next = s.conns
+	if s.conns != nil {
+		s.conns.prev = c
+	}
+	s.conns = c
+	s.mu.Unlock()
+}
+
+func (s *server) unlink(c *conn) {
+	s.mu.Lock()
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if s.conns == c {
+		s.conns = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+	s.mu.Unlock()
+}
+
+// shutdownSessions aborts every live connection of the server.
+func (s *server) shutdownSessions(term string) int {
+	s.mu.Lock()
+	var victims []*conn
+	for c := s.conns; c != nil; c = c.next {
+		victims = append(victims, c)
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.abort(term)
+	}
+	return len(victims)
+}
+
+// setUp records a health transition; it returns false when nothing changed.
+func (s *server) setUp(up bool, now time.Time) bool {
+	if s.up.Swap(up) == up {
+		return false
+	}
+	s.mu.Lock()
+	s.lastChange = now
+	if up {
+		if !s.downSince.IsZero() {
+			s.downtime += now.Sub(s.downSince)
+		}
+		s.downSince = time.Time{}
+	} else {
+		s.downSince = now
+	}
+	s.mu.Unlock()
+	return true
+}
