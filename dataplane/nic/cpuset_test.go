@@ -135,6 +135,10 @@ func TestDesiredCPUs(t *testing.T) {
 		{spec: "none", want: "none"},
 		{spec: "spread", index: 0, want: "0"},
 		{spec: "spread", index: 5, want: "1"},
+		{spec: "spread:1-2", index: 0, want: "1"},
+		{spec: "spread:1-2", index: 3, want: "2"},
+		{spec: "spread:all", index: 3, want: "3"},
+		{spec: "spread:2-5", fail: true},
 		{spec: "1-2", want: "1-2"},
 		{spec: "4", fail: true},  // possible but offline
 		{spec: "16", fail: true}, // not even possible

@@ -22,6 +22,11 @@ type Change struct {
 	Write string
 	// Differs is true when Set would write (or, with Err, fail to).
 	Differs bool
+	// Unavailable marks a knob this node cannot have from here: xps_cpus on
+	// a single-tx-queue device, IRQs of a virtual device, the global
+	// rps_sock_flow_entries inside a child network namespace. Reason says
+	// which; Set skips it without error.
+	Unavailable bool
 	// Reason says why a knob is skipped or cannot be set, when it is not
 	// simply a different value.
 	Reason string
@@ -59,7 +64,7 @@ func Diff(cfg Config, st State) []Change {
 			}
 		}
 		if it.IRQCPUs != "" && len(is.IRQs) == 0 {
-			out = append(out, Change{Kind: KindIRQAffinity, ID: it.Name + "/irq", Desired: it.IRQCPUs,
+			out = append(out, Change{Kind: KindIRQAffinity, ID: it.Name + "/irq", Desired: it.IRQCPUs, Unavailable: true,
 				Reason: "no IRQs for this device in /proc/irq (virtual device): nothing to set"})
 		}
 	}
@@ -113,6 +118,14 @@ func diffKnob(cfg Config, st State, k Knob) Change {
 		if k.Kind == KindXPSCPUs && errors.Is(k.Err, fs.ErrNotExist) {
 			// The kernel hides xps_cpus on single-tx-queue devices.
 			c.Reason = "xps_cpus not available (device with one tx queue): nothing to set"
+			c.Unavailable = true
+			return c
+		}
+		if k.Kind == KindRPSSockFlowEntries && errors.Is(k.Err, fs.ErrNotExist) {
+			// A global knob: the kernel shows it in the initial network
+			// namespace only.
+			c.Reason = "not visible here (global knob, absent inside a child network namespace)"
+			c.Unavailable = true
 			return c
 		}
 		c.Differs = true
@@ -147,10 +160,12 @@ func roundPow2(n int) int {
 }
 
 func diffCount(c *Change, k Knob, want int) {
-	c.Write = strconv.Itoa(want)
+	// Write the table size the kernel would allocate anyway, so that what
+	// is written is what reads back.
+	c.Write = strconv.Itoa(roundPow2(want))
 	c.Desired = c.Write
 	if r := roundPow2(want); r != want {
-		c.Desired = fmt.Sprintf("%d (kernel rounds %d up)", r, want)
+		c.Desired = fmt.Sprintf("%d (%d rounded up to a power of two, as the kernel does)", r, want)
 	}
 	if k.Err != nil {
 		return
@@ -161,8 +176,20 @@ func diffCount(c *Change, k Knob, want int) {
 
 // DesiredCPUs resolves a CPU spec for the index-th queue or IRQ: "all" is
 // the CPUs online (for RPS, minus the isolated ones), "spread" the
-// index-th online CPU round robin, a list must name only online CPUs.
+// index-th online CPU round robin ("spread:LIST" the index-th of LIST), a
+// list must name only online CPUs.
 func DesiredCPUs(spec string, index int, cpus CPUInfo, rps bool) (CPUSet, error) {
+	if list, ok := spreadList(spec); ok && list != "" {
+		set, err := DesiredCPUs(list, 0, cpus, false)
+		if err != nil {
+			return CPUSet{}, err
+		}
+		on := set.CPUs()
+		if len(on) == 0 {
+			return CPUSet{}, fmt.Errorf("no CPU to spread over")
+		}
+		return NewCPUSet(on[index%len(on)]), nil
+	}
 	switch spec {
 	case CPUsAll:
 		if rps {

@@ -48,6 +48,7 @@ const (
 	CPUsNone = "none"
 	// CPUsSpread gives queue or IRQ i one CPU, the i-th online CPU (round
 	// robin): the usual one-CPU-per-queue layout for XPS and IRQs.
+	// "spread:LIST" spreads over the CPUs of LIST instead ("spread:2-5").
 	CPUsSpread = "spread"
 )
 
@@ -77,10 +78,11 @@ type Interface struct {
 	// it up to a power of two). Nil: not managed.
 	RPSFlowCnt *int
 	// XPSCPUs is written to every tx-N/xps_cpus: a CPU list, "all", "none",
-	// "spread" or "".
+	// "spread", "spread:LIST" or "".
 	XPSCPUs string
 	// IRQCPUs is the smp_affinity of every IRQ of the interface's device
-	// (where /proc/irq has them): a CPU list, "all", "spread" or "".
+	// (where /proc/irq has them): a CPU list, "all", "spread",
+	// "spread:LIST" (IRQ i pinned to the i-th CPU of LIST) or "".
 	IRQCPUs string
 }
 
@@ -127,6 +129,18 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// spreadList splits "spread" / "spread:LIST"; list is s itself when s is
+// not a spread spec.
+func spreadList(s string) (list string, ok bool) {
+	if s == CPUsSpread {
+		return "", true
+	}
+	if l, ok := strings.CutPrefix(s, CPUsSpread+":"); ok {
+		return l, true
+	}
+	return s, false
+}
+
 func isEmptyList(s string) bool {
 	set, err := ParseCPUList(s)
 	return err == nil && set.Empty()
@@ -136,13 +150,20 @@ func checkCPUSpec(s string, spreadOK bool) error {
 	switch s {
 	case "", CPUsAll, CPUsNone:
 		return nil
-	case CPUsSpread:
+	}
+	list, isSpread := spreadList(s)
+	if isSpread {
 		if !spreadOK {
 			return fmt.Errorf("%q is only valid for xps_cpus and irq_affinity", s)
 		}
-		return nil
+		if list == "" || list == CPUsAll {
+			return nil
+		}
 	}
-	_, err := ParseCPUList(s)
+	set, err := ParseCPUList(list)
+	if err == nil && isSpread && set.Empty() {
+		err = fmt.Errorf("%q spreads over no CPU", s)
+	}
 	return err
 }
 

@@ -152,6 +152,20 @@ func TestSetIsIdempotent(t *testing.T) {
 	}
 }
 
+func TestSetSelectedLeavesOtherKnobs(t *testing.T) {
+	f := newFakeNode(t, "0-1", "0-1")
+	f.nic("eth0", 2, 1)
+	cfg := Config{Interfaces: []Interface{{Name: "eth0", RPSCPUs: "all"}}, Sysctls: map[string]string{"net.ipv4.ip_forward": "1"}}
+	st, err := f.tuner().SetSelected(context.Background(), cfg, func(c Change) bool { return c.ID != "eth0/rx-1" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Pending(Diff(cfg, st))
+	if len(p) != 1 || p[0].ID != "eth0/rx-1" {
+		t.Errorf("pending: %s", renderChanges(p))
+	}
+}
+
 func TestCountsCompareAfterKernelRounding(t *testing.T) {
 	f := newFakeNode(t, "0-1", "0-1")
 	f.nic("eth0", 1, 1)
@@ -240,6 +254,9 @@ func TestValidate(t *testing.T) {
 		{"empty", Config{}, ""},
 		{"bad cpu list", Config{Interfaces: []Interface{{Name: "eth0", RPSCPUs: "0-x"}}}, "eth0 rps_cpus"},
 		{"spread on rps", Config{Interfaces: []Interface{{Name: "eth0", RPSCPUs: "spread"}}}, "only valid for xps_cpus"},
+		{"spread list", Config{Interfaces: []Interface{{Name: "eth0", XPSCPUs: "spread:0-1", IRQCPUs: "spread:all"}}}, ""},
+		{"spread bad list", Config{Interfaces: []Interface{{Name: "eth0", IRQCPUs: "spread:x"}}}, "irq_affinity"},
+		{"spread empty list", Config{Interfaces: []Interface{{Name: "eth0", IRQCPUs: "spread:none"}}}, "spreads over no CPU"},
 		{"irq none", Config{Interfaces: []Interface{{Name: "eth0", IRQCPUs: "none"}}}, "at least one CPU"},
 		{"dup iface", Config{Interfaces: []Interface{{Name: "eth0"}, {Name: "eth0"}}}, "configured twice"},
 		{"bad iface", Config{Interfaces: []Interface{{Name: "../x"}}}, "not valid"},
@@ -280,21 +297,33 @@ func TestSysctlNames(t *testing.T) {
 	}
 }
 
-func TestMissingXPSIsNotAnError(t *testing.T) {
+func TestUnavailableKnobsAreNotErrors(t *testing.T) {
 	f := newFakeNode(t, "0-1", "0-1")
 	f.nic("eth0", 1, 1)
 	// Single-tx-queue devices have no xps_cpus file.
 	if err := os.Remove(filepath.Join(f.sys, "class/net/eth0/queues/tx-0/xps_cpus")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Interfaces: []Interface{{Name: "eth0", XPSCPUs: "all", IRQCPUs: "all"}}}
+	// A child network namespace has no rps_sock_flow_entries.
+	if err := os.Remove(filepath.Join(f.proc, "sys/net/core/rps_sock_flow_entries")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Interfaces: []Interface{{Name: "eth0", XPSCPUs: "all", IRQCPUs: "all"}}, RPSSockFlowEntries: ptr(4096)}
 	st, n, err := f.set(cfg)
 	if err != nil || n != 0 {
 		t.Fatalf("wrote %d, err %v", n, err)
 	}
-	got := renderChanges(Diff(cfg, st))
-	if !strings.Contains(got, "xps_cpus not available") || !strings.Contains(got, "no IRQs for this device") {
-		t.Errorf("changes:\n%s", got)
+	changes := Diff(cfg, st)
+	got := renderChanges(changes)
+	for _, want := range []string{"xps_cpus not available", "no IRQs for this device", "global knob"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("changes lack %q:\n%s", want, got)
+		}
+	}
+	for _, c := range changes {
+		if !c.Unavailable || c.Differs {
+			t.Errorf("%s %s: unavailable %v, differs %v", c.Kind, c.ID, c.Unavailable, c.Differs)
+		}
 	}
 }
 

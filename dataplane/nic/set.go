@@ -18,6 +18,13 @@ import (
 // read back as written — is collected and returned with errors.Join; the
 // other knobs are still set.
 func (t *Tuner) Set(ctx context.Context, cfg Config) (State, error) {
+	return t.SetSelected(ctx, cfg, nil)
+}
+
+// SetSelected is Set restricted to the changes keep accepts (nil keeps
+// all): a caller that only reports drift on some knobs leaves them as they
+// are. Skipped knobs are neither written nor counted as failures.
+func (t *Tuner) SetSelected(ctx context.Context, cfg Config, keep func(Change) bool) (State, error) {
 	st, err := t.Observe(ctx, cfg)
 	if err != nil {
 		return State{}, err
@@ -25,6 +32,9 @@ func (t *Tuner) Set(ctx context.Context, cfg Config) (State, error) {
 	var errs []error
 	wrote := map[string]Change{}
 	for _, c := range Pending(Diff(cfg, st)) {
+		if keep != nil && !keep(c) {
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("nic: set: %w", err))
 			break
