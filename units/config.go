@@ -69,6 +69,18 @@ type Template struct {
 	Extra []Directive
 	// Instances are the instance strings, in roll order ("8080", "8081").
 	Instances []string
+	// Drift overrides Config.Drift for this template.
+	Drift DriftMode
+	// RollTimeout overrides Options.RollTimeout for this template's
+	// instances.
+	RollTimeout time.Duration
+}
+
+func (t Template) drift(c Config) DriftMode {
+	if t.Drift != "" {
+		return t.Drift
+	}
+	return c.drift()
 }
 
 // UnitSection is the [Unit] section.
@@ -217,6 +229,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("units: template %q declared twice", t.Name))
 		}
 		seen[t.Name] = true
+		switch t.drift(c) {
+		case DriftCorrect, DriftReport:
+		default:
+			errs = append(errs, fmt.Errorf("units: template %q: drift mode %q: want correct or report", t.Name, t.Drift))
+		}
 		if t.Service.ExecStart == "" {
 			errs = append(errs, fmt.Errorf("units: template %q: ExecStart is empty", t.Name))
 		}

@@ -317,6 +317,11 @@ func (m *Manager) Set(ctx context.Context, cfg Config) error {
 			m.log.Info("unit file written", "file", a.ID, "reason", a.Reason)
 			if a.Drift {
 				keepAge(filepath.Join(dir, a.ID), a.ID, obs)
+			} else {
+				// A fine-grained mtime (the kernel's is coarse): instances
+				// that started before it run older content (see stale).
+				now := time.Now()
+				_ = os.Chtimes(filepath.Join(dir, a.ID), now, now)
 			}
 			reload = true
 		case a.Kind == KindFile && a.Do == "reload":
@@ -410,7 +415,7 @@ func (m *Manager) startAll(ctx context.Context, acts []Action) []error {
 				errs[i] = err
 				return
 			}
-			if err := m.waitUp(ctx, a.ID, false); err != nil {
+			if err := m.waitUp(ctx, a.ID, false, 0); err != nil {
 				errs[i] = fmt.Errorf("units: start %s: %w", a.ID, err)
 				return
 			}
@@ -466,7 +471,7 @@ func (m *Manager) roll(ctx context.Context, t Template, acts []Action) error {
 		m.log.Info("rolling restart", "unit", a.ID, "step", i+1, "of", len(acts))
 		err = m.job(ctx, Restart, a.ID)
 		if err == nil {
-			err = m.waitUp(ctx, a.ID, true)
+			err = m.waitUp(ctx, a.ID, true, t.RollTimeout)
 		}
 		if err != nil {
 			rest := ""
@@ -522,8 +527,11 @@ func resultNote(st UnitState) string {
 
 // waitUp waits until the unit has been active for Settle (and, in a roll,
 // Healthy passes), failing at once when it fails or stops.
-func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool) error {
-	ctx, cancel := context.WithTimeout(ctx, m.opts.RollTimeout)
+func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = m.opts.RollTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var since time.Time
 	var last UnitState
@@ -556,9 +564,9 @@ func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool) error {
 		select {
 		case <-ctx.Done():
 			if unhealthy != nil && last.ActiveState == "active" {
-				return fmt.Errorf("active but not healthy after %s: %w", m.opts.RollTimeout, unhealthy)
+				return fmt.Errorf("active but not healthy after %s: %w", timeout, unhealthy)
 			}
-			return fmt.Errorf("not active after %s (state %s/%s%s)", m.opts.RollTimeout, last.ActiveState, last.SubState, resultNote(last))
+			return fmt.Errorf("not active after %s (state %s/%s%s)", timeout, last.ActiveState, last.SubState, resultNote(last))
 		case <-tick.C:
 		}
 	}

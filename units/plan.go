@@ -88,6 +88,17 @@ type Observed struct {
 func plan(cfg Config, obs Observed) []Action {
 	var acts []Action
 	report := cfg.drift() == DriftReport
+	driftFor := func(report bool) func(Action) Action {
+		return func(a Action) Action {
+			a.Drift = true
+			if report {
+				a.Op = OpNoOp
+				a.Reason += " (drift mode report: left as is)"
+				a.Do = ""
+			}
+			return a
+		}
+	}
 	drift := func(a Action) Action {
 		a.Drift = true
 		if report {
@@ -101,6 +112,7 @@ func plan(cfg Config, obs Observed) []Action {
 	desiredUnits := map[string]bool{}
 
 	for _, t := range cfg.Templates {
+		drift := driftFor(t.drift(cfg) == DriftReport)
 		file := t.FileName()
 		desiredFiles[file] = true
 		want := RenderUnit(t)
@@ -240,10 +252,11 @@ func planInstance(t Template, u string, obs Observed, file FileStatus, changed, 
 	return a
 }
 
-// stale: the instance runs on a template file written after it started
-// (a roll that halted earlier, or a file restored after a hand edit).
+// stale: the instance runs on a template file gitgw wrote after it started
+// (a roll that halted earlier). A file restored after a hand edit is
+// backdated (keepAge) and a file being edited by hand does not count.
 func stale(st UnitState, file FileStatus) bool {
-	return st.ActiveState == "active" && !st.ActiveEnter.IsZero() && file.Own.Owned &&
+	return st.ActiveState == "active" && !st.ActiveEnter.IsZero() && file.Own.Owned && !file.Own.Edited &&
 		!file.ModTime.IsZero() && st.ActiveEnter.Before(file.ModTime)
 }
 

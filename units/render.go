@@ -68,8 +68,12 @@ func RenderUnit(t Template) []byte {
 	if s.TimeoutStopSec > 0 {
 		b.kv("TimeoutStopSec", duration(s.TimeoutStopSec))
 	}
-	for _, k := range sortedKeys(s.Limits) {
-		b.kv("Limit"+strings.ToUpper(strings.TrimPrefix(k, "Limit")), s.Limits[k])
+	limits := map[string]string{}
+	for k, v := range s.Limits {
+		limits["Limit"+strings.ToUpper(strings.TrimPrefix(k, "Limit"))] = v
+	}
+	for _, k := range sortedKeys(limits) {
+		b.kv(k, limits[k])
 	}
 	b.kv("CPUQuota", s.CPUQuota)
 	b.kv("MemoryMax", s.MemoryMax)
@@ -153,19 +157,31 @@ func contentHash(rendered []byte) string {
 	return ParseOwnership(rendered).Written
 }
 
-type section struct{ bytes.Buffer }
-
-func (b *section) header(name string) {
-	if b.Len() > 0 {
-		b.WriteByte('\n')
-	}
-	fmt.Fprintf(b, "[%s]\n", name)
+// section writes an INI-style unit file; a section header is written only
+// once the section has a first line, so empty sections do not appear.
+type section struct {
+	bytes.Buffer
+	pending string
 }
+
+func (b *section) header(name string) { b.pending = name }
 
 func (b *section) kv(k, v string) {
 	if v != "" {
-		fmt.Fprintf(b, "%s=%s\n", k, v)
+		b.line(k, v)
 	}
+}
+
+// line writes k=v even when v is empty (a raw "ExecStart=" resets a list).
+func (b *section) line(k, v string) {
+	if b.pending != "" {
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(b, "[%s]\n", b.pending)
+		b.pending = ""
+	}
+	fmt.Fprintf(b, "%s=%s\n", k, v)
 }
 
 func (b *section) list(k string, vs []string) {
@@ -183,7 +199,7 @@ func (b *section) flag(k string, v bool) {
 func (b *section) extra(ds []Directive, name string) {
 	for _, d := range ds {
 		if d.Section == name {
-			fmt.Fprintf(b, "%s=%s\n", d.Key, d.Value)
+			b.line(d.Key, d.Value)
 		}
 	}
 }
