@@ -3,6 +3,7 @@ package loader
 import (
 	"cmp"
 	"fmt"
+	"strconv"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -63,21 +64,48 @@ func (e *Error) setPos(abs string, p token.Pos) bool {
 // locate finds the position of e.Path in the evaluated site, for errors
 // found by the Go checks after decoding.
 func (e *Error) locate(abs string, root cue.Value) {
-	if e.Path == "" {
-		return
+	if e.Path != "" {
+		e.locateParent(abs, root)
 	}
-	v := root.LookupPath(cue.ParsePath(e.Path))
-	if !v.Exists() {
-		return
+}
+
+// selectors parses the dotted paths the loader writes (keys quoted when
+// needed, list indexes as bare numbers), which cue.ParsePath does not
+// accept because of the indexes.
+func selectors(path string) []cue.Selector {
+	var out []cue.Selector
+	for len(path) > 0 {
+		var part string
+		if path[0] == '"' {
+			end := 1
+			for end < len(path) && (path[end] != '"' || path[end-1] == '\\') {
+				end++
+			}
+			q, err := strconv.Unquote(path[:min(end+1, len(path))])
+			if err != nil {
+				q = path[1:end]
+			}
+			out = append(out, cue.Str(q))
+			path = strings.TrimPrefix(path[min(end+1, len(path)):], ".")
+			continue
+		}
+		part, path, _ = strings.Cut(path, ".")
+		if n, err := strconv.Atoi(part); err == nil {
+			out = append(out, cue.Index(n))
+		} else if strings.HasPrefix(part, "#") {
+			out = append(out, cue.Def(part))
+		} else {
+			out = append(out, cue.Str(part))
+		}
 	}
-	e.setPos(abs, v.Pos())
+	return out
 }
 
 // locateParent positions e at the nearest ancestor of e.Path that is
 // written in the site's files: a missing field is reported where its
 // parent is.
 func (e *Error) locateParent(abs string, root cue.Value) {
-	sel := cue.ParsePath(e.Path).Selectors()
+	sel := selectors(e.Path)
 	for n := len(sel); n > 0; n-- {
 		v := root.LookupPath(cue.MakePath(sel[:n]...))
 		if !v.Exists() {

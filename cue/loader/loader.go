@@ -279,9 +279,12 @@ func convert(abs string, err error) error {
 // with a disjunction once per arm) and drops CUE's "N errors in empty
 // disjunction" summaries, whose arms are reported on their own.
 func dedupe(errs Errors) Errors {
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	var out Errors
 	for _, e := range errs {
+		if rest, ok := strings.CutPrefix(e.Msg, "incomplete value "); ok {
+			e.Msg = "missing value: the site must set this field (" + rest + ")"
+		}
 		if strings.Contains(e.Msg, "errors in empty disjunction") {
 			continue
 		}
@@ -289,10 +292,15 @@ func dedupe(errs Errors) Errors {
 		if e.File == "" {
 			k += e.Msg
 		}
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, e)
+		if i, dup := seen[k]; dup {
+			// Of a disjunction's arms, the one whose type matches says more.
+			if strings.Contains(out[i].Msg, "mismatched types") && !strings.Contains(e.Msg, "mismatched types") {
+				out[i] = e
+			}
+			continue
 		}
+		seen[k] = len(out)
+		out = append(out, e)
 	}
 	return out
 }

@@ -1,0 +1,112 @@
+package loader
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestBrokenSites checks the exact, positioned messages an operator gets
+// for each kind of mistake (golden files testdata/NAME.golden).
+func TestBrokenSites(t *testing.T) {
+	for _, name := range []string{"wrong-type", "vrid-300", "misspelt", "no-priority", "all-at-once", "semantic"} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := Load(context.Background(), filepath.Join("testdata", name), "")
+			errs, ok := AsErrors(err)
+			if !ok {
+				t.Fatalf("want positioned errors, got %v", err)
+			}
+			got := errs.Error() + "\n"
+			golden := filepath.Join("testdata", name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(string(want), got); d != "" {
+				t.Errorf("errors differ (-want +got):\n%s", d)
+			}
+			for _, e := range errs {
+				if e.File == "" || e.Line == 0 || strings.HasPrefix(e.File, "(schema)") {
+					t.Errorf("error not positioned in the site's files: %+v", e)
+				}
+			}
+		})
+	}
+}
+
+func TestExampleSites(t *testing.T) {
+	for _, tc := range []struct {
+		dir   string
+		nodes []string
+	}{
+		{"../../examples/lab", []string{"gw1", "gw2"}},
+		{"../../examples/seed-site", []string{"server-1", "server-2"}},
+	} {
+		site, _, err := Load(context.Background(), tc.dir, "")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.dir, err)
+		}
+		if d := cmp.Diff(tc.nodes, site.Nodes); d != "" {
+			t.Errorf("%s nodes (-want +got):\n%s", tc.dir, d)
+		}
+		for _, n := range tc.nodes {
+			if _, view, err := Load(context.Background(), tc.dir, n); err != nil || view.Name != n {
+				t.Errorf("%s node %s: view %v, err %v", tc.dir, n, view, err)
+			}
+		}
+	}
+}
+
+// TestLabView pins the facts of examples/lab that outside tools rely on.
+func TestLabView(t *testing.T) {
+	_, v, err := Load(context.Background(), "../../examples/lab", "gw1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, ok := v.VRRP["VI_1"]
+	if !ok {
+		t.Fatal("VI_1 missing from gw1's view")
+	}
+	if in.VRID != 51 || in.Version != 3 || in.AdvertInterval.String() != "100ms" ||
+		in.Nodes["gw1"].Priority != 150 || in.Nodes["gw2"].Priority != 100 || !in.Preempt ||
+		len(in.VIPs) != 1 || in.VIPs[0].Address.String() != "203.0.113.100/24" || in.Interface != "eth0" {
+		t.Errorf("VI_1 = %+v", in)
+	}
+	web := v.Services["web"]
+	if len(web.Binds) != 1 || web.Binds[0] != "203.0.113.100:80" || web.Balance != "roundrobin" ||
+		web.Servers["s1"].Address != "198.51.100.11:8080" || web.Servers["s2"].Address != "198.51.100.12:8080" ||
+		web.Check == nil || web.Check.Kind != "tcp" || web.Check.Interval.String() != "1s" || web.Check.Rise != 2 || web.Check.Fall != 2 {
+		t.Errorf("web = %+v", web)
+	}
+	if got := v.Units["app"].InstancesFor("gw1"); strings.Join(got, ",") != "8080,8081" {
+		t.Errorf("app instances = %v", got)
+	}
+	if a := v.Node.Interfaces["eth0"].Addresses; len(a) != 1 || a[0].String() != "203.0.113.11/24" {
+		t.Errorf("eth0 addresses = %v", a)
+	}
+	if v.Node.Tuning.Sysctls["net.ipv4.ip_nonlocal_bind"] != "1" || v.Node.Tuning.Sysctls["net.ipv4.ip_forward"] != "1" {
+		t.Errorf("sysctls = %v", v.Node.Tuning.Sysctls)
+	}
+	if nic := v.Node.Tuning.Interfaces["eth0"]; nic.RPSCPUs != "all" || nic.RPSFlowCnt == nil || *nic.RPSFlowCnt != 32768 {
+		t.Errorf("eth0 tuning = %+v", nic)
+	}
+}
+
+func TestUnknownNode(t *testing.T) {
+	_, _, err := Load(context.Background(), "../../examples/lab", "gw9")
+	if err == nil || !strings.Contains(err.Error(), `node "gw9" is not declared`) {
+		t.Fatalf("err = %v", err)
+	}
+}
