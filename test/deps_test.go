@@ -35,7 +35,9 @@ func TestDependencyRules(t *testing.T) {
 			},
 			in("dataplane", "test")},
 		{"no subsystem imports reconcile",
-			func(p string) bool { return p == mod+"reconcile" || strings.HasPrefix(p, mod+"reconcile/") && !strings.HasPrefix(p, mod+"reconcile/plan") },
+			func(p string) bool {
+				return p == mod+"reconcile" || strings.HasPrefix(p, mod+"reconcile/") && !strings.HasPrefix(p, mod+"reconcile/plan")
+			},
 			func(pkg string) bool {
 				return !(hasRel(pkg, "cue") || hasRel(pkg, "policies") || hasRel(pkg, "units") || hasRel(pkg, "dataplane"))
 			}},

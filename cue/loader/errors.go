@@ -3,9 +3,9 @@ package loader
 import (
 	"cmp"
 	"fmt"
-	"strconv"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
