@@ -1,0 +1,221 @@
+package l4proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as a stand-alone proxy process (the "helper"),
+// the way the agent runs the pool: TestMain runs it when L4HELPER_CONFIG
+// names a JSON Config. It prints "ready <stats addr>" once serving. On
+// SIGHUP it hands its listening sockets to a fresh copy of itself (exec
+// with ExtraFiles, as an agent restart through systemd's fd store would),
+// waits for the copy's "ready", prints "handover <pid>", then stops
+// accepting and drains its own connections before exiting. SIGTERM drains
+// and exits.
+func TestMain(m *testing.M) {
+	if os.Getenv("L4HELPER_CONFIG") != "" {
+		os.Exit(helperMain())
+	}
+	os.Exit(m.Run())
+}
+
+func helperMain() int {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	raw, err := os.ReadFile(os.Getenv("L4HELPER_CONFIG"))
+	if err != nil {
+		logger.Error("read config", "err", err)
+		return 2
+	}
+	var cfg Config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		logger.Error("parse config", "err", err)
+		return 2
+	}
+	var inherited []*os.File
+	n, _ := strconv.Atoi(os.Getenv("L4HELPER_FDS"))
+	for i := 0; i < n; i++ {
+		inherited = append(inherited, os.NewFile(uintptr(3+i), "inherited"))
+	}
+	shards, _ := strconv.Atoi(os.Getenv("L4HELPER_SHARDS"))
+	p := New(logger, Options{Inherited: inherited, Shards: shards})
+	if err := p.Set(context.Background(), cfg); err != nil {
+		logger.Error("set", "err", err)
+		return 1
+	}
+	sl, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		logger.Error("stats listen", "err", err)
+		return 1
+	}
+	go http.Serve(sl, p.StatsHandler())
+	fmt.Printf("ready %s\n", sl.Addr())
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM)
+	s := <-sig
+	if s == syscall.SIGHUP {
+		if err := handOver(p); err != nil {
+			logger.Error("hand-over", "err", err)
+			return 1
+		}
+		p.StopAccepting()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		logger.Error("close", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func handOver(p *Pool) error {
+	files, err := p.Listeners()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), "L4HELPER_FDS="+strconv.Itoa(len(files)))
+	cmd.ExtraFiles = files
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	br := bufio.NewReader(out)
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("successor not ready: %q %v", line, err)
+	}
+	fmt.Printf("handover %d %s", cmd.Process.Pid, strings.TrimPrefix(line, "ready "))
+	go io.Copy(os.Stdout, br) // later lines of the successor
+	return nil
+}
+
+// helperProc is a running helper proxy process.
+type helperProc struct {
+	cmd   *exec.Cmd
+	out   *bufio.Reader
+	stats string
+}
+
+// startHelper runs the pool in a separate process with cfg.
+func startHelper(t testing.TB, cfg Config, env ...string) *helperProc {
+	t.Helper()
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/cfg.json"
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(append(os.Environ(), "L4HELPER_CONFIG="+path), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helperProc{cmd: cmd, out: bufio.NewReader(out)}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	line, err := h.readLine(30 * time.Second)
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		t.Fatalf("helper not ready: %q %v", line, err)
+	}
+	h.stats = strings.TrimPrefix(line, "ready ")
+	return h
+}
+
+func (h *helperProc) readLine(timeout time.Duration) (string, error) {
+	type res struct {
+		s   string
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := h.out.ReadString('\n')
+		ch <- res{strings.TrimSpace(s), err}
+	}()
+	select {
+	case r := <-ch:
+		return r.s, r.err
+	case <-time.After(timeout):
+		return "", fmt.Errorf("no line from helper after %v", timeout)
+	}
+}
+
+// snapshot fetches the helper's stats JSON.
+func (h *helperProc) snapshot(addr string) (Snapshot, error) {
+	var s Snapshot
+	resp, err := http.Get("http://" + addr + "/?json")
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&s)
+	return s, err
+}
+
+// rss returns a process's resident set size in bytes.
+func rss(pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func fdCount(pid int) int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(ents)
+}
