@@ -77,6 +77,7 @@ const (
 	DropAuth     DropReason = "auth"
 	DropInterval DropReason = "interval"
 	DropAddrList DropReason = "addr_list"
+	DropSource   DropReason = "source" // not a configured unicast peer
 )
 
 // DecodeError is returned for every malformed or unacceptable packet.

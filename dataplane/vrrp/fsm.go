@@ -210,7 +210,13 @@ func (m *Machine) Advert(now time.Time, from netip.Addr, prio uint8, interval ti
 			return []Output{{Kind: OutSend, Priority: m.p.Priority}}
 		}
 		if prio > m.p.Priority || (prio == m.p.Priority && addrGreater(from, m.p.Primary)) {
-			out := m.becomeBackup(now, m.adopt(interval), "higher priority master "+from.String())
+			// One last advert before yielding (keepalived's
+			// higher_prio_send_advert, on by default here): after a
+			// partition heals it tells the winner that another router
+			// had been master, so the winner re-announces the VIPs and
+			// every neighbour cache moves back to it.
+			out := []Output{{Kind: OutSend, Priority: m.p.Priority}}
+			out = append(out, m.becomeBackup(now, m.adopt(interval), "higher priority master "+from.String())...)
 			m.master, m.masterPrio = from, prio
 			return out
 		}

@@ -120,12 +120,12 @@ func TestMachine(t *testing.T) {
 		{"master yields to a higher priority", with(func(p *Params) { p.Priority = 255 }), []step{
 			{op: "start", want: []Output{send(255), tr(StateInit, StateMaster)}, st: StateMaster},
 			{op: "update", p: ptr(base), st: StateMaster},
-			{at: ms(10), op: "advert", from: low, prio: 200, intv: ms(200), want: []Output{tr(StateMaster, StateBackup)}, st: StateBackup, deadline: ms(10) + MasterDownInterval(100, ms(200))},
+			{at: ms(10), op: "advert", from: low, prio: 200, intv: ms(200), want: []Output{send(100), tr(StateMaster, StateBackup)}, st: StateBackup, deadline: ms(10) + MasterDownInterval(100, ms(200))},
 		}},
 		{"master yields on equal priority to a greater address", with(func(p *Params) { p.Priority = 255 }), []step{
 			{op: "start", want: []Output{send(255), tr(StateInit, StateMaster)}, st: StateMaster},
 			{op: "update", p: ptr(base), st: StateMaster},
-			{at: ms(10), op: "advert", from: peer, prio: 100, intv: ms(100), want: []Output{tr(StateMaster, StateBackup)}, st: StateBackup},
+			{at: ms(10), op: "advert", from: peer, prio: 100, intv: ms(100), want: []Output{send(100), tr(StateMaster, StateBackup)}, st: StateBackup},
 		}},
 		{"master re-asserts and re-announces against a lower or smaller router", with(func(p *Params) { p.Priority = 255 }), []step{
 			{op: "start", want: []Output{send(255), tr(StateInit, StateMaster)}, st: StateMaster},

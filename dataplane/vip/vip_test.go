@@ -1,0 +1,174 @@
+package vip
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+func handleIn(t *testing.T, ns *lab.Netns) *netlink.Handle {
+	t.Helper()
+	nh, err := netns.GetFromPath(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	h, err := netlink.NewHandleAt(nh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+func TestAddRemovePresent(t *testing.T) {
+	lab.RequireRoot(t)
+	sw := lab.NewSwitch(t)
+	gw := lab.NewNetns(t, "vip")
+	sw.Attach(t, gw, "eth0", "203.0.113.11/24", "2001:db8::11/64")
+	m := New(handleIn(t, gw), slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	addrs := []Address{
+		{Prefix: netip.MustParsePrefix("203.0.113.100/24"), Label: "eth0:vip"},
+		{Prefix: netip.MustParsePrefix("203.0.113.101/32")},
+		{Prefix: netip.MustParsePrefix("2001:db8::100/64")},
+	}
+	for range 2 { // idempotent
+		if err := m.Add(ctx, "eth0", addrs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	have, err := m.Present("eth0", addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if !have[a.Prefix] {
+			t.Errorf("%v not present", a)
+		}
+	}
+	out := gw.Run(t, "ip", "-o", "addr", "show", "dev", "eth0")
+	if !strings.Contains(out, "203.0.113.100/24 brd 203.0.113.255 scope global secondary eth0:vip") {
+		t.Errorf("label missing:\n%s", out)
+	}
+	if strings.Contains(out, "2001:db8::100/64 scope global tentative") {
+		t.Errorf("IPv6 VIP went through DAD:\n%s", out)
+	}
+	for range 2 {
+		if err := m.Remove(ctx, "eth0", addrs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	have, _ = m.Present("eth0", addrs)
+	for _, a := range addrs {
+		if have[a.Prefix] {
+			t.Errorf("%v still present", a)
+		}
+	}
+	if err := m.Add(ctx, "nosuch0", addrs); err == nil || !strings.Contains(err.Error(), "vip: link nosuch0") {
+		t.Errorf("add on a missing link: %v", err)
+	}
+}
+
+// TestAnnounceMovesNeighbour checks the GARP form against a real Linux
+// neighbour table, inside its locktime: the client's entry for the VIP
+// moves from gw1's MAC to gw2's on one announcement.
+func TestAnnounceMovesNeighbour(t *testing.T) {
+	lab.RequireRoot(t)
+	sw := lab.NewSwitch(t)
+	gw1, gw2, cl := lab.NewNetns(t, "va"), lab.NewNetns(t, "vb"), lab.NewNetns(t, "vc")
+	sw.Attach(t, gw1, "eth0", "203.0.113.11/24", "203.0.113.100/24")
+	sw.Attach(t, gw2, "eth0", "203.0.113.12/24", "2001:db8::12/64")
+	sw.Attach(t, cl, "eth0", "203.0.113.50/24", "2001:db8::50/64")
+	cl.Run(t, "ping", "-c", "1", "-W", "2", "203.0.113.100")
+	mac := func(ns *lab.Netns) string { return strings.TrimSpace(ns.Run(t, "cat", "/sys/class/net/eth0/address")) }
+	neigh := func(ip string) string {
+		out, _ := cl.Try("ip", "neigh", "show", ip, "dev", "eth0")
+		return out
+	}
+	if !strings.Contains(neigh("203.0.113.100"), mac(gw1)) {
+		t.Fatalf("client entry not on gw1: %s", neigh("203.0.113.100"))
+	}
+	gw1.Run(t, "ip", "addr", "del", "203.0.113.100/24", "dev", "eth0")
+	gw2.Run(t, "ip", "addr", "add", "203.0.113.100/24", "dev", "eth0")
+	a := NewAnnouncer()
+	t.Cleanup(func() { a.Close() })
+	if err := gw2.Do(func() error { return a.Announce("eth0", []netip.Addr{netip.MustParseAddr("203.0.113.100")}) }); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(neigh("203.0.113.100"), mac(gw2)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("client entry did not move to gw2: %s", neigh("203.0.113.100"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// IPv6: an existing entry is overridden by the unsolicited NA.
+	cl.Run(t, "ip", "-6", "neigh", "replace", "2001:db8::100", "lladdr", "02:00:00:00:00:01", "dev", "eth0", "nud", "stale")
+	gw2.Run(t, "ip", "-6", "addr", "add", "2001:db8::100/64", "dev", "eth0", "nodad")
+	waitLinkLocal(t, gw2)
+	if err := gw2.Do(func() error { return a.Announce("eth0", []netip.Addr{netip.MustParseAddr("2001:db8::100")}) }); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(neigh("2001:db8::100"), mac(gw2)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("IPv6 entry did not move to gw2: %s", neigh("2001:db8::100"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func waitLinkLocal(t *testing.T, ns *lab.Netns) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _ := ns.Try("ip", "-6", "addr", "show", "dev", "eth0", "scope", "link")
+		if strings.Contains(out, "fe80") && !strings.Contains(out, "tentative") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no usable link-local address: %s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestWatchReportsChanges(t *testing.T) {
+	lab.RequireRoot(t)
+	sw := lab.NewSwitch(t)
+	gw := lab.NewNetns(t, "vw")
+	sw.Attach(t, gw, "eth0", "203.0.113.11/24")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := make(chan Event, 16)
+	if err := gw.Do(func() error { return Watch(ctx, func(e Event) { ch <- e }) }); err != nil {
+		t.Fatal(err)
+	}
+	gw.Run(t, "ip", "addr", "add", "203.0.113.100/24", "dev", "eth0")
+	gw.Run(t, "ip", "addr", "del", "203.0.113.100/24", "dev", "eth0")
+	want := netip.MustParsePrefix("203.0.113.100/24")
+	var got []bool
+	timeout := time.After(10 * time.Second)
+	for len(got) < 2 {
+		select {
+		case e := <-ch:
+			if e.Prefix == want {
+				got = append(got, e.Added)
+			}
+		case <-timeout:
+			t.Fatalf("events %v", got)
+		}
+	}
+	if !got[0] || got[1] {
+		t.Errorf("events %v, want add then delete", got)
+	}
+}

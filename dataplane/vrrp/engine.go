@@ -1,0 +1,390 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gitgw/gitgw/dataplane/vip"
+)
+
+// VIPSet is what the engine needs to install and remove addresses;
+// *vip.Manager implements it.
+type VIPSet interface {
+	Add(ctx context.Context, ifname string, addrs []vip.Address) error
+	Remove(ctx context.Context, ifname string, addrs []vip.Address) error
+}
+
+// Announcer announces addresses on a link; *vip.Announcer implements it.
+type Announcer interface {
+	Announce(ifname string, addrs []netip.Addr) error
+}
+
+// Options are the engine's seams and settings. Zero fields get the real
+// kernel: raw sockets, netlink, mdlayher/arp.
+type Options struct {
+	// StateDir receives vrrp-state.json (what this node is master of) on
+	// every transition, for Release. Empty: no state file.
+	StateDir string
+	// Listen opens the packet connection of one interface and family.
+	Listen func(ifname string, v6 bool) (Conn, error)
+	VIPs   VIPSet
+	// Announce sends gratuitous ARP / NA.
+	Announce Announcer
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// ServiceHealthy answers CheckService checks (the proxy's view).
+	ServiceHealthy func(name string) bool
+	// PrimaryAddr returns the interface's advert source for a family.
+	PrimaryAddr func(ifname string, v6 bool) (netip.Addr, error)
+	// WatchAddrs, when set, is started by Run to learn about addresses
+	// changed behind the engine's back (vip.Watch).
+	WatchAddrs func(ctx context.Context, fn func(vip.Event)) error
+	// WatchLinks, when set, is started by Run to learn link state changes.
+	WatchLinks func(ctx context.Context, fn func(ifname string, up bool)) error
+	// LinkUp reports an interface's current link state (tracking's start).
+	LinkUp func(ifname string) bool
+}
+
+// Transition is one state change, sent on Events.
+type Transition struct {
+	Instance string    `json:"instance"`
+	From     State     `json:"from"`
+	To       State     `json:"to"`
+	Reason   string    `json:"reason"`
+	Priority uint8     `json:"priority"`
+	At       time.Time `json:"at"`
+}
+
+// Counters are per-instance statistics.
+type Counters struct {
+	AdvertsIn   uint64                `json:"adverts_in"`
+	AdvertsOut  uint64                `json:"adverts_out"`
+	Transitions uint64                `json:"transitions"`
+	Drops       map[DropReason]uint64 `json:"drops,omitempty"`
+	// ChecksumMessageOnly counts v3/IPv4 adverts accepted in the
+	// message-only checksum form.
+	ChecksumMessageOnly uint64 `json:"checksum_message_only"`
+	// Conflicts counts adverts from a router whose address list differs:
+	// a foreign virtual router on our VRID.
+	Conflicts uint64 `json:"conflicts"`
+	// Drift counts VIPs put back (removed by hand while master) or taken
+	// away (present while not master).
+	Drift         uint64 `json:"drift"`
+	Announcements uint64 `json:"announcements"`
+	Errors        uint64 `json:"errors"`
+}
+
+// InstanceStatus is a snapshot of one instance.
+type InstanceStatus struct {
+	Name                string         `json:"name"`
+	Interface           string         `json:"interface"`
+	VRID                uint8          `json:"vrid"`
+	Version             uint8          `json:"version"`
+	State               State          `json:"state"`
+	BasePriority        uint8          `json:"base_priority"`
+	Priority            uint8          `json:"priority"`
+	MasterAddr          netip.Addr     `json:"master_addr,omitzero"`
+	MasterPriority      uint8          `json:"master_priority"`
+	MasterAdverInterval time.Duration  `json:"master_adver_interval"`
+	VIPs                []netip.Prefix `json:"vips"`
+	Faults              []string       `json:"faults,omitempty"`
+	LastConflict        netip.Addr     `json:"last_conflict,omitzero"`
+	LastTransition      time.Time      `json:"last_transition,omitzero"`
+	Counters            Counters       `json:"counters"`
+}
+
+// Engine runs VRRP instances. Create it with New, configure it with Set,
+// stop it with Stop (priority 0 for everything it is master of).
+type Engine struct {
+	log    *slog.Logger
+	opts   Options
+	events chan Transition
+
+	mu        sync.Mutex
+	instances map[string]*instance
+	links     map[linkKey]*link
+	groups    map[string][]string // instance → other members
+	cfg       Config
+	stopped   bool
+	state     *stateFile
+}
+
+type linkKey struct {
+	ifname string
+	v6     bool
+}
+
+// New returns an engine with no instances.
+func New(logger *slog.Logger, opts Options) *Engine {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Listen == nil {
+		opts.Listen = func(ifname string, v6 bool) (Conn, error) { return Listen(ifname, v6) }
+	}
+	if opts.PrimaryAddr == nil {
+		opts.PrimaryAddr = interfaceAddr
+	}
+	e := &Engine{
+		log:       logger.With("component", "vrrp"),
+		opts:      opts,
+		events:    make(chan Transition, 256),
+		instances: map[string]*instance{},
+		links:     map[linkKey]*link{},
+		groups:    map[string][]string{},
+	}
+	e.state = &stateFile{dir: opts.StateDir, entries: map[string]StateEntry{}}
+	return e
+}
+
+// Events delivers every transition; if nobody reads, the oldest are lost
+// rather than the protocol blocked.
+func (e *Engine) Events() <-chan Transition { return e.events }
+
+// Run starts the address and link watchers (when configured) and blocks
+// until ctx ends, then stops the engine with a fresh 5 s context.
+func (e *Engine) Run(ctx context.Context) error {
+	if e.opts.WatchAddrs != nil {
+		if err := e.opts.WatchAddrs(ctx, e.addrEvent); err != nil {
+			return fmt.Errorf("vrrp: watch addresses: %w", err)
+		}
+	}
+	if e.opts.WatchLinks != nil {
+		if err := e.opts.WatchLinks(ctx, e.linkEvent); err != nil {
+			return fmt.Errorf("vrrp: watch links: %w", err)
+		}
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return e.Stop(sctx)
+}
+
+// Set makes the running instances match cfg: new instances start, removed
+// ones leave with priority 0, changed ones are updated in place (no
+// transition) unless their identity (interface, VRID, version, family,
+// transport) changed, in which case they are restarted. Unchanged instances
+// are not touched. Setting the same config twice does nothing.
+func (e *Engine) Set(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return errors.New("vrrp: engine stopped")
+	}
+	want := map[string]Instance{}
+	for _, in := range cfg.Instances {
+		want[in.Name] = in.withDefaults()
+	}
+	e.groups = map[string][]string{}
+	for _, g := range cfg.SyncGroups {
+		for _, n := range g.Instances {
+			e.groups[n] = slices.DeleteFunc(slices.Clone(g.Instances), func(o string) bool { return o == n })
+		}
+	}
+	var errs []error
+	// Add and update before removing.
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		in := want[name]
+		cur, ok := e.instances[name]
+		switch {
+		case !ok:
+			if err := e.startLocked(ctx, in); err != nil {
+				errs = append(errs, err)
+			}
+		case reflect.DeepEqual(cur.wanted, in):
+		case cur.sameIdentity(in):
+			cur.update(in)
+		default:
+			e.removeLocked(ctx, name, "identity changed")
+			if err := e.startLocked(ctx, in); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.instances)) {
+		if _, ok := want[name]; !ok {
+			e.removeLocked(ctx, name, "removed from config")
+		}
+	}
+	e.cfg = cfg
+	return errors.Join(errs...)
+}
+
+// Stop shuts every instance down (priority 0 from masters, VIPs removed)
+// and closes the sockets. The engine cannot be restarted.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return nil
+	}
+	e.stopped = true
+	for _, name := range slices.Sorted(maps.Keys(e.instances)) {
+		e.removeLocked(ctx, name, "engine stopped")
+	}
+	return nil
+}
+
+// Status returns a snapshot of every instance, sorted by name.
+func (e *Engine) Status() []InstanceStatus {
+	e.mu.Lock()
+	insts := slices.Collect(maps.Values(e.instances))
+	e.mu.Unlock()
+	out := make([]InstanceStatus, 0, len(insts))
+	for _, in := range insts {
+		out = append(out, in.status())
+	}
+	slices.SortFunc(out, func(a, b InstanceStatus) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
+	v6 := cfg.IPv6()
+	primary := cfg.UnicastSrc
+	if !primary.IsValid() {
+		var err error
+		if primary, err = e.opts.PrimaryAddr(cfg.Interface, v6); err != nil {
+			return fmt.Errorf("vrrp: instance %q: %w", cfg.Name, err)
+		}
+	}
+	k := linkKey{cfg.Interface, v6}
+	l := e.links[k]
+	if l == nil {
+		c, err := e.opts.Listen(cfg.Interface, v6)
+		if err != nil {
+			return fmt.Errorf("vrrp: instance %q: %w", cfg.Name, err)
+		}
+		l = newLink(e, k, c)
+		e.links[k] = l
+		go l.readLoop()
+	}
+	in := newInstance(e, cfg, primary, l)
+	l.attach(in)
+	e.instances[cfg.Name] = in
+	// A crash may have left our VIPs behind: we start as Backup, so they go.
+	if e.opts.VIPs != nil {
+		if err := e.opts.VIPs.Remove(ctx, cfg.Interface, in.allVIPs()); err != nil {
+			e.log.Warn("removing stale VIPs", "instance", cfg.Name, "err", err)
+		}
+	}
+	in.start()
+	return nil
+}
+
+func (e *Engine) removeLocked(ctx context.Context, name, reason string) {
+	in := e.instances[name]
+	if in == nil {
+		return
+	}
+	delete(e.instances, name)
+	in.stop(ctx, reason)
+	l := in.link
+	if l.detach(in) == 0 {
+		delete(e.links, l.key)
+		l.close()
+	}
+}
+
+// instanceByName is used by sync groups and watchers.
+func (e *Engine) instanceByName(name string) *instance {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.instances[name]
+}
+
+// syncPeers returns the other members of name's sync group.
+func (e *Engine) syncPeers(name string) []*instance {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*instance
+	for _, n := range e.groups[name] {
+		if in := e.instances[n]; in != nil {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+func (e *Engine) emit(t Transition) {
+	select {
+	case e.events <- t:
+	default:
+		e.log.Warn("transition event dropped: nobody reads Events", "instance", t.Instance)
+	}
+}
+
+func (e *Engine) addrEvent(ev vip.Event) {
+	e.mu.Lock()
+	insts := slices.Collect(maps.Values(e.instances))
+	e.mu.Unlock()
+	for _, in := range insts {
+		in.addrEvent(ev)
+	}
+}
+
+func (e *Engine) linkEvent(ifname string, up bool) {
+	e.mu.Lock()
+	insts := slices.Collect(maps.Values(e.instances))
+	e.mu.Unlock()
+	for _, in := range insts {
+		in.linkEvent(ifname, up)
+	}
+}
+
+// interfaceAddr returns the first IPv4 address, or the IPv6 link-local
+// address, of ifname.
+func interfaceAddr(ifname string, v6 bool) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("interface %s: %w", ifname, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ifname, err)
+	}
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if !v6 && ip.Is4() {
+			return ip, nil
+		}
+		if v6 && ip.Is6() && ip.IsLinkLocalUnicast() {
+			return ip, nil
+		}
+	}
+	fam := "IPv4"
+	if v6 {
+		fam = "IPv6 link-local"
+	}
+	return netip.Addr{}, fmt.Errorf("no %s address on %s", fam, ifname)
+}

@@ -1,0 +1,633 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gitgw/gitgw/dataplane/vip"
+)
+
+// instance runs one Machine on its own goroutine: every packet, timer,
+// tracking change and config update is handled there, in order.
+type instance struct {
+	e       *Engine
+	link    *link
+	primary netip.Addr
+	ifindex int
+
+	in   chan Received
+	ctrl chan func()
+	quit chan string
+	done chan struct{}
+
+	// Owned by the goroutine (cfg is also read by Set under e.mu before
+	// the goroutine starts and through update).
+	cfg       Instance
+	wanted    Instance // the last config given by Set; guarded by e.mu
+	m         *Machine
+	garpAt    []time.Time
+	refreshAt time.Time
+	linkUp    map[string]bool
+	checkOK   map[string]bool
+	groupFlt  bool
+	faults    []string
+	counters  Counters
+	lastConf  netip.Addr
+	lastTrans time.Time
+	checks    *checkSet
+	notify    *notifier
+
+	mu   sync.Mutex
+	snap InstanceStatus
+}
+
+func newInstance(e *Engine, cfg Instance, primary netip.Addr, l *link) *instance {
+	in := &instance{
+		e: e, link: l, primary: primary, cfg: cfg, wanted: cfg,
+		in:      make(chan Received, 64),
+		ctrl:    make(chan func(), 64),
+		quit:    make(chan string, 1),
+		done:    make(chan struct{}),
+		linkUp:  map[string]bool{},
+		checkOK: map[string]bool{},
+	}
+	if ifi, err := net.InterfaceByName(cfg.Interface); err == nil {
+		in.ifindex = ifi.Index
+	}
+	in.counters.Drops = map[DropReason]uint64{}
+	in.m = NewMachine(in.params())
+	in.notify = newNotifier(e.log, cfg.Name)
+	return in
+}
+
+func (in *instance) sameIdentity(c Instance) bool {
+	a, b := in.wanted, c
+	return a.Interface == b.Interface && a.VRID == b.VRID && a.Version == b.Version &&
+		a.IPv6() == b.IPv6() && a.UnicastSrc == b.UnicastSrc
+}
+
+func (in *instance) params() Params {
+	prio, _ := in.effective()
+	return Params{
+		Version: in.cfg.Version, Priority: prio, Interval: in.cfg.Interval,
+		Preempt: !in.cfg.NoPreempt, PreemptDelay: in.cfg.PreemptDelay, Primary: in.primary,
+	}
+}
+
+func (in *instance) start() {
+	for _, n := range in.trackedLinks() {
+		in.linkUp[n] = in.e.opts.LinkUp == nil || in.e.opts.LinkUp(n)
+	}
+	in.checks = startChecks(in)
+	in.publish()
+	go in.run()
+}
+
+// do runs f on the instance's goroutine; it is dropped if the instance
+// has stopped.
+func (in *instance) do(f func()) {
+	select {
+	case in.ctrl <- f:
+	case <-in.done:
+	}
+}
+
+func (in *instance) deliver(r Received) {
+	select {
+	case in.in <- r:
+	default: // overloaded: dropping is what the wire would do
+	}
+}
+
+func (in *instance) update(cfg Instance) {
+	in.wanted = cfg
+	in.do(func() { in.apply(cfg) })
+}
+
+func (in *instance) stop(ctx context.Context, reason string) {
+	in.quit <- reason
+	select {
+	case <-in.done:
+	case <-ctx.Done():
+	}
+	in.checks.stop()
+	in.notify.close(ctx)
+}
+
+func (in *instance) run() {
+	defer close(in.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	in.exec(in.e.opts.Now(), in.m.Start(in.e.opts.Now(), len(in.faultReasons()) > 0))
+	in.publish()
+	for {
+		now := in.e.opts.Now()
+		if next := in.nextDeadline(); !next.IsZero() {
+			timer.Reset(next.Sub(now))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case r := <-in.in:
+			in.receive(r)
+		case f := <-in.ctrl:
+			f()
+		case <-timer.C:
+			now := in.e.opts.Now()
+			in.exec(now, in.m.Tick(now))
+			in.garpTick(now)
+		case reason := <-in.quit:
+			in.exec(in.e.opts.Now(), in.m.Shutdown(reason))
+			in.publish()
+			return
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		in.publish()
+	}
+}
+
+func (in *instance) nextDeadline() time.Time {
+	next := in.m.Deadline()
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if len(in.garpAt) > 0 {
+		earlier(in.garpAt[0])
+	}
+	earlier(in.refreshAt)
+	return next
+}
+
+// receive applies the receive checks of RFC 5798 §7.1 (and keepalived's
+// address-list equality) and feeds the machine.
+func (in *instance) receive(r Received) {
+	drop := func(reason DropReason) { in.counters.Drops[reason]++ }
+	if r.TTL != 255 {
+		drop(DropTTL)
+		return
+	}
+	p, form, err := Decode(r.Payload, r.Src, r.Dst)
+	if err != nil {
+		drop(ReasonOf(err))
+		return
+	}
+	c := in.cfg
+	if p.Version != c.Version {
+		drop(DropVersion)
+		return
+	}
+	if p.Version == 2 {
+		var want Packet
+		want.SetPassword(c.AuthPass)
+		if p.AuthType != want.AuthType || p.AuthData != want.AuthData {
+			drop(DropAuth)
+			return
+		}
+		if p.Interval != c.Interval {
+			drop(DropInterval)
+			return
+		}
+	}
+	if len(c.UnicastPeers) > 0 && !slices.Contains(c.UnicastPeers, r.Src) {
+		drop(DropSource)
+		return
+	}
+	if !sameAddrs(p.Addrs, in.advertised()) {
+		drop(DropAddrList)
+		in.counters.Conflicts++
+		if in.lastConf != r.Src {
+			in.e.log.Warn("foreign router on our VRID: address lists differ", "instance", c.Name, "from", r.Src, "addrs", p.Addrs)
+		}
+		in.lastConf = r.Src
+		return
+	}
+	if form == ChecksumMessage {
+		in.counters.ChecksumMessageOnly++
+	}
+	in.counters.AdvertsIn++
+	now := in.e.opts.Now()
+	in.exec(now, in.m.Advert(now, r.Src, p.Priority, p.Interval))
+}
+
+func sameAddrs(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.SortFunc(x, netip.Addr.Compare)
+	slices.SortFunc(y, netip.Addr.Compare)
+	return slices.Equal(x, y)
+}
+
+func (in *instance) advertised() []netip.Addr {
+	out := make([]netip.Addr, len(in.cfg.VIPs))
+	for i, v := range in.cfg.VIPs {
+		out[i] = v.Prefix.Addr()
+	}
+	return out
+}
+
+func (in *instance) allVIPs() []vip.Address {
+	var out []vip.Address
+	for _, v := range append(slices.Clone(in.cfg.VIPs), in.cfg.ExcludedVIPs...) {
+		out = append(out, vip.Address{Prefix: v.Prefix, Label: v.Label, Scope: v.Scope})
+	}
+	return out
+}
+
+func (in *instance) destinations() []netip.Addr {
+	if len(in.cfg.UnicastPeers) > 0 {
+		return in.cfg.UnicastPeers
+	}
+	if in.cfg.IPv6() {
+		return []netip.Addr{GroupV6}
+	}
+	return []netip.Addr{GroupV4}
+}
+
+func (in *instance) packet(prio uint8) *Packet {
+	p := &Packet{Version: in.cfg.Version, VRID: in.cfg.VRID, Priority: prio, Interval: in.cfg.Interval, Addrs: in.advertised()}
+	if p.Version == 2 {
+		p.SetPassword(in.cfg.AuthPass)
+	}
+	return p
+}
+
+func (in *instance) form() ChecksumForm {
+	if in.cfg.ChecksumMessageOnly {
+		return ChecksumMessage
+	}
+	return ChecksumPseudo
+}
+
+func (in *instance) send(prio uint8) {
+	p := in.packet(prio)
+	for _, dst := range in.destinations() {
+		b, err := p.Marshal(in.primary, dst, in.form())
+		if err == nil {
+			err = in.link.conn.Write(b, in.primary, dst)
+		}
+		if err != nil {
+			in.counters.Errors++
+			in.e.log.Warn("send advert", "instance", in.cfg.Name, "err", err)
+			continue
+		}
+		in.counters.AdvertsOut++
+	}
+}
+
+func (in *instance) exec(now time.Time, outs []Output) {
+	for _, o := range outs {
+		switch o.Kind {
+		case OutSend:
+			in.send(o.Priority)
+		case OutTransition:
+			in.transition(now, o)
+		case OutAnnounce:
+			in.e.log.Info("contested mastership: re-asserting", "instance", in.cfg.Name, "reason", o.Reason)
+			in.announce()
+			in.scheduleGARP(now)
+		}
+	}
+}
+
+func (in *instance) transition(now time.Time, o Output) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := in.cfg
+	in.counters.Transitions++
+	in.lastTrans = now
+	if o.To == StateMaster {
+		if in.e.opts.VIPs != nil {
+			if err := in.e.opts.VIPs.Add(ctx, c.Interface, in.allVIPs()); err != nil {
+				in.counters.Errors++
+				in.e.log.Error("install VIPs", "instance", c.Name, "err", err)
+			}
+		}
+		in.announce()
+		in.scheduleGARP(now)
+		if c.GARP.Refresh > 0 {
+			in.refreshAt = now.Add(c.GARP.Refresh)
+		}
+		in.e.state.set(in.stateEntry())
+	}
+	if o.From == StateMaster {
+		in.garpAt, in.refreshAt = nil, time.Time{}
+		if in.e.opts.VIPs != nil {
+			if err := in.e.opts.VIPs.Remove(ctx, c.Interface, in.allVIPs()); err != nil {
+				in.counters.Errors++
+				in.e.log.Error("remove VIPs", "instance", c.Name, "err", err)
+			}
+		}
+		in.e.state.remove(c.Name)
+	}
+	prio := in.m.Params().Priority
+	in.e.log.Info("transition", "instance", c.Name, "from", o.From, "to", o.To, "reason", o.Reason, "priority", prio)
+	in.notify.run(c, o.To, prio)
+	in.e.emit(Transition{Instance: c.Name, From: o.From, To: o.To, Reason: o.Reason, Priority: prio, At: now})
+	in.syncGroup(o)
+}
+
+// syncGroup makes the other members of the instance's sync group follow.
+func (in *instance) syncGroup(o Output) {
+	peers := in.e.syncPeers(in.cfg.Name)
+	if len(peers) == 0 {
+		return
+	}
+	name := in.cfg.Name
+	for _, p := range peers {
+		p := p
+		var f func()
+		switch {
+		case o.To == StateFault:
+			f = func() { p.groupFlt = true; p.retrack("sync group member " + name + " in fault") }
+		case o.From == StateFault:
+			f = func() { p.groupFlt = false; p.retrack("sync group member " + name + " left fault") }
+		}
+		g := func() {
+			if f != nil {
+				f()
+			}
+			now := p.e.opts.Now()
+			switch o.To {
+			case StateMaster, StateBackup:
+				p.exec(now, p.m.Force(now, o.To, "sync group member "+name+" is "+o.To.String()))
+			}
+		}
+		// Asynchronously: two members may be forcing each other.
+		go p.do(g)
+	}
+}
+
+func (in *instance) announce() {
+	if in.e.opts.Announce == nil {
+		return
+	}
+	var addrs []netip.Addr
+	for _, v := range in.allVIPs() {
+		addrs = append(addrs, v.Prefix.Addr())
+	}
+	if err := in.e.opts.Announce.Announce(in.cfg.Interface, addrs); err != nil {
+		in.counters.Errors++
+		in.e.log.Warn("announce VIPs", "instance", in.cfg.Name, "err", err)
+		return
+	}
+	in.counters.Announcements++
+}
+
+func (in *instance) scheduleGARP(now time.Time) {
+	g := in.cfg.GARP
+	in.garpAt = in.garpAt[:0]
+	for i := 1; i < g.Repeat; i++ {
+		in.garpAt = append(in.garpAt, now.Add(time.Duration(i)*g.Spacing))
+	}
+	if g.Delay > 0 {
+		for i := 0; i < g.Repeat; i++ {
+			in.garpAt = append(in.garpAt, now.Add(g.Delay+time.Duration(i)*g.Spacing))
+		}
+	}
+}
+
+func (in *instance) garpTick(now time.Time) {
+	if in.m.State() != StateMaster {
+		return
+	}
+	due := false
+	for len(in.garpAt) > 0 && !in.garpAt[0].After(now) {
+		in.garpAt = in.garpAt[1:]
+		due = true
+	}
+	if !in.refreshAt.IsZero() && !in.refreshAt.After(now) {
+		in.refreshAt = now.Add(in.cfg.GARP.Refresh)
+		due = true
+	}
+	if due {
+		in.announce()
+	}
+}
+
+// apply takes a new configuration of the same identity: no transition,
+// VIP changes applied at once if master.
+func (in *instance) apply(cfg Instance) {
+	old := in.cfg
+	in.cfg = cfg
+	now := in.e.opts.Now()
+	if in.m.State() == StateMaster && in.e.opts.VIPs != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		oldSet := (&instance{cfg: old}).allVIPs()
+		newSet := in.allVIPs()
+		var gone []vip.Address
+		for _, a := range oldSet {
+			if !slices.ContainsFunc(newSet, func(b vip.Address) bool { return b.Prefix == a.Prefix }) {
+				gone = append(gone, a)
+			}
+		}
+		if err := in.e.opts.VIPs.Add(ctx, cfg.Interface, newSet); err != nil {
+			in.counters.Errors++
+			in.e.log.Error("install VIPs", "instance", cfg.Name, "err", err)
+		}
+		if err := in.e.opts.VIPs.Remove(ctx, cfg.Interface, gone); err != nil {
+			in.counters.Errors++
+			in.e.log.Error("remove VIPs", "instance", cfg.Name, "err", err)
+		}
+		cancel()
+		if !reflect.DeepEqual(oldSet, newSet) {
+			in.announce()
+		}
+		in.e.state.set(in.stateEntry())
+		if cfg.GARP.Refresh != old.GARP.Refresh {
+			in.refreshAt = time.Time{}
+			if cfg.GARP.Refresh > 0 {
+				in.refreshAt = now.Add(cfg.GARP.Refresh)
+			}
+		}
+	}
+	if !reflect.DeepEqual(old.TrackChecks, cfg.TrackChecks) || !reflect.DeepEqual(old.TrackInterfaces, cfg.TrackInterfaces) {
+		in.checks.stop()
+		for _, n := range in.trackedLinks() {
+			if _, ok := in.linkUp[n]; !ok {
+				in.linkUp[n] = in.e.opts.LinkUp == nil || in.e.opts.LinkUp(n)
+			}
+		}
+		for n := range in.checkOK {
+			if !slices.ContainsFunc(cfg.TrackChecks, func(c Check) bool { return c.Name == n }) {
+				delete(in.checkOK, n)
+			}
+		}
+		in.checks = startChecks(in)
+	}
+	in.retrack("configuration changed")
+}
+
+func (in *instance) trackedLinks() []string {
+	out := []string{in.cfg.Interface}
+	for _, t := range in.cfg.TrackInterfaces {
+		out = append(out, t.Name)
+	}
+	return out
+}
+
+// effective computes the priority after tracking weights and the fault
+// reasons (keepalived's arithmetic: weight 0 → fault; a positive weight is
+// added while healthy, a negative one while failing; result clamped to
+// 1..254 unless unchanged).
+func (in *instance) effective() (uint8, []string) {
+	c := in.cfg
+	var faults []string
+	prio := int(c.Priority)
+	apply := func(what string, ok bool, weight int) {
+		switch {
+		case weight == 0 && !ok:
+			faults = append(faults, what)
+		case weight > 0 && ok, weight < 0 && !ok:
+			prio += weight
+		}
+	}
+	if up, ok := in.linkUp[c.Interface]; ok && !up {
+		faults = append(faults, "interface "+c.Interface+" down")
+	}
+	for _, t := range c.TrackInterfaces {
+		up, ok := in.linkUp[t.Name]
+		apply("interface "+t.Name+" down", !ok || up, t.Weight)
+	}
+	for _, ch := range c.TrackChecks {
+		good, ok := in.checkOK[ch.Name]
+		apply("check "+ch.Name+" failing", !ok || good, ch.Weight)
+	}
+	if in.groupFlt {
+		faults = append(faults, "sync group in fault")
+	}
+	if prio != int(c.Priority) {
+		prio = max(1, min(254, prio))
+	}
+	return uint8(prio), faults
+}
+
+func (in *instance) faultReasons() []string {
+	_, f := in.effective()
+	return f
+}
+
+// retrack re-evaluates priority and fault after a tracking change.
+func (in *instance) retrack(why string) {
+	now := in.e.opts.Now()
+	p := in.params()
+	if p != in.m.Params() {
+		in.exec(now, in.m.Update(now, p))
+	}
+	_, faults := in.effective()
+	in.faults = faults
+	reason := why
+	if len(faults) > 0 {
+		reason = faults[0]
+	}
+	in.exec(now, in.m.SetFault(now, len(faults) > 0, reason))
+}
+
+func (in *instance) linkEvent(ifname string, up bool) {
+	in.do(func() {
+		if !slices.Contains(in.trackedLinks(), ifname) || in.linkUp[ifname] == up {
+			return
+		}
+		in.linkUp[ifname] = up
+		in.retrack(fmt.Sprintf("interface %s %s", ifname, map[bool]string{true: "up", false: "down"}[up]))
+	})
+}
+
+func (in *instance) checkResult(name string, ok bool) {
+	in.do(func() {
+		if prev, seen := in.checkOK[name]; seen && prev == ok {
+			return
+		}
+		in.checkOK[name] = ok
+		in.retrack(fmt.Sprintf("check %s %s", name, map[bool]string{true: "healthy", false: "failing"}[ok]))
+	})
+}
+
+// presenter is implemented by *vip.Manager: used to confirm drift.
+type presenter interface {
+	Present(ifname string, addrs []vip.Address) (map[netip.Prefix]bool, error)
+}
+
+// addrEvent puts back a VIP deleted while master and removes one that
+// appears while not master.
+func (in *instance) addrEvent(ev vip.Event) {
+	if ev.Ifindex != in.ifindex {
+		return
+	}
+	in.do(func() {
+		mine := slices.ContainsFunc(in.allVIPs(), func(a vip.Address) bool { return a.Prefix == ev.Prefix })
+		if !mine || in.e.opts.VIPs == nil {
+			return
+		}
+		master := in.m.State() == StateMaster
+		if master == ev.Added {
+			return
+		}
+		// Events queue up behind our own changes: confirm with the kernel.
+		if pr, ok := in.e.opts.VIPs.(presenter); ok {
+			have, err := pr.Present(in.cfg.Interface, in.allVIPs())
+			if err == nil && have[ev.Prefix] == master {
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		in.counters.Drift++
+		if master {
+			in.e.log.Warn("drift: VIP removed behind our back, restoring", "instance", in.cfg.Name, "vip", ev.Prefix)
+			if err := in.e.opts.VIPs.Add(ctx, in.cfg.Interface, in.allVIPs()); err != nil {
+				in.counters.Errors++
+			}
+			in.announce()
+		} else {
+			in.e.log.Warn("drift: VIP present while not master, removing", "instance", in.cfg.Name, "vip", ev.Prefix)
+			if err := in.e.opts.VIPs.Remove(ctx, in.cfg.Interface, in.allVIPs()); err != nil {
+				in.counters.Errors++
+			}
+		}
+	})
+}
+
+func (in *instance) publish() {
+	addr, mp := in.m.Master()
+	prio, _ := in.effective()
+	var vips []netip.Prefix
+	for _, v := range in.allVIPs() {
+		vips = append(vips, v.Prefix)
+	}
+	c := in.counters
+	c.Drops = map[DropReason]uint64{}
+	for k, v := range in.counters.Drops {
+		c.Drops[k] = v
+	}
+	s := InstanceStatus{
+		Name: in.cfg.Name, Interface: in.cfg.Interface, VRID: in.cfg.VRID, Version: in.cfg.Version,
+		State: in.m.State(), BasePriority: in.cfg.Priority, Priority: prio,
+		MasterAddr: addr, MasterPriority: mp, MasterAdverInterval: in.m.MasterAdverInterval(),
+		VIPs: vips, Faults: slices.Clone(in.faults), LastConflict: in.lastConf, LastTransition: in.lastTrans,
+		Counters: c,
+	}
+	in.mu.Lock()
+	in.snap = s
+	in.mu.Unlock()
+}
+
+func (in *instance) status() InstanceStatus {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.snap
+}

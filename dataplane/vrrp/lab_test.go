@@ -1,0 +1,303 @@
+package vrrp
+
+import (
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
+)
+
+// vrrpLab is examples/lab's VRRP segment: gw1 (.11) and gw2 (.12) and a
+// client (.50) on one switch.
+type vrrpLab struct {
+	sw                  *lab.Switch
+	gw1, gw2, client    *lab.Netns
+	port1, port2, portC string
+}
+
+const (
+	labVIP  = "203.0.113.100"
+	labVIPp = "203.0.113.100/24"
+)
+
+func newVRRPLab(t *testing.T) *vrrpLab {
+	t.Helper()
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "ip", "ping")
+	l := &vrrpLab{sw: lab.NewSwitch(t)}
+	l.gw1, l.gw2, l.client = lab.NewNetns(t, "gw1"), lab.NewNetns(t, "gw2"), lab.NewNetns(t, "cl")
+	l.port1 = l.sw.Attach(t, l.gw1, "eth0", "203.0.113.11/24")
+	l.port2 = l.sw.Attach(t, l.gw2, "eth0", "203.0.113.12/24")
+	l.portC = l.sw.Attach(t, l.client, "eth0", "203.0.113.50/24")
+	return l
+}
+
+// vi1 is VI_1 of examples/lab: VRID 51, v3, 100 ms, VIP 203.0.113.100/24.
+func vi1(prio uint8, mut ...func(*Instance)) Config {
+	in := Instance{
+		Name: "VI_1", Interface: "eth0", VRID: 51, Version: 3, Interval: 100 * time.Millisecond,
+		Priority: prio, VIPs: []VIP{{Prefix: netip.MustParsePrefix(labVIPp)}},
+	}
+	for _, m := range mut {
+		m(&in)
+	}
+	return Config{Instances: []Instance{in}}
+}
+
+func hasAddr(t testing.TB, ns *lab.Netns, prefix string) bool {
+	t.Helper()
+	out, err := ns.Try("ip", "-o", "addr", "show", "dev", "eth0")
+	if err != nil {
+		t.Fatalf("ip addr in %s: %v", ns.Name, err)
+	}
+	return strings.Contains(out, " "+prefix+" ")
+}
+
+func macOf(t testing.TB, ns *lab.Netns) string {
+	t.Helper()
+	out := ns.Run(t, "cat", "/sys/class/net/eth0/address")
+	return strings.TrimSpace(out)
+}
+
+// clientNeigh returns the client's neighbour entry's MAC for the VIP.
+func clientNeigh(t testing.TB, l *vrrpLab) string {
+	t.Helper()
+	out, _ := l.client.Try("ip", "neigh", "show", labVIP, "dev", "eth0")
+	f := strings.Fields(out)
+	for i, w := range f {
+		if w == "lladdr" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+func clientPing(l *vrrpLab) bool {
+	_, err := l.client.Try("ping", "-c", "1", "-W", "1", labVIP)
+	return err == nil
+}
+
+const settle = 20 * time.Second // generous: a loaded 2-core CI box
+
+func TestLabElectionFailoverAndStop(t *testing.T) {
+	t.Parallel()
+	l := newVRRPLab(t)
+	g1 := startDaemon(t, l.gw1, "gw1", vi1(150))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	waitFor(t, settle, "VIP on gw1 only", func() bool { return hasAddr(t, l.gw1, labVIPp) && !hasAddr(t, l.gw2, labVIPp) })
+	waitFor(t, settle, "client reaching the VIP on gw1", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw1) })
+	st := g2.instance("VI_1")
+	if st.MasterAddr != netip.MustParseAddr("203.0.113.11") || st.MasterPriority != 150 || st.MasterAdverInterval != 100*time.Millisecond {
+		t.Errorf("gw2 sees master %v prio %d interval %v", st.MasterAddr, st.MasterPriority, st.MasterAdverInterval)
+	}
+	if st.Counters.AdvertsIn == 0 || len(st.Counters.Drops) != 0 {
+		t.Errorf("gw2 counters: %+v", st.Counters)
+	}
+
+	// The master's link is cut: gw2 takes over, gw1 (no carrier) goes to
+	// Fault and gives the VIP up.
+	l.sw.SetPort(t, l.port1, false)
+	g2.waitState("VI_1", StateMaster, settle)
+	g1.waitState("VI_1", StateFault, settle)
+	waitFor(t, settle, "VIP moved to gw2", func() bool { return hasAddr(t, l.gw2, labVIPp) && !hasAddr(t, l.gw1, labVIPp) })
+	waitFor(t, settle, "client reaching the VIP on gw2", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw2) })
+
+	// Link back: gw1 (higher priority, preempt) takes the VIP back.
+	l.sw.SetPort(t, l.port1, true)
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	waitFor(t, settle, "client back on gw1", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw1) })
+
+	// Graceful stop: priority 0, gw2 takes over, gw1 leaves no VIP behind.
+	g1.term()
+	g2.waitState("VI_1", StateMaster, settle)
+	if hasAddr(t, l.gw1, labVIPp) {
+		t.Error("gw1 left its VIP behind after a clean stop")
+	}
+	entries, err := ReadState(g1.stateDir)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("state after clean stop: %v %v", entries, err)
+	}
+	waitFor(t, settle, "client on gw2", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw2) })
+}
+
+func TestLabPreemptModes(t *testing.T) {
+	t.Parallel()
+	l := newVRRPLab(t)
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
+	g2.waitState("VI_1", StateMaster, settle)
+
+	// nopreempt: the higher priority newcomer stays backup.
+	g1 := startDaemon(t, l.gw1, "gw1", vi1(150, func(in *Instance) { in.NoPreempt = true }))
+	g1.waitState("VI_1", StateBackup, settle)
+	// Ten master-down intervals later it still has not preempted.
+	deadline := time.Now().Add(10 * MasterDownInterval(150, 100*time.Millisecond))
+	for time.Now().Before(deadline) {
+		if s := g1.instance("VI_1").State; s != StateBackup {
+			t.Fatalf("nopreempt gw1 became %v", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Hot change to preempt with a delay: no transition until the delay
+	// has passed, then gw1 takes over.
+	g1.set(vi1(150, func(in *Instance) { in.PreemptDelay = 1 * time.Second }))
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	tr := g1.transitions()
+	if len(tr) != 2 || tr[1].To != StateMaster {
+		t.Fatalf("gw1 transitions %+v", tr)
+	}
+	if held := tr[1].At.Sub(tr[0].At); held < time.Second {
+		t.Errorf("preempted after %v, before the 1s preempt delay", held)
+	}
+}
+
+func TestLabDriftAndSplitBrain(t *testing.T) {
+	t.Parallel()
+	l := newVRRPLab(t)
+	g1 := startDaemon(t, l.gw1, "gw1", vi1(150))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	waitFor(t, settle, "VIP on gw1", func() bool { return hasAddr(t, l.gw1, labVIPp) })
+
+	// Removed by hand while master: put back at once, counted as drift.
+	l.gw1.Run(t, "ip", "addr", "del", labVIPp, "dev", "eth0")
+	waitFor(t, settle, "VIP restored on gw1", func() bool { return hasAddr(t, l.gw1, labVIPp) })
+	waitFor(t, settle, "drift counted on gw1", func() bool { return g1.instance("VI_1").Counters.Drift >= 1 })
+	// Added by hand on the backup: removed.
+	l.gw2.Run(t, "ip", "addr", "add", labVIPp, "dev", "eth0")
+	waitFor(t, settle, "VIP removed from gw2", func() bool { return !hasAddr(t, l.gw2, labVIPp) })
+	waitFor(t, settle, "drift counted on gw2", func() bool { return g2.instance("VI_1").Counters.Drift >= 1 })
+
+	// Split brain: the gateways cannot hear each other but the client
+	// hears both (isolated bridge ports keep carrier).
+	isolate := func(on bool) {
+		v := map[bool]string{true: "on", false: "off"}[on]
+		for _, p := range []string{l.port1, l.port2} {
+			l.sw.NS.Run(t, "bridge", "link", "set", "dev", p, "isolated", v)
+		}
+	}
+	waitFor(t, settle, "client on gw1", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw1) })
+	isolate(true)
+	g2.waitState("VI_1", StateMaster, settle)
+	waitFor(t, settle, "client moved to gw2 by its GARP", func() bool { return clientNeigh(t, l) == macOf(t, l.gw2) })
+	if g1.instance("VI_1").State != StateMaster {
+		t.Fatal("gw1 should still believe it is master during the split")
+	}
+	isolate(false)
+	g2.waitState("VI_1", StateBackup, settle)
+	waitFor(t, settle, "client back on gw1 after the split heals", func() bool { return clientNeigh(t, l) == macOf(t, l.gw1) && clientPing(l) })
+	waitFor(t, settle, "VIP only on gw1", func() bool { return hasAddr(t, l.gw1, labVIPp) && !hasAddr(t, l.gw2, labVIPp) })
+	if tr := g1.transitions(); len(tr) != 2 || tr[1].To != StateMaster {
+		t.Errorf("gw1 transitions %+v, want INIT→BACKUP→MASTER only (it stayed master)", tr)
+	}
+}
+
+func TestLabCrashHandover(t *testing.T) {
+	t.Parallel()
+	l := newVRRPLab(t)
+	g1 := startDaemon(t, l.gw1, "gw1", vi1(150))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	entries, err := ReadState(g1.stateDir)
+	if err != nil || len(entries) != 1 || entries[0].VRID != 51 {
+		t.Fatalf("gw1 state file: %+v %v", entries, err)
+	}
+
+	// The agent is SIGKILLed: the kernel keeps the VIP. Release (as
+	// ExecStopPost=) sends priority 0 and removes it.
+	g1.kill()
+	if !hasAddr(t, l.gw1, labVIPp) {
+		t.Fatal("VIP already gone after SIGKILL?")
+	}
+	rel := exec.Command("ip", "netns", "exec", l.gw1.Name, testExe(t), "-test.run=^$")
+	rel.Env = append(rel.Environ(), "GITGW_VRRP_HELPER=release", "GITGW_VRRP_STATE="+g1.stateDir)
+	if out, err := rel.CombinedOutput(); err != nil {
+		t.Fatalf("release: %v: %s", err, out)
+	}
+	if hasAddr(t, l.gw1, labVIPp) {
+		t.Error("release left the VIP on gw1")
+	}
+	g2.waitState("VI_1", StateMaster, settle)
+	tr := g2.transitions()
+	if last := tr[len(tr)-1]; last.To != StateMaster {
+		t.Fatalf("gw2 transitions %+v", tr)
+	}
+	waitFor(t, settle, "client on gw2", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw2) })
+	// Release is idempotent: the state file is now empty.
+	if entries, _ := ReadState(g1.stateDir); len(entries) != 0 {
+		t.Errorf("state after release: %+v", entries)
+	}
+
+	// A restarted agent on gw1 reclaims the VIP cleanly (preempt).
+	g1b := startDaemon(t, l.gw1, "gw1b", vi1(150))
+	g1b.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+}
+
+func TestLabTrackCheckMovesVIP(t *testing.T) {
+	t.Parallel()
+	l := newVRRPLab(t)
+	var ln net.Listener
+	if err := l.gw1.Do(func() (err error) { ln, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	check := func(in *Instance) {
+		in.TrackChecks = []Check{{Name: "backend", Kind: CheckTCP, Target: addr, Interval: 50 * time.Millisecond, Fall: 2, Rise: 2, Weight: -60}}
+	}
+	g1 := startDaemon(t, l.gw1, "gw1", vi1(150, check))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+
+	// The backend dies: 150-60 = 90 < 100, gw2 preempts.
+	ln.Close()
+	g2.waitState("VI_1", StateMaster, settle)
+	g1.waitState("VI_1", StateBackup, settle)
+	if p := g1.instance("VI_1").Priority; p != 90 {
+		t.Errorf("gw1 effective priority %d, want 90", p)
+	}
+	// Back: gw1 preempts again.
+	if err := l.gw1.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+}
+
+func testExe(t testing.TB) string {
+	t.Helper()
+	exe, err := osExecutable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}

@@ -1,0 +1,225 @@
+package vrrp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gitgw/gitgw/dataplane/vip"
+	"github.com/vishvananda/netlink"
+)
+
+// StateFileName is the file, inside the state directory, that lists the
+// instances this node is master of.
+const StateFileName = "vrrp-state.json"
+
+// StateEntry is everything Release needs to hand one instance over.
+type StateEntry struct {
+	Name                string        `json:"name"`
+	Interface           string        `json:"interface"`
+	Version             uint8         `json:"version"`
+	VRID                uint8         `json:"vrid"`
+	Interval            time.Duration `json:"interval"`
+	Src                 netip.Addr    `json:"src"`
+	Dsts                []netip.Addr  `json:"dsts"`
+	Advertised          []netip.Addr  `json:"advertised"`
+	AuthPass            string        `json:"auth_pass,omitempty"`
+	ChecksumMessageOnly bool          `json:"checksum_message_only,omitempty"`
+	VIPs                []VIP         `json:"vips"`
+}
+
+type stateDoc struct {
+	Masters []StateEntry `json:"masters"`
+}
+
+// stateFile keeps the state file in step with mastership, writing it
+// atomically (temporary file, fsync, rename) on every change.
+type stateFile struct {
+	dir     string
+	mu      sync.Mutex
+	entries map[string]StateEntry
+}
+
+func (in *instance) stateEntry() StateEntry {
+	c := in.cfg
+	return StateEntry{
+		Name: c.Name, Interface: c.Interface, Version: c.Version, VRID: c.VRID, Interval: c.Interval,
+		Src: in.primary, Dsts: in.destinations(), Advertised: in.advertised(), AuthPass: c.AuthPass,
+		ChecksumMessageOnly: c.ChecksumMessageOnly, VIPs: append(slices.Clone(c.VIPs), c.ExcludedVIPs...),
+	}
+}
+
+func (s *stateFile) set(e StateEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entries[e.Name] = e
+	s.writeLocked()
+}
+
+func (s *stateFile) remove(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.entries[name]; !ok {
+		return
+	}
+	delete(s.entries, name)
+	s.writeLocked()
+}
+
+func (s *stateFile) writeLocked() {
+	if s.dir == "" {
+		return
+	}
+	doc := stateDoc{Masters: []StateEntry{}}
+	for _, k := range slices.Sorted(maps.Keys(s.entries)) {
+		doc.Masters = append(doc.Masters, s.entries[k])
+	}
+	b, _ := json.MarshalIndent(doc, "", "  ")
+	_ = writeAtomic(filepath.Join(s.dir, StateFileName), b)
+}
+
+func writeAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".vrrp-state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// ReadState returns the instances recorded as master in stateDir.
+func ReadState(stateDir string) ([]StateEntry, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, StateFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: read state: %w", err)
+	}
+	var doc stateDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("vrrp: parse state %s: %w", filepath.Join(stateDir, StateFileName), err)
+	}
+	return doc.Masters, nil
+}
+
+// ReleaseOptions are the seams of Release; zero fields get the kernel.
+type ReleaseOptions struct {
+	Listen func(ifname string, v6 bool) (Conn, error)
+	VIPs   VIPSet
+}
+
+// Release is the crash handover (`gitgw vrrp release`): for every instance
+// the state file in stateDir records as master, it sends a priority-0
+// advert, so that the backup takes over within Skew_Time instead of the
+// Master_Down_Interval, then removes the instance's VIPs and clears the
+// file. Run after the agent has exited (ExecStopPost=); after a clean stop
+// the file is already empty and Release does nothing.
+func Release(ctx context.Context, stateDir string, logger *slog.Logger) error {
+	return ReleaseWith(ctx, stateDir, logger, ReleaseOptions{})
+}
+
+// ReleaseWith is Release with injected seams.
+func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o ReleaseOptions) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	log := logger.With("component", "vrrp-release")
+	entries, err := ReadState(stateDir)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if o.Listen == nil {
+		o.Listen = func(ifname string, v6 bool) (Conn, error) { return Listen(ifname, v6) }
+	}
+	if o.VIPs == nil {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return fmt.Errorf("vrrp: release: netlink: %w", err)
+		}
+		defer h.Close()
+		o.VIPs = vip.New(h, logger)
+	}
+	var errs []error
+	conns := map[linkKey]Conn{}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Adverts first, for every instance: the backups start their skew
+	// timers while we clean up.
+	for _, e := range entries {
+		v6 := e.Src.Is6()
+		k := linkKey{e.Interface, v6}
+		c, ok := conns[k]
+		if !ok {
+			if c, err = o.Listen(e.Interface, v6); err != nil {
+				errs = append(errs, fmt.Errorf("vrrp: release %s: %w", e.Name, err))
+				continue
+			}
+			conns[k] = c
+		}
+		p := &Packet{Version: e.Version, VRID: e.VRID, Priority: 0, Interval: e.Interval, Addrs: e.Advertised}
+		if e.Version == 2 {
+			p.SetPassword(e.AuthPass)
+		}
+		form := ChecksumPseudo
+		if e.ChecksumMessageOnly {
+			form = ChecksumMessage
+		}
+		for _, dst := range e.Dsts {
+			b, err := p.Marshal(e.Src, dst, form)
+			if err == nil {
+				err = c.Write(b, e.Src, dst)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("vrrp: release %s: priority 0 to %v: %w", e.Name, dst, err))
+			}
+		}
+		log.Info("released mastership", "instance", e.Name, "vrid", e.VRID, "interface", e.Interface)
+	}
+	for _, e := range entries {
+		var addrs []vip.Address
+		for _, v := range e.VIPs {
+			addrs = append(addrs, vip.Address{Prefix: v.Prefix, Label: v.Label, Scope: v.Scope})
+		}
+		if err := o.VIPs.Remove(ctx, e.Interface, addrs); err != nil {
+			errs = append(errs, fmt.Errorf("vrrp: release %s: %w", e.Name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(stateDoc{Masters: []StateEntry{}}, "", "  ")
+	if err := writeAtomic(filepath.Join(stateDir, StateFileName), b); err != nil {
+		return fmt.Errorf("vrrp: release: clear state: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// checkSet runs an instance's checks, one goroutine each, until stopped.
+type checkSet struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startChecks(in *instance) *checkSet {
+	ctx, cancel := context.WithCancel(context.Background())
+	cs := &checkSet{cancel: cancel}
+	for _, c := range in.cfg.TrackChecks {
+		cs.wg.Add(1)
+		go func() {
+			defer cs.wg.Done()
+			runCheck(ctx, c, in.e.opts.ServiceHealthy, func(ok bool) { in.checkResult(c.Name, ok) })
+		}()
+	}
+	return cs
+}
+
+func (cs *checkSet) stop() {
+	if cs == nil {
+		return
+	}
+	cs.cancel()
+	cs.wg.Wait()
+}
+
+// runCheck probes every Interval and reports a state change only after
+// Fall consecutive failures or Rise consecutive successes (hysteresis); a
+// check starts healthy.
+func runCheck(ctx context.Context, c Check, svc func(string) bool, report func(ok bool)) {
+	t := time.NewTicker(c.Interval)
+	defer t.Stop()
+	healthy := true
+	run := 0 // consecutive results contradicting the current state
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.Timeout)
+		err := probe(pctx, c, svc)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if (err == nil) == healthy {
+			run = 0
+			continue
+		}
+		run++
+		need := c.Fall
+		if !healthy {
+			need = c.Rise
+		}
+		if run >= need {
+			healthy, run = !healthy, 0
+			report(healthy)
+		}
+	}
+}
+
+func probe(ctx context.Context, c Check, svc func(string) bool) error {
+	switch c.Kind {
+	case CheckTCP:
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", c.Target)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	case CheckHTTP:
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Target, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.ExpectStatus {
+			return fmt.Errorf("status %d, want %d", resp.StatusCode, c.ExpectStatus)
+		}
+		return nil
+	case CheckCommand:
+		return exec.CommandContext(ctx, c.Command[0], c.Command[1:]...).Run()
+	case CheckService:
+		if svc == nil || !svc(c.Target) {
+			return fmt.Errorf("service %s has no healthy server", c.Target)
+		}
+		return nil
+	}
+	return fmt.Errorf("check kind %q unsupported", c.Kind)
+}
