@@ -25,15 +25,17 @@ type driverFactory struct {
 	build  func(ctx context.Context, env driverEnv) (reconcile.Driver, error)
 }
 
-// driverFactories are registered by the per-driver wiring files of this
-// package (wire_*.go), in apply order.
-var driverFactories []driverFactory
+// driverFactories lists the drivers built into this binary; each is wired
+// in its own file (wire_*.go).
+func driverFactories() []driverFactory {
+	return []driverFactory{tuningFactory()}
+}
 
 // buildDrivers returns one driver per family, real where it can run and
 // pending otherwise, plus a cleanup that closes them.
 func buildDrivers(ctx context.Context, env driverEnv) ([]reconcile.Driver, func()) {
 	have := map[string]reconcile.Driver{}
-	for _, f := range driverFactories {
+	for _, f := range driverFactories() {
 		d, err := f.build(ctx, env)
 		if err != nil {
 			env.Logger.Warn("driver not available; its resources are listed as pending", "driver", f.family, "err", err)

@@ -1,0 +1,17 @@
+package main
+
+import (
+	"context"
+
+	"github.com/gitgw/gitgw/reconcile"
+)
+
+// tuningFactory builds the NIC and sysctl driver over the real /sys and /proc.
+func tuningFactory() driverFactory {
+	return driverFactory{
+		family: "tuning",
+		build: func(_ context.Context, env driverEnv) (reconcile.Driver, error) {
+			return reconcile.NewTuningDriver(nil, env.Logger), nil
+		},
+	}
+}
