@@ -13,8 +13,8 @@ import (
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/plan"
-	"github.com/gitgw/gitgw/units"
 	sdharness "github.com/gitgw/gitgw/test/systemd"
+	"github.com/gitgw/gitgw/units"
 )
 
 func unitsNode(execStart string, ports ...int) *spec.Node {
