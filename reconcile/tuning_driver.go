@@ -79,6 +79,22 @@ func TuningConfig(n *spec.Node) nic.Config {
 	return cfg
 }
 
+// driftReason names the likely cause of a knob changed outside gitgw,
+// when the value says it: queues re-created by a driver reset or
+// `ethtool -L` come back with RPS, RFS and XPS off; irqbalance rewrites
+// IRQ affinities every few seconds.
+func driftReason(c nic.Change) string {
+	const base = "changed outside gitgw"
+	switch {
+	case c.Kind == nic.KindIRQAffinity:
+		return base + " (irqbalance running?)"
+	case (c.Kind == nic.KindRPSCPUs || c.Kind == nic.KindXPSCPUs) && c.Current == "none",
+		c.Kind == nic.KindRPSFlowCnt && c.Current == "0":
+		return base + " (reset to 0: queue re-created by a driver reset or ethtool -L?)"
+	}
+	return base
+}
+
 func knobKey(c nic.Change) string { return c.Kind + " " + c.ID }
 
 // isDrift reports whether a differing knob moved away from a value this
@@ -115,7 +131,7 @@ func (d *TuningDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 			pc.Action = plan.Update
 			pc.Reason = c.Err.Error()
 		case d.isDrift(c):
-			pc.Action, pc.Drift, pc.Reason = plan.Update, true, "changed outside gitgw"
+			pc.Action, pc.Drift, pc.Reason = plan.Update, true, driftReason(c)
 		default:
 			pc.Action = plan.Update
 			if pc.Reason == "" {

@@ -271,9 +271,12 @@ func TestTuningDriverKernelDrift(t *testing.T) {
 
 	ns.Run(t, "sh", "-c", "echo 0 > /sys/class/net/eth0/queues/rx-3/rps_cpus && echo 0 > /proc/sys/net/ipv4/ip_nonlocal_bind")
 	got := planNS()
-	for _, k := range []string{"rps_cpus eth0/rx-3", "sysctl net.ipv4.ip_nonlocal_bind"} {
-		if c := got[k]; c.Action != plan.Update || !c.Drift {
-			t.Errorf("%s: %s drift=%v\n%s", k, c.Action, c.Drift, tuningActions(got))
+	for k, reason := range map[string]string{
+		"rps_cpus eth0/rx-3":               "changed outside gitgw (reset to 0: queue re-created by a driver reset or ethtool -L?)",
+		"sysctl net.ipv4.ip_nonlocal_bind": "changed outside gitgw",
+	} {
+		if c := got[k]; c.Action != plan.Update || !c.Drift || c.Reason != reason {
+			t.Errorf("%s: %s drift=%v reason %q\n%s", k, c.Action, c.Drift, c.Reason, tuningActions(got))
 		}
 	}
 	inNS(func() error { return d.Apply(context.Background(), n) })

@@ -98,7 +98,7 @@ func (t *Tuner) Observe(ctx context.Context, cfg Config) (State, error) {
 	}
 
 	var irqLines map[int]irqLine
-	if needIRQs(cfg) {
+	if len(cfg.Interfaces) > 0 {
 		irqLines, err = t.interrupts()
 		if err != nil {
 			st.Warnings = append(st.Warnings, err.Error())
@@ -125,10 +125,6 @@ func (t *Tuner) Observe(ctx context.Context, cfg Config) (State, error) {
 		}
 	}
 	return st, nil
-}
-
-func needIRQs(cfg Config) bool {
-	return len(cfg.Interfaces) > 0
 }
 
 func (t *Tuner) interrupts() (map[int]irqLine, error) {
