@@ -95,6 +95,18 @@ func driftReason(c nic.Change) string {
 	return base
 }
 
+func netRX(st nic.State) []string {
+	if len(st.NetRX.PerCPU) == 0 {
+		return nil
+	}
+	return []string{st.NetRX.String()}
+}
+
+// isQueueKind tells the per-interface knobs from the global ones.
+func isQueueKind(kind string) bool {
+	return kind != nic.KindSysctl && kind != nic.KindRPSSockFlowEntries
+}
+
 func knobKey(c nic.Change) string { return c.Kind + " " + c.ID }
 
 // isDrift reports whether a differing knob moved away from a value this
@@ -138,25 +150,22 @@ func (d *TuningDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 				pc.Reason = "differs from the site"
 			}
 		}
-		// The spread figures go under the first change of each interface
-		// (the NET_RX one under the first change of all).
-		iface, _, _ := strings.Cut(c.ID, "/")
-		if c.Kind == nic.KindSysctl || c.Kind == nic.KindRPSSockFlowEntries {
-			iface = ""
-		}
-		if !detailed[""] {
-			detailed[""] = true
-			if len(st.NetRX.PerCPU) > 0 {
-				pc.Details = append(pc.Details, st.NetRX.String())
-			}
-		}
-		if is := st.Interfaces[iface]; is != nil && !detailed[iface] {
+		// The spread figures go under the first change of each interface,
+		// the NET_RX one with the first interface (or the first change).
+		if iface, _, _ := strings.Cut(c.ID, "/"); isQueueKind(c.Kind) && !detailed[iface] {
 			detailed[iface] = true
-			if len(is.IRQs) > 0 {
+			if !detailed[""] {
+				detailed[""] = true
+				pc.Details = append(pc.Details, netRX(st)...)
+			}
+			if is := st.Interfaces[iface]; is != nil && len(is.IRQs) > 0 {
 				pc.Details = append(pc.Details, is.Interrupts.String())
 			}
 		}
 		out = append(out, pc)
+	}
+	if !detailed[""] && len(out) > 0 {
+		out[0].Details = append(out[0].Details, netRX(st)...)
 	}
 	return out, nil
 }

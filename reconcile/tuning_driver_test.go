@@ -141,7 +141,7 @@ func TestTuningDriverPlanApplyDrift(t *testing.T) {
 			t.Errorf("%s: action %q, want %q", k, got[k].Action, a)
 		}
 	}
-	if c := got["rps_cpus eth0/rx-0"]; c.Before != "none" || c.After != "0-1" {
+	if c := got["rps_cpus eth0/rx-0"]; c.Before != "none" || c.After != "cpus 0-1" {
 		t.Errorf("rx-0 rps_cpus: %v -> %v", c.Before, c.After)
 	}
 	var details []string
@@ -171,7 +171,7 @@ func TestTuningDriverPlanApplyDrift(t *testing.T) {
 	tuningWrite(t, filepath.Join(tuner.SysRoot, "class/net/eth0/queues/rx-1/rps_cpus"), "1")
 	got = tuningPlan(t, d, n)
 	c := got["rps_cpus eth0/rx-1"]
-	if c.Action != plan.Update || !c.Drift || c.Reason != "changed outside gitgw" || c.Before != "0" {
+	if c.Action != plan.Update || !c.Drift || c.Reason != "changed outside gitgw" || c.Before != "cpu 0" {
 		t.Errorf("drift not planned:\n%s", tuningActions(got))
 	}
 	// The site changing a value is not drift.

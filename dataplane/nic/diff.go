@@ -15,8 +15,9 @@ type Change struct {
 	Kind string
 	ID   string
 	Path string
-	// Current and Desired are for people: CPU masks as CPU lists ("0-1"),
-	// counts and sysctls as read. Current is "" when the file is unreadable.
+	// Current and Desired are for people: CPU masks as CPU lists ("cpus
+	// 0-1", "cpu 0", "none"), counts and sysctls as read. Current is ""
+	// when the file is unreadable.
 	Current, Desired string
 	// Write is the exact value Set writes (a hex mask for CPU masks).
 	Write string
@@ -225,7 +226,7 @@ func diffMask(c *Change, k Knob, cpus CPUInfo, spec string, rps bool) {
 		c.Reason = "desired CPUs cannot be used on this node"
 		return
 	}
-	c.Desired, c.Write = want.String(), want.Mask()
+	c.Desired, c.Write = describeCPUs(want), want.Mask()
 	if k.Err != nil {
 		return
 	}
@@ -235,6 +236,17 @@ func diffMask(c *Change, k Knob, cpus CPUInfo, spec string, rps bool) {
 		c.Reason = "current value is not a CPU mask"
 		return
 	}
-	c.Current = have.String()
+	c.Current = describeCPUs(have)
 	c.Differs = !have.Equal(want)
+}
+
+// describeCPUs renders a mask for people: "none", "cpu 2", "cpus 0-3".
+func describeCPUs(s CPUSet) string {
+	switch s.Count() {
+	case 0:
+		return CPUsNone
+	case 1:
+		return "cpu " + s.String()
+	}
+	return "cpus " + s.String()
 }

@@ -144,7 +144,7 @@ func TestSetIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := Pending(Diff(cfg, st))
-	if len(p) != 1 || p[0].ID != "eth0/rx-2" || p[0].Current != "0" || p[0].Desired != "0-3" {
+	if len(p) != 1 || p[0].ID != "eth0/rx-2" || p[0].Current != "cpu 0" || p[0].Desired != "cpus 0-3" {
 		t.Fatalf("drift not detected as one change: %s", renderChanges(p))
 	}
 	if _, n, err := f.set(cfg); err != nil || n != 1 {
