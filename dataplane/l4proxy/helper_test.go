@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -63,7 +62,14 @@ func helperMain() int {
 		return 1
 	}
 	go http.Serve(sl, p.StatsHandler())
-	fmt.Printf("ready %s\n", sl.Addr())
+	if fd, _ := strconv.Atoi(os.Getenv("L4HELPER_READY_FD")); fd > 0 {
+		// A successor tells its predecessor, which tells the test.
+		rf := os.NewFile(uintptr(fd), "ready")
+		fmt.Fprintf(rf, "ready %s\n", sl.Addr())
+		rf.Close()
+	} else {
+		fmt.Printf("ready %s\n", sl.Addr())
+	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM)
 	s := <-sig
@@ -92,28 +98,32 @@ func handOver(p *Pool) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), "L4HELPER_FDS="+strconv.Itoa(len(files)))
-	cmd.ExtraFiles = files
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
+	rr, rw, err := os.Pipe()
 	if err != nil {
 		return err
 	}
+	defer rr.Close()
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), "L4HELPER_FDS="+strconv.Itoa(len(files)),
+		"L4HELPER_READY_FD="+strconv.Itoa(3+len(files)))
+	cmd.ExtraFiles = append(files, rw)
+	// The successor writes to the same stdout and stderr: it must not
+	// depend on its predecessor staying alive.
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	rw.Close()
 	for _, f := range files {
 		f.Close()
 	}
-	br := bufio.NewReader(out)
-	line, err := br.ReadString('\n')
+	line, err := bufio.NewReader(rr).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "ready ") {
 		_ = cmd.Process.Kill()
 		return fmt.Errorf("successor not ready: %q %v", line, err)
 	}
 	fmt.Printf("handover %d %s", cmd.Process.Pid, strings.TrimPrefix(line, "ready "))
-	go io.Copy(os.Stdout, br) // later lines of the successor
+	go func() { _ = cmd.Wait() }() // reap it if it ends before us
 	return nil
 }
 
