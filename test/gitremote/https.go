@@ -2,6 +2,8 @@ package gitremote
 
 import (
 	"encoding/pem"
+	"io"
+	"log"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -48,7 +50,7 @@ func StartHTTPS(t testing.TB, root, token string) *HTTPS {
 		},
 	}
 	h := &HTTPS{Token: token, root: root}
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pass, ok := r.BasicAuth(); !ok || pass != token {
 			w.Header().Set("WWW-Authenticate", `Basic realm="gitgw-test"`)
 			http.Error(w, "token required", http.StatusUnauthorized)
@@ -56,6 +58,9 @@ func StartHTTPS(t testing.TB, root, token string) *HTTPS {
 		}
 		backend.ServeHTTP(w, r)
 	}))
+	// Clients that refuse the certificate are part of the tests: quiet.
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	h.URL = srv.URL
 	h.CAFile = filepath.Join(t.TempDir(), "ca.pem")

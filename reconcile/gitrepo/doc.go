@@ -1,0 +1,21 @@
+// Package gitrepo is gitgw's only door to Git (the only importer of go-git).
+//
+// It does three things, each small enough to test against real remotes:
+//
+//   - Source pulls the site repository: it asks the remote where the tracked
+//     branch points (ls-remote style) and fetches only when that moved,
+//     refuses a history rewrite of the tracked branch unless told otherwise,
+//     and exports the commit's tree into a directory of its own, one per
+//     commit, so a loader never sees a half-written tree. Local repositories
+//     are also watched with fsnotify, so a push is seen at once.
+//   - StatusWriter keeps the node's status branch (gitgw/status/NODE): a
+//     commit only when the content changed, committed locally first and
+//     pushed in the background with backoff, so nothing is lost while the
+//     remote is down; its own branch only, never forced.
+//   - ReadStatusBranches reads every node's status branch at once, for the
+//     fleet view.
+//
+// Transports are the ones go-git speaks: a local path or file:// (through
+// git-upload-pack/git-receive-pack), ssh:// with a key file and a checked
+// known_hosts file, and https:// with a token read from a file.
+package gitrepo

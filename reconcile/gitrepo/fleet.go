@@ -1,0 +1,157 @@
+package gitrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+// ReadOptions say where to read status branches from.
+type ReadOptions struct {
+	// URL of the repository. A local one (path or file://) is read in
+	// place; any other is fetched first (status branches only).
+	URL string
+	// Prefix of status branches (default DefaultStatusPrefix).
+	Prefix string
+	// CacheDir keeps fetched objects between calls (a bare repository);
+	// empty fetches into memory.
+	CacheDir string
+	// SSHKeyFile, KnownHostsFile, TokenFile, CAFile: see Credentials.
+	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
+	// Files limits which paths are read from each branch (default all).
+	Files []string
+}
+
+// BranchStatus is the newest commit of one node's status branch.
+type BranchStatus struct {
+	// Node is the branch name without the prefix.
+	Node, Branch string
+	Commit       string
+	Subject      string
+	// Time is the commit time: when the node last reported a change.
+	Time     time.Time
+	Trailers Trailers
+	// Files of the commit by path.
+	Files map[string][]byte
+}
+
+// ReadStatusBranches reads every status branch of a repository: the refs
+// once, then each branch's commit, tree and blobs directly. Sorted by node.
+func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultStatusPrefix
+	}
+	fail := func(err error) ([]BranchStatus, error) {
+		return nil, fmt.Errorf("gitrepo: read status branches of %s: %w", redact(opts.URL), err)
+	}
+	refPrefix := "refs/heads/" + opts.Prefix
+	var repo *git.Repository
+	if isLocal(opts.URL) {
+		dir, err := localGitDir(opts.URL)
+		if err != nil {
+			return fail(err)
+		}
+		if repo, err = git.PlainOpen(dir); err != nil {
+			return fail(err)
+		}
+	} else {
+		creds := Credentials{SSHKeyFile: opts.SSHKeyFile, KnownHostsFile: opts.KnownHostsFile, TokenFile: opts.TokenFile, CAFile: opts.CAFile}
+		ra, err := creds.access(opts.URL)
+		if err != nil {
+			return fail(err)
+		}
+		if opts.CacheDir != "" {
+			repo, err = openBare(opts.CacheDir)
+		} else {
+			repo, err = git.Init(memory.NewStorage(), nil)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		remote := git.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
+		spec := config.RefSpec("+" + refPrefix + "*:" + refPrefix + "*")
+		err = remote.FetchContext(ctx, &git.FetchOptions{
+			RefSpecs: []config.RefSpec{spec}, Auth: ra.auth, CABundle: ra.caBundle, Tags: git.NoTags, Prune: true,
+		})
+		var noMatch git.NoMatchingRefSpecError
+		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) && !errors.As(err, &noMatch) {
+			return fail(fmt.Errorf("fetch: %w", err))
+		}
+	}
+	refs, err := repo.Storer.IterReferences()
+	if err != nil {
+		return fail(err)
+	}
+	var heads []*plumbing.Reference
+	err = refs.ForEach(func(r *plumbing.Reference) error {
+		if r.Type() == plumbing.HashReference && strings.HasPrefix(r.Name().String(), refPrefix) {
+			heads = append(heads, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	out := make([]BranchStatus, 0, len(heads))
+	for _, r := range heads {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		bs, err := readBranch(repo.Storer, r, opts)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, bs)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
+
+func readBranch(s storer.EncodedObjectStorer, r *plumbing.Reference, opts ReadOptions) (BranchStatus, error) {
+	name := r.Name().Short()
+	bs := BranchStatus{
+		Branch: name,
+		Node:   strings.TrimPrefix(name, opts.Prefix),
+		Commit: r.Hash().String(),
+		Files:  map[string][]byte{},
+	}
+	c, err := object.GetCommit(s, r.Hash())
+	if err != nil {
+		return bs, fmt.Errorf("%s: %w", name, err)
+	}
+	bs.Subject = subjectOf(c.Message)
+	bs.Time = c.Committer.When
+	bs.Trailers = CommitTrailers(c.Message)
+	tree, err := c.Tree()
+	if err != nil {
+		return bs, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(opts.Files) == 0 {
+		if bs.Files, err = readFiles(tree); err != nil {
+			return bs, fmt.Errorf("%s: %w", name, err)
+		}
+		return bs, nil
+	}
+	for _, p := range opts.Files {
+		f, err := tree.File(p)
+		if err != nil {
+			continue // absent in this branch
+		}
+		content, err := f.Contents()
+		if err != nil {
+			return bs, fmt.Errorf("%s: %s: %w", name, p, err)
+		}
+		bs.Files[p] = []byte(content)
+	}
+	return bs, nil
+}

@@ -1,0 +1,169 @@
+package gitrepo
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"golang.org/x/crypto/ssh"
+)
+
+// Credentials say how to reach a remote. Which fields matter depends on the
+// URL's scheme: none for a local path or file://; SSHKeyFile and
+// KnownHostsFile for ssh://; TokenFile and CAFile for https://.
+type Credentials struct {
+	// SSHKeyFile is a private key (OpenSSH or PEM format, no passphrase).
+	SSHKeyFile string
+	// KnownHostsFile lists the accepted host keys; the server's key is
+	// always checked. Empty means $SSH_KNOWN_HOSTS, ~/.ssh/known_hosts and
+	// /etc/ssh/ssh_known_hosts.
+	KnownHostsFile string
+	// TokenFile holds an access token, sent as the basic-auth password
+	// (re-read on every connection, so it can be rotated in place).
+	TokenFile string
+	// CAFile is an extra PEM bundle of trusted certificate authorities.
+	CAFile string
+	// Timeout bounds connecting to an ssh server (default 20 s).
+	Timeout time.Duration
+}
+
+// remoteAccess is what go-git needs for one operation on one remote.
+type remoteAccess struct {
+	auth     transport.AuthMethod
+	caBundle []byte
+}
+
+// isLocal reports whether u names a repository on this machine.
+func isLocal(u string) bool {
+	if strings.HasPrefix(u, "file://") {
+		return true
+	}
+	if strings.Contains(u, "://") {
+		return false
+	}
+	// scp-like ssh syntax: user@host:path.
+	if i := strings.Index(u, ":"); i > 0 && !strings.Contains(u[:i], "/") {
+		return false
+	}
+	return true
+}
+
+// localGitDir is the directory holding the refs of a local repository URL:
+// the repository itself when bare, its .git otherwise.
+func localGitDir(u string) (string, error) {
+	if !isLocal(u) {
+		return "", fmt.Errorf("%s is not a local repository", u)
+	}
+	p := strings.TrimPrefix(u, "file://")
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if st, err := os.Stat(filepath.Join(p, ".git")); err == nil && st.IsDir() {
+		return filepath.Join(p, ".git"), nil
+	}
+	return p, nil
+}
+
+// access builds the go-git authentication for rawURL from c.
+func (c Credentials) access(rawURL string) (remoteAccess, error) {
+	var ra remoteAccess
+	if c.CAFile != "" {
+		b, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return ra, fmt.Errorf("read CA file: %w", err)
+		}
+		ra.caBundle = b
+	}
+	if isLocal(rawURL) {
+		return ra, nil
+	}
+	ep, err := transport.NewEndpoint(rawURL)
+	if err != nil {
+		return ra, fmt.Errorf("parse URL %q: %w", redact(rawURL), err)
+	}
+	switch ep.Protocol {
+	case "ssh":
+		if c.SSHKeyFile == "" {
+			return ra, errors.New("ssh: no key file given")
+		}
+		user := ep.User
+		if user == "" {
+			user = "git"
+		}
+		keys, err := gitssh.NewPublicKeysFromFile(user, c.SSHKeyFile, "")
+		if err != nil {
+			return ra, fmt.Errorf("ssh: load key %s: %w", c.SSHKeyFile, err)
+		}
+		var files []string
+		if c.KnownHostsFile != "" {
+			files = []string{c.KnownHostsFile}
+		}
+		db, err := gitssh.NewKnownHostsDb(files...)
+		if err != nil {
+			return ra, fmt.Errorf("ssh: load known hosts: %w", err)
+		}
+		port := ep.Port
+		if port == 0 {
+			port = 22
+		}
+		keys.HostKeyCallback = db.HostKeyCallback()
+		keys.HostKeyAlgorithms = db.HostKeyAlgorithms(net.JoinHostPort(ep.Host, strconv.Itoa(port)))
+		timeout := c.Timeout
+		if timeout <= 0 {
+			timeout = 20 * time.Second
+		}
+		ra.auth = &sshAuth{PublicKeys: keys, timeout: timeout}
+	case "https", "http":
+		if c.TokenFile != "" {
+			b, err := os.ReadFile(c.TokenFile)
+			if err != nil {
+				return ra, fmt.Errorf("https: read token file: %w", err)
+			}
+			user := ep.User
+			if user == "" {
+				user = "gitgw"
+			}
+			ra.auth = &githttp.BasicAuth{Username: user, Password: strings.TrimSpace(string(b))}
+		}
+	default:
+		return ra, fmt.Errorf("unsupported transport %q in %s", ep.Protocol, redact(rawURL))
+	}
+	return ra, nil
+}
+
+// sshAuth is go-git's public-key authentication with a connect timeout.
+type sshAuth struct {
+	*gitssh.PublicKeys
+	timeout time.Duration
+}
+
+func (a *sshAuth) ClientConfig() (*ssh.ClientConfig, error) {
+	cfg, err := a.PublicKeys.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = a.timeout
+	return cfg, nil
+}
+
+// redact removes a password from a URL, for logs and errors.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
