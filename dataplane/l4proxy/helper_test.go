@@ -71,8 +71,20 @@ func helperMain() int {
 		fmt.Printf("ready %s\n", sl.Addr())
 	}
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGUSR1)
 	s := <-sig
+	for ; s == syscall.SIGUSR1; s = <-sig {
+		// Hot reconfiguration: flip every first server's weight.
+		for i := range cfg.Services {
+			if sv := cfg.Services[i].Servers; len(sv) > 0 {
+				sv[0].Weight = map[bool]int{true: 1, false: 2}[sv[0].Weight == 2]
+			}
+		}
+		if err := p.Set(context.Background(), cfg); err != nil {
+			logger.Error("set", "err", err)
+		}
+		fmt.Println("reconfigured")
+	}
 	if s == syscall.SIGHUP {
 		if err := handOver(p); err != nil {
 			logger.Error("hand-over", "err", err)
