@@ -162,3 +162,23 @@ func TestDesiredCPUs(t *testing.T) {
 		t.Errorf("all isolated: got %s", got)
 	}
 }
+
+func FuzzCPUSetRoundTrip(f *testing.F) {
+	for _, s := range []string{"3", "00000003", "ff,ffffffff", "0", "1,00000000,00000000", "0-3,6", "none", "1-2,1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if m, err := ParseMask(s); err == nil {
+			back, err := ParseMask(m.Mask())
+			if err != nil || !back.Equal(m) {
+				t.Fatalf("mask %q -> %q -> %v, %v", s, m.Mask(), back, err)
+			}
+		}
+		if l, err := ParseCPUList(s); err == nil {
+			back, err := ParseCPUList(l.String())
+			if err != nil || !back.Equal(l) {
+				t.Fatalf("list %q -> %q -> %v, %v", s, l.String(), back, err)
+			}
+		}
+	})
+}

@@ -336,3 +336,31 @@ func TestObserveRejectsInvalidConfig(t *testing.T) {
 		t.Fatal("Observe without CPU files succeeded")
 	}
 }
+
+func TestIRQsByName(t *testing.T) {
+	f := newFakeNode(t, "0-1", "0-1")
+	f.copyProc("interrupts", "testdata/interrupts.platform")
+	f.nic("eth0", 1, 1)
+	// A platform device: a device directory without MSI vectors or irq.
+	if err := os.MkdirAll(filepath.Join(f.sys, "devices/platform/soc/eth"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(f.sys, "devices/platform/soc/eth"), filepath.Join(f.sys, "class/net/eth0/device")); err != nil {
+		t.Fatal(err)
+	}
+	f.nic("eth1", 1, 1) // virtual: no device link, never matched by name
+	for _, n := range []string{"50", "51", "52", "53"} {
+		f.procFile("irq/"+n+"/smp_affinity", "3")
+	}
+	cfg := Config{Interfaces: []Interface{{Name: "eth0", IRQCPUs: "spread"}, {Name: "eth1", IRQCPUs: "spread"}}}
+	st, err := f.tuner().Observe(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(st.Interfaces["eth0"].IRQs, st.Interfaces["eth1"].IRQs); got != "[{50 eth0} {51 eth0-rx-1}] []" {
+		t.Errorf("IRQs = %s", got)
+	}
+	if got := strings.Join(st.Imbalance(), "\n"); !strings.Contains(got, "eth0 interrupts: cpu0 79%, cpu1 21%") {
+		t.Errorf("imbalance: %s", got)
+	}
+}

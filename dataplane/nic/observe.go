@@ -205,7 +205,7 @@ func (t *Tuner) observeInterface(it Interface, irqLines map[int]irqLine) (*Inter
 
 // deviceIRQs finds the interrupts of a network device: the MSI vectors of
 // its device (or of the parent device, for virtio whose PCI function holds
-// them), else its legacy IRQ line. Vectors named "*-config" (virtio's
+// them), else its legacy IRQ line, else the vectors named after it. Vectors named "*-config" (virtio's
 // configuration interrupt) are not queue IRQs and are left out, as are IRQs
 // /proc/irq does not list. Virtual devices (veth, bridge) have none.
 func (t *Tuner) deviceIRQs(netDir string, lines map[int]irqLine) ([]int, error) {
@@ -235,6 +235,18 @@ func (t *Tuner) deviceIRQs(netDir string, lines map[int]irqLine) ([]int, error) 
 	if len(nums) == 0 {
 		if b, err := os.ReadFile(filepath.Join(real, "irq")); err == nil {
 			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
+				nums = append(nums, n)
+			}
+		}
+	}
+	if len(nums) == 0 {
+		// Platform NICs without MSI or an irq file: the vectors named
+		// after the interface ("eth0", "eth0-rx-0"). Only for a device
+		// that has a "device" link: a veth named like a host NIC must
+		// never claim the host's IRQs (/proc/interrupts is global).
+		name := filepath.Base(netDir)
+		for n, l := range lines {
+			if l.Name == name || strings.HasPrefix(l.Name, name+"-") {
 				nums = append(nums, n)
 			}
 		}

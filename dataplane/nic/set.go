@@ -44,7 +44,11 @@ func (t *Tuner) SetSelected(ctx context.Context, cfg Config, keep func(Change) b
 			continue
 		}
 		if err := writeValue(c.Path, c.Write); err != nil {
-			errs = append(errs, fmt.Errorf("nic: %s %s: %w", c.Kind, c.ID, err))
+			hint := ""
+			if c.Kind == KindIRQAffinity && (errors.Is(err, unix.EIO) || errors.Is(err, unix.EPERM)) {
+				hint = " (a kernel-managed IRQ: its affinity cannot be set by hand)"
+			}
+			errs = append(errs, fmt.Errorf("nic: %s %s: %w%s", c.Kind, c.ID, err, hint))
 			continue
 		}
 		t.log().Info("knob set", "kind", c.Kind, "id", c.ID, "path", c.Path, "from", c.Current, "to", c.Desired)
