@@ -1,0 +1,377 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
+
+// ProxyDriver adapts the L4 proxy pool (dataplane/l4proxy) to the Driver
+// interface. The pool lives in the agent's process, so what it runs is
+// exactly what was last applied: Plan compares the site with the pool's
+// applied configuration, and adds the servers' live health as details.
+type ProxyDriver struct {
+	pool *l4proxy.Pool
+	log  *slog.Logger
+}
+
+var (
+	_ Driver = (*ProxyDriver)(nil)
+	_ Closer = (*ProxyDriver)(nil)
+)
+
+// NewProxyDriver returns the proxy driver over pool (built by the caller
+// with l4proxy.New, possibly adopting listening sockets handed over by the
+// previous agent process). log may be nil.
+func NewProxyDriver(pool *l4proxy.Pool, log *slog.Logger) *ProxyDriver {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &ProxyDriver{pool: pool, log: log.With("component", "proxy")}
+}
+
+// Name implements Driver.
+func (d *ProxyDriver) Name() string { return "proxy" }
+
+// Close stops the pool, draining connections until ctx is done.
+func (d *ProxyDriver) Close(ctx context.Context) error { return d.pool.Close(ctx) }
+
+// ProxyConfig translates the node's services (those that name this node,
+// or no node) into the pool's config, sorted by name so that it compares
+// deterministically.
+func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
+	var cfg l4proxy.Config
+	var errs []error
+	for _, name := range keys(n.Services) {
+		s := n.Services[name]
+		if len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n.Name) {
+			continue
+		}
+		svc := l4proxy.Service{
+			Name:        name,
+			Balance:     l4proxy.Balance(s.Balance),
+			Persistence: s.Persistence.D(),
+			MaxConn:     s.MaxConn,
+			Timeouts: l4proxy.Timeouts{
+				Connect: s.Timeouts.Connect.D(), Client: s.Timeouts.Client.D(), Server: s.Timeouts.Server.D(),
+				Tunnel: s.Timeouts.Tunnel.D(), ClientFin: s.Timeouts.ClientFin.D(), ServerFin: s.Timeouts.ServerFin.D(),
+				Queue: s.Timeouts.Queue.D(),
+			},
+			Retries:    s.Retries,
+			Redispatch: s.Redispatch,
+		}
+		if s.Retries == 0 {
+			svc.Retries = -1 // the site's 0 means no retry; the pool's 0 means its default
+		}
+		switch s.ProxyProtocol {
+		case "v1":
+			svc.ProxyProtocol = 1
+		case "v2":
+			svc.ProxyProtocol = 2
+		}
+		if s.TCPKeepalive {
+			svc.KeepAlive = time.Minute
+		}
+		for _, b := range s.Binds {
+			ap, err := netip.ParseAddrPort(b)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: bind %q: %w", name, b, err))
+				continue
+			}
+			svc.Binds = append(svc.Binds, ap)
+		}
+		for _, sn := range keys(s.Servers) {
+			sv := s.Servers[sn]
+			ap, err := netip.ParseAddrPort(sv.Address)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: server %s: address %q: %w", name, sn, sv.Address, err))
+				continue
+			}
+			st := l4proxy.Ready
+			switch {
+			case sv.Disabled:
+				st = l4proxy.Maint
+			case sv.Drain:
+				st = l4proxy.Drain
+			}
+			svc.Servers = append(svc.Servers, l4proxy.Server{Name: sn, Addr: ap, Weight: sv.Weight, MaxConn: sv.MaxConn, Backup: sv.Backup, State: st})
+		}
+		if c := s.Check; c != nil {
+			ck := &l4proxy.Check{
+				Interval: c.Interval.D(), FastInterval: c.FastInterval.D(), DownInterval: c.DownInterval.D(),
+				Timeout: c.Timeout.D(), Rise: c.Rise, Fall: c.Fall,
+			}
+			switch c.Kind {
+			case "http":
+				ck.Type, ck.Method, ck.Path, ck.Host = l4proxy.CheckHTTP, c.Method, c.Path, c.Host
+				ck.ExpectStatus, ck.Expect = c.ExpectStatus, c.ExpectString
+			case "tcp-expect":
+				ck.Type, ck.Send, ck.Expect = l4proxy.CheckTCPExpect, c.Send, c.Expect
+			case "command":
+				ck.Type, ck.Command = l4proxy.CheckCommand, []string{"/bin/sh", "-c", c.Command}
+			default: // "tcp", and "icmp", which the pool checks as a TCP connect
+				ck.Type = l4proxy.CheckTCP
+			}
+			svc.Check = ck
+			svc.ShutdownOnDown = c.ShutdownSessions
+		}
+		cfg.Services = append(cfg.Services, svc)
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// Apply implements Driver: the pool's idempotent, in-place Set.
+func (d *ProxyDriver) Apply(ctx context.Context, desired *spec.Node) error {
+	cfg, err := ProxyConfig(desired)
+	if err != nil {
+		return err
+	}
+	return d.pool.Set(ctx, cfg)
+}
+
+// serviceView and serverView are what a plan shows of a service and a
+// server (deterministic JSON).
+type serviceView struct {
+	Balance     string `json:"balance"`
+	Persistence string `json:"persistence,omitempty"`
+	MaxConn     int    `json:"maxconn,omitempty"`
+	Timeouts    string `json:"timeouts"`
+	Retries     int    `json:"retries"`
+	Redispatch  bool   `json:"redispatch,omitempty"`
+	Check       string `json:"check,omitempty"`
+	Proxy       int    `json:"proxy_protocol,omitempty"`
+	KeepAlive   bool   `json:"tcp_keepalive,omitempty"`
+}
+
+type serverView struct {
+	Address string `json:"address"`
+	Weight  int    `json:"weight"`
+	MaxConn int    `json:"maxconn,omitempty"`
+	Backup  bool   `json:"backup,omitempty"`
+	State   string `json:"state"`
+}
+
+func viewService(s l4proxy.Service) serviceView {
+	t := s.Timeouts
+	v := serviceView{
+		Balance: string(s.Balance), MaxConn: s.MaxConn, Retries: max(s.Retries, 0), Redispatch: s.Redispatch,
+		Timeouts: fmt.Sprintf("connect %v client %v server %v tunnel %v client-fin %v server-fin %v queue %v",
+			t.Connect, t.Client, t.Server, t.Tunnel, t.ClientFin, t.ServerFin, t.Queue),
+		Proxy: s.ProxyProtocol, KeepAlive: s.KeepAlive > 0,
+	}
+	if v.Balance == "" {
+		v.Balance = string(l4proxy.RoundRobin)
+	}
+	if s.Persistence > 0 {
+		v.Persistence = s.Persistence.String()
+	}
+	if c := s.Check; c != nil {
+		v.Check = fmt.Sprintf("%s inter %v fast %v down %v timeout %v rise %d fall %d", c.Type, c.Interval, c.FastInterval, c.DownInterval, c.Timeout, c.Rise, c.Fall)
+		switch c.Type {
+		case l4proxy.CheckHTTP:
+			v.Check += fmt.Sprintf(" %s %s host %q expect %d %q", c.Method, c.Path, c.Host, c.ExpectStatus, c.Expect)
+		case l4proxy.CheckTCPExpect:
+			v.Check += fmt.Sprintf(" send %q expect %q", c.Send, c.Expect)
+		case l4proxy.CheckCommand:
+			v.Check += fmt.Sprintf(" command %q", strings.Join(c.Command, " "))
+		}
+		if s.ShutdownOnDown {
+			v.Check += " shutdown-sessions"
+		}
+	}
+	return v
+}
+
+func viewServer(s l4proxy.Server) serverView {
+	st := string(s.State)
+	if st == "" {
+		st = string(l4proxy.Ready)
+	}
+	return serverView{Address: s.Addr.String(), Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st}
+}
+
+// Plan implements Driver: one change per service, bind and server, the
+// differences spelled out ("weight 100 → 50", "drained").
+func (d *ProxyDriver) Plan(_ context.Context, desired *spec.Node) ([]plan.Change, error) {
+	want, err := ProxyConfig(desired)
+	if err != nil {
+		return nil, err
+	}
+	have := d.pool.Applied()
+	live := map[string]l4proxy.ServerStats{}
+	for _, s := range d.pool.Stats().Services {
+		for _, sv := range s.Servers {
+			live[s.Name+"/"+sv.Name] = sv
+		}
+	}
+	return proxyChanges(have, want, live), nil
+}
+
+func proxyChanges(have, want l4proxy.Config, live map[string]l4proxy.ServerStats) []plan.Change {
+	var out []plan.Change
+	haveSvc := map[string]l4proxy.Service{}
+	for _, s := range have.Services {
+		haveSvc[s.Name] = s
+	}
+	wantSvc := map[string]bool{}
+	for _, w := range want.Services {
+		wantSvc[w.Name] = true
+		h, existed := haveSvc[w.Name]
+		wv := viewService(w)
+		c := plan.Change{Driver: "proxy", Kind: "proxy_service", ID: w.Name, After: wv}
+		if !existed {
+			c.Action, c.Reason = plan.Create, "new in site"
+		} else {
+			hv := viewService(h)
+			c.Before = hv
+			c.Details = diffService(hv, wv)
+			c.Action = plan.NoOp
+			if len(c.Details) > 0 {
+				c.Action = plan.Update
+			}
+		}
+		out = append(out, c)
+		out = append(out, bindChanges(w.Name, h.Binds, w.Binds)...)
+		out = append(out, serverChanges(w.Name, h.Servers, w.Servers, live)...)
+	}
+	for _, h := range have.Services {
+		if wantSvc[h.Name] {
+			continue
+		}
+		out = append(out, plan.Change{Driver: "proxy", Kind: "proxy_service", ID: h.Name, Action: plan.Delete,
+			Before: viewService(h), Reason: "gone from site; connections drain for " + drainGrace(h)})
+		out = append(out, bindChanges(h.Name, h.Binds, nil)...)
+		out = append(out, serverChanges(h.Name, h.Servers, nil, live)...)
+	}
+	return out
+}
+
+func drainGrace(s l4proxy.Service) string {
+	if s.DrainGrace > 0 {
+		return s.DrainGrace.String()
+	}
+	return "30s"
+}
+
+func diffService(h, w serviceView) []string {
+	var d []string
+	add := func(name string, a, b any) {
+		if a != b {
+			d = append(d, fmt.Sprintf("%s %v → %v", name, a, b))
+		}
+	}
+	add("balance", h.Balance, w.Balance)
+	add("persistence", h.Persistence, w.Persistence)
+	add("maxconn", h.MaxConn, w.MaxConn)
+	add("timeouts", h.Timeouts, w.Timeouts)
+	add("retries", h.Retries, w.Retries)
+	add("redispatch", h.Redispatch, w.Redispatch)
+	add("check", h.Check, w.Check)
+	add("proxy protocol", h.Proxy, w.Proxy)
+	add("tcp keepalive", h.KeepAlive, w.KeepAlive)
+	return d
+}
+
+func bindChanges(svc string, have, want []netip.AddrPort) []plan.Change {
+	var out []plan.Change
+	for _, b := range want {
+		c := plan.Change{Driver: "proxy", Kind: "proxy_bind", ID: svc + "/" + b.String(), After: b.String(), Action: plan.NoOp}
+		if slices.Contains(have, b) {
+			c.Before = b.String()
+		} else {
+			c.Action, c.Reason = plan.Create, "new listener"
+		}
+		out = append(out, c)
+	}
+	for _, b := range have {
+		if !slices.Contains(want, b) {
+			out = append(out, plan.Change{Driver: "proxy", Kind: "proxy_bind", ID: svc + "/" + b.String(), Before: b.String(),
+				Action: plan.Delete, Reason: "listener closed; its established connections are kept"})
+		}
+	}
+	return out
+}
+
+func serverChanges(svc string, have, want []l4proxy.Server, live map[string]l4proxy.ServerStats) []plan.Change {
+	var out []plan.Change
+	hm := map[string]l4proxy.Server{}
+	for _, s := range have {
+		hm[s.Name] = s
+	}
+	wm := map[string]bool{}
+	for _, w := range want {
+		wm[w.Name] = true
+		id := svc + "/" + w.Name
+		wv := viewServer(w)
+		c := plan.Change{Driver: "proxy", Kind: "proxy_server", ID: id, After: wv}
+		if h, ok := hm[w.Name]; ok {
+			hv := viewServer(h)
+			c.Before = hv
+			c.Details = diffServer(w.Name, hv, wv)
+			c.Action = plan.NoOp
+			if len(c.Details) > 0 {
+				c.Action = plan.Update
+				c.Reason = c.Details[0]
+			}
+		} else {
+			c.Action, c.Reason = plan.Create, "new in site"
+		}
+		if st, ok := live[id]; ok {
+			c.Details = append(c.Details, fmt.Sprintf("now %s, %d connections, check %q", st.Status, st.Current, st.Check))
+		}
+		out = append(out, c)
+	}
+	for _, h := range have {
+		if wm[h.Name] {
+			continue
+		}
+		id := svc + "/" + h.Name
+		c := plan.Change{Driver: "proxy", Kind: "proxy_server", ID: id, Before: viewServer(h), Action: plan.Delete,
+			Reason: "server " + h.Name + ": removed; its connections drain"}
+		if st, ok := live[id]; ok {
+			c.Details = append(c.Details, fmt.Sprintf("%d connections to drain", st.Current))
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func diffServer(name string, h, w serverView) []string {
+	var d []string
+	if h.State != w.State {
+		switch w.State {
+		case string(l4proxy.Drain):
+			d = append(d, "server "+name+": drained")
+		case string(l4proxy.Maint):
+			d = append(d, "server "+name+": maintenance")
+		default:
+			d = append(d, "server "+name+": back in rotation (was "+h.State+")")
+		}
+	}
+	if h.Weight != w.Weight {
+		if w.Weight == 0 {
+			d = append(d, fmt.Sprintf("weight %d → 0 (drained)", h.Weight))
+		} else {
+			d = append(d, fmt.Sprintf("weight %d → %d", h.Weight, w.Weight))
+		}
+	}
+	if h.Address != w.Address {
+		d = append(d, fmt.Sprintf("address %s → %s", h.Address, w.Address))
+	}
+	if h.MaxConn != w.MaxConn {
+		d = append(d, fmt.Sprintf("maxconn %d → %d", h.MaxConn, w.MaxConn))
+	}
+	if h.Backup != w.Backup {
+		d = append(d, fmt.Sprintf("backup %v → %v", h.Backup, w.Backup))
+	}
+	return d
+}
