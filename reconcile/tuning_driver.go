@@ -141,7 +141,9 @@ func (d *TuningDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 			pc.Action = plan.NoOp
 		case c.Err != nil:
 			pc.Action = plan.Update
-			pc.Reason = c.Err.Error()
+			if pc.Reason == "" {
+				pc.Reason = c.Err.Error()
+			}
 		case d.isDrift(c):
 			pc.Action, pc.Drift, pc.Reason = plan.Update, true, driftReason(c)
 		default:

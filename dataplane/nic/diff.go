@@ -28,8 +28,8 @@ type Change struct {
 	// rps_sock_flow_entries inside a child network namespace. Reason says
 	// which; Set skips it without error.
 	Unavailable bool
-	// Reason says why a knob is skipped or cannot be set, when it is not
-	// simply a different value.
+	// Reason says, for people, why a knob is skipped or cannot be set,
+	// when it is not simply a different value.
 	Reason string
 	// Err is set when the knob cannot be brought to the desired value: the
 	// interface or file is missing, a CPU named is not online, ….
@@ -54,7 +54,7 @@ func Diff(cfg Config, st State) []Change {
 	for _, it := range cfg.Interfaces {
 		is := st.Interfaces[it.Name]
 		if is == nil || !is.Present {
-			out = append(out, Change{Kind: KindInterface, ID: it.Name, Differs: true,
+			out = append(out, Change{Kind: KindInterface, ID: it.Name, Desired: "present", Differs: true,
 				Reason: "interface not found on this node",
 				Err:    fmt.Errorf("nic: interface %s: %w", it.Name, ErrNotFound)})
 			continue
@@ -130,10 +130,10 @@ func diffKnob(cfg Config, st State, k Knob) Change {
 			return c
 		}
 		c.Differs = true
-		c.Reason = "cannot read the current value"
+		c.Reason = "cannot read the current value: " + k.Err.Error()
 		c.Err = k.Err
 		if errors.Is(k.Err, fs.ErrNotExist) {
-			c.Reason = "no such file on this node"
+			c.Reason = "no such file on this node: " + k.Path
 			c.Err = fmt.Errorf("nic: %s %s: %s: %w", k.Kind, k.ID, k.Path, ErrNotFound)
 		}
 	}
@@ -223,7 +223,7 @@ func diffMask(c *Change, k Knob, cpus CPUInfo, spec string, rps bool) {
 	if err != nil {
 		c.Desired = spec
 		c.Err = fmt.Errorf("nic: %s %s: %q: %w", k.Kind, k.ID, spec, err)
-		c.Reason = "desired CPUs cannot be used on this node"
+		c.Reason = "cannot be used on this node: " + err.Error()
 		return
 	}
 	c.Desired, c.Write = describeCPUs(want), want.Mask()
