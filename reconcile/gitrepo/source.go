@@ -111,9 +111,9 @@ type Source struct {
 	track  plumbing.ReferenceName // refs/heads/REF on the remote
 	local  plumbing.ReferenceName // refs/remotes/origin/REF here
 
-	mu      sync.Mutex
-	refused plumbing.Hash // last tip refused as a rewrite, logged once
-	fetches int           // fetches made, for tests
+	mu        sync.Mutex
+	refused   plumbing.Hash // last tip refused as a rewrite, logged once
+	transfers int           // fetches that moved the branch, for tests
 }
 
 // Open prepares a Source; it does not contact the remote (Sync does), so an
@@ -237,26 +237,23 @@ func (s *Source) remoteHead(ctx context.Context) (plumbing.Hash, error) {
 }
 
 // Sync brings the tracked branch's newest commit in and checks it out. It
-// asks the remote first and fetches only when the branch moved; it refuses
-// a commit that does not descend from the last synced one (a rewritten
-// history) unless AllowRewrite is set.
+// compares the remote's ref with what it has first (the ref advertisement
+// of one fetch, ls-remote style) and transfers objects only when the branch
+// moved; it refuses a commit that does not descend from the last synced
+// one (a rewritten history) unless AllowRewrite is set.
 func (s *Source) Sync(ctx context.Context) (Revision, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tip, err := s.remoteHead(ctx)
-	if err != nil {
-		return Revision{}, err
-	}
 	synced := plumbing.ZeroHash
 	if ref, err := s.repo.Storer.Reference(syncedRef); err == nil {
 		synced = ref.Hash()
 	}
-	if _, err := s.repo.CommitObject(tip); err != nil {
-		start := time.Now()
-		tip, err = s.fetch(ctx)
-		if err != nil {
-			return Revision{}, err
-		}
+	start := time.Now()
+	tip, moved, err := s.fetch(ctx)
+	if err != nil {
+		return Revision{}, err
+	}
+	if moved {
 		s.log.Debug("fetched", "commit", short(tip.String()), "took", time.Since(start))
 	}
 	if !synced.IsZero() && synced != tip {
@@ -286,12 +283,16 @@ func (s *Source) Sync(ctx context.Context) (Revision, error) {
 	return rev, nil
 }
 
-// fetch fetches the tracked branch and returns where it points now.
-func (s *Source) fetch(ctx context.Context) (plumbing.Hash, error) {
-	s.fetches++
+// fetch updates the tracking ref from the remote and returns where it
+// points; moved is false when the remote's ref was already known (nothing
+// transferred).
+func (s *Source) fetch(ctx context.Context) (tip plumbing.Hash, moved bool, err error) {
+	fail := func(err error) (plumbing.Hash, bool, error) {
+		return plumbing.ZeroHash, false, fmt.Errorf("gitrepo: fetch %s %s: %w", redact(s.opts.URL), s.opts.Ref, err)
+	}
 	ra, err := s.creds.access(s.opts.URL)
 	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("gitrepo: fetch %s: %w", redact(s.opts.URL), err)
+		return fail(err)
 	}
 	spec := config.RefSpec("+" + s.track.String() + ":" + s.local.String())
 	err = s.remote.FetchContext(ctx, &git.FetchOptions{
@@ -300,14 +301,22 @@ func (s *Source) fetch(ctx context.Context) (plumbing.Hash, error) {
 		CABundle: ra.caBundle,
 		Tags:     git.NoTags,
 	})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return plumbing.ZeroHash, fmt.Errorf("gitrepo: fetch %s %s: %w", redact(s.opts.URL), s.opts.Ref, err)
+	var noMatch git.NoMatchingRefSpecError
+	switch {
+	case errors.Is(err, git.NoErrAlreadyUpToDate):
+	case errors.As(err, &noMatch), errors.Is(err, transport.ErrEmptyRemoteRepository):
+		return fail(ErrRefNotFound)
+	case err != nil:
+		return fail(err)
+	default:
+		moved = true
+		s.transfers++
 	}
 	ref, err := s.repo.Storer.Reference(s.local)
 	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("gitrepo: fetch %s %s: %w", redact(s.opts.URL), s.opts.Ref, err)
+		return fail(err)
 	}
-	return ref.Hash(), nil
+	return ref.Hash(), moved, nil
 }
 
 // checkFastForward returns a *RewriteError unless next descends from prev.

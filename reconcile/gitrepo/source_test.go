@@ -75,13 +75,13 @@ func TestSyncLocal(t *testing.T) {
 			}
 
 			// Nothing moved: no fetch, same revision.
-			fetches := s.fetches
+			transfers := s.transfers
 			rev2, err := s.Sync(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rev2.Commit != c1 || rev2.Dir != rev.Dir || s.fetches != fetches {
-				t.Fatalf("second sync: %+v, fetches %d → %d", rev2, fetches, s.fetches)
+			if rev2.Commit != c1 || rev2.Dir != rev.Dir || s.transfers != transfers {
+				t.Fatalf("second sync: %+v, transfers %d → %d", rev2, transfers, s.transfers)
 			}
 
 			c2 := r.Commit(t, "main", map[string]string{"site.cue": "vrid: 52\n"}, "second")

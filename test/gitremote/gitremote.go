@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -150,6 +151,28 @@ func (r *Repo) Commit(t testing.TB, branch string, files map[string]string, msg 
 	return mustGit(t, w, "rev-parse", "HEAD")
 }
 
+// Prepare commits files on top of branch in the work clone without
+// pushing, so that a benchmark can time Push alone. It returns the commit.
+func (r *Repo) Prepare(t testing.TB, branch string, files map[string]string, msg string) string {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.workClone(t)
+	r.checkout(t, w, branch)
+	writeFiles(t, w, files)
+	mustGit(t, w, "add", "-A")
+	mustGit(t, w, "commit", "-q", "--allow-empty", "-m", msg)
+	return mustGit(t, w, "rev-parse", "HEAD")
+}
+
+// Push pushes what Prepare committed on branch.
+func (r *Repo) Push(t testing.TB, branch string) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mustGit(t, r.workClone(t), "push", "-q", "origin", "HEAD:refs/heads/"+branch)
+}
+
 // Rewrite replaces the tip of branch by a new commit on top of its parent
 // and force-pushes it: the history rewrite a fast-forward guard must catch.
 func (r *Repo) Rewrite(t testing.TB, branch string, files map[string]string, msg string) string {
@@ -233,4 +256,37 @@ func (r *Repo) Branches(t testing.TB, prefix string) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// ImportBranches creates many branches at once (git fast-import, one
+// process), each with one commit holding its files: fixtures such as a
+// thousand nodes' status branches. branches maps a branch name to its files.
+func (r *Repo) ImportBranches(t testing.TB, branches map[string]map[string]string, msg string) {
+	t.Helper()
+	names := make([]string, 0, len(branches))
+	for b := range branches {
+		names = append(names, b)
+	}
+	sort.Strings(names)
+	var in bytes.Buffer
+	for _, b := range names {
+		fmt.Fprintf(&in, "commit refs/heads/%s\ncommitter gitgw <gitgw@%s> 1700000000 +0000\ndata %d\n%s\n",
+			b, path.Base(b), len(msg), msg)
+		files := branches[b]
+		paths := make([]string, 0, len(files))
+		for p := range files {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		for _, p := range paths {
+			fmt.Fprintf(&in, "M 100644 inline %s\ndata %d\n%s\n", p, len(files[p]), files[p])
+		}
+		in.WriteString("\n")
+	}
+	cmd := exec.Command("git", "-C", r.Dir, "fast-import", "--quiet")
+	cmd.Env = gitEnv()
+	cmd.Stdin = &in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gitremote: fast-import: %v: %s", err, out)
+	}
 }

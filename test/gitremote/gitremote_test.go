@@ -98,3 +98,26 @@ func TestHTTPSServesGit(t *testing.T) {
 		t.Fatalf("ls-remote with a wrong token succeeded: %s", out)
 	}
 }
+
+func TestImportBranchesAndPrepare(t *testing.T) {
+	t.Parallel()
+	r := NewBare(t)
+	r.ImportBranches(t, map[string]map[string]string{
+		"gitgw/status/gw1": {"status.json": "{\"node\":\"gw1\"}\n"},
+		"gitgw/status/gw2": {"status.json": "{\"node\":\"gw2\"}\n", "STATUS.md": "# gw2\n"},
+	}, "imported")
+	if b := r.Branches(t, "gitgw/status/"); len(b) != 2 {
+		t.Fatalf("branches = %v", b)
+	}
+	if got := r.Show(t, "gitgw/status/gw2", "STATUS.md"); got != "# gw2\n" {
+		t.Fatalf("STATUS.md = %q", got)
+	}
+	c := r.Prepare(t, "main", map[string]string{"a": "1"}, "prepared")
+	if r.Head(t, "main") != "" {
+		t.Fatal("Prepare pushed")
+	}
+	r.Push(t, "main")
+	if r.Head(t, "main") != c {
+		t.Fatal("Push did not push the prepared commit")
+	}
+}

@@ -128,6 +128,9 @@ func StartSSHD(t testing.TB) *SSHD {
 	if err != nil {
 		t.Fatalf("gitremote: client key: %v", err)
 	}
+	if err := os.Mkdir(filepath.Join(dir, "home"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), []byte(clientPub+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +178,9 @@ func (s *SSHD) writeConfig() error {
 		"AllowTcpForwarding no",
 		"MaxStartups 200",
 		"MaxSessions 200",
+		// Sessions get an empty home: no user rc files (slow shell
+		// startups), no user git configuration.
+		"SetEnv HOME=" + filepath.Join(s.dir, "home") + " GIT_CONFIG_NOSYSTEM=1",
 		"LogLevel ERROR",
 		"",
 	}, "\n")

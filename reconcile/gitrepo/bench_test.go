@@ -1,0 +1,305 @@
+package gitrepo
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/gitgw/gitgw/test/gitremote"
+)
+
+// summary is the median, min and max of a series.
+type summary struct{ med, lo, hi time.Duration }
+
+func summarize(d []time.Duration) summary {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return summary{med: s[len(s)/2], lo: s[0], hi: s[len(s)-1]}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+// agentLoop emulates the agent: every trigger, Sync, and report the commit.
+func agentLoop(ctx context.Context, s *Source, trigger <-chan struct{}) <-chan string {
+	seen := make(chan string, 64)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-trigger:
+				if !ok {
+					return
+				}
+			}
+			if rev, err := s.Sync(ctx); err == nil {
+				select {
+				case seen <- rev.Commit:
+				default:
+				}
+			}
+		}
+	}()
+	return seen
+}
+
+func measurePushToSync(b *testing.B, r *gitremote.Repo, s *Source, seen <-chan string, pushes int) (lat, push []time.Duration) {
+	for i := 0; i < pushes; i++ {
+		want := r.Prepare(b, "main", map[string]string{"site.cue": fmt.Sprintf("serial: %d\n", i)}, fmt.Sprintf("change %d", i))
+		t0 := time.Now()
+		r.Push(b, "main")
+		push = append(push, time.Since(t0))
+		deadline := time.After(time.Minute)
+	wait:
+		for {
+			select {
+			case c := <-seen:
+				if c == want {
+					lat = append(lat, time.Since(t0))
+					break wait
+				}
+			case <-deadline:
+				b.Fatalf("push %d not synced within a minute", i)
+			}
+		}
+	}
+	return lat, push
+}
+
+func reportPushToSync(b *testing.B, name string, lat, push []time.Duration) {
+	l, p := summarize(lat), summarize(push)
+	fmt.Printf("\n%-34s %8s %10s %10s %10s\n", "push → Sync sees it ("+fmt.Sprint(len(lat))+" pushes)", "", "median", "min", "max")
+	fmt.Printf("%-34s %8s %10s %10s %10s\n", name, "latency", ms(l.med), ms(l.lo), ms(l.hi))
+	fmt.Printf("%-34s %8s %10s %10s %10s\n", "", "git push", ms(p.med), ms(p.lo), ms(p.hi))
+	b.ReportMetric(float64(l.med)/float64(time.Millisecond), "ms-median")
+	b.ReportMetric(float64(l.hi)/float64(time.Millisecond), "ms-max")
+}
+
+// BenchmarkPushToSyncLocalWatch: a push to a local bare repository until
+// Sync (triggered by Watch) returns the new commit.
+func BenchmarkPushToSyncLocalWatch(b *testing.B) {
+	gitremote.RequireGit(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := gitremote.NewBare(b)
+	r.Commit(b, "main", map[string]string{"site.cue": "serial: 0\n"}, "initial")
+	s := openSource(b, Options{URL: r.FileURL()})
+	if _, err := s.Sync(ctx); err != nil {
+		b.Fatal(err)
+	}
+	events, err := s.Watch(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	seen := agentLoop(ctx, s, events)
+	lat, push := measurePushToSync(b, r, s, seen, 20)
+	reportPushToSync(b, "local repository, fsnotify", lat, push)
+}
+
+// BenchmarkPushToSyncSSHPoll: a push to a repository reached over ssh,
+// polled every second (±10 %), until Sync returns the new commit.
+func BenchmarkPushToSyncSSHPoll(b *testing.B) {
+	gitremote.RequireGit(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := gitremote.NewBare(b)
+	r.Commit(b, "main", map[string]string{"site.cue": "serial: 0\n"}, "initial")
+	sshd := gitremote.StartSSHD(b)
+	s := openSource(b, Options{URL: sshd.URL(r.Dir), SSHKeyFile: sshd.ClientKey, KnownHostsFile: sshd.KnownHosts})
+	if _, err := s.Sync(ctx); err != nil {
+		b.Fatal(err)
+	}
+	seen := agentLoop(ctx, s, Poll(ctx, time.Second, 0.1))
+	lat, push := measurePushToSync(b, r, s, seen, 20)
+	reportPushToSync(b, "ssh remote, polled every 1 s", lat, push)
+}
+
+// benchStatus is a status.json of realistic size (≈5 KiB: forty resources)
+// in which change i flips a few fields.
+func benchStatus(node string, i int) map[string][]byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{\n  \"schema\": \"gitgw.status/v1\",\n  \"node\": %q,\n  \"desired\": \"3a9c1e2f00c0ffee3a9c1e2f00c0ffee3a9c1e2f\",\n  \"applied\": \"3a9c1e2f00c0ffee3a9c1e2f00c0ffee3a9c1e2f\",\n  \"resources\": [\n", node)
+	for r := 0; r < 40; r++ {
+		state := "ok"
+		if r == i%40 {
+			state = fmt.Sprintf("drift-%d", i)
+		}
+		fmt.Fprintf(&b, "    {\"kind\": \"unit\", \"id\": \"app@%d.service\", \"state\": %q, \"active\": \"active\", \"sub\": \"running\"}", 8080+r, state)
+		if r < 39 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "  ],\n  \"vrrp\": {\"VI_1\": {\"role\": \"MASTER\", \"transitions\": %d}},\n  \"drift_open\": %d\n}\n", i, i%3)
+	md := fmt.Sprintf("# %s\n\nApplied 3a9c1e2 (change %d). %d drift items open.\n", node, i, i%3)
+	return map[string][]byte{"status.json": []byte(b.String()), "STATUS.md": []byte(md)}
+}
+
+type countWriter struct{ n int }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
+
+// packBytes is the size of the pack a push of commit h sends to a remote
+// that has h's parent: the commit, its trees and the blobs that changed,
+// encoded the way go-git's push encodes them.
+func packBytes(b *testing.B, w *StatusWriter, h plumbing.Hash) int {
+	s := w.repo.Storer
+	c, err := w.repo.CommitObject(h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	old := map[plumbing.Hash]bool{}
+	if len(c.ParentHashes) > 0 {
+		p, _ := w.repo.CommitObject(c.ParentHashes[0])
+		pt, _ := p.Tree()
+		walk := object.NewTreeWalker(pt, true, nil)
+		for {
+			_, e, err := walk.Next()
+			if err != nil {
+				break
+			}
+			old[e.Hash] = true
+		}
+		walk.Close()
+		old[pt.Hash] = true
+	}
+	hashes := []plumbing.Hash{h, c.TreeHash}
+	tree, _ := c.Tree()
+	walk := object.NewTreeWalker(tree, true, nil)
+	for {
+		_, e, err := walk.Next()
+		if err != nil {
+			break
+		}
+		if !old[e.Hash] {
+			hashes = append(hashes, e.Hash)
+		}
+	}
+	walk.Close()
+	var cw countWriter
+	if _, err := packfile.NewEncoder(&cw, s, false).Encode(hashes, 10); err != nil {
+		b.Fatal(err)
+	}
+	return cw.n
+}
+
+func measureStatusToRemote(b *testing.B, name string, r *gitremote.Repo, opts StatusOptions) {
+	ctx := testCtx(b)
+	w := startWriter(b, opts)
+	refFile := filepath.Join(r.Dir, "refs", "heads", "gitgw", "status", opts.Node)
+	remoteHead := func() string {
+		c, _ := os.ReadFile(refFile)
+		return strings.TrimSpace(string(c))
+	}
+	const changes = 20
+	var lat []time.Duration
+	var bytes []int
+	for i := 1; i <= changes; i++ {
+		t0 := time.Now()
+		if ok, err := w.Write(ctx, benchStatus(opts.Node, i), Message{Subject: fmt.Sprintf("drift(%s): change %d", opts.Node, i)}); err != nil || !ok {
+			b.Fatalf("write %d: %v %v", i, ok, err)
+		}
+		head := w.State().Head
+		deadline := time.Now().Add(time.Minute)
+		for remoteHead() != head {
+			if time.Now().After(deadline) {
+				b.Fatalf("change %d not on the remote after a minute: %v", i, w.State().LastError)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		lat = append(lat, time.Since(t0))
+		bytes = append(bytes, packBytes(b, w, plumbing.NewHash(head)))
+	}
+	l := summarize(lat)
+	slices.Sort(bytes)
+	fmt.Printf("\n%-40s %10s %10s %10s %14s\n", "change → status commit on the remote", "median", "min", "max", "pack B/commit")
+	fmt.Printf("%-40s %10s %10s %10s %8d (%d-%d)\n", name+fmt.Sprintf(" (%d changes)", changes), ms(l.med), ms(l.lo), ms(l.hi),
+		bytes[len(bytes)/2], bytes[0], bytes[len(bytes)-1])
+	b.ReportMetric(float64(l.med)/float64(time.Millisecond), "ms-median")
+	b.ReportMetric(float64(l.hi)/float64(time.Millisecond), "ms-max")
+	b.ReportMetric(float64(bytes[len(bytes)/2]), "pack-bytes/commit")
+}
+
+// BenchmarkStatusToRemoteLocal: Write until the commit is on a local bare
+// repository, and the bytes each push carries.
+func BenchmarkStatusToRemoteLocal(b *testing.B) {
+	gitremote.RequireGit(b)
+	r := gitremote.NewBare(b)
+	r.Commit(b, "main", map[string]string{"site.cue": "a: 1\n"}, "site")
+	measureStatusToRemote(b, "local", r, StatusOptions{Node: "gw1", URL: r.Dir})
+}
+
+// BenchmarkStatusToRemoteSSH: the same through an sshd on 127.0.0.1.
+func BenchmarkStatusToRemoteSSH(b *testing.B) {
+	gitremote.RequireGit(b)
+	r := gitremote.NewBare(b)
+	r.Commit(b, "main", map[string]string{"site.cue": "a: 1\n"}, "site")
+	sshd := gitremote.StartSSHD(b)
+	measureStatusToRemote(b, "ssh", r, StatusOptions{
+		Node: "gw1", URL: sshd.URL(r.Dir), SSHKeyFile: sshd.ClientKey, KnownHostsFile: sshd.KnownHosts,
+	})
+}
+
+func fleetFixture(b *testing.B, nodes int) *gitremote.Repo {
+	r := gitremote.NewBare(b)
+	r.Commit(b, "main", map[string]string{"site.cue": "a: 1\n"}, "site")
+	branches := map[string]map[string]string{}
+	for n := 0; n < nodes; n++ {
+		node := fmt.Sprintf("gw%04d", n)
+		files := map[string]string{}
+		for k, v := range benchStatus(node, n) {
+			files[k] = string(v)
+		}
+		branches[DefaultStatusPrefix+node] = files
+	}
+	r.ImportBranches(b, branches, "apply(node): 3a9c1e2, 4 changes\n\nGitgw-Applied: 3a9c1e2\nGitgw-Drift: none\n")
+	return r
+}
+
+func measureFleet(b *testing.B, name string, nodes int, opts ReadOptions) {
+	ctx := testCtx(b)
+	var d []time.Duration
+	for i := 0; i < 5; i++ {
+		t0 := time.Now()
+		got, err := ReadStatusBranches(ctx, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(t0))
+		if len(got) != nodes || len(got[0].Files["status.json"]) < 1000 {
+			b.Fatalf("read %d branches", len(got))
+		}
+	}
+	s := summarize(d)
+	fmt.Printf("\n%-44s %10s %10s %10s\n", fmt.Sprintf("ReadStatusBranches, %d branches", nodes), "median", "min", "max")
+	fmt.Printf("%-44s %10s %10s %10s\n", name, ms(s.med), ms(s.lo), ms(s.hi))
+	b.ReportMetric(float64(s.med)/float64(time.Millisecond), "ms-median")
+}
+
+// BenchmarkReadStatusBranches1000: the fleet view's read of 1,000 status
+// branches from a local (packed) repository.
+func BenchmarkReadStatusBranches1000(b *testing.B) {
+	gitremote.RequireGit(b)
+	r := fleetFixture(b, 1000)
+	measureFleet(b, "local repository (packed)", 1000, ReadOptions{URL: r.Dir})
+}
+
+// BenchmarkReadStatusBranches1000SSH: the same over ssh, fetched into
+// memory each time.
+func BenchmarkReadStatusBranches1000SSH(b *testing.B) {
+	gitremote.RequireGit(b)
+	r := fleetFixture(b, 1000)
+	sshd := gitremote.StartSSHD(b)
+	measureFleet(b, "ssh, fetched into memory", 1000, ReadOptions{
+		URL: sshd.URL(r.Dir), SSHKeyFile: sshd.ClientKey, KnownHostsFile: sshd.KnownHosts,
+	})
+}
