@@ -103,8 +103,16 @@ func diffKnob(cfg Config, st State, k Knob) Change {
 			c.Differs = strings.Join(strings.Fields(k.Value), " ") != strings.Join(strings.Fields(want), " ")
 		}
 	case KindRPSSockFlowEntries:
+		if cfg.RPSSockFlowEntries == nil {
+			c.Err = fmt.Errorf("nic: %s: not in the config the state was observed with", k.ID)
+			break
+		}
 		diffCount(&c, k, *cfg.RPSSockFlowEntries)
 	case KindRPSFlowCnt:
+		if it.RPSFlowCnt == nil {
+			c.Err = fmt.Errorf("nic: %s %s: not in the config the state was observed with", k.Kind, k.ID)
+			break
+		}
 		diffCount(&c, k, *it.RPSFlowCnt)
 	case KindRPSCPUs:
 		diffMask(&c, k, st.CPUs, it.RPSCPUs, true)

@@ -117,11 +117,16 @@ func (c Config) Validate() error {
 	if c.RPSSockFlowEntries != nil && (*c.RPSSockFlowEntries < 0 || *c.RPSSockFlowEntries > 1<<29) {
 		errs = append(errs, fmt.Errorf("nic: rps_sock_flow_entries %d out of range 0..2^29", *c.RPSSockFlowEntries))
 	}
+	ids := map[string]string{}
 	for _, name := range sortedKeys(c.Sysctls) {
 		if _, err := sysctlPath(name); err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		if other, dup := ids[canonicalSysctl(name)]; dup {
+			errs = append(errs, fmt.Errorf("nic: sysctls %s and %s name the same knob", other, name))
+		}
+		ids[canonicalSysctl(name)] = name
 		if c.RPSSockFlowEntries != nil && canonicalSysctl(name) == "net.core.rps_sock_flow_entries" {
 			errs = append(errs, fmt.Errorf("nic: sysctl %s is also set by rps_sock_flow_entries", name))
 		}

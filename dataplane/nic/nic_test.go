@@ -264,6 +264,7 @@ func TestValidate(t *testing.T) {
 		{"sock flow", Config{RPSSockFlowEntries: ptr(1 << 30)}, "out of range"},
 		{"sysctl dotdot", Config{Sysctls: map[string]string{"net/../../etc": "1"}}, "not valid"},
 		{"sysctl empty", Config{Sysctls: map[string]string{"": "1"}}, "empty sysctl"},
+		{"sysctl dots and slashes", Config{Sysctls: map[string]string{"net.ipv4.ip_forward": "1", "net/ipv4/ip_forward": "0"}}, "name the same knob"},
 		{"sysctl twice", Config{RPSSockFlowEntries: ptr(1), Sysctls: map[string]string{"net.core.rps_sock_flow_entries": "1"}}, "also set"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -362,5 +363,20 @@ func TestIRQsByName(t *testing.T) {
 	}
 	if got := strings.Join(st.Imbalance(), "\n"); !strings.Contains(got, "eth0 interrupts: cpu0 79%, cpu1 21%") {
 		t.Errorf("imbalance: %s", got)
+	}
+}
+
+func TestDiffWithAnotherConfigDoesNotPanic(t *testing.T) {
+	f := newFakeNode(t, "0-1", "0-1")
+	f.nic("eth0", 1, 1)
+	cfg := Config{Interfaces: []Interface{{Name: "eth0", RPSFlowCnt: ptr(16)}}, RPSSockFlowEntries: ptr(16)}
+	st, err := f.tuner().Observe(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range Diff(Config{Interfaces: []Interface{{Name: "eth0"}}}, st) {
+		if c.Err == nil {
+			t.Errorf("%s %s: no error", c.Kind, c.ID)
+		}
 	}
 }
