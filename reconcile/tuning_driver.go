@@ -95,11 +95,17 @@ func driftReason(c nic.Change) string {
 	return base
 }
 
+// netRX is the node-wide detail: the NET_RX softirq spread and whatever
+// could not be observed.
 func netRX(st nic.State) []string {
-	if len(st.NetRX.PerCPU) == 0 {
-		return nil
+	var out []string
+	if len(st.NetRX.PerCPU) > 0 {
+		out = append(out, st.NetRX.String())
 	}
-	return []string{st.NetRX.String()}
+	for _, w := range st.Warnings {
+		out = append(out, "warning: "+w)
+	}
+	return out
 }
 
 // isQueueKind tells the per-interface knobs from the global ones.

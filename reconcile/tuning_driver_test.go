@@ -212,6 +212,17 @@ func TestTuningDriverErrorsAndPending(t *testing.T) {
 	if c := tuningPlan(t, d, n)["sysctl net.ipv4.ip_forward"]; c.Action != plan.NoOp {
 		t.Errorf("ip_forward not applied despite another failure: %s", c.Action)
 	}
+	// What could not be observed is said under the plan.
+	if err := os.Remove(filepath.Join(tuner.ProcRoot, "softirqs")); err != nil {
+		t.Fatal(err)
+	}
+	var details []string
+	for _, c := range tuningPlan(t, d, n) {
+		details = append(details, c.Details...)
+	}
+	if got := strings.Join(details, "\n"); !strings.Contains(got, "warning: nic: read softirqs") {
+		t.Errorf("no warning about softirqs in details:\n%s", got)
+	}
 	// An invalid CPU list (the loader should have caught it) fails Plan.
 	n.Node.Tuning.Interfaces["eth0"] = spec.NICTuning{RPSCPUs: "zero"}
 	if _, err := d.Plan(context.Background(), n); err == nil {
