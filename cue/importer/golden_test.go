@@ -1,0 +1,137 @@
+package importer
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/cue/spec"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// goldenCase imports files from testdata and compares the site and the
+// warnings with testdata/NAME.golden.
+type goldenCase struct {
+	name       string
+	keepalived []Input // Path relative to testdata; Data read by the test
+	haproxy    []Input
+}
+
+var goldenCases = []goldenCase{
+	{name: "seed003", keepalived: []Input{
+		{Node: "gw1", Path: "seed003/keepalived-master.conf"},
+		{Node: "gw2", Path: "seed003/keepalived-backup.conf"},
+	}, haproxy: []Input{{Path: "seed003/haproxy.cfg"}}},
+	{name: "seed003-unnamed", keepalived: []Input{
+		{Path: "seed003/keepalived-master.conf"},
+		{Path: "seed003/keepalived-backup.conf"},
+	}},
+	{name: "seed001", keepalived: []Input{
+		{Node: "lb1", Path: "seed001/keepalived-master.conf"},
+		{Node: "lb2", Path: "seed001/keepalived-backup.conf"},
+	}, haproxy: []Input{{Path: "seed001/haproxy.cfg"}}},
+	{name: "seed004", keepalived: []Input{
+		{Node: "master", Path: "seed004/keepalived-master.conf"},
+		{Node: "backup", Path: "seed004/keepalived-backup.conf"},
+	}},
+	{name: "seed004-template", keepalived: []Input{{Node: "gw1", Path: "seed004/template.conf"}}},
+	{name: "full", keepalived: []Input{
+		{Node: "gw1", Path: "full/gw1.conf"},
+		{Node: "gw2", Path: "full/gw2.conf"},
+	}, haproxy: []Input{{Path: "full/haproxy.cfg"}}},
+}
+
+func (c goldenCase) run(t *testing.T) (*Result, string) {
+	t.Helper()
+	read := func(ins []Input) []Input {
+		out := make([]Input, len(ins))
+		for i, in := range ins {
+			b, err := os.ReadFile(filepath.Join("testdata", in.Path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[i] = Input{Node: in.Node, Path: in.Path, Data: b}
+		}
+		return out
+	}
+	res, err := Import(Options{Keepalived: read(c.keepalived), HAProxy: read(c.haproxy)})
+	if err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	dir := t.TempDir()
+	if err := WriteDir(dir, res.Files, false); err != nil {
+		t.Fatal(err)
+	}
+	return res, dir
+}
+
+// goldenText is what a golden file holds: the warnings, then each file.
+func goldenText(res *Result) string {
+	var b strings.Builder
+	b.WriteString("-- warnings --\n")
+	for _, w := range res.Warnings {
+		b.WriteString(w.String() + "\n")
+	}
+	for _, f := range res.Files {
+		b.WriteString("-- " + f.Name + " --\n")
+		b.Write(f.Data)
+	}
+	return b.String()
+}
+
+func TestGolden(t *testing.T) {
+	for _, c := range goldenCases {
+		t.Run(c.name, func(t *testing.T) {
+			res, dir := c.run(t)
+			got := goldenText(res)
+			path := filepath.Join("testdata", c.name+".golden")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if d := cmp.Diff(string(want), got); d != "" {
+				t.Errorf("import differs from %s (-want +got):\n%s", path, d)
+			}
+			// Every imported site is valid, for every node.
+			for _, n := range res.Nodes {
+				if _, _, err := loader.Load(context.Background(), dir, n); err != nil {
+					t.Errorf("node %s: the imported site does not load:\n%v\n%s", n, err, got)
+				}
+			}
+		})
+	}
+}
+
+// load imports a case and returns the node views.
+func load(t *testing.T, name string) map[string]*spec.Node {
+	t.Helper()
+	for _, c := range goldenCases {
+		if c.name != name {
+			continue
+		}
+		res, dir := c.run(t)
+		views := map[string]*spec.Node{}
+		for _, n := range res.Nodes {
+			_, v, err := loader.Load(context.Background(), dir, n)
+			if err != nil {
+				t.Fatalf("node %s: %v", n, err)
+			}
+			views[n] = v
+		}
+		return views
+	}
+	t.Fatalf("no case %s", name)
+	return nil
+}

@@ -1,0 +1,722 @@
+package importer
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// hapProxy is a defaults, frontend, backend or listen section with what it
+// inherited from the defaults section before it.
+type hapProxy struct {
+	kind, name string
+	pos        Pos
+	mode       string
+	modePos    Pos
+	binds      []string
+	maxconn    opt[int]
+	timeouts   [7]opt[time.Duration]
+	checkTO    opt[time.Duration]
+	balance    opt[string]
+	retries    opt[int]
+	redispatch opt[bool]
+	defBackend string
+	defPos     Pos
+	servers    []*server
+	srvChecks  []srvCheck
+	defServer  []string // default-server words
+	httpchk    *check
+	httpPos    Pos
+	expectSet  bool
+	tcpcheck   *check
+	proxyProto string
+	stats      bool
+	persist    opt[time.Duration]
+}
+
+// srvCheck is a server's own check settings.
+type srvCheck struct {
+	on                  bool
+	inter, fast, down   opt[time.Duration]
+	rise, fall          opt[int]
+	shutdown            bool
+	pos                 Pos
+	name                string
+	unmappedCheckParams bool
+}
+
+// inherit copies what a proxy takes from a defaults section.
+func (d *hapProxy) inherit(kind, name string, pos Pos) *hapProxy {
+	p := *d
+	p.kind, p.name, p.pos = kind, name, pos
+	p.binds, p.servers, p.srvChecks, p.defBackend = nil, nil, nil, ""
+	p.defServer = slices.Clone(d.defServer)
+	if d.httpchk != nil {
+		c := *d.httpchk
+		p.httpchk = &c
+	}
+	if d.tcpcheck != nil {
+		c := *d.tcpcheck
+		p.tcpcheck = &c
+	}
+	return &p
+}
+
+// hapIgnored are keywords that need nothing in a gitgw site, with the reason.
+var hapIgnored = map[string]string{
+	"log": "gitgw logs to the journal", "chroot": "gitgw runs as its own hardened systemd service",
+	"pidfile": "gitgw runs as a systemd service", "user": "gitgw runs as its own systemd service",
+	"group": "gitgw runs as its own systemd service", "uid": "gitgw runs as its own systemd service",
+	"gid": "gitgw runs as its own systemd service", "daemon": "gitgw runs as a systemd service",
+	"nbproc": "gitgw's proxy uses every CPU", "nbthread": "gitgw's proxy uses every CPU",
+	"cpu-map": "gitgw's proxy uses every CPU; pin with the node's tuning", "stats": "gitgw has `gitgw status`, /metrics and a status page on 127.0.0.1:9142",
+	"ulimit-n": "set LimitNOFILE on the agent's unit", "master-worker": "gitgw runs as a systemd service",
+	"description": "", "node": "", "unique-id-format": "", "log-format": "gitgw logs to the journal",
+	"log-tag": "gitgw logs to the journal",
+}
+
+// hapConfig is a mapped haproxy.cfg.
+type hapConfig struct {
+	globalMaxconn opt[int]
+	globalPos     Pos
+	proxies       []*hapProxy
+	backends      map[string]*hapProxy
+}
+
+func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
+	c := &hapConfig{backends: map[string]*hapProxy{}}
+	defaults := &hapProxy{kind: "defaults"}
+	for _, s := range secs {
+		switch s.Kind {
+		case "global":
+			for _, l := range s.Lines {
+				if l.Words[0] == "maxconn" && len(l.Words) == 2 {
+					if v, err := integer(l.Words[1], 0, 1<<30); err == nil {
+						c.globalMaxconn, c.globalPos = some(v), l.Pos
+						continue
+					}
+				}
+				hapNotMapped(l, w)
+			}
+		case "defaults":
+			if len(s.Args) > 1 {
+				w.add(s.Pos, "defaults %s: named defaults are read in order; \"from\" is not followed", strings.Join(s.Args, " "))
+			}
+			defaults = (&hapProxy{kind: "defaults"}).inherit("defaults", s.Name(), s.Pos)
+			for _, l := range s.Lines {
+				defaults.line(l, w)
+			}
+		case "frontend", "backend", "listen":
+			p := defaults.inherit(s.Kind, s.Name(), s.Pos)
+			if s.Kind == "listen" && len(s.Args) > 1 {
+				p.bind(hapLine{Words: append([]string{"bind"}, s.Args[1:]...), Pos: s.Pos}, w)
+			}
+			if len(s.Args) > 2 && s.Args[1] == "from" {
+				w.add(s.Pos, "%s %s from %s: \"from\" is not followed; the last defaults section applies", s.Kind, s.Name(), s.Args[2])
+			}
+			for _, l := range s.Lines {
+				p.line(l, w)
+			}
+			c.proxies = append(c.proxies, p)
+			if s.Kind == "backend" {
+				c.backends[p.name] = p
+			}
+		default:
+			w.add(s.Pos, "%s section: not mapped", s.Kind)
+		}
+	}
+	return c
+}
+
+func hapNotMapped(l hapLine, w *warnings) {
+	if why, ok := hapIgnored[l.Words[0]]; ok {
+		if why == "" {
+			w.add(l.Pos, "%s: not mapped", l.Words[0])
+		} else {
+			w.add(l.Pos, "%s: not mapped (%s)", l.Words[0], why)
+		}
+		return
+	}
+	w.add(l.Pos, "%q: not mapped", strings.Join(l.Words, " "))
+}
+
+// line applies one line of a proxy section.
+func (p *hapProxy) line(l hapLine, w *warnings) {
+	ws := l.Words
+	arg := func(i int) string {
+		if i < len(ws) {
+			return ws[i]
+		}
+		return ""
+	}
+	var err error
+	switch ws[0] {
+	case "mode":
+		p.mode, p.modePos = arg(1), l.Pos
+	case "bind":
+		p.bind(l, w)
+	case "maxconn":
+		var v int
+		v, err = integer(arg(1), 0, 1<<30)
+		p.maxconn = some(v)
+	case "timeout":
+		p.timeout(arg(1), arg(2), l, w)
+	case "contimeout", "clitimeout", "srvtimeout":
+		p.timeout(map[string]string{"contimeout": "connect", "clitimeout": "client", "srvtimeout": "server"}[ws[0]], arg(1), l, w)
+	case "balance":
+		switch arg(1) {
+		case "roundrobin", "leastconn", "source", "first":
+			p.balance = some(arg(1))
+		case "static-rr":
+			p.balance = some("roundrobin")
+			w.add(l.Pos, "balance static-rr: imported as roundrobin (gitgw applies weight changes at once)")
+		default:
+			w.add(l.Pos, "balance %s: not mapped (gitgw balances roundrobin, leastconn, source or first): roundrobin", strings.Join(ws[1:], " "))
+		}
+	case "retries":
+		var v int
+		v, err = integer(arg(1), 0, 10)
+		p.retries = some(v)
+	case "default_backend":
+		p.defBackend, p.defPos = arg(1), l.Pos
+	case "use_backend":
+		w.add(l.Pos, "use_backend %s: content switching is not mapped (a gitgw service has one pool); only default_backend is imported", strings.Join(ws[1:], " "))
+	case "server":
+		p.server(l, w)
+	case "default-server":
+		p.defServer = append(p.defServer, ws[1:]...)
+	case "option", "no":
+		p.option(l, w)
+	case "http-check":
+		p.httpCheck(l, w)
+	case "tcp-check":
+		p.tcpCheck(l, w)
+	case "stats":
+		p.stats = true
+		hapNotMapped(l, w)
+	case "server-template":
+		w.add(l.Pos, "server-template: not mapped; list the servers one by one")
+	case "stick-table":
+		for i := 1; i+1 < len(ws); i++ {
+			if ws[i] == "expire" {
+				if v, err := hapTime(ws[i+1]); err == nil {
+					p.persist = some(v)
+				}
+			}
+		}
+		w.add(l.Pos, "stick-table: not mapped; a \"stick on src\" becomes the service's source persistence")
+	case "stick":
+		if strings.Join(ws[1:], " ") == "on src" && p.persist.ok {
+			w.add(l.Pos, "stick on src: imported as persistence %s", formatDuration(p.persist.v))
+		} else {
+			p.persist = opt[time.Duration]{}
+			hapNotMapped(l, w)
+		}
+	default:
+		hapNotMapped(l, w)
+	}
+	if err != nil {
+		w.add(l.Pos, "%s: %v: ignored", ws[0], err)
+	}
+}
+
+func (p *hapProxy) timeout(name, val string, l hapLine, w *warnings) {
+	d, err := hapTime(val)
+	if err != nil {
+		w.add(l.Pos, "timeout %s: %v: ignored", name, err)
+		return
+	}
+	idx := map[string]int{"connect": toConnect, "client": toClient, "server": toServer, "tunnel": toTunnel,
+		"client-fin": toClientFin, "server-fin": toServerFin, "queue": toQueue}
+	if i, ok := idx[name]; ok {
+		p.timeouts[i] = some(d)
+		return
+	}
+	if name == "check" {
+		p.checkTO = some(d)
+		return
+	}
+	w.add(l.Pos, "timeout %s: not mapped (gitgw proxies TCP)", name)
+}
+
+// bind reads a bind line: addresses (comma-separated, port ranges) and
+// options. A bind that terminates TLS is dropped.
+func (p *hapProxy) bind(l hapLine, w *warnings) {
+	if len(l.Words) < 2 {
+		return
+	}
+	for _, o := range l.Words[2:] {
+		if o == "ssl" {
+			w.add(l.Pos, "bind %s ssl: TLS termination is not mapped: bind not imported", l.Words[1])
+			return
+		}
+	}
+	if len(l.Words) > 2 {
+		w.add(l.Pos, "bind options %q: not mapped", strings.Join(l.Words[2:], " "))
+	}
+	for _, a := range strings.Split(l.Words[1], ",") {
+		binds, err := bindAddrs(a)
+		if err != nil {
+			w.add(l.Pos, "bind %s: %v: not imported", a, err)
+			continue
+		}
+		p.binds = append(p.binds, binds...)
+	}
+}
+
+func bindAddrs(s string) ([]string, error) {
+	for _, pre := range []string{"ipv4@", "ipv6@", "tcp@", "tcp4@", "tcp6@"} {
+		s = strings.TrimPrefix(s, pre)
+	}
+	if strings.Contains(s, "@") || strings.HasPrefix(s, "/") {
+		return nil, fmt.Errorf("not a TCP address")
+	}
+	i := strings.LastIndex(s, ":")
+	if i < 0 {
+		return nil, fmt.Errorf("no port")
+	}
+	host, ports := strings.Trim(s[:i], "[]"), s[i+1:]
+	var addr netip.Addr
+	switch host {
+	case "", "*", "0.0.0.0":
+		addr = netip.IPv4Unspecified()
+	case "::":
+		addr = netip.IPv6Unspecified()
+	default:
+		var err error
+		if addr, err = netip.ParseAddr(host); err != nil {
+			return nil, fmt.Errorf("%q is not an IP address (gitgw binds addresses, not names)", host)
+		}
+	}
+	lo, hi, ok := strings.Cut(ports, "-")
+	if !ok {
+		hi = lo
+	}
+	from, err1 := integer(lo, 1, 65535)
+	to, err2 := integer(hi, from, 65535)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("bad port %q", ports)
+	}
+	if to-from >= 64 {
+		return nil, fmt.Errorf("port range %q is too wide to list", ports)
+	}
+	var out []string
+	for port := from; port <= to; port++ {
+		out = append(out, hostPort(addr, port))
+	}
+	return out, nil
+}
+
+// hapOneArg are server keywords that take one argument and are not mapped.
+var hapOneArg = map[string]bool{
+	"port": true, "addr": true, "cookie": true, "slowstart": true, "maxqueue": true, "minconn": true,
+	"id": true, "resolvers": true, "init-addr": true, "agent-port": true, "agent-inter": true,
+	"agent-send": true, "track": true, "observe": true, "error-limit": true, "on-error": true,
+	"on-marked-up": true, "source": true, "sni": true, "verify": true, "crt": true, "ca-file": true,
+	"crl-file": true, "ciphers": true, "ssl-min-ver": true, "ssl-max-ver": true, "proto": true,
+	"alpn": true, "check-sni": true, "check-alpn": true, "pool-max-conn": true, "pool-purge-delay": true,
+	"namespace": true, "resolve-prefer": true, "resolve-net": true, "health-check-proto": true,
+	"max-reuse": true, "tfo": false, "redir": true, "usesrc": true, "ws": true,
+}
+
+func (p *hapProxy) server(l hapLine, w *warnings) {
+	ws := l.Words
+	if len(ws) < 3 {
+		w.add(l.Pos, "server without an address: ignored")
+		return
+	}
+	name := siteName(ws[1])
+	if name != ws[1] {
+		w.add(l.Pos, "server %q renamed %q", ws[1], name)
+	}
+	addr, err := serverAddr(ws[2])
+	if err != nil {
+		w.add(l.Pos, "server %s %s: %v: not imported", ws[1], ws[2], err)
+		return
+	}
+	srv := &server{name: name, address: addr}
+	sc := srvCheck{pos: l.Pos, name: name}
+	params := append(slices.Clone(p.defServer), ws[3:]...)
+	for i := 0; i < len(params); i++ {
+		k, v := params[i], ""
+		if i+1 < len(params) {
+			v = params[i+1]
+		}
+		var err error
+		dur := func() opt[time.Duration] {
+			i++
+			d, e := hapTime(v)
+			err = e
+			return some(d)
+		}
+		num := func(lo, hi int) opt[int] {
+			i++
+			n, e := integer(v, lo, hi)
+			err = e
+			return some(n)
+		}
+		switch k {
+		case "check":
+			sc.on = true
+		case "no-check":
+			sc.on = false
+		case "inter":
+			sc.inter = dur()
+		case "fastinter":
+			sc.fast = dur()
+		case "downinter":
+			sc.down = dur()
+		case "rise":
+			sc.rise = num(1, 100)
+		case "fall":
+			sc.fall = num(1, 100)
+		case "weight":
+			srv.weight = num(0, 256)
+		case "maxconn":
+			srv.maxconn = num(0, 1<<30)
+		case "backup":
+			srv.backup = true
+		case "no-backup":
+			srv.backup = false
+		case "disabled":
+			srv.disabled = true
+		case "enabled":
+			srv.disabled = false
+		case "send-proxy":
+			p.proxyProto = "v1"
+		case "send-proxy-v2":
+			p.proxyProto = "v2"
+		case "on-marked-down":
+			i++
+			if v == "shutdown-sessions" {
+				sc.shutdown = true
+			} else {
+				w.add(l.Pos, "server %s on-marked-down %s: not mapped", name, v)
+			}
+		default:
+			if hapOneArg[k] {
+				w.add(l.Pos, "server %s %s %s: not mapped", name, k, v)
+				i++
+			} else {
+				w.add(l.Pos, "server %s %s: not mapped", name, k)
+			}
+		}
+		if err != nil {
+			w.add(l.Pos, "server %s %s: %v: ignored", name, k, err)
+		}
+	}
+	p.servers = append(p.servers, srv)
+	p.srvChecks = append(p.srvChecks, sc)
+}
+
+// serverAddr writes "ip:port" as the schema wants it.
+func serverAddr(s string) (string, error) {
+	for _, pre := range []string{"ipv4@", "ipv6@", "tcp@", "tcp4@", "tcp6@"} {
+		s = strings.TrimPrefix(s, pre)
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.String(), nil
+	}
+	i := strings.LastIndex(s, ":")
+	if i < 0 {
+		if _, err := netip.ParseAddr(s); err == nil {
+			return "", fmt.Errorf("no port (HAProxy would use the client's destination port; gitgw needs one)")
+		}
+		return "", fmt.Errorf("not an IP address and port")
+	}
+	a, err := netip.ParseAddr(strings.Trim(s[:i], "[]"))
+	if err != nil {
+		return "", fmt.Errorf("%q is not an IP address (gitgw needs addresses, not names)", s[:i])
+	}
+	port, err := integer(s[i+1:], 1, 65535)
+	if err != nil {
+		return "", fmt.Errorf("bad port %q (port offsets are not mapped)", s[i+1:])
+	}
+	return hostPort(a, port), nil
+}
+
+func (p *hapProxy) option(l hapLine, w *warnings) {
+	ws := l.Words
+	neg := ws[0] == "no"
+	if neg {
+		ws = ws[1:]
+	}
+	if len(ws) < 2 || ws[0] != "option" {
+		hapNotMapped(l, w)
+		return
+	}
+	switch ws[1] {
+	case "redispatch":
+		p.redispatch = some(!neg)
+	case "tcplog", "tcpka", "clitcpka", "srvtcpka", "dontlognull":
+		// gitgw logs connections and keeps TCP keepalive on by itself.
+	case "httpchk":
+		c := &check{kind: "http", method: some("OPTIONS"), path: some("/")}
+		switch rest := ws[2:]; len(rest) {
+		case 0:
+		case 1:
+			c.path = some(rest[0])
+		default:
+			c.method, c.path = some(strings.ToUpper(rest[0])), some(rest[1])
+			if len(rest) > 2 {
+				c.host = hostHeader(rest[2])
+				if !c.host.ok {
+					w.add(l.Pos, "option httpchk version %q: not mapped", rest[2])
+				}
+			}
+		}
+		if !slices.Contains([]string{"GET", "HEAD", "POST", "OPTIONS"}, c.method.v) {
+			w.add(l.Pos, "option httpchk method %s: not mapped: GET", c.method.v)
+			c.method = some("GET")
+		}
+		p.httpchk, p.httpPos, p.tcpcheck = c, l.Pos, nil
+	case "tcp-check":
+		p.tcpcheck, p.httpchk = &check{kind: "tcp"}, nil
+	default:
+		hapNotMapped(l, w)
+	}
+}
+
+// hostHeader finds a Host header in the version argument of option httpchk
+// ("HTTP/1.1\r\nHost: www").
+func hostHeader(s string) opt[string] {
+	for _, line := range strings.Split(s, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "host") {
+			return some(strings.TrimSpace(v))
+		}
+	}
+	return opt[string]{}
+}
+
+func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
+	ws := l.Words
+	if p.httpchk == nil {
+		p.httpchk, p.httpPos = &check{kind: "http", method: some("OPTIONS"), path: some("/")}, l.Pos
+	}
+	c := p.httpchk
+	switch {
+	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "status":
+		v, err := integer(ws[3], 100, 599)
+		if err != nil {
+			w.add(l.Pos, "http-check expect status %s: %v: not mapped", ws[3], err)
+			return
+		}
+		c.expectStatus, p.expectSet = some(v), true
+	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "string":
+		c.expectString, p.expectSet = some(ws[3]), true
+	case len(ws) >= 2 && ws[1] == "send":
+		for i := 2; i+1 < len(ws); i += 2 {
+			switch ws[i] {
+			case "meth":
+				c.method = some(strings.ToUpper(ws[i+1]))
+			case "uri":
+				c.path = some(ws[i+1])
+			case "hdr":
+				if strings.EqualFold(ws[i+1], "host") && i+2 < len(ws) {
+					c.host = some(ws[i+2])
+				} else {
+					w.add(l.Pos, "http-check send hdr %s: not mapped", ws[i+1])
+				}
+				i++
+			default:
+				w.add(l.Pos, "http-check send %s: not mapped", ws[i])
+			}
+		}
+	case len(ws) >= 2 && ws[1] == "connect":
+	default:
+		hapNotMapped(l, w)
+	}
+}
+
+func (p *hapProxy) tcpCheck(l hapLine, w *warnings) {
+	ws := l.Words
+	if p.tcpcheck == nil {
+		p.tcpcheck = &check{kind: "tcp"}
+	}
+	c := p.tcpcheck
+	switch {
+	case len(ws) >= 2 && (ws[1] == "connect" || ws[1] == "comment"):
+		if len(ws) > 2 && ws[1] == "connect" {
+			w.add(l.Pos, "tcp-check connect %s: options not mapped", strings.Join(ws[2:], " "))
+		}
+	case len(ws) == 3 && (ws[1] == "send" || ws[1] == "send-lf"):
+		if c.send.ok {
+			w.add(l.Pos, "tcp-check: a second send is not mapped (gitgw sends once, then expects)")
+			return
+		}
+		c.send, c.kind = some(ws[2]), "tcp-expect"
+	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "string":
+		if c.expect.ok {
+			w.add(l.Pos, "tcp-check: a second expect is not mapped")
+			return
+		}
+		c.expect, c.kind = some(ws[3]), "tcp-expect"
+	default:
+		hapNotMapped(l, w)
+	}
+}
+
+// services builds the services of an haproxy.cfg: each listen section, and
+// each frontend with its default backend.
+func (c *hapConfig) services(w *warnings) []*service {
+	var out []*service
+	used := map[string]bool{}
+	for _, p := range c.proxies {
+		var fe, be *hapProxy
+		switch p.kind {
+		case "listen":
+			fe, be = p, p
+		case "frontend":
+			fe = p
+			if p.defBackend == "" {
+				w.add(p.pos, "frontend %s has no default_backend: not imported", p.name)
+				continue
+			}
+			be = c.backends[p.defBackend]
+			if be == nil {
+				w.add(p.defPos, "default_backend %s: no such backend: frontend not imported", p.defBackend)
+				continue
+			}
+			used[be.name] = true
+		default:
+			continue
+		}
+		if len(fe.servers) == 0 && fe.stats && fe == be {
+			w.add(p.pos, "listen %s is a stats page: not imported (gitgw serves `gitgw status`, /metrics and a status page)", p.name)
+			continue
+		}
+		if len(fe.binds) == 0 {
+			w.add(p.pos, "%s %s has no TCP bind gitgw can take: not imported", p.kind, p.name)
+			continue
+		}
+		if s := c.service(fe, be, w); s != nil {
+			out = append(out, s)
+		}
+	}
+	for _, p := range c.proxies {
+		if p.kind == "backend" && !used[p.name] {
+			w.add(p.pos, "backend %s is no frontend's default_backend: not imported", p.name)
+		}
+	}
+	return out
+}
+
+func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
+	s := &service{name: siteName(fe.name), pos: fe.pos, binds: fe.binds}
+	if s.name != fe.name {
+		w.add(fe.pos, "%s %q renamed %q", fe.kind, fe.name, s.name)
+	}
+	if fe != be {
+		s.comments = append(s.comments, fmt.Sprintf("frontend %s with backend %s.", fe.name, be.name))
+	}
+	var httpIn []string
+	for _, p := range []*hapProxy{fe, be} {
+		if p.mode == "http" {
+			httpIn = append(httpIn, p.kind+" "+p.name)
+		}
+		if fe == be {
+			break
+		}
+	}
+	switch {
+	case len(httpIn) == 2 && fe.modePos != be.modePos:
+		w.add(fe.modePos, "mode http (%s): gitgw proxies TCP (layer 4); imported as mode tcp, HTTP processing is lost", httpIn[0])
+		w.add(be.modePos, "mode http (%s): gitgw proxies TCP (layer 4); imported as mode tcp, HTTP processing is lost", httpIn[1])
+	case len(httpIn) > 0:
+		pos := fe.modePos
+		if fe.mode != "http" {
+			pos = be.modePos
+		}
+		w.add(pos, "mode http (%s): gitgw proxies TCP (layer 4); imported as mode tcp, HTTP processing is lost", strings.Join(httpIn, ", "))
+	}
+	switch {
+	case fe.maxconn.ok:
+		s.maxconn = fe.maxconn
+	case c.globalMaxconn.ok:
+		s.maxconn, s.maxconnFrom = c.globalMaxconn, "HAProxy's global maxconn"
+	}
+	// The client side comes from the frontend, the server side from the backend.
+	for _, i := range []int{toClient, toClientFin} {
+		s.timeouts[i] = fe.timeouts[i]
+	}
+	for _, i := range []int{toConnect, toServer, toServerFin, toTunnel, toQueue} {
+		s.timeouts[i] = be.timeouts[i]
+	}
+	if !s.timeouts[toQueue].ok && s.timeouts[toConnect].ok {
+		s.timeouts[toQueue] = s.timeouts[toConnect] // HAProxy's default
+	}
+	for _, i := range []int{toConnect, toClient, toServer} {
+		if !s.timeouts[i].ok {
+			w.add(fe.pos, "%s %s: no timeout %s (HAProxy waits forever): gitgw's default applies", fe.kind, fe.name, timeoutNames[i])
+		}
+	}
+	s.balance, s.retries, s.persistence = be.balance, be.retries, be.persist
+	s.redispatch = be.redispatch
+	if !s.redispatch.ok {
+		s.redispatch = some(false) // HAProxy's default, not the schema's
+	}
+	s.servers, s.proxyProto = be.servers, be.proxyProto
+	s.check = be.serviceCheck(w)
+	if len(s.servers) == 0 {
+		w.add(be.pos, "%s %s has no server gitgw can use: service not imported", be.kind, be.name)
+		return nil
+	}
+	return s
+}
+
+// serviceCheck folds the servers' checks into the service's one check.
+func (p *hapProxy) serviceCheck(w *warnings) *check {
+	var first *srvCheck
+	var unchecked []string
+	for i := range p.srvChecks {
+		sc := &p.srvChecks[i]
+		if !sc.on {
+			unchecked = append(unchecked, sc.name)
+			continue
+		}
+		if first == nil {
+			first = sc
+			continue
+		}
+		a, b := *first, *sc
+		a.pos, b.pos, a.name, b.name = Pos{}, Pos{}, "", ""
+		if a != b {
+			w.add(sc.pos, "server %s: its check settings differ from server %s's: gitgw checks all servers of a service alike; %s's are used", sc.name, first.name, first.name)
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	if len(unchecked) > 0 {
+		w.add(p.pos, "%s %s: servers %s have no check: gitgw checks every server of a service", p.kind, p.name, strings.Join(unchecked, ", "))
+	}
+	c := &check{kind: "tcp"}
+	switch {
+	case p.httpchk != nil:
+		c = p.httpchk
+		if !p.expectSet {
+			w.add(p.httpPos, "option httpchk without http-check expect: HAProxy accepts any 2xx or 3xx status, gitgw expects 200")
+			c.expectStatus = some(200)
+		}
+	case p.tcpcheck != nil:
+		c = p.tcpcheck
+		if c.kind == "tcp-expect" && !c.expect.ok {
+			w.add(p.pos, "tcp-check send without expect: imported as a plain TCP check")
+			c.kind, c.send = "tcp", opt[string]{}
+		}
+	}
+	c.interval, c.fastInter, c.downInter = first.inter, first.fast, first.down
+	c.rise, c.fall, c.shutdown = first.rise, first.fall, first.shutdown
+	// HAProxy bounds a check by "timeout check", else by the interval.
+	switch {
+	case p.checkTO.ok:
+		c.timeout = p.checkTO
+	case first.inter.ok:
+		c.timeout = first.inter
+	default:
+		c.timeout = some(2 * time.Second)
+	}
+	return c
+}

@@ -1,0 +1,339 @@
+package importer
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Input is one source configuration.
+type Input struct {
+	// Node is the gateway the file belongs to. For a keepalived.conf it
+	// names the node (default: its router_id, else "node1", "node2", …);
+	// for an haproxy.cfg it limits the services to that node (default:
+	// every node).
+	Node string
+	// Path is the file's name as warnings show it.
+	Path string
+	Data []byte
+}
+
+// Options say what to import.
+type Options struct {
+	Keepalived []Input
+	HAProxy    []Input
+	// SiteName is written as site.name when set.
+	SiteName string
+}
+
+// File is one file of the generated site, relative to its root.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// Result is the generated site and what could not be carried over.
+type Result struct {
+	Files    []File
+	Nodes    []string
+	Warnings []Warning
+}
+
+// Import converts the configurations into a site. It fails only when there
+// is nothing to import; everything else becomes a warning.
+func Import(opts Options) (*Result, error) {
+	if len(opts.Keepalived) == 0 && len(opts.HAProxy) == 0 {
+		return nil, fmt.Errorf("import: nothing to import: give at least one keepalived.conf or haproxy.cfg")
+	}
+	var w warnings
+	var order []string
+	st := &site{name: opts.SiteName}
+	var kcs []*kaConfig
+	for i, in := range opts.Keepalived {
+		order = append(order, in.Path)
+		kc := mapKeepalived(in.Path, parseKeepalived(in.Path, string(in.Data), &w), &w)
+		name := in.Node
+		if name == "" {
+			name = kc.routerID
+		}
+		if name == "" {
+			name = fmt.Sprintf("node%d", i+1)
+		}
+		name = siteName(name)
+		for base, k := name, 2; st.node(name) != nil; k++ {
+			name = fmt.Sprintf("%s-%d", base, k)
+			if k == 2 {
+				w.add(Pos{File: in.Path}, "node name %q is taken by another file: this one is %q (name nodes with --keepalived NAME=FILE)", base, name)
+			}
+		}
+		st.nodes = append(st.nodes, &node{name: name, source: in.Path})
+		kcs = append(kcs, kc)
+	}
+	for _, in := range opts.HAProxy {
+		order = append(order, in.Path)
+		if in.Node != "" && st.node(siteName(in.Node)) == nil {
+			st.nodes = append(st.nodes, &node{name: siteName(in.Node), source: in.Path})
+		}
+	}
+	var hapServices []*service
+	for _, in := range opts.HAProxy {
+		hc := mapHAProxy(parseHAProxy(in.Path, string(in.Data), &w), &w)
+		svcs := hc.services(&w)
+		for _, s := range svcs {
+			if in.Node != "" {
+				s.nodes = []string{siteName(in.Node)}
+			}
+		}
+		hapServices = mergeServices(hapServices, svcs, &w)
+	}
+	for i, kc := range kcs {
+		mergeKeepalived(st, st.nodes[i], kc, hapServices, &w)
+		for _, name := range slices.Sorted(maps.Keys(kc.scripts)) {
+			if s := kc.scripts[name]; !s.used {
+				w.add(s.pos, "vrrp_script %s is tracked by no vrrp_instance: not imported", name)
+			}
+		}
+	}
+	var vs []*service
+	for i, kc := range kcs {
+		for _, s := range kc.vservers {
+			s.nodes = []string{st.nodes[i].name}
+		}
+		vs = mergeServices(vs, kc.vservers, &w)
+	}
+	st.services = mergeServices(hapServices, vs, &w)
+	nodeNames := make([]string, len(st.nodes))
+	for i, n := range st.nodes {
+		nodeNames[i] = n.name
+	}
+	for _, s := range st.services {
+		if slices.Equal(s.nodes, nodeNames) {
+			s.nodes = nil // every node: the schema's default
+		}
+	}
+	if len(st.nodes) == 0 {
+		w.add(Pos{File: opts.HAProxy[0].Path}, "no keepalived.conf and no --node: the site declares one node \"gw1\"; rename it and add the others")
+		st.nodes = append(st.nodes, &node{name: "gw1"})
+	}
+	checkUnicast(st, kcs, &w)
+	checkBinds(st, &w)
+	return &Result{Files: writeSite(st), Nodes: nodeNames, Warnings: w.sorted(order)}, nil
+}
+
+// mergeServices adds svcs to have; a service of the same name and content
+// on another node widens the nodes it runs on.
+func mergeServices(have, svcs []*service, w *warnings) []*service {
+	for _, s := range svcs {
+		i := slices.IndexFunc(have, func(h *service) bool { return h.name == s.name })
+		if i < 0 {
+			have = append(have, s)
+			continue
+		}
+		h := have[i]
+		if serviceText(h) == serviceText(s) {
+			for _, n := range s.nodes {
+				if !slices.Contains(h.nodes, n) {
+					h.nodes = append(h.nodes, n)
+				}
+			}
+			continue
+		}
+		base := s.name
+		for k := 2; slices.ContainsFunc(have, func(h *service) bool { return h.name == s.name }); k++ {
+			s.name = fmt.Sprintf("%s-%d", base, k)
+		}
+		w.add(s.pos, "service %s differs from the one defined at %s: imported as %s", base, h.pos, s.name)
+		have = append(have, s)
+	}
+	return have
+}
+
+// serviceText renders a service without its nodes, for comparison.
+func serviceText(s *service) string {
+	c := *s
+	c.nodes, c.pos = nil, Pos{}
+	return render([]cfield{serviceField(&c)})
+}
+
+// mergeKeepalived adds one node's VRRP instances to the site.
+func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w *warnings) {
+	for _, ki := range kc.insts {
+		in := ki.inst
+		in.prios[0].node = n.name
+		in.syncGroup = kc.groups[ki.orig]
+		// keepalived's defaults where they differ from the schema's.
+		if !in.version.ok {
+			in.version = some(2)
+			if kc.version.ok {
+				in.version = kc.version
+			}
+		}
+		if !in.garpDelay.ok {
+			in.garpDelay = kc.garpDelay
+			if !in.garpDelay.ok {
+				in.garpDelay = some(5 * time.Second) // keepalived sends a second round after 5 s
+			}
+		}
+		if !in.garpRep.ok {
+			in.garpRep = kc.garpRep
+		}
+		if !in.garpRefr.ok {
+			in.garpRefr = kc.garpRefr
+		}
+		if in.version.v == 2 && in.advert.ok && in.advert.v%1e9 != 0 {
+			w.add(in.pos, "advert_int %s with VRRPv2: whole seconds only; rounded up", in.advert.v)
+			in.advert.v = in.advert.v.Truncate(1e9) + 1e9
+		}
+		if in.version.v == 3 && in.password.ok {
+			w.add(in.pos, "authentication with VRRPv3: keepalived ignores it, so does the site")
+			in.password = opt[string]{}
+		}
+		for _, r := range ki.scripts {
+			s, ok := kc.scripts[r.name]
+			if !ok {
+				w.add(r.pos, "track_script %s: no vrrp_script of that name: ignored", r.name)
+				continue
+			}
+			s.used = true
+			weight := s.weight
+			if r.weight.ok {
+				weight = r.weight.v
+			}
+			if strings.Contains(s.command, "haproxy") && len(hapServices) > 0 {
+				w.add(r.pos, "track_script %s checks HAProxy (%q): gitgw replaces HAProxy, so the instance tracks the imported services instead", r.name, s.command)
+				for _, svc := range hapServices {
+					in.trackSvcs = append(in.trackSvcs, trackSvc{service: svc.name, weight: weight})
+				}
+				continue
+			}
+			if strings.Contains(s.command, "haproxy") {
+				w.add(r.pos, "track_script %s checks HAProxy (%q): once gitgw replaces HAProxy, track the gitgw service instead (track_services)", r.name, s.command)
+			}
+			in.checks = append(in.checks, trackCheck{name: siteName(r.name), command: s.command, check: s.check, weight: weight})
+		}
+		if ki.srcIP.IsValid() {
+			bits := ki.srcIP.BitLen()
+			for _, v := range append(slices.Clone(in.vips), in.excluded...) {
+				if p := netip.MustParsePrefix(v.addr); p.Bits() < bits && p.Contains(ki.srcIP) {
+					bits = p.Bits()
+				}
+			}
+			addr := netip.PrefixFrom(ki.srcIP, bits).String()
+			ifc := n.iface(in.iface)
+			if !slices.Contains(ifc.addrs, addr) {
+				ifc.addrs = append(ifc.addrs, addr)
+				if bits == ki.srcIP.BitLen() {
+					ifc.notes = append(ifc.notes, fmt.Sprintf("TODO(import): %s is %s's source address in keepalived.conf, which does not give its prefix length.", ki.srcIP, in.name))
+				}
+			}
+		} else {
+			n.iface(in.iface)
+		}
+		existing := findInstance(st, in)
+		if existing == nil {
+			st.vrrp = append(st.vrrp, in)
+			continue
+		}
+		if existing.name != in.name {
+			w.add(in.pos, "vrrp_instance %s has VRID %d on %s like %s at %s: merged into %s", in.name, in.vrid, in.iface, existing.name, existing.pos, existing.name)
+		}
+		compareInstances(existing, in, w)
+		existing.prios = append(existing.prios, in.prios[0])
+	}
+}
+
+func findInstance(st *site, in *instance) *instance {
+	for _, e := range st.vrrp {
+		if e.name == in.name {
+			return e
+		}
+	}
+	for _, e := range st.vrrp {
+		if e.vrid == in.vrid && e.iface == in.iface {
+			return e
+		}
+	}
+	return nil
+}
+
+// compareInstances warns about every setting in which b (a later node's
+// view of the instance) differs from a (the first node's).
+func compareInstances(a, b *instance, w *warnings) {
+	fa, fb := instanceFields(a), instanceFields(b)
+	for _, f := range fb.fields {
+		if f.label == "nodes" {
+			continue
+		}
+		var other cval
+		for _, g := range fa.fields {
+			if g.label == f.label {
+				other = g.val
+			}
+		}
+		got := renderValue(f.val, 0)
+		want := ""
+		if other != nil {
+			want = renderValue(other, 0)
+		}
+		if got != want {
+			w.add(b.pos, "vrrp_instance %s: %s is %s here but %s at %s: the first is used", b.name, f.label, oneLine(got), oneLine(want), a.pos)
+		}
+	}
+	for _, g := range fa.fields {
+		if g.label == "nodes" {
+			continue
+		}
+		if !slices.ContainsFunc(fb.fields, func(f cfield) bool { return f.label == g.label }) {
+			w.add(b.pos, "vrrp_instance %s: %s is not set here but is at %s: the first is used", b.name, g.label, a.pos)
+		}
+	}
+}
+
+func oneLine(s string) string {
+	if s == "" {
+		return "unset"
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}
+
+// checkUnicast warns about unicast peers that are not imported nodes.
+func checkUnicast(st *site, kcs []*kaConfig, w *warnings) {
+	var known []netip.Addr
+	for _, kc := range kcs {
+		for _, ki := range kc.insts {
+			if ki.srcIP.IsValid() {
+				known = append(known, ki.srcIP)
+			}
+		}
+	}
+	for _, kc := range kcs {
+		for _, ki := range kc.insts {
+			for _, p := range ki.peers {
+				if !slices.Contains(known, p.addr) {
+					w.add(p.pos, "unicast_peer %s is not the unicast_src_ip of an imported node: import its keepalived.conf too, or declare it as a node with this address", p.addr)
+				}
+			}
+		}
+	}
+}
+
+// checkBinds warns about an address and port bound by two services.
+func checkBinds(st *site, w *warnings) {
+	owner := map[string]*service{}
+	for _, s := range st.services {
+		for _, b := range s.binds {
+			if o, ok := owner[b]; ok {
+				w.add(s.pos, "service %s binds %s like service %s (%s): only one of them can run on a node", s.name, b, o.name, o.pos)
+				continue
+			}
+			owner[b] = s
+		}
+	}
+}

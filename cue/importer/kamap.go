@@ -1,0 +1,613 @@
+package importer
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// kaConfig is what one node's keepalived.conf says, mapped.
+type kaConfig struct {
+	file      string
+	routerID  string
+	version   opt[int]
+	garpDelay opt[time.Duration]
+	garpRep   opt[int]
+	garpRefr  opt[time.Duration]
+	scripts   map[string]*kaScript
+	insts     []*kaInstance
+	groups    map[string]string // instance → sync group
+	vservers  []*service
+}
+
+type kaScript struct {
+	pos     Pos
+	command string
+	check   check
+	weight  int
+	used    bool
+}
+
+// kaInstance is one vrrp_instance of one node.
+type kaInstance struct {
+	inst    *instance // with a single entry in prios
+	orig    string    // the name in keepalived.conf
+	srcIP   netip.Addr
+	srcPos  Pos
+	peers   []peerRef
+	scripts []scriptRef
+	state   string
+	noPre   Pos
+}
+
+type peerRef struct {
+	addr netip.Addr
+	pos  Pos
+}
+
+type scriptRef struct {
+	name   string
+	weight opt[int]
+	pos    Pos
+}
+
+// kaIgnored are keepalived keywords that need nothing in a gitgw site, with
+// the reason given in the warning.
+var kaIgnored = map[string]string{
+	"vrrp_skip_check_adv_addr":   "gitgw's VRRP engine checks adverts its own way",
+	"skip_check_adv_addr":        "gitgw's VRRP engine checks adverts its own way",
+	"enable_script_security":     "gitgw runs check and notify commands as its own service user",
+	"script_user":                "gitgw runs check and notify commands as its own service user",
+	"notification_email":         "gitgw reports to Git and Prometheus, not by e-mail",
+	"notification_email_from":    "gitgw reports to Git and Prometheus, not by e-mail",
+	"smtp_server":                "gitgw reports to Git and Prometheus, not by e-mail",
+	"smtp_connect_timeout":       "gitgw reports to Git and Prometheus, not by e-mail",
+	"smtp_alert":                 "gitgw reports to Git and Prometheus, not by e-mail",
+	"vrrp_strict":                "gitgw follows the RFCs; strict mode's firewall rules are not made",
+	"strict_mode":                "gitgw follows the RFCs; strict mode's firewall rules are not made",
+	"vrrp_iptables":              "gitgw makes no firewall rules",
+	"vrrp_mcast_group4":          "gitgw uses the standard group 224.0.0.18 / ff02::12",
+	"vrrp_mcast_group6":          "gitgw uses the standard group 224.0.0.18 / ff02::12",
+	"dont_track_primary":         "gitgw always tracks the instance's interface",
+	"native_ipv6":                "gitgw picks the address family from the VIPs",
+	"lvs_sync_daemon_interface":  "IPVS connection sync does not apply to a proxy",
+	"lvs_sync_daemon":            "IPVS connection sync does not apply to a proxy",
+	"debug":                      "set log levels on the agent",
+	"log_detail":                 "set log levels on the agent",
+	"accept":                     "gitgw leaves non-owner VIPs reachable",
+	"no_accept":                  "gitgw leaves non-owner VIPs reachable",
+	"garp_master_refresh_repeat": "gitgw sends one gratuitous ARP per refresh",
+	"garp_lower_prio_delay":      "gitgw has one gratuitous-ARP schedule",
+	"garp_lower_prio_repeat":     "gitgw has one gratuitous-ARP schedule",
+}
+
+func (c *kaConfig) pos(d kaDirective) Pos { return d.Pos }
+
+// mapKeepalived reads the directives of one keepalived.conf.
+func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
+	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}}
+	for _, d := range dirs {
+		switch d.Name {
+		case "global_defs":
+			c.globals(d, w)
+		case "vrrp_script":
+			c.script(d, w)
+		case "vrrp_instance":
+			if ki := c.instance(d, w); ki != nil {
+				c.insts = append(c.insts, ki)
+			}
+		case "vrrp_sync_group":
+			c.syncGroup(d, w)
+		case "virtual_server":
+			if s := mapVirtualServer(d, w); s != nil {
+				c.vservers = append(c.vservers, s)
+			}
+		case "include":
+			w.add(d.Pos, "include %s: not followed; import the included files' contents too (concatenate them into one file)", strings.Join(d.Args, " "))
+		case "static_ipaddress", "static_routes", "static_rules":
+			w.add(d.Pos, "%s: not mapped; node addresses go in nodes.NAME.interfaces, routes are not managed by gitgw", d.Name)
+		default:
+			w.add(d.Pos, "%s: not mapped (unknown to the importer)", d.Name)
+		}
+	}
+	return c
+}
+
+func (c *kaConfig) globals(d kaDirective, w *warnings) {
+	for _, g := range d.Block {
+		arg := ""
+		if len(g.Args) > 0 {
+			arg = g.Args[0]
+		}
+		switch g.Name {
+		case "router_id":
+			c.routerID = arg
+		case "vrrp_version":
+			if v, err := integer(arg, 2, 3); err != nil {
+				w.add(g.Pos, "vrrp_version: %v", err)
+			} else {
+				c.version = some(v)
+			}
+		case "vrrp_garp_master_delay":
+			if v, err := seconds(arg); err != nil {
+				w.add(g.Pos, "vrrp_garp_master_delay: %v", err)
+			} else {
+				c.garpDelay = some(v)
+			}
+		case "vrrp_garp_master_repeat":
+			if v, err := integer(arg, 1, 100); err != nil {
+				w.add(g.Pos, "vrrp_garp_master_repeat: %v", err)
+			} else {
+				c.garpRep = some(v)
+			}
+		case "vrrp_garp_master_refresh":
+			if v, err := seconds(arg); err != nil {
+				w.add(g.Pos, "vrrp_garp_master_refresh: %v", err)
+			} else {
+				c.garpRefr = some(v)
+			}
+		default:
+			if why, ok := kaIgnored[g.Name]; ok {
+				w.add(g.Pos, "%s: not mapped (%s)", g.Name, why)
+			} else {
+				w.add(g.Pos, "global_defs %s: not mapped", g.Name)
+			}
+		}
+	}
+}
+
+func (c *kaConfig) script(d kaDirective, w *warnings) {
+	if len(d.Args) != 1 {
+		w.add(d.Pos, "vrrp_script needs one name: ignored")
+		return
+	}
+	s := &kaScript{pos: d.Pos, check: check{kind: "command"}}
+	interval, rise, fall := time.Second, 1, 1 // keepalived's defaults
+	var timeout opt[time.Duration]
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		var err error
+		switch e.Name {
+		case "script":
+			s.command = arg
+		case "interval":
+			interval, err = seconds(arg)
+		case "timeout":
+			var t time.Duration
+			t, err = seconds(arg)
+			timeout = some(t)
+		case "weight":
+			if len(e.Args) > 1 {
+				w.add(e.Pos, "weight %s: \"reverse\" is not mapped; the weight is applied as keepalived applies a plain weight", arg)
+			}
+			if len(e.Args) > 0 {
+				s.weight, err = integer(e.Args[0], -254, 254)
+			}
+		case "rise":
+			rise, err = integer(arg, 1, 100)
+		case "fall":
+			fall, err = integer(arg, 1, 100)
+		case "user":
+			w.add(e.Pos, "user %s: not mapped (gitgw runs check commands as its own service user)", arg)
+		case "init_fail":
+			w.add(e.Pos, "init_fail: not mapped (a gitgw check starts unknown and needs rise successes)")
+		default:
+			w.add(e.Pos, "vrrp_script %s: not mapped", e.Name)
+		}
+		if err != nil {
+			w.add(e.Pos, "%s: %v: keepalived's default kept", e.Name, err)
+		}
+	}
+	if interval <= 0 {
+		interval = time.Second
+	}
+	// keepalived gives a script its interval to run when no timeout is set.
+	if !timeout.ok || timeout.v <= 0 {
+		timeout = some(interval)
+	}
+	s.check.interval, s.check.timeout = some(interval), timeout
+	s.check.rise, s.check.fall = some(rise), some(fall)
+	if s.command == "" {
+		w.add(d.Pos, "vrrp_script %s has no script: ignored", d.Args[0])
+		return
+	}
+	c.scripts[d.Args[0]] = s
+}
+
+func (c *kaConfig) syncGroup(d kaDirective, w *warnings) {
+	if len(d.Args) != 1 {
+		w.add(d.Pos, "vrrp_sync_group needs one name: ignored")
+		return
+	}
+	for _, e := range d.Block {
+		if e.Name != "group" {
+			w.add(e.Pos, "vrrp_sync_group %s: not mapped (set it on each instance of the group)", e.Name)
+			continue
+		}
+		for _, m := range e.Block {
+			for _, name := range append([]string{m.Name}, m.Args...) {
+				c.groups[name] = siteName(d.Args[0])
+			}
+		}
+	}
+}
+
+func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
+	if len(d.Args) != 1 {
+		w.add(d.Pos, "vrrp_instance needs one name: ignored")
+		return nil
+	}
+	in := &instance{name: siteName(d.Args[0]), pos: d.Pos}
+	if in.name != d.Args[0] {
+		w.add(d.Pos, "vrrp_instance %q renamed %q (site names allow letters, digits, '_', '.', '-')", d.Args[0], in.name)
+	}
+	ki := &kaInstance{inst: in, orig: d.Args[0]}
+	prio := 100 // keepalived's default
+	for _, e := range d.Block {
+		arg := ""
+		if len(e.Args) > 0 {
+			arg = e.Args[0]
+		}
+		var err error
+		switch e.Name {
+		case "state":
+			ki.state = strings.ToUpper(arg)
+		case "interface":
+			if !ifnameRE.MatchString(arg) {
+				err = fmt.Errorf("%q is not an interface name", arg)
+			}
+			in.iface = arg
+		case "virtual_router_id":
+			in.vrid, err = integer(arg, 1, 255)
+		case "priority":
+			prio, err = integer(arg, 1, 255)
+		case "advert_int":
+			var v time.Duration
+			v, err = seconds(arg)
+			in.advert = some(v)
+		case "version":
+			var v int
+			v, err = integer(arg, 2, 3)
+			in.version = some(v)
+		case "nopreempt":
+			in.preempt = some(false)
+			ki.noPre = e.Pos
+		case "preempt":
+		case "preempt_delay":
+			var v time.Duration
+			v, err = seconds(arg)
+			in.delay = some(v)
+		case "authentication":
+			c.auth(ki, e, w)
+		case "virtual_ipaddress":
+			in.vips = append(in.vips, vips(e, w)...)
+		case "virtual_ipaddress_excluded":
+			in.excluded = append(in.excluded, vips(e, w)...)
+		case "track_interface":
+			for _, t := range e.Block {
+				ti := trackIf{name: t.Name}
+				if len(t.Args) == 2 && t.Args[0] == "weight" {
+					ti.weight, err = integer(t.Args[1], -254, 254)
+				} else if len(t.Args) > 0 {
+					w.add(t.Pos, "track_interface %s %s: not mapped", t.Name, strings.Join(t.Args, " "))
+				}
+				in.trackIfs = append(in.trackIfs, ti)
+			}
+		case "track_script":
+			for _, t := range e.Block {
+				r := scriptRef{name: t.Name, pos: t.Pos}
+				if len(t.Args) >= 2 && t.Args[0] == "weight" {
+					v, err := integer(t.Args[1], -254, 254)
+					if err != nil {
+						w.add(t.Pos, "weight: %v", err)
+					} else {
+						r.weight = some(v)
+					}
+					if len(t.Args) > 2 {
+						w.add(t.Pos, "track_script %s: %q is not mapped", t.Name, strings.Join(t.Args[2:], " "))
+					}
+				}
+				ki.scripts = append(ki.scripts, r)
+			}
+		case "unicast_src_ip", "mcast_src_ip":
+			a, perr := netip.ParseAddr(arg)
+			if perr != nil {
+				err = fmt.Errorf("%q is not an IP address", arg)
+			} else {
+				ki.srcIP, ki.srcPos = a, e.Pos
+			}
+		case "unicast_peer":
+			in.unicast = true
+			for _, p := range e.Block {
+				a, perr := netip.ParseAddr(p.Name)
+				if perr != nil {
+					w.add(p.Pos, "unicast_peer %q is not an IP address: ignored", p.Name)
+					continue
+				}
+				if len(p.Args) > 0 {
+					w.add(p.Pos, "unicast_peer %s: %q not mapped", p.Name, strings.Join(p.Args, " "))
+				}
+				ki.peers = append(ki.peers, peerRef{addr: a, pos: p.Pos})
+			}
+		case "garp_master_delay":
+			var v time.Duration
+			v, err = seconds(arg)
+			in.garpDelay = some(v)
+		case "garp_master_repeat":
+			var v int
+			v, err = integer(arg, 1, 100)
+			in.garpRep = some(v)
+		case "garp_master_refresh":
+			var v time.Duration
+			v, err = seconds(arg)
+			in.garpRefr = some(v)
+		case "notify_master", "notify_backup", "notify_fault", "notify_stop":
+			i := map[string]int{"notify_master": 0, "notify_backup": 1, "notify_fault": 2, "notify_stop": 3}[e.Name]
+			in.notify[i] = strings.Join(e.Args, " ")
+		case "use_vmac":
+			in.vmac = true
+			if len(e.Args) > 0 {
+				w.add(e.Pos, "use_vmac %s: the interface name is not mapped (gitgw names the macvlan itself)", arg)
+			}
+		default:
+			if why, ok := kaIgnored[e.Name]; ok {
+				w.add(e.Pos, "%s: not mapped (%s)", e.Name, why)
+			} else {
+				w.add(e.Pos, "%s: not mapped", e.Name)
+			}
+		}
+		if err != nil {
+			w.add(e.Pos, "%s: %v: ignored", e.Name, err)
+		}
+	}
+	switch {
+	case in.iface == "":
+		w.add(d.Pos, "vrrp_instance %s has no interface: not imported", d.Args[0])
+		return nil
+	case in.vrid == 0:
+		w.add(d.Pos, "vrrp_instance %s has no virtual_router_id: not imported", d.Args[0])
+		return nil
+	case len(in.vips) == 0:
+		w.add(d.Pos, "vrrp_instance %s has no virtual_ipaddress: not imported (a gitgw instance needs a VIP)", d.Args[0])
+		return nil
+	}
+	in.prios = []nodePrio{{prio: prio, state: ki.state}}
+	if ki.state == "MASTER" && ki.noPre.Line > 0 {
+		w.add(ki.noPre, "nopreempt with state MASTER: keepalived preempts anyway; gitgw does not (preempt: false)")
+	}
+	return ki
+}
+
+func (c *kaConfig) auth(ki *kaInstance, d kaDirective, w *warnings) {
+	typ, pass := "", ""
+	var passPos Pos
+	for _, e := range d.Block {
+		switch e.Name {
+		case "auth_type":
+			typ = strings.ToUpper(strings.Join(e.Args, ""))
+		case "auth_pass":
+			pass, passPos = strings.Join(e.Args, " "), e.Pos
+		default:
+			w.add(e.Pos, "authentication %s: not mapped", e.Name)
+		}
+	}
+	switch typ {
+	case "PASS":
+		if r := []rune(pass); len(r) > 8 {
+			w.add(passPos, "auth_pass is longer than 8 characters: keepalived uses the first 8, so does the site")
+			pass = string(r[:8])
+		}
+		if pass == "" {
+			w.add(d.Pos, "authentication PASS without auth_pass: not imported")
+			return
+		}
+		ki.inst.password = some(pass)
+	default:
+		w.add(d.Pos, "auth_type %s: not mapped (gitgw supports PASS only)", typ)
+	}
+}
+
+// vips reads the entries of a virtual_ipaddress block.
+func vips(d kaDirective, w *warnings) []vip {
+	var out []vip
+	for _, e := range d.Block {
+		p, err := prefix(e.Name)
+		if err != nil {
+			w.add(e.Pos, "%s: %v: ignored", d.Name, err)
+			continue
+		}
+		v := vip{addr: p.String()}
+		for i := 0; i < len(e.Args); i++ {
+			k, val := e.Args[i], ""
+			if i+1 < len(e.Args) {
+				val = e.Args[i+1]
+			}
+			switch k {
+			case "dev":
+				v.dev = val
+				i++
+			case "label":
+				v.label = val
+				i++
+			case "scope":
+				if val != "global" {
+					w.add(e.Pos, "%s scope %s: not mapped (gitgw adds VIPs with scope global)", e.Name, val)
+				}
+				i++
+			case "brd", "broadcast", "peer", "track_group", "metric", "table":
+				w.add(e.Pos, "%s %s %s: not mapped", e.Name, k, val)
+				i++
+			default:
+				w.add(e.Pos, "%s %s: not mapped", e.Name, k)
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+var lvsAlgos = map[string]string{"rr": "roundrobin", "wrr": "roundrobin", "lc": "leastconn", "wlc": "leastconn", "sh": "source"}
+
+// mapVirtualServer maps an IPVS virtual_server onto a TCP service, where
+// it can: gitgw proxies connections rather than forwarding packets.
+func mapVirtualServer(d kaDirective, w *warnings) *service {
+	if len(d.Args) != 2 {
+		w.add(d.Pos, "virtual_server %s: only \"virtual_server IP PORT\" maps to a service: not imported", strings.Join(d.Args, " "))
+		return nil
+	}
+	a, err := netip.ParseAddr(d.Args[0])
+	port, perr := integer(d.Args[1], 1, 65535)
+	if err != nil || perr != nil {
+		w.add(d.Pos, "virtual_server %s: not an address and port: not imported", strings.Join(d.Args, " "))
+		return nil
+	}
+	s := &service{name: siteName("vs-" + a.String() + "-" + d.Args[1]), pos: d.Pos, binds: []string{hostPort(a, port)}}
+	s.comments = append(s.comments, fmt.Sprintf("From keepalived's virtual_server %s %d.", a, port))
+	delay := 60 * time.Second // keepalived's delay_loop default
+	var ck *check
+	var ckPos Pos
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "delay_loop":
+			if v, err := seconds(arg); err == nil {
+				delay = v
+			} else {
+				w.add(e.Pos, "delay_loop: %v", err)
+			}
+		case "lb_algo":
+			if b, ok := lvsAlgos[arg]; ok {
+				s.balance = some(b)
+			} else {
+				w.add(e.Pos, "lb_algo %s: not mapped (gitgw balances roundrobin, leastconn, source or first): roundrobin", arg)
+			}
+		case "lb_kind":
+			w.add(e.Pos, "lb_kind %s: gitgw proxies connections (servers see them come from the gateway, not the client; proxy_protocol can pass the client address)", arg)
+		case "persistence_timeout":
+			v := 360 * time.Second
+			if arg != "" {
+				if v, err = seconds(arg); err != nil {
+					w.add(e.Pos, "persistence_timeout: %v", err)
+					continue
+				}
+			}
+			s.persistence = some(v)
+		case "protocol":
+			if !strings.EqualFold(arg, "TCP") {
+				w.add(e.Pos, "protocol %s: gitgw proxies TCP only: virtual_server not imported", arg)
+				return nil
+			}
+		case "real_server", "sorry_server":
+			srv, c, cp := realServer(e, w)
+			if srv == nil {
+				continue
+			}
+			srv.backup = e.Name == "sorry_server"
+			s.servers = append(s.servers, srv)
+			if c != nil && ck == nil {
+				ck, ckPos = c, cp
+			} else if c != nil && !sameCheck(ck, c) {
+				w.add(cp, "this real_server's check differs from the one at %s: gitgw checks all servers of a service alike; the first is used", ckPos)
+			}
+		default:
+			w.add(e.Pos, "virtual_server %s: not mapped", e.Name)
+		}
+	}
+	if ck != nil {
+		ck.interval = some(delay)
+		s.check = ck
+	}
+	if len(s.servers) == 0 {
+		w.add(d.Pos, "virtual_server %s %d has no real_server: not imported", a, port)
+		return nil
+	}
+	return s
+}
+
+func sameCheck(a, b *check) bool { return *a == *b }
+
+func realServer(d kaDirective, w *warnings) (*server, *check, Pos) {
+	if len(d.Args) != 2 {
+		w.add(d.Pos, "%s needs an address and a port: ignored", d.Name)
+		return nil, nil, Pos{}
+	}
+	a, err := netip.ParseAddr(d.Args[0])
+	port, perr := integer(d.Args[1], 1, 65535)
+	if err != nil || perr != nil {
+		w.add(d.Pos, "%s %s: not an address and port: ignored", d.Name, strings.Join(d.Args, " "))
+		return nil, nil, Pos{}
+	}
+	srv := &server{name: siteName(a.String() + "-" + d.Args[1]), address: hostPort(a, port)}
+	var ck *check
+	var ckPos Pos
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "weight":
+			v, err := integer(arg, 0, 65535)
+			switch {
+			case err != nil:
+				w.add(e.Pos, "weight: %v", err)
+			case v == 0:
+				srv.drain = true
+			case v > 256:
+				w.add(e.Pos, "weight %d: gitgw weights go up to 256: 256", v)
+				srv.weight = some(256)
+			default:
+				srv.weight = some(v)
+			}
+		case "TCP_CHECK", "HTTP_GET":
+			if ck != nil {
+				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
+				continue
+			}
+			ck, ckPos = lvsCheck(e, w), e.Pos
+		default:
+			w.add(e.Pos, "real_server %s: not mapped", e.Name)
+		}
+	}
+	return srv, ck, ckPos
+}
+
+func lvsCheck(d kaDirective, w *warnings) *check {
+	c := &check{kind: "tcp", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
+	if d.Name == "HTTP_GET" {
+		c.kind, c.method, c.path, c.expectStatus = "http", some("GET"), some("/"), some(200)
+	}
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "connect_timeout":
+			if v, err := seconds(arg); err == nil {
+				c.timeout = some(v)
+			} else {
+				w.add(e.Pos, "connect_timeout: %v", err)
+			}
+		case "retry", "nb_get_retry":
+			if v, err := integer(arg, 1, 100); err == nil {
+				c.fall = some(v)
+			} else {
+				w.add(e.Pos, "%s: %v", e.Name, err)
+			}
+		case "url":
+			for _, u := range e.Block {
+				switch u.Name {
+				case "path":
+					c.path = some(strings.Join(u.Args, " "))
+				case "status_code":
+					if v, err := integer(strings.Join(u.Args, ""), 100, 599); err == nil {
+						c.expectStatus = some(v)
+					} else {
+						w.add(u.Pos, "status_code: %v (ranges are not mapped)", err)
+					}
+				default:
+					w.add(u.Pos, "url %s: not mapped", u.Name)
+				}
+			}
+		default:
+			w.add(e.Pos, "%s %s: not mapped", d.Name, e.Name)
+		}
+	}
+	return c
+}

@@ -1,0 +1,167 @@
+package importer
+
+import "time"
+
+// The model is the site as the importer builds it: the schema's shape, with
+// each optional value marked as set or not, so that the writer states only
+// what the sources said (or where their defaults differ from the schema's)
+// and the site stays short.
+
+// opt is a value the sources set explicitly.
+type opt[T comparable] struct {
+	v  T
+	ok bool
+}
+
+func some[T comparable](v T) opt[T] { return opt[T]{v: v, ok: true} }
+
+type site struct {
+	name     string
+	nodes    []*node
+	vrrp     []*instance
+	services []*service
+}
+
+func (s *site) node(name string) *node {
+	for _, n := range s.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+type node struct {
+	name   string
+	source string // the file the node's keepalived.conf came from
+	ifaces []*iface
+}
+
+func (n *node) iface(name string) *iface {
+	for _, i := range n.ifaces {
+		if i.name == name {
+			return i
+		}
+	}
+	i := &iface{name: name}
+	n.ifaces = append(n.ifaces, i)
+	return i
+}
+
+type iface struct {
+	name  string
+	addrs []string // CIDRs
+	notes []string // comments, e.g. where a prefix length was guessed
+}
+
+type instance struct {
+	name      string
+	pos       Pos
+	iface     string
+	vrid      int
+	version   opt[int]
+	advert    opt[time.Duration]
+	prios     []nodePrio
+	preempt   opt[bool]
+	delay     opt[time.Duration]
+	password  opt[string]
+	vips      []vip
+	excluded  []vip
+	trackIfs  []trackIf
+	checks    []trackCheck
+	trackSvcs []trackSvc
+	garpDelay opt[time.Duration]
+	garpRep   opt[int]
+	garpRefr  opt[time.Duration]
+	notify    [4]string // master, backup, fault, stop
+	unicast   bool
+	syncGroup string
+	vmac      bool
+}
+
+type nodePrio struct {
+	node  string
+	prio  int
+	state string // keepalived's initial state, for the comment
+}
+
+type vip struct {
+	addr  string // CIDR
+	label string
+	dev   string
+}
+
+type trackIf struct {
+	name   string
+	weight int
+}
+
+type trackSvc struct {
+	service string
+	weight  int
+}
+
+type trackCheck struct {
+	name    string
+	command string
+	check
+	weight int
+	note   string
+}
+
+// check is a health check; only what the source set is written.
+type check struct {
+	kind         string
+	interval     opt[time.Duration]
+	timeout      opt[time.Duration]
+	rise, fall   opt[int]
+	method, path opt[string]
+	host         opt[string]
+	expectStatus opt[int]
+	expectString opt[string]
+	send, expect opt[string]
+	fastInter    opt[time.Duration]
+	downInter    opt[time.Duration]
+	shutdown     bool
+}
+
+type service struct {
+	name        string
+	pos         Pos
+	comments    []string
+	nodes       []string
+	binds       []string
+	balance     opt[string]
+	persistence opt[time.Duration]
+	maxconn     opt[int]
+	maxconnFrom string // where maxconn came from, when not the service itself
+	timeouts    [7]opt[time.Duration]
+	retries     opt[int]
+	redispatch  opt[bool]
+	servers     []*server
+	check       *check
+	proxyProto  string
+}
+
+// The timeouts of a service, in the schema's order.
+const (
+	toConnect = iota
+	toClient
+	toServer
+	toTunnel
+	toClientFin
+	toServerFin
+	toQueue
+)
+
+var timeoutNames = [7]string{"connect", "client", "server", "tunnel", "client_fin", "server_fin", "queue"}
+
+type server struct {
+	name     string
+	address  string
+	weight   opt[int]
+	maxconn  opt[int]
+	backup   bool
+	disabled bool
+	drain    bool
+}

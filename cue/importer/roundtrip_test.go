@@ -1,0 +1,169 @@
+package importer
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitgw/gitgw/cue/spec"
+)
+
+var prefixEq = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
+
+// The seeds' configurations, imported and loaded, say what they said.
+
+func TestRoundTripSeed003(t *testing.T) {
+	views := load(t, "seed003")
+	for node, prio := range map[string]int{"gw1": 100, "gw2": 90} {
+		v := views[node]
+		in, ok := v.VRRP["VI_1"]
+		if !ok {
+			t.Fatalf("%s: no VI_1 in %v", node, v.VRRP)
+		}
+		if in.Nodes[node].Priority != prio {
+			t.Errorf("%s: priority %d, want %d", node, in.Nodes[node].Priority, prio)
+		}
+		if in.Interface != "eth0" || in.VRID != 51 || in.Version != 2 || in.AdvertInterval.D() != time.Second || !in.Preempt {
+			t.Errorf("%s: VI_1 = %+v", node, in)
+		}
+		if want := []spec.VIP{{Address: netip.MustParsePrefix("192.168.1.100/24")}}; !cmp.Equal(in.VIPs, want, prefixEq) {
+			t.Errorf("%s: VIPs %v, want %v", node, in.VIPs, want)
+		}
+		if in.Auth == nil || in.Auth.Password != "1111" {
+			t.Errorf("%s: auth %+v", node, in.Auth)
+		}
+		if want := []spec.TrackInterface{{Name: "eth0"}}; !cmp.Equal(in.TrackInterfaces, want) {
+			t.Errorf("%s: track_interfaces %v", node, in.TrackInterfaces)
+		}
+		wantCheck := spec.TrackCheck{Name: "chk_http_port", Weight: -20, Check: spec.Check{
+			Kind: "command", Command: "/etc/keepalived/check_http.sh",
+			Interval: spec.Duration(2 * time.Second), Timeout: spec.Duration(2 * time.Second), Rise: 2, Fall: 3,
+		}}
+		if d := cmp.Diff([]spec.TrackCheck{wantCheck}, in.TrackChecks); d != "" {
+			t.Errorf("%s: track_checks (-want +got):\n%s", node, d)
+		}
+		if in.GARP.Delay.D() != time.Second || in.GARP.Repeat != 5 {
+			t.Errorf("%s: garp %+v", node, in.GARP)
+		}
+		svc, ok := v.Services["web_front"]
+		if !ok {
+			t.Fatalf("%s: no service web_front in %v", node, v.Services)
+		}
+		if !cmp.Equal(svc.Binds, []string{"192.168.1.100:80"}) || svc.Balance != "roundrobin" || svc.MaxConn != 50000 || svc.Redispatch {
+			t.Errorf("%s: web_front = %+v", node, svc)
+		}
+		if svc.Timeouts.Connect.D() != 5*time.Second || svc.Timeouts.Client.D() != 30*time.Second || svc.Timeouts.Server.D() != 30*time.Second {
+			t.Errorf("%s: timeouts %+v", node, svc.Timeouts)
+		}
+		wantServers := map[string]spec.Server{
+			"web01": {Address: "192.168.1.11:8080", Weight: 100, MaxConn: 2000},
+			"web02": {Address: "192.168.1.12:8080", Weight: 100, MaxConn: 2000},
+			"web03": {Address: "192.168.1.13:8080", Weight: 100, Backup: true},
+		}
+		if d := cmp.Diff(wantServers, svc.Servers); d != "" {
+			t.Errorf("%s: servers (-want +got):\n%s", node, d)
+		}
+		if c := svc.Check; c == nil || c.Kind != "http" || c.Method != "GET" || c.Path != "/health" || c.ExpectStatus != 200 ||
+			c.Timeout.D() != 2*time.Second || c.Interval.D() != 2*time.Second || c.Rise != 2 || c.Fall != 3 {
+			t.Errorf("%s: check %+v", node, svc.Check)
+		}
+	}
+}
+
+func TestRoundTripSeed004(t *testing.T) {
+	views := load(t, "seed004")
+	for node, prio := range map[string]int{"master": 100, "backup": 50} {
+		in := views[node].VRRP["VI_1"]
+		if in.Nodes[node].Priority != prio || in.VRID != 51 || in.Version != 2 {
+			t.Errorf("%s: VI_1 = %+v", node, in)
+		}
+		// keepalived truncates auth_pass to 8 characters.
+		if in.Auth == nil || in.Auth.Password != "mypasswo" {
+			t.Errorf("%s: auth %+v", node, in.Auth)
+		}
+		if len(in.TrackChecks) != 1 || in.TrackChecks[0].Weight != -20 || in.TrackChecks[0].Interval.D() != 5*time.Second ||
+			in.TrackChecks[0].Rise != 1 || in.TrackChecks[0].Fall != 1 {
+			t.Errorf("%s: track_checks %+v", node, in.TrackChecks)
+		}
+		// keepalived's second round of gratuitous ARPs after 5 s.
+		if in.GARP.Delay.D() != 5*time.Second {
+			t.Errorf("%s: garp %+v", node, in.GARP)
+		}
+	}
+}
+
+func TestRoundTripSeed001(t *testing.T) {
+	views := load(t, "seed001")
+	lb1 := views["lb1"]
+	in := lb1.VRRP["VI_1"]
+	if in.Nodes["lb1"].Priority != 100 || in.Nodes["lb2"].Priority != 99 {
+		t.Errorf("priorities %+v", in.Nodes)
+	}
+	if want := []spec.VIP{{Address: netip.MustParsePrefix("192.168.1.200/32")}}; !cmp.Equal(in.VIPs, want, prefixEq) {
+		t.Errorf("VIPs %v", in.VIPs)
+	}
+	// The HAProxy check script became tracking of the imported service.
+	if want := []spec.TrackService{{Service: "http-in", Weight: 2}}; !cmp.Equal(in.TrackServices, want) || len(in.TrackChecks) != 0 {
+		t.Errorf("track_services %v, track_checks %v", in.TrackServices, in.TrackChecks)
+	}
+	if got := lb1.Node.Interfaces["eth0"].Addresses; !cmp.Equal(got, []netip.Prefix{netip.MustParsePrefix("192.168.1.192/32")}, prefixEq) {
+		t.Errorf("lb1 eth0 addresses %v", got)
+	}
+	svc := lb1.Services["http-in"]
+	if !cmp.Equal(svc.Binds, []string{"192.168.1.200:80"}) || !svc.Redispatch || svc.Retries != 3 || svc.MaxConn != 2000 ||
+		svc.Timeouts.Client.D() != 50*time.Second || svc.Timeouts.Connect.D() != 5*time.Second {
+		t.Errorf("http-in = %+v", svc)
+	}
+	if d := cmp.Diff(map[string]spec.Server{"web1": {Address: "192.168.1.187:80", Weight: 100}}, svc.Servers); d != "" {
+		t.Errorf("servers (-want +got):\n%s", d)
+	}
+	if _, ok := lb1.Services["stats"]; ok {
+		t.Error("the stats listener was imported as a service")
+	}
+}
+
+func TestRoundTripFull(t *testing.T) {
+	views := load(t, "full")
+	gw1, gw2 := views["gw1"], views["gw2"]
+	ext := gw1.VRRP["EXT"]
+	if ext.Version != 3 || ext.AdvertInterval.D() != 100*time.Millisecond || ext.Preempt || ext.PreemptDelay.D() != 30*time.Second ||
+		!ext.Unicast || !ext.VMAC || ext.SyncGroup != "G1" || ext.Nodes["gw1"].Priority != 150 || ext.Nodes["gw2"].Priority != 100 {
+		t.Errorf("EXT = %+v", ext)
+	}
+	wantVIPs := []spec.VIP{
+		{Address: netip.MustParsePrefix("203.0.113.100/24"), Label: "eth0:vip"},
+		{Address: netip.MustParsePrefix("203.0.113.101/24")},
+		{Address: netip.MustParsePrefix("2001:db8::100/64")},
+	}
+	if d := cmp.Diff(wantVIPs, ext.VIPs, prefixEq); d != "" {
+		t.Errorf("VIPs (-want +got):\n%s", d)
+	}
+	if ext.Notify.Master != "/usr/local/bin/notify master" || ext.Notify.Backup != "/usr/local/bin/notify backup" {
+		t.Errorf("notify %+v", ext.Notify)
+	}
+	if ext.GARP.Delay.D() != 2*time.Second || ext.GARP.Repeat != 3 || ext.GARP.Refresh.D() != time.Minute {
+		t.Errorf("garp %+v", ext.GARP)
+	}
+	if got := gw2.Node.Interfaces["eth0"].Addresses; !cmp.Equal(got, []netip.Prefix{netip.MustParsePrefix("203.0.113.12/24")}, prefixEq) {
+		t.Errorf("gw2 eth0 %v", got)
+	}
+	smtp := gw1.Services["smtp"]
+	if smtp.Check == nil || smtp.Check.Kind != "tcp-expect" || smtp.Check.Send != "EHLO gitgw\r\n" || smtp.Check.Expect != "250" ||
+		!smtp.Check.ShutdownSessions || smtp.ProxyProtocol != "v2" || smtp.Balance != "leastconn" || smtp.MaxConn != 5000 {
+		t.Errorf("smtp = %+v check %+v", smtp, smtp.Check)
+	}
+	if !smtp.Servers["mx3"].Disabled || smtp.Servers["mx2"].Weight != 50 {
+		t.Errorf("smtp servers %+v", smtp.Servers)
+	}
+	db := gw1.Services["db"]
+	if db.Persistence.D() != 30*time.Minute || db.Balance != "first" || db.Check.Method != "HEAD" || db.Check.Host != "db.example.net" ||
+		db.Check.ExpectString != "ready" || len(db.Servers) != 2 {
+		t.Errorf("db = %+v check %+v", db, db.Check)
+	}
+	vs := gw2.Services["vs-203.0.113.100-25"]
+	if !vs.Servers["198.51.100.22-25"].Drain || !vs.Servers["198.51.100.99-25"].Backup || vs.Check.Interval.D() != 10*time.Second || vs.Check.Fall != 2 {
+		t.Errorf("virtual_server = %+v", vs)
+	}
+}

@@ -1,0 +1,339 @@
+package importer
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+const moduleFile = `module: "example.net/site@v0"
+language: version: "v0.17.0"
+`
+
+// writeSite renders the site as files of a CUE module.
+func writeSite(st *site) []File {
+	files := []File{{Name: "cue.mod/module.cue", Data: []byte(moduleFile)}}
+	var sources []string
+	for _, n := range st.nodes {
+		if n.source != "" {
+			sources = append(sources, fmt.Sprintf("%s (%s)", n.source, n.name))
+		}
+	}
+	head := []string{"Imported by `gitgw import`."}
+	if len(sources) > 0 {
+		head = []string{"Imported by `gitgw import` from:"}
+		for _, s := range sources {
+			head = append(head, "  "+s)
+		}
+	}
+	head = append(head, "Review every TODO(import) and the warnings the import printed, then",
+		"check the site with `gitgw validate --site .`.")
+	var top []cfield
+	if st.name != "" {
+		top = append(top, fld("site", &cstruct{fields: []cfield{fld("name", cstr(st.name))}}))
+	}
+	nodes := &cstruct{}
+	for _, n := range st.nodes {
+		nodes.fields = append(nodes.fields, nodeField(n))
+	}
+	top = append(top, fld("nodes", nodes))
+	files = append(files, File{Name: "site.cue", Data: []byte(comments(head) + "package site\n\n" + render(top))})
+	if len(st.vrrp) > 0 {
+		v := &cstruct{}
+		for _, in := range st.vrrp {
+			f := fld(in.name, instanceFields(in))
+			v.fields = append(v.fields, f)
+		}
+		files = append(files, File{Name: "vrrp.cue", Data: []byte(comments([]string{
+			"The VRRP instances, one entry per node in nodes with its priority.",
+		}) + "package site\n\n" + render([]cfield{fld("vrrp", v)}))})
+	}
+	if len(st.services) > 0 {
+		v := &cstruct{}
+		for _, s := range st.services {
+			v.fields = append(v.fields, serviceField(s))
+		}
+		files = append(files, File{Name: "services.cue", Data: []byte(comments([]string{
+			"The TCP services, proxied by gitgw on every node (or those in nodes).",
+		}) + "package site\n\n" + render([]cfield{fld("services", v)}))})
+	}
+	return files
+}
+
+func comments(lines []string) string {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString("// " + l + "\n")
+	}
+	return b.String()
+}
+
+func nodeField(n *node) cfield {
+	body := &cstruct{}
+	ifs := &cstruct{}
+	var doc []string
+	for _, i := range n.ifaces {
+		addrs := cstrs(i.addrs)
+		if len(i.addrs) == 0 {
+			doc = append(doc, fmt.Sprintf("TODO(import): %s's own address on %s (CIDR); keepalived.conf does not state it.", n.name, i.name))
+		}
+		doc = append(doc, i.notes...)
+		ifs.fields = append(ifs.fields, fld(i.name, &cstruct{fields: []cfield{fld("addresses", addrs)}}))
+	}
+	if len(ifs.fields) > 0 {
+		body.fields = append(body.fields, cfield{label: "interfaces", val: ifs, doc: doc})
+	} else {
+		body.inline = true
+	}
+	return cfield{label: n.name, val: body}
+}
+
+// instanceFields renders an instance in the schema's field order.
+func instanceFields(in *instance) *cstruct {
+	s := &cstruct{}
+	s.add("interface", cstr(in.iface))
+	s.add("vrid", cint(in.vrid))
+	if in.version.ok && in.version.v != 3 {
+		s.add("version", cint(in.version.v))
+	}
+	if in.advert.ok {
+		s.add("advert_interval", cdur(in.advert.v))
+	}
+	nodes := &cstruct{}
+	for _, p := range in.prios {
+		nodes.fields = append(nodes.fields, fld(p.node, &cstruct{fields: []cfield{fld("priority", cint(p.prio))}}))
+	}
+	s.add("nodes", nodes)
+	if in.preempt.ok {
+		s.add("preempt", cbool(in.preempt.v))
+	}
+	if in.delay.ok {
+		s.add("preempt_delay", cdur(in.delay.v))
+	}
+	if in.password.ok {
+		s.addDoc("auth", inline(fld("type", cstr("pass")), fld("password", cstr(in.password.v))),
+			"keepalived's auth_pass; password_file keeps it out of Git.")
+	}
+	vipList := func(vs []vip) *clist {
+		l := &clist{}
+		for _, v := range vs {
+			if v.label == "" && (v.dev == "" || v.dev == in.iface) {
+				l.elems = append(l.elems, cstr(v.addr))
+				continue
+			}
+			st := inline(fld("address", cstr(v.addr)))
+			if v.label != "" {
+				st.fields = append(st.fields, fld("label", cstr(v.label)))
+			}
+			if v.dev != "" && v.dev != in.iface {
+				st.fields = append(st.fields, fld("dev", cstr(v.dev)))
+			}
+			l.elems = append(l.elems, st)
+		}
+		return l
+	}
+	s.add("vips", vipList(in.vips))
+	if len(in.excluded) > 0 {
+		s.add("excluded_vips", vipList(in.excluded))
+	}
+	if len(in.trackIfs) > 0 {
+		l := &clist{}
+		for _, t := range in.trackIfs {
+			st := inline(fld("name", cstr(t.name)))
+			if t.weight != 0 {
+				st.fields = append(st.fields, fld("weight", cint(t.weight)))
+			}
+			l.elems = append(l.elems, st)
+		}
+		s.add("track_interfaces", l)
+	}
+	if len(in.checks) > 0 {
+		l := &clist{}
+		for _, c := range in.checks {
+			st := &cstruct{}
+			st.add("name", cstr(c.name))
+			st.fields = append(st.fields, checkFields(c.check, c.command)...)
+			if c.weight != 0 {
+				st.add("weight", cint(c.weight))
+			}
+			l.elems = append(l.elems, st)
+		}
+		s.add("track_checks", l)
+	}
+	if len(in.trackSvcs) > 0 {
+		l := &clist{}
+		for _, t := range in.trackSvcs {
+			st := inline(fld("service", cstr(t.service)))
+			if t.weight != 0 {
+				st.fields = append(st.fields, fld("weight", cint(t.weight)))
+			}
+			l.elems = append(l.elems, st)
+		}
+		s.add("track_services", l)
+	}
+	garp := inline()
+	if in.garpDelay.ok && in.garpDelay.v != 0 {
+		garp.fields = append(garp.fields, fld("delay", cdur(in.garpDelay.v)))
+	}
+	if in.garpRep.ok {
+		garp.fields = append(garp.fields, fld("repeat", cint(in.garpRep.v)))
+	}
+	if in.garpRefr.ok {
+		garp.fields = append(garp.fields, fld("refresh", cdur(in.garpRefr.v)))
+	}
+	if len(garp.fields) > 0 {
+		s.add("garp", small(garp))
+	}
+	notify := &cstruct{}
+	for i, k := range []string{"master", "backup", "fault", "stop"} {
+		if in.notify[i] != "" {
+			notify.add(k, cstr(in.notify[i]))
+		}
+	}
+	if len(notify.fields) > 0 {
+		s.add("notify", notify)
+	}
+	if in.unicast {
+		s.add("unicast", cbool(true))
+	}
+	if in.syncGroup != "" {
+		s.add("sync_group", cstr(in.syncGroup))
+	}
+	if in.vmac {
+		s.add("vmac", cbool(true))
+	}
+	return s
+}
+
+// small keeps a struct of scalars inline when it is short.
+func small(s *cstruct) *cstruct {
+	s.inline = utf8.RuneCountInString(renderValue(&cstruct{fields: s.fields, inline: true}, 0)) <= 60
+	for _, f := range s.fields {
+		if _, ok := f.val.(clit); !ok {
+			s.inline = false
+		}
+	}
+	return s
+}
+
+// checkFields renders a health check in the schema's field order.
+func checkFields(c check, command string) []cfield {
+	s := &cstruct{}
+	s.add("kind", cstr(c.kind))
+	if command != "" {
+		s.add("command", cstr(command))
+	}
+	if c.interval.ok {
+		s.add("interval", cdur(c.interval.v))
+	}
+	if c.timeout.ok {
+		s.add("timeout", cdur(c.timeout.v))
+	}
+	if c.rise.ok {
+		s.add("rise", cint(c.rise.v))
+	}
+	if c.fall.ok {
+		s.add("fall", cint(c.fall.v))
+	}
+	if c.kind == "http" {
+		// Written out even when they are the schema's defaults: the schema's
+		// defaults inside `if kind == "http"` do not reach the decoded spec.
+		if c.method.ok {
+			s.add("method", cstr(c.method.v))
+		}
+		if c.path.ok {
+			s.add("path", cstr(c.path.v))
+		}
+		if c.host.ok {
+			s.add("host", cstr(c.host.v))
+		}
+		if c.expectStatus.ok {
+			s.add("expect_status", cint(c.expectStatus.v))
+		}
+		if c.expectString.ok {
+			s.add("expect_string", cstr(c.expectString.v))
+		}
+	}
+	if c.kind == "tcp-expect" {
+		if c.send.ok {
+			s.add("send", cstr(c.send.v))
+		}
+		s.add("expect", cstr(c.expect.v))
+	}
+	return s.fields
+}
+
+func serviceField(sv *service) cfield {
+	s := &cstruct{}
+	if len(sv.nodes) > 0 {
+		s.add("nodes", cstrs(sv.nodes))
+	}
+	s.add("binds", cstrs(sv.binds))
+	if sv.balance.ok {
+		s.add("balance", cstr(sv.balance.v))
+	}
+	if sv.persistence.ok {
+		s.add("persistence", cdur(sv.persistence.v))
+	}
+	if sv.maxconn.ok {
+		f := s.add("maxconn", cint(sv.maxconn.v))
+		if sv.maxconnFrom != "" {
+			f.trail = "from " + sv.maxconnFrom
+		}
+	}
+	to := inline()
+	for i, t := range sv.timeouts {
+		if t.ok {
+			to.fields = append(to.fields, fld(timeoutNames[i], cdur(t.v)))
+		}
+	}
+	if len(to.fields) > 0 {
+		s.add("timeouts", small(to))
+	}
+	if sv.retries.ok {
+		s.add("retries", cint(sv.retries.v))
+	}
+	if sv.redispatch.ok {
+		s.add("redispatch", cbool(sv.redispatch.v))
+	}
+	servers := &cstruct{}
+	for _, r := range sv.servers {
+		st := inline(fld("address", cstr(r.address)))
+		if r.weight.ok {
+			st.fields = append(st.fields, fld("weight", cint(r.weight.v)))
+		}
+		if r.maxconn.ok {
+			st.fields = append(st.fields, fld("maxconn", cint(r.maxconn.v)))
+		}
+		for _, b := range []struct {
+			name string
+			on   bool
+		}{{"backup", r.backup}, {"drain", r.drain}, {"disabled", r.disabled}} {
+			if b.on {
+				st.fields = append(st.fields, fld(b.name, cbool(true)))
+			}
+		}
+		if len(st.fields) == 1 {
+			st.inline = false // a label chain: `web1: address: "…"`
+		}
+		servers.fields = append(servers.fields, fld(r.name, st))
+	}
+	s.add("servers", servers)
+	if c := sv.check; c != nil {
+		cs := &cstruct{fields: checkFields(*c, "")}
+		if c.fastInter.ok {
+			cs.add("fast_interval", cdur(c.fastInter.v))
+		}
+		if c.downInter.ok {
+			cs.add("down_interval", cdur(c.downInter.v))
+		}
+		if c.shutdown {
+			cs.add("shutdown_sessions", cbool(true))
+		}
+		s.add("check", small(cs))
+	}
+	if sv.proxyProto != "" {
+		s.add("proxy_protocol", cstr(sv.proxyProto))
+	}
+	return cfield{label: sv.name, val: s, doc: sv.comments}
+}
