@@ -35,7 +35,9 @@ const (
 // request starting with 'C' asks it to close after answering (the
 // short-connection test: the server closes first, as with HTTP
 // Connection: close).
-func rrBackend(b *testing.B) netip.AddrPort {
+func rrBackend(b *testing.B) netip.AddrPort { return rrBackendT(b) }
+
+func rrBackendT(b testing.TB) netip.AddrPort {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -58,6 +57,10 @@ type conn struct {
 
 	up, down direction
 	state    atomic.Int32 // upDone | downDone
+	// Last activity (monoNow) on each side: data read from it or written
+	// to it. The pool's reaper applies the timeouts from these stamps, so
+	// the hot path arms no timer.
+	clientAct, serverAct atomic.Int64
 	flowed   atomic.Int32 // 1: client sent data, 2: server sent data
 	aborted  atomic.Bool
 	termMu   sync.Mutex
@@ -86,11 +89,6 @@ type direction struct {
 	werr   error
 	bytes  int64
 
-	lastAct time.Time
-	rArmed  time.Time
-	rTO     time.Duration
-	wArmed  time.Time
-	wTO     time.Duration
 }
 
 var connPool = sync.Pool{New: func() any {
@@ -140,7 +138,6 @@ func (c *conn) serve() {
 	p := c.svc.pool
 	defer p.conns.Done()
 	if !c.connect() {
-		p.conns.Done() // no second direction
 		c.finish()
 		return
 	}
@@ -151,19 +148,16 @@ func (c *conn) serve() {
 		c.down.srcRaw, err = c.server.SyscallConn()
 	}
 	if err != nil {
-		p.conns.Done()
 		c.abort(termProxyStop)
 		c.finish()
 		return
 	}
 	c.up.dstRaw, c.down.dstRaw = c.down.srcRaw, c.up.srcRaw
-	now := time.Now()
-	c.up.lastAct, c.down.lastAct = now, now
-	go func() {
-		defer p.conns.Done()
-		c.down.run()
-	}()
-	c.up.run()
+	// Both directions start on fresh goroutines, with small stacks: the
+	// dial above grew this one's, and an idle connection should not keep it.
+	p.conns.Add(2)
+	go c.down.runOwned()
+	go c.up.runOwned()
 }
 
 // connect picks a server and dials it, retrying (on another server with
@@ -198,6 +192,9 @@ func (c *conn) connect() bool {
 			c.srv = srv
 			c.server = s
 			srv.total.Add(1)
+			now := monoNow()
+			c.clientAct.Store(now)
+			c.serverAct.Store(now)
 			srv.link(c)
 			if set.ProxyProtocol != 0 {
 				if err := writeProxyHeader(s, set.ProxyProtocol, c.caddr, c.laddr); err != nil {
@@ -292,16 +289,6 @@ func (d *direction) done(abortTerm string) {
 		c.finish()
 		return
 	}
-	if abortTerm == "" {
-		// Half-closed: the other direction now runs under the fin timeouts.
-		other := &c.down
-		if !d.toServer {
-			other = &c.up
-		}
-		if to := other.readTimeout(); to > 0 {
-			_ = other.src.SetReadDeadline(time.Now().Add(to))
-		}
-	}
 }
 
 func (d *direction) release() {
@@ -316,8 +303,7 @@ func (d *direction) release() {
 }
 
 // sideTimeout is the inactivity timeout of the client or the server side.
-func (d *direction) sideTimeout(client bool) time.Duration {
-	c := d.c
+func (c *conn) sideTimeout(client bool) time.Duration {
 	t := &c.set.Timeouts
 	if c.state.Load() != 0 {
 		if client && t.ClientFin > 0 {
@@ -336,16 +322,6 @@ func (d *direction) sideTimeout(client bool) time.Duration {
 	return t.Server
 }
 
-func (d *direction) readTimeout() time.Duration  { return d.sideTimeout(d.toServer) }
-func (d *direction) writeTimeout() time.Duration { return d.sideTimeout(!d.toServer) }
-
-func (d *direction) timeoutTerm(reading bool) string {
-	if reading == d.toServer {
-		return termClientTimeout
-	}
-	return termServerTimeout
-}
-
 func (d *direction) abortTerm(reading bool) string {
 	if reading == d.toServer {
 		return termClientAbort
@@ -353,31 +329,17 @@ func (d *direction) abortTerm(reading bool) string {
 	return termServerAbort
 }
 
+func (d *direction) runOwned() {
+	p := d.c.svc.pool
+	defer p.conns.Done()
+	d.run()
+}
+
 // run copies until EOF (then half-closes dst) or an error (then aborts).
 func (d *direction) run() {
 	for {
-		now := time.Now()
-		to := d.readTimeout()
-		// Re-arming a deadline costs a timer update: do it only when the
-		// timeout changed or an eighth of it has passed; an early expiry is
-		// checked against the real last activity below.
-		if to != d.rTO || now.Sub(d.rArmed) > to/8 {
-			_ = d.src.SetReadDeadline(now.Add(to))
-			d.rArmed, d.rTO = now, to
-		}
 		err := d.srcRaw.Read(d.readFn)
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				now = time.Now()
-				to = d.readTimeout()
-				if idle := now.Sub(d.lastAct); idle < to {
-					_ = d.src.SetReadDeadline(d.lastAct.Add(to))
-					d.rArmed, d.rTO = d.lastAct, to
-					continue
-				}
-				d.done(d.timeoutTerm(true))
-				return
-			}
 			d.done(termProxyStop) // closed under us: abort already set the reason
 			return
 		}
@@ -394,16 +356,15 @@ func (d *direction) run() {
 			d.done("")
 			return
 		}
-		d.lastAct = now
+		now := monoNow()
 		d.bytes += int64(d.n)
+		c := d.c
 		if d.toServer {
-			d.c.flowed.Or(1)
+			c.clientAct.Store(now)
+			c.flowed.Or(1)
 		} else {
-			d.c.flowed.Or(2)
-		}
-		if wto := d.writeTimeout(); wto != d.wTO || now.Sub(d.wArmed) > wto/8 {
-			_ = d.dst.SetWriteDeadline(now.Add(wto))
-			d.wArmed, d.wTO = now, wto
+			c.serverAct.Store(now)
+			c.flowed.Or(2)
 		}
 		var werr error
 		if d.pipe != nil {
@@ -426,14 +387,28 @@ func (d *direction) run() {
 			bufPool.Put(b)
 		}
 		if werr != nil {
-			if isTimeout(werr) {
-				d.done(d.timeoutTerm(false))
-			} else {
-				d.done(d.abortTerm(false))
-			}
+			d.done(d.abortTerm(false))
 			return
 		}
+		if d.toServer {
+			c.serverAct.Store(monoNow())
+		} else {
+			c.clientAct.Store(monoNow())
+		}
 	}
+}
+
+// expired reports whether one side of the connection has been inactive
+// longer than its timeout, and the termination code if so. Called by the
+// reaper under the server's lock.
+func (c *conn) expired(now int64) (string, bool) {
+	if to := c.sideTimeout(true); to > 0 && now-c.clientAct.Load() > int64(to) {
+		return termClientTimeout, true
+	}
+	if to := c.sideTimeout(false); to > 0 && now-c.serverAct.Load() > int64(to) {
+		return termServerTimeout, true
+	}
+	return "", false
 }
 
 // onReadable reads (or splices) from the source once it is readable. It

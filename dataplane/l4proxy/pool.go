@@ -55,6 +55,7 @@ type Pool struct {
 	inherited map[netip.AddrPort][]*net.TCPListener
 	applied   *Config
 	closed    bool
+	reapEvery atomic.Int64 // reaper period: a quarter of the shortest timeout
 }
 
 // New returns an empty pool; Set gives it services.
@@ -97,8 +98,9 @@ func New(logger *slog.Logger, opts Options) *Pool {
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		p.inherited[ap] = append(p.inherited[ap], tl)
 	}
-	p.bg.Add(1)
+	p.bg.Add(2)
 	go p.housekeeping()
+	go p.reaper()
 	return p
 }
 
@@ -157,8 +159,10 @@ type bindGroup struct {
 }
 
 type listener struct {
-	ln    *net.TCPListener
-	shard *picker
+	ln      *net.TCPListener
+	shard   *picker
+	jobs    chan *conn // hand-off to an idle connect worker
+	workers int        // owned by the accept loop
 	stop  atomic.Bool
 	done  chan struct{} // closed when the accept loop returned
 	quit  chan struct{} // closed to stop a loop waiting for a slot
@@ -239,6 +243,7 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 	}
 	cp := cloneConfig(cfg)
 	p.applied = &cp
+	p.reapEvery.Store(int64(reapPeriod(cfg)))
 	return errors.Join(errs...)
 }
 
@@ -612,6 +617,8 @@ func (g *bindGroup) start(p *Pool) {
 		l.shard = &picker{}
 		l.done = make(chan struct{})
 		l.quit = make(chan struct{})
+		l.jobs = make(chan *conn)
+		l.workers = 0
 		_ = l.ln.SetDeadline(time.Time{})
 		p.bg.Add(1)
 		go func(l *listener, svc *service) {
@@ -677,9 +684,41 @@ func (l *listener) accept(p *Pool, svc *service, addr netip.AddrPort) {
 		}
 		svc.cur.Add(1)
 		svc.total.Add(1)
-		p.conns.Add(2) // serve and its second direction
-		go c.serve()
+		p.conns.Add(1)
+		l.dispatch(p, c)
 	}
+}
+
+// maxWorkers bounds the connect workers of one listener shard.
+const maxWorkers = 32
+
+// dispatch runs c's connect phase on an idle worker of this shard, or on a
+// new one. Workers are reused because dialing grows a goroutine's stack:
+// a fresh goroutine per connection pays for that growth every time.
+func (l *listener) dispatch(p *Pool, c *conn) {
+	select {
+	case l.jobs <- c:
+		return
+	default:
+	}
+	if l.workers >= maxWorkers {
+		go c.serve()
+		return
+	}
+	l.workers++
+	p.bg.Add(1)
+	go func(jobs <-chan *conn, quit <-chan struct{}) {
+		defer p.bg.Done()
+		c.serve()
+		for {
+			select {
+			case c := <-jobs:
+				c.serve()
+			case <-quit:
+				return
+			}
+		}
+	}(l.jobs, l.quit)
 }
 
 // Listeners returns duplicates of every listening socket, named
@@ -824,4 +863,54 @@ func dupListener(ln *net.TCPListener, name string) (*os.File, error) {
 		return nil, derr
 	}
 	return os.NewFile(uintptr(nfd), name), nil
+}
+
+// reapPeriod is a quarter of the shortest inactivity timeout, between 10ms
+// and 1s: timeouts fire late by at most that much.
+func reapPeriod(cfg Config) time.Duration {
+	period := time.Second
+	for _, s := range cfg.Services {
+		t := s.withDefaults().Timeouts
+		for _, d := range []time.Duration{t.Client, t.Server, t.Tunnel, t.ClientFin, t.ServerFin} {
+			if d > 0 {
+				period = min(period, d/4)
+			}
+		}
+	}
+	return max(period, 10*time.Millisecond)
+}
+
+// reaper applies the inactivity timeouts: HAProxy-style coarse timers,
+// one pass over the live connections per period, instead of a runtime
+// timer re-armed on every read and write.
+func (p *Pool) reaper() {
+	defer p.bg.Done()
+	for {
+		d := time.Duration(p.reapEvery.Load())
+		if d <= 0 {
+			d = time.Second
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-p.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		svcs := append([]*service(nil), p.draining...)
+		for _, s := range p.services {
+			svcs = append(svcs, s)
+		}
+		p.mu.Unlock()
+		now := monoNow()
+		for _, svc := range svcs {
+			svc.mu.Lock()
+			all := append(append([]*server(nil), svc.servers...), svc.draining...)
+			svc.mu.Unlock()
+			for _, s := range all {
+				s.reap(now)
+			}
+		}
+	}
 }

@@ -136,3 +136,16 @@ func (s *server) setUp(up bool, now time.Time) bool {
 	s.mu.Unlock()
 	return true
 }
+
+// reap aborts the server's connections whose client or server side has
+// been inactive past its timeout. Aborting under the lock keeps a finished
+// connection from being recycled under us.
+func (s *server) reap(now int64) {
+	s.mu.Lock()
+	for c := s.conns; c != nil; c = c.next {
+		if term, ok := c.expired(now); ok {
+			c.abort(term)
+		}
+	}
+	s.mu.Unlock()
+}
