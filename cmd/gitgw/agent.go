@@ -21,6 +21,7 @@ type agentFlags struct {
 	interval time.Duration
 	resync   time.Duration
 	debug    bool
+	status   statusFlags
 }
 
 func newAgentCmd() *cobra.Command {
@@ -41,6 +42,7 @@ func newAgentCmd() *cobra.Command {
 	fl.DurationVar(&f.interval, "interval", 30*time.Second, "poll interval for remote repositories (local ones are watched)")
 	fl.DurationVar(&f.resync, "resync", 60*time.Second, "full pass interval, to find drift where nothing can be watched (sysfs)")
 	fl.BoolVar(&f.debug, "debug", false, "debug logging")
+	f.status.register(fl)
 	return cmd
 }
 
@@ -94,6 +96,11 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 			events = append(events, es.Events())
 		}
 	}
+	status, err := f.status.start(ctx, f.node, stateDir, &f.site, src, runner, drivers, log)
+	if err != nil {
+		return err
+	}
+	defer status.stop(10 * time.Second)
 	sd := newSDNotifier()
 	agent := reconcile.NewAgent(reconcile.AgentOptions{
 		Source:   src,
@@ -103,10 +110,11 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Kick:     kick,
 		Notify:   sd.Notify,
 		Watchdog: watchdogInterval(),
-		Events:   events,
+		Events:   status.events(ctx, events),
 		Logger:   log,
 		OnResult: func(r reconcile.Result) {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
+			status.report(ctx, r)
 		},
 	})
 	log.Info("agent starting", "node", f.node, "source", src.Describe(), "state_dir", stateDir)

@@ -49,6 +49,7 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newPlanCmd(),
 		newApplyCmd(),
 		newAgentCmd(),
+		newFleetCmd(),
 		newVersionCmd(),
 	)
 	for _, c := range extraCommands {

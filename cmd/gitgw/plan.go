@@ -24,6 +24,7 @@ type planFlags struct {
 	noColor     bool
 	debug       bool
 	autoApprove bool
+	observed    observedFlags
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
@@ -36,6 +37,7 @@ func (f *planFlags) register(cmd *cobra.Command) {
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "also list resources that are already as desired")
 	fl.BoolVar(&f.noColor, "no-color", false, "never colour the output")
 	fl.BoolVar(&f.debug, "debug", false, "debug logging")
+	f.observed.register(fl)
 }
 
 func newPlanCmd() *cobra.Command {
@@ -110,7 +112,12 @@ func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconci
 	if err != nil {
 		return nil, nil, fail(err)
 	}
-	p, err := runner.PlanFor(ctx, desired, rev.Commit)
+	var p *plan.Plan
+	if f.observed.source != "" && !apply {
+		p, err = planObserved(ctx, &f.observed, &f.site, f.node, src, runner, rev, desired)
+	} else {
+		p, err = runner.PlanFor(ctx, desired, rev.Commit)
+	}
 	if err != nil {
 		return nil, nil, fail(err)
 	}

@@ -1,0 +1,304 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/test/gitremote"
+)
+
+// nobody is the unprivileged user the agent runs as when the test is root:
+// the lab site's tuning must not touch the host, so the agent may observe
+// but every write it tries is refused by the kernel.
+const nobody = 65534
+
+// statusLab is a site repository and a state directory an unprivileged
+// agent can use.
+type statusLab struct {
+	base  string
+	bin   string
+	repo  *gitremote.Repo
+	state string
+	env   []string
+}
+
+func newStatusLab(t *testing.T) *statusLab {
+	t.Helper()
+	gitremote.RequireGit(t)
+	base, err := os.MkdirTemp("", "gitgw-e2e-status-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bare := filepath.Join(base, "site.git")
+	// Shared: the agent (nobody) pushes its status branch into a
+	// repository the test (root) owns and pushes to as well.
+	if _, err := gitremote.Git("", "init", "-q", "--bare", "--shared=0666", "-b", "main", bare); err != nil {
+		t.Fatal(err)
+	}
+	l := &statusLab{base: base, bin: filepath.Join(base, "gitgw"), repo: &gitremote.Repo{Dir: bare}, state: filepath.Join(base, "state")}
+	// A copy of the binary where nobody may run it.
+	b, err := os.ReadFile(gitgwBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(l.bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(base, "home")
+	for _, d := range []string{l.state, home} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gitconfig := filepath.Join(home, ".gitconfig")
+	if err := os.WriteFile(gitconfig, []byte("[safe]\n\tdirectory = *\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		for _, d := range []string{l.state, home} {
+			if err := os.Chown(d, nobody, nobody); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l.env = append(os.Environ(), "HOME="+home, "GIT_CONFIG_GLOBAL="+gitconfig, "GIT_CONFIG_NOSYSTEM=1")
+	return l
+}
+
+// labFiles is the lab site as a commit's files, with edit applied to site.cue.
+func labFiles(t *testing.T, edit func(string) string) map[string]string {
+	t.Helper()
+	dir := filepath.Join(repoRoot(t), "examples", "lab")
+	site, err := os.ReadFile(filepath.Join(dir, "site.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile(filepath.Join(dir, "cue.mod", "module.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(site)
+	if edit != nil {
+		s = edit(s)
+	}
+	return map[string]string{"site.cue": s, "cue.mod/module.cue": string(mod)}
+}
+
+// agentProc is a running `gitgw agent`.
+type agentProc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	errb bytes.Buffer
+	done chan struct{}
+}
+
+func (a *agentProc) stderr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.errb.String()
+}
+
+type lockedWriter struct{ a *agentProc }
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.a.mu.Lock()
+	defer w.a.mu.Unlock()
+	return w.a.errb.Write(p)
+}
+
+func (l *statusLab) startAgent(t *testing.T, args ...string) *agentProc {
+	t.Helper()
+	a := &agentProc{done: make(chan struct{})}
+	a.cmd = exec.Command(l.bin, append([]string{"agent", "--repo", l.repo.Dir, "--node", "gw1", "--state-dir", l.state,
+		"--interval", "1s", "--resync", "1h", "--status-coalesce", "0", "--debug"}, args...)...)
+	a.cmd.Env = l.env
+	a.cmd.Stderr = lockedWriter{a}
+	if os.Geteuid() == 0 {
+		a.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, NoSetGroups: true}}
+	}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start agent: %v", err)
+	}
+	go func() { _ = a.cmd.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.done:
+		case <-time.After(30 * time.Second):
+			_ = a.cmd.Process.Kill()
+			<-a.done
+		}
+		if t.Failed() {
+			t.Logf("agent stderr:\n%s", a.stderr())
+		}
+	})
+	return a
+}
+
+// waitSubject waits for a commit on the status branch whose subject
+// matches re, and returns it.
+func (l *statusLab) waitSubject(t *testing.T, a *agentProc, re *regexp.Regexp) gitremote.LogEntry {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		for _, e := range l.repo.Log(t, "gitgw/status/gw1") {
+			if re.MatchString(e.Subject) {
+				return e
+			}
+		}
+		select {
+		case <-a.done:
+			t.Fatalf("the agent exited before a status commit matching %s", re)
+		default:
+		}
+		if time.Now().After(deadline) {
+			var subjects []string
+			for _, e := range l.repo.Log(t, "gitgw/status/gw1") {
+				subjects = append(subjects, e.Subject)
+			}
+			t.Fatalf("no status commit matching %s; status branch has:\n%s", re, strings.Join(subjects, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestAgentReportsStatus runs the real agent on the lab site, then pushes a
+// broken revision: both passes are reported as commits on the node's
+// status branch, the error with its position in site.cue; the fleet view
+// and a plan against the reported state read them back.
+func TestAgentReportsStatus(t *testing.T) {
+	l := newStatusLab(t)
+	good := l.repo.Commit(t, "main", labFiles(t, nil), "lab site")
+	a := l.startAgent(t)
+
+	first := l.waitSubject(t, a, regexp.MustCompile(`^(apply|error|status)\(gw1\): `+good[:7]))
+	if !strings.Contains(first.Message, "Gitgw-Node: gw1") || !strings.Contains(first.Message, "Gitgw-Desired: "+good) {
+		t.Errorf("first status commit lacks trailers:\n%s", first.Message)
+	}
+	var st struct {
+		SchemaVersion int    `json:"schema_version"`
+		Node          string `json:"node"`
+		Desired       struct{ Commit string }
+		LastPass      struct {
+			Outcome string
+			Errors  []struct {
+				File      string
+				Line, Col int
+				Msg       string
+			}
+		} `json:"last_pass"`
+		Resources []struct{ Driver, Kind, ID, State string }
+	}
+	if err := json.Unmarshal([]byte(l.repo.Show(t, first.Hash, "status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.SchemaVersion != 1 || st.Node != "gw1" || st.Desired.Commit != good || len(st.Resources) == 0 {
+		t.Errorf("status.json of the first pass: %+v", st)
+	}
+
+	broken := l.repo.Commit(t, "main", labFiles(t, func(s string) string {
+		return strings.Replace(s, "vrid:            51", "vrid:            300", 1)
+	}), "vrid 300")
+	rej := l.waitSubject(t, a, regexp.MustCompile(`^error\(gw1\): `+broken[:7]+` rejected: site\.cue:\d+:\d+: .*vrid`))
+	if err := json.Unmarshal([]byte(l.repo.Show(t, rej.Hash, "status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.LastPass.Outcome != "rejected" || len(st.LastPass.Errors) == 0 || st.LastPass.Errors[0].File != "site.cue" || st.Desired.Commit != broken {
+		t.Errorf("status.json of the rejected pass: %+v", st.LastPass)
+	}
+	if md := l.repo.Show(t, rej.Hash, "STATUS.md"); !strings.Contains(md, "rejected") || !strings.Contains(md, "site.cue:") {
+		t.Errorf("STATUS.md:\n%s", md)
+	}
+
+	for _, e := range l.repo.Log(t, "gitgw/status/gw1") {
+		t.Logf("status commit: %s", e.Subject)
+	}
+	// The same broken head polled again: no new commit.
+	n := len(l.repo.Log(t, "gitgw/status/gw1"))
+	time.Sleep(3 * time.Second) // several polls; asserting that nothing happens
+	if m := len(l.repo.Log(t, "gitgw/status/gw1")); m != n {
+		t.Errorf("%d status commits after polls of an unchanged head, want %d", m, n)
+	}
+
+	// The fleet view reads it back.
+	out, errOut, code := runGitgw(t, "fleet", "--repo", l.repo.Dir, "--json")
+	if code != 0 {
+		t.Fatalf("fleet: exit %d\n%s", code, errOut)
+	}
+	var fleet struct {
+		Head  string
+		Nodes []struct{ Node, Sync string }
+	}
+	if err := json.Unmarshal([]byte(out), &fleet); err != nil {
+		t.Fatalf("fleet json: %v\n%s", err, out)
+	}
+	if fleet.Head != broken || len(fleet.Nodes) != 1 || fleet.Nodes[0].Node != "gw1" || fleet.Nodes[0].Sync != "rejected" {
+		t.Errorf("fleet: %s", out)
+	}
+	out, _, code = runGitgw(t, "fleet", "--repo", l.repo.Dir)
+	if code != 0 || !strings.Contains(out, "gw1") || !strings.Contains(out, "REJECTED: gw1") {
+		t.Errorf("fleet text (exit %d):\n%s", code, out)
+	}
+
+	// CI on the site: plan a fixed site against what gw1 reported.
+	fixed := t.TempDir()
+	for name, content := range labFiles(t, func(s string) string {
+		return strings.Replace(s, `"net.ipv4.ip_forward":       1`, `"net.ipv4.ip_forward":       0`, 1)
+	}) {
+		p := filepath.Join(fixed, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code = runGitgw(t, "plan", "--site", fixed, "--node", "gw1", "--observed", "status", "--status-repo", l.repo.Dir, "--json")
+	if code != 0 {
+		t.Fatalf("plan --observed status: exit %d\n%s%s", code, out, errOut)
+	}
+	var doc struct {
+		Changes []struct{ Driver, Kind, ID, Action string }
+		Notes   []string
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("plan json: %v\n%s", err, out)
+	}
+	if len(doc.Changes) == 0 || len(doc.Notes) == 0 || !strings.Contains(doc.Notes[0], "planned against the status gw1 reported") {
+		t.Errorf("observed plan:\n%s", out)
+	}
+}
+
+// TestAgentNoStatus: --no-status writes nothing.
+func TestAgentNoStatus(t *testing.T) {
+	l := newStatusLab(t)
+	l.repo.Commit(t, "main", labFiles(t, func(s string) string {
+		return strings.Replace(s, "vrid:            51", "vrid:            300", 1)
+	}), "vrid 300")
+	a := l.startAgent(t, "--no-status")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for !strings.Contains(a.stderr(), "pass done") {
+		if ctx.Err() != nil {
+			t.Fatal("the agent made no pass")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if b := l.repo.Branches(t, "gitgw/"); len(b) != 0 {
+		t.Errorf("branches written with --no-status: %v", b)
+	}
+}
