@@ -50,6 +50,7 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newApplyCmd(),
 		newAgentCmd(),
 		newFleetCmd(),
+		newImportCmd(),
 		newVersionCmd(),
 	)
 	for _, c := range extraCommands {
