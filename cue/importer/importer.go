@@ -25,6 +25,9 @@ type Input struct {
 type Options struct {
 	Keepalived []Input
 	HAProxy    []Input
+	// Nodes are declared besides the nodes of the keepalived files (for an
+	// haproxy.cfg imported alone).
+	Nodes []string
 	// SiteName is written as site.name when set.
 	SiteName string
 }
@@ -72,6 +75,11 @@ func Import(opts Options) (*Result, error) {
 		st.nodes = append(st.nodes, &node{name: name, source: in.Path})
 		kcs = append(kcs, kc)
 	}
+	for _, name := range opts.Nodes {
+		if st.node(siteName(name)) == nil {
+			st.nodes = append(st.nodes, &node{name: siteName(name)})
+		}
+	}
 	for _, in := range opts.HAProxy {
 		order = append(order, in.Path)
 		if in.Node != "" && st.node(siteName(in.Node)) == nil {
@@ -115,7 +123,7 @@ func Import(opts Options) (*Result, error) {
 		}
 	}
 	if len(st.nodes) == 0 {
-		w.add(Pos{File: opts.HAProxy[0].Path}, "no keepalived.conf and no --node: the site declares one node \"gw1\"; rename it and add the others")
+		w.add(Pos{File: opts.HAProxy[0].Path}, "no keepalived.conf and no node named: the site declares one node \"gw1\"; rename it and add the others")
 		st.nodes = append(st.nodes, &node{name: "gw1"})
 	}
 	checkUnicast(st, kcs, &w)
