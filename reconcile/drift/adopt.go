@@ -3,6 +3,7 @@ package drift
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -59,9 +60,27 @@ func CanAdopt(it Item) bool {
 		return scalar(it.Observed) != ""
 	case "proxy_server":
 		_, ok := weightOf(it.Observed)
-		return ok
+		return ok && onlyWeightDiffers(it.Observed, it.Desired)
 	}
 	return false
+}
+
+// onlyWeightDiffers reports whether two server views differ in their weight
+// alone (a drained or re-addressed server is not a weight edit).
+func onlyWeightDiffers(a, b json.RawMessage) bool {
+	var ma, mb map[string]any
+	if json.Unmarshal(a, &ma) != nil {
+		return false
+	}
+	if len(b) == 0 {
+		return true
+	}
+	if json.Unmarshal(b, &mb) != nil {
+		return false
+	}
+	delete(ma, "weight")
+	delete(mb, "weight")
+	return reflect.DeepEqual(ma, mb)
 }
 
 func adoptOne(work map[string][]string, paths []string, it Item) bool {

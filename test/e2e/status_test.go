@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -301,4 +303,112 @@ func TestAgentNoStatus(t *testing.T) {
 	if b := l.repo.Branches(t, "gitgw/"); len(b) != 0 {
 		t.Errorf("branches written with --no-status: %v", b)
 	}
+}
+
+// fleetStatus is a minimal status.json for a fixture node.
+func fleetStatus(node, applied string, roles map[string]string) string {
+	var inst []string
+	vrids := map[string]int{"VI_1": 51, "VI_2": 52}
+	for _, name := range []string{"VI_1", "VI_2"} {
+		if r, ok := roles[name]; ok {
+			inst = append(inst, fmt.Sprintf(`{"name":%q,"vrid":%d,"interface":"eth0","state":%q,"priority":100}`, name, vrids[name], r))
+		}
+	}
+	return fmt.Sprintf(`{"schema_version":1,"node":%q,"agent_version":"test","desired":{"commit":%q},"applied_commit":%q,`+
+		`"last_pass":{"outcome":"converged"},"counts":{"in-sync":2},"resources":[],"drift":[],"drift_corrected":0,`+
+		`"sections":{"vrrp":{"instances":[%s]},"proxy":{"services":[{"name":"web","servers":[{"name":"s1","health":"up"},{"name":"s2","health":"down"}]}]}}}`+"\n",
+		node, applied, applied, strings.Join(inst, ","))
+}
+
+// fastImport writes one status branch per node into the bare repository
+// with git fast-import (quick even for a thousand branches).
+func fastImport(t testing.TB, bare string, statuses map[string]string) {
+	t.Helper()
+	var b strings.Builder
+	mark := 0
+	for node, js := range statuses {
+		mark++
+		fmt.Fprintf(&b, "blob\nmark :%d\ndata %d\n%s\n", mark, len(js), js)
+		fmt.Fprintf(&b, "commit refs/heads/gitgw/status/%s\ncommitter gitgw <gitgw@%s> %d +0000\n", node, node, time.Now().Add(-time.Minute).Unix())
+		msg := fmt.Sprintf("status(%s): fixture\n\nGitgw-Node: %s\n", node, node)
+		fmt.Fprintf(&b, "data %d\n%s\nM 100644 :%d status.json\n\n", len(msg), msg, mark)
+	}
+	cmd := exec.Command("git", "-C", bare, "fast-import", "--quiet")
+	cmd.Stdin = strings.NewReader(b.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("fast-import: %v\n%s", err, out)
+	}
+}
+
+// TestFleetSplitBrain reads a fixture repository where two nodes both
+// claim MASTER of VRID 51 and nobody is MASTER of VRID 52.
+func TestFleetSplitBrain(t *testing.T) {
+	gitremote.RequireGit(t)
+	r := gitremote.NewBare(t)
+	head := r.Commit(t, "main", labFiles(t, nil), "lab site")
+	fastImport(t, r.Dir, map[string]string{
+		"gw1": fleetStatus("gw1", head, map[string]string{"VI_1": "MASTER", "VI_2": "BACKUP"}),
+		"gw2": fleetStatus("gw2", head, map[string]string{"VI_1": "MASTER", "VI_2": "BACKUP"}),
+		"gw3": fleetStatus("gw3", "0123456789abcdef0123456789abcdef01234567", map[string]string{"VI_1": "BACKUP"}),
+	})
+	out, errOut, code := runGitgw(t, "fleet", "--repo", r.Dir)
+	if code != 0 {
+		t.Fatalf("fleet: exit %d\n%s", code, errOut)
+	}
+	for _, want := range []string{"SPLIT BRAIN", "NO MASTER", "SPLIT-BRAIN: VRID 51 (VI_1): masters: gw1, gw2", "gw3   0123456", "behind", "1 down, 1 up"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fleet output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, code = runGitgw(t, "fleet", "--site", r.Dir, "--json")
+	var fl struct {
+		Head string
+		VRRP []struct {
+			VRID    int
+			Masters []string
+			Flag    string
+		}
+		Nodes []struct{ Node, Sync string }
+	}
+	if err := json.Unmarshal([]byte(out), &fl); err != nil || code != 0 {
+		t.Fatalf("fleet --json: exit %d, %v\n%s", code, err, out)
+	}
+	if fl.Head != head || len(fl.Nodes) != 3 || fl.Nodes[0].Sync != "current" || fl.Nodes[2].Sync != "behind" ||
+		len(fl.VRRP) != 2 || fl.VRRP[0].Flag != "split-brain" || fl.VRRP[1].Flag != "no-master" {
+		t.Errorf("fleet json:\n%s", out)
+	}
+}
+
+// BenchmarkFleet1000 times `gitgw fleet` (the whole command) over a
+// repository with 1,000 nodes' status branches. Target: ≤ 2 s.
+func BenchmarkFleet1000(b *testing.B) {
+	gitremote.RequireGit(b)
+	r := gitremote.NewBare(b)
+	head := r.Commit(b, "main", map[string]string{"README": "fleet\n"}, "site")
+	statuses := map[string]string{}
+	for i := range 1000 {
+		node := fmt.Sprintf("gw%04d", i)
+		role := "BACKUP"
+		if i%2 == 0 {
+			role = "MASTER"
+		}
+		statuses[node] = fleetStatus(node, head, map[string]string{"VI_1": role})
+	}
+	fastImport(b, r.Dir, statuses)
+	var ds []time.Duration
+	for range b.N {
+		for range 5 {
+			start := time.Now()
+			out, errOut, code := runGitgw(b, "fleet", "--repo", r.Dir, "--json")
+			ds = append(ds, time.Since(start))
+			if code != 0 || !strings.Contains(out, "gw0999") {
+				b.Fatalf("fleet: exit %d\n%s", code, errOut)
+			}
+		}
+	}
+	slices.Sort(ds)
+	med := ds[len(ds)/2]
+	fmt.Printf("\nfleet over 1000 status branches (gitgw fleet --json, whole process)\n")
+	fmt.Printf("  runs %d  median %v  min %v  max %v  target ≤ 2s\n", len(ds), med.Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
+	b.ReportMetric(med.Seconds(), "s/fleet-1000")
 }
