@@ -21,10 +21,19 @@ type Conn interface {
 	Disable(ctx context.Context, units []string) error
 	// ResetFailed clears a unit's failed state and its start rate counter.
 	ResetFailed(ctx context.Context, unit string) error
-	// States returns the state of each named unit (loading it if needed:
-	// a unit that was never started is loaded/inactive, an unknown one
-	// not-found), in the order given.
+	// States returns the state of each named unit (a unit that was never
+	// started is loaded/inactive, an unknown one not-found), in the order
+	// given. UnitFileState may be left empty (asking it is costly on
+	// systemd's side; Observe derives "enabled" from Wanted), and so may
+	// NeedDaemonReload and ActiveEnter of an inactive unit.
 	States(ctx context.Context, units []string) ([]UnitState, error)
+	// Brief is States limited to LoadState, ActiveState, SubState (and
+	// Result when failed): cheap enough to poll.
+	Brief(ctx context.Context, units []string) ([]UnitState, error)
+	// Wanted returns the set of units the targets want or require: an
+	// inactive instance is enabled when its template's WantedBy or
+	// RequiredBy target wants it.
+	Wanted(ctx context.Context, targets []string) (map[string]bool, error)
 	// List returns the names of the units matching the glob patterns that
 	// systemd has loaded or has unit files for, in any state.
 	List(ctx context.Context, patterns []string) ([]string, error)
@@ -61,7 +70,8 @@ type UnitState struct {
 	// Result is the service's last result: success, exit-code, signal,
 	// timeout, start-limit-hit, …
 	Result string
-	// ActiveEnter is when the unit last entered "active".
+	// ActiveEnter is when the unit last entered "active" (zero for an
+	// inactive unit: States does not ask).
 	ActiveEnter time.Time
 }
 

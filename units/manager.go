@@ -232,7 +232,21 @@ func (m *Manager) Observe(ctx context.Context, cfg Config) (Observed, error) {
 	if err != nil {
 		return obs, err
 	}
+	var wanted map[string]bool
 	for _, st := range states {
+		if st.UnitFileState == "" && (st.LoadState == "loaded" || st.LoadState == "masked") {
+			if wanted == nil {
+				if wanted, err = m.conn.Wanted(ctx, installTargets(cfg, obs.Files)); err != nil {
+					return obs, err
+				}
+			}
+			st.UnitFileState = "disabled"
+			if st.LoadState == "masked" {
+				st.UnitFileState = "masked"
+			} else if wanted[st.Name] {
+				st.UnitFileState = "enabled"
+			}
+		}
 		obs.Units[st.Name] = st
 		// A template cannot be queried itself: its instances say whether
 		// systemd still runs on an older load of the file.
@@ -394,7 +408,8 @@ func (m *Manager) Set(ctx context.Context, cfg Config) error {
 	return errors.Join(errs...)
 }
 
-// startAll starts instances concurrently and waits until each is active.
+// startAll queues the start jobs concurrently, then waits for every
+// started instance to be up, polling all of them at once.
 func (m *Manager) startAll(ctx context.Context, acts []Action) []error {
 	errs := make([]error, len(acts))
 	sem := make(chan struct{}, m.opts.Parallel)
@@ -411,19 +426,78 @@ func (m *Manager) startAll(ctx context.Context, acts []Action) []error {
 					return
 				}
 			}
-			if err := m.job(ctx, Start, a.ID); err != nil {
-				errs[i] = err
-				return
-			}
-			if err := m.waitUp(ctx, a.ID, false, 0); err != nil {
-				errs[i] = fmt.Errorf("units: start %s: %w", a.ID, err)
-				return
-			}
-			m.log.Info("instance started", "unit", a.ID, "reason", a.Reason)
+			errs[i] = m.job(ctx, Start, a.ID)
 		}()
 	}
 	wg.Wait()
+	var started []string
+	for i, a := range acts {
+		if errs[i] == nil {
+			started = append(started, a.ID)
+		}
+	}
+	up := m.waitAllUp(ctx, started)
+	for i, a := range acts {
+		if errs[i] != nil {
+			continue
+		}
+		if err := up[a.ID]; err != nil {
+			errs[i] = fmt.Errorf("units: start %s: %w", a.ID, err)
+			continue
+		}
+		m.log.Info("instance started", "unit", a.ID, "reason", a.Reason)
+	}
 	return errs
+}
+
+// waitAllUp waits until each unit has been active for Settle, failing a
+// unit at once when it fails or stops, or when RollTimeout passes.
+func (m *Manager) waitAllUp(ctx context.Context, units []string) map[string]error {
+	res := map[string]error{}
+	if len(units) == 0 {
+		return res
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.opts.RollTimeout)
+	defer cancel()
+	pending := slices.Clone(units)
+	since := map[string]time.Time{}
+	last := map[string]UnitState{}
+	tick := time.NewTicker(m.opts.Poll)
+	defer tick.Stop()
+	for len(pending) > 0 {
+		if sts, err := m.conn.Brief(ctx, pending); err == nil {
+			for _, st := range sts {
+				last[st.Name] = st
+				switch st.ActiveState {
+				case "active":
+					if since[st.Name].IsZero() {
+						since[st.Name] = time.Now()
+					}
+					if time.Since(since[st.Name]) >= m.opts.Settle {
+						res[st.Name] = nil
+					}
+				case "failed", "inactive":
+					res[st.Name] = fmt.Errorf("%s/%s%s", st.ActiveState, st.SubState, resultNote(st))
+				default:
+					delete(since, st.Name)
+				}
+			}
+			pending = slices.DeleteFunc(pending, func(u string) bool { _, done := res[u]; return done })
+			if len(pending) == 0 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			for _, u := range pending {
+				st := last[u]
+				res[u] = fmt.Errorf("not active after %s (state %s/%s%s)", m.opts.RollTimeout, st.ActiveState, st.SubState, resultNote(st))
+			}
+			return res
+		case <-tick.C:
+		}
+	}
+	return res
 }
 
 // stopAll stops instances concurrently, then disables them.
@@ -458,7 +532,7 @@ func (m *Manager) stopAll(ctx context.Context, units []string) []error {
 func (m *Manager) roll(ctx context.Context, t Template, acts []Action) error {
 	for i, a := range acts {
 		others := slices.DeleteFunc(t.UnitNames(), func(u string) bool { return u == a.ID })
-		sts, err := m.conn.States(ctx, others)
+		sts, err := m.conn.Brief(ctx, others)
 		if err != nil {
 			return fmt.Errorf("units: roll %s: %w", t.FileName(), err)
 		}
@@ -508,7 +582,7 @@ func (m *Manager) job(ctx context.Context, op JobOp, unit string) error {
 		return nil
 	}
 	why := ""
-	if sts, err := m.conn.States(ctx, []string{unit}); err == nil && len(sts) == 1 {
+	if sts, err := m.conn.Brief(ctx, []string{unit}); err == nil && len(sts) == 1 {
 		why = resultNote(sts[0])
 	}
 	return fmt.Errorf("units: %s %s: job %s%s", op, unit, res, why)
@@ -539,7 +613,7 @@ func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool, timeout
 	tick := time.NewTicker(m.opts.Poll)
 	defer tick.Stop()
 	for {
-		sts, err := m.conn.States(ctx, []string{unit})
+		sts, err := m.conn.Brief(ctx, []string{unit})
 		if err == nil && len(sts) == 1 {
 			last = sts[0]
 			switch last.ActiveState {
@@ -592,4 +666,29 @@ func keepAge(path, file string, obs Observed) {
 		t := oldest.Add(-time.Second)
 		_ = os.Chtimes(path, t, t)
 	}
+}
+
+// installTargets are the targets templates are enabled into: the config's,
+// and those of the owned template files on disk (for instances the site
+// dropped).
+func installTargets(cfg Config, files map[string]FileStatus) []string {
+	var out []string
+	for _, t := range cfg.Templates {
+		out = append(out, t.Install.WantedBy...)
+		out = append(out, t.Install.RequiredBy...)
+	}
+	for name, fs := range files {
+		if !fs.Own.Owned || !strings.HasSuffix(name, "@.service") {
+			continue
+		}
+		for line := range strings.SplitSeq(string(fs.Content), "\n") {
+			for _, key := range []string{"WantedBy=", "RequiredBy="} {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), key); ok {
+					out = append(out, strings.Fields(v)...)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

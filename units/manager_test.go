@@ -479,3 +479,19 @@ func TestEventsOnlyForManagedInstances(t *testing.T) {
 		t.Fatal("events channel open after Close")
 	}
 }
+
+func (f *fakeConn) Brief(ctx context.Context, units []string) ([]UnitState, error) {
+	return f.States(ctx, units)
+}
+
+func (f *fakeConn) Wanted(_ context.Context, _ []string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]bool{}
+	for n, u := range f.units {
+		if u.Enabled() {
+			out[n] = true
+		}
+	}
+	return out, nil
+}

@@ -119,10 +119,16 @@ func TestSystemdLifecycle(t *testing.T) {
 			t.Fatalf("instance %s: %q %v", p, body, err)
 		}
 	}
-	sts := states(t, conn, tmpl.UnitNames())
+	obs, err := m.Observe(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, u := range tmpl.UnitNames() {
-		if st := sts[u]; st.ActiveState != "active" || !st.Enabled() {
+		if st := obs.Units[u]; st.ActiveState != "active" || !st.Enabled() {
 			t.Fatalf("%s: %+v", u, st)
+		}
+		if got := h.MustSystemctl(t, "is-enabled", u); got != "enabled" {
+			t.Fatalf("%s is %s", u, got)
 		}
 	}
 	// Idempotent: nothing left to do, and a second Set changes nothing.
@@ -356,8 +362,11 @@ func TestSystemdLifecycle(t *testing.T) {
 		gone := tmpl.UnitNames()[2:]
 		sts := states(t, conn, gone)
 		for _, u := range gone {
-			if sts[u].Running() || sts[u].Enabled() {
-				t.Errorf("%s still running or enabled: %+v", u, sts[u])
+			if sts[u].Running() {
+				t.Errorf("%s still running: %+v", u, sts[u])
+			}
+			if got, _ := h.Systemctl(ctx, "is-enabled", u); strings.TrimSpace(got) != "disabled" {
+				t.Errorf("%s is %q, want disabled", u, got)
 			}
 		}
 		assertNoChanges(t, m, small)
