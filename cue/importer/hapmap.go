@@ -38,13 +38,12 @@ type hapProxy struct {
 
 // srvCheck is a server's own check settings.
 type srvCheck struct {
-	on                  bool
-	inter, fast, down   opt[time.Duration]
-	rise, fall          opt[int]
-	shutdown            bool
-	pos                 Pos
-	name                string
-	unmappedCheckParams bool
+	on                bool
+	inter, fast, down opt[time.Duration]
+	rise, fall        opt[int]
+	shutdown          bool
+	pos               Pos
+	name              string
 }
 
 // inherit copies what a proxy takes from a defaults section.

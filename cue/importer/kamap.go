@@ -82,8 +82,6 @@ var kaIgnored = map[string]string{
 	"garp_lower_prio_repeat":     "gitgw has one gratuitous-ARP schedule",
 }
 
-func (c *kaConfig) pos(d kaDirective) Pos { return d.Pos }
-
 // mapKeepalived reads the directives of one keepalived.conf.
 func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}}

@@ -106,7 +106,6 @@ type trackCheck struct {
 	command string
 	check
 	weight int
-	note   string
 }
 
 // check is a health check; only what the source set is written.

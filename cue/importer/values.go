@@ -42,7 +42,7 @@ func hapTime(s string) (time.Duration, error) {
 // integer parses a decimal integer within [lo, hi].
 func integer(s string, lo, hi int) (int, error) {
 	n, err := strconv.Atoi(s)
-	if err != nil {
+	if err != nil || s[0] == '+' {
 		return 0, fmt.Errorf("%q is not an integer", s)
 	}
 	if n < lo || n > hi {

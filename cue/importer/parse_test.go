@@ -1,0 +1,186 @@
+package importer
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+func TestParseKeepalived(t *testing.T) {
+	tests := []struct {
+		name, src string
+		want      []kaDirective
+		warns     []string
+	}{
+		{name: "flat", src: "router_id gw1\n\nnopreempt", want: []kaDirective{
+			{Name: "router_id", Args: []string{"gw1"}, Pos: Pos{"f", 1}},
+			{Name: "nopreempt", Pos: Pos{"f", 3}},
+		}},
+		{name: "block on one line, brace attached", src: "track_interface { eth0 weight -10 }\ntrack_script {chk}", want: []kaDirective{
+			{Name: "track_interface", Pos: Pos{"f", 1}, HasBlock: true, Block: []kaDirective{
+				{Name: "eth0", Args: []string{"weight", "-10"}, Pos: Pos{"f", 1}}}},
+			{Name: "track_script", Pos: Pos{"f", 2}, HasBlock: true, Block: []kaDirective{{Name: "chk", Pos: Pos{"f", 2}}}},
+		}},
+		{name: "nested, comments, quotes", src: "vrrp_instance VI_1 {  # c1\n  ! c2\n  authentication {\n    auth_pass \"a b#c\" # x\n  }\n  notify_master \"/bin/n master\"\n}", want: []kaDirective{
+			{Name: "vrrp_instance", Args: []string{"VI_1"}, Pos: Pos{"f", 1}, HasBlock: true, Block: []kaDirective{
+				{Name: "authentication", Pos: Pos{"f", 3}, HasBlock: true, Block: []kaDirective{
+					{Name: "auth_pass", Args: []string{"a b#c"}, Pos: Pos{"f", 4}}}},
+				{Name: "notify_master", Args: []string{"/bin/n master"}, Pos: Pos{"f", 6}},
+			}},
+		}},
+		{name: "brace on the next line", src: "global_defs\n{\n router_id x\n}", want: []kaDirective{
+			{Name: "global_defs", Pos: Pos{"f", 1}, HasBlock: true, Block: []kaDirective{{Name: "router_id", Args: []string{"x"}, Pos: Pos{"f", 3}}}},
+		}},
+		{name: "unclosed", src: "vrrp_instance A {\n interface eth0\n", want: []kaDirective{
+			{Name: "vrrp_instance", Args: []string{"A"}, Pos: Pos{"f", 1}, HasBlock: true, Block: []kaDirective{{Name: "interface", Args: []string{"eth0"}, Pos: Pos{"f", 2}}}},
+		}, warns: []string{"f:1: block opened here is never closed ('}' missing)"}},
+		{name: "stray close", src: "}\nx", want: []kaDirective{{Name: "x", Pos: Pos{"f", 2}}},
+			warns: []string{"f:1: '}' without an open block: ignored"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w warnings
+			got := parseKeepalived("f", tt.src, &w)
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("directives (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tt.warns, warnStrings(w.list)); d != "" {
+				t.Errorf("warnings (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func warnStrings(ws []Warning) []string {
+	var out []string
+	for _, w := range ws {
+		out = append(out, w.String())
+	}
+	return out
+}
+
+func TestSplitHAProxyLine(t *testing.T) {
+	tests := []struct {
+		line string
+		want []string
+	}{
+		{"  server web1 10.0.0.1:80 check   # comment", []string{"server", "web1", "10.0.0.1:80", "check"}},
+		{`option httpchk GET /health HTTP/1.1\r\nHost:\ www`, []string{"option", "httpchk", "GET", "/health", "HTTP/1.1\r\nHost: www"}},
+		{`tcp-check send "PING\r\n"`, []string{"tcp-check", "send", "PING\r\n"}},
+		{`tcp-check send 'PING\r\n'`, []string{"tcp-check", "send", `PING\r\n`}},
+		{`acl a path "/a b" '#x' \#y`, []string{"acl", "a", "path", "/a b", "#x", "#y"}},
+		{`x "" y`, []string{"x", "", "y"}},
+		{`send-binary \x50\x49`, []string{"send-binary", "PI"}},
+		{"# only a comment", nil},
+	}
+	for _, tt := range tests {
+		if got := splitHAProxyLine(tt.line); !cmp.Equal(got, tt.want) {
+			t.Errorf("splitHAProxyLine(%q) = %q, want %q", tt.line, got, tt.want)
+		}
+	}
+}
+
+func TestParseHAProxy(t *testing.T) {
+	var w warnings
+	secs := parseHAProxy("h.cfg", "maxconn 10\nglobal\n  maxconn 20\n\nlisten l 1.2.3.4:80\n  server s 5.6.7.8:80\n", &w)
+	want := []*hapSection{
+		{Kind: "global", Pos: Pos{"h.cfg", 2}, Lines: []hapLine{{Words: []string{"maxconn", "20"}, Pos: Pos{"h.cfg", 3}}}},
+		{Kind: "listen", Args: []string{"l", "1.2.3.4:80"}, Pos: Pos{"h.cfg", 5}, Lines: []hapLine{{Words: []string{"server", "s", "5.6.7.8:80"}, Pos: Pos{"h.cfg", 6}}}},
+	}
+	if d := cmp.Diff(want, secs, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("sections (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{`h.cfg:1: "maxconn" outside of any section: ignored`}, warnStrings(w.list)); d != "" {
+		t.Errorf("warnings (-want +got):\n%s", d)
+	}
+}
+
+func TestValues(t *testing.T) {
+	for in, want := range map[string]time.Duration{"5000": 5 * time.Second, "5s": 5 * time.Second, "1m": time.Minute, "2d": 48 * time.Hour, "100us": 100 * time.Microsecond} {
+		if got, err := hapTime(in); err != nil || got != want {
+			t.Errorf("hapTime(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "5x", "s"} {
+		if _, err := hapTime(bad); err == nil {
+			t.Errorf("hapTime(%q): no error", bad)
+		}
+	}
+	for in, want := range map[string]time.Duration{"1": time.Second, "0.1": 100 * time.Millisecond, "4.12": 4120 * time.Millisecond} {
+		if got, err := seconds(in); err != nil || got != want {
+			t.Errorf("seconds(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for in, want := range map[string][]string{
+		":80": {"0.0.0.0:80"}, "*:80": {"0.0.0.0:80"}, "ipv6@:::443": {"[::]:443"},
+		"203.0.113.1:8000-8002": {"203.0.113.1:8000", "203.0.113.1:8001", "203.0.113.1:8002"},
+	} {
+		if got, err := bindAddrs(in); err != nil || !cmp.Equal(got, want) {
+			t.Errorf("bindAddrs(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{"10.0.0.1:80": "10.0.0.1:80", "2001:db8::1:80": "[2001:db8::1]:80", "[2001:db8::1]:80": "[2001:db8::1]:80", "ipv4@10.0.0.1:80": "10.0.0.1:80"} {
+		if got, err := serverAddr(in); err != nil || got != want {
+			t.Errorf("serverAddr(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"10.0.0.1", "web:80", "10.0.0.1:+1"} {
+		if _, err := serverAddr(bad); err == nil {
+			t.Errorf("serverAddr(%q): no error", bad)
+		}
+	}
+	for in, want := range map[string]string{"VI_1": "VI_1", "vi 1": "vi-1", "_x": "x", "a/b": "a-b"} {
+		if got := siteName(in); got != want {
+			t.Errorf("siteName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := quoteCUE("a\"b\\c\r\n\x01é"); got != `"a\"b\\c\r\n\u0001é"` {
+		t.Errorf("quoteCUE = %s", got)
+	}
+}
+
+// An unknown directive, anywhere, is a warning at its file and line, and
+// the rest is still imported.
+func TestUnknownDirectiveWarns(t *testing.T) {
+	ka := "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 7\n  frobnicate 3\n  virtual_ipaddress {\n    203.0.113.7/24\n  }\n}\nmystery_block {\n  x 1\n}\n"
+	hap := "global\n  maxconn 10\n  tune.bufsize 32768\nlisten l\n  bind 203.0.113.7:80\n  frobnicate yes\n  server s 198.51.100.7:80\n"
+	res, err := Import(Options{
+		Keepalived: []Input{{Node: "gw1", Path: "ka.conf", Data: []byte(ka)}},
+		HAProxy:    []Input{{Path: "hap.cfg", Data: []byte(hap)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(warnStrings(res.Warnings), "\n")
+	for _, want := range []string{
+		"ka.conf:4: frobnicate: not mapped",
+		"ka.conf:9: mystery_block: not mapped",
+		`hap.cfg:3: "tune.bufsize 32768": not mapped`,
+		`hap.cfg:6: "frobnicate yes": not mapped`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no warning %q in:\n%s", want, got)
+		}
+	}
+	var vrrp, services string
+	for _, f := range res.Files {
+		switch f.Name {
+		case "vrrp.cue":
+			vrrp = string(f.Data)
+		case "services.cue":
+			services = string(f.Data)
+		}
+	}
+	if !strings.Contains(vrrp, "vrid:      7") || !strings.Contains(services, `s: address: "198.51.100.7:80"`) {
+		t.Errorf("the rest was not imported:\n%s\n%s", vrrp, services)
+	}
+}
+
+func TestImportNothing(t *testing.T) {
+	if _, err := Import(Options{}); err == nil {
+		t.Error("Import of nothing: no error")
+	}
+}
