@@ -202,7 +202,7 @@ func UnitsConfig(n *spec.Node, unitDir string) (units.Config, error) {
 				Type: u.Type, ExecStart: u.ExecStart, ExecReload: u.ExecReload,
 				User: u.User, Group: u.Group, WorkingDirectory: u.WorkingDirectory,
 				Environment: u.Environment, EnvironmentFile: u.EnvironmentFiles,
-				Restart: u.Restart, RestartSec: u.RestartSec.D(),
+				Restart: u.Restart, RestartDelay: u.RestartSec.D(),
 				CPUQuota: u.CPUQuota, MemoryMax: u.MemoryMax, Slice: u.Slice,
 			},
 			Install:     units.InstallSection{WantedBy: u.WantedBy},

@@ -113,10 +113,10 @@ type ServiceSection struct {
 	// Environment is rendered sorted by name, one Environment= per entry.
 	Environment     map[string]string
 	EnvironmentFile []string
-	Restart         string // no, on-failure, always, …
-	RestartSec      time.Duration
-	TimeoutStartSec time.Duration
-	TimeoutStopSec  time.Duration
+	Restart         string        // no, on-failure, always, …
+	RestartDelay    time.Duration // RestartSec=
+	TimeoutStart    time.Duration // TimeoutStartSec=
+	TimeoutStop     time.Duration // TimeoutStopSec=
 	// Limits are the Limit* directives by name without the prefix:
 	// {"NOFILE": "65535", "NPROC": "4096"}; rendered sorted.
 	Limits    map[string]string

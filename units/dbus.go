@@ -240,11 +240,6 @@ func (d *DBusConn) details(ctx context.Context, s *UnitState) error {
 	return nil
 }
 
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
-
 // Wanted returns the units the targets want or require, in systemd's
 // loaded view (current after daemon-reload, which enable, disable and
 // systemctl do).

@@ -59,14 +59,14 @@ func RenderUnit(t Template) []byte {
 	b.kv("ExecReload", s.ExecReload)
 	b.kv("ExecStop", s.ExecStop)
 	b.kv("Restart", s.Restart)
-	if s.RestartSec > 0 {
-		b.kv("RestartSec", duration(s.RestartSec))
+	if s.RestartDelay > 0 {
+		b.kv("RestartSec", duration(s.RestartDelay))
 	}
-	if s.TimeoutStartSec > 0 {
-		b.kv("TimeoutStartSec", duration(s.TimeoutStartSec))
+	if s.TimeoutStart > 0 {
+		b.kv("TimeoutStartSec", duration(s.TimeoutStart))
 	}
-	if s.TimeoutStopSec > 0 {
-		b.kv("TimeoutStopSec", duration(s.TimeoutStopSec))
+	if s.TimeoutStop > 0 {
+		b.kv("TimeoutStopSec", duration(s.TimeoutStop))
 	}
 	limits := map[string]string{}
 	for k, v := range s.Limits {

@@ -23,11 +23,11 @@ func appTemplate(name, version string, instances ...string) Template {
 			// The roll and the drift tests restart instances many times.
 			StartLimitBurst: 100},
 		Service: ServiceSection{
-			Type:        "exec",
-			ExecStart:   serverBin + " serve %i",
-			Environment: map[string]string{serveEnv: "1", "VERSION": version},
-			Restart:     "on-failure",
-			RestartSec:  200 * time.Millisecond,
+			Type:         "exec",
+			ExecStart:    serverBin + " serve %i",
+			Environment:  map[string]string{serveEnv: "1", "VERSION": version},
+			Restart:      "on-failure",
+			RestartDelay: 200 * time.Millisecond,
 		},
 		Install:   InstallSection{WantedBy: []string{"multi-user.target"}},
 		Instances: instances,
