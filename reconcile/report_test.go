@@ -4,8 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,4 +300,220 @@ func TestReporterDuplicateNodeIsLoud(t *testing.T) {
 	if err := reps[0].Report(ctx, res); !errors.Is(err, gitrepo.ErrDiverged) {
 		t.Errorf("Report after the clash: %v, want ErrDiverged", err)
 	}
+}
+
+// benchPlan is a lab-sized plan: every resource of the lab site's node.
+func benchPlan() *plan.Plan {
+	p := &plan.Plan{Node: "gw1"}
+	add := func(driver, kind, id string, v any) {
+		p.Changes = append(p.Changes, plan.Change{Driver: driver, Kind: kind, ID: id, Action: plan.NoOp, Before: v, After: v})
+	}
+	add("tuning", "sysctl", "net.ipv4.ip_forward", "1")
+	add("tuning", "sysctl", "net.ipv4.ip_nonlocal_bind", "1")
+	add("tuning", "rps_sock_flow_entries", "net.core.rps_sock_flow_entries", "32768")
+	for q := range 4 {
+		add("tuning", "rps_cpus", fmt.Sprintf("eth0/rx-%d", q), "3")
+		add("tuning", "rps_flow_cnt", fmt.Sprintf("eth0/rx-%d", q), "32768")
+	}
+	add("units", "unit_file", "app@.service", "sha256:5d41402abc4b2a76b9719d911017c592")
+	add("units", "unit_instance", "app@8080.service", "active")
+	add("units", "unit_instance", "app@8081.service", "active")
+	add("proxy", "proxy_service", "web", map[string]any{"balance": "roundrobin", "binds": []string{"203.0.113.100:80"}})
+	add("proxy", "proxy_bind", "web/203.0.113.100:80", "203.0.113.100:80")
+	add("proxy", "proxy_server", "web/s1", map[string]any{"address": "198.51.100.11:8080", "weight": 100, "state": "ready"})
+	add("proxy", "proxy_server", "web/s2", map[string]any{"address": "198.51.100.12:8080", "weight": 100, "state": "ready"})
+	add("vrrp", "vrrp_instance", "VI_1", "vrid 51 v3 100ms priority 150 on eth0")
+	add("vrrp", "vip", "VI_1/203.0.113.100/24", "203.0.113.100/24")
+	return p
+}
+
+// remoteHead reads a branch's ref in a bare repository (loose or packed).
+func remoteHead(dir, branch string) string {
+	if b, err := os.ReadFile(filepath.Join(dir, "refs", "heads", filepath.FromSlash(branch))); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	out, _ := gitremote.Git(dir, "rev-parse", "-q", "--verify", "refs/heads/"+branch)
+	return out
+}
+
+// objectBytes is the size of a bare repository's object store.
+func objectBytes(t testing.TB, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(filepath.Join(dir, "objects"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// countingProxy forwards TCP connections to target and counts the bytes
+// sent towards it.
+type countingProxy struct {
+	ln   net.Listener
+	sent atomic.Int64
+}
+
+func startCountingProxy(t testing.TB, target string) *countingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &countingProxy{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				done := make(chan struct{})
+				go func() {
+					n, _ := io.Copy(u, c)
+					p.sent.Add(n)
+					u.(*net.TCPConn).CloseWrite()
+					close(done)
+				}()
+				_, _ = io.Copy(c, u)
+				c.(*net.TCPConn).CloseWrite()
+				<-done
+			}()
+		}
+	}()
+	return p
+}
+
+// BenchmarkReportToRemote measures a change observed (Reporter.Report of a
+// pass after a driver event) until the commit is visible on the remote,
+// for a local bare repository and for ssh to an sshd on 127.0.0.1, and the
+// bytes each status commit adds (objects stored on the remote; over ssh
+// also every byte sent on the wire, handshake included). Targets: ≤ 1 s
+// median to either remote; ≤ 4 KiB pushed per commit.
+func BenchmarkReportToRemote(b *testing.B) {
+	const changes = 20
+	type row struct {
+		name         string
+		med, lo, hi  time.Duration
+		objPerCommit float64
+		wirePerCmt   float64
+	}
+	var rows []row
+	run := func(name string, remote *gitremote.Repo, opts gitrepo.StatusOptions, wire *countingProxy) {
+		ctx := reportCtx(b)
+		opts.Node, opts.Dir = "gw1", filepath.Join(b.TempDir(), "status.git")
+		w, err := gitrepo.NewStatusWriter(ctx, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { _ = w.Run(runCtx); close(done) }()
+		defer func() { cancel(); <-done; _ = w.Close() }()
+		rep, err := reconcile.NewReporter(reconcile.ReporterOptions{Node: "gw1", AgentVersion: "bench", Sink: w})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := benchPlan()
+		res := reconcile.Result{Commit: reportC1, Subject: "lab", Outcome: reconcile.Unchanged, AppliedCommit: reportC1, Plan: p}
+		// A first commit, so that every measured one is an update.
+		if err := rep.Report(ctx, res); err != nil {
+			b.Fatal(err)
+		}
+		branch := "gitgw/status/gw1"
+		reportWait(b, name+": the first status commit (last push error: see below)", func() bool {
+			if err := w.State().LastError; err != nil {
+				b.Logf("%s: push: %v", name, err)
+			}
+			return remoteHead(remote.Dir, branch) != ""
+		})
+		var lat []time.Duration
+		objStart := objectBytes(b, remote.Dir)
+		var wireStart int64
+		if wire != nil {
+			wireStart = wire.sent.Load()
+		}
+		for i := range changes {
+			before := remoteHead(remote.Dir, branch)
+			rep.Event(reconcile.Event{Driver: "vrrp", Kind: "transition", Message: fmt.Sprintf("VI_1 change %d", i)})
+			t0 := time.Now()
+			if err := rep.Report(ctx, res); err != nil {
+				b.Fatal(err)
+			}
+			for remoteHead(remote.Dir, branch) == before {
+				if time.Since(t0) > time.Minute {
+					b.Fatalf("%s: change %d not on the remote after a minute", name, i)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		r := row{name: name, objPerCommit: float64(objectBytes(b, remote.Dir)-objStart) / changes}
+		if wire != nil {
+			r.wirePerCmt = float64(wire.sent.Load()-wireStart) / changes
+		}
+		slices.Sort(lat)
+		r.med, r.lo, r.hi = lat[len(lat)/2], lat[0], lat[len(lat)-1]
+		rows = append(rows, r)
+	}
+	for range b.N {
+		rows = rows[:0]
+		local := gitremote.NewBare(b)
+		run("local", local, gitrepo.StatusOptions{URL: local.Dir}, nil)
+		if os.Geteuid() == 0 {
+			sshd := gitremote.StartSSHD(b)
+			proxy := startCountingProxy(b, fmt.Sprintf("127.0.0.1:%d", sshd.Port))
+			remote := gitremote.NewBare(b)
+			port := proxy.ln.Addr().(*net.TCPAddr).Port
+			known := filepath.Join(b.TempDir(), "known_hosts")
+			kh, err := os.ReadFile(sshd.KnownHosts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			// The proxy listens on another port: the host key is the same.
+			kh = []byte(strings.Replace(string(kh), fmt.Sprintf("]:%d ", sshd.Port), fmt.Sprintf("]:%d ", port), 1))
+			if err := os.WriteFile(known, kh, 0o600); err != nil {
+				b.Fatal(err)
+			}
+			url := fmt.Sprintf("ssh://%s@127.0.0.1:%d%s", sshd.User, port, remote.Dir)
+			run("ssh", remote, gitrepo.StatusOptions{URL: url, SSHKeyFile: sshd.ClientKey, KnownHostsFile: known}, proxy)
+		} else {
+			fmt.Println("(ssh remote skipped: needs root for sshd)")
+		}
+	}
+	fmt.Printf("\nstatus change observed → commit visible on the remote (%d changes each, lab-sized status)\n", changes)
+	fmt.Printf("  %-6s %10s %10s %10s %16s %16s\n", "remote", "median", "min", "max", "objects/commit", "wire/commit")
+	for _, r := range rows {
+		wire := "-"
+		if r.wirePerCmt > 0 {
+			wire = fmt.Sprintf("%.0f B", r.wirePerCmt)
+		}
+		fmt.Printf("  %-6s %10v %10v %10v %14.0f B %16s\n", r.name, r.med.Round(100*time.Microsecond), r.lo.Round(100*time.Microsecond), r.hi.Round(100*time.Microsecond), r.objPerCommit, wire)
+		b.ReportMetric(float64(r.med.Milliseconds()), "ms-median-"+r.name)
+		b.ReportMetric(r.objPerCommit, "B/commit-"+r.name)
+		if r.wirePerCmt > 0 {
+			b.ReportMetric(r.wirePerCmt, "wireB/commit-"+r.name)
+		}
+	}
+	fmt.Println("  targets: ≤ 1 s median; ≤ 4 KiB pushed per commit")
 }
