@@ -29,6 +29,10 @@ var goldenCases = []goldenCase{
 		{Node: "gw1", Path: "seed003/keepalived-master.conf"},
 		{Node: "gw2", Path: "seed003/keepalived-backup.conf"},
 	}, haproxy: []Input{{Path: "seed003/haproxy.cfg"}}},
+	{name: "seed003-haproxy-per-node", keepalived: []Input{
+		{Node: "gw1", Path: "seed003/keepalived-master.conf"},
+		{Node: "gw2", Path: "seed003/keepalived-backup.conf"},
+	}, haproxy: []Input{{Node: "gw1", Path: "seed003/haproxy.cfg"}}},
 	{name: "seed003-unnamed", keepalived: []Input{
 		{Path: "seed003/keepalived-master.conf"},
 		{Path: "seed003/keepalived-backup.conf"},

@@ -127,6 +127,7 @@ func Import(opts Options) (*Result, error) {
 		st.nodes = append(st.nodes, &node{name: "gw1"})
 	}
 	checkUnicast(st, kcs, &w)
+	checkStates(st, &w)
 	checkBinds(st, &w)
 	return &Result{Files: writeSite(st), Nodes: nodeNames, Warnings: w.sorted(order)}, nil
 }
@@ -177,6 +178,10 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 			in.version = some(2)
 			if kc.version.ok {
 				in.version = kc.version
+			}
+			// keepalived speaks VRRPv3 for IPv6 (v2 has no IPv6).
+			if netip.MustParsePrefix(in.vips[0].addr).Addr().Is6() {
+				in.version = some(3)
 			}
 		}
 		if !in.garpDelay.ok {
@@ -342,6 +347,22 @@ func checkBinds(st *site, w *warnings) {
 				continue
 			}
 			owner[b] = s
+		}
+	}
+}
+
+// checkStates warns where keepalived's initial state MASTER is not the
+// highest priority: gitgw elects by priority alone.
+func checkStates(st *site, w *warnings) {
+	for _, in := range st.vrrp {
+		top := 0
+		for _, p := range in.prios {
+			top = max(top, p.prio)
+		}
+		for _, p := range in.prios {
+			if p.state == "MASTER" && p.prio < top && len(in.prios) > 1 {
+				w.add(in.pos, "vrrp_instance %s: %s starts as MASTER in keepalived with priority %d, below the highest (%d); gitgw elects by priority only", in.name, p.node, p.prio, top)
+			}
 		}
 	}
 }

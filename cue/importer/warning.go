@@ -36,7 +36,8 @@ func (w *warnings) add(p Pos, format string, args ...any) {
 }
 
 // sorted returns the warnings by file (in the order files were given),
-// then line, keeping the order of warnings on one line.
+// then line, keeping the order of warnings on one line, each once (a file
+// given for two nodes says the same things twice).
 func (w *warnings) sorted(fileOrder []string) []Warning {
 	rank := func(f string) int {
 		if i := slices.Index(fileOrder, f); i >= 0 {
@@ -44,7 +45,14 @@ func (w *warnings) sorted(fileOrder []string) []Warning {
 		}
 		return len(fileOrder)
 	}
-	out := slices.Clone(w.list)
+	var out []Warning
+	seen := map[Warning]bool{}
+	for _, x := range w.list {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
 	slices.SortStableFunc(out, func(a, b Warning) int {
 		return cmp.Or(cmp.Compare(rank(a.Pos.File), rank(b.Pos.File)), cmp.Compare(a.Pos.File, b.Pos.File), cmp.Compare(a.Pos.Line, b.Pos.Line))
 	})
