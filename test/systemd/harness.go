@@ -15,6 +15,19 @@
 // private-socket peers whose pid it cannot see, so the proxy lives inside.
 // Commands run inside through nsenter (Command, Run, Systemctl); never run a
 // plain systemctl against the host.
+//
+// Use, in a test (one harness per test, stopped by t.Cleanup):
+//
+//	h := systemd.New(t, systemd.Options{Name: "e2e", Netns: ns.Path()})
+//	os.WriteFile(filepath.Join(h.UnitDir, "gitgw.service"), unit, 0o644)
+//	h.MustSystemctl(t, "daemon-reload")
+//	h.MustSystemctl(t, "start", "gitgw.service")
+//	conn, _ := units.Dial(ctx, h.Socket()) // host-side D-Bus
+//
+// or once per package from TestMain with Start and Stop. Binaries a unit
+// runs must live where the harness sees them: under h.StateDir (visible at
+// the same path inside; /tmp is private there) or in a directory listed in
+// Options.RW. Services write to h.Log() (there is no journald).
 package systemd
 
 import (
@@ -118,6 +131,7 @@ func Start(ctx context.Context, o Options) (_ *Systemd, err error) {
 	if o.Timeout == 0 {
 		o.Timeout = 60 * time.Second
 	}
+	sweep()
 	name := unique(cmpOr(o.Name, "sd"))
 	s := &Systemd{
 		Name:     name,
@@ -199,7 +213,7 @@ func (s *Systemd) makeCgroup() error {
 		s.cgroup = ""
 		return fmt.Errorf("systemd harness: create cgroup: %w", err)
 	}
-	return nil
+	return os.WriteFile(filepath.Join(s.StateDir, "cgroup"), []byte(s.cgroup), 0o644)
 }
 
 func (s *Systemd) launch(o Options) error {
@@ -430,6 +444,33 @@ func (s *Systemd) stop() error {
 		_ = os.RemoveAll(s.StateDir)
 	}
 	return errors.Join(errs...)
+}
+
+// sweep removes what harnesses of crashed test runs left behind under
+// /run/gitgw-systemd: state directories and cgroups whose PID 1 is gone
+// (the launcher dies with its test process, and unshare --kill-child takes
+// the namespace with it). Live harnesses of other packages are left alone.
+func sweep() {
+	ents, err := os.ReadDir("/run/gitgw-systemd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		dir := filepath.Join("/run/gitgw-systemd", e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, "pid"))
+		if err != nil {
+			// Starting right now, or never started: judge by age.
+			if st, err := os.Stat(dir); err != nil || time.Since(st.ModTime()) < 10*time.Minute {
+				continue
+			}
+		} else if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 && isNamespaceInit(pid) {
+			continue
+		}
+		if cg, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil && strings.Contains(string(cg), "/gitgw-sd-") {
+			_ = removeCgroup(string(cg), time.Second)
+		}
+		_ = os.RemoveAll(dir)
+	}
 }
 
 // isNamespaceInit reports whether pid is PID 1 of a child pid namespace,

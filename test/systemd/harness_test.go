@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
 )
 
 func TestBootRunStop(t *testing.T) {
@@ -78,5 +80,34 @@ func TestBootRunStop(t *testing.T) {
 	}
 	if err := s.Stop(); err != nil {
 		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// TestInLabNetns runs the harness inside a lab network namespace: its
+// services share the namespace's addresses.
+func TestInLabNetns(t *testing.T) {
+	Require(t)
+	ns := lab.NewNetns(t, "sd")
+	ns.Run(t, "ip", "addr", "add", "203.0.113.50/32", "dev", "lo")
+	s := New(t, Options{Name: "hn", Netns: ns.Path()})
+	unit := "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/ip -o addr show dev lo\n"
+	if err := os.WriteFile(filepath.Join(s.UnitDir, "addr.service"), []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.MustSystemctl(t, "daemon-reload")
+	s.MustSystemctl(t, "start", "addr.service")
+	out := s.Run(t, "ip", "-o", "addr", "show", "dev", "lo")
+	if !strings.Contains(out, "203.0.113.50") {
+		t.Fatalf("harness not in the lab netns: %s", out)
+	}
+	// Do enters the same namespace.
+	if err := s.Do(func() error {
+		l, err := net.Listen("tcp", "203.0.113.50:0")
+		if err != nil {
+			return err
+		}
+		return l.Close()
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
