@@ -200,6 +200,10 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 			w.add(in.pos, "advert_int %s with VRRPv2: whole seconds only; rounded up", in.advert.v)
 			in.advert.v = in.advert.v.Truncate(1e9) + 1e9
 		}
+		if in.version.v == 3 && in.advert.ok && in.advert.v%(10*time.Millisecond) != 0 {
+			w.add(in.pos, "advert_int %s: VRRPv3 counts in centiseconds; rounded to %s", in.advert.v, in.advert.v.Round(10*time.Millisecond))
+			in.advert.v = max(in.advert.v.Round(10*time.Millisecond), 10*time.Millisecond)
+		}
 		if in.version.v == 3 && in.password.ok {
 			w.add(in.pos, "authentication with VRRPv3: keepalived ignores it, so does the site")
 			in.password = opt[string]{}
