@@ -109,7 +109,11 @@ type Engine struct {
 	opts   Options
 	events chan Transition
 
-	mu        sync.Mutex
+	// setMu serializes Set and Stop; regMu guards the instances and
+	// groups maps for readers (Status, sync groups, watchers) and is never
+	// held while waiting for an instance.
+	setMu     sync.Mutex
+	regMu     sync.RWMutex
 	instances map[string]*instance
 	links     map[linkKey]*link
 	groups    map[string][]string // instance → other members
@@ -181,8 +185,8 @@ func (e *Engine) Set(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.setMu.Lock()
+	defer e.setMu.Unlock()
 	if e.stopped {
 		return errors.New("vrrp: engine stopped")
 	}
@@ -190,12 +194,15 @@ func (e *Engine) Set(ctx context.Context, cfg Config) error {
 	for _, in := range cfg.Instances {
 		want[in.Name] = in.withDefaults()
 	}
-	e.groups = map[string][]string{}
+	groups := map[string][]string{}
 	for _, g := range cfg.SyncGroups {
 		for _, n := range g.Instances {
-			e.groups[n] = slices.DeleteFunc(slices.Clone(g.Instances), func(o string) bool { return o == n })
+			groups[n] = slices.DeleteFunc(slices.Clone(g.Instances), func(o string) bool { return o == n })
 		}
 	}
+	e.regMu.Lock()
+	e.groups = groups
+	e.regMu.Unlock()
 	var errs []error
 	// Add and update before removing.
 	for _, name := range slices.Sorted(maps.Keys(want)) {
@@ -228,8 +235,8 @@ func (e *Engine) Set(ctx context.Context, cfg Config) error {
 // Stop shuts every instance down (priority 0 from masters, VIPs removed)
 // and closes the sockets. The engine cannot be restarted.
 func (e *Engine) Stop(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.setMu.Lock()
+	defer e.setMu.Unlock()
 	if e.stopped {
 		return nil
 	}
@@ -242,9 +249,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 
 // Status returns a snapshot of every instance, sorted by name.
 func (e *Engine) Status() []InstanceStatus {
-	e.mu.Lock()
+	e.regMu.RLock()
 	insts := slices.Collect(maps.Values(e.instances))
-	e.mu.Unlock()
+	e.regMu.RUnlock()
 	out := make([]InstanceStatus, 0, len(insts))
 	for _, in := range insts {
 		out = append(out, in.status())
@@ -283,7 +290,9 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 	}
 	in := newInstance(e, cfg, primary, l)
 	l.attach(in)
+	e.regMu.Lock()
 	e.instances[cfg.Name] = in
+	e.regMu.Unlock()
 	// A crash may have left our VIPs behind: we start as Backup, so they go.
 	if e.opts.VIPs != nil {
 		if err := e.opts.VIPs.Remove(ctx, cfg.Interface, in.allVIPs()); err != nil {
@@ -299,7 +308,9 @@ func (e *Engine) removeLocked(ctx context.Context, name, reason string) {
 	if in == nil {
 		return
 	}
+	e.regMu.Lock()
 	delete(e.instances, name)
+	e.regMu.Unlock()
 	in.stop(ctx, reason)
 	l := in.link
 	if l.detach(in) == 0 {
@@ -308,17 +319,10 @@ func (e *Engine) removeLocked(ctx context.Context, name, reason string) {
 	}
 }
 
-// instanceByName is used by sync groups and watchers.
-func (e *Engine) instanceByName(name string) *instance {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.instances[name]
-}
-
 // syncPeers returns the other members of name's sync group.
 func (e *Engine) syncPeers(name string) []*instance {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.regMu.RLock()
+	defer e.regMu.RUnlock()
 	var out []*instance
 	for _, n := range e.groups[name] {
 		if in := e.instances[n]; in != nil {
@@ -337,18 +341,18 @@ func (e *Engine) emit(t Transition) {
 }
 
 func (e *Engine) addrEvent(ev vip.Event) {
-	e.mu.Lock()
+	e.regMu.RLock()
 	insts := slices.Collect(maps.Values(e.instances))
-	e.mu.Unlock()
+	e.regMu.RUnlock()
 	for _, in := range insts {
 		in.addrEvent(ev)
 	}
 }
 
 func (e *Engine) linkEvent(ifname string, up bool) {
-	e.mu.Lock()
+	e.regMu.RLock()
 	insts := slices.Collect(maps.Values(e.instances))
-	e.mu.Unlock()
+	e.regMu.RUnlock()
 	for _, in := range insts {
 		in.linkEvent(ifname, up)
 	}

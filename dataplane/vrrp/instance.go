@@ -26,10 +26,10 @@ type instance struct {
 	quit chan string
 	done chan struct{}
 
-	// Owned by the goroutine (cfg is also read by Set under e.mu before
+	// Owned by the goroutine (cfg is also read by Set under e.setMu before
 	// the goroutine starts and through update).
 	cfg       Instance
-	wanted    Instance // the last config given by Set; guarded by e.mu
+	wanted    Instance // the last config given by Set; guarded by e.setMu
 	m         *Machine
 	garpAt    []time.Time
 	refreshAt time.Time
