@@ -412,3 +412,61 @@ func BenchmarkFleet1000(b *testing.B) {
 	fmt.Printf("  runs %d  median %v  min %v  max %v  target ≤ 2s\n", len(ds), med.Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
 	b.ReportMetric(med.Seconds(), "s/fleet-1000")
 }
+
+// TestPlanObservedStatus: CI on the site repository plans the next
+// revision against what gw1 last reported (the commit it applied, plus
+// the drift it left in place), without reaching the node.
+func TestPlanObservedStatus(t *testing.T) {
+	gitremote.RequireGit(t)
+	r := gitremote.NewBare(t)
+	applied := r.Commit(t, "main", labFiles(t, nil), "lab site")
+	next := r.Commit(t, "main", labFiles(t, func(s string) string {
+		return strings.Replace(s, `s2: address: "198.51.100.12:8080"`, `s2: address: "198.51.100.22:8080"`, 1)
+	}), "move s2")
+	st := fmt.Sprintf(`{"schema_version":1,"node":"gw1","agent_version":"test","desired":{"commit":%q},"applied_commit":%q,`+
+		`"last_pass":{"outcome":"converged"},"counts":{"drift":1},"resources":[`+
+		`{"driver":"tuning","kind":"sysctl","id":"net.ipv4.ip_forward","state":"drift","observed":"0","desired":"1"}],`+
+		`"drift":[{"driver":"tuning","kind":"sysctl","id":"net.ipv4.ip_forward","mode":"report","observed":"0","desired":"1"}],"drift_corrected":0}`+"\n",
+		applied, applied)
+	fastImport(t, r.Dir, map[string]string{"gw1": st})
+
+	out, errOut, code := runGitgw(t, "plan", "--repo", r.Dir, "--node", "gw1", "--observed", "status", "--json", "--detailed-exitcode")
+	if code != 2 {
+		t.Fatalf("plan --observed status: exit %d, want 2 (changes)\n%s%s", code, out, errOut)
+	}
+	var doc struct {
+		Commit  string
+		Changes []struct {
+			Driver, Kind, ID, Action string
+			Before, After            any
+		}
+		Notes []string
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("plan json: %v\n%s", err, out)
+	}
+	actions := map[string]string{}
+	for _, c := range doc.Changes {
+		actions[c.Kind+" "+c.ID] = c.Action
+	}
+	want := map[string]string{
+		"proxy_server web/s2":              "update", // changed in the site
+		"proxy_server web/s1":              "no-op",
+		"sysctl net.ipv4.ip_forward":       "update", // the drift gw1 left in place
+		"sysctl net.ipv4.ip_nonlocal_bind": "no-op",
+		"vrrp_instance VI_1":               "no-op",
+	}
+	for k, a := range want {
+		if actions[k] != a {
+			t.Errorf("%s: %q, want %q", k, actions[k], a)
+		}
+	}
+	if doc.Commit != next || len(doc.Notes) == 0 || !strings.Contains(doc.Notes[0], "planned against the status gw1 reported") {
+		t.Errorf("plan header: commit %s, notes %q", doc.Commit, doc.Notes)
+	}
+	// A node that never reported is an error, not an empty plan.
+	_, errOut, code = runGitgw(t, "plan", "--repo", r.Dir, "--node", "gw2", "--observed", "status")
+	if code == 0 || !strings.Contains(errOut, "gitgw/status/gw2") {
+		t.Errorf("plan for a node without status: exit %d\n%s", code, errOut)
+	}
+}
