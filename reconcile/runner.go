@@ -113,6 +113,9 @@ type RunnerOptions struct {
 	Logger   *slog.Logger
 	// Check runs after a revision loads and before it is planned.
 	Check CheckFunc
+	// Scope is how much of the site the schema is applied to (default
+	// auto: the whole site up to loader.AutoScopeNodes nodes).
+	Scope loader.Scope
 }
 
 // Runner runs passes for one node. Passes are serialized.
@@ -163,13 +166,14 @@ func (r *Runner) Evaluate(ctx context.Context, rev Revision) (*spec.Node, loader
 }
 
 func (r *Runner) evaluate(ctx context.Context, rev Revision, prev *spec.Node) (*spec.Node, loader.Errors, error) {
-	_, desired, err := loader.Load(ctx, rev.Dir, r.opts.Node)
+	site, desired, err := loader.LoadWith(ctx, rev.Dir, r.opts.Node, loader.Options{Scope: r.opts.Scope})
 	if err != nil {
 		if errs, ok := loader.AsErrors(err); ok {
 			return nil, errs, nil
 		}
 		return nil, nil, err
 	}
+	r.log.Debug("site evaluated", "commit", rev.Commit, "scope", site.Scope, "nodes", len(site.Nodes))
 	if r.opts.Check != nil {
 		if errs := r.opts.Check(ctx, rev, prev, desired); len(errs) > 0 {
 			return nil, errs, nil

@@ -22,6 +22,7 @@ type agentFlags struct {
 	resync   time.Duration
 	debug    bool
 	status   statusFlags
+	scope    string
 }
 
 func newAgentCmd() *cobra.Command {
@@ -43,6 +44,7 @@ func newAgentCmd() *cobra.Command {
 	fl.DurationVar(&f.resync, "resync", 60*time.Second, "full pass interval, to find drift where nothing can be watched (sysfs)")
 	fl.BoolVar(&f.debug, "debug", false, "debug logging")
 	f.status.register(fl)
+	fl.StringVar(&f.scope, "scope", "auto", scopeHelp)
 	return cmd
 }
 
@@ -68,7 +70,11 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	defer cleanup()
 	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: stateDir, Logger: log, Live: true})
 	defer closeDrivers()
-	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log})
+	scope, err := parseScope(f.scope)
+	if err != nil {
+		return err
+	}
+	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: scope})
 	if err != nil {
 		return err
 	}

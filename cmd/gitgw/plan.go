@@ -25,6 +25,7 @@ type planFlags struct {
 	debug       bool
 	autoApprove bool
 	observed    observedFlags
+	scope       string
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
@@ -38,6 +39,17 @@ func (f *planFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.noColor, "no-color", false, "never colour the output")
 	fl.BoolVar(&f.debug, "debug", false, "debug logging")
 	f.observed.register(fl)
+	fl.StringVar(&f.scope, "scope", "auto", scopeHelp)
+}
+
+const scopeHelp = "what the schema is applied to: site (everything: an error anywhere rejects the commit), node (this node's part; validate the site in CI), auto (site up to 200 nodes)"
+
+func parseScope(s string) (loader.Scope, error) {
+	switch sc := loader.Scope(s); sc {
+	case loader.ScopeAuto, loader.ScopeSite, loader.ScopeNode:
+		return sc, nil
+	}
+	return "", fmt.Errorf("--scope %q: want auto, site or node", s)
 }
 
 func newPlanCmd() *cobra.Command {
@@ -100,7 +112,11 @@ func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconci
 	}
 	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log, Live: apply})
 	defer closeDrivers()
-	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drivers, Logger: log})
+	scope, err := parseScope(f.scope)
+	if err != nil {
+		return nil, nil, fail(err)
+	}
+	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drivers, Logger: log, Scope: scope})
 	if err != nil {
 		return nil, nil, fail(err)
 	}

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -108,5 +109,45 @@ func TestUnknownNode(t *testing.T) {
 	_, _, err := Load(context.Background(), "../../examples/lab", "gw9")
 	if err == nil || !strings.Contains(err.Error(), `node "gw9" is not declared`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestScopes: ScopeSite rejects an error anywhere; ScopeNode evaluates the
+// schema on the node's own part only (the whole site is CI's to validate),
+// but still reports that part's errors with their positions.
+func TestScopes(t *testing.T) {
+	dir := filepath.Join("testdata", "other-node-broken")
+	ctx := context.Background()
+	for _, node := range []string{"gw1", "gw2"} {
+		_, _, err := LoadWith(ctx, dir, node, Options{Scope: ScopeSite})
+		if errs, ok := AsErrors(err); !ok || !strings.Contains(errs.Error(), "site.cue:18:14: vrrp.VI_2.vrid: invalid value 520") {
+			t.Errorf("site scope, %s: err = %v", node, err)
+		}
+	}
+	s, view, err := LoadWith(ctx, dir, "gw1", Options{Scope: ScopeNode})
+	if err != nil {
+		t.Fatalf("node scope, gw1: %v", err)
+	}
+	if s.Scope != ScopeNode || len(view.VRRP) != 1 || view.VRRP["VI_1"].Version != 3 || view.VRRP["VI_1"].AdvertInterval.String() != "1s" {
+		t.Errorf("node scope, gw1: scope %s view %+v", s.Scope, view.VRRP)
+	}
+	_, _, err = LoadWith(ctx, dir, "gw2", Options{Scope: ScopeNode})
+	if errs, ok := AsErrors(err); !ok || errs.Error() != "site.cue:18:14: vrrp.VI_2.vrid: invalid value 520 (out of bound <=255)" {
+		t.Errorf("node scope, gw2: err = %v", err)
+	}
+	// Auto is the site scope for a site this small.
+	if s, _, err := LoadWith(ctx, "../../examples/lab", "gw1", Options{}); err != nil || s.Scope != ScopeSite {
+		t.Errorf("auto on the lab site: scope %v err %v", s, err)
+	}
+	// The node scope yields the same view as the site scope.
+	_, a, err1 := LoadWith(ctx, "../../examples/seed-site", "server-2", Options{Scope: ScopeSite})
+	_, b, err2 := LoadWith(ctx, "../../examples/seed-site", "server-2", Options{Scope: ScopeNode})
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	ja, _ := json.MarshalIndent(a, "", " ")
+	jb, _ := json.MarshalIndent(b, "", " ")
+	if d := cmp.Diff(string(ja), string(jb)); d != "" {
+		t.Errorf("node and site scope views differ (-site +node):\n%s", d)
 	}
 }
