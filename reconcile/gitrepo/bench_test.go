@@ -12,7 +12,6 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
-	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/gitgw/gitgw/test/gitremote"
 )
@@ -148,43 +147,22 @@ type countWriter struct{ n int }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
 
-// packBytes is the size of the pack a push of commit h sends to a remote
-// that has h's parent: the commit, its trees and the blobs that changed,
-// encoded the way go-git's push encodes them.
+// packBytes is the size of the pack the push of commit h sends to a remote
+// that has h's parent (the same objects and encoder as pushRef).
 func packBytes(b *testing.B, w *StatusWriter, h plumbing.Hash) int {
 	s := w.repo.Storer
 	c, err := w.repo.CommitObject(h)
 	if err != nil {
 		b.Fatal(err)
 	}
-	old := map[plumbing.Hash]bool{}
-	if len(c.ParentHashes) > 0 {
-		p, _ := w.repo.CommitObject(c.ParentHashes[0])
-		pt, _ := p.Tree()
-		walk := object.NewTreeWalker(pt, true, nil)
-		for {
-			_, e, err := walk.Next()
-			if err != nil {
-				break
-			}
-			old[e.Hash] = true
-		}
-		walk.Close()
-		old[pt.Hash] = true
+	commits, stop, err := newCommits(s, h, c.ParentHashes[0], nil)
+	if err != nil {
+		b.Fatal(err)
 	}
-	hashes := []plumbing.Hash{h, c.TreeHash}
-	tree, _ := c.Tree()
-	walk := object.NewTreeWalker(tree, true, nil)
-	for {
-		_, e, err := walk.Next()
-		if err != nil {
-			break
-		}
-		if !old[e.Hash] {
-			hashes = append(hashes, e.Hash)
-		}
+	hashes, err := objectsToSend(s, commits, stop)
+	if err != nil {
+		b.Fatal(err)
 	}
-	walk.Close()
 	var cw countWriter
 	if _, err := packfile.NewEncoder(&cw, s, false).Encode(hashes, 10); err != nil {
 		b.Fatal(err)

@@ -4,15 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
@@ -56,12 +63,19 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 	}
 	refPrefix := "refs/heads/" + opts.Prefix
 	var repo *git.Repository
+	var localDir string
 	if isLocal(opts.URL) {
 		dir, err := localGitDir(opts.URL)
 		if err != nil {
 			return fail(err)
 		}
-		if repo, err = git.PlainOpen(dir); err != nil {
+		localDir = dir
+		st, err := openReadOnly(dir)
+		if err != nil {
+			return fail(err)
+		}
+		defer st.Close()
+		if repo, err = git.Open(st, nil); err != nil {
 			return fail(err)
 		}
 	} else {
@@ -102,16 +116,60 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 	if err != nil {
 		return fail(err)
 	}
-	out := make([]BranchStatus, 0, len(heads))
-	for _, r := range heads {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
+	out := make([]BranchStatus, len(heads))
+	// A local repository is read by a few workers, each through its own
+	// view of the repository (go-git's storage is not shared between
+	// goroutines); a fetched one, by this goroutine.
+	workers := 1
+	var open func() (storer.EncodedObjectStorer, error)
+	if localDir != "" && len(heads) > 64 {
+		workers = min(runtime.GOMAXPROCS(0), 4)
+		var mu sync.Mutex
+		var opened []*filesystem.Storage
+		defer func() {
+			for _, st := range opened {
+				_ = st.Close()
+			}
+		}()
+		open = func() (storer.EncodedObjectStorer, error) {
+			st, err := openReadOnly(localDir)
+			if err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			opened = append(opened, st)
+			mu.Unlock()
+			return st, nil
 		}
-		bs, err := readBranch(repo.Storer, r, opts)
-		if err != nil {
-			return fail(err)
-		}
-		out = append(out, bs)
+	} else {
+		open = func() (storer.EncodedObjectStorer, error) { return repo.Storer, nil }
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := open()
+			if err != nil {
+				errs[w] = err
+				return
+			}
+			for i := w; i < len(heads); i += workers {
+				if err := ctx.Err(); err != nil {
+					errs[w] = err
+					return
+				}
+				if out[i], err = readBranch(st, heads[i], opts); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fail(err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out, nil
@@ -154,4 +212,15 @@ func readBranch(s storer.EncodedObjectStorer, r *plumbing.Reference, opts ReadOp
 		bs.Files[p] = []byte(content)
 	}
 	return bs, nil
+}
+
+// openReadOnly opens a repository's storage for many reads: pack files stay
+// open between objects, and paths are not re-resolved component by
+// component.
+func openReadOnly(dir string) (*filesystem.Storage, error) {
+	if st, err := os.Stat(filepath.Join(dir, "objects")); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("%s: %w", dir, git.ErrRepositoryNotExists)
+	}
+	fs := osfs.New(dir, osfs.WithBoundOS())
+	return filesystem.NewStorageWithOptions(fs, cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true}), nil
 }

@@ -537,30 +537,14 @@ func (s *Source) WriteBranch(ctx context.Context, branch, base string, files map
 	if err := s.repo.Storer.SetReference(plumbing.NewHashReference(ref, h)); err != nil {
 		return fail(err)
 	}
-	remoteHash, err := s.lsRemote(ctx, ref)
-	if err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
-		return fail(err)
-	}
 	ra, err := s.creds.access(s.opts.URL)
 	if err != nil {
 		return fail(err)
 	}
-	po := &git.PushOptions{
-		RemoteName: "origin",
-		RefSpecs:   []config.RefSpec{config.RefSpec(ref.String() + ":" + ref.String())},
-		Auth:       ra.auth,
-		CABundle:   ra.caBundle,
-	}
-	if !remoteHash.IsZero() {
-		// go-git checks a lease against the remote-tracking ref.
-		tracking := plumbing.NewRemoteReferenceName("origin", branch)
-		if err := s.repo.Storer.SetReference(plumbing.NewHashReference(tracking, remoteHash)); err != nil {
-			return fail(err)
-		}
-		po.RefSpecs = []config.RefSpec{config.RefSpec("+" + ref.String() + ":" + ref.String())}
-		po.ForceWithLease = &git.ForceWithLease{RefName: ref, Hash: remoteHash}
-	}
-	if err := s.remote.PushContext(ctx, po); err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+	// The proposal branch belongs to this node: a new proposal replaces
+	// the previous one (from the value the remote advertised, not blindly).
+	spec := pushSpec{ref: ref, head: h, replace: true, known: []plumbing.Hash{baseC.Hash}}
+	if _, err := pushRef(ctx, s.repo.Storer, s.opts.URL, ra, spec); err != nil {
 		return fail(fmt.Errorf("push: %w", err))
 	}
 	s.log.Info("proposal pushed", "branch", branch, "commit", short(h.String()), "base", short(base))

@@ -463,22 +463,9 @@ func (w *StatusWriter) push(ctx context.Context) error {
 		}
 	}
 	start := time.Now()
-	spec := config.RefSpec(w.branch.String() + ":" + w.branch.String())
-	err = w.pushRemote.PushContext(ctx, &git.PushOptions{
-		RemoteName: "origin",
-		RefSpecs:   []config.RefSpec{spec},
-		Auth:       ra.auth,
-		CABundle:   ra.caBundle,
-	})
-	if errors.Is(err, git.NoErrAlreadyUpToDate) {
-		err = nil
-	}
+	remote, err := pushRef(ctx, w.pushRepo.Storer, w.opts.URL, ra, pushSpec{ref: w.branch, head: head})
 	if err != nil {
-		if strings.Contains(err.Error(), "non-fast-forward") {
-			remote := plumbing.ZeroHash
-			if h, lerr := w.lsRemote(ctx, ra); lerr == nil {
-				remote = h
-			}
+		if errors.Is(err, errNotFastForward) {
 			err = &DivergedError{Node: w.opts.Node, Branch: w.branch.Short(), Local: head.String(), Remote: remote.String()}
 		} else {
 			w.log.Warn("status push failed; will retry", "err", err)

@@ -54,6 +54,14 @@ func statusFiles(node string, seq int) map[string][]byte {
 	}
 }
 
+// fsck checks that the remote holds every object its refs need.
+func fsck(t testing.TB, r *gitremote.Repo) {
+	t.Helper()
+	if out, err := gitremote.Git(r.Dir, "fsck", "--connectivity-only", "--no-dangling"); err != nil {
+		t.Fatalf("remote repository broken: %v\n%s", err, out)
+	}
+}
+
 func subjects(log []gitremote.LogEntry) []string {
 	var s []string
 	for _, e := range log {
@@ -136,6 +144,7 @@ func TestStatusWriterFiftyNodes(t *testing.T) {
 		}
 		return true
 	})
+	fsck(t, r)
 	for n := 0; n < nodes; n++ {
 		node := fmt.Sprintf("gw%02d", n)
 		s := subjects(r.Log(t, "gitgw/status/"+node))
@@ -177,6 +186,7 @@ func checkAllArrive(t *testing.T, r *gitremote.Repo, w *StatusWriter, down, up f
 			t.Fatalf("commit %d = %q, want %q", i, s, want)
 		}
 	}
+	fsck(t, r)
 	waitFor(t, time.Minute, "a clean push state", func() bool {
 		st := w.State()
 		return st.LastError == nil && st.Pushed == st.Head
@@ -321,7 +331,8 @@ func TestStatusWriterCoalesces(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	r := gitremote.NewBare(t)
-	w := startWriter(t, StatusOptions{Node: "gw1", URL: r.Dir, Coalesce: 400 * time.Millisecond})
+	// A window far longer than the test: Flush ends it, deterministically.
+	w := startWriter(t, StatusOptions{Node: "gw1", URL: r.Dir, Coalesce: time.Hour})
 	ok, err := w.Write(ctx, statusFiles("gw1", 0), Message{Subject: "failover(gw1): VI_1 BACKUP -> MASTER"})
 	if err != nil || !ok {
 		t.Fatalf("first write: %v, %v (the first change is committed at once)", ok, err)
@@ -336,8 +347,16 @@ func TestStatusWriterCoalesces(t *testing.T) {
 			t.Fatalf("write %d inside the window: %v, %v", i, ok, err)
 		}
 	}
-	waitFor(t, time.Minute, "the coalesced commit", func() bool { return len(r.Log(t, "gitgw/status/gw1")) == 2 })
+	if !w.Pending() {
+		t.Fatal("nothing pending inside the window")
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	log := r.Log(t, "gitgw/status/gw1")
+	if len(log) != 2 {
+		t.Fatalf("%d commits, want 2: %v", len(log), subjects(log))
+	}
 	if log[1].Subject != "failover(gw1): VI_1 MASTER -> BACKUP (+4 more)" || !strings.Contains(log[1].Message, "5 changes in this commit") {
 		t.Fatalf("coalesced commit: %q", log[1].Message)
 	}
@@ -345,11 +364,10 @@ func TestStatusWriterCoalesces(t *testing.T) {
 		t.Fatalf("coalesced content = %q", got)
 	}
 	// A flap back to the committed state inside the window: no commit.
-	if _, err := w.Write(ctx, statusFiles("gw1", 6), Message{Subject: "x"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(ctx, statusFiles("gw1", 5), Message{Subject: "y"}); err != nil {
-		t.Fatal(err)
+	for _, seq := range []int{6, 5} {
+		if _, err := w.Write(ctx, statusFiles("gw1", seq), Message{Subject: "flap"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := w.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -360,6 +378,24 @@ func TestStatusWriterCoalesces(t *testing.T) {
 	if n := len(r.Log(t, "gitgw/status/gw1")); n != 2 {
 		t.Fatalf("%d commits after a flap back, want 2", n)
 	}
+}
+
+func TestStatusWriterCoalesceWindowEnds(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	r := gitremote.NewBare(t)
+	w := startWriter(t, StatusOptions{Node: "gw1", URL: r.Dir, Coalesce: 100 * time.Millisecond})
+	for i := 0; i <= 3; i++ {
+		if _, err := w.Write(ctx, statusFiles("gw1", i), Message{Subject: fmt.Sprintf("change %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// However the writes fell into windows, the last one ends up on the
+	// remote once its window has passed, without a Flush.
+	waitFor(t, time.Minute, "the last change on the remote", func() bool {
+		return !w.Pending() && r.Head(t, "gitgw/status/gw1") != "" &&
+			strings.Contains(r.Show(t, "gitgw/status/gw1", "status.json"), "\"seq\": 3")
+	})
 }
 
 func TestReadStatusBranches(t *testing.T) {
