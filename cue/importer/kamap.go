@@ -254,8 +254,9 @@ func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
 		case "interface":
 			if !ifnameRE.MatchString(arg) {
 				err = fmt.Errorf("%q is not an interface name", arg)
+			} else {
+				in.iface = arg
 			}
-			in.iface = arg
 		case "virtual_router_id":
 			in.vrid, err = integer(arg, 1, 255)
 		case "priority":
@@ -284,6 +285,10 @@ func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
 			in.excluded = append(in.excluded, vips(e, w)...)
 		case "track_interface":
 			for _, t := range e.Block {
+				if !ifnameRE.MatchString(t.Name) {
+					w.add(t.Pos, "track_interface %q is not an interface name: ignored", t.Name)
+					continue
+				}
 				ti := trackIf{name: t.Name}
 				if len(t.Args) == 2 && t.Args[0] == "weight" {
 					ti.weight, err = integer(t.Args[1], -254, 254)
@@ -423,7 +428,11 @@ func vips(d kaDirective, w *warnings) []vip {
 			}
 			switch k {
 			case "dev":
-				v.dev = val
+				if ifnameRE.MatchString(val) {
+					v.dev = val
+				} else {
+					w.add(e.Pos, "%s dev %q is not an interface name: ignored", e.Name, val)
+				}
 				i++
 			case "label":
 				v.label = val

@@ -1,0 +1,59 @@
+package importer
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gitgw/gitgw/cue/loader"
+)
+
+// TestAlwaysValid imports the test configurations with each line deleted
+// in turn (a missing brace, value or section included): whatever the
+// input, the import writes a site the loader accepts.
+func TestAlwaysValid(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads a few hundred sites")
+	}
+	for _, c := range goldenCases {
+		if c.name != "full" && c.name != "seed003" && c.name != "seed001" {
+			continue
+		}
+		read := func(ins []Input) []Input {
+			out := make([]Input, len(ins))
+			for i, in := range ins {
+				b, err := os.ReadFile(filepath.Join("testdata", in.Path))
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[i] = Input{Node: in.Node, Path: in.Path, Data: b}
+			}
+			return out
+		}
+		ka, hap := read(c.keepalived), read(c.haproxy)
+		all := append(append([]Input(nil), ka...), hap...)
+		for fi := range all {
+			lines := strings.Split(string(all[fi].Data), "\n")
+			for li := range lines {
+				if strings.TrimSpace(lines[li]) == "" || strings.HasPrefix(strings.TrimSpace(lines[li]), "#") {
+					continue
+				}
+				mut := append(append([]Input(nil), ka...), hap...)
+				mut[fi].Data = []byte(strings.Join(append(append([]string(nil), lines[:li]...), lines[li+1:]...), "\n"))
+				res, err := Import(Options{Keepalived: mut[:len(ka)], HAProxy: mut[len(ka):]})
+				if err != nil {
+					t.Fatalf("%s without line %d: %v", all[fi].Path, li+1, err)
+				}
+				dir := t.TempDir()
+				if err := WriteDir(dir, res.Files, false); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := loader.Load(context.Background(), dir, ""); err != nil {
+					t.Errorf("%s without line %d (%q): the site does not load:\n%v\n%s", all[fi].Path, li+1, lines[li], err, goldenText(res))
+				}
+			}
+		}
+	}
+}
