@@ -229,9 +229,22 @@ func TestAgentReportsStatus(t *testing.T) {
 	for _, e := range l.repo.Log(t, "gitgw/status/gw1") {
 		t.Logf("status commit: %s", e.Subject)
 	}
-	// The same broken head polled again: no new commit.
+	// Two more passes over the same broken head (SIGHUP forces a pass):
+	// nothing changed, so no new commit.
 	n := len(l.repo.Log(t, "gitgw/status/gw1"))
-	time.Sleep(3 * time.Second) // several polls; asserting that nothing happens
+	for range 2 {
+		passes := strings.Count(a.stderr(), "pass done")
+		if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for strings.Count(a.stderr(), "pass done") == passes {
+			if time.Now().After(deadline) {
+				t.Fatal("no pass after SIGHUP")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	if m := len(l.repo.Log(t, "gitgw/status/gw1")); m != n {
 		t.Errorf("%d status commits after polls of an unchanged head, want %d", m, n)
 	}
