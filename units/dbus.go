@@ -19,6 +19,11 @@ import (
 // private socket.
 type DBusConn struct {
 	c *sddbus.Conn
+	// dial opens another raw connection the same way, for signals.
+	dial func() (*godbus.Conn, error)
+	// bus: connected through a bus daemon (signals need AddMatch), not
+	// straight to systemd.
+	bus bool
 	// parallel bounds concurrent property reads in States.
 	parallel int
 }
@@ -33,18 +38,11 @@ var _ Conn = (*DBusConn)(nil)
 // private socket (or a proxy in front of one, as test/systemd provides):
 // EXTERNAL auth, no Hello.
 func Dial(ctx context.Context, socketPath string) (*DBusConn, error) {
-	var (
-		c   *sddbus.Conn
-		err error
-	)
+	var dial func() (*godbus.Conn, error)
+	onBus := false
 	if socketPath == "" {
-		c, err = sddbus.NewWithContext(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("units: connect to systemd (system bus, then /run/systemd/private): %w", err)
-		}
-	} else {
-		c, err = sddbus.NewConnection(func() (*godbus.Conn, error) {
-			bc, err := godbus.Dial("unix:path="+socketPath, godbus.WithContext(ctx))
+		bus := func() (*godbus.Conn, error) {
+			bc, err := godbus.SystemBusPrivate(godbus.WithContext(ctx))
 			if err != nil {
 				return nil, err
 			}
@@ -52,13 +50,48 @@ func Dial(ctx context.Context, socketPath string) (*DBusConn, error) {
 				bc.Close()
 				return nil, err
 			}
+			if err := bc.Hello(); err != nil {
+				bc.Close()
+				return nil, err
+			}
 			return bc, nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("units: connect to systemd at %s: %w", socketPath, err)
 		}
+		if c, err := bus(); err == nil {
+			c.Close()
+			dial, onBus = bus, true
+		} else if os.Geteuid() == 0 {
+			dial = privateDialer(ctx, "/run/systemd/private")
+		} else {
+			return nil, fmt.Errorf("units: connect to systemd over the system bus: %w", err)
+		}
+	} else {
+		dial = privateDialer(ctx, socketPath)
 	}
-	return &DBusConn{c: c, parallel: 64}, nil
+	c, err := sddbus.NewConnection(dial)
+	if err != nil {
+		where := socketPath
+		if where == "" {
+			where = "system bus, then /run/systemd/private"
+		}
+		return nil, fmt.Errorf("units: connect to systemd (%s): %w", where, err)
+	}
+	return &DBusConn{c: c, dial: dial, bus: onBus, parallel: 64}, nil
+}
+
+// privateDialer talks straight to systemd (or a proxy in front of it):
+// EXTERNAL auth with our uid, no Hello (there is no bus daemon).
+func privateDialer(ctx context.Context, path string) func() (*godbus.Conn, error) {
+	return func() (*godbus.Conn, error) {
+		bc, err := godbus.Dial("unix:path="+path, godbus.WithContext(ctx))
+		if err != nil {
+			return nil, err
+		}
+		if err := bc.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+			bc.Close()
+			return nil, err
+		}
+		return bc, nil
+	}
 }
 
 // Close disconnects.
@@ -285,40 +318,53 @@ func (d *DBusConn) List(ctx context.Context, patterns []string) ([]string, error
 	return slices.Compact(out), nil
 }
 
-// Subscribe calls systemd's Subscribe() (required on the system bus) and
-// forwards PropertiesChanged of units until ctx ends.
+// Subscribe opens a connection of its own for signals, calls systemd's
+// Subscribe() on it (required on the system bus; the private socket sends
+// signals without it) and forwards the PropertiesChanged of units until
+// ctx ends. (go-systemd's subscriber is not used: it reads its callback
+// fields without a lock, a data race under -race.)
 func (d *DBusConn) Subscribe(ctx context.Context) (<-chan UnitChange, error) {
-	if err := d.c.Subscribe(); err != nil {
+	bc, err := d.dial()
+	if err != nil {
+		return nil, fmt.Errorf("units: subscribe: connect: %w", err)
+	}
+	const match = "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',arg0='org.freedesktop.systemd1.Unit'"
+	// Straight to systemd there is no bus daemon to take a match (and every
+	// signal arrives anyway).
+	if err := bc.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.AddMatch", 0, match).Err; err != nil && d.bus {
+		bc.Close()
+		return nil, fmt.Errorf("units: subscribe: add match: %w", err)
+	}
+	obj := bc.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
+	if err := obj.CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
+		bc.Close()
 		return nil, fmt.Errorf("units: subscribe: %w", err)
 	}
-	updates := make(chan *sddbus.PropertiesUpdate, 4096)
-	errCh := make(chan error, 16)
-	d.c.SetPropertiesSubscriber(updates, errCh)
+	sigs := make(chan *godbus.Signal, 4096)
+	bc.Signal(sigs)
 	out := make(chan UnitChange, 256)
 	go func() {
 		defer close(out)
-		defer d.c.SetPropertiesSubscriber(nil, nil)
+		defer bc.Close()
 		for {
 			var ch UnitChange
 			select {
 			case <-ctx.Done():
 				return
-			case u := <-updates:
-				ch = UnitChange{Name: u.UnitName}
-				for k, v := range u.Changed {
-					s, _ := v.Value().(string)
-					switch k {
-					case "ActiveState":
-						ch.ActiveState = s
-					case "SubState":
-						ch.SubState = s
-					case "LoadState":
-						ch.LoadState = s
+			case sig, ok := <-sigs:
+				if !ok {
+					ch = UnitChange{} // connection lost: resync
+					select {
+					case out <- ch:
+					case <-ctx.Done():
 					}
+					return
 				}
-			case <-errCh:
-				// The update channel overflowed: tell the consumer to resync.
-				ch = UnitChange{}
+				c, ok := unitChange(sig)
+				if !ok {
+					continue
+				}
+				ch = c
 			}
 			select {
 			case out <- ch:
@@ -328,4 +374,49 @@ func (d *DBusConn) Subscribe(ctx context.Context) (<-chan UnitChange, error) {
 		}
 	}()
 	return out, nil
+}
+
+// unitChange decodes a PropertiesChanged signal of a unit object.
+func unitChange(sig *godbus.Signal) (UnitChange, bool) {
+	if sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sig.Body) < 2 {
+		return UnitChange{}, false
+	}
+	if iface, _ := sig.Body[0].(string); iface != "org.freedesktop.systemd1.Unit" {
+		return UnitChange{}, false
+	}
+	const prefix = "/org/freedesktop/systemd1/unit/"
+	p, ok := strings.CutPrefix(string(sig.Path), prefix)
+	if !ok {
+		return UnitChange{}, false
+	}
+	ch := UnitChange{Name: unescapePath(p)}
+	changed, _ := sig.Body[1].(map[string]godbus.Variant)
+	for k, v := range changed {
+		s, _ := v.Value().(string)
+		switch k {
+		case "ActiveState":
+			ch.ActiveState = s
+		case "SubState":
+			ch.SubState = s
+		case "LoadState":
+			ch.LoadState = s
+		}
+	}
+	return ch, true
+}
+
+// unescapePath undoes systemd's bus path escaping ("_40" is "@").
+func unescapePath(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '_' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -495,3 +495,48 @@ func (f *fakeConn) Wanted(_ context.Context, _ []string) (map[string]bool, error
 	}
 	return out, nil
 }
+
+func TestDropIns(t *testing.T) {
+	f := newFake()
+	m := fakeManager(t, f)
+	dir := t.TempDir()
+	d := DropIn{Unit: "haproxy.service", Name: "50-gitgw", Directives: []Directive{{Section: "Service", Key: "LimitNOFILE", Value: "100000"}}}
+	cfg := Config{UnitDir: dir, DropIns: []DropIn{d}}
+	acts, err := m.Plan(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := findAction(acts, "haproxy.service.d/50-gitgw.conf"); a.Op != OpCreate {
+		t.Fatalf("plan: %+v", acts)
+	}
+	if err := m.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"reload"}, f.takeCalls()); d != "" {
+		t.Fatalf("(-want +got):\n%s", d)
+	}
+	p := filepath.Join(dir, "haproxy.service.d", "50-gitgw.conf")
+	if b, err := os.ReadFile(p); err != nil || !ParseOwnership(b).Owned {
+		t.Fatalf("drop-in: %v %q", err, b)
+	}
+	// A drop-in someone else wrote beside it is left alone.
+	other := filepath.Join(dir, "haproxy.service.d", "10-local.conf")
+	if err := os.WriteFile(other, []byte("[Service]\nNice=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.takeCalls(); len(c) != 0 {
+		t.Fatalf("second Set: %q", c)
+	}
+	if err := m.Set(context.Background(), Config{UnitDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("drop-in left: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("foreign drop-in touched: %v", err)
+	}
+}
