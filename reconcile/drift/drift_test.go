@@ -197,6 +197,30 @@ func TestQuietPassSameContent(t *testing.T) {
 	}
 }
 
+func TestDescribeUnitDrift(t *testing.T) {
+	type status struct {
+		Enabled bool   `json:"enabled"`
+		Active  string `json:"active"`
+		Sub     string `json:"sub,omitempty"`
+	}
+	for _, tc := range []struct {
+		before, after any
+		corrected     bool
+		want          string
+	}{
+		{"inactive", "active", true, "app@8082.service stopped outside gitgw; restarted"},
+		{status{true, "inactive", "dead"}, status{Enabled: true, Active: "active"}, true, "app@8082.service stopped outside gitgw; restarted"},
+		{status{true, "failed", "failed"}, status{Enabled: true, Active: "active"}, false, "app@8082.service failed; left stopped"},
+		{status{false, "active", "running"}, status{Enabled: true, Active: "active"}, true,
+			`unit_instance app@8082.service changed outside gitgw ({"enabled":false,"active":"active","sub":"running"}, site says {"enabled":true,"active":"active"}); corrected`},
+	} {
+		c := plan.Change{Driver: "units", Kind: "unit_instance", ID: "app@8082.service", Action: plan.Update, Before: tc.before, After: tc.after}
+		if got := describeDrift(c, tc.corrected); got != tc.want {
+			t.Errorf("describeDrift(%v → %v)\n got %q\nwant %q", tc.before, tc.after, got, tc.want)
+		}
+	}
+}
+
 func TestShort(t *testing.T) {
 	for in, want := range map[string]string{c1: "3a9c1e2", "dir:abcdef123456": "dir:abcdef1", "": "", "abc": "abc"} {
 		if got := Short(in); got != want {

@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -145,11 +146,15 @@ func eventTag(ev Event) string {
 
 // describeDrift says what changed outside gitgw in a few words.
 func describeDrift(c plan.Change, corrected bool) string {
-	if c.Kind == "unit_instance" && plan.Value(c.After) == "active" {
-		if corrected {
-			return c.ID + " stopped outside gitgw; restarted"
+	if c.Kind == "unit_instance" && activeOf(c.After) == "active" && c.Before != nil && activeOf(c.Before) != "active" {
+		what := c.ID + " stopped outside gitgw"
+		if activeOf(c.Before) == "failed" {
+			what = c.ID + " failed"
 		}
-		return c.ID + " stopped outside gitgw; left stopped"
+		if corrected {
+			return what + "; restarted"
+		}
+		return what + "; left stopped"
 	}
 	var what string
 	switch c.Action {
@@ -219,4 +224,19 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// activeOf is a unit's active state, from a plain string ("active") or a
+// unit status object ({"active": "inactive", …}).
+func activeOf(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	var st struct {
+		Active string `json:"active"`
+	}
+	if b, err := json.Marshal(v); err == nil && json.Unmarshal(b, &st) == nil {
+		return st.Active
+	}
+	return ""
 }
