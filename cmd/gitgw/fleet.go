@@ -121,7 +121,7 @@ type statusFlags struct {
 func (f *statusFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.repo, "status-repo", "", "repository receiving the status branch (default: the site's --repo)")
 	fl.StringVar(&f.prefix, "status-branch-prefix", gitrepo.DefaultStatusPrefix, "prefix of this node's status branch")
-	fl.DurationVar(&f.coalesce, "status-coalesce", time.Second, "changes within this window after a status commit go into one commit")
+	fl.DurationVar(&f.coalesce, "status-coalesce", 5*time.Second, "changes within this window after a status commit go into one commit (a flapping link makes one commit per window)")
 	fl.BoolVar(&f.off, "no-status", false, "do not report status to Git")
 }
 
