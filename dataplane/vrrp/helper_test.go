@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/test/lab"
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as a tiny VRRP daemon: with GITGW_VRRP_HELPER set
@@ -33,6 +35,12 @@ func TestMain(m *testing.M) {
 	case "engine":
 		os.Exit(helperEngine())
 	case "release":
+		if p := os.Getenv("GITGW_VRRP_NETNS"); p != "" {
+			if err := enterNetns(p); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
 		if err := Release(context.Background(), os.Getenv("GITGW_VRRP_STATE"), slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -307,3 +315,15 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 }
 
 func osExecutable() (string, error) { return os.Executable() }
+
+// enterNetns moves the calling (locked) thread into the namespace at path;
+// the release helper then opens every socket from that thread.
+func enterNetns(path string) error {
+	runtime.LockOSThread()
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+}

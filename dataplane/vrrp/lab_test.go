@@ -24,7 +24,7 @@ const (
 	labVIPp = "203.0.113.100/24"
 )
 
-func newVRRPLab(t *testing.T) *vrrpLab {
+func newVRRPLab(t testing.TB) *vrrpLab {
 	t.Helper()
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "ping")

@@ -158,14 +158,6 @@ func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o Re
 	if o.Listen == nil {
 		o.Listen = func(ifname string, v6 bool) (Conn, error) { return Listen(ifname, v6) }
 	}
-	if o.VIPs == nil {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return fmt.Errorf("vrrp: release: netlink: %w", err)
-		}
-		defer h.Close()
-		o.VIPs = vip.New(h, logger)
-	}
 	var errs []error
 	conns := map[linkKey]Conn{}
 	defer func() {
@@ -204,6 +196,16 @@ func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o Re
 			}
 		}
 		log.Info("released mastership", "instance", e.Name, "vrid", e.VRID, "interface", e.Interface)
+	}
+	// Then the VIPs (the netlink handle is opened only now: the adverts
+	// are what the backups wait for).
+	if o.VIPs == nil {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return errors.Join(append(errs, fmt.Errorf("vrrp: release: netlink: %w", err))...)
+		}
+		defer h.Close()
+		o.VIPs = vip.New(h, logger)
 	}
 	for _, e := range entries {
 		var addrs []vip.Address
