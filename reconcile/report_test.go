@@ -517,3 +517,46 @@ func BenchmarkReportToRemote(b *testing.B) {
 	}
 	fmt.Println("  targets: ≤ 1 s median; ≤ 4 KiB pushed per commit")
 }
+
+// TestReporterRemoteDownThenBack: 30 changes while the remote is gone are
+// all committed locally and all arrive, in order, once it is back.
+func TestReporterRemoteDownThenBack(t *testing.T) {
+	t.Parallel()
+	ctx := reportCtx(t)
+	remote := gitremote.NewBare(t)
+	w := reportWriter(t, remote.Dir, 0)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = w.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	rep, err := reconcile.NewReporter(reconcile.ReporterOptions{Node: "gw1", Sink: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := reconcile.Result{Commit: reportC1, Outcome: reconcile.Unchanged, AppliedCommit: reportC1, Plan: reportPlan(plan.NoOp)}
+	if err := rep.Report(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+	reportWait(t, "the first commit on the remote", func() bool { return remoteHead(remote.Dir, "gitgw/status/gw1") != "" })
+
+	gone := remote.Dir + ".gone"
+	if err := os.Rename(remote.Dir, gone); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		rep.Event(reconcile.Event{Driver: "vrrp", Kind: "transition", Message: fmt.Sprintf("change %02d", i)})
+		if err := rep.Report(ctx, res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reportWait(t, "a failed push", func() bool { return w.State().LastError != nil })
+	if err := os.Rename(gone, remote.Dir); err != nil {
+		t.Fatal(err)
+	}
+	reportWait(t, "every commit on the remote", func() bool { return len(remote.Log(t, "gitgw/status/gw1")) == 31 })
+	for i, e := range remote.Log(t, "gitgw/status/gw1")[1:] {
+		if want := fmt.Sprintf("failover(gw1): change %02d", i); e.Subject != want {
+			t.Fatalf("commit %d: %q, want %q", i, e.Subject, want)
+		}
+	}
+}
