@@ -113,7 +113,8 @@ type Source struct {
 
 	mu        sync.Mutex
 	refused   plumbing.Hash // last tip refused as a rewrite, logged once
-	transfers int           // fetches that moved the branch, for tests
+	transfers int           // fetches that moved the branch
+	repackAt  int           // repack every so many transfers (repackEvery)
 }
 
 // Open prepares a Source; it does not contact the remote (Sync does), so an
@@ -147,11 +148,12 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 		}
 	}
 	s := &Source{
-		opts:  opts,
-		log:   opts.Logger.With("component", "gitrepo", "repo", redact(opts.URL), "ref", opts.Ref),
-		creds: Credentials{SSHKeyFile: opts.SSHKeyFile, KnownHostsFile: opts.KnownHostsFile, TokenFile: opts.TokenFile, CAFile: opts.CAFile},
-		track: plumbing.NewBranchReferenceName(opts.Ref),
-		local: plumbing.NewRemoteReferenceName("origin", opts.Ref),
+		opts:     opts,
+		log:      opts.Logger.With("component", "gitrepo", "repo", redact(opts.URL), "ref", opts.Ref),
+		creds:    Credentials{SSHKeyFile: opts.SSHKeyFile, KnownHostsFile: opts.KnownHostsFile, TokenFile: opts.TokenFile, CAFile: opts.CAFile},
+		track:    plumbing.NewBranchReferenceName(opts.Ref),
+		repackAt: repackEvery,
+		local:    plumbing.NewRemoteReferenceName("origin", opts.Ref),
 	}
 	repo, err := openBare(filepath.Join(opts.Dir, "repo.git"))
 	if err != nil {
@@ -199,6 +201,8 @@ func (s *Source) checkOrigin() error {
 
 // Synced is the commit Sync returned last ("" before the first Sync).
 func (s *Source) Synced() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ref, err := s.repo.Storer.Reference(syncedRef)
 	if err != nil {
 		return ""
@@ -255,6 +259,9 @@ func (s *Source) Sync(ctx context.Context) (Revision, error) {
 	}
 	if moved {
 		s.log.Debug("fetched", "commit", short(tip.String()), "took", time.Since(start))
+		if s.transfers%s.repackAt == 0 {
+			s.repackLocked()
+		}
 	}
 	if !synced.IsZero() && synced != tip {
 		if err := s.checkFastForward(synced, tip); err != nil {
@@ -281,6 +288,22 @@ func (s *Source) Sync(ctx context.Context) (Revision, error) {
 		s.prune(tip.String())
 	}
 	return rev, nil
+}
+
+// repackLocked merges the packs that fetches left into one and reopens the
+// local copy (go-git caches the list of packs).
+func (s *Source) repackLocked() {
+	dir := filepath.Join(s.opts.Dir, "repo.git")
+	if err := repack(dir); err != nil {
+		s.log.Warn("repack", "err", err)
+	}
+	repo, err := git.PlainOpen(dir)
+	if err != nil {
+		s.log.Error("reopen after repack", "err", err)
+		return
+	}
+	s.repo = repo
+	s.remote = git.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{s.opts.URL}})
 }
 
 // fetch updates the tracking ref from the remote and returns where it

@@ -104,12 +104,17 @@ type StatusWriter struct {
 	pushMu     sync.Mutex // one push at a time
 
 	stateMu  sync.Mutex
+	head     plumbing.Hash // local branch head, for State
 	pushed   plumbing.Hash
 	lastErr  error
 	diverged *DivergedError
 
 	kick chan struct{}
 	done chan struct{}
+
+	// commits counts commits made since the last repack (guarded by mu);
+	// repackAt is the threshold (repackEvery; smaller in tests).
+	commits, repackAt int
 }
 
 type staged struct {
@@ -148,19 +153,24 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 		return nil, fmt.Errorf("gitrepo: status writer: branch %q: %w", branch, err)
 	}
 	w := &StatusWriter{
-		opts:   opts,
-		log:    opts.Logger.With("component", "gitrepo", "branch", branch),
-		creds:  Credentials{SSHKeyFile: opts.SSHKeyFile, KnownHostsFile: opts.KnownHostsFile, TokenFile: opts.TokenFile, CAFile: opts.CAFile},
-		branch: plumbing.NewBranchReferenceName(branch),
-		kick:   make(chan struct{}, 1),
-		done:   make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger.With("component", "gitrepo", "branch", branch),
+		creds:    Credentials{SSHKeyFile: opts.SSHKeyFile, KnownHostsFile: opts.KnownHostsFile, TokenFile: opts.TokenFile, CAFile: opts.CAFile},
+		branch:   plumbing.NewBranchReferenceName(branch),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		repackAt: repackEvery,
 	}
 	repo, err := openBare(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("gitrepo: status writer: open %s: %w", opts.Dir, err)
 	}
 	w.repo = repo
-	if _, err := repo.Storer.Reference(w.branch); errors.Is(err, plumbing.ErrReferenceNotFound) {
+	ref, err := repo.Storer.Reference(w.branch)
+	if err == nil {
+		w.head = ref.Hash()
+	}
+	if errors.Is(err, plumbing.ErrReferenceNotFound) {
 		if err := os.WriteFile(filepath.Join(opts.Dir, freshMarker), nil, 0o644); err != nil {
 			return nil, fmt.Errorf("gitrepo: status writer: %w", err)
 		}
@@ -287,6 +297,8 @@ func (w *StatusWriter) commitLocked(files map[string][]byte, msgs []Message) (bo
 		return false, fmt.Errorf("gitrepo: status commit: %w", err)
 	}
 	w.lastCommit = now
+	w.commits++
+	w.setHead(h)
 	w.log.Debug("status committed", "commit", short(h.String()), "subject", subjectOf(commit.Message))
 	select {
 	case w.kick <- struct{}{}:
@@ -338,6 +350,7 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 		err := w.push(ctx)
 		if err == nil {
 			backoff = 0
+			w.maintain()
 			continue
 		}
 		if ctx.Err() != nil {
@@ -359,6 +372,36 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 		}
 		retry.Reset(Jitter(backoff, 0.2))
 	}
+}
+
+// maintain repacks the local repository once enough commits piled up,
+// and only when everything is pushed (nothing to lose if it fails).
+func (w *StatusWriter) maintain() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.commits < w.repackAt {
+		return
+	}
+	w.pushMu.Lock()
+	defer w.pushMu.Unlock()
+	w.commits = 0
+	if err := repack(w.opts.Dir); err != nil {
+		w.log.Warn("repack", "err", err)
+	}
+	// Reopen both views: go-git caches the list of packs.
+	repo, err := git.PlainOpen(w.opts.Dir)
+	if err != nil {
+		w.log.Error("reopen after repack", "err", err)
+		return
+	}
+	pushRepo, err := git.PlainOpen(w.opts.Dir)
+	if err != nil {
+		w.log.Error("reopen after repack", "err", err)
+		return
+	}
+	w.repo, w.pushRepo = repo, pushRepo
+	w.pushRemote = git.NewRemote(pushRepo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{w.opts.URL}})
+	w.log.Debug("local status repository repacked")
 }
 
 // Flush commits a change held for the coalesce window, then pushes once,
@@ -400,17 +443,23 @@ type WriterState struct {
 // State reports how far pushing has got.
 func (w *StatusWriter) State() WriterState {
 	var st WriterState
-	if ref, err := w.pushRepo.Storer.Reference(w.branch); err == nil {
-		st.Head = ref.Hash().String()
-	}
 	w.stateMu.Lock()
 	defer w.stateMu.Unlock()
+	if !w.head.IsZero() {
+		st.Head = w.head.String()
+	}
 	if !w.pushed.IsZero() {
 		st.Pushed = w.pushed.String()
 	}
 	st.LastError = w.lastErr
 	st.Diverged = w.diverged != nil
 	return st
+}
+
+func (w *StatusWriter) setHead(h plumbing.Hash) {
+	w.stateMu.Lock()
+	defer w.stateMu.Unlock()
+	w.head = h
 }
 
 func (w *StatusWriter) setPushResult(pushed plumbing.Hash, err error) {
@@ -535,6 +584,7 @@ func (w *StatusWriter) adoptRemote(ctx context.Context, ra remoteAccess) (plumbi
 		}
 		w.log.Info("continued the status branch found on the remote", "remote", short(remote.String()), "head", short(newHead.String()))
 		headRef = plumbing.NewHashReference(w.branch, newHead)
+		w.setHead(newHead)
 	}
 	if err := os.Remove(filepath.Join(w.opts.Dir, freshMarker)); err != nil && !os.IsNotExist(err) {
 		return fail(err)
