@@ -38,44 +38,49 @@ var _ Conn = (*DBusConn)(nil)
 // private socket (or a proxy in front of one, as test/systemd provides):
 // EXTERNAL auth, no Hello.
 func Dial(ctx context.Context, socketPath string) (*DBusConn, error) {
-	var dial func() (*godbus.Conn, error)
-	onBus := false
-	if socketPath == "" {
-		bus := func() (*godbus.Conn, error) {
-			bc, err := godbus.SystemBusPrivate(godbus.WithContext(ctx))
-			if err != nil {
-				return nil, err
-			}
-			if err := bc.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-				bc.Close()
-				return nil, err
-			}
-			if err := bc.Hello(); err != nil {
-				bc.Close()
-				return nil, err
-			}
-			return bc, nil
-		}
-		if c, err := bus(); err == nil {
-			c.Close()
-			dial, onBus = bus, true
-		} else if os.Geteuid() == 0 {
-			dial = privateDialer(ctx, "/run/systemd/private")
-		} else {
-			return nil, fmt.Errorf("units: connect to systemd over the system bus: %w", err)
-		}
-	} else {
-		dial = privateDialer(ctx, socketPath)
+	if socketPath != "" {
+		return connect(privateDialer(ctx, socketPath), false, socketPath)
 	}
+	c, err := DialBus(ctx, "")
+	if err == nil || os.Geteuid() != 0 {
+		return c, err
+	}
+	return connect(privateDialer(ctx, "/run/systemd/private"), false, "system bus failed ("+err.Error()+"), then /run/systemd/private")
+}
+
+// DialBus connects to systemd through a bus daemon: socketPath, or the
+// system bus when empty. ctx bounds the connection's lifetime.
+func DialBus(ctx context.Context, socketPath string) (*DBusConn, error) {
+	dial := func() (*godbus.Conn, error) {
+		var bc *godbus.Conn
+		var err error
+		if socketPath == "" {
+			bc, err = godbus.SystemBusPrivate(godbus.WithContext(ctx))
+		} else {
+			bc, err = godbus.Dial("unix:path="+socketPath, godbus.WithContext(ctx))
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := bc.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+			bc.Close()
+			return nil, err
+		}
+		if err := bc.Hello(); err != nil {
+			bc.Close()
+			return nil, err
+		}
+		return bc, nil
+	}
+	return connect(dial, true, cmpOr(socketPath, "system bus"))
+}
+
+func connect(dial func() (*godbus.Conn, error), bus bool, where string) (*DBusConn, error) {
 	c, err := sddbus.NewConnection(dial)
 	if err != nil {
-		where := socketPath
-		if where == "" {
-			where = "system bus, then /run/systemd/private"
-		}
 		return nil, fmt.Errorf("units: connect to systemd (%s): %w", where, err)
 	}
-	return &DBusConn{c: c, dial: dial, bus: onBus, parallel: 64}, nil
+	return &DBusConn{c: c, dial: dial, bus: bus, parallel: 64}, nil
 }
 
 // privateDialer talks straight to systemd (or a proxy in front of it):

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitgw/gitgw/test/lab"
 	sdharness "github.com/gitgw/gitgw/test/systemd"
 )
 
@@ -454,5 +455,66 @@ func drain(ch <-chan Event) {
 		default:
 			return
 		}
+	}
+}
+
+// TestSystemBusNeedsSubscribe runs against a harness with a real system
+// bus (dbus-daemon), the production path: a unit stopped by hand must be
+// seen through the subscription there too (signals need Subscribe() and a
+// match on a bus; the private socket sends them regardless).
+func TestSystemBusNeedsSubscribe(t *testing.T) {
+	sdharness.Require(t)
+	if _, err := os.Stat("/usr/bin/dbus-daemon"); err != nil {
+		lab.Unavailable(t, "needs dbus-daemon: %v", err)
+	}
+	h := sdharness.New(t, sdharness.Options{Name: "ubus", SystemBus: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var conn *DBusConn
+	// PID 1 joins the bus shortly after dbus.service is up.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := DialBus(ctx, h.SystemBusSocket())
+		if err == nil {
+			if _, err = c.Brief(ctx, []string{"multi-user.target"}); err == nil {
+				conn = c
+				break
+			}
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("systemd not reachable over the system bus: %v\n%s", err, h.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	defer conn.Close()
+	m, err := New(ctx, conn, Options{Settle: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cfg := Config{UnitDir: h.UnitDir, Templates: []Template{{
+		Name:      "busapp",
+		Service:   ServiceSection{Type: "exec", ExecStart: "/bin/sleep infinity"},
+		Install:   InstallSection{WantedBy: []string{"multi-user.target"}},
+		Instances: []string{"1", "2"},
+	}}}
+	if err := m.Set(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.MustSystemctl(t, "stop", "busapp@2.service")
+	select {
+	case ev := <-m.Events():
+		if ev.Unit != "busapp@2.service" || ev.ActiveState != "inactive" {
+			t.Fatalf("event %+v", ev)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event over the system bus: Subscribe()/AddMatch missing?")
+	}
+	if err := m.Set(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.MustSystemctl(t, "is-active", "busapp@2.service"); got != "active" {
+		t.Fatalf("not restored: %s", got)
 	}
 }

@@ -78,6 +78,10 @@ type Options struct {
 	Timeout time.Duration
 	// LogLevel is systemd's log level (default "info").
 	LogLevel string
+	// SystemBus also runs a dbus-daemon system bus inside (dbus.socket,
+	// dbus.service), reachable from the host at SystemBusSocket(): the
+	// production path, where signals need Subscribe().
+	SystemBus bool
 }
 
 // Systemd is one running namespaced systemd.
@@ -88,15 +92,16 @@ type Systemd struct {
 	// PID is systemd's pid as seen from the host.
 	PID int
 
-	cgroup   string
-	origCg   string
-	netns    bool
-	cmd      *exec.Cmd
-	waitErr  chan error
-	console  *os.File
-	logDone  chan struct{}
-	stopOnce sync.Once
-	stopErr  error
+	cgroup    string
+	origCg    string
+	systemBus bool
+	netns     bool
+	cmd       *exec.Cmd
+	waitErr   chan error
+	console   *os.File
+	logDone   chan struct{}
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // baseUnits are the stub targets systemd needs to boot and to satisfy the
@@ -151,6 +156,7 @@ func Start(ctx context.Context, o Options) (_ *Systemd, err error) {
 			return nil, fmt.Errorf("systemd harness: %w", err)
 		}
 	}
+	s.systemBus = o.SystemBus
 	if err := s.writeBase(); err != nil {
 		return nil, err
 	}
@@ -184,6 +190,16 @@ func (s *Systemd) writeBase() error {
 		s.Socket() + "\nSocketMode=0600\nRemoveOnStop=yes\n"
 	files["gitgw-harness-bus.service"] = "[Unit]\nDescription=harness bus proxy\n\n[Service]\n" +
 		"ExecStart=/lib/systemd/systemd-socket-proxyd /run/systemd/private\n"
+	if s.systemBus {
+		files["multi-user.target"] += "Wants=dbus.socket gitgw-harness-sysbus.socket\n"
+		files["dbus.socket"] = "[Unit]\nDescription=harness system bus socket\n\n[Socket]\nListenStream=/run/dbus/system_bus_socket\n"
+		files["dbus.service"] = "[Unit]\nDescription=harness system bus\nRequires=dbus.socket\n\n[Service]\nType=notify\nNotifyAccess=main\n" +
+			"ExecStart=/usr/bin/dbus-daemon --system --address=systemd: --nofork --nopidfile --systemd-activation --syslog-only\n"
+		files["gitgw-harness-sysbus.socket"] = "[Unit]\nDescription=harness system bus proxy socket\n\n[Socket]\nListenStream=" +
+			s.SystemBusSocket() + "\nSocketMode=0600\nRemoveOnStop=yes\n"
+		files["gitgw-harness-sysbus.service"] = "[Unit]\nDescription=harness system bus proxy\nRequires=dbus.socket\nAfter=dbus.socket\n\n[Service]\n" +
+			"ExecStart=/lib/systemd/systemd-socket-proxyd /run/dbus/system_bus_socket\n"
+	}
 	for n, c := range files {
 		if err := os.WriteFile(filepath.Join(base, n), []byte(c), 0o644); err != nil {
 			return fmt.Errorf("systemd harness: write %s: %w", n, err)
@@ -328,7 +344,11 @@ func (s *Systemd) waitRunning(ctx context.Context) error {
 		out, _ := s.Command(ctx, "systemctl", "is-system-running").Output()
 		last = strings.TrimSpace(string(out))
 		if last == "running" || last == "degraded" {
-			if _, err := os.Stat(s.Socket()); err == nil {
+			_, err := os.Stat(s.Socket())
+			if err == nil && s.systemBus {
+				_, err = os.Stat(s.SystemBusSocket())
+			}
+			if err == nil {
 				return nil
 			}
 		}
@@ -343,6 +363,11 @@ func (s *Systemd) waitRunning(ctx context.Context) error {
 // Socket is the host-side path of the proxy in front of systemd's private
 // socket. Dial it with the EXTERNAL auth of uid 0 and no Hello().
 func (s *Systemd) Socket() string { return filepath.Join(s.StateDir, "bus.sock") }
+
+// SystemBusSocket is the host-side path of a proxy in front of the
+// harness's system bus (Options.SystemBus): a bus daemon, so EXTERNAL auth
+// then Hello().
+func (s *Systemd) SystemBusSocket() string { return filepath.Join(s.StateDir, "system_bus.sock") }
 
 // NetnsPath is the network namespace systemd and its services run in.
 func (s *Systemd) NetnsPath() string { return fmt.Sprintf("/proc/%d/ns/net", s.PID) }
