@@ -214,10 +214,10 @@ type PassOptions struct {
 // order) → observe again → remember the last good state. An invalid
 // revision is never applied: the pass then re-asserts the last good state
 // instead (so drift is still corrected) and reports the errors.
-func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) Result {
+func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res := Result{Commit: rev.Commit, Subject: rev.Subject, Started: time.Now()}
+	res = Result{Commit: rev.Commit, Subject: rev.Subject, Started: time.Now()}
 	defer func() { res.Duration = time.Since(res.Started) }()
 
 	var prev *spec.Node
