@@ -76,6 +76,7 @@ type Reporter struct {
 	seq       int
 	events    []drift.Event // the last MaxEvents, newest last
 	fresh     []drift.Event // not yet in a commit
+	last      *drift.Status
 
 	proposals chan proposal
 	propMu    sync.Mutex
@@ -129,6 +130,7 @@ func (r *Reporter) Report(ctx context.Context, res Result) error {
 	in := r.input(ctx, res)
 	in.Adoptable = r.propose(ctx, res, in)
 	st := drift.Build(in)
+	r.last = &st
 	js, err := drift.Marshal(st)
 	if err != nil {
 		return err
@@ -152,6 +154,17 @@ func (r *Reporter) Report(ctx context.Context, res Result) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
+}
+
+// Last returns the status of the last reported pass (for the local status
+// page and socket); false before the first pass.
+func (r *Reporter) Last() (drift.Status, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		return drift.Status{}, false
+	}
+	return *r.last, true
 }
 
 func (r *Reporter) input(ctx context.Context, res Result) drift.Input {

@@ -114,8 +114,9 @@ type Resource struct {
 	ID       string          `json:"id"`
 	State    string          `json:"state"`
 	Observed json.RawMessage `json:"observed,omitempty"`
-	Desired  json.RawMessage `json:"desired,omitempty"`
-	Reason   string          `json:"reason,omitempty"`
+	// Desired is omitted when it equals Observed (in sync).
+	Desired json.RawMessage `json:"desired,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
 }
 
 // Key names the resource across passes.
@@ -229,7 +230,8 @@ func Build(in Input) Status {
 			// ignore.
 			r.State, r.Observed, r.Reason = Ignored, raw(c.Before), c.Reason
 		}
-		if c.Action == plan.Delete {
+		if c.Action == plan.Delete || (r.State == InSync && bytes.Equal(r.Observed, r.Desired)) {
+			// Nothing desired, or exactly what was observed: not repeated.
 			r.Desired = nil
 		}
 		st.Resources = append(st.Resources, r)
