@@ -380,3 +380,50 @@ func TestWriteBranchAdoptProposal(t *testing.T) {
 		t.Fatal("WriteBranch accepted a path escaping the tree")
 	}
 }
+
+// A plain work tree (non-bare repository) that the operator commits to
+// directly, on a branch whose name has a slash.
+func TestSyncAndWatchNonBareNestedBranch(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	gitremote.RequireGit(t)
+	dir := filepath.Join(t.TempDir(), "site")
+	commit := func(content string) string {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "site.cue"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "-m", content}} {
+			if _, err := gitremote.Git(dir, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h, err := gitremote.Git(dir, "rev-parse", "HEAD")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if _, err := gitremote.Git("", "init", "-q", "-b", "release/v1", dir); err != nil {
+		t.Fatal(err)
+	}
+	c1 := commit("a: 1\n")
+	s := openSource(t, Options{URL: dir, Ref: "refs/heads/release/v1"})
+	if rev, err := s.Sync(ctx); err != nil || rev.Commit != c1 {
+		t.Fatalf("sync = %+v, %v", rev, err)
+	}
+	events, err := s.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := commit("a: 2\n")
+	select {
+	case <-events:
+	case <-time.After(30 * time.Second):
+		t.Fatal("commit in a work tree not seen by Watch")
+	}
+	if rev, err := s.Sync(ctx); err != nil || rev.Commit != c2 || readFile(t, rev.Dir, "site.cue") != "a: 2\n" {
+		t.Fatalf("sync = %+v, %v", rev, err)
+	}
+}

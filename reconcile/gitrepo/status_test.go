@@ -460,3 +460,26 @@ func TestReadStatusBranches(t *testing.T) {
 		}
 	})
 }
+
+func TestStatusWriterHTTPS(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	r := gitremote.NewBare(t)
+	srv := gitremote.StartHTTPS(t, filepath.Dir(r.Dir), "tok-456")
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("tok-456\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.RepoURL(t, r.Dir)
+	w := startWriter(t, StatusOptions{Node: "gw1", URL: url, TokenFile: token, CAFile: srv.CAFile})
+	for i := 1; i <= 3; i++ {
+		if _, err := w.Write(ctx, statusFiles("gw1", i), Message{Subject: fmt.Sprintf("change %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, time.Minute, "3 commits over https", func() bool { return len(r.Log(t, "gitgw/status/gw1")) == 3 })
+	got, err := ReadStatusBranches(ctx, ReadOptions{URL: url, TokenFile: token, CAFile: srv.CAFile})
+	if err != nil || len(got) != 1 || got[0].Subject != "change 3" {
+		t.Fatalf("read over https = %+v, %v", got, err)
+	}
+}
