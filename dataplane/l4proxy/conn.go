@@ -61,12 +61,12 @@ type conn struct {
 	// to it. The pool's reaper applies the timeouts from these stamps, so
 	// the hot path arms no timer.
 	clientAct, serverAct atomic.Int64
-	flowed   atomic.Int32 // 1: client sent data, 2: server sent data
-	aborted  atomic.Bool
-	termMu   sync.Mutex
-	term     string
-	tried    [4]*server
-	ntried   int
+	flowed               atomic.Int32 // 1: client sent data, 2: server sent data
+	aborted              atomic.Bool
+	termMu               sync.Mutex
+	term                 string
+	tried                [4]*server
+	ntried               int
 }
 
 // direction copies one way: src → dst. Its buffer or pipe is borrowed only
@@ -80,15 +80,15 @@ type direction struct {
 	readFn   func(fd uintptr) bool
 	spliceFn func(fd uintptr) bool
 
-	buf    *[]byte
-	pipe   *pipe
+	buf  *[]byte
+	pipe *pipe
+
 	inPipe int
 	bulk   bool
 	n      int
 	err    error
 	werr   error
 	bytes  int64
-
 }
 
 var connPool = sync.Pool{New: func() any {
@@ -349,6 +349,15 @@ func (d *direction) run() {
 		}
 		if d.n == 0 { // EOF
 			d.release()
+			other := int32(upDone)
+			if d.toServer {
+				other = downDone
+			}
+			if d.c.state.Load()&other != 0 {
+				// The other way is done too: close sends the FIN.
+				d.done("")
+				return
+			}
 			if err := d.dst.CloseWrite(); err != nil && !d.c.aborted.Load() {
 				d.done(d.abortTerm(false))
 				return

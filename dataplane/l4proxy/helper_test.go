@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,6 +50,12 @@ func helperMain() int {
 	n, _ := strconv.Atoi(os.Getenv("L4HELPER_FDS"))
 	for i := 0; i < n; i++ {
 		inherited = append(inherited, os.NewFile(uintptr(3+i), "inherited"))
+	}
+	if path := os.Getenv("L4HELPER_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 	}
 	shards, _ := strconv.Atoi(os.Getenv("L4HELPER_SHARDS"))
 	p := New(logger, Options{Inherited: inherited, Shards: shards})

@@ -163,9 +163,9 @@ type listener struct {
 	shard   *picker
 	jobs    chan *conn // hand-off to an idle connect worker
 	workers int        // owned by the accept loop
-	stop  atomic.Bool
-	done  chan struct{} // closed when the accept loop returned
-	quit  chan struct{} // closed to stop a loop waiting for a slot
+	stop    atomic.Bool
+	done    chan struct{} // closed when the accept loop returned
+	quit    chan struct{} // closed to stop a loop waiting for a slot
 }
 
 // Set makes the pool match cfg: services, binds and servers are added,

@@ -7,15 +7,19 @@ import (
 	"time"
 )
 
+// TestProfShort profiles the pool process under short connections
+// (L4PROF=path). A tool for the benchmarks' CPU-per-connection figure.
 func TestProfShort(t *testing.T) {
-	if os.Getenv("L4PROF") == "" {
-		t.Skip()
+	path := os.Getenv("L4PROF")
+	if path == "" {
+		t.Skip("set L4PROF=/path/to/cpu.prof")
 	}
-	b := &testing.B{}
-	_ = b
 	rr := rrBackendT(t)
 	bind := freePort(t)
-	newTestPool(t, Options{Shards: 1}, Config{Services: []Service{{Name: "p", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "s", Addr: rr, Weight: 1}}}}})
+	h := startHelper(t, Config{Services: []Service{{Name: "p", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "s", Addr: rr, Weight: 1}}}}},
+		"GOMAXPROCS=1", "L4HELPER_SHARDS=1", "L4HELPER_CPUPROFILE="+path)
+	c0 := cpuTime(h.cmd.Process.Pid)
 	st := requests(bind.String(), 50, 5*time.Second, false)
-	t.Logf("%.0f conn/s fails %d", st.rate(), st.fails)
+	cpu := cpuTime(h.cmd.Process.Pid) - c0
+	t.Logf("%.0f conn/s, %d failed, %.1f µs CPU per connection", st.rate(), st.fails, float64(cpu.Microseconds())/float64(st.reqs))
 }
