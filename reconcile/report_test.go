@@ -560,3 +560,52 @@ func TestReporterRemoteDownThenBack(t *testing.T) {
 		}
 	}
 }
+
+// sectionDriver is a driver that reports VRRP roles for status.json.
+type sectionDriver struct {
+	reconcile.Pending
+	state string
+}
+
+func (d sectionDriver) StatusSection(context.Context) (any, error) {
+	return drift.VRRPSection{Instances: []drift.VRRPInstance{{Name: "VI_1", VRID: 51, Interface: "eth0", State: d.state, Priority: 150}}}, nil
+}
+
+func TestReporterDriverSections(t *testing.T) {
+	t.Parallel()
+	ctx := reportCtx(t)
+	remote := gitremote.NewBare(t)
+	w := reportWriter(t, remote.Dir, 0)
+	d := &sectionDriver{Pending: reconcile.Pending{Family: "vrrp"}, state: "BACKUP"}
+	rep, err := reconcile.NewReporter(reconcile.ReporterOptions{Node: "gw1", Sink: w, Drivers: []reconcile.Driver{d}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := reconcile.Result{Commit: reportC1, Outcome: reconcile.Unchanged, AppliedCommit: reportC1, Plan: reportPlan(plan.NoOp)}
+	for _, state := range []string{"BACKUP", "BACKUP", "MASTER"} {
+		d.state = state
+		if err := rep.Report(ctx, res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(remote.Log(t, "gitgw/status/gw1")); n != 2 {
+		t.Errorf("%d status commits for BACKUP, BACKUP, MASTER; want 2", n)
+	}
+	st, err := drift.Parse([]byte(remote.Show(t, "gitgw/status/gw1", "status.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := drift.VRRPOf(st)
+	if !ok || len(v.Instances) != 1 || v.Instances[0].State != "MASTER" {
+		t.Errorf("vrrp section: %+v", st.Sections)
+	}
+	if last, ok := rep.Last(); !ok || last.Sections == nil {
+		t.Errorf("Last: %+v, %v", last, ok)
+	}
+	if md := remote.Show(t, "gitgw/status/gw1", "STATUS.md"); !strings.Contains(md, "| VI_1 | 51 | MASTER | 150 |") {
+		t.Errorf("STATUS.md lacks the VRRP role:\n%s", md)
+	}
+}
