@@ -281,3 +281,40 @@ func BenchmarkReadStatusBranches1000SSH(b *testing.B) {
 		URL: sshd.URL(r.Dir), SSHKeyFile: sshd.ClientKey, KnownHostsFile: sshd.KnownHosts,
 	})
 }
+
+// BenchmarkNoopSync1000Branches: a poll that finds nothing new, in a
+// repository that also holds 1,000 nodes' status branches (all advertised
+// to every fetch: go-git speaks protocol v0 only).
+func BenchmarkNoopSync1000Branches(b *testing.B) {
+	gitremote.RequireGit(b)
+	r := fleetFixture(b, 1000)
+	rows := []struct {
+		name string
+		opts func() Options
+	}{
+		{"local", func() Options { return Options{URL: r.Dir} }},
+		{"ssh", func() Options {
+			sshd := gitremote.StartSSHD(b)
+			return Options{URL: sshd.URL(r.Dir), SSHKeyFile: sshd.ClientKey, KnownHostsFile: sshd.KnownHosts}
+		}},
+	}
+	fmt.Printf("\n%-44s %10s %10s %10s\n", "no-op Sync, 1,000 other branches (20 polls)", "median", "min", "max")
+	for _, row := range rows {
+		s := openSource(b, row.opts())
+		ctx := testCtx(b)
+		if _, err := s.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+		var d []time.Duration
+		for i := 0; i < 20; i++ {
+			t0 := time.Now()
+			if _, err := s.Sync(ctx); err != nil {
+				b.Fatal(err)
+			}
+			d = append(d, time.Since(t0))
+		}
+		sm := summarize(d)
+		fmt.Printf("%-44s %10s %10s %10s\n", row.name, ms(sm.med), ms(sm.lo), ms(sm.hi))
+		b.ReportMetric(float64(sm.med)/float64(time.Millisecond), "ms-median-"+row.name)
+	}
+}

@@ -427,3 +427,24 @@ func TestSyncAndWatchNonBareNestedBranch(t *testing.T) {
 		t.Fatalf("sync = %+v, %v", rev, err)
 	}
 }
+
+func TestOpenForgetsAnotherRepository(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	a, b := gitremote.NewBare(t), gitremote.NewBare(t)
+	a.Commit(t, "main", map[string]string{"site.cue": "a: 1\n"}, "a")
+	cb := b.Commit(t, "main", map[string]string{"site.cue": "b: 1\n"}, "b")
+	dir := filepath.Join(t.TempDir(), "source")
+	if _, err := openSource(t, Options{URL: a.Dir, Dir: dir}).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The same state dir pointed at another repository: a new history, not
+	// a rewrite.
+	s := openSource(t, Options{URL: b.Dir, Dir: dir})
+	if s.Synced() != "" {
+		t.Fatalf("synced = %s after switching repositories", s.Synced())
+	}
+	if rev, err := s.Sync(ctx); err != nil || rev.Commit != cb {
+		t.Fatalf("sync = %+v, %v", rev, err)
+	}
+}
