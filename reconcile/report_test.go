@@ -609,3 +609,35 @@ func TestReporterDriverSections(t *testing.T) {
 		t.Errorf("STATUS.md lacks the VRRP role:\n%s", md)
 	}
 }
+
+// TestReporterSSH reports to a repository behind sshd on 127.0.0.1 (key
+// authentication, checked known_hosts).
+func TestReporterSSH(t *testing.T) {
+	t.Parallel()
+	ctx := reportCtx(t)
+	sshd := gitremote.StartSSHD(t)
+	remote := gitremote.NewBare(t)
+	w, err := gitrepo.NewStatusWriter(ctx, gitrepo.StatusOptions{
+		Node: "gw1", URL: sshd.URL(remote.Dir), Dir: filepath.Join(t.TempDir(), "status.git"),
+		SSHKeyFile: sshd.ClientKey, KnownHostsFile: sshd.KnownHosts,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	rep, err := reconcile.NewReporter(reconcile.ReporterOptions{Node: "gw1", Sink: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := reportPlan(plan.Update)
+	if err := rep.Report(ctx, reconcile.Result{Commit: reportC1, Outcome: reconcile.Applied, AppliedCommit: reportC1, Plan: p, Applied: p.Actionable()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("push over ssh: %v\nsshd log:\n%s", err, sshd.Log())
+	}
+	log := remote.Log(t, "gitgw/status/gw1")
+	if len(log) != 1 || log[0].Subject != "apply(gw1): 3a9c1e2, 1 change" {
+		t.Errorf("status branch over ssh: %+v", log)
+	}
+}
