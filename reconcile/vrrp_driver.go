@@ -1,0 +1,397 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
+
+// VRRPOptions configure the VRRP driver.
+type VRRPOptions struct {
+	// StateDir receives the engine's mastership file for `gitgw vrrp
+	// release` (the agent's --state-dir).
+	StateDir string
+	// ServiceHealthy answers track_services: whether a proxy service has a
+	// healthy server. Nil: every tracked service counts as failing.
+	ServiceHealthy func(name string) bool
+	// Engine, when set, is used instead of a kernel-backed engine (tests).
+	// The driver then does not run or stop it.
+	Engine *vrrp.Engine
+	Logger *slog.Logger
+}
+
+// VRRPDriver adapts the VRRP engine to the Driver interface. The engine
+// runs continuously on its own timers; Apply only hands it a new config,
+// and every transition is an Event that asks the agent for a pass (and a
+// status commit).
+type VRRPDriver struct {
+	e       *vrrp.Engine
+	log     *slog.Logger
+	own     bool
+	closeFn func() error
+	cancel  context.CancelFunc
+	runDone chan struct{}
+	events  chan Event
+	fwdDone chan struct{}
+	once    sync.Once
+}
+
+var (
+	_ Driver      = (*VRRPDriver)(nil)
+	_ Closer      = (*VRRPDriver)(nil)
+	_ EventSource = (*VRRPDriver)(nil)
+)
+
+// NewVRRPDriver starts the engine (raw sockets, netlink, GARP in the
+// calling thread's network namespace) with no instances: nothing on the
+// node changes until Apply.
+func NewVRRPDriver(o VRRPOptions) (*VRRPDriver, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &VRRPDriver{log: log.With("component", "vrrp-driver"), events: make(chan Event, 64), fwdDone: make(chan struct{}), runDone: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	if o.Engine != nil {
+		d.e = o.Engine
+		close(d.runDone)
+	} else {
+		opts, closeFn, err := vrrp.KernelOptions(o.StateDir, log)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		opts.ServiceHealthy = o.ServiceHealthy
+		d.e, d.own, d.closeFn = vrrp.New(log, opts), true, closeFn
+		go func() {
+			defer close(d.runDone)
+			if err := d.e.Run(ctx); err != nil {
+				d.log.Error("vrrp engine stopped", "err", err)
+			}
+		}()
+	}
+	go d.forward(ctx)
+	return d, nil
+}
+
+// forward turns engine transitions into agent events.
+func (d *VRRPDriver) forward(ctx context.Context) {
+	defer close(d.fwdDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case t := <-d.e.Events():
+			ev := Event{Driver: "vrrp", Kind: "transition", Message: fmt.Sprintf("%s %s -> %s (%s)", t.Instance, t.From, t.To, t.Reason)}
+			select {
+			case d.events <- ev:
+			default: // the agent is behind; one pending pass is enough
+			}
+		}
+	}
+}
+
+// Name implements Driver.
+func (d *VRRPDriver) Name() string { return "vrrp" }
+
+// Events implements EventSource.
+func (d *VRRPDriver) Events() <-chan Event { return d.events }
+
+// Engine exposes the engine for status pages and metrics (Status()).
+func (d *VRRPDriver) Engine() *vrrp.Engine { return d.e }
+
+// Close implements Closer: every instance this node is master of leaves
+// with priority 0 and its VIPs are removed.
+func (d *VRRPDriver) Close(ctx context.Context) error {
+	var err error
+	d.once.Do(func() {
+		if d.own {
+			err = d.e.Stop(ctx)
+		}
+		d.cancel()
+		<-d.runDone
+		<-d.fwdDone
+		if d.closeFn != nil {
+			err = errors.Join(err, d.closeFn())
+		}
+	})
+	return err
+}
+
+// Apply implements Driver: the engine's idempotent Set. Unchanged
+// instances keep their state and timers; changed ones are updated without
+// a transition.
+func (d *VRRPDriver) Apply(ctx context.Context, desired *spec.Node) error {
+	cfg, err := VRRPConfig(desired)
+	if err != nil {
+		return err
+	}
+	return d.e.Set(ctx, cfg)
+}
+
+// vrrpView is how an instance appears in a plan's before/after.
+type vrrpView struct {
+	Interface string   `json:"interface"`
+	VRID      uint8    `json:"vrid"`
+	Version   uint8    `json:"version"`
+	Interval  string   `json:"interval"`
+	Priority  uint8    `json:"priority"`
+	Preempt   bool     `json:"preempt"`
+	VIPs      []string `json:"vips"`
+	State     string   `json:"state,omitempty"`
+}
+
+func desiredView(in vrrp.Instance) vrrpView {
+	v := vrrpView{Interface: in.Interface, VRID: in.VRID, Version: in.Version, Interval: in.Interval.String(), Priority: in.Priority, Preempt: !in.NoPreempt}
+	for _, p := range append(slices.Clone(in.VIPs), in.ExcludedVIPs...) {
+		v.VIPs = append(v.VIPs, p.Prefix.String())
+	}
+	return v
+}
+
+// Plan implements Driver: one vrrp_instance change per instance and one vip
+// change per VIP, with the node the site's priorities make master in the
+// details. The observed side is this process's engine: in a `gitgw plan`
+// run, which has no engine running, every instance is planned as created.
+func (d *VRRPDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Change, error) {
+	cfg, err := VRRPConfig(desired)
+	if err != nil {
+		return nil, err
+	}
+	observed := map[string]vrrp.InstanceStatus{}
+	for _, s := range d.e.Status() {
+		observed[s.Name] = s
+	}
+	var out []plan.Change
+	want := map[string]bool{}
+	for _, in := range cfg.Instances {
+		want[in.Name] = true
+		after := desiredView(in)
+		c := plan.Change{Driver: "vrrp", Kind: "vrrp_instance", ID: in.Name, After: after, Details: masterDetails(desired, in.Name)}
+		obs, running := observed[in.Name]
+		var haveVIPs []string
+		if running {
+			before := vrrpView{Interface: obs.Interface, VRID: obs.VRID, Version: obs.Version, Priority: obs.BasePriority, State: obs.State.String()}
+			for _, p := range obs.VIPs {
+				before.VIPs = append(before.VIPs, p.String())
+			}
+			haveVIPs = before.VIPs
+			// Fields the engine does not report are taken as desired.
+			before.Interval, before.Preempt = after.Interval, after.Preempt
+			c.Before = before
+			cmpBefore := before
+			cmpBefore.State = ""
+			if equalView(cmpBefore, after) {
+				c.Action = plan.NoOp
+			} else {
+				c.Action, c.Reason = plan.Update, "changed in site (applied without a transition)"
+			}
+			c.Details = append(c.Details, fmt.Sprintf("now %s, priority %d (base %d)", obs.State, obs.Priority, obs.BasePriority))
+		} else {
+			c.Action, c.Reason = plan.Create, "new in site"
+		}
+		out = append(out, c)
+		for _, v := range after.VIPs {
+			vc := plan.Change{Driver: "vrrp", Kind: "vip", ID: in.Name + "/" + v, After: v, Action: plan.Create, Reason: "new in site"}
+			if slices.Contains(haveVIPs, v) {
+				vc.Before, vc.Action, vc.Reason = v, plan.NoOp, ""
+			}
+			out = append(out, vc)
+		}
+		for _, v := range haveVIPs {
+			if !slices.Contains(after.VIPs, v) {
+				out = append(out, plan.Change{Driver: "vrrp", Kind: "vip", ID: in.Name + "/" + v, Before: v, Action: plan.Delete, Reason: "removed from site"})
+			}
+		}
+	}
+	for _, name := range vrrpKeys(observed) {
+		if want[name] {
+			continue
+		}
+		s := observed[name]
+		out = append(out, plan.Change{Driver: "vrrp", Kind: "vrrp_instance", ID: name, Before: s.State.String(), Action: plan.Delete,
+			Reason: "removed from site", Details: []string{"leaves with priority 0; the backup takes over within Skew_Time"}})
+		for _, p := range s.VIPs {
+			out = append(out, plan.Change{Driver: "vrrp", Kind: "vip", ID: name + "/" + p.String(), Before: p.String(), Action: plan.Delete, Reason: "removed from site"})
+		}
+	}
+	return out, nil
+}
+
+func equalView(a, b vrrpView) bool {
+	return a.Interface == b.Interface && a.VRID == b.VRID && a.Version == b.Version && a.Priority == b.Priority && slices.Equal(a.VIPs, b.VIPs)
+}
+
+func vrrpKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// masterDetails says, from the site's priorities, which node will be
+// master of the instance once every node has applied.
+func masterDetails(n *spec.Node, name string) []string {
+	in := n.VRRP[name]
+	master, best, tie := "", -1, false
+	for _, node := range vrrpKeys(in.Nodes) {
+		p := in.Nodes[node].Priority
+		switch {
+		case p > best:
+			master, best, tie = node, p, false
+		case p == best:
+			tie = true
+		}
+	}
+	var peers []string
+	for _, node := range vrrpKeys(in.Nodes) {
+		peers = append(peers, fmt.Sprintf("%s=%d", node, in.Nodes[node].Priority))
+	}
+	s := fmt.Sprintf("master after apply: %s (priorities %s)", master, strings.Join(peers, ", "))
+	if tie {
+		s = fmt.Sprintf("master after apply: decided by primary address (equal priorities %s)", strings.Join(peers, ", "))
+	}
+	if !in.Preempt {
+		s += "; nopreempt: a running master keeps the role"
+	}
+	return []string{s}
+}
+
+// VRRPConfig translates the node's VRRP instances into the engine's
+// config. Features the engine refuses rather than half-implements (AH
+// authentication, VMAC, VIPs on another device, unicast without peer
+// addresses in the spec) are errors naming the instance.
+func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
+	var cfg vrrp.Config
+	var errs []error
+	groups := map[string][]string{}
+	for _, name := range vrrpKeys(n.VRRP) {
+		si := n.VRRP[name]
+		me, ok := si.Nodes[n.Name]
+		if !ok {
+			continue // this node does not take part
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("vrrp instance %s: %s", name, fmt.Sprintf(format, args...)))
+		}
+		if me.Priority < 1 || me.Priority > 255 {
+			bad("priority %d of node %s outside 1..255", me.Priority, n.Name)
+			continue
+		}
+		in := vrrp.Instance{
+			Name: name, Interface: si.Interface, VRID: si.VRID, Version: uint8(si.Version),
+			Interval: si.AdvertInterval.D(), Priority: uint8(me.Priority),
+			NoPreempt: !si.Preempt, PreemptDelay: si.PreemptDelay.D(),
+			GARP: vrrp.GARP{Repeat: si.GARP.Repeat, Delay: si.GARP.Delay.D(), Refresh: si.GARP.Refresh.D()},
+		}
+		if si.Auth != nil {
+			switch strings.ToUpper(si.Auth.Type) {
+			case "PASS":
+				pass := si.Auth.Password
+				if si.Auth.PasswordFile != "" {
+					b, err := os.ReadFile(si.Auth.PasswordFile)
+					if err != nil {
+						bad("auth password file: %v", err)
+					}
+					pass = strings.TrimSpace(string(b))
+				}
+				in.AuthPass = pass
+			case "", "NONE":
+			default:
+				bad("auth type %q refused: only PASS (VRRPv2) is supported; AH is not", si.Auth.Type)
+			}
+		}
+		for _, list := range []struct {
+			from []spec.VIP
+			to   *[]vrrp.VIP
+		}{{si.VIPs, &in.VIPs}, {si.ExcludedVIPs, &in.ExcludedVIPs}} {
+			for _, v := range list.from {
+				if v.Dev != "" && v.Dev != si.Interface {
+					bad("VIP %v on %s: VIPs live on the instance interface %s", v.Address, v.Dev, si.Interface)
+				}
+				*list.to = append(*list.to, vrrp.VIP{Prefix: v.Address, Label: v.Label})
+			}
+		}
+		if si.VMAC {
+			bad("vmac is not supported by this gitgw yet")
+		}
+		if si.Unicast {
+			bad("unicast needs the peers' addresses, which the node view does not carry yet")
+		}
+		for _, t := range si.TrackInterfaces {
+			in.TrackInterfaces = append(in.TrackInterfaces, vrrp.TrackInterface{Name: t.Name, Weight: t.Weight})
+		}
+		for _, t := range si.TrackChecks {
+			c, err := trackCheck(t)
+			if err != nil {
+				bad("%v", err)
+				continue
+			}
+			in.TrackChecks = append(in.TrackChecks, c)
+		}
+		for _, s := range si.TrackServices {
+			in.TrackChecks = append(in.TrackChecks, vrrp.Check{Name: "service:" + s.Service, Kind: vrrp.CheckService, Target: s.Service,
+				Interval: time.Second, Rise: 1, Fall: 1, Weight: s.Weight})
+		}
+		sh := func(cmd string) []string {
+			if cmd == "" {
+				return nil
+			}
+			return []string{"/bin/sh", "-c", cmd}
+		}
+		in.Notify = vrrp.Notify{Master: sh(si.Notify.Master), Backup: sh(si.Notify.Backup), Fault: sh(si.Notify.Fault), Stop: sh(si.Notify.Stop)}
+		if si.SyncGroup != "" {
+			groups[si.SyncGroup] = append(groups[si.SyncGroup], name)
+		}
+		cfg.Instances = append(cfg.Instances, in)
+	}
+	for _, g := range vrrpKeys(groups) {
+		cfg.SyncGroups = append(cfg.SyncGroups, vrrp.SyncGroup{Name: g, Instances: groups[g]})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return vrrp.Config{}, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// trackCheck maps a site check onto an in-process engine check.
+func trackCheck(t spec.TrackCheck) (vrrp.Check, error) {
+	c := vrrp.Check{Name: t.Name, Target: t.Target, Interval: t.Interval.D(), Timeout: t.Timeout.D(), Rise: t.Rise, Fall: t.Fall,
+		Weight: t.Weight, ExpectStatus: t.ExpectStatus}
+	switch t.Kind {
+	case "tcp":
+		c.Kind = vrrp.CheckTCP
+	case "http":
+		c.Kind = vrrp.CheckHTTP
+		if !strings.Contains(c.Target, "://") {
+			host := c.Target
+			if t.Host != "" && host == "" {
+				host = t.Host
+			}
+			c.Target = "http://" + host + t.Path
+		}
+	case "command":
+		c.Kind, c.Command = vrrp.CheckCommand, []string{"/bin/sh", "-c", t.Command}
+	case "icmp":
+		timeout := max(1, int(t.Timeout.D()/time.Second))
+		c.Kind, c.Command = vrrp.CheckCommand, []string{"ping", "-c", "1", "-W", strconv.Itoa(timeout), t.Target}
+	default:
+		return c, fmt.Errorf("check %s: kind %q unsupported", t.Name, t.Kind)
+	}
+	return c, nil
+}
