@@ -1,6 +1,7 @@
 package gitrepo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,8 +38,10 @@ type StatusOptions struct {
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
 	// Coalesce: a Write less than Coalesce after the previous commit is
 	// held back and folded, with any others that follow, into one commit
-	// when the window ends; the first change after a quiet period is
-	// committed at once. Zero commits every change.
+	// when the window ends (the last content, every subject listed); the
+	// first change after a quiet period is committed at once. A burst that
+	// ends where it started (a flap) commits nothing. Zero commits every
+	// change.
 	Coalesce time.Duration
 	// RetryMin and RetryMax bound the exponential backoff between failed
 	// pushes (defaults 500 ms and 1 min).
@@ -206,7 +209,11 @@ func (w *StatusWriter) Write(ctx context.Context, files map[string][]byte, msg M
 			wait := w.opts.Coalesce - time.Since(w.lastCommit)
 			w.timer = time.AfterFunc(wait, w.flushStaged)
 		}
-		w.staged.files = files
+		// Held past the call: keep a copy, the caller may reuse its map.
+		w.staged.files = make(map[string][]byte, len(files))
+		for p, b := range files {
+			w.staged.files[p] = bytes.Clone(b)
+		}
 		w.staged.msgs = append(w.staged.msgs, msg)
 		return false, w.divergedErr()
 	}
