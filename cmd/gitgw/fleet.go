@@ -62,6 +62,12 @@ func runFleet(cmd *cobra.Command, f *fleetFlags) error {
 	}
 	if len(fl.Nodes) == 0 {
 		fmt.Fprintf(cmd.OutOrStdout(), "No status branches (%s*) in %s.\n", f.prefix, url)
+		if f.site.site != "" {
+			// A clone keeps other branches as remote-tracking refs, which
+			// are not read here.
+			fmt.Fprintf(cmd.OutOrStdout(), "In a clone, fetch them as branches first:\n  git -C %s fetch origin '+refs/heads/%s*:refs/heads/%s*'\nor read the repository itself with --repo URL.\n",
+				f.site.site, f.prefix, f.prefix)
+		}
 		return nil
 	}
 	return drift.WriteFleetText(cmd.OutOrStdout(), fl, time.Now())
