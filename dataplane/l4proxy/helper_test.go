@@ -156,6 +156,13 @@ type helperProc struct {
 // startHelper runs the pool in a separate process with cfg.
 func startHelper(t testing.TB, cfg Config, env ...string) *helperProc {
 	t.Helper()
+	return startHelperWith(t, exec.Command, cfg, env...)
+}
+
+// startHelperWith starts the helper through command (e.g. a namespace's
+// `ip netns exec`, which execs the helper under the same PID).
+func startHelperWith(t testing.TB, command func(string, ...string) *exec.Cmd, cfg Config, env ...string) *helperProc {
+	t.Helper()
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +175,7 @@ func startHelper(t testing.TB, cfg Config, env ...string) *helperProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(self)
+	cmd := command(self)
 	cmd.Env = append(append(os.Environ(), "L4HELPER_CONFIG="+path), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

@@ -1,0 +1,165 @@
+package l4proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := "testdata/" + name + ".golden"
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if d := cmp.Diff(string(want), string(got)); d != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, d)
+	}
+}
+
+func goldenSnapshot() Snapshot {
+	at := time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC)
+	return Snapshot{Time: at, Services: []ServiceStats{{
+		Name: "web", Binds: []string{"203.0.113.100:80", "[2001:db8::100]:80"}, Balance: RoundRobin, Status: "UP",
+		Current: 3, MaxConn: 1000, Total: 12345, BytesIn: 1 << 20, BytesOut: 5 << 30, Queue: 0, MaxQueue: 2, Errors: 1,
+		Servers: []ServerStats{
+			{Name: "app1", Addr: "198.51.100.11:8080", Weight: 100, Admin: Ready, Status: "UP", Current: 2, Total: 6000,
+				BytesIn: 600 << 10, BytesOut: 3 << 30, Check: "L7 status 200, body matches", CheckDuration: 2 * time.Millisecond,
+				LastChange: at.Add(-time.Hour)},
+			{Name: "app2", Addr: "198.51.100.12:8080", Weight: 50, Admin: Drain, Status: "DRAIN", Current: 1, Total: 6000,
+				LastChange: at.Add(-90 * time.Second)},
+			{Name: "app3", Addr: "198.51.100.13:8080", Weight: 100, Admin: Ready, Status: "DOWN", Total: 345, ConnectErrors: 7,
+				Retries: 7, FailedChecks: 12, Check: "L4 connect: connection refused", LastChange: at.Add(-5 * time.Minute),
+				Downtime: 5 * time.Minute},
+			{Name: "spare", Addr: "198.51.100.14:8080", Weight: 1, Backup: true, Admin: Maint, Status: "MAINT", LastChange: at},
+		},
+	}}}
+}
+
+func TestStatsPageGolden(t *testing.T) {
+	var html bytes.Buffer
+	if err := statsPage.Execute(&html, goldenSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "stats.html", html.Bytes())
+	js, err := json.MarshalIndent(goldenSnapshot(), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "stats.json", append(js, '\n'))
+}
+
+func TestStatsHandler(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "a")
+	bind := freePort(t)
+	p := newTestPool(t, Options{}, Config{Services: []Service{{Name: "web", Binds: []netip.AddrPort{bind}, Servers: []Server{srvCfg(a, 1)}}}})
+	if _, err := roundTrip(bind, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p.StatsHandler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/?json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap Snapshot
+	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(snap.Services) != 1 || snap.Services[0].Total != 1 || snap.Services[0].Servers[0].Status != "UP" ||
+		snap.Services[0].Binds[0] != bind.String() {
+		t.Errorf("json snapshot: %+v", snap)
+	}
+	resp, err = srv.Client().Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") || !strings.Contains(string(body), "<h2>web</h2>") {
+		t.Errorf("html page: %s\n%s", ct, body)
+	}
+}
+
+// logRecorder keeps the attributes of every record.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []map[string]string
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	m := map[string]string{"msg": rec.Message}
+	rec.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
+	r.mu.Lock()
+	r.recs = append(r.recs, m)
+	r.mu.Unlock()
+	return nil
+}
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
+
+func (r *logRecorder) conns() []map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []map[string]string
+	for _, m := range r.recs {
+		if m["msg"] == "connection" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestConnectionLog(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "a")
+	bind := freePort(t)
+	rec := &logRecorder{}
+	p := New(slog.New(rec), Options{})
+	t.Cleanup(func() { p.Close(context.Background()) })
+	if err := p.Set(context.Background(), Config{Services: []Service{{
+		Name: "web", Binds: []netip.AddrPort{bind}, Servers: []Server{srvCfg(a, 1)}, Log: true,
+		Timeouts: Timeouts{Client: 200 * time.Millisecond},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := roundTrip(bind, "0123456789"); err != nil {
+		t.Fatal(err)
+	}
+	_, c, err := dialName(bind) // then stays silent: client timeout
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eventually(t, 20*time.Second, "two connection log lines", func() bool { return len(rec.conns()) == 2 })
+	got := rec.conns()
+	if l := got[0]; l["service"] != "web" || l["server"] != "a" || l["bytes_in"] != "10" || l["bytes_out"] != "12" || l["termination"] != "--" || l["duration"] == "" {
+		t.Errorf("normal connection log: %v", l)
+	}
+	if l := got[1]; l["termination"] != "cD" {
+		t.Errorf("timed-out connection log: %v", l)
+	}
+}
