@@ -67,7 +67,11 @@ func planObserved(ctx context.Context, f *observedFlags, sf *siteFlags, node str
 		st, seen = &s, b
 	}
 	if st == nil {
-		return nil, fmt.Errorf("no status branch %s%s in %s: has the node ever reported?", f.prefix, node, url)
+		hint := "has the node ever reported?"
+		if f.repo == "" && sf.repo == "" {
+			hint = "in a clone, give the repository with --status-repo URL, or fetch the status branches as branches"
+		}
+		return nil, fmt.Errorf("no status branch %s%s in %s: %s", f.prefix, node, url, hint)
 	}
 	p := &plan.Plan{Node: node, Commit: rev.Commit}
 	p.Notes = append(p.Notes, fmt.Sprintf("planned against the status %s reported at %s (status commit %s), not the live host",
