@@ -41,6 +41,10 @@ var goldenCases = []goldenCase{
 		{Node: "lb1", Path: "seed001/keepalived-master.conf"},
 		{Node: "lb2", Path: "seed001/keepalived-backup.conf"},
 	}, haproxy: []Input{{Path: "seed001/haproxy.cfg"}}},
+	{name: "seed001-haproxy-lb1-only", keepalived: []Input{
+		{Node: "lb1", Path: "seed001/keepalived-master.conf"},
+		{Node: "lb2", Path: "seed001/keepalived-backup.conf"},
+	}, haproxy: []Input{{Node: "lb1", Path: "seed001/haproxy.cfg"}}},
 	{name: "seed004", keepalived: []Input{
 		{Node: "master", Path: "seed004/keepalived-master.conf"},
 		{Node: "backup", Path: "seed004/keepalived-backup.conf"},

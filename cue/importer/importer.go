@@ -126,6 +126,7 @@ func Import(opts Options) (*Result, error) {
 		w.add(Pos{File: opts.HAProxy[0].Path}, "no keepalived.conf and no node named: the site declares one node \"gw1\"; rename it and add the others")
 		st.nodes = append(st.nodes, &node{name: "gw1"})
 	}
+	checkTrackedServices(st, &w)
 	checkUnicast(st, kcs, &w)
 	checkStates(st, &w)
 	checkBinds(st, &w)
@@ -368,5 +369,28 @@ func checkStates(st *site, w *warnings) {
 				w.add(in.pos, "vrrp_instance %s: %s starts as MASTER in keepalived with priority %d, below the highest (%d); gitgw elects by priority only", in.name, p.node, p.prio, top)
 			}
 		}
+	}
+}
+
+// checkTrackedServices drops tracked services that do not run on every
+// node of the instance (the loader would reject them on the others).
+func checkTrackedServices(st *site, w *warnings) {
+	for _, in := range st.vrrp {
+		var keep []trackSvc
+		for _, ts := range in.trackSvcs {
+			i := slices.IndexFunc(st.services, func(s *service) bool { return s.name == ts.service })
+			missing := ""
+			for _, p := range in.prios {
+				if i >= 0 && len(st.services[i].nodes) > 0 && !slices.Contains(st.services[i].nodes, p.node) {
+					missing = p.node
+				}
+			}
+			if missing != "" {
+				w.add(in.pos, "vrrp_instance %s: service %s does not run on %s: not tracked", in.name, ts.service, missing)
+				continue
+			}
+			keep = append(keep, ts)
+		}
+		in.trackSvcs = keep
 	}
 }
