@@ -23,6 +23,7 @@ type agentFlags struct {
 	debug    bool
 	status   statusFlags
 	scope    string
+	drivers  driverFlags
 }
 
 func newAgentCmd() *cobra.Command {
@@ -45,6 +46,7 @@ func newAgentCmd() *cobra.Command {
 	fl.BoolVar(&f.debug, "debug", false, "debug logging")
 	f.status.register(fl)
 	fl.StringVar(&f.scope, "scope", "auto", scopeHelp)
+	f.drivers.register(fl)
 	return cmd
 }
 
@@ -68,7 +70,8 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	defer cleanup()
-	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: stateDir, Logger: log, Live: true})
+	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: stateDir, Logger: log, Live: true,
+		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
 	defer closeDrivers()
 	scope, err := parseScope(f.scope)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/spf13/pflag"
 	"log/slog"
 
 	"github.com/gitgw/gitgw/reconcile"
@@ -15,6 +16,10 @@ type driverEnv struct {
 	// Live is set for commands that change the node (apply, agent); plan
 	// only observes.
 	Live bool
+	// UnitDir and SystemdSocket locate systemd (defaults: the system's).
+	UnitDir, SystemdSocket string
+
+	shared *shared
 }
 
 // driverFactory builds one family's driver. A factory that cannot run here
@@ -28,12 +33,13 @@ type driverFactory struct {
 // driverFactories lists the drivers built into this binary; each is wired
 // in its own file (wire_*.go).
 func driverFactories() []driverFactory {
-	return []driverFactory{tuningFactory()}
+	return []driverFactory{tuningFactory(), unitsFactory(), proxyFactory(), vrrpFactory()}
 }
 
 // buildDrivers returns one driver per family, real where it can run and
 // pending otherwise, plus a cleanup that closes them.
 func buildDrivers(ctx context.Context, env driverEnv) ([]reconcile.Driver, func()) {
+	env.shared = newShared(env)
 	have := map[string]reconcile.Driver{}
 	for _, f := range driverFactories() {
 		d, err := f.build(ctx, env)
@@ -60,4 +66,14 @@ func buildDrivers(ctx context.Context, env driverEnv) ([]reconcile.Driver, func(
 		}
 	}
 	return out, cleanup
+}
+
+// driverFlags locate what the drivers talk to.
+type driverFlags struct {
+	unitDir, systemdSocket string
+}
+
+func (f *driverFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&f.unitDir, "unit-dir", "/etc/systemd/system", "where gitgw writes the site's template units")
+	fl.StringVar(&f.systemdSocket, "systemd-socket", "", "systemd's private socket to use instead of the system bus (tests, containers)")
 }

@@ -26,6 +26,7 @@ type planFlags struct {
 	autoApprove bool
 	observed    observedFlags
 	scope       string
+	drivers     driverFlags
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
@@ -40,6 +41,7 @@ func (f *planFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.debug, "debug", false, "debug logging")
 	f.observed.register(fl)
 	fl.StringVar(&f.scope, "scope", "auto", scopeHelp)
+	f.drivers.register(fl)
 }
 
 const scopeHelp = "what the schema is applied to: site (everything: an error anywhere rejects the commit), node (this node's part; validate the site in CI), auto (site up to 200 nodes)"
@@ -110,7 +112,8 @@ func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconci
 	if err != nil {
 		return nil, nil, fail(err)
 	}
-	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log, Live: apply})
+	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log, Live: apply,
+		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
 	defer closeDrivers()
 	scope, err := parseScope(f.scope)
 	if err != nil {

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/reconcile"
+)
+
+// shared holds what several drivers use together: the proxy pool, whose
+// health the VRRP engine tracks and the units driver waits for.
+type shared struct {
+	pool *l4proxy.Pool
+}
+
+func newShared(env driverEnv) *shared {
+	return &shared{pool: l4proxy.New(env.Logger.With("component", "l4proxy"), l4proxy.Options{Inherited: inheritedListeners()})}
+}
+
+// serviceHealthy reports whether a proxy service has a server up: a VRRP
+// instance tracking the service gives up mastership when it has none.
+func (s *shared) serviceHealthy(name string) bool {
+	for _, svc := range s.pool.Stats().Services {
+		if svc.Name == name {
+			return svc.Status == "UP"
+		}
+	}
+	return false
+}
+
+// unitHealthy gates a rolling restart: an instance "app@8080.service" that
+// is a server of a proxy service (an address on port 8080) must be UP in the
+// pool before the roll moves on. Instances that serve no service pass.
+func (s *shared) unitHealthy(_ context.Context, unit string) error {
+	inst := strings.TrimSuffix(unit[strings.IndexByte(unit, '@')+1:], ".service")
+	if _, err := strconv.Atoi(inst); err != nil {
+		return nil
+	}
+	for _, svc := range s.pool.Stats().Services {
+		for _, srv := range svc.Servers {
+			_, port, err := net.SplitHostPort(srv.Addr)
+			if err != nil || port != inst {
+				continue
+			}
+			if srv.Status != "UP" && srv.Status != "DRAIN" {
+				return fmt.Errorf("%s is %s in service %s", srv.Name, srv.Status, svc.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// inheritedListeners are listening sockets handed over by systemd
+// (LISTEN_FDS, from the unit's file descriptor store) or by a previous
+// agent process, so that a restart never refuses a connection.
+func inheritedListeners() []*os.File {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return nil
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n <= 0 {
+		return nil
+	}
+	names := strings.Split(os.Getenv("LISTEN_FDNAMES"), ":")
+	var out []*os.File
+	for i := 0; i < n; i++ {
+		name := "listener"
+		if i < len(names) && names[i] != "" {
+			name = names[i]
+		}
+		out = append(out, os.NewFile(uintptr(3+i), name))
+	}
+	return out
+}
+
+func proxyFactory() driverFactory {
+	return driverFactory{
+		family: "proxy",
+		build: func(_ context.Context, env driverEnv) (reconcile.Driver, error) {
+			return reconcile.NewProxyDriver(env.shared.pool, env.Logger), nil
+		},
+	}
+}
+
+func vrrpFactory() driverFactory {
+	return driverFactory{
+		family: "vrrp",
+		build: func(_ context.Context, env driverEnv) (reconcile.Driver, error) {
+			if os.Geteuid() != 0 {
+				return nil, fmt.Errorf("the VRRP engine needs root (raw sockets, netlink)")
+			}
+			return reconcile.NewVRRPDriver(reconcile.VRRPOptions{
+				StateDir:       env.StateDir,
+				ServiceHealthy: env.shared.serviceHealthy,
+				Logger:         env.Logger,
+			})
+		},
+	}
+}
+
+func unitsFactory() driverFactory {
+	return driverFactory{
+		family: "units",
+		build: func(_ context.Context, env driverEnv) (reconcile.Driver, error) {
+			return reconcile.NewUnitsDriver(reconcile.UnitsOptions{
+				UnitDir: env.UnitDir,
+				Socket:  env.SystemdSocket,
+				Healthy: env.shared.unitHealthy,
+				Logger:  env.Logger,
+			})
+		},
+	}
+}
