@@ -1,6 +1,7 @@
 package l4proxy
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -264,7 +265,7 @@ func (c *conn) finish() {
 		if srv != nil {
 			name = srv.name
 		}
-		svc.pool.log.LogAttrs(nil, slog.LevelInfo, "connection",
+		svc.pool.log.LogAttrs(context.Background(), slog.LevelInfo, "connection",
 			slog.String("service", svc.name), slog.String("server", name),
 			slog.String("client", c.caddr.String()), slog.Duration("duration", time.Since(c.start)),
 			slog.Int64("bytes_in", c.up.bytes), slog.Int64("bytes_out", c.down.bytes),

@@ -3,7 +3,6 @@ package l4proxy
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -195,8 +194,6 @@ func serverStats(p *Pool, svc, srv string) ServerStats {
 	}
 	return ServerStats{}
 }
-
-var errLoad = errors.New("load failed")
 
 // load runs n concurrent clients doing round trips until stop is closed;
 // it returns how many succeeded and the failures.
