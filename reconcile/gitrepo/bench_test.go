@@ -122,8 +122,8 @@ func BenchmarkPushToSyncSSHPoll(b *testing.B) {
 	reportPushToSync(b, "ssh remote, polled every 1 s", lat, push)
 }
 
-// benchStatus is a status.json of realistic size (≈5 KiB: forty resources)
-// in which change i flips a few fields.
+// benchStatus is a status.json of realistic size (≈7 KiB: forty resources
+// with distinct values) in which change i flips a few fields.
 func benchStatus(node string, i int) map[string][]byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "{\n  \"schema\": \"gitgw.status/v1\",\n  \"node\": %q,\n  \"desired\": \"3a9c1e2f00c0ffee3a9c1e2f00c0ffee3a9c1e2f\",\n  \"applied\": \"3a9c1e2f00c0ffee3a9c1e2f00c0ffee3a9c1e2f\",\n  \"resources\": [\n", node)
@@ -132,7 +132,11 @@ func benchStatus(node string, i int) map[string][]byte {
 		if r == i%40 {
 			state = fmt.Sprintf("drift-%d", i)
 		}
-		fmt.Fprintf(&b, "    {\"kind\": \"unit\", \"id\": \"app@%d.service\", \"state\": %q, \"active\": \"active\", \"sub\": \"running\"}", 8080+r, state)
+		// Per-resource values that do not repeat (pids, memory, unit
+		// file hashes), so the JSON does not compress unrealistically well.
+		seed := uint32(r*2654435761) ^ uint32(len(node))
+		fmt.Fprintf(&b, "    {\"kind\": \"unit\", \"id\": \"app@%d.service\", \"state\": %q, \"active\": \"active\", \"sub\": \"running\", \"pid\": %d, \"memory\": %d, \"unit_sha\": \"%08x%08x\"}",
+			8080+r, state, 1000+seed%60000, seed%(512<<20), seed, seed*2246822519)
 		if r < 39 {
 			b.WriteString(",")
 		}
@@ -155,7 +159,11 @@ func packBytes(b *testing.B, w *StatusWriter, h plumbing.Hash) int {
 	if err != nil {
 		b.Fatal(err)
 	}
-	commits, stop, err := newCommits(s, h, c.ParentHashes[0], nil)
+	parent := plumbing.ZeroHash // the first commit: everything is new
+	if len(c.ParentHashes) > 0 {
+		parent = c.ParentHashes[0]
+	}
+	commits, stop, err := newCommits(s, h, parent, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -199,6 +207,7 @@ func measureStatusToRemote(b *testing.B, name string, r *gitremote.Repo, opts St
 	}
 	l := summarize(lat)
 	slices.Sort(bytes)
+	fmt.Printf("\n(status.json %d B, STATUS.md %d B per commit)", len(benchStatus(opts.Node, 1)["status.json"]), len(benchStatus(opts.Node, 1)["STATUS.md"]))
 	fmt.Printf("\n%-40s %10s %10s %10s %14s\n", "change → status commit on the remote", "median", "min", "max", "pack B/commit")
 	fmt.Printf("%-40s %10s %10s %10s %8d (%d-%d)\n", name+fmt.Sprintf(" (%d changes)", changes), ms(l.med), ms(l.lo), ms(l.hi),
 		bytes[len(bytes)/2], bytes[0], bytes[len(bytes)-1])

@@ -15,6 +15,13 @@
 //   - ReadStatusBranches reads every node's status branch at once, for the
 //     fleet view.
 //
+// Pushes send only the objects of the commits the remote lacks, found by
+// walking back from the new head to the remote's tip, so their cost does
+// not grow with the history or with the number of nodes' branches (go-git's
+// own push walks everything the remote advertises). The local repositories
+// are repacked now and then, so a long-running agent does not pile up loose
+// objects.
+//
 // Transports are the ones go-git speaks: a local path or file:// (through
 // git-upload-pack/git-receive-pack), ssh:// with a key file and a checked
 // known_hosts file, and https:// with a token read from a file.
