@@ -34,9 +34,12 @@ type Conn interface {
 	// inactive instance is enabled when its template's WantedBy or
 	// RequiredBy target wants it.
 	Wanted(ctx context.Context, targets []string) (map[string]bool, error)
-	// List returns the names of the units matching the glob patterns that
-	// systemd has loaded or has unit files for, in any state.
-	List(ctx context.Context, patterns []string) ([]string, error)
+	// List returns the units matching the glob patterns that systemd has
+	// loaded, in any state (LoadState, ActiveState, SubState set), and the
+	// unit files matching them that are not loaded (LoadState empty,
+	// UnitFileState set, e.g. "masked"). Cheap: asking about a unit that is
+	// not loaded makes systemd load it, which List avoids.
+	List(ctx context.Context, patterns []string) ([]UnitState, error)
 	// Subscribe streams unit changes until ctx ends, then closes the
 	// channel. A change with an empty Name means "changes were lost:
 	// resync everything". Implementations must call systemd's Subscribe():

@@ -184,21 +184,37 @@ func (d *DBusConn) States(ctx context.Context, units []string) ([]UnitState, err
 	errs := make([]error, len(units))
 	sem := make(chan struct{}, max(d.parallel, 1))
 	var wg sync.WaitGroup
+	// NeedDaemonReload follows the fragment (the template file): ask one
+	// running instance per template and give its answer to the others.
+	reloadRep := map[string]int{}
 	for i, u := range units {
 		st := byName[u]
 		out[i] = UnitState{Name: u, LoadState: st.LoadState, ActiveState: st.ActiveState, SubState: st.SubState}
 		if st.LoadState == "not-found" || st.Name == "" {
 			continue
 		}
+		askReload := true
+		if tf := templateFile(u); tf != "" && st.ActiveState != "inactive" {
+			if _, ok := reloadRep[tf]; ok {
+				askReload = false
+			} else {
+				reloadRep[tf] = i
+			}
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			errs[i] = d.details(ctx, &out[i])
+			errs[i] = d.details(ctx, &out[i], askReload)
 		}()
 	}
 	wg.Wait()
+	for i := range out {
+		if rep, ok := reloadRep[templateFile(out[i].Name)]; ok && out[i].ActiveState != "inactive" {
+			out[i].NeedDaemonReload = out[rep].NeedDaemonReload
+		}
+	}
 	return out, errors.Join(errs...)
 }
 
@@ -229,7 +245,7 @@ func (d *DBusConn) Brief(ctx context.Context, units []string) ([]UnitState, erro
 	return out, nil
 }
 
-func (d *DBusConn) details(ctx context.Context, s *UnitState) error {
+func (d *DBusConn) details(ctx context.Context, s *UnitState, askReload bool) error {
 	get := func(iface, prop string) (any, error) {
 		var v *sddbus.Property
 		var err error
@@ -249,11 +265,14 @@ func (d *DBusConn) details(ctx context.Context, s *UnitState) error {
 	if s.ActiveState == "inactive" {
 		return nil
 	}
-	v, err := get("Unit", "NeedDaemonReload")
-	if err != nil {
-		return err
+	var v any
+	var err error
+	if askReload {
+		if v, err = get("Unit", "NeedDaemonReload"); err != nil {
+			return err
+		}
+		s.NeedDaemonReload, _ = v.(bool)
 	}
-	s.NeedDaemonReload, _ = v.(bool)
 	if s.LoadState != "loaded" || !strings.HasSuffix(s.Name, ".service") {
 		return nil
 	}
@@ -298,8 +317,11 @@ func (d *DBusConn) Wanted(ctx context.Context, targets []string) (map[string]boo
 	return out, nil
 }
 
-// List returns loaded units and unit files matching the patterns.
-func (d *DBusConn) List(ctx context.Context, patterns []string) ([]string, error) {
+// List returns the loaded units matching the patterns (with their
+// load/active/sub states), and the unit files matching them that are not
+// loaded (LoadState empty, UnitFileState from the file list: a masked
+// instance is a unit file of its own).
+func (d *DBusConn) List(ctx context.Context, patterns []string) ([]UnitState, error) {
 	loaded, err := d.c.ListUnitsByPatternsContext(ctx, nil, patterns)
 	if err != nil {
 		return nil, fmt.Errorf("units: list units %v: %w", patterns, err)
@@ -308,19 +330,24 @@ func (d *DBusConn) List(ctx context.Context, patterns []string) ([]string, error
 	if err != nil {
 		return nil, fmt.Errorf("units: list unit files %v: %w", patterns, err)
 	}
-	var out []string
+	var out []UnitState
+	seen := map[string]bool{}
 	for _, u := range loaded {
-		out = append(out, u.Name)
+		seen[u.Name] = true
+		out = append(out, UnitState{Name: u.Name, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState})
 	}
 	for _, f := range files {
 		n := f.Path
 		if i := strings.LastIndexByte(n, '/'); i >= 0 {
 			n = n[i+1:]
 		}
-		out = append(out, n)
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, UnitState{Name: n, UnitFileState: f.Type})
+		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	slices.SortFunc(out, func(a, b UnitState) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // Subscribe opens a connection of its own for signals, calls systemd's

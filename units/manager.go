@@ -205,29 +205,54 @@ func (m *Manager) Observe(ctx context.Context, cfg Config) (Observed, error) {
 	slices.Sort(templates)
 
 	// Units: the desired instances, and whatever systemd knows of
-	// instances of owned templates (to find the ones to remove).
+	// instances of owned templates (to find the ones to remove). Only
+	// loaded units are asked about: loading a unit just to hear "inactive"
+	// costs systemd ~0.5 ms of CPU each time (it is unloaded again at
+	// once). A unit that is not loaded is inactive, not failed, and not
+	// wanted by a loaded target.
 	want := map[string]bool{}
 	for _, t := range cfg.Templates {
 		for _, u := range t.UnitNames() {
 			want[u] = true
 		}
 	}
-	if len(templates) > 0 {
-		var patterns []string
-		for _, t := range templates {
-			patterns = append(patterns, strings.TrimSuffix(t, "@.service")+"@*.service")
+	listed := map[string]UnitState{}
+	var patterns []string
+	for _, t := range templates {
+		patterns = append(patterns, strings.TrimSuffix(t, "@.service")+"@*.service")
+	}
+	for _, t := range cfg.Templates {
+		if !slices.Contains(templates, t.FileName()) {
+			patterns = append(patterns, t.Name+"@*.service")
 		}
+	}
+	if len(patterns) > 0 {
 		found, err := m.conn.List(ctx, patterns)
 		if err != nil {
 			return obs, err
 		}
 		for _, u := range found {
-			if templateFile(u) != "" && !strings.Contains(u, "@.") {
-				want[u] = true
+			if templateFile(u.Name) == "" || strings.Contains(u.Name, "@.") {
+				continue
+			}
+			listed[u.Name] = u
+			if slices.Contains(templates, templateFile(u.Name)) {
+				want[u.Name] = true
 			}
 		}
 	}
-	query := slices.Sorted(maps.Keys(want))
+	var query []string
+	for _, u := range slices.Sorted(maps.Keys(want)) {
+		if l, ok := listed[u]; ok && l.LoadState != "" {
+			query = append(query, u)
+			continue
+		}
+		st := UnitState{Name: u, LoadState: "loaded", ActiveState: "inactive", SubState: "dead", UnitFileState: "disabled"}
+		if l, ok := listed[u]; ok && strings.HasPrefix(l.UnitFileState, "masked") {
+			st.LoadState, st.UnitFileState = "masked", l.UnitFileState
+		}
+		obs.Units[u] = st
+	}
 	states, err := m.conn.States(ctx, query)
 	if err != nil {
 		return obs, err

@@ -125,18 +125,20 @@ func (f *fakeConn) States(_ context.Context, units []string) ([]UnitState, error
 	return out, nil
 }
 
-func (f *fakeConn) List(_ context.Context, patterns []string) ([]string, error) {
+// List returns the units a real systemd keeps loaded: running, enabled
+// (wanted by a target), failed or masked.
+func (f *fakeConn) List(_ context.Context, patterns []string) ([]UnitState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
+	var out []UnitState
 	for n, u := range f.units {
 		for _, p := range patterns {
-			if ok, _ := path.Match(p, n); ok && (u.Running() || u.Enabled() || u.ActiveState == "failed") {
-				out = append(out, n)
+			if ok, _ := path.Match(p, n); ok && (u.Running() || u.Enabled() || u.ActiveState == "failed" || u.Masked()) {
+				out = append(out, UnitState{Name: n, LoadState: u.LoadState, ActiveState: u.ActiveState, SubState: u.SubState})
 			}
 		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b UnitState) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
