@@ -216,6 +216,9 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 				continue
 			}
 			s.used = true
+			if s.pos.Line > r.pos.Line {
+				w.add(r.pos, "track_script %s: keepalived ignores it, as vrrp_script %s is defined further down (line %d); the site tracks it as the configuration meant to", r.name, r.name, s.pos.Line)
+			}
 			weight := s.weight
 			if r.weight.ok {
 				weight = r.weight.v
