@@ -189,8 +189,11 @@ func (r *Runner) PlanFor(ctx context.Context, desired *spec.Node, commit string)
 	for _, d := range r.opts.Drivers {
 		changes, err := d.Plan(ctx, desired)
 		if err != nil {
+			// One driver that cannot plan (a secret file missing, systemd
+			// gone) does not hide the others: its resources are listed as
+			// pending with the reason, and the error is returned.
 			errs = append(errs, fmt.Errorf("%s: plan: %w", d.Name(), err))
-			continue
+			changes, _ = Pending{Family: d.Name(), Why: "cannot plan: " + err.Error()}.Plan(ctx, desired)
 		}
 		for i := range changes {
 			if changes[i].Driver == "" {
@@ -245,14 +248,13 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 	}
 	isDrift := r.lastGood != nil && sameDesired(r.lastGood.Desired, desired)
 
-	p, err := r.PlanFor(ctx, desired, commit)
+	p, planErr := r.PlanFor(ctx, desired, commit)
 	res.Plan = p
-	if err != nil {
-		res.Err = errors.Join(res.Err, err)
-		if res.Outcome == "" {
-			res.Outcome = Failed
-		}
-		return res
+	if planErr != nil {
+		// The drivers that could plan still apply; the pass counts as
+		// failed and is retried.
+		res.Err = errors.Join(res.Err, planErr)
+		r.log.Error("plan failed", "commit", commit, "err", planErr)
 	}
 	if o.DryRun {
 		if res.Outcome == "" {
@@ -281,6 +283,9 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 		apply[ch.Driver] = true
 	}
 	if len(apply) == 0 {
+		if planErr != nil && res.Outcome == "" {
+			res.Outcome = Failed
+		}
 		if res.Outcome == "" {
 			res.Outcome = Unchanged
 			res.AppliedCommit = commit
@@ -303,6 +308,9 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 	// Observe again: what still differs did not converge.
 	if after, err := r.PlanFor(ctx, desired, commit); err == nil {
 		res.Remaining = after.Actionable()
+	}
+	if planErr != nil {
+		aerrs = append(aerrs, planErr)
 	}
 	if len(aerrs) > 0 {
 		res.Err = errors.Join(append([]error{res.Err}, aerrs...)...)

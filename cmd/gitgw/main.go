@@ -58,17 +58,11 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newAgentCmd(),
 		newFleetCmd(),
 		newImportCmd(),
+		newVRRPCmd(),
 		newVersionCmd(),
 	)
-	for _, c := range extraCommands {
-		root.AddCommand(c())
-	}
 	return root
 }
-
-// extraCommands are subcommands registered by other files of this package
-// (kept as constructors so that nothing runs at init time).
-var extraCommands []func() *cobra.Command
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{

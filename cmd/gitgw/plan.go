@@ -134,11 +134,13 @@ func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconci
 	var p *plan.Plan
 	if f.observed.source != "" && !apply {
 		p, err = planObserved(ctx, &f.observed, &f.site, f.node, src, runner, rev, desired)
-	} else {
-		p, err = runner.PlanFor(ctx, desired, rev.Commit)
-	}
-	if err != nil {
-		return nil, nil, fail(err)
+		if err != nil {
+			return nil, nil, fail(err)
+		}
+	} else if p, err = runner.PlanFor(ctx, desired, rev.Commit); err != nil {
+		// The plan still lists everything, the failing driver's part as
+		// pending with the reason.
+		log.Warn("some drivers could not plan", "err", err)
 	}
 	if f.json && !apply {
 		if err := plan.WriteJSON(out, p); err != nil {
