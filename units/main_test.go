@@ -2,6 +2,7 @@ package units
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -33,8 +34,9 @@ func TestMain(m *testing.M) {
 		serve(os.Args[len(os.Args)-1])
 		return
 	}
+	flag.Parse()
 	code := func() int {
-		if os.Geteuid() == 0 {
+		if os.Geteuid() == 0 && !testing.Short() {
 			harness, harnessErr = sdharness.Start(context.Background(), sdharness.Options{Name: "units"})
 			if harnessErr == nil {
 				defer harness.Stop()

@@ -10,8 +10,12 @@ import (
 
 // Require stops the test unless the harness can run here: root, unshare,
 // nsenter, systemd and systemd-socket-proxyd (skip outside CI, fail in CI).
+// With -short (make unit) the test is skipped: it is a lab test.
 func Require(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a namespaced systemd: skipped with -short")
+	}
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "unshare", "nsenter", "mount", "mknod", "/lib/systemd/systemd", "/lib/systemd/systemd-socket-proxyd")
 }
