@@ -40,8 +40,10 @@ type StatusOptions struct {
 	// held back and folded, with any others that follow, into one commit
 	// when the window ends (the last content, every subject listed); the
 	// first change after a quiet period is committed at once. A burst that
-	// ends where it started (a flap) commits nothing. Zero commits every
-	// change.
+	// ends where it started (a flap) commits nothing. A held change lives
+	// in memory until its window ends (Close and Flush commit it): a crash
+	// loses at most that, and the next pass reports the state again. Zero
+	// commits every change.
 	Coalesce time.Duration
 	// RetryMin and RetryMax bound the exponential backoff between failed
 	// pushes (defaults 500 ms and 1 min).
