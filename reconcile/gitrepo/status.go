@@ -94,7 +94,8 @@ type StatusWriter struct {
 	creds  Credentials
 	branch plumbing.ReferenceName
 
-	// mu guards the local repository's branch and the staged state.
+	// mu guards the local repository's branch and the staged state. When
+	// both are needed, pushMu is taken first.
 	mu         sync.Mutex
 	repo       *git.Repository
 	closed     bool
@@ -387,12 +388,16 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 // and only when everything is pushed (nothing to lose if it fails).
 func (w *StatusWriter) maintain() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.commits < w.repackAt {
+	due := w.commits >= w.repackAt
+	w.mu.Unlock()
+	if !due {
 		return
 	}
+	// Lock order: pushMu, then mu (as push does).
 	w.pushMu.Lock()
 	defer w.pushMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.commits = 0
 	if err := repack(w.opts.Dir); err != nil {
 		w.log.Warn("repack", "err", err)
