@@ -608,7 +608,9 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		w.add(fe.pos, "%s %q renamed %q", fe.kind, fe.name, s.name)
 	}
 	if fe != be {
-		s.comments = append(s.comments, fmt.Sprintf("frontend %s with backend %s.", fe.name, be.name))
+		s.comments = append(s.comments, fmt.Sprintf("From frontend %s (%s) with backend %s (%s).", fe.name, fe.pos, be.name, be.pos))
+	} else {
+		s.comments = append(s.comments, fmt.Sprintf("From listen %s (%s).", fe.name, fe.pos))
 	}
 	var httpIn []string
 	for _, p := range []*hapProxy{fe, be} {

@@ -164,7 +164,7 @@ func mergeServices(have, svcs []*service, w *warnings) []*service {
 // serviceText renders a service without its nodes, for comparison.
 func serviceText(s *service) string {
 	c := *s
-	c.nodes, c.pos = nil, Pos{}
+	c.nodes, c.pos, c.comments = nil, Pos{}, nil
 	return render([]cfield{serviceField(&c)})
 }
 
@@ -255,9 +255,11 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 		}
 		existing := findInstance(st, in)
 		if existing == nil {
+			in.srcs = []Pos{in.pos}
 			st.vrrp = append(st.vrrp, in)
 			continue
 		}
+		existing.srcs = append(existing.srcs, in.pos)
 		if existing.name != in.name {
 			w.add(in.pos, "vrrp_instance %s has VRID %d on %s like %s at %s: merged into %s", in.name, in.vrid, in.iface, existing.name, existing.pos, existing.name)
 		}

@@ -470,7 +470,7 @@ func mapVirtualServer(d kaDirective, w *warnings) *service {
 		return nil
 	}
 	s := &service{name: siteName("vs-" + a.String() + "-" + d.Args[1]), pos: d.Pos, binds: []string{hostPort(a, port)}}
-	s.comments = append(s.comments, fmt.Sprintf("From keepalived's virtual_server %s %d.", a, port))
+	s.comments = append(s.comments, fmt.Sprintf("From virtual_server %s %d (%s).", a, port, d.Pos))
 	delay := 60 * time.Second // keepalived's delay_loop default
 	var ck *check
 	var ckPos Pos

@@ -57,6 +57,7 @@ type iface struct {
 type instance struct {
 	name      string
 	pos       Pos
+	srcs      []Pos // the vrrp_instance of each node
 	iface     string
 	vrid      int
 	version   opt[int]

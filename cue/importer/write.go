@@ -41,7 +41,11 @@ func writeSite(st *site) []File {
 	if len(st.vrrp) > 0 {
 		v := &cstruct{}
 		for _, in := range st.vrrp {
-			f := fld(in.name, instanceFields(in))
+			var from []string
+			for _, p := range in.srcs {
+				from = append(from, p.String())
+			}
+			f := cfield{label: in.name, val: instanceFields(in), doc: []string{"From " + strings.Join(from, ", ") + "."}}
 			v.fields = append(v.fields, f)
 		}
 		files = append(files, File{Name: "vrrp.cue", Data: []byte(comments([]string{
@@ -103,7 +107,17 @@ func instanceFields(in *instance) *cstruct {
 	for _, p := range in.prios {
 		nodes.fields = append(nodes.fields, fld(p.node, &cstruct{fields: []cfield{fld("priority", cint(p.prio))}}))
 	}
-	s.add("nodes", nodes)
+	var states []string
+	for _, p := range in.prios {
+		if p.state != "" {
+			states = append(states, p.node+" "+p.state)
+		}
+	}
+	if len(states) > 0 {
+		s.addDoc("nodes", nodes, "keepalived's initial states: "+strings.Join(states, ", ")+"; gitgw elects by priority.")
+	} else {
+		s.add("nodes", nodes)
+	}
 	if in.preempt.ok {
 		s.add("preempt", cbool(in.preempt.v))
 	}
