@@ -38,6 +38,10 @@ func newFleetCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFleet(cmd, &f) },
 	}
 	f.site.register(cmd)
+	fl := cmd.Flags()
+	fl.Lookup("site").Usage = "a local copy of the site repository (bare, or a clone with the status branches fetched as branches)"
+	fl.Lookup("ref").Usage = "tracked branch: its head is what the applied commits are compared with"
+	_ = fl.MarkHidden("allow-rewrite")
 	cmd.Flags().StringVar(&f.prefix, "status-branch-prefix", gitrepo.DefaultStatusPrefix, "prefix of the nodes' status branches")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the fleet view as versioned JSON")
 	return cmd
