@@ -241,10 +241,16 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 		}
 		delete(p.inherited, addr)
 	}
+	p.reapEvery.Store(int64(reapPeriod(cfg)))
+	if len(errs) > 0 {
+		// Not recorded as applied: the same config is tried again next time
+		// (a bind may succeed once its address or port is free).
+		p.applied = nil
+		return errors.Join(errs...)
+	}
 	cp := cloneConfig(cfg)
 	p.applied = &cp
-	p.reapEvery.Store(int64(reapPeriod(cfg)))
-	return errors.Join(errs...)
+	return nil
 }
 
 func cloneConfig(c Config) Config {

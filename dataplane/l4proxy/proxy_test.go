@@ -417,3 +417,26 @@ func TestSetIdempotentAndClose(t *testing.T) {
 		t.Errorf("Applied() = %+v", got)
 	}
 }
+
+func TestSetRetriesFailedBind(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "a")
+	busy, err := net.Listen("tcp4", "127.0.0.1:0") // no SO_REUSEPORT: the pool cannot share it
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := busy.Addr().(*net.TCPAddr).AddrPort()
+	cfg := Config{Services: []Service{{Name: "r", Binds: []netip.AddrPort{bind}, Servers: []Server{srvCfg(a, 1)}}}}
+	p := New(testLogger(t), Options{})
+	t.Cleanup(func() { p.Close(context.Background()) })
+	if err := p.Set(context.Background(), cfg); err == nil {
+		t.Fatal("Set on a busy port succeeded")
+	}
+	busy.Close()
+	if err := p.Set(context.Background(), cfg); err != nil {
+		t.Fatalf("second Set after the port was freed: %v", err)
+	}
+	if _, err := roundTrip(bind, "x"); err != nil {
+		t.Fatal(err)
+	}
+}
