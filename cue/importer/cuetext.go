@@ -142,6 +142,7 @@ func writeFields(b *strings.Builder, fields []cfield, depth int) {
 		key, val, trail string
 		doc             []string
 		align           bool // a scalar value: aligned with its neighbours
+		depth           int  // labels in the chain
 	}
 	rows := make([]row, len(fields))
 	for i, f := range fields {
@@ -152,14 +153,16 @@ func writeFields(b *strings.Builder, fields []cfield, depth int) {
 			val:   renderValue(v, depth),
 			trail: trail,
 			doc:   f.doc,
-			align: scalar && len(labels) == 1,
+			align: scalar,
+			depth: len(labels),
 		}
 	}
 	for i := 0; i < len(rows); {
-		// A section: consecutive aligned rows, broken by a comment above.
+		// A section: consecutive scalar rows with label chains of one
+		// length, broken by a comment above, as `cue fmt` aligns them.
 		j := i + 1
 		if rows[i].align {
-			for j < len(rows) && rows[j].align && len(rows[j].doc) == 0 {
+			for j < len(rows) && rows[j].align && rows[j].depth == rows[i].depth && len(rows[j].doc) == 0 {
 				j++
 			}
 		}
@@ -204,16 +207,10 @@ func renderValue(v cval, depth int) string {
 	case clit:
 		return string(v)
 	case *clist:
+		// Block structs open and close on the list's own lines: [{ … }, { … }].
 		parts := make([]string, len(v.elems))
-		blocks := false
 		for i, e := range v.elems {
-			if s, ok := e.(*cstruct); ok && !s.inline {
-				blocks = true
-			}
 			parts[i] = renderValue(e, depth)
-		}
-		if !blocks {
-			return "[" + strings.Join(parts, ", ") + "]"
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	case *cstruct:

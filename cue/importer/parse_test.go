@@ -184,3 +184,53 @@ func TestImportNothing(t *testing.T) {
 		t.Error("Import of nothing: no error")
 	}
 }
+
+// TestRenderLikeCueFmt: the writer lays out what `cue fmt` (v0.17.1) gave
+// for the same fields: scalar rows aligned in runs of equal label-chain
+// length, lists and structs breaking the runs, comments breaking them too.
+func TestRenderLikeCueFmt(t *testing.T) {
+	chainOf := func(v cval, labels ...string) cval {
+		for i := len(labels) - 1; i >= 0; i-- {
+			v = &cstruct{fields: []cfield{fld(labels[i], v)}}
+		}
+		return v
+	}
+	x := &cstruct{fields: []cfield{
+		fld("aaaa", cint(1)),
+		fld("b", chainOf(cint(2), "c")),
+		fld("dd", chainOf(cint(3), "e")),
+		fld("f", cint(4)),
+		fld("gggggg", cint(5)),
+		fld("h", chainOf(cint(6), "i", "j")),
+		fld("k", chainOf(cint(7), "l")),
+		fld("m", &clist{elems: []cval{cint(1)}}),
+		fld("n", cint(8)),
+		{label: "o", val: cint(9), doc: []string{"a comment"}},
+		fld("pp", cint(10)),
+		fld("q", &cstruct{fields: []cfield{fld("r", cstr("s")), fld("tt", cstr("u"))}}),
+		fld("v", inline(fld("w", cint(1)), fld("x", cint(2)))),
+	}}
+	want := `x: {
+	aaaa: 1
+	b: c:  2
+	dd: e: 3
+	f:      4
+	gggggg: 5
+	h: i: j: 6
+	k: l: 7
+	m: [1]
+	n: 8
+	// a comment
+	o:  9
+	pp: 10
+	q: {
+		r:  "s"
+		tt: "u"
+	}
+	v: {w: 1, x: 2}
+}
+`
+	if got := render([]cfield{fld("x", x)}); got != want {
+		t.Errorf("render:\n%s\nwant (cue fmt):\n%s", got, want)
+	}
+}
