@@ -106,7 +106,7 @@ func (d *UnitsDriver) forward() {
 	defer close(d.done)
 	defer close(d.events)
 	for ev := range d.m.Events() {
-		msg := "systemd signals lost: resync"
+		msg := "systemd reloaded or unit files changed (or signals lost): resync"
 		if ev.Unit != "" {
 			msg = fmt.Sprintf("%s %s/%s", ev.Unit, ev.ActiveState, ev.SubState)
 			if ev.LoadState != "" {

@@ -360,12 +360,17 @@ func (d *DBusConn) Subscribe(ctx context.Context) (<-chan UnitChange, error) {
 	if err != nil {
 		return nil, fmt.Errorf("units: subscribe: connect: %w", err)
 	}
-	const match = "type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',arg0='org.freedesktop.systemd1.Unit'"
 	// Straight to systemd there is no bus daemon to take a match (and every
 	// signal arrives anyway).
-	if err := bc.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.AddMatch", 0, match).Err; err != nil && d.bus {
-		bc.Close()
-		return nil, fmt.Errorf("units: subscribe: add match: %w", err)
+	for _, match := range []string{
+		"type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',arg0='org.freedesktop.systemd1.Unit'",
+		"type='signal',interface='org.freedesktop.systemd1.Manager',member='UnitFilesChanged'",
+		"type='signal',interface='org.freedesktop.systemd1.Manager',member='Reloading'",
+	} {
+		if err := bc.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.AddMatch", 0, match).Err; err != nil && d.bus {
+			bc.Close()
+			return nil, fmt.Errorf("units: subscribe: add match: %w", err)
+		}
 	}
 	obj := bc.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
 	if err := obj.CallWithContext(ctx, "org.freedesktop.systemd1.Manager.Subscribe", 0).Err; err != nil {
@@ -408,8 +413,20 @@ func (d *DBusConn) Subscribe(ctx context.Context) (<-chan UnitChange, error) {
 	return out, nil
 }
 
-// unitChange decodes a PropertiesChanged signal of a unit object.
+// unitChange decodes a PropertiesChanged signal of a unit object. Unit
+// files enabled, disabled or masked (UnitFilesChanged), and the end of a
+// daemon-reload, change no unit property: they become a resync (empty
+// Name). A mask by hand is seen this way.
 func unitChange(sig *godbus.Signal) (UnitChange, bool) {
+	switch sig.Name {
+	case "org.freedesktop.systemd1.Manager.UnitFilesChanged":
+		return UnitChange{}, true
+	case "org.freedesktop.systemd1.Manager.Reloading":
+		if len(sig.Body) == 1 && sig.Body[0] == false {
+			return UnitChange{}, true
+		}
+		return UnitChange{}, false
+	}
 	if sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sig.Body) < 2 {
 		return UnitChange{}, false
 	}

@@ -36,11 +36,16 @@ type Options struct {
 	Parallel int
 	// Poll is the interval of state polls (default 50 ms).
 	Poll time.Duration
+	// Quiet is how long after a Set resync signals (reloads, unit file
+	// changes, likely gitgw's own) are not reported (default 1 s).
+	Quiet time.Duration
 }
 
 // Event is drift seen through the subscription: an instance gitgw manages
-// stopped, failed or masked while no Set was running. Unit is empty when
-// signals were lost (resync everything).
+// stopped or failed while no Set was running. Unit is empty when the
+// change is not tied to one unit (a daemon-reload or unit files enabled,
+// disabled or masked by someone else: a mask shows this way) or when
+// signals were lost: resync everything.
 type Event struct {
 	Unit        string
 	ActiveState string
@@ -63,6 +68,9 @@ type Manager struct {
 	mu      sync.Mutex
 	watched map[string]bool
 	busy    int
+	// quietUntil: resync signals (reloads, unit file changes) caused by
+	// gitgw's own Set may arrive just after it; they are not drift.
+	quietUntil time.Time
 }
 
 // New returns a manager that talks to systemd through conn and watches, until
@@ -83,6 +91,9 @@ func New(ctx context.Context, conn Conn, opts Options) (*Manager, error) {
 	}
 	if opts.Poll == 0 {
 		opts.Poll = 50 * time.Millisecond
+	}
+	if opts.Quiet == 0 {
+		opts.Quiet = time.Second
 	}
 	log := opts.Logger
 	if log == nil {
@@ -125,7 +136,7 @@ func (m *Manager) watch(changes <-chan UnitChange) {
 	for ch := range changes {
 		m.mu.Lock()
 		relevant := ch.Name == "" || m.watched[ch.Name]
-		busy := m.busy > 0
+		busy := m.busy > 0 || (ch.Name == "" && time.Now().Before(m.quietUntil))
 		m.mu.Unlock()
 		if !relevant || busy {
 			continue
@@ -161,6 +172,9 @@ func (m *Manager) setWatched(cfg Config) {
 func (m *Manager) setBusy(d int) {
 	m.mu.Lock()
 	m.busy += d
+	if m.busy == 0 {
+		m.quietUntil = time.Now().Add(m.opts.Quiet)
+	}
 	m.mu.Unlock()
 }
 

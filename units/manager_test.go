@@ -172,7 +172,7 @@ func (f *fakeConn) takeCalls() []string {
 
 func fakeManager(t *testing.T, f *fakeConn) *Manager {
 	t.Helper()
-	m, err := New(context.Background(), f, Options{Settle: time.Millisecond, Poll: time.Millisecond, RollTimeout: 5 * time.Second})
+	m, err := New(context.Background(), f, Options{Settle: time.Millisecond, Poll: time.Millisecond, RollTimeout: 5 * time.Second, Quiet: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
