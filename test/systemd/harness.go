@@ -638,3 +638,31 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// Install copies a host file (a binary a unit runs: gitgw, a test server)
+// to StateDir/bin/NAME, where the harness sees it at the same path, and
+// returns that path.
+func (s *Systemd) Install(src, name string) (string, error) {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", fmt.Errorf("systemd harness: install %s: %w", src, err)
+	}
+	dir := filepath.Join(s.StateDir, "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("systemd harness: install %s: %w", src, err)
+	}
+	dst := filepath.Join(dir, name)
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		return "", fmt.Errorf("systemd harness: install %s: %w", src, err)
+	}
+	return dst, nil
+}
+
+// WriteUnit writes a unit file into UnitDir and reloads systemd.
+func (s *Systemd) WriteUnit(ctx context.Context, name, content string) error {
+	if err := os.WriteFile(filepath.Join(s.UnitDir, name), []byte(content), 0o644); err != nil {
+		return fmt.Errorf("systemd harness: write unit %s: %w", name, err)
+	}
+	_, err := s.Systemctl(ctx, "daemon-reload")
+	return err
+}

@@ -90,12 +90,25 @@ func TestInLabNetns(t *testing.T) {
 	ns := lab.NewNetns(t, "sd")
 	ns.Run(t, "ip", "addr", "add", "203.0.113.50/32", "dev", "lo")
 	s := New(t, Options{Name: "hn", Netns: ns.Path()})
-	unit := "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/sbin/ip -o addr show dev lo\n"
-	if err := os.WriteFile(filepath.Join(s.UnitDir, "addr.service"), []byte(unit), 0o644); err != nil {
+	ipBin, err := s.Install("/usr/sbin/ip", "ip")
+	if err != nil {
 		t.Fatal(err)
 	}
-	s.MustSystemctl(t, "daemon-reload")
+	unit := "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=" + ipBin + " -o addr show dev lo\n"
+	if err := s.WriteUnit(context.Background(), "addr.service", unit); err != nil {
+		t.Fatal(err)
+	}
 	s.MustSystemctl(t, "start", "addr.service")
+	if !strings.Contains(s.Log(), "203.0.113.50") {
+		// The unit's output goes to the console log; give it a moment.
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(s.Log(), "203.0.113.50") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(s.Log(), "203.0.113.50") {
+		t.Errorf("unit output not in the console log:\n%s", s.Log())
+	}
 	out := s.Run(t, "ip", "-o", "addr", "show", "dev", "lo")
 	if !strings.Contains(out, "203.0.113.50") {
 		t.Fatalf("harness not in the lab netns: %s", out)
