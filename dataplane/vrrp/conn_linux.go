@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +37,7 @@ var _ Conn = (*RawConn)(nil)
 // groups (IP_MULTICAST_ALL=0) and never its own multicast.
 type RawConn struct {
 	f   *os.File
+	rc  syscall.RawConn
 	v6  bool
 	ifi *net.Interface
 }
@@ -59,7 +61,13 @@ func Listen(ifname string, v6 bool) (*RawConn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("vrrp: raw socket on %s: %w", ifname, err)
 	}
-	return &RawConn{f: os.NewFile(uintptr(fd), "vrrp-"+ifname), v6: v6, ifi: ifi}, nil
+	f := os.NewFile(uintptr(fd), "vrrp-"+ifname)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("vrrp: raw socket on %s: %w", ifname, err)
+	}
+	return &RawConn{f: f, rc: rc, v6: v6, ifi: ifi}, nil
 }
 
 func setup(fd int, ifi *net.Interface, v6 bool) error {
@@ -120,10 +128,7 @@ func (c *RawConn) Close() error { return c.f.Close() }
 
 // Read returns the next VRRP packet.
 func (c *RawConn) Read(buf []byte) (Received, error) {
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return Received{}, err
-	}
+	rc := c.rc
 	oob := make([]byte, 128)
 	var n, oobn int
 	var from unix.Sockaddr
@@ -184,10 +189,7 @@ func (c *RawConn) Read(buf []byte) (Received, error) {
 // TOS 0xc0 as keepalived); for IPv6 the kernel picks the link-local source
 // and fills the checksum.
 func (c *RawConn) Write(msg []byte, src, dst netip.Addr) error {
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return err
-	}
+	rc := c.rc
 	var pkt []byte
 	var sa unix.Sockaddr
 	if !c.v6 {

@@ -120,6 +120,8 @@ type Engine struct {
 	cfg       Config
 	stopped   bool
 	state     *stateFile
+	// epoch aligns every master's adverts (Params.Epoch).
+	epoch time.Time
 }
 
 type linkKey struct {
@@ -150,6 +152,7 @@ func New(logger *slog.Logger, opts Options) *Engine {
 		groups:    map[string][]string{},
 	}
 	e.state = &stateFile{dir: opts.StateDir, entries: map[string]StateEntry{}}
+	e.epoch = opts.Now().Truncate(time.Second)
 	return e
 }
 

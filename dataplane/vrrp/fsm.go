@@ -57,6 +57,22 @@ type Params struct {
 	// Primary is our advert source: it breaks ties between equal
 	// priorities.
 	Primary netip.Addr
+	// Epoch, when set, puts a master's adverts on the grid Epoch + k ×
+	// Interval: the engine gives every instance the same epoch, so that
+	// instances with one interval fire together (one wake-up for all of
+	// them instead of one each). The first interval after becoming master
+	// is then shorter than Interval, never longer.
+	Epoch time.Time
+}
+
+// nextAdvert returns the next advert time after now.
+func (m *Machine) nextAdvert(now time.Time) time.Time {
+	iv := m.p.Interval
+	if m.p.Epoch.IsZero() || now.Before(m.p.Epoch) {
+		return now.Add(iv)
+	}
+	k := now.Sub(m.p.Epoch)/iv + 1
+	return m.p.Epoch.Add(k * iv)
 }
 
 // OutputKind says what the engine must do for one Output.
@@ -166,7 +182,7 @@ func (m *Machine) Tick(now time.Time) []Output {
 		// Keep a fixed schedule; after a stall, restart it from now.
 		m.adverAt = m.adverAt.Add(m.p.Interval)
 		if !m.adverAt.After(now) {
-			m.adverAt = now.Add(m.p.Interval)
+			m.adverAt = m.nextAdvert(now)
 		}
 		return []Output{{Kind: OutSend, Priority: m.p.Priority}}
 	case StateBackup:
@@ -206,7 +222,7 @@ func (m *Machine) Advert(now time.Time, from netip.Addr, prio uint8, interval ti
 		return nil
 	case StateMaster:
 		if prio == 0 {
-			m.adverAt = now.Add(m.p.Interval)
+			m.adverAt = m.nextAdvert(now)
 			return []Output{{Kind: OutSend, Priority: m.p.Priority}}
 		}
 		if prio > m.p.Priority || (prio == m.p.Priority && addrGreater(from, m.p.Primary)) {
@@ -222,7 +238,7 @@ func (m *Machine) Advert(now time.Time, from netip.Addr, prio uint8, interval ti
 		}
 		// A lower-priority router believes it is master (split brain, a
 		// healed partition): re-assert at once and re-announce the VIPs.
-		m.adverAt = now.Add(m.p.Interval)
+		m.adverAt = m.nextAdvert(now)
 		return []Output{{Kind: OutSend, Priority: m.p.Priority}, {Kind: OutAnnounce, Reason: "lower priority advert from " + from.String()}}
 	}
 	return nil
@@ -270,7 +286,7 @@ func (m *Machine) Update(now time.Time, p Params) []Output {
 		m.mai = p.Interval
 	}
 	if m.state == StateMaster && p.Interval != old.Interval {
-		if next := now.Add(p.Interval); next.Before(m.adverAt) {
+		if next := m.nextAdvert(now); next.Before(m.adverAt) {
 			m.adverAt = next
 		}
 	}
@@ -304,7 +320,7 @@ func (m *Machine) Force(now time.Time, s State, reason string) []Output {
 }
 
 func (m *Machine) becomeMaster(now time.Time, reason string) []Output {
-	m.adverAt = now.Add(m.p.Interval)
+	m.adverAt = m.nextAdvert(now)
 	m.master, m.masterPrio = m.p.Primary, m.p.Priority
 	return append([]Output{{Kind: OutSend, Priority: m.p.Priority}}, m.to(StateMaster, reason)...)
 }

@@ -172,6 +172,12 @@ func TestMachine(t *testing.T) {
 			{at: ms(150), op: "tick", want: []Output{send(255)}, st: StateMaster, deadline: ms(200)},
 			{at: ms(900), op: "tick", want: []Output{send(255)}, st: StateMaster, deadline: ms(1000)},
 		}},
+		{"aligned adverts follow the epoch grid", with(func(p *Params) { p.Priority = 255; p.Epoch = t0.Add(-ms(1005)) }), []step{
+			{op: "start", want: []Output{send(255), tr(StateInit, StateMaster)}, st: StateMaster, deadline: ms(95)},
+			{at: ms(95), op: "tick", want: []Output{send(255)}, st: StateMaster, deadline: ms(195)},
+			{at: ms(130), op: "advert", from: low, prio: 100, intv: ms(100), want: []Output{send(255), announce}, st: StateMaster, deadline: ms(195)},
+			{at: ms(600), op: "tick", want: []Output{send(255)}, st: StateMaster, deadline: ms(695)},
+		}},
 		{"v2 keeps its own interval", with(func(p *Params) { p.Version = 2; p.Interval = time.Second }), []step{
 			{op: "start", want: []Output{tr(StateInit, StateBackup)}, st: StateBackup},
 			{at: ms(100), op: "advert", from: peer, prio: 150, intv: 3 * time.Second, st: StateBackup, deadline: ms(100) + MasterDownInterval(100, time.Second)},

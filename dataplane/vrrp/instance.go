@@ -29,7 +29,8 @@ type instance struct {
 	// Owned by the goroutine (cfg is also read by Set under e.setMu before
 	// the goroutine starts and through update).
 	cfg       Instance
-	wanted    Instance // the last config given by Set; guarded by e.setMu
+	advCache  map[uint8][][]byte // encoded adverts by priority, per destination
+	wanted    Instance           // the last config given by Set; guarded by e.setMu
 	m         *Machine
 	garpAt    []time.Time
 	refreshAt time.Time
@@ -43,8 +44,9 @@ type instance struct {
 	checks    *checkSet
 	notify    *notifier
 
-	mu   sync.Mutex
-	snap InstanceStatus
+	// mu is held by the goroutine while it handles an event, and by
+	// status.
+	mu sync.Mutex
 }
 
 func newInstance(e *Engine, cfg Instance, primary netip.Addr, l *link) *instance {
@@ -77,6 +79,7 @@ func (in *instance) params() Params {
 	return Params{
 		Version: in.cfg.Version, Priority: prio, Interval: in.cfg.Interval,
 		Preempt: !in.cfg.NoPreempt, PreemptDelay: in.cfg.PreemptDelay, Primary: in.primary,
+		Epoch: in.e.epoch,
 	}
 }
 
@@ -85,7 +88,6 @@ func (in *instance) start() {
 		in.linkUp[n] = in.e.opts.LinkUp == nil || in.e.opts.LinkUp(n)
 	}
 	in.checks = startChecks(in)
-	in.publish()
 	go in.run()
 }
 
@@ -124,36 +126,37 @@ func (in *instance) run() {
 	defer close(in.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	in.mu.Lock()
 	in.exec(in.e.opts.Now(), in.m.Start(in.e.opts.Now(), len(in.faultReasons()) > 0))
-	in.publish()
+	in.mu.Unlock()
 	for {
-		now := in.e.opts.Now()
+		// Go ≥ 1.23 timers: Reset discards a stale expiry, no drain needed.
 		if next := in.nextDeadline(); !next.IsZero() {
-			timer.Reset(next.Sub(now))
+			timer.Reset(next.Sub(in.e.opts.Now()))
 		} else {
 			timer.Reset(time.Hour)
 		}
 		select {
 		case r := <-in.in:
+			in.mu.Lock()
 			in.receive(r)
+			in.mu.Unlock()
 		case f := <-in.ctrl:
+			in.mu.Lock()
 			f()
+			in.mu.Unlock()
 		case <-timer.C:
+			in.mu.Lock()
 			now := in.e.opts.Now()
 			in.exec(now, in.m.Tick(now))
 			in.garpTick(now)
+			in.mu.Unlock()
 		case reason := <-in.quit:
+			in.mu.Lock()
 			in.exec(in.e.opts.Now(), in.m.Shutdown(reason))
-			in.publish()
+			in.mu.Unlock()
 			return
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		in.publish()
 	}
 }
 
@@ -274,12 +277,25 @@ func (in *instance) form() ChecksumForm {
 }
 
 func (in *instance) send(prio uint8) {
-	p := in.packet(prio)
-	for _, dst := range in.destinations() {
-		b, err := p.Marshal(in.primary, dst, in.form())
-		if err == nil {
-			err = in.link.conn.Write(b, in.primary, dst)
+	msgs, ok := in.advCache[prio]
+	if !ok {
+		p := in.packet(prio)
+		for _, dst := range in.destinations() {
+			b, err := p.Marshal(in.primary, dst, in.form())
+			if err != nil {
+				in.counters.Errors++
+				in.e.log.Warn("encode advert", "instance", in.cfg.Name, "err", err)
+				return
+			}
+			msgs = append(msgs, b)
 		}
+		if in.advCache == nil {
+			in.advCache = map[uint8][][]byte{}
+		}
+		in.advCache[prio] = msgs
+	}
+	for i, dst := range in.destinations() {
+		err := in.link.conn.Write(msgs[i], in.primary, dst)
 		if err != nil {
 			in.counters.Errors++
 			in.e.log.Warn("send advert", "instance", in.cfg.Name, "err", err)
@@ -424,6 +440,7 @@ func (in *instance) garpTick(now time.Time) {
 func (in *instance) apply(cfg Instance) {
 	old := in.cfg
 	in.cfg = cfg
+	in.advCache = nil
 	now := in.e.opts.Now()
 	if in.m.State() == StateMaster && in.e.opts.VIPs != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -602,7 +619,11 @@ func (in *instance) addrEvent(ev vip.Event) {
 	})
 }
 
-func (in *instance) publish() {
+// status builds a snapshot; the goroutine holds in.mu while it changes
+// anything a snapshot shows.
+func (in *instance) status() InstanceStatus {
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	addr, mp := in.m.Master()
 	prio, _ := in.effective()
 	var vips []netip.Prefix
@@ -610,24 +631,15 @@ func (in *instance) publish() {
 		vips = append(vips, v.Prefix)
 	}
 	c := in.counters
-	c.Drops = map[DropReason]uint64{}
+	c.Drops = make(map[DropReason]uint64, len(in.counters.Drops))
 	for k, v := range in.counters.Drops {
 		c.Drops[k] = v
 	}
-	s := InstanceStatus{
+	return InstanceStatus{
 		Name: in.cfg.Name, Interface: in.cfg.Interface, VRID: in.cfg.VRID, Version: in.cfg.Version,
 		State: in.m.State(), BasePriority: in.cfg.Priority, Priority: prio,
 		MasterAddr: addr, MasterPriority: mp, MasterAdverInterval: in.m.MasterAdverInterval(),
 		VIPs: vips, Faults: slices.Clone(in.faults), LastConflict: in.lastConf, LastTransition: in.lastTrans,
 		Counters: c,
 	}
-	in.mu.Lock()
-	in.snap = s
-	in.mu.Unlock()
-}
-
-func (in *instance) status() InstanceStatus {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.snap
 }
