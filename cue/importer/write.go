@@ -250,8 +250,8 @@ func checkFields(c check, command string) []cfield {
 		s.add("fall", cint(c.fall.v))
 	}
 	if c.kind == "http" {
-		// Written out even when they are the schema's defaults: the schema's
-		// defaults inside `if kind == "http"` do not reach the decoded spec.
+		// Written out even when they are what an empty value means (GET,
+		// "/"): the operator sees the request the check makes.
 		if c.method.ok {
 			s.add("method", cstr(c.method.v))
 		}
