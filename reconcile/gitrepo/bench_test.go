@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -236,7 +237,9 @@ func BenchmarkStatusToRemoteSSH(b *testing.B) {
 	})
 }
 
-func fleetFixture(b *testing.B, nodes int) *gitremote.Repo {
+func fleetFixture(b *testing.B, nodes int) *gitremote.Repo { return fleetFixtureT(b, nodes) }
+
+func fleetFixtureT(b testing.TB, nodes int) *gitremote.Repo {
 	r := gitremote.NewBare(b)
 	r.Commit(b, "main", map[string]string{"site.cue": "a: 1\n"}, "site")
 	branches := map[string]map[string]string{}
@@ -252,7 +255,7 @@ func fleetFixture(b *testing.B, nodes int) *gitremote.Repo {
 	return r
 }
 
-func measureFleet(b *testing.B, name string, nodes int, opts ReadOptions) {
+func measureFleet(b *testing.B, name, metric string, nodes int, opts ReadOptions) {
 	ctx := testCtx(b)
 	var d []time.Duration
 	for i := 0; i < 5; i++ {
@@ -269,15 +272,42 @@ func measureFleet(b *testing.B, name string, nodes int, opts ReadOptions) {
 	s := summarize(d)
 	fmt.Printf("\n%-44s %10s %10s %10s\n", fmt.Sprintf("ReadStatusBranches, %d branches", nodes), "median", "min", "max")
 	fmt.Printf("%-44s %10s %10s %10s\n", name, ms(s.med), ms(s.lo), ms(s.hi))
-	b.ReportMetric(float64(s.med)/float64(time.Millisecond), "ms-median")
+	b.ReportMetric(float64(s.med)/float64(time.Millisecond), metric)
+}
+
+// unpack turns a repository's packs into loose objects: what a server
+// holds between garbage collections after many small pushes.
+func unpack(b testing.TB, dir string) {
+	packs, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "*.pack"))
+	for _, p := range packs {
+		moved := filepath.Join(b.TempDir(), filepath.Base(p))
+		if err := os.Rename(p, moved); err != nil {
+			b.Fatal(err)
+		}
+		_ = os.Remove(strings.TrimSuffix(p, ".pack") + ".idx")
+		f, err := os.Open(moved)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command("git", "-C", dir, "unpack-objects", "-q")
+		cmd.Stdin = f
+		out, err := cmd.CombinedOutput()
+		f.Close()
+		if err != nil {
+			b.Fatalf("unpack-objects: %v: %s", err, out)
+		}
+	}
 }
 
 // BenchmarkReadStatusBranches1000: the fleet view's read of 1,000 status
-// branches from a local (packed) repository.
+// branches from a local repository, packed (after a gc) and loose (as
+// pushes leave them).
 func BenchmarkReadStatusBranches1000(b *testing.B) {
 	gitremote.RequireGit(b)
 	r := fleetFixture(b, 1000)
-	measureFleet(b, "local repository (packed)", 1000, ReadOptions{URL: r.Dir})
+	measureFleet(b, "local repository (packed)", "ms-median-packed", 1000, ReadOptions{URL: r.Dir})
+	unpack(b, r.Dir)
+	measureFleet(b, "local repository (loose objects)", "ms-median-loose", 1000, ReadOptions{URL: r.Dir})
 }
 
 // BenchmarkReadStatusBranches1000SSH: the same over ssh, fetched into
@@ -286,7 +316,7 @@ func BenchmarkReadStatusBranches1000SSH(b *testing.B) {
 	gitremote.RequireGit(b)
 	r := fleetFixture(b, 1000)
 	sshd := gitremote.StartSSHD(b)
-	measureFleet(b, "ssh, fetched into memory", 1000, ReadOptions{
+	measureFleet(b, "ssh, fetched into memory", "ms-median", 1000, ReadOptions{
 		URL: sshd.URL(r.Dir), SSHKeyFile: sshd.ClientKey, KnownHostsFile: sshd.KnownHosts,
 	})
 }
