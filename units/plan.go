@@ -99,15 +99,7 @@ func plan(cfg Config, obs Observed) []Action {
 			return a
 		}
 	}
-	drift := func(a Action) Action {
-		a.Drift = true
-		if report {
-			a.Op = OpNoOp
-			a.Reason += " (drift mode report: left as is)"
-			a.Do = ""
-		}
-		return a
-	}
+	drift := driftFor(report) // drop-ins follow the config's mode
 	desiredFiles := map[string]bool{}
 	desiredUnits := map[string]bool{}
 
@@ -123,7 +115,6 @@ func plan(cfg Config, obs Observed) []Action {
 		switch {
 		case have.Content == nil:
 			a.Op, a.Do, a.Reason = OpCreate, "write", "new in site"
-			a.After = a.After.(FileSummary)
 			a.Diff = UnifiedDiff(file, nil, want)
 			changed = true
 		case !have.Own.Owned:
