@@ -596,7 +596,14 @@ func (w *StatusWriter) adoptRemote(ctx context.Context, ra remoteAccess) (plumbi
 		if err := s.SetReference(plumbing.NewHashReference(w.branch, newHead)); err != nil {
 			return fail(err)
 		}
-		w.log.Info("continued the status branch found on the remote", "remote", short(remote.String()), "head", short(newHead.String()))
+		last := time.Time{}
+		if c, err := w.repo.CommitObject(remote); err == nil {
+			last = c.Committer.When
+		}
+		// Expected after a lost state dir; a recent tip may also mean a
+		// second node with this name (whose next push will then fail).
+		w.log.Warn("state dir had no status history: continuing the branch found on the remote",
+			"remote", short(remote.String()), "remote_last_commit", last, "head", short(newHead.String()))
 		headRef = plumbing.NewHashReference(w.branch, newHead)
 		w.setHead(newHead)
 	}
