@@ -197,13 +197,8 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 		if !in.garpRefr.ok {
 			in.garpRefr = kc.garpRefr
 		}
-		if in.version.v == 2 && in.advert.ok && in.advert.v%1e9 != 0 {
-			w.add(in.pos, "advert_int %s with VRRPv2: whole seconds only; rounded up", in.advert.v)
-			in.advert.v = in.advert.v.Truncate(1e9) + 1e9
-		}
-		if in.version.v == 3 && in.advert.ok && in.advert.v%(10*time.Millisecond) != 0 {
-			w.add(in.pos, "advert_int %s: VRRPv3 counts in centiseconds; rounded to %s", in.advert.v, in.advert.v.Round(10*time.Millisecond))
-			in.advert.v = max(in.advert.v.Round(10*time.Millisecond), 10*time.Millisecond)
+		if in.advert.ok {
+			in.advert.v = advertInterval(in, w)
 		}
 		if in.version.v == 3 && in.password.ok {
 			w.add(in.pos, "authentication with VRRPv3: keepalived ignores it, so does the site")
@@ -398,4 +393,19 @@ func checkTrackedServices(st *site, w *warnings) {
 		}
 		in.trackSvcs = keep
 	}
+}
+
+// advertInterval brings an instance's advert interval into what its VRRP
+// version can carry: whole seconds up to 255 s (v2), centiseconds up to
+// 40.95 s (v3).
+func advertInterval(in *instance, w *warnings) time.Duration {
+	v, unit, lo, hi := in.advert.v, time.Second, time.Second, 255*time.Second
+	if in.version.v == 3 {
+		unit, lo, hi = 10*time.Millisecond, 10*time.Millisecond, 40950*time.Millisecond
+	}
+	r := min(max((v+unit-1)/unit*unit, lo), hi)
+	if r != v {
+		w.add(in.pos, "advert_int %s: VRRPv%d carries %s to %s in steps of %s: %s", v, in.version.v, lo, hi, unit, r)
+	}
+	return r
 }

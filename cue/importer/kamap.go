@@ -291,7 +291,12 @@ func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
 				}
 				ti := trackIf{name: t.Name}
 				if len(t.Args) == 2 && t.Args[0] == "weight" {
-					ti.weight, err = integer(t.Args[1], -254, 254)
+					v, werr := integer(t.Args[1], -254, 254)
+					if werr != nil {
+						w.add(t.Pos, "track_interface %s weight: %v: not tracked", t.Name, werr)
+						continue
+					}
+					ti.weight = v
 				} else if len(t.Args) > 0 {
 					w.add(t.Pos, "track_interface %s %s: not mapped", t.Name, strings.Join(t.Args, " "))
 				}

@@ -234,3 +234,27 @@ func TestRenderLikeCueFmt(t *testing.T) {
 		t.Errorf("render:\n%s\nwant (cue fmt):\n%s", got, want)
 	}
 }
+
+func TestAdvertInterval(t *testing.T) {
+	ms := time.Millisecond
+	for _, tt := range []struct {
+		version  int
+		in, want time.Duration
+		warn     bool
+	}{
+		{2, time.Second, time.Second, false},
+		{2, 500 * ms, time.Second, true},
+		{2, 1500 * ms, 2 * time.Second, true},
+		{2, 300 * time.Second, 255 * time.Second, true},
+		{3, 100 * ms, 100 * ms, false},
+		{3, 15 * ms, 20 * ms, true},
+		{3, 1 * ms, 10 * ms, true},
+		{3, 50 * time.Second, 40950 * ms, true},
+	} {
+		var w warnings
+		in := &instance{version: some(tt.version), advert: some(tt.in)}
+		if got := advertInterval(in, &w); got != tt.want || (len(w.list) > 0) != tt.warn {
+			t.Errorf("v%d %s: got %s with warnings %v, want %s (warn %v)", tt.version, tt.in, got, w.list, tt.want, tt.warn)
+		}
+	}
+}
