@@ -44,7 +44,7 @@ bench: ## benchmarks, side by side with keepalived and HAProxy (as root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./...
 
 demo: build ## the lab site end to end in network namespaces (as root)
-	./scripts/demo.sh
+	GITGW=$(CURDIR)/$(BIN) ./test/demo/demo.sh
 
 install: build ## install binary, unit and example config
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/gitgw

@@ -124,6 +124,9 @@ type Runner struct {
 	log      *slog.Logger
 	mu       sync.Mutex
 	lastGood *LastGood
+	// passes counts the passes of this process that left the node as
+	// desired.
+	passes int
 }
 
 // NewRunner returns a Runner, reading the last good state from the state
@@ -246,7 +249,15 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 	if r.lastGood != nil {
 		res.AppliedCommit = r.lastGood.Commit
 	}
-	isDrift := r.lastGood != nil && sameDesired(r.lastGood.Desired, desired)
+	// Drift: the node moved away from a state this process applied. The
+	// first pass of a process is never drift: in-process drivers (the VRRP
+	// engine, the proxy pool) start empty and are rebuilt, not repaired.
+	isDrift := r.passes > 0 && r.lastGood != nil && sameDesired(r.lastGood.Desired, desired)
+	defer func() {
+		if res.Outcome == Applied || res.Outcome == Unchanged {
+			r.passes++
+		}
+	}()
 
 	p, planErr := r.PlanFor(ctx, desired, commit)
 	res.Plan = p
