@@ -95,12 +95,21 @@ func (d *VRRPDriver) forward(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case t := <-d.e.Events():
-			ev := Event{Driver: "vrrp", Kind: "transition", Message: fmt.Sprintf("%s %s -> %s (%s)", t.Instance, t.From, t.To, t.Reason)}
-			select {
-			case d.events <- ev:
-			default: // the agent is behind; one pending pass is enough
+			d.send(Event{Driver: "vrrp", Kind: "transition", Message: fmt.Sprintf("%s %s -> %s (%s)", t.Instance, t.From, t.To, t.Reason)})
+		case dr := <-d.e.Drifts():
+			what := "VIP %s removed by hand while master: restored"
+			if dr.Action == "removed" {
+				what = "VIP %s added by hand while not master: removed"
 			}
+			d.send(Event{Driver: "vrrp", Kind: "drift", Message: dr.Instance + ": " + fmt.Sprintf(what, dr.VIP)})
 		}
+	}
+}
+
+func (d *VRRPDriver) send(ev Event) {
+	select {
+	case d.events <- ev:
+	default: // the agent is behind; one pending pass is enough
 	}
 }
 

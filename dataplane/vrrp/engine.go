@@ -64,6 +64,15 @@ type Transition struct {
 	At       time.Time `json:"at"`
 }
 
+// DriftEvent is a VIP changed behind the engine's back and repaired: put
+// back while master ("restored") or taken away while not ("removed").
+type DriftEvent struct {
+	Instance string       `json:"instance"`
+	VIP      netip.Prefix `json:"vip"`
+	Action   string       `json:"action"`
+	At       time.Time    `json:"at"`
+}
+
 // Counters are per-instance statistics.
 type Counters struct {
 	AdvertsIn   uint64                `json:"adverts_in"`
@@ -108,6 +117,7 @@ type Engine struct {
 	log    *slog.Logger
 	opts   Options
 	events chan Transition
+	drifts chan DriftEvent
 
 	// setMu serializes Set and Stop; regMu guards the instances and
 	// groups maps for readers (Status, sync groups, watchers) and is never
@@ -147,6 +157,7 @@ func New(logger *slog.Logger, opts Options) *Engine {
 		log:       logger.With("component", "vrrp"),
 		opts:      opts,
 		events:    make(chan Transition, 256),
+		drifts:    make(chan DriftEvent, 64),
 		instances: map[string]*instance{},
 		links:     map[linkKey]*link{},
 		groups:    map[string][]string{},
@@ -333,6 +344,16 @@ func (e *Engine) syncPeers(name string) []*instance {
 		}
 	}
 	return out
+}
+
+// Drifts delivers every VIP drift repaired (lost when nobody reads).
+func (e *Engine) Drifts() <-chan DriftEvent { return e.drifts }
+
+func (e *Engine) emitDrift(d DriftEvent) {
+	select {
+	case e.drifts <- d:
+	default:
+	}
 }
 
 func (e *Engine) emit(t Transition) {

@@ -171,7 +171,7 @@ func (n *node) wait(t *testing.T, name string, s State) {
 }
 
 func fast(name string, vrid uint8, prio uint8, vipp string, mut ...func(*Instance)) Instance {
-	in := Instance{Name: name, Interface: "eth0", VRID: vrid, Version: 3, Interval: 20 * time.Millisecond, Priority: prio,
+	in := Instance{Name: name, Interface: "eth0", VRID: vrid, Version: 3, Interval: 100 * time.Millisecond, Priority: prio,
 		VIPs: []VIP{{Prefix: netip.MustParsePrefix(vipp)}}}
 	for _, m := range mut {
 		m(&in)
@@ -205,7 +205,7 @@ func TestEngineHotSetNoSpuriousTransitions(t *testing.T) {
 	}
 	// Priority, VIPs, interval changed on A; B removed; C added.
 	hot := fast("A", 1, 140, "203.0.113.100/24", func(in *Instance) {
-		in.Interval = 30 * time.Millisecond
+		in.Interval = 200 * time.Millisecond
 		in.ExcludedVIPs = []VIP{{Prefix: netip.MustParsePrefix("198.51.100.100/24")}}
 	})
 	if err := n1.e.Set(ctx, Config{Instances: []Instance{hot, fast("C", 3, 150, "203.0.113.102/24")}}); err != nil {
@@ -222,7 +222,7 @@ func TestEngineHotSetNoSpuriousTransitions(t *testing.T) {
 	if n2.state(t, "A").State != StateBackup {
 		t.Error("n2's A lost its backup state across n1's hot Set")
 	}
-	waitFor(t, 10*time.Second, "n2 adopting the 30 ms interval", func() bool { return n2.state(t, "A").MasterAdverInterval == 30*time.Millisecond })
+	waitFor(t, 10*time.Second, "n2 adopting the 200 ms interval", func() bool { return n2.state(t, "A").MasterAdverInterval == 200*time.Millisecond })
 	if n1.vips.holds("203.0.113.101/24") {
 		t.Error("removed instance B left its VIP")
 	}
@@ -447,4 +447,62 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
+}
+
+// TestEngineReceiveChecks injects malformed and foreign packets: each is
+// counted under its reason and none disturbs the instance.
+func TestEngineReceiveChecks(t *testing.T) {
+	b := &bus{}
+	n := newNode(t, b, "203.0.113.11")
+	ctx := context.Background()
+	if err := n.e.Set(ctx, Config{Instances: []Instance{fast("A", 51, 100, "203.0.113.100/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	inj := b.listen(netip.MustParseAddr("203.0.113.66"))
+	src := netip.MustParseAddr("203.0.113.66")
+	good := Packet{Version: 3, VRID: 51, Priority: 200, Interval: 100 * time.Millisecond, Addrs: mustAddrs("203.0.113.100")}
+	enc := func(p Packet) []byte {
+		m, err := p.Marshal(src, GroupV4, ChecksumPseudo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	foreign := good
+	foreign.Addrs = mustAddrs("203.0.113.200")
+	v2 := good
+	v2.Version, v2.Interval = 2, time.Second
+	badsum := enc(good)
+	badsum[7] ^= 0xff
+	send := func(msg []byte, ttl int) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, o := range b.conns {
+			if o != inj {
+				o.ch <- Received{Payload: msg, Src: src, Dst: GroupV4, TTL: ttl}
+			}
+		}
+	}
+	send(enc(good), 254)
+	send(badsum, 255)
+	send(enc(foreign), 255)
+	send(enc(v2), 255)
+	send([]byte{0x31, 51, 1}, 255)
+	want := map[DropReason]uint64{DropTTL: 1, DropChecksum: 1, DropAddrList: 1, DropVersion: 1, DropLength: 1}
+	waitFor(t, 10*time.Second, "every drop counted", func() bool {
+		st := n.state(t, "A")
+		for k, v := range want {
+			if st.Counters.Drops[k] != v {
+				return false
+			}
+		}
+		return st.Counters.Conflicts == 1 && st.LastConflict == src
+	})
+	// Message-only checksum form: accepted and counted.
+	mo, _ := good.Marshal(src, GroupV4, ChecksumMessage)
+	send(mo, 255)
+	waitFor(t, 10*time.Second, "message-only checksum accepted", func() bool {
+		st := n.state(t, "A")
+		return st.Counters.ChecksumMessageOnly == 1 && st.Counters.AdvertsIn == 1 && st.MasterAddr == src
+	})
 }

@@ -77,6 +77,11 @@ func helperEngine() int {
 			println("EVENT", t)
 		}
 	}()
+	go func() {
+		for d := range e.Drifts() {
+			println("DRIFT", d)
+		}
+	}()
 	runErr := make(chan error, 1)
 	go func() { runErr <- e.Run(ctx) }()
 	if err := e.Set(ctx, cfg); err != nil {
@@ -128,6 +133,7 @@ type daemon struct {
 
 	mu      sync.Mutex
 	events  []Transition
+	drifts  []DriftEvent
 	replies map[string]chan string
 	exited  chan struct{}
 }
@@ -167,6 +173,15 @@ func startDaemon(t testing.TB, ns *lab.Netns, name string, cfg Config) *daemon {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			kind, rest, _ := strings.Cut(sc.Text(), " ")
+			if kind == "DRIFT" {
+				var de DriftEvent
+				if json.Unmarshal([]byte(rest), &de) == nil {
+					d.mu.Lock()
+					d.drifts = append(d.drifts, de)
+					d.mu.Unlock()
+				}
+				continue
+			}
 			if kind == "EVENT" {
 				var tr Transition
 				if json.Unmarshal([]byte(rest), &tr) == nil {
@@ -275,6 +290,13 @@ func (d *daemon) set(cfg Config) {
 	case <-time.After(10 * time.Second):
 		d.t.Fatalf("%s: set not answered", d.name)
 	}
+}
+
+// driftEvents returns a copy of the drift events seen so far.
+func (d *daemon) driftEvents() []DriftEvent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]DriftEvent(nil), d.drifts...)
 }
 
 // transitions returns a copy of the events seen so far.

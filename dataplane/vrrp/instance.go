@@ -604,6 +604,8 @@ func (in *instance) addrEvent(ev vip.Event) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		in.counters.Drift++
+		action := map[bool]string{true: "restored", false: "removed"}[master]
+		in.e.emitDrift(DriftEvent{Instance: in.cfg.Name, VIP: ev.Prefix, Action: action, At: in.e.opts.Now()})
 		if master {
 			in.e.log.Warn("drift: VIP removed behind our back, restoring", "instance", in.cfg.Name, "vip", ev.Prefix)
 			if err := in.e.opts.VIPs.Add(ctx, in.cfg.Interface, in.allVIPs()); err != nil {
