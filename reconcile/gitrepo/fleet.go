@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -216,11 +215,11 @@ func readBranch(s storer.EncodedObjectStorer, r *plumbing.Reference, opts ReadOp
 
 // openReadOnly opens a repository's storage for many reads: pack files stay
 // open between objects, and paths are not re-resolved component by
-// component.
+// component (readFS).
 func openReadOnly(dir string) (*filesystem.Storage, error) {
 	if st, err := os.Stat(filepath.Join(dir, "objects")); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("%s: %w", dir, git.ErrRepositoryNotExists)
 	}
-	fs := osfs.New(dir, osfs.WithBoundOS())
+	fs := newReadFS(dir)
 	return filesystem.NewStorageWithOptions(fs, cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true}), nil
 }

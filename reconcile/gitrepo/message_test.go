@@ -133,3 +133,20 @@ func TestIsLocal(t *testing.T) {
 		}
 	}
 }
+
+func TestReadFSStaysInside(t *testing.T) {
+	root := t.TempDir()
+	f := readFS{root: root}
+	for name, want := range map[string]string{
+		"objects/ab/cd":        root + "/objects/ab/cd",
+		"../../etc/passwd":     root + "/etc/passwd",
+		"/etc/passwd":          root + "/etc/passwd",
+		root + "/refs/heads/x": root + "/refs/heads/x",
+		root + "/../outside":   root + "/outside",
+		"a/../../b":            root + "/b",
+	} {
+		if got := f.abs(name); got != want {
+			t.Errorf("abs(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
