@@ -157,9 +157,7 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 	case "bind":
 		p.bind(l, w)
 	case "maxconn":
-		var v int
-		v, err = integer(arg(1), 0, 1<<30)
-		p.maxconn = some(v)
+		err = setOpt(&p.maxconn)(integer(arg(1), 0, 1<<30))
 	case "timeout":
 		p.timeout(arg(1), arg(2), l, w)
 	case "contimeout", "clitimeout", "srvtimeout":
@@ -175,9 +173,7 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 			w.add(l.Pos, "balance %s: not mapped (gitgw balances roundrobin, leastconn, source or first): roundrobin", strings.Join(ws[1:], " "))
 		}
 	case "retries":
-		var v int
-		v, err = integer(arg(1), 0, 10)
-		p.retries = some(v)
+		err = setOpt(&p.retries)(integer(arg(1), 0, 10))
 	case "default_backend":
 		p.defBackend, p.defPos = arg(1), l.Pos
 	case "use_backend":
@@ -344,17 +340,13 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			v = params[i+1]
 		}
 		var err error
-		dur := func() opt[time.Duration] {
+		dur := func(dst *opt[time.Duration]) {
 			i++
-			d, e := hapTime(v)
-			err = e
-			return some(d)
+			err = setOpt(dst)(hapTime(v))
 		}
-		num := func(lo, hi int) opt[int] {
+		num := func(dst *opt[int], lo, hi int) {
 			i++
-			n, e := integer(v, lo, hi)
-			err = e
-			return some(n)
+			err = setOpt(dst)(integer(v, lo, hi))
 		}
 		switch k {
 		case "check":
@@ -362,19 +354,19 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 		case "no-check":
 			sc.on = false
 		case "inter":
-			sc.inter = dur()
+			dur(&sc.inter)
 		case "fastinter":
-			sc.fast = dur()
+			dur(&sc.fast)
 		case "downinter":
-			sc.down = dur()
+			dur(&sc.down)
 		case "rise":
-			sc.rise = num(1, 100)
+			num(&sc.rise, 1, 100)
 		case "fall":
-			sc.fall = num(1, 100)
+			num(&sc.fall, 1, 100)
 		case "weight":
-			srv.weight = num(0, 256)
+			num(&srv.weight, 0, 256)
 		case "maxconn":
-			srv.maxconn = num(0, 1<<30)
+			num(&srv.maxconn, 0, 1<<30)
 		case "backup":
 			srv.backup = true
 		case "no-backup":

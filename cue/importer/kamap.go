@@ -170,22 +170,20 @@ func (c *kaConfig) script(d kaDirective, w *warnings) {
 		case "script":
 			s.command = arg
 		case "interval":
-			interval, err = seconds(arg)
+			err = setTo(&interval)(seconds(arg))
 		case "timeout":
-			var t time.Duration
-			t, err = seconds(arg)
-			timeout = some(t)
+			err = setOpt(&timeout)(seconds(arg))
 		case "weight":
 			if len(e.Args) > 1 {
 				w.add(e.Pos, "weight %s: \"reverse\" is not mapped; the weight is applied as keepalived applies a plain weight", arg)
 			}
 			if len(e.Args) > 0 {
-				s.weight, err = integer(e.Args[0], -254, 254)
+				err = setTo(&s.weight)(integer(e.Args[0], -254, 254))
 			}
 		case "rise":
-			rise, err = integer(arg, 1, 100)
+			err = setTo(&rise)(integer(arg, 1, 100))
 		case "fall":
-			fall, err = integer(arg, 1, 100)
+			err = setTo(&fall)(integer(arg, 1, 100))
 		case "user":
 			w.add(e.Pos, "user %s: not mapped (gitgw runs check commands as its own service user)", arg)
 		case "init_fail":
@@ -258,25 +256,19 @@ func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
 				in.iface = arg
 			}
 		case "virtual_router_id":
-			in.vrid, err = integer(arg, 1, 255)
+			err = setTo(&in.vrid)(integer(arg, 1, 255))
 		case "priority":
-			prio, err = integer(arg, 1, 255)
+			err = setTo(&prio)(integer(arg, 1, 255))
 		case "advert_int":
-			var v time.Duration
-			v, err = seconds(arg)
-			in.advert = some(v)
+			err = setOpt(&in.advert)(seconds(arg))
 		case "version":
-			var v int
-			v, err = integer(arg, 2, 3)
-			in.version = some(v)
+			err = setOpt(&in.version)(integer(arg, 2, 3))
 		case "nopreempt":
 			in.preempt = some(false)
 			ki.noPre = e.Pos
 		case "preempt":
 		case "preempt_delay":
-			var v time.Duration
-			v, err = seconds(arg)
-			in.delay = some(v)
+			err = setOpt(&in.delay)(seconds(arg))
 		case "authentication":
 			c.auth(ki, e, w)
 		case "virtual_ipaddress":
@@ -339,17 +331,11 @@ func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
 				ki.peers = append(ki.peers, peerRef{addr: a, pos: p.Pos})
 			}
 		case "garp_master_delay":
-			var v time.Duration
-			v, err = seconds(arg)
-			in.garpDelay = some(v)
+			err = setOpt(&in.garpDelay)(seconds(arg))
 		case "garp_master_repeat":
-			var v int
-			v, err = integer(arg, 1, 100)
-			in.garpRep = some(v)
+			err = setOpt(&in.garpRep)(integer(arg, 1, 100))
 		case "garp_master_refresh":
-			var v time.Duration
-			v, err = seconds(arg)
-			in.garpRefr = some(v)
+			err = setOpt(&in.garpRefr)(seconds(arg))
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop":
 			i := map[string]int{"notify_master": 0, "notify_backup": 1, "notify_fault": 2, "notify_stop": 3}[e.Name]
 			in.notify[i] = strings.Join(e.Args, " ")

@@ -11,8 +11,9 @@ import (
 )
 
 // TestAlwaysValid imports the test configurations with each line deleted
-// in turn (a missing brace, value or section included): whatever the
-// input, the import writes a site the loader accepts.
+// in turn (a missing brace, value or section included), and for the full
+// case with each number replaced by 0, -1 and 999999: whatever the input,
+// the import writes a site the loader accepts.
 func TestAlwaysValid(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads a few hundred sites")
@@ -40,18 +41,37 @@ func TestAlwaysValid(t *testing.T) {
 				if strings.TrimSpace(lines[li]) == "" || strings.HasPrefix(strings.TrimSpace(lines[li]), "#") {
 					continue
 				}
-				mut := append(append([]Input(nil), ka...), hap...)
-				mut[fi].Data = []byte(strings.Join(append(append([]string(nil), lines[:li]...), lines[li+1:]...), "\n"))
-				res, err := Import(Options{Keepalived: mut[:len(ka)], HAProxy: mut[len(ka):]})
-				if err != nil {
-					t.Fatalf("%s without line %d: %v", all[fi].Path, li+1, err)
+				variants := map[string]string{"without line": ""}
+				if c.name == "full" {
+					if f := strings.Fields(lines[li]); len(f) > 1 {
+						for _, word := range f[1:] {
+							if strings.Trim(word, "0123456789") == "" {
+								for _, n := range []string{"0", "-1", "999999"} {
+									variants["with "+n+" in line"] = strings.Replace(lines[li], word, n, 1)
+								}
+								break
+							}
+						}
+					}
 				}
-				dir := t.TempDir()
-				if err := WriteDir(dir, res.Files, false); err != nil {
-					t.Fatal(err)
-				}
-				if _, _, err := loader.Load(context.Background(), dir, ""); err != nil {
-					t.Errorf("%s without line %d (%q): the site does not load:\n%v\n%s", all[fi].Path, li+1, lines[li], err, goldenText(res))
+				for what, repl := range variants {
+					mutLines := append(append([]string(nil), lines[:li]...), lines[li+1:]...)
+					if repl != "" {
+						mutLines = append(append(append([]string(nil), lines[:li]...), repl), lines[li+1:]...)
+					}
+					mut := append(append([]Input(nil), ka...), hap...)
+					mut[fi].Data = []byte(strings.Join(mutLines, "\n"))
+					res, err := Import(Options{Keepalived: mut[:len(ka)], HAProxy: mut[len(ka):]})
+					if err != nil {
+						t.Fatalf("%s %s %d: %v", all[fi].Path, what, li+1, err)
+					}
+					dir := t.TempDir()
+					if err := WriteDir(dir, res.Files, false); err != nil {
+						t.Fatal(err)
+					}
+					if _, _, err := loader.Load(context.Background(), dir, ""); err != nil {
+						t.Errorf("%s %s %d (%q): the site does not load:\n%v\n%s", all[fi].Path, what, li+1, repl, err, goldenText(res))
+					}
 				}
 			}
 		}

@@ -95,3 +95,24 @@ func siteName(s string) string {
 }
 
 var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
+
+// setTo returns a function that stores a parsed value in dst when parsing
+// succeeded: setTo(&x)(integer(s, 1, 255)) leaves x alone on an error.
+func setTo[T any](dst *T) func(T, error) error {
+	return func(v T, err error) error {
+		if err == nil {
+			*dst = v
+		}
+		return err
+	}
+}
+
+// setOpt is setTo for a value marked as set.
+func setOpt[T comparable](dst *opt[T]) func(T, error) error {
+	return func(v T, err error) error {
+		if err == nil {
+			*dst = some(v)
+		}
+		return err
+	}
+}
