@@ -24,7 +24,6 @@ import (
 type bus struct {
 	mu    sync.Mutex
 	conns []*memConn
-	cut   map[netip.Addr]bool
 }
 
 type memConn struct {
@@ -43,15 +42,6 @@ func (b *bus) listen(addr netip.Addr) *memConn {
 	return c
 }
 
-func (b *bus) setCut(a netip.Addr, cut bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cut == nil {
-		b.cut = map[netip.Addr]bool{}
-	}
-	b.cut[a] = cut
-}
-
 func (c *memConn) Read(buf []byte) (Received, error) {
 	select {
 	case r := <-c.ch:
@@ -66,11 +56,8 @@ func (c *memConn) Read(buf []byte) (Received, error) {
 func (c *memConn) Write(msg []byte, src, dst netip.Addr) error {
 	c.b.mu.Lock()
 	defer c.b.mu.Unlock()
-	if c.b.cut[c.addr] {
-		return nil
-	}
 	for _, o := range c.b.conns {
-		if o == c || c.b.cut[o.addr] || (dst != GroupV4 && dst != o.addr) {
+		if o == c || (dst != GroupV4 && dst != o.addr) {
 			continue
 		}
 		select {
