@@ -12,7 +12,8 @@ import (
 
 // TestAlwaysValid imports the test configurations with each line deleted
 // in turn (a missing brace, value or section included), and for the full
-// case with each number replaced by 0, -1 and 999999: whatever the input,
+// case with each number replaced by 0, -1 and 999999 and the word after
+// the keyword by a strange one: whatever the input,
 // the import writes a site the loader accepts.
 func TestAlwaysValid(t *testing.T) {
 	if testing.Short() {
@@ -44,6 +45,7 @@ func TestAlwaysValid(t *testing.T) {
 				variants := map[string]string{"without line": ""}
 				if c.name == "full" {
 					if f := strings.Fields(lines[li]); len(f) > 1 {
+						variants["with a strange word in line"] = strings.Replace(lines[li], f[1], `b\a"d!w{o}rd`, 1)
 						for _, word := range f[1:] {
 							if strings.Trim(word, "0123456789") == "" {
 								for _, n := range []string{"0", "-1", "999999"} {
