@@ -34,6 +34,12 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "engine":
 		os.Exit(helperEngine())
+	case "guard":
+		if err := Guard(context.Background(), os.Getenv("GITGW_VRRP_STATE"), LifeLine(), slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "release":
 		if p := os.Getenv("GITGW_VRRP_NETNS"); p != "" {
 			if err := enterNetns(p); err != nil {
@@ -55,6 +61,18 @@ func helperEngine() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	if os.Getenv("GITGW_VRRP_GUARDIAN") != "" {
+		exe, _ := os.Executable()
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "GITGW_VRRP_HELPER=guard")
+		cmd.Stderr = os.Stderr
+		g, err := StartGuardian(cmd)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		defer g.Close()
 	}
 	opts, closeFn, err := KernelOptions(os.Getenv("GITGW_VRRP_STATE"), log)
 	if err != nil {
@@ -141,6 +159,13 @@ type daemon struct {
 // startDaemon runs the engine with cfg in ns.
 func startDaemon(t testing.TB, ns *lab.Netns, name string, cfg Config) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, ns, name, cfg)
+}
+
+// startDaemonEnv is startDaemon with extra environment for the helper
+// (GITGW_VRRP_GUARDIAN=1: start a guardian).
+func startDaemonEnv(t testing.TB, ns *lab.Netns, name string, cfg Config, env ...string) *daemon {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +178,7 @@ func startDaemon(t testing.TB, ns *lab.Netns, name string, cfg Config) *daemon {
 	path := d.writeConfig(cfg)
 	d.cmd = exec.Command("ip", "netns", "exec", ns.Name, exe, "-test.run=^$")
 	d.cmd.Env = append(os.Environ(), "GITGW_VRRP_HELPER=engine", "GITGW_VRRP_CONFIG="+path, "GITGW_VRRP_STATE="+d.stateDir)
+	d.cmd.Env = append(d.cmd.Env, env...)
 	logf, err := os.Create(filepath.Join(dir, "stderr.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -335,3 +335,19 @@ func TestLabCrashWithoutHandover(t *testing.T) {
 	waitFor(t, settle, "VIP only on gw1", func() bool { return hasAddr(t, l.gw1, labVIPp) && !hasAddr(t, l.gw2, labVIPp) })
 	waitFor(t, settle, "client on gw1", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw1) })
 }
+
+// TestLabGuardian: with a guardian, a SIGKILLed agent hands over at once,
+// without anyone running Release.
+func TestLabGuardian(t *testing.T) {
+	t.Parallel()
+	l := newVRRPLab(t)
+	g1 := startDaemonEnv(t, l.gw1, "gw1", vi1(150), "GITGW_VRRP_GUARDIAN=1")
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	g1.kill()
+	g2.waitState("VI_1", StateMaster, settle)
+	waitFor(t, settle, "the guardian removed gw1's VIP", func() bool { return !hasAddr(t, l.gw1, labVIPp) })
+	waitFor(t, settle, "state file emptied", func() bool { e, err := ReadState(g1.stateDir); return err == nil && len(e) == 0 })
+	waitFor(t, settle, "client on gw2", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw2) })
+}
