@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -48,8 +47,8 @@ type conn struct {
 	set    *settings
 	shard  *picker
 	srv    *server
-	client *net.TCPConn
-	server *net.TCPConn
+	client *sock
+	server *sock
 	caddr  netip.AddrPort
 	laddr  netip.AddrPort
 	start  time.Time
@@ -75,7 +74,7 @@ type conn struct {
 type direction struct {
 	c        *conn
 	toServer bool
-	src, dst *net.TCPConn
+	src, dst *sock
 	srcRaw   syscall.RawConn
 	dstRaw   syscall.RawConn
 	readFn   func(fd uintptr) bool
@@ -124,11 +123,11 @@ func (c *conn) abort(term string) {
 		return
 	}
 	if c.client != nil {
-		_ = c.client.SetLinger(0)
+		c.client.setLinger0()
 		_ = c.client.Close()
 	}
 	if c.server != nil {
-		_ = c.server.SetLinger(0)
+		c.server.setLinger0()
 		_ = c.server.Close()
 	}
 }
@@ -144,16 +143,8 @@ func (c *conn) serve() {
 	}
 	c.up.src, c.up.dst = c.client, c.server
 	c.down.src, c.down.dst = c.server, c.client
-	var err error
-	if c.up.srcRaw, err = c.client.SyscallConn(); err == nil {
-		c.down.srcRaw, err = c.server.SyscallConn()
-	}
-	if err != nil {
-		c.abort(termProxyStop)
-		c.finish()
-		return
-	}
-	c.up.dstRaw, c.down.dstRaw = c.down.srcRaw, c.up.srcRaw
+	c.up.srcRaw, c.down.srcRaw = c.client.rc, c.server.rc
+	c.up.dstRaw, c.down.dstRaw = c.server.rc, c.client.rc
 	// Both directions start on fresh goroutines, with small stacks: the
 	// dial above grew this one's, and an idle connection should not keep it.
 	p.conns.Add(2)
@@ -204,9 +195,8 @@ func (c *conn) connect() bool {
 				}
 			}
 			if set.KeepAlive > 0 {
-				ka := net.KeepAliveConfig{Enable: true, Idle: set.KeepAlive, Interval: set.KeepAlive / 3, Count: 3}
-				_ = c.client.SetKeepAliveConfig(ka)
-				_ = s.SetKeepAliveConfig(ka)
+				_ = c.client.setKeepAlive(set.KeepAlive)
+				_ = s.setKeepAlive(set.KeepAlive)
 			}
 			return true
 		}
@@ -230,8 +220,7 @@ func (c *conn) connect() bool {
 }
 
 func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return errors.Is(err, errConnectTimeout) || errors.Is(err, unix.ETIMEDOUT)
 }
 
 // finish runs once both directions are done (or the connect failed).

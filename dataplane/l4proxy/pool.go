@@ -104,25 +104,18 @@ func New(logger *slog.Logger, opts Options) *Pool {
 	return p
 }
 
-// settings is a service's configuration with defaults applied, plus what
-// the hot path derives from it; replaced as a whole on Set.
+// settings is a service's configuration with defaults applied; replaced
+// as a whole on Set.
 type settings struct {
 	Service
-	dialer net.Dialer
 }
 
 func newSettings(s Service) *settings {
-	st := &settings{Service: s.withDefaults()}
-	st.dialer = net.Dialer{Timeout: st.Timeouts.Connect, KeepAlive: -1}
-	return st
+	return &settings{Service: s.withDefaults()}
 }
 
-func (s *settings) dial(srv *server) (*net.TCPConn, error) {
-	c, err := s.dialer.Dial("tcp", srv.cfg.Load().addrStr)
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
+func (s *settings) dial(srv *server) (*sock, error) {
+	return dialTCP(srv.cfg.Load().Addr, s.Timeouts.Connect)
 }
 
 // service is the live state of one Service.
@@ -159,7 +152,10 @@ type bindGroup struct {
 }
 
 type listener struct {
-	ln      *net.TCPListener
+	ln *net.TCPListener
+	// af is a pollable duplicate of ln's socket: accept4 runs on it in a
+	// raw readiness callback (net's listener RawConn has no Read).
+	af      *os.File
 	shard   *picker
 	jobs    chan *conn // hand-off to an idle connect worker
 	workers int        // owned by the accept loop
@@ -596,6 +592,10 @@ func listenTCP(addr netip.AddrPort) (*net.TCPListener, error) {
 				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
 					return
 				}
+				// Accepted sockets inherit TCP_NODELAY from the listener.
+				if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); serr != nil {
+					return
+				}
 				if v6 {
 					serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
 				} else {
@@ -625,7 +625,16 @@ func (g *bindGroup) start(p *Pool) {
 		l.quit = make(chan struct{})
 		l.jobs = make(chan *conn)
 		l.workers = 0
-		_ = l.ln.SetDeadline(time.Time{})
+		if l.af == nil {
+			af, err := dupListener(l.ln, "accept")
+			if err != nil {
+				p.log.Error("dup listener", "bind", g.addr, "err", err)
+				close(l.done)
+				continue
+			}
+			l.af = af
+		}
+		_ = l.af.SetReadDeadline(time.Time{})
 		p.bg.Add(1)
 		go func(l *listener, svc *service) {
 			defer p.bg.Done()
@@ -641,7 +650,9 @@ func (g *bindGroup) pause() {
 	for _, l := range g.lns {
 		l.stop.Store(true)
 		close(l.quit)
-		_ = l.ln.SetDeadline(time.Unix(1, 0))
+		if l.af != nil {
+			_ = l.af.SetReadDeadline(time.Unix(1, 0))
+		}
 	}
 	for _, l := range g.lns {
 		<-l.done
@@ -651,19 +662,49 @@ func (g *bindGroup) pause() {
 func (g *bindGroup) close() {
 	g.pause()
 	for _, l := range g.lns {
+		if l.af != nil {
+			_ = l.af.Close()
+		}
 		_ = l.ln.Close()
 	}
 }
 
 func (l *listener) accept(p *Pool, svc *service, addr netip.AddrPort) {
+	rc, err := l.af.SyscallConn()
+	if err != nil {
+		p.log.Error("listener without a raw connection", "service", svc.name, "bind", addr, "err", err)
+		return
+	}
+	var nfd int
+	var rsa unix.Sockaddr
+	var aerr error
+	acceptFn := func(fd uintptr) bool {
+		for {
+			nfd, rsa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			switch aerr {
+			case unix.EINTR, unix.ECONNABORTED:
+				continue
+			case unix.EAGAIN:
+				return false
+			}
+			return true
+		}
+	}
 	for {
 		if !svc.acquireSlot(l.quit) {
 			return
 		}
-		cc, err := l.ln.AcceptTCP()
+		err := rc.Read(acceptFn)
+		if err == nil && aerr != nil {
+			err = os.NewSyscallError("accept4", aerr)
+		}
+		var cs *sock
+		if err == nil {
+			cs, err = newSock(nfd)
+		}
 		if err != nil {
 			svc.releaseSlot()
-			if l.stop.Load() || errors.Is(err, net.ErrClosed) {
+			if l.stop.Load() || errors.Is(err, os.ErrClosed) {
 				return
 			}
 			p.log.Warn("accept failed", "service", svc.name, "bind", addr, "err", err)
@@ -675,18 +716,12 @@ func (l *listener) accept(p *Pool, svc *service, addr netip.AddrPort) {
 			continue
 		}
 		c := connPool.Get().(*conn)
-		c.svc, c.set, c.shard, c.client = svc, svc.set.Load(), l.shard, cc
+		c.svc, c.set, c.shard, c.client = svc, svc.set.Load(), l.shard, cs
 		c.start = time.Now()
-		if ra, ok := cc.RemoteAddr().(*net.TCPAddr); ok {
-			c.caddr = ra.AddrPort()
-			c.caddr = netip.AddrPortFrom(c.caddr.Addr().Unmap(), c.caddr.Port())
-		}
+		c.caddr = addrPortOf(rsa)
 		c.laddr = addr
 		if c.set.ProxyProtocol != 0 {
-			if la, ok := cc.LocalAddr().(*net.TCPAddr); ok {
-				ap := la.AddrPort()
-				c.laddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-			}
+			c.laddr = cs.localAddr()
 		}
 		svc.cur.Add(1)
 		svc.total.Add(1)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"net/netip"
@@ -438,5 +439,37 @@ func TestSetRetriesFailedBind(t *testing.T) {
 	}
 	if _, err := roundTrip(bind, "x"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAcceptedInheritsNoDelay checks the assumption that saves a
+// setsockopt per connection: accepted sockets inherit TCP_NODELAY from
+// the listener.
+func TestAcceptedInheritsNoDelay(t *testing.T) {
+	ln, err := listenTCP(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f, err := dupListener(ln, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rc, _ := f.SyscallConn()
+	nfd := -1
+	eventually(t, 10*time.Second, "accept", func() bool {
+		rc.Control(func(fd uintptr) { nfd, _, _ = unix.Accept4(int(fd), unix.SOCK_CLOEXEC) })
+		return nfd >= 0
+	})
+	defer unix.Close(nfd)
+	v, err := unix.GetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+	if err != nil || v == 0 {
+		t.Fatalf("accepted socket TCP_NODELAY = %d, %v", v, err)
 	}
 }

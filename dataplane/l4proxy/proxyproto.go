@@ -2,7 +2,6 @@ package l4proxy
 
 import (
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"strconv"
 )
@@ -59,7 +58,7 @@ func appendProxyHeader(b []byte, version int, src, dst netip.AddrPort) []byte {
 	return b
 }
 
-func writeProxyHeader(c *net.TCPConn, version int, src, dst netip.AddrPort) error {
+func writeProxyHeader(c *sock, version int, src, dst netip.AddrPort) error {
 	var arr [108]byte
 	_, err := c.Write(appendProxyHeader(arr[:0], version, src, dst))
 	return err
