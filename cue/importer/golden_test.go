@@ -50,6 +50,10 @@ var goldenCases = []goldenCase{
 		{Node: "backup", Path: "seed004/keepalived-backup.conf"},
 	}},
 	{name: "seed004-template", keepalived: []Input{{Node: "gw1", Path: "seed004/template.conf"}}},
+	{name: "unicast", keepalived: []Input{
+		{Node: "gw1", Path: "unicast/gw1.conf"},
+		{Node: "gw2", Path: "unicast/gw2.conf"},
+	}},
 	{name: "full", keepalived: []Input{
 		{Node: "gw1", Path: "full/gw1.conf"},
 		{Node: "gw2", Path: "full/gw2.conf"},

@@ -127,6 +127,7 @@ func Import(opts Options) (*Result, error) {
 		st.nodes = append(st.nodes, &node{name: "gw1"})
 	}
 	checkTrackedServices(st, &w)
+	inferAddresses(st, kcs)
 	checkUnicast(st, kcs, &w)
 	checkStates(st, &w)
 	checkBinds(st, &w)
@@ -231,25 +232,14 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 			in.checks = append(in.checks, trackCheck{name: siteName(r.name), command: s.command, check: s.check, weight: weight})
 		}
 		if ki.srcIP.IsValid() {
-			bits := ki.srcIP.BitLen()
-			for _, v := range append(slices.Clone(in.vips), in.excluded...) {
-				if p := netip.MustParsePrefix(v.addr); p.Bits() < bits && p.Contains(ki.srcIP) {
-					bits = p.Bits()
-				}
-			}
-			addr := netip.PrefixFrom(ki.srcIP, bits).String()
-			ifc := n.iface(in.iface)
-			if !slices.Contains(ifc.addrs, addr) {
-				ifc.addrs = append(ifc.addrs, addr)
-				if bits == ki.srcIP.BitLen() {
-					ifc.notes = append(ifc.notes, fmt.Sprintf("TODO(import): %s is %s's source address in keepalived.conf, which does not give its prefix length.", ki.srcIP, in.name))
-				}
-			}
+			addNodeAddr(n, in, ki.srcIP, fmt.Sprintf("%s is %s's source address in keepalived.conf", ki.srcIP, in.name))
 		} else {
 			n.iface(in.iface)
 		}
 		existing := findInstance(st, in)
+		ki.merged = existing
 		if existing == nil {
+			ki.merged = in
 			in.srcs = []Pos{in.pos}
 			st.vrrp = append(st.vrrp, in)
 			continue
@@ -408,4 +398,73 @@ func advertInterval(in *instance, w *warnings) time.Duration {
 		w.add(in.pos, "advert_int %s: VRRPv%d carries %s to %s in steps of %s: %s", v, in.version.v, lo, hi, unit, r)
 	}
 	return r
+}
+
+// addNodeAddr records a node's own address on an instance's interface. Its
+// prefix length is that of a VIP's subnet holding it, else a host route
+// with a TODO.
+func addNodeAddr(n *node, in *instance, a netip.Addr, what string) {
+	bits := a.BitLen()
+	for _, v := range append(slices.Clone(in.vips), in.excluded...) {
+		if p := netip.MustParsePrefix(v.addr); p.Bits() < bits && p.Contains(a) {
+			bits = p.Bits()
+		}
+	}
+	addr := netip.PrefixFrom(a, bits).String()
+	ifc := n.iface(in.iface)
+	if slices.Contains(ifc.addrs, addr) {
+		return
+	}
+	ifc.addrs = append(ifc.addrs, addr)
+	if bits == a.BitLen() {
+		ifc.notes = append(ifc.notes, "TODO(import): "+what+", which does not give its prefix length.")
+	}
+}
+
+// inferAddresses finds the address of a node whose keepalived.conf has no
+// unicast_src_ip in the unicast_peer lists of the other nodes: the one
+// address they name that belongs to no other node.
+func inferAddresses(st *site, kcs []*kaConfig) {
+	type member struct {
+		node *node
+		ki   *kaInstance
+	}
+	groups := map[*instance][]member{}
+	for i, kc := range kcs {
+		for _, ki := range kc.insts {
+			groups[ki.merged] = append(groups[ki.merged], member{st.nodes[i], ki})
+		}
+	}
+	for _, in := range st.vrrp {
+		ms := groups[in]
+		var known []netip.Addr
+		for _, m := range ms {
+			if m.ki.srcIP.IsValid() {
+				known = append(known, m.ki.srcIP)
+			}
+		}
+		for _, m := range ms {
+			if m.ki.srcIP.IsValid() {
+				continue
+			}
+			var cands []netip.Addr
+			from := ""
+			for _, o := range ms {
+				if o == m {
+					continue
+				}
+				for _, p := range o.ki.peers {
+					own := slices.ContainsFunc(m.ki.peers, func(q peerRef) bool { return q.addr == p.addr })
+					if !own && !slices.Contains(known, p.addr) && !slices.Contains(cands, p.addr) {
+						cands = append(cands, p.addr)
+						from = o.node.name
+					}
+				}
+			}
+			if len(cands) == 1 {
+				m.ki.srcIP = cands[0]
+				addNodeAddr(m.node, in, cands[0], fmt.Sprintf("%s is %s's unicast_peer on %s", cands[0], from, in.name))
+			}
+		}
+	}
 }

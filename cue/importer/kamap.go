@@ -33,6 +33,7 @@ type kaScript struct {
 type kaInstance struct {
 	inst    *instance // with a single entry in prios
 	orig    string    // the name in keepalived.conf
+	merged  *instance // the site's instance it became part of
 	srcIP   netip.Addr
 	srcPos  Pos
 	peers   []peerRef

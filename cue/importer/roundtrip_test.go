@@ -167,3 +167,18 @@ func TestRoundTripFull(t *testing.T) {
 		t.Errorf("virtual_server = %+v", vs)
 	}
 }
+
+// Without unicast_src_ip, a node's address is found in its peer's
+// unicast_peer list, with the VIP's prefix length.
+func TestRoundTripUnicastPeers(t *testing.T) {
+	views := load(t, "unicast")
+	for node, addr := range map[string]string{"gw1": "203.0.113.11/24", "gw2": "203.0.113.12/24"} {
+		v := views[node]
+		if got := v.Node.Interfaces["eth0"].Addresses; !cmp.Equal(got, []netip.Prefix{netip.MustParsePrefix(addr)}, prefixEq) {
+			t.Errorf("%s: eth0 addresses %v, want %s", node, got, addr)
+		}
+		if in := v.VRRP["VI_1"]; !in.Unicast || in.Nodes["gw1"].Priority != 150 || in.Nodes["gw2"].Priority != 100 {
+			t.Errorf("%s: VI_1 %+v", node, in)
+		}
+	}
+}
