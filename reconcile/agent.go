@@ -31,6 +31,10 @@ type AgentOptions struct {
 	// Watchdog is the interval at which WATCHDOG=1 is sent (half of
 	// systemd's WatchdogSec); 0 disables it.
 	Watchdog time.Duration
+	// Bake, when set, runs after a pass that applied a new commit (the
+	// health gate); prev is the last good state before the pass. It returns
+	// the pass's final result (RolledBack on a regression).
+	Bake func(ctx context.Context, prev *LastGood, res Result) Result
 	// OnResult is called after every pass (status reporting).
 	OnResult func(Result)
 	// Events are driver events that ask for a pass.
@@ -163,7 +167,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		lastCommit = rev.Commit
+		prev := a.o.Runner.LastGood()
 		res := a.o.Runner.Pass(ctx, rev, PassOptions{})
+		if a.o.Bake != nil && res.Outcome == Applied && (prev == nil || prev.Commit != res.AppliedCommit) {
+			res = a.o.Bake(ctx, prev, res)
+		}
 		if errors.Is(res.Err, context.Canceled) && ctx.Err() != nil {
 			return nil
 		}
@@ -175,7 +183,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if a.o.OnResult != nil {
 			a.o.OnResult(res)
 		}
-		if res.Outcome == Failed {
+		if res.Outcome == Failed || res.Outcome == Held {
 			backoff = nextBackoff(backoff)
 			retry = time.After(backoff)
 		} else {

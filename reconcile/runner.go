@@ -44,6 +44,13 @@ const (
 	Rejected Outcome = "rejected"
 	// Failed: applying failed part-way; transient, retried with backoff.
 	Failed Outcome = "failed"
+	// Held: the revision is valid but waits for its turn (pair-aware
+	// rollout: a peer or an earlier wave first); nothing of it was applied;
+	// retried with backoff.
+	Held Outcome = "held"
+	// RolledBack: the revision was applied, failed its health gate, and the
+	// last good state was applied again (see HealthGate).
+	RolledBack Outcome = "rolled-back"
 )
 
 // Result is what one pass found and did.
@@ -85,6 +92,8 @@ func (r Result) Summary() string {
 		return fmt.Sprintf("%s rejected, %d errors%s", short, max(len(r.Errors), 1), first)
 	case Failed:
 		return fmt.Sprintf("%s apply failed: %v", short, r.Err)
+	case Held, RolledBack:
+		return fmt.Sprintf("%s %s: %v", short, r.Outcome, r.Err)
 	case Applied:
 		s := fmt.Sprintf("%s applied, %d changes", short, len(r.Applied))
 		if len(r.Drift) > 0 {
@@ -113,6 +122,14 @@ type RunnerOptions struct {
 	Logger   *slog.Logger
 	// Check runs after a revision loads and before it is planned.
 	Check CheckFunc
+	// Admit runs before a revision is loaded (signatures, pinned commits):
+	// an error rejects it like a site error; the last good state keeps
+	// running.
+	Admit func(ctx context.Context, rev Revision) error
+	// Hold runs before a revision's own changes are applied (pair-aware
+	// rollout); it may block while it waits. An error holds the revision:
+	// nothing of it is applied and the pass ends Held.
+	Hold func(ctx context.Context, rev Revision, desired *spec.Node, p *plan.Plan) error
 	// Scope is how much of the site the schema is applied to (default
 	// auto: the whole site up to loader.AutoScopeNodes nodes).
 	Scope loader.Scope
@@ -230,7 +247,17 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 	if r.lastGood != nil {
 		prev = r.lastGood.Desired
 	}
-	desired, perrs, err := r.evaluate(ctx, rev, prev)
+	var (
+		desired *spec.Node
+		perrs   loader.Errors
+		err     error
+	)
+	if r.opts.Admit != nil {
+		err = r.opts.Admit(ctx, rev)
+	}
+	if err == nil {
+		desired, perrs, err = r.evaluate(ctx, rev, prev)
+	}
 	commit := rev.Commit
 	switch {
 	case err != nil || len(perrs) > 0:
@@ -305,6 +332,14 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 			}
 		}
 		return res
+	}
+
+	if r.opts.Hold != nil && res.Outcome == "" && !isDrift {
+		if herr := r.opts.Hold(ctx, rev, desired, p); herr != nil {
+			res.Outcome, res.Err, res.Applied, res.Drift = Held, herr, nil, nil
+			r.log.Info("revision held", "commit", commit, "why", herr)
+			return res
+		}
 	}
 
 	var aerrs []error
