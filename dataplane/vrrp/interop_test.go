@@ -39,6 +39,7 @@ func noComplaints(t *testing.T, ka *lab.Keepalived) {
 }
 
 func TestInterop(t *testing.T) {
+	skipShort(t)
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "keepalived")
 	for _, v := range []struct {

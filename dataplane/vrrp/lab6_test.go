@@ -19,6 +19,7 @@ func waitLinkLocal(t *testing.T, ns *lab.Netns) {
 
 func TestLabIPv6(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	lab.RequireRoot(t)
 	sw := lab.NewSwitch(t)
 	gw1, gw2, cl := lab.NewNetns(t, "g61"), lab.NewNetns(t, "g62"), lab.NewNetns(t, "c6")

@@ -26,6 +26,7 @@ const (
 
 func newVRRPLab(t testing.TB) *vrrpLab {
 	t.Helper()
+	skipShort(t)
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "ping")
 	l := &vrrpLab{sw: lab.NewSwitch(t)}
@@ -81,7 +82,15 @@ func clientPing(l *vrrpLab) bool {
 	return err == nil
 }
 
-const settle = 20 * time.Second // generous: a loaded 2-core CI box
+const settle = 20 * time.Second
+
+// skipShort keeps the namespace labs out of `go test -short` (make unit).
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("real-kernel lab: not in -short")
+	}
+} // generous: a loaded 2-core CI box
 
 func TestLabElectionFailoverAndStop(t *testing.T) {
 	t.Parallel()
