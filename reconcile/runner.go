@@ -51,6 +51,9 @@ const (
 	// RolledBack: the revision was applied, failed its health gate, and the
 	// last good state was applied again (see HealthGate).
 	RolledBack Outcome = "rolled-back"
+	// Suspended: the operator suspended applying (`gitgw suspend`); the
+	// pass planned and reports, and changed nothing.
+	Suspended Outcome = "suspended"
 )
 
 // Result is what one pass found and did.
@@ -94,6 +97,8 @@ func (r Result) Summary() string {
 		return fmt.Sprintf("%s apply failed: %v", short, r.Err)
 	case Held, RolledBack:
 		return fmt.Sprintf("%s %s: %v", short, r.Outcome, r.Err)
+	case Suspended:
+		return fmt.Sprintf("%s suspended, %d changes held", short, len(r.Remaining))
 	case Applied:
 		s := fmt.Sprintf("%s applied, %d changes", short, len(r.Applied))
 		if len(r.Drift) > 0 {
@@ -133,6 +138,10 @@ type RunnerOptions struct {
 	// Scope is how much of the site the schema is applied to (default
 	// auto: the whole site up to loader.AutoScopeNodes nodes).
 	Scope loader.Scope
+	// Suspend, when it returns true, makes a pass plan without applying,
+	// drift corrections included (outcome Suspended, the planned changes
+	// as Remaining): `gitgw suspend`.
+	Suspend func() bool
 }
 
 // Runner runs passes for one node. Passes are serialized.
@@ -297,6 +306,13 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 	if o.DryRun {
 		if res.Outcome == "" {
 			res.Outcome = Unchanged
+		}
+		return res
+	}
+	if r.opts.Suspend != nil && r.opts.Suspend() {
+		res.Remaining = p.Actionable()
+		if res.Outcome == "" {
+			res.Outcome = Suspended
 		}
 		return res
 	}
