@@ -30,8 +30,27 @@ type Node struct {
 
 // SiteSettings are site-wide settings.
 type SiteSettings struct {
-	Name  string      `json:"name"`
-	Drift DriftByKind `json:"drift"`
+	Name     string      `json:"name"`
+	Drift    DriftByKind `json:"drift"`
+	Policies Policies    `json:"policies"`
+}
+
+// Policies tune the guardrails and change policies (package policies).
+type Policies struct {
+	Disable                 []string            `json:"disable"`
+	MaxServerRemovalPercent int                 `json:"max_server_removal_percent"`
+	MaintenanceWindows      []MaintenanceWindow `json:"maintenance_windows"`
+}
+
+// MaintenanceWindow is a daily window in which changes may reach the nodes
+// whose labels match.
+type MaintenanceWindow struct {
+	Name     string            `json:"name"`
+	Labels   map[string]string `json:"labels"`
+	Days     []string          `json:"days"`
+	Start    string            `json:"start"`
+	End      string            `json:"end"`
+	Timezone string            `json:"timezone"`
 }
 
 // DriftMode says what the agent does with a difference made by hand.
@@ -55,6 +74,7 @@ type DriftByKind struct {
 // NodeSettings are the gateway's own settings.
 type NodeSettings struct {
 	Labels     map[string]string    `json:"labels"`
+	CPUs       int                  `json:"cpus,omitempty"`
 	Interfaces map[string]Interface `json:"interfaces"`
 	Tuning     Tuning               `json:"tuning"`
 }
