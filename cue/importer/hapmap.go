@@ -465,6 +465,11 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 		p.httpchk, p.httpPos, p.tcpcheck = c, l.Pos, nil
 	case "tcp-check":
 		p.tcpcheck, p.httpchk = &check{kind: "tcp"}, nil
+	case "redis-check":
+		p.tcpcheck, p.httpchk = &check{kind: "tcp-expect", send: some("PING\r\n"), expect: some("+PONG")}, nil
+	case "mysql-check", "pgsql-check", "ldap-check", "smtpchk", "ssl-hello-chk", "spop-check", "external-check":
+		p.tcpcheck, p.httpchk = &check{kind: "tcp"}, nil
+		w.add(l.Pos, "option %s: this protocol check is not mapped: the servers get a TCP connect check", ws[1])
 	default:
 		hapNotMapped(l, w)
 	}

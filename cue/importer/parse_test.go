@@ -258,3 +258,30 @@ func TestAdvertInterval(t *testing.T) {
 		}
 	}
 }
+
+func TestProtocolChecks(t *testing.T) {
+	for _, tt := range []struct {
+		option, kind, send, expect string
+		warn                       bool
+	}{
+		{"option tcp-check", "tcp", "", "", false},
+		{"option redis-check", "tcp-expect", "PING\r\n", "+PONG", false},
+		{"option mysql-check user haproxy", "tcp", "", "", true},
+		{"option ssl-hello-chk", "tcp", "", "", true},
+	} {
+		var w warnings
+		cfg := "listen l\n  bind 203.0.113.1:1\n  " + tt.option + "\n  server s 198.51.100.1:1 check\n"
+		svcs := mapHAProxy(parseHAProxy("h", cfg, &w), &w).services(&w)
+		if len(svcs) != 1 || svcs[0].check == nil {
+			t.Fatalf("%s: services %v", tt.option, svcs)
+		}
+		c := svcs[0].check
+		if c.kind != tt.kind || c.send.v != tt.send || c.expect.v != tt.expect {
+			t.Errorf("%s: check %+v", tt.option, c)
+		}
+		warned := strings.Contains(strings.Join(warnStrings(w.list), "\n"), "protocol check is not mapped")
+		if warned != tt.warn {
+			t.Errorf("%s: warnings %v", tt.option, w.list)
+		}
+	}
+}
