@@ -357,3 +357,52 @@ func BenchmarkNoopSync1000Branches(b *testing.B) {
 		b.ReportMetric(float64(sm.med)/float64(time.Millisecond), "ms-median-"+row.name)
 	}
 }
+
+// BenchmarkStatusPushGrowth: the cost of one status push (Write + Flush)
+// to a local repository holding 1,000 other nodes' branches, when this
+// node's branch has 1 and then 1,000 commits behind it. go-git's own push
+// would walk every advertised branch's history; pushRef does not.
+func BenchmarkStatusPushGrowth(b *testing.B) {
+	gitremote.RequireGit(b)
+	r := fleetFixture(b, 1000)
+	// Refs packed, as after a gc: 1,000 loose ref files make git's
+	// receive-pack itself several times slower.
+	if _, err := gitremote.Git(r.Dir, "pack-refs", "--all"); err != nil {
+		b.Fatal(err)
+	}
+	ctx := testCtx(b)
+	w, err := NewStatusWriter(ctx, StatusOptions{Node: "bench", URL: r.Dir, Dir: filepath.Join(b.TempDir(), "status.git")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	measure := func(label string, from int) time.Duration {
+		var d []time.Duration
+		for i := 0; i < 20; i++ {
+			if _, err := w.Write(ctx, benchStatus("bench", from+i), Message{Subject: fmt.Sprintf("change %d", from+i)}); err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			if err := w.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			d = append(d, time.Since(t0))
+		}
+		s := summarize(d)
+		fmt.Printf("%-48s %10s %10s %10s\n", label, ms(s.med), ms(s.lo), ms(s.hi))
+		return s.med
+	}
+	fmt.Printf("\n%-48s %10s %10s %10s\n", "one status push, 1,000 other branches (packed)", "median", "min", "max")
+	short := measure("branch history ~20 commits", 0)
+	for i := 20; i < 1000; i++ { // grow the history locally, one push at the end
+		if _, err := w.Write(ctx, benchStatus("bench", 10000+i), Message{Subject: "filler"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	long := measure("branch history ~1,000 commits", 20000)
+	b.ReportMetric(float64(short)/float64(time.Millisecond), "ms-median-short")
+	b.ReportMetric(float64(long)/float64(time.Millisecond), "ms-median-long")
+}
