@@ -29,7 +29,11 @@ type VRRPOptions struct {
 	// Engine, when set, is used instead of a kernel-backed engine (tests).
 	// The driver then does not run or stop it.
 	Engine *vrrp.Engine
-	Logger *slog.Logger
+	// Observed, when set, replaces the engine's own Status as the observed
+	// side of Plan: a `gitgw plan` process runs no engine, and can plan
+	// against the agent's last reported status instead.
+	Observed func() []vrrp.InstanceStatus
+	Logger   *slog.Logger
 }
 
 // VRRPDriver adapts the VRRP engine to the Driver interface. The engine
@@ -37,15 +41,16 @@ type VRRPOptions struct {
 // and every transition is an Event that asks the agent for a pass (and a
 // status commit).
 type VRRPDriver struct {
-	e       *vrrp.Engine
-	log     *slog.Logger
-	own     bool
-	closeFn func() error
-	cancel  context.CancelFunc
-	runDone chan struct{}
-	events  chan Event
-	fwdDone chan struct{}
-	once    sync.Once
+	e        *vrrp.Engine
+	observed func() []vrrp.InstanceStatus
+	log      *slog.Logger
+	own      bool
+	closeFn  func() error
+	cancel   context.CancelFunc
+	runDone  chan struct{}
+	events   chan Event
+	fwdDone  chan struct{}
+	once     sync.Once
 }
 
 var (
@@ -62,7 +67,7 @@ func NewVRRPDriver(o VRRPOptions) (*VRRPDriver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &VRRPDriver{log: log.With("component", "vrrp-driver"), events: make(chan Event, 64), fwdDone: make(chan struct{}), runDone: make(chan struct{})}
+	d := &VRRPDriver{observed: o.Observed, log: log.With("component", "vrrp-driver"), events: make(chan Event, 64), fwdDone: make(chan struct{}), runDone: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	if o.Engine != nil {
@@ -181,7 +186,11 @@ func (d *VRRPDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Chang
 		return nil, err
 	}
 	observed := map[string]vrrp.InstanceStatus{}
-	for _, s := range d.e.Status() {
+	status := d.e.Status
+	if d.observed != nil {
+		status = d.observed
+	}
+	for _, s := range status() {
 		observed[s.Name] = s
 	}
 	var out []plan.Change
