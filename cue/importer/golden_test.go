@@ -22,6 +22,7 @@ type goldenCase struct {
 	name       string
 	keepalived []Input // Path relative to testdata; Data read by the test
 	haproxy    []Input
+	nodes      []string
 }
 
 var goldenCases = []goldenCase{
@@ -49,6 +50,15 @@ var goldenCases = []goldenCase{
 		{Node: "master", Path: "seed004/keepalived-master.conf"},
 		{Node: "backup", Path: "seed004/keepalived-backup.conf"},
 	}},
+	{name: "haproxy-only", haproxy: []Input{{Path: "full/haproxy.cfg"}}},
+	{name: "haproxy-only-nodes", haproxy: []Input{{Path: "seed003/haproxy.cfg"}}, nodes: []string{"lb1", "lb2"}},
+	{name: "haproxy-per-node-reversed", haproxy: []Input{
+		{Node: "gw2", Path: "seed003/haproxy.cfg"},
+		{Node: "gw1", Path: "seed003/haproxy.cfg"},
+	}, keepalived: []Input{
+		{Node: "gw1", Path: "seed003/keepalived-master.conf"},
+		{Node: "gw2", Path: "seed003/keepalived-backup.conf"},
+	}},
 	{name: "seed004-template", keepalived: []Input{{Node: "gw1", Path: "seed004/template.conf"}}},
 	{name: "unicast", keepalived: []Input{
 		{Node: "gw1", Path: "unicast/gw1.conf"},
@@ -73,7 +83,7 @@ func (c goldenCase) run(t *testing.T) (*Result, string) {
 		}
 		return out
 	}
-	res, err := Import(Options{Keepalived: read(c.keepalived), HAProxy: read(c.haproxy)})
+	res, err := Import(Options{Keepalived: read(c.keepalived), HAProxy: read(c.haproxy), Nodes: c.nodes})
 	if err != nil {
 		t.Fatalf("Import: %v", err)
 	}

@@ -113,18 +113,18 @@ func Import(opts Options) (*Result, error) {
 		vs = mergeServices(vs, kc.vservers, &w)
 	}
 	st.services = mergeServices(hapServices, vs, &w)
+	if len(st.nodes) == 0 {
+		w.add(Pos{File: opts.HAProxy[0].Path}, "no keepalived.conf and no node named: the site declares one node \"gw1\"; rename it and add the others")
+		st.nodes = append(st.nodes, &node{name: "gw1"})
+	}
 	nodeNames := make([]string, len(st.nodes))
 	for i, n := range st.nodes {
 		nodeNames[i] = n.name
 	}
 	for _, s := range st.services {
-		if slices.Equal(s.nodes, nodeNames) {
+		if len(s.nodes) == len(nodeNames) && !slices.ContainsFunc(nodeNames, func(n string) bool { return !slices.Contains(s.nodes, n) }) {
 			s.nodes = nil // every node: the schema's default
 		}
-	}
-	if len(st.nodes) == 0 {
-		w.add(Pos{File: opts.HAProxy[0].Path}, "no keepalived.conf and no node named: the site declares one node \"gw1\"; rename it and add the others")
-		st.nodes = append(st.nodes, &node{name: "gw1"})
 	}
 	checkTrackedServices(st, &w)
 	inferAddresses(st, kcs)
