@@ -127,14 +127,15 @@ type RunnerOptions struct {
 	Logger   *slog.Logger
 	// Check runs after a revision loads and before it is planned.
 	Check CheckFunc
-	// Admit runs before a revision is loaded (signatures, pinned commits):
-	// an error rejects it like a site error; the last good state keeps
+	// Admit runs before a revision is loaded (signatures, pinned commits);
+	// prev is the last good state (nil before the first apply). An error
+	// rejects the revision like a site error; the last good state keeps
 	// running.
-	Admit func(ctx context.Context, rev Revision) error
+	Admit func(ctx context.Context, rev Revision, prev *LastGood) error
 	// Hold runs before a revision's own changes are applied (pair-aware
 	// rollout); it may block while it waits. An error holds the revision:
 	// nothing of it is applied and the pass ends Held.
-	Hold func(ctx context.Context, rev Revision, desired *spec.Node, p *plan.Plan) error
+	Hold func(ctx context.Context, rev Revision, prev *LastGood, desired *spec.Node, p *plan.Plan) error
 	// Scope is how much of the site the schema is applied to (default
 	// auto: the whole site up to loader.AutoScopeNodes nodes).
 	Scope loader.Scope
@@ -262,7 +263,7 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 		err     error
 	)
 	if r.opts.Admit != nil {
-		err = r.opts.Admit(ctx, rev)
+		err = r.opts.Admit(ctx, rev, r.lastGood)
 	}
 	if err == nil {
 		desired, perrs, err = r.evaluate(ctx, rev, prev)
@@ -351,7 +352,7 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 	}
 
 	if r.opts.Hold != nil && res.Outcome == "" && !isDrift {
-		if herr := r.opts.Hold(ctx, rev, desired, p); herr != nil {
+		if herr := r.opts.Hold(ctx, rev, r.lastGood, desired, p); herr != nil {
 			res.Outcome, res.Err, res.Applied, res.Drift = Held, herr, nil, nil
 			r.log.Info("revision held", "commit", commit, "why", herr)
 			return res
