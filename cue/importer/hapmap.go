@@ -331,6 +331,15 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 		w.add(l.Pos, "server %s %s: %v: not imported", ws[1], ws[2], err)
 		return
 	}
+	if taken := func(n string) bool {
+		return slices.ContainsFunc(p.servers, func(s *server) bool { return s.name == n })
+	}; taken(name) {
+		base := name
+		for k := 2; taken(name); k++ {
+			name = fmt.Sprintf("%s-%d", base, k)
+		}
+		w.add(l.Pos, "server %s: the name is taken in %s %s: imported as %s", ws[1], p.kind, p.name, name)
+	}
 	srv := &server{name: name, address: addr}
 	sc := srvCheck{pos: l.Pos, name: name}
 	params := append(slices.Clone(p.defServer), ws[3:]...)

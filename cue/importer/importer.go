@@ -236,9 +236,16 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 		} else {
 			n.iface(in.iface)
 		}
-		existing := findInstance(st, in)
+		existing := findInstance(st, in, n.name)
 		ki.merged = existing
 		if existing == nil {
+			base := in.name
+			for k := 2; slices.ContainsFunc(st.vrrp, func(e *instance) bool { return e.name == in.name }); k++ {
+				in.name = fmt.Sprintf("%s-%d", base, k)
+			}
+			if in.name != base {
+				w.add(in.pos, "vrrp_instance %s: this node has an instance of that name already: imported as %s", base, in.name)
+			}
 			ki.merged = in
 			in.srcs = []Pos{in.pos}
 			st.vrrp = append(st.vrrp, in)
@@ -253,14 +260,19 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 	}
 }
 
-func findInstance(st *site, in *instance) *instance {
+// findInstance finds the site's instance that in (of node) is part of: by
+// name, else by VRID and interface; never one node has already.
+func findInstance(st *site, in *instance, node string) *instance {
+	free := func(e *instance) bool {
+		return !slices.ContainsFunc(e.prios, func(p nodePrio) bool { return p.node == node })
+	}
 	for _, e := range st.vrrp {
-		if e.name == in.name {
+		if e.name == in.name && free(e) {
 			return e
 		}
 	}
 	for _, e := range st.vrrp {
-		if e.vrid == in.vrid && e.iface == in.iface {
+		if e.vrid == in.vrid && e.iface == in.iface && free(e) {
 			return e
 		}
 	}

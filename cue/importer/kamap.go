@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -503,6 +504,10 @@ func mapVirtualServer(d kaDirective, w *warnings) *service {
 				continue
 			}
 			srv.backup = e.Name == "sorry_server"
+			if slices.ContainsFunc(s.servers, func(o *server) bool { return o.name == srv.name }) {
+				w.add(e.Pos, "%s %s: listed twice: ignored", e.Name, strings.Join(e.Args, " "))
+				continue
+			}
 			s.servers = append(s.servers, srv)
 			if c != nil && ck == nil {
 				ck, ckPos = c, cp

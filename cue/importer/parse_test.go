@@ -1,12 +1,15 @@
 package importer
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/gitgw/gitgw/cue/loader"
 )
 
 func TestParseKeepalived(t *testing.T) {
@@ -283,5 +286,34 @@ func TestProtocolChecks(t *testing.T) {
 		if warned != tt.warn {
 			t.Errorf("%s: warnings %v", tt.option, w.list)
 		}
+	}
+}
+
+// Names that collide after cleaning up (or are repeated) never make two
+// values for one field of the site.
+func TestNameCollisions(t *testing.T) {
+	ka := "vrrp_instance VI.1 {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.1/24\n }\n}\n" +
+		"vrrp_instance VI.1 {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n  203.0.113.2/24\n }\n}\n" +
+		"vrrp_instance other {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.3/24\n }\n}\n" +
+		"virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n }\n real_server 198.51.100.1 80 {\n }\n}\n"
+	hap := "listen l\n bind 203.0.113.1:81\n server web 198.51.100.1:80\n server web 198.51.100.2:80\n server web!1 198.51.100.3:80\n server web-1 198.51.100.4:80\n"
+	res, err := Import(Options{
+		Keepalived: []Input{{Node: "gw1", Path: "ka", Data: []byte(ka)}},
+		HAProxy:    []Input{{Path: "hap", Data: []byte(hap)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := WriteDir(dir, res.Files, false); err != nil {
+		t.Fatal(err)
+	}
+	_, view, err := loader.Load(context.Background(), dir, "gw1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, goldenText(res))
+	}
+	if len(view.VRRP) != 3 || len(view.Services["l"].Servers) != 4 || len(view.Services["vs-203.0.113.1-80"].Servers) != 1 {
+		t.Errorf("instances %d, servers %d and %d:\n%s", len(view.VRRP), len(view.Services["l"].Servers),
+			len(view.Services["vs-203.0.113.1-80"].Servers), goldenText(res))
 	}
 }
