@@ -77,7 +77,8 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	if err != nil {
 		return err
 	}
-	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: scope})
+	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: scope,
+		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log})})
 	if err != nil {
 		return err
 	}

@@ -119,7 +119,8 @@ func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconci
 	if err != nil {
 		return nil, nil, fail(err)
 	}
-	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drivers, Logger: log, Scope: scope})
+	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drivers, Logger: log, Scope: scope,
+		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log})})
 	if err != nil {
 		return nil, nil, fail(err)
 	}

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/policies"
 )
 
 func newValidateCmd() *cobra.Command {
@@ -37,10 +40,40 @@ func newValidateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if errs, err := checkPolicies(ctx, site, cmd.ErrOrStderr()); err != nil {
+				return err
+			} else if len(errs) > 0 {
+				for _, e := range errs {
+					fmt.Fprintln(cmd.OutOrStdout(), e.Error())
+				}
+				return exitError{1}
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "site valid: %d nodes (%v)\n", len(site.Nodes), site.Nodes)
 			return nil
 		},
 	}
 	sf.register(cmd)
 	return cmd
+}
+
+// checkPolicies runs the built-in guardrails over the whole site and the
+// site's own policies; warnings are written to warn, errors returned.
+func checkPolicies(ctx context.Context, site *loader.Site, warn io.Writer) (loader.Errors, error) {
+	whole, err := site.Whole()
+	if err != nil {
+		return nil, err
+	}
+	bad, warns := policies.Split(policies.Check(policies.FromSite(whole)))
+	for _, e := range site.Locate(policies.AsErrors(warns)) {
+		fmt.Fprintln(warn, "warning: "+e.Error())
+	}
+	errs := site.Locate(policies.AsErrors(bad))
+	sp, err := loader.SitePolicies(ctx, site.Dir)
+	if le, ok := loader.AsErrors(err); ok {
+		sp, err = le, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append(errs, sp...), nil
 }

@@ -1,0 +1,205 @@
+package loader
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/cuecontext"
+	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/load"
+
+	"github.com/gitgw/gitgw/cue/spec"
+)
+
+// PoliciesDir is the directory of a site repository that holds its site
+// policies: CUE files of the site's package, unified with the site.
+const PoliciesDir = "policies"
+
+// Whole decodes the whole site, for the checks that look across nodes
+// (`gitgw validate`). It costs a full decode: agents use their node's view.
+func (s *Site) Whole() (*spec.Site, error) {
+	var out spec.Site
+	for _, f := range []struct {
+		name string
+		into any
+	}{{"site", &out.Site}, {"nodes", &out.Nodes}, {"vrrp", &out.VRRP}, {"services", &out.Services}, {"units", &out.Units}} {
+		v := s.root.LookupPath(cue.ParsePath(f.name))
+		if !v.Exists() {
+			continue
+		}
+		if err := v.Decode(f.into); err != nil {
+			return nil, convert(s.Dir, err)
+		}
+	}
+	return &out, nil
+}
+
+// Locate positions errors that name a field path (found by Go checks over
+// decoded values) in the site's files.
+func (s *Site) Locate(errs Errors) Errors {
+	out := slices.Clone(errs)
+	for i := range out {
+		if out[i].File == "" {
+			out[i].locate(s.Dir, s.root)
+		}
+	}
+	return out.sorted()
+}
+
+// Locate positions errors by field path in the site in dir. It evaluates
+// the site again, so callers use it only when there is something to report.
+func Locate(ctx context.Context, dir string, errs Errors) (Errors, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return errs, fmt.Errorf("loader: locate: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return errs, err
+	}
+	overlay, pkg, err := buildOverlay(abs)
+	if err != nil {
+		return errs, err
+	}
+	overlay[filepath.Join(abs, agentFile)] = load.FromString(siteAgentFile(pkg))
+	inst, err := loadInstance(abs, overlay, pkg)
+	if err != nil {
+		return errs, err
+	}
+	s := &Site{Dir: abs, root: cuecontext.New().BuildInstance(inst)}
+	return s.Locate(errs), nil
+}
+
+// HasSitePolicies reports whether the site in dir has site policies.
+func HasSitePolicies(dir string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, PoliciesDir, "*.cue"))
+	return len(m) > 0
+}
+
+// SitePolicies evaluates the site in dir together with its site policies
+// (policies/*.cue, of the site's own package: CUE unifies a directory's
+// files with those of its parents) and the schema, and reports each
+// violation at the site's value it is about, its message prefixed with the
+// policy's name: the rule under #checks that failed, else the policy
+// file's name. A site without policies/ has none.
+//
+// It is one more evaluation of the whole site: a site opts into that cost
+// by having policies.
+func SitePolicies(ctx context.Context, dir string) (Errors, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("loader: site policies: %w", err)
+	}
+	if !HasSitePolicies(abs) {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	overlay, pkg, err := buildOverlay(abs)
+	if err != nil {
+		return nil, err
+	}
+	files, _ := filepath.Glob(filepath.Join(abs, PoliciesDir, "*.cue"))
+	var errs Errors
+	for _, f := range files {
+		if p := filePackage(f); p != pkg {
+			e := Error{File: filepath.ToSlash(filepath.Join(PoliciesDir, filepath.Base(f))), Line: 1, Col: 1,
+				Msg: fmt.Sprintf("[%s] a site policy must be in the site's package %q, not %q", policyName(f), pkg, p)}
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return errs, nil
+	}
+	overlay[filepath.Join(abs, agentFile)] = load.FromString(siteAgentFile(pkg))
+	insts := load.Instances([]string{"./" + PoliciesDir}, &load.Config{
+		Dir: abs, Overlay: overlay, Package: pkg, Env: []string{"CUE_REGISTRY=none"},
+	})
+	if len(insts) != 1 {
+		return nil, fmt.Errorf("loader: site policies: expected one CUE package in %s, found %d", PoliciesDir, len(insts))
+	}
+	if err := insts[0].Err; err != nil {
+		return nil, convert(abs, err)
+	}
+	v := cuecontext.New().BuildInstance(insts[0])
+	var all []cueerrors.Error
+	if err := v.Validate(cue.Concrete(true)); err != nil {
+		all = append(all, cueerrors.Errors(err)...)
+	}
+	if c := v.LookupPath(cue.MakePath(cue.Def("#checks"))); c.Exists() {
+		if err := c.Validate(cue.Concrete(true)); err != nil {
+			all = append(all, cueerrors.Errors(err)...)
+		}
+	}
+	for _, ce := range all {
+		errs = append(errs, policyError(abs, v, ce))
+	}
+	return dedupe(errs).sorted(), nil
+}
+
+// policyError positions one violation at the site's own value when CUE
+// names one (a conflict), else at the field its path names, else in the
+// policy file; the name is the #checks rule or the policy file.
+func policyError(abs string, root cue.Value, ce cueerrors.Error) Error {
+	format, args := ce.Msg()
+	path := ce.Path()
+	e := Error{Path: strings.Join(path, ".")}
+	name, policyPos := "", Error{}
+	if len(path) > 1 && path[0] == "#checks" {
+		name = strings.Trim(path[1], `"`)
+		// The rule's key names what it is about: #checks.<rule>.<key>.
+		e.Path = ""
+	}
+	for _, p := range cueerrors.Positions(ce) {
+		probe := Error{}
+		if !probe.setPos(abs, p) {
+			continue
+		}
+		if strings.HasPrefix(probe.File, PoliciesDir+"/") {
+			if policyPos.File == "" {
+				policyPos = probe
+			}
+			continue
+		}
+		if e.File == "" {
+			e.File, e.Line, e.Col = probe.File, probe.Line, probe.Col
+		}
+	}
+	if name == "" && policyPos.File != "" {
+		name = policyName(policyPos.File)
+	}
+	if name == "" {
+		name = "site-policy"
+	}
+	if e.File == "" && e.Path != "" {
+		e.locateParent(abs, root)
+	}
+	if e.File == "" || strings.HasPrefix(e.File, "(schema)") {
+		e.File, e.Line, e.Col = policyPos.File, policyPos.Line, policyPos.Col
+	}
+	e.Msg = fmt.Sprintf("[%s] %s", name, fmt.Sprintf(format, args...))
+	return e
+}
+
+func policyName(file string) string {
+	return strings.TrimSuffix(filepath.Base(file), ".cue")
+}
+
+// filePackage reads a CUE file's package clause ("" when it has none).
+func filePackage(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "package" {
+			return f[1]
+		}
+	}
+	return ""
+}

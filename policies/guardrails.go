@@ -1,0 +1,337 @@
+package policies
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gitgw/gitgw/cue/spec"
+)
+
+// guardrail is a built-in rule over one desired state.
+type guardrail struct {
+	Policy
+	severity Severity
+	check    func(in *Input, r report)
+}
+
+// The built-in guardrails, in the order they run and report.
+func guardrails() []guardrail {
+	return []guardrail{
+		{Policy{"vrid-unique", "VRIDs are unique per interface and segment: two virtual routers with one VRID share a virtual MAC and fight."}, Error, vridUnique},
+		{Policy{"priority-distinct", "priorities are distinct within an instance: a tie is broken by address, not by the site."}, Error, priorityDistinct},
+		{Policy{"vip-in-subnet", "every VIP lies in a subnet of its interface on each node that carries it: otherwise no neighbour can reach it."}, Error, vipInSubnet},
+		{Policy{"vip-not-node-address", "no VIP equals a node's own address: releasing it would cut the node off."}, Error, vipNotNodeAddress},
+		{Policy{"instance-consistent", "what can differ between the nodes of an instance does not: each has the interface, a VIP belongs to one instance, a sync group has one node set and version."}, Error, instanceConsistent},
+		{Policy{"service-primary-server", "every service has a server that is neither backup nor disabled."}, Error, servicePrimaryServer},
+		{Policy{"service-health-check", "every service checks its servers' health: otherwise a dead server keeps its share of connections."}, Error, serviceHealthCheck},
+		{Policy{"port-clash", "no port is bound twice on a node: by two proxy binds, or by a bind and a unit instance named by a port."}, Error, portClash},
+		{Policy{"cpu-mask", "CPU lists in tuning name only CPUs the node has (node: cpus) and are well formed."}, Error, cpuMask},
+		{Policy{"secret-in-clear", "no VRRP password is written in the site: use password_file (read on the node)."}, Warning, secretInClear},
+	}
+}
+
+// carriers lists the nodes of an instance whose settings the input holds.
+func carriers(in *Input, vi spec.VRRPInstance) []string {
+	var out []string
+	for _, n := range sortedKeys(vi.Nodes) {
+		if _, ok := in.Nodes[n]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func vipIface(vi spec.VRRPInstance, v spec.VIP) string {
+	if v.Dev != "" {
+		return v.Dev
+	}
+	return vi.Interface
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// vridUnique indexes every (segment, address family, VRID) an instance
+// occupies; a segment is a subnet on the instance's interface, or the
+// interface itself on one node when it has no address.
+func vridUnique(in *Input, r report) {
+	owner := map[string]string{}
+	for _, name := range sortedKeys(in.VRRP) {
+		vi := in.VRRP[name]
+		fam := "IPv4"
+		if len(vi.VIPs) > 0 {
+			fam = family(vi.VIPs[0].Address.Addr())
+		}
+		clash := map[string]string{}
+		for _, n := range carriers(in, vi) {
+			segs := []string{"node " + n + " " + vi.Interface}
+			for _, p := range in.Nodes[n].Interfaces[vi.Interface].Addresses {
+				segs = append(segs, "segment "+p.Masked().String())
+			}
+			for _, seg := range segs {
+				k := fmt.Sprintf("%s|%s|%d", seg, fam, vi.VRID)
+				if other, ok := owner[k]; ok && other != name {
+					if _, seen := clash[other]; !seen {
+						clash[other] = seg
+					}
+					continue
+				}
+				owner[k] = name
+			}
+		}
+		for _, other := range sortedKeys(clash) {
+			r.add("vrrp."+key(name)+".vrid", "VRID %d (%s) is also used by instance %s on %s (%s): two virtual routers with one VRID fight over one virtual MAC",
+				vi.VRID, fam, other, clash[other], vi.Interface)
+		}
+	}
+}
+
+func priorityDistinct(in *Input, r report) {
+	for _, name := range sortedKeys(in.VRRP) {
+		vi := in.VRRP[name]
+		first := map[int]string{}
+		for _, n := range sortedKeys(vi.Nodes) {
+			p := vi.Nodes[n].Priority
+			if other, ok := first[p]; ok {
+				r.add(fmt.Sprintf("vrrp.%s.nodes.%s.priority", key(name), key(n)),
+					"priority %d is also %s's: the master would be chosen by the higher address, not by the site", p, other)
+				continue
+			}
+			first[p] = n
+		}
+	}
+}
+
+func vipInSubnet(in *Input, r report) {
+	for _, name := range sortedKeys(in.VRRP) {
+		vi := in.VRRP[name]
+		for _, n := range carriers(in, vi) {
+			for i, v := range vi.VIPs {
+				ifname := vipIface(vi, v)
+				addrs := in.Nodes[n].Interfaces[ifname].Addresses
+				a := v.Address.Addr()
+				var same []string
+				inside := false
+				for _, p := range addrs {
+					if p.Addr().Is4() != a.Is4() {
+						continue
+					}
+					same = append(same, p.String())
+					if p.Masked().Contains(a) {
+						inside = true
+					}
+				}
+				path := fmt.Sprintf("vrrp.%s.vips.%d", key(name), i)
+				switch {
+				case inside:
+				case len(same) == 0 && a.Is6():
+					// An IPv6 VIP is advertised from the link-local address.
+				case len(same) == 0:
+					r.add(path, "VIP %s: node %s has no %s address on %s to reach it from", v.Address, n, family(a), ifname)
+				default:
+					r.add(path, "VIP %s is in no subnet of node %s's %s (%s)", v.Address, n, ifname, strings.Join(same, ", "))
+				}
+			}
+		}
+	}
+}
+
+func vipNotNodeAddress(in *Input, r report) {
+	own := map[netip.Addr]string{}
+	for _, n := range sortedKeys(in.Nodes) {
+		for _, ifname := range sortedKeys(in.Nodes[n].Interfaces) {
+			for _, p := range in.Nodes[n].Interfaces[ifname].Addresses {
+				if _, ok := own[p.Addr()]; !ok {
+					own[p.Addr()] = n + " " + ifname
+				}
+			}
+		}
+	}
+	for _, name := range sortedKeys(in.VRRP) {
+		vi := in.VRRP[name]
+		for _, list := range []struct {
+			field string
+			vips  []spec.VIP
+		}{{"vips", vi.VIPs}, {"excluded_vips", vi.ExcludedVIPs}} {
+			for i, v := range list.vips {
+				if where, ok := own[v.Address.Addr()]; ok {
+					r.add(fmt.Sprintf("vrrp.%s.%s.%d", key(name), list.field, i),
+						"VIP %s is node %s's own address: releasing the VIP would remove it", v.Address.Addr(), where)
+				}
+			}
+		}
+	}
+}
+
+func instanceConsistent(in *Input, r report) {
+	vipOwner := map[netip.Addr]string{}
+	type group struct {
+		first   string
+		nodes   string
+		version int
+	}
+	groups := map[string]group{}
+	for _, name := range sortedKeys(in.VRRP) {
+		vi := in.VRRP[name]
+		for _, n := range carriers(in, vi) {
+			if _, ok := in.Nodes[n].Interfaces[vi.Interface]; !ok {
+				r.add(fmt.Sprintf("vrrp.%s.nodes.%s", key(name), key(n)),
+					"node %s does not declare interface %s, which instance %s runs on", n, vi.Interface, name)
+			}
+		}
+		for i, v := range vi.VIPs {
+			a := v.Address.Addr()
+			if other, ok := vipOwner[a]; ok && other != name {
+				r.add(fmt.Sprintf("vrrp.%s.vips.%d", key(name), i), "VIP %s is also a VIP of instance %s: two masters could hold it at once", a, other)
+				continue
+			}
+			vipOwner[a] = name
+		}
+		if vi.SyncGroup == "" {
+			continue
+		}
+		nodes := strings.Join(sortedKeys(vi.Nodes), ",")
+		g, ok := groups[vi.SyncGroup]
+		if !ok {
+			groups[vi.SyncGroup] = group{first: name, nodes: nodes, version: vi.Version}
+			continue
+		}
+		if g.nodes != nodes {
+			r.add("vrrp."+key(name)+".nodes", "sync group %s: instance %s runs on %s, but %s on %s: a group changes state together only on the same nodes",
+				vi.SyncGroup, name, nodes, g.first, g.nodes)
+		}
+		if g.version != vi.Version {
+			r.add("vrrp."+key(name)+".version", "sync group %s: instance %s is VRRPv%d, but %s is VRRPv%d", vi.SyncGroup, name, vi.Version, g.first, g.version)
+		}
+	}
+}
+
+func servicePrimaryServer(in *Input, r report) {
+	for _, name := range sortedKeys(in.Services) {
+		s := in.Services[name]
+		ok := false
+		for _, sv := range s.Servers {
+			if !sv.Backup && !sv.Disabled {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			r.add("services."+key(name)+".servers", "service %s has no server that is neither backup nor disabled: it would send every connection to a backup or refuse it", name)
+		}
+	}
+}
+
+func serviceHealthCheck(in *Input, r report) {
+	for _, name := range sortedKeys(in.Services) {
+		if in.Services[name].Check == nil {
+			r.add("services."+key(name), "service %s has no health check: a dead server would keep its share of connections", name)
+		}
+	}
+}
+
+// portClash indexes, per node, every port a proxy bind or a unit instance
+// named by a port takes. A bind holds an address and a port; a unit
+// instance is assumed to listen on every address.
+func portClash(in *Input, r report) {
+	for _, n := range sortedKeys(in.Nodes) {
+		binds := map[string]string{} // host:port → service
+		ports := map[int]string{}    // port → first holder
+		for _, name := range sortedKeys(in.Services) {
+			s := in.Services[name]
+			if len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n) {
+				continue
+			}
+			for i, b := range s.Binds {
+				path := fmt.Sprintf("services.%s.binds.%d", key(name), i)
+				host, p, err := net.SplitHostPort(b)
+				port, perr := strconv.Atoi(p)
+				if err != nil || perr != nil {
+					continue
+				}
+				hp := net.JoinHostPort(host, p)
+				if other, ok := binds[hp]; ok {
+					r.add(path, "on node %s, %s is also bound by service %s", n, hp, other)
+					continue
+				}
+				binds[hp] = name
+				if _, ok := ports[port]; !ok {
+					ports[port] = "service " + name
+				}
+			}
+		}
+		for _, name := range sortedKeys(in.Units) {
+			u := in.Units[name]
+			for _, inst := range u.InstancesFor(n) {
+				port, err := strconv.Atoi(inst)
+				if err != nil || port < 1 || port > 65535 {
+					continue
+				}
+				if other, ok := ports[port]; ok && strings.HasPrefix(other, "service ") {
+					r.add("units."+key(name)+".instances", "on node %s, unit %s@%s.service takes port %d, which %s binds", n, name, inst, port, other)
+				}
+			}
+		}
+	}
+}
+
+func cpuMask(in *Input, r report) {
+	for _, n := range sortedKeys(in.Nodes) {
+		ns := in.Nodes[n]
+		for _, ifname := range sortedKeys(ns.Tuning.Interfaces) {
+			t := ns.Tuning.Interfaces[ifname]
+			for _, f := range []struct{ field, val string }{{"rps_cpus", t.RPSCPUs}, {"xps_cpus", t.XPSCPUs}, {"irq_cpus", t.IRQCPUs}} {
+				if f.val == "" || f.val == "all" || f.val == "none" {
+					continue
+				}
+				path := fmt.Sprintf("nodes.%s.tuning.interfaces.%s.%s", key(n), key(ifname), f.field)
+				hi, err := highestCPU(f.val)
+				switch {
+				case err != nil:
+					r.add(path, "CPU list %q: %v", f.val, err)
+				case ns.CPUs > 0 && hi >= ns.CPUs:
+					r.add(path, "CPU list %q names CPU %d, but node %s has %d CPUs (0-%d)", f.val, hi, n, ns.CPUs, ns.CPUs-1)
+				}
+			}
+		}
+	}
+}
+
+// highestCPU parses a kernel CPU list ("0-3,6") and returns its highest CPU.
+func highestCPU(list string) (int, error) {
+	hi := -1
+	for _, part := range strings.Split(list, ",") {
+		lo, up, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a CPU number", part)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(up); err != nil {
+				return 0, fmt.Errorf("%q is not a CPU range", part)
+			}
+			if b < a {
+				return 0, fmt.Errorf("range %q runs backwards", part)
+			}
+		}
+		hi = max(hi, b)
+	}
+	return hi, nil
+}
+
+func secretInClear(in *Input, r report) {
+	for _, name := range sortedKeys(in.VRRP) {
+		if a := in.VRRP[name].Auth; a != nil && a.Password != "" {
+			r.add("vrrp."+key(name)+".auth.password", "the VRRP password of %s is written in the site in clear: put it in a file on the nodes and set password_file", name)
+		}
+	}
+}

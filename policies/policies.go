@@ -1,0 +1,189 @@
+package policies
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/cue/spec"
+)
+
+// Severity says whether a violation rejects the revision.
+type Severity string
+
+// The severities.
+const (
+	// Error rejects the revision: nothing of it is applied.
+	Error Severity = "error"
+	// Warning is reported (plan output, agent log) and applied anyway.
+	Warning Severity = "warning"
+)
+
+// Violation is one finding of one policy.
+type Violation struct {
+	Policy   string
+	Severity Severity
+	// Path is the site field the finding is about, in the loader's dotted
+	// form (vrrp.VI_1.vrid, services.web.servers.s1); the loader positions it.
+	Path string
+	Msg  string
+}
+
+// String renders "path: [policy] message".
+func (v Violation) String() string {
+	s := fmt.Sprintf("[%s] %s", v.Policy, v.Msg)
+	if v.Path != "" {
+		s = v.Path + ": " + s
+	}
+	if v.Severity == Warning {
+		s = "warning: " + s
+	}
+	return s
+}
+
+// AsErrors turns violations into unpositioned loader errors whose message
+// starts with the policy's name in brackets.
+func AsErrors(vs []Violation) loader.Errors {
+	var out loader.Errors
+	for _, v := range vs {
+		out = append(out, loader.Error{Path: v.Path, Msg: fmt.Sprintf("[%s] %s", v.Policy, v.Msg)})
+	}
+	return out
+}
+
+// Split separates errors from warnings.
+func Split(vs []Violation) (errs, warns []Violation) {
+	for _, v := range vs {
+		if v.Severity == Warning {
+			warns = append(warns, v)
+		} else {
+			errs = append(errs, v)
+		}
+	}
+	return errs, warns
+}
+
+// Input is what the guardrails look at: the whole site, or one node's view
+// of it (its own settings, and everything it runs, peers' priorities
+// included). Rules that need other nodes' settings check what is there.
+type Input struct {
+	Settings spec.SiteSettings
+	Nodes    map[string]spec.NodeSettings
+	VRRP     map[string]spec.VRRPInstance
+	Services map[string]spec.Service
+	Units    map[string]spec.UnitTemplate
+}
+
+// FromNode is the input of one node's view.
+func FromNode(n *spec.Node) Input {
+	return Input{Settings: n.Site, Nodes: map[string]spec.NodeSettings{n.Name: n.Node}, VRRP: n.VRRP, Services: n.Services, Units: n.Units}
+}
+
+// FromSite is the input of a whole site.
+func FromSite(s *spec.Site) Input {
+	return Input{Settings: s.Site, Nodes: s.Nodes, VRRP: s.VRRP, Services: s.Services, Units: s.Units}
+}
+
+// Policy is one named rule.
+type Policy struct {
+	Name string
+	// Doc says what the rule protects against, in one sentence.
+	Doc string
+}
+
+// Names lists every built-in guardrail and change policy, the names that
+// site: policies: disable accepts.
+func Names() []Policy {
+	var out []Policy
+	for _, g := range guardrails() {
+		out = append(out, g.Policy)
+	}
+	out = append(out, changePolicies...)
+	return out
+}
+
+// report collects the violations of one rule.
+type report struct {
+	policy   string
+	severity Severity
+	out      *[]Violation
+}
+
+func (r report) add(path, format string, args ...any) {
+	*r.out = append(*r.out, Violation{Policy: r.policy, Severity: r.severity, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Check runs every built-in guardrail that the site does not disable, in
+// a fixed order; findings of one rule are sorted by path.
+func Check(in Input) []Violation {
+	var out []Violation
+	disabled := disabledSet(in.Settings.Policies, &out)
+	for _, g := range guardrails() {
+		if disabled[g.Name] {
+			continue
+		}
+		var vs []Violation
+		g.check(&in, report{policy: g.Name, severity: g.severity, out: &vs})
+		sort.SliceStable(vs, func(i, j int) bool { return vs[i].Path < vs[j].Path })
+		out = append(out, vs...)
+	}
+	return out
+}
+
+// disabledSet reads site: policies: disable, reporting unknown names (a
+// typo would otherwise leave the rule on while the author thinks it off).
+func disabledSet(p spec.Policies, out *[]Violation) map[string]bool {
+	known := map[string]bool{}
+	for _, n := range Names() {
+		known[n.Name] = true
+	}
+	set := map[string]bool{}
+	for i, name := range p.Disable {
+		if !known[name] {
+			*out = append(*out, Violation{Policy: "policies", Severity: Error, Path: "site.policies.disable." + strconv.Itoa(i),
+				Msg: fmt.Sprintf("no policy is named %q (known: %s)", name, knownList())})
+		}
+		set[name] = true
+	}
+	return set
+}
+
+func knownList() string {
+	var names []string
+	for _, n := range Names() {
+		names = append(names, n.Name)
+	}
+	slices.Sort(names)
+	s := ""
+	for i, n := range names {
+		if i > 0 {
+			s += ", "
+		}
+		s += n
+	}
+	return s
+}
+
+// key makes a map key usable in a loader path (quoted when needed).
+func key(s string) string {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,65 @@
+package reconcile
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/policies"
+)
+
+// PolicyOptions configure PolicyCheck.
+type PolicyOptions struct {
+	Logger *slog.Logger
+	// Now is the clock the maintenance windows are read against
+	// (time.Now when nil).
+	Now func() time.Time
+}
+
+// PolicyCheck is the CheckFunc that vets a revision before it is planned:
+// the built-in guardrails on the node's new desired state, the change
+// policies against the last applied one, and the site's own policies
+// (policies/*.cue in the revision). Violations come back positioned in the
+// revision's files with the policy's name, "[vrid-unique] …", and reject
+// the revision; warnings (a password in clear) are logged and let through.
+func PolicyCheck(o PolicyOptions) CheckFunc {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "policies")
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	return func(ctx context.Context, rev Revision, prev, next *spec.Node) loader.Errors {
+		vs := policies.Check(policies.FromNode(next))
+		vs = append(vs, policies.CheckChange(policies.Change{Prev: prev, Next: next, Trailers: rev.Trailers, Now: now()})...)
+		bad, warns := policies.Split(vs)
+		for _, w := range warns {
+			log.Warn("policy warning", "commit", rev.Commit, "policy", w.Policy, "path", w.Path, "msg", w.Msg)
+		}
+		errs := policies.AsErrors(bad)
+		if loader.HasSitePolicies(rev.Dir) {
+			site, err := loader.SitePolicies(ctx, rev.Dir)
+			if err != nil {
+				if le, ok := loader.AsErrors(err); ok {
+					site = le
+				} else {
+					site = loader.Errors{{Msg: "[site-policy] cannot evaluate the site policies: " + err.Error()}}
+				}
+			}
+			errs = append(errs, site...)
+		}
+		if len(errs) == 0 {
+			return nil
+		}
+		located, err := loader.Locate(ctx, rev.Dir, errs)
+		if err != nil {
+			log.Warn("cannot position policy violations", "commit", rev.Commit, "err", err)
+		}
+		return located
+	}
+}
