@@ -33,6 +33,30 @@ type SiteSettings struct {
 	Name     string      `json:"name"`
 	Drift    DriftByKind `json:"drift"`
 	Policies Policies    `json:"policies"`
+	Rollout  Rollout     `json:"rollout"`
+	Bake     Bake        `json:"bake"`
+}
+
+// Rollout orders the application of a commit across the site
+// (reconcile/rollout.go).
+type Rollout struct {
+	Pairs       bool       `json:"pairs"`
+	PeerTimeout Duration   `json:"peer_timeout,omitempty"`
+	OnTimeout   string     `json:"on_timeout"`
+	Waves       []WaveSpec `json:"waves"`
+}
+
+// WaveSpec selects the nodes of one rollout wave by their labels.
+type WaveSpec struct {
+	Labels map[string]string `json:"labels"`
+}
+
+// Bake is the health gate after an apply (reconcile/rollback.go).
+type Bake struct {
+	Window            Duration `json:"window,omitempty"`
+	MaxTransitions    int      `json:"max_transitions"`
+	MinHealthyServers int      `json:"min_healthy_servers"`
+	UnitsActive       bool     `json:"units_active"`
 }
 
 // Policies tune the guardrails and change policies (package policies).
