@@ -117,6 +117,10 @@ func (in *instance) stop(ctx context.Context, reason string) {
 	select {
 	case <-in.done:
 	case <-ctx.Done():
+		// The goroutine is stuck (a hung netlink call?): leave it and its
+		// checks and hooks to finish on their own rather than race them.
+		in.e.log.Error("instance did not stop in time", "instance", in.wanted.Name, "err", ctx.Err())
+		return
 	}
 	in.checks.stop()
 	in.notify.close(ctx)
