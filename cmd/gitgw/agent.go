@@ -24,6 +24,7 @@ type agentFlags struct {
 	status   statusFlags
 	scope    string
 	drivers  driverFlags
+	control  controlFlags
 }
 
 func newAgentCmd() *cobra.Command {
@@ -47,6 +48,7 @@ func newAgentCmd() *cobra.Command {
 	f.status.register(fl)
 	fl.StringVar(&f.scope, "scope", "auto", scopeHelp)
 	f.drivers.register(fl)
+	f.control.register(fl)
 	return cmd
 }
 
@@ -77,12 +79,19 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	if err != nil {
 		return err
 	}
-	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: scope,
-		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log})})
+	kick := make(chan struct{}, 1)
+	var runner *reconcile.Runner
+	ctl, drivers := setupControl(f.node, drivers, kick, func() *reconcile.LastGood {
+		if runner == nil {
+			return nil
+		}
+		return runner.LastGood()
+	}, log)
+	runner, err = reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: scope,
+		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log}), Suspend: ctl.Suspended})
 	if err != nil {
 		return err
 	}
-	kick := make(chan struct{}, 1)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -111,6 +120,11 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	defer status.stop(10 * time.Second)
+	stopControl, err := f.control.serve(ctx, ctl, log)
+	if err != nil {
+		return err
+	}
+	defer stopControl()
 	sd := newSDNotifier()
 	agent := reconcile.NewAgent(reconcile.AgentOptions{
 		Source:   src,
@@ -124,6 +138,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Logger:   log,
 		OnResult: func(r reconcile.Result) {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
+			ctl.Observe(ctx, r)
 			status.report(ctx, r)
 		},
 	})

@@ -60,15 +60,22 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newImportCmd(),
 		newVRRPCmd(),
 		newVersionCmd(),
+		newStatusCmd(),
+		newReconcileCmd(),
+		newSuspendCmd(),
+		newResumeCmd(),
+		newOverrideCmd(),
 	)
+	addCompletionExamples(root)
 	return root
 }
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print the version",
+		Example: "  gitgw version",
+		Args:    cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "gitgw %s\n", version)
 		},

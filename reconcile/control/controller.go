@@ -1,0 +1,608 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
+
+// The override actions.
+const (
+	ActionDrain  = "drain"   // a proxy server takes no new connections
+	ActionEnable = "enable"  // a proxy server is back in rotation (even if the site drains or disables it)
+	ActionWeight = "weight"  // a proxy server's weight
+	ActionGiveUp = "give-up" // a VRRP instance leaves mastership and stays backup (priority 1)
+)
+
+// giveUpPriority is the priority a given-up instance runs with: the lowest
+// a router may have, so that any peer wins, and the node still takes over
+// when nobody else is left.
+const giveUpPriority = 1
+
+// Override is one temporary runtime change.
+type Override struct {
+	// Action is one of drain, enable, weight, give-up.
+	Action string `json:"action"`
+	// Target is "SERVICE/SERVER" for the proxy actions, the instance
+	// name for give-up.
+	Target string `json:"target"`
+	Weight int    `json:"weight,omitempty"`
+	// Commit is the applied commit when the override was set: a pass that
+	// applies another one clears it.
+	Commit string    `json:"commit"`
+	Since  time.Time `json:"since"`
+}
+
+// family is the driver an override acts through.
+func (o Override) family() string {
+	if o.Action == ActionGiveUp {
+		return "vrrp"
+	}
+	return "proxy"
+}
+
+// key identifies the override slot: a server holds one state override and
+// one weight override, an instance one give-up.
+func (o Override) key() string {
+	switch o.Action {
+	case ActionWeight:
+		return "weight " + o.Target
+	case ActionGiveUp:
+		return "vrrp " + o.Target
+	}
+	return "state " + o.Target
+}
+
+// String is the override as the CLI spells it.
+func (o Override) String() string {
+	if o.Action == ActionWeight {
+		return fmt.Sprintf("weight %s %d", o.Target, o.Weight)
+	}
+	return o.Action + " " + o.Target
+}
+
+// Options configure a Controller.
+type Options struct {
+	Node    string
+	Version string
+	// Kick asks the agent for a pass (buffered, 1).
+	Kick chan<- struct{}
+	// LastGood returns the state running on the node (Runner.LastGood).
+	LastGood func() *reconcile.LastGood
+	// VRRP is the engine an instance gives up mastership through; nil
+	// refuses give-up.
+	VRRP GiverUp
+	// Sources feed status, metrics and the page; each may be nil.
+	Engine VRRPStatuser
+	Pool   ProxyStatser
+	// Now is the clock (time.Now when nil).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// GiverUp makes a VRRP instance leave mastership (*vrrp.Engine).
+type GiverUp interface {
+	GiveUp(ctx context.Context, name string) error
+}
+
+// VRRPStatuser reports the VRRP instances (*vrrp.Engine).
+type VRRPStatuser interface {
+	Status() []vrrp.InstanceStatus
+}
+
+// ProxyStatser reports the proxy pool (*l4proxy.Pool).
+type ProxyStatser interface {
+	Stats() l4proxy.Snapshot
+}
+
+var (
+	_ GiverUp      = (*vrrp.Engine)(nil)
+	_ VRRPStatuser = (*vrrp.Engine)(nil)
+	_ ProxyStatser = (*l4proxy.Pool)(nil)
+)
+
+// Controller holds the operator's runtime state — suspended or not, the
+// overrides — and the last pass, and applies overrides through the drivers
+// it wraps.
+type Controller struct {
+	o       Options
+	log     *slog.Logger
+	metrics *passMetrics
+
+	mu        sync.Mutex
+	suspended bool
+	overrides map[string]Override
+	last      *reconcile.Result
+	passes    uint64
+	corrected int
+	waiters   []chan reconcile.Result
+	wrapped   map[string]*overlay
+}
+
+// New returns a Controller.
+func New(o Options) *Controller {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Controller{o: o, log: o.Logger.With("component", "control"), overrides: map[string]Override{},
+		wrapped: map[string]*overlay{}, metrics: newPassMetrics()}
+}
+
+// Suspended reports whether applying is suspended (RunnerOptions.Suspend).
+func (c *Controller) Suspended() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.suspended
+}
+
+// Overrides returns the overrides in force, sorted by target and action.
+func (c *Controller) Overrides() []Override {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sortedOverridesLocked()
+}
+
+func (c *Controller) sortedOverridesLocked() []Override {
+	out := slices.Collect(maps.Values(c.overrides))
+	slices.SortFunc(out, func(a, b Override) int {
+		return strings.Compare(a.Target+" "+a.Action, b.Target+" "+b.Action)
+	})
+	return out
+}
+
+// Last returns the last pass's result; false before the first pass.
+func (c *Controller) Last() (reconcile.Result, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil {
+		return reconcile.Result{}, false
+	}
+	return *c.last, true
+}
+
+// Observe records a pass (AgentOptions.OnResult). A pass that applied a
+// commit other than the one an override was set on clears that override.
+func (c *Controller) Observe(ctx context.Context, res reconcile.Result) {
+	c.metrics.observe(res)
+	c.mu.Lock()
+	r := res
+	c.last = &r
+	c.passes++
+	c.corrected += len(res.Drift)
+	for _, w := range c.waiters {
+		w <- res
+	}
+	c.waiters = nil
+	var stale []Override
+	if (res.Outcome == reconcile.Applied || res.Outcome == reconcile.Unchanged) && res.AppliedCommit != "" {
+		for k, o := range c.overrides {
+			if o.Commit != res.AppliedCommit {
+				stale = append(stale, o)
+				delete(c.overrides, k)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(stale) == 0 {
+		return
+	}
+	for _, o := range stale {
+		c.log.Info("override cleared by a new commit", "override", o.String(), "commit", res.AppliedCommit)
+	}
+	if err := c.reapply(ctx, families(stale)); err != nil {
+		c.log.Error("overrides cleared, but applying the site again failed; the next pass retries", "err", err)
+	}
+	c.kick()
+}
+
+// Suspend stops applying: passes go on planning and reporting.
+func (c *Controller) Suspend() {
+	c.mu.Lock()
+	c.suspended = true
+	c.mu.Unlock()
+	c.log.Warn("applying suspended by the operator; passes only plan and report until resume")
+	c.kick()
+}
+
+// Resume applies again and clears every override.
+func (c *Controller) Resume(ctx context.Context) error {
+	c.mu.Lock()
+	c.suspended = false
+	cleared := c.sortedOverridesLocked()
+	clear(c.overrides)
+	c.mu.Unlock()
+	c.log.Info("resumed by the operator", "overrides_cleared", len(cleared))
+	err := c.reapply(ctx, families(cleared))
+	c.kick()
+	return err
+}
+
+// Reconcile asks for a pass now and, with wait, returns its result.
+func (c *Controller) Reconcile(ctx context.Context, wait bool) (reconcile.Result, error) {
+	var ch chan reconcile.Result
+	if wait {
+		ch = make(chan reconcile.Result, 1)
+		c.mu.Lock()
+		c.waiters = append(c.waiters, ch)
+		c.mu.Unlock()
+	}
+	c.kick()
+	if !wait {
+		return reconcile.Result{}, nil
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return reconcile.Result{}, fmt.Errorf("reconcile: waiting for the pass: %w", ctx.Err())
+	}
+}
+
+// ErrBadOverride is returned for an override that names nothing this node
+// runs, or an unknown action.
+var ErrBadOverride = errors.New("bad override")
+
+// Set puts an override in force and applies it at once.
+func (c *Controller) Set(ctx context.Context, o Override) (Override, error) {
+	lg := c.lastGood()
+	if lg == nil || lg.Desired == nil {
+		return o, fmt.Errorf("override %s: %w: nothing applied yet", o, ErrBadOverride)
+	}
+	if err := c.check(lg.Desired, o); err != nil {
+		return o, fmt.Errorf("override %s: %w", o, err)
+	}
+	if o.family() == "vrrp" && c.o.VRRP == nil {
+		return o, fmt.Errorf("override %s: %w: no VRRP engine runs here", o, ErrBadOverride)
+	}
+	o.Commit, o.Since = lg.Commit, c.o.Now().UTC()
+	c.mu.Lock()
+	if o.Action == ActionEnable || o.Action == ActionDrain {
+		delete(c.overrides, "state "+o.Target)
+	}
+	c.overrides[o.key()] = o
+	c.mu.Unlock()
+	c.log.Warn("override set", "override", o.String(), "commit", o.Commit)
+	err := c.reapply(ctx, []string{o.family()})
+	if err == nil && o.Action == ActionGiveUp {
+		err = c.o.VRRP.GiveUp(ctx, o.Target)
+	}
+	c.kick()
+	if err != nil {
+		return o, fmt.Errorf("override %s: %w", o, err)
+	}
+	return o, nil
+}
+
+// Clear removes the overrides on target ("" for all) and applies the site
+// again; it returns what it removed.
+func (c *Controller) Clear(ctx context.Context, target string) ([]Override, error) {
+	c.mu.Lock()
+	var gone []Override
+	for k, o := range c.overrides {
+		if target == "" || o.Target == target {
+			gone = append(gone, o)
+			delete(c.overrides, k)
+		}
+	}
+	c.mu.Unlock()
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	err := c.reapply(ctx, families(gone))
+	c.kick()
+	return gone, err
+}
+
+func (c *Controller) check(n *spec.Node, o Override) error {
+	switch o.Action {
+	case ActionDrain, ActionEnable, ActionWeight:
+		svc, srv, ok := strings.Cut(o.Target, "/")
+		if !ok {
+			return fmt.Errorf("%w: the target of %s is SERVICE/SERVER", ErrBadOverride, o.Action)
+		}
+		s, ok := n.Services[svc]
+		if !ok || (len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n.Name)) {
+			return fmt.Errorf("%w: service %q does not run on %s", ErrBadOverride, svc, n.Name)
+		}
+		if _, ok := s.Servers[srv]; !ok {
+			return fmt.Errorf("%w: service %s has no server %q", ErrBadOverride, svc, srv)
+		}
+		if o.Action == ActionWeight && (o.Weight < 0 || o.Weight > 256) {
+			return fmt.Errorf("%w: weight %d outside 0..256", ErrBadOverride, o.Weight)
+		}
+	case ActionGiveUp:
+		in, ok := n.VRRP[o.Target]
+		if !ok {
+			return fmt.Errorf("%w: no VRRP instance %q", ErrBadOverride, o.Target)
+		}
+		if _, ok := in.Nodes[n.Name]; !ok {
+			return fmt.Errorf("%w: %s does not take part in VRRP instance %s", ErrBadOverride, n.Name, o.Target)
+		}
+	default:
+		return fmt.Errorf("%w: unknown action %q (drain, enable, weight, give-up)", ErrBadOverride, o.Action)
+	}
+	return nil
+}
+
+func (c *Controller) lastGood() *reconcile.LastGood {
+	if c.o.LastGood == nil {
+		return nil
+	}
+	return c.o.LastGood()
+}
+
+func (c *Controller) kick() {
+	if c.o.Kick == nil {
+		return
+	}
+	select {
+	case c.o.Kick <- struct{}{}:
+	default:
+	}
+}
+
+func families(os []Override) []string {
+	var out []string
+	for _, o := range os {
+		if !slices.Contains(out, o.family()) {
+			out = append(out, o.family())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Apply overlays the overrides in force on desired. It copies what it
+// changes; desired itself is never modified.
+func (c *Controller) Apply(desired *spec.Node) *spec.Node {
+	c.mu.Lock()
+	ovs := c.sortedOverridesLocked()
+	c.mu.Unlock()
+	return overlayNode(desired, ovs)
+}
+
+func overlayNode(desired *spec.Node, ovs []Override) *spec.Node {
+	if desired == nil || len(ovs) == 0 {
+		return desired
+	}
+	n := *desired
+	n.Services = maps.Clone(desired.Services)
+	n.VRRP = maps.Clone(desired.VRRP)
+	for _, o := range ovs {
+		switch o.Action {
+		case ActionGiveUp:
+			in, ok := n.VRRP[o.Target]
+			if !ok {
+				continue
+			}
+			me, ok := in.Nodes[n.Name]
+			if !ok {
+				continue
+			}
+			in.Nodes = maps.Clone(in.Nodes)
+			me.Priority = giveUpPriority
+			in.Nodes[n.Name] = me
+			n.VRRP[o.Target] = in
+		default:
+			svcName, srvName, _ := strings.Cut(o.Target, "/")
+			svc, ok := n.Services[svcName]
+			if !ok {
+				continue
+			}
+			srv, ok := svc.Servers[srvName]
+			if !ok {
+				continue
+			}
+			switch o.Action {
+			case ActionDrain:
+				srv.Drain = true
+			case ActionEnable:
+				srv.Drain, srv.Disabled = false, false
+			case ActionWeight:
+				srv.Weight = o.Weight
+			}
+			svc.Servers = maps.Clone(svc.Servers)
+			svc.Servers[srvName] = srv
+			n.Services[svcName] = svc
+		}
+	}
+	return &n
+}
+
+// reapply applies the running state, with the overrides now in force,
+// through the wrapped drivers of the given families.
+func (c *Controller) reapply(ctx context.Context, fams []string) error {
+	var base *spec.Node
+	if lg := c.lastGood(); lg != nil {
+		base = lg.Desired
+	}
+	var errs []error
+	for _, f := range fams {
+		c.mu.Lock()
+		w := c.wrapped[f]
+		c.mu.Unlock()
+		if w == nil {
+			continue
+		}
+		if err := w.reapply(ctx, base); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Wrap puts the override overlay in front of the proxy and VRRP drivers;
+// the others are returned as they are. Give the result to the Runner and
+// the Reporter, and add Section() to the drivers the Reporter sees.
+func (c *Controller) Wrap(drivers []reconcile.Driver) []reconcile.Driver {
+	out := make([]reconcile.Driver, 0, len(drivers))
+	for _, d := range drivers {
+		switch d.Name() {
+		case "proxy", "vrrp":
+			w := &overlay{inner: d, c: c}
+			c.mu.Lock()
+			c.wrapped[d.Name()] = w
+			c.mu.Unlock()
+			out = append(out, w.driver())
+		default:
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// overlay is a driver that plans and applies its inner driver's part of
+// the desired state with the overrides laid over it.
+type overlay struct {
+	inner reconcile.Driver
+	c     *Controller
+
+	mu   sync.Mutex // serializes the runner's calls and reapply
+	base *spec.Node // the desired state last applied
+}
+
+func (w *overlay) Name() string { return w.inner.Name() }
+
+func (w *overlay) Plan(ctx context.Context, desired *spec.Node) ([]plan.Change, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	changes, err := w.inner.Plan(ctx, w.c.Apply(desired))
+	w.c.annotate(w.inner.Name(), changes)
+	return changes, err
+}
+
+func (w *overlay) Apply(ctx context.Context, desired *spec.Node) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.base = desired
+	return w.inner.Apply(ctx, w.c.Apply(desired))
+}
+
+func (w *overlay) reapply(ctx context.Context, fallback *spec.Node) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	base := w.base
+	if base == nil {
+		base = fallback
+	}
+	if base == nil {
+		return nil
+	}
+	return w.inner.Apply(ctx, w.c.Apply(base))
+}
+
+func (w *overlay) Close(ctx context.Context) error {
+	if cl, ok := w.inner.(reconcile.Closer); ok {
+		return cl.Close(ctx)
+	}
+	return nil
+}
+
+// overlayEvents is an overlay whose inner driver is an EventSource.
+type overlayEvents struct{ *overlay }
+
+func (w overlayEvents) Events() <-chan reconcile.Event {
+	return w.inner.(reconcile.EventSource).Events()
+}
+
+// overlaySections is an overlay whose inner driver has a status section.
+type overlaySections struct{ *overlay }
+
+func (w overlaySections) StatusSection(ctx context.Context) (any, error) {
+	return w.inner.(reconcile.StatusSectioner).StatusSection(ctx)
+}
+
+type overlayBoth struct{ *overlay }
+
+func (w overlayBoth) Events() <-chan reconcile.Event {
+	return w.inner.(reconcile.EventSource).Events()
+}
+
+func (w overlayBoth) StatusSection(ctx context.Context) (any, error) {
+	return w.inner.(reconcile.StatusSectioner).StatusSection(ctx)
+}
+
+// driver returns the overlay with exactly the optional interfaces of its
+// inner driver.
+func (w *overlay) driver() reconcile.Driver {
+	_, ev := w.inner.(reconcile.EventSource)
+	_, sec := w.inner.(reconcile.StatusSectioner)
+	switch {
+	case ev && sec:
+		return overlayBoth{w}
+	case ev:
+		return overlayEvents{w}
+	case sec:
+		return overlaySections{w}
+	}
+	return w
+}
+
+// annotate marks the planned resources an override holds.
+func (c *Controller) annotate(family string, changes []plan.Change) {
+	ovs := c.Overrides()
+	if len(ovs) == 0 {
+		return
+	}
+	for i := range changes {
+		ch := &changes[i]
+		for _, o := range ovs {
+			if o.family() != family {
+				continue
+			}
+			if (family == "proxy" && ch.Kind == "proxy_server" && ch.ID == o.Target) ||
+				(family == "vrrp" && ch.Kind == "vrrp_instance" && ch.ID == o.Target) {
+				ch.Details = append(ch.Details, "override: "+o.String()+" (until resume or a new commit)")
+			}
+		}
+	}
+}
+
+// Section is a status-only driver that puts the operator's state (suspended,
+// overrides) in status.json's "overrides" section. It plans nothing.
+func (c *Controller) Section() reconcile.Driver { return sectionDriver{c} }
+
+type sectionDriver struct{ c *Controller }
+
+// SectionView is the "overrides" section of status.json.
+type SectionView struct {
+	Suspended bool       `json:"suspended"`
+	Overrides []Override `json:"overrides"`
+}
+
+func (s sectionDriver) Name() string { return "overrides" }
+func (s sectionDriver) Plan(context.Context, *spec.Node) ([]plan.Change, error) {
+	return nil, nil
+}
+func (s sectionDriver) Apply(context.Context, *spec.Node) error { return nil }
+func (s sectionDriver) StatusSection(context.Context) (any, error) {
+	v := SectionView{Suspended: s.c.Suspended(), Overrides: []Override{}}
+	for _, o := range s.c.Overrides() {
+		o.Since = time.Time{} // status.json holds no times
+		v.Overrides = append(v.Overrides, o)
+	}
+	return v, nil
+}
+
+var (
+	_ reconcile.Driver          = (*overlay)(nil)
+	_ reconcile.Closer          = (*overlay)(nil)
+	_ reconcile.EventSource     = overlayEvents{}
+	_ reconcile.StatusSectioner = overlaySections{}
+	_ reconcile.StatusSectioner = sectionDriver{}
+)

@@ -1,0 +1,193 @@
+package control
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gitgw/gitgw/reconcile"
+)
+
+// passMetrics are the reconcile metrics kept between scrapes.
+type passMetrics struct {
+	duration *prometheus.HistogramVec
+	passes   *prometheus.CounterVec
+	lastRun  prometheus.Gauge
+	lastOK   prometheus.Gauge
+}
+
+func newPassMetrics() *passMetrics {
+	return &passMetrics{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gitgw_reconcile_duration_seconds",
+			Help:    "Duration of reconcile passes, by outcome.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"outcome"}),
+		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gitgw_reconcile_passes_total",
+			Help: "Reconcile passes, by outcome (applied, unchanged, rejected, failed, held, rolled-back, suspended).",
+		}, []string{"outcome"}),
+		lastRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gitgw_reconcile_last_pass_timestamp_seconds",
+			Help: "When the last reconcile pass started.",
+		}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gitgw_reconcile_last_success_timestamp_seconds",
+			Help: "When the last pass that left the node as desired (applied or unchanged) started.",
+		}),
+	}
+}
+
+func (m *passMetrics) observe(res reconcile.Result) {
+	o := string(res.Outcome)
+	m.duration.WithLabelValues(o).Observe(res.Duration.Seconds())
+	m.passes.WithLabelValues(o).Inc()
+	m.lastRun.Set(float64(res.Started.UnixNano()) / 1e9)
+	if res.Outcome == reconcile.Applied || res.Outcome == reconcile.Unchanged {
+		m.lastOK.Set(float64(res.Started.UnixNano()) / 1e9)
+	}
+}
+
+// Registry returns a Prometheus registry with the agent's metrics, the Go
+// runtime's and the process's. Snapshot metrics (VRRP, proxy, units,
+// drift) are read from the sources at scrape time.
+func (c *Controller) Registry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		c.metrics.duration, c.metrics.passes, c.metrics.lastRun, c.metrics.lastOK,
+		snapshotCollector{c},
+	)
+	return r
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	descVRRPState       = desc("gitgw_vrrp_state", "VRRP instance state: 1 for the current state (init, backup, master, fault), 0 for the others.", "instance", "state")
+	descVRRPPriority    = desc("gitgw_vrrp_priority", "Effective VRRP priority (after tracking).", "instance")
+	descVRRPBase        = desc("gitgw_vrrp_base_priority", "VRRP priority as the site (and overrides) set it.", "instance")
+	descVRRPTransitions = desc("gitgw_vrrp_transitions_total", "VRRP state transitions.", "instance")
+	descVRRPAdvIn       = desc("gitgw_vrrp_adverts_received_total", "VRRP advertisements received and accepted.", "instance")
+	descVRRPAdvOut      = desc("gitgw_vrrp_adverts_sent_total", "VRRP advertisements sent.", "instance")
+	descVRRPDrops       = desc("gitgw_vrrp_drops_total", "VRRP packets dropped, by reason.", "instance", "reason")
+	descVRRPVIPs        = desc("gitgw_vrrp_vips", "VIPs of the instance (installed while master).", "instance")
+
+	descSvcUp       = desc("gitgw_proxy_service_up", "1 when the proxy service has a server that can take traffic.", "service")
+	descSvcCur      = desc("gitgw_proxy_connections", "Current client connections of a proxy service.", "service")
+	descSvcTotal    = desc("gitgw_proxy_connections_total", "Client connections accepted by a proxy service.", "service")
+	descSvcBytesIn  = desc("gitgw_proxy_bytes_received_total", "Bytes received from clients by a proxy service.", "service")
+	descSvcBytesOut = desc("gitgw_proxy_bytes_sent_total", "Bytes sent to clients by a proxy service.", "service")
+	descSvcQueue    = desc("gitgw_proxy_queue", "Connections waiting for a server.", "service")
+	descSvcErrors   = desc("gitgw_proxy_errors_total", "Connections that got no server.", "service")
+	descSrvUp       = desc("gitgw_proxy_server_up", "1 when the server is UP (takes new connections), 0 when DOWN, DRAIN or MAINT.", "service", "server")
+	descSrvStatus   = desc("gitgw_proxy_server_status", "Server status: 1 for the current one (UP, DOWN, DRAIN, MAINT).", "service", "server", "status")
+	descSrvWeight   = desc("gitgw_proxy_server_weight", "Server weight in effect.", "service", "server")
+	descSrvCur      = desc("gitgw_proxy_server_connections", "Current connections to a server.", "service", "server")
+	descSrvTotal    = desc("gitgw_proxy_server_connections_total", "Connections made to a server.", "service", "server")
+	descSrvFailed   = desc("gitgw_proxy_server_check_failures_total", "Failed health checks of a server.", "service", "server")
+
+	descUnitActive = desc("gitgw_unit_active", "1 when the site's systemd unit instance is active.", "unit")
+	descDrift      = desc("gitgw_drift_items", "Drift found by the last pass, by state (corrected, left in place).", "state")
+	descCorrected  = desc("gitgw_drift_corrected_total", "Drift corrected since the agent started.")
+	descPending    = desc("gitgw_pending_changes", "Changes still to apply after the last pass (not converged, or held).")
+	descCommit     = desc("gitgw_applied_commit_info", "The commit running on the node (value 1).", "commit", "desired")
+	descSuspended  = desc("gitgw_suspended", "1 while applying is suspended by the operator.")
+	descOverrides  = desc("gitgw_overrides", "Runtime overrides in force, by action.", "action")
+	descBuild      = desc("gitgw_build_info", "The agent's version (value 1).", "version")
+)
+
+// snapshotCollector reads the controller's status at scrape time.
+type snapshotCollector struct{ c *Controller }
+
+func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descVRRPState, descVRRPPriority, descVRRPBase, descVRRPTransitions, descVRRPAdvIn,
+		descVRRPAdvOut, descVRRPDrops, descVRRPVIPs, descSvcUp, descSvcCur, descSvcTotal, descSvcBytesIn, descSvcBytesOut,
+		descSvcQueue, descSvcErrors, descSrvUp, descSrvStatus, descSrvWeight, descSrvCur, descSrvTotal, descSrvFailed,
+		descUnitActive, descDrift, descCorrected, descPending, descCommit, descSuspended, descOverrides, descBuild} {
+		ch <- d
+	}
+}
+
+func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	st := s.c.Status()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	b := func(ok bool) float64 {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	for _, in := range st.VRRP {
+		for _, state := range []string{"init", "backup", "master", "fault"} {
+			gauge(descVRRPState, b(strings.EqualFold(in.State, state)), in.Name, state)
+		}
+		gauge(descVRRPPriority, float64(in.Priority), in.Name)
+		gauge(descVRRPBase, float64(in.BasePriority), in.Name)
+		counter(descVRRPTransitions, float64(in.Counters.Transitions), in.Name)
+		counter(descVRRPAdvIn, float64(in.Counters.AdvertsIn), in.Name)
+		counter(descVRRPAdvOut, float64(in.Counters.AdvertsOut), in.Name)
+		for reason, n := range in.Counters.Drops {
+			counter(descVRRPDrops, float64(n), in.Name, string(reason))
+		}
+		gauge(descVRRPVIPs, float64(len(in.VIPs)), in.Name)
+	}
+	for _, svc := range st.Services {
+		gauge(descSvcUp, b(svc.Status == "UP"), svc.Name)
+		gauge(descSvcCur, float64(svc.Current), svc.Name)
+		counter(descSvcTotal, float64(svc.Total), svc.Name)
+		counter(descSvcBytesIn, float64(svc.BytesIn), svc.Name)
+		counter(descSvcBytesOut, float64(svc.BytesOut), svc.Name)
+		gauge(descSvcQueue, float64(svc.Queue), svc.Name)
+		counter(descSvcErrors, float64(svc.Errors), svc.Name)
+		for _, srv := range svc.Servers {
+			gauge(descSrvUp, b(srv.Status == "UP"), svc.Name, srv.Name)
+			for _, status := range []string{"UP", "DOWN", "DRAIN", "MAINT"} {
+				gauge(descSrvStatus, b(srv.Status == status), svc.Name, srv.Name, status)
+			}
+			gauge(descSrvWeight, float64(srv.Weight), svc.Name, srv.Name)
+			gauge(descSrvCur, float64(srv.Current), svc.Name, srv.Name)
+			counter(descSrvTotal, float64(srv.Total), svc.Name, srv.Name)
+			counter(descSrvFailed, float64(srv.FailedChecks), svc.Name, srv.Name)
+		}
+	}
+	for _, u := range st.Units {
+		if u.Kind != "unit_instance" || u.Action == "delete" {
+			continue
+		}
+		gauge(descUnitActive, b(strings.HasPrefix(u.State, "active")), u.ID)
+	}
+	corrected, left := 0, 0
+	for _, d := range st.Drift {
+		if d.State == "corrected" {
+			corrected++
+		} else {
+			left++
+		}
+	}
+	gauge(descDrift, float64(corrected), "corrected")
+	gauge(descDrift, float64(left), "left in place")
+	counter(descCorrected, float64(st.DriftCorrected))
+	gauge(descPending, float64(len(st.Pending)))
+	if st.Applied != "" {
+		gauge(descCommit, 1, st.Applied, st.Desired)
+	}
+	gauge(descSuspended, b(st.Suspended))
+	byAction := map[string]int{ActionDrain: 0, ActionEnable: 0, ActionWeight: 0, ActionGiveUp: 0}
+	for _, o := range st.Overrides {
+		byAction[o.Action]++
+	}
+	for a, n := range byAction {
+		gauge(descOverrides, float64(n), a)
+	}
+	gauge(descBuild, 1, st.AgentVersion)
+}

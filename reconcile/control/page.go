@@ -1,0 +1,58 @@
+package control
+
+import (
+	_ "embed"
+	"fmt"
+	"html/template"
+	"io"
+	"strings"
+	"time"
+)
+
+//go:embed page.html
+var pageHTML string
+
+// PageRefresh is how often the status page reloads itself, in seconds.
+const PageRefresh = 5
+
+var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
+	"short": func(c string) string {
+		if c == "" {
+			return "none"
+		}
+		if len(c) > 12 {
+			return c[:12]
+		}
+		return c
+	},
+	"lower": strings.ToLower,
+	"join":  func(s []string) string { return strings.Join(s, " ") },
+	"ms":    func(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) },
+	"outcomeClass": func(o string) string {
+		switch o {
+		case "applied", "unchanged":
+			return "up"
+		case "suspended", "held":
+			return "drain"
+		}
+		return "down"
+	},
+	"unitClass": func(s string) string {
+		switch {
+		case strings.HasPrefix(s, "active"):
+			return "up"
+		case strings.HasPrefix(s, "activating"), strings.HasPrefix(s, "reloading"):
+			return "drain"
+		}
+		return "down"
+	},
+}).Parse(pageHTML))
+
+// RenderPage writes the status page: one HTML page, readable at a glance
+// like HAProxy's stats page, that reloads itself every PageRefresh seconds.
+func RenderPage(w io.Writer, st Status) error {
+	return pageTmpl.Execute(w, struct {
+		S       Status
+		Refresh int
+	}{st, PageRefresh})
+}

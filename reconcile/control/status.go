@@ -1,0 +1,211 @@
+package control
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
+
+// StatusVersion is the version of the Status JSON (`gitgw status --json`).
+const StatusVersion = 1
+
+// Status is what `gitgw status` shows: the node as the running agent sees
+// it now.
+type Status struct {
+	Version      int        `json:"version"`
+	Node         string     `json:"node"`
+	AgentVersion string     `json:"agent_version"`
+	Time         time.Time  `json:"time"`
+	Suspended    bool       `json:"suspended"`
+	Overrides    []Override `json:"overrides"`
+	// Desired is the commit the last pass was for; Applied the one
+	// running (they differ while a commit is rejected, held or suspended).
+	Desired  string `json:"desired_commit,omitempty"`
+	Subject  string `json:"subject,omitempty"`
+	Applied  string `json:"applied_commit,omitempty"`
+	LastPass *Pass  `json:"last_pass,omitempty"`
+	Passes   uint64 `json:"passes"`
+	// DriftCorrected counts drift corrected since the agent started.
+	DriftCorrected int                    `json:"drift_corrected"`
+	VRRP           []VRRPInstance         `json:"vrrp"`
+	Services       []l4proxy.ServiceStats `json:"services"`
+	Units          []Resource             `json:"units"`
+	Tuning         []Resource             `json:"tuning"`
+	// Drift lists what the last pass found changed outside gitgw: corrected
+	// ones and those left in place (drift mode report).
+	Drift []Resource `json:"drift"`
+	// Pending lists what still differs after the last pass (not converged,
+	// or held while suspended).
+	Pending []Resource `json:"pending"`
+}
+
+// Pass is the last pass.
+type Pass struct {
+	Outcome  string        `json:"outcome"`
+	Summary  string        `json:"summary"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	Errors   []string      `json:"errors,omitempty"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// VRRPInstance is one VRRP instance as the engine runs it.
+type VRRPInstance struct {
+	Name         string `json:"name"`
+	Interface    string `json:"interface"`
+	VRID         uint8  `json:"vrid"`
+	Version      uint8  `json:"version"`
+	State        string `json:"state"`
+	BasePriority uint8  `json:"base_priority"`
+	Priority     uint8  `json:"priority"`
+	// Arithmetic spells out the priority: "base 150, tracking -50 = 100".
+	Arithmetic     string        `json:"arithmetic"`
+	Master         string        `json:"master,omitempty"`
+	MasterPriority uint8         `json:"master_priority,omitempty"`
+	VIPs           []string      `json:"vips"`
+	Faults         []string      `json:"faults,omitempty"`
+	LastTransition time.Time     `json:"last_transition,omitzero"`
+	Counters       vrrp.Counters `json:"counters"`
+}
+
+func vrrpInstance(in vrrp.InstanceStatus) VRRPInstance {
+	v := VRRPInstance{Name: in.Name, Interface: in.Interface, VRID: in.VRID, Version: in.Version, State: in.State.String(),
+		BasePriority: in.BasePriority, Priority: in.Priority, Arithmetic: arithmetic(in), MasterPriority: in.MasterPriority,
+		VIPs: []string{}, Faults: in.Faults, LastTransition: in.LastTransition, Counters: in.Counters}
+	if in.MasterAddr.IsValid() {
+		v.Master = in.MasterAddr.String()
+	}
+	for _, p := range in.VIPs {
+		v.VIPs = append(v.VIPs, p.String())
+	}
+	return v
+}
+
+// Resource is one planned resource of the last pass.
+type Resource struct {
+	Driver  string          `json:"driver"`
+	Kind    string          `json:"kind"`
+	ID      string          `json:"id"`
+	Action  string          `json:"action"`
+	State   string          `json:"state,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
+	Details []string        `json:"details,omitempty"`
+	Before  json.RawMessage `json:"before,omitempty"`
+	After   json.RawMessage `json:"after,omitempty"`
+}
+
+// Status builds the current status.
+func (c *Controller) Status() Status {
+	st := Status{Version: StatusVersion, Node: c.o.Node, AgentVersion: c.o.Version, Time: c.o.Now().UTC(),
+		Overrides: []Override{}, VRRP: []VRRPInstance{}, Services: []l4proxy.ServiceStats{},
+		Units: []Resource{}, Tuning: []Resource{}, Drift: []Resource{}, Pending: []Resource{}}
+	c.mu.Lock()
+	st.Suspended = c.suspended
+	st.Overrides = append(st.Overrides, c.sortedOverridesLocked()...)
+	st.Passes, st.DriftCorrected = c.passes, c.corrected
+	last := c.last
+	c.mu.Unlock()
+	if c.o.Engine != nil {
+		for _, in := range c.o.Engine.Status() {
+			st.VRRP = append(st.VRRP, vrrpInstance(in))
+		}
+	}
+	if c.o.Pool != nil {
+		st.Services = append(st.Services, c.o.Pool.Stats().Services...)
+	}
+	if last == nil {
+		if lg := c.lastGood(); lg != nil {
+			st.Applied = lg.Commit
+		}
+		return st
+	}
+	st.Desired, st.Subject, st.Applied = last.Commit, last.Subject, last.AppliedCommit
+	p := &Pass{Outcome: string(last.Outcome), Summary: last.Summary(), Started: last.Started.UTC(), Duration: last.Duration}
+	for _, e := range last.Errors {
+		p.Errors = append(p.Errors, e.Error())
+	}
+	if last.Err != nil {
+		p.Error = last.Err.Error()
+	}
+	st.LastPass = p
+	if last.Plan != nil {
+		for _, ch := range last.Plan.Changes {
+			switch ch.Driver {
+			case "units":
+				st.Units = append(st.Units, resource(ch))
+			case "tuning":
+				st.Tuning = append(st.Tuning, resource(ch))
+			}
+		}
+	}
+	for _, ch := range last.Drift {
+		r := resource(ch)
+		r.State = "corrected"
+		st.Drift = append(st.Drift, r)
+	}
+	for _, ch := range last.Reported {
+		r := resource(ch)
+		r.State = "left in place"
+		st.Drift = append(st.Drift, r)
+	}
+	for _, ch := range last.Remaining {
+		st.Pending = append(st.Pending, resource(ch))
+	}
+	return st
+}
+
+func resource(ch plan.Change) Resource {
+	r := Resource{Driver: ch.Driver, Kind: ch.Kind, ID: ch.ID, Action: string(ch.Action), Reason: ch.Reason,
+		Details: slices.Clone(ch.Details), Before: rawJSON(ch.Before), After: rawJSON(ch.After)}
+	if ch.Kind == "unit_instance" {
+		var s struct {
+			Active string `json:"active"`
+			Sub    string `json:"sub"`
+		}
+		src := r.After
+		if ch.Action == plan.NoOp || ch.Action == plan.Delete || len(src) == 0 {
+			src = r.Before
+		}
+		if json.Unmarshal(r.Before, &s) == nil && s.Active != "" {
+			r.State = s.Active
+			if s.Sub != "" {
+				r.State += " (" + s.Sub + ")"
+			}
+		} else if json.Unmarshal(src, &s) == nil && s.Active != "" {
+			r.State = s.Active
+		}
+	}
+	return r
+}
+
+func rawJSON(v any) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(fmt.Sprint(v))
+	}
+	return b
+}
+
+// arithmetic spells out how the effective priority comes from the base.
+func arithmetic(in vrrp.InstanceStatus) string {
+	s := fmt.Sprintf("base %d", in.BasePriority)
+	if d := int(in.Priority) - int(in.BasePriority); d != 0 {
+		s += fmt.Sprintf(", tracking %+d = %d", d, in.Priority)
+	}
+	if len(in.Faults) > 0 {
+		s += "; fault: " + strings.Join(in.Faults, ", ")
+	}
+	if in.MasterAddr.IsValid() && in.State.String() != "MASTER" {
+		s += fmt.Sprintf("; master %s at %d", in.MasterAddr, in.MasterPriority)
+	}
+	return s
+}

@@ -1,0 +1,80 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// RenderText writes the status as `gitgw status` prints it: the commits
+// and the last pass first, then VRRP, services, units, tuning, drift.
+func RenderText(out io.Writer, st Status) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	short := func(c string) string {
+		if c == "" {
+			return "none"
+		}
+		if len(c) > 12 {
+			return c[:12]
+		}
+		return c
+	}
+	fmt.Fprintf(w, "node %s (gitgw %s)\n", st.Node, st.AgentVersion)
+	if st.Suspended {
+		fmt.Fprintln(w, "SUSPENDED: passes plan and report; nothing is applied until `gitgw resume`")
+	}
+	for _, o := range st.Overrides {
+		fmt.Fprintf(w, "OVERRIDE: %s (set on %s; until resume or a new commit)\n", o, short(o.Commit))
+	}
+	fmt.Fprintf(w, "applied\t%s\n", short(st.Applied))
+	desired := short(st.Desired)
+	if st.Subject != "" {
+		desired += "  " + st.Subject
+	}
+	fmt.Fprintf(w, "desired\t%s\n", desired)
+	if p := st.LastPass; p != nil {
+		fmt.Fprintf(w, "last pass\t%s (%d ms)\n", p.Summary, p.Duration.Milliseconds())
+		for _, e := range p.Errors {
+			fmt.Fprintf(w, "  error\t%s\n", e)
+		}
+		if p.Error != "" {
+			fmt.Fprintf(w, "  error\t%s\n", p.Error)
+		}
+	} else {
+		fmt.Fprintln(w, "last pass\tnone yet")
+	}
+	fmt.Fprintf(w, "drift\t%d in the last pass, %d corrected since start\n", len(st.Drift), st.DriftCorrected)
+
+	fmt.Fprintln(w, "\nVRRP\tSTATE\tPRIORITY\tVIPS")
+	for _, in := range st.VRRP {
+		fmt.Fprintf(w, "%s\t%s\t%d (%s)\t%s\n", in.Name, in.State, in.Priority, in.Arithmetic, strings.Join(in.VIPs, " "))
+	}
+	fmt.Fprintln(w, "\nSERVICE/SERVER\tSTATUS\tWEIGHT\tADDRESS\tCONN\tCHECK")
+	for _, s := range st.Services {
+		fmt.Fprintf(w, "%s\t%s\t\t%s\t%d\t\n", s.Name, s.Status, strings.Join(s.Binds, " "), s.Current)
+		for _, sv := range s.Servers {
+			fmt.Fprintf(w, "  %s/%s\t%s\t%d\t%s\t%d\t%s\n", s.Name, sv.Name, sv.Status, sv.Weight, sv.Addr, sv.Current, sv.Check)
+		}
+	}
+	fmt.Fprintln(w, "\nUNIT\tSTATE\tPLAN")
+	for _, u := range st.Units {
+		if u.Kind == "unit_instance" {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", u.ID, u.State, u.Action)
+		}
+	}
+	fmt.Fprintln(w, "\nTUNING\tPLAN\tDETAILS")
+	for _, t := range st.Tuning {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", t.ID, t.Action, strings.Join(t.Details, "; "))
+	}
+	if len(st.Drift)+len(st.Pending) > 0 {
+		fmt.Fprintln(w, "\nDRIFT/PENDING\tSTATE\tREASON")
+		for _, d := range st.Drift {
+			fmt.Fprintf(w, "%s %s %s\t%s\t%s\n", d.Driver, d.Kind, d.ID, d.State, d.Reason)
+		}
+		for _, d := range st.Pending {
+			fmt.Fprintf(w, "%s %s %s\t%s\t%s\n", d.Driver, d.Kind, d.ID, "pending", d.Reason)
+		}
+	}
+	return w.Flush()
+}
