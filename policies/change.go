@@ -56,7 +56,7 @@ func CheckChange(c Change) []Violation {
 		if w, i, outside := outsideWindows(c.Prev, c.Next, c.Now); outside {
 			add("maintenance-window", fmt.Sprintf("site.policies.maintenance_windows.%d", i),
 				"node %s changes only inside its maintenance window %s (%s); it is %s: the change is held and retried on every resync",
-				c.Next.Name, w.Name, describe(w), c.Now.In(zone(w)).Format("Mon 15:04 MST"))
+				c.Next.Name, w.Name, describe(w), localTime(w, c.Now))
 		}
 	}
 	if !off("allow-empty") && allow == "" && countVIPs(c.Prev) > 0 && countVIPs(c.Next) == 0 {
@@ -168,21 +168,28 @@ func matches(sel, labels map[string]string) bool {
 	return true
 }
 
-func zone(w spec.MaintenanceWindow) *time.Location {
+// zone is the window's time zone; an unknown one (no tzdata on the node)
+// is reported by describe and the window then never opens: a policy that
+// cannot be read fails closed.
+func zone(w spec.MaintenanceWindow) (*time.Location, error) {
 	if w.Timezone == "" || w.Timezone == "UTC" {
-		return time.UTC
+		return time.UTC, nil
 	}
 	loc, err := time.LoadLocation(w.Timezone)
 	if err != nil {
-		return time.UTC
+		return time.UTC, fmt.Errorf("time zone %q unknown on this node: %w", w.Timezone, err)
 	}
-	return loc
+	return loc, nil
 }
 
 // inside reports whether now falls in the window. A window whose end is
 // not after its start runs past midnight into the next day.
 func inside(w spec.MaintenanceWindow, now time.Time) bool {
-	t := now.In(zone(w))
+	loc, err := zone(w)
+	if err != nil {
+		return false
+	}
+	t := now.In(loc)
 	start, err1 := minutes(w.Start)
 	end, err2 := minutes(w.End)
 	if err1 != nil || err2 != nil {
@@ -215,5 +222,13 @@ func describe(w spec.MaintenanceWindow) string {
 	if tz == "" {
 		tz = "UTC"
 	}
+	if _, err := zone(w); err != nil {
+		tz += ", " + err.Error()
+	}
 	return fmt.Sprintf("%s %s-%s %s", days, w.Start, w.End, tz)
+}
+
+func localTime(w spec.MaintenanceWindow, now time.Time) string {
+	loc, _ := zone(w)
+	return now.In(loc).Format("Mon 15:04 MST")
 }

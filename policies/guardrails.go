@@ -72,10 +72,11 @@ func vridUnique(in *Input, r report) {
 		}
 		clash := map[string]string{}
 		for _, n := range carriers(in, vi) {
-			segs := []string{"node " + n + " " + vi.Interface}
+			var segs []string
 			for _, p := range in.Nodes[n].Interfaces[vi.Interface].Addresses {
-				segs = append(segs, "segment "+p.Masked().String())
+				segs = append(segs, "segment "+p.Masked().String()+" on "+vi.Interface)
 			}
+			segs = append(segs, "node "+n+"'s "+vi.Interface)
 			for _, seg := range segs {
 				k := fmt.Sprintf("%s|%s|%d", seg, fam, vi.VRID)
 				if other, ok := owner[k]; ok && other != name {
@@ -88,8 +89,8 @@ func vridUnique(in *Input, r report) {
 			}
 		}
 		for _, other := range sortedKeys(clash) {
-			r.add("vrrp."+key(name)+".vrid", "VRID %d (%s) is also used by instance %s on %s (%s): two virtual routers with one VRID fight over one virtual MAC",
-				vi.VRID, fam, other, clash[other], vi.Interface)
+			r.add("vrrp."+key(name)+".vrid", "VRID %d (%s) is also instance %s's on %s: two virtual routers with one VRID fight over one virtual MAC",
+				vi.VRID, fam, other, clash[other])
 		}
 	}
 }
@@ -116,7 +117,11 @@ func vipInSubnet(in *Input, r report) {
 		for _, n := range carriers(in, vi) {
 			for i, v := range vi.VIPs {
 				ifname := vipIface(vi, v)
-				addrs := in.Nodes[n].Interfaces[ifname].Addresses
+				iface, declared := in.Nodes[n].Interfaces[ifname]
+				if !declared && ifname == vi.Interface {
+					continue // instance-consistent reports the missing interface
+				}
+				addrs := iface.Addresses
 				a := v.Address.Addr()
 				var same []string
 				inside := false

@@ -152,8 +152,16 @@ func policyError(abs string, root cue.Value, ce cueerrors.Error) Error {
 	name, policyPos := "", Error{}
 	if len(path) > 1 && path[0] == "#checks" {
 		name = strings.Trim(path[1], `"`)
-		// The rule's key names what it is about: #checks.<rule>.<key>.
 		e.Path = ""
+		// A rule's key may name the site field it is about, as a dotted
+		// path: #checks: min_servers: "services.web": error(…).
+		if len(path) > 2 {
+			probe := Error{Path: strings.Trim(path[2], `"`)}
+			probe.locateParent(abs, root)
+			if probe.File != "" && !strings.HasPrefix(probe.File, "(schema)") && !strings.HasPrefix(probe.File, PoliciesDir+"/") {
+				e = probe
+			}
+		}
 	}
 	for _, p := range cueerrors.Positions(ce) {
 		probe := Error{}

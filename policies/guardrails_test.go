@@ -1,0 +1,291 @@
+package policies
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitgw/gitgw/cue/spec"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// labSite is examples/lab as a whole site: every guardrail passes on it.
+func labSite() Input {
+	node := func(addr string) spec.NodeSettings {
+		return spec.NodeSettings{
+			Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix(addr)}}},
+			Tuning:     spec.Tuning{Interfaces: map[string]spec.NICTuning{"eth0": {RPSCPUs: "all"}}},
+		}
+	}
+	return Input{
+		Settings: spec.SiteSettings{Name: "lab", Policies: spec.Policies{MaxServerRemovalPercent: 50}},
+		Nodes:    map[string]spec.NodeSettings{"gw1": node("203.0.113.11/24"), "gw2": node("203.0.113.12/24")},
+		VRRP: map[string]spec.VRRPInstance{"VI_1": {
+			Interface: "eth0", VRID: 51, Version: 3,
+			Nodes: map[string]spec.VRRPNode{"gw1": {Priority: 150}, "gw2": {Priority: 100}},
+			VIPs:  []spec.VIP{{Address: netip.MustParsePrefix("203.0.113.100/24")}},
+		}},
+		Services: map[string]spec.Service{"web": {
+			Binds:   []string{"203.0.113.100:80"},
+			Servers: map[string]spec.Server{"s1": {Address: "198.51.100.11:8080"}, "s2": {Address: "198.51.100.12:8080"}},
+			Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}},
+		}},
+		Units: map[string]spec.UnitTemplate{"app": {ExecStart: "/bin/app %i", Instances: []spec.InstanceSet{{List: []string{"8080", "8081"}}}}},
+	}
+}
+
+// edit applies fn to a copy of the lab site (maps copied one level down,
+// which is as deep as the cases write).
+func edit(fn func(in *Input)) Input {
+	in := labSite()
+	fn(&in)
+	return in
+}
+
+func vip(s string) spec.VIP { return spec.VIP{Address: netip.MustParsePrefix(s)} }
+
+func setVRRP(in *Input, name string, fn func(vi *spec.VRRPInstance)) {
+	vi := in.VRRP[name]
+	fn(&vi)
+	in.VRRP[name] = vi
+}
+
+func setNode(in *Input, name string, fn func(n *spec.NodeSettings)) {
+	n := in.Nodes[name]
+	fn(&n)
+	in.Nodes[name] = n
+}
+
+func setService(in *Input, name string, fn func(s *spec.Service)) {
+	s := in.Services[name]
+	fn(&s)
+	in.Services[name] = s
+}
+
+// secondInstance adds VI_2, by default a valid neighbour of VI_1.
+func secondInstance(in *Input, fn func(vi *spec.VRRPInstance)) {
+	vi := spec.VRRPInstance{Interface: "eth0", VRID: 52, Version: 3,
+		Nodes: map[string]spec.VRRPNode{"gw1": {Priority: 100}, "gw2": {Priority: 150}},
+		VIPs:  []spec.VIP{vip("203.0.113.101/24")}}
+	fn(&vi)
+	in.VRRP["VI_2"] = vi
+}
+
+// TestGuardrails runs each guardrail on a valid and an invalid site; the
+// messages are in testdata/guardrails.golden. Each case names the policy
+// it exercises; a case must make that policy (and only it) speak.
+func TestGuardrails(t *testing.T) {
+	cases := []struct {
+		name, policy string
+		in           Input
+		want         int // violations of that policy
+	}{
+		{"lab site", "", labSite(), 0},
+
+		{"vrid unique: two instances, two VRIDs", "vrid-unique", edit(func(in *Input) { secondInstance(in, func(*spec.VRRPInstance) {}) }), 0},
+		{"vrid unique: same VRID on one segment", "vrid-unique", edit(func(in *Input) {
+			secondInstance(in, func(vi *spec.VRRPInstance) { vi.VRID = 51 })
+		}), 1},
+		{"vrid unique: same VRID, other nodes, same segment", "vrid-unique", edit(func(in *Input) {
+			in.Nodes["gw3"] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("203.0.113.13/24")}}}}
+			in.Nodes["gw4"] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("203.0.113.14/24")}}}}
+			secondInstance(in, func(vi *spec.VRRPInstance) {
+				vi.VRID = 51
+				vi.Nodes = map[string]spec.VRRPNode{"gw3": {Priority: 150}, "gw4": {Priority: 100}}
+			})
+		}), 1},
+		{"vrid unique: same VRID, other segment", "vrid-unique", edit(func(in *Input) {
+			in.Nodes["gw3"] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.13/24")}}}}
+			in.Nodes["gw4"] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.14/24")}}}}
+			secondInstance(in, func(vi *spec.VRRPInstance) {
+				vi.VRID = 51
+				vi.Nodes = map[string]spec.VRRPNode{"gw3": {Priority: 150}, "gw4": {Priority: 100}}
+				vi.VIPs = []spec.VIP{vip("198.51.100.100/24")}
+			})
+		}), 0},
+		{"vrid unique: same VRID, IPv4 and IPv6", "vrid-unique", edit(func(in *Input) {
+			secondInstance(in, func(vi *spec.VRRPInstance) { vi.VRID = 51; vi.VIPs = []spec.VIP{vip("2001:db8::100/64")} })
+		}), 0},
+
+		{"priority distinct: tie", "priority-distinct", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
+				vi.Nodes = map[string]spec.VRRPNode{"gw1": {Priority: 100}, "gw2": {Priority: 100}}
+			})
+		}), 1},
+
+		{"vip in subnet: outside", "vip-in-subnet", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.VIPs = []spec.VIP{vip("198.51.100.100/24")} })
+		}), 2},
+		{"vip in subnet: no IPv4 address on the VIP's dev", "vip-in-subnet", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
+				vi.VIPs = append(vi.VIPs, spec.VIP{Address: netip.MustParsePrefix("198.51.100.100/24"), Dev: "eth1"})
+			})
+			setNode(in, "gw1", func(n *spec.NodeSettings) {
+				n.Interfaces = map[string]spec.Interface{"eth0": n.Interfaces["eth0"], "eth1": {}}
+			})
+			setNode(in, "gw2", func(n *spec.NodeSettings) {
+				n.Interfaces = map[string]spec.Interface{"eth0": n.Interfaces["eth0"], "eth1": {Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/24")}}}
+			})
+		}), 1},
+		{"vip in subnet: IPv6 VIP on an IPv4-only link", "vip-in-subnet", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.VIPs = append(vi.VIPs, vip("2001:db8::100/64")) })
+		}), 0},
+
+		{"vip not node address: VIP is gw2's address", "vip-not-node-address", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.VIPs = []spec.VIP{vip("203.0.113.12/24")} })
+		}), 1},
+		{"vip not node address: excluded VIP", "vip-not-node-address", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.ExcludedVIPs = []spec.VIP{vip("203.0.113.11/32")} })
+		}), 1},
+
+		{"instance consistent: node without the interface", "instance-consistent", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.Interface = "eth1" })
+		}), 2},
+		{"instance consistent: VIP in two instances", "instance-consistent", edit(func(in *Input) {
+			secondInstance(in, func(vi *spec.VRRPInstance) { vi.VIPs = []spec.VIP{vip("203.0.113.100/24")} })
+		}), 1},
+		{"instance consistent: sync group over other nodes and versions", "instance-consistent", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.SyncGroup = "G1" })
+			secondInstance(in, func(vi *spec.VRRPInstance) {
+				vi.SyncGroup = "G1"
+				vi.Version = 2
+				vi.Nodes = map[string]spec.VRRPNode{"gw1": {Priority: 100}}
+			})
+		}), 2},
+		{"instance consistent: sync group on the same nodes", "instance-consistent", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.SyncGroup = "G1" })
+			secondInstance(in, func(vi *spec.VRRPInstance) { vi.SyncGroup = "G1" })
+		}), 0},
+
+		{"service primary server: only a backup", "service-primary-server", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8080", Backup: true}, "s2": {Address: "198.51.100.12:8080", Disabled: true}}
+			})
+		}), 1},
+		{"service primary server: a backup and a primary", "service-primary-server", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8080", Backup: true}, "s2": {Address: "198.51.100.12:8080"}}
+			})
+		}), 0},
+
+		{"service health check: none", "service-health-check", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Check = nil })
+		}), 1},
+
+		{"port clash: unit instance on a bind's port", "port-clash", edit(func(in *Input) {
+			in.Units["app"] = spec.UnitTemplate{ExecStart: "/bin/app %i", Instances: []spec.InstanceSet{{Ports: &spec.PortRange{From: 79, To: 81}}}}
+		}), 2},
+		{"port clash: two services on one address and port", "port-clash", edit(func(in *Input) {
+			in.Services["web2"] = spec.Service{Binds: []string{"203.0.113.100:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
+		}), 2},
+		{"port clash: unit on another node than the service", "port-clash", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Nodes = []string{"gw1"} })
+			in.Units["app"] = spec.UnitTemplate{ExecStart: "/bin/app %i", Instances: []spec.InstanceSet{{Nodes: []string{"gw2"}, List: []string{"80"}}}}
+		}), 0},
+
+		{"cpu mask: beyond the node's CPUs", "cpu-mask", edit(func(in *Input) {
+			setNode(in, "gw1", func(n *spec.NodeSettings) {
+				n.CPUs = 2
+				n.Tuning.Interfaces = map[string]spec.NICTuning{"eth0": {RPSCPUs: "0-3", XPSCPUs: "1", IRQCPUs: "0,1"}}
+			})
+		}), 1},
+		{"cpu mask: backwards range", "cpu-mask", edit(func(in *Input) {
+			setNode(in, "gw2", func(n *spec.NodeSettings) { n.Tuning.Interfaces = map[string]spec.NICTuning{"eth0": {IRQCPUs: "3-1"}} })
+		}), 1},
+		{"cpu mask: no CPU count, any list", "cpu-mask", edit(func(in *Input) {
+			setNode(in, "gw2", func(n *spec.NodeSettings) { n.Tuning.Interfaces = map[string]spec.NICTuning{"eth0": {RPSCPUs: "0-63"}} })
+		}), 0},
+
+		{"secret in clear: password", "secret-in-clear", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
+				vi.Version = 2
+				vi.Auth = &spec.VRRPAuth{Type: "pass", Password: "s3cr3t"}
+			})
+		}), 1},
+		{"secret in clear: password file", "secret-in-clear", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
+				vi.Version = 2
+				vi.Auth = &spec.VRRPAuth{Type: "pass", PasswordFile: "/etc/gitgw/vrrp-pass"}
+			})
+		}), 0},
+
+		{"disable: tie allowed by name", "priority-distinct", edit(func(in *Input) {
+			in.Settings.Policies.Disable = []string{"priority-distinct"}
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
+				vi.Nodes = map[string]spec.VRRPNode{"gw1": {Priority: 100}, "gw2": {Priority: 100}}
+			})
+		}), 0},
+		{"disable: unknown name", "policies", edit(func(in *Input) { in.Settings.Policies.Disable = []string{"vrid-uniq"} }), 1},
+	}
+	var golden strings.Builder
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Check(c.in)
+			fmt.Fprintf(&golden, "# %s\n", c.name)
+			n := 0
+			for _, v := range got {
+				fmt.Fprintln(&golden, v.String())
+				if v.Policy != c.policy {
+					t.Errorf("policy %s spoke, want only %q: %s", v.Policy, c.policy, v)
+					continue
+				}
+				n++
+			}
+			if n != c.want {
+				t.Errorf("%d violations of %s, want %d: %v", n, c.policy, c.want, got)
+			}
+		})
+	}
+	checkGolden(t, "guardrails.golden", golden.String())
+}
+
+// TestGuardrailsOnNodeView: the agent checks its own view; the lab site's
+// view of gw1 passes, and a tie is still seen in it.
+func TestGuardrailsOnNodeView(t *testing.T) {
+	in := labSite()
+	n := &spec.Node{Name: "gw1", Site: in.Settings, Node: in.Nodes["gw1"], VRRP: in.VRRP, Services: in.Services, Units: in.Units}
+	if got := Check(FromNode(n)); len(got) != 0 {
+		t.Errorf("lab view of gw1: %v", got)
+	}
+	vi := n.VRRP["VI_1"]
+	vi.Nodes = map[string]spec.VRRPNode{"gw1": {Priority: 100}, "gw2": {Priority: 100}}
+	n.VRRP = map[string]spec.VRRPInstance{"VI_1": vi}
+	if got := Check(FromNode(n)); len(got) != 1 || got[0].Policy != "priority-distinct" {
+		t.Errorf("tie in gw1's view: %v", got)
+	}
+}
+
+func TestNamesAreUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for _, p := range Names() {
+		if seen[p.Name] || p.Doc == "" {
+			t.Errorf("policy %q: duplicate or undocumented", p.Name)
+		}
+		seen[p.Name] = true
+	}
+}
+
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if d := cmp.Diff(string(want), got); d != "" {
+		t.Errorf("%s (-want +got):\n%s", name, d)
+	}
+}
