@@ -1,0 +1,379 @@
+package reconcile
+
+// Pair-aware rollout. Both gateways of a pair following the same branch
+// would apply a bad commit within the same poll interval, and the pair
+// would fail together. Instead the backup applies first; the master (which
+// carries the traffic) applies only once the backup's status branch shows
+// the commit applied and healthy, or, after a timeout, as the site's
+// policy says. Larger fleets add waves by node label: wave N+1 waits for
+// wave N. Everything a node needs to decide is in its own view (the
+// priorities of its peers) and in the status branches; no node talks to
+// another.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/reconcile/drift"
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
+
+// Wait is one node this node waits for before it applies a commit.
+type Wait struct {
+	Node string
+	// Why in words: "backup of VI_1 (priority 100 < 150)", "wave 1".
+	Why string
+}
+
+// Waits says whom node n waits for: each peer of a shared VRRP instance
+// that goes first (see goesFirst), and, with waves, every node of the
+// wave before n's. labels maps every node of the site to its labels; it is
+// only read when the site has waves (nil otherwise).
+func Waits(n *spec.Node, labels map[string]map[string]string) []Wait {
+	if n == nil {
+		return nil
+	}
+	why := map[string][]string{}
+	if n.Site.Rollout.Pairs {
+		for _, peer := range peersOf(n) {
+			if first, reason := goesFirst(n, peer); first {
+				why[peer] = append(why[peer], reason)
+			}
+		}
+	}
+	if waves := n.Site.Rollout.Waves; len(waves) > 0 && labels != nil {
+		mine := waveOf(waves, labels[n.Name])
+		// The wave just before n's that has nodes.
+		for w := mine - 1; w >= 0; w-- {
+			var in []string
+			for node, l := range labels {
+				if node != n.Name && waveOf(waves, l) == w {
+					in = append(in, node)
+				}
+			}
+			if len(in) == 0 {
+				continue
+			}
+			for _, node := range in {
+				why[node] = append(why[node], fmt.Sprintf("wave %d (%s) before wave %d", w, selector(waves[w].Labels), mine))
+			}
+			break
+		}
+	}
+	out := make([]Wait, 0, len(why))
+	for _, node := range slices.Sorted(maps.Keys(why)) {
+		out = append(out, Wait{Node: node, Why: strings.Join(why[node], "; ")})
+	}
+	return out
+}
+
+// peersOf lists the other nodes of n's VRRP instances.
+func peersOf(n *spec.Node) []string {
+	set := map[string]bool{}
+	for _, in := range n.VRRP {
+		if _, member := in.Nodes[n.Name]; !member {
+			continue
+		}
+		for node := range in.Nodes {
+			if node != n.Name {
+				set[node] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// goesFirst says whether peer applies before n. Over the instances they
+// share, the node that would be master of fewer goes first (the backup of
+// an active-passive pair); a tie goes by name. Both nodes compute the same
+// answer from their own views, so exactly one of them waits.
+func goesFirst(n *spec.Node, peer string) (bool, string) {
+	mine, theirs := 0, 0
+	var where []string
+	for _, name := range slices.Sorted(maps.Keys(n.VRRP)) {
+		in := n.VRRP[name]
+		a, okA := in.Nodes[n.Name]
+		b, okB := in.Nodes[peer]
+		if !okA || !okB {
+			continue
+		}
+		switch {
+		case a.Priority > b.Priority:
+			mine++
+			where = append(where, fmt.Sprintf("backup of %s (priority %d < %d)", name, b.Priority, a.Priority))
+		case b.Priority > a.Priority:
+			theirs++
+		}
+	}
+	switch {
+	case theirs < mine:
+		return true, strings.Join(where, ", ")
+	case theirs == mine && peer < n.Name:
+		return true, "peer of a balanced pair (by name)"
+	}
+	return false, ""
+}
+
+// waveOf is the index of the first wave whose labels all match, or
+// len(waves) for a node in none.
+func waveOf(waves []spec.WaveSpec, labels map[string]string) int {
+	for i, w := range waves {
+		match := true
+		for k, v := range w.Labels {
+			if labels[k] != v {
+				match = false
+				break
+			}
+		}
+		if match {
+			return i
+		}
+	}
+	return len(waves)
+}
+
+func selector(l map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(l)) {
+		parts = append(parts, k+"="+l[k])
+	}
+	if len(parts) == 0 {
+		return "every node"
+	}
+	return strings.Join(parts, ",")
+}
+
+// RolloutNotes are the plan's lines saying whom this node waits for.
+func RolloutNotes(n *spec.Node, labels map[string]map[string]string) []string {
+	ws := Waits(n, labels)
+	if n == nil {
+		return nil
+	}
+	if len(ws) == 0 {
+		if len(peersOf(n)) > 0 || len(n.Site.Rollout.Waves) > 0 {
+			return []string{fmt.Sprintf("rollout: %s applies a new commit without waiting", n.Name)}
+		}
+		return nil
+	}
+	var out []string
+	for _, w := range ws {
+		out = append(out, fmt.Sprintf("rollout: %s waits for %s to report a new commit applied and healthy (%s)", n.Name, w.Node, w.Why))
+	}
+	return out
+}
+
+// NodeLabels loads every node's labels from a site directory (for waves):
+// one node view per node.
+func NodeLabels(ctx context.Context, dir, self string) (map[string]map[string]string, error) {
+	site, _, err := loader.LoadWith(ctx, dir, self, loader.Options{Scope: loader.ScopeNode})
+	if err != nil {
+		return nil, fmt.Errorf("rollout: load the site's nodes: %w", err)
+	}
+	out := map[string]map[string]string{}
+	for _, node := range site.Nodes {
+		_, v, err := loader.LoadWith(ctx, dir, node, loader.Options{Scope: loader.ScopeNode})
+		if err != nil {
+			return nil, fmt.Errorf("rollout: load node %s: %w", node, err)
+		}
+		out[node] = v.Node.Labels
+	}
+	return out, nil
+}
+
+// PeerStatusFunc reads the nodes' last reported status, by node (the
+// status branches).
+type PeerStatusFunc func(ctx context.Context) (map[string]drift.Status, error)
+
+// RolloutOptions configure a Rollout.
+type RolloutOptions struct {
+	Node string
+	// Peers reads the status branches.
+	Peers PeerStatusFunc
+	// Labels, when set, gives every node's labels at a revision (waves);
+	// nil reads them with NodeLabels.
+	Labels func(ctx context.Context, rev Revision) (map[string]map[string]string, error)
+	// Timeout is how long to wait when the site sets no peer_timeout
+	// (default 5 minutes).
+	Timeout time.Duration
+	// Poll is how often the status branches are read (default 2 s).
+	Poll   time.Duration
+	Logger *slog.Logger
+}
+
+// Rollout decides, before a pass applies a new commit, whether this node's
+// turn has come (RunnerOptions.Hold).
+type Rollout struct {
+	o   RolloutOptions
+	log *slog.Logger
+
+	mu sync.Mutex
+	// timedOut remembers the commit whose wait already ran out under
+	// on_timeout "hold": later passes look once instead of waiting again.
+	timedOut string
+}
+
+// ErrHeld matches the error of a held revision.
+var ErrHeld = errors.New("rollout: held")
+
+// HoldError says whom a revision waits for.
+type HoldError struct {
+	Commit  string
+	Waiting []Wait
+	Waited  time.Duration
+}
+
+func (e *HoldError) Error() string {
+	var names []string
+	for _, w := range e.Waiting {
+		names = append(names, w.Node+" ("+w.Why+")")
+	}
+	return fmt.Sprintf("rollout: holding %s: waited %s for %s; the site says hold (on_timeout)",
+		shortCommit(e.Commit), e.Waited.Round(time.Second), strings.Join(names, ", "))
+}
+
+// Is makes errors.Is(err, ErrHeld) true.
+func (e *HoldError) Is(target error) bool { return target == ErrHeld }
+
+// NewRollout returns a Rollout.
+func NewRollout(o RolloutOptions) *Rollout {
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.Poll <= 0 {
+		o.Poll = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Rollout{o: o, log: o.Logger.With("component", "rollout")}
+}
+
+// Hold waits until every node this one waits for reports rev applied and
+// healthy. A first apply (no last good state) and a re-apply of the last
+// good commit never wait: there is nothing running to protect, or nothing
+// new. After the timeout it returns nil (proceed) or a *HoldError (hold).
+func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desired *spec.Node, _ *plan.Plan) error {
+	if prev == nil || prev.Commit == rev.Commit || desired == nil || r.o.Peers == nil {
+		return nil
+	}
+	var labels map[string]map[string]string
+	if len(desired.Site.Rollout.Waves) > 0 {
+		var err error
+		if r.o.Labels != nil {
+			labels, err = r.o.Labels(ctx, rev)
+		} else {
+			labels, err = NodeLabels(ctx, rev.Dir, r.o.Node)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	waits := Waits(desired, labels)
+	if len(waits) == 0 {
+		return nil
+	}
+	timeout := r.o.Timeout
+	if d := desired.Site.Rollout.PeerTimeout.D(); d > 0 {
+		timeout = d
+	}
+	hold := desired.Site.Rollout.OnTimeout == "hold"
+	r.mu.Lock()
+	once := r.timedOut == rev.Commit
+	r.mu.Unlock()
+
+	start := time.Now()
+	logged := false
+	for {
+		pending, err := r.pending(ctx, waits, rev.Commit)
+		if err != nil {
+			r.log.Warn("cannot read the peers' status branches", "err", err)
+		}
+		if err == nil && len(pending) == 0 {
+			r.log.Info("peers applied the commit; applying", "commit", shortCommit(rev.Commit), "waited_for", names(waits),
+				"waited", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if !logged {
+			logged = true
+			r.log.Info("waiting for peers before applying", "commit", shortCommit(rev.Commit), "waiting_for", names(pending),
+				"timeout", timeout, "on_timeout", desired.Site.Rollout.OnTimeout)
+		}
+		if once || time.Since(start) >= timeout {
+			if !hold {
+				r.log.Warn("peers did not report the commit in time; proceeding (on_timeout: proceed)",
+					"commit", shortCommit(rev.Commit), "waiting_for", names(pending), "waited", time.Since(start).Round(time.Second))
+				return nil
+			}
+			r.mu.Lock()
+			r.timedOut = rev.Commit
+			r.mu.Unlock()
+			if pending == nil {
+				pending = waits
+			}
+			return &HoldError{Commit: rev.Commit, Waiting: pending, Waited: time.Since(start)}
+		}
+		t := time.NewTimer(min(r.o.Poll, timeout-time.Since(start)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// pending returns the waits whose node has not reported commit applied
+// and healthy.
+func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string) ([]Wait, error) {
+	st, err := r.o.Peers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Wait
+	for _, w := range waits {
+		s, ok := st[w.Node]
+		if !ok || !Settled(s, commit) {
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+// Settled says whether a node's status shows commit applied and healthy:
+// it runs commit, and its last pass applied it or found nothing to do.
+func Settled(st drift.Status, commit string) bool {
+	if st.Applied != commit {
+		return false
+	}
+	switch Outcome(st.LastPass.Outcome) {
+	case Applied, Unchanged:
+		return true
+	}
+	return false
+}
+
+func names(ws []Wait) string {
+	var out []string
+	for _, w := range ws {
+		out = append(out, w.Node)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func shortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
+}

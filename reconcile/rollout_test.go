@@ -1,0 +1,216 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/reconcile/drift"
+)
+
+// viewOf builds the node view of name in a site of VRRP instances given as
+// instance → node → priority.
+func viewOf(name string, instances map[string]map[string]int, ro spec.Rollout) *spec.Node {
+	n := &spec.Node{Name: name, Site: spec.SiteSettings{Rollout: ro}, VRRP: map[string]spec.VRRPInstance{}}
+	for in, prios := range instances {
+		if _, ok := prios[name]; !ok {
+			continue
+		}
+		v := spec.VRRPInstance{Nodes: map[string]spec.VRRPNode{}}
+		for node, p := range prios {
+			v.Nodes[node] = spec.VRRPNode{Priority: p}
+		}
+		n.VRRP[in] = v
+	}
+	return n
+}
+
+func waitNodes(ws []Wait) string {
+	var out []string
+	for _, w := range ws {
+		out = append(out, w.Node)
+	}
+	return strings.Join(out, ",")
+}
+
+func TestWaits(t *testing.T) {
+	t.Parallel()
+	pairs := spec.Rollout{Pairs: true}
+	lab := map[string]map[string]int{"VI_1": {"gw1": 150, "gw2": 100}}
+	activeActive := map[string]map[string]int{"VI_1": {"gw1": 150, "gw2": 100}, "VI_2": {"gw1": 100, "gw2": 150}}
+	three := map[string]map[string]int{"VI_1": {"a": 200, "b": 150, "c": 100}}
+	twoPairs := map[string]map[string]int{"VI_1": {"gw1": 150, "gw2": 100}, "VI_2": {"gw3": 150, "gw4": 100}}
+	waves := spec.Rollout{Pairs: true, Waves: []spec.WaveSpec{{Labels: map[string]string{"ring": "canary"}}, {Labels: map[string]string{"ring": "main"}}}}
+	labels := map[string]map[string]string{
+		"gw1": {"ring": "main"}, "gw2": {"ring": "main"}, "gw3": {"ring": "canary"}, "gw4": {"ring": "canary"}, "gw5": {},
+	}
+	for _, tc := range []struct {
+		name   string
+		node   string
+		site   map[string]map[string]int
+		ro     spec.Rollout
+		labels map[string]map[string]string
+		want   string
+	}{
+		{"lab master waits for the backup", "gw1", lab, pairs, nil, "gw2"},
+		{"lab backup goes first", "gw2", lab, pairs, nil, ""},
+		{"pairs off", "gw1", lab, spec.Rollout{}, nil, ""},
+		{"active-active: by name, gw2 waits", "gw2", activeActive, pairs, nil, "gw1"},
+		{"active-active: gw1 goes first", "gw1", activeActive, pairs, nil, ""},
+		{"three nodes: the master waits for both", "a", three, pairs, nil, "b,c"},
+		{"three nodes: the middle waits for the lowest", "b", three, pairs, nil, "c"},
+		{"three nodes: the lowest goes first", "c", three, pairs, nil, ""},
+		{"waves: canary backup first", "gw4", twoPairs, waves, labels, ""},
+		{"waves: canary master waits for its backup", "gw3", twoPairs, waves, labels, "gw4"},
+		{"waves: main backup waits for the canary wave", "gw2", twoPairs, waves, labels, "gw3,gw4"},
+		{"waves: main master waits for its backup and the canary wave", "gw1", twoPairs, waves, labels, "gw2,gw3,gw4"},
+		{"waves: a node in no wave waits for the last one", "gw5", twoPairs, waves, labels, "gw1,gw2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := waitNodes(Waits(viewOf(tc.node, tc.site, tc.ro), tc.labels))
+			if got != tc.want {
+				t.Fatalf("%s waits for %q, want %q", tc.node, got, tc.want)
+			}
+		})
+	}
+	// Exactly one of every pair waits for the other.
+	for _, site := range []map[string]map[string]int{lab, activeActive, three, twoPairs} {
+		nodes := map[string]bool{}
+		for _, in := range site {
+			for n := range in {
+				nodes[n] = true
+			}
+		}
+		for _, a := range slices.Sorted(maps.Keys(nodes)) {
+			for _, b := range peersOf(viewOf(a, site, pairs)) {
+				ab, _ := goesFirst(viewOf(a, site, pairs), b)
+				ba, _ := goesFirst(viewOf(b, site, pairs), a)
+				if ab == ba {
+					t.Errorf("%s and %s: both or neither wait (%v)", a, b, ab)
+				}
+			}
+		}
+	}
+}
+
+func TestRolloutNotesLab(t *testing.T) {
+	t.Parallel()
+	for node, want := range map[string]string{
+		"gw1": "rollout: gw1 waits for gw2 to report a new commit applied and healthy (backup of VI_1 (priority 100 < 150))",
+		"gw2": "rollout: gw2 applies a new commit without waiting",
+	} {
+		_, n, err := loader.LoadWith(context.Background(), "../examples/lab", node, loader.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := RolloutNotes(n, nil); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: notes = %q, want %q", node, got, want)
+		}
+	}
+}
+
+// fakePeers is a status branch reader whose content the test changes.
+type fakePeers struct {
+	mu    sync.Mutex
+	st    map[string]drift.Status
+	reads int
+}
+
+func (f *fakePeers) set(node, applied, outcome string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.st == nil {
+		f.st = map[string]drift.Status{}
+	}
+	f.st[node] = drift.Status{Node: node, Applied: applied, LastPass: drift.Pass{Outcome: outcome}}
+}
+
+func (f *fakePeers) read(context.Context) (map[string]drift.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return maps.Clone(f.st), nil
+}
+
+func TestRolloutHold(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	lab := map[string]map[string]int{"VI_1": {"gw1": 150, "gw2": 100}}
+	prev := &LastGood{Commit: "c1"}
+	rev := Revision{Commit: "c2"}
+	gw1 := func(ro spec.Rollout) *spec.Node { return viewOf("gw1", lab, ro) }
+
+	t.Run("first apply and re-apply never wait", func(t *testing.T) {
+		p := &fakePeers{}
+		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Hour})
+		if err := r.Hold(ctx, rev, nil, gw1(spec.Rollout{Pairs: true}), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Hold(ctx, rev, &LastGood{Commit: "c2"}, gw1(spec.Rollout{Pairs: true}), nil); err != nil {
+			t.Fatal(err)
+		}
+		if p.reads != 0 {
+			t.Fatalf("read the peers %d times", p.reads)
+		}
+	})
+	t.Run("waits until the backup reports the commit applied", func(t *testing.T) {
+		p := &fakePeers{}
+		p.set("gw2", "c1", "applied")
+		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Minute, Poll: 10 * time.Millisecond})
+		done := make(chan error, 1)
+		go func() { done <- r.Hold(ctx, rev, prev, gw1(spec.Rollout{Pairs: true}), nil) }()
+		// A rejected or failed pass of the commit is not enough.
+		p.set("gw2", "c1", "rejected")
+		for p.readsNow() < 3 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Hold returned %v before the peer applied", err)
+		default:
+		}
+		p.set("gw2", "c2", "applied")
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("timeout proceeds", func(t *testing.T) {
+		p := &fakePeers{}
+		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
+		if err := r.Hold(ctx, rev, prev, gw1(spec.Rollout{Pairs: true, OnTimeout: "proceed"}), nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("timeout holds, then looks once", func(t *testing.T) {
+		p := &fakePeers{}
+		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Hour, Poll: 10 * time.Millisecond})
+		ro := spec.Rollout{Pairs: true, OnTimeout: "hold", PeerTimeout: spec.Duration(50 * time.Millisecond)}
+		err := r.Hold(ctx, rev, prev, gw1(ro), nil)
+		var he *HoldError
+		if !errors.Is(err, ErrHeld) || !errors.As(err, &he) || len(he.Waiting) != 1 || he.Waiting[0].Node != "gw2" {
+			t.Fatalf("Hold = %v", err)
+		}
+		// The retry does not wait the whole timeout again.
+		reads := p.readsNow()
+		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); !errors.Is(err, ErrHeld) || p.readsNow() != reads+1 {
+			t.Fatalf("retry: %v after %d reads", err, p.readsNow()-reads)
+		}
+		p.set("gw2", "c2", "unchanged")
+		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func (f *fakePeers) readsNow() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
