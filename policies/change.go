@@ -60,7 +60,7 @@ func CheckChange(c Change) []Violation {
 		}
 	}
 	if !off("allow-empty") && allow == "" && countVIPs(c.Prev) > 0 && countVIPs(c.Next) == 0 {
-		add("allow-empty", "vrrp", "this commit removes every VIP of node %s (%d before): say so with a %s: trailer in the commit message",
+		add("allow-empty", "nodes."+key(c.Next.Name), "this commit removes every VIP of node %s (%d before): say so with a %s: trailer in the commit message",
 			c.Next.Name, countVIPs(c.Prev), AllowEmptyTrailer)
 	}
 	for _, name := range sortedKeys(c.Prev.Services) {
