@@ -26,7 +26,6 @@ import (
 	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/load"
-	"cuelang.org/go/cue/parser"
 
 	"github.com/gitgw/gitgw/cue/schema"
 	"github.com/gitgw/gitgw/cue/spec"
@@ -103,21 +102,18 @@ func LoadWith(ctx context.Context, dir, node string, o Options) (*Site, *spec.No
 	if node == "" {
 		scope = ScopeSite
 	}
-	var (
-		inst *build.Instance
-		sel  *selection
-	)
 	if scope != ScopeSite {
-		inst, sel, scope = scopedInstance(abs, overlay, pkg, node, scope)
-	}
-	if scope == ScopeSite {
-		overlay[filepath.Join(abs, agentFile)] = load.FromString(siteAgentFile(pkg))
-		if inst, err = loadInstance(abs, overlay, pkg); err != nil {
-			return nil, nil, err
+		if s, view, err, ok := loadNodeScoped(abs, overlay, pkg, node, scope); ok {
+			return s, view, err
 		}
 	}
+	overlay[filepath.Join(abs, agentFile)] = load.FromString(siteAgentFile(pkg))
+	inst, err := loadInstance(abs, overlay, pkg)
+	if err != nil {
+		return nil, nil, err
+	}
 	v, errs := evaluate(abs, inst)
-	s := &Site{Dir: abs, root: v, Scope: scope}
+	s := &Site{Dir: abs, root: v, Scope: ScopeSite}
 	if len(errs) == 0 {
 		s.Nodes, err = fieldNames(v.LookupPath(cue.ParsePath("nodes")))
 		if err != nil {
@@ -129,11 +125,8 @@ func LoadWith(ctx context.Context, dir, node string, o Options) (*Site, *spec.No
 	}
 	var view *spec.Node
 	if len(errs) == 0 && node != "" {
-		if sel == nil {
-			all := selectFor(v, node)
-			sel = &all
-		}
-		view, errs = decodeView(abs, v, node, s.Nodes, *sel)
+		sel := selectFor(v, node)
+		view, errs = decodeView(abs, v, node, s.Nodes, sel, func(p cue.Path) cue.Value { return v.LookupPath(p) })
 	}
 	if len(errs) == 0 && node == "" {
 		errs = append(errs, checkReferences(abs, v, s.Nodes)...)
@@ -142,6 +135,83 @@ func LoadWith(ctx context.Context, dir, node string, o Options) (*Site, *spec.No
 		return nil, nil, errs.sorted()
 	}
 	return s, view, nil
+}
+
+// loadNodeScoped evaluates the site as plain data (no schema: cheap), finds
+// this node's part, and unifies only that part with the schema's
+// definitions, in Go, on the same evaluation. ok is false when the full
+// evaluation must run instead: auto decided so, or the data alone does not
+// evaluate (the full evaluation then reports every error with its position).
+func loadNodeScoped(abs string, overlay map[string]load.Source, pkg, node string, scope Scope) (*Site, *spec.Node, error, bool) {
+	// The schema's definitions come in through the agent file, so that
+	// they live in the same evaluation as the site's data.
+	src := fmt.Sprintf("package %s\n\nimport s %q\n\n#gitgw: {site: s.#SiteSettings, nodes: s.#Node, vrrp: s.#VRRPInstance, services: s.#Service, units: s.#UnitTemplate}\n", pkg, schema.ImportPath)
+	overlay[filepath.Join(abs, agentFile)] = load.FromString(src)
+	inst, err := loadInstance(abs, overlay, pkg)
+	if err != nil {
+		return nil, nil, nil, false
+	}
+	v := cuecontext.New().BuildInstance(inst)
+	if v.Err() != nil {
+		return nil, nil, nil, false
+	}
+	nodes, err := fieldNames(v.LookupPath(cue.ParsePath("nodes")))
+	if err != nil || !slices.Contains(nodes, node) || (scope == ScopeAuto && len(nodes) <= AutoScopeNodes) {
+		return nil, nil, nil, false
+	}
+	errs := checkTopLevel(abs, v)
+	if err := v.Validate(); err != nil {
+		errs = append(errs, convertList(abs, err)...)
+	}
+	def := v.LookupPath(cue.MakePath(cue.Def("#gitgw")))
+	sel := selectFor(v, node)
+	unified := map[string]cue.Value{}
+	// Data first, so that error paths read as the site's own paths.
+	scoped := func(kind, name string) {
+		p := cue.MakePath(cue.Str(kind), cue.Str(name))
+		u := v.LookupPath(p).Unify(def.LookupPath(cue.MakePath(cue.Str(kind))))
+		unified[p.String()] = u
+		if err := u.Validate(cue.Concrete(true)); err != nil {
+			errs = append(errs, convertList(abs, err)...)
+			errs = append(errs, findIncomplete(abs, v, u, []string{kind, quote(name)})...)
+		}
+	}
+	site := def.LookupPath(cue.ParsePath("site"))
+	if data := v.LookupPath(cue.ParsePath("site")); data.Exists() {
+		site = data.Unify(site)
+	}
+	unified["site"] = site
+	if err := site.Validate(cue.Concrete(true)); err != nil {
+		errs = append(errs, convertList(abs, err)...)
+	}
+	scoped("nodes", node)
+	for _, k := range sel.vrrp {
+		scoped("vrrp", k)
+	}
+	for _, k := range sel.services {
+		scoped("services", k)
+	}
+	for _, k := range sel.units {
+		scoped("units", k)
+	}
+	for i := range errs {
+		if errs[i].File == "" || strings.HasPrefix(errs[i].File, "(schema)") {
+			errs[i].locateParent(abs, v)
+		}
+	}
+	if errs = dedupe(errs.sorted()); len(errs) > 0 {
+		return nil, nil, errs, true
+	}
+	view, errs := decodeView(abs, v, node, nodes, sel, func(p cue.Path) cue.Value {
+		if u, ok := unified[p.String()]; ok {
+			return u
+		}
+		return v.LookupPath(p)
+	})
+	if len(errs) > 0 {
+		return nil, nil, errs.sorted(), true
+	}
+	return &Site{Dir: abs, root: v, Scope: ScopeNode, Nodes: nodes}, view, nil, true
 }
 
 // evaluate loads and builds the site with the given overlay and collects
@@ -182,25 +252,6 @@ func loadInstance(abs string, overlay map[string]load.Source, pkg string) (*buil
 	return insts[0], nil
 }
 
-// withAgentFile returns a copy of inst whose agent file is src, reusing the
-// other files' syntax trees: parsing a large site is a third of the cost of
-// a node-scoped load, so it is done once.
-func withAgentFile(abs string, inst *build.Instance, src string) (*build.Instance, error) {
-	name := filepath.Join(abs, agentFile)
-	f, err := parser.ParseFile(name, src)
-	if err != nil {
-		return nil, fmt.Errorf("loader: generated agent file: %w", err)
-	}
-	cp := *inst
-	cp.Files = slices.Clone(inst.Files)
-	for i, old := range cp.Files {
-		if old.Filename == name {
-			cp.Files[i] = f
-			return &cp, nil
-		}
-	}
-	return nil, fmt.Errorf("loader: agent file missing from the loaded instance")
-}
 
 // siteAgentFile applies the schema to the whole site, field by field (so
 // that nested structs are closed: embedding #Site at the root would not
@@ -212,48 +263,6 @@ func siteAgentFile(pkg string) string {
 		fmt.Fprintf(&b, "%s: gitgwschema.#Site.%s\n", f, f)
 	}
 	return b.String()
-}
-
-// scopedInstance evaluates the site as plain data (cheap), finds this
-// node's part, and returns the site's instance with an agent file that
-// applies the schema to that part only. It returns ScopeSite instead when
-// auto decides so, or when the data alone does not evaluate (the full
-// evaluation then reports the errors with all their positions).
-func scopedInstance(abs string, overlay map[string]load.Source, pkg, node string, scope Scope) (*build.Instance, *selection, Scope) {
-	// The schema is imported (and referenced once, so the import is used)
-	// so that the parsed instance can be reused with the scoped agent file.
-	overlay[filepath.Join(abs, agentFile)] = load.FromString(fmt.Sprintf("package %s\n\nimport gitgwschema %q\n\n_gitgwSchema: gitgwschema.#Name\n", pkg, schema.ImportPath))
-	inst, err := loadInstance(abs, overlay, pkg)
-	if err != nil {
-		return nil, nil, ScopeSite
-	}
-	v := cuecontext.New().BuildInstance(inst)
-	if v.Err() != nil {
-		return nil, nil, ScopeSite
-	}
-	nodes, err := fieldNames(v.LookupPath(cue.ParsePath("nodes")))
-	if err != nil || !slices.Contains(nodes, node) || (scope == ScopeAuto && len(nodes) <= AutoScopeNodes) {
-		return nil, nil, ScopeSite
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "package %s\n\nimport gitgwschema %q\n\n", pkg, schema.ImportPath)
-	b.WriteString("site: gitgwschema.#Site.site\n")
-	fmt.Fprintf(&b, "nodes: %s: gitgwschema.#Node\n", strconv.Quote(node))
-	sel := selectFor(v, node)
-	for _, k := range sel.vrrp {
-		fmt.Fprintf(&b, "vrrp: %s: gitgwschema.#VRRPInstance\n", strconv.Quote(k))
-	}
-	for _, k := range sel.services {
-		fmt.Fprintf(&b, "services: %s: gitgwschema.#Service\n", strconv.Quote(k))
-	}
-	for _, k := range sel.units {
-		fmt.Fprintf(&b, "units: %s: gitgwschema.#UnitTemplate\n", strconv.Quote(k))
-	}
-	scoped, err := withAgentFile(abs, inst, b.String())
-	if err != nil {
-		return nil, nil, ScopeSite
-	}
-	return scoped, &sel, ScopeNode
 }
 
 // selection names what one node runs.
@@ -380,7 +389,7 @@ func checkTopLevel(abs string, v cue.Value) Errors {
 // sets that name it (or name no node). Selecting in Go over the evaluated
 // site costs tens of milliseconds at 1,000 gateway pairs; the same selection
 // written as comprehensions inside the evaluation cost several hundred.
-func decodeView(abs string, v cue.Value, node string, nodes []string, sel selection) (*spec.Node, Errors) {
+func decodeView(abs string, v cue.Value, node string, nodes []string, sel selection, lookup func(cue.Path) cue.Value) (*spec.Node, Errors) {
 	n := &spec.Node{Name: node, VRRP: map[string]spec.VRRPInstance{}, Services: map[string]spec.Service{}, Units: map[string]spec.UnitTemplate{}}
 	var errs Errors
 	decode := func(val cue.Value, into any) {
@@ -388,21 +397,21 @@ func decodeView(abs string, v cue.Value, node string, nodes []string, sel select
 			errs = append(errs, convertList(abs, err)...)
 		}
 	}
-	decode(v.LookupPath(cue.ParsePath("site")), &n.Site)
-	decode(v.LookupPath(cue.MakePath(cue.Str("nodes"), cue.Str(node))), &n.Node)
+	decode(lookup(cue.ParsePath("site")), &n.Site)
+	decode(lookup(cue.MakePath(cue.Str("nodes"), cue.Str(node))), &n.Node)
 	for _, k := range sel.vrrp {
 		var x spec.VRRPInstance
-		decode(v.LookupPath(cue.MakePath(cue.Str("vrrp"), cue.Str(k))), &x)
+		decode(lookup(cue.MakePath(cue.Str("vrrp"), cue.Str(k))), &x)
 		n.VRRP[k] = x
 	}
 	for _, k := range sel.services {
 		var x spec.Service
-		decode(v.LookupPath(cue.MakePath(cue.Str("services"), cue.Str(k))), &x)
+		decode(lookup(cue.MakePath(cue.Str("services"), cue.Str(k))), &x)
 		n.Services[k] = x
 	}
 	for _, k := range sel.units {
 		var x spec.UnitTemplate
-		decode(v.LookupPath(cue.MakePath(cue.Str("units"), cue.Str(k))), &x)
+		decode(lookup(cue.MakePath(cue.Str("units"), cue.Str(k))), &x)
 		n.Units[k] = x
 	}
 	if len(errs) > 0 {

@@ -151,3 +151,20 @@ func TestScopes(t *testing.T) {
 		t.Errorf("node and site scope views differ (-site +node):\n%s", d)
 	}
 }
+
+// TestNodeScopeClosed: in node scope the schema is unified in Go; a misspelt
+// field of the node's own part is still an error, with its position.
+func TestNodeScopeClosed(t *testing.T) {
+	_, _, err := LoadWith(context.Background(), filepath.Join("testdata", "misspelt"), "gw1", Options{Scope: ScopeNode})
+	want, rerr := os.ReadFile(filepath.Join("testdata", "misspelt.golden"))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if errs, ok := AsErrors(err); !ok || errs.Error()+"\n" != string(want) {
+		t.Errorf("node scope errors:\n%v\nwant:\n%s", err, want)
+	}
+	_, _, err = LoadWith(context.Background(), filepath.Join("testdata", "no-priority"), "gw2", Options{Scope: ScopeNode})
+	if errs, ok := AsErrors(err); !ok || !strings.Contains(errs.Error(), "site.cue:13:3: vrrp.VI_1.nodes.gw2.priority: missing value") {
+		t.Errorf("node scope, missing priority: %v", err)
+	}
+}
