@@ -252,7 +252,6 @@ func loadInstance(abs string, overlay map[string]load.Source, pkg string) (*buil
 	return insts[0], nil
 }
 
-
 // siteAgentFile applies the schema to the whole site, field by field (so
 // that nested structs are closed: embedding #Site at the root would not
 // reject a misspelt field inside a node).
