@@ -195,6 +195,10 @@ var ErrPinned = errors.New("commit pinned")
 // HealthGateOptions configure a HealthGate.
 type HealthGateOptions struct {
 	Runner *Runner
+	// Drivers are probed for health (those implementing HealthProber);
+	// default the Runner's. Give the drivers themselves when the Runner
+	// holds wrappers.
+	Drivers []Driver
 	// StateDir holds the pin (pinned.json); empty keeps it in memory.
 	StateDir string
 	// Window is the bake window when the site sets none; 0 turns the gate
@@ -273,13 +277,20 @@ func (g *HealthGate) Before(ctx context.Context, prev *LastGood) {
 	if prev != nil {
 		desired = prev.Desired
 	}
-	h, err := probe(ctx, g.o.Runner.Drivers(), desired)
+	h, err := probe(ctx, g.drivers(), desired)
 	if err != nil {
 		g.log.Warn("health before apply", "err", err)
 	}
 	g.mu.Lock()
 	g.before = &h
 	g.mu.Unlock()
+}
+
+func (g *HealthGate) drivers() []Driver {
+	if g.o.Drivers != nil {
+		return g.o.Drivers
+	}
+	return g.o.Runner.Drivers()
 }
 
 // window is the bake window for desired.
@@ -307,7 +318,7 @@ func (g *HealthGate) Bake(ctx context.Context, prev *LastGood, res Result) Resul
 	before := g.before
 	g.before = nil
 	g.mu.Unlock()
-	drivers := g.o.Runner.Drivers()
+	drivers := g.drivers()
 	start, _ := probe(ctx, drivers, desired)
 	if before == nil {
 		before = &start

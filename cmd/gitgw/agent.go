@@ -25,6 +25,7 @@ type agentFlags struct {
 	scope    string
 	drivers  driverFlags
 	control  controlFlags
+	safety   safetyFlags
 }
 
 func newAgentCmd() *cobra.Command {
@@ -49,6 +50,7 @@ func newAgentCmd() *cobra.Command {
 	fl.StringVar(&f.scope, "scope", "auto", scopeHelp)
 	f.drivers.register(fl)
 	f.control.register(fl)
+	f.safety.register(fl)
 	return cmd
 }
 
@@ -72,6 +74,10 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	defer cleanup()
+	safe, err := f.safety.build(f.node, stateDir, &f.site, &f.status, src, log)
+	if err != nil {
+		return err
+	}
 	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: stateDir, Logger: log, Live: true,
 		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
 	defer closeDrivers()
@@ -81,6 +87,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	}
 	kick := make(chan struct{}, 1)
 	var runner *reconcile.Runner
+	probes := drivers
 	ctl, drivers := setupControl(f.node, drivers, kick, func() *reconcile.LastGood {
 		if runner == nil {
 			return nil
@@ -88,8 +95,12 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return runner.LastGood()
 	}, log)
 	runner, err = reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: scope,
-		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log}), Suspend: ctl.Suspended})
+		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log}), Suspend: ctl.Suspended,
+		Admit: safe.admit, Hold: safe.hold})
 	if err != nil {
+		return err
+	}
+	if err := safe.attach(runner, probes, stateDir, f.safety.bake); err != nil {
 		return err
 	}
 	hup := make(chan os.Signal, 1)
@@ -136,6 +147,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Watchdog: watchdogInterval(),
 		Events:   status.events(ctx, events),
 		Logger:   log,
+		Bake:     safe.bake,
 		OnResult: func(r reconcile.Result) {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
 			ctl.Observe(ctx, r)

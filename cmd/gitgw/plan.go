@@ -143,6 +143,9 @@ func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconci
 		// pending with the reason.
 		log.Warn("some drivers could not plan", "err", err)
 	}
+	if p != nil {
+		p.Notes = append(p.Notes, rolloutNotes(ctx, f.node, rev, desired, log)...)
+	}
 	if f.json && !apply {
 		if err := plan.WriteJSON(out, p); err != nil {
 			return nil, nil, fail(err)
