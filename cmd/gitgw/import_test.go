@@ -43,7 +43,10 @@ func TestImportCommand(t *testing.T) {
 	for _, want := range []string{
 		"warning: " + filepath.Join(td, "haproxy.cfg") + ":31: bind 192.168.1.100:443 ssl",
 		"2 nodes (gw1, gw2)",
-		"it validates",
+		// seed 003 does not give the nodes' addresses: the VIP is in no
+		// known subnet of theirs until the operator fills them in.
+		"guardrail: " + filepath.Join(out, "vrrp.cue"),
+		"guardrail errors remain: complete the TODO(import) items",
 	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)

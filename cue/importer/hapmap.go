@@ -666,6 +666,10 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	}
 	s.servers, s.proxyProto = be.servers, be.proxyProto
 	s.check = be.serviceCheck(w)
+	if s.check == nil && len(s.servers) > 0 {
+		w.add(be.pos, "%s %s: no server has a check: gitgw checks every service's servers (guardrail service-health-check); a TCP connect check is added", be.kind, be.name)
+		s.check = &check{kind: "tcp"}
+	}
 	if len(s.servers) == 0 {
 		w.add(be.pos, "%s %s has no server gitgw can use: service not imported", be.kind, be.name)
 		return nil

@@ -422,15 +422,50 @@ func addNodeAddr(n *node, in *instance, a netip.Addr, what string) {
 			bits = p.Bits()
 		}
 	}
+	note := ""
+	if bits == a.BitLen() {
+		// The subnet holds the node and the VIPs it announces (or no
+		// neighbour could reach them): it is at least the smallest prefix
+		// holding them all. Within reason, take that and say so.
+		wide, floor := bits, 16
+		if a.Is6() {
+			floor = 64
+		}
+		for _, v := range in.vips {
+			p := netip.MustParsePrefix(v.addr)
+			if (v.dev == "" || v.dev == in.iface) && p.Addr().Is4() == a.Is4() {
+				wide = min(wide, commonBits(a, p.Addr()))
+			}
+		}
+		switch {
+		case wide < floor:
+			note = "TODO(import): " + what + ", which does not give its prefix length."
+		case wide < bits:
+			bits = wide
+			note = fmt.Sprintf("TODO(import): %s, which does not give its prefix length: /%d is the smallest subnet holding it and %s's VIPs; put the real one.", what, bits, in.name)
+		default:
+			note = "TODO(import): " + what + ", which does not give its prefix length."
+		}
+	}
 	addr := netip.PrefixFrom(a, bits).String()
 	ifc := n.iface(in.iface)
 	if slices.Contains(ifc.addrs, addr) {
 		return
 	}
 	ifc.addrs = append(ifc.addrs, addr)
-	if bits == a.BitLen() {
-		ifc.notes = append(ifc.notes, "TODO(import): "+what+", which does not give its prefix length.")
+	if note != "" {
+		ifc.notes = append(ifc.notes, note)
 	}
+}
+
+// commonBits is the length of the longest prefix a and b share.
+func commonBits(a, b netip.Addr) int {
+	for bits := a.BitLen(); bits > 0; bits-- {
+		if netip.PrefixFrom(a, bits).Masked().Contains(b) {
+			return bits
+		}
+	}
+	return 0
 }
 
 // inferAddresses finds the address of a node whose keepalived.conf has no

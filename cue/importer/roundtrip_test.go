@@ -108,7 +108,7 @@ func TestRoundTripSeed001(t *testing.T) {
 	if want := []spec.TrackService{{Service: "http-in", Weight: 2}}; !cmp.Equal(in.TrackServices, want) || len(in.TrackChecks) != 0 {
 		t.Errorf("track_services %v, track_checks %v", in.TrackServices, in.TrackChecks)
 	}
-	if got := lb1.Node.Interfaces["eth0"].Addresses; !cmp.Equal(got, []netip.Prefix{netip.MustParsePrefix("192.168.1.192/32")}, prefixEq) {
+	if got := lb1.Node.Interfaces["eth0"].Addresses; !cmp.Equal(got, []netip.Prefix{netip.MustParsePrefix("192.168.1.192/28")}, prefixEq) {
 		t.Errorf("lb1 eth0 addresses %v", got)
 	}
 	svc := lb1.Services["http-in"]
