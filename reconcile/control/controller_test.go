@@ -1,0 +1,238 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
+
+// recorder is a driver that remembers what it was asked to apply: the
+// seam under test is the overlay, not a driver.
+type recorder struct {
+	name string
+	mu   sync.Mutex
+	got  []*spec.Node
+}
+
+func (r *recorder) Name() string { return r.name }
+func (r *recorder) Plan(_ context.Context, n *spec.Node) ([]plan.Change, error) {
+	return []plan.Change{{Driver: r.name, Kind: "proxy_server", ID: "web/s2", Action: plan.NoOp, After: n.Services["web"].Servers["s2"]}}, nil
+}
+func (r *recorder) Apply(_ context.Context, n *spec.Node) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, n)
+	return nil
+}
+func (r *recorder) last(t *testing.T) *spec.Node {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.got) == 0 {
+		t.Fatalf("%s: nothing applied", r.name)
+	}
+	return r.got[len(r.got)-1]
+}
+
+type giveUps struct{ names []string }
+
+func (g *giveUps) GiveUp(_ context.Context, name string) error {
+	g.names = append(g.names, name)
+	return nil
+}
+
+func labNode() *spec.Node {
+	return &spec.Node{
+		Name: "gw1",
+		VRRP: map[string]spec.VRRPInstance{"VI_1": {VRID: 51, Nodes: map[string]spec.VRRPNode{"gw1": {Priority: 150}, "gw2": {Priority: 100}}}},
+		Services: map[string]spec.Service{"web": {Binds: []string{"203.0.113.100:80"}, Servers: map[string]spec.Server{
+			"s1": {Address: "198.51.100.11:8080", Weight: 100},
+			"s2": {Address: "198.51.100.12:8080", Weight: 100},
+		}}},
+	}
+}
+
+type harness struct {
+	c           *Controller
+	proxy, vrrp *recorder
+	gu          *giveUps
+	lg          *reconcile.LastGood
+	kicks       chan struct{}
+	wrapped     []reconcile.Driver
+	desired     *spec.Node
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{proxy: &recorder{name: "proxy"}, vrrp: &recorder{name: "vrrp"}, gu: &giveUps{}, kicks: make(chan struct{}, 1), desired: labNode()}
+	h.lg = &reconcile.LastGood{Commit: "c1", Desired: h.desired}
+	h.c = New(Options{Node: "gw1", Version: "test", Kick: h.kicks, VRRP: h.gu,
+		LastGood: func() *reconcile.LastGood { return h.lg },
+		Now:      func() time.Time { return time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC) }})
+	h.wrapped = h.c.Wrap([]reconcile.Driver{&recorder{name: "units"}, h.proxy, h.vrrp})
+	// The runner's first pass.
+	for _, d := range h.wrapped {
+		if err := d.Apply(context.Background(), h.desired); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
+func TestOverrideLifecycle(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	if _, err := h.c.Set(ctx, Override{Action: ActionDrain, Target: "web/s2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.proxy.last(t).Services["web"].Servers["s2"]; !got.Drain {
+		t.Fatalf("drain not applied at once: %+v", got)
+	}
+	if h.desired.Services["web"].Servers["s2"].Drain {
+		t.Fatal("the overlay modified the desired state it was given")
+	}
+	// A pass plans with the overlay: no difference to apply.
+	changes, err := h.wrapped[1].Plan(ctx, h.desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2 := changes[0].After.(spec.Server); !s2.Drain || len(changes[0].Details) != 1 {
+		t.Fatalf("plan does not see the override: %+v", changes[0])
+	}
+	if _, err := h.c.Set(ctx, Override{Action: ActionWeight, Target: "web/s1", Weight: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.c.Set(ctx, Override{Action: ActionGiveUp, Target: "VI_1"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.vrrp.last(t).VRRP["VI_1"].Nodes["gw1"].Priority; p != giveUpPriority {
+		t.Fatalf("give-up priority %d", p)
+	}
+	if diff := cmp.Diff([]string{"VI_1"}, h.gu.names); diff != "" {
+		t.Fatalf("GiveUp calls (-want +got):\n%s", diff)
+	}
+	got := h.c.Overrides()
+	want := []string{"give-up VI_1", "weight web/s1 50", "drain web/s2"}
+	var gotS []string
+	for _, o := range got {
+		gotS = append(gotS, o.String())
+		if o.Commit != "c1" {
+			t.Errorf("%s: commit %q", o, o.Commit)
+		}
+	}
+	if diff := cmp.Diff(want, gotS); diff != "" {
+		t.Fatalf("overrides (-want +got):\n%s", diff)
+	}
+	// enable replaces drain on the same server.
+	if _, err := h.c.Set(ctx, Override{Action: ActionEnable, Target: "web/s2"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.c.Overrides()); n != 3 {
+		t.Fatalf("%d overrides after enable, want 3", n)
+	}
+	// A pass on the same commit keeps them; one that applies another
+	// commit clears them and applies the site again.
+	h.c.Observe(ctx, reconcile.Result{Commit: "c1", AppliedCommit: "c1", Outcome: reconcile.Unchanged})
+	if n := len(h.c.Overrides()); n != 3 {
+		t.Fatalf("%d overrides after a pass on the same commit", n)
+	}
+	h.lg = &reconcile.LastGood{Commit: "c2", Desired: h.desired}
+	h.c.Observe(ctx, reconcile.Result{Commit: "c2", AppliedCommit: "c2", Outcome: reconcile.Applied})
+	if n := len(h.c.Overrides()); n != 0 {
+		t.Fatalf("%d overrides after a new commit", n)
+	}
+	if got := h.proxy.last(t).Services["web"].Servers["s1"]; got.Weight != 100 {
+		t.Fatalf("weight after clearing: %d", got.Weight)
+	}
+	if p := h.vrrp.last(t).VRRP["VI_1"].Nodes["gw1"].Priority; p != 150 {
+		t.Fatalf("priority after clearing: %d", p)
+	}
+}
+
+func TestSuspendResume(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	h.c.Suspend()
+	if !h.c.Suspended() {
+		t.Fatal("not suspended")
+	}
+	if _, err := h.c.Set(ctx, Override{Action: ActionDrain, Target: "web/s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.c.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h.c.Suspended() || len(h.c.Overrides()) != 0 {
+		t.Fatalf("resume: suspended %v, overrides %v", h.c.Suspended(), h.c.Overrides())
+	}
+	if h.proxy.last(t).Services["web"].Servers["s1"].Drain {
+		t.Fatal("resume did not undo the drain")
+	}
+	select {
+	case <-h.kicks:
+	default:
+		t.Fatal("resume did not ask for a pass")
+	}
+}
+
+func TestBadOverrides(t *testing.T) {
+	h := newHarness(t)
+	for _, o := range []Override{
+		{Action: ActionDrain, Target: "web"},
+		{Action: ActionDrain, Target: "nope/s1"},
+		{Action: ActionDrain, Target: "web/s9"},
+		{Action: ActionWeight, Target: "web/s1", Weight: 300},
+		{Action: ActionGiveUp, Target: "VI_9"},
+		{Action: "reboot", Target: "web/s1"},
+	} {
+		t.Run(o.String(), func(t *testing.T) {
+			_, err := h.c.Set(context.Background(), o)
+			if !errors.Is(err, ErrBadOverride) {
+				t.Fatalf("err = %v, want ErrBadOverride", err)
+			}
+		})
+	}
+	if n := len(h.c.Overrides()); n != 0 {
+		t.Fatalf("%d overrides recorded from bad requests", n)
+	}
+}
+
+func TestWrapKeepsInterfaces(t *testing.T) {
+	c := New(Options{})
+	ev := &eventRecorder{recorder: recorder{name: "vrrp"}, ch: make(chan reconcile.Event)}
+	out := c.Wrap([]reconcile.Driver{ev, &recorder{name: "proxy"}})
+	if _, ok := out[0].(reconcile.EventSource); !ok {
+		t.Error("vrrp overlay lost EventSource")
+	}
+	if _, ok := out[1].(reconcile.EventSource); ok {
+		t.Error("proxy overlay gained EventSource")
+	}
+	for _, d := range out {
+		if _, ok := d.(reconcile.StatusSectioner); ok {
+			t.Errorf("%s overlay gained StatusSectioner", d.Name())
+		}
+	}
+	sec, ok := c.Section().(reconcile.StatusSectioner)
+	if !ok {
+		t.Fatal("Section is no StatusSectioner")
+	}
+	v, _ := sec.StatusSection(context.Background())
+	if diff := cmp.Diff(SectionView{Overrides: []Override{}}, v); diff != "" {
+		t.Fatal(diff)
+	}
+}
+
+type eventRecorder struct {
+	recorder
+	ch chan reconcile.Event
+}
+
+func (e *eventRecorder) Events() <-chan reconcile.Event { return e.ch }
