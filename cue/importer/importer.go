@@ -366,7 +366,12 @@ func checkStates(st *site, w *warnings) {
 		for _, p := range in.prios {
 			top = max(top, p.prio)
 		}
-		for _, p := range in.prios {
+		for i, p := range in.prios {
+			for _, q := range in.prios[:i] {
+				if q.prio == p.prio {
+					w.add(in.pos, "vrrp_instance %s: %s and %s have priority %d: VRRP breaks the tie by the higher address; the site must say who wins (guardrail priority-distinct): raise one of them", in.name, q.node, p.node, p.prio)
+				}
+			}
 			if p.state == "MASTER" && p.prio < top && len(in.prios) > 1 {
 				w.add(in.pos, "vrrp_instance %s: %s starts as MASTER in keepalived with priority %d, below the highest (%d); gitgw elects by priority only", in.name, p.node, p.prio, top)
 			}

@@ -317,3 +317,14 @@ func TestNameCollisions(t *testing.T) {
 			len(view.Services["vs-203.0.113.1-80"].Servers), goldenText(res))
 	}
 }
+
+func TestEqualPriorities(t *testing.T) {
+	ka := "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.1/24\n }\n}\n"
+	res, err := Import(Options{Keepalived: []Input{{Node: "a", Path: "a", Data: []byte(ka)}, {Node: "b", Path: "b", Data: []byte(ka)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(warnStrings(res.Warnings), "\n"); !strings.Contains(got, "a:1: vrrp_instance V: a and b have priority 100") {
+		t.Errorf("no warning about the tie in:\n%s", got)
+	}
+}
