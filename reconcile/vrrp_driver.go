@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -406,8 +405,7 @@ func trackCheck(t spec.TrackCheck) (vrrp.Check, error) {
 	case "command":
 		c.Kind, c.Command = vrrp.CheckCommand, []string{"/bin/sh", "-c", t.Command}
 	case "icmp":
-		timeout := max(1, int(t.Timeout.D()/time.Second))
-		c.Kind, c.Command = vrrp.CheckCommand, []string{"ping", "-c", "1", "-W", strconv.Itoa(timeout), t.Target}
+		c.Kind = vrrp.CheckICMP
 	default:
 		return c, fmt.Errorf("check %s: kind %q unsupported", t.Name, t.Kind)
 	}

@@ -78,6 +78,7 @@ const (
 	CheckTCP     CheckKind = "tcp"     // connect to Target (host:port)
 	CheckHTTP    CheckKind = "http"    // GET Target (URL), expect ExpectStatus
 	CheckCommand CheckKind = "command" // run Command, expect exit 0
+	CheckICMP    CheckKind = "icmp"    // Target (an address) answers an echo request
 	CheckService CheckKind = "service" // proxy service Target has a healthy server
 )
 
@@ -248,7 +249,7 @@ func (c Config) Validate() error {
 		}
 		for _, ch := range in.TrackChecks {
 			switch ch.Kind {
-			case CheckTCP, CheckHTTP, CheckService:
+			case CheckTCP, CheckHTTP, CheckService, CheckICMP:
 				if ch.Target == "" {
 					bad("check %q: no target", ch.Name)
 				}
@@ -257,7 +258,7 @@ func (c Config) Validate() error {
 					bad("check %q: no command", ch.Name)
 				}
 			default:
-				bad("check %q: kind %q unsupported (tcp, http, command, service)", ch.Name, ch.Kind)
+				bad("check %q: kind %q unsupported (tcp, http, command, icmp, service)", ch.Name, ch.Kind)
 			}
 			if ch.Name == "" {
 				bad("check without a name")

@@ -355,6 +355,7 @@ func TestProbes(t *testing.T) {
 		{"command ok", Check{Kind: CheckCommand, Command: []string{"true"}}, true},
 		{"command fails", Check{Kind: CheckCommand, Command: []string{"false"}}, false},
 		{"service unknown", Check{Kind: CheckService, Target: "web"}, false},
+		{"icmp bad target", Check{Kind: CheckICMP, Target: "not-an-ip"}, false},
 	} {
 		if err := probe(ctx, c.c, nil); (err == nil) != c.ok {
 			t.Errorf("%s: %v", c.name, err)
@@ -412,7 +413,7 @@ func TestValidate(t *testing.T) {
 		{"label", func(in *Instance) { in.VIPs[0].Label = "vip" }, nil, "must start with the interface name"},
 		{"no VIPs", func(in *Instance) { in.VIPs = nil }, nil, "no VIPs"},
 		{"priority 0", func(in *Instance) { in.Priority = 0 }, nil, "priority"},
-		{"bad check", func(in *Instance) { in.TrackChecks = []Check{{Name: "x", Kind: "icmp"}} }, nil, "unsupported"},
+		{"bad check", func(in *Instance) { in.TrackChecks = []Check{{Name: "x", Kind: "smtp"}} }, nil, "unsupported"},
 		{"duplicate VRID", func(*Instance) {}, func(c *Config) { d := c.Instances[0]; d.Name = "B"; c.Instances = append(c.Instances, d) }, "already used"},
 		{"sync group unknown", func(*Instance) {}, func(c *Config) { c.SyncGroups = []SyncGroup{{Name: "G", Instances: []string{"Z"}}} }, "unknown instance"},
 	} {

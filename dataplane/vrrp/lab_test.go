@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -359,4 +360,28 @@ func TestLabGuardian(t *testing.T) {
 	waitFor(t, settle, "the guardian removed gw1's VIP", func() bool { return !hasAddr(t, l.gw1, labVIPp) })
 	waitFor(t, settle, "state file emptied", func() bool { e, err := ReadState(g1.stateDir); return err == nil && len(e) == 0 })
 	waitFor(t, settle, "client on gw2", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw2) })
+}
+
+// TestLabICMPCheck: the in-process ICMP check against the real kernel.
+func TestLabICMPCheck(t *testing.T) {
+	t.Parallel()
+	l := newVRRPLab(t)
+	probeIn := func(target string) error {
+		var err error
+		if derr := l.gw1.Do(func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err = probe(ctx, Check{Kind: CheckICMP, Target: target}, nil)
+			return nil
+		}); derr != nil {
+			t.Fatal(derr)
+		}
+		return err
+	}
+	if err := probeIn("203.0.113.50"); err != nil {
+		t.Errorf("client should answer: %v", err)
+	}
+	if err := probeIn("203.0.113.99"); err == nil {
+		t.Error("a missing host answered")
+	}
 }

@@ -3,11 +3,17 @@ package vrrp
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"sync"
 	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // checkSet runs an instance's checks, one goroutine each, until stopped.
@@ -98,6 +104,8 @@ func probe(ctx context.Context, c Check, svc func(string) bool) error {
 		return nil
 	case CheckCommand:
 		return exec.CommandContext(ctx, c.Command[0], c.Command[1:]...).Run()
+	case CheckICMP:
+		return pingOnce(ctx, c.Target)
 	case CheckService:
 		if svc == nil || !svc(c.Target) {
 			return fmt.Errorf("service %s has no healthy server", c.Target)
@@ -105,4 +113,54 @@ func probe(ctx context.Context, c Check, svc func(string) bool) error {
 		return nil
 	}
 	return fmt.Errorf("check kind %q unsupported", c.Kind)
+}
+
+// pingOnce sends one ICMP echo to target (an IPv4 or IPv6 address) and
+// waits for the matching reply until ctx ends.
+func pingOnce(ctx context.Context, target string) error {
+	dst, err := netip.ParseAddr(target)
+	if err != nil {
+		return fmt.Errorf("icmp target %q: %w", target, err)
+	}
+	network, proto := "ip4:icmp", 1
+	var typ, reply icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
+	if dst.Is6() {
+		network, proto, typ, reply = "ip6:ipv6-icmp", 58, ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
+	conn, err := icmp.ListenPacket(network, "")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	id := int(rand.Uint32() & 0xffff)
+	msg, err := (&icmp.Message{Type: typ, Body: &icmp.Echo{ID: id, Seq: 1, Data: []byte("gitgw-vrrp")}}).Marshal(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.WriteTo(msg, &net.IPAddr{IP: dst.AsSlice(), Zone: dst.Zone()}); err != nil {
+		return err
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		m, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil || m.Type != reply {
+			continue
+		}
+		if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id {
+			if a, ok := from.(*net.IPAddr); ok {
+				if fa, ok := netip.AddrFromSlice(a.IP); ok && fa.Unmap() == dst.Unmap() {
+					return nil
+				}
+			}
+		}
+	}
 }
