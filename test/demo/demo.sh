@@ -94,7 +94,8 @@ step "4. Start the agents (gw1 and gw2, each following the repository)"
 start_agent() { # start_agent NS NODE
   mkdir -p "$tmp/state-$2"
   ip netns exec "$1" "$bin" agent --repo "$tmp/site.git" --node "$2" --state-dir "$tmp/state-$2" \
-    --interval 2s --resync 3s --unit-dir "$tmp/units" --systemd-socket "$tmp/none" >"$tmp/$2.log" 2>&1 &
+    --interval 2s --resync 3s --unit-dir "$tmp/units" --systemd-socket "$tmp/none" \
+    --socket "$tmp/$2.sock" >"$tmp/$2.log" 2>&1 &
   echo $!
 }
 a1=$(start_agent $gw1 gw1); pids+=($a1)
@@ -120,11 +121,13 @@ a1=$(start_agent $gw1 gw1); pids+=($a1)
 wait_for 20 "gw1 holds the VIP again" has_vip $gw1
 
 step "8. A push: drain backend s2 (weight 0 keeps its connections, sends no new ones)"
+say "pair-aware rollout: the backup (gw2) applies first; the master (gw1) waits for gw2's status branch"
 sed -i 's|s2: address: "198.51.100.12:8080"|s2: {address: "198.51.100.12:8080", drain: true}|' "$tmp/work/site.cue"
 git -C "$tmp/work" commit -qam "web: drain s2" && git -C "$tmp/work" push -q origin main
 commit=$(git -C "$tmp/work" rev-parse HEAD)
-applied() { grep -q "\"commit\":\"$commit\".*\"outcome\":\"applied\"" "$tmp/gw1.log"; }
-wait_for 20 "gw1 applied ${commit:0:7}" applied
+applied() { grep -q "\"commit\":\"$commit\".*\"outcome\":\"applied\"" "$tmp/$1.log"; }
+wait_for 30 "gw2 (backup) applied ${commit:0:7}" applied gw2
+wait_for 90 "gw1 (master) applied ${commit:0:7}" applied gw1
 for i in 1 2 3; do say "$(web)"; done
 
 step "9. A change by hand on gw1 (net.ipv4.ip_forward=0): drift, put back on the next resync"
