@@ -261,13 +261,21 @@ func TestBackupAndHealthCheck(t *testing.T) {
 			t.Fatalf("before failure: %q %v", name, err)
 		}
 	}
+	if !p.Healthy("bk") || p.Healthy("nope") {
+		t.Fatal("Healthy wrong before failure")
+	}
 	prim.kill()
 	eventually(t, 20*time.Second, "primary marked down", func() bool { return serverStats(p, "bk", "primary").Status == "DOWN" })
+	if !p.Healthy("bk") {
+		t.Error("service with an up backup reported unhealthy")
+	}
 	for i := 0; i < 5; i++ {
 		if name, err := roundTrip(bind, "x"); err != nil || name != "backup" {
 			t.Fatalf("after failure: %q %v", name, err)
 		}
 	}
+	bak.kill()
+	eventually(t, 20*time.Second, "service unhealthy once the backup is down too", func() bool { return !p.Healthy("bk") })
 	if st := serverStats(p, "bk", "primary"); !strings.HasPrefix(st.Check, "L4 connect") || st.Downtime <= 0 && st.LastChange.IsZero() {
 		t.Errorf("stats of the down server: %+v", st)
 	}

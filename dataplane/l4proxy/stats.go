@@ -195,3 +195,17 @@ tr.drain td{background:#b0d0ff} tr.maint td{background:#c8c8c8} tr.removed td{ba
 func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
+
+// Healthy reports whether a service has a server that can take new
+// connections (a primary or a backup that is up, ready and weighted): what
+// VRRP's track_services needs. Unknown services are not healthy.
+func (p *Pool) Healthy(service string) bool {
+	p.mu.Lock()
+	svc := p.services[service]
+	p.mu.Unlock()
+	if svc == nil {
+		return false
+	}
+	t := svc.tbl.Load()
+	return len(t.primary)+len(t.backup) > 0
+}
