@@ -45,6 +45,9 @@ type Site struct {
 	// Scope is how much of the site the schema was applied to.
 	Scope Scope
 	root  cue.Value
+	// refs are the vrrp, services and units that checkReferences decoded
+	// (whole-site loads only), reused by Whole.
+	refs *spec.Node
 }
 
 // Scope says how much of a site the schema is applied to when one node's
@@ -129,7 +132,9 @@ func LoadWith(ctx context.Context, dir, node string, o Options) (*Site, *spec.No
 		view, errs = decodeView(abs, v, node, s.Nodes, sel, func(p cue.Path) cue.Value { return v.LookupPath(p) })
 	}
 	if len(errs) == 0 && node == "" {
-		errs = append(errs, checkReferences(abs, v, s.Nodes)...)
+		var rerrs Errors
+		s.refs, rerrs = checkReferences(abs, v, s.Nodes)
+		errs = append(errs, rerrs...)
 	}
 	if len(errs) > 0 {
 		return nil, nil, errs.sorted()
@@ -456,21 +461,21 @@ func appliesTo(list cue.Value, node string) bool {
 
 // checkReferences runs the cross-reference checks over every node's part of
 // the site, for `validate` without a node.
-func checkReferences(abs string, v cue.Value, nodes []string) Errors {
+func checkReferences(abs string, v cue.Value, nodes []string) (*spec.Node, Errors) {
 	var all spec.Node
 	for _, f := range []struct {
 		name string
 		into any
 	}{{"vrrp", &all.VRRP}, {"services", &all.Services}, {"units", &all.Units}} {
 		if err := v.LookupPath(cue.ParsePath(f.name)).Decode(f.into); err != nil {
-			return convertList(abs, err)
+			return nil, convertList(abs, err)
 		}
 	}
 	errs := checkView(&all, nodes)
 	for i := range errs {
 		errs[i].locate(abs, v)
 	}
-	return errs
+	return &all, errs
 }
 
 // convertList turns a CUE error into positioned errors (nil for nil).
