@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -247,14 +246,23 @@ func serviceHealthCheck(in *Input, r report) {
 // named by a port takes. A bind holds an address and a port; a unit
 // instance is assumed to listen on every address.
 func portClash(in *Input, r report) {
-	for _, n := range sortedKeys(in.Nodes) {
+	nodes := sortedKeys(in.Nodes)
+	// The services of each node, found in one pass over the services.
+	byNode := map[string][]string{}
+	for _, name := range sortedKeys(in.Services) {
+		on := in.Services[name].Nodes
+		if len(on) == 0 {
+			on = nodes
+		}
+		for _, n := range on {
+			byNode[n] = append(byNode[n], name)
+		}
+	}
+	for _, n := range nodes {
 		binds := map[string]string{} // host:port → service
 		ports := map[int]string{}    // port → first holder
-		for _, name := range sortedKeys(in.Services) {
+		for _, name := range byNode[n] {
 			s := in.Services[name]
-			if len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n) {
-				continue
-			}
 			for i, b := range s.Binds {
 				path := fmt.Sprintf("services.%s.binds.%d", key(name), i)
 				host, p, err := net.SplitHostPort(b)
