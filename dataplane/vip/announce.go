@@ -50,11 +50,18 @@ func (a *Announcer) Close() error {
 // Linux honours even inside its locktime; for IPv6 an unsolicited
 // neighbour advertisement (R=1, S=0, O=1) to all nodes.
 func (a *Announcer) Announce(ifname string, addrs []netip.Addr) error {
+	return a.AnnounceFrom(ifname, nil, addrs)
+}
+
+// AnnounceFrom is Announce with another sender hardware address (and
+// Ethernet source) than the interface's own: a virtual MAC announced
+// through its parent interface. IPv6 announcements ignore hw.
+func (a *Announcer) AnnounceFrom(ifname string, hw net.HardwareAddr, addrs []netip.Addr) error {
 	var errs []error
 	for _, ip := range addrs {
 		var err error
 		if ip.Is4() {
-			err = a.garp(ifname, ip)
+			err = a.garp(ifname, hw, ip)
 		} else {
 			err = a.na(ifname, ip)
 		}
@@ -85,12 +92,15 @@ func (a *Announcer) arpClient(ifname string) (*arp.Client, error) {
 	return c, nil
 }
 
-func (a *Announcer) garp(ifname string, ip netip.Addr) error {
+func (a *Announcer) garp(ifname string, hw net.HardwareAddr, ip netip.Addr) error {
 	c, err := a.arpClient(ifname)
 	if err != nil {
 		return fmt.Errorf("vip: gratuitous ARP for %s on %s: %w", ip, ifname, err)
 	}
-	p, err := arp.NewPacket(arp.OperationRequest, c.HardwareAddr(), ip, ethernet.Broadcast, ip)
+	if hw == nil {
+		hw = c.HardwareAddr()
+	}
+	p, err := arp.NewPacket(arp.OperationRequest, hw, ip, ethernet.Broadcast, ip)
 	if err != nil {
 		return fmt.Errorf("vip: gratuitous ARP for %s on %s: %w", ip, ifname, err)
 	}

@@ -52,6 +52,15 @@ type Options struct {
 	WatchLinks func(ctx context.Context, fn func(ifname string, up bool)) error
 	// LinkUp reports an interface's current link state (tracking's start).
 	LinkUp func(ifname string) bool
+	// VMAC creates and removes virtual-MAC macvlans (*vip.Manager).
+	VMAC VMACs
+}
+
+// VMACs manages the macvlans of instances with a virtual MAC;
+// *vip.Manager implements it.
+type VMACs interface {
+	EnsureVMAC(parent string, vrid uint8, sysctlRoot string) (string, error)
+	RemoveVMAC(name string) error
 }
 
 // Transition is one state change, sent on Events.
@@ -291,10 +300,24 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 			return fmt.Errorf("vrrp: instance %q: %w", cfg.Name, err)
 		}
 	}
-	k := linkKey{cfg.Interface, v6}
+	// With a VMAC the instance speaks on the macvlan: adverts leave with
+	// the virtual MAC, and a peer's adverts, which carry that same source
+	// MAC, are delivered by the kernel to the local macvlan only.
+	ifname, vmacName := cfg.Interface, ""
+	if cfg.VMAC {
+		if e.opts.VMAC == nil {
+			return fmt.Errorf("vrrp: instance %q: VMAC requested but no VMAC manager", cfg.Name)
+		}
+		var err error
+		if vmacName, err = e.opts.VMAC.EnsureVMAC(cfg.Interface, cfg.VRID, ""); err != nil {
+			return fmt.Errorf("vrrp: instance %q: %w", cfg.Name, err)
+		}
+		ifname = vmacName
+	}
+	k := linkKey{ifname, v6}
 	l := e.links[k]
 	if l == nil {
-		c, err := e.opts.Listen(cfg.Interface, v6)
+		c, err := e.opts.Listen(ifname, v6)
 		if err != nil {
 			return fmt.Errorf("vrrp: instance %q: %w", cfg.Name, err)
 		}
@@ -303,13 +326,20 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 		go l.readLoop()
 	}
 	in := newInstance(e, cfg, primary, l)
+	if vmacName != "" {
+		in.setVIPIf(vmacName)
+		// Leftovers on the parent (VMAC switched on) go too.
+		if e.opts.VIPs != nil {
+			_ = e.opts.VIPs.Remove(ctx, cfg.Interface, in.allVIPs())
+		}
+	}
 	l.attach(in)
 	e.regMu.Lock()
 	e.instances[cfg.Name] = in
 	e.regMu.Unlock()
 	// A crash may have left our VIPs behind: we start as Backup, so they go.
 	if e.opts.VIPs != nil {
-		if err := e.opts.VIPs.Remove(ctx, cfg.Interface, in.allVIPs()); err != nil {
+		if err := e.opts.VIPs.Remove(ctx, in.vipIf(), in.allVIPs()); err != nil {
 			e.log.Warn("removing stale VIPs", "instance", cfg.Name, "err", err)
 		}
 	}
@@ -330,6 +360,11 @@ func (e *Engine) removeLocked(ctx context.Context, name, reason string) {
 	if l.detach(in) == 0 {
 		delete(e.links, l.key)
 		l.close()
+	}
+	if in.vmac != "" && e.opts.VMAC != nil {
+		if err := e.opts.VMAC.RemoveVMAC(in.vmac); err != nil {
+			e.log.Warn("remove VMAC", "instance", name, "err", err)
+		}
 	}
 }
 

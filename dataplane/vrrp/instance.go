@@ -19,7 +19,8 @@ type instance struct {
 	e       *Engine
 	link    *link
 	primary netip.Addr
-	ifindex int
+	ifindex int    // of the interface holding the VIPs
+	vmac    string // the VMAC macvlan holding the VIPs, if any
 
 	in   chan Received
 	ctrl chan func()
@@ -59,9 +60,7 @@ func newInstance(e *Engine, cfg Instance, primary netip.Addr, l *link) *instance
 		linkUp:  map[string]bool{},
 		checkOK: map[string]bool{},
 	}
-	if ifi, err := net.InterfaceByName(cfg.Interface); err == nil {
-		in.ifindex = ifi.Index
-	}
+	in.setVIPIf(cfg.Interface)
 	in.counters.Drops = map[DropReason]uint64{}
 	in.m = NewMachine(in.params())
 	in.notify = newNotifier(e.log, cfg.Name)
@@ -71,7 +70,7 @@ func newInstance(e *Engine, cfg Instance, primary netip.Addr, l *link) *instance
 func (in *instance) sameIdentity(c Instance) bool {
 	a, b := in.wanted, c
 	return a.Interface == b.Interface && a.VRID == b.VRID && a.Version == b.Version &&
-		a.IPv6() == b.IPv6() && a.UnicastSrc == b.UnicastSrc
+		a.IPv6() == b.IPv6() && a.UnicastSrc == b.UnicastSrc && a.VMAC == b.VMAC
 }
 
 func (in *instance) params() Params {
@@ -332,7 +331,7 @@ func (in *instance) transition(now time.Time, o Output) {
 	in.lastTrans = now
 	if o.To == StateMaster {
 		if in.e.opts.VIPs != nil {
-			if err := in.e.opts.VIPs.Add(ctx, c.Interface, in.allVIPs()); err != nil {
+			if err := in.e.opts.VIPs.Add(ctx, in.vipIf(), in.allVIPs()); err != nil {
 				in.counters.Errors++
 				in.e.log.Error("install VIPs", "instance", c.Name, "err", err)
 			}
@@ -347,7 +346,7 @@ func (in *instance) transition(now time.Time, o Output) {
 	if o.From == StateMaster {
 		in.garpAt, in.refreshAt = nil, time.Time{}
 		if in.e.opts.VIPs != nil {
-			if err := in.e.opts.VIPs.Remove(ctx, c.Interface, in.allVIPs()); err != nil {
+			if err := in.e.opts.VIPs.Remove(ctx, in.vipIf(), in.allVIPs()); err != nil {
 				in.counters.Errors++
 				in.e.log.Error("remove VIPs", "instance", c.Name, "err", err)
 			}
@@ -400,7 +399,13 @@ func (in *instance) announce() {
 	for _, v := range in.allVIPs() {
 		addrs = append(addrs, v.Prefix.Addr())
 	}
-	if err := in.e.opts.Announce.Announce(in.cfg.Interface, addrs); err != nil {
+	var err error
+	if af, ok := in.e.opts.Announce.(announcerFrom); ok && in.vmac != "" {
+		err = af.AnnounceFrom(in.cfg.Interface, vip.VMACAddr(in.cfg.VRID), addrs)
+	} else {
+		err = in.e.opts.Announce.Announce(in.cfg.Interface, addrs)
+	}
+	if err != nil {
 		in.counters.Errors++
 		in.e.log.Warn("announce VIPs", "instance", in.cfg.Name, "err", err)
 		return
@@ -456,11 +461,11 @@ func (in *instance) apply(cfg Instance) {
 				gone = append(gone, a)
 			}
 		}
-		if err := in.e.opts.VIPs.Add(ctx, cfg.Interface, newSet); err != nil {
+		if err := in.e.opts.VIPs.Add(ctx, in.vipIf(), newSet); err != nil {
 			in.counters.Errors++
 			in.e.log.Error("install VIPs", "instance", cfg.Name, "err", err)
 		}
-		if err := in.e.opts.VIPs.Remove(ctx, cfg.Interface, gone); err != nil {
+		if err := in.e.opts.VIPs.Remove(ctx, in.vipIf(), gone); err != nil {
 			in.counters.Errors++
 			in.e.log.Error("remove VIPs", "instance", cfg.Name, "err", err)
 		}
@@ -578,6 +583,32 @@ func (in *instance) checkResult(name string, ok bool) {
 	})
 }
 
+// announcerFrom is implemented by *vip.Announcer: announcing a virtual MAC
+// through its parent.
+type announcerFrom interface {
+	AnnounceFrom(ifname string, hw net.HardwareAddr, addrs []netip.Addr) error
+}
+
+// vipIf is the interface holding the VIPs: the VMAC macvlan if any.
+func (in *instance) vipIf() string {
+	if in.vmac != "" {
+		return in.vmac
+	}
+	return in.cfg.Interface
+}
+
+// setVIPIf records the interface (and index, for drift events) holding the
+// VIPs.
+func (in *instance) setVIPIf(name string) {
+	if name != in.cfg.Interface {
+		in.vmac = name
+	}
+	in.ifindex = 0
+	if ifi, err := net.InterfaceByName(name); err == nil {
+		in.ifindex = ifi.Index
+	}
+}
+
 // presenter is implemented by *vip.Manager: used to confirm drift.
 type presenter interface {
 	Present(ifname string, addrs []vip.Address) (map[netip.Prefix]bool, error)
@@ -600,7 +631,7 @@ func (in *instance) addrEvent(ev vip.Event) {
 		}
 		// Events queue up behind our own changes: confirm with the kernel.
 		if pr, ok := in.e.opts.VIPs.(presenter); ok {
-			have, err := pr.Present(in.cfg.Interface, in.allVIPs())
+			have, err := pr.Present(in.vipIf(), in.allVIPs())
 			if err == nil && have[ev.Prefix] == master {
 				return
 			}
@@ -612,13 +643,13 @@ func (in *instance) addrEvent(ev vip.Event) {
 		in.e.emitDrift(DriftEvent{Instance: in.cfg.Name, VIP: ev.Prefix, Action: action, At: in.e.opts.Now()})
 		if master {
 			in.e.log.Warn("drift: VIP removed behind our back, restoring", "instance", in.cfg.Name, "vip", ev.Prefix)
-			if err := in.e.opts.VIPs.Add(ctx, in.cfg.Interface, in.allVIPs()); err != nil {
+			if err := in.e.opts.VIPs.Add(ctx, in.vipIf(), in.allVIPs()); err != nil {
 				in.counters.Errors++
 			}
 			in.announce()
 		} else {
 			in.e.log.Warn("drift: VIP present while not master, removing", "instance", in.cfg.Name, "vip", ev.Prefix)
-			if err := in.e.opts.VIPs.Remove(ctx, in.cfg.Interface, in.allVIPs()); err != nil {
+			if err := in.e.opts.VIPs.Remove(ctx, in.vipIf(), in.allVIPs()); err != nil {
 				in.counters.Errors++
 			}
 		}

@@ -20,9 +20,11 @@ func KernelOptions(stateDir string, logger *slog.Logger) (opts Options, closeFn 
 		return Options{}, nil, fmt.Errorf("vrrp: netlink handle: %w", err)
 	}
 	ann := vip.NewAnnouncer()
+	mgr := vip.New(h, logger)
 	opts = Options{
 		StateDir:   stateDir,
-		VIPs:       vip.New(h, logger),
+		VIPs:       mgr,
+		VMAC:       mgr,
 		Announce:   ann,
 		WatchAddrs: vip.Watch,
 		WatchLinks: watchLinks,

@@ -35,6 +35,8 @@ type StateEntry struct {
 	AuthPass            string        `json:"auth_pass,omitempty"`
 	ChecksumMessageOnly bool          `json:"checksum_message_only,omitempty"`
 	VIPs                []VIP         `json:"vips"`
+	// VIPInterface holds the VIPs when it is not Interface (a VMAC).
+	VIPInterface string `json:"vip_interface,omitempty"`
 }
 
 type stateDoc struct {
@@ -55,6 +57,7 @@ func (in *instance) stateEntry() StateEntry {
 		Name: c.Name, Interface: c.Interface, Version: c.Version, VRID: c.VRID, Interval: c.Interval,
 		Src: in.primary, Dsts: in.destinations(), Advertised: in.advertised(), AuthPass: c.AuthPass,
 		ChecksumMessageOnly: c.ChecksumMessageOnly, VIPs: append(slices.Clone(c.VIPs), c.ExcludedVIPs...),
+		VIPInterface: in.vmac,
 	}
 }
 
@@ -212,7 +215,11 @@ func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o Re
 		for _, v := range e.VIPs {
 			addrs = append(addrs, vip.Address{Prefix: v.Prefix, Label: v.Label, Scope: v.Scope})
 		}
-		if err := o.VIPs.Remove(ctx, e.Interface, addrs); err != nil {
+		ifname := e.Interface
+		if e.VIPInterface != "" {
+			ifname = e.VIPInterface
+		}
+		if err := o.VIPs.Remove(ctx, ifname, addrs); err != nil {
 			errs = append(errs, fmt.Errorf("vrrp: release %s: %w", e.Name, err))
 		}
 	}
