@@ -291,8 +291,8 @@ func masterDetails(n *spec.Node, name string) []string {
 
 // VRRPConfig translates the node's VRRP instances into the engine's
 // config. Features the engine refuses rather than half-implements (AH
-// authentication, VMAC, VIPs on another device, unicast without peer
-// addresses in the spec) are errors naming the instance.
+// authentication, VIPs on another device, unicast without peer addresses in
+// the spec, VMAC for IPv6) are errors naming the instance.
 func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
 	var cfg vrrp.Config
 	var errs []error
@@ -344,9 +344,7 @@ func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
 				*list.to = append(*list.to, vrrp.VIP{Prefix: v.Address, Label: v.Label})
 			}
 		}
-		if si.VMAC {
-			bad("vmac is not supported by this gitgw yet")
-		}
+		in.VMAC = si.VMAC
 		if si.Unicast {
 			bad("unicast needs the peers' addresses, which the node view does not carry yet")
 		}

@@ -60,7 +60,10 @@ func TestVRRPConfigRefusals(t *testing.T) {
 		want string
 	}{
 		{"AH", func(i *spec.VRRPInstance) { i.Auth = &spec.VRRPAuth{Type: "AH"} }, "AH is not"},
-		{"vmac", func(i *spec.VRRPInstance) { i.VMAC = true }, "vmac"},
+		{"vmac ipv6", func(i *spec.VRRPInstance) {
+			i.VMAC, i.Version, i.AdvertInterval = true, 3, spec.Duration(time.Second)
+			i.VIPs = []spec.VIP{{Address: netip.MustParsePrefix("2001:db8::100/64")}}
+		}, "VMAC is supported for IPv4"},
 		{"unicast", func(i *spec.VRRPInstance) { i.Unicast = true }, "peers' addresses"},
 		{"vip dev", func(i *spec.VRRPInstance) { i.VIPs[0].Dev = "eth1" }, "instance interface"},
 		{"check kind", func(i *spec.VRRPInstance) {
@@ -84,6 +87,7 @@ func TestVRRPConfigRefusals(t *testing.T) {
 	in.TrackServices = []spec.TrackService{{Service: "web", Weight: 0}}
 	in.Notify = spec.Notify{Master: "logger master"}
 	in.SyncGroup = "edge"
+	in.VMAC = true
 	n.VRRP["VI_1"] = in
 	cfg, err := VRRPConfig(n)
 	if err != nil {
@@ -91,7 +95,7 @@ func TestVRRPConfigRefusals(t *testing.T) {
 	}
 	got := cfg.Instances[0]
 	if got.AuthPass != "secret" || got.TrackChecks[0].Target != "http://127.0.0.1:80/health" || got.TrackChecks[1].Kind != vrrp.CheckService ||
-		len(got.Notify.Master) != 3 || len(cfg.SyncGroups) != 1 {
+		len(got.Notify.Master) != 3 || len(cfg.SyncGroups) != 1 || !got.VMAC {
 		t.Errorf("translated %+v groups %+v", got, cfg.SyncGroups)
 	}
 }
