@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -149,5 +151,54 @@ vrrp: VI_1: {
 		if args[0] == "plan" && !strings.Contains(errOut, "secret-in-clear") {
 			t.Errorf("%v: no warning logged:\n%s", args, errOut)
 		}
+	}
+}
+
+// TestAgentRefusesGuardrail: the agent refuses a pushed commit that breaks
+// a guardrail; the error is in its log and on the status branch with its
+// position and the policy's name, and the last good commit keeps running.
+// The site holds no VIP, bind, unit or tuning the agent could apply to the
+// host: the only tuning is in the refused commit.
+func TestAgentRefusesGuardrail(t *testing.T) {
+	l := newStatusLab(t)
+	site := func(extra string) map[string]string {
+		return map[string]string{
+			"cue.mod/module.cue": "module: \"example.net/policies@v0\"\nlanguage: version: \"v0.17.0\"\n",
+			"site.cue": "package site\n\nnodes: {\n\tgw1: interfaces: eth0: addresses: [\"203.0.113.11/24\"]\n" +
+				"\tgw2: interfaces: eth0: addresses: [\"203.0.113.12/24\"]\n}\n" + extra,
+		}
+	}
+	good := l.repo.Commit(t, "main", site(""), "two nodes, nothing to run")
+	// No control socket or status page: the defaults need root, and another
+	// test's agent may hold them.
+	a := l.startAgent(t, "--socket", "", "--listen", "")
+	l.waitSubject(t, a, regexp.MustCompile(`^(apply|status)\(gw1\): `+good[:7]))
+
+	broken := l.repo.Commit(t, "main", site("nodes: gw1: tuning: interfaces: eth0: irq_cpus: \"3-1\"\n"), "irq cpus")
+	const want = `site.cue:7:49: nodes.gw1.tuning.interfaces.eth0.irq_cpus: [cpu-mask] CPU list "3-1": range "3-1" runs backwards`
+	rej := l.waitSubject(t, a, regexp.MustCompile(`^error\(gw1\): `+broken[:7]+` rejected`))
+	if !strings.Contains(rej.Message, want) {
+		t.Errorf("status commit lacks %q:\n%s", want, rej.Message)
+	}
+	var st struct {
+		Applied  string `json:"applied_commit"`
+		LastPass struct {
+			Outcome string
+			Errors  []struct {
+				File      string
+				Line, Col int
+				Path, Msg string
+			}
+		} `json:"last_pass"`
+	}
+	if err := json.Unmarshal([]byte(l.repo.Show(t, rej.Hash, "status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if e := st.LastPass.Errors; st.LastPass.Outcome != "rejected" || len(e) != 1 || e[0].File != "site.cue" || e[0].Line != 7 ||
+		!strings.HasPrefix(e[0].Msg, "[cpu-mask] ") {
+		t.Errorf("status.json of the refused pass: %+v", st.LastPass)
+	}
+	if !strings.Contains(a.stderr(), "[cpu-mask]") {
+		t.Errorf("the agent's log does not name the policy:\n%s", a.stderr())
 	}
 }
