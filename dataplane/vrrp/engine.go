@@ -91,9 +91,13 @@ type Counters struct {
 	// ChecksumMessageOnly counts v3/IPv4 adverts accepted in the
 	// message-only checksum form.
 	ChecksumMessageOnly uint64 `json:"checksum_message_only"`
-	// Conflicts counts adverts from a router whose address list differs:
-	// a foreign virtual router on our VRID.
+	// Conflicts counts adverts from a router whose address list has
+	// nothing in common with ours: a foreign virtual router on our VRID
+	// (dropped).
 	Conflicts uint64 `json:"conflicts"`
+	// AddrListMismatch counts adverts whose address list differs from ours
+	// but overlaps it: a site change half rolled out (accepted).
+	AddrListMismatch uint64 `json:"addr_list_mismatch"`
 	// Drift counts VIPs put back (removed by hand while master) or taken
 	// away (present while not master).
 	Drift         uint64 `json:"drift"`

@@ -486,11 +486,20 @@ func TestEngineReceiveChecks(t *testing.T) {
 		}
 		return st.Counters.Conflicts == 1 && st.LastConflict == src
 	})
+	// A list that overlaps ours (a half-applied site change) is accepted
+	// and counted apart.
+	partial := good
+	partial.Addrs = mustAddrs("203.0.113.100", "203.0.113.101")
+	send(enc(partial), 255)
+	waitFor(t, 10*time.Second, "overlapping list accepted", func() bool {
+		st := n.state(t, "A")
+		return st.Counters.AddrListMismatch == 1 && st.Counters.AdvertsIn == 1 && st.Counters.Conflicts == 1
+	})
 	// Message-only checksum form: accepted and counted.
 	mo, _ := good.Marshal(src, GroupV4, ChecksumMessage)
 	send(mo, 255)
 	waitFor(t, 10*time.Second, "message-only checksum accepted", func() bool {
 		st := n.state(t, "A")
-		return st.Counters.ChecksumMessageOnly == 1 && st.Counters.AdvertsIn == 1 && st.MasterAddr == src
+		return st.Counters.ChecksumMessageOnly == 1 && st.Counters.AdvertsIn == 2 && st.MasterAddr == src
 	})
 }

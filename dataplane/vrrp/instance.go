@@ -212,13 +212,21 @@ func (in *instance) receive(r Received) {
 		return
 	}
 	if !sameAddrs(p.Addrs, in.advertised()) {
-		drop(DropAddrList)
-		in.counters.Conflicts++
-		if in.lastConf != r.Src {
-			in.e.log.Warn("foreign router on our VRID: address lists differ", "instance", c.Name, "from", r.Src, "addrs", p.Addrs)
+		if !overlap(p.Addrs, in.advertised()) {
+			// Nothing in common: another virtual router on our VRID.
+			drop(DropAddrList)
+			in.counters.Conflicts++
+			if in.lastConf != r.Src {
+				in.e.log.Warn("foreign router on our VRID: address lists differ", "instance", c.Name, "from", r.Src, "addrs", p.Addrs)
+			}
+			in.lastConf = r.Src
+			return
 		}
-		in.lastConf = r.Src
-		return
+		// Same router, other VIP list: the site changed and the peer has
+		// not applied it yet (or we have not). keepalived drops such
+		// adverts, which makes both nodes master for the length of a
+		// rollout; we count it and keep the election going.
+		in.counters.AddrListMismatch++
 	}
 	if form == ChecksumMessage {
 		in.counters.ChecksumMessageOnly++
@@ -226,6 +234,15 @@ func (in *instance) receive(r Received) {
 	in.counters.AdvertsIn++
 	now := in.e.opts.Now()
 	in.exec(now, in.m.Advert(now, r.Src, p.Priority, p.Interval))
+}
+
+func overlap(a, b []netip.Addr) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
 }
 
 func sameAddrs(a, b []netip.Addr) bool {

@@ -385,3 +385,36 @@ func TestLabICMPCheck(t *testing.T) {
 		t.Error("a missing host answered")
 	}
 }
+
+// TestLabRolloutNoDualMaster: the site adds a VIP and gw1 applies it first;
+// gw2, still on the old list, keeps following gw1 instead of becoming a
+// second master for the length of the rollout (keepalived would).
+func TestLabRolloutNoDualMaster(t *testing.T) {
+	t.Parallel()
+	l := newVRRPLab(t)
+	slow := func(in *Instance) { in.Interval = 500 * time.Millisecond }
+	two := func(in *Instance) {
+		in.VIPs = append(in.VIPs, VIP{Prefix: netip.MustParsePrefix("203.0.113.101/24")})
+	}
+	g1 := startDaemon(t, l.gw1, "gw1", vi1(150, slow))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, slow))
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	g1.set(vi1(150, slow, two))
+	waitFor(t, settle, "new VIP on gw1", func() bool { return hasAddr(t, l.gw1, "203.0.113.101/24") })
+	deadline := time.Now().Add(4 * MasterDownInterval(100, 500*time.Millisecond))
+	for time.Now().Before(deadline) {
+		if s := g2.instance("VI_1").State; s != StateBackup {
+			t.Fatalf("gw2 became %v during the rollout", s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c := g2.instance("VI_1").Counters; c.AddrListMismatch == 0 || c.Drops[DropAddrList] != 0 {
+		t.Errorf("gw2 counters %+v", c)
+	}
+	g2.set(vi1(100, slow, two))
+	g2.waitState("VI_1", StateBackup, settle)
+	if tr := g2.transitions(); len(tr) != 1 {
+		t.Errorf("gw2 transitions %+v", tr)
+	}
+}
