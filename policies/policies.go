@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/cue/spec"
 )
 
@@ -41,16 +40,6 @@ func (v Violation) String() string {
 		s = "warning: " + s
 	}
 	return s
-}
-
-// AsErrors turns violations into unpositioned loader errors whose message
-// starts with the policy's name in brackets.
-func AsErrors(vs []Violation) loader.Errors {
-	var out loader.Errors
-	for _, v := range vs {
-		out = append(out, loader.Error{Path: v.Path, Msg: fmt.Sprintf("[%s] %s", v.Policy, v.Msg)})
-	}
-	return out
 }
 
 // Split separates errors from warnings.

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -41,7 +42,7 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 		for _, w := range warns {
 			log.Warn("policy warning", "commit", rev.Commit, "policy", w.Policy, "path", w.Path, "msg", w.Msg)
 		}
-		errs := policies.AsErrors(bad)
+		errs := PolicyErrors(bad)
 		if loader.HasSitePolicies(rev.Dir) {
 			site, err := loader.SitePolicies(ctx, rev.Dir)
 			if err != nil {
@@ -62,4 +63,15 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 		}
 		return located
 	}
+}
+
+// PolicyErrors turns violations into loader errors, not yet positioned,
+// whose message starts with the policy's name in brackets; the loader
+// positions them by their field path.
+func PolicyErrors(vs []policies.Violation) loader.Errors {
+	var out loader.Errors
+	for _, v := range vs {
+		out = append(out, loader.Error{Path: v.Path, Msg: fmt.Sprintf("[%s] %s", v.Policy, v.Msg)})
+	}
+	return out
 }

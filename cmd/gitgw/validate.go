@@ -9,6 +9,7 @@ import (
 
 	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/policies"
+	"github.com/gitgw/gitgw/reconcile"
 )
 
 func newValidateCmd() *cobra.Command {
@@ -64,10 +65,10 @@ func checkPolicies(ctx context.Context, site *loader.Site, warn io.Writer) (load
 		return nil, err
 	}
 	bad, warns := policies.Split(policies.Check(policies.FromSite(whole)))
-	for _, e := range site.Locate(policies.AsErrors(warns)) {
+	for _, e := range site.Locate(reconcile.PolicyErrors(warns)) {
 		fmt.Fprintln(warn, "warning: "+e.Error())
 	}
-	errs := site.Locate(policies.AsErrors(bad))
+	errs := site.Locate(reconcile.PolicyErrors(bad))
 	sp, err := loader.SitePolicies(ctx, site.Dir)
 	if le, ok := loader.AsErrors(err); ok {
 		sp, err = le, nil
