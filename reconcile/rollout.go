@@ -350,16 +350,10 @@ func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string) ([]W
 }
 
 // Settled says whether a node's status shows commit applied and healthy:
-// it runs commit, and its last pass applied it or found nothing to do.
+// it runs commit, its last pass converged (applied, or found nothing to
+// do; a node reports after its health gate), and nothing still differs.
 func Settled(st drift.Status, commit string) bool {
-	if st.Applied != commit {
-		return false
-	}
-	switch Outcome(st.LastPass.Outcome) {
-	case Applied, Unchanged:
-		return true
-	}
-	return false
+	return st.Applied == commit && st.LastPass.Outcome == drift.Converged && st.Counts[drift.Differs] == 0
 }
 
 func names(ws []Wait) string {

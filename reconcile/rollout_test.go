@@ -162,12 +162,12 @@ func TestRolloutHold(t *testing.T) {
 	})
 	t.Run("waits until the backup reports the commit applied", func(t *testing.T) {
 		p := &fakePeers{}
-		p.set("gw2", "c1", "applied")
+		p.set("gw2", "c1", drift.Converged)
 		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Minute, Poll: 10 * time.Millisecond})
 		done := make(chan error, 1)
 		go func() { done <- r.Hold(ctx, rev, prev, gw1(spec.Rollout{Pairs: true}), nil) }()
 		// A rejected or failed pass of the commit is not enough.
-		p.set("gw2", "c1", "rejected")
+		p.set("gw2", "c1", drift.Rejected)
 		for p.readsNow() < 3 {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -176,7 +176,7 @@ func TestRolloutHold(t *testing.T) {
 			t.Fatalf("Hold returned %v before the peer applied", err)
 		default:
 		}
-		p.set("gw2", "c2", "applied")
+		p.set("gw2", "c2", drift.Converged)
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +202,7 @@ func TestRolloutHold(t *testing.T) {
 		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); !errors.Is(err, ErrHeld) || p.readsNow() != reads+1 {
 			t.Fatalf("retry: %v after %d reads", err, p.readsNow()-reads)
 		}
-		p.set("gw2", "c2", "unchanged")
+		p.set("gw2", "c2", drift.Converged)
 		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); err != nil {
 			t.Fatal(err)
 		}

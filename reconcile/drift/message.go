@@ -50,6 +50,10 @@ func Compose(st Status, in Input, events []Event, at time.Time, took time.Durati
 		m.Subject = fmt.Sprintf("error(%s): %s rejected: %s", node, short, firstLine(first))
 	case in.Outcome == "failed":
 		m.Subject = fmt.Sprintf("error(%s): %s apply failed: %s", node, short, firstLine(in.Err))
+	case in.Outcome == "rolled-back":
+		m.Subject = fmt.Sprintf("rollback(%s): %s %s", node, short, firstLine(in.Err))
+	case in.Outcome == "held":
+		m.Subject = fmt.Sprintf("held(%s): %s %s", node, short, firstLine(in.Err))
 	case len(in.Drift) == 1:
 		m.Subject = fmt.Sprintf("drift(%s): %s", node, describeDrift(in.Drift[0], true))
 	case len(in.Drift) > 1:

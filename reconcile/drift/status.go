@@ -28,6 +28,11 @@ const (
 	Converged = "converged"
 	Rejected  = "rejected"
 	Failed    = "failed"
+	// Held: a valid commit waits for its turn (pair-aware rollout).
+	Held = "held"
+	// RolledBack: a commit failed its health gate; the node runs the last
+	// good commit again and the bad one is pinned.
+	RolledBack = "rolled-back"
 )
 
 // Resource states.
@@ -222,7 +227,7 @@ func Build(in Input) Status {
 			r.State, r.Observed, r.Reason = Open, raw(c.Before), c.Reason
 		case hasKey(applied, k):
 			r.State, r.Observed = InSync, raw(c.After)
-		case in.Outcome == "failed" || in.Outcome == "dry-run":
+		case in.Outcome == "failed" || in.Outcome == "dry-run" || in.Outcome == "held":
 			// Planned but not carried out.
 			r.State, r.Observed, r.Reason = Differs, raw(c.Before), c.Reason
 		default:
@@ -283,6 +288,10 @@ func outcome(o string) string {
 		return Rejected
 	case "failed":
 		return Failed
+	case "held":
+		return Held
+	case "rolled-back":
+		return RolledBack
 	}
 	return Converged
 }
