@@ -89,13 +89,17 @@ func HasSitePolicies(dir string) bool {
 
 // SitePolicies evaluates the site in dir together with its site policies
 // (policies/*.cue, of the site's own package: CUE unifies a directory's
-// files with those of its parents) and the schema, and reports each
-// violation at the site's value it is about, its message prefixed with the
-// policy's name: the rule under #checks that failed, else the policy
-// file's name. A site without policies/ has none.
+// files with those of its parents) and reports each violation at the
+// site's value it is about, its message prefixed with the policy's name:
+// the rule under #checks that failed, else the policy file's name. A site
+// without policies/ has none.
 //
-// It is one more evaluation of the whole site: a site opts into that cost
-// by having policies.
+// The policies see the site as written, without the schema: the schema has
+// already validated it, and applying it again to the whole site cost 1.5 s
+// of CPU per commit at 1,000 gateway pairs against 0.35 s without. So a
+// field the site leaves to its default is absent here: a constraint
+// (version: 3) then holds, and a rule that reads a field must test that it
+// is there. A site opts into this evaluation by having policies.
 func SitePolicies(ctx context.Context, dir string) (Errors, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -123,7 +127,6 @@ func SitePolicies(ctx context.Context, dir string) (Errors, error) {
 	if len(errs) > 0 {
 		return errs, nil
 	}
-	overlay[filepath.Join(abs, agentFile)] = load.FromString(siteAgentFile(pkg))
 	insts := load.Instances([]string{"./" + PoliciesDir}, &load.Config{
 		Dir: abs, Overlay: overlay, Package: pkg, Env: []string{"CUE_REGISTRY=none"},
 	})
