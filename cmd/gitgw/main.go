@@ -48,6 +48,10 @@ func newRoot() *cobra.Command {
 repository (or a plain directory), and reconciles this node: VIPs through its
 own VRRP engine, its own L4 proxy pool, systemd template instances and NIC
 tuning. It reports what it finds and does back to Git as commits.`,
+		Example: `  gitgw validate --site ./site
+  gitgw plan --site ./site --node gw1
+  sudo gitgw agent --repo ssh://git@git.example.net/site.git --node gw1
+  gitgw status`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
