@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gitgw/gitgw/cue/loader"
@@ -35,6 +36,32 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 	if now == nil {
 		now = time.Now
 	}
+	// The site policies depend on the revision alone: remembered for the
+	// last one, so that a resync over the same commit does not evaluate the
+	// whole site again.
+	var (
+		mu       sync.Mutex
+		memoRev  string
+		memoErrs loader.Errors
+	)
+	sitePolicies := func(ctx context.Context, rev Revision) loader.Errors {
+		mu.Lock()
+		defer mu.Unlock()
+		if rev.Commit != "" && rev.Commit == memoRev {
+			return memoErrs
+		}
+		errs, err := loader.SitePolicies(ctx, rev.Dir)
+		if err != nil {
+			if le, ok := loader.AsErrors(err); ok {
+				errs = le
+			} else {
+				// Not remembered: a transient failure is tried again.
+				return loader.Errors{{Msg: "[site-policy] cannot evaluate the site policies: " + err.Error()}}
+			}
+		}
+		memoRev, memoErrs = rev.Commit, errs
+		return errs
+	}
 	return func(ctx context.Context, rev Revision, prev, next *spec.Node) loader.Errors {
 		vs := policies.Check(policies.FromNode(next))
 		vs = append(vs, policies.CheckChange(policies.Change{Prev: prev, Next: next, Trailers: rev.Trailers, Now: now()})...)
@@ -44,15 +71,7 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 		}
 		errs := PolicyErrors(bad)
 		if loader.HasSitePolicies(rev.Dir) {
-			site, err := loader.SitePolicies(ctx, rev.Dir)
-			if err != nil {
-				if le, ok := loader.AsErrors(err); ok {
-					site = le
-				} else {
-					site = loader.Errors{{Msg: "[site-policy] cannot evaluate the site policies: " + err.Error()}}
-				}
-			}
-			errs = append(errs, site...)
+			errs = append(errs, sitePolicies(ctx, rev)...)
 		}
 		if len(errs) == 0 {
 			return nil

@@ -160,3 +160,33 @@ func TestPolicyCheckSecretWarning(t *testing.T) {
 		t.Errorf("the log shows the password:\n%s", log)
 	}
 }
+
+// TestPolicyCheckSitePolicies: the site's own policies refuse a revision,
+// positioned and named; a later revision that follows them is applied.
+func TestPolicyCheckSitePolicies(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeSite(t, dir, strings.Replace(labVRRP, "vrid: 51", `vrid: 51, version: 2, advert_interval: "1s"`, 1), labServices, "")
+	if err := os.MkdirAll(filepath.Join(dir, "policies"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policies", "v3only.cue"), []byte("package site\n\nvrrp: [_]: version: 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	drv := &applyRecorder{}
+	r, err := NewRunner(RunnerOptions{Node: "gw1", Drivers: []Driver{drv}, Check: PolicyCheck(PolicyOptions{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "site.cue:8:40: vrrp.VI_1.version: [v3only] conflicting values 3 and 2"
+	for range 2 { // the second pass over the same commit reuses the first's finding
+		res := r.Pass(ctx, Revision{Commit: "v2", Dir: dir}, PassOptions{})
+		if res.Outcome != Rejected || len(res.Errors) != 1 || res.Errors[0].Error() != want || drv.applies != 0 {
+			t.Fatalf("outcome %s, errors %v, applies %d; want rejected with\n%s", res.Outcome, res.Errors, drv.applies, want)
+		}
+	}
+	writeSite(t, dir, labVRRP, labServices, "")
+	if res := r.Pass(ctx, Revision{Commit: "v3", Dir: dir}, PassOptions{}); res.Outcome != Applied {
+		t.Errorf("a revision that follows the policies: %s %v", res.Outcome, res.Errors)
+	}
+}
