@@ -137,7 +137,7 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVRRPAdvIn, float64(in.Counters.AdvertsIn), in.Name)
 		counter(descVRRPAdvOut, float64(in.Counters.AdvertsOut), in.Name)
 		for reason, n := range in.Counters.Drops {
-			counter(descVRRPDrops, float64(n), in.Name, string(reason))
+			counter(descVRRPDrops, float64(n), in.Name, reason)
 		}
 		gauge(descVRRPVIPs, float64(len(in.VIPs)), in.Name)
 	}

@@ -65,19 +65,38 @@ type VRRPInstance struct {
 	BasePriority uint8  `json:"base_priority"`
 	Priority     uint8  `json:"priority"`
 	// Arithmetic spells out the priority: "base 150, tracking -50 = 100".
-	Arithmetic     string        `json:"arithmetic"`
-	Master         string        `json:"master,omitempty"`
-	MasterPriority uint8         `json:"master_priority,omitempty"`
-	VIPs           []string      `json:"vips"`
-	Faults         []string      `json:"faults,omitempty"`
-	LastTransition time.Time     `json:"last_transition,omitzero"`
-	Counters       vrrp.Counters `json:"counters"`
+	Arithmetic     string       `json:"arithmetic"`
+	Master         string       `json:"master,omitempty"`
+	MasterPriority uint8        `json:"master_priority,omitempty"`
+	VIPs           []string     `json:"vips"`
+	Faults         []string     `json:"faults,omitempty"`
+	LastTransition time.Time    `json:"last_transition,omitzero"`
+	Counters       VRRPCounters `json:"counters"`
+}
+
+// VRRPCounters are an instance's statistics as status shows them.
+type VRRPCounters struct {
+	AdvertsIn   uint64            `json:"adverts_in"`
+	AdvertsOut  uint64            `json:"adverts_out"`
+	Transitions uint64            `json:"transitions"`
+	Drops       map[string]uint64 `json:"drops,omitempty"`
+	Conflicts   uint64            `json:"conflicts"`
+	Drift       uint64            `json:"drift"`
+	Errors      uint64            `json:"errors"`
 }
 
 func vrrpInstance(in vrrp.InstanceStatus) VRRPInstance {
 	v := VRRPInstance{Name: in.Name, Interface: in.Interface, VRID: in.VRID, Version: in.Version, State: in.State.String(),
 		BasePriority: in.BasePriority, Priority: in.Priority, Arithmetic: arithmetic(in), MasterPriority: in.MasterPriority,
-		VIPs: []string{}, Faults: in.Faults, LastTransition: in.LastTransition, Counters: in.Counters}
+		VIPs: []string{}, Faults: in.Faults, LastTransition: in.LastTransition,
+		Counters: VRRPCounters{AdvertsIn: in.Counters.AdvertsIn, AdvertsOut: in.Counters.AdvertsOut, Transitions: in.Counters.Transitions,
+			Conflicts: in.Counters.Conflicts, Drift: in.Counters.Drift, Errors: in.Counters.Errors}}
+	for r, n := range in.Counters.Drops {
+		if v.Counters.Drops == nil {
+			v.Counters.Drops = map[string]uint64{}
+		}
+		v.Counters.Drops[string(r)] = n
+	}
 	if in.MasterAddr.IsValid() {
 		v.Master = in.MasterAddr.String()
 	}
