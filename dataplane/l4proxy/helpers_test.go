@@ -3,6 +3,7 @@ package l4proxy
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -96,9 +97,16 @@ func (b *backend) kill() {
 	b.wg.Wait()
 }
 
+// freePort returns an address for the pool to bind: a random loopback
+// address other than 127.0.0.1 with a port that was free on it. Outgoing
+// connections of concurrent tests take ephemeral ports on 127.0.0.1 and so
+// cannot grab the port between this probe and the pool's bind.
 func freePort(t testing.TB) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	ip := netip.AddrFrom4([4]byte{127, 1 + b[0]%250, b[1], 1 + b[2]%250})
+	ln, err := net.Listen("tcp4", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,7 +142,9 @@ func TestConnectionLog(t *testing.T) {
 	t.Cleanup(func() { p.Close(context.Background()) })
 	if err := p.Set(context.Background(), Config{Services: []Service{{
 		Name: "web", Binds: []netip.AddrPort{bind}, Servers: []Server{srvCfg(a, 1)}, Log: true,
-		Timeouts: Timeouts{Client: 200 * time.Millisecond},
+		// Long enough that a stalled client on a loaded CI box does not
+		// turn the first, normal connection into a timeout.
+		Timeouts: Timeouts{Client: 2 * time.Second},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
