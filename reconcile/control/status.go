@@ -32,11 +32,11 @@ type Status struct {
 	LastPass *Pass  `json:"last_pass,omitempty"`
 	Passes   uint64 `json:"passes"`
 	// DriftCorrected counts drift corrected since the agent started.
-	DriftCorrected int                    `json:"drift_corrected"`
-	VRRP           []VRRPInstance         `json:"vrrp"`
-	Services       []l4proxy.ServiceStats `json:"services"`
-	Units          []Resource             `json:"units"`
-	Tuning         []Resource             `json:"tuning"`
+	DriftCorrected int            `json:"drift_corrected"`
+	VRRP           []VRRPInstance `json:"vrrp"`
+	Services       []Service      `json:"services"`
+	Units          []Resource     `json:"units"`
+	Tuning         []Resource     `json:"tuning"`
 	// Drift lists what the last pass found changed outside gitgw: corrected
 	// ones and those left in place (drift mode report).
 	Drift []Resource `json:"drift"`
@@ -106,6 +106,49 @@ func vrrpInstance(in vrrp.InstanceStatus) VRRPInstance {
 	return v
 }
 
+// Service is a proxy service with its servers' health.
+type Service struct {
+	Name     string   `json:"name"`
+	Binds    []string `json:"binds"`
+	Balance  string   `json:"balance"`
+	Status   string   `json:"status"` // UP when a server can take traffic
+	Current  int64    `json:"current"`
+	Total    int64    `json:"total"`
+	BytesIn  int64    `json:"bytes_in"`
+	BytesOut int64    `json:"bytes_out"`
+	Queue    int64    `json:"queue"`
+	Errors   int64    `json:"errors"`
+	Servers  []Server `json:"servers"`
+}
+
+// Server is one backend as the pool sees it.
+type Server struct {
+	Name         string    `json:"name"`
+	Addr         string    `json:"addr"`
+	Weight       int       `json:"weight"`
+	Backup       bool      `json:"backup,omitempty"`
+	Admin        string    `json:"admin"`
+	Status       string    `json:"status"` // UP, DOWN, DRAIN, MAINT
+	Current      int64     `json:"current"`
+	Total        int64     `json:"total"`
+	BytesIn      int64     `json:"bytes_in"`
+	BytesOut     int64     `json:"bytes_out"`
+	FailedChecks int64     `json:"failed_checks"`
+	Check        string    `json:"check,omitempty"`
+	LastChange   time.Time `json:"last_change,omitzero"`
+}
+
+func service(s l4proxy.ServiceStats) Service {
+	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: s.Status, Current: s.Current, Total: s.Total,
+		BytesIn: s.BytesIn, BytesOut: s.BytesOut, Queue: s.Queue, Errors: s.Errors, Servers: []Server{}}
+	for _, sv := range s.Servers {
+		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup, Admin: string(sv.Admin),
+			Status: sv.Status, Current: sv.Current, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
+			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange})
+	}
+	return out
+}
+
 // Resource is one planned resource of the last pass.
 type Resource struct {
 	Driver  string          `json:"driver"`
@@ -122,7 +165,7 @@ type Resource struct {
 // Status builds the current status.
 func (c *Controller) Status() Status {
 	st := Status{Version: StatusVersion, Node: c.o.Node, AgentVersion: c.o.Version, Time: c.o.Now().UTC(),
-		Overrides: []Override{}, VRRP: []VRRPInstance{}, Services: []l4proxy.ServiceStats{},
+		Overrides: []Override{}, VRRP: []VRRPInstance{}, Services: []Service{},
 		Units: []Resource{}, Tuning: []Resource{}, Drift: []Resource{}, Pending: []Resource{}}
 	c.mu.Lock()
 	st.Suspended = c.suspended
@@ -136,7 +179,9 @@ func (c *Controller) Status() Status {
 		}
 	}
 	if c.o.Pool != nil {
-		st.Services = append(st.Services, c.o.Pool.Stats().Services...)
+		for _, s := range c.o.Pool.Stats().Services {
+			st.Services = append(st.Services, service(s))
+		}
 	}
 	if last == nil {
 		if lg := c.lastGood(); lg != nil {
