@@ -35,6 +35,9 @@ type AgentOptions struct {
 	// health gate); prev is the last good state before the pass. It returns
 	// the pass's final result (RolledBack on a regression).
 	Bake func(ctx context.Context, prev *LastGood, res Result) Result
+	// HoldRetry is how soon a held revision is tried again (its turn may
+	// have come). Default 2 s.
+	HoldRetry time.Duration
 	// OnResult is called after every pass (status reporting).
 	OnResult func(Result)
 	// Events are driver events that ask for a pass.
@@ -58,6 +61,9 @@ func NewAgent(o AgentOptions) *Agent {
 	}
 	if o.Debounce <= 0 {
 		o.Debounce = 50 * time.Millisecond
+	}
+	if o.HoldRetry <= 0 {
+		o.HoldRetry = 2 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -183,10 +189,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		if a.o.OnResult != nil {
 			a.o.OnResult(res)
 		}
-		if res.Outcome == Failed || res.Outcome == Held {
+		switch res.Outcome {
+		case Failed:
 			backoff = nextBackoff(backoff)
 			retry = time.After(backoff)
-		} else {
+		case Held:
+			backoff = 0
+			retry = time.After(a.o.HoldRetry)
+		default:
 			backoff = 0
 		}
 	}

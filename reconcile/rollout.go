@@ -205,21 +205,24 @@ type RolloutOptions struct {
 	// Timeout is how long to wait when the site sets no peer_timeout
 	// (default 5 minutes).
 	Timeout time.Duration
-	// Poll is how often the status branches are read (default 2 s).
-	Poll   time.Duration
-	Logger *slog.Logger
+	Logger  *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // Rollout decides, before a pass applies a new commit, whether this node's
-// turn has come (RunnerOptions.Hold).
+// turn has come (RunnerOptions.Hold). It never blocks the pass: a revision
+// whose turn has not come is held (the pass ends Held, with a message that
+// stays the same while nothing changes, so the status branch gets one
+// commit) and the agent tries again shortly (AgentOptions.HoldRetry).
 type Rollout struct {
 	o   RolloutOptions
 	log *slog.Logger
 
 	mu sync.Mutex
-	// timedOut remembers the commit whose wait already ran out under
-	// on_timeout "hold": later passes look once instead of waiting again.
-	timedOut string
+	// commit is the revision being waited on, since when.
+	commit string
+	since  time.Time
 }
 
 // ErrHeld matches the error of a held revision.
@@ -229,7 +232,9 @@ var ErrHeld = errors.New("rollout: held")
 type HoldError struct {
 	Commit  string
 	Waiting []Wait
-	Waited  time.Duration
+	Timeout time.Duration
+	// TimedOut: the timeout passed and the site says hold.
+	TimedOut bool
 }
 
 func (e *HoldError) Error() string {
@@ -237,8 +242,12 @@ func (e *HoldError) Error() string {
 	for _, w := range e.Waiting {
 		names = append(names, w.Node+" ("+w.Why+")")
 	}
-	return fmt.Sprintf("rollout: holding %s: waited %s for %s; the site says hold (on_timeout)",
-		shortCommit(e.Commit), e.Waited.Round(time.Second), strings.Join(names, ", "))
+	if e.TimedOut {
+		return fmt.Sprintf("rollout: holding %s: %s did not report it applied and healthy within %s; the site says hold (on_timeout)",
+			shortCommit(e.Commit), strings.Join(names, ", "), e.Timeout)
+	}
+	return fmt.Sprintf("rollout: %s waits for %s to report it applied and healthy (timeout %s)",
+		shortCommit(e.Commit), strings.Join(names, ", "), e.Timeout)
 }
 
 // Is makes errors.Is(err, ErrHeld) true.
@@ -249,19 +258,21 @@ func NewRollout(o RolloutOptions) *Rollout {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Minute
 	}
-	if o.Poll <= 0 {
-		o.Poll = 2 * time.Second
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return &Rollout{o: o, log: o.Logger.With("component", "rollout")}
 }
 
-// Hold waits until every node this one waits for reports rev applied and
-// healthy. A first apply (no last good state) and a re-apply of the last
-// good commit never wait: there is nothing running to protect, or nothing
-// new. After the timeout it returns nil (proceed) or a *HoldError (hold).
+// Hold returns nil when every node this one waits for reports rev applied
+// and healthy, and a *HoldError otherwise; once the timeout has passed
+// since rev was first held, it returns nil (on_timeout proceed) or keeps
+// holding (hold). A first apply (no last good state) and a re-apply of the
+// last good commit never wait: there is nothing running to protect, or
+// nothing new.
 func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desired *spec.Node, _ *plan.Plan) error {
 	if prev == nil || prev.Commit == rev.Commit || desired == nil || r.o.Peers == nil {
 		return nil
@@ -286,50 +297,38 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 	if d := desired.Site.Rollout.PeerTimeout.D(); d > 0 {
 		timeout = d
 	}
-	hold := desired.Site.Rollout.OnTimeout == "hold"
+	now := r.o.Now()
 	r.mu.Lock()
-	once := r.timedOut == rev.Commit
+	first := r.commit != rev.Commit
+	if first {
+		r.commit, r.since = rev.Commit, now
+	}
+	since := r.since
 	r.mu.Unlock()
 
-	start := time.Now()
-	logged := false
-	for {
-		pending, err := r.pending(ctx, waits, rev.Commit)
-		if err != nil {
-			r.log.Warn("cannot read the peers' status branches", "err", err)
-		}
-		if err == nil && len(pending) == 0 {
-			r.log.Info("peers applied the commit; applying", "commit", shortCommit(rev.Commit), "waited_for", names(waits),
-				"waited", time.Since(start).Round(time.Millisecond))
-			return nil
-		}
-		if !logged {
-			logged = true
-			r.log.Info("waiting for peers before applying", "commit", shortCommit(rev.Commit), "waiting_for", names(pending),
-				"timeout", timeout, "on_timeout", desired.Site.Rollout.OnTimeout)
-		}
-		if once || time.Since(start) >= timeout {
-			if !hold {
-				r.log.Warn("peers did not report the commit in time; proceeding (on_timeout: proceed)",
-					"commit", shortCommit(rev.Commit), "waiting_for", names(pending), "waited", time.Since(start).Round(time.Second))
-				return nil
-			}
-			r.mu.Lock()
-			r.timedOut = rev.Commit
-			r.mu.Unlock()
-			if pending == nil {
-				pending = waits
-			}
-			return &HoldError{Commit: rev.Commit, Waiting: pending, Waited: time.Since(start)}
-		}
-		t := time.NewTimer(min(r.o.Poll, timeout-time.Since(start)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+	pending, err := r.pending(ctx, waits, rev.Commit)
+	if err != nil {
+		r.log.Warn("cannot read the peers' status branches", "err", err)
+		pending = waits
 	}
+	if len(pending) == 0 {
+		r.log.Info("peers applied the commit; applying", "commit", shortCommit(rev.Commit), "waited_for", names(waits),
+			"waited", now.Sub(since).Round(time.Millisecond))
+		return nil
+	}
+	if first {
+		r.log.Info("waiting for peers before applying", "commit", shortCommit(rev.Commit), "waiting_for", names(pending),
+			"timeout", timeout, "on_timeout", desired.Site.Rollout.OnTimeout)
+	}
+	if now.Sub(since) < timeout {
+		return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout}
+	}
+	if desired.Site.Rollout.OnTimeout != "hold" {
+		r.log.Warn("peers did not report the commit in time; proceeding (on_timeout: proceed)",
+			"commit", shortCommit(rev.Commit), "waiting_for", names(pending), "waited", now.Sub(since).Round(time.Second))
+		return nil
+	}
+	return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, TimedOut: true}
 }
 
 // pending returns the waits whose node has not reported commit applied

@@ -146,64 +146,90 @@ func TestRolloutHold(t *testing.T) {
 	prev := &LastGood{Commit: "c1"}
 	rev := Revision{Commit: "c2"}
 	gw1 := func(ro spec.Rollout) *spec.Node { return viewOf("gw1", lab, ro) }
+	type clock struct{ now time.Time }
+	newRollout := func(p *fakePeers, c *clock) *Rollout {
+		return NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Minute, Now: func() time.Time { return c.now }})
+	}
 
 	t.Run("first apply and re-apply never wait", func(t *testing.T) {
 		p := &fakePeers{}
-		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Hour})
+		r := newRollout(p, &clock{})
 		if err := r.Hold(ctx, rev, nil, gw1(spec.Rollout{Pairs: true}), nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := r.Hold(ctx, rev, &LastGood{Commit: "c2"}, gw1(spec.Rollout{Pairs: true}), nil); err != nil {
 			t.Fatal(err)
 		}
-		if p.reads != 0 {
-			t.Fatalf("read the peers %d times", p.reads)
+		if p.readsNow() != 0 {
+			t.Fatalf("read the peers %d times", p.readsNow())
 		}
 	})
-	t.Run("waits until the backup reports the commit applied", func(t *testing.T) {
+	t.Run("held until the backup reports the commit applied", func(t *testing.T) {
 		p := &fakePeers{}
+		c := &clock{now: time.Unix(1000, 0)}
+		r := newRollout(p, c)
+		ro := spec.Rollout{Pairs: true}
 		p.set("gw2", "c1", drift.Converged)
-		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Minute, Poll: 10 * time.Millisecond})
-		done := make(chan error, 1)
-		go func() { done <- r.Hold(ctx, rev, prev, gw1(spec.Rollout{Pairs: true}), nil) }()
-		// A rejected or failed pass of the commit is not enough.
-		p.set("gw2", "c1", drift.Rejected)
-		for p.readsNow() < 3 {
-			time.Sleep(5 * time.Millisecond)
+		err := r.Hold(ctx, rev, prev, gw1(ro), nil)
+		var he *HoldError
+		if !errors.As(err, &he) || he.TimedOut || len(he.Waiting) != 1 || he.Waiting[0].Node != "gw2" {
+			t.Fatalf("Hold = %v", err)
 		}
-		select {
-		case err := <-done:
-			t.Fatalf("Hold returned %v before the peer applied", err)
-		default:
+		msg := err.Error()
+		// Still waiting: the same message (one status commit).
+		c.now = c.now.Add(10 * time.Second)
+		p.set("gw2", "c2", drift.Rejected)
+		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); err == nil || err.Error() != msg {
+			t.Fatalf("second Hold = %v, want %q", err, msg)
 		}
 		p.set("gw2", "c2", drift.Converged)
-		if err := <-done; err != nil {
+		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); err != nil {
 			t.Fatal(err)
+		}
+	})
+	t.Run("a peer still differing is not healthy", func(t *testing.T) {
+		st := drift.Status{Applied: "c2", LastPass: drift.Pass{Outcome: drift.Converged}, Counts: map[string]int{drift.Differs: 1}}
+		if Settled(st, "c2") {
+			t.Fatal("a node whose resources still differ counts as settled")
+		}
+		st.Counts = map[string]int{drift.InSync: 3, drift.Pending: 1}
+		if !Settled(st, "c2") || Settled(st, "c3") {
+			t.Fatal("Settled")
 		}
 	})
 	t.Run("timeout proceeds", func(t *testing.T) {
 		p := &fakePeers{}
-		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
-		if err := r.Hold(ctx, rev, prev, gw1(spec.Rollout{Pairs: true, OnTimeout: "proceed"}), nil); err != nil {
+		c := &clock{now: time.Unix(1000, 0)}
+		r := newRollout(p, c)
+		ro := spec.Rollout{Pairs: true, OnTimeout: "proceed"}
+		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); !errors.Is(err, ErrHeld) {
+			t.Fatalf("Hold = %v", err)
+		}
+		c.now = c.now.Add(time.Minute)
+		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); err != nil {
 			t.Fatal(err)
 		}
 	})
-	t.Run("timeout holds, then looks once", func(t *testing.T) {
+	t.Run("timeout holds; the site's timeout wins", func(t *testing.T) {
 		p := &fakePeers{}
-		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Hour, Poll: 10 * time.Millisecond})
-		ro := spec.Rollout{Pairs: true, OnTimeout: "hold", PeerTimeout: spec.Duration(50 * time.Millisecond)}
-		err := r.Hold(ctx, rev, prev, gw1(ro), nil)
-		var he *HoldError
-		if !errors.Is(err, ErrHeld) || !errors.As(err, &he) || len(he.Waiting) != 1 || he.Waiting[0].Node != "gw2" {
+		c := &clock{now: time.Unix(1000, 0)}
+		r := newRollout(p, c)
+		ro := spec.Rollout{Pairs: true, OnTimeout: "hold", PeerTimeout: spec.Duration(5 * time.Second)}
+		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); !errors.Is(err, ErrHeld) {
 			t.Fatalf("Hold = %v", err)
 		}
-		// The retry does not wait the whole timeout again.
-		reads := p.readsNow()
-		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); !errors.Is(err, ErrHeld) || p.readsNow() != reads+1 {
-			t.Fatalf("retry: %v after %d reads", err, p.readsNow()-reads)
+		c.now = c.now.Add(5 * time.Second)
+		err := r.Hold(ctx, rev, prev, gw1(ro), nil)
+		var he *HoldError
+		if !errors.As(err, &he) || !he.TimedOut || !strings.Contains(err.Error(), "the site says hold") {
+			t.Fatalf("Hold = %v", err)
 		}
-		p.set("gw2", "c2", drift.Converged)
-		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); err != nil {
+		// A newer commit starts its own wait.
+		if err := r.Hold(ctx, Revision{Commit: "c3"}, prev, gw1(ro), nil); !errors.As(err, &he) || he.TimedOut {
+			t.Fatalf("c3: %v", err)
+		}
+		p.set("gw2", "c3", drift.Converged)
+		if err := r.Hold(ctx, Revision{Commit: "c3"}, prev, gw1(ro), nil); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -354,7 +354,7 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 	if r.opts.Hold != nil && res.Outcome == "" && !isDrift {
 		if herr := r.opts.Hold(ctx, rev, r.lastGood, desired, p); herr != nil {
 			res.Outcome, res.Err, res.Applied, res.Drift = Held, herr, nil, nil
-			r.log.Info("revision held", "commit", commit, "why", herr)
+			r.log.Debug("revision held", "commit", commit, "why", herr)
 			return res
 		}
 	}

@@ -138,16 +138,17 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	defer stopControl()
 	sd := newSDNotifier()
 	agent := reconcile.NewAgent(reconcile.AgentOptions{
-		Source:   src,
-		Runner:   runner,
-		Poll:     f.interval,
-		Resync:   f.resync,
-		Kick:     kick,
-		Notify:   sd.Notify,
-		Watchdog: watchdogInterval(),
-		Events:   status.events(ctx, events),
-		Logger:   log,
-		Bake:     safe.bake,
+		Source:    src,
+		Runner:    runner,
+		Poll:      f.interval,
+		Resync:    f.resync,
+		Kick:      kick,
+		Notify:    sd.Notify,
+		Watchdog:  watchdogInterval(),
+		Events:    status.events(ctx, events),
+		Logger:    log,
+		Bake:      safe.bake,
+		HoldRetry: f.safety.rolloutPoll,
 		OnResult: func(r reconcile.Result) {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
 			ctl.Observe(ctx, r)

@@ -33,7 +33,7 @@ func (f *safetyFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.trustedKeys, "trusted-keys", "", "armored OpenPGP keyring of trusted signers")
 	fl.StringVar(&f.allowedSigners, "allowed-signers", "", "trusted SSH signers, in ssh-keygen's allowed_signers format")
 	fl.DurationVar(&f.rolloutTimeout, "rollout-timeout", 5*time.Minute, "how long a master waits for its peers (and a wave for the one before) when the site sets no rollout.peer_timeout")
-	fl.DurationVar(&f.rolloutPoll, "rollout-poll", 2*time.Second, "how often a waiting node reads its peers' status branches")
+	fl.DurationVar(&f.rolloutPoll, "rollout-poll", 2*time.Second, "how often a held commit is tried again: a waiting node reads its peers' status branches")
 	fl.DurationVar(&f.bake, "bake", 0, "health gate window after a new commit is applied, when the site sets no bake.window (0: off)")
 }
 
@@ -78,7 +78,7 @@ func (f *safetyFlags) build(node, stateDir string, sf *siteFlags, st *statusFlag
 	} else {
 		s.log.Warn("pair-aware rollout off: no status branches to read (a --site directory without --status-repo, or --no-status)")
 	}
-	s.rollout = reconcile.NewRollout(reconcile.RolloutOptions{Node: node, Peers: peers, Timeout: f.rolloutTimeout, Poll: f.rolloutPoll, Logger: log})
+	s.rollout = reconcile.NewRollout(reconcile.RolloutOptions{Node: node, Peers: peers, Timeout: f.rolloutTimeout, Logger: log})
 	return s, nil
 }
 

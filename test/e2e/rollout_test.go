@@ -191,7 +191,8 @@ func backends(t *testing.T, ns *lab.Netns, addrs ...string) {
 //     healthy, then applies it: the order shows in the status commits;
 //   - a commit whose servers all fail their health checks is applied by
 //     gw2, fails its bake, is rolled back by itself and pinned; gw1, whose
-//     peer never reports it healthy, holds it and never applies it;
+//     peer never reports it healthy, holds it past the site's timeout and
+//     never applies it;
 //   - a newer commit clears the pin and reaches both.
 func TestRolloutBackupFirstAndRollback(t *testing.T) {
 	lab.RequireRoot(t)
@@ -241,6 +242,20 @@ func TestRolloutBackupFirstAndRollback(t *testing.T) {
 	if strings.Contains(a2.logs.String(), "waiting for peers") {
 		t.Errorf("gw2, the backup, waited for a peer")
 	}
+	// gw1's own branch says it waited: a held commit for c2 before the
+	// one that shows c2 applied.
+	heldAt, appliedAt := -1, -1
+	for i, e := range statusHistory(t, repo, "gw1") {
+		if heldAt < 0 && e.st.Desired.Commit == c2 && e.st.LastPass.Outcome == drift.Held && strings.Contains(e.st.LastPass.Error, "waits for gw2") {
+			heldAt = i
+		}
+		if appliedAt < 0 && reconcile.Settled(e.st, c2) {
+			appliedAt = i
+		}
+	}
+	if heldAt < 0 || appliedAt < heldAt {
+		t.Errorf("gw1's status branch: held for c2 at %d, applied at %d", heldAt, appliedAt)
+	}
 	t.Logf("c2: gw2 reported at %d, gw1 at %d (gw1 waited, then baked 5 s)", t2, t1)
 
 	// A commit whose servers all fail their checks: gw2 applies it, the bake fails, the
@@ -256,8 +271,10 @@ func TestRolloutBackupFirstAndRollback(t *testing.T) {
 	if err != nil || pin == nil || pin.Commit != c3 {
 		t.Fatalf("gw2 pin = %+v, %v; want %s", pin, err, c3)
 	}
-	held := firstStatus(t, repo, a1, 90*time.Second, "c3 held on gw1", func(st drift.Status) bool {
-		return st.Desired.Commit == c3 && st.LastPass.Outcome == string(reconcile.Held)
+	// gw1 waits for gw2, which never reports c3 healthy; after the site's
+	// peer_timeout it keeps holding (on_timeout: hold).
+	held := firstStatus(t, repo, a1, 90*time.Second, "c3 held on gw1 after the timeout", func(st drift.Status) bool {
+		return st.Desired.Commit == c3 && st.LastPass.Outcome == drift.Held && strings.Contains(st.LastPass.Error, "the site says hold")
 	})
 	if held.st.Applied != c2 {
 		t.Errorf("gw1 holding c3 runs %.7s, want c2", held.st.Applied)
