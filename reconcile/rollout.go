@@ -332,7 +332,8 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 }
 
 // pending returns the waits whose node has not reported commit applied
-// and healthy.
+// and healthy. A node without a status branch has never run gitgw (it is
+// not deployed yet): nobody waits for it.
 func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string) ([]Wait, error) {
 	st, err := r.o.Peers(ctx)
 	if err != nil {
@@ -341,7 +342,11 @@ func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string) ([]W
 	var out []Wait
 	for _, w := range waits {
 		s, ok := st[w.Node]
-		if !ok || !Settled(s, commit) {
+		if !ok {
+			r.log.Debug("peer has no status branch; not waiting for it", "peer", w.Node)
+			continue
+		}
+		if !Settled(s, commit) {
 			out = append(out, w)
 		}
 	}

@@ -197,8 +197,16 @@ func TestRolloutHold(t *testing.T) {
 			t.Fatal("Settled")
 		}
 	})
+	t.Run("a peer that never reported is not waited for", func(t *testing.T) {
+		p := &fakePeers{}
+		p.set("gw9", "c0", drift.Converged)
+		if err := newRollout(p, &clock{}).Hold(ctx, rev, prev, gw1(spec.Rollout{Pairs: true}), nil); err != nil || p.readsNow() != 1 {
+			t.Fatalf("Hold = %v after %d reads", err, p.readsNow())
+		}
+	})
 	t.Run("timeout proceeds", func(t *testing.T) {
 		p := &fakePeers{}
+		p.set("gw2", "c1", drift.Converged)
 		c := &clock{now: time.Unix(1000, 0)}
 		r := newRollout(p, c)
 		ro := spec.Rollout{Pairs: true, OnTimeout: "proceed"}
@@ -212,6 +220,7 @@ func TestRolloutHold(t *testing.T) {
 	})
 	t.Run("timeout holds; the site's timeout wins", func(t *testing.T) {
 		p := &fakePeers{}
+		p.set("gw2", "c1", drift.Converged)
 		c := &clock{now: time.Unix(1000, 0)}
 		r := newRollout(p, c)
 		ro := spec.Rollout{Pairs: true, OnTimeout: "hold", PeerTimeout: spec.Duration(5 * time.Second)}
