@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +36,21 @@ nothing to release and it does nothing.`,
 	}
 	release.Flags().StringVar(&stateDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")
 	release.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "give up after this long")
-	cmd.AddCommand(release)
+	var guardDir string
+	guard := &cobra.Command{
+		Use:    "guard --state-dir DIR",
+		Short:  "The agent's guardian (started by the agent itself): releases mastership the instant the agent dies",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The guardian outlives the signals that stop the agent: it
+			// acts when its life line (fd 3) closes, after a clean stop
+			// with nothing to release.
+			signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+			return vrrp.Guard(context.Background(), guardDir, vrrp.LifeLine(), newLogger(cmd.ErrOrStderr(), false))
+		},
+	}
+	guard.Flags().StringVar(&guardDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")
+	cmd.AddCommand(release, guard)
 	return cmd
 }

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile"
 )
 
@@ -24,14 +27,7 @@ func newShared(env driverEnv) *shared {
 
 // serviceHealthy reports whether a proxy service has a server up: a VRRP
 // instance tracking the service gives up mastership when it has none.
-func (s *shared) serviceHealthy(name string) bool {
-	for _, svc := range s.pool.Stats().Services {
-		if svc.Name == name {
-			return svc.Status == "UP"
-		}
-	}
-	return false
-}
+func (s *shared) serviceHealthy(name string) bool { return s.pool.Healthy(name) }
 
 // unitHealthy gates a rolling restart: an instance "app@8080.service" that
 // is a server of a proxy service (an address on port 8080) must be UP in the
@@ -94,13 +90,48 @@ func vrrpFactory() driverFactory {
 			if os.Geteuid() != 0 {
 				return nil, fmt.Errorf("the VRRP engine needs root (raw sockets, netlink)")
 			}
-			return reconcile.NewVRRPDriver(reconcile.VRRPOptions{
+			d, err := reconcile.NewVRRPDriver(reconcile.VRRPOptions{
 				StateDir:       env.StateDir,
 				ServiceHealthy: env.shared.serviceHealthy,
 				Logger:         env.Logger,
 			})
+			if err != nil || !env.Live || env.StateDir == "" {
+				return d, err
+			}
+			return withGuardian(d, env)
 		},
 	}
+}
+
+// guardedVRRP is the VRRP driver with its guardian: a companion process
+// that hands mastership over the instant the agent dies (SIGKILL, OOM),
+// instead of leaving the peer to wait 3 × the advert interval. The unit's
+// ExecStopPost=gitgw vrrp release stays as the backstop for when the whole
+// service is killed at once.
+type guardedVRRP struct {
+	*reconcile.VRRPDriver
+	guardian *vrrp.Guardian
+}
+
+func withGuardian(d *reconcile.VRRPDriver, env driverEnv) (reconcile.Driver, error) {
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	g, err := vrrp.StartGuardian(exec.Command(self, "vrrp", "guard", "--state-dir", env.StateDir))
+	if err != nil {
+		env.Logger.Warn("no VRRP guardian: a crash hands over through ExecStopPost only", "err", err)
+		return d, nil
+	}
+	env.Logger.Info("VRRP guardian started", "pid", g.PID())
+	return &guardedVRRP{VRRPDriver: d, guardian: g}, nil
+}
+
+// Close stops the engine (priority 0 for what it was master of), then ends
+// the guardian's life line: the state file is empty, it releases nothing.
+func (g *guardedVRRP) Close(ctx context.Context) error {
+	err := g.VRRPDriver.Close(ctx)
+	return errors.Join(err, g.guardian.Close())
 }
 
 func unitsFactory() driverFactory {

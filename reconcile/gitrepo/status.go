@@ -317,13 +317,21 @@ func (w *StatusWriter) commitLocked(files map[string][]byte, msgs []Message) (bo
 	return true, nil
 }
 
-// coalesced folds several messages into one: the last one's subject and
-// trailers, and every subject listed in the body.
+// coalesced folds several messages into one: the trailers of the last (the
+// state the commit holds), the subject of the most important (a drift
+// corrected in a burst must not hide behind a routine status line), and
+// every subject listed in the body.
 func coalesced(msgs []Message) Message {
 	if len(msgs) == 1 {
 		return msgs[0]
 	}
 	last := msgs[len(msgs)-1]
+	headline := last.Subject
+	for _, m := range msgs {
+		if subjectRank(m.Subject) < subjectRank(headline) {
+			headline = m.Subject
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d changes in this commit:\n", len(msgs))
 	for _, m := range msgs {
@@ -335,9 +343,26 @@ func coalesced(msgs []Message) Message {
 		b.WriteString("\n")
 		b.WriteString(body)
 	}
-	last.Subject = fmt.Sprintf("%s (+%d more)", strings.TrimSpace(last.Subject), len(msgs)-1)
+	last.Subject = fmt.Sprintf("%s (+%d more)", strings.TrimSpace(headline), len(msgs)-1)
 	last.Body = b.String()
 	return last
+}
+
+// subjectTags rank a status subject's tag ("drift(gw1): …"): the lower, the
+// more an operator needs to see it first.
+var subjectTags = []string{"error", "rollback", "held", "failover", "drift", "apply"}
+
+func subjectRank(subject string) int {
+	tag, _, ok := strings.Cut(subject, "(")
+	if !ok {
+		return len(subjectTags)
+	}
+	for i, t := range subjectTags {
+		if tag == t {
+			return i
+		}
+	}
+	return len(subjectTags)
 }
 
 // Run pushes the local branch whenever it moves, retrying failures with

@@ -27,7 +27,7 @@ cleanup() {
   sleep 1
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
-  if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp "$tmp"/*.log "$KEEP_LOGS"/ 2>/dev/null; fi
+  if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp "$tmp"/*.log "$KEEP_LOGS"/ 2>/dev/null; git -C "$tmp/site.git" log --format="%h %ci %s" gitgw/status/gw1 > "$KEEP_LOGS/status-gw1.txt" 2>/dev/null; fi
   for n in $gw1 $gw2 $cl $be $sw; do ip netns del "$n" 2>/dev/null; done
   rm -rf "$tmp"
   echo
@@ -109,12 +109,13 @@ web() { in_ns $cl curl -s --max-time 2 http://203.0.113.100/; }
 wait_for 20 "the service answers on the VIP" web
 for i in 1 2 3 4; do say "$(web)"; done
 
-step "6. Failover: the agent on gw1 is killed (SIGKILL), its crash handover runs (as the unit's ExecStopPost= would)"
+step "6. Failover: the agent on gw1 is killed (SIGKILL); its guardian hands over at once (priority 0, VIP removed)"
 kill -KILL "$a1"
-in_ns $gw1 "$bin" vrrp release --state-dir "$tmp/state-gw1" 2>/dev/null || true
 wait_for 10 "gw2 holds the VIP" has_vip $gw2
 wait_for 10 "the client reaches the service again" web
 say "$(web)"
+# As the unit's ExecStopPost= would: after the guardian, nothing is left to release.
+in_ns $gw1 "$bin" vrrp release --state-dir "$tmp/state-gw1" 2>/dev/null || true
 
 step "7. gw1's agent restarts; preempt gives the VIP back to the higher priority"
 a1=$(start_agent $gw1 gw1); pids+=($a1)
@@ -129,6 +130,9 @@ applied() { grep -q "\"commit\":\"$commit\".*\"outcome\":\"applied\"" "$tmp/$1.l
 wait_for 30 "gw2 (backup) applied ${commit:0:7}" applied gw2
 wait_for 90 "gw1 (master) applied ${commit:0:7}" applied gw1
 for i in 1 2 3; do say "$(web)"; done
+
+reported() { git -C "$tmp/site.git" log -1 --format=%B gitgw/status/gw1 2>/dev/null | grep -q "Gitgw-Applied: $commit"; }
+wait_for 30 "gw1's status branch reports ${commit:0:7} applied (bursts within 5 s make one commit)" reported
 
 step "9. A change by hand on gw1 (net.ipv4.ip_forward=0): drift, put back on the next resync"
 in_ns $gw1 sh -c 'echo 0 > /proc/sys/net/ipv4/ip_forward'
