@@ -258,26 +258,41 @@ func portClash(in *Input, r report) {
 			byNode[n] = append(byNode[n], name)
 		}
 	}
+	type bound struct{ host, service string }
 	for _, n := range nodes {
-		binds := map[string]string{} // host:port → service
-		ports := map[int]string{}    // port → first holder
+		// Per port: the first bind, the one on each address, a wildcard.
+		first := map[int]bound{}
+		exact := map[string]bound{}
+		wild := map[int]bound{}
 		for _, name := range byNode[n] {
 			s := in.Services[name]
 			for i, b := range s.Binds {
-				path := fmt.Sprintf("services.%s.binds.%d", key(name), i)
 				host, p, err := net.SplitHostPort(b)
 				port, perr := strconv.Atoi(p)
 				if err != nil || perr != nil {
 					continue
 				}
 				hp := net.JoinHostPort(host, p)
-				if other, ok := binds[hp]; ok {
-					r.add(path, "on node %s, %s is also bound by service %s", n, hp, other)
+				// A wildcard address takes the port on every address.
+				o, clash := exact[hp]
+				if !clash {
+					o, clash = wild[port]
+				}
+				if !clash && isWildcard(host) {
+					o, clash = first[port]
+				}
+				if clash {
+					r.add(fmt.Sprintf("services.%s.binds.%d", key(name), i), "on node %s, %s clashes with %s of service %s",
+						n, hp, net.JoinHostPort(o.host, p), o.service)
 					continue
 				}
-				binds[hp] = name
-				if _, ok := ports[port]; !ok {
-					ports[port] = "service " + name
+				bd := bound{host, name}
+				exact[hp] = bd
+				if _, ok := first[port]; !ok {
+					first[port] = bd
+				}
+				if isWildcard(host) {
+					wild[port] = bd
 				}
 			}
 		}
@@ -288,8 +303,8 @@ func portClash(in *Input, r report) {
 				if err != nil || port < 1 || port > 65535 {
 					continue
 				}
-				if other, ok := ports[port]; ok && strings.HasPrefix(other, "service ") {
-					r.add("units."+key(name)+".instances", "on node %s, unit %s@%s.service takes port %d, which %s binds", n, name, inst, port, other)
+				if b, ok := first[port]; ok {
+					r.add("units."+key(name)+".instances", "on node %s, unit %s@%s.service takes port %d, which service %s binds", n, name, inst, port, b.service)
 				}
 			}
 		}
@@ -347,4 +362,9 @@ func secretInClear(in *Input, r report) {
 			r.add("vrrp."+key(name)+".auth.password", "the VRRP password of %s is written in the site in clear: put it in a file on the nodes and set password_file", name)
 		}
 	}
+}
+
+func isWildcard(host string) bool {
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsUnspecified()
 }

@@ -185,6 +185,12 @@ func TestGuardrails(t *testing.T) {
 		{"port clash: two services on one address and port", "port-clash", edit(func(in *Input) {
 			in.Services["web2"] = spec.Service{Binds: []string{"203.0.113.100:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
 		}), 2},
+		{"port clash: a wildcard bind and a VIP bind", "port-clash", edit(func(in *Input) {
+			in.Services["web2"] = spec.Service{Binds: []string{"0.0.0.0:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
+		}), 2},
+		{"port clash: two VIPs, one port", "port-clash", edit(func(in *Input) {
+			in.Services["web2"] = spec.Service{Binds: []string{"203.0.113.101:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
+		}), 0},
 		{"port clash: unit on another node than the service", "port-clash", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) { s.Nodes = []string{"gw1"} })
 			in.Units["app"] = spec.UnitTemplate{ExecStart: "/bin/app %i", Instances: []spec.InstanceSet{{Nodes: []string{"gw2"}, List: []string{"80"}}}}
