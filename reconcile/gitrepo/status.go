@@ -350,7 +350,7 @@ func coalesced(msgs []Message) Message {
 
 // subjectTags rank a status subject's tag ("drift(gw1): …"): the lower, the
 // more an operator needs to see it first.
-var subjectTags = []string{"error", "rollback", "held", "failover", "drift", "apply"}
+var subjectTags = []string{"error", "rollback", "failover", "drift", "apply", "held"}
 
 func subjectRank(subject string) int {
 	tag, _, ok := strings.Cut(subject, "(")
