@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"slices"
 	"sort"
@@ -289,6 +290,42 @@ func masterDetails(n *spec.Node, name string) []string {
 	return []string{s}
 }
 
+// unicastPeers picks, in the family of the instance's VIPs, this node's
+// first address on the instance's interface as the source and every other
+// node's first address there as a peer.
+func unicastPeers(self string, si spec.VRRPInstance) (netip.Addr, []netip.Addr, error) {
+	v6 := len(si.VIPs) > 0 && si.VIPs[0].Address.Addr().Is6()
+	first := func(node string) (netip.Addr, bool) {
+		for _, p := range si.PeerAddresses[node] {
+			if p.Addr().Is6() == v6 {
+				return p.Addr(), true
+			}
+		}
+		return netip.Addr{}, false
+	}
+	src, ok := first(self)
+	if !ok {
+		return netip.Addr{}, nil, fmt.Errorf("unicast: node %s has no address on %s to send from", self, si.Interface)
+	}
+	var peers []netip.Addr
+	var missing []string
+	for _, node := range vrrpKeys(si.Nodes) {
+		if node == self {
+			continue
+		}
+		a, ok := first(node)
+		if !ok {
+			missing = append(missing, node)
+			continue
+		}
+		peers = append(peers, a)
+	}
+	if len(missing) > 0 {
+		return netip.Addr{}, nil, fmt.Errorf("unicast: nodes %s have no address on %s (set nodes.NAME.interfaces.%s.addresses)", strings.Join(missing, ", "), si.Interface, si.Interface)
+	}
+	return src, peers, nil
+}
+
 // VRRPConfig translates the node's VRRP instances into the engine's
 // config. Features the engine refuses rather than half-implements (AH
 // authentication, VIPs on another device, unicast without peer addresses in
@@ -346,7 +383,11 @@ func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
 		}
 		in.VMAC = si.VMAC
 		if si.Unicast {
-			bad("unicast needs the peers' addresses, which the node view does not carry yet")
+			src, peers, err := unicastPeers(n.Name, si)
+			if err != nil {
+				bad("%v", err)
+			}
+			in.UnicastSrc, in.UnicastPeers = src, peers
 		}
 		for _, t := range si.TrackInterfaces {
 			in.TrackInterfaces = append(in.TrackInterfaces, vrrp.TrackInterface{Name: t.Name, Weight: t.Weight})

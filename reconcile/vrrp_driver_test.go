@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -64,7 +65,7 @@ func TestVRRPConfigRefusals(t *testing.T) {
 			i.VMAC, i.Version, i.AdvertInterval = true, 3, spec.Duration(time.Second)
 			i.VIPs = []spec.VIP{{Address: netip.MustParsePrefix("2001:db8::100/64")}}
 		}, "VMAC is supported for IPv4"},
-		{"unicast", func(i *spec.VRRPInstance) { i.Unicast = true }, "peers' addresses"},
+		{"unicast without addresses", func(i *spec.VRRPInstance) { i.Unicast = true }, "has no address on eth0"},
 		{"vip dev", func(i *spec.VRRPInstance) { i.VIPs[0].Dev = "eth1" }, "instance interface"},
 		{"check kind", func(i *spec.VRRPInstance) {
 			i.TrackChecks = []spec.TrackCheck{{Name: "x", Check: spec.Check{Kind: "smtp"}}}
@@ -225,5 +226,34 @@ func TestVRRPDriverPlanApplyEvents(t *testing.T) {
 	}
 	if len(vips.have) != 0 {
 		t.Errorf("VIPs left after removal: %v", vips.have)
+	}
+}
+
+// TestVRRPConfigUnicast: with unicast on, the source is this node's address
+// on the instance's interface and the peers are the other nodes' (from the
+// node view's peer addresses, filled by the loader); a node with no address
+// there is an error naming it.
+func TestVRRPConfigUnicast(t *testing.T) {
+	pfx := func(s string) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix(s)} }
+	n := &spec.Node{Name: "gw1", VRRP: map[string]spec.VRRPInstance{"VI_1": {
+		Interface: "eth0", VRID: 51, Version: 3, AdvertInterval: spec.Duration(100 * time.Millisecond), Unicast: true,
+		Nodes:         map[string]spec.VRRPNode{"gw1": {Priority: 150}, "gw2": {Priority: 100}, "gw3": {Priority: 90}},
+		VIPs:          []spec.VIP{{Address: netip.MustParsePrefix("203.0.113.100/24")}},
+		PeerAddresses: map[string][]netip.Prefix{"gw1": pfx("203.0.113.11/24"), "gw2": pfx("203.0.113.12/24"), "gw3": pfx("203.0.113.13/24")},
+		GARP:          spec.GARP{Repeat: 5},
+	}}}
+	cfg, err := VRRPConfig(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := cfg.Instances[0]
+	if in.UnicastSrc.String() != "203.0.113.11" || fmt.Sprint(in.UnicastPeers) != "[203.0.113.12 203.0.113.13]" {
+		t.Errorf("src %v peers %v", in.UnicastSrc, in.UnicastPeers)
+	}
+	vi := n.VRRP["VI_1"]
+	delete(vi.PeerAddresses, "gw3")
+	n.VRRP["VI_1"] = vi
+	if _, err := VRRPConfig(n); err == nil || !strings.Contains(err.Error(), "nodes gw3 have no address on eth0") {
+		t.Errorf("missing peer address: err = %v", err)
 	}
 }

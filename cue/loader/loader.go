@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -406,6 +407,14 @@ func decodeView(abs string, v cue.Value, node string, nodes []string, sel select
 	for _, k := range sel.vrrp {
 		var x spec.VRRPInstance
 		decode(lookup(cue.MakePath(cue.Str("vrrp"), cue.Str(k))), &x)
+		x.PeerAddresses = map[string][]netip.Prefix{}
+		for peer := range x.Nodes {
+			var addrs []netip.Prefix
+			p := cue.MakePath(cue.Str("nodes"), cue.Str(peer), cue.Str("interfaces"), cue.Str(x.Interface), cue.Str("addresses"))
+			if a := v.LookupPath(p); a.Exists() && a.Decode(&addrs) == nil {
+				x.PeerAddresses[peer] = addrs
+			}
+		}
 		n.VRRP[k] = x
 	}
 	for _, k := range sel.services {

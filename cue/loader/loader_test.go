@@ -85,6 +85,9 @@ func TestLabView(t *testing.T) {
 		len(in.VIPs) != 1 || in.VIPs[0].Address.String() != "203.0.113.100/24" || in.Interface != "eth0" {
 		t.Errorf("VI_1 = %+v", in)
 	}
+	if pa := in.PeerAddresses; len(pa["gw1"]) != 1 || pa["gw2"][0].String() != "203.0.113.12/24" {
+		t.Errorf("VI_1 peer addresses = %v", pa)
+	}
 	web := v.Services["web"]
 	if len(web.Binds) != 1 || web.Binds[0] != "203.0.113.100:80" || web.Balance != "roundrobin" ||
 		web.Servers["s1"].Address != "198.51.100.11:8080" || web.Servers["s2"].Address != "198.51.100.12:8080" ||

@@ -145,6 +145,10 @@ type VRRPInstance struct {
 	SyncGroup       string              `json:"sync_group,omitempty"`
 	VMAC            bool                `json:"vmac"`
 	Drift           DriftMode           `json:"drift,omitempty"`
+	// PeerAddresses are every node's own addresses on the instance's
+	// interface, taken from the other nodes' settings by the loader (the
+	// site does not write this field): unicast adverts go to them.
+	PeerAddresses map[string][]netip.Prefix `json:"peer_addresses,omitempty"`
 }
 
 // VRRPNode is one node's part in a virtual router.
