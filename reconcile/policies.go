@@ -67,7 +67,7 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 		vs = append(vs, policies.CheckChange(policies.Change{Prev: prev, Next: next, Trailers: rev.Trailers, Now: now()})...)
 		bad, warns := policies.Split(vs)
 		for _, w := range warns {
-			log.Warn("policy warning", "commit", rev.Commit, "policy", w.Policy, "path", w.Path, "msg", w.Msg)
+			log.Warn("policy warning", "commit", rev.Commit, "policy", w.Policy, "path", w.Path, "reason", w.Msg)
 		}
 		errs := PolicyErrors(bad)
 		if loader.HasSitePolicies(rev.Dir) {
