@@ -43,6 +43,8 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 		mu       sync.Mutex
 		memoRev  string
 		memoErrs loader.Errors
+		// warnedRev is the last revision whose warnings were logged.
+		warnedRev string
 	)
 	sitePolicies := func(ctx context.Context, rev Revision) loader.Errors {
 		mu.Lock()
@@ -66,9 +68,15 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 		vs := policies.Check(policies.FromNode(next))
 		vs = append(vs, policies.CheckChange(policies.Change{Prev: prev, Next: next, Trailers: rev.Trailers, Now: now()})...)
 		bad, warns := policies.Split(vs)
-		for _, w := range warns {
-			log.Warn("policy warning", "commit", rev.Commit, "policy", w.Policy, "path", w.Path, "reason", w.Msg)
+		mu.Lock()
+		// Once per revision, not on every resync.
+		if len(warns) > 0 && (rev.Commit == "" || rev.Commit != warnedRev) {
+			warnedRev = rev.Commit
+			for _, w := range warns {
+				log.Warn("policy warning", "commit", rev.Commit, "policy", w.Policy, "path", w.Path, "reason", w.Msg)
+			}
 		}
+		mu.Unlock()
 		errs := PolicyErrors(bad)
 		if loader.HasSitePolicies(rev.Dir) {
 			errs = append(errs, sitePolicies(ctx, rev)...)

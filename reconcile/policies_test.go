@@ -159,6 +159,11 @@ func TestPolicyCheckSecretWarning(t *testing.T) {
 	if strings.Contains(log, "s3cr3t") {
 		t.Errorf("the log shows the password:\n%s", log)
 	}
+	// A resync over the same revision does not log it again.
+	r.Pass(context.Background(), Revision{Commit: "c1", Dir: dir}, PassOptions{})
+	if n := strings.Count(logBuf.String(), "secret-in-clear"); n != 1 {
+		t.Errorf("warning logged %d times for one revision:\n%s", n, logBuf.String())
+	}
 }
 
 // TestPolicyCheckSitePolicies: the site's own policies refuse a revision,
