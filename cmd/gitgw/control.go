@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/control"
 )
@@ -33,12 +35,13 @@ func (f *controlFlags) register(fl *pflag.FlagSet) {
 func setupControl(node string, drivers []reconcile.Driver, kick chan<- struct{}, lastGood func() *reconcile.LastGood,
 	log *slog.Logger) (*control.Controller, []reconcile.Driver) {
 	o := control.Options{Node: node, Version: version, Kick: kick, LastGood: lastGood, Logger: log}
+	// By method, not type: drivers may be wrapped (the VRRP guardian).
 	for _, d := range drivers {
-		switch d := d.(type) {
-		case *reconcile.VRRPDriver:
-			o.VRRP, o.Engine = d.Engine(), d.Engine()
-		case *reconcile.ProxyDriver:
-			o.Pool = d.Pool()
+		if e, ok := d.(interface{ Engine() *vrrp.Engine }); ok {
+			o.VRRP, o.Engine = e.Engine(), e.Engine()
+		}
+		if p, ok := d.(interface{ Pool() *l4proxy.Pool }); ok {
+			o.Pool = p.Pool()
 		}
 	}
 	c := control.New(o)

@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/reconcile/control"
+	"github.com/gitgw/gitgw/test/gitremote"
+	"github.com/gitgw/gitgw/test/lab"
+	"github.com/gitgw/gitgw/test/systemd"
+)
+
+// TestServiceUnit runs packaging/gitgw.service, hardening and all, under a
+// real systemd (the namespaced harness) in a lab namespace holding gw1 of
+// the lab site: the unit reaches active through READY=1, the agent applies
+// the site within the sandbox (three capabilities, read-only system, system
+// call filter), answers `gitgw status` on /run/gitgw/gitgw.sock, and stops
+// cleanly with its ExecStopPost handover. Only paths are adapted: the
+// binary, the settings file, the state directory and the unit directory.
+func TestServiceUnit(t *testing.T) {
+	systemd.Require(t)
+	lab.RequireCommand(t, "ip", "git")
+	gitremote.RequireGit(t)
+	ns := lab.NewNetns(t, "sv")
+	ns.Run(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+	ns.Run(t, "ip", "addr", "add", "203.0.113.11/24", "dev", "eth0")
+	ns.Run(t, "ip", "link", "set", "eth0", "up")
+	ns.Run(t, "ip", "link", "set", "eth1", "up")
+	ns.Run(t, "ip", "addr", "add", "198.51.100.11/32", "dev", "lo")
+	ns.Run(t, "ip", "addr", "add", "198.51.100.12/32", "dev", "lo")
+	backends(t, ns, "198.51.100.11:8080", "198.51.100.12:8080")
+
+	h := systemd.New(t, systemd.Options{Name: "svc", Netns: ns.Path()})
+	// The repository cannot be under /tmp: the unit has PrivateTmp=.
+	repo := &gitremote.Repo{Dir: filepath.Join(h.StateDir, "site.git")}
+	if _, err := gitremote.Git("", "init", "-q", "--bare", "-b", "main", repo.Dir); err != nil {
+		t.Fatal(err)
+	}
+	repo.Commit(t, "main", operatorSite("500ms"), "lab: gw1")
+	bin, err := h.Install(gitgwBin, "gitgw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(h.StateDir, "var-lib-gitgw")
+	siteUnits := filepath.Join(h.StateDir, "site-units")
+	for _, d := range []string{state, siteUnits} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := filepath.Join(h.StateDir, "agent.env")
+	if err := os.WriteFile(env, []byte("GITGW_REPO="+repo.FileURL()+"\n"+
+		"GITGW_OPTS=--node gw1 --interval 1s --resync 1h --status-coalesce 0 --unit-dir "+siteUnits+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unit, err := os.ReadFile(filepath.Join(repoRoot(t), "packaging", "gitgw.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// systemd creates StateDirectory= under /var/lib, which is read-only
+	// in the harness: the state lives in a directory made writable instead.
+	// The agent pushes its status branch into the local repository, which
+	// must be writable too (in production it is remote).
+	u := strings.NewReplacer(
+		"/usr/local/bin/gitgw", bin,
+		"/etc/gitgw/agent.env", env,
+		"/var/lib/gitgw", state,
+		"StateDirectory=gitgw\n", "",
+		"StateDirectoryMode=0750\n", "",
+		"ReadWritePaths=/etc/systemd/system", "ReadWritePaths="+siteUnits+" "+state+" "+repo.Dir,
+	).Replace(string(unit))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := h.WriteUnit(ctx, "gitgw.service", u); err != nil {
+		t.Fatal(err)
+	}
+	// start returns once the agent sent READY=1 (Type=notify).
+	if out, err := h.Systemctl(ctx, "start", "gitgw.service"); err != nil {
+		st, _ := h.Systemctl(ctx, "status", "--no-pager", "gitgw.service")
+		t.Fatalf("start: %v\n%s\n%s", err, out, st)
+	}
+	if out, _ := h.Systemctl(ctx, "is-active", "gitgw.service"); strings.TrimSpace(out) != "active" {
+		t.Fatalf("gitgw.service is %q after start", out)
+	}
+
+	var st control.Status
+	nicEventually(t, 90*time.Second, "master of VI_1 with both servers up, seen through the socket", func() (bool, string) {
+		out, err := h.Try(ctx, bin, "status", "--json")
+		if err != nil {
+			return false, err.Error() + out
+		}
+		st = control.Status{}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return false, out
+		}
+		up := 0
+		for _, s := range st.Services {
+			for _, sv := range s.Servers {
+				if sv.Status == "UP" {
+					up++
+				}
+			}
+		}
+		return len(st.VRRP) == 1 && st.VRRP[0].State == "MASTER" && up == 2, out
+	})
+	if mode, err := h.Try(ctx, "stat", "-c", "%a", "/run/gitgw/gitgw.sock"); err != nil || strings.TrimSpace(mode) != "600" {
+		t.Errorf("control socket mode %q (%v)", mode, err)
+	}
+	if out, _ := h.Systemctl(ctx, "show", "-p", "StatusText", "gitgw.service"); !strings.Contains(out, st.Applied[:12]) {
+		t.Errorf("STATUS= does not name the applied commit: %s", out)
+	}
+	caps, _ := h.Systemctl(ctx, "show", "-p", "MainPID", "--value", "gitgw.service")
+	if pid := strings.TrimSpace(caps); pid != "" && pid != "0" {
+		if s, err := h.Try(ctx, "grep", "CapEff", "/proc/"+pid+"/status"); err == nil {
+			// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13).
+			if !strings.Contains(s, "0000000000003400") {
+				t.Errorf("agent capabilities: %s", s)
+			}
+		}
+	}
+
+	if out, err := h.Systemctl(ctx, "stop", "gitgw.service"); err != nil {
+		t.Fatalf("stop: %v\n%s", err, out)
+	}
+	out, _ := h.Systemctl(ctx, "show", "-p", "Result", "-p", "ExecMainStatus", "gitgw.service")
+	if !strings.Contains(out, "Result=success") {
+		t.Errorf("after stop: %s\n%s", out, nicLastLines(h.Log(), 40))
+	}
+}
