@@ -114,14 +114,11 @@ func TestServiceUnit(t *testing.T) {
 	if out, _ := h.Systemctl(ctx, "show", "-p", "StatusText", "gitgw.service"); !strings.Contains(out, st.Applied[:12]) {
 		t.Errorf("STATUS= does not name the applied commit: %s", out)
 	}
-	caps, _ := h.Systemctl(ctx, "show", "-p", "MainPID", "--value", "gitgw.service")
-	if pid := strings.TrimSpace(caps); pid != "" && pid != "0" {
-		if s, err := h.Try(ctx, "grep", "CapEff", "/proc/"+pid+"/status"); err == nil {
-			// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13).
-			if !strings.Contains(s, "0000000000003400") {
-				t.Errorf("agent capabilities: %s", s)
-			}
-		}
+	pid, _ := h.Systemctl(ctx, "show", "-p", "MainPID", "--value", "gitgw.service")
+	capEff, err := h.Try(ctx, "grep", "CapEff", "/proc/"+strings.TrimSpace(pid)+"/status")
+	// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13).
+	if err != nil || !strings.Contains(capEff, "0000000000003400") {
+		t.Errorf("agent (pid %q) capabilities: %q %v", pid, capEff, err)
 	}
 
 	if out, err := h.Systemctl(ctx, "stop", "gitgw.service"); err != nil {
