@@ -126,7 +126,9 @@ func (l *statusLab) startAgent(t *testing.T, args ...string) *agentProc {
 	t.Helper()
 	a := &agentProc{done: make(chan struct{})}
 	a.cmd = exec.Command(l.bin, append([]string{"agent", "--repo", l.repo.Dir, "--node", "gw1", "--state-dir", l.state,
-		"--interval", "1s", "--resync", "1h", "--status-coalesce", "0", "--debug"}, args...)...)
+		"--interval", "1s", "--resync", "1h", "--status-coalesce", "0", "--debug",
+		// No control socket or status page: several agents share this host.
+		"--socket", "", "--listen", ""}, args...)...)
 	a.cmd.Env = l.env
 	a.cmd.Stderr = lockedWriter{a}
 	if os.Geteuid() == 0 {
