@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -147,7 +148,8 @@ func TestAgentAppliesNICTuning(t *testing.T) {
 	logs := &nicLog{}
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, bin, "agent",
 		"--repo", repo.FileURL(), "--node", "gw1", "--state-dir", t.TempDir(),
-		"--interval", "1s", "--resync", "2s")
+		"--interval", "1s", "--resync", "2s",
+		"--socket", filepath.Join(t.TempDir(), "gitgw.sock"))
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

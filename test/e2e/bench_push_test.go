@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -101,7 +102,7 @@ func BenchmarkPushToApplied(b *testing.B) {
 		repo := gitremote.NewBare(b)
 		repo.Commit(b, "main", pushSite(0), "round 0")
 		args := []string{"netns", "exec", ns.Name, gitgwBin, "agent", "--node", "gw1", "--state-dir", b.TempDir(),
-			"--interval", "1s", "--resync", "1h", "--no-status"}
+			"--interval", "1s", "--resync", "1h", "--no-status", "--socket", filepath.Join(b.TempDir(), "gitgw.sock")}
 		if strings.HasPrefix(mode, "local") {
 			args = append(args, "--repo", repo.Dir)
 		} else {
