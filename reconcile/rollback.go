@@ -75,8 +75,8 @@ func (d *VRRPDriver) ProbeHealth(context.Context, *spec.Node) (Health, error) {
 	return h, nil
 }
 
-// ProbeHealth lists the unit instances whose plan still wants to start,
-// restart or change them: they are not running as desired.
+// ProbeHealth lists the unit instances the site wants that are not active
+// (stopped, failed, not yet started), as the units plan observes them.
 func (d *UnitsDriver) ProbeHealth(ctx context.Context, desired *spec.Node) (Health, error) {
 	var h Health
 	if desired == nil {
@@ -87,9 +87,13 @@ func (d *UnitsDriver) ProbeHealth(ctx context.Context, desired *spec.Node) (Heal
 		return h, fmt.Errorf("units: health: %w", err)
 	}
 	for _, c := range changes {
-		if c.Kind == units.KindInstance && c.Action != plan.NoOp && c.Action != plan.Delete {
-			h.Inactive = append(h.Inactive, c.ID)
+		if c.Kind != units.KindInstance || c.Action == plan.NoOp || c.Action == plan.Delete {
+			continue
 		}
+		if st, ok := c.Before.(units.InstanceStatus); ok && st.Active == "active" {
+			continue // enabled state or configuration differs; it runs
+		}
+		h.Inactive = append(h.Inactive, c.ID)
 	}
 	return h, nil
 }
@@ -204,9 +208,6 @@ type HealthGateOptions struct {
 	// Window is the bake window when the site sets none; 0 turns the gate
 	// off unless the site sets one.
 	Window time.Duration
-	// Poll is how often the node is looked at during the window (default
-	// 500 ms).
-	Poll   time.Duration
 	Logger *slog.Logger
 }
 
@@ -225,9 +226,6 @@ type HealthGate struct {
 
 // NewHealthGate returns a gate, reading the pin from the state dir.
 func NewHealthGate(o HealthGateOptions) (*HealthGate, error) {
-	if o.Poll <= 0 {
-		o.Poll = 500 * time.Millisecond
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -324,15 +322,12 @@ func (g *HealthGate) Bake(ctx context.Context, prev *LastGood, res Result) Resul
 		before = &start
 	}
 	g.log.Info("baking", "commit", shortCommit(res.AppliedCommit), "window", window)
-	deadline := time.Now().Add(window)
-	for time.Now().Before(deadline) {
-		t := time.NewTimer(min(g.o.Poll, time.Until(deadline)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return res
-		case <-t.C:
-		}
+	t := time.NewTimer(window)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return res
+	case <-t.C:
 	}
 	end, err := probe(ctx, drivers, desired)
 	if err != nil {

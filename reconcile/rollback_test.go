@@ -14,6 +14,8 @@ import (
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile/plan"
+	sdharness "github.com/gitgw/gitgw/test/systemd"
+	"github.com/gitgw/gitgw/units"
 )
 
 // healthProxy stands in for the proxy driver: it remembers the services it
@@ -115,7 +117,7 @@ func TestHealthGateRollsBackAndPins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate, err = NewHealthGate(HealthGateOptions{Runner: runner, StateDir: state, Window: 100 * time.Millisecond, Poll: 20 * time.Millisecond})
+	gate, err = NewHealthGate(HealthGateOptions{Runner: runner, StateDir: state, Window: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestHealthGateRollsBackAndPins(t *testing.T) {
 
 func mustGate(t *testing.T, r *Runner, state string) *HealthGate {
 	t.Helper()
-	g, err := NewHealthGate(HealthGateOptions{Runner: r, StateDir: state, Window: 100 * time.Millisecond, Poll: 20 * time.Millisecond})
+	g, err := NewHealthGate(HealthGateOptions{Runner: r, StateDir: state, Window: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,5 +224,53 @@ func TestRegressions(t *testing.T) {
 				t.Fatalf("Regressions = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestUnitsProbeHealthAgainstSystemd: the units driver's health lists an
+// instance stopped by hand, and nothing once it runs again.
+func TestUnitsProbeHealthAgainstSystemd(t *testing.T) {
+	h := sdharness.New(t, sdharness.Options{Name: "rbu"})
+	d, err := NewUnitsDriver(UnitsOptions{UnitDir: h.UnitDir, Socket: h.Socket(), Manager: units.Options{Settle: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(context.Background())
+	ctx := context.Background()
+	n := &spec.Node{
+		Name: "gw1",
+		Site: spec.SiteSettings{Drift: spec.DriftByKind{Units: spec.DriftCorrect}},
+		Units: map[string]spec.UnitTemplate{"app": {
+			Description: "app on %i", Type: "exec", ExecStart: "/bin/sleep infinity", Restart: "no",
+			Instances: []spec.InstanceSet{{List: []string{"7011", "7012"}}}, RollTimeout: spec.Duration(30 * time.Second),
+		}},
+	}
+	if err := d.Apply(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	probeInactive := func() string {
+		t.Helper()
+		hl, err := d.ProbeHealth(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(hl.Inactive, ",")
+	}
+	if got := probeInactive(); got != "" {
+		t.Fatalf("inactive after apply: %s", got)
+	}
+	h.MustSystemctl(t, "stop", "app@7012.service")
+	deadline := time.Now().Add(30 * time.Second)
+	for probeInactive() != "app@7012.service" {
+		if time.Now().After(deadline) {
+			t.Fatalf("stopped instance not reported; inactive: %q", probeInactive())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := d.Apply(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if got := probeInactive(); got != "" {
+		t.Fatalf("inactive after restart: %s", got)
 	}
 }
