@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -51,6 +52,12 @@ type VRRPDriver struct {
 	events   chan Event
 	fwdDone  chan struct{}
 	once     sync.Once
+
+	// applied is what this process last handed the engine, per instance:
+	// the settings the engine does not report (interval, preempt, auth,
+	// tracking, GARP, notify) are compared with it.
+	mu      sync.Mutex
+	applied map[string]vrrp.Instance
 }
 
 var (
@@ -153,7 +160,45 @@ func (d *VRRPDriver) Apply(ctx context.Context, desired *spec.Node) error {
 	if err != nil {
 		return err
 	}
-	return d.e.Set(ctx, cfg)
+	if err := d.e.Set(ctx, cfg); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.applied = map[string]vrrp.Instance{}
+	for _, in := range cfg.Instances {
+		d.applied[in.Name] = in
+	}
+	return nil
+}
+
+// changedSettings names the settings of want that differ from what was
+// last applied (secrets by name only).
+func (d *VRRPDriver) changedSettings(want vrrp.Instance) []string {
+	d.mu.Lock()
+	had, ok := d.applied[want.Name]
+	d.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	var out []string
+	hv, wv := reflect.ValueOf(had), reflect.ValueOf(want)
+	for i := 0; i < hv.NumField(); i++ {
+		f := hv.Type().Field(i)
+		a, b := hv.Field(i).Interface(), wv.Field(i).Interface()
+		if reflect.DeepEqual(a, b) {
+			continue
+		}
+		switch {
+		case f.Name == "AuthPass":
+			out = append(out, "authentication password changed")
+		case f.Type.Kind() == reflect.Slice || f.Type.Kind() == reflect.Struct:
+			out = append(out, f.Name+" changed")
+		default:
+			out = append(out, fmt.Sprintf("%s %v → %v", f.Name, a, b))
+		}
+	}
+	return out
 }
 
 // vrrpView is how an instance appears in a plan's before/after.
@@ -212,10 +257,12 @@ func (d *VRRPDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Chang
 			c.Before = before
 			cmpBefore := before
 			cmpBefore.State = ""
-			if equalView(cmpBefore, after) {
+			settings := d.changedSettings(in)
+			if equalView(cmpBefore, after) && len(settings) == 0 {
 				c.Action = plan.NoOp
 			} else {
 				c.Action, c.Reason = plan.Update, "changed in site (applied without a transition)"
+				c.Details = append(c.Details, settings...)
 			}
 			c.Details = append(c.Details, fmt.Sprintf("now %s, priority %d (base %d)", obs.State, obs.Priority, obs.BasePriority))
 		} else {
