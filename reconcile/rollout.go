@@ -221,8 +221,9 @@ type Rollout struct {
 
 	mu sync.Mutex
 	// commit is the revision being waited on, since when.
-	commit string
-	since  time.Time
+	commit    string
+	since     time.Time
+	warnedFor string
 }
 
 // ErrHeld matches the error of a held revision.
@@ -235,19 +236,26 @@ type HoldError struct {
 	Timeout time.Duration
 	// TimedOut: the timeout passed and the site says hold.
 	TimedOut bool
+	// RolledBack: these peers applied the commit and their health gate
+	// rolled it back; it is held whatever the timeout policy says.
+	RolledBack []Wait
 }
 
 func (e *HoldError) Error() string {
-	var names []string
+	if len(e.RolledBack) > 0 {
+		return fmt.Sprintf("rollout: holding %s: %s rolled it back (health gate); not applied here",
+			shortCommit(e.Commit), names(e.RolledBack))
+	}
+	var waiting []string
 	for _, w := range e.Waiting {
-		names = append(names, w.Node+" ("+w.Why+")")
+		waiting = append(waiting, w.Node+" ("+w.Why+")")
 	}
 	if e.TimedOut {
 		return fmt.Sprintf("rollout: holding %s: %s did not report it applied and healthy within %s; the site says hold (on_timeout)",
-			shortCommit(e.Commit), strings.Join(names, ", "), e.Timeout)
+			shortCommit(e.Commit), strings.Join(waiting, ", "), e.Timeout)
 	}
 	return fmt.Sprintf("rollout: %s waits for %s to report it applied and healthy (timeout %s)",
-		shortCommit(e.Commit), strings.Join(names, ", "), e.Timeout)
+		shortCommit(e.Commit), strings.Join(waiting, ", "), e.Timeout)
 }
 
 // Is makes errors.Is(err, ErrHeld) true.
@@ -306,10 +314,16 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 	since := r.since
 	r.mu.Unlock()
 
-	pending, err := r.pending(ctx, waits, rev.Commit)
+	pending, bad, err := r.pending(ctx, waits, rev.Commit)
 	if err != nil {
 		r.log.Warn("cannot read the peers' status branches", "err", err)
 		pending = waits
+	}
+	if len(bad) > 0 {
+		if !r.warned(rev.Commit) {
+			r.log.Error("a peer rolled the commit back; holding it", "commit", shortCommit(rev.Commit), "peers", names(bad))
+		}
+		return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, RolledBack: bad}
 	}
 	if len(pending) == 0 {
 		r.log.Info("peers applied the commit; applying", "commit", shortCommit(rev.Commit), "waited_for", names(waits),
@@ -331,15 +345,26 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 	return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, TimedOut: true}
 }
 
+// warned records that the rollback of commit by a peer was logged.
+func (r *Rollout) warned(commit string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.warnedFor == commit {
+		return true
+	}
+	r.warnedFor = commit
+	return false
+}
+
 // pending returns the waits whose node has not reported commit applied
-// and healthy. A node without a status branch has never run gitgw (it is
-// not deployed yet): nobody waits for it.
-func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string) ([]Wait, error) {
+// and healthy, and among them those that rolled it back. A node without a
+// status branch has never run gitgw (it is not deployed yet): nobody
+// waits for it.
+func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string) (pending, rolledBack []Wait, err error) {
 	st, err := r.o.Peers(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []Wait
 	for _, w := range waits {
 		s, ok := st[w.Node]
 		if !ok {
@@ -347,10 +372,29 @@ func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string) ([]W
 			continue
 		}
 		if !Settled(s, commit) {
-			out = append(out, w)
+			pending = append(pending, w)
+		}
+		if RolledBackBy(s, commit) {
+			rolledBack = append(rolledBack, w)
 		}
 	}
-	return out, nil
+	return pending, rolledBack, nil
+}
+
+// RolledBackBy says whether a node's status shows that its health gate
+// rolled commit back: the pass that did it, or a later one refusing the
+// pinned commit.
+func RolledBackBy(st drift.Status, commit string) bool {
+	if st.Desired.Commit != commit {
+		return false
+	}
+	switch st.LastPass.Outcome {
+	case drift.RolledBack:
+		return true
+	case drift.Rejected:
+		return strings.Contains(st.LastPass.Error, ErrPinned.Error())
+	}
+	return false
 }
 
 // Settled says whether a node's status shows commit applied and healthy:

@@ -204,6 +204,31 @@ func TestRolloutHold(t *testing.T) {
 			t.Fatalf("Hold = %v after %d reads", err, p.readsNow())
 		}
 	})
+	t.Run("a commit a peer rolled back is held, whatever the timeout policy", func(t *testing.T) {
+		p := &fakePeers{}
+		c := &clock{now: time.Unix(1000, 0)}
+		r := newRollout(p, c)
+		ro := spec.Rollout{Pairs: true, OnTimeout: "proceed"}
+		p.set("gw2", "c1", drift.RolledBack)
+		p.mu.Lock()
+		st := p.st["gw2"]
+		st.Desired.Commit = "c2"
+		p.st["gw2"] = st
+		p.mu.Unlock()
+		for _, after := range []time.Duration{0, time.Hour} {
+			c.now = c.now.Add(after)
+			err := r.Hold(ctx, rev, prev, gw1(ro), nil)
+			var he *HoldError
+			if !errors.As(err, &he) || len(he.RolledBack) != 1 || !strings.Contains(err.Error(), "gw2 rolled it back") {
+				t.Fatalf("after %s: Hold = %v", after, err)
+			}
+		}
+		// Later passes of gw2 refuse the pinned commit: still rolled back.
+		st.LastPass = drift.Pass{Outcome: drift.Rejected, Error: ErrPinned.Error() + ": c2 was rolled back"}
+		if !RolledBackBy(st, "c2") || RolledBackBy(st, "c3") {
+			t.Fatal("RolledBackBy")
+		}
+	})
 	t.Run("timeout proceeds", func(t *testing.T) {
 		p := &fakePeers{}
 		p.set("gw2", "c1", drift.Converged)
