@@ -38,7 +38,7 @@ type FleetNode struct {
 	Applied string `json:"applied_commit,omitempty"`
 	Desired string `json:"desired_commit,omitempty"`
 	// Sync compares the applied commit with the head: "current",
-	// "behind", "rejected", "failing" or "unknown".
+	// "behind", "rejected", "failing", "rolled-back", "held" or "unknown".
 	Sync     string    `json:"sync"`
 	LastSeen time.Time `json:"last_seen"`
 	Outcome  string    `json:"outcome,omitempty"`
@@ -63,7 +63,7 @@ type FleetVRRP struct {
 
 // FleetAlert is a problem worth a human's attention.
 type FleetAlert struct {
-	Kind    string `json:"kind"` // split-brain, no-master, rejected, failing, drift, unreadable
+	Kind    string `json:"kind"` // split-brain, no-master, rolled-back, rejected, failing, drift, unreadable
 	Subject string `json:"subject"`
 	Message string `json:"message"`
 }
@@ -94,6 +94,11 @@ func BuildFleet(head string, reports []NodeReport) Fleet {
 		case st.LastPass.Outcome == Failed:
 			n.Sync = "failing"
 			f.Alerts = append(f.Alerts, FleetAlert{"failing", r.Node, firstLine(st.LastPass.Error)})
+		case st.LastPass.Outcome == RolledBack:
+			n.Sync = "rolled-back"
+			f.Alerts = append(f.Alerts, FleetAlert{"rolled-back", r.Node, firstLine(st.LastPass.Error)})
+		case st.LastPass.Outcome == Held:
+			n.Sync = "held"
 		case head == "":
 		case st.Applied == head:
 			n.Sync = "current"
@@ -158,7 +163,7 @@ func BuildFleet(head string, reports []NodeReport) Fleet {
 }
 
 func alertRank(k string) int {
-	return slices.Index([]string{"split-brain", "no-master", "rejected", "failing", "unreadable", "drift"}, k)
+	return slices.Index([]string{"split-brain", "no-master", "rolled-back", "rejected", "failing", "unreadable", "drift"}, k)
 }
 
 // WriteFleetText renders the fleet table; now is used for "last seen" ages.

@@ -105,6 +105,10 @@ func headline(st Status) string {
 		return fmt.Sprintf("%s rejected, running %s", Short(st.Desired.Commit), orNone(Short(st.Applied)))
 	case Failed:
 		return fmt.Sprintf("%s failing, running %s", Short(st.Desired.Commit), orNone(Short(st.Applied)))
+	case RolledBack:
+		return fmt.Sprintf("%s rolled back (health gate), running %s", Short(st.Desired.Commit), orNone(Short(st.Applied)))
+	case Held:
+		return fmt.Sprintf("%s held (rollout), running %s", Short(st.Desired.Commit), orNone(Short(st.Applied)))
 	}
 	if len(st.Drift) > 0 {
 		return fmt.Sprintf("%s with %s", Short(st.Applied), plural(len(st.Drift), "open drift item"))
