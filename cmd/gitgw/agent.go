@@ -131,6 +131,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	defer status.stop(10 * time.Second)
+	fds := newFDStore(drivers, log)
 	stopControl, err := f.control.serve(ctx, ctl, log)
 	if err != nil {
 		return err
@@ -152,6 +153,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		OnResult: func(r reconcile.Result) {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
 			ctl.Observe(ctx, r)
+			fds.sync()
 			status.report(ctx, r)
 		},
 	})

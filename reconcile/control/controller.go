@@ -478,6 +478,9 @@ type overlay struct {
 
 func (w *overlay) Name() string { return w.inner.Name() }
 
+// Unwrap returns the driver the overlay wraps.
+func (w *overlay) Unwrap() reconcile.Driver { return w.inner }
+
 func (w *overlay) Plan(ctx context.Context, desired *spec.Node) ([]plan.Change, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +121,41 @@ func TestServiceUnit(t *testing.T) {
 	// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13).
 	if err != nil || !strings.Contains(capEff, "0000000000003400") {
 		t.Errorf("agent (pid %q) capabilities: %q %v", pid, capEff, err)
+	}
+
+	// The proxy's listeners are in systemd's fd store; after a crash the
+	// restarted agent gets it back (LISTEN_FDS), ExecStopPost having
+	// handed VI_1 over in between.
+	nicEventually(t, 30*time.Second, "the listener in the fd store", func() (bool, string) {
+		out, _ := h.Systemctl(ctx, "show", "-p", "NFileDescriptorStore", "--value", "gitgw.service")
+		n, _ := strconv.Atoi(strings.TrimSpace(out)) // one per SO_REUSEPORT listener
+		return n >= 1, out
+	})
+	if out, err := h.Systemctl(ctx, "kill", "--kill-who=main", "-s", "KILL", "gitgw.service"); err != nil {
+		t.Fatalf("kill: %v %s", err, out)
+	}
+	nicEventually(t, 90*time.Second, "restarted after the crash, master again", func() (bool, string) {
+		n, _ := h.Systemctl(ctx, "show", "-p", "NRestarts", "--value", "gitgw.service")
+		a, _ := h.Systemctl(ctx, "is-active", "gitgw.service")
+		out, err := h.Try(ctx, bin, "status", "--json")
+		if err != nil || strings.TrimSpace(n) != "1" || strings.TrimSpace(a) != "active" {
+			return false, n + a + out
+		}
+		var st control.Status
+		return json.Unmarshal([]byte(out), &st) == nil && len(st.VRRP) == 1 && st.VRRP[0].State == "MASTER" &&
+			len(st.Services) == 1 && st.Services[0].Status == "UP", out
+	})
+	if strings.Contains(h.Log(), "inherited fd is not a listener") {
+		t.Errorf("the restarted agent could not adopt the stored listener")
+	}
+	if err := ns.Do(func() error {
+		c, err := net.DialTimeout("tcp", "203.0.113.100:80", 5*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Errorf("the VIP's service after the restart: %v", err)
 	}
 
 	if out, err := h.Systemctl(ctx, "stop", "gitgw.service"); err != nil {
