@@ -224,6 +224,8 @@ type Rollout struct {
 	commit    string
 	since     time.Time
 	warnedFor string
+	labelsOf  string
+	labelsAt  map[string]map[string]string
 }
 
 // ErrHeld matches the error of a held revision.
@@ -288,12 +290,7 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 	var labels map[string]map[string]string
 	if len(desired.Site.Rollout.Waves) > 0 {
 		var err error
-		if r.o.Labels != nil {
-			labels, err = r.o.Labels(ctx, rev)
-		} else {
-			labels, err = NodeLabels(ctx, rev.Dir, r.o.Node)
-		}
-		if err != nil {
+		if labels, err = r.labels(ctx, rev); err != nil {
 			return err
 		}
 	}
@@ -343,6 +340,32 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 		return nil
 	}
 	return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, TimedOut: true}
+}
+
+// labels returns every node's labels at rev, loaded once per commit (a
+// held revision is looked at again every few seconds).
+func (r *Rollout) labels(ctx context.Context, rev Revision) (map[string]map[string]string, error) {
+	r.mu.Lock()
+	if r.labelsOf == rev.Commit {
+		l := r.labelsAt
+		r.mu.Unlock()
+		return l, nil
+	}
+	r.mu.Unlock()
+	var l map[string]map[string]string
+	var err error
+	if r.o.Labels != nil {
+		l, err = r.o.Labels(ctx, rev)
+	} else {
+		l, err = NodeLabels(ctx, rev.Dir, r.o.Node)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.labelsOf, r.labelsAt = rev.Commit, l
+	r.mu.Unlock()
+	return l, nil
 }
 
 // warned records that the rollback of commit by a peer was logged.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -229,6 +231,26 @@ func TestRolloutHold(t *testing.T) {
 			t.Fatal("RolledBackBy")
 		}
 	})
+	t.Run("waves: labels loaded once per commit", func(t *testing.T) {
+		p := &fakePeers{}
+		p.set("gw9", "c1", drift.Converged)
+		loads := 0
+		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Minute,
+			Labels: func(context.Context, Revision) (map[string]map[string]string, error) {
+				loads++
+				return map[string]map[string]string{"gw1": {"ring": "main"}, "gw9": {"ring": "canary"}}, nil
+			}})
+		ro := spec.Rollout{Waves: []spec.WaveSpec{{Labels: map[string]string{"ring": "canary"}}}}
+		for range 3 {
+			if err := r.Hold(ctx, rev, prev, gw1(ro), nil); !errors.Is(err, ErrHeld) || !strings.Contains(err.Error(), "gw9 (wave 0") {
+				t.Fatalf("Hold = %v", err)
+			}
+		}
+		p.set("gw9", "c2", drift.Converged)
+		if err := r.Hold(ctx, rev, prev, gw1(ro), nil); err != nil || loads != 1 {
+			t.Fatalf("Hold = %v after %d label loads", err, loads)
+		}
+	})
 	t.Run("timeout proceeds", func(t *testing.T) {
 		p := &fakePeers{}
 		p.set("gw2", "c1", drift.Converged)
@@ -273,4 +295,54 @@ func (f *fakePeers) readsNow() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.reads
+}
+
+func TestNodeLabelsAndWaveNotes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mod, err := os.ReadFile("../examples/lab/cue.mod/module.cue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := `package site
+
+site: rollout: waves: [{labels: ring: "canary"}]
+nodes: {
+	gw1: {labels: ring: "main", interfaces: eth0: addresses: ["203.0.113.11/24"]}
+	gw2: {labels: ring: "main", interfaces: eth0: addresses: ["203.0.113.12/24"]}
+	gw3: {labels: ring: "canary", interfaces: eth0: addresses: ["203.0.113.13/24"]}
+}
+vrrp: VI_1: {
+	interface: "eth0", vrid: 51, version: 3, advert_interval: "100ms"
+	nodes: {gw1: priority: 150, gw2: priority: 100}
+	vips: ["203.0.113.100/24"]
+}
+`
+	if err := os.MkdirAll(filepath.Join(dir, "cue.mod"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cue.mod", "module.cue"), mod, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "site.cue"), []byte(site), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	labels, err := NodeLabels(ctx, dir, "gw1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(labels) != 3 || labels["gw3"]["ring"] != "canary" {
+		t.Fatalf("labels = %v", labels)
+	}
+	_, n, err := loader.LoadWith(ctx, dir, "gw1", loader.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(RolloutNotes(n, labels), "\n")
+	want := "rollout: gw1 waits for gw2 to report a new commit applied and healthy (backup of VI_1 (priority 100 < 150))\n" +
+		"rollout: gw1 waits for gw3 to report a new commit applied and healthy (wave 0 (ring=canary) before wave 1)"
+	if got != want {
+		t.Fatalf("notes:\n%s\nwant:\n%s", got, want)
+	}
 }

@@ -54,6 +54,9 @@ func (f *safetyFlags) build(node, stateDir string, sf *siteFlags, st *statusFlag
 	if err != nil {
 		return nil, err
 	}
+	if mode == gitrepo.VerifyOff && (f.trustedKeys != "" || f.allowedSigners != "") {
+		return nil, errors.New("--trusted-keys and --allowed-signers need --verify-signatures head or strict")
+	}
 	if mode != gitrepo.VerifyOff {
 		g, ok := src.(*reconcile.GitSource)
 		if !ok {
