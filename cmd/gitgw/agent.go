@@ -88,7 +88,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	kick := make(chan struct{}, 1)
 	var runner *reconcile.Runner
 	probes := drivers
-	ctl, drivers := setupControl(f.node, drivers, kick, func() *reconcile.LastGood {
+	ctl, drivers := setupControl(f.node, stateDir, drivers, kick, func() *reconcile.LastGood {
 		if runner == nil {
 			return nil
 		}

@@ -32,9 +32,9 @@ func (f *controlFlags) register(fl *pflag.FlagSet) {
 // setupControl builds the controller and puts its override overlay in
 // front of the drivers; the returned drivers go to the Runner and the
 // Reporter (they include the "overrides" status section).
-func setupControl(node string, drivers []reconcile.Driver, kick chan<- struct{}, lastGood func() *reconcile.LastGood,
+func setupControl(node, stateDir string, drivers []reconcile.Driver, kick chan<- struct{}, lastGood func() *reconcile.LastGood,
 	log *slog.Logger) (*control.Controller, []reconcile.Driver) {
-	o := control.Options{Node: node, Version: version, Kick: kick, LastGood: lastGood, Logger: log}
+	o := control.Options{Node: node, Version: version, Kick: kick, LastGood: lastGood, StateDir: stateDir, Logger: log}
 	// By method, not type: drivers may be wrapped (the VRRP guardian).
 	for _, d := range drivers {
 		if e, ok := d.(interface{ Engine() *vrrp.Engine }); ok {

@@ -2,10 +2,13 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -87,10 +90,19 @@ type Options struct {
 	// Sources feed status, metrics and the page; each may be nil.
 	Engine VRRPStatuser
 	Pool   ProxyStatser
+	// StateDir keeps the overrides (overrides.json), so that an agent
+	// restarted during maintenance keeps a server drained or an instance
+	// given up. Suspension is not kept: a restarted agent must rebuild its
+	// in-process VRRP engine and proxy from the last good state. Empty: not
+	// kept.
+	StateDir string
 	// Now is the clock (time.Now when nil).
 	Now    func() time.Time
 	Logger *slog.Logger
 }
+
+// OverridesFile is the file in Options.StateDir that keeps the overrides.
+const OverridesFile = "overrides.json"
 
 // GiverUp makes a VRRP instance leave mastership (*vrrp.Engine).
 type GiverUp interface {
@@ -139,8 +151,57 @@ func New(o Options) *Controller {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Controller{o: o, log: o.Logger.With("component", "control"), overrides: map[string]Override{},
+	c := &Controller{o: o, log: o.Logger.With("component", "control"), overrides: map[string]Override{},
 		wrapped: map[string]*overlay{}, metrics: newPassMetrics()}
+	c.load()
+	return c
+}
+
+// load reads the overrides kept by a previous agent.
+func (c *Controller) load() {
+	if c.o.StateDir == "" {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(c.o.StateDir, OverridesFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var ovs []Override
+	if err == nil {
+		err = json.Unmarshal(b, &ovs)
+	}
+	if err != nil {
+		c.log.Error("overrides of the previous agent not restored", "err", err)
+		return
+	}
+	for _, o := range ovs {
+		c.overrides[o.key()] = o
+		c.log.Warn("override restored", "override", o.String(), "commit", o.Commit)
+	}
+}
+
+// saveLocked keeps the overrides for a restarted agent; c.mu is held.
+func (c *Controller) saveLocked() {
+	if c.o.StateDir == "" {
+		return
+	}
+	path := filepath.Join(c.o.StateDir, OverridesFile)
+	if len(c.overrides) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.log.Error("overrides file not removed", "err", err)
+		}
+		return
+	}
+	b, err := json.MarshalIndent(c.sortedOverridesLocked(), "", "  ")
+	if err == nil {
+		tmp := path + ".tmp"
+		if err = os.WriteFile(tmp, append(b, '\n'), 0o600); err == nil {
+			err = os.Rename(tmp, path)
+		}
+	}
+	if err != nil {
+		c.log.Error("overrides not kept for a restart", "err", err)
+	}
 }
 
 // Suspended reports whether applying is suspended (RunnerOptions.Suspend).
@@ -196,6 +257,9 @@ func (c *Controller) Observe(ctx context.Context, res reconcile.Result) {
 				delete(c.overrides, k)
 			}
 		}
+		if len(stale) > 0 {
+			c.saveLocked()
+		}
 	}
 	c.mu.Unlock()
 	if len(stale) == 0 {
@@ -225,6 +289,7 @@ func (c *Controller) Resume(ctx context.Context) error {
 	c.suspended = false
 	cleared := c.sortedOverridesLocked()
 	clear(c.overrides)
+	c.saveLocked()
 	c.mu.Unlock()
 	c.log.Info("resumed by the operator", "overrides_cleared", len(cleared))
 	err := c.reapply(ctx, families(cleared))
@@ -275,6 +340,7 @@ func (c *Controller) Set(ctx context.Context, o Override) (Override, error) {
 		delete(c.overrides, "state "+o.Target)
 	}
 	c.overrides[o.key()] = o
+	c.saveLocked()
 	c.mu.Unlock()
 	c.log.Warn("override set", "override", o.String(), "commit", o.Commit)
 	err := c.reapply(ctx, []string{o.family()})
@@ -299,6 +365,7 @@ func (c *Controller) Clear(ctx context.Context, target string) ([]Override, erro
 			delete(c.overrides, k)
 		}
 	}
+	c.saveLocked()
 	c.mu.Unlock()
 	if len(gone) == 0 {
 		return nil, nil

@@ -3,6 +3,8 @@ package control
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -236,3 +238,47 @@ type eventRecorder struct {
 }
 
 func (e *eventRecorder) Events() <-chan reconcile.Event { return e.ch }
+
+func TestOverridesKeptAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	lg := &reconcile.LastGood{Commit: "c1", Desired: labNode()}
+	newC := func() (*Controller, *recorder) {
+		c := New(Options{Node: "gw1", StateDir: dir, LastGood: func() *reconcile.LastGood { return lg }})
+		p := &recorder{name: "proxy"}
+		c.Wrap([]reconcile.Driver{p})
+		return c, p
+	}
+	c, _ := newC()
+	if _, err := c.Set(ctx, Override{Action: ActionDrain, Target: "web/s2"}); err != nil {
+		t.Fatal(err)
+	}
+	c.Suspend()
+	if fi, err := os.Stat(filepath.Join(dir, OverridesFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("overrides file: %v", err)
+	}
+	// A new agent: the override is back, and its first pass applies it;
+	// suspension is not kept (the data plane must be rebuilt).
+	c2, p2 := newC()
+	if got := c2.Overrides(); len(got) != 1 || got[0].String() != "drain web/s2" || got[0].Commit != "c1" {
+		t.Fatalf("restored: %v", got)
+	}
+	if c2.Suspended() {
+		t.Fatal("suspension kept across a restart")
+	}
+	if err := c2.wrapped["proxy"].Apply(ctx, lg.Desired); err != nil {
+		t.Fatal(err)
+	}
+	if !p2.last(t).Services["web"].Servers["s2"].Drain {
+		t.Fatal("the restored override is not applied by the first pass")
+	}
+	if err := c2.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, OverridesFile)); !os.IsNotExist(err) {
+		t.Fatalf("overrides file after resume: %v", err)
+	}
+	if c3, _ := newC(); len(c3.Overrides()) != 0 {
+		t.Fatal("cleared overrides came back")
+	}
+}

@@ -18,5 +18,7 @@
 // plans and applies them like the site itself and never mistakes them for
 // drift. They are shown in status and in the status branch (the "overrides"
 // section), and they end with `gitgw resume`, `gitgw override clear`, or the
-// first pass that applies a different commit.
+// first pass that applies a different commit. They are kept in the state
+// directory, so a restarted agent keeps them; a suspension is not kept,
+// since a restarted agent must rebuild its in-process data plane.
 package control
