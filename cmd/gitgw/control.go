@@ -82,12 +82,13 @@ func (f *controlFlags) serve(ctx context.Context, c *control.Controller, log *sl
 		})
 	}
 	if f.listen != "" {
-		l, err := net.Listen("tcp", f.listen)
-		if err != nil {
-			stop()
-			return nil, fmt.Errorf("status page and metrics: %w", err)
+		// A taken port must not keep a gateway from running its VIPs:
+		// the page and the metrics are off, loudly, and the agent runs.
+		if l, err := net.Listen("tcp", f.listen); err != nil {
+			log.Error("status page and metrics off: cannot listen", "addr", f.listen, "err", err)
+		} else {
+			start(l, "status page and metrics", func() error { return control.Serve(ctx, l, c.WebHandler()) })
 		}
-		start(l, "status page and metrics", func() error { return control.Serve(ctx, l, c.WebHandler()) })
 	}
 	return stop, nil
 }
