@@ -125,6 +125,13 @@ var (
 	_ ProxyStatser = (*l4proxy.Pool)(nil)
 )
 
+// waiter is a `gitgw reconcile` waiting for a pass that started after it
+// asked.
+type waiter struct {
+	since time.Time
+	ch    chan reconcile.Result
+}
+
 // Controller holds the operator's runtime state — suspended or not, the
 // overrides — and the last pass, and applies overrides through the drivers
 // it wraps.
@@ -139,7 +146,7 @@ type Controller struct {
 	last      *reconcile.Result
 	passes    uint64
 	corrected int
-	waiters   []chan reconcile.Result
+	waiters   []waiter
 	wrapped   map[string]*overlay
 }
 
@@ -245,10 +252,15 @@ func (c *Controller) Observe(ctx context.Context, res reconcile.Result) {
 	c.last = &r
 	c.passes++
 	c.corrected += len(res.Drift)
+	keep := c.waiters[:0]
 	for _, w := range c.waiters {
-		w <- res
+		if res.Started.Before(w.since) {
+			keep = append(keep, w) // a pass that was already running
+			continue
+		}
+		w.ch <- res
 	}
-	c.waiters = nil
+	c.waiters = keep
 	var stale []Override
 	if (res.Outcome == reconcile.Applied || res.Outcome == reconcile.Unchanged) && res.AppliedCommit != "" {
 		for k, o := range c.overrides {
@@ -297,13 +309,14 @@ func (c *Controller) Resume(ctx context.Context) error {
 	return err
 }
 
-// Reconcile asks for a pass now and, with wait, returns its result.
+// Reconcile asks for a pass now and, with wait, returns the result of the
+// first pass that started after the request.
 func (c *Controller) Reconcile(ctx context.Context, wait bool) (reconcile.Result, error) {
 	var ch chan reconcile.Result
 	if wait {
 		ch = make(chan reconcile.Result, 1)
 		c.mu.Lock()
-		c.waiters = append(c.waiters, ch)
+		c.waiters = append(c.waiters, waiter{since: time.Now(), ch: ch})
 		c.mu.Unlock()
 	}
 	c.kick()
