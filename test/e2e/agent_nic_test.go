@@ -3,12 +3,10 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -134,7 +132,6 @@ func nicWant(ns *lab.Netns, rpsCPUs string, flowCnt, nonlocal int) func() (bool,
 func TestAgentAppliesNICTuning(t *testing.T) {
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "git", "sh")
-	bin := gitgwBin
 	repo := gitremote.NewBare(t)
 	repo.Commit(t, "main", nicSite("0", 1024, 0, ""), "tuning: rps on cpu0")
 
@@ -145,39 +142,12 @@ func TestAgentAppliesNICTuning(t *testing.T) {
 	ns.Run(t, "ip", "link", "set", "eth0", "up")
 	ns.Run(t, "ip", "link", "set", "eth1", "up")
 
-	logs := &nicLog{}
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, bin, "agent",
+	ag := startNetnsAgent(t, ns, "gw1",
 		"--repo", repo.FileURL(), "--node", "gw1", "--state-dir", t.TempDir(),
 		"--interval", "1s", "--resync", "2s",
 		"--socket", filepath.Join(t.TempDir(), "gitgw.sock"))
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// `ip netns exec` execs the agent: the PID is the agent's.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("agent log:\n%s", logs.String())
-		}
-	})
-	agentAlive := func() {
-		t.Helper()
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("agent exited: %v\n%s", err, logs.String())
-		default:
-		}
-	}
+	logs := ag.logs
+	agentAlive := func() { t.Helper(); ag.alive(t, "the test's end") }
 
 	nicEventually(t, 90*time.Second, "first commit applied", nicWant(ns, "0", 1024, 0))
 	agentAlive()

@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -84,31 +82,11 @@ func TestOperatorControl(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "run", "gitgw.sock")
 	units := filepath.Join(dir, "units")
-	logs := &nicLog{}
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, gitgwBin, "agent",
+	ag := startNetnsAgent(t, ns, "gw1",
 		"--repo", repo.FileURL(), "--node", "gw1", "--state-dir", filepath.Join(dir, "state"),
 		"--interval", "1s", "--resync", "1h", "--status-coalesce", "0",
 		"--socket", sock, "--listen", "127.0.0.1:9142",
 		"--unit-dir", units, "--systemd-socket", filepath.Join(units, "none"))
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// `ip netns exec` execs the agent: the PID is the agent's.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("agent log (last lines):\n%s", nicLastLines(logs.String(), 80))
-		}
-	})
 
 	gitgw := func(args ...string) string {
 		t.Helper()
@@ -148,12 +126,7 @@ func TestOperatorControl(t *testing.T) {
 		t.Helper()
 		var st control.Status
 		nicEventually(t, 90*time.Second, what, func() (bool, string) {
-			select {
-			case err := <-exited:
-				exited <- err
-				t.Fatalf("agent exited: %v", err)
-			default:
-			}
+			ag.alive(t, what)
 			var bad string
 			st, bad = status()
 			if bad != "" {

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -62,38 +60,18 @@ services: web: {
 
 // rolloutAgent is one `gitgw agent` running in a gateway's namespace.
 type rolloutAgent struct {
+	*netnsAgent
 	node, state string
-	cmd         *exec.Cmd
-	logs        *nicLog
-	exited      chan error
 }
 
 func startRolloutAgent(t *testing.T, ns *lab.Netns, node, repo string) *rolloutAgent {
 	t.Helper()
-	a := &rolloutAgent{node: node, state: filepath.Join(t.TempDir(), "state-"+node), logs: &nicLog{}, exited: make(chan error, 1)}
+	a := &rolloutAgent{node: node, state: filepath.Join(t.TempDir(), "state-"+node)}
 	units := filepath.Join(t.TempDir(), "units")
-	a.cmd = exec.Command("ip", "netns", "exec", ns.Name, gitgwBin, "agent",
+	a.netnsAgent = startNetnsAgent(t, ns, node,
 		"--repo", repo, "--node", node, "--state-dir", a.state,
 		"--interval", "1s", "--resync", "1h", "--status-coalesce", "0", "--rollout-poll", "300ms",
 		"--socket", "", "--listen", "", "--unit-dir", units, "--systemd-socket", filepath.Join(units, "none"))
-	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.exited <- a.cmd.Wait() }()
-	t.Cleanup(func() {
-		// `ip netns exec` execs the agent: the PID is the agent's.
-		_ = a.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-a.exited:
-		case <-time.After(20 * time.Second):
-			_ = a.cmd.Process.Kill()
-			<-a.exited
-		}
-		if t.Failed() {
-			t.Logf("%s agent log (last lines):\n%s", node, nicLastLines(a.logs.String(), 60))
-		}
-	})
 	return a
 }
 
@@ -141,12 +119,7 @@ func firstStatus(t *testing.T, repo *gitremote.Repo, a *rolloutAgent, within tim
 				return e
 			}
 		}
-		select {
-		case err := <-a.exited:
-			a.exited <- err
-			t.Fatalf("%s agent exited (%v) before %s", a.node, err, what)
-		default:
-		}
+		a.alive(t, what)
 		if time.Now().After(deadline) {
 			var subjects []string
 			for _, e := range statusHistory(t, repo, a.node) {
@@ -279,12 +252,7 @@ func TestRolloutBackupFirstAndRollback(t *testing.T) {
 	})
 	// Past the 25 s peer timeout, gw1 still holds c3.
 	for time.Since(c3At) < 30*time.Second {
-		select {
-		case err := <-a1.exited:
-			a1.exited <- err
-			t.Fatalf("gw1 agent exited: %v", err)
-		default:
-		}
+		a1.alive(t, "the peer timeout passed")
 		time.Sleep(200 * time.Millisecond)
 	}
 	hist := statusHistory(t, repo, "gw1")

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -166,29 +165,12 @@ func TestAgentVerifiesSignatures(t *testing.T) {
 	c1 := w.commit(sigSite("1"), "ssh-signed by a trusted key", trustedSSH, nil)
 
 	ns := lab.NewNetns(t, "sig")
-	a := &rolloutAgent{node: "gw1", state: filepath.Join(t.TempDir(), "state"), logs: &nicLog{}, exited: make(chan error, 1)}
+	a := &rolloutAgent{node: "gw1", state: filepath.Join(t.TempDir(), "state")}
 	units := filepath.Join(t.TempDir(), "units")
-	a.cmd = exec.Command("ip", "netns", "exec", ns.Name, gitgwBin, "agent",
+	a.netnsAgent = startNetnsAgent(t, ns, "gw1",
 		"--repo", repo.Dir, "--node", "gw1", "--state-dir", a.state, "--interval", "1s", "--resync", "1h",
 		"--status-coalesce", "0", "--socket", "", "--listen", "", "--unit-dir", units, "--systemd-socket", filepath.Join(units, "none"),
 		"--verify-signatures", "head", "--trusted-keys", ring, "--allowed-signers", signers)
-	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.exited <- a.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = a.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-a.exited:
-		case <-time.After(20 * time.Second):
-			_ = a.cmd.Process.Kill()
-			<-a.exited
-		}
-		if t.Failed() {
-			t.Logf("agent log (last lines):\n%s", nicLastLines(a.logs.String(), 40))
-		}
-	})
 
 	applied := func(c string) func(drift.Status) bool {
 		return func(st drift.Status) bool { return st.Applied == c && st.LastPass.Outcome == drift.Converged }
