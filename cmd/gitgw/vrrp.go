@@ -13,8 +13,9 @@ import (
 
 func newVRRPCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "vrrp",
-		Short: "VRRP engine tools",
+		Use:     "vrrp",
+		Short:   "VRRP engine tools",
+		Example: `  gitgw vrrp release --state-dir /var/lib/gitgw   # after the agent died: hand mastership over now`,
 	}
 	var stateDir string
 	var timeout time.Duration
