@@ -138,6 +138,9 @@ func Compose(st Status, in Input, events []Event, at time.Time, took time.Durati
 
 func eventTag(ev Event) string {
 	switch {
+	case ev.Kind == "transition" && ev.Driver == "vrrp" && strings.Contains(ev.Message, "INIT ->"):
+		// An instance starting (agent start, instance added) is no failover.
+		return "vrrp"
 	case ev.Kind == "transition" && ev.Driver == "vrrp":
 		return "failover"
 	case ev.Kind == "health":
