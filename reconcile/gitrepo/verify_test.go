@@ -1,10 +1,6 @@
 package gitrepo
 
 import (
-	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,59 +9,12 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/gitgw/gitgw/test/gitremote"
 	"github.com/gitgw/gitgw/test/lab"
 )
-
-// sshKey writes a fresh ed25519 private key for git's ssh signing and
-// returns its path and its authorized_keys line.
-func sshKey(t *testing.T, dir, name string) (string, string) {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	spub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(spub)))
-}
-
-// pgpKey returns a fresh OpenPGP entity and its armored public key.
-func pgpKey(t *testing.T, name string) (*openpgp.Entity, []byte) {
-	t.Helper()
-	e, err := openpgp.NewEntity(name, "", strings.ToLower(name)+"@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	w, err := armor.Encode(&b, openpgp.PublicKeyType, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Serialize(w); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return e, b.Bytes()
-}
 
 type signedRepo struct {
 	t    *testing.T
@@ -147,10 +96,10 @@ func TestVerifySignatures(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	keys := t.TempDir()
-	trustedSSH, trustedLine := sshKey(t, keys, "trusted")
-	otherSSH, _ := sshKey(t, keys, "other")
-	trustedPGP, trustedArmor := pgpKey(t, "Trusted")
-	otherPGP, _ := pgpKey(t, "Other")
+	trustedSSH, trustedLine := gitremote.SSHSigningKey(t, keys, "trusted")
+	otherSSH, _ := gitremote.SSHSigningKey(t, keys, "other")
+	trustedPGP, trustedArmor := gitremote.PGPKey(t, "Trusted")
+	otherPGP, _ := gitremote.PGPKey(t, "Other")
 	signers := []byte("# site operators\nops@example.com namespaces=\"git\" " + trustedLine + " ops\n")
 
 	r := newSignedRepo(t)
@@ -222,7 +171,7 @@ func TestVerifySignatures(t *testing.T) {
 
 func TestParseAllowedSigners(t *testing.T) {
 	t.Parallel()
-	_, line := sshKey(t, t.TempDir(), "k")
+	_, line := gitremote.SSHSigningKey(t, t.TempDir(), "k")
 	for _, tc := range []struct {
 		name, in string
 		ok       bool
@@ -262,7 +211,7 @@ func TestSSHSignatureValidity(t *testing.T) {
 	gitremote.RequireGit(t)
 	lab.RequireCommand(t, "ssh-keygen")
 	keys := t.TempDir()
-	key, line := sshKey(t, keys, "k")
+	key, line := gitremote.SSHSigningKey(t, keys, "k")
 	r := newSignedRepo(t)
 	c := r.commitSSH("signed", key)
 	s := openSource(t, Options{URL: r.dir})

@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,9 +10,6 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	"github.com/ProtonMail/go-crypto/openpgp/packet"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/test/gitremote"
@@ -92,47 +86,6 @@ func (w *sigWork) commit(files map[string]string, msg, sshKey string, pgp *openp
 	return w.git("rev-parse", "HEAD")
 }
 
-func sigSSHKey(t *testing.T, dir, name string) (path, authorized string) {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path = filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
-}
-
-func sigPGPKey(t *testing.T, name string) (*openpgp.Entity, []byte) {
-	t.Helper()
-	e, err := openpgp.NewEntity(name, "", strings.ToLower(name)+"@example.com", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	aw, err := armor.Encode(&b, openpgp.PublicKeyType, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Serialize(aw); err != nil {
-		t.Fatal(err)
-	}
-	if err := aw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return e, b.Bytes()
-}
-
 // TestAgentVerifiesSignatures runs the agent with --verify-signatures head
 // and trusted OpenPGP and SSH keys: commits that are unsigned or signed by
 // an unknown key are refused (reported on the status branch, the last
@@ -143,10 +96,10 @@ func TestAgentVerifiesSignatures(t *testing.T) {
 	lab.RequireCommand(t, "ip", "git", "ssh-keygen")
 	gitremote.RequireGit(t)
 	keys := t.TempDir()
-	trustedSSH, trustedLine := sigSSHKey(t, keys, "trusted")
-	otherSSH, _ := sigSSHKey(t, keys, "other")
-	trustedPGP, trustedArmor := sigPGPKey(t, "Trusted")
-	otherPGP, _ := sigPGPKey(t, "Other")
+	trustedSSH, trustedLine := gitremote.SSHSigningKey(t, keys, "trusted")
+	otherSSH, _ := gitremote.SSHSigningKey(t, keys, "other")
+	trustedPGP, trustedArmor := gitremote.PGPKey(t, "Trusted")
+	otherPGP, _ := gitremote.PGPKey(t, "Other")
 	signers := filepath.Join(keys, "allowed_signers")
 	ring := filepath.Join(keys, "trusted.asc")
 	if err := os.WriteFile(signers, []byte("ops@example.com namespaces=\"git\" "+trustedLine+"\n"), 0o644); err != nil {
