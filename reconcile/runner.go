@@ -353,8 +353,9 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 
 	if r.opts.Hold != nil && res.Outcome == "" && !isDrift {
 		if herr := r.opts.Hold(ctx, rev, r.lastGood, desired, p); herr != nil {
-			res.Outcome, res.Err, res.Applied, res.Drift = Held, herr, nil, nil
+			res.Outcome, res.Err, res.Applied, res.Drift, res.Reported = Held, herr, nil, nil, nil
 			r.log.Debug("revision held", "commit", commit, "why", herr)
+			r.reassertLastGood(ctx, &res)
 			return res
 		}
 	}
@@ -391,6 +392,49 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 	r.log.Info("pass", "commit", commit, "outcome", res.Outcome, "applied", len(res.Applied),
 		"drift", len(res.Drift), "remaining", len(res.Remaining))
 	return res
+}
+
+// reassertLastGood keeps the last good state running while a new revision
+// waits for its turn, as a rejected revision does: drift against it is
+// corrected (per the drift modes), and an agent that restarted into a held
+// revision rebuilds its in-process data plane (VRRP engine, proxy pool)
+// from it instead of running nothing until its peer reports.
+func (r *Runner) reassertLastGood(ctx context.Context, res *Result) {
+	lg := r.lastGood
+	if lg == nil || lg.Desired == nil {
+		return
+	}
+	p, err := r.PlanFor(ctx, lg.Desired, lg.Commit)
+	if err != nil {
+		r.log.Error("plan of the last good state failed", "commit", lg.Commit, "err", err)
+	}
+	drift := r.passes > 0 // a restarted process rebuilds, it does not repair
+	apply := map[string]bool{}
+	for _, ch := range p.Actionable() {
+		if drift {
+			ch.Drift = true
+			switch driftMode(lg.Desired.Site.Drift, ch.Driver) {
+			case spec.DriftIgnore:
+				continue
+			case spec.DriftReport:
+				res.Reported = append(res.Reported, ch)
+				continue
+			}
+			res.Drift = append(res.Drift, ch)
+		}
+		apply[ch.Driver] = true
+	}
+	for _, d := range r.applyOrder(p) {
+		if !apply[d.Name()] {
+			continue
+		}
+		if err := d.Apply(ctx, lg.Desired); err != nil {
+			r.log.Error("re-asserting the last good state", "driver", d.Name(), "commit", lg.Commit, "err", err)
+		}
+	}
+	if len(apply) > 0 {
+		r.log.Info("last good state re-asserted while a revision is held", "commit", lg.Commit, "drift", len(res.Drift), "rebuilt", !drift)
+	}
 }
 
 func (r *Runner) remember(commit string, desired *spec.Node) {
