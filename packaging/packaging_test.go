@@ -91,9 +91,7 @@ func mustRead(t *testing.T, name string) []byte {
 }
 
 func TestUnitVerifies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: builds the binary")
-	}
+	lab.SkipShort(t, "builds the binary")
 	lab.RequireCommand(t, "systemd-analyze")
 	path := installed(t, buildGitgw(t))
 	out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
@@ -152,9 +150,7 @@ func TestUnitDirectives(t *testing.T) {
 // TestAgentEnvFlags checks that every flag the settings file passes is a
 // flag of `gitgw agent`.
 func TestAgentEnvFlags(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: builds the binary")
-	}
+	lab.SkipShort(t, "builds the binary")
 	help, err := exec.Command(buildGitgw(t), "agent", "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("gitgw agent --help: %v\n%s", err, help)
@@ -192,9 +188,7 @@ func TestAgentEnvFlags(t *testing.T) {
 
 // TestMakeInstall runs `make install` into a DESTDIR.
 func TestMakeInstall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: builds the binary")
-	}
+	lab.SkipShort(t, "builds the binary")
 	lab.RequireCommand(t, "make")
 	dest := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/test/lab"
 )
 
 // TestAlwaysValid imports the test configurations with each line deleted
@@ -16,9 +17,7 @@ import (
 // the keyword by a strange one: whatever the input,
 // the import writes a site the loader accepts.
 func TestAlwaysValid(t *testing.T) {
-	if testing.Short() {
-		t.Skip("loads a few hundred sites")
-	}
+	lab.SkipShort(t, "loads a few hundred sites")
 	for _, c := range goldenCases {
 		if c.name != "full" && c.name != "seed003" && c.name != "seed001" {
 			continue

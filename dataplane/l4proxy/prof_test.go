@@ -7,13 +7,15 @@ import (
 	"time"
 )
 
-// TestProfShort profiles the pool process under short connections
-// (L4PROF=path). A tool for the benchmarks' CPU-per-connection figure.
-func TestProfShort(t *testing.T) {
+// BenchmarkL4ProfileShort profiles the pool process under short
+// connections: a tool behind the CPU-per-connection figure, run on demand
+// (L4PROF=/path/to/cpu.prof go test -run '^$' -bench L4ProfileShort).
+func BenchmarkL4ProfileShort(b *testing.B) {
 	path := os.Getenv("L4PROF")
 	if path == "" {
-		t.Skip("set L4PROF=/path/to/cpu.prof")
+		b.Skip("set L4PROF=/path/to/cpu.prof")
 	}
+	t := b
 	rr := rrBackendT(t)
 	bind := freePort(t)
 	h := startHelper(t, Config{Services: []Service{{Name: "p", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "s", Addr: rr, Weight: 1}}}}},

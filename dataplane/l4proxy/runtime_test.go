@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
 )
 
 // fakeClock is a Clock the test advances by hand.
@@ -100,7 +102,7 @@ func TestCheckLoopFakeClock(t *testing.T) {
 	// Bring it back on the same address; Rise = 2 at the down then fast interval.
 	ln, err := net.Listen("tcp4", addr.String())
 	if err != nil {
-		t.Skipf("port reused meanwhile: %v", err)
+		t.Fatalf("cannot bring the server back on %s: %v", addr, err)
 	}
 	defer ln.Close()
 	tick(30 * time.Second)
@@ -289,9 +291,7 @@ func TestHotSetUnderLoad(t *testing.T) {
 // running in its own process (2 fds per connection there; clients and
 // server here): none is refused, and none pins a buffer or a pipe.
 func TestIdleConnections(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
+	lab.SkipShort(t, "holds 10,000 connections")
 	n := 10000
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && int(lim.Cur) < 2*n+200 {

@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/gitgw/gitgw/test/lab"
 )
 
 func TestSoftirqSpread(t *testing.T) {
@@ -77,7 +79,7 @@ func TestParseHostProc(t *testing.T) {
 	for _, name := range []string{"/proc/softirqs", "/proc/interrupts"} {
 		f, err := os.Open(name)
 		if err != nil {
-			t.Skipf("no %s: %v", name, err)
+			lab.Unavailable(t, "no %s: %v", name, err)
 		}
 		if name == "/proc/softirqs" {
 			_, err = parseSoftirqs(f, "NET_RX")

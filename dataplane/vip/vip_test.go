@@ -29,9 +29,7 @@ func handleIn(t *testing.T, ns *lab.Netns) *netlink.Handle {
 }
 
 func TestAddRemovePresent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real-kernel lab: not in -short")
-	}
+	lab.SkipShort(t, "real-kernel lab: not in -short")
 	lab.RequireRoot(t)
 	sw := lab.NewSwitch(t)
 	gw := lab.NewNetns(t, "vip")
@@ -84,9 +82,7 @@ func TestAddRemovePresent(t *testing.T) {
 // neighbour table, inside its locktime: the client's entry for the VIP
 // moves from gw1's MAC to gw2's on one announcement.
 func TestAnnounceMovesNeighbour(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real-kernel lab: not in -short")
-	}
+	lab.SkipShort(t, "real-kernel lab: not in -short")
 	lab.RequireRoot(t)
 	sw := lab.NewSwitch(t)
 	gw1, gw2, cl := lab.NewNetns(t, "va"), lab.NewNetns(t, "vb"), lab.NewNetns(t, "vc")
@@ -149,9 +145,7 @@ func waitLinkLocal(t *testing.T, ns *lab.Netns) {
 }
 
 func TestWatchReportsChanges(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real-kernel lab: not in -short")
-	}
+	lab.SkipShort(t, "real-kernel lab: not in -short")
 	lab.RequireRoot(t)
 	sw := lab.NewSwitch(t)
 	gw := lab.NewNetns(t, "vw")

@@ -88,9 +88,7 @@ const settle = 20 * time.Second
 // skipShort keeps the namespace labs out of `go test -short` (make unit).
 func skipShort(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("real-kernel lab: not in -short")
-	}
+	lab.SkipShort(t, "real-kernel lab: not in -short")
 } // generous: a loaded 2-core CI box
 
 func TestLabElectionFailoverAndStop(t *testing.T) {

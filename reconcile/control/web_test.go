@@ -94,9 +94,7 @@ func TestMetrics(t *testing.T) {
 // servers' health with their colours, the override and the commit; the
 // screenshot is kept in testdata/page.png for a person to look at.
 func TestPageInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: no browser")
-	}
+	lab.SkipShort(t, "no browser")
 	lab.RequireCommand(t, "chromium")
 	srv := httptest.NewServer(fixture(t).WebHandler())
 	defer srv.Close()

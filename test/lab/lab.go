@@ -241,3 +241,13 @@ func Veth(t testing.TB, a *Netns, aIf, aAddr string, b *Netns, bIf, bAddr string
 		side.ns.Run(t, "ip", "link", "set", side.ifn, "up")
 	}
 }
+
+// SkipShort skips a slow or privileged test under `go test -short` (make
+// unit). CI never passes -short; if it ever did, the test fails instead of
+// vanishing.
+func SkipShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		Unavailable(t, "-short: %s", why)
+	}
+}

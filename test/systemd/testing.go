@@ -13,9 +13,7 @@ import (
 // With -short (make unit) the test is skipped: it is a lab test.
 func Require(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a namespaced systemd: skipped with -short")
-	}
+	lab.SkipShort(t, "needs a namespaced systemd: skipped with -short")
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "unshare", "nsenter", "mount", "mknod", "/lib/systemd/systemd", "/lib/systemd/systemd-socket-proxyd")
 }
