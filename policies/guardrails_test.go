@@ -1,20 +1,15 @@
 package policies
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/test/goldenfile"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // labSite is examples/lab as a whole site: every guardrail passes on it.
 func labSite() Input {
@@ -280,18 +275,5 @@ func TestNamesAreUnique(t *testing.T) {
 
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("%s (-want +got):\n%s", name, d)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name), []byte(got))
 }

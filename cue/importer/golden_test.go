@@ -2,19 +2,15 @@ package importer
 
 import (
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/test/goldenfile"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // goldenCase imports files from testdata and compares the site and the
 // warnings with testdata/NAME.golden.
@@ -114,18 +110,7 @@ func TestGolden(t *testing.T) {
 			res, dir := c.run(t)
 			got := goldenText(res)
 			path := filepath.Join("testdata", c.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if d := cmp.Diff(string(want), got); d != "" {
-				t.Errorf("import differs from %s (-want +got):\n%s", path, d)
-			}
+			goldenfile.Check(t, path, []byte(got))
 			// Every imported site is valid, for every node.
 			for _, n := range res.Nodes {
 				if _, _, err := loader.Load(context.Background(), dir, n); err != nil {

@@ -3,16 +3,14 @@ package loader
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gitgw/gitgw/test/goldenfile"
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // TestBrokenSites checks the exact, positioned messages an operator gets
 // for each kind of mistake (golden files testdata/NAME.golden).
@@ -26,18 +24,7 @@ func TestBrokenSites(t *testing.T) {
 			}
 			got := errs.Error() + "\n"
 			golden := filepath.Join("testdata", name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := cmp.Diff(string(want), got); d != "" {
-				t.Errorf("errors differ (-want +got):\n%s", d)
-			}
+			goldenfile.Check(t, golden, []byte(got))
 			for _, e := range errs {
 				if e.File == "" || e.Line == 0 || strings.HasPrefix(e.File, "(schema)") {
 					t.Errorf("error not positioned in the site's files: %+v", e)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/gitgw/gitgw/test/goldenfile"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -25,18 +26,7 @@ func TestSitePolicies(t *testing.T) {
 	}
 	got := errs.Error() + "\n"
 	golden := filepath.Join("testdata", "site-policies.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("site policy errors (-want +got):\n%s", d)
-	}
+	goldenfile.Check(t, golden, []byte(got))
 	for _, e := range errs {
 		if e.File != "site.cue" || e.Line == 0 {
 			t.Errorf("not positioned at the site's value: %+v", e)

@@ -3,7 +3,6 @@ package vrrp
 import (
 	"encoding/hex"
 	"errors"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,10 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitgw/gitgw/test/goldenfile"
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func mustAddrs(ss ...string) []netip.Addr {
 	out := make([]netip.Addr, len(ss))
@@ -59,18 +57,7 @@ func TestGolden(t *testing.T) {
 			}
 			got := hex.Dump(b)
 			path := filepath.Join("testdata", c.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("encoding changed (-want +got):\n%s", diff)
-			}
+			goldenfile.Check(t, path, []byte(got))
 			p, form, err := Decode(b, c.src, c.dst)
 			if err != nil {
 				t.Fatalf("decode own encoding: %v", err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitgw/gitgw/test/goldenfile"
 	"github.com/gitgw/gitgw/test/lab"
 )
 
@@ -203,7 +204,7 @@ func TestInteropCapture(t *testing.T) {
 		if hex.EncodeToString(again) != hex.EncodeToString(r.Payload) {
 			t.Errorf("%s: our encoding\n% x\nkeepalived's\n% x", c.name, again, r.Payload)
 		}
-		if *update {
+		if goldenfile.Update() {
 			line := fmt.Sprintf("%s %s %s\n", r.Src, r.Dst, hex.EncodeToString(r.Payload))
 			if err := os.WriteFile(filepath.Join("testdata", "keepalived-"+c.name+".hex"), []byte(line), 0o644); err != nil {
 				t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/gitgw/gitgw/test/goldenfile"
 	"github.com/gitgw/gitgw/test/lab"
 )
 
@@ -141,7 +142,7 @@ func TestPageInChromium(t *testing.T) {
 	if err != nil || len(b) < 8 || string(b[1:4]) != "PNG" {
 		t.Fatalf("no screenshot: %v", err)
 	}
-	if *update {
+	if goldenfile.Update() {
 		if err := os.WriteFile(filepath.Join("testdata", "page.png"), b, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -2,8 +2,6 @@ package drift
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,9 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gitgw/gitgw/reconcile/plan"
+	"github.com/gitgw/gitgw/test/goldenfile"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 const (
 	c1 = "3a9c1e2b6f0d4c8e9a1b2c3d4e5f60718293a4b5"
@@ -26,23 +23,7 @@ var at = time.Date(2026, 11, 22, 1, 50, 0, 0, time.UTC)
 // golden compares got with testdata/name, or rewrites it with -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s (-want +got):\n%s", name, d)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", name), got)
 }
 
 func labPlan() []plan.Change {
