@@ -142,13 +142,9 @@ func (r *Repo) Commit(t testing.TB, branch string, files map[string]string, msg 
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	w := r.workClone(t)
-	r.checkout(t, w, branch)
-	writeFiles(t, w, files)
-	mustGit(t, w, "add", "-A")
-	mustGit(t, w, "commit", "-q", "--allow-empty", "-m", msg)
-	mustGit(t, w, "push", "-q", "origin", "HEAD:refs/heads/"+branch)
-	return mustGit(t, w, "rev-parse", "HEAD")
+	c := r.commitLocked(t, branch, files, msg)
+	mustGit(t, r.workClone(t), "push", "-q", "origin", "HEAD:refs/heads/"+branch)
+	return c
 }
 
 // Prepare commits files on top of branch in the work clone without
@@ -157,6 +153,13 @@ func (r *Repo) Prepare(t testing.TB, branch string, files map[string]string, msg
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.commitLocked(t, branch, files, msg)
+}
+
+// commitLocked commits files on top of branch in the work clone; r.mu is
+// held.
+func (r *Repo) commitLocked(t testing.TB, branch string, files map[string]string, msg string) string {
+	t.Helper()
 	w := r.workClone(t)
 	r.checkout(t, w, branch)
 	writeFiles(t, w, files)
