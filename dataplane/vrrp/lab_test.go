@@ -25,6 +25,18 @@ const (
 	labVIPp = "203.0.113.100/24"
 )
 
+// startLabPair builds the lab and runs VI_1 on both gateways, waiting for
+// gw1 (priority 150) to be master and gw2 (100) backup.
+func startLabPair(t testing.TB) (*vrrpLab, *daemon, *daemon) {
+	t.Helper()
+	l := newVRRPLab(t)
+	g1 := startDaemon(t, l.gw1, "gw1", vi1(150))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	return l, g1, g2
+}
+
 func newVRRPLab(t testing.TB) *vrrpLab {
 	t.Helper()
 	skipShort(t)
@@ -93,11 +105,7 @@ func skipShort(t testing.TB) {
 
 func TestLabElectionFailoverAndStop(t *testing.T) {
 	t.Parallel()
-	l := newVRRPLab(t)
-	g1 := startDaemon(t, l.gw1, "gw1", vi1(150))
-	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
-	g1.waitState("VI_1", StateMaster, settle)
-	g2.waitState("VI_1", StateBackup, settle)
+	l, g1, g2 := startLabPair(t)
 	waitFor(t, settle, "VIP on gw1 only", func() bool { return hasAddr(t, l.gw1, labVIPp) && !hasAddr(t, l.gw2, labVIPp) })
 	waitFor(t, settle, "client reaching the VIP on gw1", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw1) })
 	st := g2.instance("VI_1")
@@ -171,11 +179,7 @@ func TestLabPreemptModes(t *testing.T) {
 
 func TestLabDriftAndSplitBrain(t *testing.T) {
 	t.Parallel()
-	l := newVRRPLab(t)
-	g1 := startDaemon(t, l.gw1, "gw1", vi1(150))
-	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
-	g1.waitState("VI_1", StateMaster, settle)
-	g2.waitState("VI_1", StateBackup, settle)
+	l, g1, g2 := startLabPair(t)
 	waitFor(t, settle, "VIP on gw1", func() bool { return hasAddr(t, l.gw1, labVIPp) })
 
 	// Removed by hand while master: put back at once, counted as drift.
@@ -217,11 +221,7 @@ func TestLabDriftAndSplitBrain(t *testing.T) {
 
 func TestLabCrashHandover(t *testing.T) {
 	t.Parallel()
-	l := newVRRPLab(t)
-	g1 := startDaemon(t, l.gw1, "gw1", vi1(150))
-	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
-	g1.waitState("VI_1", StateMaster, settle)
-	g2.waitState("VI_1", StateBackup, settle)
+	l, g1, g2 := startLabPair(t)
 	entries, err := ReadState(g1.stateDir)
 	if err != nil || len(entries) != 1 || entries[0].VRID != 51 {
 		t.Fatalf("gw1 state file: %+v %v", entries, err)
@@ -323,11 +323,7 @@ func testExe(t testing.TB) string {
 // before it preempts again.
 func TestLabCrashWithoutHandover(t *testing.T) {
 	t.Parallel()
-	l := newVRRPLab(t)
-	g1 := startDaemon(t, l.gw1, "gw1", vi1(150))
-	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
-	g1.waitState("VI_1", StateMaster, settle)
-	g2.waitState("VI_1", StateBackup, settle)
+	l, g1, g2 := startLabPair(t)
 	g1.kill()
 	g2.waitState("VI_1", StateMaster, settle)
 	if !hasAddr(t, l.gw1, labVIPp) {
