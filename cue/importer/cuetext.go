@@ -43,6 +43,13 @@ func (s *cstruct) addDoc(label string, v cval, doc ...string) {
 }
 
 // lit helpers.
+// addOpt adds label to s only when the sources set the value.
+func addOpt[T comparable](s *cstruct, label string, o opt[T], lit func(T) clit) {
+	if o.ok {
+		s.add(label, lit(o.v))
+	}
+}
+
 func cstr(s string) clit        { return clit(quoteCUE(s)) }
 func cint(i int) clit           { return clit(strconv.Itoa(i)) }
 func cbool(b bool) clit         { return clit(strconv.FormatBool(b)) }

@@ -100,9 +100,7 @@ func instanceFields(in *instance) *cstruct {
 	if in.version.ok && in.version.v != 3 {
 		s.add("version", cint(in.version.v))
 	}
-	if in.advert.ok {
-		s.add("advert_interval", cdur(in.advert.v))
-	}
+	addOpt(s, "advert_interval", in.advert, cdur)
 	nodes := &cstruct{}
 	for _, p := range in.prios {
 		nodes.fields = append(nodes.fields, fld(p.node, &cstruct{fields: []cfield{fld("priority", cint(p.prio))}}))
@@ -118,12 +116,8 @@ func instanceFields(in *instance) *cstruct {
 	} else {
 		s.add("nodes", nodes)
 	}
-	if in.preempt.ok {
-		s.add("preempt", cbool(in.preempt.v))
-	}
-	if in.delay.ok {
-		s.add("preempt_delay", cdur(in.delay.v))
-	}
+	addOpt(s, "preempt", in.preempt, cbool)
+	addOpt(s, "preempt_delay", in.delay, cdur)
 	if in.password.ok {
 		s.addDoc("auth", inline(fld("type", cstr("pass")), fld("password", cstr(in.password.v))),
 			"keepalived's auth_pass; password_file keeps it out of Git.")
@@ -237,41 +231,21 @@ func checkFields(c check, command string) []cfield {
 	if command != "" {
 		s.add("command", cstr(command))
 	}
-	if c.interval.ok {
-		s.add("interval", cdur(c.interval.v))
-	}
-	if c.timeout.ok {
-		s.add("timeout", cdur(c.timeout.v))
-	}
-	if c.rise.ok {
-		s.add("rise", cint(c.rise.v))
-	}
-	if c.fall.ok {
-		s.add("fall", cint(c.fall.v))
-	}
+	addOpt(s, "interval", c.interval, cdur)
+	addOpt(s, "timeout", c.timeout, cdur)
+	addOpt(s, "rise", c.rise, cint)
+	addOpt(s, "fall", c.fall, cint)
 	if c.kind == "http" {
 		// Written out even when they are what an empty value means (GET,
 		// "/"): the operator sees the request the check makes.
-		if c.method.ok {
-			s.add("method", cstr(c.method.v))
-		}
-		if c.path.ok {
-			s.add("path", cstr(c.path.v))
-		}
-		if c.host.ok {
-			s.add("host", cstr(c.host.v))
-		}
-		if c.expectStatus.ok {
-			s.add("expect_status", cint(c.expectStatus.v))
-		}
-		if c.expectString.ok {
-			s.add("expect_string", cstr(c.expectString.v))
-		}
+		addOpt(s, "method", c.method, cstr)
+		addOpt(s, "path", c.path, cstr)
+		addOpt(s, "host", c.host, cstr)
+		addOpt(s, "expect_status", c.expectStatus, cint)
+		addOpt(s, "expect_string", c.expectString, cstr)
 	}
 	if c.kind == "tcp-expect" {
-		if c.send.ok {
-			s.add("send", cstr(c.send.v))
-		}
+		addOpt(s, "send", c.send, cstr)
 		s.add("expect", cstr(c.expect.v))
 	}
 	return s.fields
@@ -283,12 +257,8 @@ func serviceField(sv *service) cfield {
 		s.add("nodes", cstrs(sv.nodes))
 	}
 	s.add("binds", cstrs(sv.binds))
-	if sv.balance.ok {
-		s.add("balance", cstr(sv.balance.v))
-	}
-	if sv.persistence.ok {
-		s.add("persistence", cdur(sv.persistence.v))
-	}
+	addOpt(s, "balance", sv.balance, cstr)
+	addOpt(s, "persistence", sv.persistence, cdur)
 	if sv.maxconn.ok {
 		f := s.add("maxconn", cint(sv.maxconn.v))
 		if sv.maxconnFrom != "" {
@@ -304,12 +274,8 @@ func serviceField(sv *service) cfield {
 	if len(to.fields) > 0 {
 		s.add("timeouts", small(to))
 	}
-	if sv.retries.ok {
-		s.add("retries", cint(sv.retries.v))
-	}
-	if sv.redispatch.ok {
-		s.add("redispatch", cbool(sv.redispatch.v))
-	}
+	addOpt(s, "retries", sv.retries, cint)
+	addOpt(s, "redispatch", sv.redispatch, cbool)
 	servers := &cstruct{}
 	for _, r := range sv.servers {
 		st := inline(fld("address", cstr(r.address)))
@@ -335,12 +301,8 @@ func serviceField(sv *service) cfield {
 	s.add("servers", servers)
 	if c := sv.check; c != nil {
 		cs := &cstruct{fields: checkFields(*c, "")}
-		if c.fastInter.ok {
-			cs.add("fast_interval", cdur(c.fastInter.v))
-		}
-		if c.downInter.ok {
-			cs.add("down_interval", cdur(c.downInter.v))
-		}
+		addOpt(cs, "fast_interval", c.fastInter, cdur)
+		addOpt(cs, "down_interval", c.downInter, cdur)
 		if c.shutdown {
 			cs.add("shutdown_sessions", cbool(true))
 		}
