@@ -164,6 +164,20 @@ func (d *DBusConn) ResetFailed(ctx context.Context, unit string) error {
 	return nil
 }
 
+// listByName asks systemd for the load/active/sub states of units in one
+// ListUnitsByNames call, indexed by unit name.
+func (d *DBusConn) listByName(ctx context.Context, units []string) (map[string]sddbus.UnitStatus, error) {
+	list, err := d.c.ListUnitsByNamesContext(ctx, units)
+	if err != nil {
+		return nil, fmt.Errorf("units: list units by name: %w", err)
+	}
+	byName := make(map[string]sddbus.UnitStatus, len(list))
+	for _, u := range list {
+		byName[u.Name] = u
+	}
+	return byName, nil
+}
+
 // States reads the units' states: load/active/sub for all of them in one
 // ListUnitsByNames call, then the few other properties one Get at a time,
 // a bounded number in flight (a GetAll of the Unit interface costs ~20
@@ -173,13 +187,9 @@ func (d *DBusConn) States(ctx context.Context, units []string) ([]UnitState, err
 	if len(units) == 0 {
 		return out, nil
 	}
-	list, err := d.c.ListUnitsByNamesContext(ctx, units)
+	byName, err := d.listByName(ctx, units)
 	if err != nil {
-		return nil, fmt.Errorf("units: list units by name: %w", err)
-	}
-	byName := make(map[string]sddbus.UnitStatus, len(list))
-	for _, u := range list {
-		byName[u.Name] = u
+		return nil, err
 	}
 	errs := make([]error, len(units))
 	sem := make(chan struct{}, max(d.parallel, 1))
@@ -225,13 +235,9 @@ func (d *DBusConn) Brief(ctx context.Context, units []string) ([]UnitState, erro
 	if len(units) == 0 {
 		return out, nil
 	}
-	list, err := d.c.ListUnitsByNamesContext(ctx, units)
+	byName, err := d.listByName(ctx, units)
 	if err != nil {
-		return nil, fmt.Errorf("units: list units by name: %w", err)
-	}
-	byName := make(map[string]sddbus.UnitStatus, len(list))
-	for _, u := range list {
-		byName[u.Name] = u
+		return nil, err
 	}
 	for i, u := range units {
 		st := byName[u]
