@@ -131,9 +131,14 @@ type picker struct {
 	rotation int
 }
 
-// pick chooses a server for a new connection from tbl, skipping servers at
-// their maxconn and those in tried. It returns errFull when eligible servers
-// exist but are all full, errNoServer when none is eligible.
+// pick chooses a server for a new connection from tbl, skipping those in
+// tried. Balancing that may use any server (roundrobin, leastconn, first)
+// skips servers at their maxconn; a connection bound to one server — by its
+// persistence entry or its source hash — is not moved off it because it is
+// full. pick returns errNoServer when no server is eligible and errFull when
+// the connection must wait for a slot: then the returned server, if not
+// nil, is the one it must wait for (its own queue), else any (the service
+// queue).
 func (p *picker) pick(svc *service, tbl *lbTable, set *settings, client netip.Addr, tried []*server) (*server, error) {
 	servers, weights, rg := tbl.primary, tbl.pw, &tbl.pring
 	backup := false
@@ -145,7 +150,10 @@ func (p *picker) pick(svc *service, tbl *lbTable, set *settings, client netip.Ad
 		return nil, errNoServer
 	}
 	if set.Persistence > 0 {
-		if s := svc.sticky.get(client, monoNow()); s != nil && s.eligibleIn(servers) && !s.full() && !slices.Contains(tried, s) {
+		if s := svc.sticky.get(client, monoNow()); s != nil && s.eligibleIn(servers) && !slices.Contains(tried, s) {
+			if s.full() {
+				return s, errFull
+			}
 			return s, nil
 		}
 	}
@@ -155,6 +163,9 @@ func (p *picker) pick(svc *service, tbl *lbTable, set *settings, client netip.Ad
 		chosen = p.leastConn(servers, weights, tried)
 	case Source:
 		chosen = pickRing(rg, servers, hashAddr(client), tried)
+		if chosen != nil && chosen.full() {
+			return chosen, errFull
+		}
 	case First:
 		for _, s := range servers {
 			if !s.full() && !slices.Contains(tried, s) {
@@ -251,7 +262,7 @@ func pickRing(r *ring, servers []*server, h uint64, tried []*server) *server {
 	i, _ := slices.BinarySearch(r.hashes, h)
 	for k := 0; k < n; k++ {
 		s := servers[r.owner[(i+k)%n]]
-		if !s.full() && !slices.Contains(tried, s) {
+		if !slices.Contains(tried, s) {
 			return s
 		}
 	}

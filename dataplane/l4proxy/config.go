@@ -100,7 +100,10 @@ type Server struct {
 	// set it: the zero value drains.
 	Weight int `json:"weight"`
 	// MaxConn caps the server's concurrent connections; 0 is unlimited.
-	// Connections beyond every server's cap wait in the service queue.
+	// A connection bound to this server (source hash, persistence) that
+	// finds it full waits in the server's own queue; one that may go
+	// anywhere waits in the service queue while every server is full. Both
+	// waits are bounded by Timeouts.Queue.
 	MaxConn int        `json:"maxconn,omitempty"`
 	Backup  bool       `json:"backup,omitempty"`
 	State   AdminState `json:"state,omitempty"` // default ready

@@ -201,8 +201,7 @@ func (c *conn) connect() bool {
 			return true
 		}
 		srv.connErrors.Add(1)
-		srv.cur.Add(-1)
-		svc.slotFreed()
+		svc.releaseServer(srv)
 		if c.ntried < len(c.tried) {
 			c.tried[c.ntried] = srv
 			c.ntried++
@@ -235,7 +234,7 @@ func (c *conn) finish() {
 	svc, srv, set := c.svc, c.srv, c.set
 	if srv != nil {
 		srv.unlink(c)
-		srv.cur.Add(-1)
+		svc.releaseServer(srv)
 		srv.bytesIn.Add(c.up.bytes)
 		srv.bytesOut.Add(c.down.bytes)
 		if set.Persistence > 0 {
@@ -246,9 +245,6 @@ func (c *conn) finish() {
 	svc.bytesOut.Add(c.down.bytes)
 	svc.cur.Add(-1)
 	svc.releaseSlot()
-	if srv != nil {
-		svc.slotFreed()
-	}
 	if set.Log {
 		name := ""
 		if srv != nil {

@@ -129,8 +129,10 @@ type service struct {
 	slots             atomic.Int64 // maxconn slots: live connections + accept loops about to accept
 	bytesIn, bytesOut atomic.Int64
 	errors            atomic.Int64
-	queued            atomic.Int64
+	queued            atomic.Int64 // waiting connections, service and server queues together
 	maxQueued         atomic.Int64
+	maxSvcQueued      atomic.Int64
+	queueTimeouts     atomic.Int64
 
 	slotWake chan struct{} // a connection slot (service maxconn) freed
 	sticky   stickyTable
@@ -140,8 +142,9 @@ type service struct {
 	draining []*server
 	checkCfg *Check
 
-	qmu   sync.Mutex
-	queue []chan struct{}
+	qmu   sync.Mutex // guards queue, qseq and every server's queue (queue.go)
+	queue []*waiter  // connections that may go to any server
+	qseq  uint64
 }
 
 // bindGroup is the SO_REUSEPORT shards of one bind and the service they feed.
@@ -372,11 +375,11 @@ func (svc *service) retire(now time.Time) {
 	_ = now
 }
 
-// rebuild publishes a new balancing table and wakes queued connections.
-// Called with svc.mu held.
+// rebuild publishes a new balancing table and serves or redispatches
+// queued connections accordingly. Called with svc.mu held.
 func (svc *service) rebuild() {
 	svc.tbl.Store(buildTable(svc.servers))
-	svc.wakeAll()
+	svc.requeue(append(append([]*server(nil), svc.servers...), svc.draining...))
 }
 
 // serverHealth is called by a check loop when a server flips.
@@ -397,124 +400,6 @@ func (svc *service) serverHealth(s *server, up bool, detail string, now time.Tim
 	if shutdown {
 		if n := s.shutdownSessions(termServerDown); n > 0 {
 			svc.pool.log.Info("shut sessions of server marked down", "service", svc.name, "server", s.name, "connections", n)
-		}
-	}
-}
-
-// pickOrWait returns a server with a slot taken, waiting in the service
-// queue (up to the queue timeout) while every server is full.
-func (svc *service) pickOrWait(c *conn) (*server, error) {
-	var deadline time.Time
-	var w chan struct{}
-	for {
-		tbl := svc.tbl.Load()
-		srv, err := c.shard.pick(svc, tbl, c.set, c.caddr.Addr(), c.tried[:c.ntried])
-		if err == nil {
-			if srv.acquire() {
-				if w != nil {
-					svc.dequeue(w)
-				}
-				return srv, nil
-			}
-			continue
-		}
-		if errors.Is(err, errNoServer) {
-			if w != nil {
-				svc.dequeue(w)
-			}
-			return nil, err
-		}
-		now := time.Now()
-		if deadline.IsZero() {
-			deadline = now.Add(c.set.Timeouts.Queue)
-		}
-		if !now.Before(deadline) {
-			if w != nil {
-				svc.dequeue(w)
-			}
-			return nil, errFull
-		}
-		if w == nil {
-			// Enqueue, then pick again before sleeping: a slot freed in
-			// between has woken nobody.
-			w = svc.enqueue()
-			continue
-		}
-		t := time.NewTimer(deadline.Sub(now))
-		select {
-		case <-w:
-			t.Stop()
-			svc.requeue(w)
-		case <-t.C:
-		case <-svc.pool.ctx.Done():
-			t.Stop()
-			svc.dequeue(w)
-			return nil, errFull
-		}
-	}
-}
-
-func (svc *service) enqueue() chan struct{} {
-	w := make(chan struct{}, 1)
-	svc.qmu.Lock()
-	svc.queue = append(svc.queue, w)
-	n := int64(len(svc.queue))
-	svc.qmu.Unlock()
-	svc.queued.Store(n)
-	if n > svc.maxQueued.Load() {
-		svc.maxQueued.Store(n)
-	}
-	return w
-}
-
-// requeue puts a woken waiter back at the head of the queue.
-func (svc *service) requeue(w chan struct{}) {
-	svc.qmu.Lock()
-	svc.queue = append([]chan struct{}{w}, svc.queue...)
-	svc.queued.Store(int64(len(svc.queue)))
-	svc.qmu.Unlock()
-}
-
-func (svc *service) dequeue(w chan struct{}) {
-	svc.qmu.Lock()
-	for i, q := range svc.queue {
-		if q == w {
-			svc.queue = append(svc.queue[:i], svc.queue[i+1:]...)
-			break
-		}
-	}
-	svc.queued.Store(int64(len(svc.queue)))
-	svc.qmu.Unlock()
-}
-
-// slotFreed wakes the first queued connection, if any.
-func (svc *service) slotFreed() {
-	if svc.queued.Load() == 0 {
-		return
-	}
-	svc.qmu.Lock()
-	if len(svc.queue) > 0 {
-		w := svc.queue[0]
-		svc.queue = svc.queue[1:]
-		svc.queued.Store(int64(len(svc.queue)))
-		select {
-		case w <- struct{}{}:
-		default:
-		}
-	}
-	svc.qmu.Unlock()
-}
-
-func (svc *service) wakeAll() {
-	svc.qmu.Lock()
-	q := svc.queue
-	svc.queue = nil
-	svc.queued.Store(0)
-	svc.qmu.Unlock()
-	for _, w := range q {
-		select {
-		case w <- struct{}{}:
-		default:
 		}
 	}
 }

@@ -30,6 +30,10 @@ type server struct {
 	bytesIn, bytesOut   atomic.Int64
 	connErrors, retries atomic.Int64
 	failedChecks        atomic.Int64
+	queued, maxQueued   atomic.Int64 // own queue: connections that must come here
+	queueTimeouts       atomic.Int64
+
+	queue []*waiter // guarded by the service's qmu
 
 	mu         sync.Mutex // guards the fields below
 	conns      *conn      // intrusive list of live connections

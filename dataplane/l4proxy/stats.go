@@ -18,20 +18,26 @@ type Snapshot struct {
 
 // ServiceStats are one service's counters (HAProxy's frontend+backend rows).
 type ServiceStats struct {
-	Name     string        `json:"name"`
-	Binds    []string      `json:"binds"`
-	Balance  Balance       `json:"balance"`
-	Status   string        `json:"status"` // UP when a server can take traffic
-	Current  int64         `json:"current"`
-	MaxConn  int           `json:"maxconn,omitempty"`
-	Total    int64         `json:"total"`
-	BytesIn  int64         `json:"bytes_in"`
-	BytesOut int64         `json:"bytes_out"`
-	Queue    int64         `json:"queue"`
-	MaxQueue int64         `json:"max_queue"`
-	Errors   int64         `json:"errors"` // connections that got no server
-	Sticky   int           `json:"sticky_entries,omitempty"`
-	Servers  []ServerStats `json:"servers"`
+	Name     string   `json:"name"`
+	Binds    []string `json:"binds"`
+	Balance  Balance  `json:"balance"`
+	Status   string   `json:"status"` // UP when a server can take traffic
+	Current  int64    `json:"current"`
+	MaxConn  int      `json:"maxconn,omitempty"`
+	Total    int64    `json:"total"`
+	BytesIn  int64    `json:"bytes_in"`
+	BytesOut int64    `json:"bytes_out"`
+	// Queue is every connection waiting for a server slot: those in the
+	// service queue (any server will do) and those in the servers' own.
+	Queue    int64 `json:"queue"`
+	MaxQueue int64 `json:"max_queue"`
+	// ServiceQueue is the part of Queue waiting for any server.
+	ServiceQueue    int64         `json:"service_queue"`
+	MaxServiceQueue int64         `json:"max_service_queue"`
+	QueueTimeouts   int64         `json:"queue_timeouts"` // connections that gave up waiting (sQ)
+	Errors          int64         `json:"errors"`         // connections that got no server
+	Sticky          int           `json:"sticky_entries,omitempty"`
+	Servers         []ServerStats `json:"servers"`
 }
 
 // ServerStats are one server's counters and state.
@@ -45,6 +51,9 @@ type ServerStats struct {
 	Current       int64         `json:"current"`
 	MaxConn       int           `json:"maxconn,omitempty"`
 	Total         int64         `json:"total"`
+	Queue         int64         `json:"queue"` // connections waiting for this very server
+	MaxQueue      int64         `json:"max_queue"`
+	QueueTimeouts int64         `json:"queue_timeouts"`
 	BytesIn       int64         `json:"bytes_in"`
 	BytesOut      int64         `json:"bytes_out"`
 	ConnectErrors int64         `json:"connect_errors"`
@@ -78,7 +87,11 @@ func (p *Pool) Stats() Snapshot {
 			MaxConn: set.MaxConn, Total: svc.total.Load(), BytesIn: svc.bytesIn.Load(),
 			BytesOut: svc.bytesOut.Load(), Queue: svc.queued.Load(), MaxQueue: svc.maxQueued.Load(),
 			Errors: svc.errors.Load(), Sticky: svc.sticky.len(), Status: "DOWN",
+			MaxServiceQueue: svc.maxSvcQueued.Load(), QueueTimeouts: svc.queueTimeouts.Load(),
 		}
+		svc.qmu.Lock()
+		ss.ServiceQueue = int64(len(svc.queue))
+		svc.qmu.Unlock()
 		slices.Sort(ss.Binds)
 		if ss.Binds == nil {
 			ss.Binds = []string{}
@@ -104,6 +117,7 @@ func (s *server) stats(now time.Time, hasCheck bool) ServerStats {
 	st := ServerStats{
 		Name: s.name, Addr: c.addrStr, Weight: c.Weight, Backup: c.Backup, Admin: c.admin(),
 		Current: s.cur.Load(), MaxConn: c.MaxConn, Total: s.total.Load(),
+		Queue: s.queued.Load(), MaxQueue: s.maxQueued.Load(), QueueTimeouts: s.queueTimeouts.Load(),
 		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), ConnectErrors: s.connErrors.Load(),
 		Retries: s.retries.Load(), FailedChecks: s.failedChecks.Load(),
 	}
@@ -186,8 +200,8 @@ tr.drain td{background:#b0d0ff} tr.maint td{background:#c8c8c8} tr.removed td{ba
 <h2>{{.Name}}</h2>
 <table>
 <tr><th>name</th><th>address</th><th>status</th><th>weight</th><th>cur</th><th>max</th><th>total</th><th>queue</th><th>bytes in</th><th>bytes out</th><th>conn err</th><th>retries</th><th>check</th><th>failed checks</th><th>last change</th><th>downtime</th></tr>
-<tr class="svc"><td class="l">{{.Name}} ({{.Balance}})</td><td class="l">{{range $i, $b := .Binds}}{{if $i}}, {{end}}{{$b}}{{end}}</td><td>{{.Status}}</td><td></td><td>{{.Current}}</td><td>{{if .MaxConn}}{{.MaxConn}}{{end}}</td><td>{{.Total}}</td><td>{{.Queue}} (max {{.MaxQueue}})</td><td>{{bytes .BytesIn}}</td><td>{{bytes .BytesOut}}</td><td>{{.Errors}}</td><td></td><td></td><td></td><td></td><td></td></tr>
-{{range .Servers}}<tr class="{{lower .Status}}"><td class="l">{{.Name}}{{if .Backup}} (backup){{end}}</td><td class="l">{{.Addr}}</td><td>{{.Status}}</td><td>{{.Weight}}</td><td>{{.Current}}</td><td>{{if .MaxConn}}{{.MaxConn}}{{end}}</td><td>{{.Total}}</td><td></td><td>{{bytes .BytesIn}}</td><td>{{bytes .BytesOut}}</td><td>{{.ConnectErrors}}</td><td>{{.Retries}}</td><td class="l">{{.Check}}</td><td>{{.FailedChecks}}</td><td>{{since $now .LastChange}}</td><td>{{dur .Downtime}}</td></tr>
+<tr class="svc"><td class="l">{{.Name}} ({{.Balance}})</td><td class="l">{{range $i, $b := .Binds}}{{if $i}}, {{end}}{{$b}}{{end}}</td><td>{{.Status}}</td><td></td><td>{{.Current}}</td><td>{{if .MaxConn}}{{.MaxConn}}{{end}}</td><td>{{.Total}}</td><td>{{.Queue}} (max {{.MaxQueue}}; any server {{.ServiceQueue}}, max {{.MaxServiceQueue}}; timeouts {{.QueueTimeouts}})</td><td>{{bytes .BytesIn}}</td><td>{{bytes .BytesOut}}</td><td>{{.Errors}}</td><td></td><td></td><td></td><td></td><td></td></tr>
+{{range .Servers}}<tr class="{{lower .Status}}"><td class="l">{{.Name}}{{if .Backup}} (backup){{end}}</td><td class="l">{{.Addr}}</td><td>{{.Status}}</td><td>{{.Weight}}</td><td>{{.Current}}</td><td>{{if .MaxConn}}{{.MaxConn}}{{end}}</td><td>{{.Total}}</td><td>{{.Queue}} (max {{.MaxQueue}}{{if .QueueTimeouts}}; timeouts {{.QueueTimeouts}}{{end}})</td><td>{{bytes .BytesIn}}</td><td>{{bytes .BytesOut}}</td><td>{{.ConnectErrors}}</td><td>{{.Retries}}</td><td class="l">{{.Check}}</td><td>{{.FailedChecks}}</td><td>{{since $now .LastChange}}</td><td>{{dur .Downtime}}</td></tr>
 {{end}}</table>
 {{end}}</body></html>
 `))
