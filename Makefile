@@ -46,8 +46,8 @@ verify: ## fail on a dirty tree after go mod tidy
 bench: ## benchmarks, side by side with keepalived and HAProxy (as root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 90m ./...
 
-demo: build ## the lab site end to end in network namespaces (as root)
-	GITGW=$(CURDIR)/$(BIN) ./test/demo/demo.sh
+demo: build ## two gateways running gitgw.service in namespaces, narrated (as root; KEEP_LOGS=DIR)
+	$(GO) run ./test/demo --gitgw $(CURDIR)/$(BIN)
 
 install: build ## install binary, unit and example config
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/gitgw

@@ -11,7 +11,7 @@ import (
 )
 
 func TestValidateExamples(t *testing.T) {
-	for _, site := range []string{"examples/lab", "examples/seed-site"} {
+	for _, site := range []string{"examples/lab", "examples/seed-site", "examples/demo"} {
 		out, errOut, code := runGitgw(t, "validate", "--site", filepath.Join(repoRoot(t), site))
 		if code != 0 {
 			t.Errorf("validate %s: exit %d\n%s%s", site, code, out, errOut)
