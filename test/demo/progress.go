@@ -93,6 +93,7 @@ func (n *narrator) Wait(ctx context.Context, what string, since time.Time, timeo
 	deadline := time.Now().Add(timeout)
 	spin := []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
 	var last string
+	var drawn time.Time
 	for i := 0; ; i++ {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ok, seen := cond(cctx)
@@ -109,9 +110,10 @@ func (n *narrator) Wait(ctx context.Context, what string, since time.Time, timeo
 			return took, nil
 		}
 		last = seen
-		if n.tty {
+		if n.tty && time.Since(drawn) >= 100*time.Millisecond {
+			drawn = time.Now()
 			n.mu.Lock()
-			fmt.Fprintf(n.out, "\r\033[K        %s %s … %s", spin[(i/5)%len(spin)], what, seconds(took))
+			fmt.Fprintf(n.out, "\r\033[K        %s %s … %.1f s", spin[i%len(spin)], what, took.Seconds())
 			n.mu.Unlock()
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
