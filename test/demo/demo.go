@@ -385,6 +385,8 @@ func (d *demo) failover(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	d.n.Say("the handover (priority-0 advert, VIP removed) comes from the agent's guardian process, or, when systemd's")
+	d.n.Say("KillMode=mixed kills the guardian with the agent, from the unit's ExecStopPost=gitgw vrrp release")
 	d.n.Show("gw1", "the console (systemd and the unit's output), from the kill to the restart", crashLines(gw1.h.Log()[logFrom:]))
 	out, err = gw1.systemctl(ctx, "show", "-p", "NRestarts", "-p", "MainPID", "-p", "ActiveState", "-p", "StatusText", "gitgw.service")
 	d.n.Show("gw1", "systemctl show -p NRestarts -p MainPID -p ActiveState -p StatusText gitgw.service", out)
