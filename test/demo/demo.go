@@ -63,9 +63,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	for _, c := range []string{"ip", "git", "python3", "nsenter", "unshare", "/lib/systemd/systemd", "/lib/systemd/systemd-socket-proxyd"} {
 		if _, err := lab.LookPath(c); err != nil {
-			if _, serr := os.Stat(c); serr != nil {
-				return fmt.Errorf("the demo needs %s: %w", c, err)
-			}
+			return fmt.Errorf("the demo needs %s: %w", c, err)
 		}
 	}
 	if _, err := os.Stat(o.Gitgw); err != nil {
@@ -78,6 +76,9 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	d := &demo{o: o, n: newNarrator(o.Out, o.TTY, steps), lab: &topology{}}
 	defer func() {
+		if err != nil && ctx.Err() == nil {
+			d.consoles()
+		}
 		d.keepStatus()
 		cerr := d.lab.close(o.KeepLogs)
 		switch {
@@ -184,7 +185,7 @@ func (d *demo) push(ctx context.Context) error {
 
 func (d *demo) validate(ctx context.Context) error {
 	d.n.Step("gitgw validate: schema and guardrails over the whole site")
-	out, err := runOut(ctx, d.o.Gitgw, "validate", "--site", d.work)
+	out, err := sh(ctx, d.o.Gitgw, "validate", "--site", d.work)
 	d.n.Show("", "gitgw validate --site work/", out)
 	return err
 }
@@ -454,7 +455,7 @@ func (d *demo) converge(ctx context.Context) error {
 	// The running agent owns the proxy and the VRRP engine: a plan in
 	// another process reads them from gw2's last reported status, as the
 	// site repository's CI would.
-	out, err := runOut(ctx, d.o.Gitgw, "plan", "--site", d.work, "--node", "gw2", "--observed", "status", "--status-repo", "file://"+d.repo, "--no-color")
+	out, err := sh(ctx, d.o.Gitgw, "plan", "--site", d.work, "--node", "gw2", "--observed", "status", "--status-repo", "file://"+d.repo, "--no-color")
 	var lines []string
 	for l := range strings.SplitSeq(out, "\n") {
 		if t := strings.TrimSpace(l); strings.HasPrefix(t, "+") || strings.HasPrefix(t, "~") || strings.HasPrefix(t, "-") ||
@@ -538,7 +539,7 @@ func (d *demo) drift(ctx context.Context) error {
 
 func (d *demo) fleet(ctx context.Context) error {
 	d.n.Step("The fleet view: every gateway's status branch")
-	out, err := runOut(ctx, d.o.Gitgw, "fleet", "--repo", "file://"+d.repo)
+	out, err := sh(ctx, d.o.Gitgw, "fleet", "--repo", "file://"+d.repo)
 	d.n.Show("", "gitgw fleet --repo file://…/site.git", out)
 	return err
 }
@@ -548,6 +549,22 @@ func (d *demo) summary() {
 	fmt.Fprintf(d.o.Out, "\n%s\n", d.n.bold(fmt.Sprintf("Done in %.1f s. Measured:", d.n.Elapsed().Seconds())))
 	for _, m := range d.n.Waits() {
 		fmt.Fprintf(d.o.Out, "  [%d] %-70s %s\n", m.Step, m.What, seconds(m.Took))
+	}
+}
+
+// consoles prints the end of each gateway's console after a failure:
+// systemd's view of the units and the agents' logs.
+func (d *demo) consoles() {
+	for _, g := range d.lab.gws {
+		if g.h == nil {
+			continue
+		}
+		log := strings.TrimRight(g.h.Log(), "\n")
+		lines := strings.Split(log, "\n")
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		fmt.Fprintf(d.o.Out, "\n--- %s console, last %d lines (KEEP_LOGS=DIR keeps all of it) ---\n%s\n", g.name, len(lines), strings.Join(lines, "\n"))
 	}
 }
 
@@ -563,11 +580,6 @@ func (d *demo) keepStatus() {
 		}
 		_ = os.WriteFile(filepath.Join(d.o.KeepLogs, "status-"+g.name+".txt"), []byte(out+"\n"), 0o644)
 	}
-}
-
-// runOut runs a host-side program and returns its combined output.
-func runOut(ctx context.Context, name string, args ...string) (string, error) {
-	return sh(ctx, name, args...)
 }
 
 func short(c string) string {

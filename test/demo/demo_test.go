@@ -54,4 +54,16 @@ func TestDemo(t *testing.T) {
 			t.Errorf("left behind: %v", left)
 		}
 	}
+	// Processes: the backends, the agents and systemd name the demo's
+	// paths on their command lines.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if cmd := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(cmd, "/run/gitgw-demo") || strings.Contains(cmd, "/run/gitgw-systemd/demo-gw") {
+			t.Errorf("process left behind: %s: %s", filepath.Dir(p), cmd)
+		}
+	}
 }

@@ -51,8 +51,9 @@ type gateway struct {
 	state string // the agent's state directory
 }
 
-// sh runs a host-side command (only `ip netns …`, `ip -n …` and
-// namespace-addressed commands) and returns its error with its output.
+// sh runs a host-side command (only `ip -n …`-style commands that address
+// a namespace, git, and gitgw commands that read the repository) and
+// returns its combined output, and an error that includes it.
 func sh(ctx context.Context, name string, args ...string) (string, error) {
 	var buf bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
