@@ -352,9 +352,18 @@ func BenchmarkL4VersusHAProxy(b *testing.B) {
 func BenchmarkL4IdleRSS(b *testing.B) {
 	lab.RequireCommand(b, "haproxy")
 	n := 10000
+	// This process holds 2 fds per connection (client and backend side):
+	// raise the limit (root may lift the hard one too; the proxies inherit
+	// it) so that both proxies really hold 10,000.
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && int(lim.Cur) < 2*n+1000 {
-		n = (int(lim.Cur) - 1000) / 2
+		want := uint64(2*n + 1000)
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)}); err == nil {
+			b.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
+		} else {
+			n = (int(lim.Cur) - 1000) / 2
+			b.Logf("RLIMIT_NOFILE %d (raising it: %v): holding %d connections", lim.Cur, err, n)
+		}
 	}
 	rr := rrBackend(b)
 	s := samples{}

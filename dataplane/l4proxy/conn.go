@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,17 +37,36 @@ const (
 	downDone   = 2
 	bothDone   = upDone | downDone
 	spliceFlag = unix.SPLICE_F_NONBLOCK | unix.SPLICE_F_MOVE
+	// pumpBudget bounds the reads one direction does per event before the
+	// loop serves the others (it resumes after the batch).
+	pumpBudget = 16
+)
+
+// Connection phases (conn.phase).
+const (
+	phFree       int32 = iota // pooled
+	phPicking                 // on its loop, choosing a server
+	phQueued                  // waiting in a queue, off the loop
+	phConnecting              // connect(2) in progress
+	phData                    // established: the two directions run
 )
 
 // conn is one proxied connection: client side, server side, and the two
-// directions that copy between them. conns are pooled.
+// directions that copy between them. It lives on one event loop, which
+// alone touches its sockets; other goroutines post messages to the loop.
+// conns are pooled.
 type conn struct {
 	svc    *service
 	set    *settings
 	shard  *picker
-	srv    *server
-	client *sock
-	server *sock
+	srv    *server // the server connected (or being connected) to
+	last   *server // the server of the last attempt (retries without redispatch)
+	loop   *evloop
+	client int // fds; -1 when closed
+	server int
+	slot   int32
+	cgen   uint32 // registration generation of the client fd (the conn's identity on its loop)
+	sgen   uint32 // of the current server fd
 	caddr  netip.AddrPort
 	laddr  netip.AddrPort
 	start  time.Time
@@ -56,55 +74,52 @@ type conn struct {
 	prev, next *conn // in srv's list, under srv.mu
 
 	up, down direction
+	phase    atomic.Int32
 	state    atomic.Int32 // upDone | downDone
 	// Last activity (monoNow) on each side: data read from it or written
 	// to it. The pool's reaper applies the timeouts from these stamps, so
 	// the hot path arms no timer.
 	clientAct, serverAct atomic.Int64
+	connDeadline         int64        // monoNow by which the connect must complete
 	flowed               atomic.Int32 // 1: client sent data, 2: server sent data
-	aborted              atomic.Bool
 	termMu               sync.Mutex
 	term                 string
 	tried                [4]*server
 	ntried               int
+	attempts             int
+	qsrv                 *server // result of a queue wait
+	qerr                 error
 }
 
-// direction copies one way: src → dst. Its buffer or pipe is borrowed only
-// while data is in flight.
+// direction copies one way: src → dst. It borrows a pooled buffer or pipe
+// only while data it read could not be written yet.
 type direction struct {
 	c        *conn
 	toServer bool
-	src, dst *sock
-	srcRaw   syscall.RawConn
-	dstRaw   syscall.RawConn
-	readFn   func(fd uintptr) bool
-	spliceFn func(fd uintptr) bool
+	src, dst int
 
-	buf  *[]byte
-	pipe *pipe
-
-	inPipe int
-	bulk   bool
-	n      int
-	err    error
-	werr   error
-	bytes  int64
+	pend     *[]byte // unwritten data: pend[off:end]
+	off, end int
+	pipe     *pipe
+	inPipe   int
+	bulk     bool
+	eof      bool // src ended; dst is shut once pending data is out
+	paused   bool // src may hold data not read because dst was full
+	done     bool
+	bytes    int64
 }
 
 var connPool = sync.Pool{New: func() any {
-	c := &conn{}
+	c := &conn{client: -1, server: -1}
 	c.up.c, c.down.c = c, c
 	c.up.toServer = true
-	c.up.readFn, c.down.readFn = c.up.onReadable, c.down.onReadable
-	c.up.spliceFn, c.down.spliceFn = c.up.onWritable, c.down.onWritable
 	return c
 }}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 func (c *conn) reset() {
-	*c = conn{up: direction{c: c, toServer: true, readFn: c.up.readFn, spliceFn: c.up.spliceFn},
-		down: direction{c: c, readFn: c.down.readFn, spliceFn: c.down.spliceFn}}
+	*c = conn{client: -1, server: -1, up: direction{c: c, toServer: true}, down: direction{c: c}}
 }
 
 func (c *conn) setTerm(t string) {
@@ -115,123 +130,243 @@ func (c *conn) setTerm(t string) {
 	c.termMu.Unlock()
 }
 
-// abort ends the connection at once: both sockets are closed, which wakes
-// whichever direction is blocked.
-func (c *conn) abort(term string) {
+// requestAbort asks c's loop to abort it. Callers hold the lock of the
+// server list c is linked in, so c is not recycled under them.
+func (c *conn) requestAbort(term string) {
+	if l := c.loop; l != nil {
+		l.post(loopMsg{kind: msgAbort, c: c, gen: c.cgen, term: term})
+	}
+}
+
+// abort ends the connection at once with a RST on both sides.
+func (c *conn) abort(l *evloop, term string) {
 	c.setTerm(term)
-	if c.aborted.Swap(true) {
-		return
-	}
-	if c.client != nil {
-		c.client.setLinger0()
-		_ = c.client.Close()
-	}
-	if c.server != nil {
-		c.server.setLinger0()
-		_ = c.server.Close()
+	linger0(c.client)
+	linger0(c.server)
+	c.finish(l)
+}
+
+// connectNext starts the next connect attempt: picks a server (or parks
+// the connection in a queue) and starts a non-blocking connect to it.
+func (c *conn) connectNext(l *evloop) {
+	for {
+		if c.attempts > c.set.Retries {
+			c.svc.errors.Add(1)
+			c.finish(l)
+			return
+		}
+		srv := c.choose(l)
+		if srv == nil {
+			return // queued, or finished
+		}
+		if err := c.dial(l, srv); err == nil {
+			return
+		} else {
+			c.connectFailed(l, err)
+		}
 	}
 }
 
-// serve connects to a server and runs the two directions; it runs on its own
-// goroutine, started by the accept loop, and releases everything it holds.
-func (c *conn) serve() {
-	p := c.svc.pool
-	defer p.conns.Done()
-	if !c.connect() {
-		c.finish()
-		return
+// choose returns a server with a slot taken; nil when the connection went
+// to a queue wait or failed.
+func (c *conn) choose(l *evloop) *server {
+	svc, set := c.svc, c.set
+	if c.last != nil && !set.Redispatch {
+		if c.last.acquire() {
+			return c.last
+		}
+		c.last = nil // full now: pick again
 	}
-	c.up.src, c.up.dst = c.client, c.server
-	c.down.src, c.down.dst = c.server, c.client
-	c.up.srcRaw, c.down.srcRaw = c.client.rc, c.server.rc
-	c.up.dstRaw, c.down.dstRaw = c.server.rc, c.client.rc
-	// Both directions start on fresh goroutines, with small stacks: the
-	// dial above grew this one's, and an idle connection should not keep it.
-	p.conns.Add(2)
-	go c.down.runOwned()
-	go c.up.runOwned()
-}
-
-// connect picks a server and dials it, retrying (on another server with
-// redispatch) and waiting in the service queue when every server is full.
-func (c *conn) connect() bool {
-	set := c.set
-	svc := c.svc
-	attempts := set.Retries + 1
-	var srv *server
-	for a := 0; a < attempts; a++ {
-		if srv == nil || set.Redispatch {
-			var err error
-			srv, err = svc.pickOrWait(c)
-			if err != nil {
-				if errors.Is(err, errFull) {
-					c.setTerm(termQueueTimeout)
-				} else {
-					c.setTerm(termNoServer)
-				}
-				svc.errors.Add(1)
-				return false
+	for {
+		srv, err := c.shard.pick(svc, svc.tbl.Load(), set, c.caddr.Addr(), c.tried[:c.ntried])
+		if err == nil {
+			if srv.acquire() {
+				return srv
 			}
-		} else if !srv.acquire() {
-			srv = nil
 			continue
 		}
-		if a > 0 {
-			srv.retries.Add(1)
+		if errors.Is(err, errFull) {
+			c.waitInQueue(l)
+			return nil
 		}
-		s, err := set.dial(srv)
-		if err == nil {
-			c.srv = srv
-			c.server = s
-			srv.total.Add(1)
-			now := monoNow()
-			c.clientAct.Store(now)
-			c.serverAct.Store(now)
-			srv.link(c)
-			if set.ProxyProtocol != 0 {
-				if err := writeProxyHeader(s, set.ProxyProtocol, c.caddr, c.laddr); err != nil {
-					c.setTerm(termServerAbort)
-					return false
-				}
-			}
-			if set.KeepAlive > 0 {
-				_ = c.client.setKeepAlive(set.KeepAlive)
-				_ = s.setKeepAlive(set.KeepAlive)
-			}
-			return true
-		}
-		srv.connErrors.Add(1)
-		svc.releaseServer(srv)
-		if c.ntried < len(c.tried) {
-			c.tried[c.ntried] = srv
-			c.ntried++
-		}
-		if isTimeout(err) {
-			c.term = ""
-			c.setTerm(termConnTimeout)
-		} else {
-			c.term = ""
-			c.setTerm(termConnRefused)
-		}
+		c.term = ""
+		c.setTerm(termNoServer)
+		svc.errors.Add(1)
+		c.finish(l)
+		return nil
 	}
-	svc.errors.Add(1)
-	return false
+}
+
+// waitInQueue waits for a slot off the loop: on a goroutine, the only
+// one a connection ever gets, and only while servers are full.
+func (c *conn) waitInQueue(l *evloop) {
+	c.phase.Store(phQueued)
+	gen := c.cgen
+	go func() {
+		c.qsrv, c.qerr = c.svc.pickOrWait(c)
+		l.post(loopMsg{kind: msgQueued, c: c, gen: gen})
+	}()
+}
+
+// dequeued continues on the loop after a queue wait.
+func (c *conn) dequeued(l *evloop) {
+	srv, err := c.qsrv, c.qerr
+	c.qsrv, c.qerr = nil, nil
+	c.phase.Store(phPicking)
+	if err != nil {
+		c.term = ""
+		if errors.Is(err, errFull) {
+			c.setTerm(termQueueTimeout)
+		} else {
+			c.setTerm(termNoServer)
+		}
+		c.svc.errors.Add(1)
+		c.finish(l)
+		return
+	}
+	if err := c.dial(l, srv); err != nil {
+		c.connectFailed(l, err)
+		c.connectNext(l)
+	}
+}
+
+// dial starts connecting to srv, whose slot is taken; nil when the
+// connect is in progress (or done and handled).
+func (c *conn) dial(l *evloop, srv *server) error {
+	c.attempts++
+	if c.attempts > 1 {
+		srv.retries.Add(1)
+	}
+	c.srv, c.last = srv, srv
+	cfg := srv.cfg.Load()
+	ap := cfg.Addr
+	family := unix.AF_INET
+	var sa unix.Sockaddr
+	if a := ap.Addr(); a.Is4() || a.Is4In6() {
+		l.sa4.Port, l.sa4.Addr = int(ap.Port()), a.Unmap().As4()
+		sa = &l.sa4
+	} else {
+		family = unix.AF_INET6
+		l.sa6.Port, l.sa6.Addr = int(ap.Port()), a.As16()
+		sa = &l.sa6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	err = unix.Connect(fd, sa)
+	if err != nil && err != unix.EINPROGRESS {
+		_ = unix.Close(fd)
+		return err
+	}
+	c.server = fd
+	c.connDeadline = l.now + int64(c.set.Timeouts.Connect)
+	c.phase.Store(phConnecting)
+	gen, rerr := l.register(fd, c.slot, sideServer)
+	c.sgen = gen
+	srv.link(c)
+	if rerr != nil {
+		return rerr
+	}
+	if err == nil {
+		c.connected(l, unix.EPOLLOUT)
+	}
+	return nil
+}
+
+// connectFailed undoes a failed attempt: counts it, frees the server's
+// slot and remembers the server so that a redispatch avoids it.
+func (c *conn) connectFailed(l *evloop, err error) {
+	srv := c.srv
+	if c.server >= 0 {
+		srv.unlink(c)
+		_ = unix.Close(c.server)
+		c.server = -1
+	}
+	c.srv = nil
+	c.phase.Store(phPicking)
+	srv.connErrors.Add(1)
+	c.svc.releaseServer(srv)
+	if c.ntried < len(c.tried) {
+		c.tried[c.ntried] = srv
+		c.ntried++
+	}
+	c.term = ""
+	if isTimeout(err) {
+		c.setTerm(termConnTimeout)
+	} else {
+		c.setTerm(termConnRefused)
+	}
 }
 
 func isTimeout(err error) bool {
 	return errors.Is(err, errConnectTimeout) || errors.Is(err, unix.ETIMEDOUT)
 }
 
-// finish runs once both directions are done (or the connect failed).
-func (c *conn) finish() {
-	if c.client != nil {
-		_ = c.client.Close()
+// errConnectTimeout is a connect that did not complete in time.
+var errConnectTimeout = errors.New("connect timeout")
+
+// connected runs when the server socket of a connecting conn signals.
+func (c *conn) connected(l *evloop, mask uint32) {
+	soerr, err := unix.GetsockoptInt(c.server, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && soerr != 0 {
+		err = unix.Errno(soerr)
 	}
-	if c.server != nil {
-		_ = c.server.Close()
+	if err == nil && mask&unix.EPOLLOUT == 0 {
+		return // not yet
+	}
+	if err != nil {
+		c.connectFailed(l, err)
+		c.connectNext(l)
+		return
+	}
+	c.term = ""
+	srv, set := c.srv, c.set
+	srv.total.Add(1)
+	c.clientAct.Store(l.now)
+	c.serverAct.Store(l.now)
+	c.phase.Store(phData)
+	c.up.src, c.up.dst = c.client, c.server
+	c.down.src, c.down.dst = c.server, c.client
+	if set.ProxyProtocol != 0 {
+		var arr [108]byte
+		hdr := appendProxyHeader(arr[:0], set.ProxyProtocol, c.caddr, c.laddr)
+		if n, err := unix.Write(c.server, hdr); err != nil || n != len(hdr) {
+			c.abort(l, termServerAbort)
+			return
+		}
+	}
+	if set.KeepAlive > 0 {
+		_ = setKeepAlive(c.client, set.KeepAlive)
+		_ = setKeepAlive(c.server, set.KeepAlive)
+	}
+	// Either side may have spoken already: its edge came while we were
+	// connecting.
+	c.up.pump(l, true)
+	if c.phase.Load() == phData && !c.down.done {
+		c.down.pump(l, true)
+	}
+}
+
+// finish releases everything the connection holds; it runs on its loop
+// (or on the accepting goroutine when it never reached one).
+func (c *conn) finish(l *evloop) {
+	if c.client >= 0 {
+		_ = unix.Close(c.client)
+	}
+	if c.server >= 0 {
+		_ = unix.Close(c.server)
+	}
+	c.up.release()
+	c.down.release()
+	c.phase.Store(phFree)
+	if l != nil {
+		l.release(c)
 	}
 	c.setTerm(termNormal)
 	svc, srv, set := c.svc, c.srv, c.set
+	p := svc.pool
 	if srv != nil {
 		srv.unlink(c)
 		svc.releaseServer(srv)
@@ -250,7 +385,7 @@ func (c *conn) finish() {
 		if srv != nil {
 			name = srv.name
 		}
-		svc.pool.log.LogAttrs(context.Background(), slog.LevelInfo, "connection",
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "connection",
 			slog.String("service", svc.name), slog.String("server", name),
 			slog.String("client", c.caddr.String()), slog.Duration("duration", time.Since(c.start)),
 			slog.Int64("bytes_in", c.up.bytes), slog.Int64("bytes_out", c.down.bytes),
@@ -258,34 +393,7 @@ func (c *conn) finish() {
 	}
 	c.reset()
 	connPool.Put(c)
-}
-
-// done marks one direction finished; the last one finishes the connection.
-func (d *direction) done(abortTerm string) {
-	c := d.c
-	d.release()
-	if abortTerm != "" {
-		c.abort(abortTerm)
-	}
-	bit := int32(downDone)
-	if d.toServer {
-		bit = upDone
-	}
-	if c.state.Or(bit)|bit == bothDone {
-		c.finish()
-		return
-	}
-}
-
-func (d *direction) release() {
-	if d.buf != nil {
-		bufPool.Put(d.buf)
-		d.buf = nil
-	}
-	if d.pipe != nil {
-		d.c.svc.pool.pipes.put(d.pipe, d.inPipe == 0)
-		d.pipe, d.inPipe = nil, 0
-	}
+	p.conns.Done()
 }
 
 // sideTimeout is the inactivity timeout of the client or the server side.
@@ -308,94 +416,24 @@ func (c *conn) sideTimeout(client bool) time.Duration {
 	return t.Server
 }
 
-func (d *direction) abortTerm(reading bool) string {
-	if reading == d.toServer {
-		return termClientAbort
-	}
-	return termServerAbort
-}
-
-func (d *direction) runOwned() {
-	p := d.c.svc.pool
-	defer p.conns.Done()
-	d.run()
-}
-
-// run copies until EOF (then half-closes dst) or an error (then aborts).
-func (d *direction) run() {
-	for {
-		err := d.srcRaw.Read(d.readFn)
-		if err != nil {
-			d.done(termProxyStop) // closed under us: abort already set the reason
-			return
+// reapCheck is the reaper's look at one linked connection (under its
+// server's lock): a connect past its deadline, or a side inactive past its
+// timeout, is handed to the loop.
+func (c *conn) reapCheck(now int64) {
+	switch c.phase.Load() {
+	case phConnecting:
+		if now > c.connDeadline {
+			c.loop.post(loopMsg{kind: msgConnTimeout, c: c, gen: c.sgen})
 		}
-		if d.err != nil {
-			d.done(d.abortTerm(true))
-			return
-		}
-		if d.n == 0 { // EOF
-			d.release()
-			other := int32(upDone)
-			if d.toServer {
-				other = downDone
-			}
-			if d.c.state.Load()&other != 0 {
-				// The other way is done too: close sends the FIN.
-				d.done("")
-				return
-			}
-			if err := d.dst.CloseWrite(); err != nil && !d.c.aborted.Load() {
-				d.done(d.abortTerm(false))
-				return
-			}
-			d.done("")
-			return
-		}
-		now := monoNow()
-		d.bytes += int64(d.n)
-		c := d.c
-		if d.toServer {
-			c.clientAct.Store(now)
-			c.flowed.Or(1)
-		} else {
-			c.serverAct.Store(now)
-			c.flowed.Or(2)
-		}
-		var werr error
-		if d.pipe != nil {
-			d.inPipe += d.n
-			werr = d.pump()
-			if d.n < bulkLow {
-				d.bulk = false
-			}
-			if d.inPipe == 0 && !d.bulk {
-				d.c.svc.pool.pipes.put(d.pipe, true)
-				d.pipe = nil
-			}
-		} else {
-			b := d.buf
-			_, werr = d.dst.Write((*b)[:d.n])
-			if d.n == len(*b) && d.c.svc.pool.pipes.enabled() {
-				d.bulk = true
-			}
-			d.buf = nil
-			bufPool.Put(b)
-		}
-		if werr != nil {
-			d.done(d.abortTerm(false))
-			return
-		}
-		if d.toServer {
-			c.serverAct.Store(monoNow())
-		} else {
-			c.clientAct.Store(monoNow())
+	case phData:
+		if term, ok := c.expired(now); ok {
+			c.requestAbort(term)
 		}
 	}
 }
 
 // expired reports whether one side of the connection has been inactive
-// longer than its timeout, and the termination code if so. Called by the
-// reaper under the server's lock.
+// longer than its timeout, and the termination code if so.
 func (c *conn) expired(now int64) (string, bool) {
 	if to := c.sideTimeout(true); to > 0 && now-c.clientAct.Load() > int64(to) {
 		return termClientTimeout, true
@@ -406,74 +444,242 @@ func (c *conn) expired(now int64) (string, bool) {
 	return "", false
 }
 
-// onReadable reads (or splices) from the source once it is readable. It
-// is called by the runtime poller; on EAGAIN it gives its buffer or pipe
-// back before the goroutine parks, so an idle connection holds neither.
-func (d *direction) onReadable(fd uintptr) bool {
-	if d.bulk && d.pipe == nil {
-		d.pipe = d.c.svc.pool.pipes.get()
+func (d *direction) abortTerm(reading bool) string {
+	if reading == d.toServer {
+		return termClientAbort
 	}
-	for {
+	return termServerAbort
+}
+
+func (d *direction) release() {
+	if d.pend != nil {
+		bufPool.Put(d.pend)
+		d.pend = nil
+	}
+	if d.pipe != nil {
+		d.c.svc.pool.pipes.put(d.pipe, d.inPipe == 0)
+		d.pipe, d.inPipe = nil, 0
+	}
+}
+
+// blocked: data read from src waits for dst to take it.
+func (d *direction) blocked() bool { return d.pend != nil || d.inPipe > 0 }
+
+func (d *direction) readable(l *evloop, mask uint32) {
+	if d.done || d.eof {
+		return
+	}
+	if d.blocked() {
+		d.paused = true
+		return
+	}
+	d.pump(l, mask&evEnd != 0)
+}
+
+// stamp records activity: read from src (and written to dst).
+func (d *direction) stamp(l *evloop, n int) {
+	c := d.c
+	d.bytes += int64(n)
+	if d.toServer {
+		c.clientAct.Store(l.now)
+		c.serverAct.Store(l.now)
+		if c.flowed.Load()&1 == 0 {
+			c.flowed.Or(1)
+		}
+	} else {
+		c.serverAct.Store(l.now)
+		c.clientAct.Store(l.now)
+		if c.flowed.Load()&2 == 0 {
+			c.flowed.Or(2)
+		}
+	}
+}
+
+// pump moves data src → dst until src is drained, dst is full, the
+// stream ends or the budget is spent. drain: read until EAGAIN even after
+// a short read (a FIN or an error may follow the data).
+func (d *direction) pump(l *evloop, drain bool) {
+	c := d.c
+	pipes := &c.svc.pool.pipes
+	for budget := pumpBudget; ; budget-- {
+		if budget == 0 {
+			l.again = append(l.again, againRef{d, c.cgen})
+			return
+		}
+		if d.bulk && d.pipe == nil {
+			if d.pipe = pipes.get(); d.pipe == nil {
+				d.bulk = false
+			}
+		}
 		if d.pipe != nil {
-			n, err := unix.Splice(int(fd), nil, d.pipe.w, nil, maxSplice, spliceFlag)
-			if err == unix.EINTR {
+			n, err := unix.Splice(d.src, nil, d.pipe.w, nil, maxSplice, spliceFlag)
+			switch {
+			case err == unix.EINTR:
 				continue
-			}
-			if err == unix.EAGAIN {
-				d.c.svc.pool.pipes.put(d.pipe, true)
+			case err == unix.EAGAIN:
+				pipes.put(d.pipe, true)
 				d.pipe = nil
-				return false
+				return
+			case err != nil:
+				c.abort(l, d.abortTerm(true))
+				return
+			case n == 0:
+				pipes.put(d.pipe, true)
+				d.pipe = nil
+				d.onEOF(l)
+				return
 			}
-			d.n, d.err = int(max(n, 0)), err
-			return true
-		}
-		if d.buf == nil {
-			d.buf = bufPool.Get().(*[]byte)
-		}
-		n, err := unix.Read(int(fd), *d.buf)
-		if err == unix.EINTR {
+			d.inPipe += int(n)
+			d.stamp(l, int(n))
+			if !d.flushPipe(l) {
+				return
+			}
+			if n < bulkLow {
+				d.bulk = false
+				pipes.put(d.pipe, true)
+				d.pipe = nil
+			}
 			continue
 		}
-		if err == unix.EAGAIN {
-			bufPool.Put(d.buf)
-			d.buf = nil
-			return false
-		}
-		d.n, d.err = max(n, 0), err
-		return true
-	}
-}
-
-// pump empties the pipe into dst.
-func (d *direction) pump() error {
-	for d.inPipe > 0 {
-		d.werr = nil
-		if err := d.dstRaw.Write(d.spliceFn); err != nil {
-			return err
-		}
-		if d.werr != nil {
-			return d.werr
-		}
-	}
-	return nil
-}
-
-func (d *direction) onWritable(fd uintptr) bool {
-	for {
-		n, err := unix.Splice(d.pipe.r, nil, int(fd), nil, d.inPipe, spliceFlag)
+		n, err := unix.Read(d.src, l.buf)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
+			return
+		case err != nil:
+			c.abort(l, d.abortTerm(true))
+			return
+		case n == 0:
+			d.onEOF(l)
+			return
+		}
+		d.stamp(l, n)
+		w, err := writeAll(d.dst, l.buf[:n])
+		if err != nil {
+			c.abort(l, d.abortTerm(false))
+			return
+		}
+		if w < n {
+			d.pend = bufPool.Get().(*[]byte)
+			d.off, d.end = 0, copy(*d.pend, l.buf[w:n])
+			d.paused = true
+			return
+		}
+		if n == len(l.buf) {
+			if pipes.enabled() {
+				d.bulk = true
+			}
+		} else if !drain {
+			return // a short read drained the socket: the next arrival raises an edge
+		}
+	}
+}
+
+// writeAll writes b to fd until done or fd is full; it returns what was
+// written and a write error other than EAGAIN.
+func writeAll(fd int, b []byte) (int, error) {
+	w := 0
+	for w < len(b) {
+		n, err := unix.Write(fd, b[w:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return w, nil
+		case err != nil:
+			return w, err
+		}
+		w += n
+	}
+	return w, nil
+}
+
+// flushPipe splices the pipe into dst; false when dst is full (the
+// direction waits for EPOLLOUT) or the connection was aborted.
+func (d *direction) flushPipe(l *evloop) bool {
+	for d.inPipe > 0 {
+		n, err := unix.Splice(d.pipe.r, nil, d.dst, nil, d.inPipe, spliceFlag)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			d.paused = true
 			return false
 		case err != nil:
-			d.werr = err
-			return true
+			d.c.abort(l, d.abortTerm(false))
+			return false
 		}
 		d.inPipe -= int(n)
-		if d.inPipe == 0 {
-			return true
+	}
+	return true
+}
+
+// writable runs when dst may take data again: flush what waits, then
+// resume reading src (or shut dst if src ended meanwhile).
+func (d *direction) writable(l *evloop) {
+	if d.done || !d.blocked() {
+		return
+	}
+	if d.pend != nil {
+		b := *d.pend
+		w, err := writeAll(d.dst, b[d.off:d.end])
+		if err != nil {
+			d.c.abort(l, d.abortTerm(false))
+			return
 		}
+		d.off += w
+		if d.off < d.end {
+			return
+		}
+		bufPool.Put(d.pend)
+		d.pend = nil
+	}
+	if d.inPipe > 0 {
+		if !d.flushPipe(l) {
+			return
+		}
+		if !d.bulk {
+			d.c.svc.pool.pipes.put(d.pipe, true)
+			d.pipe = nil
+		}
+	}
+	d.c.serverAct.Store(l.now)
+	d.c.clientAct.Store(l.now)
+	if d.eof {
+		d.shut(l)
+		return
+	}
+	if d.paused {
+		d.paused = false
+		d.pump(l, true)
+	}
+}
+
+// onEOF: src sent its FIN. Once pending data is out, dst is shut (the
+// half-close), or the connection ends if the other way is done too.
+func (d *direction) onEOF(l *evloop) {
+	d.eof = true
+	if d.blocked() {
+		return
+	}
+	d.shut(l)
+}
+
+func (d *direction) shut(l *evloop) {
+	c := d.c
+	d.done = true
+	d.release()
+	bit, other := int32(downDone), int32(upDone)
+	if d.toServer {
+		bit, other = upDone, downDone
+	}
+	if c.state.Or(bit)&other != 0 {
+		c.finish(l) // close sends the FIN
+		return
+	}
+	if err := unix.Shutdown(d.dst, unix.SHUT_WR); err != nil {
+		c.abort(l, d.abortTerm(false))
 	}
 }
 

@@ -46,7 +46,9 @@ type Pool struct {
 	ctx    context.Context // cancelled by Close: stops checks and timers
 	cancel context.CancelFunc
 	bg     sync.WaitGroup // accept loops, checks, drain timers
-	conns  sync.WaitGroup // connection goroutines
+	conns  sync.WaitGroup // live connections
+	loops  []*evloop      // the event loops that run connections, one per P
+	nextLp atomic.Uint32  // round-robin of listener shards over loops
 
 	mu        sync.Mutex // serialises Set and Close; guards the fields below
 	services  map[string]*service
@@ -98,6 +100,15 @@ func New(logger *slog.Logger, opts Options) *Pool {
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		p.inherited[ap] = append(p.inherited[ap], tl)
 	}
+	for range runtime.GOMAXPROCS(0) {
+		l, err := newLoop(p)
+		if err != nil {
+			p.log.Error("event loop", "err", err)
+			break
+		}
+		p.loops = append(p.loops, l)
+		go l.run()
+	}
 	p.bg.Add(2)
 	go p.housekeeping()
 	go p.reaper()
@@ -112,10 +123,6 @@ type settings struct {
 
 func newSettings(s Service) *settings {
 	return &settings{Service: s.withDefaults()}
-}
-
-func (s *settings) dial(srv *server) (*sock, error) {
-	return dialTCP(srv.cfg.Load().Addr, s.Timeouts.Connect)
 }
 
 // service is the live state of one Service.
@@ -158,13 +165,12 @@ type listener struct {
 	ln *net.TCPListener
 	// af is a pollable duplicate of ln's socket: accept4 runs on it in a
 	// raw readiness callback (net's listener RawConn has no Read).
-	af      *os.File
-	shard   *picker
-	jobs    chan *conn // hand-off to an idle connect worker
-	workers int        // owned by the accept loop
-	stop    atomic.Bool
-	done    chan struct{} // closed when the accept loop returned
-	quit    chan struct{} // closed to stop a loop waiting for a slot
+	af    *os.File
+	shard *picker
+	loop  *evloop // runs the connections accepted here
+	stop  atomic.Bool
+	done  chan struct{} // closed when the accept loop returned
+	quit  chan struct{} // closed to stop a loop waiting for a slot
 }
 
 // Set makes the pool match cfg: services, binds and servers are added,
@@ -508,8 +514,9 @@ func (g *bindGroup) start(p *Pool) {
 		l.shard = &picker{}
 		l.done = make(chan struct{})
 		l.quit = make(chan struct{})
-		l.jobs = make(chan *conn)
-		l.workers = 0
+		if l.loop == nil && len(p.loops) > 0 {
+			l.loop = p.loops[int(p.nextLp.Add(1))%len(p.loops)]
+		}
 		if l.af == nil {
 			af, err := dupListener(l.ln, "accept")
 			if err != nil {
@@ -583,9 +590,9 @@ func (l *listener) accept(p *Pool, svc *service, addr netip.AddrPort) {
 		if err == nil && aerr != nil {
 			err = os.NewSyscallError("accept4", aerr)
 		}
-		var cs *sock
-		if err == nil {
-			cs, err = newSock(nfd)
+		if err == nil && l.loop == nil {
+			_ = unix.Close(nfd)
+			err = errors.New("no event loop")
 		}
 		if err != nil {
 			svc.releaseSlot()
@@ -601,50 +608,18 @@ func (l *listener) accept(p *Pool, svc *service, addr netip.AddrPort) {
 			continue
 		}
 		c := connPool.Get().(*conn)
-		c.svc, c.set, c.shard, c.client = svc, svc.set.Load(), l.shard, cs
+		c.svc, c.set, c.shard, c.client = svc, svc.set.Load(), l.shard, nfd
 		c.start = time.Now()
 		c.caddr = addrPortOf(rsa)
 		c.laddr = addr
 		if c.set.ProxyProtocol != 0 {
-			c.laddr = cs.localAddr()
+			c.laddr = localAddr(nfd)
 		}
 		svc.cur.Add(1)
 		svc.total.Add(1)
 		p.conns.Add(1)
-		l.dispatch(p, c)
+		l.loop.post(loopMsg{kind: msgNew, c: c})
 	}
-}
-
-// maxWorkers bounds the connect workers of one listener shard.
-const maxWorkers = 32
-
-// dispatch runs c's connect phase on an idle worker of this shard, or on a
-// new one. Workers are reused because dialing grows a goroutine's stack:
-// a fresh goroutine per connection pays for that growth every time.
-func (l *listener) dispatch(p *Pool, c *conn) {
-	select {
-	case l.jobs <- c:
-		return
-	default:
-	}
-	if l.workers >= maxWorkers {
-		go c.serve()
-		return
-	}
-	l.workers++
-	p.bg.Add(1)
-	go func(jobs <-chan *conn, quit <-chan struct{}) {
-		defer p.bg.Done()
-		c.serve()
-		for {
-			select {
-			case c := <-jobs:
-				c.serve()
-			case <-quit:
-				return
-			}
-		}
-	}(l.jobs, l.quit)
 }
 
 // Listeners returns duplicates of every listening socket, named
@@ -726,6 +701,11 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	<-drained
 	p.bg.Wait()
+	for _, l := range p.loops {
+		l.post(loopMsg{kind: msgStop})
+		<-l.done
+		l.close()
+	}
 	p.pipes.close()
 	return err
 }

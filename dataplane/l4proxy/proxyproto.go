@@ -57,9 +57,3 @@ func appendProxyHeader(b []byte, version int, src, dst netip.AddrPort) []byte {
 	}
 	return b
 }
-
-func writeProxyHeader(c *sock, version int, src, dst netip.AddrPort) error {
-	var arr [108]byte
-	_, err := c.Write(appendProxyHeader(arr[:0], version, src, dst))
-	return err
-}

@@ -108,18 +108,18 @@ func (s *server) unlink(c *conn) {
 	s.mu.Unlock()
 }
 
-// shutdownSessions aborts every live connection of the server.
+// shutdownSessions aborts every live connection of the server (their
+// loops do it; the requests are posted under the lock, so that no
+// connection is recycled under us).
 func (s *server) shutdownSessions(term string) int {
+	n := 0
 	s.mu.Lock()
-	var victims []*conn
 	for c := s.conns; c != nil; c = c.next {
-		victims = append(victims, c)
+		c.requestAbort(term)
+		n++
 	}
 	s.mu.Unlock()
-	for _, c := range victims {
-		c.abort(term)
-	}
-	return len(victims)
+	return n
 }
 
 // setUp records a health transition; it returns false when nothing changed.
@@ -141,15 +141,12 @@ func (s *server) setUp(up bool, now time.Time) bool {
 	return true
 }
 
-// reap aborts the server's connections whose client or server side has
-// been inactive past its timeout. Aborting under the lock keeps a finished
-// connection from being recycled under us.
+// reap hands the server's connections whose connect or whose client or
+// server side has outlived its timeout to their loops.
 func (s *server) reap(now int64) {
 	s.mu.Lock()
 	for c := s.conns; c != nil; c = c.next {
-		if term, ok := c.expired(now); ok {
-			c.abort(term)
-		}
+		c.reapCheck(now)
 	}
 	s.mu.Unlock()
 }
