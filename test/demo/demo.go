@@ -61,7 +61,7 @@ func run(ctx context.Context, o options) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo needs root: network namespaces and a systemd per gateway (sudo make demo)")
 	}
-	for _, c := range []string{"ip", "git", "python3", "nsenter", "unshare", "/lib/systemd/systemd", "/lib/systemd/systemd-socket-proxyd"} {
+	for _, c := range []string{"ip", "git", "python3", "nsenter", "unshare", "/lib/systemd/systemd", "/lib/systemd/systemd-socket-proxyd", "/usr/bin/dbus-daemon"} {
 		if _, err := lab.LookPath(c); err != nil {
 			return fmt.Errorf("the demo needs %s: %w", c, err)
 		}
@@ -134,7 +134,7 @@ func (d *demo) labUp(ctx context.Context) error {
 	}
 	d.n.Say("external network 203.0.113.0/24 (br0), internal network 198.51.100.0/24 (br1)")
 	for _, g := range d.lab.gws {
-		d.n.Say("%s: eth0 %s, eth1 %s; systemd %s as PID 1 of its own pid, mount, uts, ipc and cgroup namespaces",
+		d.n.Say("%s: eth0 %s, eth1 %s; systemd %s as PID 1 of its own pid, mount, uts, ipc and cgroup namespaces, a D-Bus system bus",
 			g.name, g.ext, g.int, systemdVersion(ctx, g))
 	}
 	d.n.Say("client: eth0 203.0.113.50/24")

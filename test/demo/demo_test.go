@@ -20,7 +20,7 @@ import (
 // asserted. KEEP_LOGS=DIR keeps the gateways' logs.
 func TestDemo(t *testing.T) {
 	systemd.Require(t)
-	lab.RequireCommand(t, "ip", "git", "python3")
+	lab.RequireCommand(t, "ip", "git", "python3", "/usr/bin/dbus-daemon")
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)

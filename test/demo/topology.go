@@ -145,10 +145,11 @@ func (t *topology) up(ctx context.Context, gitgw string, backend []byte) error {
 	return errors.Join(errs...)
 }
 
-// boot starts the gateway's systemd, names the host, installs gitgw and
-// the backend program.
+// boot starts the gateway's systemd, with a system bus as on a real host
+// (the agent's units driver uses it, and its signals need Subscribe()),
+// names the host, installs gitgw and the backend program.
 func (g *gateway) boot(ctx context.Context, shared, gitgw string, backend []byte) error {
-	h, err := systemd.Start(ctx, systemd.Options{Name: "demo-" + g.name + "-", Netns: g.ns.Path(), RW: []string{shared}})
+	h, err := systemd.Start(ctx, systemd.Options{Name: "demo-" + g.name + "-", Netns: g.ns.Path(), RW: []string{shared}, SystemBus: true})
 	if err != nil {
 		return fmt.Errorf("%s: %w", g.name, err)
 	}
