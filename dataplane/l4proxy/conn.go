@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -512,7 +513,7 @@ func (d *direction) pump(l *evloop, drain bool) {
 			}
 		}
 		if d.pipe != nil {
-			n, err := unix.Splice(d.src, nil, d.pipe.w, nil, maxSplice, spliceFlag)
+			n, err := rawSplice(d.src, d.pipe.w, maxSplice)
 			switch {
 			case err == unix.EINTR:
 				continue
@@ -520,7 +521,7 @@ func (d *direction) pump(l *evloop, drain bool) {
 				pipes.put(d.pipe, true)
 				d.pipe = nil
 				return
-			case err != nil:
+			case err != 0:
 				c.abort(l, d.abortTerm(true))
 				return
 			case n == 0:
@@ -541,13 +542,13 @@ func (d *direction) pump(l *evloop, drain bool) {
 			}
 			continue
 		}
-		n, err := unix.Read(d.src, l.buf)
+		n, err := rawRead(d.src, l.buf)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
 			return
-		case err != nil:
+		case err != 0:
 			c.abort(l, d.abortTerm(true))
 			return
 		case n == 0:
@@ -556,7 +557,7 @@ func (d *direction) pump(l *evloop, drain bool) {
 		}
 		d.stamp(l, n)
 		w, err := writeAll(d.dst, l.buf[:n])
-		if err != nil {
+		if err != 0 {
 			c.abort(l, d.abortTerm(false))
 			return
 		}
@@ -578,35 +579,35 @@ func (d *direction) pump(l *evloop, drain bool) {
 
 // writeAll writes b to fd until done or fd is full; it returns what was
 // written and a write error other than EAGAIN.
-func writeAll(fd int, b []byte) (int, error) {
+func writeAll(fd int, b []byte) (int, syscall.Errno) {
 	w := 0
 	for w < len(b) {
-		n, err := unix.Write(fd, b[w:])
+		n, err := rawSend(fd, b[w:])
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			return w, nil
-		case err != nil:
+			return w, 0
+		case err != 0:
 			return w, err
 		}
 		w += n
 	}
-	return w, nil
+	return w, 0
 }
 
 // flushPipe splices the pipe into dst; false when dst is full (the
 // direction waits for EPOLLOUT) or the connection was aborted.
 func (d *direction) flushPipe(l *evloop) bool {
 	for d.inPipe > 0 {
-		n, err := unix.Splice(d.pipe.r, nil, d.dst, nil, d.inPipe, spliceFlag)
+		n, err := rawSplice(d.pipe.r, d.dst, d.inPipe)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
 			d.paused = true
 			return false
-		case err != nil:
+		case err != 0:
 			d.c.abort(l, d.abortTerm(false))
 			return false
 		}
@@ -624,7 +625,7 @@ func (d *direction) writable(l *evloop) {
 	if d.pend != nil {
 		b := *d.pend
 		w, err := writeAll(d.dst, b[d.off:d.end])
-		if err != nil {
+		if err != 0 {
 			d.c.abort(l, d.abortTerm(false))
 			return
 		}

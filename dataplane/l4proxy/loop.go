@@ -145,8 +145,11 @@ func (l *evloop) post(m loopMsg) {
 // fd is readable; it returns false to park, true to stop.
 func (l *evloop) poll(uintptr) bool {
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events[:], 0)
-		if err != nil && err != unix.EINTR {
+		n, err := rawEpollWait(l.epfd, l.events[:])
+		if err != 0 {
+			if err == unix.EINTR {
+				continue
+			}
 			l.pool.log.Error("event loop: epoll_wait", "err", err)
 			return true
 		}

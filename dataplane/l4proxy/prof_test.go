@@ -3,12 +3,14 @@ package l4proxy
 import (
 	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
 
 // BenchmarkL4ProfileShort profiles the pool process under short
-// connections: a tool behind the CPU-per-connection figure, run on demand
+// connections (or keep-alive requests with L4PROF_KA=1; L4PROF_C sets the concurrency): a tool behind the
+// CPU-per-connection and per-request figures, run on demand
 // (L4PROF=/path/to/cpu.prof go test -run '^$' -bench L4ProfileShort).
 func BenchmarkL4ProfileShort(b *testing.B) {
 	path := os.Getenv("L4PROF")
@@ -21,7 +23,13 @@ func BenchmarkL4ProfileShort(b *testing.B) {
 	h := startHelper(t, Config{Services: []Service{{Name: "p", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "s", Addr: rr, Weight: 1}}}}},
 		"GOMAXPROCS=1", "L4HELPER_SHARDS=1", "L4HELPER_CPUPROFILE="+path)
 	c0 := cpuTime(h.cmd.Process.Pid)
-	st := requests(bind.String(), 50, 5*time.Second, false)
+	ka := os.Getenv("L4PROF_KA") != ""
+	conc := 50
+	if c, err := strconv.Atoi(os.Getenv("L4PROF_C")); err == nil && c > 0 {
+		conc = c
+	}
+	st := requests(bind.String(), conc, 5*time.Second, ka)
 	cpu := cpuTime(h.cmd.Process.Pid) - c0
-	t.Logf("%.0f conn/s, %d failed, %.1f µs CPU per connection", st.rate(), st.fails, float64(cpu.Microseconds())/float64(st.reqs))
+	t.Logf("keep-alive %v, c%d: %.0f req/s, %d failed, %.1f µs CPU per request, p50 %v p99 %v", ka, conc, st.rate(), st.fails,
+		float64(cpu.Microseconds())/float64(st.reqs), st.pct(0.5), st.pct(0.99))
 }
