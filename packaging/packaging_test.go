@@ -133,6 +133,8 @@ func TestUnitDirectives(t *testing.T) {
 		{"RuntimeDirectoryMode", "0750"}, // the control socket's directory
 		{"ExecStopPost", "/usr/local/bin/gitgw vrrp release --state-dir /var/lib/gitgw"},
 		{"FileDescriptorStoreMax", "64"},
+		// The guardian must outlive the crash it hands over: mixed SIGKILLs it.
+		{"KillMode", "control-group"},
 		{"NoNewPrivileges", "yes"},
 		{"ProtectSystem", "strict"},
 		{"ReadWritePaths", "/etc/systemd/system"},

@@ -118,7 +118,11 @@ func withGuardian(d *reconcile.VRRPDriver, env driverEnv) (reconcile.Driver, err
 	if err != nil {
 		self = os.Args[0]
 	}
-	g, err := vrrp.StartGuardian(exec.Command(self, "vrrp", "guard", "--state-dir", env.StateDir))
+	cmd := exec.Command(self, "vrrp", "guard", "--state-dir", env.StateDir)
+	// Its "released mastership" line belongs in the agent's log (the
+	// journal under systemd): it is the record of a crash handover.
+	cmd.Stderr = os.Stderr
+	g, err := vrrp.StartGuardian(cmd)
 	if err != nil {
 		env.Logger.Warn("no VRRP guardian: a crash hands over through ExecStopPost only", "err", err)
 		return d, nil

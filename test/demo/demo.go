@@ -386,8 +386,8 @@ func (d *demo) failover(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	d.n.Say("the handover (priority-0 advert, VIP removed) comes from the agent's guardian process, or, when systemd's")
-	d.n.Say("KillMode=mixed kills the guardian with the agent, from the unit's ExecStopPost=gitgw vrrp release")
+	d.n.Say("the handover (priority-0 advert, VIP removed) comes from the agent's guardian process: it ignores the")
+	d.n.Say("SIGTERM that KillMode=control-group sends after the crash; ExecStopPost=gitgw vrrp release is the backstop")
 	d.n.Show("gw1", "the console (systemd and the unit's output), from the kill to the restart", crashLines(gw1.h.Log()[logFrom:]))
 	out, err = gw1.systemctl(ctx, "show", "-p", "NRestarts", "-p", "MainPID", "-p", "ActiveState", "-p", "StatusText", "gitgw.service")
 	d.n.Show("gw1", "systemctl show -p NRestarts -p MainPID -p ActiveState -p StatusText gitgw.service", out)
@@ -405,8 +405,8 @@ func (d *demo) failover(ctx context.Context) error {
 }
 
 // crashLines picks from a gateway's console what tells the crash and the
-// restart: systemd's lines about gitgw.service (the kill, KillMode=mixed
-// killing the rest of the unit, the restart) and the handover.
+// restart: systemd's lines about gitgw.service (the kill, the stop of the
+// rest of the unit, the restart) and the handover.
 func crashLines(log string) string {
 	var out []string
 	for l := range strings.SplitSeq(log, "\n") {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,8 +125,8 @@ func TestServiceUnit(t *testing.T) {
 	}
 
 	// The proxy's listeners are in systemd's fd store; after a crash the
-	// restarted agent gets it back (LISTEN_FDS), ExecStopPost having
-	// handed VI_1 over in between.
+	// restarted agent gets it back (LISTEN_FDS), the guardian having
+	// handed VI_1 over in between (ExecStopPost is the backstop).
 	nicEventually(t, 30*time.Second, "the listener in the fd store", func() (bool, string) {
 		out, _ := h.Systemctl(ctx, "show", "-p", "NFileDescriptorStore", "--value", "gitgw.service")
 		n, _ := strconv.Atoi(strings.TrimSpace(out)) // one per SO_REUSEPORT listener
@@ -145,6 +146,15 @@ func TestServiceUnit(t *testing.T) {
 		return json.Unmarshal([]byte(out), &st) == nil && len(st.VRRP) == 1 && st.VRRP[0].State == "MASTER" &&
 			len(st.Services) == 1 && st.Services[0].Status == "UP", out
 	})
+	// The guardian did the handover: KillMode=control-group's SIGTERM
+	// (which it ignores) leaves it the time to, where mixed's SIGKILL
+	// raced it.
+	if !strings.Contains(h.Log(), `msg="released mastership" by=guardian`) {
+		t.Errorf("no handover by the guardian after the crash:\n%s", nicLastLines(h.Log(), 40))
+	}
+	if regexp.MustCompile(`gitgw\.service: Killing process \d+ \(gitgw\) with signal SIGKILL`).MatchString(h.Log()) {
+		t.Errorf("systemd SIGKILLed the rest of the unit after the crash, the guardian with it:\n%s", nicLastLines(h.Log(), 40))
+	}
 	if strings.Contains(h.Log(), "inherited fd is not a listener") {
 		t.Errorf("the restarted agent could not adopt the stored listener")
 	}
