@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -164,8 +165,8 @@ func viewService(s l4proxy.Service) serviceView {
 	t := s.Timeouts
 	v := serviceView{
 		Balance: string(s.Balance), MaxConn: s.MaxConn, Retries: max(s.Retries, 0), Redispatch: s.Redispatch,
-		Timeouts: fmt.Sprintf("connect %v client %v server %v tunnel %v client-fin %v server-fin %v queue %v",
-			t.Connect, t.Client, t.Server, t.Tunnel, t.ClientFin, t.ServerFin, t.Queue),
+		Timeouts: durations{{"connect", t.Connect}, {"client", t.Client}, {"server", t.Server}, {"tunnel", t.Tunnel},
+			{"client-fin", t.ClientFin}, {"server-fin", t.ServerFin}, {"queue", t.Queue}}.String(),
 		Proxy: s.ProxyProtocol, KeepAlive: s.KeepAlive > 0,
 	}
 	if v.Balance == "" {
@@ -175,15 +176,29 @@ func viewService(s l4proxy.Service) serviceView {
 		v.Persistence = s.Persistence.String()
 	}
 	if c := s.Check; c != nil {
-		v.Check = fmt.Sprintf("%s inter %v fast %v down %v timeout %v rise %d fall %d", c.Type, c.Interval, c.FastInterval, c.DownInterval, c.Timeout, c.Rise, c.Fall)
+		// HAProxy's order: what is checked, then how often.
+		var b strings.Builder
+		b.WriteString(string(c.Type))
 		switch c.Type {
 		case l4proxy.CheckHTTP:
-			v.Check += fmt.Sprintf(" %s %s host %q expect %d %q", c.Method, c.Path, c.Host, c.ExpectStatus, c.Expect)
+			fmt.Fprintf(&b, " %s %s", cmp.Or(c.Method, "GET"), cmp.Or(c.Path, "/"))
+			if c.Host != "" {
+				fmt.Fprintf(&b, " host %s", c.Host)
+			}
+			if c.ExpectStatus != 0 {
+				fmt.Fprintf(&b, " expect status %d", c.ExpectStatus)
+			}
+			if c.Expect != "" {
+				fmt.Fprintf(&b, " expect string %q", c.Expect)
+			}
 		case l4proxy.CheckTCPExpect:
-			v.Check += fmt.Sprintf(" send %q expect %q", c.Send, c.Expect)
+			fmt.Fprintf(&b, " send %q expect %q", c.Send, c.Expect)
 		case l4proxy.CheckCommand:
-			v.Check += fmt.Sprintf(" command %q", strings.Join(c.Command, " "))
+			fmt.Fprintf(&b, " command %q", strings.Join(c.Command, " "))
 		}
+		fmt.Fprintf(&b, " %s rise %d fall %d", durations{{"inter", c.Interval}, {"fast", c.FastInterval},
+			{"down", c.DownInterval}, {"timeout", c.Timeout}}, c.Rise, c.Fall)
+		v.Check = b.String()
 		if s.ShutdownOnDown {
 			v.Check += " shutdown-sessions"
 		}
@@ -374,4 +389,21 @@ func diffServer(name string, h, w serverView) []string {
 		d = append(d, fmt.Sprintf("backup %v → %v", h.Backup, w.Backup))
 	}
 	return d
+}
+
+// durations are named settings spelled "connect 2s queue 5s", the unset
+// (zero) ones left out: the plan shows what is configured, not every knob.
+type durations []struct {
+	name string
+	d    time.Duration
+}
+
+func (ds durations) String() string {
+	var parts []string
+	for _, x := range ds {
+		if x.d != 0 {
+			parts = append(parts, x.name+" "+x.d.String())
+		}
+	}
+	return strings.Join(parts, " ")
 }
