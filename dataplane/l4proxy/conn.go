@@ -500,6 +500,12 @@ func (d *direction) stamp(l *evloop, n int) {
 // stream ends or the budget is spent. drain: read until EAGAIN even after
 // a short read (a FIN or an error may follow the data).
 func (d *direction) pump(l *evloop, drain bool) {
+	if d.blocked() {
+		// Resumed (budget spent, then the peer filled up in the same
+		// batch): what was read must go out first.
+		d.paused = true
+		return
+	}
 	c := d.c
 	pipes := &c.svc.pool.pipes
 	for budget := pumpBudget; ; budget-- {

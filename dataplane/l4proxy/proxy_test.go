@@ -481,3 +481,57 @@ func TestAcceptedInheritsNoDelay(t *testing.T) {
 		t.Fatalf("accepted socket TCP_NODELAY = %d, %v", v, err)
 	}
 }
+
+// TestBulkStopAndGo moves bulk data to a reader that keeps stopping: the
+// loop's directions alternate between using up their read budget (resumed
+// after the batch) and waiting for a full peer, and no byte may be lost,
+// duplicated or reordered on the way (splice and buffer paths both).
+func TestBulkStopAndGo(t *testing.T) {
+	t.Parallel()
+	for _, pipes := range []int{0, -1} {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		payload := make([]byte, 48<<20)
+		rand.Read(payload)
+		want := sha256.Sum256(payload)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.Write(payload)
+		}()
+		bind := freePort(t)
+		newTestPool(t, Options{MaxPipes: pipes}, Config{Services: []Service{{
+			Name: "sg", Binds: []netip.AddrPort{bind},
+			Servers: []Server{{Name: "s", Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Weight: 1}},
+		}}})
+		c, err := net.Dial("tcp", bind.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(120 * time.Second))
+		h := sha256.New()
+		buf := make([]byte, 200<<10)
+		var got int
+		for got < len(payload) {
+			n, err := io.ReadFull(c, buf[:min(len(buf), len(payload)-got)])
+			h.Write(buf[:n])
+			got += n
+			if err != nil {
+				t.Fatalf("maxpipes %d: read %d of %d bytes: %v", pipes, got, len(payload), err)
+			}
+			if got%(4<<20) < len(buf) {
+				time.Sleep(2 * time.Millisecond) // stop: the proxy's writes to us fill up
+			}
+		}
+		c.Close()
+		if !bytes.Equal(h.Sum(nil), want[:]) {
+			t.Fatalf("maxpipes %d: %d bytes arrived altered", pipes, got)
+		}
+	}
+}
