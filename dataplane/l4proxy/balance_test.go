@@ -30,7 +30,7 @@ func testServers(specs ...string) []*server {
 }
 
 func testService(bal Balance, persist time.Duration, servers []*server) *service {
-	svc := &service{name: "t", slotWake: make(chan struct{}, 1)}
+	svc := &service{name: "t"}
 	svc.set.Store(newSettings(Service{Name: "t", Balance: bal, Persistence: persist}))
 	svc.servers = servers
 	svc.tbl.Store(buildTable(servers))

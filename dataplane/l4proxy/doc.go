@@ -8,8 +8,10 @@
 //
 //   - one SO_REUSEPORT listener per core for every bind, opened with
 //     IP_FREEBIND so that a VIP that VRRP has not brought here yet can be bound;
-//     an accept goroutine per listener (they are few) hands each connection
-//     to an event loop;
+//     each shard is a raw fd in one event loop, which accepts on it between
+//     the events of its connections (up to 64 at a time, HAProxy's
+//     maxaccept): no goroutine switch or hand-off per new connection, and a
+//     service at its maxconn leaves clients in the kernel's backlog;
 //   - connections live on event loops (loop.go), one per P, each an epoll
 //     set of raw non-blocking sockets that the runtime poller never sees.
 //     An idle connection costs its pooled conn struct and two fds: no
@@ -17,8 +19,9 @@
 //     connection (one per direction) cost ~7.5 kB each idle connection and
 //     two scheduler wake-ups per request; HAProxy's ~3.4 kB was the bar;
 //   - the loop parks in the runtime poller on its epoll fd instead of
-//     blocking in epoll_wait, so that it shares the Ps with timers, accept
-//     loops and checks like any goroutine; sockets are registered once,
+//     blocking in epoll_wait, so that it shares the Ps with timers and
+//     checks like any goroutine, and its per-event syscalls (never blocking)
+//     skip the scheduler's syscall bookkeeping; sockets are registered once,
 //     edge-triggered for input and output (no epoll_ctl per event), and a
 //     short read means "drained" (one read and one write per small message);
 //   - data read is written out at once from the loop's own buffer; only a

@@ -33,18 +33,23 @@ type evloop struct {
 	rc   syscall.RawConn
 
 	// Owned by the loop goroutine.
-	events [128]unix.EpollEvent
-	ev     unix.EpollEvent // scratch for epoll_ctl (no allocation)
-	buf    []byte          // the loop's read buffer: data is written out at once
-	slots  []*conn
-	free   []int32
-	gen    uint32
-	now    int64 // monoNow of the current batch
-	again  []againRef
-	sa4    unix.SockaddrInet4
-	sa6    unix.SockaddrInet6
-	work   []loopMsg
-	stop   bool
+	events  [128]unix.EpollEvent
+	ev      unix.EpollEvent // scratch for epoll_ctl (no allocation)
+	buf     []byte          // the loop's read buffer: data is written out at once
+	slots   []*conn
+	free    []int32
+	gen     uint32
+	now     int64 // monoNow of the current batch
+	again   []againRef
+	sa4     unix.SockaddrInet4
+	sa6     unix.SockaddrInet6
+	work    []loopMsg
+	stop    bool
+	lns     []*listener // listening shards, by index (epoll data -2-idx)
+	lfree   []int32
+	againLn []lnRef // listeners with connections left after maxAccept
+	rsa     unix.RawSockaddrAny
+	rsalen  uint32
 
 	mu      sync.Mutex
 	inbox   []loopMsg
@@ -56,8 +61,11 @@ type evloop struct {
 type loopMsg struct {
 	kind msgKind
 	c    *conn
-	gen  uint32 // the conn registration it is meant for
+	gen  uint32 // the conn (or listener) registration it is meant for
 	term string
+	ln   *listener
+	svc  *service
+	ack  chan struct{}
 }
 
 type msgKind uint8
@@ -68,6 +76,9 @@ const (
 	msgAbort                      // abort with term (timeout, shutdown-sessions, grace over)
 	msgConnTimeout                // the connect attempt timed out
 	msgStop                       // the pool is closed and drained
+	msgListen                     // accept on ln for svc
+	msgUnlisten                   // stop accepting on ln, then close ack
+	msgAcceptRetry                // a slot freed (or an accept error passed): accept on ln again
 )
 
 const (
@@ -157,7 +168,12 @@ func (l *evloop) poll(uintptr) bool {
 		for i := 0; i < n; i++ {
 			e := &l.events[i]
 			if e.Fd < 0 {
-				continue // the eventfd: the inbox is read below
+				if e.Fd <= -2 {
+					if ln := l.lns[-2-e.Fd]; ln != nil && ln.gen == uint32(e.Pad) {
+						l.accept(ln)
+					}
+				}
+				continue // -1, the eventfd: the inbox is read below
 			}
 			l.dispatch(int(e.Fd), uint32(e.Pad), e.Events)
 		}
@@ -167,7 +183,7 @@ func (l *evloop) poll(uintptr) bool {
 		if l.stop {
 			return true
 		}
-		if len(l.again) > 0 {
+		if len(l.again) > 0 || len(l.againLn) > 0 {
 			l.runAgain()
 			continue
 		}
@@ -205,6 +221,15 @@ func (l *evloop) drainInbox() {
 			}
 		case msgStop:
 			l.stop = true
+		case msgListen:
+			l.listen(m.ln, m.svc)
+		case msgUnlisten:
+			l.unlisten(m.ln)
+			close(m.ack)
+		case msgAcceptRetry:
+			if m.ln.gen == m.gen {
+				l.accept(m.ln)
+			}
 		}
 		*m = loopMsg{}
 	}
@@ -213,6 +238,13 @@ func (l *evloop) drainInbox() {
 // runAgain resumes the directions that used up their budget in the last
 // batch (edge-triggered: nobody else would read them again).
 func (l *evloop) runAgain() {
+	againLn := l.againLn
+	l.againLn = nil
+	for _, r := range againLn {
+		if r.ln.gen == r.gen {
+			l.accept(r.ln)
+		}
+	}
 	again := l.again
 	l.again = nil
 	for _, a := range again {

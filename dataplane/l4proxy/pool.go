@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,7 +52,7 @@ type Pool struct {
 	services  map[string]*service
 	draining  []*service
 	binds     map[netip.AddrPort]*bindGroup
-	inherited map[netip.AddrPort][]*net.TCPListener
+	inherited map[netip.AddrPort][]int // listening sockets handed over, by address
 	applied   *Config
 	closed    bool
 	reapEvery atomic.Int64 // reaper period: a quarter of the shortest timeout
@@ -80,25 +78,18 @@ func New(logger *slog.Logger, opts Options) *Pool {
 		clock:     opts.Clock,
 		services:  map[string]*service{},
 		binds:     map[netip.AddrPort]*bindGroup{},
-		inherited: map[netip.AddrPort][]*net.TCPListener{},
+		inherited: map[netip.AddrPort][]int{},
 	}
 	p.pipes.max = max(opts.MaxPipes, 0)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, f := range opts.Inherited {
-		l, err := net.FileListener(f)
+		fd, ap, err := adoptListener(f)
 		_ = f.Close()
 		if err != nil {
-			p.log.Warn("inherited fd is not a listener", "name", f.Name(), "err", err)
+			p.log.Warn("inherited fd is not a TCP listener", "name", f.Name(), "err", err)
 			continue
 		}
-		tl, ok := l.(*net.TCPListener)
-		if !ok {
-			_ = l.Close()
-			continue
-		}
-		ap := tl.Addr().(*net.TCPAddr).AddrPort()
-		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		p.inherited[ap] = append(p.inherited[ap], tl)
+		p.inherited[ap] = append(p.inherited[ap], fd)
 	}
 	for range runtime.GOMAXPROCS(0) {
 		l, err := newLoop(p)
@@ -141,8 +132,13 @@ type service struct {
 	maxSvcQueued      atomic.Int64
 	queueTimeouts     atomic.Int64
 
-	slotWake chan struct{} // a connection slot (service maxconn) freed
-	sticky   stickyTable
+	sticky stickyTable
+
+	// Listeners that stopped accepting because the service is at its
+	// maxconn; a freed slot resumes them (listen.go).
+	starvedMu sync.Mutex
+	starved   []lnRef
+	nstarved  atomic.Int32
 
 	mu       sync.Mutex // guards servers, draining and checkCfg; held by Set and health flips
 	servers  []*server
@@ -152,25 +148,6 @@ type service struct {
 	qmu   sync.Mutex // guards queue, qseq and every server's queue (queue.go)
 	queue []*waiter  // connections that may go to any server
 	qseq  uint64
-}
-
-// bindGroup is the SO_REUSEPORT shards of one bind and the service they feed.
-type bindGroup struct {
-	addr netip.AddrPort
-	svc  *service
-	lns  []*listener
-}
-
-type listener struct {
-	ln *net.TCPListener
-	// af is a pollable duplicate of ln's socket: accept4 runs on it in a
-	// raw readiness callback (net's listener RawConn has no Read).
-	af    *os.File
-	shard *picker
-	loop  *evloop // runs the connections accepted here
-	stop  atomic.Bool
-	done  chan struct{} // closed when the accept loop returned
-	quit  chan struct{} // closed to stop a loop waiting for a slot
 }
 
 // Set makes the pool match cfg: services, binds and servers are added,
@@ -197,7 +174,7 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 		want[sc.Name] = true
 		svc := p.services[sc.Name]
 		if svc == nil {
-			svc = &service{pool: p, name: sc.Name, slotWake: make(chan struct{}, 1)}
+			svc = &service{pool: p, name: sc.Name}
 			p.services[sc.Name] = svc
 		}
 		svc.update(sc, now)
@@ -240,9 +217,9 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 		}
 	}
 	// Sockets handed over but not claimed belong to binds that are gone.
-	for addr, lns := range p.inherited {
-		for _, l := range lns {
-			_ = l.Close()
+	for addr, fds := range p.inherited {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
 		}
 		delete(p.inherited, addr)
 	}
@@ -289,6 +266,7 @@ func (svc *service) update(sc Service, now time.Time) {
 	defer svc.mu.Unlock()
 	set := newSettings(sc)
 	svc.set.Store(set)
+	svc.wakeStarved() // maxconn may have been raised
 	byName := map[string]*server{}
 	for _, s := range svc.servers {
 		byName[s.name] = s
@@ -410,240 +388,6 @@ func (svc *service) serverHealth(s *server, up bool, detail string, now time.Tim
 	}
 }
 
-// acquireSlot takes one of the service's maxconn slots, waiting while it is
-// full (clients then wait in the kernel's accept backlog). It returns false
-// when the listener is stopping.
-func (svc *service) acquireSlot(quit <-chan struct{}) bool {
-	for {
-		mc := int64(svc.set.Load().MaxConn)
-		n := svc.slots.Load()
-		if mc == 0 || n < mc {
-			if svc.slots.CompareAndSwap(n, n+1) {
-				if mc > 0 && n+1 < mc {
-					svc.signalSlot() // let another waiting shard in too
-				}
-				return true
-			}
-			continue
-		}
-		select {
-		case <-svc.slotWake:
-		case <-quit:
-			return false
-		case <-time.After(time.Second): // maxconn may have been raised
-		}
-	}
-}
-
-func (svc *service) releaseSlot() {
-	svc.slots.Add(-1)
-	if svc.set.Load().MaxConn > 0 {
-		svc.signalSlot()
-	}
-}
-
-func (svc *service) signalSlot() {
-	select {
-	case svc.slotWake <- struct{}{}:
-	default:
-	}
-}
-
-// openBind opens the shards of one bind, adopting inherited sockets first.
-func (p *Pool) openBind(addr netip.AddrPort, svc *service) (*bindGroup, error) {
-	g := &bindGroup{addr: addr, svc: svc}
-	inh := p.inherited[addr]
-	delete(p.inherited, addr)
-	for _, tl := range inh {
-		g.lns = append(g.lns, &listener{ln: tl})
-	}
-	for len(g.lns) < p.opts.Shards {
-		tl, err := listenTCP(addr)
-		if err != nil {
-			if len(g.lns) > 0 {
-				break // keep what we have: at least one shard listens
-			}
-			return nil, fmt.Errorf("l4proxy: service %q: listen %v: %w", svc.name, addr, err)
-		}
-		g.lns = append(g.lns, &listener{ln: tl})
-	}
-	g.start(p)
-	return g, nil
-}
-
-// listenTCP opens one SO_REUSEPORT shard with IP_FREEBIND, so the VIP
-// need not be on the node yet.
-func listenTCP(addr netip.AddrPort) (*net.TCPListener, error) {
-	v6 := addr.Addr().Is6() && !addr.Addr().Is4In6()
-	lc := net.ListenConfig{
-		KeepAlive: -1,
-		Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) {
-				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
-					return
-				}
-				// Accepted sockets inherit TCP_NODELAY from the listener.
-				if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); serr != nil {
-					return
-				}
-				if v6 {
-					serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-				} else {
-					serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
-				}
-			})
-			return errors.Join(err, serr)
-		},
-	}
-	network := "tcp4"
-	if v6 {
-		network = "tcp6"
-	}
-	l, err := lc.Listen(context.Background(), network, addr.String())
-	if err != nil {
-		return nil, err
-	}
-	return l.(*net.TCPListener), nil
-}
-
-// start runs an accept loop per shard, feeding g.svc.
-func (g *bindGroup) start(p *Pool) {
-	for _, l := range g.lns {
-		l.stop.Store(false)
-		l.shard = &picker{}
-		l.done = make(chan struct{})
-		l.quit = make(chan struct{})
-		if l.loop == nil && len(p.loops) > 0 {
-			l.loop = p.loops[int(p.nextLp.Add(1))%len(p.loops)]
-		}
-		if l.af == nil {
-			af, err := dupListener(l.ln, "accept")
-			if err != nil {
-				p.log.Error("dup listener", "bind", g.addr, "err", err)
-				close(l.done)
-				continue
-			}
-			l.af = af
-		}
-		_ = l.af.SetReadDeadline(time.Time{})
-		p.bg.Add(1)
-		go func(l *listener, svc *service) {
-			defer p.bg.Done()
-			defer close(l.done)
-			l.accept(p, svc, g.addr)
-		}(l, g.svc)
-	}
-}
-
-// pause stops the accept loops without closing the sockets (their queues
-// keep filling and are served by the next start).
-func (g *bindGroup) pause() {
-	for _, l := range g.lns {
-		l.stop.Store(true)
-		close(l.quit)
-		if l.af != nil {
-			_ = l.af.SetReadDeadline(time.Unix(1, 0))
-		}
-	}
-	for _, l := range g.lns {
-		<-l.done
-	}
-}
-
-func (g *bindGroup) close() {
-	g.pause()
-	for _, l := range g.lns {
-		if l.af != nil {
-			_ = l.af.Close()
-		}
-		_ = l.ln.Close()
-	}
-}
-
-func (l *listener) accept(p *Pool, svc *service, addr netip.AddrPort) {
-	rc, err := l.af.SyscallConn()
-	if err != nil {
-		p.log.Error("listener without a raw connection", "service", svc.name, "bind", addr, "err", err)
-		return
-	}
-	var nfd int
-	var rsa unix.Sockaddr
-	var aerr error
-	acceptFn := func(fd uintptr) bool {
-		for {
-			nfd, rsa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			switch aerr {
-			case unix.EINTR, unix.ECONNABORTED:
-				continue
-			case unix.EAGAIN:
-				return false
-			}
-			return true
-		}
-	}
-	for {
-		if !svc.acquireSlot(l.quit) {
-			return
-		}
-		err := rc.Read(acceptFn)
-		if err == nil && aerr != nil {
-			err = os.NewSyscallError("accept4", aerr)
-		}
-		if err == nil && l.loop == nil {
-			_ = unix.Close(nfd)
-			err = errors.New("no event loop")
-		}
-		if err != nil {
-			svc.releaseSlot()
-			if l.stop.Load() || errors.Is(err, os.ErrClosed) {
-				return
-			}
-			p.log.Warn("accept failed", "service", svc.name, "bind", addr, "err", err)
-			select { // EMFILE and friends: back off instead of spinning
-			case <-l.quit:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			continue
-		}
-		c := connPool.Get().(*conn)
-		c.svc, c.set, c.shard, c.client = svc, svc.set.Load(), l.shard, nfd
-		c.start = time.Now()
-		c.caddr = addrPortOf(rsa)
-		c.laddr = addr
-		if c.set.ProxyProtocol != 0 {
-			c.laddr = localAddr(nfd)
-		}
-		svc.cur.Add(1)
-		svc.total.Add(1)
-		p.conns.Add(1)
-		l.loop.post(loopMsg{kind: msgNew, c: c})
-	}
-}
-
-// Listeners returns duplicates of every listening socket, named
-// "l4proxy:<addr>", for a successor process to adopt through
-// Options.Inherited (systemd FDSTORE=1 with FDNAME, or exec ExtraFiles).
-// The caller owns and closes the files.
-func (p *Pool) Listeners() ([]*os.File, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var files []*os.File
-	var errs []error
-	for addr, g := range p.binds {
-		for _, l := range g.lns {
-			f, err := dupListener(l.ln, "l4proxy:"+addr.String())
-			if err != nil {
-				errs = append(errs, fmt.Errorf("l4proxy: dup listener %v: %w", addr, err))
-				continue
-			}
-			files = append(files, f)
-		}
-	}
-	return files, errors.Join(errs...)
-}
-
 // StopAccepting closes every listener (the sockets live on in a process
 // that inherited them) and leaves established connections running: the
 // first half of a hand-over. Close then drains.
@@ -670,9 +414,9 @@ func (p *Pool) Close(ctx context.Context) error {
 		g.close()
 		delete(p.binds, addr)
 	}
-	for _, lns := range p.inherited {
-		for _, l := range lns {
-			_ = l.Close()
+	for _, fds := range p.inherited {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
 		}
 	}
 	p.inherited = nil
@@ -748,27 +492,6 @@ func (p *Pool) housekeeping() {
 			svc.mu.Unlock()
 		}
 	}
-}
-
-// dupListener duplicates a listening socket without touching its file
-// status flags ((*os.File).Fd would switch the shared description to
-// blocking mode under the running accept loop).
-func dupListener(ln *net.TCPListener, name string) (*os.File, error) {
-	rc, err := ln.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var nfd int
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, err
-	}
-	if derr != nil {
-		return nil, derr
-	}
-	return os.NewFile(uintptr(nfd), name), nil
 }
 
 // reapPeriod is a quarter of the shortest inactivity timeout, between 10ms

@@ -454,25 +454,23 @@ func TestSetRetriesFailedBind(t *testing.T) {
 // setsockopt per connection: accepted sockets inherit TCP_NODELAY from
 // the listener.
 func TestAcceptedInheritsNoDelay(t *testing.T) {
-	ln, err := listenTCP(netip.MustParseAddrPort("127.0.0.1:0"))
+	fd, err := listenTCP(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addrPortOf(sa).String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	f, err := dupListener(ln, "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rc, _ := f.SyscallConn()
 	nfd := -1
 	eventually(t, 10*time.Second, "accept", func() bool {
-		rc.Control(func(fd uintptr) { nfd, _, _ = unix.Accept4(int(fd), unix.SOCK_CLOEXEC) })
+		nfd, _, _ = unix.Accept4(fd, unix.SOCK_CLOEXEC)
 		return nfd >= 0
 	})
 	defer unix.Close(nfd)
@@ -533,5 +531,68 @@ func TestBulkStopAndGo(t *testing.T) {
 		if !bytes.Equal(h.Sum(nil), want[:]) {
 			t.Fatalf("maxpipes %d: %d bytes arrived altered", pipes, got)
 		}
+	}
+}
+
+// TestServiceMaxConn: beyond the service's maxconn, clients wait in the
+// kernel's accept backlog; a connection that ends, or a raised maxconn,
+// lets the next ones in.
+func TestServiceMaxConn(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "a")
+	bind := freePort(t)
+	cfg := Config{Services: []Service{{
+		Name: "m", Binds: []netip.AddrPort{bind}, MaxConn: 1, Servers: []Server{srvCfg(a, 1)},
+	}}}
+	p := newTestPool(t, Options{Shards: 2}, cfg)
+	_, c1, err := dialName(bind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	greeted := make(chan net.Conn, 2)
+	dialed := make(chan struct{}, 2)
+	for range 2 {
+		go func() {
+			c, err := net.DialTimeout("tcp", bind.String(), 10*time.Second)
+			dialed <- struct{}{}
+			if err == nil {
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				_, err = bufio.NewReader(c).ReadString('\n')
+			}
+			if err != nil {
+				t.Error(err)
+				c = nil
+			}
+			greeted <- c
+		}()
+	}
+	// Both complete their handshake in the backlog; neither is accepted.
+	<-dialed
+	<-dialed
+	if cur, acc := p.Stats().Services[0].Current, a.accept.Load(); cur != 1 || acc != 1 {
+		t.Fatalf("service current %d, server accepted %d with maxconn 1", cur, acc)
+	}
+	c1.Close()
+	var c2 net.Conn
+	select {
+	case c2 = <-greeted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no waiting client let in after a connection ended")
+	}
+	if c2 == nil {
+		return
+	}
+	defer c2.Close()
+	cfg.Services[0].MaxConn = 2
+	if err := p.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c3 := <-greeted:
+		if c3 != nil {
+			c3.Close()
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("raising maxconn let no waiting client in")
 	}
 }
