@@ -83,11 +83,13 @@ var (
 	descSvcBytesIn  = desc("gitgw_proxy_bytes_received_total", "Bytes received from clients by a proxy service.", "service")
 	descSvcBytesOut = desc("gitgw_proxy_bytes_sent_total", "Bytes sent to clients by a proxy service.", "service")
 	descSvcQueue    = desc("gitgw_proxy_queue", "Connections waiting for a server.", "service")
+	descSvcQueueTO  = desc("gitgw_proxy_queue_timeouts_total", "Connections that gave up waiting for a server (queue timeout).", "service")
 	descSvcErrors   = desc("gitgw_proxy_errors_total", "Connections that got no server.", "service")
 	descSrvUp       = desc("gitgw_proxy_server_up", "1 when the server is UP (takes new connections), 0 when DOWN, DRAIN or MAINT.", "service", "server")
 	descSrvStatus   = desc("gitgw_proxy_server_status", "Server status: 1 for the current one (UP, DOWN, DRAIN, MAINT).", "service", "server", "status")
 	descSrvWeight   = desc("gitgw_proxy_server_weight", "Server weight in effect.", "service", "server")
 	descSrvCur      = desc("gitgw_proxy_server_connections", "Current connections to a server.", "service", "server")
+	descSrvQueue    = desc("gitgw_proxy_server_queue", "Connections waiting for this very server (source hash, persistence).", "service", "server")
 	descSrvTotal    = desc("gitgw_proxy_server_connections_total", "Connections made to a server.", "service", "server")
 	descSrvFailed   = desc("gitgw_proxy_server_check_failures_total", "Failed health checks of a server.", "service", "server")
 
@@ -107,7 +109,8 @@ type snapshotCollector struct{ c *Controller }
 func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVRRPState, descVRRPPriority, descVRRPBase, descVRRPTransitions, descVRRPAdvIn,
 		descVRRPAdvOut, descVRRPDrops, descVRRPVIPs, descSvcUp, descSvcCur, descSvcTotal, descSvcBytesIn, descSvcBytesOut,
-		descSvcQueue, descSvcErrors, descSrvUp, descSrvStatus, descSrvWeight, descSrvCur, descSrvTotal, descSrvFailed,
+		descSvcQueue, descSvcQueueTO, descSvcErrors, descSrvUp, descSrvStatus, descSrvWeight, descSrvCur, descSrvQueue,
+		descSrvTotal, descSrvFailed,
 		descUnitActive, descDrift, descCorrected, descPending, descCommit, descSuspended, descOverrides, descBuild} {
 		ch <- d
 	}
@@ -148,6 +151,7 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descSvcBytesIn, float64(svc.BytesIn), svc.Name)
 		counter(descSvcBytesOut, float64(svc.BytesOut), svc.Name)
 		gauge(descSvcQueue, float64(svc.Queue), svc.Name)
+		counter(descSvcQueueTO, float64(svc.QueueTimeouts), svc.Name)
 		counter(descSvcErrors, float64(svc.Errors), svc.Name)
 		for _, srv := range svc.Servers {
 			gauge(descSrvUp, b(srv.Status == "UP"), svc.Name, srv.Name)
@@ -156,6 +160,7 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(descSrvWeight, float64(srv.Weight), svc.Name, srv.Name)
 			gauge(descSrvCur, float64(srv.Current), svc.Name, srv.Name)
+			gauge(descSrvQueue, float64(srv.Queue), svc.Name, srv.Name)
 			counter(descSrvTotal, float64(srv.Total), svc.Name, srv.Name)
 			counter(descSrvFailed, float64(srv.FailedChecks), svc.Name, srv.Name)
 		}

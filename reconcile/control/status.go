@@ -116,9 +116,11 @@ type Service struct {
 	Total    int64    `json:"total"`
 	BytesIn  int64    `json:"bytes_in"`
 	BytesOut int64    `json:"bytes_out"`
-	Queue    int64    `json:"queue"`
-	Errors   int64    `json:"errors"`
-	Servers  []Server `json:"servers"`
+	Queue    int64    `json:"queue"` // waiting for a server slot, all queues
+	// QueueTimeouts counts connections that gave up waiting (HAProxy's sQ).
+	QueueTimeouts int64    `json:"queue_timeouts"`
+	Errors        int64    `json:"errors"`
+	Servers       []Server `json:"servers"`
 }
 
 // Server is one backend as the pool sees it.
@@ -130,6 +132,7 @@ type Server struct {
 	Admin        string    `json:"admin"`
 	Status       string    `json:"status"` // UP, DOWN, DRAIN, MAINT
 	Current      int64     `json:"current"`
+	Queue        int64     `json:"queue"` // waiting for this very server (source hash, persistence)
 	Total        int64     `json:"total"`
 	BytesIn      int64     `json:"bytes_in"`
 	BytesOut     int64     `json:"bytes_out"`
@@ -140,10 +143,10 @@ type Server struct {
 
 func service(s l4proxy.ServiceStats) Service {
 	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: s.Status, Current: s.Current, Total: s.Total,
-		BytesIn: s.BytesIn, BytesOut: s.BytesOut, Queue: s.Queue, Errors: s.Errors, Servers: []Server{}}
+		BytesIn: s.BytesIn, BytesOut: s.BytesOut, Queue: s.Queue, QueueTimeouts: s.QueueTimeouts, Errors: s.Errors, Servers: []Server{}}
 	for _, sv := range s.Servers {
 		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup, Admin: string(sv.Admin),
-			Status: sv.Status, Current: sv.Current, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
+			Status: sv.Status, Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
 			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange})
 	}
 	return out

@@ -50,11 +50,11 @@ func RenderText(out io.Writer, st Status) error {
 	for _, in := range st.VRRP {
 		fmt.Fprintf(w, "%s\t%s\t%d (%s)\t%s\n", in.Name, in.State, in.Priority, in.Arithmetic, strings.Join(in.VIPs, " "))
 	}
-	fmt.Fprintln(w, "\nSERVICE/SERVER\tSTATUS\tWEIGHT\tADDRESS\tCONN\tCHECK")
+	fmt.Fprintln(w, "\nSERVICE/SERVER\tSTATUS\tWEIGHT\tADDRESS\tCONN\tQUEUE\tCHECK")
 	for _, s := range st.Services {
-		fmt.Fprintf(w, "%s\t%s\t\t%s\t%d\t\n", s.Name, s.Status, strings.Join(s.Binds, " "), s.Current)
+		fmt.Fprintf(w, "%s\t%s\t\t%s\t%d\t%d\t\n", s.Name, s.Status, strings.Join(s.Binds, " "), s.Current, s.Queue)
 		for _, sv := range s.Servers {
-			fmt.Fprintf(w, "  %s/%s\t%s\t%d\t%s\t%d\t%s\n", s.Name, sv.Name, sv.Status, sv.Weight, sv.Addr, sv.Current, sv.Check)
+			fmt.Fprintf(w, "  %s/%s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Name, sv.Name, sv.Status, sv.Weight, sv.Addr, sv.Current, sv.Queue, sv.Check)
 		}
 	}
 	fmt.Fprintln(w, "\nUNIT\tSTATE\tPLAN")
