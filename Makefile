@@ -1,5 +1,8 @@
 # gitgw — build, test, benchmark, demo. `make` alone lists the targets.
-GO       ?= go
+# sudo resets PATH to secure_path, which lacks /usr/local/go/bin: fall back to it.
+GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# Tests build the binary with `go` too: keep its directory on their PATH.
+export PATH := $(dir $(GO)):$(PATH)
 BIN      ?= bin/gitgw
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
