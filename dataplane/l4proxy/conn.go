@@ -310,11 +310,20 @@ var errConnectTimeout = errors.New("connect timeout")
 
 // connected runs when the server socket of a connecting conn signals.
 func (c *conn) connected(l *evloop, mask uint32) {
-	soerr, err := unix.GetsockoptInt(c.server, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err == nil && soerr != 0 {
-		err = unix.Errno(soerr)
-	}
-	if err == nil && mask&unix.EPOLLOUT == 0 {
+	var err error
+	if mask&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		// Failed: SO_ERROR says why (only then: a writable socket without
+		// an error condition is connected, as HAProxy assumes too).
+		soerr, gerr := unix.GetsockoptInt(c.server, unix.SOL_SOCKET, unix.SO_ERROR)
+		switch {
+		case gerr != nil:
+			err = gerr
+		case soerr != 0:
+			err = unix.Errno(soerr)
+		default:
+			err = unix.ECONNRESET
+		}
+	} else if mask&unix.EPOLLOUT == 0 {
 		return // not yet
 	}
 	if err != nil {

@@ -494,13 +494,13 @@ func (p *Pool) housekeeping() {
 	}
 }
 
-// reapPeriod is a quarter of the shortest inactivity timeout, between 10ms
+// reapPeriod is a quarter of the shortest timeout (connect or inactivity), between 10ms
 // and 1s: timeouts fire late by at most that much.
 func reapPeriod(cfg Config) time.Duration {
 	period := time.Second
 	for _, s := range cfg.Services {
 		t := s.withDefaults().Timeouts
-		for _, d := range []time.Duration{t.Client, t.Server, t.Tunnel, t.ClientFin, t.ServerFin} {
+		for _, d := range []time.Duration{t.Connect, t.Client, t.Server, t.Tunnel, t.ClientFin, t.ServerFin} {
 			if d > 0 {
 				period = min(period, d/4)
 			}

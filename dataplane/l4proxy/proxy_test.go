@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"golang.org/x/sys/unix"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -594,5 +595,63 @@ func TestServiceMaxConn(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("raising maxconn let no waiting client in")
+	}
+}
+
+// TestConnectTimeout: a server whose SYNs go unanswered (its accept queue
+// is full) fails the connect after the connect timeout (sC), and with
+// redispatch the retry goes to the other server.
+func TestConnectTimeout(t *testing.T) {
+	t.Parallel()
+	good := newBackend(t, "good")
+	// A listener with a backlog of 0 that never accepts: once its queue
+	// holds a connection, further SYNs are dropped.
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	full := addrPortOf(sa)
+	for range 2 {
+		if c, err := net.DialTimeout("tcp", full.String(), 200*time.Millisecond); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	bind := freePort(t)
+	rec := &logRecorder{}
+	p := New(slog.New(rec), Options{})
+	t.Cleanup(func() { p.Close(context.Background()) })
+	if err := p.Set(context.Background(), Config{Services: []Service{{
+		Name: "ct", Binds: []netip.AddrPort{bind}, Balance: First, Log: true, Retries: 1, Redispatch: true,
+		Servers:  []Server{{Name: "full", Addr: full, Weight: 1}, srvCfg(good, 1)},
+		Timeouts: Timeouts{Connect: 300 * time.Millisecond},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	if name, err := roundTrip(bind, "x"); err != nil || name != "good" {
+		t.Fatalf("round trip: %q, %v; want the retry on good", name, err)
+	}
+	if s := serverStats(p, "ct", "full"); s.ConnectErrors != 1 {
+		t.Errorf("full server: %d connect errors, want 1", s.ConnectErrors)
+	}
+	// Without a retry left, the timeout ends the connection: sC.
+	cfg := p.Applied()
+	cfg.Services[0].Retries = -1
+	if err := p.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dialName(bind); err == nil {
+		t.Fatal("connection served though its only attempt timed out")
+	}
+	eventually(t, 10*time.Second, "two connection log lines", func() bool { return len(rec.conns()) == 2 })
+	if l := rec.conns()[1]; l["termination"] != "sC" {
+		t.Errorf("log %v, want termination sC", l)
 	}
 }
