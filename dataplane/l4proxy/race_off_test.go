@@ -1,0 +1,5 @@
+//go:build !race
+
+package l4proxy
+
+const raceEnabled = false
