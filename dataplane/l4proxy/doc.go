@@ -9,8 +9,8 @@
 //   - one SO_REUSEPORT listener per core for every bind, opened with
 //     IP_FREEBIND so that a VIP that VRRP has not brought here yet can be bound;
 //     each shard is a raw fd in one event loop, which accepts on it between
-//     the events of its connections (up to 64 at a time, HAProxy's
-//     maxaccept): no goroutine switch or hand-off per new connection, and a
+//     the events of its connections (up to 64 at a time, like HAProxy's
+//     tune.maxaccept): no goroutine switch or hand-off per new connection, and a
 //     service at its maxconn leaves clients in the kernel's backlog;
 //   - connections live on event loops (loop.go), one per P, each an epoll
 //     set of raw non-blocking sockets that the runtime poller never sees.
