@@ -239,27 +239,20 @@ func (c *conn) dial(l *evloop, srv *server) error {
 		srv.retries.Add(1)
 	}
 	c.srv, c.last = srv, srv
-	cfg := srv.cfg.Load()
-	ap := cfg.Addr
+	ap := srv.cfg.Load().Addr
 	family := unix.AF_INET
-	var sa unix.Sockaddr
-	if a := ap.Addr(); a.Is4() || a.Is4In6() {
-		l.sa4.Port, l.sa4.Addr = int(ap.Port()), a.Unmap().As4()
-		sa = &l.sa4
-	} else {
+	if a := ap.Addr(); !a.Is4() && !a.Is4In6() {
 		family = unix.AF_INET6
-		l.sa6.Port, l.sa6.Addr = int(ap.Port()), a.As16()
-		sa = &l.sa6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
+	fd, errno := rawSocket(family)
+	if errno != 0 {
+		return errno
 	}
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	err = unix.Connect(fd, sa)
-	if err != nil && err != unix.EINPROGRESS {
-		_ = unix.Close(fd)
-		return err
+	_ = rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	errno = l.rawConnect(fd, ap)
+	if errno != 0 && errno != unix.EINPROGRESS {
+		rawClose(fd)
+		return errno
 	}
 	c.server = fd
 	c.connDeadline = l.now + int64(c.set.Timeouts.Connect)
@@ -270,7 +263,7 @@ func (c *conn) dial(l *evloop, srv *server) error {
 	if rerr != nil {
 		return rerr
 	}
-	if err == nil {
+	if errno == 0 {
 		c.connected(l, unix.EPOLLOUT)
 	}
 	return nil
@@ -282,7 +275,7 @@ func (c *conn) connectFailed(l *evloop, err error) {
 	srv := c.srv
 	if c.server >= 0 {
 		srv.unlink(c)
-		_ = unix.Close(c.server)
+		rawClose(c.server)
 		c.server = -1
 	}
 	c.srv = nil
@@ -363,10 +356,10 @@ func (c *conn) connected(l *evloop, mask uint32) {
 // (or on the accepting goroutine when it never reached one).
 func (c *conn) finish(l *evloop) {
 	if c.client >= 0 {
-		_ = unix.Close(c.client)
+		rawClose(c.client)
 	}
 	if c.server >= 0 {
-		_ = unix.Close(c.server)
+		rawClose(c.server)
 	}
 	c.up.release()
 	c.down.release()
@@ -694,7 +687,7 @@ func (d *direction) shut(l *evloop) {
 		c.finish(l) // close sends the FIN
 		return
 	}
-	if err := unix.Shutdown(d.dst, unix.SHUT_WR); err != nil {
+	if rawShutdownWrite(d.dst) != 0 {
 		c.abort(l, d.abortTerm(false))
 	}
 }

@@ -20,8 +20,18 @@
 //     two scheduler wake-ups per request; HAProxy's ~3.4 kB was the bar;
 //   - the loop parks in the runtime poller on its epoll fd instead of
 //     blocking in epoll_wait, so that it shares the Ps with timers and
-//     checks like any goroutine, and its per-event syscalls (never blocking)
-//     skip the scheduler's syscall bookkeeping; sockets are registered once,
+//     checks like any goroutine. A dedicated locked thread blocking in
+//     epoll_wait was measured too: with one P, sysmon retakes the P of a
+//     thread in a syscall after ~20 µs, and the handoffs (futex, a spinning
+//     M, 20 µs sysmon ticks) cost more CPU per keep-alive request than the
+//     runtime's extra epoll_wait per batch saves. For the same reason every
+//     syscall the loop makes on its sockets — read, send, splice, accept,
+//     but also socket, connect, epoll_ctl, shutdown and close, none of which
+//     blocks on a non-blocking socket — is a raw syscall without the
+//     scheduler's bookkeeping: through unix.Syscall, a connect or close
+//     that ran the loopback peer's TCP processing inline for >20 µs lost
+//     the P the same way (~0.3 nanosleep and 0.05 futex per short
+//     connection, gone as raw syscalls). Sockets are registered once,
 //     edge-triggered for input and output (no epoll_ctl per event), and a
 //     short read means "drained" (one read and one write per small message);
 //   - data read is written out at once from the loop's own buffer; only a

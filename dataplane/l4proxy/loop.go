@@ -19,7 +19,9 @@ import (
 // in the runtime poller, the loop drains it with epoll_wait(0) and parks
 // like any goroutine waiting to read, so timers, accept loops and health
 // checks share the Ps normally (a goroutine blocked in a syscall would
-// hold its P until sysmon noticed).
+// hold its P until sysmon noticed, and then lose it: tried as a locked
+// thread blocking in epoll_wait, it cost more CPU per request than the
+// runtime's own epoll_wait per batch that it saved; see doc.go).
 //
 // Sockets are registered once, edge-triggered, for input and output: no
 // epoll_ctl per event. A read shorter than the buffer means the socket was
@@ -41,8 +43,8 @@ type evloop struct {
 	gen     uint32
 	now     int64 // monoNow of the current batch
 	again   []againRef
-	sa4     unix.SockaddrInet4
-	sa6     unix.SockaddrInet6
+	csa4    unix.RawSockaddrInet4 // connect scratch
+	csa6    unix.RawSockaddrInet6
 	work    []loopMsg
 	stop    bool
 	lns     []*listener // listening shards, by index (epoll data -2-idx)
@@ -302,7 +304,10 @@ func (l *evloop) dispatch(idx int, gen uint32, mask uint32) {
 func (l *evloop) register(fd int, slot int32, side int) (uint32, error) {
 	l.gen++
 	l.ev = unix.EpollEvent{Events: evFlags, Fd: slot<<1 | int32(side), Pad: int32(l.gen)}
-	return l.gen, unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &l.ev)
+	if e := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &l.ev); e != 0 {
+		return l.gen, e
+	}
+	return l.gen, nil
 }
 
 // adopt gives an accepted connection a slot and starts its connect phase.
