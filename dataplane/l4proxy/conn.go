@@ -83,6 +83,7 @@ type conn struct {
 	clientAct, serverAct atomic.Int64
 	connDeadline         int64        // monoNow by which the connect must complete
 	flowed               atomic.Int32 // 1: client sent data, 2: server sent data
+	early                uint32       // client events seen before the data phase (loop only)
 	termMu               sync.Mutex
 	term                 string
 	tried                [4]*server
@@ -344,11 +345,16 @@ func (c *conn) connected(l *evloop, mask uint32) {
 		_ = setKeepAlive(c.client, set.KeepAlive)
 		_ = setKeepAlive(c.server, set.KeepAlive)
 	}
-	// Either side may have spoken already: its edge came while we were
-	// connecting.
-	c.up.pump(l, true)
-	if c.phase.Load() == phData && !c.down.done {
-		c.down.pump(l, true)
+	// Either side may have spoken already: the client's edges came while
+	// we were connecting (dispatch kept them in c.early), the server's are
+	// in mask. A side that has not spoken is not read: its first data
+	// raises a new edge. That saves a read ending in EAGAIN per side and
+	// connection.
+	if c.early&(unix.EPOLLIN|evEnd) != 0 {
+		c.up.pump(l, c.early&evEnd != 0)
+	}
+	if mask&(unix.EPOLLIN|evEnd) != 0 && c.phase.Load() == phData && !c.down.done {
+		c.down.pump(l, mask&evEnd != 0)
 	}
 }
 

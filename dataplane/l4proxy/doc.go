@@ -33,7 +33,8 @@
 //     the P the same way (~0.3 nanosleep and 0.05 futex per short
 //     connection, gone as raw syscalls). Sockets are registered once,
 //     edge-triggered for input and output (no epoll_ctl per event), and a
-//     short read means "drained" (one read and one write per small message);
+//     short read means "drained" (one read and one write per small message;
+//     when a connect completes, only a side that has signalled is read);
 //   - data read is written out at once from the loop's own buffer; only a
 //     partial write borrows a pooled buffer (and pauses reading the source
 //     until the peer drains it), and a direction that moves bulk data

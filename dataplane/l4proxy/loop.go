@@ -288,8 +288,12 @@ func (l *evloop) dispatch(idx int, gen uint32, mask uint32) {
 		}
 		return
 	}
-	if c.cgen != gen || c.phase.Load() != phData {
-		return // before the server is connected: read once it is
+	if c.cgen != gen {
+		return
+	}
+	if c.phase.Load() != phData {
+		c.early |= mask // before the server is connected: read once it is
+		return
 	}
 	if mask&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		c.down.writable(l)

@@ -207,6 +207,40 @@ func TestMaxConnQueue(t *testing.T) {
 	}
 }
 
+// TestClientSpeaksBeforeConnect: data and FIN a client sends while its
+// connection waits for a server (here in a queue) arrive before the data
+// phase; the loop keeps those edges and reads them once connected.
+func TestClientSpeaksBeforeConnect(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "a")
+	bind := freePort(t)
+	p := newTestPool(t, Options{}, Config{Services: []Service{{
+		Name: "early", Binds: []netip.AddrPort{bind},
+		Servers:  []Server{{Name: "a", Addr: a.addr, Weight: 1, MaxConn: 1}},
+		Timeouts: Timeouts{Queue: 30 * time.Second},
+	}}})
+	_, c1, err := dialName(bind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := net.Dial("tcp", bind.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c2, "spoken early"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c2.(*net.TCPConn).CloseWrite()
+	eventually(t, 10*time.Second, "second connection queued", func() bool { return p.Stats().Services[0].Queue == 1 })
+	c1.Close()
+	got, err := io.ReadAll(c2)
+	if err != nil || string(got) != "a\nspoken early" {
+		t.Fatalf("got %q, %v; want the greeting and the echo of what was sent while queued", got, err)
+	}
+}
+
 func TestQueueTimeout(t *testing.T) {
 	t.Parallel()
 	a := newBackend(t, "a")
