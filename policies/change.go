@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -63,7 +64,7 @@ func CheckChange(c Change) []Violation {
 		add("allow-empty", "nodes."+key(c.Next.Name), "this commit removes every VIP of node %s (%d before): say so with a %s: trailer in the commit message",
 			c.Next.Name, countVIPs(c.Prev), AllowEmptyTrailer)
 	}
-	for _, name := range sortedKeys(c.Prev.Services) {
+	for _, name := range slices.Sorted(maps.Keys(c.Prev.Services)) {
 		ns, ok := c.Next.Services[name]
 		if !ok {
 			continue // a service removed whole takes its binds along
@@ -100,7 +101,7 @@ func CheckChange(c Change) []Violation {
 // address: a server whose address changes was removed and another added.
 func active(s spec.Service) []string {
 	var out []string
-	for _, n := range sortedKeys(s.Servers) {
+	for _, n := range slices.Sorted(maps.Keys(s.Servers)) {
 		if sv := s.Servers[n]; !sv.Disabled {
 			out = append(out, n+"="+sv.Address)
 		}

@@ -2,8 +2,10 @@ package policies
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,7 +38,7 @@ func guardrails() []guardrail {
 // carriers lists the nodes of an instance whose settings the input holds.
 func carriers(in *Input, vi spec.VRRPInstance) []string {
 	var out []string
-	for _, n := range sortedKeys(vi.Nodes) {
+	for _, n := range slices.Sorted(maps.Keys(vi.Nodes)) {
 		if _, ok := in.Nodes[n]; ok {
 			out = append(out, n)
 		}
@@ -63,7 +65,7 @@ func family(a netip.Addr) string {
 // interface itself on one node when it has no address.
 func vridUnique(in *Input, r report) {
 	owner := map[string]string{}
-	for _, name := range sortedKeys(in.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(in.VRRP)) {
 		vi := in.VRRP[name]
 		fam := "IPv4"
 		if len(vi.VIPs) > 0 {
@@ -87,7 +89,7 @@ func vridUnique(in *Input, r report) {
 				owner[k] = name
 			}
 		}
-		for _, other := range sortedKeys(clash) {
+		for _, other := range slices.Sorted(maps.Keys(clash)) {
 			r.add("vrrp."+key(name)+".vrid", "VRID %d (%s) is also instance %s's on %s: two virtual routers with one VRID fight over one virtual MAC",
 				vi.VRID, fam, other, clash[other])
 		}
@@ -95,10 +97,10 @@ func vridUnique(in *Input, r report) {
 }
 
 func priorityDistinct(in *Input, r report) {
-	for _, name := range sortedKeys(in.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(in.VRRP)) {
 		vi := in.VRRP[name]
 		first := map[int]string{}
-		for _, n := range sortedKeys(vi.Nodes) {
+		for _, n := range slices.Sorted(maps.Keys(vi.Nodes)) {
 			p := vi.Nodes[n].Priority
 			if other, ok := first[p]; ok {
 				r.add(fmt.Sprintf("vrrp.%s.nodes.%s.priority", key(name), key(n)),
@@ -111,7 +113,7 @@ func priorityDistinct(in *Input, r report) {
 }
 
 func vipInSubnet(in *Input, r report) {
-	for _, name := range sortedKeys(in.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(in.VRRP)) {
 		vi := in.VRRP[name]
 		for _, n := range carriers(in, vi) {
 			for i, v := range vi.VIPs {
@@ -150,8 +152,8 @@ func vipInSubnet(in *Input, r report) {
 
 func vipNotNodeAddress(in *Input, r report) {
 	own := map[netip.Addr]string{}
-	for _, n := range sortedKeys(in.Nodes) {
-		for _, ifname := range sortedKeys(in.Nodes[n].Interfaces) {
+	for _, n := range slices.Sorted(maps.Keys(in.Nodes)) {
+		for _, ifname := range slices.Sorted(maps.Keys(in.Nodes[n].Interfaces)) {
 			for _, p := range in.Nodes[n].Interfaces[ifname].Addresses {
 				if _, ok := own[p.Addr()]; !ok {
 					own[p.Addr()] = n + " " + ifname
@@ -159,7 +161,7 @@ func vipNotNodeAddress(in *Input, r report) {
 			}
 		}
 	}
-	for _, name := range sortedKeys(in.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(in.VRRP)) {
 		vi := in.VRRP[name]
 		for _, list := range []struct {
 			field string
@@ -183,7 +185,7 @@ func instanceConsistent(in *Input, r report) {
 		version int
 	}
 	groups := map[string]group{}
-	for _, name := range sortedKeys(in.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(in.VRRP)) {
 		vi := in.VRRP[name]
 		for _, n := range carriers(in, vi) {
 			if _, ok := in.Nodes[n].Interfaces[vi.Interface]; !ok {
@@ -202,7 +204,7 @@ func instanceConsistent(in *Input, r report) {
 		if vi.SyncGroup == "" {
 			continue
 		}
-		nodes := strings.Join(sortedKeys(vi.Nodes), ",")
+		nodes := strings.Join(slices.Sorted(maps.Keys(vi.Nodes)), ",")
 		g, ok := groups[vi.SyncGroup]
 		if !ok {
 			groups[vi.SyncGroup] = group{first: name, nodes: nodes, version: vi.Version}
@@ -219,7 +221,7 @@ func instanceConsistent(in *Input, r report) {
 }
 
 func servicePrimaryServer(in *Input, r report) {
-	for _, name := range sortedKeys(in.Services) {
+	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s := in.Services[name]
 		ok := false
 		for _, sv := range s.Servers {
@@ -235,7 +237,7 @@ func servicePrimaryServer(in *Input, r report) {
 }
 
 func serviceHealthCheck(in *Input, r report) {
-	for _, name := range sortedKeys(in.Services) {
+	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		if in.Services[name].Check == nil {
 			r.add("services."+key(name), "service %s has no health check: a dead server would keep its share of connections", name)
 		}
@@ -246,10 +248,10 @@ func serviceHealthCheck(in *Input, r report) {
 // named by a port takes. A bind holds an address and a port; a unit
 // instance is assumed to listen on every address.
 func portClash(in *Input, r report) {
-	nodes := sortedKeys(in.Nodes)
+	nodes := slices.Sorted(maps.Keys(in.Nodes))
 	// The services of each node, found in one pass over the services.
 	byNode := map[string][]string{}
-	for _, name := range sortedKeys(in.Services) {
+	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		on := in.Services[name].Nodes
 		if len(on) == 0 {
 			on = nodes
@@ -296,7 +298,7 @@ func portClash(in *Input, r report) {
 				}
 			}
 		}
-		for _, name := range sortedKeys(in.Units) {
+		for _, name := range slices.Sorted(maps.Keys(in.Units)) {
 			u := in.Units[name]
 			for _, inst := range u.InstancesFor(n) {
 				port, err := strconv.Atoi(inst)
@@ -312,9 +314,9 @@ func portClash(in *Input, r report) {
 }
 
 func cpuMask(in *Input, r report) {
-	for _, n := range sortedKeys(in.Nodes) {
+	for _, n := range slices.Sorted(maps.Keys(in.Nodes)) {
 		ns := in.Nodes[n]
-		for _, ifname := range sortedKeys(ns.Tuning.Interfaces) {
+		for _, ifname := range slices.Sorted(maps.Keys(ns.Tuning.Interfaces)) {
 			t := ns.Tuning.Interfaces[ifname]
 			for _, f := range []struct{ field, val string }{{"rps_cpus", t.RPSCPUs}, {"xps_cpus", t.XPSCPUs}, {"irq_cpus", t.IRQCPUs}} {
 				if f.val == "" || f.val == "all" || f.val == "none" {
@@ -357,7 +359,7 @@ func highestCPU(list string) (int, error) {
 }
 
 func secretInClear(in *Input, r report) {
-	for _, name := range sortedKeys(in.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(in.VRRP)) {
 		if a := in.VRRP[name].Auth; a != nil && a.Password != "" {
 			r.add("vrrp."+key(name)+".auth.password", "the VRRP password of %s is written in the site in clear: put it in a file on the nodes and set password_file", name)
 		}

@@ -3,7 +3,8 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile/plan"
@@ -36,32 +37,32 @@ func (p Pending) Plan(_ context.Context, n *spec.Node) ([]plan.Change, error) {
 	switch p.Family {
 	case "tuning":
 		t := n.Node.Tuning
-		for _, k := range keys(t.Sysctls) {
+		for _, k := range slices.Sorted(maps.Keys(t.Sysctls)) {
 			add("sysctl", k, string(t.Sysctls[k]))
 		}
 		if t.RPSSockFlowEntries != nil {
 			add("rps_sock_flow_entries", "net.core.rps_sock_flow_entries", *t.RPSSockFlowEntries)
 		}
-		for _, k := range keys(t.Interfaces) {
+		for _, k := range slices.Sorted(maps.Keys(t.Interfaces)) {
 			add("nic", k, t.Interfaces[k])
 		}
 	case "units":
-		for _, k := range keys(n.Units) {
+		for _, k := range slices.Sorted(maps.Keys(n.Units)) {
 			add("unit_file", k+"@.service", nil)
 			for _, i := range n.Units[k].InstancesFor(n.Name) {
 				add("unit_instance", fmt.Sprintf("%s@%s.service", k, i), "active")
 			}
 		}
 	case "proxy":
-		for _, k := range keys(n.Services) {
+		for _, k := range slices.Sorted(maps.Keys(n.Services)) {
 			s := n.Services[k]
 			add("proxy_service", k, fmt.Sprintf("%s %v", s.Balance, s.Binds))
-			for _, sk := range keys(s.Servers) {
+			for _, sk := range slices.Sorted(maps.Keys(s.Servers)) {
 				add("proxy_server", k+"/"+sk, s.Servers[sk].Address)
 			}
 		}
 	case "vrrp":
-		for _, k := range keys(n.VRRP) {
+		for _, k := range slices.Sorted(maps.Keys(n.VRRP)) {
 			in := n.VRRP[k]
 			add("vrrp_instance", k, fmt.Sprintf("vrid %d v%d %s priority %d on %s", in.VRID, in.Version, in.AdvertInterval, in.Nodes[n.Name].Priority, in.Interface))
 			for _, v := range in.VIPs {
@@ -70,13 +71,4 @@ func (p Pending) Plan(_ context.Context, n *spec.Node) ([]plan.Change, error) {
 		}
 	}
 	return out, nil
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -52,7 +53,7 @@ func (d *ProxyDriver) Close(ctx context.Context) error { return d.pool.Close(ctx
 func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 	var cfg l4proxy.Config
 	var errs []error
-	for _, name := range keys(n.Services) {
+	for _, name := range slices.Sorted(maps.Keys(n.Services)) {
 		s := n.Services[name]
 		if len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n.Name) {
 			continue
@@ -90,7 +91,7 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			}
 			svc.Binds = append(svc.Binds, ap)
 		}
-		for _, sn := range keys(s.Servers) {
+		for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
 			sv := s.Servers[sn]
 			ap, err := netip.ParseAddrPort(sv.Address)
 			if err != nil {

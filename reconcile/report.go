@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"sync"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
+	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
 // StatusSink receives the node's status files and the commit message
@@ -217,7 +218,7 @@ func (r *Reporter) propose(ctx context.Context, res Result, in drift.Input) map[
 	}
 	var items []drift.Item
 	for _, c := range res.Reported {
-		items = append(items, drift.Item{Driver: c.Driver, Kind: c.Kind, ID: c.ID, Mode: "report", Observed: rawJSON(c.Before), Desired: rawJSON(c.After)})
+		items = append(items, drift.Item{Driver: c.Driver, Kind: c.Kind, ID: c.ID, Mode: "report", Observed: plan.JSON(c.Before), Desired: plan.JSON(c.After)})
 	}
 	site, err := r.o.Site.ReadTree(ctx, res.AppliedCommit)
 	if err != nil {
@@ -232,7 +233,7 @@ func (r *Reporter) propose(ctx context.Context, res Result, in drift.Input) map[
 	m := drift.AdoptMessage(r.o.Node, res.AppliedCommit, p)
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", res.AppliedCommit, m.Body)
-	for _, k := range sortedKeys(p.Files) {
+	for _, k := range slices.Sorted(maps.Keys(p.Files)) {
 		fmt.Fprintf(h, "%s\x00%s\x00", k, p.Files[k])
 	}
 	prop := proposal{key: hex.EncodeToString(h.Sum(nil)), base: res.AppliedCommit, files: p.Files,
@@ -283,24 +284,4 @@ func (r *Reporter) writeProposal(ctx context.Context, p proposal) {
 	r.proposed = p.key
 	r.propMu.Unlock()
 	r.log.Info("adopt proposal written", "branch", branch, "commit", drift.Short(c), "subject", p.msg.Subject)
-}
-
-func rawJSON(v any) json.RawMessage {
-	if v == nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		b, _ = json.Marshal(fmt.Sprint(v))
-	}
-	return b
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

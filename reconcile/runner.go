@@ -320,23 +320,8 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 
 	// Sort out drift: changes on a node whose desired state did not change
 	// since it was applied were made by someone else.
-	modes := desired.Site.Drift
-	apply := map[string]bool{}
-	for _, ch := range p.Actionable() {
-		if isDrift {
-			ch.Drift = true
-			switch driftMode(modes, ch.Driver) {
-			case spec.DriftIgnore:
-				continue
-			case spec.DriftReport:
-				res.Reported = append(res.Reported, ch)
-				continue
-			}
-			res.Drift = append(res.Drift, ch)
-		}
-		res.Applied = append(res.Applied, ch)
-		apply[ch.Driver] = true
-	}
+	kept, apply := triage(p, desired.Site.Drift, isDrift, &res)
+	res.Applied = append(res.Applied, kept...)
 	if len(apply) == 0 {
 		if planErr != nil && res.Outcome == "" {
 			res.Outcome = Failed
@@ -409,21 +394,7 @@ func (r *Runner) reassertLastGood(ctx context.Context, res *Result) {
 		r.log.Error("plan of the last good state failed", "commit", lg.Commit, "err", err)
 	}
 	drift := r.passes > 0 // a restarted process rebuilds, it does not repair
-	apply := map[string]bool{}
-	for _, ch := range p.Actionable() {
-		if drift {
-			ch.Drift = true
-			switch driftMode(lg.Desired.Site.Drift, ch.Driver) {
-			case spec.DriftIgnore:
-				continue
-			case spec.DriftReport:
-				res.Reported = append(res.Reported, ch)
-				continue
-			}
-			res.Drift = append(res.Drift, ch)
-		}
-		apply[ch.Driver] = true
-	}
+	_, apply := triage(p, lg.Desired.Site.Drift, drift, res)
 	for _, d := range r.applyOrder(p) {
 		if !apply[d.Name()] {
 			continue
@@ -460,6 +431,30 @@ func (r *Runner) applyOrder(p *plan.Plan) []Driver {
 		}
 	}
 	return ds
+}
+
+// triage sorts p's actionable changes. As drift, each is marked and, by its
+// driver's drift mode, ignored, reported (added to res.Reported) or kept
+// (added to res.Drift). It returns the changes to apply and their drivers.
+func triage(p *plan.Plan, modes spec.DriftByKind, isDrift bool, res *Result) ([]plan.Change, map[string]bool) {
+	var kept []plan.Change
+	apply := map[string]bool{}
+	for _, ch := range p.Actionable() {
+		if isDrift {
+			ch.Drift = true
+			switch driftMode(modes, ch.Driver) {
+			case spec.DriftIgnore:
+				continue
+			case spec.DriftReport:
+				res.Reported = append(res.Reported, ch)
+				continue
+			}
+			res.Drift = append(res.Drift, ch)
+		}
+		kept = append(kept, ch)
+		apply[ch.Driver] = true
+	}
+	return kept, apply
 }
 
 func driftMode(m spec.DriftByKind, driver string) spec.DriftMode {

@@ -2,8 +2,8 @@ package loader
 
 import (
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -19,10 +19,10 @@ func checkView(n *spec.Node, nodes []string) Errors {
 		errs = append(errs, Error{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
 	known := func(node string) bool { return slices.Contains(nodes, node) }
-	for _, name := range sortedKeys(n.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(n.VRRP)) {
 		in := n.VRRP[name]
 		base := "vrrp." + quote(name)
-		for _, node := range sortedKeys(in.Nodes) {
+		for _, node := range slices.Sorted(maps.Keys(in.Nodes)) {
 			if !known(node) {
 				add(base+".nodes."+quote(node), "node %q is not declared in nodes", node)
 			}
@@ -51,7 +51,7 @@ func checkView(n *spec.Node, nodes []string) Errors {
 			}
 		}
 	}
-	for _, name := range sortedKeys(n.Services) {
+	for _, name := range slices.Sorted(maps.Keys(n.Services)) {
 		s := n.Services[name]
 		for i, node := range s.Nodes {
 			if !known(node) {
@@ -62,7 +62,7 @@ func checkView(n *spec.Node, nodes []string) Errors {
 			add("services."+quote(name)+".servers", "a service needs at least one server")
 		}
 	}
-	for _, name := range sortedKeys(n.Units) {
+	for _, name := range slices.Sorted(maps.Keys(n.Units)) {
 		for i, set := range n.Units[name].Instances {
 			for j, node := range set.Nodes {
 				if !known(node) {
@@ -85,13 +85,4 @@ func quote(s string) string {
 		return strconv.Quote(s)
 	}
 	return s
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -118,7 +119,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("nic: rps_sock_flow_entries %d out of range 0..2^29", *c.RPSSockFlowEntries))
 	}
 	ids := map[string]string{}
-	for _, name := range sortedKeys(c.Sysctls) {
+	for _, name := range slices.Sorted(maps.Keys(c.Sysctls)) {
 		if _, err := sysctlPath(name); err != nil {
 			errs = append(errs, err)
 			continue
@@ -195,15 +196,6 @@ func canonicalSysctl(name string) string {
 		return name
 	}
 	return strings.ReplaceAll(strings.Trim(name, "/"), "/", ".")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // Tuner observes and sets the knobs of a Config. The zero value works on

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,7 +87,7 @@ func (t *Tuner) Observe(ctx context.Context, cfg Config) (State, error) {
 	if st.CPUs, err = t.readCPUs(); err != nil {
 		return State{}, err
 	}
-	names := sortedKeys(cfg.Sysctls)
+	names := slices.Sorted(maps.Keys(cfg.Sysctls))
 	slices.SortFunc(names, func(a, b string) int { return strings.Compare(canonicalSysctl(a), canonicalSysctl(b)) })
 	for _, name := range names {
 		p, _ := sysctlPath(name)
@@ -362,7 +363,7 @@ func (s State) Imbalance() []string {
 	if len(s.NetRX.PerCPU) > 0 {
 		out = append(out, s.NetRX.String())
 	}
-	for _, name := range sortedKeys(s.Interfaces) {
+	for _, name := range slices.Sorted(maps.Keys(s.Interfaces)) {
 		if is := s.Interfaces[name]; is.Present && len(is.IRQs) > 0 {
 			out = append(out, is.Interrupts.String())
 		}

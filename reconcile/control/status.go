@@ -229,7 +229,7 @@ func (c *Controller) Status() Status {
 
 func resource(ch plan.Change) Resource {
 	r := Resource{Driver: ch.Driver, Kind: ch.Kind, ID: ch.ID, Action: string(ch.Action), Reason: ch.Reason,
-		Details: slices.Clone(ch.Details), Before: rawJSON(ch.Before), After: rawJSON(ch.After)}
+		Details: slices.Clone(ch.Details), Before: plan.JSON(ch.Before), After: plan.JSON(ch.After)}
 	if ch.Kind == "unit_instance" {
 		var s struct {
 			Active string `json:"active"`
@@ -249,17 +249,6 @@ func resource(ch plan.Change) Resource {
 		}
 	}
 	return r
-}
-
-func rawJSON(v any) json.RawMessage {
-	if v == nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		b, _ = json.Marshal(fmt.Sprint(v))
-	}
-	return b
 }
 
 // arithmetic spells out how the effective priority comes from the base.

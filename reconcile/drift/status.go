@@ -213,27 +213,27 @@ func Build(in Input) Status {
 	}
 	applied, reported, remaining, corrected := index(in.Applied), index(in.Reported), index(in.Remaining), index(in.Drift)
 	for _, c := range in.Plan {
-		r := Resource{Driver: c.Driver, Kind: c.Kind, ID: c.ID, Desired: raw(c.After)}
+		r := Resource{Driver: c.Driver, Kind: c.Kind, ID: c.ID, Desired: plan.JSON(c.After)}
 		k := key(c)
 		switch {
 		case c.Action == plan.Pending:
 			r.State, r.Reason = Pending, c.Reason
 		case c.Action == plan.NoOp:
-			r.State, r.Observed = InSync, raw(firstNonNil(c.Before, c.After))
+			r.State, r.Observed = InSync, plan.JSON(firstNonNil(c.Before, c.After))
 		case hasKey(remaining, k):
 			rc := remaining[k]
-			r.State, r.Observed, r.Reason = Differs, raw(rc.Before), firstString(rc.Reason, c.Reason)
+			r.State, r.Observed, r.Reason = Differs, plan.JSON(rc.Before), firstString(rc.Reason, c.Reason)
 		case hasKey(reported, k):
-			r.State, r.Observed, r.Reason = Open, raw(c.Before), c.Reason
+			r.State, r.Observed, r.Reason = Open, plan.JSON(c.Before), c.Reason
 		case hasKey(applied, k):
-			r.State, r.Observed = InSync, raw(c.After)
+			r.State, r.Observed = InSync, plan.JSON(c.After)
 		case in.Outcome == "failed" || in.Outcome == "dry-run" || in.Outcome == "held":
 			// Planned but not carried out.
-			r.State, r.Observed, r.Reason = Differs, raw(c.Before), c.Reason
+			r.State, r.Observed, r.Reason = Differs, plan.JSON(c.Before), c.Reason
 		default:
 			// Planned, changed outside gitgw, and left alone: drift mode
 			// ignore.
-			r.State, r.Observed, r.Reason = Ignored, raw(c.Before), c.Reason
+			r.State, r.Observed, r.Reason = Ignored, plan.JSON(c.Before), c.Reason
 		}
 		if c.Action == plan.Delete || (r.State == InSync && bytes.Equal(r.Observed, r.Desired)) {
 			// Nothing desired, or exactly what was observed: not repeated.
@@ -294,19 +294,6 @@ func outcome(o string) string {
 		return RolledBack
 	}
 	return Converged
-}
-
-// raw marshals a plan value; values that do not marshal are kept as
-// their text.
-func raw(v any) json.RawMessage {
-	if v == nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		b, _ = json.Marshal(fmt.Sprint(v))
-	}
-	return b
 }
 
 // Marshal renders status.json: indented, keys in a fixed order (maps sorted

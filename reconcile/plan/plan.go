@@ -7,6 +7,8 @@ package plan
 
 import (
 	"cmp"
+	"encoding/json"
+	"fmt"
 	"slices"
 )
 
@@ -131,4 +133,18 @@ func (p *Plan) Actionable() []Change {
 		}
 	}
 	return out
+}
+
+// JSON is a change's Before or After as JSON, for the reports that carry
+// them (status.json, the status page, adopt proposals): nil stays nil, and
+// a value that does not marshal is kept as its text.
+func JSON(v any) json.RawMessage {
+	if v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(fmt.Sprint(v))
+	}
+	return b
 }
