@@ -61,7 +61,7 @@ func CheckChange(c Change) []Violation {
 		}
 	}
 	if !off("allow-empty") && allow == "" && countVIPs(c.Prev) > 0 && countVIPs(c.Next) == 0 {
-		add("allow-empty", "nodes."+key(c.Next.Name), "this commit removes every VIP of node %s (%d before): say so with a %s: trailer in the commit message",
+		add("allow-empty", "nodes."+spec.Label(c.Next.Name), "this commit removes every VIP of node %s (%d before): say so with a %s: trailer in the commit message",
 			c.Next.Name, countVIPs(c.Prev), AllowEmptyTrailer)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Prev.Services)) {
@@ -80,7 +80,7 @@ func CheckChange(c Change) []Violation {
 				removed = append(removed, s)
 			}
 		}
-		path := "services." + key(name) + ".servers"
+		path := "services." + spec.Label(name) + ".servers"
 		switch {
 		case len(after) == 0:
 			if !off("allow-empty") && allow == "" {

@@ -90,7 +90,7 @@ func vridUnique(in *Input, r report) {
 			}
 		}
 		for _, other := range slices.Sorted(maps.Keys(clash)) {
-			r.add("vrrp."+key(name)+".vrid", "VRID %d (%s) is also instance %s's on %s: two virtual routers with one VRID fight over one virtual MAC",
+			r.add("vrrp."+spec.Label(name)+".vrid", "VRID %d (%s) is also instance %s's on %s: two virtual routers with one VRID fight over one virtual MAC",
 				vi.VRID, fam, other, clash[other])
 		}
 	}
@@ -103,7 +103,7 @@ func priorityDistinct(in *Input, r report) {
 		for _, n := range slices.Sorted(maps.Keys(vi.Nodes)) {
 			p := vi.Nodes[n].Priority
 			if other, ok := first[p]; ok {
-				r.add(fmt.Sprintf("vrrp.%s.nodes.%s.priority", key(name), key(n)),
+				r.add(fmt.Sprintf("vrrp.%s.nodes.%s.priority", spec.Label(name), spec.Label(n)),
 					"priority %d is also %s's: the master would be chosen by the higher address, not by the site", p, other)
 				continue
 			}
@@ -135,7 +135,7 @@ func vipInSubnet(in *Input, r report) {
 						inside = true
 					}
 				}
-				path := fmt.Sprintf("vrrp.%s.vips.%d", key(name), i)
+				path := fmt.Sprintf("vrrp.%s.vips.%d", spec.Label(name), i)
 				switch {
 				case inside:
 				case len(same) == 0 && a.Is6():
@@ -169,7 +169,7 @@ func vipNotNodeAddress(in *Input, r report) {
 		}{{"vips", vi.VIPs}, {"excluded_vips", vi.ExcludedVIPs}} {
 			for i, v := range list.vips {
 				if where, ok := own[v.Address.Addr()]; ok {
-					r.add(fmt.Sprintf("vrrp.%s.%s.%d", key(name), list.field, i),
+					r.add(fmt.Sprintf("vrrp.%s.%s.%d", spec.Label(name), list.field, i),
 						"VIP %s is node %s's own address: releasing the VIP would remove it", v.Address.Addr(), where)
 				}
 			}
@@ -189,14 +189,14 @@ func instanceConsistent(in *Input, r report) {
 		vi := in.VRRP[name]
 		for _, n := range carriers(in, vi) {
 			if _, ok := in.Nodes[n].Interfaces[vi.Interface]; !ok {
-				r.add(fmt.Sprintf("vrrp.%s.nodes.%s", key(name), key(n)),
+				r.add(fmt.Sprintf("vrrp.%s.nodes.%s", spec.Label(name), spec.Label(n)),
 					"node %s does not declare interface %s, which instance %s runs on", n, vi.Interface, name)
 			}
 		}
 		for i, v := range vi.VIPs {
 			a := v.Address.Addr()
 			if other, ok := vipOwner[a]; ok && other != name {
-				r.add(fmt.Sprintf("vrrp.%s.vips.%d", key(name), i), "VIP %s is also a VIP of instance %s: two masters could hold it at once", a, other)
+				r.add(fmt.Sprintf("vrrp.%s.vips.%d", spec.Label(name), i), "VIP %s is also a VIP of instance %s: two masters could hold it at once", a, other)
 				continue
 			}
 			vipOwner[a] = name
@@ -211,11 +211,11 @@ func instanceConsistent(in *Input, r report) {
 			continue
 		}
 		if g.nodes != nodes {
-			r.add("vrrp."+key(name)+".nodes", "sync group %s: instance %s runs on %s, but %s on %s: a group changes state together only on the same nodes",
+			r.add("vrrp."+spec.Label(name)+".nodes", "sync group %s: instance %s runs on %s, but %s on %s: a group changes state together only on the same nodes",
 				vi.SyncGroup, name, nodes, g.first, g.nodes)
 		}
 		if g.version != vi.Version {
-			r.add("vrrp."+key(name)+".version", "sync group %s: instance %s is VRRPv%d, but %s is VRRPv%d", vi.SyncGroup, name, vi.Version, g.first, g.version)
+			r.add("vrrp."+spec.Label(name)+".version", "sync group %s: instance %s is VRRPv%d, but %s is VRRPv%d", vi.SyncGroup, name, vi.Version, g.first, g.version)
 		}
 	}
 }
@@ -231,7 +231,7 @@ func servicePrimaryServer(in *Input, r report) {
 			}
 		}
 		if !ok {
-			r.add("services."+key(name)+".servers", "service %s has no server that is neither backup nor disabled: it would send every connection to a backup or refuse it", name)
+			r.add("services."+spec.Label(name)+".servers", "service %s has no server that is neither backup nor disabled: it would send every connection to a backup or refuse it", name)
 		}
 	}
 }
@@ -239,7 +239,7 @@ func servicePrimaryServer(in *Input, r report) {
 func serviceHealthCheck(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		if in.Services[name].Check == nil {
-			r.add("services."+key(name), "service %s has no health check: a dead server would keep its share of connections", name)
+			r.add("services."+spec.Label(name), "service %s has no health check: a dead server would keep its share of connections", name)
 		}
 	}
 }
@@ -284,7 +284,7 @@ func portClash(in *Input, r report) {
 					o, clash = first[port]
 				}
 				if clash {
-					r.add(fmt.Sprintf("services.%s.binds.%d", key(name), i), "on node %s, %s clashes with %s of service %s",
+					r.add(fmt.Sprintf("services.%s.binds.%d", spec.Label(name), i), "on node %s, %s clashes with %s of service %s",
 						n, hp, net.JoinHostPort(o.host, p), o.service)
 					continue
 				}
@@ -306,7 +306,7 @@ func portClash(in *Input, r report) {
 					continue
 				}
 				if b, ok := first[port]; ok {
-					r.add("units."+key(name)+".instances", "on node %s, unit %s@%s.service takes port %d, which service %s binds", n, name, inst, port, b.service)
+					r.add("units."+spec.Label(name)+".instances", "on node %s, unit %s@%s.service takes port %d, which service %s binds", n, name, inst, port, b.service)
 				}
 			}
 		}
@@ -322,7 +322,7 @@ func cpuMask(in *Input, r report) {
 				if f.val == "" || f.val == "all" || f.val == "none" {
 					continue
 				}
-				path := fmt.Sprintf("nodes.%s.tuning.interfaces.%s.%s", key(n), key(ifname), f.field)
+				path := fmt.Sprintf("nodes.%s.tuning.interfaces.%s.%s", spec.Label(n), spec.Label(ifname), f.field)
 				hi, err := highestCPU(f.val)
 				switch {
 				case err != nil:
@@ -361,7 +361,7 @@ func highestCPU(list string) (int, error) {
 func secretInClear(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.VRRP)) {
 		if a := in.VRRP[name].Auth; a != nil && a.Password != "" {
-			r.add("vrrp."+key(name)+".auth.password", "the VRRP password of %s is written in the site in clear: put it in a file on the nodes and set password_file", name)
+			r.add("vrrp."+spec.Label(name)+".auth.password", "the VRRP password of %s is written in the site in clear: put it in a file on the nodes and set password_file", name)
 		}
 	}
 }

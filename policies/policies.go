@@ -154,16 +154,3 @@ func knownList() string {
 	}
 	return s
 }
-
-// key makes a map key usable in a loader path (quoted when needed).
-func key(s string) string {
-	if s == "" || s[0] >= '0' && s[0] <= '9' {
-		return strconv.Quote(s)
-	}
-	for _, r := range s {
-		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return strconv.Quote(s)
-		}
-	}
-	return s
-}

@@ -21,10 +21,10 @@ func checkView(n *spec.Node, nodes []string) Errors {
 	known := func(node string) bool { return slices.Contains(nodes, node) }
 	for _, name := range slices.Sorted(maps.Keys(n.VRRP)) {
 		in := n.VRRP[name]
-		base := "vrrp." + quote(name)
+		base := "vrrp." + spec.Label(name)
 		for _, node := range slices.Sorted(maps.Keys(in.Nodes)) {
 			if !known(node) {
-				add(base+".nodes."+quote(node), "node %q is not declared in nodes", node)
+				add(base+".nodes."+spec.Label(node), "node %q is not declared in nodes", node)
 			}
 		}
 		iv := in.AdvertInterval.D()
@@ -55,34 +55,21 @@ func checkView(n *spec.Node, nodes []string) Errors {
 		s := n.Services[name]
 		for i, node := range s.Nodes {
 			if !known(node) {
-				add("services."+quote(name)+".nodes."+strconv.Itoa(i), "node %q is not declared in nodes", node)
+				add("services."+spec.Label(name)+".nodes."+strconv.Itoa(i), "node %q is not declared in nodes", node)
 			}
 		}
 		if len(s.Servers) == 0 {
-			add("services."+quote(name)+".servers", "a service needs at least one server")
+			add("services."+spec.Label(name)+".servers", "a service needs at least one server")
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(n.Units)) {
 		for i, set := range n.Units[name].Instances {
 			for j, node := range set.Nodes {
 				if !known(node) {
-					add(fmt.Sprintf("units.%s.instances.%d.nodes.%d", quote(name), i, j), "node %q is not declared in nodes", node)
+					add(fmt.Sprintf("units.%s.instances.%d.nodes.%d", spec.Label(name), i, j), "node %q is not declared in nodes", node)
 				}
 			}
 		}
 	}
 	return errs
-}
-
-// quote makes a map key usable in a CUE path.
-func quote(s string) string {
-	for _, r := range s {
-		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return strconv.Quote(s)
-		}
-	}
-	if s == "" || s[0] >= '0' && s[0] <= '9' {
-		return strconv.Quote(s)
-	}
-	return s
 }

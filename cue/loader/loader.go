@@ -179,7 +179,7 @@ func loadNodeScoped(abs string, overlay map[string]load.Source, pkg, node string
 		unified[p.String()] = u
 		if err := u.Validate(cue.Concrete(true)); err != nil {
 			errs = append(errs, convertList(abs, err)...)
-			errs = append(errs, findIncomplete(abs, v, u, []string{kind, quote(name)})...)
+			errs = append(errs, findIncomplete(abs, v, u, []string{kind, spec.Label(name)})...)
 		}
 	}
 	site := def.LookupPath(cue.ParsePath("site"))

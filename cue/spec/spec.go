@@ -398,3 +398,18 @@ func (s *Scalar) UnmarshalJSON(b []byte) error {
 	*s = Scalar(n.String())
 	return nil
 }
+
+// Label is a map key as an element of a CUE path ("services.web",
+// `nodes."gw-1"`): quoted unless it is a plain identifier. The loader
+// positions errors by such paths; policies and checks build them.
+func Label(s string) string {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return strconv.Quote(s)
+	}
+	for _, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
