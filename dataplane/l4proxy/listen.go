@@ -186,16 +186,9 @@ func (l *evloop) listen(ln *listener, svc *service) {
 	if ln.gen != 0 {
 		l.unlisten(ln)
 	}
-	var idx int32
-	if n := len(l.lfree); n > 0 {
-		idx = l.lfree[n-1]
-		l.lfree = l.lfree[:n-1]
-	} else {
-		idx = int32(len(l.lns))
-		l.lns = append(l.lns, nil)
-	}
+	idx := l.lns.put(ln)
 	l.gen++
-	l.lns[idx], ln.idx, ln.gen, ln.svc = ln, idx, l.gen, svc
+	ln.idx, ln.gen, ln.svc = idx, l.gen, svc
 	l.ev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: -2 - idx, Pad: int32(ln.gen)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &l.ev); err != nil {
 		l.pool.log.Error("listen: epoll_ctl", "bind", ln.addr, "err", err)
@@ -208,8 +201,7 @@ func (l *evloop) unlisten(ln *listener) {
 		return
 	}
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ln.fd, nil)
-	l.lns[ln.idx] = nil
-	l.lfree = append(l.lfree, ln.idx)
+	l.lns.remove(ln.idx)
 	ln.gen, ln.svc = 0, nil
 }
 

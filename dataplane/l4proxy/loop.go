@@ -38,8 +38,7 @@ type evloop struct {
 	events  [128]unix.EpollEvent
 	ev      unix.EpollEvent // scratch for epoll_ctl (no allocation)
 	buf     []byte          // the loop's read buffer: data is written out at once
-	slots   []*conn
-	free    []int32
+	slots   slotTable[*conn]
 	gen     uint32
 	now     int64 // monoNow of the current batch
 	again   []againRef
@@ -47,9 +46,8 @@ type evloop struct {
 	csa6    unix.RawSockaddrInet6
 	work    []loopMsg
 	stop    bool
-	lns     []*listener // listening shards, by index (epoll data -2-idx)
-	lfree   []int32
-	againLn []lnRef // listeners with connections left after maxAccept
+	lns     slotTable[*listener] // listening shards, by index (epoll data -2-idx)
+	againLn []lnRef              // listeners with connections left after maxAccept
 	rsa     unix.RawSockaddrAny
 	rsalen  uint32
 
@@ -171,7 +169,7 @@ func (l *evloop) poll(uintptr) bool {
 			e := &l.events[i]
 			if e.Fd < 0 {
 				if e.Fd <= -2 {
-					if ln := l.lns[-2-e.Fd]; ln != nil && ln.gen == uint32(e.Pad) {
+					if ln := l.lns.items[-2-e.Fd]; ln != nil && ln.gen == uint32(e.Pad) {
 						l.accept(ln)
 					}
 				}
@@ -264,7 +262,7 @@ type againRef struct {
 
 // dispatch routes one socket event to its connection.
 func (l *evloop) dispatch(idx int, gen uint32, mask uint32) {
-	c := l.slots[idx>>1]
+	c := l.slots.items[idx>>1]
 	if c == nil {
 		return
 	}
@@ -316,15 +314,7 @@ func (l *evloop) register(fd int, slot int32, side int) (uint32, error) {
 
 // adopt gives an accepted connection a slot and starts its connect phase.
 func (l *evloop) adopt(c *conn) {
-	var slot int32
-	if n := len(l.free); n > 0 {
-		slot = l.free[n-1]
-		l.free = l.free[:n-1]
-	} else {
-		slot = int32(len(l.slots))
-		l.slots = append(l.slots, nil)
-	}
-	l.slots[slot] = c
+	slot := l.slots.put(c)
 	c.loop, c.slot = l, slot
 	gen, err := l.register(c.client, slot, sideClient)
 	c.cgen = gen
@@ -339,6 +329,31 @@ func (l *evloop) adopt(c *conn) {
 
 // release frees c's slot.
 func (l *evloop) release(c *conn) {
-	l.slots[c.slot] = nil
-	l.free = append(l.free, c.slot)
+	l.slots.remove(c.slot)
+}
+
+// slotTable numbers the loop's connections and listeners for epoll's data
+// field: put reuses a freed index before growing, so indexes stay small.
+type slotTable[T any] struct {
+	items []T
+	free  []int32
+}
+
+func (t *slotTable[T]) put(v T) int32 {
+	var i int32
+	if n := len(t.free); n > 0 {
+		i = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		i = int32(len(t.items))
+		t.items = append(t.items, v)
+	}
+	t.items[i] = v
+	return i
+}
+
+func (t *slotTable[T]) remove(i int32) {
+	var zero T
+	t.items[i] = zero
+	t.free = append(t.free, i)
 }
