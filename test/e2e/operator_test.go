@@ -70,14 +70,7 @@ func TestOperatorControl(t *testing.T) {
 	repo := gitremote.NewBare(t)
 	repo.Commit(t, "main", operatorSite("500ms"), "lab: gw1")
 
-	ns := lab.NewNetns(t, "op")
-	ns.Run(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-	ns.Run(t, "ip", "addr", "add", "203.0.113.11/24", "dev", "eth0")
-	ns.Run(t, "ip", "link", "set", "eth0", "up")
-	ns.Run(t, "ip", "link", "set", "eth1", "up")
-	ns.Run(t, "ip", "addr", "add", "198.51.100.11/32", "dev", "lo")
-	ns.Run(t, "ip", "addr", "add", "198.51.100.12/32", "dev", "lo")
-	backends(t, ns, "198.51.100.11:8080", "198.51.100.12:8080")
+	ns := gw1Alone(t, "op")
 
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "run", "gitgw.sock")

@@ -131,6 +131,22 @@ func firstStatus(t *testing.T, repo *gitremote.Repo, a *rolloutAgent, within tim
 	}
 }
 
+// gw1Alone is a namespace holding the lab site's gw1 without its peer:
+// eth0 on 203.0.113.11 (a veth whose other end stays in the namespace) and
+// the two lab backends on loopback, answering TCP checks.
+func gw1Alone(t *testing.T, name string) *lab.Netns {
+	t.Helper()
+	ns := lab.NewNetns(t, name)
+	ns.Run(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+	ns.Run(t, "ip", "addr", "add", "203.0.113.11/24", "dev", "eth0")
+	ns.Run(t, "ip", "link", "set", "eth0", "up")
+	ns.Run(t, "ip", "link", "set", "eth1", "up")
+	ns.Run(t, "ip", "addr", "add", "198.51.100.11/32", "dev", "lo")
+	ns.Run(t, "ip", "addr", "add", "198.51.100.12/32", "dev", "lo")
+	backends(t, ns, "198.51.100.11:8080", "198.51.100.12:8080")
+	return ns
+}
+
 // backends listens on addrs (host:port) inside ns and accepts and closes
 // every connection: enough for TCP health checks.
 func backends(t *testing.T, ns *lab.Netns, addrs ...string) {

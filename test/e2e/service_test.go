@@ -29,14 +29,7 @@ func TestServiceUnit(t *testing.T) {
 	systemd.Require(t)
 	lab.RequireCommand(t, "ip", "git")
 	gitremote.RequireGit(t)
-	ns := lab.NewNetns(t, "sv")
-	ns.Run(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-	ns.Run(t, "ip", "addr", "add", "203.0.113.11/24", "dev", "eth0")
-	ns.Run(t, "ip", "link", "set", "eth0", "up")
-	ns.Run(t, "ip", "link", "set", "eth1", "up")
-	ns.Run(t, "ip", "addr", "add", "198.51.100.11/32", "dev", "lo")
-	ns.Run(t, "ip", "addr", "add", "198.51.100.12/32", "dev", "lo")
-	backends(t, ns, "198.51.100.11:8080", "198.51.100.12:8080")
+	ns := gw1Alone(t, "sv")
 
 	h := systemd.New(t, systemd.Options{Name: "svc", Netns: ns.Path()})
 	// The repository cannot be under /tmp: the unit has PrivateTmp=.
