@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
 )
 
 // guardrail is a built-in rule over one desired state.
@@ -31,6 +32,7 @@ func guardrails() []guardrail {
 		{Policy{"service-health-check", "every service checks its servers' health: otherwise a dead server keeps its share of connections."}, Error, serviceHealthCheck},
 		{Policy{"port-clash", "no port is bound twice on a node: by two proxy binds, or by a bind and a unit instance named by a port."}, Error, portClash},
 		{Policy{"cpu-mask", "CPU lists in tuning name only CPUs the node has (node: cpus) and are well formed."}, Error, cpuMask},
+		{Policy{"proxy-busy-poll", "the proxy's busy-poll window is at most 10ms: a longer one only burns CPU, since no reply it waits for is that slow and still worth polling for."}, Error, proxyBusyPoll},
 		{Policy{"secret-in-clear", "no VRRP password is written in the site: use password_file (read on the node)."}, Warning, secretInClear},
 	}
 }
@@ -331,6 +333,14 @@ func cpuMask(in *Input, r report) {
 					r.add(path, "CPU list %q names CPU %d, but node %s has %d CPUs (0-%d)", f.val, hi, n, ns.CPUs, ns.CPUs-1)
 				}
 			}
+		}
+	}
+}
+
+func proxyBusyPoll(in *Input, r report) {
+	for _, n := range slices.Sorted(maps.Keys(in.Nodes)) {
+		if d := in.Nodes[n].Tuning.ProxyBusyPoll.D(); d > l4proxy.MaxBusyPoll {
+			r.add(fmt.Sprintf("nodes.%s.tuning.proxy_busy_poll", spec.Label(n)), "%v is longer than %v", d, l4proxy.MaxBusyPoll)
 		}
 	}
 }

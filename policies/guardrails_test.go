@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/test/goldenfile"
@@ -202,6 +203,13 @@ func TestGuardrails(t *testing.T) {
 		}), 1},
 		{"cpu mask: no CPU count, any list", "cpu-mask", edit(func(in *Input) {
 			setNode(in, "gw2", func(n *spec.NodeSettings) { n.Tuning.Interfaces = map[string]spec.NICTuning{"eth0": {RPSCPUs: "0-63"}} })
+		}), 0},
+
+		{"proxy busy poll: too long", "proxy-busy-poll", edit(func(in *Input) {
+			setNode(in, "gw1", func(n *spec.NodeSettings) { n.Tuning.ProxyBusyPoll = spec.Duration(50 * time.Millisecond) })
+		}), 1},
+		{"proxy busy poll: the longest", "proxy-busy-poll", edit(func(in *Input) {
+			setNode(in, "gw1", func(n *spec.NodeSettings) { n.Tuning.ProxyBusyPoll = spec.Duration(10 * time.Millisecond) })
 		}), 0},
 
 		{"secret in clear: password", "secret-in-clear", edit(func(in *Input) {

@@ -51,7 +51,7 @@ func (d *ProxyDriver) Close(ctx context.Context) error { return d.pool.Close(ctx
 // or no node) into the pool's config, sorted by name so that it compares
 // deterministically.
 func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
-	var cfg l4proxy.Config
+	cfg := l4proxy.Config{BusyPoll: n.Node.Tuning.ProxyBusyPoll.D()}
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(n.Services)) {
 		s := n.Services[name]
@@ -234,6 +234,10 @@ func (d *ProxyDriver) Plan(_ context.Context, desired *spec.Node) ([]plan.Change
 
 func proxyChanges(have, want l4proxy.Config, live map[string]l4proxy.ServerStats) []plan.Change {
 	var out []plan.Change
+	if have.BusyPoll != want.BusyPoll && (len(have.Services) > 0 || len(want.Services) > 0) {
+		out = append(out, plan.Change{Driver: "proxy", Kind: "proxy_pool", ID: "busy_poll", Action: plan.Update,
+			Before: busyPoll(have.BusyPoll), After: busyPoll(want.BusyPoll)})
+	}
 	haveSvc := map[string]l4proxy.Service{}
 	for _, s := range have.Services {
 		haveSvc[s.Name] = s
@@ -269,6 +273,14 @@ func proxyChanges(have, want l4proxy.Config, live map[string]l4proxy.ServerStats
 		out = append(out, serverChanges(h.Name, h.Servers, nil, live)...)
 	}
 	return out
+}
+
+// busyPoll shows the pool's busy-poll window the way the site spells it.
+func busyPoll(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	return d.String()
 }
 
 func drainGrace(s l4proxy.Service) string {

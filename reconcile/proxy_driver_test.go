@@ -67,6 +67,7 @@ func byID(cs []plan.Change) map[string]plan.Change {
 
 func TestProxyDriverPlanApply(t *testing.T) {
 	node, bind := proxyTestNode(t)
+	node.Node.Tuning.ProxyBusyPoll = spec.Duration(100 * time.Microsecond)
 	pool := l4proxy.New(nil, l4proxy.Options{})
 	d := NewProxyDriver(pool, nil)
 	t.Cleanup(func() {
@@ -83,6 +84,9 @@ func TestProxyDriverPlanApply(t *testing.T) {
 	m := byID(cs)
 	if m["proxy_service web"].Action != plan.Create || m["proxy_bind web/"+bind].Action != plan.Create || m["proxy_server web/s3"].Action != plan.Create {
 		t.Fatalf("first plan: %+v", cs)
+	}
+	if c := m["proxy_pool busy_poll"]; c.Action != plan.Update || c.Before != "off" || c.After != "100µs" {
+		t.Errorf("first plan: busy poll %s %v → %v", c.Action, c.Before, c.After)
 	}
 	if _, ok := m["proxy_service elsewhere"]; ok {
 		t.Error("service of another node planned here")
@@ -113,8 +117,12 @@ func TestProxyDriverPlanApply(t *testing.T) {
 	web.Servers["s1"] = s1
 	delete(web.Servers, "s2")
 	node.Services["web"] = web
+	node.Node.Tuning.ProxyBusyPoll = 0
 	cs, _ = d.Plan(ctx, node)
 	m = byID(cs)
+	if c := m["proxy_pool busy_poll"]; c.Action != plan.Update || c.Before != "100µs" || c.After != "off" {
+		t.Errorf("busy poll turned off: %s %v → %v", c.Action, c.Before, c.After)
+	}
 	for id, want := range map[string]string{
 		"proxy_server web/s3": "server s3: drained",
 		"proxy_server web/s1": "weight 100 → 50",

@@ -113,6 +113,8 @@ type Tuning struct {
 	RPSSockFlowEntries *int                 `json:"rps_sock_flow_entries,omitempty"`
 	Interfaces         map[string]NICTuning `json:"interfaces"`
 	Sysctls            map[string]Scalar    `json:"sysctls"`
+	// ProxyBusyPoll is the proxy's busy-poll window (l4proxy.Config.BusyPoll).
+	ProxyBusyPoll Duration `json:"proxy_busy_poll"`
 }
 
 // NICTuning is one interface's queue tuning. Empty strings and nil pointers

@@ -26,7 +26,7 @@ import (
 // box; the proxy's own CPU per unit of work is the robust comparison.
 
 const (
-	benchRounds = 3
+	benchRounds = 5
 	reqSize     = 64
 	respSize    = 64
 )
@@ -206,7 +206,7 @@ func bulk(addr string, streams int, d time.Duration) (float64, int64) {
 	return float64(total.Load()) * 8 / d.Seconds() / 1e9, fails.Load()
 }
 
-// cpuTicks is a process's user+system CPU time.
+// cpuTime is a process's user+system CPU time.
 func cpuTime(pid int) time.Duration {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -225,27 +225,38 @@ type benchProxy struct {
 	rr, bulk string
 }
 
-// startPair starts HAProxy and gitgw's pool in front of the same backends.
-func startPair(b *testing.B) (rr1, rr2, blk netip.AddrPort, direct string, hap, gw benchProxy) {
+// agentBusyPoll is the busy-poll window the agent runs with by default
+// (the site schema's tuning.proxy_busy_poll).
+const agentBusyPoll = 100 * time.Microsecond
+
+// startPair starts HAProxy and gitgw's pool in front of the same backends,
+// and a second gitgw pool with busy polling off, for the latency rows.
+func startPair(b *testing.B) (direct string, hap, gw, gwIdle benchProxy) {
 	lab.RequireCommand(b, "haproxy")
-	rr1, rr2, blk = rrBackend(b), rrBackend(b), bulkBackend(b)
-	hRR, hBulk, gRR, gBulk := freePort(b), freePort(b), freePort(b), freePort(b)
+	rr1, rr2, blk := rrBackend(b), rrBackend(b), bulkBackend(b)
+	hRR, hBulk, gRR, gBulk, iRR := freePort(b), freePort(b), freePort(b), freePort(b), freePort(b)
 	h := lab.StartHAProxy(b, lab.HAProxyConfig{Threads: 1, Services: []lab.HAProxyService{
 		{Name: "rr", Bind: hRR.String(), Servers: []string{rr1.String(), rr2.String()}, Check: true},
 		{Name: "bulk", Bind: hBulk.String(), Servers: []string{blk.String()}, Check: true},
 	}})
 	check := &Check{Type: CheckTCP}
-	g := startHelper(b, Config{Services: []Service{
-		{Name: "rr", Binds: []netip.AddrPort{gRR}, Servers: []Server{{Name: "s1", Addr: rr1, Weight: 1}, {Name: "s2", Addr: rr2, Weight: 1}},
-			Check: check, Retries: 2, Redispatch: true, Timeouts: Timeouts{Connect: 2 * time.Second, ClientFin: 5 * time.Second, Tunnel: time.Hour}},
+	rr := func(bind netip.AddrPort) Service {
+		return Service{Name: "rr", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "s1", Addr: rr1, Weight: 1}, {Name: "s2", Addr: rr2, Weight: 1}},
+			Check: check, Retries: 2, Redispatch: true, Timeouts: Timeouts{Connect: 2 * time.Second, ClientFin: 5 * time.Second, Tunnel: time.Hour}}
+	}
+	g := startHelper(b, Config{BusyPoll: agentBusyPoll, Services: []Service{rr(gRR),
 		{Name: "bulk", Binds: []netip.AddrPort{gBulk}, Servers: []Server{{Name: "s1", Addr: blk, Weight: 1}}, Check: check},
 	}}, "GOMAXPROCS=1", "L4HELPER_SHARDS=1")
-	return rr1, rr2, blk, rr1.String(),
+	gi := startHelper(b, Config{Services: []Service{rr(iRR)}}, "GOMAXPROCS=1", "L4HELPER_SHARDS=1")
+	return rr1.String(),
 		benchProxy{"haproxy", h.Pid(), hRR.String(), hBulk.String()},
-		benchProxy{"gitgw", g.cmd.Process.Pid, gRR.String(), gBulk.String()}
+		benchProxy{"gitgw", g.cmd.Process.Pid, gRR.String(), gBulk.String()},
+		benchProxy{"gitgw", gi.cmd.Process.Pid, iRR.String(), ""}
 }
 
-// samples collects one metric's values per proxy over the rounds.
+// samples collects one metric's values per proxy over the rounds; the
+// values of a round are measured back to back, so index i of each proxy's
+// list is a pair.
 type samples map[string]map[string][]float64 // metric → proxy → values
 
 func (s samples) add(metric, proxy string, v float64) {
@@ -261,49 +272,77 @@ func median(v []float64) float64 {
 	}
 	c := slices.Clone(v)
 	slices.Sort(c)
+	if len(c)%2 == 0 {
+		return (c[len(c)/2-1] + c[len(c)/2]) / 2
+	}
 	return c[len(c)/2]
 }
 
+// pairedRatio is the median over rounds of gitgw/HAProxy, each ratio taken
+// from one round's back-to-back pair: the load of the shared box drifts
+// over tens of seconds, and a ratio of two measurements made seconds apart
+// cancels most of it.
+func pairedRatio(g, h []float64) float64 {
+	var r []float64
+	for i := range min(len(g), len(h)) {
+		if h[i] != 0 {
+			r = append(r, g[i]/h[i])
+		}
+	}
+	return median(r)
+}
+
 // report prints the table and reports gitgw's medians and the ratios.
-func (s samples) report(b *testing.B, metrics []string, higherBetter map[string]bool) {
-	fmt.Printf("\n%-34s %12s %12s %12s %8s   %s\n", b.Name(), "direct", "haproxy", "gitgw", "gw/hap", "gitgw min..max (haproxy min..max)")
+func (s samples) report(b *testing.B, metrics []string) {
+	fmt.Printf("\n%-38s %10s %10s %10s %8s   %s\n", b.Name(), "direct", "haproxy", "gitgw", "gw/hap", "ratio min..max per round; gitgw min..max (haproxy min..max)")
 	for _, m := range metrics {
 		d, h, g := median(s[m]["direct"]), median(s[m]["haproxy"]), median(s[m]["gitgw"])
-		ratio := 0.0
-		if h != 0 {
-			ratio = g / h
+		ratio := pairedRatio(s[m]["gitgw"], s[m]["haproxy"])
+		var rs []float64
+		for i := range min(len(s[m]["gitgw"]), len(s[m]["haproxy"])) {
+			if s[m]["haproxy"][i] != 0 {
+				rs = append(rs, s[m]["gitgw"][i]/s[m]["haproxy"][i])
+			}
 		}
-		ds := "-"
+		ds, rr := "-", "-"
 		if len(s[m]["direct"]) > 0 {
 			ds = fmt.Sprintf("%.1f", d)
 		}
-		fmt.Printf("%-34s %12s %12.1f %12.1f %8.2f   %.1f..%.1f (%.1f..%.1f)\n", m, ds, h, g, ratio,
+		if len(rs) > 0 {
+			rr = fmt.Sprintf("%.2f..%.2f", slices.Min(rs), slices.Max(rs))
+		}
+		fmt.Printf("%-38s %10s %10.1f %10.1f %8.2f   %s; %.1f..%.1f (%.1f..%.1f)\n", m, ds, h, g, ratio, rr,
 			slices.Min(s[m]["gitgw"]), slices.Max(s[m]["gitgw"]), slices.Min(s[m]["haproxy"]), slices.Max(s[m]["haproxy"]))
-		unit := strings.NewReplacer(" ", "_", "/", "_per_", "(", "", ")", "").Replace(m)
+		unit := strings.NewReplacer(" ", "_", "/", "_per_", "(", "", ")", "", ",", "").Replace(m)
 		b.ReportMetric(g, "gitgw_"+unit)
 		b.ReportMetric(ratio, "ratio_"+unit)
 	}
-	_ = higherBetter
 }
 
 // BenchmarkL4VersusHAProxy: new-connection rate, keep-alive rate, added
-// latency, bulk with 1 and 4 streams, CPU per 100,000 connections.
+// latency, bulk with 1 and 4 streams, CPU per 100,000 connections. Each
+// test runs on both proxies back to back, in alternating order, for
+// benchRounds rounds; the ratio column is the median of the rounds'
+// ratios. gitgw runs with the agent's default busy polling; the latency
+// rows marked "busy_poll off" come from a second pool without it, against
+// the same round's HAProxy figure.
 func BenchmarkL4VersusHAProxy(b *testing.B) {
-	_, _, _, direct, hap, gw := startPair(b)
+	direct, hap, gw, gwIdle := startPair(b)
 	const conc = 50
-	d := 3 * time.Second
+	d := 2 * time.Second
 	s := samples{}
 	for i := 0; i < b.N; i++ {
-		// Direct (no proxy) once per round, for the added latency.
-		dl := requests(direct, 1, 2*time.Second, true)
-		s.add("lat c1 p50 µs", "direct", float64(dl.pct(0.5).Microseconds()))
-		s.add("lat c1 p99 µs", "direct", float64(dl.pct(0.99).Microseconds()))
 		for r := 0; r < benchRounds; r++ {
-			order := []benchProxy{hap, gw}
-			if r%2 == 1 {
-				order = []benchProxy{gw, hap}
+			pair := func(test func(p benchProxy)) {
+				if r%2 == 0 {
+					test(hap)
+					test(gw)
+				} else {
+					test(gw)
+					test(hap)
+				}
 			}
-			for _, p := range order {
+			pair(func(p benchProxy) {
 				c0 := cpuTime(p.pid)
 				st := requests(p.rr, conc, d, false)
 				cpu := cpuTime(p.pid) - c0
@@ -311,39 +350,65 @@ func BenchmarkL4VersusHAProxy(b *testing.B) {
 				s.add("CPU s per 100k conns", p.name, cpu.Seconds()*1e5/float64(max(st.reqs, 1)))
 				s.add("short p99 ms (c50)", p.name, float64(st.pct(0.99).Microseconds())/1000)
 				s.add("failed conns (short)", p.name, float64(st.fails))
-
-				c0 = cpuTime(p.pid)
-				st = requests(p.rr, conc, d, true)
-				cpu = cpuTime(p.pid) - c0
+			})
+			pair(func(p benchProxy) {
+				c0 := cpuTime(p.pid)
+				st := requests(p.rr, conc, d, true)
+				cpu := cpuTime(p.pid) - c0
 				s.add("req/s (keep-alive, c50)", p.name, st.rate())
 				s.add("CPU µs per ka request", p.name, float64(cpu.Microseconds())/float64(max(st.reqs, 1)))
-
-				st = requests(p.rr, 1, 2*time.Second, true)
-				s.add("lat c1 p50 µs", p.name, float64(st.pct(0.5).Microseconds()))
-				s.add("lat c1 p99 µs", p.name, float64(st.pct(0.99).Microseconds()))
-
-				c0 = cpuTime(p.pid)
+			})
+			// Direct (no proxy) each round, for the added latency.
+			dl := requests(direct, 1, d, true)
+			s.add("lat c1 p50 µs", "direct", float64(dl.pct(0.5).Microseconds()))
+			s.add("lat c1 p99 µs", "direct", float64(dl.pct(0.99).Microseconds()))
+			latency := func(p benchProxy, suffix string) {
+				c0 := cpuTime(p.pid)
+				st := requests(p.rr, 1, d, true)
+				cpu := cpuTime(p.pid) - c0
+				s.add("lat c1 p50 µs"+suffix, p.name, float64(st.pct(0.5).Microseconds()))
+				s.add("lat c1 p99 µs"+suffix, p.name, float64(st.pct(0.99).Microseconds()))
+				s.add("CPU % at c1"+suffix, p.name, 100*cpu.Seconds()/d.Seconds())
+				s.add("req/s at c1"+suffix, p.name, st.rate())
+			}
+			pair(func(p benchProxy) {
+				latency(p, "")
+				if p.name == "haproxy" {
+					for _, m := range []string{"lat c1 p50 µs", "lat c1 p99 µs", "CPU % at c1", "req/s at c1"} {
+						v := s[m]["haproxy"]
+						s.add(m+", busy_poll off", "haproxy", v[len(v)-1])
+					}
+				}
+			})
+			latency(gwIdle, ", busy_poll off")
+			pair(func(p benchProxy) {
+				c0 := cpuTime(p.pid)
 				g1, _ := bulk(p.bulk, 1, d)
 				cpu1 := cpuTime(p.pid) - c0
 				s.add("bulk 1 stream Gbit/s", p.name, g1)
 				s.add("bulk CPU ms per GB (1 stream)", p.name, float64(cpu1.Milliseconds())/(g1*d.Seconds()/8))
+			})
+			pair(func(p benchProxy) {
 				g4, _ := bulk(p.bulk, 4, d)
 				s.add("bulk 4 streams Gbit/s", p.name, g4)
-			}
+			})
 		}
 	}
 	for _, m := range []string{"lat c1 p50 µs", "lat c1 p99 µs"} {
-		dm := median(s[m]["direct"])
-		for _, p := range []string{"haproxy", "gitgw"} {
-			for _, v := range s[m][p] {
-				s.add("added "+m, p, v-dm)
+		dm := s[m]["direct"]
+		for _, suffix := range []string{"", ", busy_poll off"} {
+			for _, p := range []string{"haproxy", "gitgw"} {
+				for i, v := range s[m+suffix][p] {
+					s.add("added "+m+suffix, p, v-dm[i%len(dm)])
+				}
 			}
 		}
 	}
 	s.report(b, []string{"conn/s (short, c50)", "CPU s per 100k conns", "short p99 ms (c50)", "failed conns (short)",
-		"req/s (keep-alive, c50)", "CPU µs per ka request", "lat c1 p50 µs", "lat c1 p99 µs",
-		"added lat c1 p50 µs", "added lat c1 p99 µs",
-		"bulk 1 stream Gbit/s", "bulk CPU ms per GB (1 stream)", "bulk 4 streams Gbit/s"}, nil)
+		"req/s (keep-alive, c50)", "CPU µs per ka request",
+		"lat c1 p50 µs", "lat c1 p99 µs", "added lat c1 p50 µs", "added lat c1 p99 µs", "req/s at c1", "CPU % at c1",
+		"added lat c1 p50 µs, busy_poll off", "added lat c1 p99 µs, busy_poll off", "CPU % at c1, busy_poll off",
+		"bulk 1 stream Gbit/s", "bulk CPU ms per GB (1 stream)", "bulk 4 streams Gbit/s"})
 }
 
 // BenchmarkL4IdleRSS: RSS of each proxy holding ~10,000 idle connections
@@ -417,7 +482,7 @@ func BenchmarkL4IdleRSS(b *testing.B) {
 			}
 		}
 	}
-	s.report(b, []string{"idle conns held", "RSS MB with idle conns", "RSS kB per idle conn", "fds per idle conn"}, nil)
+	s.report(b, []string{"idle conns held", "RSS MB with idle conns", "RSS kB per idle conn", "fds per idle conn"})
 }
 
 // BenchmarkL4ReconfigRestart counts failed connections under

@@ -10,7 +10,19 @@ import (
 // Config is the whole desired state of the pool: every service it proxies.
 type Config struct {
 	Services []Service `json:"services"`
+	// BusyPoll keeps an event loop that has just handled traffic polling
+	// its sockets for this long before it sleeps, yielding the CPU to any
+	// other runnable thread and goroutine between polls. A backend's reply
+	// that arrives within the window is forwarded without waiting for an
+	// idle CPU to wake up (the bulk of the latency a proxy adds on a
+	// virtual machine: 115 µs of 130 on the benchmark box), at the price of
+	// CPU time that would otherwise be idle while traffic flows. 0: off;
+	// at most 10ms.
+	BusyPoll time.Duration `json:"busy_poll,omitempty"`
 }
+
+// MaxBusyPoll bounds Config.BusyPoll.
+const MaxBusyPoll = 10 * time.Millisecond
 
 // Balance names a balancing algorithm.
 type Balance string
@@ -148,6 +160,9 @@ type Check struct {
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
 	var errs []error
+	if c.BusyPoll < 0 || c.BusyPoll > MaxBusyPoll {
+		errs = append(errs, fmt.Errorf("busy poll %v: must be between 0 and %v", c.BusyPoll, MaxBusyPoll))
+	}
 	names := map[string]bool{}
 	binds := map[netip.AddrPort]string{}
 	for i, s := range c.Services {

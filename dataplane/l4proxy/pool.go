@@ -56,6 +56,7 @@ type Pool struct {
 	applied   *Config
 	closed    bool
 	reapEvery atomic.Int64 // reaper period: a quarter of the shortest timeout
+	busyPoll  atomic.Int64 // Config.BusyPoll in ns, read by the loops
 }
 
 // New returns an empty pool; Set gives it services.
@@ -167,6 +168,7 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 	if p.applied != nil && reflect.DeepEqual(*p.applied, cfg) {
 		return nil
 	}
+	p.busyPoll.Store(int64(cfg.BusyPoll))
 	var errs []error
 	now := p.clock.Now()
 	want := map[string]bool{}
@@ -236,7 +238,8 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 }
 
 func cloneConfig(c Config) Config {
-	out := Config{Services: make([]Service, len(c.Services))}
+	out := c // pool-wide settings as they are
+	out.Services = make([]Service, len(c.Services))
 	for i, s := range c.Services {
 		s.Binds = append([]netip.AddrPort(nil), s.Binds...)
 		s.Servers = append([]Server(nil), s.Servers...)

@@ -419,7 +419,7 @@ func TestProxyHeaderEncoding(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	bad := Config{Services: []Service{
+	bad := Config{BusyPoll: time.Second, Services: []Service{
 		{Name: "a", Binds: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:80")}, Balance: "random",
 			Servers: []Server{{Name: "s", Weight: 300}, {Name: "s", Addr: netip.MustParseAddrPort("127.0.0.1:1"), Weight: 1}}},
 		{Name: "a", Binds: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:80")}, Check: &Check{Type: "ping"}},
@@ -429,7 +429,7 @@ func TestValidate(t *testing.T) {
 		t.Fatal("no error")
 	}
 	for _, want := range []string{`unknown balance "random"`, "invalid address", "weight 300", `server "s": duplicate`,
-		`service "a": duplicate name`, "already used", `unknown check type "ping"`, "no bind"} {
+		`service "a": duplicate name`, "already used", `unknown check type "ping"`, "no bind", "busy poll 1s: must be between 0 and 10ms"} {
 		if want == "no bind" {
 			continue
 		}
