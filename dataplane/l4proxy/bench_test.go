@@ -444,7 +444,7 @@ func BenchmarkL4IdleRSS(b *testing.B) {
 					pid = h.Pid()
 					stop = func() { _ = syscall.Kill(pid, syscall.SIGKILL); _ = h.Cmd.Wait() }
 				} else {
-					g := startHelper(b, Config{Services: []Service{{Name: "rr", Binds: []netip.AddrPort{bind},
+					g := startHelper(b, Config{BusyPoll: agentBusyPoll, Services: []Service{{Name: "rr", Binds: []netip.AddrPort{bind},
 						Servers: []Server{{Name: "s1", Addr: rr, Weight: 1}}}}}, "GOMAXPROCS=1", "L4HELPER_SHARDS=1")
 					pid = g.cmd.Process.Pid
 					stop = func() { _ = g.cmd.Process.Signal(syscall.SIGKILL); _ = g.cmd.Wait() }
@@ -492,7 +492,7 @@ func BenchmarkL4IdleRSS(b *testing.B) {
 func BenchmarkL4ReconfigRestart(b *testing.B) {
 	rr1, rr2 := rrBackend(b), rrBackend(b)
 	bind := freePort(b)
-	g := startHelper(b, Config{Services: []Service{{Name: "rr", Binds: []netip.AddrPort{bind},
+	g := startHelper(b, Config{BusyPoll: agentBusyPoll, Services: []Service{{Name: "rr", Binds: []netip.AddrPort{bind},
 		Servers: []Server{{Name: "s1", Addr: rr1, Weight: 1}, {Name: "s2", Addr: rr2, Weight: 1}}}}},
 		"GOMAXPROCS=1", "L4HELPER_SHARDS=1")
 	pid := g.cmd.Process.Pid

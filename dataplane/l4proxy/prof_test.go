@@ -10,7 +10,8 @@ import (
 
 // BenchmarkL4ProfileShort profiles the pool process under short
 // connections (or keep-alive requests with L4PROF_KA=1; L4PROF_C sets the concurrency): a tool behind the
-// CPU-per-connection and per-request figures, run on demand
+// CPU-per-connection and per-request figures, with the agent's default
+// busy polling, run on demand
 // (L4PROF=/path/to/cpu.prof go test -run '^$' -bench L4ProfileShort;
 // L4PROF=off measures without the profiler, e.g. under strace or perf).
 func BenchmarkL4ProfileShort(b *testing.B) {
@@ -25,7 +26,7 @@ func BenchmarkL4ProfileShort(b *testing.B) {
 	if path != "off" {
 		env = append(env, "L4HELPER_CPUPROFILE="+path)
 	}
-	h := startHelper(t, Config{Services: []Service{{Name: "p", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "s", Addr: rr, Weight: 1}}}}}, env...)
+	h := startHelper(t, Config{BusyPoll: agentBusyPoll, Services: []Service{{Name: "p", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "s", Addr: rr, Weight: 1}}}}}, env...)
 	c0 := cpuTime(h.cmd.Process.Pid)
 	ka := os.Getenv("L4PROF_KA") != ""
 	conc := 50
