@@ -19,11 +19,13 @@ import (
 )
 
 // The side-by-side benchmarks run gitgw's pool (this test binary as a
-// separate process, GOMAXPROCS=1, one listener shard) and HAProxy 2.6
-// (`mode tcp`, nbthread 1) against the same Go backends with the same Go
-// load generator, alternating A/B for several rounds, and print medians
-// with gitgw/HAProxy ratios. Rates vary with the load of a shared 2-core
-// box; the proxy's own CPU per unit of work is the robust comparison.
+// separate process, GOMAXPROCS=1, one listener shard, the agent's default
+// busy polling) and HAProxy 2.6 (`mode tcp`, nbthread 1, its defaults)
+// against the same Go backends with the same Go load generator, each test
+// back to back on both in alternating order for several rounds, and print
+// medians with the median of the rounds' gitgw/HAProxy ratios. Rates vary
+// with the load of a shared 2-core box; the proxy's own CPU per unit of
+// work is the robust comparison.
 
 const (
 	benchRounds = 5
@@ -278,18 +280,18 @@ func median(v []float64) float64 {
 	return c[len(c)/2]
 }
 
-// pairedRatio is the median over rounds of gitgw/HAProxy, each ratio taken
-// from one round's back-to-back pair: the load of the shared box drifts
-// over tens of seconds, and a ratio of two measurements made seconds apart
-// cancels most of it.
-func pairedRatio(g, h []float64) float64 {
+// pairedRatios are the rounds' gitgw/HAProxy ratios, each taken from one
+// round's back-to-back pair: the load of the shared box drifts over tens of
+// seconds, and a ratio of two measurements made seconds apart cancels most
+// of it. The table's ratio is their median.
+func pairedRatios(g, h []float64) []float64 {
 	var r []float64
 	for i := range min(len(g), len(h)) {
 		if h[i] != 0 {
 			r = append(r, g[i]/h[i])
 		}
 	}
-	return median(r)
+	return r
 }
 
 // report prints the table and reports gitgw's medians and the ratios.
@@ -297,13 +299,8 @@ func (s samples) report(b *testing.B, metrics []string) {
 	fmt.Printf("\n%-38s %10s %10s %10s %8s   %s\n", b.Name(), "direct", "haproxy", "gitgw", "gw/hap", "ratio min..max per round; gitgw min..max (haproxy min..max)")
 	for _, m := range metrics {
 		d, h, g := median(s[m]["direct"]), median(s[m]["haproxy"]), median(s[m]["gitgw"])
-		ratio := pairedRatio(s[m]["gitgw"], s[m]["haproxy"])
-		var rs []float64
-		for i := range min(len(s[m]["gitgw"]), len(s[m]["haproxy"])) {
-			if s[m]["haproxy"][i] != 0 {
-				rs = append(rs, s[m]["gitgw"][i]/s[m]["haproxy"][i])
-			}
-		}
+		rs := pairedRatios(s[m]["gitgw"], s[m]["haproxy"])
+		ratio := median(rs)
 		ds, rr := "-", "-"
 		if len(s[m]["direct"]) > 0 {
 			ds = fmt.Sprintf("%.1f", d)
