@@ -73,7 +73,8 @@ var hapIgnored = map[string]string{
 	"cpu-map": "gitgw's proxy uses every CPU; pin with the node's tuning", "stats": "gitgw has `gitgw status`, /metrics and a status page on 127.0.0.1:9142",
 	"ulimit-n": "set LimitNOFILE on the agent's unit", "master-worker": "gitgw runs as a systemd service",
 	"description": "", "node": "", "unique-id-format": "", "log-format": "gitgw logs to the journal",
-	"log-tag": "gitgw logs to the journal",
+	"log-tag":      "gitgw logs to the journal",
+	"busy-polling": "gitgw's proxy polls for 100us after traffic by default: nodes: NAME: tuning: proxy_busy_poll, up to \"10ms\"",
 }
 
 // hapConfig is a mapped haproxy.cfg.
