@@ -123,7 +123,37 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func newTestPool(t testing.TB, opts Options, cfg Config) *Pool {
 	t.Helper()
-	p := New(testLogger(t), opts)
+	return newTestPoolLog(t, testLogger(t), opts, cfg)
+}
+
+// newLoggedPool is newTestPool with its log records kept for the test.
+func newLoggedPool(t testing.TB, cfg Config) (*Pool, *logRecorder) {
+	t.Helper()
+	rec := &logRecorder{}
+	return newTestPoolLog(t, slog.New(rec), Options{}, cfg), rec
+}
+
+// oneSlotPool runs service name over one backend with maxconn 1 (a 30 s
+// queue timeout) and holds its only slot with connection c1.
+func oneSlotPool(t testing.TB, name string) (p *Pool, a *backend, bind netip.AddrPort, c1 net.Conn) {
+	t.Helper()
+	a = newBackend(t, "a")
+	bind = freePort(t)
+	p = newTestPool(t, Options{}, Config{Services: []Service{{
+		Name: name, Binds: []netip.AddrPort{bind},
+		Servers:  []Server{{Name: "a", Addr: a.addr, Weight: 1, MaxConn: 1}},
+		Timeouts: Timeouts{Queue: 30 * time.Second},
+	}}})
+	_, c1, err := dialName(bind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, a, bind, c1
+}
+
+func newTestPoolLog(t testing.TB, logger *slog.Logger, opts Options, cfg Config) *Pool {
+	t.Helper()
+	p := New(logger, opts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

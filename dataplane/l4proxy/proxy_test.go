@@ -6,15 +6,15 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"golang.org/x/sys/unix"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestProxyRoundRobin(t *testing.T) {
@@ -176,17 +176,7 @@ func TestClientTimeout(t *testing.T) {
 
 func TestMaxConnQueue(t *testing.T) {
 	t.Parallel()
-	a := newBackend(t, "a")
-	bind := freePort(t)
-	p := newTestPool(t, Options{}, Config{Services: []Service{{
-		Name: "q", Binds: []netip.AddrPort{bind},
-		Servers:  []Server{{Name: "a", Addr: a.addr, Weight: 1, MaxConn: 1}},
-		Timeouts: Timeouts{Queue: 30 * time.Second},
-	}}})
-	_, c1, err := dialName(bind)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, a, bind, c1 := oneSlotPool(t, "q")
 	done := make(chan error, 1)
 	go func() {
 		_, err := roundTrip(bind, "queued")
@@ -212,17 +202,7 @@ func TestMaxConnQueue(t *testing.T) {
 // phase; the loop keeps those edges and reads them once connected.
 func TestClientSpeaksBeforeConnect(t *testing.T) {
 	t.Parallel()
-	a := newBackend(t, "a")
-	bind := freePort(t)
-	p := newTestPool(t, Options{}, Config{Services: []Service{{
-		Name: "early", Binds: []netip.AddrPort{bind},
-		Servers:  []Server{{Name: "a", Addr: a.addr, Weight: 1, MaxConn: 1}},
-		Timeouts: Timeouts{Queue: 30 * time.Second},
-	}}})
-	_, c1, err := dialName(bind)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _, bind, c1 := oneSlotPool(t, "early")
 	c2, err := net.Dial("tcp", bind.String())
 	if err != nil {
 		t.Fatal(err)
@@ -659,16 +639,11 @@ func TestConnectTimeout(t *testing.T) {
 		}
 	}
 	bind := freePort(t)
-	rec := &logRecorder{}
-	p := New(slog.New(rec), Options{})
-	t.Cleanup(func() { p.Close(context.Background()) })
-	if err := p.Set(context.Background(), Config{Services: []Service{{
+	p, rec := newLoggedPool(t, Config{Services: []Service{{
 		Name: "ct", Binds: []netip.AddrPort{bind}, Balance: First, Log: true, Retries: 1, Redispatch: true,
 		Servers:  []Server{{Name: "full", Addr: full, Weight: 1}, srvCfg(good, 1)},
 		Timeouts: Timeouts{Connect: 300 * time.Millisecond},
-	}}}); err != nil {
-		t.Fatal(err)
-	}
+	}}})
 	if name, err := roundTrip(bind, "x"); err != nil || name != "good" {
 		t.Fatalf("round trip: %q, %v; want the retry on good", name, err)
 	}

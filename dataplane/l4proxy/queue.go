@@ -67,18 +67,8 @@ func (svc *service) pickOrWait(c *conn) (*server, error) {
 // pinned is nil) until a slot is handed over, the deadline passes or the
 // pool closes.
 func (svc *service) wait(pinned *server, deadline time.Time) (*server, error) {
-	w := &waiter{ch: make(chan *server, 1), srv: pinned}
 	svc.qmu.Lock()
-	svc.qseq++
-	w.seq = svc.qseq
-	if pinned != nil {
-		pinned.queue = append(pinned.queue, w)
-		raise(&pinned.maxQueued, pinned.queued.Add(1))
-	} else {
-		svc.queue = append(svc.queue, w)
-		raise(&svc.maxSvcQueued, int64(len(svc.queue)))
-	}
-	raise(&svc.maxQueued, svc.queued.Add(1))
+	w := svc.enqueueLocked(pinned)
 	// A slot freed between the pick and the enqueue woke nobody: hand the
 	// free slots out now, oldest waiter first (which may be this one).
 	if pinned != nil {
@@ -110,6 +100,23 @@ func (svc *service) wait(pinned *server, deadline time.Time) (*server, error) {
 		pinnedNow.queueTimeouts.Add(1)
 	}
 	return nil, errFull
+}
+
+// enqueueLocked appends a new waiter to pinned's queue (the service queue
+// when pinned is nil), numbered in arrival order, and counts it.
+func (svc *service) enqueueLocked(pinned *server) *waiter {
+	w := &waiter{ch: make(chan *server, 1), srv: pinned}
+	svc.qseq++
+	w.seq = svc.qseq
+	if pinned != nil {
+		pinned.queue = append(pinned.queue, w)
+		raise(&pinned.maxQueued, pinned.queued.Add(1))
+	} else {
+		svc.queue = append(svc.queue, w)
+		raise(&svc.maxSvcQueued, int64(len(svc.queue)))
+	}
+	raise(&svc.maxQueued, svc.queued.Add(1))
+	return w
 }
 
 // raise lifts a high-water mark to n.

@@ -3,7 +3,6 @@ package l4proxy
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -23,17 +22,8 @@ func queueService(bal Balance, persist time.Duration, specs ...string) (*service
 // enqueue puts a waiter in the queue of pinned (nil: the service queue)
 // the way wait does, without blocking.
 func enqueue(svc *service, pinned *server, name string, names map[*waiter]string) *waiter {
-	w := &waiter{ch: make(chan *server, 1), srv: pinned}
 	svc.qmu.Lock()
-	svc.qseq++
-	w.seq = svc.qseq
-	if pinned != nil {
-		pinned.queue = append(pinned.queue, w)
-		pinned.queued.Add(1)
-	} else {
-		svc.queue = append(svc.queue, w)
-	}
-	svc.queued.Add(1)
+	w := svc.enqueueLocked(pinned)
 	svc.qmu.Unlock()
 	names[w] = name
 	return w
@@ -293,16 +283,11 @@ func TestServerQueueTimeout(t *testing.T) {
 	a := newBackend(t, "a")
 	b := newBackend(t, "b")
 	bind := freePort(t)
-	rec := &logRecorder{}
-	p := New(slog.New(rec), Options{})
-	t.Cleanup(func() { p.Close(context.Background()) })
-	if err := p.Set(context.Background(), Config{Services: []Service{{
+	p, rec := newLoggedPool(t, Config{Services: []Service{{
 		Name: "pin", Binds: []netip.AddrPort{bind}, Balance: RoundRobin, Persistence: time.Hour, Log: true,
 		Servers:  []Server{{Name: "a", Addr: a.addr, Weight: 1, MaxConn: 1}, {Name: "b", Addr: b.addr, Weight: 1}},
 		Timeouts: Timeouts{Queue: 200 * time.Millisecond},
-	}}}); err != nil {
-		t.Fatal(err)
-	}
+	}}})
 	// The first connection goes to a (smooth round robin starts there) and
 	// makes the client sticky to it; the second must wait for a, not use b.
 	name, c1, err := dialName(bind)

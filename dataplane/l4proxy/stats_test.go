@@ -121,17 +121,12 @@ func TestConnectionLog(t *testing.T) {
 	t.Parallel()
 	a := newBackend(t, "a")
 	bind := freePort(t)
-	rec := &logRecorder{}
-	p := New(slog.New(rec), Options{})
-	t.Cleanup(func() { p.Close(context.Background()) })
-	if err := p.Set(context.Background(), Config{Services: []Service{{
+	_, rec := newLoggedPool(t, Config{Services: []Service{{
 		Name: "web", Binds: []netip.AddrPort{bind}, Servers: []Server{srvCfg(a, 1)}, Log: true,
 		// Long enough that a stalled client on a loaded CI box does not
 		// turn the first, normal connection into a timeout.
 		Timeouts: Timeouts{Client: 2 * time.Second},
-	}}}); err != nil {
-		t.Fatal(err)
-	}
+	}}})
 	if _, err := roundTrip(bind, "0123456789"); err != nil {
 		t.Fatal(err)
 	}
