@@ -69,6 +69,7 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newSuspendCmd(),
 		newResumeCmd(),
 		newOverrideCmd(),
+		newManpagesCmd(),
 	)
 	addCompletionExamples(root)
 	return root

@@ -68,6 +68,11 @@ type Options struct {
 	// RW lists extra host directories that stay writable inside (a GOCACHE,
 	// a binary directory). Everything else on / is read-only inside.
 	RW []string
+	// Overlay lists host directories (/usr, /etc, /var/lib, ...) that get a
+	// private writable layer inside: writes land in the namespace's /run
+	// and vanish with it. A test installs a Debian package this way
+	// without touching the host.
+	Overlay []string
 	// Netns is the path of a network namespace to run in (/run/netns/NAME,
 	// e.g. a lab.Netns). Empty: a new network namespace with only lo.
 	Netns string
@@ -283,7 +288,7 @@ func (s *Systemd) launch(o Options) error {
 		Env: []string{
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"STATE=" + s.StateDir, "UNIT_DIR=" + s.UnitDir, "UNIT_PATH=" + unitPath,
-			"RW=" + strings.Join(o.RW, ":"), "OWN_SYSFS=" + ownSysfs,
+			"RW=" + strings.Join(o.RW, ":"), "OVERLAY=" + strings.Join(o.Overlay, ":"), "OWN_SYSFS=" + ownSysfs,
 			"SYSTEM_CONF=" + strings.Join(o.SystemConf, "\n"), "LOG_LEVEL=" + cmpOr(o.LogLevel, "info"),
 		},
 		Stdin:  pts,

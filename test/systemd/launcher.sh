@@ -4,7 +4,9 @@
 # of the file system and execs systemd in place.
 #
 # Environment (all required): STATE, UNIT_DIR, UNIT_PATH, RW (":"-separated
-# extra writable host dirs, may be empty), OWN_SYSFS (1 = mount a fresh sysfs).
+# extra writable host dirs, may be empty), OVERLAY (":"-separated host dirs
+# that get a private writable layer, may be empty), OWN_SYSFS (1 = mount a
+# fresh sysfs).
 set -eu
 
 # Hold the host directories open before tmpfs mounts hide them; they are
@@ -69,6 +71,21 @@ mount -c --bind /proc/self/fd/9 /dev/console
 
 # Private tmpfs where systemd (and its tmpfiles) would write.
 mount -t tmpfs -o mode=755,nosuid,nodev run /run
+
+# Private writable layers over host directories (Options.Overlay): what is
+# written there (a package installed with dpkg) lands in /run's tmpfs and
+# goes with the namespace; the host's directories are never written. Before
+# the tmpfs mounts below, which sit on top of them (/etc/systemd, ...).
+n=0
+IFS=:
+for d in $OVERLAY; do
+	[ -n "$d" ] || continue
+	o=/run/.harness-overlay/$n
+	mkdir -p "$o/upper" "$o/work"
+	mount -t overlay "harness-overlay$n" -o "lowerdir=$d,upperdir=$o/upper,workdir=$o/work" "$d"
+	n=$((n + 1))
+done
+IFS=$OLDIFS
 mount -t tmpfs -o mode=1777,nosuid,nodev tmp /tmp
 mount -t tmpfs -o mode=1777,nosuid,nodev vartmp /var/tmp
 mount -t tmpfs -o mode=755 etcsystemd /etc/systemd
