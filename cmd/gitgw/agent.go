@@ -41,7 +41,7 @@ func newAgentCmd() *cobra.Command {
 	}
 	f.site.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.node, "node", defaultNode(), "this node's name in the site (default: the short hostname)")
+	nodeFlag(fl, &f.node, "this node's name in the site")
 	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/gitgw", "state directory: clone, last applied state, VRRP handover")
 	fl.DurationVar(&f.interval, "interval", 30*time.Second, "poll interval for remote repositories (local ones are watched)")
 	fl.DurationVar(&f.resync, "resync", 60*time.Second, "full pass interval, to find drift where nothing can be watched (sysfs)")
@@ -55,7 +55,7 @@ func newAgentCmd() *cobra.Command {
 }
 
 func runAgent(cmd *cobra.Command, f *agentFlags) error {
-	log := newLogger(cmd.ErrOrStderr(), f.debug)
+	log := newLogger(cmd, f.debug)
 	if f.node == "" {
 		return fmt.Errorf("--node is empty and the hostname is unknown")
 	}

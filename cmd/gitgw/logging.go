@@ -3,27 +3,38 @@ package main
 import (
 	"io"
 	"log/slog"
-	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gitgw/gitgw/internal/logs"
 )
 
-// newLogger logs text on a terminal and JSON otherwise (journald, files).
-func newLogger(w io.Writer, debug bool) *slog.Logger {
+// addLogFormat registers --log-format on the root command, for every
+// subcommand, and refuses a bad value before any work starts.
+func addLogFormat(root *cobra.Command) {
+	root.PersistentFlags().String("log-format", "auto", "log lines as text or json (auto: text on a terminal, json otherwise, e.g. under systemd)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		_, err := logs.ParseFormat(logFormat(cmd))
+		return err
+	}
+}
+
+func logFormat(cmd *cobra.Command) string {
+	s, _ := cmd.Flags().GetString("log-format")
+	return s
+}
+
+// newLogger is the logger of a command: --log-format, --debug.
+func newLogger(cmd *cobra.Command, debug bool) *slog.Logger {
 	lvl := slog.LevelInfo
 	if debug {
 		lvl = slog.LevelDebug
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if isTerminal(w) {
-		return slog.New(slog.NewTextHandler(w, opts))
+	f, err := logs.ParseFormat(logFormat(cmd))
+	if err != nil {
+		f = logs.Auto // refused in PersistentPreRunE already
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return logs.New(cmd.ErrOrStderr(), f, lvl)
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+func isTerminal(w io.Writer) bool { return logs.IsTerminal(w) }

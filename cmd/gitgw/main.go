@@ -72,6 +72,10 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newManpagesCmd(),
 	)
 	addCompletionExamples(root)
+	addLogFormat(root)
+	// A misspelt command or flag gets a suggestion.
+	root.SuggestionsMinimumDistance = 2
+	suggestFlags(root)
 	return root
 }
 

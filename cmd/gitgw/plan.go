@@ -32,7 +32,7 @@ type planFlags struct {
 func (f *planFlags) register(cmd *cobra.Command) {
 	f.site.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.node, "node", defaultNode(), "node to plan for (default: the short hostname)")
+	nodeFlag(fl, &f.node, "node to plan for")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (last applied state); none by default for one-shot commands")
 	fl.BoolVar(&f.json, "json", false, "print the plan as versioned JSON")
 	fl.BoolVar(&f.detailed, "detailed-exitcode", false, "exit 0 when there are no changes, 2 when there are, 1 on error")
@@ -92,7 +92,7 @@ func newApplyCmd() *cobra.Command {
 func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconcile.Result, error) {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
-	log := newLogger(cmd.ErrOrStderr(), f.debug)
+	log := newLogger(cmd, f.debug)
 	fail := func(err error) error {
 		if f.detailed {
 			fmt.Fprintln(cmd.ErrOrStderr(), "gitgw:", err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
@@ -39,6 +40,15 @@ func (f *siteFlags) check() error {
 		return fmt.Errorf("say where the site is: --site DIR or --repo URL")
 	case f.repo != "" && f.site != "":
 		return fmt.Errorf("--site and --repo exclude each other")
+	}
+	if f.site != "" {
+		st, err := os.Stat(f.site)
+		if err != nil {
+			return fmt.Errorf("--site %s: %w", f.site, err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("--site %s is a file: give the site's directory, the one that holds cue.mod/", f.site)
+		}
 	}
 	return nil
 }
@@ -85,6 +95,14 @@ func (f *siteFlags) open(ctx context.Context, node, stateDir string, watch bool)
 }
 
 // defaultNode is the short hostname, the default of --node.
+// nodeFlag registers --node, whose default is the short hostname of the
+// machine it runs on. Help and the man pages say so in words: the value
+// itself would be the hostname of whoever ran --help or built the package.
+func nodeFlag(fl *pflag.FlagSet, p *string, usage string) {
+	fl.StringVar(p, "node", defaultNode(), usage+" (default: the short hostname)")
+	fl.Lookup("node").DefValue = ""
+}
+
 func defaultNode() string {
 	h, err := os.Hostname()
 	if err != nil {

@@ -49,7 +49,7 @@ func newValidateCmd() *cobra.Command {
 				}
 				return exitError{1}
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "site valid: %d nodes (%v)\n", len(site.Nodes), site.Nodes)
+			fmt.Fprintf(cmd.OutOrStdout(), "site valid: %d nodes (%v)\n", len(site.Nodes), site.Nodes)
 			return nil
 		},
 	}

@@ -32,7 +32,7 @@ nothing to release and it does nothing.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return vrrp.Release(ctx, stateDir, newLogger(cmd.ErrOrStderr(), false))
+			return vrrp.Release(ctx, stateDir, newLogger(cmd, false))
 		},
 	}
 	release.Flags().StringVar(&stateDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")
@@ -48,7 +48,7 @@ nothing to release and it does nothing.`,
 			// acts when its life line (fd 3) closes, after a clean stop
 			// with nothing to release.
 			signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-			return vrrp.Guard(context.Background(), guardDir, vrrp.LifeLine(), newLogger(cmd.ErrOrStderr(), false).With("by", "guardian"))
+			return vrrp.Guard(context.Background(), guardDir, vrrp.LifeLine(), newLogger(cmd, false).With("by", "guardian"))
 		},
 	}
 	guard.Flags().StringVar(&guardDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")

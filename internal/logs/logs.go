@@ -1,0 +1,155 @@
+// Package logs builds the agent's slog logger: text for a person at a
+// terminal, JSON for journald and log shippers, and in both the same
+// promises, because an operator greps and alerts on these lines at 3 a.m.:
+//
+//   - one value per key in a line: a logger that was given a component (or
+//     any key) twice keeps the innermost one, instead of printing both
+//     ("component" twice in one JSON object breaks most parsers);
+//   - durations as Go duration strings ("1.5s"), not nanoseconds;
+//   - no "err":null: an attribute whose value is a nil error or nil
+//     pointer is left out.
+package logs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"slices"
+)
+
+// Format is how lines are written.
+type Format string
+
+const (
+	// Auto is Text on a terminal and JSON everywhere else (systemd's
+	// journal, a pipe, a file).
+	Auto Format = "auto"
+	Text Format = "text"
+	JSON Format = "json"
+)
+
+// ParseFormat reads the --log-format flag.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case Auto, Text, JSON:
+		return f, nil
+	case "":
+		return Auto, nil
+	}
+	return "", fmt.Errorf("--log-format %q: want text, json or auto", s)
+}
+
+// New returns a logger writing to w in format f at level (and above).
+func New(w io.Writer, f Format, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: replace}
+	if f == Auto {
+		f = JSON
+		if IsTerminal(w) {
+			f = Text
+		}
+	}
+	var h slog.Handler
+	if f == Text {
+		h = slog.NewTextHandler(w, opts)
+	} else {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(&dedup{inner: h})
+}
+
+// IsTerminal says whether w is a character device (a person is reading).
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// replace writes durations as strings. Nil values are dropped in dedup,
+// because ReplaceAttr cannot remove an attribute.
+func replace(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
+}
+
+// dedup keeps the attributes given by With itself, so that a key given
+// again (a component set by the caller and again by a subsystem) replaces
+// the earlier value instead of being written twice. The inner handler sees
+// every line's attributes once, in order of first appearance. Groups are
+// passed through (gitgw does not use them).
+type dedup struct {
+	inner slog.Handler
+	attrs []slog.Attr
+}
+
+func (d *dedup) Enabled(ctx context.Context, l slog.Level) bool { return d.inner.Enabled(ctx, l) }
+
+func (d *dedup) WithAttrs(as []slog.Attr) slog.Handler {
+	return &dedup{inner: d.inner, attrs: merge(slices.Clone(d.attrs), as)}
+}
+
+func (d *dedup) WithGroup(name string) slog.Handler {
+	// Attributes given so far belong outside the group: hand them down.
+	return &dedup{inner: d.inner.WithAttrs(d.attrs).WithGroup(name)}
+}
+
+func (d *dedup) Handle(ctx context.Context, r slog.Record) error {
+	as := slices.Clone(d.attrs)
+	var own []slog.Attr
+	r.Attrs(func(a slog.Attr) bool {
+		own = append(own, a)
+		return true
+	})
+	as = merge(as, own)
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	out.AddAttrs(as...)
+	return d.inner.Handle(ctx, out)
+}
+
+// merge adds as to base: a key already there takes the new value in its
+// old place; a nil value removes the key; the message's own key is
+// renamed, since "msg" is the line's message.
+func merge(base, as []slog.Attr) []slog.Attr {
+	for _, a := range as {
+		if a.Key == slog.MessageKey {
+			a.Key = "detail"
+		}
+		i := slices.IndexFunc(base, func(b slog.Attr) bool { return b.Key == a.Key })
+		if isNil(a.Value) {
+			if i >= 0 {
+				base = slices.Delete(base, i, i+1)
+			}
+			continue
+		}
+		if i >= 0 {
+			base[i] = a
+		} else {
+			base = append(base, a)
+		}
+	}
+	return base
+}
+
+func isNil(v slog.Value) bool {
+	if v.Kind() != slog.KindAny {
+		return false
+	}
+	x := v.Any()
+	if x == nil {
+		return true
+	}
+	rv := reflect.ValueOf(x)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
+		return rv.IsNil()
+	}
+	return false
+}
+
