@@ -152,4 +152,3 @@ func isNil(v slog.Value) bool {
 	}
 	return false
 }
-
