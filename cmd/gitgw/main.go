@@ -70,6 +70,7 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newResumeCmd(),
 		newOverrideCmd(),
 		newManpagesCmd(),
+		newBackendCmd(),
 	)
 	addCompletionExamples(root)
 	addLogFormat(root)

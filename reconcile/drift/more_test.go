@@ -13,11 +13,15 @@ import (
 
 func labSite(t *testing.T) map[string][]byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "lab", "site.cue"))
-	if err != nil {
-		t.Fatal(err)
+	files := map[string][]byte{"cue.mod/module.cue": []byte("module: \"x\"\n")}
+	for _, name := range []string{"site.cue", "units.cue"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "lab", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = b
 	}
-	return map[string][]byte{"site.cue": b, "cue.mod/module.cue": []byte("module: \"x\"\n")}
+	return files
 }
 
 func TestAdoptLabSite(t *testing.T) {

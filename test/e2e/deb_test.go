@@ -27,7 +27,7 @@ import (
 func TestDebianPackage(t *testing.T) {
 	systemd.Require(t)
 	lab.SkipShort(t, "builds the package")
-	lab.RequireCommand(t, "make", "dpkg", "dpkg-deb", "lintian", "ip", "git")
+	lab.RequireCommand(t, "make", "dpkg", "dpkg-deb", "lintian", "ip", "git", "curl")
 	gitremote.RequireGit(t)
 
 	out := t.TempDir()
@@ -62,7 +62,9 @@ func TestDebianPackage(t *testing.T) {
 		t.Errorf("conffiles = %q, want /etc/gitgw/agent.env", got)
 	}
 
-	ns := gw1Alone(t, "deb")
+	// gw1 with no stand-in backends: the site's own app@8080 serves both
+	// servers' addresses, as on the lab's gateways.
+	ns := gw1Host(t, "deb")
 	h := systemd.New(t, systemd.Options{Name: "deb", Netns: ns.Path(), SystemBus: true,
 		Overlay: []string{"/usr", "/etc", "/var/lib", "/var/log", "/var/cache"}})
 	// Build images (Docker's, this CI's) ship a policy-rc.d that forbids
@@ -97,7 +99,15 @@ func TestDebianPackage(t *testing.T) {
 	if _, err := gitremote.Git("", "init", "-q", "--bare", "-b", "main", repo.Dir); err != nil {
 		t.Fatal(err)
 	}
-	repo.Commit(t, "main", operatorSite("500ms"), "lab: gw1")
+	// The lab's units too: app@8080 and app@8081 run `gitgw backend`, found
+	// by systemd in /usr/bin where the package put it.
+	site := operatorSite("500ms")
+	units, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "lab", "units.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	site["units.cue"] = string(units)
+	repo.Commit(t, "main", site, "lab: gw1")
 	env := filepath.Join(h.StateDir, "agent.env")
 	if err := os.WriteFile(env, []byte("GITGW_REPO="+repo.FileURL()+
 		"\nGITGW_OPTS=--node gw1 --interval 1s --resync 1h --status-coalesce 0\n"), 0o600); err != nil {
@@ -123,6 +133,10 @@ func TestDebianPackage(t *testing.T) {
 			return false, b
 		}
 		return st.Applied != "" && len(st.VRRP) == 1 && st.VRRP[0].State == "MASTER", b
+	})
+	nicEventually(t, 60*time.Second, "examples/lab's app@8080 (gitgw backend) answers through the VIP", func() (bool, string) {
+		b, err := h.Try(ctx, "curl", "-sS", "--max-time", "2", "http://203.0.113.100/")
+		return err == nil && strings.Contains(b, "gitgw backend :8080 on"), b
 	})
 	if b, _ := h.Try(ctx, "stat", "-c", "%U %a", "/var/lib/gitgw"); strings.TrimSpace(b) != "root 750" {
 		t.Errorf("state directory: %q, want root 750 (StateDirectory=)", b)

@@ -136,6 +136,15 @@ func firstStatus(t *testing.T, repo *gitremote.Repo, a *rolloutAgent, within tim
 // the two lab backends on loopback, answering TCP checks.
 func gw1Alone(t *testing.T, name string) *lab.Netns {
 	t.Helper()
+	ns := gw1Host(t, name)
+	backends(t, ns, "198.51.100.11:8080", "198.51.100.12:8080")
+	return ns
+}
+
+// gw1Host is gw1Alone without the backends: the backends' addresses are on
+// loopback, and whatever the test runs on port 8080 serves them.
+func gw1Host(t *testing.T, name string) *lab.Netns {
+	t.Helper()
 	ns := lab.NewNetns(t, name)
 	ns.Run(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
 	ns.Run(t, "ip", "addr", "add", "203.0.113.11/24", "dev", "eth0")
@@ -143,7 +152,6 @@ func gw1Alone(t *testing.T, name string) *lab.Netns {
 	ns.Run(t, "ip", "link", "set", "eth1", "up")
 	ns.Run(t, "ip", "addr", "add", "198.51.100.11/32", "dev", "lo")
 	ns.Run(t, "ip", "addr", "add", "198.51.100.12/32", "dev", "lo")
-	backends(t, ns, "198.51.100.11:8080", "198.51.100.12:8080")
 	return ns
 }
 
