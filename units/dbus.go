@@ -41,11 +41,33 @@ func Dial(ctx context.Context, socketPath string) (*DBusConn, error) {
 	if socketPath != "" {
 		return connect(privateDialer(ctx, socketPath), false, socketPath)
 	}
+	if !booted(runtimeDir) {
+		return nil, ErrNoSystemd
+	}
 	c, err := DialBus(ctx, "")
 	if err == nil || os.Geteuid() != 0 {
 		return c, err
 	}
-	return connect(privateDialer(ctx, "/run/systemd/private"), false, "system bus failed ("+err.Error()+"), then /run/systemd/private")
+	c, perr := connect(privateDialer(ctx, "/run/systemd/private"), false, "/run/systemd/private")
+	if perr != nil {
+		return nil, fmt.Errorf("units: connect to systemd: system bus: %v; /run/systemd/private: %w", errors.Unwrap(err), errors.Unwrap(perr))
+	}
+	return c, nil
+}
+
+// ErrNoSystemd says systemd is not this host's service manager (a
+// container, a laptop with another init): there is nothing to drive, and
+// the site's units are listed as pending rather than failing every pass.
+var ErrNoSystemd = errors.New("systemd is not running on this host (no /run/systemd/system), so the units driver is off")
+
+// runtimeDir is where systemd marks that it runs.
+const runtimeDir = "/run/systemd/system"
+
+// booted is sd_booted(3): systemd creates the directory when it starts as
+// the service manager.
+func booted(dir string) bool {
+	st, err := os.Stat(dir)
+	return err == nil && st.IsDir()
 }
 
 // DialBus connects to systemd through a bus daemon: socketPath, or the

@@ -102,7 +102,9 @@ func BenchmarkPushToApplied(b *testing.B) {
 		repo := gitremote.NewBare(b)
 		repo.Commit(b, "main", pushSite(0), "round 0")
 		args := []string{"netns", "exec", ns.Name, gitgwBin, "agent", "--node", "gw1", "--state-dir", b.TempDir(),
-			"--interval", "1s", "--resync", "1h", "--no-status", "--socket", filepath.Join(b.TempDir(), "gitgw.sock")}
+			"--interval", "1s", "--resync", "1h", "--no-status", "--socket", filepath.Join(b.TempDir(), "gitgw.sock"),
+			// Never the host's systemd or /etc/systemd/system.
+			"--unit-dir", b.TempDir(), "--systemd-socket", filepath.Join(b.TempDir(), "no-systemd")}
 		if strings.HasPrefix(mode, "local") {
 			args = append(args, "--repo", repo.Dir)
 		} else {

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitgw/gitgw/test/lab"
 )
 
 // TestMessages holds the CLI to what sends an operator the right way:
@@ -87,6 +90,44 @@ func TestLogFormat(t *testing.T) {
 			if err := dec.Decode(&v); err != nil {
 				t.Fatalf("%v: %s", err, l)
 			}
+		}
+	}
+}
+
+// TestWithoutSystemd: on a host where systemd is not the service manager
+// (a container, a laptop with another init), the units driver is off with
+// one clear line, and the site's units are listed as pending for that
+// reason. The host's /run is hidden behind an empty tmpfs in a mount
+// namespace of the command's own, so the test holds on any box.
+func TestWithoutSystemd(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "unshare", "mount")
+	site := filepath.Join(repoRoot(t), "examples/lab")
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
+		`mount -t tmpfs none /run && exec "$@"`, "sh",
+		gitgwBin, "plan", "--site", site, "--node", "gw1", "--no-color", "--log-format", "text")
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("plan: %v\n%s%s", err, out.String(), errb.String())
+	}
+	const why = "systemd is not running on this host (no /run/systemd/system), so the units driver is off"
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(errb.String()), "\n") {
+		if strings.Contains(l, "systemd") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], why) {
+		t.Errorf("want one log line saying %q, got:\n%s", why, errb.String())
+	}
+	if strings.Contains(errb.String()+out.String(), "system bus failed") {
+		t.Errorf("the doubled connect error is back:\n%s", errb.String())
+	}
+	for _, want := range []string{"? unit_file app@.service  (driver unavailable: " + why + ")",
+		"? unit_instance app@8080.service: active  (driver unavailable: " + why + ")"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
 		}
 	}
 }

@@ -128,7 +128,9 @@ func (l *statusLab) startAgent(t *testing.T, args ...string) *agentProc {
 	a.cmd = exec.Command(l.bin, append([]string{"agent", "--repo", l.repo.Dir, "--node", "gw1", "--state-dir", l.state,
 		"--interval", "1s", "--resync", "1h", "--status-coalesce", "0", "--debug",
 		// No control socket or status page: several agents share this host.
-		"--socket", "", "--listen", ""}, args...)...)
+		"--socket", "", "--listen", "",
+		// Never the host's systemd or /etc/systemd/system.
+		"--unit-dir", filepath.Join(l.state, "units"), "--systemd-socket", filepath.Join(l.state, "no-systemd")}, args...)...)
 	a.cmd.Env = l.env
 	a.cmd.Stderr = lockedWriter{a}
 	if os.Geteuid() == 0 {
