@@ -77,7 +77,7 @@ const (
 	DropAuth     DropReason = "auth"
 	DropInterval DropReason = "interval"
 	DropAddrList DropReason = "addr_list"
-	DropSource   DropReason = "source" // not a configured unicast peer
+	DropSource   DropReason = "source" // not a unicast peer nor an allowed source
 )
 
 // DecodeError is returned for every malformed or unacceptable packet.
