@@ -108,7 +108,9 @@ func TestEngineSourceAllowList(t *testing.T) {
 	n := newNode(t, b, "203.0.113.11")
 	ctx := context.Background()
 	listed := func(extra ...string) func(*Instance) {
-		return func(in *Instance) { in.AllowSources = prefixes(append([]string{"203.0.113.11", "203.0.113.12"}, extra...)...) }
+		return func(in *Instance) {
+			in.AllowSources = prefixes(append([]string{"203.0.113.11", "203.0.113.12"}, extra...)...)
+		}
 	}
 	if err := n.e.Set(ctx, Config{Instances: []Instance{fast("A", 51, 150, "203.0.113.100/24", listed())}}); err != nil {
 		t.Fatal(err)
