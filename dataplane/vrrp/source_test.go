@@ -107,12 +107,7 @@ func TestEngineSourceAllowList(t *testing.T) {
 	b := &bus{}
 	n := newNode(t, b, "203.0.113.11")
 	ctx := context.Background()
-	listed := func(extra ...string) func(*Instance) {
-		return func(in *Instance) {
-			in.AllowSources = prefixes(append([]string{"203.0.113.11", "203.0.113.12"}, extra...)...)
-		}
-	}
-	if err := n.e.Set(ctx, Config{Instances: []Instance{fast("A", 51, 150, "203.0.113.100/24", listed())}}); err != nil {
+	if err := n.e.Set(ctx, Config{Instances: []Instance{fast("A", 51, 150, "203.0.113.100/24", allowLab())}}); err != nil {
 		t.Fatal(err)
 	}
 	n.wait(t, "A", StateMaster)
@@ -132,7 +127,7 @@ func TestEngineSourceAllowList(t *testing.T) {
 	}
 	// The site lists the sender (keepalived during a migration): hot Set,
 	// and its priority 200 wins.
-	if err := n.e.Set(ctx, Config{Instances: []Instance{fast("A", 51, 150, "203.0.113.100/24", listed("203.0.113.66"))}}); err != nil {
+	if err := n.e.Set(ctx, Config{Instances: []Instance{fast("A", 51, 150, "203.0.113.100/24", allowLab("203.0.113.66"))}}); err != nil {
 		t.Fatal(err)
 	}
 	n.wait(t, "A", StateBackup)
