@@ -19,6 +19,10 @@ const (
 	authAH            = 2
 	headerLen         = 8
 	authDataLen       = 8
+	// maxMessage is the longest VRRP message there is: 255 IPv6
+	// addresses, or 255 IPv4 ones with v2's authentication data. Anything
+	// past it is padding nobody reads.
+	maxMessage = headerLen + 255*16 + authDataLen
 )
 
 // Multicast destinations (RFC 5798 §5.1.1.2, §5.1.2.2).

@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -209,4 +210,51 @@ func TestLabForeignSource(t *testing.T) {
 		return g1.instance("VI_1").MasterAddr == src && g2.instance("VI_1").MasterAddr == src
 	})
 	waitFor(t, settle, "VIP off gw1", func() bool { return !hasAddr(t, l.gw1, labVIPp) })
+}
+
+// feedConn returns n copies of one packet, then reports itself closed.
+type feedConn struct {
+	r Received
+	n int
+}
+
+func (c *feedConn) Read(buf []byte) (Received, error) {
+	if c.n == 0 {
+		return Received{}, net.ErrClosed
+	}
+	c.n--
+	r := c.r
+	r.Payload = buf[:copy(buf, c.r.Payload)]
+	return r, nil
+}
+func (c *feedConn) Write([]byte, netip.Addr, netip.Addr) error { return nil }
+func (c *feedConn) Close() error                                { return nil }
+
+// TestLinkQueuesBoundedCopies: a queued packet holds at most the longest
+// VRRP message, however large the datagram a LAN host sent; the advert at
+// its start is intact.
+func TestLinkQueuesBoundedCopies(t *testing.T) {
+	src := netip.MustParseAddr("203.0.113.66")
+	msg, err := (&Packet{Version: 3, VRID: 51, Priority: 200, Interval: time.Second, Addrs: mustAddrs(labVIP)}).Marshal(src, GroupV4, ChecksumPseudo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := append(msg, make([]byte, 60<<10)...)
+	conn := &feedConn{r: Received{Payload: big, Src: src, Dst: GroupV4, TTL: 255}, n: 8}
+	l := newLink(New(nil, Options{}), linkKey{"eth0", false}, conn)
+	in := &instance{cfg: Instance{VRID: 51}, in: make(chan Received, 64)}
+	l.attach(in)
+	l.readLoop() // returns when the feed ends
+	if len(in.in) != 8 {
+		t.Fatalf("%d packets queued, want 8", len(in.in))
+	}
+	for range 8 {
+		r := <-in.in
+		if cap(r.Payload) > maxMessage {
+			t.Fatalf("a queued packet holds %d bytes, more than the longest message (%d)", cap(r.Payload), maxMessage)
+		}
+		if p, _, err := Decode(r.Payload, r.Src, r.Dst); err != nil || p.Priority != 200 {
+			t.Fatalf("clipped advert: %v %+v", err, p)
+		}
+	}
 }
