@@ -228,7 +228,7 @@ func (c *feedConn) Read(buf []byte) (Received, error) {
 	return r, nil
 }
 func (c *feedConn) Write([]byte, netip.Addr, netip.Addr) error { return nil }
-func (c *feedConn) Close() error                                { return nil }
+func (c *feedConn) Close() error                               { return nil }
 
 // TestLinkQueuesBoundedCopies: a queued packet holds at most the longest
 // VRRP message, however large the datagram a LAN host sent; the advert at
