@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,66 @@ func TestServeBoundsHeaders(t *testing.T) {
 	big := fmt.Sprintf("X-Big: %s", strings.Repeat("a", 64<<10))
 	if got := rawGet(t, addr, "/status.json", "localhost", big); got != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("64 KiB header: %d, want 431", got)
+	}
+}
+
+// TestSocketBounds: the socket's requests are bounded like the web
+// listener's (headers), an override's body is capped at 64 KiB, and the
+// client reads at most MaxReply of an answer.
+func TestSocketBounds(t *testing.T) {
+	h := newHarness(t)
+	_, path := serveSocket(t, h)
+	do := func(req string) int {
+		t.Helper()
+		c, err := net.DialTimeout("unix", path, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		// The server may answer and close before it has read everything.
+		wrote := make(chan struct{})
+		go func() { defer close(wrote); _, _ = io.WriteString(c, req) }()
+		defer func() { <-wrote }()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		c.Close()
+		return resp.StatusCode
+	}
+	if got := do("GET /v1/status HTTP/1.1\r\nHost: gitgw\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\nConnection: close\r\n\r\n"); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("64 KiB header on the socket: %d, want 431", got)
+	}
+	body := `{"action":"drain","target":"web/s1","pad":"` + strings.Repeat("p", 1<<20) + `"}`
+	if got := do(fmt.Sprintf("POST /v1/overrides HTTP/1.1\r\nHost: gitgw\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)); got != http.StatusBadRequest {
+		t.Errorf("1 MiB override body: %d, want 400", got)
+	}
+
+	// A socket that answers without end (not our agent).
+	fake := filepath.Join(t.TempDir(), "fake.sock")
+	l, err := net.Listen("unix", fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = Serve(ctx, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			chunk := []byte(strings.Repeat("x", 1<<20))
+			for r.Context().Err() == nil {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}))
+	}()
+	defer func() { cancel(); <-done }()
+	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer ccancel()
+	if _, err := NewClient(fake).StatusJSON(cctx); err == nil || !strings.Contains(err.Error(), "reply larger than") {
+		t.Errorf("endless answer: %v", err)
 	}
 }
