@@ -41,9 +41,10 @@ type instance struct {
 	faults    []string
 	counters  Counters
 	lastConf  netip.Addr
-	// lastRefused is the last sender dropped by the allow-list (logged
-	// once per new sender, not once per advert).
-	lastRefused netip.Addr
+	// lastRefused is the last sender dropped by the allow-list that was
+	// logged, at refusedLogged.
+	lastRefused   netip.Addr
+	refusedLogged time.Time
 	lastTrans   time.Time
 	checks      *checkSet
 	notify      *notifier
@@ -187,11 +188,13 @@ func (in *instance) receive(r Received) {
 	c := in.cfg
 	if !c.SourceAllowed(r.Src) {
 		drop(DropSource)
-		if in.lastRefused != r.Src {
+		// One line per new sender, at most one a minute: a LAN host
+		// spoofing a new source per packet must not flood the journal.
+		if now := in.e.opts.Now(); in.lastRefused != r.Src && now.Sub(in.refusedLogged) >= time.Minute {
 			in.e.log.Warn("advert from a sender outside the allowed sources dropped (allow_sources in the site lets it in)",
-				"instance", c.Name, "from", r.Src)
+				"instance", c.Name, "from", r.Src, "dropped", in.counters.Drops[DropSource])
+			in.lastRefused, in.refusedLogged = r.Src, now
 		}
-		in.lastRefused = r.Src
 		return
 	}
 	if r.TTL != 255 {
