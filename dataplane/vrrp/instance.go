@@ -45,9 +45,9 @@ type instance struct {
 	// logged, at refusedLogged.
 	lastRefused   netip.Addr
 	refusedLogged time.Time
-	lastTrans   time.Time
-	checks      *checkSet
-	notify      *notifier
+	lastTrans     time.Time
+	checks        *checkSet
+	notify        *notifier
 
 	// mu is held by the goroutine while it handles an event, and by
 	// status.
