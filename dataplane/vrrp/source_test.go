@@ -186,20 +186,23 @@ func TestLabForeignSource(t *testing.T) {
 	}()
 	t.Cleanup(func() { close(quit); <-done; _ = c.Close() })
 
-	before := len(g1.transitions())
+	// Neither gateway may ever follow the foreign host. (A loaded box may
+	// still swap gw1 and gw2 for a moment; that is not the question here.)
 	waitFor(t, settle, "30 foreign adverts dropped by both gateways", func() bool {
 		a, b := g1.instance("VI_1"), g2.instance("VI_1")
-		if a.State != StateMaster || b.State != StateBackup || len(g1.transitions()) != before {
-			t.Fatalf("the foreign host moved mastership: gw1 %v (master %v), gw2 %v (master %v)", a.State, a.MasterAddr, b.State, b.MasterAddr)
+		for _, tr := range append(g1.transitions(), g2.transitions()...) {
+			if strings.Contains(tr.Reason, src.String()) {
+				t.Fatalf("the foreign host moved mastership: %+v", tr)
+			}
+		}
+		if a.MasterAddr == src || b.MasterAddr == src {
+			t.Fatalf("a gateway follows the foreign host: gw1 %v, gw2 %v", a.MasterAddr, b.MasterAddr)
 		}
 		return a.Counters.Drops[DropSource] >= 30 && b.Counters.Drops[DropSource] >= 30
 	})
-	if !hasAddr(t, l.gw1, labVIPp) || hasAddr(t, l.gw2, labVIPp) {
-		t.Error("the VIP left gw1")
-	}
-	if b := g2.instance("VI_1"); b.MasterAddr != netip.MustParseAddr("203.0.113.11") || b.Counters.Drops[DropSource] == 0 {
-		t.Errorf("gw2 follows %v, drops %v", b.MasterAddr, b.Counters.Drops)
-	}
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	waitFor(t, settle, "the VIP on gw1 only", func() bool { return hasAddr(t, l.gw1, labVIPp) && !hasAddr(t, l.gw2, labVIPp) })
 
 	// Listed, the same sender is a peer like any other: its priority 200
 	// wins on both gateways.
