@@ -188,6 +188,18 @@ func TestAgentEnvFlags(t *testing.T) {
 	}
 }
 
+// TestAgentEnvShowsVerification: the settings file shows how to turn
+// signature verification on, with either kind of key (the flag names are
+// checked against the binary by TestAgentEnvFlags).
+func TestAgentEnvShowsVerification(t *testing.T) {
+	env := string(mustRead(t, "agent.env"))
+	for _, keys := range []string{"--allowed-signers /etc/gitgw/", "--trusted-keys /etc/gitgw/"} {
+		if !regexp.MustCompile(`(?m)^#\s+--verify-signatures strict ` + regexp.QuoteMeta(keys)).MatchString(env) {
+			t.Errorf("agent.env has no example line `# --verify-signatures strict %s...`", keys)
+		}
+	}
+}
+
 // TestMakeInstall runs `make install` into a DESTDIR.
 func TestMakeInstall(t *testing.T) {
 	lab.SkipShort(t, "builds the binary")

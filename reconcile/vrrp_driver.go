@@ -373,6 +373,49 @@ func unicastPeers(self string, si spec.VRRPInstance) (netip.Addr, []netip.Addr, 
 	return src, peers, nil
 }
 
+// allowSources is the instance's source allow-list: every node's own
+// addresses on the instance's interface in the family of its VIPs, and
+// allow_sources; nil (every sender heard) when allow_sources is "any".
+// IPv6 adverts leave from a link-local address, so an IPv6 multicast
+// instance takes only the nodes' link-local ones. A node with no address
+// to take is an error unless allow_sources names senders: the list would
+// shut its adverts out and make two masters.
+func allowSources(si spec.VRRPInstance) ([]netip.Prefix, error) {
+	if si.AllowSources.Any {
+		return nil, nil
+	}
+	v6 := len(si.VIPs) > 0 && si.VIPs[0].Address.Addr().Is6()
+	var out []netip.Prefix
+	var missing []string
+	for _, node := range vrrpKeys(si.Nodes) {
+		found := false
+		for _, p := range si.PeerAddresses[node] {
+			a := p.Addr().Unmap()
+			if a.Is6() != v6 || (v6 && !si.Unicast && !a.IsLinkLocalUnicast()) {
+				continue
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			found = true
+		}
+		if !found {
+			missing = append(missing, node)
+		}
+	}
+	if len(missing) > 0 && len(si.AllowSources.Extra) == 0 {
+		what := "IPv4"
+		if v6 {
+			what = "IPv6"
+			if !si.Unicast {
+				what = "link-local (IPv6 adverts leave from one)"
+			}
+		}
+		return nil, fmt.Errorf("allowed sources: nodes %s have no %s address on %s in the site: add it to nodes.NAME.interfaces.%s.addresses, "+
+			"list the senders in allow_sources, or set allow_sources: \"any\" to hear every sender on the link",
+			strings.Join(missing, ", "), what, si.Interface, si.Interface)
+	}
+	return append(out, si.AllowSources.Extra...), nil
+}
+
 // VRRPConfig translates the node's VRRP instances into the engine's
 // config. Features the engine refuses rather than half-implements (AH
 // authentication, VIPs on another device, unicast without peer addresses in
@@ -429,6 +472,11 @@ func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
 			}
 		}
 		in.VMAC = si.VMAC
+		allow, err := allowSources(si)
+		if err != nil {
+			bad("%v", err)
+		}
+		in.AllowSources = allow
 		if si.Unicast {
 			src, peers, err := unicastPeers(n.Name, si)
 			if err != nil {

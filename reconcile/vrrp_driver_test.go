@@ -40,6 +40,8 @@ func TestVRRPConfigFromLabSite(t *testing.T) {
 			Name: "VI_1", Interface: "eth0", VRID: 51, Version: 3, Interval: 100 * time.Millisecond, Priority: c.prio,
 			VIPs: []vrrp.VIP{{Prefix: netip.MustParsePrefix("203.0.113.100/24")}},
 			GARP: vrrp.GARP{Repeat: 5}, // the schema's default
+			// Adverts heard from the site's two gateways only.
+			AllowSources: []netip.Prefix{netip.MustParsePrefix("203.0.113.11/32"), netip.MustParsePrefix("203.0.113.12/32")},
 		}}}
 		if diff := cmp.Diff(want, cfg, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", c.node, diff)
@@ -53,6 +55,8 @@ func TestVRRPConfigRefusals(t *testing.T) {
 			Interface: "eth0", VRID: 51, Version: 2, AdvertInterval: spec.Duration(time.Second), Preempt: true,
 			Nodes: map[string]spec.VRRPNode{"gw1": {Priority: 150}, "gw2": {Priority: 100}},
 			VIPs:  []spec.VIP{{Address: netip.MustParsePrefix("203.0.113.100/24")}},
+			PeerAddresses: map[string][]netip.Prefix{"gw1": {netip.MustParsePrefix("203.0.113.11/24")},
+				"gw2": {netip.MustParsePrefix("203.0.113.12/24")}},
 		}}}
 	}
 	for _, c := range []struct {
@@ -64,8 +68,9 @@ func TestVRRPConfigRefusals(t *testing.T) {
 		{"vmac ipv6", func(i *spec.VRRPInstance) {
 			i.VMAC, i.Version, i.AdvertInterval = true, 3, spec.Duration(time.Second)
 			i.VIPs = []spec.VIP{{Address: netip.MustParsePrefix("2001:db8::100/64")}}
+			i.AllowSources = spec.AllowSources{Any: true}
 		}, "VMAC is supported for IPv4"},
-		{"unicast without addresses", func(i *spec.VRRPInstance) { i.Unicast = true }, "has no address on eth0"},
+		{"unicast without addresses", func(i *spec.VRRPInstance) { i.Unicast, i.PeerAddresses = true, nil }, "has no address on eth0"},
 		{"vip dev", func(i *spec.VRRPInstance) { i.VIPs[0].Dev = "eth1" }, "instance interface"},
 		{"check kind", func(i *spec.VRRPInstance) {
 			i.TrackChecks = []spec.TrackCheck{{Name: "x", Check: spec.Check{Kind: "smtp"}}}

@@ -87,7 +87,7 @@ func (f *controlFlags) serve(ctx context.Context, c *control.Controller, log *sl
 		if l, err := net.Listen("tcp", f.listen); err != nil {
 			log.Error("status page and metrics off: cannot listen", "addr", f.listen, "err", err)
 		} else {
-			start(l, "status page and metrics", func() error { return control.Serve(ctx, l, c.WebHandler()) })
+			start(l, "status page and metrics", func() error { return control.Serve(ctx, l, c.WebHandler(f.listen)) })
 		}
 	}
 	return stop, nil

@@ -144,6 +144,7 @@ type VRRPInstance struct {
 	GARP            GARP                `json:"garp"`
 	Notify          Notify              `json:"notify"`
 	Unicast         bool                `json:"unicast"`
+	AllowSources    AllowSources        `json:"allow_sources,omitzero"`
 	SyncGroup       string              `json:"sync_group,omitempty"`
 	VMAC            bool                `json:"vmac"`
 	Drift           DriftMode           `json:"drift,omitempty"`
@@ -151,6 +152,55 @@ type VRRPInstance struct {
 	// interface, taken from the other nodes' settings by the loader (the
 	// site does not write this field): unicast adverts go to them.
 	PeerAddresses map[string][]netip.Prefix `json:"peer_addresses,omitempty"`
+}
+
+// AllowSources is allow_sources: the senders a VRRP instance hears besides
+// the site's own nodes, or "any" (Any) for every sender on the link. An
+// address in the site is a single-address prefix here.
+type AllowSources struct {
+	Any   bool
+	Extra []netip.Prefix
+}
+
+// UnmarshalJSON accepts "any" or a list of addresses and prefixes.
+func (a *AllowSources) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		if s != "any" {
+			return fmt.Errorf("allow_sources %q: want \"any\" or a list of addresses", s)
+		}
+		*a = AllowSources{Any: true}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf("allow_sources: %w", err)
+	}
+	*a = AllowSources{Extra: make([]netip.Prefix, 0, len(list))}
+	for _, x := range list {
+		p, err := netip.ParsePrefix(x)
+		if err != nil {
+			ip, aerr := netip.ParseAddr(x)
+			if aerr != nil {
+				return fmt.Errorf("allow_sources: %q is neither an address nor a prefix", x)
+			}
+			p = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		a.Extra = append(a.Extra, p.Masked())
+	}
+	return nil
+}
+
+// MarshalJSON writes what UnmarshalJSON reads.
+func (a AllowSources) MarshalJSON() ([]byte, error) {
+	if a.Any {
+		return json.Marshal("any")
+	}
+	list := make([]string, len(a.Extra))
+	for i, p := range a.Extra {
+		list[i] = p.String()
+	}
+	return json.Marshal(list)
 }
 
 // VRRPNode is one node's part in a virtual router.

@@ -19,6 +19,10 @@ const (
 	authAH            = 2
 	headerLen         = 8
 	authDataLen       = 8
+	// maxMessage is the longest VRRP message there is: 255 IPv6
+	// addresses, or 255 IPv4 ones with v2's authentication data. Anything
+	// past it is padding nobody reads.
+	maxMessage = headerLen + 255*16 + authDataLen
 )
 
 // Multicast destinations (RFC 5798 §5.1.1.2, §5.1.2.2).
@@ -77,7 +81,7 @@ const (
 	DropAuth     DropReason = "auth"
 	DropInterval DropReason = "interval"
 	DropAddrList DropReason = "addr_list"
-	DropSource   DropReason = "source" // not a configured unicast peer
+	DropSource   DropReason = "source" // not a unicast peer nor an allowed source
 )
 
 // DecodeError is returned for every malformed or unacceptable packet.

@@ -45,6 +45,14 @@ type Instance struct {
 	// UnicastSrc and UnicastPeers replace multicast: both or neither.
 	UnicastSrc   netip.Addr
 	UnicastPeers []netip.Addr
+	// AllowSources, when not empty, are the only senders whose adverts
+	// are heard besides the unicast peers (an address is a /32 or /128).
+	// The site fills it with its nodes' addresses on the segment: without
+	// it any host on the LAN takes mastership by advertising priority 255.
+	// Adverts from anyone else are dropped and counted (DropSource). Empty
+	// (and no unicast peers): every sender on the link is heard, as the
+	// RFC has it.
+	AllowSources []netip.Prefix
 	// ChecksumMessageOnly sends the v3/IPv4 checksum without the
 	// pseudo-header (RFC 9568 / Cisco form). Both forms are accepted.
 	ChecksumMessageOnly bool
@@ -164,6 +172,25 @@ func (in Instance) withDefaults() Instance {
 	return in
 }
 
+// SourceAllowed reports whether an advert from src may be heard: src is a
+// unicast peer or inside AllowSources, or neither list is set. It is the
+// first receive check, before the packet is even decoded.
+func (in Instance) SourceAllowed(src netip.Addr) bool {
+	if len(in.UnicastPeers) == 0 && len(in.AllowSources) == 0 {
+		return true
+	}
+	src = src.WithZone("").Unmap()
+	if slices.Contains(in.UnicastPeers, src) {
+		return true
+	}
+	for _, p := range in.AllowSources {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
 // IPv6 reports whether the instance speaks VRRP over IPv6 (its advertised
 // addresses are IPv6).
 func (in Instance) IPv6() bool { return len(in.VIPs) > 0 && in.VIPs[0].Prefix.Addr().Is6() }
@@ -253,6 +280,11 @@ func (c Config) Validate() error {
 		}
 		if in.UnicastSrc.IsValid() && in.UnicastSrc.Is6() != v6 {
 			bad("unicast source %v of the wrong family", in.UnicastSrc)
+		}
+		for _, p := range in.AllowSources {
+			if !p.IsValid() || p.Addr().Is6() != v6 || p.Addr().Is4In6() {
+				bad("allowed source %v: invalid or of the wrong family", p)
+			}
 		}
 		for _, ch := range in.TrackChecks {
 			switch ch.Kind {

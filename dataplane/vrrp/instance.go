@@ -41,9 +41,13 @@ type instance struct {
 	faults    []string
 	counters  Counters
 	lastConf  netip.Addr
-	lastTrans time.Time
-	checks    *checkSet
-	notify    *notifier
+	// lastRefused is the last sender dropped by the allow-list that was
+	// logged, at refusedLogged.
+	lastRefused   netip.Addr
+	refusedLogged time.Time
+	lastTrans     time.Time
+	checks        *checkSet
+	notify        *notifier
 
 	// mu is held by the goroutine while it handles an event, and by
 	// status.
@@ -181,6 +185,18 @@ func (in *instance) nextDeadline() time.Time {
 // address-list equality) and feeds the machine.
 func (in *instance) receive(r Received) {
 	drop := func(reason DropReason) { in.counters.Drops[reason]++ }
+	c := in.cfg
+	if !c.SourceAllowed(r.Src) {
+		drop(DropSource)
+		// One line per new sender, at most one a minute: a LAN host
+		// spoofing a new source per packet must not flood the journal.
+		if now := in.e.opts.Now(); in.lastRefused != r.Src && now.Sub(in.refusedLogged) >= time.Minute {
+			in.e.log.Warn("advert from a sender outside the allowed sources dropped (allow_sources in the site lets it in)",
+				"instance", c.Name, "from", r.Src, "dropped", in.counters.Drops[DropSource])
+			in.lastRefused, in.refusedLogged = r.Src, now
+		}
+		return
+	}
 	if r.TTL != 255 {
 		drop(DropTTL)
 		return
@@ -190,7 +206,6 @@ func (in *instance) receive(r Received) {
 		drop(ReasonOf(err))
 		return
 	}
-	c := in.cfg
 	if p.Version != c.Version {
 		drop(DropVersion)
 		return
@@ -206,10 +221,6 @@ func (in *instance) receive(r Received) {
 			drop(DropInterval)
 			return
 		}
-	}
-	if len(c.UnicastPeers) > 0 && !slices.Contains(c.UnicastPeers, r.Src) {
-		drop(DropSource)
-		return
 	}
 	if !sameAddrs(p.Addrs, in.advertised()) {
 		if !overlap(p.Addrs, in.advertised()) {

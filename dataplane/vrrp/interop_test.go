@@ -62,7 +62,7 @@ func TestInterop(t *testing.T) {
 			if v.version == 2 {
 				pass = "secret"
 			}
-			g1 := startDaemon(t, l.gw1, "gw1", vi1(150, v.mut))
+			g1 := startDaemon(t, l.gw1, "gw1", vi1(150, v.mut, allowLab()))
 			g1.waitState("VI_1", StateMaster, settle)
 			ka := lab.StartKeepalived(t, l.gw2, lab.RenderKeepalived("gw2", kaVI1(100, v.version, v.advert, pass)))
 			ka.WaitLog(t, "Entering BACKUP STATE", settle)
@@ -98,7 +98,7 @@ func TestInterop(t *testing.T) {
 			}
 			ka := lab.StartKeepalived(t, l.gw1, lab.RenderKeepalived("gw1", kaVI1(150, v.version, v.advert, pass)))
 			ka.WaitLog(t, "Entering MASTER STATE", settle)
-			g2 := startDaemon(t, l.gw2, "gw2", vi1(100, v.mut))
+			g2 := startDaemon(t, l.gw2, "gw2", vi1(100, v.mut, allowLab()))
 			g2.waitState("VI_1", StateBackup, settle)
 			waitFor(t, settle, "adverts from keepalived", func() bool { return g2.instance("VI_1").Counters.AdvertsIn >= 3 })
 			st := g2.instance("VI_1")
@@ -132,7 +132,7 @@ func TestInteropWrongPassword(t *testing.T) {
 	t.Parallel()
 	lab.RequireCommand(t, "keepalived")
 	l := newVRRPLab(t)
-	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, v2pass("secret")))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, v2pass("secret"), allowLab()))
 	g2.waitState("VI_1", StateMaster, settle)
 	ka := lab.StartKeepalived(t, l.gw1, lab.RenderKeepalived("gw1", kaVI1(200, 2, "1", "wrong")))
 	waitFor(t, settle, "auth drops counted", func() bool { return g2.instance("VI_1").Counters.Drops[DropAuth] >= 3 })

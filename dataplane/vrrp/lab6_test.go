@@ -17,6 +17,21 @@ func waitLinkLocal(t *testing.T, ns *lab.Netns) {
 	})
 }
 
+// linkLocal returns the link-local address of ns's eth0.
+func linkLocal(t *testing.T, ns *lab.Netns) netip.Prefix {
+	t.Helper()
+	out := ns.Run(t, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link")
+	f := strings.Fields(out)
+	for i, w := range f {
+		if w == "inet6" && i+1 < len(f) {
+			p := netip.MustParsePrefix(f[i+1])
+			return netip.PrefixFrom(p.Addr(), 128)
+		}
+	}
+	t.Fatalf("no link-local address in %s: %s", ns.Name, out)
+	return netip.Prefix{}
+}
+
 func TestLabIPv6(t *testing.T) {
 	t.Parallel()
 	skipShort(t)
@@ -29,10 +44,13 @@ func TestLabIPv6(t *testing.T) {
 	for _, ns := range []*lab.Netns{gw1, gw2, cl} {
 		waitLinkLocal(t, ns)
 	}
+	// IPv6 adverts leave from link-local addresses: the allow-list holds
+	// the gateways' own.
+	allow := []netip.Prefix{linkLocal(t, gw1), linkLocal(t, gw2)}
 	cfg := func(prio uint8) Config {
 		return Config{Instances: []Instance{{
 			Name: "VI_6", Interface: "eth0", VRID: 51, Version: 3, Interval: 100 * time.Millisecond, Priority: prio,
-			VIPs: []VIP{{Prefix: netip.MustParsePrefix("2001:db8::100/64")}},
+			VIPs: []VIP{{Prefix: netip.MustParsePrefix("2001:db8::100/64")}}, AllowSources: allow,
 		}}}
 	}
 	g1 := startDaemon(t, gw1, "gw1", cfg(150))

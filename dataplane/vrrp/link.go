@@ -70,7 +70,10 @@ func (l *link) readLoop() {
 		if in == nil || r.Src == in.primary {
 			continue // another VRID (not ours to judge) or our own advert
 		}
-		r.Payload = append([]byte(nil), r.Payload...)
+		// Queued packets are copied, and at most maxMessage of each: a
+		// LAN host sending 64 KiB packets to every VRID must not make each
+		// instance's queue hold 64 KiB per slot.
+		r.Payload = append([]byte(nil), r.Payload[:min(len(r.Payload), maxMessage)]...)
 		in.deliver(r)
 	}
 }

@@ -16,6 +16,25 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
+// maxCheckHeader bounds the status line and headers an http check reads.
+const maxCheckHeader = 16 << 10
+
+// checkClient is the http checks' client. A backend is a peer, not a
+// trusted party, and the checks run in the process that keeps VRRP going:
+// the status line and headers it may send are capped (maxCheckHeader, not
+// net/http's 10 MiB), the body is never read, no connection is kept, no
+// proxy from the environment is used, and a redirect is not followed (the
+// status the check asks for is the backend's own, as keepalived's HTTP_GET
+// and the proxy's http checks take it). The check's timeout bounds the
+// rest.
+var checkClient = &http.Client{
+	Transport: &http.Transport{
+		Proxy: nil, DisableKeepAlives: true, DisableCompression: true,
+		MaxResponseHeaderBytes: maxCheckHeader,
+	},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
 // checkSet runs an instance's checks, one goroutine each, until stopped.
 type checkSet struct {
 	cancel context.CancelFunc
@@ -93,11 +112,11 @@ func probe(ctx context.Context, c Check, svc func(string) bool) error {
 		if err != nil {
 			return err
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := checkClient.Do(req)
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		resp.Body.Close() // unread: the status is the whole answer
 		if resp.StatusCode != c.ExpectStatus {
 			return fmt.Errorf("status %d, want %d", resp.StatusCode, c.ExpectStatus)
 		}

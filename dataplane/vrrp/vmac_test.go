@@ -60,7 +60,7 @@ func TestInteropVMAC(t *testing.T) {
 	ki.Extra = []string{"use_vmac"}
 	ka := lab.StartKeepalived(t, l.gw1, lab.RenderKeepalived("gw1", ki))
 	ka.WaitLog(t, "Entering MASTER STATE", settle)
-	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, func(in *Instance) { in.VMAC = true }))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, func(in *Instance) { in.VMAC = true }, allowLab()))
 	g2.waitState("VI_1", StateBackup, settle)
 	waitFor(t, settle, "keepalived's adverts through the VMAC", func() bool { return g2.instance("VI_1").Counters.AdvertsIn >= 3 })
 	want := vip.VMACAddr(51).String()

@@ -30,6 +30,10 @@ func NewClient(path string) *Client {
 	return &Client{path: path, hc: &http.Client{Transport: tr}}
 }
 
+// MaxReply bounds what the client reads of one answer: the status of a
+// node with thousands of instances is a few MiB.
+const MaxReply = 64 << 20
+
 // ErrNoAgent is returned when nothing listens on the socket.
 var ErrNoAgent = errors.New("no agent is listening")
 
@@ -54,9 +58,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("control socket %s: %w", c.path, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxReply+1))
 	if err != nil {
 		return fmt.Errorf("control socket %s: %w", c.path, err)
+	}
+	if len(b) > MaxReply {
+		return fmt.Errorf("control socket %s: reply larger than %d MiB", c.path, MaxReply>>20)
 	}
 	if resp.StatusCode >= 300 {
 		var e errorReply

@@ -12,6 +12,9 @@
 //     its weight, make a VRRP instance give up mastership;
 //   - on a loopback TCP listener (default 127.0.0.1:9142), read-only:
 //     Prometheus metrics at /metrics and a self-refreshing status page at /.
+//     It answers only requests whose Host header is a loopback name or its
+//     listen address (421 otherwise), so that no web page can read it
+//     through DNS rebinding.
 //
 // Overrides are temporary by design. They are an overlay on the desired
 // state that the proxy and VRRP drivers see (Controller.Wrap), so a pass

@@ -111,8 +111,10 @@ func (c *Controller) SocketHandler() http.Handler {
 
 // WebHandler is what the loopback listener serves, read-only: the status
 // page at /, Prometheus metrics at /metrics and the status as JSON at
-// /status.json.
-func (c *Controller) WebHandler() http.Handler {
+// /status.json. listen is the listener's configured address (--listen):
+// requests whose Host header names neither it nor loopback are refused
+// (hostGuard: no DNS rebinding).
+func (c *Controller) WebHandler(listen string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.Registry(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, c.Status()) })
@@ -123,7 +125,7 @@ func (c *Controller) WebHandler() http.Handler {
 			c.log.Warn("status page", "err", err)
 		}
 	})
-	return mux
+	return hostGuard(listen, mux)
 }
 
 func reply(w http.ResponseWriter, code int, v any) {
@@ -166,9 +168,19 @@ func ListenSocket(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve serves h on l until ctx ends, then shuts down within 5 s.
+// MaxHeaderBytes bounds a request's line and headers on the socket and
+// the web listener: no request of gitgw's own needs more than a few
+// hundred bytes, and the process also runs VRRP.
+const MaxHeaderBytes = 16 << 10
+
+// Serve serves h on l until ctx ends, then shuts down within 5 s. A
+// request must arrive whole within 30 s (headers within 10 s, at most
+// MaxHeaderBytes of them) and an idle connection is closed after a minute,
+// so that a client holding connections open cannot pile them up. There is
+// no write timeout: POST /v1/reconcile?wait=1 answers when its pass ends.
 func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: time.Minute, MaxHeaderBytes: MaxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
 	done := make(chan struct{})
 	go func() {

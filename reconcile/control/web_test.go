@@ -35,7 +35,7 @@ func get(t *testing.T, url string) string {
 }
 
 func TestMetrics(t *testing.T) {
-	srv := httptest.NewServer(fixture(t).WebHandler())
+	srv := httptest.NewServer(fixture(t).WebHandler(DefaultListen))
 	defer srv.Close()
 	body := get(t, srv.URL+"/metrics")
 	for _, want := range []string{
@@ -100,7 +100,7 @@ func TestMetrics(t *testing.T) {
 func TestPageInChromium(t *testing.T) {
 	lab.SkipShort(t, "no browser")
 	lab.RequireCommand(t, "chromium")
-	srv := httptest.NewServer(fixture(t).WebHandler())
+	srv := httptest.NewServer(fixture(t).WebHandler(DefaultListen))
 	defer srv.Close()
 	page := get(t, srv.URL+"/")
 	if !strings.Contains(page, `<meta http-equiv="refresh" content="5">`) {

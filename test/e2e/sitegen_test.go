@@ -56,8 +56,10 @@ units: app: {
 	advert_interval: "100ms"
 	nodes: {%q: priority: 150, %q: priority: 100}
 	vips: ["2001:db8:%x::%x/64"]
+	// IPv6 adverts leave from the gateways' link-local addresses.
+	allow_sources: ["fe80::%x:1", "fe80::%x:2"]
 }
-`, p, i, 1+i, m, other, p, 0x100+i)
+`, p, i, 1+i, m, other, p, 0x100+i, p, p)
 				fmt.Fprintf(&b, "services: \"svc-%05d-%d\": {\n\tnodes: [%q, %q]\n\tbinds: [\"[2001:db8:%x::%x]:80\"]\n\tcheck: {kind: \"http\", path: \"/health\"}\n\tservers: {\n", p, i, a, z, p, 0x100+i)
 				for s := 0; s < 5; s++ {
 					fmt.Fprintf(&b, "\t\ts%d: address: \"[2001:db8:%x::%x]:8080\"\n", s, p, 0x10+s)
