@@ -41,11 +41,14 @@ func (e *Error) setPos(abs string, p token.Pos) bool {
 	if !p.IsValid() || p.Filename() == "" {
 		return false
 	}
-	rel, err := filepath.Rel(abs, p.Filename())
-	if err != nil {
-		rel = p.Filename()
+	rel, ok := strings.CutPrefix(p.Filename(), virtualRoot+"/")
+	if !ok {
+		r, err := filepath.Rel(abs, p.Filename())
+		if err != nil {
+			r = p.Filename()
+		}
+		rel = filepath.ToSlash(r)
 	}
-	rel = filepath.ToSlash(rel)
 	inSchema := strings.HasPrefix(rel, "cue.mod/pkg/")
 	if rel == agentFile {
 		return false

@@ -3,7 +3,6 @@ package loader
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
-	"cuelang.org/go/cue/load"
 
 	"github.com/gitgw/gitgw/cue/spec"
 )
@@ -68,12 +66,11 @@ func Locate(ctx context.Context, dir string, errs Errors) (Errors, error) {
 	if err := ctx.Err(); err != nil {
 		return errs, err
 	}
-	overlay, pkg, err := buildOverlay(abs)
+	site, err := readSite(abs)
 	if err != nil {
 		return errs, err
 	}
-	overlay[filepath.Join(abs, agentFile)] = load.FromString(siteAgentFile(pkg))
-	inst, err := loadInstance(abs, overlay, pkg)
+	inst, err := site.load(".", siteAgentFile(site.pkg))
 	if err != nil {
 		return errs, err
 	}
@@ -111,32 +108,26 @@ func SitePolicies(ctx context.Context, dir string) (Errors, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	overlay, pkg, err := buildOverlay(abs)
+	site, err := readSite(abs)
 	if err != nil {
 		return nil, err
 	}
-	files, _ := filepath.Glob(filepath.Join(abs, PoliciesDir, "*.cue"))
 	var errs Errors
-	for _, f := range files {
-		if p := filePackage(f); p != pkg {
-			e := Error{File: filepath.ToSlash(filepath.Join(PoliciesDir, filepath.Base(f))), Line: 1, Col: 1,
-				Msg: fmt.Sprintf("[%s] a site policy must be in the site's package %q, not %q", policyName(f), pkg, p)}
+	for _, f := range site.policyFiles() {
+		if p := packageClause(site.files[f]); p != site.pkg {
+			e := Error{File: f, Line: 1, Col: 1,
+				Msg: fmt.Sprintf("[%s] a site policy must be in the site's package %q, not %q", policyName(f), site.pkg, p)}
 			errs = append(errs, e)
 		}
 	}
 	if len(errs) > 0 {
 		return errs, nil
 	}
-	insts := load.Instances([]string{"./" + PoliciesDir}, &load.Config{
-		Dir: abs, Overlay: overlay, Package: pkg, Env: []string{"CUE_REGISTRY=none"},
-	})
-	if len(insts) != 1 {
-		return nil, fmt.Errorf("loader: site policies: expected one CUE package in %s, found %d", PoliciesDir, len(insts))
+	inst, err := site.load("./"+PoliciesDir, "")
+	if err != nil {
+		return nil, err
 	}
-	if err := insts[0].Err; err != nil {
-		return nil, convert(abs, err)
-	}
-	v := cuecontext.New().BuildInstance(insts[0])
+	v := cuecontext.New().BuildInstance(inst)
 	var all []cueerrors.Error
 	if err := v.Validate(cue.Concrete(true)); err != nil {
 		all = append(all, cueerrors.Errors(err)...)
@@ -206,18 +197,4 @@ func policyError(abs string, root cue.Value, ce cueerrors.Error) Error {
 
 func policyName(file string) string {
 	return strings.TrimSuffix(filepath.Base(file), ".cue")
-}
-
-// filePackage reads a CUE file's package clause ("" when it has none).
-func filePackage(file string) string {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "package" {
-			return f[1]
-		}
-	}
-	return ""
 }
