@@ -440,6 +440,9 @@ func convert(abs string, err error) error {
 	return err
 }
 
+// textBound is how CUE prints the schema's #Text constraint.
+const textBound = `(out of bound =~"^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$")`
+
 // dedupe keeps one error per position and path (CUE reports a conflict
 // with a disjunction once per arm) and drops CUE's "N errors in empty
 // disjunction" summaries, whose arms are reported on their own.
@@ -450,6 +453,8 @@ func dedupe(errs Errors) Errors {
 		if rest, ok := strings.CutPrefix(e.Msg, "incomplete value "); ok {
 			e.Msg = "missing value: the site must set this field (" + rest + ")"
 		}
+		// The schema's #Text bound, said in words.
+		e.Msg = strings.Replace(e.Msg, textBound, "(a control character: a string written into a unit file may hold none but tab)", 1)
 		if strings.Contains(e.Msg, "errors in empty disjunction") {
 			continue
 		}
