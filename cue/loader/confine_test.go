@@ -20,7 +20,7 @@ nodes: gw1: interfaces: eth0: addresses: ["203.0.113.11/24"]
 
 // writeTree writes files (slash paths relative to dir; a value starting
 // with "->" makes a symlink to the rest).
-func writeTree(t *testing.T, dir string, files map[string]string) {
+func writeTree(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for name, body := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))

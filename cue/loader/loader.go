@@ -46,6 +46,12 @@ type Site struct {
 	// refs are the vrrp, services and units that checkReferences decoded
 	// (whole-site loads only), reused by Whole.
 	refs *spec.Node
+	// After an evaluation in a sandbox, root is absent: whole is the
+	// whole site as the child decoded it (whole-site loads only), and
+	// sandbox evaluates again to locate errors.
+	whole    *spec.Site
+	wholeErr error
+	sandbox  *Sandbox
 }
 
 // Scope says how much of a site the schema is applied to when one node's
@@ -91,6 +97,9 @@ func LoadWith(ctx context.Context, dir, node string, o Options) (*Site, *spec.No
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
+	}
+	if sb := sandboxFrom(ctx); sb != nil {
+		return sb.load(ctx, abs, node, o)
 	}
 	site, err := readSite(abs)
 	if err != nil {

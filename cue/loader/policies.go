@@ -23,6 +23,12 @@ const PoliciesDir = "policies"
 // checks decoded (a full decode is seconds at 1,000 pairs); agents use their
 // node's view.
 func (s *Site) Whole() (*spec.Site, error) {
+	if s.whole != nil || s.wholeErr != nil {
+		return s.whole, s.wholeErr
+	}
+	if !s.root.Exists() {
+		return nil, fmt.Errorf("loader: %s: the whole site was not decoded (a node's view was loaded)", s.Dir)
+	}
 	var out spec.Site
 	fields := []struct {
 		name string
@@ -47,6 +53,13 @@ func (s *Site) Whole() (*spec.Site, error) {
 // Locate positions errors that name a field path (found by Go checks over
 // decoded values) in the site's files.
 func (s *Site) Locate(errs Errors) Errors {
+	if !s.root.Exists() && s.sandbox != nil {
+		located, err := Locate(WithSandbox(context.Background(), s.sandbox), s.Dir, errs)
+		if err != nil {
+			return slices.Clone(errs).sorted()
+		}
+		return located
+	}
 	out := slices.Clone(errs)
 	for i := range out {
 		if out[i].File == "" {
@@ -65,6 +78,13 @@ func Locate(ctx context.Context, dir string, errs Errors) (Errors, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return errs, err
+	}
+	if sb := sandboxFrom(ctx); sb != nil {
+		resp, err := sb.run(ctx, request{Op: opLocate, Dir: abs, Errs: errs})
+		if err != nil {
+			return errs, err
+		}
+		return resp.Errs, resp.Err.err()
 	}
 	site, err := readSite(abs)
 	if err != nil {
@@ -107,6 +127,13 @@ func SitePolicies(ctx context.Context, dir string) (Errors, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if sb := sandboxFrom(ctx); sb != nil {
+		resp, err := sb.run(ctx, request{Op: opPolicies, Dir: abs})
+		if err != nil {
+			return nil, err
+		}
+		return resp.Errs, resp.Err.err()
 	}
 	site, err := readSite(abs)
 	if err != nil {
