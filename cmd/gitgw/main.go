@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gitgw/gitgw/cue/loader"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -55,6 +57,13 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Every site is evaluated in a child process with a budget: the
+	// subcommands find the sandbox in their context.
+	var sf sandboxFlags
+	sf.register(root)
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		cmd.SetContext(loader.WithSandbox(cmd.Context(), sf.sandbox()))
+	}
 	root.AddCommand(
 		newValidateCmd(),
 		newPlanCmd(),
@@ -69,6 +78,7 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newSuspendCmd(),
 		newResumeCmd(),
 		newOverrideCmd(),
+		newEvalCmd(),
 	)
 	addCompletionExamples(root)
 	return root

@@ -159,3 +159,12 @@ site: name: strings.ToLower(names.site)
 		t.Errorf("site name %q, nodes %v", v.Site.Name, s.Nodes)
 	}
 }
+
+func readFile(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -153,3 +153,18 @@ func (es Errors) sorted() Errors {
 	})
 	return es
 }
+
+// maxMsg is the longest message kept whole. CUE quotes values in its
+// messages, and a site can make a value of many megabytes: the error
+// goes into logs, status commits and terminals.
+const maxMsg = 1024
+
+// clip shortens a message longer than maxMsg, keeping its start and its
+// end (where CUE says what the constraint was).
+func clip(msg string) string {
+	if len(msg) <= maxMsg {
+		return msg
+	}
+	head, tail := msg[:maxMsg*3/4], msg[len(msg)-maxMsg/4:]
+	return strings.ToValidUTF8(fmt.Sprintf("%s …(%d bytes)… %s", head, len(msg)-len(head)-len(tail), tail), "")
+}

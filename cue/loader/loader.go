@@ -431,7 +431,7 @@ func convertList(abs string, err error) Errors {
 	var out Errors
 	for _, e := range cueerrors.Errors(err) {
 		format, args := e.Msg()
-		le := Error{Path: strings.Join(e.Path(), "."), Msg: fmt.Sprintf(format, args...)}
+		le := Error{Path: strings.Join(e.Path(), "."), Msg: clip(fmt.Sprintf(format, args...))}
 		for _, p := range cueerrors.Positions(e) {
 			if le.setPos(abs, p) {
 				break
@@ -459,6 +459,7 @@ func dedupe(errs Errors) Errors {
 	seen := map[string]int{}
 	var out Errors
 	for _, e := range errs {
+		e.Msg = clip(e.Msg)
 		if rest, ok := strings.CutPrefix(e.Msg, "incomplete value "); ok {
 			e.Msg = "missing value: the site must set this field (" + rest + ")"
 		}

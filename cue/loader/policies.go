@@ -218,7 +218,7 @@ func policyError(abs string, root cue.Value, ce cueerrors.Error) Error {
 	if e.File == "" || strings.HasPrefix(e.File, "(schema)") {
 		e.File, e.Line, e.Col = policyPos.File, policyPos.Line, policyPos.Col
 	}
-	e.Msg = fmt.Sprintf("[%s] %s", name, fmt.Sprintf(format, args...))
+	e.Msg = clip(fmt.Sprintf("[%s] %s", name, fmt.Sprintf(format, args...)))
 	return e
 }
 

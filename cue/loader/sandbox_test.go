@@ -185,3 +185,19 @@ func TestSandboxConfined(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestHugeValueClipped: a value of megabytes that breaks a constraint is
+// quoted in the error only in part (the error goes to logs and commits).
+func TestHugeValueClipped(t *testing.T) {
+	dir := bombSite(t, 22) // a description of 4 MiB
+	b := []byte(strings.Replace(string(readFile(t, filepath.Join(dir, "site.cue"))), `_s0: "x" + "x"`, `_s0: "x" + "\r"`, 1))
+	writeTree(t, dir, map[string]string{"site.cue": string(b)})
+	_, _, err := Load(context.Background(), dir, "")
+	errs, ok := AsErrors(err)
+	if !ok || len(errs) != 1 {
+		t.Fatalf("want one positioned error, got %.2000v", err)
+	}
+	if e := errs[0]; len(e.Msg) > 2000 || e.File != "site.cue" || !strings.Contains(e.Msg, "a control character") || !strings.Contains(e.Msg, "bytes)…") {
+		t.Errorf("error of %d bytes: %.2000s", len(e.Msg), e.Error())
+	}
+}
