@@ -225,3 +225,50 @@ func policyError(abs string, root cue.Value, ce cueerrors.Error) Error {
 func policyName(file string) string {
 	return strings.TrimSuffix(filepath.Base(file), ".cue")
 }
+
+// NodeLabels reads every node's labels (for rollout waves) in one
+// evaluation of the site's data: the schema gives labels no defaults, so
+// the data alone says them.
+func NodeLabels(ctx context.Context, dir string) (map[string]map[string]string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("loader: node labels: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if sb := sandboxFrom(ctx); sb != nil {
+		resp, err := sb.run(ctx, request{Op: opLabels, Dir: abs})
+		if err != nil {
+			return nil, err
+		}
+		return resp.Labels, resp.Err.err()
+	}
+	site, err := readSite(abs)
+	if err != nil {
+		return nil, err
+	}
+	inst, err := site.load(".", "")
+	if err != nil {
+		return nil, err
+	}
+	v := cuecontext.New().BuildInstance(inst)
+	out := map[string]map[string]string{}
+	var errs Errors
+	eachField(v.LookupPath(cue.ParsePath("nodes")), func(name string, n cue.Value) {
+		labels := map[string]string{}
+		if l := n.LookupPath(cue.ParsePath("labels")); l.Exists() {
+			if err := l.Decode(&labels); err != nil {
+				errs = append(errs, convertList(abs, err)...)
+			}
+		}
+		out[name] = labels
+	})
+	if err := v.Err(); err != nil && len(errs) == 0 {
+		errs = convertList(abs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errs.sorted()
+	}
+	return out, nil
+}

@@ -97,6 +97,7 @@ const (
 	opLoad     = "load"
 	opPolicies = "policies"
 	opLocate   = "locate"
+	opLabels   = "labels"
 )
 
 // request is what the parent sends a child on its standard input.
@@ -122,6 +123,8 @@ type response struct {
 	// Errs are positioned errors (policies, locate: the result).
 	Errs Errors   `json:"errs,omitempty"`
 	Err  *failure `json:"err,omitempty"`
+	// Labels are every node's labels (labels).
+	Labels map[string]map[string]string `json:"labels,omitempty"`
 }
 
 // failure carries an error across the process boundary: positioned
@@ -182,6 +185,9 @@ func ServeChild(r io.Reader, w io.Writer) error {
 	case opLocate:
 		errs, err := Locate(ctx, req.Dir, req.Errs)
 		resp.Errs, resp.Err = errs, toFailure(err)
+	case opLabels:
+		labels, err := NodeLabels(ctx, req.Dir)
+		resp.Labels, resp.Err = labels, toFailure(err)
 	default:
 		return fmt.Errorf("loader: child: unknown operation %q", req.Op)
 	}

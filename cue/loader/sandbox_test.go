@@ -201,3 +201,27 @@ func TestHugeValueClipped(t *testing.T) {
 		t.Errorf("error of %d bytes: %.2000s", len(e.Msg), e.Error())
 	}
 }
+
+// TestNodeLabels: every node's labels in one evaluation, the same in the
+// sandbox.
+func TestNodeLabels(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"cue.mod/module.cue": "module: \"example.net/t@v0\"\nlanguage: version: \"v0.17.0\"\n",
+		"site.cue": `package site
+
+nodes: gw1: {labels: {rack: "a", wave: "1"}, interfaces: eth0: addresses: ["203.0.113.11/24"]}
+nodes: gw2: interfaces: eth0: addresses: ["203.0.113.12/24"]
+`,
+	})
+	want := map[string]map[string]string{"gw1": {"rack": "a", "wave": "1"}, "gw2": {}}
+	for _, ctx := range []context.Context{context.Background(), WithSandbox(context.Background(), testSandbox(t))} {
+		got, err := NodeLabels(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("labels (-want +got):\n%s", d)
+		}
+	}
+}
