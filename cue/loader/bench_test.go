@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"os"
 	"testing"
 )
 
@@ -17,7 +18,7 @@ func BenchmarkLoadExamples(b *testing.B) {
 		{"demo/site", "../../examples/demo", ""},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			ctx := benchContext()
+			ctx := benchContext(b)
 			for b.Loop() {
 				if _, _, err := Load(ctx, tc.dir, tc.node); err != nil {
 					b.Fatal(err)
@@ -27,4 +28,10 @@ func BenchmarkLoadExamples(b *testing.B) {
 	}
 }
 
-func benchContext() context.Context { return context.Background() }
+// benchContext is the sandbox's context when GITGW_BENCH_SANDBOX=1.
+func benchContext(b *testing.B) context.Context {
+	if os.Getenv("GITGW_BENCH_SANDBOX") == "1" {
+		return WithSandbox(context.Background(), testSandbox(b))
+	}
+	return context.Background()
+}
