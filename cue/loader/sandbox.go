@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -249,11 +250,11 @@ func (sb *Sandbox) run(ctx context.Context, req request) (*response, error) {
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case len(out) > maxResultBytes:
-		return nil, sb.budgetError(req.Dir, fmt.Sprintf("the evaluated site is larger than %d MiB", maxResultBytes>>20))
+		return nil, sb.budgetError(req, fmt.Sprintf("the evaluated site is larger than %d MiB", maxResultBytes>>20))
 	case cctx.Err() != nil:
-		return nil, sb.budgetError(req.Dir, fmt.Sprintf("it took longer than %s", sb.timeout()))
+		return nil, sb.budgetError(req, fmt.Sprintf("it took longer than %s", sb.timeout()))
 	case werr != nil:
-		return nil, sb.childError(req.Dir, cmd.ProcessState, stderr.String(), werr)
+		return nil, sb.childError(req, cmd.ProcessState, stderr.String(), werr)
 	case rerr != nil:
 		return nil, fmt.Errorf("loader: sandbox: read the result: %w", rerr)
 	}
@@ -266,48 +267,60 @@ func (sb *Sandbox) run(ctx context.Context, req request) (*response, error) {
 
 // childError says why a child failed: its CPU or memory budget, or
 // something else (the first line of what it printed).
-func (sb *Sandbox) childError(dir string, ps *os.ProcessState, stderr string, err error) error {
+func (sb *Sandbox) childError(req request, ps *os.ProcessState, stderr string, err error) error {
 	ws, _ := ps.Sys().(syscall.WaitStatus)
 	cpu := ps.UserTime() + ps.SystemTime()
 	switch {
 	case ws.Signaled() && (ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) && cpu >= sb.cpu()-time.Second:
-		return sb.budgetError(dir, fmt.Sprintf("it used more than %s of CPU time", sb.cpu()))
+		return sb.budgetError(req, fmt.Sprintf("it used more than %s of CPU time", sb.cpu()))
 	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"):
-		return sb.budgetError(dir, fmt.Sprintf("it needed more than %d MiB of memory", sb.memory()>>20))
+		return sb.budgetError(req, fmt.Sprintf("it needed more than %d MiB of memory", sb.memory()>>20))
 	}
 	line, _, _ := strings.Cut(strings.TrimSpace(stderr), "\n")
 	if len(line) > 200 {
 		line = line[:200]
 	}
-	return fmt.Errorf("loader: evaluation of %s failed (%v): %s", dir, err, line)
+	return fmt.Errorf("loader: evaluation of %s failed (%v): %s", req.Dir, err, line)
 }
 
-// budgetError is the positioned error of an evaluation the budget
-// stopped: at the site's only CUE file when it has one.
-func (sb *Sandbox) budgetError(dir, why string) error {
+// budgetError is the error of an evaluation the budget stopped, an error
+// of the site: positioned at the one CUE file the evaluation read when
+// there was only one, else naming the site.
+func (sb *Sandbox) budgetError(req request, why string) error {
 	e := Error{Msg: "evaluation stopped: " + why + " (look for values that grow with each reference, such as strings or lists added to themselves, and for comprehensions over large ranges)"}
-	if files := rootFiles(dir); len(files) == 1 {
+	if files := cueFiles(req.Dir, req.Op == opPolicies); len(files) == 1 {
 		e.File, e.Line, e.Col = files[0], 1, 1
 	} else {
-		e.Msg = fmt.Sprintf("%s (site %s)", e.Msg, dir)
+		e.Msg = fmt.Sprintf("%s (site %s)", e.Msg, req.Dir)
 	}
 	return Errors{e}
 }
 
-// rootFiles lists the CUE files at the root of the site (names only).
-func rootFiles(dir string) []string {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
+// cueFiles lists the site's CUE files an evaluation may read (names only,
+// as readSite finds them; the policies only when asked), without
+// cue.mod/module.cue.
+func cueFiles(dir string, policies bool) []string {
 	var out []string
-	for _, e := range ents {
-		n := e.Name()
-		if e.Type().IsRegular() && strings.HasSuffix(n, ".cue") && !strings.HasPrefix(n, ".") && !strings.HasPrefix(n, "_") {
-			out = append(out, n)
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
 		}
-	}
-	slices.Sort(out)
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		name := d.Name()
+		switch {
+		case rel == ".":
+			return nil
+		case strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || (!policies && rel == PoliciesDir):
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		case d.Type().IsRegular() && strings.HasSuffix(name, ".cue") && rel != "cue.mod/module.cue":
+			out = append(out, rel)
+		}
+		return nil
+	})
 	return out
 }
 

@@ -129,6 +129,12 @@ func TestSandboxBomb(t *testing.T) {
 	if _, _, err := Load(ctx, "../../examples/lab", "gw1"); err != nil {
 		t.Errorf("a good site after the bomb: %v", err)
 	}
+	// With a second file, the error cannot say which: it names the site.
+	writeTree(t, dir, map[string]string{"names/names.cue": "package names\n"})
+	_, _, err := Load(ctx, dir, "gw1")
+	if errs, ok := AsErrors(err); !ok || len(errs) != 1 || errs[0].File != "" || !strings.HasSuffix(errs[0].Msg, "(site "+dir+")") {
+		t.Errorf("two files: %v", err)
+	}
 }
 
 // TestSandboxCPU: a site that only computes (a comprehension of 1.6·10^9
