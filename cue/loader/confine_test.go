@@ -168,3 +168,21 @@ func readFile(t testing.TB, p string) []byte {
 	}
 	return b
 }
+
+// TestSchemaNotExtended: files a site puts under the schema's import path
+// (cue.mod/usr, gen or pkg, which CUE merges) are not evaluated: a
+// definition they would open stays closed.
+func TestSchemaNotExtended(t *testing.T) {
+	for _, local := range []string{"usr", "gen", "pkg"} {
+		dir := t.TempDir()
+		writeTree(t, dir, map[string]string{
+			"cue.mod/module.cue": "module: \"example.net/t@v0\"\nlanguage: version: \"v0.17.0\"\n",
+			"cue.mod/" + local + "/gitgw.dev/schema/open.cue": "package schema\n\n#Node: {backdoor?: string}\n",
+			"site.cue": "package site\n\nnodes: gw1: {backdoor: \"x\", interfaces: eth0: addresses: [\"203.0.113.11/24\"]}\n",
+		})
+		_, _, err := Load(context.Background(), dir, "gw1")
+		if errs, ok := AsErrors(err); !ok || !strings.Contains(errs.Error(), "site.cue:3:14: nodes.gw1.backdoor: field not allowed") {
+			t.Errorf("cue.mod/%s: err = %v", local, err)
+		}
+	}
+}

@@ -53,6 +53,9 @@ func (s *Site) Whole() (*spec.Site, error) {
 // Locate positions errors that name a field path (found by Go checks over
 // decoded values) in the site's files.
 func (s *Site) Locate(errs Errors) Errors {
+	if len(errs) == 0 {
+		return nil
+	}
 	if !s.root.Exists() && s.sandbox != nil {
 		located, err := Locate(WithSandbox(context.Background(), s.sandbox), s.Dir, errs)
 		if err != nil {

@@ -50,8 +50,8 @@ const virtualRoot = "/proc/gitgw-site"
 // readSite reads the site's CUE files beneath abs. Symlinks are refused
 // wherever CUE would look (a file or directory whose name does not start
 // with "." or "_"), so that what a reviewer reads in the repository is
-// what is evaluated. The site's own copy of the schema package, if any, is
-// replaced by the embedded one.
+// what is evaluated. The site's own files for the schema package, if any,
+// are replaced by the embedded schema.
 func readSite(abs string) (*siteFS, error) {
 	if _, err := os.Lstat(virtualRoot); !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("loader: %s must not exist (is /proc mounted?): %v", virtualRoot, err)
@@ -86,8 +86,13 @@ func readSite(abs string) (*siteFS, error) {
 			return &Error{File: p, Line: 1, Col: 1, Msg: "a site may not contain symlinks: CUE reads only regular files of the site's own tree"}
 		}
 		if d.IsDir() {
-			if p == schemaDir {
-				return fs.SkipDir
+			// CUE merges cue.mod/gen, usr and pkg: a site's own files for
+			// the schema's import path would join the schema (and could
+			// open its closed definitions).
+			for _, local := range []string{"gen", "usr", "pkg"} {
+				if p == path.Join("cue.mod", local, schema.ImportPath) {
+					return fs.SkipDir
+				}
 			}
 			return nil
 		}
