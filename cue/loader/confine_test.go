@@ -176,7 +176,7 @@ func TestSchemaNotExtended(t *testing.T) {
 	for _, local := range []string{"usr", "gen", "pkg"} {
 		dir := t.TempDir()
 		writeTree(t, dir, map[string]string{
-			"cue.mod/module.cue": "module: \"example.net/t@v0\"\nlanguage: version: \"v0.17.0\"\n",
+			"cue.mod/module.cue":                              "module: \"example.net/t@v0\"\nlanguage: version: \"v0.17.0\"\n",
 			"cue.mod/" + local + "/gitgw.dev/schema/open.cue": "package schema\n\n#Node: {backdoor?: string}\n",
 			"site.cue": "package site\n\nnodes: gw1: {backdoor: \"x\", interfaces: eth0: addresses: [\"203.0.113.11/24\"]}\n",
 		})
