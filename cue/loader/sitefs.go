@@ -53,8 +53,10 @@ const virtualRoot = "/proc/gitgw-site"
 // what is evaluated. The site's own files for the schema package, if any,
 // are replaced by the embedded schema.
 func readSite(abs string) (*siteFS, error) {
-	if _, err := os.Lstat(virtualRoot); !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("loader: %s must not exist (is /proc mounted?): %v", virtualRoot, err)
+	if _, err := os.Lstat(virtualRoot); err == nil {
+		return nil, fmt.Errorf("loader: %s exists: refusing to evaluate a site where CUE could find files beside it (is /proc mounted?)", virtualRoot)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("loader: %w", err)
 	}
 	root, err := os.OpenRoot(abs)
 	if err != nil {
@@ -96,7 +98,7 @@ func readSite(abs string) (*siteFS, error) {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasSuffix(name, ".cue") || (p == agentFile) {
+		if !d.Type().IsRegular() || !strings.HasSuffix(name, ".cue") || p == agentFile {
 			return nil
 		}
 		if len(s.files) >= maxSiteFiles {
