@@ -172,22 +172,17 @@ func RolloutNotes(n *spec.Node, labels map[string]map[string]string) []string {
 	return out
 }
 
-// NodeLabels loads every node's labels from a site directory (for waves):
-// one node view per node.
+// NodeLabels loads every node's labels from a site directory (for waves),
+// in one evaluation of the site. self is kept for the callers' sake.
 func NodeLabels(ctx context.Context, dir, self string) (map[string]map[string]string, error) {
-	site, _, err := loader.LoadWith(ctx, dir, self, loader.Options{Scope: loader.ScopeNode})
+	labels, err := loader.NodeLabels(ctx, dir)
 	if err != nil {
-		return nil, fmt.Errorf("rollout: load the site's nodes: %w", err)
+		return nil, fmt.Errorf("rollout: load the site's node labels: %w", err)
 	}
-	out := map[string]map[string]string{}
-	for _, node := range site.Nodes {
-		_, v, err := loader.LoadWith(ctx, dir, node, loader.Options{Scope: loader.ScopeNode})
-		if err != nil {
-			return nil, fmt.Errorf("rollout: load node %s: %w", node, err)
-		}
-		out[node] = v.Node.Labels
+	if _, ok := labels[self]; !ok {
+		return nil, fmt.Errorf("rollout: node %q is not declared in the site", self)
 	}
-	return out, nil
+	return labels, nil
 }
 
 // PeerStatusFunc reads the nodes' last reported status, by node (the

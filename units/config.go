@@ -252,6 +252,9 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("units: %s: %w", t.FileName(), err))
 			}
 		}
+		if err := t.checkText(); err != nil {
+			errs = append(errs, fmt.Errorf("units: %s: %w", t.FileName(), err))
+		}
 	}
 	for _, d := range c.DropIns {
 		if !validName(strings.TrimSuffix(d.Unit, ".service"), true) || !strings.Contains(d.Unit, ".") || !validName(d.Name, false) {
@@ -261,6 +264,9 @@ func (c Config) Validate() error {
 			if err := validDirective(x); err != nil {
 				errs = append(errs, fmt.Errorf("units: drop-in %s: %w", d.FileName(), err))
 			}
+		}
+		if err := d.checkText(); err != nil {
+			errs = append(errs, fmt.Errorf("units: drop-in %s: %w", d.FileName(), err))
 		}
 	}
 	return errors.Join(errs...)

@@ -20,6 +20,30 @@ const Marker = "# Managed by gitgw; local edits are reverted. sha256="
 // its hash identifies the content.
 func RenderUnit(t Template) []byte {
 	var b section
+	renderUnit(&b, t)
+	return withMarker(b.Bytes())
+}
+
+// checkText renders t and reports the first line that would carry a
+// control character (Config.Validate calls it before anything is written):
+// systemd ends a line at CR as well as LF, so a description holding
+// "\rExecStartPre=…" adds a directive that a reviewer of the site never
+// sees, and other C0 controls have no business in a unit file. Checking
+// what the renderer writes, line by line, covers every field there is.
+func (t Template) checkText() error {
+	var b section
+	renderUnit(&b, t)
+	return b.err
+}
+
+// checkText is Template.checkText for a drop-in.
+func (d DropIn) checkText() error {
+	var b section
+	renderDropIn(&b, d)
+	return b.err
+}
+
+func renderUnit(b *section, t Template) {
 	b.header("Unit")
 	b.kv("Description", t.Unit.Description)
 	b.list("Documentation", t.Unit.Documentation)
@@ -107,17 +131,20 @@ func RenderUnit(t Template) []byte {
 		b.header(name)
 		b.extra(t.Extra, name)
 	}
-	return withMarker(b.Bytes())
 }
 
 // RenderDropIn renders a drop-in file, marker line included.
 func RenderDropIn(d DropIn) []byte {
 	var b section
+	renderDropIn(&b, d)
+	return withMarker(b.Bytes())
+}
+
+func renderDropIn(b *section, d DropIn) {
 	for _, name := range sectionOrder(d.Directives) {
 		b.header(name)
 		b.extra(d.Directives, name)
 	}
-	return withMarker(b.Bytes())
 }
 
 func withMarker(body []byte) []byte {
@@ -158,10 +185,12 @@ func contentHash(rendered []byte) string {
 }
 
 // section writes an INI-style unit file; a section header is written only
-// once the section has a first line, so empty sections do not appear.
+// once the section has a first line, so empty sections do not appear. err
+// is the first section name, key or value that holds a control character.
 type section struct {
 	bytes.Buffer
 	pending string
+	err     error
 }
 
 func (b *section) header(name string) { b.pending = name }
@@ -174,6 +203,14 @@ func (b *section) kv(k, v string) {
 
 // line writes k=v even when v is empty (a raw "ExecStart=" resets a list).
 func (b *section) line(k, v string) {
+	if b.err == nil {
+		for _, s := range []string{b.pending, k, v} {
+			if i := controlChar(s); i >= 0 {
+				b.err = fmt.Errorf("%s=%q: control character %q at byte %d: systemd would read it as a line break or garbage", k, v, s[i], i)
+				break
+			}
+		}
+	}
 	if b.pending != "" {
 		if b.Len() > 0 {
 			b.WriteByte('\n')
@@ -237,6 +274,12 @@ func sectionOrder(ds []Directive) []string {
 		}
 	}
 	return out
+}
+
+// controlChar returns the index of the first ASCII control character in s
+// other than tab (C0 and DEL), or -1.
+func controlChar(s string) int {
+	return strings.IndexFunc(s, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f })
 }
 
 // quote quotes a value for Environment= when it needs it.

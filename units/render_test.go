@@ -2,6 +2,9 @@ package units
 
 import (
 	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +155,94 @@ func TestTemplateFile(t *testing.T) {
 		if got := templateFile(in); got != want {
 			t.Errorf("templateFile(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// injectAt appends inj to the n-th string of v (fields, slice elements, map
+// keys and values, in a fixed walk order) and reports whether there was
+// an n-th string.
+func injectAt(v reflect.Value, n *int, inj string) bool {
+	switch v.Kind() {
+	case reflect.String:
+		if *n == 0 {
+			v.SetString(v.String() + inj)
+			return true
+		}
+		*n--
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if injectAt(v.Field(i), n, inj) {
+				return true
+			}
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			if injectAt(v.Index(i), n, inj) {
+				return true
+			}
+		}
+	case reflect.Map:
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+		for _, k := range keys {
+			for _, key := range []bool{true, false} {
+				if *n > 0 {
+					*n--
+					continue
+				}
+				val := v.MapIndex(k)
+				if key {
+					v.SetMapIndex(k, reflect.Value{})
+					v.SetMapIndex(reflect.ValueOf(k.String()+inj), val)
+				} else {
+					v.SetMapIndex(k, reflect.ValueOf(val.String()+inj))
+				}
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestControlCharactersRefused puts a CR (systemd reads it as a line
+// break: the rest becomes a directive of its own), a LF, a NUL and an
+// escape into every string of a template and of a drop-in, one at a time:
+// each is refused by Validate, the check that runs before anything is
+// rendered or written. A tab stays allowed.
+func TestControlCharactersRefused(t *testing.T) {
+	dropIn := func() DropIn {
+		return DropIn{Unit: "haproxy.service", Name: "50-gitgw", Directives: []Directive{{Section: "Service", Key: "LimitNOFILE", Value: "65535"}}}
+	}
+	for _, inj := range []string{"\rExecStartPre=/bin/evil", "\nExecStartPre=/bin/evil", "\x00", "\x1b[2J", "\x7f"} {
+		slots := 0
+		for n := 0; ; n++ {
+			tmpl := seedTemplate()
+			k := n
+			if !injectAt(reflect.ValueOf(&tmpl).Elem(), &k, inj) {
+				break
+			}
+			slots++
+			if err := (Config{Templates: []Template{tmpl}}).Validate(); err == nil {
+				t.Errorf("%q in string %d of the template: accepted; rendered:\n%s", inj, n, RenderUnit(tmpl))
+			}
+		}
+		if slots < 30 {
+			t.Fatalf("walked only %d strings of the template", slots)
+		}
+		for n := 0; ; n++ {
+			d := dropIn()
+			k := n
+			if !injectAt(reflect.ValueOf(&d).Elem(), &k, inj) {
+				break
+			}
+			if err := (Config{DropIns: []DropIn{d}}).Validate(); err == nil {
+				t.Errorf("%q in string %d of the drop-in: accepted", inj, n)
+			}
+		}
+	}
+	tab := seedTemplate()
+	tab.Unit.Description = "app\tbackend"
+	if err := (Config{Templates: []Template{tab}}).Validate(); err != nil {
+		t.Errorf("a tab in the description: %v", err)
 	}
 }

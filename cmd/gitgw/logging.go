@@ -10,13 +10,15 @@ import (
 )
 
 // addLogFormat registers --log-format on the root command, for every
-// subcommand, and refuses a bad value before any work starts.
+// subcommand.
 func addLogFormat(root *cobra.Command) {
 	root.PersistentFlags().String("log-format", "auto", "log lines as text or json (auto: text on a terminal, json otherwise, e.g. under systemd)")
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		_, err := logs.ParseFormat(logFormat(cmd))
-		return err
-	}
+}
+
+// checkLogFormat refuses a bad --log-format before any work starts.
+func checkLogFormat(cmd *cobra.Command) error {
+	_, err := logs.ParseFormat(logFormat(cmd))
+	return err
 }
 
 func logFormat(cmd *cobra.Command) string {
@@ -32,7 +34,7 @@ func newLogger(cmd *cobra.Command, debug bool) *slog.Logger {
 	}
 	f, err := logs.ParseFormat(logFormat(cmd))
 	if err != nil {
-		f = logs.Auto // refused in PersistentPreRunE already
+		f = logs.Auto // refused by checkLogFormat already
 	}
 	return logs.New(cmd.ErrOrStderr(), f, lvl)
 }

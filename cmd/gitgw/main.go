@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gitgw/gitgw/cue/loader"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -55,6 +57,18 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Every site is evaluated in a child process with a budget: the
+	// subcommands find the sandbox in their context.
+	var sf sandboxFlags
+	sf.register(root)
+	addLogFormat(root)
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkLogFormat(cmd); err != nil {
+			return err
+		}
+		cmd.SetContext(loader.WithSandbox(cmd.Context(), sf.sandbox()))
+		return nil
+	}
 	root.AddCommand(
 		newValidateCmd(),
 		newPlanCmd(),
@@ -71,9 +85,9 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newOverrideCmd(),
 		newManpagesCmd(),
 		newBackendCmd(),
+		newEvalCmd(),
 	)
 	addCompletionExamples(root)
-	addLogFormat(root)
 	// A misspelt command or flag gets a suggestion.
 	root.SuggestionsMinimumDistance = 2
 	suggestFlags(root)

@@ -41,11 +41,14 @@ func (e *Error) setPos(abs string, p token.Pos) bool {
 	if !p.IsValid() || p.Filename() == "" {
 		return false
 	}
-	rel, err := filepath.Rel(abs, p.Filename())
-	if err != nil {
-		rel = p.Filename()
+	rel, ok := strings.CutPrefix(p.Filename(), virtualRoot+"/")
+	if !ok {
+		r, err := filepath.Rel(abs, p.Filename())
+		if err != nil {
+			r = p.Filename()
+		}
+		rel = filepath.ToSlash(r)
 	}
-	rel = filepath.ToSlash(rel)
 	inSchema := strings.HasPrefix(rel, "cue.mod/pkg/")
 	if rel == agentFile {
 		return false
@@ -149,4 +152,19 @@ func (es Errors) sorted() Errors {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col), cmp.Compare(a.Msg, b.Msg))
 	})
 	return es
+}
+
+// maxMsg is the longest message kept whole. CUE quotes values in its
+// messages, and a site can make a value of many megabytes: the error
+// goes into logs, status commits and terminals.
+const maxMsg = 1024
+
+// clip shortens a message longer than maxMsg, keeping its start and its
+// end (where CUE says what the constraint was).
+func clip(msg string) string {
+	if len(msg) <= maxMsg {
+		return msg
+	}
+	head, tail := msg[:maxMsg*3/4], msg[len(msg)-maxMsg/4:]
+	return strings.ToValidUTF8(fmt.Sprintf("%s …(%d bytes)… %s", head, len(msg)-len(head)-len(tail), tail), "")
 }

@@ -14,9 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,7 +24,6 @@ import (
 	"cuelang.org/go/cue/build"
 	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
-	"cuelang.org/go/cue/load"
 
 	"github.com/gitgw/gitgw/cue/schema"
 	"github.com/gitgw/gitgw/cue/spec"
@@ -49,6 +46,12 @@ type Site struct {
 	// refs are the vrrp, services and units that checkReferences decoded
 	// (whole-site loads only), reused by Whole.
 	refs *spec.Node
+	// After an evaluation in a sandbox, root is absent: whole is the
+	// whole site as the child decoded it (whole-site loads only), and
+	// sandbox evaluates again to locate errors.
+	whole    *spec.Site
+	wholeErr error
+	sandbox  *Sandbox
 }
 
 // Scope says how much of a site the schema is applied to when one node's
@@ -95,7 +98,10 @@ func LoadWith(ctx context.Context, dir, node string, o Options) (*Site, *spec.No
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	overlay, pkg, err := buildOverlay(abs)
+	if sb := sandboxFrom(ctx); sb != nil {
+		return sb.load(ctx, abs, node, o)
+	}
+	site, err := readSite(abs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -107,12 +113,11 @@ func LoadWith(ctx context.Context, dir, node string, o Options) (*Site, *spec.No
 		scope = ScopeSite
 	}
 	if scope != ScopeSite {
-		if s, view, err, ok := loadNodeScoped(abs, overlay, pkg, node, scope); ok {
+		if s, view, err, ok := loadNodeScoped(site, node, scope); ok {
 			return s, view, err
 		}
 	}
-	overlay[filepath.Join(abs, agentFile)] = load.FromString(siteAgentFile(pkg))
-	inst, err := loadInstance(abs, overlay, pkg)
+	inst, err := site.load(".", siteAgentFile(site.pkg))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -148,12 +153,12 @@ func LoadWith(ctx context.Context, dir, node string, o Options) (*Site, *spec.No
 // definitions, in Go, on the same evaluation. ok is false when the full
 // evaluation must run instead: auto decided so, or the data alone does not
 // evaluate (the full evaluation then reports every error with its position).
-func loadNodeScoped(abs string, overlay map[string]load.Source, pkg, node string, scope Scope) (*Site, *spec.Node, error, bool) {
+func loadNodeScoped(sfs *siteFS, node string, scope Scope) (*Site, *spec.Node, error, bool) {
+	abs := sfs.abs
 	// The schema's definitions come in through the agent file, so that
 	// they live in the same evaluation as the site's data.
-	src := fmt.Sprintf("package %s\n\nimport s %q\n\n#gitgw: {site: s.#SiteSettings, nodes: s.#Node, vrrp: s.#VRRPInstance, services: s.#Service, units: s.#UnitTemplate}\n", pkg, schema.ImportPath)
-	overlay[filepath.Join(abs, agentFile)] = load.FromString(src)
-	inst, err := loadInstance(abs, overlay, pkg)
+	src := fmt.Sprintf("package %s\n\nimport s %q\n\n#gitgw: {site: s.#SiteSettings, nodes: s.#Node, vrrp: s.#VRRPInstance, services: s.#Service, units: s.#UnitTemplate}\n", sfs.pkg, schema.ImportPath)
+	inst, err := sfs.load(".", src)
 	if err != nil {
 		return nil, nil, nil, false
 	}
@@ -241,23 +246,6 @@ func evaluate(abs string, inst *build.Instance) (cue.Value, Errors) {
 	return v, dedupe(errs.sorted())
 }
 
-// loadInstance parses the site's package with the overlay.
-func loadInstance(abs string, overlay map[string]load.Source, pkg string) (*build.Instance, error) {
-	insts := load.Instances([]string{"."}, &load.Config{
-		Dir:     abs,
-		Overlay: overlay,
-		Package: pkg,
-		Env:     []string{"CUE_REGISTRY=none"}, // never reach a registry from a gateway
-	})
-	if len(insts) != 1 {
-		return nil, fmt.Errorf("loader: %s: expected one CUE package, found %d", abs, len(insts))
-	}
-	if err := insts[0].Err; err != nil {
-		return nil, convert(abs, err)
-	}
-	return insts[0], nil
-}
-
 // siteAgentFile applies the schema to the whole site, field by field (so
 // that nested structs are closed: embedding #Site at the root would not
 // reject a misspelt field inside a node).
@@ -302,58 +290,6 @@ func selectFor(v cue.Value, node string) selection {
 		}
 	})
 	return s
-}
-
-// buildOverlay mounts the schema under cue.mod/pkg and adds the agent file
-// that applies it to the site's package.
-func buildOverlay(abs string) (map[string]load.Source, string, error) {
-	if _, err := os.Stat(filepath.Join(abs, "cue.mod", "module.cue")); err != nil {
-		return nil, "", fmt.Errorf("loader: %s is not a CUE module (cue.mod/module.cue missing): %w", abs, err)
-	}
-	pkg, err := sitePackage(abs)
-	if err != nil {
-		return nil, "", err
-	}
-	ov := map[string]load.Source{}
-	err = fs.WalkDir(schema.Files, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(schema.Files, p)
-		if err != nil {
-			return err
-		}
-		ov[filepath.Join(abs, "cue.mod", "pkg", schema.ImportPath, p)] = load.FromBytes(b)
-		return nil
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("loader: read embedded schema: %w", err)
-	}
-	return ov, pkg, nil
-}
-
-// sitePackage finds the package name of the site's root files (all must
-// share it; `cue` itself enforces that when loading).
-func sitePackage(abs string) (string, error) {
-	ents, err := os.ReadDir(abs)
-	if err != nil {
-		return "", fmt.Errorf("loader: %w", err)
-	}
-	for _, e := range ents {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".cue") || e.Name() == agentFile {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(abs, e.Name()))
-		if err != nil {
-			return "", fmt.Errorf("loader: %w", err)
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) == 2 && f[0] == "package" {
-				return f[1], nil
-			}
-		}
-	}
-	return "", fmt.Errorf("loader: %s: no .cue file with a package clause at the site's root", abs)
 }
 
 func fieldNames(v cue.Value) ([]string, error) {
@@ -495,7 +431,7 @@ func convertList(abs string, err error) Errors {
 	var out Errors
 	for _, e := range cueerrors.Errors(err) {
 		format, args := e.Msg()
-		le := Error{Path: strings.Join(e.Path(), "."), Msg: fmt.Sprintf(format, args...)}
+		le := Error{Path: strings.Join(e.Path(), "."), Msg: clip(fmt.Sprintf(format, args...))}
 		for _, p := range cueerrors.Positions(e) {
 			if le.setPos(abs, p) {
 				break
@@ -513,6 +449,9 @@ func convert(abs string, err error) error {
 	return err
 }
 
+// textBound is how CUE prints the schema's #Text constraint.
+const textBound = `(out of bound =~"^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$")`
+
 // dedupe keeps one error per position and path (CUE reports a conflict
 // with a disjunction once per arm) and drops CUE's "N errors in empty
 // disjunction" summaries, whose arms are reported on their own.
@@ -520,9 +459,12 @@ func dedupe(errs Errors) Errors {
 	seen := map[string]int{}
 	var out Errors
 	for _, e := range errs {
+		e.Msg = clip(e.Msg)
 		if rest, ok := strings.CutPrefix(e.Msg, "incomplete value "); ok {
 			e.Msg = "missing value: the site must set this field (" + rest + ")"
 		}
+		// The schema's #Text bound, said in words.
+		e.Msg = strings.Replace(e.Msg, textBound, "(a control character: a string written into a unit file may hold none but tab)", 1)
 		if strings.Contains(e.Msg, "errors in empty disjunction") {
 			continue
 		}

@@ -15,7 +15,7 @@ import (
 // TestBrokenSites checks the exact, positioned messages an operator gets
 // for each kind of mistake (golden files testdata/NAME.golden).
 func TestBrokenSites(t *testing.T) {
-	for _, name := range []string{"wrong-type", "vrid-300", "misspelt", "no-priority", "all-at-once", "semantic"} {
+	for _, name := range []string{"wrong-type", "vrid-300", "misspelt", "no-priority", "all-at-once", "semantic", "unit-control", "bad-names"} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := Load(context.Background(), filepath.Join("testdata", name), "")
 			errs, ok := AsErrors(err)
@@ -156,5 +156,22 @@ func TestNodeScopeClosed(t *testing.T) {
 	_, _, err = LoadWith(context.Background(), filepath.Join("testdata", "no-priority"), "gw2", Options{Scope: ScopeNode})
 	if errs, ok := AsErrors(err); !ok || !strings.Contains(errs.Error(), "site.cue:13:3: vrrp.VI_1.nodes.gw2.priority: missing value") {
 		t.Errorf("node scope, missing priority: %v", err)
+	}
+}
+
+// TestNodeScopeUnitText: the agent (node scope) refuses what `validate`
+// refuses in a unit template's strings and in interface and sysctl names,
+// with the same positioned errors (testdata/unit-control.golden,
+// testdata/bad-names.golden).
+func TestNodeScopeUnitText(t *testing.T) {
+	for _, name := range []string{"unit-control", "bad-names"} {
+		_, _, err := LoadWith(context.Background(), filepath.Join("testdata", name), "gw1", Options{Scope: ScopeNode})
+		want, rerr := os.ReadFile(filepath.Join("testdata", name+".golden"))
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		if errs, ok := AsErrors(err); !ok || errs.Error()+"\n" != string(want) {
+			t.Errorf("%s, node scope:\n%v\nwant:\n%s", name, err, want)
+		}
 	}
 }

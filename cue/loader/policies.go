@@ -3,7 +3,6 @@ package loader
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
-	"cuelang.org/go/cue/load"
 
 	"github.com/gitgw/gitgw/cue/spec"
 )
@@ -25,6 +23,12 @@ const PoliciesDir = "policies"
 // checks decoded (a full decode is seconds at 1,000 pairs); agents use their
 // node's view.
 func (s *Site) Whole() (*spec.Site, error) {
+	if s.whole != nil || s.wholeErr != nil {
+		return s.whole, s.wholeErr
+	}
+	if !s.root.Exists() {
+		return nil, fmt.Errorf("loader: %s: the whole site was not decoded (a node's view was loaded)", s.Dir)
+	}
 	var out spec.Site
 	fields := []struct {
 		name string
@@ -49,6 +53,16 @@ func (s *Site) Whole() (*spec.Site, error) {
 // Locate positions errors that name a field path (found by Go checks over
 // decoded values) in the site's files.
 func (s *Site) Locate(errs Errors) Errors {
+	if len(errs) == 0 {
+		return nil
+	}
+	if !s.root.Exists() && s.sandbox != nil {
+		located, err := Locate(WithSandbox(context.Background(), s.sandbox), s.Dir, errs)
+		if err != nil {
+			return slices.Clone(errs).sorted()
+		}
+		return located
+	}
 	out := slices.Clone(errs)
 	for i := range out {
 		if out[i].File == "" {
@@ -68,12 +82,18 @@ func Locate(ctx context.Context, dir string, errs Errors) (Errors, error) {
 	if err := ctx.Err(); err != nil {
 		return errs, err
 	}
-	overlay, pkg, err := buildOverlay(abs)
+	if sb := sandboxFrom(ctx); sb != nil {
+		resp, err := sb.run(ctx, request{Op: opLocate, Dir: abs, Errs: errs})
+		if err != nil {
+			return errs, err
+		}
+		return resp.Errs, resp.Err.err()
+	}
+	site, err := readSite(abs)
 	if err != nil {
 		return errs, err
 	}
-	overlay[filepath.Join(abs, agentFile)] = load.FromString(siteAgentFile(pkg))
-	inst, err := loadInstance(abs, overlay, pkg)
+	inst, err := site.load(".", siteAgentFile(site.pkg))
 	if err != nil {
 		return errs, err
 	}
@@ -111,32 +131,33 @@ func SitePolicies(ctx context.Context, dir string) (Errors, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	overlay, pkg, err := buildOverlay(abs)
+	if sb := sandboxFrom(ctx); sb != nil {
+		resp, err := sb.run(ctx, request{Op: opPolicies, Dir: abs})
+		if err != nil {
+			return nil, err
+		}
+		return resp.Errs, resp.Err.err()
+	}
+	site, err := readSite(abs)
 	if err != nil {
 		return nil, err
 	}
-	files, _ := filepath.Glob(filepath.Join(abs, PoliciesDir, "*.cue"))
 	var errs Errors
-	for _, f := range files {
-		if p := filePackage(f); p != pkg {
-			e := Error{File: filepath.ToSlash(filepath.Join(PoliciesDir, filepath.Base(f))), Line: 1, Col: 1,
-				Msg: fmt.Sprintf("[%s] a site policy must be in the site's package %q, not %q", policyName(f), pkg, p)}
+	for _, f := range site.policyFiles() {
+		if p := packageClause(site.files[f]); p != site.pkg {
+			e := Error{File: f, Line: 1, Col: 1,
+				Msg: fmt.Sprintf("[%s] a site policy must be in the site's package %q, not %q", policyName(f), site.pkg, p)}
 			errs = append(errs, e)
 		}
 	}
 	if len(errs) > 0 {
 		return errs, nil
 	}
-	insts := load.Instances([]string{"./" + PoliciesDir}, &load.Config{
-		Dir: abs, Overlay: overlay, Package: pkg, Env: []string{"CUE_REGISTRY=none"},
-	})
-	if len(insts) != 1 {
-		return nil, fmt.Errorf("loader: site policies: expected one CUE package in %s, found %d", PoliciesDir, len(insts))
+	inst, err := site.load("./"+PoliciesDir, "")
+	if err != nil {
+		return nil, err
 	}
-	if err := insts[0].Err; err != nil {
-		return nil, convert(abs, err)
-	}
-	v := cuecontext.New().BuildInstance(insts[0])
+	v := cuecontext.New().BuildInstance(inst)
 	var all []cueerrors.Error
 	if err := v.Validate(cue.Concrete(true)); err != nil {
 		all = append(all, cueerrors.Errors(err)...)
@@ -200,7 +221,7 @@ func policyError(abs string, root cue.Value, ce cueerrors.Error) Error {
 	if e.File == "" || strings.HasPrefix(e.File, "(schema)") {
 		e.File, e.Line, e.Col = policyPos.File, policyPos.Line, policyPos.Col
 	}
-	e.Msg = fmt.Sprintf("[%s] %s", name, fmt.Sprintf(format, args...))
+	e.Msg = clip(fmt.Sprintf("[%s] %s", name, fmt.Sprintf(format, args...)))
 	return e
 }
 
@@ -208,16 +229,49 @@ func policyName(file string) string {
 	return strings.TrimSuffix(filepath.Base(file), ".cue")
 }
 
-// filePackage reads a CUE file's package clause ("" when it has none).
-func filePackage(file string) string {
-	b, err := os.ReadFile(file)
+// NodeLabels reads every node's labels (for rollout waves) in one
+// evaluation of the site's data: the schema gives labels no defaults, so
+// the data alone says them.
+func NodeLabels(ctx context.Context, dir string) (map[string]map[string]string, error) {
+	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return ""
+		return nil, fmt.Errorf("loader: node labels: %w", err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "package" {
-			return f[1]
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if sb := sandboxFrom(ctx); sb != nil {
+		resp, err := sb.run(ctx, request{Op: opLabels, Dir: abs})
+		if err != nil {
+			return nil, err
 		}
+		return resp.Labels, resp.Err.err()
 	}
-	return ""
+	site, err := readSite(abs)
+	if err != nil {
+		return nil, err
+	}
+	inst, err := site.load(".", "")
+	if err != nil {
+		return nil, err
+	}
+	v := cuecontext.New().BuildInstance(inst)
+	out := map[string]map[string]string{}
+	var errs Errors
+	eachField(v.LookupPath(cue.ParsePath("nodes")), func(name string, n cue.Value) {
+		labels := map[string]string{}
+		if l := n.LookupPath(cue.ParsePath("labels")); l.Exists() {
+			if err := l.Decode(&labels); err != nil {
+				errs = append(errs, convertList(abs, err)...)
+			}
+		}
+		out[name] = labels
+	})
+	if err := v.Err(); err != nil && len(errs) == 0 {
+		errs = convertList(abs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errs.sorted()
+	}
+	return out, nil
 }
