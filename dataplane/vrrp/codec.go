@@ -84,6 +84,12 @@ const (
 	DropSource   DropReason = "source" // not a unicast peer nor an allowed source
 )
 
+// DropReasons lists every reason, so that a counter can be exported at zero
+// before the first drop (an alert on a rate needs the series to exist).
+func DropReasons() []DropReason {
+	return []DropReason{DropLength, DropVersion, DropType, DropChecksum, DropTTL, DropVRID, DropAuth, DropInterval, DropAddrList, DropSource}
+}
+
 // DecodeError is returned for every malformed or unacceptable packet.
 type DecodeError struct {
 	Reason DropReason

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile"
 )
 
@@ -86,7 +87,7 @@ var (
 	descSvcQueueTO  = desc("gitgw_proxy_queue_timeouts_total", "Connections that gave up waiting for a server (queue timeout).", "service")
 	descSvcErrors   = desc("gitgw_proxy_errors_total", "Connections that got no server.", "service")
 	descSrvUp       = desc("gitgw_proxy_server_up", "1 when the server is UP (takes new connections), 0 when DOWN, DRAIN or MAINT.", "service", "server")
-	descSrvStatus   = desc("gitgw_proxy_server_status", "Server status: 1 for the current one (UP, DOWN, DRAIN, MAINT).", "service", "server", "status")
+	descSrvStatus   = desc("gitgw_proxy_server_status", "Server status: 1 for the current one (up, down, drain, maint).", "service", "server", "status")
 	descSrvWeight   = desc("gitgw_proxy_server_weight", "Server weight in effect.", "service", "server")
 	descSrvCur      = desc("gitgw_proxy_server_connections", "Current connections to a server.", "service", "server")
 	descSrvQueue    = desc("gitgw_proxy_server_queue", "Connections waiting for this very server (source hash, persistence).", "service", "server")
@@ -94,7 +95,7 @@ var (
 	descSrvFailed   = desc("gitgw_proxy_server_check_failures_total", "Failed health checks of a server.", "service", "server")
 
 	descUnitActive = desc("gitgw_unit_active", "1 when the site's systemd unit instance is active.", "unit")
-	descDrift      = desc("gitgw_drift_items", "Drift found by the last pass, by state (corrected, left in place).", "state")
+	descDrift      = desc("gitgw_drift_items", "Drift found by the last pass, by driver (tuning, units, proxy, vrrp) and state (corrected, left_in_place).", "driver", "state")
 	descCorrected  = desc("gitgw_drift_corrected_total", "Drift corrected since the agent started.")
 	descPending    = desc("gitgw_pending_changes", "Changes still to apply after the last pass (not converged, or held).")
 	descCommit     = desc("gitgw_applied_commit_info", "The commit running on the node (value 1).", "commit", "desired")
@@ -139,8 +140,8 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVRRPTransitions, float64(in.Counters.Transitions), in.Name)
 		counter(descVRRPAdvIn, float64(in.Counters.AdvertsIn), in.Name)
 		counter(descVRRPAdvOut, float64(in.Counters.AdvertsOut), in.Name)
-		for reason, n := range in.Counters.Drops {
-			counter(descVRRPDrops, float64(n), in.Name, reason)
+		for _, reason := range vrrp.DropReasons() {
+			counter(descVRRPDrops, float64(in.Counters.Drops[string(reason)]), in.Name, string(reason))
 		}
 		gauge(descVRRPVIPs, float64(len(in.VIPs)), in.Name)
 	}
@@ -156,7 +157,7 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, srv := range svc.Servers {
 			gauge(descSrvUp, b(srv.Status == "UP"), svc.Name, srv.Name)
 			for _, status := range []string{"UP", "DOWN", "DRAIN", "MAINT"} {
-				gauge(descSrvStatus, b(srv.Status == status), svc.Name, srv.Name, status)
+				gauge(descSrvStatus, b(srv.Status == status), svc.Name, srv.Name, strings.ToLower(status))
 			}
 			gauge(descSrvWeight, float64(srv.Weight), svc.Name, srv.Name)
 			gauge(descSrvCur, float64(srv.Current), svc.Name, srv.Name)
@@ -171,16 +172,23 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descUnitActive, b(strings.HasPrefix(u.State, "active")), u.ID)
 	}
-	corrected, left := 0, 0
-	for _, d := range st.Drift {
-		if d.State == "corrected" {
-			corrected++
-		} else {
-			left++
-		}
+	// Every driver's drift, VRRP's included, by driver and state; zero
+	// series exist from the start so that an alert can read them.
+	drift := map[[2]string]int{}
+	for _, fam := range []string{"tuning", "units", "proxy", "vrrp"} {
+		drift[[2]string{fam, "corrected"}] = 0
+		drift[[2]string{fam, "left_in_place"}] = 0
 	}
-	gauge(descDrift, float64(corrected), "corrected")
-	gauge(descDrift, float64(left), "left in place")
+	for _, d := range st.Drift {
+		state := "left_in_place"
+		if d.State == "corrected" {
+			state = "corrected"
+		}
+		drift[[2]string{d.Driver, state}]++
+	}
+	for k, n := range drift {
+		gauge(descDrift, float64(n), k[0], k[1])
+	}
 	counter(descCorrected, float64(st.DriftCorrected))
 	gauge(descPending, float64(len(st.Pending)))
 	if st.Applied != "" {

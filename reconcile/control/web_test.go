@@ -47,7 +47,8 @@ func TestMetrics(t *testing.T) {
 		`gitgw_vrrp_drops_total{instance="VI_1",reason="auth"} 1`,
 		`gitgw_proxy_server_up{server="s1",service="web"} 1`,
 		`gitgw_proxy_server_up{server="s2",service="web"} 0`,
-		`gitgw_proxy_server_status{server="s2",service="web",status="DRAIN"} 1`,
+		`gitgw_proxy_server_status{server="s2",service="web",status="drain"} 1`,
+		`gitgw_vrrp_drops_total{instance="VI_1",reason="source"} 0`,
 		`gitgw_proxy_connections{service="web"} 3`,
 		`gitgw_proxy_connections_total{service="web"} 120`,
 		`gitgw_proxy_bytes_sent_total{service="web"} 65536`,
@@ -59,7 +60,8 @@ func TestMetrics(t *testing.T) {
 		`gitgw_unit_active{unit="app@8081.service"} 0`,
 		`gitgw_reconcile_duration_seconds_count{outcome="applied"} 1`,
 		`gitgw_reconcile_passes_total{outcome="applied"} 1`,
-		`gitgw_drift_items{state="corrected"} 1`,
+		`gitgw_drift_items{driver="tuning",state="corrected"} 1`,
+		`gitgw_drift_items{driver="vrrp",state="left_in_place"} 0`,
 		`gitgw_applied_commit_info{commit="0123456789abcdef0123456789abcdef01234567",desired="0123456789abcdef0123456789abcdef01234567"} 1`,
 		`gitgw_overrides{action="drain"} 1`,
 		`gitgw_suspended 0`,
@@ -67,6 +69,15 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// Label values an operator writes in an alert: lower-case words
+	// joined by _ (version, commit, unit, instance, service and server
+	// names are the site's own and are left alone).
+	labelValue := regexp.MustCompile(`(state|status|reason|outcome|action|driver)="([^"]*)"`)
+	for _, m := range labelValue.FindAllStringSubmatch(body, -1) {
+		if !regexp.MustCompile(`^[a-z][a-z0-9_-]*$`).MatchString(m[2]) {
+			t.Errorf("label %s=%q: want lower-case snake_case", m[1], m[2])
 		}
 	}
 	// Prometheus's own conventions (units, _total on counters, help).
