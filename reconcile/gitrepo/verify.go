@@ -35,8 +35,8 @@ const (
 	VerifyOff VerifyMode = ""
 	// VerifyHead: the commit to apply must be signed by a trusted key.
 	VerifyHead VerifyMode = "head"
-	// VerifyStrict: every commit since the last applied one (merged
-	// branches included) must be signed by a trusted key.
+	// VerifyStrict: every commit since the trust anchor (merged branches
+	// included) must be signed by a trusted key.
 	VerifyStrict VerifyMode = "strict"
 )
 
@@ -225,6 +225,10 @@ func (s *Source) Verify(ctx context.Context, v *Verifier, since, tip string) (Si
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.verifyLocked(ctx, v, since, tip)
+}
+
+func (s *Source) verifyLocked(ctx context.Context, v *Verifier, since, tip string) (Signer, error) {
 	tc, err := s.repo.CommitObject(plumbing.NewHash(tip))
 	if err != nil {
 		return Signer{}, fmt.Errorf("gitrepo: verify %s: %w", short(tip), err)
