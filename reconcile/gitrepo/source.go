@@ -106,6 +106,10 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string {
+	var se *SignatureError
+	if errors.As(e.Err, &se) && se.Commit == e.Revision.Commit {
+		return se.Error() // names the commit already
+	}
 	return fmt.Sprintf("gitrepo: refusing %s: %v", e.Revision.Short(), e.Err)
 }
 
