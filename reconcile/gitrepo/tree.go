@@ -295,10 +295,8 @@ func checkName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("empty name")
-	case name == "." || name == "..":
-		return errors.New("name is . or ..")
-	case strings.EqualFold(name, ".git"):
-		return errors.New("name is .git")
+	case name == "." || name == ".." || strings.EqualFold(name, ".git"):
+		return fmt.Errorf("name is %q", name)
 	case strings.ContainsRune(name, '/'):
 		return errors.New("name holds a '/'")
 	case strings.ContainsRune(name, 0):

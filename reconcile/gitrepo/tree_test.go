@@ -163,9 +163,9 @@ func TestExportTreeRefuses(t *testing.T) {
 		why     string
 	}{
 		{"slash in a name", []rawEntry{{filemode.Regular, "etc/passwd", site}}, TreeLimits{}, "etc/passwd", "name holds a '/'"},
-		{"dot dot", []rawEntry{{filemode.Regular, "..", site}}, TreeLimits{}, "..", "name is . or .."},
-		{"dot", []rawEntry{{filemode.Dir, ".", storeTree(t, s, rawEntry{filemode.Regular, "a.cue", site})}}, TreeLimits{}, ".", "name is . or .."},
-		{".git", []rawEntry{{filemode.Dir, ".GIT", storeTree(t, s, rawEntry{filemode.Regular, "config", site})}}, TreeLimits{}, ".GIT", "name is .git"},
+		{"dot dot", []rawEntry{{filemode.Regular, "..", site}}, TreeLimits{}, "..", `name is ".."`},
+		{"dot", []rawEntry{{filemode.Dir, ".", storeTree(t, s, rawEntry{filemode.Regular, "a.cue", site})}}, TreeLimits{}, ".", `name is "."`},
+		{".git", []rawEntry{{filemode.Dir, ".GIT", storeTree(t, s, rawEntry{filemode.Regular, "config", site})}}, TreeLimits{}, ".GIT", `name is ".GIT"`},
 		{"twice", []rawEntry{{filemode.Regular, "site.cue", site}, {filemode.Regular, "site.cue", link("b: 2\n")}}, TreeLimits{}, "site.cue", "named twice"},
 		{"file and directory of one name", []rawEntry{{filemode.Regular, "s", site}, {filemode.Dir, "s", storeTree(t, s, rawEntry{filemode.Regular, "a.cue", site})}}, TreeLimits{}, "s", "named twice"},
 		{"symlink inside", []rawEntry{{filemode.Regular, "site.cue", site}, {filemode.Symlink, "alias.cue", link("site.cue")}}, TreeLimits{}, "alias.cue", "symbolic links are refused"},
