@@ -217,8 +217,9 @@ const maxStrictWalk = 10000
 
 // Verify checks the commits a pass would apply: tip alone (head mode), or
 // every commit reachable from tip and not from since (strict mode; when
-// since is empty, as before the first apply, tip alone). It returns who
-// signed tip, or a *SignatureError naming the first commit refused.
+// since is empty, tip alone). It returns who signed tip, or a
+// *SignatureError naming the first commit refused. Sync calls it, with
+// strict mode's trust anchor as since, before it checks anything out.
 func (s *Source) Verify(ctx context.Context, v *Verifier, since, tip string) (Signer, error) {
 	if v == nil || v.mode == VerifyOff {
 		return Signer{}, nil
