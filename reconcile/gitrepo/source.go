@@ -335,8 +335,8 @@ func (s *Source) Sync(ctx context.Context) (Revision, error) {
 		return Revision{}, s.refuse(tip, err)
 	}
 	rev, err := s.checkout(tip)
-	if errors.Is(err, ErrTreeRefused) {
-		return Revision{}, s.refuse(tip, err)
+	if te := (*TreeError)(nil); errors.As(err, &te) {
+		return Revision{}, s.refuse(tip, te)
 	}
 	if err != nil {
 		return Revision{}, err

@@ -288,6 +288,7 @@ func TestAgentStrictRefusesBeforeWriting(t *testing.T) {
 		st := firstStatus(t, repo, a, 60*time.Second, "commit "+c[:7]+" refused", func(st drift.Status) bool {
 			return st.Desired.Commit == c && st.LastPass.Outcome == drift.Rejected
 		}).st
+		t.Logf("%.7s refused: %s", c, st.LastPass.Error)
 		if st.Applied != running {
 			t.Errorf("refused %.7s: running %.7s, want %.7s", c, st.Applied, running)
 		}
