@@ -289,3 +289,26 @@ func FuzzExportTree(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkExportTree: one checkout of a large site (20 directories of 20
+// files of 4 KiB), checked as a whole and written through an os.Root.
+func BenchmarkExportTree(b *testing.B) {
+	s := memory.NewStorage()
+	var dirs []rawEntry
+	for d := 0; d < 20; d++ {
+		var files []rawEntry
+		for f := 0; f < 20; f++ {
+			h := storeObject(b, s, plumbing.BlobObject, bytes.Repeat([]byte(fmt.Sprintf("x%d: %d\n", d, f)), 512))
+			files = append(files, rawEntry{filemode.Regular, fmt.Sprintf("f%02d.cue", f), h})
+		}
+		dirs = append(dirs, rawEntry{filemode.Dir, fmt.Sprintf("d%02d", d), storeTree(b, s, files...)})
+	}
+	root := storeTree(b, s, dirs...)
+	dir := b.TempDir()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := export(s, root, filepath.Join(dir, fmt.Sprint(i)), TreeLimits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
