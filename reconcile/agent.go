@@ -155,7 +155,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 		rev, err := a.o.Source.Sync(ctx)
-		if err != nil {
+		if err != nil && rev.Refused == nil {
 			if ctx.Err() != nil {
 				return nil
 			}

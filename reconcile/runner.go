@@ -27,6 +27,10 @@ type Revision struct {
 	Subject string
 	// Trailers are the commit message's trailers (Gitgw-Allow-Empty, …).
 	Trailers map[string]string
+	// Refused, when set, is why the source would not check the commit out
+	// (its signature, its trust, its tree): Dir is empty, and the pass
+	// rejects the revision without loading anything of it.
+	Refused error
 }
 
 // Outcome summarizes a pass.
@@ -127,10 +131,11 @@ type RunnerOptions struct {
 	Logger   *slog.Logger
 	// Check runs after a revision loads and before it is planned.
 	Check CheckFunc
-	// Admit runs before a revision is loaded (signatures, pinned commits);
-	// prev is the last good state (nil before the first apply). An error
-	// rejects the revision like a site error; the last good state keeps
-	// running.
+	// Admit runs before a revision is loaded (pinned commits); prev is
+	// the last good state (nil before the first apply). An error rejects
+	// the revision like a site error; the last good state keeps running.
+	// Signatures are not checked here: the source decides them before it
+	// writes the commit's tree (Revision.Refused).
 	Admit func(ctx context.Context, rev Revision, prev *LastGood) error
 	// Hold runs before a revision's own changes are applied (pair-aware
 	// rollout); it may block while it waits. An error holds the revision:
@@ -262,7 +267,12 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 		perrs   loader.Errors
 		err     error
 	)
-	if r.opts.Admit != nil {
+	switch {
+	case rev.Refused != nil:
+		// Decided by the source before one file of the commit was
+		// written; there is nothing to load.
+		err = rev.Refused
+	case r.opts.Admit != nil:
 		err = r.opts.Admit(ctx, rev, r.lastGood)
 	}
 	if err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,7 +21,10 @@ import (
 
 // Source yields revisions of the site.
 type Source interface {
-	// Sync returns the current revision, fetching it if needed.
+	// Sync returns the current revision, fetching it if needed. A
+	// revision the source refuses to check out (signature, trust, tree)
+	// comes back described, with Refused set, an empty Dir, and Refused
+	// as the error too.
 	Sync(ctx context.Context) (Revision, error)
 	// Changes signals (coalesced) that the source may have a new revision;
 	// nil when the source can only be polled.
@@ -175,9 +179,19 @@ func (g *GitSource) Describe() string { return "git " + g.url }
 // Changes signals pushes to a local repository; nil for remote ones.
 func (g *GitSource) Changes() <-chan struct{} { return g.changes }
 
-// Sync fetches the tracked branch if it moved and checks out its head.
+// Sync fetches the tracked branch if it moved and checks out its head. A
+// head the repository refuses (signature, trust, tree) comes back as a
+// revision with Refused set and nothing on disk, and the same error, so
+// that the agent's pass reports it like any rejected revision while the
+// last good state keeps running, and a one-shot command fails.
 func (g *GitSource) Sync(ctx context.Context) (Revision, error) {
 	r, err := g.src.Sync(ctx)
+	var refused *gitrepo.RefusedError
+	if errors.As(err, &refused) {
+		rev := fromGit(refused.Revision)
+		rev.Dir, rev.Refused = "", refused
+		return rev, refused
+	}
 	if err != nil {
 		return Revision{}, err
 	}

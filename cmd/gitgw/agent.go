@@ -69,12 +69,15 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	if err := f.safety.trust(stateDir, &f.site); err != nil {
+		return err
+	}
 	src, cleanup, err := f.site.open(ctx, f.node, stateDir, true)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	safe, err := f.safety.build(f.node, stateDir, &f.site, &f.status, src, log)
+	safe, err := f.safety.build(f.node, stateDir, &f.site, &f.status, log)
 	if err != nil {
 		return err
 	}

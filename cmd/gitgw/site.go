@@ -20,6 +20,13 @@ type siteFlags struct {
 	sshKey, knownHosts string
 	tokenFile, caFile  string
 	allowRewrite       bool
+	maxTreeEntries     int
+	maxTreeBytes       int64
+	// verifier, anchorFile and trustAnchor are set by the agent
+	// (safetyFlags.trust) before open: commits are verified before their
+	// tree is written.
+	verifier                *gitrepo.Verifier
+	anchorFile, trustAnchor string
 }
 
 func (f *siteFlags) register(cmd *cobra.Command) {
@@ -32,6 +39,8 @@ func (f *siteFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.tokenFile, "token-file", "", "file holding a token for https:// repositories")
 	fl.StringVar(&f.caFile, "ca-file", "", "CA bundle for https:// repositories")
 	fl.BoolVar(&f.allowRewrite, "allow-rewrite", false, "accept a non-fast-forward update (force-push) of the tracked branch")
+	fl.IntVar(&f.maxTreeEntries, "max-tree-entries", gitrepo.DefaultMaxTreeEntries, "refuse a commit whose tree holds more files and directories")
+	fl.Int64Var(&f.maxTreeBytes, "max-tree-bytes", gitrepo.DefaultMaxTreeBytes, "refuse a commit whose files add up to more bytes (each time the tree names them)")
 }
 
 func (f *siteFlags) check() error {
@@ -40,6 +49,8 @@ func (f *siteFlags) check() error {
 		return fmt.Errorf("say where the site is: --site DIR or --repo URL")
 	case f.repo != "" && f.site != "":
 		return fmt.Errorf("--site and --repo exclude each other")
+	case f.maxTreeEntries < 0 || f.maxTreeBytes < 0:
+		return fmt.Errorf("--max-tree-entries and --max-tree-bytes must be positive")
 	}
 	if f.site != "" {
 		st, err := os.Stat(f.site)
@@ -86,6 +97,10 @@ func (f *siteFlags) open(ctx context.Context, node, stateDir string, watch bool)
 		CAFile:         f.caFile,
 		AllowRewrite:   f.allowRewrite,
 		Node:           node,
+		Tree:           gitrepo.TreeLimits{MaxEntries: f.maxTreeEntries, MaxBytes: f.maxTreeBytes},
+		Verifier:       f.verifier,
+		AnchorFile:     f.anchorFile,
+		TrustAnchor:    f.trustAnchor,
 	})
 	if err != nil {
 		cleanup()

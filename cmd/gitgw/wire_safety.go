@@ -23,51 +23,63 @@ type safetyFlags struct {
 	verify         string
 	trustedKeys    string
 	allowedSigners string
+	trustAnchor    string
 	rolloutTimeout time.Duration
 	rolloutPoll    time.Duration
 	bake           time.Duration
 }
 
 func (f *safetyFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&f.verify, "verify-signatures", "", "refuse commits not signed by a trusted key: head (the commit applied) or strict (every commit since the last applied one)")
+	fl.StringVar(&f.verify, "verify-signatures", "", "refuse commits not signed by a trusted key, before anything of them is written: head (the commit applied) or strict (every commit since the trust anchor)")
 	fl.StringVar(&f.trustedKeys, "trusted-keys", "", "armored OpenPGP keyring of trusted signers")
 	fl.StringVar(&f.allowedSigners, "allowed-signers", "", "trusted SSH signers, in ssh-keygen's allowed_signers format")
+	fl.StringVar(&f.trustAnchor, "trust-anchor", "", "strict mode: the last commit you trust (full hash), used when the state dir holds no trust anchor (a new node, or its state lost)")
 	fl.DurationVar(&f.rolloutTimeout, "rollout-timeout", 5*time.Minute, "how long a master waits for its peers (and a wave for the one before) when the site sets no rollout.peer_timeout")
 	fl.DurationVar(&f.rolloutPoll, "rollout-poll", 2*time.Second, "how often a held commit is tried again: a waiting node reads its peers' status branches")
 	fl.DurationVar(&f.bake, "bake", 0, "health gate window after a new commit is applied, when the site sets no bake.window (0: off)")
 }
 
-// safety holds the hooks wired into the Runner and the Agent.
-type safety struct {
-	log      *slog.Logger
-	verifier *gitrepo.Verifier
-	repo     *gitrepo.Source
-	rollout  *reconcile.Rollout
-	gate     *reconcile.HealthGate
-}
+// anchorFile is where strict verification keeps its trust anchor in the
+// state dir, apart from last-applied.json.
+const anchorFile = "trust-anchor.json"
 
-// build prepares the verifier and the rollout; the gate needs the Runner
-// (attach).
-func (f *safetyFlags) build(node, stateDir string, sf *siteFlags, st *statusFlags, src reconcile.Source, log *slog.Logger) (*safety, error) {
-	s := &safety{log: log.With("component", "safety")}
+// trust reads the verification flags into sf, so that the source decides
+// each commit's signature before it writes anything of it.
+func (f *safetyFlags) trust(stateDir string, sf *siteFlags) error {
 	mode, err := gitrepo.ParseVerifyMode(f.verify)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if mode == gitrepo.VerifyOff && (f.trustedKeys != "" || f.allowedSigners != "") {
-		return nil, errors.New("--trusted-keys and --allowed-signers need --verify-signatures head or strict")
+		return errors.New("--trusted-keys and --allowed-signers need --verify-signatures head or strict")
 	}
-	if mode != gitrepo.VerifyOff {
-		g, ok := src.(*reconcile.GitSource)
-		if !ok {
-			return nil, errors.New("--verify-signatures needs a repository (--repo), not a directory")
-		}
-		v, err := gitrepo.VerifierFromFiles(mode, f.trustedKeys, f.allowedSigners)
-		if err != nil {
-			return nil, err
-		}
-		s.verifier, s.repo = v, g.Repo()
+	if mode != gitrepo.VerifyStrict && f.trustAnchor != "" {
+		return errors.New("--trust-anchor needs --verify-signatures strict")
 	}
+	if mode == gitrepo.VerifyOff {
+		return nil
+	}
+	if sf.repo == "" {
+		return errors.New("--verify-signatures needs a repository (--repo), not a directory")
+	}
+	v, err := gitrepo.VerifierFromFiles(mode, f.trustedKeys, f.allowedSigners)
+	if err != nil {
+		return err
+	}
+	sf.verifier, sf.anchorFile, sf.trustAnchor = v, filepath.Join(stateDir, anchorFile), f.trustAnchor
+	return nil
+}
+
+// safety holds the hooks wired into the Runner and the Agent.
+type safety struct {
+	log     *slog.Logger
+	rollout *reconcile.Rollout
+	gate    *reconcile.HealthGate
+}
+
+// build prepares the rollout; the gate needs the Runner (attach).
+func (f *safetyFlags) build(node, stateDir string, sf *siteFlags, st *statusFlags, log *slog.Logger) (*safety, error) {
+	s := &safety{log: log.With("component", "safety")}
 	url := st.repo
 	if url == "" {
 		url = sf.repo
@@ -120,25 +132,12 @@ func (s *safety) attach(runner *reconcile.Runner, probes []reconcile.Driver, sta
 	return nil
 }
 
-// admit refuses a pinned commit, then an unsigned or untrusted one.
+// admit refuses a pinned commit. Signatures were decided by the source,
+// before the commit's tree was written (Revision.Refused).
 func (s *safety) admit(ctx context.Context, rev reconcile.Revision, prev *reconcile.LastGood) error {
 	if s.gate != nil {
-		if err := s.gate.Admit(ctx, rev, prev); err != nil {
-			return err
-		}
+		return s.gate.Admit(ctx, rev, prev)
 	}
-	if s.verifier == nil {
-		return nil
-	}
-	since := ""
-	if prev != nil {
-		since = prev.Commit
-	}
-	signer, err := s.repo.Verify(ctx, s.verifier, since, rev.Commit)
-	if err != nil {
-		return err
-	}
-	s.log.Debug("commit signature verified", "commit", rev.Commit, "signer", signer.String())
 	return nil
 }
 

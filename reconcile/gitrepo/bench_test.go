@@ -52,6 +52,30 @@ func agentLoop(ctx context.Context, s *Source, trigger <-chan struct{}) <-chan s
 	return seen
 }
 
+// pollEvery signals every interval (±jitter·interval) until ctx ends, as
+// the agent's own poll timer does.
+func pollEvery(ctx context.Context, interval time.Duration, jitter float64) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		t := time.NewTimer(Jitter(interval, jitter))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+				t.Reset(Jitter(interval, jitter))
+			}
+		}
+	}()
+	return out
+}
+
 func measurePushToSync(b *testing.B, r *gitremote.Repo, s *Source, seen <-chan string, pushes int) (lat, push []time.Duration) {
 	for i := 0; i < pushes; i++ {
 		want := r.Prepare(b, "main", map[string]string{"site.cue": fmt.Sprintf("serial: %d\n", i)}, fmt.Sprintf("change %d", i))
@@ -118,7 +142,7 @@ func BenchmarkPushToSyncSSHPoll(b *testing.B) {
 	if _, err := s.Sync(ctx); err != nil {
 		b.Fatal(err)
 	}
-	seen := agentLoop(ctx, s, Poll(ctx, time.Second, 0.1))
+	seen := agentLoop(ctx, s, pollEvery(ctx, time.Second, 0.1))
 	lat, push := measurePushToSync(b, r, s, seen, 20)
 	reportPushToSync(b, "ssh remote, polled every 1 s", lat, push)
 }

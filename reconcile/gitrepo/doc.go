@@ -5,9 +5,14 @@
 //   - Source pulls the site repository: it asks the remote where the tracked
 //     branch points (ls-remote style) and fetches only when that moved,
 //     refuses a history rewrite of the tracked branch unless told otherwise,
-//     and exports the commit's tree into a directory of its own, one per
-//     commit, so a loader never sees a half-written tree. Local repositories
-//     are also watched with fsnotify, so a push is seen at once.
+//     decides the commit's signatures on the object store (the commit, or in
+//     strict mode every commit since the trust anchor) before anything of
+//     it is written, and exports the commit's tree into a directory of its
+//     own, one per commit, so a loader never sees a half-written tree. The
+//     tree is checked as a whole before one file is written (plain names
+//     only, no symbolic links, bounded entries and bytes) and written
+//     through an os.Root, so nothing lands above its directory. Local
+//     repositories are also watched with fsnotify, so a push is seen at once.
 //   - StatusWriter keeps the node's status branch (gitgw/status/NODE): a
 //     commit only when the content changed, committed locally first and
 //     pushed in the background with backoff, so nothing is lost while the

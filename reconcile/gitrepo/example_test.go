@@ -10,7 +10,8 @@ import (
 )
 
 // An agent's pull loop: Sync on every push seen by Watch (local
-// repositories) and on a jittered poll (any repository).
+// repositories) and on a poll (any repository). A commit refused by the
+// verifier or for its tree is never checked out.
 func ExampleSource() {
 	ctx := context.Background()
 	src, err := gitrepo.Open(ctx, gitrepo.Options{
@@ -25,16 +26,17 @@ func ExampleSource() {
 	if src.CanWatch() {
 		pushed, _ = src.Watch(ctx)
 	}
-	poll := gitrepo.Poll(ctx, time.Minute, 0.1)
+	poll := time.NewTicker(time.Minute)
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-pushed:
-		case <-poll:
+		case <-poll.C:
 		}
 		rev, err := src.Sync(ctx)
-		if errors.Is(err, gitrepo.ErrRewrite) {
+		if errors.Is(err, gitrepo.ErrRewrite) || errors.Is(err, gitrepo.ErrRefused) {
 			log.Printf("keeping the last good state: %v", err)
 			continue
 		}

@@ -194,7 +194,7 @@ func readBranch(s storer.EncodedObjectStorer, r *plumbing.Reference, opts ReadOp
 		return bs, fmt.Errorf("%s: %w", name, err)
 	}
 	if len(opts.Files) == 0 {
-		if bs.Files, err = readFiles(tree); err != nil {
+		if bs.Files, err = readFiles(s, tree); err != nil {
 			return bs, fmt.Errorf("%s: %w", name, err)
 		}
 		return bs, nil

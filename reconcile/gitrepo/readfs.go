@@ -14,8 +14,10 @@ import (
 // repository lexically. go-billy's bound filesystem resolves every path
 // component through lstat to stop symlinks escaping, which made each loose
 // object read cost several system calls; a repository read by gitgw is not
-// one an attacker writes into. Anything but a read goes to the bound
-// filesystem.
+// one an attacker writes into: its files are named by go-git (hashes,
+// ref names it validated) in the root-owned state dir. What a fetched tree
+// holds is another matter, and is checked where a tree is read
+// (walkTree). Anything but a read goes to the bound filesystem.
 type readFS struct {
 	billy.Filesystem
 	root string

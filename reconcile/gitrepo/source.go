@@ -41,6 +41,22 @@ type Options struct {
 	Node string
 	// KeepTrees is how many exported trees to keep (default 3).
 	KeepTrees int
+	// Tree bounds each exported tree (entries, bytes); zero fields take
+	// the defaults.
+	Tree TreeLimits
+	// Verifier, when its mode is head or strict, decides on the object
+	// store whether a fetched commit may be used at all: a refused commit
+	// is never checked out and the synced commit stays where it was (Sync
+	// returns a *RefusedError).
+	Verifier *Verifier
+	// AnchorFile keeps strict mode's trust anchor, the last commit whose
+	// history was verified, apart from the rest of the agent's state. It
+	// is required in strict mode.
+	AnchorFile string
+	// TrustAnchor is a commit the operator vouches for (--trust-anchor):
+	// strict mode's anchor when AnchorFile holds none (a new node, or its
+	// state lost). Strict mode without either refuses to open.
+	TrustAnchor string
 	// Logger receives what the Source does (default: discard).
 	Logger *slog.Logger
 }
@@ -74,6 +90,34 @@ var ErrRewrite = errors.New("tracked branch rewritten")
 
 // ErrRefNotFound is returned by Sync when the remote has no such branch.
 var ErrRefNotFound = errors.New("branch not found on the remote")
+
+// ErrRefused matches a *RefusedError with errors.Is.
+var ErrRefused = errors.New("commit refused")
+
+// RefusedError is Sync's answer for a commit it will not check out: its
+// signature or its trust is refused (a *SignatureError), or its tree (a
+// *TreeError). Nothing of the commit was written and the synced commit did
+// not move, so the next acceptable commit on top of the last synced one
+// is a fast-forward.
+type RefusedError struct {
+	// Revision describes the refused commit; its Dir is empty.
+	Revision Revision
+	Err      error
+}
+
+func (e *RefusedError) Error() string {
+	var se *SignatureError
+	if errors.As(e.Err, &se) && se.Commit == e.Revision.Commit {
+		return se.Error() // names the commit already
+	}
+	return fmt.Sprintf("gitrepo: refusing %s: %v", e.Revision.Short(), e.Err)
+}
+
+// Unwrap returns the reason.
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrRefused) true.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 
 // RewriteError reports that the tracked branch moved to a commit that does
 // not descend from the last synced one.
@@ -113,6 +157,9 @@ type Source struct {
 
 	mu        sync.Mutex
 	refused   plumbing.Hash // last tip refused as a rewrite, logged once
+	anchor    plumbing.Hash // strict mode's trust anchor
+	verified  plumbing.Hash // last tip the verifier admitted
+	denied    *RefusedError // last tip refused (verifier or tree), logged once
 	transfers int           // fetches that moved the branch
 	repackAt  int           // repack every so many transfers (repackEvery)
 }
@@ -164,6 +211,12 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 	if err := s.checkOrigin(); err != nil {
 		return nil, fmt.Errorf("gitrepo: open %s: %w", opts.Dir, err)
 	}
+	if err := s.creds.checkScheme(opts.URL); err != nil {
+		return nil, fmt.Errorf("gitrepo: open %s: %w", redact(opts.URL), err)
+	}
+	if err := s.loadAnchor(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -203,11 +256,7 @@ func (s *Source) checkOrigin() error {
 func (s *Source) Synced() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ref, err := s.repo.Storer.Reference(syncedRef)
-	if err != nil {
-		return ""
-	}
-	return ref.Hash().String()
+	return s.syncedLocked()
 }
 
 // RemoteHead asks the remote where the tracked branch points, without
@@ -276,10 +325,23 @@ func (s *Source) Sync(ctx context.Context) (Revision, error) {
 			s.log.Warn("tracked branch rewritten; following it (allow-rewrite)", "from", short(rw.Old), "to", short(rw.New), "reason", rw.Reason)
 		}
 	}
+	// Trust is decided on the object store: nothing of a refused commit
+	// is written, and the synced commit (the fast-forward guard's base)
+	// does not move to it.
+	if err := s.admit(ctx, tip); err != nil {
+		if ctx.Err() != nil {
+			return Revision{}, err
+		}
+		return Revision{}, s.refuse(tip, err)
+	}
 	rev, err := s.checkout(tip)
+	if te := (*TreeError)(nil); errors.As(err, &te) {
+		return Revision{}, s.refuse(tip, te)
+	}
 	if err != nil {
 		return Revision{}, err
 	}
+	s.denied = nil
 	if synced != tip {
 		if err := s.repo.Storer.SetReference(plumbing.NewHashReference(syncedRef, tip)); err != nil {
 			return Revision{}, fmt.Errorf("gitrepo: record synced commit: %w", err)
@@ -287,7 +349,32 @@ func (s *Source) Sync(ctx context.Context) (Revision, error) {
 		s.log.Info("synced", "commit", rev.Short(), "subject", rev.Subject)
 		s.prune(tip.String())
 	}
+	s.advanceAnchor(tip)
 	return rev, nil
+}
+
+// refuse wraps why tip is refused into a *RefusedError, logged once per
+// tip.
+func (s *Source) refuse(tip plumbing.Hash, why error) error {
+	if s.denied != nil && s.denied.Revision.Commit == tip.String() && s.denied.Err.Error() == why.Error() {
+		return s.denied
+	}
+	rev := Revision{Commit: tip.String()}
+	if c, err := s.repo.CommitObject(tip); err == nil {
+		rev = revisionOf(c, "")
+	}
+	s.denied = &RefusedError{Revision: rev, Err: why}
+	s.log.Error("commit refused; nothing of it is written and the synced commit stays", "commit", rev.Short(),
+		"synced", short(s.syncedLocked()), "err", why)
+	return s.denied
+}
+
+func (s *Source) syncedLocked() string {
+	ref, err := s.repo.Storer.Reference(syncedRef)
+	if err != nil {
+		return ""
+	}
+	return ref.Hash().String()
 }
 
 // repackLocked merges the packs that fetches left into one and reopens the
@@ -391,10 +478,7 @@ func (s *Source) checkout(h plumbing.Hash) (Revision, error) {
 		if err != nil {
 			return Revision{}, fmt.Errorf("gitrepo: checkout %s: %w", short(h.String()), err)
 		}
-		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-			return Revision{}, fmt.Errorf("gitrepo: checkout %s: %w", short(h.String()), err)
-		}
-		if err := exportTree(tree, dir); err != nil {
+		if err := exportTree(s.repo.Storer, tree, dir, s.opts.Tree); err != nil {
 			return Revision{}, fmt.Errorf("gitrepo: checkout %s: %w", short(h.String()), err)
 		}
 	} else {
@@ -470,7 +554,7 @@ func (s *Source) ReadTree(ctx context.Context, commit string) (map[string][]byte
 	if err != nil {
 		return nil, fmt.Errorf("gitrepo: read tree of %s: %w", short(commit), err)
 	}
-	files, err := readFiles(tree)
+	files, err := readFiles(s.repo.Storer, tree)
 	if err != nil {
 		return nil, fmt.Errorf("gitrepo: read tree of %s: %w", short(commit), err)
 	}

@@ -74,9 +74,25 @@ func localGitDir(u string) (string, error) {
 	return p, nil
 }
 
+// checkScheme refuses credentials that would cross the network in the
+// clear: a token (--token-file) is sent as a basic-auth password, readable
+// by anyone on the path of a plain http:// connection.
+func (c Credentials) checkScheme(rawURL string) error {
+	if c.TokenFile == "" || isLocal(rawURL) {
+		return nil
+	}
+	if u, err := url.Parse(rawURL); err == nil && strings.EqualFold(u.Scheme, "http") {
+		return fmt.Errorf("refusing to send the token of --token-file %s over plain http:// (%s): use https://", c.TokenFile, redact(rawURL))
+	}
+	return nil
+}
+
 // access builds the go-git authentication for rawURL from c.
 func (c Credentials) access(rawURL string) (remoteAccess, error) {
 	var ra remoteAccess
+	if err := c.checkScheme(rawURL); err != nil {
+		return ra, err
+	}
 	if c.CAFile != "" {
 		b, err := os.ReadFile(c.CAFile)
 		if err != nil {

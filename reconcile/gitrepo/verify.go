@@ -35,8 +35,8 @@ const (
 	VerifyOff VerifyMode = ""
 	// VerifyHead: the commit to apply must be signed by a trusted key.
 	VerifyHead VerifyMode = "head"
-	// VerifyStrict: every commit since the last applied one (merged
-	// branches included) must be signed by a trusted key.
+	// VerifyStrict: every commit since the trust anchor (merged branches
+	// included) must be signed by a trusted key.
 	VerifyStrict VerifyMode = "strict"
 )
 
@@ -217,14 +217,19 @@ const maxStrictWalk = 10000
 
 // Verify checks the commits a pass would apply: tip alone (head mode), or
 // every commit reachable from tip and not from since (strict mode; when
-// since is empty, as before the first apply, tip alone). It returns who
-// signed tip, or a *SignatureError naming the first commit refused.
+// since is empty, tip alone). It returns who signed tip, or a
+// *SignatureError naming the first commit refused. Sync calls it, with
+// strict mode's trust anchor as since, before it checks anything out.
 func (s *Source) Verify(ctx context.Context, v *Verifier, since, tip string) (Signer, error) {
 	if v == nil || v.mode == VerifyOff {
 		return Signer{}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.verifyLocked(ctx, v, since, tip)
+}
+
+func (s *Source) verifyLocked(ctx context.Context, v *Verifier, since, tip string) (Signer, error) {
 	tc, err := s.repo.CommitObject(plumbing.NewHash(tip))
 	if err != nil {
 		return Signer{}, fmt.Errorf("gitrepo: verify %s: %w", short(tip), err)

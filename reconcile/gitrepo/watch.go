@@ -24,8 +24,8 @@ func (s *Source) CanWatch() bool { return isLocal(s.opts.URL) }
 // directories and packed-refs with fsnotify and debounces bursts. A signal
 // means "Sync now"; several updates may collapse into one. The channel is
 // closed when ctx ends. For a remote that is not local, or if the watch
-// cannot be set up, the channel never fires (poll instead, see Poll); the
-// error says why.
+// cannot be set up, the channel never fires (poll instead); the error says
+// why.
 func (s *Source) Watch(ctx context.Context) (<-chan struct{}, error) {
 	out := make(chan struct{}, 1)
 	gitDir, err := localGitDir(s.opts.URL)
@@ -119,28 +119,4 @@ func Jitter(d time.Duration, frac float64) time.Duration {
 	}
 	span := float64(d) * frac
 	return d + time.Duration((rand.Float64()*2-1)*span)
-}
-
-// Poll signals on the returned channel every interval (±jitter·interval),
-// and is closed when ctx ends. A signal nobody took is not queued twice.
-func Poll(ctx context.Context, interval time.Duration, jitter float64) <-chan struct{} {
-	out := make(chan struct{}, 1)
-	go func() {
-		defer close(out)
-		t := time.NewTimer(Jitter(interval, jitter))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-				t.Reset(Jitter(interval, jitter))
-			}
-		}
-	}()
-	return out
 }
