@@ -21,12 +21,7 @@ func TestGARPSchedule(t *testing.T) {
 		if err := n.e.Set(context.Background(), Config{Instances: []Instance{in}}); err != nil {
 			t.Fatal(err)
 		}
-		var master time.Time
-		for master.IsZero() {
-			if tr := <-n.e.Events(); tr.To == StateMaster {
-				master = tr.At
-			}
-		}
+		master := nextTransition(t, n.e, func(tr Transition) bool { return tr.To == StateMaster }).At
 		// Stay master for two refreshes and a half, then lose mastership
 		// to a preempting peer of higher priority.
 		time.Sleep(5 * time.Second)
@@ -35,11 +30,7 @@ func TestGARPSchedule(t *testing.T) {
 		if err := peer.e.Set(context.Background(), Config{Instances: []Instance{fast("A", 1, 200, "203.0.113.100/24")}}); err != nil {
 			t.Fatal(err)
 		}
-		for tr := range n.e.Events() {
-			if tr.From == StateMaster {
-				break
-			}
-		}
+		nextTransition(t, n.e, func(tr Transition) bool { return tr.From == StateMaster })
 		lost := len(n.ann.times())
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
@@ -69,4 +60,21 @@ func TestGARPSchedule(t *testing.T) {
 			}
 		}
 	})
+}
+
+// nextTransition returns e's next transition that matches, failing t if
+// none comes within a minute (of the bubble's clock, in a synctest bubble).
+func nextTransition(t *testing.T, e *Engine, match func(Transition) bool) Transition {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case tr := <-e.Events():
+			if match(tr) {
+				return tr
+			}
+		case <-timeout:
+			t.Fatal("no such transition within a minute")
+		}
+	}
 }

@@ -49,13 +49,7 @@ func testGiveUp(t *testing.T) {
 	if err := n1.e.GiveUp(ctx, "A"); err != nil {
 		t.Fatal(err)
 	}
-	var took time.Duration
-	for tr := range n2.e.Events() {
-		if tr.To == StateMaster {
-			took = tr.At.Sub(start)
-			break
-		}
-	}
+	took := nextTransition(t, n2.e, func(tr Transition) bool { return tr.To == StateMaster }).At.Sub(start)
 	n1.wait(t, "A", StateBackup)
 	waitFor(t, 10*time.Second, "the VIP on n2 only", func() bool {
 		return n2.vips.holds("203.0.113.100/24") && !n1.vips.holds("203.0.113.100/24")
