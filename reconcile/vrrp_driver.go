@@ -30,11 +30,7 @@ type VRRPOptions struct {
 	// Engine, when set, is used instead of a kernel-backed engine (tests).
 	// The driver then does not run or stop it.
 	Engine *vrrp.Engine
-	// Observed, when set, replaces the engine's own Status as the observed
-	// side of Plan: a `gitgw plan` process runs no engine, and can plan
-	// against the agent's last reported status instead.
-	Observed func() []vrrp.InstanceStatus
-	Logger   *slog.Logger
+	Logger *slog.Logger
 }
 
 // VRRPDriver adapts the VRRP engine to the Driver interface. The engine
@@ -42,16 +38,15 @@ type VRRPOptions struct {
 // and every transition is an Event that asks the agent for a pass (and a
 // status commit).
 type VRRPDriver struct {
-	e        *vrrp.Engine
-	observed func() []vrrp.InstanceStatus
-	log      *slog.Logger
-	own      bool
-	closeFn  func() error
-	cancel   context.CancelFunc
-	runDone  chan struct{}
-	events   chan Event
-	fwdDone  chan struct{}
-	once     sync.Once
+	e       *vrrp.Engine
+	log     *slog.Logger
+	own     bool
+	closeFn func() error
+	cancel  context.CancelFunc
+	runDone chan struct{}
+	events  chan Event
+	fwdDone chan struct{}
+	once    sync.Once
 
 	// applied is what this process last handed the engine, per instance:
 	// the settings the engine does not report (interval, preempt, auth,
@@ -74,7 +69,7 @@ func NewVRRPDriver(o VRRPOptions) (*VRRPDriver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &VRRPDriver{observed: o.Observed, log: log.With("component", "vrrp-driver"), events: make(chan Event, 64), fwdDone: make(chan struct{}), runDone: make(chan struct{})}
+	d := &VRRPDriver{log: log.With("component", "vrrp-driver"), events: make(chan Event, 64), fwdDone: make(chan struct{}), runDone: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	if o.Engine != nil {
@@ -231,11 +226,7 @@ func (d *VRRPDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Chang
 		return nil, err
 	}
 	observed := map[string]vrrp.InstanceStatus{}
-	status := d.e.Status
-	if d.observed != nil {
-		status = d.observed
-	}
-	for _, s := range status() {
+	for _, s := range d.e.Status() {
 		observed[s.Name] = s
 	}
 	var out []plan.Change

@@ -21,12 +21,12 @@ import (
 
 // The test binary doubles as a stand-alone proxy process (the "helper"),
 // the way the agent runs the pool: TestMain runs it when L4HELPER_CONFIG
-// names a JSON Config. It prints "ready <stats addr>" once serving. On
-// SIGHUP it hands its listening sockets to a fresh copy of itself (exec
-// with ExtraFiles, as an agent restart through systemd's fd store would),
-// waits for the copy's "ready", prints "handover <pid>", then stops
-// accepting and drains its own connections before exiting. SIGTERM drains
-// and exits.
+// names a JSON Config. It prints "ready <addr>" once serving, where addr
+// serves the pool's Stats as JSON. On SIGHUP it hands its listening
+// sockets to a fresh copy of itself (exec with ExtraFiles, as an agent
+// restart through systemd's fd store would), waits for the copy's "ready",
+// prints "handover <pid>", then stops accepting and drains its own
+// connections before exiting. SIGTERM drains and exits.
 func TestMain(m *testing.M) {
 	if os.Getenv("L4HELPER_CONFIG") != "" {
 		os.Exit(helperMain())
@@ -57,6 +57,11 @@ func helperMain() int {
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}
+	// Signals are caught before "ready" is announced: the test (or the
+	// predecessor, through the test) may send SIGHUP the moment it reads
+	// it, and an uncaught SIGHUP would kill this process, silently.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGUSR1)
 	shards, _ := strconv.Atoi(os.Getenv("L4HELPER_SHARDS"))
 	p := New(logger, Options{Inherited: inherited, Shards: shards})
 	if err := p.Set(context.Background(), cfg); err != nil {
@@ -68,7 +73,9 @@ func helperMain() int {
 		logger.Error("stats listen", "err", err)
 		return 1
 	}
-	go http.Serve(sl, p.StatsHandler())
+	go http.Serve(sl, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(p.Stats())
+	}))
 	if fd, _ := strconv.Atoi(os.Getenv("L4HELPER_READY_FD")); fd > 0 {
 		// A successor tells its predecessor, which tells the test.
 		rf := os.NewFile(uintptr(fd), "ready")
@@ -77,8 +84,6 @@ func helperMain() int {
 	} else {
 		fmt.Printf("ready %s\n", sl.Addr())
 	}
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGUSR1)
 	s := <-sig
 	for ; s == syscall.SIGUSR1; s = <-sig {
 		// Hot reconfiguration: flip every first server's weight.
@@ -226,7 +231,7 @@ func (h *helperProc) readLine(timeout time.Duration) (string, error) {
 // snapshot fetches the helper's stats JSON.
 func (h *helperProc) snapshot(addr string) (Snapshot, error) {
 	var s Snapshot
-	resp, err := http.Get("http://" + addr + "/?json")
+	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {
 		return s, err
 	}

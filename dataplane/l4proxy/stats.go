@@ -1,11 +1,7 @@
 package l4proxy
 
 import (
-	"encoding/json"
-	"html/template"
-	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -144,71 +140,6 @@ func (s *server) stats(now time.Time, hasCheck bool) ServerStats {
 	}
 	return st
 }
-
-// StatsHandler serves the stats page: HTML by default, the JSON snapshot
-// with ?json (or Accept: application/json).
-func (p *Pool) StatsHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		snap := p.Stats()
-		if r.URL.Query().Has("json") || strings.Contains(r.Header.Get("Accept"), "application/json") {
-			w.Header().Set("Content-Type", "application/json")
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(snap)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_ = statsPage.Execute(w, snap)
-	})
-}
-
-var statsPage = template.Must(template.New("stats").Funcs(template.FuncMap{
-	"bytes": func(n int64) string {
-		const u = "KMGTPE"
-		if n < 1024 {
-			return formatInt(n) + " B"
-		}
-		f, i := float64(n)/1024, 0
-		for f >= 1024 && i < len(u)-1 {
-			f /= 1024
-			i++
-		}
-		return strings.TrimRight(strings.TrimRight(formatFloat(f), "0"), ".") + " " + u[i:i+1] + "iB"
-	},
-	"since": func(now, t time.Time) string {
-		if t.IsZero() {
-			return "-"
-		}
-		return now.Sub(t).Round(time.Second).String()
-	},
-	"dur":   func(d time.Duration) string { return d.Round(time.Second).String() },
-	"lower": strings.ToLower,
-}).Parse(`<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>gitgw L4 proxy statistics</title>
-<style>
-body{font-family:sans-serif;font-size:13px;margin:1em}
-table{border-collapse:collapse;margin-bottom:1.5em}
-th,td{border:1px solid #999;padding:2px 6px;text-align:right}
-th{background:#20507a;color:#fff}
-td.l{text-align:left}
-tr.svc td{background:#c4e0f5;font-weight:bold}
-tr.up td{background:#c0ffc0} tr.down td{background:#ff9090}
-tr.drain td{background:#b0d0ff} tr.maint td{background:#c8c8c8} tr.removed td{background:#e0e0e0;color:#666}
-</style></head><body>
-<h1>gitgw L4 proxy</h1><p>{{.Time.Format "2006-01-02 15:04:05 MST"}} · <a href="?json">JSON</a></p>
-{{$now := .Time}}{{range .Services}}
-<h2>{{.Name}}</h2>
-<table>
-<tr><th>name</th><th>address</th><th>status</th><th>weight</th><th>cur</th><th>max</th><th>total</th><th>queue</th><th>bytes in</th><th>bytes out</th><th>conn err</th><th>retries</th><th>check</th><th>failed checks</th><th>last change</th><th>downtime</th></tr>
-<tr class="svc"><td class="l">{{.Name}} ({{.Balance}})</td><td class="l">{{range $i, $b := .Binds}}{{if $i}}, {{end}}{{$b}}{{end}}</td><td>{{.Status}}</td><td></td><td>{{.Current}}</td><td>{{if .MaxConn}}{{.MaxConn}}{{end}}</td><td>{{.Total}}</td><td>{{.Queue}} (max {{.MaxQueue}}; any server {{.ServiceQueue}}, max {{.MaxServiceQueue}}; timeouts {{.QueueTimeouts}})</td><td>{{bytes .BytesIn}}</td><td>{{bytes .BytesOut}}</td><td>{{.Errors}}</td><td></td><td></td><td></td><td></td><td></td></tr>
-{{range .Servers}}<tr class="{{lower .Status}}"><td class="l">{{.Name}}{{if .Backup}} (backup){{end}}</td><td class="l">{{.Addr}}</td><td>{{.Status}}</td><td>{{.Weight}}</td><td>{{.Current}}</td><td>{{if .MaxConn}}{{.MaxConn}}{{end}}</td><td>{{.Total}}</td><td>{{.Queue}} (max {{.MaxQueue}}{{if .QueueTimeouts}}; timeouts {{.QueueTimeouts}}{{end}})</td><td>{{bytes .BytesIn}}</td><td>{{bytes .BytesOut}}</td><td>{{.ConnectErrors}}</td><td>{{.Retries}}</td><td class="l">{{.Check}}</td><td>{{.FailedChecks}}</td><td>{{since $now .LastChange}}</td><td>{{dur .Downtime}}</td></tr>
-{{end}}</table>
-{{end}}</body></html>
-`))
-
-func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
-
-func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
 
 // Healthy reports whether a service has a server that can take new
 // connections (a primary or a backup that is up, ready and weighted): what

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -351,6 +352,10 @@ func TestIRQsByName(t *testing.T) {
 	}
 }
 
+// TestDiffWithAnotherConfigDoesNotPanic: a state observed with one config
+// and compared with another that lacks its counts (a caller mixing two
+// revisions) yields, for every knob observed, a change that differs and
+// says why, instead of dereferencing the missing count.
 func TestDiffWithAnotherConfigDoesNotPanic(t *testing.T) {
 	f := newFakeNode(t, "0-1", "0-1")
 	f.nic("eth0", 1, 1)
@@ -359,9 +364,19 @@ func TestDiffWithAnotherConfigDoesNotPanic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range Diff(Config{Interfaces: []Interface{{Name: "eth0"}}}, st) {
-		if c.Err == nil {
-			t.Errorf("%s %s: no error", c.Kind, c.ID)
+	changes := Diff(Config{Interfaces: []Interface{{Name: "eth0"}}}, st)
+	var got []string
+	for _, c := range changes {
+		got = append(got, c.Kind+" "+c.ID)
+		if !c.Differs || c.Err == nil || !strings.Contains(c.Err.Error(), "not in the config the state was observed with") {
+			t.Errorf("%s %s: differs %v, err %v; want a difference with the reason", c.Kind, c.ID, c.Differs, c.Err)
 		}
+	}
+	var want []string
+	for _, k := range st.Knobs {
+		want = append(want, k.Kind+" "+k.ID)
+	}
+	if len(want) != 2 || !slices.Equal(got, want) {
+		t.Errorf("changes for %v, want one for each of the 2 knobs observed: %v", got, want)
 	}
 }

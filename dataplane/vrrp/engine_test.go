@@ -103,29 +103,38 @@ func (f *fakeVIPs) holds(p string) bool {
 	return f.have[netip.MustParsePrefix(p)]
 }
 
-type countAnnounce struct {
-	mu sync.Mutex
-	n  int
+// recAnnounce records when each announcement (gratuitous ARP / NA burst)
+// went out, on the engine's clock.
+type recAnnounce struct {
+	mu  sync.Mutex
+	now func() time.Time
+	at  []time.Time
 }
 
-func (c *countAnnounce) Announce(string, []netip.Addr) error {
+func (c *recAnnounce) Announce(string, []netip.Addr) error {
 	c.mu.Lock()
-	c.n++
+	c.at = append(c.at, c.now())
 	c.mu.Unlock()
 	return nil
+}
+
+func (c *recAnnounce) times() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.at)
 }
 
 type node struct {
 	e    *Engine
 	vips *fakeVIPs
-	ann  *countAnnounce
+	ann  *recAnnounce
 	addr netip.Addr
 	dir  string
 }
 
 func newNode(t *testing.T, b *bus, addr string, opt ...func(*Options)) *node {
 	t.Helper()
-	n := &node{vips: &fakeVIPs{have: map[netip.Prefix]bool{}}, ann: &countAnnounce{}, addr: netip.MustParseAddr(addr), dir: t.TempDir()}
+	n := &node{vips: &fakeVIPs{have: map[netip.Prefix]bool{}}, ann: &recAnnounce{now: time.Now}, addr: netip.MustParseAddr(addr), dir: t.TempDir()}
 	o := Options{
 		StateDir:    n.dir,
 		Listen:      func(string, bool) (Conn, error) { return b.listen(n.addr), nil },
@@ -135,6 +144,9 @@ func newNode(t *testing.T, b *bus, addr string, opt ...func(*Options)) *node {
 	}
 	for _, f := range opt {
 		f(&o)
+	}
+	if o.Now != nil {
+		n.ann.now = o.Now
 	}
 	n.e = New(nil, o)
 	t.Cleanup(func() { _ = n.e.Stop(context.Background()) })

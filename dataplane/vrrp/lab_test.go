@@ -164,16 +164,21 @@ func TestLabPreemptModes(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// Hot change to preempt with a delay: no transition until the delay
-	// has passed, then gw1 takes over.
-	g1.set(vi1(150, slow, func(in *Instance) { in.PreemptDelay = 1 * time.Second }))
+	// has passed, counted from the first lower-priority advert heard after
+	// the change, then gw1 takes over. Without the delay it would take over
+	// Master_Down_Interval after gw2's last accepted advert, so the delay is
+	// longer than that: the two cannot be mistaken for each other.
+	delay := 2 * MasterDownInterval(150, 500*time.Millisecond)
+	changed := time.Now()
+	g1.set(vi1(150, slow, func(in *Instance) { in.PreemptDelay = delay }))
 	g1.waitState("VI_1", StateMaster, settle)
 	g2.waitState("VI_1", StateBackup, settle)
 	tr := g1.transitions()
 	if len(tr) != 2 || tr[1].To != StateMaster {
 		t.Fatalf("gw1 transitions %+v", tr)
 	}
-	if held := tr[1].At.Sub(tr[0].At); held < time.Second {
-		t.Errorf("preempted after %v, before the 1s preempt delay", held)
+	if held := tr[1].At.Sub(changed); held < delay {
+		t.Errorf("preempted %v after preempt was turned on, before the %v preempt delay", held, delay)
 	}
 }
 
@@ -219,9 +224,43 @@ func TestLabDriftAndSplitBrain(t *testing.T) {
 	}
 }
 
+// handoverInterval is the advert interval of the crash-handover labs. The
+// backup must take over because it was told (priority 0), before its own
+// timer could have fired: see tookOverWhenTold. That leaves the process
+// that sends priority 0 two intervals (minus a little for a process or
+// two to start on a loaded CI box) to do it.
+const handoverInterval = time.Second
+
+// tookOverWhenTold fails t unless backup (of priority prio) became master
+// earlier than its own Master_Down_Timer could have made it after the
+// master died at died: that timer restarts at each advert heard, the dead
+// master's last one left at most one interval before died, so the timer
+// fires no earlier than died + Master_Down_Interval - interval. Told by a
+// priority-0 advert, the backup waits only Skew_Time after hearing it.
+func tookOverWhenTold(t *testing.T, backup *daemon, prio uint8, died time.Time) {
+	t.Helper()
+	var tr []Transition
+	waitFor(t, settle, backup.name+"'s transition to master", func() bool {
+		tr = backup.transitions()
+		return len(tr) > 0 && tr[len(tr)-1].To == StateMaster
+	})
+	bound := MasterDownInterval(prio, handoverInterval) - handoverInterval
+	if took := tr[len(tr)-1].At.Sub(died); took >= bound {
+		t.Errorf("%s took over %v after the master died: by its own timer (from %v on), not told by priority 0 (Skew_Time %v after it is sent)",
+			backup.name, took, bound, SkewTime(prio, handoverInterval))
+	} else {
+		t.Logf("%s took over %v after the master died (its own timer: %v or later)", backup.name, took, bound)
+	}
+}
+
 func TestLabCrashHandover(t *testing.T) {
 	t.Parallel()
-	l, g1, g2 := startLabPair(t)
+	l := newVRRPLab(t)
+	slow := func(in *Instance) { in.Interval = handoverInterval }
+	g1 := startDaemon(t, l.gw1, "gw1", vi1(150, slow))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, slow))
+	g1.waitState("VI_1", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
 	entries, err := ReadState(g1.stateDir)
 	if err != nil || len(entries) != 1 || entries[0].VRID != 51 {
 		t.Fatalf("gw1 state file: %+v %v", entries, err)
@@ -229,6 +268,7 @@ func TestLabCrashHandover(t *testing.T) {
 
 	// The agent is SIGKILLed: the kernel keeps the VIP. Release (as
 	// ExecStopPost=) sends priority 0 and removes it.
+	died := time.Now()
 	g1.kill()
 	if !hasAddr(t, l.gw1, labVIPp) {
 		t.Fatal("VIP already gone after SIGKILL?")
@@ -242,10 +282,7 @@ func TestLabCrashHandover(t *testing.T) {
 		t.Error("release left the VIP on gw1")
 	}
 	g2.waitState("VI_1", StateMaster, settle)
-	tr := g2.transitions()
-	if last := tr[len(tr)-1]; last.To != StateMaster {
-		t.Fatalf("gw2 transitions %+v", tr)
-	}
+	tookOverWhenTold(t, g2, 100, died)
 	waitFor(t, settle, "client on gw2", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw2) })
 	// Release is idempotent: the state file is now empty.
 	if entries, _ := ReadState(g1.stateDir); len(entries) != 0 {
@@ -253,7 +290,7 @@ func TestLabCrashHandover(t *testing.T) {
 	}
 
 	// A restarted agent on gw1 reclaims the VIP cleanly (preempt).
-	g1b := startDaemon(t, l.gw1, "gw1b", vi1(150))
+	g1b := startDaemon(t, l.gw1, "gw1b", vi1(150, slow))
 	g1b.waitState("VI_1", StateMaster, settle)
 	g2.waitState("VI_1", StateBackup, settle)
 }
@@ -345,12 +382,15 @@ func TestLabCrashWithoutHandover(t *testing.T) {
 func TestLabGuardian(t *testing.T) {
 	t.Parallel()
 	l := newVRRPLab(t)
-	g1 := startDaemonEnv(t, l.gw1, "gw1", vi1(150), "GITGW_VRRP_GUARDIAN=1")
-	g2 := startDaemon(t, l.gw2, "gw2", vi1(100))
+	slow := func(in *Instance) { in.Interval = handoverInterval }
+	g1 := startDaemonEnv(t, l.gw1, "gw1", vi1(150, slow), "GITGW_VRRP_GUARDIAN=1")
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, slow))
 	g1.waitState("VI_1", StateMaster, settle)
 	g2.waitState("VI_1", StateBackup, settle)
+	died := time.Now()
 	g1.kill()
 	g2.waitState("VI_1", StateMaster, settle)
+	tookOverWhenTold(t, g2, 100, died)
 	waitFor(t, settle, "the guardian removed gw1's VIP", func() bool { return !hasAddr(t, l.gw1, labVIPp) })
 	waitFor(t, settle, "state file emptied", func() bool { e, err := ReadState(g1.stateDir); return err == nil && len(e) == 0 })
 	waitFor(t, settle, "client on gw2", func() bool { return clientPing(l) && clientNeigh(t, l) == macOf(t, l.gw2) })

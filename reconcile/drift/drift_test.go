@@ -169,10 +169,19 @@ func TestQuietPassSameContent(t *testing.T) {
 	// An apply, then the next resync that finds nothing to do: the node is
 	// the same, so the files must be byte-identical (no commit).
 	sc := scenarios()[0]
-	first, _ := Marshal(Build(sc.in))
+	first, err := Marshal(Build(sc.in))
+	if err != nil {
+		t.Fatalf("status after the apply: %v", err)
+	}
 	quiet := sc.in
 	quiet.Outcome, quiet.Plan, quiet.Applied = "unchanged", inSync(labPlan()), nil
-	second, _ := Marshal(Build(quiet))
+	second, err := Marshal(Build(quiet))
+	if err != nil {
+		t.Fatalf("status after the quiet pass: %v", err)
+	}
+	if st, err := Parse(first); err != nil || st.Node != sc.in.Node || len(st.Resources) == 0 {
+		t.Fatalf("status after the apply does not read back with its node and resources: %v\n%s", err, first)
+	}
 	if d := cmp.Diff(string(first), string(second)); d != "" {
 		t.Errorf("a quiet pass after an apply changes status.json:\n%s", d)
 	}

@@ -51,6 +51,10 @@ func TestRenderGolden(t *testing.T) {
 	}
 }
 
+// TestCountsAndOrder: a plan lists its changes in apply order (tuning,
+// units, proxy, VRRP), whatever order the drivers produced them in. The
+// order the runner applies them in, reversed when something is removed, is
+// reconcile's TestApplyOrder.
 func TestCountsAndOrder(t *testing.T) {
 	p := samplePlan()
 	c := p.Count()
@@ -63,7 +67,7 @@ func TestCountsAndOrder(t *testing.T) {
 	}
 	want := []string{"tuning", "tuning", "units", "proxy", "proxy", "vrrp"}
 	if d := cmp.Diff(want, order); d != "" {
-		t.Errorf("apply order (-want +got):\n%s", d)
+		t.Errorf("listing order (-want +got):\n%s", d)
 	}
 	if !p.HasChanges() || len(p.Actionable()) != 4 {
 		t.Errorf("actionable = %d", len(p.Actionable()))

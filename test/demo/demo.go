@@ -11,10 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile/control"
 	"github.com/gitgw/gitgw/test/gitremote"
 	"github.com/gitgw/gitgw/test/lab"
@@ -352,19 +355,55 @@ func (d *demo) traffic(ctx context.Context) error {
 func (d *demo) failover(ctx context.Context) error {
 	d.n.Step("gw1's agent is killed (SIGKILL): VIP A is handed over at once, systemd restarts the unit")
 	gw1, gw2 := d.gw("gw1"), d.gw("gw2")
-	pid, _ := gw1.systemctl(ctx, "show", "-p", "MainPID", "--value", "gitgw.service")
-	logFrom := len(gw1.h.Log())
-	begin := time.Now()
-	out, err := gw1.systemctl(ctx, "kill", "--kill-who=main", "-s", "KILL", "gitgw.service")
-	d.n.Show("gw1", "systemctl kill --kill-who=main -s KILL gitgw.service   # MainPID "+strings.TrimSpace(pid), out)
+	out, err := gw1.systemctl(ctx, "show", "-p", "MainPID", "--value", "gitgw.service")
 	if err != nil {
 		return err
 	}
-	d.n.Say("without a handover gw2 would wait for the master down interval: 3 × 100 ms + skew = 0.361 s")
+	pid, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		return fmt.Errorf("gitgw.service's MainPID %q: %w", out, err)
+	}
+	// The signal is sent from here, to the agent's pid on the host, so
+	// that the handover is timed from the kill itself.
+	hpid, err := hostPID(gw1.h.PID, pid)
+	if err != nil {
+		return err
+	}
+	logFrom := len(gw1.h.Log())
+	begin := time.Now()
+	if err := syscall.Kill(hpid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill gw1's agent: %w", err)
+	}
+	d.n.Show("gw1", fmt.Sprintf("kill -KILL %d   # gitgw.service's MainPID", pid), "")
+	// The dead master's last advert left at most one interval before the
+	// kill: by its own timer gw2 could not take over before the master
+	// down interval minus one interval after it.
+	byTimer := vrrp.MasterDownInterval(gw2PrioA, demoInterval) - demoInterval
+	d.n.Say("without a handover gw2 would wait for the master down interval: 3 × 100 ms + skew = %s after gw1's last advert,", seconds(vrrp.MasterDownInterval(gw2PrioA, demoInterval)))
+	d.n.Say("at least %s after the kill", seconds(byTimer))
 	if _, err := d.n.Wait(ctx, "gw2 holds VIP A", begin, 10*time.Second, func(ctx context.Context) (bool, string) {
 		return gw2.hasVIP(ctx, vipA)
 	}); err != nil {
 		return err
+	}
+	// The transition's own time, from gw2's log: the VIP check above
+	// also counts an `ip` process and the polling.
+	master, ok := masterAfter(gw2.h.Log(), "EX_1", begin)
+	for deadline := time.Now().Add(10 * time.Second); !ok; master, ok = masterAfter(gw2.h.Log(), "EX_1", begin) {
+		if time.Now().After(deadline) {
+			return errors.New("gw2 holds VIP A, but its agent logged no transition of EX_1 to MASTER")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollEvery):
+		}
+	}
+	// The log's times have millisecond precision.
+	took := master.Sub(begin.Truncate(time.Millisecond))
+	d.n.Say("gw2's agent logged EX_1's transition to MASTER %s after the kill", seconds(took))
+	if took >= byTimer {
+		return fmt.Errorf("gw2 became master %s after the kill, as late as its own master-down timer could have made it (%s): no handover", seconds(took), seconds(byTimer))
 	}
 	if _, err := d.n.Wait(ctx, "the client is answered through VIP A", begin, 10*time.Second, func(context.Context) (bool, string) {
 		body, err := d.lab.get(vipA)
@@ -402,6 +441,54 @@ func (d *demo) failover(ctx context.Context) error {
 		d.n.Say("%s %s: %s", v.name, v.vip, got)
 	}
 	return nil
+}
+
+// The demo site's EX_1 (VIP A): gw2's priority and the advert interval.
+const (
+	gw2PrioA     = 100
+	demoInterval = 100 * time.Millisecond
+)
+
+// masterAfter returns when an agent's console log (slog text) says
+// instance became MASTER, at or after since.
+func masterAfter(log, instance string, since time.Time) (time.Time, bool) {
+	for l := range strings.SplitSeq(log, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "time=") || !strings.Contains(l, " msg=transition ") ||
+			!slices.Contains(f, "instance="+instance) || !slices.Contains(f, "to=MASTER") {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time="))
+		if err == nil && !t.Before(since.Truncate(time.Millisecond)) {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// hostPID is the host's pid of the process that is pid in the pid
+// namespace of the process init (a harness's systemd).
+func hostPID(init, pid int) (int, error) {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", init))
+	if err != nil {
+		return 0, fmt.Errorf("pid namespace of %d: %w", init, err)
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, dir := range dirs {
+		if l, err := os.Readlink(dir + "/ns/pid"); err != nil || l != ns {
+			continue
+		}
+		b, err := os.ReadFile(dir + "/status")
+		if err != nil {
+			continue
+		}
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "NSpid:" && f[len(f)-1] == strconv.Itoa(pid) {
+				return strconv.Atoi(filepath.Base(dir))
+			}
+		}
+	}
+	return 0, fmt.Errorf("no process %d in the pid namespace of %d", pid, init)
 }
 
 // crashLines picks from a gateway's console what tells the crash and the

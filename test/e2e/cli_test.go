@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gitgw/gitgw/test/gitremote"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -84,6 +86,10 @@ func TestPlanSeedSite(t *testing.T) {
 	}
 }
 
+// TestPlanDetailedExitCode checks Terraform's convention: 0 for no
+// changes, 2 for changes, 1 for an error. No changes and changes are
+// planned against gw1's reported status (the live host would plan the
+// test machine): converged on the commit it applied, then one commit on.
 func TestPlanDetailedExitCode(t *testing.T) {
 	_, _, code := runGitgw(t, "plan", "--site", filepath.Join(repoRoot(t), "cue/loader/testdata/vrid-300"), "--node", "gw1", "--detailed-exitcode")
 	if code != 1 {
@@ -92,5 +98,23 @@ func TestPlanDetailedExitCode(t *testing.T) {
 	_, _, code = runGitgw(t, "plan", "--site", filepath.Join(repoRoot(t), "examples/lab"), "--node", "nosuchnode", "--detailed-exitcode")
 	if code != 1 {
 		t.Errorf("unknown node: exit %d, want 1", code)
+	}
+
+	gitremote.RequireGit(t)
+	r := gitremote.NewBare(t)
+	applied := r.Commit(t, "main", labFiles(t, nil), "lab site")
+	fastImport(t, r.Dir, map[string]string{"gw1": fmt.Sprintf(`{"schema_version":1,"node":"gw1","agent_version":"test",`+
+		`"desired":{"commit":%q},"applied_commit":%q,"last_pass":{"outcome":"converged"},"counts":{},"resources":[],"drift":[],"drift_corrected":0}`+"\n",
+		applied, applied)})
+	out, errOut, code := runGitgw(t, "plan", "--repo", r.Dir, "--node", "gw1", "--observed", "status", "--detailed-exitcode")
+	if code != 0 {
+		t.Errorf("converged node: exit %d, want 0 (no changes)\n%s%s", code, out, errOut)
+	}
+	r.Commit(t, "main", labFiles(t, func(s string) string {
+		return strings.Replace(s, `s2: address: "198.51.100.12:8080"`, `s2: address: "198.51.100.22:8080"`, 1)
+	}), "move s2")
+	out, errOut, code = runGitgw(t, "plan", "--repo", r.Dir, "--node", "gw1", "--observed", "status", "--detailed-exitcode")
+	if code != 2 || !strings.Contains(out, "web/s2") {
+		t.Errorf("a commit that moves s2: exit %d, want 2 (changes) with web/s2 in the plan\n%s%s", code, out, errOut)
 	}
 }
