@@ -69,14 +69,14 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	descVRRPState       = desc("gitgw_vrrp_state", "VRRP instance state: 1 for the current state (init, backup, master, fault), 0 for the others.", "instance", "state")
-	descVRRPPriority    = desc("gitgw_vrrp_priority", "Effective VRRP priority (after tracking).", "instance")
-	descVRRPBase        = desc("gitgw_vrrp_base_priority", "VRRP priority as the site (and overrides) set it.", "instance")
-	descVRRPTransitions = desc("gitgw_vrrp_transitions_total", "VRRP state transitions.", "instance")
-	descVRRPAdvIn       = desc("gitgw_vrrp_adverts_received_total", "VRRP advertisements received and accepted.", "instance")
-	descVRRPAdvOut      = desc("gitgw_vrrp_adverts_sent_total", "VRRP advertisements sent.", "instance")
-	descVRRPDrops       = desc("gitgw_vrrp_drops_total", "VRRP packets dropped, by reason.", "instance", "reason")
-	descVRRPVIPs        = desc("gitgw_vrrp_vips", "VIPs of the instance (installed while master).", "instance")
+	descVRRPState       = desc("gitgw_vrrp_state", "VRRP instance state: 1 for the current state (init, backup, master, fault), 0 for the others.", "vrrp_instance", "state")
+	descVRRPPriority    = desc("gitgw_vrrp_priority", "Effective VRRP priority (after tracking).", "vrrp_instance")
+	descVRRPBase        = desc("gitgw_vrrp_base_priority", "VRRP priority as the site (and overrides) set it.", "vrrp_instance")
+	descVRRPTransitions = desc("gitgw_vrrp_transitions_total", "VRRP state transitions.", "vrrp_instance")
+	descVRRPAdvIn       = desc("gitgw_vrrp_adverts_received_total", "VRRP advertisements received and accepted.", "vrrp_instance")
+	descVRRPAdvOut      = desc("gitgw_vrrp_adverts_sent_total", "VRRP advertisements sent.", "vrrp_instance")
+	descVRRPDrops       = desc("gitgw_vrrp_drops_total", "VRRP packets dropped, by reason.", "vrrp_instance", "reason")
+	descVRRPVIPs        = desc("gitgw_vrrp_vips", "VIPs of the instance (installed while master).", "vrrp_instance")
 
 	descSvcUp       = desc("gitgw_proxy_service_up", "1 when the proxy service has a server that can take traffic.", "service")
 	descSvcCur      = desc("gitgw_proxy_connections", "Current client connections of a proxy service.", "service")

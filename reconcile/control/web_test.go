@@ -39,16 +39,16 @@ func TestMetrics(t *testing.T) {
 	defer srv.Close()
 	body := get(t, srv.URL+"/metrics")
 	for _, want := range []string{
-		`gitgw_vrrp_state{instance="VI_1",state="master"} 1`,
-		`gitgw_vrrp_state{instance="VI_1",state="backup"} 0`,
-		`gitgw_vrrp_priority{instance="VI_1"} 140`,
-		`gitgw_vrrp_transitions_total{instance="VI_1"} 2`,
-		`gitgw_vrrp_adverts_sent_total{instance="VI_1"} 1200`,
-		`gitgw_vrrp_drops_total{instance="VI_1",reason="auth"} 1`,
+		`gitgw_vrrp_state{state="master",vrrp_instance="VI_1"} 1`,
+		`gitgw_vrrp_state{state="backup",vrrp_instance="VI_1"} 0`,
+		`gitgw_vrrp_priority{vrrp_instance="VI_1"} 140`,
+		`gitgw_vrrp_transitions_total{vrrp_instance="VI_1"} 2`,
+		`gitgw_vrrp_adverts_sent_total{vrrp_instance="VI_1"} 1200`,
+		`gitgw_vrrp_drops_total{reason="auth",vrrp_instance="VI_1"} 1`,
 		`gitgw_proxy_server_up{server="s1",service="web"} 1`,
 		`gitgw_proxy_server_up{server="s2",service="web"} 0`,
 		`gitgw_proxy_server_status{server="s2",service="web",status="drain"} 1`,
-		`gitgw_vrrp_drops_total{instance="VI_1",reason="source"} 0`,
+		`gitgw_vrrp_drops_total{reason="source",vrrp_instance="VI_1"} 0`,
 		`gitgw_proxy_connections{service="web"} 3`,
 		`gitgw_proxy_connections_total{service="web"} 120`,
 		`gitgw_proxy_bytes_sent_total{service="web"} 65536`,

@@ -53,6 +53,7 @@ func TestDebianPackage(t *testing.T) {
 		"./usr/share/man/man1/gitgw.1.gz", "./usr/share/man/man1/gitgw-agent.1.gz", "./usr/share/man/man1/gitgw-plan.1.gz",
 		"./usr/share/bash-completion/completions/gitgw", "./usr/share/zsh/vendor-completions/_gitgw",
 		"./usr/share/fish/vendor_completions.d/gitgw.fish", "./usr/share/doc/gitgw/copyright",
+		"./usr/share/gitgw/monitoring/gitgw-alerts.yml", "./usr/share/gitgw/monitoring/grafana-dashboard.json",
 	} {
 		if !strings.Contains(contents, " "+f+"\n") {
 			t.Errorf("the package lacks %s", f)

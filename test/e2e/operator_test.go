@@ -153,7 +153,7 @@ func TestOperatorControl(t *testing.T) {
 	for _, want := range []string{
 		`gitgw_proxy_server_up{server="s2",service="web"} 0`,
 		`gitgw_proxy_server_up{server="s1",service="web"} 1`,
-		`gitgw_vrrp_state{instance="VI_1",state="master"} 1`,
+		`gitgw_vrrp_state{state="master",vrrp_instance="VI_1"} 1`,
 		`gitgw_overrides{action="drain"} 1`,
 		`gitgw_reconcile_duration_seconds_count{outcome="applied"}`,
 	} {
