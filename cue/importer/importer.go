@@ -43,10 +43,29 @@ type Result struct {
 	Files    []File
 	Nodes    []string
 	Warnings []Warning
+	// Refused are the services left out of the site because it cannot say
+	// what they need yet; the site is then incomplete.
+	Refused []Refusal
+	// Missing are the facts the site needs and the sources do not give
+	// (a node's address), each once: the TODO(import) items.
+	Missing []string
 }
 
-// Import converts the configurations into a site. It fails only when there
-// is nothing to import; everything else becomes a warning.
+// SyntaxError is a source file that does not parse: its tool would refuse
+// it or read something else than it says (a truncated file).
+type SyntaxError struct{ Errs []Warning }
+
+func (e *SyntaxError) Error() string {
+	lines := make([]string, len(e.Errs))
+	for i, x := range e.Errs {
+		lines[i] = x.String()
+	}
+	return "import: syntax errors:\n" + strings.Join(lines, "\n")
+}
+
+// Import converts the configurations into a site. It fails when there is
+// nothing to import or a file does not parse (a *SyntaxError); everything
+// else becomes a warning, or a Refusal of the service it concerns.
 func Import(opts Options) (*Result, error) {
 	if len(opts.Keepalived) == 0 && len(opts.HAProxy) == 0 {
 		return nil, fmt.Errorf("import: nothing to import: give at least one keepalived.conf or haproxy.cfg")
@@ -131,7 +150,11 @@ func Import(opts Options) (*Result, error) {
 	checkUnicast(st, kcs, &w)
 	checkStates(st, &w)
 	checkBinds(st, &w)
-	return &Result{Files: writeSite(st), Nodes: nodeNames, Warnings: w.sorted(order)}, nil
+	if len(w.errs) > 0 {
+		return nil, &SyntaxError{Errs: w.errs}
+	}
+	return &Result{Files: writeSite(st), Nodes: nodeNames, Warnings: w.sorted(order),
+		Refused: w.refused.sorted(order), Missing: missingFacts(st)}, nil
 }
 
 // mergeServices adds svcs to have; a service of the same name and content
@@ -232,7 +255,7 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 			in.checks = append(in.checks, trackCheck{name: siteName(r.name), command: s.command, check: s.check, weight: weight})
 		}
 		if ki.srcIP.IsValid() {
-			addNodeAddr(n, in, ki.srcIP, fmt.Sprintf("%s is %s's source address in keepalived.conf", ki.srcIP, in.name))
+			addNodeAddr(n, in, ki.srcIP, ki.srcBits, fmt.Sprintf("%s is %s's source address in keepalived.conf", ki.srcIP, in.name))
 		} else {
 			n.iface(in.iface)
 		}
@@ -418,9 +441,10 @@ func advertInterval(in *instance, w *warnings) time.Duration {
 }
 
 // addNodeAddr records a node's own address on an instance's interface. Its
-// prefix length is that of a VIP's subnet holding it, else a host route
-// with a TODO.
-func addNodeAddr(n *node, in *instance, a netip.Addr, what string) {
+// prefix length is that of a VIP's subnet holding it, else the one written
+// after the address (hint, 0 if none: keepalived itself ignores it), else
+// a guess with a TODO.
+func addNodeAddr(n *node, in *instance, a netip.Addr, hint int, what string) {
 	bits := a.BitLen()
 	for _, v := range append(slices.Clone(in.vips), in.excluded...) {
 		if p := netip.MustParsePrefix(v.addr); p.Bits() < bits && p.Contains(a) {
@@ -443,6 +467,9 @@ func addNodeAddr(n *node, in *instance, a netip.Addr, what string) {
 			}
 		}
 		switch {
+		case hint > 0 && hint < bits:
+			bits = hint
+			note = fmt.Sprintf("TODO(import): %s, written with /%d (keepalived ignores the prefix): check that it is the interface's.", what, hint)
 		case wide < floor:
 			note = "TODO(import): " + what + ", which does not give its prefix length."
 		case wide < bits:
@@ -515,8 +542,48 @@ func inferAddresses(st *site, kcs []*kaConfig) {
 			}
 			if len(cands) == 1 {
 				m.ki.srcIP = cands[0]
-				addNodeAddr(m.node, in, cands[0], fmt.Sprintf("%s is %s's unicast_peer on %s", cands[0], from, in.name))
+				addNodeAddr(m.node, in, cands[0], 0, fmt.Sprintf("%s is %s's unicast_peer on %s", cands[0], from, in.name))
 			}
 		}
 	}
+}
+
+// sourceWeights gives the servers without a weight the weight HAProxy and
+// keepalived give them, 1, when another server of the service has one:
+// the schema's default (100) would turn a 5:1 split into 5:100. When no
+// server has a weight, the schema's default keeps the same (equal) shares.
+func sourceWeights(servers []*server) {
+	if !slices.ContainsFunc(servers, func(s *server) bool { return s.weight.ok }) {
+		return
+	}
+	for _, s := range servers {
+		if !s.weight.ok && !s.drain {
+			s.weight = some(1)
+		}
+	}
+}
+
+// sameWeights says whether the servers share one weight.
+func sameWeights(servers []*server) bool {
+	for _, s := range servers {
+		if s.weight != servers[0].weight {
+			return false
+		}
+	}
+	return true
+}
+
+// missingFacts lists the node addresses the site needs and the sources do
+// not give: the interfaces of instances without an address, and addresses
+// whose prefix length was guessed.
+func missingFacts(st *site) []string {
+	var out []string
+	for _, n := range st.nodes {
+		for _, i := range n.ifaces {
+			if len(i.addrs) == 0 {
+				out = append(out, fmt.Sprintf("nodes.%s.interfaces.%s.addresses: %s's own address on %s", n.name, i.name, n.name, i.name))
+			}
+		}
+	}
+	return out
 }
