@@ -243,7 +243,7 @@ func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
 		w.add(d.Pos, "vrrp_instance %q renamed %q (site names allow letters, digits, '_', '.', '-')", d.Args[0], in.name)
 	}
 	ki := &kaInstance{inst: in, orig: d.Args[0]}
-	prio := 100 // keepalived's default
+	prio := 100       // keepalived's default
 	seen := c.vipSeen // one node's VIPs across its instances: each once
 	for _, e := range d.Block {
 		arg := ""
@@ -503,20 +503,30 @@ var lvsAlgos = map[string]struct {
 // mapVirtualServer maps an IPVS virtual_server onto a TCP service, where
 // the proxy does what IPVS did; otherwise it is refused, with each reason.
 func mapVirtualServer(d kaDirective, w *warnings) *service {
+	s, ns := virtualServer(d, w)
+	if len(ns) > 0 {
+		w.refuse("virtual_server "+strings.Join(d.Args, " "), ns)
+		return nil
+	}
+	return s
+}
+
+// virtualServer maps a virtual_server as far as it goes, and says what it
+// needs that the site lacks.
+func virtualServer(d kaDirective, w *warnings) (*service, []need) {
 	what := "virtual_server " + strings.Join(d.Args, " ")
 	if len(d.Args) >= 1 && (d.Args[0] == "fwmark" || d.Args[0] == "group") {
-		w.refuse(what, []need{needs(d.Pos, FeatFwmark, "%s", what)})
-		return nil
+		return nil, []need{needs(d.Pos, FeatFwmark, "%s", what)}
 	}
 	if len(d.Args) != 2 {
 		w.add(d.Pos, "virtual_server %s: only \"virtual_server IP PORT\" maps to a service: not imported", strings.Join(d.Args, " "))
-		return nil
+		return nil, nil
 	}
 	a, err := netip.ParseAddr(d.Args[0])
 	port, perr := integer(d.Args[1], 1, 65535)
 	if err != nil || perr != nil {
 		w.add(d.Pos, "virtual_server %s: not an address and port: not imported", strings.Join(d.Args, " "))
-		return nil
+		return nil, nil
 	}
 	s := &service{name: siteName("vs-" + a.String() + "-" + d.Args[1]), pos: d.Pos, binds: []string{hostPort(a, port)}}
 	s.comments = append(s.comments, fmt.Sprintf("From virtual_server %s %d (%s).", a, port, d.Pos))
@@ -575,10 +585,6 @@ func mapVirtualServer(d kaDirective, w *warnings) *service {
 	}
 	// IPVS forwards packets: the proxy is no stand-in for any of its modes.
 	ns = append(ns, needs(kindPos, FeatKernelLB, "lb_kind %s", kind))
-	if len(ns) > 0 {
-		w.refuse(what, ns)
-		return nil
-	}
 	sourceWeights(s.servers)
 	switch m, ok := lvsAlgos[algo]; {
 	case !ok:
@@ -595,9 +601,9 @@ func mapVirtualServer(d kaDirective, w *warnings) *service {
 	}
 	if len(s.servers) == 0 {
 		w.add(d.Pos, "virtual_server %s %d has no real_server: not imported", a, port)
-		return nil
+		return nil, nil
 	}
-	return s
+	return s, ns
 }
 
 func sameCheck(a, b *check) bool { return *a == *b }
