@@ -30,6 +30,25 @@ type Options struct {
 	Nodes []string
 	// SiteName is written as site.name when set.
 	SiteName string
+	// Hosts are facts read on the nodes themselves (gitgw import
+	// --from-host): node → interface → the node's own addresses. They
+	// replace what the sources imply or leave out.
+	Hosts map[string]map[string][]netip.Prefix
+}
+
+// Fact is something the site needs that the sources do not say: a node's
+// own address on an interface (a TODO(import) in site.cue).
+type Fact struct {
+	Node, Interface string
+	// What is missing, or what was guessed.
+	What string
+	// Guess: the site holds a guessed value (a prefix length) and passes
+	// the guardrails with it; otherwise the value is missing.
+	Guess bool
+}
+
+func (f Fact) String() string {
+	return fmt.Sprintf("nodes.%s.interfaces.%s.addresses: %s", f.Node, f.Interface, f.What)
 }
 
 // File is one file of the generated site, relative to its root.
@@ -47,8 +66,9 @@ type Result struct {
 	// what they need yet; the site is then incomplete.
 	Refused []Refusal
 	// Missing are the facts the site needs and the sources do not give
-	// (a node's address), each once: the TODO(import) items.
-	Missing []string
+	// (a node's address, or its prefix length), each once: the
+	// TODO(import) items. Filled in, the site passes the guardrails.
+	Missing []Fact
 }
 
 // SyntaxError is a source file that does not parse: its tool would refuse
@@ -148,6 +168,7 @@ func Import(opts Options) (*Result, error) {
 	checkTrackedServices(st, &w)
 	inferAddresses(st, kcs)
 	checkUnicast(st, kcs, &w)
+	applyHosts(st, opts.Hosts, &w)
 	checkStates(st, &w)
 	checkBinds(st, &w)
 	if len(w.errs) > 0 {
@@ -576,14 +597,62 @@ func sameWeights(servers []*server) bool {
 // missingFacts lists the node addresses the site needs and the sources do
 // not give: the interfaces of instances without an address, and addresses
 // whose prefix length was guessed.
-func missingFacts(st *site) []string {
-	var out []string
+func missingFacts(st *site) []Fact {
+	var out []Fact
 	for _, n := range st.nodes {
 		for _, i := range n.ifaces {
 			if len(i.addrs) == 0 {
-				out = append(out, fmt.Sprintf("nodes.%s.interfaces.%s.addresses: %s's own address on %s", n.name, i.name, n.name, i.name))
+				out = append(out, Fact{Node: n.name, Interface: i.name, What: fmt.Sprintf("%s's own address on %s is not in the configurations", n.name, i.name)})
+			}
+			for _, note := range i.notes {
+				if what, ok := strings.CutPrefix(note, "TODO(import): "); ok {
+					out = append(out, Fact{Node: n.name, Interface: i.name, What: what, Guess: len(i.addrs) > 0})
+				}
 			}
 		}
 	}
 	return out
+}
+
+// applyHosts puts the addresses read on the nodes in place of what the
+// sources imply. The VIPs the node holds now are not its own addresses.
+func applyHosts(st *site, hosts map[string]map[string][]netip.Prefix, w *warnings) {
+	vips := map[netip.Addr]bool{}
+	for _, in := range st.vrrp {
+		for _, v := range append(slices.Clone(in.vips), in.excluded...) {
+			vips[netip.MustParsePrefix(v.addr).Addr()] = true
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(hosts)) {
+		n := st.node(name)
+		if n == nil {
+			w.add(Pos{File: "--from-host"}, "node %s: no such node in the configurations", name)
+			continue
+		}
+		pos := Pos{File: "--from-host"}
+		for _, i := range n.ifaces {
+			have, ok := hosts[name][i.name]
+			if !ok {
+				w.add(pos, "node %s: interface %s, which the configurations use, is not on this host: its address stays to fill in", name, i.name)
+				continue
+			}
+			var addrs []string
+			for _, p := range have {
+				if !vips[p.Addr()] {
+					addrs = append(addrs, p.String())
+				}
+			}
+			for _, old := range i.addrs {
+				a := netip.MustParsePrefix(old).Addr()
+				if !slices.ContainsFunc(addrs, func(s string) bool { return netip.MustParsePrefix(s).Addr() == a }) {
+					w.add(pos, "node %s: %s, which the configurations give as its address on %s, is not on this host (it has %s): the host's are used", name, a, i.name, strings.Join(addrs, ", "))
+				}
+			}
+			if len(addrs) == 0 {
+				w.add(pos, "node %s: interface %s has no address of its own on this host", name, i.name)
+				continue
+			}
+			i.addrs, i.notes = addrs, []string{"Read on the host by gitgw import --from-host."}
+		}
+	}
 }
