@@ -348,7 +348,7 @@ var hapOneArg = map[string]bool{
 	"crl-file": true, "ciphers": true, "ssl-min-ver": true, "ssl-max-ver": true, "proto": true,
 	"alpn": true, "check-sni": true, "check-alpn": true, "pool-max-conn": true, "pool-purge-delay": true,
 	"namespace": true, "resolve-prefer": true, "resolve-net": true, "health-check-proto": true,
-	"max-reuse": true, "tfo": false, "redir": true, "usesrc": true, "ws": true,
+	"max-reuse": true, "tfo": false, "redir": true, "usesrc": true, "ws": true, "socks4": true,
 }
 
 func (p *hapProxy) server(l hapLine, w *warnings) {

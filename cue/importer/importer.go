@@ -280,6 +280,12 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 		} else {
 			n.iface(in.iface)
 		}
+		// A VIP on another interface (dev) needs the node's address there.
+		for _, v := range append(slices.Clone(in.vips), in.excluded...) {
+			if v.dev != "" && v.dev != in.iface {
+				n.iface(v.dev)
+			}
+		}
 		existing := findInstance(st, in, n.name)
 		ki.merged = existing
 		if existing == nil {
