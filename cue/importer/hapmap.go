@@ -531,6 +531,11 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 				}
 			}
 		}
+		if !strings.HasPrefix(c.path.v, "/") {
+			// HAProxy sends the target as written; the site's path is absolute.
+			p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (request target %q)", strings.Join(l.Words, " "), c.path.v))
+			c.path = some("/")
+		}
 		if !slices.Contains([]string{"GET", "HEAD", "POST", "OPTIONS"}, c.method.v) {
 			w.add(l.Pos, "option httpchk method %s: not mapped: GET", c.method.v)
 			c.method = some("GET")
@@ -609,6 +614,10 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 				c.method = some(strings.ToUpper(ws[i+1]))
 			case "uri":
 				c.path = some(ws[i+1])
+				if !strings.HasPrefix(ws[i+1], "/") {
+					need(FeatCheckHeaders)
+					c.path = some("/")
+				}
 			case "ver":
 			case "hdr":
 				if strings.EqualFold(ws[i+1], "host") && i+2 < len(ws) {

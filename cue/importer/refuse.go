@@ -37,8 +37,9 @@ const (
 	// FeatCheckRequests: several `url` blocks of one keepalived HTTP_GET,
 	// all of which must pass, or a digest to compare (kamap.go lvsCheck).
 	FeatCheckRequests Feature = "check-requests"
-	// FeatCheckHeaders: request headers other than Host in an HTTP check
-	// (hapmap.go httpCheck, option).
+	// FeatCheckHeaders: request headers other than Host, a body or a
+	// request target that is no absolute path in an HTTP check (hapmap.go
+	// httpCheck, option).
 	FeatCheckHeaders Feature = "check-headers"
 	// FeatProtocolCheck: HAProxy's mysql/pgsql/ldap/smtp/ssl-hello/spop
 	// checks, keepalived SMTP_CHECK/DNS_CHECK (hapmap.go option; kamap.go
