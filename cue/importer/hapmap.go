@@ -218,7 +218,7 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 			}
 		}
 		hapNotMapped(l, w)
-	case "rate-limit":
+	case "rate-limit", "reqdeny", "reqideny", "reqtarpit", "reqitarpit", "block":
 		p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
 	case "source":
 		if slices.Contains(ws, "usesrc") {
@@ -227,7 +227,8 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		}
 		hapNotMapped(l, w)
 	case "server-template":
-		w.add(l.Pos, "server-template: not mapped; list the servers one by one")
+		// Servers made from a DNS name: as many as it resolves to.
+		p.needs = append(p.needs, needs(l.Pos, FeatServerName, "%s", strings.Join(ws, " ")))
 	case "stick-table":
 		for i := 1; i+1 < len(ws); i++ {
 			if ws[i] == "expire" {

@@ -52,7 +52,8 @@ const (
 	// FeatAgentCheck: HAProxy's agent-check, which can change a server's
 	// state and weight (hapmap.go server).
 	FeatAgentCheck Feature = "agent-check"
-	// FeatServerName: a server given by DNS name (hapmap.go server).
+	// FeatServerName: a server given by DNS name, a server-template
+	// (hapmap.go server, line).
 	FeatServerName Feature = "server-name"
 	// FeatServerTLS: TLS from the proxy to the server, `ssl` on a server
 	// (hapmap.go server).
