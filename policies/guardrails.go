@@ -27,6 +27,7 @@ func guardrails() []guardrail {
 		{Policy{"priority-distinct", "priorities are distinct within an instance: a tie is broken by address, not by the site."}, Error, priorityDistinct},
 		{Policy{"vip-in-subnet", "every VIP lies in a subnet of its interface on each node that carries it: otherwise no neighbour can reach it."}, Error, vipInSubnet},
 		{Policy{"vip-not-node-address", "no VIP equals a node's own address: releasing it would cut the node off."}, Error, vipNotNodeAddress},
+		{Policy{"vip-unique", "an instance lists each VIP once (in vips and excluded_vips together): a second entry is a copy-paste slip that would be added and removed twice."}, Error, vipUnique},
 		{Policy{"instance-consistent", "what can differ between the nodes of an instance does not: each has the interface, a VIP belongs to one instance, a sync group has one node set and version."}, Error, instanceConsistent},
 		{Policy{"service-primary-server", "every service has a server that is neither backup nor disabled."}, Error, servicePrimaryServer},
 		{Policy{"service-health-check", "every service checks its servers' health: otherwise a dead server keeps its share of connections."}, Error, serviceHealthCheck},
@@ -174,6 +175,29 @@ func vipNotNodeAddress(in *Input, r report) {
 					r.add(fmt.Sprintf("vrrp.%s.%s.%d", spec.Label(name), list.field, i),
 						"VIP %s is node %s's own address: releasing the VIP would remove it", v.Address.Addr(), where)
 				}
+			}
+		}
+	}
+}
+
+// vipUnique finds an address listed twice in one instance; one listed in
+// two instances is instance-consistent's (two masters could hold it).
+func vipUnique(in *Input, r report) {
+	for _, name := range slices.Sorted(maps.Keys(in.VRRP)) {
+		vi := in.VRRP[name]
+		first := map[netip.Addr]string{}
+		for _, list := range []struct {
+			field string
+			vips  []spec.VIP
+		}{{"vips", vi.VIPs}, {"excluded_vips", vi.ExcludedVIPs}} {
+			for i, v := range list.vips {
+				a := v.Address.Addr()
+				at := fmt.Sprintf("vrrp.%s.%s.%d", spec.Label(name), list.field, i)
+				if other, ok := first[a]; ok {
+					r.add(at, "VIP %s is listed twice in instance %s (first at %s): list it once", a, name, other)
+					continue
+				}
+				first[a] = at
 			}
 		}
 	}

@@ -141,6 +141,15 @@ func TestGuardrails(t *testing.T) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.ExcludedVIPs = []spec.VIP{vip("203.0.113.11/32")} })
 		}), 1},
 
+		{"vip unique: twice in vips", "vip-unique", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.VIPs = append(vi.VIPs, vip("203.0.113.100/32")) })
+		}), 1},
+		{"vip unique: in vips and excluded_vips", "vip-unique", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
+				vi.ExcludedVIPs = []spec.VIP{vip("203.0.113.101/24"), vip("203.0.113.100/24")}
+			})
+		}), 1},
+
 		{"instance consistent: node without the interface", "instance-consistent", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.Interface = "eth1" })
 		}), 2},

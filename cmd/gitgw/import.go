@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,13 +14,18 @@ import (
 
 	"github.com/gitgw/gitgw/cue/importer"
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/dataplane/vip"
 )
 
 type importFlags struct {
 	keepalived, haproxy, nodes []string
 	out, siteName              string
 	force                      bool
+	fromHost                   string // the node this host is; firstNode for the first
 }
+
+// firstNode is --from-host without a node name: the first node.
+const firstNode = "*"
 
 func newImportCmd() *cobra.Command {
 	var f importFlags
@@ -33,11 +41,20 @@ name a node is called after the file's router_id. An haproxy.cfg becomes the
 services of every node (NODE=FILE: of that node only).
 
 Whatever has no equivalent in the site, or changes on the way, is printed as
-a warning with its file and line; node addresses the files do not state are
-left as TODO(import) comments. The written site is loaded and checked with
-the guardrails of gitgw validate before import returns; what keeps it from
-passing them (typically a node address to fill in) is listed. Existing files
-are not overwritten without --force.`,
+a warning with its file and line. A service whose check or forwarding the
+site cannot say yet (a check port, a TLS check, a check sequence, a status
+range, a server by DNS name, IPVS forwarding, …) is refused: left out and
+printed as "refused: FILE:LINE: …" with the directive and the reason, never
+imported with a weakened check. A file that does not parse is an error and
+nothing is written.
+
+Node addresses the files do not state are left as TODO(import) comments and
+printed as "missing: …"; run on a gateway, --from-host[=NODE] reads them from
+its interfaces instead (NODE: which node this host is, by default the first).
+The written site is loaded and checked with the guardrails of gitgw validate
+before import returns. It exits 0 only when the site is complete (nothing
+refused) and passes them, 1 otherwise. Existing files are not overwritten
+without --force.`,
 		Example: `  gitgw import --keepalived gw1=/etc/keepalived/keepalived.conf \
       --keepalived gw2=gw2-keepalived.conf --haproxy /etc/haproxy/haproxy.cfg --out site
   gitgw import --keepalived a.conf --node gw1 --keepalived b.conf --node gw2 --out site`,
@@ -51,6 +68,8 @@ are not overwritten without --force.`,
 	fl.StringVar(&f.out, "out", ".", "directory to write the site (a CUE module) to")
 	fl.StringVar(&f.siteName, "site-name", "", "the site's name (site.name)")
 	fl.BoolVar(&f.force, "force", false, "overwrite files the site would write that exist already")
+	fl.StringVar(&f.fromHost, "from-host", "", "read this host's interfaces and addresses for node `NODE` (default: the first node)")
+	fl.Lookup("from-host").NoOptDefVal = firstNode
 	return cmd
 }
 
@@ -102,7 +121,27 @@ func runImport(cmd *cobra.Command, f *importFlags) error {
 		}
 		opts.HAProxy = append(opts.HAProxy, in)
 	}
+	if f.fromHost != "" {
+		node := f.fromHost
+		if node == firstNode {
+			node = firstNodeName(opts)
+		}
+		ifs, err := vip.ReadHostAddresses()
+		if err != nil {
+			return fmt.Errorf("import: --from-host: %w", err)
+		}
+		opts.Hosts = map[string]map[string][]netip.Prefix{node: ifs}
+	}
+	stderr := cmd.ErrOrStderr()
 	res, err := importer.Import(opts)
+	var serr *importer.SyntaxError
+	if errors.As(err, &serr) {
+		for _, e := range serr.Errs {
+			fmt.Fprintln(stderr, "error:", e.String())
+		}
+		fmt.Fprintf(stderr, "import: %d syntax errors: nothing written\n", len(serr.Errs))
+		return exitError{1}
+	}
 	if err != nil {
 		return err
 	}
@@ -112,9 +151,20 @@ func runImport(cmd *cobra.Command, f *importFlags) error {
 	if err := importer.WriteDir(f.out, res.Files, f.force); err != nil {
 		return err
 	}
-	stderr := cmd.ErrOrStderr()
 	for _, w := range res.Warnings {
 		fmt.Fprintln(stderr, "warning:", w.String())
+	}
+	for _, r := range res.Refused {
+		fmt.Fprintln(stderr, "refused:", r.String())
+	}
+	missing := 0
+	for _, m := range res.Missing {
+		kind := "guessed:"
+		if !m.Guess {
+			kind = "missing:"
+			missing++
+		}
+		fmt.Fprintln(stderr, kind, filepath.Join(f.out, "site.cue")+":", m.String())
 	}
 	for _, file := range res.Files {
 		fmt.Fprintln(cmd.OutOrStdout(), filepath.Join(f.out, filepath.FromSlash(file.Name)))
@@ -130,22 +180,54 @@ func runImport(cmd *cobra.Command, f *importFlags) error {
 		}
 		return err
 	}
-	summary := fmt.Sprintf("site written to %s: %d nodes (%s), %d warnings",
-		f.out, len(res.Nodes), strings.Join(res.Nodes, ", "), len(res.Warnings))
 	// The guardrails of `gitgw validate`: what the sources leave open (a
-	// node's address) can keep the site from passing them yet.
-	bad, err := checkPolicies(cmd.Context(), site, stderr)
+	// node's address) can keep the site from passing them yet. Their
+	// warnings are counted with the import's own.
+	var policyWarnings bytes.Buffer
+	bad, err := checkPolicies(cmd.Context(), site, &policyWarnings)
 	if err != nil {
 		return err
 	}
+	stderr.Write(policyWarnings.Bytes())
+	warnings := len(res.Warnings) + strings.Count(policyWarnings.String(), "\n")
+	for _, e := range bad {
+		fmt.Fprintln(stderr, "guardrail: "+filepath.Join(f.out, e.Error()))
+	}
+	summary := fmt.Sprintf("site written to %s: %d nodes (%s), %d warnings", f.out, len(res.Nodes), strings.Join(res.Nodes, ", "), warnings)
+	var open []string
+	if n := refusedServices(res.Refused); n > 0 {
+		open = append(open, fmt.Sprintf("%d services refused (what they need is printed as refused:)", n))
+	}
+	if missing > 0 {
+		open = append(open, fmt.Sprintf("%d facts missing (printed as missing:, TODO(import) in site.cue)", missing))
+	}
 	if len(bad) > 0 {
-		for _, e := range bad {
-			fmt.Fprintln(stderr, "guardrail: "+filepath.Join(f.out, e.Error()))
-		}
-		fmt.Fprintf(stderr, "%s; it loads, but %d guardrail errors remain: complete the TODO(import) items, then run gitgw validate --site %s\n",
-			summary, len(bad), f.out)
-		return nil
+		open = append(open, fmt.Sprintf("%d guardrail errors remain", len(bad)))
+	}
+	if len(open) > 0 {
+		fmt.Fprintf(stderr, "%s; it is NOT a working site yet: %s; complete it, then run gitgw validate --site %s\n",
+			summary, strings.Join(open, ", "), f.out)
+		return exitError{1}
 	}
 	fmt.Fprintf(stderr, "%s; it passes gitgw validate\n", summary)
 	return nil
+}
+
+// refusedServices counts the services the refusals leave out.
+func refusedServices(rs []importer.Refusal) int {
+	seen := map[string]bool{}
+	for _, r := range rs {
+		seen[r.Pos.File+"\x00"+r.What] = true
+	}
+	return len(seen)
+}
+
+// firstNodeName is the node --from-host means without a name: the first
+// keepalived file's (as the import will name it), else the first --node.
+func firstNodeName(opts importer.Options) string {
+	res, err := importer.Import(importer.Options{Keepalived: opts.Keepalived, HAProxy: opts.HAProxy, Nodes: opts.Nodes})
+	if err != nil || len(res.Nodes) == 0 {
+		return ""
+	}
+	return res.Nodes[0]
 }

@@ -97,6 +97,12 @@ func goldenText(res *Result) string {
 	for _, w := range res.Warnings {
 		b.WriteString(w.String() + "\n")
 	}
+	if len(res.Refused) > 0 {
+		b.WriteString("-- refused --\n")
+		for _, r := range res.Refused {
+			b.WriteString(r.String() + "\n")
+		}
+	}
 	for _, f := range res.Files {
 		b.WriteString("-- " + f.Name + " --\n")
 		b.Write(f.Data)

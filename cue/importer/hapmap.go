@@ -1,11 +1,15 @@
 package importer
 
 import (
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // hapProxy is a defaults, frontend, backend or listen section with what it
@@ -34,6 +38,14 @@ type hapProxy struct {
 	proxyProto string
 	stats      bool
 	persist    opt[time.Duration]
+	// What the proxy needs that the site lacks: needs refuse the service,
+	// httpNeeds and tcpNeeds its check when that kind of check is used,
+	// protoNeed is a protocol check the site cannot make.
+	needs               []need
+	httpNeeds, tcpNeeds []need
+	protoNeed           *need
+	httpSends, httpExp  int
+	tcpSteps            []string
 }
 
 // srvCheck is a server's own check settings.
@@ -44,6 +56,7 @@ type srvCheck struct {
 	shutdown          bool
 	pos               Pos
 	name              string
+	needs             []need // what the server's check needs that the site lacks
 }
 
 // inherit copies what a proxy takes from a defaults section.
@@ -52,6 +65,8 @@ func (d *hapProxy) inherit(kind, name string, pos Pos) *hapProxy {
 	p.kind, p.name, p.pos = kind, name, pos
 	p.binds, p.servers, p.srvChecks, p.defBackend = nil, nil, nil, ""
 	p.defServer = slices.Clone(d.defServer)
+	p.needs, p.httpNeeds, p.tcpNeeds = slices.Clone(d.needs), slices.Clone(d.httpNeeds), slices.Clone(d.tcpNeeds)
+	p.tcpSteps = slices.Clone(d.tcpSteps)
 	if d.httpchk != nil {
 		c := *d.httpchk
 		p.httpchk = &c
@@ -192,8 +207,28 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 	case "stats":
 		p.stats = true
 		hapNotMapped(l, w)
+	case "tcp-request", "http-request":
+		// Rules that turn connections away or count them (by source,
+		// rate) cannot be left behind; the others are dropped by name.
+		for _, word := range ws[1:] {
+			if slices.Contains([]string{"reject", "deny", "tarpit", "silent-drop", "auth"}, word) ||
+				strings.HasPrefix(word, "track-sc") || strings.HasPrefix(word, "sc-") {
+				p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
+				return
+			}
+		}
+		hapNotMapped(l, w)
+	case "rate-limit", "reqdeny", "reqideny", "reqtarpit", "reqitarpit", "block":
+		p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
+	case "source":
+		if slices.Contains(ws, "usesrc") {
+			p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "%s", strings.Join(ws, " ")))
+			return
+		}
+		hapNotMapped(l, w)
 	case "server-template":
-		w.add(l.Pos, "server-template: not mapped; list the servers one by one")
+		// Servers made from a DNS name: as many as it resolves to.
+		p.needs = append(p.needs, needs(l.Pos, FeatServerName, "%s", strings.Join(ws, " ")))
 	case "stick-table":
 		for i := 1; i+1 < len(ws); i++ {
 			if ws[i] == "expire" {
@@ -245,7 +280,7 @@ func (p *hapProxy) bind(l hapLine, w *warnings) {
 	}
 	for _, o := range l.Words[2:] {
 		if o == "ssl" {
-			w.add(l.Pos, "bind %s ssl: TLS termination is not mapped: bind not imported", l.Words[1])
+			p.needs = append(p.needs, needs(l.Pos, FeatTLSTermination, "bind %s ssl", l.Words[1]))
 			return
 		}
 	}
@@ -314,7 +349,7 @@ var hapOneArg = map[string]bool{
 	"crl-file": true, "ciphers": true, "ssl-min-ver": true, "ssl-max-ver": true, "proto": true,
 	"alpn": true, "check-sni": true, "check-alpn": true, "pool-max-conn": true, "pool-purge-delay": true,
 	"namespace": true, "resolve-prefer": true, "resolve-net": true, "health-check-proto": true,
-	"max-reuse": true, "tfo": false, "redir": true, "usesrc": true, "ws": true,
+	"max-reuse": true, "tfo": false, "redir": true, "usesrc": true, "ws": true, "socks4": true,
 }
 
 func (p *hapProxy) server(l hapLine, w *warnings) {
@@ -328,6 +363,10 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 		w.add(l.Pos, "server %q renamed %q", ws[1], name)
 	}
 	addr, err := serverAddr(ws[2])
+	if errors.Is(err, errHostname) {
+		p.needs = append(p.needs, needs(l.Pos, FeatServerName, "server %s %s", ws[1], ws[2]))
+		return
+	}
 	if err != nil {
 		w.add(l.Pos, "server %s %s: %v: not imported", ws[1], ws[2], err)
 		return
@@ -389,6 +428,24 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			p.proxyProto = "v1"
 		case "send-proxy-v2":
 			p.proxyProto = "v2"
+		case "port", "addr":
+			i++
+			sc.needs = append(sc.needs, needs(l.Pos, FeatCheckPort, "server %s %s %s", name, k, v))
+		case "check-ssl":
+			sc.needs = append(sc.needs, needs(l.Pos, FeatTLSCheck, "server %s check-ssl", name))
+		case "ssl":
+			p.needs = append(p.needs, needs(l.Pos, FeatServerTLS, "server %s ssl", name))
+		case "agent-check":
+			p.needs = append(p.needs, needs(l.Pos, FeatAgentCheck, "server %s agent-check", name))
+		case "source":
+			i++
+			if slices.Contains(params[i:], "usesrc") {
+				p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "server %s source %s usesrc", name, v))
+			} else {
+				w.add(l.Pos, "server %s source %s: not mapped (gitgw connects from the node's own address)", name, v)
+			}
+		case "usesrc":
+			i++
 		case "on-marked-down":
 			i++
 			if v == "shutdown-sessions" {
@@ -412,6 +469,9 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 	p.srvChecks = append(p.srvChecks, sc)
 }
 
+// errHostname is a server given by name.
+var errHostname = errors.New("not an IP address")
+
 // serverAddr writes "ip:port" as the schema wants it.
 func serverAddr(s string) (string, error) {
 	for _, pre := range []string{"ipv4@", "ipv6@", "tcp@", "tcp4@", "tcp6@"} {
@@ -425,11 +485,14 @@ func serverAddr(s string) (string, error) {
 		if _, err := netip.ParseAddr(s); err == nil {
 			return "", fmt.Errorf("no port (HAProxy would use the client's destination port; gitgw needs one)")
 		}
-		return "", fmt.Errorf("not an IP address and port")
+		if strings.HasPrefix(s, "/") || strings.Contains(s, "@") {
+			return "", fmt.Errorf("not an IP address and port")
+		}
+		return "", fmt.Errorf("%q: %w", s, errHostname)
 	}
 	a, err := netip.ParseAddr(strings.Trim(s[:i], "[]"))
 	if err != nil {
-		return "", fmt.Errorf("%q is not an IP address (gitgw needs addresses, not names)", s[:i])
+		return "", fmt.Errorf("%q: %w", s[:i], errHostname)
 	}
 	port, err := integer(s[i+1:], 1, 65535)
 	if err != nil {
@@ -462,38 +525,53 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 		default:
 			c.method, c.path = some(strings.ToUpper(rest[0])), some(rest[1])
 			if len(rest) > 2 {
-				c.host = hostHeader(rest[2])
-				if !c.host.ok {
-					w.add(l.Pos, "option httpchk version %q: not mapped", rest[2])
+				var others []string
+				c.host, others = hostHeader(rest[2])
+				if len(others) > 0 {
+					p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "option httpchk header %q", strings.Join(others, `\r\n`)))
 				}
 			}
+		}
+		if !strings.HasPrefix(c.path.v, "/") {
+			// HAProxy sends the target as written; the site's path is absolute.
+			p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (request target %q)", strings.Join(l.Words, " "), c.path.v))
+			c.path = some("/")
 		}
 		if !slices.Contains([]string{"GET", "HEAD", "POST", "OPTIONS"}, c.method.v) {
 			w.add(l.Pos, "option httpchk method %s: not mapped: GET", c.method.v)
 			c.method = some("GET")
 		}
-		p.httpchk, p.httpPos, p.tcpcheck = c, l.Pos, nil
+		p.httpchk, p.httpPos, p.tcpcheck, p.protoNeed = c, l.Pos, nil, nil
 	case "tcp-check":
-		p.tcpcheck, p.httpchk = &check{kind: "tcp"}, nil
+		p.tcpcheck, p.httpchk, p.protoNeed = &check{kind: "tcp"}, nil, nil
 	case "redis-check":
-		p.tcpcheck, p.httpchk = &check{kind: "tcp-expect", send: some("PING\r\n"), expect: some("+PONG")}, nil
-	case "mysql-check", "pgsql-check", "ldap-check", "smtpchk", "ssl-hello-chk", "spop-check", "external-check":
-		p.tcpcheck, p.httpchk = &check{kind: "tcp"}, nil
-		w.add(l.Pos, "option %s: this protocol check is not mapped: the servers get a TCP connect check", ws[1])
+		p.tcpcheck, p.httpchk, p.protoNeed = &check{kind: "tcp-expect", send: some("PING\r\n"), expect: some("+PONG")}, nil, nil
+	case "mysql-check", "pgsql-check", "ldap-check", "smtpchk", "ssl-hello-chk", "spop-check":
+		n := needs(l.Pos, FeatProtocolCheck, "%s", strings.Join(l.Words, " "))
+		p.tcpcheck, p.httpchk, p.protoNeed = nil, nil, &n
+	case "external-check":
+		n := needs(l.Pos, FeatScriptCheck, "%s", strings.Join(l.Words, " "))
+		p.tcpcheck, p.httpchk, p.protoNeed = nil, nil, &n
+	case "transparent":
+		if !neg {
+			p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "option transparent"))
+		}
 	default:
 		hapNotMapped(l, w)
 	}
 }
 
 // hostHeader finds a Host header in the version argument of option httpchk
-// ("HTTP/1.1\r\nHost: www").
-func hostHeader(s string) opt[string] {
-	for _, line := range strings.Split(s, "\r\n") {
+// ("HTTP/1.1\r\nHost: www"), and returns the other headers.
+func hostHeader(s string) (host opt[string], others []string) {
+	for i, line := range strings.Split(s, "\r\n") {
 		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "host") {
-			return some(strings.TrimSpace(v))
+			host = some(strings.TrimSpace(v))
+		} else if i > 0 && line != "" {
+			others = append(others, line)
 		}
 	}
-	return opt[string]{}
+	return host, others
 }
 
 func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
@@ -502,66 +580,148 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 		p.httpchk, p.httpPos = &check{kind: "http", method: some("OPTIONS"), path: some("/")}, l.Pos
 	}
 	c := p.httpchk
+	need := func(f Feature) { p.httpNeeds = append(p.httpNeeds, needs(l.Pos, f, "%s", strings.Join(ws, " "))) }
 	switch {
-	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "status":
-		v, err := integer(ws[3], 100, 599)
-		if err != nil {
-			w.add(l.Pos, "http-check expect status %s: %v: not mapped", ws[3], err)
+	case len(ws) >= 2 && ws[1] == "expect":
+		if p.httpExp++; p.httpExp > 1 {
+			need(FeatCheckSequence)
 			return
 		}
-		c.expectStatus, p.expectSet = some(v), true
-	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "string":
-		c.expectString, p.expectSet = some(ws[3]), true
+		switch {
+		case len(ws) == 4 && ws[2] == "status":
+			v, err := integer(ws[3], 100, 599)
+			if err != nil {
+				need(FeatStatusRange)
+				return
+			}
+			c.expectStatus, p.expectSet = some(v), true
+		case len(ws) == 4 && ws[2] == "string":
+			// HAProxy then accepts any status; the site expects one.
+			c.expectString = some(ws[3])
+			need(FeatStatusRange)
+		case len(ws) >= 3 && ws[2] == "rstatus":
+			need(FeatStatusRange)
+		default:
+			need(FeatCheckSequence)
+		}
 	case len(ws) >= 2 && ws[1] == "send":
+		if p.httpSends++; p.httpSends > 1 {
+			need(FeatCheckSequence)
+			return
+		}
 		for i := 2; i+1 < len(ws); i += 2 {
 			switch ws[i] {
 			case "meth":
 				c.method = some(strings.ToUpper(ws[i+1]))
 			case "uri":
 				c.path = some(ws[i+1])
+				if !strings.HasPrefix(ws[i+1], "/") {
+					need(FeatCheckHeaders)
+					c.path = some("/")
+				}
+			case "ver":
 			case "hdr":
 				if strings.EqualFold(ws[i+1], "host") && i+2 < len(ws) {
 					c.host = some(ws[i+2])
 				} else {
-					w.add(l.Pos, "http-check send hdr %s: not mapped", ws[i+1])
+					need(FeatCheckHeaders)
 				}
 				i++
-			default:
-				w.add(l.Pos, "http-check send %s: not mapped", ws[i])
+			default: // body, uri-lf, body-lf, …
+				need(FeatCheckHeaders)
 			}
 		}
 	case len(ws) >= 2 && ws[1] == "connect":
+		p.checkConnect(l, &p.httpNeeds, w)
+	case len(ws) >= 2 && ws[1] == "comment":
 	default:
 		hapNotMapped(l, w)
 	}
 }
 
+// checkConnect reads the options of an http-check or tcp-check connect.
+func (p *hapProxy) checkConnect(l hapLine, dst *[]need, w *warnings) {
+	ws := l.Words
+	for i := 2; i < len(ws); i++ {
+		switch ws[i] {
+		case "ssl":
+			*dst = append(*dst, needs(l.Pos, FeatTLSCheck, "%s", strings.Join(ws, " ")))
+		case "port", "addr":
+			i++
+			*dst = append(*dst, needs(l.Pos, FeatCheckPort, "%s", strings.Join(ws, " ")))
+		case "default", "linger", "via-socks4":
+		case "comment", "sni", "alpn", "proto":
+			i++
+		default:
+			w.add(l.Pos, "%s %s: option %s not mapped", ws[0], ws[1], ws[i])
+		}
+	}
+}
+
+// tcpCheck reads one tcp-check rule. The site's tcp-expect check is one
+// optional send and one expect of a string; anything longer is a sequence
+// the site cannot say yet.
 func (p *hapProxy) tcpCheck(l hapLine, w *warnings) {
 	ws := l.Words
 	if p.tcpcheck == nil {
 		p.tcpcheck = &check{kind: "tcp"}
 	}
 	c := p.tcpcheck
-	switch {
-	case len(ws) >= 2 && (ws[1] == "connect" || ws[1] == "comment"):
-		if len(ws) > 2 && ws[1] == "connect" {
-			w.add(l.Pos, "tcp-check connect %s: options not mapped", strings.Join(ws[2:], " "))
-		}
-	case len(ws) == 3 && (ws[1] == "send" || ws[1] == "send-lf"):
-		if c.send.ok {
-			w.add(l.Pos, "tcp-check: a second send is not mapped (gitgw sends once, then expects)")
-			return
-		}
-		c.send, c.kind = some(ws[2]), "tcp-expect"
-	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "string":
-		if c.expect.ok {
-			w.add(l.Pos, "tcp-check: a second expect is not mapped")
-			return
-		}
-		c.expect, c.kind = some(ws[3]), "tcp-expect"
-	default:
+	seq := func() { p.tcpNeeds = append(p.tcpNeeds, needs(l.Pos, FeatCheckSequence, "%s", strings.Join(ws, " "))) }
+	if len(ws) < 2 {
 		hapNotMapped(l, w)
+		return
 	}
+	switch ws[1] {
+	case "comment":
+		return
+	case "connect":
+		p.checkConnect(l, &p.tcpNeeds, w)
+		if len(p.tcpSteps) > 0 {
+			seq() // a connect after other steps starts a second exchange
+		}
+	case "send", "send-lf", "send-binary", "send-binary-lf":
+		data, ok := tcpCheckData(ws)
+		if !ok || c.send.ok || c.expect.ok {
+			seq()
+			break
+		}
+		c.send, c.kind = some(data), "tcp-expect"
+	case "expect":
+		data, ok := tcpCheckData(ws)
+		if !ok || c.expect.ok {
+			seq()
+			break
+		}
+		c.expect, c.kind = some(data), "tcp-expect"
+	default:
+		seq()
+	}
+	p.tcpSteps = append(p.tcpSteps, ws[1])
+}
+
+// tcpCheckData is the string a tcp-check send or expect carries, when the
+// site can say it: a plain string, or hex that decodes to UTF-8 text.
+func tcpCheckData(ws []string) (string, bool) {
+	switch {
+	case len(ws) == 3 && (ws[1] == "send" || ws[1] == "send-lf"):
+		return ws[2], ws[1] == "send"
+	case len(ws) == 3 && ws[1] == "send-binary":
+		return hexText(ws[2])
+	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "string":
+		return ws[3], true
+	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "binary":
+		return hexText(ws[3])
+	}
+	return "", false
+}
+
+func hexText(s string) (string, bool) {
+	b, err := hex.DecodeString(s)
+	if err != nil || !utf8.Valid(b) || len(b) == 0 {
+		return "", false
+	}
+	return string(b), true
 }
 
 // services builds the services of an haproxy.cfg: each listen section, and
@@ -666,7 +826,20 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		s.redispatch = some(false) // HAProxy's default, not the schema's
 	}
 	s.servers, s.proxyProto = be.servers, be.proxyProto
-	s.check = be.serviceCheck(w)
+	sourceWeights(s.servers)
+	var ns []need
+	s.check, ns = be.serviceCheck(w)
+	if fe != be {
+		ns = append(slices.Clone(fe.needs), ns...)
+	}
+	if len(ns) > 0 {
+		what := fmt.Sprintf("%s %s", fe.kind, fe.name)
+		if fe != be {
+			what += " (backend " + be.name + ")"
+		}
+		w.refuse(what, ns)
+		return nil
+	}
 	if s.check == nil && len(s.servers) > 0 {
 		w.add(be.pos, "%s %s: no server has a check: gitgw checks every service's servers (guardrail service-health-check); a TCP connect check is added", be.kind, be.name)
 		s.check = &check{kind: "tcp"}
@@ -678,8 +851,11 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	return s
 }
 
-// serviceCheck folds the servers' checks into the service's one check.
-func (p *hapProxy) serviceCheck(w *warnings) *check {
+// serviceCheck folds the servers' checks into the service's one check. It
+// returns what the proxy needs that the site lacks, the check's needs
+// included when servers are checked.
+func (p *hapProxy) serviceCheck(w *warnings) (*check, []need) {
+	ns := slices.Clone(p.needs)
 	var first *srvCheck
 	var unchecked []string
 	for i := range p.srvChecks {
@@ -688,32 +864,36 @@ func (p *hapProxy) serviceCheck(w *warnings) *check {
 			unchecked = append(unchecked, sc.name)
 			continue
 		}
+		ns = append(ns, sc.needs...)
 		if first == nil {
 			first = sc
 			continue
 		}
 		a, b := *first, *sc
-		a.pos, b.pos, a.name, b.name = Pos{}, Pos{}, "", ""
-		if a != b {
+		a.pos, b.pos, a.name, b.name, a.needs, b.needs = Pos{}, Pos{}, "", "", nil, nil
+		if !reflect.DeepEqual(a, b) {
 			w.add(sc.pos, "server %s: its check settings differ from server %s's: gitgw checks all servers of a service alike; %s's are used", sc.name, first.name, first.name)
 		}
 	}
 	if first == nil {
-		return nil
+		return nil, ns
 	}
 	if len(unchecked) > 0 {
 		w.add(p.pos, "%s %s: servers %s have no check: gitgw checks every server of a service", p.kind, p.name, strings.Join(unchecked, ", "))
 	}
 	c := &check{kind: "tcp"}
 	switch {
+	case p.protoNeed != nil:
+		ns = append(ns, *p.protoNeed)
 	case p.httpchk != nil:
 		c = p.httpchk
-		if !p.expectSet {
-			w.add(p.httpPos, "option httpchk without http-check expect: HAProxy accepts any 2xx or 3xx status, gitgw expects 200")
-			c.expectStatus = some(200)
+		ns = append(ns, p.httpNeeds...)
+		if !p.expectSet && !slices.ContainsFunc(p.httpNeeds, func(n need) bool { return n.feature == FeatStatusRange }) {
+			ns = append(ns, needs(p.httpPos, FeatStatusRange, "option httpchk without http-check expect status (HAProxy accepts any 2xx or 3xx)"))
 		}
 	case p.tcpcheck != nil:
 		c = p.tcpcheck
+		ns = append(ns, p.tcpNeeds...)
 		if c.kind == "tcp-expect" && !c.expect.ok {
 			w.add(p.pos, "tcp-check send without expect: imported as a plain TCP check")
 			c.kind, c.send = "tcp", opt[string]{}
@@ -730,5 +910,5 @@ func (p *hapProxy) serviceCheck(w *warnings) *check {
 	default:
 		c.timeout = some(2 * time.Second)
 	}
-	return c
+	return c, ns
 }

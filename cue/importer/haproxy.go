@@ -41,6 +41,13 @@ var hapSectionKinds = map[string]bool{
 // single quotes group words literally, and a backslash escapes a space, a
 // quote, '#' or '\', or writes \r \n \t \xHH.
 func splitHAProxyLine(line string) []string {
+	words, _ := splitHAProxyLineQ(line)
+	return words
+}
+
+// splitHAProxyLineQ is splitHAProxyLine that also says whether a quote was
+// left open (HAProxy refuses such a line).
+func splitHAProxyLineQ(line string) ([]string, bool) {
 	var words []string
 	var cur strings.Builder
 	inWord := false
@@ -92,7 +99,7 @@ func splitHAProxyLine(line string) []string {
 			cur.WriteByte(c)
 		case c == '#':
 			flush()
-			return words
+			return words, false
 		case c == ' ' || c == '\t' || c == '\r':
 			flush()
 		default:
@@ -101,27 +108,30 @@ func splitHAProxyLine(line string) []string {
 		}
 	}
 	flush()
-	return words
+	return words, quote != 0
 }
 
 // parseHAProxy splits an haproxy.cfg into sections. Lines before the first
-// section are reported and dropped.
+// section and unterminated quotes are syntax errors, as HAProxy has them.
 func parseHAProxy(file, src string, w *warnings) []*hapSection {
 	var out []*hapSection
 	var cur *hapSection
 	for i, raw := range strings.Split(src, "\n") {
-		words := splitHAProxyLine(raw)
+		words, open := splitHAProxyLineQ(raw)
+		pos := Pos{File: file, Line: i + 1}
+		if open {
+			w.syntax(pos, "unterminated quote")
+		}
 		if len(words) == 0 {
 			continue
 		}
-		pos := Pos{File: file, Line: i + 1}
 		if hapSectionKinds[words[0]] {
 			cur = &hapSection{Kind: words[0], Args: words[1:], Pos: pos}
 			out = append(out, cur)
 			continue
 		}
 		if cur == nil {
-			w.add(pos, "%q outside of any section: ignored", words[0])
+			w.syntax(pos, "%q outside of any section", words[0])
 			continue
 		}
 		cur.Lines = append(cur.Lines, hapLine{Words: words, Pos: pos})

@@ -30,6 +30,25 @@ type Options struct {
 	Nodes []string
 	// SiteName is written as site.name when set.
 	SiteName string
+	// Hosts are facts read on the nodes themselves (gitgw import
+	// --from-host): node → interface → the node's own addresses. They
+	// replace what the sources imply or leave out.
+	Hosts map[string]map[string][]netip.Prefix
+}
+
+// Fact is something the site needs that the sources do not say: a node's
+// own address on an interface (a TODO(import) in site.cue).
+type Fact struct {
+	Node, Interface string
+	// What is missing, or what was guessed.
+	What string
+	// Guess: the site holds a guessed value (a prefix length) and passes
+	// the guardrails with it; otherwise the value is missing.
+	Guess bool
+}
+
+func (f Fact) String() string {
+	return fmt.Sprintf("nodes.%s.interfaces.%s.addresses: %s", f.Node, f.Interface, f.What)
 }
 
 // File is one file of the generated site, relative to its root.
@@ -43,10 +62,30 @@ type Result struct {
 	Files    []File
 	Nodes    []string
 	Warnings []Warning
+	// Refused are the services left out of the site because it cannot say
+	// what they need yet; the site is then incomplete.
+	Refused []Refusal
+	// Missing are the facts the site needs and the sources do not give
+	// (a node's address, or its prefix length), each once: the
+	// TODO(import) items. Filled in, the site passes the guardrails.
+	Missing []Fact
 }
 
-// Import converts the configurations into a site. It fails only when there
-// is nothing to import; everything else becomes a warning.
+// SyntaxError is a source file that does not parse: its tool would refuse
+// it or read something else than it says (a truncated file).
+type SyntaxError struct{ Errs []Warning }
+
+func (e *SyntaxError) Error() string {
+	lines := make([]string, len(e.Errs))
+	for i, x := range e.Errs {
+		lines[i] = x.String()
+	}
+	return "import: syntax errors:\n" + strings.Join(lines, "\n")
+}
+
+// Import converts the configurations into a site. It fails when there is
+// nothing to import or a file does not parse (a *SyntaxError); everything
+// else becomes a warning, or a Refusal of the service it concerns.
 func Import(opts Options) (*Result, error) {
 	if len(opts.Keepalived) == 0 && len(opts.HAProxy) == 0 {
 		return nil, fmt.Errorf("import: nothing to import: give at least one keepalived.conf or haproxy.cfg")
@@ -129,9 +168,14 @@ func Import(opts Options) (*Result, error) {
 	checkTrackedServices(st, &w)
 	inferAddresses(st, kcs)
 	checkUnicast(st, kcs, &w)
+	applyHosts(st, opts.Hosts, &w)
 	checkStates(st, &w)
 	checkBinds(st, &w)
-	return &Result{Files: writeSite(st), Nodes: nodeNames, Warnings: w.sorted(order)}, nil
+	if len(w.errs) > 0 {
+		return nil, &SyntaxError{Errs: w.errs}
+	}
+	return &Result{Files: writeSite(st), Nodes: nodeNames, Warnings: w.sorted(order),
+		Refused: w.refused.sorted(order), Missing: missingFacts(st)}, nil
 }
 
 // mergeServices adds svcs to have; a service of the same name and content
@@ -232,9 +276,15 @@ func mergeKeepalived(st *site, n *node, kc *kaConfig, hapServices []*service, w 
 			in.checks = append(in.checks, trackCheck{name: siteName(r.name), command: s.command, check: s.check, weight: weight})
 		}
 		if ki.srcIP.IsValid() {
-			addNodeAddr(n, in, ki.srcIP, fmt.Sprintf("%s is %s's source address in keepalived.conf", ki.srcIP, in.name))
+			addNodeAddr(n, in, ki.srcIP, ki.srcBits, fmt.Sprintf("%s is %s's source address in keepalived.conf", ki.srcIP, in.name))
 		} else {
 			n.iface(in.iface)
+		}
+		// A VIP on another interface (dev) needs the node's address there.
+		for _, v := range append(slices.Clone(in.vips), in.excluded...) {
+			if v.dev != "" && v.dev != in.iface {
+				n.iface(v.dev)
+			}
 		}
 		existing := findInstance(st, in, n.name)
 		ki.merged = existing
@@ -418,9 +468,10 @@ func advertInterval(in *instance, w *warnings) time.Duration {
 }
 
 // addNodeAddr records a node's own address on an instance's interface. Its
-// prefix length is that of a VIP's subnet holding it, else a host route
-// with a TODO.
-func addNodeAddr(n *node, in *instance, a netip.Addr, what string) {
+// prefix length is that of a VIP's subnet holding it, else the one written
+// after the address (hint, 0 if none: keepalived itself ignores it), else
+// a guess with a TODO.
+func addNodeAddr(n *node, in *instance, a netip.Addr, hint int, what string) {
 	bits := a.BitLen()
 	for _, v := range append(slices.Clone(in.vips), in.excluded...) {
 		if p := netip.MustParsePrefix(v.addr); p.Bits() < bits && p.Contains(a) {
@@ -443,6 +494,9 @@ func addNodeAddr(n *node, in *instance, a netip.Addr, what string) {
 			}
 		}
 		switch {
+		case hint > 0 && hint < bits:
+			bits = hint
+			note = fmt.Sprintf("TODO(import): %s, written with /%d (keepalived ignores the prefix): check that it is the interface's.", what, hint)
 		case wide < floor:
 			note = "TODO(import): " + what + ", which does not give its prefix length."
 		case wide < bits:
@@ -515,8 +569,96 @@ func inferAddresses(st *site, kcs []*kaConfig) {
 			}
 			if len(cands) == 1 {
 				m.ki.srcIP = cands[0]
-				addNodeAddr(m.node, in, cands[0], fmt.Sprintf("%s is %s's unicast_peer on %s", cands[0], from, in.name))
+				addNodeAddr(m.node, in, cands[0], 0, fmt.Sprintf("%s is %s's unicast_peer on %s", cands[0], from, in.name))
 			}
+		}
+	}
+}
+
+// sourceWeights gives the servers without a weight the weight HAProxy and
+// keepalived give them, 1, when another server of the service has one:
+// the schema's default (100) would turn a 5:1 split into 5:100. When no
+// server has a weight, the schema's default keeps the same (equal) shares.
+func sourceWeights(servers []*server) {
+	if !slices.ContainsFunc(servers, func(s *server) bool { return s.weight.ok }) {
+		return
+	}
+	for _, s := range servers {
+		if !s.weight.ok && !s.drain {
+			s.weight = some(1)
+		}
+	}
+}
+
+// sameWeights says whether the servers share one weight.
+func sameWeights(servers []*server) bool {
+	for _, s := range servers {
+		if s.weight != servers[0].weight {
+			return false
+		}
+	}
+	return true
+}
+
+// missingFacts lists the node addresses the site needs and the sources do
+// not give: the interfaces of instances without an address, and addresses
+// whose prefix length was guessed.
+func missingFacts(st *site) []Fact {
+	var out []Fact
+	for _, n := range st.nodes {
+		for _, i := range n.ifaces {
+			if len(i.addrs) == 0 {
+				out = append(out, Fact{Node: n.name, Interface: i.name, What: fmt.Sprintf("%s's own address on %s is not in the configurations", n.name, i.name)})
+			}
+			for _, note := range i.notes {
+				if what, ok := strings.CutPrefix(note, "TODO(import): "); ok {
+					out = append(out, Fact{Node: n.name, Interface: i.name, What: what, Guess: len(i.addrs) > 0})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// applyHosts puts the addresses read on the nodes in place of what the
+// sources imply. The VIPs the node holds now are not its own addresses.
+func applyHosts(st *site, hosts map[string]map[string][]netip.Prefix, w *warnings) {
+	vips := map[netip.Addr]bool{}
+	for _, in := range st.vrrp {
+		for _, v := range append(slices.Clone(in.vips), in.excluded...) {
+			vips[netip.MustParsePrefix(v.addr).Addr()] = true
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(hosts)) {
+		n := st.node(name)
+		if n == nil {
+			w.add(Pos{File: "--from-host"}, "node %s: no such node in the configurations", name)
+			continue
+		}
+		pos := Pos{File: "--from-host"}
+		for _, i := range n.ifaces {
+			have, ok := hosts[name][i.name]
+			if !ok {
+				w.add(pos, "node %s: interface %s, which the configurations use, is not on this host: its address stays to fill in", name, i.name)
+				continue
+			}
+			var addrs []string
+			for _, p := range have {
+				if !vips[p.Addr()] {
+					addrs = append(addrs, p.String())
+				}
+			}
+			for _, old := range i.addrs {
+				a := netip.MustParsePrefix(old).Addr()
+				if !slices.ContainsFunc(addrs, func(s string) bool { return netip.MustParsePrefix(s).Addr() == a }) {
+					w.add(pos, "node %s: %s, which the configurations give as its address on %s, is not on this host (it has %s): the host's are used", name, a, i.name, strings.Join(addrs, ", "))
+				}
+			}
+			if len(addrs) == 0 {
+				w.add(pos, "node %s: interface %s has no address of its own on this host", name, i.name)
+				continue
+			}
+			i.addrs, i.notes = addrs, []string{"Read on the host by gitgw import --from-host."}
 		}
 	}
 }

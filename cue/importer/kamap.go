@@ -20,6 +20,7 @@ type kaConfig struct {
 	insts     []*kaInstance
 	groups    map[string]string // instance → sync group
 	vservers  []*service
+	vipSeen   map[netip.Addr]vipRef
 }
 
 type kaScript struct {
@@ -37,6 +38,7 @@ type kaInstance struct {
 	merged  *instance // the site's instance it became part of
 	srcIP   netip.Addr
 	srcPos  Pos
+	srcBits int // the /prefix written after unicast_src_ip, 0 if none
 	peers   []peerRef
 	scripts []scriptRef
 	state   string
@@ -86,7 +88,7 @@ var kaIgnored = map[string]string{
 
 // mapKeepalived reads the directives of one keepalived.conf.
 func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
-	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}}
+	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}, vipSeen: map[netip.Addr]vipRef{}}
 	for _, d := range dirs {
 		switch d.Name {
 		case "global_defs":
@@ -241,7 +243,8 @@ func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
 		w.add(d.Pos, "vrrp_instance %q renamed %q (site names allow letters, digits, '_', '.', '-')", d.Args[0], in.name)
 	}
 	ki := &kaInstance{inst: in, orig: d.Args[0]}
-	prio := 100 // keepalived's default
+	prio := 100       // keepalived's default
+	seen := c.vipSeen // one node's VIPs across its instances: each once
 	for _, e := range d.Block {
 		arg := ""
 		if len(e.Args) > 0 {
@@ -274,9 +277,9 @@ func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
 		case "authentication":
 			c.auth(ki, e, w)
 		case "virtual_ipaddress":
-			in.vips = append(in.vips, vips(e, w)...)
+			in.vips = append(in.vips, vips(e, w, seen, "vrrp_instance "+d.Args[0])...)
 		case "virtual_ipaddress_excluded":
-			in.excluded = append(in.excluded, vips(e, w)...)
+			in.excluded = append(in.excluded, vips(e, w, seen, "vrrp_instance "+d.Args[0])...)
 		case "track_interface":
 			for _, t := range e.Block {
 				if !ifnameRE.MatchString(t.Name) {
@@ -313,16 +316,19 @@ func (c *kaConfig) instance(d kaDirective, w *warnings) *kaInstance {
 				ki.scripts = append(ki.scripts, r)
 			}
 		case "unicast_src_ip", "mcast_src_ip":
-			a, perr := netip.ParseAddr(arg)
+			a, perr := kaAddr(arg)
 			if perr != nil {
 				err = fmt.Errorf("%q is not an IP address", arg)
 			} else {
 				ki.srcIP, ki.srcPos = a, e.Pos
+				if b, ok := maskBits(arg, a); ok {
+					ki.srcBits = b
+				}
 			}
 		case "unicast_peer":
 			in.unicast = true
 			for _, p := range e.Block {
-				a, perr := netip.ParseAddr(p.Name)
+				a, perr := kaAddr(p.Name)
 				if perr != nil {
 					w.add(p.Pos, "unicast_peer %q is not an IP address: ignored", p.Name)
 					continue
@@ -404,8 +410,38 @@ func (c *kaConfig) auth(ki *kaInstance, d kaDirective, w *warnings) {
 	}
 }
 
-// vips reads the entries of a virtual_ipaddress block.
-func vips(d kaDirective, w *warnings) []vip {
+// kaAddr reads an address as keepalived does: a "/prefix" or "-range"
+// after it is cut off (keepalived's inet_stosockaddr).
+func kaAddr(s string) (netip.Addr, error) {
+	if i := strings.IndexAny(s, "/-"); i >= 0 {
+		s = s[:i]
+	}
+	return netip.ParseAddr(s)
+}
+
+// maskBits is the prefix length written after an address, when it is one.
+func maskBits(s string, a netip.Addr) (int, bool) {
+	_, m, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, false
+	}
+	if i := strings.IndexByte(m, '-'); i >= 0 {
+		m = m[:i]
+	}
+	b, err := integer(m, 1, a.BitLen())
+	return b, err == nil
+}
+
+// vipRef is where a node's VIP was first listed.
+type vipRef struct {
+	pos      Pos
+	instance string
+}
+
+// vips reads the entries of a virtual_ipaddress block. An address the node
+// lists already (in this instance or another) is dropped with a warning:
+// the guardrails refuse a VIP held twice (vip-unique).
+func vips(d kaDirective, w *warnings, seen map[netip.Addr]vipRef, inst string) []vip {
 	var out []vip
 	for _, e := range d.Block {
 		p, err := prefix(e.Name)
@@ -413,6 +449,11 @@ func vips(d kaDirective, w *warnings) []vip {
 			w.add(e.Pos, "%s: %v: ignored", d.Name, err)
 			continue
 		}
+		if first, ok := seen[p.Addr()]; ok {
+			w.add(e.Pos, "VIP %s is listed already (%s, %s): this one is dropped (a VIP is held once)", p.Addr(), first.pos, first.instance)
+			continue
+		}
+		seen[p.Addr()] = vipRef{pos: e.Pos, instance: inst}
 		v := vip{addr: p.String()}
 		for i := 0; i < len(e.Args); i++ {
 			k, val := e.Args[i], ""
@@ -447,26 +488,54 @@ func vips(d kaDirective, w *warnings) []vip {
 	return out
 }
 
-var lvsAlgos = map[string]string{"rr": "roundrobin", "wrr": "roundrobin", "lc": "leastconn", "wlc": "leastconn", "sh": "source"}
+// lvsAlgos maps IPVS schedulers onto the proxy's balancing: exact says
+// whether the mapping keeps the scheduler's behaviour whatever the weights
+// (IPVS rr and lc ignore weights, gitgw's roundrobin and leastconn do not).
+var lvsAlgos = map[string]struct {
+	balance string
+	exact   bool
+}{
+	"rr": {"roundrobin", false}, "wrr": {"roundrobin", true},
+	"lc": {"leastconn", false}, "wlc": {"leastconn", true},
+	"sh": {"source", true},
+}
 
 // mapVirtualServer maps an IPVS virtual_server onto a TCP service, where
-// it can: gitgw proxies connections rather than forwarding packets.
+// the proxy does what IPVS did; otherwise it is refused, with each reason.
 func mapVirtualServer(d kaDirective, w *warnings) *service {
+	s, ns := virtualServer(d, w)
+	if len(ns) > 0 {
+		w.refuse("virtual_server "+strings.Join(d.Args, " "), ns)
+		return nil
+	}
+	return s
+}
+
+// virtualServer maps a virtual_server as far as it goes, and says what it
+// needs that the site lacks.
+func virtualServer(d kaDirective, w *warnings) (*service, []need) {
+	what := "virtual_server " + strings.Join(d.Args, " ")
+	if len(d.Args) >= 1 && (d.Args[0] == "fwmark" || d.Args[0] == "group") {
+		return nil, []need{needs(d.Pos, FeatFwmark, "%s", what)}
+	}
 	if len(d.Args) != 2 {
 		w.add(d.Pos, "virtual_server %s: only \"virtual_server IP PORT\" maps to a service: not imported", strings.Join(d.Args, " "))
-		return nil
+		return nil, nil
 	}
 	a, err := netip.ParseAddr(d.Args[0])
 	port, perr := integer(d.Args[1], 1, 65535)
 	if err != nil || perr != nil {
 		w.add(d.Pos, "virtual_server %s: not an address and port: not imported", strings.Join(d.Args, " "))
-		return nil
+		return nil, nil
 	}
 	s := &service{name: siteName("vs-" + a.String() + "-" + d.Args[1]), pos: d.Pos, binds: []string{hostPort(a, port)}}
 	s.comments = append(s.comments, fmt.Sprintf("From virtual_server %s %d (%s).", a, port, d.Pos))
 	delay := 60 * time.Second // keepalived's delay_loop default
 	var ck *check
 	var ckPos Pos
+	var ns []need
+	algo, algoPos := "wlc", d.Pos // keepalived's default scheduler
+	kind, kindPos := "NAT", d.Pos // keepalived's default forwarding
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
 		switch e.Name {
@@ -477,13 +546,9 @@ func mapVirtualServer(d kaDirective, w *warnings) *service {
 				w.add(e.Pos, "delay_loop: %v", err)
 			}
 		case "lb_algo":
-			if b, ok := lvsAlgos[arg]; ok {
-				s.balance = some(b)
-			} else {
-				w.add(e.Pos, "lb_algo %s: not mapped (gitgw balances roundrobin, leastconn, source or first): roundrobin", arg)
-			}
+			algo, algoPos = arg, e.Pos
 		case "lb_kind":
-			w.add(e.Pos, "lb_kind %s: gitgw proxies connections (servers see them come from the gateway, not the client; proxy_protocol can pass the client address)", arg)
+			kind, kindPos = strings.ToUpper(arg), e.Pos
 		case "persistence_timeout":
 			v := 360 * time.Second
 			if arg != "" {
@@ -495,11 +560,11 @@ func mapVirtualServer(d kaDirective, w *warnings) *service {
 			s.persistence = some(v)
 		case "protocol":
 			if !strings.EqualFold(arg, "TCP") {
-				w.add(e.Pos, "protocol %s: gitgw proxies TCP only: virtual_server not imported", arg)
-				return nil
+				ns = append(ns, needs(e.Pos, FeatUDP, "protocol %s", arg))
 			}
 		case "real_server", "sorry_server":
-			srv, c, cp := realServer(e, w)
+			srv, c, cp, cns := realServer(e, w)
+			ns = append(ns, cns...)
 			if srv == nil {
 				continue
 			}
@@ -518,33 +583,53 @@ func mapVirtualServer(d kaDirective, w *warnings) *service {
 			w.add(e.Pos, "virtual_server %s: not mapped", e.Name)
 		}
 	}
+	// IPVS forwards packets: the proxy is no stand-in for any of its modes.
+	ns = append(ns, needs(kindPos, FeatKernelLB, "lb_kind %s", kind))
+	sourceWeights(s.servers)
+	switch m, ok := lvsAlgos[algo]; {
+	case !ok:
+		w.add(algoPos, "lb_algo %s: not mapped (gitgw balances roundrobin, leastconn, source or first): roundrobin", algo)
+	case !m.exact && !sameWeights(s.servers):
+		s.balance = some(m.balance)
+		w.add(algoPos, "lb_algo %s ignores the servers' weights; gitgw's %s weighs them", algo, m.balance)
+	default:
+		s.balance = some(m.balance)
+	}
 	if ck != nil {
 		ck.interval = some(delay)
 		s.check = ck
 	}
 	if len(s.servers) == 0 {
 		w.add(d.Pos, "virtual_server %s %d has no real_server: not imported", a, port)
-		return nil
+		return nil, nil
 	}
-	return s
+	return s, ns
 }
 
 func sameCheck(a, b *check) bool { return *a == *b }
 
-func realServer(d kaDirective, w *warnings) (*server, *check, Pos) {
+// kaChecks are keepalived's real_server checkers the site cannot make.
+var kaChecks = map[string]Feature{
+	"SSL_GET": FeatTLSCheck, "MISC_CHECK": FeatScriptCheck, "SMTP_CHECK": FeatProtocolCheck,
+	"DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck, "UDP_CHECK": FeatProtocolCheck,
+	"PING_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
+}
+
+func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
 	if len(d.Args) != 2 {
 		w.add(d.Pos, "%s needs an address and a port: ignored", d.Name)
-		return nil, nil, Pos{}
+		return nil, nil, Pos{}, nil
 	}
 	a, err := netip.ParseAddr(d.Args[0])
 	port, perr := integer(d.Args[1], 1, 65535)
 	if err != nil || perr != nil {
 		w.add(d.Pos, "%s %s: not an address and port: ignored", d.Name, strings.Join(d.Args, " "))
-		return nil, nil, Pos{}
+		return nil, nil, Pos{}, nil
 	}
 	srv := &server{name: siteName(a.String() + "-" + d.Args[1]), address: hostPort(a, port)}
 	var ck *check
 	var ckPos Pos
+	var ns []need
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
 		switch e.Name {
@@ -566,18 +651,28 @@ func realServer(d kaDirective, w *warnings) (*server, *check, Pos) {
 				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
 				continue
 			}
-			ck, ckPos = lvsCheck(e, w), e.Pos
+			var cns []need
+			ck, cns = lvsCheck(e, w)
+			ckPos, ns = e.Pos, append(ns, cns...)
 		default:
+			if f, ok := kaChecks[e.Name]; ok {
+				ns = append(ns, needs(e.Pos, f, "%s", e.Name))
+				continue
+			}
 			w.add(e.Pos, "real_server %s: not mapped", e.Name)
 		}
 	}
-	return srv, ck, ckPos
+	return srv, ck, ckPos, ns
 }
 
-func lvsCheck(d kaDirective, w *warnings) *check {
+// lvsCheck maps a TCP_CHECK or HTTP_GET; what it needs that the site lacks
+// refuses the virtual_server.
+func lvsCheck(d kaDirective, w *warnings) (*check, []need) {
 	c := &check{kind: "tcp", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
+	var ns []need
+	urls := 0
 	if d.Name == "HTTP_GET" {
-		c.kind, c.method, c.path, c.expectStatus = "http", some("GET"), some("/"), some(200)
+		c.kind, c.method, c.path = "http", some("GET"), some("/")
 	}
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
@@ -594,24 +689,42 @@ func lvsCheck(d kaDirective, w *warnings) *check {
 			} else {
 				w.add(e.Pos, "%s: %v", e.Name, err)
 			}
+		case "connect_port", "connect_ip":
+			ns = append(ns, needs(e.Pos, FeatCheckPort, "%s %s", e.Name, arg))
+		case "virtualhost":
+			c.host = some(arg)
 		case "url":
+			if urls++; urls > 1 {
+				ns = append(ns, needs(e.Pos, FeatCheckRequests, "a second url block (keepalived requires every url to pass)"))
+				continue
+			}
+			status := false
 			for _, u := range e.Block {
 				switch u.Name {
 				case "path":
 					c.path = some(strings.Join(u.Args, " "))
 				case "status_code":
-					if v, err := integer(strings.Join(u.Args, ""), 100, 599); err == nil {
-						c.expectStatus = some(v)
-					} else {
-						w.add(u.Pos, "status_code: %v (ranges are not mapped)", err)
+					v, err := integer(strings.Join(u.Args, ""), 100, 599)
+					if err != nil {
+						ns = append(ns, needs(u.Pos, FeatStatusRange, "status_code %s", strings.Join(u.Args, " ")))
+						continue
 					}
+					c.expectStatus, status = some(v), true
+				case "digest":
+					ns = append(ns, needs(u.Pos, FeatCheckRequests, "digest %s", strings.Join(u.Args, " ")))
 				default:
 					w.add(u.Pos, "url %s: not mapped", u.Name)
 				}
+			}
+			if !status && !slices.ContainsFunc(ns, func(n need) bool { return n.feature == FeatStatusRange }) {
+				ns = append(ns, needs(e.Pos, FeatStatusRange, "url without status_code (keepalived accepts 200-299)"))
 			}
 		default:
 			w.add(e.Pos, "%s %s: not mapped", d.Name, e.Name)
 		}
 	}
-	return c
+	if d.Name == "HTTP_GET" && urls == 0 {
+		ns = append(ns, needs(d.Pos, FeatStatusRange, "HTTP_GET without url (keepalived accepts 200-299)"))
+	}
+	return c, ns
 }

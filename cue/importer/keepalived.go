@@ -60,7 +60,8 @@ func lexKeepalived(src string) []kaToken {
 }
 
 // parseKeepalived parses a keepalived.conf into its directives. Syntax
-// problems (unbalanced braces) become warnings; parsing never fails.
+// errors (unbalanced braces, as in a truncated file) are recorded in w and
+// fail the import: keepalived would not read the file as it stands.
 func parseKeepalived(file, src string, w *warnings) []kaDirective {
 	p := kaParser{file: file, toks: lexKeepalived(src), w: w}
 	return p.block(0)
@@ -91,11 +92,11 @@ func (p *kaParser) block(open int) []kaDirective {
 			if open > 0 {
 				return out
 			}
-			p.w.add(p.pos(t.line), "'}' without an open block: ignored")
+			p.w.syntax(p.pos(t.line), "'}' without an open block")
 			continue
 		case p.isBrace(p.i, "{"):
 			p.i++
-			p.w.add(p.pos(t.line), "block without a keyword: ignored")
+			p.w.syntax(p.pos(t.line), "block without a keyword")
 			p.block(t.line)
 			continue
 		}
@@ -115,7 +116,7 @@ func (p *kaParser) block(open int) []kaDirective {
 		out = append(out, d)
 	}
 	if open > 0 {
-		p.w.add(p.pos(open), "block opened here is never closed ('}' missing)")
+		p.w.syntax(p.pos(open), "block opened here is never closed ('}' missing: is the file truncated?)")
 	}
 	return out
 }

@@ -16,7 +16,7 @@ func TestParseKeepalived(t *testing.T) {
 	tests := []struct {
 		name, src string
 		want      []kaDirective
-		warns     []string
+		errs      []string // syntax errors
 	}{
 		{name: "flat", src: "router_id gw1\n\nnopreempt", want: []kaDirective{
 			{Name: "router_id", Args: []string{"gw1"}, Pos: Pos{"f", 1}},
@@ -39,9 +39,9 @@ func TestParseKeepalived(t *testing.T) {
 		}},
 		{name: "unclosed", src: "vrrp_instance A {\n interface eth0\n", want: []kaDirective{
 			{Name: "vrrp_instance", Args: []string{"A"}, Pos: Pos{"f", 1}, HasBlock: true, Block: []kaDirective{{Name: "interface", Args: []string{"eth0"}, Pos: Pos{"f", 2}}}},
-		}, warns: []string{"f:1: block opened here is never closed ('}' missing)"}},
+		}, errs: []string{"f:1: block opened here is never closed ('}' missing: is the file truncated?)"}},
 		{name: "stray close", src: "}\nx", want: []kaDirective{{Name: "x", Pos: Pos{"f", 2}}},
-			warns: []string{"f:1: '}' without an open block: ignored"}},
+			errs: []string{"f:1: '}' without an open block"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,8 +50,11 @@ func TestParseKeepalived(t *testing.T) {
 			if d := cmp.Diff(tt.want, got); d != "" {
 				t.Errorf("directives (-want +got):\n%s", d)
 			}
-			if d := cmp.Diff(tt.warns, warnStrings(w.list)); d != "" {
-				t.Errorf("warnings (-want +got):\n%s", d)
+			if d := cmp.Diff(tt.errs, warnStrings(w.errs)); d != "" {
+				t.Errorf("syntax errors (-want +got):\n%s", d)
+			}
+			if len(w.list) > 0 {
+				t.Errorf("warnings: %v", w.list)
 			}
 		})
 	}
@@ -96,8 +99,8 @@ func TestParseHAProxy(t *testing.T) {
 	if d := cmp.Diff(want, secs, cmpopts.EquateEmpty()); d != "" {
 		t.Errorf("sections (-want +got):\n%s", d)
 	}
-	if d := cmp.Diff([]string{`h.cfg:1: "maxconn" outside of any section: ignored`}, warnStrings(w.list)); d != "" {
-		t.Errorf("warnings (-want +got):\n%s", d)
+	if d := cmp.Diff([]string{`h.cfg:1: "maxconn" outside of any section`}, warnStrings(w.errs)); d != "" {
+		t.Errorf("syntax errors (-want +got):\n%s", d)
 	}
 }
 
@@ -265,26 +268,29 @@ func TestAdvertInterval(t *testing.T) {
 func TestProtocolChecks(t *testing.T) {
 	for _, tt := range []struct {
 		option, kind, send, expect string
-		warn                       bool
+		refused                    Feature // the service is refused for it
 	}{
-		{"option tcp-check", "tcp", "", "", false},
-		{"option redis-check", "tcp-expect", "PING\r\n", "+PONG", false},
-		{"option mysql-check user haproxy", "tcp", "", "", true},
-		{"option ssl-hello-chk", "tcp", "", "", true},
+		{"option tcp-check", "tcp", "", "", ""},
+		{"option redis-check", "tcp-expect", "PING\r\n", "+PONG", ""},
+		{"option mysql-check user haproxy", "", "", "", FeatProtocolCheck},
+		{"option ssl-hello-chk", "", "", "", FeatProtocolCheck},
+		{"option external-check", "", "", "", FeatScriptCheck},
 	} {
 		var w warnings
 		cfg := "listen l\n  bind 203.0.113.1:1\n  " + tt.option + "\n  server s 198.51.100.1:1 check\n"
 		svcs := mapHAProxy(parseHAProxy("h", cfg, &w), &w).services(&w)
+		if tt.refused != "" {
+			if len(svcs) != 0 || len(w.refused.list) != 1 || w.refused.list[0].Feature != tt.refused || w.refused.list[0].Pos.Line != 3 {
+				t.Errorf("%s: services %v, refused %v; want it refused for %s at h:3", tt.option, svcs, w.refused.list, tt.refused)
+			}
+			continue
+		}
 		if len(svcs) != 1 || svcs[0].check == nil {
-			t.Fatalf("%s: services %v", tt.option, svcs)
+			t.Fatalf("%s: services %v, refused %v", tt.option, svcs, w.refused.list)
 		}
 		c := svcs[0].check
 		if c.kind != tt.kind || c.send.v != tt.send || c.expect.v != tt.expect {
 			t.Errorf("%s: check %+v", tt.option, c)
-		}
-		warned := strings.Contains(strings.Join(warnStrings(w.list), "\n"), "protocol check is not mapped")
-		if warned != tt.warn {
-			t.Errorf("%s: warnings %v", tt.option, w.list)
 		}
 	}
 }
@@ -294,8 +300,7 @@ func TestProtocolChecks(t *testing.T) {
 func TestNameCollisions(t *testing.T) {
 	ka := "vrrp_instance VI.1 {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.1/24\n }\n}\n" +
 		"vrrp_instance VI.1 {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n  203.0.113.2/24\n }\n}\n" +
-		"vrrp_instance other {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.3/24\n }\n}\n" +
-		"virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n }\n real_server 198.51.100.1 80 {\n }\n}\n"
+		"vrrp_instance other {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.3/24\n }\n}\n"
 	hap := "listen l\n bind 203.0.113.1:81\n server web 198.51.100.1:80\n server web 198.51.100.2:80\n server web!1 198.51.100.3:80\n server web-1 198.51.100.4:80\n"
 	res, err := Import(Options{
 		Keepalived: []Input{{Node: "gw1", Path: "ka", Data: []byte(ka)}},
@@ -312,9 +317,8 @@ func TestNameCollisions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, goldenText(res))
 	}
-	if len(view.VRRP) != 3 || len(view.Services["l"].Servers) != 4 || len(view.Services["vs-203.0.113.1-80"].Servers) != 1 {
-		t.Errorf("instances %d, servers %d and %d:\n%s", len(view.VRRP), len(view.Services["l"].Servers),
-			len(view.Services["vs-203.0.113.1-80"].Servers), goldenText(res))
+	if len(view.VRRP) != 3 || len(view.Services["l"].Servers) != 4 {
+		t.Errorf("instances %d, servers %d:\n%s", len(view.VRRP), len(view.Services["l"].Servers), goldenText(res))
 	}
 }
 

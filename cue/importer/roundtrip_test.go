@@ -47,27 +47,10 @@ func TestRoundTripSeed003(t *testing.T) {
 		if in.GARP.Delay.D() != time.Second || in.GARP.Repeat != 5 {
 			t.Errorf("%s: garp %+v", node, in.GARP)
 		}
-		svc, ok := v.Services["web_front"]
-		if !ok {
-			t.Fatalf("%s: no service web_front in %v", node, v.Services)
-		}
-		if !cmp.Equal(svc.Binds, []string{"192.168.1.100:80"}) || svc.Balance != "roundrobin" || svc.MaxConn != 50000 || svc.Redispatch {
-			t.Errorf("%s: web_front = %+v", node, svc)
-		}
-		if svc.Timeouts.Connect.D() != 5*time.Second || svc.Timeouts.Client.D() != 30*time.Second || svc.Timeouts.Server.D() != 30*time.Second {
-			t.Errorf("%s: timeouts %+v", node, svc.Timeouts)
-		}
-		wantServers := map[string]spec.Server{
-			"web01": {Address: "192.168.1.11:8080", Weight: 100, MaxConn: 2000},
-			"web02": {Address: "192.168.1.12:8080", Weight: 100, MaxConn: 2000},
-			"web03": {Address: "192.168.1.13:8080", Weight: 100, Backup: true},
-		}
-		if d := cmp.Diff(wantServers, svc.Servers); d != "" {
-			t.Errorf("%s: servers (-want +got):\n%s", node, d)
-		}
-		if c := svc.Check; c == nil || c.Kind != "http" || c.Method != "GET" || c.Path != "/health" || c.ExpectStatus != 200 ||
-			c.Timeout.D() != 2*time.Second || c.Interval.D() != 2*time.Second || c.Rise != 2 || c.Fall != 3 {
-			t.Errorf("%s: check %+v", node, svc.Check)
+		// web_front terminates TLS and denies a path: refused (see the
+		// golden file), not imported without them.
+		if svc, ok := v.Services["web_front"]; ok {
+			t.Errorf("%s: web_front imported: %+v", node, svc)
 		}
 	}
 }
@@ -157,14 +140,16 @@ func TestRoundTripFull(t *testing.T) {
 	if !smtp.Servers["mx3"].Disabled || smtp.Servers["mx2"].Weight != 50 {
 		t.Errorf("smtp servers %+v", smtp.Servers)
 	}
-	db := gw1.Services["db"]
-	if db.Persistence.D() != 30*time.Minute || db.Balance != "first" || db.Check.Method != "HEAD" || db.Check.Host != "db.example.net" ||
-		db.Check.ExpectString != "ready" || len(db.Servers) != 2 {
-		t.Errorf("db = %+v check %+v", db, db.Check)
+	// HAProxy's weight of a server without one is 1, not the schema's 100.
+	if smtp.Servers["mx1"].Weight != 1 {
+		t.Errorf("smtp mx1 weight %d, want HAProxy's 1", smtp.Servers["mx1"].Weight)
 	}
-	vs := gw2.Services["vs-203.0.113.100-25"]
-	if !vs.Servers["198.51.100.22-25"].Drain || !vs.Servers["198.51.100.99-25"].Backup || vs.Check.Interval.D() != 10*time.Second || vs.Check.Fall != 2 {
-		t.Errorf("virtual_server = %+v", vs)
+	// db needs a check port, a status range and a DNS name; the
+	// virtual_servers IPVS forwarding: refused, not imported weakened.
+	for _, name := range []string{"db", "vs-203.0.113.100-25", "vs-203.0.113.100-53"} {
+		if _, ok := gw2.Services[name]; ok {
+			t.Errorf("service %s imported", name)
+		}
 	}
 }
 

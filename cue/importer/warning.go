@@ -28,8 +28,21 @@ type Warning struct {
 
 func (w Warning) String() string { return w.Pos.String() + ": " + w.Msg }
 
-// warnings collects Warnings; the zero value is ready to use.
-type warnings struct{ list []Warning }
+// warnings collects Warnings, and the Refusals and parse errors found on
+// the way; the zero value is ready to use.
+type warnings struct {
+	list    []Warning
+	refused refusals
+	errs    []Warning // syntax errors: the file is not what its tool would read
+}
+
+// refuse records that what is left out of the site for each of ns.
+func (w *warnings) refuse(what string, ns []need) { w.refused.refuse(what, ns) }
+
+// syntax records that a file does not parse.
+func (w *warnings) syntax(p Pos, format string, args ...any) {
+	w.errs = append(w.errs, Warning{Pos: p, Msg: fmt.Sprintf(format, args...)})
+}
 
 func (w *warnings) add(p Pos, format string, args ...any) {
 	w.list = append(w.list, Warning{Pos: p, Msg: fmt.Sprintf(format, args...)})

@@ -1,0 +1,290 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/policies"
+	"github.com/gitgw/gitgw/test/goldenfile"
+)
+
+// The corpus: real configurations from public repositories
+// (testdata/corpus/SOURCES.md). Each is imported alone, as node gw1, and
+// its outcome, warnings, refusals and site are golden-tested; the counts
+// per outcome and per refusal reason are in corpus/SUMMARY.golden.
+
+const corpusDir = "testdata/corpus"
+
+type corpusFile struct {
+	kind, name string // kind: keepalived or haproxy
+}
+
+func (c corpusFile) path() string { return filepath.Join(corpusDir, c.kind, c.name) }
+
+func corpusFiles(t *testing.T) []corpusFile {
+	t.Helper()
+	var out []corpusFile
+	for _, kind := range []string{"keepalived", "haproxy"} {
+		ents, err := os.ReadDir(filepath.Join(corpusDir, kind))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			out = append(out, corpusFile{kind, e.Name()})
+		}
+	}
+	return out
+}
+
+// TestCorpusProvenance: every file of the corpus has its row in
+// SOURCES.md (repository, path, commit, licence), and every row a file.
+func TestCorpusProvenance(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(corpusDir, "SOURCES.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string][]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) != 7 || strings.TrimSpace(cells[1]) == "file" || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
+			continue
+		}
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		rows[cells[1]] = cells[2:6]
+	}
+	files := corpusFiles(t)
+	for _, f := range files {
+		row, ok := rows[f.kind+"/"+f.name]
+		if !ok {
+			t.Errorf("%s: no row in SOURCES.md", f.path())
+			continue
+		}
+		for i, what := range []string{"repository", "path", "commit", "licence"} {
+			if row[i] == "" {
+				t.Errorf("%s: SOURCES.md gives no %s", f.path(), what)
+			}
+		}
+		delete(rows, f.kind+"/"+f.name)
+	}
+	for name := range rows {
+		t.Errorf("SOURCES.md: %s is not in the corpus", name)
+	}
+	var ka, hap int
+	for _, f := range files {
+		if f.kind == "keepalived" {
+			ka++
+		} else {
+			hap++
+		}
+	}
+	// The issue asks for 40 and 30; the corpus holds what could be found
+	// under a licence that allows redistribution (SOURCES.md), and must
+	// not shrink.
+	if ka < 30 || hap < 30 {
+		t.Errorf("the corpus has %d keepalived and %d HAProxy files, want at least 30 of each", ka, hap)
+	}
+}
+
+// corpusOutcome is what importing one file gave.
+type corpusOutcome struct {
+	class    string    // "syntax error", "refused", "validates", "validates with node addresses", "invalid"
+	features []Feature // of the refusals
+	detail   string
+}
+
+// importCorpus imports one file as node gw1 and classifies the outcome. A
+// site that lacks only node addresses is imported again with addresses
+// in its VIPs' subnets, as `--from-host` or the operator would give them,
+// and must then pass the guardrails.
+func importCorpus(t *testing.T, f corpusFile) (corpusOutcome, string) {
+	t.Helper()
+	data, err := os.ReadFile(f.path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Input{Node: "gw1", Path: f.kind + "/" + f.name, Data: data}
+	opts := Options{}
+	if f.kind == "keepalived" {
+		opts.Keepalived = []Input{in}
+	} else {
+		in.Node = ""
+		opts.HAProxy, opts.Nodes = []Input{in}, []string{"gw1"}
+	}
+	res, err := Import(opts)
+	var serr *SyntaxError
+	if errors.As(err, &serr) {
+		return corpusOutcome{class: "syntax error", detail: err.Error()}, "-- syntax error --\n" + err.Error() + "\n"
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", f.path(), err)
+	}
+	text := goldenText(res)
+	out := corpusOutcome{}
+	for _, r := range res.Refused {
+		if !slices.Contains(out.features, r.Feature) {
+			out.features = append(out.features, r.Feature)
+		}
+	}
+	slices.Sort(out.features)
+	bad := guardrailErrors(t, res)
+	missing := slices.ContainsFunc(res.Missing, func(m Fact) bool { return !m.Guess })
+	if len(bad) > 0 && missing {
+		hosts, err := fillAddresses(t, res)
+		if err != nil {
+			t.Fatalf("%s: %v", f.path(), err)
+		}
+		opts.Hosts = hosts
+		filled, err := Import(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad = guardrailErrors(t, filled)
+		if len(bad) == 0 {
+			out.class = "validates with node addresses"
+		}
+	} else if len(bad) == 0 {
+		out.class = "validates"
+	}
+	if len(bad) > 0 {
+		out.class, out.detail = "invalid", strings.Join(bad, "; ")
+	}
+	if len(out.features) > 0 {
+		out.class = "refused, else " + out.class
+	}
+	return out, text
+}
+
+// guardrailErrors writes and loads a site and lists its guardrail errors.
+func guardrailErrors(t *testing.T, res *Result) []string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := WriteDir(dir, res.Files, false); err != nil {
+		t.Fatal(err)
+	}
+	site, _, err := loader.Load(context.Background(), dir, "")
+	if err != nil {
+		t.Fatalf("the site does not load: %v\n%s", err, goldenText(res))
+	}
+	whole, err := site.Whole()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := policies.Split(policies.Check(policies.FromSite(whole)))
+	var out []string
+	for _, v := range bad {
+		out = append(out, v.String())
+	}
+	return out
+}
+
+// fillAddresses gives each missing node address one in the subnet of a
+// VIP on that interface (at least a /24 or /64), as a host would have it.
+func fillAddresses(t *testing.T, res *Result) (map[string]map[string][]netip.Prefix, error) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := WriteDir(dir, res.Files, false); err != nil {
+		t.Fatal(err)
+	}
+	site, _, err := loader.Load(context.Background(), dir, "")
+	if err != nil {
+		return nil, err
+	}
+	whole, err := site.Whole()
+	if err != nil {
+		return nil, err
+	}
+	vips := map[netip.Addr]bool{}
+	for _, vi := range whole.VRRP {
+		for _, v := range append(slices.Clone(vi.VIPs), vi.ExcludedVIPs...) {
+			vips[v.Address.Addr()] = true
+		}
+	}
+	hosts := map[string]map[string][]netip.Prefix{}
+	for _, m := range res.Missing {
+		if m.Guess {
+			continue
+		}
+		var addrs []netip.Prefix
+		for _, name := range slices.Sorted(maps.Keys(whole.VRRP)) {
+			vi := whole.VRRP[name]
+			for _, v := range vi.VIPs {
+				if (v.Dev != "" && v.Dev != m.Interface) || (v.Dev == "" && vi.Interface != m.Interface) {
+					continue
+				}
+				if slices.ContainsFunc(addrs, func(p netip.Prefix) bool { return p.Contains(v.Address.Addr()) }) {
+					continue
+				}
+				bits := min(v.Address.Bits(), 24)
+				if v.Address.Addr().Is6() {
+					bits = min(v.Address.Bits(), 64)
+				}
+				base := netip.PrefixFrom(v.Address.Addr(), bits).Masked().Addr()
+				a := base.Next()
+				for vips[a] {
+					a = a.Next()
+				}
+				addrs = append(addrs, netip.PrefixFrom(a, bits))
+			}
+		}
+		if len(addrs) == 0 {
+			return nil, fmt.Errorf("no VIP on %s to take an address from", m.Interface)
+		}
+		if hosts[m.Node] == nil {
+			hosts[m.Node] = map[string][]netip.Prefix{}
+		}
+		hosts[m.Node][m.Interface] = addrs
+	}
+	return hosts, nil
+}
+
+// TestCorpus imports every file of the corpus. Each either gives a site
+// that passes the guardrails (once node addresses are filled in), or is
+// refused with named reasons, or does not parse; nothing else.
+func TestCorpus(t *testing.T) {
+	files := corpusFiles(t)
+	classes := map[string][]string{}
+	byFeature := map[Feature][]string{}
+	only := map[Feature]int{}
+	for _, f := range files {
+		t.Run(f.kind+"/"+f.name, func(t *testing.T) {
+			out, text := importCorpus(t, f)
+			goldenfile.Check(t, filepath.Join(corpusDir, "golden", f.kind, f.name+".golden"), []byte("-- outcome --\n"+out.class+"\n"+text))
+			if strings.HasSuffix(out.class, "invalid") {
+				t.Errorf("%s: the imported site does not pass the guardrails, even with node addresses: %s", f.path(), out.detail)
+			}
+			classes[out.class] = append(classes[out.class], f.kind+"/"+f.name)
+			for _, ft := range out.features {
+				byFeature[ft] = append(byFeature[ft], f.kind+"/"+f.name)
+			}
+			if len(out.features) == 1 {
+				only[out.features[0]]++
+			}
+		})
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "files: %d\n\n", len(files))
+	for _, c := range slices.Sorted(maps.Keys(classes)) {
+		fmt.Fprintf(&b, "%s: %d\n", c, len(classes[c]))
+		for _, n := range classes[c] {
+			fmt.Fprintf(&b, "  %s\n", n)
+		}
+	}
+	b.WriteString("\nrefused files per feature (files refused for that feature alone):\n")
+	feats := slices.Sorted(maps.Keys(byFeature))
+	slices.SortStableFunc(feats, func(a, c Feature) int { return len(byFeature[c]) - len(byFeature[a]) })
+	for _, ft := range feats {
+		fmt.Fprintf(&b, "%s: %d (%d)\n", ft, len(byFeature[ft]), only[ft])
+	}
+	goldenfile.Check(t, filepath.Join(corpusDir, "SUMMARY.golden"), []byte(b.String()))
+}

@@ -1,0 +1,159 @@
+package importer
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
+
+// Feature is something a source configuration asks of a service or a check
+// that the site schema cannot say yet. A service that needs one is refused:
+// left out of the site with a Refusal naming the directive, never imported
+// with a weakened check or a check that cannot pass.
+//
+// Each feature is detected where its directive is read; when the schema
+// learns the feature, mapping it means changing that one place (and the
+// writer), and deleting the feature here. The places are listed with each
+// constant.
+type Feature string
+
+const (
+	// FeatCheckPort: HAProxy `port`/`addr` on a server and `tcp-check
+	// connect port`, keepalived `connect_port`/`connect_ip`/`bindto`
+	// (hapmap.go server, tcpCheck; kamap.go lvsCheck).
+	FeatCheckPort Feature = "check-port"
+	// FeatTLSCheck: `check-ssl`, `http-check connect ssl`, `tcp-check
+	// connect ssl`, keepalived `SSL_GET` (hapmap.go server, httpCheck,
+	// tcpCheck; kamap.go realServer).
+	FeatTLSCheck Feature = "tls-check"
+	// FeatCheckSequence: a tcp-check of more than one send and one expect,
+	// or an expect the site cannot say (hapmap.go tcpCheck).
+	FeatCheckSequence Feature = "check-sequence"
+	// FeatStatusRange: an HTTP check whose accepted statuses are not one
+	// code: keepalived HTTP_GET without status_code (200-299), HAProxy
+	// httpchk without `expect status` (2xx and 3xx), status ranges and
+	// regexps (kamap.go lvsCheck; hapmap.go httpCheck, serviceCheck).
+	FeatStatusRange Feature = "status-range"
+	// FeatCheckRequests: several `url` blocks of one keepalived HTTP_GET,
+	// all of which must pass, or a digest to compare (kamap.go lvsCheck).
+	FeatCheckRequests Feature = "check-requests"
+	// FeatCheckHeaders: request headers other than Host, a body or a
+	// request target that is no absolute path in an HTTP check (hapmap.go
+	// httpCheck, option).
+	FeatCheckHeaders Feature = "check-headers"
+	// FeatProtocolCheck: HAProxy's mysql/pgsql/ldap/smtp/ssl-hello/spop
+	// checks, keepalived SMTP_CHECK/DNS_CHECK (hapmap.go option; kamap.go
+	// realServer).
+	FeatProtocolCheck Feature = "protocol-check"
+	// FeatScriptCheck: a server check by an external command: HAProxy
+	// external-check, keepalived MISC_CHECK (hapmap.go option; kamap.go
+	// realServer).
+	FeatScriptCheck Feature = "script-check"
+	// FeatAgentCheck: HAProxy's agent-check, which can change a server's
+	// state and weight (hapmap.go server).
+	FeatAgentCheck Feature = "agent-check"
+	// FeatServerName: a server given by DNS name, a server-template
+	// (hapmap.go server, line).
+	FeatServerName Feature = "server-name"
+	// FeatServerTLS: TLS from the proxy to the server, `ssl` on a server
+	// (hapmap.go server).
+	FeatServerTLS Feature = "server-tls"
+	// FeatSourceRules: who may connect and how fast: `tcp-request
+	// connection|content|session` rules, `rate-limit sessions` (hapmap.go
+	// line).
+	FeatSourceRules Feature = "source-rules"
+	// FeatTransparent: the server sees the client's address: HAProxy
+	// `source … usesrc`, `option transparent`, bind `transparent`
+	// (hapmap.go line, option, server).
+	FeatTransparent Feature = "transparent"
+	// FeatTLSTermination: a bind with `ssl` (hapmap.go bind).
+	FeatTLSTermination Feature = "tls-termination"
+	// FeatUDP: a UDP virtual_server (kamap.go mapVirtualServer).
+	FeatUDP Feature = "udp"
+	// FeatKernelLB: keepalived's IPVS forwarding, lb_kind NAT (the
+	// default), DR or TUN: the servers see the client's address and, with
+	// DR, answer it directly (kamap.go mapVirtualServer).
+	FeatKernelLB Feature = "kernel-lb"
+	// FeatFwmark: a virtual_server by firewall mark or group (kamap.go
+	// mapKeepalived).
+	FeatFwmark Feature = "fwmark"
+)
+
+// featureWhy says, per feature, what the site lacks.
+var featureWhy = map[Feature]string{
+	FeatCheckPort:      "a gitgw check connects to the server's own address and port; the schema has no check port or address yet",
+	FeatTLSCheck:       "a gitgw check speaks plain TCP/HTTP; the schema has no TLS check yet, and a plain check of a TLS server never passes",
+	FeatCheckSequence:  "a gitgw tcp-expect check sends once and expects once; the schema has no check sequences yet, and cutting the sequence would pass servers the original marks down",
+	FeatStatusRange:    "a gitgw HTTP check expects one status code; the schema has no status ranges yet, and expecting one code would mark down servers the original accepts",
+	FeatCheckRequests:  "a gitgw HTTP check makes one request and compares no digest; the schema cannot say several requests that must all pass yet",
+	FeatCheckHeaders:   "a gitgw HTTP check sends only a Host header; the schema has no check headers yet",
+	FeatProtocolCheck:  "the schema has no protocol checks (MySQL, PostgreSQL, LDAP, SMTP, SSL hello, DNS) yet; a TCP connect check would pass servers the original marks down",
+	FeatScriptCheck:    "a gitgw service check cannot run a command per server yet",
+	FeatAgentCheck:     "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
+	FeatServerName:     "gitgw servers are IP addresses; the schema has no server names resolved by DNS yet",
+	FeatServerTLS:      "gitgw cannot originate TLS to a server yet; plain TCP to a TLS server fails",
+	FeatSourceRules:    "the schema has no access rules or rate limits yet (deny, reject, tracking by source or request); dropping them would let in what the original turns away",
+	FeatTransparent:    "gitgw's proxy connects from the gateway's own address; the schema has no transparent mode yet",
+	FeatTLSTermination: "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",
+	FeatUDP:            "gitgw's proxy is TCP only; the schema has no UDP services yet",
+	FeatKernelLB:       "IPVS forwards packets (servers see the client's address; with DR they answer it directly); gitgw's proxy connects from the gateway, and the schema has no kernel forwarding modes yet",
+	FeatFwmark:         "the schema has no services by firewall mark or virtual_server_group yet",
+}
+
+// Refusal is a service or check of a source configuration that the site
+// leaves out, because importing it would change what it does.
+type Refusal struct {
+	// Pos is the directive that needs the feature.
+	Pos Pos
+	// What is the refused thing: "listen db", "virtual_server 10.0.0.1 80".
+	What string
+	// Directive is the source's words, as written.
+	Directive string
+	Feature   Feature
+}
+
+func (r Refusal) String() string {
+	return fmt.Sprintf("%s: %s not imported: %s needs %s: %s", r.Pos, r.What, r.Directive, r.Feature, featureWhy[r.Feature])
+}
+
+// need is a feature a directive asks for, before it is known which service
+// it ends up in (a defaults section's line refuses each proxy inheriting it).
+type need struct {
+	pos       Pos
+	directive string
+	feature   Feature
+}
+
+func needs(p Pos, f Feature, format string, args ...any) need {
+	return need{pos: p, directive: fmt.Sprintf(format, args...), feature: f}
+}
+
+// refusals collects Refusals; the zero value is ready to use.
+type refusals struct{ list []Refusal }
+
+// refuse records that what is left out for each of ns.
+func (r *refusals) refuse(what string, ns []need) {
+	for _, n := range ns {
+		r.list = append(r.list, Refusal{Pos: n.pos, What: what, Directive: n.directive, Feature: n.feature})
+	}
+}
+
+// sorted orders the refusals like warnings, each once.
+func (r *refusals) sorted(fileOrder []string) []Refusal {
+	rank := func(f string) int {
+		if i := slices.Index(fileOrder, f); i >= 0 {
+			return i
+		}
+		return len(fileOrder)
+	}
+	var out []Refusal
+	for _, x := range r.list {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Refusal) int {
+		return cmp.Or(cmp.Compare(rank(a.Pos.File), rank(b.Pos.File)), cmp.Compare(a.Pos.File, b.Pos.File), cmp.Compare(a.Pos.Line, b.Pos.Line))
+	})
+	return out
+}

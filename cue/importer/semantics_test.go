@@ -1,0 +1,214 @@
+package importer
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/cue/spec"
+)
+
+// importText imports one keepalived.conf (node gw1) and one haproxy.cfg
+// given as text.
+func importText(t *testing.T, ka, hap string) *Result {
+	t.Helper()
+	var opts Options
+	if ka != "" {
+		opts.Keepalived = []Input{{Node: "gw1", Path: "ka", Data: []byte(ka)}}
+	}
+	if hap != "" {
+		opts.HAProxy = []Input{{Path: "hap", Data: []byte(hap)}}
+		opts.Nodes = []string{"gw1"}
+	}
+	res, err := Import(opts)
+	if err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	return res
+}
+
+// loadText imports and loads gw1's view.
+func loadText(t *testing.T, ka, hap string) (*Result, *spec.Node) {
+	t.Helper()
+	res := importText(t, ka, hap)
+	dir := t.TempDir()
+	if err := WriteDir(dir, res.Files, false); err != nil {
+		t.Fatal(err)
+	}
+	_, view, err := loader.Load(context.Background(), dir, "gw1")
+	if err != nil {
+		t.Fatalf("load: %v\n%s", err, goldenText(res))
+	}
+	return res, view
+}
+
+// TestRefusals: a service whose check (or forwarding) the site cannot say
+// is left out, with the feature and the directive's line, never imported
+// with a weakened check.
+func TestRefusals(t *testing.T) {
+	const listen = "listen db\n  bind 203.0.113.1:5432\n"
+	for _, tt := range []struct {
+		name, ka, hap string
+		feature       Feature
+		line          int
+	}{
+		{name: "http-check connect ssl", hap: listen + "  option httpchk GET /healthz\n  http-check connect ssl\n  http-check expect status 200\n  server a 198.51.100.1:6443 check\n",
+			feature: FeatTLSCheck, line: 4},
+		{name: "check-ssl", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl verify none\n",
+			feature: FeatTLSCheck, line: 5},
+		{name: "multi-step tcp-check", hap: listen + "  option tcp-check\n  tcp-check send PING\\r\\n\n  tcp-check expect string +PONG\n  tcp-check send info\\ replication\\r\\n\n  tcp-check expect string role:master\n  server a 198.51.100.1:6379 check\n",
+			feature: FeatCheckSequence, line: 6},
+		{name: "check port", hap: listen + "  option httpchk GET /master\n  http-check expect status 200\n  server a 198.51.100.1:5432 check port 8008\n",
+			feature: FeatCheckPort, line: 5},
+		{name: "httpchk without expect", hap: listen + "  option httpchk GET /\n  server a 198.51.100.1:80 check\n",
+			feature: FeatStatusRange, line: 3},
+		{name: "server by name", hap: listen + "  server a db1.example.net:5432 check\n",
+			feature: FeatServerName, line: 3},
+		{name: "source rule", hap: listen + "  tcp-request connection reject if { src 198.51.100.0/24 }\n  server a 198.51.100.1:5432 check\n",
+			feature: FeatSourceRules, line: 3},
+		{name: "HTTP_GET without status_code", ka: "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /\n   }\n  }\n }\n}\n",
+			feature: FeatStatusRange, line: 5},
+		{name: "two urls", ka: "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n    status_code 200\n   }\n   url {\n    path /b\n    status_code 200\n   }\n  }\n }\n}\n",
+			feature: FeatCheckRequests, line: 9},
+		{name: "connect_port", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n}\n",
+			feature: FeatCheckPort, line: 4},
+		{name: "lb_kind default NAT", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n }\n}\n",
+			feature: FeatKernelLB, line: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ka := tt.ka
+			if ka != "" {
+				ka = "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.1/24\n }\n}\n"
+				// The virtual_server's lines, counted from its own start.
+				tt.line += 7
+				ka += tt.ka
+			}
+			res := importText(t, ka, tt.hap)
+			var got []string
+			found := false
+			for _, r := range res.Refused {
+				got = append(got, r.String())
+				if r.Feature == tt.feature && r.Pos.Line == tt.line {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("refused:\n%s\nwant %s at line %d", strings.Join(got, "\n"), tt.feature, tt.line)
+			}
+			for _, f := range res.Files {
+				if f.Name == "services.cue" {
+					t.Errorf("a refused service was written:\n%s", f.Data)
+				}
+			}
+		})
+	}
+}
+
+// TestSourceWeights: a server without a weight has HAProxy's and
+// keepalived's 1 beside one that has a weight, not the schema's 100.
+func TestSourceWeights(t *testing.T) {
+	_, view := loadText(t, "", "listen l\n  bind 203.0.113.1:80\n  server a 198.51.100.1:80 check weight 5\n  server b 198.51.100.2:80 check\n")
+	if a, b := view.Services["l"].Servers["a"].Weight, view.Services["l"].Servers["b"].Weight; a != 5 || b != 1 {
+		t.Errorf("weights a=%d b=%d, want 5 and 1", a, b)
+	}
+	var w warnings
+	dirs := parseKeepalived("ka", "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  weight 5\n }\n real_server 198.51.100.2 80 {\n }\n}\n", &w)
+	s, _ := virtualServer(dirs[0], &w)
+	if s.servers[0].weight != some(5) || s.servers[1].weight != some(1) {
+		t.Errorf("real_server weights %v %v, want 5 and 1", s.servers[0].weight, s.servers[1].weight)
+	}
+	// keepalived's scheduler without lb_algo is wlc: weighted least
+	// connections, gitgw's leastconn.
+	if s.balance != some("leastconn") {
+		t.Errorf("balance %v, want leastconn (keepalived's wlc)", s.balance)
+	}
+}
+
+// TestUnicastWithPrefix: keepalived cuts "/prefix" and "-range" off
+// unicast_src_ip and unicast_peer; so does the import, which keeps the
+// node's address and links the peers.
+func TestUnicastWithPrefix(t *testing.T) {
+	conf := func(src, peer string, prio int) string {
+		return "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority " + string(rune('0'+prio)) + "0\n unicast_src_ip " + src +
+			"\n unicast_peer {\n  " + peer + "\n }\n virtual_ipaddress {\n  203.0.113.100\n }\n}\n"
+	}
+	res, err := Import(Options{Keepalived: []Input{
+		{Node: "gw1", Path: "gw1", Data: []byte(conf("203.0.113.11/24", "203.0.113.12/24", 9))},
+		{Node: "gw2", Path: "gw2", Data: []byte(conf("203.0.113.12-13", "203.0.113.11", 5))},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range res.Warnings {
+		if strings.Contains(w.Msg, "unicast") || strings.Contains(w.Msg, "not an IP address") {
+			t.Errorf("warning: %s", w)
+		}
+	}
+	dir := t.TempDir()
+	if err := WriteDir(dir, res.Files, false); err != nil {
+		t.Fatal(err)
+	}
+	for node, want := range map[string]string{"gw1": "203.0.113.11", "gw2": "203.0.113.12"} {
+		_, view, err := loader.Load(context.Background(), dir, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := view.Node.Interfaces["eth0"].Addresses
+		if len(got) != 1 || got[0].Addr() != netip.MustParseAddr(want) || (node == "gw1" && got[0].Bits() != 24) {
+			t.Errorf("%s eth0 %v, want %s\n%s", node, got, want, goldenText(res))
+		}
+		if !view.VRRP["V"].Unicast {
+			t.Errorf("%s: not unicast", node)
+		}
+	}
+}
+
+// TestDuplicateVIP: a VIP listed twice, in one instance or in two, is
+// kept once, with a warning at the second.
+func TestDuplicateVIP(t *testing.T) {
+	ka := "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.100/24\n  203.0.113.100/24\n }\n}\n" +
+		"vrrp_instance B {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n  203.0.113.101/24\n  203.0.113.100/24 dev eth0\n }\n}\n"
+	res, view := loadText(t, ka, "")
+	if d := cmp.Diff([]string{"203.0.113.100/24"}, vipStrings(view.VRRP["A"].VIPs)); d != "" {
+		t.Errorf("A's VIPs (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"203.0.113.101/24"}, vipStrings(view.VRRP["B"].VIPs)); d != "" {
+		t.Errorf("B's VIPs (-want +got):\n%s", d)
+	}
+	var lines []int
+	for _, w := range res.Warnings {
+		if strings.Contains(w.Msg, "listed already") {
+			lines = append(lines, w.Pos.Line)
+		}
+	}
+	if !cmp.Equal(lines, []int{6, 14}) {
+		t.Errorf("duplicate warnings on lines %v, want 6 and 14:\n%s", lines, goldenText(res))
+	}
+}
+
+func vipStrings(vs []spec.VIP) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, v.Address.String())
+	}
+	return out
+}
+
+// TestTruncated: a file cut short is an error naming where, not a warning.
+func TestTruncated(t *testing.T) {
+	full := "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.1/24\n }\n}\n"
+	_, err := Import(Options{Keepalived: []Input{{Path: "ka", Data: []byte(full[:len(full)-3])}}})
+	var serr *SyntaxError
+	if !errors.As(err, &serr) || !strings.Contains(err.Error(), "ka:1: block opened here is never closed") {
+		t.Errorf("err = %v, want a syntax error at ka:1", err)
+	}
+	_, err = Import(Options{HAProxy: []Input{{Path: "hap", Data: []byte("listen l\n  bind 203.0.113.1:80\n  server a \"198.51.100.1:80 check\n")}}})
+	if !errors.As(err, &serr) || !strings.Contains(err.Error(), "hap:3: unterminated quote") {
+		t.Errorf("err = %v, want a syntax error at hap:3", err)
+	}
+}
