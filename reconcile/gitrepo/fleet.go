@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,6 +37,9 @@ type ReadOptions struct {
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
 	// Files limits which paths are read from each branch (default all).
 	Files []string
+	// Logger receives the refs of CacheDir found corrupt and moved aside
+	// (default: discard).
+	Logger *slog.Logger
 }
 
 // BranchStatus is the newest commit of one node's status branch.
@@ -84,6 +88,9 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 			return fail(err)
 		}
 		if opts.CacheDir != "" {
+			if _, err := RepairRefs(opts.CacheDir, opts.Logger); err != nil {
+				return fail(err)
+			}
 			repo, err = openBare(opts.CacheDir)
 		} else {
 			repo, err = git.Init(memory.NewStorage(), nil)

@@ -167,6 +167,9 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 		done:     make(chan struct{}),
 		repackAt: repackEvery,
 	}
+	if _, err := RepairRefs(opts.Dir, w.log); err != nil {
+		return nil, fmt.Errorf("gitrepo: status writer: %w", err)
+	}
 	repo, err := openBare(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("gitrepo: status writer: open %s: %w", opts.Dir, err)
@@ -174,7 +177,20 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 	w.repo = repo
 	ref, err := repo.Storer.Reference(w.branch)
 	if err == nil {
-		w.head = ref.Hash()
+		if _, cerr := repo.CommitObject(ref.Hash()); cerr != nil {
+			// The branch names a commit this repository does not hold (a
+			// ref written, its objects lost): start afresh, and continue
+			// the remote's branch on the first push (adoptRemote).
+			aside, merr := moveRefAside(opts.Dir, w.branch.String())
+			if merr != nil {
+				return nil, fmt.Errorf("gitrepo: status writer: head %s unreadable (%v) and not moved aside: %w", short(ref.Hash().String()), cerr, merr)
+			}
+			w.log.Error("state file corrupt; moved aside, the status branch continues from the remote's", "state", filepath.Join(opts.Dir, w.branch.String()),
+				"why", fmt.Sprintf("head %s: %v", short(ref.Hash().String()), cerr), "moved_to", aside)
+			err = plumbing.ErrReferenceNotFound
+		} else {
+			w.head = ref.Hash()
+		}
 	}
 	if errors.Is(err, plumbing.ErrReferenceNotFound) {
 		if err := os.WriteFile(filepath.Join(opts.Dir, freshMarker), nil, 0o644); err != nil {
