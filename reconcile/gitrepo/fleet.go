@@ -53,6 +53,11 @@ type BranchStatus struct {
 	Trailers Trailers
 	// Files of the commit by path.
 	Files map[string][]byte
+
+	// signature and payload are the head commit's signature and what it
+	// signs (VerifySignedBy).
+	signature string
+	payload   []byte
 }
 
 // ReadStatusBranches reads every status branch of a repository: the refs
@@ -196,6 +201,16 @@ func readBranch(s storer.EncodedObjectStorer, r *plumbing.Reference, opts ReadOp
 	bs.Subject = subjectOf(c.Message)
 	bs.Time = c.Committer.When
 	bs.Trailers = CommitTrailers(c.Message)
+	if c.PGPSignature != "" {
+		msg := &plumbing.MemoryObject{}
+		if err := c.EncodeWithoutSignature(msg); err != nil {
+			return bs, fmt.Errorf("%s: %w", name, err)
+		}
+		if bs.payload, err = objectBytes(msg); err != nil {
+			return bs, fmt.Errorf("%s: %w", name, err)
+		}
+		bs.signature = c.PGPSignature
+	}
 	tree, err := c.Tree()
 	if err != nil {
 		return bs, fmt.Errorf("%s: %w", name, err)
