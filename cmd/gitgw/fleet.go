@@ -126,6 +126,7 @@ type statusFlags struct {
 	prefix   string
 	coalesce time.Duration
 	off      bool
+	sign     string
 }
 
 func (f *statusFlags) register(fl *pflag.FlagSet) {
@@ -133,6 +134,7 @@ func (f *statusFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.prefix, "status-branch-prefix", gitrepo.DefaultStatusPrefix, "prefix of this node's status branch")
 	fl.DurationVar(&f.coalesce, "status-coalesce", 5*time.Second, "changes within this window after a status commit go into one commit (a flapping link makes one commit per window)")
 	fl.BoolVar(&f.off, "no-status", false, "do not report status to Git")
+	fl.StringVar(&f.sign, "status-signing-key", "", "unencrypted OpenSSH private key that signs this node's status commits; the site lists its public key as the node's status_key, so that peers trust the branch to gate their rollout")
 }
 
 // statusRun is the agent's status reporting while it runs; a nil
@@ -166,7 +168,7 @@ func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *site
 	w, err := gitrepo.NewStatusWriter(ctx, gitrepo.StatusOptions{
 		Node: node, URL: url, Prefix: f.prefix, Dir: filepath.Join(stateDir, "status.git"),
 		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
-		Coalesce: f.coalesce, Logger: log,
+		Coalesce: f.coalesce, SigningKeyFile: f.sign, Logger: log,
 	})
 	if err != nil {
 		return nil, err
