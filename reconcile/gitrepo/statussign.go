@@ -125,3 +125,16 @@ func (b BranchStatus) VerifySignedBy(key string) (Signer, error) {
 	}
 	return s, nil
 }
+
+// SignsAs says whether the writer signs its commits with key, an SSH public
+// key in authorized_keys format; false when it does not sign.
+func (w *StatusWriter) SignsAs(key string) bool {
+	if w.signer == nil {
+		return false
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(key))
+	return err == nil && bytes.Equal(pub.Marshal(), w.signer.key.PublicKey().Marshal())
+}
+
+// Signs says whether the writer signs its commits.
+func (w *StatusWriter) Signs() bool { return w.signer != nil }
