@@ -18,21 +18,21 @@ import (
 // signSite is a pair (gw1 master of VI_1, gw2 backup) whose nodes list
 // the keys their status commits are signed with; gw1 waits for gw2 for as
 // long as it takes (on_timeout hold), so that only gw2's status can
-// release it. Each rev adds a VIP: a change for both nodes.
-func signSite(rev, key1, key2 string) map[string]string {
+// release it. Each rev flips a sysctl of the node's own network namespace:
+// a change for both nodes.
+func signSite(rev int, key1, key2 string) map[string]string {
 	return map[string]string{
 		"cue.mod/module.cue": "module: \"example.net/sign-e2e@v0\"\nlanguage: version: \"v0.17.0\"\n",
 		"site.cue": fmt.Sprintf(`package site
-
-import "list"
 
 site: {
 	name: "sign-e2e"
 	rollout: {peer_timeout: "10m", on_timeout: "hold"}
 }
 
+nodes: [_]: tuning: sysctls: {"net.ipv4.ip_nonlocal_bind": %d}
 nodes: {
-	gw1: {labels: rev: %q, interfaces: eth0: addresses: ["203.0.113.11/24"], status_key: %q}
+	gw1: { interfaces: eth0: addresses: ["203.0.113.11/24"], status_key: %q}
 	gw2: {interfaces: eth0: addresses: ["203.0.113.12/24"], status_key: %q}
 }
 
@@ -42,9 +42,9 @@ vrrp: VI_1: {
 	version:         3
 	advert_interval: "100ms"
 	nodes: {gw1: priority: 150, gw2: priority: 100}
-	vips: [for i in list.Range(0, %s, 1) {"203.0.113.\(100+i)/24"}]
+	vips: ["203.0.113.100/24"]
 }
-`, rev, key1, key2, rev),
+`, rev%2, key1, key2),
 	}
 }
 
@@ -69,7 +69,7 @@ func TestForgedPeerStatusDoesNotReleaseMaster(t *testing.T) {
 	front.Attach(t, ns1, "eth0", "203.0.113.11/24")
 	front.Attach(t, ns2, "eth0", "203.0.113.12/24")
 	repo := gitremote.NewBare(t)
-	c1 := repo.Commit(t, "main", signSite("1", pub1, pub2), "rev 1")
+	c1 := repo.Commit(t, "main", signSite(1, pub1, pub2), "rev 1")
 	start := func(ns *lab.Netns, node, key, state, name string) *rolloutAgent {
 		a := &rolloutAgent{node: node, state: state}
 		units := filepath.Join(t.TempDir(), "units")
@@ -90,7 +90,7 @@ func TestForgedPeerStatusDoesNotReleaseMaster(t *testing.T) {
 	a2.stop(t)
 	real2.hash = repo.Head(t, "gitgw/status/gw2")
 
-	c2 := repo.Commit(t, "main", signSite("2", pub1, pub2), "rev 2")
+	c2 := repo.Commit(t, "main", signSite(2, pub1, pub2), "rev 2")
 	heldFor := func(what, why string) {
 		t.Helper()
 		firstStatus(t, repo, a1, 60*time.Second, what, func(st drift.Status) bool {
