@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/internal/statefile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 	"github.com/gitgw/gitgw/units"
 )
@@ -178,17 +179,24 @@ type Pin struct {
 const pinFile = "pinned.json"
 
 // LoadPin reads the pin from the state dir; (nil, nil) when there is none.
+// A corrupt pin (empty, truncated, no commit) is moved aside and reported
+// with an error wrapping statefile.ErrCorrupt.
 func LoadPin(dir string) (*Pin, error) {
-	b, err := os.ReadFile(filepath.Join(dir, pinFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reconcile: read pin: %w", err)
-	}
 	var p Pin
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("reconcile: parse %s: %w", filepath.Join(dir, pinFile), err)
+	found, err := statefile.Load(filepath.Join(dir, pinFile), func(b []byte) error {
+		if err := json.Unmarshal(b, &p); err != nil {
+			return err
+		}
+		if p.Commit == "" {
+			return errors.New("no commit")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: pin: %w", err)
+	}
+	if !found {
+		return nil, nil
 	}
 	return &p, nil
 }
@@ -232,7 +240,12 @@ func NewHealthGate(o HealthGateOptions) (*HealthGate, error) {
 	g := &HealthGate{o: o, log: o.Logger.With("component", "healthgate")}
 	if o.StateDir != "" {
 		p, err := LoadPin(o.StateDir)
-		if err != nil {
+		switch {
+		case errors.Is(err, statefile.ErrCorrupt):
+			// The pinned commit is unknown: the health gate still bakes
+			// every new commit, and rolls a bad one back again.
+			logCorrupt(g.log, pinFile, "no commit is pinned", err)
+		case err != nil:
 			return nil, err
 		}
 		g.pin = p
@@ -369,7 +382,7 @@ func (g *HealthGate) setPin(p Pin) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(g.o.StateDir, pinFile), b, 0o600)
+	return statefile.Write(filepath.Join(g.o.StateDir, pinFile), b, 0o600)
 }
 
 // Restore applies a last good state again (a rollback) and remembers it as

@@ -185,9 +185,19 @@ func NodeLabels(ctx context.Context, dir, self string) (map[string]map[string]st
 	return labels, nil
 }
 
+// PeerStatus is one node's last reported status, as read from the head
+// commit of its status branch.
+type PeerStatus struct {
+	Status drift.Status
+	// SignedBy checks that the head commit is signed by key, an SSH public
+	// key in authorized_keys format (the site's status_key for the node);
+	// nil when the reader cannot tell (then no key is satisfied).
+	SignedBy func(key string) error
+}
+
 // PeerStatusFunc reads the nodes' last reported status, by node (the
 // status branches).
-type PeerStatusFunc func(ctx context.Context) (map[string]drift.Status, error)
+type PeerStatusFunc func(ctx context.Context) (map[string]PeerStatus, error)
 
 // RolloutOptions configure a Rollout.
 type RolloutOptions struct {
@@ -221,6 +231,9 @@ type Rollout struct {
 	warnedFor string
 	labelsOf  string
 	labelsAt  map[string]map[string]string
+	// distrusted is the last reason logged, by peer, for not trusting its
+	// status (logged again only when it changes).
+	distrusted map[string]string
 }
 
 // ErrHeld matches the error of a held revision.
@@ -236,6 +249,10 @@ type HoldError struct {
 	// RolledBack: these peers applied the commit and their health gate
 	// rolled it back; it is held whatever the timeout policy says.
 	RolledBack []Wait
+	// Untrusted says, by peer waited for, why its status branch was not
+	// believed (not signed by the key the site lists for it): it counts as
+	// not reported.
+	Untrusted map[string]string
 }
 
 func (e *HoldError) Error() string {
@@ -247,12 +264,16 @@ func (e *HoldError) Error() string {
 	for _, w := range e.Waiting {
 		waiting = append(waiting, w.Node+" ("+w.Why+")")
 	}
-	if e.TimedOut {
-		return fmt.Sprintf("rollout: holding %s: %s did not report it applied and healthy within %s; the site says hold (on_timeout)",
-			shortCommit(e.Commit), strings.Join(waiting, ", "), e.Timeout)
+	var untrusted string
+	for _, node := range slices.Sorted(maps.Keys(e.Untrusted)) {
+		untrusted += fmt.Sprintf("; status of %s not trusted: %s", node, e.Untrusted[node])
 	}
-	return fmt.Sprintf("rollout: %s waits for %s to report it applied and healthy (timeout %s)",
-		shortCommit(e.Commit), strings.Join(waiting, ", "), e.Timeout)
+	if e.TimedOut {
+		return fmt.Sprintf("rollout: holding %s: %s did not report it applied and healthy within %s; the site says hold (on_timeout)%s",
+			shortCommit(e.Commit), strings.Join(waiting, ", "), e.Timeout, untrusted)
+	}
+	return fmt.Sprintf("rollout: %s waits for %s to report it applied and healthy (timeout %s)%s",
+		shortCommit(e.Commit), strings.Join(waiting, ", "), e.Timeout, untrusted)
 }
 
 // Is makes errors.Is(err, ErrHeld) true.
@@ -306,7 +327,7 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 	since := r.since
 	r.mu.Unlock()
 
-	pending, bad, err := r.pending(ctx, waits, rev.Commit)
+	pending, bad, untrusted, err := r.pending(ctx, waits, rev.Commit, desired.StatusKeys)
 	if err != nil {
 		r.log.Warn("cannot read the peers' status branches", "err", err)
 		pending = waits
@@ -315,7 +336,7 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 		if !r.warned(rev.Commit) {
 			r.log.Error("a peer rolled the commit back; holding it", "commit", shortCommit(rev.Commit), "peers", names(bad))
 		}
-		return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, RolledBack: bad}
+		return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, RolledBack: bad, Untrusted: untrusted}
 	}
 	if len(pending) == 0 {
 		r.log.Info("peers applied the commit; applying", "commit", shortCommit(rev.Commit), "waited_for", names(waits),
@@ -327,14 +348,14 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 			"timeout", timeout, "on_timeout", desired.Site.Rollout.OnTimeout)
 	}
 	if now.Sub(since) < timeout {
-		return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout}
+		return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, Untrusted: untrusted}
 	}
 	if desired.Site.Rollout.OnTimeout != "hold" {
 		r.log.Warn("peers did not report the commit in time; proceeding (on_timeout: proceed)",
 			"commit", shortCommit(rev.Commit), "waiting_for", names(pending), "waited", now.Sub(since).Round(time.Second))
 		return nil
 	}
-	return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, TimedOut: true}
+	return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, TimedOut: true, Untrusted: untrusted}
 }
 
 // labels returns every node's labels at rev, loaded once per commit (a
@@ -375,28 +396,84 @@ func (r *Rollout) warned(commit string) bool {
 }
 
 // pending returns the waits whose node has not reported commit applied
-// and healthy, and among them those that rolled it back. A node without a
-// status branch has never run gitgw (it is not deployed yet): nobody
-// waits for it.
-func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string) (pending, rolledBack []Wait, err error) {
+// and healthy, among them those that rolled it back, and, by peer, why a
+// status was not trusted.
+//
+// Without status keys in the site (keys empty), a status branch is taken
+// as it reads, and a node without one has never run gitgw (it is not
+// deployed yet): nobody waits for it. Once any node lists a status_key,
+// every status that gates the rollout must be signed by its node's key;
+// one that is unsigned, signed by another key, or whose node lists no key
+// is treated as not reported (the wait goes on, then on_timeout applies),
+// and so is a missing branch: deleting a peer's branch must not release
+// a master either.
+func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string, keys map[string]string) (pending, rolledBack []Wait, untrusted map[string]string, err error) {
 	st, err := r.o.Peers(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, w := range waits {
-		s, ok := st[w.Node]
-		if !ok {
+		ps, ok := st[w.Node]
+		if len(keys) > 0 {
+			if why := distrust(w.Node, ps, ok, keys); why != "" {
+				r.logDistrust(w.Node, commit, why)
+				if untrusted == nil {
+					untrusted = map[string]string{}
+				}
+				untrusted[w.Node] = why
+				pending = append(pending, w)
+				continue
+			}
+			r.logDistrust(w.Node, commit, "")
+		} else if !ok {
 			r.log.Debug("peer has no status branch; not waiting for it", "peer", w.Node)
 			continue
 		}
-		if !Settled(s, commit) {
+		if !Settled(ps.Status, commit) {
 			pending = append(pending, w)
 		}
-		if RolledBackBy(s, commit) {
+		if RolledBackBy(ps.Status, commit) {
 			rolledBack = append(rolledBack, w)
 		}
 	}
-	return pending, rolledBack, nil
+	return pending, rolledBack, untrusted, nil
+}
+
+// distrust says why node's status cannot be believed ("" when it is
+// signed by the key the site lists for the node).
+func distrust(node string, ps PeerStatus, found bool, keys map[string]string) string {
+	key := keys[node]
+	switch {
+	case key == "":
+		return "the site lists no status_key for " + node
+	case !found:
+		return "no status branch"
+	case ps.SignedBy == nil:
+		return "its signature cannot be checked"
+	}
+	if err := ps.SignedBy(key); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// logDistrust logs, once per reason, that a peer's status is not trusted,
+// and when it is trusted again.
+func (r *Rollout) logDistrust(node, commit, why string) {
+	r.mu.Lock()
+	last, seen := r.distrusted[node]
+	if r.distrusted == nil {
+		r.distrusted = map[string]string{}
+	}
+	r.distrusted[node] = why
+	r.mu.Unlock()
+	switch {
+	case why != "" && why != last:
+		r.log.Warn("peer's status branch is not signed by its status_key; treating it as not reported",
+			"peer", node, "commit", shortCommit(commit), "why", why)
+	case why == "" && seen && last != "":
+		r.log.Info("peer's status branch is signed by its status_key again", "peer", node)
+	}
 }
 
 // RolledBackBy says whether a node's status shows that its health gate

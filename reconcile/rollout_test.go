@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -123,6 +124,8 @@ type fakePeers struct {
 	mu    sync.Mutex
 	st    map[string]drift.Status
 	reads int
+	// signedBy is the key each node's head commit is signed with.
+	signedBy map[string]string
 }
 
 func (f *fakePeers) set(node, applied, outcome string) {
@@ -134,11 +137,24 @@ func (f *fakePeers) set(node, applied, outcome string) {
 	f.st[node] = drift.Status{Node: node, Applied: applied, LastPass: drift.Pass{Outcome: outcome}}
 }
 
-func (f *fakePeers) read(context.Context) (map[string]drift.Status, error) {
+func (f *fakePeers) read(context.Context) (map[string]PeerStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++
-	return maps.Clone(f.st), nil
+	out := map[string]PeerStatus{}
+	for node, st := range f.st {
+		signed := f.signedBy[node]
+		out[node] = PeerStatus{Status: st, SignedBy: func(key string) error {
+			switch {
+			case signed == "":
+				return errors.New("commit is not signed")
+			case signed != key:
+				return errors.New("unknown key")
+			}
+			return nil
+		}}
+	}
+	return out, nil
 }
 
 func TestRolloutHold(t *testing.T) {
@@ -345,4 +361,113 @@ vrrp: VI_1: {
 	if got != want {
 		t.Fatalf("notes:\n%s\nwant:\n%s", got, want)
 	}
+}
+
+// TestRolloutAuthenticatedPeers: once the site lists status keys, a peer's
+// status counts only when signed by the key listed for that peer; an
+// unsigned or wrongly signed one, or a missing branch, is treated as not
+// reported (held, then on_timeout), with a log line saying why. A forged
+// rollback holds nothing either.
+func TestRolloutAuthenticatedPeers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	lab := map[string]map[string]int{"VI_1": {"gw1": 150, "gw2": 100}}
+	prev := &LastGood{Commit: "c1"}
+	rev := Revision{Commit: "c2"}
+	view := func(keys map[string]string) *spec.Node {
+		n := viewOf("gw1", lab, spec.Rollout{Pairs: true, OnTimeout: "proceed"})
+		n.StatusKeys = keys
+		return n
+	}
+	both := map[string]string{"gw1": "key-gw1", "gw2": "key-gw2"}
+	type clock struct{ now time.Time }
+	setup := func() (*fakePeers, *clock, *Rollout, *syncBuffer) {
+		p := &fakePeers{signedBy: map[string]string{}}
+		c := &clock{now: time.Unix(1000, 0)}
+		var log syncBuffer
+		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Minute, Now: func() time.Time { return c.now },
+			Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		return p, c, r, &log
+	}
+	held := func(t *testing.T, err error, why string) {
+		t.Helper()
+		var he *HoldError
+		if !errors.As(err, &he) || len(he.Waiting) != 1 || !strings.Contains(he.Untrusted["gw2"], why) ||
+			!strings.Contains(err.Error(), "status of gw2 not trusted: ") {
+			t.Fatalf("Hold = %v; want held, gw2 not trusted: %s", err, why)
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		keys     map[string]string
+		signedBy string // "" unsigned, "-" no branch at all
+		why      string
+	}{
+		{"unsigned", both, "", "not signed"},
+		{"signed by another key", both, "key-mallory", "unknown key"},
+		{"no key listed for the peer", map[string]string{"gw1": "key-gw1"}, "key-gw2", "lists no status_key for gw2"},
+		{"no status branch", both, "-", "no status branch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, c, r, log := setup()
+			if tc.signedBy != "-" {
+				p.set("gw2", "c2", drift.Converged) // claims the commit applied and healthy
+				p.signedBy["gw2"] = tc.signedBy
+			}
+			held(t, r.Hold(ctx, rev, prev, view(tc.keys), nil), tc.why)
+			c.now = c.now.Add(30 * time.Second)
+			held(t, r.Hold(ctx, rev, prev, view(tc.keys), nil), tc.why)
+			if n := strings.Count(log.String(), "not signed by its status_key"); n != 1 {
+				t.Errorf("%d log lines about gw2's status, want 1:\n%s", n, log.String())
+			}
+			if !strings.Contains(log.String(), "peer=gw2") || !strings.Contains(log.String(), tc.why) {
+				t.Errorf("log does not say why:\n%s", log.String())
+			}
+			// The timeout applies: on_timeout proceed.
+			c.now = c.now.Add(30 * time.Second)
+			if err := r.Hold(ctx, rev, prev, view(tc.keys), nil); err != nil {
+				t.Fatalf("after the timeout: %v", err)
+			}
+		})
+	}
+	t.Run("signed by the peer's key", func(t *testing.T) {
+		p, _, r, log := setup()
+		p.set("gw2", "c1", drift.Converged)
+		p.signedBy["gw2"] = "key-gw2"
+		var he *HoldError
+		if err := r.Hold(ctx, rev, prev, view(both), nil); !errors.As(err, &he) || len(he.Untrusted) != 0 {
+			t.Fatalf("Hold = %v; want held, waiting only", err)
+		}
+		p.set("gw2", "c2", drift.Converged)
+		if err := r.Hold(ctx, rev, prev, view(both), nil); err != nil {
+			t.Fatalf("Hold = %v; want released by the signed status", err)
+		}
+		if strings.Contains(log.String(), "not signed by its status_key") {
+			t.Errorf("a signed status logged as untrusted:\n%s", log.String())
+		}
+	})
+	t.Run("a forged rollback holds nothing", func(t *testing.T) {
+		p, c, r, _ := setup()
+		p.set("gw2", "c1", drift.RolledBack)
+		p.mu.Lock()
+		st := p.st["gw2"]
+		st.Desired.Commit = "c2"
+		p.st["gw2"] = st
+		p.mu.Unlock()
+		var he *HoldError
+		if err := r.Hold(ctx, rev, prev, view(both), nil); !errors.As(err, &he) || len(he.RolledBack) != 0 {
+			t.Fatalf("Hold = %v; an unsigned rollback counted", err)
+		}
+		c.now = c.now.Add(time.Minute)
+		if err := r.Hold(ctx, rev, prev, view(both), nil); err != nil {
+			t.Fatalf("after the timeout: %v", err)
+		}
+	})
+	t.Run("no keys in the site: as before", func(t *testing.T) {
+		p, _, r, _ := setup()
+		p.set("gw2", "c2", drift.Converged) // unsigned
+		if err := r.Hold(ctx, rev, prev, view(nil), nil); err != nil {
+			t.Fatalf("Hold = %v; an unsigned status counts when no key is configured", err)
+		}
+	})
 }

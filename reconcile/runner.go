@@ -13,6 +13,7 @@ import (
 
 	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/internal/statefile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -170,7 +171,14 @@ func NewRunner(opts RunnerOptions) (*Runner, error) {
 	r := &Runner{opts: opts, log: opts.Logger.With("component", "reconcile")}
 	if opts.StateDir != "" {
 		lg, err := LoadLastGood(opts.StateDir)
-		if err != nil {
+		switch {
+		case errors.Is(err, statefile.ErrCorrupt):
+			// Nothing applied can be trusted: the first pass treats the
+			// head like a first apply (verified, checked, held as usual),
+			// and an invalid head leaves nothing running (no VRRP
+			// instance claims mastership).
+			logCorrupt(r.log, lastGoodFile, "starting without a last good state", err)
+		case err != nil:
 			return nil, err
 		}
 		r.lastGood = lg

@@ -2,14 +2,13 @@ package reconcile
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
+	"log/slog"
 	"path/filepath"
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/internal/statefile"
 )
 
 // LastGood is the last revision applied successfully, persisted in the state
@@ -24,59 +23,42 @@ type LastGood struct {
 const lastGoodFile = "last-applied.json"
 
 // LoadLastGood reads the last good state from dir; (nil, nil) when there
-// is none yet.
+// is none yet. A file that is empty, truncated or not a last good state
+// (no commit, no desired state) is moved aside and reported with an error
+// wrapping statefile.ErrCorrupt: the caller carries on without it.
 func LoadLastGood(dir string) (*LastGood, error) {
-	b, err := os.ReadFile(filepath.Join(dir, lastGoodFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reconcile: read last good state: %w", err)
-	}
+	path := filepath.Join(dir, lastGoodFile)
 	var lg LastGood
-	if err := json.Unmarshal(b, &lg); err != nil {
-		return nil, fmt.Errorf("reconcile: parse %s: %w", filepath.Join(dir, lastGoodFile), err)
+	found, err := statefile.Load(path, func(b []byte) error {
+		if err := json.Unmarshal(b, &lg); err != nil {
+			return err
+		}
+		if lg.Commit == "" || lg.Desired == nil {
+			return fmt.Errorf("no commit or no desired state")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: last good state: %w", err)
+	}
+	if !found {
+		return nil, nil
 	}
 	return &lg, nil
 }
 
-// Save writes the state atomically (temp file, fsync, rename).
+// Save writes the state atomically and durably (statefile.Write).
 func (lg *LastGood) Save(dir string) error {
 	b, err := json.MarshalIndent(lg, "", "  ")
 	if err != nil {
 		return fmt.Errorf("reconcile: encode last good state: %w", err)
 	}
-	return WriteFileAtomic(filepath.Join(dir, lastGoodFile), b, 0o600)
+	return statefile.Write(filepath.Join(dir, lastGoodFile), b, 0o600)
 }
 
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory, so that a crash leaves either the old or the new content.
-func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+// logCorrupt is the one loud line for a state file found corrupt and moved
+// aside: the agent goes on from what it can still trust, and the operator
+// must learn that it did (the error names the file and where it went).
+func logCorrupt(log *slog.Logger, what, instead string, err error) {
+	log.Error("state file corrupt; moved aside, "+instead, "state", what, "err", err)
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/gitgw/gitgw/internal/statefile"
 )
 
 // ErrNotOwned is returned for a file gitgw would write or remove but did
@@ -25,44 +27,17 @@ func readFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// writeAtomic replaces path with content: a temporary file in the same
-// directory, fsync, rename, fsync of the directory. Readers (systemd) see
-// the old or the new file, never a partial one.
-func writeAtomic(path string, content []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// writeAtomic replaces path with content through statefile.Write (a
+// temporary file in the same directory, fsync, rename, fsync of the
+// directory): readers (systemd) see the old or the new file, never a
+// partial one. Unit directories are created world-readable, as systemd's
+// own are.
+func writeAtomic(path string, content []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("units: write %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".gitgw-*")
-	if err != nil {
-		return fmt.Errorf("units: write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(content); err != nil {
-		f.Close()
-		return fmt.Errorf("units: write %s: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("units: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("units: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("units: write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("units: write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+	if err := statefile.Write(path, content, 0o644); err != nil {
+		return fmt.Errorf("units: %w", err)
 	}
 	return nil
 }

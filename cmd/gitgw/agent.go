@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/reconcile/gitrepo"
 )
 
 type agentFlags struct {
@@ -70,6 +71,12 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	defer stop()
 
 	if err := f.safety.trust(stateDir, &f.site); err != nil {
+		return err
+	}
+	// go-git rewrites a ref in place: a crash can leave the clone's synced
+	// ref empty or truncated, which would wedge every fetch. Such refs are
+	// moved aside (loudly) and the next sync starts as a first one.
+	if _, err := gitrepo.RepairRefs(filepath.Join(stateDir, sourceDir, "repo.git"), log); err != nil {
 		return err
 	}
 	src, cleanup, err := f.site.open(ctx, f.node, stateDir, true)

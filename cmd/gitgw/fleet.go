@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
@@ -126,6 +127,7 @@ type statusFlags struct {
 	prefix   string
 	coalesce time.Duration
 	off      bool
+	sign     string
 }
 
 func (f *statusFlags) register(fl *pflag.FlagSet) {
@@ -133,6 +135,7 @@ func (f *statusFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.prefix, "status-branch-prefix", gitrepo.DefaultStatusPrefix, "prefix of this node's status branch")
 	fl.DurationVar(&f.coalesce, "status-coalesce", 5*time.Second, "changes within this window after a status commit go into one commit (a flapping link makes one commit per window)")
 	fl.BoolVar(&f.off, "no-status", false, "do not report status to Git")
+	fl.StringVar(&f.sign, "status-signing-key", "", "unencrypted OpenSSH private key that signs this node's status commits; the site lists its public key as the node's status_key, so that peers trust the branch to gate their rollout")
 }
 
 // statusRun is the agent's status reporting while it runs; a nil
@@ -144,8 +147,11 @@ type statusRun struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	runner *reconcile.Runner
+
 	mu      sync.Mutex
 	lastErr string
+	keyWarn string
 }
 
 // startStatus opens the status writer and the reporter, and starts their
@@ -166,7 +172,7 @@ func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *site
 	w, err := gitrepo.NewStatusWriter(ctx, gitrepo.StatusOptions{
 		Node: node, URL: url, Prefix: f.prefix, Dir: filepath.Join(stateDir, "status.git"),
 		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
-		Coalesce: f.coalesce, Logger: log,
+		Coalesce: f.coalesce, SigningKeyFile: f.sign, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -181,7 +187,7 @@ func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *site
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &statusRun{rep: rep, writer: w, log: log.With("component", "status"), cancel: cancel}
+	s := &statusRun{rep: rep, writer: w, log: log.With("component", "status"), cancel: cancel, runner: runner}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = w.Run(runCtx) }()
 	go func() { defer s.wg.Done(); _ = rep.Run(runCtx) }()
@@ -197,6 +203,14 @@ func (s *statusRun) report(ctx context.Context, res reconcile.Result) {
 	err := s.rep.Report(ctx, res)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if lg := s.runner.LastGood(); lg != nil && lg.Desired != nil {
+		if p := statusKeyProblem(lg.Desired, s.writer); p != s.keyWarn {
+			s.keyWarn = p
+			if p != "" {
+				s.log.Warn("peers will not trust this node's status branch: "+p, "node", lg.Desired.Name)
+			}
+		}
+	}
 	switch {
 	case err == nil:
 		s.lastErr = ""
@@ -259,4 +273,23 @@ func (s *statusRun) stop(timeout time.Duration) {
 	s.cancel()
 	s.wg.Wait()
 	_ = s.writer.Close()
+}
+
+// statusKeyProblem says why the peers that wait for this node would not
+// trust its status branch ("" when they would, or when the site lists no
+// status keys): the site's status_key for it and its signing key differ.
+func statusKeyProblem(desired *spec.Node, w *gitrepo.StatusWriter) string {
+	if len(desired.StatusKeys) == 0 {
+		return ""
+	}
+	key := desired.StatusKeys[desired.Name]
+	switch {
+	case key == "":
+		return "the site lists status keys, but no status_key for this node"
+	case !w.Signs():
+		return "the site lists a status_key for this node, and --status-signing-key is not set"
+	case !w.SignsAs(key):
+		return "the site's status_key for this node is not the public half of --status-signing-key"
+	}
+	return ""
 }

@@ -64,6 +64,9 @@ func (f *siteFlags) check() error {
 	return nil
 }
 
+// sourceDir, in the state dir, holds the site repository's local copy.
+const sourceDir = "source"
+
 // open returns the source. watch asks for fsnotify on a directory; stateDir
 // holds the clone of a repository (a temporary one when empty).
 func (f *siteFlags) open(ctx context.Context, node, stateDir string, watch bool) (reconcile.Source, func(), error) {
@@ -79,7 +82,7 @@ func (f *siteFlags) open(ctx context.Context, node, stateDir string, watch bool)
 		return s, func() {}, err
 	}
 	cleanup := func() {}
-	dir := filepath.Join(stateDir, "source")
+	dir := filepath.Join(stateDir, sourceDir)
 	if stateDir == "" {
 		tmp, err := os.MkdirTemp("", "gitgw-src-")
 		if err != nil {

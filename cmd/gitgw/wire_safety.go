@@ -89,7 +89,8 @@ func (f *safetyFlags) build(node, stateDir string, sf *siteFlags, st *statusFlag
 		opts := gitrepo.ReadOptions{URL: url, Prefix: st.prefix, CacheDir: filepath.Join(stateDir, "peers.git"),
 			SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
 			Files: []string{drift.StatusFile}}
-		peers = func(ctx context.Context) (map[string]drift.Status, error) { return readPeers(ctx, opts) }
+		opts.Logger = log
+		peers = func(ctx context.Context) (map[string]reconcile.PeerStatus, error) { return readPeers(ctx, opts) }
 	} else {
 		s.log.Warn("pair-aware rollout off: no status branches to read (a --site directory without --status-repo, or --no-status)")
 	}
@@ -97,13 +98,14 @@ func (f *safetyFlags) build(node, stateDir string, sf *siteFlags, st *statusFlag
 	return s, nil
 }
 
-// readPeers reads every node's status.json from the status branches.
-func readPeers(ctx context.Context, opts gitrepo.ReadOptions) (map[string]drift.Status, error) {
+// readPeers reads every node's status.json from the status branches, with
+// what checks the signature of each branch's head commit.
+func readPeers(ctx context.Context, opts gitrepo.ReadOptions) (map[string]reconcile.PeerStatus, error) {
 	bs, err := gitrepo.ReadStatusBranches(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]drift.Status{}
+	out := map[string]reconcile.PeerStatus{}
 	for _, b := range bs {
 		raw, ok := b.Files[drift.StatusFile]
 		if !ok {
@@ -113,7 +115,10 @@ func readPeers(ctx context.Context, opts gitrepo.ReadOptions) (map[string]drift.
 		if err != nil {
 			continue
 		}
-		out[b.Node] = st
+		out[b.Node] = reconcile.PeerStatus{Status: st, SignedBy: func(key string) error {
+			_, err := b.VerifySignedBy(key)
+			return err
+		}}
 	}
 	return out, nil
 }

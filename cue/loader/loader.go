@@ -363,6 +363,7 @@ func decodeView(abs string, v cue.Value, node string, nodes []string, sel select
 		decode(lookup(cue.MakePath(cue.Str("units"), cue.Str(k))), &x)
 		n.Units[k] = x
 	}
+	n.StatusKeys = statusKeys(v)
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -26,6 +26,11 @@ type Node struct {
 	VRRP     map[string]VRRPInstance `json:"vrrp"`
 	Services map[string]Service      `json:"services"`
 	Units    map[string]UnitTemplate `json:"units"`
+	// StatusKeys are the status-signing keys of every node of the site
+	// that lists one (NodeSettings.StatusKey), by node: a node trusts a
+	// peer's status branch, which gates its rollout, only when its head
+	// commit is signed by the peer's key.
+	StatusKeys map[string]string `json:"status_keys,omitempty"`
 }
 
 // SiteSettings are site-wide settings.
@@ -101,6 +106,9 @@ type NodeSettings struct {
 	CPUs       int                  `json:"cpus,omitempty"`
 	Interfaces map[string]Interface `json:"interfaces"`
 	Tuning     Tuning               `json:"tuning"`
+	// StatusKey is the SSH public key (authorized_keys format) the node
+	// signs its status commits with (gitgw agent --status-signing-key).
+	StatusKey string `json:"status_key,omitempty"`
 }
 
 // Interface is one of the node's interfaces.

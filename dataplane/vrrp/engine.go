@@ -175,7 +175,7 @@ func New(logger *slog.Logger, opts Options) *Engine {
 		links:     map[linkKey]*link{},
 		groups:    map[string][]string{},
 	}
-	e.state = &stateFile{dir: opts.StateDir, entries: map[string]StateEntry{}}
+	e.state = openStateFile(opts.StateDir, e.log)
 	e.epoch = opts.Now().Truncate(time.Second)
 	return e
 }

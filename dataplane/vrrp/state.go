@@ -8,13 +8,13 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/gitgw/gitgw/dataplane/vip"
+	"github.com/gitgw/gitgw/internal/statefile"
 	"github.com/vishvananda/netlink"
 )
 
@@ -44,7 +44,7 @@ type stateDoc struct {
 }
 
 // stateFile keeps the state file in step with mastership, writing it
-// atomically (temporary file, fsync, rename) on every change.
+// atomically and durably (statefile.Write) on every change.
 type stateFile struct {
 	dir     string
 	mu      sync.Mutex
@@ -87,44 +87,38 @@ func (s *stateFile) writeLocked() {
 		doc.Masters = append(doc.Masters, s.entries[k])
 	}
 	b, _ := json.MarshalIndent(doc, "", "  ")
-	_ = writeAtomic(filepath.Join(s.dir, StateFileName), b)
+	_ = statefile.Write(filepath.Join(s.dir, StateFileName), b, 0o600)
 }
 
-func writeAtomic(path string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
+// openStateFile starts the engine's state file. What a previous run
+// recorded is not read back (this run starts every instance from Init and
+// rewrites the file on its first transition), but a corrupt file is moved
+// aside now, loudly, rather than left for a release to trip over.
+func openStateFile(dir string, log *slog.Logger) *stateFile {
+	if dir != "" {
+		if _, err := ReadState(dir); errors.Is(err, statefile.ErrCorrupt) {
+			log.Error("state file corrupt; moved aside, the engine starts every instance as backup", "state", StateFileName, "err", err)
+		}
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".vrrp-state-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return &stateFile{dir: dir, entries: map[string]StateEntry{}}
 }
 
-// ReadState returns the instances recorded as master in stateDir.
+// ReadState returns the instances recorded as master in stateDir. A file
+// that is empty, truncated or does not decode is moved aside and reported
+// with an error wrapping statefile.ErrCorrupt.
 func ReadState(stateDir string) ([]StateEntry, error) {
-	b, err := os.ReadFile(filepath.Join(stateDir, StateFileName))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("vrrp: read state: %w", err)
-	}
 	var doc stateDoc
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("vrrp: parse state %s: %w", filepath.Join(stateDir, StateFileName), err)
+	_, err := statefile.Load(filepath.Join(stateDir, StateFileName), func(b []byte) error {
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return err
+		}
+		if doc.Masters == nil {
+			return errors.New("no masters list")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: state: %w", err)
 	}
 	return doc.Masters, nil
 }
@@ -152,6 +146,12 @@ func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o Re
 	}
 	log := logger.With("component", "vrrp-release")
 	entries, err := ReadState(stateDir)
+	if errors.Is(err, statefile.ErrCorrupt) {
+		// What this node was master of is unknown: the backups take over
+		// by their own timers (Master_Down_Interval) instead of at once.
+		log.Error("state file corrupt; moved aside, nothing to release", "state", StateFileName, "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o Re
 		return err
 	}
 	b, _ := json.MarshalIndent(stateDoc{Masters: []StateEntry{}}, "", "  ")
-	if err := writeAtomic(filepath.Join(stateDir, StateFileName), b); err != nil {
+	if err := statefile.Write(filepath.Join(stateDir, StateFileName), b, 0o600); err != nil {
 		return fmt.Errorf("vrrp: release: clear state: %w", err)
 	}
 	return nil

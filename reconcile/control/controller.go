@@ -17,6 +17,7 @@ import (
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/internal/statefile"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
@@ -164,18 +165,18 @@ func New(o Options) *Controller {
 	return c
 }
 
-// load reads the overrides kept by a previous agent.
+// load reads the overrides kept by a previous agent. A corrupt file is
+// moved aside: the agent starts with no override, as the site says.
 func (c *Controller) load() {
 	if c.o.StateDir == "" {
 		return
 	}
-	b, err := os.ReadFile(filepath.Join(c.o.StateDir, OverridesFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return
-	}
+	path := filepath.Join(c.o.StateDir, OverridesFile)
 	var ovs []Override
-	if err == nil {
-		err = json.Unmarshal(b, &ovs)
+	_, err := statefile.Load(path, func(b []byte) error { return json.Unmarshal(b, &ovs) })
+	if errors.Is(err, statefile.ErrCorrupt) {
+		c.log.Error("state file corrupt; moved aside, no override restored", "state", OverridesFile, "err", err)
+		return
 	}
 	if err != nil {
 		c.log.Error("overrides of the previous agent not restored", "err", err)
@@ -201,10 +202,7 @@ func (c *Controller) saveLocked() {
 	}
 	b, err := json.MarshalIndent(c.sortedOverridesLocked(), "", "  ")
 	if err == nil {
-		tmp := path + ".tmp"
-		if err = os.WriteFile(tmp, append(b, '\n'), 0o600); err == nil {
-			err = os.Rename(tmp, path)
-		}
+		err = statefile.Write(path, append(b, '\n'), 0o600)
 	}
 	if err != nil {
 		c.log.Error("overrides not kept for a restart", "err", err)

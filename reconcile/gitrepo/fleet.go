@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,6 +37,9 @@ type ReadOptions struct {
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
 	// Files limits which paths are read from each branch (default all).
 	Files []string
+	// Logger receives the refs of CacheDir found corrupt and moved aside
+	// (default: discard).
+	Logger *slog.Logger
 }
 
 // BranchStatus is the newest commit of one node's status branch.
@@ -49,6 +53,11 @@ type BranchStatus struct {
 	Trailers Trailers
 	// Files of the commit by path.
 	Files map[string][]byte
+
+	// signature and payload are the head commit's signature and what it
+	// signs (VerifySignedBy).
+	signature string
+	payload   []byte
 }
 
 // ReadStatusBranches reads every status branch of a repository: the refs
@@ -84,6 +93,9 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 			return fail(err)
 		}
 		if opts.CacheDir != "" {
+			if _, err := RepairRefs(opts.CacheDir, opts.Logger); err != nil {
+				return fail(err)
+			}
 			repo, err = openBare(opts.CacheDir)
 		} else {
 			repo, err = git.Init(memory.NewStorage(), nil)
@@ -189,6 +201,16 @@ func readBranch(s storer.EncodedObjectStorer, r *plumbing.Reference, opts ReadOp
 	bs.Subject = subjectOf(c.Message)
 	bs.Time = c.Committer.When
 	bs.Trailers = CommitTrailers(c.Message)
+	if c.PGPSignature != "" {
+		msg := &plumbing.MemoryObject{}
+		if err := c.EncodeWithoutSignature(msg); err != nil {
+			return bs, fmt.Errorf("%s: %w", name, err)
+		}
+		if bs.payload, err = objectBytes(msg); err != nil {
+			return bs, fmt.Errorf("%s: %w", name, err)
+		}
+		bs.signature = c.PGPSignature
+	}
 	tree, err := c.Tree()
 	if err != nil {
 		return bs, fmt.Errorf("%s: %w", name, err)

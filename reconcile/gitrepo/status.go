@@ -17,6 +17,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"golang.org/x/crypto/ssh"
 )
 
 // DefaultStatusPrefix is where status branches live: gitgw/status/NODE.
@@ -36,6 +37,11 @@ type StatusOptions struct {
 	Dir string
 	// SSHKeyFile, KnownHostsFile, TokenFile, CAFile: see Credentials.
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
+	// SigningKeyFile, when set, is an unencrypted OpenSSH private key every
+	// status commit is signed with (an SSH signature, as git makes them);
+	// the site lists its public half as the node's status_key, so that
+	// peers trust this branch to gate their rollout.
+	SigningKeyFile string
 	// Coalesce: a Write less than Coalesce after the previous commit is
 	// held back and folded, with any others that follow, into one commit
 	// when the window ends (the last content, every subject listed); the
@@ -93,6 +99,7 @@ type StatusWriter struct {
 	log    *slog.Logger
 	creds  Credentials
 	branch plumbing.ReferenceName
+	signer *commitSigner // nil: commits are not signed
 
 	// mu guards the local repository's branch and the staged state. When
 	// both are needed, pushMu is taken first.
@@ -167,6 +174,17 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 		done:     make(chan struct{}),
 		repackAt: repackEvery,
 	}
+	if opts.SigningKeyFile != "" {
+		signer, err := loadSigningKey(opts.SigningKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		w.signer = signer
+		w.log.Info("status commits are signed", "key", ssh.FingerprintSHA256(signer.key.PublicKey()))
+	}
+	if _, err := RepairRefs(opts.Dir, w.log); err != nil {
+		return nil, fmt.Errorf("gitrepo: status writer: %w", err)
+	}
 	repo, err := openBare(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("gitrepo: status writer: open %s: %w", opts.Dir, err)
@@ -174,7 +192,20 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 	w.repo = repo
 	ref, err := repo.Storer.Reference(w.branch)
 	if err == nil {
-		w.head = ref.Hash()
+		if _, cerr := repo.CommitObject(ref.Hash()); cerr != nil {
+			// The branch names a commit this repository does not hold (a
+			// ref written, its objects lost): start afresh, and continue
+			// the remote's branch on the first push (adoptRemote).
+			aside, merr := moveRefAside(opts.Dir, w.branch.String())
+			if merr != nil {
+				return nil, fmt.Errorf("gitrepo: status writer: head %s unreadable (%v) and not moved aside: %w", short(ref.Hash().String()), cerr, merr)
+			}
+			w.log.Error("state file corrupt; moved aside, the status branch continues from the remote's", "state", filepath.Join(opts.Dir, w.branch.String()),
+				"why", fmt.Sprintf("head %s: %v", short(ref.Hash().String()), cerr), "moved_to", aside)
+			err = plumbing.ErrReferenceNotFound
+		} else {
+			w.head = ref.Hash()
+		}
 	}
 	if errors.Is(err, plumbing.ErrReferenceNotFound) {
 		if err := os.WriteFile(filepath.Join(opts.Dir, freshMarker), nil, 0o644); err != nil {
@@ -294,6 +325,11 @@ func (w *StatusWriter) commitLocked(files map[string][]byte, msgs []Message) (bo
 		Message:      coalesced(msgs).format(w.opts.Node),
 		TreeHash:     treeHash,
 		ParentHashes: parents,
+	}
+	if w.signer != nil {
+		if err := w.signer.signCommit(commit); err != nil {
+			return false, fmt.Errorf("gitrepo: status commit: %w", err)
+		}
 	}
 	obj := s.NewEncodedObject()
 	if err := commit.Encode(obj); err != nil {
@@ -663,6 +699,11 @@ func (w *StatusWriter) replayLocked(head, onto plumbing.Hash) (plumbing.Hash, er
 		nc := &object.Commit{
 			Author: c.Author, Committer: c.Committer, Message: c.Message,
 			TreeHash: c.TreeHash, ParentHashes: []plumbing.Hash{parent},
+		}
+		if w.signer != nil {
+			if err := w.signer.signCommit(nc); err != nil {
+				return plumbing.ZeroHash, err
+			}
 		}
 		obj := w.repo.Storer.NewEncodedObject()
 		if err := nc.Encode(obj); err != nil {
