@@ -100,12 +100,12 @@ type Limits struct {
 type Service struct {
 	// Name identifies the service in plans and in the names of its chains
 	// and sets: [a-z0-9_-], at most 32 bytes, unique.
-	Name      string    `json:"name"`
+	Name      string     `json:"name"`
 	VIP       netip.Addr `json:"vip"`
-	Port      uint16    `json:"port"`
-	Protocol  Protocol  `json:"protocol"`
-	Mode      Mode      `json:"mode"`
-	Scheduler Scheduler `json:"scheduler"`
+	Port      uint16     `json:"port"`
+	Protocol  Protocol   `json:"protocol"`
+	Mode      Mode       `json:"mode"`
+	Scheduler Scheduler  `json:"scheduler"`
 	// Interface is the segment's interface (DR: where packets for the VIP
 	// arrive and leave again; required). Ignored in NAT.
 	Interface string   `json:"interface,omitempty"`
@@ -119,7 +119,7 @@ type Service struct {
 	// TableSize is the number of slots of the sh and maglev tables (a prime,
 	// at least 10 times the number of servers); 0: DefaultTableSize. Both
 	// gateways must use the same size.
-	TableSize int `json:"table_size,omitempty"`
+	TableSize int            `json:"table_size,omitempty"`
 	Limits    Limits         `json:"limits,omitempty"`
 	Allow     []netip.Prefix `json:"allow,omitempty"` // if not empty, only these sources
 	Deny      []netip.Prefix `json:"deny,omitempty"`
