@@ -2,8 +2,14 @@ package kernlb
 
 import (
 	"fmt"
+	"net"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
 )
 
 // TestDR: a DR service on gateway 1 spreads connections over both servers,
@@ -34,4 +40,232 @@ func TestDR(t *testing.T) {
 		t.Errorf("40 connections reached %v, want both servers", seen)
 	}
 	t.Logf("spread: %v", fmt.Sprint(seen))
+}
+
+// TestNAT: TCP (rr) and UDP (wrr) services in NAT mode on one VIP. The
+// servers, behind the gateway, see the client's own address; rr alternates.
+func TestNAT(t *testing.T) {
+	l := newKernLab(t, NAT)
+	l.holdVIP(0)
+	l.serve()
+	lb := l.lb(0)
+	tcp := l.service(TCP, RoundRobin)
+	udp := l.service(UDP, WeightedRoundRobin)
+	udp.Name = "web-udp"
+	udp.Servers[1].Weight = 3
+	cfg := Config{Services: []Service{tcp, udp}}
+	set(t, lb, cfg)
+	if ch := set(t, lb, cfg); len(ch) != 0 {
+		t.Errorf("second Set with the same config changed %v", ch)
+	}
+	var order []string
+	for range 6 {
+		srv, addr, err := l.once()
+		if err != nil {
+			t.Fatalf("tcp through the VIP: %v", err)
+		}
+		if !strings.HasPrefix(addr, clientIP+":") {
+			t.Fatalf("%s saw %s, want the client's own address %s", srv, addr, clientIP)
+		}
+		order = append(order, srv)
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] == order[i-1] {
+			t.Errorf("rr sent connections %d and %d to %s: %v", i-1, i, order[i], order)
+		}
+	}
+	count := map[string]int{}
+	for range 8 {
+		ans, err := l.udpOnce()
+		if err != nil {
+			t.Fatalf("udp through the VIP: %v", err)
+		}
+		f := strings.Fields(ans)
+		if len(f) != 2 || !strings.HasPrefix(f[1], clientIP+":") {
+			t.Fatalf("udp answer %q, want a server and the client's own address", ans)
+		}
+		count[f[0]]++
+	}
+	if count["s1"] != 2 || count["s2"] != 6 {
+		t.Errorf("wrr 1:3 over 8 datagrams gave %v, want s1:2 s2:6", count)
+	}
+}
+
+// TestDrain: weight 0 (LVS's quiescent) keeps a server's established
+// connections and gives it no new ones, in NAT (conntrack carries them) and
+// in DR (the hold table for packets without SYN, pins for new flows that
+// land on a held slot).
+func TestDrain(t *testing.T) {
+	for _, tc := range []struct {
+		mode  Mode
+		sched Scheduler
+	}{{NAT, RoundRobin}, {DR, Maglev}} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			l := newKernLab(t, tc.mode)
+			l.holdVIP(0)
+			l.serve()
+			lb := l.lb(0)
+			svc := l.service(TCP, tc.sched)
+			set(t, lb, Config{Services: []Service{svc}})
+			// Long-lived connections on both servers.
+			var conns []net.Conn
+			var on []string
+			for len(conns) < 12 {
+				c, err := l.dial("")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				ans, err := ask(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns, on = append(conns, c), append(on, strings.Fields(ans)[0])
+			}
+			if !slices.Contains(on, "s1") || !slices.Contains(on, "s2") {
+				t.Fatalf("12 connections all on one server: %v", on)
+			}
+			svc.Servers[0].Weight = 0 // drain s1
+			ch := set(t, lb, Config{Services: []Service{svc}})
+			if len(ch) != 1 || !strings.Contains(ch[0].String(), "draining") {
+				t.Errorf("drain reported as %v, want one change saying the server is draining", ch)
+			}
+			for i, c := range conns {
+				ans, err := ask(c)
+				if err != nil {
+					t.Fatalf("connection %d on %s after the drain: %v", i, on[i], err)
+				}
+				if got := strings.Fields(ans)[0]; got != on[i] {
+					t.Errorf("connection %d moved from %s to %s", i, on[i], got)
+				}
+			}
+			for range 20 {
+				c, err := l.dial("")
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Two exchanges: in DR the second packet of a new flow must
+				// follow its SYN, not the hold table.
+				for range 2 {
+					ans, err := ask(c)
+					if err != nil {
+						t.Fatalf("new connection during the drain: %v", err)
+					}
+					if srv := strings.Fields(ans)[0]; srv != "s2" {
+						t.Fatalf("new connection went to draining %s", srv)
+					}
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+// TestPersistence: with a persistence timeout every connection of a client
+// goes to one server (rr would alternate); NAT's persistence entries to a
+// server that is drained are dropped, so the client moves to a live one.
+func TestPersistence(t *testing.T) {
+	for _, tc := range []struct {
+		mode  Mode
+		sched Scheduler
+	}{{NAT, RoundRobin}, {DR, Maglev}} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			l := newKernLab(t, tc.mode)
+			l.holdVIP(0)
+			l.serve()
+			lb := l.lb(0)
+			svc := l.service(TCP, tc.sched)
+			svc.Persistence = time.Minute
+			set(t, lb, Config{Services: []Service{svc}})
+			sticky := ""
+			for i := range 8 {
+				srv, _, err := l.once()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					sticky = srv
+				} else if srv != sticky {
+					t.Fatalf("connection %d went to %s, the first to %s: not persistent", i, srv, sticky)
+				}
+			}
+			idx := 0
+			if sticky == "s2" {
+				idx = 1
+			}
+			svc.Servers[idx].Weight = 0
+			set(t, lb, Config{Services: []Service{svc}})
+			for range 4 {
+				srv, _, err := l.once()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if srv == sticky {
+					t.Fatalf("a new connection went to %s, drained, through persistence", srv)
+				}
+			}
+		})
+	}
+}
+
+// TestRestore: a rule, then the whole table, deleted by hand with the nft
+// CLI are reported by Diff and restored by the next Set; a table that is
+// not gitgw's is never touched.
+func TestRestore(t *testing.T) {
+	l := newKernLab(t, NAT)
+	lab.RequireCommand(t, "nft")
+	l.holdVIP(0)
+	l.serve()
+	gw := l.gw[0]
+	gw.Run(t, "nft", "add table inet other; add chain inet other c; add rule inet other c counter")
+	lb := l.lb(0)
+	cfg := Config{Services: []Service{l.service(TCP, RoundRobin)}}
+	set(t, lb, cfg)
+	works := func() error { _, _, err := l.once(); return err }
+	if err := works(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Delete the scheduling rule by its handle.
+	out := gw.Run(t, "nft", "-a", "list", "chain", "inet", "gitgw", "svc-web")
+	m := regexp.MustCompile(`gitgw:web:schedule" # handle (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no schedule rule in:\n%s", out)
+	}
+	gw.Run(t, "nft", "delete", "rule", "inet", "gitgw", "svc-web", "handle", m[1])
+	if works() == nil {
+		t.Fatalf("the service still works without its scheduling rule: the deletion did not take")
+	}
+	obs, err := lb.Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Diff(cfg, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d) != 1 || d[0].Action != Restore || !strings.Contains(d[0].Text, "schedule missing") {
+		t.Fatalf("Diff after a rule deleted by hand: %v, want one restore of the schedule rule", d)
+	}
+	if ch := set(t, lb, cfg); len(ch) != 1 {
+		t.Errorf("Set restored %v", ch)
+	}
+	if err := works(); err != nil {
+		t.Fatalf("after the restore: %v", err)
+	}
+
+	// The whole table.
+	gw.Run(t, "nft", "delete", "table", "inet", "gitgw")
+	if ch := set(t, lb, cfg); len(ch) == 0 {
+		t.Errorf("Set did not notice the table was gone")
+	}
+	if err := works(); err != nil {
+		t.Fatalf("after restoring the table: %v", err)
+	}
+
+	// Removing every service removes gitgw's table, and only it.
+	set(t, lb, Config{})
+	if out := gw.Run(t, "nft", "list", "tables"); strings.Contains(out, "gitgw") || !strings.Contains(out, "table inet other") {
+		t.Errorf("tables after removing every service:\n%s", out)
+	}
 }

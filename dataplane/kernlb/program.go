@@ -349,7 +349,9 @@ func natProgram(s Service, live []Server, table []int, add addSet, rule addRule)
 		elems = append(elems, nftables.SetElement{Key: slotKey(slot), Val: addrPort(live[idx].Address, s.serverPort(live[idx]))})
 	}
 	add("live", nftables.Set{IsMap: true, KeyType: typeSlot, DataType: typeAddrPt, KeyByteOrder: binaryutil.NativeEndian}, elems, false)
-	dnat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg32b, Specified: true}
+	// Max registers equal to the min ones: what the kernel echoes back.
+	dnat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1,
+		RegProtoMin: reg32b, RegProtoMax: reg32b, Specified: true}
 	if s.Persistence > 0 {
 		ps := add("persist", nftables.Set{IsMap: true, KeyType: nftables.TypeIPAddr, DataType: typeAddrPt,
 			Dynamic: true, HasTimeout: true, Timeout: s.Persistence}, nil, true)
