@@ -63,9 +63,12 @@ func Diff(desired Config, observed Observed) ([]ChangeItem, error) {
 	for n := range haveSvc {
 		names[n] = true
 	}
-	for n := range drift {
-		if n != "" {
-			names[n] = true
+	// Drift of pieces that belong to no service either side describes is
+	// the tables' own (a foreign chain or set in gitgw's table).
+	for n, d := range drift {
+		if n != "" && !names[n] {
+			drift[""] = append(drift[""], d...)
+			delete(drift, n)
 		}
 	}
 	sorted := make([]string, 0, len(names))
@@ -88,8 +91,6 @@ func Diff(desired Config, observed Observed) ([]ChangeItem, error) {
 			} else if d := drift[n]; len(d) > 0 {
 				out = append(out, ChangeItem{n, Restore, strings.Join(d, "; ")})
 			}
-		default: // pieces of a service neither side describes
-			out = append(out, ChangeItem{n, Restore, strings.Join(drift[n], "; ")})
 		}
 	}
 	if d := drift[""]; len(d) > 0 {
@@ -158,7 +159,10 @@ func samePrefixes(a, b []netip.Prefix) bool {
 // owner is the service a chain or set name belongs to ("" for none).
 func owner(name string, isChain bool) string {
 	if isChain {
-		return strings.TrimPrefix(name, "svc-")
+		if svc, ok := strings.CutPrefix(name, "svc-"); ok {
+			return svc
+		}
+		return ""
 	}
 	if i := strings.LastIndex(name, "-"); i > 0 {
 		return name[:i]
@@ -216,10 +220,20 @@ func structDiff(fam string, want, have *TableState, drift map[string][]string) {
 }
 
 // baseDiff compares a base chain: its hook, then its dispatch rules, each
-// attributed to its service by its comment.
+// attributed to its service by its comment (a service whose parameters
+// changed has a new comment: that is said in words, not as drift).
 func baseDiff(fam, name string, w, h *ChainState, drift map[string][]string) {
 	if w == nil {
-		drift[""] = append(drift[""], fmt.Sprintf("base chain %s %s not needed", fam, name))
+		owners := map[string]bool{}
+		for _, r := range h.Rules {
+			owners[dispatchOwner(r.Comment)] = true
+		}
+		for o := range owners {
+			drift[o] = append(drift[o], fmt.Sprintf("base chain %s %s not needed", fam, name))
+		}
+		if len(owners) == 0 {
+			drift[""] = append(drift[""], fmt.Sprintf("base chain %s %s not needed", fam, name))
+		}
 		return
 	}
 	if h == nil {
@@ -233,35 +247,38 @@ func baseDiff(fam, name string, w, h *ChainState, drift map[string][]string) {
 	}
 	hs := map[string]RuleState{}
 	for _, r := range h.Rules {
-		hs[r.Comment] = r
+		hs[dispatchOwner(r.Comment)] = r
 	}
 	ws := map[string]bool{}
+	var order []string
 	for _, r := range w.Rules {
-		ws[r.Comment] = true
 		svc := dispatchOwner(r.Comment)
-		if hr, ok := hs[r.Comment]; !ok {
+		ws[svc] = true
+		hr, ok := hs[svc]
+		switch {
+		case !ok:
 			drift[svc] = append(drift[svc], fmt.Sprintf("dispatch rule in %s %s missing", fam, name))
-		} else if hr.Exprs != r.Exprs {
+		case hr != r:
 			drift[svc] = append(drift[svc], fmt.Sprintf("dispatch rule in %s %s changed", fam, name))
+		default:
+			order = append(order, svc)
 		}
 	}
-	extra := 0
 	for _, r := range h.Rules {
-		if !ws[r.Comment] {
-			extra++
+		if svc := dispatchOwner(r.Comment); !ws[svc] {
+			drift[svc] = append(drift[svc], fmt.Sprintf("dispatch rule in %s %s not wanted", fam, name))
 		}
 	}
-	if extra > 0 {
-		drift[""] = append(drift[""], fmt.Sprintf("%d rule(s) in %s %s not written by gitgw", extra, fam, name))
-	}
-	if extra == 0 && len(h.Rules) == len(w.Rules) {
+	if len(order) == len(w.Rules) && len(h.Rules) == len(w.Rules) {
 		drift[""] = append(drift[""], fmt.Sprintf("rules of %s %s out of order", fam, name))
 	}
 }
 
+// dispatchOwner is the service named by a dispatch rule's comment; a rule
+// without gitgw's comment belongs to no service.
 func dispatchOwner(comment string) string {
 	f := strings.Fields(comment)
-	if len(f) > 1 {
+	if len(f) > 1 && f[0] == "gitgw" {
 		return f[1]
 	}
 	return ""

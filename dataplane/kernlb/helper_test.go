@@ -3,7 +3,6 @@ package kernlb
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -220,10 +219,14 @@ func (l *kernLab) serve() {
 }
 
 // dial opens a TCP connection from the client to the VIP.
-func (l *kernLab) dial(laddr string) (net.Conn, error) {
+func (l *kernLab) dial(laddr string) (net.Conn, error) { return l.dialFrom(laddr, 2*time.Second) }
+
+func (l *kernLab) dialTimeout(d time.Duration) (net.Conn, error) { return l.dialFrom("", d) }
+
+func (l *kernLab) dialFrom(laddr string, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
 	err := l.client.Do(func() error {
-		d := net.Dialer{Timeout: 2 * time.Second}
+		d := net.Dialer{Timeout: timeout}
 		if laddr != "" {
 			a, err := net.ResolveTCPAddr("tcp4", laddr)
 			if err != nil {
@@ -291,21 +294,3 @@ func (l *kernLab) udpOnce() (string, error) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
-
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-var errNotYet = errors.New("not yet")

@@ -3,6 +3,7 @@ package kernlb
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -267,5 +268,72 @@ func TestRestore(t *testing.T) {
 	set(t, lb, Config{})
 	if out := gw.Run(t, "nft", "list", "tables"); strings.Contains(out, "gitgw") || !strings.Contains(out, "table inet other") {
 		t.Errorf("tables after removing every service:\n%s", out)
+	}
+}
+
+// TestLimits: deny and allow lists, per-source connection and rate limits,
+// in NAT. A refused flow's first packet is dropped: the dial times out.
+func TestLimits(t *testing.T) {
+	l := newKernLab(t, NAT)
+	l.holdVIP(0)
+	l.serve()
+	lb := l.lb(0)
+	svc := l.service(TCP, RoundRobin)
+	try := func() error {
+		c, err := l.dialTimeout(300 * time.Millisecond)
+		if err == nil {
+			_, err = ask(c)
+			c.Close()
+		}
+		return err
+	}
+	apply := func(edit func(*Service)) {
+		s := svc
+		edit(&s)
+		set(t, lb, Config{Services: []Service{s}})
+	}
+
+	apply(func(s *Service) { s.Deny = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/26")} })
+	if try() == nil {
+		t.Errorf("a client in the deny list got through")
+	}
+	apply(func(s *Service) { s.Allow = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")} })
+	if try() == nil {
+		t.Errorf("a client outside the allow list got through")
+	}
+	apply(func(s *Service) { s.Allow = []netip.Prefix{netip.MustParsePrefix("203.0.113.48/28")} })
+	if err := try(); err != nil {
+		t.Errorf("a client in the allow list: %v", err)
+	}
+
+	apply(func(s *Service) { s.Limits.ConnPerSource = 2 })
+	var open []net.Conn
+	for range 2 {
+		c, err := l.dialTimeout(time.Second)
+		if err != nil {
+			t.Fatalf("connection within the limit: %v", err)
+		}
+		defer c.Close()
+		open = append(open, c)
+	}
+	if try() == nil {
+		t.Errorf("a third concurrent connection got through a limit of 2")
+	}
+	for _, c := range open {
+		if _, err := ask(c); err != nil {
+			t.Errorf("a connection within the limit stopped: %v", err)
+		}
+	}
+
+	apply(func(s *Service) { s.Limits = Limits{RatePerSource: 1, Burst: 2} })
+	ok := 0
+	for range 8 {
+		if try() == nil {
+			ok++
+		}
+	}
+	// 2 of burst + 1/s over the ~2 s the refused dials take: at most 5.
+	if ok == 0 || ok > 5 {
+		t.Errorf("%d of 8 rapid connections passed a limit of 1/s burst 2", ok)
 	}
 }

@@ -55,9 +55,8 @@ type chainProg struct {
 	prio     *nftables.ChainPriority
 	typ      nftables.ChainType
 	device   string
-	rules    []ruleProg
-	isBase   bool
-	priority int32
+	rules  []ruleProg
+	isBase bool
 }
 
 type ruleProg struct {
