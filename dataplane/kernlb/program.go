@@ -51,10 +51,10 @@ type chainProg struct {
 	name string
 	svc  string // owning service; "" for base chains
 	// base chain only
-	hook     *nftables.ChainHook
-	prio     *nftables.ChainPriority
-	typ      nftables.ChainType
-	device   string
+	hook   *nftables.ChainHook
+	prio   *nftables.ChainPriority
+	typ    nftables.ChainType
+	device string
 	rules  []ruleProg
 	isBase bool
 }
