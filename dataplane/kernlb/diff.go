@@ -42,7 +42,11 @@ func Diff(desired Config, observed Observed) ([]ChangeItem, error) {
 	if err != nil {
 		return nil, err
 	}
-	want := observedOf(p)
+	return diffProgram(observedOf(p), desired, observed), nil
+}
+
+// diffProgram is Diff with the desired program already rendered.
+func diffProgram(want Observed, desired Config, observed Observed) []ChangeItem {
 	wantSvc := map[string]Service{}
 	for _, s := range desired.Services {
 		wantSvc[s.Name] = s
@@ -96,7 +100,7 @@ func Diff(desired Config, observed Observed) ([]ChangeItem, error) {
 	if d := drift[""]; len(d) > 0 {
 		out = append(out, ChangeItem{"", Restore, strings.Join(d, "; ")})
 	}
-	return out, nil
+	return out
 }
 
 func describeFull(s Service) string {

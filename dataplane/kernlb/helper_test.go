@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/test/lab"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 const (
@@ -29,7 +27,7 @@ const (
 // with the VIP on lo; in NAT they sit behind the first gateway on
 // 198.51.100.0/24 with it as their default route.
 type kernLab struct {
-	t       *testing.T
+	t       testing.TB
 	mode    Mode
 	client  *lab.Netns
 	gw      [2]*lab.Netns
@@ -39,7 +37,7 @@ type kernLab struct {
 	gwPort  [2]string
 }
 
-func newKernLab(t *testing.T, mode Mode) *kernLab {
+func newKernLab(t testing.TB, mode Mode) *kernLab {
 	t.Helper()
 	lab.RequireRoot(t)
 	lab.SkipShort(t, "network namespaces")
@@ -94,21 +92,16 @@ func (l *kernLab) lb(i int) *LB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	conn, err := Dial(int(f.Fd()))
+	lb, err := Open(int(f.Fd()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.CloseLasting() })
-	h, err := netlink.NewHandleAt(netns.NsHandle(f.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return New(conn, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { _ = lb.Close() })
+	return lb
 }
 
 // set resolves and applies cfg on lb, failing the test on error.
-func set(t *testing.T, lb *LB, cfg Config) []ChangeItem {
+func set(t testing.TB, lb *LB, cfg Config) []ChangeItem {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

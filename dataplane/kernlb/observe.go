@@ -2,12 +2,12 @@ package kernlb
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -58,8 +58,37 @@ func familyName(f nftables.TableFamily) string {
 	return "inet"
 }
 
-// Observe reads the agent's two tables back over netlink.
+// Observe reads the agent's two tables back over netlink, or returns what
+// it read or wrote last when the ruleset's generation has not moved since.
 func (lb *LB) Observe() (Observed, error) {
+	o, _, err := lb.observe()
+	return o, err
+}
+
+// observe is Observe that also returns the generation the result is of.
+// A read is kept only if the generation did not move during it.
+func (lb *LB) observe() (Observed, uint32, error) {
+	g1, err := lb.generation()
+	if err != nil {
+		return Observed{}, 0, err
+	}
+	if lb.cached.ok && lb.cached.gen == g1 {
+		return lb.cached.obs, g1, nil
+	}
+	o, err := lb.read()
+	if err != nil {
+		return o, 0, err
+	}
+	g2, err := lb.generation()
+	if err != nil {
+		return o, 0, err
+	}
+	lb.cached.ok, lb.cached.gen, lb.cached.obs = g1 == g2, g2, o
+	return o, g2, nil
+}
+
+// read reads the two tables.
+func (lb *LB) read() (Observed, error) {
 	var o Observed
 	for i, fam := range families {
 		tables, err := lb.conn.ListTablesOfFamily(fam)
@@ -174,17 +203,23 @@ func setDef(s *nftables.Set) string {
 		s.IsMap, s.Interval, s.HasTimeout, s.Timeout, s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes)
 }
 
+// elemsPrint fingerprints a set's elements, in any order (the kernel
+// returns a hash set's elements in its own order).
 func elemsPrint(elems []nftables.SetElement) string {
 	lines := make([]string, 0, len(elems))
 	for _, e := range elems {
-		l := hex.EncodeToString(e.Key) + "=" + hex.EncodeToString(e.Val)
+		end := "0"
 		if e.IntervalEnd {
-			l += "/end"
+			end = "1"
 		}
-		lines = append(lines, l)
+		lines = append(lines, end+string(e.Key)+"\x00"+string(e.Val))
 	}
 	sort.Strings(lines)
-	return strings.Join(lines, ",")
+	h := sha256.New()
+	for _, l := range lines {
+		fmt.Fprintf(h, "%d:%s", len(l), l)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // exprsPrint fingerprints a rule's expressions: each marshalled to its
