@@ -275,6 +275,25 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("after the restore: %v", err)
 	}
 
+	// A map element: rr's slot 0, so every other connection finds no server.
+	gw.Run(t, "nft", "delete", "element", "inet", "gitgw", "web-live", "{ 0 }")
+	obs, err = lb.Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := Diff(cfg, obs); len(d) != 1 || !strings.Contains(d[0].Text, "set inet web-live: elements differ") {
+		t.Fatalf("Diff after an element deleted by hand: %v", d)
+	}
+	set(t, lb, cfg)
+	for range 4 {
+		if err := works(); err != nil {
+			t.Fatalf("after restoring the element: %v", err)
+		}
+	}
+	if ch := set(t, lb, cfg); len(ch) != 0 {
+		t.Errorf("Set after the element's restore changed %v", ch)
+	}
+
 	// The whole table.
 	gw.Run(t, "nft", "delete", "table", "inet", "gitgw")
 	if ch := set(t, lb, cfg); len(ch) == 0 {
