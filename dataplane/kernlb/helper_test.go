@@ -150,7 +150,14 @@ func (l *kernLab) serve() {
 			if ln, err = net.Listen("tcp4", ":"+port); err != nil {
 				return err
 			}
-			pc, err = net.ListenPacket("udp4", ":"+port)
+			// A UDP server behind DR must answer from the VIP: bound to
+			// the wildcard it would answer from its own address, which
+			// the client's connected socket ignores (LVS's rule too).
+			udpAddr := ":" + port
+			if l.mode == DR {
+				udpAddr = vip + ":" + port
+			}
+			pc, err = net.ListenPacket("udp4", udpAddr)
 			return err
 		})
 		if err != nil {

@@ -41,6 +41,64 @@ func TestDR(t *testing.T) {
 		t.Errorf("40 connections reached %v, want both servers", seen)
 	}
 	t.Logf("spread: %v", fmt.Sprint(seen))
+
+	// UDP, source hash: one client address, one server, which sees it.
+	udp := l.service(UDP, SourceHash)
+	udp.Name = "web-udp"
+	set(t, lb, Config{Services: []Service{cfg.Services[0], udp}})
+	first := ""
+	for range 6 {
+		ans, err := l.udpOnce()
+		if err != nil {
+			t.Fatalf("udp through the VIP: %v", err)
+		}
+		f := strings.Fields(ans)
+		if len(f) != 2 || !strings.HasPrefix(f[1], clientIP+":") {
+			t.Fatalf("udp answer %q, want a server and the client's own address", ans)
+		}
+		if first == "" {
+			first = f[0]
+		} else if f[0] != first {
+			t.Errorf("sh sent one client to %s and %s", first, f[0])
+		}
+	}
+}
+
+// TestBackup: a backup server takes flows only when no other server is
+// live; a down server is out at once (NAT, and DR where the down server
+// needs no MAC).
+func TestBackup(t *testing.T) {
+	for _, tc := range []struct {
+		mode  Mode
+		sched Scheduler
+	}{{NAT, RoundRobin}, {DR, Maglev}} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			l := newKernLab(t, tc.mode)
+			l.holdVIP(0)
+			l.serve()
+			lb := l.lb(0)
+			svc := l.service(TCP, tc.sched)
+			svc.Servers[1].Backup = true
+			only := func(want string) {
+				t.Helper()
+				for range 6 {
+					srv, _, err := l.once()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if srv != want {
+						t.Fatalf("a connection went to %s, want only %s", srv, want)
+					}
+				}
+			}
+			set(t, lb, Config{Services: []Service{svc}})
+			only("s1")
+			svc.Servers[0].Down = true
+			svc.Servers[0].MAC = nil
+			set(t, lb, Config{Services: []Service{svc}})
+			only("s2")
+		})
+	}
 }
 
 // TestNAT: TCP (rr) and UDP (wrr) services in NAT mode on one VIP. The

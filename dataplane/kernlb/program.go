@@ -110,7 +110,9 @@ func render(c Config) (*program, error) {
 				drBase[s.Interface] = base
 				t.chains = append(t.chains, base)
 			}
-			for _, srv := range s.Servers {
+			// Only the servers in a table need a MAC: a down server may
+			// not answer ARP at all.
+			for _, srv := range s.holdServers() {
 				if len(srv.MAC) != 6 {
 					return nil, fmt.Errorf("kernlb: service %s: server %s: MAC not resolved", s.Name, srv.Address)
 				}
