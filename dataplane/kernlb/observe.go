@@ -216,8 +216,11 @@ func elemsPrint(elems []nftables.SetElement) string {
 	}
 	sort.Strings(lines)
 	h := sha256.New()
+	var n [4]byte
 	for _, l := range lines {
-		fmt.Fprintf(h, "%d:%s", len(l), l)
+		binary.BigEndian.PutUint32(n[:], uint32(len(l)))
+		h.Write(n[:])
+		h.Write([]byte(l))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

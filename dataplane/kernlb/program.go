@@ -177,8 +177,12 @@ func protoNum(p Protocol) byte {
 func dispatchExprs(s Service, chain string) []expr.Any {
 	var e []expr.Any
 	if s.Mode == DR {
-		// netdev sees every frame: IPv4 only.
+		// netdev sees every frame: IPv4 only, and only frames sent to this
+		// gateway's MAC. A frame the switch floods (to the peer gateway's
+		// MAC, unknown to its table) must not be forwarded twice.
 		e = append(e,
+			&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.PACKET_HOST}},
 			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(unix.ETH_P_IP)})
 	} else {
