@@ -1,13 +1,23 @@
 package kernlb
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gitgw/gitgw/dataplane/ctsync"
+	mdnetlink "github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
 
 	vipdp "github.com/gitgw/gitgw/dataplane/vip"
 )
@@ -63,6 +73,12 @@ func TestDRFailover(t *testing.T) {
 // failover runs n connections, kills gateway 1 and moves the VIP to
 // gateway 2 after 500 ms, and counts the connections that broke or stalled.
 func (l *kernLab) failover(t *testing.T, n int) (lost, stalled, total int) {
+	return l.failoverAfter(t, n, func() {})
+}
+
+// failoverAfter is failover with ready called once the connections run,
+// before the failover.
+func (l *kernLab) failoverAfter(t *testing.T, n int, ready func()) (lost, stalled, total int) {
 	stats := make([]*flowStats, n)
 	var conns []net.Conn
 	for i := range n {
@@ -110,13 +126,23 @@ func (l *kernLab) failover(t *testing.T, n int) (lost, stalled, total int) {
 		}()
 	}
 	time.Sleep(500 * time.Millisecond) // traffic through gateway 1 (pacing, not a wait for a condition)
+	ready()
 	switchAt := time.Now()
+	// Gateway 1 dies: off both segments. Gateway 2 takes the addresses
+	// and announces them.
 	l.sw.SetPort(t, l.gwPort[0], false)
+	if l.mode == NAT {
+		l.back.SetPort(t, l.backPort[0], false)
+	}
 	l.holdVIP(1)
 	a := vipdp.NewAnnouncer()
 	defer a.Close()
 	if err := l.gw[1].Do(func() error {
-		return a.Announce("eth0", []netip.Addr{netip.MustParseAddr(vip)})
+		err := a.Announce("eth0", []netip.Addr{netip.MustParseAddr(vip)})
+		if l.mode == NAT {
+			err = errors.Join(err, a.Announce("eth1", []netip.Addr{netip.MustParseAddr(backVIP)}))
+		}
+		return err
 	}); err != nil {
 		t.Fatalf("gratuitous ARP: %v", err)
 	}
@@ -139,4 +165,118 @@ func (l *kernLab) failover(t *testing.T, n int) (lost, stalled, total int) {
 		}
 	}
 	return lost, stalled, total
+}
+
+// TestNATFailoverSync: NAT keeps its flows in conntrack, so a failover
+// loses them unless the peer has the entries: with ctsync replicating the
+// service's entries from gateway 1 to gateway 2, 50 long-lived connections
+// go on on the same servers. The control run, without sync, loses flows:
+// gateway 2 sees their packets as new and schedules them again (rr).
+func TestNATFailoverSync(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sync bool
+	}{{"sync", true}, {"no-sync", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newKernLab(t, NAT)
+			l.holdVIP(0)
+			l.serve()
+			svc := l.service(TCP, RoundRobin)
+			for i := range l.gw {
+				set(t, l.lb(i), Config{Services: []Service{svc}})
+			}
+			if tc.sync {
+				l.startSync(t, svc)
+			}
+			const n = 50
+			lost, stalled, total := l.failoverAfter(t, n, func() {
+				if tc.sync {
+					l.waitSynced(t, n)
+				}
+			})
+			t.Logf("%s: %d of %d connections reset or moved, %d stalled > 1 s", tc.name, lost, total, stalled)
+			if !tc.sync {
+				if lost+stalled < 5 {
+					t.Errorf("without sync only %d connections were lost: the failover does not go through gateway 2", lost+stalled)
+				}
+				return
+			}
+			if lost+stalled != 0 {
+				t.Errorf("failover with conntrack sync lost %d and stalled %d of %d connections, want 0", lost, stalled, total)
+			}
+		})
+	}
+}
+
+// startSync runs a ctsync sender on gateway 1 and a receiver on gateway 2,
+// over the front segment, until the test ends.
+func (l *kernLab) startSync(t *testing.T, svc Service) {
+	var out, in net.PacketConn
+	if err := l.gw[0].Do(func() (err error) { out, err = net.ListenPacket("udp4", "203.0.113.11:0"); return }); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.gw[1].Do(func() (err error) { in, err = net.ListenPacket("udp4", "203.0.113.12:3780"); return }); err != nil {
+		t.Fatal(err)
+	}
+	fds := [2]*os.File{}
+	for i := range fds {
+		f, err := os.Open(l.gw[i].Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		fds[i] = f
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	peer := &net.UDPAddr{IP: net.ParseIP("203.0.113.12"), Port: 3780}
+	snd, err := ctsync.NewSender(int(fds[0].Fd()), out, peer,
+		[]ctsync.Service{{VIP: netip.AddrPortFrom(svc.VIP, svc.Port), Protocol: unix.IPPROTO_TCP}}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv, err := ctsync.NewReceiver(int(fds[1].Fd()), in, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = snd.Run(ctx) }()
+	go func() { defer wg.Done(); _ = rcv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); out.Close(); wg.Wait() })
+}
+
+// waitSynced polls gateway 2's conntrack table until it holds n
+// established flows to the VIP.
+func (l *kernLab) waitSynced(t *testing.T, n int) {
+	f, err := os.Open(l.gw[1].Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ct, err := conntrack.Dial(&mdnetlink.Config{NetNS: int(f.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ct.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		flows, err := ct.Dump(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for _, fl := range flows {
+			if fl.TupleOrig.IP.DestinationAddress == netip.MustParseAddr(vip) && fl.ProtoInfo.TCP != nil && fl.ProtoInfo.TCP.State == 3 /* established */ {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway 2 has %d of %d established flows after 5 s of sync", got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -35,6 +35,9 @@ type kernLab struct {
 	srvAddr [2]string
 	sw      *lab.Switch
 	gwPort  [2]string
+	// NAT only: the servers' segment, the gateways' ports on it.
+	back     *lab.Switch
+	backPort [2]string
 }
 
 func newKernLab(t testing.TB, mode Mode) *kernLab {
@@ -65,23 +68,32 @@ func newKernLab(t testing.TB, mode Mode) *kernLab {
 			g.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=0")
 		}
 	case NAT:
-		back := lab.NewSwitch(t)
+		// The servers' route back is the gateways' second VIP, .1, which
+		// moves with the first (holdVIP).
+		l.back = lab.NewSwitch(t)
 		for i, g := range l.gw {
-			back.Attach(t, g, "eth1", fmt.Sprintf("198.51.100.%d/24", 1+i))
+			l.backPort[i] = l.back.Attach(t, g, "eth1", fmt.Sprintf("198.51.100.%d/24", 2+i))
 			g.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 		}
 		for i, s := range l.srv {
 			l.srvAddr[i] = fmt.Sprintf("198.51.100.%d", 11+i)
-			back.Attach(t, s, "eth0", l.srvAddr[i]+"/24")
+			l.back.Attach(t, s, "eth0", l.srvAddr[i]+"/24")
 			s.Run(t, "ip", "route", "add", "default", "via", "198.51.100.1")
 		}
 	}
 	return l
 }
 
-// holdVIP puts the VIP on gateway i (the job of VRRP) and announces it.
+// backVIP is the NAT servers' route back, held with the VIP.
+const backVIP = "198.51.100.1"
+
+// holdVIP puts the VIP (and in NAT the servers' route back) on gateway i:
+// the job of VRRP.
 func (l *kernLab) holdVIP(i int) {
 	l.gw[i].Run(l.t, "ip", "addr", "add", vip+"/32", "dev", "eth0")
+	if l.mode == NAT {
+		l.gw[i].Run(l.t, "ip", "addr", "add", backVIP+"/24", "dev", "eth1")
+	}
 }
 
 // lb opens an LB in gateway i's namespace.
