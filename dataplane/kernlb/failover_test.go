@@ -17,7 +17,6 @@ import (
 	"github.com/gitgw/gitgw/dataplane/ctsync"
 	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
-	"golang.org/x/sys/unix"
 
 	vipdp "github.com/gitgw/gitgw/dataplane/vip"
 )
@@ -50,13 +49,20 @@ func TestDRFailover(t *testing.T) {
 			l.holdVIP(0)
 			l.serve()
 			svc := l.service(TCP, Maglev)
-			set(t, l.lb(0), Config{Services: []Service{svc}})
-			other := svc
-			other.TableSize = tc.otherSize
-			set(t, l.lb(1), Config{Services: []Service{other}})
+			udp := l.service(UDP, Maglev)
+			udp.Name = "web-udp"
+			set(t, l.lb(0), Config{Services: []Service{svc, udp}})
+			other, otherUDP := svc, udp
+			other.TableSize, otherUDP.TableSize = tc.otherSize, tc.otherSize
+			set(t, l.lb(1), Config{Services: []Service{other, otherUDP}})
 
+			stream := l.udpStream(t)
 			lost, stalled, total := l.failover(t, 50)
-			t.Logf("%s: %d of %d connections reset, %d stalled > 1 s", tc.name, lost, total, stalled)
+			us := stream.stop()
+			t.Logf("%s: %d of %d connections reset, %d stalled > 1 s; udp stream: %s", tc.name, lost, total, stalled, us)
+			if !tc.wantLost {
+				us.check(t)
+			}
 			if tc.wantLost {
 				if lost+stalled < 5 {
 					t.Errorf("a gateway with another table lost only %d connections: the failover does not go through it", lost+stalled)
@@ -182,19 +188,26 @@ func TestNATFailoverSync(t *testing.T) {
 			l.holdVIP(0)
 			l.serve()
 			svc := l.service(TCP, RoundRobin)
+			udp := l.service(UDP, RoundRobin)
+			udp.Name = "web-udp"
 			for i := range l.gw {
-				set(t, l.lb(i), Config{Services: []Service{svc}})
+				set(t, l.lb(i), Config{Services: []Service{svc, udp}})
 			}
 			if tc.sync {
-				l.startSync(t, svc)
+				l.startSync(t, svc, udp)
 			}
 			const n = 50
+			stream := l.udpStream(t)
 			lost, stalled, total := l.failoverAfter(t, n, func() {
 				if tc.sync {
 					l.waitSynced(t, n)
 				}
 			})
-			t.Logf("%s: %d of %d connections reset or moved, %d stalled > 1 s", tc.name, lost, total, stalled)
+			us := stream.stop()
+			t.Logf("%s: %d of %d connections reset or moved, %d stalled > 1 s; udp stream: %s", tc.name, lost, total, stalled, us)
+			if tc.sync {
+				us.check(t)
+			}
 			if !tc.sync {
 				if lost+stalled < 5 {
 					t.Errorf("without sync only %d connections were lost: the failover does not go through gateway 2", lost+stalled)
@@ -210,7 +223,7 @@ func TestNATFailoverSync(t *testing.T) {
 
 // startSync runs a ctsync sender on gateway 1 and a receiver on gateway 2,
 // over the front segment, until the test ends.
-func (l *kernLab) startSync(t *testing.T, svc Service) {
+func (l *kernLab) startSync(t *testing.T, svcs ...Service) {
 	var out, in net.PacketConn
 	if err := l.gw[0].Do(func() (err error) { out, err = net.ListenPacket("udp4", "203.0.113.11:0"); return }); err != nil {
 		t.Fatal(err)
@@ -229,8 +242,11 @@ func (l *kernLab) startSync(t *testing.T, svc Service) {
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	peer := &net.UDPAddr{IP: net.ParseIP("203.0.113.12"), Port: 3780}
-	snd, err := ctsync.NewSender(int(fds[0].Fd()), out, peer,
-		[]ctsync.Service{{VIP: netip.AddrPortFrom(svc.VIP, svc.Port), Protocol: unix.IPPROTO_TCP}}, logger)
+	var cs []ctsync.Service
+	for _, s := range svcs {
+		cs = append(cs, ctsync.Service{VIP: netip.AddrPortFrom(s.VIP, s.Port), Protocol: protoNum(s.Protocol)})
+	}
+	snd, err := ctsync.NewSender(int(fds[0].Fd()), out, peer, cs, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,4 +295,72 @@ func (l *kernLab) waitSynced(t *testing.T, n int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// udpStats is what a UDP stream through the VIP saw.
+type udpStats struct {
+	sent, answered int
+	servers        map[string]int
+	maxGap         time.Duration
+	lastOK         time.Time
+	stoppedAt      time.Time
+}
+
+func (u udpStats) String() string {
+	return fmt.Sprintf("%d of %d datagrams answered, servers %v, longest gap %v", u.answered, u.sent, u.servers, u.maxGap.Round(time.Millisecond))
+}
+
+// check fails the test unless the stream stayed on one server without a
+// gap over 1 s, up to its end.
+func (u udpStats) check(t *testing.T) {
+	t.Helper()
+	if len(u.servers) != 1 || u.maxGap > time.Second || u.stoppedAt.Sub(u.lastOK) > time.Second {
+		t.Errorf("udp stream across the failover: %s, want one server and no gap over 1 s", u)
+	}
+}
+
+type udpStream struct {
+	done chan udpStats
+	quit chan struct{}
+}
+
+func (s *udpStream) stop() udpStats { close(s.quit); return <-s.done }
+
+// udpStream sends a datagram to VIP:80/udp every 20 ms from one socket (one
+// flow) and records the answers, until stop.
+func (l *kernLab) udpStream(t *testing.T) *udpStream {
+	var c net.Conn
+	if err := l.client.Do(func() (err error) { c, err = net.Dial("udp4", vip+":80"); return }); err != nil {
+		t.Fatal(err)
+	}
+	s := &udpStream{done: make(chan udpStats, 1), quit: make(chan struct{})}
+	go func() {
+		defer c.Close()
+		st := udpStats{servers: map[string]int{}, lastOK: time.Now()}
+		buf := make([]byte, 200)
+		for {
+			select {
+			case <-s.quit:
+				st.stoppedAt = time.Now()
+				st.maxGap = max(st.maxGap, st.stoppedAt.Sub(st.lastOK))
+				s.done <- st
+				return
+			default:
+			}
+			st.sent++
+			_, _ = c.Write([]byte("ping"))
+			_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			n, err := c.Read(buf)
+			if err != nil {
+				continue // lost or late: the next datagram paces the stream
+			}
+			now := time.Now()
+			st.answered++
+			st.maxGap = max(st.maxGap, now.Sub(st.lastOK))
+			st.lastOK = now
+			st.servers[strings.Fields(string(buf[:n]))[0]]++
+			time.Sleep(20 * time.Millisecond) // pacing
+		}
+	}()
+	return s
 }
