@@ -147,6 +147,8 @@ func recordOf(ev conntrack.Event, services map[Service]bool) (Record, bool) {
 // Sender sends the conntrack events of the services to the peer.
 type Sender struct {
 	ct       *conntrack.Conn
+	evs      chan conntrack.Event
+	errs     chan error
 	out      net.PacketConn
 	peer     net.Addr
 	services map[Service]bool
@@ -166,25 +168,28 @@ func NewSender(netnsFd int, out net.PacketConn, peer net.Addr, services []Servic
 	for _, s := range services {
 		m[s] = true
 	}
-	return &Sender{ct: ct, out: out, peer: peer, services: m, log: logger.With("component", "ctsync")}, nil
+	// Join the event groups now, not in Run: a flow that starts once
+	// NewSender has returned is sent.
+	evs := make(chan conntrack.Event, 1024)
+	errs, err := ct.Listen(evs, 1, netfilter.GroupsCT)
+	if err != nil {
+		ct.Close()
+		return nil, fmt.Errorf("ctsync: listen to conntrack events: %w", err)
+	}
+	return &Sender{ct: ct, evs: evs, errs: errs, out: out, peer: peer, services: m, log: logger.With("component", "ctsync")}, nil
 }
 
-// Run sends events until ctx ends or the event socket fails.
+// Run sends events until ctx ends or the event socket fails. It closes
+// the event socket when it returns.
 func (s *Sender) Run(ctx context.Context) error {
-	evs := make(chan conntrack.Event, 1024)
-	errs, err := s.ct.Listen(evs, 1, netfilter.GroupsCT)
-	if err != nil {
-		s.ct.Close()
-		return fmt.Errorf("ctsync: listen to conntrack events: %w", err)
-	}
 	defer s.ct.Close()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-errs:
+		case err := <-s.errs:
 			return fmt.Errorf("ctsync: conntrack events: %w", err)
-		case ev := <-evs:
+		case ev := <-s.evs:
 			rec, ok := recordOf(ev, s.services)
 			if !ok {
 				continue

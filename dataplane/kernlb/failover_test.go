@@ -176,8 +176,12 @@ func (l *kernLab) failoverAfter(t *testing.T, n int, ready func()) (lost, stalle
 // TestNATFailoverSync: NAT keeps its flows in conntrack, so a failover
 // loses them unless the peer has the entries: with ctsync replicating the
 // service's entries from gateway 1 to gateway 2, 50 long-lived connections
-// go on on the same servers. The control run, without sync, loses flows:
-// gateway 2 sees their packets as new and schedules them again (rr).
+// go on on the same servers. Gateway 2 does not pick up mid-stream TCP
+// (nf_conntrack_tcp_loose=0 in its namespace), so what carries the flows
+// is the replicated entries and nothing else; the control run, without
+// sync, loses them all. (With pickup on, the default, gateway 2 would
+// schedule each flow again: rr sends a random share elsewhere, 4 to 48 of
+// 50 in trials; a consistent hash would send them back to their servers.)
 func TestNATFailoverSync(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -193,6 +197,7 @@ func TestNATFailoverSync(t *testing.T) {
 			for i := range l.gw {
 				set(t, l.lb(i), Config{Services: []Service{svc, udp}})
 			}
+			l.gw[1].Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0")
 			if tc.sync {
 				l.startSync(t, svc, udp)
 			}
@@ -209,7 +214,7 @@ func TestNATFailoverSync(t *testing.T) {
 				us.check(t)
 			}
 			if !tc.sync {
-				if lost+stalled < 5 {
+				if lost+stalled < n/2 {
 					t.Errorf("without sync only %d connections were lost: the failover does not go through gateway 2", lost+stalled)
 				}
 				return
