@@ -8,7 +8,9 @@ package kernlb
 //     HAProxy 2.6 (`mode tcp`, 1 thread) on the same gateway namespace and
 //     the same backends, with a direct run (no gateway function: the client
 //     to a server, routed by the gateway in the nat lab, on the segment in
-//     the dr lab) as the baseline.
+//     the dr lab) as the baseline. Each variant also runs keep-alive: the
+//     same workers keep their connection and exchange lines on it
+//     (requests per second, CPU per request).
 //
 //     CPU: with kernel forwarding the work is done in softirq, which Linux
 //     runs on the CPU that received the packet, mostly in the context of
@@ -127,7 +129,10 @@ func (r loadResult) cpuPerConn() float64 {
 // connLoad runs conc workers, each on a thread locked in the client's
 // namespace, that connect to the targets in turn, exchange one line and
 // close, for d.
-func connLoad(tb testing.TB, client *lab.Netns, targets []string, conc int, d time.Duration, pids ...int) loadResult {
+//
+// With keepalive each worker keeps its connection and exchanges lines on
+// it: conns then counts requests.
+func connLoad(tb testing.TB, client *lab.Netns, targets []string, conc int, d time.Duration, keepalive bool, pids ...int) loadResult {
 	var conns, errs atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -149,23 +154,34 @@ func connLoad(tb testing.TB, client *lab.Netns, targets []string, conc int, d ti
 				return
 			}
 			buf := make([]byte, 64)
+			var c net.Conn
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
 			for i := w; ; i++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				c, err := net.DialTimeout("tcp4", targets[i%len(targets)], time.Second)
-				if err != nil {
-					errs.Add(1)
-					continue
+				if c == nil {
+					var err error
+					if c, err = net.DialTimeout("tcp4", targets[i%len(targets)], time.Second); err != nil {
+						errs.Add(1)
+						continue
+					}
 				}
 				_ = c.SetDeadline(time.Now().Add(time.Second))
-				_, err = io.WriteString(c, "hello\n")
+				_, err := io.WriteString(c, "hello\n")
 				if err == nil {
 					_, err = c.Read(buf)
 				}
-				c.Close()
+				if !keepalive || err != nil {
+					c.Close()
+					c = nil
+				}
 				if err != nil {
 					errs.Add(1)
 					continue
@@ -203,9 +219,9 @@ func medianOf(v []float64) float64 {
 // BenchmarkKernLBConnRate: see the file comment.
 func BenchmarkKernLBConnRate(b *testing.B) {
 	const (
-		rounds = 3
-		conc   = 32
-		dur    = 3 * time.Second
+		nRounds = 3
+		conc    = 32
+		dur     = 3 * time.Second
 	)
 	for _, mode := range []Mode{NAT, DR} {
 		b.Run(string(mode), func(b *testing.B) {
@@ -241,24 +257,30 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			hapCfg := lab.HAProxyConfig{Services: []lab.HAProxyService{{Name: "web", Bind: vip + ":80", Servers: backends}}}
 			vipT := []string{vip + ":80"}
 			res := map[string][]loadResult{}
-			for r := range rounds {
+			var rounds strings.Builder
+			for r := range nRounds {
 				// direct
 				set(b, lb, Config{})
-				res["direct"] = append(res["direct"], connLoad(b, l.client, direct, conc, dur))
+				res["direct"] = append(res["direct"], connLoad(b, l.client, direct, conc, dur, false))
+				res["ka-direct"] = append(res["ka-direct"], connLoad(b, l.client, direct, conc, dur, true))
 				// haproxy on the gateway
 				h := lab.StartHAProxyIn(b, l.gw[0], hapCfg)
-				res["haproxy"] = append(res["haproxy"], connLoad(b, l.client, vipT, conc, dur, h.Pid()))
+				res["haproxy"] = append(res["haproxy"], connLoad(b, l.client, vipT, conc, dur, false, h.Pid()))
+				res["ka-haproxy"] = append(res["ka-haproxy"], connLoad(b, l.client, vipT, conc, dur, true, h.Pid()))
 				_ = unix.Kill(h.Pid(), unix.SIGKILL)
 				_ = h.Cmd.Wait()
 				// kernel
 				set(b, lb, Config{Services: []Service{svc}})
-				res[string(mode)] = append(res[string(mode)], connLoad(b, l.client, vipT, conc, dur))
-				for _, v := range []string{"direct", "haproxy", string(mode)} {
+				res[string(mode)] = append(res[string(mode)], connLoad(b, l.client, vipT, conc, dur, false))
+				res["ka-"+string(mode)] = append(res["ka-"+string(mode)], connLoad(b, l.client, vipT, conc, dur, true))
+				for _, v := range []string{"direct", "haproxy", string(mode), "ka-direct", "ka-haproxy", "ka-" + string(mode)} {
 					x := res[v][r]
-					b.Logf("round %d %-7s %7.0f conn/s  %6.1f µs CPU/conn  errors %d  (machine busy %.0f %% of 2 CPUs, ours %.0f %%)",
+					fmt.Fprintf(&rounds, "round %d %-10s %7.0f /s  %6.1f µs CPU each  errors %d  (machine busy %.0f %% of 2 CPUs, ours %.0f %%)\n",
 						r+1, v, x.rate(), x.cpuPerConn(), x.errs, 50*x.machine.Seconds()/x.dur.Seconds(), 50*x.cpu.Seconds()/x.dur.Seconds())
 				}
 			}
+			// The summary first: go test truncates long benchmark logs.
+			defer func() { b.Logf("rounds:\n%s", rounds.String()) }()
 			med := func(v string, f func(loadResult) float64) float64 {
 				var xs []float64
 				for _, x := range res[v] {
@@ -280,6 +302,17 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			b.ReportMetric(kGw/hapGw, "ratio_gw_cpu")
 			b.Logf("%s: %.0f conn/s vs HAProxy %.0f (×%.2f); gateway CPU %.1f µs/conn vs HAProxy %.1f (×%.2f); direct %.0f conn/s at %.1f µs CPU/conn",
 				mode, kRate, hapRate, kRate/hapRate, kGw, hapGw, kGw/hapGw, med("direct", rate), base)
+			kaBase := med("ka-direct", cpu)
+			kaHap, kaK := med("ka-haproxy", rate), med("ka-"+string(mode), rate)
+			kaHapGw, kaKGw := med("ka-haproxy", cpu)-kaBase, med("ka-"+string(mode), cpu)-kaBase
+			b.ReportMetric(kaK, string(mode)+"_ka_req/s")
+			b.ReportMetric(kaHap, "haproxy_ka_req/s")
+			b.ReportMetric(kaKGw, string(mode)+"_ka_gw_µs/req")
+			b.ReportMetric(kaHapGw, "haproxy_ka_gw_µs/req")
+			b.ReportMetric(kaK/kaHap, "ratio_ka_rate")
+			b.ReportMetric(kaKGw/kaHapGw, "ratio_ka_gw_cpu")
+			b.Logf("%s keep-alive: %.0f req/s vs HAProxy %.0f (×%.2f); gateway CPU %.1f µs/req vs HAProxy %.1f (×%.2f); direct %.0f req/s at %.1f µs CPU/req",
+				mode, kaK, kaHap, kaK/kaHap, kaKGw, kaHapGw, kaKGw/kaHapGw, med("ka-direct", rate), kaBase)
 		})
 	}
 }
@@ -313,7 +346,7 @@ func BenchmarkKernLBReconfigure(b *testing.B) {
 	stop := make(chan loadResult)
 	for gen := range 8 {
 		if gen == 1 {
-			go func() { stop <- connLoad(b, l.client, []string{vip + ":80"}, 8, 4*time.Second) }()
+			go func() { stop <- connLoad(b, l.client, []string{vip + ":80"}, 8, 4*time.Second, false) }()
 		}
 		cfg := build(gen)
 		start := time.Now()

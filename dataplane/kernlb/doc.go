@@ -20,5 +20,20 @@
 //
 // Like every driver it owns Observe (the tables read back into a comparable
 // form), a pure Diff that says in words what would change, and an
-// idempotent Set that restores what was changed by hand.
+// idempotent Set that restores what was changed by hand. Set edits the
+// tables in place (chains whose rules differ, the elements of maps that
+// differ) and skips reading them back when the ruleset's generation shows
+// that nobody changed anything since the last Observe or Set.
+//
+// Quiescent drain (weight 0: existing flows stay, new ones go elsewhere):
+// in NAT the server leaves the scheduling map and conntrack carries its
+// flows; persistence entries that point at it are dropped. In DR, which
+// keeps no state, a TCP packet without SYN follows the table as it was
+// with the draining servers ("hold"), a SYN follows the live table, and a
+// SYN that lands on a held slot pins its flow to its new server in a
+// kernel map (refreshed by its packets, 10 minutes idle). A draining UDP
+// server leaves the table at once.
+//
+// NAT failover keeps its flows only if the peer has their conntrack
+// entries: package ctsync replicates them.
 package kernlb
