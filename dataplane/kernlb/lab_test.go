@@ -1,6 +1,7 @@
 package kernlb
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -437,5 +438,69 @@ func TestLimits(t *testing.T) {
 	// The bucket holds 1 + burst at first and gains 1 a second.
 	if most := 3 + int(time.Since(start).Seconds()+1); ok == 0 || ok > most || ok == 8 {
 		t.Errorf("%d of 8 rapid connections passed a limit of 1/s burst 2 (at most %d in %v)", ok, most, time.Since(start))
+	}
+}
+
+// TestBadInput: a DR server off the segment and one that does not answer
+// ARP are refused by Resolve with their names; a batch the kernel refuses
+// (a DR chain on a device name longer than IFNAMSIZ, which only a config
+// that skipped Resolve can carry: this kernel accepts hooks on devices
+// that do not exist yet, so Resolve's link lookup is what refuses an
+// unknown interface) changes nothing: the running service keeps
+// forwarding and the tables stay as they were.
+func TestBadInput(t *testing.T) {
+	l := newKernLab(t, DR)
+	l.holdVIP(0)
+	l.serve()
+	lb := l.lb(0)
+	good := l.service(TCP, Maglev)
+	set(t, lb, Config{Services: []Service{good}})
+
+	bad := good
+	bad.Name, bad.Port = "other", 81
+	bad.Servers = []Server{{Address: mustAddr("198.51.100.50"), Weight: 1}, {Address: mustAddr("203.0.113.99"), Weight: 1}}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := lb.Resolve(ctx, Config{Services: []Service{good, bad}})
+	for _, want := range []string{
+		"service other: servers[0] 198.51.100.50: not on the segment of eth0",
+		"service other: servers[1] 203.0.113.99 on eth0: no ARP answer",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Resolve: %v, want an error with %q", err, want)
+		}
+	}
+
+	resolved, err := lb.Resolve(context.Background(), Config{Services: []Service{good}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost := resolved.Services[0]
+	// Longer than IFNAMSIZ: only a batch built without Resolve has it.
+	ghost.Name, ghost.Port, ghost.Interface = "ghost", 82, "nosuch-device-name-too-long"
+	good2 := resolved.Services[0]
+	good2.Servers = good2.Servers[:1] // a change that must not happen either
+	_, err = lb.Set(context.Background(), Config{Services: []Service{good2, ghost}})
+	if err == nil || !strings.Contains(err.Error(), "in one batch") {
+		t.Fatalf("Set with a device name longer than IFNAMSIZ: %v, want the kernel's refusal of the batch", err)
+	}
+	t.Logf("refused: %v", err)
+	after, err := lb.Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := Diff(resolved, after); len(d) != 0 {
+		t.Errorf("a refused batch changed the tables: %v", d)
+	}
+	seen := map[string]bool{}
+	for range 20 {
+		srv, _, err := l.once()
+		if err != nil {
+			t.Fatalf("the running service after a refused batch: %v", err)
+		}
+		seen[srv] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("after a refused batch the service reached %v, want both servers still", seen)
 	}
 }
