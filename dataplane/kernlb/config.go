@@ -139,6 +139,7 @@ const (
 	// weights after dividing by their gcd).
 	maxWRRSlots = 4096
 	maxNameLen  = 32
+	maxLimit    = 1_000_000_000
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -243,8 +244,8 @@ func (s Service) validate() error {
 	if s.Persistence < 0 {
 		bad("persistence: %v must not be negative", s.Persistence)
 	}
-	if s.Persistence > 0 && s.Persistence < time.Second {
-		bad("persistence: %v: at least 1s", s.Persistence)
+	if s.Persistence > 0 && s.Persistence < time.Second || s.Persistence > 30*24*time.Hour {
+		bad("persistence: %v: between 1s and 720h", s.Persistence)
 	}
 	if n := s.TableSize; n != 0 && (n < 7 || n > MaxTableSize || !isPrime(n)) {
 		bad("table_size: %d must be a prime between 7 and %d", n, MaxTableSize)
@@ -253,8 +254,11 @@ func (s Service) validate() error {
 		bad("table_size: %d slots for %d servers: needs at least 10 per server", s.tableSize(), len(s.Servers))
 	}
 	l := s.Limits
-	if l.ConnPerSource < 0 || l.RatePerSource < 0 || l.Rate < 0 || l.Burst < 0 {
-		bad("limits: must not be negative")
+	for _, v := range []int{l.ConnPerSource, l.RatePerSource, l.Rate, l.Burst} {
+		if v < 0 || v > maxLimit {
+			bad("limits: %+v: each must be 0-%d", l, maxLimit)
+			break
+		}
 	}
 	for i, p := range append(append([]netip.Prefix{}, s.Allow...), s.Deny...) {
 		if !p.IsValid() || !p.Addr().Is4() {

@@ -126,12 +126,12 @@ func render(c Config) (*program, error) {
 		t.chains = append(t.chains, chain)
 		t.sets = append(t.sets, sets...)
 	}
-	// Deterministic order of base chains (map iteration above only fills).
 	return p, nil
 }
 
 // specLine is the dispatch rule's comment: the service's parameters, so
-// that Observe can tell in words what a table forwards. At most 127 bytes.
+// that Observe can tell in words what a table forwards. Validate's bounds
+// keep it under ~170 bytes, within the kernel's 256 of rule user data.
 func specLine(s Service) string {
 	ifn := s.Interface
 	if s.Mode != DR || ifn == "" {
