@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/test/lab"
+	"github.com/vishvananda/netlink"
 )
 
 const (
@@ -58,10 +59,10 @@ func newKernLab(t testing.TB, mode Mode) *kernLab {
 		for i, s := range l.srv {
 			l.srvAddr[i] = fmt.Sprintf("203.0.113.%d", 21+i)
 			l.sw.Attach(t, s, "eth0", l.srvAddr[i]+"/24")
-			s.Run(t, "ip", "addr", "add", vip+"/32", "dev", "lo")
-			// The real server's own knobs, in its own namespace: never
-			// answer ARP for the VIP, never use it as an ARP source.
-			s.Run(t, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
+			// The real server's own setup, in its own namespace, by the
+			// code gitgw runs on a real server: the VIP on lo, never
+			// answer ARP for it, never use it as an ARP source.
+			setRealServer(t, s, RealServer{VIPs: []netip.Addr{mustAddr(vip)}})
 		}
 		// A DR gateway does not route: replies can only go straight to the client.
 		for _, g := range l.gw {
@@ -306,3 +307,42 @@ func (l *kernLab) udpOnce() (string, error) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// setRealServer applies rs in namespace ns (the sysctl writes must come
+// from a thread in it).
+func setRealServer(t testing.TB, ns *lab.Netns, rs RealServer) []string {
+	t.Helper()
+	var ch []string
+	err := ns.Do(func() error {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		ch, err = RealServerHost{NL: h, SysctlRoot: "/proc/sys"}.Set(rs)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("real server setup: %v", err)
+	}
+	return ch
+}
+
+// observeRealServer reads the real-server state of namespace ns.
+func observeRealServer(t testing.TB, ns *lab.Netns) RealServerState {
+	t.Helper()
+	var st RealServerState
+	err := ns.Do(func() error {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		st, err = RealServerHost{NL: h, SysctlRoot: "/proc/sys"}.Observe()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
