@@ -181,23 +181,36 @@ func (l *kernLab) failoverAfter(t *testing.T, n int, ready func()) (lost, stalle
 // is the replicated entries and nothing else; the control run, without
 // sync, loses them all. (With pickup on, the default, gateway 2 would
 // schedule each flow again: rr sends a random share elsewhere, 4 to 48 of
-// 50 in trials; a consistent hash would send them back to their servers.)
+// 50 in trials; even Maglev, which sends a flow back to its server,
+// loses a random share: see the cases.)
 func TestNATFailoverSync(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		sync bool
-	}{{"sync", true}, {"no-sync", false}} {
+		name     string
+		sync     bool
+		sched    Scheduler
+		pickup   bool // nf_conntrack_tcp_loose on gateway 2
+		wantLost bool
+	}{
+		{"sync", true, RoundRobin, false, false},
+		{"no-sync", false, RoundRobin, false, true},
+		// Not a case: without sync, with mid-stream pickup and Maglev,
+		// 0 to 49 of 50 flows were lost over six trials. Pickup happens
+		// from whichever direction gateway 2 sees first; from the
+		// server's side the entry has no DNAT and the flow breaks.
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newKernLab(t, NAT)
 			l.holdVIP(0)
 			l.serve()
-			svc := l.service(TCP, RoundRobin)
-			udp := l.service(UDP, RoundRobin)
+			svc := l.service(TCP, tc.sched)
+			udp := l.service(UDP, tc.sched)
 			udp.Name = "web-udp"
 			for i := range l.gw {
 				set(t, l.lb(i), Config{Services: []Service{svc, udp}})
 			}
-			l.gw[1].Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0")
+			if !tc.pickup {
+				l.gw[1].Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0")
+			}
 			if tc.sync {
 				l.startSync(t, svc, udp)
 			}
@@ -210,17 +223,15 @@ func TestNATFailoverSync(t *testing.T) {
 			})
 			us := stream.stop()
 			t.Logf("%s: %d of %d connections reset or moved, %d stalled > 1 s; udp stream: %s", tc.name, lost, total, stalled, us)
-			if tc.sync {
-				us.check(t)
-			}
-			if !tc.sync {
+			if tc.wantLost {
 				if lost+stalled < n/2 {
 					t.Errorf("without sync only %d connections were lost: the failover does not go through gateway 2", lost+stalled)
 				}
 				return
 			}
+			us.check(t)
 			if lost+stalled != 0 {
-				t.Errorf("failover with conntrack sync lost %d and stalled %d of %d connections, want 0", lost, stalled, total)
+				t.Errorf("failover lost %d and stalled %d of %d connections, want 0", lost, stalled, total)
 			}
 		})
 	}
