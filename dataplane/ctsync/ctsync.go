@@ -12,11 +12,13 @@
 // derives the reply tuple and the NAT status from it), or updates state,
 // status and timeout of an entry it already has, or deletes it.
 //
-// Limits of this first version: no initial dump (flows older than the
-// sender are not sent), no periodic resync (an entry whose state does not
-// change is not refreshed: fine for TCP, whose established timeout is
-// days; a long UDP stream can expire on the peer), IPv4, no authentication
-// of the datagrams (use a dedicated link, as with conntrackd).
+// The sender also sends every flow of the services when it starts (an
+// agent restarted on the master re-sends what it had) and, with
+// ResyncEvery, periodically: an entry whose state does not change raises
+// no event, and a long UDP stream would otherwise expire on the peer.
+//
+// Limits of this first version: IPv4, no authentication of the datagrams
+// (use a dedicated link, as with conntrackd), one datagram per entry.
 package ctsync
 
 import (
@@ -27,6 +29,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
@@ -109,7 +112,7 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 }
 
 // recordOf turns a conntrack event into a record if it is a flow of one of
-// the services (and a DNAT one: its reply comes from another address).
+// the services.
 func recordOf(ev conntrack.Event, services map[Service]bool) (Record, bool) {
 	f := ev.Flow
 	if f == nil {
@@ -146,7 +149,12 @@ func recordOf(ev conntrack.Event, services map[Service]bool) (Record, bool) {
 
 // Sender sends the conntrack events of the services to the peer.
 type Sender struct {
+	// ResyncEvery, if positive, re-sends every flow of the services this
+	// often (set before Run).
+	ResyncEvery time.Duration
+
 	ct       *conntrack.Conn
+	dump     *conntrack.Conn // a second socket: ct only receives events
 	evs      chan conntrack.Event
 	errs     chan error
 	out      net.PacketConn
@@ -176,30 +184,67 @@ func NewSender(netnsFd int, out net.PacketConn, peer net.Addr, services []Servic
 		ct.Close()
 		return nil, fmt.Errorf("ctsync: listen to conntrack events: %w", err)
 	}
-	return &Sender{ct: ct, evs: evs, errs: errs, out: out, peer: peer, services: m, log: logger.With("component", "ctsync")}, nil
+	dump, err := conntrack.Dial(&netlink.Config{NetNS: netnsFd})
+	if err != nil {
+		ct.Close()
+		return nil, fmt.Errorf("ctsync: conntrack socket: %w", err)
+	}
+	return &Sender{ct: ct, dump: dump, evs: evs, errs: errs, out: out, peer: peer, services: m, log: logger.With("component", "ctsync")}, nil
+}
+
+// Resync sends every current flow of the services.
+func (s *Sender) Resync() error {
+	flows, err := s.dump.Dump(nil)
+	if err != nil {
+		return fmt.Errorf("ctsync: dump conntrack: %w", err)
+	}
+	for i := range flows {
+		if rec, ok := recordOf(conntrack.Event{Type: conntrack.EventUpdate, Flow: &flows[i]}, s.services); ok {
+			s.send(rec)
+		}
+	}
+	return nil
+}
+
+func (s *Sender) send(rec Record) {
+	b, err := rec.MarshalBinary()
+	if err == nil {
+		_, err = s.out.WriteTo(b, s.peer)
+	}
+	if err != nil {
+		s.log.Warn("send", "flow", rec.Client, "err", err)
+	}
 }
 
 // Run sends events until ctx ends or the event socket fails. It closes
 // the event socket when it returns.
 func (s *Sender) Run(ctx context.Context) error {
 	defer s.ct.Close()
+	defer s.dump.Close()
+	// Events joined in NewSender are queued meanwhile: a flow that changes
+	// during the dump is sent again, newer, after it.
+	if err := s.Resync(); err != nil {
+		s.log.Warn("initial resync", "err", err)
+	}
+	var tick <-chan time.Time
+	if s.ResyncEvery > 0 {
+		t := time.NewTicker(s.ResyncEvery)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-s.errs:
 			return fmt.Errorf("ctsync: conntrack events: %w", err)
+		case <-tick:
+			if err := s.Resync(); err != nil {
+				s.log.Warn("resync", "err", err)
+			}
 		case ev := <-s.evs:
-			rec, ok := recordOf(ev, s.services)
-			if !ok {
-				continue
-			}
-			b, err := rec.MarshalBinary()
-			if err == nil {
-				_, err = s.out.WriteTo(b, s.peer)
-			}
-			if err != nil {
-				s.log.Warn("send", "flow", rec.Client, "err", err)
+			if rec, ok := recordOf(ev, s.services); ok {
+				s.send(rec)
 			}
 		}
 	}

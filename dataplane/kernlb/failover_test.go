@@ -187,12 +187,14 @@ func TestNATFailoverSync(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		sync     bool
+		late     bool // the sender starts once the connections run (its initial dump carries them)
 		sched    Scheduler
 		pickup   bool // nf_conntrack_tcp_loose on gateway 2
 		wantLost bool
 	}{
-		{"sync", true, RoundRobin, false, false},
-		{"no-sync", false, RoundRobin, false, true},
+		{"sync", true, false, RoundRobin, false, false},
+		{"sync-started-late", true, true, RoundRobin, false, false},
+		{"no-sync", false, false, RoundRobin, false, true},
 		// Not a case: without sync, with mid-stream pickup and Maglev,
 		// 0 to 49 of 50 flows were lost over six trials. Pickup happens
 		// from whichever direction gateway 2 sees first; from the
@@ -211,12 +213,15 @@ func TestNATFailoverSync(t *testing.T) {
 			if !tc.pickup {
 				l.gw[1].Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0")
 			}
-			if tc.sync {
+			if tc.sync && !tc.late {
 				l.startSync(t, svc, udp)
 			}
 			const n = 50
 			stream := l.udpStream(t)
 			lost, stalled, total := l.failoverAfter(t, n, func() {
+				if tc.late {
+					l.startSync(t, svc, udp)
+				}
 				if tc.sync {
 					l.waitSynced(t, n)
 				}
