@@ -205,11 +205,12 @@ func (lb *LB) neighbour(ctx context.Context, ifindex int, ip net.IP) (net.Hardwa
 
 // Set makes the tables forward cfg (validated and resolved): nothing when
 // Diff finds no change; otherwise one batch, one kernel transaction, that
-// rewrites the agent's chains and sets, so that no packet sees half of a
-// configuration. The sets the kernel fills (persistence, DR pins, per-source
-// limits) are kept when their definition is unchanged; persistence entries
-// that point at a server that no longer takes new flows are dropped in the
-// same batch. It returns the changes it made.
+// edits the agent's chains and sets (batchTable), so that no packet sees
+// half of a configuration and a batch the kernel refuses changes nothing.
+// The sets the kernel fills (persistence, DR pins, per-source limits) are
+// kept when their definition is unchanged; persistence entries that point
+// at a server that no longer takes new flows are dropped in the same batch.
+// It returns the changes it made.
 func (lb *LB) Set(ctx context.Context, cfg Config) ([]ChangeItem, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
