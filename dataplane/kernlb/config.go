@@ -1,0 +1,399 @@
+package kernlb
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config is the whole desired state of the kernel load balancer on one node:
+// every service it forwards. The zero Config removes everything.
+type Config struct {
+	Services []Service `json:"services"`
+}
+
+// Protocol is the transport protocol of a service.
+type Protocol string
+
+// The protocols.
+const (
+	TCP Protocol = "tcp"
+	UDP Protocol = "udp"
+)
+
+// Mode is how packets reach the real servers.
+type Mode string
+
+// The forwarding modes (LVS's names).
+const (
+	// NAT rewrites the destination (DNAT with conntrack); replies must come
+	// back through the gateway, which the servers use as their route back.
+	NAT Mode = "nat"
+	// DR (direct routing) rewrites only the Ethernet addresses and sends the
+	// packet out on the same segment; the server holds the VIP on lo and
+	// answers the client directly. Stateless: no conntrack on the gateway.
+	DR Mode = "dr"
+)
+
+// Scheduler chooses the server of a new flow.
+type Scheduler string
+
+// The schedulers.
+const (
+	// RoundRobin cycles over the live servers (numgen inc), ignoring weights.
+	RoundRobin Scheduler = "rr"
+	// WeightedRoundRobin cycles over a smooth weighted sequence of the live
+	// servers (nginx's smooth WRR order, so a heavy server's turns are spread).
+	WeightedRoundRobin Scheduler = "wrr"
+	// SourceHash hashes the client address (jhash) into a weighted table:
+	// a client stays on its server while the server set does not change.
+	SourceHash Scheduler = "sh"
+	// Maglev hashes the flow (client address and port, or only the address
+	// with persistence) into a Maglev table: removing one server of N moves
+	// about 1/N of the flows, and two gateways with the same servers build
+	// the same table, so either can carry a flow (DR failover).
+	Maglev Scheduler = "maglev"
+)
+
+// Server is one real server of a service.
+type Server struct {
+	Address netip.Addr `json:"address"`
+	// Port is the server's port in NAT mode (0: the service port). In DR
+	// the port cannot change (only Ethernet addresses are rewritten): it
+	// must be 0 or the service port.
+	Port uint16 `json:"port,omitempty"`
+	// Weight is the server's share (1..MaxWeight); 0 is LVS's quiescent
+	// drain: the server keeps its existing flows and takes no new ones.
+	Weight int `json:"weight"`
+	// Backup servers take flows only while no other server is live.
+	Backup bool `json:"backup,omitempty"`
+	// Down is the health checks' verdict: a down server is out of every
+	// table at once (its flows move), unlike a drained one.
+	Down bool `json:"down,omitempty"`
+	// MAC is the server's Ethernet address for DR. Empty in a desired
+	// config: Resolve fills it from the neighbour table (ARP if missing).
+	MAC net.HardwareAddr `json:"mac,omitempty"`
+}
+
+// Limits are per-service admission limits, enforced in the kernel on the
+// first packet of a flow (NAT) or on every packet (DR). Zero means none.
+type Limits struct {
+	// ConnPerSource caps the concurrent connections of one client address
+	// (nftables ct count: NAT only, DR keeps no connection state).
+	ConnPerSource int `json:"conn_per_source,omitempty"`
+	// RatePerSource caps new flows (NAT) or packets (DR) per second per
+	// client address, with Burst.
+	RatePerSource int `json:"rate_per_source,omitempty"`
+	// Rate caps new flows (NAT) or packets (DR) per second for the whole
+	// service, with Burst.
+	Rate  int `json:"rate,omitempty"`
+	Burst int `json:"burst,omitempty"`
+}
+
+// Service is one virtual service: VIP:port/protocol forwarded to servers.
+type Service struct {
+	// Name identifies the service in plans and in the names of its chains
+	// and sets: [a-z0-9_-], at most 32 bytes, unique.
+	Name      string     `json:"name"`
+	VIP       netip.Addr `json:"vip"`
+	Port      uint16     `json:"port"`
+	Protocol  Protocol   `json:"protocol"`
+	Mode      Mode       `json:"mode"`
+	Scheduler Scheduler  `json:"scheduler"`
+	// Interface is the segment's interface (DR: where packets for the VIP
+	// arrive and leave again; required). Ignored in NAT.
+	Interface string   `json:"interface,omitempty"`
+	Servers   []Server `json:"servers"`
+	// Persistence keeps a client address on its server: in NAT, for this
+	// long after its last new flow (a kernel map with a timeout); in DR the
+	// hash key becomes the client address alone (stateless, so the
+	// duration only has to be positive: the mapping lasts as long as the
+	// server set).
+	Persistence time.Duration `json:"persistence,omitempty"`
+	// TableSize is the number of slots of the sh and maglev tables (a prime,
+	// at least 10 times the number of servers); 0: DefaultTableSize. Both
+	// gateways must use the same size.
+	TableSize int            `json:"table_size,omitempty"`
+	Limits    Limits         `json:"limits,omitempty"`
+	Allow     []netip.Prefix `json:"allow,omitempty"` // if not empty, only these sources
+	Deny      []netip.Prefix `json:"deny,omitempty"`
+
+	// ifindex and ifMAC are the DR interface's index and address, filled
+	// by Resolve; the rendered program needs them.
+	ifindex int
+	ifMAC   net.HardwareAddr
+}
+
+// Bounds of the configuration.
+const (
+	MaxWeight        = 256
+	DefaultTableSize = 1021
+	MaxTableSize     = 65537
+	// maxWRRSlots bounds the weighted round-robin sequence (sum of the
+	// weights after dividing by their gcd).
+	maxWRRSlots = 4096
+	maxNameLen  = 32
+	maxLimit    = 1_000_000_000
+)
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// Identity is what both gateways agree a service is, independent of its
+// name and of the order of the configuration: the hash seeds derive from
+// it, so the same site gives the same tables on every node.
+func (s Service) Identity() string {
+	return fmt.Sprintf("%s/%s", s.Protocol, netip.AddrPortFrom(s.VIP, s.Port))
+}
+
+// Seed is the jhash seed of the service, shared by every gateway.
+func (s Service) Seed() uint32 {
+	h := fnv.New32a()
+	h.Write([]byte("gitgw-kernlb/" + s.Identity()))
+	return h.Sum32()
+}
+
+// tableSize is the effective size of the sh/maglev table.
+func (s Service) tableSize() int {
+	if s.TableSize == 0 {
+		return DefaultTableSize
+	}
+	return s.TableSize
+}
+
+// serverPort is the port the server receives on.
+func (s Service) serverPort(srv Server) uint16 {
+	if srv.Port == 0 {
+		return s.Port
+	}
+	return srv.Port
+}
+
+// serverKey names a server within its service (address:port).
+func (s Service) serverKey(srv Server) string {
+	return netip.AddrPortFrom(srv.Address, s.serverPort(srv)).String()
+}
+
+// Validate reports every error of the configuration, each naming the
+// service (by index and name) and the field.
+func (c Config) Validate() error {
+	var errs []error
+	names := map[string]int{}
+	ids := map[string]int{}
+	for i, s := range c.Services {
+		where := fmt.Sprintf("services[%d] (%s)", i, s.Name)
+		if err := s.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("kernlb: %s: %w", where, err))
+		}
+		if j, ok := names[s.Name]; ok {
+			errs = append(errs, fmt.Errorf("kernlb: %s: name: same as services[%d]", where, j))
+		}
+		names[s.Name] = i
+		if j, ok := ids[s.Identity()]; ok {
+			errs = append(errs, fmt.Errorf("kernlb: %s: %s is also services[%d]", where, s.Identity(), j))
+		}
+		ids[s.Identity()] = i
+	}
+	return errors.Join(errs...)
+}
+
+func (s Service) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(s.Name) == 0 || len(s.Name) > maxNameLen || !nameRE.MatchString(s.Name) {
+		bad("name: %q must be 1-%d of [a-z0-9_-], starting with a letter or digit", s.Name, maxNameLen)
+	}
+	if !s.VIP.Is4() {
+		// The program matches IPv4 headers only; IPv6 is not built yet.
+		bad("vip: %v: only IPv4 addresses are supported", s.VIP)
+	}
+	if s.Port == 0 {
+		bad("port: must be 1-65535")
+	}
+	if s.Protocol != TCP && s.Protocol != UDP {
+		bad("protocol: %q must be tcp or udp", s.Protocol)
+	}
+	switch s.Scheduler {
+	case RoundRobin, WeightedRoundRobin, SourceHash, Maglev:
+	default:
+		bad("scheduler: %q must be rr, wrr, sh or maglev", s.Scheduler)
+	}
+	switch s.Mode {
+	case NAT:
+	case DR:
+		if s.Interface == "" {
+			bad("interface: dr mode needs the segment's interface")
+		}
+		if s.Scheduler == RoundRobin || s.Scheduler == WeightedRoundRobin {
+			// Without a connection table every packet is scheduled on its
+			// own: a counter would send each packet of a connection to the
+			// next server.
+			bad("scheduler: %s is per packet in dr mode, which keeps no connection state: use sh or maglev", s.Scheduler)
+		}
+		if s.Limits.ConnPerSource > 0 {
+			bad("limits.conn_per_source: dr mode keeps no connection state to count: use nat, or rate_per_source")
+		}
+	default:
+		bad("mode: %q must be nat or dr", s.Mode)
+	}
+	if s.Persistence < 0 {
+		bad("persistence: %v must not be negative", s.Persistence)
+	}
+	if s.Persistence > 0 && s.Persistence < time.Second || s.Persistence > 30*24*time.Hour {
+		bad("persistence: %v: between 1s and 720h", s.Persistence)
+	}
+	if n := s.TableSize; n != 0 && (n < 7 || n > MaxTableSize || !isPrime(n)) {
+		bad("table_size: %d must be a prime between 7 and %d", n, MaxTableSize)
+	}
+	if 10*len(s.Servers) > s.tableSize() && (s.Scheduler == Maglev || s.Scheduler == SourceHash) {
+		bad("table_size: %d slots for %d servers: needs at least 10 per server", s.tableSize(), len(s.Servers))
+	}
+	l := s.Limits
+	for _, v := range []int{l.ConnPerSource, l.RatePerSource, l.Rate, l.Burst} {
+		if v < 0 || v > maxLimit {
+			bad("limits: %+v: each must be 0-%d", l, maxLimit)
+			break
+		}
+	}
+	for i, p := range append(append([]netip.Prefix{}, s.Allow...), s.Deny...) {
+		if !p.IsValid() || !p.Addr().Is4() {
+			bad("allow/deny[%d]: %v: only IPv4 prefixes", i, p)
+		}
+	}
+	seen := map[string]int{}
+	wsum, gcd := 0, 0
+	for i, srv := range s.Servers {
+		at := fmt.Sprintf("servers[%d] (%v)", i, srv.Address)
+		if !srv.Address.Is4() {
+			bad("%s: address: only IPv4 addresses are supported", at)
+		}
+		if srv.Weight < 0 || srv.Weight > MaxWeight {
+			bad("%s: weight: %d must be 0-%d", at, srv.Weight, MaxWeight)
+		}
+		if s.Mode == DR && srv.Port != 0 && srv.Port != s.Port {
+			bad("%s: port: %d: dr mode cannot change the port (only Ethernet addresses are rewritten)", at, srv.Port)
+		}
+		if srv.MAC != nil && len(srv.MAC) != 6 {
+			bad("%s: mac: %v is not an Ethernet address", at, srv.MAC)
+		}
+		k := s.serverKey(srv)
+		if j, ok := seen[k]; ok {
+			bad("%s: same server as servers[%d]", at, j)
+		}
+		seen[k] = i
+		if srv.Weight > 0 {
+			wsum += srv.Weight
+			gcd = gcdInt(gcd, srv.Weight)
+		}
+	}
+	if s.Scheduler == WeightedRoundRobin && gcd > 0 && wsum/gcd > maxWRRSlots {
+		bad("servers: weights sum to %d turns (after dividing by their gcd %d), at most %d", wsum/gcd, gcd, maxWRRSlots)
+	}
+	return errors.Join(errs...)
+}
+
+// draining reports LVS's quiescent state: weight 0 and not down.
+func (srv Server) draining() bool { return srv.Weight == 0 && !srv.Down }
+
+// liveServers returns the servers that take new flows: the non-backup
+// servers with a weight that are not down, or, when there are none, the
+// backup servers in that state. Sorted by key, so that the configuration's
+// order never changes a table.
+func (s Service) liveServers() []Server {
+	var prim, back []Server
+	for _, srv := range s.Servers {
+		if srv.Down || srv.Weight == 0 {
+			continue
+		}
+		if srv.Backup {
+			back = append(back, srv)
+		} else {
+			prim = append(prim, srv)
+		}
+	}
+	live := prim
+	if len(live) == 0 {
+		live = back
+	}
+	s.sortServers(live)
+	return live
+}
+
+// holdServers returns the servers whose established flows a DR table must
+// keep: the live ones plus every draining one (weight 0), each draining
+// one with weight 1 (its former weight is not known: exact when the
+// servers have equal weights).
+func (s Service) holdServers() []Server {
+	out := s.liveServers()
+	for _, srv := range s.Servers {
+		if srv.draining() {
+			srv.Weight = 1
+			out = append(out, srv)
+		}
+	}
+	s.sortServers(out)
+	return out
+}
+
+func (s Service) sortServers(v []Server) {
+	sort.Slice(v, func(i, j int) bool {
+		a, b := netip.AddrPortFrom(v[i].Address, s.serverPort(v[i])), netip.AddrPortFrom(v[j].Address, s.serverPort(v[j]))
+		return a.Compare(b) < 0
+	})
+}
+
+// Describe says what the service is, in words (for plans).
+func (s Service) Describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s", s.Mode, s.Protocol, netip.AddrPortFrom(s.VIP, s.Port))
+	if s.Mode == DR {
+		fmt.Fprintf(&b, " on %s", s.Interface)
+	}
+	fmt.Fprintf(&b, ", %s", s.Scheduler)
+	if s.Persistence > 0 {
+		fmt.Fprintf(&b, ", persistence %v", s.Persistence)
+	}
+	return b.String()
+}
+
+// DescribeServer says what one server is, in words.
+func (s Service) DescribeServer(srv Server) string {
+	var b strings.Builder
+	b.WriteString(s.serverKey(srv))
+	switch {
+	case srv.Down:
+		b.WriteString(" down")
+	case srv.Weight == 0:
+		b.WriteString(" draining (weight 0)")
+	default:
+		fmt.Fprintf(&b, " weight %d", srv.Weight)
+	}
+	if srv.Backup {
+		b.WriteString(" backup")
+	}
+	return b.String()
+}
+
+func gcdInt(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+func isPrime(n int) bool {
+	if n < 2 {
+		return false
+	}
+	for d := 2; d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,39 @@
+// Package kernlb is gitgw's kernel load balancer: LVS's job (virtual
+// services forwarded to real servers in NAT or direct-routing mode, TCP and
+// UDP) done by nftables, since the gateways' kernel has no IPVS. No process
+// sits in the data path.
+//
+// The agent owns two tables, `inet gitgw` (NAT: DNAT with conntrack in a
+// prerouting nat chain) and `netdev gitgw` (DR: an ingress chain on the
+// segment's interface that rewrites the Ethernet destination to the chosen
+// server's MAC and the source to the gateway's own, and sends the frame back
+// out on the same interface). It never touches another table. Each Set is
+// one netlink batch, which the kernel applies as one transaction: no packet
+// sees half a configuration.
+//
+// Schedulers are kernel maps filled from pure tables (table.go): rr and wrr
+// through numgen over a smooth weighted sequence, sh and maglev through
+// jhash into a slot table. The Maglev table and the jhash seed derive from
+// the service's identity (protocol, VIP, port) and the servers' addresses
+// only, so two gateways given the same site build the same tables and
+// either can carry a DR flow: a failover loses no connection.
+//
+// Like every driver it owns Observe (the tables read back into a comparable
+// form), a pure Diff that says in words what would change, and an
+// idempotent Set that restores what was changed by hand. Set edits the
+// tables in place (chains whose rules differ, the elements of maps that
+// differ) and skips reading them back when the ruleset's generation shows
+// that nobody changed anything since the last Observe or Set.
+//
+// Quiescent drain (weight 0: existing flows stay, new ones go elsewhere):
+// in NAT the server leaves the scheduling map and conntrack carries its
+// flows; persistence entries that point at it are dropped. In DR, which
+// keeps no state, a TCP packet without SYN follows the table as it was
+// with the draining servers ("hold"), a SYN follows the live table, and a
+// SYN that lands on a held slot pins its flow to its new server in a
+// kernel map (refreshed by its packets, 10 minutes idle). A draining UDP
+// server leaves the table at once.
+//
+// NAT failover keeps its flows only if the peer has their conntrack
+// entries: package ctsync replicates them.
+package kernlb

@@ -1,0 +1,419 @@
+package kernlb
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/google/nftables"
+	mdnetlink "github.com/mdlayher/netlink"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// LB drives the agent's nftables tables through its seams to the kernel,
+// all opened in one network namespace: an nftables connection (its batches
+// are the kernel's transactions), a netlink handle (links and the
+// neighbour table, for DR) and an nfnetlink socket that reads the ruleset's
+// generation.
+type LB struct {
+	conn   *nftables.Conn
+	nl     *netlink.Handle
+	genNL  *mdnetlink.Conn
+	log    *slog.Logger
+	cached struct {
+		ok  bool
+		gen uint32
+		obs Observed
+	}
+	// timing of the last Set's phases, for the benchmark and the log.
+	timing setTiming
+}
+
+type setTiming struct{ observe, render, diff, batch, flush time.Duration }
+
+// Open returns an LB in the network namespace of netnsFd (0: the caller's).
+// The nftables socket gets buffers large enough for the kernel's answer to
+// thousands of messages (a batch of 100 services is ~1 MB).
+func Open(netnsFd int, logger *slog.Logger) (*LB, error) {
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(func(c *mdnetlink.Conn) error {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			// FORCE variants: root may exceed net.core.[rw]mem_max.
+			serr = errors.Join(
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 16<<20),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20))
+		})
+		return errors.Join(err, serr)
+	})}
+	var nl *netlink.Handle
+	var err error
+	if netnsFd != 0 {
+		opts = append(opts, nftables.WithNetNSFd(netnsFd))
+		nl, err = netlink.NewHandleAt(netns.NsHandle(netnsFd))
+	} else {
+		nl, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kernlb: netlink handle: %w", err)
+	}
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("kernlb: nftables connection: %w", err)
+	}
+	gen, err := mdnetlink.Dial(unix.NETLINK_NETFILTER, &mdnetlink.Config{NetNS: netnsFd})
+	if err != nil {
+		nl.Close()
+		_ = conn.CloseLasting()
+		return nil, fmt.Errorf("kernlb: nfnetlink socket: %w", err)
+	}
+	return &LB{conn: conn, nl: nl, genNL: gen, log: logger.With("component", "kernlb")}, nil
+}
+
+// Close closes the sockets.
+func (lb *LB) Close() error {
+	lb.nl.Close()
+	return errors.Join(lb.conn.CloseLasting(), lb.genNL.Close())
+}
+
+// generation is the nftables ruleset's generation: the kernel adds one on
+// every committed transaction of the namespace, by anyone, and none on
+// what packets add to sets. An unchanged generation means unchanged tables.
+func (lb *LB) generation() (uint32, error) {
+	msgs, err := lb.genNL.Execute(mdnetlink.Message{
+		Header: mdnetlink.Header{Type: mdnetlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: mdnetlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("kernlb: ruleset generation: %w", err)
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := mdnetlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return 0, fmt.Errorf("kernlb: ruleset generation: %w", err)
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return ad.Uint32(), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("kernlb: ruleset generation: no NFTA_GEN_ID in the answer")
+}
+
+// Resolve fills what the program needs from the node: for DR services the
+// interface's index and MAC, and each server's MAC from the neighbour table
+// (asking the kernel to resolve it by ARP when absent, until ctx ends). A
+// DR server must be on the interface's segment. Servers that are down need
+// no MAC. It returns a copy; cfg is not changed.
+func (lb *LB) Resolve(ctx context.Context, cfg Config) (Config, error) {
+	out := Config{Services: make([]Service, len(cfg.Services))}
+	var errs []error
+	for i, s := range cfg.Services {
+		s.Servers = append([]Server{}, s.Servers...)
+		out.Services[i] = s
+		if s.Mode != DR {
+			continue
+		}
+		link, err := lb.nl.LinkByName(s.Interface)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("kernlb: service %s: interface %s: %w", s.Name, s.Interface, err))
+			continue
+		}
+		s.ifindex, s.ifMAC = link.Attrs().Index, link.Attrs().HardwareAddr
+		addrs, err := lb.nl.AddrList(link, netlink.FAMILY_V4)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("kernlb: service %s: addresses of %s: %w", s.Name, s.Interface, err))
+			continue
+		}
+		for j, srv := range s.Servers {
+			if !onSegment(addrs, srv.Address.AsSlice()) {
+				errs = append(errs, fmt.Errorf("kernlb: service %s: servers[%d] %v: not on the segment of %s (dr rewrites only Ethernet addresses)", s.Name, j, srv.Address, s.Interface))
+				continue
+			}
+			if srv.MAC != nil || srv.Down {
+				continue
+			}
+			mac, err := lb.neighbour(ctx, link.Attrs().Index, srv.Address.AsSlice())
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kernlb: service %s: servers[%d] %v on %s: %w", s.Name, j, srv.Address, s.Interface, err))
+				continue
+			}
+			s.Servers[j].MAC = mac
+		}
+		out.Services[i] = s
+	}
+	return out, errors.Join(errs...)
+}
+
+func onSegment(addrs []netlink.Addr, ip net.IP) bool {
+	for _, a := range addrs {
+		if a.IPNet != nil && a.IPNet.Contains(ip) && !a.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// neighbour returns ip's MAC from the neighbour table, asking the kernel to
+// resolve it (NTF_USE: the kernel sends the ARP request itself) and polling
+// until it is known or ctx ends.
+func (lb *LB) neighbour(ctx context.Context, ifindex int, ip net.IP) (net.HardwareAddr, error) {
+	asked := false
+	for {
+		neighs, err := lb.nl.NeighList(ifindex, netlink.FAMILY_V4)
+		if err != nil {
+			return nil, fmt.Errorf("neighbours: %w", err)
+		}
+		for _, n := range neighs {
+			usable := n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0
+			if n.IP.Equal(ip) && usable && len(n.HardwareAddr) == 6 {
+				return n.HardwareAddr, nil
+			}
+		}
+		if !asked {
+			asked = true
+			err := lb.nl.NeighSet(&netlink.Neigh{LinkIndex: ifindex, Family: netlink.FAMILY_V4, IP: ip,
+				State: netlink.NUD_NONE, Flags: netlink.NTF_USE})
+			if err != nil {
+				return nil, fmt.Errorf("ask for ARP resolution: %w", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no ARP answer: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Set makes the tables forward cfg (validated and resolved): nothing when
+// Diff finds no change; otherwise one batch, one kernel transaction, that
+// edits the agent's chains and sets (batchTable), so that no packet sees
+// half of a configuration and a batch the kernel refuses changes nothing.
+// The sets the kernel fills (persistence, DR pins, per-source limits) are
+// kept when their definition is unchanged; persistence entries that point
+// at a server that no longer takes new flows are dropped in the same batch.
+// It returns the changes it made.
+func (lb *LB) Set(ctx context.Context, cfg Config) ([]ChangeItem, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	observed, gen, err := lb.observe()
+	if err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	p, err := render(cfg)
+	if err != nil {
+		return nil, err
+	}
+	want := observedOf(p)
+	t2 := time.Now()
+	changes := diffProgram(want, cfg, observed)
+	t3 := time.Now()
+	lb.timing = setTiming{observe: t1.Sub(t0), render: t2.Sub(t1), diff: t3.Sub(t2)}
+	if len(changes) == 0 {
+		return nil, nil
+	}
+	for i, tp := range p.tables {
+		lb.batchTable(tp, want.Tables[i], observed.Tables[i])
+	}
+	t4 := time.Now()
+	lb.cached.ok = false
+	err = lb.conn.Flush()
+	lb.timing.batch, lb.timing.flush = t4.Sub(t3), time.Since(t4)
+	if err != nil {
+		return nil, fmt.Errorf("kernlb: apply %d change(s) in one batch: %w", len(changes), err)
+	}
+	// If ours was the only transaction since the observation, the tables
+	// are now exactly the program: the next Observe need not read them.
+	if after, err := lb.generation(); err == nil && after == gen+1 {
+		lb.cached.ok, lb.cached.gen, lb.cached.obs = true, after, want
+	}
+	for _, c := range changes {
+		lb.log.Info("changed", "service", c.Service, "action", string(c.Action), "what", c.Text)
+	}
+	return changes, nil
+}
+
+// batchTable queues one table's edit on the connection: chains whose
+// rules differ are emptied and refilled, sets whose definition differs are
+// replaced (and their service's chain refilled, since its rules point at
+// the old set), and the elements of other sets are edited in place, only
+// the ones that differ: moving one server of a Maglev table rewrites its
+// slots, not the table. Everything goes in the same transaction.
+func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
+	t := &nftables.Table{Name: TableName, Family: tp.family}
+	if want == nil {
+		if have != nil {
+			lb.conn.DelTable(t)
+		}
+		return
+	}
+	lb.conn.AddTable(t)
+	if have == nil {
+		have = &TableState{}
+	}
+	progSets := map[string]*setProg{}
+	for _, s := range tp.sets {
+		progSets[s.set.Name] = s
+	}
+	// Sets first: which are replaced decides which chains are refilled.
+	replaced := map[string]bool{} // set names
+	dirtySvc := map[string]bool{}
+	for name, w := range want.Sets {
+		if h := have.Sets[name]; h != nil && h.Def != w.Def {
+			replaced[name] = true
+			dirtySvc[owner(name, false)] = true
+		}
+	}
+	chainDirty := func(name string) bool {
+		w, h := want.Chains[name], have.Chains[name]
+		return h == nil || w.Hook != h.Hook || !slices.Equal(w.Rules, h.Rules) || dirtySvc[owner(name, true)]
+	}
+	// Empty what goes or changes, so that nothing references what goes.
+	// Chains that go are deleted last, once the rules that jump to them
+	// are gone. (A base chain's hook never changes under the same name:
+	// the name carries the device, and nat's is fixed.)
+	var gone []string
+	for name := range have.Chains {
+		if want.Chains[name] == nil || chainDirty(name) {
+			lb.conn.FlushChain(&nftables.Chain{Table: t, Name: name})
+		}
+		if want.Chains[name] == nil {
+			gone = append(gone, name)
+		}
+	}
+	for name, h := range have.Sets {
+		w := want.Sets[name]
+		set := &nftables.Set{Table: t, Name: name}
+		switch {
+		case w == nil || replaced[name]:
+			lb.conn.DelSet(set)
+		case w.State && h.State:
+			if ps := progSets[name]; ps != nil && ps.role == "persist" {
+				lb.prunePersist(t, ps)
+			}
+		case w.Elems != h.Elems:
+			ps := progSets[name]
+			pset := ps.set
+			pset.Table = t
+			if pset.Interval {
+				// Interval elements are ranges: refill rather than edit.
+				lb.conn.FlushSet(&pset)
+				_ = lb.conn.SetAddElements(&pset, ps.elems)
+				continue
+			}
+			del, add := elemDelta(ps.elems, h.elems)
+			if len(del) > 0 {
+				_ = lb.conn.SetDeleteElements(&pset, del)
+			}
+			if len(add) > 0 {
+				_ = lb.conn.SetAddElements(&pset, add)
+			}
+		}
+	}
+	for _, s := range tp.sets {
+		if have.Sets[s.set.Name] != nil && !replaced[s.set.Name] {
+			continue
+		}
+		set := s.set
+		set.Table = t
+		// Errors of queued operations come back from Flush.
+		_ = lb.conn.AddSet(&set, s.elems)
+	}
+	chains := map[string]*nftables.Chain{}
+	for _, c := range tp.chains {
+		ch := &nftables.Chain{Table: t, Name: c.name}
+		if c.isBase {
+			ch.Type, ch.Hooknum, ch.Priority = c.typ, c.hook, c.prio
+			if c.device != "" {
+				ch.Device = c.device
+			}
+			policy := nftables.ChainPolicyAccept
+			ch.Policy = &policy
+		}
+		if have.Chains[c.name] == nil {
+			lb.conn.AddChain(ch)
+		}
+		chains[c.name] = ch
+	}
+	for _, c := range tp.chains {
+		if !chainDirty(c.name) {
+			continue
+		}
+		for _, r := range c.rules {
+			lb.conn.AddRule(&nftables.Rule{Table: t, Chain: chains[c.name], Exprs: r.exprs, UserData: comment(r.commentText())})
+		}
+	}
+	for _, name := range gone {
+		lb.conn.DelChain(&nftables.Chain{Table: t, Name: name})
+	}
+}
+
+// elemDelta returns the elements to delete from have and to add to reach
+// want (a changed value is a delete and an add).
+func elemDelta(want, have []nftables.SetElement) (del, add []nftables.SetElement) {
+	hv := make(map[string][]byte, len(have))
+	for _, e := range have {
+		hv[string(e.Key)] = e.Val
+	}
+	wk := make(map[string]bool, len(want))
+	for _, e := range want {
+		wk[string(e.Key)] = true
+		v, ok := hv[string(e.Key)]
+		if ok && bytes.Equal(v, e.Val) {
+			continue
+		}
+		if ok {
+			del = append(del, nftables.SetElement{Key: e.Key})
+		}
+		add = append(add, e)
+	}
+	for _, e := range have {
+		if !wk[string(e.Key)] {
+			del = append(del, nftables.SetElement{Key: e.Key})
+		}
+	}
+	return del, add
+}
+
+// prunePersist queues the removal of persistence entries whose server no
+// longer takes new flows (drained, down, removed): a persistent client must
+// not keep bringing new flows to a drained server.
+func (lb *LB) prunePersist(t *nftables.Table, s *setProg) {
+	set := s.set
+	set.Table = t
+	elems, err := lb.conn.GetSetElements(&set)
+	if err != nil {
+		lb.log.Warn("read persistence entries", "set", set.Name, "err", err)
+		return
+	}
+	var stale []nftables.SetElement
+	for _, e := range elems {
+		if !s.liveValues[string(e.Val)] {
+			stale = append(stale, nftables.SetElement{Key: e.Key})
+		}
+	}
+	if len(stale) > 0 {
+		_ = lb.conn.SetDeleteElements(&set, stale)
+	}
+}

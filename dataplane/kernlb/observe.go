@@ -1,0 +1,302 @@
+package kernlb
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+)
+
+// Observed is the comparable form of the agent's tables: what Observe read
+// back, or what a Config renders to (observedOf), so that Diff compares like
+// with like. Rules are compared by their expressions, sets by their
+// definition and (except the kernel-filled ones) their elements.
+type Observed struct {
+	Tables [2]*TableState // inet, netdev; nil when the table does not exist
+}
+
+// TableState is one table's content.
+type TableState struct {
+	Chains map[string]*ChainState
+	Sets   map[string]*SetState
+}
+
+// ChainState is one chain: its hook (base chains) and its rules in order.
+type ChainState struct {
+	Hook  string // "" for a regular chain
+	Rules []RuleState
+}
+
+// RuleState is one rule: its comment and a fingerprint of its expressions.
+type RuleState struct {
+	Comment string
+	Exprs   string
+}
+
+// SetState is one set or map.
+type SetState struct {
+	Def   string
+	State bool   // filled by the kernel: elements not compared
+	Elems string // fingerprint of the elements
+	// raw elements of the sets Observe decodes (servers, allow, deny)
+	elems []nftables.SetElement
+}
+
+var families = [2]nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyNetdev}
+
+func familyName(f nftables.TableFamily) string {
+	if f == nftables.TableFamilyNetdev {
+		return "netdev"
+	}
+	return "inet"
+}
+
+// Observe reads the agent's two tables back over netlink, or returns what
+// it read or wrote last when the ruleset's generation has not moved since.
+func (lb *LB) Observe() (Observed, error) {
+	o, _, err := lb.observe()
+	return o, err
+}
+
+// observe is Observe that also returns the generation the result is of.
+// A read is kept only if the generation did not move during it.
+func (lb *LB) observe() (Observed, uint32, error) {
+	g1, err := lb.generation()
+	if err != nil {
+		return Observed{}, 0, err
+	}
+	if lb.cached.ok && lb.cached.gen == g1 {
+		return lb.cached.obs, g1, nil
+	}
+	o, err := lb.read()
+	if err != nil {
+		return o, 0, err
+	}
+	g2, err := lb.generation()
+	if err != nil {
+		return o, 0, err
+	}
+	lb.cached.ok, lb.cached.gen, lb.cached.obs = g1 == g2, g2, o
+	return o, g2, nil
+}
+
+// read reads the two tables.
+func (lb *LB) read() (Observed, error) {
+	var o Observed
+	for i, fam := range families {
+		tables, err := lb.conn.ListTablesOfFamily(fam)
+		if err != nil {
+			return o, fmt.Errorf("kernlb: list %s tables: %w", familyName(fam), err)
+		}
+		var t *nftables.Table
+		for _, x := range tables {
+			if x.Name == TableName {
+				t = x
+			}
+		}
+		if t == nil {
+			continue
+		}
+		ts := &TableState{Chains: map[string]*ChainState{}, Sets: map[string]*SetState{}}
+		chains, err := lb.conn.ListChainsOfTableFamily(fam)
+		if err != nil {
+			return o, fmt.Errorf("kernlb: list %s chains: %w", familyName(fam), err)
+		}
+		for _, c := range chains {
+			if c.Table.Name != TableName {
+				continue
+			}
+			rules, err := lb.conn.GetRules(t, c)
+			if err != nil {
+				return o, fmt.Errorf("kernlb: rules of %s %s chain %s: %w", familyName(fam), TableName, c.Name, err)
+			}
+			cs := &ChainState{Hook: hookOf(c.Hooknum, c.Priority, c.Type)}
+			for _, r := range rules {
+				cmt, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+				cs.Rules = append(cs.Rules, RuleState{Comment: cmt, Exprs: exprsPrint(byte(fam), r.Exprs)})
+			}
+			ts.Chains[c.Name] = cs
+		}
+		sets, err := lb.conn.GetSets(t)
+		if err != nil {
+			return o, fmt.Errorf("kernlb: sets of %s %s: %w", familyName(fam), TableName, err)
+		}
+		for _, s := range sets {
+			ss := &SetState{Def: setDef(s), State: s.HasTimeout || s.Dynamic}
+			if !ss.State {
+				elems, err := lb.conn.GetSetElements(s)
+				if err != nil {
+					return o, fmt.Errorf("kernlb: elements of %s %s set %s: %w", familyName(fam), TableName, s.Name, err)
+				}
+				ss.elems = elems
+				ss.Elems = elemsPrint(elems)
+			}
+			ts.Sets[s.Name] = ss
+		}
+		o.Tables[i] = ts
+	}
+	return o, nil
+}
+
+// observedOf is the comparable form of a rendered program: what Observe
+// would read once Set has written it.
+func observedOf(p *program) Observed {
+	var o Observed
+	for i, t := range p.tables {
+		if len(t.chains) == 0 {
+			continue
+		}
+		ts := &TableState{Chains: map[string]*ChainState{}, Sets: map[string]*SetState{}}
+		for _, c := range t.chains {
+			cs := &ChainState{}
+			if c.isBase {
+				cs.Hook = hookOf(c.hook, c.prio, c.typ)
+			}
+			for _, r := range c.rules {
+				cs.Rules = append(cs.Rules, RuleState{Comment: r.commentText(), Exprs: exprsPrint(byte(t.family), r.exprs)})
+			}
+			ts.Chains[c.name] = cs
+		}
+		for _, s := range t.sets {
+			set := s.set
+			ss := &SetState{Def: setDef(&set), State: s.state}
+			if !s.state {
+				ss.elems = s.elems
+				ss.Elems = elemsPrint(s.elems)
+			}
+			ts.Sets[set.Name] = ss
+		}
+		o.Tables[i] = ts
+	}
+	return o
+}
+
+func (r ruleProg) commentText() string {
+	if r.comment != "" {
+		return r.comment
+	}
+	return "gitgw:" + r.svc + ":" + r.role
+}
+
+func hookOf(h *nftables.ChainHook, p *nftables.ChainPriority, typ nftables.ChainType) string {
+	if h == nil {
+		return ""
+	}
+	prio := int32(0)
+	if p != nil {
+		prio = int32(*p)
+	}
+	// The device is not compared: google/nftables does not read it back,
+	// and the chain's name (in-<device>) carries it.
+	return fmt.Sprintf("type %s hook %d priority %d", typ, uint32(*h), prio)
+}
+
+func setDef(s *nftables.Set) string {
+	return fmt.Sprintf("map=%v interval=%v timeout=%v(%v) key=%d/%d data=%d/%d",
+		s.IsMap, s.Interval, s.HasTimeout, s.Timeout, s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes)
+}
+
+// elemsPrint fingerprints a set's elements, in any order (the kernel
+// returns a hash set's elements in its own order).
+func elemsPrint(elems []nftables.SetElement) string {
+	lines := make([]string, 0, len(elems))
+	for _, e := range elems {
+		end := "0"
+		if e.IntervalEnd {
+			end = "1"
+		}
+		lines = append(lines, end+string(e.Key)+"\x00"+string(e.Val))
+	}
+	sort.Strings(lines)
+	h := sha256.New()
+	var n [4]byte
+	for _, l := range lines {
+		binary.BigEndian.PutUint32(n[:], uint32(len(l)))
+		h.Write(n[:])
+		h.Write([]byte(l))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// exprsPrint fingerprints a rule's expressions: each marshalled to its
+// netlink form after removing what the kernel does not echo back (set ids
+// that only matter inside a batch, and the netdev dup, which the library cannot read back).
+func exprsPrint(fam byte, es []expr.Any) string {
+	var b bytes.Buffer
+	for _, e := range es {
+		switch x := e.(type) {
+		case *expr.Lookup:
+			c := *x
+			c.SetID = 0
+			e = &c
+		case *expr.Dynset:
+			c := *x
+			c.SetID = 0
+			e = &c
+		case *expr.Dup:
+			// google/nftables v0.3.0 does not parse dup back (it skips
+			// expressions it does not know): compare without it.
+			continue
+		}
+		m, err := expr.Marshal(fam, e)
+		if err != nil {
+			fmt.Fprintf(&b, "<%T: %v>", e, err)
+			continue
+		}
+		fmt.Fprintf(&b, "%T:%x;", e, m)
+	}
+	return b.String()
+}
+
+// Services decodes, from the dispatch rules' comments and the catalog and
+// allow/deny sets, which services the tables forward: the words a plan
+// shows. Services whose comment cannot be read are left out (Diff reports
+// their chains as foreign).
+func (o Observed) Services() map[string]Service {
+	out := map[string]Service{}
+	for _, t := range o.Tables {
+		if t == nil {
+			continue
+		}
+		for _, c := range t.Chains {
+			if c.Hook == "" {
+				continue
+			}
+			for _, r := range c.Rules {
+				s, err := parseSpecLine(r.Comment)
+				if err != nil {
+					continue
+				}
+				if cat := t.Sets[setName(s, "servers")]; cat != nil {
+					for _, e := range cat.elems {
+						if len(e.Key) < 6 || len(e.Val) < 4 {
+							continue
+						}
+						v := binary.BigEndian.Uint32(e.Val)
+						srv := Server{Address: netip.AddrFrom4([4]byte(e.Key[:4])), Weight: int(v & 0xffff), Backup: v&(1<<16) != 0, Down: v&(1<<17) != 0}
+						if p := binary.BigEndian.Uint16(e.Key[4:6]); p != s.Port {
+							srv.Port = p
+						}
+						s.Servers = append(s.Servers, srv)
+					}
+					s.sortServers(s.Servers)
+				}
+				if a := t.Sets[setName(s, "allow")]; a != nil {
+					s.Allow = prefixesOf(a.elems)
+				}
+				if d := t.Sets[setName(s, "deny")]; d != nil {
+					s.Deny = prefixesOf(d.elems)
+				}
+				out[s.Name] = s
+			}
+		}
+	}
+	return out
+}

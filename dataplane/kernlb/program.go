@@ -1,0 +1,539 @@
+package kernlb
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// TableName is the name of the agent's two tables, `inet gitgw` (NAT) and
+// `netdev gitgw` (DR). The agent writes nothing anywhere else.
+const TableName = "gitgw"
+
+// pinTimeout is how long a DR flow started during a drain stays pinned to
+// its server after its last packet (refreshed by every packet).
+const pinTimeout = 10 * time.Minute
+
+// rateSetTimeout is how long a per-source rate entry lives without packets.
+const rateSetTimeout = time.Minute
+
+// Registers: 1..4 are the 16-byte registers, 8..23 their 4-byte parts
+// (reg 1 = 8..11). A concatenation of address and port fills reg 8 and 9.
+const (
+	reg1   = 1
+	reg2   = 2
+	reg3   = 3
+	reg32b = 9 // second 4-byte part of reg 1
+)
+
+// program is what a Config renders to: the content of the two tables. It
+// is pure data, built without I/O, so that Diff can compare it with what
+// Observe read back.
+type program struct {
+	tables [2]tableProg // inet, netdev
+}
+
+type tableProg struct {
+	family nftables.TableFamily
+	chains []*chainProg
+	sets   []*setProg
+}
+
+type chainProg struct {
+	name string
+	svc  string // owning service; "" for base chains
+	// base chain only
+	hook   *nftables.ChainHook
+	prio   *nftables.ChainPriority
+	typ    nftables.ChainType
+	device string
+	rules  []ruleProg
+	isBase bool
+}
+
+type ruleProg struct {
+	svc, role string
+	comment   string
+	exprs     []expr.Any
+}
+
+type setProg struct {
+	svc, role string
+	set       nftables.Set
+	elems     []nftables.SetElement
+	// state marks a set the kernel fills (persistence, pins, limits): its
+	// definition is compared and kept across Sets, its elements are not.
+	state bool
+	// liveValues are the server values a persistence map may keep.
+	liveValues map[string]bool
+}
+
+func (p *program) inet() *tableProg   { return &p.tables[0] }
+func (p *program) netdev() *tableProg { return &p.tables[1] }
+
+// render builds the program of a validated, resolved config.
+func render(c Config) (*program, error) {
+	p := &program{tables: [2]tableProg{{family: nftables.TableFamilyINet}, {family: nftables.TableFamilyNetdev}}}
+	services := append([]Service{}, c.Services...)
+	sort.Slice(services, func(i, j int) bool { return services[i].Name < services[j].Name })
+	var natBase *chainProg
+	drBase := map[string]*chainProg{}
+	for _, s := range services {
+		var t *tableProg
+		var base *chainProg
+		switch s.Mode {
+		case NAT:
+			t = p.inet()
+			if natBase == nil {
+				natBase = &chainProg{name: "prerouting", isBase: true, typ: nftables.ChainTypeNAT,
+					hook: nftables.ChainHookPrerouting, prio: nftables.ChainPriorityNATDest}
+				t.chains = append(t.chains, natBase)
+			}
+			base = natBase
+		case DR:
+			t = p.netdev()
+			if s.ifindex == 0 || len(s.ifMAC) != 6 {
+				return nil, fmt.Errorf("kernlb: service %s: interface %s not resolved", s.Name, s.Interface)
+			}
+			base = drBase[s.Interface]
+			if base == nil {
+				base = &chainProg{name: "in-" + s.Interface, isBase: true, typ: nftables.ChainTypeFilter,
+					hook: nftables.ChainHookIngress, prio: nftables.ChainPriorityFilter, device: s.Interface}
+				drBase[s.Interface] = base
+				t.chains = append(t.chains, base)
+			}
+			// Only the servers in a table need a MAC: a down server may
+			// not answer ARP at all.
+			for _, srv := range s.holdServers() {
+				if len(srv.MAC) != 6 {
+					return nil, fmt.Errorf("kernlb: service %s: server %s: MAC not resolved", s.Name, srv.Address)
+				}
+			}
+		}
+		chain := &chainProg{name: "svc-" + s.Name, svc: s.Name}
+		base.rules = append(base.rules, ruleProg{svc: s.Name, role: "dispatch", comment: specLine(s),
+			exprs: dispatchExprs(s, chain.name)})
+		sets, rules := serviceProgram(s)
+		chain.rules = rules
+		t.chains = append(t.chains, chain)
+		t.sets = append(t.sets, sets...)
+	}
+	return p, nil
+}
+
+// specLine is the dispatch rule's comment: the service's parameters, so
+// that Observe can tell in words what a table forwards. Validate's bounds
+// keep it under ~170 bytes, within the kernel's 256 of rule user data.
+func specLine(s Service) string {
+	ifn := s.Interface
+	if s.Mode != DR || ifn == "" {
+		ifn = "-"
+	}
+	return fmt.Sprintf("gitgw %s %s %s %s %s %s %d %d %d %d %d %d",
+		s.Name, s.Mode, s.Protocol, netip.AddrPortFrom(s.VIP, s.Port), ifn, s.Scheduler,
+		int64(s.Persistence/time.Second), s.TableSize, s.Limits.ConnPerSource, s.Limits.RatePerSource, s.Limits.Rate, s.Limits.Burst)
+}
+
+// parseSpecLine is specLine's inverse.
+func parseSpecLine(line string) (Service, error) {
+	var s Service
+	var ap, ifn string
+	var persist int64
+	_, err := fmt.Sscanf(line, "gitgw %s %s %s %s %s %s %d %d %d %d %d %d",
+		&s.Name, &s.Mode, &s.Protocol, &ap, &ifn, &s.Scheduler,
+		&persist, &s.TableSize, &s.Limits.ConnPerSource, &s.Limits.RatePerSource, &s.Limits.Rate, &s.Limits.Burst)
+	if err != nil {
+		return s, fmt.Errorf("kernlb: rule comment %q: %w", line, err)
+	}
+	a, err := netip.ParseAddrPort(ap)
+	if err != nil {
+		return s, fmt.Errorf("kernlb: rule comment %q: %w", line, err)
+	}
+	s.VIP, s.Port = a.Addr(), a.Port()
+	if ifn != "-" {
+		s.Interface = ifn
+	}
+	s.Persistence = time.Duration(persist) * time.Second
+	return s, nil
+}
+
+func protoNum(p Protocol) byte {
+	if p == UDP {
+		return unix.IPPROTO_UDP
+	}
+	return unix.IPPROTO_TCP
+}
+
+// dispatchExprs matches the service's VIP:port/protocol and jumps to its
+// chain.
+func dispatchExprs(s Service, chain string) []expr.Any {
+	var e []expr.Any
+	if s.Mode == DR {
+		// netdev sees every frame: IPv4 only, and only frames sent to this
+		// gateway's MAC. A frame the switch floods (to the peer gateway's
+		// MAC, unknown to its table) must not be forwarded twice.
+		e = append(e,
+			&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.PACKET_HOST}},
+			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(unix.ETH_P_IP)})
+	} else {
+		e = append(e,
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}})
+	}
+	vip := s.VIP.As4()
+	e = append(e,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{protoNum(s.Protocol)}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: vip[:]},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(s.Port)},
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: chain})
+	return e
+}
+
+func loadSaddr(reg uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+}
+
+func loadSport(reg uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2}
+}
+
+func drop() expr.Any { return &expr.Verdict{Kind: expr.VerdictDrop} }
+
+// setName names a service's set.
+func setName(s Service, role string) string { return s.Name + "-" + role }
+
+var (
+	typeSlot   = nftables.TypeInteger
+	typeAddrPt = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+)
+
+// slotKey is a slot number as the hash and numgen expressions leave it in
+// a register: a host-endian 32-bit integer.
+func slotKey(i int) []byte {
+	b := make([]byte, 4)
+	binary.NativeEndian.PutUint32(b, uint32(i))
+	return b
+}
+
+// addrPort is the 8-byte concatenation ipv4_addr . inet_service (the port
+// padded to 4 bytes), as a NAT map value and a pin key.
+func addrPort(a netip.Addr, port uint16) []byte {
+	b := make([]byte, 8)
+	a4 := a.As4()
+	copy(b, a4[:])
+	binary.BigEndian.PutUint16(b[4:], port)
+	return b
+}
+
+// hashKey computes the flow's slot into reg 1: the client address (sh, or
+// any scheduler with persistence) or the client address and port (maglev).
+func hashKey(s Service) []expr.Any {
+	length := uint32(8)
+	e := []expr.Any{loadSaddr(reg1)}
+	if s.Scheduler == SourceHash || s.Persistence > 0 {
+		length = 4
+	} else {
+		e = append(e, loadSport(reg32b))
+	}
+	return append(e, &expr.Hash{SourceRegister: reg1, DestRegister: reg1, Length: length,
+		Modulus: uint32(s.tableSize()), Seed: s.Seed(), Type: expr.HashTypeJenkins})
+}
+
+// slotTable is the scheduler's table over members (indexes into members).
+func slotTable(s Service, members []Server) []int {
+	ms := make([]Member, len(members))
+	for i, srv := range members {
+		ms[i] = Member{Key: s.serverKey(srv), Weight: srv.Weight}
+		if s.Scheduler == RoundRobin {
+			ms[i].Weight = 1
+		}
+	}
+	switch s.Scheduler {
+	case Maglev:
+		return MaglevTable(s.Identity(), ms, s.tableSize())
+	case SourceHash:
+		return SourceHashTable(ms, s.tableSize())
+	default:
+		return WRRSequence(ms)
+	}
+}
+
+// serviceProgram returns the sets and the chain rules of one service.
+func serviceProgram(s Service) ([]*setProg, []ruleProg) {
+	var sets []*setProg
+	var rules []ruleProg
+	add := func(role string, set nftables.Set, elems []nftables.SetElement, state bool) *setProg {
+		set.Name = setName(s, role)
+		sp := &setProg{svc: s.Name, role: role, set: set, elems: elems, state: state}
+		sets = append(sets, sp)
+		return sp
+	}
+	rule := func(role string, e ...expr.Any) {
+		rules = append(rules, ruleProg{svc: s.Name, role: role, exprs: e})
+	}
+
+	// The catalog: every server with its weight and flags, read back by
+	// Observe to say what changed in words. No rule uses it.
+	var cat []nftables.SetElement
+	for _, srv := range s.Servers {
+		v := uint32(srv.Weight)
+		if srv.Backup {
+			v |= 1 << 16
+		}
+		if srv.Down {
+			v |= 1 << 17
+		}
+		cat = append(cat, nftables.SetElement{Key: addrPort(srv.Address, s.serverPort(srv)), Val: binaryutil.BigEndian.PutUint32(v)})
+	}
+	add("servers", nftables.Set{IsMap: true, KeyType: typeAddrPt, DataType: nftables.TypeInteger}, cat, false)
+
+	// Admission: deny, allow, rate limits, connection limits.
+	if len(s.Deny) > 0 {
+		add("deny", nftables.Set{Interval: true, KeyType: nftables.TypeIPAddr}, intervalElems(s.Deny), false)
+		rule("deny", loadSaddr(reg1), &expr.Lookup{SourceRegister: reg1, SetName: setName(s, "deny")}, drop())
+	}
+	if len(s.Allow) > 0 {
+		add("allow", nftables.Set{Interval: true, KeyType: nftables.TypeIPAddr}, intervalElems(s.Allow), false)
+		rule("allow", loadSaddr(reg1), &expr.Lookup{SourceRegister: reg1, SetName: setName(s, "allow"), Invert: true}, drop())
+	}
+	burst := uint32(s.Limits.Burst)
+	if s.Limits.Rate > 0 {
+		rule("rate", &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(s.Limits.Rate), Over: true, Unit: expr.LimitTimeSecond, Burst: burst}, drop())
+	}
+	if s.Limits.RatePerSource > 0 {
+		add("rate", nftables.Set{KeyType: nftables.TypeIPAddr, Dynamic: true, HasTimeout: true, Timeout: rateSetTimeout}, nil, true)
+		rule("rate-per-source", loadSaddr(reg1),
+			&expr.Dynset{SrcRegKey: reg1, SetName: setName(s, "rate"), Operation: unix.NFT_DYNSET_OP_UPDATE,
+				Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(s.Limits.RatePerSource), Over: true, Unit: expr.LimitTimeSecond, Burst: burst}}},
+			drop())
+	}
+	if s.Limits.ConnPerSource > 0 {
+		add("conns", nftables.Set{KeyType: nftables.TypeIPAddr, Dynamic: true}, nil, true)
+		rule("conn-per-source", loadSaddr(reg1),
+			&expr.Dynset{SrcRegKey: reg1, SetName: setName(s, "conns"), Operation: unix.NFT_DYNSET_OP_ADD,
+				Exprs: []expr.Any{&expr.Connlimit{Count: uint32(s.Limits.ConnPerSource), Flags: 1 /* NFT_CONNLIMIT_F_INV: over */}}},
+			drop())
+	}
+
+	live := s.liveServers()
+	table := slotTable(s, live)
+	if len(table) == 0 {
+		rule("no-server", drop())
+		return sets, rules
+	}
+	if s.Mode == NAT {
+		natProgram(s, live, table, add, rule)
+	} else {
+		drProgram(s, live, table, add, rule)
+	}
+	return sets, rules
+}
+
+type addSet func(role string, set nftables.Set, elems []nftables.SetElement, state bool) *setProg
+type addRule func(role string, e ...expr.Any)
+
+// natProgram: DNAT to the chosen server; conntrack carries the rest of the
+// flow (the nat chain sees only a flow's first packet), so a drained server
+// keeps its flows simply by leaving the table.
+func natProgram(s Service, live []Server, table []int, add addSet, rule addRule) {
+	var elems []nftables.SetElement
+	for slot, idx := range table {
+		elems = append(elems, nftables.SetElement{Key: slotKey(slot), Val: addrPort(live[idx].Address, s.serverPort(live[idx]))})
+	}
+	add("live", nftables.Set{IsMap: true, KeyType: typeSlot, DataType: typeAddrPt, KeyByteOrder: binaryutil.NativeEndian}, elems, false)
+	// Max registers equal to the min ones: what the kernel echoes back.
+	dnat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1,
+		RegProtoMin: reg32b, RegProtoMax: reg32b, Specified: true}
+	if s.Persistence > 0 {
+		ps := add("persist", nftables.Set{IsMap: true, KeyType: nftables.TypeIPAddr, DataType: typeAddrPt,
+			Dynamic: true, HasTimeout: true, Timeout: s.Persistence}, nil, true)
+		lv := map[string]bool{}
+		for _, srv := range live {
+			lv[string(addrPort(srv.Address, s.serverPort(srv)))] = true
+		}
+		ps.liveValues = lv
+		rule("persistent", loadSaddr(reg1),
+			&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: setName(s, "persist")},
+			dnat)
+	}
+	var pick []expr.Any
+	switch s.Scheduler {
+	case RoundRobin, WeightedRoundRobin:
+		pick = []expr.Any{&expr.Numgen{Register: reg1, Modulus: uint32(len(table)), Type: unix.NFT_NG_INCREMENTAL}}
+	default:
+		pick = hashKey(s)
+	}
+	pick = append(pick, &expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: setName(s, "live")})
+	if s.Persistence > 0 {
+		pick = append(pick, loadSaddr(reg2),
+			&expr.Dynset{SrcRegKey: reg2, SrcRegData: reg1, SetName: setName(s, "persist"), Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: s.Persistence})
+	}
+	rule("schedule", append(pick, dnat)...)
+}
+
+// drProgram: rewrite the Ethernet addresses and send the frame back out on
+// the segment. Stateless, so both gateways forward a flow alike.
+//
+// Quiescent drain in DR (TCP): a packet without SYN belongs to an
+// established flow and follows the table as it was with the draining
+// servers ("hold", only the slots that differ from the live table); a SYN
+// follows the live table, and a SYN that lands on a held slot pins its flow
+// (client address and port) to the live choice, so that its later packets
+// do not follow the hold. UDP has no flows to tell apart: a draining UDP
+// server leaves the table at once.
+func drProgram(s Service, live []Server, table []int, add addSet, rule addRule) {
+	mapSet := nftables.Set{IsMap: true, KeyType: typeSlot, DataType: nftables.TypeEtherAddr, KeyByteOrder: binaryutil.NativeEndian}
+	var elems []nftables.SetElement
+	for slot, idx := range table {
+		elems = append(elems, nftables.SetElement{Key: slotKey(slot), Val: live[idx].MAC})
+	}
+	ifidx := make([]byte, 4)
+	binary.NativeEndian.PutUint32(ifidx, uint32(s.ifindex))
+	tail := func(macReg uint32) []expr.Any {
+		return []expr.Any{
+			&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: macReg, Base: expr.PayloadBaseLLHeader, Offset: 0, Len: 6},
+			&expr.Immediate{Register: reg3, Data: []byte(s.ifMAC)},
+			&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: reg3, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
+			&expr.Immediate{Register: reg3, Data: ifidx},
+			// google/nftables v0.3.0 has no fwd expression: dup to the
+			// device and drop the original (one skb clone per packet).
+			&expr.Dup{RegAddr: reg3, RegDev: reg3, IsRegDevSet: true},
+			drop(),
+		}
+	}
+	flags := func(syn bool) []expr.Any {
+		op := expr.CmpOpEq // no SYN
+		if syn {
+			op = expr.CmpOpNeq
+		}
+		return []expr.Any{
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 1, Mask: []byte{0x02}, Xor: []byte{0}},
+			&expr.Cmp{Op: op, Register: reg1, Data: []byte{0}},
+		}
+	}
+	flowKey := []expr.Any{loadSaddr(reg1), loadSport(reg32b)}
+	cat := func(parts ...[]expr.Any) []expr.Any {
+		var out []expr.Any
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+
+	holdMembers := s.holdServers()
+	if s.Protocol == TCP && len(holdMembers) > len(live) {
+		holdTable := slotTable(s, holdMembers)
+		var held []nftables.SetElement
+		for slot := range holdTable {
+			h := holdMembers[holdTable[slot]]
+			if slot >= len(table) || s.serverKey(h) != s.serverKey(live[table[slot]]) {
+				held = append(held, nftables.SetElement{Key: slotKey(slot), Val: h.MAC})
+			}
+		}
+		if len(held) > 0 {
+			add("hold", mapSet, held, false)
+			add("pin", nftables.Set{IsMap: true, KeyType: typeAddrPt, DataType: nftables.TypeEtherAddr,
+				Dynamic: true, HasTimeout: true, Timeout: pinTimeout}, nil, true)
+			pin := setName(s, "pin")
+			rule("pinned", cat(flags(false), flowKey,
+				[]expr.Any{
+					&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: pin},
+					&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout},
+				}, tail(reg2))...)
+			rule("held", cat(flags(false), hashKey(s),
+				[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "hold")}},
+				tail(reg2))...)
+			rule("pin-new", cat(flags(true), hashKey(s),
+				[]expr.Any{
+					&expr.Lookup{SourceRegister: reg1, SetName: setName(s, "hold")},
+					&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "live")},
+				}, flowKey,
+				[]expr.Any{&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout}},
+				tail(reg2))...)
+		}
+	}
+	add("live", mapSet, elems, false)
+	rule("schedule", cat(hashKey(s),
+		[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "live")}},
+		tail(reg2))...)
+}
+
+// intervalElems turns prefixes into the elements of an interval set:
+// merged ranges, each a start and an end (first address after) flagged
+// IntervalEnd, as the kernel's rbtree wants them.
+func intervalElems(ps []netip.Prefix) []nftables.SetElement {
+	type rng struct{ lo, hi uint64 } // hi exclusive
+	var rs []rng
+	for _, p := range ps {
+		p = p.Masked()
+		a := p.Addr().As4()
+		lo := uint64(binary.BigEndian.Uint32(a[:]))
+		rs = append(rs, rng{lo, lo + 1<<(32-p.Bits())})
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].lo < rs[j].lo })
+	var merged []rng
+	for _, r := range rs {
+		if n := len(merged); n > 0 && r.lo <= merged[n-1].hi {
+			merged[n-1].hi = max(merged[n-1].hi, r.hi)
+			continue
+		}
+		merged = append(merged, r)
+	}
+	var out []nftables.SetElement
+	for _, r := range merged {
+		out = append(out, nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(r.lo))})
+		if r.hi <= 0xffffffff {
+			out = append(out, nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(r.hi)), IntervalEnd: true})
+		}
+	}
+	return out
+}
+
+// prefixesOf turns interval elements back into prefixes (Observe).
+func prefixesOf(elems []nftables.SetElement) []netip.Prefix {
+	sort.Slice(elems, func(i, j int) bool {
+		return binary.BigEndian.Uint32(elems[i].Key) < binary.BigEndian.Uint32(elems[j].Key)
+	})
+	var out []netip.Prefix
+	for i := 0; i < len(elems); i++ {
+		if elems[i].IntervalEnd || len(elems[i].Key) != 4 {
+			continue
+		}
+		lo := uint64(binary.BigEndian.Uint32(elems[i].Key))
+		hi := uint64(1) << 32
+		if i+1 < len(elems) && elems[i+1].IntervalEnd {
+			hi = uint64(binary.BigEndian.Uint32(elems[i+1].Key))
+		}
+		// Split [lo, hi) into the largest aligned blocks.
+		for lo < hi {
+			bits := 32
+			for bits > 0 {
+				size := uint64(1) << (32 - (bits - 1))
+				if lo%size != 0 || lo+size > hi {
+					break
+				}
+				bits--
+			}
+			a := netip.AddrFrom4([4]byte{byte(lo >> 24), byte(lo >> 16), byte(lo >> 8), byte(lo)})
+			out = append(out, netip.PrefixFrom(a, bits))
+			lo += uint64(1) << (32 - bits)
+		}
+	}
+	return out
+}
+
+func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeComment, s) }
