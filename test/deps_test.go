@@ -34,6 +34,11 @@ func TestDependencyRules(t *testing.T) {
 				return strings.HasPrefix(p, "github.com/vishvananda/") || strings.HasPrefix(p, "github.com/mdlayher/") || p == "golang.org/x/sys/unix"
 			},
 			in("dataplane", "test")},
+		{"nftables and conntrack only in the kernel forwarding driver",
+			func(p string) bool {
+				return strings.HasPrefix(p, "github.com/google/nftables") || strings.HasPrefix(p, "github.com/ti-mo/")
+			},
+			in("dataplane/kernlb", "dataplane/ctsync")},
 		{"no subsystem imports reconcile",
 			func(p string) bool {
 				return p == mod+"reconcile" || strings.HasPrefix(p, mod+"reconcile/") && !strings.HasPrefix(p, mod+"reconcile/plan")
