@@ -135,34 +135,49 @@ func TestHTTPCheckBoundedReads(t *testing.T) {
 	}
 }
 
+// closedPort is a port on 127.0.0.1 that nothing listens on.
+func closedPort(t testing.TB) uint16 {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).AddrPort().Port()
+}
+
 // TestCheckPortAndAddressOverride: the service port answers but the check
-// port is closed, so the server is down (Patroni's port 8008); a check
-// address and port that answer bring a server whose own address is dead up.
+// port is closed, so the server is down (Patroni's port 8008); an open
+// check port keeps it up; a check address and port that answer bring up a
+// server whose own address is dead.
 func TestCheckPortAndAddressOverride(t *testing.T) {
 	t.Parallel()
 	a := newBackend(t, "a")
-	closed := freePort(t) // nothing listens there
 	health := fakeServer(t, func(c net.Conn) {})
+	dead := freePort(t) // nothing listens there
 	bind := freePort(t)
+	fast := func(ck Check) *Check {
+		ck.Type, ck.Interval, ck.Rise, ck.Fall = CheckTCP, 20*time.Millisecond, 1, 1
+		return &ck
+	}
 	p := newTestPool(t, Options{}, Config{Services: []Service{
-		{
-			Name: "closed-check-port", Binds: []netip.AddrPort{bind}, Servers: []Server{srvCfg(a, 1)},
-			Check: &Check{Type: CheckTCP, Port: closed.Port(), Address: closed.Addr(), Interval: 20 * time.Millisecond, Rise: 1, Fall: 1},
-		},
-		{
-			Name: "check-elsewhere", Binds: []netip.AddrPort{freePort(t)},
-			Servers: []Server{{Name: "dead", Addr: closed, Weight: 1}},
-			Check:   &Check{Type: CheckTCP, Address: health.Addr(), Port: health.Port(), Interval: 20 * time.Millisecond, Rise: 1, Fall: 1},
-		},
+		{Name: "closed-check-port", Binds: []netip.AddrPort{bind}, Servers: []Server{srvCfg(a, 1)}, Check: fast(Check{Port: closedPort(t)})},
+		{Name: "open-check-port", Binds: []netip.AddrPort{freePort(t)}, Servers: []Server{srvCfg(a, 1)}, Check: fast(Check{Port: health.Port()})},
+		{Name: "check-elsewhere", Binds: []netip.AddrPort{freePort(t)}, Servers: []Server{{Name: "dead", Addr: dead, Weight: 1}},
+			Check: fast(Check{Address: health.Addr(), Port: health.Port()})},
 	}})
 	if _, err := roundTrip(bind, "hello"); err != nil {
 		t.Fatalf("the service port does not answer: %v", err)
 	}
-	eventually(t, 10*time.Second, "server down by its check port", func() bool {
+	eventually(t, 10*time.Second, "server down by its closed check port", func() bool {
 		return serverStats(p, "closed-check-port", "a").Status == "DOWN"
 	})
-	if st := serverStats(p, "check-elsewhere", "dead"); st.Status != "UP" {
-		t.Errorf("server checked at %s: %+v, want UP", health, st)
+	eventually(t, 10*time.Second, "checks on the open port and the other address", func() bool {
+		return serverStats(p, "open-check-port", "a").Check == "L4 ok" && serverStats(p, "check-elsewhere", "dead").Check == "L4 ok"
+	})
+	for svc, srv := range map[string]string{"open-check-port": "a", "check-elsewhere": "dead"} {
+		if st := serverStats(p, svc, srv); st.Status != "UP" {
+			t.Errorf("%s: %+v, want UP", svc, st)
+		}
 	}
 }
 
