@@ -94,7 +94,9 @@ func checkerFor(c *Check) checker {
 	if len(steps) == 0 {
 		return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) { return p.connectOnly(ctx, t) }
 	}
-	return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) { return p.sequence(ctx, t, steps) }
+	return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) {
+		return p.sequence(ctx, t, steps)
+	}
 }
 
 var checkDialer = net.Dialer{KeepAlive: -1}
