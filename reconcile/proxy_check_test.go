@@ -123,6 +123,7 @@ services: c: check: {kind: "tcp-check", steps: [{send: "x", expect: "y"}]}
 services: d: check: {kind: "tcp", role: "master"}
 services: e: check: {kind: "tcp-check", steps: [{expect_regex: "[z-a]"}]}
 services: f: check: {kind: "http", expect_statuses: ["200-999"]}
+vrrp: VI_1: track_checks: [{name: "mx", kind: "smtp", target: "198.51.100.25:25"}]
 `)
 	_, _, err := loader.Load(context.Background(), dir, "gw1")
 	if err == nil {
@@ -135,6 +136,7 @@ services: f: check: {kind: "http", expect_statuses: ["200-999"]}
 		"checks.cue:8:", "services.d.check.role",
 		"checks.cue:9:", "services.e.check.steps.0.expect_regex",
 		"checks.cue:10:", "services.f.check.expect_statuses.0",
+		"checks.cue:11:", "vrrp.VI_1.track_checks.0.kind", // the protocol checks are the proxy's
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors lack %q:\n%v", want, err)
