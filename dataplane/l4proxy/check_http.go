@@ -48,7 +48,7 @@ func (p *prober) httpOne(ctx context.Context, t netip.AddrPort, r *HTTPRequest) 
 	if c == nil {
 		return false, why
 	}
-	defer c.Close()
+	defer abort(c)
 	var req bytes.Buffer
 	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\n", cmp.Or(r.Method, "GET"), cmp.Or(r.Path, "/"), cmp.Or(r.Host, t.String()))
 	ua := false
