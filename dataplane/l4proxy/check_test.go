@@ -158,7 +158,7 @@ func TestCheckPortAndAddressOverride(t *testing.T) {
 	dead := freePort(t) // nothing listens there
 	bind := freePort(t)
 	fast := func(ck Check) *Check {
-		ck.Type, ck.Interval, ck.Rise, ck.Fall = CheckTCP, 20*time.Millisecond, 1, 1
+		ck.Type, ck.Interval, ck.Timeout, ck.Rise, ck.Fall = CheckTCP, 20*time.Millisecond, 2*time.Second, 1, 2
 		return &ck
 	}
 	p := newTestPool(t, Options{}, Config{Services: []Service{
@@ -212,12 +212,12 @@ func itoa(n int) string { return big.NewInt(int64(n)).String() }
 func TestRedisMasterOnly(t *testing.T) {
 	t.Parallel()
 	master, replica := fakeServer(t, fakeRedis("master")), fakeServer(t, fakeRedis("slave"))
-	seq := &Check{Type: CheckSequence, Interval: 20 * time.Millisecond, Rise: 1, Fall: 1, Steps: []CheckStep{
+	seq := &Check{Type: CheckSequence, Interval: 20 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 2, Steps: []CheckStep{
 		{Send: []byte("PING\r\n")}, {Expect: []byte("+PONG")},
 		{Send: []byte("INFO replication\r\n")}, {ExpectRegex: `role:master\r?\n`},
 		{Send: []byte("QUIT\r\n")},
 	}}
-	role := &Check{Type: CheckRedis, Role: "master", Interval: 20 * time.Millisecond, Rise: 1, Fall: 1}
+	role := &Check{Type: CheckRedis, Role: "master", Interval: 20 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 2}
 	servers := []Server{{Name: "master", Addr: master, Weight: 1}, {Name: "replica", Addr: replica, Weight: 1}}
 	p := newTestPool(t, Options{}, Config{Services: []Service{
 		{Name: "seq", Binds: []netip.AddrPort{freePort(t)}, Servers: servers, Check: seq},
