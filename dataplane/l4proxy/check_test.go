@@ -420,9 +420,12 @@ func fakeMySQL(blocked bool) func(c net.Conn) {
 			return
 		}
 		user, _, _ := bytes.Cut(body[32:], []byte{0})
-		if string(user) == "haproxy" {
+		switch string(user) {
+		case "haproxy":
 			c.Write(mysqlPkt(2, []byte{0, 0, 0, 2, 0, 0, 0}))
-		} else {
+		case "switch": // MySQL 8 asking for another authentication method
+			c.Write(mysqlPkt(2, append([]byte{0xfe}, "caching_sha2_password\x00"...)))
+		default:
 			c.Write(mysqlPkt(2, append([]byte{0xff, 0x15, 0x04, '#', '2', '8', '0', '0', '0'}, "Access denied for user"...)))
 		}
 		io.Copy(io.Discard, c)
@@ -491,6 +494,7 @@ func TestProtocolChecks(t *testing.T) {
 		{"mysql handshake", Check{Type: CheckMySQL}, mysql, true, "L7 ok"},
 		{"mysql login", Check{Type: CheckMySQL, User: "haproxy"}, mysql, true, "L7 ok"},
 		{"mysql login refused", Check{Type: CheckMySQL, User: "root"}, mysql, false, "Access denied"},
+		{"mysql auth switch", Check{Type: CheckMySQL, User: "switch"}, mysql, false, "reply 0xfe, want OK"},
 		{"mysql blocked", Check{Type: CheckMySQL}, mysqlBlocked, false, "is blocked"},
 		{"pgsql", Check{Type: CheckPgSQL, User: "app", Database: "app"}, pg, true, "L7 ok"},
 		{"pgsql unknown role", Check{Type: CheckPgSQL, User: "nobody"}, pg, false, `role \"nobody\" does not exist`},
