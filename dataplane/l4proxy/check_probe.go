@@ -101,7 +101,7 @@ func (p *prober) dial(ctx context.Context, t netip.AddrPort, useTLS bool) (net.C
 	if useTLS && p.tlsErr != nil {
 		return nil, "L6 " + p.tlsErr.Error()
 	}
-	c, err := checkDialer.DialTCP(ctx, "tcp", netip.AddrPort{}, t)
+	c, err := checkDialer.DialContext(ctx, "tcp", t.String())
 	if err != nil {
 		return nil, "L4 connect: " + shortErr(err)
 	}
@@ -134,6 +134,12 @@ func abort(c net.Conn) {
 }
 
 func (p *prober) connectOnly(ctx context.Context, t netip.AddrPort) (bool, string) {
+	if p.tls == nil && p.tlsErr == nil {
+		if err := connectCheck(ctx, t); err != nil {
+			return false, "L4 connect: " + shortErr(err)
+		}
+		return true, "L4 ok"
+	}
 	c, why := p.dial(ctx, t, true)
 	if c == nil {
 		return false, why
