@@ -1,7 +1,6 @@
 package l4proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -172,32 +171,4 @@ func benchChecks(b *testing.B, cb *checkBackends, nTCP, nHTTP, nTLS int) {
 	if len(tcpRates) > 0 {
 		fmt.Printf("%-38s gitgw %.1f (HAProxy's are reset before the backend accepts them)\n", "tcp checks per s", median(tcpRates))
 	}
-}
-
-// BenchmarkTCPCheck is one plain TCP check against a loopback listener:
-// the bare-socket connect the checker uses, and net.Dialer's for
-// comparison (the listener runs in this process too).
-func BenchmarkTCPCheck(b *testing.B) {
-	target := fakeServer(b, func(c net.Conn) {})
-	ctx := context.Background()
-	b.Run("bare-socket", func(b *testing.B) {
-		for b.Loop() {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			if err := connectCheck(cctx, target); err != nil {
-				b.Fatal(err)
-			}
-			cancel()
-		}
-	})
-	b.Run("net.Dialer", func(b *testing.B) {
-		for b.Loop() {
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			c, err := checkDialer.DialContext(cctx, "tcp", target.String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			abort(c)
-			cancel()
-		}
-	})
 }

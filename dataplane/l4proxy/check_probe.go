@@ -134,12 +134,6 @@ func abort(c net.Conn) {
 }
 
 func (p *prober) connectOnly(ctx context.Context, t netip.AddrPort) (bool, string) {
-	if p.tls == nil && p.tlsErr == nil {
-		if err := connectCheck(ctx, t); err != nil {
-			return false, "L4 connect: " + shortErr(err)
-		}
-		return true, "L4 ok"
-	}
 	c, why := p.dial(ctx, t, true)
 	if c == nil {
 		return false, why
