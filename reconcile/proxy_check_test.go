@@ -123,6 +123,8 @@ services: c: check: {kind: "tcp-check", steps: [{send: "x", expect: "y"}]}
 services: d: check: {kind: "tcp", role: "master"}
 services: e: check: {kind: "tcp-check", steps: [{expect_regex: "[z-a]"}]}
 services: f: check: {kind: "http", expect_statuses: ["200-999"]}
+services: g: check: {kind: "http", path: "/x\r\nX-Injected: 1"}
+services: h: check: {kind: "mysql", tls: {verify: "none"}}
 vrrp: VI_1: track_checks: [{name: "mx", kind: "smtp", target: "198.51.100.25:25"}]
 `)
 	_, _, err := loader.Load(context.Background(), dir, "gw1")
@@ -136,7 +138,9 @@ vrrp: VI_1: track_checks: [{name: "mx", kind: "smtp", target: "198.51.100.25:25"
 		"checks.cue:8:", "services.d.check.role",
 		"checks.cue:9:", "services.e.check.steps.0.expect_regex",
 		"checks.cue:10:", "services.f.check.expect_statuses.0",
-		"checks.cue:11:", "vrrp.VI_1.track_checks.0.kind", // the protocol checks are the proxy's
+		"checks.cue:11:", "services.g.check.path",
+		"checks.cue:12:", "services.h.check.tls",
+		"checks.cue:13:", "vrrp.VI_1.track_checks.0.kind", // the protocol checks are the proxy's
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors lack %q:\n%v", want, err)
