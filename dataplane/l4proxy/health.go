@@ -85,8 +85,7 @@ func checkerFor(c *Check) checker {
 	case CheckTCP:
 		return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) { return p.connectOnly(ctx, t) }
 	}
-	// tcp-expect, tcp-check and the protocol checks are sequences; so is
-	// "icmp", which the pool checks as a TCP connect.
+	// tcp-expect, tcp-check and the protocol checks are sequences.
 	steps, err := stepsFor(c)
 	if err != nil {
 		return func(context.Context, netip.AddrPort, *server) (bool, string) { return false, "check: " + err.Error() }
