@@ -537,12 +537,19 @@ func TestCheckValidate(t *testing.T) {
 }
 
 // TestCommandCheckOutputBounded: a command that prints without end keeps
-// only the start of its output.
+// only the start of its output; one that leaves a child holding its output
+// ends with its timeout.
 func TestCommandCheckOutputBounded(t *testing.T) {
 	t.Parallel()
 	ok, detail := runCheck(t, Check{Type: CheckCommand, Command: []string{"sh", "-c", "head -c 10000000 /dev/zero | tr '\\0' a; exit 3"}},
 		netip.MustParseAddrPort("127.0.0.1:1"))
 	if ok || len(detail) > 2048 || !strings.Contains(detail, "exit status 3") {
 		t.Errorf("command: ok=%v, %d bytes of detail: %.200q", ok, len(detail), detail)
+	}
+	start := time.Now()
+	ok, detail = runCheck(t, Check{Type: CheckCommand, Timeout: 200 * time.Millisecond, Command: []string{"sh", "-c", "sleep 6 & sleep 6"}},
+		netip.MustParseAddrPort("127.0.0.1:1"))
+	if took := time.Since(start); ok || took > 5*time.Second {
+		t.Errorf("command with a child holding its output: ok=%v %q after %v", ok, detail, took)
 	}
 }

@@ -111,6 +111,9 @@ func commandCheck(ctx context.Context, t netip.AddrPort, name string, ck *Check)
 	var out cappedBuffer
 	out.max = 1024
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// A child left holding the output pipe must not hold the check loop
+	// past its timeout.
+	cmd.WaitDelay = time.Second
 	if err := cmd.Run(); err != nil {
 		return false, "command: " + shortErr(err) + ": " + strings.TrimSpace(string(out.b))
 	}
