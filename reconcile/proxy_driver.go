@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -108,20 +107,9 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			svc.Servers = append(svc.Servers, l4proxy.Server{Name: sn, Addr: ap, Weight: sv.Weight, MaxConn: sv.MaxConn, Backup: sv.Backup, State: st})
 		}
 		if c := s.Check; c != nil {
-			ck := &l4proxy.Check{
-				Interval: c.Interval.D(), FastInterval: c.FastInterval.D(), DownInterval: c.DownInterval.D(),
-				Timeout: c.Timeout.D(), Rise: c.Rise, Fall: c.Fall,
-			}
-			switch c.Kind {
-			case "http":
-				ck.Type, ck.Method, ck.Path, ck.Host = l4proxy.CheckHTTP, c.Method, c.Path, c.Host
-				ck.ExpectStatus, ck.Expect = c.ExpectStatus, c.ExpectString
-			case "tcp-expect":
-				ck.Type, ck.Send, ck.Expect = l4proxy.CheckTCPExpect, c.Send, c.Expect
-			case "command":
-				ck.Type, ck.Command = l4proxy.CheckCommand, []string{"/bin/sh", "-c", c.Command}
-			default: // "tcp", and "icmp", which the pool checks as a TCP connect
-				ck.Type = l4proxy.CheckTCP
+			ck, err := proxyCheck(c)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: %w", name, err))
 			}
 			svc.Check = ck
 			svc.ShutdownOnDown = c.ShutdownSessions
@@ -177,29 +165,7 @@ func viewService(s l4proxy.Service) serviceView {
 		v.Persistence = s.Persistence.String()
 	}
 	if c := s.Check; c != nil {
-		// HAProxy's order: what is checked, then how often.
-		var b strings.Builder
-		b.WriteString(string(c.Type))
-		switch c.Type {
-		case l4proxy.CheckHTTP:
-			fmt.Fprintf(&b, " %s %s", cmp.Or(c.Method, "GET"), cmp.Or(c.Path, "/"))
-			if c.Host != "" {
-				fmt.Fprintf(&b, " host %s", c.Host)
-			}
-			if c.ExpectStatus != 0 {
-				fmt.Fprintf(&b, " expect status %d", c.ExpectStatus)
-			}
-			if c.Expect != "" {
-				fmt.Fprintf(&b, " expect string %q", c.Expect)
-			}
-		case l4proxy.CheckTCPExpect:
-			fmt.Fprintf(&b, " send %q expect %q", c.Send, c.Expect)
-		case l4proxy.CheckCommand:
-			fmt.Fprintf(&b, " command %q", strings.Join(c.Command, " "))
-		}
-		fmt.Fprintf(&b, " %s rise %d fall %d", durations{{"inter", c.Interval}, {"fast", c.FastInterval},
-			{"down", c.DownInterval}, {"timeout", c.Timeout}}, c.Rise, c.Fall)
-		v.Check = b.String()
+		v.Check = c.Describe()
 		if s.ShutdownOnDown {
 			v.Check += " shutdown-sessions"
 		}

@@ -338,6 +338,72 @@ type ServiceCheck struct {
 	FastInterval     Duration `json:"fast_interval,omitempty"`
 	DownInterval     Duration `json:"down_interval,omitempty"`
 	ShutdownSessions bool     `json:"shutdown_sessions"`
+	// Port and Address override the server's for checks.
+	Port           int               `json:"port,omitempty"`
+	Address        string            `json:"address,omitempty"`
+	TLS            *CheckTLS         `json:"tls,omitempty"`
+	MaxRead        int               `json:"max_read,omitempty"`
+	Headers        map[string]string `json:"headers,omitempty"`
+	ExpectStatuses []StatusRange     `json:"expect_statuses,omitempty"`
+	ExpectRegex    string            `json:"expect_regex,omitempty"`
+	Requests       []CheckRequest    `json:"requests,omitempty"`
+	Steps          []CheckStep       `json:"steps,omitempty"`
+	Domain         string            `json:"domain,omitempty"`
+	User           string            `json:"user,omitempty"`
+	Database       string            `json:"database,omitempty"`
+	Role           string            `json:"role,omitempty"`
+}
+
+// CheckTLS is a check over TLS.
+type CheckTLS struct {
+	SNI      string `json:"sni,omitempty"`
+	Verify   string `json:"verify"`
+	CAFile   string `json:"ca_file,omitempty"`
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+}
+
+// CheckRequest is one of the requests of an http check that must all pass.
+type CheckRequest struct {
+	Method         string            `json:"method"`
+	Path           string            `json:"path"`
+	Host           string            `json:"host,omitempty"`
+	Headers        map[string]string `json:"headers,omitempty"`
+	ExpectStatus   int               `json:"expect_status,omitempty"`
+	ExpectStatuses []StatusRange     `json:"expect_statuses,omitempty"`
+	ExpectString   string            `json:"expect_string,omitempty"`
+	ExpectRegex    string            `json:"expect_regex,omitempty"`
+}
+
+// CheckStep is one step of a tcp-check; exactly one field is set. Hex
+// fields carry binary data as hex digits.
+type CheckStep struct {
+	Connect     *CheckConnect `json:"connect,omitempty"`
+	Send        *string       `json:"send,omitempty"`
+	SendHex     string        `json:"send_hex,omitempty"`
+	Expect      *string       `json:"expect,omitempty"`
+	ExpectHex   string        `json:"expect_hex,omitempty"`
+	ExpectRegex string        `json:"expect_regex,omitempty"`
+}
+
+// CheckConnect is a tcp-check step that opens a new connection.
+type CheckConnect struct {
+	Port int  `json:"port,omitempty"`
+	TLS  bool `json:"tls"`
+}
+
+// StatusRange is an HTTP status ("200") or an inclusive range ("200-299");
+// the site may write a single status as a number.
+type StatusRange string
+
+// UnmarshalJSON accepts a JSON string or number.
+func (s *StatusRange) UnmarshalJSON(b []byte) error {
+	var v Scalar
+	if err := v.UnmarshalJSON(b); err != nil {
+		return fmt.Errorf("status %s: want a number or a range", b)
+	}
+	*s = StatusRange(v)
+	return nil
 }
 
 // Server is one backend of a service.

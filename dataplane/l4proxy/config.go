@@ -141,8 +141,17 @@ type Check struct {
 	Timeout      time.Duration `json:"timeout,omitempty"`       // default min(Interval, 2s)
 	Rise         int           `json:"rise,omitempty"`          // default 2
 	Fall         int           `json:"fall,omitempty"`          // default 3
-	// Port overrides the server's port for checks.
-	Port uint16 `json:"port,omitempty"`
+	// Port and Address override the server's port and address for checks
+	// (Patroni serves 5432 and answers checks on 8008).
+	Port    uint16     `json:"port,omitempty"`
+	Address netip.Addr `json:"address,omitempty"`
+	// TLS runs the check over TLS (not for command, mysql and pgsql).
+	TLS *CheckTLS `json:"tls,omitempty"`
+	// MaxRead bounds what an expect searches: an HTTP body or a reply in a
+	// sequence (default DefaultCheckRead, at most MaxCheckRead).
+	MaxRead int `json:"max_read,omitempty"`
+	// Steps are the tcp-check sequence.
+	Steps []CheckStep `json:"steps,omitempty"`
 	// Send is written after connecting (tcp-expect).
 	Send string `json:"send,omitempty"`
 	// Expect must appear in the reply (tcp-expect) or the body (http).
@@ -152,6 +161,19 @@ type Check struct {
 	Method       string `json:"method,omitempty"` // default GET
 	Path         string `json:"path,omitempty"`   // default /
 	Host         string `json:"host,omitempty"`
+	// Headers, Status (replacing ExpectStatus) and ExpectRegex complete
+	// the one request of an http check; Requests, when set, are several
+	// requests instead, which must all pass.
+	Headers     []Header      `json:"headers,omitempty"`
+	Status      []StatusRange `json:"status,omitempty"`
+	ExpectRegex string        `json:"expect_regex,omitempty"`
+	Requests    []HTTPRequest `json:"requests,omitempty"`
+	// Protocol checks: User (mysql, pgsql), Database (pgsql), Role
+	// (redis: master or slave), Domain (smtp EHLO, default localhost).
+	User     string `json:"user,omitempty"`
+	Database string `json:"database,omitempty"`
+	Role     string `json:"role,omitempty"`
+	Domain   string `json:"domain,omitempty"`
 	// Command is argv; it gets GITGW_SERVER_NAME, GITGW_SERVER_ADDR and
 	// GITGW_SERVER_PORT in its environment.
 	Command []string `json:"command,omitempty"`
@@ -224,21 +246,7 @@ func (c Config) Validate() error {
 			}
 		}
 		if ck := s.Check; ck != nil {
-			switch ck.Type {
-			case CheckTCP, CheckTCPExpect, CheckHTTP:
-			case CheckCommand:
-				if len(ck.Command) == 0 {
-					errs = append(errs, fmt.Errorf("%s: command check without a command", where))
-				}
-			default:
-				errs = append(errs, fmt.Errorf("%s: unknown check type %q", where, ck.Type))
-			}
-			if ck.Type == CheckTCPExpect && ck.Expect == "" {
-				errs = append(errs, fmt.Errorf("%s: tcp-expect check without expect", where))
-			}
-			if ck.Rise < 0 || ck.Fall < 0 || ck.Interval < 0 || ck.Timeout < 0 {
-				errs = append(errs, fmt.Errorf("%s: negative check parameter", where))
-			}
+			errs = append(errs, ck.validate(where)...)
 		}
 	}
 	return errors.Join(errs...)

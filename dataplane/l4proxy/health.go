@@ -1,10 +1,7 @@
 package l4proxy
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -74,104 +71,34 @@ func (h *healthMachine) next(c *Check) time.Duration {
 // checker probes one server.
 type checker func(ctx context.Context, target netip.AddrPort, srv *server) (ok bool, detail string)
 
+// checkerFor builds the probe of one server's check loop: its TLS settings
+// and predefined sequences are prepared once, not at every check.
 func checkerFor(c *Check) checker {
+	p := newProber(c)
 	switch c.Type {
-	case CheckTCPExpect:
-		return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) { return tcpExpect(ctx, t, c) }
 	case CheckHTTP:
-		return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) { return httpCheck(ctx, t, c) }
+		return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) { return p.http(ctx, t) }
 	case CheckCommand:
 		return func(ctx context.Context, t netip.AddrPort, s *server) (bool, string) {
 			return commandCheck(ctx, t, s.name, c)
 		}
+	case CheckTCP:
+		return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) { return p.connectOnly(ctx, t) }
 	}
-	return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) { return tcpConnect(ctx, t) }
+	// tcp-expect, tcp-check and the protocol checks are sequences.
+	steps, err := stepsFor(c)
+	if err != nil {
+		return func(context.Context, netip.AddrPort, *server) (bool, string) { return false, "check: " + err.Error() }
+	}
+	if len(steps) == 0 {
+		return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) { return p.connectOnly(ctx, t) }
+	}
+	return func(ctx context.Context, t netip.AddrPort, _ *server) (bool, string) {
+		return p.sequence(ctx, t, steps)
+	}
 }
 
 var checkDialer = net.Dialer{KeepAlive: -1}
-
-func tcpConnect(ctx context.Context, t netip.AddrPort) (bool, string) {
-	c, err := checkDialer.DialContext(ctx, "tcp", t.String())
-	if err != nil {
-		return false, "L4 connect: " + shortErr(err)
-	}
-	_ = c.Close()
-	return true, "L4 ok"
-}
-
-func tcpExpect(ctx context.Context, t netip.AddrPort, ck *Check) (bool, string) {
-	c, err := checkDialer.DialContext(ctx, "tcp", t.String())
-	if err != nil {
-		return false, "L4 connect: " + shortErr(err)
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	if ck.Send != "" {
-		if _, err := io.WriteString(c, ck.Send); err != nil {
-			return false, "L7 send: " + shortErr(err)
-		}
-	}
-	buf := make([]byte, 0, 4096)
-	tmp := make([]byte, 4096)
-	for len(buf) < 64<<10 {
-		n, err := c.Read(tmp)
-		buf = append(buf, tmp[:n]...)
-		if strings.Contains(string(buf), ck.Expect) {
-			return true, "L7 ok"
-		}
-		if err != nil {
-			return false, fmt.Sprintf("L7 expect %q not found: %s", ck.Expect, shortErr(err))
-		}
-	}
-	return false, fmt.Sprintf("L7 expect %q not found in 64 KiB", ck.Expect)
-}
-
-// httpCheck sends one HTTP/1.0-style request (Connection: close) and
-// checks the status and, optionally, a string in the body.
-func httpCheck(ctx context.Context, t netip.AddrPort, ck *Check) (bool, string) {
-	c, err := checkDialer.DialContext(ctx, "tcp", t.String())
-	if err != nil {
-		return false, "L4 connect: " + shortErr(err)
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	host := ck.Host
-	if host == "" {
-		host = t.String()
-	}
-	req := ck.Method + " " + ck.Path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: gitgw-check\r\nConnection: close\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
-		return false, "L7 send: " + shortErr(err)
-	}
-	br := bufio.NewReader(c)
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return false, "L7 response: " + shortErr(err)
-	}
-	f := strings.Fields(line)
-	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
-		return false, "L7 bad status line"
-	}
-	code, err := strconv.Atoi(f[1])
-	if err != nil {
-		return false, "L7 bad status code"
-	}
-	if ck.ExpectStatus != 0 && code != ck.ExpectStatus || ck.ExpectStatus == 0 && (code < 200 || code >= 400) {
-		return false, fmt.Sprintf("L7 status %d", code)
-	}
-	if ck.Expect == "" {
-		return true, fmt.Sprintf("L7 status %d", code)
-	}
-	body, _ := io.ReadAll(io.LimitReader(br, 64<<10))
-	if strings.Contains(string(body), ck.Expect) {
-		return true, fmt.Sprintf("L7 status %d, body matches", code)
-	}
-	return false, fmt.Sprintf("L7 status %d, body lacks %q", code, ck.Expect)
-}
 
 func commandCheck(ctx context.Context, t netip.AddrPort, name string, ck *Check) (bool, string) {
 	cmd := exec.CommandContext(ctx, ck.Command[0], ck.Command[1:]...)
@@ -179,11 +106,31 @@ func commandCheck(ctx context.Context, t netip.AddrPort, name string, ck *Check)
 		"GITGW_SERVER_NAME="+name,
 		"GITGW_SERVER_ADDR="+t.Addr().String(),
 		"GITGW_SERVER_PORT="+strconv.Itoa(int(t.Port())))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return false, "command: " + shortErr(err) + ": " + strings.TrimSpace(string(out))
+	// Only the start of the output goes into the status: a command that
+	// prints without end does not grow the agent.
+	var out cappedBuffer
+	out.max = 1024
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// A child left holding the output pipe must not hold the check loop
+	// past its timeout.
+	cmd.WaitDelay = time.Second
+	if err := cmd.Run(); err != nil {
+		return false, "command: " + shortErr(err) + ": " + strings.TrimSpace(string(out.b))
 	}
 	return true, "command ok"
+}
+
+// cappedBuffer keeps the first max bytes written to it and drops the rest.
+type cappedBuffer struct {
+	b   []byte
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if room := c.max - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
 }
 
 func shortErr(err error) string {
@@ -213,10 +160,7 @@ func (svc *service) runChecks(ctx context.Context, srv *server, ck *Check) {
 		case <-clock.After(delay):
 		}
 		cfg := srv.cfg.Load()
-		target := cfg.Addr
-		if ck.Port != 0 {
-			target = netip.AddrPortFrom(target.Addr(), ck.Port)
-		}
+		target := checkTarget(cfg.Addr, ck)
 		start := clock.Now()
 		cctx, cancel := context.WithTimeout(ctx, ck.Timeout)
 		ok, detail := probe(cctx, target, srv)
@@ -236,4 +180,16 @@ func (svc *service) runChecks(ctx context.Context, srv *server, ck *Check) {
 		}
 		delay = h.next(ck)
 	}
+}
+
+// checkTarget is where a server's check connects: its own address and
+// port unless the check overrides either.
+func checkTarget(addr netip.AddrPort, ck *Check) netip.AddrPort {
+	if ck.Address.IsValid() {
+		addr = netip.AddrPortFrom(ck.Address, addr.Port())
+	}
+	if ck.Port != 0 {
+		addr = netip.AddrPortFrom(addr.Addr(), ck.Port)
+	}
+	return addr
 }

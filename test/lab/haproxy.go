@@ -18,6 +18,11 @@ type HAProxyService struct {
 	Servers []string // "127.0.0.1:19001"; named s1, s2, … in order
 	Balance string   // default roundrobin
 	Check   bool     // `check inter 2s fall 3 rise 2` on every server
+	// Options are extra lines of the section (e.g. `option httpchk GET /`);
+	// ServerOptions, when set, replaces the check settings of every server
+	// line (e.g. `check inter 1s check-ssl verify none`).
+	Options       []string
+	ServerOptions string
 }
 
 // HAProxyConfig generates a HAProxy 2.6 `mode tcp` configuration with the
@@ -54,9 +59,14 @@ func (c HAProxyConfig) Render() string {
 			bal = "roundrobin"
 		}
 		fmt.Fprintf(&b, "\nlisten %s\n    bind %s\n    balance %s\n", s.Name, s.Bind, bal)
+		for _, o := range s.Options {
+			fmt.Fprintf(&b, "    %s\n", o)
+		}
 		for i, srv := range s.Servers {
 			fmt.Fprintf(&b, "    server s%d %s", i+1, srv)
-			if s.Check {
+			if s.ServerOptions != "" {
+				b.WriteString(" " + s.ServerOptions)
+			} else if s.Check {
 				b.WriteString(" check inter 2s fall 3 rise 2")
 			}
 			b.WriteString("\n")
