@@ -124,4 +124,17 @@ func TestPlanAllNodesObservedStatus(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "--observed status") {
 		t.Errorf("--all-nodes without --observed: exit %d, want 1 naming the flag\n%s", code, errOut)
 	}
+
+	// A guardrail broken by the pair: refused, reported once, positioned.
+	bad := gitremote.NewBare(t)
+	var line int
+	bad.Commit(t, "main", labFiles(t, func(s string) string {
+		s, line = dupVRID(s)
+		return s
+	}), "second instance, same VRID")
+	out, errOut, code = runGitgw(t, "plan", "--repo", bad.Dir, "--all-nodes", "--observed", "status", "--detailed-exitcode")
+	want := fmt.Sprintf("site.cue:%d:13: vrrp.VI_2.vrid: [vrid-unique]", line)
+	if code != 1 || strings.Count(errOut, want) != 1 || out != "" {
+		t.Errorf("guardrail: exit %d, want 1 with %q once\nstdout:\n%s\nstderr:\n%s", code, want, out, errOut)
+	}
 }
