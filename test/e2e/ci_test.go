@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/test/gitremote"
 )
 
@@ -85,5 +88,186 @@ func TestPreReceiveHook(t *testing.T) {
 	}
 	if out, err := r.TryPush(t, "prod", path); err == nil || !strings.Contains(out, want) || r.Head(t, "prod") != "" {
 		t.Errorf("push of a guardrail violation to prod: err %v, head %q\n%s", err, r.Head(t, "prod"), out)
+	}
+}
+
+// ciTemplate parses a YAML template of examples/ci (through CUE's YAML
+// parser: cue/loader is the only importer of CUE) into plain values.
+func ciTemplate(t *testing.T, name string) map[string]any {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "ci", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := loader.YAMLToJSON(name, src)
+	if err != nil {
+		t.Fatalf("%s is not valid YAML: %v", name, err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(js, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// ciClone is what a CI runner checks out for a merge request: a clone of
+// the site repository, detached at the proposed commit, with no local
+// branch. It returns the clone.
+func ciClone(t *testing.T, r *gitremote.Repo, commit string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ci")
+	for _, args := range [][]string{
+		{"clone", "-q", r.Dir, dir},
+		{"-C", dir, "checkout", "-q", "--detach", commit},
+		{"-C", dir, "branch", "-q", "-D", "main"},
+	} {
+		if out, err := gitremote.Git("", args...); err != nil {
+			t.Fatal(err, out)
+		}
+	}
+	return dir
+}
+
+// runScript runs a template's shell lines in dir as the CI runner would,
+// with the template's variables and gitgw on PATH.
+func runScript(t *testing.T, dir string, vars map[string]string, lines ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command("bash", "-e", "-c", strings.Join(lines, "\n"))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(gitgwBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// ciRepo is a site repository as the agents leave it: the lab site applied
+// on main by both nodes (status branches), and a proposed commit that moves
+// a server (or, with bad, breaks a guardrail) on a branch of its own.
+func ciRepo(t *testing.T, bad bool) (*gitremote.Repo, string) {
+	t.Helper()
+	r := gitremote.NewBare(t)
+	applied := r.Commit(t, "main", labFiles(t, nil), "lab site")
+	fastImport(t, r.Dir, map[string]string{"gw1": labStatus("gw1", applied, false), "gw2": labStatus("gw2", applied, false)})
+	proposed := r.Commit(t, "proposal", labFiles(t, func(s string) string {
+		if bad {
+			s, _ = dupVRID(s)
+			return s
+		}
+		return strings.Replace(s, `s2: address: "198.51.100.12:8080"`, `s2: address: "198.51.100.22:8080"`, 1)
+	}), "proposal")
+	return r, proposed
+}
+
+// checkPlanned: the template's plan names both nodes' change, table first.
+func checkPlanned(t *testing.T, name, out string) {
+	t.Helper()
+	for _, want := range []string{"| gw1 | 0 | 1 | 0 |", "| gw2 | 0 | 1 | 0 |", "### gw1", "~ proxy_server web/s2: 198.51.100.12:8080 → 198.51.100.22:8080"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s: the plan lacks %q:\n%s", name, want, out)
+		}
+	}
+}
+
+// TestGitHubActionsTemplate runs the shell steps of
+// examples/ci/github-actions.yml (all but the install and the comment) in
+// a clone checked out as for a pull request: the plan compares each node
+// with the commit it reports applied, and a broken guardrail fails the
+// validate step with the positioned error.
+func TestGitHubActionsTemplate(t *testing.T) {
+	gitremote.RequireGit(t)
+	wf := ciTemplate(t, "github-actions.yml")
+	vars := map[string]string{}
+	for k, v := range wf["env"].(map[string]any) {
+		vars[k] = fmt.Sprint(v)
+	}
+	steps := map[string]string{}
+	for _, s := range wf["jobs"].(map[string]any)["plan"].(map[string]any)["steps"].([]any) {
+		s := s.(map[string]any)
+		if name, ok := s["name"].(string); ok && s["run"] != nil {
+			steps[name] = s["run"].(string)
+		}
+	}
+	fetch, validate, plan := steps["Fetch the tracked branch and the nodes' status branches"], steps["Validate"], steps["Plan every node"]
+	if fetch == "" || !strings.Contains(validate, "gitgw validate") || !strings.Contains(plan, "--all-nodes --observed status") {
+		t.Fatalf("steps: %q", steps)
+	}
+	for _, bad := range []bool{false, true} {
+		r, proposed := ciRepo(t, bad)
+		dir := ciClone(t, r, proposed)
+		summary := filepath.Join(t.TempDir(), "summary.md")
+		vars["GITHUB_STEP_SUMMARY"] = summary
+		out, code := runScript(t, dir, vars, fetch, validate)
+		if bad {
+			if code != 1 || !strings.Contains(out, "vrrp.VI_2.vrid: [vrid-unique]") {
+				t.Errorf("validate of a broken guardrail: exit %d\n%s", code, out)
+			}
+			continue
+		}
+		if code != 0 {
+			t.Fatalf("validate: exit %d\n%s", code, out)
+		}
+		if out, code := runScript(t, dir, vars, plan); code != 0 {
+			t.Fatalf("plan step: exit %d\n%s", code, out)
+		}
+		md, err := os.ReadFile(summary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPlanned(t, "github-actions.yml", string(md))
+	}
+}
+
+// TestGitLabCITemplate runs the scripts of examples/ci/gitlab-ci.yml (but
+// the install) in a clone checked out as for a merge request, without a
+// comment token: the plan job passes with plan.md, and a broken guardrail
+// fails the validate job with the positioned error.
+func TestGitLabCITemplate(t *testing.T) {
+	gitremote.RequireGit(t)
+	ci := ciTemplate(t, "gitlab-ci.yml")
+	vars := map[string]string{}
+	for k, v := range ci["variables"].(map[string]any) {
+		vars[k] = fmt.Sprint(v)
+	}
+	script := func(job string) []string {
+		var out []string
+		for _, l := range ci[job].(map[string]any)["script"].([]any) {
+			out = append(out, l.(string))
+		}
+		return out
+	}
+	validate, plan := script("validate"), script("plan")
+	if !strings.Contains(strings.Join(validate, "\n"), "gitgw validate") || !strings.Contains(strings.Join(plan, "\n"), "--all-nodes --observed status") {
+		t.Fatalf("scripts: %q %q", validate, plan)
+	}
+	for _, bad := range []bool{false, true} {
+		r, proposed := ciRepo(t, bad)
+		dir := ciClone(t, r, proposed)
+		out, code := runScript(t, dir, vars, validate...)
+		if bad {
+			if code != 1 || !strings.Contains(out, "vrrp.VI_2.vrid: [vrid-unique]") {
+				t.Errorf("validate of a broken guardrail: exit %d\n%s", code, out)
+			}
+			continue
+		}
+		if code != 0 {
+			t.Fatalf("validate: exit %d\n%s", code, out)
+		}
+		if out, code := runScript(t, dir, vars, plan...); code != 0 {
+			t.Fatalf("plan job: exit %d\n%s", code, out)
+		}
+		md, err := os.ReadFile(filepath.Join(dir, "plan.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPlanned(t, "gitlab-ci.yml", string(md))
 	}
 }
