@@ -120,9 +120,19 @@ func TestPlanAllNodesObservedStatus(t *testing.T) {
 		t.Errorf("converged site: exit %d, want 0\n%s%s", code, out, errOut)
 	}
 
-	_, errOut, code = runGitgw(t, "plan", "--repo", r.Dir, "--all-nodes", "--detailed-exitcode")
-	if code != 1 || !strings.Contains(errOut, "--observed status") {
-		t.Errorf("--all-nodes without --observed: exit %d, want 1 naming the flag\n%s", code, errOut)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--all-nodes", "--detailed-exitcode"}, "--observed status"},
+		{[]string{"--all-nodes", "--observed", "status", "--node", "gw1"}, "--node and --all-nodes"},
+		{[]string{"--node", "gw1", "--format", "markdown"}, "--all-nodes --observed status"},
+		{[]string{"--all-nodes", "--observed", "status", "--format", "html"}, `--format "html"`},
+	} {
+		_, errOut, code = runGitgw(t, append([]string{"plan", "--repo", r.Dir}, tc.args...)...)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("plan %v: exit %d, want 1 naming %s\n%s", tc.args, code, tc.want, errOut)
+		}
 	}
 
 	// A guardrail broken by the pair: refused, reported once, positioned.
