@@ -89,6 +89,26 @@ func TestPreReceiveHook(t *testing.T) {
 	if out, err := r.TryPush(t, "prod", path); err == nil || !strings.Contains(out, want) || r.Head(t, "prod") != "" {
 		t.Errorf("push of a guardrail violation to prod: err %v, head %q\n%s", err, r.Head(t, "prod"), out)
 	}
+
+	// A site in a subdirectory of the repository (gitgw.path).
+	if out, err := gitremote.Git(r.Dir, "config", "gitgw.path", "site"); err != nil {
+		t.Fatal(err, out)
+	}
+	inSite := func(files map[string]string) map[string]string {
+		out := map[string]string{"README": "the site is in site/\n"}
+		for k, v := range files {
+			out["site/"+k] = v
+		}
+		return out
+	}
+	r.Prepare(t, "prod", inSite(labFiles(t, nil)), "lab site in site/")
+	if out, err := r.TryPush(t, "prod", path); err != nil {
+		t.Errorf("push of a valid site in site/: %v\n%s", err, out)
+	}
+	r.Prepare(t, "prod", inSite(labFiles(t, func(s string) string { s, _ = dupVRID(s); return s })), "same VRID, in site/")
+	if out, err := r.TryPush(t, "prod", path); err == nil || !strings.Contains(out, "vrrp.VI_2.vrid: [vrid-unique]") {
+		t.Errorf("push of a guardrail violation in site/: err %v\n%s", err, out)
+	}
 }
 
 // ciTemplate parses a YAML template of examples/ci (through CUE's YAML
