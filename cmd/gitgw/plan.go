@@ -29,6 +29,7 @@ type planFlags struct {
 	drivers     driverFlags
 	allNodes    bool
 	format      string
+	markdownMax int
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
@@ -85,6 +86,7 @@ func newPlanCmd() *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().BoolVar(&f.allNodes, "all-nodes", false, "plan every node of the site in one run, against each node's status branch (needs --observed status), with a summary table")
 	cmd.Flags().StringVar(&f.format, "format", "text", "output: text, json, or markdown (a review comment; with --all-nodes)")
+	cmd.Flags().IntVar(&f.markdownMax, "markdown-max-bytes", 0, "with --format markdown, leave out the plans that do not fit in this many bytes (the summary table stays whole; GitHub takes 65536 characters per comment); 0 for no limit")
 	return cmd
 }
 

@@ -88,7 +88,7 @@ func runPlanAll(cmd *cobra.Command, f *planFlags) error {
 	case "json":
 		err = plan.WriteSiteJSON(out, site)
 	case "markdown":
-		err = plan.WriteSiteMarkdown(out, site)
+		err = plan.WriteSiteMarkdown(out, site, plan.MarkdownOptions{MaxBytes: f.markdownMax})
 	default:
 		err = plan.WriteSiteText(out, site, plan.TextOptions{Color: !f.noColor && isTerminal(out), Verbose: f.verbose})
 	}

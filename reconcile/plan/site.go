@@ -107,12 +107,22 @@ func WriteSiteText(w io.Writer, s *Site, o TextOptions) error {
 	return bw.err
 }
 
+// MarkdownOptions tune the review-comment rendering.
+type MarkdownOptions struct {
+	// MaxBytes, when positive, bounds the comment (GitHub refuses one over
+	// 65,536 characters): the summary table is always whole; the plans of
+	// the nodes that do not fit are left out, with a line that says how
+	// many and where to read them.
+	MaxBytes int
+}
+
 // WriteSiteMarkdown renders the site's plans for a review comment: the
 // summary table first (what a reviewer reads), then a heading per node with
 // its plan as text in a fenced block. Nodes without changes are listed in
 // the table only, so that a comment on a large site stays short.
-func WriteSiteMarkdown(w io.Writer, s *Site) error {
-	bw := &errWriter{w: w}
+func WriteSiteMarkdown(w io.Writer, s *Site, o MarkdownOptions) error {
+	var head bytes.Buffer
+	bw := &errWriter{w: &head}
 	bw.printf("## gitgw plan")
 	if s.Commit != "" {
 		bw.printf(" at `%s`", shortCommit(s.Commit))
@@ -126,6 +136,7 @@ func WriteSiteMarkdown(w io.Writer, s *Site) error {
 		}
 		bw.printf("| %s |\n", strings.Join(r, " | "))
 	}
+	var sections []string
 	for _, p := range s.Plans {
 		if !p.HasChanges() {
 			continue
@@ -134,9 +145,29 @@ func WriteSiteMarkdown(w io.Writer, s *Site) error {
 		if err := WriteText(&b, p, TextOptions{}); err != nil {
 			return err
 		}
-		bw.printf("\n### %s\n\n%s\n%s%s\n", mdCell(p.Node), fence(b.String()), b.String(), fence(b.String()))
+		sections = append(sections, fmt.Sprintf("\n### %s\n\n%s\n%s%s\n", mdCell(p.Node), fence(b.String()), b.String(), fence(b.String())))
 	}
-	return bw.err
+	size := head.Len()
+	for i, sec := range sections {
+		// Room for the closing line about what was left out.
+		const reserve = 200
+		if o.MaxBytes > 0 && size+len(sec)+reserve > o.MaxBytes {
+			nodes := "nodes that change"
+			if len(sections)-i == 1 {
+				nodes = "node that changes"
+			}
+			bw.printf("\n_Left out to keep this comment under %d bytes: the plans of %d more %s. `gitgw plan --all-nodes --observed status` prints them all._\n",
+				o.MaxBytes, len(sections)-i, nodes)
+			break
+		}
+		bw.printf("%s", sec)
+		size += len(sec)
+	}
+	if bw.err != nil {
+		return bw.err
+	}
+	_, err := head.WriteTo(w)
+	return err
 }
 
 // fence is a code fence longer than any run of backticks in text, so that

@@ -34,10 +34,14 @@ func TestSiteRenderGolden(t *testing.T) {
 		render func(*bytes.Buffer, *Site) error
 	}{
 		{"site-text", func(b *bytes.Buffer, s *Site) error { return WriteSiteText(b, s, TextOptions{}) }},
-		{"site-markdown", func(b *bytes.Buffer, s *Site) error { return WriteSiteMarkdown(b, s) }},
+		{"site-markdown", func(b *bytes.Buffer, s *Site) error { return WriteSiteMarkdown(b, s, MarkdownOptions{}) }},
+		{"site-markdown-limited", func(b *bytes.Buffer, s *Site) error {
+			// Room for the table, not for server-1's plan.
+			return WriteSiteMarkdown(b, s, MarkdownOptions{MaxBytes: 800})
+		}},
 		{"site-json", func(b *bytes.Buffer, s *Site) error { return WriteSiteJSON(b, s) }},
 		{"site-empty-markdown", func(b *bytes.Buffer, _ *Site) error {
-			return WriteSiteMarkdown(b, &Site{Plans: []*Plan{{Node: "gw1"}, {Node: "gw2"}}})
+			return WriteSiteMarkdown(b, &Site{Plans: []*Plan{{Node: "gw1"}, {Node: "gw2"}}}, MarkdownOptions{})
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
