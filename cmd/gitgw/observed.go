@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 
 	"github.com/spf13/pflag"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 	"github.com/gitgw/gitgw/reconcile/plan"
+	"github.com/gitgw/gitgw/reconcile/siteplan"
 )
 
 // observedFlags select what `gitgw plan` plans against: the live host
@@ -32,21 +34,16 @@ func (f *observedFlags) register(fl *pflag.FlagSet) {
 var fullHash = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // planObserved plans desired (revision rev) for node against the status
-// the node last reported: what it runs is the desired state of the commit
-// it reported as applied (loaded from the repository), corrected by the
-// resources it reported as differing. No driver and no host is consulted.
+// the node last reported (siteplan.Observed): what it runs is the desired
+// state of the commit it reported as applied (loaded from the repository),
+// corrected by the resources it reported as differing. No driver and no
+// host is consulted.
 func planObserved(ctx context.Context, f *observedFlags, sf *siteFlags, node string, src reconcile.Source,
 	runner *reconcile.Runner, rev reconcile.Revision, desired *spec.Node) (*plan.Plan, error) {
 	if f.source != "status" {
 		return nil, fmt.Errorf("--observed %q: the only observed source is \"status\"", f.source)
 	}
-	url := f.repo
-	if url == "" {
-		url = sf.repo
-	}
-	if url == "" {
-		url = sf.site
-	}
+	url := statusURL(f, sf)
 	branches, err := gitrepo.ReadStatusBranches(ctx, gitrepo.ReadOptions{
 		URL: url, Prefix: f.prefix, Files: []string{drift.StatusFile},
 		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
@@ -54,8 +51,7 @@ func planObserved(ctx context.Context, f *observedFlags, sf *siteFlags, node str
 	if err != nil {
 		return nil, err
 	}
-	var st *drift.Status
-	var seen gitrepo.BranchStatus
+	var rep *siteplan.Report
 	for _, b := range branches {
 		if b.Node != node {
 			continue
@@ -64,55 +60,31 @@ func planObserved(ctx context.Context, f *observedFlags, sf *siteFlags, node str
 		if err != nil {
 			return nil, fmt.Errorf("status of %s (%s): %w", node, b.Branch, err)
 		}
-		st, seen = &s, b
+		rep = &siteplan.Report{Status: s, Commit: b.Commit, Time: b.Time}
 	}
-	if st == nil {
+	if rep == nil {
 		hint := "has the node ever reported?"
 		if f.repo == "" && sf.repo == "" {
 			hint = "in a clone, give the repository with --status-repo URL, or fetch the status branches as branches"
 		}
 		return nil, fmt.Errorf("no status branch %s%s in %s: %s", f.prefix, node, url, hint)
 	}
-	p := &plan.Plan{Node: node, Commit: rev.Commit}
-	p.Notes = append(p.Notes, fmt.Sprintf("planned against the status %s reported at %s (status commit %s), not the live host",
-		node, seen.Time.UTC().Format("2006-01-02 15:04:05Z"), drift.Short(seen.Commit)))
-
 	var prevSpec *spec.Node
-	if fullHash.MatchString(st.Applied) {
-		prevSpec, err = loadApplied(ctx, sf, src, runner, st.Applied)
+	var loadNote string
+	if fullHash.MatchString(rep.Status.Applied) {
+		prevSpec, err = loadApplied(ctx, sf, src, runner, rep.Status.Applied)
 		if err != nil {
-			p.Notes = append(p.Notes, fmt.Sprintf("the applied commit %s could not be loaded (%v): every resource is planned as new", drift.Short(st.Applied), err))
+			loadNote = fmt.Sprintf("the applied commit %s could not be loaded (%v): every resource is planned as new", drift.Short(rep.Status.Applied), err)
 		}
-	} else {
-		p.Notes = append(p.Notes, fmt.Sprintf("the node reports no applied commit of the repository (%q): every resource is planned as new", st.Applied))
 	}
-	next, err := enumerate(ctx, desired)
+	p, err := siteplan.Observed(ctx, node, rev.Commit, desired, prevSpec, rep)
 	if err != nil {
 		return nil, err
 	}
-	var prev []plan.Change
-	if prevSpec != nil {
-		if prev, err = enumerate(ctx, prevSpec); err != nil {
-			return nil, err
-		}
+	if loadNote != "" {
+		p.Notes = slices.Insert(p.Notes, 1, loadNote)
 	}
-	p.Changes = drift.ObservedPlan(prev, next, *st)
-	p.Notes = append(p.Notes, reconcile.Notes(desired)...)
-	p.Sort()
 	return p, nil
-}
-
-// enumerate lists every resource of the desired state, driver-independently.
-func enumerate(ctx context.Context, n *spec.Node) ([]plan.Change, error) {
-	var out []plan.Change
-	for _, fam := range []string{"tuning", "units", "proxy", "vrrp"} {
-		cs, err := reconcile.Pending{Family: fam}.Plan(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, cs...)
-	}
-	return out, nil
 }
 
 // loadApplied evaluates the site at commit for the node.

@@ -27,6 +27,9 @@ type planFlags struct {
 	observed    observedFlags
 	scope       string
 	drivers     driverFlags
+	allNodes    bool
+	format      string
+	markdownMax int
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
@@ -57,17 +60,33 @@ func parseScope(s string) (loader.Scope, error) {
 func newPlanCmd() *cobra.Command {
 	var f planFlags
 	cmd := &cobra.Command{
-		Use:   "plan (--site DIR | --repo URL) [--node NAME]",
-		Short: "Show what applying the site would change on this node (a dry run)",
+		Use:   "plan (--site DIR | --repo URL) [--node NAME | --all-nodes --observed status]",
+		Short: "Show what applying the site would change on this node, or on every node (a dry run)",
 		Example: `  gitgw plan --site examples/seed-site --node server-1
-  gitgw plan --repo /srv/git/site.git --node gw1 --json --detailed-exitcode`,
+  gitgw plan --repo /srv/git/site.git --node gw1 --json --detailed-exitcode
+  gitgw plan --site . --all-nodes --observed status --status-repo "$URL" --format markdown`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.allNodes {
+				return runPlanAll(cmd, &f)
+			}
+			if cmd.Flags().Changed("format") {
+				if f.format == "markdown" {
+					return fmt.Errorf("--format markdown renders every node's plan: add --all-nodes --observed status")
+				}
+				if _, err := parseFormat(f.format, f.json); err != nil {
+					return err
+				}
+				f.json = f.format == "json"
+			}
 			_, _, err := runPlan(cmd, &f, false)
 			return err
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&f.allNodes, "all-nodes", false, "plan every node of the site in one run, against each node's status branch (needs --observed status), with a summary table")
+	cmd.Flags().StringVar(&f.format, "format", "text", "output: text, json, or markdown (a review comment; with --all-nodes)")
+	cmd.Flags().IntVar(&f.markdownMax, "markdown-max-bytes", 0, "with --format markdown, leave out the plans that do not fit in this many bytes (the summary table stays whole; GitHub takes 65536 characters per comment); 0 for no limit")
 	return cmd
 }
 

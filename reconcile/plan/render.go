@@ -128,6 +128,16 @@ type Summary struct {
 
 // WriteJSON renders the plan as an indented, versioned JSON document.
 func WriteJSON(w io.Writer, p *Plan) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(document(p)); err != nil {
+		return fmt.Errorf("plan: encode json: %w", err)
+	}
+	return nil
+}
+
+// document is the plan's JSON document.
+func document(p *Plan) Document {
 	c := p.Count()
 	doc := Document{
 		FormatVersion: SchemaVersion,
@@ -140,12 +150,7 @@ func WriteJSON(w io.Writer, p *Plan) error {
 	if doc.Changes == nil {
 		doc.Changes = []Change{}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return fmt.Errorf("plan: encode json: %w", err)
-	}
-	return nil
+	return doc
 }
 
 // Value renders a before/after value on one line: strings as they are,

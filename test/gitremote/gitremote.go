@@ -176,6 +176,21 @@ func (r *Repo) Push(t testing.TB, branch string) {
 	mustGit(t, r.workClone(t), "push", "-q", "origin", "HEAD:refs/heads/"+branch)
 }
 
+// TryPush pushes what Prepare committed on branch and returns git's
+// output, the server's hook messages included ("remote: …"), and whether
+// the push failed: for tests of server-side hooks that refuse a push. env
+// is added to the environment of the push (and so of the server's hooks,
+// for a local repository).
+func (r *Repo) TryPush(t testing.TB, branch string, env ...string) (string, error) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cmd := exec.Command("git", "-C", r.workClone(t), "push", "origin", "HEAD:refs/heads/"+branch)
+	cmd.Env = append(gitEnv(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 // Rewrite replaces the tip of branch by a new commit on top of its parent
 // and force-pushes it: the history rewrite a fast-forward guard must catch.
 func (r *Repo) Rewrite(t testing.TB, branch string, files map[string]string, msg string) string {
