@@ -235,10 +235,22 @@ func (l *evloop) accept(ln *listener) {
 			time.AfterFunc(50*time.Millisecond, func() { l.post(loopMsg{kind: msgAcceptRetry, ln: ref.ln, gen: ref.gen}) })
 			return
 		}
+		caddr := l.peerAddr()
+		set := svc.set.Load()
+		held := false
+		if set.src != nil {
+			var ok bool
+			if ok, held = svc.admitSource(set.src, caddr.Addr()); !ok {
+				refuse(fd)
+				svc.releaseSlot()
+				continue
+			}
+		}
 		c := connPool.Get().(*conn)
-		c.svc, c.set, c.shard, c.client = svc, svc.set.Load(), ln.shard, fd
+		c.svc, c.set, c.shard, c.client = svc, set, ln.shard, fd
+		c.srcHeld = held
 		c.start = time.Now()
-		c.caddr = l.peerAddr()
+		c.caddr = caddr
 		c.laddr = ln.addr
 		if c.set.ProxyProtocol != 0 {
 			c.laddr = localAddr(fd)
