@@ -201,7 +201,11 @@ func TestSourceLimiter(t *testing.T) {
 		// the table stays within its cap.
 		for i := 8; i < 5000; i++ {
 			now := int64(i)
-			if v, held := tb.admit(r, addr(i), now); v == admitted && held {
+			v, held := tb.admit(r, addr(i), now)
+			if v != admitted {
+				t.Fatalf("fresh source %d refused (verdict %d): the table did not make room", i, v)
+			}
+			if held {
 				tb.release(addr(i), now)
 			}
 			if n := tb.len(); n > 64 {
