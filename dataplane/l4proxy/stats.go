@@ -49,6 +49,15 @@ type DeniedStats struct {
 	RateLimit  int64 `json:"rate_limit"`  // per-source connection rate reached
 }
 
+// DenyReasons are the reasons of DeniedStats as ByReason and the metrics
+// spell them (lower-case snake).
+var DenyReasons = []string{"deny_list", "not_allowed", "conn_limit", "rate_limit"}
+
+// ByReason returns the counters keyed by DenyReasons.
+func (d DeniedStats) ByReason() map[string]int64 {
+	return map[string]int64{"deny_list": d.DenyList, "not_allowed": d.NotAllowed, "conn_limit": d.ConnLimit, "rate_limit": d.RateLimit}
+}
+
 // ServerStats are one server's counters and state.
 type ServerStats struct {
 	Name          string        `json:"name"`
