@@ -78,10 +78,12 @@ func listenTCP(addr netip.AddrPort) (int, error) {
 	a := addr.Addr()
 	v6 := a.Is6() && !a.Is4In6()
 	family := unix.AF_INET
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: a.Unmap().As4()}
+	var sa unix.Sockaddr
 	if v6 {
 		family = unix.AF_INET6
 		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: a.As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: a.Unmap().As4()}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
