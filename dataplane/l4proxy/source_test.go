@@ -377,3 +377,27 @@ func TestSourceRulesLoopback(t *testing.T) {
 		t.Fatalf("denied %+v", d)
 	}
 }
+
+func TestSourceRulesValidate(t *testing.T) {
+	base := Service{Name: "v", Binds: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}}
+	for _, tc := range []struct {
+		src  SourceRules
+		want string
+	}{
+		{SourceRules{Allow: []netip.Prefix{{}}}, "invalid prefix"},
+		{SourceRules{MaxConnPerSource: -1}, "negative limit"},
+		{SourceRules{MaxRatePerSource: 2000, RatePeriod: time.Microsecond}, "rate 2000 per 1µs is too high"},
+	} {
+		s := base
+		s.Source = &tc.src
+		err := Config{Services: []Service{s}}.Validate()
+		if err == nil || !strings.Contains(err.Error(), `service "v": source rules: `+tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.src, err, tc.want)
+		}
+	}
+	s := base
+	s.Source = &SourceRules{Allow: prefixes("10.0.0.0/8"), MaxConnPerSource: 1, MaxRatePerSource: 10}
+	if err := (Config{Services: []Service{s}}).Validate(); err != nil {
+		t.Errorf("valid rules: %v", err)
+	}
+}
