@@ -268,7 +268,7 @@ func (s *prefixSet) contains(a netip.Addr) bool {
 type srcTable struct {
 	mu   sync.Mutex
 	m    map[netip.Addr]srcEntry
-	full bool // the last sweep could not make room: skip sweeps until an entry goes
+	full bool // the last sweep could not make room: skip sweeps until a source holds no connection
 }
 
 type srcEntry struct {
@@ -327,7 +327,7 @@ func (t *srcTable) sweep(now int64, maxN int) {
 			delete(t.m, a)
 		}
 	}
-	if before-len(t.m) >= maxN/8 {
+	if freed := before - len(t.m); freed > 0 && freed >= maxN/8 {
 		return
 	}
 	for a, e := range t.m {
@@ -342,9 +342,11 @@ func (t *srcTable) release(a netip.Addr, now int64) {
 	t.mu.Lock()
 	e := t.m[a]
 	e.cur--
+	if e.cur <= 0 {
+		t.full = false // a sweep can evict it now
+	}
 	if e.idle(now) {
 		delete(t.m, a)
-		t.full = false
 	} else {
 		t.m[a] = e
 	}

@@ -230,6 +230,20 @@ func TestSourceLimiter(t *testing.T) {
 		if v, _ := tf.admit(full, addr(99), 1); v != admitted {
 			t.Fatalf("after a holder left: verdict %d", v)
 		}
+		// The same with a rate limit: a holder that leaves keeps its rate
+		// history (not idle yet), and still makes room for a new source.
+		fullRate := compileSource(&SourceRules{MaxConnPerSource: 1, MaxRatePerSource: 1, RatePeriod: time.Hour, MaxSources: 4})
+		var tr srcTable
+		for i := range 4 {
+			tr.admit(fullRate, addr(i), 0)
+		}
+		if v, _ := tr.admit(fullRate, addr(99), 0); v != connLimit {
+			t.Fatalf("full table with rates: verdict %d", v)
+		}
+		tr.release(addr(0), 1)
+		if v, _ := tr.admit(fullRate, addr(99), 2); v != admitted {
+			t.Fatalf("after a rate-limited holder left: verdict %d", v)
+		}
 	})
 }
 
