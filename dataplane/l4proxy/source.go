@@ -108,11 +108,11 @@ func (r *SourceRules) period() time.Duration {
 	return r.RatePeriod
 }
 
-// verdict is why a source was refused; 0 admits it.
-type verdict uint8
+// srcVerdict is why a source was refused; 0 admits it.
+type srcVerdict uint8
 
 const (
-	admitted   verdict = iota
+	admitted   srcVerdict = iota
 	denyList           // the source is in Deny
 	notAllowed         // Allow is non-empty and the source is not in it
 	connLimit          // MaxConnPerSource reached (or the table is full)
@@ -149,7 +149,7 @@ func compileSource(r *SourceRules) *srcRules {
 }
 
 // check applies the lists; limits are the table's.
-func (c *srcRules) check(a netip.Addr) verdict {
+func (c *srcRules) check(a netip.Addr) srcVerdict {
 	if c.deny.contains(a) {
 		return denyList
 	}
@@ -282,7 +282,7 @@ func (e srcEntry) idle(now int64) bool { return e.cur <= 0 && e.tat <= now }
 // admit counts a new connection from a against the limits at time now
 // (monoNow). held reports whether it took a concurrency slot that
 // release must give back.
-func (t *srcTable) admit(c *srcRules, a netip.Addr, now int64) (v verdict, held bool) {
+func (t *srcTable) admit(c *srcRules, a netip.Addr, now int64) (v srcVerdict, held bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
