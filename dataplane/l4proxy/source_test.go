@@ -91,7 +91,7 @@ func TestSourceVerdict(t *testing.T) {
 		"::1":             notAllowed,
 	} {
 		if got := r.check(netip.MustParseAddr(a)); got != want {
-			t.Errorf("%s: srcVerdict %d, want %d", a, got, want)
+			t.Errorf("%s: verdict %d, want %d", a, got, want)
 		}
 	}
 	open := compileSource(&SourceRules{Deny: prefixes("203.0.113.0/24")})
@@ -127,18 +127,18 @@ func TestSourceLimiter(t *testing.T) {
 		var tb srcTable
 		for i := range 2 {
 			if v, held := tb.admit(r, a, 0); v != admitted || !held {
-				t.Fatalf("connection %d: srcVerdict %d held %v", i, v, held)
+				t.Fatalf("connection %d: verdict %d held %v", i, v, held)
 			}
 		}
 		if v, _ := tb.admit(r, a, 0); v != connLimit {
-			t.Fatalf("third connection: srcVerdict %d, want connLimit", v)
+			t.Fatalf("third connection: verdict %d, want connLimit", v)
 		}
 		if v, _ := tb.admit(r, b, 0); v != admitted {
-			t.Fatalf("other source: srcVerdict %d", v)
+			t.Fatalf("other source: verdict %d", v)
 		}
 		tb.release(a, 1)
 		if v, _ := tb.admit(r, a, 1); v != admitted {
-			t.Fatalf("after a release: srcVerdict %d", v)
+			t.Fatalf("after a release: verdict %d", v)
 		}
 		tb.release(a, 2)
 		tb.release(a, 2)
@@ -153,28 +153,28 @@ func TestSourceLimiter(t *testing.T) {
 		var tb srcTable
 		for i := range 4 {
 			if v, held := tb.admit(r, a, 0); v != admitted || held {
-				t.Fatalf("burst connection %d: srcVerdict %d held %v", i, v, held)
+				t.Fatalf("burst connection %d: verdict %d held %v", i, v, held)
 			}
 		}
 		if v, _ := tb.admit(r, a, 0); v != rateLimit {
-			t.Fatalf("fifth at once: srcVerdict %d, want rateLimit", v)
+			t.Fatalf("fifth at once: verdict %d, want rateLimit", v)
 		}
 		if v, _ := tb.admit(r, b, 0); v != admitted {
 			t.Fatalf("other source limited: %d", v)
 		}
 		if v, _ := tb.admit(r, a, sec/4-1); v != rateLimit {
-			t.Fatalf("before a token is back: srcVerdict %d", v)
+			t.Fatalf("before a token is back: verdict %d", v)
 		}
 		if v, _ := tb.admit(r, a, sec/4); v != admitted {
-			t.Fatalf("one token back after 250ms: srcVerdict %d", v)
+			t.Fatalf("one token back after 250ms: verdict %d", v)
 		}
 		if v, _ := tb.admit(r, a, sec/4); v != rateLimit {
-			t.Fatalf("only one token came back: srcVerdict %d", v)
+			t.Fatalf("only one token came back: verdict %d", v)
 		}
 		// Sustained: one per interval passes forever.
 		for i := int64(2); i < 40; i++ {
 			if v, _ := tb.admit(r, a, i*sec/4); v != admitted {
-				t.Fatalf("steady rate at step %d: srcVerdict %d", i, v)
+				t.Fatalf("steady rate at step %d: verdict %d", i, v)
 			}
 		}
 		// Refused attempts do not consume tokens: after a full period
@@ -182,7 +182,7 @@ func TestSourceLimiter(t *testing.T) {
 		now := 40*sec/4 + sec
 		for i := range 4 {
 			if v, _ := tb.admit(r, a, now); v != admitted {
-				t.Fatalf("burst after idle, %d: srcVerdict %d", i, v)
+				t.Fatalf("burst after idle, %d: verdict %d", i, v)
 			}
 		}
 	})
@@ -203,7 +203,7 @@ func TestSourceLimiter(t *testing.T) {
 			now := int64(i)
 			v, held := tb.admit(r, addr(i), now)
 			if v != admitted {
-				t.Fatalf("fresh source %d refused (srcVerdict %d): the table did not make room", i, v)
+				t.Fatalf("fresh source %d refused (verdict %d): the table did not make room", i, v)
 			}
 			if held {
 				tb.release(addr(i), now)
@@ -214,7 +214,7 @@ func TestSourceLimiter(t *testing.T) {
 		}
 		for i := range 8 {
 			if v, _ := tb.admit(r, addr(i), 5000); v != connLimit {
-				t.Fatalf("holder %d lost its entry: srcVerdict %d", i, v)
+				t.Fatalf("holder %d lost its entry: verdict %d", i, v)
 			}
 		}
 		// A table full of holders refuses a new source instead of growing.
@@ -224,11 +224,11 @@ func TestSourceLimiter(t *testing.T) {
 			tf.admit(full, addr(i), 0)
 		}
 		if v, _ := tf.admit(full, addr(99), 0); v != connLimit || tf.len() != 4 {
-			t.Fatalf("full table: srcVerdict %d, %d entries", v, tf.len())
+			t.Fatalf("full table: verdict %d, %d entries", v, tf.len())
 		}
 		tf.release(addr(0), 1)
 		if v, _ := tf.admit(full, addr(99), 1); v != admitted {
-			t.Fatalf("after a holder left: srcVerdict %d", v)
+			t.Fatalf("after a holder left: verdict %d", v)
 		}
 		// The same with a rate limit: a holder that leaves keeps its rate
 		// history (not idle yet), and still makes room for a new source.
@@ -238,11 +238,11 @@ func TestSourceLimiter(t *testing.T) {
 			tr.admit(fullRate, addr(i), 0)
 		}
 		if v, _ := tr.admit(fullRate, addr(99), 0); v != connLimit {
-			t.Fatalf("full table with rates: srcVerdict %d", v)
+			t.Fatalf("full table with rates: verdict %d", v)
 		}
 		tr.release(addr(0), 1)
 		if v, _ := tr.admit(fullRate, addr(99), 2); v != admitted {
-			t.Fatalf("after a rate-limited holder left: srcVerdict %d", v)
+			t.Fatalf("after a rate-limited holder left: verdict %d", v)
 		}
 	})
 }
