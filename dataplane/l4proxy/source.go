@@ -113,10 +113,10 @@ type srcVerdict uint8
 
 const (
 	admitted   srcVerdict = iota
-	denyList           // the source is in Deny
-	notAllowed         // Allow is non-empty and the source is not in it
-	connLimit          // MaxConnPerSource reached (or the table is full)
-	rateLimit          // MaxRatePerSource reached
+	denyList              // the source is in Deny
+	notAllowed            // Allow is non-empty and the source is not in it
+	connLimit             // MaxConnPerSource reached (or the table is full)
+	rateLimit             // MaxRatePerSource reached
 )
 
 // srcRules is SourceRules compiled once per configuration: matchers and
