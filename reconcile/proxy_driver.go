@@ -114,9 +114,44 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			svc.Check = ck
 			svc.ShutdownOnDown = c.ShutdownSessions
 		}
+		if s.Source != nil {
+			src, err := sourceRules(s.Source)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: source: %w", name, err))
+			}
+			svc.Source = src
+		}
 		cfg.Services = append(cfg.Services, svc)
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// sourceRules translates a service's source rules (the schema has
+// validated the CIDRs and the rate; errors here are for hand-built specs).
+func sourceRules(s *spec.SourceRules) (*l4proxy.SourceRules, error) {
+	r := &l4proxy.SourceRules{MaxConnPerSource: s.MaxConnPerSource}
+	var errs []error
+	parse := func(list string, cidrs []string) []netip.Prefix {
+		var out []netip.Prefix
+		for i, c := range cidrs {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s[%d]: %w", list, i, err))
+				continue
+			}
+			out = append(out, p.Masked())
+		}
+		return out
+	}
+	r.Allow, r.Deny = parse("allow", s.Allow), parse("deny", s.Deny)
+	if s.MaxRatePerSource != "" {
+		n, per, err := l4proxy.ParseRate(s.MaxRatePerSource)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("max_rate_per_source: %w", err))
+		}
+		r.MaxRatePerSource, r.RatePeriod = n, per
+	}
+	return r, errors.Join(errs...)
 }
 
 // Apply implements Driver: the pool's idempotent, in-place Set.
@@ -140,6 +175,7 @@ type serviceView struct {
 	Check       string `json:"check,omitempty"`
 	Proxy       int    `json:"proxy_protocol,omitempty"`
 	KeepAlive   bool   `json:"tcp_keepalive,omitempty"`
+	Source      string `json:"source,omitempty"`
 }
 
 type serverView struct {
@@ -163,6 +199,9 @@ func viewService(s l4proxy.Service) serviceView {
 	}
 	if s.Persistence > 0 {
 		v.Persistence = s.Persistence.String()
+	}
+	if s.Source != nil {
+		v.Source = viewSource(s.Source)
 	}
 	if c := s.Check; c != nil {
 		v.Check = c.Describe()
@@ -272,7 +311,53 @@ func diffService(h, w serviceView) []string {
 	add("check", h.Check, w.Check)
 	add("proxy protocol", h.Proxy, w.Proxy)
 	add("tcp keepalive", h.KeepAlive, w.KeepAlive)
+	add("source", h.Source, w.Source)
 	return d
+}
+
+// viewSource spells a service's source rules in words: "allow only
+// 198.51.100.0/24; deny 198.51.100.66/32 (deny wins); at most 10
+// connections per source; at most 100 new connections per source per 1s;
+// refused connections are reset". Long lists show their first prefixes
+// and a count.
+func viewSource(r *l4proxy.SourceRules) string {
+	list := func(ps []netip.Prefix) string {
+		const show = 5
+		var parts []string
+		for _, p := range ps[:min(len(ps), show)] {
+			parts = append(parts, p.String())
+		}
+		s := strings.Join(parts, ", ")
+		if len(ps) > show {
+			s += fmt.Sprintf(" and %d more (%d CIDRs)", len(ps)-show, len(ps))
+		}
+		return s
+	}
+	var parts []string
+	if len(r.Allow) > 0 {
+		parts = append(parts, "allow only "+list(r.Allow))
+	}
+	if len(r.Deny) > 0 {
+		d := "deny " + list(r.Deny)
+		if len(r.Allow) > 0 {
+			d += " (deny wins)"
+		}
+		parts = append(parts, d)
+	}
+	if r.MaxConnPerSource > 0 {
+		parts = append(parts, fmt.Sprintf("at most %d connections per source", r.MaxConnPerSource))
+	}
+	if r.MaxRatePerSource > 0 {
+		per := r.RatePeriod
+		if per == 0 {
+			per = time.Second
+		}
+		parts = append(parts, fmt.Sprintf("at most %d new connections per source per %v", r.MaxRatePerSource, per))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, "; ") + "; refused connections are reset"
 }
 
 func bindChanges(svc string, have, want []netip.AddrPort) []plan.Change {

@@ -311,6 +311,7 @@ type Service struct {
 	Balance       string            `json:"balance"`
 	Persistence   Duration          `json:"persistence"`
 	MaxConn       int               `json:"maxconn"`
+	Source        *SourceRules      `json:"source,omitempty"`
 	Timeouts      Timeouts          `json:"timeouts"`
 	Retries       int               `json:"retries"`
 	Redispatch    bool              `json:"redispatch"`
@@ -319,6 +320,16 @@ type Service struct {
 	ProxyProtocol string            `json:"proxy_protocol"`
 	TCPKeepalive  bool              `json:"tcp_keepalive"`
 	Drift         DriftMode         `json:"drift,omitempty"`
+}
+
+// SourceRules are a service's rules on client source addresses: a
+// non-empty Allow admits only its sources, Deny always wins over Allow;
+// the limits count per source address.
+type SourceRules struct {
+	Allow            []string `json:"allow,omitempty"` // CIDRs or bare addresses
+	Deny             []string `json:"deny,omitempty"`
+	MaxConnPerSource int      `json:"max_conn_per_source,omitempty"`
+	MaxRatePerSource string   `json:"max_rate_per_source,omitempty"` // "100/s"
 }
 
 // Timeouts of a service's connections.

@@ -14,6 +14,20 @@ import (
 // proxied connection and per request: the pool's hot path allocates none
 // (conns, buffers and pipes are pooled, addresses decoded in place).
 func TestNoAllocationPerConnection(t *testing.T) {
+	noAllocation(t, nil)
+}
+
+// TestNoAllocationWithSourceRules: the same with 10,000 deny CIDRs, an
+// allow list and both per-source limits in force (the lists are searched
+// in place, the per-source table keeps its entries by value).
+func TestNoAllocationWithSourceRules(t *testing.T) {
+	noAllocation(t, &SourceRules{
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Deny: randomPrefixes(10000, 3),
+		MaxConnPerSource: 1000, MaxRatePerSource: 1 << 20,
+	})
+}
+
+func noAllocation(t *testing.T, src *SourceRules) {
 	srv, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +63,7 @@ func TestNoAllocationPerConnection(t *testing.T) {
 	bind := freePort(t)
 	newTestPool(t, Options{}, Config{Services: []Service{{
 		Name: "a", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "s", Addr: addrPortOf(sa), Weight: 1}},
+		Source: src,
 	}}})
 	to := &unix.SockaddrInet4{Port: int(bind.Port()), Addr: bind.Addr().As4()}
 	msg := []byte("0123456789abcdef")

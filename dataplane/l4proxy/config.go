@@ -74,6 +74,10 @@ type Service struct {
 	// DrainGrace is how long connections to a removed server or service are
 	// kept before they are closed (default 30s).
 	DrainGrace time.Duration `json:"drain_grace,omitempty"`
+	// Source holds the rules on client addresses: allow/deny lists (deny
+	// wins; a non-empty allow admits only its sources) and per-source
+	// limits, applied right after accept (source.go). nil: none.
+	Source *SourceRules `json:"source,omitempty"`
 }
 
 // Timeouts of a service (HAProxy's `timeout …`). Zero picks the default.
@@ -243,6 +247,11 @@ func (c Config) Validate() error {
 			case "", Ready, Drain, Maint:
 			default:
 				errs = append(errs, fmt.Errorf("%s: unknown state %q", sw, sv.State))
+			}
+		}
+		if s.Source != nil {
+			for _, err := range s.Source.validate() {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			}
 		}
 		if ck := s.Check; ck != nil {

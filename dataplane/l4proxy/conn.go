@@ -71,6 +71,9 @@ type conn struct {
 	caddr  netip.AddrPort
 	laddr  netip.AddrPort
 	start  time.Time
+	// srcHeld: the connection counts against its source's
+	// MaxConnPerSource (finish gives it back).
+	srcHeld bool
 
 	prev, next *conn // in srv's list, under srv.mu
 
@@ -387,6 +390,10 @@ func (c *conn) finish(l *evloop) {
 	}
 	svc.bytesIn.Add(c.up.bytes)
 	svc.bytesOut.Add(c.down.bytes)
+	if c.srcHeld {
+		c.srcHeld = false
+		svc.srcTbl.release(c.caddr.Addr(), monoNow())
+	}
 	svc.cur.Add(-1)
 	svc.releaseSlot()
 	if set.Log {

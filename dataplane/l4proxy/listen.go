@@ -78,10 +78,12 @@ func listenTCP(addr netip.AddrPort) (int, error) {
 	a := addr.Addr()
 	v6 := a.Is6() && !a.Is4In6()
 	family := unix.AF_INET
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: a.Unmap().As4()}
+	var sa unix.Sockaddr
 	if v6 {
 		family = unix.AF_INET6
 		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: a.As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: a.Unmap().As4()}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -235,10 +237,22 @@ func (l *evloop) accept(ln *listener) {
 			time.AfterFunc(50*time.Millisecond, func() { l.post(loopMsg{kind: msgAcceptRetry, ln: ref.ln, gen: ref.gen}) })
 			return
 		}
+		caddr := l.peerAddr()
+		set := svc.set.Load()
+		held := false
+		if set.src != nil {
+			var ok bool
+			if ok, held = svc.admitSource(set.src, caddr.Addr()); !ok {
+				refuse(fd)
+				svc.releaseSlot()
+				continue
+			}
+		}
 		c := connPool.Get().(*conn)
-		c.svc, c.set, c.shard, c.client = svc, svc.set.Load(), ln.shard, fd
+		c.svc, c.set, c.shard, c.client = svc, set, ln.shard, fd
+		c.srcHeld = held
 		c.start = time.Now()
-		c.caddr = l.peerAddr()
+		c.caddr = caddr
 		c.laddr = ln.addr
 		if c.set.ProxyProtocol != 0 {
 			c.laddr = localAddr(fd)

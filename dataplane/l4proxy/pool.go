@@ -111,10 +111,11 @@ func New(logger *slog.Logger, opts Options) *Pool {
 // as a whole on Set.
 type settings struct {
 	Service
+	src *srcRules // Service.Source compiled; nil: no rules
 }
 
 func newSettings(s Service) *settings {
-	return &settings{Service: s.withDefaults()}
+	return &settings{Service: s.withDefaults(), src: compileSource(s.Source)}
 }
 
 // service is the live state of one Service.
@@ -132,6 +133,11 @@ type service struct {
 	maxQueued         atomic.Int64
 	maxSvcQueued      atomic.Int64
 	queueTimeouts     atomic.Int64
+
+	// Source rules (source.go): refusals by reason, per-source limits.
+	deniedList, deniedNotAllowed     atomic.Int64
+	deniedConnLimit, deniedRateLimit atomic.Int64
+	srcTbl                           srcTable
 
 	sticky stickyTable
 
@@ -247,6 +253,12 @@ func cloneConfig(c Config) Config {
 			ck := *s.Check
 			ck.Command = append([]string(nil), ck.Command...)
 			s.Check = &ck
+		}
+		if s.Source != nil {
+			src := *s.Source
+			src.Allow = append([]netip.Prefix(nil), src.Allow...)
+			src.Deny = append([]netip.Prefix(nil), src.Deny...)
+			s.Source = &src
 		}
 		out.Services[i] = s
 	}

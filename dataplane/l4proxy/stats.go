@@ -28,12 +28,34 @@ type ServiceStats struct {
 	Queue    int64 `json:"queue"`
 	MaxQueue int64 `json:"max_queue"`
 	// ServiceQueue is the part of Queue waiting for any server.
-	ServiceQueue    int64         `json:"service_queue"`
-	MaxServiceQueue int64         `json:"max_service_queue"`
-	QueueTimeouts   int64         `json:"queue_timeouts"` // connections that gave up waiting (sQ)
-	Errors          int64         `json:"errors"`         // connections that got no server
-	Sticky          int           `json:"sticky_entries,omitempty"`
-	Servers         []ServerStats `json:"servers"`
+	ServiceQueue    int64 `json:"service_queue"`
+	MaxServiceQueue int64 `json:"max_service_queue"`
+	QueueTimeouts   int64 `json:"queue_timeouts"` // connections that gave up waiting (sQ)
+	Errors          int64 `json:"errors"`         // connections that got no server
+	Sticky          int   `json:"sticky_entries,omitempty"`
+	// Denied counts connections refused by the source rules, by reason.
+	Denied DeniedStats `json:"denied"`
+	// SourceEntries is the size of the per-source limits table.
+	SourceEntries int           `json:"source_entries,omitempty"`
+	Servers       []ServerStats `json:"servers"`
+}
+
+// DeniedStats count connections refused right after accept by a
+// service's source rules (SourceRules), one counter per reason.
+type DeniedStats struct {
+	DenyList   int64 `json:"deny_list"`   // source in the deny list
+	NotAllowed int64 `json:"not_allowed"` // allow list set, source not in it
+	ConnLimit  int64 `json:"conn_limit"`  // per-source concurrent connections reached
+	RateLimit  int64 `json:"rate_limit"`  // per-source connection rate reached
+}
+
+// DenyReasons are the reasons of DeniedStats as ByReason and the metrics
+// spell them (lower-case snake).
+var DenyReasons = []string{"deny_list", "not_allowed", "conn_limit", "rate_limit"}
+
+// ByReason returns the counters keyed by DenyReasons.
+func (d DeniedStats) ByReason() map[string]int64 {
+	return map[string]int64{"deny_list": d.DenyList, "not_allowed": d.NotAllowed, "conn_limit": d.ConnLimit, "rate_limit": d.RateLimit}
 }
 
 // ServerStats are one server's counters and state.
@@ -84,6 +106,11 @@ func (p *Pool) Stats() Snapshot {
 			BytesOut: svc.bytesOut.Load(), Queue: svc.queued.Load(), MaxQueue: svc.maxQueued.Load(),
 			Errors: svc.errors.Load(), Sticky: svc.sticky.len(), Status: "DOWN",
 			MaxServiceQueue: svc.maxSvcQueued.Load(), QueueTimeouts: svc.queueTimeouts.Load(),
+			Denied: DeniedStats{
+				DenyList: svc.deniedList.Load(), NotAllowed: svc.deniedNotAllowed.Load(),
+				ConnLimit: svc.deniedConnLimit.Load(), RateLimit: svc.deniedRateLimit.Load(),
+			},
+			SourceEntries: svc.srcTbl.len(),
 		}
 		svc.qmu.Lock()
 		ss.ServiceQueue = int64(len(svc.queue))

@@ -22,6 +22,7 @@ func goldenSnapshot() Snapshot {
 	return Snapshot{Time: at, Services: []ServiceStats{{
 		Name: "web", Binds: []string{"203.0.113.100:80", "[2001:db8::100]:80"}, Balance: RoundRobin, Status: "UP",
 		Current: 3, MaxConn: 1000, Total: 12345, BytesIn: 1 << 20, BytesOut: 5 << 30, Queue: 3, MaxQueue: 6, ServiceQueue: 1, MaxServiceQueue: 2, QueueTimeouts: 4, Errors: 1,
+		Denied: DeniedStats{DenyList: 9, NotAllowed: 4, ConnLimit: 2, RateLimit: 1}, SourceEntries: 3,
 		Servers: []ServerStats{
 			{Name: "app1", Addr: "198.51.100.11:8080", Weight: 100, Admin: Ready, Status: "UP", Current: 2, Total: 6000,
 				Queue: 2, MaxQueue: 5, QueueTimeouts: 1, BytesIn: 600 << 10, BytesOut: 3 << 30, Check: "L7 status 200, body matches", CheckDuration: 2 * time.Millisecond,

@@ -37,7 +37,9 @@ func fixture(t *testing.T) *Controller {
 	}}
 	pool := fakePool{Services: []l4proxy.ServiceStats{{
 		Name: "web", Binds: []string{"203.0.113.100:80"}, Balance: l4proxy.RoundRobin, Status: "UP", Current: 3, Total: 120,
-		BytesIn: 4096, BytesOut: 65536, Queue: 2, QueueTimeouts: 5, Servers: []l4proxy.ServerStats{
+		BytesIn: 4096, BytesOut: 65536, Queue: 2, QueueTimeouts: 5,
+		Denied: l4proxy.DeniedStats{DenyList: 7, RateLimit: 2},
+		Servers: []l4proxy.ServerStats{
 			{Name: "s1", Addr: "198.51.100.11:8080", Weight: 100, Admin: l4proxy.Ready, Status: "UP", Current: 3, Queue: 2, Total: 80, Check: "L4OK"},
 			{Name: "s2", Addr: "198.51.100.12:8080", Weight: 100, Admin: l4proxy.Drain, Status: "DRAIN", Current: 0, Total: 40, Check: "L4OK"},
 		},

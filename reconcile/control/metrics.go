@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile"
 )
@@ -86,6 +87,7 @@ var (
 	descSvcQueue    = desc("gitgw_proxy_queue", "Connections waiting for a server.", "service")
 	descSvcQueueTO  = desc("gitgw_proxy_queue_timeouts_total", "Connections that gave up waiting for a server (queue timeout).", "service")
 	descSvcErrors   = desc("gitgw_proxy_errors_total", "Connections that got no server.", "service")
+	descSvcDenied   = desc("gitgw_proxy_denied_total", "Connections refused by the service's source rules, by reason (deny_list, not_allowed, conn_limit, rate_limit).", "service", "reason")
 	descSrvUp       = desc("gitgw_proxy_server_up", "1 when the server is UP (takes new connections), 0 when DOWN, DRAIN or MAINT.", "service", "server")
 	descSrvStatus   = desc("gitgw_proxy_server_status", "Server status: 1 for the current one (up, down, drain, maint).", "service", "server", "status")
 	descSrvWeight   = desc("gitgw_proxy_server_weight", "Server weight in effect.", "service", "server")
@@ -110,7 +112,7 @@ type snapshotCollector struct{ c *Controller }
 func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVRRPState, descVRRPPriority, descVRRPBase, descVRRPTransitions, descVRRPAdvIn,
 		descVRRPAdvOut, descVRRPDrops, descVRRPVIPs, descSvcUp, descSvcCur, descSvcTotal, descSvcBytesIn, descSvcBytesOut,
-		descSvcQueue, descSvcQueueTO, descSvcErrors, descSrvUp, descSrvStatus, descSrvWeight, descSrvCur, descSrvQueue,
+		descSvcQueue, descSvcQueueTO, descSvcErrors, descSvcDenied, descSrvUp, descSrvStatus, descSrvWeight, descSrvCur, descSrvQueue,
 		descSrvTotal, descSrvFailed,
 		descUnitActive, descDrift, descCorrected, descPending, descCommit, descSuspended, descOverrides, descBuild} {
 		ch <- d
@@ -154,6 +156,9 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSvcQueue, float64(svc.Queue), svc.Name)
 		counter(descSvcQueueTO, float64(svc.QueueTimeouts), svc.Name)
 		counter(descSvcErrors, float64(svc.Errors), svc.Name)
+		for _, reason := range l4proxy.DenyReasons {
+			counter(descSvcDenied, float64(svc.Denied[reason]), svc.Name, reason)
+		}
 		for _, srv := range svc.Servers {
 			gauge(descSrvUp, b(srv.Status == "UP"), svc.Name, srv.Name)
 			for _, status := range []string{"UP", "DOWN", "DRAIN", "MAINT"} {

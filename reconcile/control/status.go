@@ -118,9 +118,13 @@ type Service struct {
 	BytesOut int64    `json:"bytes_out"`
 	Queue    int64    `json:"queue"` // waiting for a server slot, all queues
 	// QueueTimeouts counts connections that gave up waiting (HAProxy's sQ).
-	QueueTimeouts int64    `json:"queue_timeouts"`
-	Errors        int64    `json:"errors"`
-	Servers       []Server `json:"servers"`
+	QueueTimeouts int64 `json:"queue_timeouts"`
+	Errors        int64 `json:"errors"`
+	// Denied counts connections refused by the service's source rules,
+	// by reason (l4proxy.DenyReasons: deny_list, not_allowed, conn_limit,
+	// rate_limit).
+	Denied  map[string]int64 `json:"denied"`
+	Servers []Server         `json:"servers"`
 }
 
 // Server is one backend as the pool sees it.
@@ -144,6 +148,7 @@ type Server struct {
 func service(s l4proxy.ServiceStats) Service {
 	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: s.Status, Current: s.Current, Total: s.Total,
 		BytesIn: s.BytesIn, BytesOut: s.BytesOut, Queue: s.Queue, QueueTimeouts: s.QueueTimeouts, Errors: s.Errors, Servers: []Server{}}
+	out.Denied = s.Denied.ByReason()
 	for _, sv := range s.Servers {
 		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup, Admin: string(sv.Admin),
 			Status: sv.Status, Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
