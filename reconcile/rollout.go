@@ -210,6 +210,13 @@ type RolloutOptions struct {
 	// Timeout is how long to wait when the site sets no peer_timeout
 	// (default 5 minutes).
 	Timeout time.Duration
+	// RequireSigned is set when the agent verifies the site's signatures:
+	// a status branch can then be written by anyone with push access, who
+	// must not be able to release a master by forging a peer's status. A
+	// peer's status counts only when signed by its status_key, even when
+	// the site lists none (then every gated commit waits out the timeout,
+	// and the log says to list the keys).
+	RequireSigned bool
 	Logger  *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -402,6 +409,7 @@ func (r *Rollout) warned(commit string) bool {
 // Without status keys in the site (keys empty), a status branch is taken
 // as it reads, and a node without one has never run gitgw (it is not
 // deployed yet): nobody waits for it. Once any node lists a status_key,
+// (or when the agent verifies signatures: RolloutOptions.RequireSigned)
 // every status that gates the rollout must be signed by its node's key;
 // one that is unsigned, signed by another key, or whose node lists no key
 // is treated as not reported (the wait goes on, then on_timeout applies),
@@ -414,7 +422,7 @@ func (r *Rollout) pending(ctx context.Context, waits []Wait, commit string, keys
 	}
 	for _, w := range waits {
 		ps, ok := st[w.Node]
-		if len(keys) > 0 {
+		if len(keys) > 0 || r.o.RequireSigned {
 			if why := distrust(w.Node, ps, ok, keys); why != "" {
 				r.logDistrust(w.Node, commit, why)
 				if untrusted == nil {

@@ -463,6 +463,21 @@ func TestRolloutAuthenticatedPeers(t *testing.T) {
 			t.Fatalf("after the timeout: %v", err)
 		}
 	})
+	t.Run("no keys in the site, but the agent verifies signatures", func(t *testing.T) {
+		// Push access must not release a master: with verification on, an
+		// unsigned status counts as not reported even with no key listed.
+		p := &fakePeers{signedBy: map[string]string{}}
+		c := &clock{now: time.Unix(1000, 0)}
+		var log syncBuffer
+		r := NewRollout(RolloutOptions{Node: "gw1", Peers: p.read, Timeout: time.Minute, Now: func() time.Time { return c.now },
+			Logger: slog.New(slog.NewTextHandler(&log, nil)), RequireSigned: true})
+		p.set("gw2", "c2", drift.Converged) // unsigned, claims the commit applied
+		held(t, r.Hold(ctx, rev, prev, view(nil), nil), "lists no status_key for gw2")
+		c.now = c.now.Add(time.Minute)
+		if err := r.Hold(ctx, rev, prev, view(nil), nil); err != nil {
+			t.Fatalf("after the timeout: %v", err)
+		}
+	})
 	t.Run("no keys in the site: as before", func(t *testing.T) {
 		p, _, r, _ := setup()
 		p.set("gw2", "c2", drift.Converged) // unsigned

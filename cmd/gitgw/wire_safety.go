@@ -94,7 +94,12 @@ func (f *safetyFlags) build(node, stateDir string, sf *siteFlags, st *statusFlag
 	} else {
 		s.log.Warn("pair-aware rollout off: no status branches to read (a --site directory without --status-repo, or --no-status)")
 	}
-	s.rollout = reconcile.NewRollout(reconcile.RolloutOptions{Node: node, Peers: peers, Timeout: f.rolloutTimeout, Logger: log})
+	mode, err := gitrepo.ParseVerifyMode(f.verify)
+	if err != nil {
+		return nil, err
+	}
+	s.rollout = reconcile.NewRollout(reconcile.RolloutOptions{Node: node, Peers: peers, Timeout: f.rolloutTimeout, Logger: log,
+		RequireSigned: mode != gitrepo.VerifyOff})
 	return s, nil
 }
 
