@@ -217,7 +217,7 @@ type RolloutOptions struct {
 	// the site lists none (then every gated commit waits out the timeout,
 	// and the log says to list the keys).
 	RequireSigned bool
-	Logger  *slog.Logger
+	Logger        *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
