@@ -94,6 +94,11 @@ var ErrRefNotFound = errors.New("branch not found on the remote")
 // ErrRefused matches a *RefusedError with errors.Is.
 var ErrRefused = errors.New("commit refused")
 
+// refNotFound names the branch and the flag that chooses another.
+func refNotFound(ref string) error {
+	return fmt.Errorf("%w: %q (choose the branch with --ref)", ErrRefNotFound, ref)
+}
+
 // RefusedError is Sync's answer for a commit it will not check out: its
 // signature or its trust is refused (a *SignatureError), or its tree (a
 // *TreeError). Nothing of the commit was written and the synced commit did
@@ -211,7 +216,11 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 	if err := s.checkOrigin(); err != nil {
 		return nil, fmt.Errorf("gitrepo: open %s: %w", opts.Dir, err)
 	}
-	if err := s.creds.checkScheme(opts.URL); err != nil {
+	// The credentials are files on this machine: one missing or unusable
+	// (no --ssh-key, no known_hosts, an unreadable --token-file) fails
+	// every fetch until the operator acts, so Open says so now, before
+	// an agent starts retrying what cannot succeed.
+	if _, err := s.creds.access(opts.URL); err != nil {
 		return nil, fmt.Errorf("gitrepo: open %s: %w", redact(opts.URL), err)
 	}
 	if err := s.loadAnchor(); err != nil {
@@ -286,7 +295,7 @@ func (s *Source) remoteHead(ctx context.Context) (plumbing.Hash, error) {
 			return r.Hash(), nil
 		}
 	}
-	return plumbing.ZeroHash, fmt.Errorf("gitrepo: ls-remote %s: %s: %w", redact(s.opts.URL), s.opts.Ref, ErrRefNotFound)
+	return plumbing.ZeroHash, fmt.Errorf("gitrepo: ls-remote %s: %w", redact(s.opts.URL), refNotFound(s.opts.Ref))
 }
 
 // Sync brings the tracked branch's newest commit in and checks it out. It
@@ -415,7 +424,7 @@ func (s *Source) fetch(ctx context.Context) (tip plumbing.Hash, moved bool, err 
 	switch {
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 	case errors.As(err, &noMatch), errors.Is(err, transport.ErrEmptyRemoteRepository):
-		return fail(ErrRefNotFound)
+		return fail(refNotFound(s.opts.Ref))
 	case err != nil:
 		return fail(err)
 	default:

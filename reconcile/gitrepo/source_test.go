@@ -200,9 +200,8 @@ func TestSyncSSH(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "key") {
 		t.Fatalf("wrong host key: unexpected error %v", err)
 	}
-	noKey := openSource(t, Options{URL: sshd.URL(r.Dir), KnownHostsFile: sshd.KnownHosts})
-	if _, err := noKey.Sync(ctx); err == nil {
-		t.Fatal("sync without a key succeeded")
+	if _, err := Open(ctx, Options{URL: sshd.URL(r.Dir), KnownHostsFile: sshd.KnownHosts, Dir: t.TempDir()}); err == nil {
+		t.Fatal("opening an ssh source without a key succeeded")
 	}
 }
 
@@ -297,14 +296,14 @@ func drain(c <-chan struct{}) {
 
 func TestWatchRemoteNotLocal(t *testing.T) {
 	t.Parallel()
-	s := openSource(t, Options{URL: "ssh://git@127.0.0.1:1/site.git"})
+	s := openSource(t, Options{URL: "https://127.0.0.1:1/site.git"})
 	if s.CanWatch() {
-		t.Fatal("an ssh source claims it can be watched")
+		t.Fatal("an https source claims it can be watched")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := s.Watch(ctx)
 	if err == nil {
-		t.Fatal("Watch of an ssh remote: no error")
+		t.Fatal("Watch of an https remote: no error")
 	}
 	cancel()
 	for range c {
