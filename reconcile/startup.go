@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/reconcile/gitrepo"
 )
 
 // ErrCannotStart matches the errors of CheckStart: the agent, as started,
@@ -16,7 +17,8 @@ var ErrCannotStart = errors.New("the agent cannot work as started")
 
 // CheckStart is what an agent checks once, before it builds its drivers
 // (before it touches the node's network or systemd): that the site's
-// current revision declares this node. An agent started under a name the
+// current revision has a site where --path says (a repository whose site
+// is elsewhere) and declares this node. An agent started under a name the
 // site does not know would otherwise retry forever, rejecting every
 // revision, while the unit looks healthy; it exits instead, saying what to
 // do. The credentials of the source are checked earlier still, when it is
@@ -31,6 +33,9 @@ func CheckStart(ctx context.Context, src Source, node string, log *slog.Logger) 
 		log = slog.New(slog.DiscardHandler)
 	}
 	rev, err := src.Sync(ctx)
+	if errors.Is(err, gitrepo.ErrNoSite) {
+		return fmt.Errorf("%w: %s: %w", ErrCannotStart, src.Describe(), err)
+	}
 	if err != nil || rev.Refused != nil || rev.Dir == "" {
 		log.Debug("start-up check skipped: no revision to check yet", "source", src.Describe(), "err", err)
 		return nil

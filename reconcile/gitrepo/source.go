@@ -37,6 +37,16 @@ type Options struct {
 	// last synced commit (a force-push); without it Sync refuses with a
 	// *RewriteError.
 	AllowRewrite bool
+	// Path is the site's directory within the repository (--path),
+	// slash-separated and relative to its root; "" is the root. Revision.Dir
+	// is that directory of the exported tree, and ReadTree holds the files
+	// beneath it only (still keyed by their path in the repository).
+	Path string
+	// Site says the tree holds a CUE site at Path: a commit with no
+	// cue.mod/module.cue there is refused (a *TreeError that names the
+	// path in the repository and where a site is, if anywhere), instead of
+	// failing later on the path of the local copy.
+	Site bool
 	// Node names the author of commits the Source writes (WriteBranch).
 	Node string
 	// KeepTrees is how many exported trees to keep (default 3).
@@ -182,6 +192,11 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 		opts.Ref = "main"
 	}
 	opts.Ref = strings.TrimPrefix(opts.Ref, "refs/heads/")
+	p, err := CleanSitePath(opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("gitrepo: open: %w", err)
+	}
+	opts.Path = p
 	if opts.KeepTrees <= 0 {
 		opts.KeepTrees = 3
 	}
@@ -494,6 +509,15 @@ func (s *Source) checkout(h plumbing.Hash) (Revision, error) {
 		now := time.Now()
 		_ = os.Chtimes(dir, now, now) // most recently used: kept by prune
 	}
+	if s.opts.Site {
+		site, err := siteDir(dir, s.opts.Path)
+		if err != nil {
+			return Revision{}, fmt.Errorf("gitrepo: checkout %s: %w", short(h.String()), err)
+		}
+		dir = site
+	} else if s.opts.Path != "" {
+		dir = filepath.Join(dir, filepath.FromSlash(s.opts.Path))
+	}
 	return revisionOf(c, dir), nil
 }
 
@@ -566,6 +590,13 @@ func (s *Source) ReadTree(ctx context.Context, commit string) (map[string][]byte
 	files, err := readFiles(s.repo.Storer, tree)
 	if err != nil {
 		return nil, fmt.Errorf("gitrepo: read tree of %s: %w", short(commit), err)
+	}
+	if s.opts.Path != "" {
+		for name := range files {
+			if !strings.HasPrefix(name, s.opts.Path+"/") {
+				delete(files, name)
+			}
+		}
 	}
 	return files, nil
 }

@@ -87,3 +87,88 @@ func TestRefNotFoundNamesFlag(t *testing.T) {
 		t.Errorf("RemoteHead: %v, want an error naming --ref", err)
 	}
 }
+
+// TestCleanSitePath: --path is untrusted: cleaned, relative, never above
+// the repository's root.
+func TestCleanSitePath(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, err string
+	}{
+		{in: "", want: ""},
+		{in: ".", want: ""},
+		{in: "./", want: ""},
+		{in: "sites/prod/", want: "sites/prod"},
+		{in: "./sites//prod", want: "sites/prod"},
+		{in: "sites/../prod", want: "prod"},
+		{in: "/etc", err: "not an absolute path"},
+		{in: "..", err: "inside the repository (no ..)"},
+		{in: "sites/../../x", err: "inside the repository (no ..)"},
+		{in: `sites\..\..`, err: "not a directory name"},
+		{in: "a\x00b", err: "not a directory name"},
+	} {
+		got, err := CleanSitePath(tc.in)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("CleanSitePath(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "--path")):
+			t.Errorf("CleanSitePath(%q) = %q, %v; want an error naming --path and %q", tc.in, got, err, tc.err)
+		}
+	}
+}
+
+// TestSyncSitePath: a site in a subdirectory of a real repository is
+// found with Path; without it (or with a wrong one) the commit is refused
+// with the path in the repository and the --path that would work, never
+// the local copy's temporary path.
+func TestSyncSitePath(t *testing.T) {
+	ctx := testCtx(t)
+	r := gitremote.NewBare(t)
+	c1 := r.Commit(t, "main", map[string]string{
+		"README":                        "the site is in sites/prod\n",
+		"sites/prod/cue.mod/module.cue": "module: \"example.net/site\"\n",
+		"sites/prod/site.cue":           "package site\n",
+		"other/notes.cue":               "package notes\n",
+	}, "one")
+
+	s := openSource(t, Options{URL: r.Dir, Path: "./sites/prod/", Site: true})
+	rev, err := s.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev.Commit != c1 || filepath.Base(rev.Dir) != "prod" || readFile(t, rev.Dir, "site.cue") != "package site\n" {
+		t.Fatalf("revision = %+v", rev)
+	}
+	files, err := s.ReadTree(ctx, c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := files["sites/prod/site.cue"]; !ok || len(files) != 2 {
+		t.Errorf("ReadTree with Path holds %d files, want the site's 2 (keyed by their path in the repository)", len(files))
+	}
+
+	for _, tc := range []struct {
+		name, path string
+		want       []string
+	}{
+		{"no path", "", []string{"no site at the repository's root", "give it with --path sites/prod"}},
+		{"a directory without a site", "sites", []string{`no site at "sites" (--path)`, "--path sites/prod"}},
+		{"no such directory", "site/prod", []string{`"site/prod" (--path), which is not a directory`, "--path sites/prod"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "gitgw-src-x")
+			s := openSource(t, Options{URL: r.Dir, Path: tc.path, Site: true, Dir: dir})
+			_, err := s.Sync(ctx)
+			if !errors.Is(err, ErrRefused) || !errors.Is(err, ErrTreeRefused) {
+				t.Fatalf("err = %v, want a refused tree", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), dir) {
+				t.Errorf("error names the local copy %s: %v", dir, err)
+			}
+		})
+	}
+}

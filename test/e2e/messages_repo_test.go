@@ -84,6 +84,8 @@ func TestAgentCannotStart(t *testing.T) {
 			[]string{"--ssh-key " + missing}},
 		{"known hosts missing", []string{"--repo", sshURL, "--ssh-key", key, "--known-hosts", missing, "--node", "gw1"},
 			[]string{"--known-hosts", missing}},
+		{"site not at the repository's root", []string{"--repo", subdirSiteRepo(t).Dir, "--node", "gw1"},
+			[]string{"no site at the repository's root", "--path sites/prod"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := lab.NewNetns(t, "e2m")
@@ -119,4 +121,79 @@ func TestAgentCannotStart(t *testing.T) {
 		})
 		ag.alive(t, "the test's end")
 	})
+}
+
+// TestSitePath: a site in a subdirectory of a real repository is used with
+// --path; without it, the error names the path in the repository and the
+// --path to give, not the temporary copy; a path leading out of the
+// repository is refused.
+func TestSitePath(t *testing.T) {
+	gitremote.RequireGit(t)
+	repo := subdirSiteRepo(t)
+	root := filepath.Join(repoRoot(t), "examples/lab")
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr []string
+	}{
+		{name: "with --path", args: []string{"validate", "--repo", repo.Dir, "--path", "sites/prod"},
+			stdout: "site valid: 2 nodes"},
+		{name: "plan with --path", args: []string{"plan", "--repo", repo.FileURL(), "--path", "./sites/prod/", "--node", "gw1", "--unit-dir", t.TempDir()},
+			stdout: "Plan:"},
+		{name: "without --path", args: []string{"validate", "--repo", repo.Dir},
+			code: 1, stderr: []string{"no site at the repository's root: cue.mod/module.cue missing", "give it with --path sites/prod"}},
+		{name: "a wrong --path", args: []string{"validate", "--repo", repo.Dir, "--path", "sites"},
+			code: 1, stderr: []string{`no site at "sites" (--path)`, "--path sites/prod"}},
+		{name: "out of the repository", args: []string{"validate", "--repo", repo.Dir, "--path", "sites/../../etc"},
+			code: 1, stderr: []string{`--path "sites/../../etc": the site's directory must be inside the repository`}},
+		{name: "absolute", args: []string{"validate", "--repo", repo.Dir, "--path", "/etc"},
+			code: 1, stderr: []string{`--path "/etc": give the site's directory relative to the repository's root`}},
+		{name: "with --site", args: []string{"validate", "--site", root, "--path", "sites/prod"},
+			code: 1, stderr: []string{"--path goes with --repo"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := runGitgw(t, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errOut)
+			}
+			if tc.stdout != "" && !strings.Contains(out, tc.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tc.stdout, out)
+			}
+			for _, w := range tc.stderr {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if strings.Contains(errOut, "gitgw-src-") {
+				t.Errorf("stderr names the temporary copy:\n%s", errOut)
+			}
+		})
+	}
+}
+
+// subdirSiteRepo is a bare repository holding examples/lab in sites/prod.
+func subdirSiteRepo(t *testing.T) *gitremote.Repo {
+	t.Helper()
+	files := map[string]string{"README": "the site is in sites/prod\n"}
+	root := filepath.Join(repoRoot(t), "examples/lab")
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		files[filepath.ToSlash(filepath.Join("sites/prod", rel))] = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := gitremote.NewBare(t)
+	repo.Commit(t, "main", files, "the lab site in a subdirectory")
+	return repo
 }
