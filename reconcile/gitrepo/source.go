@@ -303,7 +303,7 @@ func (s *Source) remoteHead(ctx context.Context) (plumbing.Hash, error) {
 		err, refs = nil, nil
 	}
 	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("gitrepo: ls-remote %s: %w", redact(s.opts.URL), err)
+		return plumbing.ZeroHash, fmt.Errorf("gitrepo: ls-remote %s: %w", redact(s.opts.URL), explain(err))
 	}
 	for _, r := range refs {
 		if r.Name() == s.track && r.Type() == plumbing.HashReference {
@@ -422,7 +422,7 @@ func (s *Source) repackLocked() {
 // transferred).
 func (s *Source) fetch(ctx context.Context) (tip plumbing.Hash, moved bool, err error) {
 	fail := func(err error) (plumbing.Hash, bool, error) {
-		return plumbing.ZeroHash, false, fmt.Errorf("gitrepo: fetch %s %s: %w", redact(s.opts.URL), s.opts.Ref, err)
+		return plumbing.ZeroHash, false, fmt.Errorf("gitrepo: fetch %s %s: %w", redact(s.opts.URL), s.opts.Ref, explain(err))
 	}
 	ra, err := s.creds.access(s.opts.URL)
 	if err != nil {

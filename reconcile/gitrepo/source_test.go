@@ -197,7 +197,7 @@ func TestSyncSSH(t *testing.T) {
 	wrong := openSource(t, Options{URL: sshd.URL(r.Dir), SSHKeyFile: sshd.ClientKey, KnownHostsFile: sshd.WrongKnownHosts})
 	if _, err := wrong.Sync(ctx); err == nil {
 		t.Fatal("sync through a wrong host key succeeded")
-	} else if !strings.Contains(err.Error(), "key") {
+	} else if !strings.Contains(err.Error(), "key") || !strings.Contains(err.Error(), "--known-hosts") {
 		t.Fatalf("wrong host key: unexpected error %v", err)
 	}
 	if _, err := Open(ctx, Options{URL: sshd.URL(r.Dir), KnownHostsFile: sshd.KnownHosts, Dir: t.TempDir()}); err == nil {
@@ -229,6 +229,8 @@ func TestSyncHTTPS(t *testing.T) {
 	wrong := openSource(t, Options{URL: url, TokenFile: bad, CAFile: srv.CAFile})
 	if _, err := wrong.Sync(ctx); err == nil {
 		t.Fatal("sync with a wrong token succeeded")
+	} else if !strings.Contains(err.Error(), "--token-file") {
+		t.Errorf("a wrong token: the error does not name --token-file: %v", err)
 	}
 	untrusted := openSource(t, Options{URL: url, TokenFile: good})
 	if _, err := untrusted.Sync(ctx); err == nil {

@@ -15,6 +15,7 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Credentials say how to reach a remote. Which fields matter depends on the
@@ -186,6 +187,27 @@ func (c Credentials) knownHostsFiles() ([]string, error) {
 		return nil, fmt.Errorf("ssh: no known_hosts file (looked for %s): give the server's host key in a file with --known-hosts FILE", strings.Join(candidates, ", "))
 	}
 	return found, nil
+}
+
+// explain adds, to what go-git says when a remote answers no, the flag
+// that changes the answer.
+func explain(err error) error {
+	var ke *knownhosts.KeyError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, transport.ErrRepositoryNotFound):
+		return fmt.Errorf("%w (check --repo)", err)
+	case errors.Is(err, transport.ErrAuthenticationRequired):
+		return fmt.Errorf("%w (give a token with --token-file for https://, a key with --ssh-key for ssh://)", err)
+	case errors.Is(err, transport.ErrAuthorizationFailed):
+		return fmt.Errorf("%w (check the token of --token-file, or the key of --ssh-key)", err)
+	case errors.As(err, &ke) && len(ke.Want) == 0:
+		return fmt.Errorf("%w (the server's host key is not in the known_hosts file: add it there, or give another with --known-hosts)", err)
+	case errors.As(err, &ke):
+		return fmt.Errorf("%w (the server's host key differs from the one of the known_hosts file, --known-hosts: check it before trusting the new one)", err)
+	}
+	return err
 }
 
 // sshAuth is go-git's public-key authentication with a connect timeout.

@@ -86,6 +86,10 @@ func TestRefNotFoundNamesFlag(t *testing.T) {
 	if _, err := s.RemoteHead(testCtx(t)); err == nil || !strings.Contains(err.Error(), "--ref") {
 		t.Errorf("RemoteHead: %v, want an error naming --ref", err)
 	}
+	none := openSource(t, Options{URL: filepath.Join(t.TempDir(), "nothing-here")})
+	if _, err := none.Sync(testCtx(t)); err == nil || !strings.Contains(err.Error(), "repository not found (check --repo)") {
+		t.Errorf("a path with no repository: %v, want an error naming --repo", err)
+	}
 }
 
 // TestCleanSitePath: --path is untrusted: cleaned, relative, never above
