@@ -83,6 +83,19 @@ type Result struct {
 	Duration      time.Duration
 }
 
+// ErrorCount is how many errors rejected the revision: the positioned
+// errors, or 1 for an error that is not positioned (a refused commit, a
+// node not in the site). The log line and the summary both count so.
+func (r Result) ErrorCount() int {
+	if len(r.Errors) > 0 {
+		return len(r.Errors)
+	}
+	if r.Err != nil || r.Outcome == Rejected {
+		return 1
+	}
+	return 0
+}
+
 // Summary is one line for logs, sd_notify STATUS= and status commits.
 func (r Result) Summary() string {
 	short := r.Commit
@@ -97,7 +110,7 @@ func (r Result) Summary() string {
 		} else if r.Err != nil {
 			first = ": " + r.Err.Error()
 		}
-		return fmt.Sprintf("%s rejected, %d errors%s", short, max(len(r.Errors), 1), first)
+		return fmt.Sprintf("%s rejected, %d errors%s", short, r.ErrorCount(), first)
 	case Failed:
 		return fmt.Sprintf("%s apply failed: %v", short, r.Err)
 	case Held, RolledBack:
@@ -291,11 +304,11 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 	case err != nil || len(perrs) > 0:
 		res.Outcome, res.Errors, res.Err = Rejected, perrs, err
 		if r.lastGood == nil {
-			r.log.Error("revision rejected; nothing applied yet", "commit", rev.Commit, "errors", len(perrs), "err", err)
+			r.log.Error("revision rejected; nothing applied yet", "commit", rev.Commit, "errors", res.ErrorCount(), "err", err)
 			return res
 		}
 		r.log.Error("revision rejected; keeping the last good state", "commit", rev.Commit,
-			"last_good", r.lastGood.Commit, "errors", len(perrs), "err", err)
+			"last_good", r.lastGood.Commit, "errors", res.ErrorCount(), "err", err)
 		for _, e := range perrs {
 			r.log.Error("site error", "commit", rev.Commit, "error", e.Error())
 		}

@@ -84,6 +84,9 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	defer cleanup()
+	if err := reconcile.CheckStart(ctx, src, f.node, log); err != nil {
+		return err
+	}
 	safe, err := f.safety.build(f.node, stateDir, &f.site, &f.status, log)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 // siteFlags say where the site comes from: a repository or a directory.
 type siteFlags struct {
 	repo, site, ref    string
+	path               string
 	sshKey, knownHosts string
 	tokenFile, caFile  string
 	allowRewrite       bool
@@ -34,6 +35,7 @@ func (f *siteFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.repo, "repo", "", "site repository: a local path, file://, ssh:// or https:// URL")
 	fl.StringVar(&f.site, "site", "", "site directory (a CUE module), used as it is and watched for changes")
 	fl.StringVar(&f.ref, "ref", "main", "branch of the repository to follow")
+	fl.StringVar(&f.path, "path", "", "directory of the site (the one holding cue.mod/) within the --repo repository (default: its root)")
 	fl.StringVar(&f.sshKey, "ssh-key", "", "private key file for ssh:// repositories")
 	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file for ssh:// repositories (host keys are always checked)")
 	fl.StringVar(&f.tokenFile, "token-file", "", "file holding a token for https:// repositories")
@@ -49,6 +51,8 @@ func (f *siteFlags) check() error {
 		return fmt.Errorf("say where the site is: --site DIR or --repo URL")
 	case f.repo != "" && f.site != "":
 		return fmt.Errorf("--site and --repo exclude each other")
+	case f.path != "" && f.repo == "":
+		return fmt.Errorf("--path goes with --repo: with --site, give the site's own directory")
 	case f.maxTreeEntries < 0 || f.maxTreeBytes < 0:
 		return fmt.Errorf("--max-tree-entries and --max-tree-bytes must be positive")
 	}
@@ -93,6 +97,8 @@ func (f *siteFlags) open(ctx context.Context, node, stateDir string, watch bool)
 	s, err := reconcile.NewGitSource(ctx, gitrepo.Options{
 		URL:            f.repo,
 		Ref:            f.ref,
+		Path:           f.path,
+		Site:           true,
 		Dir:            dir,
 		SSHKeyFile:     f.sshKey,
 		KnownHostsFile: f.knownHosts,

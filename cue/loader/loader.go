@@ -130,7 +130,7 @@ func LoadWith(ctx context.Context, dir, node string, o Options) (*Site, *spec.No
 		}
 	}
 	if len(errs) == 0 && node != "" && !slices.Contains(s.Nodes, node) {
-		return nil, nil, fmt.Errorf("loader: node %q is not declared in the site (nodes: %s)", node, strings.Join(s.Nodes, ", "))
+		return nil, nil, &UnknownNodeError{Node: node, Nodes: s.Nodes}
 	}
 	var view *spec.Node
 	if len(errs) == 0 && node != "" {
@@ -532,3 +532,21 @@ func AsErrors(err error) (Errors, bool) {
 	}
 	return nil, false
 }
+
+// ErrUnknownNode matches an *UnknownNodeError with errors.Is.
+var ErrUnknownNode = errors.New("node not declared in the site")
+
+// UnknownNodeError says that the node asked for is not in the site: an
+// agent started with such a name can never apply anything, so it is told
+// apart from an invalid site.
+type UnknownNodeError struct {
+	Node  string
+	Nodes []string // the site's nodes
+}
+
+func (e *UnknownNodeError) Error() string {
+	return fmt.Sprintf("loader: node %q is not declared in the site (nodes: %s)", e.Node, strings.Join(e.Nodes, ", "))
+}
+
+// Is makes errors.Is(err, ErrUnknownNode) true.
+func (e *UnknownNodeError) Is(target error) bool { return target == ErrUnknownNode }

@@ -131,8 +131,9 @@ type response struct {
 // failure carries an error across the process boundary: positioned
 // errors stay positioned.
 type failure struct {
-	Errs Errors `json:"errs,omitempty"`
-	Msg  string `json:"msg,omitempty"`
+	Errs    Errors            `json:"errs,omitempty"`
+	Msg     string            `json:"msg,omitempty"`
+	Unknown *UnknownNodeError `json:"unknown_node,omitempty"`
 }
 
 func toFailure(err error) *failure {
@@ -141,6 +142,9 @@ func toFailure(err error) *failure {
 	}
 	if errs, ok := AsErrors(err); ok {
 		return &failure{Errs: errs}
+	}
+	if un := (*UnknownNodeError)(nil); errors.As(err, &un) {
+		return &failure{Msg: err.Error(), Unknown: un}
 	}
 	return &failure{Msg: err.Error()}
 }
@@ -151,6 +155,8 @@ func (f *failure) err() error {
 		return nil
 	case len(f.Errs) > 0:
 		return f.Errs
+	case f.Unknown != nil:
+		return f.Unknown
 	default:
 		return errors.New(f.Msg)
 	}

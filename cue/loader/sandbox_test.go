@@ -3,6 +3,7 @@ package loader
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -228,6 +229,27 @@ nodes: gw2: interfaces: eth0: addresses: ["203.0.113.12/24"]
 		}
 		if d := cmp.Diff(want, got); d != "" {
 			t.Errorf("labels (-want +got):\n%s", d)
+		}
+	}
+}
+
+// TestUnknownNodeCrossesTheSandbox: a node the site does not declare is
+// told apart from an invalid site, in process and through the child (the
+// agent stops at start on it).
+func TestUnknownNodeCrossesTheSandbox(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"cue.mod/module.cue": "module: \"example.net/t@v0\"\nlanguage: version: \"v0.17.0\"\n",
+		"site.cue": `package site
+
+nodes: gw1: interfaces: eth0: addresses: ["203.0.113.11/24"]
+`,
+	})
+	for _, ctx := range []context.Context{context.Background(), WithSandbox(context.Background(), testSandbox(t))} {
+		_, _, err := Load(ctx, dir, "gw9")
+		var un *UnknownNodeError
+		if !errors.Is(err, ErrUnknownNode) || !errors.As(err, &un) || un.Node != "gw9" || len(un.Nodes) != 1 || un.Nodes[0] != "gw1" {
+			t.Fatalf("Load for gw9 = %v (%T), want an *UnknownNodeError", err, err)
 		}
 	}
 }

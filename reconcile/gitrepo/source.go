@@ -37,6 +37,16 @@ type Options struct {
 	// last synced commit (a force-push); without it Sync refuses with a
 	// *RewriteError.
 	AllowRewrite bool
+	// Path is the site's directory within the repository (--path),
+	// slash-separated and relative to its root; "" is the root. Revision.Dir
+	// is that directory of the exported tree, and ReadTree holds the files
+	// beneath it only (still keyed by their path in the repository).
+	Path string
+	// Site says the tree holds a CUE site at Path: a commit with no
+	// cue.mod/module.cue there is refused (a *TreeError that names the
+	// path in the repository and where a site is, if anywhere), instead of
+	// failing later on the path of the local copy.
+	Site bool
 	// Node names the author of commits the Source writes (WriteBranch).
 	Node string
 	// KeepTrees is how many exported trees to keep (default 3).
@@ -93,6 +103,11 @@ var ErrRefNotFound = errors.New("branch not found on the remote")
 
 // ErrRefused matches a *RefusedError with errors.Is.
 var ErrRefused = errors.New("commit refused")
+
+// refNotFound names the branch and the flag that chooses another.
+func refNotFound(ref string) error {
+	return fmt.Errorf("%w: %q (choose the branch with --ref)", ErrRefNotFound, ref)
+}
 
 // RefusedError is Sync's answer for a commit it will not check out: its
 // signature or its trust is refused (a *SignatureError), or its tree (a
@@ -177,6 +192,11 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 		opts.Ref = "main"
 	}
 	opts.Ref = strings.TrimPrefix(opts.Ref, "refs/heads/")
+	p, err := CleanSitePath(opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("gitrepo: open: %w", err)
+	}
+	opts.Path = p
 	if opts.KeepTrees <= 0 {
 		opts.KeepTrees = 3
 	}
@@ -211,7 +231,11 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 	if err := s.checkOrigin(); err != nil {
 		return nil, fmt.Errorf("gitrepo: open %s: %w", opts.Dir, err)
 	}
-	if err := s.creds.checkScheme(opts.URL); err != nil {
+	// The credentials are files on this machine: one missing or unusable
+	// (no --ssh-key, no known_hosts, an unreadable --token-file) fails
+	// every fetch until the operator acts, so Open says so now, before
+	// an agent starts retrying what cannot succeed.
+	if _, err := s.creds.access(opts.URL); err != nil {
 		return nil, fmt.Errorf("gitrepo: open %s: %w", redact(opts.URL), err)
 	}
 	if err := s.loadAnchor(); err != nil {
@@ -279,14 +303,14 @@ func (s *Source) remoteHead(ctx context.Context) (plumbing.Hash, error) {
 		err, refs = nil, nil
 	}
 	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("gitrepo: ls-remote %s: %w", redact(s.opts.URL), err)
+		return plumbing.ZeroHash, fmt.Errorf("gitrepo: ls-remote %s: %w", redact(s.opts.URL), explain(err))
 	}
 	for _, r := range refs {
 		if r.Name() == s.track && r.Type() == plumbing.HashReference {
 			return r.Hash(), nil
 		}
 	}
-	return plumbing.ZeroHash, fmt.Errorf("gitrepo: ls-remote %s: %s: %w", redact(s.opts.URL), s.opts.Ref, ErrRefNotFound)
+	return plumbing.ZeroHash, fmt.Errorf("gitrepo: ls-remote %s: %w", redact(s.opts.URL), refNotFound(s.opts.Ref))
 }
 
 // Sync brings the tracked branch's newest commit in and checks it out. It
@@ -398,7 +422,7 @@ func (s *Source) repackLocked() {
 // transferred).
 func (s *Source) fetch(ctx context.Context) (tip plumbing.Hash, moved bool, err error) {
 	fail := func(err error) (plumbing.Hash, bool, error) {
-		return plumbing.ZeroHash, false, fmt.Errorf("gitrepo: fetch %s %s: %w", redact(s.opts.URL), s.opts.Ref, err)
+		return plumbing.ZeroHash, false, fmt.Errorf("gitrepo: fetch %s %s: %w", redact(s.opts.URL), s.opts.Ref, explain(err))
 	}
 	ra, err := s.creds.access(s.opts.URL)
 	if err != nil {
@@ -415,7 +439,7 @@ func (s *Source) fetch(ctx context.Context) (tip plumbing.Hash, moved bool, err 
 	switch {
 	case errors.Is(err, git.NoErrAlreadyUpToDate):
 	case errors.As(err, &noMatch), errors.Is(err, transport.ErrEmptyRemoteRepository):
-		return fail(ErrRefNotFound)
+		return fail(refNotFound(s.opts.Ref))
 	case err != nil:
 		return fail(err)
 	default:
@@ -484,6 +508,15 @@ func (s *Source) checkout(h plumbing.Hash) (Revision, error) {
 	} else {
 		now := time.Now()
 		_ = os.Chtimes(dir, now, now) // most recently used: kept by prune
+	}
+	if s.opts.Site {
+		site, err := siteDir(dir, s.opts.Path)
+		if err != nil {
+			return Revision{}, fmt.Errorf("gitrepo: checkout %s: %w", short(h.String()), err)
+		}
+		dir = site
+	} else if s.opts.Path != "" {
+		dir = filepath.Join(dir, filepath.FromSlash(s.opts.Path))
 	}
 	return revisionOf(c, dir), nil
 }
@@ -557,6 +590,13 @@ func (s *Source) ReadTree(ctx context.Context, commit string) (map[string][]byte
 	files, err := readFiles(s.repo.Storer, tree)
 	if err != nil {
 		return nil, fmt.Errorf("gitrepo: read tree of %s: %w", short(commit), err)
+	}
+	if s.opts.Path != "" {
+		for name := range files {
+			if !strings.HasPrefix(name, s.opts.Path+"/") {
+				delete(files, name)
+			}
+		}
 	}
 	return files, nil
 }

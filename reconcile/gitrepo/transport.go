@@ -15,6 +15,7 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Credentials say how to reach a remote. Which fields matter depends on the
@@ -96,7 +97,7 @@ func (c Credentials) access(rawURL string) (remoteAccess, error) {
 	if c.CAFile != "" {
 		b, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return ra, fmt.Errorf("read CA file: %w", err)
+			return ra, fmt.Errorf("--ca-file: %w", err)
 		}
 		ra.caBundle = b
 	}
@@ -105,12 +106,12 @@ func (c Credentials) access(rawURL string) (remoteAccess, error) {
 	}
 	ep, err := transport.NewEndpoint(rawURL)
 	if err != nil {
-		return ra, fmt.Errorf("parse URL %q: %w", redact(rawURL), err)
+		return ra, fmt.Errorf("--repo %q: %w", redact(rawURL), err)
 	}
 	switch ep.Protocol {
 	case "ssh":
 		if c.SSHKeyFile == "" {
-			return ra, errors.New("ssh: no key file given")
+			return ra, errors.New("ssh: no private key for an ssh:// repository: give its file with --ssh-key FILE")
 		}
 		user := ep.User
 		if user == "" {
@@ -118,15 +119,15 @@ func (c Credentials) access(rawURL string) (remoteAccess, error) {
 		}
 		keys, err := gitssh.NewPublicKeysFromFile(user, c.SSHKeyFile, "")
 		if err != nil {
-			return ra, fmt.Errorf("ssh: load key %s: %w", c.SSHKeyFile, err)
+			return ra, fmt.Errorf("ssh: --ssh-key %s: %w", c.SSHKeyFile, err)
 		}
-		var files []string
-		if c.KnownHostsFile != "" {
-			files = []string{c.KnownHostsFile}
+		files, err := c.knownHostsFiles()
+		if err != nil {
+			return ra, err
 		}
 		db, err := gitssh.NewKnownHostsDb(files...)
 		if err != nil {
-			return ra, fmt.Errorf("ssh: load known hosts: %w", err)
+			return ra, fmt.Errorf("ssh: known hosts %s: %w", strings.Join(files, ", "), err)
 		}
 		port := ep.Port
 		if port == 0 {
@@ -143,7 +144,7 @@ func (c Credentials) access(rawURL string) (remoteAccess, error) {
 		if c.TokenFile != "" {
 			b, err := os.ReadFile(c.TokenFile)
 			if err != nil {
-				return ra, fmt.Errorf("https: read token file: %w", err)
+				return ra, fmt.Errorf("https: --token-file: %w", err)
 			}
 			user := ep.User
 			if user == "" {
@@ -152,9 +153,61 @@ func (c Credentials) access(rawURL string) (remoteAccess, error) {
 			ra.auth = &githttp.BasicAuth{Username: user, Password: strings.TrimSpace(string(b))}
 		}
 	default:
-		return ra, fmt.Errorf("unsupported transport %q in %s", ep.Protocol, redact(rawURL))
+		return ra, fmt.Errorf("--repo %s: unsupported scheme %q: give a local path, file://, ssh:// or https:// URL", redact(rawURL), ep.Protocol)
 	}
 	return ra, nil
+}
+
+// knownHostsFiles are the files holding the host keys an ssh server may
+// present: --known-hosts, or else the files ssh itself reads
+// ($SSH_KNOWN_HOSTS, ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts) that
+// exist. Checked here rather than left to go-git, whose error for a
+// missing file asks for an environment variable instead of the flag.
+func (c Credentials) knownHostsFiles() ([]string, error) {
+	if c.KnownHostsFile != "" {
+		if _, err := os.Stat(c.KnownHostsFile); err != nil {
+			return nil, fmt.Errorf("ssh: --known-hosts: %w (write the server's host key there, e.g. ssh-keyscan HOST > FILE)", err)
+		}
+		return []string{c.KnownHostsFile}, nil
+	}
+	candidates := filepath.SplitList(os.Getenv("SSH_KNOWN_HOSTS"))
+	if len(candidates) == 0 {
+		if home, err := os.UserHomeDir(); err == nil {
+			candidates = append(candidates, filepath.Join(home, ".ssh", "known_hosts"))
+		}
+		candidates = append(candidates, "/etc/ssh/ssh_known_hosts")
+	}
+	var found []string
+	for _, f := range candidates {
+		if _, err := os.Stat(f); err == nil {
+			found = append(found, f)
+		}
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("ssh: no known_hosts file (looked for %s): give the server's host key in a file with --known-hosts FILE", strings.Join(candidates, ", "))
+	}
+	return found, nil
+}
+
+// explain adds, to what go-git says when a remote answers no, the flag
+// that changes the answer.
+func explain(err error) error {
+	var ke *knownhosts.KeyError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, transport.ErrRepositoryNotFound):
+		return fmt.Errorf("%w (check --repo)", err)
+	case errors.Is(err, transport.ErrAuthenticationRequired):
+		return fmt.Errorf("%w (give a token with --token-file for https://, a key with --ssh-key for ssh://)", err)
+	case errors.Is(err, transport.ErrAuthorizationFailed):
+		return fmt.Errorf("%w (check the token of --token-file, or the key of --ssh-key)", err)
+	case errors.As(err, &ke) && len(ke.Want) == 0:
+		return fmt.Errorf("%w (the server's host key is not in the known_hosts file: add it there, or give another with --known-hosts)", err)
+	case errors.As(err, &ke):
+		return fmt.Errorf("%w (the server's host key differs from the one of the known_hosts file, --known-hosts: check it before trusting the new one)", err)
+	}
+	return err
 }
 
 // sshAuth is go-git's public-key authentication with a connect timeout.

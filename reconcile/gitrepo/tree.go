@@ -184,6 +184,10 @@ func (l TreeLimits) orDefault() TreeLimits {
 // ErrTreeRefused matches a *TreeError with errors.Is.
 var ErrTreeRefused = errors.New("tree refused")
 
+// ErrNoSite matches a *TreeError for a tree with no site at Options.Path
+// (no cue.mod/module.cue there).
+var ErrNoSite = errors.New("no site at the site's path")
+
 // TreeError says why a commit's tree is not written: nothing of it has
 // been.
 type TreeError struct {
@@ -191,6 +195,8 @@ type TreeError struct {
 	// from the tree's root; a name with a '/' of its own is quoted.
 	Path   string
 	Reason string
+	// noSite: the tree holds no site where it should (Options.Site).
+	noSite bool
 }
 
 func (e *TreeError) Error() string {
@@ -201,7 +207,9 @@ func (e *TreeError) Error() string {
 }
 
 // Is makes errors.Is(err, ErrTreeRefused) true.
-func (e *TreeError) Is(target error) bool { return target == ErrTreeRefused }
+func (e *TreeError) Is(target error) bool {
+	return target == ErrTreeRefused || (e.noSite && target == ErrNoSite)
+}
 
 // treeItem is one entry of a checked tree, parents before children.
 type treeItem struct {

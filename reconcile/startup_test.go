@@ -1,0 +1,95 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/reconcile/gitrepo"
+)
+
+func labSite(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../examples/lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCheckStart: only what no retry can fix stops the start.
+func TestCheckStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lab, err := StaticDir(labSite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A remote nobody answers on: a network error, retried by the loop.
+	down, err := NewGitSource(ctx, gitrepo.Options{URL: "https://127.0.0.1:1/site.git", Dir: t.TempDir(), Site: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		src  Source
+		node string
+		want []string // nil: the agent starts
+	}{
+		{"node in the site", lab, "gw1", nil},
+		{"node not in the site", lab, "gw9", []string{`node "gw9" is not declared in the site`, "gw1, gw2", "--node"}},
+		{"remote unreachable", down, "gw9", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckStart(ctx, tc.src, tc.node, nil)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("CheckStart = %v, want nil (the loop retries)", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrCannotStart) {
+				t.Fatalf("CheckStart = %v, want ErrCannotStart", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q: %v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestRejectedCountsAgree: the log line of a rejected revision and its
+// summary count the same errors (a rejection for an unpositioned error is
+// one error, not zero beside "1 errors").
+func TestRejectedCountsAgree(t *testing.T) {
+	var logs bytes.Buffer
+	r, err := NewRunner(RunnerOptions{Node: "gw9", StateDir: t.TempDir(), Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := r.Pass(context.Background(), Revision{Commit: "c1", Dir: labSite(t)}, PassOptions{})
+	if res.Outcome != Rejected || !strings.Contains(res.Summary(), "rejected, 1 errors") {
+		t.Fatalf("pass: %s", res.Summary())
+	}
+	var line struct {
+		Msg    string `json:"msg"`
+		Errors int    `json:"errors"`
+	}
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if err := json.Unmarshal([]byte(l), &line); err == nil && strings.HasPrefix(line.Msg, "revision rejected") {
+			if line.Errors != 1 {
+				t.Errorf("the log counts %d errors, the summary 1: %s", line.Errors, l)
+			}
+			return
+		}
+	}
+	t.Fatalf("no rejection logged:\n%s", logs.String())
+}
