@@ -49,6 +49,25 @@ func TestVRRPConfigFromLabSite(t *testing.T) {
 	}
 }
 
+// TestVRRPConfigDriftMode: the site's drift mode for vrrp reaches the
+// engine, which repairs VIPs on its own between passes.
+func TestVRRPConfigDriftMode(t *testing.T) {
+	for _, c := range []struct {
+		site spec.DriftMode
+		want vrrp.DriftMode
+	}{{"", vrrp.DriftCorrect}, {spec.DriftCorrect, vrrp.DriftCorrect}, {spec.DriftReport, vrrp.DriftReport}, {spec.DriftIgnore, vrrp.DriftIgnore}} {
+		n := labNode(t, "gw1")
+		n.Site.Drift.VRRP = c.site
+		cfg, err := VRRPConfig(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Instances[0].Drift; got != c.want {
+			t.Errorf("site drift %q: engine drift %q, want %q", c.site, got, c.want)
+		}
+	}
+}
+
 func TestVRRPConfigRefusals(t *testing.T) {
 	base := func() *spec.Node {
 		return &spec.Node{Name: "gw1", VRRP: map[string]spec.VRRPInstance{"VI_1": {
