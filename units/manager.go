@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // Options tune a Manager. The zero value is usable.
@@ -51,6 +53,10 @@ type Event struct {
 	ActiveState string
 	SubState    string
 	LoadState   string
+	// File, when set, is a unit file of the config (relative to the unit
+	// directory) changed by hand, and Change says how: "edited",
+	// "removed".
+	File, Change string
 }
 
 // Manager reconciles template units and their instances.
@@ -59,9 +65,11 @@ type Manager struct {
 	opts Options
 	log  *slog.Logger
 
-	events chan Event
-	cancel context.CancelFunc
-	done   chan struct{}
+	events   chan Event
+	cancel   context.CancelFunc
+	done     chan struct{}
+	fw       fileWatch
+	fileDone chan struct{}
 
 	setMu sync.Mutex // one Set at a time
 
@@ -100,12 +108,13 @@ func New(ctx context.Context, conn Conn, opts Options) (*Manager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		conn:    conn,
-		opts:    opts,
-		log:     log.With("component", "units"),
-		events:  make(chan Event, 64),
-		done:    make(chan struct{}),
-		watched: map[string]bool{},
+		conn:     conn,
+		opts:     opts,
+		log:      log.With("component", "units"),
+		events:   make(chan Event, 64),
+		done:     make(chan struct{}),
+		fileDone: make(chan struct{}),
+		watched:  map[string]bool{},
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	m.cancel = cancel
@@ -114,6 +123,12 @@ func New(ctx context.Context, conn Conn, opts Options) (*Manager, error) {
 		cancel()
 		return nil, err
 	}
+	if w, err := fsnotify.NewWatcher(); err != nil {
+		m.log.Warn("unit files not watched: edits by hand are seen at the next resync", "err", err)
+	} else {
+		m.fw.w = w
+	}
+	go m.watchFiles(wctx)
 	go m.watch(changes)
 	return m, nil
 }
@@ -132,7 +147,10 @@ func (m *Manager) Events() <-chan Event { return m.events }
 
 func (m *Manager) watch(changes <-chan UnitChange) {
 	defer close(m.done)
-	defer close(m.events)
+	defer func() {
+		<-m.fileDone // its sender stops with the same context
+		close(m.events)
+	}()
 	for ch := range changes {
 		m.mu.Lock()
 		relevant := ch.Name == "" || m.watched[ch.Name]
@@ -158,6 +176,7 @@ func (m *Manager) watch(changes <-chan UnitChange) {
 }
 
 func (m *Manager) setWatched(cfg Config) {
+	m.watchFilesOf(cfg)
 	w := map[string]bool{}
 	for _, t := range cfg.Templates {
 		for _, u := range t.UnitNames() {
@@ -328,6 +347,7 @@ func (m *Manager) Set(ctx context.Context, cfg Config) error {
 	m.setBusy(1)
 	defer m.setBusy(-1)
 	m.setWatched(cfg)
+	defer m.watchFilesOf(cfg) // the directories Set created
 
 	obs, err := m.Observe(ctx, cfg)
 	if err != nil {
