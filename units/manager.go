@@ -38,6 +38,10 @@ type Options struct {
 	Parallel int
 	// Poll is the interval of state polls (default 50 ms).
 	Poll time.Duration
+	// Progress, when set, is called on every state poll while Set waits
+	// for instances: a long rolling restart is progress, not a stuck
+	// agent (the agent's watchdog heartbeat).
+	Progress func()
 	// Quiet is how long after a Set resync signals (reloads, unit file
 	// changes, likely gitgw's own) are not reported (default 1 s).
 	Quiet time.Duration
@@ -186,6 +190,12 @@ func (m *Manager) setWatched(cfg Config) {
 	m.mu.Lock()
 	m.watched = w
 	m.mu.Unlock()
+}
+
+func (m *Manager) progress() {
+	if m.opts.Progress != nil {
+		m.opts.Progress()
+	}
 }
 
 func (m *Manager) setBusy(d int) {
@@ -524,6 +534,7 @@ func (m *Manager) waitAllUp(ctx context.Context, units []string) map[string]erro
 	tick := time.NewTicker(m.opts.Poll)
 	defer tick.Stop()
 	for len(pending) > 0 {
+		m.progress()
 		if sts, err := m.conn.Brief(ctx, pending); err == nil {
 			for _, st := range sts {
 				last[st.Name] = st
@@ -672,6 +683,7 @@ func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool, timeout
 	tick := time.NewTicker(m.opts.Poll)
 	defer tick.Stop()
 	for {
+		m.progress()
 		sts, err := m.conn.Brief(ctx, []string{unit})
 		if err == nil && len(sts) == 1 {
 			last = sts[0]

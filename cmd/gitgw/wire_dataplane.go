@@ -13,6 +13,7 @@ import (
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/units"
 )
 
 // shared holds what several drivers use together: the proxy pool, whose
@@ -146,6 +147,7 @@ func unitsFactory() driverFactory {
 				UnitDir: env.UnitDir,
 				Socket:  env.SystemdSocket,
 				Healthy: env.shared.unitHealthy,
+				Manager: units.Options{Progress: env.Progress},
 				Logger:  env.Logger,
 			})
 		},
