@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile/plan"
@@ -24,7 +25,7 @@ type UnitsOptions struct {
 	Socket string
 	// Healthy, when set, gates each step of a rolling restart ("healthy in
 	// the proxy pool"); it gets the unit name, e.g. "app@8080.service".
-	Healthy func(ctx context.Context, unit string) error
+	Healthy func(ctx context.Context, unit string, restarted time.Time) error
 	// Manager tunes timeouts; its Logger and Healthy are set from here.
 	Manager units.Options
 	Logger  *slog.Logger

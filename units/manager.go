@@ -32,8 +32,9 @@ type Options struct {
 	Settle time.Duration
 	// Healthy, when set, is polled after an instance is active during a
 	// rolling restart until it returns nil (e.g. "healthy in the proxy
-	// pool") or RollTimeout passes.
-	Healthy func(ctx context.Context, unit string) error
+	// pool") or RollTimeout passes. restarted is when the restart job was
+	// issued: a health result older than it is about the old process.
+	Healthy func(ctx context.Context, unit string, restarted time.Time) error
 	// Parallel bounds concurrent start/stop jobs (default 16).
 	Parallel int
 	// Poll is the interval of state polls (default 50 ms).
@@ -613,9 +614,10 @@ func (m *Manager) roll(ctx context.Context, t Template, acts []Action) error {
 			}
 		}
 		m.log.Info("rolling restart", "unit", a.ID, "step", i+1, "of", len(acts))
+		restarted := time.Now()
 		err = m.job(ctx, Restart, a.ID)
 		if err == nil {
-			err = m.waitUp(ctx, a.ID, true, t.RollTimeout)
+			err = m.waitUp(ctx, a.ID, restarted, t.RollTimeout)
 		}
 		if err != nil {
 			rest := ""
@@ -670,8 +672,10 @@ func resultNote(st UnitState) string {
 }
 
 // waitUp waits until the unit has been active for Settle (and, in a roll,
-// Healthy passes), failing at once when it fails or stops.
-func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool, timeout time.Duration) error {
+// restarted at restarted (not zero), Healthy passes), failing at once when
+// it fails or stops.
+func (m *Manager) waitUp(ctx context.Context, unit string, restarted time.Time, timeout time.Duration) error {
+	rolling := !restarted.IsZero()
 	if timeout <= 0 {
 		timeout = m.opts.RollTimeout
 	}
@@ -696,7 +700,7 @@ func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool, timeout
 					if !rolling || m.opts.Healthy == nil {
 						return nil
 					}
-					if unhealthy = m.opts.Healthy(ctx, unit); unhealthy == nil {
+					if unhealthy = m.opts.Healthy(ctx, unit, restarted); unhealthy == nil {
 						return nil
 					}
 				}
