@@ -203,9 +203,24 @@ func TestLabDriftModes(t *testing.T) {
 		return c
 	}
 	g := startDaemon(t, l.gw1, "gw1", cfg(false))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, func(in *Instance) { in.Drift = DriftReport }))
 	g.waitState("VI_1", StateMaster, settle)
 	g.waitState("VI_2", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
 	waitFor(t, settle, "both VIPs on gw1", func() bool { return hasAddr(t, l.gw1, labVIPp) && hasAddr(t, l.gw1, vip2) })
+
+	// Report, on the backup: a VIP added by hand is reported as extra and
+	// left. The event is sent from the instance's goroutine in the same
+	// step that would remove it, and a status read waits for that step.
+	l.gw2.Run(t, "ip", "addr", "add", labVIPp, "dev", "eth0")
+	waitFor(t, settle, "gw2 reports the VIP as extra", func() bool {
+		ev := g2.driftEvents()
+		return len(ev) == 1 && ev[0].Action == "extra" && ev[0].VIP == netip.MustParsePrefix(labVIPp)
+	})
+	if g2.instance("VI_1").Counters.Drift != 1 || !hasAddr(t, l.gw2, labVIPp) {
+		t.Errorf("gw2 (drift report): VIP added by hand removed, or not counted")
+	}
+	l.gw2.Run(t, "ip", "addr", "del", labVIPp, "dev", "eth0")
 
 	l.gw1.Run(t, "ip", "addr", "del", labVIPp, "dev", "eth0")
 	l.gw1.Run(t, "ip", "addr", "del", vip2, "dev", "eth0")
