@@ -40,8 +40,9 @@ type Options struct {
 	// Poll is the interval of state polls (default 50 ms).
 	Poll time.Duration
 	// Progress, when set, is called on every state poll while Set waits
-	// for instances: a long rolling restart is progress, not a stuck
-	// agent (the agent's watchdog heartbeat).
+	// for instances, and every Poll while a job runs: a long rolling
+	// restart or a slow stop is progress, not a stuck agent (the agent's
+	// watchdog heartbeat).
 	Progress func()
 	// Quiet is how long after a Set resync signals (reloads, unit file
 	// changes, likely gitgw's own) are not reported (default 1 s).
@@ -197,6 +198,31 @@ func (m *Manager) progress() {
 	if m.opts.Progress != nil {
 		m.opts.Progress()
 	}
+}
+
+// progressWhile calls Progress every Poll until the returned stop is
+// called: a job is a wait bounded by JobTimeout (a slow stop is not a
+// stuck agent).
+func (m *Manager) progressWhile(ctx context.Context) (stop func()) {
+	if m.opts.Progress == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(m.opts.Poll)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+				m.opts.Progress()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func (m *Manager) setBusy(d int) {
@@ -643,6 +669,7 @@ func names(acts []Action) string {
 func (m *Manager) job(ctx context.Context, op JobOp, unit string) error {
 	jctx, cancel := context.WithTimeout(ctx, m.opts.JobTimeout)
 	defer cancel()
+	defer m.progressWhile(jctx)()
 	res, err := m.conn.Job(jctx, op, unit)
 	if err != nil {
 		if strings.Contains(err.Error(), "UnitMasked") || strings.Contains(err.Error(), "is masked") {

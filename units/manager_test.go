@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -540,5 +541,43 @@ func TestDropIns(t *testing.T) {
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Fatalf("foreign drop-in touched: %v", err)
+	}
+}
+
+// TestProgressWhileJobRuns: Progress (the agent's watchdog heartbeat) is
+// called while a slow job runs, not only between polls: a slow stop or
+// start is progress.
+func TestProgressWhileJobRuns(t *testing.T) {
+	f := newFake()
+	beats := make(chan struct{}, 1)
+	m, err := New(context.Background(), f, Options{Settle: time.Millisecond, Poll: time.Millisecond, RollTimeout: 5 * time.Second, Quiet: time.Nanosecond,
+		Progress: func() {
+			select {
+			case beats <- struct{}{}:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	var jobs, silent atomic.Int32
+	f.onJob = func(JobOp, string) {
+		jobs.Add(1)
+		select { // a beat from before the job does not count
+		case <-beats:
+		default:
+		}
+		select {
+		case <-beats:
+		case <-time.After(5 * time.Second):
+			silent.Add(1)
+		}
+	}
+	if err := m.Set(context.Background(), Config{UnitDir: t.TempDir(), Templates: []Template{fakeTemplate("v1", "8080")}}); err != nil {
+		t.Fatal(err)
+	}
+	if jobs.Load() == 0 || silent.Load() != 0 {
+		t.Errorf("%d of %d jobs ran without progress", silent.Load(), jobs.Load())
 	}
 }
