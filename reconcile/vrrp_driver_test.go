@@ -296,3 +296,75 @@ func TestVRRPDriverChangedSettings(t *testing.T) {
 		t.Errorf("never applied: %v", got)
 	}
 }
+
+// TestVRRPDriverDriftReport: with drift.vrrp "report", a VIP removed by
+// hand while master is reported through the driver's events, saying it is
+// left out, and is not put back; with the default it is put back.
+func TestVRRPDriverDriftReport(t *testing.T) {
+	for _, c := range []struct {
+		mode     spec.DriftMode
+		msg      string
+		restored bool
+	}{
+		{spec.DriftReport, "VI_1: VIP 203.0.113.100/24 removed by hand while master: left out (drift mode report)", false},
+		{spec.DriftCorrect, "VI_1: VIP 203.0.113.100/24 removed by hand while master: restored", true},
+	} {
+		t.Run(string(c.mode), func(t *testing.T) {
+			vips := &memVIPs{have: map[netip.Prefix]bool{}}
+			watch := make(chan func(vip.Event), 1)
+			e := vrrp.New(nil, vrrp.Options{
+				Listen:      func(string, bool) (vrrp.Conn, error) { return &nullConn{closed: make(chan struct{})}, nil },
+				PrimaryAddr: func(string, bool) (netip.Addr, error) { return netip.MustParseAddr("203.0.113.11"), nil },
+				VIPs:        vips,
+				WatchAddrs:  func(_ context.Context, fn func(vip.Event)) error { watch <- fn; return nil },
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			ran := make(chan error, 1)
+			go func() { ran <- e.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-ran })
+			d, err := NewVRRPDriver(VRRPOptions{Engine: e})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = d.Close(context.Background()) })
+			n := labNode(t, "gw1")
+			n.Site.Drift.VRRP = c.mode
+			if err := d.Apply(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+			waitEvent := func(want func(Event) bool, what string) {
+				t.Helper()
+				deadline := time.After(20 * time.Second)
+				for {
+					select {
+					case ev := <-d.Events():
+						if want(ev) {
+							return
+						}
+					case <-deadline:
+						t.Fatalf("no event: %s", what)
+					}
+				}
+			}
+			waitEvent(func(ev Event) bool { return ev.Kind == "transition" && strings.Contains(ev.Message, "-> MASTER") }, "master")
+			// The kernel loses the VIP (removed by hand) and says so.
+			p := netip.MustParsePrefix("203.0.113.100/24")
+			idx := 0
+			if ifi, err := net.InterfaceByName("eth0"); err == nil {
+				idx = ifi.Index // the instance filters events by its interface
+			}
+			vips.mu.Lock()
+			delete(vips.have, p)
+			vips.mu.Unlock()
+			(<-watch)(vip.Event{Ifindex: idx, Prefix: p, Added: false})
+			waitEvent(func(ev Event) bool { return ev.Kind == "drift" && ev.Message == c.msg }, c.msg)
+			_ = e.Status() // waits for the instance to finish handling the event
+			vips.mu.Lock()
+			got := vips.have[p]
+			vips.mu.Unlock()
+			if got != c.restored {
+				t.Errorf("VIP present %v, want %v", got, c.restored)
+			}
+		})
+	}
+}
