@@ -29,8 +29,13 @@ type AgentOptions struct {
 	// "WATCHDOG=1"); nil when not under systemd.
 	Notify func(state string)
 	// Watchdog is the interval at which WATCHDOG=1 is sent (half of
-	// systemd's WatchdogSec); 0 disables it.
+	// systemd's WatchdogSec); 0 disables it. It is sent only when the loop
+	// beat Heartbeat within the last interval: a stuck pass stops the
+	// pings and systemd restarts the agent.
 	Watchdog time.Duration
+	// Heartbeat records the loop's progress (default: a new one). Given,
+	// it may also be beaten by drivers whose long waits are progress.
+	Heartbeat *Heartbeat
 	// Bake, when set, runs after a pass that applied a new commit (the
 	// health gate); prev is the last good state before the pass. It returns
 	// the pass's final result (RolledBack on a regression).
@@ -67,6 +72,9 @@ func NewAgent(o AgentOptions) *Agent {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Heartbeat == nil {
+		o.Heartbeat = NewHeartbeat(nil)
 	}
 	return &Agent{o: o, log: o.Logger.With("component", "agent")}
 }
@@ -109,19 +117,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	want(trigForce)
 
 	go a.watchTriggers(ctx, want)
+	hb := a.o.Heartbeat
+	hb.Beat()
+	// idle beats while the loop waits for a trigger: waiting is progress.
+	var idle <-chan time.Time
 	if a.o.Watchdog > 0 {
-		go func() {
-			tk := time.NewTicker(a.o.Watchdog)
-			defer tk.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tk.C:
-					notify("WATCHDOG=1")
-				}
-			}
-		}()
+		tk := time.NewTicker(a.o.Watchdog / 2)
+		defer tk.Stop()
+		idle = tk.C
+		go a.pingWatchdog(ctx, notify)
 	}
 
 	var (
@@ -131,11 +135,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		retry      <-chan time.Time
 	)
 	for {
+		hb.Beat()
 		var t trigger
 		select {
 		case <-ctx.Done():
 			notify("STOPPING=1")
 			return nil
+		case <-idle:
+			continue
 		case t = <-pending:
 		case <-retry:
 			t, retry = trigForce, nil
@@ -154,7 +161,11 @@ func (a *Agent) Run(ctx context.Context) error {
 				break settle
 			}
 		}
+		// A fetch is bounded by its transport's timeouts; a slow one is
+		// not a stuck loop.
+		stopBeat := a.beatWhile(ctx)
 		rev, err := a.o.Source.Sync(ctx)
+		stopBeat()
 		if err != nil && rev.Refused == nil {
 			if ctx.Err() != nil {
 				return nil
@@ -174,9 +185,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		lastCommit = rev.Commit
 		prev := a.o.Runner.LastGood()
+		hb.Beat()
 		res := a.o.Runner.Pass(ctx, rev, PassOptions{})
+		hb.Beat()
 		if a.o.Bake != nil && res.Outcome == Applied && (prev == nil || prev.Commit != res.AppliedCommit) {
+			// The bake is a bounded wait (the bake window) that is
+			// progress: beat through it.
+			stop := a.beatWhile(ctx)
 			res = a.o.Bake(ctx, prev, res)
+			stop()
 		}
 		if errors.Is(res.Err, context.Canceled) && ctx.Err() != nil {
 			return nil
@@ -200,6 +217,57 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = 0
 		}
 	}
+}
+
+// pingWatchdog sends WATCHDOG=1 every Watchdog interval while the loop
+// beat within the last one, and says once when it stops for a stuck loop.
+func (a *Agent) pingWatchdog(ctx context.Context, notify func(string)) {
+	tk := time.NewTicker(a.o.Watchdog)
+	defer tk.Stop()
+	stuck := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+		fresh := a.o.Heartbeat.Fresh(a.o.Watchdog)
+		switch {
+		case fresh:
+			notify("WATCHDOG=1")
+		case !stuck:
+			a.log.Error("agent loop made no progress: watchdog pings stopped", "for", a.o.Watchdog)
+		default:
+			a.log.Debug("watchdog ping skipped: no progress")
+		}
+		stuck = !fresh
+	}
+}
+
+// beatWhile beats the heartbeat every half Watchdog interval until the
+// returned stop is called.
+func (a *Agent) beatWhile(ctx context.Context) (stop func()) {
+	if a.o.Watchdog <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tk := time.NewTicker(a.o.Watchdog / 2)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-tk.C:
+				a.o.Heartbeat.Beat()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 func (a *Agent) watchTriggers(ctx context.Context, want func(trigger)) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile/plan"
@@ -24,7 +25,7 @@ type UnitsOptions struct {
 	Socket string
 	// Healthy, when set, gates each step of a rolling restart ("healthy in
 	// the proxy pool"); it gets the unit name, e.g. "app@8080.service".
-	Healthy func(ctx context.Context, unit string) error
+	Healthy func(ctx context.Context, unit string, restarted time.Time) error
 	// Manager tunes timeouts; its Logger and Healthy are set from here.
 	Manager units.Options
 	Logger  *slog.Logger
@@ -99,7 +100,8 @@ func NewUnitsDriverConn(ctx context.Context, conn units.Conn, o UnitsOptions) (*
 func (d *UnitsDriver) Name() string { return "units" }
 
 // Events implements EventSource: an instance stopped, failed or masked by
-// hand asks for a pass.
+// hand, or one of the site's unit files edited or removed by hand, asks for
+// a pass.
 func (d *UnitsDriver) Events() <-chan Event { return d.events }
 
 func (d *UnitsDriver) forward() {
@@ -107,7 +109,10 @@ func (d *UnitsDriver) forward() {
 	defer close(d.events)
 	for ev := range d.m.Events() {
 		msg := "systemd reloaded or unit files changed (or signals lost): resync"
-		if ev.Unit != "" {
+		switch {
+		case ev.File != "":
+			msg = fmt.Sprintf("unit file %s %s by hand", ev.File, ev.Change)
+		case ev.Unit != "":
 			msg = fmt.Sprintf("%s %s/%s", ev.Unit, ev.ActiveState, ev.SubState)
 			if ev.LoadState != "" {
 				msg += " (" + ev.LoadState + ")"

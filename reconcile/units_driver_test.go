@@ -153,3 +153,74 @@ func TestUnitsDriverAgainstSystemd(t *testing.T) {
 		t.Fatalf("not restored: %s", got)
 	}
 }
+
+// TestUnitsDriverSeesUnitFileEdits: a unit file of the site edited or
+// removed by hand is an event at once (not at the next resync), and the
+// next pass puts it back; gitgw's own writes are not reported.
+func TestUnitsDriverSeesUnitFileEdits(t *testing.T) {
+	h := sdharness.New(t, sdharness.Options{Name: "rcf"})
+	d, err := reconcile.NewUnitsDriver(reconcile.UnitsOptions{UnitDir: h.UnitDir, Socket: h.Socket(),
+		Manager: units.Options{Settle: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(context.Background())
+	ctx := context.Background()
+	n := unitsNode("/bin/sleep infinity", 7011)
+	if err := d.Apply(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(h.UnitDir, "app@.service")
+	written, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// waitFileEvent waits for the unit file event want. strict: any other
+	// unit file event first is an error (one caused by gitgw's own write
+	// would come before the hand-made change); otherwise earlier ones
+	// (late events of the previous change) are skipped.
+	waitFileEvent := func(want string, strict bool) {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for {
+			select {
+			case ev := <-d.Events():
+				switch {
+				case ev.Message == want:
+					return
+				case strict && strings.HasPrefix(ev.Message, "unit file "):
+					t.Fatalf("event %q, want %q", ev.Message, want)
+				}
+			case <-timeout:
+				t.Fatalf("no event %q", want)
+			}
+		}
+	}
+	for i, c := range []struct {
+		what string
+		do   func() error
+		want string
+	}{
+		{"edit", func() error { return os.WriteFile(path, append(slices.Clone(written), "# tuned by hand\n"...), 0o644) }, "unit file app@.service edited by hand"},
+		{"removal", func() error { return os.Remove(path) }, "unit file app@.service removed by hand"},
+	} {
+		if err := c.do(); err != nil {
+			t.Fatal(err)
+		}
+		waitFileEvent(c.want, i == 0)
+		changes, err := d.Plan(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(changes, func(c plan.Change) bool { return c.ID == "app@.service" })
+		if i < 0 || changes[i].Action == plan.NoOp {
+			t.Fatalf("%s: not planned: %+v", c.what, changes)
+		}
+		if err := d.Apply(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(path); err != nil || string(b) != string(written) {
+			t.Fatalf("%s: not put back (err %v):\n%s", c.what, err, b)
+		}
+	}
+}

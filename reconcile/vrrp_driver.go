@@ -104,9 +104,14 @@ func (d *VRRPDriver) forward(ctx context.Context) {
 		case t := <-d.e.Events():
 			d.send(Event{Driver: "vrrp", Kind: "transition", Message: fmt.Sprintf("%s %s -> %s (%s)", t.Instance, t.From, t.To, t.Reason)})
 		case dr := <-d.e.Drifts():
-			what := "VIP %s removed by hand while master: restored"
-			if dr.Action == "removed" {
-				what = "VIP %s added by hand while not master: removed"
+			what := map[string]string{
+				"restored": "VIP %s removed by hand while master: restored",
+				"removed":  "VIP %s added by hand while not master: removed",
+				"missing":  "VIP %s removed by hand while master: left out (drift mode report)",
+				"extra":    "VIP %s added by hand while not master: left in place (drift mode report)",
+			}[dr.Action]
+			if what == "" {
+				what = "VIP %s changed by hand: " + dr.Action
 			}
 			d.send(Event{Driver: "vrrp", Kind: "drift", Message: dr.Instance + ": " + fmt.Sprintf(what, dr.VIP)})
 		}
@@ -432,7 +437,8 @@ func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
 			Name: name, Interface: si.Interface, VRID: si.VRID, Version: uint8(si.Version),
 			Interval: si.AdvertInterval.D(), Priority: uint8(me.Priority),
 			NoPreempt: !si.Preempt, PreemptDelay: si.PreemptDelay.D(),
-			GARP: vrrp.GARP{Repeat: si.GARP.Repeat, Delay: si.GARP.Delay.D(), Refresh: si.GARP.Refresh.D()},
+			GARP:  vrrp.GARP{Repeat: si.GARP.Repeat, Delay: si.GARP.Delay.D(), Refresh: si.GARP.Refresh.D()},
+			Drift: vrrpDrift(n.Site.Drift.VRRP),
 		}
 		if si.Auth != nil {
 			switch strings.ToUpper(si.Auth.Type) {
@@ -509,6 +515,19 @@ func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
 		return vrrp.Config{}, err
 	}
 	return cfg, cfg.Validate()
+}
+
+// vrrpDrift maps the site's drift mode for vrrp onto the engine's: the
+// engine repairs VIPs on its own, from netlink events, between passes, so
+// the Runner's triage alone cannot keep it from restoring one.
+func vrrpDrift(m spec.DriftMode) vrrp.DriftMode {
+	switch m {
+	case spec.DriftReport:
+		return vrrp.DriftReport
+	case spec.DriftIgnore:
+		return vrrp.DriftIgnore
+	}
+	return vrrp.DriftCorrect
 }
 
 // trackCheck maps a site check onto an in-process engine check.

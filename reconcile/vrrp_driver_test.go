@@ -49,6 +49,25 @@ func TestVRRPConfigFromLabSite(t *testing.T) {
 	}
 }
 
+// TestVRRPConfigDriftMode: the site's drift mode for vrrp reaches the
+// engine, which repairs VIPs on its own between passes.
+func TestVRRPConfigDriftMode(t *testing.T) {
+	for _, c := range []struct {
+		site spec.DriftMode
+		want vrrp.DriftMode
+	}{{"", vrrp.DriftCorrect}, {spec.DriftCorrect, vrrp.DriftCorrect}, {spec.DriftReport, vrrp.DriftReport}, {spec.DriftIgnore, vrrp.DriftIgnore}} {
+		n := labNode(t, "gw1")
+		n.Site.Drift.VRRP = c.site
+		cfg, err := VRRPConfig(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Instances[0].Drift; got != c.want {
+			t.Errorf("site drift %q: engine drift %q, want %q", c.site, got, c.want)
+		}
+	}
+}
+
 func TestVRRPConfigRefusals(t *testing.T) {
 	base := func() *spec.Node {
 		return &spec.Node{Name: "gw1", VRRP: map[string]spec.VRRPInstance{"VI_1": {
@@ -275,5 +294,77 @@ func TestVRRPDriverChangedSettings(t *testing.T) {
 	}
 	if got := d.changedSettings(vrrp.Instance{Name: "VI_2"}); got != nil {
 		t.Errorf("never applied: %v", got)
+	}
+}
+
+// TestVRRPDriverDriftReport: with drift.vrrp "report", a VIP removed by
+// hand while master is reported through the driver's events, saying it is
+// left out, and is not put back; with the default it is put back.
+func TestVRRPDriverDriftReport(t *testing.T) {
+	for _, c := range []struct {
+		mode     spec.DriftMode
+		msg      string
+		restored bool
+	}{
+		{spec.DriftReport, "VI_1: VIP 203.0.113.100/24 removed by hand while master: left out (drift mode report)", false},
+		{spec.DriftCorrect, "VI_1: VIP 203.0.113.100/24 removed by hand while master: restored", true},
+	} {
+		t.Run(string(c.mode), func(t *testing.T) {
+			vips := &memVIPs{have: map[netip.Prefix]bool{}}
+			watch := make(chan func(vip.Event), 1)
+			e := vrrp.New(nil, vrrp.Options{
+				Listen:      func(string, bool) (vrrp.Conn, error) { return &nullConn{closed: make(chan struct{})}, nil },
+				PrimaryAddr: func(string, bool) (netip.Addr, error) { return netip.MustParseAddr("203.0.113.11"), nil },
+				VIPs:        vips,
+				WatchAddrs:  func(_ context.Context, fn func(vip.Event)) error { watch <- fn; return nil },
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			ran := make(chan error, 1)
+			go func() { ran <- e.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-ran })
+			d, err := NewVRRPDriver(VRRPOptions{Engine: e})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = d.Close(context.Background()) })
+			n := labNode(t, "gw1")
+			n.Site.Drift.VRRP = c.mode
+			if err := d.Apply(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+			waitEvent := func(want func(Event) bool, what string) {
+				t.Helper()
+				deadline := time.After(20 * time.Second)
+				for {
+					select {
+					case ev := <-d.Events():
+						if want(ev) {
+							return
+						}
+					case <-deadline:
+						t.Fatalf("no event: %s", what)
+					}
+				}
+			}
+			waitEvent(func(ev Event) bool { return ev.Kind == "transition" && strings.Contains(ev.Message, "-> MASTER") }, "master")
+			// The kernel loses the VIP (removed by hand) and says so.
+			p := netip.MustParsePrefix("203.0.113.100/24")
+			idx := 0
+			if ifi, err := net.InterfaceByName("eth0"); err == nil {
+				idx = ifi.Index // the instance filters events by its interface
+			}
+			vips.mu.Lock()
+			delete(vips.have, p)
+			vips.mu.Unlock()
+			(<-watch)(vip.Event{Ifindex: idx, Prefix: p, Added: false})
+			waitEvent(func(ev Event) bool { return ev.Kind == "drift" && ev.Message == c.msg }, c.msg)
+			_ = e.Status() // waits for the instance to finish handling the event
+			vips.mu.Lock()
+			got := vips.have[p]
+			vips.mu.Unlock()
+			if got != c.restored {
+				t.Errorf("VIP present %v, want %v", got, c.restored)
+			}
+		})
 	}
 }

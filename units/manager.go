@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // Options tune a Manager. The zero value is usable.
@@ -30,12 +32,18 @@ type Options struct {
 	Settle time.Duration
 	// Healthy, when set, is polled after an instance is active during a
 	// rolling restart until it returns nil (e.g. "healthy in the proxy
-	// pool") or RollTimeout passes.
-	Healthy func(ctx context.Context, unit string) error
+	// pool") or RollTimeout passes. restarted is when the restart job was
+	// issued: a health result older than it is about the old process.
+	Healthy func(ctx context.Context, unit string, restarted time.Time) error
 	// Parallel bounds concurrent start/stop jobs (default 16).
 	Parallel int
 	// Poll is the interval of state polls (default 50 ms).
 	Poll time.Duration
+	// Progress, when set, is called on every state poll while Set waits
+	// for instances, and every Poll while a job runs: a long rolling
+	// restart or a slow stop is progress, not a stuck agent (the agent's
+	// watchdog heartbeat).
+	Progress func()
 	// Quiet is how long after a Set resync signals (reloads, unit file
 	// changes, likely gitgw's own) are not reported (default 1 s).
 	Quiet time.Duration
@@ -51,6 +59,10 @@ type Event struct {
 	ActiveState string
 	SubState    string
 	LoadState   string
+	// File, when set, is a unit file of the config (relative to the unit
+	// directory) changed by hand, and Change says how: "edited",
+	// "removed".
+	File, Change string
 }
 
 // Manager reconciles template units and their instances.
@@ -59,9 +71,11 @@ type Manager struct {
 	opts Options
 	log  *slog.Logger
 
-	events chan Event
-	cancel context.CancelFunc
-	done   chan struct{}
+	events   chan Event
+	cancel   context.CancelFunc
+	done     chan struct{}
+	fw       fileWatch
+	fileDone chan struct{}
 
 	setMu sync.Mutex // one Set at a time
 
@@ -100,12 +114,13 @@ func New(ctx context.Context, conn Conn, opts Options) (*Manager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		conn:    conn,
-		opts:    opts,
-		log:     log.With("component", "units"),
-		events:  make(chan Event, 64),
-		done:    make(chan struct{}),
-		watched: map[string]bool{},
+		conn:     conn,
+		opts:     opts,
+		log:      log.With("component", "units"),
+		events:   make(chan Event, 64),
+		done:     make(chan struct{}),
+		fileDone: make(chan struct{}),
+		watched:  map[string]bool{},
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	m.cancel = cancel
@@ -114,6 +129,12 @@ func New(ctx context.Context, conn Conn, opts Options) (*Manager, error) {
 		cancel()
 		return nil, err
 	}
+	if w, err := fsnotify.NewWatcher(); err != nil {
+		m.log.Warn("unit files not watched: edits by hand are seen at the next resync", "err", err)
+	} else {
+		m.fw.w = w
+	}
+	go m.watchFiles(wctx)
 	go m.watch(changes)
 	return m, nil
 }
@@ -132,7 +153,10 @@ func (m *Manager) Events() <-chan Event { return m.events }
 
 func (m *Manager) watch(changes <-chan UnitChange) {
 	defer close(m.done)
-	defer close(m.events)
+	defer func() {
+		<-m.fileDone // its sender stops with the same context
+		close(m.events)
+	}()
 	for ch := range changes {
 		m.mu.Lock()
 		relevant := ch.Name == "" || m.watched[ch.Name]
@@ -158,6 +182,7 @@ func (m *Manager) watch(changes <-chan UnitChange) {
 }
 
 func (m *Manager) setWatched(cfg Config) {
+	m.watchFilesOf(cfg)
 	w := map[string]bool{}
 	for _, t := range cfg.Templates {
 		for _, u := range t.UnitNames() {
@@ -167,6 +192,37 @@ func (m *Manager) setWatched(cfg Config) {
 	m.mu.Lock()
 	m.watched = w
 	m.mu.Unlock()
+}
+
+func (m *Manager) progress() {
+	if m.opts.Progress != nil {
+		m.opts.Progress()
+	}
+}
+
+// progressWhile calls Progress every Poll until the returned stop is
+// called: a job is a wait bounded by JobTimeout (a slow stop is not a
+// stuck agent).
+func (m *Manager) progressWhile(ctx context.Context) (stop func()) {
+	if m.opts.Progress == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(m.opts.Poll)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+				m.opts.Progress()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func (m *Manager) setBusy(d int) {
@@ -328,6 +384,7 @@ func (m *Manager) Set(ctx context.Context, cfg Config) error {
 	m.setBusy(1)
 	defer m.setBusy(-1)
 	m.setWatched(cfg)
+	defer m.watchFilesOf(cfg) // the directories Set created
 
 	obs, err := m.Observe(ctx, cfg)
 	if err != nil {
@@ -504,6 +561,7 @@ func (m *Manager) waitAllUp(ctx context.Context, units []string) map[string]erro
 	tick := time.NewTicker(m.opts.Poll)
 	defer tick.Stop()
 	for len(pending) > 0 {
+		m.progress()
 		if sts, err := m.conn.Brief(ctx, pending); err == nil {
 			for _, st := range sts {
 				last[st.Name] = st
@@ -582,9 +640,10 @@ func (m *Manager) roll(ctx context.Context, t Template, acts []Action) error {
 			}
 		}
 		m.log.Info("rolling restart", "unit", a.ID, "step", i+1, "of", len(acts))
+		restarted := time.Now()
 		err = m.job(ctx, Restart, a.ID)
 		if err == nil {
-			err = m.waitUp(ctx, a.ID, true, t.RollTimeout)
+			err = m.waitUp(ctx, a.ID, restarted, t.RollTimeout)
 		}
 		if err != nil {
 			rest := ""
@@ -610,6 +669,7 @@ func names(acts []Action) string {
 func (m *Manager) job(ctx context.Context, op JobOp, unit string) error {
 	jctx, cancel := context.WithTimeout(ctx, m.opts.JobTimeout)
 	defer cancel()
+	defer m.progressWhile(jctx)()
 	res, err := m.conn.Job(jctx, op, unit)
 	if err != nil {
 		if strings.Contains(err.Error(), "UnitMasked") || strings.Contains(err.Error(), "is masked") {
@@ -639,8 +699,10 @@ func resultNote(st UnitState) string {
 }
 
 // waitUp waits until the unit has been active for Settle (and, in a roll,
-// Healthy passes), failing at once when it fails or stops.
-func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool, timeout time.Duration) error {
+// restarted at restarted (not zero), Healthy passes), failing at once when
+// it fails or stops.
+func (m *Manager) waitUp(ctx context.Context, unit string, restarted time.Time, timeout time.Duration) error {
+	rolling := !restarted.IsZero()
 	if timeout <= 0 {
 		timeout = m.opts.RollTimeout
 	}
@@ -652,6 +714,7 @@ func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool, timeout
 	tick := time.NewTicker(m.opts.Poll)
 	defer tick.Stop()
 	for {
+		m.progress()
 		sts, err := m.conn.Brief(ctx, []string{unit})
 		if err == nil && len(sts) == 1 {
 			last = sts[0]
@@ -664,7 +727,7 @@ func (m *Manager) waitUp(ctx context.Context, unit string, rolling bool, timeout
 					if !rolling || m.opts.Healthy == nil {
 						return nil
 					}
-					if unhealthy = m.opts.Healthy(ctx, unit); unhealthy == nil {
+					if unhealthy = m.opts.Healthy(ctx, unit, restarted); unhealthy == nil {
 						return nil
 					}
 				}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -540,5 +541,86 @@ func TestDropIns(t *testing.T) {
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Fatalf("foreign drop-in touched: %v", err)
+	}
+}
+
+// TestProgressWhileJobRuns: Progress (the agent's watchdog heartbeat) is
+// called while a slow job runs, not only between polls: a slow stop or
+// start is progress.
+func TestProgressWhileJobRuns(t *testing.T) {
+	f := newFake()
+	beats := make(chan struct{}, 1)
+	m, err := New(context.Background(), f, Options{Settle: time.Millisecond, Poll: time.Millisecond, RollTimeout: 5 * time.Second, Quiet: time.Nanosecond,
+		Progress: func() {
+			select {
+			case beats <- struct{}{}:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	var jobs, silent atomic.Int32
+	f.onJob = func(JobOp, string) {
+		jobs.Add(1)
+		select { // a beat from before the job does not count
+		case <-beats:
+		default:
+		}
+		select {
+		case <-beats:
+		case <-time.After(5 * time.Second):
+			silent.Add(1)
+		}
+	}
+	if err := m.Set(context.Background(), Config{UnitDir: t.TempDir(), Templates: []Template{fakeTemplate("v1", "8080")}}); err != nil {
+		t.Fatal(err)
+	}
+	if jobs.Load() == 0 || silent.Load() != 0 {
+		t.Errorf("%d of %d jobs ran without progress", silent.Load(), jobs.Load())
+	}
+}
+
+// TestFileWatchDropIn: a drop-in of the config edited by hand is an Event
+// as it happens, even though its directory did not exist when watching
+// began; gitgw's own writes and files outside the config are not.
+func TestFileWatchDropIn(t *testing.T) {
+	f := newFake()
+	m := fakeManager(t, f)
+	dir := t.TempDir()
+	d := DropIn{Unit: "haproxy.service", Name: "50-gitgw", Directives: []Directive{{Section: "Service", Key: "LimitNOFILE", Value: "100000"}}}
+	cfg := Config{UnitDir: dir, DropIns: []DropIn{d}}
+	if _, err := m.Plan(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "other.service"), []byte("[Service]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, d.FileName())
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, append(b, "LimitNOFILE=10\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-m.Events():
+			if ev.File == "" {
+				continue // a resync signal of the fake
+			}
+			if ev.File != d.FileName() || ev.Change != "edited" {
+				t.Fatalf("first file event %+v, want %s edited", ev, d.FileName())
+			}
+			return
+		case <-timeout:
+			t.Fatal("no event for the drop-in edited by hand")
+		}
 	}
 }

@@ -250,7 +250,10 @@ func TestSystemdLifecycle(t *testing.T) {
 		var mu sync.Mutex
 		var order []string
 		var maxDown int
-		m.opts.Healthy = func(ctx context.Context, unit string) error {
+		m.opts.Healthy = func(ctx context.Context, unit string, restarted time.Time) error {
+			if restarted.IsZero() || restarted.After(time.Now()) {
+				return fmt.Errorf("restart time %v", restarted)
+			}
 			mu.Lock()
 			if !slices.Contains(order, unit) {
 				order = append(order, unit)

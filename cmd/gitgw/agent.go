@@ -91,8 +91,9 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	if err != nil {
 		return err
 	}
+	heartbeat := reconcile.NewHeartbeat(nil)
 	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: stateDir, Logger: log, Live: true,
-		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
+		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket, Progress: heartbeat.Beat})
 	defer closeDrivers()
 	scope, err := parseScope(f.scope)
 	if err != nil {
@@ -159,6 +160,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Kick:      kick,
 		Notify:    sd.Notify,
 		Watchdog:  watchdogInterval(),
+		Heartbeat: heartbeat,
 		Events:    status.events(ctx, events),
 		Logger:    log,
 		Bake:      safe.bake,

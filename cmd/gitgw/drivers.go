@@ -18,6 +18,9 @@ type driverEnv struct {
 	Live bool
 	// UnitDir and SystemdSocket locate systemd (defaults: the system's).
 	UnitDir, SystemdSocket string
+	// Progress is beaten by long waits that are progress (the agent's
+	// watchdog heartbeat); nil outside the agent.
+	Progress func()
 
 	shared *shared
 }

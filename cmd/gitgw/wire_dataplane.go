@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/units"
 )
 
 // shared holds what several drivers use together: the proxy pool, whose
@@ -29,26 +30,11 @@ func newShared(env driverEnv) *shared {
 // instance tracking the service gives up mastership when it has none.
 func (s *shared) serviceHealthy(name string) bool { return s.pool.Healthy(name) }
 
-// unitHealthy gates a rolling restart: an instance "app@8080.service" that
-// is a server of a proxy service (an address on port 8080) must be UP in the
-// pool before the roll moves on. Instances that serve no service pass.
-func (s *shared) unitHealthy(_ context.Context, unit string) error {
-	inst := strings.TrimSuffix(unit[strings.IndexByte(unit, '@')+1:], ".service")
-	if _, err := strconv.Atoi(inst); err != nil {
-		return nil
-	}
-	for _, svc := range s.pool.Stats().Services {
-		for _, srv := range svc.Servers {
-			_, port, err := net.SplitHostPort(srv.Addr)
-			if err != nil || port != inst {
-				continue
-			}
-			if srv.Status != "UP" && srv.Status != "DRAIN" {
-				return fmt.Errorf("%s is %s in service %s", srv.Name, srv.Status, svc.Name)
-			}
-		}
-	}
-	return nil
+// unitHealthy gates a rolling restart (reconcile.UnitHealthy): the
+// restarted instance's own servers, by port and this host's addresses,
+// with a check since the restart.
+func (s *shared) unitHealthy(_ context.Context, unit string, restarted time.Time) error {
+	return reconcile.UnitHealthy(s.pool.Stats(), unit, restarted, reconcile.HostAddr)
 }
 
 // inheritedListeners are listening sockets handed over by systemd
@@ -146,6 +132,7 @@ func unitsFactory() driverFactory {
 				UnitDir: env.UnitDir,
 				Socket:  env.SystemdSocket,
 				Healthy: env.shared.unitHealthy,
+				Manager: units.Options{Progress: env.Progress},
 				Logger:  env.Logger,
 			})
 		},

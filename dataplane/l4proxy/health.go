@@ -174,6 +174,7 @@ func (svc *service) runChecks(ctx context.Context, srv *server, ck *Check) {
 		}
 		srv.mu.Lock()
 		srv.checkDesc, srv.checkDur = detail, now.Sub(start)
+		srv.lastCheck, srv.lastCheckOK = start, ok
 		srv.mu.Unlock()
 		if h.observe(ok, ck) {
 			svc.serverHealth(srv, h.up, detail, now)

@@ -42,7 +42,12 @@ type server struct {
 	downtime   time.Duration
 	checkDesc  string
 	checkDur   time.Duration
-	checkStop  func() // stops the health-check goroutine; nil without checks
+	// lastCheck is when the last completed check began, lastCheckOK its
+	// result: a gate waits for a check begun after an event (a restart),
+	// not for a status that may predate it.
+	lastCheck   time.Time
+	lastCheckOK bool
+	checkStop   func() // stops the health-check goroutine; nil without checks
 }
 
 func newServer(s Server, now time.Time) *server {

@@ -79,8 +79,15 @@ type ServerStats struct {
 	FailedChecks  int64         `json:"failed_checks"`
 	Check         string        `json:"check,omitempty"` // last result; empty without checks
 	CheckDuration time.Duration `json:"check_duration_ns,omitempty"`
-	LastChange    time.Time     `json:"last_change"`
-	Downtime      time.Duration `json:"downtime_ns"`
+	// Checked: the service health-checks its servers. LastCheck is when
+	// the last completed check began (zero before the first) and
+	// LastCheckOK its result, so that a caller can wait for a check begun
+	// after an event, such as a restart of the server.
+	Checked     bool          `json:"checked,omitempty"`
+	LastCheck   time.Time     `json:"last_check,omitzero"`
+	LastCheckOK bool          `json:"last_check_ok,omitempty"`
+	LastChange  time.Time     `json:"last_change"`
+	Downtime    time.Duration `json:"downtime_ns"`
 }
 
 // Stats returns a snapshot of every service, sorted by name.
@@ -151,6 +158,7 @@ func (s *server) stats(now time.Time, hasCheck bool) ServerStats {
 	}
 	if hasCheck {
 		st.Check, st.CheckDuration = s.checkDesc, s.checkDur
+		st.Checked, st.LastCheck, st.LastCheckOK = true, s.lastCheck, s.lastCheckOK
 	}
 	s.mu.Unlock()
 	switch {

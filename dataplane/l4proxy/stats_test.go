@@ -118,3 +118,40 @@ func TestConnectionLog(t *testing.T) {
 		t.Errorf("timed-out connection log: %v", l)
 	}
 }
+
+// TestStatsLastCheck: a checked server's stats say when its last check
+// began and how it ended, so that a caller can wait for a check begun
+// after an event (a restart) instead of reading a status older than it.
+func TestStatsLastCheck(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "a")
+	bind := freePort(t)
+	ck := &Check{Type: CheckTCP, Interval: 20 * time.Millisecond, Timeout: 500 * time.Millisecond, Rise: 1, Fall: 1}
+	p := newTestPool(t, Options{}, Config{Services: []Service{{Name: "web", Binds: []netip.AddrPort{bind}, Servers: []Server{srvCfg(a, 1)}, Check: ck}}})
+	waitCheck := func(what string, after time.Time, ok bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st := p.Stats().Services[0].Servers[0]
+			if !st.Checked {
+				t.Fatalf("server of a checked service not marked Checked: %+v", st)
+			}
+			if !st.LastCheck.Before(after) && st.LastCheckOK == ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no check begun after %v with ok=%v; last %+v", what, after, ok, st)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitCheck("backend up", time.Now(), true)
+	a.kill()
+	waitCheck("backend gone", time.Now(), false)
+
+	// Without checks: not Checked, no check time.
+	p2 := newTestPool(t, Options{}, Config{Services: []Service{{Name: "web", Binds: []netip.AddrPort{freePort(t)}, Servers: []Server{srvCfg(newBackend(t, "b"), 1)}}}})
+	if st := p2.Stats().Services[0].Servers[0]; st.Checked || !st.LastCheck.IsZero() {
+		t.Errorf("unchecked server: %+v", st)
+	}
+}

@@ -64,7 +64,27 @@ type Instance struct {
 	TrackChecks     []Check
 	GARP            GARP
 	Notify          Notify
+	// Drift says what is done with a VIP changed by hand: put back or
+	// taken away (the zero value), only reported, or ignored. The site's
+	// drift mode for vrrp; a transition still installs or removes every
+	// VIP, as that is the protocol, not a repair.
+	Drift DriftMode
 }
+
+// DriftMode is what the engine does about a VIP changed behind its back.
+type DriftMode string
+
+const (
+	// DriftCorrect puts a VIP removed while master back and removes one
+	// present while not master, and reports it (Action "restored",
+	// "removed").
+	DriftCorrect DriftMode = ""
+	// DriftReport leaves the VIP as it was found and reports it (Action
+	// "missing", "extra").
+	DriftReport DriftMode = "report"
+	// DriftIgnore neither repairs nor reports.
+	DriftIgnore DriftMode = "ignore"
+)
 
 // VIP is one virtual address: a prefix (address and prefix length) with an
 // optional IPv4 label and netlink scope.

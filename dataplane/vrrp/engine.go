@@ -74,7 +74,9 @@ type Transition struct {
 }
 
 // DriftEvent is a VIP changed behind the engine's back and repaired: put
-// back while master ("restored") or taken away while not ("removed").
+// back while master ("restored") or taken away while not ("removed"); or,
+// with DriftReport, left as found: missing while master ("missing") or
+// present while not ("extra").
 type DriftEvent struct {
 	Instance string       `json:"instance"`
 	VIP      netip.Prefix `json:"vip"`

@@ -489,7 +489,15 @@ func (in *instance) apply(cfg Instance) {
 				gone = append(gone, a)
 			}
 		}
-		if err := in.e.opts.VIPs.Add(ctx, in.vipIf(), newSet); err != nil {
+		add := newSet
+		if cfg.Drift != DriftCorrect {
+			// A config change is not a repair: install only the VIPs new
+			// in it, leaving one removed by hand missing.
+			add = slices.DeleteFunc(slices.Clone(newSet), func(a vip.Address) bool {
+				return slices.ContainsFunc(oldSet, func(b vip.Address) bool { return b.Prefix == a.Prefix })
+			})
+		}
+		if err := in.e.opts.VIPs.Add(ctx, in.vipIf(), add); err != nil {
 			in.counters.Errors++
 			in.e.log.Error("install VIPs", "instance", cfg.Name, "err", err)
 		}
@@ -663,6 +671,16 @@ func (in *instance) addrEvent(ev vip.Event) {
 			if err == nil && have[ev.Prefix] == master {
 				return
 			}
+		}
+		switch in.cfg.Drift {
+		case DriftIgnore:
+			return
+		case DriftReport:
+			in.counters.Drift++
+			action := map[bool]string{true: "missing", false: "extra"}[master]
+			in.e.emitDrift(DriftEvent{Instance: in.cfg.Name, VIP: ev.Prefix, Action: action, At: in.e.opts.Now()})
+			in.e.log.Warn("drift: VIP changed behind our back, left as found (drift mode report)", "instance", in.cfg.Name, "vip", ev.Prefix, "found", action)
+			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -182,6 +182,81 @@ func TestLabPreemptModes(t *testing.T) {
 	}
 }
 
+// TestLabDriftModes: with drift mode "ignore" (VI_1) a VIP removed by hand
+// while master stays removed and nothing is reported; with "report" (VI_2)
+// it stays removed and a "missing" drift event says so. A config change
+// afterwards installs only the VIPs new in it, not the ones removed by hand.
+func TestLabDriftModes(t *testing.T) {
+	t.Parallel()
+	l := newVRRPLab(t)
+	const vip2, vip1b, vip2b = "203.0.113.101/24", "203.0.113.102/24", "203.0.113.103/24"
+	cfg := func(extra bool) Config {
+		c := vi1(150, func(in *Instance) { in.Drift = DriftIgnore })
+		in2 := c.Instances[0]
+		in2.Name, in2.VRID, in2.Drift = "VI_2", 52, DriftReport
+		in2.VIPs = []VIP{{Prefix: netip.MustParsePrefix(vip2)}}
+		if extra {
+			c.Instances[0].VIPs = append(c.Instances[0].VIPs, VIP{Prefix: netip.MustParsePrefix(vip1b)})
+			in2.VIPs = append(in2.VIPs, VIP{Prefix: netip.MustParsePrefix(vip2b)})
+		}
+		c.Instances = append(c.Instances, in2)
+		return c
+	}
+	g := startDaemon(t, l.gw1, "gw1", cfg(false))
+	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, func(in *Instance) { in.Drift = DriftReport }))
+	g.waitState("VI_1", StateMaster, settle)
+	g.waitState("VI_2", StateMaster, settle)
+	g2.waitState("VI_1", StateBackup, settle)
+	waitFor(t, settle, "both VIPs on gw1", func() bool { return hasAddr(t, l.gw1, labVIPp) && hasAddr(t, l.gw1, vip2) })
+
+	// Report, on the backup: a VIP added by hand is reported as extra and
+	// left. The event is sent from the instance's goroutine in the same
+	// step that would remove it, and a status read waits for that step.
+	l.gw2.Run(t, "ip", "addr", "add", labVIPp, "dev", "eth0")
+	waitFor(t, settle, "gw2 reports the VIP as extra", func() bool {
+		ev := g2.driftEvents()
+		return len(ev) == 1 && ev[0].Action == "extra" && ev[0].VIP == netip.MustParsePrefix(labVIPp)
+	})
+	if g2.instance("VI_1").Counters.Drift != 1 || !hasAddr(t, l.gw2, labVIPp) {
+		t.Errorf("gw2 (drift report): VIP added by hand removed, or not counted")
+	}
+	l.gw2.Run(t, "ip", "addr", "del", labVIPp, "dev", "eth0")
+
+	l.gw1.Run(t, "ip", "addr", "del", labVIPp, "dev", "eth0")
+	l.gw1.Run(t, "ip", "addr", "del", vip2, "dev", "eth0")
+	waitFor(t, settle, "VI_2 reports its VIP missing", func() bool {
+		for _, ev := range g.driftEvents() {
+			if ev.Instance == "VI_2" && ev.Action == "missing" && ev.VIP == netip.MustParsePrefix(vip2) {
+				return true
+			}
+		}
+		return false
+	})
+	// Barrier: the engine handles netlink events in order and each
+	// instance its queue in order, so once the VIPs added by this Set are
+	// in, both removals have been handled (and, had they been corrected,
+	// put back).
+	g.set(cfg(true))
+	waitFor(t, settle, "new VIPs installed", func() bool { return hasAddr(t, l.gw1, vip1b) && hasAddr(t, l.gw1, vip2b) })
+	if hasAddr(t, l.gw1, labVIPp) {
+		t.Errorf("VI_1 (drift ignore): VIP %s restored", labVIPp)
+	}
+	if hasAddr(t, l.gw1, vip2) {
+		t.Errorf("VI_2 (drift report): VIP %s restored", vip2)
+	}
+	for _, ev := range g.driftEvents() {
+		if ev.Instance == "VI_1" || ev.Action != "missing" {
+			t.Errorf("unexpected drift event %+v", ev)
+		}
+	}
+	if c := g.instance("VI_1").Counters.Drift; c != 0 {
+		t.Errorf("VI_1 (drift ignore) counted %d drifts, want 0", c)
+	}
+	if c := g.instance("VI_2").Counters.Drift; c != 1 {
+		t.Errorf("VI_2 (drift report) counted %d drifts, want 1", c)
+	}
+}
+
 func TestLabDriftAndSplitBrain(t *testing.T) {
 	t.Parallel()
 	l, g1, g2 := startLabPair(t)
