@@ -45,6 +45,10 @@ type AgentOptions struct {
 	HoldRetry time.Duration
 	// OnResult is called after every pass (status reporting).
 	OnResult func(Result)
+	// OnSync is called after every fetch of the source, with its error (nil
+	// when the source answered, also for a commit it then refused): the
+	// operator alerts on a source that cannot be reached.
+	OnSync func(at time.Time, err error)
 	// Events are driver events that ask for a pass.
 	Events []<-chan Event
 	Logger *slog.Logger
@@ -166,6 +170,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		stopBeat := a.beatWhile(ctx)
 		rev, err := a.o.Source.Sync(ctx)
 		stopBeat()
+		if a.o.OnSync != nil && ctx.Err() == nil {
+			if rev.Refused != nil {
+				a.o.OnSync(time.Now(), nil)
+			} else {
+				a.o.OnSync(time.Now(), err)
+			}
+		}
 		if err != nil && rev.Refused == nil {
 			if ctx.Err() != nil {
 				return nil

@@ -165,6 +165,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Logger:    log,
 		Bake:      safe.bake,
 		HoldRetry: f.safety.rolloutPoll,
+		OnSync:    ctl.ObserveSync,
 		OnResult: func(r reconcile.Result) {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
 			ctl.Observe(ctx, r)

@@ -149,6 +149,7 @@ type Controller struct {
 	corrected int
 	waiters   []waiter
 	wrapped   map[string]*overlay
+	fetches   Fetches
 }
 
 // New returns a Controller.

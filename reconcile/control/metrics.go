@@ -103,6 +103,8 @@ var (
 	descCommit     = desc("gitgw_applied_commit_info", "The commit running on the node (value 1).", "commit", "desired")
 	descSuspended  = desc("gitgw_suspended", "1 while applying is suspended by the operator.")
 	descOverrides  = desc("gitgw_overrides", "Runtime overrides in force, by action.", "action")
+	descFetchFail  = desc("gitgw_source_fetch_failures_total", "Failed fetches of the site repository since the agent started.")
+	descFetchOK    = desc("gitgw_source_last_success_timestamp_seconds", "When the site repository last answered a fetch (0: never since the agent started).")
 	descBuild      = desc("gitgw_build_info", "The agent's version (value 1).", "version")
 )
 
@@ -114,7 +116,8 @@ func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		descVRRPAdvOut, descVRRPDrops, descVRRPVIPs, descSvcUp, descSvcCur, descSvcTotal, descSvcBytesIn, descSvcBytesOut,
 		descSvcQueue, descSvcQueueTO, descSvcErrors, descSvcDenied, descSrvUp, descSrvStatus, descSrvWeight, descSrvCur, descSrvQueue,
 		descSrvTotal, descSrvFailed,
-		descUnitActive, descDrift, descCorrected, descPending, descCommit, descSuspended, descOverrides, descBuild} {
+		descUnitActive, descDrift, descCorrected, descPending, descCommit, descSuspended, descOverrides, descBuild,
+		descFetchFail, descFetchOK} {
 		ch <- d
 	}
 }
@@ -208,4 +211,10 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descOverrides, float64(n), a)
 	}
 	gauge(descBuild, 1, st.AgentVersion)
+	counter(descFetchFail, float64(st.Fetches.Failures))
+	ok := 0.0
+	if !st.Fetches.LastSuccess.IsZero() {
+		ok = float64(st.Fetches.LastSuccess.UnixNano()) / 1e9
+	}
+	gauge(descFetchOK, ok)
 }

@@ -43,6 +43,8 @@ type Status struct {
 	// Pending lists what still differs after the last pass (not converged,
 	// or held while suspended).
 	Pending []Resource `json:"pending"`
+	// Fetches says whether the site repository can be reached.
+	Fetches Fetches `json:"fetches"`
 }
 
 // Pass is the last pass.
@@ -179,6 +181,7 @@ func (c *Controller) Status() Status {
 	st.Suspended = c.suspended
 	st.Overrides = append(st.Overrides, c.sortedOverridesLocked()...)
 	st.Passes, st.DriftCorrected = c.passes, c.corrected
+	st.Fetches = c.fetches
 	last := c.last
 	c.mu.Unlock()
 	if c.o.Engine != nil {

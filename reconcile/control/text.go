@@ -44,6 +44,13 @@ func RenderText(out io.Writer, st Status) error {
 	} else {
 		fmt.Fprintln(w, "last pass\tnone yet")
 	}
+	if f := st.Fetches; f.LastError != "" {
+		last := "never since the agent started"
+		if !f.LastSuccess.IsZero() {
+			last = "last at " + f.LastSuccess.Format("2006-01-02 15:04:05Z")
+		}
+		fmt.Fprintf(w, "fetch\tFAILING (%d failures; %s): %s\n", f.Failures, last, f.LastError)
+	}
 	fmt.Fprintf(w, "drift\t%d in the last pass, %d corrected since start\n", len(st.Drift), st.DriftCorrected)
 
 	fmt.Fprintln(w, "\nVRRP\tSTATE\tPRIORITY\tVIPS")
