@@ -40,7 +40,8 @@ func fixture(t *testing.T) *Controller {
 		BytesIn: 4096, BytesOut: 65536, Queue: 2, QueueTimeouts: 5,
 		Denied: l4proxy.DeniedStats{DenyList: 7, RateLimit: 2},
 		Servers: []l4proxy.ServerStats{
-			{Name: "s1", Addr: "198.51.100.11:8080", Weight: 100, Admin: l4proxy.Ready, Status: "UP", Current: 3, Queue: 2, Total: 80, Check: "L4OK"},
+			{Name: "s1", Addr: "198.51.100.11:8080", Weight: 100, Admin: l4proxy.Ready, Status: "UP", Current: 3, Queue: 2, Total: 80, Check: "L4OK",
+				CheckDuration: 3 * time.Millisecond, LastChange: fixedNow.Add(-90 * time.Second), Downtime: 12 * time.Second},
 			{Name: "s2", Addr: "198.51.100.12:8080", Weight: 100, Admin: l4proxy.Drain, Status: "DRAIN", Current: 0, Total: 40, Check: "L4OK"},
 		},
 	}}}

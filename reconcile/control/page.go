@@ -28,6 +28,14 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"lower": strings.ToLower,
 	"join":  func(s []string) string { return strings.Join(s, " ") },
 	"ms":    func(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) },
+	// ago says how long before now t was, in whole seconds ("" when unset).
+	"ago": func(now, t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return now.Sub(t).Truncate(time.Second).String() + " ago"
+	},
+	"dur": func(d time.Duration) string { return d.Truncate(time.Second).String() },
 	"outcomeClass": func(o string) string {
 		switch o {
 		case "applied", "unchanged":

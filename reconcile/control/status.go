@@ -145,6 +145,12 @@ type Server struct {
 	FailedChecks int64     `json:"failed_checks"`
 	Check        string    `json:"check,omitempty"`
 	LastChange   time.Time `json:"last_change,omitzero"`
+	// Downtime is how long the server has been DOWN in all since the
+	// agent started; CheckDuration how long its last check took, as
+	// HAProxy's stats page shows them.
+	Downtime      time.Duration `json:"downtime_ns,omitempty"`
+	CheckDuration time.Duration `json:"check_duration_ns,omitempty"`
+	LastCheck     time.Time     `json:"last_check,omitzero"`
 }
 
 func service(s l4proxy.ServiceStats) Service {
@@ -154,7 +160,8 @@ func service(s l4proxy.ServiceStats) Service {
 	for _, sv := range s.Servers {
 		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup, Admin: string(sv.Admin),
 			Status: sv.Status, Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
-			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange})
+			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange,
+			Downtime: sv.Downtime, CheckDuration: sv.CheckDuration, LastCheck: sv.LastCheck})
 	}
 	return out
 }
