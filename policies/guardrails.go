@@ -31,6 +31,7 @@ func guardrails() []guardrail {
 		{Policy{"instance-consistent", "what can differ between the nodes of an instance does not: each has the interface, a VIP belongs to one instance, a sync group has one node set and version."}, Error, instanceConsistent},
 		{Policy{"service-primary-server", "every service has a server that is neither backup nor disabled."}, Error, servicePrimaryServer},
 		{Policy{"service-health-check", "every service checks its servers' health: otherwise a dead server keeps its share of connections."}, Error, serviceHealthCheck},
+		{Policy{"bind-address", "each proxy bind is a VIP of an instance of its node, one of the node's addresses, loopback or a wildcard: any other address never sees a packet."}, Error, bindAddress},
 		{Policy{"port-clash", "no port is bound twice on a node: by two proxy binds, or by a bind and a unit instance named by a port."}, Error, portClash},
 		{Policy{"cpu-mask", "CPU lists in tuning name only CPUs the node has (node: cpus) and are well formed."}, Error, cpuMask},
 		{Policy{"proxy-busy-poll", "the proxy's busy-poll window is at most 10ms: a longer one only burns CPU, since no reply it waits for is that slow and still worth polling for."}, Error, proxyBusyPoll},
@@ -273,9 +274,10 @@ func serviceHealthCheck(in *Input, r report) {
 // portClash indexes, per node, every port a proxy bind or a unit instance
 // named by a port takes. A bind holds an address and a port; a unit
 // instance is assumed to listen on every address.
-func portClash(in *Input, r report) {
+// servicesByNode lists the services each node runs, found in one pass over
+// the services (a service without nodes runs on every node).
+func servicesByNode(in *Input) map[string][]string {
 	nodes := slices.Sorted(maps.Keys(in.Nodes))
-	// The services of each node, found in one pass over the services.
 	byNode := map[string][]string{}
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		on := in.Services[name].Nodes
@@ -286,6 +288,56 @@ func portClash(in *Input, r report) {
 			byNode[n] = append(byNode[n], name)
 		}
 	}
+	return byNode
+}
+
+// bindAddress finds a proxy bind on an address the node will never hold:
+// neither a VIP of an instance the node is in, nor one of its own
+// addresses, nor loopback. Such a listener only works with
+// ip_nonlocal_bind and then never sees a packet: a typo in an address.
+// A node whose addresses the site does not state is left alone (an
+// import with the facts still to fill in).
+func bindAddress(in *Input, r report) {
+	byNode := servicesByNode(in)
+	for _, n := range slices.Sorted(maps.Keys(in.Nodes)) {
+		ns := in.Nodes[n]
+		held := map[netip.Addr]bool{}
+		for _, ifc := range ns.Interfaces {
+			for _, p := range ifc.Addresses {
+				held[p.Addr()] = true
+			}
+		}
+		if len(held) == 0 {
+			continue
+		}
+		for _, vi := range in.VRRP {
+			if _, ok := vi.Nodes[n]; !ok {
+				continue
+			}
+			for _, v := range append(slices.Clone(vi.VIPs), vi.ExcludedVIPs...) {
+				held[v.Address.Addr()] = true
+			}
+		}
+		for _, name := range byNode[n] {
+			for i, b := range in.Services[name].Binds {
+				host, _, err := net.SplitHostPort(b)
+				if err != nil {
+					continue
+				}
+				a, err := netip.ParseAddr(host)
+				if err != nil || a.IsUnspecified() || a.IsLoopback() || held[a.Unmap()] || held[a] {
+					continue
+				}
+				r.add(fmt.Sprintf("services.%s.binds.%d", spec.Label(name), i),
+					"on node %s, %s is neither a VIP of an instance of the node nor one of its addresses: the listener would never see a packet", n, b)
+			}
+		}
+	}
+}
+
+func portClash(in *Input, r report) {
+	nodes := slices.Sorted(maps.Keys(in.Nodes))
+	byNode := servicesByNode(in)
 	type bound struct{ host, service string }
 	for _, n := range nodes {
 		// Per port: the first bind, the one on each address, a wildcard.

@@ -92,6 +92,7 @@ func TestGuardrails(t *testing.T) {
 		{"vrid unique: same VRID, other nodes, same segment", "vrid-unique", edit(func(in *Input) {
 			in.Nodes["gw3"] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("203.0.113.13/24")}}}}
 			in.Nodes["gw4"] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("203.0.113.14/24")}}}}
+			setService(in, "web", func(s *spec.Service) { s.Nodes = []string{"gw1", "gw2"} })
 			secondInstance(in, func(vi *spec.VRRPInstance) {
 				vi.VRID = 51
 				vi.Nodes = map[string]spec.VRRPNode{"gw3": {Priority: 150}, "gw4": {Priority: 100}}
@@ -100,6 +101,7 @@ func TestGuardrails(t *testing.T) {
 		{"vrid unique: same VRID, other segment", "vrid-unique", edit(func(in *Input) {
 			in.Nodes["gw3"] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.13/24")}}}}
 			in.Nodes["gw4"] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.14/24")}}}}
+			setService(in, "web", func(s *spec.Service) { s.Nodes = []string{"gw1", "gw2"} })
 			secondInstance(in, func(vi *spec.VRRPInstance) {
 				vi.VRID = 51
 				vi.Nodes = map[string]spec.VRRPNode{"gw3": {Priority: 150}, "gw4": {Priority: 100}}
@@ -118,6 +120,7 @@ func TestGuardrails(t *testing.T) {
 
 		{"vip in subnet: outside", "vip-in-subnet", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.VIPs = []spec.VIP{vip("198.51.100.100/24")} })
+			setService(in, "web", func(s *spec.Service) { s.Binds = []string{"198.51.100.100:80"} })
 		}), 2},
 		{"vip in subnet: no IPv4 address on the VIP's dev", "vip-in-subnet", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
@@ -136,6 +139,7 @@ func TestGuardrails(t *testing.T) {
 
 		{"vip not node address: VIP is gw2's address", "vip-not-node-address", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.VIPs = []spec.VIP{vip("203.0.113.12/24")} })
+			setService(in, "web", func(s *spec.Service) { s.Binds = []string{"203.0.113.12:80"} })
 		}), 1},
 		{"vip not node address: excluded VIP", "vip-not-node-address", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.ExcludedVIPs = []spec.VIP{vip("203.0.113.11/32")} })
@@ -194,11 +198,28 @@ func TestGuardrails(t *testing.T) {
 			in.Services["web2"] = spec.Service{Binds: []string{"0.0.0.0:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
 		}), 2},
 		{"port clash: two VIPs, one port", "port-clash", edit(func(in *Input) {
+			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) { vi.VIPs = append(vi.VIPs, vip("203.0.113.101/24")) })
 			in.Services["web2"] = spec.Service{Binds: []string{"203.0.113.101:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
 		}), 0},
 		{"port clash: unit on another node than the service", "port-clash", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) { s.Nodes = []string{"gw1"} })
 			in.Units["app"] = spec.UnitTemplate{ExecStart: "/bin/app %i", Instances: []spec.InstanceSet{{Nodes: []string{"gw2"}, List: []string{"80"}}}}
+		}), 0},
+
+		{"bind address: neither a VIP nor a node address", "bind-address", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Binds = append(s.Binds, "203.0.113.200:443") })
+		}), 2},
+		{"bind address: a node address, loopback, a wildcard", "bind-address", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Nodes = []string{"gw1"}
+				s.Binds = append(s.Binds, "203.0.113.11:8443", "127.0.0.1:9000", "[::1]:9001", "0.0.0.0:9002", "[::]:9003")
+			})
+		}), 0},
+		{"bind address: a VIP of another node's instance", "bind-address", edit(func(in *Input) {
+			in.Nodes["gw3"] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("203.0.113.13/24")}}}}
+		}), 1},
+		{"bind address: a node whose addresses the site does not state", "bind-address", edit(func(in *Input) {
+			in.Nodes["gw3"] = spec.NodeSettings{}
 		}), 0},
 
 		{"cpu mask: beyond the node's CPUs", "cpu-mask", edit(func(in *Input) {
