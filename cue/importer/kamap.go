@@ -1,9 +1,12 @@
 package importer
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -574,9 +577,13 @@ func virtualServer(d kaDirective, w *warnings) (*service, []need) {
 				continue
 			}
 			s.servers = append(s.servers, srv)
-			if c != nil && ck == nil {
+			switch {
+			case c != nil && ck == nil:
 				ck, ckPos = c, cp
-			} else if c != nil && !sameCheck(ck, c) {
+			case c != nil && (c.port != ck.port || c.address != ck.address):
+				// The site has one check port and address per service.
+				ns = append(ns, needs(cp, FeatCheckPort, "%s %s: connect_port/connect_ip differ from the check at %s", e.Name, strings.Join(e.Args, " "), ckPos))
+			case c != nil && !sameCheck(ck, c):
 				w.add(cp, "this real_server's check differs from the one at %s: gitgw checks all servers of a service alike; the first is used", ckPos)
 			}
 		default:
@@ -606,13 +613,12 @@ func virtualServer(d kaDirective, w *warnings) (*service, []need) {
 	return s, ns
 }
 
-func sameCheck(a, b *check) bool { return *a == *b }
+func sameCheck(a, b *check) bool { return reflect.DeepEqual(a, b) }
 
 // kaChecks are keepalived's real_server checkers the site cannot make.
 var kaChecks = map[string]Feature{
-	"SSL_GET": FeatTLSCheck, "MISC_CHECK": FeatScriptCheck, "SMTP_CHECK": FeatProtocolCheck,
-	"DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck, "UDP_CHECK": FeatProtocolCheck,
-	"PING_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
+	"MISC_CHECK": FeatScriptCheck, "DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
+	"UDP_CHECK": FeatProtocolCheck, "PING_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
 }
 
 func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
@@ -646,13 +652,13 @@ func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
 			default:
 				srv.weight = some(v)
 			}
-		case "TCP_CHECK", "HTTP_GET":
+		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK":
 			if ck != nil {
 				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
 				continue
 			}
 			var cns []need
-			ck, cns = lvsCheck(e, w)
+			ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), w)
 			ckPos, ns = e.Pos, append(ns, cns...)
 		default:
 			if f, ok := kaChecks[e.Name]; ok {
@@ -665,14 +671,23 @@ func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
 	return srv, ck, ckPos, ns
 }
 
-// lvsCheck maps a TCP_CHECK or HTTP_GET; what it needs that the site lacks
-// refuses the virtual_server.
-func lvsCheck(d kaDirective, w *warnings) (*check, []need) {
+// lvsCheck maps a TCP_CHECK, HTTP_GET, SSL_GET or SMTP_CHECK of the real
+// server at srv; what it needs that the site lacks refuses the
+// virtual_server.
+func lvsCheck(d kaDirective, srv netip.AddrPort, w *warnings) (*check, []need) {
 	c := &check{kind: "tcp", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
 	var ns []need
-	urls := 0
-	if d.Name == "HTTP_GET" {
-		c.kind, c.method, c.path = "http", some("GET"), some("/")
+	var reqs []httpRequest
+	var host opt[string]
+	sni := false
+	switch d.Name {
+	case "HTTP_GET":
+		c.kind = "http"
+	case "SSL_GET":
+		// keepalived does not verify the server's certificate.
+		c.kind, c.tls = "http", &checkTLS{verify: "none"}
+	case "SMTP_CHECK":
+		c.kind = "smtp"
 	}
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
@@ -689,42 +704,128 @@ func lvsCheck(d kaDirective, w *warnings) (*check, []need) {
 			} else {
 				w.add(e.Pos, "%s: %v", e.Name, err)
 			}
-		case "connect_port", "connect_ip":
-			ns = append(ns, needs(e.Pos, FeatCheckPort, "%s %s", e.Name, arg))
+		case "connect_port":
+			v, err := integer(arg, 1, 65535)
+			switch {
+			case err != nil:
+				ns = append(ns, needs(e.Pos, FeatCheckPort, "connect_port %s", arg))
+			case v != int(srv.Port()):
+				c.port = some(v) // the server's own port changes nothing
+			}
+		case "connect_ip":
+			a, err := kaAddr(arg)
+			switch {
+			case err != nil:
+				ns = append(ns, needs(e.Pos, FeatCheckPort, "connect_ip %s", arg))
+			case a != srv.Addr():
+				c.address = some(a.String())
+			}
 		case "virtualhost":
-			c.host = some(arg)
-		case "url":
-			if urls++; urls > 1 {
-				ns = append(ns, needs(e.Pos, FeatCheckRequests, "a second url block (keepalived requires every url to pass)"))
+			if !hostRE.MatchString(arg) {
+				ns = append(ns, needs(e.Pos, FeatCheckHeaders, "virtualhost %s", arg))
 				continue
 			}
-			status := false
-			for _, u := range e.Block {
-				switch u.Name {
-				case "path":
-					c.path = some(strings.Join(u.Args, " "))
-				case "status_code":
-					v, err := integer(strings.Join(u.Args, ""), 100, 599)
-					if err != nil {
-						ns = append(ns, needs(u.Pos, FeatStatusRange, "status_code %s", strings.Join(u.Args, " ")))
-						continue
-					}
-					c.expectStatus, status = some(v), true
-				case "digest":
-					ns = append(ns, needs(u.Pos, FeatCheckRequests, "digest %s", strings.Join(u.Args, " ")))
-				default:
-					w.add(u.Pos, "url %s: not mapped", u.Name)
-				}
+			host = some(arg)
+		case "enable_sni":
+			sni = d.Name == "SSL_GET"
+		case "helo_name":
+			if d.Name != "SMTP_CHECK" || !domainRE.MatchString(arg) {
+				ns = append(ns, needs(e.Pos, FeatProtocolCheck, "helo_name %s", arg))
+				continue
 			}
-			if !status && !slices.ContainsFunc(ns, func(n need) bool { return n.feature == FeatStatusRange }) {
-				ns = append(ns, needs(e.Pos, FeatStatusRange, "url without status_code (keepalived accepts 200-299)"))
+			c.domain = some(arg)
+		case "host":
+			// An old SMTP_CHECK checks each host block's address.
+			ns = append(ns, needs(e.Pos, FeatCheckPort, "%s host block (a check of other addresses)", d.Name))
+		case "url":
+			if c.kind != "http" {
+				w.add(e.Pos, "%s %s: not mapped", d.Name, e.Name)
+				continue
 			}
+			r, rns := kaURL(e, w)
+			reqs, ns = append(reqs, r), append(ns, rns...)
 		default:
 			w.add(e.Pos, "%s %s: not mapped", d.Name, e.Name)
 		}
 	}
-	if d.Name == "HTTP_GET" && urls == 0 {
-		ns = append(ns, needs(d.Pos, FeatStatusRange, "HTTP_GET without url (keepalived accepts 200-299)"))
+	if c.kind == "http" {
+		if len(reqs) == 0 {
+			// No url: GET / accepting what keepalived accepts.
+			reqs = []httpRequest{{method: "GET", path: "/", statuses: []string{"200-299"}}}
+		}
+		for i := range reqs {
+			if reqs[i].host == "" && host.ok {
+				reqs[i].host = host.v
+			}
+		}
+		if sni && host.ok && c.tls != nil {
+			c.tls.sni = host
+		}
+		if len(reqs) == 1 {
+			// One url: the check's own fields.
+			r := reqs[0]
+			c.method, c.path, c.statuses, c.expectStatus = some(r.method), some(r.path), r.statuses, r.expectStatus
+			c.headers = r.headers
+			if r.host != "" {
+				c.host = some(r.host)
+			}
+		} else {
+			c.requests = reqs // keepalived requires every url to pass
+		}
 	}
 	return c, ns
+}
+
+// kaURL maps one url block of an HTTP_GET or SSL_GET.
+func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
+	r := httpRequest{method: "GET", path: "/"}
+	var ns []need
+	var user, pass opt[string]
+	var userPos Pos
+	for _, u := range e.Block {
+		arg := strings.Join(u.Args, " ")
+		switch u.Name {
+		case "path":
+			if !strings.HasPrefix(arg, "/") || strings.ContainsAny(arg, " \t\r\n\x00") {
+				ns = append(ns, needs(u.Pos, FeatCheckHeaders, "path %s (no absolute path)", arg))
+				continue
+			}
+			r.path = arg
+		case "status_code":
+			st, ok := statusList(strings.Join(u.Args, ","))
+			if !ok {
+				ns = append(ns, needs(u.Pos, FeatStatusRange, "status_code %s", arg))
+				continue
+			}
+			if v, err := strconv.Atoi(st[0]); err == nil && len(st) == 1 {
+				r.expectStatus = some(v)
+			} else {
+				r.statuses = st
+			}
+		case "virtualhost":
+			if !hostRE.MatchString(arg) {
+				ns = append(ns, needs(u.Pos, FeatCheckHeaders, "virtualhost %s", arg))
+				continue
+			}
+			r.host = arg
+		case "digest":
+			ns = append(ns, needs(u.Pos, FeatCheckDigest, "digest %s", arg))
+		case "username":
+			user, userPos = some(arg), u.Pos
+		case "password":
+			pass = some(arg)
+		default:
+			w.add(u.Pos, "url %s: not mapped", u.Name)
+		}
+	}
+	if !r.expectStatus.ok && len(r.statuses) == 0 {
+		r.statuses = []string{"200-299"} // keepalived's default
+	}
+	if user.ok {
+		// keepalived sends HTTP basic authentication.
+		cred := base64.StdEncoding.EncodeToString([]byte(user.v + ":" + pass.v))
+		r.headers = append(r.headers, header{"Authorization", "Basic " + cred})
+		w.add(userPos, "url username: sent as an Authorization header; the password is in the site, in Git")
+	}
+	return r, ns
 }

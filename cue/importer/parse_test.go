@@ -271,8 +271,9 @@ func TestProtocolChecks(t *testing.T) {
 		refused                    Feature // the service is refused for it
 	}{
 		{"option tcp-check", "tcp", "", "", ""},
-		{"option redis-check", "tcp-expect", "PING\r\n", "+PONG", ""},
-		{"option mysql-check user haproxy", "", "", "", FeatProtocolCheck},
+		{"option redis-check", "redis", "", "", ""},
+		{"option mysql-check user haproxy", "mysql", "", "", ""},
+		{"option pgsql-check", "", "", "", FeatProtocolCheck},
 		{"option ssl-hello-chk", "", "", "", FeatProtocolCheck},
 		{"option external-check", "", "", "", FeatScriptCheck},
 	} {
