@@ -2,6 +2,7 @@ package importer
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -273,7 +274,7 @@ func checkFields(c check, command string) []cfield {
 			s.add("headers", headerFields(c.headers))
 		}
 		if len(c.statuses) > 0 && len(c.requests) == 0 {
-			s.add("expect_statuses", cstrs(c.statuses))
+			s.add("expect_statuses", cstatuses(c.statuses))
 		}
 		addOpt(s, "expect_regex", c.expectRegex, cstr)
 		if len(c.requests) > 0 {
@@ -287,7 +288,7 @@ func checkFields(c check, command string) []cfield {
 					rs.fields = append(rs.fields, fld("headers", inline(headerFields(r.headers).fields...)))
 				}
 				if len(r.statuses) > 0 {
-					rs.fields = append(rs.fields, fld("expect_statuses", cstrs(r.statuses)))
+					rs.fields = append(rs.fields, fld("expect_statuses", cstatuses(r.statuses)))
 				} else if r.expectStatus.ok {
 					rs.fields = append(rs.fields, fld("expect_status", cint(r.expectStatus.v)))
 				}
@@ -317,6 +318,20 @@ func checkFields(c check, command string) []cfield {
 	addOpt(s, "database", c.database, cstr)
 	addOpt(s, "role", c.role, cstr)
 	return s.fields
+}
+
+// cstatuses writes statuses as the schema takes them: a code as a
+// number, a range as a string.
+func cstatuses(ss []string) *clist {
+	l := &clist{}
+	for _, s := range ss {
+		if v, err := strconv.Atoi(s); err == nil {
+			l.elems = append(l.elems, cint(v))
+		} else {
+			l.elems = append(l.elems, cstr(s))
+		}
+	}
+	return l
 }
 
 // headerFields writes check headers in the order the source gave them.
