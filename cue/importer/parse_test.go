@@ -80,6 +80,8 @@ func TestSplitHAProxyLine(t *testing.T) {
 		{`acl a path "/a b" '#x' \#y`, []string{"acl", "a", "path", "/a b", "#x", "#y"}},
 		{`x "" y`, []string{"x", "", "y"}},
 		{`send-binary \x50\x49`, []string{"send-binary", "PI"}},
+		// HAProxy keeps a backslash it does not know as an escape.
+		{`tcp-check expect rstring ^\+PONG\.\d \\ \"q\"`, []string{"tcp-check", "expect", "rstring", `^\+PONG\.\d`, `\`, `"q"`}},
 		{"# only a comment", nil},
 	}
 	for _, tt := range tests {
