@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // hapProxy is a defaults, frontend, backend or listen section with what it
@@ -615,13 +616,14 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 				}
 			}
 		}
-		if !strings.HasPrefix(c.path.v, "/") {
+		if !strings.HasPrefix(c.path.v, "/") || strings.ContainsAny(c.path.v, "\t\r\n\x00") || !utf8.ValidString(c.path.v) {
 			// HAProxy sends the target as written; the site's path is absolute.
 			p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (request target %q)", strings.Join(l.Words, " "), c.path.v))
 			c.path = some("/")
 		}
 		if !slices.Contains([]string{"GET", "HEAD", "POST", "OPTIONS"}, c.method.v) {
-			w.add(l.Pos, "option httpchk method %s: not mapped: GET", c.method.v)
+			// Another method can get another answer.
+			p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (method %s)", strings.Join(l.Words, " "), c.method.v))
 			c.method = some("GET")
 		}
 		p.httpchk, p.httpPos, p.tcpcheck, p.protoNeed = c, l.Pos, nil, nil
@@ -654,6 +656,11 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 				c.user = some(ws[i+1])
 				i++
 			}
+		}
+		if c.user.ok && (!userRE.MatchString(c.user.v) || !utf8.ValidString(c.user.v)) {
+			n := needs(l.Pos, FeatProtocolCheck, "%s (a user name with control characters)", strings.Join(l.Words, " "))
+			p.tcpcheck, p.httpchk, p.protoNeed = nil, nil, &n
+			return
 		}
 		if kind == "pgsql" && !c.user.ok {
 			// HAProxy requires the user; without it there is no check to copy.
@@ -694,7 +701,7 @@ func hostHeader(s string) (host opt[string], hs []header, bad []string) {
 			body = true
 		case ok && strings.EqualFold(k, "host") && hostRE.MatchString(strings.TrimSpace(v)):
 			host = some(strings.TrimSpace(v))
-		case ok && headerNameRE.MatchString(k) && !strings.EqualFold(k, "host") && !strings.ContainsAny(v, "\r\n\x00"):
+		case ok && headerNameRE.MatchString(k) && !strings.EqualFold(k, "host") && !strings.ContainsAny(v, "\r\n\x00") && utf8.ValidString(v):
 			hs = append(hs, header{k, strings.TrimSpace(v)})
 		default:
 			bad = append(bad, line)
@@ -708,6 +715,7 @@ var (
 	headerNameRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 	hostRE       = regexp.MustCompile(`^[A-Za-z0-9.:\[\]-]+$`)
 	domainRE     = regexp.MustCompile(`^[A-Za-z0-9.-]+$`)
+	userRE       = regexp.MustCompile(`^[^\x00-\x1f]+$`)
 )
 
 func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
@@ -755,6 +763,10 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 			}
 			c.statuses = st
 		case "string":
+			if !utf8.ValidString(args[1]) {
+				need(FeatCheckSequence) // bytes that are no text
+				return
+			}
 			// HAProxy then looks at the body only: any status passes.
 			c.expectString, c.statuses = some(args[1]), []string{"100-599"}
 		case "rstring":
@@ -782,7 +794,7 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 			case "uri":
 				i++
 				c.path = some(arg(i))
-				if !strings.HasPrefix(c.path.v, "/") || strings.ContainsAny(c.path.v, " \t\r\n\x00") {
+				if !strings.HasPrefix(c.path.v, "/") || strings.ContainsAny(c.path.v, " \t\r\n\x00") || !utf8.ValidString(c.path.v) {
 					need(FeatCheckHeaders)
 					c.path = some("/")
 				}
@@ -794,7 +806,7 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 				switch {
 				case strings.EqualFold(name, "host") && hostRE.MatchString(val):
 					c.host = some(val)
-				case headerNameRE.MatchString(name) && !strings.EqualFold(name, "host") && !strings.ContainsAny(val, "\r\n\x00"):
+				case headerNameRE.MatchString(name) && !strings.EqualFold(name, "host") && !strings.ContainsAny(val, "\r\n\x00") && utf8.ValidString(val):
 					c.headers = append(c.headers, header{name, val})
 				default:
 					need(FeatCheckHeaders)
@@ -981,7 +993,7 @@ func (p *hapProxy) tcpCheck(l hapLine, w *warnings) {
 			seq()
 			return
 		}
-		c.steps = append(c.steps, step{kind: "send", data: ws[2]})
+		c.steps = append(c.steps, textStep("send", ws[2]))
 	case "send-binary":
 		if len(ws) != 3 || !isHex(ws[2]) {
 			seq()
@@ -996,7 +1008,7 @@ func (p *hapProxy) tcpCheck(l hapLine, w *warnings) {
 		}
 		switch {
 		case args[0] == "string" && args[1] != "":
-			c.steps = append(c.steps, step{kind: "expect", data: args[1]})
+			c.steps = append(c.steps, textStep("expect", args[1]))
 		case args[0] == "rstring":
 			if _, err := regexp.Compile(args[1]); err != nil {
 				seq()
@@ -1011,6 +1023,15 @@ func (p *hapProxy) tcpCheck(l hapLine, w *warnings) {
 	default: // send-lf, send-binary-lf, set-var, unset-var, …
 		seq()
 	}
+}
+
+// textStep is a send or expect of what HAProxy's escapes made: text, or
+// bytes that are no UTF-8 text (a CUE string is text), as hex.
+func textStep(kind, data string) step {
+	if utf8.ValidString(data) {
+		return step{kind: kind, data: data}
+	}
+	return step{kind: kind + "_hex", data: hex.EncodeToString([]byte(data))}
 }
 
 func isHex(s string) bool {

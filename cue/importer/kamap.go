@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // kaConfig is what one node's keepalived.conf says, mapped.
@@ -786,7 +787,7 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 		arg := strings.Join(u.Args, " ")
 		switch u.Name {
 		case "path":
-			if !strings.HasPrefix(arg, "/") || strings.ContainsAny(arg, " \t\r\n\x00") {
+			if !strings.HasPrefix(arg, "/") || strings.ContainsAny(arg, " \t\r\n\x00") || !utf8.ValidString(arg) {
 				ns = append(ns, needs(u.Pos, FeatCheckHeaders, "path %s (no absolute path)", arg))
 				continue
 			}
