@@ -86,8 +86,6 @@ func TestHAProxyCheckMappings(t *testing.T) {
 ` + server,
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "tcp-check"}, TLS: &spec.CheckTLS{Verify: "required"}, Steps: []spec.CheckStep{
 				{Connect: &spec.CheckConnect{Port: 8443, TLS: true}}, {SendHex: "50494e470d0a"}, {ExpectHex: "2b504f4e47"}, {ExpectRegex: `^\+PONG`}}}},
-		{name: "tcp-check send only", cfg: "  option tcp-check\n  tcp-check send QUIT\\r\\n\n" + server,
-			want: spec.ServiceCheck{Check: spec.Check{Kind: "tcp-check"}, Steps: []spec.CheckStep{{Send: strp("QUIT\r\n")}}}},
 		{name: "tcp-check bytes that are no text", cfg: "  tcp-check send \\x80\\x01\n  tcp-check expect string \\xffok\n" + server,
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "tcp-check"}, Steps: []spec.CheckStep{{SendHex: "8001"}, {ExpectHex: "ff6f6b"}}}},
 		{name: "smtpchk", cfg: "  option smtpchk EHLO mail.example\n" + server,

@@ -1243,6 +1243,12 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 		if c.kind != "tcp" || len(c.steps) == 0 {
 			break
 		}
+		if last := c.steps[len(c.steps)-1]; last.kind == "send" || last.kind == "send_hex" {
+			// HAProxy's tcpcheck_main sets no result after a last send
+			// (only after an expect or a connect): no site check is
+			// known to end alike.
+			ns = append(ns, needs(p.pos, FeatCheckSequence, "a tcp-check that ends with a send"))
+		}
 		stepTLS := false
 		for i := range c.steps {
 			if c.steps[i].kind == "connect" {

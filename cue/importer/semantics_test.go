@@ -71,6 +71,8 @@ func TestRefusals(t *testing.T) {
 			feature: FeatCheckSequence, line: 4},
 		{name: "httpchk method the site cannot send", hap: listen + "  option httpchk PUT /x\n  server a 198.51.100.1:80 check\n",
 			feature: FeatCheckHeaders, line: 3},
+		{name: "tcp-check that ends with a send", hap: listen + "  option tcp-check\n  tcp-check send QUIT\\r\\n\n  server a 198.51.100.1:25 check\n",
+			feature: FeatCheckSequence, line: 1},
 		{name: "server by name", hap: listen + "  server a db1.example.net:5432 check\n",
 			feature: FeatServerName, line: 3},
 		{name: "source rule", hap: listen + "  tcp-request connection reject if { src 198.51.100.0/24 }\n  server a 198.51.100.1:5432 check\n",
