@@ -584,8 +584,12 @@ func virtualServer(d kaDirective, w *warnings) (*service, []need) {
 			case c != nil && (c.port != ck.port || c.address != ck.address):
 				// The site has one check port and address per service.
 				ns = append(ns, needs(cp, FeatCheckPort, "%s %s: connect_port/connect_ip differ from the check at %s", e.Name, strings.Join(e.Args, " "), ckPos))
+			case c != nil && !sameProbe(ck, c):
+				// What is checked differs: the first server's check would
+				// be the wrong one for this server.
+				ns = append(ns, needs(cp, FeatPerServerCheck, "%s %s: its check differs from the one at %s", e.Name, strings.Join(e.Args, " "), ckPos))
 			case c != nil && !sameCheck(ck, c):
-				w.add(cp, "this real_server's check differs from the one at %s: gitgw checks all servers of a service alike; the first is used", ckPos)
+				w.add(cp, "this real_server's check timing differs from the one at %s: gitgw checks all servers of a service alike; the first is used", ckPos)
 			}
 		default:
 			w.add(e.Pos, "virtual_server %s: not mapped", e.Name)
@@ -615,6 +619,15 @@ func virtualServer(d kaDirective, w *warnings) (*service, []need) {
 }
 
 func sameCheck(a, b *check) bool { return reflect.DeepEqual(a, b) }
+
+// sameProbe: two checks probe alike, their timing aside.
+func sameProbe(a, b *check) bool {
+	x, y := *a, *b
+	for _, c := range []*check{&x, &y} {
+		c.interval, c.timeout, c.rise, c.fall = opt[time.Duration]{}, opt[time.Duration]{}, opt[int]{}, opt[int]{}
+	}
+	return reflect.DeepEqual(x, y)
+}
 
 // kaChecks are keepalived's real_server checkers the site cannot make.
 var kaChecks = map[string]Feature{

@@ -25,6 +25,10 @@ const (
 	// old SMTP_CHECK's host blocks (hapmap.go serviceCheck, checkConnect,
 	// tcpCheck; kamap.go virtualServer, lvsCheck).
 	FeatCheckPort Feature = "check-port"
+	// FeatPerServerCheck: keepalived real servers of one virtual_server
+	// checked differently (another checker, request, TLS), timing aside
+	// (kamap.go virtualServer).
+	FeatPerServerCheck Feature = "per-server-check"
 	// FeatTLSCheck: check TLS the site cannot say: `crl-file`, a relative
 	// `ca-file`/`crt` (ca-base, crt-base), an SNI that is no host name,
 	// `check-ssl` on some servers only, TLS on a mysql/pgsql check
@@ -88,6 +92,7 @@ const (
 // featureWhy says, per feature, what the site lacks.
 var featureWhy = map[Feature]string{
 	FeatCheckPort:      "a gitgw service has one check port and address for all its servers; the schema has no per-server check port or address yet",
+	FeatPerServerCheck: "a gitgw service checks all its servers with one check; the schema has no per-server checks yet",
 	FeatTLSCheck:       "the schema's check TLS has no revocation lists, relative paths or per-server TLS yet",
 	FeatCheckSequence:  "the schema's expects match a string, bytes or a regexp, each once and without negation; cutting or weakening the sequence would pass servers the original marks down",
 	FeatStatusRange:    "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
