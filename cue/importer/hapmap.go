@@ -1203,7 +1203,7 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 		a, b := *first, *sc
 		for _, x := range []*srvCheck{&a, &b} {
 			x.pos, x.name, x.needs, x.tlsNeeds = Pos{}, "", nil, nil
-			x.port, x.addr, x.portPos, x.ssl = opt[int]{}, opt[string]{}, Pos{}, false
+			x.port, x.addr, x.portPos, x.ssl, x.tls = opt[int]{}, opt[string]{}, Pos{}, false, checkTLS{}
 		}
 		if !reflect.DeepEqual(a, b) {
 			w.add(sc.pos, "server %s: its check settings differ from server %s's: gitgw checks all servers of a service alike; %s's are used", sc.name, first.name, first.name)
@@ -1296,6 +1296,10 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 		for _, sc := range checked {
 			if sc.ssl != first.ssl {
 				ns = append(ns, needs(sc.pos, FeatTLSCheck, "check-ssl on some servers only (server %s's differs from %s's)", sc.name, first.name))
+				break
+			}
+			if sc.tls != first.tls {
+				ns = append(ns, needs(sc.pos, FeatPerServerCheck, "server %s: its check TLS (verify, ca-file, crt, check-sni) differs from server %s's", sc.name, first.name))
 				break
 			}
 		}

@@ -79,6 +79,8 @@ func TestRefusals(t *testing.T) {
 			feature: FeatSourceRules, line: 3},
 		{name: "digest", ka: "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    digest 640205b7b0fc66c1ea91c463fac6334d\n   }\n  }\n }\n}\n",
 			feature: FeatCheckDigest, line: 7},
+		{name: "servers with another check CA", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl ca-file /etc/a.pem\n  server b 198.51.100.2:6443 check check-ssl ca-file /etc/b.pem\n",
+			feature: FeatPerServerCheck, line: 6},
 		{name: "real servers checked differently", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 80 {\n  SSL_GET {\n   url {\n    path /a\n   }\n  }\n }\n}\n",
 			feature: FeatPerServerCheck, line: 10},
 		{name: "connect_port that differs", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_port 8081\n  }\n }\n}\n",
