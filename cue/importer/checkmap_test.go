@@ -1,7 +1,10 @@
 package importer
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -191,5 +194,47 @@ func TestKeepalivedCheckMappings(t *testing.T) {
 				t.Errorf("check (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestSSLHelloCheck: option ssl-hello-chk becomes HAProxy's own sequence:
+// its SSLv3 CLIENT HELLO (lengths consistent, 39 ciphers), then a reply
+// that starts a handshake or an alert, at least 5 bytes long.
+func TestSSLHelloCheck(t *testing.T) {
+	res, view := loadText(t, "", "listen l\n  bind 203.0.113.1:6443\n  option ssl-hello-chk\n  server a 198.51.100.1:6443 check\n")
+	if len(res.Refused) > 0 {
+		t.Fatalf("refused: %v", res.Refused)
+	}
+	c := view.Services["l"].Check
+	if c == nil || c.Kind != "tcp-check" || len(c.Steps) != 2 || c.Steps[0].SendHex == "" || c.Steps[1].ExpectRegex == "" {
+		t.Fatalf("check %+v", c)
+	}
+	hello, err := hex.DecodeString(c.Steps[0].SendHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Record: handshake, SSLv3, its length; handshake: CLIENT HELLO, its length.
+	if len(hello) < 9 || hello[0] != 0x16 || hello[1] != 3 || hello[2] != 0 ||
+		int(hello[3])<<8|int(hello[4]) != len(hello)-5 || hello[5] != 1 ||
+		int(hello[6])<<16|int(hello[7])<<8|int(hello[8]) != len(hello)-9 {
+		t.Fatalf("not an SSLv3 CLIENT HELLO: % x", hello)
+	}
+	body := hello[9:]
+	if !bytes.Equal(body[6:34], []byte("HAPROXYSSLCHK\nHAPROXYSSLCHK\n")) || body[34] != 0 {
+		t.Errorf("random or session: % x", body[:35])
+	}
+	if n := int(body[35])<<8 | int(body[36]); n != 78 || len(body) != 37+78+2 {
+		t.Errorf("%d bytes of ciphers, hello of %d bytes", n, len(hello))
+	}
+	re := regexp.MustCompile(c.Steps[1].ExpectRegex)
+	for reply, want := range map[string]bool{
+		"\x15\x03\x00\x00\x02\x02\x28": true,  // an alert: HAProxy passes it
+		"\x16\x03\x00\x00\x4a\x02":     true,  // a SERVER HELLO
+		"\x15\x03\x00":                 false, // fewer than 5 bytes (min-recv 5)
+		"HTTP/1.1 400 Bad Request":     false,
+	} {
+		if got := re.MatchString(reply); got != want {
+			t.Errorf("reply %q: match %v, want %v", reply, got, want)
+		}
 	}
 }

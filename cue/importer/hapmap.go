@@ -669,7 +669,14 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 			return
 		}
 		p.tcpcheck, p.httpchk, p.protoNeed = c, nil, nil
-	case "ssl-hello-chk", "spop-check":
+	case "ssl-hello-chk":
+		// HAProxy's own check: its SSLv3 CLIENT HELLO, then a reply of at
+		// least 5 bytes that starts a handshake (0x16) or an alert (0x15).
+		p.tcpcheck, p.httpchk, p.protoNeed = &check{kind: "tcp-check", steps: []step{
+			{kind: "send_hex", data: sslv3ClientHello},
+			{kind: "expect_regex", data: `(?s)^[\x15\x16].{4}`},
+		}}, nil, nil
+	case "spop-check":
 		n := needs(l.Pos, FeatProtocolCheck, "%s", strings.Join(l.Words, " "))
 		p.tcpcheck, p.httpchk, p.protoNeed = nil, nil, &n
 	case "external-check":
@@ -683,6 +690,17 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 		hapNotMapped(l, w)
 	}
 }
+
+// sslv3ClientHello is the packet of HAProxy's ssl-hello-chk
+// (proxy_parse_ssl_hello_chk_opt), with 0 for the time HAProxy fills in:
+// a handshake record of SSLv3, a CLIENT HELLO with the random
+// "HAPROXYSSLCHK\nHAPROXYSSLCHK\n", no session, 39 ciphers, no compression.
+const sslv3ClientHello = "16" + "0300" + "0079" + "01" + "000075" + "0300" + "00000000" +
+	"484150524f585953534c43484b0a484150524f585953534c43484b0a" + "00" + "004e" +
+	"000100020003000400050006000700080009000a000b000c000d000e000f0010" +
+	"001100120013001400150016001700180019001a001b002f0030003100320033" +
+	"003400350036003700380039003a" +
+	"01" + "00"
 
 // hostHeader reads the headers in the version argument of option httpchk
 // ("HTTP/1.1\r\nHost: www\r\nX-A: b"): the Host, the others, and the

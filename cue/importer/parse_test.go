@@ -276,7 +276,8 @@ func TestProtocolChecks(t *testing.T) {
 		{"option redis-check", "redis", "", "", ""},
 		{"option mysql-check user haproxy", "mysql", "", "", ""},
 		{"option pgsql-check", "", "", "", FeatProtocolCheck},
-		{"option ssl-hello-chk", "", "", "", FeatProtocolCheck},
+		{"option ssl-hello-chk", "tcp-check", "", "", ""},
+		{"option spop-check", "", "", "", FeatProtocolCheck},
 		{"option external-check", "", "", "", FeatScriptCheck},
 	} {
 		var w warnings

@@ -51,7 +51,7 @@ const (
 	// path, a method or header the site cannot send in an HTTP check
 	// (hapmap.go httpCheck, option; kamap.go lvsCheck, kaURL).
 	FeatCheckHeaders Feature = "check-headers"
-	// FeatProtocolCheck: HAProxy's ssl-hello-chk and spop-check, a
+	// FeatProtocolCheck: HAProxy's spop-check, a
 	// pgsql-check without user, keepalived DNS_CHECK/UDP_CHECK/PING_CHECK/
 	// BFD_CHECK (hapmap.go option; kamap.go realServer).
 	FeatProtocolCheck Feature = "protocol-check"
@@ -98,7 +98,7 @@ var featureWhy = map[Feature]string{
 	FeatStatusRange:    "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
 	FeatCheckDigest:    "a gitgw HTTP check compares no digest of the body yet",
 	FeatCheckHeaders:   "a gitgw HTTP check sends GET, HEAD, POST or OPTIONS of an absolute path with headers and no body",
-	FeatProtocolCheck:  "the schema has no SSL-hello, SPOP, DNS, UDP, ICMP or BFD checks yet; a TCP connect check would pass servers the original marks down",
+	FeatProtocolCheck:  "the schema has no SPOP, DNS, UDP, ICMP or BFD checks yet; a TCP connect check would pass servers the original marks down",
 	FeatScriptCheck:    "a gitgw service check cannot run a command per server yet",
 	FeatAgentCheck:     "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
 	FeatServerName:     "gitgw servers are IP addresses; the schema has no server names resolved by DNS yet",
