@@ -177,6 +177,11 @@ func TestKeepalivedCheckMappings(t *testing.T) {
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "http", Method: "GET", Path: "/", Host: "app.example", ExpectStatus: 200}, TLS: &spec.CheckTLS{SNI: "app.example", Verify: "none"}}},
 		{name: "connect_port and connect_ip", check: "  TCP_CHECK {\n   connect_port 8080\n   connect_ip 198.51.100.9\n  }\n",
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}, Port: 8080, Address: "198.51.100.9"}},
+		{name: "url regex", check: "  HTTP_GET {\n   url {\n    path /a\n    regex ^ok\n   }\n   url {\n    path /b\n    regex up$\n   }\n  }\n",
+			want: spec.ServiceCheck{Check: spec.Check{Kind: "http", ExpectStatus: 200}, Requests: []spec.CheckRequest{
+				{Method: "GET", Path: "/a", ExpectStatus: 200, ExpectStatuses: []spec.StatusRange{"200-299"}, ExpectRegex: "^ok"},
+				{Method: "GET", Path: "/b", ExpectStatus: 200, ExpectStatuses: []spec.StatusRange{"200-299"}, ExpectRegex: "up$"},
+			}}},
 		{name: "SMTP_CHECK", check: "  SMTP_CHECK {\n   helo_name mail.example\n  }\n",
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "smtp"}, Domain: "mail.example"}},
 		{name: "url with basic authentication", check: "  HTTP_GET {\n   url {\n    path /\n    username admin\n    password secret\n    status_code 200\n   }\n  }\n",

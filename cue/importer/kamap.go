@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -780,6 +781,9 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, w *warnings) (*check, []need) {
 			r := reqs[0]
 			c.method, c.path, c.statuses, c.expectStatus = some(r.method), some(r.path), r.statuses, r.expectStatus
 			c.headers = r.headers
+			if r.expectRegex != "" {
+				c.expectRegex = some(r.expectRegex)
+			}
 			if r.host != "" {
 				c.host = some(r.host)
 			}
@@ -824,6 +828,14 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 			r.host = arg
 		case "digest":
 			ns = append(ns, needs(u.Pos, FeatCheckDigest, "digest %s", arg))
+		case "regex":
+			if _, err := regexp.Compile(arg); err != nil || !utf8.ValidString(arg) {
+				ns = append(ns, needs(u.Pos, FeatCheckSequence, "regex %s (not an RE2 regexp)", arg))
+				continue
+			}
+			r.expectRegex = arg
+		case "regex_no_match", "regex_options", "regex_stack", "regex_min_offset", "regex_max_offset":
+			ns = append(ns, needs(u.Pos, FeatCheckSequence, "%s %s", u.Name, arg))
 		case "username":
 			user, userPos = some(arg), u.Pos
 		case "password":

@@ -168,6 +168,7 @@ type httpRequest struct {
 	headers            []header
 	statuses           []string
 	expectStatus       opt[int]
+	expectRegex        string
 }
 
 // step is one step of a tcp-check (#CheckStep); kind is the field's name:

@@ -292,6 +292,9 @@ func checkFields(c check, command string) []cfield {
 				} else if r.expectStatus.ok {
 					rs.fields = append(rs.fields, fld("expect_status", cint(r.expectStatus.v)))
 				}
+				if r.expectRegex != "" {
+					rs.fields = append(rs.fields, fld("expect_regex", cstr(r.expectRegex)))
+				}
 				l.elems = append(l.elems, rs)
 			}
 			s.add("requests", l)
