@@ -126,9 +126,16 @@ func loadVirtualServer(t *testing.T, conf string) (spec.Service, []need) {
 	var w warnings
 	var s *service
 	var ns []need
-	for _, d := range parseKeepalived("ka", conf, &w) {
+	var ssl *kaSSL
+	dirs := parseKeepalived("ka", conf, &w)
+	for _, d := range dirs {
+		if d.Name == "SSL" {
+			ssl = sslBlock(d, &w)
+		}
+	}
+	for _, d := range dirs {
 		if d.Name == "virtual_server" {
-			s, ns = virtualServer(d, &w)
+			s, ns = virtualServer(d, ssl, &w)
 		}
 	}
 	if s == nil {
@@ -163,8 +170,8 @@ func TestKeepalivedCheckMappings(t *testing.T) {
 		return "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n" + check + " }\n real_server 198.51.100.2 80 {\n" + check + " }\n}\n"
 	}
 	for _, tt := range []struct {
-		name, check string
-		want        spec.ServiceCheck
+		name, pre, check string
+		want             spec.ServiceCheck
 	}{
 		{name: "HTTP_GET without status_code: 200-299", check: "  HTTP_GET {\n   url {\n    path /health\n   }\n  }\n",
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "http", Method: "GET", Path: "/health", ExpectStatus: 200}, ExpectStatuses: []spec.StatusRange{"200-299"}}},
@@ -175,6 +182,9 @@ func TestKeepalivedCheckMappings(t *testing.T) {
 			}}},
 		{name: "SSL_GET: TLS without verification", check: "  SSL_GET {\n   url {\n    path /\n    status_code 200\n   }\n   virtualhost app.example\n   enable_sni\n  }\n",
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "http", Method: "GET", Path: "/", Host: "app.example", ExpectStatus: 200}, TLS: &spec.CheckTLS{SNI: "app.example", Verify: "none"}}},
+		{name: "SSL_GET with the SSL block's client certificate", pre: "SSL {\n ca /etc/ka/ca.pem\n certificate /etc/ka/c.pem\n key /etc/ka/k.pem\n}\n",
+			check: "  SSL_GET {\n   url {\n    path /\n    status_code 200\n   }\n  }\n",
+			want:  spec.ServiceCheck{Check: spec.Check{Kind: "http", Method: "GET", Path: "/", ExpectStatus: 200}, TLS: &spec.CheckTLS{Verify: "none", CertFile: "/etc/ka/c.pem", KeyFile: "/etc/ka/k.pem"}}},
 		{name: "connect_port and connect_ip", check: "  TCP_CHECK {\n   connect_port 8080\n   connect_ip 198.51.100.9\n  }\n",
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}, Port: 8080, Address: "198.51.100.9"}},
 		{name: "url regex", check: "  HTTP_GET {\n   url {\n    path /a\n    regex ^ok\n   }\n   url {\n    path /b\n    regex up$\n   }\n  }\n",
@@ -188,7 +198,7 @@ func TestKeepalivedCheckMappings(t *testing.T) {
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "http", Method: "GET", Path: "/", ExpectStatus: 200}, Headers: map[string]string{"Authorization": "Basic YWRtaW46c2VjcmV0"}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			svc, ns := loadVirtualServer(t, vs(tt.check))
+			svc, ns := loadVirtualServer(t, tt.pre+vs(tt.check))
 			if len(ns) > 0 {
 				t.Fatalf("refused for more than kernel-lb: %v", ns)
 			}

@@ -94,8 +94,15 @@ var kaIgnored = map[string]string{
 // mapKeepalived reads the directives of one keepalived.conf.
 func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}, vipSeen: map[netip.Addr]vipRef{}}
+	var ssl *kaSSL
+	for _, d := range dirs {
+		if d.Name == "SSL" {
+			ssl = sslBlock(d, w)
+		}
+	}
 	for _, d := range dirs {
 		switch d.Name {
+		case "SSL":
 		case "global_defs":
 			c.globals(d, w)
 		case "vrrp_script":
@@ -107,7 +114,7 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 		case "vrrp_sync_group":
 			c.syncGroup(d, w)
 		case "virtual_server":
-			if s := mapVirtualServer(d, w); s != nil {
+			if s := mapVirtualServer(d, ssl, w); s != nil {
 				c.vservers = append(c.vservers, s)
 			}
 		case "include":
@@ -507,8 +514,8 @@ var lvsAlgos = map[string]struct {
 
 // mapVirtualServer maps an IPVS virtual_server onto a TCP service, where
 // the proxy does what IPVS did; otherwise it is refused, with each reason.
-func mapVirtualServer(d kaDirective, w *warnings) *service {
-	s, ns := virtualServer(d, w)
+func mapVirtualServer(d kaDirective, ssl *kaSSL, w *warnings) *service {
+	s, ns := virtualServer(d, ssl, w)
 	if len(ns) > 0 {
 		w.refuse("virtual_server "+strings.Join(d.Args, " "), ns)
 		return nil
@@ -518,7 +525,7 @@ func mapVirtualServer(d kaDirective, w *warnings) *service {
 
 // virtualServer maps a virtual_server as far as it goes, and says what it
 // needs that the site lacks.
-func virtualServer(d kaDirective, w *warnings) (*service, []need) {
+func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 	what := "virtual_server " + strings.Join(d.Args, " ")
 	if len(d.Args) >= 1 && (d.Args[0] == "fwmark" || d.Args[0] == "group") {
 		return nil, []need{needs(d.Pos, FeatFwmark, "%s", what)}
@@ -568,7 +575,7 @@ func virtualServer(d kaDirective, w *warnings) (*service, []need) {
 				ns = append(ns, needs(e.Pos, FeatUDP, "protocol %s", arg))
 			}
 		case "real_server", "sorry_server":
-			srv, c, cp, cns := realServer(e, w)
+			srv, c, cp, cns := realServer(e, ssl, w)
 			ns = append(ns, cns...)
 			if srv == nil {
 				continue
@@ -630,13 +637,50 @@ func sameProbe(a, b *check) bool {
 	return reflect.DeepEqual(x, y)
 }
 
+// kaSSL is keepalived's SSL block: what SSL_GET presents as a client.
+type kaSSL struct {
+	crt, key opt[string]
+	needs    []need // what the site cannot say, for SSL_GET checks
+}
+
+// sslBlock reads the SSL block. Its ca is not used to verify servers
+// (keepalived verifies no certificate), so it changes nothing.
+func sslBlock(d kaDirective, w *warnings) *kaSSL {
+	ssl := &kaSSL{}
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "certificate", "key":
+			if !strings.HasPrefix(arg, "/") {
+				ssl.needs = append(ssl.needs, needs(e.Pos, FeatTLSCheck, "SSL %s %s (a relative path)", e.Name, arg))
+				continue
+			}
+			if e.Name == "certificate" {
+				ssl.crt = some(arg)
+			} else {
+				ssl.key = some(arg)
+			}
+		case "password":
+			ssl.needs = append(ssl.needs, needs(e.Pos, FeatTLSCheck, "SSL password (an encrypted key)"))
+		case "ca":
+			w.add(e.Pos, "SSL ca: not mapped (keepalived verifies no server certificate, nor does the imported check)")
+		default:
+			w.add(e.Pos, "SSL %s: not mapped", e.Name)
+		}
+	}
+	if ssl.crt.ok != ssl.key.ok {
+		ssl.needs = append(ssl.needs, needs(d.Pos, FeatTLSCheck, "SSL with a certificate or a key alone"))
+	}
+	return ssl
+}
+
 // kaChecks are keepalived's real_server checkers the site cannot make.
 var kaChecks = map[string]Feature{
 	"MISC_CHECK": FeatScriptCheck, "DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
 	"UDP_CHECK": FeatProtocolCheck, "PING_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
 }
 
-func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
+func realServer(d kaDirective, ssl *kaSSL, w *warnings) (*server, *check, Pos, []need) {
 	if len(d.Args) != 2 {
 		w.add(d.Pos, "%s needs an address and a port: ignored", d.Name)
 		return nil, nil, Pos{}, nil
@@ -673,7 +717,7 @@ func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
 				continue
 			}
 			var cns []need
-			ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), w)
+			ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, w)
 			ckPos, ns = e.Pos, append(ns, cns...)
 		default:
 			if f, ok := kaChecks[e.Name]; ok {
@@ -689,7 +733,7 @@ func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
 // lvsCheck maps a TCP_CHECK, HTTP_GET, SSL_GET or SMTP_CHECK of the real
 // server at srv; what it needs that the site lacks refuses the
 // virtual_server.
-func lvsCheck(d kaDirective, srv netip.AddrPort, w *warnings) (*check, []need) {
+func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, w *warnings) (*check, []need) {
 	c := &check{kind: "tcp", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
 	var ns []need
 	var reqs []httpRequest
@@ -699,8 +743,13 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, w *warnings) (*check, []need) {
 	case "HTTP_GET":
 		c.kind = "http"
 	case "SSL_GET":
-		// keepalived does not verify the server's certificate.
+		// keepalived does not verify the server's certificate; the SSL
+		// block's certificate is its client certificate.
 		c.kind, c.tls = "http", &checkTLS{verify: "none"}
+		if ssl != nil {
+			c.tls.crt, c.tls.key = ssl.crt, ssl.key
+			ns = append(ns, ssl.needs...)
+		}
 	case "SMTP_CHECK":
 		c.kind = "smtp"
 	}

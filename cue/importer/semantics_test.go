@@ -126,7 +126,7 @@ func TestSourceWeights(t *testing.T) {
 	}
 	var w warnings
 	dirs := parseKeepalived("ka", "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  weight 5\n }\n real_server 198.51.100.2 80 {\n }\n}\n", &w)
-	s, _ := virtualServer(dirs[0], &w)
+	s, _ := virtualServer(dirs[0], nil, &w)
 	if s.servers[0].weight != some(5) || s.servers[1].weight != some(1) {
 		t.Errorf("real_server weights %v %v, want 5 and 1", s.servers[0].weight, s.servers[1].weight)
 	}
