@@ -102,7 +102,7 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 	}
 	for _, d := range dirs {
 		switch d.Name {
-		case "SSL":
+		case "SSL": // read above, before the virtual servers that use it
 		case "global_defs":
 			c.globals(d, w)
 		case "vrrp_script":

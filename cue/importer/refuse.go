@@ -25,14 +25,16 @@ const (
 	// old SMTP_CHECK's host blocks (hapmap.go serviceCheck, checkConnect,
 	// tcpCheck; kamap.go virtualServer, lvsCheck).
 	FeatCheckPort Feature = "check-port"
-	// FeatPerServerCheck: keepalived real servers of one virtual_server
-	// checked differently (another checker, request, TLS), timing aside
-	// (kamap.go virtualServer).
+	// FeatPerServerCheck: servers of one service checked differently:
+	// keepalived real servers with another checker, request or TLS
+	// (timing aside), HAProxy servers with other check TLS settings
+	// (kamap.go virtualServer; hapmap.go serviceCheck).
 	FeatPerServerCheck Feature = "per-server-check"
 	// FeatTLSCheck: check TLS the site cannot say: `crl-file`, a relative
 	// `ca-file`/`crt` (ca-base, crt-base), an SNI that is no host name,
-	// `check-ssl` on some servers only, TLS on a mysql/pgsql check
-	// (hapmap.go server, checkConnect, tcpCheck, serviceCheck).
+	// `check-ssl` on some servers only, TLS on a mysql/pgsql check,
+	// keepalived's SSL `password` (an encrypted key) (hapmap.go server,
+	// checkConnect, tcpCheck, serviceCheck; kamap.go sslBlock).
 	FeatTLSCheck Feature = "tls-check"
 	// FeatCheckSequence: an expect the site cannot say (a negation,
 	// `min-recv`, `ok-status`/`error-status`, `rbinary`, a header match,
@@ -51,9 +53,10 @@ const (
 	// path, a method or header the site cannot send in an HTTP check
 	// (hapmap.go httpCheck, option; kamap.go lvsCheck, kaURL).
 	FeatCheckHeaders Feature = "check-headers"
-	// FeatProtocolCheck: HAProxy's spop-check, a
-	// pgsql-check without user, keepalived DNS_CHECK/UDP_CHECK/PING_CHECK/
-	// BFD_CHECK (hapmap.go option; kamap.go realServer).
+	// FeatProtocolCheck: HAProxy's spop-check, a pgsql-check without
+	// user, an SMTP domain or database user the site cannot send,
+	// keepalived DNS_CHECK/UDP_CHECK/PING_CHECK/BFD_CHECK (hapmap.go
+	// option; kamap.go realServer, lvsCheck).
 	FeatProtocolCheck Feature = "protocol-check"
 	// FeatScriptCheck: a server check by an external command: HAProxy
 	// external-check, keepalived MISC_CHECK (hapmap.go option; kamap.go
@@ -93,7 +96,7 @@ const (
 var featureWhy = map[Feature]string{
 	FeatCheckPort:      "a gitgw service has one check port and address for all its servers; the schema has no per-server check port or address yet",
 	FeatPerServerCheck: "a gitgw service checks all its servers with one check; the schema has no per-server checks yet",
-	FeatTLSCheck:       "the schema's check TLS has no revocation lists, relative paths or per-server TLS yet",
+	FeatTLSCheck:       "the schema's check TLS has no revocation lists, relative paths, encrypted keys or per-server TLS yet",
 	FeatCheckSequence:  "the schema's expects match a string, bytes or a regexp, each once and without negation; cutting or weakening the sequence would pass servers the original marks down",
 	FeatStatusRange:    "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
 	FeatCheckDigest:    "a gitgw HTTP check compares no digest of the body yet",
