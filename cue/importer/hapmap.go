@@ -756,15 +756,26 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 			return
 		}
 		p.expectSet = true
-		args, ok := expectArgs(ws[2:])
-		if !ok {
+		args := expectArgs(ws[2:])
+		// A negated status test accepts the other statuses.
+		neg := len(args) == 3 && args[0] == "!" && (args[1] == "status" || args[1] == "rstatus")
+		if neg {
+			args = args[1:]
+		}
+		if len(args) != 2 {
 			need(FeatCheckSequence) // a negation, min-recv, ok-status, a header match…
 			return
 		}
 		switch args[0] {
-		case "status":
+		case "status", "rstatus":
 			st, ok := statusList(args[1])
-			if !ok {
+			if args[0] == "rstatus" {
+				st, ok = statusRegexp(args[1])
+			}
+			if ok && neg {
+				st = statusComplement(st)
+			}
+			if !ok || len(st) == 0 {
 				need(FeatStatusRange)
 				return
 			}
@@ -773,13 +784,6 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 			} else {
 				c.statuses = st
 			}
-		case "rstatus":
-			st, ok := statusRegexp(args[1])
-			if !ok {
-				need(FeatStatusRange)
-				return
-			}
-			c.statuses = st
 		case "string":
 			if !utf8.ValidString(args[1]) {
 				need(FeatCheckSequence) // bytes that are no text
@@ -845,9 +849,9 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 }
 
 // expectArgs strips what only names an expect in logs (comment,
-// on-success, on-error, status-code) and returns the match and its
-// pattern, when that is all there is.
-func expectArgs(args []string) ([]string, bool) {
+// on-success, on-error, status-code): what is left is the match and its
+// pattern, when the site can say it.
+func expectArgs(args []string) []string {
 	var out []string
 	for i := 0; i < len(args); i++ {
 		switch args[i] {
@@ -857,7 +861,7 @@ func expectArgs(args []string) ([]string, bool) {
 			out = append(out, args[i])
 		}
 	}
-	return out, len(out) == 2
+	return out
 }
 
 // statusList reads HAProxy's "200", "200,201,300-310".
@@ -884,6 +888,35 @@ func statusText(lo, hi int) string {
 		return strconv.Itoa(lo)
 	}
 	return fmt.Sprintf("%d-%d", lo, hi)
+}
+
+// statusComplement is the statuses 100–599 that ranges leave out.
+func statusComplement(ranges []string) []string {
+	var in [600]bool
+	for _, r := range ranges {
+		lo, hi, isRange := strings.Cut(r, "-")
+		if !isRange {
+			hi = lo
+		}
+		l, _ := strconv.Atoi(lo)
+		h, _ := strconv.Atoi(hi)
+		for code := l; code <= h && code < 600; code++ {
+			in[code] = true
+		}
+	}
+	var out []string
+	lo := -1
+	for code := 100; code <= 600; code++ {
+		out0 := code < 600 && !in[code]
+		switch {
+		case out0 && lo < 0:
+			lo = code
+		case !out0 && lo >= 0:
+			out = append(out, statusText(lo, code-1))
+			lo = -1
+		}
+	}
+	return out
 }
 
 // statusRegexp turns HAProxy's rstatus into the ranges of the statuses
@@ -1019,8 +1052,8 @@ func (p *hapProxy) tcpCheck(l hapLine, w *warnings) {
 		}
 		c.steps = append(c.steps, step{kind: "send_hex", data: ws[2]})
 	case "expect":
-		args, ok := expectArgs(ws[2:])
-		if !ok {
+		args := expectArgs(ws[2:])
+		if len(args) != 2 {
 			seq() // a negation, min-recv, ok-status, error-status…
 			return
 		}
