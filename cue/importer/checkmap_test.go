@@ -90,8 +90,9 @@ func TestHAProxyCheckMappings(t *testing.T) {
   tcp-check send-binary 50494e470d0a
   tcp-check expect binary 2b504f4e47
   tcp-check expect rstring ^\+PONG
-` + server,
-			want: spec.ServiceCheck{Check: spec.Check{Kind: "tcp-check"}, TLS: &spec.CheckTLS{Verify: "required"}, Steps: []spec.CheckStep{
+  server a 198.51.100.1:443 check ca-file /etc/ca.pem check-sni db.example
+`,
+			want: spec.ServiceCheck{Check: spec.Check{Kind: "tcp-check"}, TLS: &spec.CheckTLS{Verify: "required", CAFile: "/etc/ca.pem", SNI: "db.example"}, Steps: []spec.CheckStep{
 				{Connect: &spec.CheckConnect{Port: 8443, TLS: true}}, {SendHex: "50494e470d0a"}, {ExpectHex: "2b504f4e47"}, {ExpectRegex: `^\+PONG`}}}},
 		{name: "tcp-check bytes that are no text", cfg: "  tcp-check send \\x80\\x01\n  tcp-check expect string \\xffok\n" + server,
 			want: spec.ServiceCheck{Check: spec.Check{Kind: "tcp-check"}, Steps: []spec.CheckStep{{SendHex: "8001"}, {ExpectHex: "ff6f6b"}}}},

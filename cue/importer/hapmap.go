@@ -511,6 +511,9 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			} else {
 				sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s check-sni %s (not a host name)", name, v))
 			}
+		case "verifyhost":
+			i++
+			sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s verifyhost %s (the site verifies the name it sends as SNI)", name, v))
 		case "crl-file":
 			i++
 			sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s crl-file %s (the site has no revocation lists)", name, v))
@@ -1367,6 +1370,12 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 		}
 		if sni.ok {
 			t.sni = sni
+		}
+		if t.verify == "required" && !t.sni.ok {
+			// Without an SNI (or verifyhost) HAProxy verifies the chain
+			// only; the site's check also verifies a name (the Host, else
+			// the address), and would mark down servers HAProxy accepts.
+			ns = append(ns, needs(first.pos, FeatTLSCheck, "server %s: check TLS with verify required and no check-sni (HAProxy verifies the certificate chain, not a name)", first.name))
 		}
 		c.tls = &t
 	}

@@ -30,7 +30,9 @@ const (
 	// (timing aside), HAProxy servers with other check TLS settings
 	// (kamap.go virtualServer; hapmap.go serviceCheck).
 	FeatPerServerCheck Feature = "per-server-check"
-	// FeatTLSCheck: check TLS the site cannot say: `crl-file`, a relative
+	// FeatTLSCheck: check TLS the site cannot say: `verify required`
+	// without an SNI (HAProxy checks the chain only), `verifyhost`,
+	// `crl-file`, a relative
 	// `ca-file`/`crt` (ca-base, crt-base), an SNI that is no host name,
 	// `check-ssl` on some servers only, TLS on a mysql/pgsql check,
 	// keepalived's SSL `password` (an encrypted key) (hapmap.go server,
@@ -96,7 +98,7 @@ const (
 var featureWhy = map[Feature]string{
 	FeatCheckPort:      "a gitgw service has one check port and address for all its servers; the schema has no per-server check port or address yet",
 	FeatPerServerCheck: "a gitgw service checks all its servers with one check; the schema has no per-server checks yet",
-	FeatTLSCheck:       "the schema's check TLS has no revocation lists, relative paths, encrypted keys or per-server TLS yet",
+	FeatTLSCheck:       "the schema's check TLS has no chain-only verification, revocation lists, relative paths, encrypted keys or per-server TLS yet",
 	FeatCheckSequence:  "the schema's expects match a string, bytes or a regexp, each once and without negation; cutting or weakening the sequence would pass servers the original marks down",
 	FeatStatusRange:    "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
 	FeatCheckDigest:    "a gitgw HTTP check compares no digest of the body yet",

@@ -59,6 +59,8 @@ func TestRefusals(t *testing.T) {
 	}{
 		{name: "crl-file on a TLS check", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl ca-file /etc/ca.pem crl-file /etc/crl.pem\n",
 			feature: FeatTLSCheck, line: 5},
+		{name: "verify required without check-sni", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl ca-file /etc/ca.pem\n",
+			feature: FeatTLSCheck, line: 5},
 		{name: "check-ssl on some servers only", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl verify none\n  server b 198.51.100.2:6443 check\n",
 			feature: FeatTLSCheck, line: 6},
 		{name: "negated tcp-check expect", hap: listen + "  option tcp-check\n  tcp-check send PING\\r\\n\n  tcp-check expect ! string -ERR\n  server a 198.51.100.1:6379 check\n",
