@@ -32,8 +32,8 @@ const (
 	FeatPerServerCheck Feature = "per-server-check"
 	// FeatTLSCheck: check TLS the site cannot say: `verify required`
 	// without an SNI (HAProxy checks the chain only), `verifyhost`,
-	// `crl-file`, a relative
-	// `ca-file`/`crt` (ca-base, crt-base), an SNI that is no host name,
+	// `crl-file`, a relative `ca-file`/`crt` (ca-base, crt-base), an SNI
+	// that is no host name,
 	// `check-ssl` on some servers only, TLS on a mysql/pgsql check,
 	// keepalived's SSL `password` (an encrypted key) (hapmap.go server,
 	// checkConnect, tcpCheck, serviceCheck; kamap.go sslBlock).
