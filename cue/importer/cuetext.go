@@ -31,7 +31,11 @@ type cstruct struct {
 	inline bool
 }
 
-type clist struct{ elems []cval }
+// clist is a list; a block list puts each element on its own line.
+type clist struct {
+	elems []cval
+	block bool
+}
 
 func (s *cstruct) add(label string, v cval) *cfield {
 	s.fields = append(s.fields, cfield{label: label, val: v})
@@ -217,7 +221,11 @@ func renderValue(v cval, depth int) string {
 		// Block structs open and close on the list's own lines: [{ … }, { … }].
 		parts := make([]string, len(v.elems))
 		for i, e := range v.elems {
-			parts[i] = renderValue(e, depth)
+			parts[i] = renderValue(e, depth+btoi(v.block))
+		}
+		if v.block && len(parts) > 0 {
+			ind := strings.Repeat("\t", depth+1)
+			return "[\n" + ind + strings.Join(parts, ",\n"+ind) + ",\n" + strings.Repeat("\t", depth) + "]"
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	case *cstruct:
@@ -236,4 +244,11 @@ func renderValue(v cval, depth int) string {
 		return b.String()
 	}
 	panic(fmt.Sprintf("importer: unknown CUE value %T", v))
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -1,12 +1,16 @@
 package importer
 
 import (
+	"cmp"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -34,7 +38,8 @@ type hapProxy struct {
 	httpchk    *check
 	httpPos    Pos
 	expectSet  bool
-	tcpcheck   *check
+	httpConn   *hapConnect // http-check connect
+	tcpcheck   *check      // its steps are the tcp-check rules
 	proxyProto string
 	stats      bool
 	persist    opt[time.Duration]
@@ -45,7 +50,18 @@ type hapProxy struct {
 	httpNeeds, tcpNeeds []need
 	protoNeed           *need
 	httpSends, httpExp  int
-	tcpSteps            []string
+	// tcpDefault: a tcp-check connect with "default" takes the server's
+	// check-ssl, by index into tcpcheck.steps.
+	tcpDefault map[int]bool
+}
+
+// hapConnect is an http-check or tcp-check connect's options.
+type hapConnect struct {
+	port opt[int]
+	addr opt[string]
+	ssl  bool
+	def  bool // "default": the server line's check settings apply
+	sni  opt[string]
 }
 
 // srvCheck is a server's own check settings.
@@ -57,6 +73,16 @@ type srvCheck struct {
 	pos               Pos
 	name              string
 	needs             []need // what the server's check needs that the site lacks
+	// The check's own port and address (port, addr), compared across
+	// servers apart from the rest: the site has one per service.
+	port    opt[int]
+	addr    opt[string]
+	portPos Pos
+	// TLS of the check (check-ssl and the server's verify, ca-file, crt,
+	// check-sni); tlsNeeds are what it needs when the check uses TLS.
+	ssl      bool
+	tls      checkTLS
+	tlsNeeds []need
 }
 
 // inherit copies what a proxy takes from a defaults section.
@@ -66,15 +92,17 @@ func (d *hapProxy) inherit(kind, name string, pos Pos) *hapProxy {
 	p.binds, p.servers, p.srvChecks, p.defBackend = nil, nil, nil, ""
 	p.defServer = slices.Clone(d.defServer)
 	p.needs, p.httpNeeds, p.tcpNeeds = slices.Clone(d.needs), slices.Clone(d.httpNeeds), slices.Clone(d.tcpNeeds)
-	p.tcpSteps = slices.Clone(d.tcpSteps)
 	if d.httpchk != nil {
-		c := *d.httpchk
-		p.httpchk = &c
+		p.httpchk = d.httpchk.clone()
 	}
 	if d.tcpcheck != nil {
-		c := *d.tcpcheck
-		p.tcpcheck = &c
+		p.tcpcheck = d.tcpcheck.clone()
 	}
+	if d.httpConn != nil {
+		c := *d.httpConn
+		p.httpConn = &c
+	}
+	p.tcpDefault = maps.Clone(d.tcpDefault)
 	return &p
 }
 
@@ -96,8 +124,10 @@ var hapIgnored = map[string]string{
 type hapConfig struct {
 	globalMaxconn opt[int]
 	globalPos     Pos
-	proxies       []*hapProxy
-	backends      map[string]*hapProxy
+	// verifyNone: global ssl-server-verify none, the servers' default verify.
+	verifyNone bool
+	proxies    []*hapProxy
+	backends   map[string]*hapProxy
 }
 
 func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
@@ -112,6 +142,10 @@ func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
 						c.globalMaxconn, c.globalPos = some(v), l.Pos
 						continue
 					}
+				}
+				if l.Words[0] == "ssl-server-verify" && len(l.Words) == 2 && (l.Words[1] == "none" || l.Words[1] == "required") {
+					c.verifyNone = l.Words[1] == "none"
+					continue
 				}
 				hapNotMapped(l, w)
 			}
@@ -428,11 +462,61 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			p.proxyProto = "v1"
 		case "send-proxy-v2":
 			p.proxyProto = "v2"
-		case "port", "addr":
+		case "port":
 			i++
-			sc.needs = append(sc.needs, needs(l.Pos, FeatCheckPort, "server %s %s %s", name, k, v))
+			// A check port that is the server's own changes nothing.
+			if pt, perr := integer(v, 1, 65535); perr != nil {
+				err = perr
+			} else if !strings.HasSuffix(addr, fmt.Sprintf(":%d", pt)) {
+				sc.port, sc.portPos = some(pt), l.Pos
+			} else {
+				sc.port = opt[int]{}
+			}
+		case "addr":
+			i++
+			a, aerr := netip.ParseAddr(v)
+			switch {
+			case aerr != nil:
+				sc.needs = append(sc.needs, needs(l.Pos, FeatServerName, "server %s addr %s", name, v))
+			case netip.MustParseAddrPort(addr).Addr() == a:
+				sc.addr = opt[string]{}
+			default:
+				sc.addr, sc.portPos = some(a.String()), l.Pos
+			}
 		case "check-ssl":
-			sc.needs = append(sc.needs, needs(l.Pos, FeatTLSCheck, "server %s check-ssl", name))
+			sc.ssl = true
+		case "no-check-ssl":
+			sc.ssl = false
+		case "verify":
+			i++
+			if v == "none" || v == "required" {
+				sc.tls.verify = v
+			} else {
+				err = fmt.Errorf("want none or required")
+			}
+		case "ca-file", "crt":
+			i++
+			if !strings.HasPrefix(v, "/") {
+				// ca-base and crt-base are not followed.
+				sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s %s %s (a relative path)", name, k, v))
+			} else if k == "ca-file" {
+				sc.tls.ca = some(v)
+			} else {
+				sc.tls.crt, sc.tls.key = some(v), some(v) // one PEM file holds both
+			}
+		case "check-sni":
+			i++
+			if sniRE.MatchString(v) {
+				sc.tls.sni = some(v)
+			} else {
+				sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s check-sni %s (not a host name)", name, v))
+			}
+		case "verifyhost":
+			i++
+			sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s verifyhost %s (the site verifies the name it sends as SNI)", name, v))
+		case "crl-file":
+			i++
+			sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s crl-file %s (the site has no revocation lists)", name, v))
 		case "ssl":
 			p.needs = append(p.needs, needs(l.Pos, FeatServerTLS, "server %s ssl", name))
 		case "agent-check":
@@ -468,6 +552,9 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 	p.servers = append(p.servers, srv)
 	p.srvChecks = append(p.srvChecks, sc)
 }
+
+// sniRE is what the site takes as a check's SNI.
+var sniRE = regexp.MustCompile(`^[A-Za-z0-9.-]+$`)
 
 // errHostname is a server given by name.
 var errHostname = errors.New("not an IP address")
@@ -525,28 +612,74 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 		default:
 			c.method, c.path = some(strings.ToUpper(rest[0])), some(rest[1])
 			if len(rest) > 2 {
-				var others []string
-				c.host, others = hostHeader(rest[2])
-				if len(others) > 0 {
-					p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "option httpchk header %q", strings.Join(others, `\r\n`)))
+				var bad []string
+				c.host, c.headers, bad = hostHeader(rest[2])
+				if len(bad) > 0 {
+					p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "option httpchk header %q", strings.Join(bad, `\r\n`)))
 				}
 			}
 		}
-		if !strings.HasPrefix(c.path.v, "/") {
+		if !strings.HasPrefix(c.path.v, "/") || strings.ContainsAny(c.path.v, "\t\r\n\x00") || !utf8.ValidString(c.path.v) {
 			// HAProxy sends the target as written; the site's path is absolute.
 			p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (request target %q)", strings.Join(l.Words, " "), c.path.v))
 			c.path = some("/")
 		}
 		if !slices.Contains([]string{"GET", "HEAD", "POST", "OPTIONS"}, c.method.v) {
-			w.add(l.Pos, "option httpchk method %s: not mapped: GET", c.method.v)
+			// Another method can get another answer.
+			p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (method %s)", strings.Join(l.Words, " "), c.method.v))
 			c.method = some("GET")
 		}
 		p.httpchk, p.httpPos, p.tcpcheck, p.protoNeed = c, l.Pos, nil, nil
 	case "tcp-check":
 		p.tcpcheck, p.httpchk, p.protoNeed = &check{kind: "tcp"}, nil, nil
 	case "redis-check":
-		p.tcpcheck, p.httpchk, p.protoNeed = &check{kind: "tcp-expect", send: some("PING\r\n"), expect: some("+PONG")}, nil, nil
-	case "mysql-check", "pgsql-check", "ldap-check", "smtpchk", "ssl-hello-chk", "spop-check":
+		// PING answered +PONG, as HAProxy's.
+		p.tcpcheck, p.httpchk, p.protoNeed = &check{kind: "redis"}, nil, nil
+	case "ldap-check":
+		// An anonymous LDAPv3 bind answered with success, as HAProxy's.
+		p.tcpcheck, p.httpchk, p.protoNeed = &check{kind: "ldap"}, nil, nil
+	case "smtpchk":
+		// HAProxy sends HELO localhost, or the verb and domain given;
+		// gitgw's smtp check sends EHLO (a server that takes HELO takes EHLO).
+		c := &check{kind: "smtp"}
+		if len(ws) >= 4 {
+			c.domain = some(ws[3])
+			if !domainRE.MatchString(ws[3]) {
+				n := needs(l.Pos, FeatProtocolCheck, "%s (domain %q)", strings.Join(l.Words, " "), ws[3])
+				p.tcpcheck, p.httpchk, p.protoNeed = nil, nil, &n
+				return
+			}
+		}
+		p.tcpcheck, p.httpchk, p.protoNeed = c, nil, nil
+	case "mysql-check", "pgsql-check":
+		kind := strings.TrimSuffix(ws[1], "-check")
+		c := &check{kind: kind}
+		for i := 2; i+1 < len(ws); i++ {
+			if ws[i] == "user" {
+				c.user = some(ws[i+1])
+				i++
+			}
+		}
+		if c.user.ok && (!userRE.MatchString(c.user.v) || !utf8.ValidString(c.user.v)) {
+			n := needs(l.Pos, FeatProtocolCheck, "%s (a user name with control characters)", strings.Join(l.Words, " "))
+			p.tcpcheck, p.httpchk, p.protoNeed = nil, nil, &n
+			return
+		}
+		if kind == "pgsql" && !c.user.ok {
+			// HAProxy requires the user; without it there is no check to copy.
+			n := needs(l.Pos, FeatProtocolCheck, "%s (without user)", strings.Join(l.Words, " "))
+			p.tcpcheck, p.httpchk, p.protoNeed = nil, nil, &n
+			return
+		}
+		p.tcpcheck, p.httpchk, p.protoNeed = c, nil, nil
+	case "ssl-hello-chk":
+		// HAProxy's own check: its SSLv3 CLIENT HELLO, then a reply of at
+		// least 5 bytes that starts a handshake (0x16) or an alert (0x15).
+		p.tcpcheck, p.httpchk, p.protoNeed = &check{kind: "tcp-check", steps: []step{
+			{kind: "send_hex", data: sslv3ClientHello},
+			{kind: "expect_regex", data: `(?s)^[\x15\x16].{4}`},
+		}}, nil, nil
+	case "spop-check":
 		n := needs(l.Pos, FeatProtocolCheck, "%s", strings.Join(l.Words, " "))
 		p.tcpcheck, p.httpchk, p.protoNeed = nil, nil, &n
 	case "external-check":
@@ -561,18 +694,50 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 	}
 }
 
-// hostHeader finds a Host header in the version argument of option httpchk
-// ("HTTP/1.1\r\nHost: www"), and returns the other headers.
-func hostHeader(s string) (host opt[string], others []string) {
+// sslv3ClientHello is the packet of HAProxy's ssl-hello-chk
+// (proxy_parse_ssl_hello_chk_opt), with 0 for the time HAProxy fills in:
+// a handshake record of SSLv3, a CLIENT HELLO with the random
+// "HAPROXYSSLCHK\nHAPROXYSSLCHK\n", no session, 39 ciphers, no compression.
+const sslv3ClientHello = "16" + "0300" + "0079" + "01" + "000075" + "0300" + "00000000" +
+	"484150524f585953534c43484b0a484150524f585953534c43484b0a" + "00" + "004e" +
+	"000100020003000400050006000700080009000a000b000c000d000e000f0010" +
+	"001100120013001400150016001700180019001a001b002f0030003100320033" +
+	"003400350036003700380039003a" +
+	"01" + "00"
+
+// hostHeader reads the headers in the version argument of option httpchk
+// ("HTTP/1.1\r\nHost: www\r\nX-A: b"): the Host, the others, and the
+// lines the site cannot send (no header, a bad name, a body).
+func hostHeader(s string) (host opt[string], hs []header, bad []string) {
+	body := false
 	for i, line := range strings.Split(s, "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "host") {
+		if i == 0 {
+			continue // the HTTP version
+		}
+		k, v, ok := strings.Cut(line, ":")
+		switch {
+		case body:
+			bad = append(bad, line)
+		case line == "":
+			body = true
+		case ok && strings.EqualFold(k, "host") && hostRE.MatchString(strings.TrimSpace(v)):
 			host = some(strings.TrimSpace(v))
-		} else if i > 0 && line != "" {
-			others = append(others, line)
+		case ok && headerNameRE.MatchString(k) && !strings.EqualFold(k, "host") && !strings.ContainsAny(v, "\r\n\x00") && utf8.ValidString(v):
+			hs = append(hs, header{k, strings.TrimSpace(v)})
+		default:
+			bad = append(bad, line)
 		}
 	}
-	return host, others
+	return host, hs, bad
 }
+
+// What the schema takes as a header name, a Host, an SMTP domain.
+var (
+	headerNameRE = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+	hostRE       = regexp.MustCompile(`^[A-Za-z0-9.:\[\]-]+$`)
+	domainRE     = regexp.MustCompile(`^[A-Za-z0-9.-]+$`)
+	userRE       = regexp.MustCompile(`^[^\x00-\x1f]+$`)
+)
 
 func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 	ws := l.Words
@@ -581,26 +746,60 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 	}
 	c := p.httpchk
 	need := func(f Feature) { p.httpNeeds = append(p.httpNeeds, needs(l.Pos, f, "%s", strings.Join(ws, " "))) }
+	arg := func(i int) string {
+		if i < len(ws) {
+			return ws[i]
+		}
+		return ""
+	}
 	switch {
 	case len(ws) >= 2 && ws[1] == "expect":
 		if p.httpExp++; p.httpExp > 1 {
 			need(FeatCheckSequence)
 			return
 		}
-		switch {
-		case len(ws) == 4 && ws[2] == "status":
-			v, err := integer(ws[3], 100, 599)
-			if err != nil {
+		p.expectSet = true
+		args := expectArgs(ws[2:])
+		// A negated status test accepts the other statuses.
+		neg := len(args) == 3 && args[0] == "!" && (args[1] == "status" || args[1] == "rstatus")
+		if neg {
+			args = args[1:]
+		}
+		if len(args) != 2 {
+			need(FeatCheckSequence) // a negation, min-recv, ok-status, a header match…
+			return
+		}
+		switch args[0] {
+		case "status", "rstatus":
+			st, ok := statusList(args[1])
+			if args[0] == "rstatus" {
+				st, ok = statusRegexp(args[1])
+			}
+			if ok && neg {
+				st = statusComplement(st)
+			}
+			if !ok || len(st) == 0 {
 				need(FeatStatusRange)
 				return
 			}
-			c.expectStatus, p.expectSet = some(v), true
-		case len(ws) == 4 && ws[2] == "string":
-			// HAProxy then accepts any status; the site expects one.
-			c.expectString = some(ws[3])
-			need(FeatStatusRange)
-		case len(ws) >= 3 && ws[2] == "rstatus":
-			need(FeatStatusRange)
+			if v, err := strconv.Atoi(st[0]); err == nil && len(st) == 1 {
+				c.expectStatus = some(v)
+			} else {
+				c.statuses = st
+			}
+		case "string":
+			if !utf8.ValidString(args[1]) {
+				need(FeatCheckSequence) // bytes that are no text
+				return
+			}
+			// HAProxy then looks at the body only: any status passes.
+			c.expectString, c.statuses = some(args[1]), []string{"100-599"}
+		case "rstring":
+			if _, err := regexp.Compile(args[1]); err != nil {
+				need(FeatCheckSequence)
+				return
+			}
+			c.expectRegex, c.statuses = some(args[1]), []string{"100-599"}
 		default:
 			need(FeatCheckSequence)
 		}
@@ -609,58 +808,200 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 			need(FeatCheckSequence)
 			return
 		}
-		for i := 2; i+1 < len(ws); i += 2 {
+		for i := 2; i < len(ws); i++ {
 			switch ws[i] {
 			case "meth":
-				c.method = some(strings.ToUpper(ws[i+1]))
+				i++
+				c.method = some(strings.ToUpper(arg(i)))
+				if !slices.Contains([]string{"GET", "HEAD", "POST", "OPTIONS"}, c.method.v) {
+					need(FeatCheckHeaders)
+				}
 			case "uri":
-				c.path = some(ws[i+1])
-				if !strings.HasPrefix(ws[i+1], "/") {
+				i++
+				c.path = some(arg(i))
+				if !strings.HasPrefix(c.path.v, "/") || strings.ContainsAny(c.path.v, " \t\r\n\x00") || !utf8.ValidString(c.path.v) {
 					need(FeatCheckHeaders)
 					c.path = some("/")
 				}
-			case "ver":
+			case "ver", "comment":
+				i++
 			case "hdr":
-				if strings.EqualFold(ws[i+1], "host") && i+2 < len(ws) {
-					c.host = some(ws[i+2])
-				} else {
+				name, val := arg(i+1), arg(i+2)
+				i += 2
+				switch {
+				case strings.EqualFold(name, "host") && hostRE.MatchString(val):
+					c.host = some(val)
+				case headerNameRE.MatchString(name) && !strings.EqualFold(name, "host") && !strings.ContainsAny(val, "\r\n\x00") && utf8.ValidString(val):
+					c.headers = append(c.headers, header{name, val})
+				default:
 					need(FeatCheckHeaders)
 				}
-				i++
 			default: // body, uri-lf, body-lf, …
 				need(FeatCheckHeaders)
+				return
 			}
 		}
 	case len(ws) >= 2 && ws[1] == "connect":
-		p.checkConnect(l, &p.httpNeeds, w)
+		if cn := p.checkConnect(l, &p.httpNeeds, w); cn != nil {
+			p.httpConn = cn
+		}
 	case len(ws) >= 2 && ws[1] == "comment":
 	default:
 		hapNotMapped(l, w)
 	}
 }
 
-// checkConnect reads the options of an http-check or tcp-check connect.
-func (p *hapProxy) checkConnect(l hapLine, dst *[]need, w *warnings) {
+// expectArgs strips what only names an expect in logs (comment,
+// on-success, on-error, status-code): what is left is the match and its
+// pattern, when the site can say it.
+func expectArgs(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "comment", "on-success", "on-error", "status-code":
+			i++
+		default:
+			out = append(out, args[i])
+		}
+	}
+	return out
+}
+
+// statusList reads HAProxy's "200", "200,201,300-310".
+func statusList(s string) ([]string, bool) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		if !isRange {
+			hi = lo
+		}
+		l, err1 := integer(lo, 100, 599)
+		h, err2 := integer(hi, l, 599)
+		if err1 != nil || err2 != nil {
+			return nil, false
+		}
+		out = append(out, statusText(l, h))
+	}
+	return out, len(out) > 0
+}
+
+// statusText writes a status range as the schema takes it.
+func statusText(lo, hi int) string {
+	if lo == hi {
+		return strconv.Itoa(lo)
+	}
+	return fmt.Sprintf("%d-%d", lo, hi)
+}
+
+// statusComplement is the statuses 100–599 that ranges leave out.
+func statusComplement(ranges []string) []string {
+	var in [600]bool
+	for _, r := range ranges {
+		lo, hi, isRange := strings.Cut(r, "-")
+		if !isRange {
+			hi = lo
+		}
+		l, _ := strconv.Atoi(lo)
+		h, _ := strconv.Atoi(hi)
+		for code := l; code <= h && code < 600; code++ {
+			in[code] = true
+		}
+	}
+	var out []string
+	lo := -1
+	for code := 100; code <= 600; code++ {
+		out0 := code < 600 && !in[code]
+		switch {
+		case out0 && lo < 0:
+			lo = code
+		case !out0 && lo >= 0:
+			out = append(out, statusText(lo, code-1))
+			lo = -1
+		}
+	}
+	return out
+}
+
+// statusRegexp turns HAProxy's rstatus into the ranges of the statuses
+// 100–599 it matches: HAProxy searches the status code's three digits for
+// the regexp, so trying each code is exact (codes above 599 are no HTTP
+// statuses). A regexp Go cannot compile, or one that matches no code,
+// stays refused.
+func statusRegexp(re string) ([]string, bool) {
+	r, err := regexp.Compile(re)
+	if err != nil {
+		return nil, false
+	}
+	var out []string
+	lo := -1
+	for code := 100; code <= 600; code++ {
+		match := code < 600 && r.MatchString(strconv.Itoa(code))
+		switch {
+		case match && lo < 0:
+			lo = code
+		case !match && lo >= 0:
+			out = append(out, statusText(lo, code-1))
+			lo = -1
+		}
+	}
+	return out, len(out) > 0
+}
+
+// checkConnect reads the options of an http-check or tcp-check connect;
+// what the site cannot say goes to dst, and then it returns nil.
+func (p *hapProxy) checkConnect(l hapLine, dst *[]need, w *warnings) *hapConnect {
 	ws := l.Words
+	cn := &hapConnect{}
+	bad := func(f Feature) *hapConnect {
+		*dst = append(*dst, needs(l.Pos, f, "%s", strings.Join(ws, " ")))
+		return nil
+	}
 	for i := 2; i < len(ws); i++ {
+		v := ""
+		if i+1 < len(ws) {
+			v = ws[i+1]
+		}
 		switch ws[i] {
 		case "ssl":
-			*dst = append(*dst, needs(l.Pos, FeatTLSCheck, "%s", strings.Join(ws, " ")))
-		case "port", "addr":
+			cn.ssl = true
+		case "default":
+			cn.def = true
+		case "port":
 			i++
-			*dst = append(*dst, needs(l.Pos, FeatCheckPort, "%s", strings.Join(ws, " ")))
-		case "default", "linger", "via-socks4":
-		case "comment", "sni", "alpn", "proto":
+			pt, err := integer(v, 1, 65535)
+			if err != nil {
+				return bad(FeatCheckPort) // an expression
+			}
+			cn.port = some(pt)
+		case "addr":
 			i++
+			a, err := netip.ParseAddr(v)
+			if err != nil {
+				return bad(FeatCheckPort)
+			}
+			cn.addr = some(a.String())
+		case "sni":
+			i++
+			if !sniRE.MatchString(v) {
+				return bad(FeatTLSCheck)
+			}
+			cn.sni = some(v)
+		case "via-socks4", "send-proxy", "send-proxy-v2":
+			return bad(FeatCheckSequence)
+		case "linger":
+		case "comment":
+			i++
+		case "alpn", "proto":
+			i++
+			w.add(l.Pos, "%s %s: %s %s not mapped (gitgw's checks speak HTTP/1.1 or the sequence's bytes)", ws[0], ws[1], ws[i-1], v)
 		default:
 			w.add(l.Pos, "%s %s: option %s not mapped", ws[0], ws[1], ws[i])
 		}
 	}
+	return cn
 }
 
-// tcpCheck reads one tcp-check rule. The site's tcp-expect check is one
-// optional send and one expect of a string; anything longer is a sequence
-// the site cannot say yet.
+// tcpCheck reads one tcp-check rule into a step of the check's sequence.
 func (p *hapProxy) tcpCheck(l hapLine, w *warnings) {
 	ws := l.Words
 	if p.tcpcheck == nil {
@@ -672,56 +1013,98 @@ func (p *hapProxy) tcpCheck(l hapLine, w *warnings) {
 		hapNotMapped(l, w)
 		return
 	}
+	if c.kind != "tcp" {
+		w.add(l.Pos, "%s: not mapped: the %s check of an option in effect does not run tcp-check rules", strings.Join(ws, " "), c.kind)
+		return
+	}
 	switch ws[1] {
 	case "comment":
-		return
 	case "connect":
-		p.checkConnect(l, &p.tcpNeeds, w)
-		if len(p.tcpSteps) > 0 {
-			seq() // a connect after other steps starts a second exchange
+		cn := p.checkConnect(l, &p.tcpNeeds, w)
+		if cn == nil {
+			return
 		}
-	case "send", "send-lf", "send-binary", "send-binary-lf":
-		data, ok := tcpCheckData(ws)
-		if !ok || c.send.ok || c.expect.ok {
+		if cn.addr.ok {
+			p.tcpNeeds = append(p.tcpNeeds, needs(l.Pos, FeatCheckPort, "%s (a connect to another address)", strings.Join(ws, " ")))
+			return
+		}
+		if cn.sni.ok {
+			if c.tls != nil && c.tls.sni != cn.sni {
+				p.tcpNeeds = append(p.tcpNeeds, needs(l.Pos, FeatTLSCheck, "%s (a second SNI)", strings.Join(ws, " ")))
+				return
+			}
+			c.tls = &checkTLS{sni: cn.sni}
+		}
+		if cn.def {
+			if p.tcpDefault == nil {
+				p.tcpDefault = map[int]bool{}
+			}
+			p.tcpDefault[len(c.steps)] = true
+		}
+		c.steps = append(c.steps, step{kind: "connect", port: cn.port, tls: cn.ssl})
+	case "send":
+		if len(ws) != 3 || ws[2] == "" {
 			seq()
-			break
+			return
 		}
-		c.send, c.kind = some(data), "tcp-expect"
+		c.steps = append(c.steps, textStep("send", ws[2]))
+	case "send-binary":
+		if len(ws) != 3 || !isHex(ws[2]) {
+			seq()
+			return
+		}
+		c.steps = append(c.steps, step{kind: "send_hex", data: ws[2]})
 	case "expect":
-		data, ok := tcpCheckData(ws)
-		if !ok || c.expect.ok {
-			seq()
-			break
+		args := expectArgs(ws[2:])
+		if len(args) != 2 {
+			seq() // a negation, min-recv, ok-status, error-status…
+			return
 		}
-		c.expect, c.kind = some(data), "tcp-expect"
-	default:
+		switch {
+		case args[0] == "string" && args[1] != "":
+			c.steps = append(c.steps, textStep("expect", args[1]))
+		case args[0] == "rstring":
+			if _, err := regexp.Compile(args[1]); err != nil {
+				seq()
+				return
+			}
+			c.steps = append(c.steps, step{kind: "expect_regex", data: args[1]})
+		case args[0] == "binary" && isHex(args[1]):
+			c.steps = append(c.steps, step{kind: "expect_hex", data: args[1]})
+		default:
+			seq() // rbinary, …
+		}
+	default: // send-lf, send-binary-lf, set-var, unset-var, …
 		seq()
 	}
-	p.tcpSteps = append(p.tcpSteps, ws[1])
 }
 
-// tcpCheckData is the string a tcp-check send or expect carries, when the
-// site can say it: a plain string, or hex that decodes to UTF-8 text.
-func tcpCheckData(ws []string) (string, bool) {
-	switch {
-	case len(ws) == 3 && (ws[1] == "send" || ws[1] == "send-lf"):
-		return ws[2], ws[1] == "send"
-	case len(ws) == 3 && ws[1] == "send-binary":
-		return hexText(ws[2])
-	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "string":
-		return ws[3], true
-	case len(ws) == 4 && ws[1] == "expect" && ws[2] == "binary":
-		return hexText(ws[3])
+// textStep is a send or expect of what HAProxy's escapes made: text, or
+// bytes that are no UTF-8 text (a CUE string is text), as hex.
+func textStep(kind, data string) step {
+	if utf8.ValidString(data) {
+		return step{kind: kind, data: data}
 	}
-	return "", false
+	return step{kind: kind + "_hex", data: hex.EncodeToString([]byte(data))}
 }
 
-func hexText(s string) (string, bool) {
+func isHex(s string) bool {
 	b, err := hex.DecodeString(s)
-	if err != nil || !utf8.Valid(b) || len(b) == 0 {
-		return "", false
+	return err == nil && len(b) > 0
+}
+
+// tcpExpect is the site's tcp-expect check when a sequence is one
+// optional send and one expect of text, over one connection.
+func tcpExpect(c *check) bool {
+	ks := make([]string, len(c.steps))
+	for i, s := range c.steps {
+		ks[i] = s.kind
 	}
-	return string(b), true
+	switch strings.Join(ks, " ") {
+	case "send expect", "expect":
+		return true
+	}
+	return false
 }
 
 // services builds the services of an haproxy.cfg: each listen section, and
@@ -828,7 +1211,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	s.servers, s.proxyProto = be.servers, be.proxyProto
 	sourceWeights(s.servers)
 	var ns []need
-	s.check, ns = be.serviceCheck(w)
+	s.check, ns = be.serviceCheck(w, c.verifyNone)
 	if fe != be {
 		ns = append(slices.Clone(fe.needs), ns...)
 	}
@@ -854,9 +1237,10 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 // serviceCheck folds the servers' checks into the service's one check. It
 // returns what the proxy needs that the site lacks, the check's needs
 // included when servers are checked.
-func (p *hapProxy) serviceCheck(w *warnings) (*check, []need) {
+func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 	ns := slices.Clone(p.needs)
 	var first *srvCheck
+	var checked []*srvCheck
 	var unchecked []string
 	for i := range p.srvChecks {
 		sc := &p.srvChecks[i]
@@ -865,12 +1249,16 @@ func (p *hapProxy) serviceCheck(w *warnings) (*check, []need) {
 			continue
 		}
 		ns = append(ns, sc.needs...)
+		checked = append(checked, sc)
 		if first == nil {
 			first = sc
 			continue
 		}
 		a, b := *first, *sc
-		a.pos, b.pos, a.name, b.name, a.needs, b.needs = Pos{}, Pos{}, "", "", nil, nil
+		for _, x := range []*srvCheck{&a, &b} {
+			x.pos, x.name, x.needs, x.tlsNeeds = Pos{}, "", nil, nil
+			x.port, x.addr, x.portPos, x.ssl, x.tls = opt[int]{}, opt[string]{}, Pos{}, false, checkTLS{}
+		}
 		if !reflect.DeepEqual(a, b) {
 			w.add(sc.pos, "server %s: its check settings differ from server %s's: gitgw checks all servers of a service alike; %s's are used", sc.name, first.name, first.name)
 		}
@@ -882,22 +1270,114 @@ func (p *hapProxy) serviceCheck(w *warnings) (*check, []need) {
 		w.add(p.pos, "%s %s: servers %s have no check: gitgw checks every server of a service", p.kind, p.name, strings.Join(unchecked, ", "))
 	}
 	c := &check{kind: "tcp"}
+	useTLS, portSet := first.ssl, false
+	var sni opt[string]
 	switch {
 	case p.protoNeed != nil:
 		ns = append(ns, *p.protoNeed)
 	case p.httpchk != nil:
-		c = p.httpchk
+		c = p.httpchk.clone()
 		ns = append(ns, p.httpNeeds...)
-		if !p.expectSet && !slices.ContainsFunc(p.httpNeeds, func(n need) bool { return n.feature == FeatStatusRange }) {
-			ns = append(ns, needs(p.httpPos, FeatStatusRange, "option httpchk without http-check expect status (HAProxy accepts any 2xx or 3xx)"))
+		if !p.expectSet {
+			// HAProxy passes any 2xx or 3xx without an expect.
+			c.statuses = []string{"200-399"}
+		}
+		if cn := p.httpConn; cn != nil {
+			// The connect's own settings, else the server line's with
+			// "default" (HAProxy's tcpcheck_connect).
+			c.port, c.address, portSet, sni = cn.port, cn.addr, cn.port.ok, cn.sni
+			useTLS = cn.ssl || (cn.def && first.ssl)
 		}
 	case p.tcpcheck != nil:
-		c = p.tcpcheck
+		c = p.tcpcheck.clone()
 		ns = append(ns, p.tcpNeeds...)
-		if c.kind == "tcp-expect" && !c.expect.ok {
-			w.add(p.pos, "tcp-check send without expect: imported as a plain TCP check")
-			c.kind, c.send = "tcp", opt[string]{}
+		if c.tls != nil {
+			sni, c.tls = c.tls.sni, nil
 		}
+		if c.kind != "tcp" || len(c.steps) == 0 {
+			break
+		}
+		if last := c.steps[len(c.steps)-1]; last.kind == "send" || last.kind == "send_hex" {
+			// HAProxy's tcpcheck_main sets no result after a last send
+			// (only after an expect or a connect): no site check is
+			// known to end alike.
+			ns = append(ns, needs(p.pos, FeatCheckSequence, "a tcp-check that ends with a send"))
+		}
+		stepTLS := false
+		for i := range c.steps {
+			if c.steps[i].kind == "connect" {
+				c.steps[i].tls = c.steps[i].tls || (p.tcpDefault[i] && first.ssl)
+				stepTLS = stepTLS || c.steps[i].tls
+			}
+		}
+		if stepTLS && !first.ssl && c.steps[0].kind != "connect" {
+			// The implied first connect is plain, as the server's.
+			c.steps = append([]step{{kind: "connect"}}, c.steps...)
+		}
+		useTLS = first.ssl || stepTLS
+		if s := c.steps[0]; s.kind == "connect" && !s.port.ok && s.tls == first.ssl {
+			c.steps = c.steps[1:] // the connect HAProxy would make anyway
+		}
+		switch {
+		case len(c.steps) == 0:
+			c.kind = "tcp"
+		case tcpExpect(c):
+			c.kind = "tcp-expect"
+			if len(c.steps) == 2 {
+				c.send = some(c.steps[0].data)
+			}
+			c.expect, c.steps = some(c.steps[len(c.steps)-1].data), nil
+		default:
+			c.kind = "tcp-check"
+		}
+	}
+	// One check port and address per service: every server's the same.
+	for _, sc := range checked {
+		if portSet {
+			break
+		}
+		if sc.port != first.port || sc.addr != first.addr {
+			pos := cmp.Or(sc.portPos, first.portPos, sc.pos)
+			ns = append(ns, needs(pos, FeatCheckPort, "server %s check port/addr %s differs from server %s's %s (the site has one check port and address per service)",
+				sc.name, portAddr(sc), first.name, portAddr(first)))
+			break
+		}
+	}
+	if !portSet {
+		c.port, c.address = first.port, first.addr
+	}
+	if useTLS {
+		for _, sc := range checked {
+			if sc.ssl != first.ssl {
+				ns = append(ns, needs(sc.pos, FeatTLSCheck, "check-ssl on some servers only (server %s's differs from %s's)", sc.name, first.name))
+				break
+			}
+			if sc.tls != first.tls {
+				ns = append(ns, needs(sc.pos, FeatPerServerCheck, "server %s: its check TLS (verify, ca-file, crt, check-sni) differs from server %s's", sc.name, first.name))
+				break
+			}
+		}
+		if c.kind == "mysql" || c.kind == "pgsql" {
+			ns = append(ns, needs(first.pos, FeatTLSCheck, "check-ssl on a %s check (the site's negotiates its own)", c.kind))
+		}
+		ns = append(ns, first.tlsNeeds...)
+		t := first.tls
+		if t.verify == "" {
+			t.verify = "required" // HAProxy's default, unless ssl-server-verify none
+			if verifyNone {
+				t.verify = "none"
+			}
+		}
+		if sni.ok {
+			t.sni = sni
+		}
+		if t.verify == "required" && !t.sni.ok {
+			// Without an SNI (or verifyhost) HAProxy verifies the chain
+			// only; the site's check also verifies a name (the Host, else
+			// the address), and would mark down servers HAProxy accepts.
+			ns = append(ns, needs(first.pos, FeatTLSCheck, "server %s: check TLS with verify required and no check-sni (HAProxy verifies the certificate chain, not a name)", first.name))
+		}
+		c.tls = &t
 	}
 	c.interval, c.fastInter, c.downInter = first.inter, first.fast, first.down
 	c.rise, c.fall, c.shutdown = first.rise, first.fall, first.shutdown
@@ -911,4 +1391,19 @@ func (p *hapProxy) serviceCheck(w *warnings) (*check, []need) {
 		c.timeout = some(2 * time.Second)
 	}
 	return c, ns
+}
+
+// portAddr writes a server's check port and address for a refusal.
+func portAddr(sc *srvCheck) string {
+	var parts []string
+	if sc.addr.ok {
+		parts = append(parts, "addr "+sc.addr.v)
+	}
+	if sc.port.ok {
+		parts = append(parts, fmt.Sprintf("port %d", sc.port.v))
+	}
+	if len(parts) == 0 {
+		return "(its own)"
+	}
+	return strings.Join(parts, " ")
 }

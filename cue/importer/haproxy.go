@@ -83,7 +83,12 @@ func splitHAProxyLineQ(line string) ([]string, bool) {
 					}
 				}
 				cur.WriteString(`\x`)
+			case ' ', '\\', '#', '"', '\'', '$':
+				cur.WriteByte(n)
 			default:
+				// HAProxy leaves other combinations as they are (a
+				// regexp's "\+", "\1").
+				cur.WriteByte('\\')
 				cur.WriteByte(n)
 			}
 		case c == '"' || c == '\'':

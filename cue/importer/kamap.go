@@ -1,11 +1,16 @@
 package importer
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/netip"
+	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // kaConfig is what one node's keepalived.conf says, mapped.
@@ -89,8 +94,15 @@ var kaIgnored = map[string]string{
 // mapKeepalived reads the directives of one keepalived.conf.
 func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}, vipSeen: map[netip.Addr]vipRef{}}
+	var ssl *kaSSL
+	for _, d := range dirs {
+		if d.Name == "SSL" {
+			ssl = sslBlock(d, w)
+		}
+	}
 	for _, d := range dirs {
 		switch d.Name {
+		case "SSL": // read above, before the virtual servers that use it
 		case "global_defs":
 			c.globals(d, w)
 		case "vrrp_script":
@@ -102,7 +114,7 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 		case "vrrp_sync_group":
 			c.syncGroup(d, w)
 		case "virtual_server":
-			if s := mapVirtualServer(d, w); s != nil {
+			if s := mapVirtualServer(d, ssl, w); s != nil {
 				c.vservers = append(c.vservers, s)
 			}
 		case "include":
@@ -502,8 +514,8 @@ var lvsAlgos = map[string]struct {
 
 // mapVirtualServer maps an IPVS virtual_server onto a TCP service, where
 // the proxy does what IPVS did; otherwise it is refused, with each reason.
-func mapVirtualServer(d kaDirective, w *warnings) *service {
-	s, ns := virtualServer(d, w)
+func mapVirtualServer(d kaDirective, ssl *kaSSL, w *warnings) *service {
+	s, ns := virtualServer(d, ssl, w)
 	if len(ns) > 0 {
 		w.refuse("virtual_server "+strings.Join(d.Args, " "), ns)
 		return nil
@@ -513,7 +525,7 @@ func mapVirtualServer(d kaDirective, w *warnings) *service {
 
 // virtualServer maps a virtual_server as far as it goes, and says what it
 // needs that the site lacks.
-func virtualServer(d kaDirective, w *warnings) (*service, []need) {
+func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 	what := "virtual_server " + strings.Join(d.Args, " ")
 	if len(d.Args) >= 1 && (d.Args[0] == "fwmark" || d.Args[0] == "group") {
 		return nil, []need{needs(d.Pos, FeatFwmark, "%s", what)}
@@ -563,7 +575,7 @@ func virtualServer(d kaDirective, w *warnings) (*service, []need) {
 				ns = append(ns, needs(e.Pos, FeatUDP, "protocol %s", arg))
 			}
 		case "real_server", "sorry_server":
-			srv, c, cp, cns := realServer(e, w)
+			srv, c, cp, cns := realServer(e, ssl, w)
 			ns = append(ns, cns...)
 			if srv == nil {
 				continue
@@ -574,10 +586,18 @@ func virtualServer(d kaDirective, w *warnings) (*service, []need) {
 				continue
 			}
 			s.servers = append(s.servers, srv)
-			if c != nil && ck == nil {
+			switch {
+			case c != nil && ck == nil:
 				ck, ckPos = c, cp
-			} else if c != nil && !sameCheck(ck, c) {
-				w.add(cp, "this real_server's check differs from the one at %s: gitgw checks all servers of a service alike; the first is used", ckPos)
+			case c != nil && (c.port != ck.port || c.address != ck.address):
+				// The site has one check port and address per service.
+				ns = append(ns, needs(cp, FeatCheckPort, "%s %s: connect_port/connect_ip differ from the check at %s", e.Name, strings.Join(e.Args, " "), ckPos))
+			case c != nil && !sameProbe(ck, c):
+				// What is checked differs: the first server's check would
+				// be the wrong one for this server.
+				ns = append(ns, needs(cp, FeatPerServerCheck, "%s %s: its check differs from the one at %s", e.Name, strings.Join(e.Args, " "), ckPos))
+			case c != nil && !sameCheck(ck, c):
+				w.add(cp, "this real_server's check timing differs from the one at %s: gitgw checks all servers of a service alike; the first is used", ckPos)
 			}
 		default:
 			w.add(e.Pos, "virtual_server %s: not mapped", e.Name)
@@ -606,16 +626,61 @@ func virtualServer(d kaDirective, w *warnings) (*service, []need) {
 	return s, ns
 }
 
-func sameCheck(a, b *check) bool { return *a == *b }
+func sameCheck(a, b *check) bool { return reflect.DeepEqual(a, b) }
+
+// sameProbe: two checks probe alike, their timing aside.
+func sameProbe(a, b *check) bool {
+	x, y := *a, *b
+	for _, c := range []*check{&x, &y} {
+		c.interval, c.timeout, c.rise, c.fall = opt[time.Duration]{}, opt[time.Duration]{}, opt[int]{}, opt[int]{}
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// kaSSL is keepalived's SSL block: what SSL_GET presents as a client.
+type kaSSL struct {
+	crt, key opt[string]
+	needs    []need // what the site cannot say, for SSL_GET checks
+}
+
+// sslBlock reads the SSL block. Its ca is not used to verify servers
+// (keepalived verifies no certificate), so it changes nothing.
+func sslBlock(d kaDirective, w *warnings) *kaSSL {
+	ssl := &kaSSL{}
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "certificate", "key":
+			if !strings.HasPrefix(arg, "/") {
+				ssl.needs = append(ssl.needs, needs(e.Pos, FeatTLSCheck, "SSL %s %s (a relative path)", e.Name, arg))
+				continue
+			}
+			if e.Name == "certificate" {
+				ssl.crt = some(arg)
+			} else {
+				ssl.key = some(arg)
+			}
+		case "password":
+			ssl.needs = append(ssl.needs, needs(e.Pos, FeatTLSCheck, "SSL password (an encrypted key)"))
+		case "ca":
+			w.add(e.Pos, "SSL ca: not mapped (keepalived verifies no server certificate, nor does the imported check)")
+		default:
+			w.add(e.Pos, "SSL %s: not mapped", e.Name)
+		}
+	}
+	if ssl.crt.ok != ssl.key.ok {
+		ssl.needs = append(ssl.needs, needs(d.Pos, FeatTLSCheck, "SSL with a certificate or a key alone"))
+	}
+	return ssl
+}
 
 // kaChecks are keepalived's real_server checkers the site cannot make.
 var kaChecks = map[string]Feature{
-	"SSL_GET": FeatTLSCheck, "MISC_CHECK": FeatScriptCheck, "SMTP_CHECK": FeatProtocolCheck,
-	"DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck, "UDP_CHECK": FeatProtocolCheck,
-	"PING_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
+	"MISC_CHECK": FeatScriptCheck, "DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
+	"UDP_CHECK": FeatProtocolCheck, "PING_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
 }
 
-func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
+func realServer(d kaDirective, ssl *kaSSL, w *warnings) (*server, *check, Pos, []need) {
 	if len(d.Args) != 2 {
 		w.add(d.Pos, "%s needs an address and a port: ignored", d.Name)
 		return nil, nil, Pos{}, nil
@@ -646,13 +711,13 @@ func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
 			default:
 				srv.weight = some(v)
 			}
-		case "TCP_CHECK", "HTTP_GET":
+		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK":
 			if ck != nil {
 				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
 				continue
 			}
 			var cns []need
-			ck, cns = lvsCheck(e, w)
+			ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, w)
 			ckPos, ns = e.Pos, append(ns, cns...)
 		default:
 			if f, ok := kaChecks[e.Name]; ok {
@@ -665,14 +730,28 @@ func realServer(d kaDirective, w *warnings) (*server, *check, Pos, []need) {
 	return srv, ck, ckPos, ns
 }
 
-// lvsCheck maps a TCP_CHECK or HTTP_GET; what it needs that the site lacks
-// refuses the virtual_server.
-func lvsCheck(d kaDirective, w *warnings) (*check, []need) {
+// lvsCheck maps a TCP_CHECK, HTTP_GET, SSL_GET or SMTP_CHECK of the real
+// server at srv; what it needs that the site lacks refuses the
+// virtual_server.
+func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, w *warnings) (*check, []need) {
 	c := &check{kind: "tcp", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
 	var ns []need
-	urls := 0
-	if d.Name == "HTTP_GET" {
-		c.kind, c.method, c.path = "http", some("GET"), some("/")
+	var reqs []httpRequest
+	var host opt[string]
+	sni := false
+	switch d.Name {
+	case "HTTP_GET":
+		c.kind = "http"
+	case "SSL_GET":
+		// keepalived does not verify the server's certificate; the SSL
+		// block's certificate is its client certificate.
+		c.kind, c.tls = "http", &checkTLS{verify: "none"}
+		if ssl != nil {
+			c.tls.crt, c.tls.key = ssl.crt, ssl.key
+			ns = append(ns, ssl.needs...)
+		}
+	case "SMTP_CHECK":
+		c.kind = "smtp"
 	}
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
@@ -689,42 +768,139 @@ func lvsCheck(d kaDirective, w *warnings) (*check, []need) {
 			} else {
 				w.add(e.Pos, "%s: %v", e.Name, err)
 			}
-		case "connect_port", "connect_ip":
-			ns = append(ns, needs(e.Pos, FeatCheckPort, "%s %s", e.Name, arg))
+		case "connect_port":
+			v, err := integer(arg, 1, 65535)
+			switch {
+			case err != nil:
+				ns = append(ns, needs(e.Pos, FeatCheckPort, "connect_port %s", arg))
+			case v != int(srv.Port()):
+				c.port = some(v) // the server's own port changes nothing
+			}
+		case "connect_ip":
+			a, err := kaAddr(arg)
+			switch {
+			case err != nil:
+				ns = append(ns, needs(e.Pos, FeatCheckPort, "connect_ip %s", arg))
+			case a != srv.Addr():
+				c.address = some(a.String())
+			}
 		case "virtualhost":
-			c.host = some(arg)
-		case "url":
-			if urls++; urls > 1 {
-				ns = append(ns, needs(e.Pos, FeatCheckRequests, "a second url block (keepalived requires every url to pass)"))
+			if !hostRE.MatchString(arg) {
+				ns = append(ns, needs(e.Pos, FeatCheckHeaders, "virtualhost %s", arg))
 				continue
 			}
-			status := false
-			for _, u := range e.Block {
-				switch u.Name {
-				case "path":
-					c.path = some(strings.Join(u.Args, " "))
-				case "status_code":
-					v, err := integer(strings.Join(u.Args, ""), 100, 599)
-					if err != nil {
-						ns = append(ns, needs(u.Pos, FeatStatusRange, "status_code %s", strings.Join(u.Args, " ")))
-						continue
-					}
-					c.expectStatus, status = some(v), true
-				case "digest":
-					ns = append(ns, needs(u.Pos, FeatCheckRequests, "digest %s", strings.Join(u.Args, " ")))
-				default:
-					w.add(u.Pos, "url %s: not mapped", u.Name)
-				}
+			host = some(arg)
+		case "enable_sni":
+			sni = d.Name == "SSL_GET"
+		case "helo_name":
+			if d.Name != "SMTP_CHECK" || !domainRE.MatchString(arg) {
+				ns = append(ns, needs(e.Pos, FeatProtocolCheck, "helo_name %s", arg))
+				continue
 			}
-			if !status && !slices.ContainsFunc(ns, func(n need) bool { return n.feature == FeatStatusRange }) {
-				ns = append(ns, needs(e.Pos, FeatStatusRange, "url without status_code (keepalived accepts 200-299)"))
+			c.domain = some(arg)
+		case "host":
+			// An old SMTP_CHECK checks each host block's address.
+			ns = append(ns, needs(e.Pos, FeatCheckPort, "%s host block (a check of other addresses)", d.Name))
+		case "url":
+			if c.kind != "http" {
+				w.add(e.Pos, "%s %s: not mapped", d.Name, e.Name)
+				continue
 			}
+			r, rns := kaURL(e, w)
+			reqs, ns = append(reqs, r), append(ns, rns...)
 		default:
 			w.add(e.Pos, "%s %s: not mapped", d.Name, e.Name)
 		}
 	}
-	if d.Name == "HTTP_GET" && urls == 0 {
-		ns = append(ns, needs(d.Pos, FeatStatusRange, "HTTP_GET without url (keepalived accepts 200-299)"))
+	if c.kind == "http" {
+		if len(reqs) == 0 {
+			// No url: GET / accepting what keepalived accepts.
+			reqs = []httpRequest{{method: "GET", path: "/", statuses: []string{"200-299"}}}
+		}
+		for i := range reqs {
+			if reqs[i].host == "" && host.ok {
+				reqs[i].host = host.v
+			}
+		}
+		if sni && host.ok && c.tls != nil {
+			c.tls.sni = host
+		}
+		if len(reqs) == 1 {
+			// One url: the check's own fields.
+			r := reqs[0]
+			c.method, c.path, c.statuses, c.expectStatus = some(r.method), some(r.path), r.statuses, r.expectStatus
+			c.headers = r.headers
+			if r.expectRegex != "" {
+				c.expectRegex = some(r.expectRegex)
+			}
+			if r.host != "" {
+				c.host = some(r.host)
+			}
+		} else {
+			c.requests = reqs // keepalived requires every url to pass
+		}
 	}
 	return c, ns
+}
+
+// kaURL maps one url block of an HTTP_GET or SSL_GET.
+func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
+	r := httpRequest{method: "GET", path: "/"}
+	var ns []need
+	var user, pass opt[string]
+	var userPos Pos
+	for _, u := range e.Block {
+		arg := strings.Join(u.Args, " ")
+		switch u.Name {
+		case "path":
+			if !strings.HasPrefix(arg, "/") || strings.ContainsAny(arg, " \t\r\n\x00") || !utf8.ValidString(arg) {
+				ns = append(ns, needs(u.Pos, FeatCheckHeaders, "path %s (no absolute path)", arg))
+				continue
+			}
+			r.path = arg
+		case "status_code":
+			st, ok := statusList(strings.Join(u.Args, ","))
+			if !ok {
+				ns = append(ns, needs(u.Pos, FeatStatusRange, "status_code %s", arg))
+				continue
+			}
+			if v, err := strconv.Atoi(st[0]); err == nil && len(st) == 1 {
+				r.expectStatus = some(v)
+			} else {
+				r.statuses = st
+			}
+		case "virtualhost":
+			if !hostRE.MatchString(arg) {
+				ns = append(ns, needs(u.Pos, FeatCheckHeaders, "virtualhost %s", arg))
+				continue
+			}
+			r.host = arg
+		case "digest":
+			ns = append(ns, needs(u.Pos, FeatCheckDigest, "digest %s", arg))
+		case "regex":
+			if _, err := regexp.Compile(arg); err != nil || !utf8.ValidString(arg) {
+				ns = append(ns, needs(u.Pos, FeatCheckSequence, "regex %s (not an RE2 regexp)", arg))
+				continue
+			}
+			r.expectRegex = arg
+		case "regex_no_match", "regex_options", "regex_stack", "regex_min_offset", "regex_max_offset":
+			ns = append(ns, needs(u.Pos, FeatCheckSequence, "%s %s", u.Name, arg))
+		case "username":
+			user, userPos = some(arg), u.Pos
+		case "password":
+			pass = some(arg)
+		default:
+			w.add(u.Pos, "url %s: not mapped", u.Name)
+		}
+	}
+	if !r.expectStatus.ok && len(r.statuses) == 0 {
+		r.statuses = []string{"200-299"} // keepalived's default
+	}
+	if user.ok {
+		// keepalived sends HTTP basic authentication.
+		cred := base64.StdEncoding.EncodeToString([]byte(user.v + ":" + pass.v))
+		r.headers = append(r.headers, header{"Authorization", "Basic " + cred})
+		w.add(userPos, "url username: sent as an Authorization header; the password is in the site, in Git")
+	}
+	return r, ns
 }

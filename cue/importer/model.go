@@ -1,6 +1,9 @@
 package importer
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // The model is the site as the importer builds it: the schema's shape, with
 // each optional value marked as set or not, so that the writer states only
@@ -123,6 +126,58 @@ type check struct {
 	fastInter    opt[time.Duration]
 	downInter    opt[time.Duration]
 	shutdown     bool
+	// What a service check adds (#ServiceCheck).
+	port        opt[int]
+	address     opt[string]
+	tls         *checkTLS
+	headers     []header
+	statuses    []string // expect_statuses: "200", "200-399"
+	expectRegex opt[string]
+	requests    []httpRequest
+	steps       []step
+	domain      opt[string]
+	user        opt[string]
+	database    opt[string]
+	role        opt[string]
+}
+
+// clone copies a check, its lists included.
+func (c *check) clone() *check {
+	d := *c
+	if c.tls != nil {
+		t := *c.tls
+		d.tls = &t
+	}
+	d.headers, d.statuses = slices.Clone(c.headers), slices.Clone(c.statuses)
+	d.requests, d.steps = slices.Clone(c.requests), slices.Clone(c.steps)
+	return &d
+}
+
+// checkTLS is a check over TLS (#CheckTLS).
+type checkTLS struct {
+	sni          opt[string]
+	verify       string
+	ca, crt, key opt[string]
+}
+
+type header struct{ name, value string }
+
+// httpRequest is one of several requests of an http check (#CheckRequest).
+type httpRequest struct {
+	method, path, host string
+	headers            []header
+	statuses           []string
+	expectStatus       opt[int]
+	expectRegex        string
+}
+
+// step is one step of a tcp-check (#CheckStep); kind is the field's name:
+// connect, send, send_hex, expect, expect_hex, expect_regex.
+type step struct {
+	kind string
+	data string
+	port opt[int] // connect
+	tls  bool     // connect
 }
 
 type service struct {

@@ -80,6 +80,8 @@ func TestSplitHAProxyLine(t *testing.T) {
 		{`acl a path "/a b" '#x' \#y`, []string{"acl", "a", "path", "/a b", "#x", "#y"}},
 		{`x "" y`, []string{"x", "", "y"}},
 		{`send-binary \x50\x49`, []string{"send-binary", "PI"}},
+		// HAProxy keeps a backslash it does not know as an escape.
+		{`tcp-check expect rstring ^\+PONG\.\d \\ \"q\"`, []string{"tcp-check", "expect", "rstring", `^\+PONG\.\d`, `\`, `"q"`}},
 		{"# only a comment", nil},
 	}
 	for _, tt := range tests {
@@ -271,9 +273,11 @@ func TestProtocolChecks(t *testing.T) {
 		refused                    Feature // the service is refused for it
 	}{
 		{"option tcp-check", "tcp", "", "", ""},
-		{"option redis-check", "tcp-expect", "PING\r\n", "+PONG", ""},
-		{"option mysql-check user haproxy", "", "", "", FeatProtocolCheck},
-		{"option ssl-hello-chk", "", "", "", FeatProtocolCheck},
+		{"option redis-check", "redis", "", "", ""},
+		{"option mysql-check user haproxy", "mysql", "", "", ""},
+		{"option pgsql-check", "", "", "", FeatProtocolCheck},
+		{"option ssl-hello-chk", "tcp-check", "", "", ""},
+		{"option spop-check", "", "", "", FeatProtocolCheck},
 		{"option external-check", "", "", "", FeatScriptCheck},
 	} {
 		var w warnings

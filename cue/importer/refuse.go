@@ -18,32 +18,47 @@ import (
 type Feature string
 
 const (
-	// FeatCheckPort: HAProxy `port`/`addr` on a server and `tcp-check
-	// connect port`, keepalived `connect_port`/`connect_ip`/`bindto`
-	// (hapmap.go server, tcpCheck; kamap.go lvsCheck).
+	// FeatCheckPort: a check port or address per server: HAProxy
+	// `port`/`addr` that differ between the servers of a backend,
+	// keepalived `connect_port`/`connect_ip` that differ between real
+	// servers; a `tcp-check connect addr`, an expression for a port, an
+	// old SMTP_CHECK's host blocks (hapmap.go serviceCheck, checkConnect,
+	// tcpCheck; kamap.go virtualServer, lvsCheck).
 	FeatCheckPort Feature = "check-port"
-	// FeatTLSCheck: `check-ssl`, `http-check connect ssl`, `tcp-check
-	// connect ssl`, keepalived `SSL_GET` (hapmap.go server, httpCheck,
-	// tcpCheck; kamap.go realServer).
+	// FeatPerServerCheck: servers of one service checked differently:
+	// keepalived real servers with another checker, request or TLS
+	// (timing aside), HAProxy servers with other check TLS settings
+	// (kamap.go virtualServer; hapmap.go serviceCheck).
+	FeatPerServerCheck Feature = "per-server-check"
+	// FeatTLSCheck: check TLS the site cannot say: `verify required`
+	// without an SNI (HAProxy checks the chain only), `verifyhost`,
+	// `crl-file`, a relative `ca-file`/`crt` (ca-base, crt-base), an SNI
+	// that is no host name,
+	// `check-ssl` on some servers only, TLS on a mysql/pgsql check,
+	// keepalived's SSL `password` (an encrypted key) (hapmap.go server,
+	// checkConnect, tcpCheck, serviceCheck; kamap.go sslBlock).
 	FeatTLSCheck Feature = "tls-check"
-	// FeatCheckSequence: a tcp-check of more than one send and one expect,
-	// or an expect the site cannot say (hapmap.go tcpCheck).
+	// FeatCheckSequence: an expect the site cannot say (a negation,
+	// `min-recv`, `ok-status`/`error-status`, `rbinary`, a header match,
+	// a regexp Go cannot compile), several http-check sends or expects,
+	// `send-lf`, `set-var`, a connect through SOCKS4 or with PROXY
+	// (hapmap.go httpCheck, tcpCheck, checkConnect).
 	FeatCheckSequence Feature = "check-sequence"
-	// FeatStatusRange: an HTTP check whose accepted statuses are not one
-	// code: keepalived HTTP_GET without status_code (200-299), HAProxy
-	// httpchk without `expect status` (2xx and 3xx), status ranges and
-	// regexps (kamap.go lvsCheck; hapmap.go httpCheck, serviceCheck).
+	// FeatStatusRange: an `expect status` the site cannot read, an
+	// `rstatus` Go cannot compile or that matches no status, a keepalived
+	// status_code that is no status (hapmap.go httpCheck; kamap.go kaURL).
 	FeatStatusRange Feature = "status-range"
-	// FeatCheckRequests: several `url` blocks of one keepalived HTTP_GET,
-	// all of which must pass, or a digest to compare (kamap.go lvsCheck).
-	FeatCheckRequests Feature = "check-requests"
-	// FeatCheckHeaders: request headers other than Host, a body or a
-	// request target that is no absolute path in an HTTP check (hapmap.go
-	// httpCheck, option).
+	// FeatCheckDigest: a keepalived url `digest`, an MD5 of the body
+	// (kamap.go kaURL).
+	FeatCheckDigest Feature = "check-digest"
+	// FeatCheckHeaders: a body, a request target that is no absolute
+	// path, a method or header the site cannot send in an HTTP check
+	// (hapmap.go httpCheck, option; kamap.go lvsCheck, kaURL).
 	FeatCheckHeaders Feature = "check-headers"
-	// FeatProtocolCheck: HAProxy's mysql/pgsql/ldap/smtp/ssl-hello/spop
-	// checks, keepalived SMTP_CHECK/DNS_CHECK (hapmap.go option; kamap.go
-	// realServer).
+	// FeatProtocolCheck: HAProxy's spop-check, a pgsql-check without
+	// user, an SMTP domain or database user the site cannot send,
+	// keepalived DNS_CHECK/UDP_CHECK/PING_CHECK/BFD_CHECK (hapmap.go
+	// option; kamap.go realServer, lvsCheck).
 	FeatProtocolCheck Feature = "protocol-check"
 	// FeatScriptCheck: a server check by an external command: HAProxy
 	// external-check, keepalived MISC_CHECK (hapmap.go option; kamap.go
@@ -81,13 +96,14 @@ const (
 
 // featureWhy says, per feature, what the site lacks.
 var featureWhy = map[Feature]string{
-	FeatCheckPort:      "a gitgw check connects to the server's own address and port; the schema has no check port or address yet",
-	FeatTLSCheck:       "a gitgw check speaks plain TCP/HTTP; the schema has no TLS check yet, and a plain check of a TLS server never passes",
-	FeatCheckSequence:  "a gitgw tcp-expect check sends once and expects once; the schema has no check sequences yet, and cutting the sequence would pass servers the original marks down",
-	FeatStatusRange:    "a gitgw HTTP check expects one status code; the schema has no status ranges yet, and expecting one code would mark down servers the original accepts",
-	FeatCheckRequests:  "a gitgw HTTP check makes one request and compares no digest; the schema cannot say several requests that must all pass yet",
-	FeatCheckHeaders:   "a gitgw HTTP check sends only a Host header; the schema has no check headers yet",
-	FeatProtocolCheck:  "the schema has no protocol checks (MySQL, PostgreSQL, LDAP, SMTP, SSL hello, DNS) yet; a TCP connect check would pass servers the original marks down",
+	FeatCheckPort:      "a gitgw service has one check port and address for all its servers; the schema has no per-server check port or address yet",
+	FeatPerServerCheck: "a gitgw service checks all its servers with one check; the schema has no per-server checks yet",
+	FeatTLSCheck:       "the schema's check TLS has no chain-only verification, revocation lists, relative paths, encrypted keys or per-server TLS yet",
+	FeatCheckSequence:  "the schema's expects match a string, bytes or a regexp, each once and without negation; cutting or weakening the sequence would pass servers the original marks down",
+	FeatStatusRange:    "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
+	FeatCheckDigest:    "a gitgw HTTP check compares no digest of the body yet",
+	FeatCheckHeaders:   "a gitgw HTTP check sends GET, HEAD, POST or OPTIONS of an absolute path with headers and no body",
+	FeatProtocolCheck:  "the schema has no SPOP, DNS, UDP, ICMP or BFD checks yet; a TCP connect check would pass servers the original marks down",
 	FeatScriptCheck:    "a gitgw service check cannot run a command per server yet",
 	FeatAgentCheck:     "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
 	FeatServerName:     "gitgw servers are IP addresses; the schema has no server names resolved by DNS yet",

@@ -57,26 +57,36 @@ func TestRefusals(t *testing.T) {
 		feature       Feature
 		line          int
 	}{
-		{name: "http-check connect ssl", hap: listen + "  option httpchk GET /healthz\n  http-check connect ssl\n  http-check expect status 200\n  server a 198.51.100.1:6443 check\n",
-			feature: FeatTLSCheck, line: 4},
-		{name: "check-ssl", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl verify none\n",
+		{name: "crl-file on a TLS check", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl ca-file /etc/ca.pem crl-file /etc/crl.pem\n",
 			feature: FeatTLSCheck, line: 5},
-		{name: "multi-step tcp-check", hap: listen + "  option tcp-check\n  tcp-check send PING\\r\\n\n  tcp-check expect string +PONG\n  tcp-check send info\\ replication\\r\\n\n  tcp-check expect string role:master\n  server a 198.51.100.1:6379 check\n",
-			feature: FeatCheckSequence, line: 6},
-		{name: "check port", hap: listen + "  option httpchk GET /master\n  http-check expect status 200\n  server a 198.51.100.1:5432 check port 8008\n",
-			feature: FeatCheckPort, line: 5},
-		{name: "httpchk without expect", hap: listen + "  option httpchk GET /\n  server a 198.51.100.1:80 check\n",
-			feature: FeatStatusRange, line: 3},
+		{name: "verify required without check-sni", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl ca-file /etc/ca.pem\n",
+			feature: FeatTLSCheck, line: 5},
+		{name: "check-ssl on some servers only", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl verify none\n  server b 198.51.100.2:6443 check\n",
+			feature: FeatTLSCheck, line: 6},
+		{name: "negated tcp-check expect", hap: listen + "  option tcp-check\n  tcp-check send PING\\r\\n\n  tcp-check expect ! string -ERR\n  server a 198.51.100.1:6379 check\n",
+			feature: FeatCheckSequence, line: 5},
+		{name: "check ports that differ", hap: listen + "  option httpchk GET /master\n  http-check expect status 200\n  server a 198.51.100.1:5432 check port 8008\n  server b 198.51.100.2:5432 check port 8009\n",
+			feature: FeatCheckPort, line: 6},
+		{name: "rstatus Go cannot compile", hap: listen + "  option httpchk GET /\n  http-check expect rstatus ^(?!5)\n  server a 198.51.100.1:80 check\n",
+			feature: FeatStatusRange, line: 4},
+		{name: "http expect of bytes that are no text", hap: listen + "  option httpchk GET /\n  http-check expect string \\xfe\n  server a 198.51.100.1:80 check\n",
+			feature: FeatCheckSequence, line: 4},
+		{name: "httpchk method the site cannot send", hap: listen + "  option httpchk PUT /x\n  server a 198.51.100.1:80 check\n",
+			feature: FeatCheckHeaders, line: 3},
+		{name: "tcp-check that ends with a send", hap: listen + "  option tcp-check\n  tcp-check send QUIT\\r\\n\n  server a 198.51.100.1:25 check\n",
+			feature: FeatCheckSequence, line: 1},
 		{name: "server by name", hap: listen + "  server a db1.example.net:5432 check\n",
 			feature: FeatServerName, line: 3},
 		{name: "source rule", hap: listen + "  tcp-request connection reject if { src 198.51.100.0/24 }\n  server a 198.51.100.1:5432 check\n",
 			feature: FeatSourceRules, line: 3},
-		{name: "HTTP_GET without status_code", ka: "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /\n   }\n  }\n }\n}\n",
-			feature: FeatStatusRange, line: 5},
-		{name: "two urls", ka: "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n    status_code 200\n   }\n   url {\n    path /b\n    status_code 200\n   }\n  }\n }\n}\n",
-			feature: FeatCheckRequests, line: 9},
-		{name: "connect_port", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n}\n",
-			feature: FeatCheckPort, line: 4},
+		{name: "digest", ka: "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    digest 640205b7b0fc66c1ea91c463fac6334d\n   }\n  }\n }\n}\n",
+			feature: FeatCheckDigest, line: 7},
+		{name: "servers with another check CA", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl ca-file /etc/a.pem\n  server b 198.51.100.2:6443 check check-ssl ca-file /etc/b.pem\n",
+			feature: FeatPerServerCheck, line: 6},
+		{name: "real servers checked differently", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 80 {\n  SSL_GET {\n   url {\n    path /a\n   }\n  }\n }\n}\n",
+			feature: FeatPerServerCheck, line: 10},
+		{name: "connect_port that differs", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_port 8081\n  }\n }\n}\n",
+			feature: FeatCheckPort, line: 8},
 		{name: "lb_kind default NAT", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n }\n}\n",
 			feature: FeatKernelLB, line: 1},
 	} {
@@ -118,7 +128,7 @@ func TestSourceWeights(t *testing.T) {
 	}
 	var w warnings
 	dirs := parseKeepalived("ka", "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  weight 5\n }\n real_server 198.51.100.2 80 {\n }\n}\n", &w)
-	s, _ := virtualServer(dirs[0], &w)
+	s, _ := virtualServer(dirs[0], nil, &w)
 	if s.servers[0].weight != some(5) || s.servers[1].weight != some(1) {
 		t.Errorf("real_server weights %v %v, want 5 and 1", s.servers[0].weight, s.servers[1].weight)
 	}

@@ -2,6 +2,7 @@ package importer
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -235,20 +236,114 @@ func checkFields(c check, command string) []cfield {
 	addOpt(s, "timeout", c.timeout, cdur)
 	addOpt(s, "rise", c.rise, cint)
 	addOpt(s, "fall", c.fall, cint)
-	if c.kind == "http" {
+	if c.kind == "http" && len(c.requests) == 0 {
 		// Written out even when they are what an empty value means (GET,
 		// "/"): the operator sees the request the check makes.
 		addOpt(s, "method", c.method, cstr)
 		addOpt(s, "path", c.path, cstr)
 		addOpt(s, "host", c.host, cstr)
-		addOpt(s, "expect_status", c.expectStatus, cint)
+		if len(c.statuses) == 0 {
+			addOpt(s, "expect_status", c.expectStatus, cint)
+		}
 		addOpt(s, "expect_string", c.expectString, cstr)
 	}
 	if c.kind == "tcp-expect" {
 		addOpt(s, "send", c.send, cstr)
 		s.add("expect", cstr(c.expect.v))
 	}
+	addOpt(s, "port", c.port, cint)
+	addOpt(s, "address", c.address, cstr)
+	if t := c.tls; t != nil {
+		ts := inline()
+		if t.sni.ok {
+			ts.fields = append(ts.fields, fld("sni", cstr(t.sni.v)))
+		}
+		ts.fields = append(ts.fields, fld("verify", cstr(t.verify)))
+		for _, f := range []struct {
+			label string
+			v     opt[string]
+		}{{"ca_file", t.ca}, {"cert_file", t.crt}, {"key_file", t.key}} {
+			if f.v.ok {
+				ts.fields = append(ts.fields, fld(f.label, cstr(f.v.v)))
+			}
+		}
+		s.add("tls", small(ts))
+	}
+	if c.kind == "http" {
+		if len(c.headers) > 0 {
+			s.add("headers", headerFields(c.headers))
+		}
+		if len(c.statuses) > 0 && len(c.requests) == 0 {
+			s.add("expect_statuses", cstatuses(c.statuses))
+		}
+		addOpt(s, "expect_regex", c.expectRegex, cstr)
+		if len(c.requests) > 0 {
+			l := &clist{block: true}
+			for _, r := range c.requests {
+				rs := inline(fld("method", cstr(r.method)), fld("path", cstr(r.path)))
+				if r.host != "" {
+					rs.fields = append(rs.fields, fld("host", cstr(r.host)))
+				}
+				if len(r.headers) > 0 {
+					rs.fields = append(rs.fields, fld("headers", inline(headerFields(r.headers).fields...)))
+				}
+				if len(r.statuses) > 0 {
+					rs.fields = append(rs.fields, fld("expect_statuses", cstatuses(r.statuses)))
+				} else if r.expectStatus.ok {
+					rs.fields = append(rs.fields, fld("expect_status", cint(r.expectStatus.v)))
+				}
+				if r.expectRegex != "" {
+					rs.fields = append(rs.fields, fld("expect_regex", cstr(r.expectRegex)))
+				}
+				l.elems = append(l.elems, rs)
+			}
+			s.add("requests", l)
+		}
+	}
+	if c.kind == "tcp-check" {
+		l := &clist{block: true}
+		for _, st := range c.steps {
+			if st.kind == "connect" {
+				cs := inline()
+				if st.port.ok {
+					cs.fields = append(cs.fields, fld("port", cint(st.port.v)))
+				}
+				cs.fields = append(cs.fields, fld("tls", cbool(st.tls)))
+				l.elems = append(l.elems, inline(fld("connect", cs)))
+				continue
+			}
+			l.elems = append(l.elems, inline(fld(st.kind, cstr(st.data))))
+		}
+		s.add("steps", l)
+	}
+	addOpt(s, "domain", c.domain, cstr)
+	addOpt(s, "user", c.user, cstr)
+	addOpt(s, "database", c.database, cstr)
+	addOpt(s, "role", c.role, cstr)
 	return s.fields
+}
+
+// cstatuses writes statuses as the schema takes them: a code as a
+// number, a range as a string.
+func cstatuses(ss []string) *clist {
+	l := &clist{}
+	for _, s := range ss {
+		if v, err := strconv.Atoi(s); err == nil {
+			l.elems = append(l.elems, cint(v))
+		} else {
+			l.elems = append(l.elems, cstr(s))
+		}
+	}
+	return l
+}
+
+// headerFields writes check headers in the order the source gave them.
+func headerFields(hs []header) *cstruct {
+	s := &cstruct{}
+	for _, h := range hs {
+		s.add(h.name, cstr(h.value))
+	}
+	return s
 }
 
 func serviceField(sv *service) cfield {
