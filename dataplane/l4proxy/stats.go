@@ -81,6 +81,16 @@ type ServerStats struct {
 	CheckDuration time.Duration `json:"check_duration_ns,omitempty"`
 	LastChange    time.Time     `json:"last_change"`
 	Downtime      time.Duration `json:"downtime_ns"`
+	// Host is the DNS name of a server given by name; Addr is then the
+	// address in use, empty until the name first resolves.
+	Host string `json:"host,omitempty"`
+	// Resolve is "" (resolved, or no name), "unresolved" (never answered:
+	// the server is DOWN) or "stale" (no longer answers: the last address
+	// stays in use, since StaleSince).
+	Resolve      string    `json:"resolve,omitempty"`
+	ResolvedAt   time.Time `json:"resolved_at,omitzero"` // the last answer
+	StaleSince   time.Time `json:"stale_since,omitzero"`
+	ResolveError string    `json:"resolve_error,omitempty"` // the last failure
 }
 
 // Stats returns a snapshot of every service, sorted by name.
@@ -152,13 +162,22 @@ func (s *server) stats(now time.Time, hasCheck bool) ServerStats {
 	if hasCheck {
 		st.Check, st.CheckDuration = s.checkDesc, s.checkDur
 	}
+	if d := s.dns; d != nil {
+		st.Host, st.ResolvedAt, st.ResolveError = d.host, d.resolvedAt, d.err
+		switch {
+		case !d.addr.IsValid():
+			st.Resolve = "unresolved"
+		case !d.failedAt.IsZero():
+			st.Resolve, st.StaleSince = "stale", d.failedAt
+		}
+	}
 	s.mu.Unlock()
 	switch {
 	case s.removed.Load():
 		st.Status = "REMOVED"
 	case c.admin() == Maint:
 		st.Status = "MAINT"
-	case !s.up.Load():
+	case !s.up.Load() || c.unresolved:
 		st.Status = "DOWN"
 	case c.admin() == Drain || c.Weight == 0:
 		st.Status = "DRAIN"
