@@ -53,7 +53,7 @@ func validHostname(h string) error {
 	if name == "" || len(name) > 253 {
 		return fmt.Errorf("%q: not a host name (1 to 253 characters)", h)
 	}
-	if _, err := netip.ParseAddr(name); err == nil {
+	if _, err := netip.ParseAddr(name); err == nil || strings.Trim(name, "0123456789.") == "" {
 		return fmt.Errorf("%q: an IP address, not a host name", h)
 	}
 	for _, l := range strings.Split(name, ".") {

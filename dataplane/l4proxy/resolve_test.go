@@ -280,6 +280,7 @@ func TestServerHostValidation(t *testing.T) {
 		{Server{Name: "s", Host: "a..b", Port: 1, Weight: 1}, "1 to 63"},
 		{Server{Name: "s", Host: strings.Repeat("a", 64) + ".example", Port: 1, Weight: 1}, "1 to 63"},
 		{Server{Name: "s", Host: "198.51.100.1", Port: 1, Weight: 1}, "an IP address"},
+		{Server{Name: "s", Host: "999.1.1.1", Port: 1, Weight: 1}, "an IP address"},
 		{Server{Name: "s", Host: "db.example", Port: 1, Addr: netip.MustParseAddrPort("198.51.100.1:1"), Weight: 1}, "both host"},
 	} {
 		err := Config{Services: []Service{{Name: "x", Binds: []netip.AddrPort{bind}, Servers: []Server{tt.srv}}}}.Validate()
