@@ -143,6 +143,33 @@ type Server struct {
 	FailedChecks int64     `json:"failed_checks"`
 	Check        string    `json:"check,omitempty"`
 	LastChange   time.Time `json:"last_change,omitzero"`
+	// Host is the DNS name of a server given by name; Addr is then the
+	// address in use (empty until the name first resolves).
+	Host string `json:"host,omitempty"`
+	// Resolve is "" (resolved), "unresolved" (never answered: DOWN) or
+	// "stale" (no longer answers: the last address is kept).
+	Resolve      string    `json:"resolve,omitempty"`
+	ResolvedAt   time.Time `json:"resolved_at,omitzero"`
+	StaleSince   time.Time `json:"stale_since,omitzero"`
+	ResolveError string    `json:"resolve_error,omitempty"`
+}
+
+// Address is the server's address as the status text and page show it:
+// the address, or for a server given by name, the name with what it
+// resolves to and since when ("db.example → 198.51.100.12:5432 resolved
+// at 05:04:03", "db.example unresolved", "… stale since 05:04:03").
+func (s Server) Address() string {
+	if s.Host == "" {
+		return s.Addr
+	}
+	at := func(t time.Time) string { return t.UTC().Format(time.TimeOnly) }
+	switch s.Resolve {
+	case "unresolved":
+		return s.Host + " unresolved"
+	case "stale":
+		return s.Host + " → " + s.Addr + " stale since " + at(s.StaleSince)
+	}
+	return s.Host + " → " + s.Addr + " resolved at " + at(s.ResolvedAt)
 }
 
 func service(s l4proxy.ServiceStats) Service {
@@ -152,7 +179,8 @@ func service(s l4proxy.ServiceStats) Service {
 	for _, sv := range s.Servers {
 		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup, Admin: string(sv.Admin),
 			Status: sv.Status, Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
-			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange})
+			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange,
+			Host: sv.Host, Resolve: sv.Resolve, ResolvedAt: sv.ResolvedAt, StaleSince: sv.StaleSince, ResolveError: sv.ResolveError})
 	}
 	return out
 }
