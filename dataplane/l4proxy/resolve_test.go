@@ -296,3 +296,23 @@ func TestServerHostValidation(t *testing.T) {
 		t.Errorf("1ms resolve interval: %v", err)
 	}
 }
+
+// TestResolveUnresolvedCheck: the health check of a name without an
+// address probes nothing and says why.
+func TestResolveUnresolvedCheck(t *testing.T) {
+	t.Parallel()
+	be := newBackend(t, "be") // on 127.0.0.1: what a probe of no address might reach
+	lk := &fakeLookup{}
+	clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	p := newTestPool(t, Options{Clock: clk, Lookup: lk.lookup}, Config{Services: []Service{{
+		Name: "dns", Binds: []netip.AddrPort{freePort(t)},
+		Servers: []Server{{Name: "named", Host: "missing.example", Port: be.addr.Port(), Weight: 1}},
+		Check:   &Check{Type: CheckTCP, Interval: time.Second, Timeout: time.Second, Rise: 1, Fall: 1},
+	}}})
+	eventually(t, 20*time.Second, "check and resolver waiting", func() bool { return lk.count() == 1 && clk.pending() == 2 })
+	clk.advance(2 * time.Second)
+	eventually(t, 20*time.Second, "a failed check", func() bool { return serverStats(p, "dns", "named").FailedChecks > 0 })
+	if st := serverStats(p, "dns", "named"); st.Check != "unresolved" || st.Status != "DOWN" || be.accept.Load() != 0 {
+		t.Fatalf("check of an unresolved name: %+v, %d connections to 127.0.0.1", st, be.accept.Load())
+	}
+}
