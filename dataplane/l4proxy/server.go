@@ -38,6 +38,10 @@ type server struct {
 
 	queue []*waiter // guarded by the service's qmu
 
+	// dns is the resolution of Host (resolve.go), guarded by mu (and set
+	// under the service's mu too); nil for a server given by address.
+	dns *dnsState
+
 	mu         sync.Mutex // guards the fields below
 	conns      *conn      // intrusive list of live connections
 	lastChange time.Time
@@ -45,8 +49,7 @@ type server struct {
 	downtime   time.Duration
 	checkDesc  string
 	checkDur   time.Duration
-	checkStop  func()    // stops the health-check goroutine; nil without checks
-	dns        *dnsState // resolution of Host (resolve.go); nil for a server given by address
+	checkStop  func() // stops the health-check goroutine; nil without checks
 }
 
 func newServer(s Server, now time.Time) *server {

@@ -60,8 +60,18 @@ func (d DeniedStats) ByReason() map[string]int64 {
 
 // ServerStats are one server's counters and state.
 type ServerStats struct {
-	Name          string        `json:"name"`
-	Addr          string        `json:"addr"`
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// Host is the DNS name of a server given by name; Addr is then the
+	// address in use, empty until the name first resolves.
+	Host string `json:"host,omitempty"`
+	// Resolve is "" (resolved, or no name), "unresolved" (never answered:
+	// the server is DOWN) or "stale" (no longer answers: the last address
+	// stays in use, since StaleSince).
+	Resolve       string        `json:"resolve,omitempty"`
+	ResolvedAt    time.Time     `json:"resolved_at,omitzero"` // the last answer
+	StaleSince    time.Time     `json:"stale_since,omitzero"`
+	ResolveError  string        `json:"resolve_error,omitempty"` // the last failure
 	Weight        int           `json:"weight"`
 	Backup        bool          `json:"backup,omitempty"`
 	Admin         AdminState    `json:"admin"`
@@ -81,16 +91,6 @@ type ServerStats struct {
 	CheckDuration time.Duration `json:"check_duration_ns,omitempty"`
 	LastChange    time.Time     `json:"last_change"`
 	Downtime      time.Duration `json:"downtime_ns"`
-	// Host is the DNS name of a server given by name; Addr is then the
-	// address in use, empty until the name first resolves.
-	Host string `json:"host,omitempty"`
-	// Resolve is "" (resolved, or no name), "unresolved" (never answered:
-	// the server is DOWN) or "stale" (no longer answers: the last address
-	// stays in use, since StaleSince).
-	Resolve      string    `json:"resolve,omitempty"`
-	ResolvedAt   time.Time `json:"resolved_at,omitzero"` // the last answer
-	StaleSince   time.Time `json:"stale_since,omitzero"`
-	ResolveError string    `json:"resolve_error,omitempty"` // the last failure
 }
 
 // Stats returns a snapshot of every service, sorted by name.

@@ -129,8 +129,17 @@ type Service struct {
 
 // Server is one backend as the pool sees it.
 type Server struct {
-	Name         string    `json:"name"`
-	Addr         string    `json:"addr"`
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// Host is the DNS name of a server given by name; Addr is then the
+	// address in use (empty until the name first resolves).
+	Host string `json:"host,omitempty"`
+	// Resolve is "" (resolved), "unresolved" (never answered: DOWN) or
+	// "stale" (no longer answers: the last address is kept).
+	Resolve      string    `json:"resolve,omitempty"`
+	ResolvedAt   time.Time `json:"resolved_at,omitzero"`
+	StaleSince   time.Time `json:"stale_since,omitzero"`
+	ResolveError string    `json:"resolve_error,omitempty"`
 	Weight       int       `json:"weight"`
 	Backup       bool      `json:"backup,omitempty"`
 	Admin        string    `json:"admin"`
@@ -143,15 +152,6 @@ type Server struct {
 	FailedChecks int64     `json:"failed_checks"`
 	Check        string    `json:"check,omitempty"`
 	LastChange   time.Time `json:"last_change,omitzero"`
-	// Host is the DNS name of a server given by name; Addr is then the
-	// address in use (empty until the name first resolves).
-	Host string `json:"host,omitempty"`
-	// Resolve is "" (resolved), "unresolved" (never answered: DOWN) or
-	// "stale" (no longer answers: the last address is kept).
-	Resolve      string    `json:"resolve,omitempty"`
-	ResolvedAt   time.Time `json:"resolved_at,omitzero"`
-	StaleSince   time.Time `json:"stale_since,omitzero"`
-	ResolveError string    `json:"resolve_error,omitempty"`
 }
 
 // Address is the server's address as the status text and page show it:
@@ -179,8 +179,12 @@ func service(s l4proxy.ServiceStats) Service {
 	for _, sv := range s.Servers {
 		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup, Admin: string(sv.Admin),
 			Status: sv.Status, Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
-			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange,
-			Host: sv.Host, Resolve: sv.Resolve, ResolvedAt: sv.ResolvedAt, StaleSince: sv.StaleSince, ResolveError: sv.ResolveError})
+			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange})
+	}
+	// Servers given by name: what the name resolves to.
+	for i, sv := range s.Servers {
+		o := &out.Servers[i]
+		o.Host, o.Resolve, o.ResolvedAt, o.StaleSince, o.ResolveError = sv.Host, sv.Resolve, sv.ResolvedAt, sv.StaleSince, sv.ResolveError
 	}
 	return out
 }
