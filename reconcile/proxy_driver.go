@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,7 +94,7 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 		}
 		for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
 			sv := s.Servers[sn]
-			ap, err := netip.ParseAddrPort(sv.Address)
+			srv, err := serverAddress(sv.Address)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("service %s: server %s: address %q: %w", name, sn, sv.Address, err))
 				continue
@@ -104,8 +106,10 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			case sv.Drain:
 				st = l4proxy.Drain
 			}
-			svc.Servers = append(svc.Servers, l4proxy.Server{Name: sn, Addr: ap, Weight: sv.Weight, MaxConn: sv.MaxConn, Backup: sv.Backup, State: st})
+			srv.Name, srv.Weight, srv.MaxConn, srv.Backup, srv.State = sn, sv.Weight, sv.MaxConn, sv.Backup, st
+			svc.Servers = append(svc.Servers, srv)
 		}
+		svc.ResolveInterval = s.ResolveInterval.D()
 		if c := s.Check; c != nil {
 			ck, err := proxyCheck(c)
 			if err != nil {
@@ -124,6 +128,27 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 		cfg.Services = append(cfg.Services, svc)
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// serverAddress reads a server's "IP:port" or "name:port" (a host name
+// the pool resolves).
+func serverAddress(a string) (l4proxy.Server, error) {
+	ap, ipErr := netip.ParseAddrPort(a)
+	if ipErr == nil {
+		return l4proxy.Server{Addr: ap}, nil
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return l4proxy.Server{}, err
+	}
+	if strings.Trim(host, "0123456789.") == "" || strings.Contains(host, ":") {
+		return l4proxy.Server{}, ipErr // meant as an address, not a name
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return l4proxy.Server{}, fmt.Errorf("port %q: want 1 to 65535", port)
+	}
+	return l4proxy.Server{Host: host, Port: uint16(p)}, nil
 }
 
 // sourceRules translates a service's source rules (the schema has
@@ -176,6 +201,7 @@ type serviceView struct {
 	Proxy       int    `json:"proxy_protocol,omitempty"`
 	KeepAlive   bool   `json:"tcp_keepalive,omitempty"`
 	Source      string `json:"source,omitempty"`
+	Resolve     string `json:"resolve_interval,omitempty"` // set in the site only
 }
 
 type serverView struct {
@@ -203,6 +229,9 @@ func viewService(s l4proxy.Service) serviceView {
 	if s.Source != nil {
 		v.Source = viewSource(s.Source)
 	}
+	if s.ResolveInterval > 0 {
+		v.Resolve = s.ResolveInterval.String()
+	}
 	if c := s.Check; c != nil {
 		v.Check = c.Describe()
 		if s.ShutdownOnDown {
@@ -217,7 +246,11 @@ func viewServer(s l4proxy.Server) serverView {
 	if st == "" {
 		st = string(l4proxy.Ready)
 	}
-	return serverView{Address: s.Addr.String(), Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st}
+	addr := s.Addr.String()
+	if s.Host != "" {
+		addr = net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
+	}
+	return serverView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st}
 }
 
 // Plan implements Driver: one change per service, bind and server, the
@@ -312,6 +345,7 @@ func diffService(h, w serviceView) []string {
 	add("proxy protocol", h.Proxy, w.Proxy)
 	add("tcp keepalive", h.KeepAlive, w.KeepAlive)
 	add("source", h.Source, w.Source)
+	add("resolve interval", h.Resolve, w.Resolve)
 	return d
 }
 
@@ -406,6 +440,9 @@ func serverChanges(svc string, have, want []l4proxy.Server, live map[string]l4pr
 		}
 		if st, ok := live[id]; ok {
 			c.Details = append(c.Details, fmt.Sprintf("now %s, %d connections, check %q", st.Status, st.Current, st.Check))
+			if st.Host != "" && st.Host == w.Host {
+				c.Details = append(c.Details, resolution(st))
+			}
 		}
 		out = append(out, c)
 	}
@@ -422,6 +459,20 @@ func serverChanges(svc string, have, want []l4proxy.Server, live map[string]l4pr
 		out = append(out, c)
 	}
 	return out
+}
+
+// resolution spells what a server given by name resolves to now:
+// "app.example → 198.51.100.11:8080 (resolved at 10:04:05)", "unresolved
+// (…)", or the last address "stale since 10:04:05 (…)".
+func resolution(st l4proxy.ServerStats) string {
+	at := func(t time.Time) string { return t.UTC().Format(time.TimeOnly) }
+	switch st.Resolve {
+	case "unresolved":
+		return fmt.Sprintf("%s unresolved: %s", st.Host, st.ResolveError)
+	case "stale":
+		return fmt.Sprintf("%s → %s, stale since %s: %s", st.Host, st.Addr, at(st.StaleSince), st.ResolveError)
+	}
+	return fmt.Sprintf("%s → %s (resolved at %s)", st.Host, st.Addr, at(st.ResolvedAt))
 }
 
 func diffServer(name string, h, w serverView) []string {

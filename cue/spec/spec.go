@@ -306,20 +306,22 @@ type Notify struct {
 
 // Service is a TCP load-balanced service.
 type Service struct {
-	Nodes         []string          `json:"nodes"`
-	Binds         []string          `json:"binds"`
-	Balance       string            `json:"balance"`
-	Persistence   Duration          `json:"persistence"`
-	MaxConn       int               `json:"maxconn"`
-	Source        *SourceRules      `json:"source,omitempty"`
-	Timeouts      Timeouts          `json:"timeouts"`
-	Retries       int               `json:"retries"`
-	Redispatch    bool              `json:"redispatch"`
-	Servers       map[string]Server `json:"servers"`
-	Check         *ServiceCheck     `json:"check,omitempty"`
-	ProxyProtocol string            `json:"proxy_protocol"`
-	TCPKeepalive  bool              `json:"tcp_keepalive"`
-	Drift         DriftMode         `json:"drift,omitempty"`
+	Nodes       []string          `json:"nodes"`
+	Binds       []string          `json:"binds"`
+	Balance     string            `json:"balance"`
+	Persistence Duration          `json:"persistence"`
+	MaxConn     int               `json:"maxconn"`
+	Source      *SourceRules      `json:"source,omitempty"`
+	Timeouts    Timeouts          `json:"timeouts"`
+	Retries     int               `json:"retries"`
+	Redispatch  bool              `json:"redispatch"`
+	Servers     map[string]Server `json:"servers"`
+	// ResolveInterval re-resolves servers given by name; 0: the default.
+	ResolveInterval Duration      `json:"resolve_interval,omitempty"`
+	Check           *ServiceCheck `json:"check,omitempty"`
+	ProxyProtocol   string        `json:"proxy_protocol"`
+	TCPKeepalive    bool          `json:"tcp_keepalive"`
+	Drift           DriftMode     `json:"drift,omitempty"`
 }
 
 // SourceRules are a service's rules on client source addresses: a
@@ -419,6 +421,7 @@ func (s *StatusRange) UnmarshalJSON(b []byte) error {
 
 // Server is one backend of a service.
 type Server struct {
+	// Address is "IP:port" or "name:port" (a host name, resolved).
 	Address  string `json:"address"`
 	Weight   int    `json:"weight"`
 	MaxConn  int    `json:"maxconn"`

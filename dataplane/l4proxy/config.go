@@ -78,7 +78,13 @@ type Service struct {
 	// wins; a non-empty allow admits only its sources) and per-source
 	// limits, applied right after accept (source.go). nil: none.
 	Source *SourceRules `json:"source,omitempty"`
+	// ResolveInterval is how often the names of servers given by Host are
+	// resolved again (default DefaultResolveInterval, jittered by ±10%).
+	ResolveInterval time.Duration `json:"resolve_interval,omitempty"`
 }
+
+// DefaultResolveInterval is Service.ResolveInterval's default.
+const DefaultResolveInterval = 10 * time.Second
 
 // Timeouts of a service (HAProxy's `timeout …`). Zero picks the default.
 type Timeouts struct {
@@ -112,6 +118,11 @@ const (
 type Server struct {
 	Name string         `json:"name"`
 	Addr netip.AddrPort `json:"addr"`
+	// Host, instead of Addr, names the server by DNS: the pool resolves it
+	// with the system resolver every ResolveInterval (resolve.go) and
+	// connects to Port on the address found. Addr is then left zero.
+	Host string `json:"host,omitempty"`
+	Port uint16 `json:"port,omitempty"`
 	// Weight 1–256 (HAProxy's range); 0 drains the server. Callers must
 	// set it: the zero value drains.
 	Weight int `json:"weight"`
@@ -224,6 +235,9 @@ func (c Config) Validate() error {
 		if s.MaxConn < 0 {
 			errs = append(errs, fmt.Errorf("%s: negative maxconn", where))
 		}
+		if s.ResolveInterval != 0 && s.ResolveInterval < MinResolveInterval {
+			errs = append(errs, fmt.Errorf("%s: resolve interval %v below %v", where, s.ResolveInterval, MinResolveInterval))
+		}
 		srvNames := map[string]bool{}
 		for j, sv := range s.Servers {
 			sw := fmt.Sprintf("%s: server %q", where, sv.Name)
@@ -234,7 +248,18 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("%s: duplicate name", sw))
 			}
 			srvNames[sv.Name] = true
-			if !sv.Addr.IsValid() || sv.Addr.Port() == 0 {
+			switch {
+			case sv.Host != "":
+				if err := validHostname(sv.Host); err != nil {
+					errs = append(errs, fmt.Errorf("%s: host: %w", sw, err))
+				}
+				if sv.Port == 0 {
+					errs = append(errs, fmt.Errorf("%s: host %q without a port", sw, sv.Host))
+				}
+				if sv.Addr != (netip.AddrPort{}) {
+					errs = append(errs, fmt.Errorf("%s: both host %q and address %v", sw, sv.Host, sv.Addr))
+				}
+			case !sv.Addr.IsValid() || sv.Addr.Port() == 0:
 				errs = append(errs, fmt.Errorf("%s: invalid address %v", sw, sv.Addr))
 			}
 			if sv.Weight < 0 || sv.Weight > 256 {
@@ -286,6 +311,9 @@ func (s Service) withDefaults() Service {
 	}
 	if s.DrainGrace == 0 {
 		s.DrainGrace = 30 * time.Second
+	}
+	if s.ResolveInterval == 0 {
+		s.ResolveInterval = DefaultResolveInterval
 	}
 	if s.Check != nil {
 		c := *s.Check.withDefaults()

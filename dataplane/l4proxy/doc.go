@@ -64,6 +64,11 @@
 //     bounded table that evicts idle sources; a refused connection is reset;
 //   - listening sockets can be handed to a successor process (Listeners, and
 //     Options.Inherited), so that an agent restart refuses no connection.
+//   - a server may be given by name (Server.Host, resolve.go): one resolver
+//     goroutine per name, never on a loop, asks the system resolver every
+//     ResolveInterval; a new address is swapped into the server's settings,
+//     which a connection reads only when it connects, so that established
+//     connections are not touched.
 //
 // The package knows nothing of CUE, Git or plans; reconcile translates the
 // site into a Config.

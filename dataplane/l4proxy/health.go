@@ -163,7 +163,10 @@ func (svc *service) runChecks(ctx context.Context, srv *server, ck *Check) {
 		target := checkTarget(cfg.Addr, ck)
 		start := clock.Now()
 		cctx, cancel := context.WithTimeout(ctx, ck.Timeout)
-		ok, detail := probe(cctx, target, srv)
+		ok, detail := false, "unresolved"
+		if !cfg.unresolved { // a name without an address: nothing to probe
+			ok, detail = probe(cctx, target, srv)
+		}
 		cancel()
 		if ctx.Err() != nil {
 			return

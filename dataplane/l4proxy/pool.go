@@ -30,16 +30,20 @@ type Options struct {
 	// that its accept queue is never dropped; those left unclaimed by the
 	// first Set are closed.
 	Inherited []*os.File
-	// Clock drives health checks; default the real clock.
+	// Clock drives health checks and name resolution; default the real clock.
 	Clock Clock
+	// Lookup resolves the names of servers given by Host; default the
+	// system resolver (resolve.go).
+	Lookup LookupFunc
 }
 
 // Pool is the set of proxied services of a node.
 type Pool struct {
-	log   *slog.Logger
-	opts  Options
-	clock Clock
-	pipes pipePool
+	log    *slog.Logger
+	opts   Options
+	clock  Clock
+	lookup LookupFunc
+	pipes  pipePool
 
 	ctx    context.Context // cancelled by Close: stops checks and timers
 	cancel context.CancelFunc
@@ -73,10 +77,14 @@ func New(logger *slog.Logger, opts Options) *Pool {
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
 	}
+	if opts.Lookup == nil {
+		opts.Lookup = systemLookup
+	}
 	p := &Pool{
 		log:       logger.With("component", "l4proxy"),
 		opts:      opts,
 		clock:     opts.Clock,
+		lookup:    opts.Lookup,
 		services:  map[string]*service{},
 		binds:     map[netip.AddrPort]*bindGroup{},
 		inherited: map[netip.AddrPort][]int{},
@@ -295,6 +303,9 @@ func (svc *service) update(sc Service, now time.Time) {
 		} else {
 			s.setCfg(c)
 		}
+		if d := s.dns; d != nil && d.stop == nil {
+			svc.startResolve(s, d) // a new name
+		}
 		kept[s] = true
 		next = append(next, s)
 	}
@@ -342,6 +353,7 @@ func (svc *service) startCheck(s *server, ck *Check) {
 // remaining connections after grace. Called with svc.mu held.
 func (svc *service) retireServer(s *server, grace time.Duration) {
 	s.removed.Store(true)
+	s.stopResolve()
 	if s.checkStop != nil {
 		s.checkStop()
 		s.checkStop = nil

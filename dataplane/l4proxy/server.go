@@ -2,6 +2,7 @@ package l4proxy
 
 import (
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,8 @@ type serverCfg struct {
 	Server
 	addrStr string
 	tcpAddr *net.TCPAddr
+	// unresolved: a named server with no address yet; not eligible.
+	unresolved bool
 }
 
 // server is the live state of one backend server. Its identity is its name
@@ -34,6 +37,10 @@ type server struct {
 	queueTimeouts       atomic.Int64
 
 	queue []*waiter // guarded by the service's qmu
+
+	// dns is the resolution of Host (resolve.go), guarded by mu (and set
+	// under the service's mu too); nil for a server given by address.
+	dns *dnsState
 
 	mu         sync.Mutex // guards the fields below
 	conns      *conn      // intrusive list of live connections
@@ -57,15 +64,64 @@ func newServer(s Server, now time.Time) *server {
 	return sv
 }
 
+// setCfg applies a configured Server in place. A named server keeps the
+// address its resolver found as long as its Host stays the same; a new
+// Host starts over, unresolved, with a dnsState whose resolver the caller
+// starts (its stop is nil until then). Called with the service's mu held, or
+// before s is shared.
 func (s *server) setCfg(c Server) {
-	s.cfg.Store(&serverCfg{Server: c, addrStr: c.Addr.String(), tcpAddr: net.TCPAddrFromAddrPort(c.Addr)})
+	var addr netip.Addr
+	s.mu.Lock()
+	old := s.dns
+	switch {
+	case c.Host == "":
+		s.dns = nil
+	case old == nil || old.host != c.Host:
+		s.dns = &dnsState{host: c.Host}
+	default:
+		addr = old.addr
+	}
+	s.mu.Unlock()
+	if old != nil && old != s.dns && old.stop != nil {
+		old.stop()
+	}
+	s.storeCfg(c, addr)
+}
+
+// storeCfg publishes c; for a named server, with addr (invalid: unresolved)
+// at c.Port. Connections read the address when they connect: those
+// already established are not touched.
+func (s *server) storeCfg(c Server, addr netip.Addr) {
+	sc := &serverCfg{Server: c}
+	if c.Host != "" {
+		sc.Addr = netip.AddrPort{}
+		if addr.IsValid() {
+			sc.Addr = netip.AddrPortFrom(addr, c.Port)
+		}
+		sc.unresolved = !addr.IsValid()
+	}
+	if sc.Addr.IsValid() {
+		sc.addrStr, sc.tcpAddr = sc.Addr.String(), net.TCPAddrFromAddrPort(sc.Addr)
+	}
+	s.cfg.Store(sc)
+}
+
+// stopResolve cancels the server's resolver, if any. Called with the
+// service's mu held.
+func (s *server) stopResolve() {
+	s.mu.Lock()
+	d := s.dns
+	s.mu.Unlock()
+	if d != nil && d.stop != nil {
+		d.stop()
+	}
 }
 
 // eligible reports whether the server may take new connections at all
 // (full or not): up, ready, weighted and still configured.
 func (s *server) eligible() bool {
 	c := s.cfg.Load()
-	return s.up.Load() && !s.removed.Load() && c.admin() == Ready && c.Weight > 0
+	return s.up.Load() && !s.removed.Load() && !c.unresolved && c.admin() == Ready && c.Weight > 0
 }
 
 // eligibleIn reports whether s is eligible and part of the candidate set.

@@ -60,8 +60,18 @@ func (d DeniedStats) ByReason() map[string]int64 {
 
 // ServerStats are one server's counters and state.
 type ServerStats struct {
-	Name          string        `json:"name"`
-	Addr          string        `json:"addr"`
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// Host is the DNS name of a server given by name; Addr is then the
+	// address in use, empty until the name first resolves.
+	Host string `json:"host,omitempty"`
+	// Resolve is "" (resolved, or no name), "unresolved" (never answered:
+	// the server is DOWN) or "stale" (no longer answers: the last address
+	// stays in use, since StaleSince).
+	Resolve       string        `json:"resolve,omitempty"`
+	ResolvedAt    time.Time     `json:"resolved_at,omitzero"` // the last answer
+	StaleSince    time.Time     `json:"stale_since,omitzero"`
+	ResolveError  string        `json:"resolve_error,omitempty"` // the last failure
 	Weight        int           `json:"weight"`
 	Backup        bool          `json:"backup,omitempty"`
 	Admin         AdminState    `json:"admin"`
@@ -160,13 +170,22 @@ func (s *server) stats(now time.Time, hasCheck bool) ServerStats {
 		st.Check, st.CheckDuration = s.checkDesc, s.checkDur
 		st.Checked, st.LastCheck, st.LastCheckOK = true, s.lastCheck, s.lastCheckOK
 	}
+	if d := s.dns; d != nil {
+		st.Host, st.ResolvedAt, st.ResolveError = d.host, d.resolvedAt, d.err
+		switch {
+		case !d.addr.IsValid():
+			st.Resolve = "unresolved"
+		case !d.failedAt.IsZero():
+			st.Resolve, st.StaleSince = "stale", d.failedAt
+		}
+	}
 	s.mu.Unlock()
 	switch {
 	case s.removed.Load():
 		st.Status = "REMOVED"
 	case c.admin() == Maint:
 		st.Status = "MAINT"
-	case !s.up.Load():
+	case !s.up.Load() || c.unresolved:
 		st.Status = "DOWN"
 	case c.admin() == Drain || c.Weight == 0:
 		st.Status = "DRAIN"

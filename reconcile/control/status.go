@@ -131,8 +131,17 @@ type Service struct {
 
 // Server is one backend as the pool sees it.
 type Server struct {
-	Name         string    `json:"name"`
-	Addr         string    `json:"addr"`
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// Host is the DNS name of a server given by name; Addr is then the
+	// address in use (empty until the name first resolves).
+	Host string `json:"host,omitempty"`
+	// Resolve is "" (resolved), "unresolved" (never answered: DOWN) or
+	// "stale" (no longer answers: the last address is kept).
+	Resolve      string    `json:"resolve,omitempty"`
+	ResolvedAt   time.Time `json:"resolved_at,omitzero"`
+	StaleSince   time.Time `json:"stale_since,omitzero"`
+	ResolveError string    `json:"resolve_error,omitempty"`
 	Weight       int       `json:"weight"`
 	Backup       bool      `json:"backup,omitempty"`
 	Admin        string    `json:"admin"`
@@ -153,6 +162,24 @@ type Server struct {
 	LastCheck     time.Time     `json:"last_check,omitzero"`
 }
 
+// Address is the server's address as the status text and page show it:
+// the address, or for a server given by name, the name with what it
+// resolves to and since when ("db.example → 198.51.100.12:5432 resolved
+// at 05:04:03", "db.example unresolved", "… stale since 05:04:03").
+func (s Server) Address() string {
+	if s.Host == "" {
+		return s.Addr
+	}
+	at := func(t time.Time) string { return t.UTC().Format(time.TimeOnly) }
+	switch s.Resolve {
+	case "unresolved":
+		return s.Host + " unresolved"
+	case "stale":
+		return s.Host + " → " + s.Addr + " stale since " + at(s.StaleSince)
+	}
+	return s.Host + " → " + s.Addr + " resolved at " + at(s.ResolvedAt)
+}
+
 func service(s l4proxy.ServiceStats) Service {
 	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: s.Status, Current: s.Current, Total: s.Total,
 		BytesIn: s.BytesIn, BytesOut: s.BytesOut, Queue: s.Queue, QueueTimeouts: s.QueueTimeouts, Errors: s.Errors, Servers: []Server{}}
@@ -162,6 +189,11 @@ func service(s l4proxy.ServiceStats) Service {
 			Status: sv.Status, Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
 			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange,
 			Downtime: sv.Downtime, CheckDuration: sv.CheckDuration, LastCheck: sv.LastCheck})
+	}
+	// Servers given by name: what the name resolves to.
+	for i, sv := range s.Servers {
+		o := &out.Servers[i]
+		o.Host, o.Resolve, o.ResolvedAt, o.StaleSince, o.ResolveError = sv.Host, sv.Resolve, sv.ResolvedAt, sv.StaleSince, sv.ResolveError
 	}
 	return out
 }
