@@ -287,7 +287,7 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 				}
 			}
 		}
-		w.add(l.Pos, "stick-table: not mapped; a \"stick on src\" becomes the service's source persistence")
+		w.add(l.Pos, "stick-table: not mapped itself; a \"stick on src\" becomes the service's source persistence, tcp-request connection limits on its conn_cur or conn_rate its source block")
 	case "stick":
 		if strings.Join(ws[1:], " ") == "on src" && p.persist.ok {
 			p.stickOn = true

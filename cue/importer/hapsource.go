@@ -479,11 +479,13 @@ func (p *hapProxy) limit(t hapTerm, tracked map[int]bool, src *sourceRules) stri
 		if !ok || lim > 999999 {
 			return fmt.Sprintf("a rate of %d per %v the schema cannot say", lim, p.table.ratePer.v)
 		}
-		r := fmt.Sprintf("%d/%s", lim, per)
-		if src.rate.ok && src.rate.v != r {
-			return "two rate limits"
+		// One table, one period: of two rules the lower count applies.
+		if prev, _, _ := strings.Cut(src.rate.v, "/"); src.rate.ok {
+			if n, _ := strconv.Atoi(prev); n < lim {
+				lim = n
+			}
 		}
-		src.rate = some(r)
+		src.rate = some(fmt.Sprintf("%d/%s", lim, per))
 	}
 	return ""
 }

@@ -83,6 +83,8 @@ func TestHAProxySourceMappings(t *testing.T) {
 			want: spec.SourceRules{MaxRatePerSource: "100/10s"}},
 		{name: "conn_rate(1m) ge N", cfg: listen + "  stick-table type ipv6 size 1m store conn_rate(60000)\n  tcp-request connection track-sc2 src\n  tcp-request connection reject if { sc2_conn_rate ge 600 }\n",
 			want: spec.SourceRules{MaxRatePerSource: "599/m"}},
+		{name: "of two limits the lower applies", cfg: listen + table + "  tcp-request connection track-sc0 src\n  tcp-request connection reject if { sc0_conn_rate gt 40 }\n  tcp-request connection reject if { sc0_conn_rate gt 100 }\n  tcp-request connection reject if { sc0_conn_cur gt 3 }\n  tcp-request connection reject if { sc0_conn_cur gt 8 }\n",
+			want: spec.SourceRules{MaxConnPerSource: 3, MaxRatePerSource: "40/10s"}},
 		{name: "frontend rules apply to its backend's service", svc: "f",
 			cfg:  fe + "  acl office src 198.51.100.0/24\n" + table + "  tcp-request connection reject if !office\n  tcp-request connection track-sc0 src\n  tcp-request connection reject if { sc0_conn_cur gt 5 }\n  tcp-request connection reject if { sc0_conn_rate gt 50 }\n" + be,
 			want: spec.SourceRules{Allow: []string{"198.51.100.0/24"}, MaxConnPerSource: 5, MaxRatePerSource: "50/10s"}},
