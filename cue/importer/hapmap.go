@@ -251,7 +251,7 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 	case "acl":
 		p.acl(l, w)
 	case "tcp-request", "http-request":
-		if ws[0] == "tcp-request" && arg(1) == "connection" && (p.kind == "frontend" || p.kind == "listen") {
+		if ws[0] == "tcp-request" && arg(1) == "connection" && (p.kind == "frontend" || p.kind == "listen") && sourceAction(arg(2)) {
 			// Mapped to the service's source block, in order, once the
 			// section is read (sourceRules).
 			p.connRules = append(p.connRules, l)

@@ -306,6 +306,15 @@ func ratePeriod(d time.Duration) (string, bool) {
 	return "", false
 }
 
+// sourceAction: a tcp-request connection action that turns connections
+// away, counts them or decides (accept) which later rules apply; these are
+// mapped together in order. Others (expect-proxy, set-var, …) are dropped
+// by name, as before.
+func sourceAction(a string) bool {
+	return slices.Contains([]string{"reject", "accept", "silent-drop", "deny", "tarpit", "auth"}, a) ||
+		strings.HasPrefix(a, "track-sc") || strings.HasPrefix(a, "sc-")
+}
+
 // sourceRules maps a frontend's (or listen's) tcp-request connection rules,
 // in their order, to the service's source block; needs are what keeps
 // them from mapping exactly.
@@ -321,6 +330,7 @@ func (p *hapProxy) sourceRules(w *warnings) (*sourceRules, []need) {
 	tracked := map[int]bool{}
 	var allowSet, accepted bool
 	var accepts []string
+	var acceptLines, trackLines []hapLine
 	done := false
 	for _, l := range p.connRules {
 		ws := l.Words[2:]
@@ -349,6 +359,7 @@ func (p *hapProxy) sourceRules(w *warnings) (*sourceRules, []need) {
 				refuse(l, "a stick-table of type %s", p.table.typ)
 			default:
 				tracked[slot] = true
+				trackLines = append(trackLines, l)
 			}
 			continue
 		case action == "accept":
@@ -359,6 +370,7 @@ func (p *hapProxy) sourceRules(w *warnings) (*sourceRules, []need) {
 			}
 			accepted = true
 			accepts = append(accepts, t.prefixes...)
+			acceptLines = append(acceptLines, l)
 			continue
 		case action != "reject":
 			refuse(l, "the action %s", action)
@@ -402,6 +414,16 @@ func (p *hapProxy) sourceRules(w *warnings) (*sourceRules, []need) {
 	}
 	if len(ns) > 0 {
 		return nil, ns
+	}
+	if accepted && !done {
+		for _, l := range acceptLines {
+			w.add(l.Pos, "%s: not mapped (no reject follows it, so it changes nothing gitgw does)", strings.Join(l.Words, " "))
+		}
+	}
+	if !src.maxConn.ok && !src.rate.ok {
+		for _, l := range trackLines {
+			w.add(l.Pos, "%s: not mapped (no rule gitgw maps uses its counters)", strings.Join(l.Words, " "))
+		}
 	}
 	if src.maxConn.ok || src.rate.ok {
 		for _, b := range p.binds {

@@ -181,3 +181,35 @@ func TestStickTableWithoutStickOn(t *testing.T) {
 		})
 	}
 }
+
+// TestHAProxySourceWarnings: connection rules that map to nothing are
+// named with their line, never dropped in silence, and the service is
+// still imported.
+func TestHAProxySourceWarnings(t *testing.T) {
+	const listen = "listen l\n  bind 203.0.113.1:443\n  server a 198.51.100.1:443 check\n"
+	for _, tt := range []struct {
+		name, cfg, want string
+		line            int
+	}{
+		{name: "accept with no reject after it", cfg: listen + "  tcp-request connection accept if { src 198.51.100.0/24 }\n", line: 4, want: "no reject follows"},
+		{name: "tracking no rule uses", cfg: listen + "  stick-table type ip size 1k store conn_cur\n  tcp-request connection track-sc0 src\n", line: 5, want: "no rule gitgw maps uses its counters"},
+		{name: "unreachable after an unconditional reject", cfg: listen + "  tcp-request connection accept if { src 198.51.100.0/24 }\n  tcp-request connection reject\n  tcp-request connection reject if { src 198.51.100.9 }\n", line: 6, want: "never reached"},
+		{name: "an ACL no rule uses", cfg: listen + "  acl office src 198.51.100.0/24\n", line: 4, want: "not mapped"},
+		{name: "expect-proxy stays a dropped directive", cfg: listen + "  tcp-request connection expect-proxy layer4 if { src 198.51.100.1 }\n", line: 4, want: "not mapped"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, view := importAt(t, t.TempDir(), tt.cfg)
+			if view == nil || view.Services["l"].Servers == nil {
+				t.Fatalf("not imported: %v", res.Refused)
+			}
+			var got []string
+			for _, x := range res.Warnings {
+				got = append(got, x.String())
+				if x.Pos.Line == tt.line && strings.Contains(x.Msg, tt.want) {
+					return
+				}
+			}
+			t.Errorf("warnings:\n%s\nwant line %d saying %q", strings.Join(got, "\n"), tt.line, tt.want)
+		})
+	}
+}
