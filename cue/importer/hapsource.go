@@ -25,6 +25,9 @@ type sourceRules struct {
 	allow, deny []string // CIDRs
 	maxConn     opt[int]
 	rate        opt[string] // "N/PERIOD"
+	// rateCounted: the rate's counter is tracked before the reject, so
+	// HAProxy counts the refused connections too.
+	rateCounted bool
 }
 
 // hapACL is a named ACL of a proxy: the union of its lines.
@@ -433,8 +436,11 @@ func (p *hapProxy) sourceRules(w *warnings) (*sourceRules, []need) {
 			}
 		}
 	}
-	if src.rate.ok {
-		w.add(p.table.pos, "conn_rate: HAProxy counts every connection tracked, refused ones included, so a source above the rate stays refused; gitgw counts admitted connections (a token bucket), so %s still passes", src.rate.v)
+	if src.rate.ok && src.rateCounted {
+		// HAProxy: "Whether connections are accepted or rejected has no
+		// effect on their measurement" (conn_rate); tracked before the
+		// reject, refused connections count.
+		w.add(p.table.pos, "conn_rate: tracked before the reject, HAProxy counts refused connections too, so a source that keeps above the rate stays refused; gitgw counts admitted connections (a token bucket), so %s still passes", src.rate.v)
 	}
 	return src, nil
 }
@@ -508,6 +514,7 @@ func (p *hapProxy) limit(t hapTerm, tracked map[int]bool, src *sourceRules) stri
 			}
 		}
 		src.rate = some(fmt.Sprintf("%d/%s", lim, per))
+		src.rateCounted = src.rateCounted || counted
 	}
 	return ""
 }

@@ -77,6 +77,8 @@ func TestHAProxySourceMappings(t *testing.T) {
 			want: spec.SourceRules{MaxConnPerSource: 9}},
 		{name: "src_conn_cur after track-sc counts the connection", cfg: listen + table + "  tcp-request connection track-sc1 src\n  acl busy src_conn_cur gt 10\n  tcp-request connection reject if busy\n",
 			want: spec.SourceRules{MaxConnPerSource: 10}},
+		{name: "HAProxy's example: src_conn_rate before track-sc0 counts admitted ones only", cfg: listen + table + "  tcp-request connection reject if { src_conn_rate gt 10 }\n  tcp-request connection track-sc0 src\n",
+			want: spec.SourceRules{MaxRatePerSource: "11/10s"}},
 		{name: "src_conn_cur before track-sc does not", cfg: listen + table + "  tcp-request connection reject if { src_conn_cur gt 10 }\n  tcp-request connection track-sc0 src\n",
 			want: spec.SourceRules{MaxConnPerSource: 11}},
 		{name: "sc0_conn_rate gt N per the table's period", cfg: listen + table + "  tcp-request connection track-sc0 src\n  tcp-request connection reject if { sc0_conn_rate gt 100 }\n",
@@ -194,6 +196,7 @@ func TestHAProxySourceWarnings(t *testing.T) {
 		{name: "accept with no reject after it", cfg: listen + "  tcp-request connection accept if { src 198.51.100.0/24 }\n", line: 4, want: "no reject follows"},
 		{name: "tracking no rule uses", cfg: listen + "  stick-table type ip size 1k store conn_cur\n  tcp-request connection track-sc0 src\n", line: 5, want: "no rule gitgw maps uses its counters"},
 		{name: "unreachable after an unconditional reject", cfg: listen + "  tcp-request connection accept if { src 198.51.100.0/24 }\n  tcp-request connection reject\n  tcp-request connection reject if { src 198.51.100.9 }\n", line: 6, want: "never reached"},
+		{name: "conn_rate tracked before the reject counts refused connections", cfg: listen + "  stick-table type ip size 1k store conn_rate(1s)\n  tcp-request connection track-sc0 src\n  tcp-request connection reject if { sc0_conn_rate gt 10 }\n", line: 4, want: "counts refused connections too"},
 		{name: "an ACL no rule uses", cfg: listen + "  acl office src 198.51.100.0/24\n", line: 4, want: "not mapped"},
 		{name: "expect-proxy stays a dropped directive", cfg: listen + "  tcp-request connection expect-proxy layer4 if { src 198.51.100.1 }\n", line: 4, want: "not mapped"},
 	} {
@@ -211,5 +214,22 @@ func TestHAProxySourceWarnings(t *testing.T) {
 			}
 			t.Errorf("warnings:\n%s\nwant line %d saying %q", strings.Join(got, "\n"), tt.line, tt.want)
 		})
+	}
+}
+
+// TestRateUntrackedRejectNotWarned: with the reject before track-sc (HAProxy's
+// own example), refused connections are not counted, as in gitgw: no
+// warning about the difference.
+func TestRateUntrackedRejectNotWarned(t *testing.T) {
+	cfg := "listen l\n  bind 203.0.113.1:443\n  server a 198.51.100.1:443 check\n  stick-table type ip size 1k store conn_rate(1s)\n" +
+		"  tcp-request connection reject if { src_conn_rate gt 10 }\n  tcp-request connection track-sc0 src\n"
+	res, view := importAt(t, t.TempDir(), cfg)
+	if view == nil || view.Services["l"].Source == nil || view.Services["l"].Source.MaxRatePerSource != "11/s" {
+		t.Fatalf("not imported with 11/s:\n%s", goldenText(res))
+	}
+	for _, x := range res.Warnings {
+		if strings.Contains(x.Msg, "counts refused connections") {
+			t.Errorf("warned: %s", x)
+		}
 	}
 }
