@@ -60,6 +60,7 @@ var goldenCases = []goldenCase{
 		{Node: "gw1", Path: "unicast/gw1.conf"},
 		{Node: "gw2", Path: "unicast/gw2.conf"},
 	}},
+	{name: "source", haproxy: []Input{{Path: "source/haproxy.cfg"}}, nodes: []string{"gw1"}},
 	{name: "full", keepalived: []Input{
 		{Node: "gw1", Path: "full/gw1.conf"},
 		{Node: "gw2", Path: "full/gw2.conf"},

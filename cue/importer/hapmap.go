@@ -43,6 +43,12 @@ type hapProxy struct {
 	proxyProto string
 	stats      bool
 	persist    opt[time.Duration]
+	stickOn    bool // a "stick on src" uses persist
+	// Source rules: the section's ACLs, stick-table and tcp-request
+	// connection lines (frontend and listen only), mapped in sourceRules.
+	acls      map[string]*hapACL
+	table     *hapTable
+	connRules []hapLine
 	// What the proxy needs that the site lacks: needs refuse the service,
 	// httpNeeds and tcpNeeds its check when that kind of check is used,
 	// protoNeed is a protocol check the site cannot make.
@@ -90,6 +96,7 @@ func (d *hapProxy) inherit(kind, name string, pos Pos) *hapProxy {
 	p := *d
 	p.kind, p.name, p.pos = kind, name, pos
 	p.binds, p.servers, p.srvChecks, p.defBackend = nil, nil, nil, ""
+	p.acls, p.table, p.connRules = nil, nil, nil
 	p.defServer = slices.Clone(d.defServer)
 	p.needs, p.httpNeeds, p.tcpNeeds = slices.Clone(d.needs), slices.Clone(d.httpNeeds), slices.Clone(d.tcpNeeds)
 	if d.httpchk != nil {
@@ -241,7 +248,15 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 	case "stats":
 		p.stats = true
 		hapNotMapped(l, w)
+	case "acl":
+		p.acl(l, w)
 	case "tcp-request", "http-request":
+		if ws[0] == "tcp-request" && arg(1) == "connection" && (p.kind == "frontend" || p.kind == "listen") && sourceAction(arg(2)) {
+			// Mapped to the service's source block, in order, once the
+			// section is read (sourceRules).
+			p.connRules = append(p.connRules, l)
+			return
+		}
 		// Rules that turn connections away or count them (by source,
 		// rate) cannot be left behind; the others are dropped by name.
 		for _, word := range ws[1:] {
@@ -264,6 +279,7 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		// Servers made from a DNS name: as many as it resolves to.
 		p.needs = append(p.needs, needs(l.Pos, FeatServerName, "%s", strings.Join(ws, " ")))
 	case "stick-table":
+		p.stickTable(l)
 		for i := 1; i+1 < len(ws); i++ {
 			if ws[i] == "expire" {
 				if v, err := hapTime(ws[i+1]); err == nil {
@@ -271,9 +287,10 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 				}
 			}
 		}
-		w.add(l.Pos, "stick-table: not mapped; a \"stick on src\" becomes the service's source persistence")
+		w.add(l.Pos, "stick-table: not mapped itself; a \"stick on src\" becomes the service's source persistence, tcp-request connection limits on its conn_cur or conn_rate its source block")
 	case "stick":
 		if strings.Join(ws[1:], " ") == "on src" && p.persist.ok {
+			p.stickOn = true
 			w.add(l.Pos, "stick on src: imported as persistence %s", formatDuration(p.persist.v))
 		} else {
 			p.persist = opt[time.Duration]{}
@@ -1145,6 +1162,7 @@ func (c *hapConfig) services(w *warnings) []*service {
 		}
 	}
 	for _, p := range c.proxies {
+		p.unusedACLs(w)
 		if p.kind == "backend" && !used[p.name] {
 			w.add(p.pos, "backend %s is no frontend's default_backend: not imported", p.name)
 		}
@@ -1203,7 +1221,10 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 			w.add(fe.pos, "%s %s: no timeout %s (HAProxy waits forever): gitgw's default applies", fe.kind, fe.name, timeoutNames[i])
 		}
 	}
-	s.balance, s.retries, s.persistence = be.balance, be.retries, be.persist
+	s.balance, s.retries = be.balance, be.retries
+	if be.stickOn {
+		s.persistence = be.persist
+	}
 	s.redispatch = be.redispatch
 	if !s.redispatch.ok {
 		s.redispatch = some(false) // HAProxy's default, not the schema's
@@ -1215,6 +1236,9 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	if fe != be {
 		ns = append(slices.Clone(fe.needs), ns...)
 	}
+	var srcNeeds []need
+	s.source, srcNeeds = fe.sourceRules(w)
+	ns = append(ns, srcNeeds...)
 	if len(ns) > 0 {
 		what := fmt.Sprintf("%s %s", fe.kind, fe.name)
 		if fe != be {

@@ -196,6 +196,7 @@ type service struct {
 	servers     []*server
 	check       *check
 	proxyProto  string
+	source      *sourceRules
 }
 
 // The timeouts of a service, in the schema's order.

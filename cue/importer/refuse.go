@@ -73,9 +73,11 @@ const (
 	// FeatServerTLS: TLS from the proxy to the server, `ssl` on a server
 	// (hapmap.go server).
 	FeatServerTLS Feature = "server-tls"
-	// FeatSourceRules: who may connect and how fast: `tcp-request
-	// connection|content|session` rules, `rate-limit sessions` (hapmap.go
-	// line).
+	// FeatSourceRules: who may connect and how fast, where the site's
+	// source block cannot say it: `tcp-request content|session` and
+	// `http-request` rules, `rate-limit sessions`, and `tcp-request
+	// connection` rules with other conditions or actions (hapmap.go line;
+	// hapsource.go sourceRules).
 	FeatSourceRules Feature = "source-rules"
 	// FeatTransparent: the server sees the client's address: HAProxy
 	// `source … usesrc`, `option transparent`, bind `transparent`
@@ -108,7 +110,7 @@ var featureWhy = map[Feature]string{
 	FeatAgentCheck:     "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
 	FeatServerName:     "gitgw servers are IP addresses; the schema has no server names resolved by DNS yet",
 	FeatServerTLS:      "gitgw cannot originate TLS to a server yet; plain TCP to a TLS server fails",
-	FeatSourceRules:    "the schema has no access rules or rate limits yet (deny, reject, tracking by source or request); dropping them would let in what the original turns away",
+	FeatSourceRules:    "a gitgw service's source rules are allow and deny lists of networks and per-source limits on connections, checked at accept; dropping other rules would let in what the original turns away",
 	FeatTransparent:    "gitgw's proxy connects from the gateway's own address; the schema has no transparent mode yet",
 	FeatTLSTermination: "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",
 	FeatUDP:            "gitgw's proxy is TCP only; the schema has no UDP services yet",

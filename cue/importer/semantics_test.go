@@ -77,7 +77,7 @@ func TestRefusals(t *testing.T) {
 			feature: FeatCheckSequence, line: 1},
 		{name: "server by name", hap: listen + "  server a db1.example.net:5432 check\n",
 			feature: FeatServerName, line: 3},
-		{name: "source rule", hap: listen + "  tcp-request connection reject if { src 198.51.100.0/24 }\n  server a 198.51.100.1:5432 check\n",
+		{name: "source rule", hap: listen + "  tcp-request content reject if { src 198.51.100.0/24 }\n  server a 198.51.100.1:5432 check\n",
 			feature: FeatSourceRules, line: 3},
 		{name: "digest", ka: "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    digest 640205b7b0fc66c1ea91c463fac6334d\n   }\n  }\n }\n}\n",
 			feature: FeatCheckDigest, line: 7},

@@ -360,6 +360,18 @@ func serviceField(sv *service) cfield {
 			f.trail = "from " + sv.maxconnFrom
 		}
 	}
+	if r := sv.source; r != nil && (len(r.allow) > 0 || len(r.deny) > 0 || r.maxConn.ok || r.rate.ok) {
+		src := &cstruct{}
+		if len(r.allow) > 0 {
+			src.add("allow", cstrs(r.allow))
+		}
+		if len(r.deny) > 0 {
+			src.add("deny", cstrs(r.deny))
+		}
+		addOpt(src, "max_conn_per_source", r.maxConn, cint)
+		addOpt(src, "max_rate_per_source", r.rate, cstr)
+		s.add("source", small(src))
+	}
 	to := inline()
 	for i, t := range sv.timeouts {
 		if t.ok {
