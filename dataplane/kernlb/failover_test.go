@@ -135,12 +135,15 @@ func (l *kernLab) failoverAfter(t *testing.T, n int, ready func()) (lost, stalle
 	ready()
 	switchAt := time.Now()
 	// Gateway 1 dies: off both segments. Gateway 2 takes the addresses
-	// and announces them.
-	l.sw.SetPort(t, l.gwPort[0], false)
+	// and announces them, in process through netlink as the VRRP engine
+	// does. With an `ip` exec per step, a loaded CI box took long enough
+	// between the steps for a flow to lose two retransmissions (a stall
+	// over 1 s): that measured the test's process starts, not the failover.
+	l.portDown(l.sw, l.gwPort[0])
 	if l.mode == NAT {
-		l.back.SetPort(t, l.backPort[0], false)
+		l.portDown(l.back, l.backPort[0])
 	}
-	l.holdVIP(1)
+	l.holdVIPNow(1)
 	a := vipdp.NewAnnouncer()
 	defer a.Close()
 	if err := l.gw[1].Do(func() error {

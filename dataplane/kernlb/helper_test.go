@@ -3,6 +3,7 @@ package kernlb
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -94,6 +95,46 @@ func (l *kernLab) holdVIP(i int) {
 	l.gw[i].Run(l.t, "ip", "addr", "add", vip+"/32", "dev", "eth0")
 	if l.mode == NAT {
 		l.gw[i].Run(l.t, "ip", "addr", "add", backVIP+"/24", "dev", "eth1")
+	}
+}
+
+// holdVIPNow is holdVIP in process, through netlink (for a failover,
+// where every millisecond between the steps counts).
+func (l *kernLab) holdVIPNow(i int) {
+	l.t.Helper()
+	add := func(ifname, cidr string) error {
+		link, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		a, err := netlink.ParseAddr(cidr)
+		if err != nil {
+			return err
+		}
+		return netlink.AddrAdd(link, a)
+	}
+	if err := l.gw[i].Do(func() error {
+		err := add("eth0", vip+"/32")
+		if l.mode == NAT {
+			err = errors.Join(err, add("eth1", backVIP+"/24"))
+		}
+		return err
+	}); err != nil {
+		l.t.Fatalf("gateway %d takes the VIPs: %v", i+1, err)
+	}
+}
+
+// portDown takes a switch port down in process, through netlink.
+func (l *kernLab) portDown(sw *lab.Switch, port string) {
+	l.t.Helper()
+	if err := sw.NS.Do(func() error {
+		link, err := netlink.LinkByName(port)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetDown(link)
+	}); err != nil {
+		l.t.Fatalf("switch port %s down: %v", port, err)
 	}
 }
 
