@@ -192,7 +192,7 @@ func packBytes(b *testing.B, w *StatusWriter, h plumbing.Hash) int {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hashes, err := objectsToSend(s, commits, stop)
+	hashes, err := objectsToSend(s, commits, stop, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,6 +30,13 @@ type pushSpec struct {
 	// known are commits the remote is known to have besides the ref's
 	// current value (e.g. the base of a proposal).
 	known []plumbing.Hash
+	// lease, with replace, is the only value the remote's ref may be
+	// replaced from (besides not existing): what this node last pushed, so
+	// that it never clobbers a commit it did not see.
+	lease plumbing.Hash
+	// haveTrees are trees the remote holds (a rewritten history reusing
+	// the trees of the one it replaces): not sent again.
+	haveTrees []plumbing.Hash
 }
 
 // pushRef sends one ref update and the objects it needs. It is go-git's
@@ -78,10 +85,10 @@ func pushRef(ctx context.Context, s storer.EncodedObjectStorer, url string, ra r
 	if err != nil {
 		return old, err
 	}
-	if !old.IsZero() && stop != old && !spec.replace {
+	if !old.IsZero() && stop != old && (!spec.replace || (!spec.lease.IsZero() && old != spec.lease)) {
 		return old, errNotFastForward
 	}
-	hashes, err := objectsToSend(s, commits, stop)
+	hashes, err := objectsToSend(s, commits, stop, spec.haveTrees)
 	if err != nil {
 		return old, err
 	}
@@ -145,10 +152,13 @@ func newCommits(s storer.EncodedObjectStorer, head, old plumbing.Hash, known []p
 }
 
 // objectsToSend lists the new commits and every tree and blob of theirs
-// that the stop commit's tree does not hold. An object the remote has from
+// that the stop commit's tree and haveTrees do not hold. An object the remote has from
 // older history may be sent again: harmless, and rare for status trees.
-func objectsToSend(s storer.EncodedObjectStorer, commits []*object.Commit, stop plumbing.Hash) ([]plumbing.Hash, error) {
+func objectsToSend(s storer.EncodedObjectStorer, commits []*object.Commit, stop plumbing.Hash, haveTrees []plumbing.Hash) ([]plumbing.Hash, error) {
 	have := map[plumbing.Hash]bool{}
+	for _, t := range haveTrees {
+		have[t] = true
+	}
 	if !stop.IsZero() {
 		c, err := object.GetCommit(s, stop)
 		if err == nil {

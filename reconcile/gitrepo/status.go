@@ -51,6 +51,13 @@ type StatusOptions struct {
 	// loses at most that, and the next pass reports the state again. Zero
 	// commits every change.
 	Coalesce time.Duration
+	// HistoryCommits and HistoryAge bound the branch's history: past the
+	// last HistoryCommits commits, or past those younger than HistoryAge,
+	// older commits are folded into one (fold.go). Zero takes the defaults
+	// (DefaultHistoryCommits, DefaultHistoryAge); a negative HistoryCommits
+	// keeps every commit, a negative HistoryAge bounds by count only.
+	HistoryCommits int
+	HistoryAge     time.Duration
 	// RetryMin and RetryMax bound the exponential backoff between failed
 	// pushes (defaults 500 ms and 1 min).
 	RetryMin, RetryMax time.Duration
@@ -100,6 +107,8 @@ type StatusWriter struct {
 	creds  Credentials
 	branch plumbing.ReferenceName
 	signer *commitSigner // nil: commits are not signed
+	bound  historyBound
+	now    func() time.Time // the fold's clock (nil: time.Now; tests)
 
 	// mu guards the local repository's branch and the staged state. When
 	// both are needed, pushMu is taken first.
@@ -161,6 +170,19 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 			opts.URL = p
 		}
 	}
+	bound := historyBound{commits: opts.HistoryCommits, age: opts.HistoryAge}
+	switch {
+	case bound.commits == 0:
+		bound.commits = DefaultHistoryCommits
+	case bound.commits < 0:
+		bound.commits = 0
+	}
+	switch {
+	case bound.age == 0:
+		bound.age = DefaultHistoryAge
+	case bound.age < 0:
+		bound.age = 0
+	}
 	branch := opts.Prefix + opts.Node
 	if err := checkPath(branch); err != nil {
 		return nil, fmt.Errorf("gitrepo: status writer: branch %q: %w", branch, err)
@@ -170,6 +192,7 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 		log:      opts.Logger.With("component", "gitrepo", "branch", branch),
 		creds:    Credentials{SSHKeyFile: opts.SSHKeyFile, KnownHostsFile: opts.KnownHostsFile, TokenFile: opts.TokenFile, CAFile: opts.CAFile},
 		branch:   plumbing.NewBranchReferenceName(branch),
+		bound:    bound,
 		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		repackAt: repackEvery,
@@ -421,7 +444,9 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 		err := w.push(ctx)
 		if err == nil {
 			backoff = 0
-			w.maintain()
+			if w.maintain() {
+				w.kickPush() // push the folded branch
+			}
 			continue
 		}
 		if ctx.Err() != nil {
@@ -445,20 +470,30 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 	}
 }
 
-// maintain repacks the local repository once enough commits piled up,
-// and only when everything is pushed (nothing to lose if it fails).
-func (w *StatusWriter) maintain() {
-	w.mu.Lock()
-	due := w.commits >= w.repackAt
-	w.mu.Unlock()
-	if !due {
-		return
-	}
+// maintain folds the branch past its history bound, and repacks the local
+// repository after a fold or once enough commits piled up; only when
+// everything is pushed (nothing to lose if it fails). It reports whether
+// it folded (the branch needs a push).
+func (w *StatusWriter) maintain() bool {
 	// Lock order: pushMu, then mu (as push does).
 	w.pushMu.Lock()
 	defer w.pushMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	now := time.Now
+	if w.now != nil {
+		now = w.now
+	}
+	folded, err := w.foldLocked(now())
+	if err != nil {
+		w.log.Error("fold status history", "err", err)
+	}
+	if !folded && w.commits < w.repackAt {
+		return false
+	}
 	w.commits = 0
 	if err := repack(w.opts.Dir); err != nil {
 		w.log.Warn("repack", "err", err)
@@ -467,16 +502,24 @@ func (w *StatusWriter) maintain() {
 	repo, err := git.PlainOpen(w.opts.Dir)
 	if err != nil {
 		w.log.Error("reopen after repack", "err", err)
-		return
+		return folded
 	}
 	pushRepo, err := git.PlainOpen(w.opts.Dir)
 	if err != nil {
 		w.log.Error("reopen after repack", "err", err)
-		return
+		return folded
 	}
 	w.repo, w.pushRepo = repo, pushRepo
 	w.pushRemote = git.NewRemote(pushRepo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{w.opts.URL}})
 	w.log.Debug("local status repository repacked")
+	return folded
+}
+
+func (w *StatusWriter) kickPush() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Flush commits a change held for the coalesce window, then pushes once,
@@ -587,7 +630,21 @@ func (w *StatusWriter) push(ctx context.Context) error {
 		}
 	}
 	start := time.Now()
-	remote, err := pushRef(ctx, w.pushRepo.Storer, w.opts.URL, ra, pushSpec{ref: w.branch, head: head})
+	spec := pushSpec{ref: w.branch, head: head}
+	lease, lerr := w.pushRepo.Storer.Reference(leaseRef)
+	if lerr == nil {
+		// A folded history: forced, over what this node last pushed only.
+		spec.replace, spec.lease = true, lease.Hash()
+		spec.haveTrees = leaseTrees(w, lease.Hash(), w.bound.commits+w.bound.slack()+1)
+	}
+	remote, err := pushRef(ctx, w.pushRepo.Storer, w.opts.URL, ra, spec)
+	if err == nil && lerr == nil {
+		if err = w.pushRepo.Storer.RemoveReference(leaseRef); err != nil {
+			err = fmt.Errorf("gitrepo: push %s: forget the fold's lease: %w", w.branch.Short(), err)
+			w.setPushResult(plumbing.ZeroHash, err)
+			return err
+		}
+	}
 	if err != nil {
 		if errors.Is(err, errNotFastForward) {
 			err = &DivergedError{Node: w.opts.Node, Branch: w.branch.Short(), Local: head.String(), Remote: remote.String()}

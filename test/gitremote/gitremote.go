@@ -293,3 +293,44 @@ func (r *Repo) ImportBranches(t testing.TB, branches map[string]map[string]strin
 		t.Fatalf("gitremote: fast-import: %v: %s", err, out)
 	}
 }
+
+// Size is the bytes of the repository's objects (loose and packed), as
+// `git count-objects -v` counts them.
+func (r *Repo) Size(t testing.TB) int64 {
+	t.Helper()
+	out := mustGit(t, r.Dir, "count-objects", "-v")
+	var total int64
+	for _, l := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(l, ": ")
+		if !ok || (k != "size" && k != "size-pack") {
+			continue
+		}
+		var kib int64
+		if _, err := fmt.Sscan(v, &kib); err != nil {
+			t.Fatalf("gitremote: count-objects %q: %v", l, err)
+		}
+		total += kib << 10
+	}
+	return total
+}
+
+// Unreachable lists the objects no ref reaches (reflogs ignored): what
+// the server's gc deletes.
+func (r *Repo) Unreachable(t testing.TB) []string {
+	t.Helper()
+	out := mustGit(t, r.Dir, "fsck", "--unreachable", "--no-reflogs", "--no-progress")
+	var objs []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "unreachable" {
+			objs = append(objs, f[2])
+		}
+	}
+	return objs
+}
+
+// GC runs the server side's garbage collection, unreachable objects
+// pruned at once (a Git host prunes them after a grace period).
+func (r *Repo) GC(t testing.TB) {
+	t.Helper()
+	mustGit(t, r.Dir, "gc", "-q", "--prune=now")
+}
