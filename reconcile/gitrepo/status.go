@@ -58,6 +58,11 @@ type StatusOptions struct {
 	// keeps every commit, a negative HistoryAge bounds by count only.
 	HistoryCommits int
 	HistoryAge     time.Duration
+	// AliveInterval, when positive, makes Run refresh the node's alive
+	// ref (refs/gitgw/alive/NODE, alive.go) that often, jittered; the ref
+	// promises a refresh within 3 intervals. AgentVersion goes into it.
+	AliveInterval time.Duration
+	AgentVersion  string
 	// RetryMin and RetryMax bound the exponential backoff between failed
 	// pushes (defaults 500 ms and 1 min).
 	RetryMin, RetryMax time.Duration
@@ -429,6 +434,12 @@ func subjectRank(subject string) int {
 // ctx ends or Close is called. Commits not yet pushed stay in the local
 // repository and are pushed by the next Run, also after a restart.
 func (w *StatusWriter) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var alive sync.WaitGroup
+	alive.Add(1)
+	go func() { defer alive.Done(); w.runAlive(ctx) }()
+	defer alive.Wait()
+	defer cancel()
 	var backoff time.Duration
 	retry := time.NewTimer(0) // push what a previous run left at once
 	defer retry.Stop()
