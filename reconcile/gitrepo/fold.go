@@ -57,11 +57,35 @@ func (b historyBound) on() bool { return b.commits > 0 }
 // ones, not after each.
 func (b historyBound) slack() int { return max(1, b.commits/2) }
 
+// history is what the writer knows of its branch's history since the fold
+// (or the root), so that the check after each push reads no commit: n
+// commits, the oldest committed at oldest. Guarded by w.mu.
+type history struct {
+	known  bool
+	n      int
+	oldest time.Time
+}
+
+// committed records a new commit on the branch.
+func (h *history) committed(at time.Time) {
+	if !h.known {
+		return
+	}
+	if h.n == 0 {
+		h.oldest = at
+	}
+	h.n++
+}
+
 // foldLocked folds the local branch when it is past its bound (w.mu and
 // w.pushMu held, everything pushed). It reports whether it did.
 func (w *StatusWriter) foldLocked(now time.Time) (bool, error) {
 	b := w.bound
 	if !b.on() {
+		return false, nil
+	}
+	limit := b.commits + b.slack() + 1
+	if h := w.hist; h.known && h.n < limit && (b.age <= 0 || h.n <= 1 || !h.oldest.Before(now.Add(-b.age-b.age/10))) {
 		return false, nil
 	}
 	s := w.repo.Storer
@@ -73,7 +97,6 @@ func (w *StatusWriter) foldLocked(now time.Time) (bool, error) {
 		return false, err
 	}
 	// Newest first, first parents, up to one past the fold trigger.
-	limit := b.commits + b.slack() + 1
 	var chain []*object.Commit
 	var prevFold *object.Commit
 	for h := ref.Hash(); !h.IsZero() && len(chain) < limit; {
@@ -105,6 +128,10 @@ func (w *StatusWriter) foldLocked(now time.Time) (bool, error) {
 	// (a day for 10 days), so a quiet node folds about once per that.
 	aged := b.age > 0 && len(chain) > keep && chain[len(chain)-1].Committer.When.Before(now.Add(-b.age-b.age/10))
 	if !over && !aged {
+		w.hist = history{known: true, n: len(chain)}
+		if len(chain) > 0 {
+			w.hist.oldest = chain[len(chain)-1].Committer.When
+		}
 		return false, nil
 	}
 	if over {
@@ -138,6 +165,7 @@ func (w *StatusWriter) foldLocked(now time.Time) (bool, error) {
 		return false, err
 	}
 	w.setHead(newHead)
+	w.hist = history{known: true, n: keep, oldest: chain[keep-1].Committer.When}
 	w.log.Info("status history folded", "folded", len(chain)-keep, "kept", keep, "head", short(newHead.String()))
 	return true, nil
 }

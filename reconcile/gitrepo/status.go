@@ -113,6 +113,7 @@ type StatusWriter struct {
 	branch plumbing.ReferenceName
 	signer *commitSigner // nil: commits are not signed
 	bound  historyBound
+	hist   history // guarded by mu
 	now    func() time.Time // the fold's clock (nil: time.Now; tests)
 
 	// mu guards the local repository's branch and the staged state. When
@@ -372,6 +373,7 @@ func (w *StatusWriter) commitLocked(files map[string][]byte, msgs []Message) (bo
 	}
 	w.lastCommit = now
 	w.commits++
+	w.hist.committed(now)
 	w.setHead(h)
 	w.log.Debug("status committed", "commit", short(h.String()), "subject", subjectOf(commit.Message))
 	select {
@@ -725,6 +727,7 @@ func (w *StatusWriter) adoptRemote(ctx context.Context, ra remoteAccess) (plumbi
 		if err := s.SetReference(plumbing.NewHashReference(w.branch, newHead)); err != nil {
 			return fail(err)
 		}
+		w.hist = history{} // the remote's history below: walk it again
 		last := time.Time{}
 		if c, err := w.repo.CommitObject(remote); err == nil {
 			last = c.Committer.When

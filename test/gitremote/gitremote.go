@@ -266,16 +266,27 @@ func (r *Repo) Branches(t testing.TB, prefix string) []string {
 // thousand nodes' status branches. branches maps a branch name to its files.
 func (r *Repo) ImportBranches(t testing.TB, branches map[string]map[string]string, msg string) {
 	t.Helper()
-	names := make([]string, 0, len(branches))
-	for b := range branches {
+	refs := make(map[string]map[string]string, len(branches))
+	for b, files := range branches {
+		refs["refs/heads/"+b] = files
+	}
+	r.ImportRefs(t, refs, msg)
+}
+
+// ImportRefs is ImportBranches for full ref names (refs/gitgw/alive/gw1):
+// each ref gets one parentless commit holding its files, message msg.
+func (r *Repo) ImportRefs(t testing.TB, refs map[string]map[string]string, msg string) {
+	t.Helper()
+	names := make([]string, 0, len(refs))
+	for b := range refs {
 		names = append(names, b)
 	}
 	sort.Strings(names)
 	var in bytes.Buffer
 	for _, b := range names {
-		fmt.Fprintf(&in, "commit refs/heads/%s\ncommitter gitgw <gitgw@%s> 1700000000 +0000\ndata %d\n%s\n",
+		fmt.Fprintf(&in, "commit %s\ncommitter gitgw <gitgw@%s> 1700000000 +0000\ndata %d\n%s\n",
 			b, path.Base(b), len(msg), msg)
-		files := branches[b]
+		files := refs[b]
 		paths := make([]string, 0, len(files))
 		for p := range files {
 			paths = append(paths, p)
