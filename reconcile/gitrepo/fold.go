@@ -7,10 +7,14 @@ package gitrepo
 // one parentless commit whose tree is the state they ended in and whose
 // message says what it replaces; the kept commits are replayed on top of it
 // (re-signed, trees unchanged) and the branch is force-pushed, only that
-// ref, with a lease on the value this node last pushed. The commits folded
-// away become unreferenced on the server and go with its next gc.
+// ref, with a lease on the value this node last pushed; the local branch
+// moves only once the server took it. The commits folded away become
+// unreferenced on the server and go with its next gc. A server that
+// refuses the rewrite (branch protection) turns folding off, loudly: the
+// branch keeps growing, but status keeps flowing.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -21,11 +25,13 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// Defaults of the history bound: a month of a busy node's changes stays
-// readable in `git log`, and 10,000 nodes keep the repository near a GB
-// (see the fleet benchmarks).
+// Defaults of the history bound: a few days of a busy node's changes stay
+// readable in `git log` (the last month of a quiet one), and 10,000 nodes
+// keep their status under a GB (BenchmarkStatusHistoryYear: about 750
+// bytes a signed commit after the server's gc, at most 1.5 × 64 commits
+// and one fold a node).
 const (
-	DefaultHistoryCommits = 200
+	DefaultHistoryCommits = 64
 	DefaultHistoryAge     = 30 * 24 * time.Hour
 )
 
@@ -38,11 +44,16 @@ const (
 	TrailerFoldTo    = "Gitgw-Fold-To"
 )
 
-// leaseRef, in the writer's repository, holds the remote value a pending
-// fold replaces: the next push is forced, but only over that value. It
-// survives a restart, and keeps the old commits (whose trees the remote
-// holds) until the fold is pushed.
-const leaseRef = plumbing.ReferenceName("refs/gitgw/fold-lease")
+// foldPlan is a fold written locally, not yet pushed nor on the branch.
+type foldPlan struct {
+	base, head plumbing.Hash // the branch (all pushed) and its folded form
+	kept       int
+	folded     int
+	keptOldest time.Time
+	// baseTrees are the trees of base's history that the folded one
+	// reuses: the remote has them.
+	baseTrees []plumbing.Hash
+}
 
 // historyBound is the writer's bound, resolved.
 type historyBound struct {
@@ -77,24 +88,31 @@ func (h *history) committed(at time.Time) {
 	h.n++
 }
 
-// foldLocked folds the local branch when it is past its bound (w.mu and
-// w.pushMu held, everything pushed). It reports whether it did.
-func (w *StatusWriter) foldLocked(now time.Time) (bool, error) {
+// planFoldLocked writes the folded form of the local branch when it is
+// past its bound and everything is pushed (w.mu and w.pushMu held); nil
+// when there is nothing to fold.
+func (w *StatusWriter) planFoldLocked(now time.Time) (*foldPlan, error) {
 	b := w.bound
 	if !b.on() {
-		return false, nil
+		return nil, nil
 	}
 	limit := b.commits + b.slack() + 1
 	if h := w.hist; h.known && h.n < limit && (b.age <= 0 || h.n <= 1 || !h.oldest.Before(now.Add(-b.age-b.age/10))) {
-		return false, nil
+		return nil, nil
 	}
 	s := w.repo.Storer
 	ref, err := s.Reference(w.branch)
 	if errors.Is(err, plumbing.ErrReferenceNotFound) {
-		return false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return false, err
+		return nil, err
+	}
+	w.stateMu.Lock()
+	pushed := w.pushed
+	w.stateMu.Unlock()
+	if ref.Hash() != pushed {
+		return nil, nil // fold what the remote holds, after the next push
 	}
 	// Newest first, first parents, up to one past the fold trigger.
 	var chain []*object.Commit
@@ -102,7 +120,7 @@ func (w *StatusWriter) foldLocked(now time.Time) (bool, error) {
 	for h := ref.Hash(); !h.IsZero() && len(chain) < limit; {
 		c, err := w.repo.CommitObject(h)
 		if err != nil {
-			return false, fmt.Errorf("read %s: %w", short(h.String()), err)
+			return nil, fmt.Errorf("read %s: %w", short(h.String()), err)
 		}
 		if len(c.ParentHashes) == 0 && CommitTrailers(c.Message).Get(TrailerFoldCount) != "" {
 			prevFold = c
@@ -132,42 +150,86 @@ func (w *StatusWriter) foldLocked(now time.Time) (bool, error) {
 		if len(chain) > 0 {
 			w.hist.oldest = chain[len(chain)-1].Committer.When
 		}
-		return false, nil
+		return nil, nil
 	}
 	if over {
 		// The walk stopped early: fold everything below the kept commits.
 		if err := w.completeChain(&chain, &prevFold); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 	fold, err := w.foldCommit(chain[keep:], prevFold)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	newHead, err := w.replayChain(chain[:keep], fold)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	w.stateMu.Lock()
-	lease := w.pushed
-	w.stateMu.Unlock()
-	if lease.IsZero() {
-		lease = ref.Hash()
+	trees := make([]plumbing.Hash, 0, keep+1)
+	for _, c := range chain[:keep+1] {
+		trees = append(trees, c.TreeHash)
 	}
-	if _, err := s.Reference(leaseRef); errors.Is(err, plumbing.ErrReferenceNotFound) {
-		// An earlier fold not pushed yet keeps its lease: the remote still
-		// holds what that one replaces.
-		if err := s.SetReference(plumbing.NewHashReference(leaseRef, lease)); err != nil {
-			return false, err
+	return &foldPlan{base: ref.Hash(), head: newHead, kept: keep, folded: len(chain) - keep,
+		keptOldest: chain[keep-1].Committer.When, baseTrees: trees}, nil
+}
+
+// pushFold force-pushes a fold over its base (the lease) and, once the
+// server took it, moves the local branch to it, replaying the commits made
+// meanwhile. w.pushMu is held. It reports whether the fold landed.
+func (w *StatusWriter) pushFold(ctx context.Context, p *foldPlan) bool {
+	ra, err := w.creds.access(w.opts.URL)
+	if err != nil {
+		w.log.Warn("fold status history: not pushed; will retry", "err", err)
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, w.opts.PushTimeout)
+	defer cancel()
+	remote, err := pushRef(pctx, w.pushRepo.Storer, w.opts.URL, ra,
+		pushSpec{ref: w.branch, head: p.head, replace: true, lease: p.base, haveTrees: p.baseTrees})
+	var rejected *rejectedError
+	switch {
+	case errors.Is(err, errNotFastForward):
+		// The remote moved since this node's last push: not ours to clobber.
+		w.setPushResult(plumbing.ZeroHash, &DivergedError{Node: w.opts.Node, Branch: w.branch.Short(), Local: p.base.String(), Remote: remote.String()})
+		return false
+	case errors.As(err, &rejected):
+		w.mu.Lock()
+		w.bound.commits = 0
+		w.mu.Unlock()
+		w.log.Error("the Git server refuses to rewrite this node's status branch: its history is NOT bounded; "+
+			"allow force-pushes of gitgw/status/* (the node's own branch, see branch protection), or set --status-history-commits -1 to stop trying",
+			"branch", w.branch.Short(), "err", err)
+		return false
+	case err != nil:
+		w.log.Warn("fold status history: not pushed; will retry after the next push", "err", err)
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	head := p.head
+	n := p.kept
+	if ref, err := w.repo.Storer.Reference(w.branch); err == nil && ref.Hash() != p.base {
+		// Commits made during the push: on top of the fold.
+		newer, _, err := newCommits(w.repo.Storer, ref.Hash(), p.base, nil)
+		if err == nil {
+			head, err = w.replayChain(newer, p.head)
 		}
+		if err != nil {
+			w.log.Error("fold status history: replay the newest commits", "err", err)
+			return false
+		}
+		n += len(newer)
 	}
-	if err := s.SetReference(plumbing.NewHashReference(w.branch, newHead)); err != nil {
-		return false, err
+	if err := w.repo.Storer.SetReference(plumbing.NewHashReference(w.branch, head)); err != nil {
+		w.log.Error("fold status history: move the local branch", "err", err)
+		return false
 	}
-	w.setHead(newHead)
-	w.hist = history{known: true, n: keep, oldest: chain[keep-1].Committer.When}
-	w.log.Info("status history folded", "folded", len(chain)-keep, "kept", keep, "head", short(newHead.String()))
-	return true, nil
+	w.setHead(head)
+	w.setPushResult(p.head, nil)
+	w.hist = history{known: true, n: n, oldest: p.keptOldest}
+	w.log.Info("status history folded", "folded", p.folded, "kept", p.kept, "head", short(head.String()))
+	return true
 }
 
 // completeChain walks the rest of the first-parent history below chain.
@@ -267,23 +329,4 @@ func (b historyBound) String() string {
 		return fmt.Sprintf("last %d commits or %d days", b.commits, int(days))
 	}
 	return fmt.Sprintf("last %d commits or %s", b.commits, b.age)
-}
-
-// leaseTrees are the trees of the first n commits of the remote's history
-// below lease (which this repository still holds): the remote has them, so
-// a fold's replayed commits, which reuse them, send no tree or blob.
-func leaseTrees(w *StatusWriter, lease plumbing.Hash, n int) []plumbing.Hash {
-	var out []plumbing.Hash
-	for h := lease; !h.IsZero() && len(out) < n; {
-		c, err := object.GetCommit(w.pushRepo.Storer, h)
-		if err != nil {
-			break
-		}
-		out = append(out, c.TreeHash)
-		h = plumbing.ZeroHash
-		if len(c.ParentHashes) > 0 {
-			h = c.ParentHashes[0]
-		}
-	}
-	return out
 }

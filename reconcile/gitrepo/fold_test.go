@@ -3,9 +3,11 @@ package gitrepo
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,13 +43,7 @@ func writeAndPush(t *testing.T, w *StatusWriter, i int) (folded bool) {
 	if err := w.Flush(ctx); err != nil {
 		t.Fatalf("push change %d: %v", i, err)
 	}
-	if w.maintain() {
-		if err := w.Flush(ctx); err != nil {
-			t.Fatalf("push the fold after change %d: %v", i, err)
-		}
-		return true
-	}
-	return false
+	return w.maintain(ctx)
 }
 
 // A status branch past its bound is folded: the remote keeps the last N
@@ -153,18 +149,69 @@ func TestStatusFoldLease(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !w.maintain() {
-		t.Fatal("4 commits with a bound of 2 (+1 slack) not folded")
-	}
 	// Someone else pushes to the node's branch before the fold is pushed.
 	foreign := r.Commit(t, "gitgw/status/gw1", map[string]string{"status.json": "{}\n"}, "not from gw1")
-	err = w.Flush(ctx)
-	if !errors.Is(err, ErrDiverged) {
-		t.Fatalf("pushing the fold over a commit gw1 never saw = %v, want ErrDiverged", err)
+	if w.maintain(ctx) {
+		t.Fatal("folded over a commit gw1 never saw")
+	}
+	if st := w.State(); !st.Diverged || !errors.Is(st.LastError, ErrDiverged) {
+		t.Fatalf("state after a refused lease = %+v, want diverged", st)
 	}
 	if h := r.Head(t, "gitgw/status/gw1"); h != foreign {
 		t.Fatalf("remote head %s, want the foreign commit %s kept", h, foreign)
 	}
+	if n := len(r.Log(t, "gitgw/status/gw1")); n != 5 {
+		t.Fatalf("remote branch has %d commits, want gw1's 4 and the foreign one", n)
+	}
+}
+
+// A server that refuses to rewrite the branch (branch protection; here
+// receive.denyNonFastForwards) turns folding off, loudly; status keeps
+// flowing and no commit is lost.
+func TestStatusFoldRefused(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	rem := startHTTPSRemote(t)
+	r := rem.repo
+	if _, err := gitremote.Git(r.Dir, "config", "receive.denyNonFastForwards", "true"); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	w, err := NewStatusWriter(ctx, StatusOptions{Node: "gw1", URL: rem.url, TokenFile: rem.token, CAFile: rem.caFile,
+		Dir: filepath.Join(t.TempDir(), "status.git"), HistoryCommits: 2, HistoryAge: -1,
+		Logger: slog.New(slog.NewTextHandler(lockedBuilder{&mu, &logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := 1; i <= 8; i++ {
+		if writeAndPush(t, w, i) {
+			t.Fatalf("folded after change %d although the server refuses rewrites", i)
+		}
+	}
+	if n := len(r.Log(t, "gitgw/status/gw1")); n != 8 {
+		t.Fatalf("remote branch has %d commits, want all 8", n)
+	}
+	if st := w.State(); st.LastError != nil || st.Pushed != st.Head {
+		t.Fatalf("state = %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if c := strings.Count(logs.String(), "refuses to rewrite"); c != 1 {
+		t.Fatalf("the refusal is logged %d times, want once:\n%s", c, logs.String())
+	}
+}
+
+type lockedBuilder struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (l lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
 
 // A quiet node's history is bounded by age: commits older than the bound
@@ -186,15 +233,12 @@ func TestStatusHistoryAge(t *testing.T) {
 		t.Fatalf("%d commits before they age, want 3", n)
 	}
 	w.now = func() time.Time { return time.Now().Add(10*time.Hour + 59*time.Minute) }
-	if w.maintain() {
+	if w.maintain(ctx) {
 		t.Fatal("folded before the oldest commit was a tenth past the age bound")
 	}
 	w.now = func() time.Time { return time.Now().Add(11*time.Hour + time.Minute) }
-	if !w.maintain() {
+	if !w.maintain(ctx) {
 		t.Fatal("commits 11 hours old with a bound of 10 hours not folded")
-	}
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
 	}
 	log := rem.repo.Log(t, "gitgw/status/gw1")
 	// Everything is past the age: the head alone is kept, on the fold.

@@ -109,6 +109,9 @@ func pushRef(ctx context.Context, s storer.EncodedObjectStorer, url string, ra r
 	if err != nil {
 		_ = rd.CloseWithError(err) // unblock the encoder
 		<-encoded
+		if report != nil && report.Error() != nil {
+			return old, &rejectedError{err}
+		}
 		return old, err
 	}
 	if err := <-encoded; err != nil {
@@ -116,11 +119,19 @@ func pushRef(ctx context.Context, s storer.EncodedObjectStorer, url string, ra r
 	}
 	if report != nil {
 		if err := report.Error(); err != nil {
-			return old, err
+			return old, &rejectedError{err}
 		}
 	}
 	return old, nil
 }
+
+// rejectedError is the server's refusal of a ref update it received (a
+// hook, branch protection, receive.denyNonFastForwards): the connection
+// and the objects were fine, the policy said no.
+type rejectedError struct{ err error }
+
+func (e *rejectedError) Error() string { return e.err.Error() }
+func (e *rejectedError) Unwrap() error { return e.err }
 
 // newCommits walks first parents from head until a commit the remote has
 // (old or one of known), returning the commits before it, newest first,

@@ -113,7 +113,7 @@ type StatusWriter struct {
 	branch plumbing.ReferenceName
 	signer *commitSigner // nil: commits are not signed
 	bound  historyBound
-	hist   history // guarded by mu
+	hist   history          // guarded by mu
 	now    func() time.Time // the fold's clock (nil: time.Now; tests)
 
 	// mu guards the local repository's branch and the staged state. When
@@ -457,9 +457,7 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 		err := w.push(ctx)
 		if err == nil {
 			backoff = 0
-			if w.maintain() {
-				w.kickPush() // push the folded branch
-			}
+			w.maintain(ctx)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -483,27 +481,31 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 	}
 }
 
-// maintain folds the branch past its history bound, and repacks the local
-// repository after a fold or once enough commits piled up; only when
-// everything is pushed (nothing to lose if it fails). It reports whether
-// it folded (the branch needs a push).
-func (w *StatusWriter) maintain() bool {
+// maintain folds the branch past its history bound (and pushes the fold),
+// and repacks the local repository after a fold or once enough commits
+// piled up; only after a push (nothing to lose if it fails). It reports
+// whether it folded.
+func (w *StatusWriter) maintain(ctx context.Context) bool {
 	// Lock order: pushMu, then mu (as push does).
 	w.pushMu.Lock()
 	defer w.pushMu.Unlock()
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.closed {
+		w.mu.Unlock()
 		return false
 	}
 	now := time.Now
 	if w.now != nil {
 		now = w.now
 	}
-	folded, err := w.foldLocked(now())
+	plan, err := w.planFoldLocked(now())
+	w.mu.Unlock()
 	if err != nil {
 		w.log.Error("fold status history", "err", err)
 	}
+	folded := plan != nil && w.pushFold(ctx, plan)
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if !folded && w.commits < w.repackAt {
 		return false
 	}
@@ -526,13 +528,6 @@ func (w *StatusWriter) maintain() bool {
 	w.pushRemote = git.NewRemote(pushRepo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{w.opts.URL}})
 	w.log.Debug("local status repository repacked")
 	return folded
-}
-
-func (w *StatusWriter) kickPush() {
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
 }
 
 // Flush commits a change held for the coalesce window, then pushes once,
@@ -643,21 +638,7 @@ func (w *StatusWriter) push(ctx context.Context) error {
 		}
 	}
 	start := time.Now()
-	spec := pushSpec{ref: w.branch, head: head}
-	lease, lerr := w.pushRepo.Storer.Reference(leaseRef)
-	if lerr == nil {
-		// A folded history: forced, over what this node last pushed only.
-		spec.replace, spec.lease = true, lease.Hash()
-		spec.haveTrees = leaseTrees(w, lease.Hash(), w.bound.commits+w.bound.slack()+1)
-	}
-	remote, err := pushRef(ctx, w.pushRepo.Storer, w.opts.URL, ra, spec)
-	if err == nil && lerr == nil {
-		if err = w.pushRepo.Storer.RemoveReference(leaseRef); err != nil {
-			err = fmt.Errorf("gitrepo: push %s: forget the fold's lease: %w", w.branch.Short(), err)
-			w.setPushResult(plumbing.ZeroHash, err)
-			return err
-		}
-	}
+	remote, err := pushRef(ctx, w.pushRepo.Storer, w.opts.URL, ra, pushSpec{ref: w.branch, head: head})
 	if err != nil {
 		if errors.Is(err, errNotFastForward) {
 			err = &DivergedError{Node: w.opts.Node, Branch: w.branch.Short(), Local: head.String(), Remote: remote.String()}

@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/test/gitremote"
+)
+
+// TestAgentBoundedHistoryAndAlive runs the real agent against a real Git
+// server process (git http-backend over https, with a token): its status
+// branch stays bounded (older commits folded into one), its alive ref is
+// refreshed without adding history, `gitgw fleet` and `plan --observed
+// status` read the folded branch, and fleet flags the node STALE once the
+// agent stops.
+func TestAgentBoundedHistoryAndAlive(t *testing.T) {
+	l := newStatusLab(t)
+	srv := gitremote.StartHTTPS(t, l.base, "tok-e2e")
+	// The agent may run as nobody: its token and CA in the lab's base.
+	token := filepath.Join(l.base, "token")
+	ca := filepath.Join(l.base, "ca.pem")
+	caPEM, err := os.ReadFile(srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range map[string][]byte{token: []byte("tok-e2e\n"), ca: caPEM} {
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := srv.RepoURL(t, l.repo.Dir)
+	creds := []string{"--token-file", token, "--ca-file", ca}
+
+	head := l.repo.Commit(t, "main", labFiles(t, nil), "lab site")
+	a := l.startAgent(t, append([]string{"--repo", url, "--alive-interval", "300ms", "--status-history-commits", "2"}, creds...)...)
+	l.waitSubject(t, a, regexp.MustCompile(`\(gw1\): `+head[:7]))
+	// Each site commit is a status commit: push past the bound (2, folded
+	// at 2+1+1 commits).
+	for i := range 4 {
+		head = l.repo.Commit(t, "main", labFiles(t, func(s string) string { return s + "\n// revision " + string(rune('a'+i)) + "\n" }), "revision")
+		l.waitSubject(t, a, regexp.MustCompile(`\(gw1\): `+head[:7]))
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		log := l.repo.Log(t, "gitgw/status/gw1")
+		if len(log) > 0 && strings.HasPrefix(log[0].Subject, "fold(gw1): ") && len(log) <= 2+1+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			var s []string
+			for _, e := range log {
+				s = append(s, e.Subject)
+			}
+			t.Fatalf("status branch not folded to its bound:\n%s", strings.Join(s, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := gitremote.Git(l.repo.Dir, "rev-parse", "-q", "--verify", "refs/gitgw/alive/gw1"); err != nil {
+		t.Fatalf("no alive ref: %v", err)
+	}
+
+	type fleetDoc struct {
+		Nodes []struct {
+			Node, Applied string
+			Alive         *time.Time
+			Stale         bool
+		}
+		Alerts []struct{ Kind, Subject string }
+	}
+	readFleet := func() fleetDoc {
+		t.Helper()
+		out, errOut, code := runGitgw(t, append([]string{"fleet", "--repo", url, "--json"}, creds...)...)
+		if code != 0 {
+			t.Fatalf("fleet: exit %d\n%s", code, errOut)
+		}
+		var doc fleetDoc
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("fleet json: %v\n%s", err, out)
+		}
+		if len(doc.Nodes) != 1 || doc.Nodes[0].Node != "gw1" || doc.Nodes[0].Alive == nil {
+			t.Fatalf("fleet: %s", out)
+		}
+		return doc
+	}
+	if doc := readFleet(); doc.Nodes[0].Stale {
+		t.Fatalf("a running agent is stale: %+v", doc)
+	}
+	site := t.TempDir()
+	for name, content := range labFiles(t, nil) {
+		p := filepath.Join(site, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := runGitgw(t, "plan", "--site", site, "--node", "gw1", "--observed", "status", "--status-repo", l.repo.Dir, "--json")
+	var plan struct{ Notes []string }
+	if code != 0 || json.Unmarshal([]byte(out), &plan) != nil || len(plan.Notes) == 0 || !strings.Contains(plan.Notes[0], "planned against the status gw1 reported") {
+		t.Fatalf("plan --observed status on a folded branch: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The agent stops: fleet says so once its promise (3 × 300 ms) is
+	// broken.
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	deadline = time.Now().Add(time.Minute)
+	for !readFleet().Nodes[0].Stale {
+		if time.Now().After(deadline) {
+			t.Fatal("a stopped agent is not stale after a minute")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	text, _, _ := runGitgw(t, append([]string{"fleet", "--repo", url}, creds...)...)
+	if !strings.Contains(text, "STALE") || !strings.Contains(text, "STALE: gw1: no liveness refresh since") {
+		t.Fatalf("fleet text does not flag the stopped node:\n%s", text)
+	}
+}
