@@ -35,6 +35,12 @@ func TestAgentBoundedHistoryAndAlive(t *testing.T) {
 		}
 	}
 	url := srv.RepoURL(t, l.repo.Dir)
+	// `git init --shared` refuses non-fast-forward pushes to every ref; the
+	// fold needs them on the node's own status branch (what a Git host's
+	// branch protection must allow for gitgw/status/*).
+	if _, err := gitremote.Git(l.repo.Dir, "config", "receive.denyNonFastForwards", "false"); err != nil {
+		t.Fatal(err)
+	}
 	creds := []string{"--token-file", token, "--ca-file", ca}
 
 	head := l.repo.Commit(t, "main", labFiles(t, nil), "lab site")
