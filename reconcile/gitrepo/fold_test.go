@@ -18,6 +18,7 @@ import (
 // (git http-backend, one per request) over https with a token.
 type httpsRemote struct {
 	repo               *gitremote.Repo
+	srv                *gitremote.HTTPS
 	url, token, caFile string
 }
 
@@ -29,7 +30,7 @@ func startHTTPSRemote(t *testing.T) httpsRemote {
 	if err := os.WriteFile(token, []byte("tok-fold\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return httpsRemote{repo: r, url: srv.RepoURL(t, r.Dir), token: token, caFile: srv.CAFile}
+	return httpsRemote{repo: r, srv: srv, url: srv.RepoURL(t, r.Dir), token: token, caFile: srv.CAFile}
 }
 
 // writeAndPush commits change i and pushes it, then runs the writer's
