@@ -100,6 +100,8 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 				return fail(err)
 			}
 			repo, err = openBare(opts.CacheDir)
+			// Read in parallel once fetched, as a local repository.
+			localDir = opts.CacheDir
 		} else {
 			repo, err = git.Init(memory.NewStorage(), nil)
 		}
@@ -138,9 +140,10 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 		return fail(err)
 	}
 	out := make([]BranchStatus, len(heads))
-	// A local repository is read by a few workers, each through its own
-	// view of the repository (go-git's storage is not shared between
-	// goroutines); a fetched one, by this goroutine.
+	// A local repository (or the cache a fetch filled) is read by a few
+	// workers, each through its own view of the repository (go-git's
+	// storage is not shared between goroutines); one fetched into memory,
+	// by this goroutine.
 	workers := 1
 	var open func() (storer.EncodedObjectStorer, error)
 	if localDir != "" && len(heads) > 64 {
