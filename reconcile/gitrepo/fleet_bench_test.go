@@ -161,8 +161,9 @@ func BenchmarkAgents1000(b *testing.B) {
 	gitremote.RequireGit(b)
 	agents := envInt("GITGW_BENCH_AGENTS", 1000)
 	const perAgent = 2
-	window := time.Duration(envInt("GITGW_BENCH_WINDOW_S", 30)) * time.Second
-	ctx := testCtx(b)
+	window := time.Duration(envInt("GITGW_BENCH_WINDOW_S", 60)) * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
 	root := b.TempDir()
 	site := &gitremote.Repo{Dir: filepath.Join(root, "site.git")}
 	if _, err := gitremote.Git("", "init", "-q", "--bare", "-b", "main", site.Dir); err != nil {
