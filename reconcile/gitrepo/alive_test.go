@@ -80,6 +80,8 @@ func TestAliveRef(t *testing.T) {
 		t.Fatalf("alive commit signature: %v", err)
 	}
 	gitVerify(t, r.Dir, a.Commit, pub)
+	size, _ := gitremote.Git(r.Dir, "cat-file", "-s", a.Commit)
+	t.Logf("a signed alive commit: %s bytes (uncompressed)", size)
 
 	// The agent stops: its alive ref ages past the bound.
 	stop()
