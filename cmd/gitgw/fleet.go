@@ -80,16 +80,25 @@ func runFleet(cmd *cobra.Command, f *fleetFlags) error {
 
 // readFleet reads every status branch of url and the tracked branch's head.
 func readFleet(ctx context.Context, url, prefix string, sf siteFlags, warn func(error)) (drift.Fleet, error) {
+	// The tracked head is asked for meanwhile: with thousands of refs
+	// its ref advertisement is a good part of the command's time.
+	var head string
+	var headErr error
+	headDone := make(chan struct{})
+	go func() {
+		defer close(headDone)
+		head, headErr = trackedHead(ctx, url, sf)
+	}()
 	branches, err := gitrepo.ReadStatusBranches(ctx, gitrepo.ReadOptions{
 		URL: url, Prefix: prefix, Files: []string{drift.StatusFile},
 		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
 	})
+	<-headDone
 	if err != nil {
 		return drift.Fleet{}, err
 	}
-	head, err := trackedHead(ctx, url, sf)
-	if err != nil {
-		warn(fmt.Errorf("head of %s unknown: %w", sf.ref, err))
+	if headErr != nil {
+		warn(fmt.Errorf("head of %s unknown: %w", sf.ref, headErr))
 	}
 	reports := make([]drift.NodeReport, 0, len(branches))
 	now := time.Now()
