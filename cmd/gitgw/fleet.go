@@ -80,20 +80,33 @@ func runFleet(cmd *cobra.Command, f *fleetFlags) error {
 
 // readFleet reads every status branch of url and the tracked branch's head.
 func readFleet(ctx context.Context, url, prefix string, sf siteFlags, warn func(error)) (drift.Fleet, error) {
+	// The tracked head is asked for meanwhile: with thousands of refs
+	// its ref advertisement is a good part of the command's time.
+	var head string
+	var headErr error
+	headDone := make(chan struct{})
+	go func() {
+		defer close(headDone)
+		head, headErr = trackedHead(ctx, url, sf)
+	}()
 	branches, err := gitrepo.ReadStatusBranches(ctx, gitrepo.ReadOptions{
 		URL: url, Prefix: prefix, Files: []string{drift.StatusFile},
 		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
 	})
+	<-headDone
 	if err != nil {
 		return drift.Fleet{}, err
 	}
-	head, err := trackedHead(ctx, url, sf)
-	if err != nil {
-		warn(fmt.Errorf("head of %s unknown: %w", sf.ref, err))
+	if headErr != nil {
+		warn(fmt.Errorf("head of %s unknown: %w", sf.ref, headErr))
 	}
 	reports := make([]drift.NodeReport, 0, len(branches))
+	now := time.Now()
 	for _, b := range branches {
 		r := drift.NodeReport{Node: b.Node, Commit: b.Commit, Subject: b.Subject, Time: b.Time}
+		if a := b.Alive; a != nil {
+			r.Alive, r.AliveBound, r.Stale = a.Time, a.Bound, a.Stale(now)
+		}
 		if js, ok := b.Files[drift.StatusFile]; !ok {
 			r.Err = drift.StatusFile + " missing"
 		} else if st, err := drift.Parse(js); err != nil {
@@ -123,11 +136,14 @@ func trackedHead(ctx context.Context, url string, sf siteFlags) (string, error) 
 
 // statusFlags configure the agent's status reporting.
 type statusFlags struct {
-	repo     string
-	prefix   string
-	coalesce time.Duration
-	off      bool
-	sign     string
+	repo           string
+	prefix         string
+	coalesce       time.Duration
+	off            bool
+	sign           string
+	historyCommits int
+	historyAge     time.Duration
+	alive          time.Duration
 }
 
 func (f *statusFlags) register(fl *pflag.FlagSet) {
@@ -135,6 +151,9 @@ func (f *statusFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.prefix, "status-branch-prefix", gitrepo.DefaultStatusPrefix, "prefix of this node's status branch")
 	fl.DurationVar(&f.coalesce, "status-coalesce", 5*time.Second, "changes within this window after a status commit go into one commit (a flapping link makes one commit per window)")
 	fl.BoolVar(&f.off, "no-status", false, "do not report status to Git")
+	fl.IntVar(&f.historyCommits, "status-history-commits", gitrepo.DefaultHistoryCommits, "keep this many commits on the status branch; older ones are folded into one commit (the branch is force-pushed, with a lease); -1 keeps all")
+	fl.DurationVar(&f.historyAge, "status-history-age", gitrepo.DefaultHistoryAge, "also fold status commits older than this (-1s: no age bound)")
+	fl.DurationVar(&f.alive, "alive-interval", time.Minute, "refresh the ref refs/gitgw/alive/NODE this often (jittered), so that `gitgw fleet` tells a stopped agent from a quiet one; it promises a refresh within 3 intervals; 0: off")
 	fl.StringVar(&f.sign, "status-signing-key", "", "unencrypted OpenSSH private key that signs this node's status commits; the site lists its public key as the node's status_key, so that peers trust the branch to gate their rollout")
 }
 
@@ -173,6 +192,7 @@ func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *site
 		Node: node, URL: url, Prefix: f.prefix, Dir: filepath.Join(stateDir, "status.git"),
 		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
 		Coalesce: f.coalesce, SigningKeyFile: f.sign, Logger: log,
+		HistoryCommits: f.historyCommits, HistoryAge: f.historyAge, AliveInterval: f.alive, AgentVersion: version,
 	})
 	if err != nil {
 		return nil, err

@@ -21,6 +21,11 @@ type NodeReport struct {
 	// Status is the parsed status.json; Err says why it could not be.
 	Status *Status
 	Err    string
+	// Alive is the node's last liveness refresh (zero: it keeps none);
+	// Stale says it is older than the bound the node promised (AliveBound).
+	Alive      time.Time
+	AliveBound time.Duration
+	Stale      bool
 }
 
 // Fleet is the fleet view: every node, and every virtual router across them.
@@ -49,6 +54,11 @@ type FleetNode struct {
 	Proxy map[string]int `json:"proxy_health,omitempty"`
 	Drift int            `json:"drift"`
 	Error string         `json:"error,omitempty"`
+	// Alive is the node's last liveness refresh, when it keeps one; Stale
+	// means the node did not refresh within the bound it promised: its
+	// agent is stopped or cannot reach the repository.
+	Alive *time.Time `json:"alive,omitempty"`
+	Stale bool       `json:"stale,omitempty"`
 }
 
 // FleetVRRP is one virtual router across the nodes that report it.
@@ -73,7 +83,18 @@ func BuildFleet(head string, reports []NodeReport) Fleet {
 	f := Fleet{Head: head, Nodes: []FleetNode{}, Routers: []FleetVRRP{}, Alerts: []FleetAlert{}}
 	routers := map[int]*FleetVRRP{}
 	for _, r := range reports {
-		n := FleetNode{Node: r.Node, LastSeen: r.Time.UTC(), Subject: r.Subject, Sync: "unknown", Error: r.Err}
+		n := FleetNode{Node: r.Node, LastSeen: r.Time.UTC(), Subject: r.Subject, Sync: "unknown", Error: r.Err, Stale: r.Stale}
+		if !r.Alive.IsZero() {
+			a := r.Alive.UTC()
+			n.Alive = &a
+			if a.After(n.LastSeen) {
+				n.LastSeen = a
+			}
+		}
+		if r.Stale {
+			f.Alerts = append(f.Alerts, FleetAlert{"stale", r.Node, fmt.Sprintf("no liveness refresh since %s (it promised one within %s): agent stopped or cut off from the repository",
+				n.LastSeen.Format(time.RFC3339), r.AliveBound)})
+		}
 		if r.Status == nil {
 			if r.Err != "" {
 				f.Alerts = append(f.Alerts, FleetAlert{"unreadable", r.Node, r.Err})
@@ -179,8 +200,12 @@ func WriteFleetText(w io.Writer, f Fleet, now time.Time) error {
 		for _, k := range sortedKeys(n.Proxy) {
 			proxy = append(proxy, fmt.Sprintf("%d %s", n.Proxy[k], k))
 		}
+		seen := age(now, n.LastSeen)
+		if n.Stale {
+			seen += " STALE"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", n.Node, orDash(Short(n.Applied)), orDash(Short(f.Head)), n.Sync,
-			age(now, n.LastSeen), orDash(strings.Join(roles, " ")), orDash(strings.Join(proxy, ", ")), n.Drift)
+			seen, orDash(strings.Join(roles, " ")), orDash(strings.Join(proxy, ", ")), n.Drift)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

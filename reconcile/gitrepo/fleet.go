@@ -51,6 +51,9 @@ type BranchStatus struct {
 	// Time is the commit time: when the node last reported a change.
 	Time     time.Time
 	Trailers Trailers
+	// Alive is the node's liveness ref, nil when it has none (an agent
+	// without --alive-interval, or an older one).
+	Alive *Alive
 	// Files of the commit by path.
 	Files map[string][]byte
 
@@ -97,6 +100,8 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 				return fail(err)
 			}
 			repo, err = openBare(opts.CacheDir)
+			// Read in parallel once fetched, as a local repository.
+			localDir = opts.CacheDir
 		} else {
 			repo, err = git.Init(memory.NewStorage(), nil)
 		}
@@ -105,8 +110,9 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 		}
 		remote := git.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
 		spec := config.RefSpec("+" + refPrefix + "*:" + refPrefix + "*")
+		alive := config.RefSpec("+" + AliveRefPrefix + "*:" + AliveRefPrefix + "*")
 		err = remote.FetchContext(ctx, &git.FetchOptions{
-			RefSpecs: []config.RefSpec{spec}, Auth: ra.auth, CABundle: ra.caBundle, Tags: git.NoTags, Prune: true,
+			RefSpecs: []config.RefSpec{spec, alive}, Auth: ra.auth, CABundle: ra.caBundle, Tags: git.NoTags, Prune: true,
 		})
 		var noMatch git.NoMatchingRefSpecError
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) && !errors.As(err, &noMatch) {
@@ -118,9 +124,15 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 		return fail(err)
 	}
 	var heads []*plumbing.Reference
+	alive := map[string]plumbing.Hash{}
 	err = refs.ForEach(func(r *plumbing.Reference) error {
-		if r.Type() == plumbing.HashReference && strings.HasPrefix(r.Name().String(), refPrefix) {
+		if r.Type() != plumbing.HashReference {
+			return nil
+		}
+		if strings.HasPrefix(r.Name().String(), refPrefix) {
 			heads = append(heads, r)
+		} else if node, ok := strings.CutPrefix(r.Name().String(), AliveRefPrefix); ok {
+			alive[node] = r.Hash()
 		}
 		return nil
 	})
@@ -128,9 +140,10 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 		return fail(err)
 	}
 	out := make([]BranchStatus, len(heads))
-	// A local repository is read by a few workers, each through its own
-	// view of the repository (go-git's storage is not shared between
-	// goroutines); a fetched one, by this goroutine.
+	// A local repository (or the cache a fetch filled) is read by a few
+	// workers, each through its own view of the repository (go-git's
+	// storage is not shared between goroutines); one fetched into memory,
+	// by this goroutine.
 	workers := 1
 	var open func() (storer.EncodedObjectStorer, error)
 	if localDir != "" && len(heads) > 64 {
@@ -174,6 +187,15 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 				if out[i], err = readBranch(st, heads[i], opts); err != nil {
 					errs[w] = err
 					return
+				}
+				if h, ok := alive[out[i].Node]; ok {
+					// An unreadable alive ref leaves the node without one:
+					// fleet calls it stale, which is what it should check.
+					if c, err := object.GetCommit(st, h); err == nil {
+						if a, err := readAlive(out[i].Node, c); err == nil {
+							out[i].Alive = &a
+						}
+					}
 				}
 			}
 		}()

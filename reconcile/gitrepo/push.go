@@ -30,6 +30,13 @@ type pushSpec struct {
 	// known are commits the remote is known to have besides the ref's
 	// current value (e.g. the base of a proposal).
 	known []plumbing.Hash
+	// lease, with replace, is the only value the remote's ref may be
+	// replaced from (besides not existing): what this node last pushed, so
+	// that it never clobbers a commit it did not see.
+	lease plumbing.Hash
+	// haveTrees are trees the remote holds (a rewritten history reusing
+	// the trees of the one it replaces): not sent again.
+	haveTrees []plumbing.Hash
 }
 
 // pushRef sends one ref update and the objects it needs. It is go-git's
@@ -78,10 +85,10 @@ func pushRef(ctx context.Context, s storer.EncodedObjectStorer, url string, ra r
 	if err != nil {
 		return old, err
 	}
-	if !old.IsZero() && stop != old && !spec.replace {
+	if !old.IsZero() && stop != old && (!spec.replace || (!spec.lease.IsZero() && old != spec.lease)) {
 		return old, errNotFastForward
 	}
-	hashes, err := objectsToSend(s, commits, stop)
+	hashes, err := objectsToSend(s, commits, stop, spec.haveTrees)
 	if err != nil {
 		return old, err
 	}
@@ -102,6 +109,9 @@ func pushRef(ctx context.Context, s storer.EncodedObjectStorer, url string, ra r
 	if err != nil {
 		_ = rd.CloseWithError(err) // unblock the encoder
 		<-encoded
+		if report != nil && report.Error() != nil {
+			return old, &rejectedError{err}
+		}
 		return old, err
 	}
 	if err := <-encoded; err != nil {
@@ -109,11 +119,19 @@ func pushRef(ctx context.Context, s storer.EncodedObjectStorer, url string, ra r
 	}
 	if report != nil {
 		if err := report.Error(); err != nil {
-			return old, err
+			return old, &rejectedError{err}
 		}
 	}
 	return old, nil
 }
+
+// rejectedError is the server's refusal of a ref update it received (a
+// hook, branch protection, receive.denyNonFastForwards): the connection
+// and the objects were fine, the policy said no.
+type rejectedError struct{ err error }
+
+func (e *rejectedError) Error() string { return e.err.Error() }
+func (e *rejectedError) Unwrap() error { return e.err }
 
 // newCommits walks first parents from head until a commit the remote has
 // (old or one of known), returning the commits before it, newest first,
@@ -145,10 +163,13 @@ func newCommits(s storer.EncodedObjectStorer, head, old plumbing.Hash, known []p
 }
 
 // objectsToSend lists the new commits and every tree and blob of theirs
-// that the stop commit's tree does not hold. An object the remote has from
+// that the stop commit's tree and haveTrees do not hold. An object the remote has from
 // older history may be sent again: harmless, and rare for status trees.
-func objectsToSend(s storer.EncodedObjectStorer, commits []*object.Commit, stop plumbing.Hash) ([]plumbing.Hash, error) {
+func objectsToSend(s storer.EncodedObjectStorer, commits []*object.Commit, stop plumbing.Hash, haveTrees []plumbing.Hash) ([]plumbing.Hash, error) {
 	have := map[plumbing.Hash]bool{}
+	for _, t := range haveTrees {
+		have[t] = true
+	}
 	if !stop.IsZero() {
 		c, err := object.GetCommit(s, stop)
 		if err == nil {

@@ -67,6 +67,11 @@ type Options struct {
 	// strict mode's anchor when AnchorFile holds none (a new node, or its
 	// state lost). Strict mode without either refuses to open.
 	TrustAnchor string
+	// FetchSpread delays the fetch of a new commit by an offset in
+	// [0, FetchSpread) fixed for (Node, commit), so that a fleet does not
+	// fetch it all at once (spread.go); Sync returns the commit it has
+	// until then. Zero fetches at once.
+	FetchSpread time.Duration
 	// Logger receives what the Source does (default: discard).
 	Logger *slog.Logger
 }
@@ -176,6 +181,8 @@ type Source struct {
 	verified  plumbing.Hash // last tip the verifier admitted
 	denied    *RefusedError // last tip refused (verifier or tree), logged once
 	transfers int           // fetches that moved the branch
+	spreadTip plumbing.Hash // the new commit a spread fetch waits for
+	spreadAt  time.Time     // when it may be fetched
 	repackAt  int           // repack every so many transfers (repackEvery)
 }
 
@@ -326,8 +333,19 @@ func (s *Source) Sync(ctx context.Context) (Revision, error) {
 		synced = ref.Hash()
 	}
 	start := time.Now()
-	tip, moved, err := s.fetch(ctx)
+	var tip plumbing.Hash
+	var moved bool
+	wait, err := s.spreadWait(ctx)
 	if err != nil {
+		return Revision{}, err
+	}
+	if wait {
+		ref, err := s.repo.Storer.Reference(s.local)
+		if err != nil {
+			return Revision{}, err
+		}
+		tip = ref.Hash()
+	} else if tip, moved, err = s.fetch(ctx); err != nil {
 		return Revision{}, err
 	}
 	if moved {

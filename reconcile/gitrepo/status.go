@@ -51,6 +51,18 @@ type StatusOptions struct {
 	// loses at most that, and the next pass reports the state again. Zero
 	// commits every change.
 	Coalesce time.Duration
+	// HistoryCommits and HistoryAge bound the branch's history: past the
+	// last HistoryCommits commits, or past those younger than HistoryAge,
+	// older commits are folded into one (fold.go). Zero takes the defaults
+	// (DefaultHistoryCommits, DefaultHistoryAge); a negative HistoryCommits
+	// keeps every commit, a negative HistoryAge bounds by count only.
+	HistoryCommits int
+	HistoryAge     time.Duration
+	// AliveInterval, when positive, makes Run refresh the node's alive
+	// ref (refs/gitgw/alive/NODE, alive.go) that often, jittered; the ref
+	// promises a refresh within 3 intervals. AgentVersion goes into it.
+	AliveInterval time.Duration
+	AgentVersion  string
 	// RetryMin and RetryMax bound the exponential backoff between failed
 	// pushes (defaults 500 ms and 1 min).
 	RetryMin, RetryMax time.Duration
@@ -100,6 +112,9 @@ type StatusWriter struct {
 	creds  Credentials
 	branch plumbing.ReferenceName
 	signer *commitSigner // nil: commits are not signed
+	bound  historyBound
+	hist   history          // guarded by mu
+	now    func() time.Time // the fold's clock (nil: time.Now; tests)
 
 	// mu guards the local repository's branch and the staged state. When
 	// both are needed, pushMu is taken first.
@@ -161,6 +176,19 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 			opts.URL = p
 		}
 	}
+	bound := historyBound{commits: opts.HistoryCommits, age: opts.HistoryAge}
+	switch {
+	case bound.commits == 0:
+		bound.commits = DefaultHistoryCommits
+	case bound.commits < 0:
+		bound.commits = 0
+	}
+	switch {
+	case bound.age == 0:
+		bound.age = DefaultHistoryAge
+	case bound.age < 0:
+		bound.age = 0
+	}
 	branch := opts.Prefix + opts.Node
 	if err := checkPath(branch); err != nil {
 		return nil, fmt.Errorf("gitrepo: status writer: branch %q: %w", branch, err)
@@ -170,6 +198,7 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 		log:      opts.Logger.With("component", "gitrepo", "branch", branch),
 		creds:    Credentials{SSHKeyFile: opts.SSHKeyFile, KnownHostsFile: opts.KnownHostsFile, TokenFile: opts.TokenFile, CAFile: opts.CAFile},
 		branch:   plumbing.NewBranchReferenceName(branch),
+		bound:    bound,
 		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		repackAt: repackEvery,
@@ -344,6 +373,7 @@ func (w *StatusWriter) commitLocked(files map[string][]byte, msgs []Message) (bo
 	}
 	w.lastCommit = now
 	w.commits++
+	w.hist.committed(now)
 	w.setHead(h)
 	w.log.Debug("status committed", "commit", short(h.String()), "subject", subjectOf(commit.Message))
 	select {
@@ -406,6 +436,12 @@ func subjectRank(subject string) int {
 // ctx ends or Close is called. Commits not yet pushed stay in the local
 // repository and are pushed by the next Run, also after a restart.
 func (w *StatusWriter) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var alive sync.WaitGroup
+	alive.Add(1)
+	go func() { defer alive.Done(); w.runAlive(ctx) }()
+	defer alive.Wait()
+	defer cancel()
 	var backoff time.Duration
 	retry := time.NewTimer(0) // push what a previous run left at once
 	defer retry.Stop()
@@ -421,7 +457,7 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 		err := w.push(ctx)
 		if err == nil {
 			backoff = 0
-			w.maintain()
+			w.maintain(ctx)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -445,20 +481,34 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 	}
 }
 
-// maintain repacks the local repository once enough commits piled up,
-// and only when everything is pushed (nothing to lose if it fails).
-func (w *StatusWriter) maintain() {
-	w.mu.Lock()
-	due := w.commits >= w.repackAt
-	w.mu.Unlock()
-	if !due {
-		return
-	}
+// maintain folds the branch past its history bound (and pushes the fold),
+// and repacks the local repository after a fold or once enough commits
+// piled up; only after a push (nothing to lose if it fails). It reports
+// whether it folded.
+func (w *StatusWriter) maintain(ctx context.Context) bool {
 	// Lock order: pushMu, then mu (as push does).
 	w.pushMu.Lock()
 	defer w.pushMu.Unlock()
 	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return false
+	}
+	now := time.Now
+	if w.now != nil {
+		now = w.now
+	}
+	plan, err := w.planFoldLocked(now())
+	w.mu.Unlock()
+	if err != nil {
+		w.log.Error("fold status history", "err", err)
+	}
+	folded := plan != nil && w.pushFold(ctx, plan)
+	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !folded && w.commits < w.repackAt {
+		return false
+	}
 	w.commits = 0
 	if err := repack(w.opts.Dir); err != nil {
 		w.log.Warn("repack", "err", err)
@@ -467,16 +517,17 @@ func (w *StatusWriter) maintain() {
 	repo, err := git.PlainOpen(w.opts.Dir)
 	if err != nil {
 		w.log.Error("reopen after repack", "err", err)
-		return
+		return folded
 	}
 	pushRepo, err := git.PlainOpen(w.opts.Dir)
 	if err != nil {
 		w.log.Error("reopen after repack", "err", err)
-		return
+		return folded
 	}
 	w.repo, w.pushRepo = repo, pushRepo
 	w.pushRemote = git.NewRemote(pushRepo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{w.opts.URL}})
 	w.log.Debug("local status repository repacked")
+	return folded
 }
 
 // Flush commits a change held for the coalesce window, then pushes once,
@@ -657,6 +708,7 @@ func (w *StatusWriter) adoptRemote(ctx context.Context, ra remoteAccess) (plumbi
 		if err := s.SetReference(plumbing.NewHashReference(w.branch, newHead)); err != nil {
 			return fail(err)
 		}
+		w.hist = history{} // the remote's history below: walk it again
 		last := time.Time{}
 		if c, err := w.repo.CommitObject(remote); err == nil {
 			last = c.Committer.When

@@ -281,16 +281,27 @@ func (r *Repo) Branches(t testing.TB, prefix string) []string {
 // thousand nodes' status branches. branches maps a branch name to its files.
 func (r *Repo) ImportBranches(t testing.TB, branches map[string]map[string]string, msg string) {
 	t.Helper()
-	names := make([]string, 0, len(branches))
-	for b := range branches {
+	refs := make(map[string]map[string]string, len(branches))
+	for b, files := range branches {
+		refs["refs/heads/"+b] = files
+	}
+	r.ImportRefs(t, refs, msg)
+}
+
+// ImportRefs is ImportBranches for full ref names (refs/gitgw/alive/gw1):
+// each ref gets one parentless commit holding its files, message msg.
+func (r *Repo) ImportRefs(t testing.TB, refs map[string]map[string]string, msg string) {
+	t.Helper()
+	names := make([]string, 0, len(refs))
+	for b := range refs {
 		names = append(names, b)
 	}
 	sort.Strings(names)
 	var in bytes.Buffer
 	for _, b := range names {
-		fmt.Fprintf(&in, "commit refs/heads/%s\ncommitter gitgw <gitgw@%s> 1700000000 +0000\ndata %d\n%s\n",
+		fmt.Fprintf(&in, "commit %s\ncommitter gitgw <gitgw@%s> 1700000000 +0000\ndata %d\n%s\n",
 			b, path.Base(b), len(msg), msg)
-		files := branches[b]
+		files := refs[b]
 		paths := make([]string, 0, len(files))
 		for p := range files {
 			paths = append(paths, p)
@@ -307,4 +318,45 @@ func (r *Repo) ImportBranches(t testing.TB, branches map[string]map[string]strin
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("gitremote: fast-import: %v: %s", err, out)
 	}
+}
+
+// Size is the bytes of the repository's objects (loose and packed), as
+// `git count-objects -v` counts them.
+func (r *Repo) Size(t testing.TB) int64 {
+	t.Helper()
+	out := mustGit(t, r.Dir, "count-objects", "-v")
+	var total int64
+	for _, l := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(l, ": ")
+		if !ok || (k != "size" && k != "size-pack") {
+			continue
+		}
+		var kib int64
+		if _, err := fmt.Sscan(v, &kib); err != nil {
+			t.Fatalf("gitremote: count-objects %q: %v", l, err)
+		}
+		total += kib << 10
+	}
+	return total
+}
+
+// Unreachable lists the objects no ref reaches (reflogs ignored): what
+// the server's gc deletes.
+func (r *Repo) Unreachable(t testing.TB) []string {
+	t.Helper()
+	out := mustGit(t, r.Dir, "fsck", "--unreachable", "--no-reflogs", "--no-progress")
+	var objs []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "unreachable" {
+			objs = append(objs, f[2])
+		}
+	}
+	return objs
+}
+
+// GC runs the server side's garbage collection, unreachable objects
+// pruned at once (a Git host prunes them after a grace period).
+func (r *Repo) GC(t testing.TB) {
+	t.Helper()
+	mustGit(t, r.Dir, "gc", "-q", "--prune=now")
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -96,6 +97,32 @@ func TestHTTPSServesGit(t *testing.T) {
 	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Fatalf("ls-remote with a wrong token succeeded: %s", out)
+	}
+	// Two requests (one refused), and the advertisement's bytes counted.
+	if st := h.Stats(); st.Requests != 2 || st.BytesOut < int64(len(head)) {
+		t.Fatalf("server stats %+v after two ls-remotes", st)
+	}
+}
+
+// A rewritten branch leaves unreachable objects, and GC prunes them.
+func TestUnreachableAndGC(t *testing.T) {
+	t.Parallel()
+	r := NewBare(t)
+	r.Commit(t, "b", map[string]string{"a": "1"}, "one")
+	old := r.Commit(t, "b", map[string]string{"a": "2"}, "two")
+	r.Rewrite(t, "b", map[string]string{"a": "3"}, "three")
+	if u := r.Unreachable(t); !slices.Contains(u, old) {
+		t.Fatalf("unreachable %v lacks the rewritten commit %s", u, old)
+	}
+	if r.Size(t) == 0 {
+		t.Fatal("size 0 of a repository with commits")
+	}
+	r.GC(t)
+	if u := r.Unreachable(t); len(u) != 0 {
+		t.Fatalf("after GC, unreachable %v", u)
+	}
+	if _, err := Git(r.Dir, "cat-file", "-e", old); err == nil {
+		t.Fatalf("%s still present after GC", old)
 	}
 }
 

@@ -11,7 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // HTTPS serves the bare repositories under a directory over https (git's
@@ -26,6 +29,58 @@ type HTTPS struct {
 	Token string
 
 	root string
+
+	mu    sync.Mutex
+	stats ServerStats
+}
+
+// ServerStats count what the server did: requests (each runs one git
+// process), bytes sent to clients, and the CPU time (user+system) of the
+// test process's children (the git processes the server ran; other
+// children the test waited for count too).
+type ServerStats struct {
+	Requests, BytesOut int64
+	CPU                time.Duration
+}
+
+// Stats is what the server did since it started.
+func (h *HTTPS) Stats() ServerStats {
+	h.mu.Lock()
+	st := h.stats
+	h.mu.Unlock()
+	st.CPU = childrenCPU()
+	return st
+}
+
+// Sub is s minus an earlier sample.
+func (s ServerStats) Sub(before ServerStats) ServerStats {
+	return ServerStats{Requests: s.Requests - before.Requests, BytesOut: s.BytesOut - before.BytesOut, CPU: s.CPU - before.CPU}
+}
+
+func childrenCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// countingWriter counts the bytes of a response.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // StartHTTPS serves the bare repositories under root until the test ends.
@@ -56,7 +111,12 @@ func StartHTTPS(t testing.TB, root, token string) *HTTPS {
 			http.Error(w, "token required", http.StatusUnauthorized)
 			return
 		}
-		backend.ServeHTTP(w, r)
+		cw := &countingWriter{ResponseWriter: w}
+		backend.ServeHTTP(cw, r)
+		h.mu.Lock()
+		h.stats.Requests++
+		h.stats.BytesOut += cw.n
+		h.mu.Unlock()
 	}))
 	// Clients that refuse the certificate are part of the tests: quiet.
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
