@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -28,6 +29,8 @@ type siteFlags struct {
 	// tree is written.
 	verifier                *gitrepo.Verifier
 	anchorFile, trustAnchor string
+	// fetchSpread is the agent's --fetch-spread.
+	fetchSpread time.Duration
 }
 
 func (f *siteFlags) register(cmd *cobra.Command) {
@@ -110,6 +113,7 @@ func (f *siteFlags) open(ctx context.Context, node, stateDir string, watch bool)
 		Verifier:       f.verifier,
 		AnchorFile:     f.anchorFile,
 		TrustAnchor:    f.trustAnchor,
+		FetchSpread:    f.fetchSpread,
 	})
 	if err != nil {
 		cleanup()
