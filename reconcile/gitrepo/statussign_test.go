@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gitgw/gitgw/test/gitremote"
+	"github.com/gitgw/gitgw/test/lab"
 )
 
 // rsaSigningKey writes a fresh RSA private key (OpenSSH format) to
@@ -161,12 +161,7 @@ func mustRSA(t *testing.T) *rsa.PrivateKey {
 // git itself (through ssh-keygen -Y verify) accepts the signature.
 func gitVerify(t *testing.T, repo, commit, pub string) {
 	t.Helper()
-	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("ssh-keygen is needed to check signatures with git: %v", err)
-		}
-		t.Skipf("no ssh-keygen: %v", err)
-	}
+	lab.RequireCommand(t, "ssh-keygen")
 	signers := filepath.Join(t.TempDir(), "allowed_signers")
 	if err := os.WriteFile(signers, []byte("gw1 "+pub+"\n"), 0o644); err != nil {
 		t.Fatal(err)
