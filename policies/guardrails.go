@@ -35,6 +35,7 @@ func guardrails() []guardrail {
 		{Policy{"port-clash", "no port is bound twice on a node: by two proxy binds, or by a bind and a unit instance named by a port."}, Error, portClash},
 		{Policy{"cpu-mask", "CPU lists in tuning name only CPUs the node has (node: cpus) and are well formed."}, Error, cpuMask},
 		{Policy{"proxy-busy-poll", "the proxy's busy-poll window is at most 10ms: a longer one only burns CPU, since no reply it waits for is that slow and still worth polling for."}, Error, proxyBusyPoll},
+		{Policy{"service-feature-built", "a service uses only what this gitgw carries: a field the schema knows but no driver runs yet would otherwise be ignored in silence."}, Error, serviceFeatureBuilt},
 		{Policy{"secret-in-clear", "no VRRP password is written in the site: use password_file (read on the node)."}, Warning, secretInClear},
 	}
 }
@@ -455,4 +456,28 @@ func secretInClear(in *Input, r report) {
 func isWildcard(host string) bool {
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.IsUnspecified()
+}
+
+// serviceFeatureBuilt refuses service fields that the schema accepts but
+// no driver of this binary carries yet, so that a site (or an import) that
+// asks for them is refused instead of running without them.
+func serviceFeatureBuilt(in *Input, r report) {
+	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
+		s := in.Services[name]
+		path := "services." + spec.Label(name)
+		if s.Kernel() {
+			r.add(path+".mode", "service %s: mode %q (kernel forwarding) is not built into this gitgw yet", name, s.Mode)
+		}
+		if s.Protocol == "udp" {
+			r.add(path+".protocol", "service %s: protocol \"udp\" is not built into this gitgw yet", name)
+		}
+		if s.Transparent {
+			r.add(path+".transparent", "service %s: transparent proxying is not built into this gitgw yet", name)
+		}
+		for _, sv := range slices.Sorted(maps.Keys(s.Servers)) {
+			if s.Servers[sv].CheckPort != 0 {
+				r.add(path+".servers."+spec.Label(sv)+".check_port", "service %s: server %s: a per-server check port is not built into this gitgw yet", name, sv)
+			}
+		}
+	}
 }

@@ -84,6 +84,15 @@ func TestGuardrails(t *testing.T) {
 		want         int // violations of that policy
 	}{
 		{"lab site", "", labSite(), 0},
+		{"feature built: kernel mode refused until its driver runs", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Mode = spec.ModeDR })
+		}), 1},
+		{"feature built: udp, transparent and a check port refused", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Protocol, s.Transparent = "udp", true
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8080", CheckPort: 8008}}
+			})
+		}), 3},
 
 		{"vrid unique: two instances, two VRIDs", "vrid-unique", edit(func(in *Input) { secondInstance(in, func(*spec.VRRPInstance) {}) }), 0},
 		{"vrid unique: same VRID on one segment", "vrid-unique", edit(func(in *Input) {

@@ -306,7 +306,15 @@ type Notify struct {
 
 // Service is a TCP load-balanced service.
 type Service struct {
-	Nodes       []string          `json:"nodes"`
+	Nodes []string `json:"nodes"`
+	// Mode is ModeProxy (the default), ModeNAT or ModeDR.
+	Mode ServiceMode `json:"mode"`
+	// Protocol is "tcp" (the default) or "udp".
+	Protocol string `json:"protocol"`
+	// Interface is the segment's interface of a "dr" service.
+	Interface string `json:"interface,omitempty"`
+	// Transparent: the servers see the client's address (proxy mode).
+	Transparent bool              `json:"transparent,omitempty"`
 	Binds       []string          `json:"binds"`
 	Balance     string            `json:"balance"`
 	Persistence Duration          `json:"persistence"`
@@ -428,7 +436,26 @@ type Server struct {
 	Backup   bool   `json:"backup"`
 	Drain    bool   `json:"drain"`
 	Disabled bool   `json:"disabled"`
+	// CheckPort overrides the service check's port for this server.
+	CheckPort int `json:"check_port,omitempty"`
 }
+
+// ServiceMode is how a service is carried.
+type ServiceMode string
+
+// The service modes.
+const (
+	// ModeProxy: gitgw's userspace L4 proxy.
+	ModeProxy ServiceMode = "proxy"
+	// ModeNAT: kernel forwarding with destination NAT (LVS NAT).
+	ModeNAT ServiceMode = "nat"
+	// ModeDR: kernel forwarding by direct routing (LVS DR).
+	ModeDR ServiceMode = "dr"
+)
+
+// Kernel reports whether the service is forwarded by the kernel (nat or
+// dr) rather than by the proxy.
+func (s Service) Kernel() bool { return s.Mode == ModeNAT || s.Mode == ModeDR }
 
 // UnitTemplate is a systemd template unit and its instance sets.
 type UnitTemplate struct {
