@@ -537,12 +537,18 @@ func trackCheck(t spec.TrackCheck) (vrrp.Check, error) {
 	switch t.Kind {
 	case "tcp":
 		c.Kind = vrrp.CheckTCP
+	case "tcp-expect":
+		c.Kind, c.Send, c.Expect = vrrp.CheckTCPExpect, t.Send, t.Expect
 	case "http":
-		c.Kind = vrrp.CheckHTTP
+		c.Kind, c.Method, c.ExpectString = vrrp.CheckHTTP, t.Method, t.ExpectString
 		if !strings.Contains(c.Target, "://") {
 			host := c.Target
-			if t.Host != "" && host == "" {
+			if host == "" {
 				host = t.Host
+			} else {
+				// The target is where to connect; host names the site
+				// asked for (a virtual host behind that address).
+				c.Host = t.Host
 			}
 			c.Target = "http://" + host + t.Path
 		}

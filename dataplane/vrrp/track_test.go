@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,127 @@ func TestHTTPCheckBounded(t *testing.T) {
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := probe(ctx, Check{Kind: CheckHTTP, Target: target, ExpectStatus: 200}, nil)
+		cancel()
+		if (err == nil) != c.ok {
+			t.Errorf("%s: probe err = %v, want ok=%v", c.name, err, c.ok)
+		}
+	}
+}
+
+// TestHTTPCheckMethodHostExpectString: an http track check sends the
+// site's method and Host, and with an expect_string passes only when the
+// string is in the first maxCheckBody bytes of the body.
+func TestHTTPCheckMethodHostExpectString(t *testing.T) {
+	type seen struct{ line, host string }
+	got := make(chan seen, 16)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]string{
+		"/ok":   "status: ready\n",
+		"/late": strings.Repeat("x", maxCheckBody) + "ready",
+		"/no":   "status: starting\n",
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				br := bufio.NewReader(c)
+				var s seen
+				for {
+					line, err := br.ReadString('\n')
+					if s.line == "" {
+						s.line = strings.TrimSpace(line)
+					}
+					if h, ok := strings.CutPrefix(line, "Host: "); ok {
+						s.host = strings.TrimSpace(h)
+					}
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				got <- s
+				path := strings.Fields(s.line + " x x")[1]
+				b := body[path]
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(b))+"\r\n\r\n"+b)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	base := "http://" + ln.Addr().String()
+	for _, c := range []struct {
+		name       string
+		check      Check
+		ok         bool
+		line, host string
+	}{
+		{"GET, status only", Check{Target: base + "/no"}, true, "GET /no HTTP/1.1", ln.Addr().String()},
+		{"HEAD with a virtual host", Check{Target: base + "/ok", Method: "HEAD", Host: "api.example.net"}, true, "HEAD /ok HTTP/1.1", "api.example.net"},
+		{"POST", Check{Target: base + "/ok", Method: "POST"}, true, "POST /ok HTTP/1.1", ln.Addr().String()},
+		{"expect_string found", Check{Target: base + "/ok", ExpectString: "ready"}, true, "GET /ok HTTP/1.1", ln.Addr().String()},
+		{"expect_string missing", Check{Target: base + "/no", ExpectString: "ready"}, false, "GET /no HTTP/1.1", ln.Addr().String()},
+		{"expect_string past the bound", Check{Target: base + "/late", ExpectString: "ready"}, false, "GET /late HTTP/1.1", ln.Addr().String()},
+	} {
+		ch := c.check
+		ch.Kind, ch.ExpectStatus = CheckHTTP, 200
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := probe(ctx, ch, nil)
+		cancel()
+		if (err == nil) != c.ok {
+			t.Errorf("%s: probe err = %v, want ok=%v", c.name, err, c.ok)
+		}
+		s := <-got
+		if s.line != c.line || s.host != c.host {
+			t.Errorf("%s: backend saw %q Host %q, want %q Host %q", c.name, s.line, s.host, c.line, c.host)
+		}
+	}
+}
+
+// TestTCPExpectCheck: a tcp-expect track check sends its line and passes
+// only on the expected answer.
+func TestTCPExpectCheck(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				if line == "PING\r\n" {
+					_, _ = io.WriteString(c, "+PONG\r\n")
+				} else {
+					_, _ = io.WriteString(c, "-ERR unknown\r\n")
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	for _, c := range []struct {
+		name, send, expect string
+		ok                 bool
+	}{
+		{"answer matches", "PING\r\n", "+PONG", true},
+		{"wrong answer", "HELLO\r\n", "+PONG", false},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := probe(ctx, Check{Kind: CheckTCPExpect, Target: ln.Addr().String(), Send: c.send, Expect: c.expect}, nil)
 		cancel()
 		if (err == nil) != c.ok {
 			t.Errorf("%s: probe err = %v, want ok=%v", c.name, err, c.ok)
