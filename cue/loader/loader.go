@@ -210,6 +210,17 @@ func loadNodeScoped(sfs *siteFS, node string, scope Scope) (*Site, *spec.Node, e
 			errs[i].locateParent(abs, v)
 		}
 	}
+	suggest(errs, func(path []string) cue.Value {
+		if len(path) >= 2 {
+			if u, ok := unified[cue.MakePath(cue.Str(path[0]), cue.Str(path[1])).String()]; ok {
+				return u.LookupPath(selectorPath(path[2:]))
+			}
+		}
+		if len(path) == 1 && path[0] == "site" {
+			return unified["site"]
+		}
+		return v.LookupPath(selectorPath(path))
+	})
 	if errs = dedupe(errs.sorted()); len(errs) > 0 {
 		return nil, nil, errs, true
 	}
@@ -243,6 +254,7 @@ func evaluate(abs string, inst *build.Instance) (cue.Value, Errors) {
 			errs[i].locateParent(abs, v)
 		}
 	}
+	suggest(errs, func(path []string) cue.Value { return v.LookupPath(selectorPath(path)) })
 	return v, dedupe(errs.sorted())
 }
 

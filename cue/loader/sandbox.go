@@ -279,7 +279,12 @@ func (sb *Sandbox) childError(req request, ps *os.ProcessState, stderr string, e
 	switch {
 	case ws.Signaled() && (ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) && cpu >= sb.cpu()-time.Second:
 		return sb.budgetError(req, fmt.Sprintf("it used more than %s of CPU time", sb.cpu()))
-	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"):
+	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"),
+		// Thread stacks count against RLIMIT_DATA too: near the budget,
+		// the runtime's next OS thread is refused before the heap is, and
+		// the child dies in pthread_create (seen under load, when the
+		// runtime wants a new thread at the wrong moment).
+		strings.Contains(stderr, "pthread_create failed") && peakRSS(ps) >= sb.memory()/2:
 		return sb.budgetError(req, fmt.Sprintf("it needed more than %d MiB of memory", sb.memory()>>20))
 	}
 	line, _, _ := strings.Cut(strings.TrimSpace(stderr), "\n")
@@ -287,6 +292,14 @@ func (sb *Sandbox) childError(req request, ps *os.ProcessState, stderr string, e
 		line = line[:200]
 	}
 	return fmt.Errorf("loader: evaluation of %s failed (%v): %s", req.Dir, err, line)
+}
+
+// peakRSS is a finished child's peak resident set, in bytes (0 if unknown).
+func peakRSS(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10
+	}
+	return 0
 }
 
 // budgetError is the error of an evaluation the budget stopped, an error
