@@ -66,6 +66,9 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 	}
 	return func(ctx context.Context, rev Revision, prev, next *spec.Node) loader.Errors {
 		vs := policies.Check(policies.FromNode(next))
+		if prev != nil {
+			vs = policies.PointAtChange(vs, policies.FromNode(prev), policies.FromNode(next))
+		}
 		vs = append(vs, policies.CheckChange(policies.Change{Prev: prev, Next: next, Trailers: rev.Trailers, Now: now()})...)
 		bad, warns := policies.Split(vs)
 		mu.Lock()
@@ -98,7 +101,7 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 func PolicyErrors(vs []policies.Violation) loader.Errors {
 	var out loader.Errors
 	for _, v := range vs {
-		out = append(out, loader.Error{Path: v.Path, Msg: fmt.Sprintf("[%s] %s", v.Policy, v.Msg)})
+		out = append(out, loader.Error{Path: v.Path, Related: v.Related, Msg: fmt.Sprintf("[%s] %s", v.Policy, v.Msg)})
 	}
 	return out
 }
