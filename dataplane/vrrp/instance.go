@@ -110,9 +110,19 @@ func (in *instance) deliver(r Received) {
 	}
 }
 
+// update hands the instance a config of the same identity and waits until
+// its goroutine has taken it (VIPs installed or removed, priority
+// re-tracked): whoever observes after Set returns sees the new config, not
+// the one still queued. The goroutine never waits for Set, so waiting here
+// cannot deadlock; a stopped instance is not waited for.
 func (in *instance) update(cfg Instance) {
 	in.wanted = cfg
-	in.do(func() { in.apply(cfg) })
+	applied := make(chan struct{})
+	in.do(func() { in.apply(cfg); close(applied) })
+	select {
+	case <-applied:
+	case <-in.done:
+	}
 }
 
 func (in *instance) stop(ctx context.Context, reason string) {
