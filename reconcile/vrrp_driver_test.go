@@ -282,21 +282,6 @@ func TestVRRPConfigUnicast(t *testing.T) {
 	}
 }
 
-// TestVRRPDriverChangedSettings: a change the engine does not report
-// (interval, preempt, password) is still planned as an update, naming the
-// setting and never the password.
-func TestVRRPDriverChangedSettings(t *testing.T) {
-	d := &VRRPDriver{applied: map[string]vrrp.Instance{"VI_1": {Name: "VI_1", Interval: 100 * time.Millisecond, AuthPass: "old"}}}
-	got := d.changedSettings(vrrp.Instance{Name: "VI_1", Interval: 200 * time.Millisecond, AuthPass: "new", NoPreempt: true})
-	want := []string{"Interval 100ms → 200ms", "NoPreempt false → true", "authentication password changed"}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("changed settings (-want +got):\n%s", d)
-	}
-	if got := d.changedSettings(vrrp.Instance{Name: "VI_2"}); got != nil {
-		t.Errorf("never applied: %v", got)
-	}
-}
-
 // TestVRRPDriverDriftReport: with drift.vrrp "report", a VIP removed by
 // hand while master is reported through the driver's events, saying it is
 // left out, and is not put back; with the default it is put back.

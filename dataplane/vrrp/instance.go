@@ -71,11 +71,7 @@ func newInstance(e *Engine, cfg Instance, primary netip.Addr, l *link) *instance
 	return in
 }
 
-func (in *instance) sameIdentity(c Instance) bool {
-	a, b := in.wanted, c
-	return a.Interface == b.Interface && a.VRID == b.VRID && a.Version == b.Version &&
-		a.IPv6() == b.IPv6() && a.UnicastSrc == b.UnicastSrc && a.VMAC == b.VMAC
-}
+func (in *instance) sameIdentity(c Instance) bool { return sameIdentity(in.wanted, c) }
 
 func (in *instance) params() Params {
 	prio, _ := in.effective()
