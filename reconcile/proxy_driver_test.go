@@ -228,7 +228,7 @@ func TestViewServiceSpelling(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := viewService(tc.svc)
+			v := l4proxy.ViewService(tc.svc)
 			if v.Timeouts != tc.timeouts {
 				t.Errorf("timeouts %q, want %q", v.Timeouts, tc.timeouts)
 			}

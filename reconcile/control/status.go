@@ -181,12 +181,12 @@ func (s Server) Address() string {
 }
 
 func service(s l4proxy.ServiceStats) Service {
-	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: s.Status, Current: s.Current, Total: s.Total,
+	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: string(s.Status), Current: s.Current, Total: s.Total,
 		BytesIn: s.BytesIn, BytesOut: s.BytesOut, Queue: s.Queue, QueueTimeouts: s.QueueTimeouts, Errors: s.Errors, Servers: []Server{}}
 	out.Denied = s.Denied.ByReason()
 	for _, sv := range s.Servers {
 		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup, Admin: string(sv.Admin),
-			Status: sv.Status, Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
+			Status: string(sv.Status), Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
 			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange,
 			Downtime: sv.Downtime, CheckDuration: sv.CheckDuration, LastCheck: sv.LastCheck})
 	}
