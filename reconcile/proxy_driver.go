@@ -39,11 +39,11 @@ func NewProxyDriver(pool *l4proxy.Pool, log *slog.Logger) *ProxyDriver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &ProxyDriver{pool: pool, log: log.With("component", "proxy")}
+	return &ProxyDriver{pool: pool, log: log.With("component", plan.FamilyProxy.String())}
 }
 
 // Name implements Driver.
-func (d *ProxyDriver) Name() string { return "proxy" }
+func (d *ProxyDriver) Name() string { return plan.FamilyProxy.String() }
 
 // Close stops the pool, draining connections until ctx is done.
 func (d *ProxyDriver) Close(ctx context.Context) error { return d.pool.Close(ctx) }

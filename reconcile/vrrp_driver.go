@@ -95,7 +95,7 @@ func (d *VRRPDriver) forward(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case t := <-d.e.Events():
-			d.send(Event{Driver: "vrrp", Kind: "transition", Message: fmt.Sprintf("%s %s -> %s (%s)", t.Instance, t.From, t.To, t.Reason)})
+			d.send(Event{Driver: plan.FamilyVRRP.String(), Kind: plan.EventTransition, Message: fmt.Sprintf("%s %s -> %s (%s)", t.Instance, t.From, t.To, t.Reason)})
 		case dr := <-d.e.Drifts():
 			what := map[string]string{
 				"restored": "VIP %s removed by hand while master: restored",
@@ -106,7 +106,7 @@ func (d *VRRPDriver) forward(ctx context.Context) {
 			if what == "" {
 				what = "VIP %s changed by hand: " + dr.Action
 			}
-			d.send(Event{Driver: "vrrp", Kind: "drift", Message: dr.Instance + ": " + fmt.Sprintf(what, dr.VIP)})
+			d.send(Event{Driver: plan.FamilyVRRP.String(), Kind: plan.EventDrift, Message: dr.Instance + ": " + fmt.Sprintf(what, dr.VIP)})
 		}
 	}
 }
@@ -119,7 +119,7 @@ func (d *VRRPDriver) send(ev Event) {
 }
 
 // Name implements Driver.
-func (d *VRRPDriver) Name() string { return "vrrp" }
+func (d *VRRPDriver) Name() string { return plan.FamilyVRRP.String() }
 
 // Events implements EventSource.
 func (d *VRRPDriver) Events() <-chan Event { return d.events }

@@ -40,3 +40,11 @@ const (
 	KindVRRPInstance = "vrrp_instance"
 	KindVIP          = "vip"
 )
+
+// Event kinds: what a driver noticed on its own (reconcile.Event, the
+// events of status.json and the commit messages they make).
+const (
+	EventDrift      = "drift"      // changed outside gitgw
+	EventTransition = "transition" // a VRRP state change
+	EventHealth     = "health"     // a server's health changed
+)

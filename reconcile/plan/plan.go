@@ -37,8 +37,8 @@ type Change struct {
 	// Driver is the resource family (a Family, kept a string so that a
 	// driver added later needs no change here; see Change.Family).
 	Driver string `json:"driver"`
-	// Kind is the resource type inside the family, e.g. "sysctl",
-	// "rps_cpus", "vrrp_instance", "vip", "proxy_server", "unit_instance".
+	// Kind is the resource type inside the family (the Kind constants),
+	// e.g. "sysctl", "rps_cpus", "vrrp_instance", "vip", "proxy_server".
 	Kind string `json:"kind"`
 	// ID names the resource uniquely within its kind, e.g. "eth0/rx-0",
 	// "net.ipv4.ip_forward", "VI_1", "app@8080.service".

@@ -1,0 +1,41 @@
+package reconcile
+
+import (
+	"context"
+	"testing"
+
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
+
+// TestPendingCoversEveryFamily: every family of plan.Families lists its
+// resources when its driver is pending, under its own name, so that a
+// family added there without a lister here cannot go unnoticed.
+func TestPendingCoversEveryFamily(t *testing.T) {
+	n := labNode(t, "gw1")
+	for _, f := range plan.Families {
+		if familyResources[f] == nil {
+			t.Errorf("family %s: no resource lister", f)
+			continue
+		}
+		cs, err := Pending{Family: f, Why: "test"}.Plan(context.Background(), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f != plan.FamilyTuning && len(cs) == 0 { // the lab site tunes nothing
+			t.Errorf("family %s: no resources listed for the lab site", f)
+		}
+		for _, c := range cs {
+			if c.Family() != f || c.Action != plan.Pending || c.Reason != "test" {
+				t.Errorf("family %s: %+v", f, c)
+			}
+		}
+	}
+	if len(familyResources) != len(plan.Families) {
+		t.Errorf("%d listers for %d families", len(familyResources), len(plan.Families))
+	}
+	for i, f := range plan.Families {
+		if plan.DriverRank(f) != i || plan.DriverRank(f.String()) != i {
+			t.Errorf("family %s ranks %d, want %d", f, plan.DriverRank(f), i)
+		}
+	}
+}
