@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -351,5 +352,55 @@ func TestVRRPDriverDriftReport(t *testing.T) {
 				t.Errorf("VIP present %v, want %v", got, c.restored)
 			}
 		})
+	}
+}
+
+// TestVRRPDriverObserveAfterInPlaceVIPAdd: on a master, a VIP added in the
+// site is there when the runner observes right after Apply: the plan after
+// apply has nothing left to do (it once said "differs" now and then, the
+// engine applying the change after Apply had returned).
+func TestVRRPDriverObserveAfterInPlaceVIPAdd(t *testing.T) {
+	vips := &memVIPs{have: map[netip.Prefix]bool{}}
+	e := vrrp.New(nil, vrrp.Options{
+		Listen:      func(string, bool) (vrrp.Conn, error) { return &nullConn{closed: make(chan struct{})}, nil },
+		PrimaryAddr: func(string, bool) (netip.Addr, error) { return netip.MustParseAddr("203.0.113.11"), nil },
+		VIPs:        vips,
+	})
+	t.Cleanup(func() { _ = e.Stop(context.Background()) })
+	d, err := NewVRRPDriver(VRRPOptions{Engine: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	ctx := context.Background()
+	n := labNode(t, "gw1")
+	if err := d.Apply(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(20 * time.Second)
+	for master := false; !master; {
+		select {
+		case ev := <-d.Events():
+			master = ev.Kind == plan.EventTransition && strings.Contains(ev.Message, "VI_1 BACKUP -> MASTER")
+		case <-deadline:
+			t.Fatal("no transition to master")
+		}
+	}
+	for i := range 30 {
+		in := n.VRRP["VI_1"]
+		in.VIPs = append(slices.Clone(in.VIPs), spec.VIP{Address: netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(150 + i)}), 24)})
+		n.VRRP["VI_1"] = in
+		if err := d.Apply(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		after, err := d.Plan(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range after {
+			if c.Action != plan.NoOp {
+				t.Fatalf("round %d: after apply, %s %s still %s", i, c.Kind, c.ID, c.Action)
+			}
+		}
 	}
 }

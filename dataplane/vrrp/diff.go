@@ -148,6 +148,9 @@ func Diff(desired Desired, observed Observed) []Change {
 		var haveVIPs []string
 		if running {
 			c.Details = predict(desired.Node, in, desired.Priorities[in.Name], &obs.Status)
+			if obs.Applied != nil && !sameTracking(*obs.Applied, in) {
+				c.Details[0] += "; tracking changed in site: weights counted as they stand now, until the new tracking reports"
+			}
 			st := obs.Status
 			before := View{Interface: st.Interface, VRID: st.VRID, Version: st.Version, Priority: st.BasePriority, State: st.State.String(),
 				Interval: after.Interval, Preempt: after.Preempt}
@@ -219,6 +222,13 @@ func sameView(a, b View) bool {
 func sameIdentity(a, b Instance) bool {
 	return a.Interface == b.Interface && a.VRID == b.VRID && a.Version == b.Version &&
 		a.IPv6() == b.IPv6() && a.UnicastSrc == b.UnicastSrc && a.VMAC == b.VMAC
+}
+
+// sameTracking reports whether two configs track the same interfaces and
+// checks with the same weights (defaults filled).
+func sameTracking(a, b Instance) bool {
+	a, b = a.withDefaults(), b.withDefaults()
+	return reflect.DeepEqual(a.TrackInterfaces, b.TrackInterfaces) && reflect.DeepEqual(a.TrackChecks, b.TrackChecks)
 }
 
 // ChangedSettings names the settings of want that differ from applied,

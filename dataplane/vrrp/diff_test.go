@@ -89,6 +89,13 @@ func TestDiff(t *testing.T) {
 			want: base(), obs: []ObservedInstance{running(base(), StateMaster, 90, "203.0.113.11", 90)},
 			rows:   []row{{KindInstance, "VI_1", OpNoOp}, {KindVIP, "VI_1/203.0.113.100/24", OpNoOp}},
 			detail: "master after apply: gw2 takes over (priority 100 above gw1's effective 90)"},
+		{name: "tracking changed in site: said so",
+			want: base(func(in *Instance) { in.TrackInterfaces = []TrackInterface{{Name: "eth1", Weight: -60}} }),
+			obs:  []ObservedInstance{running(base(), StateMaster, 150, "203.0.113.11", 150)},
+			rows: []row{{KindInstance, "VI_1", OpUpdate}, {KindVIP, "VI_1/203.0.113.100/24", OpNoOp}},
+			detail: "master after apply: gw1 stays master (effective priority 150; site priorities gw1=150, gw2=100); " +
+				"tracking changed in site: weights counted as they stand now, until the new tracking reports",
+			settings: []string{"TrackInterfaces changed", "now MASTER, priority 150 (base 150)"}},
 		{name: "backup raised above the master heard: takes over",
 			want:   base(func(in *Instance) { in.Priority = 200 }),
 			prio:   map[string]map[string]int{"VI_1": {"gw1": 200, "gw2": 150}},
