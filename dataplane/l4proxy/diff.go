@@ -99,6 +99,8 @@ type ServerView struct {
 	State   string `json:"state"`
 }
 
+// ViewService is what a plan shows of a service: its settings in words,
+// unset timeouts left out, the check as HAProxy would spell it.
 func ViewService(s Service) ServiceView {
 	t := s.Timeouts
 	v := ServiceView{
@@ -128,6 +130,8 @@ func ViewService(s Service) ServiceView {
 	return v
 }
 
+// ViewServer is what a plan shows of a server: the address (or name) it
+// was given, its weight and admin state.
 func ViewServer(s Server) ServerView {
 	st := string(s.State)
 	if st == "" {
@@ -140,6 +144,8 @@ func ViewServer(s Server) ServerView {
 	return ServerView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st}
 }
 
+// diff is Diff with the observed state spread out (have: what the pool
+// runs; live: its servers by "service/server").
 func diff(have, want Config, live map[string]ServerStats) []Change {
 	var out []Change
 	if have.BusyPoll != want.BusyPoll && (len(have.Services) > 0 || len(want.Services) > 0) {
