@@ -100,3 +100,53 @@ func TestDiff(t *testing.T) {
 		})
 	}
 }
+
+// The plan spells a service's timeouts and check like HAProxy's
+// configuration: what is checked first, and only the settings that are set.
+func TestViewServiceSpelling(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		svc           Service
+		timeouts, chk string
+	}{
+		{
+			name: "http check, defaults left out",
+			svc: Service{
+				Timeouts: Timeouts{Connect: 2 * time.Second, Client: 30 * time.Second, Server: 30 * time.Second, Queue: 5 * time.Second},
+				Check: &Check{Type: CheckHTTP, Path: "/health", ExpectStatus: 200, Expect: "Still alive",
+					Interval: 500 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 2},
+			},
+			timeouts: "connect 2s client 30s server 30s queue 5s",
+			chk:      `http GET /health expect status 200 expect string "Still alive" inter 500ms timeout 1s rise 2 fall 2`,
+		},
+		{
+			name: "every knob set",
+			svc: Service{
+				Timeouts: Timeouts{Connect: time.Second, Client: time.Minute, Server: time.Minute, Tunnel: time.Hour,
+					ClientFin: time.Second, ServerFin: 2 * time.Second, Queue: 3 * time.Second},
+				ShutdownOnDown: true,
+				Check: &Check{Type: CheckHTTP, Method: "HEAD", Path: "/", Host: "app.example",
+					Interval: 2 * time.Second, FastInterval: 500 * time.Millisecond, DownInterval: 5 * time.Second,
+					Timeout: time.Second, Rise: 3, Fall: 2},
+			},
+			timeouts: "connect 1s client 1m0s server 1m0s tunnel 1h0m0s client-fin 1s server-fin 2s queue 3s",
+			chk:      "http HEAD / host app.example inter 2s fast 500ms down 5s timeout 1s rise 3 fall 2 shutdown-sessions",
+		},
+		{
+			name: "send/expect",
+			svc: Service{Check: &Check{Type: CheckTCPExpect, Send: "PING\r\n", Expect: "+PONG",
+				Interval: time.Second, Timeout: time.Second, Rise: 1, Fall: 1}},
+			chk: `tcp-expect send "PING\r\n" expect "+PONG" inter 1s timeout 1s rise 1 fall 1`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := ViewService(tc.svc)
+			if v.Timeouts != tc.timeouts {
+				t.Errorf("timeouts %q, want %q", v.Timeouts, tc.timeouts)
+			}
+			if v.Check != tc.chk {
+				t.Errorf("check %q, want %q", v.Check, tc.chk)
+			}
+		})
+	}
+}
