@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -36,6 +38,24 @@ func TestPendingCoversEveryFamily(t *testing.T) {
 	for i, f := range plan.Families {
 		if plan.DriverRank(f) != i || plan.DriverRank(f.String()) != i {
 			t.Errorf("family %s ranks %d, want %d", f, plan.DriverRank(f), i)
+		}
+	}
+}
+
+// TestPlanActionSpelling: the subsystems' operations translate to the plan
+// actions by name; a subsystem that spelled one differently would show a
+// change the plan neither counts nor applies.
+func TestPlanActionSpelling(t *testing.T) {
+	for _, c := range []struct {
+		got, want plan.Action
+	}{
+		{planAction(vrrp.OpCreate), plan.Create}, {planAction(vrrp.OpUpdate), plan.Update},
+		{planAction(vrrp.OpDelete), plan.Delete}, {planAction(vrrp.OpNoOp), plan.NoOp},
+		{planAction(l4proxy.OpCreate), plan.Create}, {planAction(l4proxy.OpUpdate), plan.Update},
+		{planAction(l4proxy.OpDelete), plan.Delete}, {planAction(l4proxy.OpNoOp), plan.NoOp},
+	} {
+		if c.got != c.want {
+			t.Errorf("%q, want %q", c.got, c.want)
 		}
 	}
 }
