@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/internal/statefile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 	"github.com/gitgw/gitgw/units"
@@ -58,7 +59,7 @@ func (d *ProxyDriver) ProbeHealth(context.Context, *spec.Node) (Health, error) {
 	for _, svc := range d.pool.Stats().Services {
 		n := 0
 		for _, s := range svc.Servers {
-			if s.Status == "UP" {
+			if s.Status == l4proxy.StatusUp {
 				n++
 			}
 		}

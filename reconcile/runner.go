@@ -249,7 +249,7 @@ func (r *Runner) PlanFor(ctx context.Context, desired *spec.Node, commit string)
 			// gone) does not hide the others: its resources are listed as
 			// pending with the reason, and the error is returned.
 			errs = append(errs, fmt.Errorf("%s: plan: %w", d.Name(), err))
-			changes, _ = Pending{Family: d.Name(), Why: "cannot plan: " + err.Error()}.Plan(ctx, desired)
+			changes, _ = Pending{Family: plan.Family(d.Name()), Why: "cannot plan: " + err.Error()}.Plan(ctx, desired)
 		}
 		for i := range changes {
 			if changes[i].Driver == "" {
@@ -490,14 +490,14 @@ func triage(p *plan.Plan, modes spec.DriftByKind, isDrift bool, res *Result) ([]
 
 func driftMode(m spec.DriftByKind, driver string) spec.DriftMode {
 	var mode spec.DriftMode
-	switch driver {
-	case "tuning":
+	switch plan.Family(driver) {
+	case plan.FamilyTuning:
 		mode = m.Tuning
-	case "units":
+	case plan.FamilyUnits:
 		mode = m.Units
-	case "proxy":
+	case plan.FamilyProxy:
 		mode = m.Proxy
-	case "vrrp":
+	case plan.FamilyVRRP:
 		mode = m.VRRP
 	}
 	if mode == "" {

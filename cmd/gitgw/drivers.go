@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
 // driverEnv is what the driver constructors may need from the command line.
@@ -29,7 +30,7 @@ type driverEnv struct {
 // (no root, no systemd) returns an error; the family is then planned as
 // pending, plainly.
 type driverFactory struct {
-	family string
+	family plan.Family
 	build  func(ctx context.Context, env driverEnv) (reconcile.Driver, error)
 }
 
@@ -43,7 +44,7 @@ func driverFactories() []driverFactory {
 // pending otherwise, plus a cleanup that closes them.
 func buildDrivers(ctx context.Context, env driverEnv) ([]reconcile.Driver, func()) {
 	env.shared = newShared(env)
-	have := map[string]reconcile.Driver{}
+	have := map[plan.Family]reconcile.Driver{}
 	for _, f := range driverFactories() {
 		d, err := f.build(ctx, env)
 		if err != nil {
@@ -54,7 +55,7 @@ func buildDrivers(ctx context.Context, env driverEnv) ([]reconcile.Driver, func(
 		have[f.family] = d
 	}
 	var out []reconcile.Driver
-	for _, fam := range []string{"tuning", "units", "proxy", "vrrp"} {
+	for _, fam := range plan.Families {
 		d, ok := have[fam]
 		if !ok {
 			d = reconcile.Pending{Family: fam, Why: "driver not built into this gitgw yet"}

@@ -13,6 +13,7 @@ import (
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/reconcile/plan"
 	"github.com/gitgw/gitgw/units"
 )
 
@@ -62,7 +63,7 @@ func inheritedListeners() []*os.File {
 
 func proxyFactory() driverFactory {
 	return driverFactory{
-		family: "proxy",
+		family: plan.FamilyProxy,
 		build: func(_ context.Context, env driverEnv) (reconcile.Driver, error) {
 			return reconcile.NewProxyDriver(env.shared.pool, env.Logger), nil
 		},
@@ -71,7 +72,7 @@ func proxyFactory() driverFactory {
 
 func vrrpFactory() driverFactory {
 	return driverFactory{
-		family: "vrrp",
+		family: plan.FamilyVRRP,
 		build: func(_ context.Context, env driverEnv) (reconcile.Driver, error) {
 			if os.Geteuid() != 0 {
 				return nil, fmt.Errorf("the VRRP engine needs root (raw sockets, netlink)")
@@ -126,7 +127,7 @@ func (g *guardedVRRP) Close(ctx context.Context) error {
 
 func unitsFactory() driverFactory {
 	return driverFactory{
-		family: "units",
+		family: plan.FamilyUnits,
 		build: func(_ context.Context, env driverEnv) (reconcile.Driver, error) {
 			return reconcile.NewUnitsDriver(reconcile.UnitsOptions{
 				UnitDir: env.UnitDir,

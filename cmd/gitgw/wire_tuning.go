@@ -4,12 +4,13 @@ import (
 	"context"
 
 	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
 // tuningFactory builds the NIC and sysctl driver over the real /sys and /proc.
 func tuningFactory() driverFactory {
 	return driverFactory{
-		family: "tuning",
+		family: plan.FamilyTuning,
 		build: func(_ context.Context, env driverEnv) (reconcile.Driver, error) {
 			return reconcile.NewTuningDriver(nil, env.Logger), nil
 		},

@@ -52,9 +52,9 @@ type Override struct {
 // family is the driver an override acts through.
 func (o Override) family() string {
 	if o.Action == ActionGiveUp {
-		return "vrrp"
+		return plan.FamilyVRRP.String()
 	}
-	return "proxy"
+	return plan.FamilyProxy.String()
 }
 
 // key identifies the override slot: a server holds one state override and
@@ -343,7 +343,7 @@ func (c *Controller) Set(ctx context.Context, o Override) (Override, error) {
 	if err := c.check(lg.Desired, o); err != nil {
 		return o, fmt.Errorf("override %s: %w", o, err)
 	}
-	if o.family() == "vrrp" && c.o.VRRP == nil {
+	if o.family() == plan.FamilyVRRP.String() && c.o.VRRP == nil {
 		return o, fmt.Errorf("override %s: %w: no VRRP engine runs here", o, ErrBadOverride)
 	}
 	o.Commit, o.Since = lg.Commit, c.o.Now().UTC()
@@ -531,8 +531,8 @@ func (c *Controller) reapply(ctx context.Context, fams []string) error {
 func (c *Controller) Wrap(drivers []reconcile.Driver) []reconcile.Driver {
 	out := make([]reconcile.Driver, 0, len(drivers))
 	for _, d := range drivers {
-		switch d.Name() {
-		case "proxy", "vrrp":
+		switch plan.Family(d.Name()) {
+		case plan.FamilyProxy, plan.FamilyVRRP:
 			w := &overlay{inner: d, c: c}
 			c.mu.Lock()
 			c.wrapped[d.Name()] = w
@@ -647,8 +647,8 @@ func (c *Controller) annotate(family string, changes []plan.Change) {
 			if o.family() != family {
 				continue
 			}
-			if (family == "proxy" && ch.Kind == "proxy_server" && ch.ID == o.Target) ||
-				(family == "vrrp" && ch.Kind == "vrrp_instance" && ch.ID == o.Target) {
+			if (family == plan.FamilyProxy.String() && ch.Kind == plan.KindProxyServer && ch.ID == o.Target) ||
+				(family == plan.FamilyVRRP.String() && ch.Kind == plan.KindVRRPInstance && ch.ID == o.Target) {
 				ch.Details = append(ch.Details, "override: "+o.String()+" (until resume or a new commit)")
 			}
 		}
