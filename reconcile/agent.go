@@ -40,9 +40,10 @@ type AgentOptions struct {
 	// Heartbeat records the loop's progress (default: a new one). Given,
 	// it may also be beaten by drivers whose long waits are progress.
 	Heartbeat *Heartbeat
-	// Bake, when set, runs after a pass that applied a new commit (the
-	// health gate); prev is the last good state before the pass. It returns
-	// the pass's final result (RolledBack on a regression).
+	// Bake runs after a pass that applied a new commit (the health gate);
+	// prev is the last good state before the pass. It returns the pass's
+	// final result (RolledBack on a regression). Default: Runner.Bake,
+	// the gate of RunnerOptions.Health.
 	Bake func(ctx context.Context, prev *LastGood, res Result) Result
 	// HoldRetry is how soon a held revision is tried again (its turn may
 	// have come). Default 2 s.
@@ -254,11 +255,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		hb.Beat()
 		res := a.o.Runner.Pass(ctx, rev, opts)
 		hb.Beat()
-		if a.o.Bake != nil && res.Outcome == Applied && (prev == nil || prev.Commit != res.AppliedCommit) {
+		if res.Outcome == Applied && (prev == nil || prev.Commit != res.AppliedCommit) {
 			// The bake is a bounded wait (the bake window) that is
 			// progress: beat through it.
+			bake := a.o.Runner.Bake
+			if a.o.Bake != nil {
+				bake = a.o.Bake
+			}
 			stop := a.beatWhile(ctx)
-			res = a.o.Bake(ctx, prev, res)
+			res = bake(ctx, prev, res)
 			stop()
 		}
 		req.reply(res)
