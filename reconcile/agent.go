@@ -386,6 +386,30 @@ func (a *Agent) watchTriggers(ctx context.Context, want func(trigger)) {
 	}
 }
 
+// DriverEvents are the event channels of the drivers that notice changes
+// on their own (EventSource), for AgentOptions.Events.
+func DriverEvents(drivers []Driver) []<-chan Event {
+	var out []<-chan Event
+	for _, d := range drivers {
+		if es, ok := d.(EventSource); ok {
+			out = append(out, es.Events())
+		}
+	}
+	return out
+}
+
+// CloseDrivers releases what the drivers hold (Closer), logging each
+// failure: the agent is stopping.
+func CloseDrivers(ctx context.Context, drivers []Driver, log *slog.Logger) {
+	for _, d := range drivers {
+		if c, ok := d.(Closer); ok {
+			if err := c.Close(ctx); err != nil {
+				log.Error("driver stop", "driver", d.Name(), "err", err)
+			}
+		}
+	}
+}
+
 func nextBackoff(d time.Duration) time.Duration {
 	switch {
 	case d <= 0:

@@ -25,6 +25,7 @@ import (
 	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile/drift"
+	"github.com/gitgw/gitgw/reconcile/gitrepo"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -198,6 +199,36 @@ type PeerStatus struct {
 // PeerStatusFunc reads the nodes' last reported status, by node (the
 // status branches).
 type PeerStatusFunc func(ctx context.Context) (map[string]PeerStatus, error)
+
+// StatusBranchPeers reads every node's status.json from the status
+// branches o names (o.Files is set to it), each with what checks the
+// signature of its branch's head commit. A branch whose status does not
+// parse is left out: that node has not reported.
+func StatusBranchPeers(o gitrepo.ReadOptions) PeerStatusFunc {
+	o.Files = []string{drift.StatusFile}
+	return func(ctx context.Context) (map[string]PeerStatus, error) {
+		bs, err := gitrepo.ReadStatusBranches(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]PeerStatus{}
+		for _, b := range bs {
+			raw, ok := b.Files[drift.StatusFile]
+			if !ok {
+				continue
+			}
+			st, err := drift.Parse(raw)
+			if err != nil {
+				continue
+			}
+			out[b.Node] = PeerStatus{Status: st, SignedBy: func(key string) error {
+				_, err := b.VerifySignedBy(key)
+				return err
+			}}
+		}
+		return out, nil
+	}
+}
 
 // RolloutOptions configure a Rollout.
 type RolloutOptions struct {
