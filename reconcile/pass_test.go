@@ -316,7 +316,9 @@ func TestHoldAndReplanSteps(t *testing.T) {
 // failDriver fails every apply.
 type failDriver struct{ valueDriver }
 
-func (d *failDriver) Apply(context.Context, *spec.Node) error { return errors.New("netlink: permission denied") }
+func (d *failDriver) Apply(context.Context, *spec.Node) error {
+	return errors.New("netlink: permission denied")
+}
 
 func TestApplyObserveSettleSteps(t *testing.T) {
 	for _, tc := range []struct {
