@@ -63,6 +63,7 @@ func (r *Runner) steps() []step {
 		{"load", r.loadStep},
 		{"policies", r.policiesStep},
 		{"fallback", r.fallbackStep},
+		{"drift", r.driftStep},
 		{"plan", r.planStep},
 		{"expect", r.expectStep},
 		{"stop", r.stopStep},
@@ -102,10 +103,11 @@ func (r *Runner) newPass(rev Revision, o PassOptions) *pass {
 // run runs steps until one decides the pass.
 func (r *Runner) run(ctx context.Context, p *pass, steps []step) {
 	for _, s := range steps {
+		s.run(ctx, p)
 		if p.done {
+			r.log.Debug("pass decided", "step", s.name, "commit", p.rev.Commit, "outcome", p.res.Outcome)
 			return
 		}
-		s.run(ctx, p)
 	}
 }
 
@@ -190,12 +192,16 @@ func (r *Runner) fallbackStep(_ context.Context, p *pass) {
 	p.desired, p.commit = p.prev.Desired, p.prev.Commit
 }
 
-// planStep plans desired. What differs on a node whose desired state did
-// not change since this process applied it is drift; the first pass of a
-// process never is: in-process drivers (the VRRP engine, the proxy pool)
-// start empty and are rebuilt, not repaired.
-func (r *Runner) planStep(ctx context.Context, p *pass) {
+// driftStep says whether what differs is drift: the node's desired state
+// did not change since this process applied it. The first pass of a
+// process never finds drift: in-process drivers (the VRRP engine, the
+// proxy pool) start empty and are rebuilt, not repaired.
+func (r *Runner) driftStep(_ context.Context, p *pass) {
 	p.drift = r.passes > 0 && p.prev != nil && sameDesired(p.prev.Desired, p.desired)
+}
+
+// planStep asks every driver what it would change to reach desired.
+func (r *Runner) planStep(ctx context.Context, p *pass) {
 	p.plan, p.planErr = r.PlanFor(ctx, p.desired, p.commit)
 	p.res.Plan = p.plan
 	if p.planErr != nil {

@@ -137,7 +137,7 @@ func TestFallbackStep(t *testing.T) {
 	}
 }
 
-func TestPlanStep(t *testing.T) {
+func TestDriftAndPlanSteps(t *testing.T) {
 	same := nodeWith(2, spec.DriftByKind{})
 	for _, tc := range []struct {
 		name   string
@@ -154,6 +154,7 @@ func TestPlanStep(t *testing.T) {
 			r, _ := newStepRunner(t, RunnerOptions{})
 			r.passes = tc.passes
 			p := &pass{prev: tc.prev, desired: same, commit: "c1"}
+			r.driftStep(context.Background(), p)
 			r.planStep(context.Background(), p)
 			if p.drift != tc.drift {
 				t.Errorf("drift %v, want %v", p.drift, tc.drift)
@@ -284,7 +285,6 @@ func TestHoldAndReplanSteps(t *testing.T) {
 			r.lastGood = good
 			p := &pass{rev: Revision{Commit: "c1"}, prev: good, desired: nodeWith(2, spec.DriftByKind{}), commit: "c1", drift: tc.drift}
 			r.planStep(context.Background(), p)
-			p.drift = tc.drift
 			if tc.expect {
 				p.opts.Expect = p.plan
 			}

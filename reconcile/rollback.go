@@ -220,9 +220,9 @@ type HealthGateOptions struct {
 }
 
 // HealthGate watches the node after each new commit and rolls back a
-// regression (AgentOptions.Bake); it refuses a pinned commit
-// (RunnerOptions.Admit) and takes the health before an apply
-// (RunnerOptions.Hold, through Before).
+// regression (Bake); it refuses a pinned commit (Admit) and takes the
+// health before an apply (Before). A Runner given RunnerOptions.Health
+// owns one and runs the three as steps of its pass.
 type HealthGate struct {
 	o   HealthGateOptions
 	log *slog.Logger

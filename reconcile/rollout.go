@@ -254,10 +254,11 @@ type RolloutOptions struct {
 }
 
 // Rollout decides, before a pass applies a new commit, whether this node's
-// turn has come (RunnerOptions.Hold). It never blocks the pass: a revision
-// whose turn has not come is held (the pass ends Held, with a message that
-// stays the same while nothing changes, so the status branch gets one
-// commit) and the agent tries again shortly (AgentOptions.HoldRetry).
+// turn has come (the hold step of a Runner given RunnerOptions.Rollout).
+// It never blocks the pass: a revision whose turn has not come is held
+// (the pass ends Held, with a message that stays the same while nothing
+// changes, so the status branch gets one commit) and the agent tries
+// again shortly (AgentOptions.HoldRetry).
 type Rollout struct {
 	o   RolloutOptions
 	log *slog.Logger
