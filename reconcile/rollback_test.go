@@ -76,7 +76,7 @@ func (d *healthProxy) servers(svc string) string {
 
 // labVariant writes the lab site with its servers' port replaced by port
 // and extra CUE appended.
-func labVariant(t *testing.T, port, extra string) string {
+func labVariant(t testing.TB, port, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	src, err := os.ReadFile("../examples/lab/site.cue")
