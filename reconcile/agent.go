@@ -250,6 +250,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			req.reply(a.o.Runner.Pass(ctx, rev, opts))
 			continue
 		}
+		passed := lastCommit
 		lastCommit = rev.Commit
 		prev := a.o.Runner.LastGood()
 		hb.Beat()
@@ -269,6 +270,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		req.reply(res)
 		if errors.Is(res.Err, context.Canceled) && ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(res.Err, ErrPlanMoved) {
+			// The approved plan was not applied, nor anything else: the
+			// commit is still to be passed as usual.
+			lastCommit = passed
 		}
 		notify("STATUS=" + res.Summary())
 		if !ready {

@@ -126,13 +126,37 @@ func TestPassExpect(t *testing.T) {
 	}
 }
 
+// signalSource is at the revision the test sets, and signals a change
+// when the test asks.
+type signalSource struct {
+	mu      sync.Mutex
+	rev     Revision
+	changes chan struct{}
+}
+
+func (s *signalSource) set(rev Revision) {
+	s.mu.Lock()
+	s.rev = rev
+	s.mu.Unlock()
+}
+
+func (s *signalSource) Sync(context.Context) (Revision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rev, nil
+}
+func (s *signalSource) Changes() <-chan struct{} { return s.changes }
+func (s *signalSource) Describe() string         { return "signal" }
+
 // TestAgentPassRequests: the agent serves a pass request in its loop and
 // replies with the result, which also goes to OnResult; a request for a
 // commit that is not the head runs no pass; a dry run replies and is not
-// reported.
+// reported; a commit whose approved plan moved is passed again when the
+// source signals it.
 func TestAgentPassRequests(t *testing.T) {
-	dir := t.TempDir()
+	dir, dir2 := t.TempDir(), t.TempDir()
 	writeSite(t, dir, labVRRP, labServices, "")
+	writeSite(t, dir2, labVRRP, threeServers, "")
 	drv := &valueDriver{have: "0"}
 	r, err := NewRunner(RunnerOptions{Node: "gw1", Drivers: []Driver{drv}})
 	if err != nil {
@@ -140,7 +164,8 @@ func TestAgentPassRequests(t *testing.T) {
 	}
 	requests := make(chan PassRequest)
 	reported := make(chan Result, 16)
-	a := NewAgent(AgentOptions{Source: fixedSource{rev: Revision{Commit: "c1", Dir: dir}}, Runner: r,
+	src := &signalSource{rev: Revision{Commit: "c1", Dir: dir}, changes: make(chan struct{}, 1)}
+	a := NewAgent(AgentOptions{Source: src, Runner: r,
 		Requests: requests, Debounce: time.Millisecond, Resync: time.Hour, Poll: time.Hour,
 		OnResult: func(res Result) { reported <- res }})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -176,14 +201,18 @@ func TestAgentPassRequests(t *testing.T) {
 		wantErr  error
 		reported bool
 		keep     bool // keep the reply's plan as the stale plan
+		// passed: the source then signals its head again, which the
+		// request did not pass: the agent passes it.
+		passed bool
 	}{
 		{name: "head moved", req: PassRequest{Commit: "c0"}, want: Rejected, wantErr: ErrHeadMoved},
 		{name: "dry run", before: func() { drv.set("7") }, req: PassRequest{Commit: "c1", Options: PassOptions{DryRun: true}},
 			want: Unchanged, keep: true},
 		{name: "approved plan", req: PassRequest{Commit: "c1"}, expect: func() *plan.Plan { return stale },
 			want: Applied, reported: true},
-		{name: "approved plan moved", req: PassRequest{Commit: "c1"}, expect: func() *plan.Plan { return stale },
-			want: Rejected, wantErr: ErrPlanMoved, reported: true},
+		{name: "a new head, the approved plan moved", before: func() { src.set(Revision{Commit: "c2", Dir: dir2}) },
+			req: PassRequest{Commit: "c2"}, expect: func() *plan.Plan { return stale },
+			want: Rejected, wantErr: ErrPlanMoved, reported: true, passed: true},
 		{name: "no commit named", before: func() { drv.set("9") }, req: PassRequest{}, want: Applied, reported: true},
 	} {
 		if tc.before != nil {
@@ -207,13 +236,19 @@ func TestAgentPassRequests(t *testing.T) {
 				t.Errorf("%s: OnResult saw %s, the reply %s", tc.name, got.Outcome, res.Outcome)
 			}
 		}
+		if tc.passed {
+			src.changes <- struct{}{}
+			if got := wait(tc.name+": the head passed", reported); got.Outcome != Applied {
+				t.Errorf("%s: the head's pass: %s %v", tc.name, got.Outcome, got.Err)
+			}
+		}
 		select {
 		case got := <-reported:
 			t.Errorf("%s: unexpected report %s %v", tc.name, got.Outcome, got.Err)
 		default:
 		}
 	}
-	if got := drv.get(); got != "2" {
-		t.Errorf("node holds %q, want 2", got)
+	if got := drv.get(); got != "3" {
+		t.Errorf("node holds %q, want 3", got)
 	}
 }
