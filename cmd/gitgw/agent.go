@@ -88,7 +88,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	if err := reconcile.CheckStart(ctx, src, f.node, log); err != nil {
 		return err
 	}
-	safe, err := f.safety.build(f.node, stateDir, &f.site, &f.status, log)
+	rollout, err := f.safety.rollout(f.node, stateDir, &f.site, &f.status, log)
 	if err != nil {
 		return err
 	}
@@ -111,11 +111,8 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	}, log)
 	runner, err = reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: scope,
 		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log}), Suspend: ctl.Suspended,
-		Admit: safe.admit, Hold: safe.hold})
+		Rollout: rollout, Health: f.safety.health(probes)})
 	if err != nil {
-		return err
-	}
-	if err := safe.attach(runner, probes, stateDir, f.safety.bake); err != nil {
 		return err
 	}
 	hup := make(chan os.Signal, 1)
@@ -135,12 +132,6 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 			}
 		}
 	}()
-	var events []<-chan reconcile.Event
-	for _, d := range drivers {
-		if es, ok := d.(reconcile.EventSource); ok {
-			events = append(events, es.Events())
-		}
-	}
 	status, err := f.status.start(ctx, f.node, stateDir, &f.site, src, runner, drivers, log)
 	if err != nil {
 		return err
@@ -162,9 +153,8 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Notify:    sd.Notify,
 		Watchdog:  watchdogInterval(),
 		Heartbeat: heartbeat,
-		Events:    status.events(ctx, events),
+		Events:    status.events(ctx, reconcile.DriverEvents(drivers)),
 		Logger:    log,
-		Bake:      safe.bake,
 		HoldRetry: f.safety.rolloutPoll,
 		OnSync:    ctl.ObserveSync,
 		OnResult: func(r reconcile.Result) {
@@ -178,13 +168,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	err = agent.Run(ctx)
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, d := range drivers {
-		if c, ok := d.(reconcile.Closer); ok {
-			if cerr := c.Close(shutdown); cerr != nil {
-				log.Error("driver stop", "driver", d.Name(), "err", cerr)
-			}
-		}
-	}
+	reconcile.CloseDrivers(shutdown, drivers, log)
 	log.Info("agent stopped")
 	return err
 }

@@ -52,6 +52,8 @@ type Site struct {
 	whole    *spec.Site
 	wholeErr error
 	sandbox  *Sandbox
+	// labels are every node's labels as the child read them (NodeLabels).
+	labels map[string]map[string]string
 }
 
 // Scope says how much of a site the schema is applied to when one node's

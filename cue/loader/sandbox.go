@@ -124,7 +124,8 @@ type response struct {
 	// Errs are positioned errors (policies, locate: the result).
 	Errs Errors   `json:"errs,omitempty"`
 	Err  *failure `json:"err,omitempty"`
-	// Labels are every node's labels (labels).
+	// Labels are every node's labels (labels; load, when the node's view
+	// has rollout waves).
 	Labels map[string]map[string]string `json:"labels,omitempty"`
 }
 
@@ -184,6 +185,11 @@ func ServeChild(r io.Reader, w io.Writer) error {
 			if req.Node == "" {
 				resp.Whole, err = s.Whole()
 				resp.WholeErr = toFailure(err)
+			}
+			if view != nil && len(view.Site.Rollout.Waves) > 0 {
+				// The rollout reads them from this evaluation; a
+				// failure to read them is its to report.
+				resp.Labels, _ = s.NodeLabels()
 			}
 		}
 	case opPolicies:
@@ -363,6 +369,6 @@ func (sb *Sandbox) load(ctx context.Context, abs, node string, o Options) (*Site
 	if err := resp.Err.err(); err != nil {
 		return nil, nil, err
 	}
-	s := &Site{Dir: abs, Nodes: resp.Nodes, Scope: resp.Scope, whole: resp.Whole, wholeErr: resp.WholeErr.err(), sandbox: sb}
+	s := &Site{Dir: abs, Nodes: resp.Nodes, Scope: resp.Scope, whole: resp.Whole, wholeErr: resp.WholeErr.err(), sandbox: sb, labels: resp.Labels}
 	return s, resp.View, nil
 }
