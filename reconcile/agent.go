@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
@@ -25,6 +26,9 @@ type AgentOptions struct {
 	Debounce time.Duration
 	// Kick requests a pass now (SIGHUP, `gitgw reconcile`).
 	Kick <-chan struct{}
+	// Requests ask for one pass now with options and a reply (gitgw
+	// apply); nil: none. Each is served in the loop like a kick.
+	Requests <-chan PassRequest
 	// Notify receives sd_notify-style state lines ("READY=1", "STATUS=…",
 	// "WATCHDOG=1"); nil when not under systemd.
 	Notify func(state string)
@@ -52,6 +56,33 @@ type AgentOptions struct {
 	// Events are driver events that ask for a pass.
 	Events []<-chan Event
 	Logger *slog.Logger
+}
+
+// PassRequest asks the agent's loop for one pass now (gitgw apply).
+type PassRequest struct {
+	// Commit, when set, is the revision the caller planned: if the
+	// source's head after a sync is another commit, no pass runs and the
+	// reply's Err wraps ErrHeadMoved (Outcome Rejected).
+	Commit  string
+	Options PassOptions
+	// Reply receives the pass's result (after the bake, as OnResult sees
+	// it); the agent never blocks on it (make it buffered, 1).
+	Reply chan<- Result
+}
+
+// ErrHeadMoved matches the reply to a PassRequest whose commit is no
+// longer the source's head.
+var ErrHeadMoved = errors.New("the agent's source is at another commit")
+
+// reply sends res to the request's caller, if it still listens.
+func (q *PassRequest) reply(res Result) {
+	if q == nil || q.Reply == nil {
+		return
+	}
+	select {
+	case q.Reply <- res:
+	default:
+	}
 }
 
 // Agent runs passes on every trigger until its context ends.
@@ -140,7 +171,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	)
 	for {
 		hb.Beat()
-		var t trigger
+		var (
+			t   trigger
+			req *PassRequest
+		)
 		select {
 		case <-ctx.Done():
 			notify("STOPPING=1")
@@ -150,6 +184,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		case t = <-pending:
 		case <-retry:
 			t, retry = trigForce, nil
+		case q := <-a.o.Requests:
+			t, req = trigForce, &q
 		}
 		// Debounce: let a burst settle, keeping the strongest trigger.
 		timer := time.NewTimer(a.o.Debounce)
@@ -183,6 +219,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.log.Error("sync failed", "source", a.o.Source.Describe(), "err", err)
 			notify("STATUS=sync failed: " + err.Error())
+			req.reply(Result{Commit: rev.Commit, Outcome: Failed, Err: fmt.Errorf("sync %s: %w", a.o.Source.Describe(), err)})
 			backoff = nextBackoff(backoff)
 			retry = time.After(backoff)
 			if !ready {
@@ -191,13 +228,31 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		if req != nil && req.Commit != "" && req.Commit != rev.Commit {
+			// The caller planned another commit: its request is refused,
+			// and the new head is passed as any new commit is.
+			a.log.Warn("pass request for a commit that is not the head; not applied", "planned", shortCommit(req.Commit), "head", shortCommit(rev.Commit))
+			req.reply(Result{Commit: rev.Commit, Subject: rev.Subject, Outcome: Rejected, Started: time.Now(),
+				Err: fmt.Errorf("%w: planned %s, the head is %s", ErrHeadMoved, shortCommit(req.Commit), shortCommit(rev.Commit))})
+			t, req = trigSource, nil
+		}
 		if t == trigSource && rev.Commit == lastCommit {
+			continue
+		}
+		var opts PassOptions
+		if req != nil {
+			opts = req.Options
+		}
+		if opts.DryRun {
+			// A dry run changes nothing: it is not the node's status, and
+			// the commit it looked at is still to be passed.
+			req.reply(a.o.Runner.Pass(ctx, rev, opts))
 			continue
 		}
 		lastCommit = rev.Commit
 		prev := a.o.Runner.LastGood()
 		hb.Beat()
-		res := a.o.Runner.Pass(ctx, rev, PassOptions{})
+		res := a.o.Runner.Pass(ctx, rev, opts)
 		hb.Beat()
 		if a.o.Bake != nil && res.Outcome == Applied && (prev == nil || prev.Commit != res.AppliedCommit) {
 			// The bake is a bounded wait (the bake window) that is
@@ -206,6 +261,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			res = a.o.Bake(ctx, prev, res)
 			stop()
 		}
+		req.reply(res)
 		if errors.Is(res.Err, context.Canceled) && ctx.Err() != nil {
 			return nil
 		}

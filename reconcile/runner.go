@@ -267,7 +267,17 @@ func (r *Runner) PlanFor(ctx context.Context, desired *spec.Node, commit string)
 type PassOptions struct {
 	// DryRun plans without applying.
 	DryRun bool
+	// Expect, when set, is the plan the operator approved (gitgw apply, a
+	// saved plan). The pass applies only if the plan it makes now has the
+	// same actionable changes (plan.SameChanges); otherwise it applies
+	// nothing and ends Rejected, its Err wrapping ErrPlanMoved and naming
+	// the first difference.
+	Expect *plan.Plan
 }
+
+// ErrPlanMoved matches the error of a pass that did not apply the plan it
+// was given (PassOptions.Expect) because the plan it made differs.
+var ErrPlanMoved = errors.New("the node or the site changed since the plan was made")
 
 // Pass runs one reconcile pass for rev: load → check → plan → apply (in
 // order) → observe again → remember the last good state. An invalid
@@ -334,6 +344,14 @@ func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Res
 		// failed and is retried.
 		res.Err = errors.Join(res.Err, planErr)
 		r.log.Error("plan failed", "commit", commit, "err", planErr)
+	}
+	if o.Expect != nil {
+		if same, why := plan.SameChanges(o.Expect, p); !same {
+			res.Outcome = Rejected
+			res.Err = errors.Join(res.Err, fmt.Errorf("%w: %s", ErrPlanMoved, why))
+			r.log.Warn("the approved plan is not the plan now; nothing applied", "commit", commit, "why", why)
+			return res
+		}
 	}
 	if o.DryRun {
 		if res.Outcome == "" {
