@@ -104,6 +104,10 @@ type ApplyReply struct {
 	ApplyResult
 }
 
+// SetPlanApply serves plan and apply through pa. Call it before
+// SocketHandler: the agent builds its runner after the controller.
+func (c *Controller) SetPlanApply(pa *PlanApply) { c.o.PlanApply = pa }
+
 // agentInfo is the answering agent.
 func (c *Controller) agentInfo(pa *PlanApply) AgentInfo {
 	st := c.Status()

@@ -35,9 +35,9 @@ type Saved struct {
 	// was made (a Git hash, or dir:HASH for a plain directory).
 	Node   string `json:"node"`
 	Commit string `json:"commit"`
-	// Source is where the site was read: the --repo URL or the --site
-	// directory. A one-shot apply reads it again from there.
-	Source string `json:"source,omitempty"`
+	// Source is where the site was read. A one-shot apply reads it
+	// again from there (unless told otherwise) and checks its head.
+	Source Source `json:"source"`
 	// Created is when the plan was made (UTC).
 	Created time.Time `json:"created"`
 	// Observed says whose view of the node the plan was made against.
@@ -47,6 +47,15 @@ type Saved struct {
 	Fingerprint string `json:"fingerprint"`
 	// Plan is the plan as `gitgw plan --json` prints it.
 	Plan Document `json:"plan"`
+}
+
+// Source is where a saved plan's site was read: a repository (--repo,
+// --ref, --path) or a directory (--site).
+type Source struct {
+	Repo string `json:"repo,omitempty"`
+	Ref  string `json:"ref,omitempty"`
+	Path string `json:"path,omitempty"`
+	Site string `json:"site,omitempty"`
 }
 
 // Observed is who observed the node for a plan.
@@ -75,7 +84,7 @@ const (
 )
 
 // NewSaved wraps p for a file. now is the creation time.
-func NewSaved(p *Plan, source string, obs Observed, now time.Time) *Saved {
+func NewSaved(p *Plan, source Source, obs Observed, now time.Time) *Saved {
 	obs.State = StateFingerprint(p)
 	return &Saved{
 		Kind: SavedKind, FormatVersion: SavedVersion,
@@ -148,11 +157,11 @@ func Fingerprint(p *Plan) string {
 	type key struct {
 		Driver, Kind, ID string
 		Action           Action
-		Before, After    any
+		Before, After    json.RawMessage
 	}
 	var ks []key
 	for _, ch := range p.Actionable() {
-		ks = append(ks, key{ch.Driver, ch.Kind, ch.ID, ch.Action, Canonical(ch.Before), Canonical(ch.After)})
+		ks = append(ks, key{ch.Driver, ch.Kind, ch.ID, ch.Action, json.RawMessage(canonical(ch.Before)), json.RawMessage(canonical(ch.After))})
 	}
 	return hash(struct {
 		Node, Commit string
@@ -165,11 +174,11 @@ func Fingerprint(p *Plan) string {
 func StateFingerprint(p *Plan) string {
 	type key struct {
 		Driver, Kind, ID string
-		Before           any
+		Before           json.RawMessage
 	}
 	ks := []key{}
 	for _, ch := range p.Changes {
-		ks = append(ks, key{ch.Driver, ch.Kind, ch.ID, Canonical(ch.Before)})
+		ks = append(ks, key{ch.Driver, ch.Kind, ch.ID, json.RawMessage(canonical(ch.Before))})
 	}
 	return hash(ks)
 }
@@ -183,25 +192,4 @@ func hash(v any) string {
 	}
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// Canonical is v as its JSON decodes into plain Go values (maps, slices,
-// json.Number, strings, bools): a typed value fresh from a driver and the
-// same value read back from JSON compare and marshal alike (map keys
-// sorted, struct field order gone).
-func Canonical(v any) any {
-	if v == nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var out any
-	if err := dec.Decode(&out); err != nil {
-		return string(b)
-	}
-	return out
 }

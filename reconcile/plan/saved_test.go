@@ -14,7 +14,7 @@ import (
 var savedAt = time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
 
 func sampleSaved() *Saved {
-	return NewSaved(samplePlan(), "ssh://git@git.example.net/site.git",
+	return NewSaved(samplePlan(), Source{Repo: "ssh://git@git.example.net/site.git", Ref: "main"},
 		Observed{By: ObservedAgent, AgentPID: 4242, AgentVersion: "1.4.0", Applied: "1111111111111111111111111111111111111111"}, savedAt)
 }
 
