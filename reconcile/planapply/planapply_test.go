@@ -230,7 +230,10 @@ func TestAskNoAgent(t *testing.T) {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = control.Serve(sctx, ol, control.New(control.Options{Node: "gw1"}).SocketHandler()) }()
+	go func() {
+		defer close(done)
+		_ = control.Serve(sctx, ol, control.New(control.Options{Node: "gw1"}).SocketHandler())
+	}()
 	defer func() { cancel(); <-done }()
 	for _, sock := range []string{filepath.Join(dir, "none.sock"), stale, older, ""} {
 		_, found, err := Ask(ctx, control.NewClient(sock), sock, "gw1", "c1", &spec.Node{Name: "gw1"})
