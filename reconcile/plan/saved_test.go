@@ -13,6 +13,19 @@ import (
 
 var savedAt = time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
 
+// typedPlan is samplePlan with a change whose value is a struct, as the
+// drivers make them: its fields are not in sorted order.
+func typedPlan() *Plan {
+	p := samplePlan()
+	p.Changes = append(p.Changes, Change{Driver: "proxy", Kind: "proxy_server", ID: "web/s3", Action: Create,
+		After: struct {
+			Weight  int    `json:"weight"`
+			Address string `json:"address"`
+		}{100, "198.51.100.13:8080"}})
+	p.Sort()
+	return p
+}
+
 func sampleSaved() *Saved {
 	return NewSaved(samplePlan(), Source{Repo: "ssh://git@git.example.net/site.git", Ref: "main"},
 		Observed{By: ObservedAgent, AgentPID: 4242, AgentVersion: "1.4.0", Applied: "1111111111111111111111111111111111111111"}, savedAt)
@@ -33,7 +46,7 @@ func TestSavedGolden(t *testing.T) {
 // json.Number).
 func TestSavedRoundTrip(t *testing.T) {
 	var b bytes.Buffer
-	s := sampleSaved()
+	s := NewSaved(typedPlan(), Source{Site: "/srv/site"}, Observed{By: ObservedAgent, AgentPID: 4242}, savedAt)
 	if err := WriteSaved(&b, s); err != nil {
 		t.Fatal(err)
 	}
@@ -42,16 +55,20 @@ func TestSavedRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := got.Planned()
-	if Fingerprint(p) != Fingerprint(samplePlan()) || got.Fingerprint != s.Fingerprint {
-		t.Errorf("fingerprint moved across the file: %s, %s, saved %s", Fingerprint(p), Fingerprint(samplePlan()), got.Fingerprint)
+	if Fingerprint(p) != Fingerprint(typedPlan()) || got.Fingerprint != s.Fingerprint {
+		t.Errorf("fingerprint moved across the file: %s, %s, saved %s", Fingerprint(p), Fingerprint(typedPlan()), got.Fingerprint)
+	}
+	if same, why := SameChanges(typedPlan(), p); !same {
+		t.Errorf("the plan read back is not the plan saved: %s", why)
 	}
 	if StateFingerprint(p) != got.Observed.State {
 		t.Errorf("state fingerprint moved across the file")
 	}
-	if got.Node != "server-1" || got.Commit != samplePlan().Commit || got.Observed.AgentPID != 4242 || !got.Created.Equal(savedAt) {
+	if got.Node != "server-1" || got.Commit != samplePlan().Commit || got.Observed.AgentPID != 4242 || !got.Created.Equal(savedAt) ||
+		got.Source.Site != "/srv/site" {
 		t.Errorf("header: %+v", got)
 	}
-	if len(p.Actionable()) != 4 {
+	if len(p.Actionable()) != 5 {
 		t.Errorf("actionable: %d", len(p.Actionable()))
 	}
 }
