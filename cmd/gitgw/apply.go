@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"os"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -73,7 +69,7 @@ func runApply(cmd *cobra.Command, f *planFlags, kinds map[string]bool) error {
 	} else if kinds != nil {
 		return fmt.Errorf("--kinds limits a one-shot apply: the agent answers on %s and applies the whole plan", f.socket)
 	}
-	if !planapply.Only(pl.p, oneShotKinds(pl.agent, kinds)).HasChanges() {
+	if pl.agent == nil && !planapply.Only(pl.p, planapply.OneShotKinds(kinds)).HasChanges() || !pl.p.HasChanges() {
 		return nil
 	}
 	if !f.autoApprove && !confirm(cmd.InOrStdin(), out) {
@@ -86,22 +82,6 @@ func runApply(cmd *cobra.Command, f *planFlags, kinds map[string]bool) error {
 	return applyOnce(cmd, f, pl.rev, pl.p, kinds)
 }
 
-// oneShotKinds is what this process applies: everything the agent does
-// (nil) when it answers, else the kinds asked for or all a one-shot
-// process can keep.
-func oneShotKinds(agent *control.AgentInfo, kinds map[string]bool) map[string]bool {
-	if agent != nil {
-		return nil
-	}
-	if kinds == nil {
-		kinds = map[string]bool{}
-		for _, k := range planapply.OneShot {
-			kinds[k] = true
-		}
-	}
-	return kinds
-}
-
 // applyThroughAgent hands the approved plan to the agent and prints what
 // its pass did.
 func applyThroughAgent(cmd *cobra.Command, f *planFlags, cl *control.Client, commit string, p *plan.Plan) error {
@@ -111,33 +91,20 @@ func applyThroughAgent(cmd *cobra.Command, f *planFlags, cl *control.Client, com
 	if err != nil {
 		return fmt.Errorf("handing the plan to the agent on %s: %w", f.socket, err)
 	}
-	return printAgentResult(cmd, r, commit)
-}
-
-func printAgentResult(cmd *cobra.Command, r control.ApplyReply, commit string) error {
-	out := cmd.OutOrStdout()
-	if err := planapply.Refusal(r, commit); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "applied by the agent (pid %d): %s\n", r.Agent.PID, r.Summary)
-	for _, ch := range r.Remaining {
-		fmt.Fprintf(out, "  still differs: %s %s %s\n", ch.Driver, ch.Kind, ch.ID)
-	}
-	fmt.Fprintln(out, "The agent keeps running it: gitgw status shows what it runs.")
-	return nil
+	return planapply.WriteAgentResult(cmd.OutOrStdout(), r, commit)
 }
 
 // applyOnce applies, in this process, the part of p a one-shot process can
 // keep: only those drivers are built, so that nothing of VRRP or the proxy
 // is brought up, or torn down as it exits.
 func applyOnce(cmd *cobra.Command, f *planFlags, rev reconcile.Revision, p *plan.Plan, kinds map[string]bool) error {
-	ctx, out := cmd.Context(), cmd.OutOrStdout()
+	ctx := cmd.Context()
 	log := newLogger(cmd, f.debug)
 	scope, err := parseScope(f.scope)
 	if err != nil {
 		return err
 	}
-	only := oneShotKinds(nil, kinds)
+	only := planapply.OneShotKinds(kinds)
 	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log, Live: true,
 		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket, Only: only})
 	defer closeDrivers()
@@ -147,18 +114,10 @@ func applyOnce(cmd *cobra.Command, f *planFlags, rev reconcile.Revision, p *plan
 		return err
 	}
 	res := runner.Pass(ctx, rev, reconcile.PassOptions{Expect: planapply.Only(p, only)})
-	if errors.Is(res.Err, reconcile.ErrPlanMoved) {
-		return fmt.Errorf("nothing applied: %w; plan again and review the new plan", res.Err)
-	}
-	fmt.Fprintf(out, "applied by this process (%s): %s\n", strings.Join(slices.Sorted(maps.Keys(only)), ", "), res.Summary())
-	for _, ch := range res.Remaining {
-		fmt.Fprintf(out, "  still differs: %s %s %s\n", ch.Driver, ch.Kind, ch.ID)
-	}
-	if left := len(p.Actionable()) - len(planapply.Only(p, only).Actionable()); left > 0 {
-		fmt.Fprintf(out, "%d changes left to the agent (VRRP and the proxy run inside it): start it to apply them.\n", left)
-	}
-	if res.Outcome == reconcile.Failed || res.Outcome == reconcile.Rejected {
+	if err := planapply.WriteOnce(cmd.OutOrStdout(), res, p, only); errors.Is(err, planapply.ErrOnceFailed) {
 		return exitError{1}
+	} else if err != nil {
+		return err
 	}
 	return nil
 }
@@ -168,21 +127,19 @@ func applyOnce(cmd *cobra.Command, f *planFlags, rev reconcile.Revision, p *plan
 // changes now, at the same commit.
 func applySaved(cmd *cobra.Command, f *planFlags, file string, kinds map[string]bool) error {
 	out := cmd.OutOrStdout()
-	fh, err := os.Open(file)
+	node := ""
+	if cmd.Flags().Changed("node") {
+		node = f.node
+	}
+	s, err := planapply.LoadSaved(file, node)
 	if err != nil {
 		return err
-	}
-	s, err := plan.ReadSaved(fh, file)
-	fh.Close()
-	if err != nil {
-		return err
-	}
-	if cmd.Flags().Changed("node") && f.node != s.Node {
-		return fmt.Errorf("%s is a plan for node %s, not %s", file, s.Node, f.node)
 	}
 	f.node = s.Node
 	p := s.Planned()
-	fmt.Fprintf(out, "Saved plan %s, made %s against %s:\n\n", file, s.Created.Format("2006-01-02 15:04:05Z07:00"), observedBy(s.Observed))
+	if err := planapply.WriteSavedHeader(out, file, s); err != nil {
+		return err
+	}
 	if err := plan.WriteText(out, p, plan.TextOptions{Color: !f.noColor && isTerminal(out), Verbose: f.verbose}); err != nil {
 		return err
 	}
@@ -199,7 +156,7 @@ func applySaved(cmd *cobra.Command, f *planFlags, file string, kinds map[string]
 		} else {
 			var r control.ApplyReply
 			if r, err = cl.Apply(ctx, s.Commit, p); err == nil {
-				return printAgentResult(cmd, r, s.Commit)
+				return planapply.WriteAgentResult(out, r, s.Commit)
 			}
 		}
 		if !planapply.NoAgent(err) {
@@ -223,23 +180,8 @@ func applySaved(cmd *cobra.Command, f *planFlags, file string, kinds map[string]
 	if err != nil {
 		return err
 	}
-	if rev.Commit != s.Commit {
-		return fmt.Errorf("nothing applied: %s was planned at %s, and the site (%s) is now at %s: plan again",
-			file, shortHash(s.Commit), src.Describe(), shortHash(rev.Commit))
+	if err := planapply.CheckHead(file, s, rev.Commit, src.Describe()); err != nil {
+		return err
 	}
 	return applyOnce(cmd, f, rev, p, kinds)
-}
-
-func observedBy(o plan.Observed) string {
-	if o.By == plan.ObservedAgent {
-		return fmt.Sprintf("the running agent (pid %d, running %s)", o.AgentPID, shortHash(o.Applied))
-	}
-	return "this host, with no agent running"
-}
-
-func shortHash(c string) string {
-	if len(c) > 12 && !strings.ContainsAny(c, " /") {
-		return c[:12]
-	}
-	return c
 }

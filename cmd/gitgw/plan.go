@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -165,39 +164,28 @@ func planWith(cmd *cobra.Command, f *planFlags, src reconcile.Source, log *slog.
 		return nil, fail(err)
 	}
 	pl := &planned{rev: rev, desired: desired, cl: control.NewClient(f.socket)}
-	switch {
-	case f.observed.source != "":
+	if f.observed.source != "" {
 		if pl.p, err = planObserved(ctx, &f.observed, &f.site, f.node, src, evalRunner, rev, desired); err != nil {
 			return nil, fail(err)
 		}
-	default:
+	} else {
 		actx, cancel := context.WithTimeout(ctx, f.timeout)
-		r, found, err := planapply.Ask(actx, pl.cl, f.socket, f.node, rev.Commit, desired)
-		cancel()
+		defer cancel()
+		r, err := planapply.Plan(actx, planapply.PlanOptions{Client: pl.cl, Socket: f.socket, Node: f.node, Commit: rev.Commit, Desired: desired, Logger: log,
+			Local: func(ctx context.Context) (*plan.Plan, error) {
+				drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log,
+					UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
+				defer closeDrivers()
+				runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, Drivers: drivers, Logger: log})
+				if err != nil {
+					return nil, err
+				}
+				return runner.PlanFor(ctx, desired, rev.Commit)
+			}})
 		if err != nil {
 			return nil, fail(err)
 		}
-		if found {
-			pl.p, pl.agent = r.Plan, &r.Agent
-			if r.Warning != "" {
-				log.Warn("some of the agent's drivers could not plan", "err", r.Warning)
-			}
-			pl.p.Notes = append([]string{planapply.AgentNote(f.socket, r.Agent)}, pl.p.Notes...)
-			break
-		}
-		drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log,
-			UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
-		defer closeDrivers()
-		runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, Drivers: drivers, Logger: log})
-		if err != nil {
-			return nil, fail(err)
-		}
-		if pl.p, err = runner.PlanFor(ctx, desired, rev.Commit); err != nil {
-			// The plan still lists everything, the failing driver's part
-			// as pending with the reason.
-			log.Warn("some drivers could not plan", "err", err)
-		}
-		pl.p.Notes = append([]string{planapply.NoAgentNote(f.socket)}, pl.p.Notes...)
+		pl.p, pl.agent = r.Plan, r.Agent
 	}
 	pl.p.Notes = append(pl.p.Notes, rolloutNotes(ctx, f.node, rev, desired, log)...)
 	return pl, nil
@@ -224,7 +212,11 @@ func runPlan(cmd *cobra.Command, f *planFlags) error {
 		return fail(err)
 	}
 	if f.out != "" {
-		if err := saveP(f, pl); err != nil {
+		src := plan.Source{Repo: f.site.repo, Site: f.site.site, Path: f.site.path}
+		if src.Repo != "" {
+			src.Ref = f.site.ref
+		}
+		if err := planapply.Save(f.out, planapply.Planned{Plan: pl.p, Agent: pl.agent}, src, time.Now()); err != nil {
 			return fail(err)
 		}
 		if !f.json {
@@ -261,26 +253,6 @@ func failer(cmd *cobra.Command, f *planFlags) func(error) error {
 		}
 		return err
 	}
-}
-
-// saveP writes the plan file of --out.
-func saveP(f *planFlags, pl *planned) error {
-	obs := plan.Observed{By: plan.ObservedHost}
-	if a := pl.agent; a != nil {
-		obs = plan.Observed{By: plan.ObservedAgent, AgentPID: a.PID, AgentVersion: a.Version, Applied: a.Applied}
-	}
-	src := plan.Source{Repo: f.site.repo, Site: f.site.site, Path: f.site.path}
-	if src.Repo != "" {
-		src.Ref = f.site.ref
-	}
-	var b bytes.Buffer
-	if err := plan.WriteSaved(&b, plan.NewSaved(pl.p, src, obs, time.Now())); err != nil {
-		return err
-	}
-	if err := os.WriteFile(f.out, b.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("--out: %w", err)
-	}
-	return nil
 }
 
 func printErrors(w io.Writer, errs loader.Errors) {

@@ -256,7 +256,7 @@ func TestApplyWithoutAgent(t *testing.T) {
 		t.Error("a refused apply changed the sysctl")
 	}
 	out, code = apply("--kinds", "tuning")
-	if code != 0 || !strings.Contains(out, "applied by this process (tuning)") || !strings.Contains(out, "left to the agent") {
+	if code != 0 || !strings.Contains(out, "applied by this process (tuning)") || !strings.Contains(out, "changes not applied (proxy, vrrp)") {
 		t.Fatalf("--kinds tuning: exit %d\n%s", code, out)
 	}
 	if nonlocal() != "1" {
