@@ -139,7 +139,8 @@ func (c *Controller) planApplyRoutes(mux *http.ServeMux, pa *PlanApply) {
 		}
 		info := c.agentInfo(pa)
 		if req.Node != info.Node {
-			reply(w, http.StatusConflict, errorReply{fmt.Sprintf("%v: it runs %q, not %q", ErrWrongNode, info.Node, req.Node)})
+			reply(w, http.StatusConflict, errorReply{fmt.Sprintf("%v: it runs %q, not %q: plan %s on its own node, or against its status branch (--observed status)",
+				ErrWrongNode, info.Node, req.Node, req.Node)})
 			return
 		}
 		p, err := pa.Plan(r.Context(), req.Desired, req.Commit)
