@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -105,9 +106,12 @@ func applyOnce(cmd *cobra.Command, f *planFlags, rev reconcile.Revision, p *plan
 		return err
 	}
 	only := planapply.OneShotKinds(kinds)
-	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log, Live: true,
-		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket, Only: only})
+	// Built as for a plan (no VRRP guardian), and only the kinds this
+	// process can keep are handed to the runner.
+	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log,
+		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
 	defer closeDrivers()
+	drivers = slices.DeleteFunc(slices.Clone(drivers), func(d reconcile.Driver) bool { return !only[d.Name()] })
 	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drivers, Logger: log, Scope: scope,
 		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log})})
 	if err != nil {

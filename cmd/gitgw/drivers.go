@@ -21,9 +21,6 @@ type driverEnv struct {
 	// Progress is beaten by long waits that are progress (the agent's
 	// watchdog heartbeat); nil outside the agent.
 	Progress func()
-	// Only, when set, limits the drivers to these families (a one-shot
-	// apply builds no VRRP engine or proxy: it could not keep them).
-	Only map[string]bool
 
 	shared *shared
 }
@@ -48,9 +45,6 @@ func buildDrivers(ctx context.Context, env driverEnv) ([]reconcile.Driver, func(
 	env.shared = newShared(env)
 	have := map[string]reconcile.Driver{}
 	for _, f := range driverFactories() {
-		if env.Only != nil && !env.Only[f.family] {
-			continue
-		}
 		d, err := f.build(ctx, env)
 		if err != nil {
 			env.Logger.Warn("driver not available; its resources are listed as pending", "driver", f.family, "err", err)
@@ -62,9 +56,6 @@ func buildDrivers(ctx context.Context, env driverEnv) ([]reconcile.Driver, func(
 	var out []reconcile.Driver
 	for _, fam := range []string{"tuning", "units", "proxy", "vrrp"} {
 		d, ok := have[fam]
-		if env.Only != nil && !env.Only[fam] {
-			continue
-		}
 		if !ok {
 			d = reconcile.Pending{Family: fam, Why: "driver not built into this gitgw yet"}
 		}
