@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
-	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -20,16 +19,22 @@ import (
 // are refused.
 func TestPlanEndpoint(t *testing.T) {
 	h := newHarness(t)
-	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: "gw1", Drivers: h.wrapped})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var gotCommit string
-	h.c.o.PlanApply = &PlanApply{Source: "file:///srv/site.git",
+	// As Runner.PlanFor does (control does not import reconcile): every
+	// wrapped driver plans the desired state it was sent.
+	h.c.SetPlanApply(&PlanApply{Source: "file:///srv/site.git",
 		Plan: func(ctx context.Context, desired *spec.Node, commit string) (*plan.Plan, error) {
 			gotCommit = commit
-			return runner.PlanFor(ctx, desired, commit)
-		}}
+			p := &plan.Plan{Node: "gw1", Commit: commit}
+			for _, d := range h.wrapped {
+				changes, err := d.Plan(ctx, desired)
+				if err != nil {
+					return nil, err
+				}
+				p.Changes = append(p.Changes, changes...)
+			}
+			return p, nil
+		}})
 	cl, _ := serveSocket(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -77,14 +82,14 @@ func TestApplyEndpoint(t *testing.T) {
 		expect *plan.Plan
 	}
 	calls := make(chan call, 2)
-	h.c.o.PlanApply = &PlanApply{
+	h.c.SetPlanApply(&PlanApply{
 		Apply: func(_ context.Context, commit string, expect *plan.Plan) (ApplyResult, error) {
 			calls <- call{commit, expect}
 			if commit == "old" {
 				return ApplyResult{Commit: "new", Outcome: "rejected", Moved: MovedHead, Error: "the agent's source is at another commit"}, nil
 			}
 			return ApplyResult{Commit: commit, Outcome: "applied", Summary: commit + " applied, 1 changes", Applied: expect.Actionable()}, nil
-		}}
+		}})
 	cl, _ := serveSocket(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
