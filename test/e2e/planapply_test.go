@@ -162,10 +162,10 @@ func TestPlanApplyBesideAgent(t *testing.T) {
 		t.Fatalf("apply through the agent: exit %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("gitgw apply:\n%s", out)
-	st := status()
-	if st.Applied != c2 || !hasServer(st, "web/s3") || !master(st) {
-		t.Fatalf("after apply: applied %s (want %s), s3 %v, master %v", st.Applied, c2, hasServer(st, "web/s3"), master(st))
-	}
+	// The reply may come before the status records the pass: awaited.
+	waitStatus("the agent running the applied commit, s3 in its proxy, master of VI_1", func(st control.Status) bool {
+		return st.Applied == c2 && hasServer(st, "web/s3") && master(st)
+	})
 	if !vipHeld() {
 		t.Fatal("the VIP left eth0 after apply")
 	}
@@ -197,8 +197,9 @@ func TestPlanApplyBesideAgent(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "applied, 1 changes") {
 		t.Fatalf("apply of a saved plan: exit %d\n%s%s", code, out, errOut)
 	}
-	if st := status(); st.Applied != c5 || !hasServer(st, "web/s3") || !vipHeld() {
-		t.Fatalf("after the saved plan: applied %s (want %s), s3 %v, VIP %v", st.Applied, c5, hasServer(st, "web/s3"), vipHeld())
+	waitStatus("the saved plan running", func(st control.Status) bool { return st.Applied == c5 && hasServer(st, "web/s3") })
+	if !vipHeld() {
+		t.Fatal("the VIP left eth0 after the saved plan")
 	}
 
 	// Nobody was blamed: no status commit reports drift.
