@@ -124,14 +124,20 @@ func Ask(ctx context.Context, cl *control.Client, socket, node, commit string, d
 	if socket == "" {
 		return r, false, nil
 	}
-	r, err = cl.Plan(ctx, node, commit, desired)
+	if _, serr := os.Stat(socket); errors.Is(serr, os.ErrPermission) {
+		// The socket's directory is 0750 root: whether an agent runs is
+		// not known, and "no agent" would be a guess.
+		err = fmt.Errorf("control socket %s: %w", socket, syscall.EACCES)
+	} else {
+		r, err = cl.Plan(ctx, node, commit, desired)
+	}
 	switch {
 	case err == nil:
 		return r, true, nil
 	case NoAgent(err):
 		return r, false, nil
 	case errors.Is(err, syscall.EACCES):
-		return r, false, fmt.Errorf("%w: the agent's socket is mode 0600: run as root, or plan without the agent with --socket \"\" (VRRP and the proxy are then predicted)", err)
+		return r, false, fmt.Errorf("%w: the agent's socket is root's (mode 0600 in a 0750 directory): run as root, or plan without the agent with --socket \"\" (VRRP and the proxy are then predicted)", err)
 	}
 	return r, false, fmt.Errorf("asking the agent for the plan: %w", err)
 }
