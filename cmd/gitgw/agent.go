@@ -13,6 +13,7 @@ import (
 
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
+	"github.com/gitgw/gitgw/reconcile/planapply"
 )
 
 type agentFlags struct {
@@ -115,6 +116,8 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	if err != nil {
 		return err
 	}
+	requests := make(chan reconcile.PassRequest) // gitgw plan/apply through the socket (#14)
+	ctl.SetPlanApply(planapply.Serve(func() *reconcile.Runner { return runner }, requests, src.Describe()))
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -150,6 +153,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Poll:      f.interval,
 		Resync:    f.resync,
 		Kick:      kick,
+		Requests:  requests,
 		Notify:    sd.Notify,
 		Watchdog:  watchdogInterval(),
 		Heartbeat: heartbeat,

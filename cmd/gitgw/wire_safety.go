@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 )
@@ -97,18 +94,3 @@ func (f *safetyFlags) health(probes []reconcile.Driver) *reconcile.HealthGateOpt
 	return &reconcile.HealthGateOptions{Drivers: probes, Window: f.bake}
 }
 
-// rolloutNotes are the plan's "who waits for whom" lines. It evaluates the
-// site's labels again: a caller with a Runner uses Runner.RolloutNotes,
-// which reads them from the commit's one evaluation.
-func rolloutNotes(ctx context.Context, node string, rev reconcile.Revision, desired *spec.Node, log *slog.Logger) []string {
-	var labels map[string]map[string]string
-	if desired != nil && len(desired.Site.Rollout.Waves) > 0 {
-		l, err := reconcile.NodeLabels(ctx, rev.Dir, node)
-		if err != nil {
-			log.Warn("rollout waves: cannot read the nodes' labels", "err", err)
-			return []string{fmt.Sprintf("rollout: waves unknown: %v", err)}
-		}
-		labels = l
-	}
-	return reconcile.RolloutNotes(desired, labels)
-}

@@ -97,6 +97,9 @@ type Options struct {
 	// in-process VRRP engine and proxy from the last good state. Empty: not
 	// kept.
 	StateDir string
+	// PlanApply serves `gitgw plan` and `gitgw apply` (planapply.go);
+	// nil answers them 501.
+	PlanApply *PlanApply
 	// Now is the clock (time.Now when nil).
 	Now    func() time.Time
 	Logger *slog.Logger
