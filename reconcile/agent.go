@@ -267,8 +267,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			res = bake(ctx, prev, res)
 			stop()
 		}
-		req.reply(res)
 		if errors.Is(res.Err, context.Canceled) && ctx.Err() != nil {
+			req.reply(res)
 			return nil
 		}
 		if errors.Is(res.Err, ErrPlanMoved) {
@@ -284,6 +284,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		if a.o.OnResult != nil {
 			a.o.OnResult(res)
 		}
+		// After OnResult: `gitgw apply && gitgw status` shows the pass.
+		req.reply(res)
 		switch res.Outcome {
 		case Failed:
 			backoff = nextBackoff(backoff)

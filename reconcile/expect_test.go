@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,10 +165,17 @@ func TestAgentPassRequests(t *testing.T) {
 	}
 	requests := make(chan PassRequest)
 	reported := make(chan Result, 16)
+	var hold atomic.Bool
+	gate := make(chan struct{})
 	src := &signalSource{rev: Revision{Commit: "c1", Dir: dir}, changes: make(chan struct{}, 1)}
 	a := NewAgent(AgentOptions{Source: src, Runner: r,
 		Requests: requests, Debounce: time.Millisecond, Resync: time.Hour, Poll: time.Hour,
-		OnResult: func(res Result) { reported <- res }})
+		OnResult: func(res Result) {
+			reported <- res
+			if hold.Load() {
+				<-gate // the test looks at the reply channel meanwhile
+			}
+		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -223,18 +231,32 @@ func TestAgentPassRequests(t *testing.T) {
 		if tc.expect != nil {
 			tc.req.Options.Expect = tc.expect()
 		}
+		hold.Store(tc.reported)
 		requests <- tc.req
+		if tc.reported {
+			// OnResult runs before the reply is sent: `gitgw apply &&
+			// gitgw status` shows the pass.
+			got := wait(tc.name+" reported", reported)
+			select {
+			case res := <-reply:
+				t.Errorf("%s: the reply (%s) came before OnResult", tc.name, res.Outcome)
+				reply <- res
+			default:
+			}
+			hold.Store(false)
+			gate <- struct{}{}
+			res := wait(tc.name, reply)
+			if got.Outcome != res.Outcome || got.Started != res.Started {
+				t.Errorf("%s: OnResult saw %s, the reply %s", tc.name, got.Outcome, res.Outcome)
+			}
+			reply <- res
+		}
 		res := wait(tc.name, reply)
 		if res.Outcome != tc.want || (tc.wantErr != nil && !errors.Is(res.Err, tc.wantErr)) {
 			t.Fatalf("%s: %s %v, want %s %v", tc.name, res.Outcome, res.Err, tc.want, tc.wantErr)
 		}
 		if tc.keep {
 			stale = res.Plan
-		}
-		if tc.reported {
-			if got := wait(tc.name+" reported", reported); got.Outcome != res.Outcome || got.Started != res.Started {
-				t.Errorf("%s: OnResult saw %s, the reply %s", tc.name, got.Outcome, res.Outcome)
-			}
 		}
 		if tc.passed {
 			src.changes <- struct{}{}

@@ -190,11 +190,19 @@ func TestThroughAgent(t *testing.T) {
 		!strings.Contains(err.Error(), "the agent follows git file:///srv/site.git, whose head is 222222222222") {
 		t.Errorf("head moved: %+v: %v", rep, err)
 	}
+	// The refused request ran nothing at c1. The head it saw, c2, is
+	// still to be passed (the moved plan above applied nothing), so the
+	// agent passes it as it passes any new commit: the agent follows its
+	// source, an approval only makes it happen now.
+	if r := <-passes; r.Commit != c2.Commit || r.Outcome != reconcile.Applied {
+		t.Fatalf("after the refusal: %s %s %v, want the head %s applied", r.Commit, r.Outcome, r.Err, c2.Commit)
+	}
 	select {
 	case r := <-passes:
-		t.Fatalf("a request for another commit ran a pass: %s %s", r.Commit, r.Outcome)
+		t.Fatalf("a second pass: %s %s", r.Commit, r.Outcome)
 	default:
 	}
+	drv.set("s1", "s2") // s3 removed by hand: the approved plan is current again
 
 	// The approved plan, as planned: applied by the agent, which keeps it.
 	rep, err = cl.Apply(ctx, c2.Commit, approved)
