@@ -53,6 +53,9 @@ type VRRPDriver struct {
 	// tracking, GARP, notify) are compared with it.
 	mu      sync.Mutex
 	applied map[string]vrrp.Instance
+	// places are the applied instances' segments and family, for the
+	// status section (status_sections.go).
+	places map[string]place
 }
 
 var (
@@ -169,6 +172,7 @@ func (d *VRRPDriver) Apply(ctx context.Context, desired *spec.Node) error {
 	for _, in := range cfg.Instances {
 		d.applied[in.Name] = in
 	}
+	d.places = placesOf(desired)
 	return nil
 }
 

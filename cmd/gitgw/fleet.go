@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/drift"
+	"github.com/gitgw/gitgw/reconcile/fleet"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 )
 
@@ -56,9 +56,9 @@ func runFleet(cmd *cobra.Command, f *fleetFlags) error {
 	if url == "" {
 		url = f.site.site // a local clone (or the bare repository itself)
 	}
-	fl, err := readFleet(cmd.Context(), url, f.prefix, f.site, func(err error) {
-		fmt.Fprintln(cmd.ErrOrStderr(), "gitgw: warning:", err)
-	})
+	fl, err := fleet.Read(cmd.Context(), fleet.Options{URL: url, Prefix: f.prefix, Ref: f.site.ref,
+		SSHKeyFile: f.site.sshKey, KnownHostsFile: f.site.knownHosts, TokenFile: f.site.tokenFile, CAFile: f.site.caFile,
+		Warn: func(err error) { fmt.Fprintln(cmd.ErrOrStderr(), "gitgw: warning:", err) }})
 	if err != nil {
 		return err
 	}
@@ -76,62 +76,6 @@ func runFleet(cmd *cobra.Command, f *fleetFlags) error {
 		return nil
 	}
 	return drift.WriteFleetText(cmd.OutOrStdout(), fl, time.Now())
-}
-
-// readFleet reads every status branch of url and the tracked branch's head.
-func readFleet(ctx context.Context, url, prefix string, sf siteFlags, warn func(error)) (drift.Fleet, error) {
-	// The tracked head is asked for meanwhile: with thousands of refs
-	// its ref advertisement is a good part of the command's time.
-	var head string
-	var headErr error
-	headDone := make(chan struct{})
-	go func() {
-		defer close(headDone)
-		head, headErr = trackedHead(ctx, url, sf)
-	}()
-	branches, err := gitrepo.ReadStatusBranches(ctx, gitrepo.ReadOptions{
-		URL: url, Prefix: prefix, Files: []string{drift.StatusFile},
-		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
-	})
-	<-headDone
-	if err != nil {
-		return drift.Fleet{}, err
-	}
-	if headErr != nil {
-		warn(fmt.Errorf("head of %s unknown: %w", sf.ref, headErr))
-	}
-	reports := make([]drift.NodeReport, 0, len(branches))
-	now := time.Now()
-	for _, b := range branches {
-		r := drift.NodeReport{Node: b.Node, Commit: b.Commit, Subject: b.Subject, Time: b.Time}
-		if a := b.Alive; a != nil {
-			r.Alive, r.AliveBound, r.Stale = a.Time, a.Bound, a.Stale(now)
-		}
-		if js, ok := b.Files[drift.StatusFile]; !ok {
-			r.Err = drift.StatusFile + " missing"
-		} else if st, err := drift.Parse(js); err != nil {
-			r.Err = err.Error()
-		} else {
-			r.Status = &st
-		}
-		reports = append(reports, r)
-	}
-	return drift.BuildFleet(head, reports), nil
-}
-
-// trackedHead asks the repository where the tracked branch points.
-func trackedHead(ctx context.Context, url string, sf siteFlags) (string, error) {
-	tmp, err := os.MkdirTemp("", "gitgw-fleet-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	src, err := gitrepo.Open(ctx, gitrepo.Options{URL: url, Ref: sf.ref, Dir: tmp,
-		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile})
-	if err != nil {
-		return "", err
-	}
-	return src.RemoteHead(ctx)
 }
 
 // statusFlags configure the agent's status reporting.
