@@ -141,7 +141,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 			events = append(events, es.Events())
 		}
 	}
-	status, err := f.status.start(ctx, f.node, stateDir, &f.site, src, runner, drivers, log)
+	status, err := f.status.start(ctx, f.node, stateDir, &f.site, src, runner, drivers, ctl.ObservePush, log)
 	if err != nil {
 		return err
 	}

@@ -118,9 +118,9 @@ type statusRun struct {
 }
 
 // startStatus opens the status writer and the reporter, and starts their
-// background work (pushes, adopt proposals).
+// background work (pushes, adopt proposals); onPush hears of every push.
 func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *siteFlags, src reconcile.Source,
-	runner *reconcile.Runner, drivers []reconcile.Driver, log *slog.Logger) (*statusRun, error) {
+	runner *reconcile.Runner, drivers []reconcile.Driver, onPush func(time.Time, error), log *slog.Logger) (*statusRun, error) {
 	if f.off {
 		return nil, nil
 	}
@@ -137,6 +137,7 @@ func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *site
 		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
 		Coalesce: f.coalesce, SigningKeyFile: f.sign, Logger: log,
 		HistoryCommits: f.historyCommits, HistoryAge: f.historyAge, AliveInterval: f.alive, AgentVersion: version,
+		OnPush: onPush,
 	})
 	if err != nil {
 		return nil, err

@@ -296,6 +296,17 @@ func firstNonNil(vs ...any) any {
 	return nil
 }
 
+// NodeOutcome is the node's outcome as status.json records it, from the
+// runner's pass outcome and how many resources are pending (the plan's
+// pending changes) or still differ: what the agent's own status page and
+// metrics show too, so that every view says the same.
+func NodeOutcome(pass string, pending, differs int) string {
+	return outcome(pass, map[string]int{Pending: pending, Differs: differs})
+}
+
+// Outcomes lists every node outcome (for metrics with one series each).
+var Outcomes = []string{Converged, Incomplete, Suspended, Held, Failed, Rejected, RolledBack}
+
 // outcome is the node's outcome from the runner's and the resources'
 // states: an applied or unchanged pass is "converged" only when nothing is
 // pending and nothing still differs.

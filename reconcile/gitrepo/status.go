@@ -70,6 +70,12 @@ type StatusOptions struct {
 	PushTimeout time.Duration
 	// Logger receives what the writer does (default: discard).
 	Logger *slog.Logger
+	// OnPush, when set, is told the result of every push of the status
+	// branch (nil: pushed), so that a reporting failure shows in the
+	// agent's status and metrics, not only in one log line: the node keeps
+	// running while its Git view goes stale. Called from the pusher, never
+	// with a lock of the writer held.
+	OnPush func(at time.Time, err error)
 }
 
 // ErrDiverged matches a *DivergedError with errors.Is.
@@ -589,6 +595,9 @@ func (w *StatusWriter) setHead(h plumbing.Hash) {
 }
 
 func (w *StatusWriter) setPushResult(pushed plumbing.Hash, err error) {
+	if w.opts.OnPush != nil {
+		defer w.opts.OnPush(time.Now(), err)
+	}
 	w.stateMu.Lock()
 	defer w.stateMu.Unlock()
 	if err == nil {
