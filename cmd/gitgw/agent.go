@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gitgw/gitgw/dataplane/vip"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 )
@@ -85,7 +86,10 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	defer cleanup()
-	if err := reconcile.CheckStart(ctx, src, f.node, log); err != nil {
+	if err := reconcile.CheckStart(ctx, src, f.node, vip.ReadHostAddresses, log); err != nil {
+		return err
+	}
+	if err := f.status.claim(ctx, f.node, &f.site, log); err != nil {
 		return err
 	}
 	safe, err := f.safety.build(f.node, stateDir, &f.site, &f.status, log)

@@ -88,6 +88,9 @@ type statusFlags struct {
 	historyCommits int
 	historyAge     time.Duration
 	alive          time.Duration
+	replace        bool
+
+	self gitrepo.AgentID // this agent, in its alive ref (set by claim)
 }
 
 func (f *statusFlags) register(fl *pflag.FlagSet) {
@@ -98,7 +101,34 @@ func (f *statusFlags) register(fl *pflag.FlagSet) {
 	fl.IntVar(&f.historyCommits, "status-history-commits", gitrepo.DefaultHistoryCommits, "keep this many commits on the status branch; older ones are folded into one commit (the branch is force-pushed, with a lease); -1 keeps all")
 	fl.DurationVar(&f.historyAge, "status-history-age", gitrepo.DefaultHistoryAge, "also fold status commits older than this (-1s: no age bound)")
 	fl.DurationVar(&f.alive, "alive-interval", time.Minute, "refresh the ref refs/gitgw/alive/NODE this often (jittered), so that `gitgw fleet` tells a stopped agent from a quiet one; it promises a refresh within 3 intervals; 0: off")
+	fl.BoolVar(&f.replace, "replace", false, "start even while another agent reports under this node's name (its alive ref is fresh): for when that agent is gone for good; without it, the name is free once the other agent's alive ref is stale (3 alive intervals)")
 	fl.StringVar(&f.sign, "status-signing-key", "", "unencrypted OpenSSH private key that signs this node's status commits; the site lists its public key as the node's status_key, so that peers trust the branch to gate their rollout")
+}
+
+// statusURL is the repository the node reports to ("" when it does not).
+func (f *statusFlags) statusURL(sf *siteFlags) string {
+	if f.off {
+		return ""
+	}
+	if f.repo != "" {
+		return f.repo
+	}
+	return sf.repo
+}
+
+// claim refuses to start when another agent reports under this node's
+// name (reconcile.CheckClaim); it runs before the agent touches the node.
+func (f *statusFlags) claim(ctx context.Context, node string, sf *siteFlags, log *slog.Logger) error {
+	f.self = reconcile.SelfAgentID(time.Now())
+	url := f.statusURL(sf)
+	if url == "" || f.alive <= 0 {
+		return nil
+	}
+	return reconcile.CheckClaim(ctx, reconcile.ClaimOptions{Node: node, Self: f.self, Replace: f.replace, Logger: log,
+		ReadAlive: func(ctx context.Context) (*gitrepo.Alive, error) {
+			return gitrepo.ReadAlive(ctx, gitrepo.ReadOptions{URL: url,
+				SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile}, node)
+		}})
 }
 
 // statusRun is the agent's status reporting while it runs; a nil
@@ -124,10 +154,7 @@ func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *site
 	if f.off {
 		return nil, nil
 	}
-	url := f.repo
-	if url == "" {
-		url = sf.repo
-	}
+	url := f.statusURL(sf)
 	if url == "" {
 		log.Warn("status reporting off: a --site directory has no repository; give --status-repo")
 		return nil, nil
@@ -137,7 +164,7 @@ func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *site
 		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
 		Coalesce: f.coalesce, SigningKeyFile: f.sign, Logger: log,
 		HistoryCommits: f.historyCommits, HistoryAge: f.historyAge, AliveInterval: f.alive, AgentVersion: version,
-		OnPush: onPush,
+		OnPush: onPush, Agent: f.self,
 	})
 	if err != nil {
 		return nil, err

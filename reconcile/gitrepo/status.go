@@ -63,6 +63,10 @@ type StatusOptions struct {
 	// promises a refresh within 3 intervals. AgentVersion goes into it.
 	AliveInterval time.Duration
 	AgentVersion  string
+	// Agent identifies this agent process in the alive ref (AgentID), so
+	// that another agent started under the same node name refuses to
+	// start while this one lives. Zero: not written.
+	Agent AgentID
 	// RetryMin and RetryMax bound the exponential backoff between failed
 	// pushes (defaults 500 ms and 1 min).
 	RetryMin, RetryMax time.Duration
