@@ -149,7 +149,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	if err != nil {
 		return err
 	}
-	defer status.stop(10 * time.Second)
+	defer status.Stop(10 * time.Second)
 	fds := newFDStore(drivers, log)
 	stopControl, err := f.control.serve(ctx, ctl, log)
 	if err != nil {
@@ -166,7 +166,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Notify:    sd.Notify,
 		Watchdog:  watchdogInterval(),
 		Heartbeat: heartbeat,
-		Events:    status.events(ctx, events),
+		Events:    status.Events(ctx, events),
 		Logger:    log,
 		Bake:      safe.bake,
 		HoldRetry: f.safety.rolloutPoll,
@@ -175,7 +175,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
 			ctl.Observe(ctx, r)
 			fds.sync()
-			status.report(ctx, r)
+			status.Report(ctx, r)
 		},
 	})
 	log.Info("agent starting", "node", f.node, "source", src.Describe(), "state_dir", stateDir)

@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/reconcile/fleet"
@@ -131,26 +128,10 @@ func (f *statusFlags) claim(ctx context.Context, node string, sf *siteFlags, log
 		}})
 }
 
-// statusRun is the agent's status reporting while it runs; a nil
-// *statusRun reports nothing.
-type statusRun struct {
-	rep    *reconcile.Reporter
-	writer *gitrepo.StatusWriter
-	log    *slog.Logger
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	runner *reconcile.Runner
-
-	mu      sync.Mutex
-	lastErr string
-	keyWarn string
-}
-
-// startStatus opens the status writer and the reporter, and starts their
-// background work (pushes, adopt proposals); onPush hears of every push.
+// start starts the agent's status reporting (nil when it reports
+// nothing); onPush hears of every push.
 func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *siteFlags, src reconcile.Source,
-	runner *reconcile.Runner, drivers []reconcile.Driver, onPush func(time.Time, error), log *slog.Logger) (*statusRun, error) {
+	runner *reconcile.Runner, drivers []reconcile.Driver, onPush func(time.Time, error), log *slog.Logger) (*reconcile.Reporting, error) {
 	if f.off {
 		return nil, nil
 	}
@@ -159,129 +140,9 @@ func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *site
 		log.Warn("status reporting off: a --site directory has no repository; give --status-repo")
 		return nil, nil
 	}
-	w, err := gitrepo.NewStatusWriter(ctx, gitrepo.StatusOptions{
-		Node: node, URL: url, Prefix: f.prefix, Dir: filepath.Join(stateDir, "status.git"),
-		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
-		Coalesce: f.coalesce, SigningKeyFile: f.sign, Logger: log,
-		HistoryCommits: f.historyCommits, HistoryAge: f.historyAge, AliveInterval: f.alive, AgentVersion: version,
-		OnPush: onPush, Agent: f.self,
-	})
-	if err != nil {
-		return nil, err
-	}
-	opts := reconcile.ReporterOptions{Node: node, AgentVersion: version, Sink: w, Drivers: drivers, Runner: runner, Logger: log}
-	if g, ok := src.(*reconcile.GitSource); ok {
-		opts.Site = g.Repo()
-	}
-	rep, err := reconcile.NewReporter(opts)
-	if err != nil {
-		_ = w.Close()
-		return nil, err
-	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &statusRun{rep: rep, writer: w, log: log.With("component", "status"), cancel: cancel, runner: runner}
-	s.wg.Add(2)
-	go func() { defer s.wg.Done(); _ = w.Run(runCtx) }()
-	go func() { defer s.wg.Done(); _ = rep.Run(runCtx) }()
-	log.Info("reporting status", "branch", w.Branch(), "repo", url)
-	return s, nil
-}
-
-// report writes a pass's status; errors are logged (once while they last).
-func (s *statusRun) report(ctx context.Context, res reconcile.Result) {
-	if s == nil {
-		return
-	}
-	err := s.rep.Report(ctx, res)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if lg := s.runner.LastGood(); lg != nil && lg.Desired != nil {
-		if p := statusKeyProblem(lg.Desired, s.writer); p != s.keyWarn {
-			s.keyWarn = p
-			if p != "" {
-				s.log.Warn("peers will not trust this node's status branch: "+p, "node", lg.Desired.Name)
-			}
-		}
-	}
-	switch {
-	case err == nil:
-		s.lastErr = ""
-	case err.Error() != s.lastErr:
-		s.lastErr = err.Error()
-		if errors.Is(err, gitrepo.ErrDiverged) {
-			s.log.Error("STATUS BRANCH CLASH: another node reports under this node's name; not force-pushing", "err", err)
-		} else {
-			s.log.Error("status report", "err", err)
-		}
-	}
-}
-
-// events passes driver events on to the agent, recording each in the
-// status first.
-func (s *statusRun) events(ctx context.Context, in []<-chan reconcile.Event) []<-chan reconcile.Event {
-	if s == nil {
-		return in
-	}
-	out := make([]<-chan reconcile.Event, 0, len(in))
-	for _, ch := range in {
-		fwd := make(chan reconcile.Event, 16)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer close(fwd)
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case ev, ok := <-ch:
-					if !ok {
-						return
-					}
-					s.rep.Event(ev)
-					select {
-					case fwd <- ev:
-					case <-ctx.Done():
-						return
-					}
-				}
-			}
-		}()
-		out = append(out, fwd)
-	}
-	return out
-}
-
-// stop pushes what is pending (bounded by timeout) and stops.
-func (s *statusRun) stop(timeout time.Duration) {
-	if s == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	s.rep.FlushProposals(ctx)
-	if err := s.writer.Flush(ctx); err != nil {
-		s.log.Warn("status not pushed before stopping; pushed by the next run", "err", err)
-	}
-	s.cancel()
-	s.wg.Wait()
-	_ = s.writer.Close()
-}
-
-// statusKeyProblem says why the peers that wait for this node would not
-// trust its status branch ("" when they would, or when the site lists no
-// status keys): the site's status_key for it and its signing key differ.
-func statusKeyProblem(desired *spec.Node, w *gitrepo.StatusWriter) string {
-	if len(desired.StatusKeys) == 0 {
-		return ""
-	}
-	key := desired.StatusKeys[desired.Name]
-	switch {
-	case key == "":
-		return "the site lists status keys, but no status_key for this node"
-	case !w.Signs():
-		return "the site lists a status_key for this node, and --status-signing-key is not set"
-	case !w.SignsAs(key):
-		return "the site's status_key for this node is not the public half of --status-signing-key"
-	}
-	return ""
+	return reconcile.StartReporting(ctx, reconcile.ReportingOptions{AgentVersion: version, Source: src, Runner: runner, Drivers: drivers, Logger: log,
+		Status: gitrepo.StatusOptions{Node: node, URL: url, Prefix: f.prefix, Dir: filepath.Join(stateDir, "status.git"),
+			SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
+			Coalesce: f.coalesce, SigningKeyFile: f.sign, HistoryCommits: f.historyCommits, HistoryAge: f.historyAge,
+			AliveInterval: f.alive, OnPush: onPush, Agent: f.self}})
 }
