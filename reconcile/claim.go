@@ -121,8 +121,10 @@ func CheckClaim(ctx context.Context, o ClaimOptions) error {
 		return nil
 	case other.SameBoot(o.Self) && !o.Running(other):
 		return nil // this host's agent before a restart
-	case other.Machine == o.Self.Machine && other.Boot != o.Self.Boot:
-		return nil // this host, before a reboot
+	case other.Machine == o.Self.Machine && other.Host == o.Self.Host && other.Boot != o.Self.Boot:
+		// This host, before a reboot. (A cloned VM shares the machine id
+		// but, once named, not the host name.)
+		return nil
 	}
 	free := a.Time.Add(a.Bound)
 	if o.Replace {

@@ -26,6 +26,7 @@ func TestCheckClaim(t *testing.T) {
 	sameHostRunning := gitrepo.AgentID{Machine: "m-a", Host: "gw-a", Boot: "b1", PID: 150, StartTicks: 15, Started: now.Add(-time.Hour)}
 	sameHostGone := gitrepo.AgentID{Machine: "m-a", Host: "gw-a", Boot: "b1", PID: 151, StartTicks: 16, Started: now.Add(-time.Hour)}
 	beforeReboot := gitrepo.AgentID{Machine: "m-a", Host: "gw-a", Boot: "b0", PID: 150, StartTicks: 15, Started: now.Add(-time.Hour)}
+	clone := gitrepo.AgentID{Machine: "m-a", Host: "gw-c", Boot: "b5", PID: 150, StartTicks: 15, Started: now.Add(-time.Hour)}
 	running := func(id gitrepo.AgentID) bool { return id.PID == 150 }
 	for _, tc := range []struct {
 		name    string
@@ -42,6 +43,7 @@ func TestCheckClaim(t *testing.T) {
 		{"this host, another agent running", alive(time.Second, &sameHostRunning), nil, false, []string{"pid 150 on host gw-a"}},
 		{"this host, the agent before a restart", alive(time.Second, &sameHostGone), nil, false, nil},
 		{"this host, before a reboot", alive(time.Second, &beforeReboot), nil, false, nil},
+		{"a cloned VM (same machine id, another host name)", alive(time.Second, &clone), nil, false, []string{"on host gw-c"}},
 		{"an agent that does not say who it is", alive(time.Second, nil), nil, false, nil},
 		{"alive ref unreadable", nil, errors.New("connection refused"), false, nil},
 	} {
