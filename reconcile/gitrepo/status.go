@@ -627,7 +627,7 @@ func (w *StatusWriter) push(ctx context.Context) error {
 		return nil // nothing written yet
 	}
 	if err != nil {
-		return fmt.Errorf("gitrepo: push %s: %w", w.branch.Short(), err)
+		return fmt.Errorf("gitrepo: push %s to %s: %w", w.branch.Short(), redact(w.opts.URL), err)
 	}
 	head := ref.Hash()
 	w.stateMu.Lock()
@@ -640,7 +640,7 @@ func (w *StatusWriter) push(ctx context.Context) error {
 	defer cancel()
 	ra, err := w.creds.access(w.opts.URL)
 	if err != nil {
-		err = fmt.Errorf("gitrepo: push %s: %w", w.branch.Short(), err)
+		err = fmt.Errorf("gitrepo: push %s to %s: %w", w.branch.Short(), redact(w.opts.URL), err)
 		w.setPushResult(plumbing.ZeroHash, err)
 		return err
 	}
@@ -657,7 +657,7 @@ func (w *StatusWriter) push(ctx context.Context) error {
 			err = &DivergedError{Node: w.opts.Node, Branch: w.branch.Short(), Local: head.String(), Remote: remote.String()}
 		} else {
 			w.log.Warn("status push failed; will retry", "err", err)
-			err = fmt.Errorf("gitrepo: push %s: %w", w.branch.Short(), err)
+			err = fmt.Errorf("gitrepo: push %s to %s: %w", w.branch.Short(), redact(w.opts.URL), err)
 		}
 		w.setPushResult(plumbing.ZeroHash, err)
 		return err
@@ -689,7 +689,7 @@ func (w *StatusWriter) lsRemote(ctx context.Context, ra remoteAccess) (plumbing.
 // clashing with the node's own past. It returns the new local head.
 func (w *StatusWriter) adoptRemote(ctx context.Context, ra remoteAccess) (plumbing.Hash, error) {
 	fail := func(err error) (plumbing.Hash, error) {
-		return plumbing.ZeroHash, fmt.Errorf("gitrepo: push %s: adopt the remote branch: %w", w.branch.Short(), err)
+		return plumbing.ZeroHash, fmt.Errorf("gitrepo: push %s to %s: adopt the remote branch: %w", w.branch.Short(), redact(w.opts.URL), err)
 	}
 	remote, err := w.lsRemote(ctx, ra)
 	w.mu.Lock()
