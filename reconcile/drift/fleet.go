@@ -27,6 +27,9 @@ type NodeReport struct {
 	Alive      time.Time
 	AliveBound time.Duration
 	Stale      bool
+	// Agent names the agent process that last refreshed it ("pid 412 on
+	// host gw-a (…)"), when it says.
+	Agent string
 }
 
 // Fleet is the fleet view: every node, and every virtual router across them.
@@ -61,6 +64,9 @@ type FleetNode struct {
 	// agent is stopped or cannot reach the repository.
 	Alive *time.Time `json:"alive,omitempty"`
 	Stale bool       `json:"stale,omitempty"`
+	// Agent is the agent process that last refreshed the alive ref: where
+	// to look when two agents claim one node.
+	Agent string `json:"agent,omitempty"`
 }
 
 // FleetVRRP is one virtual router across the nodes that report it: the
@@ -171,7 +177,7 @@ func BuildFleet(head string, reports []NodeReport) Fleet {
 	f := Fleet{Head: head, Nodes: []FleetNode{}, Routers: []FleetVRRP{}, Alerts: []FleetAlert{}}
 	rs := routers{byKey: map[string]*FleetVRRP{}}
 	for _, r := range reports {
-		n := FleetNode{Node: r.Node, LastSeen: r.Time.UTC(), Subject: r.Subject, Sync: "unknown", Error: r.Err, Stale: r.Stale}
+		n := FleetNode{Node: r.Node, LastSeen: r.Time.UTC(), Subject: r.Subject, Sync: "unknown", Error: r.Err, Stale: r.Stale, Agent: r.Agent}
 		if !r.Alive.IsZero() {
 			a := r.Alive.UTC()
 			n.Alive = &a

@@ -71,6 +71,9 @@ func Reports(branches []gitrepo.BranchStatus, now time.Time) []drift.NodeReport 
 		r := drift.NodeReport{Node: b.Node, Commit: b.Commit, Subject: b.Subject, Time: b.Time}
 		if a := b.Alive; a != nil {
 			r.Alive, r.AliveBound, r.Stale = a.Time, a.Bound, a.Stale(now)
+			if a.Agent != nil {
+				r.Agent = a.Agent.Describe()
+			}
 		}
 		if js, ok := b.Files[drift.StatusFile]; !ok {
 			r.Err = drift.StatusFile + " missing"

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/reconcile/drift"
+	"github.com/gitgw/gitgw/reconcile/gitrepo"
 	"github.com/gitgw/gitgw/test/gitremote"
 )
 
@@ -76,5 +77,22 @@ func TestReadSplitBrainPerSegment(t *testing.T) {
 	}
 	if len(alerts) != 1 || alerts[0] != "split-brain: VRID 52 on 203.0.113.0/24 (VI_9)" {
 		t.Errorf("alerts = %q, want only the split brain on 203.0.113.0/24", alerts)
+	}
+}
+
+// TestReportsNameTheAgent: the fleet names the agent of each alive ref, so that an operator sees
+// which process holds a node's name.
+func TestReportsNameTheAgent(t *testing.T) {
+	now := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	id := gitrepo.AgentID{Machine: "m1", Host: "gw-a", Boot: "b1", PID: 412, Started: now.Add(-time.Hour)}
+	rs := Reports([]gitrepo.BranchStatus{
+		{Node: "gw1", Alive: &gitrepo.Alive{Node: "gw1", Time: now.Add(-time.Minute), Bound: 3 * time.Minute, Agent: &id}},
+		{Node: "gw2", Alive: &gitrepo.Alive{Node: "gw2", Time: now.Add(-time.Hour), Bound: 3 * time.Minute}},
+	}, now)
+	if rs[0].Agent != "pid 412 on host gw-a (machine m1, started 2026-12-06T06:00:00Z)" || rs[0].Stale || rs[0].Err != "status.json missing" {
+		t.Errorf("gw1: %+v", rs[0])
+	}
+	if rs[1].Agent != "" || !rs[1].Stale {
+		t.Errorf("gw2: %+v", rs[1])
 	}
 }
