@@ -81,7 +81,13 @@ func checkPlace(ctx context.Context, dir string, site *loader.Site, view *spec.N
 		log.Warn("start-up address check skipped: the site's nodes cannot be read", "err", err)
 		return nil
 	}
-	return CheckHostAddresses(view.Name, whole.Nodes, host)
+	if err := CheckHostAddresses(view.Name, whole.Nodes, host); err != nil {
+		return err
+	}
+	// No node's address is here: a lab or a container with a view of its
+	// own, or the wrong host; not refused, but said.
+	log.Warn("none of this node's addresses in the site is on this host; is --node right?", "node", view.Name)
+	return nil
 }
 
 // onlyElsewhere says the node declares addresses and none is on the host.
