@@ -543,8 +543,12 @@ func RolledBackBy(st drift.Status, commit string) bool {
 // Settled says whether a node's status shows commit applied and healthy:
 // it runs commit, its last pass converged (applied, or found nothing to
 // do; a node reports after its health gate), and nothing still differs.
+// Resources pending on it (no driver there, an action gitgw will not
+// force) make its outcome "pending", not "converged", but no wait would
+// change them: they do not hold the peer back.
 func Settled(st drift.Status, commit string) bool {
-	return st.Applied == commit && st.LastPass.Outcome == drift.Converged && st.Counts[drift.Differs] == 0
+	done := st.LastPass.Outcome == drift.Converged || st.LastPass.Outcome == drift.Incomplete
+	return st.Applied == commit && done && st.Counts[drift.Differs] == 0
 }
 
 func names(ws []Wait) string {

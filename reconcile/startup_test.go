@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,7 +48,7 @@ func TestCheckStart(t *testing.T) {
 		{"remote unreachable", down, "gw9", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckStart(ctx, tc.src, tc.node, nil)
+			err := CheckStart(ctx, tc.src, tc.node, nil, nil)
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("CheckStart = %v, want nil (the loop retries)", err)
@@ -63,6 +64,28 @@ func TestCheckStart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCheckStartHostAddresses: the lab's gw1 started on a host that has
+// gw2's address refuses to start; on its own address it starts.
+func TestCheckStartHostAddresses(t *testing.T) {
+	ctx := t.Context()
+	lab, err := StaticDir(labSite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := func(a string) func() (map[string][]netip.Prefix, error) {
+		return func() (map[string][]netip.Prefix, error) {
+			return map[string][]netip.Prefix{"eth0": {netip.MustParsePrefix(a)}}, nil
+		}
+	}
+	if err := CheckStart(ctx, lab, "gw1", host("203.0.113.11/24"), nil); err != nil {
+		t.Fatalf("gw1 on its own address: %v", err)
+	}
+	err = CheckStart(ctx, lab, "gw1", host("203.0.113.12/24"), nil)
+	if !errors.Is(err, ErrCannotStart) || !strings.Contains(err.Error(), "--node gw2") {
+		t.Fatalf("gw1 on gw2's address: %v, want ErrCannotStart naming gw2", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -55,5 +56,31 @@ func TestProxyHealthWords(t *testing.T) {
 		if got := proxyHealth(in); got != want {
 			t.Errorf("proxyHealth(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestVRRPPlaces: the status section says where each virtual router is,
+// as the vrid-unique guardrail counts segments: the subnets of the node's
+// addresses on the instance's interface, and the VIPs' family.
+func TestVRRPPlaces(t *testing.T) {
+	n := &spec.Node{
+		Node: spec.NodeSettings{Interfaces: map[string]spec.Interface{
+			"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.2/24"), netip.MustParsePrefix("2001:db8::2/64"), netip.MustParsePrefix("198.51.100.3/24")}},
+			"eth1": {Addresses: []netip.Prefix{netip.MustParsePrefix("203.0.113.2/24")}},
+		}},
+		VRRP: map[string]spec.VRRPInstance{
+			"VI_1": {Interface: "eth0", VRID: 51, VIPs: []spec.VIP{{Address: netip.MustParsePrefix("198.51.100.10/24")}}},
+			"VI_6": {Interface: "eth1", VRID: 51, VIPs: []spec.VIP{{Address: netip.MustParsePrefix("2001:db8:1::10/64")}}},
+			"VI_0": {Interface: "eth9", VRID: 9},
+		},
+	}
+	got := placesOf(n)
+	want := map[string]place{
+		"VI_1": {"IPv4", []string{"198.51.100.0/24", "2001:db8::/64"}},
+		"VI_6": {"IPv6", []string{"203.0.113.0/24"}},
+		"VI_0": {"IPv4", nil},
+	}
+	if d := cmp.Diff(want, got, cmp.AllowUnexported(place{})); d != "" {
+		t.Errorf("placesOf (-want +got):\n%s", d)
 	}
 }

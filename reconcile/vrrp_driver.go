@@ -46,6 +46,11 @@ type VRRPDriver struct {
 	events  chan Event
 	fwdDone chan struct{}
 	once    sync.Once
+
+	// places are the applied instances' segments and family, for the
+	// status section (status_sections.go).
+	mu     sync.Mutex
+	places map[string]place
 }
 
 var (
@@ -153,7 +158,13 @@ func (d *VRRPDriver) Apply(ctx context.Context, desired *spec.Node) error {
 	if err != nil {
 		return err
 	}
-	return d.e.Set(ctx, cfg)
+	if err := d.e.Set(ctx, cfg); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.places = placesOf(desired)
+	return nil
 }
 
 // Plan implements Driver: the engine's Observe against the site, through

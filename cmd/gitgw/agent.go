@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gitgw/gitgw/dataplane/vip"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 	"github.com/gitgw/gitgw/reconcile/planapply"
@@ -86,7 +87,10 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	defer cleanup()
-	if err := reconcile.CheckStart(ctx, src, f.node, log); err != nil {
+	if err := reconcile.CheckStart(ctx, src, f.node, vip.ReadHostAddresses, log); err != nil {
+		return err
+	}
+	if err := f.status.claim(ctx, f.node, &f.site, log); err != nil {
 		return err
 	}
 	rollout, err := f.safety.rollout(f.node, stateDir, &f.site, &f.status, log)
@@ -135,11 +139,11 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 			}
 		}
 	}()
-	status, err := f.status.start(ctx, f.node, stateDir, &f.site, src, runner, drivers, log)
+	status, err := f.status.start(ctx, f.node, stateDir, &f.site, src, runner, drivers, ctl.ObservePush, log)
 	if err != nil {
 		return err
 	}
-	defer status.stop(10 * time.Second)
+	defer status.Stop(10 * time.Second)
 	fds := newFDStore(drivers, log)
 	stopControl, err := f.control.serve(ctx, ctl, log)
 	if err != nil {
@@ -157,7 +161,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Notify:    sd.Notify,
 		Watchdog:  watchdogInterval(),
 		Heartbeat: heartbeat,
-		Events:    status.events(ctx, reconcile.DriverEvents(drivers)),
+		Events:    status.Events(ctx, reconcile.DriverEvents(drivers)),
 		Logger:    log,
 		HoldRetry: f.safety.rolloutPoll,
 		OnSync:    ctl.ObserveSync,
@@ -165,7 +169,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
 			ctl.Observe(ctx, r)
 			fds.sync()
-			status.report(ctx, r)
+			status.Report(ctx, r)
 		},
 	})
 	log.Info("agent starting", "node", f.node, "source", src.Describe(), "state_dir", stateDir)

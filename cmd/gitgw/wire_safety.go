@@ -93,4 +93,3 @@ func (f *safetyFlags) rollout(node, stateDir string, sf *siteFlags, st *statusFl
 func (f *safetyFlags) health(probes []reconcile.Driver) *reconcile.HealthGateOptions {
 	return &reconcile.HealthGateOptions{Drivers: probes, Window: f.bake}
 }
-

@@ -153,6 +153,7 @@ type Controller struct {
 	waiters   []waiter
 	wrapped   map[string]*overlay
 	fetches   Fetches
+	reporting Reporting
 }
 
 // New returns a Controller.

@@ -100,7 +100,10 @@ var (
 	descUnitActive = desc("gitgw_unit_active", "1 when the site's systemd unit instance is active.", "unit")
 	descDrift      = desc("gitgw_drift_items", "Drift found by the last pass, by driver (tuning, units, proxy, vrrp) and state (corrected, left_in_place).", "driver", "state")
 	descCorrected  = desc("gitgw_drift_corrected_total", "Drift corrected since the agent started.")
-	descPending    = desc("gitgw_pending_changes", "Changes still to apply after the last pass (not converged, or held).")
+	descPending    = desc("gitgw_pending_changes", "What the last pass left undone: pending changes (no driver, an action gitgw will not force) and changes still to apply (not converged, or suspended).")
+	descOutcome    = desc("gitgw_node_outcome", "The node's outcome as its status branch records it: 1 for the current one (converged, pending, suspended, held, failed, rejected, rolled-back), 0 for the others.", "outcome")
+	descPushFail   = desc("gitgw_status_push_failures_total", "Failed pushes of the node's status branch since the agent started.")
+	descPushOK     = desc("gitgw_status_last_push_timestamp_seconds", "When the node's status branch was last pushed (0: not since the agent started).")
 	descCommit     = desc("gitgw_applied_commit_info", "The commit running on the node (value 1).", "commit", "desired")
 	descSuspended  = desc("gitgw_suspended", "1 while applying is suspended by the operator.")
 	descOverrides  = desc("gitgw_overrides", "Runtime overrides in force, by action.", "action")
@@ -118,7 +121,7 @@ func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		descSvcQueue, descSvcQueueTO, descSvcErrors, descSvcDenied, descSrvUp, descSrvStatus, descSrvWeight, descSrvCur, descSrvQueue,
 		descSrvTotal, descSrvFailed,
 		descUnitActive, descDrift, descCorrected, descPending, descCommit, descSuspended, descOverrides, descBuild,
-		descFetchFail, descFetchOK} {
+		descFetchFail, descFetchOK, descOutcome, descPushFail, descPushOK} {
 		ch <- d
 	}
 }
@@ -218,4 +221,15 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		ok = float64(st.Fetches.LastSuccess.UnixNano()) / 1e9
 	}
 	gauge(descFetchOK, ok)
+	if st.Outcome != "" {
+		for _, o := range nodeOutcomes {
+			gauge(descOutcome, b(st.Outcome == o), o)
+		}
+	}
+	counter(descPushFail, float64(st.Reporting.Failures))
+	pushed := 0.0
+	if !st.Reporting.LastPush.IsZero() {
+		pushed = float64(st.Reporting.LastPush.UnixNano()) / 1e9
+	}
+	gauge(descPushOK, pushed)
 }

@@ -38,13 +38,14 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 	"dur": func(d time.Duration) string { return d.Truncate(time.Second).String() },
 	"outcomeClass": func(o string) string {
 		switch o {
-		case "applied", "unchanged":
+		case "applied", "unchanged", "converged":
 			return "up"
-		case "suspended", "held":
+		case "suspended", "held", "pending":
 			return "drain"
 		}
 		return "down"
 	},
+	"outcomeLine": outcomeLine,
 	"unitClass": func(s string) string {
 		switch {
 		case strings.HasPrefix(s, "active"):

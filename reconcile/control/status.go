@@ -9,6 +9,7 @@ import (
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -26,9 +27,13 @@ type Status struct {
 	Overrides    []Override `json:"overrides"`
 	// Desired is the commit the last pass was for; Applied the one
 	// running (they differ while a commit is rejected, held or suspended).
-	Desired  string `json:"desired_commit,omitempty"`
-	Subject  string `json:"subject,omitempty"`
-	Applied  string `json:"applied_commit,omitempty"`
+	Desired string `json:"desired_commit,omitempty"`
+	Subject string `json:"subject,omitempty"`
+	Applied string `json:"applied_commit,omitempty"`
+	// Outcome is the node's outcome as its status branch records it
+	// (drift.NodeOutcome): "converged" only when nothing is pending,
+	// suspended, held or failing.
+	Outcome  string `json:"outcome,omitempty"`
 	LastPass *Pass  `json:"last_pass,omitempty"`
 	Passes   uint64 `json:"passes"`
 	// DriftCorrected counts drift corrected since the agent started.
@@ -40,12 +45,18 @@ type Status struct {
 	// Drift lists what the last pass found changed outside gitgw: corrected
 	// ones and those left in place (drift mode report).
 	Drift []Resource `json:"drift"`
-	// Pending lists what still differs after the last pass (not converged,
-	// or held while suspended).
+	// Pending lists what the last pass left undone: the plan's pending
+	// changes (no driver, an action gitgw will not force) and what still
+	// differs after apply (not converged, or waiting while suspended).
 	Pending []Resource `json:"pending"`
 	// Fetches says whether the site repository can be reached.
 	Fetches Fetches `json:"fetches"`
+	// Reporting says whether the status branch reaches the repository.
+	Reporting Reporting `json:"reporting"`
 }
+
+// nodeOutcomes are the values of Status.Outcome.
+var nodeOutcomes = drift.Outcomes
 
 // Pass is the last pass.
 type Pass struct {
@@ -220,7 +231,7 @@ func (c *Controller) Status() Status {
 	st.Suspended = c.suspended
 	st.Overrides = append(st.Overrides, c.sortedOverridesLocked()...)
 	st.Passes, st.DriftCorrected = c.passes, c.corrected
-	st.Fetches = c.fetches
+	st.Fetches, st.Reporting = c.fetches, c.reporting
 	last := c.last
 	c.mu.Unlock()
 	if c.o.Engine != nil {
@@ -256,8 +267,12 @@ func (c *Controller) Status() Status {
 			case plan.FamilyTuning:
 				st.Tuning = append(st.Tuning, resource(ch))
 			}
+			if ch.Action == plan.Pending {
+				st.Pending = append(st.Pending, resource(ch))
+			}
 		}
 	}
+	pending := len(st.Pending)
 	for _, ch := range last.Drift {
 		r := resource(ch)
 		r.State = "corrected"
@@ -271,6 +286,7 @@ func (c *Controller) Status() Status {
 	for _, ch := range last.Remaining {
 		st.Pending = append(st.Pending, resource(ch))
 	}
+	st.Outcome = drift.NodeOutcome(string(last.Outcome), pending, len(last.Remaining))
 	return st
 }
 

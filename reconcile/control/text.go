@@ -35,6 +35,9 @@ func RenderText(out io.Writer, st Status) error {
 		desired += "  " + st.Subject
 	}
 	fmt.Fprintf(w, "desired\t%s\n", desired)
+	if st.Outcome != "" {
+		fmt.Fprintf(w, "outcome\t%s\n", outcomeLine(st))
+	}
 	if p := st.LastPass; p != nil {
 		fmt.Fprintf(w, "last pass\t%s (%d ms)\n", p.Summary, p.Duration.Milliseconds())
 		for _, e := range p.Errors {
@@ -52,6 +55,13 @@ func RenderText(out io.Writer, st Status) error {
 			last = "last at " + f.LastSuccess.Format("2006-01-02 15:04:05Z")
 		}
 		fmt.Fprintf(w, "fetch\tFAILING (%d failures; %s): %s\n", f.Failures, last, f.LastError)
+	}
+	if r := st.Reporting; r.LastError != "" {
+		last := "never since the agent started"
+		if !r.LastPush.IsZero() {
+			last = "last at " + r.LastPush.Format("2006-01-02 15:04:05Z")
+		}
+		fmt.Fprintf(w, "reporting\tFAILING (%d failed pushes of the status branch; %s): %s\n", r.Failures, last, r.LastError)
 	}
 	fmt.Fprintf(w, "drift\t%d in the last pass, %d corrected since start\n", len(st.Drift), st.DriftCorrected)
 
@@ -82,8 +92,36 @@ func RenderText(out io.Writer, st Status) error {
 			fmt.Fprintf(w, "%s %s %s\t%s\t%s\n", d.Driver, d.Kind, d.ID, d.State, d.Reason)
 		}
 		for _, d := range st.Pending {
-			fmt.Fprintf(w, "%s %s %s\t%s\t%s\n", d.Driver, d.Kind, d.ID, "pending", d.Reason)
+			state := "pending"
+			if d.Action != "pending" {
+				state = "not applied"
+			}
+			fmt.Fprintf(w, "%s %s %s\t%s\t%s\n", d.Driver, d.Kind, d.ID, state, d.Reason)
 		}
 	}
 	return w.Flush()
+}
+
+// outcomeLine is the node's outcome with what keeps it from converged:
+// "pending (3 pending, 1 not applied)".
+func outcomeLine(st Status) string {
+	pending, other := 0, 0
+	for _, r := range st.Pending {
+		if r.Action == "pending" {
+			pending++
+		} else {
+			other++
+		}
+	}
+	var why []string
+	if pending > 0 {
+		why = append(why, fmt.Sprintf("%d pending", pending))
+	}
+	if other > 0 {
+		why = append(why, fmt.Sprintf("%d not applied", other))
+	}
+	if st.Outcome == "converged" || len(why) == 0 {
+		return st.Outcome
+	}
+	return st.Outcome + " (" + strings.Join(why, ", ") + ")"
 }

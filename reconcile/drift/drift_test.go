@@ -94,8 +94,33 @@ func scenarios() []scenario {
 	failed.Applied = actionable(failed.Plan)
 	failed.Remaining = failed.Applied[:2]
 
+	// Suspended by the operator: the plan waits for `gitgw resume`.
+	suspended := base
+	suspended.Outcome, suspended.Plan = "suspended", labPlan()
+	suspended.Remaining = actionable(suspended.Plan)
+
+	// Held for the pair-aware rollout: nothing of it applied.
+	held := base
+	held.Commit, held.Subject, held.Outcome, held.Plan = c2, "raise priority", "held", labPlan()
+	held.Err = "waits for gw2 (pair-aware rollout: the peer applies first)"
+
+	// Nothing to do, but the proxy and VRRP have no driver here, and a
+	// unit instance is masked: pending, never converged.
+	pending := base
+	pending.Outcome, pending.Plan = "unchanged", inSync(labPlan())
+	pending.Plan[4] = plan.Change{Driver: "units", Kind: "unit_instance", ID: "app@8081.service", Action: plan.Pending,
+		Before: "inactive", After: "active", Reason: "masked: gitgw does not unmask"}
+
+	// Everything as the site says.
+	converged := base
+	converged.Outcome, converged.Plan = "unchanged", inSync(labPlan()[:5])
+
 	return []scenario{
 		{"apply", apply, nil},
+		{"suspended", suspended, nil},
+		{"held", held, nil},
+		{"pending", pending, nil},
+		{"converged", converged, nil},
 		{"rejected", rejected, nil},
 		{"drift-corrected", unit, nil},
 		{"drift-reported", report, nil},
@@ -150,7 +175,11 @@ func TestGolden(t *testing.T) {
 
 func TestSubjects(t *testing.T) {
 	want := map[string]string{
-		"apply":           "apply(gw1): 3a9c1e2, 4 changes",
+		"apply":           "apply(gw1): 3a9c1e2, 4 changes (2 pending)",
+		"suspended":       "suspended(gw1): 3a9c1e2 not applied, 4 changes waiting for gitgw resume",
+		"held":            "held(gw1): 7f00d1e waits for gw2 (pair-aware rollout: the peer applies first)",
+		"pending":         "status(gw1): 3a9c1e2 pending, 7 resources (3 pending)",
+		"converged":       "status(gw1): 3a9c1e2 converged, 5 resources",
 		"rejected":        "error(gw1): 7f00d1e rejected: site.cue:14:5: vrrp.VI_1.vrid: invalid value 300 (out of bound <=255) (+1 more)",
 		"drift-corrected": "drift(gw1): app@8081.service stopped outside gitgw; restarted",
 		"drift-reported":  "drift(gw1): sysctl net.ipv4.ip_forward changed outside gitgw (0, site says 1); left in place",
@@ -222,5 +251,35 @@ func TestShort(t *testing.T) {
 func TestParseRefusesNewerSchema(t *testing.T) {
 	if _, err := Parse([]byte(`{"schema_version": 99}`)); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestOutcomeTellsTheTruth: a node is "converged" only when every resource
+// is as the site says; a suspended node, a held revision, a failed apply
+// and pending resources are outcomes of their own, and the pending count
+// comes from the plan's pending changes.
+func TestOutcomeTellsTheTruth(t *testing.T) {
+	want := map[string]struct {
+		outcome string
+		pending int
+	}{
+		"apply":           {Incomplete, 2},
+		"suspended":       {Suspended, 2},
+		"held":            {Held, 2},
+		"pending":         {Incomplete, 3},
+		"converged":       {Converged, 0},
+		"failed":          {Failed, 2},
+		"rejected":        {Rejected, 2},
+		"drift-corrected": {Incomplete, 2},
+	}
+	for _, sc := range scenarios() {
+		w, ok := want[sc.name]
+		if !ok {
+			continue
+		}
+		st := Build(sc.in)
+		if st.LastPass.Outcome != w.outcome || st.Counts[Pending] != w.pending {
+			t.Errorf("%s: outcome %q, %d pending; want %q, %d", sc.name, st.LastPass.Outcome, st.Counts[Pending], w.outcome, w.pending)
+		}
 	}
 }

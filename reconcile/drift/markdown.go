@@ -109,11 +109,17 @@ func headline(st Status) string {
 		return fmt.Sprintf("%s rolled back (health gate), running %s", Short(st.Desired.Commit), orNone(Short(st.Applied)))
 	case Held:
 		return fmt.Sprintf("%s held (rollout), running %s", Short(st.Desired.Commit), orNone(Short(st.Applied)))
+	case Suspended:
+		return fmt.Sprintf("%s suspended (gitgw resume applies it), running %s", Short(st.Desired.Commit), orNone(Short(st.Applied)))
+	}
+	what := " converged"
+	if st.LastPass.Outcome == Incomplete {
+		what = " not converged" + notDone(st)
 	}
 	if len(st.Drift) > 0 {
-		return fmt.Sprintf("%s with %s", Short(st.Applied), plural(len(st.Drift), "open drift item"))
+		what += ", " + plural(len(st.Drift), "open drift item")
 	}
-	return Short(st.Applied) + " converged"
+	return Short(st.Applied) + what
 }
 
 func mdEscape(s string) string {

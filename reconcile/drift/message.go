@@ -31,9 +31,12 @@ const maxListed = 30
 //	error(NODE): 3a9c1e2 apply failed: units: …
 //	drift(NODE): app@8082.service stopped outside gitgw; restarted
 //	failover(NODE): VI_1 BACKUP -> MASTER (peer silent 360 ms)
-//	apply(NODE): 3a9c1e2, 4 changes
+//	held(NODE): 3a9c1e2 waits for gw2 (pair-aware rollout)
+//	suspended(NODE): 3a9c1e2 not applied, 4 changes waiting for gitgw resume
+//	apply(NODE): 3a9c1e2, 4 changes (2 pending)
 //	drift(NODE): sysctl net.ipv4.ip_forward changed outside gitgw (0, site says 1); left in place
 //	status(NODE): 3a9c1e2 converged, 12 resources
+//	status(NODE): 3a9c1e2 pending, 16 resources (3 pending)
 func Compose(st Status, in Input, events []Event, at time.Time, took time.Duration) Message {
 	node := st.Node
 	short := Short(in.Commit)
@@ -54,6 +57,8 @@ func Compose(st Status, in Input, events []Event, at time.Time, took time.Durati
 		m.Subject = fmt.Sprintf("rollback(%s): %s %s", node, short, firstLine(in.Err))
 	case in.Outcome == "held":
 		m.Subject = fmt.Sprintf("held(%s): %s %s", node, short, firstLine(in.Err))
+	case in.Outcome == "suspended":
+		m.Subject = fmt.Sprintf("suspended(%s): %s not applied, %s waiting for gitgw resume", node, short, plural(len(in.Remaining), "change"))
 	case len(in.Drift) == 1:
 		m.Subject = fmt.Sprintf("drift(%s): %s", node, describeDrift(in.Drift[0], true))
 	case len(in.Drift) > 1:
@@ -62,16 +67,13 @@ func Compose(st Status, in Input, events []Event, at time.Time, took time.Durati
 		ev := events[len(events)-1]
 		m.Subject = fmt.Sprintf("%s(%s): %s", eventTag(ev), node, ev.Message)
 	case in.Outcome == "applied":
-		m.Subject = fmt.Sprintf("apply(%s): %s, %s", node, short, plural(len(in.Applied), "change"))
+		m.Subject = fmt.Sprintf("apply(%s): %s, %s", node, short, plural(len(in.Applied), "change")) + notDone(st)
 	case len(in.Reported) == 1:
 		m.Subject = fmt.Sprintf("drift(%s): %s", node, describeDrift(in.Reported[0], false))
 	case len(in.Reported) > 1:
 		m.Subject = fmt.Sprintf("drift(%s): %d resources changed outside gitgw; left in place", node, len(in.Reported))
 	default:
-		m.Subject = fmt.Sprintf("status(%s): %s %s, %s", node, short, st.LastPass.Outcome, plural(len(st.Resources), "resource"))
-		if n := st.Counts[Pending]; n > 0 {
-			m.Subject += fmt.Sprintf(" (%d pending)", n)
-		}
+		m.Subject = fmt.Sprintf("status(%s): %s %s, %s", node, short, st.LastPass.Outcome, plural(len(st.Resources), "resource")) + notDone(st)
 	}
 
 	var b strings.Builder
@@ -117,7 +119,11 @@ func Compose(st Status, in Input, events []Event, at time.Time, took time.Durati
 	} else {
 		list("Changes", changeLines(applied))
 	}
-	list("Still differs", changeLines(in.Remaining))
+	if in.Outcome == "suspended" {
+		list("Not applied (suspended)", changeLines(in.Remaining))
+	} else {
+		list("Still differs", changeLines(in.Remaining))
+	}
 	var open []string
 	for _, it := range st.Drift {
 		l := fmt.Sprintf("%s %s %s: found %s, site says %s (%s)", it.Driver, it.Kind, it.ID, Value(it.Observed), Value(it.Desired), it.Mode)
@@ -134,6 +140,22 @@ func Compose(st Status, in Input, events []Event, at time.Time, took time.Durati
 	list("Events", evs)
 	m.Body = b.String()
 	return m
+}
+
+// notDone says, for a subject, what keeps the node from converged:
+// " (3 pending, 1 differs)", or "".
+func notDone(st Status) string {
+	var parts []string
+	if n := st.Counts[Pending]; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d pending", n))
+	}
+	if n := st.Counts[Differs]; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d differs", n))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func eventTag(ev Event) string {

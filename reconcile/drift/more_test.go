@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,13 +56,18 @@ func TestAdoptAmbiguousIsListed(t *testing.T) {
 	}
 }
 
+// TestFleetSplitBrain: split brain and no master per virtual router, keyed
+// on (segment, family, VRID): a second segment reusing VRID 51 (as the
+// vrid-unique guardrail allows) is a router of its own, with its own
+// master, and is no split brain.
 func TestFleetSplitBrain(t *testing.T) {
+	segment := "198.51.100.0/24"
 	mk := func(node, applied, outcome string, roles map[string]int, states []string, drift int) NodeReport {
 		st := Status{SchemaVersion: 1, Node: node, Applied: applied, Desired: Revision{Commit: applied}, LastPass: Pass{Outcome: outcome}}
 		var v VRRPSection
 		i := 0
 		for _, name := range sortedKeys(roles) {
-			v.Instances = append(v.Instances, VRRPInstance{Name: name, VRID: roles[name], State: states[i]})
+			v.Instances = append(v.Instances, VRRPInstance{Name: name, VRID: roles[name], State: states[i], Family: "IPv4", Segments: []string{segment}})
 			i++
 		}
 		st.Sections = map[string]any{"vrrp": v, "proxy": ProxySection{Services: []ProxyService{{Name: "web", Servers: []ProxyServer{{"s1", "", "up"}, {"s2", "", "down"}}}}}}
@@ -75,10 +82,24 @@ func TestFleetSplitBrain(t *testing.T) {
 		mk("gw3", c2, Rejected, map[string]int{"VI_1": 51}, []string{"BACKUP"}, 0),
 		{Node: "gw4", Commit: "d", Time: at.Add(-3 * time.Hour), Err: "status.json: unexpected end of JSON input"},
 	}
+	segment = "203.0.113.0/24"
+	reports = append(reports,
+		mk("gw5", c1, Converged, map[string]int{"VI_9": 51}, []string{"MASTER"}, 0),
+		mk("gw6", c1, Converged, map[string]int{"VI_9": 51}, []string{"BACKUP"}, 0))
 	reports[2].Status.LastPass.Errors = []Error{{File: "site.cue", Line: 7, Col: 13, Msg: "vrid: invalid value 300"}}
 	f := BuildFleet(c1, reports)
-	if f.Routers[0].Flag != "split-brain" || f.Routers[1].Flag != "no-master" {
-		t.Errorf("flags: %+v", f.Routers)
+	type router struct {
+		vrid     int
+		segments string
+		flag     string
+	}
+	var got []router
+	for _, rt := range f.Routers {
+		got = append(got, router{rt.VRID, strings.Join(rt.Segments, ","), rt.Flag})
+	}
+	want := []router{{51, "198.51.100.0/24", "split-brain"}, {51, "203.0.113.0/24", ""}, {52, "198.51.100.0/24", "no-master"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("routers = %+v, want %+v", got, want)
 	}
 	var b bytes.Buffer
 	if err := WriteFleetText(&b, f, at); err != nil {

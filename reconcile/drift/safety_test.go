@@ -4,10 +4,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
-// TestHeldAndRolledBack: the outcomes of the rollout and the health gate
-// keep their names in status.json and show in the commit subject, STATUS.md
+// TestHeldAndRolledBack: the outcomes of the rollout, the health gate, a
+// suspension and pending resources keep their names in status.json and show in the commit subject, STATUS.md
 // and the fleet view.
 func TestHeldAndRolledBack(t *testing.T) {
 	const c1, c2 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"
@@ -22,9 +24,21 @@ func TestHeldAndRolledBack(t *testing.T) {
 		{"held", "rollout: 222222222222 waits for gw2 (backup of VI_1) to report it applied and healthy (timeout 5m0s)",
 			Held, "held(gw1): 2222222 rollout: 222222222222 waits for gw2", "2222222 held (rollout), running 1111111",
 			"held", ""},
+		{"suspended", "", Suspended, "suspended(gw1): 2222222 not applied, 1 change waiting for gitgw resume",
+			"2222222 suspended (gitgw resume applies it), running 1111111", "suspended", "suspended"},
+		// Applied, but a unit instance is pending: never "converged".
+		{"applied", "", Incomplete, "apply(gw1): 2222222, 0 changes (1 pending)", "2222222 not converged (1 pending)", "current", "pending"},
 	} {
 		t.Run(tc.outcome, func(t *testing.T) {
 			in := Input{Node: "gw1", Commit: c2, Outcome: tc.outcome, AppliedCommit: c1, Err: tc.err}
+			switch tc.outcome {
+			case "suspended":
+				in.Plan = []plan.Change{{Driver: "tuning", Kind: "sysctl", ID: "net.ipv4.ip_forward", Action: plan.Update, Before: "0", After: "1"}}
+				in.Remaining = in.Plan
+			case "applied":
+				in.AppliedCommit = c2
+				in.Plan = []plan.Change{{Driver: "units", Kind: "unit_instance", ID: "app@8080.service", Action: plan.Pending, After: "active", Reason: "no systemd"}}
+			}
 			st := Build(in)
 			if st.LastPass.Outcome != tc.wantOutcome {
 				t.Errorf("outcome = %q, want %q", st.LastPass.Outcome, tc.wantOutcome)

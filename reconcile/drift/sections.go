@@ -20,6 +20,14 @@ type VRRPInstance struct {
 	// State is "MASTER", "BACKUP", "FAULT" or "INIT".
 	State    string `json:"state"`
 	Priority int    `json:"priority,omitempty"`
+	// Family is the address family of the instance's VIPs ("IPv4",
+	// "IPv6"); Segments the subnets of its interface on this node, as the
+	// site declares them (the vrid-unique guardrail's segments). Two
+	// instances share a virtual router only when they share a segment, a
+	// family and the VRID: the fleet view flags a split brain per router,
+	// not per VRID, since two segments may reuse one.
+	Family   string   `json:"family,omitempty"`
+	Segments []string `json:"segments,omitempty"`
 }
 
 // ProxySection is the shape of Status.Sections["proxy"]: server health.

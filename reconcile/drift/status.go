@@ -23,7 +23,11 @@ const (
 
 // Outcomes as status.json records them. A pass that applied changes and one
 // that found nothing to do both leave the node "converged", so that the
-// next quiet pass does not make a commit of its own.
+// next quiet pass does not make a commit of its own; but a node is
+// converged only when every resource is as the site says (or left alone
+// on purpose: drift modes report and ignore). Anything else is an outcome
+// of its own, so that no reader takes a suspended node, a held change or
+// a unit that never started for a node in its desired state.
 const (
 	Converged = "converged"
 	Rejected  = "rejected"
@@ -33,6 +37,14 @@ const (
 	// RolledBack: a commit failed its health gate; the node runs the last
 	// good commit again and the bad one is pinned.
 	RolledBack = "rolled-back"
+	// Suspended: the operator suspended applying (`gitgw suspend`): the
+	// pass planned, and what it planned waits for `gitgw resume`.
+	Suspended = "suspended"
+	// Incomplete ("pending"): the revision was applied as far as this node
+	// can, but resources are not as the site says: pending ones (no
+	// driver, or an action gitgw will not force) or ones that still differ
+	// after apply.
+	Incomplete = "pending"
 )
 
 // Resource states.
@@ -156,7 +168,8 @@ type Input struct {
 	Node, Site, AgentVersion string
 	// Commit and Subject: the revision the pass was for.
 	Commit, Subject string
-	// Outcome is the runner's: "applied", "unchanged", "rejected", "failed".
+	// Outcome is the runner's: "applied", "unchanged", "rejected", "failed",
+	// "held", "rolled-back", "suspended".
 	Outcome string
 	// AppliedCommit runs on the node after the pass.
 	AppliedCommit string
@@ -185,7 +198,7 @@ func Build(in Input) Status {
 		AgentVersion:  in.AgentVersion,
 		Desired:       Revision{Commit: in.Commit, Subject: in.Subject},
 		Applied:       in.AppliedCommit,
-		LastPass:      Pass{Outcome: outcome(in.Outcome), Errors: in.Errors, Error: in.Err},
+		LastPass:      Pass{Errors: in.Errors, Error: in.Err},
 		Counts:        map[string]int{},
 		Resources:     []Resource{},
 		Drift:         []Item{},
@@ -227,7 +240,7 @@ func Build(in Input) Status {
 			r.State, r.Observed, r.Reason = Open, plan.JSON(c.Before), c.Reason
 		case hasKey(applied, k):
 			r.State, r.Observed = InSync, plan.JSON(c.After)
-		case in.Outcome == "failed" || in.Outcome == "dry-run" || in.Outcome == "held":
+		case in.Outcome == "failed" || in.Outcome == "dry-run" || in.Outcome == "held" || in.Outcome == "suspended":
 			// Planned but not carried out.
 			r.State, r.Observed, r.Reason = Differs, plan.JSON(c.Before), c.Reason
 		default:
@@ -255,6 +268,7 @@ func Build(in Input) Status {
 			st.Drift = append(st.Drift, it)
 		}
 	}
+	st.LastPass.Outcome = outcome(in.Outcome, st.Counts)
 	slices.SortStableFunc(st.Resources, func(a, b Resource) int {
 		return cmp.Or(cmp.Compare(plan.DriverRank(a.Driver), plan.DriverRank(b.Driver)),
 			cmp.Compare(a.Driver, b.Driver), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
@@ -282,7 +296,21 @@ func firstNonNil(vs ...any) any {
 	return nil
 }
 
-func outcome(o string) string {
+// NodeOutcome is the node's outcome as status.json records it, from the
+// runner's pass outcome and how many resources are pending (the plan's
+// pending changes) or still differ: what the agent's own status page and
+// metrics show too, so that every view says the same.
+func NodeOutcome(pass string, pending, differs int) string {
+	return outcome(pass, map[string]int{Pending: pending, Differs: differs})
+}
+
+// Outcomes lists every node outcome (for metrics with one series each).
+var Outcomes = []string{Converged, Incomplete, Suspended, Held, Failed, Rejected, RolledBack}
+
+// outcome is the node's outcome from the runner's and the resources'
+// states: an applied or unchanged pass is "converged" only when nothing is
+// pending and nothing still differs.
+func outcome(o string, counts map[string]int) string {
 	switch o {
 	case "rejected":
 		return Rejected
@@ -292,6 +320,11 @@ func outcome(o string) string {
 		return Held
 	case "rolled-back":
 		return RolledBack
+	case "suspended":
+		return Suspended
+	}
+	if counts[Pending] > 0 || counts[Differs] > 0 {
+		return Incomplete
 	}
 	return Converged
 }

@@ -16,13 +16,14 @@ import (
 // refreshing past the bound it promised.
 func TestAliveRef(t *testing.T) {
 	t.Parallel()
+	agentID := AgentID{Machine: "0123abcd", Host: "gw-a", Boot: "b007", PID: 4242, StartTicks: 99, Started: time.Date(2026, 12, 6, 6, 0, 0, 0, time.UTC)}
 	ctx := testCtx(t)
 	rem := startHTTPSRemote(t)
 	r := rem.repo
 	key, pub := gitremote.SSHSigningKey(t, t.TempDir(), "gw1")
 	w, err := NewStatusWriter(ctx, StatusOptions{Node: "gw1", URL: rem.url, TokenFile: rem.token, CAFile: rem.caFile,
 		Dir: filepath.Join(t.TempDir(), "status.git"), SigningKeyFile: key,
-		AliveInterval: 300 * time.Millisecond, AgentVersion: "v-test", RetryMin: 20 * time.Millisecond})
+		AliveInterval: 300 * time.Millisecond, AgentVersion: "v-test", RetryMin: 20 * time.Millisecond, Agent: agentID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +81,20 @@ func TestAliveRef(t *testing.T) {
 		t.Fatalf("alive commit signature: %v", err)
 	}
 	gitVerify(t, r.Dir, a.Commit, pub)
+	// The agent's identity is in the ref, and ReadAlive reads that one ref
+	// (what an agent checks at start), remote and local alike.
+	if a.Agent == nil || *a.Agent != agentID {
+		t.Fatalf("alive agent = %+v, want %+v", a.Agent, agentID)
+	}
+	for _, o := range []ReadOptions{{URL: rem.url, TokenFile: rem.token, CAFile: rem.caFile}, {URL: r.Dir}} {
+		one, err := ReadAlive(ctx, o, "gw1")
+		if err != nil || one == nil || one.Agent == nil || *one.Agent != agentID || one.Bound != a.Bound {
+			t.Fatalf("ReadAlive(%s) = %+v, %v", o.URL, one, err)
+		}
+		if none, err := ReadAlive(ctx, o, "gw9"); none != nil || err != nil {
+			t.Fatalf("ReadAlive(%s) of a node with no ref = %+v, %v", o.URL, none, err)
+		}
+	}
 	size, _ := gitremote.Git(r.Dir, "cat-file", "-s", a.Commit)
 	t.Logf("a signed alive commit: %s bytes (uncompressed)", size)
 
@@ -97,5 +112,19 @@ func TestAliveRef(t *testing.T) {
 	r.GC(t)
 	if _, err := gitremote.Git(r.Dir, "cat-file", "-e", first); err == nil {
 		t.Fatalf("replaced alive commit %s still on the server after gc", first)
+	}
+}
+
+func TestAgentIDRoundTrip(t *testing.T) {
+	id := AgentID{Machine: "m1", Host: "gw-a", Boot: "b1", PID: 7, StartTicks: 12345, Started: time.Date(2026, 12, 6, 6, 0, 0, 0, time.UTC)}
+	back, err := ParseAgentID(id.String())
+	if err != nil || back != id {
+		t.Fatalf("ParseAgentID(%q) = %+v, %v", id.String(), back, err)
+	}
+	if _, err := ParseAgentID("machine=m1 pid=x"); err == nil {
+		t.Fatal("a bad pid parses")
+	}
+	if !id.SameBoot(back) || id.SameBoot(AgentID{Machine: "m1", Boot: "b2"}) || (AgentID{}).SameBoot(AgentID{}) {
+		t.Fatal("SameBoot wrong")
 	}
 }

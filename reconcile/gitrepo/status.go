@@ -63,6 +63,10 @@ type StatusOptions struct {
 	// promises a refresh within 3 intervals. AgentVersion goes into it.
 	AliveInterval time.Duration
 	AgentVersion  string
+	// Agent identifies this agent process in the alive ref (AgentID), so
+	// that another agent started under the same node name refuses to
+	// start while this one lives. Zero: not written.
+	Agent AgentID
 	// RetryMin and RetryMax bound the exponential backoff between failed
 	// pushes (defaults 500 ms and 1 min).
 	RetryMin, RetryMax time.Duration
@@ -70,6 +74,12 @@ type StatusOptions struct {
 	PushTimeout time.Duration
 	// Logger receives what the writer does (default: discard).
 	Logger *slog.Logger
+	// OnPush, when set, is told the result of every push of the status
+	// branch (nil: pushed), so that a reporting failure shows in the
+	// agent's status and metrics, not only in one log line: the node keeps
+	// running while its Git view goes stale. Called from the pusher, never
+	// with a lock of the writer held.
+	OnPush func(at time.Time, err error)
 }
 
 // ErrDiverged matches a *DivergedError with errors.Is.
@@ -589,6 +599,9 @@ func (w *StatusWriter) setHead(h plumbing.Hash) {
 }
 
 func (w *StatusWriter) setPushResult(pushed plumbing.Hash, err error) {
+	if w.opts.OnPush != nil {
+		defer w.opts.OnPush(time.Now(), err)
+	}
 	w.stateMu.Lock()
 	defer w.stateMu.Unlock()
 	if err == nil {
@@ -614,7 +627,7 @@ func (w *StatusWriter) push(ctx context.Context) error {
 		return nil // nothing written yet
 	}
 	if err != nil {
-		return fmt.Errorf("gitrepo: push %s: %w", w.branch.Short(), err)
+		return fmt.Errorf("gitrepo: push %s to %s: %w", w.branch.Short(), redact(w.opts.URL), err)
 	}
 	head := ref.Hash()
 	w.stateMu.Lock()
@@ -627,7 +640,7 @@ func (w *StatusWriter) push(ctx context.Context) error {
 	defer cancel()
 	ra, err := w.creds.access(w.opts.URL)
 	if err != nil {
-		err = fmt.Errorf("gitrepo: push %s: %w", w.branch.Short(), err)
+		err = fmt.Errorf("gitrepo: push %s to %s: %w", w.branch.Short(), redact(w.opts.URL), err)
 		w.setPushResult(plumbing.ZeroHash, err)
 		return err
 	}
@@ -644,7 +657,7 @@ func (w *StatusWriter) push(ctx context.Context) error {
 			err = &DivergedError{Node: w.opts.Node, Branch: w.branch.Short(), Local: head.String(), Remote: remote.String()}
 		} else {
 			w.log.Warn("status push failed; will retry", "err", err)
-			err = fmt.Errorf("gitrepo: push %s: %w", w.branch.Short(), err)
+			err = fmt.Errorf("gitrepo: push %s to %s: %w", w.branch.Short(), redact(w.opts.URL), err)
 		}
 		w.setPushResult(plumbing.ZeroHash, err)
 		return err
@@ -676,7 +689,7 @@ func (w *StatusWriter) lsRemote(ctx context.Context, ra remoteAccess) (plumbing.
 // clashing with the node's own past. It returns the new local head.
 func (w *StatusWriter) adoptRemote(ctx context.Context, ra remoteAccess) (plumbing.Hash, error) {
 	fail := func(err error) (plumbing.Hash, error) {
-		return plumbing.ZeroHash, fmt.Errorf("gitrepo: push %s: adopt the remote branch: %w", w.branch.Short(), err)
+		return plumbing.ZeroHash, fmt.Errorf("gitrepo: push %s to %s: adopt the remote branch: %w", w.branch.Short(), redact(w.opts.URL), err)
 	}
 	remote, err := w.lsRemote(ctx, ra)
 	w.mu.Lock()

@@ -193,10 +193,44 @@ func checkAllArrive(t *testing.T, r *gitremote.Repo, w *StatusWriter, down, up f
 	})
 }
 
+// pushLog records what OnPush is told.
+type pushLog struct {
+	mu       sync.Mutex
+	ok, fail int
+	last     error
+}
+
+func (p *pushLog) observe(_ time.Time, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last = err
+	if err != nil {
+		p.fail++
+	} else {
+		p.ok++
+	}
+}
+
+func (p *pushLog) get() (ok, fail int, last error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ok, p.fail, p.last
+}
+
 func TestStatusWriterRemoteGoneAndBack(t *testing.T) {
 	t.Parallel()
 	r := gitremote.NewBare(t)
-	w := startWriter(t, StatusOptions{Node: "gw1", URL: r.Dir})
+	var pushes pushLog
+	w := startWriter(t, StatusOptions{Node: "gw1", URL: r.Dir, OnPush: pushes.observe})
+	// OnPush hears of the failures while the remote is away, and of the
+	// success that ends them (what the agent's status and metrics show).
+	defer func() {
+		// The state is clean before OnPush is called: wait for the call.
+		waitFor(t, time.Minute, "OnPush told of the last push", func() bool { ok, _, last := pushes.get(); return ok >= 2 && last == nil })
+		if ok, fail, last := pushes.get(); fail == 0 {
+			t.Errorf("OnPush: %d pushes, %d failures, last error %v; want successes before and after failures, the last one a success", ok, fail, last)
+		}
+	}()
 	away := r.Dir + ".away"
 	checkAllArrive(t, r, w,
 		func() {

@@ -1,4 +1,4 @@
-package main
+package reconcile
 
 import (
 	"context"
@@ -39,7 +39,7 @@ func TestStatusKeyProblem(t *testing.T) {
 		{"not signing", map[string]string{"gw1": pub}, unsigned, "the site lists a status_key for this node, and --status-signing-key is not set"},
 		{"no key for this node", map[string]string{"gw2": other}, signed, "the site lists status keys, but no status_key for this node"},
 	} {
-		if got := statusKeyProblem(view(tc.keys), tc.w); got != tc.want {
+		if got := StatusKeyProblem(view(tc.keys), tc.w); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}

@@ -1,0 +1,103 @@
+// Package fleet reads every node's status branch and liveness ref from the
+// site repository into the fleet view (drift.Fleet): what `gitgw fleet`
+// shows. Reading is here, the view itself (sync, stale, split brain per
+// virtual router) is drift.BuildFleet, so that both are tested without the
+// command.
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/gitgw/gitgw/reconcile/drift"
+	"github.com/gitgw/gitgw/reconcile/gitrepo"
+)
+
+// Options say where to read the fleet from.
+type Options struct {
+	// URL of the repository (a local path reads it in place).
+	URL string
+	// Prefix of the status branches (default gitrepo.DefaultStatusPrefix).
+	Prefix string
+	// Ref is the tracked branch: the applied commits are compared with its
+	// head.
+	Ref string
+	// SSHKeyFile, KnownHostsFile, TokenFile, CAFile: see gitrepo.Credentials.
+	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
+	// Now is the clock liveness is judged by (default time.Now).
+	Now func() time.Time
+	// Warn receives what does not stop the read (the head unknown).
+	Warn func(error)
+}
+
+// Read reads every status branch and the tracked branch's head.
+func Read(ctx context.Context, o Options) (drift.Fleet, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Warn == nil {
+		o.Warn = func(error) {}
+	}
+	// The tracked head is asked for meanwhile: with thousands of refs its
+	// ref advertisement is a good part of the read's time.
+	var head string
+	var headErr error
+	headDone := make(chan struct{})
+	go func() {
+		defer close(headDone)
+		head, headErr = trackedHead(ctx, o)
+	}()
+	branches, err := gitrepo.ReadStatusBranches(ctx, gitrepo.ReadOptions{
+		URL: o.URL, Prefix: o.Prefix, Files: []string{drift.StatusFile},
+		SSHKeyFile: o.SSHKeyFile, KnownHostsFile: o.KnownHostsFile, TokenFile: o.TokenFile, CAFile: o.CAFile,
+	})
+	<-headDone
+	if err != nil {
+		return drift.Fleet{}, err
+	}
+	if headErr != nil {
+		o.Warn(fmt.Errorf("head of %s unknown: %w", o.Ref, headErr))
+	}
+	return drift.BuildFleet(head, Reports(branches, o.Now())), nil
+}
+
+// Reports turns status branches into the fleet's node reports: the parsed
+// status.json (or why it is unreadable) and the liveness judged at now.
+func Reports(branches []gitrepo.BranchStatus, now time.Time) []drift.NodeReport {
+	reports := make([]drift.NodeReport, 0, len(branches))
+	for _, b := range branches {
+		r := drift.NodeReport{Node: b.Node, Commit: b.Commit, Subject: b.Subject, Time: b.Time}
+		if a := b.Alive; a != nil {
+			r.Alive, r.AliveBound, r.Stale = a.Time, a.Bound, a.Stale(now)
+			if a.Agent != nil {
+				r.Agent = a.Agent.Describe()
+			}
+		}
+		if js, ok := b.Files[drift.StatusFile]; !ok {
+			r.Err = drift.StatusFile + " missing"
+		} else if st, err := drift.Parse(js); err != nil {
+			r.Err = err.Error()
+		} else {
+			r.Status = &st
+		}
+		reports = append(reports, r)
+	}
+	return reports
+}
+
+// trackedHead asks the repository where the tracked branch points.
+func trackedHead(ctx context.Context, o Options) (string, error) {
+	tmp, err := os.MkdirTemp("", "gitgw-fleet-")
+	if err != nil {
+		return "", fmt.Errorf("fleet: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	src, err := gitrepo.Open(ctx, gitrepo.Options{URL: o.URL, Ref: o.Ref, Dir: tmp,
+		SSHKeyFile: o.SSHKeyFile, KnownHostsFile: o.KnownHostsFile, TokenFile: o.TokenFile, CAFile: o.CAFile})
+	if err != nil {
+		return "", err
+	}
+	return src.RemoteHead(ctx)
+}
