@@ -56,9 +56,23 @@ func (p Pending) Plan(_ context.Context, n *spec.Node) ([]plan.Change, error) {
 	case "proxy":
 		for _, k := range slices.Sorted(maps.Keys(n.Services)) {
 			s := n.Services[k]
+			if s.Kernel() {
+				continue
+			}
 			add("proxy_service", k, fmt.Sprintf("%s %v", s.Balance, s.Binds))
 			for _, sk := range slices.Sorted(maps.Keys(s.Servers)) {
 				add("proxy_server", k+"/"+sk, s.Servers[sk].Address)
+			}
+		}
+	case "kernlb":
+		svcs, err := KernLBConfig(n)
+		if err != nil {
+			return nil, err
+		}
+		for _, ks := range svcs {
+			add("kernel_service", ks.LB.Name, ks.LB.Describe())
+			for i, srv := range ks.LB.Servers {
+				add("kernel_server", ks.LB.Name+"/"+ks.Servers[i], kernServerWords(ks.LB, srv, ks.Disabled[i]))
 			}
 		}
 	case "vrrp":

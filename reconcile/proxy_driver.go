@@ -56,8 +56,8 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(n.Services)) {
 		s := n.Services[name]
-		if len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n.Name) {
-			continue
+		if len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n.Name) || s.Kernel() {
+			continue // kernel modes: KernLBDriver
 		}
 		svc := l4proxy.Service{
 			Name:        name,
@@ -107,6 +107,7 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 				st = l4proxy.Drain
 			}
 			srv.Name, srv.Weight, srv.MaxConn, srv.Backup, srv.State = sn, sv.Weight, sv.MaxConn, sv.Backup, st
+			srv.CheckPort = uint16(sv.CheckPort)
 			svc.Servers = append(svc.Servers, srv)
 		}
 		svc.ResolveInterval = s.ResolveInterval.D()
@@ -210,6 +211,8 @@ type serverView struct {
 	MaxConn int    `json:"maxconn,omitempty"`
 	Backup  bool   `json:"backup,omitempty"`
 	State   string `json:"state"`
+	// CheckPort is the server's own check port (0: the check's).
+	CheckPort uint16 `json:"check_port,omitempty"`
 }
 
 func viewService(s l4proxy.Service) serviceView {
@@ -250,7 +253,7 @@ func viewServer(s l4proxy.Server) serverView {
 	if s.Host != "" {
 		addr = net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
 	}
-	return serverView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st}
+	return serverView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st, CheckPort: s.CheckPort}
 }
 
 // Plan implements Driver: one change per service, bind and server, the
@@ -503,6 +506,9 @@ func diffServer(name string, h, w serverView) []string {
 	if h.Backup != w.Backup {
 		d = append(d, fmt.Sprintf("backup %v → %v", h.Backup, w.Backup))
 	}
+	if h.CheckPort != w.CheckPort {
+		d = append(d, fmt.Sprintf("check port %s → %s", checkPortWords(h.CheckPort), checkPortWords(w.CheckPort)))
+	}
 	return d
 }
 
@@ -521,4 +527,12 @@ func (ds durations) String() string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// checkPortWords spells a server's own check port, 0 being the check's.
+func checkPortWords(p uint16) string {
+	if p == 0 {
+		return "the check's"
+	}
+	return strconv.Itoa(int(p))
 }

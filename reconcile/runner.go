@@ -495,7 +495,7 @@ func driftMode(m spec.DriftByKind, driver string) spec.DriftMode {
 		mode = m.Tuning
 	case "units":
 		mode = m.Units
-	case "proxy":
+	case "proxy", "kernlb": // services, whichever data plane carries them
 		mode = m.Proxy
 	case "vrrp":
 		mode = m.VRRP

@@ -36,7 +36,7 @@ type driverFactory struct {
 // driverFactories lists the drivers built into this binary; each is wired
 // in its own file (wire_*.go).
 func driverFactories() []driverFactory {
-	return []driverFactory{tuningFactory(), unitsFactory(), proxyFactory(), vrrpFactory()}
+	return []driverFactory{tuningFactory(), unitsFactory(), proxyFactory(), kernlbFactory(), vrrpFactory()}
 }
 
 // buildDrivers returns one driver per family, real where it can run and
@@ -54,7 +54,7 @@ func buildDrivers(ctx context.Context, env driverEnv) ([]reconcile.Driver, func(
 		have[f.family] = d
 	}
 	var out []reconcile.Driver
-	for _, fam := range []string{"tuning", "units", "proxy", "vrrp"} {
+	for _, fam := range []string{"tuning", "units", "proxy", "kernlb", "vrrp"} {
 		d, ok := have[fam]
 		if !ok {
 			d = reconcile.Pending{Family: fam, Why: "driver not built into this gitgw yet"}

@@ -183,7 +183,7 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	// Every driver's drift, VRRP's included, by driver and state; zero
 	// series exist from the start so that an alert can read them.
 	drift := map[[2]string]int{}
-	for _, fam := range []string{"tuning", "units", "proxy", "vrrp"} {
+	for _, fam := range []string{"tuning", "units", "proxy", "kernlb", "vrrp"} {
 		drift[[2]string{fam, "corrected"}] = 0
 		drift[[2]string{fam, "left_in_place"}] = 0
 	}

@@ -68,7 +68,7 @@ type Plan struct {
 
 // driverOrder is the apply order on the way up (tuning first, VRRP last), so
 // that VIPs move only once everything behind them is ready.
-var driverOrder = map[string]int{"tuning": 0, "units": 1, "proxy": 2, "vrrp": 3}
+var driverOrder = map[string]int{"tuning": 0, "units": 1, "proxy": 2, "kernlb": 3, "vrrp": 4}
 
 // DriverRank returns the position of a driver in the apply order; unknown
 // drivers sort last.
