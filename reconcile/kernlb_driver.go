@@ -500,3 +500,62 @@ func wasDown(have map[string]kernlb.Service, s kernlb.Service, srv kernlb.Server
 	}
 	return false
 }
+
+// KernServiceStats is one kernel service as the status shows it: what the
+// tables were last set to, and each server's health by its check.
+type KernServiceStats struct {
+	Name     string // the kernlb name (the site's, "-N" per bind when several)
+	Mode     string // nat or dr
+	Protocol string
+	Bind     string // VIP:port
+	Balance  string // the kernel scheduler: wrr, sh, maglev
+	// Status is UP when a server takes new flows.
+	Status  string
+	Servers []KernServerStats
+}
+
+// KernServerStats is one server of a kernel service.
+type KernServerStats struct {
+	Name   string
+	Addr   string
+	Weight int
+	Backup bool
+	// Status is UP, DOWN (its check failed), DRAIN (weight 0 or drain) or
+	// MAINT (disabled).
+	Status    string
+	Check     string // the last check's result
+	LastCheck time.Time
+}
+
+// KernStats reports the services last applied with their servers' health
+// (the status page, gitgw status).
+func (d *KernLBDriver) KernStats() []KernServiceStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cfg := d.desired(d.applied, nil)
+	var out []KernServiceStats
+	for i, ks := range d.applied {
+		s := cfg.Services[i]
+		st := KernServiceStats{Name: s.Name, Mode: string(s.Mode), Protocol: string(s.Protocol),
+			Bind: netip.AddrPortFrom(s.VIP, s.Port).String(), Balance: string(s.Scheduler), Status: "DOWN"}
+		for j, srv := range s.Servers {
+			sv := KernServerStats{Name: ks.Servers[j], Addr: serverAddr(s, srv), Weight: srv.Weight, Backup: srv.Backup, Status: "UP"}
+			switch {
+			case ks.Disabled[j]:
+				sv.Status = "MAINT"
+			case srv.Down:
+				sv.Status = "DOWN"
+			case srv.Weight == 0:
+				sv.Status = "DRAIN"
+			default:
+				st.Status = "UP"
+			}
+			if l := d.loops[serverKey(ks, j)]; l != nil {
+				sv.Check, sv.LastCheck = l.detail, l.at
+			}
+			st.Servers = append(st.Servers, sv)
+		}
+		out = append(out, st)
+	}
+	return out
+}

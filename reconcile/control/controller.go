@@ -91,6 +91,7 @@ type Options struct {
 	// Sources feed status, metrics and the page; each may be nil.
 	Engine VRRPStatuser
 	Pool   ProxyStatser
+	Kernel KernelStatser
 	// StateDir keeps the overrides (overrides.json), so that an agent
 	// restarted during maintenance keeps a server drained or an instance
 	// given up. Suspension is not kept: a restarted agent must rebuild its
@@ -113,6 +114,12 @@ type GiverUp interface {
 // VRRPStatuser reports the VRRP instances (*vrrp.Engine).
 type VRRPStatuser interface {
 	Status() []vrrp.InstanceStatus
+}
+
+// KernelStatser reports the kernel load balancer's services and their
+// servers' health (*reconcile.KernLBDriver).
+type KernelStatser interface {
+	KernStats() []reconcile.KernServiceStats
 }
 
 // ProxyStatser reports the proxy pool (*l4proxy.Pool).
