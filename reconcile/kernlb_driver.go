@@ -48,6 +48,11 @@ type KernLBDriver struct {
 
 	mu      sync.Mutex
 	applied []KernService // the last applied site, before health
+	// set is the last configuration Set wrote, resolved: what the tables
+	// hold unless someone else changed them.
+	set      kernlb.Config
+	setValid bool
+	stopPoll func()
 	loops   map[string]*kernCheck
 	// arpWait bounds the ARP resolution of DR servers' MACs per pass.
 	arpWait time.Duration
@@ -80,6 +85,12 @@ type KernLBOptions struct {
 	// ARPWait bounds how long a pass waits for a DR server's MAC (default 1s):
 	// a server that does not answer ARP is down.
 	ARPWait time.Duration
+	// DriftPoll is how often the tables are compared with what was last
+	// set (with Checks; default 1s): a difference is a "drift" event, and
+	// the agent's pass then restores or reports it, as the drift mode says.
+	// The comparison reads the tables only when the ruleset's generation
+	// moved: one netlink request per poll otherwise.
+	DriftPoll time.Duration
 }
 
 // NewKernLBDriver returns the driver over lb (kernlb.Open).
@@ -93,8 +104,57 @@ func NewKernLBDriver(lb KernLB, o KernLBOptions) *KernLBDriver {
 	if o.ARPWait == 0 {
 		o.ARPWait = time.Second
 	}
-	return &KernLBDriver{lb: lb, log: o.Logger.With("component", "kernlb"), checks: o.Checks, clock: o.Clock,
+	if o.DriftPoll == 0 {
+		o.DriftPoll = time.Second
+	}
+	d := &KernLBDriver{lb: lb, log: o.Logger.With("component", "kernlb"), checks: o.Checks, clock: o.Clock,
 		events: make(chan Event, 16), loops: map[string]*kernCheck{}, arpWait: o.ARPWait}
+	if o.Checks {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); d.pollDrift(ctx, o.DriftPoll) }()
+		d.stopPoll = func() { cancel(); <-done }
+	}
+	return d
+}
+
+// pollDrift watches the tables for changes made by someone else.
+func (d *KernLBDriver) pollDrift(ctx context.Context, every time.Duration) {
+	reported := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		d.mu.Lock()
+		want, ok := d.set, d.setValid
+		d.mu.Unlock()
+		if !ok {
+			continue
+		}
+		obs, err := d.lb.Observe()
+		if err != nil {
+			continue
+		}
+		items, err := kernlb.Diff(want, obs)
+		if err != nil || len(items) == 0 {
+			reported = false
+			continue
+		}
+		if reported { // once per difference: the pass decides what to do
+			continue
+		}
+		reported = true
+		msg := items[0].String()
+		if len(items) > 1 {
+			msg += fmt.Sprintf(" (and %d more)", len(items)-1)
+		}
+		select {
+		case d.events <- Event{Driver: "kernlb", Kind: "drift", Message: msg}:
+		default:
+		}
+	}
 }
 
 // Name implements Driver.
@@ -107,6 +167,9 @@ func (d *KernLBDriver) Events() <-chan Event { return d.events }
 // Close stops the health checks. The tables stay: the kernel forwards on
 // while the agent restarts, and the next agent adopts them as they are.
 func (d *KernLBDriver) Close(context.Context) error {
+	if d.stopPoll != nil {
+		d.stopPoll()
+	}
 	d.mu.Lock()
 	var stopped []*kernCheck
 	for k, l := range d.loops {
@@ -222,8 +285,12 @@ func (d *KernLBDriver) setLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = d.lb.Set(ctx, res)
-	return err
+	d.setValid = false
+	if _, err = d.lb.Set(ctx, res); err != nil {
+		return err
+	}
+	d.set, d.setValid = res, true
+	return nil
 }
 
 // syncChecks starts, restarts and stops the health-check loops so that
