@@ -53,7 +53,7 @@ type KernLBDriver struct {
 	set      kernlb.Config
 	setValid bool
 	stopPoll func()
-	loops   map[string]*kernCheck
+	loops    map[string]*kernCheck
 	// arpWait bounds the ARP resolution of DR servers' MACs per pass.
 	arpWait time.Duration
 }
