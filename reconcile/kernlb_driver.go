@@ -393,6 +393,12 @@ func (d *KernLBDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 	d.mu.Lock()
 	cfg := d.desired(svcs, have)
 	health := d.healthLocked()
+	wrote := map[string]bool{}
+	if d.setValid {
+		for _, s := range d.set.Services {
+			wrote[s.Name] = true
+		}
+	}
 	d.mu.Unlock()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -405,7 +411,7 @@ func (d *KernLBDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 	if err != nil {
 		return nil, err
 	}
-	return kernChanges(svcs, res, have, items, health), nil
+	return kernChanges(svcs, res, have, items, health, wrote), nil
 }
 
 // healthLocked is every checked server's latest verdict, by serverKey.
@@ -425,9 +431,11 @@ func (d *KernLBDriver) healthLocked() map[string]string {
 }
 
 // kernChanges builds the plan from the desired services (svcs, resolved
-// as want), the services the tables forward (have) and kernlb's worded
-// diff.
-func kernChanges(svcs []KernService, want kernlb.Config, have map[string]kernlb.Service, items []kernlb.ChangeItem, health map[string]string) []plan.Change {
+// as want), the services the tables forward (have), kernlb's worded diff,
+// the servers' health and the services this driver wrote last (whose
+// absence from the tables is a change by hand, not a new service).
+func kernChanges(svcs []KernService, want kernlb.Config, have map[string]kernlb.Service, items []kernlb.ChangeItem,
+	health map[string]string, wrote map[string]bool) []plan.Change {
 	byName := map[string][]kernlb.ChangeItem{}
 	for _, it := range items {
 		byName[it.Service] = append(byName[it.Service], it)
@@ -449,15 +457,28 @@ func kernChanges(svcs []KernService, want kernlb.Config, have map[string]kernlb.
 			switch it.Action {
 			case kernlb.Add:
 				c.Action, c.Reason = plan.Create, "new in site"
+				if wrote[w.Name] {
+					c.Reason = "missing from the tables: changed by hand"
+				}
 			case kernlb.Restore:
 				c.Action, c.Reason = plan.Update, "changed by hand: "+it.Text
 			default:
 				c.Action = plan.Update
-				c.Details = append(c.Details, strings.Split(it.Text, "; ")...)
+				// The servers have their own changes, and the words of
+				// the service are Before → After.
+				for _, d := range strings.Split(it.Text, "; ") {
+					if !strings.HasPrefix(d, "server ") && !strings.HasPrefix(d, "add server ") &&
+						!strings.HasPrefix(d, "remove server ") && !strings.Contains(d, h.Describe()+" → ") {
+						c.Details = append(c.Details, d)
+					}
+				}
 			}
 		}
+		if c.Action == plan.Create {
+			c.Details = append(c.Details, kernSourceWords(w)...)
+		}
 		out = append(out, c)
-		out = append(out, kernServerChanges(ks, w, h, existed, health)...)
+		out = append(out, kernServerChanges(ks, w, h, existed, health, wrote[w.Name])...)
 	}
 	for _, name := range slices.Sorted(maps.Keys(have)) {
 		if wantNames[name] {
@@ -471,9 +492,14 @@ func kernChanges(svcs []KernService, want kernlb.Config, have map[string]kernlb.
 				Before: h.DescribeServer(srv), Action: plan.Delete, Reason: "its service is removed"})
 		}
 	}
+	// A table missing on a node that forwards nothing yet is not a change
+	// by hand: the services' creation makes it.
 	for _, it := range byName[""] {
+		if len(have) == 0 && len(wrote) == 0 {
+			continue
+		}
 		out = append(out, plan.Change{Driver: "kernlb", Kind: "kernel_table", ID: kernlb.TableName, Action: plan.Update,
-			Reason: "changed by hand: " + it.Text})
+			Before: it.Text, After: "as gitgw wrote them", Reason: "changed by hand"})
 	}
 	return out
 }
@@ -488,7 +514,7 @@ func serverAddr(s kernlb.Service, srv kernlb.Server) string {
 
 // kernServerChanges lists a service's servers: new, changed (weight,
 // drain, backup, health), removed; the live check verdict as a detail.
-func kernServerChanges(ks KernService, w, h kernlb.Service, existed bool, health map[string]string) []plan.Change {
+func kernServerChanges(ks KernService, w, h kernlb.Service, existed bool, health map[string]string, wrote bool) []plan.Change {
 	var out []plan.Change
 	hs := map[string]kernlb.Server{}
 	for _, srv := range h.Servers {
@@ -508,6 +534,9 @@ func kernServerChanges(ks KernService, w, h kernlb.Service, existed bool, health
 			}
 		} else {
 			c.Action, c.Reason = plan.Create, "new in site"
+			if wrote && !existed {
+				c.Reason = "missing from the tables: changed by hand"
+			}
 		}
 		if ks.CheckPorts[i] != 0 {
 			c.Details = append(c.Details, fmt.Sprintf("checked on port %d", ks.CheckPorts[i]))
@@ -524,6 +553,24 @@ func kernServerChanges(ks KernService, w, h kernlb.Service, existed bool, health
 					Before: h.DescribeServer(srv), Action: plan.Delete, Reason: "removed from site; its flows move"})
 			}
 		}
+	}
+	return out
+}
+
+// kernSourceWords are a service's source rules in words.
+func kernSourceWords(s kernlb.Service) []string {
+	var out []string
+	if len(s.Allow) > 0 {
+		out = append(out, fmt.Sprintf("allow only %v", s.Allow))
+	}
+	if len(s.Deny) > 0 {
+		out = append(out, fmt.Sprintf("deny %v", s.Deny))
+	}
+	if n := s.Limits.ConnPerSource; n > 0 {
+		out = append(out, fmt.Sprintf("at most %d connections per source", n))
+	}
+	if n := s.Limits.RatePerSource; n > 0 {
+		out = append(out, fmt.Sprintf("at most %d new connections per source per second (burst %d)", n, s.Limits.Burst))
 	}
 	return out
 }
