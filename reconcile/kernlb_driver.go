@@ -53,6 +53,7 @@ type KernLBDriver struct {
 	set      kernlb.Config
 	setValid bool
 	stopPoll func()
+	ct       *ctSync // conntrack replication; nil: off
 	loops    map[string]*kernCheck
 	// arpWait bounds the ARP resolution of DR servers' MACs per pass.
 	arpWait time.Duration
@@ -177,6 +178,10 @@ func (d *KernLBDriver) Close(context.Context) error {
 		stopped = append(stopped, l)
 		delete(d.loops, k)
 	}
+	if d.ct != nil {
+		d.ct.stop()
+		d.ct = nil
+	}
 	d.mu.Unlock()
 	// Wait outside the lock: a loop may be waiting for it to report.
 	for _, l := range stopped {
@@ -271,7 +276,11 @@ func (d *KernLBDriver) Apply(ctx context.Context, desired *spec.Node) error {
 		d.syncChecks(svcs, have.Services())
 	}
 	d.applied = svcs
-	return d.setLocked(ctx)
+	err = d.setLocked(ctx)
+	if d.checks {
+		err = errors.Join(err, d.syncConntrack(desired.Node.ConntrackSync, svcs))
+	}
+	return err
 }
 
 // setLocked makes the tables forward the last applied site with the
