@@ -20,10 +20,13 @@ import (
 
 // KernLB is what the kernel driver needs from dataplane/kernlb (an *LB):
 // the node's facts a DR table needs (Resolve), the tables read back
-// (Observe) and one atomic batch (Set).
+// (Observe), what would change (Diff, whose rendering Set reuses) and one
+// atomic batch (Set). It is not safe for concurrent use: the driver calls
+// it under its lock.
 type KernLB interface {
 	Resolve(ctx context.Context, cfg kernlb.Config) (kernlb.Config, error)
 	Observe() (kernlb.Observed, error)
+	Diff(desired kernlb.Config, observed kernlb.Observed) ([]kernlb.ChangeItem, error)
 	Set(ctx context.Context, cfg kernlb.Config) ([]kernlb.ChangeItem, error)
 	Close() error
 }
@@ -129,16 +132,15 @@ func (d *KernLBDriver) pollDrift(ctx context.Context, every time.Duration) {
 		case <-time.After(every):
 		}
 		d.mu.Lock()
-		want, ok := d.set, d.setValid
+		var items []kernlb.ChangeItem
+		err := errors.New("nothing set yet")
+		if d.setValid {
+			var obs kernlb.Observed
+			if obs, err = d.lb.Observe(); err == nil {
+				items, err = d.lb.Diff(d.set, obs)
+			}
+		}
 		d.mu.Unlock()
-		if !ok {
-			continue
-		}
-		obs, err := d.lb.Observe()
-		if err != nil {
-			continue
-		}
-		items, err := kernlb.Diff(want, obs)
 		if err != nil || len(items) == 0 {
 			reported = false
 			continue
@@ -266,12 +268,12 @@ func (d *KernLBDriver) Apply(ctx context.Context, desired *spec.Node) error {
 	if err != nil {
 		return err
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	have, err := d.lb.Observe()
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.checks {
 		d.syncChecks(svcs, have.Services())
 	}
@@ -394,12 +396,15 @@ func (d *KernLBDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 	if err != nil {
 		return nil, err
 	}
+	// Under the lock throughout: the LB is not safe for concurrent use,
+	// and a health flip re-applies through it.
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	observed, err := d.lb.Observe()
 	if err != nil {
 		return nil, err
 	}
 	have := observed.Services()
-	d.mu.Lock()
 	cfg := d.desired(svcs, have)
 	health := d.healthLocked()
 	wrote := map[string]bool{}
@@ -408,7 +413,6 @@ func (d *KernLBDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 			wrote[s.Name] = true
 		}
 	}
-	d.mu.Unlock()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -416,7 +420,7 @@ func (d *KernLBDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 	if err != nil {
 		return nil, err
 	}
-	items, err := kernlb.Diff(res, observed)
+	items, err := d.lb.Diff(res, observed)
 	if err != nil {
 		return nil, err
 	}

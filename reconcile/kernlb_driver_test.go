@@ -100,7 +100,9 @@ func fmtPrefixes[T interface{ String() string }](ps []T) string {
 
 // kernDriverNetns is a namespace with the DR segment's interface and the
 // servers' MACs in its neighbour table, and a kernel driver in it.
-func kernDriverNetns(t *testing.T) (*lab.Netns, *KernLBDriver) {
+func kernDriverNetns(t *testing.T) (*lab.Netns, *KernLBDriver) { return kernDriverNetnsTB(t) }
+
+func kernDriverNetnsTB(t testing.TB) (*lab.Netns, *KernLBDriver) {
 	t.Helper()
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "nft")
