@@ -231,11 +231,30 @@ func startKernAgent(t *testing.T, ns *lab.Netns, node string, repo *gitremote.Re
 
 // TestKernLBSiteDR: a site with a dr TCP service and a dr UDP service
 // (Maglev), applied by the real agent on two gateways. The servers see the
-// client's own address; a failover of gw1 (its switch port cut) loses none
-// of the established connections, on either server, because gw2 built the
-// same table from the same site; a server that stops answering its check
-// leaves gw2's tables and new connections all go to the other.
+// client's own address; a failover of gw1 loses none of the established
+// connections, on either server, because gw2 built the same table from
+// the same site: when gw1 dies (its switch port cut), and when its agent
+// is killed (SIGKILL: the VRRP guardian hands mastership over, and the
+// tables forward on without the agent meanwhile). A server that stops
+// answering its check then leaves gw2's tables and new connections all go
+// to the other.
 func TestKernLBSiteDR(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kill func(t *testing.T, sw *lab.Switch, port string, ag *netnsAgent)
+	}{
+		{"node death", func(t *testing.T, sw *lab.Switch, port string, _ *netnsAgent) { sw.SetPort(t, port, false) }},
+		{"agent SIGKILL", func(t *testing.T, _ *lab.Switch, _ string, ag *netnsAgent) {
+			if err := ag.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { kernDRFailover(t, tc.kill) })
+	}
+}
+
+func kernDRFailover(t *testing.T, kill func(t *testing.T, sw *lab.Switch, port string, ag *netnsAgent)) {
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "git", "sysctl")
 	gitremote.RequireGit(t)
@@ -343,8 +362,8 @@ services: dns: {
 	}
 	t.Logf("TCP through gw1: %v; UDP: %v", on, udpOn)
 
-	// gw1 dies (cut off the segment); gw2 takes VI_1 and the flows.
-	sw.SetPort(t, ports[0], false)
+	// gw1 dies; gw2 takes VI_1 and the flows.
+	kill(t, sw, ports[0], ag1)
 	nicEventually(t, 30*time.Second, "gw2 master of VI_1", func() (bool, string) {
 		ag2.alive(t, "failover")
 		st, out := kernStatus(t, sock2)
@@ -546,10 +565,30 @@ func establishedTo(ns *lab.Netns) (int, string) {
 }
 
 // TestKernLBSiteNATFailoverSync: two gateways with a nat service and
-// conntrack_sync to each other. gw1 dies (cut off both segments) with 30
-// established connections; gw2, which received their conntrack entries,
-// carries all of them on, to the server each was on.
+// conntrack_sync to each other. gw1 dies with 30 established connections
+// (cut off both segments, or its agent killed with SIGKILL); gw2, which
+// received their conntrack entries, carries all of them on, to the server
+// each was on.
 func TestKernLBSiteNATFailoverSync(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kill func(t *testing.T, sw, back *lab.Switch, front, backPort string, ag *netnsAgent)
+	}{
+		{"node death", func(t *testing.T, sw, back *lab.Switch, front, backPort string, _ *netnsAgent) {
+			sw.SetPort(t, front, false)
+			back.SetPort(t, backPort, false)
+		}},
+		{"agent SIGKILL", func(t *testing.T, _, _ *lab.Switch, _, _ string, ag *netnsAgent) {
+			if err := ag.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { kernNATFailover(t, tc.kill) })
+	}
+}
+
+func kernNATFailover(t *testing.T, kill func(t *testing.T, sw, back *lab.Switch, front, backPort string, ag *netnsAgent)) {
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "git")
 	gitremote.RequireGit(t)
@@ -609,9 +648,7 @@ func TestKernLBSiteNATFailoverSync(t *testing.T) {
 		return got >= n, seen
 	})
 
-	// gw1 dies: cut off both segments.
-	sw.SetPort(t, front[0], false)
-	back.SetPort(t, backPorts[0], false)
+	kill(t, sw, back, front[0], backPorts[0], ag1)
 	nicEventually(t, 30*time.Second, "gw2 master of VI_1", func() (bool, string) {
 		ag2.alive(t, "failover")
 		st, out := kernStatus(t, sock2)
