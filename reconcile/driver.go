@@ -20,7 +20,7 @@ import (
 
 // Driver is what the Runner needs from one resource family.
 type Driver interface {
-	// Name is the family: "tuning", "units", "proxy" or "vrrp" (see
+	// Name is the family: "tuning", "units", "proxy", "kernlb" or "vrrp" (see
 	// plan.DriverRank for the apply order).
 	Name() string
 	// Plan observes the node and returns one change per resource the
