@@ -465,7 +465,7 @@ func serviceFeatureBuilt(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s := in.Services[name]
 		path := "services." + spec.Label(name)
-		kernelServiceBuilt(name, s, r)
+		kernelServiceBuilt(in, name, s, r)
 		if s.Protocol == "udp" && !s.Kernel() {
 			r.add(path+".protocol", "service %s: protocol \"udp\" is not built into this gitgw yet", name)
 		}

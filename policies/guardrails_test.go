@@ -105,10 +105,14 @@ func TestGuardrails(t *testing.T) {
 				Source:  &spec.SourceRules{Deny: []string{"2001:db8::/32"}, MaxRatePerSource: "1000/h"},
 				Servers: map[string]spec.Server{"d1": {Address: "198.51.100.53:53"}},
 				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			in.Services["lvs"] = spec.Service{Mode: spec.ModeDR, Protocol: "tcp", Interface: "eth0", Balance: "source",
+				Binds:   []string{"203.0.113.100:443"},
+				Servers: map[string]spec.Server{"r1": {Address: "198.51.100.21:443"}, "r2": {Address: "203.0.113.22:443"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
 			in.Services["px"] = spec.Service{Balance: "maglev", Binds: []string{"203.0.113.100:8443"},
 				Servers: map[string]spec.Server{"p1": {Address: "198.51.100.11:8443"}},
 				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
-		}), 16},
+		}), 17},
 		{"feature built: udp and transparent refused in proxy mode, a check port carried", "service-feature-built", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) {
 				s.Protocol, s.Transparent = "udp", true

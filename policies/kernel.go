@@ -19,7 +19,7 @@ import (
 // by connection counts, queues and PROXY headers; servers by name or IPv6
 // (IPv4 only for now); in dr, a server port other than the VIP's and a
 // scheduler per packet. In proxy mode, "maglev" is the kernel's only.
-func kernelServiceBuilt(name string, s spec.Service, r report) {
+func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 	path := "services." + spec.Label(name)
 	if !s.Kernel() {
 		if s.Balance == "maglev" {
@@ -70,6 +70,10 @@ func kernelServiceBuilt(name string, s spec.Service, r report) {
 			r.add(sp+".address", "service %s: server %s: %s: mode %s forwards to IPv4 servers (IPv6 not built yet)", name, sn, sv.Address, s.Mode)
 		case s.Mode == spec.ModeDR && slices.ContainsFunc(ports, func(p uint16) bool { return p != ap.Port() }):
 			r.add(sp+".address", "service %s: server %s: %s: dr rewrites only Ethernet addresses, so the server's port must be the VIP's (%s)", name, sn, sv.Address, portList(ports))
+		case s.Mode == spec.ModeDR && s.Interface != "":
+			if n, seg, off := offSegment(in, s, ap.Addr()); off {
+				r.add(sp+".address", "service %s: server %s: %s is not on the segment of %s on node %s (%s): dr reaches a server by its Ethernet address, on that segment only", name, sn, ap.Addr(), s.Interface, n, seg)
+			}
 		}
 		if sv.MaxConn > 0 {
 			r.add(sp+".maxconn", "service %s: server %s: maxconn: mode %s keeps no per-server connection count", name, sn, s.Mode)
@@ -115,4 +119,30 @@ func portList(ports []uint16) string {
 		b.WriteString(strconv.Itoa(int(p)))
 	}
 	return b.String()
+}
+
+// offSegment finds a node of s whose site lists addresses on s's dr
+// interface, none of whose prefixes holds a: the first such node and its
+// prefixes. Nodes that list no address there are left alone.
+func offSegment(in *Input, s spec.Service, a netip.Addr) (string, string, bool) {
+	nodes := s.Nodes
+	if len(nodes) == 0 {
+		nodes = slices.Sorted(maps.Keys(in.Nodes))
+	}
+	for _, n := range nodes {
+		ifc, ok := in.Nodes[n].Interfaces[s.Interface]
+		if !ok || len(ifc.Addresses) == 0 {
+			continue
+		}
+		var segs []string
+		on := false
+		for _, p := range ifc.Addresses {
+			segs = append(segs, p.Masked().String())
+			on = on || p.Contains(a)
+		}
+		if !on {
+			return n, strings.Join(segs, ", "), true
+		}
+	}
+	return "", "", false
 }
