@@ -518,6 +518,11 @@ func (c *Controller) reapply(ctx context.Context, fams []string) error {
 		base = lg.Desired
 	}
 	var errs []error
+	if slices.Contains(fams, "proxy") {
+		// A server override names a service, which the proxy or the
+		// kernel load balancer carries (its mode).
+		fams = append(slices.Clone(fams), "kernlb")
+	}
 	for _, f := range fams {
 		c.mu.Lock()
 		w := c.wrapped[f]
@@ -539,7 +544,7 @@ func (c *Controller) Wrap(drivers []reconcile.Driver) []reconcile.Driver {
 	out := make([]reconcile.Driver, 0, len(drivers))
 	for _, d := range drivers {
 		switch d.Name() {
-		case "proxy", "vrrp":
+		case "proxy", "kernlb", "vrrp":
 			w := &overlay{inner: d, c: c}
 			c.mu.Lock()
 			c.wrapped[d.Name()] = w
@@ -651,10 +656,11 @@ func (c *Controller) annotate(family string, changes []plan.Change) {
 	for i := range changes {
 		ch := &changes[i]
 		for _, o := range ovs {
-			if o.family() != family {
+			if o.family() != family && (family != "kernlb" || o.family() != "proxy") {
 				continue
 			}
 			if (family == "proxy" && ch.Kind == "proxy_server" && ch.ID == o.Target) ||
+				(family == "kernlb" && ch.Kind == "kernel_server" && ch.ID == o.Target) ||
 				(family == "vrrp" && ch.Kind == "vrrp_instance" && ch.ID == o.Target) {
 				ch.Details = append(ch.Details, "override: "+o.String()+" (until resume or a new commit)")
 			}

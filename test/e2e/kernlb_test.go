@@ -405,7 +405,8 @@ services: dns: {
 // TestKernLBSiteNAT: a nat TCP service and a nat UDP service on one
 // gateway, the servers behind it; the servers see the client's address;
 // a table deleted by hand is restored by the agent's next pass (drift);
-// a server whose check fails leaves both services.
+// an operator's drain override takes a server out of new flows; a server
+// whose check fails leaves both services.
 func TestKernLBSiteNAT(t *testing.T) {
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "git", "nft")
@@ -498,6 +499,25 @@ services: dns: {
 		t.Errorf("the deleted table was restored but no drift is counted: %+v", st.Drift)
 	}
 	spread("after the restore")
+
+	// The operator drains s2 at run time: quiescent, new flows go to s1.
+	if out, errs, code := runGitgw(t, "override", "drain", "web/s2", "--socket", sock); code != 0 {
+		t.Fatalf("override drain: %d %s %s", code, out, errs)
+	}
+	nicEventually(t, 30*time.Second, "s2 drained", func() (bool, string) {
+		st, out := kernStatus(t, sock)
+		return kernServerStatus(st)["web/s2"] == "DRAIN", out
+	})
+	if on := spread("s2 drained"); on["s2"] != 0 || on["udp s2"] == 0 {
+		t.Fatalf("s2 drained in web only: %v", on)
+	}
+	if out, errs, code := runGitgw(t, "override", "clear", "web/s2", "--socket", sock); code != 0 {
+		t.Fatalf("override clear: %d %s %s", code, out, errs)
+	}
+	nicEventually(t, 30*time.Second, "s2 back", func() (bool, string) {
+		st, out := kernStatus(t, sock)
+		return kernServerStatus(st)["web/s2"] == "UP", out
+	})
 
 	servers["s2"].tcp.Close()
 	nicEventually(t, 30*time.Second, "s2 down", func() (bool, string) {
