@@ -3,12 +3,14 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -326,8 +328,10 @@ services: dns: {
 		return vrrpState(st, "VI_1") == "MASTER", out
 	})
 
-	// Established connections through gw1, on both servers.
-	const n = 30
+	// Established connections through gw1, on both servers, and a UDP
+	// stream.
+	stream := startKernUDPStream(t, client, 5353)
+	const n = 50
 	var conns []net.Conn
 	on := map[string]int{}
 	for i := 0; i < n; i++ {
@@ -376,7 +380,14 @@ services: dns: {
 			lost++
 		}
 	}
-	t.Logf("failover to gw2: %d of %d established connections lost", lost, n)
+	// The stream goes on through gw2: 20 more answers.
+	before := stream.answered.Load()
+	nicEventually(t, 10*time.Second, "the UDP stream answered through gw2", func() (bool, string) {
+		got := stream.answered.Load()
+		return got >= before+20, fmt.Sprintf("%d answers", got)
+	})
+	us := stream.stop()
+	t.Logf("failover to gw2: %d of %d established connections lost; UDP stream: %s", lost, n, us)
 
 	// r2 stops answering: its check fails on gw2, it leaves the tables of
 	// both services, and every new flow goes to r1.
@@ -649,7 +660,7 @@ func kernNATFailover(t *testing.T, kill func(t *testing.T, sw, back *lab.Switch,
 		return vrrpState(st, "VI_1") == "MASTER", out
 	})
 
-	const n = 30
+	const n = 50
 	var conns []net.Conn
 	was := make([]string, n)
 	for i := 0; i < n; i++ {
@@ -663,7 +674,7 @@ func kernNATFailover(t *testing.T, kill func(t *testing.T, sw, back *lab.Switch,
 		}
 		conns = append(conns, c)
 	}
-	nicEventually(t, 30*time.Second, "gw2 holding the 30 flows", func() (bool, string) {
+	nicEventually(t, 30*time.Second, "gw2 holding the flows", func() (bool, string) {
 		got, seen := establishedTo(gws[1])
 		return got >= n, seen
 	})
@@ -683,4 +694,90 @@ func kernNATFailover(t *testing.T, kill func(t *testing.T, sw, back *lab.Switch,
 		}
 	}
 	t.Logf("nat failover to gw2 with conntrack sync: %d of %d established connections lost", lost, n)
+}
+
+// kernUDPStream sends a datagram every 10 ms from one socket (one flow)
+// and records the answers: the longest time without one says how long a
+// failover interrupted the flow.
+type kernUDPStream struct {
+	quit     chan struct{}
+	done     chan kernUDPStats
+	answered atomic.Int64
+}
+
+type kernUDPStats struct {
+	sent, answered int
+	maxGap         time.Duration
+}
+
+func (u kernUDPStats) String() string {
+	return fmt.Sprintf("%d of %d datagrams answered, longest gap %v", u.answered, u.sent, u.maxGap.Round(time.Millisecond))
+}
+
+func startKernUDPStream(t *testing.T, client *lab.Netns, port int) *kernUDPStream {
+	t.Helper()
+	var c net.Conn
+	if err := client.Do(func() error {
+		var err error
+		c, err = net.Dial("udp4", net.JoinHostPort(kernVIP, fmt.Sprint(port)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := &kernUDPStream{quit: make(chan struct{}), done: make(chan kernUDPStats, 1)}
+	answers := make(chan time.Time, 1024)
+	go func() {
+		buf := make([]byte, 200)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					close(answers)
+					return
+				}
+				continue
+			}
+			answers <- time.Now()
+		}
+	}()
+	go func() {
+		var st kernUDPStats
+		last := time.Now()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.quit:
+				c.Close()
+				for range answers {
+				}
+				s.done <- st
+				return
+			case <-tick.C:
+				if _, err := c.Write([]byte("ping")); err == nil {
+					st.sent++
+				}
+			case at, ok := <-answers:
+				if !ok {
+					continue
+				}
+				st.answered++
+				s.answered.Add(1)
+				st.maxGap = max(st.maxGap, at.Sub(last))
+				last = at
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.quit:
+		default:
+			s.stop()
+		}
+	})
+	return s
+}
+
+func (s *kernUDPStream) stop() kernUDPStats {
+	close(s.quit)
+	return <-s.done
 }
