@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,4 +219,99 @@ services: api: {
 		t.Errorf("after the restore, the plan still changes: %+v", p.Changes)
 	}
 	goldenfile.Check(t, filepath.Join("testdata", "kernlb-plan.golden"), []byte(golden.String()))
+}
+
+// TestKernLBDriverHealth: the driver's own checks drive the tables between
+// passes: a server whose check fails is Down in the kernel's tables at
+// once (no pass), and back when it answers again; each flip is an event.
+func TestKernLBDriverHealth(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "ip")
+	ns := lab.NewNetns(t, "kh")
+	f, err := os.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	lb, err := kernlb.Open(int(f.Fd()), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The checks run from this process: the servers listen on its loopback.
+	up, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	downLn, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := downLn.Addr().String()
+	downLn.Close()
+	d := NewKernLBDriver(lb, KernLBOptions{Checks: true, DriftPoll: time.Hour})
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	node := &spec.Node{Name: "gw1", Services: map[string]spec.Service{"web": {
+		Mode: spec.ModeNAT, Protocol: "tcp", Balance: "roundrobin", Binds: []string{"203.0.113.100:80"},
+		Servers: map[string]spec.Server{"a": {Address: up.Addr().String(), Weight: 1}, "b": {Address: downAddr, Weight: 1}},
+		Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp", Interval: spec.Duration(50 * time.Millisecond), Timeout: spec.Duration(time.Second), Rise: 1, Fall: 1}},
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d.Apply(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	tableDown := func() map[string]bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		obs, err := d.lb.Observe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, s := range obs.Services()["web"].Servers {
+			out[serverAddr(obs.Services()["web"], s)] = s.Down
+		}
+		return out
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			select {
+			case ev := <-d.Events():
+				t.Logf("event: %s %s", ev.Kind, ev.Message)
+			case <-ctx.Done():
+				t.Fatalf("%s: %v; tables %v, stats %+v", what, ctx.Err(), tableDown(), d.KernStats())
+			}
+		}
+	}
+	waitFor("b down in the tables", func() bool { m := tableDown(); return m[downAddr] && !m[up.Addr().String()] })
+	again, err := net.Listen("tcp4", downAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	go func() {
+		for {
+			c, err := again.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	waitFor("b back in the tables", func() bool { m := tableDown(); return !m[downAddr] && !m[up.Addr().String()] })
+	st := d.KernStats()
+	if len(st) != 1 || st[0].Status != "UP" || len(st[0].Servers) != 2 || st[0].Servers[1].Status != "UP" || st[0].Servers[1].Check == "" {
+		t.Errorf("stats %+v", st)
+	}
 }
