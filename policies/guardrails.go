@@ -468,19 +468,12 @@ func serviceFeatureBuilt(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s := in.Services[name]
 		path := "services." + spec.Label(name)
-		if s.Kernel() {
-			r.add(path+".mode", "service %s: mode %q (kernel forwarding) is not built into this gitgw yet", name, s.Mode)
-		}
-		if s.Protocol == "udp" {
+		kernelServiceBuilt(in, name, s, r)
+		if s.Protocol == "udp" && !s.Kernel() {
 			r.add(path+".protocol", "service %s: protocol \"udp\" is not built into this gitgw yet", name)
 		}
 		if s.Transparent {
 			r.add(path+".transparent", "service %s: transparent proxying is not built into this gitgw yet", name)
-		}
-		for _, sv := range slices.Sorted(maps.Keys(s.Servers)) {
-			if s.Servers[sv].CheckPort != 0 {
-				r.add(path+".servers."+spec.Label(sv)+".check_port", "service %s: server %s: a per-server check port is not built into this gitgw yet", name, sv)
-			}
 		}
 	}
 }

@@ -84,15 +84,41 @@ func TestGuardrails(t *testing.T) {
 		want         int // violations of that policy
 	}{
 		{"lab site", "", labSite(), 0},
-		{"feature built: kernel mode refused until its driver runs", "service-feature-built", edit(func(in *Input) {
-			setService(in, "web", func(s *spec.Service) { s.Mode = spec.ModeDR })
-		}), 1},
-		{"feature built: udp, transparent and a check port refused", "service-feature-built", edit(func(in *Input) {
+		{"feature built: a nat udp service and a dr service with maglev", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Mode, s.Protocol, s.Balance = spec.ModeNAT, "udp", "roundrobin"
+				s.Source = &spec.SourceRules{Allow: []string{"198.51.100.0/24"}, MaxConnPerSource: 10, MaxRatePerSource: "600/m"}
+			})
+			in.Services["lvs"] = spec.Service{Mode: spec.ModeDR, Protocol: "tcp", Interface: "eth0", Balance: "maglev",
+				Binds:   []string{"203.0.113.100:443"},
+				Servers: map[string]spec.Server{"r1": {Address: "203.0.113.21:443", CheckPort: 8008}, "r2": {Address: "203.0.113.22:443"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "http"}}}
+		}), 0},
+		{"feature built: what kernel modes cannot carry, at its place", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Mode, s.Balance, s.MaxConn, s.ProxyProtocol = spec.ModeDR, "leastconn", 100, "v2"
+				s.Source = &spec.SourceRules{MaxConnPerSource: 10, MaxRatePerSource: "100/s"}
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8080", MaxConn: 5}, "s2": {Address: "app.example:80"}}
+			})
+			in.Services["dns"] = spec.Service{Mode: spec.ModeNAT, Protocol: "udp", Balance: "first", Interface: "eth0",
+				Binds: []string{"0.0.0.0:53"}, Persistence: spec.Duration(500 * time.Millisecond),
+				Source:  &spec.SourceRules{Deny: []string{"2001:db8::/32"}, MaxRatePerSource: "1000/h"},
+				Servers: map[string]spec.Server{"d1": {Address: "198.51.100.53:53"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			in.Services["lvs"] = spec.Service{Mode: spec.ModeDR, Protocol: "tcp", Interface: "eth0", Balance: "source",
+				Binds:   []string{"203.0.113.100:443"},
+				Servers: map[string]spec.Server{"r1": {Address: "198.51.100.21:443"}, "r2": {Address: "203.0.113.22:443"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			in.Services["px"] = spec.Service{Balance: "maglev", Binds: []string{"203.0.113.100:8443"},
+				Servers: map[string]spec.Server{"p1": {Address: "198.51.100.11:8443"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 17},
+		{"feature built: udp and transparent refused in proxy mode, a check port carried", "service-feature-built", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) {
 				s.Protocol, s.Transparent = "udp", true
 				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8080", CheckPort: 8008}}
 			})
-		}), 3},
+		}), 2},
 
 		{"vrid unique: two instances, two VRIDs", "vrid-unique", edit(func(in *Input) { secondInstance(in, func(*spec.VRRPInstance) {}) }), 0},
 		{"vrid unique: same VRID on one segment", "vrid-unique", edit(func(in *Input) {

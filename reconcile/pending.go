@@ -35,7 +35,9 @@ func (p Pending) Plan(_ context.Context, n *spec.Node) ([]plan.Change, error) {
 		out = append(out, plan.Change{Driver: p.Family.String(), Kind: kind, ID: id, Action: plan.Pending, After: after, Reason: p.Why})
 	}
 	if list := familyResources[p.Family]; list != nil {
-		list(n, add)
+		if err := list(n, add); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -44,8 +46,8 @@ func (p Pending) Plan(_ context.Context, n *spec.Node) ([]plan.Change, error) {
 // asks of a node, driver-independently: what a pending driver plans and
 // what siteplan.Enumerate shows. A family added to plan.Families adds its
 // lister here (TestPendingCoversEveryFamily).
-var familyResources = map[plan.Family]func(n *spec.Node, add func(kind, id string, after any)){
-	plan.FamilyTuning: func(n *spec.Node, add func(kind, id string, after any)) {
+var familyResources = map[plan.Family]func(n *spec.Node, add func(kind, id string, after any)) error{
+	plan.FamilyTuning: func(n *spec.Node, add func(kind, id string, after any)) error {
 		t := n.Node.Tuning
 		for _, k := range slices.Sorted(maps.Keys(t.Sysctls)) {
 			add(plan.KindSysctl, k, string(t.Sysctls[k]))
@@ -56,25 +58,44 @@ var familyResources = map[plan.Family]func(n *spec.Node, add func(kind, id strin
 		for _, k := range slices.Sorted(maps.Keys(t.Interfaces)) {
 			add(plan.KindNIC, k, t.Interfaces[k])
 		}
+		return nil
 	},
-	plan.FamilyUnits: func(n *spec.Node, add func(kind, id string, after any)) {
+	plan.FamilyUnits: func(n *spec.Node, add func(kind, id string, after any)) error {
 		for _, k := range slices.Sorted(maps.Keys(n.Units)) {
 			add(plan.KindUnitFile, k+"@.service", nil)
 			for _, i := range n.Units[k].InstancesFor(n.Name) {
 				add(plan.KindUnitInstance, fmt.Sprintf("%s@%s.service", k, i), "active")
 			}
 		}
+		return nil
 	},
-	plan.FamilyProxy: func(n *spec.Node, add func(kind, id string, after any)) {
+	plan.FamilyProxy: func(n *spec.Node, add func(kind, id string, after any)) error {
 		for _, k := range slices.Sorted(maps.Keys(n.Services)) {
 			s := n.Services[k]
+			if s.Kernel() {
+				continue // the kernel's: FamilyKernLB
+			}
 			add(plan.KindProxyService, k, fmt.Sprintf("%s %v", s.Balance, s.Binds))
 			for _, sk := range slices.Sorted(maps.Keys(s.Servers)) {
 				add(plan.KindProxyServer, k+"/"+sk, s.Servers[sk].Address)
 			}
 		}
+		return nil
 	},
-	plan.FamilyVRRP: func(n *spec.Node, add func(kind, id string, after any)) {
+	plan.FamilyKernLB: func(n *spec.Node, add func(kind, id string, after any)) error {
+		svcs, err := KernLBConfig(n)
+		if err != nil {
+			return err
+		}
+		for _, ks := range svcs {
+			add(plan.KindKernelService, ks.LB.Name, ks.LB.Describe())
+			for i, srv := range ks.LB.Servers {
+				add(plan.KindKernelServer, ks.LB.Name+"/"+ks.Servers[i], kernServerWords(ks.LB, srv, ks.Disabled[i]))
+			}
+		}
+		return nil
+	},
+	plan.FamilyVRRP: func(n *spec.Node, add func(kind, id string, after any)) error {
 		for _, k := range slices.Sorted(maps.Keys(n.VRRP)) {
 			in := n.VRRP[k]
 			add(plan.KindVRRPInstance, k, fmt.Sprintf("vrid %d v%d %s priority %d on %s", in.VRID, in.Version, in.AdvertInterval, in.Nodes[n.Name].Priority, in.Interface))
@@ -82,5 +103,6 @@ var familyResources = map[plan.Family]func(n *spec.Node, add func(kind, id strin
 				add(plan.KindVIP, k+"/"+v.Address.String(), v.Address.String())
 			}
 		}
+		return nil
 	},
 }

@@ -56,8 +56,8 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(n.Services)) {
 		s := n.Services[name]
-		if len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n.Name) {
-			continue
+		if len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n.Name) || s.Kernel() {
+			continue // kernel modes: KernLBDriver
 		}
 		svc := l4proxy.Service{
 			Name:        name,
@@ -107,6 +107,7 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 				st = l4proxy.Drain
 			}
 			srv.Name, srv.Weight, srv.MaxConn, srv.Backup, srv.State = sn, sv.Weight, sv.MaxConn, sv.Backup, st
+			srv.CheckPort = uint16(sv.CheckPort)
 			svc.Servers = append(svc.Servers, srv)
 		}
 		svc.ResolveInterval = s.ResolveInterval.D()

@@ -96,3 +96,19 @@ func proxyHealth(status l4proxy.Health) string {
 	}
 	return "down"
 }
+
+var _ StatusSectioner = (*KernLBDriver)(nil)
+
+// StatusSection reports each kernel service's servers and their health,
+// in the proxy's shape (status.json's "kernlb" section).
+func (d *KernLBDriver) StatusSection(context.Context) (any, error) {
+	var s drift.ProxySection
+	for _, svc := range d.KernStats() {
+		ps := drift.ProxyService{Name: svc.Name}
+		for _, srv := range svc.Servers {
+			ps.Servers = append(ps.Servers, drift.ProxyServer{Name: srv.Name, Address: srv.Addr, Health: proxyHealth(srv.Status)})
+		}
+		s.Services = append(s.Services, ps)
+	}
+	return s, nil
+}

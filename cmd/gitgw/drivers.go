@@ -37,7 +37,7 @@ type driverFactory struct {
 // driverFactories lists the drivers built into this binary; each is wired
 // in its own file (wire_*.go).
 func driverFactories() []driverFactory {
-	return []driverFactory{tuningFactory(), unitsFactory(), proxyFactory(), vrrpFactory()}
+	return []driverFactory{tuningFactory(), unitsFactory(), proxyFactory(), kernlbFactory(), vrrpFactory()}
 }
 
 // buildDrivers returns one driver per family, real where it can run and

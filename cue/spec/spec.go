@@ -109,6 +109,16 @@ type NodeSettings struct {
 	// StatusKey is the SSH public key (authorized_keys format) the node
 	// signs its status commits with (gitgw agent --status-signing-key).
 	StatusKey string `json:"status_key,omitempty"`
+	// ConntrackSync replicates the node's nat flows to its peer (nil: off).
+	ConntrackSync *ConntrackSync `json:"conntrack_sync,omitempty"`
+}
+
+// ConntrackSync is where a node sends the conntrack entries of its nat
+// services, and the port it receives its peer's on.
+type ConntrackSync struct {
+	Peer   netip.Addr `json:"peer"`
+	Port   int        `json:"port"`
+	Resync Duration   `json:"resync"`
 }
 
 // Interface is one of the node's interfaces.

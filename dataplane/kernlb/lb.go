@@ -22,7 +22,7 @@ import (
 // all opened in one network namespace: an nftables connection (its batches
 // are the kernel's transactions), a netlink handle (links and the
 // neighbour table, for DR) and an nfnetlink socket that reads the ruleset's
-// generation.
+// generation. It is not safe for concurrent use.
 type LB struct {
 	conn   *nftables.Conn
 	nl     *netlink.Handle
@@ -35,6 +35,41 @@ type LB struct {
 	}
 	// timing of the last Set's phases, for the benchmark and the log.
 	timing setTiming
+	// memo is the last configuration rendered: an agent's pass plans
+	// (Diff) and then applies (Set) the same configuration, and most
+	// passes change nothing; rendering 100 Maglev services costs tens of
+	// milliseconds.
+	memo struct {
+		key  string
+		p    *program
+		want Observed
+	}
+}
+
+// render is render(cfg) and its comparable form, memoized for the last
+// configuration.
+func (lb *LB) render(cfg Config) (*program, Observed, error) {
+	key := fmt.Sprintf("%v", cfg.Services)
+	if lb.memo.p != nil && lb.memo.key == key {
+		return lb.memo.p, lb.memo.want, nil
+	}
+	p, err := render(cfg)
+	if err != nil {
+		return nil, Observed{}, err
+	}
+	want := observedOf(p)
+	lb.memo.key, lb.memo.p, lb.memo.want = key, p, want
+	return p, want, nil
+}
+
+// Diff is the package's Diff with the rendering memoized (see Set): what
+// Set(desired) would change in tables observed.
+func (lb *LB) Diff(desired Config, observed Observed) ([]ChangeItem, error) {
+	_, want, err := lb.render(desired)
+	if err != nil {
+		return nil, err
+	}
+	return diffProgram(want, desired, observed), nil
 }
 
 type setTiming struct{ observe, render, diff, batch, flush time.Duration }
@@ -221,11 +256,10 @@ func (lb *LB) Set(ctx context.Context, cfg Config) ([]ChangeItem, error) {
 		return nil, err
 	}
 	t1 := time.Now()
-	p, err := render(cfg)
+	p, want, err := lb.render(cfg)
 	if err != nil {
 		return nil, err
 	}
-	want := observedOf(p)
 	t2 := time.Now()
 	changes := diffProgram(want, cfg, observed)
 	t3 := time.Now()
@@ -279,10 +313,26 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 	// Sets first: which are replaced decides which chains are refilled.
 	replaced := map[string]bool{} // set names
 	dirtySvc := map[string]bool{}
+	deltas := map[string][2][]nftables.SetElement{} // del, add
 	for name, w := range want.Sets {
-		if h := have.Sets[name]; h != nil && h.Def != w.Def {
+		h := have.Sets[name]
+		switch {
+		case h == nil:
+		case h.Def != w.Def:
 			replaced[name] = true
 			dirtySvc[owner(name, false)] = true
+		case !w.State && !h.State && w.Elems != h.Elems && progSets[name] != nil && !progSets[name].set.Interval:
+			// A set whose elements mostly change (a Maglev map whose
+			// servers all moved) is cheaper to replace whole, with its
+			// service's chain, than to edit: one add per element instead
+			// of a delete and an add per changed slot.
+			del, add := elemDelta(progSets[name].elems, h.elems)
+			if len(del)+len(add) > len(progSets[name].elems) {
+				replaced[name] = true
+				dirtySvc[owner(name, false)] = true
+			} else {
+				deltas[name] = [2][]nftables.SetElement{del, add}
+			}
 		}
 	}
 	chainDirty := func(name string) bool {
@@ -322,7 +372,11 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 				_ = lb.conn.SetAddElements(&pset, ps.elems)
 				continue
 			}
-			del, add := elemDelta(ps.elems, h.elems)
+			d, ok := deltas[name]
+			if !ok {
+				d[0], d[1] = elemDelta(ps.elems, h.elems)
+			}
+			del, add := d[0], d[1]
 			if len(del) > 0 {
 				_ = lb.conn.SetDeleteElements(&pset, del)
 			}

@@ -2,12 +2,10 @@ package kernlb
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
-	"sort"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -204,25 +202,33 @@ func setDef(s *nftables.Set) string {
 }
 
 // elemsPrint fingerprints a set's elements, in any order (the kernel
-// returns a hash set's elements in its own order).
+// returns a hash set's elements in its own order): each element is hashed
+// on its own and the hashes are combined by sum and xor, which do not
+// depend on the order, so that no sort is needed (a Maglev map has
+// thousands of elements and a Set fingerprints every map it renders).
 func elemsPrint(elems []nftables.SetElement) string {
-	lines := make([]string, 0, len(elems))
+	var sum, xor, sum2 uint64
+	h := fnv.New128a()
+	var d [16]byte
 	for _, e := range elems {
-		end := "0"
+		h.Reset()
 		if e.IntervalEnd {
-			end = "1"
+			h.Write([]byte{1})
+		} else {
+			h.Write([]byte{0})
 		}
-		lines = append(lines, end+string(e.Key)+"\x00"+string(e.Val))
-	}
-	sort.Strings(lines)
-	h := sha256.New()
-	var n [4]byte
-	for _, l := range lines {
-		binary.BigEndian.PutUint32(n[:], uint32(len(l)))
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(e.Key)))
 		h.Write(n[:])
-		h.Write([]byte(l))
+		h.Write(e.Key)
+		h.Write(e.Val)
+		h.Sum(d[:0])
+		a, b := binary.BigEndian.Uint64(d[:8]), binary.BigEndian.Uint64(d[8:])
+		sum += a
+		xor ^= b
+		sum2 += a*0x9e3779b97f4a7c15 ^ b
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return fmt.Sprintf("%d:%016x%016x%016x", len(elems), sum, xor, sum2)
 }
 
 // exprsPrint fingerprints a rule's expressions: each marshalled to its

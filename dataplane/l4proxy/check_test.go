@@ -77,7 +77,7 @@ func runCheck(t testing.TB, ck Check, target netip.AddrPort) (bool, string) {
 		Servers: []Server{{Name: "a", Addr: target}}, Check: &ck}}}).Validate(); err != nil {
 		t.Fatalf("check %+v: %v", ck, err)
 	}
-	c := ck.withDefaults()
+	c := ck.WithDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 	defer cancel()
 	return checkerFor(c)(ctx, checkTarget(target, c), &server{name: "a"})
@@ -348,7 +348,7 @@ func TestHTTPRequestsStatusHeaders(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	target := srv.Listener.Addr().(*net.TCPAddr).AddrPort()
-	hdr := []Header{{"X-Check", "gitgw"}}
+	hdr := []Header{{Name: "X-Check", Value: "gitgw"}}
 	for _, tt := range []struct {
 		name string
 		ck   Check
@@ -357,11 +357,11 @@ func TestHTTPRequestsStatusHeaders(t *testing.T) {
 	}{
 		{"header sent", Check{Type: CheckHTTP, Path: "/ready", Headers: hdr, ExpectRegex: `"state":\s*"running"`}, true, "body matches"},
 		{"header missing", Check{Type: CheckHTTP, Path: "/ready"}, false, "status 403"},
-		{"302 outside 200-299 (keepalived's default)", Check{Type: CheckHTTP, Path: "/moved", Status: []StatusRange{{200, 299}}}, false, "status 302"},
-		{"302 in a list", Check{Type: CheckHTTP, Path: "/moved", Status: []StatusRange{{200, 200}, {300, 399}}}, true, "status 302"},
-		{"418 in a range", Check{Type: CheckHTTP, Path: "/teapot", Status: []StatusRange{{400, 418}}}, true, "status 418"},
+		{"302 outside 200-299 (keepalived's default)", Check{Type: CheckHTTP, Path: "/moved", Status: []StatusRange{{Lo: 200, Hi: 299}}}, false, "status 302"},
+		{"302 in a list", Check{Type: CheckHTTP, Path: "/moved", Status: []StatusRange{{Lo: 200, Hi: 200}, {Lo: 300, Hi: 399}}}, true, "status 302"},
+		{"418 in a range", Check{Type: CheckHTTP, Path: "/teapot", Status: []StatusRange{{Lo: 400, Hi: 418}}}, true, "status 418"},
 		{"all requests pass", Check{Type: CheckHTTP, Requests: []HTTPRequest{
-			{Path: "/ready", Headers: hdr, Expect: "running"}, {Path: "/teapot", Status: []StatusRange{{418, 418}}}}}, true, "2 requests ok"},
+			{Path: "/ready", Headers: hdr, Expect: "running"}, {Path: "/teapot", Status: []StatusRange{{Lo: 418, Hi: 418}}}}}, true, "2 requests ok"},
 		{"the second request fails", Check{Type: CheckHTTP, Requests: []HTTPRequest{
 			{Path: "/ready", Headers: hdr}, {Path: "/missing"}}}, false, "request 2 (GET /missing): L7 status 404"},
 	} {
@@ -512,7 +512,7 @@ func TestProtocolChecks(t *testing.T) {
 // TestCheckValidate: what a site could get wrong is refused, all at once.
 func TestCheckValidate(t *testing.T) {
 	ck := Check{Type: CheckHTTP, MaxRead: 2 << 20, TLS: &CheckTLS{Verify: "maybe", CertFile: "c.pem"},
-		Headers: []Header{{"X-A", "b\r\nInjected: yes"}}, ExpectRegex: "(", Status: []StatusRange{{200, 700}}}
+		Headers: []Header{{Name: "X-A", Value: "b\r\nInjected: yes"}}, ExpectRegex: "(", Status: []StatusRange{{Lo: 200, Hi: 700}}}
 	err := Config{Services: []Service{{Name: "s", Binds: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")},
 		Check: &ck}}}.Validate()
 	for _, want := range []string{"max read", `tls verify "maybe"`, "both cert_file and key_file",

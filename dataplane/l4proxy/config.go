@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/gitgw/gitgw/dataplane/healthcheck"
 )
 
 // Config is the whole desired state of the pool: every service it proxies.
@@ -134,65 +136,25 @@ type Server struct {
 	MaxConn int        `json:"maxconn,omitempty"`
 	Backup  bool       `json:"backup,omitempty"`
 	State   AdminState `json:"state,omitempty"` // default ready
+	// CheckPort, when set, is the port this server's checks connect to,
+	// before the check's own Port (HAProxy's per-server "port").
+	CheckPort uint16 `json:"check_port,omitempty"`
 }
 
-// CheckType names a health check.
-type CheckType string
+// Check and CheckType are the health checks' types, shared with the
+// kernel load balancer (package healthcheck).
+type (
+	CheckType = healthcheck.CheckType
+	Check     = healthcheck.Check
+)
 
 // Health check types.
 const (
-	CheckTCP       CheckType = "tcp"        // connect only
-	CheckTCPExpect CheckType = "tcp-expect" // connect, send Send, expect Expect in the reply
-	CheckHTTP      CheckType = "http"       // HTTP request, expect status and/or Expect in the body
-	CheckCommand   CheckType = "command"    // run Command; exit 0 is up
+	CheckTCP       = healthcheck.CheckTCP
+	CheckTCPExpect = healthcheck.CheckTCPExpect
+	CheckHTTP      = healthcheck.CheckHTTP
+	CheckCommand   = healthcheck.CheckCommand
 )
-
-// Check is a service's health check, run against every server.
-type Check struct {
-	Type         CheckType     `json:"type"`
-	Interval     time.Duration `json:"interval,omitempty"`      // default 2s
-	FastInterval time.Duration `json:"fast_interval,omitempty"` // while a state is changing; default Interval
-	DownInterval time.Duration `json:"down_interval,omitempty"` // while down; default Interval
-	Timeout      time.Duration `json:"timeout,omitempty"`       // default min(Interval, 2s)
-	Rise         int           `json:"rise,omitempty"`          // default 2
-	Fall         int           `json:"fall,omitempty"`          // default 3
-	// Port and Address override the server's port and address for checks
-	// (Patroni serves 5432 and answers checks on 8008).
-	Port    uint16     `json:"port,omitempty"`
-	Address netip.Addr `json:"address,omitempty"`
-	// TLS runs the check over TLS (not for command, mysql and pgsql).
-	TLS *CheckTLS `json:"tls,omitempty"`
-	// MaxRead bounds what an expect searches: an HTTP body or a reply in a
-	// sequence (default DefaultCheckRead, at most MaxCheckRead).
-	MaxRead int `json:"max_read,omitempty"`
-	// Steps are the tcp-check sequence.
-	Steps []CheckStep `json:"steps,omitempty"`
-	// Send is written after connecting (tcp-expect).
-	Send string `json:"send,omitempty"`
-	// Expect must appear in the reply (tcp-expect) or the body (http).
-	Expect string `json:"expect,omitempty"`
-	// ExpectStatus is the HTTP status required; 0 accepts 2xx and 3xx.
-	ExpectStatus int    `json:"expect_status,omitempty"`
-	Method       string `json:"method,omitempty"` // default GET
-	Path         string `json:"path,omitempty"`   // default /
-	Host         string `json:"host,omitempty"`
-	// Headers, Status (replacing ExpectStatus) and ExpectRegex complete
-	// the one request of an http check; Requests, when set, are several
-	// requests instead, which must all pass.
-	Headers     []Header      `json:"headers,omitempty"`
-	Status      []StatusRange `json:"status,omitempty"`
-	ExpectRegex string        `json:"expect_regex,omitempty"`
-	Requests    []HTTPRequest `json:"requests,omitempty"`
-	// Protocol checks: User (mysql, pgsql), Database (pgsql), Role
-	// (redis: master or slave), Domain (smtp EHLO, default localhost).
-	User     string `json:"user,omitempty"`
-	Database string `json:"database,omitempty"`
-	Role     string `json:"role,omitempty"`
-	Domain   string `json:"domain,omitempty"`
-	// Command is argv; it gets GITGW_SERVER_NAME, GITGW_SERVER_ADDR and
-	// GITGW_SERVER_PORT in its environment.
-	Command []string `json:"command,omitempty"`
-}
 
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
@@ -280,7 +242,7 @@ func (c Config) Validate() error {
 			}
 		}
 		if ck := s.Check; ck != nil {
-			errs = append(errs, ck.validate(where)...)
+			errs = append(errs, ck.Validate(where)...)
 		}
 	}
 	return errors.Join(errs...)
@@ -316,39 +278,10 @@ func (s Service) withDefaults() Service {
 		s.ResolveInterval = DefaultResolveInterval
 	}
 	if s.Check != nil {
-		c := *s.Check.withDefaults()
+		c := *s.Check.WithDefaults()
 		s.Check = &c
 	}
 	return s
-}
-
-func (c *Check) withDefaults() *Check {
-	d := *c
-	if d.Interval == 0 {
-		d.Interval = 2 * time.Second
-	}
-	if d.FastInterval == 0 {
-		d.FastInterval = d.Interval
-	}
-	if d.DownInterval == 0 {
-		d.DownInterval = d.Interval
-	}
-	if d.Timeout == 0 {
-		d.Timeout = min(d.Interval, 2*time.Second)
-	}
-	if d.Rise == 0 {
-		d.Rise = 2
-	}
-	if d.Fall == 0 {
-		d.Fall = 3
-	}
-	if d.Method == "" {
-		d.Method = "GET"
-	}
-	if d.Path == "" {
-		d.Path = "/"
-	}
-	return &d
 }
 
 func (s Server) admin() AdminState {

@@ -97,6 +97,8 @@ type ServerView struct {
 	MaxConn int    `json:"maxconn,omitempty"`
 	Backup  bool   `json:"backup,omitempty"`
 	State   string `json:"state"`
+	// CheckPort is the server's own check port (0: the check's).
+	CheckPort uint16 `json:"check_port,omitempty"`
 }
 
 // ViewService is what a plan shows of a service: its settings in words,
@@ -141,7 +143,7 @@ func ViewServer(s Server) ServerView {
 	if s.Host != "" {
 		addr = net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
 	}
-	return ServerView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st}
+	return ServerView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st, CheckPort: s.CheckPort}
 }
 
 // diff is Diff with the observed state spread out (have: what the pool
@@ -379,6 +381,9 @@ func diffServer(name string, h, w ServerView) []string {
 	if h.Backup != w.Backup {
 		d = append(d, fmt.Sprintf("backup %v → %v", h.Backup, w.Backup))
 	}
+	if h.CheckPort != w.CheckPort {
+		d = append(d, fmt.Sprintf("check port %s → %s", checkPortWords(h.CheckPort), checkPortWords(w.CheckPort)))
+	}
 	return d
 }
 
@@ -397,4 +402,12 @@ func (ds durations) String() string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// checkPortWords spells a server's own check port, 0 being the check's.
+func checkPortWords(p uint16) string {
+	if p == 0 {
+		return "the check's"
+	}
+	return strconv.Itoa(int(p))
 }

@@ -150,3 +150,13 @@ func TestViewServiceSpelling(t *testing.T) {
 		})
 	}
 }
+
+// TestDiffServerCheckPort: a server's own check port reads in the plan.
+func TestDiffServerCheckPort(t *testing.T) {
+	w := ViewServer(Server{Name: "db1", Addr: netip.MustParseAddrPort("198.51.100.21:5432"), Weight: 1, CheckPort: 8008})
+	h := w
+	h.CheckPort = 0
+	if d := diffServer("db1", h, w); len(d) != 1 || d[0] != "check port the check's → 8008" {
+		t.Errorf("plan of a new check port: %q", d)
+	}
+}

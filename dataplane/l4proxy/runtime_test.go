@@ -142,7 +142,7 @@ func TestHTTPAndExpectChecks(t *testing.T) {
 		{Check{Type: CheckCommand, Command: []string{"false"}}, false},
 		{Check{Type: CheckTCP}, true},
 	} {
-		ck := tt.ck.withDefaults()
+		ck := tt.ck.WithDefaults()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ok, detail := checkerFor(ck)(cctx, target, &server{name: "s"})
 		cancel()

@@ -91,6 +91,7 @@ type Options struct {
 	// Sources feed status, metrics and the page; each may be nil.
 	Engine VRRPStatuser
 	Pool   ProxyStatser
+	Kernel KernelStatser
 	// StateDir keeps the overrides (overrides.json), so that an agent
 	// restarted during maintenance keeps a server drained or an instance
 	// given up. Suspension is not kept: a restarted agent must rebuild its
@@ -116,6 +117,12 @@ type GiverUp interface {
 // VRRPStatuser reports the VRRP instances (*vrrp.Engine).
 type VRRPStatuser interface {
 	Status() []vrrp.InstanceStatus
+}
+
+// KernelStatser reports the kernel load balancer's services and their
+// servers' health (*reconcile.KernLBDriver).
+type KernelStatser interface {
+	KernStats() []reconcile.KernServiceStats
 }
 
 // ProxyStatser reports the proxy pool (*l4proxy.Pool).
@@ -515,6 +522,11 @@ func (c *Controller) reapply(ctx context.Context, fams []string) error {
 		base = lg.Desired
 	}
 	var errs []error
+	if slices.Contains(fams, "proxy") {
+		// A server override names a service, which the proxy or the
+		// kernel load balancer carries (its mode).
+		fams = append(slices.Clone(fams), "kernlb")
+	}
 	for _, f := range fams {
 		c.mu.Lock()
 		w := c.wrapped[f]
@@ -536,7 +548,7 @@ func (c *Controller) Wrap(drivers []reconcile.Driver) []reconcile.Driver {
 	out := make([]reconcile.Driver, 0, len(drivers))
 	for _, d := range drivers {
 		switch plan.Family(d.Name()) {
-		case plan.FamilyProxy, plan.FamilyVRRP:
+		case plan.FamilyProxy, plan.FamilyKernLB, plan.FamilyVRRP:
 			w := &overlay{inner: d, c: c}
 			c.mu.Lock()
 			c.wrapped[d.Name()] = w
@@ -648,10 +660,11 @@ func (c *Controller) annotate(family string, changes []plan.Change) {
 	for i := range changes {
 		ch := &changes[i]
 		for _, o := range ovs {
-			if o.family() != family {
+			if o.family() != family && (family != "kernlb" || o.family() != "proxy") {
 				continue
 			}
 			if (family == plan.FamilyProxy.String() && ch.Kind == plan.KindProxyServer && ch.ID == o.Target) ||
+				(family == plan.FamilyKernLB.String() && ch.Kind == plan.KindKernelServer && ch.ID == o.Target) ||
 				(family == plan.FamilyVRRP.String() && ch.Kind == plan.KindVRRPInstance && ch.ID == o.Target) {
 				ch.Details = append(ch.Details, "override: "+o.String()+" (until resume or a new commit)")
 			}

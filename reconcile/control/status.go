@@ -9,6 +9,7 @@ import (
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
@@ -121,7 +122,11 @@ func vrrpInstance(in vrrp.InstanceStatus) VRRPInstance {
 
 // Service is a proxy service with its servers' health.
 type Service struct {
-	Name     string   `json:"name"`
+	Name string `json:"name"`
+	// Mode is "nat" or "dr" for a service the kernel forwards (its
+	// counters then stay zero: no process sees its connections); empty
+	// for the proxy's.
+	Mode     string   `json:"mode,omitempty"`
 	Binds    []string `json:"binds"`
 	Balance  string   `json:"balance"`
 	Status   string   `json:"status"` // UP when a server can take traffic
@@ -209,6 +214,15 @@ func service(s l4proxy.ServiceStats) Service {
 	return out
 }
 
+func kernService(s reconcile.KernServiceStats) Service {
+	out := Service{Name: s.Name, Mode: s.Mode, Binds: []string{s.Protocol + " " + s.Bind}, Balance: s.Balance, Status: s.Status, Servers: []Server{}}
+	for _, sv := range s.Servers {
+		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup,
+			Admin: "ready", Status: string(sv.Status), Check: sv.Check, LastCheck: sv.LastCheck})
+	}
+	return out
+}
+
 // Resource is one planned resource of the last pass.
 type Resource struct {
 	Driver  string          `json:"driver"`
@@ -242,6 +256,11 @@ func (c *Controller) Status() Status {
 	if c.o.Pool != nil {
 		for _, s := range c.o.Pool.Stats().Services {
 			st.Services = append(st.Services, service(s))
+		}
+	}
+	if c.o.Kernel != nil {
+		for _, s := range c.o.Kernel.KernStats() {
+			st.Services = append(st.Services, kernService(s))
 		}
 	}
 	if last == nil {

@@ -71,7 +71,11 @@ func RenderText(out io.Writer, st Status) error {
 	}
 	fmt.Fprintln(w, "\nSERVICE/SERVER\tSTATUS\tWEIGHT\tADDRESS\tCONN\tQUEUE\tCHECK")
 	for _, s := range st.Services {
-		fmt.Fprintf(w, "%s\t%s\t\t%s\t%d\t%d\t\n", s.Name, s.Status, strings.Join(s.Binds, " "), s.Current, s.Queue)
+		name := s.Name
+		if s.Mode != "" {
+			name += " (" + s.Mode + ", kernel)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t\t%s\t%d\t%d\t\n", name, s.Status, strings.Join(s.Binds, " "), s.Current, s.Queue)
 		for _, sv := range s.Servers {
 			fmt.Fprintf(w, "  %s/%s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Name, sv.Name, sv.Status, sv.Weight, sv.Address(), sv.Current, sv.Queue, sv.Check)
 		}

@@ -10,6 +10,8 @@ const (
 	FamilyTuning Family = "tuning"
 	FamilyUnits  Family = "units"
 	FamilyProxy  Family = "proxy"
+	// FamilyKernLB: services forwarded by the kernel (mode nat or dr).
+	FamilyKernLB Family = "kernlb"
 	FamilyVRRP   Family = "vrrp"
 )
 
@@ -17,7 +19,7 @@ const (
 // VRRP last, so that VIPs move only once everything behind them is ready.
 // DriverRank and the pending list derive from it; a new driver adds its
 // family here.
-var Families = []Family{FamilyTuning, FamilyUnits, FamilyProxy, FamilyVRRP}
+var Families = []Family{FamilyTuning, FamilyUnits, FamilyProxy, FamilyKernLB, FamilyVRRP}
 
 // String returns the family's name.
 func (f Family) String() string { return string(f) }
@@ -36,6 +38,10 @@ const (
 	KindProxyService = "proxy_service"
 	KindProxyBind    = "proxy_bind"
 	KindProxyServer  = "proxy_server"
+	// kernlb.
+	KindKernelService = "kernel_service"
+	KindKernelServer  = "kernel_server"
+	KindKernelTable   = "kernel_table"
 	// vrrp.
 	KindVRRPInstance = "vrrp_instance"
 	KindVIP          = "vip"

@@ -1,10 +1,11 @@
-package l4proxy
+package healthcheck
 
 import (
 	"cmp"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -22,6 +23,95 @@ const (
 	CheckRedis    CheckType = "redis"     // PING answered +PONG; with Role, INFO replication must say role:Role
 	CheckLDAP     CheckType = "ldap"      // an anonymous LDAPv3 bind answered with success
 )
+
+// CheckType names a health check.
+type CheckType string
+
+// Health check types.
+const (
+	CheckTCP       CheckType = "tcp"        // connect only
+	CheckTCPExpect CheckType = "tcp-expect" // connect, send Send, expect Expect in the reply
+	CheckHTTP      CheckType = "http"       // HTTP request, expect status and/or Expect in the body
+	CheckCommand   CheckType = "command"    // run Command; exit 0 is up
+)
+
+// Check is a service's health check, run against every server.
+type Check struct {
+	Type         CheckType     `json:"type"`
+	Interval     time.Duration `json:"interval,omitempty"`      // default 2s
+	FastInterval time.Duration `json:"fast_interval,omitempty"` // while a state is changing; default Interval
+	DownInterval time.Duration `json:"down_interval,omitempty"` // while down; default Interval
+	Timeout      time.Duration `json:"timeout,omitempty"`       // default min(Interval, 2s)
+	Rise         int           `json:"rise,omitempty"`          // default 2
+	Fall         int           `json:"fall,omitempty"`          // default 3
+	// Port and Address override the server's port and address for checks
+	// (Patroni serves 5432 and answers checks on 8008).
+	Port    uint16     `json:"port,omitempty"`
+	Address netip.Addr `json:"address,omitempty"`
+	// TLS runs the check over TLS (not for command, mysql and pgsql).
+	TLS *CheckTLS `json:"tls,omitempty"`
+	// MaxRead bounds what an expect searches: an HTTP body or a reply in a
+	// sequence (default DefaultCheckRead, at most MaxCheckRead).
+	MaxRead int `json:"max_read,omitempty"`
+	// Steps are the tcp-check sequence.
+	Steps []CheckStep `json:"steps,omitempty"`
+	// Send is written after connecting (tcp-expect).
+	Send string `json:"send,omitempty"`
+	// Expect must appear in the reply (tcp-expect) or the body (http).
+	Expect string `json:"expect,omitempty"`
+	// ExpectStatus is the HTTP status required; 0 accepts 2xx and 3xx.
+	ExpectStatus int    `json:"expect_status,omitempty"`
+	Method       string `json:"method,omitempty"` // default GET
+	Path         string `json:"path,omitempty"`   // default /
+	Host         string `json:"host,omitempty"`
+	// Headers, Status (replacing ExpectStatus) and ExpectRegex complete
+	// the one request of an http check; Requests, when set, are several
+	// requests instead, which must all pass.
+	Headers     []Header      `json:"headers,omitempty"`
+	Status      []StatusRange `json:"status,omitempty"`
+	ExpectRegex string        `json:"expect_regex,omitempty"`
+	Requests    []HTTPRequest `json:"requests,omitempty"`
+	// Protocol checks: User (mysql, pgsql), Database (pgsql), Role
+	// (redis: master or slave), Domain (smtp EHLO, default localhost).
+	User     string `json:"user,omitempty"`
+	Database string `json:"database,omitempty"`
+	Role     string `json:"role,omitempty"`
+	Domain   string `json:"domain,omitempty"`
+	// Command is argv; it gets GITGW_SERVER_NAME, GITGW_SERVER_ADDR and
+	// GITGW_SERVER_PORT in its environment.
+	Command []string `json:"command,omitempty"`
+}
+
+// WithDefaults returns the check with every zero field replaced by its
+// default (HAProxy's: inter 2s, rise 2, fall 3).
+func (c *Check) WithDefaults() *Check {
+	d := *c
+	if d.Interval == 0 {
+		d.Interval = 2 * time.Second
+	}
+	if d.FastInterval == 0 {
+		d.FastInterval = d.Interval
+	}
+	if d.DownInterval == 0 {
+		d.DownInterval = d.Interval
+	}
+	if d.Timeout == 0 {
+		d.Timeout = min(d.Interval, 2*time.Second)
+	}
+	if d.Rise == 0 {
+		d.Rise = 2
+	}
+	if d.Fall == 0 {
+		d.Fall = 3
+	}
+	if d.Method == "" {
+		d.Method = "GET"
+	}
+	if d.Path == "" {
+		d.Path = "/"
+	}
+	return &d
+}
 
 // Bounds on what a check reads from a server: a backend is not trusted to
 // send a short reply, and the checker runs in the process that also runs
@@ -122,8 +212,8 @@ func (c *Check) maxRead() int {
 	return DefaultCheckRead
 }
 
-// validate lists every problem of a check; where names the service.
-func (c *Check) validate(where string) []error {
+// Validate lists every problem of a check; where names the service.
+func (c *Check) Validate(where string) []error {
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: check: "+format, append([]any{where}, args...)...))

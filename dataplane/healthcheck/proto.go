@@ -1,4 +1,4 @@
-package l4proxy
+package healthcheck
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package l4proxy
+package healthcheck
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 )
 
 func TestHealthMachine(t *testing.T) {
-	ck := (&Check{Interval: 2 * time.Second, FastInterval: 200 * time.Millisecond, DownInterval: 5 * time.Second, Rise: 2, Fall: 3}).withDefaults()
+	ck := (&Check{Interval: 2 * time.Second, FastInterval: 200 * time.Millisecond, DownInterval: 5 * time.Second, Rise: 2, Fall: 3}).WithDefaults()
 	type step struct {
 		ok      bool
 		flip    bool
@@ -46,12 +46,12 @@ func TestHealthMachine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := healthMachine{up: tt.start}
+			h := Machine{Up: tt.start}
 			for i, s := range tt.steps {
-				flip := h.observe(s.ok, ck)
-				if flip != s.flip || h.up != s.up || h.next(ck) != s.nextInt {
+				flip := h.Observe(s.ok, ck)
+				if flip != s.flip || h.Up != s.up || h.Next(ck) != s.nextInt {
 					t.Fatalf("step %d (ok=%v): flip=%v up=%v next=%v; want %v %v %v",
-						i, s.ok, flip, h.up, h.next(ck), s.flip, s.up, s.nextInt)
+						i, s.ok, flip, h.Up, h.Next(ck), s.flip, s.up, s.nextInt)
 				}
 			}
 		})
@@ -59,7 +59,7 @@ func TestHealthMachine(t *testing.T) {
 }
 
 func TestCheckDefaults(t *testing.T) {
-	c := (&Check{Type: CheckTCP}).withDefaults()
+	c := (&Check{Type: CheckTCP}).WithDefaults()
 	if c.Interval != 2*time.Second || c.FastInterval != c.Interval || c.DownInterval != c.Interval ||
 		c.Rise != 2 || c.Fall != 3 || c.Timeout != 2*time.Second {
 		t.Errorf("defaults: %+v", c)

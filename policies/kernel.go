@@ -1,0 +1,148 @@
+package policies
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
+)
+
+// kernelServiceBuilt refuses, at their place in the site, what the kernel
+// load balancer (modes nat and dr) cannot carry, so that a site is never
+// applied with part of a service silently dropped: the proxy's scheduling
+// by connection counts, queues and PROXY headers; servers by name or IPv6
+// (IPv4 only for now); in dr, a server port other than the VIP's and a
+// scheduler per packet. In proxy mode, "maglev" is the kernel's only.
+func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
+	path := "services." + spec.Label(name)
+	if !s.Kernel() {
+		if s.Balance == "maglev" {
+			r.add(path+".balance", "service %s: balance \"maglev\" is a kernel scheduler: use mode nat or dr, or another balance in proxy mode", name)
+		}
+		return
+	}
+	switch s.Balance {
+	case "leastconn", "first":
+		r.add(path+".balance", "service %s: balance %q needs per-server connection counts, which mode %s does not keep: use roundrobin, source or maglev", name, s.Balance, s.Mode)
+	case "roundrobin", "":
+		if s.Mode == spec.ModeDR {
+			r.add(path+".balance", "service %s: dr keeps no connection state, so roundrobin would send each packet of a connection to the next server: use source or maglev", name)
+		}
+	}
+	if s.Mode == spec.ModeDR && s.Interface == "" {
+		r.add(path+".interface", "service %s: dr needs the segment's interface (where packets for the VIP arrive and leave towards the servers)", name)
+	}
+	if s.Mode == spec.ModeNAT && s.Interface != "" {
+		r.add(path+".interface", "service %s: interface is for dr; nat forwards by routing", name)
+	}
+	if p := s.Persistence.D(); p != 0 && (p < time.Second || p > 720*time.Hour) {
+		r.add(path+".persistence", "service %s: persistence %v: kernel modes keep between 1s and 720h", name, p)
+	}
+	if s.MaxConn > 0 {
+		r.add(path+".maxconn", "service %s: maxconn: mode %s has no queue to hold connections beyond a limit (use source.max_conn_per_source)", name, s.Mode)
+	}
+	if s.ProxyProtocol != "" {
+		r.add(path+".proxy_protocol", "service %s: proxy_protocol: mode %s forwards packets unchanged; the servers see the client's address already", name, s.Mode)
+	}
+	var ports []uint16
+	for i, b := range s.Binds {
+		ap, err := netip.ParseAddrPort(b)
+		if err != nil || !ap.Addr().Is4() || ap.Addr().IsUnspecified() {
+			r.add(fmt.Sprintf("%s.binds.%d", path, i), "service %s: %s: mode %s forwards to an IPv4 VIP and port (no wildcard, IPv6 not built yet)", name, b, s.Mode)
+			continue
+		}
+		ports = append(ports, ap.Port())
+	}
+	for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
+		sv := s.Servers[sn]
+		sp := path + ".servers." + spec.Label(sn)
+		ap, err := netip.ParseAddrPort(sv.Address)
+		switch {
+		case err != nil:
+			r.add(sp+".address", "service %s: server %s: %s: mode %s forwards to an address, not a name", name, sn, sv.Address, s.Mode)
+		case !ap.Addr().Is4():
+			r.add(sp+".address", "service %s: server %s: %s: mode %s forwards to IPv4 servers (IPv6 not built yet)", name, sn, sv.Address, s.Mode)
+		case s.Mode == spec.ModeDR && slices.ContainsFunc(ports, func(p uint16) bool { return p != ap.Port() }):
+			r.add(sp+".address", "service %s: server %s: %s: dr rewrites only Ethernet addresses, so the server's port must be the VIP's (%s)", name, sn, sv.Address, portList(ports))
+		case s.Mode == spec.ModeDR && s.Interface != "":
+			if n, seg, off := offSegment(in, s, ap.Addr()); off {
+				r.add(sp+".address", "service %s: server %s: %s is not on the segment of %s on node %s (%s): dr reaches a server by its Ethernet address, on that segment only", name, sn, ap.Addr(), s.Interface, n, seg)
+			}
+		}
+		if sv.MaxConn > 0 {
+			r.add(sp+".maxconn", "service %s: server %s: maxconn: mode %s keeps no per-server connection count", name, sn, s.Mode)
+		}
+	}
+	if src := s.Source; src != nil {
+		for list, cidrs := range map[string][]string{"allow": src.Allow, "deny": src.Deny} {
+			for i, c := range cidrs {
+				p, err := netip.ParsePrefix(c)
+				if err != nil {
+					if a, aerr := netip.ParseAddr(c); aerr == nil {
+						p = netip.PrefixFrom(a, a.BitLen())
+					}
+				}
+				if !p.Addr().Is4() {
+					r.add(fmt.Sprintf("%s.source.%s.%d", path, list, i), "service %s: %s: mode %s matches IPv4 sources only (IPv6 not built yet)", name, c, s.Mode)
+				}
+			}
+		}
+		if s.Mode == spec.ModeDR && src.MaxConnPerSource > 0 {
+			r.add(path+".source.max_conn_per_source", "service %s: dr keeps no connection state to count: use nat", name)
+		}
+		if src.MaxRatePerSource != "" {
+			n, per, err := l4proxy.ParseRate(src.MaxRatePerSource)
+			switch {
+			case err != nil:
+				r.add(path+".source.max_rate_per_source", "service %s: %v", name, err)
+			case s.Mode == spec.ModeDR:
+				r.add(path+".source.max_rate_per_source", "service %s: dr keeps no connection state, so it cannot tell a new connection from a packet: use nat", name)
+			case (int64(n)*int64(time.Second))%int64(per) != 0 || int64(n)*int64(time.Second) < int64(per):
+				r.add(path+".source.max_rate_per_source", "service %s: %s: mode nat counts whole new connections per second; %d per %v is not (write it per second)", name, src.MaxRatePerSource, n, per)
+			}
+		}
+	}
+}
+
+func portList(ports []uint16) string {
+	var b strings.Builder
+	for i, p := range ports {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Itoa(int(p)))
+	}
+	return b.String()
+}
+
+// offSegment finds a node of s whose site lists addresses on s's dr
+// interface, none of whose prefixes holds a: the first such node and its
+// prefixes. Nodes that list no address there are left alone.
+func offSegment(in *Input, s spec.Service, a netip.Addr) (string, string, bool) {
+	nodes := s.Nodes
+	if len(nodes) == 0 {
+		nodes = slices.Sorted(maps.Keys(in.Nodes))
+	}
+	for _, n := range nodes {
+		ifc, ok := in.Nodes[n].Interfaces[s.Interface]
+		if !ok || len(ifc.Addresses) == 0 {
+			continue
+		}
+		var segs []string
+		on := false
+		for _, p := range ifc.Addresses {
+			segs = append(segs, p.Masked().String())
+			on = on || p.Contains(a)
+		}
+		if !on {
+			return n, strings.Join(segs, ", "), true
+		}
+	}
+	return "", "", false
+}
