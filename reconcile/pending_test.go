@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/reconcile/plan"
@@ -14,6 +15,11 @@ import (
 // family added there without a lister here cannot go unnoticed.
 func TestPendingCoversEveryFamily(t *testing.T) {
 	n := labNode(t, "gw1")
+	// The lab site carries no kernel service: add one, so that the
+	// kernel's family has something to list (and the proxy skips it).
+	n.Services["dns"] = spec.Service{Mode: spec.ModeNAT, Protocol: "udp", Balance: "roundrobin",
+		Binds:   []string{"203.0.113.100:53"},
+		Servers: map[string]spec.Server{"r1": {Address: "198.51.100.31:53", Weight: 1}}}
 	for _, f := range plan.Families {
 		if familyResources[f] == nil {
 			t.Errorf("family %s: no resource lister", f)
@@ -29,6 +35,9 @@ func TestPendingCoversEveryFamily(t *testing.T) {
 		for _, c := range cs {
 			if c.Family() != f || c.Action != plan.Pending || c.Reason != "test" {
 				t.Errorf("family %s: %+v", f, c)
+			}
+			if f == plan.FamilyProxy && c.ID == "dns" {
+				t.Errorf("the proxy lists the kernel's service dns")
 			}
 		}
 	}
