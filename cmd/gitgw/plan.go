@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -131,14 +132,14 @@ func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconci
 	if err != nil {
 		return nil, nil, fail(err)
 	}
-	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log, Live: apply,
+	drv := buildDrivers(reconcile.DriverConfig{StateDir: f.stateDir, Logger: log, Live: apply,
 		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
-	defer closeDrivers()
+	defer drv.Close(context.Background())
 	scope, err := parseScope(f.scope)
 	if err != nil {
 		return nil, nil, fail(err)
 	}
-	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drivers, Logger: log, Scope: scope,
+	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drv.List, Logger: log, Scope: scope,
 		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log})})
 	if err != nil {
 		return nil, nil, fail(err)

@@ -234,19 +234,12 @@ func (c *Controller) Status() Status {
 		}
 	}
 	if last == nil {
-		if lg := c.lastGood(); lg != nil {
-			st.Applied = lg.Commit
-		}
+		st.Applied, _ = c.lastGood()
 		return st
 	}
 	st.Desired, st.Subject, st.Applied = last.Commit, last.Subject, last.AppliedCommit
-	p := &Pass{Outcome: string(last.Outcome), Summary: last.Summary(), Started: last.Started.UTC(), Duration: last.Duration}
-	for _, e := range last.Errors {
-		p.Errors = append(p.Errors, e.Error())
-	}
-	if last.Err != nil {
-		p.Error = last.Err.Error()
-	}
+	p := &Pass{Outcome: last.Outcome, Summary: last.Summary, Started: last.Started.UTC(), Duration: last.Duration,
+		Errors: slices.Clone(last.Errors), Error: last.Err}
 	st.LastPass = p
 	if last.Plan != nil {
 		for _, ch := range last.Plan.Changes {
