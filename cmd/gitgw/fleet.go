@@ -198,8 +198,8 @@ func (f *statusFlags) start(ctx context.Context, node, stateDir string, sf *site
 		return nil, err
 	}
 	opts := reconcile.ReporterOptions{Node: node, AgentVersion: version, Sink: w, Drivers: drivers, Runner: runner, Logger: log}
-	if g, ok := src.(*reconcile.GitSource); ok {
-		opts.Site = g.Repo()
+	if sf.opened != nil && sf.opened.Repo != nil {
+		opts.Site = sf.opened.Repo
 	}
 	rep, err := reconcile.NewReporter(opts)
 	if err != nil {
