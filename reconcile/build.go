@@ -151,3 +151,15 @@ func (d *Drivers) Close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// EventsOf returns the event channels of the drivers that notice changes
+// on their own (EventSource), for AgentOptions.Events.
+func EventsOf(drivers []Driver) []<-chan Event {
+	var out []<-chan Event
+	for _, d := range drivers {
+		if es, ok := d.(EventSource); ok {
+			out = append(out, es.Events())
+		}
+	}
+	return out
+}

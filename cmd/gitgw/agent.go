@@ -136,12 +136,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 			}
 		}
 	}()
-	var events []<-chan reconcile.Event
-	for _, d := range drivers {
-		if es, ok := d.(reconcile.EventSource); ok {
-			events = append(events, es.Events())
-		}
-	}
+	events := reconcile.EventsOf(drivers)
 	status, err := f.status.start(ctx, f.node, stateDir, &f.site, src, runner, drivers, log)
 	if err != nil {
 		return err
@@ -179,12 +174,8 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	err = agent.Run(ctx)
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, d := range drivers {
-		if c, ok := d.(reconcile.Closer); ok {
-			if cerr := c.Close(shutdown); cerr != nil {
-				log.Error("driver stop", "driver", d.Name(), "err", cerr)
-			}
-		}
+	if cerr := drv.Close(shutdown); cerr != nil {
+		log.Error("driver stop", "err", cerr)
 	}
 	log.Info("agent stopped")
 	return err
