@@ -338,7 +338,7 @@ func bindAddress(in *Input, r report) {
 func portClash(in *Input, r report) {
 	nodes := slices.Sorted(maps.Keys(in.Nodes))
 	byNode := servicesByNode(in)
-	type bound struct{ host, service string }
+	type bound struct{ host, service, path string }
 	for _, n := range nodes {
 		// Per port: the first bind, the one on each address, a wildcard.
 		first := map[int]bound{}
@@ -361,12 +361,15 @@ func portClash(in *Input, r report) {
 				if !clash && isWildcard(host) {
 					o, clash = first[port]
 				}
+				path := fmt.Sprintf("services.%s.binds.%d", spec.Label(name), i)
 				if clash {
-					r.add(fmt.Sprintf("services.%s.binds.%d", spec.Label(name), i), "on node %s, %s clashes with %s of service %s",
-						n, hp, net.JoinHostPort(o.host, p), o.service)
+					// Worded for either end: PointAtChange may place it
+					// at the other bind.
+					r.addRelated(path, o.path, "on node %s, %s of service %s clashes with %s of service %s",
+						n, hp, name, net.JoinHostPort(o.host, p), o.service)
 					continue
 				}
-				bd := bound{host, name}
+				bd := bound{host, name, path}
 				exact[hp] = bd
 				if _, ok := first[port]; !ok {
 					first[port] = bd
@@ -384,7 +387,7 @@ func portClash(in *Input, r report) {
 					continue
 				}
 				if b, ok := first[port]; ok {
-					r.add("units."+spec.Label(name)+".instances", "on node %s, unit %s@%s.service takes port %d, which service %s binds", n, name, inst, port, b.service)
+					r.addRelated("units."+spec.Label(name)+".instances", b.path, "on node %s, unit %s@%s.service takes port %d, which service %s binds", n, name, inst, port, b.service)
 				}
 			}
 		}

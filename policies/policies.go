@@ -28,6 +28,9 @@ type Violation struct {
 	// form (vrrp.VI_1.vrid, services.web.servers.s1); the loader positions it.
 	Path string
 	Msg  string
+	// Related is the other field of a finding between two (a port taken
+	// twice); PointAtChange moves the finding onto the one a change made.
+	Related string
 }
 
 // String renders "path: [policy] message".
@@ -35,6 +38,9 @@ func (v Violation) String() string {
 	s := fmt.Sprintf("[%s] %s", v.Policy, v.Msg)
 	if v.Path != "" {
 		s = v.Path + ": " + s
+	}
+	if v.Related != "" {
+		s += " (the other: " + v.Related + ")"
 	}
 	if v.Severity == Warning {
 		s = "warning: " + s
@@ -102,6 +108,12 @@ type report struct {
 
 func (r report) add(path, format string, args ...any) {
 	*r.out = append(*r.out, Violation{Policy: r.policy, Severity: r.severity, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// addRelated reports a finding between two fields: path, where it is
+// placed unless a change says otherwise (PointAtChange), and related.
+func (r report) addRelated(path, related, format string, args ...any) {
+	*r.out = append(*r.out, Violation{Policy: r.policy, Severity: r.severity, Path: path, Related: related, Msg: fmt.Sprintf(format, args...)})
 }
 
 // Check runs every built-in guardrail that the site does not disable, in

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
@@ -25,6 +26,9 @@ type AgentOptions struct {
 	Debounce time.Duration
 	// Kick requests a pass now (SIGHUP, `gitgw reconcile`).
 	Kick <-chan struct{}
+	// Requests ask for one pass now with options and a reply (gitgw
+	// apply); nil: none. Each is served in the loop like a kick.
+	Requests <-chan PassRequest
 	// Notify receives sd_notify-style state lines ("READY=1", "STATUS=…",
 	// "WATCHDOG=1"); nil when not under systemd.
 	Notify func(state string)
@@ -36,9 +40,10 @@ type AgentOptions struct {
 	// Heartbeat records the loop's progress (default: a new one). Given,
 	// it may also be beaten by drivers whose long waits are progress.
 	Heartbeat *Heartbeat
-	// Bake, when set, runs after a pass that applied a new commit (the
-	// health gate); prev is the last good state before the pass. It returns
-	// the pass's final result (RolledBack on a regression).
+	// Bake runs after a pass that applied a new commit (the health gate);
+	// prev is the last good state before the pass. It returns the pass's
+	// final result (RolledBack on a regression). Default: Runner.Bake,
+	// the gate of RunnerOptions.Health.
 	Bake func(ctx context.Context, prev *LastGood, res Result) Result
 	// HoldRetry is how soon a held revision is tried again (its turn may
 	// have come). Default 2 s.
@@ -52,6 +57,33 @@ type AgentOptions struct {
 	// Events are driver events that ask for a pass.
 	Events []<-chan Event
 	Logger *slog.Logger
+}
+
+// PassRequest asks the agent's loop for one pass now (gitgw apply).
+type PassRequest struct {
+	// Commit, when set, is the revision the caller planned: if the
+	// source's head after a sync is another commit, no pass runs and the
+	// reply's Err wraps ErrHeadMoved (Outcome Rejected).
+	Commit  string
+	Options PassOptions
+	// Reply receives the pass's result (after the bake, as OnResult sees
+	// it); the agent never blocks on it (make it buffered, 1).
+	Reply chan<- Result
+}
+
+// ErrHeadMoved matches the reply to a PassRequest whose commit is no
+// longer the source's head.
+var ErrHeadMoved = errors.New("the agent's source is at another commit")
+
+// reply sends res to the request's caller, if it still listens.
+func (q *PassRequest) reply(res Result) {
+	if q == nil || q.Reply == nil {
+		return
+	}
+	select {
+	case q.Reply <- res:
+	default:
+	}
 }
 
 // Agent runs passes on every trigger until its context ends.
@@ -140,7 +172,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	)
 	for {
 		hb.Beat()
-		var t trigger
+		var (
+			t   trigger
+			req *PassRequest
+		)
 		select {
 		case <-ctx.Done():
 			notify("STOPPING=1")
@@ -150,6 +185,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		case t = <-pending:
 		case <-retry:
 			t, retry = trigForce, nil
+		case q := <-a.o.Requests:
+			t, req = trigForce, &q
 		}
 		// Debounce: let a burst settle, keeping the strongest trigger.
 		timer := time.NewTimer(a.o.Debounce)
@@ -183,6 +220,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.log.Error("sync failed", "source", a.o.Source.Describe(), "err", err)
 			notify("STATUS=sync failed: " + err.Error())
+			req.reply(Result{Commit: rev.Commit, Outcome: Failed, Err: fmt.Errorf("sync %s: %w", a.o.Source.Describe(), err)})
 			backoff = nextBackoff(backoff)
 			retry = time.After(backoff)
 			if !ready {
@@ -191,23 +229,52 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		if req != nil && req.Commit != "" && req.Commit != rev.Commit {
+			// The caller planned another commit: its request is refused,
+			// and the new head is passed as any new commit is.
+			a.log.Warn("pass request for a commit that is not the head; not applied", "planned", shortCommit(req.Commit), "head", shortCommit(rev.Commit))
+			req.reply(Result{Commit: rev.Commit, Subject: rev.Subject, Outcome: Rejected, Started: time.Now(),
+				Err: fmt.Errorf("%w: planned %s, the head is %s", ErrHeadMoved, shortCommit(req.Commit), shortCommit(rev.Commit))})
+			t, req = trigSource, nil
+		}
 		if t == trigSource && rev.Commit == lastCommit {
 			continue
 		}
+		var opts PassOptions
+		if req != nil {
+			opts = req.Options
+		}
+		if opts.DryRun {
+			// A dry run changes nothing: it is not the node's status, and
+			// the commit it looked at is still to be passed.
+			req.reply(a.o.Runner.Pass(ctx, rev, opts))
+			continue
+		}
+		passed := lastCommit
 		lastCommit = rev.Commit
 		prev := a.o.Runner.LastGood()
 		hb.Beat()
-		res := a.o.Runner.Pass(ctx, rev, PassOptions{})
+		res := a.o.Runner.Pass(ctx, rev, opts)
 		hb.Beat()
-		if a.o.Bake != nil && res.Outcome == Applied && (prev == nil || prev.Commit != res.AppliedCommit) {
+		if res.Outcome == Applied && (prev == nil || prev.Commit != res.AppliedCommit) {
 			// The bake is a bounded wait (the bake window) that is
 			// progress: beat through it.
+			bake := a.o.Runner.Bake
+			if a.o.Bake != nil {
+				bake = a.o.Bake
+			}
 			stop := a.beatWhile(ctx)
-			res = a.o.Bake(ctx, prev, res)
+			res = bake(ctx, prev, res)
 			stop()
 		}
 		if errors.Is(res.Err, context.Canceled) && ctx.Err() != nil {
+			req.reply(res)
 			return nil
+		}
+		if errors.Is(res.Err, ErrPlanMoved) {
+			// The approved plan was not applied, nor anything else: the
+			// commit is still to be passed as usual.
+			lastCommit = passed
 		}
 		notify("STATUS=" + res.Summary())
 		if !ready {
@@ -217,6 +284,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		if a.o.OnResult != nil {
 			a.o.OnResult(res)
 		}
+		// After OnResult: `gitgw apply && gitgw status` shows the pass.
+		req.reply(res)
 		switch res.Outcome {
 		case Failed:
 			backoff = nextBackoff(backoff)
@@ -322,6 +391,30 @@ func (a *Agent) watchTriggers(ctx context.Context, want func(trigger)) {
 			a.log.Info("driver event", "driver", ev.Driver, "kind", ev.Kind, "msg", ev.Message)
 		}
 		want(kinds[i])
+	}
+}
+
+// DriverEvents are the event channels of the drivers that notice changes
+// on their own (EventSource), for AgentOptions.Events.
+func DriverEvents(drivers []Driver) []<-chan Event {
+	var out []<-chan Event
+	for _, d := range drivers {
+		if es, ok := d.(EventSource); ok {
+			out = append(out, es.Events())
+		}
+	}
+	return out
+}
+
+// CloseDrivers releases what the drivers hold (Closer), logging each
+// failure: the agent is stopping.
+func CloseDrivers(ctx context.Context, drivers []Driver, log *slog.Logger) {
+	for _, d := range drivers {
+		if c, ok := d.(Closer); ok {
+			if err := c.Close(ctx); err != nil {
+				log.Error("driver stop", "driver", d.Name(), "err", err)
+			}
+		}
 	}
 }
 

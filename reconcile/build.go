@@ -11,6 +11,7 @@ import (
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/reconcile/plan"
 	"github.com/gitgw/gitgw/units"
 )
 
@@ -41,8 +42,9 @@ type DriverConfig struct {
 // that the controller and the file descriptor store never dig them back
 // out of the drivers.
 type Drivers struct {
-	// List is tuning, units, proxy, vrrp: the real driver where it can
-	// run, Pending (with the reason) where it cannot.
+	// List has one driver per family of plan.Families, in that order: the
+	// real driver where it can run, Pending (with the reason) where it
+	// cannot or none is built in.
 	List []Driver
 	// Pool is the proxy pool (always built: it needs no privilege).
 	Pool *l4proxy.Pool
@@ -60,14 +62,15 @@ func BuildDrivers(cfg DriverConfig) *Drivers {
 	}
 	pool := l4proxy.New(log.With("component", "l4proxy"), l4proxy.Options{Inherited: cfg.Inherited})
 	d := &Drivers{Pool: pool}
-	add := func(family string, drv Driver, err error) {
+	have := map[plan.Family]Driver{}
+	add := func(family plan.Family, drv Driver, err error) {
 		if err != nil {
 			log.Warn("driver not available; its resources are listed as pending", "driver", family, "err", err)
 			drv = Pending{Family: family, Why: "driver unavailable: " + err.Error()}
 		}
-		d.List = append(d.List, drv)
+		have[family] = drv
 	}
-	add("tuning", NewTuningDriver(nil, log), nil)
+	add(plan.FamilyTuning, NewTuningDriver(nil, log), nil)
 	ud, err := NewUnitsDriver(UnitsOptions{
 		UnitDir: cfg.UnitDir,
 		Socket:  cfg.SystemdSocket,
@@ -80,17 +83,24 @@ func BuildDrivers(cfg DriverConfig) *Drivers {
 		Logger:  log,
 	})
 	if err != nil {
-		add("units", nil, err)
+		add(plan.FamilyUnits, nil, err)
 	} else {
-		add("units", ud, nil)
+		add(plan.FamilyUnits, ud, nil)
 	}
-	add("proxy", NewProxyDriver(pool, log), nil)
+	add(plan.FamilyProxy, NewProxyDriver(pool, log), nil)
 	vd, err := buildVRRP(cfg, pool, log)
 	if err != nil {
-		add("vrrp", nil, err)
+		add(plan.FamilyVRRP, nil, err)
 	} else {
 		d.Engine = vd.Engine()
-		add("vrrp", vd.withGuardian(cfg, log), nil)
+		add(plan.FamilyVRRP, vd.withGuardian(cfg, log), nil)
+	}
+	for _, fam := range plan.Families {
+		drv, ok := have[fam]
+		if !ok {
+			drv = Pending{Family: fam, Why: "driver not built into this gitgw yet"}
+		}
+		d.List = append(d.List, drv)
 	}
 	return d
 }
@@ -150,16 +160,4 @@ func (d *Drivers) Close(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// EventsOf returns the event channels of the drivers that notice changes
-// on their own (EventSource), for AgentOptions.Events.
-func EventsOf(drivers []Driver) []<-chan Event {
-	var out []<-chan Event
-	for _, d := range drivers {
-		if es, ok := d.(EventSource); ok {
-			out = append(out, es.Events())
-		}
-	}
-	return out
 }

@@ -20,8 +20,8 @@ import (
 
 // Driver is what the Runner needs from one resource family.
 type Driver interface {
-	// Name is the family: "tuning", "units", "proxy" or "vrrp" (see
-	// plan.DriverRank for the apply order).
+	// Name is the family, a plan.Family (plan.Families lists them in
+	// apply order).
 	Name() string
 	// Plan observes the node and returns one change per resource the
 	// desired state names or the node holds, no-ops included.

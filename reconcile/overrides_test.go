@@ -67,8 +67,8 @@ func TestWithOverridesKeepsInterfaces(t *testing.T) {
 	if e, ok := out[2].(EventSource); !ok || e.Events() != (<-chan Event)(vrrp.ch) {
 		t.Error("vrrp overlay lost its events")
 	}
-	if evs := EventsOf(out); len(evs) != 1 || evs[0] != (<-chan Event)(vrrp.ch) {
-		t.Errorf("EventsOf: %d channels, want the vrrp driver's only", len(evs))
+	if evs := DriverEvents(out); len(evs) != 1 || evs[0] != (<-chan Event)(vrrp.ch) {
+		t.Errorf("DriverEvents: %d channels, want the vrrp driver's only", len(evs))
 	}
 	if _, ok := out[2].(StatusSectioner); ok {
 		t.Error("vrrp overlay gained StatusSectioner")

@@ -15,7 +15,7 @@ import (
 // lists every resource of its family plainly as "pending", so that a plan
 // never drops part of the site silently; it applies nothing.
 type Pending struct {
-	Family string
+	Family plan.Family
 	// Why is shown as the reason of each change.
 	Why string
 }
@@ -23,52 +23,64 @@ type Pending struct {
 var _ Driver = Pending{}
 
 // Name returns the family.
-func (p Pending) Name() string { return p.Family }
+func (p Pending) Name() string { return p.Family.String() }
 
 // Apply does nothing: there is no driver to apply with.
 func (p Pending) Apply(context.Context, *spec.Node) error { return nil }
 
-// Plan lists the family's resources.
+// Plan lists the family's resources (none for a family it does not know).
 func (p Pending) Plan(_ context.Context, n *spec.Node) ([]plan.Change, error) {
 	var out []plan.Change
 	add := func(kind, id string, after any) {
-		out = append(out, plan.Change{Driver: p.Family, Kind: kind, ID: id, Action: plan.Pending, After: after, Reason: p.Why})
+		out = append(out, plan.Change{Driver: p.Family.String(), Kind: kind, ID: id, Action: plan.Pending, After: after, Reason: p.Why})
 	}
-	switch p.Family {
-	case "tuning":
-		t := n.Node.Tuning
-		for _, k := range slices.Sorted(maps.Keys(t.Sysctls)) {
-			add("sysctl", k, string(t.Sysctls[k]))
-		}
-		if t.RPSSockFlowEntries != nil {
-			add("rps_sock_flow_entries", "net.core.rps_sock_flow_entries", *t.RPSSockFlowEntries)
-		}
-		for _, k := range slices.Sorted(maps.Keys(t.Interfaces)) {
-			add("nic", k, t.Interfaces[k])
-		}
-	case "units":
-		for _, k := range slices.Sorted(maps.Keys(n.Units)) {
-			add("unit_file", k+"@.service", nil)
-			for _, i := range n.Units[k].InstancesFor(n.Name) {
-				add("unit_instance", fmt.Sprintf("%s@%s.service", k, i), "active")
-			}
-		}
-	case "proxy":
-		for _, k := range slices.Sorted(maps.Keys(n.Services)) {
-			s := n.Services[k]
-			add("proxy_service", k, fmt.Sprintf("%s %v", s.Balance, s.Binds))
-			for _, sk := range slices.Sorted(maps.Keys(s.Servers)) {
-				add("proxy_server", k+"/"+sk, s.Servers[sk].Address)
-			}
-		}
-	case "vrrp":
-		for _, k := range slices.Sorted(maps.Keys(n.VRRP)) {
-			in := n.VRRP[k]
-			add("vrrp_instance", k, fmt.Sprintf("vrid %d v%d %s priority %d on %s", in.VRID, in.Version, in.AdvertInterval, in.Nodes[n.Name].Priority, in.Interface))
-			for _, v := range in.VIPs {
-				add("vip", k+"/"+v.Address.String(), v.Address.String())
-			}
-		}
+	if list := familyResources[p.Family]; list != nil {
+		list(n, add)
 	}
 	return out, nil
+}
+
+// familyResources lists, per family of plan.Families, the resources a site
+// asks of a node, driver-independently: what a pending driver plans and
+// what siteplan.Enumerate shows. A family added to plan.Families adds its
+// lister here (TestPendingCoversEveryFamily).
+var familyResources = map[plan.Family]func(n *spec.Node, add func(kind, id string, after any)){
+	plan.FamilyTuning: func(n *spec.Node, add func(kind, id string, after any)) {
+		t := n.Node.Tuning
+		for _, k := range slices.Sorted(maps.Keys(t.Sysctls)) {
+			add(plan.KindSysctl, k, string(t.Sysctls[k]))
+		}
+		if t.RPSSockFlowEntries != nil {
+			add(plan.KindRPSSockFlowEntries, "net.core.rps_sock_flow_entries", *t.RPSSockFlowEntries)
+		}
+		for _, k := range slices.Sorted(maps.Keys(t.Interfaces)) {
+			add(plan.KindNIC, k, t.Interfaces[k])
+		}
+	},
+	plan.FamilyUnits: func(n *spec.Node, add func(kind, id string, after any)) {
+		for _, k := range slices.Sorted(maps.Keys(n.Units)) {
+			add(plan.KindUnitFile, k+"@.service", nil)
+			for _, i := range n.Units[k].InstancesFor(n.Name) {
+				add(plan.KindUnitInstance, fmt.Sprintf("%s@%s.service", k, i), "active")
+			}
+		}
+	},
+	plan.FamilyProxy: func(n *spec.Node, add func(kind, id string, after any)) {
+		for _, k := range slices.Sorted(maps.Keys(n.Services)) {
+			s := n.Services[k]
+			add(plan.KindProxyService, k, fmt.Sprintf("%s %v", s.Balance, s.Binds))
+			for _, sk := range slices.Sorted(maps.Keys(s.Servers)) {
+				add(plan.KindProxyServer, k+"/"+sk, s.Servers[sk].Address)
+			}
+		}
+	},
+	plan.FamilyVRRP: func(n *spec.Node, add func(kind, id string, after any)) {
+		for _, k := range slices.Sorted(maps.Keys(n.VRRP)) {
+			in := n.VRRP[k]
+			add(plan.KindVRRPInstance, k, fmt.Sprintf("vrid %d v%d %s priority %d on %s", in.VRID, in.Version, in.AdvertInterval, in.Nodes[n.Name].Priority, in.Interface))
+			for _, v := range in.VIPs {
+				add(plan.KindVIP, k+"/"+v.Address.String(), v.Address.String())
+			}
+		}
+	},
 }

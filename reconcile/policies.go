@@ -64,8 +64,39 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 		memoRev, memoErrs = rev.Commit, errs
 		return errs
 	}
+	// Positioning violations evaluates the site unless the Runner hands
+	// the check its evaluation; remembered for the last commit, so that a
+	// rejected commit tried again is not evaluated again.
+	var (
+		locMu   sync.Mutex
+		locKey  string
+		located loader.Errors
+	)
+	locate := func(ctx context.Context, rev Revision, errs loader.Errors) loader.Errors {
+		key := rev.Commit + "\x00" + errs.Error()
+		locMu.Lock()
+		defer locMu.Unlock()
+		if rev.Commit != "" && key == locKey {
+			return located
+		}
+		var out loader.Errors
+		if site := siteFrom(ctx); site != nil {
+			out = site.Locate(errs)
+		} else {
+			var err error
+			if out, err = loader.Locate(ctx, rev.Dir, errs); err != nil {
+				log.Warn("cannot position policy violations", "commit", rev.Commit, "err", err)
+				return out
+			}
+		}
+		locKey, located = key, out
+		return out
+	}
 	return func(ctx context.Context, rev Revision, prev, next *spec.Node) loader.Errors {
 		vs := policies.Check(policies.FromNode(next))
+		if prev != nil {
+			vs = policies.PointAtChange(vs, policies.FromNode(prev), policies.FromNode(next))
+		}
 		vs = append(vs, policies.CheckChange(policies.Change{Prev: prev, Next: next, Trailers: rev.Trailers, Now: now()})...)
 		bad, warns := policies.Split(vs)
 		mu.Lock()
@@ -84,11 +115,7 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 		if len(errs) == 0 {
 			return nil
 		}
-		located, err := loader.Locate(ctx, rev.Dir, errs)
-		if err != nil {
-			log.Warn("cannot position policy violations", "commit", rev.Commit, "err", err)
-		}
-		return located
+		return locate(ctx, rev, errs)
 	}
 }
 
@@ -98,7 +125,7 @@ func PolicyCheck(o PolicyOptions) CheckFunc {
 func PolicyErrors(vs []policies.Violation) loader.Errors {
 	var out loader.Errors
 	for _, v := range vs {
-		out = append(out, loader.Error{Path: v.Path, Msg: fmt.Sprintf("[%s] %s", v.Policy, v.Msg)})
+		out = append(out, loader.Error{Path: v.Path, Related: v.Related, Msg: fmt.Sprintf("[%s] %s", v.Policy, v.Msg)})
 	}
 	return out
 }

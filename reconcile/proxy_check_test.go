@@ -89,7 +89,7 @@ services: dir: check: {kind: "ldap", max_read: 4096}
 			continue
 		}
 		seen++
-		if got := viewService(s).Check; got != w {
+		if got := l4proxy.ViewService(s).Check; got != w {
 			t.Errorf("%s: plan says\n%s\nwant\n%s", s.Name, got, w)
 		}
 	}

@@ -39,11 +39,11 @@ func NewProxyDriver(pool *l4proxy.Pool, log *slog.Logger) *ProxyDriver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &ProxyDriver{pool: pool, log: log.With("component", "proxy")}
+	return &ProxyDriver{pool: pool, log: log.With("component", plan.FamilyProxy.String())}
 }
 
 // Name implements Driver.
-func (d *ProxyDriver) Name() string { return "proxy" }
+func (d *ProxyDriver) Name() string { return plan.FamilyProxy.String() }
 
 // Close stops the pool, draining connections until ctx is done.
 func (d *ProxyDriver) Close(ctx context.Context) error { return d.pool.Close(ctx) }
@@ -188,337 +188,29 @@ func (d *ProxyDriver) Apply(ctx context.Context, desired *spec.Node) error {
 	return d.pool.Set(ctx, cfg)
 }
 
-// serviceView and serverView are what a plan shows of a service and a
-// server (deterministic JSON).
-type serviceView struct {
-	Balance     string `json:"balance"`
-	Persistence string `json:"persistence,omitempty"`
-	MaxConn     int    `json:"maxconn,omitempty"`
-	Timeouts    string `json:"timeouts"`
-	Retries     int    `json:"retries"`
-	Redispatch  bool   `json:"redispatch,omitempty"`
-	Check       string `json:"check,omitempty"`
-	Proxy       int    `json:"proxy_protocol,omitempty"`
-	KeepAlive   bool   `json:"tcp_keepalive,omitempty"`
-	Source      string `json:"source,omitempty"`
-	Resolve     string `json:"resolve_interval,omitempty"` // set in the site only
-}
-
-type serverView struct {
-	Address string `json:"address"`
-	Weight  int    `json:"weight"`
-	MaxConn int    `json:"maxconn,omitempty"`
-	Backup  bool   `json:"backup,omitempty"`
-	State   string `json:"state"`
-}
-
-func viewService(s l4proxy.Service) serviceView {
-	t := s.Timeouts
-	v := serviceView{
-		Balance: string(s.Balance), MaxConn: s.MaxConn, Retries: max(s.Retries, 0), Redispatch: s.Redispatch,
-		Timeouts: durations{{"connect", t.Connect}, {"client", t.Client}, {"server", t.Server}, {"tunnel", t.Tunnel},
-			{"client-fin", t.ClientFin}, {"server-fin", t.ServerFin}, {"queue", t.Queue}}.String(),
-		Proxy: s.ProxyProtocol, KeepAlive: s.KeepAlive > 0,
-	}
-	if v.Balance == "" {
-		v.Balance = string(l4proxy.RoundRobin)
-	}
-	if s.Persistence > 0 {
-		v.Persistence = s.Persistence.String()
-	}
-	if s.Source != nil {
-		v.Source = viewSource(s.Source)
-	}
-	if s.ResolveInterval > 0 {
-		v.Resolve = s.ResolveInterval.String()
-	}
-	if c := s.Check; c != nil {
-		v.Check = c.Describe()
-		if s.ShutdownOnDown {
-			v.Check += " shutdown-sessions"
-		}
-	}
-	return v
-}
-
-func viewServer(s l4proxy.Server) serverView {
-	st := string(s.State)
-	if st == "" {
-		st = string(l4proxy.Ready)
-	}
-	addr := s.Addr.String()
-	if s.Host != "" {
-		addr = net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
-	}
-	return serverView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st}
-}
-
-// Plan implements Driver: one change per service, bind and server, the
-// differences spelled out ("weight 100 → 50", "drained").
+// Plan implements Driver: the pool's Observe against the site, through
+// l4proxy.Diff (one change per service, bind and server, the differences
+// spelled out, the servers' live health as details).
 func (d *ProxyDriver) Plan(_ context.Context, desired *spec.Node) ([]plan.Change, error) {
+	return ProxyChanges(desired, d.pool.Observe())
+}
+
+// ProxyChanges plans the node's services against a pool's observed state:
+// this process's, or a running agent's.
+func ProxyChanges(desired *spec.Node, observed l4proxy.Observed) ([]plan.Change, error) {
 	want, err := ProxyConfig(desired)
 	if err != nil {
 		return nil, err
 	}
-	have := d.pool.Applied()
-	live := map[string]l4proxy.ServerStats{}
-	for _, s := range d.pool.Stats().Services {
-		for _, sv := range s.Servers {
-			live[s.Name+"/"+sv.Name] = sv
-		}
-	}
-	return proxyChanges(have, want, live), nil
+	return proxyPlan(l4proxy.Diff(want, observed)), nil
 }
 
-func proxyChanges(have, want l4proxy.Config, live map[string]l4proxy.ServerStats) []plan.Change {
-	var out []plan.Change
-	if have.BusyPoll != want.BusyPoll && (len(have.Services) > 0 || len(want.Services) > 0) {
-		out = append(out, plan.Change{Driver: "proxy", Kind: "proxy_pool", ID: "busy_poll", Action: plan.Update,
-			Before: busyPoll(have.BusyPoll), After: busyPoll(want.BusyPoll)})
-	}
-	haveSvc := map[string]l4proxy.Service{}
-	for _, s := range have.Services {
-		haveSvc[s.Name] = s
-	}
-	wantSvc := map[string]bool{}
-	for _, w := range want.Services {
-		wantSvc[w.Name] = true
-		h, existed := haveSvc[w.Name]
-		wv := viewService(w)
-		c := plan.Change{Driver: "proxy", Kind: "proxy_service", ID: w.Name, After: wv}
-		if !existed {
-			c.Action, c.Reason = plan.Create, "new in site"
-		} else {
-			hv := viewService(h)
-			c.Before = hv
-			c.Details = diffService(hv, wv)
-			c.Action = plan.NoOp
-			if len(c.Details) > 0 {
-				c.Action = plan.Update
-			}
-		}
-		out = append(out, c)
-		out = append(out, bindChanges(w.Name, h.Binds, w.Binds)...)
-		out = append(out, serverChanges(w.Name, h.Servers, w.Servers, live)...)
-	}
-	for _, h := range have.Services {
-		if wantSvc[h.Name] {
-			continue
-		}
-		out = append(out, plan.Change{Driver: "proxy", Kind: "proxy_service", ID: h.Name, Action: plan.Delete,
-			Before: viewService(h), Reason: "gone from site; connections drain for " + drainGrace(h)})
-		out = append(out, bindChanges(h.Name, h.Binds, nil)...)
-		out = append(out, serverChanges(h.Name, h.Servers, nil, live)...)
+// proxyPlan translates the pool's changes into plan changes.
+func proxyPlan(changes []l4proxy.Change) []plan.Change {
+	out := make([]plan.Change, 0, len(changes))
+	for _, c := range changes {
+		out = append(out, plan.Change{Driver: plan.FamilyProxy.String(), Kind: c.Kind, ID: c.ID, Action: planAction(c.Op),
+			Before: c.Before, After: c.After, Reason: c.Reason, Details: c.Details})
 	}
 	return out
-}
-
-// busyPoll shows the pool's busy-poll window the way the site spells it.
-func busyPoll(d time.Duration) string {
-	if d == 0 {
-		return "off"
-	}
-	return d.String()
-}
-
-func drainGrace(s l4proxy.Service) string {
-	if s.DrainGrace > 0 {
-		return s.DrainGrace.String()
-	}
-	return "30s"
-}
-
-func diffService(h, w serviceView) []string {
-	var d []string
-	add := func(name string, a, b any) {
-		if a != b {
-			d = append(d, fmt.Sprintf("%s %v → %v", name, a, b))
-		}
-	}
-	add("balance", h.Balance, w.Balance)
-	add("persistence", h.Persistence, w.Persistence)
-	add("maxconn", h.MaxConn, w.MaxConn)
-	add("timeouts", h.Timeouts, w.Timeouts)
-	add("retries", h.Retries, w.Retries)
-	add("redispatch", h.Redispatch, w.Redispatch)
-	add("check", h.Check, w.Check)
-	add("proxy protocol", h.Proxy, w.Proxy)
-	add("tcp keepalive", h.KeepAlive, w.KeepAlive)
-	add("source", h.Source, w.Source)
-	add("resolve interval", h.Resolve, w.Resolve)
-	return d
-}
-
-// viewSource spells a service's source rules in words: "allow only
-// 198.51.100.0/24; deny 198.51.100.66/32 (deny wins); at most 10
-// connections per source; at most 100 new connections per source per 1s;
-// refused connections are reset". Long lists show their first prefixes
-// and a count.
-func viewSource(r *l4proxy.SourceRules) string {
-	list := func(ps []netip.Prefix) string {
-		const show = 5
-		var parts []string
-		for _, p := range ps[:min(len(ps), show)] {
-			parts = append(parts, p.String())
-		}
-		s := strings.Join(parts, ", ")
-		if len(ps) > show {
-			s += fmt.Sprintf(" and %d more (%d CIDRs)", len(ps)-show, len(ps))
-		}
-		return s
-	}
-	var parts []string
-	if len(r.Allow) > 0 {
-		parts = append(parts, "allow only "+list(r.Allow))
-	}
-	if len(r.Deny) > 0 {
-		d := "deny " + list(r.Deny)
-		if len(r.Allow) > 0 {
-			d += " (deny wins)"
-		}
-		parts = append(parts, d)
-	}
-	if r.MaxConnPerSource > 0 {
-		parts = append(parts, fmt.Sprintf("at most %d connections per source", r.MaxConnPerSource))
-	}
-	if r.MaxRatePerSource > 0 {
-		per := r.RatePeriod
-		if per == 0 {
-			per = time.Second
-		}
-		parts = append(parts, fmt.Sprintf("at most %d new connections per source per %v", r.MaxRatePerSource, per))
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return strings.Join(parts, "; ") + "; refused connections are reset"
-}
-
-func bindChanges(svc string, have, want []netip.AddrPort) []plan.Change {
-	var out []plan.Change
-	for _, b := range want {
-		c := plan.Change{Driver: "proxy", Kind: "proxy_bind", ID: svc + "/" + b.String(), After: b.String(), Action: plan.NoOp}
-		if slices.Contains(have, b) {
-			c.Before = b.String()
-		} else {
-			c.Action, c.Reason = plan.Create, "new listener"
-		}
-		out = append(out, c)
-	}
-	for _, b := range have {
-		if !slices.Contains(want, b) {
-			out = append(out, plan.Change{Driver: "proxy", Kind: "proxy_bind", ID: svc + "/" + b.String(), Before: b.String(),
-				Action: plan.Delete, Reason: "listener closed; its established connections are kept"})
-		}
-	}
-	return out
-}
-
-func serverChanges(svc string, have, want []l4proxy.Server, live map[string]l4proxy.ServerStats) []plan.Change {
-	var out []plan.Change
-	hm := map[string]l4proxy.Server{}
-	for _, s := range have {
-		hm[s.Name] = s
-	}
-	wm := map[string]bool{}
-	for _, w := range want {
-		wm[w.Name] = true
-		id := svc + "/" + w.Name
-		wv := viewServer(w)
-		c := plan.Change{Driver: "proxy", Kind: "proxy_server", ID: id, After: wv}
-		if h, ok := hm[w.Name]; ok {
-			hv := viewServer(h)
-			c.Before = hv
-			c.Details = diffServer(w.Name, hv, wv)
-			c.Action = plan.NoOp
-			if len(c.Details) > 0 {
-				c.Action = plan.Update
-				c.Reason = c.Details[0]
-			}
-		} else {
-			c.Action, c.Reason = plan.Create, "new in site"
-		}
-		if st, ok := live[id]; ok {
-			c.Details = append(c.Details, fmt.Sprintf("now %s, %d connections, check %q", st.Status, st.Current, st.Check))
-			if st.Host != "" && st.Host == w.Host {
-				c.Details = append(c.Details, resolution(st))
-			}
-		}
-		out = append(out, c)
-	}
-	for _, h := range have {
-		if wm[h.Name] {
-			continue
-		}
-		id := svc + "/" + h.Name
-		c := plan.Change{Driver: "proxy", Kind: "proxy_server", ID: id, Before: viewServer(h), Action: plan.Delete,
-			Reason: "server " + h.Name + ": removed; its connections drain"}
-		if st, ok := live[id]; ok {
-			c.Details = append(c.Details, fmt.Sprintf("%d connections to drain", st.Current))
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
-// resolution spells what a server given by name resolves to now:
-// "app.example → 198.51.100.11:8080 (resolved at 10:04:05)", "unresolved
-// (…)", or the last address "stale since 10:04:05 (…)".
-func resolution(st l4proxy.ServerStats) string {
-	at := func(t time.Time) string { return t.UTC().Format(time.TimeOnly) }
-	switch st.Resolve {
-	case "unresolved":
-		return fmt.Sprintf("%s unresolved: %s", st.Host, st.ResolveError)
-	case "stale":
-		return fmt.Sprintf("%s → %s, stale since %s: %s", st.Host, st.Addr, at(st.StaleSince), st.ResolveError)
-	}
-	return fmt.Sprintf("%s → %s (resolved at %s)", st.Host, st.Addr, at(st.ResolvedAt))
-}
-
-func diffServer(name string, h, w serverView) []string {
-	var d []string
-	if h.State != w.State {
-		switch w.State {
-		case string(l4proxy.Drain):
-			d = append(d, "server "+name+": drained")
-		case string(l4proxy.Maint):
-			d = append(d, "server "+name+": maintenance")
-		default:
-			d = append(d, "server "+name+": back in rotation (was "+h.State+")")
-		}
-	}
-	if h.Weight != w.Weight {
-		if w.Weight == 0 {
-			d = append(d, fmt.Sprintf("weight %d → 0 (drained)", h.Weight))
-		} else {
-			d = append(d, fmt.Sprintf("weight %d → %d", h.Weight, w.Weight))
-		}
-	}
-	if h.Address != w.Address {
-		d = append(d, fmt.Sprintf("address %s → %s", h.Address, w.Address))
-	}
-	if h.MaxConn != w.MaxConn {
-		d = append(d, fmt.Sprintf("maxconn %d → %d", h.MaxConn, w.MaxConn))
-	}
-	if h.Backup != w.Backup {
-		d = append(d, fmt.Sprintf("backup %v → %v", h.Backup, w.Backup))
-	}
-	return d
-}
-
-// durations are named settings spelled "connect 2s queue 5s", the unset
-// (zero) ones left out: the plan shows what is configured, not every knob.
-type durations []struct {
-	name string
-	d    time.Duration
-}
-
-func (ds durations) String() string {
-	var parts []string
-	for _, x := range ds {
-		if x.d != 0 {
-			parts = append(parts, x.name+" "+x.d.String())
-		}
-	}
-	return strings.Join(parts, " ")
 }

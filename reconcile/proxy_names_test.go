@@ -58,7 +58,7 @@ func TestProxyServerByName(t *testing.T) {
 		{l4proxy.ServerStats{Host: "db-1.example.com", Addr: "198.51.100.12:5432", Status: "UP", Resolve: "stale", StaleSince: at, ResolveError: "timeout"},
 			"db-1.example.com → 198.51.100.12:5432, stale since 05:04:03: timeout"},
 	} {
-		cs := proxyChanges(have, want, map[string]l4proxy.ServerStats{"db/name": tc.live})
+		cs := proxyPlan(l4proxy.Diff(want, l4proxy.Observed{Applied: have, Servers: map[string]l4proxy.ServerStats{"db/name": tc.live}}))
 		c := byID(cs)["proxy_server db/name"]
 		if c.Action != plan.Update || c.Reason != "address 198.51.100.11:5432 → db-1.example.com:5432" {
 			t.Errorf("change %+v", c)

@@ -39,7 +39,7 @@ func TestProxySourceRules(t *testing.T) {
 	}
 	const words = "allow only 198.51.100.0/24, 2001:db8::/32; deny 198.51.100.66/32 (deny wins); " +
 		"at most 20 connections per source; at most 50 new connections per source per 10s; refused connections are reset"
-	if got := viewService(cfg.Services[0]).Source; got != words {
+	if got := l4proxy.ViewService(cfg.Services[0]).Source; got != words {
 		t.Errorf("plan text:\n got %q\nwant %q", got, words)
 	}
 
@@ -75,7 +75,7 @@ func TestProxySourceRules(t *testing.T) {
 	for i := range 12 {
 		many = append(many, netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 32))
 	}
-	if got := viewSource(&l4proxy.SourceRules{Deny: many}); !strings.HasPrefix(got, "deny 203.0.113.0/32, 203.0.113.1/32, 203.0.113.2/32, 203.0.113.3/32, 203.0.113.4/32 and 7 more (12 CIDRs);") {
+	if got := l4proxy.DescribeSource(&l4proxy.SourceRules{Deny: many}); !strings.HasPrefix(got, "deny 203.0.113.0/32, 203.0.113.1/32, 203.0.113.2/32, 203.0.113.3/32, 203.0.113.4/32 and 7 more (12 CIDRs);") {
 		t.Errorf("long list: %q", got)
 	}
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/internal/statefile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 	"github.com/gitgw/gitgw/units"
@@ -58,7 +59,7 @@ func (d *ProxyDriver) ProbeHealth(context.Context, *spec.Node) (Health, error) {
 	for _, svc := range d.pool.Stats().Services {
 		n := 0
 		for _, s := range svc.Servers {
-			if s.Status == "UP" {
+			if s.Status == l4proxy.StatusUp {
 				n++
 			}
 		}
@@ -220,9 +221,9 @@ type HealthGateOptions struct {
 }
 
 // HealthGate watches the node after each new commit and rolls back a
-// regression (AgentOptions.Bake); it refuses a pinned commit
-// (RunnerOptions.Admit) and takes the health before an apply
-// (RunnerOptions.Hold, through Before).
+// regression (Bake); it refuses a pinned commit (Admit) and takes the
+// health before an apply (Before). A Runner given RunnerOptions.Health
+// owns one and runs the three as steps of its pass.
 type HealthGate struct {
 	o   HealthGateOptions
 	log *slog.Logger
@@ -388,32 +389,11 @@ func (g *HealthGate) setPin(p Pin) error {
 // Restore applies a last good state again (a rollback) and remembers it as
 // the last good state.
 func (r *Runner) Restore(ctx context.Context, lg *LastGood) Result {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	res := Result{Commit: lg.Commit, Started: time.Now()}
-	defer func() { res.Duration = time.Since(res.Started) }()
-	p, err := r.PlanFor(ctx, lg.Desired, lg.Commit)
-	res.Plan = p
-	if err != nil {
-		res.Err = err
-	}
-	apply := map[string]bool{}
-	for _, ch := range p.Actionable() {
-		res.Applied = append(res.Applied, ch)
-		apply[ch.Driver] = true
-	}
-	var errs []error
-	for _, d := range r.applyOrder(p) {
-		if apply[d.Name()] {
-			if err := d.Apply(ctx, lg.Desired); err != nil {
-				errs = append(errs, fmt.Errorf("%s: apply: %w", d.Name(), err))
-			}
-		}
-	}
-	if after, err := r.PlanFor(ctx, lg.Desired, lg.Commit); err == nil {
-		res.Remaining = after.Actionable()
-	}
-	res.Err = errors.Join(append([]error{res.Err}, errs...)...)
+	r.passMu.Lock()
+	defer r.passMu.Unlock()
+	// Everything that differs from lg is undone, whatever the drift modes
+	// say: the rollback is gitgw's own change, not someone else's.
+	res := r.converge(ctx, lg.Desired, lg.Commit, false)
 	res.Outcome, res.AppliedCommit = Applied, lg.Commit
 	if res.Err != nil {
 		res.Outcome = Failed
@@ -423,4 +403,15 @@ func (r *Runner) Restore(ctx context.Context, lg *LastGood) Result {
 	r.remember(lg.Commit, lg.Desired)
 	r.log.Info("rolled back", "commit", lg.Commit, "applied", len(res.Applied), "remaining", len(res.Remaining), "err", res.Err)
 	return res
+}
+
+// Bake is the pass's bake step, run by the agent after a pass that
+// applied a new commit (prev is the last good state before it): the
+// health gate watches the node for the bake window and rolls a regression
+// back (see HealthGate.Bake). Without a gate it returns res.
+func (r *Runner) Bake(ctx context.Context, prev *LastGood, res Result) Result {
+	if r.gate == nil {
+		return res
+	}
+	return r.gate.Bake(ctx, prev, res)
 }

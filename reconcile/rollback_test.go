@@ -76,7 +76,7 @@ func (d *healthProxy) servers(svc string) string {
 
 // labVariant writes the lab site with its servers' port replaced by port
 // and extra CUE appended.
-func labVariant(t *testing.T, port, extra string) string {
+func labVariant(t testing.TB, port, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	src, err := os.ReadFile("../examples/lab/site.cue")
@@ -272,5 +272,50 @@ func TestUnitsProbeHealthAgainstSystemd(t *testing.T) {
 	}
 	if got := probeInactive(); got != "" {
 		t.Fatalf("inactive after restart: %s", got)
+	}
+}
+
+// TestRunnerOwnsHealthGate: with RunnerOptions.Health the Runner takes
+// the health before an apply (hold step), bakes (Runner.Bake, the agent's
+// default) and refuses the commit its gate pinned (admit step), also after
+// a restart, with no hook wired by the caller.
+func TestRunnerOwnsHealthGate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	state := t.TempDir()
+	d := &healthProxy{}
+	newRunner := func() *Runner {
+		r, err := NewRunner(RunnerOptions{Node: "gw1", StateDir: state, Drivers: []Driver{d},
+			Health: &HealthGateOptions{Window: 100 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := newRunner()
+	pass := func(r *Runner, commit, dir string) Result {
+		t.Helper()
+		prev := r.LastGood()
+		res := r.Pass(ctx, Revision{Commit: commit, Dir: dir}, PassOptions{})
+		if res.Outcome == Applied && (prev == nil || prev.Commit != res.AppliedCommit) {
+			res = r.Bake(ctx, prev, res)
+		}
+		return res
+	}
+	good, bad := labVariant(t, "8080", ""), labVariant(t, "9999", "")
+	if res := pass(r, "c1", good); res.Outcome != Applied {
+		t.Fatalf("c1: %s", res.Summary())
+	}
+	if res := pass(r, "c2", bad); res.Outcome != RolledBack || res.AppliedCommit != "c1" {
+		t.Fatalf("c2: %s", res.Summary())
+	}
+	if p := r.HealthGate().Pinned(); p == nil || p.Commit != "c2" {
+		t.Fatalf("pin = %+v", p)
+	}
+	applies := d.applies
+	for _, r := range []*Runner{r, newRunner()} {
+		if res := pass(r, "c2", bad); res.Outcome != Rejected || !errors.Is(res.Err, ErrPinned) || d.applies != applies {
+			t.Fatalf("pinned c2: %s (applies %d → %d)", res.Summary(), applies, d.applies)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile/drift"
+	"github.com/gitgw/gitgw/reconcile/gitrepo"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -199,6 +200,36 @@ type PeerStatus struct {
 // status branches).
 type PeerStatusFunc func(ctx context.Context) (map[string]PeerStatus, error)
 
+// StatusBranchPeers reads every node's status.json from the status
+// branches o names (o.Files is set to it), each with what checks the
+// signature of its branch's head commit. A branch whose status does not
+// parse is left out: that node has not reported.
+func StatusBranchPeers(o gitrepo.ReadOptions) PeerStatusFunc {
+	o.Files = []string{drift.StatusFile}
+	return func(ctx context.Context) (map[string]PeerStatus, error) {
+		bs, err := gitrepo.ReadStatusBranches(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]PeerStatus{}
+		for _, b := range bs {
+			raw, ok := b.Files[drift.StatusFile]
+			if !ok {
+				continue
+			}
+			st, err := drift.Parse(raw)
+			if err != nil {
+				continue
+			}
+			out[b.Node] = PeerStatus{Status: st, SignedBy: func(key string) error {
+				_, err := b.VerifySignedBy(key)
+				return err
+			}}
+		}
+		return out, nil
+	}
+}
+
 // RolloutOptions configure a Rollout.
 type RolloutOptions struct {
 	Node string
@@ -223,10 +254,11 @@ type RolloutOptions struct {
 }
 
 // Rollout decides, before a pass applies a new commit, whether this node's
-// turn has come (RunnerOptions.Hold). It never blocks the pass: a revision
-// whose turn has not come is held (the pass ends Held, with a message that
-// stays the same while nothing changes, so the status branch gets one
-// commit) and the agent tries again shortly (AgentOptions.HoldRetry).
+// turn has come (the hold step of a Runner given RunnerOptions.Rollout).
+// It never blocks the pass: a revision whose turn has not come is held
+// (the pass ends Held, with a message that stays the same while nothing
+// changes, so the status branch gets one commit) and the agent tries
+// again shortly (AgentOptions.HoldRetry).
 type Rollout struct {
 	o   RolloutOptions
 	log *slog.Logger
@@ -307,19 +339,27 @@ func NewRollout(o RolloutOptions) *Rollout {
 // last good commit never wait: there is nothing running to protect, or
 // nothing new.
 func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desired *spec.Node, _ *plan.Plan) error {
+	_, err := r.hold(ctx, rev, prev, desired, func() (map[string]map[string]string, error) { return r.labels(ctx, rev) })
+	return err
+}
+
+// hold is Hold with every node's labels from the caller (the Runner reads
+// them from the revision's one evaluation). asked says whether the peers'
+// status was read: the node was not looked at in the meantime.
+func (r *Rollout) hold(ctx context.Context, rev Revision, prev *LastGood, desired *spec.Node,
+	nodeLabels func() (map[string]map[string]string, error)) (asked bool, err error) {
 	if prev == nil || prev.Commit == rev.Commit || desired == nil || r.o.Peers == nil {
-		return nil
+		return false, nil
 	}
 	var labels map[string]map[string]string
 	if len(desired.Site.Rollout.Waves) > 0 {
-		var err error
-		if labels, err = r.labels(ctx, rev); err != nil {
-			return err
+		if labels, err = nodeLabels(); err != nil {
+			return false, err
 		}
 	}
 	waits := Waits(desired, labels)
 	if len(waits) == 0 {
-		return nil
+		return false, nil
 	}
 	timeout := r.o.Timeout
 	if d := desired.Site.Rollout.PeerTimeout.D(); d > 0 {
@@ -343,26 +383,26 @@ func (r *Rollout) Hold(ctx context.Context, rev Revision, prev *LastGood, desire
 		if !r.warned(rev.Commit) {
 			r.log.Error("a peer rolled the commit back; holding it", "commit", shortCommit(rev.Commit), "peers", names(bad))
 		}
-		return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, RolledBack: bad, Untrusted: untrusted}
+		return true, &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, RolledBack: bad, Untrusted: untrusted}
 	}
 	if len(pending) == 0 {
 		r.log.Info("peers applied the commit; applying", "commit", shortCommit(rev.Commit), "waited_for", names(waits),
 			"waited", now.Sub(since).Round(time.Millisecond))
-		return nil
+		return true, nil
 	}
 	if first {
 		r.log.Info("waiting for peers before applying", "commit", shortCommit(rev.Commit), "waiting_for", names(pending),
 			"timeout", timeout, "on_timeout", desired.Site.Rollout.OnTimeout)
 	}
 	if now.Sub(since) < timeout {
-		return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, Untrusted: untrusted}
+		return true, &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, Untrusted: untrusted}
 	}
 	if desired.Site.Rollout.OnTimeout != "hold" {
 		r.log.Warn("peers did not report the commit in time; proceeding (on_timeout: proceed)",
 			"commit", shortCommit(rev.Commit), "waiting_for", names(pending), "waited", now.Sub(since).Round(time.Second))
-		return nil
+		return true, nil
 	}
-	return &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, TimedOut: true, Untrusted: untrusted}
+	return true, &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, TimedOut: true, Untrusted: untrusted}
 }
 
 // labels returns every node's labels at rev, loaded once per commit (a

@@ -162,17 +162,33 @@ type RunnerOptions struct {
 	// drift corrections included (outcome Suspended, the planned changes
 	// as Remaining): `gitgw suspend`.
 	Suspend func() bool
+	// Rollout, when set, is the pair-aware rollout: the hold step asks it
+	// whether this node's turn has come (after Hold).
+	Rollout *Rollout
+	// Health, when set, gives the Runner a health gate (its Runner and,
+	// when empty, StateDir and Logger are the Runner's): the admit step
+	// refuses the commit it pinned, the hold step takes the health before
+	// an apply, and Bake watches the node after one.
+	Health *HealthGateOptions
+	// Load evaluates the site (default loader.LoadWith); a Runner calls it
+	// once per commit.
+	Load LoadFunc
 }
 
 // Runner runs passes for one node. Passes are serialized.
 type Runner struct {
-	opts     RunnerOptions
-	log      *slog.Logger
+	opts RunnerOptions
+	log  *slog.Logger
+	// passMu serializes passes and rollbacks; mu guards lastGood alone, so
+	// that status readers never wait for a pass (a hold, a bake).
+	passMu   sync.Mutex
 	mu       sync.Mutex
 	lastGood *LastGood
 	// passes counts the passes of this process that left the node as
 	// desired.
 	passes int
+	evals  evalCache
+	gate   *HealthGate
 }
 
 // NewRunner returns a Runner, reading the last good state from the state
@@ -180,6 +196,9 @@ type Runner struct {
 func NewRunner(opts RunnerOptions) (*Runner, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Load == nil {
+		opts.Load = loader.LoadWith
 	}
 	r := &Runner{opts: opts, log: opts.Logger.With("component", "reconcile")}
 	if opts.StateDir != "" {
@@ -199,8 +218,29 @@ func NewRunner(opts RunnerOptions) (*Runner, error) {
 	slices.SortStableFunc(r.opts.Drivers, func(a, b Driver) int {
 		return plan.DriverRank(a.Name()) - plan.DriverRank(b.Name())
 	})
+	if opts.Health != nil {
+		ho := *opts.Health
+		ho.Runner = r
+		if ho.StateDir == "" {
+			ho.StateDir = opts.StateDir
+		}
+		if ho.Logger == nil {
+			ho.Logger = opts.Logger
+		}
+		g, err := NewHealthGate(ho)
+		if err != nil {
+			return nil, err
+		}
+		if p := g.Pinned(); p != nil {
+			r.log.Warn("a commit is pinned (rolled back by the health gate); it is not applied again", "commit", p.Commit, "reason", p.Reason)
+		}
+		r.gate = g
+	}
 	return r, nil
 }
+
+// HealthGate is the Runner's health gate (RunnerOptions.Health), or nil.
+func (r *Runner) HealthGate() *HealthGate { return r.gate }
 
 // LastGood returns the last applied state (nil before the first apply).
 func (r *Runner) LastGood() *LastGood {
@@ -211,32 +251,6 @@ func (r *Runner) LastGood() *LastGood {
 
 // Drivers returns the runner's drivers in apply order.
 func (r *Runner) Drivers() []Driver { return r.opts.Drivers }
-
-// Evaluate loads and vets a revision for this node.
-func (r *Runner) Evaluate(ctx context.Context, rev Revision) (*spec.Node, loader.Errors, error) {
-	var prev *spec.Node
-	if lg := r.LastGood(); lg != nil {
-		prev = lg.Desired
-	}
-	return r.evaluate(ctx, rev, prev)
-}
-
-func (r *Runner) evaluate(ctx context.Context, rev Revision, prev *spec.Node) (*spec.Node, loader.Errors, error) {
-	site, desired, err := loader.LoadWith(ctx, rev.Dir, r.opts.Node, loader.Options{Scope: r.opts.Scope})
-	if err != nil {
-		if errs, ok := loader.AsErrors(err); ok {
-			return nil, errs, nil
-		}
-		return nil, nil, err
-	}
-	r.log.Debug("site evaluated", "commit", rev.Commit, "scope", site.Scope, "nodes", len(site.Nodes))
-	if r.opts.Check != nil {
-		if errs := r.opts.Check(ctx, rev, prev, desired); len(errs) > 0 {
-			return nil, errs, nil
-		}
-	}
-	return desired, nil, nil
-}
 
 // PlanFor asks every driver what it would change to reach desired.
 func (r *Runner) PlanFor(ctx context.Context, desired *spec.Node, commit string) (*plan.Plan, error) {
@@ -249,7 +263,7 @@ func (r *Runner) PlanFor(ctx context.Context, desired *spec.Node, commit string)
 			// gone) does not hide the others: its resources are listed as
 			// pending with the reason, and the error is returned.
 			errs = append(errs, fmt.Errorf("%s: plan: %w", d.Name(), err))
-			changes, _ = Pending{Family: d.Name(), Why: "cannot plan: " + err.Error()}.Plan(ctx, desired)
+			changes, _ = Pending{Family: plan.Family(d.Name()), Why: "cannot plan: " + err.Error()}.Plan(ctx, desired)
 		}
 		for i := range changes {
 			if changes[i].Driver == "" {
@@ -267,181 +281,23 @@ func (r *Runner) PlanFor(ctx context.Context, desired *spec.Node, commit string)
 type PassOptions struct {
 	// DryRun plans without applying.
 	DryRun bool
+	// Expect, when set, is the plan the operator approved (gitgw apply, a
+	// saved plan). The pass applies only if the plan it makes now has the
+	// same actionable changes (plan.SameChanges); otherwise it applies
+	// nothing and ends Rejected, its Err wrapping ErrPlanMoved and naming
+	// the first difference.
+	Expect *plan.Plan
 }
 
-// Pass runs one reconcile pass for rev: load → check → plan → apply (in
-// order) → observe again → remember the last good state. An invalid
-// revision is never applied: the pass then re-asserts the last good state
-// instead (so drift is still corrected) and reports the errors.
-func (r *Runner) Pass(ctx context.Context, rev Revision, o PassOptions) (res Result) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	res = Result{Commit: rev.Commit, Subject: rev.Subject, Started: time.Now()}
-	defer func() { res.Duration = time.Since(res.Started) }()
-
-	var prev *spec.Node
-	if r.lastGood != nil {
-		prev = r.lastGood.Desired
-	}
-	var (
-		desired *spec.Node
-		perrs   loader.Errors
-		err     error
-	)
-	switch {
-	case rev.Refused != nil:
-		// Decided by the source before one file of the commit was
-		// written; there is nothing to load.
-		err = rev.Refused
-	case r.opts.Admit != nil:
-		err = r.opts.Admit(ctx, rev, r.lastGood)
-	}
-	if err == nil {
-		desired, perrs, err = r.evaluate(ctx, rev, prev)
-	}
-	commit := rev.Commit
-	switch {
-	case err != nil || len(perrs) > 0:
-		res.Outcome, res.Errors, res.Err = Rejected, perrs, err
-		if r.lastGood == nil {
-			r.log.Error("revision rejected; nothing applied yet", "commit", rev.Commit, "errors", res.ErrorCount(), "err", err)
-			return res
-		}
-		r.log.Error("revision rejected; keeping the last good state", "commit", rev.Commit,
-			"last_good", r.lastGood.Commit, "errors", res.ErrorCount(), "err", err)
-		for _, e := range perrs {
-			r.log.Error("site error", "commit", rev.Commit, "error", e.Error())
-		}
-		desired, commit = r.lastGood.Desired, r.lastGood.Commit
-	}
-	if r.lastGood != nil {
-		res.AppliedCommit = r.lastGood.Commit
-	}
-	// Drift: the node moved away from a state this process applied. The
-	// first pass of a process is never drift: in-process drivers (the VRRP
-	// engine, the proxy pool) start empty and are rebuilt, not repaired.
-	isDrift := r.passes > 0 && r.lastGood != nil && sameDesired(r.lastGood.Desired, desired)
-	defer func() {
-		if res.Outcome == Applied || res.Outcome == Unchanged {
-			r.passes++
-		}
-	}()
-
-	p, planErr := r.PlanFor(ctx, desired, commit)
-	res.Plan = p
-	if planErr != nil {
-		// The drivers that could plan still apply; the pass counts as
-		// failed and is retried.
-		res.Err = errors.Join(res.Err, planErr)
-		r.log.Error("plan failed", "commit", commit, "err", planErr)
-	}
-	if o.DryRun {
-		if res.Outcome == "" {
-			res.Outcome = Unchanged
-		}
-		return res
-	}
-	if r.opts.Suspend != nil && r.opts.Suspend() {
-		res.Remaining = p.Actionable()
-		if res.Outcome == "" {
-			res.Outcome = Suspended
-		}
-		return res
-	}
-
-	// Sort out drift: changes on a node whose desired state did not change
-	// since it was applied were made by someone else.
-	kept, apply := triage(p, desired.Site.Drift, isDrift, &res)
-	res.Applied = append(res.Applied, kept...)
-	if len(apply) == 0 {
-		if planErr != nil && res.Outcome == "" {
-			res.Outcome = Failed
-		}
-		if res.Outcome == "" {
-			res.Outcome = Unchanged
-			res.AppliedCommit = commit
-			if r.lastGood == nil || r.lastGood.Commit != commit {
-				r.remember(commit, desired)
-			}
-		}
-		return res
-	}
-
-	if r.opts.Hold != nil && res.Outcome == "" && !isDrift {
-		if herr := r.opts.Hold(ctx, rev, r.lastGood, desired, p); herr != nil {
-			res.Outcome, res.Err, res.Applied, res.Drift, res.Reported = Held, herr, nil, nil, nil
-			r.log.Debug("revision held", "commit", commit, "why", herr)
-			r.reassertLastGood(ctx, &res)
-			return res
-		}
-	}
-
-	var aerrs []error
-	for _, d := range r.applyOrder(p) {
-		if !apply[d.Name()] {
-			continue
-		}
-		if err := d.Apply(ctx, desired); err != nil {
-			aerrs = append(aerrs, fmt.Errorf("%s: apply: %w", d.Name(), err))
-		}
-	}
-	// Observe again: what still differs did not converge.
-	if after, err := r.PlanFor(ctx, desired, commit); err == nil {
-		res.Remaining = after.Actionable()
-	}
-	if planErr != nil {
-		aerrs = append(aerrs, planErr)
-	}
-	if len(aerrs) > 0 {
-		res.Err = errors.Join(append([]error{res.Err}, aerrs...)...)
-		if res.Outcome == "" {
-			res.Outcome = Failed
-		}
-		r.log.Error("apply failed", "commit", commit, "err", errors.Join(aerrs...))
-		return res
-	}
-	if res.Outcome == "" {
-		res.Outcome = Applied
-		res.AppliedCommit = commit
-		r.remember(commit, desired)
-	}
-	r.log.Info("pass", "commit", commit, "outcome", res.Outcome, "applied", len(res.Applied),
-		"drift", len(res.Drift), "remaining", len(res.Remaining))
-	return res
-}
-
-// reassertLastGood keeps the last good state running while a new revision
-// waits for its turn, as a rejected revision does: drift against it is
-// corrected (per the drift modes), and an agent that restarted into a held
-// revision rebuilds its in-process data plane (VRRP engine, proxy pool)
-// from it instead of running nothing until its peer reports.
-func (r *Runner) reassertLastGood(ctx context.Context, res *Result) {
-	lg := r.lastGood
-	if lg == nil || lg.Desired == nil {
-		return
-	}
-	p, err := r.PlanFor(ctx, lg.Desired, lg.Commit)
-	if err != nil {
-		r.log.Error("plan of the last good state failed", "commit", lg.Commit, "err", err)
-	}
-	drift := r.passes > 0 // a restarted process rebuilds, it does not repair
-	_, apply := triage(p, lg.Desired.Site.Drift, drift, res)
-	for _, d := range r.applyOrder(p) {
-		if !apply[d.Name()] {
-			continue
-		}
-		if err := d.Apply(ctx, lg.Desired); err != nil {
-			r.log.Error("re-asserting the last good state", "driver", d.Name(), "commit", lg.Commit, "err", err)
-		}
-	}
-	if len(apply) > 0 {
-		r.log.Info("last good state re-asserted while a revision is held", "commit", lg.Commit, "drift", len(res.Drift), "rebuilt", !drift)
-	}
-}
+// ErrPlanMoved matches the error of a pass that did not apply the plan it
+// was given (PassOptions.Expect) because the plan it made differs.
+var ErrPlanMoved = errors.New("the node or the site changed since the plan was made")
 
 func (r *Runner) remember(commit string, desired *spec.Node) {
 	lg := &LastGood{Commit: commit, AppliedAt: time.Now().UTC(), Desired: desired}
+	r.mu.Lock()
 	r.lastGood = lg
+	r.mu.Unlock()
 	if r.opts.StateDir == "" {
 		return
 	}
@@ -490,14 +346,14 @@ func triage(p *plan.Plan, modes spec.DriftByKind, isDrift bool, res *Result) ([]
 
 func driftMode(m spec.DriftByKind, driver string) spec.DriftMode {
 	var mode spec.DriftMode
-	switch driver {
-	case "tuning":
+	switch plan.Family(driver) {
+	case plan.FamilyTuning:
 		mode = m.Tuning
-	case "units":
+	case plan.FamilyUnits:
 		mode = m.Units
-	case "proxy":
+	case plan.FamilyProxy:
 		mode = m.Proxy
-	case "vrrp":
+	case plan.FamilyVRRP:
 		mode = m.VRRP
 	}
 	if mode == "" {

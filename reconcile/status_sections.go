@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/reconcile/drift"
 )
 
@@ -46,13 +47,13 @@ func (d *ProxyDriver) StatusSection(context.Context) (any, error) {
 
 // proxyHealth maps the pool's server status (UP, DOWN, DRAIN, MAINT,
 // REMOVED) to the status file's words.
-func proxyHealth(status string) string {
+func proxyHealth(status l4proxy.Health) string {
 	switch status {
-	case "UP":
+	case l4proxy.StatusUp:
 		return "up"
-	case "DRAIN":
+	case l4proxy.StatusDrain:
 		return "drain"
-	case "MAINT", "REMOVED":
+	case l4proxy.StatusMaint, l4proxy.StatusRemoved:
 		return "disabled"
 	}
 	return "down"

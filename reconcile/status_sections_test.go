@@ -51,7 +51,7 @@ func TestProxyStatusSection(t *testing.T) {
 }
 
 func TestProxyHealthWords(t *testing.T) {
-	for in, want := range map[string]string{"UP": "up", "DOWN": "down", "DRAIN": "drain", "MAINT": "disabled", "REMOVED": "disabled", "": "down"} {
+	for in, want := range map[l4proxy.Health]string{"UP": "up", "DOWN": "down", "DRAIN": "drain", "MAINT": "disabled", "REMOVED": "disabled", "": "down"} {
 		if got := proxyHealth(in); got != want {
 			t.Errorf("proxyHealth(%q) = %q, want %q", in, got, want)
 		}

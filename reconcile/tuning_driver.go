@@ -39,7 +39,7 @@ func NewTuningDriver(tuner *nic.Tuner, log *slog.Logger) *TuningDriver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "tuning")
+	log = log.With("component", plan.FamilyTuning.String())
 	if tuner.Log == nil {
 		tuner.Log = log
 	}
@@ -47,7 +47,7 @@ func NewTuningDriver(tuner *nic.Tuner, log *slog.Logger) *TuningDriver {
 }
 
 // Name implements Driver.
-func (d *TuningDriver) Name() string { return "tuning" }
+func (d *TuningDriver) Name() string { return plan.FamilyTuning.String() }
 
 // TuningConfig translates the node's tuning into the nic driver's config.
 // The schema's irq_cpus spreads the NIC's queue IRQs round robin over the
@@ -77,22 +77,6 @@ func TuningConfig(n *spec.Node) nic.Config {
 		}
 	}
 	return cfg
-}
-
-// driftReason names the likely cause of a knob changed outside gitgw,
-// when the value says it: queues re-created by a driver reset or
-// `ethtool -L` come back with RPS, RFS and XPS off; irqbalance rewrites
-// IRQ affinities every few seconds.
-func driftReason(c nic.Change) string {
-	const base = "changed outside gitgw"
-	switch {
-	case c.Kind == nic.KindIRQAffinity:
-		return base + " (irqbalance running?)"
-	case (c.Kind == nic.KindRPSCPUs || c.Kind == nic.KindXPSCPUs) && c.Current == "none",
-		c.Kind == nic.KindRPSFlowCnt && c.Current == "0":
-		return base + " (reset to 0: queue re-created by a driver reset or ethtool -L?)"
-	}
-	return base
 }
 
 // netRX is the node-wide detail: the NET_RX softirq spread and whatever
@@ -136,7 +120,7 @@ func (d *TuningDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 	var out []plan.Change
 	detailed := map[string]bool{}
 	for _, c := range nic.Diff(cfg, st) {
-		pc := plan.Change{Driver: "tuning", Kind: c.Kind, ID: c.ID, After: c.Desired, Reason: c.Reason}
+		pc := plan.Change{Driver: plan.FamilyTuning.String(), Kind: c.Kind, ID: c.ID, After: c.Desired, Reason: c.Reason}
 		if c.Current != "" {
 			pc.Before = c.Current
 		}
@@ -151,7 +135,7 @@ func (d *TuningDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 				pc.Reason = c.Err.Error()
 			}
 		case d.isDrift(c):
-			pc.Action, pc.Drift, pc.Reason = plan.Update, true, driftReason(c)
+			pc.Action, pc.Drift, pc.Reason = plan.Update, true, nic.DriftReason(c)
 		default:
 			pc.Action = plan.Update
 			if pc.Reason == "" {

@@ -16,7 +16,7 @@ func TestUnitHealthy(t *testing.T) {
 		return a == netip.MustParseAddr("127.0.0.1") || a == netip.MustParseAddr("198.51.100.11") || a == netip.MustParseAddr("2001:db8::11")
 	}
 	srv := func(addr, status string, checked bool, last time.Time, ok bool) l4proxy.ServerStats {
-		return l4proxy.ServerStats{Name: "s-" + addr, Addr: addr, Status: status, Checked: checked, LastCheck: last, LastCheckOK: ok, Check: "L4 connect: refused"}
+		return l4proxy.ServerStats{Name: "s-" + addr, Addr: addr, Status: l4proxy.Health(status), Checked: checked, LastCheck: last, LastCheckOK: ok, Check: "L4 connect: refused"}
 	}
 	snap := func(svcs ...l4proxy.ServiceStats) l4proxy.Snapshot { return l4proxy.Snapshot{Services: svcs} }
 	svc := func(name string, servers ...l4proxy.ServerStats) l4proxy.ServiceStats {

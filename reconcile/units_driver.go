@@ -90,14 +90,14 @@ func NewUnitsDriverConn(ctx context.Context, conn units.Conn, o UnitsOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	d := &UnitsDriver{m: m, unitDir: o.UnitDir, log: log.With("component", "units"),
+	d := &UnitsDriver{m: m, unitDir: o.UnitDir, log: log.With("component", plan.FamilyUnits.String()),
 		events: make(chan Event, 16), done: make(chan struct{}), closeFn: func() {}}
 	go d.forward()
 	return d, nil
 }
 
 // Name implements Driver.
-func (d *UnitsDriver) Name() string { return "units" }
+func (d *UnitsDriver) Name() string { return plan.FamilyUnits.String() }
 
 // Events implements EventSource: an instance stopped, failed or masked by
 // hand, or one of the site's unit files edited or removed by hand, asks for
@@ -119,7 +119,7 @@ func (d *UnitsDriver) forward() {
 			}
 		}
 		select {
-		case d.events <- Event{Driver: "units", Kind: "drift", Message: msg}:
+		case d.events <- Event{Driver: plan.FamilyUnits.String(), Kind: plan.EventDrift, Message: msg}:
 		default: // a pass is already asked for
 		}
 	}
@@ -167,7 +167,7 @@ func (d *UnitsDriver) Apply(ctx context.Context, n *spec.Node) error {
 // (a file gitgw does not own, a masked instance) is listed as pending with
 // its reason: shown, never forced.
 func UnitsChange(a units.Action) plan.Change {
-	ch := plan.Change{Driver: "units", Kind: a.Kind, ID: a.ID, Before: a.Before, After: a.After,
+	ch := plan.Change{Driver: plan.FamilyUnits.String(), Kind: a.Kind, ID: a.ID, Before: a.Before, After: a.After,
 		Reason: a.Reason, Details: a.Diff, Drift: a.Drift}
 	switch a.Op {
 	case units.OpCreate:

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
-	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -47,12 +46,6 @@ type VRRPDriver struct {
 	events  chan Event
 	fwdDone chan struct{}
 	once    sync.Once
-
-	// applied is what this process last handed the engine, per instance:
-	// the settings the engine does not report (interval, preempt, auth,
-	// tracking, GARP, notify) are compared with it.
-	mu      sync.Mutex
-	applied map[string]vrrp.Instance
 }
 
 var (
@@ -102,7 +95,7 @@ func (d *VRRPDriver) forward(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case t := <-d.e.Events():
-			d.send(Event{Driver: "vrrp", Kind: "transition", Message: fmt.Sprintf("%s %s -> %s (%s)", t.Instance, t.From, t.To, t.Reason)})
+			d.send(Event{Driver: plan.FamilyVRRP.String(), Kind: plan.EventTransition, Message: fmt.Sprintf("%s %s -> %s (%s)", t.Instance, t.From, t.To, t.Reason)})
 		case dr := <-d.e.Drifts():
 			what := map[string]string{
 				"restored": "VIP %s removed by hand while master: restored",
@@ -113,7 +106,7 @@ func (d *VRRPDriver) forward(ctx context.Context) {
 			if what == "" {
 				what = "VIP %s changed by hand: " + dr.Action
 			}
-			d.send(Event{Driver: "vrrp", Kind: "drift", Message: dr.Instance + ": " + fmt.Sprintf(what, dr.VIP)})
+			d.send(Event{Driver: plan.FamilyVRRP.String(), Kind: plan.EventDrift, Message: dr.Instance + ": " + fmt.Sprintf(what, dr.VIP)})
 		}
 	}
 }
@@ -126,7 +119,7 @@ func (d *VRRPDriver) send(ev Event) {
 }
 
 // Name implements Driver.
-func (d *VRRPDriver) Name() string { return "vrrp" }
+func (d *VRRPDriver) Name() string { return plan.FamilyVRRP.String() }
 
 // Events implements EventSource.
 func (d *VRRPDriver) Events() <-chan Event { return d.events }
@@ -160,178 +153,46 @@ func (d *VRRPDriver) Apply(ctx context.Context, desired *spec.Node) error {
 	if err != nil {
 		return err
 	}
-	if err := d.e.Set(ctx, cfg); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.applied = map[string]vrrp.Instance{}
-	for _, in := range cfg.Instances {
-		d.applied[in.Name] = in
-	}
-	return nil
+	return d.e.Set(ctx, cfg)
 }
 
-// changedSettings names the settings of want that differ from what was
-// last applied (secrets by name only).
-func (d *VRRPDriver) changedSettings(want vrrp.Instance) []string {
-	d.mu.Lock()
-	had, ok := d.applied[want.Name]
-	d.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	var out []string
-	hv, wv := reflect.ValueOf(had), reflect.ValueOf(want)
-	for i := 0; i < hv.NumField(); i++ {
-		f := hv.Type().Field(i)
-		a, b := hv.Field(i).Interface(), wv.Field(i).Interface()
-		if reflect.DeepEqual(a, b) {
-			continue
-		}
-		switch {
-		case f.Name == "AuthPass":
-			out = append(out, "authentication password changed")
-		case f.Type.Kind() == reflect.Slice || f.Type.Kind() == reflect.Struct:
-			out = append(out, f.Name+" changed")
-		default:
-			out = append(out, fmt.Sprintf("%s %v → %v", f.Name, a, b))
-		}
-	}
-	return out
+// Plan implements Driver: the engine's Observe against the site, through
+// vrrp.Diff. In a `gitgw plan` run, which has no engine running, every
+// instance is planned as created unless the caller plans with a running
+// agent's observed state (VRRPChanges).
+func (d *VRRPDriver) Plan(_ context.Context, desired *spec.Node) ([]plan.Change, error) {
+	return VRRPChanges(desired, d.e.Observe())
 }
 
-// vrrpView is how an instance appears in a plan's before/after.
-type vrrpView struct {
-	Interface string   `json:"interface"`
-	VRID      uint8    `json:"vrid"`
-	Version   uint8    `json:"version"`
-	Interval  string   `json:"interval"`
-	Priority  uint8    `json:"priority"`
-	Preempt   bool     `json:"preempt"`
-	VIPs      []string `json:"vips"`
-	State     string   `json:"state,omitempty"`
-}
-
-func desiredView(in vrrp.Instance) vrrpView {
-	v := vrrpView{Interface: in.Interface, VRID: in.VRID, Version: in.Version, Interval: in.Interval.String(), Priority: in.Priority, Preempt: !in.NoPreempt}
-	for _, p := range append(slices.Clone(in.VIPs), in.ExcludedVIPs...) {
-		v.VIPs = append(v.VIPs, p.Prefix.String())
-	}
-	return v
-}
-
-// Plan implements Driver: one vrrp_instance change per instance and one vip
-// change per VIP, with the node the site's priorities make master in the
-// details. The observed side is this process's engine: in a `gitgw plan`
-// run, which has no engine running, every instance is planned as created.
-func (d *VRRPDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Change, error) {
+// VRRPChanges plans the node's VRRP instances against an engine's observed
+// state: this process's, or a running agent's. One vrrp_instance change
+// per instance and one vip change per VIP, with the master after apply in
+// the details, predicted from the live roles when the instance runs.
+func VRRPChanges(desired *spec.Node, observed vrrp.Observed) ([]plan.Change, error) {
 	cfg, err := VRRPConfig(desired)
 	if err != nil {
 		return nil, err
 	}
-	observed := map[string]vrrp.InstanceStatus{}
-	for _, s := range d.e.Status() {
-		observed[s.Name] = s
-	}
-	var out []plan.Change
-	want := map[string]bool{}
+	want := vrrp.Desired{Node: desired.Name, Config: cfg, Priorities: map[string]map[string]int{}}
 	for _, in := range cfg.Instances {
-		want[in.Name] = true
-		after := desiredView(in)
-		c := plan.Change{Driver: "vrrp", Kind: "vrrp_instance", ID: in.Name, After: after, Details: masterDetails(desired, in.Name)}
-		obs, running := observed[in.Name]
-		var haveVIPs []string
-		if running {
-			before := vrrpView{Interface: obs.Interface, VRID: obs.VRID, Version: obs.Version, Priority: obs.BasePriority, State: obs.State.String()}
-			for _, p := range obs.VIPs {
-				before.VIPs = append(before.VIPs, p.String())
-			}
-			haveVIPs = before.VIPs
-			// Fields the engine does not report are taken as desired.
-			before.Interval, before.Preempt = after.Interval, after.Preempt
-			c.Before = before
-			cmpBefore := before
-			cmpBefore.State = ""
-			settings := d.changedSettings(in)
-			if equalView(cmpBefore, after) && len(settings) == 0 {
-				c.Action = plan.NoOp
-			} else {
-				c.Action, c.Reason = plan.Update, "changed in site (applied without a transition)"
-				c.Details = append(c.Details, settings...)
-			}
-			c.Details = append(c.Details, fmt.Sprintf("now %s, priority %d (base %d)", obs.State, obs.Priority, obs.BasePriority))
-		} else {
-			c.Action, c.Reason = plan.Create, "new in site"
+		prios := map[string]int{}
+		for node, n := range desired.VRRP[in.Name].Nodes {
+			prios[node] = n.Priority
 		}
-		out = append(out, c)
-		for _, v := range after.VIPs {
-			vc := plan.Change{Driver: "vrrp", Kind: "vip", ID: in.Name + "/" + v, After: v, Action: plan.Create, Reason: "new in site"}
-			if slices.Contains(haveVIPs, v) {
-				vc.Before, vc.Action, vc.Reason = v, plan.NoOp, ""
-			}
-			out = append(out, vc)
-		}
-		for _, v := range haveVIPs {
-			if !slices.Contains(after.VIPs, v) {
-				out = append(out, plan.Change{Driver: "vrrp", Kind: "vip", ID: in.Name + "/" + v, Before: v, Action: plan.Delete, Reason: "removed from site"})
-			}
-		}
+		want.Priorities[in.Name] = prios
 	}
-	for _, name := range vrrpKeys(observed) {
-		if want[name] {
-			continue
-		}
-		s := observed[name]
-		out = append(out, plan.Change{Driver: "vrrp", Kind: "vrrp_instance", ID: name, Before: s.State.String(), Action: plan.Delete,
-			Reason: "removed from site", Details: []string{"leaves with priority 0; the backup takes over within Skew_Time"}})
-		for _, p := range s.VIPs {
-			out = append(out, plan.Change{Driver: "vrrp", Kind: "vip", ID: name + "/" + p.String(), Before: p.String(), Action: plan.Delete, Reason: "removed from site"})
-		}
+	changes := vrrp.Diff(want, observed)
+	out := make([]plan.Change, 0, len(changes))
+	for _, c := range changes {
+		out = append(out, plan.Change{Driver: plan.FamilyVRRP.String(), Kind: c.Kind, ID: c.ID, Action: planAction(c.Op),
+			Before: c.Before, After: c.After, Reason: c.Reason, Details: c.Details})
 	}
 	return out, nil
 }
 
-func equalView(a, b vrrpView) bool {
-	return a.Interface == b.Interface && a.VRID == b.VRID && a.Version == b.Version && a.Priority == b.Priority && slices.Equal(a.VIPs, b.VIPs)
-}
-
-func vrrpKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// masterDetails says, from the site's priorities, which node will be
-// master of the instance once every node has applied.
-func masterDetails(n *spec.Node, name string) []string {
-	in := n.VRRP[name]
-	master, best, tie := "", -1, false
-	for _, node := range vrrpKeys(in.Nodes) {
-		p := in.Nodes[node].Priority
-		switch {
-		case p > best:
-			master, best, tie = node, p, false
-		case p == best:
-			tie = true
-		}
-	}
-	var peers []string
-	for _, node := range vrrpKeys(in.Nodes) {
-		peers = append(peers, fmt.Sprintf("%s=%d", node, in.Nodes[node].Priority))
-	}
-	s := fmt.Sprintf("master after apply: %s (priorities %s)", master, strings.Join(peers, ", "))
-	if tie {
-		s = fmt.Sprintf("master after apply: decided by primary address (equal priorities %s)", strings.Join(peers, ", "))
-	}
-	if !in.Preempt {
-		s += "; nopreempt: a running master keeps the role"
-	}
-	return []string{s}
-}
+// planAction maps a subsystem's operation onto a plan action: the
+// subsystems spell them the same way.
+func planAction[O ~string](op O) plan.Action { return plan.Action(op) }
 
 // unicastPeers picks, in the family of the instance's VIPs, this node's
 // first address on the instance's interface as the source and every other
@@ -352,7 +213,7 @@ func unicastPeers(self string, si spec.VRRPInstance) (netip.Addr, []netip.Addr, 
 	}
 	var peers []netip.Addr
 	var missing []string
-	for _, node := range vrrpKeys(si.Nodes) {
+	for _, node := range slices.Sorted(maps.Keys(si.Nodes)) {
 		if node == self {
 			continue
 		}
@@ -383,7 +244,7 @@ func allowSources(si spec.VRRPInstance) ([]netip.Prefix, error) {
 	v6 := len(si.VIPs) > 0 && si.VIPs[0].Address.Addr().Is6()
 	var out []netip.Prefix
 	var missing []string
-	for _, node := range vrrpKeys(si.Nodes) {
+	for _, node := range slices.Sorted(maps.Keys(si.Nodes)) {
 		found := false
 		for _, p := range si.PeerAddresses[node] {
 			a := p.Addr().Unmap()
@@ -420,7 +281,7 @@ func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
 	var cfg vrrp.Config
 	var errs []error
 	groups := map[string][]string{}
-	for _, name := range vrrpKeys(n.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(n.VRRP)) {
 		si := n.VRRP[name]
 		me, ok := si.Nodes[n.Name]
 		if !ok {
@@ -508,7 +369,7 @@ func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
 		}
 		cfg.Instances = append(cfg.Instances, in)
 	}
-	for _, g := range vrrpKeys(groups) {
+	for _, g := range slices.Sorted(maps.Keys(groups)) {
 		cfg.SyncGroups = append(cfg.SyncGroups, vrrp.SyncGroup{Name: g, Instances: groups[g]})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -537,12 +398,18 @@ func trackCheck(t spec.TrackCheck) (vrrp.Check, error) {
 	switch t.Kind {
 	case "tcp":
 		c.Kind = vrrp.CheckTCP
+	case "tcp-expect":
+		c.Kind, c.Send, c.Expect = vrrp.CheckTCPExpect, t.Send, t.Expect
 	case "http":
-		c.Kind = vrrp.CheckHTTP
+		c.Kind, c.Method, c.ExpectString = vrrp.CheckHTTP, t.Method, t.ExpectString
 		if !strings.Contains(c.Target, "://") {
 			host := c.Target
-			if t.Host != "" && host == "" {
+			if host == "" {
 				host = t.Host
+			} else {
+				// The target is where to connect; host names the site
+				// asked for (a virtual host behind that address).
+				c.Host = t.Host
 			}
 			c.Target = "http://" + host + t.Path
 		}

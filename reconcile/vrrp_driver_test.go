@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -282,21 +283,6 @@ func TestVRRPConfigUnicast(t *testing.T) {
 	}
 }
 
-// TestVRRPDriverChangedSettings: a change the engine does not report
-// (interval, preempt, password) is still planned as an update, naming the
-// setting and never the password.
-func TestVRRPDriverChangedSettings(t *testing.T) {
-	d := &VRRPDriver{applied: map[string]vrrp.Instance{"VI_1": {Name: "VI_1", Interval: 100 * time.Millisecond, AuthPass: "old"}}}
-	got := d.changedSettings(vrrp.Instance{Name: "VI_1", Interval: 200 * time.Millisecond, AuthPass: "new", NoPreempt: true})
-	want := []string{"Interval 100ms → 200ms", "NoPreempt false → true", "authentication password changed"}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("changed settings (-want +got):\n%s", d)
-	}
-	if got := d.changedSettings(vrrp.Instance{Name: "VI_2"}); got != nil {
-		t.Errorf("never applied: %v", got)
-	}
-}
-
 // TestVRRPDriverDriftReport: with drift.vrrp "report", a VIP removed by
 // hand while master is reported through the driver's events, saying it is
 // left out, and is not put back; with the default it is put back.
@@ -366,5 +352,55 @@ func TestVRRPDriverDriftReport(t *testing.T) {
 				t.Errorf("VIP present %v, want %v", got, c.restored)
 			}
 		})
+	}
+}
+
+// TestVRRPDriverObserveAfterInPlaceVIPAdd: on a master, a VIP added in the
+// site is there when the runner observes right after Apply: the plan after
+// apply has nothing left to do (it once said "differs" now and then, the
+// engine applying the change after Apply had returned).
+func TestVRRPDriverObserveAfterInPlaceVIPAdd(t *testing.T) {
+	vips := &memVIPs{have: map[netip.Prefix]bool{}}
+	e := vrrp.New(nil, vrrp.Options{
+		Listen:      func(string, bool) (vrrp.Conn, error) { return &nullConn{closed: make(chan struct{})}, nil },
+		PrimaryAddr: func(string, bool) (netip.Addr, error) { return netip.MustParseAddr("203.0.113.11"), nil },
+		VIPs:        vips,
+	})
+	t.Cleanup(func() { _ = e.Stop(context.Background()) })
+	d, err := NewVRRPDriver(VRRPOptions{Engine: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	ctx := context.Background()
+	n := labNode(t, "gw1")
+	if err := d.Apply(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(20 * time.Second)
+	for master := false; !master; {
+		select {
+		case ev := <-d.Events():
+			master = ev.Kind == plan.EventTransition && strings.Contains(ev.Message, "VI_1 BACKUP -> MASTER")
+		case <-deadline:
+			t.Fatal("no transition to master")
+		}
+	}
+	for i := range 30 {
+		in := n.VRRP["VI_1"]
+		in.VIPs = append(slices.Clone(in.VIPs), spec.VIP{Address: netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(150 + i)}), 24)})
+		n.VRRP["VI_1"] = in
+		if err := d.Apply(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		after, err := d.Plan(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range after {
+			if c.Action != plan.NoOp {
+				t.Fatalf("round %d: after apply, %s %s still %s", i, c.Kind, c.ID, c.Action)
+			}
+		}
 	}
 }

@@ -364,7 +364,7 @@ func (m *Manager) Plan(ctx context.Context, cfg Config) ([]Action, error) {
 	if err != nil {
 		return nil, err
 	}
-	return plan(cfg, obs), nil
+	return Diff(cfg, obs), nil
 }
 
 // Set makes the node match cfg: template files written (only when their
@@ -390,7 +390,7 @@ func (m *Manager) Set(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	acts := plan(cfg, obs)
+	acts := Diff(cfg, obs)
 	dir := cfg.unitDir()
 	var errs []error
 	reload := false

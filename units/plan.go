@@ -84,8 +84,12 @@ type Observed struct {
 	Units map[string]UnitState
 }
 
-// plan compares the config with what was observed. It is pure.
-func plan(cfg Config, obs Observed) []Action {
+// Diff compares the config with what Observe found: one Action per unit
+// file and instance the config names or gitgw owns, no-ops included, in
+// the order Set carries them out (templates with their instances, drop-ins,
+// then what goes). Drift follows the config's drift modes: in report mode a
+// change made by hand is an OpNoOp marked Drift. It is pure.
+func Diff(cfg Config, obs Observed) []Action {
 	var acts []Action
 	report := cfg.drift() == DriftReport
 	driftFor := func(report bool) func(Action) Action {

@@ -45,7 +45,7 @@ func TestPlanInstance(t *testing.T) {
 				tc.st.Name = "app@1.service"
 				obs.Units["app@1.service"] = tc.st
 			}
-			a, ok := findAction(plan(cfg, obs), "app@1.service")
+			a, ok := findAction(Diff(cfg, obs), "app@1.service")
 			if !ok {
 				t.Fatal("no action for the instance")
 			}
@@ -67,7 +67,7 @@ func TestPlanRemovesOnlyOwnedInstances(t *testing.T) {
 			"app@8.service":   {Name: "app@8.service", LoadState: "loaded", ActiveState: "inactive", UnitFileState: "disabled"},
 		},
 	}
-	acts := plan(Config{Templates: []Template{fakeTemplate("v1")}}, obs)
+	acts := Diff(Config{Templates: []Template{fakeTemplate("v1")}}, obs)
 	if a, ok := findAction(acts, "app@9.service"); !ok || a.Op != OpDelete || a.Do != "stop+disable" {
 		t.Errorf("app@9: %+v", a)
 	}
@@ -78,7 +78,7 @@ func TestPlanRemovesOnlyOwnedInstances(t *testing.T) {
 		t.Error("an instance that is stopped and disabled is planned for removal")
 	}
 	// The template itself goes when the site drops it, with a diff to nothing.
-	acts = plan(Config{}, obs)
+	acts = Diff(Config{}, obs)
 	if a, _ := findAction(acts, "app@.service"); a.Op != OpDelete || len(a.Diff) == 0 {
 		t.Errorf("template removal: %+v", a)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/gitgw/gitgw/internal/sdnotify"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
+	"github.com/gitgw/gitgw/reconcile/planapply"
 )
 
 type agentFlags struct {
@@ -89,7 +90,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	if err := reconcile.CheckStart(ctx, src, f.node, log); err != nil {
 		return err
 	}
-	safe, err := f.safety.build(f.node, stateDir, &f.site, &f.status, log)
+	rollout, err := f.safety.rollout(f.node, stateDir, &f.site, &f.status, log)
 	if err != nil {
 		return err
 	}
@@ -112,13 +113,12 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	}, log)
 	runner, err = reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: scope,
 		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log}), Suspend: ctl.Suspended,
-		Admit: safe.admit, Hold: safe.hold})
+		Rollout: rollout, Health: f.safety.health(probes)})
 	if err != nil {
 		return err
 	}
-	if err := safe.attach(runner, probes, stateDir, f.safety.bake); err != nil {
-		return err
-	}
+	requests := make(chan reconcile.PassRequest) // gitgw plan/apply through the socket (#14)
+	ctl.SetPlanApply(planapply.Serve(func() *reconcile.Runner { return runner }, requests, src.Describe()))
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -136,7 +136,6 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 			}
 		}
 	}()
-	events := reconcile.EventsOf(drivers)
 	status, err := f.status.start(ctx, f.node, stateDir, &f.site, src, runner, drivers, log)
 	if err != nil {
 		return err
@@ -155,12 +154,12 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Poll:      f.interval,
 		Resync:    f.resync,
 		Kick:      kick,
+		Requests:  requests,
 		Notify:    sd.Notify,
 		Watchdog:  sdnotify.WatchdogInterval(),
 		Heartbeat: heartbeat,
-		Events:    status.events(ctx, events),
+		Events:    status.events(ctx, reconcile.DriverEvents(drivers)),
 		Logger:    log,
-		Bake:      safe.bake,
 		HoldRetry: f.safety.rolloutPoll,
 		OnSync:    ctl.ObserveSync,
 		OnResult: func(r reconcile.Result) {
@@ -174,9 +173,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	err = agent.Run(ctx)
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if cerr := drv.Close(shutdown); cerr != nil {
-		log.Error("driver stop", "err", cerr)
-	}
+	reconcile.CloseDrivers(shutdown, drivers, log)
 	log.Info("agent stopped")
 	return err
 }

@@ -32,6 +32,7 @@ func main() {
 		debug.SetGCPercent(200)
 	}
 	root := newRoot()
+	root.SetArgs(terraformArgs(os.Args[1:]))
 	if err := root.Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {

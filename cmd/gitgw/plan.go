@@ -5,14 +5,20 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/reconcile/control"
 	"github.com/gitgw/gitgw/reconcile/plan"
+	"github.com/gitgw/gitgw/reconcile/planapply"
 )
 
 type planFlags struct {
@@ -31,6 +37,10 @@ type planFlags struct {
 	allNodes    bool
 	format      string
 	markdownMax int
+	socket      string
+	timeout     time.Duration
+	out         string
+	kinds       string
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
@@ -46,6 +56,8 @@ func (f *planFlags) register(cmd *cobra.Command) {
 	f.observed.register(fl)
 	fl.StringVar(&f.scope, "scope", "auto", scopeHelp)
 	f.drivers.register(fl)
+	fl.StringVar(&f.socket, "socket", control.DefaultSocket, `the agent's control socket: when an agent answers there, it makes the plan with what it runs (VRRP roles and VIPs, proxy binds and servers), and apply hands the plan to it; "" never asks it`)
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Minute, "how long to wait for the agent's plan, or for its pass to apply the plan (the bake window included)")
 }
 
 const scopeHelp = "what the schema is applied to: site (everything: an error anywhere rejects the commit), node (this node's part; validate the site in CI), auto (site up to 200 nodes)"
@@ -62,9 +74,16 @@ func newPlanCmd() *cobra.Command {
 	var f planFlags
 	cmd := &cobra.Command{
 		Use:   "plan (--site DIR | --repo URL) [--node NAME | --all-nodes --observed status]",
-		Short: "Show what applying the site would change on this node, or on every node (a dry run)",
+		Short: "Show what applying the site would change on this node (asking its running agent), or on every node (a dry run)",
+		Long: `plan evaluates the site and shows what applying it would change on this node.
+When the agent answers on its control socket (--socket), the plan is made by the
+agent's own drivers, against what it runs: VRRP roles and VIPs, proxy binds,
+servers and health. A converged node then plans "No changes". With no agent,
+this process plans, and the in-process state (VRRP, proxy) is predicted as if
+nothing ran; a note says which. -out FILE saves the plan for gitgw apply FILE.`,
 		Example: `  gitgw plan --site examples/seed-site --node server-1
   gitgw plan --repo /srv/git/site.git --node gw1 --json --detailed-exitcode
+  gitgw plan --repo /srv/git/site.git --node gw1 -out gw1.plan && gitgw apply gw1.plan
   gitgw plan --site . --all-nodes --observed status --status-repo "$URL" --format markdown`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -80,46 +99,36 @@ func newPlanCmd() *cobra.Command {
 				}
 				f.json = f.format == "json"
 			}
-			_, _, err := runPlan(cmd, &f, false)
-			return err
+			return runPlan(cmd, &f)
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&f.allNodes, "all-nodes", false, "plan every node of the site in one run, against each node's status branch (needs --observed status), with a summary table")
 	cmd.Flags().StringVar(&f.format, "format", "text", "output: text, json, or markdown (a review comment; with --all-nodes)")
+	cmd.Flags().StringVar(&f.out, "out", "", "save the plan to this file, for gitgw apply FILE to apply exactly it (Terraform's -out; -out FILE works too)")
 	cmd.Flags().IntVar(&f.markdownMax, "markdown-max-bytes", 0, "with --format markdown, leave out the plans that do not fit in this many bytes (the summary table stays whole; GitHub takes 65536 characters per comment); 0 for no limit")
 	return cmd
 }
 
-func newApplyCmd() *cobra.Command {
-	var f planFlags
-	cmd := &cobra.Command{
-		Use:     "apply (--site DIR | --repo URL) [--node NAME] [--auto-approve]",
-		Short:   "Print the plan, then apply it once (asks first unless --auto-approve)",
-		Example: `  sudo gitgw apply --site examples/lab --node gw1 --auto-approve`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, _, err := runPlan(cmd, &f, true)
-			return err
-		},
-	}
-	f.register(cmd)
-	cmd.Flags().BoolVar(&f.autoApprove, "auto-approve", false, "apply without asking")
-	return cmd
+// planned is a plan and what it was made from.
+type planned struct {
+	p       *plan.Plan
+	rev     reconcile.Revision
+	desired *spec.Node
+	// agent answered on the socket and made the plan; nil: this process
+	// planned (or --observed status did).
+	agent *control.AgentInfo
+	cl    *control.Client
 }
 
-// runPlan plans (and with apply, applies) one revision for one node.
-func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconcile.Result, error) {
+// makePlan evaluates the site once and plans it for the node: by the
+// running agent when one answers on --socket (its drivers see what it
+// runs), otherwise by this process's drivers, or against the node's status
+// branch with --observed status. fail reports an error per
+// --detailed-exitcode.
+func makePlan(cmd *cobra.Command, f *planFlags, fail func(error) error) (*planned, func(), error) {
 	ctx := cmd.Context()
-	out := cmd.OutOrStdout()
 	log := newLogger(cmd, f.debug)
-	fail := func(err error) error {
-		if f.detailed {
-			fmt.Fprintln(cmd.ErrOrStderr(), "gitgw:", err)
-			return exitError{1}
-		}
-		return err
-	}
 	if f.node == "" {
 		return nil, nil, fail(fmt.Errorf("--node is empty and the hostname is unknown"))
 	}
@@ -127,74 +136,129 @@ func runPlan(cmd *cobra.Command, f *planFlags, apply bool) (*plan.Plan, *reconci
 	if err != nil {
 		return nil, nil, fail(err)
 	}
-	defer cleanup()
+	pl, err := planWith(cmd, f, src, log, fail)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return pl, cleanup, nil
+}
+
+func planWith(cmd *cobra.Command, f *planFlags, src reconcile.Source, log *slog.Logger, fail func(error) error) (*planned, error) {
+	ctx := cmd.Context()
 	rev, err := src.Sync(ctx)
 	if err != nil {
-		return nil, nil, fail(err)
+		return nil, fail(err)
 	}
-	drv := buildDrivers(reconcile.DriverConfig{StateDir: f.stateDir, Logger: log, Live: apply,
-		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
-	defer drv.Close(context.Background())
 	scope, err := parseScope(f.scope)
 	if err != nil {
-		return nil, nil, fail(err)
+		return nil, fail(err)
 	}
-	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drv.List, Logger: log, Scope: scope,
+	// Evaluation needs no driver: the drivers are built only if this
+	// process plans itself.
+	evalRunner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Logger: log, Scope: scope,
 		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log})})
 	if err != nil {
-		return nil, nil, fail(err)
+		return nil, fail(err)
 	}
-	desired, perrs, err := runner.Evaluate(ctx, rev)
+	desired, perrs, err := evalRunner.Evaluate(ctx, rev)
 	if len(perrs) > 0 {
 		printErrors(cmd.ErrOrStderr(), perrs)
-		return nil, nil, exitError{1}
+		return nil, exitError{1}
 	}
 	if err != nil {
-		return nil, nil, fail(err)
+		return nil, fail(err)
 	}
-	var p *plan.Plan
-	if f.observed.source != "" && !apply {
-		p, err = planObserved(ctx, &f.observed, &f.site, f.node, src, runner, rev, desired)
+	pl := &planned{rev: rev, desired: desired, cl: control.NewClient(f.socket)}
+	if f.observed.source != "" {
+		if pl.p, err = planObserved(ctx, &f.observed, &f.site, f.node, src, evalRunner, rev, desired); err != nil {
+			return nil, fail(err)
+		}
+	} else {
+		actx, cancel := context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+		r, err := planapply.Plan(actx, planapply.PlanOptions{Client: pl.cl, Socket: f.socket, Node: f.node, Commit: rev.Commit, Desired: desired, Logger: log,
+			Local: func(ctx context.Context) (*plan.Plan, error) {
+				drv := buildDrivers(reconcile.DriverConfig{StateDir: f.stateDir, Logger: log,
+					UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
+				defer drv.Close(context.Background())
+				runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, Drivers: drv.List, Logger: log})
+				if err != nil {
+					return nil, err
+				}
+				return runner.PlanFor(ctx, desired, rev.Commit)
+			}})
 		if err != nil {
-			return nil, nil, fail(err)
+			return nil, fail(err)
 		}
-	} else if p, err = runner.PlanFor(ctx, desired, rev.Commit); err != nil {
-		// The plan still lists everything, the failing driver's part as
-		// pending with the reason.
-		log.Warn("some drivers could not plan", "err", err)
+		pl.p, pl.agent = r.Plan, r.Agent
 	}
-	if p != nil {
-		p.Notes = append(p.Notes, rolloutNotes(ctx, f.node, rev, desired, log)...)
+	pl.p.Notes = append(pl.p.Notes, evalRunner.RolloutNotes(ctx, rev, desired)...)
+	return pl, nil
+}
+
+// runPlan is `gitgw plan` for one node.
+func runPlan(cmd *cobra.Command, f *planFlags) error {
+	out := cmd.OutOrStdout()
+	fail := failer(cmd, f)
+	if f.out != "" && f.observed.source != "" {
+		return fail(fmt.Errorf("--out saves a plan for gitgw apply, which applies on the node: plan against the node (without --observed)"))
 	}
-	if f.json && !apply {
-		if err := plan.WriteJSON(out, p); err != nil {
-			return nil, nil, fail(err)
+	pl, cleanup, err := makePlan(cmd, f, fail)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if f.json {
+		err = plan.WriteJSON(out, pl.p)
+	} else {
+		err = plan.WriteText(out, pl.p, plan.TextOptions{Color: !f.noColor && isTerminal(out), Verbose: f.verbose})
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if f.out != "" {
+		src := plan.Source{Repo: f.site.repo, Site: f.site.site, Path: f.site.path}
+		if src.Repo != "" {
+			src.Ref = f.site.ref
 		}
-	} else if err := plan.WriteText(out, p, plan.TextOptions{Color: !f.noColor && isTerminal(out), Verbose: f.verbose}); err != nil {
-		return nil, nil, fail(err)
-	}
-	if !apply {
-		if f.detailed && p.HasChanges() {
-			return p, nil, exitError{2}
+		if err := planapply.Save(f.out, planapply.Planned{Plan: pl.p, Agent: pl.agent}, src, time.Now()); err != nil {
+			return fail(err)
 		}
-		return p, nil, nil
+		if !f.json {
+			fmt.Fprintf(out, "\nSaved the plan to %s. To apply exactly this plan: gitgw apply %s\n", f.out, f.out)
+		}
 	}
-	if !p.HasChanges() {
-		return p, nil, nil
+	if f.detailed && pl.p.HasChanges() {
+		return exitError{2}
 	}
-	if !f.autoApprove && !confirm(cmd.InOrStdin(), out) {
-		fmt.Fprintln(out, "Apply cancelled.")
-		return p, nil, exitError{1}
+	return nil
+}
+
+// terraformArgs lets Terraform's single-dash spelling `-out FILE` (and
+// -out=FILE) mean --out: pflag would read it as -o -u -t.
+func terraformArgs(args []string) []string {
+	out := slices.Clone(args)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		if a == "-out" || strings.HasPrefix(a, "-out=") {
+			out[i] = "-" + a
+		}
 	}
-	res := runner.Pass(ctx, rev, reconcile.PassOptions{})
-	fmt.Fprintln(out, res.Summary())
-	for _, ch := range res.Remaining {
-		fmt.Fprintf(out, "  still differs: %s %s %s\n", ch.Driver, ch.Kind, ch.ID)
+	return out
+}
+
+// failer reports an error as --detailed-exitcode wants it: exit 1.
+func failer(cmd *cobra.Command, f *planFlags) func(error) error {
+	return func(err error) error {
+		if f.detailed {
+			fmt.Fprintln(cmd.ErrOrStderr(), "gitgw:", err)
+			return exitError{1}
+		}
+		return err
 	}
-	if res.Outcome == reconcile.Failed || res.Outcome == reconcile.Rejected {
-		return p, &res, exitError{1}
-	}
-	return p, &res, nil
 }
 
 func printErrors(w io.Writer, errs loader.Errors) {

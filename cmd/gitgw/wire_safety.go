@@ -1,20 +1,15 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile"
-	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
-	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
 // safetyFlags configure what guards an apply beyond the site's own
@@ -70,116 +65,32 @@ func (f *safetyFlags) trust(stateDir string, sf *siteFlags) error {
 	return nil
 }
 
-// safety holds the hooks wired into the Runner and the Agent.
-type safety struct {
-	log     *slog.Logger
-	rollout *reconcile.Rollout
-	gate    *reconcile.HealthGate
-}
-
-// build prepares the rollout; the gate needs the Runner (attach).
-func (f *safetyFlags) build(node, stateDir string, sf *siteFlags, st *statusFlags, log *slog.Logger) (*safety, error) {
-	s := &safety{log: log.With("component", "safety")}
+// rollout is the pair-aware rollout the flags describe: the status
+// branches it reads (--status-repo, else the site's repository) and how
+// long it waits.
+func (f *safetyFlags) rollout(node, stateDir string, sf *siteFlags, st *statusFlags, log *slog.Logger) (*reconcile.Rollout, error) {
+	mode, err := gitrepo.ParseVerifyMode(f.verify)
+	if err != nil {
+		return nil, err
+	}
 	url := st.repo
 	if url == "" {
 		url = sf.repo
 	}
 	var peers reconcile.PeerStatusFunc
 	if url != "" && !st.off {
-		opts := gitrepo.ReadOptions{URL: url, Prefix: st.prefix, CacheDir: filepath.Join(stateDir, "peers.git"),
-			SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile,
-			Files: []string{drift.StatusFile}}
-		opts.Logger = log
-		peers = func(ctx context.Context) (map[string]reconcile.PeerStatus, error) { return readPeers(ctx, opts) }
+		peers = reconcile.StatusBranchPeers(gitrepo.ReadOptions{URL: url, Prefix: st.prefix, CacheDir: filepath.Join(stateDir, "peers.git"),
+			SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile, Logger: log})
 	} else {
-		s.log.Warn("pair-aware rollout off: no status branches to read (a --site directory without --status-repo, or --no-status)")
+		log.Warn("pair-aware rollout off: no status branches to read (a --site directory without --status-repo, or --no-status)", "component", "safety")
 	}
-	mode, err := gitrepo.ParseVerifyMode(f.verify)
-	if err != nil {
-		return nil, err
-	}
-	s.rollout = reconcile.NewRollout(reconcile.RolloutOptions{Node: node, Peers: peers, Timeout: f.rolloutTimeout, Logger: log,
-		RequireSigned: mode != gitrepo.VerifyOff})
-	return s, nil
+	return reconcile.NewRollout(reconcile.RolloutOptions{Node: node, Peers: peers, Timeout: f.rolloutTimeout, Logger: log,
+		RequireSigned: mode != gitrepo.VerifyOff}), nil
 }
 
-// readPeers reads every node's status.json from the status branches, with
-// what checks the signature of each branch's head commit.
-func readPeers(ctx context.Context, opts gitrepo.ReadOptions) (map[string]reconcile.PeerStatus, error) {
-	bs, err := gitrepo.ReadStatusBranches(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]reconcile.PeerStatus{}
-	for _, b := range bs {
-		raw, ok := b.Files[drift.StatusFile]
-		if !ok {
-			continue
-		}
-		st, err := drift.Parse(raw)
-		if err != nil {
-			continue
-		}
-		out[b.Node] = reconcile.PeerStatus{Status: st, SignedBy: func(key string) error {
-			_, err := b.VerifySignedBy(key)
-			return err
-		}}
-	}
-	return out, nil
-}
-
-// attach creates the health gate for runner; probes are the drivers
+// health is the health gate the flags describe; probes are the drivers
 // themselves (the Runner may hold wrappers).
-func (s *safety) attach(runner *reconcile.Runner, probes []reconcile.Driver, stateDir string, window time.Duration) error {
-	g, err := reconcile.NewHealthGate(reconcile.HealthGateOptions{Runner: runner, Drivers: probes, StateDir: stateDir, Window: window, Logger: s.log})
-	if err != nil {
-		return err
-	}
-	if p := g.Pinned(); p != nil {
-		s.log.Warn("a commit is pinned (rolled back by the health gate); it is not applied again", "commit", p.Commit, "reason", p.Reason)
-	}
-	s.gate = g
-	return nil
+func (f *safetyFlags) health(probes []reconcile.Driver) *reconcile.HealthGateOptions {
+	return &reconcile.HealthGateOptions{Drivers: probes, Window: f.bake}
 }
 
-// admit refuses a pinned commit. Signatures were decided by the source,
-// before the commit's tree was written (Revision.Refused).
-func (s *safety) admit(ctx context.Context, rev reconcile.Revision, prev *reconcile.LastGood) error {
-	if s.gate != nil {
-		return s.gate.Admit(ctx, rev, prev)
-	}
-	return nil
-}
-
-// hold waits for the node's turn, then records the health before the apply.
-func (s *safety) hold(ctx context.Context, rev reconcile.Revision, prev *reconcile.LastGood, desired *spec.Node, p *plan.Plan) error {
-	if err := s.rollout.Hold(ctx, rev, prev, desired, p); err != nil {
-		return err
-	}
-	if s.gate != nil {
-		s.gate.Before(ctx, prev)
-	}
-	return nil
-}
-
-// bake is the Agent's post-apply hook.
-func (s *safety) bake(ctx context.Context, prev *reconcile.LastGood, res reconcile.Result) reconcile.Result {
-	if s.gate == nil {
-		return res
-	}
-	return s.gate.Bake(ctx, prev, res)
-}
-
-// rolloutNotes are the plan's "who waits for whom" lines.
-func rolloutNotes(ctx context.Context, node string, rev reconcile.Revision, desired *spec.Node, log *slog.Logger) []string {
-	var labels map[string]map[string]string
-	if desired != nil && len(desired.Site.Rollout.Waves) > 0 {
-		l, err := reconcile.NodeLabels(ctx, rev.Dir, node)
-		if err != nil {
-			log.Warn("rollout waves: cannot read the nodes' labels", "err", err)
-			return []string{fmt.Sprintf("rollout: waves unknown: %v", err)}
-		}
-		labels = l
-	}
-	return reconcile.RolloutNotes(desired, labels)
-}

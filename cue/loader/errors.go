@@ -19,6 +19,11 @@ type Error struct {
 	Col  int    `json:"col,omitempty"`
 	Path string `json:"path,omitempty"` // the field path, e.g. vrrp.VI_1.vrid
 	Msg  string `json:"msg"`
+	// Related is the other field a finding involves (the bind a port
+	// clashes with), and RelatedAt its "file:line:col" once located: the
+	// error is placed at one of the two, and names the other.
+	Related   string `json:"related,omitempty"`
+	RelatedAt string `json:"related_at,omitempty"`
 }
 
 // Error renders "file:line:col: path: message".
@@ -31,6 +36,13 @@ func (e Error) Error() string {
 		b.WriteString(e.Path + ": ")
 	}
 	b.WriteString(e.Msg)
+	if e.Related != "" {
+		fmt.Fprintf(&b, " (the other: %s", e.Related)
+		if e.RelatedAt != "" {
+			b.WriteString(" at " + e.RelatedAt)
+		}
+		b.WriteString(")")
+	}
 	return b.String()
 }
 
@@ -69,6 +81,13 @@ func (e *Error) setPos(abs string, p token.Pos) bool {
 func (e *Error) locate(abs string, root cue.Value) {
 	if e.Path != "" {
 		e.locateParent(abs, root)
+	}
+	if e.Related != "" && e.RelatedAt == "" {
+		r := Error{Path: e.Related}
+		r.locateParent(abs, root)
+		if r.File != "" {
+			e.RelatedAt = fmt.Sprintf("%s:%d:%d", r.File, r.Line, r.Col)
+		}
 	}
 }
 

@@ -52,6 +52,8 @@ type Site struct {
 	whole    *spec.Site
 	wholeErr error
 	sandbox  *Sandbox
+	// labels are every node's labels as the child read them (NodeLabels).
+	labels map[string]map[string]string
 }
 
 // Scope says how much of a site the schema is applied to when one node's
@@ -210,6 +212,17 @@ func loadNodeScoped(sfs *siteFS, node string, scope Scope) (*Site, *spec.Node, e
 			errs[i].locateParent(abs, v)
 		}
 	}
+	suggest(errs, func(path []string) cue.Value {
+		if len(path) >= 2 {
+			if u, ok := unified[cue.MakePath(cue.Str(path[0]), cue.Str(path[1])).String()]; ok {
+				return u.LookupPath(selectorPath(path[2:]))
+			}
+		}
+		if len(path) == 1 && path[0] == "site" {
+			return unified["site"]
+		}
+		return v.LookupPath(selectorPath(path))
+	})
 	if errs = dedupe(errs.sorted()); len(errs) > 0 {
 		return nil, nil, errs, true
 	}
@@ -243,6 +256,7 @@ func evaluate(abs string, inst *build.Instance) (cue.Value, Errors) {
 			errs[i].locateParent(abs, v)
 		}
 	}
+	suggest(errs, func(path []string) cue.Value { return v.LookupPath(selectorPath(path)) })
 	return v, dedupe(errs.sorted())
 }
 

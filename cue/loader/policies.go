@@ -255,7 +255,26 @@ func NodeLabels(ctx context.Context, dir string) (map[string]map[string]string, 
 	if err != nil {
 		return nil, err
 	}
-	v := cuecontext.New().BuildInstance(inst)
+	return labelsOf(abs, cuecontext.New().BuildInstance(inst))
+}
+
+// NodeLabels is every node's labels in this evaluation of the site (for
+// rollout waves), without evaluating it again. After an evaluation in a
+// sandbox the child sent them along when the node's view has waves (the
+// only reader); otherwise they are an error.
+func (s *Site) NodeLabels() (map[string]map[string]string, error) {
+	if s.labels != nil {
+		return s.labels, nil
+	}
+	if !s.root.Exists() {
+		return nil, fmt.Errorf("loader: %s: the nodes' labels were not kept from the evaluation", s.Dir)
+	}
+	return labelsOf(s.Dir, s.root)
+}
+
+// labelsOf reads every node's labels from an evaluated site: the schema
+// gives labels no defaults, so the data alone says them.
+func labelsOf(abs string, v cue.Value) (map[string]map[string]string, error) {
 	out := map[string]map[string]string{}
 	var errs Errors
 	eachField(v.LookupPath(cue.ParsePath("nodes")), func(name string, n cue.Value) {

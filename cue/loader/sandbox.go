@@ -124,7 +124,8 @@ type response struct {
 	// Errs are positioned errors (policies, locate: the result).
 	Errs Errors   `json:"errs,omitempty"`
 	Err  *failure `json:"err,omitempty"`
-	// Labels are every node's labels (labels).
+	// Labels are every node's labels (labels; load, when the node's view
+	// has rollout waves).
 	Labels map[string]map[string]string `json:"labels,omitempty"`
 }
 
@@ -184,6 +185,11 @@ func ServeChild(r io.Reader, w io.Writer) error {
 			if req.Node == "" {
 				resp.Whole, err = s.Whole()
 				resp.WholeErr = toFailure(err)
+			}
+			if view != nil && len(view.Site.Rollout.Waves) > 0 {
+				// The rollout reads them from this evaluation; a
+				// failure to read them is its to report.
+				resp.Labels, _ = s.NodeLabels()
 			}
 		}
 	case opPolicies:
@@ -279,7 +285,12 @@ func (sb *Sandbox) childError(req request, ps *os.ProcessState, stderr string, e
 	switch {
 	case ws.Signaled() && (ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) && cpu >= sb.cpu()-time.Second:
 		return sb.budgetError(req, fmt.Sprintf("it used more than %s of CPU time", sb.cpu()))
-	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"):
+	case strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory"),
+		// Thread stacks count against RLIMIT_DATA too: near the budget,
+		// the runtime's next OS thread is refused before the heap is, and
+		// the child dies in pthread_create (seen under load, when the
+		// runtime wants a new thread at the wrong moment).
+		strings.Contains(stderr, "pthread_create failed") && peakRSS(ps) >= sb.memory()/2:
 		return sb.budgetError(req, fmt.Sprintf("it needed more than %d MiB of memory", sb.memory()>>20))
 	}
 	line, _, _ := strings.Cut(strings.TrimSpace(stderr), "\n")
@@ -287,6 +298,14 @@ func (sb *Sandbox) childError(req request, ps *os.ProcessState, stderr string, e
 		line = line[:200]
 	}
 	return fmt.Errorf("loader: evaluation of %s failed (%v): %s", req.Dir, err, line)
+}
+
+// peakRSS is a finished child's peak resident set, in bytes (0 if unknown).
+func peakRSS(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10
+	}
+	return 0
 }
 
 // budgetError is the error of an evaluation the budget stopped, an error
@@ -350,7 +369,7 @@ func (sb *Sandbox) load(ctx context.Context, abs, node string, o Options) (*Site
 	if err := resp.Err.err(); err != nil {
 		return nil, nil, err
 	}
-	s := &Site{Dir: abs, Nodes: resp.Nodes, Scope: resp.Scope, whole: resp.Whole, wholeErr: resp.WholeErr.err(), sandbox: sb}
+	s := &Site{Dir: abs, Nodes: resp.Nodes, Scope: resp.Scope, whole: resp.Whole, wholeErr: resp.WholeErr.err(), sandbox: sb, labels: resp.Labels}
 	return s, resp.View, nil
 }
 

@@ -233,6 +233,44 @@ nodes: gw2: interfaces: eth0: addresses: ["203.0.113.12/24"]
 	}
 }
 
+// TestSiteNodeLabels: a load keeps every node's labels from its one
+// evaluation, whatever the scope, and a sandboxed load brings them back
+// when the node's view has rollout waves (their only reader).
+func TestSiteNodeLabels(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"cue.mod/module.cue": "module: \"example.net/t@v0\"\nlanguage: version: \"v0.17.0\"\n",
+		"site.cue": `package site
+
+site: rollout: waves: [{labels: ring: "canary"}]
+nodes: gw1: {labels: {ring: "canary"}, interfaces: eth0: addresses: ["203.0.113.11/24"]}
+nodes: gw2: interfaces: eth0: addresses: ["203.0.113.12/24"]
+`,
+	})
+	want := map[string]map[string]string{"gw1": {"ring": "canary"}, "gw2": {}}
+	for _, tc := range []struct {
+		name  string
+		ctx   context.Context
+		scope Scope
+	}{
+		{"site scope", context.Background(), ScopeSite},
+		{"node scope", context.Background(), ScopeNode},
+		{"sandbox", WithSandbox(context.Background(), testSandbox(t)), ScopeAuto},
+	} {
+		s, _, err := LoadWith(tc.ctx, dir, "gw2", Options{Scope: tc.scope})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got, err := s.NodeLabels()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("%s: labels (-want +got):\n%s", tc.name, d)
+		}
+	}
+}
+
 // TestUnknownNodeCrossesTheSandbox: a node the site does not declare is
 // told apart from an invalid site, in process and through the child (the
 // agent stops at start on it).

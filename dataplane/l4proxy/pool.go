@@ -403,11 +403,11 @@ func (svc *service) serverHealth(s *server, up bool, detail string, now time.Tim
 	svc.rebuild()
 	shutdown := !up && svc.set.Load().ShutdownOnDown
 	svc.mu.Unlock()
-	state := "DOWN"
+	state := StatusDown
 	if up {
-		state = "UP"
+		state = StatusUp
 	}
-	svc.pool.log.Warn("server "+state, "service", svc.name, "server", s.name, "check", detail)
+	svc.pool.log.Warn("server "+string(state), "service", svc.name, "server", s.name, "check", detail)
 	if shutdown {
 		if n := s.shutdownSessions(termServerDown); n > 0 {
 			svc.pool.log.Info("shut sessions of server marked down", "service", svc.name, "server", s.name, "connections", n)

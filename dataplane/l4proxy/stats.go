@@ -17,7 +17,7 @@ type ServiceStats struct {
 	Name     string   `json:"name"`
 	Binds    []string `json:"binds"`
 	Balance  Balance  `json:"balance"`
-	Status   string   `json:"status"` // UP when a server can take traffic
+	Status   Health   `json:"status"` // UP when a server can take traffic
 	Current  int64    `json:"current"`
 	MaxConn  int      `json:"maxconn,omitempty"`
 	Total    int64    `json:"total"`
@@ -75,7 +75,7 @@ type ServerStats struct {
 	Weight        int           `json:"weight"`
 	Backup        bool          `json:"backup,omitempty"`
 	Admin         AdminState    `json:"admin"`
-	Status        string        `json:"status"` // UP, DOWN, DRAIN, MAINT, REMOVED
+	Status        Health        `json:"status"` // UP, DOWN, DRAIN, MAINT, REMOVED
 	Current       int64         `json:"current"`
 	MaxConn       int           `json:"maxconn,omitempty"`
 	Total         int64         `json:"total"`
@@ -121,7 +121,7 @@ func (p *Pool) Stats() Snapshot {
 			Name: svc.name, Binds: binds[svc], Balance: set.Balance, Current: svc.cur.Load(),
 			MaxConn: set.MaxConn, Total: svc.total.Load(), BytesIn: svc.bytesIn.Load(),
 			BytesOut: svc.bytesOut.Load(), Queue: svc.queued.Load(), MaxQueue: svc.maxQueued.Load(),
-			Errors: svc.errors.Load(), Sticky: svc.sticky.len(), Status: "DOWN",
+			Errors: svc.errors.Load(), Sticky: svc.sticky.len(), Status: StatusDown,
 			MaxServiceQueue: svc.maxSvcQueued.Load(), QueueTimeouts: svc.queueTimeouts.Load(),
 			Denied: DeniedStats{
 				DenyList: svc.deniedList.Load(), NotAllowed: svc.deniedNotAllowed.Load(),
@@ -138,7 +138,7 @@ func (p *Pool) Stats() Snapshot {
 		}
 		tbl := svc.tbl.Load()
 		if len(tbl.primary)+len(tbl.backup) > 0 {
-			ss.Status = "UP"
+			ss.Status = StatusUp
 		}
 		svc.mu.Lock()
 		all := append(append([]*server(nil), svc.servers...), svc.draining...)
@@ -182,15 +182,15 @@ func (s *server) stats(now time.Time, hasCheck bool) ServerStats {
 	s.mu.Unlock()
 	switch {
 	case s.removed.Load():
-		st.Status = "REMOVED"
+		st.Status = StatusRemoved
 	case c.admin() == Maint:
-		st.Status = "MAINT"
+		st.Status = StatusMaint
 	case !s.up.Load() || c.unresolved:
-		st.Status = "DOWN"
+		st.Status = StatusDown
 	case c.admin() == Drain || c.Weight == 0:
-		st.Status = "DRAIN"
+		st.Status = StatusDrain
 	default:
-		st.Status = "UP"
+		st.Status = StatusUp
 	}
 	return st
 }

@@ -258,3 +258,19 @@ func describeCPUs(s CPUSet) string {
 	}
 	return "cpus " + s.String()
 }
+
+// DriftReason says why a knob gitgw had brought to its value differs now,
+// naming the likely cause when the value says it: queues re-created by a
+// driver reset or `ethtool -L` come back with RPS, RFS and XPS off;
+// irqbalance rewrites IRQ affinities every few seconds.
+func DriftReason(c Change) string {
+	const base = "changed outside gitgw"
+	switch {
+	case c.Kind == KindIRQAffinity:
+		return base + " (irqbalance running?)"
+	case (c.Kind == KindRPSCPUs || c.Kind == KindXPSCPUs) && c.Current == CPUsNone,
+		c.Kind == KindRPSFlowCnt && c.Current == "0":
+		return base + " (reset to 0: queue re-created by a driver reset or ethtool -L?)"
+	}
+	return base
+}

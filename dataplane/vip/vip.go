@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -38,6 +39,12 @@ func (a Address) String() string { return a.Prefix.String() }
 type Manager struct {
 	h   *netlink.Handle
 	log *slog.Logger
+
+	mu sync.Mutex
+	// parentSysctls holds, per parent interface, the values its sysctls had
+	// before the first VMAC on it changed them, to put back when its last
+	// VMAC goes (see EnsureVMAC).
+	parentSysctls map[string][]savedSysctl
 }
 
 // New returns a manager over h.

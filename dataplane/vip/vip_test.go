@@ -175,3 +175,49 @@ func TestWatchReportsChanges(t *testing.T) {
 		t.Errorf("events %v, want add then delete", got)
 	}
 }
+
+// TestVMACRestoresParentSysctls: the parent's arp_ignore and arp_filter,
+// which a VMAC needs, get back their own values when the last VMAC on the
+// parent goes, and not before.
+func TestVMACRestoresParentSysctls(t *testing.T) {
+	lab.SkipShort(t, "real-kernel lab: not in -short")
+	lab.RequireRoot(t)
+	sw := lab.NewSwitch(t)
+	gw := lab.NewNetns(t, "vmac")
+	sw.Attach(t, gw, "eth0", "203.0.113.11/24")
+	m := New(handleIn(t, gw), slog.New(slog.DiscardHandler))
+	// /proc/sys/net is the reading thread's namespace: Do runs there.
+	sysctl := func(key string) string {
+		out, err := gw.Try("cat", "/proc/sys/net/ipv4/conf/eth0/"+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+	gw.Run(t, "sysctl", "-qw", "net.ipv4.conf.eth0.arp_ignore=2", "net.ipv4.conf.eth0.arp_filter=0")
+	var a, b string
+	if err := gw.Do(func() (err error) {
+		if a, err = m.EnsureVMAC("eth0", 51, ""); err != nil {
+			return err
+		}
+		b, err = m.EnsureVMAC("eth0", 52, "")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sysctl("arp_ignore") + sysctl("arp_filter"); got != "11" {
+		t.Fatalf("with VMACs, parent arp_ignore+arp_filter = %s, want 11", got)
+	}
+	if err := gw.Do(func() error { return m.RemoveVMAC(a) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := sysctl("arp_ignore") + sysctl("arp_filter"); got != "11" {
+		t.Errorf("with one VMAC left, parent sysctls = %s, want 11 still", got)
+	}
+	if err := gw.Do(func() error { return m.RemoveVMAC(b) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := sysctl("arp_ignore") + sysctl("arp_filter"); got != "20" {
+		t.Errorf("after the last VMAC, parent sysctls = %s, want the operator's 20", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -67,6 +68,7 @@ func (m *Manager) EnsureVMAC(parent string, vrid uint8, sysctlRoot string) (stri
 		sysctlRoot = "/proc/sys"
 	}
 	var errs []error
+	m.saveParentSysctls(sysctlRoot, parent)
 	for _, s := range []struct{ dev, key, val string }{
 		{name, "arp_ignore", "1"}, {name, "accept_local", "1"}, {name, "rp_filter", "0"},
 		{parent, "arp_ignore", "1"}, {parent, "arp_filter", "1"},
@@ -86,14 +88,85 @@ func (m *Manager) EnsureVMAC(parent string, vrid uint8, sysctlRoot string) (stri
 	return name, errors.Join(errs...)
 }
 
-// RemoveVMAC deletes the macvlan (its VIPs go with it); absent is fine.
+// RemoveVMAC deletes the macvlan (its VIPs and its own sysctls go with
+// it); absent is fine. When it was the last VMAC on its parent, the
+// parent's sysctls that EnsureVMAC changed get back the values they had.
 func (m *Manager) RemoveVMAC(name string) error {
 	l, err := m.h.LinkByName(name)
 	if err != nil {
 		return nil
 	}
+	parentIndex := l.Attrs().ParentIndex
 	if err := m.h.LinkDel(l); err != nil {
 		return fmt.Errorf("vip: delete vmac %s: %w", name, err)
 	}
-	return nil
+	return m.restoreParentSysctls(parentIndex)
+}
+
+// parentVMACSysctls are the parent's sysctls EnsureVMAC sets.
+var parentVMACSysctls = []string{"arp_ignore", "arp_filter"}
+
+// savedSysctl is a sysctl's file and the value it had before a VMAC.
+type savedSysctl struct{ path, value string }
+
+// saveParentSysctls records the parent's sysctls the first time a VMAC
+// is made on it by this process. The record lives in memory: after a
+// crash the next process finds them already set and keeps them, as it
+// would keep any value an operator set by hand.
+func (m *Manager) saveParentSysctls(sysctlRoot, parent string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.parentSysctls[parent]; ok {
+		return
+	}
+	if m.parentSysctls == nil {
+		m.parentSysctls = map[string][]savedSysctl{}
+	}
+	var saved []savedSysctl
+	for _, key := range parentVMACSysctls {
+		path := filepath.Join(sysctlRoot, "net/ipv4/conf", parent, key)
+		if b, err := os.ReadFile(path); err == nil {
+			saved = append(saved, savedSysctl{path, strings.TrimSpace(string(b))})
+		}
+	}
+	m.parentSysctls[parent] = saved
+}
+
+// restoreParentSysctls puts back the parent's sysctls once no VMAC is
+// left on it.
+func (m *Manager) restoreParentSysctls(parentIndex int) error {
+	p, err := m.h.LinkByIndex(parentIndex)
+	if err != nil {
+		return nil // the parent went too: nothing to restore on
+	}
+	links, err := m.h.LinkList()
+	if err != nil {
+		return fmt.Errorf("vip: list links: %w", err)
+	}
+	for _, l := range links {
+		if _, ok := l.(*netlink.Macvlan); ok && l.Attrs().ParentIndex == parentIndex && isVMACAddr(l.Attrs().HardwareAddr) {
+			return nil // another VMAC still needs them
+		}
+	}
+	parent := p.Attrs().Name
+	m.mu.Lock()
+	saved, ok := m.parentSysctls[parent]
+	delete(m.parentSysctls, parent)
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	var errs []error
+	for _, s := range saved {
+		if err := os.WriteFile(s.path, []byte(s.value), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("vip: restore sysctl %s: %w", s.path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isVMACAddr reports whether mac is a VRRP virtual router MAC
+// (00:00:5e:00:01:XX or, for IPv6, 00:00:5e:00:02:XX).
+func isVMACAddr(mac net.HardwareAddr) bool {
+	return len(mac) == 6 && mac[0] == 0 && mac[1] == 0 && mac[2] == 0x5e && mac[3] == 0 && (mac[4] == 1 || mac[4] == 2)
 }

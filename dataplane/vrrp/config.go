@@ -3,6 +3,7 @@ package vrrp
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -112,17 +113,29 @@ const (
 	CheckCommand CheckKind = "command" // run Command, expect exit 0
 	CheckICMP    CheckKind = "icmp"    // Target (an address) answers an echo request
 	CheckService CheckKind = "service" // proxy service Target has a healthy server
+	// CheckTCPExpect connects to Target, writes Send, and expects Expect
+	// in the first bytes the peer sends back (keepalived's misc checks on
+	// line protocols).
+	CheckTCPExpect CheckKind = "tcp-expect"
 )
 
 // Check is an in-process health check with hysteresis: Fall consecutive
 // failures make it failing, Rise consecutive successes healthy again. A
 // timeout is a failure. Weight as for TrackInterface.
 type Check struct {
-	Name         string
-	Kind         CheckKind
-	Target       string
-	Command      []string
+	Name    string
+	Kind    CheckKind
+	Target  string
+	Command []string
+	// Method (http; default GET) and Host (http: the Host header, when the
+	// target's authority is an address) shape the request.
+	Method, Host string
 	ExpectStatus int
+	// ExpectString (http) must occur in the first maxCheckBody bytes of
+	// the body; Expect (tcp-expect) in the first maxCheckBody bytes the
+	// peer sends after Send.
+	ExpectString string
+	Send, Expect string
 	Interval     time.Duration
 	Timeout      time.Duration
 	Rise, Fall   int
@@ -308,16 +321,24 @@ func (c Config) Validate() error {
 		}
 		for _, ch := range in.TrackChecks {
 			switch ch.Kind {
-			case CheckTCP, CheckHTTP, CheckService, CheckICMP:
+			case CheckTCP, CheckHTTP, CheckService, CheckICMP, CheckTCPExpect:
 				if ch.Target == "" {
 					bad("check %q: no target", ch.Name)
+				}
+				if ch.Kind == CheckTCPExpect && ch.Expect == "" {
+					bad("check %q: tcp-expect without expect", ch.Name)
+				}
+				switch ch.Method {
+				case "", http.MethodGet, http.MethodHead, http.MethodPost, http.MethodOptions:
+				default:
+					bad("check %q: method %q unsupported (GET, HEAD, POST, OPTIONS)", ch.Name, ch.Method)
 				}
 			case CheckCommand:
 				if len(ch.Command) == 0 {
 					bad("check %q: no command", ch.Name)
 				}
 			default:
-				bad("check %q: kind %q unsupported (tcp, http, command, icmp, service)", ch.Name, ch.Kind)
+				bad("check %q: kind %q unsupported (tcp, http, command, icmp, service, tcp-expect)", ch.Name, ch.Kind)
 			}
 			if ch.Name == "" {
 				bad("check without a name")

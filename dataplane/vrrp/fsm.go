@@ -17,6 +17,9 @@ const (
 	StateFault
 )
 
+// States is every state, in order: the metrics list them so.
+var States = []State{StateInit, StateBackup, StateMaster, StateFault}
+
 func (s State) String() string {
 	switch s {
 	case StateBackup:
@@ -34,7 +37,7 @@ func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText parses what MarshalText wrote.
 func (s *State) UnmarshalText(b []byte) error {
-	for _, c := range []State{StateInit, StateBackup, StateMaster, StateFault} {
+	for _, c := range States {
 		if c.String() == string(b) {
 			*s = c
 			return nil

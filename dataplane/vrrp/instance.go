@@ -71,11 +71,7 @@ func newInstance(e *Engine, cfg Instance, primary netip.Addr, l *link) *instance
 	return in
 }
 
-func (in *instance) sameIdentity(c Instance) bool {
-	a, b := in.wanted, c
-	return a.Interface == b.Interface && a.VRID == b.VRID && a.Version == b.Version &&
-		a.IPv6() == b.IPv6() && a.UnicastSrc == b.UnicastSrc && a.VMAC == b.VMAC
-}
+func (in *instance) sameIdentity(c Instance) bool { return sameIdentity(in.wanted, c) }
 
 func (in *instance) params() Params {
 	prio, _ := in.effective()
@@ -110,9 +106,19 @@ func (in *instance) deliver(r Received) {
 	}
 }
 
+// update hands the instance a config of the same identity and waits until
+// its goroutine has taken it (VIPs installed or removed, priority
+// re-tracked): whoever observes after Set returns sees the new config, not
+// the one still queued. The goroutine never waits for Set, so waiting here
+// cannot deadlock; a stopped instance is not waited for.
 func (in *instance) update(cfg Instance) {
 	in.wanted = cfg
-	in.do(func() { in.apply(cfg) })
+	applied := make(chan struct{})
+	in.do(func() { in.apply(cfg); close(applied) })
+	select {
+	case <-applied:
+	case <-in.done:
+	}
 }
 
 func (in *instance) stop(ctx context.Context, reason string) {

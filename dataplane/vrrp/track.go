@@ -3,11 +3,13 @@ package vrrp
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,10 +21,15 @@ import (
 // maxCheckHeader bounds the status line and headers an http check reads.
 const maxCheckHeader = 16 << 10
 
+// maxCheckBody bounds what an http check's expect_string and a tcp-expect
+// check search: a backend may send without end, and the check runs in the
+// process that keeps VRRP going.
+const maxCheckBody = 64 << 10
+
 // checkClient is the http checks' client. A backend is a peer, not a
 // trusted party, and the checks run in the process that keeps VRRP going:
 // the status line and headers it may send are capped (maxCheckHeader, not
-// net/http's 10 MiB), the body is never read, no connection is kept, no
+// net/http's 10 MiB), no connection is kept, no
 // proxy from the environment is used, and a redirect is not followed (the
 // status the check asks for is the backend's own, as keepalived's HTTP_GET
 // and the proxy's http checks take it). The check's timeout bounds the
@@ -108,19 +115,9 @@ func probe(ctx context.Context, c Check, svc func(string) bool) error {
 		}
 		return conn.Close()
 	case CheckHTTP:
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Target, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := checkClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close() // unread: the status is the whole answer
-		if resp.StatusCode != c.ExpectStatus {
-			return fmt.Errorf("status %d, want %d", resp.StatusCode, c.ExpectStatus)
-		}
-		return nil
+		return probeHTTP(ctx, c)
+	case CheckTCPExpect:
+		return probeTCPExpect(ctx, c)
 	case CheckCommand:
 		return exec.CommandContext(ctx, c.Command[0], c.Command[1:]...).Run()
 	case CheckICMP:
@@ -182,4 +179,71 @@ func pingOnce(ctx context.Context, target string) error {
 			}
 		}
 	}
+}
+
+// probeHTTP sends the check's request and compares the status and, with
+// an expect_string, the start of the body.
+func probeHTTP(ctx context.Context, c Check) error {
+	method := c.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Target, nil)
+	if err != nil {
+		return err
+	}
+	if c.Host != "" {
+		req.Host = c.Host
+	}
+	resp, err := checkClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != c.ExpectStatus {
+		return fmt.Errorf("status %d, want %d", resp.StatusCode, c.ExpectStatus)
+	}
+	if c.ExpectString == "" {
+		return nil // the status is the whole answer: the body stays unread
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCheckBody))
+	if err != nil && !strings.Contains(string(body), c.ExpectString) {
+		return fmt.Errorf("reading the body: %w", err)
+	}
+	if !strings.Contains(string(body), c.ExpectString) {
+		return fmt.Errorf("body (first %d bytes) lacks %q", len(body), c.ExpectString)
+	}
+	return nil
+}
+
+// probeTCPExpect connects, sends Send (if any) and reads until Expect
+// shows up, the peer closes, maxCheckBody bytes came, or ctx ends.
+func probeTCPExpect(ctx context.Context, c Check) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", c.Target)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if c.Send != "" {
+		if _, err := io.WriteString(conn, c.Send); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+	}
+	var got []byte
+	buf := make([]byte, 4096)
+	for len(got) < maxCheckBody {
+		n, err := conn.Read(buf[:min(len(buf), maxCheckBody-len(got))])
+		got = append(got, buf[:n]...)
+		if strings.Contains(string(got), c.Expect) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("expect %q: %w after %d bytes", c.Expect, err, len(got))
+		}
+	}
+	return fmt.Errorf("expect %q: not in the first %d bytes", c.Expect, len(got))
 }

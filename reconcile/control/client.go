@@ -65,6 +65,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if len(b) > MaxReply {
 		return fmt.Errorf("control socket %s: reply larger than %d MiB", c.path, MaxReply>>20)
 	}
+	if resp.StatusCode == http.StatusNotImplemented || resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, ErrNotServed)
+	}
 	if resp.StatusCode >= 300 {
 		var e errorReply
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {

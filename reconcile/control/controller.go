@@ -51,9 +51,9 @@ type Override struct {
 // family is the driver an override acts through.
 func (o Override) family() string {
 	if o.Action == ActionGiveUp {
-		return "vrrp"
+		return plan.FamilyVRRP.String()
 	}
-	return "proxy"
+	return plan.FamilyProxy.String()
 }
 
 // key identifies the override slot: a server holds one state override and
@@ -98,6 +98,9 @@ type Options struct {
 	// in-process VRRP engine and proxy from the last good state. Empty: not
 	// kept.
 	StateDir string
+	// PlanApply serves `gitgw plan` and `gitgw apply` (planapply.go);
+	// nil answers them 501.
+	PlanApply *PlanApply
 	// Now is the clock (time.Now when nil).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -380,7 +383,7 @@ func (c *Controller) Set(ctx context.Context, o Override) (Override, error) {
 	if err := c.check(desired, o); err != nil {
 		return o, fmt.Errorf("override %s: %w", o, err)
 	}
-	if o.family() == "vrrp" && c.o.VRRP == nil {
+	if o.family() == plan.FamilyVRRP.String() && c.o.VRRP == nil {
 		return o, fmt.Errorf("override %s: %w: no VRRP engine runs here", o, ErrBadOverride)
 	}
 	o.Commit, o.Since = commit, c.o.Now().UTC()
@@ -560,7 +563,7 @@ func (c *Controller) reapply(ctx context.Context, fams []string) error {
 }
 
 // overlaid are the driver families an override acts through.
-var overlaid = []string{"proxy", "vrrp"}
+var overlaid = []plan.Family{plan.FamilyProxy, plan.FamilyVRRP}
 
 // Overlay puts the override overlay in front of d when overrides act
 // through its family (proxy, vrrp); false for the others, which the
@@ -568,7 +571,7 @@ var overlaid = []string{"proxy", "vrrp"}
 // overlay in place of d (reconcile.WithOverrides does so, keeping d's
 // optional interfaces), and the Reporter the controller's StatusSection.
 func (c *Controller) Overlay(d Driver) (*Overlay, bool) {
-	if !slices.Contains(overlaid, d.Name()) {
+	if !slices.Contains(overlaid, plan.Family(d.Name())) {
 		return nil, false
 	}
 	w := &Overlay{inner: d, c: c}
@@ -635,8 +638,8 @@ func (c *Controller) annotate(family string, changes []plan.Change) {
 			if o.family() != family {
 				continue
 			}
-			if (family == "proxy" && ch.Kind == "proxy_server" && ch.ID == o.Target) ||
-				(family == "vrrp" && ch.Kind == "vrrp_instance" && ch.ID == o.Target) {
+			if (family == plan.FamilyProxy.String() && ch.Kind == plan.KindProxyServer && ch.ID == o.Target) ||
+				(family == plan.FamilyVRRP.String() && ch.Kind == plan.KindVRRPInstance && ch.ID == o.Target) {
 				ch.Details = append(ch.Details, "override: "+o.String()+" (until resume or a new commit)")
 			}
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
 // passMetrics are the reconcile metrics kept between scrapes.
@@ -136,8 +137,8 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	for _, in := range st.VRRP {
-		for _, state := range []string{"init", "backup", "master", "fault"} {
-			gauge(descVRRPState, b(strings.EqualFold(in.State, state)), in.Name, state)
+		for _, state := range vrrp.States {
+			gauge(descVRRPState, b(strings.EqualFold(in.State, state.String())), in.Name, strings.ToLower(state.String()))
 		}
 		gauge(descVRRPPriority, float64(in.Priority), in.Name)
 		gauge(descVRRPBase, float64(in.BasePriority), in.Name)
@@ -150,7 +151,7 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descVRRPVIPs, float64(len(in.VIPs)), in.Name)
 	}
 	for _, svc := range st.Services {
-		gauge(descSvcUp, b(svc.Status == "UP"), svc.Name)
+		gauge(descSvcUp, b(svc.Status == string(l4proxy.StatusUp)), svc.Name)
 		gauge(descSvcCur, float64(svc.Current), svc.Name)
 		counter(descSvcTotal, float64(svc.Total), svc.Name)
 		counter(descSvcBytesIn, float64(svc.BytesIn), svc.Name)
@@ -162,9 +163,9 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descSvcDenied, float64(svc.Denied[reason]), svc.Name, reason)
 		}
 		for _, srv := range svc.Servers {
-			gauge(descSrvUp, b(srv.Status == "UP"), svc.Name, srv.Name)
-			for _, status := range []string{"UP", "DOWN", "DRAIN", "MAINT"} {
-				gauge(descSrvStatus, b(srv.Status == status), svc.Name, srv.Name, strings.ToLower(status))
+			gauge(descSrvUp, b(srv.Status == string(l4proxy.StatusUp)), svc.Name, srv.Name)
+			for _, status := range []l4proxy.Health{l4proxy.StatusUp, l4proxy.StatusDown, l4proxy.StatusDrain, l4proxy.StatusMaint} {
+				gauge(descSrvStatus, b(srv.Status == string(status)), svc.Name, srv.Name, strings.ToLower(string(status)))
 			}
 			gauge(descSrvWeight, float64(srv.Weight), svc.Name, srv.Name)
 			gauge(descSrvCur, float64(srv.Current), svc.Name, srv.Name)
@@ -174,7 +175,7 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, u := range st.Units {
-		if u.Kind != "unit_instance" || u.Action == "delete" {
+		if u.Kind != plan.KindUnitInstance || u.Action == string(plan.Delete) {
 			continue
 		}
 		gauge(descUnitActive, b(strings.HasPrefix(u.State, "active")), u.ID)
@@ -182,9 +183,9 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	// Every driver's drift, VRRP's included, by driver and state; zero
 	// series exist from the start so that an alert can read them.
 	drift := map[[2]string]int{}
-	for _, fam := range []string{"tuning", "units", "proxy", "vrrp"} {
-		drift[[2]string{fam, "corrected"}] = 0
-		drift[[2]string{fam, "left_in_place"}] = 0
+	for _, fam := range plan.Families {
+		drift[[2]string{fam.String(), "corrected"}] = 0
+		drift[[2]string{fam.String(), "left_in_place"}] = 0
 	}
 	for _, d := range st.Drift {
 		state := "left_in_place"

@@ -49,6 +49,8 @@ type errorReply struct {
 //	GET    /v1/overrides            the overrides in force
 //	POST   /v1/overrides            set one (OverrideRequest)
 //	DELETE /v1/overrides[?target=T] clear one target's, or all
+//	POST   /v1/plan                 plan a desired state with the agent's drivers (PlanRequest)
+//	POST   /v1/apply                apply an approved plan through the agent's loop (ApplyRequest)
 func (c *Controller) SocketHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, c.Status()) })
@@ -106,6 +108,7 @@ func (c *Controller) SocketHandler() http.Handler {
 		}
 		reply(w, http.StatusOK, gone)
 	})
+	c.planApplyRoutes(mux, c.o.PlanApply)
 	return mux
 }
 

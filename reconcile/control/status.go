@@ -181,12 +181,12 @@ func (s Server) Address() string {
 }
 
 func service(s l4proxy.ServiceStats) Service {
-	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: s.Status, Current: s.Current, Total: s.Total,
+	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: string(s.Status), Current: s.Current, Total: s.Total,
 		BytesIn: s.BytesIn, BytesOut: s.BytesOut, Queue: s.Queue, QueueTimeouts: s.QueueTimeouts, Errors: s.Errors, Servers: []Server{}}
 	out.Denied = s.Denied.ByReason()
 	for _, sv := range s.Servers {
 		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup, Admin: string(sv.Admin),
-			Status: sv.Status, Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
+			Status: string(sv.Status), Current: sv.Current, Queue: sv.Queue, Total: sv.Total, BytesIn: sv.BytesIn, BytesOut: sv.BytesOut,
 			FailedChecks: sv.FailedChecks, Check: sv.Check, LastChange: sv.LastChange,
 			Downtime: sv.Downtime, CheckDuration: sv.CheckDuration, LastCheck: sv.LastCheck})
 	}
@@ -243,10 +243,10 @@ func (c *Controller) Status() Status {
 	st.LastPass = p
 	if last.Plan != nil {
 		for _, ch := range last.Plan.Changes {
-			switch ch.Driver {
-			case "units":
+			switch ch.Family() {
+			case plan.FamilyUnits:
 				st.Units = append(st.Units, resource(ch))
-			case "tuning":
+			case plan.FamilyTuning:
 				st.Tuning = append(st.Tuning, resource(ch))
 			}
 		}
@@ -270,7 +270,7 @@ func (c *Controller) Status() Status {
 func resource(ch plan.Change) Resource {
 	r := Resource{Driver: ch.Driver, Kind: ch.Kind, ID: ch.ID, Action: string(ch.Action), Reason: ch.Reason,
 		Details: slices.Clone(ch.Details), Before: plan.JSON(ch.Before), After: plan.JSON(ch.After)}
-	if ch.Kind == "unit_instance" {
+	if ch.Kind == plan.KindUnitInstance {
 		var s struct {
 			Active string `json:"active"`
 			Sub    string `json:"sub"`
@@ -300,7 +300,7 @@ func arithmetic(in vrrp.InstanceStatus) string {
 	if len(in.Faults) > 0 {
 		s += "; fault: " + strings.Join(in.Faults, ", ")
 	}
-	if in.MasterAddr.IsValid() && in.State.String() != "MASTER" {
+	if in.MasterAddr.IsValid() && in.State != vrrp.StateMaster {
 		s += fmt.Sprintf("; master %s at %d", in.MasterAddr, in.MasterPriority)
 	}
 	return s

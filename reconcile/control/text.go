@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
 // RenderText writes the status as `gitgw status` prints it: the commits
@@ -66,7 +68,7 @@ func RenderText(out io.Writer, st Status) error {
 	}
 	fmt.Fprintln(w, "\nUNIT\tSTATE\tPLAN")
 	for _, u := range st.Units {
-		if u.Kind == "unit_instance" {
+		if u.Kind == plan.KindUnitInstance {
 			fmt.Fprintf(w, "%s\t%s\t%s\n", u.ID, u.State, u.Action)
 		}
 	}

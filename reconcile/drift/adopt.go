@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
 // AdoptPrefix is where adopt proposals live: gitgw/adopt/NODE.
@@ -56,9 +58,9 @@ func Adopt(site map[string][]byte, items []Item) Proposal {
 // CanAdopt reports whether Adopt knows how to edit the site for it.
 func CanAdopt(it Item) bool {
 	switch it.Kind {
-	case "sysctl", "rps_sock_flow_entries":
+	case plan.KindSysctl, plan.KindRPSSockFlowEntries:
 		return scalar(it.Observed) != ""
-	case "proxy_server":
+	case plan.KindProxyServer:
 		_, ok := weightOf(it.Observed)
 		return ok && onlyWeightDiffers(it.Observed, it.Desired)
 	}
@@ -88,11 +90,11 @@ func adoptOne(work map[string][]string, paths []string, it Item) bool {
 		return false
 	}
 	switch it.Kind {
-	case "sysctl":
+	case plan.KindSysctl:
 		return replaceValue(work, paths, regexp.QuoteMeta(strconv.Quote(it.ID)), scalar(it.Observed))
-	case "rps_sock_flow_entries":
+	case plan.KindRPSSockFlowEntries:
 		return replaceValue(work, paths, `rps_sock_flow_entries`, scalar(it.Observed))
-	case "proxy_server":
+	case plan.KindProxyServer:
 		w, _ := weightOf(it.Observed)
 		return setWeight(work, paths, it.ID, w)
 	}

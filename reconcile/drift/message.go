@@ -138,22 +138,22 @@ func Compose(st Status, in Input, events []Event, at time.Time, took time.Durati
 
 func eventTag(ev Event) string {
 	switch {
-	case ev.Kind == "transition" && ev.Driver == "vrrp" && strings.Contains(ev.Message, "INIT ->"):
+	case ev.Kind == plan.EventTransition && plan.Family(ev.Driver) == plan.FamilyVRRP && strings.Contains(ev.Message, "INIT ->"):
 		// An instance starting (agent start, instance added) is no failover.
-		return "vrrp"
-	case ev.Kind == "transition" && ev.Driver == "vrrp":
+		return plan.FamilyVRRP.String()
+	case ev.Kind == plan.EventTransition && plan.Family(ev.Driver) == plan.FamilyVRRP:
 		return "failover"
-	case ev.Kind == "health":
-		return "health"
-	case ev.Kind == "drift":
-		return "drift"
+	case ev.Kind == plan.EventHealth:
+		return plan.EventHealth
+	case ev.Kind == plan.EventDrift:
+		return plan.EventDrift
 	}
 	return "event"
 }
 
 // describeDrift says what changed outside gitgw in a few words.
 func describeDrift(c plan.Change, corrected bool) string {
-	if c.Kind == "unit_instance" && activeOf(c.After) == "active" && c.Before != nil && activeOf(c.Before) != "active" {
+	if c.Kind == plan.KindUnitInstance && activeOf(c.After) == "active" && c.Before != nil && activeOf(c.Before) != "active" {
 		what := c.ID + " stopped outside gitgw"
 		if activeOf(c.Before) == "failed" {
 			what = c.ID + " failed"

@@ -1,6 +1,10 @@
 package drift
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/gitgw/gitgw/reconcile/plan"
+)
 
 // VRRPSection is the shape of Status.Sections["vrrp"] that the fleet view
 // and STATUS.md read: the node's role in each virtual router.
@@ -41,13 +45,13 @@ type ProxyServer struct {
 // with (or a map, once read back from JSON).
 func VRRPOf(st Status) (VRRPSection, bool) {
 	var v VRRPSection
-	return v, section(st, "vrrp", &v)
+	return v, section(st, plan.FamilyVRRP.String(), &v)
 }
 
 // ProxyOf decodes the proxy section.
 func ProxyOf(st Status) (ProxySection, bool) {
 	var p ProxySection
-	return p, section(st, "proxy", &p)
+	return p, section(st, plan.FamilyProxy.String(), &p)
 }
 
 func section(st Status, name string, into any) bool {

@@ -34,10 +34,11 @@ const (
 
 // Change is one resource's planned transition.
 type Change struct {
-	// Driver is the resource family: "tuning", "units", "proxy", "vrrp".
+	// Driver is the resource family (a Family, kept a string so that a
+	// driver added later needs no change here; see Change.Family).
 	Driver string `json:"driver"`
-	// Kind is the resource type inside the family, e.g. "sysctl",
-	// "rps_cpus", "vrrp_instance", "vip", "proxy_server", "unit_instance".
+	// Kind is the resource type inside the family (the Kind constants),
+	// e.g. "sysctl", "rps_cpus", "vrrp_instance", "vip", "proxy_server".
 	Kind string `json:"kind"`
 	// ID names the resource uniquely within its kind, e.g. "eth0/rx-0",
 	// "net.ipv4.ip_forward", "VI_1", "app@8080.service".
@@ -57,6 +58,9 @@ type Change struct {
 	Drift bool `json:"drift,omitempty"`
 }
 
+// Family returns the change's resource family.
+func (c Change) Family() Family { return Family(c.Driver) }
+
 // Plan is every change of one pass for one node.
 type Plan struct {
 	Node    string   `json:"node"`
@@ -66,17 +70,15 @@ type Plan struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// driverOrder is the apply order on the way up (tuning first, VRRP last), so
-// that VIPs move only once everything behind them is ready.
-var driverOrder = map[string]int{"tuning": 0, "units": 1, "proxy": 2, "vrrp": 3}
-
-// DriverRank returns the position of a driver in the apply order; unknown
-// drivers sort last.
-func DriverRank(driver string) int {
-	if r, ok := driverOrder[driver]; ok {
-		return r
+// DriverRank returns the position of a driver (its family) in the apply
+// order, Families; unknown drivers sort last.
+func DriverRank[S ~string](driver S) int {
+	for i, f := range Families {
+		if string(f) == string(driver) {
+			return i
+		}
 	}
-	return len(driverOrder)
+	return len(Families)
 }
 
 // Sort orders changes by driver (apply order), then kind, then id, so that

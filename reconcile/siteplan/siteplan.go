@@ -204,7 +204,7 @@ func Observed(ctx context.Context, node, commit string, desired, prev *spec.Node
 // Enumerate lists every resource of a desired state, driver-independently.
 func Enumerate(ctx context.Context, n *spec.Node) ([]plan.Change, error) {
 	var out []plan.Change
-	for _, fam := range []string{"tuning", "units", "proxy", "vrrp"} {
+	for _, fam := range plan.Families {
 		cs, err := reconcile.Pending{Family: fam}.Plan(ctx, n)
 		if err != nil {
 			return nil, err

@@ -35,6 +35,12 @@ func TestMessages(t *testing.T) {
 			code: 1, stderr: "validate"},
 		{name: "a bad log format", args: []string{"validate", "--site", lab, "--log-format", "yaml"},
 			code: 1, stderr: `--log-format "yaml": want text, json or auto`},
+		{name: "a one-shot apply cannot keep VRRP", args: []string{"apply", "--site", lab, "--node", "gw1", "--kinds", "tuning,vrrp"},
+			code: 1, stderr: "--kinds tuning,vrrp: VRRP and the proxy run inside the agent: a one-shot apply would lose vrrp when it exits"},
+		{name: "a saved plan is made against the node", args: []string{"plan", "--site", lab, "--node", "gw1", "--observed", "status", "-out", "gw1.plan"},
+			code: 1, stderr: "--out saves a plan for gitgw apply, which applies on the node: plan against the node (without --observed)"},
+		{name: "apply FILE of a file that is not a saved plan", args: []string{"apply", filepath.Join(repoRoot(t), "reconcile/plan/testdata/json.golden")},
+			code: 1, stderr: "not a gitgw saved plan (kind \"\", want \"gitgw-saved-plan\"): make one with gitgw plan -out FILE"},
 		{name: "--node's default in words only", args: []string{"agent", "--help"},
 			stdout: "(default: the short hostname)\n", notStdout: "(default: the short hostname) (default"},
 	} {
