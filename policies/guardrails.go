@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/gitgw/gitgw/cue/spec"
-	"github.com/gitgw/gitgw/dataplane/l4proxy"
 )
 
 // guardrail is a built-in rule over one desired state.
@@ -419,8 +418,8 @@ func cpuMask(in *Input, r report) {
 
 func proxyBusyPoll(in *Input, r report) {
 	for _, n := range slices.Sorted(maps.Keys(in.Nodes)) {
-		if d := in.Nodes[n].Tuning.ProxyBusyPoll.D(); d > l4proxy.MaxBusyPoll {
-			r.add(fmt.Sprintf("nodes.%s.tuning.proxy_busy_poll", spec.Label(n)), "%v is longer than %v", d, l4proxy.MaxBusyPoll)
+		if d := in.Nodes[n].Tuning.ProxyBusyPoll.D(); d > spec.MaxProxyBusyPoll {
+			r.add(fmt.Sprintf("nodes.%s.tuning.proxy_busy_poll", spec.Label(n)), "%v is longer than %v", d, spec.MaxProxyBusyPoll)
 		}
 	}
 }

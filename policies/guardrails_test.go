@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/test/goldenfile"
 )
 
@@ -349,4 +350,13 @@ func TestNamesAreUnique(t *testing.T) {
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
 	goldenfile.Check(t, filepath.Join("testdata", name), []byte(got))
+}
+
+// TestBusyPollBoundIsTheProxys holds the guardrail's bound (in cue/spec, so
+// that policies need no data plane) to the proxy's own: a site the
+// guardrail passes must not be refused by the proxy at apply time.
+func TestBusyPollBoundIsTheProxys(t *testing.T) {
+	if spec.MaxProxyBusyPoll != l4proxy.MaxBusyPoll {
+		t.Errorf("spec.MaxProxyBusyPoll = %v, l4proxy.MaxBusyPoll = %v: the guardrail and the proxy disagree", spec.MaxProxyBusyPoll, l4proxy.MaxBusyPoll)
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
-	"github.com/gitgw/gitgw/dataplane/l4proxy"
 )
 
 // kernelServiceBuilt refuses, at their place in the site, what the kernel
@@ -97,7 +96,7 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 			r.add(path+".source.max_conn_per_source", "service %s: dr keeps no connection state to count: use nat", name)
 		}
 		if src.MaxRatePerSource != "" {
-			n, per, err := l4proxy.ParseRate(src.MaxRatePerSource)
+			n, per, err := spec.ParseRate(src.MaxRatePerSource)
 			switch {
 			case err != nil:
 				r.add(path+".source.max_rate_per_source", "service %s: %v", name, err)

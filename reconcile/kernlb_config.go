@@ -14,7 +14,6 @@ import (
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/dataplane/healthcheck"
 	"github.com/gitgw/gitgw/dataplane/kernlb"
-	"github.com/gitgw/gitgw/dataplane/l4proxy"
 )
 
 // KernService is one kernel-forwarded service of the site as the kernel
@@ -77,7 +76,7 @@ func KernScheduler(balance string) (kernlb.Scheduler, bool) {
 // "600/m", "50/10s") to new flows per second, what nftables' limit counts;
 // false when that is not a whole number.
 func KernRatePerSecond(rate string) (int, error) {
-	n, per, err := l4proxy.ParseRate(rate)
+	n, per, err := spec.ParseRate(rate)
 	if err != nil {
 		return 0, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/gitgw/gitgw/dataplane/healthcheck"
 	"github.com/gitgw/gitgw/dataplane/kernlb"
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/reconcile/control"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -684,6 +685,21 @@ func (d *KernLBDriver) KernStats() []KernServiceStats {
 			st.Servers = append(st.Servers, sv)
 		}
 		out = append(out, st)
+	}
+	return out
+}
+
+// KernelServices are the kernel services in the status's shape
+// (control.KernelStatser): `gitgw status`, the page and the metrics.
+func (d *KernLBDriver) KernelServices() []control.Service {
+	var out []control.Service
+	for _, s := range d.KernStats() {
+		cs := control.Service{Name: s.Name, Mode: s.Mode, Binds: []string{s.Protocol + " " + s.Bind}, Balance: s.Balance, Status: s.Status, Servers: []control.Server{}}
+		for _, sv := range s.Servers {
+			cs.Servers = append(cs.Servers, control.Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup,
+				Admin: "ready", Status: string(sv.Status), Check: sv.Check, LastCheck: sv.LastCheck})
+		}
+		out = append(out, cs)
 	}
 	return out
 }

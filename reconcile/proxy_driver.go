@@ -171,7 +171,7 @@ func sourceRules(s *spec.SourceRules) (*l4proxy.SourceRules, error) {
 	}
 	r.Allow, r.Deny = parse("allow", s.Allow), parse("deny", s.Deny)
 	if s.MaxRatePerSource != "" {
-		n, per, err := l4proxy.ParseRate(s.MaxRatePerSource)
+		n, per, err := spec.ParseRate(s.MaxRatePerSource)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("max_rate_per_source: %w", err))
 		}

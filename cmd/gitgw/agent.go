@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitgw/gitgw/dataplane/vip"
+	"github.com/gitgw/gitgw/internal/sdnotify"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 	"github.com/gitgw/gitgw/reconcile/planapply"
@@ -98,17 +99,17 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	heartbeat := reconcile.NewHeartbeat(nil)
-	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: stateDir, Logger: log, Live: true,
+	drv := buildDrivers(reconcile.DriverConfig{StateDir: stateDir, Logger: log, Live: true,
 		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket, Progress: heartbeat.Beat})
-	defer closeDrivers()
+	defer drv.Close(context.Background())
 	scope, err := parseScope(f.scope)
 	if err != nil {
 		return err
 	}
 	kick := make(chan struct{}, 1)
 	var runner *reconcile.Runner
-	probes := drivers
-	ctl, drivers := setupControl(f.node, stateDir, drivers, kick, func() *reconcile.LastGood {
+	probes := drv.List
+	ctl, drivers := setupControl(f.node, stateDir, drv, kick, func() *reconcile.LastGood {
 		if runner == nil {
 			return nil
 		}
@@ -144,13 +145,13 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	defer status.Stop(10 * time.Second)
-	fds := newFDStore(drivers, log)
+	fds := newFDStore(drv.Pool, log)
 	stopControl, err := f.control.serve(ctx, ctl, log)
 	if err != nil {
 		return err
 	}
 	defer stopControl()
-	sd := newSDNotifier()
+	sd := sdnotify.New()
 	agent := reconcile.NewAgent(reconcile.AgentOptions{
 		Source:    src,
 		Runner:    runner,
@@ -159,7 +160,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		Kick:      kick,
 		Requests:  requests,
 		Notify:    sd.Notify,
-		Watchdog:  watchdogInterval(),
+		Watchdog:  sdnotify.WatchdogInterval(),
 		Heartbeat: heartbeat,
 		Events:    status.Events(ctx, reconcile.DriverEvents(drivers)),
 		Logger:    log,
@@ -167,7 +168,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		OnSync:    ctl.ObserveSync,
 		OnResult: func(r reconcile.Result) {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
-			ctl.Observe(ctx, r)
+			ctl.Observe(ctx, r.Control())
 			fds.sync()
 			status.Report(ctx, r)
 		},

@@ -108,10 +108,10 @@ func applyOnce(cmd *cobra.Command, f *planFlags, rev reconcile.Revision, p *plan
 	only := planapply.OneShotKinds(kinds)
 	// Built as for a plan (no VRRP guardian), and only the kinds this
 	// process can keep are handed to the runner.
-	drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log,
+	drv := buildDrivers(reconcile.DriverConfig{StateDir: f.stateDir, Logger: log,
 		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
-	defer closeDrivers()
-	drivers = slices.DeleteFunc(slices.Clone(drivers), func(d reconcile.Driver) bool { return !only[d.Name()] })
+	defer drv.Close(context.Background())
+	drivers := slices.DeleteFunc(slices.Clone(drv.List), func(d reconcile.Driver) bool { return !only[d.Name()] })
 	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drivers, Logger: log, Scope: scope,
 		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log})})
 	if err != nil {

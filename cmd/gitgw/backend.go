@@ -1,18 +1,16 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gitgw/gitgw/internal/backend"
 )
 
 // newBackendCmd is a stand-in backend for a first try: examples/lab runs it
@@ -34,24 +32,13 @@ func newBackendCmd() *cobra.Command {
 			}
 			host, _ := os.Hostname()
 			listen := net.JoinHostPort(addr, strconv.Itoa(port))
-			mux := http.NewServeMux()
-			mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-			mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-				fmt.Fprintf(w, "gitgw backend %s on %s\n", listen, host)
-			})
-			srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			go func() {
-				<-ctx.Done()
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = srv.Shutdown(sctx)
-			}()
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l, err := net.Listen("tcp", listen)
+			if err != nil {
 				return fmt.Errorf("backend: %w", err)
 			}
-			return nil
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return backend.Serve(ctx, l, listen, host)
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "TCP port to listen on")

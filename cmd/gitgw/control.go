@@ -5,16 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/gitgw/gitgw/dataplane/l4proxy"
-	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/control"
 )
@@ -32,68 +29,24 @@ func (f *controlFlags) register(fl *pflag.FlagSet) {
 // setupControl builds the controller and puts its override overlay in
 // front of the drivers; the returned drivers go to the Runner and the
 // Reporter (they include the "overrides" status section).
-func setupControl(node, stateDir string, drivers []reconcile.Driver, kick chan<- struct{}, lastGood func() *reconcile.LastGood,
+func setupControl(node, stateDir string, drv *reconcile.Drivers, kick chan<- struct{}, lastGood func() *reconcile.LastGood,
 	log *slog.Logger) (*control.Controller, []reconcile.Driver) {
-	o := control.Options{Node: node, Version: version, Kick: kick, LastGood: lastGood, StateDir: stateDir, Logger: log}
-	// By method, not type: drivers may be wrapped (the VRRP guardian).
-	for _, d := range drivers {
-		if e, ok := d.(interface{ Engine() *vrrp.Engine }); ok {
-			o.VRRP, o.Engine = e.Engine(), e.Engine()
-		}
-		if p, ok := d.(interface{ Pool() *l4proxy.Pool }); ok {
-			o.Pool = p.Pool()
-		}
-		if k, ok := d.(control.KernelStatser); ok {
-			o.Kernel = k
-		}
+	o := control.Options{Node: node, Version: version, Kick: kick, Pool: drv.Pool, StateDir: stateDir, Logger: log,
+		LastGood: func() (string, *spec.Node) { return lastGood().Running() }}
+	if drv.Engine != nil {
+		o.VRRP, o.Engine = drv.Engine, drv.Engine
+	}
+	if drv.KernLB != nil {
+		o.Kernel = drv.KernLB
 	}
 	c := control.New(o)
-	return c, append(c.Wrap(drivers), c.Section())
+	return c, reconcile.WithOverrides(c, drv.List)
 }
 
-// serveControl starts the socket and the web listener; stop waits for
-// both to end after ctx is done.
+// serve starts the socket and the web listener; stop waits for both to end
+// after ctx is done.
 func (f *controlFlags) serve(ctx context.Context, c *control.Controller, log *slog.Logger) (stop func(), err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	var done []chan struct{}
-	stop = func() {
-		cancel()
-		for _, d := range done {
-			<-d
-		}
-	}
-	start := func(l net.Listener, what string, h func() error) {
-		d := make(chan struct{})
-		done = append(done, d)
-		go func() {
-			defer close(d)
-			if err := h(); err != nil {
-				log.Error(what+" stopped", "err", err)
-			}
-		}()
-		log.Info(what+" listening", "addr", l.Addr().String())
-	}
-	if f.socket != "" {
-		l, err := control.ListenSocket(f.socket)
-		if err != nil {
-			stop()
-			return nil, err
-		}
-		start(l, "control socket", func() error {
-			defer os.Remove(f.socket)
-			return control.Serve(ctx, l, c.SocketHandler())
-		})
-	}
-	if f.listen != "" {
-		// A taken port must not keep a gateway from running its VIPs:
-		// the page and the metrics are off, loudly, and the agent runs.
-		if l, err := net.Listen("tcp", f.listen); err != nil {
-			log.Error("status page and metrics off: cannot listen", "addr", f.listen, "err", err)
-		} else {
-			start(l, "status page and metrics", func() error { return control.Serve(ctx, l, c.WebHandler(f.listen)) })
-		}
-	}
-	return stop, nil
+	return c.Start(ctx, f.socket, f.listen, log)
 }
 
 // clientFlags locate the agent's socket.

@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
-	"github.com/gitgw/gitgw/reconcile"
 )
 
 // fdStoreName names the proxy's listeners in systemd's file descriptor
@@ -32,7 +31,7 @@ type fdStore struct {
 }
 
 // newFDStore returns nil outside systemd or without a proxy pool.
-func newFDStore(drivers []reconcile.Driver, log *slog.Logger) *fdStore {
+func newFDStore(pool *l4proxy.Pool, log *slog.Logger) *fdStore {
 	path := os.Getenv("NOTIFY_SOCKET")
 	if path == "" {
 		return nil
@@ -40,23 +39,10 @@ func newFDStore(drivers []reconcile.Driver, log *slog.Logger) *fdStore {
 	if path[0] == '@' {
 		path = "\x00" + path[1:]
 	}
-	s := &fdStore{addr: &net.UnixAddr{Name: path, Net: "unixgram"}, log: log.With("component", "fdstore")}
-	for _, d := range drivers {
-		for d != nil && s.pool == nil {
-			if p, ok := d.(interface{ Pool() *l4proxy.Pool }); ok {
-				s.pool = p.Pool()
-			}
-			u, ok := d.(interface{ Unwrap() reconcile.Driver })
-			if !ok {
-				break
-			}
-			d = u.Unwrap()
-		}
-	}
-	if s.pool == nil {
+	if pool == nil {
 		return nil
 	}
-	return s
+	return &fdStore{addr: &net.UnixAddr{Name: path, Net: "unixgram"}, log: log.With("component", "fdstore"), pool: pool}
 }
 
 // sync replaces the stored listeners when the set of bound addresses

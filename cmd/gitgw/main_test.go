@@ -15,7 +15,7 @@ import (
 // run a command through the root (whose sandbox re-executes /proc/self/exe
 // with the hidden subcommand): without this the child would run the tests.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == evalCommand {
+	if len(os.Args) > 1 && os.Args[1] == loader.ChildCommand {
 		if err := loader.ServeChild(os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

@@ -179,10 +179,10 @@ func planWith(cmd *cobra.Command, f *planFlags, src reconcile.Source, log *slog.
 		defer cancel()
 		r, err := planapply.Plan(actx, planapply.PlanOptions{Client: pl.cl, Socket: f.socket, Node: f.node, Commit: rev.Commit, Desired: desired, Logger: log,
 			Local: func(ctx context.Context) (*plan.Plan, error) {
-				drivers, closeDrivers := buildDrivers(ctx, driverEnv{Node: f.node, StateDir: f.stateDir, Logger: log,
+				drv := buildDrivers(reconcile.DriverConfig{StateDir: f.stateDir, Logger: log,
 					UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
-				defer closeDrivers()
-				runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, Drivers: drivers, Logger: log})
+				defer drv.Close(context.Background())
+				runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, Drivers: drv.List, Logger: log})
 				if err != nil {
 					return nil, err
 				}

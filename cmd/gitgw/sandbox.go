@@ -9,11 +9,6 @@ import (
 	"github.com/gitgw/gitgw/cue/loader"
 )
 
-// evalCommand is the hidden subcommand a sandboxed evaluation runs in: the
-// binary re-executes itself (through /proc/self/exe, so an upgrade that
-// replaced the file on disk still runs the same code).
-const evalCommand = "__evaluate-site"
-
 // sandboxFlags are the budget of one evaluation of a site, given to every
 // subcommand that loads one (agent, plan, apply, validate, …).
 type sandboxFlags struct {
@@ -31,15 +26,13 @@ func (f *sandboxFlags) register(cmd *cobra.Command) {
 }
 
 // sandbox is the evaluation sandbox the flags describe.
-func (f *sandboxFlags) sandbox() *loader.Sandbox {
-	return &loader.Sandbox{Command: []string{"/proc/self/exe", evalCommand}, Memory: f.memory << 20, CPU: f.cpu, Timeout: f.timeout}
-}
+func (f *sandboxFlags) sandbox() *loader.Sandbox { return loader.Self(f.memory<<20, f.cpu, f.timeout) }
 
 // newEvalCmd is the child's side of the sandbox: one request on stdin, one
 // response on stdout.
 func newEvalCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:    evalCommand,
+		Use:    loader.ChildCommand,
 		Short:  "Evaluate a site for the agent, inside its budget (internal)",
 		Hidden: true,
 		Args:   cobra.NoArgs,

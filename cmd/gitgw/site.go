@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,6 +30,8 @@ type siteFlags struct {
 	anchorFile, trustAnchor string
 	// fetchSpread is the agent's --fetch-spread.
 	fetchSpread time.Duration
+	// opened is set by open.
+	opened *reconcile.OpenedSource
 }
 
 func (f *siteFlags) register(cmd *cobra.Command) {
@@ -72,37 +73,21 @@ func (f *siteFlags) check() error {
 }
 
 // sourceDir, in the state dir, holds the site repository's local copy.
-const sourceDir = "source"
+const sourceDir = reconcile.SourceDir
 
 // open returns the source. watch asks for fsnotify on a directory; stateDir
-// holds the clone of a repository (a temporary one when empty).
+// holds the clone of a repository (a temporary one when empty). The
+// opened source, with its history, is kept in f.opened (plan --observed
+// reads the applied commits from it, the reporter the repository).
 func (f *siteFlags) open(ctx context.Context, node, stateDir string, watch bool) (reconcile.Source, func(), error) {
 	if err := f.check(); err != nil {
 		return nil, nil, err
 	}
-	if f.site != "" {
-		if watch {
-			s, err := reconcile.NewDirSource(ctx, f.site)
-			return s, func() {}, err
-		}
-		s, err := reconcile.StaticDir(f.site)
-		return s, func() {}, err
-	}
-	cleanup := func() {}
-	dir := filepath.Join(stateDir, sourceDir)
-	if stateDir == "" {
-		tmp, err := os.MkdirTemp("", "gitgw-src-")
-		if err != nil {
-			return nil, nil, err
-		}
-		dir, cleanup = tmp, func() { os.RemoveAll(tmp) }
-	}
-	s, err := reconcile.NewGitSource(ctx, gitrepo.Options{
+	s, err := reconcile.OpenSource(ctx, reconcile.SourceConfig{Dir: f.site, Watch: watch, StateDir: stateDir, Git: gitrepo.Options{
 		URL:            f.repo,
 		Ref:            f.ref,
 		Path:           f.path,
 		Site:           true,
-		Dir:            dir,
 		SSHKeyFile:     f.sshKey,
 		KnownHostsFile: f.knownHosts,
 		TokenFile:      f.tokenFile,
@@ -114,12 +99,12 @@ func (f *siteFlags) open(ctx context.Context, node, stateDir string, watch bool)
 		AnchorFile:     f.anchorFile,
 		TrustAnchor:    f.trustAnchor,
 		FetchSpread:    f.fetchSpread,
-	})
+	}})
 	if err != nil {
-		cleanup()
 		return nil, nil, err
 	}
-	return s, cleanup, nil
+	f.opened = s
+	return s.Source, s.Close, nil
 }
 
 // defaultNode is the short hostname, the default of --node.

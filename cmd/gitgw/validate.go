@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gitgw/gitgw/cue/loader"
-	"github.com/gitgw/gitgw/policies"
 	"github.com/gitgw/gitgw/reconcile"
 )
 
@@ -41,7 +38,7 @@ func newValidateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if errs, err := checkPolicies(ctx, site, cmd.ErrOrStderr()); err != nil {
+			if errs, err := reconcile.CheckSite(ctx, site, cmd.ErrOrStderr()); err != nil {
 				return err
 			} else if len(errs) > 0 {
 				for _, e := range errs {
@@ -55,26 +52,4 @@ func newValidateCmd() *cobra.Command {
 	}
 	sf.register(cmd)
 	return cmd
-}
-
-// checkPolicies runs the built-in guardrails over the whole site and the
-// site's own policies; warnings are written to warn, errors returned.
-func checkPolicies(ctx context.Context, site *loader.Site, warn io.Writer) (loader.Errors, error) {
-	whole, err := site.Whole()
-	if err != nil {
-		return nil, err
-	}
-	bad, warns := policies.Split(policies.Check(policies.FromSite(whole)))
-	for _, e := range site.Locate(reconcile.PolicyErrors(warns)) {
-		fmt.Fprintln(warn, "warning: "+e.Error())
-	}
-	errs := site.Locate(reconcile.PolicyErrors(bad))
-	sp, err := loader.SitePolicies(ctx, site.Dir)
-	if le, ok := loader.AsErrors(err); ok {
-		sp, err = le, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return append(errs, sp...), nil
 }

@@ -11,7 +11,7 @@ import (
 const childEnv = "GITGW_TEST_LOADER_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
+	if os.Getenv(childEnv) == "1" || len(os.Args) > 1 && os.Args[1] == ChildCommand {
 		if err := ServeChild(os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

@@ -372,3 +372,14 @@ func (sb *Sandbox) load(ctx context.Context, abs, node string, o Options) (*Site
 	s := &Site{Dir: abs, Nodes: resp.Nodes, Scope: resp.Scope, whole: resp.Whole, wholeErr: resp.WholeErr.err(), sandbox: sb, labels: resp.Labels}
 	return s, resp.View, nil
 }
+
+// ChildCommand is the hidden subcommand of the gitgw binary that serves
+// ServeChild: the child's side of Self's sandbox.
+const ChildCommand = "__evaluate-site"
+
+// Self is the sandbox that runs this very binary's ChildCommand, through
+// /proc/self/exe so that an upgrade that replaced the file on disk still
+// evaluates with the same code; memory is in bytes.
+func Self(memory int64, cpu, timeout time.Duration) *Sandbox {
+	return &Sandbox{Command: []string{"/proc/self/exe", ChildCommand}, Memory: memory, CPU: cpu, Timeout: timeout}
+}

@@ -291,3 +291,18 @@ nodes: gw1: interfaces: eth0: addresses: ["203.0.113.11/24"]
 		}
 	}
 }
+
+// TestSelf: Self's sandbox runs this very binary (the test binary serves
+// ChildCommand like gitgw does) within the budget it is given.
+func TestSelf(t *testing.T) {
+	s, _, err := Load(WithSandbox(context.Background(), Self(256<<20, 10*time.Second, 0)), "../../examples/lab", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(s.Nodes, []string{"gw1", "gw2"}) {
+		t.Errorf("nodes %v", s.Nodes)
+	}
+	if _, _, err := Load(WithSandbox(context.Background(), Self(1<<20, 10*time.Second, 0)), "../../examples/lab", ""); err == nil {
+		t.Error("a 1 MiB budget was not enforced: Self does not run the child with its budget")
+	}
+}

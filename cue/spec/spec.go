@@ -135,6 +135,12 @@ type Tuning struct {
 	ProxyBusyPoll Duration `json:"proxy_busy_poll"`
 }
 
+// MaxProxyBusyPoll bounds Tuning.ProxyBusyPoll (the proxy-busy-poll
+// guardrail). It is the proxy's own bound, l4proxy.MaxBusyPoll, stated here
+// so that the guardrails check a site without depending on the data plane;
+// a policies test holds the two equal.
+const MaxProxyBusyPoll = 10 * time.Millisecond
+
 // NICTuning is one interface's queue tuning. Empty strings and nil pointers
 // mean "not managed".
 type NICTuning struct {

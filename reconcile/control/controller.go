@@ -18,7 +18,6 @@ import (
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/internal/statefile"
-	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -83,8 +82,10 @@ type Options struct {
 	Version string
 	// Kick asks the agent for a pass (buffered, 1).
 	Kick chan<- struct{}
-	// LastGood returns the state running on the node (Runner.LastGood).
-	LastGood func() *reconcile.LastGood
+	// LastGood returns the commit and the desired state running on the
+	// node (the Runner's last good state); "" and nil before anything was
+	// applied.
+	LastGood func() (commit string, desired *spec.Node)
 	// VRRP is the engine an instance gives up mastership through; nil
 	// refuses give-up.
 	VRRP GiverUp
@@ -120,9 +121,10 @@ type VRRPStatuser interface {
 }
 
 // KernelStatser reports the kernel load balancer's services and their
-// servers' health (*reconcile.KernLBDriver).
+// servers' health, in the status's own shape (reconcile.KernLBDriver's
+// KernelServices).
 type KernelStatser interface {
-	KernStats() []reconcile.KernServiceStats
+	KernelServices() []Service
 }
 
 // ProxyStatser reports the proxy pool (*l4proxy.Pool).
@@ -136,11 +138,47 @@ var (
 	_ ProxyStatser = (*l4proxy.Pool)(nil)
 )
 
+// Result is a finished pass as the controller records it: what status, the
+// metrics and `gitgw reconcile` show of it. It is the controller's own type
+// (reconcile.Result.Control fills it), so that control does not import the
+// package that runs the passes.
+type Result struct {
+	Commit, Subject string
+	// Outcome is the pass's outcome as status.json spells it ("applied",
+	// "unchanged", "rejected", …); Summary its one-line summary.
+	Outcome, Summary string
+	// OK is set when the pass left the node as desired (applied or
+	// unchanged): an override set on another commit ends, and the
+	// last-success metric moves.
+	OK bool
+	// AppliedCommit is the commit running on the node after the pass.
+	AppliedCommit string
+	Started       time.Time
+	Duration      time.Duration
+	// Errors are the revision's positioned errors, Err any other failure.
+	Errors []string
+	Err    string
+	// Plan is every change the pass planned; Drift the changes that undid
+	// a change made outside gitgw, Reported the drift left in place,
+	// Remaining what still differs.
+	Plan                       *plan.Plan
+	Drift, Reported, Remaining []plan.Change
+}
+
+// Driver is the part of a driver the overlay wraps (reconcile.Driver has
+// the same methods): it plans and applies one family's part of the desired
+// state.
+type Driver interface {
+	Name() string
+	Plan(ctx context.Context, desired *spec.Node) ([]plan.Change, error)
+	Apply(ctx context.Context, desired *spec.Node) error
+}
+
 // waiter is a `gitgw reconcile` waiting for a pass that started after it
 // asked.
 type waiter struct {
 	since time.Time
-	ch    chan reconcile.Result
+	ch    chan Result
 }
 
 // Controller holds the operator's runtime state — suspended or not, the
@@ -154,11 +192,11 @@ type Controller struct {
 	mu        sync.Mutex
 	suspended bool
 	overrides map[string]Override
-	last      *reconcile.Result
+	last      *Result
 	passes    uint64
 	corrected int
 	waiters   []waiter
-	wrapped   map[string]*overlay
+	wrapped   map[string]*Overlay
 	fetches   Fetches
 	reporting Reporting
 }
@@ -172,7 +210,7 @@ func New(o Options) *Controller {
 		o.Now = time.Now
 	}
 	c := &Controller{o: o, log: o.Logger.With("component", "control"), overrides: map[string]Override{},
-		wrapped: map[string]*overlay{}, metrics: newPassMetrics()}
+		wrapped: map[string]*Overlay{}, metrics: newPassMetrics()}
 	c.load()
 	return c
 }
@@ -244,18 +282,18 @@ func (c *Controller) sortedOverridesLocked() []Override {
 }
 
 // Last returns the last pass's result; false before the first pass.
-func (c *Controller) Last() (reconcile.Result, bool) {
+func (c *Controller) Last() (Result, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.last == nil {
-		return reconcile.Result{}, false
+		return Result{}, false
 	}
 	return *c.last, true
 }
 
 // Observe records a pass (AgentOptions.OnResult). A pass that applied a
 // commit other than the one an override was set on clears that override.
-func (c *Controller) Observe(ctx context.Context, res reconcile.Result) {
+func (c *Controller) Observe(ctx context.Context, res Result) {
 	c.metrics.observe(res)
 	c.mu.Lock()
 	r := res
@@ -272,7 +310,7 @@ func (c *Controller) Observe(ctx context.Context, res reconcile.Result) {
 	}
 	c.waiters = keep
 	var stale []Override
-	if (res.Outcome == reconcile.Applied || res.Outcome == reconcile.Unchanged) && res.AppliedCommit != "" {
+	if res.OK && res.AppliedCommit != "" {
 		for k, o := range c.overrides {
 			if o.Commit != res.AppliedCommit {
 				stale = append(stale, o)
@@ -321,23 +359,23 @@ func (c *Controller) Resume(ctx context.Context) error {
 
 // Reconcile asks for a pass now and, with wait, returns the result of the
 // first pass that started after the request.
-func (c *Controller) Reconcile(ctx context.Context, wait bool) (reconcile.Result, error) {
-	var ch chan reconcile.Result
+func (c *Controller) Reconcile(ctx context.Context, wait bool) (Result, error) {
+	var ch chan Result
 	if wait {
-		ch = make(chan reconcile.Result, 1)
+		ch = make(chan Result, 1)
 		c.mu.Lock()
 		c.waiters = append(c.waiters, waiter{since: time.Now(), ch: ch})
 		c.mu.Unlock()
 	}
 	c.kick()
 	if !wait {
-		return reconcile.Result{}, nil
+		return Result{}, nil
 	}
 	select {
 	case r := <-ch:
 		return r, nil
 	case <-ctx.Done():
-		return reconcile.Result{}, fmt.Errorf("reconcile: waiting for the pass: %w", ctx.Err())
+		return Result{}, fmt.Errorf("reconcile: waiting for the pass: %w", ctx.Err())
 	}
 }
 
@@ -347,17 +385,17 @@ var ErrBadOverride = errors.New("bad override")
 
 // Set puts an override in force and applies it at once.
 func (c *Controller) Set(ctx context.Context, o Override) (Override, error) {
-	lg := c.lastGood()
-	if lg == nil || lg.Desired == nil {
+	commit, desired := c.lastGood()
+	if desired == nil {
 		return o, fmt.Errorf("override %s: %w: nothing applied yet", o, ErrBadOverride)
 	}
-	if err := c.check(lg.Desired, o); err != nil {
+	if err := c.check(desired, o); err != nil {
 		return o, fmt.Errorf("override %s: %w", o, err)
 	}
 	if o.family() == plan.FamilyVRRP.String() && c.o.VRRP == nil {
 		return o, fmt.Errorf("override %s: %w: no VRRP engine runs here", o, ErrBadOverride)
 	}
-	o.Commit, o.Since = lg.Commit, c.o.Now().UTC()
+	o.Commit, o.Since = commit, c.o.Now().UTC()
 	c.mu.Lock()
 	if o.Action == ActionEnable || o.Action == ActionDrain {
 		delete(c.overrides, "state "+o.Target)
@@ -429,9 +467,9 @@ func (c *Controller) check(n *spec.Node, o Override) error {
 	return nil
 }
 
-func (c *Controller) lastGood() *reconcile.LastGood {
+func (c *Controller) lastGood() (commit string, desired *spec.Node) {
 	if c.o.LastGood == nil {
-		return nil
+		return "", nil
 	}
 	return c.o.LastGood()
 }
@@ -517,10 +555,7 @@ func overlayNode(desired *spec.Node, ovs []Override) *spec.Node {
 // reapply applies the running state, with the overrides now in force,
 // through the wrapped drivers of the given families.
 func (c *Controller) reapply(ctx context.Context, fams []string) error {
-	var base *spec.Node
-	if lg := c.lastGood(); lg != nil {
-		base = lg.Desired
-	}
+	_, base := c.lastGood()
 	var errs []error
 	if slices.Contains(fams, "proxy") {
 		// A server override names a service, which the proxy or the
@@ -541,42 +576,41 @@ func (c *Controller) reapply(ctx context.Context, fams []string) error {
 	return errors.Join(errs...)
 }
 
-// Wrap puts the override overlay in front of the proxy and VRRP drivers;
-// the others are returned as they are. Give the result to the Runner and
-// the Reporter, and add Section() to the drivers the Reporter sees.
-func (c *Controller) Wrap(drivers []reconcile.Driver) []reconcile.Driver {
-	out := make([]reconcile.Driver, 0, len(drivers))
-	for _, d := range drivers {
-		switch plan.Family(d.Name()) {
-		case plan.FamilyProxy, plan.FamilyKernLB, plan.FamilyVRRP:
-			w := &overlay{inner: d, c: c}
-			c.mu.Lock()
-			c.wrapped[d.Name()] = w
-			c.mu.Unlock()
-			out = append(out, w.driver())
-		default:
-			out = append(out, d)
-		}
+// overlaid are the driver families an override acts through.
+var overlaid = []plan.Family{plan.FamilyProxy, plan.FamilyKernLB, plan.FamilyVRRP}
+
+// Overlay puts the override overlay in front of d when overrides act
+// through its family (proxy, kernlb, vrrp); false for the others, which the
+// Runner gets as they are. The Runner and the Reporter must get the
+// overlay in place of d (reconcile.WithOverrides does so, keeping d's
+// optional interfaces), and the Reporter the controller's StatusSection.
+func (c *Controller) Overlay(d Driver) (*Overlay, bool) {
+	if !slices.Contains(overlaid, plan.Family(d.Name())) {
+		return nil, false
 	}
-	return out
+	w := &Overlay{inner: d, c: c}
+	c.mu.Lock()
+	c.wrapped[d.Name()] = w
+	c.mu.Unlock()
+	return w, true
 }
 
-// overlay is a driver that plans and applies its inner driver's part of
+// Overlay is a driver that plans and applies its inner driver's part of
 // the desired state with the overrides laid over it.
-type overlay struct {
-	inner reconcile.Driver
+type Overlay struct {
+	inner Driver
 	c     *Controller
 
 	mu   sync.Mutex // serializes the runner's calls and reapply
 	base *spec.Node // the desired state last applied
 }
 
-func (w *overlay) Name() string { return w.inner.Name() }
+// Name is the inner driver's family.
+func (w *Overlay) Name() string { return w.inner.Name() }
 
-// Unwrap returns the driver the overlay wraps.
-func (w *overlay) Unwrap() reconcile.Driver { return w.inner }
-
-func (w *overlay) Plan(ctx context.Context, desired *spec.Node) ([]plan.Change, error) {
+// Plan plans the inner driver's part with the overrides in force, and
+// marks the resources they hold.
+func (w *Overlay) Plan(ctx context.Context, desired *spec.Node) ([]plan.Change, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	changes, err := w.inner.Plan(ctx, w.c.Apply(desired))
@@ -584,14 +618,16 @@ func (w *overlay) Plan(ctx context.Context, desired *spec.Node) ([]plan.Change, 
 	return changes, err
 }
 
-func (w *overlay) Apply(ctx context.Context, desired *spec.Node) error {
+// Apply applies desired with the overrides in force, and keeps desired to
+// apply again when an override changes.
+func (w *Overlay) Apply(ctx context.Context, desired *spec.Node) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.base = desired
 	return w.inner.Apply(ctx, w.c.Apply(desired))
 }
 
-func (w *overlay) reapply(ctx context.Context, fallback *spec.Node) error {
+func (w *Overlay) reapply(ctx context.Context, fallback *spec.Node) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	base := w.base
@@ -602,53 +638,6 @@ func (w *overlay) reapply(ctx context.Context, fallback *spec.Node) error {
 		return nil
 	}
 	return w.inner.Apply(ctx, w.c.Apply(base))
-}
-
-func (w *overlay) Close(ctx context.Context) error {
-	if cl, ok := w.inner.(reconcile.Closer); ok {
-		return cl.Close(ctx)
-	}
-	return nil
-}
-
-// overlayEvents is an overlay whose inner driver is an EventSource.
-type overlayEvents struct{ *overlay }
-
-func (w overlayEvents) Events() <-chan reconcile.Event {
-	return w.inner.(reconcile.EventSource).Events()
-}
-
-// overlaySections is an overlay whose inner driver has a status section.
-type overlaySections struct{ *overlay }
-
-func (w overlaySections) StatusSection(ctx context.Context) (any, error) {
-	return w.inner.(reconcile.StatusSectioner).StatusSection(ctx)
-}
-
-type overlayBoth struct{ *overlay }
-
-func (w overlayBoth) Events() <-chan reconcile.Event {
-	return w.inner.(reconcile.EventSource).Events()
-}
-
-func (w overlayBoth) StatusSection(ctx context.Context) (any, error) {
-	return w.inner.(reconcile.StatusSectioner).StatusSection(ctx)
-}
-
-// driver returns the overlay with exactly the optional interfaces of its
-// inner driver.
-func (w *overlay) driver() reconcile.Driver {
-	_, ev := w.inner.(reconcile.EventSource)
-	_, sec := w.inner.(reconcile.StatusSectioner)
-	switch {
-	case ev && sec:
-		return overlayBoth{w}
-	case ev:
-		return overlayEvents{w}
-	case sec:
-		return overlaySections{w}
-	}
-	return w
 }
 
 // annotate marks the planned resources an override holds.
@@ -672,36 +661,19 @@ func (c *Controller) annotate(family string, changes []plan.Change) {
 	}
 }
 
-// Section is a status-only driver that puts the operator's state (suspended,
-// overrides) in status.json's "overrides" section. It plans nothing.
-func (c *Controller) Section() reconcile.Driver { return sectionDriver{c} }
-
-type sectionDriver struct{ c *Controller }
-
 // SectionView is the "overrides" section of status.json.
 type SectionView struct {
 	Suspended bool       `json:"suspended"`
 	Overrides []Override `json:"overrides"`
 }
 
-func (s sectionDriver) Name() string { return "overrides" }
-func (s sectionDriver) Plan(context.Context, *spec.Node) ([]plan.Change, error) {
-	return nil, nil
-}
-func (s sectionDriver) Apply(context.Context, *spec.Node) error { return nil }
-func (s sectionDriver) StatusSection(context.Context) (any, error) {
-	v := SectionView{Suspended: s.c.Suspended(), Overrides: []Override{}}
-	for _, o := range s.c.Overrides() {
+// StatusSection is the operator's state (suspended, overrides) for
+// status.json's "overrides" section (reconcile.StatusOnly reports it).
+func (c *Controller) StatusSection(context.Context) (any, error) {
+	v := SectionView{Suspended: c.Suspended(), Overrides: []Override{}}
+	for _, o := range c.Overrides() {
 		o.Since = time.Time{} // status.json holds no times
 		v.Overrides = append(v.Overrides, o)
 	}
 	return v, nil
 }
-
-var (
-	_ reconcile.Driver          = (*overlay)(nil)
-	_ reconcile.Closer          = (*overlay)(nil)
-	_ reconcile.EventSource     = overlayEvents{}
-	_ reconcile.StatusSectioner = overlaySections{}
-	_ reconcile.StatusSectioner = sectionDriver{}
-)

@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gitgw/gitgw/cue/spec"
-	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -62,24 +61,45 @@ func labNode() *spec.Node {
 	}
 }
 
+// lastGood is the state running on the node, as the Runner keeps it.
+type lastGood struct {
+	commit  string
+	desired *spec.Node
+}
+
+func (lg *lastGood) get() (string, *spec.Node) { return lg.commit, lg.desired }
+
 type harness struct {
 	c           *Controller
 	proxy, vrrp *recorder
 	gu          *giveUps
-	lg          *reconcile.LastGood
+	lg          *lastGood
 	kicks       chan struct{}
-	wrapped     []reconcile.Driver
+	wrapped     []Driver
 	desired     *spec.Node
+}
+
+// wrap is what the agent's wiring does: the overlay in front of the
+// families overrides act through.
+func wrap(c *Controller, drivers ...Driver) []Driver {
+	var out []Driver
+	for _, d := range drivers {
+		if o, ok := c.Overlay(d); ok {
+			d = o
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{proxy: &recorder{name: "proxy"}, vrrp: &recorder{name: "vrrp"}, gu: &giveUps{}, kicks: make(chan struct{}, 1), desired: labNode()}
-	h.lg = &reconcile.LastGood{Commit: "c1", Desired: h.desired}
+	h.lg = &lastGood{"c1", h.desired}
 	h.c = New(Options{Node: "gw1", Version: "test", Kick: h.kicks, VRRP: h.gu,
-		LastGood: func() *reconcile.LastGood { return h.lg },
+		LastGood: func() (string, *spec.Node) { return h.lg.get() },
 		Now:      func() time.Time { return time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC) }})
-	h.wrapped = h.c.Wrap([]reconcile.Driver{&recorder{name: "units"}, h.proxy, h.vrrp})
+	h.wrapped = wrap(h.c, &recorder{name: "units"}, h.proxy, h.vrrp)
 	// The runner's first pass.
 	for _, d := range h.wrapped {
 		if err := d.Apply(context.Background(), h.desired); err != nil {
@@ -142,12 +162,17 @@ func TestOverrideLifecycle(t *testing.T) {
 	}
 	// A pass on the same commit keeps them; one that applies another
 	// commit clears them and applies the site again.
-	h.c.Observe(ctx, reconcile.Result{Commit: "c1", AppliedCommit: "c1", Outcome: reconcile.Unchanged})
+	h.c.Observe(ctx, Result{Commit: "c1", AppliedCommit: "c1", Outcome: "unchanged", OK: true})
 	if n := len(h.c.Overrides()); n != 3 {
 		t.Fatalf("%d overrides after a pass on the same commit", n)
 	}
-	h.lg = &reconcile.LastGood{Commit: "c2", Desired: h.desired}
-	h.c.Observe(ctx, reconcile.Result{Commit: "c2", AppliedCommit: "c2", Outcome: reconcile.Applied})
+	// A pass that did not leave the node as desired keeps them.
+	h.c.Observe(ctx, Result{Commit: "c2", AppliedCommit: "c2", Outcome: "failed"})
+	if n := len(h.c.Overrides()); n != 3 {
+		t.Fatalf("%d overrides after a failed pass", n)
+	}
+	h.lg = &lastGood{"c2", h.desired}
+	h.c.Observe(ctx, Result{Commit: "c2", AppliedCommit: "c2", Outcome: "applied", OK: true})
 	if n := len(h.c.Overrides()); n != 0 {
 		t.Fatalf("%d overrides after a new commit", n)
 	}
@@ -207,46 +232,30 @@ func TestBadOverrides(t *testing.T) {
 	}
 }
 
-func TestWrapKeepsInterfaces(t *testing.T) {
+// TestOverlayFamilies: overrides act through the proxy and VRRP drivers
+// only; the section reports the operator's state without times.
+func TestOverlayFamilies(t *testing.T) {
 	c := New(Options{})
-	ev := &eventRecorder{recorder: recorder{name: "vrrp"}, ch: make(chan reconcile.Event)}
-	out := c.Wrap([]reconcile.Driver{ev, &recorder{name: "proxy"}})
-	if _, ok := out[0].(reconcile.EventSource); !ok {
-		t.Error("vrrp overlay lost EventSource")
-	}
-	if _, ok := out[1].(reconcile.EventSource); ok {
-		t.Error("proxy overlay gained EventSource")
-	}
-	for _, d := range out {
-		if _, ok := d.(reconcile.StatusSectioner); ok {
-			t.Errorf("%s overlay gained StatusSectioner", d.Name())
+	for name, want := range map[string]bool{"proxy": true, "vrrp": true, "units": false, "tuning": false} {
+		if _, ok := c.Overlay(&recorder{name: name}); ok != want {
+			t.Errorf("Overlay(%s): %v, want %v", name, ok, want)
 		}
 	}
-	sec, ok := c.Section().(reconcile.StatusSectioner)
-	if !ok {
-		t.Fatal("Section is no StatusSectioner")
-	}
-	v, _ := sec.StatusSection(context.Background())
-	if diff := cmp.Diff(SectionView{Overrides: []Override{}}, v); diff != "" {
+	c.Suspend()
+	v, _ := c.StatusSection(context.Background())
+	if diff := cmp.Diff(SectionView{Suspended: true, Overrides: []Override{}}, v); diff != "" {
 		t.Fatal(diff)
 	}
 }
 
-type eventRecorder struct {
-	recorder
-	ch chan reconcile.Event
-}
-
-func (e *eventRecorder) Events() <-chan reconcile.Event { return e.ch }
-
 func TestOverridesKeptAcrossRestart(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	lg := &reconcile.LastGood{Commit: "c1", Desired: labNode()}
+	lg := &lastGood{"c1", labNode()}
 	newC := func() (*Controller, *recorder) {
-		c := New(Options{Node: "gw1", StateDir: dir, LastGood: func() *reconcile.LastGood { return lg }})
+		c := New(Options{Node: "gw1", StateDir: dir, LastGood: lg.get})
 		p := &recorder{name: "proxy"}
-		c.Wrap([]reconcile.Driver{p})
+		wrap(c, p)
 		return c, p
 	}
 	c, _ := newC()
@@ -266,7 +275,7 @@ func TestOverridesKeptAcrossRestart(t *testing.T) {
 	if c2.Suspended() {
 		t.Fatal("suspension kept across a restart")
 	}
-	if err := c2.wrapped["proxy"].Apply(ctx, lg.Desired); err != nil {
+	if err := c2.wrapped["proxy"].Apply(ctx, lg.desired); err != nil {
 		t.Fatal(err)
 	}
 	if !p2.last(t).Services["web"].Servers["s2"].Drain {

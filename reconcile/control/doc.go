@@ -17,11 +17,16 @@
 //     through DNS rebinding.
 //
 // Overrides are temporary by design. They are an overlay on the desired
-// state that the proxy and VRRP drivers see (Controller.Wrap), so a pass
+// state that the proxy and VRRP drivers see (Controller.Overlay), so a pass
 // plans and applies them like the site itself and never mistakes them for
 // drift. They are shown in status and in the status branch (the "overrides"
 // section), and they end with `gitgw resume`, `gitgw override clear`, or the
 // first pass that applies a different commit. They are kept in the state
 // directory, so a restarted agent keeps them; a suspension is not kept,
 // since a restarted agent must rebuild its in-process data plane.
+//
+// control does not import reconcile, which runs the passes: it declares
+// what it consumes (Options.LastGood, Result, Driver, the engines' status
+// interfaces), and the agent's wiring (reconcile.WithOverrides,
+// reconcile.Result.Control) adapts reconcile's values to them.
 package control

@@ -8,7 +8,6 @@ import (
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
-	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 	"github.com/gitgw/gitgw/test/goldenfile"
 )
@@ -46,16 +45,17 @@ func fixture(t *testing.T) *Controller {
 		},
 	}}}
 	h := &harness{kicks: make(chan struct{}, 1), desired: labNode()}
-	h.lg = &reconcile.LastGood{Commit: "0123456789abcdef0123456789abcdef01234567", Desired: h.desired}
+	h.lg = &lastGood{"0123456789abcdef0123456789abcdef01234567", h.desired}
 	c := New(Options{Node: "gw1", Version: "v1.0.0", Kick: h.kicks, Engine: eng, Pool: pool,
-		LastGood: func() *reconcile.LastGood { return h.lg }, Now: func() time.Time { return fixedNow }})
-	c.Wrap([]reconcile.Driver{&recorder{name: "proxy"}})
+		LastGood: h.lg.get, Now: func() time.Time { return fixedNow }})
+	wrap(c, &recorder{name: "proxy"})
 	if _, err := c.Set(t.Context(), Override{Action: ActionDrain, Target: "web/s2"}); err != nil {
 		t.Fatal(err)
 	}
 	drift := plan.Change{Driver: "tuning", Kind: "sysctl", ID: "net.ipv4.ip_forward", Action: plan.Update, Before: "0", After: "1", Reason: "changed by hand", Drift: true}
-	c.Observe(t.Context(), reconcile.Result{
-		Commit: h.lg.Commit, Subject: "web: add s2", AppliedCommit: h.lg.Commit, Outcome: reconcile.Applied,
+	c.Observe(t.Context(), Result{
+		Commit: h.lg.commit, Subject: "web: add s2", AppliedCommit: h.lg.commit, Outcome: "applied", OK: true,
+		Summary: "0123456789ab applied, 1 changes, 1 drift corrected",
 		Started: fixedNow.Add(-time.Second), Duration: 42 * time.Millisecond,
 		Plan: &plan.Plan{Changes: []plan.Change{
 			drift,
@@ -63,7 +63,7 @@ func fixture(t *testing.T) *Controller {
 			{Driver: "units", Kind: "unit_instance", ID: "app@8080.service", Action: plan.NoOp, Before: map[string]any{"active": "active", "sub": "running"}},
 			{Driver: "units", Kind: "unit_instance", ID: "app@8081.service", Action: plan.Update, Before: map[string]any{"active": "failed", "sub": "failed"}},
 		}},
-		Applied: []plan.Change{drift}, Drift: []plan.Change{drift},
+		Drift: []plan.Change{drift},
 	})
 	return c
 }

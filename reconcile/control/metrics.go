@@ -8,7 +8,6 @@ import (
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
-	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -42,12 +41,12 @@ func newPassMetrics() *passMetrics {
 	}
 }
 
-func (m *passMetrics) observe(res reconcile.Result) {
-	o := string(res.Outcome)
+func (m *passMetrics) observe(res Result) {
+	o := res.Outcome
 	m.duration.WithLabelValues(o).Observe(res.Duration.Seconds())
 	m.passes.WithLabelValues(o).Inc()
 	m.lastRun.Set(float64(res.Started.UnixNano()) / 1e9)
-	if res.Outcome == reconcile.Applied || res.Outcome == reconcile.Unchanged {
+	if res.OK {
 		m.lastOK.Set(float64(res.Started.UnixNano()) / 1e9)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/gitgw/gitgw/reconcile"
 )
 
 // TestCorruptOverridesMovedAside: an empty or truncated overrides.json is
@@ -25,8 +23,8 @@ func TestCorruptOverridesMovedAside(t *testing.T) {
 				t.Fatal(err)
 			}
 			var log bytes.Buffer
-			lg := &reconcile.LastGood{Commit: "c1", Desired: labNode()}
-			c := New(Options{Node: "gw1", StateDir: dir, LastGood: func() *reconcile.LastGood { return lg },
+			lg := &lastGood{"c1", labNode()}
+			c := New(Options{Node: "gw1", StateDir: dir, LastGood: lg.get,
 				Logger: slog.New(slog.NewTextHandler(&log, nil))})
 			if got := c.Overrides(); len(got) != 0 {
 				t.Errorf("overrides from a corrupt file: %v", got)
@@ -44,7 +42,7 @@ func TestCorruptOverridesMovedAside(t *testing.T) {
 			if l := log.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "state file corrupt") || !strings.Contains(l, aside[0]) {
 				t.Errorf("no ERROR line naming %s; log:\n%s", aside[0], l)
 			}
-			c.Wrap([]reconcile.Driver{&recorder{name: "proxy"}})
+			wrap(c, &recorder{name: "proxy"})
 			if _, err := c.Set(context.Background(), Override{Action: ActionDrain, Target: "web/s1"}); err != nil {
 				t.Fatal(err)
 			}

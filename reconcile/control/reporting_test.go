@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -62,7 +61,7 @@ func TestOutcomeNeverConvergedWhilePending(t *testing.T) {
 		changes = append(changes, plan.Change{Driver: "units", Kind: "unit_instance", ID: u, Action: plan.Pending, After: "active", Reason: "no systemd"})
 	}
 	changes = append(changes, plan.Change{Driver: "tuning", Kind: "sysctl", ID: "net.ipv4.ip_forward", Action: plan.NoOp, After: "1"})
-	c.Observe(t.Context(), reconcile.Result{Commit: "c1", AppliedCommit: "c1", Outcome: reconcile.Unchanged, Plan: &plan.Plan{Changes: changes}, Started: fixedNow})
+	c.Observe(t.Context(), Result{Commit: "c1", AppliedCommit: "c1", Outcome: "unchanged", OK: true, Plan: &plan.Plan{Changes: changes}, Started: fixedNow})
 	srv := httptest.NewServer(c.WebHandler(DefaultListen))
 	defer srv.Close()
 	check := func(outcome string, pending int, page string) {
@@ -88,7 +87,7 @@ func TestOutcomeNeverConvergedWhilePending(t *testing.T) {
 	check("pending", 3, `id="node-outcome">pending (3 pending)`)
 
 	tuning := plan.Change{Driver: "tuning", Kind: "sysctl", ID: "net.ipv4.ip_forward", Action: plan.Update, Before: "0", After: "1"}
-	c.Observe(t.Context(), reconcile.Result{Commit: "c2", AppliedCommit: "c1", Outcome: reconcile.Suspended,
+	c.Observe(t.Context(), Result{Commit: "c2", AppliedCommit: "c1", Outcome: "suspended",
 		Plan: &plan.Plan{Changes: []plan.Change{tuning}}, Remaining: []plan.Change{tuning}, Started: fixedNow})
 	check("suspended", 1, `id="node-outcome">suspended (1 not applied)`)
 }

@@ -67,7 +67,7 @@ func (c *Controller) SocketHandler() http.Handler {
 			reply(w, http.StatusAccepted, ReconcileReply{Summary: "pass requested"})
 			return
 		}
-		reply(w, http.StatusOK, ReconcileReply{Commit: res.Commit, Outcome: string(res.Outcome), Summary: res.Summary()})
+		reply(w, http.StatusOK, ReconcileReply{Commit: res.Commit, Outcome: res.Outcome, Summary: res.Summary})
 	})
 	mux.HandleFunc("POST /v1/suspend", func(w http.ResponseWriter, _ *http.Request) {
 		c.Suspend()

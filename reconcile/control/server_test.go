@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gitgw/gitgw/reconcile"
 )
 
 // serveSocket serves h's controller on a real unix socket and returns a
@@ -32,11 +30,11 @@ func serveSocket(t *testing.T, h *harness) (*Client, string) {
 			case <-ctx.Done():
 				return
 			case <-h.kicks:
-				out := reconcile.Unchanged
+				res := Result{Commit: "c1", AppliedCommit: "c1", Outcome: "unchanged", Summary: "c1 unchanged", OK: true, Started: time.Now(), Duration: time.Millisecond}
 				if h.c.Suspended() {
-					out = reconcile.Suspended
+					res.Outcome, res.Summary, res.OK = "suspended", "c1 suspended, 0 changes held", false
 				}
-				h.c.Observe(ctx, reconcile.Result{Commit: "c1", AppliedCommit: "c1", Outcome: out, Started: time.Now(), Duration: time.Millisecond})
+				h.c.Observe(ctx, res)
 			}
 		}
 	}()

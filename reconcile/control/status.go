@@ -9,7 +9,6 @@ import (
 
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/dataplane/vrrp"
-	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
@@ -214,15 +213,6 @@ func service(s l4proxy.ServiceStats) Service {
 	return out
 }
 
-func kernService(s reconcile.KernServiceStats) Service {
-	out := Service{Name: s.Name, Mode: s.Mode, Binds: []string{s.Protocol + " " + s.Bind}, Balance: s.Balance, Status: s.Status, Servers: []Server{}}
-	for _, sv := range s.Servers {
-		out.Servers = append(out.Servers, Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup,
-			Admin: "ready", Status: string(sv.Status), Check: sv.Check, LastCheck: sv.LastCheck})
-	}
-	return out
-}
-
 // Resource is one planned resource of the last pass.
 type Resource struct {
 	Driver  string          `json:"driver"`
@@ -259,24 +249,15 @@ func (c *Controller) Status() Status {
 		}
 	}
 	if c.o.Kernel != nil {
-		for _, s := range c.o.Kernel.KernStats() {
-			st.Services = append(st.Services, kernService(s))
-		}
+		st.Services = append(st.Services, c.o.Kernel.KernelServices()...)
 	}
 	if last == nil {
-		if lg := c.lastGood(); lg != nil {
-			st.Applied = lg.Commit
-		}
+		st.Applied, _ = c.lastGood()
 		return st
 	}
 	st.Desired, st.Subject, st.Applied = last.Commit, last.Subject, last.AppliedCommit
-	p := &Pass{Outcome: string(last.Outcome), Summary: last.Summary(), Started: last.Started.UTC(), Duration: last.Duration}
-	for _, e := range last.Errors {
-		p.Errors = append(p.Errors, e.Error())
-	}
-	if last.Err != nil {
-		p.Error = last.Err.Error()
-	}
+	p := &Pass{Outcome: last.Outcome, Summary: last.Summary, Started: last.Started.UTC(), Duration: last.Duration,
+		Errors: slices.Clone(last.Errors), Error: last.Err}
 	st.LastPass = p
 	if last.Plan != nil {
 		for _, ch := range last.Plan.Changes {

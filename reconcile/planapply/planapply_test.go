@@ -120,7 +120,7 @@ func TestThroughAgent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	agent := reconcile.NewAgent(reconcile.AgentOptions{Source: src, Runner: runner, Requests: requests,
 		Debounce: time.Millisecond, Poll: time.Hour, Resync: time.Hour,
-		OnResult: func(r reconcile.Result) { ctl.Observe(ctx, r); passes <- r }})
+		OnResult: func(r reconcile.Result) { ctl.Observe(ctx, r.Control()); passes <- r }})
 	sock := filepath.Join(t.TempDir(), "gitgw.sock")
 	l, err := control.ListenSocket(sock)
 	if err != nil {

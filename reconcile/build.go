@@ -1,0 +1,189 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/gitgw/gitgw/dataplane/kernlb"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/reconcile/plan"
+	"github.com/gitgw/gitgw/units"
+)
+
+// DriverConfig is what building the node's drivers needs from the command
+// line.
+type DriverConfig struct {
+	StateDir string
+	Logger   *slog.Logger
+	// Live is set for commands that change the node (apply, agent); plan
+	// only observes.
+	Live bool
+	// UnitDir and SystemdSocket locate systemd (defaults: the system's).
+	UnitDir, SystemdSocket string
+	// Progress is beaten by long waits that are progress (the agent's
+	// watchdog heartbeat); nil outside the agent.
+	Progress func()
+	// Inherited are listening sockets handed over by systemd or a previous
+	// agent, which the proxy adopts (l4proxy.Options.Inherited).
+	Inherited []*os.File
+	// Guardian is the command line of the VRRP guardian (`gitgw vrrp guard
+	// --state-dir DIR`), started with a live engine that keeps its state in
+	// StateDir. Empty: none.
+	Guardian []string
+}
+
+// Drivers are the node's drivers, one per family in apply order, and the
+// in-process engines behind them. The engines are given here, by value, so
+// that the controller and the file descriptor store never dig them back
+// out of the drivers.
+type Drivers struct {
+	// List has one driver per family of plan.Families, in that order: the
+	// real driver where it can run, Pending (with the reason) where it
+	// cannot or none is built in.
+	List []Driver
+	// Pool is the proxy pool (always built: it needs no privilege).
+	Pool *l4proxy.Pool
+	// Engine is the VRRP engine; nil where VRRP cannot run (no root).
+	Engine *vrrp.Engine
+	// KernLB is the kernel load balancer's driver; nil where it cannot
+	// run (no root).
+	KernLB *KernLBDriver
+}
+
+// BuildDrivers builds one driver per family. A driver that cannot run here
+// (no root, no systemd) is replaced by Pending, and its resources are
+// planned as pending, plainly; Close stops what was built.
+func BuildDrivers(cfg DriverConfig) *Drivers {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pool := l4proxy.New(log.With("component", "l4proxy"), l4proxy.Options{Inherited: cfg.Inherited})
+	d := &Drivers{Pool: pool}
+	have := map[plan.Family]Driver{}
+	add := func(family plan.Family, drv Driver, err error) {
+		if err != nil {
+			log.Warn("driver not available; its resources are listed as pending", "driver", family, "err", err)
+			drv = Pending{Family: family, Why: "driver unavailable: " + err.Error()}
+		}
+		have[family] = drv
+	}
+	add(plan.FamilyTuning, NewTuningDriver(nil, log), nil)
+	ud, err := NewUnitsDriver(UnitsOptions{
+		UnitDir: cfg.UnitDir,
+		Socket:  cfg.SystemdSocket,
+		// A rolling restart waits for the restarted instance's own
+		// servers, by port and this host's addresses, checked since.
+		Healthy: func(_ context.Context, unit string, restarted time.Time) error {
+			return UnitHealthy(pool.Stats(), unit, restarted, HostAddr)
+		},
+		Manager: units.Options{Progress: cfg.Progress},
+		Logger:  log,
+	})
+	if err != nil {
+		add(plan.FamilyUnits, nil, err)
+	} else {
+		add(plan.FamilyUnits, ud, nil)
+	}
+	add(plan.FamilyProxy, NewProxyDriver(pool, log), nil)
+	kd, err := buildKernLB(cfg, log)
+	if err != nil {
+		add(plan.FamilyKernLB, nil, err)
+	} else {
+		d.KernLB = kd
+		add(plan.FamilyKernLB, kd, nil)
+	}
+	vd, err := buildVRRP(cfg, pool, log)
+	if err != nil {
+		add(plan.FamilyVRRP, nil, err)
+	} else {
+		d.Engine = vd.Engine()
+		add(plan.FamilyVRRP, vd.withGuardian(cfg, log), nil)
+	}
+	for _, fam := range plan.Families {
+		drv, ok := have[fam]
+		if !ok {
+			drv = Pending{Family: fam, Why: "driver not built into this gitgw yet"}
+		}
+		d.List = append(d.List, drv)
+	}
+	return d
+}
+
+// buildVRRP starts the engine; a VRRP instance tracking a proxy service
+// gives up mastership when the service has no server up.
+func buildVRRP(cfg DriverConfig, pool *l4proxy.Pool, log *slog.Logger) (*VRRPDriver, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("the VRRP engine needs root (raw sockets, netlink)")
+	}
+	return NewVRRPDriver(VRRPOptions{StateDir: cfg.StateDir, ServiceHealthy: pool.Healthy, Logger: log})
+}
+
+// buildKernLB opens the kernel load balancer (nftables NAT and direct
+// routing) for the services with mode nat or dr. Its health checks run
+// only where the node is changed (apply, agent): a plan reads the servers'
+// health back from the tables.
+func buildKernLB(cfg DriverConfig, log *slog.Logger) (*KernLBDriver, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("the kernel load balancer needs root (nftables over netlink)")
+	}
+	lb, err := kernlb.Open(0, log)
+	if err != nil {
+		return nil, err
+	}
+	return NewKernLBDriver(lb, KernLBOptions{Checks: cfg.Live, Logger: log}), nil
+}
+
+// guardedVRRP is the VRRP driver with its guardian: a companion process
+// that hands mastership over the instant the agent dies (SIGKILL, OOM),
+// instead of leaving the peer to wait 3 × the advert interval. The unit's
+// ExecStopPost=gitgw vrrp release stays as the backstop for when the whole
+// service is killed at once.
+type guardedVRRP struct {
+	*VRRPDriver
+	guardian *vrrp.Guardian
+}
+
+// withGuardian starts the guardian for a live engine with a state dir.
+func (d *VRRPDriver) withGuardian(cfg DriverConfig, log *slog.Logger) Driver {
+	if !cfg.Live || cfg.StateDir == "" || len(cfg.Guardian) == 0 {
+		return d
+	}
+	cmd := exec.Command(cfg.Guardian[0], cfg.Guardian[1:]...)
+	// Its "released mastership" line belongs in the agent's log (the
+	// journal under systemd): it is the record of a crash handover.
+	cmd.Stderr = os.Stderr
+	g, err := vrrp.StartGuardian(cmd)
+	if err != nil {
+		log.Warn("no VRRP guardian: a crash hands over through ExecStopPost only", "err", err)
+		return d
+	}
+	log.Info("VRRP guardian started", "pid", g.PID())
+	return &guardedVRRP{VRRPDriver: d, guardian: g}
+}
+
+// Close stops the engine (priority 0 for what it was master of), then ends
+// the guardian's life line: the state file is empty, it releases nothing.
+func (g *guardedVRRP) Close(ctx context.Context) error {
+	err := g.VRRPDriver.Close(ctx)
+	return errors.Join(err, g.guardian.Close())
+}
+
+// Close closes every driver that holds resources.
+func (d *Drivers) Close(ctx context.Context) error {
+	var errs []error
+	for _, drv := range d.List {
+		if c, ok := drv.(Closer); ok {
+			if err := c.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", drv.Name(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,67 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitgw/gitgw/cue/loader"
+)
+
+// TestCheckSite: the lab site passes; the site's own policies are errors,
+// positioned in its files; a built-in guardrail's warning (a password in
+// clear) goes to warn, positioned too, and is no error.
+func TestCheckSite(t *testing.T) {
+	ctx := context.Background()
+	check := func(t *testing.T, dir string) ([]string, string) {
+		t.Helper()
+		site, _, err := loader.Load(ctx, dir, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var warn bytes.Buffer
+		errs, err := CheckSite(ctx, site, &warn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range errs {
+			got = append(got, e.Error())
+		}
+		return got, warn.String()
+	}
+	if errs, warn := check(t, "../examples/lab"); len(errs) > 0 || warn != "" {
+		t.Errorf("lab: errors %q, warnings %q", errs, warn)
+	}
+	errs, _ := check(t, "../cue/loader/testdata/site-policies")
+	want := []string{
+		"site.cue:10:19: vrrp.VI_1.version: [vrrpv3] conflicting values 3 and 2",
+		"site.cue:15:11: services.web: [min_servers] service web has 2 servers; at least 3 are required",
+	}
+	if diff := cmp.Diff(want, errs); diff != "" {
+		t.Errorf("site policies (-want +got):\n%s", diff)
+	}
+	// The lab site with VRRPv2 and a password in clear.
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../examples/lab")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "site.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := strings.Replace(strings.Replace(string(b), `version:         3`, `version: 2, auth: {type: "pass", password: "s3cr3t"}`, 1),
+		`advert_interval: "100ms"`, `advert_interval: "1s"`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "site.cue"), []byte(v2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	errs, warn := check(t, dir)
+	if len(errs) > 0 || !strings.HasPrefix(warn, "warning: ") || !strings.Contains(warn, "[secret-in-clear]") {
+		t.Errorf("password in clear: errors %q, warnings %q", errs, warn)
+	}
+}
