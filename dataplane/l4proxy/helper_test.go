@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -48,8 +49,13 @@ func helperMain() int {
 	}
 	var inherited []*os.File
 	n, _ := strconv.Atoi(os.Getenv("L4HELPER_FDS"))
+	names := strings.Split(os.Getenv("L4HELPER_FDNAMES"), ":")
 	for i := 0; i < n; i++ {
-		inherited = append(inherited, os.NewFile(uintptr(3+i), "inherited"))
+		name := "inherited"
+		if i < len(names) && names[i] != "" {
+			name = names[i]
+		}
+		inherited = append(inherited, os.NewFile(uintptr(3+i), name))
 	}
 	if path := os.Getenv("L4HELPER_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
@@ -97,7 +103,14 @@ func helperMain() int {
 		}
 		fmt.Println("reconfigured")
 	}
-	if s == syscall.SIGHUP {
+	if s == syscall.SIGHUP && os.Getenv("L4HELPER_HANDOVER") == "conns" {
+		// The agent's restart: connections go to the successor too, and
+		// this process ends at once.
+		if err := handOverConns(p); err != nil {
+			logger.Error("hand-over", "err", err)
+			return 1
+		}
+	} else if s == syscall.SIGHUP {
 		if err := handOver(p); err != nil {
 			logger.Error("hand-over", "err", err)
 			return 1
@@ -118,6 +131,53 @@ func handOver(p *Pool) error {
 	if err != nil {
 		return err
 	}
+	return startSuccessor(files, "")
+}
+
+// handOverConns passes listeners and connections (Pool.HandOver) to the
+// successor, named as systemd's LISTEN_FDNAMES would name them, and
+// prints "handover <pid> <stats> conns=N pending=B".
+func handOverConns(p *Pool) error {
+	files, err := p.Listeners()
+	if err != nil {
+		return err
+	}
+	ho, err := p.HandOver(-1)
+	if err != nil {
+		return err
+	}
+	pending := 0
+	if st, err := readHandOverState(ho.State); err == nil {
+		for _, c := range st.Conns {
+			pending += len(c.Up.Pending) + len(c.Down.Pending)
+		}
+	}
+	names := make([]string, 0, len(files)+1+len(ho.Conns))
+	for range files {
+		names = append(names, "l4proxy")
+	}
+	files = append(files, ho.State)
+	names = append(names, HandOverStateName)
+	for _, f := range ho.Conns {
+		files = append(files, f)
+		names = append(names, HandOverConnName)
+	}
+	fmt.Printf("handed conns=%d pending=%d cut=%d\n", ho.N, pending, ho.Cut)
+	return startSuccessor(files, strings.Join(names, ":"))
+}
+
+func readHandOverState(f *os.File) (*handOverState, error) {
+	raw, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	if err != nil {
+		return nil, err
+	}
+	var st handOverState
+	return &st, json.Unmarshal(raw, &st)
+}
+
+// startSuccessor starts a copy of the helper with files (closed here
+// once it runs) and prints "handover <pid> <stats>" once it is ready.
+func startSuccessor(files []*os.File, names string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -129,7 +189,7 @@ func handOver(p *Pool) error {
 	defer rr.Close()
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), "L4HELPER_FDS="+strconv.Itoa(len(files)),
-		"L4HELPER_READY_FD="+strconv.Itoa(3+len(files)))
+		"L4HELPER_READY_FD="+strconv.Itoa(3+len(files)), "L4HELPER_FDNAMES="+names)
 	cmd.ExtraFiles = append(files, rw)
 	// The successor writes to the same stdout and stderr: it must not
 	// depend on its predecessor staying alive.

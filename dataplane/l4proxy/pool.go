@@ -57,6 +57,7 @@ type Pool struct {
 	draining  []*service
 	binds     map[netip.AddrPort]*bindGroup
 	inherited map[netip.AddrPort][]int // listening sockets handed over, by address
+	handed    inheritedConns           // connections handed over, until the first Set
 	applied   *Config
 	closed    bool
 	reapEvery atomic.Int64 // reaper period: a quarter of the shortest timeout
@@ -92,6 +93,13 @@ func New(logger *slog.Logger, opts Options) *Pool {
 	p.pipes.max = max(opts.MaxPipes, 0)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, f := range opts.Inherited {
+		if ok, err := p.inheritConn(f); ok {
+			if err != nil {
+				p.log.Warn("connections handed over are lost", "err", err)
+			}
+			_ = f.Close()
+			continue
+		}
 		fd, ap, err := adoptListener(f)
 		_ = f.Close()
 		if err != nil {
@@ -232,6 +240,9 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 			p.draining = append(p.draining, svc)
 		}
 	}
+	// Connections handed over by a predecessor go to their services now
+	// that these exist.
+	p.adoptHanded()
 	// Sockets handed over but not claimed belong to binds that are gone.
 	for addr, fds := range p.inherited {
 		for _, fd := range fds {
@@ -447,6 +458,10 @@ func (p *Pool) Close(ctx context.Context) error {
 		}
 	}
 	p.inherited = nil
+	for _, fd := range p.handed.fds {
+		_ = unix.Close(fd)
+	}
+	p.handed = inheritedConns{}
 	svcs := append([]*service(nil), p.draining...)
 	for _, s := range p.services {
 		svcs = append(svcs, s)
