@@ -117,9 +117,13 @@ func helperMain() int {
 		}
 		p.StopAccepting()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	drain := 30 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("L4HELPER_DRAIN")); err == nil {
+		drain = d // 0: a plain restart, connections cut at once
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := p.Close(ctx); err != nil {
+	if err := p.Close(ctx); err != nil && drain > 0 {
 		logger.Error("close", "err", err)
 		return 1
 	}
