@@ -72,6 +72,9 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			Retries:    s.Retries,
 			Redispatch: s.Redispatch,
 		}
+		if s.Protocol == "udp" {
+			svc.Protocol = l4proxy.ProtoUDP
+		}
 		if s.Retries == 0 {
 			svc.Retries = -1 // the site's 0 means no retry; the pool's 0 means its default
 		}
@@ -202,6 +205,7 @@ type serviceView struct {
 	KeepAlive   bool   `json:"tcp_keepalive,omitempty"`
 	Source      string `json:"source,omitempty"`
 	Resolve     string `json:"resolve_interval,omitempty"` // set in the site only
+	Protocol    string `json:"protocol,omitempty"`         // "udp"; empty for tcp
 }
 
 type serverView struct {
@@ -222,6 +226,9 @@ func viewService(s l4proxy.Service) serviceView {
 	}
 	if v.Balance == "" {
 		v.Balance = string(l4proxy.RoundRobin)
+	}
+	if s.Protocol == l4proxy.ProtoUDP {
+		v.Protocol = string(s.Protocol)
 	}
 	if s.Persistence > 0 {
 		v.Persistence = s.Persistence.String()
@@ -336,6 +343,7 @@ func diffService(h, w serviceView) []string {
 		}
 	}
 	add("balance", h.Balance, w.Balance)
+	add("protocol", h.Protocol, w.Protocol)
 	add("persistence", h.Persistence, w.Persistence)
 	add("maxconn", h.MaxConn, w.MaxConn)
 	add("timeouts", h.Timeouts, w.Timeouts)

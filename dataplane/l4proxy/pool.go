@@ -58,6 +58,8 @@ type Pool struct {
 	binds     map[netip.AddrPort]*bindGroup
 	inherited map[netip.AddrPort][]int // listening sockets handed over, by address
 	handed    inheritedConns           // connections handed over, until the first Set
+	udpBinds  map[netip.AddrPort]*udpBind
+	udpWG     sync.WaitGroup // UDP sessions' reply goroutines
 	applied   *Config
 	closed    bool
 	reapEvery atomic.Int64 // reaper period: a quarter of the shortest timeout
@@ -89,6 +91,7 @@ func New(logger *slog.Logger, opts Options) *Pool {
 		services:  map[string]*service{},
 		binds:     map[netip.AddrPort]*bindGroup{},
 		inherited: map[netip.AddrPort][]int{},
+		udpBinds:  map[netip.AddrPort]*udpBind{},
 	}
 	p.pipes.max = max(opts.MaxPipes, 0)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -206,11 +209,17 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 	// Binds: open new ones first (add before delete), move binds between
 	// services without closing their sockets, then close those not wanted.
 	wantBinds := map[netip.AddrPort]*service{}
+	wantUDP := map[netip.AddrPort]*service{}
 	for _, sc := range cfg.Services {
 		for _, b := range sc.Binds {
-			wantBinds[b] = p.services[sc.Name]
+			if sc.proto() == ProtoUDP {
+				wantUDP[b] = p.services[sc.Name]
+			} else {
+				wantBinds[b] = p.services[sc.Name]
+			}
 		}
 	}
+	errs = append(errs, p.setUDPBinds(wantUDP)...)
 	for addr, svc := range wantBinds {
 		g := p.binds[addr]
 		switch {
@@ -452,6 +461,10 @@ func (p *Pool) Close(ctx context.Context) error {
 		g.close()
 		delete(p.binds, addr)
 	}
+	for addr, b := range p.udpBinds {
+		b.close()
+		delete(p.udpBinds, addr)
+	}
 	for _, fds := range p.inherited {
 		for _, fd := range fds {
 			_ = unix.Close(fd)
@@ -486,6 +499,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		}
 	}
 	<-drained
+	p.udpWG.Wait()
 	p.bg.Wait()
 	for _, l := range p.loops {
 		l.post(loopMsg{kind: msgStop})
