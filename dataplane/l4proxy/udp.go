@@ -1,6 +1,7 @@
 package l4proxy
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -111,7 +112,7 @@ func listenUDP(addr netip.AddrPort) (*net.UDPConn, error) {
 	if a := addr.Addr(); a.Is6() && !a.Is4In6() {
 		network = "udp6"
 	}
-	pc, err := lc.ListenPacket(nil, network, addr.String())
+	pc, err := lc.ListenPacket(context.Background(), network, addr.String())
 	if err != nil {
 		return nil, err
 	}
