@@ -478,8 +478,8 @@ func serviceFeatureBuilt(in *Input, r report) {
 		if s.Protocol == "udp" && s.Kernel() {
 			r.add(path+".protocol", "service %s: protocol \"udp\" in mode %q is not built into this gitgw yet (proxy mode carries it)", name, s.Mode)
 		}
-		if s.Transparent {
-			r.add(path+".transparent", "service %s: transparent proxying is not built into this gitgw yet", name)
+		if s.Transparent && s.Kernel() {
+			r.add(path+".transparent", "service %s: transparent in mode %q: only proxy mode carries it in this gitgw", name, s.Mode)
 		}
 		for _, sv := range slices.Sorted(maps.Keys(s.Servers)) {
 			if s.Servers[sv].CheckPort != 0 {

@@ -87,12 +87,14 @@ func TestGuardrails(t *testing.T) {
 		{"feature built: kernel mode refused until its driver runs", "service-feature-built", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) { s.Mode = spec.ModeDR })
 		}), 1},
-		{"feature built: transparent and a check port refused", "service-feature-built", edit(func(in *Input) {
+		{"feature built: a check port refused", "service-feature-built", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) {
-				s.Transparent = true
 				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8080", CheckPort: 8008}}
 			})
-		}), 2},
+		}), 1},
+		{"feature built: transparent in proxy mode carried", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Transparent = true })
+		}), 0},
 		{"feature built: udp in proxy mode carried", "service-feature-built", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) { s.Protocol = "udp" })
 		}), 0},

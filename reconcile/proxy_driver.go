@@ -75,6 +75,7 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 		if s.Protocol == "udp" {
 			svc.Protocol = l4proxy.ProtoUDP
 		}
+		svc.Transparent = s.Transparent
 		if s.Retries == 0 {
 			svc.Retries = -1 // the site's 0 means no retry; the pool's 0 means its default
 		}
@@ -206,6 +207,7 @@ type serviceView struct {
 	Source      string `json:"source,omitempty"`
 	Resolve     string `json:"resolve_interval,omitempty"` // set in the site only
 	Protocol    string `json:"protocol,omitempty"`         // "udp"; empty for tcp
+	Transparent bool   `json:"transparent,omitempty"`
 }
 
 type serverView struct {
@@ -230,6 +232,7 @@ func viewService(s l4proxy.Service) serviceView {
 	if s.Protocol == l4proxy.ProtoUDP {
 		v.Protocol = string(s.Protocol)
 	}
+	v.Transparent = s.Transparent
 	if s.Persistence > 0 {
 		v.Persistence = s.Persistence.String()
 	}
@@ -344,6 +347,7 @@ func diffService(h, w serviceView) []string {
 	}
 	add("balance", h.Balance, w.Balance)
 	add("protocol", h.Protocol, w.Protocol)
+	add("transparent", h.Transparent, w.Transparent)
 	add("persistence", h.Persistence, w.Persistence)
 	add("maxconn", h.MaxConn, w.MaxConn)
 	add("timeouts", h.Timeouts, w.Timeouts)

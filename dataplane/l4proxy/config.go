@@ -59,6 +59,11 @@ type Service struct {
 	// UDPReplies ends a UDP session after that many replies from the
 	// server (nginx's proxy_responses: 1 for DNS); 0: only idleness ends it.
 	UDPReplies int `json:"udp_replies,omitempty"`
+	// Transparent connects to the servers from the client's address
+	// (transparent.go: IP_TRANSPARENT, and the policy routing the servers'
+	// replies need on this node), for servers that must see the client
+	// and cannot parse the PROXY protocol. TCP only.
+	Transparent bool `json:"transparent,omitempty"`
 	// Binds are the addresses listened on; the address need not be present
 	// on the node (IP_FREEBIND): a VIP that arrives later works.
 	Binds   []netip.AddrPort `json:"binds"`
@@ -234,6 +239,9 @@ func (c Config) Validate() error {
 		switch proto {
 		case ProtoTCP:
 		case ProtoUDP:
+			if s.Transparent {
+				errs = append(errs, fmt.Errorf("%s: udp: transparent mode is for TCP", where))
+			}
 			if s.ProxyProtocol != 0 {
 				errs = append(errs, fmt.Errorf("%s: udp: no PROXY protocol for datagrams", where))
 			}
@@ -263,6 +271,9 @@ func (c Config) Validate() error {
 		case "", RoundRobin, LeastConn, Source, First:
 		default:
 			errs = append(errs, fmt.Errorf("%s: unknown balance %q", where, s.Balance))
+		}
+		if s.Transparent && s.ProxyProtocol != 0 {
+			errs = append(errs, fmt.Errorf("%s: transparent and a PROXY protocol header: pick one way to tell the servers the client", where))
 		}
 		if s.ProxyProtocol < 0 || s.ProxyProtocol > 2 {
 			errs = append(errs, fmt.Errorf("%s: proxy protocol version %d (want 0, 1 or 2)", where, s.ProxyProtocol))

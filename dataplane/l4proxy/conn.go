@@ -264,6 +264,12 @@ func (c *conn) dial(l *evloop, srv *server) error {
 		return errno
 	}
 	_ = rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if c.set.Transparent {
+		if err := bindTransparent(fd, c.caddr.Addr(), ap); err != nil {
+			rawClose(fd)
+			return err
+		}
+	}
 	errno = l.rawConnect(fd, ap)
 	if errno != 0 && errno != unix.EINPROGRESS {
 		rawClose(fd)

@@ -67,7 +67,7 @@ func helperMain() int {
 	// predecessor, through the test) may send SIGHUP the moment it reads
 	// it, and an uncaught SIGHUP would kill this process, silently.
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGUSR1)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2)
 	shards, _ := strconv.Atoi(os.Getenv("L4HELPER_SHARDS"))
 	p := New(logger, Options{Inherited: inherited, Shards: shards})
 	if err := p.Set(context.Background(), cfg); err != nil {
@@ -91,7 +91,23 @@ func helperMain() int {
 		fmt.Printf("ready %s\n", sl.Addr())
 	}
 	s := <-sig
-	for ; s == syscall.SIGUSR1; s = <-sig {
+	for ; s == syscall.SIGUSR1 || s == syscall.SIGUSR2; s = <-sig {
+		if s == syscall.SIGUSR2 {
+			// Hot reconfiguration to the second config, L4HELPER_CONFIG2.
+			var cfg2 Config
+			raw, err := os.ReadFile(os.Getenv("L4HELPER_CONFIG2"))
+			if err == nil {
+				err = json.Unmarshal(raw, &cfg2)
+			}
+			if err == nil {
+				err = p.Set(context.Background(), cfg2)
+			}
+			if err != nil {
+				logger.Error("set", "err", err)
+			}
+			fmt.Println("reconfigured")
+			continue
+		}
 		// Hot reconfiguration: flip every first server's weight.
 		for i := range cfg.Services {
 			if sv := cfg.Services[i].Servers; len(sv) > 0 {

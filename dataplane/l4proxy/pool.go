@@ -60,10 +60,13 @@ type Pool struct {
 	handed    inheritedConns           // connections handed over, until the first Set
 	udpBinds  map[netip.AddrPort]*udpBind
 	udpWG     sync.WaitGroup // UDP sessions' reply goroutines
-	applied   *Config
-	closed    bool
-	reapEvery atomic.Int64 // reaper period: a quarter of the shortest timeout
-	busyPoll  atomic.Int64 // Config.BusyPoll in ns, read by the loops
+	// transparent is the state of transparent mode's policy routing:
+	// 0 not known yet (a previous process may have left it), 1 on, 2 off.
+	transparent int8
+	applied     *Config
+	closed      bool
+	reapEvery   atomic.Int64 // reaper period: a quarter of the shortest timeout
+	busyPoll    atomic.Int64 // Config.BusyPoll in ns, read by the loops
 }
 
 // New returns an empty pool; Set gives it services.
@@ -220,6 +223,9 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 		}
 	}
 	errs = append(errs, p.setUDPBinds(wantUDP)...)
+	if err := p.setTransparentMode(cfg); err != nil {
+		errs = append(errs, err)
+	}
 	for addr, svc := range wantBinds {
 		g := p.binds[addr]
 		switch {
@@ -433,6 +439,33 @@ func (svc *service) serverHealth(s *server, up bool, detail string, now time.Tim
 			svc.pool.log.Info("shut sessions of server marked down", "service", svc.name, "server", s.name, "connections", n)
 		}
 	}
+}
+
+// setTransparentMode sets transparent mode's policy routing up while a
+// service is transparent, and removes it once none is. Called with p.mu
+// held.
+func (p *Pool) setTransparentMode(cfg Config) error {
+	want := int8(2)
+	for _, s := range cfg.Services {
+		if s.Transparent {
+			want = 1
+		}
+	}
+	if want == p.transparent {
+		return nil
+	}
+	err := setTransparent(want == 1)
+	switch {
+	case err == nil:
+		p.transparent = want
+		p.log.Debug("transparent mode routing", "on", want == 1)
+	case want == 2 && p.transparent == 0:
+		// Nothing known to remove (an unprivileged pool cannot even look).
+		p.log.Debug("transparent mode routing not checked", "err", err)
+		p.transparent = want
+		err = nil
+	}
+	return err
 }
 
 // StopAccepting closes every listener (the sockets live on in a process

@@ -23,7 +23,10 @@ type udpEcho struct {
 
 func newUDPEcho(t testing.TB, name string) *udpEcho {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	// On an address of its own, where its port is free for TCP too (a
+	// check may need it).
+	a := freePort(t).Addr()
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
