@@ -211,6 +211,11 @@ func TestRestartCutsNothing(t *testing.T) {
 			return len(lag) == 0, strings.Join(lag, " ")
 		}
 	}
+	storeSize := func() string {
+		out, _ := a.h.Systemctl(ctx, "show", "-p", "NFileDescriptorStore", "--value", "gitgw.service")
+		return strings.TrimSpace(out)
+	}
+	listeners := storeSize() // the listeners only
 	const rounds, step = 3, 8 << 20
 	for round := range rounds {
 		for _, s := range streams {
@@ -232,6 +237,29 @@ func TestRestartCutsNothing(t *testing.T) {
 		s.finish()
 	}
 	ok, failed, errs := short.stop()
+	// The next agent took the connections out of the store once adopted:
+	// only the listeners are left there.
+	if n := storeSize(); n != listeners {
+		t.Errorf("%s fds in the store after the restarts, %s (the listeners) before", n, listeners)
+	}
+	// A stop that is not a restart ends the connections (systemd closes
+	// the store): a client must not hang.
+	held, err := dialE2EStream(ns, vip, 99)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.allow(1 << 10)
+	nicEventually(t, 30*time.Second, "the held connection echoed", func() (bool, string) {
+		return held.recv.Load() == 1<<10 || held.err() != nil, ""
+	})
+	if out, err := a.h.Systemctl(ctx, "stop", "gitgw.service"); err != nil {
+		t.Fatalf("stop: %v %s", err, out)
+	}
+	select {
+	case <-held.rdone:
+	case <-time.After(20 * time.Second):
+		t.Errorf("a connection still open 20 s after systemctl stop: the store kept it")
+	}
 	for i, s := range streams {
 		if err := s.err(); err != nil {
 			t.Errorf("stream %d: %v", i, err)
@@ -243,8 +271,9 @@ func TestRestartCutsNothing(t *testing.T) {
 		t.Errorf("%d short connections failed across %d restarts (%d ok): %v", failed, rounds, ok, errs)
 	}
 	log := a.h.Log()
-	if n := strings.Count(log, `msg="connections handed over to the next agent"`); n != rounds {
-		t.Errorf("%d hand-overs logged, want %d:\n%s", n, rounds, nicLastLines(log, 60))
+	// One per restart, and the stop's (whose connections systemd closed).
+	if n := strings.Count(log, `msg="connections handed over to the next agent"`); n != rounds+1 {
+		t.Errorf("%d hand-overs logged, want %d:\n%s", n, rounds+1, nicLastLines(log, 60))
 	}
 	if strings.Contains(log, "lost=") && !strings.Contains(log, "lost=0") || strings.Contains(log, "connections not handed over") {
 		t.Errorf("connections lost in a hand-over:\n%s", nicLastLines(log, 60))
