@@ -29,6 +29,12 @@ import (
 // the clients see a pause as long as the restart, during which the kernel
 // keeps acknowledging and queueing their data up to the socket buffers.
 //
+// UDP binds' sockets go with the listeners (Listeners), so datagrams wait
+// in them while no process runs; UDP sessions are not handed over: the
+// next datagram of a flow opens a new one (a reply the server sends to the
+// old session's socket meanwhile is lost, as on any restart of a UDP
+// proxy).
+//
 // A connection still connecting is handed over as its client socket only:
 // the successor picks a server and connects again (nothing was sent to the
 // server yet, and nothing was read from the client). A connection waiting
@@ -139,7 +145,9 @@ func (p *Pool) HandOver(maxFDs int) (*HandOver, error) {
 	}
 	out := &HandOver{N: len(all.recs), Cut: all.cut}
 	for _, svc := range p.liveServices() {
-		out.Kept += int(svc.cur.Load())
+		if svc.set.Load().proto() == ProtoTCP { // UDP sessions end with the pool
+			out.Kept += int(svc.cur.Load())
+		}
 	}
 	for _, fd := range all.fds {
 		out.Conns = append(out.Conns, os.NewFile(uintptr(fd), HandOverConnName))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"reflect"
@@ -59,7 +60,9 @@ type Pool struct {
 	inherited map[netip.AddrPort][]int // listening sockets handed over, by address
 	handed    inheritedConns           // connections handed over, until the first Set
 	udpBinds  map[netip.AddrPort]*udpBind
-	udpWG     sync.WaitGroup // UDP sessions' reply goroutines
+	// UDP sockets handed over, by address, until a bind claims them.
+	inheritedUDP map[netip.AddrPort][]*net.UDPConn
+	udpWG        sync.WaitGroup // UDP sessions' reply goroutines
 	// transparent is the state of transparent mode's policy routing:
 	// 0 not known yet (a previous process may have left it), 1 on, 2 off.
 	transparent int8
@@ -99,6 +102,10 @@ func New(logger *slog.Logger, opts Options) *Pool {
 	p.pipes.max = max(opts.MaxPipes, 0)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, f := range opts.Inherited {
+		if p.inheritUDP(f) {
+			_ = f.Close()
+			continue
+		}
 		if ok, err := p.inheritConn(f); ok {
 			if err != nil {
 				p.log.Warn("connections handed over are lost", "err", err)
@@ -259,6 +266,7 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 	// that these exist.
 	p.adoptHanded()
 	// Sockets handed over but not claimed belong to binds that are gone.
+	p.closeInheritedUDP()
 	for addr, fds := range p.inherited {
 		for _, fd := range fds {
 			_ = unix.Close(fd)
@@ -507,6 +515,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	for _, fd := range p.handed.fds {
 		_ = unix.Close(fd)
 	}
+	p.closeInheritedUDP()
 	p.handed = inheritedConns{}
 	svcs := append([]*service(nil), p.draining...)
 	for _, s := range p.services {

@@ -3,6 +3,7 @@ package l4proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -75,7 +76,13 @@ type udpSession struct {
 func (p *Pool) openUDPBind(addr netip.AddrPort, svc *service) (*udpBind, error) {
 	b := &udpBind{addr: addr}
 	b.svc.Store(svc)
-	for range p.opts.Shards {
+	// Sockets handed over by a predecessor first: datagrams that came
+	// while no process ran wait in them.
+	for _, c := range p.inheritedUDP[addr] {
+		b.shards = append(b.shards, &udpShard{b: b, conn: c, sess: map[netip.AddrPort]*udpSession{}})
+	}
+	delete(p.inheritedUDP, addr)
+	for len(b.shards) < p.opts.Shards {
 		c, err := listenUDP(addr)
 		if err != nil {
 			if len(b.shards) > 0 {
@@ -84,6 +91,9 @@ func (p *Pool) openUDPBind(addr netip.AddrPort, svc *service) (*udpBind, error) 
 			return nil, err
 		}
 		b.shards = append(b.shards, &udpShard{b: b, conn: c, sess: map[netip.AddrPort]*udpSession{}})
+	}
+	if len(b.shards) == 0 {
+		return nil, fmt.Errorf("l4proxy: service %q: udp bind %v: no socket", svc.name, addr)
 	}
 	for _, sh := range b.shards {
 		b.wg.Add(1)
@@ -95,6 +105,14 @@ func (p *Pool) openUDPBind(addr netip.AddrPort, svc *service) (*udpBind, error) 
 // listenUDP opens one SO_REUSEPORT shard with IP_FREEBIND (a VIP need not
 // be here yet).
 func listenUDP(addr netip.AddrPort) (*net.UDPConn, error) {
+	c, err := listenUDPSock(addr)
+	if err != nil {
+		return nil, fmt.Errorf("l4proxy: listen udp %v: %w", addr, err)
+	}
+	return c, nil
+}
+
+func listenUDPSock(addr netip.AddrPort) (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(network, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
@@ -317,6 +335,49 @@ func (s *udpSession) end() {
 			svc.sticky.touch(s.client.Addr(), s.srv, monoNow()+int64(svc.set.Load().Persistence))
 		}
 	})
+}
+
+// inheritUDP takes f if it is a bound UDP socket handed over by a
+// predecessor (Listeners), for the bind of its address.
+func (p *Pool) inheritUDP(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	udp := false
+	_ = rc.Control(func(fd uintptr) {
+		typ, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
+		udp = err == nil && typ == unix.SOCK_DGRAM
+	})
+	if !udp {
+		return false
+	}
+	pc, err := net.FilePacketConn(f) // a duplicate
+	if err != nil {
+		return false
+	}
+	c, ok := pc.(*net.UDPConn)
+	if !ok {
+		_ = pc.Close()
+		return false
+	}
+	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if p.inheritedUDP == nil {
+		p.inheritedUDP = map[netip.AddrPort][]*net.UDPConn{}
+	}
+	p.inheritedUDP[ap] = append(p.inheritedUDP[ap], c)
+	return true
+}
+
+// closeInheritedUDP closes the UDP sockets no bind claimed.
+func (p *Pool) closeInheritedUDP() {
+	for addr, cs := range p.inheritedUDP {
+		for _, c := range cs {
+			_ = c.Close()
+		}
+		delete(p.inheritedUDP, addr)
+	}
 }
 
 // setUDPBinds opens, moves and closes the UDP binds; called by Set with

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -262,4 +265,65 @@ func TestUDPValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Errorf("tcp and udp on one port: %v", err)
 	}
+}
+
+// TestUDPSocketsAcrossRestart: the agent's restart hands the UDP binds'
+// sockets over with the listeners, so datagrams that arrive while no
+// process reads wait in the socket instead of being refused or dropped:
+// after the restart, the bind is served by the very socket it had before
+// (same inode), and flows are answered.
+func TestUDPSocketsAcrossRestart(t *testing.T) {
+	t.Parallel()
+	a := newUDPEcho(t, "a")
+	bind := freePort(t)
+	h := startHelper(t, Config{Services: []Service{udpService(bind, a.srv(1))}}, "L4HELPER_HANDOVER=conns", "L4HELPER_SHARDS=1")
+	before := udpInodes(t, bind)
+	if len(before) != 1 {
+		t.Fatalf("udp sockets on %v: %v", bind, before)
+	}
+	if _, err := dialUDPFlow(t, bind).ask("before"); err != nil {
+		t.Fatal(err)
+	}
+	pid := h.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	var next int
+	for {
+		line, err := h.readLine(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "handover ") {
+			next, _ = strconv.Atoi(strings.Fields(line)[1])
+			break
+		}
+	}
+	t.Cleanup(func() { _ = syscall.Kill(next, syscall.SIGTERM) })
+	eventually(t, 20*time.Second, "the old process gone", func() bool { return !processAlive(pid) })
+	if after := udpInodes(t, bind); len(after) != 1 || after[0] != before[0] {
+		t.Errorf("udp sockets on %v: %v before the restart, %v after", bind, before, after)
+	}
+	if _, err := dialUDPFlow(t, bind).ask("after"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// udpInodes lists the inodes of the UDP sockets bound to addr (IPv4).
+func udpInodes(t *testing.T, addr netip.AddrPort) []string {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := addr.Addr().As4()
+	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], addr.Port())
+	var out []string
+	for _, l := range strings.Split(string(raw), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) > 9 && f[1] == want {
+			out = append(out, f[9])
+		}
+	}
+	return out
 }

@@ -21,7 +21,8 @@ import (
 )
 
 // restartSite is a proxy-only site on gw1's own address: two echo servers
-// behind 203.0.113.11:80.
+// behind 203.0.113.11:80, and the same two for datagrams behind
+// 203.0.113.11:53/udp.
 func restartSite() map[string]string {
 	return map[string]string{
 		"cue.mod/module.cue": "module: \"example.net/restart-e2e@v0\"\nlanguage: version: \"v0.17.0\"\n",
@@ -37,6 +38,17 @@ nodes: gw1: interfaces: eth0: addresses: ["203.0.113.11/24"]
 
 services: web: {
 	binds: ["203.0.113.11:80"]
+	servers: {
+		s1: address: "198.51.100.11:8080"
+		s2: address: "198.51.100.12:8080"
+	}
+	check: {kind: "tcp", interval: "500ms", rise: 1, fall: 2}
+}
+
+// The same servers answer datagrams on their port too.
+services: dns: {
+	protocol: "udp"
+	binds: ["203.0.113.11:53"]
 	servers: {
 		s1: address: "198.51.100.11:8080"
 		s2: address: "198.51.100.12:8080"
@@ -183,8 +195,24 @@ func TestRestartCutsNothing(t *testing.T) {
 	echoServers(t, ns, "198.51.100.11:8080", "198.51.100.12:8080")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	udpEchoServers(t, ns, "198.51.100.11:8080", "198.51.100.12:8080")
 	a := startUnitAgent(t, ctx, ns, restartSite())
-	a.serversUp(t, ctx, 2)
+	a.serversUp(t, ctx, 4)
+	udpBoth := func(when string) {
+		t.Helper()
+		seen := map[string]bool{}
+		for i := range 8 {
+			from, err := udpAsk(ns, "203.0.113.11:53", fmt.Sprintf("%s %d", when, i))
+			if err != nil {
+				t.Fatalf("udp %s: %v", when, err)
+			}
+			seen[from] = true
+		}
+		if len(seen) != 2 {
+			t.Errorf("udp flows %s went to %v, want both servers", when, seen)
+		}
+	}
+	udpBoth("before the restarts")
 
 	const vip = "203.0.113.11:80"
 	var streams []*e2eStream
@@ -237,6 +265,7 @@ func TestRestartCutsNothing(t *testing.T) {
 		s.finish()
 	}
 	ok, failed, errs := short.stop()
+	udpBoth("after the restarts")
 	// The next agent took the connections out of the store once adopted:
 	// only the listeners are left there.
 	if n := storeSize(); n != listeners {
@@ -469,4 +498,63 @@ func (l *shortLoad) stop() (ok, failed int64, errs []error) {
 	close(l.done)
 	l.wg.Wait()
 	return l.ok.Load(), l.failed.Load(), l.errs
+}
+
+// udpEchoServers answer each datagram inside ns with their address, a
+// space and the datagram.
+func udpEchoServers(t *testing.T, ns *lab.Netns, addrs ...string) {
+	t.Helper()
+	for _, addr := range addrs {
+		var c net.PacketConn
+		if err := ns.Do(func() error {
+			var err error
+			c, err = net.ListenPacket("udp4", addr)
+			return err
+		}); err != nil {
+			t.Fatalf("udp echo %s: %v", addr, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		go func() {
+			buf := make([]byte, 65535)
+			for {
+				n, from, err := c.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_, _ = c.WriteTo(append([]byte(addr+" "), buf[:n]...), from)
+			}
+		}()
+	}
+}
+
+// udpAsk sends msg from a new socket (a new flow) inside ns and returns
+// the server that answered; a datagram lost is sent again.
+func udpAsk(ns *lab.Netns, addr, msg string) (string, error) {
+	var from string
+	err := ns.Do(func() error {
+		c, err := net.Dial("udp4", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 65535)
+		for range 20 {
+			if _, err = c.Write([]byte(msg)); err != nil {
+				return err
+			}
+			_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			var n int
+			if n, err = c.Read(buf); err != nil {
+				continue
+			}
+			server, body, _ := strings.Cut(string(buf[:n]), " ")
+			if body != msg {
+				return fmt.Errorf("reply %q to %q", buf[:n], msg)
+			}
+			from = server
+			return nil
+		}
+		return err
+	})
+	return from, err
 }
