@@ -270,8 +270,14 @@ func (c *serverCfg) tcpUDPAddr() *net.UDPAddr { return net.UDPAddrFromAddrPort(c
 func (s *udpSession) forward(p *Pool, idle time.Duration, maxReplies int) {
 	defer p.udpWG.Done()
 	defer s.end()
+	var armed time.Time
 	for {
-		_ = s.up.SetReadDeadline(time.Now().Add(idle))
+		// The deadline is moved only once half of it is used: a timer
+		// reset per reply costs more than the reply's own syscalls.
+		if now := time.Now(); armed.Sub(now) < idle/2 {
+			armed = now.Add(idle)
+			_ = s.up.SetReadDeadline(armed)
+		}
 		var n int
 		var rerr error
 		err := s.rc.Read(func(fd uintptr) bool {
