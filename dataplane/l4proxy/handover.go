@@ -427,7 +427,12 @@ func (p *Pool) adoptHanded() {
 				pickers[svc] = &picker{}
 			}
 			c.shard = pickers[svc]
-			// Adopted past maxconn if need be: these connections exist.
+			// Adopted past maxconn and the per-source limits if need be:
+			// these connections exist; they count against the limits.
+			if src := c.set.src; src != nil && src.maxConn > 0 {
+				svc.srcTbl.hold(rec.Client.Addr())
+				c.srcHeld = true
+			}
 			svc.slots.Add(1)
 			svc.cur.Add(1)
 			p.conns.Add(1)
@@ -448,6 +453,19 @@ func (p *Pool) adoptHanded() {
 		_ = unix.Close(fd)
 	}
 	p.log.Info("connections adopted from the previous process", "adopted", adopted, "lost", lost)
+}
+
+// hold counts a connection against its source without a check: one
+// adopted from a predecessor, which was admitted there.
+func (t *srcTable) hold(a netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[netip.Addr]srcEntry)
+	}
+	e := t.m[a]
+	e.cur++
+	t.m[a] = e
 }
 
 // serverNamed returns the configured server of that name, or nil.

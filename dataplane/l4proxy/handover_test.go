@@ -368,3 +368,63 @@ func eventuallyLog(t *testing.T, streams []*echoStream, what string, cond func()
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestHandOverKeepsSourceLimits hands two connections from one pool to
+// another in this process: they keep working, and they still count
+// against their source's connection limit (2), so that a third one is
+// refused by the new pool.
+func TestHandOverKeepsSourceLimits(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "a")
+	bind := freePort(t)
+	cfg := Config{Services: []Service{{
+		Name: "web", Binds: []netip.AddrPort{bind}, Servers: []Server{srvCfg(a, 1)},
+		Source: &SourceRules{MaxConnPerSource: 2},
+	}}}
+	old := New(testLogger(t), Options{})
+	if err := old.Set(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	for range 2 {
+		_, c, err := dialName(bind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	lns, err := old.Listeners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ho, err := old.HandOver(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ho.N != 2 {
+		t.Fatalf("%d connections handed over, want 2", ho.N)
+	}
+	files := append(append(lns, ho.State), ho.Conns...)
+	next := newTestPool(t, Options{Inherited: files}, cfg)
+	ho.Close()
+	if err := old.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range held {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		msg := fmt.Sprintf("still here %d", i)
+		io.WriteString(c, msg)
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			t.Errorf("connection %d after the hand-over: %q %v", i, buf, err)
+		}
+	}
+	if _, c, err := dialName(bind); err == nil {
+		c.Close()
+		t.Errorf("a third connection from the source was admitted")
+	}
+	if st := next.Stats().Services[0]; st.Denied.ConnLimit != 1 || st.Current != 2 {
+		t.Errorf("new pool: %d current, %d refused by the limit; want 2 and 1", st.Current, st.Denied.ConnLimit)
+	}
+}
