@@ -283,7 +283,9 @@ func (s *udpSession) forward(p *Pool, idle time.Duration, maxReplies int) {
 		err := s.rc.Read(func(fd uintptr) bool {
 			bp := udpBufPool.Get().(*[]byte)
 			defer udpBufPool.Put(bp)
-			r, _, e := unix.Recvfrom(int(fd), *bp, unix.MSG_DONTWAIT)
+			// read, not recvfrom: the socket is connected, and recvfrom
+			// would allocate the sender's address for every datagram.
+			r, e := unix.Read(int(fd), *bp)
 			if e == unix.EAGAIN {
 				return false
 			}
