@@ -428,3 +428,75 @@ func TestHandOverKeepsSourceLimits(t *testing.T) {
 		t.Errorf("new pool: %d current, %d refused by the limit; want 2 and 1", st.Current, st.Denied.ConnLimit)
 	}
 }
+
+// TestHandOverConnecting hands over a connection whose connect to its
+// server is still in progress (the server's accept queue is full, its SYN
+// goes unanswered): the client socket alone goes to the new pool, which
+// picks a server of its own configuration and connects again. The client
+// never notices.
+func TestHandOverConnecting(t *testing.T) {
+	t.Parallel()
+	a := newBackend(t, "a")
+	// A server that never completes a handshake: backlog 0, filled.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := syscall.Getsockname(fd)
+	stuck := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
+	for range 2 {
+		if c, err := net.DialTimeout("tcp4", stuck.String(), 200*time.Millisecond); err == nil {
+			defer c.Close()
+		}
+	}
+	bind := freePort(t)
+	svc := Service{Name: "web", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "stuck", Addr: stuck, Weight: 1}},
+		Timeouts: Timeouts{Connect: time.Minute}}
+	old := New(testLogger(t), Options{})
+	if err := old.Set(t.Context(), Config{Services: []Service{svc}}); err != nil {
+		t.Fatal(err)
+	}
+	type res struct {
+		name string
+		err  error
+		c    net.Conn
+	}
+	got := make(chan res, 1)
+	go func() {
+		name, c, err := dialName(bind)
+		got <- res{name, err, c}
+	}()
+	eventually(t, 10*time.Second, "a connect in progress", func() bool { return serverStats(old, "web", "stuck").Current == 1 })
+	lns, err := old.Listeners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ho, err := old.HandOver(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ho.N != 1 || len(ho.Conns) != 1 {
+		t.Fatalf("handed over %d connections in %d sockets, want 1 in 1 (the client's)", ho.N, len(ho.Conns))
+	}
+	svc.Servers = []Server{srvCfg(a, 1)}
+	newTestPool(t, Options{Inherited: append(append(lns, ho.State), ho.Conns...)}, Config{Services: []Service{svc}})
+	ho.Close()
+	if err := old.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("the client: %v", r.err)
+	}
+	defer r.c.Close()
+	if r.name != "a" {
+		t.Errorf("the client was served by %q, want a", r.name)
+	}
+}
