@@ -132,7 +132,10 @@ func TestUnitDirectives(t *testing.T) {
 		{"RuntimeDirectory", "gitgw"},
 		{"RuntimeDirectoryMode", "0750"}, // the control socket's directory
 		{"ExecStopPost", "/usr/local/bin/gitgw vrrp release --state-dir /var/lib/gitgw"},
-		{"FileDescriptorStoreMax", "64"},
+		// Listeners and the established connections of a restart (two
+		// sockets each); FDSTORE tells the agent the same size.
+		{"FileDescriptorStoreMax", "65536"},
+		{"Environment", "FDSTORE=65536"},
 		// The guardian must outlive the crash it hands over: mixed SIGKILLs it.
 		{"KillMode", "control-group"},
 		{"NoNewPrivileges", "yes"},

@@ -341,6 +341,8 @@ func portClash(in *Input, r report) {
 	type bound struct{ host, service, path string }
 	for _, n := range nodes {
 		// Per port: the first bind, the one on each address, a wildcard.
+		// UDP ports are apart from TCP's (DNS binds both): they count
+		// from 65536 on here.
 		first := map[int]bound{}
 		exact := map[string]bound{}
 		wild := map[int]bound{}
@@ -353,8 +355,13 @@ func portClash(in *Input, r report) {
 					continue
 				}
 				hp := net.JoinHostPort(host, p)
+				key := hp
+				if s.Protocol == "udp" {
+					port += 1 << 16
+					key = "udp:" + hp
+				}
 				// A wildcard address takes the port on every address.
-				o, clash := exact[hp]
+				o, clash := exact[key]
 				if !clash {
 					o, clash = wild[port]
 				}
@@ -370,7 +377,7 @@ func portClash(in *Input, r report) {
 					continue
 				}
 				bd := bound{host, name, path}
-				exact[hp] = bd
+				exact[key] = bd
 				if _, ok := first[port]; !ok {
 					first[port] = bd
 				}
@@ -468,11 +475,8 @@ func serviceFeatureBuilt(in *Input, r report) {
 		s := in.Services[name]
 		path := "services." + spec.Label(name)
 		kernelServiceBuilt(in, name, s, r)
-		if s.Protocol == "udp" && !s.Kernel() {
-			r.add(path+".protocol", "service %s: protocol \"udp\" is not built into this gitgw yet", name)
-		}
-		if s.Transparent {
-			r.add(path+".transparent", "service %s: transparent proxying is not built into this gitgw yet", name)
+		if s.Transparent && s.Kernel() {
+			r.add(path+".transparent", "service %s: transparent in mode %q: only proxy mode carries it in this gitgw", name, s.Mode)
 		}
 	}
 }

@@ -114,12 +114,20 @@ func TestGuardrails(t *testing.T) {
 				Servers: map[string]spec.Server{"p1": {Address: "198.51.100.11:8443"}},
 				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
 		}), 17},
-		{"feature built: udp and transparent refused in proxy mode, a check port carried", "service-feature-built", edit(func(in *Input) {
+		{"feature built: a check port carried", "service-feature-built", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) {
-				s.Protocol, s.Transparent = "udp", true
 				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8080", CheckPort: 8008}}
 			})
-		}), 2},
+		}), 0},
+		{"feature built: transparent in proxy mode carried", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Transparent = true })
+		}), 0},
+		{"feature built: udp in proxy mode carried", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Protocol = "udp" })
+		}), 0},
+		{"feature built: transparent in a kernel mode refused", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Mode, s.Transparent = spec.ModeNAT, true })
+		}), 1},
 
 		{"vrid unique: two instances, two VRIDs", "vrid-unique", edit(func(in *Input) { secondInstance(in, func(*spec.VRRPInstance) {}) }), 0},
 		{"vrid unique: same VRID on one segment", "vrid-unique", edit(func(in *Input) {
@@ -229,6 +237,13 @@ func TestGuardrails(t *testing.T) {
 		}), 2},
 		{"port clash: two services on one address and port", "port-clash", edit(func(in *Input) {
 			in.Services["web2"] = spec.Service{Binds: []string{"203.0.113.100:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
+		}), 2},
+		{"port clash: tcp and udp on one address and port (DNS)", "port-clash", edit(func(in *Input) {
+			in.Services["web2"] = spec.Service{Protocol: "udp", Binds: []string{"203.0.113.100:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
+		}), 0},
+		{"port clash: two udp services on one address and port", "port-clash", edit(func(in *Input) {
+			in.Services["web2"] = spec.Service{Protocol: "udp", Binds: []string{"203.0.113.100:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
+			in.Services["web3"] = spec.Service{Protocol: "udp", Binds: []string{"203.0.113.100:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
 		}), 2},
 		{"port clash: a wildcard bind and a VIP bind", "port-clash", edit(func(in *Input) {
 			in.Services["web2"] = spec.Service{Binds: []string{"0.0.0.0:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}

@@ -72,6 +72,10 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			Retries:    s.Retries,
 			Redispatch: s.Redispatch,
 		}
+		if s.Protocol == "udp" {
+			svc.Protocol = l4proxy.ProtoUDP
+		}
+		svc.Transparent = s.Transparent
 		if s.Retries == 0 {
 			svc.Retries = -1 // the site's 0 means no retry; the pool's 0 means its default
 		}

@@ -43,10 +43,12 @@ func TestDependencyRules(t *testing.T) {
 			},
 			in("dataplane", "test"),
 			false},
-		{"nftables and conntrack only in the kernel forwarding driver",
-			func(p string) bool {
-				return strings.HasPrefix(p, "github.com/google/nftables") || strings.HasPrefix(p, "github.com/ti-mo/")
-			},
+		{"nftables only in the kernel forwarding driver and the proxy's transparent mode (its mark table)",
+			func(p string) bool { return strings.HasPrefix(p, "github.com/google/nftables") },
+			in("dataplane/kernlb", "dataplane/l4proxy"),
+			false},
+		{"conntrack only in the kernel forwarding driver and its sync",
+			func(p string) bool { return strings.HasPrefix(p, "github.com/ti-mo/") },
 			in("dataplane/kernlb", "dataplane/ctsync"),
 			false},
 		{"no subsystem imports reconcile",

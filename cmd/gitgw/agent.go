@@ -175,6 +175,9 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	})
 	log.Info("agent starting", "node", f.node, "source", src.Describe(), "state_dir", stateDir)
 	err = agent.Run(ctx)
+	// The proxy's connections go to the next agent (systemd's fd store)
+	// before the drivers close: a restart cuts none of them.
+	fds.handOver()
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	reconcile.CloseDrivers(shutdown, drivers, log)

@@ -42,9 +42,30 @@ const (
 	First Balance = "first"
 )
 
+// Protocol is a service's transport.
+type Protocol string
+
+// The protocols.
+const (
+	ProtoTCP Protocol = "tcp"
+	ProtoUDP Protocol = "udp"
+)
+
 // Service is one frontend (its binds) with its backend (servers, checks).
 type Service struct {
 	Name string `json:"name"`
+	// Protocol is ProtoTCP (the default) or ProtoUDP (udp.go): flows of
+	// datagrams by client address and port, each a session that ends after
+	// Timeouts.Client without traffic or after UDPReplies replies.
+	Protocol Protocol `json:"protocol,omitempty"`
+	// UDPReplies ends a UDP session after that many replies from the
+	// server (nginx's proxy_responses: 1 for DNS); 0: only idleness ends it.
+	UDPReplies int `json:"udp_replies,omitempty"`
+	// Transparent connects to the servers from the client's address
+	// (transparent.go: IP_TRANSPARENT, and the policy routing the servers'
+	// replies need on this node), for servers that must see the client
+	// and cannot parse the PROXY protocol. TCP only.
+	Transparent bool `json:"transparent,omitempty"`
 	// Binds are the addresses listened on; the address need not be present
 	// on the node (IP_FREEBIND): a VIP that arrives later works.
 	Binds   []netip.AddrPort `json:"binds"`
@@ -163,7 +184,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("busy poll %v: must be between 0 and %v", c.BusyPoll, MaxBusyPoll))
 	}
 	names := map[string]bool{}
-	binds := map[netip.AddrPort]string{}
+	binds := map[Protocol]map[netip.AddrPort]string{ProtoTCP: {}, ProtoUDP: {}}
 	for i, s := range c.Services {
 		where := fmt.Sprintf("service %q", s.Name)
 		if s.Name == "" {
@@ -176,20 +197,45 @@ func (c Config) Validate() error {
 		if len(s.Binds) == 0 {
 			errs = append(errs, fmt.Errorf("%s: no bind", where))
 		}
+		proto := s.proto()
+		switch proto {
+		case ProtoTCP:
+		case ProtoUDP:
+			if s.Transparent {
+				errs = append(errs, fmt.Errorf("%s: udp: transparent mode is for TCP", where))
+			}
+			if s.ProxyProtocol != 0 {
+				errs = append(errs, fmt.Errorf("%s: udp: no PROXY protocol for datagrams", where))
+			}
+			if s.UDPReplies < 0 {
+				errs = append(errs, fmt.Errorf("%s: negative udp_replies", where))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s: unknown protocol %q (want tcp or udp)", where, s.Protocol))
+			proto = ProtoTCP
+		}
 		for _, b := range s.Binds {
 			if !b.IsValid() || b.Port() == 0 {
 				errs = append(errs, fmt.Errorf("%s: invalid bind %v", where, b))
 				continue
 			}
-			if o, dup := binds[b]; dup {
+			if proto == ProtoUDP && b.Addr().IsUnspecified() {
+				// A reply must leave from the address the client sent to;
+				// a wildcard socket would answer from the route's source.
+				errs = append(errs, fmt.Errorf("%s: udp bind %v: a wildcard address cannot answer from the address the client used: bind each address", where, b))
+			}
+			if o, dup := binds[proto][b]; dup {
 				errs = append(errs, fmt.Errorf("%s: bind %v already used by service %q", where, b, o))
 			}
-			binds[b] = s.Name
+			binds[proto][b] = s.Name
 		}
 		switch s.Balance {
 		case "", RoundRobin, LeastConn, Source, First:
 		default:
 			errs = append(errs, fmt.Errorf("%s: unknown balance %q", where, s.Balance))
+		}
+		if s.Transparent && s.ProxyProtocol != 0 {
+			errs = append(errs, fmt.Errorf("%s: transparent and a PROXY protocol header: pick one way to tell the servers the client", where))
 		}
 		if s.ProxyProtocol < 0 || s.ProxyProtocol > 2 {
 			errs = append(errs, fmt.Errorf("%s: proxy protocol version %d (want 0, 1 or 2)", where, s.ProxyProtocol))
@@ -246,6 +292,14 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// proto is the service's protocol, ProtoTCP when unset.
+func (s Service) proto() Protocol {
+	if s.Protocol == "" {
+		return ProtoTCP
+	}
+	return s.Protocol
 }
 
 // withDefaults returns the service with every zero field replaced by its default.

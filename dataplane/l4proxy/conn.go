@@ -74,6 +74,9 @@ type conn struct {
 	// srcHeld: the connection counts against its source's
 	// MaxConnPerSource (finish gives it back).
 	srcHeld bool
+	// handed: the connection went to a successor process (handover.go);
+	// finish closes this process's copies of its sockets only.
+	handed bool
 
 	prev, next *conn // in srv's list, under srv.mu
 
@@ -122,6 +125,14 @@ var connPool = sync.Pool{New: func() any {
 }}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// putBuf returns a pending buffer to the pool; one of another size (data
+// handed over by a predecessor, handover.go) is left to the collector.
+func putBuf(b *[]byte) {
+	if len(*b) == bufSize {
+		bufPool.Put(b)
+	}
+}
 
 func (c *conn) reset() {
 	*c = conn{client: -1, server: -1, up: direction{c: c, toServer: true}, down: direction{c: c}}
@@ -253,6 +264,12 @@ func (c *conn) dial(l *evloop, srv *server) error {
 		return errno
 	}
 	_ = rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if c.set.Transparent {
+		if err := bindTransparent(fd, c.caddr.Addr(), ap); err != nil {
+			rawClose(fd)
+			return err
+		}
+	}
 	errno = l.rawConnect(fd, ap)
 	if errno != 0 && errno != unix.EINPROGRESS {
 		rawClose(fd)
@@ -396,7 +413,7 @@ func (c *conn) finish(l *evloop) {
 	}
 	svc.cur.Add(-1)
 	svc.releaseSlot()
-	if set.Log {
+	if set.Log && !c.handed {
 		name := ""
 		if srv != nil {
 			name = srv.name
@@ -469,7 +486,7 @@ func (d *direction) abortTerm(reading bool) string {
 
 func (d *direction) release() {
 	if d.pend != nil {
-		bufPool.Put(d.pend)
+		putBuf(d.pend)
 		d.pend = nil
 	}
 	if d.pipe != nil {
@@ -654,7 +671,7 @@ func (d *direction) writable(l *evloop) {
 		if d.off < d.end {
 			return
 		}
-		bufPool.Put(d.pend)
+		putBuf(d.pend)
 		d.pend = nil
 	}
 	if d.inPipe > 0 {

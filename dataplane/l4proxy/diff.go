@@ -89,6 +89,8 @@ type ServiceView struct {
 	KeepAlive   bool   `json:"tcp_keepalive,omitempty"`
 	Source      string `json:"source,omitempty"`
 	Resolve     string `json:"resolve_interval,omitempty"` // set in the site only
+	Protocol    string `json:"protocol,omitempty"`         // "udp"; empty for tcp
+	Transparent bool   `json:"transparent,omitempty"`
 }
 
 type ServerView struct {
@@ -123,6 +125,10 @@ func ViewService(s Service) ServiceView {
 	if s.ResolveInterval > 0 {
 		v.Resolve = s.ResolveInterval.String()
 	}
+	if s.Protocol == ProtoUDP {
+		v.Protocol = string(s.Protocol)
+	}
+	v.Transparent = s.Transparent
 	if c := s.Check; c != nil {
 		v.Check = c.Describe()
 		if s.ShutdownOnDown {
@@ -224,6 +230,8 @@ func diffService(h, w ServiceView) []string {
 	add("tcp keepalive", h.KeepAlive, w.KeepAlive)
 	add("source", h.Source, w.Source)
 	add("resolve interval", h.Resolve, w.Resolve)
+	add("protocol", h.Protocol, w.Protocol)
+	add("transparent", h.Transparent, w.Transparent)
 	return d
 }
 

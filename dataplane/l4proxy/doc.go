@@ -1,4 +1,4 @@
-// Package l4proxy is gitgw's L4 (TCP) proxy pool: the job HAProxy does in
+// Package l4proxy is gitgw's L4 (TCP and UDP) proxy pool: the job HAProxy does in
 // `mode tcp` on a gateway — frontends bound on VIPs, balanced to backend
 // servers that are health-checked — driven by a plain Config and changed in
 // place by an idempotent Set, without refusing or cutting a connection.
@@ -63,7 +63,20 @@
 //     settings; the per-source limits keep one small entry per source in a
 //     bounded table that evicts idle sources; a refused connection is reset;
 //   - listening sockets can be handed to a successor process (Listeners, and
-//     Options.Inherited), so that an agent restart refuses no connection.
+//     Options.Inherited), so that an agent restart refuses no connection;
+//     and so can established connections (handover.go: HandOver takes each
+//     off its loop between two events, with the bytes its buffer or pipe
+//     holds, and the successor adopts both sockets on its first Set), so
+//     that a restart cuts none either: a socket is a kernel object, only
+//     what the proxy holds in userspace had to travel with it;
+//   - UDP services (udp.go): a session per client flow (address and port),
+//     balanced and checked like TCP connections, ended by idleness or a
+//     reply count; off the event loops, one goroutine per bind shard and
+//     per session, which borrows a buffer only while a datagram is there;
+//   - transparent mode (transparent.go): the server-side socket connects
+//     from the client's address (IP_TRANSPARENT), and the pool keeps the
+//     policy routing the servers' replies need (a socket-match mark, an ip
+//     rule and a local route table of its own) while such a service exists.
 //   - a server may be given by name (Server.Host, resolve.go): one resolver
 //     goroutine per name, never on a loop, asks the system resolver every
 //     ResolveInterval; a new address is swapped into the server's settings,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -48,8 +49,13 @@ func helperMain() int {
 	}
 	var inherited []*os.File
 	n, _ := strconv.Atoi(os.Getenv("L4HELPER_FDS"))
+	names := strings.Split(os.Getenv("L4HELPER_FDNAMES"), ":")
 	for i := 0; i < n; i++ {
-		inherited = append(inherited, os.NewFile(uintptr(3+i), "inherited"))
+		name := "inherited"
+		if i < len(names) && names[i] != "" {
+			name = names[i]
+		}
+		inherited = append(inherited, os.NewFile(uintptr(3+i), name))
 	}
 	if path := os.Getenv("L4HELPER_CPUPROFILE"); path != "" {
 		if f, err := os.Create(path); err == nil {
@@ -61,7 +67,7 @@ func helperMain() int {
 	// predecessor, through the test) may send SIGHUP the moment it reads
 	// it, and an uncaught SIGHUP would kill this process, silently.
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGUSR1)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2)
 	shards, _ := strconv.Atoi(os.Getenv("L4HELPER_SHARDS"))
 	p := New(logger, Options{Inherited: inherited, Shards: shards})
 	if err := p.Set(context.Background(), cfg); err != nil {
@@ -85,7 +91,23 @@ func helperMain() int {
 		fmt.Printf("ready %s\n", sl.Addr())
 	}
 	s := <-sig
-	for ; s == syscall.SIGUSR1; s = <-sig {
+	for ; s == syscall.SIGUSR1 || s == syscall.SIGUSR2; s = <-sig {
+		if s == syscall.SIGUSR2 {
+			// Hot reconfiguration to the second config, L4HELPER_CONFIG2.
+			var cfg2 Config
+			raw, err := os.ReadFile(os.Getenv("L4HELPER_CONFIG2"))
+			if err == nil {
+				err = json.Unmarshal(raw, &cfg2)
+			}
+			if err == nil {
+				err = p.Set(context.Background(), cfg2)
+			}
+			if err != nil {
+				logger.Error("set", "err", err)
+			}
+			fmt.Println("reconfigured")
+			continue
+		}
 		// Hot reconfiguration: flip every first server's weight.
 		for i := range cfg.Services {
 			if sv := cfg.Services[i].Servers; len(sv) > 0 {
@@ -97,16 +119,27 @@ func helperMain() int {
 		}
 		fmt.Println("reconfigured")
 	}
-	if s == syscall.SIGHUP {
+	if s == syscall.SIGHUP && os.Getenv("L4HELPER_HANDOVER") == "conns" {
+		// The agent's restart: connections go to the successor too, and
+		// this process ends at once.
+		if err := handOverConns(p); err != nil {
+			logger.Error("hand-over", "err", err)
+			return 1
+		}
+	} else if s == syscall.SIGHUP {
 		if err := handOver(p); err != nil {
 			logger.Error("hand-over", "err", err)
 			return 1
 		}
 		p.StopAccepting()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	drain := 30 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("L4HELPER_DRAIN")); err == nil {
+		drain = d // 0: a plain restart, connections cut at once
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := p.Close(ctx); err != nil {
+	if err := p.Close(ctx); err != nil && drain > 0 {
 		logger.Error("close", "err", err)
 		return 1
 	}
@@ -118,6 +151,53 @@ func handOver(p *Pool) error {
 	if err != nil {
 		return err
 	}
+	return startSuccessor(files, "")
+}
+
+// handOverConns passes listeners and connections (Pool.HandOver) to the
+// successor, named as systemd's LISTEN_FDNAMES would name them, and
+// prints "handover <pid> <stats> conns=N pending=B".
+func handOverConns(p *Pool) error {
+	files, err := p.Listeners()
+	if err != nil {
+		return err
+	}
+	ho, err := p.HandOver(-1)
+	if err != nil {
+		return err
+	}
+	pending := 0
+	if st, err := readHandOverState(ho.State); err == nil {
+		for _, c := range st.Conns {
+			pending += len(c.Up.Pending) + len(c.Down.Pending)
+		}
+	}
+	names := make([]string, 0, len(files)+1+len(ho.Conns))
+	for range files {
+		names = append(names, "l4proxy")
+	}
+	files = append(files, ho.State)
+	names = append(names, HandOverStateName)
+	for _, f := range ho.Conns {
+		files = append(files, f)
+		names = append(names, HandOverConnName)
+	}
+	fmt.Printf("handed conns=%d pending=%d cut=%d\n", ho.N, pending, ho.Cut)
+	return startSuccessor(files, strings.Join(names, ":"))
+}
+
+func readHandOverState(f *os.File) (*handOverState, error) {
+	raw, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	if err != nil {
+		return nil, err
+	}
+	var st handOverState
+	return &st, json.Unmarshal(raw, &st)
+}
+
+// startSuccessor starts a copy of the helper with files (closed here
+// once it runs) and prints "handover <pid> <stats>" once it is ready.
+func startSuccessor(files []*os.File, names string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -129,7 +209,7 @@ func handOver(p *Pool) error {
 	defer rr.Close()
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), "L4HELPER_FDS="+strconv.Itoa(len(files)),
-		"L4HELPER_READY_FD="+strconv.Itoa(3+len(files)))
+		"L4HELPER_READY_FD="+strconv.Itoa(3+len(files)), "L4HELPER_FDNAMES="+names)
 	cmd.ExtraFiles = append(files, rw)
 	// The successor writes to the same stdout and stderr: it must not
 	// depend on its predecessor staying alive.

@@ -331,8 +331,8 @@ func (svc *service) wakeStarved() {
 	}
 }
 
-// Listeners returns duplicates of every listening socket, named
-// "l4proxy:<addr>", for a successor process to adopt through
+// Listeners returns duplicates of every listening socket (and of every
+// UDP bind's sockets), for a successor process to adopt through
 // Options.Inherited (systemd FDSTORE=1 with FDNAME, or exec ExtraFiles).
 // The caller owns and closes the files.
 func (p *Pool) Listeners() ([]*os.File, error) {
@@ -348,6 +348,26 @@ func (p *Pool) Listeners() ([]*os.File, error) {
 				continue
 			}
 			files = append(files, os.NewFile(uintptr(nfd), "l4proxy:"+addr.String()))
+		}
+	}
+	for addr, b := range p.udpBinds {
+		for _, sh := range b.shards {
+			// A raw duplicate, not UDPConn.File: an os.File that Go put in
+			// non-blocking mode itself turns the socket (the file
+			// description both fds share) blocking when its Fd is taken,
+			// as sending it does, and this process's reader would block
+			// for good.
+			nfd := -1
+			rc, err := sh.conn.SyscallConn()
+			if err == nil {
+				cerr := rc.Control(func(fd uintptr) { nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+				err = errors.Join(err, cerr)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("l4proxy: dup udp socket %v: %w", addr, err))
+				continue
+			}
+			files = append(files, os.NewFile(uintptr(nfd), "l4proxy-udp:"+addr.String()))
 		}
 	}
 	return files, errors.Join(errs...)

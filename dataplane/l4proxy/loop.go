@@ -67,13 +67,16 @@ type evloop struct {
 
 // loopMsg is work posted to a loop from another goroutine.
 type loopMsg struct {
-	kind msgKind
-	c    *conn
-	gen  uint32 // the conn (or listener) registration it is meant for
-	term string
-	ln   *listener
-	svc  *service
-	ack  chan struct{}
+	kind   msgKind
+	c      *conn
+	gen    uint32 // the conn (or listener) registration it is meant for
+	term   string
+	ln     *listener
+	svc    *service
+	ack    chan struct{}
+	ho     chan<- handed // msgHandOver's answer…
+	budget int           // …and the sockets it may hand over
+	rec    *handedConn   // msgAdoptData's connection
 }
 
 type msgKind uint8
@@ -87,6 +90,8 @@ const (
 	msgListen                     // accept on ln for svc
 	msgUnlisten                   // stop accepting on ln, then close ack
 	msgAcceptRetry                // a slot freed (or an accept error passed): accept on ln again
+	msgHandOver                   // hand every connection over (handover.go), answer on ho
+	msgAdoptData                  // run an established connection handed over by a predecessor
 )
 
 const (
@@ -256,6 +261,10 @@ func (l *evloop) drainInbox() {
 			if m.ln.gen == m.gen {
 				l.accept(m.ln)
 			}
+		case msgHandOver:
+			m.ho <- l.handOver(m.budget)
+		case msgAdoptData:
+			l.adoptData(c, m.rec)
 		}
 		*m = loopMsg{}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"reflect"
@@ -57,10 +58,18 @@ type Pool struct {
 	draining  []*service
 	binds     map[netip.AddrPort]*bindGroup
 	inherited map[netip.AddrPort][]int // listening sockets handed over, by address
-	applied   *Config
-	closed    bool
-	reapEvery atomic.Int64 // reaper period: a quarter of the shortest timeout
-	busyPoll  atomic.Int64 // Config.BusyPoll in ns, read by the loops
+	handed    inheritedConns           // connections handed over, until the first Set
+	udpBinds  map[netip.AddrPort]*udpBind
+	// UDP sockets handed over, by address, until a bind claims them.
+	inheritedUDP map[netip.AddrPort][]*net.UDPConn
+	udpWG        sync.WaitGroup // UDP sessions' reply goroutines
+	// transparent is the state of transparent mode's policy routing:
+	// 0 not known yet (a previous process may have left it), 1 on, 2 off.
+	transparent int8
+	applied     *Config
+	closed      bool
+	reapEvery   atomic.Int64 // reaper period: a quarter of the shortest timeout
+	busyPoll    atomic.Int64 // Config.BusyPoll in ns, read by the loops
 }
 
 // New returns an empty pool; Set gives it services.
@@ -88,10 +97,22 @@ func New(logger *slog.Logger, opts Options) *Pool {
 		services:  map[string]*service{},
 		binds:     map[netip.AddrPort]*bindGroup{},
 		inherited: map[netip.AddrPort][]int{},
+		udpBinds:  map[netip.AddrPort]*udpBind{},
 	}
 	p.pipes.max = max(opts.MaxPipes, 0)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, f := range opts.Inherited {
+		if p.inheritUDP(f) {
+			_ = f.Close()
+			continue
+		}
+		if ok, err := p.inheritConn(f); ok {
+			if err != nil {
+				p.log.Warn("connections handed over are lost", "err", err)
+			}
+			_ = f.Close()
+			continue
+		}
 		fd, ap, err := adoptListener(f)
 		_ = f.Close()
 		if err != nil {
@@ -198,10 +219,19 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 	// Binds: open new ones first (add before delete), move binds between
 	// services without closing their sockets, then close those not wanted.
 	wantBinds := map[netip.AddrPort]*service{}
+	wantUDP := map[netip.AddrPort]*service{}
 	for _, sc := range cfg.Services {
 		for _, b := range sc.Binds {
-			wantBinds[b] = p.services[sc.Name]
+			if sc.proto() == ProtoUDP {
+				wantUDP[b] = p.services[sc.Name]
+			} else {
+				wantBinds[b] = p.services[sc.Name]
+			}
 		}
+	}
+	errs = append(errs, p.setUDPBinds(wantUDP)...)
+	if err := p.setTransparentMode(cfg); err != nil {
+		errs = append(errs, err)
 	}
 	for addr, svc := range wantBinds {
 		g := p.binds[addr]
@@ -232,7 +262,11 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 			p.draining = append(p.draining, svc)
 		}
 	}
+	// Connections handed over by a predecessor go to their services now
+	// that these exist.
+	p.adoptHanded()
 	// Sockets handed over but not claimed belong to binds that are gone.
+	p.closeInheritedUDP()
 	for addr, fds := range p.inherited {
 		for _, fd := range fds {
 			_ = unix.Close(fd)
@@ -415,6 +449,33 @@ func (svc *service) serverHealth(s *server, up bool, detail string, now time.Tim
 	}
 }
 
+// setTransparentMode sets transparent mode's policy routing up while a
+// service is transparent, and removes it once none is. Called with p.mu
+// held.
+func (p *Pool) setTransparentMode(cfg Config) error {
+	want := int8(2)
+	for _, s := range cfg.Services {
+		if s.Transparent {
+			want = 1
+		}
+	}
+	if want == p.transparent {
+		return nil
+	}
+	err := setTransparent(want == 1)
+	switch {
+	case err == nil:
+		p.transparent = want
+		p.log.Debug("transparent mode routing", "on", want == 1)
+	case want == 2 && p.transparent == 0:
+		// Nothing known to remove (an unprivileged pool cannot even look).
+		p.log.Debug("transparent mode routing not checked", "err", err)
+		p.transparent = want
+		err = nil
+	}
+	return err
+}
+
 // StopAccepting closes every listener (the sockets live on in a process
 // that inherited them) and leaves established connections running: the
 // first half of a hand-over. Close then drains.
@@ -441,12 +502,21 @@ func (p *Pool) Close(ctx context.Context) error {
 		g.close()
 		delete(p.binds, addr)
 	}
+	for addr, b := range p.udpBinds {
+		b.close()
+		delete(p.udpBinds, addr)
+	}
 	for _, fds := range p.inherited {
 		for _, fd := range fds {
 			_ = unix.Close(fd)
 		}
 	}
 	p.inherited = nil
+	for _, fd := range p.handed.fds {
+		_ = unix.Close(fd)
+	}
+	p.closeInheritedUDP()
+	p.handed = inheritedConns{}
 	svcs := append([]*service(nil), p.draining...)
 	for _, s := range p.services {
 		svcs = append(svcs, s)
@@ -471,6 +541,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		}
 	}
 	<-drained
+	p.udpWG.Wait()
 	p.bg.Wait()
 	for _, l := range p.loops {
 		l.post(loopMsg{kind: msgStop})

@@ -15,6 +15,7 @@ type Snapshot struct {
 // ServiceStats are one service's counters (HAProxy's frontend+backend rows).
 type ServiceStats struct {
 	Name     string   `json:"name"`
+	Protocol Protocol `json:"protocol,omitempty"` // "udp"; empty for TCP
 	Binds    []string `json:"binds"`
 	Balance  Balance  `json:"balance"`
 	Status   Health   `json:"status"` // UP when a server can take traffic
@@ -111,6 +112,10 @@ func (p *Pool) Stats() Snapshot {
 	for addr, g := range p.binds {
 		binds[g.svc] = append(binds[g.svc], addr.String())
 	}
+	for addr, b := range p.udpBinds {
+		svc := b.svc.Load()
+		binds[svc] = append(binds[svc], addr.String())
+	}
 	p.mu.Unlock()
 	now := p.clock.Now()
 	snap := Snapshot{Time: now, Services: []ServiceStats{}}
@@ -118,7 +123,7 @@ func (p *Pool) Stats() Snapshot {
 	for _, svc := range svcs {
 		set := svc.set.Load()
 		ss := ServiceStats{
-			Name: svc.name, Binds: binds[svc], Balance: set.Balance, Current: svc.cur.Load(),
+			Name: svc.name, Protocol: set.Protocol, Binds: binds[svc], Balance: set.Balance, Current: svc.cur.Load(),
 			MaxConn: set.MaxConn, Total: svc.total.Load(), BytesIn: svc.bytesIn.Load(),
 			BytesOut: svc.bytesOut.Load(), Queue: svc.queued.Load(), MaxQueue: svc.maxQueued.Load(),
 			Errors: svc.errors.Load(), Sticky: svc.sticky.len(), Status: StatusDown,
