@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -126,6 +127,9 @@ type check struct {
 	fastInter    opt[time.Duration]
 	downInter    opt[time.Duration]
 	shutdown     bool
+	// cmd is a service check's command (kind command); a VRRP track
+	// check's is its trackCheck's.
+	cmd string
 	// What a service check adds (#ServiceCheck).
 	port        opt[int]
 	address     opt[string]
@@ -181,10 +185,18 @@ type step struct {
 }
 
 type service struct {
-	name        string
-	pos         Pos
-	comments    []string
-	nodes       []string
+	name     string
+	pos      Pos
+	comments []string
+	nodes    []string
+	// mode ("nat", "dr"; empty: the proxy), protocol ("udp"; empty: tcp),
+	// iface (the dr segment's interface), transparent (the servers see the
+	// client's address).
+	mode, protocol, iface string
+	transparent           bool
+	// vip is a kernel service's virtual address: a dr service takes its
+	// interface from the vrrp_instance that holds it.
+	vip         netip.Addr
 	binds       []string
 	balance     opt[string]
 	persistence opt[time.Duration]
@@ -197,6 +209,8 @@ type service struct {
 	check       *check
 	proxyProto  string
 	source      *sourceRules
+	// resolveInterval: how often servers given by name are resolved again.
+	resolveInterval opt[time.Duration]
 }
 
 // The timeouts of a service, in the schema's order.
@@ -220,4 +234,6 @@ type server struct {
 	backup   bool
 	disabled bool
 	drain    bool
+	// checkPort: this server's own check port (#Server.check_port).
+	checkPort opt[int]
 }
