@@ -222,7 +222,12 @@ func fillAddresses(t *testing.T, res *Result) (map[string]map[string][]netip.Pre
 		}
 	}
 	hosts := map[string]map[string][]netip.Prefix{}
+	var held []Fact
 	for _, m := range res.Missing {
+		if m.Address.IsValid() {
+			held = append(held, m)
+			continue
+		}
 		if m.Guess {
 			continue
 		}
@@ -255,6 +260,23 @@ func fillAddresses(t *testing.T, res *Result) (map[string]map[string][]netip.Pre
 			hosts[m.Node] = map[string][]netip.Prefix{}
 		}
 		hosts[m.Node][m.Interface] = addrs
+	}
+	// An address the node must hold on an interface the sources do not
+	// name: the operator adds it where it is configured; here, on the
+	// node's first interface.
+	for _, m := range held {
+		ifaces := whole.Nodes[m.Node].Interfaces
+		if len(ifaces) == 0 {
+			return nil, fmt.Errorf("node %s has no interface to hold %s", m.Node, m.Address)
+		}
+		first := slices.Sorted(maps.Keys(ifaces))[0]
+		if hosts[m.Node] == nil {
+			hosts[m.Node] = map[string][]netip.Prefix{}
+		}
+		if _, ok := hosts[m.Node][first]; !ok {
+			hosts[m.Node][first] = slices.Clone(ifaces[first].Addresses)
+		}
+		hosts[m.Node][first] = append(hosts[m.Node][first], netip.PrefixFrom(m.Address, m.Address.BitLen()))
 	}
 	return hosts, nil
 }

@@ -3,6 +3,7 @@ package importer
 import (
 	"cmp"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -764,6 +765,9 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 	}
 	if ck != nil {
 		ck.interval = some(delay)
+		if ck.kind == "command" && !ck.timeout.ok {
+			ck.timeout = some(delay) // keepalived's misc_timeout default
+		}
 		s.check = ck
 	}
 	return s, ns
@@ -819,7 +823,7 @@ func sslBlock(d kaDirective, w *warnings) *kaSSL {
 
 // kaChecks are keepalived's real_server checkers the site cannot make.
 var kaChecks = map[string]Feature{
-	"MISC_CHECK": FeatScriptCheck, "DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
+	"DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
 	"UDP_CHECK": FeatProtocolCheck, "PING_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
 	"CI-LINUX": FeatProtocolCheck,
 }
@@ -855,13 +859,17 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 			default:
 				srv.weight = some(v)
 			}
-		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK":
+		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "MISC_CHECK":
 			if ck != nil {
 				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
 				continue
 			}
 			var cns []need
-			ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, vhost, w)
+			if e.Name == "MISC_CHECK" {
+				ck, cns = miscCheck(e, a, w)
+			} else {
+				ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, vhost, w)
+			}
 			ckPos, ns = e.Pos, append(ns, cns...)
 		default:
 			if f, ok := kaChecks[e.Name]; ok {
@@ -876,6 +884,52 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 		}
 	}
 	return srv, ck, ckPos, ns
+}
+
+// miscCheck maps a MISC_CHECK onto a command check: exit 0 is up, as in
+// keepalived. The real server's address written in the command becomes
+// $GITGW_SERVER_ADDR, which the proxy sets to the server it checks, so
+// that real servers whose scripts differ only by it share one check.
+func miscCheck(d kaDirective, srv netip.Addr, w *warnings) (*check, []need) {
+	c := &check{kind: "command", rise: some(1), fall: some(1)}
+	var ns []need
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "misc_path":
+			words := strings.Fields(arg)
+			for i, word := range words {
+				if a, err := netip.ParseAddr(word); err == nil && a == srv {
+					words[i] = "$GITGW_SERVER_ADDR"
+				}
+			}
+			c.cmd = strings.Join(words, " ")
+		case "misc_timeout":
+			if v, err := seconds(arg); err == nil {
+				c.timeout = some(v)
+			} else {
+				w.add(e.Pos, "misc_timeout: %v", err)
+			}
+		case "misc_dynamic":
+			ns = append(ns, needs(e.Pos, FeatScriptCheck, "misc_dynamic (the script's exit code sets the server's weight)"))
+		case "retry", "nb_get_retry":
+			if v, err := integer(arg, 1, 100); err == nil {
+				c.fall = some(v)
+			} else {
+				w.add(e.Pos, "%s: %v", e.Name, err)
+			}
+		case "user":
+			w.add(e.Pos, "MISC_CHECK user %s: not mapped (gitgw runs check commands as its own service user)", arg)
+		default:
+			w.add(e.Pos, "MISC_CHECK %s: not mapped", e.Name)
+		}
+	}
+	if c.cmd == "" {
+		ns = append(ns, needs(d.Pos, FeatScriptCheck, "MISC_CHECK without misc_path"))
+		return c, ns
+	}
+	w.add(d.Pos, "MISC_CHECK: imported as a command check run by /bin/sh -c on the gateway (keepalived splits misc_path into arguments itself; shell characters in it now mean what they mean to sh)")
+	return c, ns
 }
 
 // lvsCheck maps a TCP_CHECK, HTTP_GET, SSL_GET or SMTP_CHECK of the real
@@ -973,6 +1027,14 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], 
 		if sni && host.ok && c.tls != nil {
 			c.tls.sni = host
 		}
+		if slices.ContainsFunc(reqs, func(r httpRequest) bool { return r.digest != "" }) {
+			tools := "bash, sed and md5sum"
+			if c.tls != nil {
+				tools = "bash, openssl, sed and md5sum"
+			}
+			w.add(d.Pos, "%s with a url digest: imported as a command check that makes keepalived's request and compares each url's status and body MD5 (it runs %s on the node)", d.Name, tools)
+			return &check{kind: "command", cmd: digestCommand(reqs, c.tls), timeout: c.timeout, rise: c.rise, fall: c.fall, port: c.port, address: c.address}, ns
+		}
 		if len(reqs) == 1 {
 			// One url: the check's own fields.
 			r := reqs[0]
@@ -996,7 +1058,7 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 	r := httpRequest{method: "GET", path: "/"}
 	var ns []need
 	var user, pass opt[string]
-	var userPos Pos
+	var userPos, digestPos Pos
 	for _, u := range e.Block {
 		arg := strings.Join(u.Args, " ")
 		switch u.Name {
@@ -1024,7 +1086,12 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 			}
 			r.host = arg
 		case "digest":
-			ns = append(ns, needs(u.Pos, FeatCheckDigest, "digest %s", arg))
+			if _, err := hex.DecodeString(arg); err != nil || len(arg) != 32 {
+				// keepalived reports it and checks without it.
+				w.add(u.Pos, "digest %s: not 32 hexadecimal digits: keepalived ignores it, so does the site", arg)
+				continue
+			}
+			r.digest, digestPos = strings.ToLower(arg), u.Pos
 		case "regex":
 			if _, err := regexp.Compile(arg); err != nil || !utf8.ValidString(arg) {
 				ns = append(ns, needs(u.Pos, FeatCheckSequence, "regex %s (not an RE2 regexp)", arg))
@@ -1049,6 +1116,9 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 		cred := base64.StdEncoding.EncodeToString([]byte(user.v + ":" + pass.v))
 		r.headers = append(r.headers, header{"Authorization", "Basic " + cred})
 		w.add(userPos, "url username: sent as an Authorization header; the password is in the site, in Git")
+	}
+	if r.digest != "" && r.expectRegex != "" {
+		ns = append(ns, needs(digestPos, FeatCheckDigest, "digest with a regex in one url"))
 	}
 	return r, ns
 }

@@ -39,6 +39,14 @@ type node struct {
 	name   string
 	source string // the file the node's keepalived.conf came from
 	ifaces []*iface
+	// held are addresses the node must hold on an interface the sources
+	// do not name (a virtual_server's address no instance holds).
+	held []heldAddr
+}
+
+type heldAddr struct {
+	addr netip.Addr
+	why  string
 }
 
 func (n *node) iface(name string) *iface {
@@ -173,6 +181,9 @@ type httpRequest struct {
 	statuses           []string
 	expectStatus       opt[int]
 	expectRegex        string
+	// digest: keepalived's MD5 of the body (lower-case hex); the check
+	// becomes a command (kadigest.go).
+	digest string
 }
 
 // step is one step of a tcp-check (#CheckStep); kind is the field's name:

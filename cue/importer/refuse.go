@@ -48,8 +48,9 @@ const (
 	// `rstatus` Go cannot compile or that matches no status, a keepalived
 	// status_code that is no status (hapmap.go httpCheck; kamap.go kaURL).
 	FeatStatusRange Feature = "status-range"
-	// FeatCheckDigest: a keepalived url `digest`, an MD5 of the body
-	// (kamap.go kaURL).
+	// FeatCheckDigest: a keepalived url `digest` (an MD5 of the body)
+	// with a regex in the same url (kamap.go kaURL); a digest alone is a
+	// command check (kadigest.go).
 	FeatCheckDigest Feature = "check-digest"
 	// FeatCheckHeaders: a body, a request target that is no absolute
 	// path, a method or header the site cannot send in an HTTP check
@@ -60,9 +61,10 @@ const (
 	// keepalived DNS_CHECK/UDP_CHECK/PING_CHECK/BFD_CHECK (hapmap.go
 	// option; kamap.go realServer, lvsCheck).
 	FeatProtocolCheck Feature = "protocol-check"
-	// FeatScriptCheck: a server check by an external command: HAProxy
-	// external-check, keepalived MISC_CHECK (hapmap.go option; kamap.go
-	// realServer).
+	// FeatScriptCheck: a server check by an external command the site
+	// cannot run: HAProxy external-check, keepalived FILE_CHECK, a
+	// MISC_CHECK with misc_dynamic (hapmap.go option; kamap.go realServer,
+	// miscCheck).
 	FeatScriptCheck Feature = "script-check"
 	// FeatAgentCheck: HAProxy's agent-check, which can change a server's
 	// state and weight (hapmap.go server).
@@ -104,10 +106,10 @@ var featureWhy = map[Feature]string{
 	FeatTLSCheck:       "the schema's check TLS has no chain-only verification, revocation lists, relative paths, encrypted keys or per-server TLS yet",
 	FeatCheckSequence:  "the schema's expects match a string, bytes or a regexp, each once and without negation; cutting or weakening the sequence would pass servers the original marks down",
 	FeatStatusRange:    "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
-	FeatCheckDigest:    "a gitgw HTTP check compares no digest of the body yet",
+	FeatCheckDigest:    "a gitgw HTTP check compares no digest of the body; the command check a digest becomes does not match a regex too",
 	FeatCheckHeaders:   "a gitgw HTTP check sends GET, HEAD, POST or OPTIONS of an absolute path with headers and no body",
 	FeatProtocolCheck:  "the schema has no SPOP, DNS, UDP, ICMP or BFD checks yet; a TCP connect check would pass servers the original marks down",
-	FeatScriptCheck:    "a gitgw service check cannot run a command per server yet",
+	FeatScriptCheck:    "a gitgw command check passes or fails (exit 0 is up); it does not set a weight, watch a file or take HAProxy's external-check arguments",
 	FeatAgentCheck:     "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
 	FeatServerName:     "a gitgw server by name takes one address of it, and a check address is an IP address; a server-template's servers, one per address a name resolves to, are not made",
 	FeatServerTLS:      "gitgw cannot originate TLS to a server yet; plain TCP to a TLS server fails",

@@ -85,12 +85,15 @@ func nodeField(n *node) cfield {
 		doc = append(doc, i.notes...)
 		ifs.fields = append(ifs.fields, fld(i.name, &cstruct{fields: []cfield{fld("addresses", addrs)}}))
 	}
+	for _, h := range n.held {
+		doc = append(doc, "TODO(import): "+h.why+".")
+	}
 	if len(ifs.fields) > 0 {
 		body.fields = append(body.fields, cfield{label: "interfaces", val: ifs, doc: doc})
-	} else {
-		body.inline = true
+		return cfield{label: n.name, val: body}
 	}
-	return cfield{label: n.name, val: body}
+	body.inline = true
+	return cfield{label: n.name, val: body, doc: doc}
 }
 
 // instanceFields renders an instance in the schema's field order.

@@ -1,0 +1,116 @@
+package importer
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
+)
+
+// TestDigestCheck: a keepalived url digest becomes a command check that
+// passes exactly when keepalived's would: the status accepted and the
+// body's MD5 the given one, for every url; run against a real HTTP server
+// as the proxy runs it (/bin/sh -c, the server in GITGW_SERVER_ADDR and
+// GITGW_SERVER_PORT).
+func TestDigestCheck(t *testing.T) {
+	lab.RequireCommand(t, "sh", "bash", "sed", "md5sum", "openssl")
+	page := "<html>the page</html>\n"
+	sum := md5.Sum([]byte(page))
+	good, bad := hex.EncodeToString(sum[:]), strings.Repeat("0", 32)
+	var hosts, agents, snis []string
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hosts, agents = append(hosts, r.Host), append(agents, r.UserAgent())
+		if r.TLS != nil {
+			snis = append(snis, r.TLS.ServerName)
+		}
+		switch r.URL.Path {
+		case "/page":
+			w.Write([]byte(page))
+		case "/auth":
+			if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "s'cret" {
+				w.WriteHeader(http.StatusUnauthorized)
+			}
+			w.Write([]byte(page))
+		case "/moved":
+			w.WriteHeader(http.StatusMovedPermanently)
+			w.Write([]byte(page))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(page))
+		}
+	})
+	srv := httptest.NewServer(handler)
+	defer srv.Close()
+	tlsSrv := httptest.NewTLSServer(handler)
+	defer tlsSrv.Close()
+	url := func(body string) string { return "   url {\n" + body + "   }\n" }
+	for _, tt := range []struct {
+		name, urls string
+		pass       bool
+		host       string
+		sni        string
+	}{
+		{name: "digest matches", urls: url("    path /page\n    digest " + good + "\n"), pass: true, host: "="}, // the server's address and port
+		{name: "digest in upper case", urls: url("    path /page\n    digest " + strings.ToUpper(good) + "\n"), pass: true},
+		{name: "other content", urls: url("    path /page\n    digest " + bad + "\n")},
+		{name: "status outside 200-299", urls: url("    path /moved\n    digest " + good + "\n")},
+		{name: "status_code given", urls: url("    path /moved\n    status_code 301\n    digest " + good + "\n"), pass: true},
+		{name: "every url must pass", urls: url("    path /page\n    digest "+good+"\n") + url("    path /nothing\n")},
+		{name: "two urls pass", urls: url("    path /page\n    digest "+good+"\n") + url("    path /page\n    status_code 200\n"), pass: true},
+		{name: "virtualhost", urls: url("    path /page\n    virtualhost www.example\n    digest " + good + "\n"), pass: true, host: "www.example"},
+		{name: "basic authentication, a quote in the password", urls: url("    path /auth\n    username admin\n    password s'cret\n    digest " + good + "\n"), pass: true},
+		{name: "SSL_GET, no SNI", urls: url("    path /page\n    digest " + good + "\n"), pass: true, sni: "-"},
+		{name: "SSL_GET, other content", urls: url("    path /page\n    digest " + bad + "\n")},
+		{name: "SSL_GET with enable_sni", urls: url("    path /page\n    digest "+good+"\n") + "   virtualhost app.example\n   enable_sni\n", pass: true, sni: "app.example", host: "app.example"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			checker, s := "HTTP_GET", srv
+			if strings.HasPrefix(tt.name, "SSL_GET") {
+				checker, s = "SSL_GET", tlsSrv
+			}
+			target := netip.MustParseAddrPort(s.Listener.Addr().String())
+			conf := "virtual_server 203.0.113.1 80 {\n lb_kind NAT\n real_server " + target.Addr().String() + " " + itoa(int(target.Port())) +
+				" {\n  " + checker + " {\n" + tt.urls + "  }\n }\n}\n"
+			svc, ns := loadVirtualServer(t, conf)
+			if len(ns) > 0 {
+				t.Fatalf("refused: %v", ns)
+			}
+			if svc.Check == nil || svc.Check.Kind != "command" {
+				t.Fatalf("check %+v, want a command", svc.Check)
+			}
+			hosts, agents, snis = nil, nil, nil
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "/bin/sh", "-c", svc.Check.Command)
+			cmd.Env = append(os.Environ(), "GITGW_SERVER_ADDR="+target.Addr().String(), "GITGW_SERVER_PORT="+itoa(int(target.Port())))
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != tt.pass {
+				t.Errorf("passed: %v, want %v (%s)\n%s", err == nil, tt.pass, out, svc.Check.Command)
+			}
+			if len(agents) == 0 || agents[0] != "KeepAliveClient" {
+				t.Errorf("user agents %q, want keepalived's", agents)
+			}
+			if tt.host == "=" {
+				tt.host = target.String()
+			}
+			if tt.host != "" && (len(hosts) == 0 || hosts[0] != tt.host) {
+				t.Errorf("Host %q, want %q", hosts, tt.host)
+			}
+			if tt.sni != "" && (len(snis) == 0 || snis[0] != strings.TrimPrefix(tt.sni, "-")) {
+				t.Errorf("SNI %q, want %q", snis, tt.sni)
+			}
+		})
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
