@@ -551,6 +551,9 @@ func kernelBalance(algo, mode string, servers []*server, pos Pos, what string, w
 	case "mh":
 		return "maglev"
 	case "wlc", "lc", "sed", "nq":
+		if algo == "lc" && !sameWeights(servers) {
+			w.add(pos, "%s: IPVS lc ignores the servers' weights; gitgw's weighs them", what)
+		}
 		why := fmt.Sprintf("gitgw's kernel forwarding has no least-connection scheduler (it counts no open connections per server): new connections are shared by weight whatever each server already holds, so a server slow to finish its connections keeps more of them open than with %s", algo)
 		if dr {
 			return perFlow(why)
