@@ -733,6 +733,25 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 	default: // TUN: IP-in-IP to the servers
 		ns = append(ns, needs(kindPos, FeatKernelLB, "lb_kind %s", kind))
 	}
+	if s.mode == "dr" {
+		// Direct routing rewrites only the Ethernet addresses: a packet
+		// reaches the real server on the virtual_server's port, whatever
+		// the real_server's says; keepalived still checks the port it
+		// says. So the server is the VIP's port, checked on its own.
+		for _, srv := range s.servers {
+			ap := netip.MustParseAddrPort(srv.address)
+			if int(ap.Port()) == port {
+				continue
+			}
+			w.add(d.Pos, "lb_kind DR: real_server %s is forwarded to port %d, the virtual_server's (DR cannot change the port); its check stays on %d", ap, port, ap.Port())
+			srv.address = hostPort(ap.Addr(), port)
+			for i := range ports {
+				if ports[i].srv == srv && !ports[i].port.ok {
+					ports[i].port = some(int(ap.Port()))
+				}
+			}
+		}
+	}
 	if len(ports) > 0 {
 		// One port for all: the service check's; else each server's own.
 		same := !slices.ContainsFunc(ports, func(p srvPort) bool { return p.port != ports[0].port })

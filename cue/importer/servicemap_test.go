@@ -42,6 +42,12 @@ func TestServiceMappings(t *testing.T) {
 			warn: "ka:10: lb_algo wrr: IPVS takes the servers in turn, by weight; gitgw's dr keeps no connection state"},
 		{name: "lvs_method DR, lvs_sched sh: the VIP's dev", ka: vs("203.0.113.2", " lvs_sched sh\n lvs_method DR\n"),
 			want: func(s svc) bool { return s.Mode == spec.ModeDR && s.Interface == "eth1" && s.Balance == "source" }},
+		{name: "lb_kind DR, a real_server on another port: the VIP's, checked on its own", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n lb_kind DR\n real_server 198.51.100.1 8080 {\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+			want: func(s svc) bool {
+				a, b := s.Servers["198.51.100.1-8080"], s.Servers["198.51.100.2-80"]
+				return a.Address == "198.51.100.1:80" && a.CheckPort == 8080 && b.CheckPort == 0 && s.Check.Port == 0
+			},
+			warn: "ka:9: lb_kind DR: real_server 198.51.100.1:8080 is forwarded to port 80"},
 		{name: "lb_kind DR, no instance holds the VIP", ka: vs("203.0.113.9", " lb_algo mh\n lb_kind DR\n"),
 			want: func(s svc) bool { return s.Mode == spec.ModeDR && s.Interface == "" && s.Balance == "maglev" },
 			warn: "ka:9: lb_kind DR: no vrrp_instance holds VIP 203.0.113.9"},
