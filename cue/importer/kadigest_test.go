@@ -114,3 +114,32 @@ func TestDigestCheck(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestPingCheck: a PING_CHECK's command passes when the server answers an
+// ICMP echo and fails when it cannot be reached (in a network namespace
+// of its own whose loopback is down).
+func TestPingCheck(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "sh", "ping", "unshare")
+	svc, ns := loadVirtualServer(t, "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  PING_CHECK {\n   connect_timeout 1\n  }\n }\n}\n")
+	if len(ns) > 0 || svc.Check == nil || svc.Check.Kind != "command" {
+		t.Fatalf("check %+v, refused %v", svc.Check, ns)
+	}
+	run := func(argv ...string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Env = append(os.Environ(), "GITGW_SERVER_ADDR=127.0.0.1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Logf("%v: %v: %s", argv, err, out)
+		}
+		return err
+	}
+	if err := run("/bin/sh", "-c", svc.Check.Command); err != nil {
+		t.Errorf("127.0.0.1 answers, the check failed: %v", err)
+	}
+	if err := run("unshare", "-n", "/bin/sh", "-c", svc.Check.Command); err == nil {
+		t.Errorf("the check passed with no route to 127.0.0.1")
+	}
+}

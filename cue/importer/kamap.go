@@ -846,7 +846,7 @@ func sslBlock(d kaDirective, w *warnings) *kaSSL {
 // kaChecks are keepalived's real_server checkers the site cannot make.
 var kaChecks = map[string]Feature{
 	"DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
-	"UDP_CHECK": FeatProtocolCheck, "PING_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
+	"UDP_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
 	"CI-LINUX": FeatProtocolCheck,
 }
 
@@ -881,15 +881,18 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 			default:
 				srv.weight = some(v)
 			}
-		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "MISC_CHECK":
+		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "MISC_CHECK", "PING_CHECK":
 			if ck != nil {
 				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
 				continue
 			}
 			var cns []need
-			if e.Name == "MISC_CHECK" {
+			switch e.Name {
+			case "MISC_CHECK":
 				ck, cns = miscCheck(e, a, w)
-			} else {
+			case "PING_CHECK":
+				ck = pingCheck(e, w)
+			default:
 				ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, vhost, w)
 			}
 			ckPos, ns = e.Pos, append(ns, cns...)
@@ -952,6 +955,37 @@ func miscCheck(d kaDirective, srv netip.Addr, w *warnings) (*check, []need) {
 	}
 	w.add(d.Pos, "MISC_CHECK: imported as a command check run by /bin/sh -c on the gateway (keepalived splits misc_path into arguments itself; shell characters in it now mean what they mean to sh)")
 	return c, ns
+}
+
+// pingCheck maps a PING_CHECK, an ICMP echo to the real server, onto a
+// command check running ping (the proxy's own checks speak TCP): up when
+// one echo is answered within the timeout, as in keepalived.
+func pingCheck(d kaDirective, w *warnings) *check {
+	c := &check{kind: "command", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "connect_timeout":
+			if v, err := seconds(arg); err == nil {
+				c.timeout = some(v)
+			} else {
+				w.add(e.Pos, "connect_timeout: %v", err)
+			}
+		case "retry", "nb_get_retry":
+			if v, err := integer(arg, 1, 100); err == nil {
+				c.fall = some(v)
+			} else {
+				w.add(e.Pos, "%s: %v", e.Name, err)
+			}
+		default:
+			w.add(e.Pos, "PING_CHECK %s: not mapped", e.Name)
+		}
+	}
+	// ping waits whole seconds; the check's timeout stops it anyway.
+	secs := max(1, int((c.timeout.v+time.Second-1)/time.Second))
+	c.cmd = fmt.Sprintf(`ping -n -q -c 1 -W %d "$GITGW_SERVER_ADDR"`, secs)
+	w.add(d.Pos, "PING_CHECK: imported as a command check running ping (an ICMP echo to the server; it needs ping on the node, allowed to the gitgw service)")
+	return c
 }
 
 // lvsCheck maps a TCP_CHECK, HTTP_GET, SSL_GET or SMTP_CHECK of the real

@@ -81,6 +81,10 @@ func TestServiceMappings(t *testing.T) {
 			want: func(s svc) bool {
 				return s.Check.Kind == "command" && s.Check.Command == "/usr/local/bin/check $GITGW_SERVER_ADDR 80" && s.Check.Timeout.D() == 3*time.Second
 			}},
+		{name: "PING_CHECK: a command running ping", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  PING_CHECK {\n   connect_timeout 2\n   retry 3\n  }\n }\n}\n",
+			want: func(s svc) bool {
+				return s.Check.Kind == "command" && s.Check.Command == `ping -n -q -c 1 -W 2 "$GITGW_SERVER_ADDR"` && s.Check.Timeout.D() == 2*time.Second && s.Check.Fall == 3
+			}},
 		{name: "HAProxy server by name, resolvers", hap: "resolvers dns\n  nameserver ns1 198.51.100.53:53\n  hold valid 5s\n  timeout resolve 2s\n  resolve_retries 3\n" +
 			listen + "  server a db1.example.net:5432 check resolvers dns init-addr last,libc,none\n  server b 198.51.100.2:5432 check\n", service: "l",
 			want: func(s svc) bool {
