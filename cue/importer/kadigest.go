@@ -1,8 +1,11 @@
 package importer
 
 import (
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // A keepalived url with a digest passes when the MD5 of the page's body
@@ -75,4 +78,76 @@ func digestCommand(reqs []httpRequest, tls *checkTLS) string {
 // shQuote quotes s for sh: single quotes, each ' written '\”.
 func shQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// udpScript is keepalived's UDP_CHECK, run by bash with the payload
+// (printf %b escapes), the seconds to wait for a reply and whether one is
+// required (1 or 0): a reply passes; an error (the ICMP port unreachable
+// a closed port answers with) fails; no reply passes unless required.
+const udpScript = `exec 3<>"/dev/udp/$GITGW_SERVER_ADDR/$GITGW_SERVER_PORT" && printf %b "$1" >&3 || exit 1; ` +
+	`read -r -t "$2" -N 1 _ <&3; rc=$?; (( rc == 0 || (rc > 128 && $3 == 0) ))`
+
+// udpPayload is what keepalived sends without a payload: 32 bytes of
+// "keepalived check - " repeated (layer4.c set_buf).
+const udpPayload = "keepalived check - keepalived ch"
+
+// udpCheck maps a UDP_CHECK onto a command check: the proxy's own checks
+// are TCP. The command waits for a reply connect_timeout long, and the
+// check's timeout is a second longer, so that no reply within it counts
+// as keepalived counts it, not as a check that ran out of time.
+func udpCheck(d kaDirective, port int, w *warnings) (*check, []need) {
+	c := &check{kind: "command", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
+	var ns []need
+	payload := []byte(udpPayload)
+	require := "0"
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "connect_timeout":
+			if v, err := seconds(arg); err == nil {
+				c.timeout = some(v)
+			} else {
+				w.add(e.Pos, "connect_timeout: %v", err)
+			}
+		case "retry", "nb_get_retry":
+			if v, err := integer(arg, 1, 100); err == nil {
+				c.fall = some(v)
+			} else {
+				w.add(e.Pos, "%s: %v", e.Name, err)
+			}
+		case "connect_port":
+			if v, err := integer(arg, 1, 65535); err != nil {
+				ns = append(ns, needs(e.Pos, FeatCheckPort, "connect_port %s", arg))
+			} else if v != port {
+				c.port = some(v)
+			}
+		case "payload":
+			b, err := hex.DecodeString(strings.ReplaceAll(arg, " ", ""))
+			if err != nil || len(b) == 0 {
+				// keepalived reports it and sends its own.
+				w.add(e.Pos, "payload %s: not hexadecimal bytes: keepalived sends its own, so does the site", arg)
+				continue
+			}
+			payload = b
+		case "require_reply":
+			require = "1"
+			if len(e.Args) > 0 {
+				ns = append(ns, needs(e.Pos, FeatProtocolCheck, "require_reply %s (a reply to compare)", arg))
+			}
+		case "min_reply_length", "max_reply_length":
+			ns = append(ns, needs(e.Pos, FeatProtocolCheck, "%s %s", e.Name, arg))
+		default:
+			w.add(e.Pos, "UDP_CHECK %s: not mapped", e.Name)
+		}
+	}
+	var esc strings.Builder
+	for _, b := range payload {
+		fmt.Fprintf(&esc, `\x%02x`, b)
+	}
+	wait := c.timeout.v
+	c.timeout = some(wait + time.Second)
+	c.cmd = "exec bash -c " + shQuote(udpScript) + " keepalived-udp-check " + shQuote(esc.String()) + " " +
+		strconv.FormatFloat(wait.Seconds(), 'f', -1, 64) + " " + require
+	w.add(d.Pos, "UDP_CHECK: imported as a command check sending keepalived's datagram (it runs bash on the node); it waits connect_timeout for a reply, the check's timeout is a second longer")
+	return c, ns
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -141,5 +142,76 @@ func TestPingCheck(t *testing.T) {
 	}
 	if err := run("unshare", "-n", "/bin/sh", "-c", svc.Check.Command); err == nil {
 		t.Errorf("the check passed with no route to 127.0.0.1")
+	}
+}
+
+// TestUDPCheck: a UDP_CHECK's command sends keepalived's datagram and
+// passes, as keepalived, when the server answers or stays silent (unless
+// a reply is required), and fails when the port is closed (ICMP port
+// unreachable); run against real UDP sockets on 127.0.0.1.
+func TestUDPCheck(t *testing.T) {
+	lab.RequireCommand(t, "sh", "bash")
+	listen := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	got := make(chan []byte, 10)
+	echo := listen()
+	go func() {
+		b := make([]byte, 2048)
+		for {
+			n, from, err := echo.ReadFromUDP(b)
+			if err != nil {
+				return
+			}
+			got <- append([]byte(nil), b[:n]...)
+			echo.WriteToUDP(b[:n], from)
+		}
+	}()
+	silent := listen()
+	closed := listen()
+	closedPort := closed.LocalAddr().(*net.UDPAddr).Port
+	closed.Close()
+	port := func(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
+	for _, tt := range []struct {
+		name, block string
+		port        int
+		pass        bool
+		payload     string
+	}{
+		{name: "an answer", block: "   connect_timeout 1\n", port: port(echo), pass: true, payload: udpPayload},
+		{name: "an answer to the payload", block: "   connect_timeout 1\n   payload 50494e47\n   require_reply\n", port: port(echo), pass: true, payload: "PING"},
+		{name: "silence", block: "   connect_timeout 0.5\n", port: port(silent), pass: true},
+		{name: "silence, a reply required", block: "   connect_timeout 0.5\n   require_reply\n", port: port(silent)},
+		{name: "a closed port", block: "   connect_timeout 1\n", port: closedPort},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			svc, ns := loadVirtualServer(t, "virtual_server 203.0.113.1 53 {\n protocol UDP\n real_server 127.0.0.1 53 {\n  UDP_CHECK {\n"+tt.block+"  }\n }\n}\n")
+			if len(ns) > 0 || svc.Check == nil || svc.Check.Kind != "command" {
+				t.Fatalf("check %+v, refused %v", svc.Check, ns)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), svc.Check.Timeout.D())
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "/bin/sh", "-c", svc.Check.Command)
+			cmd.Env = append(os.Environ(), "GITGW_SERVER_ADDR=127.0.0.1", "GITGW_SERVER_PORT="+strconv.Itoa(tt.port))
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != tt.pass {
+				t.Errorf("passed: %v, want %v (%s)\n%s", err == nil, tt.pass, out, svc.Check.Command)
+			}
+			if tt.payload != "" {
+				select {
+				case b := <-got:
+					if string(b) != tt.payload {
+						t.Errorf("sent %q, want %q", b, tt.payload)
+					}
+				default:
+					t.Errorf("nothing sent")
+				}
+			}
+		})
 	}
 }

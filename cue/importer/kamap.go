@@ -846,8 +846,8 @@ func sslBlock(d kaDirective, w *warnings) *kaSSL {
 // kaChecks are keepalived's real_server checkers the site cannot make.
 var kaChecks = map[string]Feature{
 	"DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
-	"UDP_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
-	"CI-LINUX": FeatProtocolCheck,
+	"FILE_CHECK": FeatScriptCheck,
+	"CI-LINUX":   FeatProtocolCheck,
 }
 
 func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*server, *check, Pos, []need) {
@@ -881,7 +881,7 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 			default:
 				srv.weight = some(v)
 			}
-		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "MISC_CHECK", "PING_CHECK":
+		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "MISC_CHECK", "PING_CHECK", "UDP_CHECK":
 			if ck != nil {
 				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
 				continue
@@ -892,6 +892,8 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 				ck, cns = miscCheck(e, a, w)
 			case "PING_CHECK":
 				ck = pingCheck(e, w)
+			case "UDP_CHECK":
+				ck, cns = udpCheck(e, port, w)
 			default:
 				ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, vhost, w)
 			}
