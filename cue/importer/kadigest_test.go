@@ -89,6 +89,10 @@ func TestDigestCheck(t *testing.T) {
 			if svc.Check == nil || svc.Check.Kind != "command" {
 				t.Fatalf("check %+v, want a command", svc.Check)
 			}
+			// Each url within keepalived's connect_timeout (5 s).
+			if n := strings.Count(tt.urls, "url {"); svc.Check.Timeout.D() != time.Duration(n)*5*time.Second {
+				t.Errorf("timeout %v for %d urls", svc.Check.Timeout, n)
+			}
 			hosts, agents, snis = nil, nil, nil
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -1091,7 +1091,10 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], 
 				tools = "bash, openssl, sed and md5sum"
 			}
 			w.add(d.Pos, "%s with a url digest: imported as a command check that makes keepalived's request and compares each url's status and body MD5 (it runs %s on the node)", d.Name, tools)
-			return &check{kind: "command", cmd: digestCommand(reqs, c.tls), timeout: c.timeout, rise: c.rise, fall: c.fall, port: c.port, address: c.address}, ns
+			// keepalived bounds each url's request by connect_timeout,
+			// one after the other; the command makes them all.
+			timeout := some(c.timeout.v * time.Duration(len(reqs)))
+			return &check{kind: "command", cmd: digestCommand(reqs, c.tls), timeout: timeout, rise: c.rise, fall: c.fall, port: c.port, address: c.address}, ns
 		}
 		if len(reqs) == 1 {
 			// One url: the check's own fields.
