@@ -951,9 +951,9 @@ func miscCheck(d kaDirective, srv netip.Addr, w *warnings) (*check, []need) {
 			w.add(e.Pos, "MISC_CHECK %s: not mapped", e.Name)
 		}
 	}
-	if c.cmd == "" {
+	if strings.TrimSpace(c.cmd) == "" {
 		ns = append(ns, needs(d.Pos, FeatScriptCheck, "MISC_CHECK without misc_path"))
-		return c, ns
+		return nil, ns
 	}
 	w.add(d.Pos, "MISC_CHECK: imported as a command check run by /bin/sh -c on the gateway (keepalived splits misc_path into arguments itself; shell characters in it now mean what they mean to sh)")
 	return c, ns
