@@ -219,3 +219,28 @@ func TestUDPCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestCommandDispatch: real servers whose command checks differ share one
+// command that runs each server's own, chosen by GITGW_SERVER_NAME; a
+// server without a checker stays up, as in keepalived.
+func TestCommandDispatch(t *testing.T) {
+	lab.RequireCommand(t, "sh")
+	svc, ns := loadVirtualServer(t, "virtual_server 203.0.113.1 80 {\n"+
+		" real_server 198.51.100.1 80 {\n  MISC_CHECK {\n   misc_path \"/bin/sh -c 'exit 0' 198.51.100.1\"\n  }\n }\n"+
+		" real_server 198.51.100.2 80 {\n  MISC_CHECK {\n   misc_path \"/bin/sh -c 'exit 1' ;; x\"\n   misc_timeout 7\n  }\n }\n"+
+		" real_server 198.51.100.3 80 {\n }\n}\n")
+	if len(ns) > 0 || svc.Check == nil || svc.Check.Kind != "command" {
+		t.Fatalf("check %+v, refused %v", svc.Check, ns)
+	}
+	if svc.Check.Timeout.D() != 7*time.Second {
+		t.Errorf("timeout %v, want the longest, 7s", svc.Check.Timeout)
+	}
+	for name, pass := range map[string]bool{"198.51.100.1-80": true, "198.51.100.2-80": false, "198.51.100.3-80": true} {
+		cmd := exec.Command("/bin/sh", "-c", svc.Check.Command)
+		cmd.Env = append(os.Environ(), "GITGW_SERVER_NAME="+name, "GITGW_SERVER_ADDR=198.51.100.9", "GITGW_SERVER_PORT=80")
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != pass {
+			t.Errorf("%s passed: %v, want %v (%s)\n%s", name, err == nil, pass, out, svc.Check.Command)
+		}
+	}
+}

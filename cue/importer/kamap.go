@@ -636,6 +636,14 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 		port opt[int]
 	}
 	var ports []srvPort
+	// Each checked server's command, when checks are commands that may
+	// differ between servers.
+	type srvCmd struct {
+		srv *server
+		cmd string
+	}
+	var cmds []srvCmd
+	dispatch := false
 	algo, algoPos := "wlc", d.Pos // keepalived's default scheduler
 	kind, kindPos := "NAT", d.Pos // keepalived's default forwarding
 	var vhost opt[string]
@@ -704,12 +712,25 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 			// of the check is the service's.
 			ports = append(ports, srvPort{srv, c.port})
 			c.port = opt[int]{}
+			if c.kind == "command" {
+				cmds = append(cmds, srvCmd{srv, c.cmd})
+			}
 			switch {
 			case ck == nil:
 				ck, ckPos = c, cp
 			case c.address != ck.address:
 				// The site has one check address per service.
 				ns = append(ns, needs(cp, FeatCheckPort, "%s %s: connect_ip differs from the check at %s", e.Name, strings.Join(e.Args, " "), ckPos))
+			case !sameProbe(ck, c) && ck.kind == "command" && c.kind == "command":
+				// Commands that differ (digests, scripts): one command
+				// runs each server's, by its name.
+				dispatch = true
+				ck.timeout = some(max(ck.timeout.v, c.timeout.v))
+				x, y := *ck, *c
+				x.cmd, y.cmd, x.timeout, y.timeout = "", "", opt[time.Duration]{}, opt[time.Duration]{}
+				if !sameCheck(&x, &y) {
+					w.add(cp, "this real_server's check timing differs from the one at %s: gitgw checks all servers of a service alike; the first is used (the longest timeout)", ckPos)
+				}
 			case !sameProbe(ck, c):
 				// What is checked differs: the first server's check would
 				// be the wrong one for this server.
@@ -762,6 +783,18 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 				p.srv.checkPort = p.port
 			}
 		}
+	}
+	if dispatch {
+		// The proxy names the server it checks in GITGW_SERVER_NAME; a
+		// server without a checker stays up, as in keepalived.
+		var b strings.Builder
+		b.WriteString(`case "$GITGW_SERVER_NAME" in`)
+		for _, c := range cmds {
+			fmt.Fprintf(&b, " %s) eval %s ;;", shQuote(c.srv.name), shQuote(c.cmd))
+		}
+		b.WriteString(" *) exit 0 ;; esac")
+		ck.cmd = b.String()
+		w.add(d.Pos, "%s: its real_servers' command checks differ: one command check runs each server's, chosen by $GITGW_SERVER_NAME", what)
 	}
 	sourceWeights(s.servers)
 	algoWhat := "lb_algo " + algo

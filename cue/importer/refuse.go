@@ -27,8 +27,9 @@ const (
 	FeatCheckPort Feature = "check-port"
 	// FeatPerServerCheck: servers of one service checked differently:
 	// keepalived real servers with another checker, request or TLS
-	// (timing aside), HAProxy servers with other check TLS settings
-	// (kamap.go virtualServer; hapmap.go serviceCheck).
+	// (timing aside; command checks that differ become one command),
+	// HAProxy servers with other check TLS settings (kamap.go
+	// virtualServer; hapmap.go serviceCheck).
 	FeatPerServerCheck Feature = "per-server-check"
 	// FeatTLSCheck: check TLS the site cannot say: `verify required`
 	// without an SNI (HAProxy checks the chain only), `verifyhost`,
