@@ -244,3 +244,31 @@ func TestCommandDispatch(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPDispatch: real servers whose HTTP_GETs differ share one command
+// that makes each server's own request: the page one server is checked on
+// passes, the missing one the other is checked on fails.
+func TestHTTPDispatch(t *testing.T) {
+	lab.RequireCommand(t, "sh", "bash", "sed")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/page" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	target := netip.MustParseAddrPort(srv.Listener.Addr().String())
+	svc, ns := loadVirtualServer(t, "virtual_server 203.0.113.1 80 {\n"+
+		" real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /page\n   }\n  }\n }\n"+
+		" real_server 198.51.100.2 80 {\n  HTTP_GET {\n   url {\n    path /missing\n   }\n  }\n }\n}\n")
+	if len(ns) > 0 || svc.Check == nil || svc.Check.Kind != "command" {
+		t.Fatalf("check %+v, refused %v", svc.Check, ns)
+	}
+	for name, pass := range map[string]bool{"198.51.100.1-80": true, "198.51.100.2-80": false} {
+		cmd := exec.Command("/bin/sh", "-c", svc.Check.Command)
+		cmd.Env = append(os.Environ(), "GITGW_SERVER_NAME="+name, "GITGW_SERVER_ADDR="+target.Addr().String(), "GITGW_SERVER_PORT="+strconv.Itoa(int(target.Port())))
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != pass {
+			t.Errorf("%s passed: %v, want %v (%s)", name, err == nil, pass, out)
+		}
+	}
+}

@@ -712,8 +712,12 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 			// of the check is the service's.
 			ports = append(ports, srvPort{srv, c.port})
 			c.port = opt[int]{}
+			asCmd := c.asCmd
 			if c.kind == "command" {
-				cmds = append(cmds, srvCmd{srv, c.cmd})
+				asCmd = c
+			}
+			if asCmd != nil {
+				cmds = append(cmds, srvCmd{srv, asCmd.cmd})
 			}
 			switch {
 			case ck == nil:
@@ -721,14 +725,19 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 			case c.address != ck.address:
 				// The site has one check address per service.
 				ns = append(ns, needs(cp, FeatCheckPort, "%s %s: connect_ip differs from the check at %s", e.Name, strings.Join(e.Args, " "), ckPos))
-			case !sameProbe(ck, c) && ck.kind == "command" && c.kind == "command":
-				// Commands that differ (digests, scripts): one command
-				// runs each server's, by its name.
+			case !sameProbe(ck, c) && (ck.kind == "command" || ck.asCmd != nil) && asCmd != nil:
+				// Commands that differ (digests, scripts, keepalived's
+				// requests): one command runs each server's, by its name.
+				if ck.kind != "command" {
+					first := *ck.asCmd
+					ck = &first
+				}
 				dispatch = true
-				ck.timeout = some(max(ck.timeout.v, c.timeout.v))
-				x, y := *ck, *c
-				x.cmd, y.cmd, x.timeout, y.timeout = "", "", opt[time.Duration]{}, opt[time.Duration]{}
-				if !sameCheck(&x, &y) {
+				if ck.timeout != asCmd.timeout {
+					w.add(cp, "this real_server's check timeout (%s) differs from the one at %s (%s): the one command check has the longest", formatDuration(asCmd.timeout.v), ckPos, formatDuration(ck.timeout.v))
+				}
+				ck.timeout = some(max(ck.timeout.v, asCmd.timeout.v))
+				if ck.rise != asCmd.rise || ck.fall != asCmd.fall {
 					w.add(cp, "this real_server's check timing differs from the one at %s: gitgw checks all servers of a service alike; the first is used (the longest timeout)", ckPos)
 				}
 			case !sameProbe(ck, c):
@@ -794,7 +803,7 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 		}
 		b.WriteString(" *) exit 0 ;; esac")
 		ck.cmd = b.String()
-		w.add(d.Pos, "%s: its real_servers' command checks differ: one command check runs each server's, chosen by $GITGW_SERVER_NAME", what)
+		w.add(d.Pos, "%s: its real_servers' checks differ: one command check runs each server's own (HTTP_GET and SSL_GET as keepalived's request, made by bash), chosen by $GITGW_SERVER_NAME", what)
 	}
 	sourceWeights(s.servers)
 	algoWhat := "lb_algo " + algo
@@ -1128,6 +1137,9 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], 
 			// one after the other; the command makes them all.
 			timeout := some(c.timeout.v * time.Duration(len(reqs)))
 			return &check{kind: "command", cmd: digestCommand(reqs, c.tls), timeout: timeout, rise: c.rise, fall: c.fall, port: c.port, address: c.address}, ns
+		}
+		if !slices.ContainsFunc(reqs, func(r httpRequest) bool { return r.expectRegex != "" }) {
+			c.asCmd = &check{kind: "command", cmd: digestCommand(reqs, c.tls), timeout: some(c.timeout.v * time.Duration(len(reqs))), rise: c.rise, fall: c.fall, address: c.address}
 		}
 		if len(reqs) == 1 {
 			// One url: the check's own fields.

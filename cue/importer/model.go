@@ -138,6 +138,9 @@ type check struct {
 	// cmd is a service check's command (kind command); a VRRP track
 	// check's is its trackCheck's.
 	cmd string
+	// asCmd is the same check as a command (a keepalived HTTP_GET), for
+	// real servers whose checks differ and so become one command.
+	asCmd *check
 	// What a service check adds (#ServiceCheck).
 	port        opt[int]
 	address     opt[string]

@@ -89,7 +89,7 @@ func TestRefusals(t *testing.T) {
 			feature: FeatScriptCheck, line: 5},
 		{name: "servers with another check CA", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl ca-file /etc/a.pem\n  server b 198.51.100.2:6443 check check-ssl ca-file /etc/b.pem\n",
 			feature: FeatPerServerCheck, line: 6},
-		{name: "real servers checked differently", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 80 {\n  SSL_GET {\n   url {\n    path /a\n   }\n  }\n }\n}\n",
+		{name: "real servers checked differently", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
 			feature: FeatPerServerCheck, line: 10},
 		{name: "connect_ip that differs", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_ip 198.51.100.9\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_ip 198.51.100.8\n  }\n }\n}\n",
 			feature: FeatCheckPort, line: 8},

@@ -85,6 +85,13 @@ func TestServiceMappings(t *testing.T) {
 			want: func(s svc) bool {
 				return s.Check.Kind == "command" && s.Check.Command == `ping -n -q -c 1 -W 2 "$GITGW_SERVER_ADDR"` && s.Check.Timeout.D() == 2*time.Second && s.Check.Fall == 3
 			}},
+		{name: "real_servers checked differently: one command by server name", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 443 {\n  SSL_GET {\n   url {\n    path /b\n   }\n  }\n }\n}\n",
+			want: func(s svc) bool {
+				c := s.Check.Command
+				return s.Check.Kind == "command" && strings.HasPrefix(c, `case "$GITGW_SERVER_NAME" in '198.51.100.1-80') eval `) && strings.Contains(c, ` ;; '198.51.100.2-443') eval `) &&
+					strings.Contains(c, "openssl") && strings.HasSuffix(c, " *) exit 0 ;; esac")
+			},
+			warn: "ka:9: virtual_server 203.0.113.1 80: its real_servers' checks differ"},
 		{name: "HAProxy server by name, resolvers", hap: "resolvers dns\n  nameserver ns1 198.51.100.53:53\n  hold valid 5s\n  timeout resolve 2s\n  resolve_retries 3\n" +
 			listen + "  server a db1.example.net:5432 check resolvers dns init-addr last,libc,none\n  server b 198.51.100.2:5432 check\n", service: "l",
 			want: func(s svc) bool {
