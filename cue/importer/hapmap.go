@@ -756,6 +756,7 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 		default:
 			c.method, c.path = some(strings.ToUpper(rest[0])), some(rest[1])
 			if len(rest) > 2 {
+				c.rawVersion, _, _ = strings.Cut(rest[2], "\r\n")
 				var bad []string
 				c.host, c.headers, bad = hostHeader(rest[2])
 				if len(bad) > 0 {
@@ -764,8 +765,14 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 			}
 		}
 		if !strings.HasPrefix(c.path.v, "/") || strings.ContainsAny(c.path.v, "\t\r\n\x00") || !utf8.ValidString(c.path.v) {
-			// HAProxy sends the target as written; the site's path is absolute.
-			p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (request target %q)", strings.Join(l.Words, " "), c.path.v))
+			// HAProxy sends the target as written; the site's path is
+			// absolute: a target of printable characters is sent by a
+			// command check (serviceCheck), others are refused.
+			if rawTargetRE.MatchString(c.path.v) && (c.rawVersion == "" || rawTargetRE.MatchString(c.rawVersion)) {
+				c.rawTarget = c.path
+			} else {
+				p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (request target %q)", strings.Join(l.Words, " "), c.path.v))
+			}
 			c.path = some("/")
 		}
 		if !slices.Contains([]string{"GET", "HEAD", "POST", "OPTIONS"}, c.method.v) {
@@ -962,7 +969,7 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 				}
 			case "uri":
 				i++
-				c.path = some(arg(i))
+				c.path, c.rawTarget = some(arg(i)), opt[string]{}
 				if !strings.HasPrefix(c.path.v, "/") || strings.ContainsAny(c.path.v, " \t\r\n\x00") || !utf8.ValidString(c.path.v) {
 					need(FeatCheckHeaders)
 					c.path = some("/")
@@ -1597,6 +1604,16 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 		}
 		c.tls = &t
 	}
+	if c.rawTarget.ok {
+		// A target the site's HTTP check cannot send: a command check
+		// sends HAProxy's request as written, when nothing else of the
+		// check needs the HTTP check.
+		if useTLS || c.expectString.ok || c.expectRegex.ok {
+			ns = append(ns, needs(p.httpPos, FeatCheckHeaders, "option httpchk %s %s (request target %q) with TLS or a body expect", c.method.v, c.rawTarget.v, c.rawTarget.v))
+		} else {
+			c = rawHTTPCheck(c, p.httpPos, w)
+		}
+	}
 	c.interval, c.fastInter, c.downInter = first.inter, first.fast, first.down
 	c.rise, c.fall, c.shutdown = first.rise, first.fall, first.shutdown
 	// HAProxy bounds a check by "timeout check", else by the interval.
@@ -1609,6 +1626,46 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 		c.timeout = some(2 * time.Second)
 	}
 	return c, ns
+}
+
+// rawTargetRE is a request target or version a command check sends as
+// written: printable, no spaces.
+var rawTargetRE = regexp.MustCompile(`^[!-~]+$`)
+
+// rawScript sends a request (printf %b) and passes when the reply's
+// status is in the ranges ("200-399").
+const rawScript = `exec 3<>"/dev/tcp/$GITGW_SERVER_ADDR/$GITGW_SERVER_PORT" && printf %b "$1" >&3 || exit 1; ` +
+	`IFS=" " read -r _ c _ <&3 && [[ $c =~ ^[1-5][0-9][0-9] ]] || exit 1; c=${c:0:3}; ` +
+	`for r in $2; do (( c >= ${r%-*} && c <= ${r#*-} )) && exit 0; done; exit 1`
+
+// rawHTTPCheck is HAProxy's HTTP check of a target the site's check
+// cannot send ("OPTIONS * HTTP/1.0"), as a command check sending the
+// request line and headers as HAProxy writes them.
+func rawHTTPCheck(c *check, pos Pos, w *warnings) *check {
+	version := cmp.Or(c.rawVersion, "HTTP/1.0")
+	req := fmt.Sprintf("%s %s %s\r\n", c.method.v, c.rawTarget.v, version)
+	if c.host.ok {
+		req += "Host: " + c.host.v + "\r\n"
+	}
+	for _, h := range c.headers {
+		req += h.name + ": " + h.value + "\r\n"
+	}
+	req += "\r\n"
+	var esc strings.Builder
+	for _, b := range []byte(req) {
+		fmt.Fprintf(&esc, `\x%02x`, b)
+	}
+	statuses := c.statuses
+	if len(statuses) == 0 {
+		statuses = []string{fmt.Sprint(cmp.Or(c.expectStatus.v, 200))}
+	}
+	note := ""
+	if slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"}, c.rawTarget.v) {
+		note = fmt.Sprintf(" (HAProxy takes a single argument of option httpchk as the URI: %s is sent as the target; write \"option httpchk %s /\" for a %s request)", c.rawTarget.v, c.rawTarget.v, c.rawTarget.v)
+	}
+	w.add(pos, "option httpchk %s %s: the site's HTTP check sends an absolute path; imported as a command check sending %q as HAProxy does (it runs bash on the node)%s", c.method.v, c.rawTarget.v, strings.TrimSuffix(req, "\r\n\r\n"), note)
+	return &check{kind: "command", port: c.port, address: c.address,
+		cmd: "exec bash -c " + shQuote(rawScript) + " haproxy-httpchk " + shQuote(esc.String()) + " " + shQuote(strings.Join(statuses, " "))}
 }
 
 // portAddr writes a server's check port and address for a refusal.

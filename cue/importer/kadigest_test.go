@@ -272,3 +272,58 @@ func TestHTTPDispatch(t *testing.T) {
 		}
 	}
 }
+
+// TestRawHTTPCheck: HAProxy's "option httpchk *" (or a target that is no
+// path) becomes a command sending HAProxy's request line and headers as
+// written, passing on a 2xx or 3xx status; run against a real TCP server.
+func TestRawHTTPCheck(t *testing.T) {
+	lab.RequireCommand(t, "sh", "bash")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	status := make(chan string, 1)
+	got := make(chan string, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b := make([]byte, 4096)
+			var req []byte
+			for !strings.Contains(string(req), "\r\n\r\n") {
+				n, err := c.Read(b)
+				if err != nil {
+					break
+				}
+				req = append(req, b[:n]...)
+			}
+			got <- string(req)
+			c.Write([]byte("HTTP/1.0 " + <-status + " X\r\n\r\n"))
+			c.Close()
+		}
+	}()
+	target := netip.MustParseAddrPort(ln.Addr().String())
+	_, view := loadText(t, "", "listen l\n  bind 203.0.113.1:80\n  option httpchk OPTIONS * HTTP/1.1\\r\\nHost:\\ www.example\n  server a 198.51.100.1:80 check\n")
+	ck := view.Services["l"].Check
+	if ck == nil || ck.Kind != "command" {
+		t.Fatalf("check %+v", ck)
+	}
+	for _, tt := range []struct {
+		status string
+		pass   bool
+	}{{"200", true}, {"302", true}, {"500", false}} {
+		status <- tt.status
+		cmd := exec.Command("/bin/sh", "-c", ck.Command)
+		cmd.Env = append(os.Environ(), "GITGW_SERVER_ADDR=127.0.0.1", "GITGW_SERVER_PORT="+strconv.Itoa(int(target.Port())))
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != tt.pass {
+			t.Errorf("status %s: passed %v, want %v (%s)", tt.status, err == nil, tt.pass, out)
+		}
+		if req := <-got; req != "OPTIONS * HTTP/1.1\r\nHost: www.example\r\n\r\n" {
+			t.Errorf("request %q", req)
+		}
+	}
+}

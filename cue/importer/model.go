@@ -141,6 +141,11 @@ type check struct {
 	// asCmd is the same check as a command (a keepalived HTTP_GET), for
 	// real servers whose checks differ and so become one command.
 	asCmd *check
+	// rawTarget: an HTTP check's request target that is no absolute path
+	// (HAProxy's "option httpchk *"), sent as written by a command check;
+	// rawVersion its HTTP version.
+	rawTarget  opt[string]
+	rawVersion string
 	// What a service check adds (#ServiceCheck).
 	port        opt[int]
 	address     opt[string]

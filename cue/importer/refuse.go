@@ -54,8 +54,10 @@ const (
 	// command check (kadigest.go).
 	FeatCheckDigest Feature = "check-digest"
 	// FeatCheckHeaders: a body, a request target that is no absolute
-	// path, a method or header the site cannot send in an HTTP check
-	// (hapmap.go httpCheck, option; kamap.go lvsCheck, kaURL).
+	// path (with TLS or a body expect; else a command check sends it,
+	// hapmap.go rawHTTPCheck), a method or header the site cannot send in
+	// an HTTP check (hapmap.go httpCheck, option; kamap.go lvsCheck,
+	// kaURL).
 	FeatCheckHeaders Feature = "check-headers"
 	// FeatProtocolCheck: HAProxy's spop-check, a pgsql-check without
 	// user, an SMTP domain or database user the site cannot send,
