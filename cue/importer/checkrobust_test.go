@@ -56,6 +56,15 @@ listen body
   option httpchk
   http-check expect string ready
   server w1 198.51.100.8:80 check
+resolvers dns
+  nameserver ns1 198.51.100.53:53
+  hold valid 5s
+  timeout resolve 2s
+listen named
+  bind 203.0.113.1:8080
+  source 0.0.0.0 usesrc clientip
+  server n1 db1.example.net:5432 check resolvers dns init-addr last,libc,none port 8008
+  server n2 198.51.100.10:5432 check port 8009
 `
 
 // checksKeepalived uses every check mapping of keepalived.conf.
@@ -91,6 +100,63 @@ virtual_server 203.0.113.1 25 {
   }
  }
 }
+virtual_server 203.0.113.1 80 {
+ lvs_method DR
+ lvs_sched mh
+ persistence_timeout 300
+ delay_loop 10
+ quorum 2
+ virtualhost www.example
+ sorry_server 198.51.100.9 80
+ real_server 198.51.100.3 8080 {
+  weight 0
+  HTTP_GET {
+   url {
+    path /c
+    status_code 200
+    digest 640205b7b0fc66c1ea91c463fac6334d
+   }
+   connect_port 8081
+  }
+ }
+ real_server 198.51.100.4 80 {
+  weight 3
+  HTTP_GET {
+   url {
+    path /c
+    status_code 200
+    digest 640205b7b0fc66c1ea91c463fac6334d
+   }
+  }
+ }
+}
+virtual_server 203.0.113.1 53 {
+ protocol UDP
+ lb_algo wlc
+ real_server 198.51.100.5 53 {
+  UDP_CHECK {
+   payload 0001
+   require_reply
+   connect_timeout 2
+  }
+ }
+}
+virtual_server 203.0.113.1 8000 {
+ real_server 198.51.100.6 8000 {
+  MISC_CHECK {
+   misc_path "/bin/check 198.51.100.6"
+   misc_timeout 3
+  }
+ }
+}
+virtual_server 203.0.113.1 8001 {
+ lb_kind NAT
+ real_server 198.51.100.7 8001 {
+  PING_CHECK {
+   connect_timeout 2
+  }
+ }
+}
 `
 
 // TestChecksAlwaysValid: the check mappings with each line deleted in
@@ -99,7 +165,7 @@ virtual_server 203.0.113.1 25 {
 func TestChecksAlwaysValid(t *testing.T) {
 	lab.SkipShort(t, "loads a few hundred sites")
 	// Unchanged, every service imports.
-	if res, view := loadText(t, "", checksHAProxy); len(res.Refused) > 0 || len(view.Services) != 7 {
+	if res, view := loadText(t, "", checksHAProxy); len(res.Refused) > 0 || len(view.Services) != 8 {
 		t.Fatalf("refused %v, services %d", res.Refused, len(view.Services))
 	}
 	mutants := func(conf string) []string {

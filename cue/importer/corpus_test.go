@@ -137,7 +137,7 @@ func importCorpus(t *testing.T, f corpusFile) (corpusOutcome, string) {
 		}
 	}
 	slices.Sort(out.features)
-	bad := guardrailErrors(t, res)
+	bad, unbuilt := guardrailErrors(t, res)
 	missing := slices.ContainsFunc(res.Missing, func(m Fact) bool { return !m.Guess })
 	if len(bad) > 0 && missing {
 		hosts, err := fillAddresses(t, res)
@@ -149,7 +149,7 @@ func importCorpus(t *testing.T, f corpusFile) (corpusOutcome, string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bad = guardrailErrors(t, filled)
+		bad, unbuilt = guardrailErrors(t, filled)
 		if len(bad) == 0 {
 			out.class = "validates with node addresses"
 		}
@@ -158,6 +158,8 @@ func importCorpus(t *testing.T, f corpusFile) (corpusOutcome, string) {
 	}
 	if len(bad) > 0 {
 		out.class, out.detail = "invalid", strings.Join(bad, "; ")
+	} else if unbuilt > 0 {
+		out.class += once
 	}
 	if len(out.features) > 0 {
 		out.class = "refused, else " + out.class
@@ -165,8 +167,14 @@ func importCorpus(t *testing.T, f corpusFile) (corpusOutcome, string) {
 	return out, text
 }
 
-// guardrailErrors writes and loads a site and lists its guardrail errors.
-func guardrailErrors(t *testing.T, res *Result) []string {
+// once marks a site whose only guardrail errors are service-feature-built:
+// fields the schema has whose drivers are being built (kernel nat/dr,
+// UDP, transparent, per-server check ports); it validates once they land.
+const once = " once built"
+
+// guardrailErrors writes and loads a site and lists its guardrail errors,
+// but for service-feature-built's, which it counts.
+func guardrailErrors(t *testing.T, res *Result) (bad []string, unbuilt int) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := WriteDir(dir, res.Files, false); err != nil {
@@ -180,12 +188,15 @@ func guardrailErrors(t *testing.T, res *Result) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad, _ := policies.Split(policies.Check(policies.FromSite(whole)))
-	var out []string
-	for _, v := range bad {
-		out = append(out, v.String())
+	errs, _ := policies.Split(policies.Check(policies.FromSite(whole)))
+	for _, v := range errs {
+		if v.Policy == "service-feature-built" {
+			unbuilt++
+			continue
+		}
+		bad = append(bad, v.String())
 	}
-	return out
+	return bad, unbuilt
 }
 
 // fillAddresses gives each missing node address one in the subnet of a
@@ -211,7 +222,12 @@ func fillAddresses(t *testing.T, res *Result) (map[string]map[string][]netip.Pre
 		}
 	}
 	hosts := map[string]map[string][]netip.Prefix{}
+	var held []Fact
 	for _, m := range res.Missing {
+		if m.Address.IsValid() {
+			held = append(held, m)
+			continue
+		}
 		if m.Guess {
 			continue
 		}
@@ -245,6 +261,23 @@ func fillAddresses(t *testing.T, res *Result) (map[string]map[string][]netip.Pre
 		}
 		hosts[m.Node][m.Interface] = addrs
 	}
+	// An address the node must hold on an interface the sources do not
+	// name: the operator adds it where it is configured; here, on the
+	// node's first interface.
+	for _, m := range held {
+		ifaces := whole.Nodes[m.Node].Interfaces
+		if len(ifaces) == 0 {
+			return nil, fmt.Errorf("node %s has no interface to hold %s", m.Node, m.Address)
+		}
+		first := slices.Sorted(maps.Keys(ifaces))[0]
+		if hosts[m.Node] == nil {
+			hosts[m.Node] = map[string][]netip.Prefix{}
+		}
+		if _, ok := hosts[m.Node][first]; !ok {
+			hosts[m.Node][first] = slices.Clone(ifaces[first].Addresses)
+		}
+		hosts[m.Node][first] = append(hosts[m.Node][first], netip.PrefixFrom(m.Address, m.Address.BitLen()))
+	}
 	return hosts, nil
 }
 
@@ -273,7 +306,14 @@ func TestCorpus(t *testing.T) {
 		})
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "files: %d\n\n", len(files))
+	fmt.Fprintf(&b, "files: %d\n", len(files))
+	// The measure: a site that validates with only node addresses
+	// to fill in; and the same once the drivers service-feature-built
+	// waits for have landed.
+	now := len(classes["validates"]) + len(classes["validates with node addresses"])
+	built := now + len(classes["validates"+once]) + len(classes["validates with node addresses"+once])
+	fmt.Fprintf(&b, "validate now: %d (%d%%)\n", now, 100*now/len(files))
+	fmt.Fprintf(&b, "validate once built: %d (%d%%)\n\n", built, 100*built/len(files))
 	for _, c := range slices.Sorted(maps.Keys(classes)) {
 		fmt.Fprintf(&b, "%s: %d\n", c, len(classes[c]))
 		for _, n := range classes[c] {

@@ -3,7 +3,6 @@ package importer
 import (
 	"cmp"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -34,16 +33,19 @@ type hapProxy struct {
 	defPos     Pos
 	servers    []*server
 	srvChecks  []srvCheck
-	defServer  []string // default-server words
-	httpchk    *check
-	httpPos    Pos
-	expectSet  bool
-	httpConn   *hapConnect // http-check connect
-	tcpcheck   *check      // its steps are the tcp-check rules
-	proxyProto string
-	stats      bool
-	persist    opt[time.Duration]
-	stickOn    bool // a "stick on src" uses persist
+	srvMore    []srvMore // with servers, what is not the check's
+	// transparent: a proxy-level "source … usesrc clientip|client".
+	transparent bool
+	defServer   []string // default-server words
+	httpchk     *check
+	httpPos     Pos
+	expectSet   bool
+	httpConn    *hapConnect // http-check connect
+	tcpcheck    *check      // its steps are the tcp-check rules
+	proxyProto  string
+	stats       bool
+	persist     opt[time.Duration]
+	stickOn     bool // a "stick on src" uses persist
 	// Source rules: the section's ACLs, stick-table and tcp-request
 	// connection lines (frontend and listen only), mapped in sourceRules.
 	acls      map[string]*hapACL
@@ -68,6 +70,21 @@ type hapConnect struct {
 	ssl  bool
 	def  bool // "default": the server line's check settings apply
 	sni  opt[string]
+}
+
+// srvMore is what a server line says besides its check: how its name is
+// resolved, its source.
+type srvMore struct {
+	pos         Pos
+	byName      bool
+	resolvers   string // the resolvers section it names
+	transparent bool   // source … usesrc clientip|client
+}
+
+// hapResolvers is a resolvers section: how often it resolves a name again.
+type hapResolvers struct {
+	pos      Pos
+	interval time.Duration
 }
 
 // srvCheck is a server's own check settings.
@@ -95,7 +112,7 @@ type srvCheck struct {
 func (d *hapProxy) inherit(kind, name string, pos Pos) *hapProxy {
 	p := *d
 	p.kind, p.name, p.pos = kind, name, pos
-	p.binds, p.servers, p.srvChecks, p.defBackend = nil, nil, nil, ""
+	p.binds, p.servers, p.srvChecks, p.srvMore, p.defBackend = nil, nil, nil, nil, ""
 	p.acls, p.table, p.connRules = nil, nil, nil
 	p.defServer = slices.Clone(d.defServer)
 	p.needs, p.httpNeeds, p.tcpNeeds = slices.Clone(d.needs), slices.Clone(d.httpNeeds), slices.Clone(d.tcpNeeds)
@@ -135,10 +152,11 @@ type hapConfig struct {
 	verifyNone bool
 	proxies    []*hapProxy
 	backends   map[string]*hapProxy
+	resolvers  map[string]hapResolvers
 }
 
 func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
-	c := &hapConfig{backends: map[string]*hapProxy{}}
+	c := &hapConfig{backends: map[string]*hapProxy{}, resolvers: map[string]hapResolvers{}}
 	defaults := &hapProxy{kind: "defaults"}
 	for _, s := range secs {
 		switch s.Kind {
@@ -179,11 +197,53 @@ func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
 			if s.Kind == "backend" {
 				c.backends[p.name] = p
 			}
+		case "resolvers":
+			c.resolverSection(s, w)
 		default:
 			w.add(s.Pos, "%s section: not mapped", s.Kind)
 		}
 	}
 	return c
+}
+
+// resolverSection reads a resolvers section: how often its names are
+// resolved again becomes the resolve_interval of the services whose
+// servers name it. gitgw resolves with the system resolver, so the
+// section's own nameservers are not kept.
+func (c *hapConfig) resolverSection(s *hapSection, w *warnings) {
+	// HAProxy's defaults: a valid answer is held 10 s, a resolution is
+	// triggered every timeout resolve (1 s) once the held answer expired.
+	hold, every := 10*time.Second, time.Second
+	for _, l := range s.Lines {
+		ws := l.Words
+		arg := func(i int) string {
+			if i < len(ws) {
+				return ws[i]
+			}
+			return ""
+		}
+		switch {
+		case ws[0] == "hold" && arg(1) == "valid":
+			if v, err := hapTime(arg(2)); err == nil {
+				hold = v
+			} else {
+				w.add(l.Pos, "hold valid: %v: HAProxy's 10s kept", err)
+			}
+		case ws[0] == "timeout" && arg(1) == "resolve":
+			if v, err := hapTime(arg(2)); err == nil {
+				every = v
+			} else {
+				w.add(l.Pos, "timeout resolve: %v: HAProxy's 1s kept", err)
+			}
+		case ws[0] == "nameserver":
+			w.add(l.Pos, "nameserver %s: not kept: gitgw resolves servers by name with the node's system resolver (/etc/hosts, /etc/resolv.conf); a site has no resolvers of its own", strings.Join(ws[1:], " "))
+		case ws[0] == "parse-resolv-conf":
+			// The system resolver's nameservers: what gitgw uses.
+		default:
+			w.add(l.Pos, "resolvers %s: %q not mapped (gitgw resolves with the system resolver; only how often, hold valid and timeout resolve, is kept)", s.Name(), strings.Join(ws, " "))
+		}
+	}
+	c.resolvers[s.Name()] = hapResolvers{pos: s.Pos, interval: max(hold, every)}
 }
 
 func hapNotMapped(l hapLine, w *warnings) {
@@ -270,7 +330,11 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 	case "rate-limit", "reqdeny", "reqideny", "reqtarpit", "reqitarpit", "block":
 		p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
 	case "source":
-		if slices.Contains(ws, "usesrc") {
+		if i := slices.Index(ws, "usesrc"); i >= 0 {
+			if usesrc(ws[1], arg(i+1), l.Pos, w) {
+				p.transparent = true
+				return
+			}
 			p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "%s", strings.Join(ws, " ")))
 			return
 		}
@@ -414,10 +478,6 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 		w.add(l.Pos, "server %q renamed %q", ws[1], name)
 	}
 	addr, err := serverAddr(ws[2])
-	if errors.Is(err, errHostname) {
-		p.needs = append(p.needs, needs(l.Pos, FeatServerName, "server %s %s", ws[1], ws[2]))
-		return
-	}
 	if err != nil {
 		w.add(l.Pos, "server %s %s: %v: not imported", ws[1], ws[2], err)
 		return
@@ -433,6 +493,9 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 	}
 	srv := &server{name: name, address: addr}
 	sc := srvCheck{pos: l.Pos, name: name}
+	more := srvMore{pos: l.Pos}
+	_, perr := netip.ParseAddrPort(addr)
+	more.byName = perr != nil
 	params := append(slices.Clone(p.defServer), ws[3:]...)
 	for i := 0; i < len(params); i++ {
 		k, v := params[i], ""
@@ -495,7 +558,7 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			switch {
 			case aerr != nil:
 				sc.needs = append(sc.needs, needs(l.Pos, FeatServerName, "server %s addr %s", name, v))
-			case netip.MustParseAddrPort(addr).Addr() == a:
+			case perr == nil && netip.MustParseAddrPort(addr).Addr() == a:
 				sc.addr = opt[string]{}
 			default:
 				sc.addr, sc.portPos = some(a.String()), l.Pos
@@ -540,13 +603,26 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			p.needs = append(p.needs, needs(l.Pos, FeatAgentCheck, "server %s agent-check", name))
 		case "source":
 			i++
-			if slices.Contains(params[i:], "usesrc") {
-				p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "server %s source %s usesrc", name, v))
+			if i+1 < len(params) && params[i+1] == "usesrc" {
+				u := ""
+				if i+2 < len(params) {
+					u = params[i+2]
+				}
+				i += 2
+				if usesrc(v, u, l.Pos, w) {
+					more.transparent = true
+				} else {
+					p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "server %s source %s usesrc %s", name, v, u))
+				}
 			} else {
 				w.add(l.Pos, "server %s source %s: not mapped (gitgw connects from the node's own address)", name, v)
 			}
-		case "usesrc":
+		case "resolvers":
 			i++
+			more.resolvers = v
+		case "init-addr":
+			i++
+			initAddr(name, v, l.Pos, w)
 		case "on-marked-down":
 			i++
 			if v == "shutdown-sessions" {
@@ -568,13 +644,56 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 	}
 	p.servers = append(p.servers, srv)
 	p.srvChecks = append(p.srvChecks, sc)
+	p.srvMore = append(p.srvMore, more)
+}
+
+// usesrc says whether "source ADDR usesrc HOW" is the site's transparent
+// mode: the servers see the client's address (clientip), or its address
+// and port (client: the port is not kept, warned).
+func usesrc(addr, how string, pos Pos, w *warnings) bool {
+	switch how {
+	case "clientip", "client":
+		if how == "client" {
+			w.add(pos, "usesrc client: imported as transparent: the servers see the client's address, but not its port (gitgw picks the source port, as HAProxy's clientip)")
+		}
+		if a, _, _ := strings.Cut(addr, ":"); a != "0.0.0.0" && a != "" && a != "::" && a != "*" {
+			w.add(pos, "source %s: not kept: with usesrc %s HAProxy connects from the client's address", addr, how)
+		}
+		return true
+	}
+	return false // a fixed address, hdr_ip(…)
+}
+
+// initAddr names what an init-addr becomes: gitgw resolves a name with
+// the system resolver at start (libc), and keeps a server whose name does
+// not resolve DOWN until it does (none) instead of refusing to start.
+func initAddr(name, v string, pos Pos, w *warnings) {
+	var lost []string
+	for _, m := range strings.Split(v, ",") {
+		switch m {
+		case "libc", "none":
+		case "last":
+			lost = append(lost, "last (the address of a server-state file)")
+		default:
+			lost = append(lost, m+" (a fixed first address)")
+		}
+	}
+	msg := fmt.Sprintf("server %s init-addr %s: gitgw resolves the name with the system resolver at start and keeps the server DOWN while it does not resolve (HAProxy's libc,none)", name, v)
+	if len(lost) > 0 {
+		msg += "; not kept: " + strings.Join(lost, ", ")
+	}
+	w.add(pos, "%s", msg)
 }
 
 // sniRE is what the site takes as a check's SNI.
 var sniRE = regexp.MustCompile(`^[A-Za-z0-9.-]+$`)
 
-// errHostname is a server given by name.
-var errHostname = errors.New("not an IP address")
+// hostNameRE is an RFC 1123 host name, as the schema's #NamePort takes it.
+var hostNameRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$`)
+
+// isDigitsDots: what looks like an IPv4 address but is none (#NamePort
+// refuses it).
+func isDigitsDots(s string) bool { return strings.Trim(s, "0123456789.") == "" }
 
 // serverAddr writes "ip:port" as the schema wants it.
 func serverAddr(s string) (string, error) {
@@ -592,15 +711,23 @@ func serverAddr(s string) (string, error) {
 		if strings.HasPrefix(s, "/") || strings.Contains(s, "@") {
 			return "", fmt.Errorf("not an IP address and port")
 		}
-		return "", fmt.Errorf("%q: %w", s, errHostname)
-	}
-	a, err := netip.ParseAddr(strings.Trim(s[:i], "[]"))
-	if err != nil {
-		return "", fmt.Errorf("%q: %w", s[:i], errHostname)
+		if _, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+			return "", fmt.Errorf("no port (HAProxy would use the client's destination port; gitgw needs one)")
+		}
+		return "", fmt.Errorf("%q: a name without a port (HAProxy would use the client's destination port; gitgw needs one)", s)
 	}
 	port, err := integer(s[i+1:], 1, 65535)
 	if err != nil {
 		return "", fmt.Errorf("bad port %q (port offsets are not mapped)", s[i+1:])
+	}
+	a, err := netip.ParseAddr(strings.Trim(s[:i], "[]"))
+	if err != nil {
+		// A name: resolved by gitgw's proxy, at start and every
+		// resolve_interval.
+		if !hostNameRE.MatchString(s[:i]) || isDigitsDots(s[:i]) {
+			return "", fmt.Errorf("%q is neither an IP address nor a host name", s[:i])
+		}
+		return fmt.Sprintf("%s:%d", s[:i], port), nil
 	}
 	return hostPort(a, port), nil
 }
@@ -629,6 +756,7 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 		default:
 			c.method, c.path = some(strings.ToUpper(rest[0])), some(rest[1])
 			if len(rest) > 2 {
+				c.rawVersion, _, _ = strings.Cut(rest[2], "\r\n")
 				var bad []string
 				c.host, c.headers, bad = hostHeader(rest[2])
 				if len(bad) > 0 {
@@ -637,8 +765,14 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 			}
 		}
 		if !strings.HasPrefix(c.path.v, "/") || strings.ContainsAny(c.path.v, "\t\r\n\x00") || !utf8.ValidString(c.path.v) {
-			// HAProxy sends the target as written; the site's path is absolute.
-			p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (request target %q)", strings.Join(l.Words, " "), c.path.v))
+			// HAProxy sends the target as written; the site's path is
+			// absolute: a target of printable characters is sent by a
+			// command check (serviceCheck), others are refused.
+			if rawTargetRE.MatchString(c.path.v) && (c.rawVersion == "" || rawTargetRE.MatchString(c.rawVersion)) {
+				c.rawTarget = c.path
+			} else {
+				p.httpNeeds = append(p.httpNeeds, needs(l.Pos, FeatCheckHeaders, "%s (request target %q)", strings.Join(l.Words, " "), c.path.v))
+			}
 			c.path = some("/")
 		}
 		if !slices.Contains([]string{"GET", "HEAD", "POST", "OPTIONS"}, c.method.v) {
@@ -835,7 +969,7 @@ func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 				}
 			case "uri":
 				i++
-				c.path = some(arg(i))
+				c.path, c.rawTarget = some(arg(i)), opt[string]{}
 				if !strings.HasPrefix(c.path.v, "/") || strings.ContainsAny(c.path.v, " \t\r\n\x00") || !utf8.ValidString(c.path.v) {
 					need(FeatCheckHeaders)
 					c.path = some("/")
@@ -1231,6 +1365,9 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	}
 	s.servers, s.proxyProto = be.servers, be.proxyProto
 	sourceWeights(s.servers)
+	var transNeeds []need
+	s.transparent, transNeeds = be.transparentMode()
+	s.resolveInterval = c.resolveInterval(be, w)
 	var ns []need
 	s.check, ns = be.serviceCheck(w, c.verifyNone)
 	if fe != be {
@@ -1239,6 +1376,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	var srcNeeds []need
 	s.source, srcNeeds = fe.sourceRules(w)
 	ns = append(ns, srcNeeds...)
+	ns = append(ns, transNeeds...)
 	if len(ns) > 0 {
 		what := fmt.Sprintf("%s %s", fe.kind, fe.name)
 		if fe != be {
@@ -1256,6 +1394,56 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		return nil
 	}
 	return s
+}
+
+// transparentMode: the servers see the client's address when the backend
+// says so, or every server does; the site's transparent mode is the
+// service's, so a backend where only some servers do is refused.
+func (p *hapProxy) transparentMode() (bool, []need) {
+	if p.transparent {
+		return true, nil
+	}
+	var some, all = false, len(p.srvMore) > 0
+	for _, m := range p.srvMore {
+		some, all = some || m.transparent, all && m.transparent
+	}
+	if some && !all {
+		for _, m := range p.srvMore {
+			if !m.transparent {
+				return false, []need{needs(m.pos, FeatTransparent, "usesrc on some servers only (this one connects from the gateway)")}
+			}
+		}
+	}
+	return all, nil
+}
+
+// resolveInterval is how often the backend's servers given by name are
+// resolved again: their resolvers section's, the shortest when they name
+// several. A server by name without resolvers HAProxy resolves once, at
+// start; gitgw resolves it again every resolve_interval (warned).
+func (c *hapConfig) resolveInterval(be *hapProxy, w *warnings) opt[time.Duration] {
+	var out opt[time.Duration]
+	for i, m := range be.srvMore {
+		if !m.byName {
+			continue
+		}
+		if m.resolvers == "" {
+			w.add(m.pos, "server %s is given by name without resolvers: HAProxy resolves it once, at start; gitgw resolves it again every resolve_interval (10s unless set), and follows a new address", be.servers[i].name)
+			continue
+		}
+		r, ok := c.resolvers[m.resolvers]
+		if !ok {
+			w.add(m.pos, "server %s resolvers %s: no such resolvers section: gitgw's default resolve_interval (10s) applies", be.servers[i].name, m.resolvers)
+			continue
+		}
+		if out.ok && out.v != r.interval {
+			w.add(m.pos, "server %s resolvers %s: its servers name resolvers that resolve at other intervals; the shortest applies to the service", be.servers[i].name, m.resolvers)
+		}
+		if !out.ok || r.interval < out.v {
+			out = some(r.interval)
+		}
+	}
+	return out
 }
 
 // serviceCheck folds the servers' checks into the service's one check. It
@@ -1355,20 +1543,33 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 			c.kind = "tcp-check"
 		}
 	}
-	// One check port and address per service: every server's the same.
+	// One check address per service: every server's the same. Ports
+	// that differ are each server's own (check_port), unless a connect
+	// port overrides them all.
+	samePort := true
 	for _, sc := range checked {
 		if portSet {
 			break
 		}
-		if sc.port != first.port || sc.addr != first.addr {
+		samePort = samePort && sc.port == first.port
+		if sc.addr != first.addr {
 			pos := cmp.Or(sc.portPos, first.portPos, sc.pos)
-			ns = append(ns, needs(pos, FeatCheckPort, "server %s check port/addr %s differs from server %s's %s (the site has one check port and address per service)",
+			ns = append(ns, needs(pos, FeatCheckPort, "server %s check addr %s differs from server %s's %s (the site has one check address per service)",
 				sc.name, portAddr(sc), first.name, portAddr(first)))
 			break
 		}
 	}
 	if !portSet {
-		c.port, c.address = first.port, first.addr
+		c.address = first.addr
+		if samePort {
+			c.port = first.port
+		} else {
+			for i := range p.srvChecks {
+				if sc := p.srvChecks[i]; sc.on {
+					p.servers[i].checkPort = sc.port
+				}
+			}
+		}
 	}
 	if useTLS {
 		for _, sc := range checked {
@@ -1403,6 +1604,16 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 		}
 		c.tls = &t
 	}
+	if c.rawTarget.ok {
+		// A target the site's HTTP check cannot send: a command check
+		// sends HAProxy's request as written, when nothing else of the
+		// check needs the HTTP check.
+		if useTLS || c.expectString.ok || c.expectRegex.ok {
+			ns = append(ns, needs(p.httpPos, FeatCheckHeaders, "option httpchk %s %s (request target %q) with TLS or a body expect", c.method.v, c.rawTarget.v, c.rawTarget.v))
+		} else {
+			c = rawHTTPCheck(c, p.httpPos, w)
+		}
+	}
 	c.interval, c.fastInter, c.downInter = first.inter, first.fast, first.down
 	c.rise, c.fall, c.shutdown = first.rise, first.fall, first.shutdown
 	// HAProxy bounds a check by "timeout check", else by the interval.
@@ -1415,6 +1626,46 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 		c.timeout = some(2 * time.Second)
 	}
 	return c, ns
+}
+
+// rawTargetRE is a request target or version a command check sends as
+// written: printable, no spaces.
+var rawTargetRE = regexp.MustCompile(`^[!-~]+$`)
+
+// rawScript sends a request (printf %b) and passes when the reply's
+// status is in the ranges ("200-399").
+const rawScript = `exec 3<>"/dev/tcp/$GITGW_SERVER_ADDR/$GITGW_SERVER_PORT" && printf %b "$1" >&3 || exit 1; ` +
+	`IFS=" " read -r _ c _ <&3 && [[ $c =~ ^[1-5][0-9][0-9] ]] || exit 1; c=${c:0:3}; ` +
+	`for r in $2; do (( c >= ${r%-*} && c <= ${r#*-} )) && exit 0; done; exit 1`
+
+// rawHTTPCheck is HAProxy's HTTP check of a target the site's check
+// cannot send ("OPTIONS * HTTP/1.0"), as a command check sending the
+// request line and headers as HAProxy writes them.
+func rawHTTPCheck(c *check, pos Pos, w *warnings) *check {
+	version := cmp.Or(c.rawVersion, "HTTP/1.0")
+	req := fmt.Sprintf("%s %s %s\r\n", c.method.v, c.rawTarget.v, version)
+	if c.host.ok {
+		req += "Host: " + c.host.v + "\r\n"
+	}
+	for _, h := range c.headers {
+		req += h.name + ": " + h.value + "\r\n"
+	}
+	req += "\r\n"
+	var esc strings.Builder
+	for _, b := range []byte(req) {
+		fmt.Fprintf(&esc, `\x%02x`, b)
+	}
+	statuses := c.statuses
+	if len(statuses) == 0 {
+		statuses = []string{fmt.Sprint(cmp.Or(c.expectStatus.v, 200))}
+	}
+	note := ""
+	if slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"}, c.rawTarget.v) {
+		note = fmt.Sprintf(" (HAProxy takes a single argument of option httpchk as the URI: %s is sent as the target; write \"option httpchk %s /\" for a %s request)", c.rawTarget.v, c.rawTarget.v, c.rawTarget.v)
+	}
+	w.add(pos, "option httpchk %s %s: the site's HTTP check sends an absolute path; imported as a command check sending %q as HAProxy does (it runs bash on the node)%s", c.method.v, c.rawTarget.v, strings.TrimSuffix(req, "\r\n\r\n"), note)
+	return &check{kind: "command", port: c.port, address: c.address,
+		cmd: "exec bash -c " + shQuote(rawScript) + " haproxy-httpchk " + shQuote(esc.String()) + " " + shQuote(strings.Join(statuses, " "))}
 }
 
 // portAddr writes a server's check port and address for a refusal.

@@ -40,6 +40,9 @@ type Options struct {
 // own address on an interface (a TODO(import) in site.cue).
 type Fact struct {
 	Node, Interface string
+	// Address, when set, is an address the node must hold on an
+	// interface the sources do not name (Interface is empty).
+	Address netip.Addr
 	// What is missing, or what was guessed.
 	What string
 	// Guess: the site holds a guessed value (a prefix length) and passes
@@ -48,6 +51,9 @@ type Fact struct {
 }
 
 func (f Fact) String() string {
+	if f.Interface == "" {
+		return fmt.Sprintf("nodes.%s.interfaces: %s", f.Node, f.What)
+	}
 	return fmt.Sprintf("nodes.%s.interfaces.%s.addresses: %s", f.Node, f.Interface, f.What)
 }
 
@@ -171,6 +177,9 @@ func Import(opts Options) (*Result, error) {
 	applyHosts(st, opts.Hosts, &w)
 	checkStates(st, &w)
 	checkBinds(st, &w)
+	for i, kc := range kcs {
+		virtualAddresses(st, st.nodes[i], kc, &w)
+	}
 	if len(w.errs) > 0 {
 		return nil, &SyntaxError{Errs: w.errs}
 	}
@@ -575,6 +584,36 @@ func inferAddresses(st *site, kcs []*kaConfig) {
 	}
 }
 
+// virtualAddresses finds the virtual_servers of a node whose address no
+// vrrp_instance of the node holds and that is none of its addresses:
+// IPVS only sees packets to a local address, so keepalived's node holds
+// it by other means (static_ipaddress, the system's network
+// configuration). The site must say so: it is a node address to fill in.
+func virtualAddresses(st *site, n *node, kc *kaConfig, w *warnings) {
+	held := map[netip.Addr]bool{}
+	for _, in := range st.vrrp {
+		if !slices.ContainsFunc(in.prios, func(p nodePrio) bool { return p.node == n.name }) {
+			continue
+		}
+		for _, v := range append(slices.Clone(in.vips), in.excluded...) {
+			held[netip.MustParsePrefix(v.addr).Addr()] = true
+		}
+	}
+	for _, i := range n.ifaces {
+		for _, a := range i.addrs {
+			held[netip.MustParsePrefix(a).Addr()] = true
+		}
+	}
+	for _, s := range kc.vservers {
+		if !s.vip.IsValid() || held[s.vip] || slices.ContainsFunc(n.held, func(h heldAddr) bool { return h.addr == s.vip }) {
+			continue
+		}
+		why := fmt.Sprintf("%s must hold %s, the address of virtual_server %s (%s), which no vrrp_instance holds: IPVS sees only packets to a local address; add it to the interface where it is configured (or to an instance's VIPs)", n.name, s.vip, s.vip, s.pos)
+		w.add(s.pos, "virtual_server %s: no vrrp_instance holds %s: the node holds it by other means (static_ipaddress, its network configuration); add it to the node's interface addresses", s.vip, s.vip)
+		n.held = append(n.held, heldAddr{addr: s.vip, why: why})
+	}
+}
+
 // sourceWeights gives the servers without a weight the weight HAProxy and
 // keepalived give them, 1, when another server of the service has one:
 // the schema's default (100) would turn a 5:1 split into 5:100. When no
@@ -606,6 +645,9 @@ func sameWeights(servers []*server) bool {
 func missingFacts(st *site) []Fact {
 	var out []Fact
 	for _, n := range st.nodes {
+		for _, h := range n.held {
+			out = append(out, Fact{Node: n.name, Address: h.addr, What: h.why})
+		}
 		for _, i := range n.ifaces {
 			if len(i.addrs) == 0 {
 				out = append(out, Fact{Node: n.name, Interface: i.name, What: fmt.Sprintf("%s's own address on %s is not in the configurations", n.name, i.name)})

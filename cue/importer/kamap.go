@@ -1,7 +1,9 @@
 package importer
 
 import (
+	"cmp"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -80,8 +82,8 @@ var kaIgnored = map[string]string{
 	"vrrp_mcast_group6":          "gitgw uses the standard group 224.0.0.18 / ff02::12",
 	"dont_track_primary":         "gitgw always tracks the instance's interface",
 	"native_ipv6":                "gitgw picks the address family from the VIPs",
-	"lvs_sync_daemon_interface":  "IPVS connection sync does not apply to a proxy",
-	"lvs_sync_daemon":            "IPVS connection sync does not apply to a proxy",
+	"lvs_sync_daemon_interface":  "the site does not sync kernel connections between gateways yet: a NAT connection breaks when the VIP moves; dr keeps no connection state and needs none",
+	"lvs_sync_daemon":            "the site does not sync kernel connections between gateways yet: a NAT connection breaks when the VIP moves; dr keeps no connection state and needs none",
 	"debug":                      "set log levels on the agent",
 	"log_detail":                 "set log levels on the agent",
 	"accept":                     "gitgw leaves non-owner VIPs reachable",
@@ -125,7 +127,29 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 			w.add(d.Pos, "%s: not mapped (unknown to the importer)", d.Name)
 		}
 	}
+	c.drInterfaces(w)
 	return c
+}
+
+// drInterfaces gives each dr service the interface of the vrrp_instance
+// that holds its VIP (the VIP's dev, else the instance's interface): the
+// segment where packets for the VIP arrive and leave again to the servers.
+func (c *kaConfig) drInterfaces(w *warnings) {
+	for _, s := range c.vservers {
+		if s.mode != "dr" {
+			continue
+		}
+		for _, ki := range c.insts {
+			for _, v := range append(slices.Clone(ki.inst.vips), ki.inst.excluded...) {
+				if p, err := netip.ParsePrefix(v.addr); err == nil && p.Addr() == s.vip && s.iface == "" {
+					s.iface = cmp.Or(v.dev, ki.inst.iface)
+				}
+			}
+		}
+		if s.iface == "" {
+			w.add(s.pos, "lb_kind DR: no vrrp_instance holds VIP %s, so the segment's interface is not known: set services.%s.interface", s.vip, s.name)
+		}
+	}
 }
 
 func (c *kaConfig) globals(d kaDirective, w *warnings) {
@@ -500,20 +524,55 @@ func vips(d kaDirective, w *warnings, seen map[netip.Addr]vipRef, inst string) [
 	return out
 }
 
-// lvsAlgos maps IPVS schedulers onto the proxy's balancing: exact says
-// whether the mapping keeps the scheduler's behaviour whatever the weights
-// (IPVS rr and lc ignore weights, gitgw's roundrobin and leastconn do not).
-var lvsAlgos = map[string]struct {
-	balance string
-	exact   bool
-}{
-	"rr": {"roundrobin", false}, "wrr": {"roundrobin", true},
-	"lc": {"leastconn", false}, "wlc": {"leastconn", true},
-	"sh": {"source", true},
+// kernelBalance maps an IPVS scheduler (lb_algo, lvs_sched) onto a kernel
+// service's balance, at pos, warning where the behaviour differs. gitgw's
+// nat keeps connection state, so a turn-taking scheduler is per
+// connection there; its dr keeps none, so a new connection's server can
+// only come from a hash of its flow (maglev), never from a turn.
+func kernelBalance(algo, mode string, servers []*server, pos Pos, what string, w *warnings) string {
+	dr := mode == "dr"
+	perFlow := func(why string) string {
+		if dr {
+			w.add(pos, "%s: %s; gitgw's dr keeps no connection state, so each new connection's server comes from a hash of its flow: imported as maglev (the shares follow the weights)", what, why)
+			return "maglev"
+		}
+		return "roundrobin"
+	}
+	switch algo {
+	case "rr":
+		if !sameWeights(servers) {
+			w.add(pos, "%s: IPVS rr ignores the servers' weights; gitgw's weighs them", what)
+		}
+		return perFlow("IPVS takes the servers in turn")
+	case "wrr":
+		return perFlow("IPVS takes the servers in turn, by weight")
+	case "sh":
+		return "source"
+	case "mh":
+		return "maglev"
+	case "wlc", "lc", "sed", "nq":
+		if algo == "lc" && !sameWeights(servers) {
+			w.add(pos, "%s: IPVS lc ignores the servers' weights; gitgw's weighs them", what)
+		}
+		why := fmt.Sprintf("gitgw's kernel forwarding has no least-connection scheduler (it counts no open connections per server): new connections are shared by weight whatever each server already holds, so a server slow to finish its connections keeps more of them open than with %s", algo)
+		if dr {
+			return perFlow(why)
+		}
+		w.add(pos, "%s: %s: imported as roundrobin", what, why)
+		return "roundrobin"
+	default:
+		// dh, lblc, lblcr, fo, ovf, twos: no kernel map of gitgw's does the same.
+		b := "roundrobin"
+		if dr {
+			b = "maglev"
+		}
+		w.add(pos, "%s: IPVS scheduler %s is not mapped (gitgw's kernel forwarding balances roundrobin, source or maglev): imported as %s", what, algo, b)
+		return b
+	}
 }
 
-// mapVirtualServer maps an IPVS virtual_server onto a TCP service, where
-// the proxy does what IPVS did; otherwise it is refused, with each reason.
+// mapVirtualServer maps an IPVS virtual_server onto a kernel-forwarded
+// service; what the site cannot say refuses it, with each reason.
 func mapVirtualServer(d kaDirective, ssl *kaSSL, w *warnings) *service {
 	s, ns := virtualServer(d, ssl, w)
 	if len(ns) > 0 {
@@ -521,6 +580,31 @@ func mapVirtualServer(d kaDirective, ssl *kaSSL, w *warnings) *service {
 		return nil
 	}
 	return s
+}
+
+// kaVSIgnored are virtual_server and real_server keywords the site has no
+// counterpart of, with what is lost.
+var kaVSIgnored = map[string]string{
+	"ha_suspend":              "gitgw runs the checks on every node, the backup's too; they need no VIP",
+	"alpha":                   "gitgw starts a server's check state unknown and needs rise successes, whatever keepalived's alpha/omega",
+	"omega":                   "gitgw starts a server's check state unknown and needs rise successes, whatever keepalived's alpha/omega",
+	"inhibit_on_failure":      "a server whose check fails is taken out of rotation, not set to weight 0 (quiescent, keeping its connections)",
+	"sorry_server_inhibit":    "the backup server is taken out of rotation when down, not set to weight 0",
+	"sorry_server_lvs_method": "the backup server is forwarded like the others",
+	"ops":                     "UDP one-packet scheduling: gitgw schedules UDP per flow",
+	"persistence_engine":      "gitgw's persistence is by client address only",
+	"notify_up":               "gitgw reports server state to Git and Prometheus, it runs no command",
+	"notify_down":             "gitgw reports server state to Git and Prometheus, it runs no command",
+	"quorum_up":               "gitgw has no service quorum; a backup (sorry_server) takes over when no server is up",
+	"quorum_down":             "gitgw has no service quorum; a backup (sorry_server) takes over when no server is up",
+	"hysteresis":              "gitgw has no service quorum; a backup (sorry_server) takes over when no server is up",
+	"uthreshold":              "gitgw's kernel forwarding has no per-server connection limit",
+	"lthreshold":              "gitgw's kernel forwarding has no per-server connection limit",
+	"smtp_alert":              "gitgw reports to Git and Prometheus, not by e-mail",
+	"warmup":                  "gitgw starts every check at once",
+	"ip_family":               "gitgw takes the family from the addresses",
+	"failover_up":             "gitgw reports server state to Git and Prometheus, it runs no command",
+	"failover_down":           "gitgw reports server state to Git and Prometheus, it runs no command",
 }
 
 // virtualServer maps a virtual_server as far as it goes, and says what it
@@ -540,14 +624,29 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 		w.add(d.Pos, "virtual_server %s: not an address and port: not imported", strings.Join(d.Args, " "))
 		return nil, nil
 	}
-	s := &service{name: siteName("vs-" + a.String() + "-" + d.Args[1]), pos: d.Pos, binds: []string{hostPort(a, port)}}
+	s := &service{name: siteName("vs-" + a.String() + "-" + d.Args[1]), pos: d.Pos, binds: []string{hostPort(a, port)}, vip: a}
 	s.comments = append(s.comments, fmt.Sprintf("From virtual_server %s %d (%s).", a, port, d.Pos))
 	delay := 60 * time.Second // keepalived's delay_loop default
 	var ck *check
 	var ckPos Pos
 	var ns []need
+	// The servers' own check ports, compared once all are read.
+	type srvPort struct {
+		srv  *server
+		port opt[int]
+	}
+	var ports []srvPort
+	// Each checked server's command, when checks are commands that may
+	// differ between servers.
+	type srvCmd struct {
+		srv *server
+		cmd string
+	}
+	var cmds []srvCmd
+	dispatch := false
 	algo, algoPos := "wlc", d.Pos // keepalived's default scheduler
 	kind, kindPos := "NAT", d.Pos // keepalived's default forwarding
+	var vhost opt[string]
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
 		switch e.Name {
@@ -557,9 +656,9 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 			} else {
 				w.add(e.Pos, "delay_loop: %v", err)
 			}
-		case "lb_algo":
+		case "lb_algo", "lvs_sched":
 			algo, algoPos = arg, e.Pos
-		case "lb_kind":
+		case "lb_kind", "lvs_method":
 			kind, kindPos = strings.ToUpper(arg), e.Pos
 		case "persistence_timeout":
 			v := 360 * time.Second
@@ -570,58 +669,170 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 				}
 			}
 			s.persistence = some(v)
-		case "protocol":
-			if !strings.EqualFold(arg, "TCP") {
-				ns = append(ns, needs(e.Pos, FeatUDP, "protocol %s", arg))
+		case "persistence_granularity":
+			if arg != "255.255.255.255" && arg != "32" && arg != "128" {
+				w.add(e.Pos, "persistence_granularity %s: not mapped (gitgw's persistence keeps each client address on its server, not a network)", arg)
 			}
-		case "real_server", "sorry_server":
-			srv, c, cp, cns := realServer(e, ssl, w)
+		case "protocol":
+			switch strings.ToUpper(arg) {
+			case "TCP":
+			case "UDP":
+				s.protocol = "udp"
+			default:
+				ns = append(ns, needs(e.Pos, FeatProtocol, "protocol %s", arg))
+			}
+		case "quorum":
+			if arg != "1" {
+				w.add(e.Pos, "quorum %s: not mapped (gitgw has no service quorum; a backup, keepalived's sorry_server, takes over when no other server is up, as with quorum 1)", arg)
+			}
+		case "virtualhost":
+			if !hostRE.MatchString(arg) {
+				ns = append(ns, needs(e.Pos, FeatCheckHeaders, "virtualhost %s", arg))
+				continue
+			}
+			vhost = some(arg)
+		case "failover_threshold":
+			w.add(e.Pos, "failover_threshold %s: not mapped (gitgw's backup servers take over when no other server is up, not below a share of the pool)", arg)
+		case "real_server", "sorry_server", "backup_real_server":
+			srv, c, cp, cns := realServer(e, ssl, vhost, w)
 			ns = append(ns, cns...)
 			if srv == nil {
 				continue
 			}
-			srv.backup = e.Name == "sorry_server"
+			srv.backup = e.Name != "real_server"
 			if slices.ContainsFunc(s.servers, func(o *server) bool { return o.name == srv.name }) {
 				w.add(e.Pos, "%s %s: listed twice: ignored", e.Name, strings.Join(e.Args, " "))
 				continue
 			}
 			s.servers = append(s.servers, srv)
+			if c == nil {
+				continue
+			}
+			// Each server may check its own port (check_port); the rest
+			// of the check is the service's.
+			ports = append(ports, srvPort{srv, c.port})
+			c.port = opt[int]{}
+			asCmd := c.asCmd
+			if c.kind == "command" {
+				asCmd = c
+			}
+			if asCmd != nil {
+				cmds = append(cmds, srvCmd{srv, asCmd.cmd})
+			}
 			switch {
-			case c != nil && ck == nil:
+			case ck == nil:
 				ck, ckPos = c, cp
-			case c != nil && (c.port != ck.port || c.address != ck.address):
-				// The site has one check port and address per service.
-				ns = append(ns, needs(cp, FeatCheckPort, "%s %s: connect_port/connect_ip differ from the check at %s", e.Name, strings.Join(e.Args, " "), ckPos))
-			case c != nil && !sameProbe(ck, c):
+			case c.address != ck.address:
+				// The site has one check address per service.
+				ns = append(ns, needs(cp, FeatCheckPort, "%s %s: connect_ip differs from the check at %s", e.Name, strings.Join(e.Args, " "), ckPos))
+			case !sameProbe(ck, c) && (ck.kind == "command" || ck.asCmd != nil) && asCmd != nil:
+				// Commands that differ (digests, scripts, keepalived's
+				// requests): one command runs each server's, by its name.
+				if ck.kind != "command" {
+					first := *ck.asCmd
+					ck = &first
+				}
+				dispatch = true
+				if ck.timeout != asCmd.timeout {
+					w.add(cp, "this real_server's check timeout (%s) differs from the one at %s (%s): the one command check has the longest", formatDuration(asCmd.timeout.v), ckPos, formatDuration(ck.timeout.v))
+				}
+				ck.timeout = some(max(ck.timeout.v, asCmd.timeout.v))
+				if ck.rise != asCmd.rise || ck.fall != asCmd.fall {
+					w.add(cp, "this real_server's check timing differs from the one at %s: gitgw checks all servers of a service alike; the first is used (the longest timeout)", ckPos)
+				}
+			case !sameProbe(ck, c):
 				// What is checked differs: the first server's check would
 				// be the wrong one for this server.
 				ns = append(ns, needs(cp, FeatPerServerCheck, "%s %s: its check differs from the one at %s", e.Name, strings.Join(e.Args, " "), ckPos))
-			case c != nil && !sameCheck(ck, c):
+			case !sameCheck(ck, c):
 				w.add(cp, "this real_server's check timing differs from the one at %s: gitgw checks all servers of a service alike; the first is used", ckPos)
 			}
 		default:
+			if why, ok := kaVSIgnored[e.Name]; ok {
+				w.add(e.Pos, "%s: not mapped (%s)", e.Name, why)
+				continue
+			}
 			w.add(e.Pos, "virtual_server %s: not mapped", e.Name)
 		}
 	}
-	// IPVS forwards packets: the proxy is no stand-in for any of its modes.
-	ns = append(ns, needs(kindPos, FeatKernelLB, "lb_kind %s", kind))
+	switch kind {
+	case "NAT":
+		s.mode = "nat"
+	case "DR":
+		s.mode = "dr"
+	default: // TUN: IP-in-IP to the servers
+		ns = append(ns, needs(kindPos, FeatKernelLB, "lb_kind %s", kind))
+	}
+	if s.mode == "dr" {
+		// Direct routing rewrites only the Ethernet addresses: a packet
+		// reaches the real server on the virtual_server's port, whatever
+		// the real_server's says; keepalived still checks the port it
+		// says. So the server is the VIP's port, checked on its own.
+		for _, srv := range s.servers {
+			ap := netip.MustParseAddrPort(srv.address)
+			if int(ap.Port()) == port {
+				continue
+			}
+			w.add(d.Pos, "lb_kind DR: real_server %s is forwarded to port %d, the virtual_server's (DR cannot change the port); its check stays on %d", ap, port, ap.Port())
+			srv.address = hostPort(ap.Addr(), port)
+			for i := range ports {
+				if ports[i].srv == srv && !ports[i].port.ok {
+					ports[i].port = some(int(ap.Port()))
+				}
+			}
+		}
+	}
+	if len(ports) > 0 {
+		// One port for all: the service check's; else each server's own.
+		same := !slices.ContainsFunc(ports, func(p srvPort) bool { return p.port != ports[0].port })
+		for _, p := range ports {
+			if same {
+				ck.port = p.port
+			} else {
+				p.srv.checkPort = p.port
+			}
+		}
+	}
+	if dispatch {
+		// The proxy names the server it checks in GITGW_SERVER_NAME; a
+		// server without a checker stays up, as in keepalived.
+		var b strings.Builder
+		b.WriteString(`case "$GITGW_SERVER_NAME" in`)
+		for _, c := range cmds {
+			fmt.Fprintf(&b, " %s) eval %s ;;", shQuote(c.srv.name), shQuote(c.cmd))
+		}
+		b.WriteString(" *) exit 0 ;; esac")
+		ck.cmd = b.String()
+		w.add(d.Pos, "%s: its real_servers' checks differ: one command check runs each server's own (HTTP_GET and SSL_GET as keepalived's request, made by bash), chosen by $GITGW_SERVER_NAME", what)
+	}
 	sourceWeights(s.servers)
-	switch m, ok := lvsAlgos[algo]; {
-	case !ok:
-		w.add(algoPos, "lb_algo %s: not mapped (gitgw balances roundrobin, leastconn, source or first): roundrobin", algo)
-	case !m.exact && !sameWeights(s.servers):
-		s.balance = some(m.balance)
-		w.add(algoPos, "lb_algo %s ignores the servers' weights; gitgw's %s weighs them", algo, m.balance)
-	default:
-		s.balance = some(m.balance)
+	algoWhat := "lb_algo " + algo
+	if algoPos == d.Pos {
+		algoWhat = "no lb_algo (keepalived's default is wlc)"
 	}
-	if ck != nil {
-		ck.interval = some(delay)
-		s.check = ck
-	}
+	s.balance = some(kernelBalance(algo, s.mode, s.servers, algoPos, algoWhat, w))
 	if len(s.servers) == 0 {
 		w.add(d.Pos, "virtual_server %s %d has no real_server: not imported", a, port)
 		return nil, nil
+	}
+	if ck == nil && len(ns) == 0 {
+		// keepalived keeps a server without a checker up whatever
+		// happens; gitgw checks every server (guardrail
+		// service-health-check).
+		if s.protocol == "udp" {
+			ck = &check{kind: "command", cmd: "true"}
+			w.add(d.Pos, "%s: no real_server has a checker, so keepalived keeps them up whatever happens; the site checks them with the command \"true\", which does the same: give it a real check", what)
+		} else {
+			ck = &check{kind: "tcp"}
+			w.add(d.Pos, "%s: no real_server has a checker, so keepalived keeps them up whatever happens; a TCP connect check is added (guardrail service-health-check): a server that refuses connections is taken out", what)
+		}
+	}
+	if ck != nil {
+		ck.interval = some(delay)
+		if ck.kind == "command" && !ck.timeout.ok {
+			ck.timeout = some(delay) // keepalived's misc_timeout default
+		}
+		s.check = ck
 	}
 	return s, ns
 }
@@ -676,11 +887,12 @@ func sslBlock(d kaDirective, w *warnings) *kaSSL {
 
 // kaChecks are keepalived's real_server checkers the site cannot make.
 var kaChecks = map[string]Feature{
-	"MISC_CHECK": FeatScriptCheck, "DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
-	"UDP_CHECK": FeatProtocolCheck, "PING_CHECK": FeatProtocolCheck, "FILE_CHECK": FeatScriptCheck,
+	"DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
+	"FILE_CHECK": FeatScriptCheck,
+	"CI-LINUX":   FeatProtocolCheck,
 }
 
-func realServer(d kaDirective, ssl *kaSSL, w *warnings) (*server, *check, Pos, []need) {
+func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*server, *check, Pos, []need) {
 	if len(d.Args) != 2 {
 		w.add(d.Pos, "%s needs an address and a port: ignored", d.Name)
 		return nil, nil, Pos{}, nil
@@ -711,17 +923,30 @@ func realServer(d kaDirective, ssl *kaSSL, w *warnings) (*server, *check, Pos, [
 			default:
 				srv.weight = some(v)
 			}
-		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK":
+		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "MISC_CHECK", "PING_CHECK", "UDP_CHECK":
 			if ck != nil {
 				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
 				continue
 			}
 			var cns []need
-			ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, w)
+			switch e.Name {
+			case "MISC_CHECK":
+				ck, cns = miscCheck(e, a, w)
+			case "PING_CHECK":
+				ck = pingCheck(e, w)
+			case "UDP_CHECK":
+				ck, cns = udpCheck(e, port, w)
+			default:
+				ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, vhost, w)
+			}
 			ckPos, ns = e.Pos, append(ns, cns...)
 		default:
 			if f, ok := kaChecks[e.Name]; ok {
 				ns = append(ns, needs(e.Pos, f, "%s", e.Name))
+				continue
+			}
+			if why, ok := kaVSIgnored[e.Name]; ok {
+				w.add(e.Pos, "%s: not mapped (%s)", e.Name, why)
 				continue
 			}
 			w.add(e.Pos, "real_server %s: not mapped", e.Name)
@@ -730,14 +955,91 @@ func realServer(d kaDirective, ssl *kaSSL, w *warnings) (*server, *check, Pos, [
 	return srv, ck, ckPos, ns
 }
 
+// miscCheck maps a MISC_CHECK onto a command check: exit 0 is up, as in
+// keepalived. The real server's address written in the command becomes
+// $GITGW_SERVER_ADDR, which the proxy sets to the server it checks, so
+// that real servers whose scripts differ only by it share one check.
+func miscCheck(d kaDirective, srv netip.Addr, w *warnings) (*check, []need) {
+	c := &check{kind: "command", rise: some(1), fall: some(1)}
+	var ns []need
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "misc_path":
+			words := strings.Fields(arg)
+			for i, word := range words {
+				if a, err := netip.ParseAddr(word); err == nil && a == srv {
+					words[i] = "$GITGW_SERVER_ADDR"
+				}
+			}
+			c.cmd = strings.Join(words, " ")
+		case "misc_timeout":
+			if v, err := seconds(arg); err == nil {
+				c.timeout = some(v)
+			} else {
+				w.add(e.Pos, "misc_timeout: %v", err)
+			}
+		case "misc_dynamic":
+			ns = append(ns, needs(e.Pos, FeatScriptCheck, "misc_dynamic (the script's exit code sets the server's weight)"))
+		case "retry", "nb_get_retry":
+			if v, err := integer(arg, 1, 100); err == nil {
+				c.fall = some(v)
+			} else {
+				w.add(e.Pos, "%s: %v", e.Name, err)
+			}
+		case "user":
+			w.add(e.Pos, "MISC_CHECK user %s: not mapped (gitgw runs check commands as its own service user)", arg)
+		default:
+			w.add(e.Pos, "MISC_CHECK %s: not mapped", e.Name)
+		}
+	}
+	if strings.TrimSpace(c.cmd) == "" {
+		ns = append(ns, needs(d.Pos, FeatScriptCheck, "MISC_CHECK without misc_path"))
+		return nil, ns
+	}
+	w.add(d.Pos, "MISC_CHECK: imported as a command check run by /bin/sh -c on the gateway (keepalived splits misc_path into arguments itself; shell characters in it now mean what they mean to sh)")
+	return c, ns
+}
+
+// pingCheck maps a PING_CHECK, an ICMP echo to the real server, onto a
+// command check running ping (the proxy's own checks speak TCP): up when
+// one echo is answered within the timeout, as in keepalived.
+func pingCheck(d kaDirective, w *warnings) *check {
+	c := &check{kind: "command", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "connect_timeout":
+			if v, err := seconds(arg); err == nil {
+				c.timeout = some(v)
+			} else {
+				w.add(e.Pos, "connect_timeout: %v", err)
+			}
+		case "retry", "nb_get_retry":
+			if v, err := integer(arg, 1, 100); err == nil {
+				c.fall = some(v)
+			} else {
+				w.add(e.Pos, "%s: %v", e.Name, err)
+			}
+		default:
+			w.add(e.Pos, "PING_CHECK %s: not mapped", e.Name)
+		}
+	}
+	// ping waits whole seconds; the check's timeout stops it anyway.
+	secs := max(1, int((c.timeout.v+time.Second-1)/time.Second))
+	c.cmd = fmt.Sprintf(`ping -n -q -c 1 -W %d "$GITGW_SERVER_ADDR"`, secs)
+	w.add(d.Pos, "PING_CHECK: imported as a command check running ping (an ICMP echo to the server; it needs ping on the node, allowed to the gitgw service)")
+	return c
+}
+
 // lvsCheck maps a TCP_CHECK, HTTP_GET, SSL_GET or SMTP_CHECK of the real
 // server at srv; what it needs that the site lacks refuses the
 // virtual_server.
-func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, w *warnings) (*check, []need) {
+func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], w *warnings) (*check, []need) {
 	c := &check{kind: "tcp", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
 	var ns []need
 	var reqs []httpRequest
-	var host opt[string]
+	host := vhost // the virtual_server's, unless the check has its own
 	sni := false
 	switch d.Name {
 	case "HTTP_GET":
@@ -825,6 +1127,20 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, w *warnings) (*chec
 		if sni && host.ok && c.tls != nil {
 			c.tls.sni = host
 		}
+		if slices.ContainsFunc(reqs, func(r httpRequest) bool { return r.digest != "" }) {
+			tools := "bash, sed and md5sum"
+			if c.tls != nil {
+				tools = "bash, openssl, sed and md5sum"
+			}
+			w.add(d.Pos, "%s with a url digest: imported as a command check that makes keepalived's request and compares each url's status and body MD5 (it runs %s on the node)", d.Name, tools)
+			// keepalived bounds each url's request by connect_timeout,
+			// one after the other; the command makes them all.
+			timeout := some(c.timeout.v * time.Duration(len(reqs)))
+			return &check{kind: "command", cmd: digestCommand(reqs, c.tls), timeout: timeout, rise: c.rise, fall: c.fall, port: c.port, address: c.address}, ns
+		}
+		if !slices.ContainsFunc(reqs, func(r httpRequest) bool { return r.expectRegex != "" }) {
+			c.asCmd = &check{kind: "command", cmd: digestCommand(reqs, c.tls), timeout: some(c.timeout.v * time.Duration(len(reqs))), rise: c.rise, fall: c.fall, address: c.address}
+		}
 		if len(reqs) == 1 {
 			// One url: the check's own fields.
 			r := reqs[0]
@@ -848,7 +1164,7 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 	r := httpRequest{method: "GET", path: "/"}
 	var ns []need
 	var user, pass opt[string]
-	var userPos Pos
+	var userPos, digestPos Pos
 	for _, u := range e.Block {
 		arg := strings.Join(u.Args, " ")
 		switch u.Name {
@@ -876,7 +1192,12 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 			}
 			r.host = arg
 		case "digest":
-			ns = append(ns, needs(u.Pos, FeatCheckDigest, "digest %s", arg))
+			if _, err := hex.DecodeString(arg); err != nil || len(arg) != 32 {
+				// keepalived reports it and checks without it.
+				w.add(u.Pos, "digest %s: not 32 hexadecimal digits: keepalived ignores it, so does the site", arg)
+				continue
+			}
+			r.digest, digestPos = strings.ToLower(arg), u.Pos
 		case "regex":
 			if _, err := regexp.Compile(arg); err != nil || !utf8.ValidString(arg) {
 				ns = append(ns, needs(u.Pos, FeatCheckSequence, "regex %s (not an RE2 regexp)", arg))
@@ -901,6 +1222,9 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 		cred := base64.StdEncoding.EncodeToString([]byte(user.v + ":" + pass.v))
 		r.headers = append(r.headers, header{"Authorization", "Basic " + cred})
 		w.add(userPos, "url username: sent as an Authorization header; the password is in the site, in Git")
+	}
+	if r.digest != "" && r.expectRegex != "" {
+		ns = append(ns, needs(digestPos, FeatCheckDigest, "digest with a regex in one url"))
 	}
 	return r, ns
 }

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -38,6 +39,14 @@ type node struct {
 	name   string
 	source string // the file the node's keepalived.conf came from
 	ifaces []*iface
+	// held are addresses the node must hold on an interface the sources
+	// do not name (a virtual_server's address no instance holds).
+	held []heldAddr
+}
+
+type heldAddr struct {
+	addr netip.Addr
+	why  string
 }
 
 func (n *node) iface(name string) *iface {
@@ -126,6 +135,17 @@ type check struct {
 	fastInter    opt[time.Duration]
 	downInter    opt[time.Duration]
 	shutdown     bool
+	// cmd is a service check's command (kind command); a VRRP track
+	// check's is its trackCheck's.
+	cmd string
+	// asCmd is the same check as a command (a keepalived HTTP_GET), for
+	// real servers whose checks differ and so become one command.
+	asCmd *check
+	// rawTarget: an HTTP check's request target that is no absolute path
+	// (HAProxy's "option httpchk *"), sent as written by a command check;
+	// rawVersion its HTTP version.
+	rawTarget  opt[string]
+	rawVersion string
 	// What a service check adds (#ServiceCheck).
 	port        opt[int]
 	address     opt[string]
@@ -169,6 +189,9 @@ type httpRequest struct {
 	statuses           []string
 	expectStatus       opt[int]
 	expectRegex        string
+	// digest: keepalived's MD5 of the body (lower-case hex); the check
+	// becomes a command (kadigest.go).
+	digest string
 }
 
 // step is one step of a tcp-check (#CheckStep); kind is the field's name:
@@ -181,10 +204,18 @@ type step struct {
 }
 
 type service struct {
-	name        string
-	pos         Pos
-	comments    []string
-	nodes       []string
+	name     string
+	pos      Pos
+	comments []string
+	nodes    []string
+	// mode ("nat", "dr"; empty: the proxy), protocol ("udp"; empty: tcp),
+	// iface (the dr segment's interface), transparent (the servers see the
+	// client's address).
+	mode, protocol, iface string
+	transparent           bool
+	// vip is a kernel service's virtual address: a dr service takes its
+	// interface from the vrrp_instance that holds it.
+	vip         netip.Addr
 	binds       []string
 	balance     opt[string]
 	persistence opt[time.Duration]
@@ -197,6 +228,8 @@ type service struct {
 	check       *check
 	proxyProto  string
 	source      *sourceRules
+	// resolveInterval: how often servers given by name are resolved again.
+	resolveInterval opt[time.Duration]
 }
 
 // The timeouts of a service, in the schema's order.
@@ -220,4 +253,6 @@ type server struct {
 	backup   bool
 	disabled bool
 	drain    bool
+	// checkPort: this server's own check port (#Server.check_port).
+	checkPort opt[int]
 }

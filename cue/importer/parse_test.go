@@ -130,12 +130,13 @@ func TestValues(t *testing.T) {
 			t.Errorf("bindAddrs(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for in, want := range map[string]string{"10.0.0.1:80": "10.0.0.1:80", "2001:db8::1:80": "[2001:db8::1]:80", "[2001:db8::1]:80": "[2001:db8::1]:80", "ipv4@10.0.0.1:80": "10.0.0.1:80"} {
+	for in, want := range map[string]string{"10.0.0.1:80": "10.0.0.1:80", "2001:db8::1:80": "[2001:db8::1]:80", "[2001:db8::1]:80": "[2001:db8::1]:80", "ipv4@10.0.0.1:80": "10.0.0.1:80",
+		"web:80": "web:80", "db1.example.net.:5432": "db1.example.net.:5432"} {
 		if got, err := serverAddr(in); err != nil || got != want {
 			t.Errorf("serverAddr(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"10.0.0.1", "web:80", "10.0.0.1:+1"} {
+	for _, bad := range []string{"10.0.0.1", "web", "10.0.0.1:+1", "10.0.0:80", "we_b:80", "2001:db8::1"} {
 		if _, err := serverAddr(bad); err == nil {
 			t.Errorf("serverAddr(%q): no error", bad)
 		}

@@ -18,17 +18,18 @@ import (
 type Feature string
 
 const (
-	// FeatCheckPort: a check port or address per server: HAProxy
-	// `port`/`addr` that differ between the servers of a backend,
-	// keepalived `connect_port`/`connect_ip` that differ between real
-	// servers; a `tcp-check connect addr`, an expression for a port, an
-	// old SMTP_CHECK's host blocks (hapmap.go serviceCheck, checkConnect,
-	// tcpCheck; kamap.go virtualServer, lvsCheck).
+	// FeatCheckPort: a check address per server (ports per server are
+	// mapped to check_port): HAProxy `addr` that differ between the
+	// servers of a backend, keepalived `connect_ip` that differ between
+	// real servers; a `tcp-check connect addr`, an expression for a port,
+	// an old SMTP_CHECK's host blocks (hapmap.go serviceCheck,
+	// checkConnect, tcpCheck; kamap.go virtualServer, lvsCheck).
 	FeatCheckPort Feature = "check-port"
 	// FeatPerServerCheck: servers of one service checked differently:
 	// keepalived real servers with another checker, request or TLS
-	// (timing aside), HAProxy servers with other check TLS settings
-	// (kamap.go virtualServer; hapmap.go serviceCheck).
+	// (timing aside; command checks that differ become one command),
+	// HAProxy servers with other check TLS settings (kamap.go
+	// virtualServer; hapmap.go serviceCheck).
 	FeatPerServerCheck Feature = "per-server-check"
 	// FeatTLSCheck: check TLS the site cannot say: `verify required`
 	// without an SNI (HAProxy checks the chain only), `verifyhost`,
@@ -48,27 +49,33 @@ const (
 	// `rstatus` Go cannot compile or that matches no status, a keepalived
 	// status_code that is no status (hapmap.go httpCheck; kamap.go kaURL).
 	FeatStatusRange Feature = "status-range"
-	// FeatCheckDigest: a keepalived url `digest`, an MD5 of the body
-	// (kamap.go kaURL).
+	// FeatCheckDigest: a keepalived url `digest` (an MD5 of the body)
+	// with a regex in the same url (kamap.go kaURL); a digest alone is a
+	// command check (kadigest.go).
 	FeatCheckDigest Feature = "check-digest"
 	// FeatCheckHeaders: a body, a request target that is no absolute
-	// path, a method or header the site cannot send in an HTTP check
-	// (hapmap.go httpCheck, option; kamap.go lvsCheck, kaURL).
+	// path (with TLS or a body expect; else a command check sends it,
+	// hapmap.go rawHTTPCheck), a method or header the site cannot send in
+	// an HTTP check (hapmap.go httpCheck, option; kamap.go lvsCheck,
+	// kaURL).
 	FeatCheckHeaders Feature = "check-headers"
 	// FeatProtocolCheck: HAProxy's spop-check, a pgsql-check without
 	// user, an SMTP domain or database user the site cannot send,
-	// keepalived DNS_CHECK/UDP_CHECK/PING_CHECK/BFD_CHECK (hapmap.go
-	// option; kamap.go realServer, lvsCheck).
+	// keepalived DNS_CHECK/BFD_CHECK/CI-LINUX, a UDP_CHECK reply to compare
+	// (hapmap.go option; kamap.go realServer, lvsCheck, udpCheck);
+	// PING_CHECK and UDP_CHECK are commands (kamap.go pingCheck,
+	// kadigest.go udpCheck).
 	FeatProtocolCheck Feature = "protocol-check"
-	// FeatScriptCheck: a server check by an external command: HAProxy
-	// external-check, keepalived MISC_CHECK (hapmap.go option; kamap.go
-	// realServer).
+	// FeatScriptCheck: a server check by an external command the site
+	// cannot run: HAProxy external-check, keepalived FILE_CHECK, a
+	// MISC_CHECK with misc_dynamic (hapmap.go option; kamap.go realServer,
+	// miscCheck).
 	FeatScriptCheck Feature = "script-check"
 	// FeatAgentCheck: HAProxy's agent-check, which can change a server's
 	// state and weight (hapmap.go server).
 	FeatAgentCheck Feature = "agent-check"
-	// FeatServerName: a server given by DNS name, a server-template
-	// (hapmap.go server, line).
+	// FeatServerName: a server-template, a check address given by name
+	// (hapmap.go server, line); servers given by name are mapped.
 	FeatServerName Feature = "server-name"
 	// FeatServerTLS: TLS from the proxy to the server, `ssl` on a server
 	// (hapmap.go server).
@@ -79,17 +86,18 @@ const (
 	// connection` rules with other conditions or actions (hapmap.go line;
 	// hapsource.go sourceRules).
 	FeatSourceRules Feature = "source-rules"
-	// FeatTransparent: the server sees the client's address: HAProxy
-	// `source … usesrc`, `option transparent`, bind `transparent`
-	// (hapmap.go line, option, server).
+	// FeatTransparent: a source the site's transparent mode does not
+	// make: `usesrc` of a fixed address or a header, `option transparent`
+	// (the client's original destination as the server) (hapmap.go line,
+	// option, server, usesrc); `usesrc clientip` and `client` are mapped.
 	FeatTransparent Feature = "transparent"
 	// FeatTLSTermination: a bind with `ssl` (hapmap.go bind).
 	FeatTLSTermination Feature = "tls-termination"
-	// FeatUDP: a UDP virtual_server (kamap.go mapVirtualServer).
-	FeatUDP Feature = "udp"
-	// FeatKernelLB: keepalived's IPVS forwarding, lb_kind NAT (the
-	// default), DR or TUN: the servers see the client's address and, with
-	// DR, answer it directly (kamap.go mapVirtualServer).
+	// FeatProtocol: a virtual_server of another protocol than TCP and UDP
+	// (SCTP) (kamap.go virtualServer).
+	FeatProtocol Feature = "protocol"
+	// FeatKernelLB: IPVS forwarding the site's kernel modes (nat, dr) do
+	// not make: lb_kind TUN (kamap.go virtualServer).
 	FeatKernelLB Feature = "kernel-lb"
 	// FeatFwmark: a virtual_server by firewall mark or group (kamap.go
 	// mapKeepalived).
@@ -98,24 +106,24 @@ const (
 
 // featureWhy says, per feature, what the site lacks.
 var featureWhy = map[Feature]string{
-	FeatCheckPort:      "a gitgw service has one check port and address for all its servers; the schema has no per-server check port or address yet",
+	FeatCheckPort:      "a gitgw service has one check address for all its servers (a server can have its own check port, not address)",
 	FeatPerServerCheck: "a gitgw service checks all its servers with one check; the schema has no per-server checks yet",
 	FeatTLSCheck:       "the schema's check TLS has no chain-only verification, revocation lists, relative paths, encrypted keys or per-server TLS yet",
 	FeatCheckSequence:  "the schema's expects match a string, bytes or a regexp, each once and without negation; cutting or weakening the sequence would pass servers the original marks down",
 	FeatStatusRange:    "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
-	FeatCheckDigest:    "a gitgw HTTP check compares no digest of the body yet",
+	FeatCheckDigest:    "a gitgw HTTP check compares no digest of the body; the command check a digest becomes does not match a regex too",
 	FeatCheckHeaders:   "a gitgw HTTP check sends GET, HEAD, POST or OPTIONS of an absolute path with headers and no body",
-	FeatProtocolCheck:  "the schema has no SPOP, DNS, UDP, ICMP or BFD checks yet; a TCP connect check would pass servers the original marks down",
-	FeatScriptCheck:    "a gitgw service check cannot run a command per server yet",
+	FeatProtocolCheck:  "the schema has no SPOP, DNS, BFD or CI-LINUX checks, nor a UDP reply to compare, yet; a TCP connect check would pass servers the original marks down",
+	FeatScriptCheck:    "a gitgw command check passes or fails (exit 0 is up); it does not set a weight, watch a file or take HAProxy's external-check arguments",
 	FeatAgentCheck:     "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
-	FeatServerName:     "gitgw servers are IP addresses; the schema has no server names resolved by DNS yet",
+	FeatServerName:     "a gitgw server by name takes one address of it, and a check address is an IP address; a server-template's servers, one per address a name resolves to, are not made",
 	FeatServerTLS:      "gitgw cannot originate TLS to a server yet; plain TCP to a TLS server fails",
 	FeatSourceRules:    "a gitgw service's source rules are allow and deny lists of networks and per-source limits on connections, checked at accept; dropping other rules would let in what the original turns away",
-	FeatTransparent:    "gitgw's proxy connects from the gateway's own address; the schema has no transparent mode yet",
+	FeatTransparent:    "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
 	FeatTLSTermination: "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",
-	FeatUDP:            "gitgw's proxy is TCP only; the schema has no UDP services yet",
-	FeatKernelLB:       "IPVS forwards packets (servers see the client's address; with DR they answer it directly); gitgw's proxy connects from the gateway, and the schema has no kernel forwarding modes yet",
-	FeatFwmark:         "the schema has no services by firewall mark or virtual_server_group yet",
+	FeatProtocol:       "gitgw services carry TCP or UDP",
+	FeatKernelLB:       "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (IP-in-IP to the servers) is not built",
+	FeatFwmark:         "a gitgw service is addresses and ports (binds); IPVS services by firewall mark (whatever the firewall marks, often several ports) and virtual_server_groups are not built",
 }
 
 // Refusal is a service or check of a source configuration that the site

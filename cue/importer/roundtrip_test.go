@@ -144,12 +144,25 @@ func TestRoundTripFull(t *testing.T) {
 	if smtp.Servers["mx1"].Weight != 1 {
 		t.Errorf("smtp mx1 weight %d, want HAProxy's 1", smtp.Servers["mx1"].Weight)
 	}
-	// db needs a check port, a status range and a DNS name; the
-	// virtual_servers IPVS forwarding: refused, not imported weakened.
-	for _, name := range []string{"db", "vs-203.0.113.100-25", "vs-203.0.113.100-53"} {
-		if _, ok := gw2.Services[name]; ok {
-			t.Errorf("service %s imported", name)
-		}
+	// db: one server checks another port (check_port), one is given by
+	// name.
+	db := gw2.Services["db"]
+	if db.Servers["pg1"].CheckPort != 8008 || db.Servers["pg2"].CheckPort != 0 || db.Check == nil || db.Check.Port != 0 ||
+		db.Servers["pg3"].Address != "pg3.example.net:5432" || db.Persistence.D() != 30*time.Minute {
+		t.Errorf("db = %+v check %+v", db, db.Check)
+	}
+	// The virtual_servers: kernel forwarding. DR takes the interface of
+	// the instance holding the VIP, and a hash of the flow for wlc (gitgw's
+	// dr keeps no connection state); UDP without a checker stays up, as in
+	// keepalived.
+	mx := gw2.Services["vs-203.0.113.100-25"]
+	if mx.Mode != spec.ModeDR || mx.Interface != "eth0" || mx.Balance != "maglev" || mx.Persistence.D() != 300*time.Second ||
+		mx.Protocol != "tcp" || mx.Servers["198.51.100.21-25"].Weight != 3 {
+		t.Errorf("vs-203.0.113.100-25 = %+v", mx)
+	}
+	dns := gw2.Services["vs-203.0.113.100-53"]
+	if dns.Mode != spec.ModeNAT || dns.Protocol != "udp" || dns.Balance != "roundrobin" || dns.Check == nil || dns.Check.Kind != "command" || dns.Check.Command != "true" {
+		t.Errorf("vs-203.0.113.100-53 = %+v check %+v", dns, dns.Check)
 	}
 }
 

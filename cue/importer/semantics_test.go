@@ -65,8 +65,6 @@ func TestRefusals(t *testing.T) {
 			feature: FeatTLSCheck, line: 6},
 		{name: "negated tcp-check expect", hap: listen + "  option tcp-check\n  tcp-check send PING\\r\\n\n  tcp-check expect ! string -ERR\n  server a 198.51.100.1:6379 check\n",
 			feature: FeatCheckSequence, line: 5},
-		{name: "check ports that differ", hap: listen + "  option httpchk GET /master\n  http-check expect status 200\n  server a 198.51.100.1:5432 check port 8008\n  server b 198.51.100.2:5432 check port 8009\n",
-			feature: FeatCheckPort, line: 6},
 		{name: "rstatus Go cannot compile", hap: listen + "  option httpchk GET /\n  http-check expect rstatus ^(?!5)\n  server a 198.51.100.1:80 check\n",
 			feature: FeatStatusRange, line: 4},
 		{name: "http expect of bytes that are no text", hap: listen + "  option httpchk GET /\n  http-check expect string \\xfe\n  server a 198.51.100.1:80 check\n",
@@ -75,20 +73,32 @@ func TestRefusals(t *testing.T) {
 			feature: FeatCheckHeaders, line: 3},
 		{name: "tcp-check that ends with a send", hap: listen + "  option tcp-check\n  tcp-check send QUIT\\r\\n\n  server a 198.51.100.1:25 check\n",
 			feature: FeatCheckSequence, line: 1},
-		{name: "server by name", hap: listen + "  server a db1.example.net:5432 check\n",
+		{name: "server-template", hap: listen + "  server-template db 3 db.example.net:5432 check\n",
 			feature: FeatServerName, line: 3},
+		{name: "check addresses that differ", hap: listen + "  server a 198.51.100.1:5432 check addr 198.51.100.9\n  server b 198.51.100.2:5432 check addr 198.51.100.8\n",
+			feature: FeatCheckPort, line: 4},
+		{name: "usesrc of a fixed address", hap: listen + "  source 0.0.0.0 usesrc 198.51.100.7\n  server a 198.51.100.1:5432 check\n",
+			feature: FeatTransparent, line: 3},
+		{name: "usesrc on some servers only", hap: listen + "  server a 198.51.100.1:5432 check source 0.0.0.0 usesrc clientip\n  server b 198.51.100.2:5432 check\n",
+			feature: FeatTransparent, line: 4},
 		{name: "source rule", hap: listen + "  tcp-request content reject if { src 198.51.100.0/24 }\n  server a 198.51.100.1:5432 check\n",
 			feature: FeatSourceRules, line: 3},
-		{name: "digest", ka: "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    digest 640205b7b0fc66c1ea91c463fac6334d\n   }\n  }\n }\n}\n",
-			feature: FeatCheckDigest, line: 7},
+		{name: "digest with a regex", ka: "virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    regex ^ok\n    digest 640205b7b0fc66c1ea91c463fac6334d\n   }\n  }\n }\n}\n",
+			feature: FeatCheckDigest, line: 8},
+		{name: "misc_dynamic", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  MISC_CHECK {\n   misc_path /bin/check\n   misc_dynamic\n  }\n }\n}\n",
+			feature: FeatScriptCheck, line: 5},
 		{name: "servers with another check CA", hap: listen + "  option httpchk GET /healthz\n  http-check expect status 200\n  server a 198.51.100.1:6443 check check-ssl ca-file /etc/a.pem\n  server b 198.51.100.2:6443 check check-ssl ca-file /etc/b.pem\n",
 			feature: FeatPerServerCheck, line: 6},
-		{name: "real servers checked differently", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 80 {\n  SSL_GET {\n   url {\n    path /a\n   }\n  }\n }\n}\n",
+		{name: "real servers checked differently", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
 			feature: FeatPerServerCheck, line: 10},
-		{name: "connect_port that differs", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_port 8081\n  }\n }\n}\n",
+		{name: "connect_ip that differs", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_ip 198.51.100.9\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_ip 198.51.100.8\n  }\n }\n}\n",
 			feature: FeatCheckPort, line: 8},
-		{name: "lb_kind default NAT", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n }\n}\n",
-			feature: FeatKernelLB, line: 1},
+		{name: "lb_kind TUN", ka: "virtual_server 203.0.113.1 80 {\n lb_kind TUN\n real_server 198.51.100.1 80 {\n }\n}\n",
+			feature: FeatKernelLB, line: 2},
+		{name: "fwmark", ka: "virtual_server fwmark 1 {\n real_server 198.51.100.1 80 {\n }\n}\n",
+			feature: FeatFwmark, line: 1},
+		{name: "SCTP", ka: "virtual_server 203.0.113.1 80 {\n protocol SCTP\n real_server 198.51.100.1 80 {\n }\n}\n",
+			feature: FeatProtocol, line: 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ka := tt.ka
@@ -132,10 +142,10 @@ func TestSourceWeights(t *testing.T) {
 	if s.servers[0].weight != some(5) || s.servers[1].weight != some(1) {
 		t.Errorf("real_server weights %v %v, want 5 and 1", s.servers[0].weight, s.servers[1].weight)
 	}
-	// keepalived's scheduler without lb_algo is wlc: weighted least
-	// connections, gitgw's leastconn.
-	if s.balance != some("leastconn") {
-		t.Errorf("balance %v, want leastconn (keepalived's wlc)", s.balance)
+	// keepalived's scheduler without lb_algo is wlc; the kernel has no
+	// least-connection scheduler: roundrobin by weight, warned.
+	if s.balance != some("roundrobin") {
+		t.Errorf("balance %v, want roundrobin (keepalived's wlc in the kernel)", s.balance)
 	}
 }
 

@@ -59,7 +59,7 @@ func writeSite(st *site) []File {
 			v.fields = append(v.fields, serviceField(s))
 		}
 		files = append(files, File{Name: "services.cue", Data: []byte(comments([]string{
-			"The TCP services, proxied by gitgw on every node (or those in nodes).",
+			"The services, on every node (or those in nodes): proxied by gitgw, or forwarded in the kernel (mode nat, dr).",
 		}) + "package site\n\n" + render([]cfield{fld("services", v)}))})
 	}
 	return files
@@ -85,12 +85,15 @@ func nodeField(n *node) cfield {
 		doc = append(doc, i.notes...)
 		ifs.fields = append(ifs.fields, fld(i.name, &cstruct{fields: []cfield{fld("addresses", addrs)}}))
 	}
+	for _, h := range n.held {
+		doc = append(doc, "TODO(import): "+h.why+".")
+	}
 	if len(ifs.fields) > 0 {
 		body.fields = append(body.fields, cfield{label: "interfaces", val: ifs, doc: doc})
-	} else {
-		body.inline = true
+		return cfield{label: n.name, val: body}
 	}
-	return cfield{label: n.name, val: body}
+	body.inline = true
+	return cfield{label: n.name, val: body, doc: doc}
 }
 
 // instanceFields renders an instance in the schema's field order.
@@ -351,8 +354,20 @@ func serviceField(sv *service) cfield {
 	if len(sv.nodes) > 0 {
 		s.add("nodes", cstrs(sv.nodes))
 	}
+	if sv.mode != "" {
+		s.add("mode", cstr(sv.mode))
+	}
+	if sv.protocol != "" {
+		s.add("protocol", cstr(sv.protocol))
+	}
+	if sv.iface != "" {
+		s.add("interface", cstr(sv.iface))
+	}
 	s.add("binds", cstrs(sv.binds))
 	addOpt(s, "balance", sv.balance, cstr)
+	if sv.transparent {
+		s.add("transparent", cbool(true))
+	}
 	addOpt(s, "persistence", sv.persistence, cdur)
 	if sv.maxconn.ok {
 		f := s.add("maxconn", cint(sv.maxconn.v))
@@ -392,6 +407,9 @@ func serviceField(sv *service) cfield {
 		if r.maxconn.ok {
 			st.fields = append(st.fields, fld("maxconn", cint(r.maxconn.v)))
 		}
+		if r.checkPort.ok {
+			st.fields = append(st.fields, fld("check_port", cint(r.checkPort.v)))
+		}
 		for _, b := range []struct {
 			name string
 			on   bool
@@ -406,8 +424,9 @@ func serviceField(sv *service) cfield {
 		servers.fields = append(servers.fields, fld(r.name, st))
 	}
 	s.add("servers", servers)
+	addOpt(s, "resolve_interval", sv.resolveInterval, cdur)
 	if c := sv.check; c != nil {
-		cs := &cstruct{fields: checkFields(*c, "")}
+		cs := &cstruct{fields: checkFields(*c, c.cmd)}
 		addOpt(cs, "fast_interval", c.fastInter, cdur)
 		addOpt(cs, "down_interval", c.downInter, cdur)
 		if c.shutdown {

@@ -1,0 +1,90 @@
+package importer
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestNothingDroppedSilently: in every keepalived.conf of the corpus, each directive
+// either changes the import (commented out, the site, the warnings or the
+// refusals differ), or is named by a warning or refusal at its line or at
+// a block holding it (a refused virtual_server or proxy names all of
+// it), or states the source tool's default (kaDefaults): nothing is
+// dropped in silence.
+func TestNothingDroppedSilently(t *testing.T) {
+	for _, f := range corpusFiles(t) {
+		if f.kind != "keepalived" {
+			// HAProxy's defaults are inherited and overridden: a line
+			// of them often changes nothing for good reasons.
+			continue
+		}
+		data, err := os.ReadFile(f.path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := f.kind + "/" + f.name
+		imp := func(text string) (*Result, string) {
+			// No node name: router_id names the node.
+			in := Input{Path: path, Data: []byte(text)}
+			res, err := Import(Options{Keepalived: []Input{in}})
+			if err != nil {
+				return nil, "error: " + err.Error()
+			}
+			return res, goldenText(res)
+		}
+		res, orig := imp(string(data))
+		if res == nil {
+			continue // a syntax error: nothing is imported
+		}
+		named := map[int]bool{}   // a warning or refusal names the line
+		dropped := map[int]bool{} // … and says it is not imported, with all it holds
+		refused := map[string]bool{}
+		for _, w := range res.Warnings {
+			if w.Pos.File != path {
+				continue
+			}
+			named[w.Pos.Line] = true
+			for _, m := range []string{"not mapped", "not imported", "ignored", "not followed"} {
+				dropped[w.Pos.Line] = dropped[w.Pos.Line] || strings.Contains(w.Msg, m)
+			}
+		}
+		for _, r := range res.Refused {
+			named[r.Pos.Line] = true
+			refused[r.What] = true
+		}
+		var lines []int // to comment out, one at a time
+		var w warnings
+		{
+			var walk func(ds []kaDirective, covered bool)
+			walk = func(ds []kaDirective, covered bool) {
+				for _, d := range ds {
+					if d.HasBlock {
+						walk(d.Block, covered || dropped[d.Pos.Line] || (d.Name == "virtual_server" && refused["virtual_server "+strings.Join(d.Args, " ")]))
+						continue
+					}
+					if !covered && !named[d.Pos.Line] && !kaDefaults[d.Name+" "+strings.Join(d.Args, " ")] {
+						lines = append(lines, d.Pos.Line)
+					}
+				}
+			}
+			walk(parseKeepalived(path, string(data), &w), false)
+		}
+		src := strings.Split(string(data), "\n")
+		for _, n := range lines {
+			mut := append([]string(nil), src...)
+			mut[n-1] = "!" + mut[n-1]
+			if _, got := imp(strings.Join(mut, "\n")); got == orig {
+				t.Errorf("%s:%d: %q changes nothing and is named by no warning or refusal", path, n, strings.TrimSpace(src[n-1]))
+			}
+		}
+	}
+}
+
+// kaDefaults are keepalived directives that state its default: without
+// them the import is the same.
+var kaDefaults = map[string]bool{
+	"weight 1": true, "priority 100": true, "path /": true, "delay_loop 60": true, "lb_kind NAT": true,
+	"protocol TCP": true, "connect_timeout 5": true, "advert_int 1": true, "interval 1": true,
+	"state BACKUP": true,
+}
