@@ -246,7 +246,8 @@ func (p *Page) snapshot() snapshot {
 // pageView is what page.html renders.
 type pageView struct {
 	URL, Ref string
-	Refresh  int // seconds between the browser's reloads
+	Refresh  int    // seconds between the browser's reloads
+	Period   string // between the page's re-reads
 	Now      time.Time
 	S        snapshot
 	Counts   []count
@@ -277,7 +278,7 @@ type routerRow struct {
 }
 
 func (p *Page) view(s snapshot) pageView {
-	v := pageView{URL: p.o.Read.URL, Ref: p.o.Read.Ref, Refresh: max(5, int(p.o.Refresh/time.Second)), Now: p.o.Read.Now(), S: s}
+	v := pageView{URL: p.o.Read.URL, Ref: p.o.Read.Ref, Refresh: max(5, int(p.o.Refresh/time.Second)), Period: p.o.Refresh.String(), Now: p.o.Read.Now(), S: s}
 	if s.ReadAt.IsZero() {
 		return v
 	}
