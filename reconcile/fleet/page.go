@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/gitgw/gitgw/reconcile/drift"
 )
 
@@ -68,8 +70,10 @@ type snapshot struct {
 	// ErrAt; cleared by a successful read.
 	Err   error
 	ErrAt time.Time
-	// Reads counts the reads started.
-	Reads int
+	// Reads counts the reads started, Failures those that failed;
+	// Took is how long the last read took.
+	Reads, Failures int
+	Took            time.Duration
 }
 
 //go:embed page.html
@@ -116,19 +120,24 @@ func (p *Page) Refresh(ctx context.Context) error {
 	var warnings []string
 	o := p.o.Read
 	o.Warn = func(err error) { warnings = append(warnings, err.Error()) }
+	start := time.Now()
 	head, reports, err := readReports(ctx, o)
+	took := time.Since(start)
 	now := o.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.snap.Took = took
 	if err != nil {
 		p.snap.Err, p.snap.ErrAt = err, now
+		p.snap.Failures++
 		return err
 	}
 	byNode := make(map[string]drift.NodeReport, len(reports))
 	for _, r := range reports {
 		byNode[r.Node] = r
 	}
-	p.snap = snapshot{Fleet: drift.BuildFleet(head, reports), Reports: byNode, ReadAt: now, Warnings: warnings, Reads: p.snap.Reads}
+	p.snap = snapshot{Fleet: drift.BuildFleet(head, reports), Reports: byNode, ReadAt: now, Warnings: warnings,
+		Reads: p.snap.Reads, Failures: p.snap.Failures, Took: took}
 	return nil
 }
 
@@ -192,11 +201,12 @@ func (p *Page) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Handler serves / (the page), /fleet.json (what `gitgw fleet --json`
-// prints) to requests whose Host header names the listener.
+// prints) and /metrics to requests whose Host header names the listener.
 func (p *Page) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", p.servePage)
 	mux.HandleFunc("GET /fleet.json", p.serveJSON)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.Registry(), promhttp.HandlerOpts{}))
 	listen := p.o.Listen
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !allowedHost(listen, r.Host) {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/gitgw/gitgw/reconcile/drift"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 	"github.com/gitgw/gitgw/reconcile/plan"
@@ -169,6 +171,60 @@ func TestPageRendersTheFleet(t *testing.T) {
 	}
 }
 
+// TestPageMetrics: /metrics tells an alerting rule what the page shows
+// (the split brain, the router without a master, the stale node, the
+// outcomes), and the reads' own health; Prometheus's conventions hold.
+func TestPageMetrics(t *testing.T) {
+	r, _ := fleetFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := NewPage(PageOptions{Read: Options{URL: r.Dir, Ref: "main", Now: pageClock}})
+	srv := httptest.NewServer(p.Handler())
+	defer srv.Close()
+	if _, body := fetch(t, srv.URL+"/metrics"); strings.Contains(body, "gitgw_fleet_nodes{") ||
+		!strings.Contains(body, "gitgw_fleet_last_read_success_timestamp_seconds 0\n") {
+		t.Errorf("metrics before any read:\n%s", body)
+	}
+	if err := p.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code, body := fetch(t, srv.URL+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", code)
+	}
+	for _, want := range []string{
+		`gitgw_fleet_alerts{kind="split-brain"} 1`,
+		`gitgw_fleet_alerts{kind="no-master"} 1`,
+		`gitgw_fleet_alerts{kind="stale"} 1`,
+		`gitgw_fleet_alerts{kind="rejected"} 0`,
+		`gitgw_fleet_nodes{outcome="converged"} 2`,
+		`gitgw_fleet_nodes{outcome="pending"} 1`,
+		`gitgw_fleet_nodes{outcome="held"} 1`,
+		`gitgw_fleet_nodes{outcome="suspended"} 1`,
+		`gitgw_fleet_nodes{outcome="failed"} 0`,
+		`gitgw_fleet_nodes_stale 1`,
+		`gitgw_fleet_nodes_behind 1`,
+		fmt.Sprintf(`gitgw_fleet_node_last_seen_timestamp_seconds{node="gw5"} %g`, float64(importTime.Unix())),
+		fmt.Sprintf(`gitgw_fleet_last_read_success_timestamp_seconds %g`, float64(pageClock().Unix())),
+		`gitgw_fleet_read_failures_total 0`,
+		`go_goroutines `,
+	} {
+		if !strings.HasSuffix(want, " ") {
+			want += "\n" // the whole value
+		}
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
+	}
+}
+
 // TestPageKeepsSnapshotOnReadError: a failed re-read leaves the last
 // snapshot on the page, with the error above it; before any snapshot the
 // page says why there is none, and fleet.json answers 503.
@@ -192,6 +248,9 @@ func TestPageKeepsSnapshotOnReadError(t *testing.T) {
 	matchAll(t, "page after a failed read", body,
 		`(?s)<div class="readerr" id="read-error">Reading the fleet failed 0s ago: gitrepo: read status branches of .*Showing the snapshot read 0s ago .*`+
 			`<div class="alert critical split-brain">.*<tr id="node-gw1">`)
+	if _, m := fetch(t, srv.URL+"/metrics"); !strings.Contains(m, "gitgw_fleet_read_failures_total 1\n") || !strings.Contains(m, `gitgw_fleet_nodes{outcome="held"} 1`) {
+		t.Errorf("metrics after a failed read:\n%s", m)
+	}
 	if code, js := fetch(t, srv.URL+"/fleet.json"); code != http.StatusOK || !strings.Contains(js, `"node": "gw5"`) {
 		t.Errorf("fleet.json after a failed read: %d %.200s", code, js)
 	}
@@ -303,7 +362,7 @@ func TestPageHostHeader(t *testing.T) {
 		{"203.0.113.7:" + port, 421},
 		{"-", 421},
 	} {
-		for _, path := range []string{"/", "/fleet.json"} {
+		for _, path := range []string{"/", "/fleet.json", "/metrics"} {
 			if got := rawGet(t, addr, path, c.host); got != c.want {
 				t.Errorf("GET %s Host %q: %d, want %d", path, c.host, got, c.want)
 			}
