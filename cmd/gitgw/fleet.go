@@ -48,7 +48,7 @@ func newFleetCmd() *cobra.Command {
 	_ = fl.MarkHidden("allow-rewrite")
 	cmd.Flags().StringVar(&f.prefix, "status-branch-prefix", gitrepo.DefaultStatusPrefix, "prefix of the nodes' status branches")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the fleet view as versioned JSON")
-	cmd.Flags().StringVar(&f.serve, "serve", "", "serve the fleet view as a web page on ADDR (e.g. 127.0.0.1:9143): / and /fleet.json")
+	cmd.Flags().StringVar(&f.serve, "serve", "", "serve the fleet view on ADDR (e.g. 127.0.0.1:9143): a page on /, /fleet.json and /metrics")
 	cmd.Flags().DurationVar(&f.refresh, "refresh", fleet.DefaultRefresh, "with --serve: re-read the status branches this often (requests never read)")
 	cmd.MarkFlagsMutuallyExclusive("json", "serve")
 	return cmd

@@ -1,8 +1,9 @@
 // Package fleet reads every node's status branch and liveness ref from the
 // site repository into the fleet view (drift.Fleet): what `gitgw fleet`
-// shows. Reading is here, the view itself (sync, stale, split brain per
-// virtual router) is drift.BuildFleet, so that both are tested without the
-// command.
+// shows, and what Page serves as a web page, JSON and metrics
+// (`gitgw fleet --serve`). Reading and serving are here, the view itself
+// (sync, stale, split brain per virtual router) is drift.BuildFleet, so
+// that all are tested without the command.
 package fleet
 
 import (

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 	"github.com/gitgw/gitgw/reconcile/plan"
 	"github.com/gitgw/gitgw/test/gitremote"
+	"github.com/gitgw/gitgw/test/goldenfile"
 	"github.com/gitgw/gitgw/test/lab"
 )
 
@@ -405,21 +407,40 @@ func TestFleetPageInChromium(t *testing.T) {
 	lab.RequireCommand(t, "chromium")
 	r, _ := fleetFixture(t)
 	_, addr := servePage(t, Options{URL: r.Dir, Ref: "main", Now: pageClock}, time.Hour)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-		"--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--dump-dom", "http://"+addr+"/")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	profile := t.TempDir()
+	chromium := func(args ...string) []byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "chromium", append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+			"--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+			"--user-data-dir=" + profile, "--window-size=1200,700"}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+		}
+		return out
 	}
+	out := chromium("--dump-dom", "http://"+addr+"/")
 	matchAll(t, "DOM", string(out),
 		`<div class="alert critical split-brain">SPLIT BRAIN: VRID 52 on 203.0.113.0/24 \(VI_9\): masters: gw3, gw4</div>`,
 		`<tr id="node-gw3" class="stale"><td>gw3</td>.*<td class="alive">STALE \(2m0s ago\)</td>`,
 		`<tr id="node-gw2"><td>gw2</td><td class="warn outcome">pending</td>`,
 		`<meta http-equiv="refresh" content="3600">`,
 	)
+	// The screenshot is for a person to look at (go test -update keeps it
+	// in testdata/fleet.png).
+	shot := filepath.Join(t.TempDir(), "fleet.png")
+	chromium("--screenshot="+shot, "--hide-scrollbars", "http://"+addr+"/")
+	b, err := os.ReadFile(shot)
+	if err != nil || len(b) < 8 || string(b[1:4]) != "PNG" {
+		t.Fatalf("no screenshot: %v", err)
+	}
+	if goldenfile.Update() {
+		if err := os.WriteFile(filepath.Join("testdata", "fleet.png"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
