@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -53,8 +54,9 @@ type Page struct {
 	tmpl  *template.Template
 	ready chan struct{} // closed when the first read ended
 
-	mu   sync.Mutex
-	snap snapshot
+	reading sync.Mutex // held for a read: one at a time
+	mu      sync.Mutex // guards snap
+	snap    snapshot
 }
 
 // snapshot is what the last reads gave.
@@ -110,10 +112,11 @@ func (p *Page) Reads() int {
 }
 
 // Refresh reads the fleet once and keeps it as the snapshot; a failed
-// read keeps the previous snapshot and records the error beside it.
-// Callers must not run two at once (Run is the only caller in the
-// command).
+// read keeps the previous snapshot and records the error beside it. A
+// second call waits for the first: reads never overlap.
 func (p *Page) Refresh(ctx context.Context) error {
+	p.reading.Lock()
+	defer p.reading.Unlock()
 	p.mu.Lock()
 	p.snap.Reads++
 	p.mu.Unlock()
@@ -154,9 +157,19 @@ func (p *Page) Run(ctx context.Context) {
 		}
 	}
 	first := true
+	var failing string
 	for {
-		if err := p.Refresh(ctx); err != nil && ctx.Err() == nil {
+		// A failing read is logged when it starts failing (or fails
+		// differently) and when it recovers, not on every period.
+		err := p.Refresh(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil && err.Error() != failing:
+			failing = err.Error()
 			p.o.Logger.Warn("fleet read failed; the page shows the last snapshot", "err", err)
+		case err == nil && failing != "":
+			failing = ""
+			p.o.Logger.Info("fleet read works again")
 		}
 		if first {
 			close(p.ready)
@@ -168,6 +181,15 @@ func (p *Page) Run(ctx context.Context) {
 		case <-time.After(p.o.Refresh):
 		}
 	}
+}
+
+// redacted is url without its password, if it has one: the page must not
+// show a token given in the URL.
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return raw
 }
 
 // isLocalPath says whether url is a path on this machine (read in place).
@@ -288,7 +310,7 @@ type routerRow struct {
 }
 
 func (p *Page) view(s snapshot) pageView {
-	v := pageView{URL: p.o.Read.URL, Ref: p.o.Read.Ref, Refresh: max(5, int(p.o.Refresh/time.Second)), Period: p.o.Refresh.String(), Now: p.o.Read.Now(), S: s}
+	v := pageView{URL: redacted(p.o.Read.URL), Ref: p.o.Read.Ref, Refresh: max(5, int(p.o.Refresh/time.Second)), Period: p.o.Refresh.String(), Now: p.o.Read.Now(), S: s}
 	if s.ReadAt.IsZero() {
 		return v
 	}

@@ -372,6 +372,20 @@ func TestPageHostHeader(t *testing.T) {
 	}
 }
 
+// TestRedacted: a token in the repository URL is not shown on the page.
+func TestRedacted(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://gitgw:tok-secret@git.example.net/site.git": "https://gitgw:xxxxx@git.example.net/site.git",
+		"https://git.example.net/site.git":                  "https://git.example.net/site.git",
+		"ssh://git@git.example.net/site.git":                "ssh://git@git.example.net/site.git",
+		"/srv/git/site.git":                                 "/srv/git/site.git",
+	} {
+		if got := redacted(in); got != want {
+			t.Errorf("redacted(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // TestAllowedHost covers listen addresses a test cannot bind.
 func TestAllowedHost(t *testing.T) {
 	for _, c := range []struct {
