@@ -147,13 +147,16 @@ func (p *Page) Refresh(ctx context.Context) error {
 // Run refreshes the snapshot every Refresh until ctx ends: one read at a
 // time, the next period counted from the end of the last read, so that a
 // slow server is never asked twice at once.
+// Call it once.
 func (p *Page) Run(ctx context.Context) {
 	if p.o.Read.CacheDir == "" && !isLocalPath(p.o.Read.URL) {
 		// A remote repository is fetched into a cache, so that a re-read
 		// fetches what changed, not every branch again.
 		if dir, err := os.MkdirTemp("", "gitgw-fleet-cache-"); err == nil {
 			defer os.RemoveAll(dir)
+			p.reading.Lock() // Refresh reads the options under it
 			p.o.Read.CacheDir = dir + "/status.git"
+			p.reading.Unlock()
 		}
 	}
 	first := true
