@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,18 +23,21 @@ import (
 // view, and the agent's status reporting (flags and wiring).
 
 type fleetFlags struct {
-	site   siteFlags
-	prefix string
-	json   bool
+	site    siteFlags
+	prefix  string
+	json    bool
+	serve   string
+	refresh time.Duration
 }
 
 func newFleetCmd() *cobra.Command {
 	var f fleetFlags
 	cmd := &cobra.Command{
-		Use:   "fleet (--repo URL | --site DIR) [--json]",
+		Use:   "fleet (--repo URL | --site DIR) [--json | --serve ADDR]",
 		Short: "Show every node's reported status: applied commit, VRRP roles (split brain flagged), proxy health, drift",
 		Example: `  gitgw fleet --repo ssh://git@git.example.net/site.git --ssh-key ~/.ssh/id_ed25519
-  gitgw fleet --site /srv/git/site.git --json`,
+  gitgw fleet --site /srv/git/site.git --json
+  gitgw fleet --repo https://git.example.net/site.git --token-file /etc/gitgw/token --serve 127.0.0.1:9143`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFleet(cmd, &f) },
 	}
@@ -42,6 +48,9 @@ func newFleetCmd() *cobra.Command {
 	_ = fl.MarkHidden("allow-rewrite")
 	cmd.Flags().StringVar(&f.prefix, "status-branch-prefix", gitrepo.DefaultStatusPrefix, "prefix of the nodes' status branches")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print the fleet view as versioned JSON")
+	cmd.Flags().StringVar(&f.serve, "serve", "", "serve the fleet view on ADDR (e.g. 127.0.0.1:9143): a page on /, /fleet.json and /metrics")
+	cmd.Flags().DurationVar(&f.refresh, "refresh", fleet.DefaultRefresh, "with --serve: re-read the status branches this often (requests never read)")
+	cmd.MarkFlagsMutuallyExclusive("json", "serve")
 	return cmd
 }
 
@@ -53,9 +62,24 @@ func runFleet(cmd *cobra.Command, f *fleetFlags) error {
 	if url == "" {
 		url = f.site.site // a local clone (or the bare repository itself)
 	}
-	fl, err := fleet.Read(cmd.Context(), fleet.Options{URL: url, Prefix: f.prefix, Ref: f.site.ref,
+	o := fleet.Options{URL: url, Prefix: f.prefix, Ref: f.site.ref,
 		SSHKeyFile: f.site.sshKey, KnownHostsFile: f.site.knownHosts, TokenFile: f.site.tokenFile, CAFile: f.site.caFile,
-		Warn: func(err error) { fmt.Fprintln(cmd.ErrOrStderr(), "gitgw: warning:", err) }})
+		Warn: func(err error) { fmt.Fprintln(cmd.ErrOrStderr(), "gitgw: warning:", err) }}
+	if f.serve != "" {
+		if f.refresh < time.Second {
+			return fmt.Errorf("--refresh %s: give at least 1s (each read fetches every status branch)", f.refresh)
+		}
+		ln, err := net.Listen("tcp", f.serve)
+		if err != nil {
+			return fmt.Errorf("--serve: %w", err)
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		log := newLogger(cmd, false)
+		log.Info("fleet page up", "url", "http://"+ln.Addr().String()+"/", "refresh", f.refresh.String())
+		return fleet.NewPage(fleet.PageOptions{Read: o, Listen: ln.Addr().String(), Refresh: f.refresh, Logger: log}).Serve(ctx, ln)
+	}
+	fl, err := fleet.Read(cmd.Context(), o)
 	if err != nil {
 		return err
 	}

@@ -224,7 +224,7 @@ func BuildFleet(head string, reports []NodeReport) Fleet {
 			n.Sync = "behind"
 		}
 		if st.LastPass.Outcome == Incomplete {
-			f.Alerts = append(f.Alerts, FleetAlert{"pending", r.Node, "not converged:" + strings.TrimSuffix(strings.TrimPrefix(notDone(*st), " ("), ")")})
+			f.Alerts = append(f.Alerts, FleetAlert{"pending", r.Node, "not converged: " + strings.TrimSuffix(strings.TrimPrefix(notDone(*st), " ("), ")")})
 		}
 		if n.Drift > 0 {
 			f.Alerts = append(f.Alerts, FleetAlert{"drift", r.Node, plural(n.Drift, "open drift item")})

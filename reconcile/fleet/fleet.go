@@ -1,8 +1,9 @@
 // Package fleet reads every node's status branch and liveness ref from the
 // site repository into the fleet view (drift.Fleet): what `gitgw fleet`
-// shows. Reading is here, the view itself (sync, stale, split brain per
-// virtual router) is drift.BuildFleet, so that both are tested without the
-// command.
+// shows, and what Page serves as a web page, JSON and metrics
+// (`gitgw fleet --serve`). Reading and serving are here, the view itself
+// (sync, stale, split brain per virtual router) is drift.BuildFleet, so
+// that all are tested without the command.
 package fleet
 
 import (
@@ -26,6 +27,10 @@ type Options struct {
 	Ref string
 	// SSHKeyFile, KnownHostsFile, TokenFile, CAFile: see gitrepo.Credentials.
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
+	// CacheDir keeps the fetched status branches between reads of a
+	// remote repository (a bare repository, made when missing), so that
+	// the fleet page's re-reads fetch only what changed.
+	CacheDir string
 	// Now is the clock liveness is judged by (default time.Now).
 	Now func() time.Time
 	// Warn receives what does not stop the read (the head unknown).
@@ -34,6 +39,16 @@ type Options struct {
 
 // Read reads every status branch and the tracked branch's head.
 func Read(ctx context.Context, o Options) (drift.Fleet, error) {
+	head, reports, err := readReports(ctx, o)
+	if err != nil {
+		return drift.Fleet{}, err
+	}
+	return drift.BuildFleet(head, reports), nil
+}
+
+// readReports is Read before the view is built: the page also shows what
+// the view folds away (when each node last reported).
+func readReports(ctx context.Context, o Options) (string, []drift.NodeReport, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -52,15 +67,16 @@ func Read(ctx context.Context, o Options) (drift.Fleet, error) {
 	branches, err := gitrepo.ReadStatusBranches(ctx, gitrepo.ReadOptions{
 		URL: o.URL, Prefix: o.Prefix, Files: []string{drift.StatusFile},
 		SSHKeyFile: o.SSHKeyFile, KnownHostsFile: o.KnownHostsFile, TokenFile: o.TokenFile, CAFile: o.CAFile,
+		CacheDir: o.CacheDir,
 	})
 	<-headDone
 	if err != nil {
-		return drift.Fleet{}, err
+		return "", nil, err
 	}
 	if headErr != nil {
 		o.Warn(fmt.Errorf("head of %s unknown: %w", o.Ref, headErr))
 	}
-	return drift.BuildFleet(head, Reports(branches, o.Now())), nil
+	return head, Reports(branches, o.Now()), nil
 }
 
 // Reports turns status branches into the fleet's node reports: the parsed
