@@ -95,7 +95,7 @@ func New(logger *slog.Logger, opts Options) *Pool {
 		fd, ap, err := adoptListener(f)
 		_ = f.Close()
 		if err != nil {
-			p.log.Warn("inherited fd is not a TCP listener", "name", f.Name(), "err", err)
+			p.log.Warn("inherited fd is not a TCP listener", "listener", f.Name(), "err", err)
 			continue
 		}
 		p.inherited[ap] = append(p.inherited[ap], fd)
@@ -407,7 +407,12 @@ func (svc *service) serverHealth(s *server, up bool, detail string, now time.Tim
 	if up {
 		state = StatusUp
 	}
-	svc.pool.log.Warn("server "+string(state), "service", svc.name, "server", s.name, "check", detail)
+	// DOWN needs a look; UP is the service getting better.
+	lvl := slog.LevelWarn
+	if up {
+		lvl = slog.LevelInfo
+	}
+	svc.pool.log.Log(context.Background(), lvl, "server "+string(state), "service", svc.name, "server", s.name, "check", detail)
 	if shutdown {
 		if n := s.shutdownSessions(termServerDown); n > 0 {
 			svc.pool.log.Info("shut sessions of server marked down", "service", svc.name, "server", s.name, "connections", n)

@@ -180,7 +180,7 @@ func (c *Controller) load() {
 	var ovs []Override
 	_, err := statefile.Load(path, func(b []byte) error { return json.Unmarshal(b, &ovs) })
 	if errors.Is(err, statefile.ErrCorrupt) {
-		c.log.Error("state file corrupt; moved aside, no override restored", "state", OverridesFile, "err", err)
+		c.log.Error("state file corrupt; moved aside, no override restored", "file", OverridesFile, "err", err)
 		return
 	}
 	if err != nil {
