@@ -149,7 +149,7 @@ func TestTuningDriverPlanApplyDrift(t *testing.T) {
 		details = append(details, c.Details...)
 	}
 	joined := strings.Join(details, "\n")
-	for _, w := range []string{"NET_RX softirqs: cpu0 90%, cpu1 10% — busiest cpu0 90%", "eth0 interrupts: cpu0 80%, cpu1 20%"} {
+	for _, w := range []string{"NET_RX softirqs since boot: cpu0 90%, cpu1 10% — busiest cpu0 90%", "eth0 interrupts since boot: cpu0 80%, cpu1 20%"} {
 		if !strings.Contains(joined, w) {
 			t.Errorf("details lack %q:\n%s", w, joined)
 		}
