@@ -43,6 +43,9 @@ func setupControl(node, stateDir string, drivers []reconcile.Driver, kick chan<-
 		if p, ok := d.(interface{ Pool() *l4proxy.Pool }); ok {
 			o.Pool = p.Pool()
 		}
+		if s, ok := d.(control.SpreadSource); ok {
+			o.Spread = s
+		}
 	}
 	c := control.New(o)
 	return c, append(c.Wrap(drivers), c.Section())

@@ -12,7 +12,10 @@ func tuningFactory() driverFactory {
 	return driverFactory{
 		family: plan.FamilyTuning,
 		build: func(_ context.Context, env driverEnv) (reconcile.Driver, error) {
-			return reconcile.NewTuningDriver(nil, env.Logger), nil
+			d := reconcile.NewTuningDriver(nil, env.Logger)
+			// The spread over the last minute; stopped by closing the driver.
+			d.StartSampling(0)
+			return d, nil
 		},
 	}
 }

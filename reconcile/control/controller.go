@@ -91,6 +91,7 @@ type Options struct {
 	// Sources feed status, metrics and the page; each may be nil.
 	Engine VRRPStatuser
 	Pool   ProxyStatser
+	Spread SpreadSource
 	// StateDir keeps the overrides (overrides.json), so that an agent
 	// restarted during maintenance keeps a server drained or an instance
 	// given up. Suspension is not kept: a restarted agent must rebuild its
