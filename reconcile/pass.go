@@ -370,6 +370,15 @@ func (r *Runner) settleStep(_ context.Context, p *pass) {
 		p.res.AppliedCommit = p.commit
 		r.remember(p.commit, p.desired)
 	}
+	if len(p.res.Drift) > 0 {
+		// Someone or something changed the node behind gitgw's back: put
+		// back, but the operator should know (logs.go: levels).
+		ids := make([]string, 0, len(p.res.Drift))
+		for _, ch := range p.res.Drift {
+			ids = append(ids, ch.Driver+" "+ch.Kind+" "+ch.ID)
+		}
+		r.log.Warn("drift corrected: changed outside gitgw, put back", "commit", p.commit, "changes", ids)
+	}
 	r.log.Info("pass", "commit", p.commit, "outcome", p.res.Outcome, "applied", len(p.res.Applied),
 		"drift", len(p.res.Drift), "remaining", len(p.res.Remaining))
 }

@@ -103,6 +103,7 @@ var vocabulary = map[string]string{
 	"dropped":           "packets dropped",
 	"folded":            "commits folded",
 	"kept":              "commits kept",
+	"changes":           "plan changes, as \"driver kind id\"",
 	"overrides_cleared": "overrides cleared",
 	"bytes_in":          "bytes from the client",
 	"bytes_out":         "bytes to the client",
