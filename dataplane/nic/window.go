@@ -20,7 +20,7 @@ type Counters struct {
 // Span. Since-boot figures hide what happens now: a gateway that ran
 // evenly for a month and has pinned NET_RX to CPU0 for the last ten
 // minutes shows "CPU0 52 %" since boot and "CPU0 90 %" over the last
-// minute. The zero value keeps nothing; set Span.
+// minute. With a zero Span it keeps only the newest reading: set Span.
 type Window struct {
 	// Span is how far back Recent looks (DefaultSpan in a Sampler).
 	Span time.Duration
@@ -77,14 +77,14 @@ func (w *Window) Recent() (r Recent, ok bool) {
 	return r, true
 }
 
-// Label tells what the figures cover: "over the last 1m0s", or "over the
-// last 20s (all there is: sampling began 20s ago)".
+// Label tells what the figures cover: "over the last 1m0s", or, with less
+// history than a window, "over the 20s since sampling began".
 func (r Recent) Label() string {
 	d := r.To.Sub(r.From).Round(time.Second)
 	if r.Full {
 		return fmt.Sprintf("over the last %s", d)
 	}
-	return fmt.Sprintf("over the last %s (all there is: sampling began %s ago)", d, d)
+	return fmt.Sprintf("over the %s since sampling began", d)
 }
 
 // Interrupts returns the spread of the given IRQs (a NIC's queues) over

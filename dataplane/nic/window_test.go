@@ -38,8 +38,8 @@ func TestWindow(t *testing.T) {
 			"NET_RX softirqs since boot: cpu0 25%, cpu1 25%, cpu2 25%, cpu3 25% — busiest cpu0 25% (even: 25%) of 400000",
 			"eth0 interrupts since boot: cpu0 50%, cpu1 50%, cpu2 0%, cpu3 0% — busiest cpu0 50% (even: 25%) of 120000"}},
 		{at: 30 * time.Second, ok: true, readings: 2, shares: []float64{.9, .04, .03, .03}, total: 104500, imbalance: []string{
-			"NET_RX softirqs over the last 30s (all there is: sampling began 30s ago): cpu0 90%, cpu1 4%, cpu2 3%, cpu3 3% — busiest cpu0 90% (even: 25%) of 5000",
-			"eth0 interrupts over the last 30s (all there is: sampling began 30s ago): cpu0 90%, cpu1 10%, cpu2 0%, cpu3 0% — busiest cpu0 90% (even: 25%) of 3000"}},
+			"NET_RX softirqs over the 30s since sampling began: cpu0 90%, cpu1 4%, cpu2 3%, cpu3 3% — busiest cpu0 90% (even: 25%) of 5000",
+			"eth0 interrupts over the 30s since sampling began: cpu0 90%, cpu1 10%, cpu2 0%, cpu3 0% — busiest cpu0 90% (even: 25%) of 3000"}},
 		{at: 60 * time.Second, ok: true, full: true, readings: 3, shares: []float64{.9, .04, .03, .03}, total: 109000, imbalance: []string{
 			"NET_RX softirqs over the last 1m0s: cpu0 90%, cpu1 4%, cpu2 3%, cpu3 3% — busiest cpu0 90% (even: 25%) of 10000",
 			"eth0 interrupts over the last 1m0s: cpu0 90%, cpu1 10%, cpu2 0%, cpu3 0% — busiest cpu0 90% (even: 25%) of 6000"}},
