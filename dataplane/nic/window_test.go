@@ -3,11 +3,14 @@ package nic
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
 )
 
 // TestWindow reads /proc files that change between samples (testdata/
@@ -130,4 +133,28 @@ func TestSamplerRun(t *testing.T) {
 		cancel()
 		<-done
 	})
+}
+
+// TestSamplerHostProc: two readings of the test host's /proc make a
+// window with one share per CPU the kernel lists.
+func TestSamplerHostProc(t *testing.T) {
+	if _, err := os.Stat("/proc/softirqs"); err != nil {
+		lab.Unavailable(t, "no /proc/softirqs: %v", err)
+	}
+	s := NewSampler("", 0)
+	for range 2 {
+		if err := s.Sample(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, ok := s.Recent()
+	if !ok || r.Full {
+		t.Fatalf("ok %v full %v", ok, r.Full)
+	}
+	if n := len(r.Total.PerCPU); n == 0 || len(r.NetRX.Shares()) != n || r.Total.Total() == 0 {
+		t.Errorf("NET_RX: window %v, since boot %v", r.NetRX, r.Total)
+	}
+	if len(r.irqs) == 0 {
+		t.Error("no numbered interrupt row read")
+	}
 }
