@@ -218,7 +218,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			a.log.Error("sync failed", "source", a.o.Source.Describe(), "err", err)
+			a.log.Warn("sync failed", "source", a.o.Source.Describe(), "err", err)
 			notify("STATUS=sync failed: " + err.Error())
 			req.reply(Result{Commit: rev.Commit, Outcome: Failed, Err: fmt.Errorf("sync %s: %w", a.o.Source.Describe(), err)})
 			backoff = nextBackoff(backoff)
@@ -316,7 +316,7 @@ func (a *Agent) pingWatchdog(ctx context.Context, notify func(string)) {
 		case fresh:
 			notify("WATCHDOG=1")
 		case !stuck:
-			a.log.Error("agent loop made no progress: watchdog pings stopped", "for", a.o.Watchdog)
+			a.log.Error("agent loop made no progress: watchdog pings stopped", "timeout", a.o.Watchdog)
 		default:
 			a.log.Debug("watchdog ping skipped: no progress")
 		}
@@ -388,7 +388,7 @@ func (a *Agent) watchTriggers(ctx context.Context, want func(trigger)) {
 			continue
 		}
 		if ev, isEv := v.Interface().(Event); isEv && ok {
-			a.log.Info("driver event", "driver", ev.Driver, "kind", ev.Kind, "msg", ev.Message)
+			a.log.Info("driver event", "driver", ev.Driver, "kind", ev.Kind, "detail", ev.Message)
 		}
 		want(kinds[i])
 	}

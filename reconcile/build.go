@@ -51,6 +51,8 @@ type Drivers struct {
 	Pool *l4proxy.Pool
 	// Engine is the VRRP engine; nil where VRRP cannot run (no root).
 	Engine *vrrp.Engine
+	// Tuning is the NIC and sysctl driver (the receive spread's source).
+	Tuning *TuningDriver
 	// KernLB is the kernel load balancer's driver; nil where it cannot
 	// run (no root).
 	KernLB *KernLBDriver
@@ -74,7 +76,13 @@ func BuildDrivers(cfg DriverConfig) *Drivers {
 		}
 		have[family] = drv
 	}
-	add(plan.FamilyTuning, NewTuningDriver(nil, log), nil)
+	td := NewTuningDriver(nil, log)
+	if cfg.Live {
+		// The NET_RX spread over the last minute; stopped by Close.
+		td.StartSampling(0)
+	}
+	d.Tuning = td
+	add(plan.FamilyTuning, td, nil)
 	ud, err := NewUnitsDriver(UnitsOptions{
 		UnitDir: cfg.UnitDir,
 		Socket:  cfg.SystemdSocket,

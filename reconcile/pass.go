@@ -187,7 +187,7 @@ func (r *Runner) fallbackStep(_ context.Context, p *pass) {
 	r.log.Error("revision rejected; keeping the last good state", "commit", p.rev.Commit,
 		"last_good", p.prev.Commit, "errors", p.res.ErrorCount(), "err", p.res.Err)
 	for _, e := range p.res.Errors {
-		r.log.Error("site error", "commit", p.rev.Commit, "error", e.Error())
+		r.log.Error("site error", "commit", p.rev.Commit, "err", e.Error())
 	}
 	p.desired, p.commit = p.prev.Desired, p.prev.Commit
 }
@@ -227,7 +227,7 @@ func (r *Runner) planMoved(p *pass, why string) {
 	p.res.Outcome = Rejected
 	p.res.Applied, p.res.Drift, p.res.Reported = nil, nil, nil
 	p.res.Err = errors.Join(p.res.Err, fmt.Errorf("%w: %s", ErrPlanMoved, why))
-	r.log.Warn("the approved plan is not the plan now; nothing applied", "commit", p.commit, "why", why)
+	r.log.Warn("the approved plan is not the plan now; nothing applied", "commit", p.commit, "reason", why)
 	p.done = true
 }
 
@@ -290,7 +290,7 @@ func (r *Runner) holdStep(ctx context.Context, p *pass) {
 		return
 	}
 	p.res.Outcome, p.res.Err, p.res.Applied, p.res.Drift, p.res.Reported = Held, err, nil, nil, nil
-	r.log.Debug("revision held", "commit", p.commit, "why", err)
+	r.log.Debug("revision held", "commit", p.commit, "reason", err)
 	r.reassertLastGood(ctx, &p.res)
 	p.done = true
 }
@@ -333,7 +333,7 @@ func (r *Runner) replanStep(ctx context.Context, p *pass) {
 		r.planMoved(p, "after the hold: "+why)
 		return
 	}
-	r.log.Info("the node moved while the revision was held; applying the new plan", "commit", p.commit, "why", why)
+	r.log.Info("the node moved while the revision was held; applying the new plan", "commit", p.commit, "reason", why)
 	now.Notes = append(now.Notes, "re-planned after the hold: "+why)
 	p.plan, p.planErr, p.res.Plan = now, nil, now
 	p.res.Applied, p.res.Drift, p.res.Reported = nil, nil, nil
@@ -369,6 +369,15 @@ func (r *Runner) settleStep(_ context.Context, p *pass) {
 		p.res.Outcome = Applied
 		p.res.AppliedCommit = p.commit
 		r.remember(p.commit, p.desired)
+	}
+	if len(p.res.Drift) > 0 {
+		// Someone or something changed the node behind gitgw's back: put
+		// back, but the operator should know (logs.go: levels).
+		ids := make([]string, 0, len(p.res.Drift))
+		for _, ch := range p.res.Drift {
+			ids = append(ids, ch.Driver+" "+ch.Kind+" "+ch.ID)
+		}
+		r.log.Warn("drift corrected: changed outside gitgw, put back", "commit", p.commit, "changes", ids)
 	}
 	r.log.Info("pass", "commit", p.commit, "outcome", p.res.Outcome, "applied", len(p.res.Applied),
 		"drift", len(p.res.Drift), "remaining", len(p.res.Remaining))

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -353,6 +354,32 @@ func TestApplyObserveSettleSteps(t *testing.T) {
 			}
 			if lg := r.LastGood(); (lg != nil && lg.Commit == "c1") != tc.remembered {
 				t.Errorf("last good %+v", lg)
+			}
+		})
+	}
+}
+
+// TestSettleStepDriftWarns: drift put back is a WARN line naming the
+// changes (an operator's look: who changed the node?); a pass without
+// drift logs no warning.
+func TestSettleStepDriftWarns(t *testing.T) {
+	upd := plan.Change{Driver: "tuning", Kind: "sysctl", ID: "net.ipv4.ip_forward", Action: plan.Update}
+	for _, tc := range []struct {
+		name  string
+		drift []plan.Change
+		warn  bool
+	}{
+		{"drift corrected", []plan.Change{upd}, true},
+		{"a new commit applied", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log strings.Builder
+			r, _ := newStepRunner(t, RunnerOptions{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			p := &pass{desired: nodeWith(2, spec.DriftByKind{}), commit: "c1", res: Result{Applied: []plan.Change{upd}, Drift: tc.drift}}
+			r.settleStep(context.Background(), p)
+			got := strings.Contains(log.String(), "level=WARN")
+			if got != tc.warn || (tc.warn && !strings.Contains(log.String(), "tuning sysctl net.ipv4.ip_forward")) {
+				t.Errorf("warn %v, want %v:\n%s", got, tc.warn, log.String())
 			}
 		})
 	}

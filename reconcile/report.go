@@ -277,7 +277,7 @@ func (r *Reporter) writeProposal(ctx context.Context, p proposal) {
 	branch := r.o.AdoptPrefix + r.o.Node
 	c, err := r.o.Site.WriteBranch(ctx, branch, p.base, p.files, p.msg)
 	if err != nil {
-		r.log.Error("adopt proposal not written; retried on the next pass", "branch", branch, "err", err)
+		r.log.Warn("adopt proposal not written; retried on the next pass", "branch", branch, "err", err)
 		return
 	}
 	r.propMu.Lock()

@@ -98,7 +98,7 @@ func (s *Reporting) Report(ctx context.Context, res Result) {
 		if errors.Is(err, gitrepo.ErrDiverged) {
 			s.log.Error("STATUS BRANCH CLASH: another node reports under this node's name; not force-pushing", "err", err)
 		} else {
-			s.log.Error("status report", "err", err)
+			s.log.Warn("status report", "err", err)
 		}
 	}
 }

@@ -353,7 +353,7 @@ func (g *HealthGate) Bake(ctx context.Context, prev *LastGood, res Result) Resul
 		return res
 	}
 	reason := strings.Join(bad, "; ")
-	g.log.Error("health gate failed; rolling back", "commit", shortCommit(res.AppliedCommit), "to", shortCommit(prev.Commit), "why", reason)
+	g.log.Error("health gate failed; rolling back", "commit", shortCommit(res.AppliedCommit), "to", shortCommit(prev.Commit), "reason", reason)
 	rb := g.o.Runner.Restore(ctx, prev)
 	if err := g.setPin(Pin{Commit: res.AppliedCommit, Reason: reason, At: time.Now().UTC()}); err != nil {
 		g.log.Error("cannot persist the pin", "err", err)
@@ -401,7 +401,11 @@ func (r *Runner) Restore(ctx context.Context, lg *LastGood) Result {
 	// The restored state is the last good one again, failed or not: it is
 	// what the node must converge to.
 	r.remember(lg.Commit, lg.Desired)
-	r.log.Info("rolled back", "commit", lg.Commit, "applied", len(res.Applied), "remaining", len(res.Remaining), "err", res.Err)
+	lvl := slog.LevelInfo
+	if res.Err != nil {
+		lvl = slog.LevelError // the last good state is not fully back
+	}
+	r.log.Log(ctx, lvl, "rolled back", "commit", lg.Commit, "applied", len(res.Applied), "remaining", len(res.Remaining), "err", res.Err)
 	return res
 }
 

@@ -381,7 +381,7 @@ func (r *Rollout) hold(ctx context.Context, rev Revision, prev *LastGood, desire
 	}
 	if len(bad) > 0 {
 		if !r.warned(rev.Commit) {
-			r.log.Error("a peer rolled the commit back; holding it", "commit", shortCommit(rev.Commit), "peers", names(bad))
+			r.log.Warn("a peer rolled the commit back; holding it", "commit", shortCommit(rev.Commit), "peers", names(bad))
 		}
 		return true, &HoldError{Commit: rev.Commit, Waiting: pending, Timeout: timeout, RolledBack: bad, Untrusted: untrusted}
 	}
@@ -518,7 +518,7 @@ func (r *Rollout) logDistrust(node, commit, why string) {
 	switch {
 	case why != "" && why != last:
 		r.log.Warn("peer's status branch is not signed by its status_key; treating it as not reported",
-			"peer", node, "commit", shortCommit(commit), "why", why)
+			"peer", node, "commit", shortCommit(commit), "reason", why)
 	case why == "" && seen && last != "":
 		r.log.Info("peer's status branch is signed by its status_key again", "peer", node)
 	}

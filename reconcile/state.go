@@ -60,5 +60,5 @@ func (lg *LastGood) Save(dir string) error {
 // aside: the agent goes on from what it can still trust, and the operator
 // must learn that it did (the error names the file and where it went).
 func logCorrupt(log *slog.Logger, what, instead string, err error) {
-	log.Error("state file corrupt; moved aside, "+instead, "state", what, "err", err)
+	log.Error("state file corrupt; moved aside, "+instead, "file", what, "err", err)
 }

@@ -3,9 +3,11 @@ package reconcile
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/dataplane/nic"
@@ -26,9 +28,19 @@ type TuningDriver struct {
 	// applied maps "kind id" to the value last written or found in sync
 	// by Apply (nic.Change.Write).
 	applied map[string]string
+	// irqs are each configured interface's queue IRQs, as last observed.
+	irqs map[string][]int
+
+	// stopSampling ends the sampler loop StartSampling started, and
+	// sampled is closed when it has.
+	stopSampling context.CancelFunc
+	sampled      chan struct{}
 }
 
-var _ Driver = (*TuningDriver)(nil)
+var (
+	_ Driver = (*TuningDriver)(nil)
+	_ Closer = (*TuningDriver)(nil)
+)
 
 // NewTuningDriver returns the tuning driver over tuner (nil: the real
 // /sys and /proc). log may be nil.
@@ -43,11 +55,78 @@ func NewTuningDriver(tuner *nic.Tuner, log *slog.Logger) *TuningDriver {
 	if tuner.Log == nil {
 		tuner.Log = log
 	}
+	if tuner.Window == nil {
+		// Empty until StartSampling: the spread is since boot till then.
+		tuner.Window = nic.NewSampler(tuner.ProcRoot, nic.DefaultSpan)
+	}
 	return &TuningDriver{tuner: tuner, log: log, applied: map[string]string{}}
 }
 
 // Name implements Driver.
 func (d *TuningDriver) Name() string { return plan.FamilyTuning.String() }
+
+// StartSampling reads the softirq and interrupt counters now and every
+// every (0: nic.DefaultEvery) until Close, so that the plan's spread lines
+// and the metrics cover the last minute rather than the time since boot.
+// It does nothing when sampling is already on.
+func (d *TuningDriver) StartSampling(every time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopSampling != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopSampling, d.sampled = cancel, make(chan struct{})
+	go func(w *nic.Sampler, done chan<- struct{}) {
+		defer close(done)
+		w.Run(ctx, every)
+	}(d.tuner.Window, d.sampled)
+}
+
+// Close implements Closer: it stops the sampling loop and waits for it.
+func (d *TuningDriver) Close(ctx context.Context) error {
+	d.mu.Lock()
+	stop, done := d.stopSampling, d.sampled
+	d.stopSampling, d.sampled = nil, nil
+	d.mu.Unlock()
+	if stop == nil {
+		return nil
+	}
+	stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ReceiveSpread is the spread of receive work the metrics export: the
+// sampler's window and each configured interface's queue IRQs.
+type ReceiveSpread = nic.ReceiveSpread
+
+// ReceiveSpread returns the figures over the last minute; ok is false
+// before sampling has two readings (or when it is off).
+func (d *TuningDriver) ReceiveSpread() (ReceiveSpread, bool) {
+	r, ok := d.tuner.Window.Recent()
+	if !ok {
+		return ReceiveSpread{}, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return ReceiveSpread{Recent: r, IRQs: maps.Clone(d.irqs)}, true
+}
+
+// rememberIRQs keeps the interfaces' IRQs of st for ReceiveSpread. d.mu
+// is held.
+func (d *TuningDriver) rememberIRQs(st nic.State) {
+	d.irqs = map[string][]int{}
+	for name, is := range st.Interfaces {
+		for _, q := range is.IRQs {
+			d.irqs[name] = append(d.irqs[name], q.Num)
+		}
+	}
+}
 
 // TuningConfig translates the node's tuning into the nic driver's config.
 // The schema's irq_cpus spreads the NIC's queue IRQs round robin over the
@@ -117,6 +196,7 @@ func (d *TuningDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.rememberIRQs(st)
 	var out []plan.Change
 	detailed := map[string]bool{}
 	for _, c := range nic.Diff(cfg, st) {

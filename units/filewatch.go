@@ -107,7 +107,7 @@ func (m *Manager) watchFiles(ctx context.Context) {
 				continue
 			}
 			e := Event{File: rel, Change: what}
-			m.log.Info("drift seen", "file", rel, "change", what)
+			m.log.Warn("drift seen", "file", rel, "action", what)
 			select {
 			case m.events <- e:
 			case <-ctx.Done():

@@ -173,7 +173,7 @@ func (m *Manager) watch(changes <-chan UnitChange) {
 			}
 		}
 		ev := Event{Unit: ch.Name, ActiveState: ch.ActiveState, SubState: ch.SubState, LoadState: ch.LoadState}
-		m.log.Info("drift seen", "unit", ev.Unit, "active", ev.ActiveState, "sub", ev.SubState, "load", ev.LoadState)
+		m.log.Warn("drift seen", "unit", ev.Unit, "active", ev.ActiveState, "sub", ev.SubState, "load", ev.LoadState)
 		select {
 		case m.events <- ev:
 		default:

@@ -39,6 +39,9 @@ func setupControl(node, stateDir string, drv *reconcile.Drivers, kick chan<- str
 	if drv.KernLB != nil {
 		o.Kernel = drv.KernLB
 	}
+	if drv.Tuning != nil {
+		o.Spread = drv.Tuning
+	}
 	c := control.New(o)
 	return c, reconcile.WithOverrides(c, drv.List)
 }

@@ -132,7 +132,7 @@ func (s *fdStore) handOver() {
 	s.sync()
 	room := s.max - s.nlisteners - 1
 	if room <= 0 {
-		s.log.Warn("connections not handed over: the fd store is full", "fdstore", s.max, "listeners", s.nlisteners)
+		s.log.Warn("connections not handed over: the fd store is full", "capacity", s.max, "listeners", s.nlisteners)
 		return
 	}
 	ho, err := s.pool.HandOver(room)
@@ -165,7 +165,7 @@ func (s *fdStore) handOver() {
 		stored += len(batch)
 	}
 	s.log.Info("connections handed over to the next agent", "connections", ho.N, "sockets", stored,
-		"draining_here", ho.Kept, "cut", ho.Cut)
+		"draining", ho.Kept, "cut", ho.Cut)
 }
 
 func (s *fdStore) send(state string, fds []int) error {

@@ -48,7 +48,7 @@ nothing to release and it does nothing.`,
 			// acts when its life line (fd 3) closes, after a clean stop
 			// with nothing to release.
 			signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-			return vrrp.Guard(context.Background(), guardDir, vrrp.LifeLine(), newLogger(cmd, false).With("by", "guardian"))
+			return vrrp.Guard(context.Background(), guardDir, vrrp.LifeLine(), newLogger(cmd, false).With("process", "guardian"))
 		},
 	}
 	guard.Flags().StringVar(&guardDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")

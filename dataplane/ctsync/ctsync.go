@@ -212,7 +212,7 @@ func (s *Sender) send(rec Record) {
 		_, err = s.out.WriteTo(b, s.peer)
 	}
 	if err != nil {
-		s.log.Warn("send", "flow", rec.Client, "err", err)
+		s.log.Warn("send", "client", rec.Client, "err", err)
 	}
 }
 
@@ -289,7 +289,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 			continue
 		}
 		if err := r.Apply(rec); err != nil {
-			r.log.Warn("apply", "flow", rec.Client, "op", rec.Op, "err", err)
+			r.log.Warn("apply", "client", rec.Client, "action", rec.Op, "err", err)
 		}
 	}
 }

@@ -283,7 +283,7 @@ func (lb *LB) Set(ctx context.Context, cfg Config) ([]ChangeItem, error) {
 		lb.cached.ok, lb.cached.gen, lb.cached.obs = true, after, want
 	}
 	for _, c := range changes {
-		lb.log.Info("changed", "service", c.Service, "action", string(c.Action), "what", c.Text)
+		lb.log.Info("changed", "service", c.Service, "action", string(c.Action), "detail", c.Text)
 	}
 	return changes, nil
 }

@@ -116,7 +116,7 @@ func New(logger *slog.Logger, opts Options) *Pool {
 		fd, ap, err := adoptListener(f)
 		_ = f.Close()
 		if err != nil {
-			p.log.Warn("inherited fd is not a TCP listener", "name", f.Name(), "err", err)
+			p.log.Warn("inherited fd is not a TCP listener", "listener", f.Name(), "err", err)
 			continue
 		}
 		p.inherited[ap] = append(p.inherited[ap], fd)
@@ -441,7 +441,12 @@ func (svc *service) serverHealth(s *server, up bool, detail string, now time.Tim
 	if up {
 		state = StatusUp
 	}
-	svc.pool.log.Warn("server "+string(state), "service", svc.name, "server", s.name, "check", detail)
+	// DOWN needs a look; UP is the service getting better.
+	lvl := slog.LevelWarn
+	if up {
+		lvl = slog.LevelInfo
+	}
+	svc.pool.log.Log(context.Background(), lvl, "server "+string(state), "service", svc.name, "server", s.name, "check", detail)
 	if shutdown {
 		if n := s.shutdownSessions(termServerDown); n > 0 {
 			svc.pool.log.Info("shut sessions of server marked down", "service", svc.name, "server", s.name, "connections", n)
@@ -466,7 +471,7 @@ func (p *Pool) setTransparentMode(cfg Config) error {
 	switch {
 	case err == nil:
 		p.transparent = want
-		p.log.Debug("transparent mode routing", "on", want == 1)
+		p.log.Debug("transparent mode routing", "enabled", want == 1)
 	case want == 2 && p.transparent == 0:
 		// Nothing known to remove (an unprivileged pool cannot even look).
 		p.log.Debug("transparent mode routing not checked", "err", err)

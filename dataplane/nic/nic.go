@@ -210,6 +210,10 @@ type Tuner struct {
 	ProcRoot string
 	// Log receives one line per write; nil discards.
 	Log *slog.Logger
+	// Window, when set and once it has two readings, gives the NET_RX and
+	// interrupt spreads Observe reports over the last minute instead of
+	// since boot: what an operator needs is what happens now.
+	Window *Sampler
 }
 
 func (t *Tuner) sys() string {

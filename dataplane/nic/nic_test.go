@@ -347,7 +347,7 @@ func TestIRQsByName(t *testing.T) {
 	if got := fmt.Sprint(st.Interfaces["eth0"].IRQs, st.Interfaces["eth1"].IRQs); got != "[{50 eth0} {51 eth0-rx-1}] []" {
 		t.Errorf("IRQs = %s", got)
 	}
-	if got := strings.Join(st.Imbalance(), "\n"); !strings.Contains(got, "eth0 interrupts: cpu0 79%, cpu1 21%") {
+	if got := strings.Join(st.Imbalance(), "\n"); !strings.Contains(got, "eth0 interrupts since boot: cpu0 79%, cpu1 21%") {
 		t.Errorf("imbalance: %s", got)
 	}
 }

@@ -24,7 +24,8 @@ type State struct {
 	Knobs []Knob
 	// Interfaces holds what was found of each configured interface.
 	Interfaces map[string]*InterfaceState
-	// NetRX is the spread of NET_RX softirqs over the CPUs since boot.
+	// NetRX is the spread of NET_RX softirqs over the CPUs: over the
+	// Tuner's window when it has one, else since boot (What says which).
 	NetRX Spread
 	// Warnings are observations that failed without making the state
 	// unusable (an unreadable /proc/softirqs, say).
@@ -50,7 +51,8 @@ type InterfaceState struct {
 	RXQueues, TXQueues []string
 	// IRQs are the device's interrupts that /proc/irq has, in numeric order.
 	IRQs []IRQ
-	// Interrupts is the spread of those IRQs' counts over the CPUs.
+	// Interrupts is the spread of those IRQs' counts over the CPUs, over
+	// the same period as State.NetRX.
 	Interrupts Spread
 }
 
@@ -125,7 +127,33 @@ func (t *Tuner) Observe(ctx context.Context, cfg Config) (State, error) {
 			st.Warnings = append(st.Warnings, "nic: "+err.Error())
 		}
 	}
+	t.recentSpread(&st)
 	return st, nil
+}
+
+// recentSpread labels the since-boot spreads as such, or replaces them by
+// the window's figures when the Tuner has a window with two readings.
+func (t *Tuner) recentSpread(st *State) {
+	r, ok := t.Window.Recent()
+	if ok && len(r.NetRX.PerCPU) > 0 {
+		st.NetRX = r.NetRX
+	} else if st.NetRX.What != "" {
+		st.NetRX.What += " since boot"
+	}
+	for _, is := range st.Interfaces {
+		if len(is.IRQs) == 0 {
+			continue
+		}
+		if !ok {
+			is.Interrupts.What += " since boot"
+			continue
+		}
+		nums := make([]int, 0, len(is.IRQs))
+		for _, q := range is.IRQs {
+			nums = append(nums, q.Num)
+		}
+		is.Interrupts, _ = r.Interrupts(is.Name, nums)
+	}
 }
 
 func (t *Tuner) interrupts() (map[int]irqLine, error) {
@@ -357,7 +385,7 @@ func (t *Tuner) readCPUs() (CPUInfo, error) {
 // Imbalance is a human report of how receive work is spread over the CPUs:
 // one line for the NET_RX softirqs and one per configured interface that
 // has IRQs, each naming the busiest CPU and its share. Plan and status show
-// these lines; counts are since boot (see Spread.Sub for a window).
+// these lines; each says what it covers (the last minute, or since boot).
 func (s State) Imbalance() []string {
 	var out []string
 	if len(s.NetRX.PerCPU) > 0 {

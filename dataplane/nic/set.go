@@ -51,7 +51,7 @@ func (t *Tuner) SetSelected(ctx context.Context, cfg Config, keep func(Change) b
 			errs = append(errs, fmt.Errorf("nic: %s %s: %w%s", c.Kind, c.ID, err, hint))
 			continue
 		}
-		t.log().Info("knob set", "kind", c.Kind, "id", c.ID, "path", c.Path, "from", c.Current, "to", c.Desired)
+		t.log().Info("knob set", "kind", c.Kind, "id", c.ID, "file", c.Path, "from", c.Current, "to", c.Desired)
 		wrote[c.Kind+" "+c.ID] = c
 	}
 	if len(wrote) == 0 {

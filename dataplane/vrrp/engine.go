@@ -346,7 +346,7 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 	// A crash may have left our VIPs behind: we start as Backup, so they go.
 	if e.opts.VIPs != nil {
 		if err := e.opts.VIPs.Remove(ctx, in.vipIf(), in.allVIPs()); err != nil {
-			e.log.Warn("removing stale VIPs", "instance", cfg.Name, "err", err)
+			e.log.Error("removing stale VIPs", "instance", cfg.Name, "err", err)
 		}
 	}
 	in.start()
@@ -369,7 +369,7 @@ func (e *Engine) removeLocked(ctx context.Context, name, reason string) {
 	}
 	if in.vmac != "" && e.opts.VMAC != nil {
 		if err := e.opts.VMAC.RemoveVMAC(in.vmac); err != nil {
-			e.log.Warn("remove VMAC", "instance", name, "err", err)
+			e.log.Error("remove VMAC", "instance", name, "err", err)
 		}
 	}
 }

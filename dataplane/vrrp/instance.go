@@ -321,7 +321,7 @@ func (in *instance) send(prio uint8) {
 			b, err := p.Marshal(in.primary, dst, in.form())
 			if err != nil {
 				in.counters.Errors++
-				in.e.log.Warn("encode advert", "instance", in.cfg.Name, "err", err)
+				in.e.log.Error("encode advert", "instance", in.cfg.Name, "err", err)
 				return
 			}
 			msgs = append(msgs, b)
@@ -685,7 +685,7 @@ func (in *instance) addrEvent(ev vip.Event) {
 			in.counters.Drift++
 			action := map[bool]string{true: "missing", false: "extra"}[master]
 			in.e.emitDrift(DriftEvent{Instance: in.cfg.Name, VIP: ev.Prefix, Action: action, At: in.e.opts.Now()})
-			in.e.log.Warn("drift: VIP changed behind our back, left as found (drift mode report)", "instance", in.cfg.Name, "vip", ev.Prefix, "found", action)
+			in.e.log.Warn("drift: VIP changed behind our back, left as found (drift mode report)", "instance", in.cfg.Name, "vip", ev.Prefix, "action", action)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -97,7 +97,7 @@ func (s *stateFile) writeLocked() {
 func openStateFile(dir string, log *slog.Logger) *stateFile {
 	if dir != "" {
 		if _, err := ReadState(dir); errors.Is(err, statefile.ErrCorrupt) {
-			log.Error("state file corrupt; moved aside, the engine starts every instance as backup", "state", StateFileName, "err", err)
+			log.Error("state file corrupt; moved aside, the engine starts every instance as backup", "file", StateFileName, "err", err)
 		}
 	}
 	return &stateFile{dir: dir, entries: map[string]StateEntry{}}
@@ -149,7 +149,7 @@ func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o Re
 	if errors.Is(err, statefile.ErrCorrupt) {
 		// What this node was master of is unknown: the backups take over
 		// by their own timers (Master_Down_Interval) instead of at once.
-		log.Error("state file corrupt; moved aside, nothing to release", "state", StateFileName, "err", err)
+		log.Error("state file corrupt; moved aside, nothing to release", "file", StateFileName, "err", err)
 		return nil
 	}
 	if err != nil {

@@ -8,6 +8,37 @@
 //   - durations as Go duration strings ("1.5s"), not nanoseconds;
 //   - no "err":null: an attribute whose value is a nil error or nil
 //     pointer is left out.
+//
+// # Levels
+//
+// A level says what the reader must do, so that WARN and ERROR lines are
+// worth an alert:
+//
+//   - ERROR: gitgw tried something it owes the node and it failed, and
+//     waiting will not fix it: an apply failed, a revision was rejected, the
+//     health gate failed and rolled back, VIPs not installed or not removed,
+//     a state file corrupt or not written, a push the server refuses for
+//     good (a diverged status branch).
+//   - WARN: gitgw carries on, but an operator should look: drift (corrected
+//     or left in place), a server DOWN, a peer that misbehaves or does not
+//     report, the node held away from the site on purpose (an override, a
+//     suspend, a pinned or held commit), a feature off or a check skipped,
+//     and a failure that gitgw retries by itself (a fetch, a status push, an
+//     advert not sent). A failure that lasts is seen in the metrics (the
+//     time of the last successful sync or push), not by counting WARN lines.
+//   - INFO: normal progress: a pass applied, a VRRP transition, a server
+//     UP, a commit synced, a unit started, an override cleared.
+//   - DEBUG: detail: each fetch, each status commit, a step's decision.
+//
+// # Keys
+//
+// One key per concept everywhere: node, commit (the commit the line is
+// about; others by their role: head, pinned, last_good…), instance (a VRRP
+// instance), service, server, unit, interface, vip, driver, peer, file,
+// err (an error, never "error"), reason (why, in words), detail (free text
+// from elsewhere), duration (how long it took). The full list, with what
+// each key holds, is vocabulary in keys.go; a test fails on a key not in
+// it, or on a known synonym ("svc", "why", "took", "error"…).
 package logs
 
 import (

@@ -29,8 +29,8 @@ func TestJSONLines(t *testing.T) {
 			func(l *slog.Logger) { l.Info("driver event", "msg", "VI_1 INIT -> BACKUP") },
 			map[string]any{"msg": "driver event", "detail": "VI_1 INIT -> BACKUP"}, nil},
 		{"durations as strings",
-			func(l *slog.Logger) { l.Info("x", "timeout", 5*time.Minute, "took", 1500*time.Millisecond) },
-			map[string]any{"timeout": "5m0s", "took": "1.5s"}, nil},
+			func(l *slog.Logger) { l.Info("x", "timeout", 5*time.Minute, "duration", 1500*time.Millisecond) },
+			map[string]any{"timeout": "5m0s", "duration": "1.5s"}, nil},
 		{"nil error and nil pointer left out",
 			func(l *slog.Logger) { l.Info("x", "err", nilErr, "p", nilPtr, "n", 0) },
 			map[string]any{"n": 0.0}, []string{"err", "p"}},
@@ -94,8 +94,8 @@ func TestFormats(t *testing.T) {
 		}
 	}
 	var b bytes.Buffer
-	New(&b, Text, slog.LevelInfo).With("component", "a").Info("hello", "component", "b", "took", time.Second)
-	if s := b.String(); strings.Count(s, "component=") != 1 || !strings.Contains(s, "component=b") || !strings.Contains(s, "took=1s") {
+	New(&b, Text, slog.LevelInfo).With("component", "a").Info("hello", "component", "b", "duration", time.Second)
+	if s := b.String(); strings.Count(s, "component=") != 1 || !strings.Contains(s, "component=b") || !strings.Contains(s, "duration=1s") {
 		t.Errorf("text line: %q", s)
 	}
 	b.Reset()

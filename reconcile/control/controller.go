@@ -93,6 +93,7 @@ type Options struct {
 	Engine VRRPStatuser
 	Pool   ProxyStatser
 	Kernel KernelStatser
+	Spread SpreadSource
 	// StateDir keeps the overrides (overrides.json), so that an agent
 	// restarted during maintenance keeps a server drained or an instance
 	// given up. Suspension is not kept: a restarted agent must rebuild its
@@ -225,7 +226,7 @@ func (c *Controller) load() {
 	var ovs []Override
 	_, err := statefile.Load(path, func(b []byte) error { return json.Unmarshal(b, &ovs) })
 	if errors.Is(err, statefile.ErrCorrupt) {
-		c.log.Error("state file corrupt; moved aside, no override restored", "state", OverridesFile, "err", err)
+		c.log.Error("state file corrupt; moved aside, no override restored", "file", OverridesFile, "err", err)
 		return
 	}
 	if err != nil {

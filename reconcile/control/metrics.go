@@ -62,6 +62,9 @@ func (c *Controller) Registry() *prometheus.Registry {
 		c.metrics.duration, c.metrics.passes, c.metrics.lastRun, c.metrics.lastOK,
 		snapshotCollector{c},
 	)
+	if c.o.Spread != nil {
+		r.MustRegister(spreadCollector{c.o.Spread})
+	}
 	return r
 }
 

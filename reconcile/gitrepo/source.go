@@ -275,7 +275,7 @@ func (s *Source) checkOrigin() error {
 	}
 	if err == nil {
 		s.log.Info("repository or branch changed since the last run; starting a new history",
-			"was", redact(strings.TrimSpace(string(got))))
+			"previous", redact(strings.TrimSpace(string(got))))
 	}
 	if err := s.repo.Storer.RemoveReference(syncedRef); err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
 		return err
@@ -349,7 +349,7 @@ func (s *Source) Sync(ctx context.Context) (Revision, error) {
 		return Revision{}, err
 	}
 	if moved {
-		s.log.Debug("fetched", "commit", short(tip.String()), "took", time.Since(start))
+		s.log.Debug("fetched", "commit", short(tip.String()), "duration", time.Since(start))
 		if s.transfers%s.repackAt == 0 {
 			s.repackLocked()
 		}

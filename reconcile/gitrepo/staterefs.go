@@ -58,7 +58,7 @@ func RepairRefs(gitDir string, log *slog.Logger) ([]string, error) {
 		if len(b) > 0 {
 			why = fmt.Sprintf("not a hash: %q", truncate(string(b), 80))
 		}
-		log.Error("state file corrupt; moved aside", "state", filepath.Join(gitDir, rel), "why", why, "moved_to", aside)
+		log.Error("state file corrupt; moved aside", "file", filepath.Join(gitDir, rel), "reason", why, "moved_to", aside)
 		moved = append(moved, name)
 		return nil
 	})

@@ -219,7 +219,7 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 			return nil, err
 		}
 		w.signer = signer
-		w.log.Info("status commits are signed", "key", ssh.FingerprintSHA256(signer.key.PublicKey()))
+		w.log.Info("status commits are signed", "fingerprint", ssh.FingerprintSHA256(signer.key.PublicKey()))
 	}
 	if _, err := RepairRefs(opts.Dir, w.log); err != nil {
 		return nil, fmt.Errorf("gitrepo: status writer: %w", err)
@@ -239,8 +239,8 @@ func NewStatusWriter(ctx context.Context, opts StatusOptions) (*StatusWriter, er
 			if merr != nil {
 				return nil, fmt.Errorf("gitrepo: status writer: head %s unreadable (%v) and not moved aside: %w", short(ref.Hash().String()), cerr, merr)
 			}
-			w.log.Error("state file corrupt; moved aside, the status branch continues from the remote's", "state", filepath.Join(opts.Dir, w.branch.String()),
-				"why", fmt.Sprintf("head %s: %v", short(ref.Hash().String()), cerr), "moved_to", aside)
+			w.log.Error("state file corrupt; moved aside, the status branch continues from the remote's", "file", filepath.Join(opts.Dir, w.branch.String()),
+				"reason", fmt.Sprintf("head %s: %v", short(ref.Hash().String()), cerr), "moved_to", aside)
 			err = plumbing.ErrReferenceNotFound
 		} else {
 			w.head = ref.Hash()
@@ -663,7 +663,7 @@ func (w *StatusWriter) push(ctx context.Context) error {
 		return err
 	}
 	w.setPushResult(head, nil)
-	w.log.Debug("status pushed", "commit", short(head.String()), "took", time.Since(start))
+	w.log.Debug("status pushed", "commit", short(head.String()), "duration", time.Since(start))
 	return nil
 }
 

@@ -87,7 +87,7 @@ func (s *Source) loadAnchor() error {
 		s.log.Info("strict verification from the trust anchor", "commit", short(st.Commit), "verified_at", st.VerifiedAt)
 		if flag != "" && flag != st.Commit {
 			s.log.Warn("--trust-anchor is not used: the state dir holds an anchor (remove the file to start from the flag)",
-				"file", s.opts.AnchorFile, "flag", short(flag))
+				"file", s.opts.AnchorFile, "trust_anchor", short(flag))
 		}
 	case flag != "":
 		s.anchor = plumbing.NewHash(flag)

@@ -142,7 +142,7 @@ func TestServiceUnit(t *testing.T) {
 	// The guardian did the handover: KillMode=control-group's SIGTERM
 	// (which it ignores) leaves it the time to, where mixed's SIGKILL
 	// raced it.
-	if !strings.Contains(h.Log(), `msg="released mastership" by=guardian`) {
+	if !strings.Contains(h.Log(), `msg="released mastership" process=guardian`) {
 		t.Errorf("no handover by the guardian after the crash:\n%s", nicLastLines(h.Log(), 40))
 	}
 	if regexp.MustCompile(`gitgw\.service: Killing process \d+ \(gitgw\) with signal SIGKILL`).MatchString(h.Log()) {
