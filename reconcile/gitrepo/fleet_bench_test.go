@@ -19,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/storage/memory"
+
 	"github.com/gitgw/gitgw/test/gitremote"
 )
 
@@ -147,6 +151,33 @@ func BenchmarkReadStatusBranches10000(b *testing.B) {
 	cold := time.Since(t0)
 	fmt.Printf("ReadStatusBranches over https, first (cold cache): %s\n", ms(cold))
 	measureFleet(b, "over https, warm cache", "ms/read-10000-https", nodes, opts)
+	noCache := opts
+	noCache.CacheDir = ""
+	measureFleet(b, "over https, no cache (into memory)", "ms/read-10000-https-nocache", nodes, noCache)
+
+	// What one agent's poll of this repository costs (the ref
+	// advertisement, all of it: go-git speaks protocol v0 only): the
+	// status branches and alive refs of 10,000 nodes in the site
+	// repository make every poll carry them.
+	ra, err := Credentials{TokenFile: token, CAFile: srv.CAFile}.access(opts.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
+	const polls = 10
+	before := srv.Stats()
+	t0 = time.Now()
+	for i := 0; i < polls; i++ {
+		if _, err := rem.ListContext(testCtx(b), &git.ListOptions{Auth: ra.auth, CABundle: ra.caBundle}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wall := time.Since(t0) / polls
+	d := srv.Stats().Sub(before)
+	fmt.Printf("a poll of a site repository holding 10,000 nodes' status branches and alive refs: %d bytes, %s server CPU, %s wall\n",
+		d.BytesOut/polls, ms(d.CPU/polls), ms(wall))
+	b.ReportMetric(float64(d.BytesOut)/polls, "B/poll-10000")
+	b.ReportMetric(float64(d.CPU)/polls/1e6, "ms-server-cpu/poll-10000")
 }
 
 // BenchmarkAgents1000 runs 1,000 simulated agents (the StatusWriter and
