@@ -28,12 +28,14 @@ import (
 // ReadOptions say where to read status branches from.
 type ReadOptions struct {
 	// URL of the repository. A local one (path or file://) is read in
-	// place; any other is fetched first (status branches only).
+	// place; any other is fetched first: the status branches' and alive
+	// refs' heads only (depth 1), the objects this reader lacks.
 	URL string
 	// Prefix of status branches (default DefaultStatusPrefix).
 	Prefix string
 	// CacheDir keeps fetched objects between calls (a bare repository);
-	// empty fetches into memory.
+	// empty fetches into memory. Its refs are not kept: each read takes
+	// them from the remote's advertisement.
 	CacheDir string
 	// SSHKeyFile, KnownHostsFile, TokenFile, CAFile: see Credentials.
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
