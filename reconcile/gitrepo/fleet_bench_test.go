@@ -159,14 +159,22 @@ func BenchmarkReadStatusBranches10000(b *testing.B) {
 	// advertisement, all of it: go-git speaks protocol v0 only): the
 	// status branches and alive refs of 10,000 nodes in the site
 	// repository make every poll carry them.
-	ra, err := Credentials{TokenFile: token, CAFile: srv.CAFile}.access(opts.URL)
+	bytes, cpu := pollCost(b, srv, opts.URL, token)
+	b.ReportMetric(float64(bytes), "B/poll-10000")
+	b.ReportMetric(float64(cpu)/1e6, "ms-server-cpu/poll-10000")
+}
+
+// pollCost is what one agent's poll of url costs its server (mean of 10):
+// the bytes the server sends and its CPU.
+func pollCost(b *testing.B, srv *gitremote.HTTPS, url, token string) (int64, time.Duration) {
+	ra, err := Credentials{TokenFile: token, CAFile: srv.CAFile}.access(url)
 	if err != nil {
 		b.Fatal(err)
 	}
-	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
+	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{url}})
 	const polls = 10
 	before := srv.Stats()
-	t0 = time.Now()
+	t0 := time.Now()
 	for i := 0; i < polls; i++ {
 		if _, err := rem.ListContext(testCtx(b), &git.ListOptions{Auth: ra.auth, CABundle: ra.caBundle}); err != nil {
 			b.Fatal(err)
@@ -174,10 +182,24 @@ func BenchmarkReadStatusBranches10000(b *testing.B) {
 	}
 	wall := time.Since(t0) / polls
 	d := srv.Stats().Sub(before)
-	fmt.Printf("a poll of a site repository holding 10,000 nodes' status branches and alive refs: %d bytes, %s server CPU, %s wall\n",
-		d.BytesOut/polls, ms(d.CPU/polls), ms(wall))
-	b.ReportMetric(float64(d.BytesOut)/polls, "B/poll-10000")
-	b.ReportMetric(float64(d.CPU)/polls/1e6, "ms-server-cpu/poll-10000")
+	fmt.Printf("a poll of %s: %d bytes, %s server CPU, %s wall\n", url, d.BytesOut/polls, ms(d.CPU/polls), ms(wall))
+	return d.BytesOut / polls, d.CPU / polls
+}
+
+// BenchmarkPollSiteRepo: a poll of a site repository that holds the site
+// only (the status branches in a repository of their own, --status-repo),
+// the peer of the 10,000-node poll in BenchmarkReadStatusBranches10000.
+func BenchmarkPollSiteRepo(b *testing.B) {
+	r := gitremote.NewBare(b)
+	r.Commit(b, "main", map[string]string{"site.cue": "package site\n"}, "site")
+	srv := gitremote.StartHTTPS(b, filepath.Dir(r.Dir), "tok")
+	token := filepath.Join(b.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	bytes, cpu := pollCost(b, srv, srv.RepoURL(b, r.Dir), token)
+	b.ReportMetric(float64(bytes), "B/poll")
+	b.ReportMetric(float64(cpu)/1e6, "ms-server-cpu/poll")
 }
 
 // BenchmarkAgents1000 runs 1,000 simulated agents (the StatusWriter and
