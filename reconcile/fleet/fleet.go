@@ -26,6 +26,11 @@ type Options struct {
 	Ref string
 	// SSHKeyFile, KnownHostsFile, TokenFile, CAFile: see gitrepo.Credentials.
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
+	// CacheDir keeps the objects of a remote's status branches between
+	// reads (gitrepo.ReadOptions.CacheDir): at 10,000 nodes a read then
+	// fetches the heads that moved, not all of them (over https, 2.6 s
+	// instead of 5.5 s).
+	CacheDir string
 	// Now is the clock liveness is judged by (default time.Now).
 	Now func() time.Time
 	// Warn receives what does not stop the read (the head unknown).
@@ -50,7 +55,7 @@ func Read(ctx context.Context, o Options) (drift.Fleet, error) {
 		head, headErr = trackedHead(ctx, o)
 	}()
 	branches, err := gitrepo.ReadStatusBranches(ctx, gitrepo.ReadOptions{
-		URL: o.URL, Prefix: o.Prefix, Files: []string{drift.StatusFile},
+		URL: o.URL, Prefix: o.Prefix, Files: []string{drift.StatusFile}, CacheDir: o.CacheDir,
 		SSHKeyFile: o.SSHKeyFile, KnownHostsFile: o.KnownHostsFile, TokenFile: o.TokenFile, CAFile: o.CAFile,
 	})
 	<-headDone
