@@ -28,8 +28,8 @@ type Options struct {
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
 	// CacheDir keeps the objects of a remote's status branches between
 	// reads (gitrepo.ReadOptions.CacheDir): at 10,000 nodes a read then
-	// fetches the heads that moved, not all of them (over https, 2.6 s
-	// instead of 5.5 s).
+	// fetches the heads that moved, not all of them (over https, 1.1 s
+	// instead of 3.2 s; BenchmarkReadStatusBranches10000).
 	CacheDir string
 	// Now is the clock liveness is judged by (default time.Now).
 	Now func() time.Time
