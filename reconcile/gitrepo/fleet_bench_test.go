@@ -164,6 +164,39 @@ func BenchmarkReadStatusBranches10000(b *testing.B) {
 	b.ReportMetric(float64(cpu)/1e6, "ms-server-cpu/poll-10000")
 }
 
+// BenchmarkReadStatusHistory10000: the fleet read over https of 10,000
+// status branches that have a history (GITGW_BENCH_HISTORY commits each,
+// default 8; the bound keeps up to DefaultHistoryCommits), with no cache:
+// what `gitgw fleet` pays for a remote it has not read before. A read
+// fetches the heads only (depth 1), so the history costs it nothing.
+func BenchmarkReadStatusHistory10000(b *testing.B) {
+	const nodes = 10000
+	commits := envInt("GITGW_BENCH_HISTORY", 8)
+	r := gitremote.NewBare(b)
+	names := make([]string, nodes)
+	for n := range names {
+		names[n] = DefaultStatusPrefix + fmt.Sprintf("gw%04d", n)
+	}
+	r.ImportHistory(b, names, commits, func(branch string, i int) map[string]string {
+		files := map[string]string{}
+		for k, v := range benchStatus(strings.TrimPrefix(branch, DefaultStatusPrefix), i) {
+			files[k] = string(v)
+		}
+		return files
+	}, "apply(node): 3a9c1e2, 4 changes\n\nGitgw-Applied: 3a9c1e2\nGitgw-Drift: none\n")
+	srv := gitremote.StartHTTPS(b, filepath.Dir(r.Dir), "tok")
+	token := filepath.Join(b.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	opts := ReadOptions{URL: srv.RepoURL(b, r.Dir), TokenFile: token, CAFile: srv.CAFile, Files: []string{"status.json"}}
+	before := srv.Stats()
+	measureFleet(b, fmt.Sprintf("over https, %d commits a branch, no cache", commits), "ms/read-10000-history-https", nodes, opts)
+	d := srv.Stats().Sub(before)
+	fmt.Printf("  the server sent %d bytes a read, %s CPU\n", d.BytesOut/5, ms(d.CPU/5))
+	b.ReportMetric(float64(d.BytesOut)/5/1e6, "MB-served/read")
+}
+
 // pollCost is what one agent's poll of url costs its server (mean of 10):
 // the bytes the server sends and its CPU.
 func pollCost(b *testing.B, srv *gitremote.HTTPS, url, token string) (int64, time.Duration) {
