@@ -205,6 +205,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		// A fetch is bounded by its transport's timeouts; a slow one is
 		// not a stuck loop.
 		stopBeat := a.beatWhile(ctx)
+		if ra, ok := a.o.Source.(RunningAware); ok {
+			ra.Running(a.o.Runner.LastGood().desired())
+		}
 		rev, err := a.o.Source.Sync(ctx)
 		stopBeat()
 		if a.o.OnSync != nil && ctx.Err() == nil {

@@ -49,7 +49,7 @@ func newAgentCmd() *cobra.Command {
 	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/gitgw", "state directory: clone, last applied state, VRRP handover")
 	fl.DurationVar(&f.interval, "interval", 30*time.Second, "poll interval for remote repositories (local ones are watched)")
 	fl.DurationVar(&f.resync, "resync", 60*time.Second, "full pass interval, to find drift where nothing can be watched (sysfs)")
-	fl.DurationVar(&f.site.fetchSpread, "fetch-spread", 0, "delay the fetch of a new commit by an offset in [0, this) fixed per node and commit, so that a large fleet does not fetch it at once (0: at once)")
+	fl.DurationVar(&f.site.fetchSpread, "fetch-spread", 0, "delay the fetch of a new commit by an offset in [0, this) fixed per node and commit, so that a large fleet does not fetch it at once, when the site sets no rollout.fetch_spread (0: at once, or with rollout waves the bake window after the first wave)")
 	fl.BoolVar(&f.debug, "debug", false, "debug logging")
 	f.status.register(fl)
 	fl.StringVar(&f.scope, "scope", "auto", scopeHelp)

@@ -49,6 +49,9 @@ type Rollout struct {
 	PeerTimeout Duration   `json:"peer_timeout,omitempty"`
 	OnTimeout   string     `json:"on_timeout"`
 	Waves       []WaveSpec `json:"waves"`
+	// FetchSpread is the window over which the nodes fetch a new commit
+	// (reconcile/fetchspread.go); nil when the site sets none.
+	FetchSpread *Duration `json:"fetch_spread,omitempty"`
 }
 
 // WaveSpec selects the nodes of one rollout wave by their labels.

@@ -27,9 +27,11 @@ type Options struct {
 	Ref string
 	// SSHKeyFile, KnownHostsFile, TokenFile, CAFile: see gitrepo.Credentials.
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
-	// CacheDir keeps the fetched status branches between reads of a
-	// remote repository (a bare repository, made when missing), so that
-	// the fleet page's re-reads fetch only what changed.
+	// CacheDir keeps the objects of a remote's status branches between
+	// reads (gitrepo.ReadOptions.CacheDir; made when missing), so that a
+	// re-read (the fleet page's) fetches only the heads that moved: at
+	// 10,000 nodes over https, 1.1 s instead of 3.2 s
+	// (BenchmarkReadStatusBranches10000).
 	CacheDir string
 	// Now is the clock liveness is judged by (default time.Now).
 	Now func() time.Time
@@ -65,9 +67,8 @@ func readReports(ctx context.Context, o Options) (string, []drift.NodeReport, er
 		head, headErr = trackedHead(ctx, o)
 	}()
 	branches, err := gitrepo.ReadStatusBranches(ctx, gitrepo.ReadOptions{
-		URL: o.URL, Prefix: o.Prefix, Files: []string{drift.StatusFile},
+		URL: o.URL, Prefix: o.Prefix, Files: []string{drift.StatusFile}, CacheDir: o.CacheDir,
 		SSHKeyFile: o.SSHKeyFile, KnownHostsFile: o.KnownHostsFile, TokenFile: o.TokenFile, CAFile: o.CAFile,
-		CacheDir: o.CacheDir,
 	})
 	<-headDone
 	if err != nil {

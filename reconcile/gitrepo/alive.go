@@ -139,6 +139,9 @@ func (w *StatusWriter) pushAlive(ctx context.Context) error {
 		msg.Trailers = append(msg.Trailers, Trailer{TrailerAgentID, w.opts.Agent.String()})
 	}
 	now := time.Now()
+	if w.now != nil {
+		now = w.now()
+	}
 	sig := identity(w.opts.Node, now)
 	c := &object.Commit{Author: sig, Committer: sig, Message: msg.format(w.opts.Node), TreeHash: treeHash}
 	if w.signer != nil {

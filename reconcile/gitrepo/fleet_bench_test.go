@@ -19,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/storage/memory"
+
 	"github.com/gitgw/gitgw/test/gitremote"
 )
 
@@ -147,6 +151,88 @@ func BenchmarkReadStatusBranches10000(b *testing.B) {
 	cold := time.Since(t0)
 	fmt.Printf("ReadStatusBranches over https, first (cold cache): %s\n", ms(cold))
 	measureFleet(b, "over https, warm cache", "ms/read-10000-https", nodes, opts)
+	noCache := opts
+	noCache.CacheDir = ""
+	measureFleet(b, "over https, no cache (into memory)", "ms/read-10000-https-nocache", nodes, noCache)
+
+	// What one agent's poll of this repository costs (the ref
+	// advertisement, all of it: go-git speaks protocol v0 only): the
+	// status branches and alive refs of 10,000 nodes in the site
+	// repository make every poll carry them.
+	bytes, cpu := pollCost(b, srv, opts.URL, token)
+	b.ReportMetric(float64(bytes), "B/poll-10000")
+	b.ReportMetric(float64(cpu)/1e6, "ms-server-cpu/poll-10000")
+}
+
+// BenchmarkReadStatusHistory10000: the fleet read over https of 10,000
+// status branches that have a history (GITGW_BENCH_HISTORY commits each,
+// default 8; the bound keeps up to DefaultHistoryCommits), with no cache:
+// what `gitgw fleet` pays for a remote it has not read before. A read
+// fetches the heads only (depth 1), so the history costs it nothing.
+func BenchmarkReadStatusHistory10000(b *testing.B) {
+	const nodes = 10000
+	commits := envInt("GITGW_BENCH_HISTORY", 8)
+	r := gitremote.NewBare(b)
+	names := make([]string, nodes)
+	for n := range names {
+		names[n] = DefaultStatusPrefix + fmt.Sprintf("gw%04d", n)
+	}
+	r.ImportHistory(b, names, commits, func(branch string, i int) map[string]string {
+		files := map[string]string{}
+		for k, v := range benchStatus(strings.TrimPrefix(branch, DefaultStatusPrefix), i) {
+			files[k] = string(v)
+		}
+		return files
+	}, "apply(node): 3a9c1e2, 4 changes\n\nGitgw-Applied: 3a9c1e2\nGitgw-Drift: none\n")
+	srv := gitremote.StartHTTPS(b, filepath.Dir(r.Dir), "tok")
+	token := filepath.Join(b.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	opts := ReadOptions{URL: srv.RepoURL(b, r.Dir), TokenFile: token, CAFile: srv.CAFile, Files: []string{"status.json"}}
+	before := srv.Stats()
+	measureFleet(b, fmt.Sprintf("over https, %d commits a branch, no cache", commits), "ms/read-10000-history-https", nodes, opts)
+	d := srv.Stats().Sub(before)
+	fmt.Printf("  the server sent %d bytes a read, %s CPU\n", d.BytesOut/5, ms(d.CPU/5))
+	b.ReportMetric(float64(d.BytesOut)/5/1e6, "MB-served/read")
+}
+
+// pollCost is what one agent's poll of url costs its server (mean of 10):
+// the bytes the server sends and its CPU.
+func pollCost(b *testing.B, srv *gitremote.HTTPS, url, token string) (int64, time.Duration) {
+	ra, err := Credentials{TokenFile: token, CAFile: srv.CAFile}.access(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{url}})
+	const polls = 10
+	before := srv.Stats()
+	t0 := time.Now()
+	for i := 0; i < polls; i++ {
+		if _, err := rem.ListContext(testCtx(b), &git.ListOptions{Auth: ra.auth, CABundle: ra.caBundle}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wall := time.Since(t0) / polls
+	d := srv.Stats().Sub(before)
+	fmt.Printf("a poll of %s: %d bytes, %s server CPU, %s wall\n", url, d.BytesOut/polls, ms(d.CPU/polls), ms(wall))
+	return d.BytesOut / polls, d.CPU / polls
+}
+
+// BenchmarkPollSiteRepo: a poll of a site repository that holds the site
+// only (the status branches in a repository of their own, --status-repo),
+// the peer of the 10,000-node poll in BenchmarkReadStatusBranches10000.
+func BenchmarkPollSiteRepo(b *testing.B) {
+	r := gitremote.NewBare(b)
+	r.Commit(b, "main", map[string]string{"site.cue": "package site\n"}, "site")
+	srv := gitremote.StartHTTPS(b, filepath.Dir(r.Dir), "tok")
+	token := filepath.Join(b.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	bytes, cpu := pollCost(b, srv, srv.RepoURL(b, r.Dir), token)
+	b.ReportMetric(float64(bytes), "B/poll")
+	b.ReportMetric(float64(cpu)/1e6, "ms-server-cpu/poll")
 }
 
 // BenchmarkAgents1000 runs 1,000 simulated agents (the StatusWriter and

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
@@ -70,7 +71,9 @@ type Options struct {
 	// FetchSpread delays the fetch of a new commit by an offset in
 	// [0, FetchSpread) fixed for (Node, commit), so that a fleet does not
 	// fetch it all at once (spread.go); Sync returns the commit it has
-	// until then. Zero fetches at once.
+	// until then. Zero fetches at once. It is the spread until the first
+	// SetFetchSpread (the agent's --fetch-spread; the site's setting, once
+	// the node runs a commit, comes through SetFetchSpread).
 	FetchSpread time.Duration
 	// Logger receives what the Source does (default: discard).
 	Logger *slog.Logger
@@ -175,15 +178,16 @@ type Source struct {
 	track  plumbing.ReferenceName // refs/heads/REF on the remote
 	local  plumbing.ReferenceName // refs/remotes/origin/REF here
 
-	mu        sync.Mutex
-	refused   plumbing.Hash // last tip refused as a rewrite, logged once
-	anchor    plumbing.Hash // strict mode's trust anchor
-	verified  plumbing.Hash // last tip the verifier admitted
-	denied    *RefusedError // last tip refused (verifier or tree), logged once
-	transfers int           // fetches that moved the branch
-	spreadTip plumbing.Hash // the new commit a spread fetch waits for
-	spreadAt  time.Time     // when it may be fetched
-	repackAt  int           // repack every so many transfers (repackEvery)
+	mu         sync.Mutex
+	refused    plumbing.Hash // last tip refused as a rewrite, logged once
+	anchor     plumbing.Hash // strict mode's trust anchor
+	verified   plumbing.Hash // last tip the verifier admitted
+	denied     *RefusedError // last tip refused (verifier or tree), logged once
+	transfers  int           // fetches that moved the branch
+	spreadTip  plumbing.Hash // the new commit a spread fetch waits for
+	spreadSeen time.Time     // when it was first seen
+	spread     atomic.Int64  // the fetch spread (time.Duration), SetFetchSpread
+	repackAt   int           // repack every so many transfers (repackEvery)
 }
 
 // Open prepares a Source; it does not contact the remote (Sync does), so an
@@ -234,6 +238,7 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 		return nil, fmt.Errorf("gitrepo: open %s: %w", opts.Dir, err)
 	}
 	s.repo = repo
+	s.spread.Store(int64(opts.FetchSpread))
 	s.remote = git.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
 	if err := s.checkOrigin(); err != nil {
 		return nil, fmt.Errorf("gitrepo: open %s: %w", opts.Dir, err)

@@ -62,3 +62,78 @@ func TestFetchSpread(t *testing.T) {
 		t.Fatalf("fetched %v after the push, before the node's offset %v", took, off)
 	}
 }
+
+// A fleet whose window comes at run time (SetFetchSpread, as the agent
+// sets it from the commit it runs, with no --fetch-spread): every node
+// fetches a new commit no sooner than its offset in the window, so the
+// fleet's fetches spread over it instead of all landing at the first
+// poll; a node that may fetch at once does.
+func TestFetchSpreadFleet(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	rem := startHTTPSRemote(t)
+	c1 := rem.repo.Commit(t, "main", map[string]string{"site.cue": "a: 1\n"}, "one")
+	c2 := rem.repo.Prepare(t, "main", map[string]string{"site.cue": "a: 2\n"}, "two")
+	const spread = 2 * time.Second
+	// Nodes early and late in the window (the offsets are fixed for c2).
+	var nodes []string
+	early, late := 0, 0
+	for i := 0; early+late < 8; i++ {
+		n := fmt.Sprintf("gw%d", i)
+		switch off := spreadOffset(n, plumbing.NewHash(c2), spread); {
+		case off < spread/4 && early < 4:
+			early++
+			nodes = append(nodes, n)
+		case off >= spread/2 && late < 4:
+			late++
+			nodes = append(nodes, n)
+		}
+	}
+	srcs := make([]*Source, len(nodes))
+	for i, n := range nodes {
+		s, err := Open(ctx, Options{URL: rem.url, TokenFile: rem.token, CAFile: rem.caFile,
+			Dir: filepath.Join(t.TempDir(), n), Node: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev, err := s.Sync(ctx); err != nil || rev.Commit != c1 {
+			t.Fatalf("%s: first sync = %s, %v; want %s", n, rev.Commit, err, c1)
+		}
+		s.SetFetchSpread(spread)
+		if s.FetchSpread() != spread {
+			t.Fatalf("%s: FetchSpread() = %v after SetFetchSpread(%v)", n, s.FetchSpread(), spread)
+		}
+		srcs[i] = s
+	}
+	rem.repo.Push(t, "main")
+	t0 := time.Now()
+	took := make([]time.Duration, len(nodes))
+	left := len(nodes)
+	deadline := t0.Add(time.Minute)
+	for left > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d nodes did not fetch %s within a minute", left, c2)
+		}
+		for i, s := range srcs {
+			if took[i] != 0 {
+				continue
+			}
+			rev, err := s.Sync(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rev.Commit == c2 {
+				took[i] = time.Since(t0)
+				left--
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i, n := range nodes {
+		off := spreadOffset(n, plumbing.NewHash(c2), spread)
+		t.Logf("%s: offset %v, fetched after %v", n, off.Round(time.Millisecond), took[i].Round(time.Millisecond))
+		if took[i] < off {
+			t.Errorf("%s fetched %v after the push, before its offset %v", n, took[i], off)
+		}
+	}
+}

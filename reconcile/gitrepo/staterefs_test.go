@@ -2,6 +2,7 @@ package gitrepo
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -182,6 +183,15 @@ func TestReadStatusBranchesCorruptCache(t *testing.T) {
 				}
 			}
 			read()
+			// A cache written before the fetch kept its refs in memory
+			// holds a file per ref; one of them corrupt.
+			refFile := filepath.Join(opts.CacheDir, "refs/heads/gitgw/status/gw1")
+			if err := os.MkdirAll(filepath.Dir(refFile), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(refFile, []byte(r.Head(t, "gitgw/status/gw1")+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			corruptRef(t, opts.CacheDir, "refs/heads/gitgw/status/gw1", how)
 			read()
 			if l := log.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "state file corrupt") {
@@ -189,4 +199,55 @@ func TestReadStatusBranchesCorruptCache(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadStatusBranchesHeadsOnly: reading a remote's status branches into
+// a cache fetches each branch's head (depth 1), not its history, writes no
+// ref file into the cache (a file per ref was most of a read's time at
+// 10,000 nodes), and the next read sees a branch that moved.
+func TestReadStatusBranchesHeadsOnly(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	rem := startHTTPSRemote(t)
+	w := startWriter(t, StatusOptions{Node: "gw1", URL: rem.repo.Dir})
+	for i := 1; i <= 3; i++ {
+		if _, err := w.Write(ctx, statusFiles("gw1", i), Message{Subject: fmt.Sprintf("status(gw1): %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := rem.repo.Log(t, "gitgw/status/gw1")
+	opts := ReadOptions{URL: rem.url, TokenFile: rem.token, CAFile: rem.caFile, CacheDir: filepath.Join(t.TempDir(), "peers.git")}
+	read := func(seq int) {
+		t.Helper()
+		bs, err := ReadStatusBranches(ctx, opts)
+		if err != nil {
+			t.Fatalf("ReadStatusBranches: %v", err)
+		}
+		if len(bs) != 1 || !strings.Contains(string(bs[0].Files["status.json"]), fmt.Sprintf(`"seq": %d`, seq)) {
+			t.Fatalf("read %+v, want seq %d", bs, seq)
+		}
+	}
+	read(3)
+	if len(log) != 3 {
+		t.Fatalf("status branch has %d commits, want 3", len(log))
+	}
+	if _, err := gitremote.Git(opts.CacheDir, "cat-file", "-e", log[2].Hash); err != nil {
+		t.Fatalf("the head is not in the cache: %v", err)
+	}
+	if _, err := gitremote.Git(opts.CacheDir, "cat-file", "-e", log[0].Hash); err == nil {
+		t.Errorf("the branch's first commit %s was fetched into the cache: want the head only", log[0].Hash)
+	}
+	if refs, _ := gitremote.Git(opts.CacheDir, "for-each-ref"); strings.TrimSpace(refs) != "" {
+		t.Errorf("refs written into the cache:\n%s", refs)
+	}
+	if _, err := w.Write(ctx, statusFiles("gw1", 4), Message{Subject: "status(gw1): 4"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	read(4)
 }

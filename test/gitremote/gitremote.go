@@ -320,6 +320,36 @@ func (r *Repo) ImportRefs(t testing.TB, refs map[string]map[string]string, msg s
 	}
 }
 
+// ImportHistory is ImportBranches with history: each branch gets commits
+// commits in a chain (fast-import continues a branch it has written in the
+// same stream), the i-th holding files(branch, i), message msg.
+func (r *Repo) ImportHistory(t testing.TB, branches []string, commits int, files func(branch string, i int) map[string]string, msg string) {
+	t.Helper()
+	var in bytes.Buffer
+	for _, b := range branches {
+		for i := 0; i < commits; i++ {
+			fmt.Fprintf(&in, "commit refs/heads/%s\ncommitter gitgw <gitgw@%s> %d +0000\ndata %d\n%s\n",
+				b, path.Base(b), 1700000000+i*60, len(msg), msg)
+			fs := files(b, i)
+			paths := make([]string, 0, len(fs))
+			for p := range fs {
+				paths = append(paths, p)
+			}
+			sort.Strings(paths)
+			for _, p := range paths {
+				fmt.Fprintf(&in, "M 100644 inline %s\ndata %d\n%s\n", p, len(fs[p]), fs[p])
+			}
+			in.WriteString("\n")
+		}
+	}
+	cmd := exec.Command("git", "-C", r.Dir, "fast-import", "--quiet")
+	cmd.Env = gitEnv()
+	cmd.Stdin = &in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gitremote: fast-import: %v: %s", err, out)
+	}
+}
+
 // Size is the bytes of the repository's objects (loose and packed), as
 // `git count-objects -v` counts them.
 func (r *Repo) Size(t testing.TB) int64 {
