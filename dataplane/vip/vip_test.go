@@ -197,10 +197,10 @@ func TestVMACRestoresParentSysctls(t *testing.T) {
 	gw.Run(t, "sysctl", "-qw", "net.ipv4.conf.eth0.arp_ignore=2", "net.ipv4.conf.eth0.arp_filter=0")
 	var a, b string
 	if err := gw.Do(func() (err error) {
-		if a, err = m.EnsureVMAC("eth0", 51, ""); err != nil {
+		if a, err = m.EnsureVMAC("eth0", 51, false, ""); err != nil {
 			return err
 		}
-		b, err = m.EnsureVMAC("eth0", 52, "")
+		b, err = m.EnsureVMAC("eth0", 52, false, "")
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -300,9 +300,6 @@ func (c Config) Validate() error {
 				bad("advertised VIPs mix address families (%v); put the other family in excluded VIPs", v.Prefix)
 			}
 		}
-		if in.VMAC && in.IPv6() {
-			bad("VMAC is supported for IPv4 instances only")
-		}
 		if in.UnicastSrc.IsValid() != (len(in.UnicastPeers) > 0) {
 			bad("half-unicast configuration: unicast_src and unicast_peers go together")
 		}

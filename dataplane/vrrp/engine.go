@@ -59,7 +59,7 @@ type Options struct {
 // VMACs manages the macvlans of instances with a virtual MAC;
 // *vip.Manager implements it.
 type VMACs interface {
-	EnsureVMAC(parent string, vrid uint8, sysctlRoot string) (string, error)
+	EnsureVMAC(parent string, vrid uint8, v6 bool, sysctlRoot string) (string, error)
 	RemoveVMAC(name string) error
 }
 
@@ -308,14 +308,16 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 	}
 	// With a VMAC the instance speaks on the macvlan: adverts leave with
 	// the virtual MAC, and a peer's adverts, which carry that same source
-	// MAC, are delivered by the kernel to the local macvlan only.
+	// MAC, are delivered by the kernel to the local macvlan only. IPv6
+	// adverts name the parent's link-local (primary) as source: the IPv6
+	// macvlan has no address of its own (see vip.EnsureVMAC).
 	ifname, vmacName := cfg.Interface, ""
 	if cfg.VMAC {
 		if e.opts.VMAC == nil {
 			return fmt.Errorf("vrrp: instance %q: VMAC requested but no VMAC manager", cfg.Name)
 		}
 		var err error
-		if vmacName, err = e.opts.VMAC.EnsureVMAC(cfg.Interface, cfg.VRID, ""); err != nil {
+		if vmacName, err = e.opts.VMAC.EnsureVMAC(cfg.Interface, cfg.VRID, v6, ""); err != nil {
 			return fmt.Errorf("vrrp: instance %q: %w", cfg.Name, err)
 		}
 		ifname = vmacName

@@ -434,7 +434,12 @@ func (in *instance) announce() {
 		addrs = append(addrs, v.Prefix.Addr())
 	}
 	var err error
-	if af, ok := in.e.opts.Announce.(announcerFrom); ok && in.vmac != "" {
+	if in.vmac != "" && in.cfg.IPv6() {
+		// From the macvlan itself: its MAC is the target link-layer
+		// address and the Ethernet source, and the VIP it holds is the
+		// IPv6 source (it has no link-local).
+		err = in.e.opts.Announce.Announce(in.vmac, addrs)
+	} else if af, ok := in.e.opts.Announce.(announcerFrom); ok && in.vmac != "" {
 		err = af.AnnounceFrom(in.cfg.Interface, vip.VMACAddr(in.cfg.VRID), addrs)
 	} else {
 		err = in.e.opts.Announce.Announce(in.cfg.Interface, addrs)
