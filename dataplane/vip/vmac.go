@@ -65,24 +65,23 @@ func VMAC6Addr(vrid uint8) net.HardwareAddr {
 //
 // IPv6: the virtual MAC is on both routers' macvlans at once, and a
 // bridge learns it at the port of whoever last sent a frame with it, so
-// the backup's macvlan must send nothing. Before it goes up it gets
+// the backup's macvlan must send nothing: no MLD report (for ff02::12, or
+// leaving a VIP's solicited-node group), no router solicitation, no
+// neighbour solicitation or advertisement. keepalived keeps its IPv6 VMAC
+// up on the backup with a copy of the parent's link-local and then needs a
+// firewall rule against the neighbour advertisements (keepalived #2329)
+// while its MLD reports still leak. Here the IPv6 macvlan is down except
+// while master (SetVMACUp): a down interface sends nothing and, being out
+// of the macvlan table, no longer captures the master's adverts, which
+// then reach the parent, where the backup listens. The macvlan also gets
 // addr_gen_mode=1 (no EUI-64 link-local from the shared MAC: identical on
-// both routers, DAD would fail and it would be answered for from both),
-// accept_dad=0, accept_ra=0 and router_solicitations=0 (no DAD probe, no
-// router solicitation), and it gets no address at all: no link-local
-// means no solicited-node group, so no neighbour advertisement for the
-// node's link-local leaves with the shared MAC (keepalived copies the
-// parent's link-local onto the macvlan and then needs a firewall rule
-// against exactly those, keepalived #2329). Adverts still leave from the
-// node's own link-local, as RFC 5798 §5.1.2.1 wants: the VRRP socket
-// names it as source (IPV6_FREEBIND, it lives on the parent). The VIPs are
-// on the macvlan only while master, and unsolicited NAs for them leave
-// from it, with the VIP as source. What the backup's macvlan still sends
-// is the MLD report for ff02::12 when the VRRP socket joins it (at start,
-// and in answer to an MLD querier): the socket has to listen there, since
-// the kernel hands a frame whose source is a local macvlan's MAC, the
-// master's adverts, to that macvlan only; the master's next advert moves
-// the bridge's entry back.
+// both routers, DAD would fail), accept_dad=0, accept_ra=0,
+// router_solicitations=0 and keep_addr_on_down=0 (going down drops the
+// VIPs without an MLD leave), and no address but the VIPs: adverts leave
+// from the node's own link-local, as RFC 5798 §5.1.2.1 wants, named as
+// source by the VRRP socket (IPV6_FREEBIND: it lives on the parent), and
+// unsolicited NAs for the VIPs leave from the macvlan with the VIP as
+// source. EnsureVMAC leaves an IPv6 macvlan down.
 //
 // The parent's IPv6 settings are not touched: neighbour discovery only
 // answers for addresses on the receiving interface, so the parent never
@@ -122,6 +121,7 @@ func (m *Manager) EnsureVMAC(parent string, vrid uint8, v6 bool, sysctlRoot stri
 		set = []sysctl{
 			{name, "addr_gen_mode", "1"}, {name, "accept_dad", "0"},
 			{name, "accept_ra", "0"}, {name, "router_solicitations", "0"},
+			{name, "keep_addr_on_down", "0"},
 		}
 	} else {
 		m.saveParentSysctls(sysctlRoot, parent)
@@ -155,10 +155,31 @@ func (m *Manager) EnsureVMAC(parent string, vrid uint8, v6 bool, sysctlRoot stri
 			}
 		}
 	}
-	if err := m.h.LinkSetUp(l); err != nil {
-		errs = append(errs, fmt.Errorf("vip: set vmac %s up: %w", name, err))
+	if err := m.setUp(l, !v6); err != nil {
+		errs = append(errs, err)
 	}
 	return name, errors.Join(errs...)
+}
+
+// SetVMACUp sets an (IPv6) VMAC up, for a master, or down: see
+// EnsureVMAC.
+func (m *Manager) SetVMACUp(name string, up bool) error {
+	l, err := m.link(name)
+	if err != nil {
+		return err
+	}
+	return m.setUp(l, up)
+}
+
+func (m *Manager) setUp(l netlink.Link, up bool) error {
+	set, what := m.h.LinkSetUp, "up"
+	if !up {
+		set, what = m.h.LinkSetDown, "down"
+	}
+	if err := set(l); err != nil {
+		return fmt.Errorf("vip: set vmac %s %s: %w", l.Attrs().Name, what, err)
+	}
+	return nil
 }
 
 // RemoveVMAC deletes the macvlan (its VIPs and its own sysctls go with
