@@ -165,6 +165,9 @@ func TestLabVMAC6(t *testing.T) {
 		})
 	}
 	twentyAdverts()
+	if st := g2.instance("VI_6"); st.Counters.Transitions != 1 {
+		t.Errorf("gw2 was not a steady backup: %+v", st)
+	}
 	if n := w.count(t, port2); n != 0 {
 		t.Errorf("%d frames with the VMAC source from the backup's port, %d of them MLD reports", n, w.count(t, port2+"mld"))
 	}
@@ -175,8 +178,12 @@ func TestLabVMAC6(t *testing.T) {
 		t.Errorf("the bridge has not learnt the VMAC at %s:\n%s", port1, out)
 	}
 
+	// The new master's unsolicited NA, and nothing else (a stale entry
+	// is not probed without traffic), points the client at the VMAC.
+	l.cl.Run(t, "ip", "-6", "neigh", "replace", l.vipIP, "lladdr", "02:00:00:00:00:99", "dev", "eth0", "nud", "stale")
 	l.sw.SetPort(t, port1, false)
 	g2.waitState("VI_6", StateMaster, settle)
+	waitFor(t, settle, "gw2's unsolicited NA for the VIP with the VMAC", func() bool { return l.neigh() == l.want })
 	waitFor(t, settle, "client reaching the VIP on gw2, same MAC", func() bool { return l.atVMAC() && l.onVMAC(gw2) })
 	l.sw.SetPort(t, port1, true)
 	g1.waitState("VI_6", StateMaster, settle)
@@ -215,7 +222,11 @@ func TestInteropVMAC6(t *testing.T) {
 	ka.WaitLog(t, "Entering MASTER STATE", settle)
 	g2 := startDaemon(t, l.gw2, "gw2", l.cfg(100))
 	g2.waitState("VI_6", StateBackup, settle)
-	waitFor(t, settle, "keepalived's adverts at gitgw", func() bool { return g2.instance("VI_6").Counters.AdvertsIn >= 3 })
+	// gitgw hears keepalived with its VMAC down, and stays backup.
+	waitFor(t, settle, "keepalived's adverts at gitgw", func() bool { return g2.instance("VI_6").Counters.AdvertsIn >= 20 })
+	if st := g2.instance("VI_6"); st.Counters.Transitions != 1 || len(st.Counters.Drops) != 0 {
+		t.Errorf("gitgw, backup to keepalived: %+v", st)
+	}
 	waitFor(t, settle, "client at the IPv6 virtual MAC on keepalived", l.atVMAC)
 	if l.vmacUp(l.gw2) {
 		t.Errorf("gitgw's VMAC is up while backup")
