@@ -55,7 +55,7 @@ func VMAC6Addr(vrid uint8) net.HardwareAddr {
 
 // EnsureVMAC creates (or adopts) the macvlan of vrid on parent, in private
 // mode with the virtual MAC of the family (v6: the IPv6 one, under its own
-// name), up. sysctlRoot is normally /proc/sys (the calling thread's network
+// name); an IPv4 one is set up, an IPv6 one down (below). sysctlRoot is normally /proc/sys (the calling thread's network
 // namespace). It returns the macvlan's name.
 //
 // IPv4: the sysctls a VIP holder behind a macvlan needs (keepalived's set):
@@ -81,7 +81,15 @@ func VMAC6Addr(vrid uint8) net.HardwareAddr {
 // from the node's own link-local, as RFC 5798 §5.1.2.1 wants, named as
 // source by the VRRP socket (IPV6_FREEBIND: it lives on the parent), and
 // unsolicited NAs for the VIPs leave from the macvlan with the VIP as
-// source. EnsureVMAC leaves an IPv6 macvlan down.
+// source. Why not the parent's link-local copied onto the macvlan: the
+// macvlan would answer neighbour solicitations for it with the VMAC, and
+// a neighbour talking to the node's own link-local (a BGP session, a
+// next hop) would follow the VMAC to the other router after a failover.
+// The cost: the master's macvlan sends its MLD reports (for the VIPs'
+// solicited-node groups) from ::, which RFC 3590 lets a querier or a
+// snooping switch ignore; a switch doing so would not forward neighbour
+// solicitations for the VIPs to the master (the parent's own report for
+// ff02::12 is unaffected).
 //
 // The parent's IPv6 settings are not touched: neighbour discovery only
 // answers for addresses on the receiving interface, so the parent never
