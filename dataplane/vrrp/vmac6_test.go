@@ -246,3 +246,41 @@ func TestInteropVMAC6(t *testing.T) {
 	waitFor(t, settle, "client on keepalived again", func() bool { return l.atVMAC() && !l.onVMAC(l.gw2) && !l.vmacUp(l.gw2) })
 	noComplaints(t, ka2)
 }
+
+// TestLabVMAC6CrashHandover: the agent on the master is SIGKILLed with
+// its IPv6 VMAC up and holding the VIP; the release (ExecStopPost=) sets
+// the VMAC down and removes the VIP, so that from then on the node's port
+// sends nothing with the virtual MAC while gw2 is master.
+func TestLabVMAC6CrashHandover(t *testing.T) {
+	t.Parallel()
+	l := newVMAC6Lab(t)
+	w := watchVMACFrames(t, l.sw, l.want, l.port1, l.port2)
+	g1 := startDaemon(t, l.gw1, "gw1", l.cfg(150))
+	g1.waitState("VI_6", StateMaster, settle)
+	g2 := startDaemon(t, l.gw2, "gw2", l.cfg(100))
+	g2.waitState("VI_6", StateBackup, settle)
+	waitFor(t, settle, "client at the VMAC on gw1", func() bool { return l.atVMAC() && l.onVMAC(l.gw1) })
+
+	g1.kill()
+	if !l.onVMAC(l.gw1) || !l.vmacUp(l.gw1) {
+		t.Fatal("VIP or VMAC already gone after SIGKILL?")
+	}
+	rel := releaseCmd(l.gw1, "GITGW_VRRP_HELPER=release", "GITGW_VRRP_STATE="+g1.stateDir)
+	if out, err := rel.CombinedOutput(); err != nil {
+		t.Fatalf("release: %v: %s", err, out)
+	}
+	if l.onVMAC(l.gw1) || l.vmacUp(l.gw1) {
+		t.Errorf("after release, VIP on gw1's VMAC %v, VMAC up %v", l.onVMAC(l.gw1), l.vmacUp(l.gw1))
+	}
+	g2.waitState("VI_6", StateMaster, settle)
+	waitFor(t, settle, "client on gw2, same MAC", func() bool { return l.atVMAC() && l.onVMAC(l.gw2) })
+	before := w.count(t, l.port1)
+	from := g2.instance("VI_6").Counters.AdvertsOut
+	waitFor(t, settle, "twenty adverts from gw2", func() bool {
+		l.ping()
+		return g2.instance("VI_6").Counters.AdvertsOut >= from+20
+	})
+	if n := w.count(t, l.port1) - before; n != 0 {
+		t.Errorf("after release, %d frames with the VMAC source from gw1's port, %d of them MLD reports", n, w.count(t, l.port1+"mld"))
+	}
+}
