@@ -287,7 +287,7 @@ func allowSources(si spec.VRRPInstance) ([]netip.Prefix, error) {
 // VRRPConfig translates the node's VRRP instances into the engine's
 // config. Features the engine refuses rather than half-implements (AH
 // authentication, VIPs on another device, unicast without peer addresses in
-// the spec, VMAC for IPv6) are errors naming the instance.
+// the spec) are errors naming the instance.
 func VRRPConfig(n *spec.Node) (vrrp.Config, error) {
 	var cfg vrrp.Config
 	var errs []error

@@ -85,11 +85,6 @@ func TestVRRPConfigRefusals(t *testing.T) {
 		want string
 	}{
 		{"AH", func(i *spec.VRRPInstance) { i.Auth = &spec.VRRPAuth{Type: "AH"} }, "AH is not"},
-		{"vmac ipv6", func(i *spec.VRRPInstance) {
-			i.VMAC, i.Version, i.AdvertInterval = true, 3, spec.Duration(time.Second)
-			i.VIPs = []spec.VIP{{Address: netip.MustParsePrefix("2001:db8::100/64")}}
-			i.AllowSources = spec.AllowSources{Any: true}
-		}, "VMAC is supported for IPv4"},
 		{"unicast without addresses", func(i *spec.VRRPInstance) { i.Unicast, i.PeerAddresses = true, nil }, "has no address on eth0"},
 		{"vip dev", func(i *spec.VRRPInstance) { i.VIPs[0].Dev = "eth1" }, "instance interface"},
 		{"check kind", func(i *spec.VRRPInstance) {
@@ -105,9 +100,19 @@ func TestVRRPConfigRefusals(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
-	// PASS, checks, services, notify and sync groups translate.
+	// An IPv6 VMAC instance is no longer refused.
 	n := base()
 	in := n.VRRP["VI_1"]
+	in.VMAC, in.Version = true, 3
+	in.VIPs = []spec.VIP{{Address: netip.MustParsePrefix("2001:db8::100/64")}}
+	in.AllowSources = spec.AllowSources{Any: true}
+	n.VRRP["VI_1"] = in
+	if cfg, err := VRRPConfig(n); err != nil || !cfg.Instances[0].VMAC {
+		t.Errorf("IPv6 VMAC: %+v, %v", cfg, err)
+	}
+	// PASS, checks, services, notify and sync groups translate.
+	n = base()
+	in = n.VRRP["VI_1"]
 	in.Auth = &spec.VRRPAuth{Type: "PASS", Password: "secret"}
 	in.TrackChecks = []spec.TrackCheck{{Name: "web", Target: "127.0.0.1:80", Weight: -60, Check: spec.Check{Kind: "http", Path: "/health", ExpectStatus: 200}}}
 	in.TrackServices = []spec.TrackService{{Service: "web", Weight: 0}}

@@ -197,10 +197,10 @@ func TestVMACRestoresParentSysctls(t *testing.T) {
 	gw.Run(t, "sysctl", "-qw", "net.ipv4.conf.eth0.arp_ignore=2", "net.ipv4.conf.eth0.arp_filter=0")
 	var a, b string
 	if err := gw.Do(func() (err error) {
-		if a, err = m.EnsureVMAC("eth0", 51, ""); err != nil {
+		if a, err = m.EnsureVMAC("eth0", 51, false, ""); err != nil {
 			return err
 		}
-		b, err = m.EnsureVMAC("eth0", 52, "")
+		b, err = m.EnsureVMAC("eth0", 52, false, "")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -219,5 +219,77 @@ func TestVMACRestoresParentSysctls(t *testing.T) {
 	}
 	if got := sysctl("arp_ignore") + sysctl("arp_filter"); got != "20" {
 		t.Errorf("after the last VMAC, parent sysctls = %s, want the operator's 20", got)
+	}
+}
+
+// TestVMAC6: the IPv6 VMAC of a VRID is its own macvlan beside the IPv4
+// one, with 00:00:5e:00:02:VRID; it is made down, and up it has no
+// link-local (no EUI-64 address from the shared MAC); it leaves the
+// parent's ARP sysctls alone, so removing it keeps the IPv4 VMAC's.
+func TestVMAC6(t *testing.T) {
+	lab.SkipShort(t, "real-kernel lab: not in -short")
+	lab.RequireRoot(t)
+	sw := lab.NewSwitch(t)
+	gw := lab.NewNetns(t, "vmac6")
+	sw.Attach(t, gw, "eth0", "203.0.113.11/24", "2001:db8::11/64")
+	m := New(handleIn(t, gw), slog.New(slog.DiscardHandler))
+	cat := func(path string) string {
+		out, err := gw.Try("cat", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+	parentARP := func() string {
+		return cat("/proc/sys/net/ipv4/conf/eth0/arp_ignore") + cat("/proc/sys/net/ipv4/conf/eth0/arp_filter")
+	}
+	gw.Run(t, "sysctl", "-qw", "net.ipv4.conf.eth0.arp_ignore=2", "net.ipv4.conf.eth0.arp_filter=0")
+	var v6 string
+	if err := gw.Do(func() (err error) { v6, err = m.EnsureVMAC("eth0", 51, true, ""); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if v6 != VMAC6Name("eth0", 51) || v6 == VMACName("eth0", 51) {
+		t.Fatalf("IPv6 VMAC named %q", v6)
+	}
+	if mac := cat("/sys/class/net/" + v6 + "/address"); mac != "00:00:5e:00:02:33" {
+		t.Errorf("IPv6 VMAC address %s", mac)
+	}
+	if out := gw.Run(t, "ip", "-o", "link", "show", "dev", v6); strings.Contains(out, ",UP") {
+		t.Errorf("IPv6 VMAC made up: %s", out)
+	}
+	if got := parentARP(); got != "20" {
+		t.Errorf("an IPv6 VMAC changed the parent's ARP sysctls to %s", got)
+	}
+	for key, want := range map[string]string{"addr_gen_mode": "1", "accept_dad": "0", "accept_ra": "0", "router_solicitations": "0", "keep_addr_on_down": "0"} {
+		if got := cat("/proc/sys/net/ipv6/conf/" + v6 + "/" + key); got != want {
+			t.Errorf("%s %s = %s, want %s", v6, key, got, want)
+		}
+	}
+	var v4 string
+	if err := gw.Do(func() (err error) {
+		if err = m.SetVMACUp(v6, true); err != nil {
+			return err
+		}
+		v4, err = m.EnsureVMAC("eth0", 51, false, "")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// addrconf makes the link-local while handling NETDEV_UP: by now it
+	// would be there.
+	if out := gw.Run(t, "ip", "-6", "addr", "show", "dev", v6); strings.Contains(out, "inet6") {
+		t.Errorf("IPv6 VMAC up has addresses: %s", out)
+	}
+	if err := gw.Do(func() error { return m.RemoveVMAC(v6) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := parentARP(); got != "11" {
+		t.Errorf("after removing the IPv6 VMAC, parent ARP sysctls %s, want the IPv4 VMAC's 11", got)
+	}
+	if err := gw.Do(func() error { return m.RemoveVMAC(v4) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := parentARP(); got != "20" {
+		t.Errorf("after the last VMAC, parent ARP sysctls %s, want 20", got)
 	}
 }

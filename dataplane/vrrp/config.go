@@ -58,8 +58,8 @@ type Instance struct {
 	// pseudo-header (RFC 9568 / Cisco form). Both forms are accepted.
 	ChecksumMessageOnly bool
 	// VMAC holds the VIPs on a macvlan with the virtual router MAC
-	// 00:00:5e:00:01:VRID (IPv4 only), so that neighbours never need to
-	// learn a new MAC on failover.
+	// 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID), so that neighbours
+	// never need to learn a new MAC on failover.
 	VMAC            bool
 	TrackInterfaces []TrackInterface
 	TrackChecks     []Check
@@ -299,9 +299,6 @@ func (c Config) Validate() error {
 			if v.Prefix.Addr().Is6() != v6 {
 				bad("advertised VIPs mix address families (%v); put the other family in excluded VIPs", v.Prefix)
 			}
-		}
-		if in.VMAC && in.IPv6() {
-			bad("VMAC is supported for IPv4 instances only")
 		}
 		if in.UnicastSrc.IsValid() != (len(in.UnicastPeers) > 0) {
 			bad("half-unicast configuration: unicast_src and unicast_peers go together")

@@ -109,6 +109,9 @@ func setup(fd int, ifi *net.Interface, v6 bool) error {
 		{"IPV6_MULTICAST_IF", unix.IPV6_MULTICAST_IF, ifi.Index},
 		{"IPV6_RECVHOPLIMIT", unix.IPV6_RECVHOPLIMIT, 1},
 		{"IPV6_RECVPKTINFO", unix.IPV6_RECVPKTINFO, 1},
+		// The source named in Write may live on another interface: an
+		// IPv6 VMAC speaks from its parent's link-local.
+		{"IPV6_FREEBIND", unix.IPV6_FREEBIND, 1},
 	} {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, o.opt, o.v); err != nil {
 			return fmt.Errorf("%s: %w", o.name, err)
@@ -186,12 +189,13 @@ func (c *RawConn) Read(buf []byte) (Received, error) {
 }
 
 // Write sends msg from src to dst. For IPv4 the header is ours (TTL 255,
-// TOS 0xc0 as keepalived); for IPv6 the kernel picks the link-local source
-// and fills the checksum.
+// TOS 0xc0 as keepalived); for IPv6 src is named in IPV6_PKTINFO (the
+// kernel picks one when src is invalid) and the kernel fills the checksum.
 func (c *RawConn) Write(msg []byte, src, dst netip.Addr) error {
 	rc := c.rc
 	var pkt []byte
 	var sa unix.Sockaddr
+	var oob []byte
 	if !c.v6 {
 		pkt = make([]byte, 20+len(msg))
 		pkt[0] = 0x45
@@ -207,10 +211,13 @@ func (c *RawConn) Write(msg []byte, src, dst netip.Addr) error {
 	} else {
 		pkt = msg
 		sa = &unix.SockaddrInet6{Addr: dst.As16(), ZoneId: uint32(c.ifi.Index)}
+		if src.Is6() {
+			oob = unix.PktInfo6(&unix.Inet6Pktinfo{Addr: src.As16(), Ifindex: uint32(c.ifi.Index)})
+		}
 	}
 	var werr error
 	if err := rc.Write(func(fd uintptr) bool {
-		werr = unix.Sendto(int(fd), pkt, 0, sa)
+		werr = unix.Sendmsg(int(fd), pkt, oob, sa, 0)
 		return !errors.Is(werr, unix.EAGAIN)
 	}); err != nil {
 		return err

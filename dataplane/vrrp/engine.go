@@ -59,7 +59,9 @@ type Options struct {
 // VMACs manages the macvlans of instances with a virtual MAC;
 // *vip.Manager implements it.
 type VMACs interface {
-	EnsureVMAC(parent string, vrid uint8, sysctlRoot string) (string, error)
+	EnsureVMAC(parent string, vrid uint8, v6 bool, sysctlRoot string) (string, error)
+	// SetVMACUp sets an IPv6 VMAC up (master) or down (anything else).
+	SetVMACUp(name string, up bool) error
 	RemoveVMAC(name string) error
 }
 
@@ -308,30 +310,38 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 	}
 	// With a VMAC the instance speaks on the macvlan: adverts leave with
 	// the virtual MAC, and a peer's adverts, which carry that same source
-	// MAC, are delivered by the kernel to the local macvlan only.
+	// MAC, are delivered by the kernel to the local macvlan only. An IPv6
+	// macvlan is up only while master (see vip.EnsureVMAC): the rest of
+	// the time the peer's adverts reach the parent, so the instance
+	// listens there too, and its adverts name the parent's link-local
+	// (primary) as source.
 	ifname, vmacName := cfg.Interface, ""
 	if cfg.VMAC {
 		if e.opts.VMAC == nil {
 			return fmt.Errorf("vrrp: instance %q: VMAC requested but no VMAC manager", cfg.Name)
 		}
 		var err error
-		if vmacName, err = e.opts.VMAC.EnsureVMAC(cfg.Interface, cfg.VRID, ""); err != nil {
+		if vmacName, err = e.opts.VMAC.EnsureVMAC(cfg.Interface, cfg.VRID, v6, ""); err != nil {
 			return fmt.Errorf("vrrp: instance %q: %w", cfg.Name, err)
 		}
 		ifname = vmacName
 	}
-	k := linkKey{ifname, v6}
-	l := e.links[k]
-	if l == nil {
-		c, err := e.opts.Listen(ifname, v6)
-		if err != nil {
+	l, err := e.openLink(linkKey{ifname, v6})
+	if err != nil {
+		return fmt.Errorf("vrrp: instance %q: %w", cfg.Name, err)
+	}
+	var parent *link
+	if cfg.VMAC && v6 {
+		if parent, err = e.openLink(linkKey{cfg.Interface, v6}); err != nil {
+			if l.idle() {
+				delete(e.links, l.key)
+				l.close()
+			}
 			return fmt.Errorf("vrrp: instance %q: %w", cfg.Name, err)
 		}
-		l = newLink(e, k, c)
-		e.links[k] = l
-		go l.readLoop()
 	}
 	in := newInstance(e, cfg, primary, l)
+	in.parentLink = parent
 	if vmacName != "" {
 		in.setVIPIf(vmacName)
 		// Leftovers on the parent (VMAC switched on) go too.
@@ -340,6 +350,9 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 		}
 	}
 	l.attach(in)
+	if parent != nil {
+		parent.attach(in)
+	}
 	e.regMu.Lock()
 	e.instances[cfg.Name] = in
 	e.regMu.Unlock()
@@ -353,6 +366,21 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 	return nil
 }
 
+// openLink returns the link of k, opening it if none is open.
+func (e *Engine) openLink(k linkKey) (*link, error) {
+	if l := e.links[k]; l != nil {
+		return l, nil
+	}
+	c, err := e.opts.Listen(k.ifname, k.v6)
+	if err != nil {
+		return nil, err
+	}
+	l := newLink(e, k, c)
+	e.links[k] = l
+	go l.readLoop()
+	return l, nil
+}
+
 func (e *Engine) removeLocked(ctx context.Context, name, reason string) {
 	in := e.instances[name]
 	if in == nil {
@@ -362,10 +390,11 @@ func (e *Engine) removeLocked(ctx context.Context, name, reason string) {
 	delete(e.instances, name)
 	e.regMu.Unlock()
 	in.stop(ctx, reason)
-	l := in.link
-	if l.detach(in) == 0 {
-		delete(e.links, l.key)
-		l.close()
+	for _, l := range []*link{in.link, in.parentLink} {
+		if l != nil && l.detach(in) == 0 {
+			delete(e.links, l.key)
+			l.close()
+		}
 	}
 	if in.vmac != "" && e.opts.VMAC != nil {
 		if err := e.opts.VMAC.RemoveVMAC(in.vmac); err != nil {

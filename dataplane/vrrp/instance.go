@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gitgw/gitgw/dataplane/vip"
@@ -21,6 +22,11 @@ type instance struct {
 	primary netip.Addr
 	ifindex int    // of the interface holding the VIPs
 	vmac    string // the VMAC macvlan holding the VIPs, if any
+	// parentLink is the parent's link, where an IPv6 VMAC instance hears
+	// adverts while its macvlan is down (vip.EnsureVMAC).
+	parentLink *link
+	// vmacUp: the IPv6 VMAC is up (only while master, or sending).
+	vmacUp atomic.Bool
 
 	in   chan Received
 	ctrl chan func()
@@ -314,6 +320,7 @@ func (in *instance) form() ChecksumForm {
 }
 
 func (in *instance) send(prio uint8) {
+	in.setVMACUp(true) // a router that sends is master: its adverts carry the VMAC
 	msgs, ok := in.advCache[prio]
 	if !ok {
 		p := in.packet(prio)
@@ -364,6 +371,7 @@ func (in *instance) transition(now time.Time, o Output) {
 	in.counters.Transitions++
 	in.lastTrans = now
 	if o.To == StateMaster {
+		in.setVMACUp(true)
 		if in.e.opts.VIPs != nil {
 			if err := in.e.opts.VIPs.Add(ctx, in.vipIf(), in.allVIPs()); err != nil {
 				in.counters.Errors++
@@ -379,6 +387,9 @@ func (in *instance) transition(now time.Time, o Output) {
 	}
 	if o.From == StateMaster {
 		in.garpAt, in.refreshAt = nil, time.Time{}
+		// Down first: the VIPs go with the link, without the MLD leave
+		// a removal from an up IPv6 VMAC would send with the shared MAC.
+		in.setVMACUp(false)
 		if in.e.opts.VIPs != nil {
 			if err := in.e.opts.VIPs.Remove(ctx, in.vipIf(), in.allVIPs()); err != nil {
 				in.counters.Errors++
@@ -434,7 +445,12 @@ func (in *instance) announce() {
 		addrs = append(addrs, v.Prefix.Addr())
 	}
 	var err error
-	if af, ok := in.e.opts.Announce.(announcerFrom); ok && in.vmac != "" {
+	if in.vmac != "" && in.cfg.IPv6() {
+		// From the macvlan itself: its MAC is the target link-layer
+		// address and the Ethernet source, and the VIP it holds is the
+		// IPv6 source (it has no link-local).
+		err = in.e.opts.Announce.Announce(in.vmac, addrs)
+	} else if af, ok := in.e.opts.Announce.(announcerFrom); ok && in.vmac != "" {
 		err = af.AnnounceFrom(in.cfg.Interface, vip.VMACAddr(in.cfg.VRID), addrs)
 	} else {
 		err = in.e.opts.Announce.Announce(in.cfg.Interface, addrs)
@@ -629,6 +645,20 @@ func (in *instance) checkResult(name string, ok bool) {
 // through its parent.
 type announcerFrom interface {
 	AnnounceFrom(ifname string, hw net.HardwareAddr, addrs []netip.Addr) error
+}
+
+// setVMACUp sets an IPv6 VMAC up or down (see vip.EnsureVMAC); nothing
+// for other instances.
+func (in *instance) setVMACUp(up bool) {
+	if in.parentLink == nil || in.vmacUp.Load() == up || in.e.opts.VMAC == nil {
+		return
+	}
+	if err := in.e.opts.VMAC.SetVMACUp(in.vmac, up); err != nil {
+		in.counters.Errors++
+		in.e.log.Error("set VMAC up/down", "instance", in.cfg.Name, "up", up, "err", err)
+		return
+	}
+	in.vmacUp.Store(up)
 }
 
 // vipIf is the interface holding the VIPs: the VMAC macvlan if any.

@@ -42,6 +42,13 @@ func (l *link) detach(in *instance) int {
 	return len(l.byVRID)
 }
 
+// idle reports whether no instance is attached.
+func (l *link) idle() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.byVRID) == 0
+}
+
 func (l *link) close() {
 	l.closing.Store(true)
 	_ = l.conn.Close()
@@ -69,6 +76,12 @@ func (l *link) readLoop() {
 		l.mu.RUnlock()
 		if in == nil || r.Src == in.primary {
 			continue // another VRID (not ours to judge) or our own advert
+		}
+		if l == in.parentLink && in.vmacUp.Load() && r.Dst.IsMulticast() {
+			// The up IPv6 VMAC hears every multicast advert (it joined
+			// the group, and those from the virtual MAC reach it only):
+			// the parent's copy would be a duplicate.
+			continue
 		}
 		// Queued packets are copied, and at most maxMessage of each: a
 		// LAN host sending 64 KiB packets to every VRID must not make each

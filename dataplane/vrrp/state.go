@@ -219,6 +219,14 @@ func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o Re
 		if e.VIPInterface != "" {
 			ifname = e.VIPInterface
 		}
+		if v, ok := o.VIPs.(interface{ SetVMACUp(string, bool) error }); ok && e.VIPInterface != "" && e.Src.Is6() {
+			// An IPv6 VMAC is down on a non-master (vip.EnsureVMAC): down
+			// first, so that the VIPs go without an MLD leave with the
+			// virtual MAC, and the new master's adverts reach nobody here.
+			if err := v.SetVMACUp(e.VIPInterface, false); err != nil {
+				errs = append(errs, fmt.Errorf("vrrp: release %s: %w", e.Name, err))
+			}
+		}
 		if err := o.VIPs.Remove(ctx, ifname, addrs); err != nil {
 			errs = append(errs, fmt.Errorf("vrrp: release %s: %w", e.Name, err))
 		}
