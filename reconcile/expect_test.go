@@ -168,15 +168,23 @@ func TestAgentPassRequests(t *testing.T) {
 	var hold atomic.Bool
 	gate := make(chan struct{})
 	src := &signalSource{rev: Revision{Commit: "c1", Dir: dir}, changes: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
 	a := NewAgent(AgentOptions{Source: src, Runner: r,
 		Requests: requests, Debounce: time.Millisecond, Resync: time.Hour, Poll: time.Hour,
 		OnResult: func(res Result) {
+			// Read before the result is handed over: the test clears
+			// hold once it has the result, then opens the gate.
+			held := hold.Load()
 			reported <- res
-			if hold.Load() {
-				<-gate // the test looks at the reply channel meanwhile
+			if held {
+				// The test looks at the reply channel meanwhile; a test
+				// that failed cancels, and the agent stops.
+				select {
+				case <-gate:
+				case <-ctx.Done():
+				}
 			}
 		}})
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	defer func() {

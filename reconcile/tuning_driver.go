@@ -236,8 +236,12 @@ func (d *TuningDriver) Plan(ctx context.Context, desired *spec.Node) ([]plan.Cha
 		}
 		out = append(out, pc)
 	}
-	if !detailed[""] && len(out) > 0 {
-		out[0].Details = append(out[0].Details, netRX(st)...)
+	if rx := netRX(st); !detailed[""] && len(rx) > 0 {
+		// No interface is tuned: the node-wide figures are a row of their
+		// own, not details of whatever knob came first (a sysctl such as
+		// net.ipv4.ip_forward has nothing to do with them).
+		out = append(out, plan.Change{Driver: plan.FamilyTuning.String(), Kind: plan.KindReceiveSpread, ID: "node",
+			Action: plan.NoOp, Details: rx})
 	}
 	return out, nil
 }

@@ -352,3 +352,24 @@ func TestTuningDriverSpreadOverTheLastMinute(t *testing.T) {
 		}
 	})
 }
+
+// TestTuningSpreadRowWithoutInterfaces: with no interface tuned, the
+// node's NET_RX spread is a row of its own, not a detail of the first
+// sysctl (the demo once showed it under net.ipv4.ip_forward).
+func TestTuningSpreadRowWithoutInterfaces(t *testing.T) {
+	d := reconcile.NewTuningDriver(tuningFakeRoot(t), nil)
+	n := tuningNode("eth0")
+	n.Node.Tuning.Interfaces = nil
+	got := tuningPlan(t, d, n)
+	for k, c := range got {
+		for _, det := range c.Details {
+			if strings.Contains(det, "NET_RX") && c.Kind != plan.KindReceiveSpread {
+				t.Errorf("%s carries %q", k, det)
+			}
+		}
+	}
+	row, ok := got[plan.KindReceiveSpread+" node"]
+	if !ok || row.Action != plan.NoOp || !strings.Contains(strings.Join(row.Details, "\n"), "NET_RX softirqs since boot: cpu0 90%, cpu1 10%") {
+		t.Errorf("receive spread row = %+v (present %v)", row, ok)
+	}
+}

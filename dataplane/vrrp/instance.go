@@ -655,7 +655,7 @@ func (in *instance) setVMACUp(up bool) {
 	}
 	if err := in.e.opts.VMAC.SetVMACUp(in.vmac, up); err != nil {
 		in.counters.Errors++
-		in.e.log.Error("set VMAC up/down", "instance", in.cfg.Name, "up", up, "err", err)
+		in.e.log.Error("set VMAC up/down", "instance", in.cfg.Name, "enabled", up, "err", err)
 		return
 	}
 	in.vmacUp.Store(up)

@@ -302,7 +302,7 @@ func ReadAlive(ctx context.Context, opts ReadOptions, node string) (*Alive, erro
 		}
 		mem := memory.NewStorage()
 		remote := git.NewRemote(mem, &config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
-		err = remote.FetchContext(ctx, &git.FetchOptions{
+		err = fetchMoving(ctx, remote, &git.FetchOptions{
 			RefSpecs: []config.RefSpec{config.RefSpec("+" + name + ":" + name)}, Auth: ra.auth, CABundle: ra.caBundle, Tags: git.NoTags,
 		})
 		var noMatch git.NoMatchingRefSpecError

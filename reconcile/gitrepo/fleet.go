@@ -128,7 +128,7 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 		alive := config.RefSpec("+" + AliveRefPrefix + "*:" + AliveRefPrefix + "*")
 		// Depth 1: a reader wants each branch's head, not its history;
 		// objects it has are not asked for again.
-		err = remote.FetchContext(ctx, &git.FetchOptions{
+		err = fetchMoving(ctx, remote, &git.FetchOptions{
 			RefSpecs: []config.RefSpec{spec, alive}, Auth: ra.auth, CABundle: ra.caBundle, Tags: git.NoTags, Depth: 1,
 		})
 		var noMatch git.NoMatchingRefSpecError

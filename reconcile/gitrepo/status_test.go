@@ -94,6 +94,9 @@ func TestStatusWriterCommitsOnlyChanges(t *testing.T) {
 	if got := r.Show(t, "gitgw/status/gw1", "status.json"); got != string(statusFiles("gw1", 1)["status.json"]) {
 		t.Fatalf("status.json = %q", got)
 	}
+	// The remote holds the commit a moment before the writer has heard
+	// back from its push and recorded it.
+	waitFor(t, time.Minute, "the writer's record of its push", func() bool { return w.State().Pushed != "" })
 	st := w.State()
 	if st.Head != log[0].Hash || st.Pushed != st.Head || st.LastError != nil || st.Diverged {
 		t.Fatalf("state = %+v", st)

@@ -30,6 +30,10 @@ const (
 	KindSysctl             = "sysctl"
 	KindRPSSockFlowEntries = "rps_sock_flow_entries"
 	KindNIC                = "nic"
+	// KindReceiveSpread is no resource: the node's NET_RX softirq spread
+	// (and what could not be observed), shown as a row of its own when no
+	// interface is tuned.
+	KindReceiveSpread = "receive_spread"
 	// units (units.KindFile, units.KindInstance).
 	KindUnitFile     = "unit_file"
 	KindUnitInstance = "unit_instance"

@@ -32,6 +32,18 @@ type HTTPS struct {
 
 	mu    sync.Mutex
 	stats ServerStats
+	// afterAdvertise runs after each upload-pack ref advertisement
+	// (OnAdvertise).
+	afterAdvertise func()
+}
+
+// OnAdvertise runs fn after each ref advertisement the server sends to a
+// fetch (GET info/refs?service=git-upload-pack), before the client sends
+// its wants: a test moves a ref there, as a busy status repository does.
+func (h *HTTPS) OnAdvertise(fn func()) {
+	h.mu.Lock()
+	h.afterAdvertise = fn
+	h.mu.Unlock()
 }
 
 // ServerStats count what the server did: requests (each runs one git
@@ -116,7 +128,11 @@ func StartHTTPS(t testing.TB, root, token string) *HTTPS {
 		h.mu.Lock()
 		h.stats.Requests++
 		h.stats.BytesOut += cw.n
+		after := h.afterAdvertise
 		h.mu.Unlock()
+		if after != nil && strings.HasSuffix(r.URL.Path, "/info/refs") && r.URL.Query().Get("service") == "git-upload-pack" {
+			after()
+		}
 	}))
 	// Clients that refuse the certificate are part of the tests: quiet.
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
