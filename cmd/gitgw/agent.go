@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitgw/gitgw/dataplane/vip"
+	"github.com/gitgw/gitgw/internal/fdstore"
 	"github.com/gitgw/gitgw/internal/sdnotify"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
@@ -145,7 +146,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		return err
 	}
 	defer status.Stop(10 * time.Second)
-	fds := newFDStore(drv.Pool, log)
+	fds := fdstore.New(drv.Pool, log)
 	stopControl, err := f.control.serve(ctx, ctl, log)
 	if err != nil {
 		return err
@@ -169,7 +170,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		OnResult: func(r reconcile.Result) {
 			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
 			ctl.Observe(ctx, r.Control())
-			fds.sync()
+			fds.Sync()
 			status.Report(ctx, r)
 		},
 	})
@@ -177,7 +178,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	err = agent.Run(ctx)
 	// The proxy's connections go to the next agent (systemd's fd store)
 	// before the drivers close: a restart cuts none of them.
-	fds.handOver()
+	fds.HandOver()
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	reconcile.CloseDrivers(shutdown, drivers, log)
