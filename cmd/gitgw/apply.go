@@ -108,8 +108,7 @@ func applyOnce(cmd *cobra.Command, f *planFlags, rev reconcile.Revision, p *plan
 	only := planapply.OneShotKinds(kinds)
 	// Built as for a plan (no VRRP guardian), and only the kinds this
 	// process can keep are handed to the runner.
-	drv := buildDrivers(reconcile.DriverConfig{StateDir: f.stateDir, Logger: log,
-		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
+	drv := reconcile.BuildDrivers(f.drivers.config(f.stateDir, log))
 	defer drv.Close(context.Background())
 	drivers := slices.DeleteFunc(slices.Clone(drv.List), func(d reconcile.Driver) bool { return !only[d.Name()] })
 	runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: f.stateDir, Drivers: drivers, Logger: log, Scope: scope,
@@ -172,10 +171,10 @@ func applySaved(cmd *cobra.Command, f *planFlags, file string, kinds map[string]
 	if err := planapply.CheckOneShot(p, kinds, f.socket); err != nil {
 		return err
 	}
-	if f.site.repo == "" && f.site.site == "" {
-		f.site.repo, f.site.ref, f.site.path, f.site.site = s.Source.Repo, s.Source.Ref, s.Source.Path, s.Source.Site
+	if f.site.Git.URL == "" && f.site.Dir == "" {
+		f.site.Git.URL, f.site.Git.Ref, f.site.Git.Path, f.site.Dir = s.Source.Repo, s.Source.Ref, s.Source.Path, s.Source.Site
 	}
-	src, cleanup, err := f.site.open(cmd.Context(), f.node, f.stateDir, false)
+	src, cleanup, err := f.site.open(cmd.Context(), f.node, f.stateDir)
 	if err != nil {
 		return err
 	}

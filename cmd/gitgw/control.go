@@ -4,53 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/control"
 )
-
-// controlFlags are the agent's local control socket and web listener.
-type controlFlags struct {
-	socket, listen string
-}
-
-func (f *controlFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&f.socket, "socket", control.DefaultSocket, "control socket for gitgw status/reconcile/suspend/resume/override (mode 0600; empty: none)")
-	fl.StringVar(&f.listen, "listen", control.DefaultListen, "address of the status page (/) and Prometheus metrics (/metrics) (empty: none)")
-}
-
-// setupControl builds the controller and puts its override overlay in
-// front of the drivers; the returned drivers go to the Runner and the
-// Reporter (they include the "overrides" status section).
-func setupControl(node, stateDir string, drv *reconcile.Drivers, kick chan<- struct{}, lastGood func() *reconcile.LastGood,
-	log *slog.Logger) (*control.Controller, []reconcile.Driver) {
-	o := control.Options{Node: node, Version: version, Kick: kick, Pool: drv.Pool, StateDir: stateDir, Logger: log,
-		LastGood: func() (string, *spec.Node) { return lastGood().Running() }}
-	if drv.Engine != nil {
-		o.VRRP, o.Engine = drv.Engine, drv.Engine
-	}
-	if drv.KernLB != nil {
-		o.Kernel = drv.KernLB
-	}
-	if drv.Tuning != nil {
-		o.Spread = drv.Tuning
-	}
-	c := control.New(o)
-	return c, reconcile.WithOverrides(c, drv.List)
-}
-
-// serve starts the socket and the web listener; stop waits for both to end
-// after ctx is done.
-func (f *controlFlags) serve(ctx context.Context, c *control.Controller, log *slog.Logger) (stop func(), err error) {
-	return c.Start(ctx, f.socket, f.listen, log)
-}
 
 // clientFlags locate the agent's socket.
 type clientFlags struct {

@@ -42,7 +42,7 @@ func planObserved(ctx context.Context, f *observedFlags, sf *siteFlags, node str
 	rep, ok := reps[node]
 	if !ok {
 		hint := "has the node ever reported?"
-		if f.repo == "" && sf.repo == "" {
+		if f.repo == "" && sf.Git.URL == "" {
 			hint = "in a clone, give the repository with --status-repo URL, or fetch the status branches as branches"
 		}
 		return nil, fmt.Errorf("no status branch %s%s in %s: %s", f.prefix, node, f.url(sf), hint)
@@ -55,13 +55,13 @@ func (f *observedFlags) url(sf *siteFlags) string {
 	switch {
 	case f.repo != "":
 		return f.repo
-	case sf.repo != "":
-		return sf.repo
+	case sf.Git.URL != "":
+		return sf.Git.URL
 	}
-	return sf.site
+	return sf.Dir
 }
 
 func (f *observedFlags) readOptions(sf *siteFlags) gitrepo.ReadOptions {
 	return gitrepo.ReadOptions{URL: f.url(sf), Prefix: f.prefix,
-		SSHKeyFile: sf.sshKey, KnownHostsFile: sf.knownHosts, TokenFile: sf.tokenFile, CAFile: sf.caFile}
+		SSHKeyFile: sf.Git.SSHKeyFile, KnownHostsFile: sf.Git.KnownHostsFile, TokenFile: sf.Git.TokenFile, CAFile: sf.Git.CAFile}
 }

@@ -132,7 +132,7 @@ func makePlan(cmd *cobra.Command, f *planFlags, fail func(error) error) (*planne
 	if f.node == "" {
 		return nil, nil, fail(fmt.Errorf("--node is empty and the hostname is unknown"))
 	}
-	src, cleanup, err := f.site.open(ctx, f.node, f.stateDir, false)
+	src, cleanup, err := f.site.open(ctx, f.node, f.stateDir)
 	if err != nil {
 		return nil, nil, fail(err)
 	}
@@ -179,8 +179,7 @@ func planWith(cmd *cobra.Command, f *planFlags, src reconcile.Source, log *slog.
 		defer cancel()
 		r, err := planapply.Plan(actx, planapply.PlanOptions{Client: pl.cl, Socket: f.socket, Node: f.node, Commit: rev.Commit, Desired: desired, Logger: log,
 			Local: func(ctx context.Context) (*plan.Plan, error) {
-				drv := buildDrivers(reconcile.DriverConfig{StateDir: f.stateDir, Logger: log,
-					UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket})
+				drv := reconcile.BuildDrivers(f.drivers.config(f.stateDir, log))
 				defer drv.Close(context.Background())
 				runner, err := reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, Drivers: drv.List, Logger: log})
 				if err != nil {
@@ -218,9 +217,9 @@ func runPlan(cmd *cobra.Command, f *planFlags) error {
 		return fail(err)
 	}
 	if f.out != "" {
-		src := plan.Source{Repo: f.site.repo, Site: f.site.site, Path: f.site.path}
+		src := plan.Source{Repo: f.site.Git.URL, Site: f.site.Dir, Path: f.site.Git.Path}
 		if src.Repo != "" {
-			src.Ref = f.site.ref
+			src.Ref = f.site.Git.Ref
 		}
 		if err := planapply.Save(f.out, planapply.Planned{Plan: pl.p, Agent: pl.agent}, src, time.Now()); err != nil {
 			return fail(err)

@@ -54,7 +54,7 @@ func runPlanAll(cmd *cobra.Command, f *planFlags) error {
 	if _, err := parseScope(f.scope); err != nil {
 		return fail(err)
 	}
-	src, cleanup, err := f.site.open(ctx, "", f.stateDir, false)
+	src, cleanup, err := f.site.open(ctx, "", f.stateDir)
 	if err != nil {
 		return fail(err)
 	}
@@ -67,7 +67,7 @@ func runPlanAll(cmd *cobra.Command, f *planFlags) error {
 	if err != nil {
 		return fail(err)
 	}
-	if len(reports) == 0 && f.observed.repo == "" && f.site.repo == "" {
+	if len(reports) == 0 && f.observed.repo == "" && f.site.Git.URL == "" {
 		return fail(fmt.Errorf("no status branch %s* in %s: in a clone, give the repository with --status-repo URL, or fetch the status branches as branches", f.observed.prefix, f.observed.url(&f.site)))
 	}
 	site, perrs, err := siteplan.Site(ctx, rev, siteplan.Options{

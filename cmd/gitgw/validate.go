@@ -19,7 +19,7 @@ func newValidateCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			src, cleanup, err := sf.open(ctx, "", "", false)
+			src, cleanup, err := sf.open(ctx, "", "")
 			if err != nil {
 				return err
 			}
