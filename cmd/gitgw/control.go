@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/control"
 )
 
@@ -25,9 +23,11 @@ func (f *clientFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the agent")
 }
 
-func (f *clientFlags) client(cmd *cobra.Command) (*control.Client, context.Context, context.CancelFunc) {
+// run asks the agent on the socket, within the timeout.
+func (f *clientFlags) run(cmd *cobra.Command, do func(*control.Client, context.Context, io.Writer) error) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-	return control.NewClient(f.socket), ctx, cancel
+	defer cancel()
+	return do(control.NewClient(f.socket), ctx, cmd.OutOrStdout())
 }
 
 func newStatusCmd() *cobra.Command {
@@ -46,21 +46,9 @@ page (http://127.0.0.1:9142/) and, as of the last pass, on the status branch.`,
   gitgw status --socket /run/gitgw-lab/gitgw.sock`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			if asJSON {
-				b, err := cl.StatusJSON(ctx)
-				if err != nil {
-					return err
-				}
-				_, err = cmd.OutOrStdout().Write(b)
-				return err
-			}
-			st, err := cl.Status(ctx)
-			if err != nil {
-				return err
-			}
-			return control.RenderText(cmd.OutOrStdout(), st)
+			return f.run(cmd, func(cl *control.Client, ctx context.Context, w io.Writer) error {
+				return cl.WriteStatus(ctx, w, asJSON)
+			})
 		},
 	}
 	f.register(cmd.Flags())
@@ -78,18 +66,13 @@ func newReconcileCmd() *cobra.Command {
   gitgw reconcile --no-wait   # only ask; the pass runs in the background`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			r, err := cl.Reconcile(ctx, !noWait)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), r.Summary)
-			switch r.Outcome {
-			case string(reconcile.Rejected), string(reconcile.Failed):
+			err := f.run(cmd, func(cl *control.Client, ctx context.Context, w io.Writer) error {
+				return cl.WriteReconcile(ctx, w, !noWait)
+			})
+			if errors.Is(err, control.ErrPassFailed) {
 				return exitError{1}
 			}
-			return nil
+			return err
 		},
 	}
 	f.register(cmd.Flags())
@@ -109,15 +92,7 @@ running as they are. Overrides still apply. resume ends it.`,
 		Example: `  gitgw suspend && vi /etc/...   # hands-on maintenance; gitgw will not undo it
   gitgw resume`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			if _, err := cl.Suspend(ctx); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "suspended: passes plan and report; nothing is applied until `gitgw resume`")
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd, (*control.Client).WriteSuspend) },
 	}
 	f.register(cmd.Flags())
 	return cmd
@@ -130,15 +105,7 @@ func newResumeCmd() *cobra.Command {
 		Short:   "Apply again and clear every override",
 		Example: `  gitgw resume`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			if _, err := cl.Resume(ctx); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "resumed: applying again; overrides cleared")
-			return nil
-		},
+		RunE:    func(cmd *cobra.Command, _ []string) error { return f.run(cmd, (*control.Client).WriteResume) },
 	}
 	f.register(cmd.Flags())
 	return cmd
@@ -161,43 +128,21 @@ first pass that applies another commit.`,
   gitgw override clear web/s2          # or: gitgw override clear (all)`,
 	}
 	f.register(cmd.PersistentFlags())
-	set := func(use, short, example, action string, args cobra.PositionalArgs, weight bool) *cobra.Command {
+	set := func(use, short, example, action string, args cobra.PositionalArgs) *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Example: example, Args: args,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				req := control.OverrideRequest{Action: action, Target: args[0]}
-				if weight {
-					w, err := strconv.Atoi(args[1])
-					if err != nil {
-						return fmt.Errorf("weight %q: %w", args[1], err)
-					}
-					req.Weight = w
-				}
-				cl, ctx, cancel := f.client(cmd)
-				defer cancel()
-				o, err := cl.Override(ctx, req)
+				req, err := control.ParseOverride(action, args)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "override %s: in force until resume or a new commit\n", o)
-				return nil
+				return f.run(cmd, func(cl *control.Client, ctx context.Context, w io.Writer) error { return cl.WriteOverride(ctx, w, req) })
 			},
 		}
 	}
 	list := &cobra.Command{
 		Use: "list", Short: "List the overrides in force", Example: "  gitgw override list", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			st, err := cl.Status(ctx)
-			if err != nil {
-				return err
-			}
-			for _, o := range st.Overrides {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s\t(set on %s at %s)\n", o, o.Commit, o.Since.Format(time.RFC3339))
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd, (*control.Client).WriteOverrides) },
 	}
 	clearCmd := &cobra.Command{
 		Use: "clear [TARGET]", Short: "Clear the overrides of TARGET, or all", Example: "  gitgw override clear web/s2\n  gitgw override clear",
@@ -207,26 +152,14 @@ first pass that applies another commit.`,
 			if len(args) == 1 {
 				target = args[0]
 			}
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			gone, err := cl.Clear(ctx, target)
-			if err != nil {
-				return err
-			}
-			if len(gone) == 0 {
-				return errors.New("no override to clear")
-			}
-			for _, o := range gone {
-				fmt.Fprintf(cmd.OutOrStdout(), "cleared %s\n", o)
-			}
-			return nil
+			return f.run(cmd, func(cl *control.Client, ctx context.Context, w io.Writer) error { return cl.WriteClear(ctx, w, target) })
 		},
 	}
 	cmd.AddCommand(
-		set("drain SERVICE/SERVER", "Drain a proxy server: no new connections, established ones stay", "  gitgw override drain web/s2", control.ActionDrain, cobra.ExactArgs(1), false),
-		set("enable SERVICE/SERVER", "Put a proxy server back in rotation", "  gitgw override enable web/s2", control.ActionEnable, cobra.ExactArgs(1), false),
-		set("weight SERVICE/SERVER WEIGHT", "Set a proxy server's weight (0..256)", "  gitgw override weight web/s1 50", control.ActionWeight, cobra.ExactArgs(2), true),
-		set("give-up INSTANCE", "Make this node leave mastership of a VRRP instance and stay backup", "  gitgw override give-up VI_1", control.ActionGiveUp, cobra.ExactArgs(1), false),
+		set("drain SERVICE/SERVER", "Drain a proxy server: no new connections, established ones stay", "  gitgw override drain web/s2", control.ActionDrain, cobra.ExactArgs(1)),
+		set("enable SERVICE/SERVER", "Put a proxy server back in rotation", "  gitgw override enable web/s2", control.ActionEnable, cobra.ExactArgs(1)),
+		set("weight SERVICE/SERVER WEIGHT", "Set a proxy server's weight (0..256)", "  gitgw override weight web/s1 50", control.ActionWeight, cobra.ExactArgs(2)),
+		set("give-up INSTANCE", "Make this node leave mastership of a VRRP instance and stay backup", "  gitgw override give-up VI_1", control.ActionGiveUp, cobra.ExactArgs(1)),
 		list, clearCmd,
 	)
 	return cmd
