@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/internal/sdnotify"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/agentrun"
@@ -56,11 +57,7 @@ func newAgentCmd() *cobra.Command {
 func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	cfg := f.cfg
 	cfg.Logger, cfg.Version, cfg.Source = newLogger(cmd, f.debug), version, f.site.SourceConfig
-	scope, err := parseScope(f.scope)
-	if err != nil {
-		return err
-	}
-	cfg.Scope, cfg.Drivers, cfg.Guardian = scope, f.drivers.config("", nil), guardian
+	cfg.Scope, cfg.Drivers, cfg.Guardian = loader.Scope(f.scope), f.drivers.config("", nil), guardian
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return agentrun.Run(ctx, cfg)

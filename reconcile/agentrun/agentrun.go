@@ -130,6 +130,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	drv := reconcile.BuildDrivers(dc)
 	defer drv.Close(context.Background())
+	if err := cfg.Scope.Check(); err != nil {
+		return err
+	}
 	kick := make(chan struct{}, 1)
 	var runner *reconcile.Runner
 	ctl, drivers := newController(cfg.Node, stateDir, cfg.Version, drv, kick, func() *reconcile.LastGood {
