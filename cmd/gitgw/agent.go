@@ -31,9 +31,6 @@ func newAgentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent (--repo URL | --site DIR) [--node NAME]",
 		Short: "Run the agent: follow the site and keep this node reconciled",
-		Example: `  gitgw agent --repo ssh://git@git.example.net/site.git --ssh-key /etc/gitgw/id_ed25519 \
-      --known-hosts /etc/gitgw/known_hosts --node gw1 --interval 30s
-  gitgw agent --site /srv/site --node gw1   # a plain directory, watched for changes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, &f) },
 	}

@@ -23,8 +23,6 @@ func newBackendCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backend --port N",
 		Short: "Serve a tiny HTTP backend that names itself (for examples/lab and first tries)",
-		Example: `  gitgw backend --port 8080
-  curl http://127.0.0.1:8080/   # gitgw backend 127.0.0.1:8080 on gw1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if port < 1 || port > 65535 {

@@ -22,9 +22,6 @@ func newFleetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fleet (--repo URL | --site DIR) [--json | --serve ADDR]",
 		Short: "Show every node's reported status: applied commit, VRRP roles (split brain flagged), proxy health, drift",
-		Example: `  gitgw fleet --repo ssh://git@git.example.net/site.git --ssh-key ~/.ssh/id_ed25519
-  gitgw fleet --site /srv/git/site.git --json
-  gitgw fleet --repo https://git.example.net/site.git --token-file /etc/gitgw/token --serve 127.0.0.1:9143`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFleet(cmd, &f) },
 	}

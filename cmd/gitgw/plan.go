@@ -83,16 +83,6 @@ func newPlanCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan (--site DIR | --repo URL) [--node NAME | --all-nodes --observed status]",
 		Short: "Show what applying the site would change on this node (asking its running agent), or on every node (a dry run)",
-		Long: `plan evaluates the site and shows what applying it would change on this node.
-When the agent answers on its control socket (--socket), the plan is made by the
-agent's own drivers, against what it runs: VRRP roles and VIPs, proxy binds,
-servers and health. A converged node then plans "No changes". With no agent,
-this process plans, and the in-process state (VRRP, proxy) is predicted as if
-nothing ran; a note says which. -out FILE saves the plan for gitgw apply FILE.`,
-		Example: `  gitgw plan --site examples/seed-site --node server-1
-  gitgw plan --repo /srv/git/site.git --node gw1 --json --detailed-exitcode
-  gitgw plan --repo /srv/git/site.git --node gw1 -out gw1.plan && gitgw apply gw1.plan
-  gitgw plan --site . --all-nodes --observed status --status-repo "$URL" --format markdown`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.allNodes {

@@ -13,8 +13,6 @@ func newValidateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate (--site DIR | --repo URL)",
 		Short: "Check a site against the schema; one file:line:col line per error",
-		Example: `  gitgw validate --site examples/lab
-  gitgw validate --repo ssh://git@git.example.net/site.git --ssh-key /etc/gitgw/id_ed25519 --known-hosts /etc/gitgw/known_hosts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, cleanup, err := sf.open(cmd.Context(), "", "")
