@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/internal/logs"
 	"github.com/gitgw/gitgw/reconcile/control"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 	"github.com/gitgw/gitgw/reconcile/planapply"
@@ -57,7 +58,7 @@ func (f *planFlags) command(cmd *cobra.Command) *planapply.Command {
 	c := f.c
 	out := cmd.OutOrStdout()
 	c.Source, c.Scope, c.Drivers = f.site.SourceConfig, loader.Scope(f.scope), f.drivers.config("", nil)
-	c.Text.Color = !f.noColor && isTerminal(out)
+	c.Text.Color = !f.noColor && logs.IsTerminal(out)
 	c.Logger, c.Stdin, c.Stdout, c.Stderr = newLogger(cmd, f.debug), cmd.InOrStdin(), out, cmd.ErrOrStderr()
 	return &c
 }
@@ -83,7 +84,7 @@ func newPlanCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan (--site DIR | --repo URL) [--node NAME | --all-nodes --observed status]",
 		Short: "Show what applying the site would change on this node (asking its running agent), or on every node (a dry run)",
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.allNodes {
 				format, err := planapply.ParseFormat(f.format, f.c.JSON)
