@@ -31,8 +31,8 @@ func newAgentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent (--repo URL | --site DIR) [--node NAME]",
 		Short: "Run the agent: follow the site and keep this node reconciled",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, &f) },
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, &f) },
 	}
 	f.site.register(cmd)
 	c, fl := &f.cfg, cmd.Flags()

@@ -13,7 +13,7 @@ func newApplyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply [FILE] [--site DIR | --repo URL] [--node NAME] [--auto-approve] [--kinds tuning,units]",
 		Short: "Print the plan, then apply it: through the running agent, or once for what outlives this process",
-		Args: cobra.MaximumNArgs(1),
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kinds, err := planapply.ParseKinds(f.kinds)
 			if err != nil {

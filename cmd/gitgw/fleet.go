@@ -22,8 +22,8 @@ func newFleetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fleet (--repo URL | --site DIR) [--json | --serve ADDR]",
 		Short: "Show every node's reported status: applied commit, VRRP roles (split brain flagged), proxy health, drift",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runFleet(cmd, &f) },
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runFleet(cmd, &f) },
 	}
 	f.site.register(cmd)
 	fl := cmd.Flags()

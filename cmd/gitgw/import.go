@@ -22,8 +22,8 @@ func newImportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import --keepalived [NODE=]FILE [--haproxy [NODE=]FILE] [--node NAME] [--out DIR]",
 		Short: "Write a site from existing keepalived.conf and haproxy.cfg files",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runImport(cmd, &f) },
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runImport(cmd, &f) },
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.keepalived, "keepalived", nil, "a node's keepalived.conf, as FILE or NODE=FILE (repeatable)")

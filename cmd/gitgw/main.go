@@ -45,8 +45,8 @@ func main() {
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "gitgw",
-		Short: "GitOps agent for Linux gateway nodes: VRRP, L4 proxy, systemd units and NIC tuning from a Git repository",
+		Use:           "gitgw",
+		Short:         "GitOps agent for Linux gateway nodes: VRRP, L4 proxy, systemd units and NIC tuning from a Git repository",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -90,9 +90,9 @@ func newRoot() *cobra.Command {
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print the version",
-		Args:    cobra.NoArgs,
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "gitgw %s\n", version)
 		},

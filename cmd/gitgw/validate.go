@@ -13,7 +13,7 @@ func newValidateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate (--site DIR | --repo URL)",
 		Short: "Check a site against the schema; one file:line:col line per error",
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, cleanup, err := sf.open(cmd.Context(), "", "")
 			if err != nil {

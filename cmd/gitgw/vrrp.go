@@ -13,15 +13,15 @@ import (
 
 func newVRRPCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "vrrp",
-		Short:   "VRRP engine tools",
+		Use:   "vrrp",
+		Short: "VRRP engine tools",
 	}
 	var stateDir string
 	var timeout time.Duration
 	release := &cobra.Command{
 		Use:   "release [--state-dir DIR]",
 		Short: "Hand over mastership after the agent died: priority-0 adverts, VIPs removed",
-		Args:    cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
