@@ -104,6 +104,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, err := gitrepo.RepairRefs(filepath.Join(stateDir, reconcile.SourceDir, "repo.git"), log); err != nil {
 		return err
 	}
+	if err := cfg.Source.Check(); err != nil {
+		return err
+	}
 	cfg.Source.StateDir, cfg.Source.Watch, cfg.Source.Git.Node = stateDir, true, cfg.Node
 	opened, err := reconcile.OpenSource(ctx, cfg.Source)
 	if err != nil {
