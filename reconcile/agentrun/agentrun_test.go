@@ -1,6 +1,8 @@
 package agentrun
 
 import (
+	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -50,6 +52,25 @@ func TestStatusURL(t *testing.T) {
 	} {
 		if got := tc.c.statusURL(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.c.Status, got, tc.want)
+		}
+	}
+}
+
+// TestRunRefuses: an agent with no node name, no site, or a bad scope
+// stops before it touches the node.
+func TestRunRefuses(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{StateDir: t.TempDir(), Logger: log}, "--node is empty and the hostname is unknown"},
+		{Config{Node: "gw1", StateDir: t.TempDir(), Logger: log}, "say where the site is: --site DIR or --repo URL"},
+		{Config{Node: "gw1", StateDir: t.TempDir(), Logger: log, Safety: Safety{Verify: "head"},
+			Source: reconcile.SourceConfig{Dir: t.TempDir()}}, "--verify-signatures needs a repository"},
+	} {
+		if err := Run(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("node %q, source %+v: %v, want %q", tc.cfg.Node, tc.cfg.Source, err, tc.want)
 		}
 	}
 }
