@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -20,6 +21,32 @@ type SourceConfig struct {
 	// or a temporary directory removed by Close when StateDir is empty.
 	Git      gitrepo.Options
 	StateDir string
+}
+
+// Check refuses a configuration that names no site, or two, before
+// anything is opened; its errors name the flags of gitgw's commands.
+func (c SourceConfig) Check() error {
+	g := c.Git
+	switch {
+	case g.URL == "" && c.Dir == "":
+		return fmt.Errorf("say where the site is: --site DIR or --repo URL")
+	case g.URL != "" && c.Dir != "":
+		return fmt.Errorf("--site and --repo exclude each other")
+	case g.Path != "" && g.URL == "":
+		return fmt.Errorf("--path goes with --repo: with --site, give the site's own directory")
+	case g.Tree.MaxEntries < 0 || g.Tree.MaxBytes < 0:
+		return fmt.Errorf("--max-tree-entries and --max-tree-bytes must be positive")
+	}
+	if c.Dir != "" {
+		st, err := os.Stat(c.Dir)
+		if err != nil {
+			return fmt.Errorf("--site %s: %w", c.Dir, err)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("--site %s is a file: give the site's directory, the one that holds cue.mod/", c.Dir)
+		}
+	}
+	return nil
 }
 
 // SourceDir, in the agent's state dir, holds the site repository's local

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
@@ -45,5 +46,33 @@ func TestOpenSourceHistory(t *testing.T) {
 				t.Errorf("checkout %s left after Close (%v)", rev.Dir, err)
 			}
 		})
+	}
+}
+
+// TestSourceConfigCheck: a configuration naming no site, or two, or a
+// file for a directory, is refused before anything is opened.
+func TestSourceConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "site.cue")
+	if err := os.WriteFile(file, []byte("a: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		cfg  SourceConfig
+		want string // "" for none
+	}{
+		{SourceConfig{}, "say where the site is: --site DIR or --repo URL"},
+		{SourceConfig{Dir: dir, Git: gitrepo.Options{URL: "file:///x"}}, "--site and --repo exclude each other"},
+		{SourceConfig{Dir: dir, Git: gitrepo.Options{Path: "site"}}, "--path goes with --repo"},
+		{SourceConfig{Git: gitrepo.Options{URL: "file:///x", Tree: gitrepo.TreeLimits{MaxBytes: -1}}}, "must be positive"},
+		{SourceConfig{Dir: file}, "is a file: give the site's directory"},
+		{SourceConfig{Dir: filepath.Join(dir, "missing")}, "no such file or directory"},
+		{SourceConfig{Dir: dir}, ""},
+		{SourceConfig{Git: gitrepo.Options{URL: "file:///x", Path: "site"}}, ""},
+	} {
+		err := tc.cfg.Check()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
+		}
 	}
 }

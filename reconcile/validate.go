@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -31,4 +32,35 @@ func CheckSite(ctx context.Context, site *loader.Site, warn io.Writer) (loader.E
 		return nil, err
 	}
 	return append(errs, sp...), nil
+}
+
+// ErrInvalid is returned by Validate for a site with errors (printed).
+var ErrInvalid = errors.New("the site is not valid")
+
+// Validate is gitgw validate: it loads the site at src's head, runs the
+// schema, the guardrails and the site's policies, and writes each error to
+// out, one positioned line, or "site valid: …"; warnings go to warn.
+func Validate(ctx context.Context, src Source, out, warn io.Writer) error {
+	rev, err := src.Sync(ctx)
+	if err != nil {
+		return err
+	}
+	site, _, err := loader.Load(ctx, rev.Dir, "")
+	errs, ok := loader.AsErrors(err)
+	if !ok && err != nil {
+		return err
+	}
+	if !ok {
+		if errs, err = CheckSite(ctx, site, warn); err != nil {
+			return err
+		}
+	}
+	if ok || len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(out, e.Error())
+		}
+		return ErrInvalid
+	}
+	_, err = fmt.Fprintf(out, "site valid: %d nodes (%v)\n", len(site.Nodes), site.Nodes)
+	return err
 }

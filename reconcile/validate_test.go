@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,5 +64,38 @@ func TestCheckSite(t *testing.T) {
 	errs, warn := check(t, dir)
 	if len(errs) > 0 || !strings.HasPrefix(warn, "warning: ") || !strings.Contains(warn, "[secret-in-clear]") {
 		t.Errorf("password in clear: errors %q, warnings %q", errs, warn)
+	}
+}
+
+// TestValidate: what gitgw validate prints for a valid site, a site its
+// policies refuse, and a site that does not evaluate.
+func TestValidate(t *testing.T) {
+	ctx := context.Background()
+	run := func(t *testing.T, dir string) (string, error) {
+		t.Helper()
+		src, err := StaticDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out, warn bytes.Buffer
+		err = Validate(ctx, src, &out, &warn)
+		return out.String(), err
+	}
+	if out, err := run(t, "../examples/lab"); err != nil || !strings.HasPrefix(out, "site valid: 2 nodes (") {
+		t.Errorf("lab: %v, printed %q", err, out)
+	}
+	out, err := run(t, "../cue/loader/testdata/site-policies")
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(out, "site.cue:15:11: services.web: [min_servers]") || strings.Contains(out, "site valid") {
+		t.Errorf("site policies: %v, printed %q", err, out)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../examples/lab")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken.cue"), []byte("package site\n\nnodes: gw1: 7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, dir); !errors.Is(err, ErrInvalid) || !strings.Contains(out, "broken.cue:3:") {
+		t.Errorf("a site that does not evaluate: %v, printed %q", err, out)
 	}
 }

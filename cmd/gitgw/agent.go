@@ -1,35 +1,29 @@
 package main
 
 import (
-	"context"
-	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/gitgw/gitgw/dataplane/vip"
+	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/internal/sdnotify"
 	"github.com/gitgw/gitgw/reconcile"
+	"github.com/gitgw/gitgw/reconcile/agentrun"
+	"github.com/gitgw/gitgw/reconcile/control"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
-	"github.com/gitgw/gitgw/reconcile/planapply"
 )
 
 type agentFlags struct {
-	site     siteFlags
-	node     string
-	stateDir string
-	interval time.Duration
-	resync   time.Duration
-	debug    bool
-	status   statusFlags
-	scope    string
-	drivers  driverFlags
-	control  controlFlags
-	safety   safetyFlags
+	cfg     agentrun.Config
+	site    siteFlags
+	debug   bool
+	scope   string
+	drivers driverFlags
 }
 
 func newAgentCmd() *cobra.Command {
@@ -37,150 +31,81 @@ func newAgentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent (--repo URL | --site DIR) [--node NAME]",
 		Short: "Run the agent: follow the site and keep this node reconciled",
-		Example: `  gitgw agent --repo ssh://git@git.example.net/site.git --ssh-key /etc/gitgw/id_ed25519 \
-      --known-hosts /etc/gitgw/known_hosts --node gw1 --interval 30s
-  gitgw agent --site /srv/site --node gw1   # a plain directory, watched for changes`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, &f) },
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, &f) },
 	}
 	f.site.register(cmd)
-	fl := cmd.Flags()
-	nodeFlag(fl, &f.node, "this node's name in the site")
-	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/gitgw", "state directory: clone, last applied state, VRRP handover")
-	fl.DurationVar(&f.interval, "interval", 30*time.Second, "poll interval for remote repositories (local ones are watched)")
-	fl.DurationVar(&f.resync, "resync", 60*time.Second, "full pass interval, to find drift where nothing can be watched (sysfs)")
-	fl.DurationVar(&f.site.fetchSpread, "fetch-spread", 0, "delay the fetch of a new commit by an offset in [0, this) fixed per node and commit, so that a large fleet does not fetch it at once, when the site sets no rollout.fetch_spread (0: at once, or with rollout waves the bake window after the first wave)")
+	c, fl := &f.cfg, cmd.Flags()
+	nodeFlag(fl, &c.Node, "this node's name in the site")
+	fl.StringVar(&c.StateDir, "state-dir", "/var/lib/gitgw", "state directory: clone, last applied state, VRRP handover")
+	fl.DurationVar(&c.Poll, "interval", 30*time.Second, "poll interval for remote repositories (local ones are watched)")
+	fl.DurationVar(&c.Resync, "resync", 60*time.Second, "full pass interval, to find drift where nothing can be watched (sysfs)")
+	fl.DurationVar(&f.site.Git.FetchSpread, "fetch-spread", 0, "delay the fetch of a new commit by an offset in [0, this) fixed per node and commit, so that a large fleet does not fetch it at once, when the site sets no rollout.fetch_spread (0: at once, or with rollout waves the bake window after the first wave)")
 	fl.BoolVar(&f.debug, "debug", false, "debug logging")
-	f.status.register(fl)
+	registerStatus(fl, &c.Status)
 	fl.StringVar(&f.scope, "scope", "auto", scopeHelp)
 	f.drivers.register(fl)
-	f.control.register(fl)
-	f.safety.register(fl)
+	fl.StringVar(&c.Socket, "socket", control.DefaultSocket, "control socket for gitgw status/reconcile/suspend/resume/override (mode 0600; empty: none)")
+	fl.StringVar(&c.Listen, "listen", control.DefaultListen, "address of the status page (/) and Prometheus metrics (/metrics) (empty: none)")
+	registerSafety(fl, &c.Safety)
 	return cmd
 }
 
 func runAgent(cmd *cobra.Command, f *agentFlags) error {
-	log := newLogger(cmd, f.debug)
-	if f.node == "" {
-		return fmt.Errorf("--node is empty and the hostname is unknown")
-	}
-	if err := os.MkdirAll(f.stateDir, 0o750); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-	stateDir, err := filepath.Abs(f.stateDir)
-	if err != nil {
-		return err
-	}
+	cfg := f.cfg
+	cfg.Logger, cfg.Version, cfg.Source = newLogger(cmd, f.debug), version, f.site.SourceConfig
+	cfg.Scope, cfg.Drivers, cfg.Guardian = loader.Scope(f.scope), f.drivers.config("", nil), guardian
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	return agentrun.Run(ctx, cfg)
+}
 
-	if err := f.safety.trust(stateDir, &f.site); err != nil {
-		return err
-	}
-	// go-git rewrites a ref in place: a crash can leave the clone's synced
-	// ref empty or truncated, which would wedge every fetch. Such refs are
-	// moved aside (loudly) and the next sync starts as a first one.
-	if _, err := gitrepo.RepairRefs(filepath.Join(stateDir, sourceDir, "repo.git"), log); err != nil {
-		return err
-	}
-	src, cleanup, err := f.site.open(ctx, f.node, stateDir, true)
+// guardian runs this binary as the VRRP guardian.
+func guardian(stateDir string) []string {
+	self, err := os.Executable()
 	if err != nil {
-		return err
+		self = os.Args[0]
 	}
-	defer cleanup()
-	if err := reconcile.CheckStart(ctx, src, f.node, vip.ReadHostAddresses, log); err != nil {
-		return err
-	}
-	if err := f.status.claim(ctx, f.node, &f.site, log); err != nil {
-		return err
-	}
-	rollout, err := f.safety.rollout(f.node, stateDir, &f.site, &f.status, log)
-	if err != nil {
-		return err
-	}
-	heartbeat := reconcile.NewHeartbeat(nil)
-	drv := buildDrivers(reconcile.DriverConfig{StateDir: stateDir, Logger: log, Live: true,
-		UnitDir: f.drivers.unitDir, SystemdSocket: f.drivers.systemdSocket, Progress: heartbeat.Beat})
-	defer drv.Close(context.Background())
-	scope, err := parseScope(f.scope)
-	if err != nil {
-		return err
-	}
-	kick := make(chan struct{}, 1)
-	var runner *reconcile.Runner
-	probes := drv.List
-	ctl, drivers := setupControl(f.node, stateDir, drv, kick, func() *reconcile.LastGood {
-		if runner == nil {
-			return nil
-		}
-		return runner.LastGood()
-	}, log)
-	runner, err = reconcile.NewRunner(reconcile.RunnerOptions{Node: f.node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: scope,
-		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log}), Suspend: ctl.Suspended,
-		Rollout: rollout, Health: f.safety.health(probes)})
-	if err != nil {
-		return err
-	}
-	requests := make(chan reconcile.PassRequest) // gitgw plan/apply through the socket (#14)
-	ctl.SetPlanApply(planapply.Serve(func() *reconcile.Runner { return runner }, requests, src.Describe()))
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				log.Info("SIGHUP: reconciling now")
-				select {
-				case kick <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	status, err := f.status.start(ctx, f.node, stateDir, &f.site, src, runner, drivers, ctl.ObservePush, log)
-	if err != nil {
-		return err
-	}
-	defer status.Stop(10 * time.Second)
-	fds := newFDStore(drv.Pool, log)
-	stopControl, err := f.control.serve(ctx, ctl, log)
-	if err != nil {
-		return err
-	}
-	defer stopControl()
-	sd := sdnotify.New()
-	agent := reconcile.NewAgent(reconcile.AgentOptions{
-		Source:    src,
-		Runner:    runner,
-		Poll:      f.interval,
-		Resync:    f.resync,
-		Kick:      kick,
-		Requests:  requests,
-		Notify:    sd.Notify,
-		Watchdog:  sdnotify.WatchdogInterval(),
-		Heartbeat: heartbeat,
-		Events:    status.Events(ctx, reconcile.DriverEvents(drivers)),
-		Logger:    log,
-		HoldRetry: f.safety.rolloutPoll,
-		OnSync:    ctl.ObserveSync,
-		OnResult: func(r reconcile.Result) {
-			log.Info("pass done", "commit", r.Commit, "outcome", r.Outcome, "summary", r.Summary(), "duration", r.Duration)
-			ctl.Observe(ctx, r.Control())
-			fds.sync()
-			status.Report(ctx, r)
-		},
-	})
-	log.Info("agent starting", "node", f.node, "source", src.Describe(), "state_dir", stateDir)
-	err = agent.Run(ctx)
-	// The proxy's connections go to the next agent (systemd's fd store)
-	// before the drivers close: a restart cuts none of them.
-	fds.handOver()
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	reconcile.CloseDrivers(shutdown, drivers, log)
-	log.Info("agent stopped")
-	return err
+	return []string{self, "vrrp", "guard", "--state-dir", stateDir}
+}
+
+// registerStatus registers the flags of the agent's status reporting.
+func registerStatus(fl *pflag.FlagSet, s *agentrun.Status) {
+	fl.StringVar(&s.Repo, "status-repo", "", "repository receiving the status branch (default: the site's --repo)")
+	fl.StringVar(&s.Prefix, "status-branch-prefix", gitrepo.DefaultStatusPrefix, "prefix of this node's status branch")
+	fl.DurationVar(&s.Coalesce, "status-coalesce", 5*time.Second, "changes within this window after a status commit go into one commit (a flapping link makes one commit per window)")
+	fl.BoolVar(&s.Off, "no-status", false, "do not report status to Git")
+	fl.IntVar(&s.HistoryCommits, "status-history-commits", gitrepo.DefaultHistoryCommits, "keep this many commits on the status branch; older ones are folded into one commit (the branch is force-pushed, with a lease); -1 keeps all")
+	fl.DurationVar(&s.HistoryAge, "status-history-age", gitrepo.DefaultHistoryAge, "also fold status commits older than this (-1s: no age bound)")
+	fl.DurationVar(&s.Alive, "alive-interval", time.Minute, "refresh the ref refs/gitgw/alive/NODE this often (jittered), so that `gitgw fleet` tells a stopped agent from a quiet one; it promises a refresh within 3 intervals; 0: off")
+	fl.BoolVar(&s.Replace, "replace", false, "start even while another agent reports under this node's name (its alive ref is fresh): for when that agent is gone for good; without it, the name is free once the other agent's alive ref is stale (3 alive intervals)")
+	fl.StringVar(&s.SigningKey, "status-signing-key", "", "unencrypted OpenSSH private key that signs this node's status commits; the site lists its public key as the node's status_key, so that peers trust the branch to gate their rollout")
+}
+
+// registerSafety registers what guards an apply beyond the site's own
+// checks: signatures, the pair-aware rollout and the health gate.
+func registerSafety(fl *pflag.FlagSet, s *agentrun.Safety) {
+	fl.StringVar(&s.Verify, "verify-signatures", "", "refuse commits not signed by a trusted key, before anything of them is written: head (the commit applied) or strict (every commit since the trust anchor)")
+	fl.StringVar(&s.TrustedKeys, "trusted-keys", "", "armored OpenPGP keyring of trusted signers")
+	fl.StringVar(&s.AllowedSigners, "allowed-signers", "", "trusted SSH signers, in ssh-keygen's allowed_signers format")
+	fl.StringVar(&s.TrustAnchor, "trust-anchor", "", "strict mode: the last commit you trust (full hash), used when the state dir holds no trust anchor (a new node, or its state lost)")
+	fl.DurationVar(&s.RolloutTimeout, "rollout-timeout", 5*time.Minute, "how long a master waits for its peers (and a wave for the one before) when the site sets no rollout.peer_timeout")
+	fl.DurationVar(&s.RolloutPoll, "rollout-poll", 2*time.Second, "how often a held commit is tried again: a waiting node reads its peers' status branches")
+	fl.DurationVar(&s.Bake, "bake", 0, "health gate window after a new commit is applied, when the site sets no bake.window (0: off)")
+}
+
+// driverFlags locate what the drivers talk to.
+type driverFlags struct {
+	unitDir, systemdSocket string
+}
+
+func (f *driverFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&f.unitDir, "unit-dir", "/etc/systemd/system", "where gitgw writes the site's template units")
+	fl.StringVar(&f.systemdSocket, "systemd-socket", "", "systemd's private socket to use instead of the system bus (tests, containers)")
+}
+
+// config is the drivers' configuration with what only the process knows:
+// the listening sockets systemd handed over.
+func (f *driverFlags) config(stateDir string, log *slog.Logger) reconcile.DriverConfig {
+	return reconcile.DriverConfig{StateDir: stateDir, Logger: log, UnitDir: f.unitDir, SystemdSocket: f.systemdSocket, Inherited: sdnotify.Listeners()}
 }

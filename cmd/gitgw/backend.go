@@ -1,11 +1,8 @@
 package main
 
 import (
-	"fmt"
-	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -23,22 +20,11 @@ func newBackendCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backend --port N",
 		Short: "Serve a tiny HTTP backend that names itself (for examples/lab and first tries)",
-		Example: `  gitgw backend --port 8080
-  curl http://127.0.0.1:8080/   # gitgw backend 127.0.0.1:8080 on gw1`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if port < 1 || port > 65535 {
-				return fmt.Errorf("--port %d: want 1-65535", port)
-			}
-			host, _ := os.Hostname()
-			listen := net.JoinHostPort(addr, strconv.Itoa(port))
-			l, err := net.Listen("tcp", listen)
-			if err != nil {
-				return fmt.Errorf("backend: %w", err)
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return backend.Serve(ctx, l, listen, host)
+			return backend.Run(ctx, addr, port)
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "TCP port to listen on")

@@ -3,54 +3,14 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
-	"strconv"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/gitgw/gitgw/cue/spec"
-	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/control"
 )
-
-// controlFlags are the agent's local control socket and web listener.
-type controlFlags struct {
-	socket, listen string
-}
-
-func (f *controlFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&f.socket, "socket", control.DefaultSocket, "control socket for gitgw status/reconcile/suspend/resume/override (mode 0600; empty: none)")
-	fl.StringVar(&f.listen, "listen", control.DefaultListen, "address of the status page (/) and Prometheus metrics (/metrics) (empty: none)")
-}
-
-// setupControl builds the controller and puts its override overlay in
-// front of the drivers; the returned drivers go to the Runner and the
-// Reporter (they include the "overrides" status section).
-func setupControl(node, stateDir string, drv *reconcile.Drivers, kick chan<- struct{}, lastGood func() *reconcile.LastGood,
-	log *slog.Logger) (*control.Controller, []reconcile.Driver) {
-	o := control.Options{Node: node, Version: version, Kick: kick, Pool: drv.Pool, StateDir: stateDir, Logger: log,
-		LastGood: func() (string, *spec.Node) { return lastGood().Running() }}
-	if drv.Engine != nil {
-		o.VRRP, o.Engine = drv.Engine, drv.Engine
-	}
-	if drv.KernLB != nil {
-		o.Kernel = drv.KernLB
-	}
-	if drv.Tuning != nil {
-		o.Spread = drv.Tuning
-	}
-	c := control.New(o)
-	return c, reconcile.WithOverrides(c, drv.List)
-}
-
-// serve starts the socket and the web listener; stop waits for both to end
-// after ctx is done.
-func (f *controlFlags) serve(ctx context.Context, c *control.Controller, log *slog.Logger) (stop func(), err error) {
-	return c.Start(ctx, f.socket, f.listen, log)
-}
 
 // clientFlags locate the agent's socket.
 type clientFlags struct {
@@ -63,9 +23,11 @@ func (f *clientFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the agent")
 }
 
-func (f *clientFlags) client(cmd *cobra.Command) (*control.Client, context.Context, context.CancelFunc) {
+// run asks the agent on the socket, within the timeout.
+func (f *clientFlags) run(cmd *cobra.Command, do func(*control.Client, context.Context, io.Writer) error) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-	return control.NewClient(f.socket), ctx, cancel
+	defer cancel()
+	return do(control.NewClient(f.socket), ctx, cmd.OutOrStdout())
 }
 
 func newStatusCmd() *cobra.Command {
@@ -74,31 +36,11 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [--json]",
 		Short: "Show what the running agent runs: commits, last pass, VRRP, services, units, tuning, drift, overrides",
-		Long: `status asks the agent on this node, over its control socket, for what it runs
-now: the desired and applied commits, the last pass, VRRP instances with their
-state, priority arithmetic and VIPs, proxy services with their servers' health,
-units, tuning, drift and the operator's overrides. The same is on the status
-page (http://127.0.0.1:9142/) and, as of the last pass, on the status branch.`,
-		Example: `  gitgw status
-  gitgw status --json | jq '.vrrp[] | {name, state, priority}'
-  gitgw status --socket /run/gitgw-lab/gitgw.sock`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			if asJSON {
-				b, err := cl.StatusJSON(ctx)
-				if err != nil {
-					return err
-				}
-				_, err = cmd.OutOrStdout().Write(b)
-				return err
-			}
-			st, err := cl.Status(ctx)
-			if err != nil {
-				return err
-			}
-			return control.RenderText(cmd.OutOrStdout(), st)
+			return f.run(cmd, func(cl *control.Client, ctx context.Context, w io.Writer) error {
+				return cl.WriteStatus(ctx, w, asJSON)
+			})
 		},
 	}
 	f.register(cmd.Flags())
@@ -112,22 +54,15 @@ func newReconcileCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Ask the agent for a pass now and print its result",
-		Example: `  gitgw reconcile
-  gitgw reconcile --no-wait   # only ask; the pass runs in the background`,
-		Args: cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			r, err := cl.Reconcile(ctx, !noWait)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), r.Summary)
-			switch r.Outcome {
-			case string(reconcile.Rejected), string(reconcile.Failed):
+			err := f.run(cmd, func(cl *control.Client, ctx context.Context, w io.Writer) error {
+				return cl.WriteReconcile(ctx, w, !noWait)
+			})
+			if errors.Is(err, control.ErrPassFailed) {
 				return exitError{1}
 			}
-			return nil
+			return err
 		},
 	}
 	f.register(cmd.Flags())
@@ -140,22 +75,8 @@ func newSuspendCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "suspend",
 		Short: "Stop applying: the agent keeps planning and reporting, and changes nothing, until resume",
-		Long: `suspend stops the agent from applying anything, new commits and drift
-corrections alike. It keeps running passes, which plan and report (outcome
-"suspended", the held changes as pending). The VRRP engine and the proxy keep
-running as they are. Overrides still apply. resume ends it.`,
-		Example: `  gitgw suspend && vi /etc/...   # hands-on maintenance; gitgw will not undo it
-  gitgw resume`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			if _, err := cl.Suspend(ctx); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "suspended: passes plan and report; nothing is applied until `gitgw resume`")
-			return nil
-		},
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return f.run(cmd, (*control.Client).WriteSuspend) },
 	}
 	f.register(cmd.Flags())
 	return cmd
@@ -164,19 +85,10 @@ running as they are. Overrides still apply. resume ends it.`,
 func newResumeCmd() *cobra.Command {
 	var f clientFlags
 	cmd := &cobra.Command{
-		Use:     "resume",
-		Short:   "Apply again and clear every override",
-		Example: `  gitgw resume`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			if _, err := cl.Resume(ctx); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "resumed: applying again; overrides cleared")
-			return nil
-		},
+		Use:   "resume",
+		Short: "Apply again and clear every override",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return f.run(cmd, (*control.Client).WriteResume) },
 	}
 	f.register(cmd.Flags())
 	return cmd
@@ -187,109 +99,41 @@ func newOverrideCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "override",
 		Short: "Temporary runtime changes: drain or enable a proxy server, set its weight, give up VRRP mastership",
-		Long: `override changes what the node runs without a commit, for maintenance. Each
-override is temporary: it shows in gitgw status, on the status page and on the
-status branch, and it ends with gitgw resume, gitgw override clear, or the
-first pass that applies another commit.`,
-		Example: `  gitgw override drain web/s2          # no new connections to s2; established ones stay
-  gitgw override weight web/s1 50
-  gitgw override enable web/s2         # back in rotation, even if the site drains it
-  gitgw override give-up VI_1          # priority 0 advert, then backup at priority 1
-  gitgw override list
-  gitgw override clear web/s2          # or: gitgw override clear (all)`,
 	}
 	f.register(cmd.PersistentFlags())
-	set := func(use, short, example, action string, args cobra.PositionalArgs, weight bool) *cobra.Command {
+	set := func(use, short, action string, args cobra.PositionalArgs) *cobra.Command {
 		return &cobra.Command{
-			Use: use, Short: short, Example: example, Args: args,
+			Use: use, Short: short, Args: args,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				req := control.OverrideRequest{Action: action, Target: args[0]}
-				if weight {
-					w, err := strconv.Atoi(args[1])
-					if err != nil {
-						return fmt.Errorf("weight %q: %w", args[1], err)
-					}
-					req.Weight = w
-				}
-				cl, ctx, cancel := f.client(cmd)
-				defer cancel()
-				o, err := cl.Override(ctx, req)
+				req, err := control.ParseOverride(action, args)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "override %s: in force until resume or a new commit\n", o)
-				return nil
+				return f.run(cmd, func(cl *control.Client, ctx context.Context, w io.Writer) error { return cl.WriteOverride(ctx, w, req) })
 			},
 		}
 	}
 	list := &cobra.Command{
-		Use: "list", Short: "List the overrides in force", Example: "  gitgw override list", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			st, err := cl.Status(ctx)
-			if err != nil {
-				return err
-			}
-			for _, o := range st.Overrides {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s\t(set on %s at %s)\n", o, o.Commit, o.Since.Format(time.RFC3339))
-			}
-			return nil
-		},
+		Use: "list", Short: "List the overrides in force", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd, (*control.Client).WriteOverrides) },
 	}
 	clearCmd := &cobra.Command{
-		Use: "clear [TARGET]", Short: "Clear the overrides of TARGET, or all", Example: "  gitgw override clear web/s2\n  gitgw override clear",
+		Use: "clear [TARGET]", Short: "Clear the overrides of TARGET, or all",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target := ""
 			if len(args) == 1 {
 				target = args[0]
 			}
-			cl, ctx, cancel := f.client(cmd)
-			defer cancel()
-			gone, err := cl.Clear(ctx, target)
-			if err != nil {
-				return err
-			}
-			if len(gone) == 0 {
-				return errors.New("no override to clear")
-			}
-			for _, o := range gone {
-				fmt.Fprintf(cmd.OutOrStdout(), "cleared %s\n", o)
-			}
-			return nil
+			return f.run(cmd, func(cl *control.Client, ctx context.Context, w io.Writer) error { return cl.WriteClear(ctx, w, target) })
 		},
 	}
 	cmd.AddCommand(
-		set("drain SERVICE/SERVER", "Drain a proxy server: no new connections, established ones stay", "  gitgw override drain web/s2", control.ActionDrain, cobra.ExactArgs(1), false),
-		set("enable SERVICE/SERVER", "Put a proxy server back in rotation", "  gitgw override enable web/s2", control.ActionEnable, cobra.ExactArgs(1), false),
-		set("weight SERVICE/SERVER WEIGHT", "Set a proxy server's weight (0..256)", "  gitgw override weight web/s1 50", control.ActionWeight, cobra.ExactArgs(2), true),
-		set("give-up INSTANCE", "Make this node leave mastership of a VRRP instance and stay backup", "  gitgw override give-up VI_1", control.ActionGiveUp, cobra.ExactArgs(1), false),
+		set("drain SERVICE/SERVER", "Drain a proxy server: no new connections, established ones stay", control.ActionDrain, cobra.ExactArgs(1)),
+		set("enable SERVICE/SERVER", "Put a proxy server back in rotation", control.ActionEnable, cobra.ExactArgs(1)),
+		set("weight SERVICE/SERVER WEIGHT", "Set a proxy server's weight (0..256)", control.ActionWeight, cobra.ExactArgs(2)),
+		set("give-up INSTANCE", "Make this node leave mastership of a VRRP instance and stay backup", control.ActionGiveUp, cobra.ExactArgs(1)),
 		list, clearCmd,
 	)
 	return cmd
-}
-
-// addCompletionExamples gives cobra's completion command and its
-// subcommands an example each.
-func addCompletionExamples(root *cobra.Command) {
-	root.InitDefaultCompletionCmd()
-	for _, c := range root.Commands() {
-		if c.Name() != "completion" {
-			continue
-		}
-		c.Example = `  gitgw completion bash > /etc/bash_completion.d/gitgw
-  source <(gitgw completion bash)
-  gitgw completion zsh > "${fpath[1]}/_gitgw"`
-		for _, sh := range c.Commands() {
-			switch sh.Name() {
-			case "fish":
-				sh.Example = "  gitgw completion fish > ~/.config/fish/completions/gitgw.fish"
-			case "powershell":
-				sh.Example = "  gitgw completion powershell | Out-String | Invoke-Expression"
-			default:
-				sh.Example = "  source <(gitgw completion " + sh.Name() + ")"
-			}
-		}
-	}
 }

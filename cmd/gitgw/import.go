@@ -22,34 +22,8 @@ func newImportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import --keepalived [NODE=]FILE [--haproxy [NODE=]FILE] [--node NAME] [--out DIR]",
 		Short: "Write a site from existing keepalived.conf and haproxy.cfg files",
-		Long: `import converts the configurations a gateway pair runs today into a gitgw
-site: a CUE module written to --out (default: the current directory).
-
-Give each node's keepalived.conf, named NODE=FILE or followed by --node NAME
-(in order); one VRRP instance then carries every node's priority. Without a
-name a node is called after the file's router_id. An haproxy.cfg becomes the
-services of every node (NODE=FILE: of that node only).
-
-Whatever has no equivalent in the site, or changes on the way, is printed as
-a warning with its file and line. A service whose check or forwarding the
-site cannot say yet (a check port, a TLS check, a check sequence, a status
-range, a server by DNS name, IPVS forwarding, …) is refused: left out and
-printed as "refused: FILE:LINE: …" with the directive and the reason, never
-imported with a weakened check. A file that does not parse is an error and
-nothing is written.
-
-Node addresses the files do not state are left as TODO(import) comments and
-printed as "missing: …"; run on a gateway, --from-host[=NODE] reads them from
-its interfaces instead (NODE: which node this host is, by default the first).
-The written site is loaded and checked with the guardrails of gitgw validate
-before import returns. It exits 0 only when the site is complete (nothing
-refused) and passes them, 1 otherwise. Existing files are not overwritten
-without --force.`,
-		Example: `  gitgw import --keepalived gw1=/etc/keepalived/keepalived.conf \
-      --keepalived gw2=gw2-keepalived.conf --haproxy /etc/haproxy/haproxy.cfg --out site
-  gitgw import --keepalived a.conf --node gw1 --keepalived b.conf --node gw2 --out site`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runImport(cmd, &f) },
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runImport(cmd, &f) },
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVar(&f.keepalived, "keepalived", nil, "a node's keepalived.conf, as FILE or NODE=FILE (repeatable)")

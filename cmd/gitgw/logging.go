@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"log/slog"
 
 	"github.com/spf13/cobra"
@@ -28,15 +27,5 @@ func logFormat(cmd *cobra.Command) string {
 
 // newLogger is the logger of a command: --log-format, --debug.
 func newLogger(cmd *cobra.Command, debug bool) *slog.Logger {
-	lvl := slog.LevelInfo
-	if debug {
-		lvl = slog.LevelDebug
-	}
-	f, err := logs.ParseFormat(logFormat(cmd))
-	if err != nil {
-		f = logs.Auto // refused by checkLogFormat already
-	}
-	return logs.New(cmd.ErrOrStderr(), f, lvl)
+	return logs.ForCommand(cmd.ErrOrStderr(), logFormat(cmd), debug)
 }
-
-func isTerminal(w io.Writer) bool { return logs.IsTerminal(w) }

@@ -45,16 +45,8 @@ func main() {
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "gitgw",
-		Short: "GitOps agent for Linux gateway nodes: VRRP, L4 proxy, systemd units and NIC tuning from a Git repository",
-		Long: `gitgw pulls the desired state of a whole site, written in CUE, from a Git
-repository (or a plain directory), and reconciles this node: VIPs through its
-own VRRP engine, its own L4 proxy pool, systemd template instances and NIC
-tuning. It reports what it finds and does back to Git as commits.`,
-		Example: `  gitgw validate --site ./site
-  gitgw plan --site ./site --node gw1
-  sudo gitgw agent --repo ssh://git@git.example.net/site.git --node gw1
-  gitgw status`,
+		Use:           "gitgw",
+		Short:         "GitOps agent for Linux gateway nodes: VRRP, L4 proxy, systemd units and NIC tuning from a Git repository",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -88,7 +80,8 @@ tuning. It reports what it finds and does back to Git as commits.`,
 		newBackendCmd(),
 		newEvalCmd(),
 	)
-	addCompletionExamples(root)
+	root.InitDefaultCompletionCmd()
+	addHelp(root)
 	// A misspelt command or flag gets a suggestion.
 	root.SuggestionsMinimumDistance = 2
 	suggestFlags(root)
@@ -97,10 +90,9 @@ tuning. It reports what it finds and does back to Git as commits.`,
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print the version",
-		Example: "  gitgw version",
-		Args:    cobra.NoArgs,
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "gitgw %s\n", version)
 		},

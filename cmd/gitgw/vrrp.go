@@ -13,22 +13,15 @@ import (
 
 func newVRRPCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "vrrp",
-		Short:   "VRRP engine tools",
-		Example: `  gitgw vrrp release --state-dir /var/lib/gitgw   # after the agent died: hand mastership over now`,
+		Use:   "vrrp",
+		Short: "VRRP engine tools",
 	}
 	var stateDir string
 	var timeout time.Duration
 	release := &cobra.Command{
 		Use:   "release [--state-dir DIR]",
 		Short: "Hand over mastership after the agent died: priority-0 adverts, VIPs removed",
-		Long: `release reads from the state dir which VRRP instances the agent was master of
-when it stopped, sends priority-0 adverts for them (so that the backup takes
-over within Skew_Time instead of 3 × the advert interval) and removes their
-VIPs. The agent's unit runs it as ExecStopPost=; after a clean stop there is
-nothing to release and it does nothing.`,
-		Example: `  ExecStopPost=/usr/local/bin/gitgw vrrp release --state-dir /var/lib/gitgw`,
-		Args:    cobra.NoArgs,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()

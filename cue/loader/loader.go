@@ -76,6 +76,16 @@ const (
 	ScopeAuto Scope = "auto"
 )
 
+// Check refuses a scope that is none of the three; the error names the
+// commands' --scope flag.
+func (s Scope) Check() error {
+	switch s {
+	case ScopeAuto, ScopeSite, ScopeNode:
+		return nil
+	}
+	return fmt.Errorf("--scope %q: want auto, site or node", string(s))
+}
+
 // AutoScopeNodes is the site size (in nodes) up to which ScopeAuto validates
 // the whole site on every node: about 0.3 s of CPU per commit there.
 const AutoScopeNodes = 200

@@ -175,3 +175,14 @@ func TestNodeScopeUnitText(t *testing.T) {
 		}
 	}
 }
+
+func TestScopeCheck(t *testing.T) {
+	for _, s := range []Scope{ScopeAuto, ScopeSite, ScopeNode} {
+		if err := s.Check(); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	if err := Scope("sites").Check(); err == nil || err.Error() != `--scope "sites": want auto, site or node` {
+		t.Errorf("sites: %v", err)
+	}
+}

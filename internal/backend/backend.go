@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"time"
 )
 
@@ -42,4 +44,19 @@ func Serve(ctx context.Context, l net.Listener, listen, host string) error {
 		return nil
 	}
 	return fmt.Errorf("backend: %w", err)
+}
+
+// Run serves on addr:port (every address when addr is empty) until ctx is
+// done, naming itself after this host.
+func Run(ctx context.Context, addr string, port int) error {
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("--port %d: want 1-65535", port)
+	}
+	host, _ := os.Hostname()
+	listen := net.JoinHostPort(addr, strconv.Itoa(port))
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	return Serve(ctx, l, listen, host)
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -40,5 +41,22 @@ func TestServe(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Serve after cancel: %v", err)
+	}
+}
+
+// TestRunRefuses: a port out of range, and one taken, are errors.
+func TestRunRefuses(t *testing.T) {
+	for _, port := range []int{0, 65536} {
+		if err := Run(context.Background(), "127.0.0.1", port); err == nil || !strings.Contains(err.Error(), "want 1-65535") {
+			t.Errorf("port %d: %v", port, err)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := Run(context.Background(), "127.0.0.1", l.Addr().(*net.TCPAddr).Port); err == nil || !strings.HasPrefix(err.Error(), "backend: listen tcp") {
+		t.Errorf("a port taken: %v", err)
 	}
 }

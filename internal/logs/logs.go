@@ -91,6 +91,21 @@ func New(w io.Writer, f Format, level slog.Level) *slog.Logger {
 	return slog.New(&dedup{inner: h})
 }
 
+// ForCommand is New for a command's --log-format and --debug: Info and
+// above, Debug too with debug. A format ParseFormat refuses (the command
+// refused it before any work) is Auto.
+func ForCommand(w io.Writer, format string, debug bool) *slog.Logger {
+	lvl := slog.LevelInfo
+	if debug {
+		lvl = slog.LevelDebug
+	}
+	f, err := ParseFormat(format)
+	if err != nil {
+		f = Auto
+	}
+	return New(w, f, lvl)
+}
+
 // IsTerminal says whether w is a character device (a person is reading).
 func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)

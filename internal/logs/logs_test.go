@@ -104,3 +104,19 @@ func TestFormats(t *testing.T) {
 		t.Errorf("auto on a pipe should be JSON: %q", b.String())
 	}
 }
+
+// TestForCommand: --debug lets Debug through, and a format refused
+// earlier falls back to auto (JSON on a buffer).
+func TestForCommand(t *testing.T) {
+	var b bytes.Buffer
+	ForCommand(&b, "text", false).Debug("hidden")
+	ForCommand(&b, "text", true).Debug("shown")
+	if s := b.String(); strings.Contains(s, "hidden") || !strings.Contains(s, "level=DEBUG msg=shown") {
+		t.Errorf("debug: %q", s)
+	}
+	b.Reset()
+	ForCommand(&b, "yaml", false).Info("hello")
+	if !strings.HasPrefix(b.String(), "{") {
+		t.Errorf("a refused format should be auto (JSON here): %q", b.String())
+	}
+}

@@ -1,4 +1,9 @@
-package main
+// Package fdstore keeps the L4 proxy's sockets in systemd's file
+// descriptor store across agent restarts: the listeners, so that the
+// kernel goes on queueing connections while no agent runs, and at a stop
+// the established connections, so that a restart cuts none. It is the
+// policy (what to store, when) over sd_notify's FDSTORE= protocol.
+package fdstore
 
 import (
 	"fmt"
@@ -13,24 +18,24 @@ import (
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 )
 
-// fdStoreName names the proxy's listeners in systemd's file descriptor
+// Name names the proxy's listeners in systemd's file descriptor
 // store (FDNAME= may not hold the addresses: ':' separates names in
 // LISTEN_FDNAMES). The pool matches inherited sockets by address.
-const fdStoreName = "l4proxy"
+const Name = "l4proxy"
 
-// fdStore keeps the proxy's listening sockets in systemd's file descriptor
+// Store keeps the proxy's listening sockets in systemd's file descriptor
 // store (FileDescriptorStoreMax= in the unit): an agent restarted after a
 // crash gets them back in LISTEN_FDS and adopts them, so the kernel goes on
 // queueing connections while no agent runs instead of refusing them.
 //
 // An agent that stops (systemctl restart, an upgrade's restart, any stop)
-// also stores its established connections (handOver): the next agent
+// also stores its established connections (HandOver): the next agent
 // adopts them and goes on copying, so a restart cuts none. A stop that is
 // not a restart ends them: systemd closes the store when the unit goes
 // inactive. How many fit is the store's size, $FDSTORE (set by systemd
 // 254 and later from FileDescriptorStoreMax=, and by the unit for older
 // ones); without it connections are not handed over and drain as before.
-type fdStore struct {
+type Store struct {
 	addr *net.UnixAddr
 	pool interface {
 		Listeners() ([]*os.File, error)
@@ -47,8 +52,9 @@ type fdStore struct {
 	cleared bool
 }
 
-// newFDStore returns nil outside systemd or without a proxy pool.
-func newFDStore(pool *l4proxy.Pool, log *slog.Logger) *fdStore {
+// New returns the store of $NOTIFY_SOCKET; nil (which stores nothing)
+// outside systemd or without a proxy pool.
+func New(pool *l4proxy.Pool, log *slog.Logger) *Store {
 	path := os.Getenv("NOTIFY_SOCKET")
 	if path == "" {
 		return nil
@@ -59,14 +65,14 @@ func newFDStore(pool *l4proxy.Pool, log *slog.Logger) *fdStore {
 	if pool == nil {
 		return nil
 	}
-	s := &fdStore{addr: &net.UnixAddr{Name: path, Net: "unixgram"}, log: log.With("component", "fdstore"), pool: pool}
+	s := &Store{addr: &net.UnixAddr{Name: path, Net: "unixgram"}, log: log.With("component", "fdstore"), pool: pool}
 	s.max, _ = strconv.Atoi(os.Getenv("FDSTORE"))
 	return s
 }
 
-// sync replaces the stored listeners when the set of bound addresses
-// changed since the last call.
-func (s *fdStore) sync() {
+// Sync replaces the stored listeners when the set of bound addresses
+// changed since the last call; the agent calls it after each pass.
+func (s *Store) Sync() {
 	if s == nil {
 		return
 	}
@@ -101,12 +107,12 @@ func (s *fdStore) sync() {
 	if key == s.last {
 		return
 	}
-	if err := s.send("FDSTOREREMOVE=1\nFDNAME="+fdStoreName, nil); err != nil {
+	if err := s.send("FDSTOREREMOVE=1\nFDNAME="+Name, nil); err != nil {
 		s.log.Warn("listeners not stored for a restart", "err", err)
 		return
 	}
 	if len(fds) > 0 {
-		if err := s.send("FDSTORE=1\nFDNAME="+fdStoreName, fds); err != nil {
+		if err := s.send("FDSTORE=1\nFDNAME="+Name, fds); err != nil {
 			s.log.Warn("listeners not stored for a restart", "err", err)
 			return
 		}
@@ -120,16 +126,16 @@ func (s *fdStore) sync() {
 // at most 253 (SCM_MAX_FD) in one, systemd reads up to 768.
 const fdBatch = 200
 
-// handOver stores the proxy's established connections for the next
+// HandOver stores the proxy's established connections for the next
 // agent, once this one stops; those that do not fit in the store stay and
 // drain as the pool closes. FDPOLL=0: systemd must not drop a socket whose
 // peer closed meanwhile, the next agent forwards what it still holds.
-func (s *fdStore) handOver() {
+func (s *Store) HandOver() {
 	if s == nil || s.max <= 0 {
 		return
 	}
 	s.last = "" // store the listeners again: they must be there
-	s.sync()
+	s.Sync()
 	room := s.max - s.nlisteners - 1
 	if room <= 0 {
 		s.log.Warn("connections not handed over: the fd store is full", "capacity", s.max, "listeners", s.nlisteners)
@@ -168,7 +174,7 @@ func (s *fdStore) handOver() {
 		"draining", ho.Kept, "cut", ho.Cut)
 }
 
-func (s *fdStore) send(state string, fds []int) error {
+func (s *Store) send(state string, fds []int) error {
 	// An unconnected socket: a connected one refuses WriteMsgUnix with
 	// ancillary data through the address-taking path.
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Net: "unixgram"})
