@@ -175,6 +175,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	})
 	log.Info("agent starting", "node", f.node, "source", src.Describe(), "state_dir", stateDir)
 	err = agent.Run(ctx)
+	drv.PrepareStop(log) // a restart keeps VRRP mastership (#15)
 	// The proxy's connections go to the next agent (systemd's fd store)
 	// before the drivers close: a restart cuts none of them.
 	fds.handOver()

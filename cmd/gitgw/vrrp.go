@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -26,13 +27,20 @@ func newVRRPCmd() *cobra.Command {
 when it stopped, sends priority-0 adverts for them (so that the backup takes
 over within Skew_Time instead of 3 × the advert interval) and removes their
 VIPs. The agent's unit runs it as ExecStopPost=; after a clean stop there is
-nothing to release and it does nothing.`,
+nothing to release and it does nothing. During a restart (systemctl restart,
+an upgrade) the agent keeps mastership for the next one: what a fresh
+vrrp-restart.json lists is not released, unless $SERVICE_RESULT (set by
+systemd) says the service did not end cleanly.`,
 		Example: `  ExecStopPost=/usr/local/bin/gitgw vrrp release --state-dir /var/lib/gitgw`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return vrrp.Release(ctx, stateDir, newLogger(cmd, false))
+			// A restart keeps mastership for the next agent (a fresh
+			// vrrp-restart.json), unless systemd says the agent that
+			// wrote it, or the next one, did not end cleanly.
+			res := os.Getenv("SERVICE_RESULT")
+			return vrrp.ReleaseWith(ctx, stateDir, newLogger(cmd, false), vrrp.ReleaseOptions{IgnoreRestart: res != "" && res != "success"})
 		},
 	}
 	release.Flags().StringVar(&stateDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")
