@@ -96,10 +96,10 @@ func restartWindow(iv time.Duration) time.Duration { return 3*iv - iv/2 }
 // statefile.ErrCorrupt): it is void.
 func ReadRestart(stateDir string) (*RestartRecord, error) {
 	var r RestartRecord
-	_, err := statefile.Load(filepath.Join(stateDir, RestartFileName), func(b []byte) error {
+	found, err := statefile.Load(filepath.Join(stateDir, RestartFileName), func(b []byte) error {
 		return json.Unmarshal(b, &r)
 	})
-	if errors.Is(err, fs.ErrNotExist) {
+	if err == nil && !found {
 		return nil, nil
 	}
 	if err != nil {
