@@ -291,8 +291,8 @@ func TestVRRPPairRestartKeepsMastership(t *testing.T) {
 	if n := strings.Count(log, `to=MASTER reason="resumed after a restart"`); n != rounds {
 		t.Errorf("%d resumes logged, want %d:\n%s", n, rounds, nicLastLines(log, 80))
 	}
-	t.Logf("%d streams, %d MiB each, and %d short connections (%d failed) across %d restarts of the master; gw2 stayed backup",
-		len(streams), rounds*step>>20, ok, failed, rounds)
+	t.Logf("%d streams, %d MiB each, and %d short connections (%d failed) across %d restarts of the master; gw2 made %d transitions",
+		len(streams), rounds*step>>20, ok, failed, rounds, in2.Counters.Transitions-transitions)
 
 	// A stop is a stop: priority 0, gw2 takes over within its skew time
 	// (0.6 s here), far below its Master_Down_Interval (3.6 s).
@@ -336,3 +336,47 @@ func TestVRRPPairKillHandsOver(t *testing.T) {
 	}
 }
 
+
+// TestVRRPPairSlowRestart makes the master's restart outlast the backup's
+// Master_Down_Interval (ExecStartPre= sleeps 6 s): gw2 takes over by its
+// own timer, the next agent on gw1 finds its restart record stale and
+// starts as backup (no resume, no split brain), then preempts with its
+// higher priority under the normal rules. One master at the end, holding
+// the VIP alone.
+func TestVRRPPairSlowRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	l := newVRRPPairLab(t, ctx)
+	in2, _ := l.gw2.vi1(ctx)
+	transitions := in2.Counters.Transitions
+	if err := os.MkdirAll(filepath.Join(l.gw1.h.UnitDir, "gitgw.service.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.gw1.h.WriteUnit(ctx, "gitgw.service.d/slow.conf", "[Service]\nExecStartPre=/bin/sleep 6\n"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.gw1.h.Systemctl(ctx, "restart", "gitgw.service"); err != nil {
+		t.Fatalf("restart: %v %s\n%s", err, out, nicLastLines(l.gw1.h.Log(), 40))
+	}
+	nicEventually(t, 60*time.Second, "gw1 master again (preempting) and gw2 backup", func() (bool, string) {
+		in1, seen1 := l.gw1.vi1(ctx)
+		in2, seen2 := l.gw2.vi1(ctx)
+		return in1.State == "MASTER" && in2.State == "BACKUP", seen1 + "\n" + seen2
+	})
+	in2, seen := l.gw2.vi1(ctx)
+	if got := in2.Counters.Transitions - transitions; got != 2 {
+		t.Errorf("gw2 made %d transitions across gw1's slow restart, want 2 (to master by its timer, back to backup): %s", got, seen)
+	}
+	log := l.gw1.h.Log()
+	for _, want := range []string{"restart took longer than the peers wait", `from=INIT to=BACKUP`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("gw1's log lacks %q:\n%s", want, nicLastLines(log, 60))
+		}
+	}
+	if strings.Contains(log, `reason="resumed after a restart"`) {
+		t.Errorf("gw1 resumed mastership from a stale record:\n%s", nicLastLines(log, 60))
+	}
+	if out, _ := l.ns2.Command(ctx, "ip", "-o", "addr", "show", "dev", "eth0").CombinedOutput(); strings.Contains(string(out), "203.0.113.100/") {
+		t.Errorf("the VIP is on gw2 too after gw1 preempted:\n%s", out)
+	}
+}
