@@ -158,7 +158,7 @@ func buildVRRP(cfg DriverConfig, pool *l4proxy.Pool, log *slog.Logger) (*VRRPDri
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("the VRRP engine needs root (raw sockets, netlink)")
 	}
-	return NewVRRPDriver(VRRPOptions{StateDir: cfg.StateDir, ServiceHealthy: pool.Healthy, Logger: log})
+	return NewVRRPDriver(VRRPOptions{StateDir: cfg.StateDir, ServiceHealthy: pool.Healthy, Logger: log, Resume: cfg.Live})
 }
 
 // buildKernLB opens the kernel load balancer (nftables NAT and direct

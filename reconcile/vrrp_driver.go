@@ -27,6 +27,9 @@ type VRRPOptions struct {
 	// ServiceHealthy answers track_services: whether a proxy service has a
 	// healthy server. Nil: every tracked service counts as failing.
 	ServiceHealthy func(name string) bool
+	// Resume lets the engine resume mastership kept by the previous
+	// agent's restart (vrrp.Options.Resume): the agent's driver only.
+	Resume bool
 	// Engine, when set, is used instead of a kernel-backed engine (tests).
 	// The driver then does not run or stop it.
 	Engine *vrrp.Engine
@@ -83,6 +86,7 @@ func NewVRRPDriver(o VRRPOptions) (*VRRPDriver, error) {
 			return nil, err
 		}
 		opts.ServiceHealthy = o.ServiceHealthy
+		opts.Resume = o.Resume
 		d.e, d.own, d.closeFn = vrrp.New(log, opts), true, closeFn
 		go func() {
 			defer close(d.runDone)

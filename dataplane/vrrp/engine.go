@@ -54,6 +54,10 @@ type Options struct {
 	LinkUp func(ifname string) bool
 	// VMAC creates and removes virtual-MAC macvlans (*vip.Manager).
 	VMAC VMACs
+	// Resume lets the engine take over mastership kept by a restart
+	// (restart.go): only the agent's engine, not one built for a plan,
+	// which must leave the record to the agent.
+	Resume bool
 	// RestartHold bounds how long mastership kept by a restart is
 	// advertised before Set claims it (DefaultRestartHold when zero).
 	RestartHold time.Duration

@@ -36,7 +36,7 @@ type holders struct {
 // dies before it resumes them.
 func (e *Engine) startHolders() {
 	e.held.m = map[string]*holder{}
-	if e.opts.StateDir == "" {
+	if e.opts.StateDir == "" || !e.opts.Resume {
 		return
 	}
 	rec, err := ReadRestart(e.opts.StateDir)

@@ -63,7 +63,7 @@ func restartPair(t *testing.T) (b *bus, n1, n2 *node, vips *countVIPs, cfg1 Conf
 
 // next is the agent after n1's restart: same state dir, same VIPs.
 func (n *node) next(t *testing.T, b *bus, vips VIPSet) *node {
-	return newNode(t, b, n.addr.String(), func(o *Options) { o.StateDir, o.VIPs = n.dir, vips })
+	return newNode(t, b, n.addr.String(), func(o *Options) { o.StateDir, o.VIPs, o.Resume = n.dir, vips, true })
 }
 
 // TestEngineRestartKeepsMastership stops the master for a restart: the
@@ -164,4 +164,38 @@ func TestReleaseIgnoresRestartWhenTold(t *testing.T) {
 		t.Error("VIP kept by a release told to ignore the restart")
 	}
 	n2.wait(t, "VI_1", StateMaster)
+}
+
+// TestEngineRestartHoldReleased: mastership kept by a restart that the
+// next agent's configuration does not claim is released, at the first Set
+// without the instance or when the hold runs out without any Set; the
+// backup takes over at once (priority 0) and the VIP goes.
+func TestEngineRestartHoldReleased(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		next func(t *testing.T, n *node)
+	}{
+		{"set without it", func(t *testing.T, n *node) {
+			if err := n.e.Set(context.Background(), Config{}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"hold ran out", func(*testing.T, *node) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, n1, n2, vips, _ := restartPair(t)
+			if err := n1.e.StopForRestart(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			next := newNode(t, b, n1.addr.String(), func(o *Options) {
+				o.StateDir, o.VIPs, o.Resume, o.RestartHold = n1.dir, vips, true, 1500*time.Millisecond
+			})
+			tc.next(t, next)
+			n2.wait(t, "VI_1", StateMaster)
+			waitFor(t, 5*time.Second, "the kept VIP removed", func() bool { return !vips.holds("203.0.113.100/24") })
+			if ents, err := ReadState(n1.dir); err != nil || len(ents) != 0 {
+				t.Errorf("state file after the release: %v %v", ents, err)
+			}
+		})
+	}
 }
