@@ -336,7 +336,6 @@ func TestVRRPPairKillHandsOver(t *testing.T) {
 	}
 }
 
-
 // TestVRRPPairSlowRestart makes the master's restart outlast the backup's
 // Master_Down_Interval (ExecStartPre= sleeps 6 s): gw2 takes over by its
 // own timer, the next agent on gw1 finds its restart record stale and
