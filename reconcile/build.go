@@ -80,7 +80,7 @@ func (d *Drivers) PrepareStop(log *slog.Logger) {
 		log.Info("cannot tell a restart from a stop: leaving VRRP mastership as on a stop", "err", err)
 		return
 	}
-	if job == "restart" || job == "try-restart" {
+	if units.IsRestart(job) {
 		log.Info("systemd restarts the agent: VRRP mastership and VIPs kept for the next agent", "job", job)
 		d.vrrp.KeepMastership()
 	}

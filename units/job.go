@@ -39,3 +39,7 @@ func PendingJob(ctx context.Context, socketPath string) (string, error) {
 	}
 	return "", nil
 }
+
+// IsRestart says whether a job PendingJob returned starts the unit again
+// once it has stopped.
+func IsRestart(job string) bool { return job == "restart" || job == "try-restart" }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/units"
 )
 
 func newVRRPCmd() *cobra.Command {
@@ -29,18 +31,16 @@ over within Skew_Time instead of 3 × the advert interval) and removes their
 VIPs. The agent's unit runs it as ExecStopPost=; after a clean stop there is
 nothing to release and it does nothing. During a restart (systemctl restart,
 an upgrade) the agent keeps mastership for the next one: what a fresh
-vrrp-restart.json lists is not released, unless $SERVICE_RESULT (set by
-systemd) says the service did not end cleanly.`,
+vrrp-restart.json lists is not released. As ExecStopPost= it also asks
+systemd: when the service did not end cleanly ($SERVICE_RESULT) or its job
+is no longer a restart, it releases everything.`,
 		Example: `  ExecStopPost=/usr/local/bin/gitgw vrrp release --state-dir /var/lib/gitgw`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			// A restart keeps mastership for the next agent (a fresh
-			// vrrp-restart.json), unless systemd says the agent that
-			// wrote it, or the next one, did not end cleanly.
-			res := os.Getenv("SERVICE_RESULT")
-			return vrrp.ReleaseWith(ctx, stateDir, newLogger(cmd, false), vrrp.ReleaseOptions{IgnoreRestart: res != "" && res != "success"})
+			log := newLogger(cmd, false)
+			return vrrp.ReleaseWith(ctx, stateDir, log, vrrp.ReleaseOptions{IgnoreRestart: !restartGoesOn(ctx, log)})
 		},
 	}
 	release.Flags().StringVar(&stateDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")
@@ -62,4 +62,28 @@ systemd) says the service did not end cleanly.`,
 	guard.Flags().StringVar(&guardDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")
 	cmd.AddCommand(release, guard)
 	return cmd
+}
+
+// restartGoesOn says whether a restart record may be honoured: always
+// when run by hand; as ExecStopPost= (systemd sets $SERVICE_RESULT) only
+// when the service ended cleanly and systemd's job on the unit is still a
+// restart. The second question closes the race of a `systemctl stop` that
+// replaced the restart job after the agent asked: then the node releases
+// at once, as on any stop. When systemd does not answer, it releases.
+func restartGoesOn(ctx context.Context, log *slog.Logger) bool {
+	res := os.Getenv("SERVICE_RESULT")
+	if res == "" {
+		return true
+	}
+	if res != "success" {
+		return false
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	job, err := units.PendingJob(qctx, "")
+	if err != nil {
+		log.Warn("cannot ask systemd whether the agent restarts: releasing mastership", "err", err)
+		return false
+	}
+	return units.IsRestart(job)
 }
