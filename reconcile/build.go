@@ -56,6 +56,34 @@ type Drivers struct {
 	// KernLB is the kernel load balancer's driver; nil where it cannot
 	// run (no root).
 	KernLB *KernLBDriver
+	// vrrp is the VRRP driver (nil without root) and systemdSocket where
+	// to ask systemd about a restart (PrepareStop).
+	vrrp          *VRRPDriver
+	systemdSocket string
+}
+
+// PrepareStop is called once the agent has been told to stop, before
+// Close: when systemd is restarting the agent's unit (`systemctl restart`,
+// an upgrade's restart), the VRRP driver keeps this node's mastership and
+// VIPs for the next agent, which resumes them (vrrp.Engine.StopForRestart).
+// Anything else (a stop, a shutdown, a signal sent by hand, systemd not
+// answering within 2 s) is a stop: priority 0 at once, as before, so a
+// stop never leaves the VIPs on a node without an agent.
+func (d *Drivers) PrepareStop(log *slog.Logger) {
+	if d.vrrp == nil || !d.vrrp.own {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	job, err := units.PendingJob(ctx, d.systemdSocket)
+	if err != nil {
+		log.Info("cannot tell a restart from a stop: leaving VRRP mastership as on a stop", "err", err)
+		return
+	}
+	if units.IsRestart(job) {
+		log.Info("systemd restarts the agent: VRRP mastership and VIPs kept for the next agent", "job", job)
+		d.vrrp.KeepMastership()
+	}
 }
 
 // BuildDrivers builds one driver per family. A driver that cannot run here
@@ -67,7 +95,7 @@ func BuildDrivers(cfg DriverConfig) *Drivers {
 		log = slog.New(slog.DiscardHandler)
 	}
 	pool := l4proxy.New(log.With("component", "l4proxy"), l4proxy.Options{Inherited: cfg.Inherited})
-	d := &Drivers{Pool: pool}
+	d := &Drivers{Pool: pool, systemdSocket: cfg.SystemdSocket}
 	have := map[plan.Family]Driver{}
 	add := func(family plan.Family, drv Driver, err error) {
 		if err != nil {
@@ -111,7 +139,7 @@ func BuildDrivers(cfg DriverConfig) *Drivers {
 	if err != nil {
 		add(plan.FamilyVRRP, nil, err)
 	} else {
-		d.Engine = vd.Engine()
+		d.Engine, d.vrrp = vd.Engine(), vd
 		add(plan.FamilyVRRP, vd.withGuardian(cfg, log), nil)
 	}
 	for _, fam := range plan.Families {
@@ -130,7 +158,7 @@ func buildVRRP(cfg DriverConfig, pool *l4proxy.Pool, log *slog.Logger) (*VRRPDri
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("the VRRP engine needs root (raw sockets, netlink)")
 	}
-	return NewVRRPDriver(VRRPOptions{StateDir: cfg.StateDir, ServiceHealthy: pool.Healthy, Logger: log})
+	return NewVRRPDriver(VRRPOptions{StateDir: cfg.StateDir, ServiceHealthy: pool.Healthy, Logger: log, Resume: cfg.Live})
 }
 
 // buildKernLB opens the kernel load balancer (nftables NAT and direct

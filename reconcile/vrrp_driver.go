@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
@@ -26,6 +27,9 @@ type VRRPOptions struct {
 	// ServiceHealthy answers track_services: whether a proxy service has a
 	// healthy server. Nil: every tracked service counts as failing.
 	ServiceHealthy func(name string) bool
+	// Resume lets the engine resume mastership kept by the previous
+	// agent's restart (vrrp.Options.Resume): the agent's driver only.
+	Resume bool
 	// Engine, when set, is used instead of a kernel-backed engine (tests).
 	// The driver then does not run or stop it.
 	Engine *vrrp.Engine
@@ -46,6 +50,8 @@ type VRRPDriver struct {
 	events  chan Event
 	fwdDone chan struct{}
 	once    sync.Once
+	// restart: Close keeps mastership for the next agent (KeepMastership).
+	restart atomic.Bool
 
 	// places are the applied instances' segments and family, for the
 	// status section (status_sections.go).
@@ -80,6 +86,7 @@ func NewVRRPDriver(o VRRPOptions) (*VRRPDriver, error) {
 			return nil, err
 		}
 		opts.ServiceHealthy = o.ServiceHealthy
+		opts.Resume = o.Resume
 		d.e, d.own, d.closeFn = vrrp.New(log, opts), true, closeFn
 		go func() {
 			defer close(d.runDone)
@@ -132,12 +139,20 @@ func (d *VRRPDriver) Events() <-chan Event { return d.events }
 // Engine exposes the engine for status pages and metrics (Status()).
 func (d *VRRPDriver) Engine() *vrrp.Engine { return d.e }
 
+// KeepMastership makes Close keep this node's mastership and VIPs for the
+// next agent (vrrp.Engine.StopForRestart): the agent is being restarted.
+func (d *VRRPDriver) KeepMastership() { d.restart.Store(true) }
+
 // Close implements Closer: every instance this node is master of leaves
-// with priority 0 and its VIPs are removed.
+// with priority 0 and its VIPs are removed, unless KeepMastership was
+// called.
 func (d *VRRPDriver) Close(ctx context.Context) error {
 	var err error
 	d.once.Do(func() {
-		if d.own {
+		switch {
+		case d.own && d.restart.Load():
+			err = d.e.StopForRestart(ctx)
+		case d.own:
 			err = d.e.Stop(ctx)
 		}
 		d.cancel()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gitgw/gitgw/dataplane/vrrp"
+	"github.com/gitgw/gitgw/units"
 )
 
 func newVRRPCmd() *cobra.Command {
@@ -25,7 +28,8 @@ func newVRRPCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return vrrp.Release(ctx, stateDir, newLogger(cmd, false))
+			log := newLogger(cmd, false)
+			return vrrp.ReleaseWith(ctx, stateDir, log, vrrp.ReleaseOptions{IgnoreRestart: !restartGoesOn(ctx, log)})
 		},
 	}
 	release.Flags().StringVar(&stateDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")
@@ -47,4 +51,28 @@ func newVRRPCmd() *cobra.Command {
 	guard.Flags().StringVar(&guardDir, "state-dir", "/var/lib/gitgw", "the agent's state directory")
 	cmd.AddCommand(release, guard)
 	return cmd
+}
+
+// restartGoesOn says whether a restart record may be honoured: always
+// when run by hand; as ExecStopPost= (systemd sets $SERVICE_RESULT) only
+// when the service ended cleanly and systemd's job on the unit is still a
+// restart. The second question closes the race of a `systemctl stop` that
+// replaced the restart job after the agent asked: then the node releases
+// at once, as on any stop. When systemd does not answer, it releases.
+func restartGoesOn(ctx context.Context, log *slog.Logger) bool {
+	res := os.Getenv("SERVICE_RESULT")
+	if res == "" {
+		return true
+	}
+	if res != "success" {
+		return false
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	job, err := units.PendingJob(qctx, "")
+	if err != nil {
+		log.Warn("cannot ask systemd whether the agent restarts: releasing mastership", "err", err)
+		return false
+	}
+	return units.IsRestart(job)
 }

@@ -20,6 +20,10 @@
 //   - state.go persists what the node is master of so that Release (`gitgw
 //     vrrp release`, ExecStopPost=) hands over after a crash; guard.go is
 //     the guardian process that does the same the instant the agent dies.
+//   - restart.go and restart_hold.go keep mastership across a restart of
+//     the agent (StopForRestart, a restart record, the next engine resuming
+//     it), so that the connections the proxy hands to the next agent are
+//     still reached through the VIP.
 //
 // Typical use:
 //

@@ -54,6 +54,13 @@ type Options struct {
 	LinkUp func(ifname string) bool
 	// VMAC creates and removes virtual-MAC macvlans (*vip.Manager).
 	VMAC VMACs
+	// Resume lets the engine take over mastership kept by a restart
+	// (restart.go): only the agent's engine, not one built for a plan,
+	// which must leave the record to the agent.
+	Resume bool
+	// RestartHold bounds how long mastership kept by a restart is
+	// advertised before Set claims it (DefaultRestartHold when zero).
+	RestartHold time.Duration
 }
 
 // VMACs manages the macvlans of instances with a virtual MAC;
@@ -149,6 +156,9 @@ type Engine struct {
 	state     *stateFile
 	// epoch aligns every master's adverts (Params.Epoch).
 	epoch time.Time
+	// held is the mastership kept by a restart, until Set claims it
+	// (restart_hold.go).
+	held holders
 }
 
 type linkKey struct {
@@ -181,6 +191,7 @@ func New(logger *slog.Logger, opts Options) *Engine {
 	}
 	e.state = openStateFile(opts.StateDir, e.log)
 	e.epoch = opts.Now().Truncate(time.Second)
+	e.startHolders()
 	return e
 }
 
@@ -259,6 +270,7 @@ func (e *Engine) Set(ctx context.Context, cfg Config) error {
 			e.removeLocked(ctx, name, "removed from config")
 		}
 	}
+	e.releaseHolders(want)
 	e.cfg = cfg
 	return errors.Join(errs...)
 }
@@ -275,6 +287,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	for _, name := range slices.Sorted(maps.Keys(e.instances)) {
 		e.removeLocked(ctx, name, "engine stopped")
 	}
+	e.releaseHolders(nil)
 	return nil
 }
 
@@ -342,6 +355,7 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 	}
 	in := newInstance(e, cfg, primary, l)
 	in.parentLink = parent
+	in.resume = e.claimHolder(cfg)
 	if vmacName != "" {
 		in.setVIPIf(vmacName)
 		// Leftovers on the parent (VMAC switched on) go too.
@@ -356,8 +370,9 @@ func (e *Engine) startLocked(ctx context.Context, cfg Instance) error {
 	e.regMu.Lock()
 	e.instances[cfg.Name] = in
 	e.regMu.Unlock()
-	// A crash may have left our VIPs behind: we start as Backup, so they go.
-	if e.opts.VIPs != nil {
+	// A crash may have left our VIPs behind: we start as Backup, so they go
+	// (unless a restart kept them for us to resume).
+	if e.opts.VIPs != nil && !in.resume {
 		if err := e.opts.VIPs.Remove(ctx, in.vipIf(), in.allVIPs()); err != nil {
 			e.log.Error("removing stale VIPs", "instance", cfg.Name, "err", err)
 		}

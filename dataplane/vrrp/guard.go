@@ -17,6 +17,8 @@ import (
 // kernel closes it the instant the agent dies, however it dies, and the
 // guardian releases at once (priority 0, VIPs removed). After a clean stop
 // the state file is already empty, so the guardian's Release does nothing;
+// after a restart it lists what a fresh restart record keeps for the next
+// agent, which Release leaves alone (restart.go);
 // ExecStopPost= stays as the backstop (for `systemctl kill`, which kills
 // the guardian too). Release is idempotent, so both may run.
 

@@ -54,6 +54,9 @@ type instance struct {
 	lastTrans     time.Time
 	checks        *checkSet
 	notify        *notifier
+	// resume: start as master (restart.go); hold: stop without leaving
+	// mastership, set by holdForRestart.
+	resume, hold bool
 
 	// mu is held by the goroutine while it handles an event, and by
 	// status.
@@ -146,7 +149,7 @@ func (in *instance) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	in.mu.Lock()
-	in.exec(in.e.opts.Now(), in.m.Start(in.e.opts.Now(), len(in.faultReasons()) > 0))
+	in.begin(in.e.opts.Now())
 	in.mu.Unlock()
 	for {
 		// Go ≥ 1.23 timers: Reset discards a stale expiry, no drain needed.
@@ -164,6 +167,9 @@ func (in *instance) run() {
 			in.mu.Lock()
 			f()
 			in.mu.Unlock()
+			if in.hold {
+				return
+			}
 		case <-timer.C:
 			in.mu.Lock()
 			now := in.e.opts.Now()

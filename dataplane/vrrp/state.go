@@ -127,6 +127,13 @@ func ReadState(stateDir string) ([]StateEntry, error) {
 type ReleaseOptions struct {
 	Listen func(ifname string, v6 bool) (Conn, error)
 	VIPs   VIPSet
+	// IgnoreRestart releases even what a fresh restart record keeps for
+	// the next agent: the agent that wrote it did not exit cleanly, or the
+	// next one failed to start (ExecStopPost= with SERVICE_RESULT other
+	// than "success").
+	IgnoreRestart bool
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
 }
 
 // Release is the crash handover (`gitgw vrrp release`): for every instance
@@ -154,6 +161,28 @@ func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o Re
 	}
 	if err != nil {
 		return err
+	}
+	// A restart in progress keeps what its record lists (restart.go):
+	// the next agent resumes it, or the peer takes over by its own timer
+	// once the record is void.
+	var kept []StateEntry
+	if !o.IgnoreRestart {
+		if o.Now == nil {
+			o.Now = time.Now
+		}
+		rec, err := ReadRestart(stateDir)
+		if err != nil {
+			log.Error("restart record unreadable; releasing everything", "err", err)
+		} else if rec.Fresh(o.Now()) {
+			entries = slices.DeleteFunc(entries, func(e StateEntry) bool {
+				if slices.ContainsFunc(rec.Held, func(h RestartEntry) bool { return h.Name == e.Name }) {
+					kept = append(kept, e)
+					log.Info("restart in progress: mastership kept for the next agent", "instance", e.Name, "vrid", e.VRID, "until", rec.Until)
+					return true
+				}
+				return false
+			})
+		}
 	}
 	if len(entries) == 0 {
 		return nil
@@ -234,7 +263,7 @@ func ReleaseWith(ctx context.Context, stateDir string, logger *slog.Logger, o Re
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	b, _ := json.MarshalIndent(stateDoc{Masters: []StateEntry{}}, "", "  ")
+	b, _ := json.MarshalIndent(stateDoc{Masters: append([]StateEntry{}, kept...)}, "", "  ")
 	if err := statefile.Write(filepath.Join(stateDir, StateFileName), b, 0o600); err != nil {
 		return fmt.Errorf("vrrp: release: clear state: %w", err)
 	}

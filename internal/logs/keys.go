@@ -79,6 +79,7 @@ var vocabulary = map[string]string{
 	"other":              "another agent, as it describes itself",
 	"rebuilt":            "whether the state was rebuilt from scratch",
 	"enabled":            "whether a feature is on",
+	"job":                "a systemd job's type (restart, stop)",
 	"url":                "a URL this process serves",
 	"trust_anchor":       "the --trust-anchor flag's commit",
 	"anchor_repo":        "the repository a trust anchor was made for",
@@ -118,14 +119,16 @@ var vocabulary = map[string]string{
 	"services":          "services",
 
 	// Durations and times (written as strings, "1.5s").
-	"duration":    "how long something took",
-	"timeout":     "how long the agent waits at most",
-	"waited":      "how long the agent waited",
-	"window":      "a time window",
-	"refresh":     "how often something is read again",
-	"fetch_in":    "how long until the next fetch",
-	"waited_for":  "the peers waited for",
-	"waiting_for": "the peers still waited for",
+	"duration":     "how long something took",
+	"timeout":      "how long the agent waits at most",
+	"waited":       "how long the agent waited",
+	"window":       "a time window",
+	"refresh":      "how often something is read again",
+	"until":        "a deadline",
+	"restarted_at": "when the previous agent stopped for a restart",
+	"fetch_in":     "how long until the next fetch",
+	"waited_for":   "the peers waited for",
+	"waiting_for":  "the peers still waited for",
 }
 
 // synonyms are keys once used for a concept that has its own key: the

@@ -188,6 +188,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	log.Info("agent starting", "node", cfg.Node, "source", src.Describe(), "state_dir", stateDir)
 	err = agent.Run(ctx)
+	drv.PrepareStop(log) // a restart keeps VRRP mastership (#15)
 	// The proxy's connections go to the next agent (systemd's fd store)
 	// before the drivers close: a restart cuts none of them.
 	fds.HandOver()
