@@ -171,8 +171,12 @@ func TestAgentPassRequests(t *testing.T) {
 	a := NewAgent(AgentOptions{Source: src, Runner: r,
 		Requests: requests, Debounce: time.Millisecond, Resync: time.Hour, Poll: time.Hour,
 		OnResult: func(res Result) {
+			// Whether to hold is read before the report is sent: once
+			// it is, the test may already have cleared hold (and be
+			// sending on gate), or set it for its next request.
+			held := hold.Load()
 			reported <- res
-			if hold.Load() {
+			if held {
 				<-gate // the test looks at the reply channel meanwhile
 			}
 		}})
