@@ -344,10 +344,28 @@ func (d *daemon) instance(name string) InstanceStatus {
 	return InstanceStatus{}
 }
 
-// waitState polls until the instance is in state s.
+// waitState polls until the instance is in state s and its transition
+// to s has been recorded: the engine's status shows the new state before
+// the transition event (emitted last, after the VIPs and the notify) has
+// come through Events and stdout, so a test that checks transitions()
+// after waitState would otherwise race the EVENT line.
 func (d *daemon) waitState(name string, s State, within time.Duration) {
 	d.t.Helper()
-	waitFor(d.t, within, fmt.Sprintf("%s %s to be %v", d.name, name, s), func() bool { return d.instance(name).State == s })
+	waitFor(d.t, within, fmt.Sprintf("%s %s to be %v", d.name, name, s), func() bool {
+		return d.instance(name).State == s && d.lastTransition(name) == s
+	})
+}
+
+// lastTransition is the state of the last transition recorded for the
+// instance (StateInit before any).
+func (d *daemon) lastTransition(name string) State {
+	tr := d.transitions()
+	for i := len(tr) - 1; i >= 0; i-- {
+		if tr[i].Instance == name {
+			return tr[i].To
+		}
+	}
+	return StateInit
 }
 
 // waitFor polls cond every 10 ms until it holds or the deadline passes.

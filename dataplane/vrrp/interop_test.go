@@ -134,7 +134,18 @@ func TestInteropWrongPassword(t *testing.T) {
 	l := newVRRPLab(t)
 	g2 := startDaemon(t, l.gw2, "gw2", vi1(100, v2pass("secret"), allowLab()))
 	g2.waitState("VI_1", StateMaster, settle)
-	ka := lab.StartKeepalived(t, l.gw1, lab.RenderKeepalived("gw1", kaVI1(200, 2, "1", "wrong")))
+	// keepalived as master restarts its advert timer on every packet it
+	// reads for its VRID, even one that fails authentication
+	// (vrrp_dispatcher_read calls vrrp_init_instance_sands unless
+	// lower_prio_no_advert): with gitgw advertising at the same 1 s, each
+	// of gitgw's adverts postpones keepalived's next one, which goes out
+	// only when an advert of ours comes late, none for 20 s on a quiet
+	// machine. lower_prio_no_advert stops that reset (it only otherwise
+	// matters for valid lower-priority adverts, of which there are none
+	// here), so the intruder advertises every second.
+	intruder := kaVI1(200, 2, "1", "wrong")
+	intruder.Extra = []string{"lower_prio_no_advert"}
+	ka := lab.StartKeepalived(t, l.gw1, lab.RenderKeepalived("gw1", intruder))
 	waitFor(t, settle, "auth drops counted", func() bool { return g2.instance("VI_1").Counters.Drops[DropAuth] >= 3 })
 	st := g2.instance("VI_1")
 	if st.State != StateMaster {
