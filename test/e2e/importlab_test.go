@@ -563,6 +563,17 @@ var vrrpCases = []vrrpCase{
 		rewrites: []string{"192.168.0.100", "203.0.113.41", "192.168.0.101", "198.51.100.31", "192.168.0.102", "198.51.100.32"},
 		backup:   []string{"priority 100", "priority 90"},
 	},
+	{
+		// Redis failover: both BACKUP with nopreempt: the VIP stays where
+		// it is when gw1 comes back. The lab has no Redis: its check and
+		// the notify scripts that start and stop it stand for themselves
+		// (a script that passes, true).
+		file: "keepalived/aw-redis-failover.conf", instance: "VI_ETH0", vip: "203.0.113.42",
+		rewrites: []string{"172.16.0.180", "203.0.113.42", "killall -0 redis-server", "@SCRIPT@",
+			"/usr/bin/sudo -u redis /opt/redis.sh -m", "true", "/usr/bin/sudo -u redis /opt/redis.sh -s", "true",
+			"/usr/bin/sudo -u redis /opt/redis.sh -k", "true"},
+		backup: []string{"priority 200", "priority 100"},
+	},
 }
 
 // TestImportBehaviourVRRP runs each keepalived case on two gateways with
@@ -575,11 +586,37 @@ func TestImportBehaviourVRRP(t *testing.T) {
 	lab.RequireCommand(t, "ip", "git", "keepalived", "nft", "bash")
 	gitremote.RequireGit(t)
 	for _, tc := range vrrpCases {
-		t.Run(filepath.Base(tc.file), func(t *testing.T) { runVRRPCase(t, tc) })
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			for _, err := range runVRRPCase(t, tc, nil) {
+				t.Error(err)
+			}
+		})
 	}
 }
 
-func runVRRPCase(t *testing.T, tc vrrpCase) {
+// TestImportBehaviourVRRPMutated: the comparison fails when the imported
+// site's mapping is broken: nopreempt lost.
+func TestImportBehaviourVRRPMutated(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "ip", "git", "keepalived", "nft", "bash")
+	gitremote.RequireGit(t)
+	diffs := runVRRPCase(t, vrrpCases[2], func(files map[string]string) {
+		if !strings.Contains(files["vrrp.cue"], "preempt: false") {
+			t.Fatalf("no preempt to change:\n%s", files["vrrp.cue"])
+		}
+		files["vrrp.cue"] = strings.Replace(files["vrrp.cue"], "preempt: false", "preempt: true", 1)
+	})
+	if len(diffs) == 0 {
+		t.Fatal("nopreempt was lost in the imported site, and the comparison saw no difference")
+	}
+	t.Logf("as expected: %v", diffs)
+}
+
+// runVRRPCase runs one case and returns how the behaviours differ;
+// mutate, when set, changes the imported site's files before they are
+// committed.
+func runVRRPCase(t *testing.T, tc vrrpCase, mutate func(files map[string]string)) []error {
+	var diffs []error
 	script := filepath.Join(t.TempDir(), "check.sh")
 	if err := os.WriteFile(script, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -611,6 +648,9 @@ func runVRRPCase(t *testing.T, tc vrrpCase) {
 	files := map[string]string{}
 	for _, f := range res.Files {
 		files[f.Name] = string(f.Data)
+	}
+	if mutate != nil {
+		mutate(files)
 	}
 	repo := gitremote.NewBare(t)
 	repo.Commit(t, "main", files, "import "+tc.file)
@@ -649,12 +689,18 @@ func runVRRPCase(t *testing.T, tc vrrpCase) {
 		return vrrpState(st, tc.instance)
 	}
 
-	// holder waits until exactly one of the connected nodes is MASTER
-	// and the client reaches it on the VIP, and returns it.
+	// holder waits until exactly one of the connected nodes is MASTER,
+	// the client reaches it on the VIP, and nothing has changed for
+	// longer than the master down interval (3 adverts of 1 s and the
+	// skew): a node that comes back passes through FAULT and BACKUP, and
+	// a BACKUP that preempts takes over within that interval. It returns
+	// the node.
 	holder := func(p *pair, what string, connected ...string) string {
 		t.Helper()
-		var got string
-		nicEventually(t, 90*time.Second, what+": one master, reached on the VIP", func() (bool, string) {
+		const quiet = 5 * time.Second
+		var got, last string
+		since := time.Now()
+		nicEventually(t, 90*time.Second, what+": one master, reached on the VIP, for "+quiet.String(), func() (bool, string) {
 			var masters []string
 			seen := map[string]string{}
 			for _, node := range connected {
@@ -664,7 +710,11 @@ func runVRRPCase(t *testing.T, tc vrrpCase) {
 				}
 			}
 			got = vipHolder(p.client, tc.vip)
-			return len(masters) == 1 && got == masters[0], fmt.Sprintf("states %v, the VIP answered by %q", seen, got)
+			now := fmt.Sprintf("states %v, the VIP answered by %q", seen, got)
+			if now != last {
+				last, since = now, time.Now()
+			}
+			return len(masters) == 1 && got == masters[0] && time.Since(since) > quiet, now
 		})
 		return got
 	}
@@ -683,7 +733,8 @@ func runVRRPCase(t *testing.T, tc vrrpCase) {
 		b := holder(imp, "imported, "+phase.name, phase.connected...)
 		t.Logf("%s: keepalived %s, imported %s", phase.name, a, b)
 		if a != b {
-			t.Errorf("%s: the VIP is on %s under keepalived, on %s under the imported site", phase.name, a, b)
+			diffs = append(diffs, fmt.Errorf("%s: the VIP is on %s under keepalived, on %s under the imported site", phase.name, a, b))
 		}
 	}
+	return diffs
 }
