@@ -324,7 +324,12 @@ func TestCorpus(t *testing.T) {
 	now := len(classes["validates"]) + len(classes["validates with node addresses"])
 	built := now + len(classes["validates"+once]) + len(classes["validates with node addresses"+once])
 	fmt.Fprintf(&b, "validate now: %d (%d%%)\n", now, 100*now/len(files))
-	fmt.Fprintf(&b, "validate once built: %d (%d%%)\n\n", built, 100*built/len(files))
+	fmt.Fprintf(&b, "validate once built: %d (%d%%)\n", built, 100*built/len(files))
+	// A site that holds nothing passes the guardrails vacuously; earlier
+	// counts included those files (most have nothing the original
+	// routes traffic to either: fixtures without servers).
+	empty := now + len(classes["imports nothing"])
+	fmt.Fprintf(&b, "validate, counting sites that hold nothing: %d (%d%%)\n\n", empty, 100*empty/len(files))
 	for _, c := range slices.Sorted(maps.Keys(classes)) {
 		fmt.Fprintf(&b, "%s: %d\n", c, len(classes[c]))
 		for _, n := range classes[c] {
