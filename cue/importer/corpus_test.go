@@ -88,17 +88,16 @@ func TestCorpusProvenance(t *testing.T) {
 			hap++
 		}
 	}
-	// The issue asks for 40 and 30; the corpus holds what could be found
-	// under a licence that allows redistribution (SOURCES.md), and must
-	// not shrink.
-	if ka < 30 || hap < 30 {
-		t.Errorf("the corpus has %d keepalived and %d HAProxy files, want at least 30 of each", ka, hap)
+	// The issue asks for 40 keepalived and 30 HAProxy files, each under a
+	// licence that allows redistribution (SOURCES.md).
+	if ka < 40 || hap < 30 {
+		t.Errorf("the corpus has %d keepalived and %d HAProxy files, want at least 40 and 30", ka, hap)
 	}
 }
 
 // corpusOutcome is what importing one file gave.
 type corpusOutcome struct {
-	class    string    // "syntax error", "refused", "validates", "validates with node addresses", "invalid"
+	class    string    // "syntax error", "refused", "validates", "validates with node addresses", "imports nothing", "invalid"
 	features []Feature // of the refusals
 	detail   string
 }
@@ -156,7 +155,9 @@ func importCorpus(t *testing.T, f corpusFile) (corpusOutcome, string) {
 	} else if len(bad) == 0 {
 		out.class = "validates"
 	}
-	if len(bad) > 0 {
+	if len(bad) == 1 && isEmpty(bad[0]) {
+		out.class, out.detail = "imports nothing", bad[0]
+	} else if len(bad) > 0 {
 		out.class, out.detail = "invalid", strings.Join(bad, "; ")
 	} else if unbuilt > 0 {
 		out.class += once
@@ -165,6 +166,10 @@ func importCorpus(t *testing.T, f corpusFile) (corpusOutcome, string) {
 		out.class = "refused, else " + out.class
 	}
 	return out, text
+}
+
+func isEmpty(detail string) bool {
+	return detail == "the site holds no VRRP instance and no service"
 }
 
 // once marks a site whose only guardrail errors are service-feature-built:
@@ -187,6 +192,12 @@ func guardrailErrors(t *testing.T, res *Result) (bad []string, unbuilt int) {
 	whole, err := site.Whole()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(whole.VRRP) == 0 && len(whole.Services) == 0 {
+		// A site with nothing in it passes the guardrails; it is no
+		// import (every instance and service of the source was dropped,
+		// each with its warning).
+		return []string{"the site holds no VRRP instance and no service"}, 0
 	}
 	errs, _ := policies.Split(policies.Check(policies.FromSite(whole)))
 	for _, v := range errs {
@@ -313,7 +324,12 @@ func TestCorpus(t *testing.T) {
 	now := len(classes["validates"]) + len(classes["validates with node addresses"])
 	built := now + len(classes["validates"+once]) + len(classes["validates with node addresses"+once])
 	fmt.Fprintf(&b, "validate now: %d (%d%%)\n", now, 100*now/len(files))
-	fmt.Fprintf(&b, "validate once built: %d (%d%%)\n\n", built, 100*built/len(files))
+	fmt.Fprintf(&b, "validate once built: %d (%d%%)\n", built, 100*built/len(files))
+	// A site that holds nothing passes the guardrails vacuously; earlier
+	// counts included those files (most have nothing the original
+	// routes traffic to either: fixtures without servers).
+	empty := now + len(classes["imports nothing"])
+	fmt.Fprintf(&b, "validate, counting sites that hold nothing: %d (%d%%)\n\n", empty, 100*empty/len(files))
 	for _, c := range slices.Sorted(maps.Keys(classes)) {
 		fmt.Fprintf(&b, "%s: %d\n", c, len(classes[c]))
 		for _, n := range classes[c] {

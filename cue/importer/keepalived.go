@@ -64,6 +64,7 @@ func lexKeepalived(src string) []kaToken {
 // fail the import: keepalived would not read the file as it stands.
 func parseKeepalived(file, src string, w *warnings) []kaDirective {
 	p := kaParser{file: file, toks: lexKeepalived(src), w: w}
+	p.placeholders()
 	return p.block(0)
 }
 
@@ -75,6 +76,31 @@ type kaParser struct {
 }
 
 func (p *kaParser) pos(line int) Pos { return Pos{File: p.file, Line: line} }
+
+// placeholders records a syntax error for each unexpanded placeholder: a
+// template's ($VAR, ${VAR} of a shell or envsubst; {{ VAR }} of Jinja, Go
+// or Mustache) or keepalived's own $NAME substitution, which the import
+// does not expand. Such a file is a template, not a configuration: read
+// as it stands, its instances would be dropped (no interface, no router
+// id) and the site would hold nothing, which would pass for a successful
+// import.
+func (p *kaParser) placeholders() {
+	for i, t := range p.toks {
+		if t.quoted {
+			continue
+		}
+		if strings.HasPrefix(t.text, "$") ||
+			(p.isBrace(i, "{") && p.isBrace(i+1, "{") && p.toks[i+1].line == t.line) {
+			text := t.text
+			if text == "{" {
+				text = "{{"
+			} else if text == "$" && p.isBrace(i+1, "{") {
+				text = "${"
+			}
+			p.w.syntax(p.pos(t.line), "unexpanded placeholder %q: expand the template (or keepalived's $NAME substitution), then import the configuration", text)
+		}
+	}
+}
 
 func (p *kaParser) isBrace(i int, b string) bool {
 	return i < len(p.toks) && !p.toks[i].quoted && p.toks[i].text == b
