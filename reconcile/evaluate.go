@@ -158,3 +158,38 @@ func siteFrom(ctx context.Context) *loader.Site {
 	s, _ := ctx.Value(siteKey{}).(*loader.Site)
 	return s
 }
+
+// HandOn wraps load so that an evaluation is handed on once to the next
+// identical call (same directory, node and options): the agent's start-up
+// check evaluates the head, and the first pass gets that evaluation
+// instead of making its own. Only successful evaluations are handed on;
+// each is handed on at most once, so nothing is kept past the first pass.
+func HandOn(load LoadFunc) LoadFunc {
+	type key struct {
+		dir, node string
+		o         loader.Options
+	}
+	type result struct {
+		site    *loader.Site
+		desired *spec.Node
+	}
+	var mu sync.Mutex
+	kept := map[key]result{}
+	return func(ctx context.Context, dir, node string, o loader.Options) (*loader.Site, *spec.Node, error) {
+		k := key{dir, node, o}
+		mu.Lock()
+		r, ok := kept[k]
+		delete(kept, k)
+		mu.Unlock()
+		if ok {
+			return r.site, r.desired, nil
+		}
+		site, desired, err := load(ctx, dir, node, o)
+		if err == nil {
+			mu.Lock()
+			kept[k] = result{site, desired}
+			mu.Unlock()
+		}
+		return site, desired, err
+	}
+}

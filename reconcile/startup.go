@@ -33,6 +33,17 @@ var ErrCannotStart = errors.New("the agent cannot work as started")
 // source, or an invalid site (fixed by the next push) return nil, and the
 // agent's loop retries with backoff as usual.
 func CheckStart(ctx context.Context, src Source, node string, hostAddrs func() (map[string][]netip.Prefix, error), log *slog.Logger) error {
+	return CheckStartWith(ctx, src, node, nil, loader.Options{}, hostAddrs, log)
+}
+
+// CheckStartWith is CheckStart evaluating the site with load and o: the
+// agent gives the Runner's own (HandOn), so that the head is evaluated
+// once, here, and its first pass reads this evaluation.
+func CheckStartWith(ctx context.Context, src Source, node string, load LoadFunc, o loader.Options,
+	hostAddrs func() (map[string][]netip.Prefix, error), log *slog.Logger) error {
+	if load == nil {
+		load = loader.LoadWith
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -44,7 +55,7 @@ func CheckStart(ctx context.Context, src Source, node string, hostAddrs func() (
 		log.Debug("start-up check skipped: no revision to check yet", "source", src.Describe(), "err", err)
 		return nil
 	}
-	site, view, err := loader.Load(ctx, rev.Dir, node)
+	site, view, err := load(ctx, rev.Dir, node, o)
 	var un *loader.UnknownNodeError
 	if err == nil && hostAddrs != nil {
 		return checkPlace(ctx, rev.Dir, site, view, hostAddrs, log)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/reconcile/gitrepo"
 )
 
@@ -115,4 +116,37 @@ func TestRejectedCountsAgree(t *testing.T) {
 		}
 	}
 	t.Fatalf("no rejection logged:\n%s", logs.String())
+}
+
+// TestStartCheckEvaluationIsTheFirstPass: the agent's start-up check and
+// its first pass share one evaluation of the head (HandOn), and the pass
+// after that evaluates nothing either (the Runner's cache).
+func TestStartCheckEvaluationIsTheFirstPass(t *testing.T) {
+	ctx := t.Context()
+	src, err := StaticDir(labSite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &countingLoad{}
+	load := HandOn(counter.load)
+	o := loader.Options{Scope: loader.ScopeAuto}
+	if err := CheckStartWith(ctx, src, "gw1", load, o, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRunner(RunnerOptions{Node: "gw1", StateDir: t.TempDir(), Drivers: []Driver{&applyRecorder{}}, Load: load, Scope: loader.ScopeAuto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := src.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if res := r.Pass(ctx, rev, PassOptions{}); res.Outcome != Applied && res.Outcome != Unchanged {
+			t.Fatalf("pass %d: %s %v", i, res.Outcome, res.Err)
+		}
+	}
+	if n := counter.of(rev.Dir); n != 1 {
+		t.Errorf("the head was evaluated %d times by the start-up check and two passes, want 1", n)
+	}
 }

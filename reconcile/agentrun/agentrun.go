@@ -114,7 +114,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer opened.Close()
 	src := opened.Source
-	if err := reconcile.CheckStart(ctx, src, cfg.Node, vip.ReadHostAddresses, log); err != nil {
+	// The head is evaluated once: here, and the first pass reads it.
+	load := reconcile.HandOn(loader.LoadWith)
+	if err := reconcile.CheckStartWith(ctx, src, cfg.Node, load, loader.Options{Scope: cfg.Scope}, vip.ReadHostAddresses, log); err != nil {
 		return err
 	}
 	self := reconcile.SelfAgentID(time.Now())
@@ -144,7 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return runner.LastGood()
 	}, log)
-	runner, err = reconcile.NewRunner(reconcile.RunnerOptions{Node: cfg.Node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: cfg.Scope,
+	runner, err = reconcile.NewRunner(reconcile.RunnerOptions{Node: cfg.Node, StateDir: stateDir, Drivers: drivers, Logger: log, Scope: cfg.Scope, Load: load,
 		Check: reconcile.PolicyCheck(reconcile.PolicyOptions{Logger: log}), Suspend: ctl.Suspended,
 		Rollout: rollout, Health: &reconcile.HealthGateOptions{Drivers: drv.List, Window: cfg.Safety.Bake}})
 	if err != nil {
