@@ -54,6 +54,8 @@ type Site struct {
 	sandbox  *Sandbox
 	// labels are every node's labels as the child read them (NodeLabels).
 	labels map[string]map[string]string
+	// positions index the node's view as the child found it (Locate).
+	positions positions
 }
 
 // Scope says how much of a site the schema is applied to when one node's

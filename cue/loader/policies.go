@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
@@ -55,6 +56,21 @@ func (s *Site) Whole() (*spec.Site, error) {
 func (s *Site) Locate(errs Errors) Errors {
 	if len(errs) == 0 {
 		return nil
+	}
+	if !s.root.Exists() && s.positions != nil && s.locateFromIndex(errs) {
+		out := slices.Clone(errs)
+		for i := range out {
+			if out[i].File == "" {
+				s.positions.locateFrom(&out[i])
+			}
+			if out[i].Related != "" && out[i].RelatedAt == "" {
+				r := Error{Path: out[i].Related}
+				if s.positions.locateFrom(&r) {
+					out[i].RelatedAt = r.File + ":" + strconv.Itoa(r.Line) + ":" + strconv.Itoa(r.Col)
+				}
+			}
+		}
+		return out.sorted()
 	}
 	if !s.root.Exists() && s.sandbox != nil {
 		located, err := Locate(WithSandbox(context.Background(), s.sandbox), s.Dir, errs)
@@ -293,4 +309,20 @@ func labelsOf(abs string, v cue.Value) (map[string]map[string]string, error) {
 		return nil, errs.sorted()
 	}
 	return out, nil
+}
+
+// locateFromIndex reports whether the view's position index places every
+// error (each path lies in the node's view): only then is it used; an
+// error about another part of the site makes Locate evaluate again.
+func (s *Site) locateFromIndex(errs Errors) bool {
+	for _, e := range errs {
+		if e.File != "" {
+			continue
+		}
+		probe := Error{Path: e.Path}
+		if e.Path == "" || !s.positions.locateFrom(&probe) {
+			return false
+		}
+	}
+	return true
 }

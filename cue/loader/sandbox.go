@@ -127,6 +127,10 @@ type response struct {
 	// Labels are every node's labels (labels; load, when the node's view
 	// has rollout waves).
 	Labels map[string]map[string]string `json:"labels,omitempty"`
+	// Positions index the node's view in the site's files (load with a
+	// node), so that the parent places policy findings without
+	// evaluating again.
+	Positions positions `json:"positions,omitempty"`
 }
 
 // failure carries an error across the process boundary: positioned
@@ -185,6 +189,11 @@ func ServeChild(r io.Reader, w io.Writer) error {
 			if req.Node == "" {
 				resp.Whole, err = s.Whole()
 				resp.WholeErr = toFailure(err)
+			}
+			if req.Node != "" && s.root.Exists() {
+				if idx, ok := indexPositions(s.Dir, s.root, req.Node, selectFor(s.root, req.Node)); ok {
+					resp.Positions = idx
+				}
 			}
 			if view != nil && len(view.Site.Rollout.Waves) > 0 {
 				// The rollout reads them from this evaluation; a
@@ -369,7 +378,8 @@ func (sb *Sandbox) load(ctx context.Context, abs, node string, o Options) (*Site
 	if err := resp.Err.err(); err != nil {
 		return nil, nil, err
 	}
-	s := &Site{Dir: abs, Nodes: resp.Nodes, Scope: resp.Scope, whole: resp.Whole, wholeErr: resp.WholeErr.err(), sandbox: sb, labels: resp.Labels}
+	s := &Site{Dir: abs, Nodes: resp.Nodes, Scope: resp.Scope, whole: resp.Whole, wholeErr: resp.WholeErr.err(), sandbox: sb, labels: resp.Labels,
+		positions: resp.Positions}
 	return s, resp.View, nil
 }
 
