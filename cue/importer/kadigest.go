@@ -103,18 +103,8 @@ func udpCheck(d kaDirective, port int, w *warnings) (*check, []need) {
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
 		switch e.Name {
-		case "connect_timeout":
-			if v, err := seconds(arg); err == nil {
-				c.timeout = some(v)
-			} else {
-				w.add(e.Pos, "connect_timeout: %v", err)
-			}
-		case "retry", "nb_get_retry":
-			if v, err := integer(arg, 1, 100); err == nil {
-				c.fall = some(v)
-			} else {
-				w.add(e.Pos, "%s: %v", e.Name, err)
-			}
+		case "connect_timeout", "retry", "nb_get_retry":
+			checkTiming(e, arg, c, w)
 		case "connect_port":
 			if v, err := integer(arg, 1, 65535); err != nil {
 				ns = append(ns, needs(e.Pos, FeatCheckPort, "connect_port %s", arg))

@@ -1009,18 +1009,8 @@ func pingCheck(d kaDirective, w *warnings) *check {
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
 		switch e.Name {
-		case "connect_timeout":
-			if v, err := seconds(arg); err == nil {
-				c.timeout = some(v)
-			} else {
-				w.add(e.Pos, "connect_timeout: %v", err)
-			}
-		case "retry", "nb_get_retry":
-			if v, err := integer(arg, 1, 100); err == nil {
-				c.fall = some(v)
-			} else {
-				w.add(e.Pos, "%s: %v", e.Name, err)
-			}
+		case "connect_timeout", "retry", "nb_get_retry":
+			checkTiming(e, arg, c, w)
 		default:
 			w.add(e.Pos, "PING_CHECK %s: not mapped", e.Name)
 		}
@@ -1058,18 +1048,8 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], 
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
 		switch e.Name {
-		case "connect_timeout":
-			if v, err := seconds(arg); err == nil {
-				c.timeout = some(v)
-			} else {
-				w.add(e.Pos, "connect_timeout: %v", err)
-			}
-		case "retry", "nb_get_retry":
-			if v, err := integer(arg, 1, 100); err == nil {
-				c.fall = some(v)
-			} else {
-				w.add(e.Pos, "%s: %v", e.Name, err)
-			}
+		case "connect_timeout", "retry", "nb_get_retry":
+			checkTiming(e, arg, c, w)
 		case "connect_port":
 			v, err := integer(arg, 1, 65535)
 			switch {
@@ -1227,4 +1207,24 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 		ns = append(ns, needs(digestPos, FeatCheckDigest, "digest with a regex in one url"))
 	}
 	return r, ns
+}
+
+// checkTiming maps the timing every keepalived checker shares:
+// connect_timeout is the check's timeout, retry (nb_get_retry) how many
+// failures mark the server down.
+func checkTiming(e kaDirective, arg string, c *check, w *warnings) {
+	switch e.Name {
+	case "connect_timeout":
+		if v, err := seconds(arg); err == nil {
+			c.timeout = some(v)
+		} else {
+			w.add(e.Pos, "connect_timeout: %v", err)
+		}
+	default:
+		if v, err := integer(arg, 1, 100); err == nil {
+			c.fall = some(v)
+		} else {
+			w.add(e.Pos, "%s: %v", e.Name, err)
+		}
+	}
 }
