@@ -76,13 +76,20 @@ func (d *Drivers) PrepareStop(log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	job, err := units.PendingJob(ctx, d.systemdSocket)
-	if err != nil {
+	switch {
+	case err != nil:
 		log.Info("cannot tell a restart from a stop: leaving VRRP mastership as on a stop", "err", err)
-		return
-	}
-	if units.IsRestart(job) {
+	case units.IsRestart(job):
 		log.Info("systemd restarts the agent: VRRP mastership and VIPs kept for the next agent", "job", job)
 		d.vrrp.KeepMastership()
+		return
+	}
+	// A stop: mastership goes now (priority 0), before the rest of the
+	// stop (handing the proxy's connections over can take seconds under
+	// load), so that the peer takes over at once. Close is idempotent:
+	// closing the drivers later does not stop it twice.
+	if err := d.vrrp.Close(ctx); err != nil {
+		log.Error("VRRP stop", "err", err)
 	}
 }
 

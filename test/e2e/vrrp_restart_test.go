@@ -296,8 +296,10 @@ func TestVRRPPairRestartKeepsMastership(t *testing.T) {
 
 	// A stop is a stop: priority 0, gw2 takes over within its skew time
 	// (0.6 s here), far below its Master_Down_Interval (3.6 s).
+	// --no-block: the clock measures the takeover, not how long the rest
+	// of the agent's stop takes (its last status push may wait up to 10 s).
 	stopped := time.Now()
-	if out, err := l.gw1.h.Systemctl(ctx, "stop", "gitgw.service"); err != nil {
+	if out, err := l.gw1.h.Systemctl(ctx, "--no-block", "stop", "gitgw.service"); err != nil {
 		t.Fatalf("stop: %v %s", err, out)
 	}
 	nicEventually(t, 30*time.Second, "gw2 master after gw1's stop", func() (bool, string) {
@@ -307,6 +309,10 @@ func TestVRRPPairRestartKeepsMastership(t *testing.T) {
 	if took := time.Since(stopped); took > 3*time.Second {
 		t.Errorf("gw2 took %v to take over after systemctl stop (its own timer is 3.6 s: no priority 0?)", took)
 	}
+	nicEventually(t, 30*time.Second, "gw1's agent stopped", func() (bool, string) {
+		out, _ := l.gw1.h.Systemctl(ctx, "is-active", "gitgw.service")
+		return strings.TrimSpace(string(out)) == "inactive", string(out)
+	})
 	if out, _ := l.ns1.Command(ctx, "ip", "-o", "addr", "show", "dev", "eth0").CombinedOutput(); strings.Contains(string(out), "203.0.113.100/") {
 		t.Errorf("the VIP stayed on gw1 after systemctl stop:\n%s", out)
 	}
