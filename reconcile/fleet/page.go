@@ -18,13 +18,14 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gitgw/gitgw/internal/hostguard"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -233,13 +234,7 @@ func (p *Page) Handler() http.Handler {
 	mux.HandleFunc("GET /fleet.json", p.serveJSON)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.Registry(), promhttp.HandlerOpts{}))
 	listen := p.o.Listen
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !allowedHost(listen, r.Host) {
-			http.Error(w, "421 misdirected request: the fleet page answers only to localhost, loopback addresses and "+listen, http.StatusMisdirectedRequest)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return hostguard.Guard(listen, "the fleet page answers only to localhost, loopback addresses and "+listen, mux)
 }
 
 func (p *Page) serveJSON(w http.ResponseWriter, _ *http.Request) {
@@ -416,44 +411,5 @@ func ago(now, t time.Time) string {
 	return cmp.Or(d.String(), "0s") + " ago"
 }
 
-// allowedHost says whether a request's Host header (host or host:port)
-// names this listener: a loopback name with any port (an `ssh -L` forward
-// keeps the Host of its local end) or the host of listen. The page shows
-// the whole fleet's state; a web page of someone else's, opened in the
-// operator's browser, could otherwise read it through DNS rebinding (a
-// name that resolves first to the attacker, then to 127.0.0.1). Such a
-// page cannot choose the Host header its requests carry. A wildcard
-// listen address accepts any IP literal: a literal cannot be rebound.
-func allowedHost(listen, hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host == "" {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, ipErr := netip.ParseAddr(host)
-	if ipErr == nil && (ip.Zone() != "" || !ip.IsValid()) {
-		return false
-	}
-	if ipErr == nil && ip.Unmap().IsLoopback() {
-		return true
-	}
-	lhost, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		lhost = listen
-	}
-	lhost = strings.TrimSuffix(strings.TrimPrefix(lhost, "["), "]")
-	lip, lerr := netip.ParseAddr(lhost)
-	switch {
-	case lhost == "" || (lerr == nil && lip.IsUnspecified()):
-		return ipErr == nil
-	case lerr == nil:
-		return ipErr == nil && ip.Unmap() == lip.Unmap()
-	}
-	return strings.EqualFold(host, lhost)
-}
+// allowedHost is hostguard.Allowed (the page's tests name it so).
+var allowedHost = hostguard.Allowed
