@@ -317,6 +317,14 @@ func sockIno(fd int) uint64 {
 	return st.Ino
 }
 
+// maxHandOverState bounds the hand-over state a predecessor left: it
+// comes from the fd store, not from this process, and is read before it is
+// checked. It holds each connection's bytes in flight (at most a buffer
+// each way plus what its pipes held; most connections hold none at the
+// hand-over): a state past 1 GiB is refused, and its connections are lost
+// as on a plain restart.
+const maxHandOverState = 1 << 30
+
 // inheritedConns is what a predecessor handed over, until the first Set
 // adopts it.
 type inheritedConns struct {
@@ -328,9 +336,12 @@ type inheritedConns struct {
 // file, or a connected TCP socket. It reports whether it did.
 func (p *Pool) inheritConn(f *os.File) (bool, error) {
 	if f.Name() == HandOverStateName {
-		raw, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+		raw, err := io.ReadAll(io.NewSectionReader(f, 0, maxHandOverState+1))
 		if err != nil {
 			return true, fmt.Errorf("hand-over state: %w", err)
+		}
+		if len(raw) > maxHandOverState {
+			return true, fmt.Errorf("hand-over state: larger than %d MiB", maxHandOverState>>20)
 		}
 		var st handOverState
 		if err := json.Unmarshal(raw, &st); err != nil {
