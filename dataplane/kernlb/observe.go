@@ -197,8 +197,8 @@ func hookOf(h *nftables.ChainHook, p *nftables.ChainPriority, typ nftables.Chain
 }
 
 func setDef(s *nftables.Set) string {
-	return fmt.Sprintf("map=%v interval=%v timeout=%v(%v) key=%d/%d data=%d/%d",
-		s.IsMap, s.Interval, s.HasTimeout, s.Timeout, s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes)
+	return fmt.Sprintf("map=%v interval=%v timeout=%v(%v) key=%d/%d data=%d/%d size=%d",
+		s.IsMap, s.Interval, s.HasTimeout, s.Timeout, s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes, s.Size)
 }
 
 // elemsPrint fingerprints a set's elements, in any order (the kernel

@@ -271,12 +271,32 @@ func slotTable(s Service, members []Server) []int {
 	}
 }
 
+// fixedSize is the size declared for a set the agent fills: the next power
+// of two that holds n elements (at least 16). A declared size makes the
+// kernel choose its fixed-size hash (nft_hash) over the resizable one
+// (rhash). The resizable hash grows in a deferred worker after a batch, and
+// a dump that spans several netlink messages while it grows resumes by
+// skipping a count of elements in a reordered table: Observe then read some
+// slots twice and others not at all, and saw drift that was not there. The
+// size is part of the set's definition, so a set that outgrows it is
+// replaced (in the same batch as its chain) rather than refused.
+func fixedSize(n int) uint32 {
+	size := uint32(16)
+	for int(size) < n {
+		size <<= 1
+	}
+	return size
+}
+
 // serviceProgram returns the sets and the chain rules of one service.
 func serviceProgram(s Service) ([]*setProg, []ruleProg) {
 	var sets []*setProg
 	var rules []ruleProg
 	add := func(role string, set nftables.Set, elems []nftables.SetElement, state bool) *setProg {
 		set.Name = setName(s, role)
+		if !state && !set.Interval {
+			set.Size = fixedSize(len(elems))
+		}
 		sp := &setProg{svc: s.Name, role: role, set: set, elems: elems, state: state}
 		sets = append(sets, sp)
 		return sp
