@@ -197,8 +197,15 @@ func hookOf(h *nftables.ChainHook, p *nftables.ChainPriority, typ nftables.Chain
 }
 
 func setDef(s *nftables.Set) string {
+	// The declared size is compared only on the sets the agent fills
+	// (fixedSize): the kernel gives the sets it fills itself a size of
+	// its own choosing.
+	size := uint32(0)
+	if !s.Dynamic && !s.HasTimeout {
+		size = s.Size
+	}
 	return fmt.Sprintf("map=%v interval=%v timeout=%v(%v) key=%d/%d data=%d/%d size=%d",
-		s.IsMap, s.Interval, s.HasTimeout, s.Timeout, s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes, s.Size)
+		s.IsMap, s.Interval, s.HasTimeout, s.Timeout, s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes, size)
 }
 
 // elemsPrint fingerprints a set's elements, in any order (the kernel
