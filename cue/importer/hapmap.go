@@ -46,6 +46,13 @@ type hapProxy struct {
 	stats       bool
 	persist     opt[time.Duration]
 	stickOn     bool // a "stick on src" uses persist
+	// cookiePos: a cookie line (persistence by an HTTP cookie); with mode
+	// http, a request holding a server's cookie goes to that server, a
+	// backup one included.
+	cookiePos Pos
+	// dispatch: the one address a proxy without servers sends to.
+	dispatch    string
+	dispatchPos Pos
 	// Source rules: the section's ACLs, stick-table and tcp-request
 	// connection lines (frontend and listen only), mapped in sourceRules.
 	acls      map[string]*hapACL
@@ -79,6 +86,7 @@ type srvMore struct {
 	byName      bool
 	resolvers   string // the resolvers section it names
 	transparent bool   // source … usesrc clientip|client
+	cookie      string // its cookie value, when it has one
 }
 
 // hapResolvers is a resolvers section: how often it resolves a name again.
@@ -258,6 +266,23 @@ func hapNotMapped(l hapLine, w *warnings) {
 	w.add(l.Pos, "%q: not mapped", strings.Join(l.Words, " "))
 }
 
+// routingAction says whether a tcp-request or http-request rule sends the
+// request elsewhere than the backend's servers, or answers it itself.
+func routingAction(ws []string) bool {
+	i := 1 // http-request ACTION
+	if ws[0] == "tcp-request" {
+		i = 2 // tcp-request content|session|connection ACTION
+	}
+	if i >= len(ws) {
+		return false
+	}
+	switch ws[i] {
+	case "redirect", "return", "use-service":
+		return true
+	}
+	return false
+}
+
 // line applies one line of a proxy section.
 func (p *hapProxy) line(l hapLine, w *warnings) {
 	ws := l.Words
@@ -293,8 +318,22 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		err = setOpt(&p.retries)(integer(arg(1), 0, 10))
 	case "default_backend":
 		p.defBackend, p.defPos = arg(1), l.Pos
-	case "use_backend":
-		w.add(l.Pos, "use_backend %s: content switching is not mapped (a gitgw service has one pool); only default_backend is imported", strings.Join(ws[1:], " "))
+	case "use_backend", "use-server", "redirect", "monitor-uri", "monitor-net", "reqsetbe", "reqisetbe":
+		// Traffic the original sends to another backend or server, or
+		// answers itself: importing the one pool would send it elsewhere.
+		p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
+	case "cookie":
+		p.cookiePos = l.Pos
+		hapNotMapped(l, w)
+	case "redispatch":
+		// HAProxy 1.x's spelling of option redispatch.
+		p.redispatch = some(true)
+	case "dispatch":
+		if _, derr := netip.ParseAddrPort(arg(1)); derr != nil || len(ws) != 2 {
+			hapNotMapped(l, w)
+			return
+		}
+		p.dispatch, p.dispatchPos = arg(1), l.Pos
 	case "server":
 		p.server(l, w)
 	case "default-server":
@@ -311,6 +350,10 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 	case "acl":
 		p.acl(l, w)
 	case "tcp-request", "http-request":
+		if routingAction(ws) {
+			p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
+			return
+		}
 		if ws[0] == "tcp-request" && arg(1) == "connection" && (p.kind == "frontend" || p.kind == "listen") && sourceAction(arg(2)) {
 			// Mapped to the service's source block, in order, once the
 			// section is read (sourceRules).
@@ -623,6 +666,10 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 		case "init-addr":
 			i++
 			initAddr(name, v, l.Pos, w)
+		case "cookie":
+			i++
+			more.cookie = v
+			w.add(l.Pos, "server %s cookie %s: not mapped (gitgw does not persist by HTTP cookie; each connection is balanced)", name, v)
 		case "on-marked-down":
 			i++
 			if v == "shutdown-sessions" {
@@ -1271,6 +1318,10 @@ func (c *hapConfig) services(w *warnings) []*service {
 		case "frontend":
 			fe = p
 			if p.defBackend == "" {
+				if ns := routingNeeds(p.needs); len(ns) > 0 {
+					w.refuse("frontend "+p.name, ns)
+					continue
+				}
 				w.add(p.pos, "frontend %s has no default_backend: not imported", p.name)
 				continue
 			}
@@ -1364,6 +1415,13 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		s.redispatch = some(false) // HAProxy's default, not the schema's
 	}
 	s.servers, s.proxyProto = be.servers, be.proxyProto
+	if len(s.servers) == 0 && be.dispatch != "" {
+		// HAProxy sends every connection to the dispatch address,
+		// unchecked; gitgw checks every server (a TCP check is added
+		// below, warned).
+		s.servers = []*server{{name: "dispatch", address: be.dispatch}}
+		w.add(be.dispatchPos, "dispatch %s: imported as the one server, dispatch", be.dispatch)
+	}
 	sourceWeights(s.servers)
 	var transNeeds []need
 	s.transparent, transNeeds = be.transparentMode()
@@ -1377,6 +1435,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	s.source, srcNeeds = fe.sourceRules(w)
 	ns = append(ns, srcNeeds...)
 	ns = append(ns, transNeeds...)
+	ns = append(ns, be.cookieRouting()...)
 	if len(ns) > 0 {
 		what := fmt.Sprintf("%s %s", fe.kind, fe.name)
 		if fe != be {
@@ -1394,6 +1453,36 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		return nil
 	}
 	return s
+}
+
+// routingNeeds are the content-switching needs of ns.
+func routingNeeds(ns []need) []need {
+	var out []need
+	for _, n := range ns {
+		if n.feature == FeatContentSwitching {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// cookieRouting: in mode http, a request holding a server's cookie goes
+// to that server, and HAProxy serves it there even when the server is a
+// backup and the active servers are up ("requests coming with a
+// persistence cookie referencing the server will always be served"). A
+// gitgw backup server gets no traffic while another is up, so that
+// traffic would go to other servers.
+func (p *hapProxy) cookieRouting() []need {
+	if p.mode != "http" || p.cookiePos == (Pos{}) {
+		return nil
+	}
+	var ns []need
+	for i, m := range p.srvMore {
+		if m.cookie != "" && p.servers[i].backup {
+			ns = append(ns, needs(m.pos, FeatContentSwitching, "server %s cookie %s backup (a request holding cookie %s reaches it while the active servers are up)", p.servers[i].name, m.cookie, m.cookie))
+		}
+	}
+	return ns
 }
 
 // transparentMode: the servers see the client's address when the backend
