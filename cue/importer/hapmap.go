@@ -1339,6 +1339,12 @@ func (c *hapConfig) services(w *warnings) []*service {
 			continue
 		}
 		if len(fe.binds) == 0 {
+			if len(fe.needs) > 0 {
+				// Its binds need what the site lacks (TLS termination),
+				// or it does: the refusal names why, at the lines.
+				w.refuse(p.kind+" "+p.name, fe.needs)
+				continue
+			}
 			w.add(p.pos, "%s %s has no TCP bind gitgw can take: not imported", p.kind, p.name)
 			continue
 		}
