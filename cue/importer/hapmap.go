@@ -266,11 +266,12 @@ func hapNotMapped(l hapLine, w *warnings) {
 	w.add(l.Pos, "%q: not mapped", strings.Join(l.Words, " "))
 }
 
-// routingAction says whether a tcp-request or http-request rule sends the
-// request elsewhere than the backend's servers, or answers it itself.
+// routingAction says whether a tcp- or http-request (or -response) rule
+// sends the request elsewhere than the backend's servers, or answers it
+// itself.
 func routingAction(ws []string) bool {
-	i := 1 // http-request ACTION
-	if ws[0] == "tcp-request" {
+	i := 1 // http-request|http-response ACTION
+	if ws[0] == "tcp-request" || ws[0] == "tcp-response" {
 		i = 2 // tcp-request content|session|connection ACTION
 	}
 	if i >= len(ws) {
@@ -349,7 +350,7 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		hapNotMapped(l, w)
 	case "acl":
 		p.acl(l, w)
-	case "tcp-request", "http-request":
+	case "tcp-request", "http-request", "tcp-response", "http-response":
 		if routingAction(ws) {
 			p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
 			return
@@ -360,8 +361,9 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 			p.connRules = append(p.connRules, l)
 			return
 		}
-		// Rules that turn connections away or count them (by source,
-		// rate) cannot be left behind; the others are dropped by name.
+		// Rules that turn connections, requests or responses away or
+		// count them (by source, rate) cannot be left behind; the others
+		// are dropped by name.
 		for _, word := range ws[1:] {
 			if slices.Contains([]string{"reject", "deny", "tarpit", "silent-drop", "auth"}, word) ||
 				strings.HasPrefix(word, "track-sc") || strings.HasPrefix(word, "sc-") {
@@ -886,6 +888,11 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 	case "transparent":
 		if !neg {
 			p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "option transparent"))
+		}
+	case "http_proxy":
+		// The server is the address each request's URL names.
+		if !neg {
+			p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "option http_proxy"))
 		}
 	default:
 		hapNotMapped(l, w)

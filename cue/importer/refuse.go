@@ -82,7 +82,8 @@ const (
 	FeatServerTLS Feature = "server-tls"
 	// FeatSourceRules: who may connect and how fast, where the site's
 	// source block cannot say it: `tcp-request content|session` and
-	// `http-request` rules, `rate-limit sessions`, and `tcp-request
+	// `http-request` rules (and `http-response`/`tcp-response` rules that
+	// turn responses away), `rate-limit sessions`, and `tcp-request
 	// connection` rules with other conditions or actions (hapmap.go line;
 	// hapsource.go sourceRules).
 	FeatSourceRules Feature = "source-rules"
@@ -103,12 +104,14 @@ const (
 	// mapKeepalived).
 	FeatFwmark Feature = "fwmark"
 	// FeatContentSwitching: HAProxy rules that send a request or
-	// connection elsewhere than the one pool by what it holds: `use_backend`
-	// (a frontend's traffic split between backends; HAProxy 1.x's `reqsetbe`), `use-server`, a
-	// `cookie` that reaches a backup server while the others are up,
+	// connection elsewhere than the one pool by what it holds:
+	// `use_backend` (a frontend's traffic split between backends; HAProxy
+	// 1.x's `reqsetbe`), `use-server`, a `cookie` that reaches a backup
+	// server while the others are up, `option http_proxy` (the server is
+	// the request's URL); or that answer it in the proxy itself:
 	// `redirect`, `http-request redirect|return|use-service`, `tcp-request
-	// content use-service`, `monitor-uri`, `monitor-net` (answered by the
-	// proxy itself) (hapmap.go line, tcpHTTPRequest, service).
+	// content use-service`, `monitor-uri`, `monitor-net` (hapmap.go line,
+	// option, routingAction, services, cookieRouting).
 	FeatContentSwitching Feature = "content-switching"
 )
 

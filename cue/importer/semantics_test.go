@@ -97,6 +97,8 @@ func TestRefusals(t *testing.T) {
 			feature: FeatKernelLB, line: 2},
 		{name: "fwmark", ka: "virtual_server fwmark 1 {\n real_server 198.51.100.1 80 {\n }\n}\n",
 			feature: FeatFwmark, line: 1},
+		{name: "http-response deny", hap: listen + "  http-response deny if { res.hdr(content-type) audio/mp3 }\n  server a 198.51.100.1:80 check\n",
+			feature: FeatSourceRules, line: 3},
 		{name: "a frontend whose only bind terminates TLS", hap: "frontend f\n  bind 203.0.113.1:443 ssl crt /etc/x.pem\n  default_backend b\nbackend b\n  server a 198.51.100.1:80 check\n",
 			feature: FeatTLSTermination, line: 2},
 		{name: "a listen whose only bind terminates TLS", hap: "listen db\n  bind 203.0.113.1:443 ssl crt /etc/x.pem\n  server a 198.51.100.1:80 check\n",
