@@ -68,6 +68,11 @@ type hapProxy struct {
 	// tcpDefault: a tcp-check connect with "default" takes the server's
 	// check-ssl, by index into tcpcheck.steps.
 	tcpDefault map[int]bool
+	// chkLine is the section's own check option (httpchk, ssl-hello-chk,
+	// …), httpLines its own http-check lines: a later check option
+	// replaces them, and says so.
+	chkLine   *hapLine
+	httpLines []hapLine
 }
 
 // hapConnect is an http-check or tcp-check connect's options.
@@ -135,6 +140,7 @@ func (d *hapProxy) inherit(kind, name string, pos Pos) *hapProxy {
 		p.httpConn = &c
 	}
 	p.tcpDefault = maps.Clone(d.tcpDefault)
+	p.chkLine, p.httpLines = nil, nil
 	return &p
 }
 
@@ -173,6 +179,7 @@ func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
 				if l.Words[0] == "maxconn" && len(l.Words) == 2 {
 					if v, err := integer(l.Words[1], 0, 1<<30); err == nil {
 						c.globalMaxconn, c.globalPos = some(v), l.Pos
+						w.add(l.Pos, "maxconn %d (global): HAProxy's limit over all proxies together is not kept: gitgw has none over all services; a service without a maxconn of its own (or its defaults') takes %d as its own", v, v)
 						continue
 					}
 				}
@@ -791,6 +798,9 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 		hapNotMapped(l, w)
 		return
 	}
+	if hapCheckOptions[ws[1]] && !neg {
+		p.checkOption(l, w)
+	}
 	switch ws[1] {
 	case "redispatch":
 		p.redispatch = some(!neg)
@@ -899,6 +909,30 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 	}
 }
 
+// hapCheckOptions are the options that choose a proxy's check; HAProxy
+// runs the last one of a section.
+var hapCheckOptions = map[string]bool{
+	"httpchk": true, "tcp-check": true, "redis-check": true, "ldap-check": true, "smtpchk": true,
+	"mysql-check": true, "pgsql-check": true, "ssl-hello-chk": true, "spop-check": true, "external-check": true,
+}
+
+// checkOption names what a check option of a section replaces: an earlier
+// check option of the same section and, when it was option httpchk and
+// this is another kind, the http-check lines that went with it. (One
+// inherited from defaults is replaced as expected, without a word.)
+func (p *hapProxy) checkOption(l hapLine, w *warnings) {
+	if prev := p.chkLine; prev != nil {
+		w.add(prev.Pos, "%s: not used: %q (line %d) replaces it (HAProxy runs a section's last check option)", strings.Join(prev.Words, " "), strings.Join(l.Words, " "), l.Pos.Line)
+	}
+	if l.Words[1] != "httpchk" {
+		for _, h := range p.httpLines {
+			w.add(h.Pos, "%s: not used: %q (line %d) replaces the HTTP check", strings.Join(h.Words, " "), strings.Join(l.Words, " "), l.Pos.Line)
+		}
+		p.httpLines = nil
+	}
+	p.chkLine = &l
+}
+
 // sslv3ClientHello is the packet of HAProxy's ssl-hello-chk
 // (proxy_parse_ssl_hello_chk_opt), with 0 for the time HAProxy fills in:
 // a handshake record of SSLv3, a CLIENT HELLO with the random
@@ -946,6 +980,7 @@ var (
 
 func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 	ws := l.Words
+	p.httpLines = append(p.httpLines, l)
 	if p.httpchk == nil {
 		p.httpchk, p.httpPos = &check{kind: "http", method: some("OPTIONS"), path: some("/")}, l.Pos
 	}
