@@ -45,9 +45,13 @@ func corpusFiles(t *testing.T) []corpusFile {
 	return out
 }
 
-// TestCorpusProvenance: every file of the corpus has its row in
-// SOURCES.md (repository, path, commit, licence), and every row a file.
-func TestCorpusProvenance(t *testing.T) {
+// corpusKinds are the kinds of SOURCES.md's kind column.
+var corpusKinds = []string{"sample", "fixture", "deployment"}
+
+// corpusRows reads SOURCES.md's table: per file, its repository, path,
+// commit, licence and kind.
+func corpusRows(t *testing.T) map[string][]string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(corpusDir, "SOURCES.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,14 +59,25 @@ func TestCorpusProvenance(t *testing.T) {
 	rows := map[string][]string{}
 	for _, line := range strings.Split(string(b), "\n") {
 		cells := strings.Split(line, "|")
-		if len(cells) != 7 || strings.TrimSpace(cells[1]) == "file" || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
+		if len(cells) != 8 || strings.TrimSpace(cells[1]) == "file" || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
 			continue
 		}
 		for i := range cells {
 			cells[i] = strings.TrimSpace(cells[i])
 		}
-		rows[cells[1]] = cells[2:6]
+		if !strings.Contains(cells[1], "/") {
+			continue // another table (the queries)
+		}
+		rows[cells[1]] = cells[2:7]
 	}
+	return rows
+}
+
+// TestCorpusProvenance: every file of the corpus has its row in
+// SOURCES.md (repository, path, commit, licence, kind), and every row a
+// file.
+func TestCorpusProvenance(t *testing.T) {
+	rows := corpusRows(t)
 	files := corpusFiles(t)
 	for _, f := range files {
 		row, ok := rows[f.kind+"/"+f.name]
@@ -70,10 +85,13 @@ func TestCorpusProvenance(t *testing.T) {
 			t.Errorf("%s: no row in SOURCES.md", f.path())
 			continue
 		}
-		for i, what := range []string{"repository", "path", "commit", "licence"} {
+		for i, what := range []string{"repository", "path", "commit", "licence", "kind"} {
 			if row[i] == "" {
 				t.Errorf("%s: SOURCES.md gives no %s", f.path(), what)
 			}
+		}
+		if !slices.Contains(corpusKinds, row[4]) {
+			t.Errorf("%s: kind %q, want one of %v", f.path(), row[4], corpusKinds)
 		}
 		delete(rows, f.kind+"/"+f.name)
 	}
@@ -297,6 +315,7 @@ func fillAddresses(t *testing.T, res *Result) (map[string]map[string][]netip.Pre
 // refused with named reasons, or does not parse; nothing else.
 func TestCorpus(t *testing.T) {
 	files := corpusFiles(t)
+	rows := corpusRows(t)
 	classes := map[string][]string{}
 	byFeature := map[Feature][]string{}
 	only := map[Feature]int{}
@@ -341,6 +360,27 @@ func TestCorpus(t *testing.T) {
 	slices.SortStableFunc(feats, func(a, c Feature) int { return len(byFeature[c]) - len(byFeature[a]) })
 	for _, ft := range feats {
 		fmt.Fprintf(&b, "%s: %d (%d)\n", ft, len(byFeature[ft]), only[ft])
+	}
+	// The same over the files that configure something: a tool's test
+	// fixtures are no deployment (SOURCES.md's kind column).
+	var nf, nfNow, nfEmpty int
+	for _, f := range files {
+		name := f.kind + "/" + f.name
+		if row := rows[name]; row == nil || row[4] == "fixture" {
+			continue
+		}
+		nf++
+		for _, c := range []string{"validates", "validates with node addresses", "imports nothing"} {
+			if slices.Contains(classes[c], name) {
+				nfEmpty++
+				if c != "imports nothing" {
+					nfNow++
+				}
+			}
+		}
+	}
+	if nf > 0 {
+		fmt.Fprintf(&b, "\nfixtures excluded: files: %d, validate now: %d (%d%%), counting sites that hold nothing: %d (%d%%)\n", nf, nfNow, 100*nfNow/nf, nfEmpty, 100*nfEmpty/nf)
 	}
 	goldenfile.Check(t, filepath.Join(corpusDir, "SUMMARY.golden"), []byte(b.String()))
 }

@@ -46,6 +46,13 @@ type hapProxy struct {
 	stats       bool
 	persist     opt[time.Duration]
 	stickOn     bool // a "stick on src" uses persist
+	// cookiePos: a cookie line (persistence by an HTTP cookie); with mode
+	// http, a request holding a server's cookie goes to that server, a
+	// backup one included.
+	cookiePos Pos
+	// dispatch: the one address a proxy without servers sends to.
+	dispatch    string
+	dispatchPos Pos
 	// Source rules: the section's ACLs, stick-table and tcp-request
 	// connection lines (frontend and listen only), mapped in sourceRules.
 	acls      map[string]*hapACL
@@ -61,6 +68,11 @@ type hapProxy struct {
 	// tcpDefault: a tcp-check connect with "default" takes the server's
 	// check-ssl, by index into tcpcheck.steps.
 	tcpDefault map[int]bool
+	// chkLine is the section's own check option (httpchk, ssl-hello-chk,
+	// …), httpLines its own http-check lines: a later check option
+	// replaces them, and says so.
+	chkLine   *hapLine
+	httpLines []hapLine
 }
 
 // hapConnect is an http-check or tcp-check connect's options.
@@ -79,6 +91,7 @@ type srvMore struct {
 	byName      bool
 	resolvers   string // the resolvers section it names
 	transparent bool   // source … usesrc clientip|client
+	cookie      string // its cookie value, when it has one
 }
 
 // hapResolvers is a resolvers section: how often it resolves a name again.
@@ -127,6 +140,7 @@ func (d *hapProxy) inherit(kind, name string, pos Pos) *hapProxy {
 		p.httpConn = &c
 	}
 	p.tcpDefault = maps.Clone(d.tcpDefault)
+	p.chkLine, p.httpLines = nil, nil
 	return &p
 }
 
@@ -165,6 +179,7 @@ func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
 				if l.Words[0] == "maxconn" && len(l.Words) == 2 {
 					if v, err := integer(l.Words[1], 0, 1<<30); err == nil {
 						c.globalMaxconn, c.globalPos = some(v), l.Pos
+						w.add(l.Pos, "maxconn %d (global): HAProxy's limit over all proxies together is not kept: gitgw has none over all services; a service without a maxconn of its own (or its defaults') takes %d as its own", v, v)
 						continue
 					}
 				}
@@ -258,6 +273,24 @@ func hapNotMapped(l hapLine, w *warnings) {
 	w.add(l.Pos, "%q: not mapped", strings.Join(l.Words, " "))
 }
 
+// routingAction says whether a tcp- or http-request (or -response) rule
+// sends the request elsewhere than the backend's servers, or answers it
+// itself.
+func routingAction(ws []string) bool {
+	i := 1 // http-request|http-response ACTION
+	if ws[0] == "tcp-request" || ws[0] == "tcp-response" {
+		i = 2 // tcp-request content|session|connection ACTION
+	}
+	if i >= len(ws) {
+		return false
+	}
+	switch ws[i] {
+	case "redirect", "return", "use-service":
+		return true
+	}
+	return false
+}
+
 // line applies one line of a proxy section.
 func (p *hapProxy) line(l hapLine, w *warnings) {
 	ws := l.Words
@@ -293,8 +326,22 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		err = setOpt(&p.retries)(integer(arg(1), 0, 10))
 	case "default_backend":
 		p.defBackend, p.defPos = arg(1), l.Pos
-	case "use_backend":
-		w.add(l.Pos, "use_backend %s: content switching is not mapped (a gitgw service has one pool); only default_backend is imported", strings.Join(ws[1:], " "))
+	case "use_backend", "use-server", "redirect", "monitor-uri", "monitor-net", "reqsetbe", "reqisetbe":
+		// Traffic the original sends to another backend or server, or
+		// answers itself: importing the one pool would send it elsewhere.
+		p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
+	case "cookie":
+		p.cookiePos = l.Pos
+		hapNotMapped(l, w)
+	case "redispatch":
+		// HAProxy 1.x's spelling of option redispatch.
+		p.redispatch = some(true)
+	case "dispatch":
+		if _, derr := netip.ParseAddrPort(arg(1)); derr != nil || len(ws) != 2 {
+			hapNotMapped(l, w)
+			return
+		}
+		p.dispatch, p.dispatchPos = arg(1), l.Pos
 	case "server":
 		p.server(l, w)
 	case "default-server":
@@ -310,15 +357,20 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		hapNotMapped(l, w)
 	case "acl":
 		p.acl(l, w)
-	case "tcp-request", "http-request":
+	case "tcp-request", "http-request", "tcp-response", "http-response":
+		if routingAction(ws) {
+			p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
+			return
+		}
 		if ws[0] == "tcp-request" && arg(1) == "connection" && (p.kind == "frontend" || p.kind == "listen") && sourceAction(arg(2)) {
 			// Mapped to the service's source block, in order, once the
 			// section is read (sourceRules).
 			p.connRules = append(p.connRules, l)
 			return
 		}
-		// Rules that turn connections away or count them (by source,
-		// rate) cannot be left behind; the others are dropped by name.
+		// Rules that turn connections, requests or responses away or
+		// count them (by source, rate) cannot be left behind; the others
+		// are dropped by name.
 		for _, word := range ws[1:] {
 			if slices.Contains([]string{"reject", "deny", "tarpit", "silent-drop", "auth"}, word) ||
 				strings.HasPrefix(word, "track-sc") || strings.HasPrefix(word, "sc-") {
@@ -623,6 +675,10 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 		case "init-addr":
 			i++
 			initAddr(name, v, l.Pos, w)
+		case "cookie":
+			i++
+			more.cookie = v
+			w.add(l.Pos, "server %s cookie %s: not mapped (gitgw does not persist by HTTP cookie; each connection is balanced)", name, v)
 		case "on-marked-down":
 			i++
 			if v == "shutdown-sessions" {
@@ -742,6 +798,9 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 		hapNotMapped(l, w)
 		return
 	}
+	if hapCheckOptions[ws[1]] && !neg {
+		p.checkOption(l, w)
+	}
 	switch ws[1] {
 	case "redispatch":
 		p.redispatch = some(!neg)
@@ -840,9 +899,38 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 		if !neg {
 			p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "option transparent"))
 		}
+	case "http_proxy":
+		// The server is the address each request's URL names.
+		if !neg {
+			p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "option http_proxy"))
+		}
 	default:
 		hapNotMapped(l, w)
 	}
+}
+
+// hapCheckOptions are the options that choose a proxy's check; HAProxy
+// runs the last one of a section.
+var hapCheckOptions = map[string]bool{
+	"httpchk": true, "tcp-check": true, "redis-check": true, "ldap-check": true, "smtpchk": true,
+	"mysql-check": true, "pgsql-check": true, "ssl-hello-chk": true, "spop-check": true, "external-check": true,
+}
+
+// checkOption names what a check option of a section replaces: an earlier
+// check option of the same section and, when it was option httpchk and
+// this is another kind, the http-check lines that went with it. (One
+// inherited from defaults is replaced as expected, without a word.)
+func (p *hapProxy) checkOption(l hapLine, w *warnings) {
+	if prev := p.chkLine; prev != nil {
+		w.add(prev.Pos, "%s: not used: %q (line %d) replaces it (HAProxy runs a section's last check option)", strings.Join(prev.Words, " "), strings.Join(l.Words, " "), l.Pos.Line)
+	}
+	if l.Words[1] != "httpchk" {
+		for _, h := range p.httpLines {
+			w.add(h.Pos, "%s: not used: %q (line %d) replaces the HTTP check", strings.Join(h.Words, " "), strings.Join(l.Words, " "), l.Pos.Line)
+		}
+		p.httpLines = nil
+	}
+	p.chkLine = &l
 }
 
 // sslv3ClientHello is the packet of HAProxy's ssl-hello-chk
@@ -892,6 +980,7 @@ var (
 
 func (p *hapProxy) httpCheck(l hapLine, w *warnings) {
 	ws := l.Words
+	p.httpLines = append(p.httpLines, l)
 	if p.httpchk == nil {
 		p.httpchk, p.httpPos = &check{kind: "http", method: some("OPTIONS"), path: some("/")}, l.Pos
 	}
@@ -1271,6 +1360,10 @@ func (c *hapConfig) services(w *warnings) []*service {
 		case "frontend":
 			fe = p
 			if p.defBackend == "" {
+				if ns := routingNeeds(p.needs); len(ns) > 0 {
+					w.refuse("frontend "+p.name, ns)
+					continue
+				}
 				w.add(p.pos, "frontend %s has no default_backend: not imported", p.name)
 				continue
 			}
@@ -1288,6 +1381,12 @@ func (c *hapConfig) services(w *warnings) []*service {
 			continue
 		}
 		if len(fe.binds) == 0 {
+			if len(fe.needs) > 0 {
+				// Its binds need what the site lacks (TLS termination),
+				// or it does: the refusal names why, at the lines.
+				w.refuse(p.kind+" "+p.name, fe.needs)
+				continue
+			}
 			w.add(p.pos, "%s %s has no TCP bind gitgw can take: not imported", p.kind, p.name)
 			continue
 		}
@@ -1364,6 +1463,13 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		s.redispatch = some(false) // HAProxy's default, not the schema's
 	}
 	s.servers, s.proxyProto = be.servers, be.proxyProto
+	if len(s.servers) == 0 && be.dispatch != "" {
+		// HAProxy sends every connection to the dispatch address,
+		// unchecked; gitgw checks every server (a TCP check is added
+		// below, warned).
+		s.servers = []*server{{name: "dispatch", address: be.dispatch}}
+		w.add(be.dispatchPos, "dispatch %s: imported as the one server, dispatch", be.dispatch)
+	}
 	sourceWeights(s.servers)
 	var transNeeds []need
 	s.transparent, transNeeds = be.transparentMode()
@@ -1377,6 +1483,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	s.source, srcNeeds = fe.sourceRules(w)
 	ns = append(ns, srcNeeds...)
 	ns = append(ns, transNeeds...)
+	ns = append(ns, be.cookieRouting()...)
 	if len(ns) > 0 {
 		what := fmt.Sprintf("%s %s", fe.kind, fe.name)
 		if fe != be {
@@ -1394,6 +1501,36 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		return nil
 	}
 	return s
+}
+
+// routingNeeds are the content-switching needs of ns.
+func routingNeeds(ns []need) []need {
+	var out []need
+	for _, n := range ns {
+		if n.feature == FeatContentSwitching {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// cookieRouting: in mode http, a request holding a server's cookie goes
+// to that server, and HAProxy serves it there even when the server is a
+// backup and the active servers are up ("requests coming with a
+// persistence cookie referencing the server will always be served"). A
+// gitgw backup server gets no traffic while another is up, so that
+// traffic would go to other servers.
+func (p *hapProxy) cookieRouting() []need {
+	if p.mode != "http" || p.cookiePos == (Pos{}) {
+		return nil
+	}
+	var ns []need
+	for i, m := range p.srvMore {
+		if m.cookie != "" && p.servers[i].backup {
+			ns = append(ns, needs(m.pos, FeatContentSwitching, "server %s cookie %s backup (a request holding cookie %s reaches it while the active servers are up)", p.servers[i].name, m.cookie, m.cookie))
+		}
+	}
+	return ns
 }
 
 // transparentMode: the servers see the client's address when the backend

@@ -636,6 +636,12 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 		port opt[int]
 	}
 	var ports []srvPort
+	// Real servers without a checker, among checked ones.
+	type srvPos struct {
+		srv *server
+		pos Pos
+	}
+	var unchecked []srvPos
 	// Each checked server's command, when checks are commands that may
 	// differ between servers.
 	type srvCmd struct {
@@ -706,6 +712,9 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 			}
 			s.servers = append(s.servers, srv)
 			if c == nil {
+				if e.Name != "sorry_server" {
+					unchecked = append(unchecked, srvPos{srv, e.Pos})
+				}
 				continue
 			}
 			// Each server may check its own port (check_port); the rest
@@ -790,6 +799,25 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 				ck.port = p.port
 			} else {
 				p.srv.checkPort = p.port
+			}
+		}
+	}
+	if len(unchecked) > 0 && ck != nil {
+		// keepalived keeps a real_server without a checker up whatever
+		// happens; the others' check would take it out. A command check
+		// passes it ("*) exit 0" below); another check cannot.
+		if ck.kind == "command" || ck.asCmd != nil {
+			if ck.kind != "command" {
+				first := *ck.asCmd
+				ck = &first
+			}
+			dispatch = true
+			for _, u := range unchecked {
+				w.add(u.pos, "real_server %s has no checker: keepalived keeps it up whatever happens; the one command check passes it", u.srv.address)
+			}
+		} else {
+			for _, u := range unchecked {
+				ns = append(ns, needs(u.pos, FeatPerServerCheck, "real_server %s without a checker (keepalived keeps it up whatever happens; the check at %s would take it out)", u.srv.address, ckPos))
 			}
 		}
 	}

@@ -82,7 +82,8 @@ const (
 	FeatServerTLS Feature = "server-tls"
 	// FeatSourceRules: who may connect and how fast, where the site's
 	// source block cannot say it: `tcp-request content|session` and
-	// `http-request` rules, `rate-limit sessions`, and `tcp-request
+	// `http-request` rules (and `http-response`/`tcp-response` rules that
+	// turn responses away), `rate-limit sessions`, and `tcp-request
 	// connection` rules with other conditions or actions (hapmap.go line;
 	// hapsource.go sourceRules).
 	FeatSourceRules Feature = "source-rules"
@@ -102,28 +103,39 @@ const (
 	// FeatFwmark: a virtual_server by firewall mark or group (kamap.go
 	// mapKeepalived).
 	FeatFwmark Feature = "fwmark"
+	// FeatContentSwitching: HAProxy rules that send a request or
+	// connection elsewhere than the one pool by what it holds:
+	// `use_backend` (a frontend's traffic split between backends; HAProxy
+	// 1.x's `reqsetbe`), `use-server`, a `cookie` that reaches a backup
+	// server while the others are up, `option http_proxy` (the server is
+	// the request's URL); or that answer it in the proxy itself:
+	// `redirect`, `http-request redirect|return|use-service`, `tcp-request
+	// content use-service`, `monitor-uri`, `monitor-net` (hapmap.go line,
+	// option, routingAction, services, cookieRouting).
+	FeatContentSwitching Feature = "content-switching"
 )
 
 // featureWhy says, per feature, what the site lacks.
 var featureWhy = map[Feature]string{
-	FeatCheckPort:      "a gitgw service has one check address for all its servers (a server can have its own check port, not address)",
-	FeatPerServerCheck: "a gitgw service checks all its servers with one check; the schema has no per-server checks yet",
-	FeatTLSCheck:       "the schema's check TLS has no chain-only verification, revocation lists, relative paths, encrypted keys or per-server TLS yet",
-	FeatCheckSequence:  "the schema's expects match a string, bytes or a regexp, each once and without negation; cutting or weakening the sequence would pass servers the original marks down",
-	FeatStatusRange:    "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
-	FeatCheckDigest:    "a gitgw HTTP check compares no digest of the body; the command check a digest becomes does not match a regex too",
-	FeatCheckHeaders:   "a gitgw HTTP check sends GET, HEAD, POST or OPTIONS of an absolute path with headers and no body",
-	FeatProtocolCheck:  "the schema has no SPOP, DNS, BFD or CI-LINUX checks, nor a UDP reply to compare, yet; a TCP connect check would pass servers the original marks down",
-	FeatScriptCheck:    "a gitgw command check passes or fails (exit 0 is up); it does not set a weight, watch a file or take HAProxy's external-check arguments",
-	FeatAgentCheck:     "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
-	FeatServerName:     "a gitgw server by name takes one address of it, and a check address is an IP address; a server-template's servers, one per address a name resolves to, are not made",
-	FeatServerTLS:      "gitgw cannot originate TLS to a server yet; plain TCP to a TLS server fails",
-	FeatSourceRules:    "a gitgw service's source rules are allow and deny lists of networks and per-source limits on connections, checked at accept; dropping other rules would let in what the original turns away",
-	FeatTransparent:    "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
-	FeatTLSTermination: "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",
-	FeatProtocol:       "gitgw services carry TCP or UDP",
-	FeatKernelLB:       "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (IP-in-IP to the servers) is not built",
-	FeatFwmark:         "a gitgw service is addresses and ports (binds); IPVS services by firewall mark (whatever the firewall marks, often several ports) and virtual_server_groups are not built",
+	FeatCheckPort:        "a gitgw service has one check address for all its servers (a server can have its own check port, not address)",
+	FeatPerServerCheck:   "a gitgw service checks all its servers with one check; the schema has no per-server checks yet",
+	FeatTLSCheck:         "the schema's check TLS has no chain-only verification, revocation lists, relative paths, encrypted keys or per-server TLS yet",
+	FeatCheckSequence:    "the schema's expects match a string, bytes or a regexp, each once and without negation; cutting or weakening the sequence would pass servers the original marks down",
+	FeatStatusRange:      "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
+	FeatCheckDigest:      "a gitgw HTTP check compares no digest of the body; the command check a digest becomes does not match a regex too",
+	FeatCheckHeaders:     "a gitgw HTTP check sends GET, HEAD, POST or OPTIONS of an absolute path with headers and no body",
+	FeatProtocolCheck:    "the schema has no SPOP, DNS, BFD or CI-LINUX checks, nor a UDP reply to compare, yet; a TCP connect check would pass servers the original marks down",
+	FeatScriptCheck:      "a gitgw command check passes or fails (exit 0 is up); it does not set a weight, watch a file or take HAProxy's external-check arguments",
+	FeatAgentCheck:       "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
+	FeatServerName:       "a gitgw server by name takes one address of it, and a check address is an IP address; a server-template's servers, one per address a name resolves to, are not made",
+	FeatServerTLS:        "gitgw cannot originate TLS to a server yet; plain TCP to a TLS server fails",
+	FeatSourceRules:      "a gitgw service's source rules are allow and deny lists of networks and per-source limits on connections, checked at accept; dropping other rules would let in what the original turns away",
+	FeatTransparent:      "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
+	FeatTLSTermination:   "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",
+	FeatProtocol:         "gitgw services carry TCP or UDP",
+	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (IP-in-IP to the servers) is not built",
+	FeatFwmark:           "a gitgw service is addresses and ports (binds); IPVS services by firewall mark (whatever the firewall marks, often several ports) and virtual_server_groups are not built",
+	FeatContentSwitching: "a gitgw service sends every connection to its one pool of servers, by its balance; it neither picks a backend or server by what a request holds nor answers requests itself, so traffic would go where the original does not send it",
 }
 
 // Refusal is a service or check of a source configuration that the site

@@ -87,20 +87,17 @@ func TestRoundTripSeed001(t *testing.T) {
 	if want := []spec.VIP{{Address: netip.MustParsePrefix("192.168.1.200/32")}}; !cmp.Equal(in.VIPs, want, prefixEq) {
 		t.Errorf("VIPs %v", in.VIPs)
 	}
-	// The HAProxy check script became tracking of the imported service.
-	if want := []spec.TrackService{{Service: "http-in", Weight: 2}}; !cmp.Equal(in.TrackServices, want) || len(in.TrackChecks) != 0 {
+	// The frontend routes by Host (use_backend): refused, so the HAProxy
+	// check script is not replaced by tracking a service; it stays a
+	// command check.
+	if len(in.TrackServices) != 0 || len(in.TrackChecks) != 1 || in.TrackChecks[0].Command != "/etc/keepalived/check_haproxy.sh" {
 		t.Errorf("track_services %v, track_checks %v", in.TrackServices, in.TrackChecks)
 	}
 	if got := lb1.Node.Interfaces["eth0"].Addresses; !cmp.Equal(got, []netip.Prefix{netip.MustParsePrefix("192.168.1.192/28")}, prefixEq) {
 		t.Errorf("lb1 eth0 addresses %v", got)
 	}
-	svc := lb1.Services["http-in"]
-	if !cmp.Equal(svc.Binds, []string{"192.168.1.200:80"}) || !svc.Redispatch || svc.Retries != 3 || svc.MaxConn != 2000 ||
-		svc.Timeouts.Client.D() != 50*time.Second || svc.Timeouts.Connect.D() != 5*time.Second {
-		t.Errorf("http-in = %+v", svc)
-	}
-	if d := cmp.Diff(map[string]spec.Server{"web1": {Address: "192.168.1.187:80", Weight: 100}}, svc.Servers); d != "" {
-		t.Errorf("servers (-want +got):\n%s", d)
+	if _, ok := lb1.Services["http-in"]; ok {
+		t.Error("http-in, which routes by Host, was imported as one pool")
 	}
 	if _, ok := lb1.Services["stats"]; ok {
 		t.Error("the stats listener was imported as a service")

@@ -93,10 +93,18 @@ func TestRefusals(t *testing.T) {
 			feature: FeatPerServerCheck, line: 10},
 		{name: "connect_ip that differs", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_ip 198.51.100.9\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_ip 198.51.100.8\n  }\n }\n}\n",
 			feature: FeatCheckPort, line: 8},
+		{name: "real server without a checker among TCP-checked ones", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.2 80 {\n  weight 2\n }\n}\n",
+			feature: FeatPerServerCheck, line: 6},
 		{name: "lb_kind TUN", ka: "virtual_server 203.0.113.1 80 {\n lb_kind TUN\n real_server 198.51.100.1 80 {\n }\n}\n",
 			feature: FeatKernelLB, line: 2},
 		{name: "fwmark", ka: "virtual_server fwmark 1 {\n real_server 198.51.100.1 80 {\n }\n}\n",
 			feature: FeatFwmark, line: 1},
+		{name: "http-response deny", hap: listen + "  http-response deny if { res.hdr(content-type) audio/mp3 }\n  server a 198.51.100.1:80 check\n",
+			feature: FeatSourceRules, line: 3},
+		{name: "a frontend whose only bind terminates TLS", hap: "frontend f\n  bind 203.0.113.1:443 ssl crt /etc/x.pem\n  default_backend b\nbackend b\n  server a 198.51.100.1:80 check\n",
+			feature: FeatTLSTermination, line: 2},
+		{name: "a listen whose only bind terminates TLS", hap: "listen db\n  bind 203.0.113.1:443 ssl crt /etc/x.pem\n  server a 198.51.100.1:80 check\n",
+			feature: FeatTLSTermination, line: 2},
 		{name: "SCTP", ka: "virtual_server 203.0.113.1 80 {\n protocol SCTP\n real_server 198.51.100.1 80 {\n }\n}\n",
 			feature: FeatProtocol, line: 2},
 	} {
@@ -230,5 +238,29 @@ func TestTruncated(t *testing.T) {
 	_, err = Import(Options{HAProxy: []Input{{Path: "hap", Data: []byte("listen l\n  bind 203.0.113.1:80\n  server a \"198.51.100.1:80 check\n")}}})
 	if !errors.As(err, &serr) || !strings.Contains(err.Error(), "hap:3: unterminated quote") {
 		t.Errorf("err = %v, want a syntax error at hap:3", err)
+	}
+}
+
+// TestUncheckedRealServer: keepalived keeps a real_server without a
+// checker up whatever happens. Beside servers with an HTTP check, the one
+// command check that runs each server's own passes it (exit 0), instead
+// of the others' check taking it out.
+func TestUncheckedRealServer(t *testing.T) {
+	ka := "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.1/24\n }\n}\n" +
+		"virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /health\n   }\n  }\n }\n real_server 198.51.100.2 80 {\n }\n}\n"
+	res, view := loadText(t, ka, "")
+	s, ok := view.Services["vs-203.0.113.1-80"]
+	if !ok || s.Check == nil {
+		t.Fatalf("service not imported:\n%s", goldenText(res))
+	}
+	if s.Check.Kind != "command" || !strings.Contains(s.Check.Command, "*) exit 0") || strings.Contains(s.Check.Command, "198.51.100.2-80)") {
+		t.Errorf("check %+v: want one command check that passes 198.51.100.2 (exit 0)", s.Check)
+	}
+	named := false
+	for _, w := range res.Warnings {
+		named = named || (w.Pos.Line == 17 && strings.Contains(w.Msg, "no checker"))
+	}
+	if !named {
+		t.Errorf("the unchecked real_server is not named at its line:\n%s", goldenText(res))
 	}
 }

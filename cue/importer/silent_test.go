@@ -88,3 +88,100 @@ var kaDefaults = map[string]bool{
 	"protocol TCP": true, "connect_timeout 5": true, "advert_int 1": true, "interval 1": true,
 	"state BACKUP": true,
 }
+
+// TestNothingDroppedSilentlyHAProxy is TestNothingDroppedSilently for the
+// corpus's haproxy.cfg files: each line of a frontend, backend, listen or
+// global section either changes the import when commented out, or is
+// named by a warning or refusal at its line or at its section's (a
+// section not imported, or a refused proxy, names all of it). A defaults
+// section's lines are left out: proxies inherit and override them, so a
+// line of them often changes nothing for good reasons; so are a proxy's
+// lines that restate its defaults section's, or HAProxy's own defaults
+// and what gitgw does anyway (hapDefaults).
+func TestNothingDroppedSilentlyHAProxy(t *testing.T) {
+	for _, f := range corpusFiles(t) {
+		if f.kind != "haproxy" {
+			continue
+		}
+		data, err := os.ReadFile(f.path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := f.kind + "/" + f.name
+		imp := func(text string) (*Result, string) {
+			in := Input{Path: path, Data: []byte(text)}
+			res, err := Import(Options{HAProxy: []Input{in}, Nodes: []string{"gw1"}})
+			if err != nil {
+				return nil, "error: " + err.Error()
+			}
+			return res, goldenText(res)
+		}
+		res, orig := imp(string(data))
+		if res == nil {
+			continue // a syntax error: nothing is imported
+		}
+		named := map[int]bool{}
+		dropped := map[int]bool{} // section lines whose section is not imported
+		var refused []string      // the refused proxies and their backends
+		for _, w := range res.Warnings {
+			if w.Pos.File != path {
+				continue
+			}
+			named[w.Pos.Line] = true
+			for _, m := range []string{"not imported", "section: not mapped"} {
+				dropped[w.Pos.Line] = dropped[w.Pos.Line] || strings.Contains(w.Msg, m)
+			}
+		}
+		for _, r := range res.Refused {
+			named[r.Pos.Line] = true
+			refused = append(refused, r.What)
+		}
+		isRefused := func(s *hapSection) bool {
+			for _, what := range refused {
+				if what == s.Kind+" "+s.Name() || strings.HasPrefix(what, s.Kind+" "+s.Name()+" (") ||
+					(s.Kind == "backend" && strings.HasSuffix(what, "(backend "+s.Name()+")")) {
+					return true
+				}
+			}
+			return false
+		}
+		var w warnings
+		var lines []int
+		inherited := map[string]bool{}
+		for _, s := range parseHAProxy(path, string(data), &w) {
+			if s.Kind == "defaults" {
+				inherited = map[string]bool{}
+				for _, l := range s.Lines {
+					inherited[strings.Join(l.Words, " ")] = true
+				}
+				continue
+			}
+			if dropped[s.Pos.Line] || isRefused(s) {
+				continue
+			}
+			for _, l := range s.Lines {
+				text := strings.Join(l.Words, " ")
+				if !named[l.Pos.Line] && !inherited[text] && !hapDefaults[text] {
+					lines = append(lines, l.Pos.Line)
+				}
+			}
+		}
+		src := strings.Split(string(data), "\n")
+		for _, n := range lines {
+			mut := append([]string(nil), src...)
+			mut[n-1] = "#" + mut[n-1]
+			if _, got := imp(strings.Join(mut, "\n")); got == orig {
+				t.Errorf("%s:%d: %q changes nothing and is named by no warning or refusal", path, n, strings.TrimSpace(src[n-1]))
+			}
+		}
+	}
+}
+
+// hapDefaults are HAProxy lines that state its default or what gitgw does
+// anyway (MAPPING.md): without them the import is the same.
+var hapDefaults = map[string]bool{
+	"mode tcp": true, "option tcplog": true, "option tcpka": true, "option clitcpka": true,
+	"option srvtcpka": true, "option dontlognull": true,
+	// A connect check, gitgw's default check.
+	"option tcp-check": true,
+}
