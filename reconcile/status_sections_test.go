@@ -42,7 +42,7 @@ func TestProxyStatusSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := drift.ProxySection{Services: []drift.ProxyService{{Name: "web", Servers: []drift.ProxyServer{
-		{Name: "s1", Address: "127.0.0.1:9", Health: "up"},
+		{Name: "s1", Address: "127.0.0.1:9", Health: "unchecked"}, // no check: never "up"
 		{Name: "s2", Address: "127.0.0.1:10", Health: "drain"},
 		{Name: "s3", Address: "127.0.0.1:11", Health: "disabled"},
 	}}}}
@@ -52,7 +52,7 @@ func TestProxyStatusSection(t *testing.T) {
 }
 
 func TestProxyHealthWords(t *testing.T) {
-	for in, want := range map[l4proxy.Health]string{"UP": "up", "DOWN": "down", "DRAIN": "drain", "MAINT": "disabled", "REMOVED": "disabled", "": "down"} {
+	for in, want := range map[l4proxy.Health]string{"UP": "up", "DOWN": "down", "DRAIN": "drain", "MAINT": "disabled", "REMOVED": "disabled", "NOCHECK": "unchecked", "": "down"} {
 		if got := proxyHealth(in); got != want {
 			t.Errorf("proxyHealth(%q) = %q, want %q", in, got, want)
 		}
