@@ -138,19 +138,40 @@ func (s *Reporting) Events(ctx context.Context, in []<-chan Event) []<-chan Even
 	return out
 }
 
-// Stop pushes what is pending (bounded by timeout) and stops.
+// Stop pushes what is pending and stops, all within timeout: a stop is
+// not held by Git. The background pushes are stopped first, so that one
+// in flight gives way to the final push. A push that does not finish in
+// time (a remote that is slow or does not answer; go-git's ssh handshake
+// heeds no context at all) is given up, and said so: the status is
+// committed locally, and the next agent pushes it.
 func (s *Reporting) Stop(timeout time.Duration) {
 	if s == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	s.rep.FlushProposals(ctx)
-	if err := s.writer.Flush(ctx); err != nil {
-		s.log.Warn("status not pushed before stopping; pushed by the next run", "err", err)
-	}
 	s.cancel()
-	s.wg.Wait()
+	flushed := make(chan error, 1)
+	go func() {
+		s.rep.FlushProposals(ctx)
+		flushed <- s.writer.Flush(ctx)
+	}()
+	select {
+	case err := <-flushed:
+		if err != nil {
+			s.log.Warn("status not pushed before stopping; pushed by the next run", "err", err)
+		}
+	case <-ctx.Done():
+		s.log.Warn("status push given up at stop: the remote did not answer in time; pushed by the next run", "timeout", timeout)
+	}
+	stopped := make(chan struct{})
+	go func() { s.wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		// A push stuck in the background ends with the process.
+		s.log.Warn("status reporting still pushing at stop: left to end with the process", "timeout", timeout)
+	}
 	_ = s.writer.Close()
 }
 
