@@ -198,10 +198,10 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	log.Info("agent starting", "node", cfg.Node, "source", src.Describe(), "state_dir", stateDir)
 	err = agent.Run(ctx)
-	drv.PrepareStop(log) // a restart keeps VRRP mastership (#15)
-	// The proxy's connections go to the next agent (systemd's fd store)
-	// before the drivers close: a restart cuts none of them.
-	fds.HandOver()
+	// VRRP first (a restart keeps mastership, a stop gives it up at once,
+	// #15), then the proxy's connections go to the next agent (systemd's
+	// fd store) before the drivers close: a restart cuts none of them.
+	drv.PrepareStop(log, fds.HandOver)
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	reconcile.CloseDrivers(shutdown, drivers, log)
