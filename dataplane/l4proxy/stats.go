@@ -79,7 +79,7 @@ type ServerStats struct {
 	Weight        int           `json:"weight"`
 	Backup        bool          `json:"backup,omitempty"`
 	Admin         AdminState    `json:"admin"`
-	Status        Health        `json:"status"` // UP, DOWN, DRAIN, MAINT, REMOVED
+	Status        Health        `json:"status"` // UP, DOWN, NOCHECK, DRAIN, MAINT, REMOVED
 	Current       int64         `json:"current"`
 	MaxConn       int           `json:"maxconn,omitempty"`
 	Total         int64         `json:"total"`
