@@ -84,3 +84,35 @@ func TestVRRPPlaces(t *testing.T) {
 		t.Errorf("placesOf (-want +got):\n%s", d)
 	}
 }
+
+// TestProxyProbeHealthUnchecked: the health gate counts the servers of a
+// service without a check (NOCHECK) as taking traffic, as they do: an
+// apply that leaves such a service as it was is no regression.
+func TestProxyProbeHealthUnchecked(t *testing.T) {
+	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := ln.LocalAddr().String()
+	ln.Close()
+	pool := l4proxy.New(nil, l4proxy.Options{})
+	d := NewProxyDriver(pool, nil)
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	n := &spec.Node{Name: "gw1", Services: map[string]spec.Service{"dns": {
+		Protocol: "udp", Binds: []string{bind}, Balance: "roundrobin", Unchecked: true,
+		Servers: map[string]spec.Server{"a": {Address: "127.0.0.1:9", Weight: 100}, "b": {Address: "127.0.0.1:10", Weight: 100}},
+	}}}
+	if err := d.Apply(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.ProbeHealth(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Servers["dns"] != 2 {
+		t.Errorf("%d servers taking traffic, want 2 (NOCHECK)", h.Servers["dns"])
+	}
+	if r := Regressions(h, h, h, n); len(r) != 0 {
+		t.Errorf("regressions of an unchanged unchecked service: %v", r)
+	}
+}
