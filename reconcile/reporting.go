@@ -143,7 +143,8 @@ func (s *Reporting) Events(ctx context.Context, in []<-chan Event) []<-chan Even
 // in flight gives way to the final push. A push that does not finish in
 // time (a remote that is slow or does not answer; go-git's ssh handshake
 // heeds no context at all) is given up, and said so: the status is
-// committed locally, and the next agent pushes it.
+// committed locally, and the next agent pushes it. What is still stuck
+// then ends with the process.
 func (s *Reporting) Stop(timeout time.Duration) {
 	if s == nil {
 		return
@@ -151,28 +152,31 @@ func (s *Reporting) Stop(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	s.cancel()
-	flushed := make(chan error, 1)
+	var flushErr error
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		s.rep.FlushProposals(ctx)
-		flushed <- s.writer.Flush(ctx)
+		flushErr = s.writer.Flush(ctx)
+		s.wg.Wait()
+		_ = s.writer.Close()
 	}()
 	select {
-	case err := <-flushed:
-		if err != nil {
-			s.log.Warn("status not pushed before stopping; pushed by the next run", "err", err)
+	case <-done:
+		switch {
+		case flushErr == nil:
+		case ctx.Err() != nil:
+			s.gaveUp(timeout)
+		default:
+			s.log.Warn("status not pushed before stopping; pushed by the next run", "err", flushErr)
 		}
 	case <-ctx.Done():
-		s.log.Warn("status push given up at stop: the remote did not answer in time; pushed by the next run", "timeout", timeout)
+		s.gaveUp(timeout)
 	}
-	stopped := make(chan struct{})
-	go func() { s.wg.Wait(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-ctx.Done():
-		// A push stuck in the background ends with the process.
-		s.log.Warn("status reporting still pushing at stop: left to end with the process", "timeout", timeout)
-	}
-	_ = s.writer.Close()
+}
+
+func (s *Reporting) gaveUp(timeout time.Duration) {
+	s.log.Warn("status push given up at stop: the remote did not answer in time; pushed by the next run", "timeout", timeout)
 }
 
 // StatusKeyProblem says why the peers that wait for this node would not
