@@ -29,7 +29,7 @@ func guardrails() []guardrail {
 		{Policy{"vip-unique", "an instance lists each VIP once (in vips and excluded_vips together): a second entry is a copy-paste slip that would be added and removed twice."}, Error, vipUnique},
 		{Policy{"instance-consistent", "what can differ between the nodes of an instance does not: each has the interface, a VIP belongs to one instance, a sync group has one node set and version."}, Error, instanceConsistent},
 		{Policy{"service-primary-server", "every service has a server that is neither backup nor disabled."}, Error, servicePrimaryServer},
-		{Policy{"service-health-check", "every service checks its servers' health: otherwise a dead server keeps its share of connections."}, Error, serviceHealthCheck},
+		{Policy{"service-health-check", "every service checks its servers' health, or says unchecked: true: otherwise a dead server keeps its share of connections unnoticed."}, Error, serviceHealthCheck},
 		{Policy{"bind-address", "each proxy bind is a VIP of an instance of its node, one of the node's addresses, loopback or a wildcard: any other address never sees a packet."}, Error, bindAddress},
 		{Policy{"port-clash", "no port is bound twice on a node: by two proxy binds, or by a bind and a unit instance named by a port."}, Error, portClash},
 		{Policy{"cpu-mask", "CPU lists in tuning name only CPUs the node has (node: cpus) and are well formed."}, Error, cpuMask},
@@ -263,10 +263,18 @@ func servicePrimaryServer(in *Input, r report) {
 	}
 }
 
+// serviceHealthCheck wants a check on every service, or unchecked: true
+// where the site means to run without one (keepalived's UDP
+// virtual_server often has no checker): an omission is not a decision.
+// Both at once is a contradiction: which one did the author mean?
 func serviceHealthCheck(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
-		if in.Services[name].Check == nil {
-			r.add("services."+spec.Label(name), "service %s has no health check: a dead server would keep its share of connections", name)
+		s, path := in.Services[name], "services."+spec.Label(name)
+		switch {
+		case s.Check == nil && !s.Unchecked:
+			r.add(path, "service %s has no health check: a dead server would keep its share of connections; add a check, or unchecked: true to run without one on purpose", name)
+		case s.Check != nil && s.Unchecked:
+			r.addRelated(path+".unchecked", path+".check", "service %s has a check and unchecked: true: remove one", name)
 		}
 	}
 }

@@ -63,13 +63,23 @@ type Drivers struct {
 }
 
 // PrepareStop is called once the agent has been told to stop, before
-// Close: when systemd is restarting the agent's unit (`systemctl restart`,
-// an upgrade's restart), the VRRP driver keeps this node's mastership and
-// VIPs for the next agent, which resumes them (vrrp.Engine.StopForRestart).
-// Anything else (a stop, a shutdown, a signal sent by hand, systemd not
-// answering within 2 s) is a stop: priority 0 at once, as before, so a
-// stop never leaves the VIPs on a node without an agent.
-func (d *Drivers) PrepareStop(log *slog.Logger) {
+// Close, with handOver, which gives the proxy's connections to the next
+// agent (fdstore.Store.HandOver). First VRRP: when systemd is restarting
+// the agent's unit (`systemctl restart`, an upgrade's restart), the VRRP
+// driver keeps this node's mastership and VIPs for the next agent, which
+// resumes them (vrrp.Engine.StopForRestart). Anything else (a stop, a
+// shutdown, a signal sent by hand, systemd not answering within 2 s) is a
+// stop: priority 0 at once, so a stop never leaves the VIPs on a node
+// without an agent. Then handOver, in every case: it can take seconds
+// under load, and on a stop the peer must not wait that long to take
+// over (TestPrepareStopOrder).
+func (d *Drivers) PrepareStop(log *slog.Logger, handOver func()) {
+	d.releaseMastership(log)
+	handOver()
+}
+
+// releaseMastership is PrepareStop's VRRP part.
+func (d *Drivers) releaseMastership(log *slog.Logger) {
 	if d.vrrp == nil || !d.vrrp.own {
 		return
 	}
@@ -85,8 +95,7 @@ func (d *Drivers) PrepareStop(log *slog.Logger) {
 		return
 	}
 	// A stop: mastership goes now (priority 0), before the rest of the
-	// stop (handing the proxy's connections over can take seconds under
-	// load), so that the peer takes over at once. Close is idempotent:
+	// stop, so that the peer takes over at once. Close is idempotent:
 	// closing the drivers later does not stop it twice.
 	if err := d.vrrp.Close(ctx); err != nil {
 		log.Error("VRRP stop", "err", err)

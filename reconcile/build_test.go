@@ -2,12 +2,18 @@ package reconcile
 
 import (
 	"context"
+	"log/slog"
+	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gitgw/gitgw/dataplane/vrrp"
 	"github.com/gitgw/gitgw/test/lab"
 )
 
@@ -49,5 +55,85 @@ func TestBuildDrivers(t *testing.T) {
 	}
 	if vd, ok := d.List[4].(*VRRPDriver); !ok || d.Engine == nil || vd.Engine() != d.Engine {
 		t.Errorf("Drivers.Engine is not the VRRP driver's engine")
+	}
+}
+
+// recordConn is the VRRP engine's packet connection (its injected seam)
+// with nobody else on the segment: it keeps the priority of every advert
+// the engine sends, in order.
+type recordConn struct {
+	nullConn
+	mu   sync.Mutex
+	sent []uint8
+}
+
+func (c *recordConn) Write(msg []byte, src, dst netip.Addr) error {
+	p, _, err := vrrp.Decode(msg, src, dst)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.sent = append(c.sent, p.Priority)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *recordConn) zeroSent() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.sent, 0)
+}
+
+// TestPrepareStopOrder: on a stop, the master's priority-0 advert goes out
+// before the proxy's connections are handed over (which takes seconds
+// under load): the peer takes over at once, not after the hand-over. And
+// the hand-over happens, VRRP or not. The engine and its driver are the
+// real ones; only the packet connection is recorded.
+func TestPrepareStopOrder(t *testing.T) {
+	conn := &recordConn{nullConn: nullConn{closed: make(chan struct{})}}
+	e := vrrp.New(nil, vrrp.Options{
+		Listen:      func(string, bool) (vrrp.Conn, error) { return conn, nil },
+		PrimaryAddr: func(string, bool) (netip.Addr, error) { return netip.MustParseAddr("203.0.113.11"), nil },
+		VIPs:        &memVIPs{have: map[netip.Prefix]bool{}},
+	})
+	vd, err := NewVRRPDriver(VRRPOptions{Engine: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vd.own = true // as the agent's driver: its Close stops the engine
+	t.Cleanup(func() { _ = vd.Close(context.Background()) })
+	if err := vd.Apply(t.Context(), labNode(t, "gw1")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(20 * time.Second)
+	for master := false; !master; {
+		select {
+		case ev := <-vd.Events():
+			master = ev.Kind == "transition" && strings.Contains(ev.Message, "VI_1 BACKUP -> MASTER")
+		case <-deadline:
+			t.Fatal("gw1 never became master")
+		}
+	}
+	if conn.zeroSent() {
+		t.Fatal("priority 0 sent before the stop")
+	}
+	// No systemd answers: a stop, not a restart.
+	d := &Drivers{vrrp: vd, systemdSocket: filepath.Join(t.TempDir(), "no-systemd")}
+	handedOver, zeroFirst := false, false
+	d.PrepareStop(slog.New(slog.DiscardHandler), func() { handedOver, zeroFirst = true, conn.zeroSent() })
+	if !handedOver {
+		t.Fatal("the connections were not handed over")
+	}
+	if !zeroFirst {
+		t.Error("the proxy's connections were handed over before VRRP's priority 0 went out")
+	}
+	if !conn.zeroSent() {
+		t.Error("no priority 0 sent on a stop")
+	}
+
+	handedOver = false
+	(&Drivers{}).PrepareStop(slog.New(slog.DiscardHandler), func() { handedOver = true })
+	if !handedOver {
+		t.Error("without VRRP, the connections were not handed over")
 	}
 }

@@ -641,6 +641,8 @@ type KernServiceStats struct {
 	// Status is UP when a server takes new flows.
 	Status  string
 	Servers []KernServerStats
+	// Unchecked: the service has no health check (its servers NOCHECK).
+	Unchecked bool
 }
 
 // KernServerStats is one server of a kernel service.
@@ -649,7 +651,8 @@ type KernServerStats struct {
 	Addr   string
 	Weight int
 	Backup bool
-	// Status is UP, DOWN (its check failed), DRAIN (weight 0 or drain) or
+	// Status is UP, DOWN (its check failed), NOCHECK (no check: never
+	// taken out), DRAIN (weight 0 or drain) or
 	// MAINT (disabled): the proxy's words.
 	Status    l4proxy.Health
 	Check     string // the last check's result
@@ -666,7 +669,7 @@ func (d *KernLBDriver) KernStats() []KernServiceStats {
 	for i, ks := range d.applied {
 		s := cfg.Services[i]
 		st := KernServiceStats{Name: s.Name, Mode: string(s.Mode), Protocol: string(s.Protocol),
-			Bind: netip.AddrPortFrom(s.VIP, s.Port).String(), Balance: string(s.Scheduler), Status: "DOWN"}
+			Bind: netip.AddrPortFrom(s.VIP, s.Port).String(), Balance: string(s.Scheduler), Status: "DOWN", Unchecked: ks.Check == nil}
 		for j, srv := range s.Servers {
 			sv := KernServerStats{Name: ks.Servers[j], Addr: serverAddr(s, srv), Weight: srv.Weight, Backup: srv.Backup, Status: l4proxy.StatusUp}
 			switch {
@@ -676,6 +679,8 @@ func (d *KernLBDriver) KernStats() []KernServiceStats {
 				sv.Status = l4proxy.StatusDown
 			case srv.Weight == 0:
 				sv.Status = l4proxy.StatusDrain
+			case ks.Check == nil:
+				sv.Status, st.Status = l4proxy.StatusNoCheck, "UP"
 			default:
 				st.Status = "UP"
 			}
@@ -694,7 +699,8 @@ func (d *KernLBDriver) KernStats() []KernServiceStats {
 func (d *KernLBDriver) KernelServices() []control.Service {
 	var out []control.Service
 	for _, s := range d.KernStats() {
-		cs := control.Service{Name: s.Name, Mode: s.Mode, Binds: []string{s.Protocol + " " + s.Bind}, Balance: s.Balance, Status: s.Status, Servers: []control.Server{}}
+		cs := control.Service{Name: s.Name, Mode: s.Mode, Binds: []string{s.Protocol + " " + s.Bind}, Balance: s.Balance, Status: s.Status,
+			Unchecked: s.Unchecked, Servers: []control.Server{}}
 		for _, sv := range s.Servers {
 			cs.Servers = append(cs.Servers, control.Server{Name: sv.Name, Addr: sv.Addr, Weight: sv.Weight, Backup: sv.Backup,
 				Admin: "ready", Status: string(sv.Status), Check: sv.Check, LastCheck: sv.LastCheck})

@@ -15,6 +15,7 @@ import (
 	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/dataplane/kernlb"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/reconcile/plan"
 	"github.com/gitgw/gitgw/test/goldenfile"
 	"github.com/gitgw/gitgw/test/lab"
@@ -313,5 +314,58 @@ func TestKernLBDriverHealth(t *testing.T) {
 	st := d.KernStats()
 	if len(st) != 1 || st[0].Status != "UP" || len(st[0].Servers) != 2 || st[0].Servers[1].Status != "UP" || st[0].Servers[1].Check == "" {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestKernLBDriverUnchecked: a kernel UDP service with unchecked: true
+// runs no check loop; its servers, answering or not, stay in the tables
+// and are NOCHECK (not UP) in the stats, the service marked unchecked for
+// `gitgw status` and the page.
+func TestKernLBDriverUnchecked(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "ip")
+	ns := lab.NewNetns(t, "h2ku")
+	f, err := os.Open(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	lb, err := kernlb.Open(int(f.Fd()), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewKernLBDriver(lb, KernLBOptions{Checks: true, DriftPoll: time.Hour})
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	node := &spec.Node{Name: "gw1", Services: map[string]spec.Service{"dns": {
+		Mode: spec.ModeNAT, Protocol: "udp", Balance: "roundrobin", Binds: []string{"203.0.113.100:53"},
+		// Nothing answers there: no check would ever pass.
+		Servers:   map[string]spec.Server{"a": {Address: "198.51.100.21:53", Weight: 1}, "b": {Address: "198.51.100.22:53", Weight: 1}},
+		Unchecked: true,
+	}}}
+	if err := d.Apply(t.Context(), node); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	loops := len(d.loops)
+	obs, err := d.lb.Observe()
+	d.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loops != 0 {
+		t.Errorf("%d check loops for an unchecked service", loops)
+	}
+	for _, s := range obs.Services()["dns"].Servers {
+		if s.Down {
+			t.Errorf("server %v down in the tables: nothing checks it", s.Address)
+		}
+	}
+	st := d.KernStats()
+	if len(st) != 1 || st[0].Status != "UP" || !st[0].Unchecked || len(st[0].Servers) != 2 ||
+		st[0].Servers[0].Status != l4proxy.StatusNoCheck || st[0].Servers[1].Status != l4proxy.StatusNoCheck {
+		t.Errorf("stats %+v", st)
+	}
+	if cs := d.KernelServices(); len(cs) != 1 || !cs[0].Unchecked || cs[0].Servers[0].Status != "NOCHECK" {
+		t.Errorf("status services %+v", cs)
 	}
 }

@@ -2,14 +2,49 @@ package reconcile
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
+	"github.com/gitgw/gitgw/reconcile/control"
 )
 
 // Notes are plan-wide remarks derived from the desired state alone: which
-// node the site's priorities make master of each VRRP instance.
+// node the site's priorities make master of each VRRP instance, and the
+// risk the site took with each service it runs without a health check.
 func Notes(n *spec.Node) []string {
+	if n == nil {
+		return nil
+	}
+	return append(vrrpNotes(n), UncheckedNotes(n)...)
+}
+
+// UncheckedNotes name the node's services that run without a health
+// check (unchecked: true): on every plan, not only when they change,
+// since the risk lasts as long as the site says so.
+func UncheckedNotes(n *spec.Node) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(n.Services)) {
+		s := n.Services[name]
+		if !s.Unchecked {
+			continue
+		}
+		proto := s.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		mode := string(s.Mode)
+		if mode == "" {
+			mode = string(spec.ModeProxy)
+		}
+		out = append(out, fmt.Sprintf("service %s (%s %s, unchecked: true): %s; its servers are shown as %s", name, mode, proto, control.UncheckedRisk, l4proxy.StatusNoCheck))
+	}
+	return out
+}
+
+func vrrpNotes(n *spec.Node) []string {
 	if n == nil {
 		return nil
 	}

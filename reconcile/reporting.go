@@ -138,20 +138,45 @@ func (s *Reporting) Events(ctx context.Context, in []<-chan Event) []<-chan Even
 	return out
 }
 
-// Stop pushes what is pending (bounded by timeout) and stops.
+// Stop pushes what is pending and stops, all within timeout: a stop is
+// not held by Git. The background pushes are stopped first, so that one
+// in flight gives way to the final push. A push that does not finish in
+// time (a remote that is slow or does not answer; go-git's ssh handshake
+// heeds no context at all) is given up, and said so: the status is
+// committed locally, and the next agent pushes it. What is still stuck
+// then ends with the process.
 func (s *Reporting) Stop(timeout time.Duration) {
 	if s == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	s.rep.FlushProposals(ctx)
-	if err := s.writer.Flush(ctx); err != nil {
-		s.log.Warn("status not pushed before stopping; pushed by the next run", "err", err)
-	}
 	s.cancel()
-	s.wg.Wait()
-	_ = s.writer.Close()
+	var flushErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.rep.FlushProposals(ctx)
+		flushErr = s.writer.Flush(ctx)
+		s.wg.Wait()
+		_ = s.writer.Close()
+	}()
+	select {
+	case <-done:
+		switch {
+		case flushErr == nil:
+		case ctx.Err() != nil:
+			s.gaveUp(timeout)
+		default:
+			s.log.Warn("status not pushed before stopping; pushed by the next run", "err", flushErr)
+		}
+	case <-ctx.Done():
+		s.gaveUp(timeout)
+	}
+}
+
+func (s *Reporting) gaveUp(timeout time.Duration) {
+	s.log.Warn("status push given up at stop: the remote did not answer in time; pushed by the next run", "timeout", timeout)
 }
 
 // StatusKeyProblem says why the peers that wait for this node would not

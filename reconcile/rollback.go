@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
-	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/internal/statefile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 	"github.com/gitgw/gitgw/units"
@@ -32,7 +31,8 @@ import (
 // Health is what the gate compares before and after an apply. Each driver
 // that implements HealthProber fills its part.
 type Health struct {
-	// Servers is the number of healthy (UP) servers per proxy service.
+	// Servers is the number of servers taking traffic per proxy service:
+	// UP, or NOCHECK (no check, never taken out).
 	Servers map[string]int
 	// Transitions counts VRRP state transitions per instance since the
 	// engine started (compared over the window).
@@ -59,7 +59,7 @@ func (d *ProxyDriver) ProbeHealth(context.Context, *spec.Node) (Health, error) {
 	for _, svc := range d.pool.Stats().Services {
 		n := 0
 		for _, s := range svc.Servers {
-			if s.Status == l4proxy.StatusUp {
+			if s.Status.Serving() {
 				n++
 			}
 		}

@@ -83,14 +83,16 @@ func (d *ProxyDriver) StatusSection(context.Context) (any, error) {
 	return s, nil
 }
 
-// proxyHealth maps the pool's server status (UP, DOWN, DRAIN, MAINT,
-// REMOVED) to the status file's words.
+// proxyHealth maps the pool's server status (UP, DOWN, NOCHECK, DRAIN,
+// MAINT, REMOVED) to the status file's words.
 func proxyHealth(status l4proxy.Health) string {
 	switch status {
 	case l4proxy.StatusUp:
 		return "up"
 	case l4proxy.StatusDrain:
 		return "drain"
+	case l4proxy.StatusNoCheck:
+		return "unchecked"
 	case l4proxy.StatusMaint, l4proxy.StatusRemoved:
 		return "disabled"
 	}

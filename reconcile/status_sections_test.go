@@ -42,7 +42,7 @@ func TestProxyStatusSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := drift.ProxySection{Services: []drift.ProxyService{{Name: "web", Servers: []drift.ProxyServer{
-		{Name: "s1", Address: "127.0.0.1:9", Health: "up"},
+		{Name: "s1", Address: "127.0.0.1:9", Health: "unchecked"}, // no check: never "up"
 		{Name: "s2", Address: "127.0.0.1:10", Health: "drain"},
 		{Name: "s3", Address: "127.0.0.1:11", Health: "disabled"},
 	}}}}
@@ -52,7 +52,7 @@ func TestProxyStatusSection(t *testing.T) {
 }
 
 func TestProxyHealthWords(t *testing.T) {
-	for in, want := range map[l4proxy.Health]string{"UP": "up", "DOWN": "down", "DRAIN": "drain", "MAINT": "disabled", "REMOVED": "disabled", "": "down"} {
+	for in, want := range map[l4proxy.Health]string{"UP": "up", "DOWN": "down", "DRAIN": "drain", "MAINT": "disabled", "REMOVED": "disabled", "NOCHECK": "unchecked", "": "down"} {
 		if got := proxyHealth(in); got != want {
 			t.Errorf("proxyHealth(%q) = %q, want %q", in, got, want)
 		}
@@ -82,5 +82,37 @@ func TestVRRPPlaces(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got, cmp.AllowUnexported(place{})); d != "" {
 		t.Errorf("placesOf (-want +got):\n%s", d)
+	}
+}
+
+// TestProxyProbeHealthUnchecked: the health gate counts the servers of a
+// service without a check (NOCHECK) as taking traffic, as they do: an
+// apply that leaves such a service as it was is no regression.
+func TestProxyProbeHealthUnchecked(t *testing.T) {
+	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := ln.LocalAddr().String()
+	ln.Close()
+	pool := l4proxy.New(nil, l4proxy.Options{})
+	d := NewProxyDriver(pool, nil)
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	n := &spec.Node{Name: "gw1", Services: map[string]spec.Service{"dns": {
+		Protocol: "udp", Binds: []string{bind}, Balance: "roundrobin", Unchecked: true,
+		Servers: map[string]spec.Server{"a": {Address: "127.0.0.1:9", Weight: 100}, "b": {Address: "127.0.0.1:10", Weight: 100}},
+	}}}
+	if err := d.Apply(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	h, err := d.ProbeHealth(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Servers["dns"] != 2 {
+		t.Errorf("%d servers taking traffic, want 2 (NOCHECK)", h.Servers["dns"])
+	}
+	if r := Regressions(h, h, h, n); len(r) != 0 {
+		t.Errorf("regressions of an unchanged unchecked service: %v", r)
 	}
 }

@@ -40,7 +40,7 @@ func UnitHealthy(snap l4proxy.Snapshot, unit string, restarted time.Time, local 
 				return fmt.Errorf("server %s of service %s: no check since the restart yet", srv.Name, svc.Name)
 			case srv.Checked && !srv.LastCheckOK:
 				return fmt.Errorf("server %s of service %s: check since the restart failed: %s", srv.Name, svc.Name, srv.Check)
-			case srv.Status != l4proxy.StatusUp && srv.Status != l4proxy.StatusDrain:
+			case !srv.Status.Serving() && srv.Status != l4proxy.StatusDrain:
 				return fmt.Errorf("server %s is %s in service %s", srv.Name, srv.Status, svc.Name)
 			}
 		}

@@ -37,7 +37,7 @@ func TestUnitHealthy(t *testing.T) {
 		{"fresh check failed", snap(svc("web", srv("198.51.100.11:8080", "UP", true, after, false))), "app@8080.service", "check since the restart failed"},
 		{"fresh check passed, still DOWN (rise)", snap(svc("web", srv("127.0.0.1:8080", "DOWN", true, after, true))), "app@8080.service", "is DOWN in service web"},
 		{"draining passes", snap(svc("web", srv("127.0.0.1:8080", "DRAIN", true, after, true))), "app@8080.service", ""},
-		{"unchecked UP passes", snap(svc("web", srv("127.0.0.1:8080", "UP", false, time.Time{}, false))), "app@8080.service", ""},
+		{"unchecked (NOCHECK) passes: nothing to wait for", snap(svc("web", srv("127.0.0.1:8080", "NOCHECK", false, time.Time{}, false))), "app@8080.service", ""},
 		{"unchecked MAINT", snap(svc("web", srv("127.0.0.1:8080", "MAINT", false, time.Time{}, false))), "app@8080.service", "is MAINT"},
 		{"IPv6 local server", snap(svc("web", srv("[2001:db8::11]:8080", "UP", true, before, true))), "app@8080.service", "no check since the restart"},
 		{"the service that lists it, not another", snap(

@@ -60,6 +60,8 @@ var goldenCases = []goldenCase{
 		{Node: "gw1", Path: "unicast/gw1.conf"},
 		{Node: "gw2", Path: "unicast/gw2.conf"},
 	}},
+	// virtual_servers with no checker, UDP and TCP: unchecked: true.
+	{name: "unchecked", keepalived: []Input{{Node: "gw1", Path: "unchecked/gw1.conf"}}},
 	{name: "source", haproxy: []Input{{Path: "source/haproxy.cfg"}}, nodes: []string{"gw1"}},
 	{name: "full", keepalived: []Input{
 		{Node: "gw1", Path: "full/gw1.conf"},

@@ -19,6 +19,7 @@ func TestGuardrails(t *testing.T) {
 	}{
 		{"seed001", nil},
 		{"unicast", nil},
+		{"unchecked", map[string]bool{"vip-in-subnet": true}}, // service-health-check accepts unchecked: true
 		{"seed003", map[string]bool{"vip-in-subnet": true}},
 		{"seed004", map[string]bool{"vip-in-subnet": true}},
 	} {

@@ -627,6 +627,7 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 	s := &service{name: siteName("vs-" + a.String() + "-" + d.Args[1]), pos: d.Pos, binds: []string{hostPort(a, port)}, vip: a}
 	s.comments = append(s.comments, fmt.Sprintf("From virtual_server %s %d (%s).", a, port, d.Pos))
 	delay := 60 * time.Second // keepalived's delay_loop default
+	var delayPos *Pos
 	var ck *check
 	var ckPos Pos
 	var ns []need
@@ -658,7 +659,7 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 		switch e.Name {
 		case "delay_loop":
 			if v, err := seconds(arg); err == nil {
-				delay = v
+				delay, delayPos = v, &e.Pos
 			} else {
 				w.add(e.Pos, "delay_loop: %v", err)
 			}
@@ -845,14 +846,13 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 	}
 	if ck == nil && len(ns) == 0 {
 		// keepalived keeps a server without a checker up whatever
-		// happens; gitgw checks every server (guardrail
-		// service-health-check).
-		if s.protocol == "udp" {
-			ck = &check{kind: "command", cmd: "true"}
-			w.add(d.Pos, "%s: no real_server has a checker, so keepalived keeps them up whatever happens; the site checks them with the command \"true\", which does the same: give it a real check", what)
-		} else {
-			ck = &check{kind: "tcp"}
-			w.add(d.Pos, "%s: no real_server has a checker, so keepalived keeps them up whatever happens; a TCP connect check is added (guardrail service-health-check): a server that refuses connections is taken out", what)
+		// happens (common for UDP, which a connect cannot probe): the
+		// site says so in so many words, and the guardrail
+		// service-health-check accepts it only then.
+		s.unchecked = true
+		w.add(d.Pos, "%s: no real_server has a checker, so keepalived keeps them up whatever happens; imported as unchecked: true, which does the same (a dead server keeps its share of the traffic): give it a check if the servers can answer one", what)
+		if delayPos != nil {
+			w.add(*delayPos, "delay_loop: not mapped: it paces checkers, and this virtual_server has none")
 		}
 	}
 	if ck != nil {

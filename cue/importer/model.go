@@ -226,8 +226,11 @@ type service struct {
 	redispatch  opt[bool]
 	servers     []*server
 	check       *check
-	proxyProto  string
-	source      *sourceRules
+	// unchecked: no check on purpose (keepalived's virtual_server with no
+	// checker), the site's unchecked: true.
+	unchecked  bool
+	proxyProto string
+	source     *sourceRules
 	// resolveInterval: how often servers given by name are resolved again.
 	resolveInterval opt[time.Duration]
 }

@@ -151,14 +151,14 @@ func TestRoundTripFull(t *testing.T) {
 	// The virtual_servers: kernel forwarding. DR takes the interface of
 	// the instance holding the VIP, and a hash of the flow for wlc (gitgw's
 	// dr keeps no connection state); UDP without a checker stays up, as in
-	// keepalived.
+	// keepalived: unchecked, said in the site.
 	mx := gw2.Services["vs-203.0.113.100-25"]
 	if mx.Mode != spec.ModeDR || mx.Interface != "eth0" || mx.Balance != "maglev" || mx.Persistence.D() != 300*time.Second ||
 		mx.Protocol != "tcp" || mx.Servers["198.51.100.21-25"].Weight != 3 {
 		t.Errorf("vs-203.0.113.100-25 = %+v", mx)
 	}
 	dns := gw2.Services["vs-203.0.113.100-53"]
-	if dns.Mode != spec.ModeNAT || dns.Protocol != "udp" || dns.Balance != "roundrobin" || dns.Check == nil || dns.Check.Kind != "command" || dns.Check.Command != "true" {
+	if dns.Mode != spec.ModeNAT || dns.Protocol != "udp" || dns.Balance != "roundrobin" || dns.Check != nil || !dns.Unchecked {
 		t.Errorf("vs-203.0.113.100-53 = %+v check %+v", dns, dns.Check)
 	}
 }

@@ -434,6 +434,9 @@ func serviceField(sv *service) cfield {
 		}
 		s.add("check", small(cs))
 	}
+	if sv.unchecked {
+		s.add("unchecked", cbool(true))
+	}
 	if sv.proxyProto != "" {
 		s.add("proxy_protocol", cstr(sv.proxyProto))
 	}

@@ -346,9 +346,12 @@ type Service struct {
 	// ResolveInterval re-resolves servers given by name; 0: the default.
 	ResolveInterval Duration      `json:"resolve_interval,omitempty"`
 	Check           *ServiceCheck `json:"check,omitempty"`
-	ProxyProtocol   string        `json:"proxy_protocol"`
-	TCPKeepalive    bool          `json:"tcp_keepalive"`
-	Drift           DriftMode     `json:"drift,omitempty"`
+	// Unchecked states that the service has no health check on purpose
+	// (the site's unchecked: true): its servers are never taken out.
+	Unchecked     bool      `json:"unchecked,omitempty"`
+	ProxyProtocol string    `json:"proxy_protocol"`
+	TCPKeepalive  bool      `json:"tcp_keepalive"`
+	Drift         DriftMode `json:"drift,omitempty"`
 }
 
 // SourceRules are a service's rules on client source addresses: a

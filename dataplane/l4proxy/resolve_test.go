@@ -119,7 +119,7 @@ func TestResolveName(t *testing.T) {
 	eventually(t, 20*time.Second, "first resolution", func() bool { return serverStats(p, "dns", "app").Addr == a.addr.String() })
 	eventually(t, 20*time.Second, "resolver waiting", func() bool { return clk.pending() == 1 })
 	st := serverStats(p, "dns", "app")
-	if st.Status != "UP" || st.Host != "app.example" || st.Resolve != "" || !st.ResolvedAt.Equal(clk.Now()) {
+	if st.Status != StatusNoCheck || st.Host != "app.example" || st.Resolve != "" || !st.ResolvedAt.Equal(clk.Now()) {
 		t.Fatalf("after the first answer: %+v", st)
 	}
 	name, old, err := dialName(bind)
@@ -131,7 +131,7 @@ func TestResolveName(t *testing.T) {
 	// The name moves: new connections go to b, the old one keeps a.
 	lk.set("app.example", b.addr.Addr().String())
 	resolveTick()
-	if st := serverStats(p, "dns", "app"); st.Addr != b.addr.String() || st.Status != "UP" {
+	if st := serverStats(p, "dns", "app"); st.Addr != b.addr.String() || st.Status != StatusNoCheck {
 		t.Fatalf("after the move: %+v", st)
 	}
 	if name, c, err := dialName(bind); err != nil || name != "b" {
@@ -161,7 +161,7 @@ func TestResolveName(t *testing.T) {
 	failedAt := clk.Now()
 	resolveTick()
 	st = serverStats(p, "dns", "app")
-	if st.Addr != b.addr.String() || st.Status != "UP" || st.Resolve != "stale" || !st.StaleSince.Equal(failedAt) ||
+	if st.Addr != b.addr.String() || st.Status != StatusNoCheck || st.Resolve != "stale" || !st.StaleSince.Equal(failedAt) ||
 		!strings.Contains(st.ResolveError, "no such host") {
 		t.Fatalf("after the name stopped resolving: %+v (failed first at %v)", st, failedAt)
 	}
@@ -207,7 +207,7 @@ func TestResolveNever(t *testing.T) {
 	// It answers at last: in rotation without any Set.
 	lk.set("missing.example", named.addr.Addr().String())
 	clk.advance(12 * time.Second)
-	eventually(t, 20*time.Second, "named server up", func() bool { return serverStats(p, "dns", "named").Status == "UP" })
+	eventually(t, 20*time.Second, "named server up", func() bool { return serverStats(p, "dns", "named").Status == StatusNoCheck })
 	seen := map[string]bool{}
 	for range 6 {
 		name, c, err := dialName(bind)

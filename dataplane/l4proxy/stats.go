@@ -19,11 +19,14 @@ type ServiceStats struct {
 	Binds    []string `json:"binds"`
 	Balance  Balance  `json:"balance"`
 	Status   Health   `json:"status"` // UP when a server can take traffic
-	Current  int64    `json:"current"`
-	MaxConn  int      `json:"maxconn,omitempty"`
-	Total    int64    `json:"total"`
-	BytesIn  int64    `json:"bytes_in"`
-	BytesOut int64    `json:"bytes_out"`
+	// Unchecked: the service has no health check, so its servers are
+	// NOCHECK and a dead one keeps its share of the traffic.
+	Unchecked bool  `json:"unchecked,omitempty"`
+	Current   int64 `json:"current"`
+	MaxConn   int   `json:"maxconn,omitempty"`
+	Total     int64 `json:"total"`
+	BytesIn   int64 `json:"bytes_in"`
+	BytesOut  int64 `json:"bytes_out"`
 	// Queue is every connection waiting for a server slot: those in the
 	// service queue (any server will do) and those in the servers' own.
 	Queue    int64 `json:"queue"`
@@ -76,7 +79,7 @@ type ServerStats struct {
 	Weight        int           `json:"weight"`
 	Backup        bool          `json:"backup,omitempty"`
 	Admin         AdminState    `json:"admin"`
-	Status        Health        `json:"status"` // UP, DOWN, DRAIN, MAINT, REMOVED
+	Status        Health        `json:"status"` // UP, DOWN, NOCHECK, DRAIN, MAINT, REMOVED
 	Current       int64         `json:"current"`
 	MaxConn       int           `json:"maxconn,omitempty"`
 	Total         int64         `json:"total"`
@@ -149,6 +152,7 @@ func (p *Pool) Stats() Snapshot {
 		all := append(append([]*server(nil), svc.servers...), svc.draining...)
 		hasCheck := svc.checkCfg != nil
 		svc.mu.Unlock()
+		ss.Unchecked = !hasCheck
 		for _, s := range all {
 			ss.Servers = append(ss.Servers, s.stats(now, hasCheck))
 		}
@@ -194,6 +198,8 @@ func (s *server) stats(now time.Time, hasCheck bool) ServerStats {
 		st.Status = StatusDown
 	case c.admin() == Drain || c.Weight == 0:
 		st.Status = StatusDrain
+	case !hasCheck:
+		st.Status = StatusNoCheck
 	default:
 		st.Status = StatusUp
 	}

@@ -55,7 +55,8 @@ func TestStatsLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := p.Stats()
-	if len(snap.Services) != 1 || snap.Services[0].Total != 1 || snap.Services[0].Servers[0].Status != "UP" ||
+	// No check configured: the server takes traffic, but is NOCHECK, not UP.
+	if len(snap.Services) != 1 || snap.Services[0].Total != 1 || snap.Services[0].Servers[0].Status != StatusNoCheck || !snap.Services[0].Unchecked ||
 		snap.Services[0].Binds[0] != bind.String() {
 		t.Errorf("snapshot: %+v", snap)
 	}

@@ -17,7 +17,15 @@ const (
 	StatusMaint Health = "MAINT"
 	// StatusRemoved: gone from the site, its connections draining.
 	StatusRemoved Health = "REMOVED"
+	// StatusNoCheck: a server of a service without a health check
+	// (HAProxy's "no check"): it takes new connections, but nothing tells
+	// whether it answers. Not UP: UP is a check's verdict.
+	StatusNoCheck Health = "NOCHECK"
 )
 
 // Healths is every server status, in the order the metrics list them.
-var Healths = []Health{StatusUp, StatusDown, StatusDrain, StatusMaint, StatusRemoved}
+var Healths = []Health{StatusUp, StatusDown, StatusDrain, StatusMaint, StatusRemoved, StatusNoCheck}
+
+// Serving reports whether a server in status h takes new connections: UP,
+// or NOCHECK (not checked, so never taken out).
+func (h Health) Serving() bool { return h == StatusUp || h == StatusNoCheck }

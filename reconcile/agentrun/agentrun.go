@@ -78,6 +78,14 @@ type Safety struct {
 	Bake                        time.Duration
 }
 
+// StopPushWait bounds the status push when the agent stops. systemd
+// waits for the stop, and a slow or unreachable status remote held it for
+// 10 s under load (longer over ssh, whose handshake heeds no deadline):
+// the restart, or the shutdown, waited on Git. The status is committed
+// locally either way, and the next agent pushes it, so a stop gives up on
+// the push after this long and logs that it did.
+const StopPushWait = 2 * time.Second
+
 // AnchorFile is where strict verification keeps its trust anchor in the
 // state dir, apart from last-applied.json.
 const AnchorFile = "trust-anchor.json"
@@ -159,7 +167,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer status.Stop(10 * time.Second)
+	defer status.Stop(StopPushWait)
 	fds := fdstore.New(drv.Pool, log)
 	stopControl, err := ctl.Start(ctx, cfg.Socket, cfg.Listen, log)
 	if err != nil {
@@ -190,10 +198,10 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	log.Info("agent starting", "node", cfg.Node, "source", src.Describe(), "state_dir", stateDir)
 	err = agent.Run(ctx)
-	drv.PrepareStop(log) // a restart keeps VRRP mastership (#15)
-	// The proxy's connections go to the next agent (systemd's fd store)
-	// before the drivers close: a restart cuts none of them.
-	fds.HandOver()
+	// VRRP first (a restart keeps mastership, a stop gives it up at once,
+	// #15), then the proxy's connections go to the next agent (systemd's
+	// fd store) before the drivers close: a restart cuts none of them.
+	drv.PrepareStop(log, fds.HandOver)
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	reconcile.CloseDrivers(shutdown, drivers, log)

@@ -43,6 +43,12 @@ func fixture(t *testing.T) *Controller {
 				CheckDuration: 3 * time.Millisecond, LastChange: fixedNow.Add(-90 * time.Second), Downtime: 12 * time.Second},
 			{Name: "s2", Addr: "198.51.100.12:8080", Weight: 100, Admin: l4proxy.Drain, Status: "DRAIN", Current: 0, Total: 40, Check: "L4OK"},
 		},
+	}, {
+		// keepalived's UDP virtual_server with no checker: unchecked: true.
+		Name: "dns", Protocol: l4proxy.ProtoUDP, Binds: []string{"203.0.113.100:53"}, Balance: l4proxy.RoundRobin, Status: "UP", Unchecked: true,
+		Servers: []l4proxy.ServerStats{
+			{Name: "ns1", Addr: "198.51.100.21:53", Weight: 100, Admin: l4proxy.Ready, Status: l4proxy.StatusNoCheck, Total: 9},
+		},
 	}}}
 	h := &harness{kicks: make(chan struct{}, 1), desired: labNode()}
 	h.lg = &lastGood{"0123456789abcdef0123456789abcdef01234567", h.desired}

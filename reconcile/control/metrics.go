@@ -91,8 +91,8 @@ var (
 	descSvcQueueTO  = desc("gitgw_proxy_queue_timeouts_total", "Connections that gave up waiting for a server (queue timeout).", "service")
 	descSvcErrors   = desc("gitgw_proxy_errors_total", "Connections that got no server.", "service")
 	descSvcDenied   = desc("gitgw_proxy_denied_total", "Connections refused by the service's source rules, by reason (deny_list, not_allowed, conn_limit, rate_limit).", "service", "reason")
-	descSrvUp       = desc("gitgw_proxy_server_up", "1 when the server is UP (takes new connections), 0 when DOWN, DRAIN or MAINT.", "service", "server")
-	descSrvStatus   = desc("gitgw_proxy_server_status", "Server status: 1 for the current one (up, down, drain, maint).", "service", "server", "status")
+	descSrvUp       = desc("gitgw_proxy_server_up", "1 when the server takes new connections (UP, or NOCHECK: no health check), 0 when DOWN, DRAIN or MAINT.", "service", "server")
+	descSrvStatus   = desc("gitgw_proxy_server_status", "Server status: 1 for the current one (up, down, drain, maint, nocheck).", "service", "server", "status")
 	descSrvWeight   = desc("gitgw_proxy_server_weight", "Server weight in effect.", "service", "server")
 	descSrvCur      = desc("gitgw_proxy_server_connections", "Current connections to a server.", "service", "server")
 	descSrvQueue    = desc("gitgw_proxy_server_queue", "Connections waiting for this very server (source hash, persistence).", "service", "server")
@@ -169,8 +169,8 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descSvcDenied, float64(svc.Denied[reason]), svc.Name, reason)
 		}
 		for _, srv := range svc.Servers {
-			gauge(descSrvUp, b(srv.Status == string(l4proxy.StatusUp)), svc.Name, srv.Name)
-			for _, status := range []l4proxy.Health{l4proxy.StatusUp, l4proxy.StatusDown, l4proxy.StatusDrain, l4proxy.StatusMaint} {
+			gauge(descSrvUp, b(l4proxy.Health(srv.Status).Serving()), svc.Name, srv.Name)
+			for _, status := range []l4proxy.Health{l4proxy.StatusUp, l4proxy.StatusDown, l4proxy.StatusDrain, l4proxy.StatusMaint, l4proxy.StatusNoCheck} {
 				gauge(descSrvStatus, b(srv.Status == string(status)), svc.Name, srv.Name, strings.ToLower(string(status)))
 			}
 			gauge(descSrvWeight, float64(srv.Weight), svc.Name, srv.Name)

@@ -35,7 +35,8 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return now.Sub(t).Truncate(time.Second).String() + " ago"
 	},
-	"dur": func(d time.Duration) string { return d.Truncate(time.Second).String() },
+	"dur":           func(d time.Duration) string { return d.Truncate(time.Second).String() },
+	"uncheckedRisk": func() string { return UncheckedRisk },
 	"outcomeClass": func(o string) string {
 		switch o {
 		case "applied", "unchanged", "converged":

@@ -125,15 +125,18 @@ type Service struct {
 	// Mode is "nat" or "dr" for a service the kernel forwards (its
 	// counters then stay zero: no process sees its connections); empty
 	// for the proxy's.
-	Mode     string   `json:"mode,omitempty"`
-	Binds    []string `json:"binds"`
-	Balance  string   `json:"balance"`
-	Status   string   `json:"status"` // UP when a server can take traffic
-	Current  int64    `json:"current"`
-	Total    int64    `json:"total"`
-	BytesIn  int64    `json:"bytes_in"`
-	BytesOut int64    `json:"bytes_out"`
-	Queue    int64    `json:"queue"` // waiting for a server slot, all queues
+	Mode    string   `json:"mode,omitempty"`
+	Binds   []string `json:"binds"`
+	Balance string   `json:"balance"`
+	Status  string   `json:"status"` // UP when a server can take traffic
+	// Unchecked: the service runs without a health check (unchecked: true
+	// in the site); its servers are NOCHECK, and UncheckedRisk applies.
+	Unchecked bool  `json:"unchecked,omitempty"`
+	Current   int64 `json:"current"`
+	Total     int64 `json:"total"`
+	BytesIn   int64 `json:"bytes_in"`
+	BytesOut  int64 `json:"bytes_out"`
+	Queue     int64 `json:"queue"` // waiting for a server slot, all queues
 	// QueueTimeouts counts connections that gave up waiting (HAProxy's sQ).
 	QueueTimeouts int64 `json:"queue_timeouts"`
 	Errors        int64 `json:"errors"`
@@ -143,6 +146,10 @@ type Service struct {
 	Denied  map[string]int64 `json:"denied"`
 	Servers []Server         `json:"servers"`
 }
+
+// UncheckedRisk is what running a service without a health check means:
+// the plan, `gitgw status` and the status page say it in these words.
+const UncheckedRisk = "no health check: traffic keeps going to a dead server"
 
 // Server is one backend as the pool sees it.
 type Server struct {
@@ -160,7 +167,7 @@ type Server struct {
 	Weight       int       `json:"weight"`
 	Backup       bool      `json:"backup,omitempty"`
 	Admin        string    `json:"admin"`
-	Status       string    `json:"status"` // UP, DOWN, DRAIN, MAINT
+	Status       string    `json:"status"` // UP, DOWN, NOCHECK, DRAIN, MAINT
 	Current      int64     `json:"current"`
 	Queue        int64     `json:"queue"` // waiting for this very server (source hash, persistence)
 	Total        int64     `json:"total"`
@@ -196,7 +203,7 @@ func (s Server) Address() string {
 }
 
 func service(s l4proxy.ServiceStats) Service {
-	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: string(s.Status), Current: s.Current, Total: s.Total,
+	out := Service{Name: s.Name, Binds: s.Binds, Balance: string(s.Balance), Status: string(s.Status), Unchecked: s.Unchecked, Current: s.Current, Total: s.Total,
 		BytesIn: s.BytesIn, BytesOut: s.BytesOut, Queue: s.Queue, QueueTimeouts: s.QueueTimeouts, Errors: s.Errors, Servers: []Server{}}
 	out.Denied = s.Denied.ByReason()
 	for _, sv := range s.Servers {

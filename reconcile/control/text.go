@@ -75,7 +75,11 @@ func RenderText(out io.Writer, st Status) error {
 		if s.Mode != "" {
 			name += " (" + s.Mode + ", kernel)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t\t%s\t%d\t%d\t\n", name, s.Status, strings.Join(s.Binds, " "), s.Current, s.Queue)
+		risk := ""
+		if s.Unchecked {
+			risk = UncheckedRisk
+		}
+		fmt.Fprintf(w, "%s\t%s\t\t%s\t%d\t%d\t%s\n", name, s.Status, strings.Join(s.Binds, " "), s.Current, s.Queue, risk)
 		for _, sv := range s.Servers {
 			fmt.Fprintf(w, "  %s/%s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Name, sv.Name, sv.Status, sv.Weight, sv.Address(), sv.Current, sv.Queue, sv.Check)
 		}

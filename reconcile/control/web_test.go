@@ -48,6 +48,11 @@ func TestMetrics(t *testing.T) {
 		`gitgw_proxy_server_up{server="s1",service="web"} 1`,
 		`gitgw_proxy_server_up{server="s2",service="web"} 0`,
 		`gitgw_proxy_server_status{server="s2",service="web",status="drain"} 1`,
+		// No check: it takes connections (up), and its status says NOCHECK.
+		`gitgw_proxy_server_up{server="ns1",service="dns"} 1`,
+		`gitgw_proxy_server_status{server="ns1",service="dns",status="nocheck"} 1`,
+		`gitgw_proxy_server_status{server="ns1",service="dns",status="up"} 0`,
+		`gitgw_proxy_server_status{server="s1",service="web",status="nocheck"} 0`,
 		`gitgw_vrrp_drops_total{reason="source",vrrp_instance="VI_1"} 0`,
 		`gitgw_proxy_connections{service="web"} 3`,
 		`gitgw_proxy_connections_total{service="web"} 120`,

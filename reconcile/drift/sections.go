@@ -41,8 +41,9 @@ type ProxyService struct {
 	Servers []ProxyServer `json:"servers"`
 }
 
-// ProxyServer is one backend; Health is "up", "down", "drain" or
-// "disabled".
+// ProxyServer is one backend; Health is "up", "down", "drain",
+// "disabled" or "unchecked" (no health check: taking traffic, unknown
+// whether it answers).
 type ProxyServer struct {
 	Name    string `json:"name"`
 	Address string `json:"address,omitempty"`
