@@ -270,7 +270,7 @@ func backendOf(cfg string) map[string]string {
 	for _, l := range strings.Split(cfg, "\n") {
 		f := strings.Fields(l)
 		switch {
-		case len(f) == 0:
+		case len(f) == 0 || strings.HasPrefix(f[0], "#"):
 		case l[0] != ' ' && l[0] != '\t':
 			frontend = ""
 			if f[0] == "frontend" && len(f) > 1 {
@@ -291,12 +291,12 @@ func backendOf(cfg string) map[string]string {
 // not map them, and the lab's clients do not depend on them.
 func haproxy21(cfg string) string {
 	for _, r := range []struct{ re, to string }{
-		{`(?m)^(\s*)contimeout(\s)`, "${1}timeout connect${2}"},
-		{`(?m)^(\s*)clitimeout(\s)`, "${1}timeout client${2}"},
-		{`(?m)^(\s*)srvtimeout(\s)`, "${1}timeout server${2}"},
-		{`(?m)^(\s*)redispatch\s*$`, "${1}option redispatch"},
-		{`(?m)^listen(\s+\S+)\s+(\S+:\d+)\s*$`, "listen${1}\n\tbind ${2}"},
-		{`(?m)^\s*(req|rsp)i?(del|add|rep|setbe|deny|allow|pass|tarpit)\s.*$`, ""},
+		{`(?m)^([ \t]*)contimeout([ \t])`, "${1}timeout connect${2}"},
+		{`(?m)^([ \t]*)clitimeout([ \t])`, "${1}timeout client${2}"},
+		{`(?m)^([ \t]*)srvtimeout([ \t])`, "${1}timeout server${2}"},
+		{`(?m)^([ \t]*)redispatch[ \t]*$`, "${1}option redispatch"},
+		{`(?m)^listen([ \t]+\S+)[ \t]+(\S+:\d+)[ \t]*$`, "listen${1}\n\tbind ${2}"},
+		{`(?m)^[ \t]*(req|rsp)i?(del|add|rep|setbe|deny|allow|pass|tarpit)[ \t].*$`, ""},
 	} {
 		cfg = regexp.MustCompile(r.re).ReplaceAllString(cfg, r.to)
 	}
