@@ -40,9 +40,12 @@ import (
 //
 // The copies differ from the corpus files only where the lab differs from
 // the file's own network: addresses (into 198.51.100.0/24 and
-// 203.0.113.0/24), paths of the machine (HAProxy's chroot, pid file and
-// stats socket; a check script), and, for a second keepalived node, the
-// priority and state the file's own guide gives the backup.
+// 203.0.113.0/24), interface names, paths of the machine (HAProxy's
+// chroot, pid file and stats socket; a script standing for a check or a
+// notify script the lab has not), and, for a second keepalived node, the
+// priority and state the file's own guide gives the backup (or a lower
+// one). HAProxy 1.x samples run with the keywords HAProxy 2.1 renamed
+// (haproxy21), and a guide's "[...]" may stand for more servers.
 
 const corpusRoot = "../../cue/importer/testdata/corpus"
 
