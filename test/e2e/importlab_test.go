@@ -2,9 +2,17 @@ package e2e
 
 import (
 	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -32,9 +40,12 @@ import (
 //
 // The copies differ from the corpus files only where the lab differs from
 // the file's own network: addresses (into 198.51.100.0/24 and
-// 203.0.113.0/24), paths of the machine (HAProxy's chroot, pid file and
-// stats socket; a check script), and, for a second keepalived node, the
-// priority and state the file's own guide gives the backup.
+// 203.0.113.0/24), interface names, paths of the machine (HAProxy's
+// chroot, pid file and stats socket; a script standing for a check or a
+// notify script the lab has not), and, for a second keepalived node, the
+// priority and state the file's own guide gives the backup (or a lower
+// one). HAProxy 1.x samples run with the keywords HAProxy 2.1 renamed
+// (haproxy21), and a guide's "[...]" may stand for more servers.
 
 const corpusRoot = "../../cue/importer/testdata/corpus"
 
@@ -58,7 +69,8 @@ func corpusCopy(t *testing.T, path string, rewrites ...string) string {
 }
 
 // labServer is a real server of the lab: an HTTP server answering every
-// request with its name (through a TCP proxy as well as an HTTP one), and
+// request with its name (through a TCP proxy as well as an HTTP one), over
+// TLS when tlsConf is set (an API server behind a TCP proxy), and
 // optionally a health port answering every request with a settable status
 // (Patroni's REST API: 200 on the primary, 503 on a replica).
 type labServer struct {
@@ -69,14 +81,18 @@ type labServer struct {
 	wg     sync.WaitGroup
 }
 
-func startLabServer(t *testing.T, ns *lab.Netns, name, addr, healthAddr string, status int) *labServer {
+func startLabServer(t *testing.T, ns *lab.Netns, spec labServerSpec, tlsConf *tls.Config) *labServer {
 	t.Helper()
-	s := &labServer{name: name}
-	s.status.Store(int32(status))
+	s := &labServer{name: spec.name}
+	s.status.Store(int32(spec.status))
+	healthAddr := spec.health
 	if err := ns.Do(func() error {
 		var err error
-		if s.ln, err = net.Listen("tcp4", addr); err != nil {
+		if s.ln, err = net.Listen("tcp4", spec.addr); err != nil {
 			return err
+		}
+		if tlsConf != nil {
+			s.ln = tls.NewListener(s.ln, tlsConf)
 		}
 		if healthAddr != "" {
 			s.health, err = net.Listen("tcp4", healthAddr)
@@ -120,6 +136,26 @@ func startLabServer(t *testing.T, ns *lab.Netns, name, addr, healthAddr string, 
 	return s
 }
 
+// labTLS is a server configuration with a fresh self-signed certificate:
+// the clients do not verify it (they compare where connections go).
+func labTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lab"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
 // stop closes the server's ports: it breaks, connections are refused.
 func (s *labServer) stop() {
 	s.ln.Close()
@@ -129,9 +165,10 @@ func (s *labServer) stop() {
 	s.wg.Wait()
 }
 
-// spread makes n connections to addr from inside ns, each an HTTP request,
-// and counts the servers that answer; failed connections count as "error".
-func spread(t *testing.T, ns *lab.Netns, addr string, n int) map[string]int {
+// spread makes n connections to addr from inside ns, each an HTTP request
+// (over TLS when overTLS), and counts the servers that answer; failed
+// connections count as "error".
+func spread(t *testing.T, ns *lab.Netns, addr string, n int, overTLS bool) map[string]int {
 	t.Helper()
 	on := map[string]int{}
 	for range n {
@@ -140,6 +177,9 @@ func spread(t *testing.T, ns *lab.Netns, addr string, n int) map[string]int {
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
 				return err
+			}
+			if overTLS {
+				c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
 			}
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -184,8 +224,9 @@ func sameSpread(a, b map[string]int, n int) error {
 	return nil
 }
 
-// haproxyStat is HAProxy's view of its servers (`show stat`): server name →
-// status ("UP", "DOWN", "no check", or a transition "UP 1/3").
+// haproxyStat is HAProxy's view of its servers (`show stat`): "PROXY/SERVER"
+// → status ("UP", "DOWN", "no check", or a transition "UP 1/3"); the proxy
+// is the one holding the servers (a frontend's backend).
 func haproxyStat(t *testing.T, sock string) (map[string]string, string) {
 	t.Helper()
 	c, err := net.Dial("unix", sock)
@@ -206,11 +247,11 @@ func haproxyStat(t *testing.T, sock string) (map[string]string, string) {
 	}
 	head := strings.Split(strings.TrimPrefix(lines[0], "# "), ",")
 	col := func(name string) int { return slices.Index(head, name) }
-	sv, st, cs := col("svname"), col("status"), col("check_status")
+	px, sv, st, cs := col("pxname"), col("svname"), col("status"), col("check_status")
 	out := map[string]string{}
 	for _, l := range lines[1:] {
 		f := strings.Split(l, ",")
-		if len(f) <= max(sv, st, cs) || f[sv] == "FRONTEND" || f[sv] == "BACKEND" {
+		if len(f) <= max(px, sv, st, cs) || f[sv] == "FRONTEND" || f[sv] == "BACKEND" {
 			continue
 		}
 		status := f[st]
@@ -218,9 +259,51 @@ func haproxyStat(t *testing.T, sock string) (map[string]string, string) {
 			// The first check has not run yet, or is running.
 			status += " (checking)"
 		}
-		out[f[sv]] = status
+		out[f[px]+"/"+f[sv]] = status
 	}
 	return out, string(b)
+}
+
+// backendOf maps each frontend of an HAProxy file to its default_backend:
+// the import names a service after its frontend, HAProxy's servers are the
+// backend's.
+func backendOf(cfg string) map[string]string {
+	m := map[string]string{}
+	frontend := ""
+	for _, l := range strings.Split(cfg, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 0 || strings.HasPrefix(f[0], "#"):
+		case l[0] != ' ' && l[0] != '\t':
+			frontend = ""
+			if f[0] == "frontend" && len(f) > 1 {
+				frontend = f[1]
+			}
+		case f[0] == "default_backend" && len(f) > 1 && frontend != "":
+			m[frontend] = f[1]
+		}
+	}
+	return m
+}
+
+// haproxy21 rewrites the keywords of HAProxy 1.x that HAProxy 2.1 refuses
+// into what its error message names instead (the corpus has HAProxy's own
+// samples of that age): the original runs as HAProxy 1.x ran it, the
+// import reads the file as it is. Header rewrites (reqadd, rspidel, …)
+// are dropped: 2.1 replaced them by http-request rules, the import does
+// not map them, and the lab's clients do not depend on them.
+func haproxy21(cfg string) string {
+	for _, r := range []struct{ re, to string }{
+		{`(?m)^([ \t]*)contimeout([ \t])`, "${1}timeout connect${2}"},
+		{`(?m)^([ \t]*)clitimeout([ \t])`, "${1}timeout client${2}"},
+		{`(?m)^([ \t]*)srvtimeout([ \t])`, "${1}timeout server${2}"},
+		{`(?m)^([ \t]*)redispatch[ \t]*$`, "${1}option redispatch"},
+		{`(?m)^listen([ \t]+\S+)[ \t]+(\S+:\d+)[ \t]*$`, "listen${1}\n\tbind ${2}"},
+		{`(?m)^[ \t]*(req|rsp)i?(del|add|rep|setbe|deny|allow|pass|tarpit)[ \t].*$`, ""},
+	} {
+		cfg = regexp.MustCompile(r.re).ReplaceAllString(cfg, r.to)
+	}
+	return cfg
 }
 
 // settled: no server of HAProxy's is between states or not yet checked.
@@ -290,18 +373,24 @@ func startOriginalHAProxy(t *testing.T, ns *lab.Netns, cfg string) string {
 	return sock
 }
 
-// importedServers is the agent's view of its servers: server name → UP,
-// DOWN, …, with "(checking)" until a server's first check has run.
-func importedServers(t *testing.T, sock string) (map[string]string, string) {
+// importedServers is the agent's view of its servers: "PROXY/SERVER" →
+// UP, DOWN, …, with "(checking)" until a server's first check has run;
+// the proxy is HAProxy's name for the service's servers (backends maps a
+// frontend's service to its backend).
+func importedServers(t *testing.T, sock string, backends map[string]string) (map[string]string, string) {
 	st, out := kernStatus(t, sock)
 	m := map[string]string{}
 	for _, s := range st.Services {
+		px := s.Name
+		if b, ok := backends[px]; ok {
+			px = b
+		}
 		for _, sv := range s.Servers {
 			status := sv.Status
 			if sv.LastCheck.IsZero() {
 				status += " (checking)"
 			}
-			m[sv.Name] = status
+			m[px+"/"+sv.Name] = status
 		}
 	}
 	return m, out
@@ -312,20 +401,24 @@ type haproxyCase struct {
 	file     string
 	rewrites []string
 	servers  []labServerSpec
+	// tls: the servers speak TLS (the file proxies TCP to them), and so
+	// do the clients.
+	tls bool
 	// dial is where clients connect, on the gateway itself; local are
 	// addresses both gateways hold (on lo) for the file's binds.
 	dial  string
 	local []string
 	// breakIt is what happens to the servers when "a backend breaks";
-	// broken, HAProxy's view of them once it has noticed (right after
-	// the break, its view is still the one before: the comparison waits
-	// for this one).
+	// broken, HAProxy's view of them ("PROXY/SERVER") once it has
+	// noticed (right after the break, its view is still the one before:
+	// the comparison waits for this one).
 	breakIt func(s map[string]*labServer)
 	broken  map[string]string
 }
 
 // labServerSpec is a server of a case: its name (as the file names the
 // server), address, health address (empty: none) and first health status.
+// Servers on the same address are one host.
 type labServerSpec struct {
 	name, addr, health string
 	status             int
@@ -350,7 +443,7 @@ var haproxyCases = []haproxyCase{
 			s["postgresql_127.0.0.1_5432"].stop()
 			s["postgresql_127.0.0.1_5433"].status.Store(200)
 		},
-		broken: map[string]string{"postgresql_127.0.0.1_5432": "DOWN", "postgresql_127.0.0.1_5433": "UP"},
+		broken: map[string]string{"bk_db/postgresql_127.0.0.1_5432": "DOWN", "bk_db/postgresql_127.0.0.1_5433": "UP"},
 	},
 	{
 		// Data Plane API's sites fixture: weighted round robin, 30/70,
@@ -369,7 +462,7 @@ var haproxyCases = []haproxyCase{
 		},
 		dial:    "127.0.0.1:9001",
 		breakIt: func(s map[string]*labServer) { s["www_server"].stop() },
-		broken:  map[string]string{"www_server": "no check", "www_server_new": "no check"},
+		broken:  map[string]string{"www_backend/www_server": "no check", "www_backend/www_server_new": "no check"},
 	},
 	{
 		// HAProxy's content switching sample: requests go to the dynamic
@@ -399,7 +492,89 @@ var haproxyCases = []haproxyCase{
 		dial:    "203.0.113.10:80",
 		local:   []string{"203.0.113.10/32"},
 		breakIt: func(s map[string]*labServer) { s["dynsrv2"].stop() },
-		broken:  map[string]string{"dynsrv1": "UP", "dynsrv2": "DOWN", "dynsrv3": "UP", "dynsrv4": "UP"},
+		broken:  map[string]string{"dynamic/dynsrv1": "UP", "dynamic/dynsrv2": "DOWN", "dynamic/dynsrv3": "UP", "dynamic/dynsrv4": "UP"},
+	},
+	{
+		// The kubeadm HA guide's HAProxy: TCP to the API servers, checked
+		// by an SSLv3 hello (option ssl-hello-chk: its httpchk lines are
+		// overridden); a server answering TLS passes, one that stops is
+		// taken out. The guide's "[...]" stands for the other control
+		// plane nodes: the lab has a second one.
+		file: "haproxy/kubeadm-ha-considerations.cfg",
+		rewrites: []string{
+			"192.168.0.41:6443", "198.51.100.41:6443",
+			"# [...]", "server host2 198.51.100.42:6443 check",
+		},
+		servers: []labServerSpec{
+			{"host1", "198.51.100.41:6443", "", 0},
+			{"host2", "198.51.100.42:6443", "", 0},
+		},
+		tls:     true,
+		dial:    "127.0.0.1:8443",
+		breakIt: func(s map[string]*labServer) { s["host1"].stop() },
+		broken:  map[string]string{"apiserverbackend/host1": "DOWN", "apiserverbackend/host2": "UP"},
+	},
+	{
+		// HAProxy 1.1's sample: round robin with cookies (not mapped:
+		// these clients send none), HTTP checks by OPTIONS (on /, on
+		// /index.html, and OPTIONS * that the import runs as a command),
+		// and backup servers. The clients use appli4-backup: inst1 takes
+		// every connection while it is up, the backup inst2 when it
+		// breaks (and inst1 is down in every listen that has it).
+		file: "haproxy/haproxy-examples-haproxy.cfg",
+		rewrites: []string{
+			"192.168.34.23:8080", "198.51.100.51:8080",
+			"192.168.34.32:8080", "198.51.100.52:8080",
+			"192.168.34.27:8080", "198.51.100.53:8080",
+			"192.168.34.42:8080", "198.51.100.54:8080",
+			"192.168.114.56:", "198.51.100.56:",
+			"192.168.114.57:80", "198.51.100.57:80",
+			"192.168.135.17:80", "198.51.100.59:80",
+		},
+		servers: []labServerSpec{
+			{"app1_1", "198.51.100.51:8080", "", 0},
+			{"app1_2", "198.51.100.52:8080", "", 0},
+			{"app1_3", "198.51.100.53:8080", "", 0},
+			{"app1_4", "198.51.100.54:8080", "", 0},
+			{"inst1", "198.51.100.56:80", "", 0},
+			{"inst2", "198.51.100.56:81", "", 0},
+			{"inst3", "198.51.100.57:80", "", 0},
+		},
+		dial:    "127.0.0.1:10004",
+		breakIt: func(s map[string]*labServer) { s["inst1"].stop() },
+		broken: map[string]string{
+			"appli2-insert/inst1": "DOWN", "appli4-backup/inst1": "DOWN", "appli5-backup/inst1": "DOWN",
+			"appli4-backup/inst2": "UP", "appli5-backup/inst3": "UP",
+		},
+	},
+	{
+		// HAProxy's URL switching sample: three levels of listen on the
+		// same machine (frontend → switch → backend1, 2 or 3), the
+		// switch's backend2 and backend3 backups chosen by a cookie the
+		// frontend sets for /img and /home (not mapped: these clients
+		// ask for /, and go to backend1's four servers, checked by HTTP).
+		file: "haproxy/haproxy-examples-url-switching.cfg",
+		rewrites: []string{
+			"10.20.30.40:80", "203.0.113.20:80",
+			"192.168.1.", "198.51.100.6",
+		},
+		servers: []labServerSpec{
+			{"apache1", "198.51.100.61:80", "", 0},
+			{"apache2", "198.51.100.62:80", "", 0},
+			{"apache3", "198.51.100.63:80", "", 0},
+			{"apache4", "198.51.100.64:80", "", 0},
+			{"light1", "198.51.100.61:8080", "", 0},
+			{"light2", "198.51.100.62:8080", "", 0},
+			{"light3", "198.51.100.63:8080", "", 0},
+			{"light4", "198.51.100.64:8080", "", 0},
+			{"tux5", "198.51.100.65:80", "", 0},
+			{"tux6", "198.51.100.66:80", "", 0},
+			{"tux7", "198.51.100.67:80", "", 0},
+		},
+		dial:    "203.0.113.20:80",
+		local:   []string{"203.0.113.20/32"},
+		breakIt: func(s map[string]*labServer) { s["apache2"].stop() },
+		broken:  map[string]string{"backend1/apache1": "UP", "backend1/apache2": "DOWN", "backend1/apache3": "UP", "backend1/apache4": "UP"},
 	},
 }
 
@@ -456,14 +631,23 @@ func runHAProxyCase(t *testing.T, tc haproxyCase, mutate func(files map[string]s
 		orig.Run(t, "ip", "addr", "add", a, "dev", "lo")
 		imp.Run(t, "ip", "addr", "add", a, "dev", "lo")
 	}
+	var tlsConf *tls.Config
+	if tc.tls {
+		tlsConf = labTLS(t)
+	}
 	servers := map[string]*labServer{}
-	for i, s := range tc.servers {
-		ns := lab.NewNetns(t, fmt.Sprintf("is%d", i))
-		back.Attach(t, ns, "eth0", strings.Split(s.addr, ":")[0]+"/24")
-		servers[s.name] = startLabServer(t, ns, s.name, s.addr, s.health, s.status)
+	hosts := map[string]*lab.Netns{}
+	for _, s := range tc.servers {
+		ip, _, _ := strings.Cut(s.addr, ":")
+		if hosts[ip] == nil {
+			hosts[ip] = lab.NewNetns(t, fmt.Sprintf("is%d", len(hosts)))
+			back.Attach(t, hosts[ip], "eth0", ip+"/24")
+		}
+		servers[s.name] = startLabServer(t, hosts[ip], s, tlsConf)
 	}
 
-	hapSock := startOriginalHAProxy(t, orig, cfg)
+	hapSock := startOriginalHAProxy(t, orig, haproxy21(cfg))
+	backends := backendOf(cfg)
 	ag, sock := startKernAgent(t, imp, "gw1", repo)
 
 	// compare waits for HAProxy to settle, then for the imported site to
@@ -489,7 +673,7 @@ func runHAProxyCase(t *testing.T, tc haproxyCase, mutate func(files map[string]s
 		nicEventually(t, 60*time.Second, phase+": the imported site's servers as HAProxy's "+fmt.Sprint(hap), func() (bool, string) {
 			ag.alive(t, phase)
 			var out string
-			gw, out = importedServers(t, sock)
+			gw, out = importedServers(t, sock, backends)
 			if len(gw) == 0 {
 				return false, out
 			}
@@ -498,12 +682,12 @@ func runHAProxyCase(t *testing.T, tc haproxyCase, mutate func(files map[string]s
 					t.Fatalf("%s: the imported site has server %s, HAProxy has not: %v", phase, k, hap)
 				}
 				if strings.Contains(s, "checking") || (checked[k] && s != hap[k]) {
-					return false, out
+					return false, fmt.Sprint(gw)
 				}
 			}
 			return true, out
 		})
-		a, b := spread(t, orig, tc.dial, n), spread(t, imp, tc.dial, n)
+		a, b := spread(t, orig, tc.dial, n, tc.tls), spread(t, imp, tc.dial, n, tc.tls)
 		t.Logf("%s: HAProxy %v down %v; imported %v down %v", phase, a, downIn(hap), b, downIn(gw))
 		if err := sameSpread(a, b, n); err != nil {
 			diffs = append(diffs, fmt.Errorf("%s: %w (original %v, imported %v)", phase, err, a, b))
@@ -592,11 +776,42 @@ func keepalivedState(k *lab.Keepalived, instance string) string {
 }
 
 // vrrpCase is a corpus keepalived file with its lab: the file is gw1's;
-// gw2's differs as the file's guide says the backup's does.
+// gw2's differs as the file's guide says the backup's does (or, for a
+// file without a guide, as a backup that the file's weights can tip).
 type vrrpCase struct {
 	file, instance, vip string
 	rewrites            []string
 	backup              []string // rewrites of gw1's copy into gw2's
+	// ifaces are the file's other interfaces: each node has them on a
+	// second segment, with the addresses given (none for an interface
+	// only tracked).
+	ifaces []vrrpIface
+	// preemptDelay is the file's preempt_delay: a node that comes back
+	// waits that long before it takes the VIP back.
+	preemptDelay time.Duration
+	// more are phases after gw1 is back (what the file tracks, failing).
+	more []vrrpPhase
+}
+
+// vrrpIface is an interface of a case's nodes beyond eth0.
+type vrrpIface struct{ name, gw1, gw2 string }
+
+// vrrpPhase is something happening to both labs alike, with the nodes
+// still connected to the VIP's segment.
+type vrrpPhase struct {
+	name      string
+	do        func(t *testing.T, p *vrrpPair)
+	connected []string
+}
+
+// vrrpPair is one side of a VRRP lab: two gateways and a client on the
+// VIP's segment.
+type vrrpPair struct {
+	sw     *lab.Switch
+	client *lab.Netns
+	ns     map[string]*lab.Netns
+	port   map[string]string
+	state  func(node string) string
 }
 
 var vrrpCases = []vrrpCase{
@@ -633,6 +848,34 @@ var vrrpCases = []vrrpCase{
 		rewrites: []string{"10.10.18.25", "203.0.113.43", "10.10.18.20", "198.51.100.37"},
 		backup:   []string{"state MASTER", "state BACKUP", "priority 160", "priority 150"},
 	},
+	{
+		// keepalived's VRRP sample: four instances on two interfaces,
+		// PASS authentication, MASTER at 100 (VI_1, VI_3) and BACKUP at
+		// 50; the backup node is the same file a step lower.
+		file: "keepalived/acassen-vrrp.conf", instance: "VI_1", vip: "203.0.113.16",
+		rewrites: []string{"192.168.200.", "203.0.113.", "192.168.201.", "198.51.100."},
+		ifaces:   []vrrpIface{{"eth1", "198.51.100.11/24", "198.51.100.12/24"}},
+		backup: []string{"state MASTER", "state BACKUP", "state MASTER", "state BACKUP",
+			"priority 100", "priority 90", "priority 100", "priority 90", "priority 50", "priority 40", "priority 50", "priority 40"},
+	},
+	{
+		// keepalived's local check sample: VI_1 at 100 tracks scripts
+		// (weights -4, +2 and -2: the three ports are closed on both
+		// nodes) and interfaces (eth1 +2 when up, eth2 -2 when down, eth3
+		// fault when down): gw1 counts 98. The backup, at 99 with the
+		// same tracks, counts 97, below gw1 until gw1's eth2 goes down
+		// (the backup's other instances are lower: 90). The scripts that
+		// look for sshd and HAProxy are the lab's (other tests run
+		// those).
+		file: "keepalived/acassen-vrrp.localcheck.conf", instance: "VI_1", vip: "203.0.113.18",
+		rewrites: []string{"192.168.200.", "203.0.113.", "192.168.201.", "198.51.100.",
+			"killall -0 sshd", "@SCRIPT@", "killall -0 haproxy", "@SCRIPT@"},
+		ifaces: []vrrpIface{{"eth1", "198.51.100.11/24", "198.51.100.12/24"}, {"eth2", "", ""}, {"eth3", "", ""}},
+		backup: append([]string{"state MASTER", "state BACKUP", "priority 100", "priority 99"}, repeatPair(8, "priority 100", "priority 90")...),
+		more: []vrrpPhase{
+			{"gw1's eth2 down", func(t *testing.T, p *vrrpPair) { p.ns["gw1"].Run(t, "ip", "link", "set", "eth2", "down") }, []string{"gw1", "gw2"}},
+		},
+	},
 }
 
 // TestImportBehaviourVRRP runs each keepalived case on two gateways with
@@ -641,10 +884,54 @@ var vrrpCases = []vrrpCase{
 // client reaches on the VIP: at the start, when gw1 dies (its switch port
 // cut), and when it comes back.
 func TestImportBehaviourVRRP(t *testing.T) {
+	runVRRPCases(t, vrrpCases)
+}
+
+// vrrpSyncCases are files whose instances are in sync groups. They fail
+// today: when gw1 comes back, keepalived takes the VIP back, gitgw's
+// members stay in FAULT. A member entering FAULT marks the others "sync
+// group member in fault" (dataplane/vrrp, instance.syncGroup), and only a
+// member leaving FAULT clears the mark; once every member is in FAULT
+// (for its own link, or following another), each holds the others' mark
+// and none leaves.
+var vrrpSyncCases = []vrrpCase{
+	{
+		// keepalived's notify sample: VI_2 and VI_3 in a sync group (they
+		// move together), notify scripts on the group and on VI_1 (the
+		// lab's script stands for them).
+		file: "keepalived/acassen-vrrp.scripts.conf", instance: "VI_2", vip: "203.0.113.100",
+		rewrites: []string{"192.168.200.", "203.0.113.",
+			"/usr/local/bin/vrrp.back", "@SCRIPT@", "/usr/local/bin/vrrp.mast", "@SCRIPT@",
+			"/usr/local/bin/vrrp.fault", "@SCRIPT@", "/usr/local/bin/vrrp.sh", "@SCRIPT@"},
+		backup: []string{"state MASTER", "state BACKUP", "state MASTER", "state BACKUP", "state MASTER", "state BACKUP",
+			"priority 100", "priority 90", "priority 150", "priority 140", "priority 150", "priority 140"},
+	},
+	{
+		// A Linux gateway's: two instances in a sync group, both BACKUP
+		// at 150 with preempt_delay 5, on VMACs (use_vmac), PASS
+		// authentication, excluded VIPs; the lab's script stands for the
+		// conntrackd hand-over. The VLAN interface is the lab's eth1.
+		file: "keepalived/zillow-linuxgateway.conf", instance: "pub_a", vip: "203.0.113.5",
+		rewrites: []string{"192.168.43.", "203.0.113.", "172.16.57.7/24", "198.51.100.7/24",
+			"ens7f1.57", "eth1", "ens7f0", "eth0",
+			"/etc/keepalived/notify.sh", "@SCRIPT@", "/etc/conntrackd/primary-backup.sh", "@SCRIPT@"},
+		ifaces:       []vrrpIface{{"eth1", "198.51.100.11/24", "198.51.100.12/24"}},
+		backup:       []string{"priority 150", "priority 140", "priority 150", "priority 140"},
+		preemptDelay: 5 * time.Second,
+	},
+}
+
+// TestImportBehaviourVRRPSyncGroup runs the sync group cases as
+// TestImportBehaviourVRRP runs the others.
+func TestImportBehaviourVRRPSyncGroup(t *testing.T) {
+	runVRRPCases(t, vrrpSyncCases)
+}
+
+func runVRRPCases(t *testing.T, cases []vrrpCase) {
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "git", "keepalived", "nft", "bash")
 	gitremote.RequireGit(t)
-	for _, tc := range vrrpCases {
+	for _, tc := range cases {
 		t.Run(filepath.Base(tc.file), func(t *testing.T) {
 			for _, err := range runVRRPCase(t, tc, nil) {
 				t.Error(err)
@@ -696,6 +983,11 @@ func runVRRPCase(t *testing.T, tc vrrpCase, mutate func(files map[string]string)
 	hosts := map[string]map[string][]netip.Prefix{}
 	for node, a := range addr {
 		hosts[node] = map[string][]netip.Prefix{"eth0": {netip.MustParsePrefix(a)}}
+		for _, ifc := range tc.ifaces {
+			if a := ifc.addr(node); a != "" {
+				hosts[node][ifc.name] = []netip.Prefix{netip.MustParsePrefix(a)}
+			}
+		}
 	}
 	res, err := importer.Import(importer.Options{
 		Keepalived: []importer.Input{{Node: "gw1", Path: tc.file, Data: []byte(conf1)}, {Node: "gw2", Path: tc.file + ".gw2", Data: []byte(conf2)}},
@@ -714,19 +1006,23 @@ func runVRRPCase(t *testing.T, tc vrrpCase, mutate func(files map[string]string)
 	repo := gitremote.NewBare(t)
 	repo.Commit(t, "main", files, "import "+tc.file)
 
-	type pair struct {
-		sw     *lab.Switch
-		client *lab.Netns
-		ns     map[string]*lab.Netns
-		port   map[string]string
-		state  func(node string) string
-	}
-	mk := func(prefix string) *pair {
-		p := &pair{sw: lab.NewSwitch(t), client: lab.NewNetns(t, prefix+"c"), ns: map[string]*lab.Netns{}, port: map[string]string{}}
+	mk := func(prefix string) *vrrpPair {
+		p := &vrrpPair{sw: lab.NewSwitch(t), client: lab.NewNetns(t, prefix+"c"), ns: map[string]*lab.Netns{}, port: map[string]string{}}
 		p.sw.Attach(t, p.client, "eth0", "203.0.113.50/24")
+		var other *lab.Switch
+		if len(tc.ifaces) > 0 {
+			other = lab.NewSwitch(t)
+		}
 		for _, node := range []string{"gw1", "gw2"} {
 			p.ns[node] = lab.NewNetns(t, prefix+node[2:])
 			p.port[node] = p.sw.Attach(t, p.ns[node], "eth0", addr[node])
+			for _, ifc := range tc.ifaces {
+				var addrs []string
+				if a := ifc.addr(node); a != "" {
+					addrs = append(addrs, a)
+				}
+				other.Attach(t, p.ns[node], ifc.name, addrs...)
+			}
 			startResponder(t, p.ns[node], node)
 		}
 		return p
@@ -751,15 +1047,16 @@ func runVRRPCase(t *testing.T, tc vrrpCase, mutate func(files map[string]string)
 	// holder waits until exactly one of the connected nodes is MASTER,
 	// the client reaches it on the VIP, and nothing has changed for
 	// longer than the master down interval (3 adverts of 1 s and the
-	// skew): a node that comes back passes through FAULT and BACKUP, and
-	// a BACKUP that preempts takes over within that interval. It returns
-	// the node.
-	holder := func(p *pair, what string, connected ...string) string {
-		t.Helper()
-		const quiet = 5 * time.Second
+	// skew) and the file's preempt delay: a node that comes back passes
+	// through FAULT and BACKUP, and a BACKUP that preempts takes over
+	// within that time. It returns the node. Both labs are awaited at
+	// once: the keepalived one on its own goroutine (its states are read
+	// from keepalived's log; the agents' through the test).
+	quiet := 5*time.Second + tc.preemptDelay
+	holder := func(ctx context.Context, p *vrrpPair, connected []string) (string, error) {
 		var got, last string
-		since := time.Now()
-		nicEventually(t, 90*time.Second, what+": one master, reached on the VIP, for "+quiet.String(), func() (bool, string) {
+		since, deadline := time.Now(), time.Now().Add(90*time.Second)
+		for {
 			var masters []string
 			seen := map[string]string{}
 			for _, node := range connected {
@@ -773,27 +1070,69 @@ func runVRRPCase(t *testing.T, tc vrrpCase, mutate func(files map[string]string)
 			if now != last {
 				last, since = now, time.Now()
 			}
-			return len(masters) == 1 && got == masters[0] && time.Since(since) > quiet, now
-		})
-		return got
+			switch {
+			case len(masters) == 1 && got == masters[0] && time.Since(since) > quiet:
+				return got, nil
+			case time.Now().After(deadline):
+				return "", fmt.Errorf("after 90s, still not one master reached on the VIP for %s; last seen: %s", quiet, now)
+			case ctx.Err() != nil:
+				return "", ctx.Err()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
-	for _, phase := range []struct {
-		name      string
-		do        func(p *pair)
-		connected []string
-	}{
-		{"start", func(*pair) {}, []string{"gw1", "gw2"}},
-		{"gw1 dies", func(p *pair) { p.sw.SetPort(t, p.port["gw1"], false) }, []string{"gw2"}},
-		{"gw1 back", func(p *pair) { p.sw.SetPort(t, p.port["gw1"], true) }, []string{"gw1", "gw2"}},
-	} {
-		phase.do(orig)
-		phase.do(imp)
-		a := holder(orig, "keepalived, "+phase.name, phase.connected...)
-		b := holder(imp, "imported, "+phase.name, phase.connected...)
-		t.Logf("%s: keepalived %s, imported %s", phase.name, a, b)
-		if a != b {
-			diffs = append(diffs, fmt.Errorf("%s: the VIP is on %s under keepalived, on %s under the imported site", phase.name, a, b))
+	phases := append([]vrrpPhase{
+		{"start", func(*testing.T, *vrrpPair) {}, []string{"gw1", "gw2"}},
+		{"gw1 dies", func(t *testing.T, p *vrrpPair) { p.sw.SetPort(t, p.port["gw1"], false) }, []string{"gw2"}},
+		{"gw1 back", func(t *testing.T, p *vrrpPair) { p.sw.SetPort(t, p.port["gw1"], true) }, []string{"gw1", "gw2"}},
+	}, tc.more...)
+	for _, phase := range phases {
+		phase.do(t, orig)
+		phase.do(t, imp)
+		ctx, cancel := context.WithCancel(t.Context())
+		type held struct {
+			node string
+			err  error
+		}
+		ka := make(chan held, 1)
+		go func() {
+			n, err := holder(ctx, orig, phase.connected)
+			ka <- held{n, err}
+		}()
+		b, errB := holder(ctx, imp, phase.connected)
+		if errB != nil {
+			cancel()
+		}
+		a := <-ka
+		cancel()
+		if a.err != nil {
+			t.Fatalf("keepalived, %s: %v", phase.name, a.err)
+		}
+		if errB != nil {
+			t.Fatalf("imported, %s: %v", phase.name, errB)
+		}
+		t.Logf("%s: keepalived %s, imported %s", phase.name, a.node, b)
+		if a.node != b {
+			diffs = append(diffs, fmt.Errorf("%s: the VIP is on %s under keepalived, on %s under the imported site", phase.name, a.node, b))
 		}
 	}
 	return diffs
+}
+
+// repeatPair is n times the rewrite old → new: one for each of n
+// occurrences, in order.
+func repeatPair(n int, old, new string) []string {
+	var out []string
+	for range n {
+		out = append(out, old, new)
+	}
+	return out
+}
+
+// addr is node's address on the interface ("" for none).
+func (i vrrpIface) addr(node string) string {
+	if node == "gw1" {
+		return i.gw1
+	}
+	return i.gw2
 }
