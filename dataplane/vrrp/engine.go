@@ -431,6 +431,19 @@ func (e *Engine) syncPeers(name string) []*instance {
 	return out
 }
 
+// syncPeerInFault names a member of name's sync group that is in fault
+// for a reason of its own, or returns "".
+func (e *Engine) syncPeerInFault(name string) string {
+	e.regMu.RLock()
+	defer e.regMu.RUnlock()
+	for _, n := range e.groups[name] {
+		if in := e.instances[n]; in != nil && in.ownFault.Load() {
+			return n
+		}
+	}
+	return ""
+}
+
 // Drifts delivers every VIP drift repaired (lost when nobody reads).
 func (e *Engine) Drifts() <-chan DriftEvent { return e.drifts }
 

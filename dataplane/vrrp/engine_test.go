@@ -515,3 +515,67 @@ func TestEngineReceiveChecks(t *testing.T) {
 		return st.Counters.ChecksumMessageOnly == 1 && st.Counters.AdvertsIn == 2 && st.MasterAddr == src
 	})
 }
+
+// TestSyncGroupLeavesFaultTogether: two members of a sync group on one
+// interface both go to fault when it goes down, each for its own reason
+// and for the other's; when it comes back, neither has a fault of its own
+// and the group leaves fault, as keepalived's does. (A flag set on a
+// member's entering fault and cleared on its leaving it kept the group in
+// fault for ever: each held the other's.) A member in fault of its own
+// still holds its peer in fault.
+func TestSyncGroupLeavesFaultTogether(t *testing.T) {
+	b := &bus{}
+	var mu sync.Mutex
+	links := map[string]bool{"eth0": true, "eth1": true}
+	var linkFnV atomic.Value
+	n1 := newNode(t, b, "203.0.113.11", func(o *Options) {
+		o.LinkUp = func(n string) bool { mu.Lock(); defer mu.Unlock(); return links[n] }
+		o.WatchLinks = func(_ context.Context, fn func(string, bool)) error { linkFnV.Store(fn); return nil }
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n1.e.Run(ctx)
+	waitFor(t, 5*time.Second, "watchers started", func() bool { return linkFnV.Load() != nil })
+	linkFn := linkFnV.Load().(func(string, bool))
+	set := func(up0, up1 bool) {
+		mu.Lock()
+		links["eth0"], links["eth1"] = up0, up1
+		mu.Unlock()
+	}
+	cfg := Config{
+		Instances: []Instance{
+			fast("A", 1, 100, "203.0.113.100/24"),
+			fast("B", 2, 100, "203.0.113.101/24", func(in *Instance) {
+				in.TrackInterfaces = []TrackInterface{{Name: "eth1"}}
+			}),
+		},
+		SyncGroups: []SyncGroup{{Name: "G", Instances: []string{"A", "B"}}},
+	}
+	if err := n1.e.Set(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	n1.wait(t, "A", StateMaster)
+	n1.wait(t, "B", StateMaster)
+
+	set(false, true)
+	linkFn("eth0", false)
+	n1.wait(t, "A", StateFault)
+	n1.wait(t, "B", StateFault)
+	set(true, true)
+	linkFn("eth0", true)
+	n1.wait(t, "A", StateMaster)
+	n1.wait(t, "B", StateMaster)
+
+	// B's own fault (eth1) holds A in fault until it clears.
+	set(true, false)
+	linkFn("eth1", false)
+	n1.wait(t, "B", StateFault)
+	n1.wait(t, "A", StateFault)
+	if f := n1.state(t, "A").Faults; len(f) != 1 || !strings.Contains(f[0], "sync group member B") {
+		t.Errorf("A's faults %v, want B's named", f)
+	}
+	set(true, true)
+	linkFn("eth1", true)
+	n1.wait(t, "B", StateMaster)
+	n1.wait(t, "A", StateMaster)
+}

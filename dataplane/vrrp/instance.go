@@ -43,7 +43,12 @@ type instance struct {
 	refreshAt time.Time
 	linkUp    map[string]bool
 	checkOK   map[string]bool
-	groupFlt  bool
+	// ownFault: the instance is in fault for a reason of its own (not
+	// its sync group's). Its sync-group peers read it from their own
+	// goroutines, hence atomic.
+	ownFault atomic.Bool
+	// toldFault is the own fault the peers were last told to re-evaluate.
+	toldFault bool
 	faults    []string
 	counters  Counters
 	lastConf  netip.Addr
@@ -420,17 +425,7 @@ func (in *instance) syncGroup(o Output) {
 	name := in.cfg.Name
 	for _, p := range peers {
 		p := p
-		var f func()
-		switch {
-		case o.To == StateFault:
-			f = func() { p.groupFlt = true; p.retrack("sync group member " + name + " in fault") }
-		case o.From == StateFault:
-			f = func() { p.groupFlt = false; p.retrack("sync group member " + name + " left fault") }
-		}
 		g := func() {
-			if f != nil {
-				f()
-			}
 			now := p.e.opts.Now()
 			switch o.To {
 			case StateMaster, StateBackup:
@@ -597,8 +592,14 @@ func (in *instance) effective() (uint8, []string) {
 		good, ok := in.checkOK[ch.Name]
 		apply("check "+ch.Name+" failing", !ok || good, ch.Weight)
 	}
-	if in.groupFlt {
-		faults = append(faults, "sync group in fault")
+	in.ownFault.Store(len(faults) > 0)
+	// keepalived's sync group: in fault while any member is in fault of
+	// its own. Not while a member is in fault only because of the group:
+	// a flag set by a member's entering fault and cleared by its leaving
+	// it was never cleared once every member was in fault (each held the
+	// others'), so the group stayed in fault after the link came back.
+	if peer := in.e.syncPeerInFault(c.Name); peer != "" {
+		faults = append(faults, "sync group member "+peer+" in fault")
 	}
 	if prio != int(c.Priority) {
 		prio = max(1, min(254, prio))
@@ -620,6 +621,16 @@ func (in *instance) retrack(why string) {
 	}
 	_, faults := in.effective()
 	in.faults = faults
+	if own := in.ownFault.Load(); own != in.toldFault {
+		// The peers re-evaluate with this member's new own fault.
+		in.toldFault = own
+		name := in.cfg.Name
+		for _, p := range in.e.syncPeers(name) {
+			go p.do(func() {
+				p.retrack("sync group member " + name + map[bool]string{true: " in fault", false: " left fault"}[own])
+			})
+		}
+	}
 	reason := why
 	if len(faults) > 0 {
 		reason = faults[0]

@@ -465,36 +465,6 @@ var haproxyCases = []haproxyCase{
 		broken:  map[string]string{"www_backend/www_server": "no check", "www_backend/www_server_new": "no check"},
 	},
 	{
-		// HAProxy's content switching sample: requests go to the dynamic
-		// backend, round robin over four servers checked by HEAD
-		// /login.php, unless they ask for images or CSS (the static
-		// backend: not imported, the import warns; these clients ask
-		// for /).
-		file: "haproxy/haproxy-examples-content-sw-sample.cfg",
-		rewrites: []string{
-			// The lab's file descriptor limit (20000) is below what
-			// HAProxy asks for 10000 connections.
-			"maxconn         10000", "maxconn         5000",
-			"192.168.1.10:80", "203.0.113.10:80",
-			"192.168.1.1:80", "198.51.100.31:80",
-			"192.168.1.2:80", "198.51.100.32:80",
-			"192.168.1.3:80", "198.51.100.33:80",
-			"192.168.1.4:80", "198.51.100.34:80",
-			"192.168.1.8:80", "198.51.100.38:80",
-			"192.168.1.9:80", "198.51.100.39:80",
-		},
-		servers: []labServerSpec{
-			{"dynsrv1", "198.51.100.31:80", "", 0},
-			{"dynsrv2", "198.51.100.32:80", "", 0},
-			{"dynsrv3", "198.51.100.33:80", "", 0},
-			{"dynsrv4", "198.51.100.34:80", "", 0},
-		},
-		dial:    "203.0.113.10:80",
-		local:   []string{"203.0.113.10/32"},
-		breakIt: func(s map[string]*labServer) { s["dynsrv2"].stop() },
-		broken:  map[string]string{"dynamic/dynsrv1": "UP", "dynamic/dynsrv2": "DOWN", "dynamic/dynsrv3": "UP", "dynamic/dynsrv4": "UP"},
-	},
-	{
 		// The kubeadm HA guide's HAProxy: TCP to the API servers, checked
 		// by an SSLv3 hello (option ssl-hello-chk: its httpchk lines are
 		// overridden); a server answering TLS passes, one that stops is
