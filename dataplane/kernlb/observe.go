@@ -232,8 +232,15 @@ func elemHash(e *nftables.SetElement) (uint64, uint64) {
 		for len(p) > 0 {
 			var w uint64
 			n := min(len(p), 8)
-			for i := range n {
-				w |= uint64(p[i]) << (8 * i)
+			switch n {
+			case 8:
+				w = binary.LittleEndian.Uint64(p)
+			case 4:
+				w = uint64(binary.LittleEndian.Uint32(p))
+			default:
+				for i := range n {
+					w |= uint64(p[i]) << (8 * i)
+				}
 			}
 			p = p[n:]
 			a, b = mixA(a^w), mixB(b+w)
