@@ -269,11 +269,17 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 				res["ka-haproxy"] = append(res["ka-haproxy"], connLoad(b, l.client, vipT, conc, dur, true, h.Pid()))
 				_ = unix.Kill(h.Pid(), unix.SIGKILL)
 				_ = h.Cmd.Wait()
+				// gitgw's proxy on the gateway
+				px := startProxyIn(b, l.gw[0], vipT[0], backends)
+				res["proxy"] = append(res["proxy"], connLoad(b, l.client, vipT, conc, dur, false, px.Process.Pid))
+				res["ka-proxy"] = append(res["ka-proxy"], connLoad(b, l.client, vipT, conc, dur, true, px.Process.Pid))
+				_ = px.Process.Kill()
+				_ = px.Wait()
 				// kernel
 				set(b, lb, Config{Services: []Service{svc}})
 				res[string(mode)] = append(res[string(mode)], connLoad(b, l.client, vipT, conc, dur, false))
 				res["ka-"+string(mode)] = append(res["ka-"+string(mode)], connLoad(b, l.client, vipT, conc, dur, true))
-				for _, v := range []string{"direct", "haproxy", string(mode), "ka-direct", "ka-haproxy", "ka-" + string(mode)} {
+				for _, v := range []string{"direct", "haproxy", "proxy", string(mode), "ka-direct", "ka-haproxy", "ka-proxy", "ka-" + string(mode)} {
 					x := res[v][r]
 					fmt.Fprintf(&rounds, "round %d %-10s %7.0f /s  %6.1f µs CPU each  errors %d  (machine busy %.0f %% of 2 CPUs, ours %.0f %%)\n",
 						r+1, v, x.rate(), x.cpuPerConn(), x.errs, 50*x.machine.Seconds()/x.dur.Seconds(), 50*x.cpu.Seconds()/x.dur.Seconds())
@@ -290,29 +296,32 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			}
 			rate := func(x loadResult) float64 { return x.rate() }
 			cpu := func(x loadResult) float64 { return x.cpuPerConn() }
-			base := med("direct", cpu)
-			hapRate, kRate := med("haproxy", rate), med(string(mode), rate)
-			hapGw, kGw := med("haproxy", cpu)-base, med(string(mode), cpu)-base
-			b.ReportMetric(kRate, string(mode)+"_conn/s")
-			b.ReportMetric(hapRate, "haproxy_conn/s")
-			b.ReportMetric(med("direct", rate), "direct_conn/s")
-			b.ReportMetric(kGw, string(mode)+"_gw_µs/conn")
-			b.ReportMetric(hapGw, "haproxy_gw_µs/conn")
-			b.ReportMetric(kRate/hapRate, "ratio_rate")
-			b.ReportMetric(kGw/hapGw, "ratio_gw_cpu")
-			b.Logf("%s: %.0f conn/s vs HAProxy %.0f (×%.2f); gateway CPU %.1f µs/conn vs HAProxy %.1f (×%.2f); direct %.0f conn/s at %.1f µs CPU/conn",
-				mode, kRate, hapRate, kRate/hapRate, kGw, hapGw, kGw/hapGw, med("direct", rate), base)
-			kaBase := med("ka-direct", cpu)
-			kaHap, kaK := med("ka-haproxy", rate), med("ka-"+string(mode), rate)
-			kaHapGw, kaKGw := med("ka-haproxy", cpu)-kaBase, med("ka-"+string(mode), cpu)-kaBase
-			b.ReportMetric(kaK, string(mode)+"_ka_req/s")
-			b.ReportMetric(kaHap, "haproxy_ka_req/s")
-			b.ReportMetric(kaKGw, string(mode)+"_ka_gw_µs/req")
-			b.ReportMetric(kaHapGw, "haproxy_ka_gw_µs/req")
-			b.ReportMetric(kaK/kaHap, "ratio_ka_rate")
-			b.ReportMetric(kaKGw/kaHapGw, "ratio_ka_gw_cpu")
-			b.Logf("%s keep-alive: %.0f req/s vs HAProxy %.0f (×%.2f); gateway CPU %.1f µs/req vs HAProxy %.1f (×%.2f); direct %.0f req/s at %.1f µs CPU/req",
-				mode, kaK, kaHap, kaK/kaHap, kaKGw, kaHapGw, kaKGw/kaHapGw, med("ka-direct", rate), kaBase)
+			// Per variant: the rate, the counted CPU per connection (total:
+			// client, servers, the gateway's process and the softirq charged
+			// to all of them) and the gateway's share, that total minus the
+			// direct run's.
+			report := func(prefix, unit string) {
+				base := med(prefix+"direct", cpu)
+				hapRate, hapTot := med(prefix+"haproxy", rate), med(prefix+"haproxy", cpu)
+				hapGw := hapTot - base
+				for _, v := range []string{"haproxy", "proxy", string(mode)} {
+					r, tot := med(prefix+v, rate), med(prefix+v, cpu)
+					gw := tot - base
+					name := strings.ReplaceAll(prefix+v, "-", "_")
+					b.ReportMetric(r, name+"_"+unit+"/s")
+					b.ReportMetric(tot, name+"_total_µs/"+unit)
+					b.ReportMetric(gw, name+"_gw_µs/"+unit)
+					if v != "haproxy" {
+						b.ReportMetric(r/hapRate, name+"_rate_vs_haproxy")
+						b.ReportMetric(gw/hapGw, name+"_gw_cpu_vs_haproxy")
+					}
+					b.Logf("%-12s %7.0f %s/s (×%.2f HAProxy's); CPU per %s: total %.1f µs (×%.2f HAProxy's), gateway %.1f µs (×%.2f HAProxy's)",
+						prefix+v, r, unit, r/hapRate, unit, tot, tot/hapTot, gw, gw/hapGw)
+				}
+				b.Logf("%-12s %7.0f %s/s; CPU per %s: total %.1f µs (the baseline)", prefix+"direct", med(prefix+"direct", rate), unit, unit, base)
+			}
+			report("", "conn")
+			report("ka-", "req")
 		})
 	}
 }
