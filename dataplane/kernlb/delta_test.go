@@ -106,3 +106,43 @@ func TestElemsPrint(t *testing.T) {
 		}
 	}
 }
+
+// TestSlotMaps: a dense slot map (setProg.slots) fingerprints as its
+// elements do (the kernel's side is read as elements), and setDelta
+// between two of them makes the same edit as elemDelta on their elements.
+func TestSlotMaps(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(5, 6))
+	vals := [][]byte{addrPort(netip.MustParseAddr("198.51.100.1"), 80), addrPort(netip.MustParseAddr("198.51.100.2"), 80)}
+	slots := func(n int) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = vals[rnd.IntN(len(vals))]
+		}
+		return out
+	}
+	for _, sizes := range [][2]int{{1021, 1021}, {7, 251}, {251, 7}, {0, 7}} {
+		w, h := slots(sizes[0]), slots(sizes[1])
+		if slotsPrint(w) != elemsPrint(slotElems(w)) {
+			t.Fatalf("sizes %v: slotsPrint differs from elemsPrint of the same elements", sizes)
+		}
+		del, add := setDelta(&setProg{slots: w}, &SetState{slots: h})
+		got := apply(t, slotElems(h), del, add)
+		if len(got) != len(w) {
+			t.Fatalf("sizes %v: %d elements after the edit, want %d", sizes, len(got), len(w))
+		}
+		for i, v := range w {
+			if !bytes.Equal(got[string(slotKey(i))], v) {
+				t.Fatalf("sizes %v: slot %d holds %x, want %x", sizes, i, got[string(slotKey(i))], v)
+			}
+		}
+		edel, eadd := elemDelta(slotElems(w), slotElems(h))
+		if len(del) != len(edel) || len(add) != len(eadd) {
+			t.Errorf("sizes %v: %d deletes %d adds, elemDelta %d %d", sizes, len(del), len(add), len(edel), len(eadd))
+		}
+		// Against elements read from the kernel (after a restart).
+		rdel, radd := setDelta(&setProg{slots: w}, &SetState{elems: slotElems(h)})
+		if len(rdel) != len(edel) || len(radd) != len(eadd) {
+			t.Errorf("sizes %v: against read elements %d deletes %d adds, want %d %d", sizes, len(rdel), len(radd), len(edel), len(eadd))
+		}
+	}
+}

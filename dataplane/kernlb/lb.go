@@ -399,13 +399,13 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 		case h == nil:
 		case h.Def != w.Def:
 			replace(name)
-		case !w.State && !h.State && w.Elems != h.Elems && progSets[name] != nil && !progSets[name].set.Interval:
+		case !w.State && !h.State && progSets[name] != nil && !progSets[name].set.Interval && !sameElems(w, h):
 			// A set whose elements mostly change (a Maglev map whose
 			// servers all moved) is cheaper to replace whole, with its
 			// service's chain, than to edit: one add per element instead
 			// of a delete and an add per changed slot.
-			del, add := elemDelta(progSets[name].elems, h.elems)
-			if len(del)+len(add) > len(progSets[name].elems) {
+			del, add := setDelta(progSets[name], h)
+			if len(del)+len(add) > max(len(progSets[name].elems), len(progSets[name].slots)) {
 				replace(name)
 			} else {
 				deltas[name] = [2][]nftables.SetElement{del, add}
@@ -439,19 +439,19 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 			if ps := progSets[name]; ps != nil && ps.role == "persist" {
 				lb.prunePersist(t, ps)
 			}
-		case w.Elems != h.Elems:
+		case !sameElems(w, h):
 			ps := progSets[name]
 			pset := ps.set
 			pset.Table = t
 			if pset.Interval {
 				// Interval elements are ranges: refill rather than edit.
 				lb.tx.lib().FlushSet(&pset)
-				lb.tx.setElems(unix.NFT_MSG_NEWSETELEM, &pset, ps.elems)
+				lb.tx.setElems(unix.NFT_MSG_NEWSETELEM, &pset, ps.elements())
 				continue
 			}
 			d, ok := deltas[name]
 			if !ok {
-				d[0], d[1] = elemDelta(ps.elems, h.elems)
+				d[0], d[1] = setDelta(ps, h)
 			}
 			del, add := d[0], d[1]
 			lb.tx.setElems(unix.NFT_MSG_DELSETELEM, &pset, del)
@@ -467,7 +467,7 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 		// Errors of queued operations come back from the commit. The
 		// elements follow the set, encoded by the transaction.
 		_ = lb.tx.lib().AddSet(&set, nil)
-		lb.tx.setElems(unix.NFT_MSG_NEWSETELEM, &set, s.elems)
+		lb.tx.setElems(unix.NFT_MSG_NEWSETELEM, &set, s.elements())
 	}
 	chains := map[string]*nftables.Chain{}
 	for _, c := range tp.chains {
@@ -514,6 +514,30 @@ func usedSets(tp tableProg) map[string]bool {
 		}
 	}
 	return used
+}
+
+// setDelta returns the elements to delete from the set have and to add to
+// reach the set want. Two dense slot maps (a render and the render the
+// tables hold since the last Set) are compared slot by slot, without
+// turning them into elements.
+func setDelta(want *setProg, have *SetState) (del, add []nftables.SetElement) {
+	if want.slots == nil || have.slots == nil {
+		return elemDelta(want.elements(), have.elements())
+	}
+	w, h := want.slots, have.slots
+	for i, v := range w {
+		switch {
+		case i >= len(h):
+			add = append(add, nftables.SetElement{Key: slotKey(i), Val: v})
+		case !bytes.Equal(h[i], v):
+			del = append(del, nftables.SetElement{Key: slotKey(i)})
+			add = append(add, nftables.SetElement{Key: slotKey(i), Val: v})
+		}
+	}
+	for i := len(w); i < len(h); i++ {
+		del = append(del, nftables.SetElement{Key: slotKey(i)})
+	}
+	return del, add
 }
 
 // elemDelta returns the elements to delete from have and to add to reach

@@ -41,9 +41,19 @@ type RuleState struct {
 type SetState struct {
 	Def   string
 	State bool   // filled by the kernel: elements not compared
-	Elems string // fingerprint of the elements
-	// raw elements of the sets Observe decodes (servers, allow, deny)
+	Elems string // fingerprint of the elements ("" for a rendered slot map until compared: print)
+	// raw elements of the sets Observe decodes (servers, allow, deny), as
+	// read; or, for a rendered dense slot map, its slots (setProg.slots)
 	elems []nftables.SetElement
+	slots [][]byte
+}
+
+// elements returns the set's elements as the library's type.
+func (ss *SetState) elements() []nftables.SetElement {
+	if ss.slots != nil {
+		return slotElems(ss.slots)
+	}
+	return ss.elems
 }
 
 var families = [2]nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyNetdev}
@@ -164,7 +174,13 @@ func observedOf(p *program) Observed {
 		for _, s := range t.sets {
 			set := s.set
 			ss := &SetState{Def: setDef(&set), State: s.state}
-			if !s.state {
+			switch {
+			case s.state:
+			case s.slots != nil:
+				// Fingerprinted only if compared with elements read
+				// from the kernel (sameElems).
+				ss.slots = s.slots
+			default:
 				ss.elems = s.elems
 				ss.Elems = elemsPrint(s.elems)
 			}
@@ -209,26 +225,72 @@ func setDef(s *nftables.Set) string {
 // with its allocations. Fingerprints are compared within one process
 // only: the function may change between versions.
 func elemsPrint(elems []nftables.SetElement) string {
-	var sum, xor, sum2 uint64
+	var f fingerprint
 	for i := range elems {
-		a, b := elemHash(&elems[i])
-		sum += a
-		xor ^= b
-		sum2 += a*0x9e3779b97f4a7c15 ^ b
+		e := &elems[i]
+		f.add(e.Key, e.Val, e.IntervalEnd)
 	}
-	return fmt.Sprintf("%d:%016x%016x%016x", len(elems), sum, xor, sum2)
+	return f.String(len(elems))
+}
+
+// sameElems reports whether two sets hold the same elements: two dense
+// slot maps slot by slot (a render against the render the tables hold
+// since the last Set: no fingerprint needed), others by fingerprint.
+func sameElems(w, h *SetState) bool {
+	if w.slots != nil && h.slots != nil {
+		if len(w.slots) != len(h.slots) {
+			return false
+		}
+		for i, v := range w.slots {
+			if !bytes.Equal(v, h.slots[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return w.print() == h.print()
+}
+
+// print is the set's fingerprint, computed once for a slot map.
+func (ss *SetState) print() string {
+	if ss.Elems == "" && ss.slots != nil {
+		ss.Elems = slotsPrint(ss.slots)
+	}
+	return ss.Elems
+}
+
+// slotsPrint is elemsPrint of the elements of a dense slot map.
+func slotsPrint(slots [][]byte) string {
+	var f fingerprint
+	for i, v := range slots {
+		f.add(slotKey(i), v, false)
+	}
+	return f.String(len(slots))
+}
+
+type fingerprint struct{ sum, xor, sum2 uint64 }
+
+func (f *fingerprint) add(key, val []byte, intervalEnd bool) {
+	a, b := elemHash(key, val, intervalEnd)
+	f.sum += a
+	f.xor ^= b
+	f.sum2 += a*0x9e3779b97f4a7c15 ^ b
+}
+
+func (f *fingerprint) String(n int) string {
+	return fmt.Sprintf("%d:%016x%016x%016x", n, f.sum, f.xor, f.sum2)
 }
 
 // elemHash is two independent 64-bit hashes of an element: its interval
 // flag, its key's and value's lengths, its key and its value, taken 8 bytes
 // at a time through two different multiply-xorshift mixes.
-func elemHash(e *nftables.SetElement) (uint64, uint64) {
-	h := uint64(len(e.Key)) | uint64(len(e.Val))<<16
-	if e.IntervalEnd {
+func elemHash(key, val []byte, intervalEnd bool) (uint64, uint64) {
+	h := uint64(len(key)) | uint64(len(val))<<16
+	if intervalEnd {
 		h |= 1 << 32
 	}
 	a, b := mixA(h), mixB(h)
-	for _, p := range [2][]byte{e.Key, e.Val} {
+	for _, p := range [2][]byte{key, val} {
 		for len(p) > 0 {
 			var w uint64
 			n := min(len(p), 8)
