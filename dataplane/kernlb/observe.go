@@ -136,7 +136,8 @@ func (lb *LB) read() (Observed, error) {
 			return o, fmt.Errorf("kernlb: sets of %s %s: %w", familyName(fam), TableName, err)
 		}
 		for _, s := range sets {
-			ss := &SetState{Def: setDef(s), State: s.HasTimeout || s.Dynamic}
+			state := s.HasTimeout || s.Dynamic
+			ss := &SetState{Def: setDef(s, state), State: state}
 			if !ss.State {
 				elems, err := lb.conn.GetSetElements(s)
 				if err != nil {
@@ -173,7 +174,7 @@ func observedOf(p *program) Observed {
 		}
 		for _, s := range t.sets {
 			set := s.set
-			ss := &SetState{Def: setDef(&set), State: s.state}
+			ss := &SetState{Def: setDef(&set, s.state), State: s.state}
 			switch {
 			case s.state:
 			case s.slots != nil:
@@ -211,9 +212,19 @@ func hookOf(h *nftables.ChainHook, p *nftables.ChainPriority, typ nftables.Chain
 	return fmt.Sprintf("type %s hook %d priority %d", typ, uint32(*h), prio)
 }
 
-func setDef(s *nftables.Set) string {
+// setDef is a set's definition as compared. The size is part of it for
+// the sets the agent fills (it declares one: fixedSize), not for those the
+// kernel fills (state): none is declared, and once a rule adds to such a
+// set the kernel reports 65535 (the dynset expression's default), so every
+// read from the kernel (after a restart, after an edit by hand) saw them
+// redefined, and Set would have replaced them, losing their entries.
+func setDef(s *nftables.Set, state bool) string {
+	size := s.Size
+	if state {
+		size = 0
+	}
 	return fmt.Sprintf("map=%v interval=%v timeout=%v(%v) key=%d/%d data=%d/%d size=%d",
-		s.IsMap, s.Interval, s.HasTimeout, s.Timeout, s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes, s.Size)
+		s.IsMap, s.Interval, s.HasTimeout, s.Timeout, s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes, size)
 }
 
 // elemsPrint fingerprints a set's elements, in any order (the kernel
