@@ -40,7 +40,9 @@ func (t *txn) lib() *nftables.Conn {
 
 func newTxn() (*txn, error) {
 	t := &txn{}
-	rec, err := nftables.New(nftables.WithTestDial(t.record))
+	// Lasting: one recorder connection for the whole transaction, not a
+	// new one on each of its hundreds of syncs.
+	rec, err := nftables.New(nftables.WithTestDial(t.record), nftables.AsLasting())
 	if err != nil {
 		return nil, fmt.Errorf("kernlb: nftables recorder: %w", err)
 	}
@@ -169,6 +171,7 @@ func endAttr(b []byte, start int, typ uint16) {
 // messages the kernel refused (it then applies none of them).
 func (t *txn) commit(nl *mdnetlink.Conn) error {
 	t.sync()
+	_ = t.rec.CloseLasting()
 	if t.err != nil {
 		return t.err
 	}
