@@ -146,3 +146,49 @@ func TestSlotMaps(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderMemo: rendering with the memo gives what a full render gives,
+// after a change of one service, and renders only that service again.
+func TestRenderMemo(t *testing.T) {
+	cfg := resolvedConfig()
+	memo := renderMemo{}
+	if _, err := renderWith(cfg, memo); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]*svcRender{}
+	for n, r := range memo {
+		before[n] = r
+	}
+	// Change the nat service's servers; the dr one stays.
+	cfg.Services[1].Servers = append(slices.Clone(cfg.Services[1].Servers), Server{Address: netip.MustParseAddr("198.51.100.13"), Port: 5353, Weight: 1})
+	p, err := renderWith(cfg, memo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if memo["web"] != before["web"] {
+		t.Errorf("the unchanged service was rendered again")
+	}
+	if memo["dns"] == before["dns"] {
+		t.Errorf("the changed service was not rendered again")
+	}
+	full, err := render(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The memo's program is the full render's: Diff sees nothing to do
+	// between them.
+	if d := diffProgram(observedOf(p), cfg, observedOf(full)); len(d) != 0 {
+		t.Errorf("the memo's render differs from a full render: %v", d)
+	}
+	if d := diffProgram(observedOf(full), cfg, observedOf(p)); len(d) != 0 {
+		t.Errorf("a full render differs from the memo's: %v", d)
+	}
+	// A service that goes leaves the memo.
+	cfg.Services = cfg.Services[:1]
+	if _, err := renderWith(cfg, memo); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := memo["dns"]; ok || len(memo) != 1 {
+		t.Errorf("memo after removing a service: %v entries", len(memo))
+	}
+}

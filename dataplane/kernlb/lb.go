@@ -51,6 +51,9 @@ type LB struct {
 		p    *program
 		want Observed
 	}
+	// svcMemo is the last render of each service (renderWith): a change
+	// of a few services renders only those.
+	svcMemo renderMemo
 }
 
 // render is render(cfg) and its comparable form, memoized for the last
@@ -60,7 +63,10 @@ func (lb *LB) render(cfg Config) (*program, Observed, error) {
 	if lb.memo.p != nil && lb.memo.key == key {
 		return lb.memo.p, lb.memo.want, nil
 	}
-	p, err := render(cfg)
+	if lb.svcMemo == nil {
+		lb.svcMemo = renderMemo{}
+	}
+	p, err := renderWith(cfg, lb.svcMemo)
 	if err != nil {
 		return nil, Observed{}, err
 	}

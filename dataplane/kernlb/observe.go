@@ -168,7 +168,11 @@ func observedOf(p *program) Observed {
 				cs.Hook = hookOf(c.hook, c.prio, c.typ)
 			}
 			for _, r := range c.rules {
-				cs.Rules = append(cs.Rules, RuleState{Comment: r.commentText(), Exprs: exprsPrint(byte(t.family), r.exprs)})
+				ex := r.print
+				if ex == "" {
+					ex = exprsPrint(byte(t.family), r.exprs)
+				}
+				cs.Rules = append(cs.Rules, RuleState{Comment: r.commentText(), Exprs: ex})
 			}
 			ts.Chains[c.name] = cs
 		}

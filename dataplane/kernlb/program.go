@@ -64,6 +64,10 @@ type ruleProg struct {
 	svc, role string
 	comment   string
 	exprs     []expr.Any
+	// print is exprsPrint of exprs, computed with the rule when its
+	// service is rendered (renderWith), so that a service rendered again
+	// from the memo is not marshalled again.
+	print string
 }
 
 type setProg struct {
@@ -104,12 +108,30 @@ func (p *program) inet() *tableProg   { return &p.tables[0] }
 func (p *program) netdev() *tableProg { return &p.tables[1] }
 
 // render builds the program of a validated, resolved config.
-func render(c Config) (*program, error) {
+func render(c Config) (*program, error) { return renderWith(c, nil) }
+
+// renderMemo holds the last render of each service, by name: a service
+// whose configuration has not changed since (the same key) is not rendered
+// again. An agent's commit usually changes a few services of many; a
+// Maglev service costs a table to fill and rules to marshal.
+type renderMemo map[string]*svcRender
+
+type svcRender struct {
+	key      string // the service's configuration, printed
+	dispatch ruleProg
+	chain    *chainProg
+	sets     []*setProg
+}
+
+// renderWith is render with a memo (nil: none), which it updates to hold
+// the services of c.
+func renderWith(c Config, memo renderMemo) (*program, error) {
 	p := &program{tables: [2]tableProg{{family: nftables.TableFamilyINet}, {family: nftables.TableFamilyNetdev}}}
 	services := append([]Service{}, c.Services...)
 	sort.Slice(services, func(i, j int) bool { return services[i].Name < services[j].Name })
 	var natBase *chainProg
 	drBase := map[string]*chainProg{}
+	seen := map[string]bool{}
 	for _, s := range services {
 		var t *tableProg
 		var base *chainProg
@@ -142,15 +164,46 @@ func render(c Config) (*program, error) {
 				}
 			}
 		}
-		chain := &chainProg{name: "svc-" + s.Name, svc: s.Name}
-		base.rules = append(base.rules, ruleProg{svc: s.Name, role: "dispatch", comment: specLine(s),
-			exprs: dispatchExprs(s, chain.name)})
-		sets, rules := serviceProgram(s)
-		chain.rules = rules
-		t.chains = append(t.chains, chain)
-		t.sets = append(t.sets, sets...)
+		var r *svcRender
+		var key string
+		if memo != nil {
+			key = fmt.Sprintf("%v", s)
+			seen[s.Name] = true
+			if m := memo[s.Name]; m != nil && m.key == key {
+				r = m
+			}
+		}
+		if r == nil {
+			r = renderService(s, byte(t.family))
+			r.key = key
+			if memo != nil {
+				memo[s.Name] = r
+			}
+		}
+		base.rules = append(base.rules, r.dispatch)
+		t.chains = append(t.chains, r.chain)
+		t.sets = append(t.sets, r.sets...)
+	}
+	for name := range memo {
+		if !seen[name] {
+			delete(memo, name)
+		}
 	}
 	return p, nil
+}
+
+// renderService renders one service of family fam: its dispatch rule, its
+// chain and its sets, the rules' prints computed.
+func renderService(s Service, fam byte) *svcRender {
+	chain := &chainProg{name: "svc-" + s.Name, svc: s.Name}
+	dispatch := ruleProg{svc: s.Name, role: "dispatch", comment: specLine(s), exprs: dispatchExprs(s, chain.name)}
+	dispatch.print = exprsPrint(fam, dispatch.exprs)
+	sets, rules := serviceProgram(s)
+	for i := range rules {
+		rules[i].print = exprsPrint(fam, rules[i].exprs)
+	}
+	chain.rules = rules
+	return &svcRender{dispatch: dispatch, chain: chain, sets: sets}
 }
 
 // specLine is the dispatch rule's comment: the service's parameters, so
