@@ -439,6 +439,20 @@ func BenchmarkKernLBReconfigure(b *testing.B) {
 		b.Errorf("an unchanged config changed %v", ch)
 	}
 	noop := time.Since(start)
+	// One service of the 100 changed (a server of ten replaced): what a
+	// usual commit costs.
+	var one []float64
+	cfg := build(changes)
+	for i := range 5 {
+		svc := &cfg.Services[1+i]
+		svc.Servers = slices.Clone(svc.Servers)
+		svc.Servers[0].Address = netip.AddrFrom4([4]byte{198, 51, 100, byte(230 + i)})
+		start := time.Now()
+		if ch := set(b, lb, cfg); len(ch) != 1 {
+			b.Errorf("a change of one service changed %v", ch)
+		}
+		one = append(one, ms(time.Since(start)))
+	}
 	rng := func(v []float64) string {
 		return fmt.Sprintf("%.1f ms (%.1f–%.1f)", medianOf(v), slices.Min(v), slices.Max(v))
 	}
@@ -449,10 +463,11 @@ func BenchmarkKernLBReconfigure(b *testing.B) {
 	b.ReportMetric(medianOf(cpuUser)+medianOf(cpuSys), "change_all_set_cpu_ms")
 	b.ReportMetric(float64(elems), "change_all_elements")
 	b.ReportMetric(float64(noop.Microseconds())/1000, "noop_set_ms")
+	b.ReportMetric(medianOf(one), "change_one_set_ms")
 	b.ReportMetric(float64(load.errs), "failed_conns")
 	b.ReportMetric(float64(load.conns), "conns_during")
 	b.Logf("change of all 100 services, median (range) over %d: Set %s, render %s, batch %s, transaction %s, of which kernel CPU %s; Set's CPU user %s, system %s; %d set elements added or deleted",
 		changes, rng(times), rng(render), rng(batch), rng(flush), rng(flushSys), rng(cpuUser), rng(cpuSys), elems)
-	b.Logf("first Set %.1f ms, unchanged Set %v; %d connections during the changes, %d failed",
-		first, noop, load.conns, load.errs)
+	b.Logf("first Set %.1f ms, unchanged Set %v, change of one service %s; %d connections during the changes, %d failed",
+		first, noop, rng(one), load.conns, load.errs)
 }
