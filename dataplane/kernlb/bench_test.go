@@ -5,35 +5,48 @@ package kernlb
 //
 //   - BenchmarkKernLBConnRate: new TCP connections per second through the
 //     VIP (connect, one line each way, close) in nat and dr, against
-//     HAProxy 2.6 (`mode tcp`, 1 thread) on the same gateway namespace and
-//     the same backends, with a direct run (no gateway function: the client
+//     HAProxy 2.6 (`mode tcp`, 1 thread) and gitgw's proxy on the same
+//     gateway namespace and the same backends, with a direct run (no gateway function: the client
 //     to a server, routed by the gateway in the nat lab, on the segment in
 //     the dr lab) as the baseline. Each variant also runs keep-alive: the
 //     same workers keep their connection and exchange lines on it
 //     (requests per second, CPU per request).
 //
-//     CPU: with kernel forwarding the work is done in softirq, which Linux
-//     runs on the CPU that received the packet, mostly in the context of
-//     the thread that sent it (a veth transmit raises NET_RX and the
-//     softirq runs when that thread re-enables bottom halves), and the
-//     kernel's tick accounting charges such ticks to that thread's system
-//     time (CONFIG_TICK_CPU_ACCOUNTING, no IRQ_TIME_ACCOUNTING here). So the
-//     gateway's forwarding cost lands in the sender's CPU time: here the
-//     client and server goroutines of this test process, and haproxy's
-//     own process for what it sends. The counted CPU is therefore this
-//     process (getrusage) + haproxy's process + the ksoftirqd threads
-//     (softirq deferred under load), from /proc/<pid>/stat; not the whole
-//     machine, which is shared with other work (its load is logged). The
-//     client and servers are the same in every variant, so "gateway CPU
-//     per connection" is a variant's CPU per connection minus the direct
-//     run's (the client talking to a server without the gateway's
-//     function: routed by the gateway in the nat lab, on the segment in
-//     the dr lab). Rounds alternate the variants; medians are reported.
+//     CPU: with kernel forwarding the work is done in softirq. On a veth
+//     without NAPI, Linux runs a packet's receive in the context of the
+//     thread that sent it (the transmit raises NET_RX and the softirq runs
+//     when that thread re-enables bottom halves), and the tick accounting
+//     (no IRQ_TIME_ACCOUNTING here) charges it to that thread: the
+//     gateway's forwarding would land in the client's and servers' CPU,
+//     mixed with theirs. So the gateway's interfaces, and the switch
+//     ports facing them, get GRO and threaded NAPI (napiThread): every
+//     packet the gateway receives is processed (netfilter, conntrack,
+//     NAT, routing, the DR rewrite and its transmit, or TCP up to a
+//     proxy's socket) in the NAPI thread of the interface it arrived on.
+//     The gateway's CPU is those threads plus its proxy process (HAProxy,
+//     or gitgw's proxy, run as a process of its own: proxyhelper_test.go),
+//     read from /proc/<pid>/stat, per connection (or request); the same
+//     for every variant, direct included (in the nat lab the direct run is
+//     routed by the gateway: its figure is plain forwarding). The total
+//     counted beside it adds this process (client and servers), the
+//     switch ports' NAPI threads and ksoftirqd; the machine is shared with
+//     other work (its load is logged). Rounds alternate the variants;
+//     medians are reported, and every round in the log.
+//
+//     HAProxy runs one thread and gitgw's proxy one shard (GOMAXPROCS=1):
+//     the box has 2 cores, shared by the load generator, the servers and
+//     the gateway, so the rates are bounded by the client and servers
+//     (the direct run's rate is the ceiling) rather than by the gateway.
 //
 //   - BenchmarkKernLBReconfigure: 100 nat maglev services with 1,000
 //     servers applied in one Set (one batch), then all of them changed at
-//     once, while connections run through one of them: time per Set and
-//     failed connections.
+//     once, 12 times (each change replaces one server of ten in every
+//     service and flips every weight: about 21 % of each Maglev map's
+//     slots change, 43,000 element deletions and additions in one
+//     transaction), while connections run through one of them: time per
+//     Set and per phase (median and range), the Set goroutine's CPU, the
+//     kernel's CPU applying the transaction (the thread's system time in
+//     sendmsg) and failed connections.
 
 import (
 	"fmt"
@@ -116,7 +129,26 @@ type loadResult struct {
 	conns, errs int64
 	dur         time.Duration
 	cpu         time.Duration // counted CPU (see the file comment)
+	gw          time.Duration // the gateway's CPU: its NAPI threads and its proxy process
 	machine     time.Duration // whole machine's busy time
+}
+
+// meter names what connLoad counts besides this process and ksoftirqd:
+// the gateway's threads and process (gw, also counted in the total) and
+// other threads (the switch ports' NAPI threads).
+type meter struct{ gw, other []int }
+
+func ticksOf(pids []int) time.Duration {
+	var t int64
+	for _, p := range pids {
+		t += procTicks(p)
+	}
+	return time.Duration(t) * tickDur
+}
+
+// gwCPUPerConn is the gateway's CPU per connection, in µs.
+func (r loadResult) gwCPUPerConn() float64 {
+	return float64(r.gw.Microseconds()) / float64(max(r.conns, 1))
 }
 
 func (r loadResult) rate() float64 { return float64(r.conns) / r.dur.Seconds() }
@@ -132,7 +164,8 @@ func (r loadResult) cpuPerConn() float64 {
 //
 // With keepalive each worker keeps its connection and exchanges lines on
 // it: conns then counts requests.
-func connLoad(tb testing.TB, client *lab.Netns, targets []string, conc int, d time.Duration, keepalive bool, pids ...int) loadResult {
+func connLoad(tb testing.TB, client *lab.Netns, targets []string, conc int, d time.Duration, keepalive bool, m meter) loadResult {
+	pids := append(slices.Clone(m.gw), m.other...)
 	var conns, errs atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -195,16 +228,16 @@ func connLoad(tb testing.TB, client *lab.Netns, targets []string, conc int, d ti
 			tb.Fatalf("load worker: %v", err)
 		}
 	}
-	cpu0, m0 := cpuNow(pids), machineBusy()
+	cpu0, gw0, m0 := cpuNow(pids), ticksOf(m.gw), machineBusy()
 	start := time.Now()
 	c0, e0 := conns.Load(), errs.Load()
 	time.Sleep(d) // the measured period
 	c1, e1 := conns.Load(), errs.Load()
-	cpu1, m1 := cpuNow(pids), machineBusy()
+	cpu1, gw1, m1 := cpuNow(pids), ticksOf(m.gw), machineBusy()
 	dur := time.Since(start)
 	close(stop)
 	wg.Wait()
-	return loadResult{conns: c1 - c0, errs: e1 - e0, dur: dur, cpu: cpu1 - cpu0, machine: m1 - m0}
+	return loadResult{conns: c1 - c0, errs: e1 - e0, dur: dur, cpu: cpu1 - cpu0, gw: gw1 - gw0, machine: m1 - m0}
 }
 
 func medianOf(v []float64) float64 {
@@ -237,6 +270,17 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			for _, ns := range []*lab.Netns{l.client, l.gw[0]} {
 				ns.Run(b, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535")
 			}
+			// The gateway's interfaces and the switch ports facing them get
+			// NAPI threads (napiThread): the gateway's packet work runs
+			// there, not in the sender's context, and its CPU is theirs.
+			var m meter
+			m.gw = append(m.gw, napiThread(b, l.gw[0], "eth0", l.sw.NS, l.gwPort[0]))
+			m.other = append(m.other, napiThread(b, l.sw.NS, l.gwPort[0], l.gw[0], "eth0"))
+			if mode == NAT {
+				m.gw = append(m.gw, napiThread(b, l.gw[0], "eth1", l.back.NS, l.backPort[0]))
+				m.other = append(m.other, napiThread(b, l.back.NS, l.backPort[0], l.gw[0], "eth1"))
+			}
+			with := func(pid int) meter { return meter{gw: append(slices.Clone(m.gw), pid), other: m.other} }
 			var direct, backends []string
 			for _, a := range l.srvAddr {
 				port := "80"
@@ -261,22 +305,28 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			for r := range nRounds {
 				// direct
 				set(b, lb, Config{})
-				res["direct"] = append(res["direct"], connLoad(b, l.client, direct, conc, dur, false))
-				res["ka-direct"] = append(res["ka-direct"], connLoad(b, l.client, direct, conc, dur, true))
+				res["direct"] = append(res["direct"], connLoad(b, l.client, direct, conc, dur, false, m))
+				res["ka-direct"] = append(res["ka-direct"], connLoad(b, l.client, direct, conc, dur, true, m))
 				// haproxy on the gateway
 				h := lab.StartHAProxyIn(b, l.gw[0], hapCfg)
-				res["haproxy"] = append(res["haproxy"], connLoad(b, l.client, vipT, conc, dur, false, h.Pid()))
-				res["ka-haproxy"] = append(res["ka-haproxy"], connLoad(b, l.client, vipT, conc, dur, true, h.Pid()))
+				res["haproxy"] = append(res["haproxy"], connLoad(b, l.client, vipT, conc, dur, false, with(h.Pid())))
+				res["ka-haproxy"] = append(res["ka-haproxy"], connLoad(b, l.client, vipT, conc, dur, true, with(h.Pid())))
 				_ = unix.Kill(h.Pid(), unix.SIGKILL)
 				_ = h.Cmd.Wait()
+				// gitgw's proxy on the gateway
+				px := startProxyIn(b, l.gw[0], vipT[0], backends)
+				res["proxy"] = append(res["proxy"], connLoad(b, l.client, vipT, conc, dur, false, with(px.Process.Pid)))
+				res["ka-proxy"] = append(res["ka-proxy"], connLoad(b, l.client, vipT, conc, dur, true, with(px.Process.Pid)))
+				_ = px.Process.Kill()
+				_ = px.Wait()
 				// kernel
 				set(b, lb, Config{Services: []Service{svc}})
-				res[string(mode)] = append(res[string(mode)], connLoad(b, l.client, vipT, conc, dur, false))
-				res["ka-"+string(mode)] = append(res["ka-"+string(mode)], connLoad(b, l.client, vipT, conc, dur, true))
-				for _, v := range []string{"direct", "haproxy", string(mode), "ka-direct", "ka-haproxy", "ka-" + string(mode)} {
+				res[string(mode)] = append(res[string(mode)], connLoad(b, l.client, vipT, conc, dur, false, m))
+				res["ka-"+string(mode)] = append(res["ka-"+string(mode)], connLoad(b, l.client, vipT, conc, dur, true, m))
+				for _, v := range []string{"direct", "haproxy", "proxy", string(mode), "ka-direct", "ka-haproxy", "ka-proxy", "ka-" + string(mode)} {
 					x := res[v][r]
-					fmt.Fprintf(&rounds, "round %d %-10s %7.0f /s  %6.1f µs CPU each  errors %d  (machine busy %.0f %% of 2 CPUs, ours %.0f %%)\n",
-						r+1, v, x.rate(), x.cpuPerConn(), x.errs, 50*x.machine.Seconds()/x.dur.Seconds(), 50*x.cpu.Seconds()/x.dur.Seconds())
+					fmt.Fprintf(&rounds, "round %d %-10s %7.0f /s  gateway %6.1f µs CPU each, total %6.1f  errors %d  (machine busy %.0f %% of 2 CPUs, counted %.0f %%, gateway %.0f %%)\n",
+						r+1, v, x.rate(), x.gwCPUPerConn(), x.cpuPerConn(), x.errs, 50*x.machine.Seconds()/x.dur.Seconds(), 50*x.cpu.Seconds()/x.dur.Seconds(), 50*x.gw.Seconds()/x.dur.Seconds())
 				}
 			}
 			// The summary first: go test truncates long benchmark logs.
@@ -290,29 +340,30 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			}
 			rate := func(x loadResult) float64 { return x.rate() }
 			cpu := func(x loadResult) float64 { return x.cpuPerConn() }
-			base := med("direct", cpu)
-			hapRate, kRate := med("haproxy", rate), med(string(mode), rate)
-			hapGw, kGw := med("haproxy", cpu)-base, med(string(mode), cpu)-base
-			b.ReportMetric(kRate, string(mode)+"_conn/s")
-			b.ReportMetric(hapRate, "haproxy_conn/s")
-			b.ReportMetric(med("direct", rate), "direct_conn/s")
-			b.ReportMetric(kGw, string(mode)+"_gw_µs/conn")
-			b.ReportMetric(hapGw, "haproxy_gw_µs/conn")
-			b.ReportMetric(kRate/hapRate, "ratio_rate")
-			b.ReportMetric(kGw/hapGw, "ratio_gw_cpu")
-			b.Logf("%s: %.0f conn/s vs HAProxy %.0f (×%.2f); gateway CPU %.1f µs/conn vs HAProxy %.1f (×%.2f); direct %.0f conn/s at %.1f µs CPU/conn",
-				mode, kRate, hapRate, kRate/hapRate, kGw, hapGw, kGw/hapGw, med("direct", rate), base)
-			kaBase := med("ka-direct", cpu)
-			kaHap, kaK := med("ka-haproxy", rate), med("ka-"+string(mode), rate)
-			kaHapGw, kaKGw := med("ka-haproxy", cpu)-kaBase, med("ka-"+string(mode), cpu)-kaBase
-			b.ReportMetric(kaK, string(mode)+"_ka_req/s")
-			b.ReportMetric(kaHap, "haproxy_ka_req/s")
-			b.ReportMetric(kaKGw, string(mode)+"_ka_gw_µs/req")
-			b.ReportMetric(kaHapGw, "haproxy_ka_gw_µs/req")
-			b.ReportMetric(kaK/kaHap, "ratio_ka_rate")
-			b.ReportMetric(kaKGw/kaHapGw, "ratio_ka_gw_cpu")
-			b.Logf("%s keep-alive: %.0f req/s vs HAProxy %.0f (×%.2f); gateway CPU %.1f µs/req vs HAProxy %.1f (×%.2f); direct %.0f req/s at %.1f µs CPU/req",
-				mode, kaK, kaHap, kaK/kaHap, kaKGw, kaHapGw, kaKGw/kaHapGw, med("ka-direct", rate), kaBase)
+			// Per variant: the rate, the gateway's CPU per connection (its
+			// NAPI threads and its proxy process: everything the gateway
+			// does for the traffic, softirq included) and the total counted
+			// (this process: client and servers; ksoftirqd; the NAPI
+			// threads; the proxy), all medians over the rounds.
+			gwc := func(x loadResult) float64 { return x.gwCPUPerConn() }
+			report := func(prefix, unit string) {
+				hapRate, hapGw, hapTot := med(prefix+"haproxy", rate), med(prefix+"haproxy", gwc), med(prefix+"haproxy", cpu)
+				for _, v := range []string{"direct", "haproxy", "proxy", string(mode)} {
+					r, gw, tot := med(prefix+v, rate), med(prefix+v, gwc), med(prefix+v, cpu)
+					name := strings.ReplaceAll(prefix+v, "-", "_")
+					b.ReportMetric(r, name+"_"+unit+"/s")
+					b.ReportMetric(gw, name+"_gw_µs/"+unit)
+					b.ReportMetric(tot, name+"_total_µs/"+unit)
+					if v != "haproxy" && v != "direct" {
+						b.ReportMetric(r/hapRate, name+"_rate_vs_haproxy")
+						b.ReportMetric(gw/hapGw, name+"_gw_cpu_vs_haproxy")
+					}
+					b.Logf("%-12s %7.0f %s/s (×%.2f HAProxy's); gateway CPU per %s %.1f µs (×%.2f HAProxy's), total counted %.1f µs (×%.2f)",
+						prefix+v, r, unit, r/hapRate, unit, gw, gw/hapGw, tot, tot/hapTot)
+				}
+			}
+			report("", "conn")
+			report("ka-", "req")
 		})
 	}
 }
@@ -340,39 +391,83 @@ func BenchmarkKernLBReconfigure(b *testing.B) {
 		c.Services[0] = web
 		return c
 	}
-	var times, flush []float64
+	const changes = 12
+	// Per change of all 100 services: wall time of the Set and of its
+	// phases, and the Set goroutine's CPU (its thread, locked: user and
+	// system, the system part mostly the kernel applying the batch).
+	var times, flush, flushSys, cpuUser, cpuSys, render, batch []float64
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	// Connections through the web service during the changes (after the
 	// first Set: before it there is no service to connect to).
 	stop := make(chan loadResult)
-	for gen := range 8 {
+	elems, first := 0, 0.0
+	for gen := range changes + 1 {
 		if gen == 1 {
-			go func() { stop <- connLoad(b, l.client, []string{vip + ":80"}, 8, 4*time.Second, false) }()
+			go func() { stop <- connLoad(b, l.client, []string{vip + ":80"}, 8, 4*time.Second, false, meter{}) }()
 		}
 		cfg := build(gen)
+		runtime.LockOSThread()
+		var ru0, ru1 unix.Rusage
+		_ = unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
 		start := time.Now()
 		ch := set(b, lb, cfg)
 		el := time.Since(start)
+		_ = unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
+		runtime.UnlockOSThread()
+		user := time.Duration(ru1.Utime.Nano() - ru0.Utime.Nano())
+		sys := time.Duration(ru1.Stime.Nano() - ru0.Stime.Nano())
 		if gen > 0 && len(ch) != 100 {
 			b.Errorf("generation %d changed %d services, want 100", gen, len(ch))
 		}
-		times = append(times, float64(el.Microseconds())/1000)
 		tm := lb.timing
-		flush = append(flush, float64(tm.flush.Microseconds())/1000)
-		b.Logf("generation %d: Set of 100 services / 1000 servers (%d changes) in %v: observe %v, render %v, diff %v, batch %v, transaction (flush) %v",
-			gen, len(ch), el, tm.observe, tm.render, tm.diff, tm.batch, tm.flush)
+		if gen == 0 {
+			first = ms(el)
+		} else {
+			times = append(times, ms(el))
+			flush = append(flush, ms(tm.flush))
+			flushSys = append(flushSys, ms(tm.flushSys))
+			cpuUser, cpuSys = append(cpuUser, ms(user)), append(cpuSys, ms(sys))
+			render, batch = append(render, ms(tm.render)), append(batch, ms(tm.batch))
+			elems = tm.elems
+		}
+		b.Logf("generation %d: Set of 100 services / 1000 servers (%d changes, %d set elements in %d messages) in %v: observe %v, render %v, diff %v, batch %v, transaction (flush) %v (kernel %v); Set's CPU user %v system %v",
+			gen, len(ch), tm.elems, tm.msgs, el, tm.observe, tm.render, tm.diff, tm.batch, tm.flush, tm.flushSys, user, sys)
 	}
 	load := <-stop
 	start := time.Now()
-	if ch := set(b, lb, build(7)); len(ch) != 0 {
+	if ch := set(b, lb, build(changes)); len(ch) != 0 {
 		b.Errorf("an unchanged config changed %v", ch)
 	}
 	noop := time.Since(start)
-	b.ReportMetric(times[0], "first_set_ms")
-	b.ReportMetric(medianOf(flush[1:]), "change_all_transaction_ms")
-	b.ReportMetric(medianOf(times[1:]), "change_all_set_ms")
+	// One service of the 100 changed (a server of ten replaced): what a
+	// usual commit costs.
+	var one []float64
+	cfg := build(changes)
+	for i := range 5 {
+		svc := &cfg.Services[1+i]
+		svc.Servers = slices.Clone(svc.Servers)
+		svc.Servers[0].Address = netip.AddrFrom4([4]byte{198, 51, 100, byte(230 + i)})
+		start := time.Now()
+		if ch := set(b, lb, cfg); len(ch) != 1 {
+			b.Errorf("a change of one service changed %v", ch)
+		}
+		one = append(one, ms(time.Since(start)))
+	}
+	rng := func(v []float64) string {
+		return fmt.Sprintf("%.1f ms (%.1f–%.1f)", medianOf(v), slices.Min(v), slices.Max(v))
+	}
+	b.ReportMetric(first, "first_set_ms")
+	b.ReportMetric(medianOf(times), "change_all_set_ms")
+	b.ReportMetric(medianOf(flush), "change_all_transaction_ms")
+	b.ReportMetric(medianOf(flushSys), "change_all_kernel_cpu_ms")
+	b.ReportMetric(medianOf(cpuUser)+medianOf(cpuSys), "change_all_set_cpu_ms")
+	b.ReportMetric(float64(elems), "change_all_elements")
 	b.ReportMetric(float64(noop.Microseconds())/1000, "noop_set_ms")
+	b.ReportMetric(medianOf(one), "change_one_set_ms")
 	b.ReportMetric(float64(load.errs), "failed_conns")
 	b.ReportMetric(float64(load.conns), "conns_during")
-	b.Logf("first Set %.1f ms, change of all 100 services (median) %.1f ms, unchanged Set %v; %d connections during the changes, %d failed",
-		times[0], medianOf(times[1:]), noop, load.conns, load.errs)
+	b.Logf("change of all 100 services, median (range) over %d: Set %s, render %s, batch %s, transaction %s, of which kernel CPU %s; Set's CPU user %s, system %s; %d set elements added or deleted",
+		changes, rng(times), rng(render), rng(batch), rng(flush), rng(flushSys), rng(cpuUser), rng(cpuSys), elems)
+	b.Logf("first Set %.1f ms, unchanged Set %v, change of one service %s; %d connections during the changes, %d failed",
+		first, noop, rng(one), load.conns, load.errs)
 }

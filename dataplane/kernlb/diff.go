@@ -217,7 +217,7 @@ func structDiff(fam string, want, have *TableState, drift map[string][]string) {
 			drift[svc] = append(drift[svc], fmt.Sprintf("set %s %s missing", fam, name))
 		case w.Def != h.Def:
 			drift[svc] = append(drift[svc], fmt.Sprintf("set %s %s: definition differs", fam, name))
-		case !w.State && w.Elems != h.Elems:
+		case !w.State && !sameElems(w, h):
 			drift[svc] = append(drift[svc], fmt.Sprintf("set %s %s: elements differ", fam, name))
 		}
 	}

@@ -504,6 +504,18 @@ func TestBadInput(t *testing.T) {
 	if len(seen) != 2 {
 		t.Errorf("after a refused batch the service reached %v, want both servers still", seen)
 	}
+	// The next batch is applied: nothing of the refused one is left on
+	// the way (its error messages, on the transaction's socket).
+	if ch := set(t, lb, Config{Services: []Service{good2}}); len(ch) != 1 {
+		t.Errorf("the change after a refused batch: %v, want one", ch)
+	}
+	after, err = lb.Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := Diff(Config{Services: []Service{good2}}, after); len(d) != 0 {
+		t.Errorf("the change after a refused batch was not applied: %v", d)
+	}
 }
 
 // TestRealServer: the DR real server's setup (VIPs on lo, arp_ignore 1,

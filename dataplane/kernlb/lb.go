@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -24,11 +26,16 @@ import (
 // neighbour table, for DR) and an nfnetlink socket that reads the ruleset's
 // generation. It is not safe for concurrent use.
 type LB struct {
-	conn   *nftables.Conn
-	nl     *netlink.Handle
-	genNL  *mdnetlink.Conn
-	log    *slog.Logger
-	cached struct {
+	conn  *nftables.Conn
+	nl    *netlink.Handle
+	genNL *mdnetlink.Conn
+	// txNL sends Set's transactions (txn.commit); reopened after a
+	// refused one, whose error messages may still be queued on it.
+	txNL    *mdnetlink.Conn
+	netnsFd int
+	tx      *txn // the transaction being built by Set
+	log     *slog.Logger
+	cached  struct {
 		ok  bool
 		gen uint32
 		obs Observed
@@ -44,6 +51,9 @@ type LB struct {
 		p    *program
 		want Observed
 	}
+	// svcMemo is the last render of each service (renderWith): a change
+	// of a few services renders only those.
+	svcMemo renderMemo
 }
 
 // render is render(cfg) and its comparable form, memoized for the last
@@ -53,7 +63,10 @@ func (lb *LB) render(cfg Config) (*program, Observed, error) {
 	if lb.memo.p != nil && lb.memo.key == key {
 		return lb.memo.p, lb.memo.want, nil
 	}
-	p, err := render(cfg)
+	if lb.svcMemo == nil {
+		lb.svcMemo = renderMemo{}
+	}
+	p, err := renderWith(cfg, lb.svcMemo)
 	if err != nil {
 		return nil, Observed{}, err
 	}
@@ -72,7 +85,15 @@ func (lb *LB) Diff(desired Config, observed Observed) ([]ChangeItem, error) {
 	return diffProgram(want, desired, observed), nil
 }
 
-type setTiming struct{ observe, render, diff, batch, flush time.Duration }
+// setTiming is the last Set's phases: observe, render, diff, batch
+// (building the transaction), flush (sending it; the kernel applies it
+// within sendmsg), flushSys the thread's system time during flush (the
+// kernel's work on the transaction), elems the set elements it added or
+// deleted and msgs its messages.
+type setTiming struct {
+	observe, render, diff, batch, flush, flushSys time.Duration
+	elems, msgs                                   int
+}
 
 // Open returns an LB in the network namespace of netnsFd (0: the caller's).
 // The nftables socket gets buffers large enough for the kernel's answer to
@@ -114,13 +135,45 @@ func Open(netnsFd int, logger *slog.Logger) (*LB, error) {
 		_ = conn.CloseLasting()
 		return nil, fmt.Errorf("kernlb: nfnetlink socket: %w", err)
 	}
-	return &LB{conn: conn, nl: nl, genNL: gen, log: logger.With("component", "kernlb")}, nil
+	return &LB{conn: conn, nl: nl, genNL: gen, netnsFd: netnsFd, log: logger.With("component", "kernlb")}, nil
+}
+
+// txConn returns the socket for transactions, opening it (with buffers
+// for a batch of ~1 MB) if needed.
+func (lb *LB) txConn() (*mdnetlink.Conn, error) {
+	if lb.txNL != nil {
+		return lb.txNL, nil
+	}
+	c, err := mdnetlink.Dial(unix.NETLINK_NETFILTER, &mdnetlink.Config{NetNS: lb.netnsFd})
+	if err != nil {
+		return nil, fmt.Errorf("kernlb: nfnetlink socket: %w", err)
+	}
+	raw, err := c.SyscallConn()
+	if err == nil {
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			serr = errors.Join(
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 16<<20),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20))
+		})
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("kernlb: nfnetlink socket buffers: %w", err)
+	}
+	lb.txNL = c
+	return c, nil
 }
 
 // Close closes the sockets.
 func (lb *LB) Close() error {
 	lb.nl.Close()
-	return errors.Join(lb.conn.CloseLasting(), lb.genNL.Close())
+	var txErr error
+	if lb.txNL != nil {
+		txErr = lb.txNL.Close()
+	}
+	return errors.Join(lb.conn.CloseLasting(), lb.genNL.Close(), txErr)
 }
 
 // generation is the nftables ruleset's generation: the kernel adds one on
@@ -267,14 +320,37 @@ func (lb *LB) Set(ctx context.Context, cfg Config) ([]ChangeItem, error) {
 	if len(changes) == 0 {
 		return nil, nil
 	}
+	tx, err := newTxn()
+	if err != nil {
+		return nil, err
+	}
+	lb.tx = tx
 	for i, tp := range p.tables {
 		lb.batchTable(tp, want.Tables[i], observed.Tables[i])
 	}
+	tx.sync()
+	lb.tx = nil
 	t4 := time.Now()
-	lb.cached.ok = false
-	err = lb.conn.Flush()
-	lb.timing.batch, lb.timing.flush = t4.Sub(t3), time.Since(t4)
+	nl, err := lb.txConn()
 	if err != nil {
+		return nil, err
+	}
+	lb.cached.ok = false
+	// The thread's system time during the commit is the kernel's work on
+	// the transaction, which runs within sendmsg.
+	runtime.LockOSThread()
+	var ru0, ru1 unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
+	err = tx.commit(nl)
+	_ = unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
+	runtime.UnlockOSThread()
+	lb.timing.flushSys = time.Duration(ru1.Stime.Nano() - ru0.Stime.Nano())
+	lb.timing.batch, lb.timing.flush = t4.Sub(t3), time.Since(t4)
+	lb.timing.elems, lb.timing.msgs = tx.elems, len(tx.msgs)
+	if err != nil {
+		// Refused: its other error messages may still be queued.
+		_ = nl.Close()
+		lb.txNL = nil
 		return nil, fmt.Errorf("kernlb: apply %d change(s) in one batch: %w", len(changes), err)
 	}
 	// If ours was the only transaction since the observation, the tables
@@ -288,7 +364,7 @@ func (lb *LB) Set(ctx context.Context, cfg Config) ([]ChangeItem, error) {
 	return changes, nil
 }
 
-// batchTable queues one table's edit on the connection: chains whose
+// batchTable queues one table's edit on the transaction: chains whose
 // rules differ are emptied and refilled, sets whose definition differs are
 // replaced (and their service's chain refilled, since its rules point at
 // the old set), and the elements of other sets are edited in place, only
@@ -298,11 +374,11 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 	t := &nftables.Table{Name: TableName, Family: tp.family}
 	if want == nil {
 		if have != nil {
-			lb.conn.DelTable(t)
+			lb.tx.lib().DelTable(t)
 		}
 		return
 	}
-	lb.conn.AddTable(t)
+	lb.tx.lib().AddTable(t)
 	if have == nil {
 		have = &TableState{}
 	}
@@ -310,26 +386,33 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 	for _, s := range tp.sets {
 		progSets[s.set.Name] = s
 	}
-	// Sets first: which are replaced decides which chains are refilled.
+	// Sets first: which are replaced decides which chains are refilled:
+	// a chain whose rules use a replaced set (they point at the old one).
+	// The catalog is used by no rule: replacing it leaves the chain be.
+	used := usedSets(tp)
 	replaced := map[string]bool{} // set names
 	dirtySvc := map[string]bool{}
+	replace := func(name string) {
+		replaced[name] = true
+		if used[name] {
+			dirtySvc[owner(name, false)] = true
+		}
+	}
 	deltas := map[string][2][]nftables.SetElement{} // del, add
 	for name, w := range want.Sets {
 		h := have.Sets[name]
 		switch {
 		case h == nil:
 		case h.Def != w.Def:
-			replaced[name] = true
-			dirtySvc[owner(name, false)] = true
-		case !w.State && !h.State && w.Elems != h.Elems && progSets[name] != nil && !progSets[name].set.Interval:
+			replace(name)
+		case !w.State && !h.State && progSets[name] != nil && !progSets[name].set.Interval && !sameElems(w, h):
 			// A set whose elements mostly change (a Maglev map whose
 			// servers all moved) is cheaper to replace whole, with its
 			// service's chain, than to edit: one add per element instead
 			// of a delete and an add per changed slot.
-			del, add := elemDelta(progSets[name].elems, h.elems)
-			if len(del)+len(add) > len(progSets[name].elems) {
-				replaced[name] = true
-				dirtySvc[owner(name, false)] = true
+			del, add := setDelta(progSets[name], h)
+			if len(del)+len(add) > max(len(progSets[name].elems), len(progSets[name].slots)) {
+				replace(name)
 			} else {
 				deltas[name] = [2][]nftables.SetElement{del, add}
 			}
@@ -346,7 +429,7 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 	var gone []string
 	for name := range have.Chains {
 		if want.Chains[name] == nil || chainDirty(name) {
-			lb.conn.FlushChain(&nftables.Chain{Table: t, Name: name})
+			lb.tx.lib().FlushChain(&nftables.Chain{Table: t, Name: name})
 		}
 		if want.Chains[name] == nil {
 			gone = append(gone, name)
@@ -357,32 +440,28 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 		set := &nftables.Set{Table: t, Name: name}
 		switch {
 		case w == nil || replaced[name]:
-			lb.conn.DelSet(set)
+			lb.tx.lib().DelSet(set)
 		case w.State && h.State:
 			if ps := progSets[name]; ps != nil && ps.role == "persist" {
 				lb.prunePersist(t, ps)
 			}
-		case w.Elems != h.Elems:
+		case !sameElems(w, h):
 			ps := progSets[name]
 			pset := ps.set
 			pset.Table = t
 			if pset.Interval {
 				// Interval elements are ranges: refill rather than edit.
-				lb.conn.FlushSet(&pset)
-				_ = lb.conn.SetAddElements(&pset, ps.elems)
+				lb.tx.lib().FlushSet(&pset)
+				lb.tx.setElems(unix.NFT_MSG_NEWSETELEM, &pset, ps.elements())
 				continue
 			}
 			d, ok := deltas[name]
 			if !ok {
-				d[0], d[1] = elemDelta(ps.elems, h.elems)
+				d[0], d[1] = setDelta(ps, h)
 			}
 			del, add := d[0], d[1]
-			if len(del) > 0 {
-				_ = lb.conn.SetDeleteElements(&pset, del)
-			}
-			if len(add) > 0 {
-				_ = lb.conn.SetAddElements(&pset, add)
-			}
+			lb.tx.setElems(unix.NFT_MSG_DELSETELEM, &pset, del)
+			lb.tx.setElems(unix.NFT_MSG_NEWSETELEM, &pset, add)
 		}
 	}
 	for _, s := range tp.sets {
@@ -391,8 +470,10 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 		}
 		set := s.set
 		set.Table = t
-		// Errors of queued operations come back from Flush.
-		_ = lb.conn.AddSet(&set, s.elems)
+		// Errors of queued operations come back from the commit. The
+		// elements follow the set, encoded by the transaction.
+		_ = lb.tx.lib().AddSet(&set, nil)
+		lb.tx.setElems(unix.NFT_MSG_NEWSETELEM, &set, s.elements())
 	}
 	chains := map[string]*nftables.Chain{}
 	for _, c := range tp.chains {
@@ -406,7 +487,7 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 			ch.Policy = &policy
 		}
 		if have.Chains[c.name] == nil {
-			lb.conn.AddChain(ch)
+			lb.tx.lib().AddChain(ch)
 		}
 		chains[c.name] = ch
 	}
@@ -415,17 +496,67 @@ func (lb *LB) batchTable(tp tableProg, want, have *TableState) {
 			continue
 		}
 		for _, r := range c.rules {
-			lb.conn.AddRule(&nftables.Rule{Table: t, Chain: chains[c.name], Exprs: r.exprs, UserData: comment(r.commentText())})
+			lb.tx.lib().AddRule(&nftables.Rule{Table: t, Chain: chains[c.name], Exprs: r.exprs, UserData: comment(r.commentText())})
 		}
 	}
 	for _, name := range gone {
-		lb.conn.DelChain(&nftables.Chain{Table: t, Name: name})
+		lb.tx.lib().DelChain(&nftables.Chain{Table: t, Name: name})
 	}
+}
+
+// usedSets are the sets that the rules of tp name.
+func usedSets(tp tableProg) map[string]bool {
+	used := map[string]bool{}
+	for _, c := range tp.chains {
+		for _, r := range c.rules {
+			for _, e := range r.exprs {
+				switch x := e.(type) {
+				case *expr.Lookup:
+					used[x.SetName] = true
+				case *expr.Dynset:
+					used[x.SetName] = true
+				}
+			}
+		}
+	}
+	return used
+}
+
+// setDelta returns the elements to delete from the set have and to add to
+// reach the set want. Two dense slot maps (a render and the render the
+// tables hold since the last Set) are compared slot by slot, without
+// turning them into elements.
+func setDelta(want *setProg, have *SetState) (del, add []nftables.SetElement) {
+	if want.slots == nil || have.slots == nil {
+		return elemDelta(want.elements(), have.elements())
+	}
+	w, h := want.slots, have.slots
+	for i, v := range w {
+		switch {
+		case i >= len(h):
+			add = append(add, nftables.SetElement{Key: slotKey(i), Val: v})
+		case !bytes.Equal(h[i], v):
+			del = append(del, nftables.SetElement{Key: slotKey(i)})
+			add = append(add, nftables.SetElement{Key: slotKey(i), Val: v})
+		}
+	}
+	for i := len(w); i < len(h); i++ {
+		del = append(del, nftables.SetElement{Key: slotKey(i)})
+	}
+	return del, add
 }
 
 // elemDelta returns the elements to delete from have and to add to reach
 // want (a changed value is a delete and an add).
 func elemDelta(want, have []nftables.SetElement) (del, add []nftables.SetElement) {
+	if del, add, ok := slotDelta(want, have); ok {
+		return del, add
+	}
+	return mapDelta(want, have)
+}
+
+// mapDelta is elemDelta for any set, through a map of the keys.
+func mapDelta(want, have []nftables.SetElement) (del, add []nftables.SetElement) {
 	hv := make(map[string][]byte, len(have))
 	for _, e := range have {
 		hv[string(e.Key)] = e.Val
@@ -450,6 +581,59 @@ func elemDelta(want, have []nftables.SetElement) (del, add []nftables.SetElement
 	return del, add
 }
 
+// slotDelta is elemDelta for the slot maps (4-byte keys, slot numbers
+// below MaxTableSize), indexed by slot instead of by a map of strings: a
+// change of 100 Maglev services compares 100,000 slots. It reports false
+// for any other set.
+func slotDelta(want, have []nftables.SetElement) (del, add []nftables.SetElement, ok bool) {
+	slot := func(e *nftables.SetElement) int {
+		if len(e.Key) != 4 || e.IntervalEnd {
+			return -1
+		}
+		if n := binary.NativeEndian.Uint32(e.Key); n < MaxTableSize {
+			return int(n)
+		}
+		return -1
+	}
+	n := 0
+	for _, es := range [2][]nftables.SetElement{want, have} {
+		for i := range es {
+			k := slot(&es[i])
+			if k < 0 {
+				return nil, nil, false
+			}
+			n = max(n, k+1)
+		}
+	}
+	// inHave[k]: 1 + the index in have of slot k's element (0: none);
+	// inWant[k]: slot k is wanted.
+	inHave := make([]int32, n)
+	inWant := make([]bool, n)
+	del = make([]nftables.SetElement, 0, len(have)/4)
+	add = make([]nftables.SetElement, 0, len(want)/4)
+	for i := range have {
+		inHave[slot(&have[i])] = int32(i + 1)
+	}
+	for i := range want {
+		e := &want[i]
+		k := slot(e)
+		inWant[k] = true
+		if j := inHave[k]; j > 0 {
+			if bytes.Equal(have[j-1].Val, e.Val) {
+				continue
+			}
+			del = append(del, nftables.SetElement{Key: e.Key})
+		}
+		add = append(add, *e)
+	}
+	for i := range have {
+		if k := slot(&have[i]); !inWant[k] {
+			del = append(del, nftables.SetElement{Key: have[i].Key})
+		}
+	}
+	return del, add, true
+}
+
 // prunePersist queues the removal of persistence entries whose server no
 // longer takes new flows (drained, down, removed): a persistent client must
 // not keep bringing new flows to a drained server.
@@ -468,6 +652,6 @@ func (lb *LB) prunePersist(t *nftables.Table, s *setProg) {
 		}
 	}
 	if len(stale) > 0 {
-		_ = lb.conn.SetDeleteElements(&set, stale)
+		lb.tx.setElems(unix.NFT_MSG_DELSETELEM, &set, stale)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"net/netip"
 
 	"github.com/google/nftables"
@@ -42,9 +41,19 @@ type RuleState struct {
 type SetState struct {
 	Def   string
 	State bool   // filled by the kernel: elements not compared
-	Elems string // fingerprint of the elements
-	// raw elements of the sets Observe decodes (servers, allow, deny)
+	Elems string // fingerprint of the elements ("" for a rendered slot map until compared: print)
+	// raw elements of the sets Observe decodes (servers, allow, deny), as
+	// read; or, for a rendered dense slot map, its slots (setProg.slots)
 	elems []nftables.SetElement
+	slots [][]byte
+}
+
+// elements returns the set's elements as the library's type.
+func (ss *SetState) elements() []nftables.SetElement {
+	if ss.slots != nil {
+		return slotElems(ss.slots)
+	}
+	return ss.elems
 }
 
 var families = [2]nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyNetdev}
@@ -127,7 +136,8 @@ func (lb *LB) read() (Observed, error) {
 			return o, fmt.Errorf("kernlb: sets of %s %s: %w", familyName(fam), TableName, err)
 		}
 		for _, s := range sets {
-			ss := &SetState{Def: setDef(s), State: s.HasTimeout || s.Dynamic}
+			state := s.HasTimeout || s.Dynamic
+			ss := &SetState{Def: setDef(s, state), State: state}
 			if !ss.State {
 				elems, err := lb.conn.GetSetElements(s)
 				if err != nil {
@@ -158,14 +168,24 @@ func observedOf(p *program) Observed {
 				cs.Hook = hookOf(c.hook, c.prio, c.typ)
 			}
 			for _, r := range c.rules {
-				cs.Rules = append(cs.Rules, RuleState{Comment: r.commentText(), Exprs: exprsPrint(byte(t.family), r.exprs)})
+				ex := r.print
+				if ex == "" {
+					ex = exprsPrint(byte(t.family), r.exprs)
+				}
+				cs.Rules = append(cs.Rules, RuleState{Comment: r.commentText(), Exprs: ex})
 			}
 			ts.Chains[c.name] = cs
 		}
 		for _, s := range t.sets {
 			set := s.set
-			ss := &SetState{Def: setDef(&set), State: s.state}
-			if !s.state {
+			ss := &SetState{Def: setDef(&set, s.state), State: s.state}
+			switch {
+			case s.state:
+			case s.slots != nil:
+				// Fingerprinted only if compared with elements read
+				// from the kernel (sameElems).
+				ss.slots = s.slots
+			default:
 				ss.elems = s.elems
 				ss.Elems = elemsPrint(s.elems)
 			}
@@ -196,13 +216,16 @@ func hookOf(h *nftables.ChainHook, p *nftables.ChainPriority, typ nftables.Chain
 	return fmt.Sprintf("type %s hook %d priority %d", typ, uint32(*h), prio)
 }
 
-func setDef(s *nftables.Set) string {
-	// The declared size is compared only on the sets the agent fills
-	// (fixedSize): the kernel gives the sets it fills itself a size of
-	// its own choosing.
-	size := uint32(0)
-	if !s.Dynamic && !s.HasTimeout {
-		size = s.Size
+// setDef is a set's definition as compared. The size is part of it for
+// the sets the agent fills (it declares one: fixedSize), not for those the
+// kernel fills (state): none is declared, and once a rule adds to such a
+// set the kernel reports 65535 (the dynset expression's default), so every
+// read from the kernel (after a restart, after an edit by hand) saw them
+// redefined, and Set would have replaced them, losing their entries.
+func setDef(s *nftables.Set, state bool) string {
+	size := s.Size
+	if state {
+		size = 0
 	}
 	return fmt.Sprintf("map=%v interval=%v timeout=%v(%v) key=%d/%d data=%d/%d size=%d",
 		s.IsMap, s.Interval, s.HasTimeout, s.Timeout, s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes, size)
@@ -211,31 +234,113 @@ func setDef(s *nftables.Set) string {
 // elemsPrint fingerprints a set's elements, in any order (the kernel
 // returns a hash set's elements in its own order): each element is hashed
 // on its own and the hashes are combined by sum and xor, which do not
-// depend on the order, so that no sort is needed (a Maglev map has
-// thousands of elements and a Set fingerprints every map it renders).
+// depend on the order, so that no sort is needed. A Set fingerprints every
+// map it renders, 100,000 elements for 100 Maglev services, so the
+// element hash is a few multiplications (elemHash), not a library hash
+// with its allocations. Fingerprints are compared within one process
+// only: the function may change between versions.
 func elemsPrint(elems []nftables.SetElement) string {
-	var sum, xor, sum2 uint64
-	h := fnv.New128a()
-	var d [16]byte
-	for _, e := range elems {
-		h.Reset()
-		if e.IntervalEnd {
-			h.Write([]byte{1})
-		} else {
-			h.Write([]byte{0})
-		}
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(e.Key)))
-		h.Write(n[:])
-		h.Write(e.Key)
-		h.Write(e.Val)
-		h.Sum(d[:0])
-		a, b := binary.BigEndian.Uint64(d[:8]), binary.BigEndian.Uint64(d[8:])
-		sum += a
-		xor ^= b
-		sum2 += a*0x9e3779b97f4a7c15 ^ b
+	var f fingerprint
+	for i := range elems {
+		e := &elems[i]
+		f.add(e.Key, e.Val, e.IntervalEnd)
 	}
-	return fmt.Sprintf("%d:%016x%016x%016x", len(elems), sum, xor, sum2)
+	return f.String(len(elems))
+}
+
+// sameElems reports whether two sets hold the same elements: two dense
+// slot maps slot by slot (a render against the render the tables hold
+// since the last Set: no fingerprint needed), others by fingerprint.
+func sameElems(w, h *SetState) bool {
+	if w.slots != nil && h.slots != nil {
+		if len(w.slots) != len(h.slots) {
+			return false
+		}
+		for i, v := range w.slots {
+			if !bytes.Equal(v, h.slots[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return w.print() == h.print()
+}
+
+// print is the set's fingerprint, computed once for a slot map.
+func (ss *SetState) print() string {
+	if ss.Elems == "" && ss.slots != nil {
+		ss.Elems = slotsPrint(ss.slots)
+	}
+	return ss.Elems
+}
+
+// slotsPrint is elemsPrint of the elements of a dense slot map.
+func slotsPrint(slots [][]byte) string {
+	var f fingerprint
+	for i, v := range slots {
+		f.add(slotKey(i), v, false)
+	}
+	return f.String(len(slots))
+}
+
+type fingerprint struct{ sum, xor, sum2 uint64 }
+
+func (f *fingerprint) add(key, val []byte, intervalEnd bool) {
+	a, b := elemHash(key, val, intervalEnd)
+	f.sum += a
+	f.xor ^= b
+	f.sum2 += a*0x9e3779b97f4a7c15 ^ b
+}
+
+func (f *fingerprint) String(n int) string {
+	return fmt.Sprintf("%d:%016x%016x%016x", n, f.sum, f.xor, f.sum2)
+}
+
+// elemHash is two independent 64-bit hashes of an element: its interval
+// flag, its key's and value's lengths, its key and its value, taken 8 bytes
+// at a time through two different multiply-xorshift mixes.
+func elemHash(key, val []byte, intervalEnd bool) (uint64, uint64) {
+	h := uint64(len(key)) | uint64(len(val))<<16
+	if intervalEnd {
+		h |= 1 << 32
+	}
+	a, b := mixA(h), mixB(h)
+	for _, p := range [2][]byte{key, val} {
+		for len(p) > 0 {
+			var w uint64
+			n := min(len(p), 8)
+			switch n {
+			case 8:
+				w = binary.LittleEndian.Uint64(p)
+			case 4:
+				w = uint64(binary.LittleEndian.Uint32(p))
+			default:
+				for i := range n {
+					w |= uint64(p[i]) << (8 * i)
+				}
+			}
+			p = p[n:]
+			a, b = mixA(a^w), mixB(b+w)
+		}
+	}
+	return a, b
+}
+
+// mixA and mixB are MurmurHash3's and SplitMix64's finalizers.
+func mixA(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+func mixB(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // exprsPrint fingerprints a rule's expressions: each marshalled to its

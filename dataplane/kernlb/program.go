@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -63,12 +64,22 @@ type ruleProg struct {
 	svc, role string
 	comment   string
 	exprs     []expr.Any
+	// print is exprsPrint of exprs, computed with the rule when its
+	// service is rendered (renderWith), so that a service rendered again
+	// from the memo is not marshalled again.
+	print string
 }
 
 type setProg struct {
 	svc, role string
 	set       nftables.Set
 	elems     []nftables.SetElement
+	// slots, when not nil, are the elements of a dense slot map, in
+	// place of elems: slot i holds slots[i]. A render of 100 Maglev
+	// services has 100,000 slots; as library elements they would be
+	// 13 MB to allocate and fingerprint on every render, and most of
+	// them are never sent (a change sends only the slots that differ).
+	slots [][]byte
 	// state marks a set the kernel fills (persistence, pins, limits): its
 	// definition is compared and kept across Sets, its elements are not.
 	state bool
@@ -76,16 +87,51 @@ type setProg struct {
 	liveValues map[string]bool
 }
 
+// elements returns the set's elements as the library's type.
+func (sp *setProg) elements() []nftables.SetElement {
+	if sp.slots == nil {
+		return sp.elems
+	}
+	return slotElems(sp.slots)
+}
+
+// slotElems turns a dense slot map into elements.
+func slotElems(slots [][]byte) []nftables.SetElement {
+	out := make([]nftables.SetElement, len(slots))
+	for i, v := range slots {
+		out[i] = nftables.SetElement{Key: slotKey(i), Val: v}
+	}
+	return out
+}
+
 func (p *program) inet() *tableProg   { return &p.tables[0] }
 func (p *program) netdev() *tableProg { return &p.tables[1] }
 
 // render builds the program of a validated, resolved config.
-func render(c Config) (*program, error) {
+func render(c Config) (*program, error) { return renderWith(c, nil) }
+
+// renderMemo holds the last render of each service, by name: a service
+// whose configuration has not changed since (the same key) is not rendered
+// again. An agent's commit usually changes a few services of many; a
+// Maglev service costs a table to fill and rules to marshal.
+type renderMemo map[string]*svcRender
+
+type svcRender struct {
+	key      string // the service's configuration, printed
+	dispatch ruleProg
+	chain    *chainProg
+	sets     []*setProg
+}
+
+// renderWith is render with a memo (nil: none), which it updates to hold
+// the services of c.
+func renderWith(c Config, memo renderMemo) (*program, error) {
 	p := &program{tables: [2]tableProg{{family: nftables.TableFamilyINet}, {family: nftables.TableFamilyNetdev}}}
 	services := append([]Service{}, c.Services...)
 	sort.Slice(services, func(i, j int) bool { return services[i].Name < services[j].Name })
 	var natBase *chainProg
 	drBase := map[string]*chainProg{}
+	seen := map[string]bool{}
 	for _, s := range services {
 		var t *tableProg
 		var base *chainProg
@@ -118,15 +164,46 @@ func render(c Config) (*program, error) {
 				}
 			}
 		}
-		chain := &chainProg{name: "svc-" + s.Name, svc: s.Name}
-		base.rules = append(base.rules, ruleProg{svc: s.Name, role: "dispatch", comment: specLine(s),
-			exprs: dispatchExprs(s, chain.name)})
-		sets, rules := serviceProgram(s)
-		chain.rules = rules
-		t.chains = append(t.chains, chain)
-		t.sets = append(t.sets, sets...)
+		var r *svcRender
+		var key string
+		if memo != nil {
+			key = fmt.Sprintf("%v", s)
+			seen[s.Name] = true
+			if m := memo[s.Name]; m != nil && m.key == key {
+				r = m
+			}
+		}
+		if r == nil {
+			r = renderService(s, byte(t.family))
+			r.key = key
+			if memo != nil {
+				memo[s.Name] = r
+			}
+		}
+		base.rules = append(base.rules, r.dispatch)
+		t.chains = append(t.chains, r.chain)
+		t.sets = append(t.sets, r.sets...)
+	}
+	for name := range memo {
+		if !seen[name] {
+			delete(memo, name)
+		}
 	}
 	return p, nil
+}
+
+// renderService renders one service of family fam: its dispatch rule, its
+// chain and its sets, the rules' prints computed.
+func renderService(s Service, fam byte) *svcRender {
+	chain := &chainProg{name: "svc-" + s.Name, svc: s.Name}
+	dispatch := ruleProg{svc: s.Name, role: "dispatch", comment: specLine(s), exprs: dispatchExprs(s, chain.name)}
+	dispatch.print = exprsPrint(fam, dispatch.exprs)
+	sets, rules := serviceProgram(s)
+	for i := range rules {
+		rules[i].print = exprsPrint(fam, rules[i].exprs)
+	}
+	chain.rules = rules
+	return &svcRender{dispatch: dispatch, chain: chain, sets: sets}
 }
 
 // specLine is the dispatch rule's comment: the service's parameters, so
@@ -221,12 +298,22 @@ var (
 )
 
 // slotKey is a slot number as the hash and numgen expressions leave it in
-// a register: a host-endian 32-bit integer.
+// a register: a host-endian 32-bit integer. The keys are slices of one
+// table shared by every map (capacity-limited, and nothing writes to an
+// element's key): a render of 100 Maglev services makes 100,000 of them.
 func slotKey(i int) []byte {
-	b := make([]byte, 4)
-	binary.NativeEndian.PutUint32(b, uint32(i))
-	return b
+	k := slotKeys()
+	return k[4*i : 4*i+4 : 4*i+4]
 }
+
+// slotKeys holds the keys of every slot a table can have.
+var slotKeys = sync.OnceValue(func() []byte {
+	b := make([]byte, 4*MaxTableSize)
+	for i := range MaxTableSize {
+		binary.NativeEndian.PutUint32(b[4*i:], uint32(i))
+	}
+	return b
+})
 
 // addrPort is the 8-byte concatenation ipv4_addr . inet_service (the port
 // padded to 4 bytes), as a NAT map value and a pin key.
@@ -301,6 +388,11 @@ func serviceProgram(s Service) ([]*setProg, []ruleProg) {
 		sets = append(sets, sp)
 		return sp
 	}
+	addSlots := func(role string, set nftables.Set, slots [][]byte) {
+		set.Name = setName(s, role)
+		set.Size = fixedSize(len(slots))
+		sets = append(sets, &setProg{svc: s.Name, role: role, set: set, slots: slots})
+	}
 	rule := func(role string, e ...expr.Any) {
 		rules = append(rules, ruleProg{svc: s.Name, role: role, exprs: e})
 	}
@@ -355,25 +447,31 @@ func serviceProgram(s Service) ([]*setProg, []ruleProg) {
 		return sets, rules
 	}
 	if s.Mode == NAT {
-		natProgram(s, live, table, add, rule)
+		natProgram(s, live, table, add, addSlots, rule)
 	} else {
-		drProgram(s, live, table, add, rule)
+		drProgram(s, live, table, add, addSlots, rule)
 	}
 	return sets, rules
 }
 
 type addSet func(role string, set nftables.Set, elems []nftables.SetElement, state bool) *setProg
+type addSlotMap func(role string, set nftables.Set, slots [][]byte)
 type addRule func(role string, e ...expr.Any)
 
 // natProgram: DNAT to the chosen server; conntrack carries the rest of the
 // flow (the nat chain sees only a flow's first packet), so a drained server
 // keeps its flows simply by leaving the table.
-func natProgram(s Service, live []Server, table []int, add addSet, rule addRule) {
-	var elems []nftables.SetElement
-	for slot, idx := range table {
-		elems = append(elems, nftables.SetElement{Key: slotKey(slot), Val: addrPort(live[idx].Address, s.serverPort(live[idx]))})
+func natProgram(s Service, live []Server, table []int, add addSet, addSlots addSlotMap, rule addRule) {
+	// One value per server, shared by its slots.
+	vals := make([][]byte, len(live))
+	for i, srv := range live {
+		vals[i] = addrPort(srv.Address, s.serverPort(srv))
 	}
-	add("live", nftables.Set{IsMap: true, KeyType: typeSlot, DataType: typeAddrPt, KeyByteOrder: binaryutil.NativeEndian}, elems, false)
+	slots := make([][]byte, len(table))
+	for slot, idx := range table {
+		slots[slot] = vals[idx]
+	}
+	addSlots("live", nftables.Set{IsMap: true, KeyType: typeSlot, DataType: typeAddrPt, KeyByteOrder: binaryutil.NativeEndian}, slots)
 	// Max registers equal to the min ones: what the kernel echoes back.
 	dnat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1,
 		RegProtoMin: reg32b, RegProtoMax: reg32b, Specified: true}
@@ -414,11 +512,11 @@ func natProgram(s Service, live []Server, table []int, add addSet, rule addRule)
 // (client address and port) to the live choice, so that its later packets
 // do not follow the hold. UDP has no flows to tell apart: a draining UDP
 // server leaves the table at once.
-func drProgram(s Service, live []Server, table []int, add addSet, rule addRule) {
+func drProgram(s Service, live []Server, table []int, add addSet, addSlots addSlotMap, rule addRule) {
 	mapSet := nftables.Set{IsMap: true, KeyType: typeSlot, DataType: nftables.TypeEtherAddr, KeyByteOrder: binaryutil.NativeEndian}
-	var elems []nftables.SetElement
+	slots := make([][]byte, len(table))
 	for slot, idx := range table {
-		elems = append(elems, nftables.SetElement{Key: slotKey(slot), Val: live[idx].MAC})
+		slots[slot] = live[idx].MAC
 	}
 	ifidx := make([]byte, 4)
 	binary.NativeEndian.PutUint32(ifidx, uint32(s.ifindex))
@@ -486,7 +584,7 @@ func drProgram(s Service, live []Server, table []int, add addSet, rule addRule) 
 				tail(reg2))...)
 		}
 	}
-	add("live", mapSet, elems, false)
+	addSlots("live", mapSet, slots)
 	rule("schedule", cat(hashKey(s),
 		[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "live")}},
 		tail(reg2))...)

@@ -34,3 +34,32 @@ func TestReplaceMovedMap(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeTable: a Maglev map of the largest size (65,537 slots, 2.4 MB
+// of elements) is written in one transaction, its elements split over
+// several messages (a netlink attribute's length is 16 bits), and reads
+// back whole.
+func TestLargeTable(t *testing.T) {
+	l := newKernLab(t, NAT)
+	l.holdVIP(0)
+	l.serve()
+	lb := l.lb(0)
+	svc := l.service(TCP, Maglev)
+	svc.TableSize = MaxTableSize
+	cfg := Config{Services: []Service{svc}}
+	set(t, lb, cfg)
+	if lb.timing.elems < MaxTableSize {
+		t.Fatalf("%d elements written, want at least %d", lb.timing.elems, MaxTableSize)
+	}
+	lb.cached.ok = false // read the kernel's tables, not what Set wrote
+	obs, err := lb.Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Diff(cfg, obs); err != nil || len(d) != 0 {
+		t.Fatalf("the tables differ from the large table: %v %v", d, err)
+	}
+	if _, _, err := l.once(); err != nil {
+		t.Fatalf("a connection through the large table: %v", err)
+	}
+}

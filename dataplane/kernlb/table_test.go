@@ -2,6 +2,10 @@ package kernlb
 
 import (
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"sort"
 	"testing"
 )
 
@@ -126,5 +130,90 @@ func TestWRRSequence(t *testing.T) {
 	}
 	if WRRSequence([]Member{{"a", 0}}) != nil {
 		t.Errorf("no weight: want nil")
+	}
+}
+
+// maglevReference is MaglevTable as first written (a modulo per probe, FNV
+// from hash/fnv): the tables must not change when the code gets faster,
+// or two gateways of different versions would forward a flow differently.
+func maglevReference(seed string, members []Member, size int) []int {
+	type walker struct {
+		idx          int
+		offset, skip uint64
+		next         uint64
+		credit, norm float64
+	}
+	hash := func(purpose, key string) uint64 {
+		h := fnv.New64a()
+		h.Write([]byte(seed + "\x00" + purpose + "\x00" + key))
+		return h.Sum64()
+	}
+	wmax := 0
+	for _, m := range members {
+		wmax = max(wmax, m.Weight)
+	}
+	if wmax == 0 {
+		return nil
+	}
+	var ws []*walker
+	for i, m := range members {
+		if m.Weight > 0 {
+			ws = append(ws, &walker{idx: i, offset: hash("offset", m.Key) % uint64(size),
+				skip: hash("skip", m.Key)%uint64(size-1) + 1, norm: float64(m.Weight) / float64(wmax)})
+		}
+	}
+	sort.Slice(ws, func(a, b int) bool { return members[ws[a].idx].Key < members[ws[b].idx].Key })
+	table := make([]int, size)
+	for i := range table {
+		table[i] = -1
+	}
+	filled := 0
+	for filled < size {
+		for _, w := range ws {
+			if w.credit += w.norm; w.credit < 1 {
+				continue
+			}
+			w.credit--
+			for {
+				slot := (w.offset + w.next*w.skip) % uint64(size)
+				w.next++
+				if table[slot] < 0 {
+					table[slot] = w.idx
+					filled++
+					break
+				}
+			}
+			if filled == size {
+				break
+			}
+		}
+	}
+	return table
+}
+
+// TestMaglevSameTables: MaglevTable builds the reference's tables, for
+// sizes, weights, member counts and seeds.
+func TestMaglevSameTables(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, size := range []int{7, 251, 1021, 4093, 65537} {
+		for trial := range 8 {
+			n := 1 + rnd.IntN(min(size/10+1, 40))
+			var m []Member
+			for i := range n {
+				m = append(m, Member{Key: fmt.Sprintf("198.51.100.%d:%d", rnd.IntN(250), 1000+i), Weight: rnd.IntN(4)})
+			}
+			seed := fmt.Sprintf("tcp/203.0.113.%d:80", trial)
+			got, want := MaglevTable(seed, m, size), maglevReference(seed, m, size)
+			if !slices.Equal(got, want) {
+				t.Fatalf("size %d, %d members, seed %s: the table differs from the reference", size, n, seed)
+			}
+		}
+	}
+}
+
+func BenchmarkMaglevTable(b *testing.B) {
+	m := members(10)
+	for b.Loop() {
+		MaglevTable("tcp/203.0.113.100:80", m, DefaultTableSize)
 	}
 }
