@@ -164,7 +164,9 @@ func TestGuardrails(t *testing.T) {
 		}), 0},
 		{"nat route back: servers on the segment of a VIP", "nat-route-back", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) { s.Mode = spec.ModeNAT })
-			secondInstance(in, func(vi *spec.VRRPInstance) { vi.VIPs = []spec.VIP{{Address: netip.MustParsePrefix("198.51.100.1/24"), Dev: "eth1"}} })
+			secondInstance(in, func(vi *spec.VRRPInstance) {
+				vi.VIPs = []spec.VIP{{Address: netip.MustParsePrefix("198.51.100.1/24"), Dev: "eth1"}}
+			})
 			setNode(in, "gw1", func(ns *spec.NodeSettings) {
 				ns.Interfaces = map[string]spec.Interface{"eth0": ns.Interfaces["eth0"], "eth1": {}}
 			})
