@@ -416,3 +416,22 @@ func (h RealServerHost) Set(want RealServer) ([]RealServerChange, error) {
 func equalSaved(a, b RealServerSaved) bool {
 	return maps.Equal(a.Knobs, b.Knobs) && slices.Equal(a.VIPs, b.VIPs)
 }
+
+// OpenRealServerHost opens the host's real-server seam in the caller's
+// network namespace: a netlink handle (Close releases it), /proc/sys, and
+// stateFile for the saved state.
+func OpenRealServerHost(stateFile string) (RealServerHost, error) {
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return RealServerHost{}, fmt.Errorf("kernlb: real server: netlink: %w", err)
+	}
+	return RealServerHost{NL: nl, SysctlRoot: "/proc/sys", StateFile: stateFile}, nil
+}
+
+// Close releases the netlink handle.
+func (h RealServerHost) Close() error {
+	if h.NL != nil {
+		h.NL.Close()
+	}
+	return nil
+}
