@@ -72,7 +72,9 @@ func gatewaySegments(in *Input, n string) ([]netip.Prefix, bool) {
 			continue
 		}
 		for _, v := range vi.VIPs {
-			out = append(out, v.Address.Masked())
+			if !v.Address.IsSingleIP() { // a /32 VIP is no segment
+				out = append(out, v.Address.Masked())
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int {
