@@ -201,7 +201,11 @@ func buildRealServer(cfg DriverConfig, log *slog.Logger) (Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewRealServerDriver(h, log), nil
+	var poll time.Duration
+	if cfg.Live {
+		poll = time.Second // a VIP deleted by hand is noticed within a second
+	}
+	return NewRealServerDriver(h, log, poll), nil
 }
 
 // guardedVRRP is the VRRP driver with its guardian: a companion process

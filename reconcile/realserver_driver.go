@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/dataplane/kernlb"
@@ -34,30 +35,123 @@ var _ RealServerHost = kernlb.RealServerHost{}
 // previous values). What it set and finds changed is drift, corrected or
 // reported as the site's drift mode for services says.
 type RealServerDriver struct {
-	host RealServerHost
-	log  *slog.Logger
-	mu   sync.Mutex // one Plan or Apply at a time: Set reads and writes one state file
+	host   RealServerHost
+	log    *slog.Logger
+	events chan Event
+	stop   func()
+
+	mu sync.Mutex // one Plan, Apply or poll at a time: Set reads and writes one state file
+	// applied is the setup last applied; applyValid once Apply ran.
+	applied    kernlb.RealServer
+	applyValid bool
 }
 
 var (
-	_ Driver = (*RealServerDriver)(nil)
-	_ Closer = (*RealServerDriver)(nil)
+	_ Driver      = (*RealServerDriver)(nil)
+	_ Closer      = (*RealServerDriver)(nil)
+	_ EventSource = (*RealServerDriver)(nil)
 )
 
-// NewRealServerDriver returns the driver over host.
-func NewRealServerDriver(host RealServerHost, log *slog.Logger) *RealServerDriver {
+// NewRealServerDriver returns the driver over host. With poll > 0 it
+// compares the server with what it last applied that often, and a
+// difference (a VIP deleted, a knob reset by hand) is a "drift" event: the
+// agent's pass then corrects or reports it, as the drift mode says. A poll
+// reads a few sysctl files and lo's addresses, and nothing on a node that
+// is no real server.
+func NewRealServerDriver(host RealServerHost, log *slog.Logger, poll time.Duration) *RealServerDriver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &RealServerDriver{host: host, log: log.With("component", plan.FamilyRealServer.String())}
+	d := &RealServerDriver{host: host, log: log.With("component", plan.FamilyRealServer.String()), events: make(chan Event, 4), stop: func() {}}
+	if poll > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); d.pollDrift(ctx, poll) }()
+		d.stop = func() { cancel(); <-done }
+	}
+	return d
 }
 
 // Name implements Driver.
 func (d *RealServerDriver) Name() string { return plan.FamilyRealServer.String() }
 
+// Events implements EventSource: the server moved away from what was
+// applied.
+func (d *RealServerDriver) Events() <-chan Event { return d.events }
+
 // Close implements Closer. What the driver set stays: the server keeps
 // answering while the agent restarts.
-func (d *RealServerDriver) Close(context.Context) error { return d.host.Close() }
+func (d *RealServerDriver) Close(context.Context) error {
+	d.stop()
+	return d.host.Close()
+}
+
+// pollDrift reports, once per difference, a server that no longer matches
+// what was last applied.
+func (d *RealServerDriver) pollDrift(ctx context.Context, every time.Duration) {
+	reported := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		diff, err := d.driftNow()
+		if err != nil || len(diff) == 0 {
+			reported = false
+			continue
+		}
+		if reported {
+			continue
+		}
+		reported = true
+		msg := diff[0].String()
+		if len(diff) > 1 {
+			msg += fmt.Sprintf(" (and %d more)", len(diff)-1)
+		}
+		select {
+		case d.events <- Event{Driver: plan.FamilyRealServer.String(), Kind: plan.EventDrift, Message: msg}:
+		default:
+		}
+	}
+}
+
+// driftNow is what differs from the setup last applied.
+func (d *RealServerDriver) driftNow() ([]kernlb.RealServerChange, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.applyValid || len(d.applied.VIPs) == 0 {
+		return nil, nil
+	}
+	saved, have, err := d.observeLocked(d.applied)
+	if err != nil {
+		return nil, err
+	}
+	var out []kernlb.RealServerChange
+	for _, c := range kernlb.DiffRealServer(d.applied, have, saved) {
+		if c.Action != kernlb.RSNone {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// observeLocked reads the saved state and the server, the knobs of want's
+// interfaces and of those the saved state holds. Called with mu held.
+func (d *RealServerDriver) observeLocked(want kernlb.RealServer) (kernlb.RealServerSaved, kernlb.RealServerState, error) {
+	saved, err := d.host.LoadSaved()
+	if err != nil {
+		return saved, kernlb.RealServerState{}, err
+	}
+	ifaces := slices.Clone(want.Interfaces)
+	for _, i := range kernlb.SavedKnobs(want, saved) {
+		if i != "all" && !slices.Contains(ifaces, i) {
+			ifaces = append(ifaces, i)
+		}
+	}
+	have, err := d.host.Observe(ifaces...)
+	return saved, have, err
+}
 
 // RealServerConfig is the real server's setup for n: every VIP of its roles
 // once, and the interfaces holding its server addresses.
@@ -90,13 +184,7 @@ func (d *RealServerDriver) Plan(_ context.Context, desired *spec.Node) ([]plan.C
 	if len(want.VIPs) == 0 && len(saved.Knobs) == 0 && len(saved.VIPs) == 0 {
 		return nil, nil // no real server, and nothing to undo
 	}
-	ifaces := slices.Clone(want.Interfaces)
-	for _, i := range kernlb.SavedKnobs(want, saved) {
-		if i != "all" && !slices.Contains(ifaces, i) {
-			ifaces = append(ifaces, i)
-		}
-	}
-	have, err := d.host.Observe(ifaces...)
+	saved, have, err := d.observeLocked(want)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +251,7 @@ func (d *RealServerDriver) Apply(_ context.Context, desired *spec.Node) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	done, err := d.host.Set(want)
+	d.applied, d.applyValid = want, true
 	for _, c := range done {
 		d.log.Info("real server", "action", c.String())
 	}

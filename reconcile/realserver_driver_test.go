@@ -49,7 +49,7 @@ func rsDriverNetns(t *testing.T) (*lab.Netns, *RealServerDriver, string) {
 	var d *RealServerDriver
 	if err := ns.Do(func() error {
 		h, err := kernlb.OpenRealServerHost(state)
-		d = NewRealServerDriver(h, nil)
+		d = NewRealServerDriver(h, nil, 0)
 		return err
 	}); err != nil {
 		t.Fatal(err)
