@@ -407,13 +407,14 @@ func decodeView(abs string, v cue.Value, node string, nodes []string, sel select
 // not decode is left out here: its own view reports it.
 func drServices(v cue.Value) map[string]spec.Service {
 	out := map[string]spec.Service{}
-	eachField(v.LookupPath(cue.ParsePath("services")), func(name string, sv cue.Value) {
-		if m, err := sv.LookupPath(cue.ParsePath("mode")).String(); err != nil || m != string(spec.ModeDR) {
+	// Paths made once: parsing one per service cost as much as the lookup.
+	mode, binds, servers := cue.MakePath(cue.Str("mode")), cue.MakePath(cue.Str("binds")), cue.MakePath(cue.Str("servers"))
+	eachField(v.LookupPath(cue.MakePath(cue.Str("services"))), func(name string, sv cue.Value) {
+		if m, err := sv.LookupPath(mode).String(); err != nil || m != string(spec.ModeDR) {
 			return
 		}
 		s := spec.Service{Mode: spec.ModeDR}
-		if sv.LookupPath(cue.ParsePath("binds")).Decode(&s.Binds) != nil ||
-			sv.LookupPath(cue.ParsePath("servers")).Decode(&s.Servers) != nil {
+		if sv.LookupPath(binds).Decode(&s.Binds) != nil || sv.LookupPath(servers).Decode(&s.Servers) != nil {
 			return
 		}
 		out[name] = s
