@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/dataplane/kernlb"
+	"github.com/gitgw/gitgw/internal/statefile"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -139,7 +141,7 @@ func (d *RealServerDriver) driftNow() ([]kernlb.RealServerChange, error) {
 // observeLocked reads the saved state and the server, the knobs of want's
 // interfaces and of those the saved state holds. Called with mu held.
 func (d *RealServerDriver) observeLocked(want kernlb.RealServer) (kernlb.RealServerSaved, kernlb.RealServerState, error) {
-	saved, err := d.host.LoadSaved()
+	saved, err := d.loadSavedLocked()
 	if err != nil {
 		return saved, kernlb.RealServerState{}, err
 	}
@@ -170,6 +172,18 @@ func RealServerConfig(n *spec.Node) kernlb.RealServer {
 	return rs
 }
 
+// loadSavedLocked reads what the driver took over. A corrupt state file
+// has been moved aside: it is logged, and the driver goes on from an empty
+// state (what it finds now is what an undo restores).
+func (d *RealServerDriver) loadSavedLocked() (kernlb.RealServerSaved, error) {
+	saved, err := d.host.LoadSaved()
+	if errors.Is(err, statefile.ErrCorrupt) {
+		d.log.Error("state file corrupt; moved aside, the knobs' values before gitgw are lost: they stay as they are when undone", "file", "realserver.json", "err", err)
+		return kernlb.RealServerSaved{}, nil
+	}
+	return saved, err
+}
+
 // Plan implements Driver: one change per knob and VIP, in words, with the
 // services each VIP is held for; what gitgw set and the site no longer
 // asks for is undone.
@@ -177,7 +191,7 @@ func (d *RealServerDriver) Plan(_ context.Context, desired *spec.Node) ([]plan.C
 	want := RealServerConfig(desired)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	saved, err := d.host.LoadSaved()
+	saved, err := d.loadSavedLocked()
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -201,5 +202,54 @@ services: lvs: {
 	}
 	if got := RealServerConfig(views["r1"]); len(got.VIPs) != 1 {
 		t.Errorf("r1 in the whole-site views: %+v", views["r1"].RealServer)
+	}
+}
+
+// TestRealServerDriverCorruptState: a saved state cut short by a crash is
+// moved aside and logged; the driver plans and applies from an empty
+// state instead of failing every pass.
+func TestRealServerDriverCorruptState(t *testing.T) {
+	ns, _, state := rsDriverNetns(t)
+	var logs bytes.Buffer
+	var d *RealServerDriver
+	if err := ns.Do(func() error {
+		h, err := kernlb.OpenRealServerHost(state)
+		d = NewRealServerDriver(h, slog.New(slog.NewTextHandler(&logs, nil)), 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	if err := os.WriteFile(state, []byte(`{"knobs": {"net.ipv4.conf.all.arp_ig`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := realServerNode(t, `
+services: lvs: {
+	nodes: ["gw1", "gw2"]
+	mode: "dr", interface: "eth0", balance: "maglev"
+	binds: ["203.0.113.100:443"]
+	servers: r1: address: "203.0.113.21:443"
+	check: {kind: "tcp"}
+}
+`)
+	ctx := context.Background()
+	var ch []plan.Change
+	if err := ns.Do(func() (err error) { ch, err = d.Plan(ctx, n); return err }); err != nil {
+		t.Fatalf("plan on a corrupt state file: %v", err)
+	}
+	if len(ch) == 0 {
+		t.Error("no plan")
+	}
+	if err := ns.Do(func() error { return d.Apply(ctx, n) }); err != nil {
+		t.Fatalf("apply after a corrupt state file: %v", err)
+	}
+	if aside, _ := filepath.Glob(state + ".corrupt-*"); len(aside) != 1 {
+		t.Errorf("moved aside: %v", aside)
+	}
+	if !strings.Contains(logs.String(), "state file corrupt") {
+		t.Errorf("not logged:\n%s", logs.String())
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Errorf("no new state after the apply: %v", err)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/gitgw/gitgw/internal/statefile"
 )
 
 // RealServer is what a direct-routing real server needs, so that gitgw
@@ -160,26 +162,24 @@ func (h RealServerHost) Observe(ifaces ...string) (RealServerState, error) {
 	return st, nil
 }
 
-// LoadSaved reads the saved state (empty when there is none).
+// LoadSaved reads the saved state (empty when there is none). A file that
+// does not decode is moved aside (statefile.Load) and the error wraps
+// statefile.ErrCorrupt: the caller reports it and goes on from an empty
+// state (the knobs' values before gitgw are then lost, not invented).
 func (h RealServerHost) LoadSaved() (RealServerSaved, error) {
 	var s RealServerSaved
 	if h.StateFile == "" {
 		return s, nil
 	}
-	b, err := os.ReadFile(h.StateFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
-	}
+	_, err := statefile.Load(h.StateFile, func(b []byte) error { return json.Unmarshal(b, &s) })
 	if err != nil {
-		return s, fmt.Errorf("kernlb: real server: saved state: %w", err)
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("kernlb: real server: saved state %s: %w", h.StateFile, err)
+		return RealServerSaved{}, fmt.Errorf("kernlb: real server: saved state: %w", err)
 	}
 	return s, nil
 }
 
-// save writes s atomically, or removes the file when s is empty.
+// save writes s atomically and durably (a crash never leaves half of it),
+// or removes the file when s is empty.
 func (h RealServerHost) save(s RealServerSaved) error {
 	if h.StateFile == "" {
 		return errors.New("kernlb: real server: no state file to save the knobs' previous values in")
@@ -194,14 +194,7 @@ func (h RealServerHost) save(s RealServerSaved) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(h.StateFile), 0o755); err != nil {
-		return fmt.Errorf("kernlb: real server: %w", err)
-	}
-	tmp := h.StateFile + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("kernlb: real server: %w", err)
-	}
-	if err := os.Rename(tmp, h.StateFile); err != nil {
+	if err := statefile.Write(h.StateFile, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("kernlb: real server: %w", err)
 	}
 	return nil
@@ -302,9 +295,9 @@ func SavedKnobs(want RealServer, saved RealServerSaved) []string {
 // halfway loses nothing to restore.
 func (h RealServerHost) Set(want RealServer) ([]RealServerChange, error) {
 	saved, err := h.LoadSaved()
-	if err != nil {
+	if err != nil && !errors.Is(err, statefile.ErrCorrupt) {
 		return nil, err
-	}
+	} // a corrupt file is moved aside: start from an empty state
 	ifaces := slices.Clone(want.Interfaces)
 	for _, i := range SavedKnobs(want, saved) {
 		if i != "all" && !slices.Contains(ifaces, i) {
