@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,31 @@ func labSite() Input {
 		}},
 		Units: map[string]spec.UnitTemplate{"app": {ExecStart: "/bin/app %i", Instances: []spec.InstanceSet{{List: []string{"8080", "8081"}}}}},
 	}
+}
+
+// backSegment gives gw1 and gw2 an address on the servers' segment
+// (198.51.100.0/24 on eth1): a nat service's route back.
+func backSegment(in *Input) {
+	for n, a := range map[string]string{"gw1": "198.51.100.2/24", "gw2": "198.51.100.3/24"} {
+		setNode(in, n, func(ns *spec.NodeSettings) {
+			ifs := maps.Clone(ns.Interfaces)
+			ifs["eth1"] = spec.Interface{Addresses: []netip.Prefix{netip.MustParsePrefix(a)}}
+			ns.Interfaces = ifs
+		})
+	}
+}
+
+// realServers adds r1 and r2, nodes whose eth0 addresses are the servers
+// of a dr service lvs run by gw1 and gw2; web runs on the gateways only.
+func realServers(in *Input) {
+	setService(in, "web", func(s *spec.Service) { s.Nodes = []string{"gw1", "gw2"} })
+	for n, a := range map[string]string{"r1": "203.0.113.21/24", "r2": "203.0.113.22/24"} {
+		in.Nodes[n] = spec.NodeSettings{Interfaces: map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix(a)}}}}
+	}
+	in.Services["lvs"] = spec.Service{Nodes: []string{"gw1", "gw2"}, Mode: spec.ModeDR, Interface: "eth0", Balance: "maglev",
+		Binds:   []string{"203.0.113.100:443"},
+		Servers: map[string]spec.Server{"r1": {Address: "203.0.113.21:443"}, "r2": {Address: "203.0.113.22:443"}},
+		Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
 }
 
 // edit applies fn to a copy of the lab site (maps copied one level down,
@@ -86,6 +112,7 @@ func TestGuardrails(t *testing.T) {
 	}{
 		{"lab site", "", labSite(), 0},
 		{"feature built: a nat udp service and a dr service with maglev", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
 			setService(in, "web", func(s *spec.Service) {
 				s.Mode, s.Protocol, s.Balance = spec.ModeNAT, "udp", "roundrobin"
 				s.Source = &spec.SourceRules{Allow: []string{"198.51.100.0/24"}, MaxConnPerSource: 10, MaxRatePerSource: "600/m"}
@@ -96,6 +123,7 @@ func TestGuardrails(t *testing.T) {
 				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "http"}}}
 		}), 0},
 		{"feature built: what kernel modes cannot carry, at its place", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
 			setService(in, "web", func(s *spec.Service) {
 				s.Mode, s.Balance, s.MaxConn, s.ProxyProtocol = spec.ModeDR, "leastconn", 100, "v2"
 				s.Source = &spec.SourceRules{MaxConnPerSource: 10, MaxRatePerSource: "100/s"}
@@ -126,7 +154,71 @@ func TestGuardrails(t *testing.T) {
 			setService(in, "web", func(s *spec.Service) { s.Protocol = "udp" })
 		}), 0},
 		{"feature built: transparent in a kernel mode refused", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
 			setService(in, "web", func(s *spec.Service) { s.Mode, s.Transparent = spec.ModeNAT, true })
+		}), 1},
+
+		{"nat route back: servers on the gateways' back segment", "nat-route-back", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) { s.Mode = spec.ModeNAT })
+		}), 0},
+		{"nat route back: servers on the segment of a VIP", "nat-route-back", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Mode = spec.ModeNAT })
+			secondInstance(in, func(vi *spec.VRRPInstance) {
+				vi.VIPs = []spec.VIP{{Address: netip.MustParsePrefix("198.51.100.1/24"), Dev: "eth1"}}
+			})
+			setNode(in, "gw1", func(ns *spec.NodeSettings) {
+				ns.Interfaces = map[string]spec.Interface{"eth0": ns.Interfaces["eth0"], "eth1": {}}
+			})
+			setNode(in, "gw2", func(ns *spec.NodeSettings) {
+				ns.Interfaces = map[string]spec.Interface{"eth0": ns.Interfaces["eth0"], "eth1": {}}
+			})
+			in.Settings.Policies.Disable = []string{"vip-in-subnet"} // eth1 has no address: the VIP is the segment's only one
+		}), 0},
+		{"nat route back: servers on no segment of the gateways", "nat-route-back", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Mode = spec.ModeNAT })
+		}), 2},
+		{"nat route back: only the node that runs the service counts", "nat-route-back", edit(func(in *Input) {
+			backSegment(in)
+			setNode(in, "gw2", func(ns *spec.NodeSettings) {
+				ns.Interfaces = map[string]spec.Interface{"eth0": ns.Interfaces["eth0"]}
+			})
+			setService(in, "web", func(s *spec.Service) { s.Mode, s.Nodes = spec.ModeNAT, []string{"gw1"} })
+		}), 0},
+		{"nat route back: routed by a router the site does not describe", "nat-route-back", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Mode, s.RouteBack = spec.ModeNAT, spec.RouteBackRouted })
+		}), 0},
+		{"nat route back: nodes whose addresses the site does not state", "nat-route-back", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Mode, s.Nodes = spec.ModeNAT, []string{"gw3"} })
+			in.Nodes["gw3"] = spec.NodeSettings{}
+		}), 0},
+		{"nat route back: proxy mode is not concerned", "nat-route-back", labSite(), 0},
+
+		{"dr real server: real servers described, the service on its gateways", "dr-real-server", edit(realServers), 0},
+		{"dr real server: the service runs on every node, its real servers too", "dr-real-server", edit(func(in *Input) {
+			realServers(in)
+			setService(in, "lvs", func(s *spec.Service) { s.Nodes = nil })
+			// bind-address sees it too (a real server holds no VIP of an
+			// instance), in words that do not say what to do.
+			in.Settings.Policies.Disable = []string{"bind-address"}
+		}), 2},
+		{"dr real server: a real server listed in the service's nodes", "dr-real-server", edit(func(in *Input) {
+			realServers(in)
+			setService(in, "lvs", func(s *spec.Service) { s.Nodes = []string{"gw1", "gw2", "r2"} })
+			in.Settings.Policies.Disable = []string{"bind-address"}
+		}), 1},
+		{"dr real server: off, the node is no real server", "dr-real-server", edit(func(in *Input) {
+			realServers(in)
+			setService(in, "lvs", func(s *spec.Service) { s.Nodes = []string{"gw1", "gw2", "r2"} })
+			in.Settings.Policies.Disable = []string{"bind-address"}
+			setNode(in, "r2", func(ns *spec.NodeSettings) { ns.RealServer = spec.RealServerOff })
+		}), 0},
+		{"dr real server: on, and no service names the node", "dr-real-server", edit(func(in *Input) {
+			realServers(in)
+			setNode(in, "r2", func(ns *spec.NodeSettings) {
+				ns.RealServer = spec.RealServerOn
+				ns.Interfaces = map[string]spec.Interface{"eth0": {Addresses: []netip.Prefix{netip.MustParsePrefix("203.0.113.23/24")}}}
+			})
 		}), 1},
 
 		{"vrid unique: two instances, two VRIDs", "vrid-unique", edit(func(in *Input) { secondInstance(in, func(*spec.VRRPInstance) {}) }), 0},

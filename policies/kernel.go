@@ -20,6 +20,9 @@ import (
 // scheduler per packet. In proxy mode, "maglev" is the kernel's only.
 func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 	path := "services." + spec.Label(name)
+	if s.RouteBack != "" && s.Mode != spec.ModeNAT {
+		r.add(path+".route_back", "service %s: route_back is for nat (the servers' replies through the gateway); mode %s does not rewrite them", name, cmpMode(s.Mode))
+	}
 	if !s.Kernel() {
 		if s.Balance == "maglev" {
 			r.add(path+".balance", "service %s: balance \"maglev\" is a kernel scheduler: use mode nat or dr, or another balance in proxy mode", name)
@@ -107,6 +110,13 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 			}
 		}
 	}
+}
+
+func cmpMode(m spec.ServiceMode) spec.ServiceMode {
+	if m == "" {
+		return spec.ModeProxy
+	}
+	return m
 }
 
 func portList(ports []uint16) string {

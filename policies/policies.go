@@ -69,16 +69,25 @@ type Input struct {
 	VRRP     map[string]spec.VRRPInstance
 	Services map[string]spec.Service
 	Units    map[string]spec.UnitTemplate
+	// RealServers are the nodes' roles as DR real servers, by node
+	// (spec.RealServerRoles over the whole site: a node's view carries
+	// its own even for services it does not run).
+	RealServers map[string][]spec.RealServerRole
 }
 
 // FromNode is the input of one node's view.
 func FromNode(n *spec.Node) Input {
-	return Input{Settings: n.Site, Nodes: map[string]spec.NodeSettings{n.Name: n.Node}, VRRP: n.VRRP, Services: n.Services, Units: n.Units}
+	return Input{Settings: n.Site, Nodes: map[string]spec.NodeSettings{n.Name: n.Node}, VRRP: n.VRRP, Services: n.Services, Units: n.Units,
+		RealServers: map[string][]spec.RealServerRole{n.Name: n.RealServer}}
 }
 
 // FromSite is the input of a whole site.
 func FromSite(s *spec.Site) Input {
-	return Input{Settings: s.Site, Nodes: s.Nodes, VRRP: s.VRRP, Services: s.Services, Units: s.Units}
+	rs := map[string][]spec.RealServerRole{}
+	for name, ns := range s.Nodes {
+		rs[name] = spec.RealServerRoles(ns, s.Services)
+	}
+	return Input{Settings: s.Site, Nodes: s.Nodes, VRRP: s.VRRP, Services: s.Services, Units: s.Units, RealServers: rs}
 }
 
 // Policy is one named rule.

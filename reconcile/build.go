@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/gitgw/gitgw/dataplane/kernlb"
@@ -127,6 +128,8 @@ func BuildDrivers(cfg DriverConfig) *Drivers {
 	}
 	d.Tuning = td
 	add(plan.FamilyTuning, td, nil)
+	rd, err := buildRealServer(cfg, log)
+	add(plan.FamilyRealServer, rd, err)
 	ud, err := NewUnitsDriver(UnitsOptions{
 		UnitDir: cfg.UnitDir,
 		Socket:  cfg.SystemdSocket,
@@ -190,6 +193,28 @@ func buildKernLB(cfg DriverConfig, log *slog.Logger) (*KernLBDriver, error) {
 		return nil, err
 	}
 	return NewKernLBDriver(lb, KernLBOptions{Checks: cfg.Live, Logger: log}), nil
+}
+
+// buildRealServer opens the real server's seam (netlink, /proc/sys) in
+// the agent's network namespace; the knobs' previous values are kept in
+// the state dir.
+func buildRealServer(cfg DriverConfig, log *slog.Logger) (Driver, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("a DR real server's setup needs root (addresses on lo, ARP sysctls)")
+	}
+	state := ""
+	if cfg.StateDir != "" {
+		state = filepath.Join(cfg.StateDir, "realserver.json")
+	}
+	h, err := kernlb.OpenRealServerHost(state)
+	if err != nil {
+		return nil, err
+	}
+	var poll time.Duration
+	if cfg.Live {
+		poll = time.Second // a VIP deleted by hand is noticed within a second
+	}
+	return NewRealServerDriver(h, log, poll), nil
 }
 
 // guardedVRRP is the VRRP driver with its guardian: a companion process

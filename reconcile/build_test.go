@@ -41,19 +41,22 @@ func TestBuildDrivers(t *testing.T) {
 	for _, drv := range d.List {
 		names = append(names, drv.Name())
 	}
-	if diff := cmp.Diff([]string{"tuning", "units", "proxy", "kernlb", "vrrp"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"tuning", "realserver", "units", "proxy", "kernlb", "vrrp"}, names); diff != "" {
 		t.Fatalf("families (-want +got):\n%s", diff)
 	}
-	if p, ok := d.List[1].(Pending); !ok || !strings.HasPrefix(p.Why, "driver unavailable: ") {
-		t.Errorf("units without systemd: %#v, want Pending with the reason", d.List[1])
+	if _, ok := d.List[1].(*RealServerDriver); !ok {
+		t.Errorf("the real server's driver: %#v", d.List[1])
 	}
-	if pd, ok := d.List[2].(*ProxyDriver); !ok || d.Pool == nil || pd.Pool() != d.Pool {
+	if p, ok := d.List[2].(Pending); !ok || !strings.HasPrefix(p.Why, "driver unavailable: ") {
+		t.Errorf("units without systemd: %#v, want Pending with the reason", d.List[2])
+	}
+	if pd, ok := d.List[3].(*ProxyDriver); !ok || d.Pool == nil || pd.Pool() != d.Pool {
 		t.Errorf("Drivers.Pool is not the proxy driver's pool")
 	}
-	if kd, ok := d.List[3].(*KernLBDriver); !ok || d.KernLB == nil || kd != d.KernLB {
+	if kd, ok := d.List[4].(*KernLBDriver); !ok || d.KernLB == nil || kd != d.KernLB {
 		t.Errorf("Drivers.KernLB is not the kernel driver")
 	}
-	if vd, ok := d.List[4].(*VRRPDriver); !ok || d.Engine == nil || vd.Engine() != d.Engine {
+	if vd, ok := d.List[5].(*VRRPDriver); !ok || d.Engine == nil || vd.Engine() != d.Engine {
 		t.Errorf("Drivers.Engine is not the VRRP driver's engine")
 	}
 }

@@ -60,6 +60,20 @@ var familyResources = map[plan.Family]func(n *spec.Node, add func(kind, id strin
 		}
 		return nil
 	},
+	plan.FamilyRealServer: func(n *spec.Node, add func(kind, id string, after any)) error {
+		rs := RealServerConfig(n)
+		if len(rs.VIPs) == 0 {
+			return nil
+		}
+		for _, iface := range append([]string{"all"}, rs.Interfaces...) {
+			add(plan.KindRealServerSysctl, "net.ipv4.conf."+iface+".arp_ignore", "1")
+			add(plan.KindRealServerSysctl, "net.ipv4.conf."+iface+".arp_announce", "2")
+		}
+		for _, v := range rs.VIPs {
+			add(plan.KindRealServerVIP, v.String()+"/32 on lo", "present")
+		}
+		return nil
+	},
 	plan.FamilyUnits: func(n *spec.Node, add func(kind, id string, after any)) error {
 		for _, k := range slices.Sorted(maps.Keys(n.Units)) {
 			add(plan.KindUnitFile, k+"@.service", nil)

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 
 	"github.com/gitgw/gitgw/cue/spec"
@@ -20,6 +21,9 @@ func TestPendingCoversEveryFamily(t *testing.T) {
 	n.Services["dns"] = spec.Service{Mode: spec.ModeNAT, Protocol: "udp", Balance: "roundrobin",
 		Binds:   []string{"203.0.113.100:53"},
 		Servers: map[string]spec.Server{"r1": {Address: "198.51.100.31:53", Weight: 1}}}
+	// Nor does it make gw1 a real server: give it one role.
+	n.RealServer = []spec.RealServerRole{{VIP: netip.MustParseAddr("203.0.113.200"), Service: "lvs", Server: "gw1",
+		Address: netip.MustParseAddr("203.0.113.11"), Interface: "eth0"}}
 	for _, f := range plan.Families {
 		if familyResources[f] == nil {
 			t.Errorf("family %s: no resource lister", f)

@@ -351,7 +351,7 @@ func driftMode(m spec.DriftByKind, driver string) spec.DriftMode {
 		mode = m.Tuning
 	case plan.FamilyUnits:
 		mode = m.Units
-	case plan.FamilyProxy, plan.FamilyKernLB: // services, whichever data plane carries them
+	case plan.FamilyProxy, plan.FamilyKernLB, plan.FamilyRealServer: // services, whichever data plane carries them, and a DR server's side of them
 		mode = m.Proxy
 	case plan.FamilyVRRP:
 		mode = m.VRRP

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/test/goldenfile"
 )
 
 // TestCheckSite: the lab site passes; the site's own policies are errors,
@@ -98,4 +99,25 @@ func TestValidate(t *testing.T) {
 	if out, err := run(t, dir); !errors.Is(err, ErrInvalid) || !strings.Contains(out, "broken.cue:3:") {
 		t.Errorf("a site that does not evaluate: %v, printed %q", err, out)
 	}
+}
+
+// TestCheckSiteKernelGuardrails: the guardrails of the kernel modes'
+// routing (nat-route-back, dr-real-server) as `gitgw validate` prints
+// them, positioned in the site's files (testdata/kernel-guardrails.golden).
+func TestCheckSiteKernelGuardrails(t *testing.T) {
+	ctx := context.Background()
+	site, _, err := loader.Load(ctx, "testdata/kernel-guardrails", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warn bytes.Buffer
+	errs, err := CheckSite(ctx, site, &warn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range errs {
+		b.WriteString(e.Error() + "\n")
+	}
+	goldenfile.Check(t, "testdata/kernel-guardrails.golden", []byte(b.String()))
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/policies"
 	"github.com/gitgw/gitgw/test/goldenfile"
 )
@@ -166,6 +167,9 @@ func importCorpus(t *testing.T, f corpusFile) (corpusOutcome, string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if f := natRouteBack(t, filled); f != nil {
+			filled.Files = append(slices.Clone(filled.Files), *f)
+		}
 		bad, unbuilt = guardrailErrors(t, filled)
 		if len(bad) == 0 {
 			out.class = "validates with node addresses"
@@ -308,6 +312,57 @@ func fillAddresses(t *testing.T, res *Result) (map[string]map[string][]netip.Pre
 		hosts[m.Node][first] = append(hosts[m.Node][first], netip.PrefixFrom(m.Address, m.Address.BitLen()))
 	}
 	return hosts, nil
+}
+
+// natRouteBack is a file of the site that gives each node an address on
+// its nat servers' segments that no address of it covers, as the operator
+// adds it by hand: a NAT director is its real servers' route back (the
+// nat-route-back guardrail), on an interface that keepalived's
+// configuration never names (nor does --from-host, which reads only the
+// interfaces the configurations use). Here it is the last address of the
+// server's /24, on an interface of its own. Nil when none is needed.
+func natRouteBack(t *testing.T, res *Result) *File {
+	t.Helper()
+	dir := t.TempDir()
+	if err := WriteDir(dir, res.Files, false); err != nil {
+		t.Fatal(err)
+	}
+	site, _, err := loader.Load(context.Background(), dir, "")
+	if err != nil {
+		return nil // guardrailErrors reports it
+	}
+	whole, err := site.Whole()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, node := range slices.Sorted(maps.Keys(whole.Nodes)) {
+		var have []netip.Prefix
+		for _, itf := range whole.Nodes[node].Interfaces {
+			have = append(have, itf.Addresses...)
+		}
+		for _, name := range slices.Sorted(maps.Keys(whole.Services)) {
+			s := whole.Services[name]
+			if s.Mode != spec.ModeNAT || len(s.Nodes) > 0 && !slices.Contains(s.Nodes, node) {
+				continue
+			}
+			for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
+				ap, err := netip.ParseAddrPort(s.Servers[sn].Address)
+				if err != nil || !ap.Addr().Is4() || slices.ContainsFunc(have, func(p netip.Prefix) bool { return p.Contains(ap.Addr()) }) {
+					continue
+				}
+				last := netip.PrefixFrom(ap.Addr(), 24).Masked().Addr().As4()
+				last[3] = 254
+				p := netip.PrefixFrom(netip.AddrFrom4(last), 24)
+				have = append(have, p)
+				fmt.Fprintf(&b, "nodes: %s: interfaces: back%d: addresses: [%q]\n", spec.Label(node), len(have), p)
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return &File{Name: "routeback.cue", Data: []byte("package site\n\n" + b.String())}
 }
 
 // TestCorpus imports every file of the corpus. Each either gives a site

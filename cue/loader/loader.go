@@ -390,6 +390,7 @@ func decodeView(abs string, v cue.Value, node string, nodes []string, sel select
 		n.Units[k] = x
 	}
 	n.StatusKeys = statusKeys(v)
+	n.RealServer = spec.RealServerRoles(n.Node, drServices(v))
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -398,6 +399,27 @@ func decodeView(abs string, v cue.Value, node string, nodes []string, sel select
 		errs[i].locate(abs, v)
 	}
 	return n, errs
+}
+
+// drServices decodes the site's dr services, only what makes a real
+// server's role (spec.RealServerRoles): every node's view needs them, not
+// only the views of the nodes the services run on. A service that does
+// not decode is left out here: its own view reports it.
+func drServices(v cue.Value) map[string]spec.Service {
+	out := map[string]spec.Service{}
+	// Paths made once: parsing one per service cost as much as the lookup.
+	mode, binds, servers := cue.MakePath(cue.Str("mode")), cue.MakePath(cue.Str("binds")), cue.MakePath(cue.Str("servers"))
+	eachField(v.LookupPath(cue.MakePath(cue.Str("services"))), func(name string, sv cue.Value) {
+		if m, err := sv.LookupPath(mode).String(); err != nil || m != string(spec.ModeDR) {
+			return
+		}
+		s := spec.Service{Mode: spec.ModeDR}
+		if sv.LookupPath(binds).Decode(&s.Binds) != nil || sv.LookupPath(servers).Decode(&s.Servers) != nil {
+			return
+		}
+		out[name] = s
+	})
+	return out
 }
 
 // eachField calls fn for every regular field of a struct value.

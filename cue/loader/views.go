@@ -33,7 +33,8 @@ func (s *Site) Views() (map[string]*spec.Node, error) {
 // ViewOf selects one node's view from a decoded site, as decodeView does
 // over the CUE value: its settings, the VRRP instances that give it a
 // priority (with every peer's addresses on the instance's interface), the
-// services and unit templates whose node lists name it or name no node.
+// services and unit templates whose node lists name it or name no node, and
+// its roles as a DR real server (of any service of the site).
 func ViewOf(site *spec.Site, node string) *spec.Node {
 	n := &spec.Node{Name: node, Site: site.Site, Node: site.Nodes[node],
 		VRRP: map[string]spec.VRRPInstance{}, Services: map[string]spec.Service{}, Units: map[string]spec.UnitTemplate{}}
@@ -56,6 +57,7 @@ func ViewOf(site *spec.Site, node string) *spec.Node {
 			n.Services[name] = sv
 		}
 	}
+	n.RealServer = spec.RealServerRoles(n.Node, site.Services)
 	for name, u := range site.Units {
 		for _, set := range u.Instances {
 			if len(set.Nodes) == 0 || slices.Contains(set.Nodes, node) {

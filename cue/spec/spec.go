@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,6 +32,13 @@ type Node struct {
 	// peer's status branch, which gates its rollout, only when its head
 	// commit is signed by the peer's key.
 	StatusKeys map[string]string `json:"status_keys,omitempty"`
+	// RealServer lists what this node serves as a DR real server: one
+	// entry per VIP of every dr service that names one of its addresses as
+	// a server (RealServerRoles), derived by the loader from the whole
+	// site (the site does not write this field), so that a real server
+	// gets its VIPs even when the service names only the gateways in
+	// nodes. Empty: the node is no real server (or real_server is "off").
+	RealServer []RealServerRole `json:"real_server,omitempty"`
 }
 
 // SiteSettings are site-wide settings.
@@ -114,6 +122,90 @@ type NodeSettings struct {
 	StatusKey string `json:"status_key,omitempty"`
 	// ConntrackSync replicates the node's nat flows to its peer (nil: off).
 	ConntrackSync *ConntrackSync `json:"conntrack_sync,omitempty"`
+	// RealServer is RealServerAuto (or empty: the site leaves it out),
+	// RealServerOn or RealServerOff.
+	RealServer string `json:"real_server,omitempty"`
+}
+
+// The values of NodeSettings.RealServer.
+const (
+	// RealServerAuto: the node is a real server of every dr service that
+	// names one of its addresses as a server.
+	RealServerAuto = "auto"
+	// RealServerOn: as auto, and a site where no dr service names the
+	// node's addresses is refused (the operator said it is one).
+	RealServerOn = "on"
+	// RealServerOff: never; the server is set up by other means.
+	RealServerOff = "off"
+)
+
+// RealServerRole is one VIP a node holds as a DR real server: the VIP of
+// one bind of a dr service, and why (the service, its server whose address
+// is the node's, and the node's interface holding that address).
+type RealServerRole struct {
+	VIP       netip.Addr `json:"vip"`
+	Service   string     `json:"service"`
+	Server    string     `json:"server"`
+	Address   netip.Addr `json:"address"`
+	Interface string     `json:"interface"`
+}
+
+// RealServerRoles derives node's roles as a DR real server from its
+// settings and the site's services: for each dr service, each server whose
+// address is one of the node's own interface addresses makes the node hold
+// the VIP of each of the service's binds. Sorted by VIP, service, server;
+// nil when ns.RealServer is "off". Addresses that do not parse are skipped
+// (the schema and the guardrails report them).
+func RealServerRoles(ns NodeSettings, services map[string]Service) []RealServerRole {
+	if ns.RealServer == RealServerOff {
+		return nil
+	}
+	own := map[netip.Addr]string{}
+	for ifname, itf := range ns.Interfaces {
+		for _, p := range itf.Addresses {
+			if old, ok := own[p.Addr()]; !ok || ifname < old {
+				own[p.Addr()] = ifname
+			}
+		}
+	}
+	if len(own) == 0 {
+		return nil
+	}
+	var out []RealServerRole
+	for name, s := range services {
+		if s.Mode != ModeDR {
+			continue
+		}
+		for sn, sv := range s.Servers {
+			ap, err := netip.ParseAddrPort(sv.Address)
+			if err != nil {
+				continue
+			}
+			ifname, ok := own[ap.Addr()]
+			if !ok {
+				continue
+			}
+			for _, b := range s.Binds {
+				bp, err := netip.ParseAddrPort(b)
+				if err != nil || !bp.Addr().Is4() {
+					continue
+				}
+				out = append(out, RealServerRole{VIP: bp.Addr(), Service: name, Server: sn, Address: ap.Addr(), Interface: ifname})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b RealServerRole) int {
+		if c := a.VIP.Compare(b.VIP); c != 0 {
+			return c
+		}
+		if a.Service != b.Service {
+			return strings.Compare(a.Service, b.Service)
+		}
+		return strings.Compare(a.Server, b.Server)
+	})
+	return slices.CompactFunc(out, func(a, b RealServerRole) bool {
+		return a.VIP == b.VIP && a.Service == b.Service && a.Server == b.Server
+	})
 }
 
 // ConntrackSync is where a node sends the conntrack entries of its nat
@@ -352,7 +444,15 @@ type Service struct {
 	ProxyProtocol string    `json:"proxy_protocol"`
 	TCPKeepalive  bool      `json:"tcp_keepalive"`
 	Drift         DriftMode `json:"drift,omitempty"`
+	// RouteBack is RouteBackRouted when a nat service's servers route
+	// their replies to the gateways through a router the site does not
+	// describe (the nat-route-back guardrail then trusts it); empty: the
+	// servers must be on a segment where the gateways have an address.
+	RouteBack string `json:"route_back,omitempty"`
 }
+
+// RouteBackRouted is Service.RouteBack's one value.
+const RouteBackRouted = "routed"
 
 // SourceRules are a service's rules on client source addresses: a
 // non-empty Allow admits only its sources, Deny always wins over Allow;

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -515,42 +514,5 @@ func TestBadInput(t *testing.T) {
 	}
 	if d, _ := Diff(Config{Services: []Service{good2}}, after); len(d) != 0 {
 		t.Errorf("the change after a refused batch was not applied: %v", d)
-	}
-}
-
-// TestRealServer: the DR real server's setup (VIPs on lo, arp_ignore 1,
-// arp_announce 2) in a fresh namespace, said in words, applied once, and
-// read back; the host's knobs are not touched.
-func TestRealServer(t *testing.T) {
-	lab.RequireRoot(t)
-	lab.SkipShort(t, "network namespaces")
-	ns := lab.NewNetns(t, "rs")
-	hostKnob := func() string {
-		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/arp_ignore")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(b))
-	}
-	hostBefore := hostKnob()
-	before := observeRealServer(t, ns)
-	rs := RealServer{VIPs: []netip.Addr{mustAddr(vip), mustAddr("203.0.113.101")}}
-	want := []string{"net.ipv4.conf.all.arp_ignore 0 → 1", "net.ipv4.conf.all.arp_announce 0 → 2",
-		"add 203.0.113.100/32 on lo", "add 203.0.113.101/32 on lo"}
-	if d := DiffRealServer(rs, before); fmt.Sprint(d) != fmt.Sprint(want) {
-		t.Errorf("Diff on a fresh namespace: %q, want %q", d, want)
-	}
-	if ch := setRealServer(t, ns, rs); len(ch) != 4 {
-		t.Errorf("Set changed %q", ch)
-	}
-	got := observeRealServer(t, ns)
-	if got.ARPIgnore != 1 || got.ARPAnnounce != 2 || fmt.Sprint(got.VIPs) != "[203.0.113.100 203.0.113.101]" {
-		t.Errorf("after Set: %+v", got)
-	}
-	if ch := setRealServer(t, ns, rs); len(ch) != 0 {
-		t.Errorf("a second Set changed %q", ch)
-	}
-	if h := hostKnob(); h != hostBefore {
-		t.Errorf("the host's arp_ignore changed from %s to %s", hostBefore, h)
 	}
 }

@@ -42,6 +42,9 @@ type Status struct {
 	Services       []Service      `json:"services"`
 	Units          []Resource     `json:"units"`
 	Tuning         []Resource     `json:"tuning"`
+	// RealServer is the node's setup as a DR real server (its VIPs on lo,
+	// the ARP knobs); absent on a node that is none.
+	RealServer []Resource `json:"real_server,omitempty"`
 	// Drift lists what the last pass found changed outside gitgw: corrected
 	// ones and those left in place (drift mode report).
 	Drift []Resource `json:"drift"`
@@ -273,6 +276,8 @@ func (c *Controller) Status() Status {
 				st.Units = append(st.Units, resource(ch))
 			case plan.FamilyTuning:
 				st.Tuning = append(st.Tuning, resource(ch))
+			case plan.FamilyRealServer:
+				st.RealServer = append(st.RealServer, resource(ch))
 			}
 			if ch.Action == plan.Pending {
 				st.Pending = append(st.Pending, resource(ch))

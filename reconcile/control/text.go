@@ -94,6 +94,12 @@ func RenderText(out io.Writer, st Status) error {
 	for _, t := range st.Tuning {
 		fmt.Fprintf(w, "%s\t%s\t%s\n", t.ID, t.Action, strings.Join(t.Details, "; "))
 	}
+	if len(st.RealServer) > 0 {
+		fmt.Fprintln(w, "\nREAL SERVER (DR)\tPLAN\tDETAILS")
+		for _, r := range st.RealServer {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", r.ID, r.Action, strings.Join(r.Details, "; "))
+		}
+	}
 	if len(st.Drift)+len(st.Pending) > 0 {
 		fmt.Fprintln(w, "\nDRIFT/PENDING\tSTATE\tREASON")
 		for _, d := range st.Drift {

@@ -8,8 +8,11 @@ type Family string
 // The families, in apply order (see Families).
 const (
 	FamilyTuning Family = "tuning"
-	FamilyUnits  Family = "units"
-	FamilyProxy  Family = "proxy"
+	// FamilyRealServer: this node as a DR real server (VIPs on lo, ARP
+	// knobs), before the units: a server's instance may bind the VIP.
+	FamilyRealServer Family = "realserver"
+	FamilyUnits      Family = "units"
+	FamilyProxy      Family = "proxy"
 	// FamilyKernLB: services forwarded by the kernel (mode nat or dr).
 	FamilyKernLB Family = "kernlb"
 	FamilyVRRP   Family = "vrrp"
@@ -19,7 +22,7 @@ const (
 // VRRP last, so that VIPs move only once everything behind them is ready.
 // DriverRank and the pending list derive from it; a new driver adds its
 // family here.
-var Families = []Family{FamilyTuning, FamilyUnits, FamilyProxy, FamilyKernLB, FamilyVRRP}
+var Families = []Family{FamilyTuning, FamilyRealServer, FamilyUnits, FamilyProxy, FamilyKernLB, FamilyVRRP}
 
 // String returns the family's name.
 func (f Family) String() string { return string(f) }
@@ -34,6 +37,9 @@ const (
 	// (and what could not be observed), shown as a row of its own when no
 	// interface is tuned.
 	KindReceiveSpread = "receive_spread"
+	// realserver.
+	KindRealServerVIP    = "real_server_vip"
+	KindRealServerSysctl = "real_server_sysctl"
 	// units (units.KindFile, units.KindInstance).
 	KindUnitFile     = "unit_file"
 	KindUnitInstance = "unit_instance"
