@@ -326,13 +326,13 @@ func TestGuardrails(t *testing.T) {
 		{"service health check: none on purpose (udp proxy, nat and dr)", "service-health-check", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) { s.Check, s.Unchecked, s.Protocol = nil, true, "udp" })
 			in.Services["nat"] = spec.Service{Mode: spec.ModeNAT, Protocol: "udp", Binds: []string{"203.0.113.100:53"},
-				Servers: in.Services["web"].Servers, Unchecked: true}
+				Servers: in.Services["web"].Servers, Unchecked: true, RouteBack: spec.RouteBackRouted}
 			in.Services["dr"] = spec.Service{Mode: spec.ModeDR, Protocol: "udp", Interface: "eth0", Binds: []string{"203.0.113.100:514"},
 				Balance: "maglev", Servers: map[string]spec.Server{"r1": {Address: "203.0.113.21:514"}}, Unchecked: true}
 		}), 0},
 		{"service health check: none in kernel modes, not said", "service-health-check", edit(func(in *Input) {
 			in.Services["nat"] = spec.Service{Mode: spec.ModeNAT, Protocol: "udp", Binds: []string{"203.0.113.100:53"},
-				Servers: in.Services["web"].Servers}
+				Servers: in.Services["web"].Servers, RouteBack: spec.RouteBackRouted}
 		}), 1},
 		{"service health check: a check and unchecked", "service-health-check", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) { s.Unchecked = true })
