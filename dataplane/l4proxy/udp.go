@@ -83,6 +83,7 @@ type udpShard struct {
 	stop     atomic.Bool
 	sweepDue atomic.Bool
 	sweepT   *time.Timer
+	wakeMu   sync.Mutex // efd against its close (a late sweep timer)
 
 	pick     picker
 	sess     map[netip.AddrPort]*udpSession
@@ -174,6 +175,7 @@ func (p *Pool) openUDPBind(addr netip.AddrPort, svc *service) (*udpBind, error) 
 func newUDPShard(b *udpBind, fd int) (*udpShard, error) {
 	sh := &udpShard{b: b, fd: fd, epfd: -1, efd: -1, sess: map[netip.AddrPort]*udpSession{}, sweepDur: time.Second}
 	fail := func(err error) (*udpShard, error) {
+		sh.fd = -1 // the caller's to close
 		sh.closeFDs()
 		return nil, err
 	}
@@ -227,16 +229,26 @@ func (sh *udpShard) closeFDs() {
 	} else if sh.epfd >= 0 {
 		_ = unix.Close(sh.epfd)
 	}
+	sh.wakeMu.Lock()
 	if sh.efd >= 0 {
 		_ = unix.Close(sh.efd)
 	}
+	sh.efd = -1
+	sh.wakeMu.Unlock()
 	if sh.fd >= 0 {
 		_ = unix.Close(sh.fd)
 	}
-	sh.f, sh.epfd, sh.efd, sh.fd = nil, -1, -1, -1
+	sh.f, sh.epfd, sh.fd = nil, -1, -1
 }
 
-func (sh *udpShard) wake() { _, _ = unix.Write(sh.efd, eventfdOne[:]) }
+// wake makes the loop run a batch (to stop, or to sweep).
+func (sh *udpShard) wake() {
+	sh.wakeMu.Lock()
+	if sh.efd >= 0 {
+		_, _ = unix.Write(sh.efd, eventfdOne[:])
+	}
+	sh.wakeMu.Unlock()
+}
 
 // listenUDP opens one non-blocking SO_REUSEPORT shard socket with
 // IP_FREEBIND (a VIP need not be here yet), as a raw fd: a socket the
