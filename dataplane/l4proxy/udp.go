@@ -43,7 +43,10 @@ import (
 // second one finding nothing), two writes through the runtime poller and
 // a scheduler wake-up per reply. The sockets are level-triggered, so one
 // read per socket and batch is enough (what is left is reported again)
-// and only an empty epoll_wait parks the loop. Idle sessions are ended
+// and only an empty epoll_wait parks the loop. No busy polling (the TCP
+// loops' Config.BusyPoll): tried, at 32 flows it cost 10% more CPU per
+// request and a worse median, the spinning taking the CPU the clients and
+// servers of the same node needed. Idle sessions are ended
 // by a sweep on a timer (a quarter of the shortest idle timeout, at most
 // 1 s): no timer per session either.
 
