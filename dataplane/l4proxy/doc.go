@@ -71,8 +71,13 @@
 //     what the proxy holds in userspace had to travel with it;
 //   - UDP services (udp.go): a session per client flow (address and port),
 //     balanced and checked like TCP connections, ended by idleness or a
-//     reply count; off the event loops, one goroutine per bind shard and
-//     per session, which borrows a buffer only while a datagram is there;
+//     reply count; off the TCP loops, each bind shard is a loop of its own
+//     (an epoll set of the shard's socket and its sessions' sockets, parked
+//     in the runtime poller) that takes the client datagrams with recvmmsg
+//     and sends the replies with sendmmsg: about two syscalls per request
+//     and no goroutine wake-up per reply, where a goroutine per session
+//     made five and one (nginx's CPU per request over ours, on long
+//     flows: 0.81-0.91 before, 1.24-1.53 after);
 //   - transparent mode (transparent.go): the server-side socket connects
 //     from the client's address (IP_TRANSPARENT), and the pool keeps the
 //     policy routing the servers' replies need (a socket-match mark, an ip

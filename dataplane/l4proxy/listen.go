@@ -352,17 +352,7 @@ func (p *Pool) Listeners() ([]*os.File, error) {
 	}
 	for addr, b := range p.udpBinds {
 		for _, sh := range b.shards {
-			// A raw duplicate, not UDPConn.File: an os.File that Go put in
-			// non-blocking mode itself turns the socket (the file
-			// description both fds share) blocking when its Fd is taken,
-			// as sending it does, and this process's reader would block
-			// for good.
-			nfd := -1
-			rc, err := sh.conn.SyscallConn()
-			if err == nil {
-				cerr := rc.Control(func(fd uintptr) { nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
-				err = errors.Join(err, cerr)
-			}
+			nfd, err := unix.FcntlInt(uintptr(sh.fd), unix.F_DUPFD_CLOEXEC, 0)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("l4proxy: dup udp socket %v: %w", addr, err))
 				continue

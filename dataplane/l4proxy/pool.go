@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"reflect"
@@ -61,8 +60,7 @@ type Pool struct {
 	handed    inheritedConns           // connections handed over, until the first Set
 	udpBinds  map[netip.AddrPort]*udpBind
 	// UDP sockets handed over, by address, until a bind claims them.
-	inheritedUDP map[netip.AddrPort][]*net.UDPConn
-	udpWG        sync.WaitGroup // UDP sessions' reply goroutines
+	inheritedUDP map[netip.AddrPort][]int // raw fds
 	// transparent is the state of transparent mode's policy routing:
 	// 0 not known yet (a previous process may have left it), 1 on, 2 off.
 	transparent int8
@@ -546,7 +544,6 @@ func (p *Pool) Close(ctx context.Context) error {
 		}
 	}
 	<-drained
-	p.udpWG.Wait()
 	p.bg.Wait()
 	for _, l := range p.loops {
 		l.post(loopMsg{kind: msgStop})

@@ -327,3 +327,97 @@ func udpInodes(t *testing.T, addr netip.AddrPort) []string {
 	}
 	return out
 }
+
+// TestUDPBatchesIPv6: an IPv6 bind and server, 64 flows at once (several
+// datagrams per recvmmsg and per sendmmsg), datagrams up to the largest
+// an IPv4 payload allows and empty ones: every reply reaches its own flow
+// whole, and the counters add up.
+func TestUDPBatchesIPv6(t *testing.T) {
+	t.Parallel()
+	echo, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := echo.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			_, _ = echo.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	pc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	pc.Close()
+	p := newTestPool(t, Options{Shards: 1}, Config{Services: []Service{
+		udpService(bind, Server{Name: "e", Addr: echo.LocalAddr().(*net.UDPAddr).AddrPort(), Weight: 1}),
+	}})
+	const flows, rounds = 64, 5
+	sizes := []int{0, 1, 1400, 9000, udpBufSize}
+	var wg sync.WaitGroup
+	errs := make(chan error, flows)
+	var want int64 // bytes each way, once per datagram
+	for f := range flows {
+		for r := range rounds {
+			want += int64(sizes[(f+r)%len(sizes)])
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(bind))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 65535)
+			for r := range rounds {
+				msg := make([]byte, sizes[(f+r)%len(sizes)])
+				for i := range msg {
+					msg[i] = byte(f + r + i)
+				}
+				ok := false
+				// A datagram may be lost (UDP): sent again, a few times.
+				for try := 0; try < 10 && !ok; try++ {
+					if _, err := c.Write(msg); err != nil {
+						errs <- err
+						return
+					}
+					_ = c.SetReadDeadline(time.Now().Add(time.Second))
+					n, err := c.Read(buf)
+					if err != nil {
+						continue
+					}
+					if n != len(msg) || string(buf[:n]) != string(msg) {
+						errs <- fmt.Errorf("flow %d round %d: %d bytes back for %d, or other bytes", f, r, n, len(msg))
+						return
+					}
+					ok = true
+				}
+				if !ok {
+					errs <- fmt.Errorf("flow %d round %d: no reply", f, r)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := p.Stats().Services[0]
+	if st.Total != flows || st.Current != flows || st.Servers[0].Total != flows {
+		t.Errorf("sessions: total %d current %d server %d, want %d", st.Total, st.Current, st.Servers[0].Total, flows)
+	}
+	// Datagrams sent again count again: at least every byte once.
+	if st.BytesIn < want || st.BytesOut < want {
+		t.Errorf("bytes in %d, out %d: want at least %d each way", st.BytesIn, st.BytesOut, want)
+	}
+}

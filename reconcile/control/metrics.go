@@ -98,6 +98,14 @@ var (
 	descSrvQueue    = desc("gitgw_proxy_server_queue", "Connections waiting for this very server (source hash, persistence).", "service", "server")
 	descSrvTotal    = desc("gitgw_proxy_server_connections_total", "Connections made to a server.", "service", "server")
 	descSrvFailed   = desc("gitgw_proxy_server_check_failures_total", "Failed health checks of a server.", "service", "server")
+	// Servers given by DNS name (host: the name, lower-case, without its
+	// trailing dot), so that an operator can alert on a name that never
+	// resolved (the server is DOWN) or stopped resolving (its last address
+	// stays in use, for as long as the name fails).
+	descSrvResolved     = desc("gitgw_proxy_server_resolved", "1 when the DNS name of a server given by name answered its last lookup; 0 while it never has (the server is DOWN) or no longer does (stale: the last address stays in use).", "service", "server", "host")
+	descSrvResolveState = desc("gitgw_proxy_server_resolve_state", "Resolution of a server given by name: 1 for the current state (resolved, stale, unresolved), 0 for the others.", "service", "server", "host", "state")
+	descSrvAddress      = desc("gitgw_proxy_server_address_info", "The address a server given by name is used at (value 1; absent while its name never resolved).", "service", "server", "host", "address")
+	descSrvResolvedAt   = desc("gitgw_proxy_server_resolve_last_success_timestamp_seconds", "When the DNS name of a server given by name last answered (0: never since the agent started).", "service", "server", "host")
 
 	descUnitActive = desc("gitgw_unit_active", "1 when the site's systemd unit instance is active.", "unit")
 	descDrift      = desc("gitgw_drift_items", "Drift found by the last pass, by driver (tuning, units, proxy, vrrp) and state (corrected, left_in_place).", "driver", "state")
@@ -114,6 +122,10 @@ var (
 	descBuild      = desc("gitgw_build_info", "The agent's version (value 1).", "version")
 )
 
+// resolveStates are the values of gitgw_proxy_server_resolve_state's
+// state label: Server.Resolve, "" being resolved.
+var resolveStates = []string{"resolved", "stale", "unresolved"}
+
 // snapshotCollector reads the controller's status at scrape time.
 type snapshotCollector struct{ c *Controller }
 
@@ -121,7 +133,7 @@ func (s snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descVRRPState, descVRRPPriority, descVRRPBase, descVRRPTransitions, descVRRPAdvIn,
 		descVRRPAdvOut, descVRRPDrops, descVRRPVIPs, descSvcUp, descSvcCur, descSvcTotal, descSvcBytesIn, descSvcBytesOut,
 		descSvcQueue, descSvcQueueTO, descSvcErrors, descSvcDenied, descSrvUp, descSrvStatus, descSrvWeight, descSrvCur, descSrvQueue,
-		descSrvTotal, descSrvFailed,
+		descSrvTotal, descSrvFailed, descSrvResolved, descSrvResolveState, descSrvAddress, descSrvResolvedAt,
 		descUnitActive, descDrift, descCorrected, descPending, descCommit, descSuspended, descOverrides, descBuild,
 		descFetchFail, descFetchOK, descOutcome, descPushFail, descPushOK} {
 		ch <- d
@@ -178,6 +190,25 @@ func (s snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descSrvQueue, float64(srv.Queue), svc.Name, srv.Name)
 			counter(descSrvTotal, float64(srv.Total), svc.Name, srv.Name)
 			counter(descSrvFailed, float64(srv.FailedChecks), svc.Name, srv.Name)
+			if srv.Host != "" {
+				host := strings.ToLower(strings.TrimSuffix(srv.Host, "."))
+				state := srv.Resolve
+				if state == "" {
+					state = "resolved"
+				}
+				gauge(descSrvResolved, b(state == "resolved"), svc.Name, srv.Name, host)
+				for _, st := range resolveStates {
+					gauge(descSrvResolveState, b(state == st), svc.Name, srv.Name, host, st)
+				}
+				if srv.Addr != "" {
+					gauge(descSrvAddress, 1, svc.Name, srv.Name, host, srv.Addr)
+				}
+				at := 0.0
+				if !srv.ResolvedAt.IsZero() {
+					at = float64(srv.ResolvedAt.UnixNano()) / 1e9
+				}
+				gauge(descSrvResolvedAt, at, svc.Name, srv.Name, host)
+			}
 		}
 	}
 	for _, u := range st.Units {
