@@ -48,6 +48,10 @@ func fixture(t *testing.T) *Controller {
 		Name: "dns", Protocol: l4proxy.ProtoUDP, Binds: []string{"203.0.113.100:53"}, Balance: l4proxy.RoundRobin, Status: "UP", Unchecked: true,
 		Servers: []l4proxy.ServerStats{
 			{Name: "ns1", Addr: "198.51.100.21:53", Weight: 100, Admin: l4proxy.Ready, Status: l4proxy.StatusNoCheck, Total: 9},
+			// Given by name, which no longer resolves: its last address
+			// stays in use (every name metric family is in a scrape).
+			{Name: "ns2", Host: "ns2.example.com", Addr: "198.51.100.22:53", Resolve: "stale", ResolvedAt: fixedNow.Add(-5 * time.Minute), StaleSince: fixedNow.Add(-4 * time.Minute),
+				Weight: 100, Admin: l4proxy.Ready, Status: l4proxy.StatusNoCheck, Total: 4},
 		},
 	}}}
 	h := &harness{kicks: make(chan struct{}, 1), desired: labNode()}
