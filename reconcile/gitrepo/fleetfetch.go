@@ -168,7 +168,7 @@ func readCached(ctx context.Context, opts ReadOptions, ra remoteAccess, prefixes
 	}
 	defer unlock()
 	if n := cachePacks(dir); n > MaxCachePacks {
-		log.Info("fleet cache full; starting it over", "dir", dir, "packs", n, "max", MaxCachePacks)
+		log.Info("fleet cache full; starting it over", "dir", dir, "packs", n, "capacity", MaxCachePacks)
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, fmt.Errorf("cache %s: %w", dir, err)
 		}
@@ -183,7 +183,7 @@ func readCached(ctx context.Context, opts ReadOptions, ra remoteAccess, prefixes
 		if merr != nil {
 			return nil, errors.Join(err, merr)
 		}
-		log.Warn("fleet cache unreadable; moved aside, reading again", "dir", dir, "aside", aside, "err", ce.err)
+		log.Warn("fleet cache unreadable; moved aside, reading again", "dir", dir, "moved_to", aside, "err", ce.err)
 	}
 }
 
