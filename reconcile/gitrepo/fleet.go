@@ -101,7 +101,7 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 		if err != nil {
 			return fail(err)
 		}
-		out, err := readHeads(ctx, st, dir, refs, opts)
+		out, err := readHeads(ctx, st, dir, nil, refs, opts)
 		if err != nil {
 			return fail(err)
 		}
@@ -114,12 +114,12 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 	}
 	prefixes := []string{refPrefix, AliveRefPrefix}
 	if opts.CacheDir == "" {
-		objects := memory.NewStorage()
-		refs, err := fetchHeads(ctx, opts.URL, ra, objects, prefixes)
+		mem := memory.NewStorage()
+		refs, err := fetchHeads(ctx, opts.URL, ra, fetchInto{have: mem, mem: mem}, prefixes)
 		if err != nil {
 			return fail(fmt.Errorf("fetch: %w", err))
 		}
-		out, err := readHeads(ctx, objects, "", refs, opts)
+		out, err := readHeads(ctx, mem, "", nil, refs, opts)
 		if err != nil {
 			return fail(err)
 		}
@@ -134,8 +134,9 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 
 // readHeads reads the status branches among refs (and their nodes' alive
 // refs) from s. dir, when not empty, is the repository s reads, which a
-// few workers then read each through its own view.
-func readHeads(ctx context.Context, s storer.EncodedObjectStorer, dir string, refs []*plumbing.Reference, opts ReadOptions) ([]BranchStatus, error) {
+// few workers then read each through its own view, in front of which
+// is mem (when not nil: what was just fetched).
+func readHeads(ctx context.Context, s storer.EncodedObjectStorer, dir string, mem *memory.Storage, refs []*plumbing.Reference, opts ReadOptions) ([]BranchStatus, error) {
 	refPrefix := "refs/heads/" + opts.Prefix
 	var heads []*plumbing.Reference
 	alive := map[string]plumbing.Hash{}
@@ -170,6 +171,9 @@ func readHeads(ctx context.Context, s storer.EncodedObjectStorer, dir string, re
 			mu.Lock()
 			opened = append(opened, st)
 			mu.Unlock()
+			if mem != nil {
+				return layered{mem, st}, nil
+			}
 			return st, nil
 		}
 	} else {

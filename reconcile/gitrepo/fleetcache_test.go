@@ -109,8 +109,9 @@ func TestReadStatusBranchesCorruptCache(t *testing.T) {
 }
 
 // TestReadStatusBranchesCacheBound: each read that finds a head moved adds
-// a pack to the cache; past MaxCachePacks packs the cache starts over: the
-// read leaves one pack, and says so.
+// a pack to the cache (with its index, both as git reads them); past
+// MaxCachePacks packs the cache starts over: the read leaves one pack, and
+// says so.
 func TestReadStatusBranchesCacheBound(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -150,6 +151,16 @@ func TestReadStatusBranchesCacheBound(t *testing.T) {
 	}
 	if log.Len() != 0 {
 		t.Fatalf("reads up to the bound logged:\n%s", log.String())
+	}
+	// Git reads what the reads wrote: each pack matches its index.
+	idxs, _ := filepath.Glob(filepath.Join(opts.CacheDir, "objects", "pack", "*.idx"))
+	if len(idxs) != MaxCachePacks+1 {
+		t.Fatalf("%d indexes for %d packs", len(idxs), MaxCachePacks+1)
+	}
+	for _, idx := range idxs {
+		if out, err := gitremote.Git(opts.CacheDir, "verify-pack", idx); err != nil {
+			t.Fatalf("git verify-pack %s: %v\n%s", idx, err, out)
+		}
 	}
 	// Once more: past the bound.
 	if _, err := gitremote.Git(rem.repo.Dir, "update-ref", branch, branch+"~1"); err != nil {

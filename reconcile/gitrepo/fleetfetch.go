@@ -1,6 +1,8 @@
 package gitrepo
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
@@ -19,6 +22,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
+	"github.com/go-git/go-git/v5/storage/memory"
 )
 
 // MaxCachePacks bounds a fleet read's cache (ReadOptions.CacheDir): each
@@ -39,11 +43,11 @@ const MaxCachePacks = 32
 // each time. A ref that moved between the advertisement and the request
 // makes the server refuse the want ("not our ref", see fetchMoving): the
 // fetch then asks again.
-func fetchHeads(ctx context.Context, url string, ra remoteAccess, objects storer.EncodedObjectStorer, prefixes []string) ([]*plumbing.Reference, error) {
+func fetchHeads(ctx context.Context, url string, ra remoteAccess, f fetchInto, prefixes []string) ([]*plumbing.Reference, error) {
 	var err error
 	for range fetchAttempts {
 		var refs []*plumbing.Reference
-		refs, err = fetchHeadsOnce(ctx, url, ra, objects, prefixes)
+		refs, err = fetchHeadsOnce(ctx, url, ra, f, prefixes)
 		if err == nil || !strings.Contains(err.Error(), "not our ref") || ctx.Err() != nil {
 			return refs, err
 		}
@@ -51,7 +55,19 @@ func fetchHeads(ctx context.Context, url string, ra remoteAccess, objects storer
 	return nil, err
 }
 
-func fetchHeadsOnce(ctx context.Context, url string, ra remoteAccess, objects storer.EncodedObjectStorer, prefixes []string) (refs []*plumbing.Reference, err error) {
+// fetchInto says where fetched objects go: parsed into memory (read from
+// there at once: a pack is inflated once, not once to index it on disk and
+// again to read it) and, with a cache, also kept there as the pack the
+// server sent, with its index.
+type fetchInto struct {
+	// have holds the objects not to fetch again (the cache, or mem).
+	have storer.EncodedObjectStorer
+	mem  *memory.Storage
+	// packDir, when not empty, is the cache's objects/pack.
+	packDir string
+}
+
+func fetchHeadsOnce(ctx context.Context, url string, ra remoteAccess, f fetchInto, prefixes []string) (refs []*plumbing.Reference, err error) {
 	ep, err := transport.NewEndpoint(url)
 	if err != nil {
 		return nil, err
@@ -88,7 +104,7 @@ func fetchHeadsOnce(ctx context.Context, url string, ra remoteAccess, objects st
 			continue
 		}
 		seen[h] = true
-		switch err := objects.HasEncodedObject(h); {
+		switch err := f.have.HasEncodedObject(h); {
 		case errors.Is(err, plumbing.ErrObjectNotFound):
 			wants = append(wants, h)
 		case err != nil:
@@ -100,6 +116,8 @@ func fetchHeadsOnce(ctx context.Context, url string, ra remoteAccess, objects st
 		return refs, nil
 	}
 	req := packp.NewUploadPackRequestFromCapabilities(adv.Capabilities)
+	// No haves are sent: a thin pack would have no base to resolve.
+	req.Capabilities.Delete(capability.ThinPack)
 	req.Wants = wants
 	req.Depth = packp.DepthCommits(1)
 	if err := req.Capabilities.Set(capability.Shallow); err != nil {
@@ -126,20 +144,114 @@ func fetchHeadsOnce(ctx context.Context, url string, ra remoteAccess, objects st
 	case req.Capabilities.Supports(capability.Sideband):
 		pack = sideband.NewDemuxer(sideband.Sideband, resp)
 	}
-	if pw, ok := objects.(storer.PackfileWriter); ok {
-		// A repository on disk keeps the pack whole: one file and its
-		// index, not a loose file per object.
-		err = packfile.WritePackfileToObjectStorage(pw, pack)
-	} else {
+	if f.packDir == "" {
 		var p *packfile.Parser
-		if p, err = packfile.NewParserWithStorage(packfile.NewScanner(pack), objects); err == nil {
+		if p, err = packfile.NewParserWithStorage(packfile.NewScanner(pack), f.mem); err == nil {
 			_, err = p.Parse()
 		}
+	} else {
+		err = parseAndKeep(pack, f.mem, f.packDir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pack of %d heads: %w", len(wants), err)
 	}
 	return refs, nil
+}
+
+// parseAndKeep parses a pack into mem and writes it, with the index the
+// parse built, into packDir. The index is renamed into place before the
+// pack: go-git lists packs by their .pack file, so that a crash between
+// the two leaves an index that nothing reads, never a pack without one.
+func parseAndKeep(pack io.Reader, mem *memory.Storage, packDir string) (err error) {
+	tmp, err := os.CreateTemp(packDir, "tmp_pack_")
+	if err != nil {
+		return &cacheError{err}
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	buf := bufio.NewWriterSize(tmp, 1<<16)
+	idx := new(idxfile.Writer)
+	p, err := packfile.NewParserWithStorage(packfile.NewScanner(io.TeeReader(pack, buf)), mem, idx)
+	if err != nil {
+		return err
+	}
+	sum, err := p.Parse()
+	if err != nil {
+		return err
+	}
+	if err := buf.Flush(); err != nil {
+		return &cacheError{err}
+	}
+	if err := tmp.Close(); err != nil {
+		return &cacheError{err}
+	}
+	mi, err := idx.Index()
+	if err != nil {
+		return err
+	}
+	var enc bytes.Buffer
+	if _, err := idxfile.NewEncoder(&enc).Encode(mi); err != nil {
+		return err
+	}
+	base := filepath.Join(packDir, "pack-"+sum.String())
+	if err := writeFileAtomic(base+".idx", enc.Bytes()); err != nil {
+		return &cacheError{err}
+	}
+	if err := os.Rename(tmp.Name(), base+".pack"); err != nil {
+		return &cacheError{err}
+	}
+	return nil
+}
+
+// writeFileAtomic writes a file whole or not at all (a temporary file
+// renamed).
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "tmp_idx_")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// layered reads an object from front (just fetched, in memory) or else
+// from the cache.
+type layered struct {
+	front *memory.Storage
+	storer.EncodedObjectStorer
+}
+
+func (l layered) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
+	if o, err := l.front.EncodedObject(t, h); err == nil {
+		return o, nil
+	}
+	return l.EncodedObjectStorer.EncodedObject(t, h)
+}
+
+func (l layered) EncodedObjectSize(h plumbing.Hash) (int64, error) {
+	if n, err := l.front.EncodedObjectSize(h); err == nil {
+		return n, nil
+	}
+	return l.EncodedObjectStorer.EncodedObjectSize(h)
+}
+
+func (l layered) HasEncodedObject(h plumbing.Hash) error {
+	if l.front.HasEncodedObject(h) == nil {
+		return nil
+	}
+	return l.EncodedObjectStorer.HasEncodedObject(h)
 }
 
 func hasAnyPrefix(s string, prefixes []string) bool {
@@ -196,22 +308,22 @@ func (e *cacheError) Unwrap() error { return e.err }
 
 func readCachedOnce(ctx context.Context, opts ReadOptions, ra remoteAccess, prefixes []string) ([]BranchStatus, error) {
 	dir := opts.CacheDir
-	cache, err := openBare(dir)
-	if err != nil {
+	if _, err := openBare(dir); err != nil {
 		return nil, &cacheError{fmt.Errorf("open %s: %w", dir, err)}
 	}
-	refs, err := fetchHeads(ctx, opts.URL, ra, cache.Storer, prefixes)
-	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	// Everything wanted is in the cache now: a head that cannot be read
-	// is the cache's fault.
-	st, err := openReadOnly(dir)
+	have, err := openReadOnly(dir)
 	if err != nil {
 		return nil, &cacheError{err}
 	}
-	defer st.Close()
-	out, err := readHeads(ctx, st, dir, refs, opts)
+	defer have.Close()
+	mem := memory.NewStorage()
+	refs, err := fetchHeads(ctx, opts.URL, ra, fetchInto{have: have, mem: mem, packDir: filepath.Join(dir, "objects", "pack")}, prefixes)
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	// Everything wanted is here now: a head that cannot be read is the
+	// cache's fault.
+	out, err := readHeads(ctx, layered{mem, have}, dir, mem, refs, opts)
 	if err != nil && ctx.Err() == nil {
 		return nil, &cacheError{err}
 	}
