@@ -16,8 +16,9 @@ import (
 // a full disk left damaged still reads. A cache whose objects cannot be
 // read (a pack cut short, an index overwritten) or that is no repository
 // at all is moved aside to CacheDir.corrupt, said so in the log, and the
-// read done again into a new cache; a ref file left in the cache by an
-// older gitgw (it kept refs there) is ignored.
+// read done again into a new cache; the temporary files of a read killed
+// while it wrote are removed; a ref file left in the cache by an older
+// gitgw (it kept refs there) is ignored.
 func TestReadStatusBranchesCorruptCache(t *testing.T) {
 	t.Parallel()
 	packFile := func(t *testing.T, dir, ext string) string {
@@ -56,6 +57,13 @@ func TestReadStatusBranchesCorruptCache(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, true},
+		{"a read killed while it wrote", func(t *testing.T, dir string) {
+			for _, name := range []string{"tmp_pack_1", "tmp_idx_1"} {
+				if err := os.WriteFile(filepath.Join(dir, "objects", "pack", name), []byte("PACK"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, false},
 		{"older ref file empty", func(t *testing.T, dir string) {
 			ref := filepath.Join(dir, "refs", "heads", "gitgw", "status", "gw1")
 			if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
@@ -97,6 +105,9 @@ func TestReadStatusBranchesCorruptCache(t *testing.T) {
 			moved := strings.Contains(log.String(), "fleet cache unreadable; moved aside")
 			if c.aside != (err == nil) || c.aside != moved {
 				t.Fatalf("moved aside: %v (%v), want %v; log:\n%s", moved, err, c.aside, log.String())
+			}
+			if tmps, _ := filepath.Glob(filepath.Join(opts.CacheDir, "objects", "pack", "tmp_*")); len(tmps) != 0 {
+				t.Errorf("temporary files left: %q", tmps)
 			}
 			// The new cache reads without another move.
 			log.Reset()

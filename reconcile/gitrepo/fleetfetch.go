@@ -279,6 +279,12 @@ func readCached(ctx context.Context, opts ReadOptions, ra remoteAccess, prefixes
 		return nil, err
 	}
 	defer unlock()
+	// What a read killed while it wrote left behind (no other read runs:
+	// the lock is held).
+	tmps, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "tmp_*"))
+	for _, t := range tmps {
+		_ = os.Remove(t)
+	}
 	if n := cachePacks(dir); n > MaxCachePacks {
 		log.Info("fleet cache full; starting it over", "dir", dir, "packs", n, "capacity", MaxCachePacks)
 		if err := os.RemoveAll(dir); err != nil {
