@@ -34,7 +34,10 @@ func newFleetCmd() *cobra.Command {
 	fl.BoolVar(&f.c.JSON, "json", false, "print the fleet view as versioned JSON")
 	fl.StringVar(&f.c.Serve, "serve", "", "serve the fleet view on ADDR (e.g. 127.0.0.1:9143): a page on /, /fleet.json and /metrics")
 	fl.DurationVar(&f.c.Refresh, "refresh", fleet.DefaultRefresh, "with --serve: re-read the status branches this often (requests never read)")
+	fl.StringVar(&f.c.Read.CacheDir, "cache-dir", "", "keep a remote's status objects here between runs, so that a run fetches only the heads that moved (default $XDG_CACHE_HOME/gitgw/fleet-HASH.git, ~/.cache when unset)")
+	fl.BoolVar(&f.c.NoCache, "no-cache", false, "fetch every status branch's head each run, keeping nothing on disk")
 	cmd.MarkFlagsMutuallyExclusive("json", "serve")
+	cmd.MarkFlagsMutuallyExclusive("cache-dir", "no-cache")
 	return cmd
 }
 

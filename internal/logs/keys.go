@@ -117,6 +117,7 @@ var vocabulary = map[string]string{
 	"adopted":           "connections adopted from the previous process",
 	"lost":              "connections lost",
 	"services":          "services",
+	"packs":             "pack files (a Git cache's)",
 
 	// Durations and times (written as strings, "1.5s").
 	"duration":     "how long something took",

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/reconcile/drift"
+	"github.com/gitgw/gitgw/reconcile/gitrepo"
 )
 
 // Command is what gitgw fleet is told: which status branches to read, and
@@ -23,12 +24,34 @@ type Command struct {
 	// re-reads the status branches.
 	Serve   string
 	Refresh time.Duration
+	// NoCache reads a remote into memory each time, instead of through
+	// Read.CacheDir (default DefaultCacheDir); a page then keeps a
+	// temporary cache, removed when it stops.
+	NoCache bool
 	Logger  *slog.Logger
 	Stdout  io.Writer
 }
 
 // Run prints the fleet view once, or serves it until ctx is done.
 func (c *Command) Run(ctx context.Context) error {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Read.Logger == nil {
+		c.Read.Logger = c.Logger
+	}
+	switch {
+	case gitrepo.IsLocalURL(c.Read.URL):
+		c.Read.CacheDir = "" // read in place
+	case c.NoCache:
+		c.Read.CacheDir = ""
+	case c.Read.CacheDir == "":
+		dir, err := DefaultCacheDir(c.Read.URL)
+		if err != nil {
+			c.Logger.Warn("reading without a cache", "err", err)
+		}
+		c.Read.CacheDir = dir
+	}
 	if c.Serve != "" {
 		if c.Refresh < time.Second {
 			return fmt.Errorf("--refresh %s: give at least 1s (each read fetches every status branch)", c.Refresh)

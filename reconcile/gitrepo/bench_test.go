@@ -281,9 +281,16 @@ func fleetFixtureT(b testing.TB, nodes int) *gitremote.Repo {
 }
 
 func measureFleet(b *testing.B, name, metric string, nodes int, opts ReadOptions) {
+	measureFleetEach(b, name, metric, nodes, func() ReadOptions { return opts })
+}
+
+// measureFleetEach is measureFleet with the options of each round from
+// next, called untimed before it.
+func measureFleetEach(b *testing.B, name, metric string, nodes int, next func() ReadOptions) {
 	ctx := testCtx(b)
 	var d, cpu []time.Duration
 	for i := 0; i < 5; i++ {
+		opts := next()
 		t0, c0 := time.Now(), selfCPU()
 		got, err := ReadStatusBranches(ctx, opts)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,12 +14,10 @@ import (
 	"time"
 
 	git "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
-	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
@@ -33,16 +30,19 @@ type ReadOptions struct {
 	URL string
 	// Prefix of status branches (default DefaultStatusPrefix).
 	Prefix string
-	// CacheDir keeps fetched objects between calls (a bare repository);
-	// empty fetches into memory. Its refs are not kept: each read takes
-	// them from the remote's advertisement.
+	// CacheDir keeps fetched objects between calls (a bare repository,
+	// made when missing); empty fetches into memory. Its refs are not
+	// kept: each read takes them from the remote's advertisement. Reads
+	// of one cache take turns (a lock file beside it, CacheDir.lock); it
+	// starts over past MaxCachePacks, and one that cannot be read is
+	// moved to CacheDir.corrupt and the read done again.
 	CacheDir string
 	// SSHKeyFile, KnownHostsFile, TokenFile, CAFile: see Credentials.
 	SSHKeyFile, KnownHostsFile, TokenFile, CAFile string
 	// Files limits which paths are read from each branch (default all).
 	Files []string
-	// Logger receives the refs of CacheDir found corrupt and moved aside
-	// (default: discard).
+	// Logger receives what happens to CacheDir: started over, moved
+	// aside (default: discard).
 	Logger *slog.Logger
 }
 
@@ -77,84 +77,75 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 		return nil, fmt.Errorf("gitrepo: read status branches of %s: %w", redact(opts.URL), err)
 	}
 	refPrefix := "refs/heads/" + opts.Prefix
-	var repo *git.Repository
-	var localDir string
 	if isLocal(opts.URL) {
 		dir, err := localGitDir(opts.URL)
 		if err != nil {
 			return fail(err)
 		}
-		localDir = dir
 		st, err := openReadOnly(dir)
 		if err != nil {
 			return fail(err)
 		}
 		defer st.Close()
-		if repo, err = git.Open(st, nil); err != nil {
-			return fail(err)
-		}
-	} else {
-		creds := Credentials{SSHKeyFile: opts.SSHKeyFile, KnownHostsFile: opts.KnownHostsFile, TokenFile: opts.TokenFile, CAFile: opts.CAFile}
-		ra, err := creds.access(opts.URL)
+		var refs []*plumbing.Reference
+		iter, err := st.IterReferences()
 		if err != nil {
 			return fail(err)
 		}
-		// The fetch's refs are kept in memory, never in CacheDir: the
-		// remote's advertisement is the truth each time, and go-git
-		// writes one file per ref (10,000 nodes: 20,000 files, most of
-		// a read's time). Only the objects are cached.
-		var objects storer.EncodedObjectStorer = memory.NewStorage()
-		if opts.CacheDir != "" {
-			if _, err := RepairRefs(opts.CacheDir, opts.Logger); err != nil {
-				return fail(err)
+		err = iter.ForEach(func(r *plumbing.Reference) error {
+			if r.Type() == plumbing.HashReference {
+				refs = append(refs, r)
 			}
-			cache, err := openBare(opts.CacheDir)
-			if err != nil {
-				return fail(err)
-			}
-			objects = cache.Storer
-			// Read in parallel once fetched, as a local repository.
-			localDir = opts.CacheDir
-		}
-		var st storage.Storer = &fetchStorage{Storage: memory.NewStorage(), objects: objects}
-		if pw, ok := objects.(storer.PackfileWriter); ok {
-			st = packFetchStorage{st.(*fetchStorage), pw}
-		}
-		if repo, err = git.Init(st, nil); err != nil {
+			return nil
+		})
+		if err != nil {
 			return fail(err)
 		}
-		remote := git.NewRemote(st, &config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
-		spec := config.RefSpec("+" + refPrefix + "*:" + refPrefix + "*")
-		alive := config.RefSpec("+" + AliveRefPrefix + "*:" + AliveRefPrefix + "*")
-		// Depth 1: a reader wants each branch's head, not its history;
-		// objects it has are not asked for again.
-		err = fetchMoving(ctx, remote, &git.FetchOptions{
-			RefSpecs: []config.RefSpec{spec, alive}, Auth: ra.auth, CABundle: ra.caBundle, Tags: git.NoTags, Depth: 1,
-		})
-		var noMatch git.NoMatchingRefSpecError
-		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) && !errors.As(err, &noMatch) {
-			return fail(fmt.Errorf("fetch: %w", err))
+		out, err := readHeads(ctx, st, dir, nil, refs, opts)
+		if err != nil {
+			return fail(err)
 		}
+		return out, nil
 	}
-	refs, err := repo.Storer.IterReferences()
+	creds := Credentials{SSHKeyFile: opts.SSHKeyFile, KnownHostsFile: opts.KnownHostsFile, TokenFile: opts.TokenFile, CAFile: opts.CAFile}
+	ra, err := creds.access(opts.URL)
 	if err != nil {
 		return fail(err)
 	}
+	prefixes := []string{refPrefix, AliveRefPrefix}
+	if opts.CacheDir == "" {
+		mem := memory.NewStorage()
+		refs, err := fetchHeads(ctx, opts.URL, ra, fetchInto{have: mem, mem: mem}, prefixes)
+		if err != nil {
+			return fail(fmt.Errorf("fetch: %w", err))
+		}
+		out, err := readHeads(ctx, mem, "", nil, refs, opts)
+		if err != nil {
+			return fail(err)
+		}
+		return out, nil
+	}
+	out, err := readCached(ctx, opts, ra, prefixes)
+	if err != nil {
+		return fail(err)
+	}
+	return out, nil
+}
+
+// readHeads reads the status branches among refs (and their nodes' alive
+// refs) from s. dir, when not empty, is the repository s reads, which a
+// few workers then read each through its own view, in front of which
+// is mem (when not nil: what was just fetched).
+func readHeads(ctx context.Context, s storer.EncodedObjectStorer, dir string, mem *memory.Storage, refs []*plumbing.Reference, opts ReadOptions) ([]BranchStatus, error) {
+	refPrefix := "refs/heads/" + opts.Prefix
 	var heads []*plumbing.Reference
 	alive := map[string]plumbing.Hash{}
-	err = refs.ForEach(func(r *plumbing.Reference) error {
-		if r.Type() != plumbing.HashReference {
-			return nil
-		}
+	for _, r := range refs {
 		if strings.HasPrefix(r.Name().String(), refPrefix) {
 			heads = append(heads, r)
 		} else if node, ok := strings.CutPrefix(r.Name().String(), AliveRefPrefix); ok {
 			alive[node] = r.Hash()
 		}
-		return nil
-	})
-	if err != nil {
-		return fail(err)
 	}
 	out := make([]BranchStatus, len(heads))
 	// A local repository (or the cache a fetch filled) is read by a few
@@ -163,7 +154,7 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 	// by this goroutine.
 	workers := 1
 	var open func() (storer.EncodedObjectStorer, error)
-	if localDir != "" && len(heads) > 64 {
+	if dir != "" && len(heads) > 64 {
 		workers = min(runtime.GOMAXPROCS(0), 4)
 		var mu sync.Mutex
 		var opened []*filesystem.Storage
@@ -173,17 +164,20 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 			}
 		}()
 		open = func() (storer.EncodedObjectStorer, error) {
-			st, err := openReadOnly(localDir)
+			st, err := openReadOnly(dir)
 			if err != nil {
 				return nil, err
 			}
 			mu.Lock()
 			opened = append(opened, st)
 			mu.Unlock()
+			if mem != nil {
+				return layered{mem, st}, nil
+			}
 			return st, nil
 		}
 	} else {
-		open = func() (storer.EncodedObjectStorer, error) { return repo.Storer, nil }
+		open = func() (storer.EncodedObjectStorer, error) { return s, nil }
 	}
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -219,7 +213,7 @@ func ReadStatusBranches(ctx context.Context, opts ReadOptions) ([]BranchStatus, 
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return fail(err)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out, nil
@@ -284,88 +278,3 @@ func openReadOnly(dir string) (*filesystem.Storage, error) {
 	fs := newReadFS(dir)
 	return filesystem.NewStorageWithOptions(fs, cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true}), nil
 }
-
-// fetchStorage is a fetch target whose refs (and shallow list) live in
-// memory while its objects go to another store (a cache on disk, or
-// memory): go-git stores pack files through PackfileWriter when the object
-// store has one.
-type fetchStorage struct {
-	*memory.Storage
-	objects storer.EncodedObjectStorer
-}
-
-func (s *fetchStorage) NewEncodedObject() plumbing.EncodedObject { return s.objects.NewEncodedObject() }
-func (s *fetchStorage) SetEncodedObject(o plumbing.EncodedObject) (plumbing.Hash, error) {
-	return s.objects.SetEncodedObject(o)
-}
-
-// EncodedObject of any type is loaded when first used: a fetch asks for
-// every advertised head this way only to learn whether it is here (10,000
-// inflated commits a read, a fifth of a warm read's time); the index says
-// so without inflating anything.
-func (s *fetchStorage) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
-	if t != plumbing.AnyObject {
-		return s.objects.EncodedObject(t, h)
-	}
-	if err := s.objects.HasEncodedObject(h); err != nil {
-		return nil, err
-	}
-	return &lazyObject{s: s.objects, h: h}, nil
-}
-
-// lazyObject is a stored object read on first use.
-type lazyObject struct {
-	s   storer.EncodedObjectStorer
-	h   plumbing.Hash
-	o   plumbing.EncodedObject
-	err error
-}
-
-func (l *lazyObject) load() plumbing.EncodedObject {
-	if l.o == nil && l.err == nil {
-		l.o, l.err = l.s.EncodedObject(plumbing.AnyObject, l.h)
-		if l.err != nil {
-			l.o = nil
-		}
-	}
-	if l.o == nil {
-		return &plumbing.MemoryObject{}
-	}
-	return l.o
-}
-
-func (l *lazyObject) Hash() plumbing.Hash           { return l.h }
-func (l *lazyObject) Type() plumbing.ObjectType     { return l.load().Type() }
-func (l *lazyObject) SetType(t plumbing.ObjectType) { l.load().SetType(t) }
-func (l *lazyObject) Size() int64                   { return l.load().Size() }
-func (l *lazyObject) SetSize(n int64)               { l.load().SetSize(n) }
-func (l *lazyObject) Reader() (io.ReadCloser, error) {
-	if o := l.load(); l.err == nil {
-		return o.Reader()
-	}
-	return nil, l.err
-}
-func (l *lazyObject) Writer() (io.WriteCloser, error) {
-	if o := l.load(); l.err == nil {
-		return o.Writer()
-	}
-	return nil, l.err
-}
-func (s *fetchStorage) IterEncodedObjects(t plumbing.ObjectType) (storer.EncodedObjectIter, error) {
-	return s.objects.IterEncodedObjects(t)
-}
-func (s *fetchStorage) HasEncodedObject(h plumbing.Hash) error { return s.objects.HasEncodedObject(h) }
-func (s *fetchStorage) EncodedObjectSize(h plumbing.Hash) (int64, error) {
-	return s.objects.EncodedObjectSize(h)
-}
-func (s *fetchStorage) AddAlternate(remote string) error { return s.objects.AddAlternate(remote) }
-
-// packFetchStorage is a fetchStorage whose object store writes a fetched
-// pack whole (a repository on disk): one pack file, not a loose file per
-// object.
-type packFetchStorage struct {
-	*fetchStorage
-	pw storer.PackfileWriter
-}
-
-func (s packFetchStorage) PackfileWriter() (io.WriteCloser, error) { return s.pw.PackfileWriter() }

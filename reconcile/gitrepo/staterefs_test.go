@@ -146,61 +146,6 @@ func TestRepairRefs(t *testing.T) {
 	}
 }
 
-// TestReadStatusBranchesCorruptCache: the cache of the peers' status
-// branches (a remote repository fetched into the state dir) with a ref
-// left empty or truncated still reads: the ref is moved aside, loudly, and
-// fetched again.
-func TestReadStatusBranchesCorruptCache(t *testing.T) {
-	t.Parallel()
-	for _, how := range []string{"empty", "truncated"} {
-		t.Run(how, func(t *testing.T) {
-			t.Parallel()
-			ctx := testCtx(t)
-			r := gitremote.NewBare(t)
-			w := startWriter(t, StatusOptions{Node: "gw1", URL: r.Dir})
-			if _, err := w.Write(ctx, statusFiles("gw1", 1), Message{Subject: "status(gw1): one"}); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Flush(ctx); err != nil {
-				t.Fatal(err)
-			}
-			h := gitremote.StartHTTPS(t, filepath.Dir(r.Dir), "s3cret")
-			token := filepath.Join(t.TempDir(), "token")
-			if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			var log bytes.Buffer
-			opts := ReadOptions{URL: h.RepoURL(t, r.Dir), CacheDir: filepath.Join(t.TempDir(), "peers.git"), TokenFile: token, CAFile: h.CAFile,
-				Logger: slog.New(slog.NewTextHandler(&log, nil))}
-			read := func() {
-				t.Helper()
-				bs, err := ReadStatusBranches(ctx, opts)
-				if err != nil {
-					t.Fatalf("ReadStatusBranches: %v", err)
-				}
-				if len(bs) != 1 || bs[0].Node != "gw1" || !strings.Contains(string(bs[0].Files["status.json"]), `"seq": 1`) {
-					t.Fatalf("read %+v", bs)
-				}
-			}
-			read()
-			// A cache written before the fetch kept its refs in memory
-			// holds a file per ref; one of them corrupt.
-			refFile := filepath.Join(opts.CacheDir, "refs/heads/gitgw/status/gw1")
-			if err := os.MkdirAll(filepath.Dir(refFile), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(refFile, []byte(r.Head(t, "gitgw/status/gw1")+"\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			corruptRef(t, opts.CacheDir, "refs/heads/gitgw/status/gw1", how)
-			read()
-			if l := log.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "state file corrupt") {
-				t.Errorf("no ERROR line for the corrupt cache ref; log:\n%s", l)
-			}
-		})
-	}
-}
-
 // TestReadStatusBranchesHeadsOnly: reading a remote's status branches into
 // a cache fetches each branch's head (depth 1), not its history, writes no
 // ref file into the cache (a file per ref was most of a read's time at

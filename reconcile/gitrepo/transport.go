@@ -236,3 +236,7 @@ func redact(raw string) string {
 	}
 	return u.String()
 }
+
+// IsLocalURL reports whether a read of u reads a repository on this
+// machine in place (a path or file://), rather than fetching it.
+func IsLocalURL(u string) bool { return isLocal(u) }

@@ -39,7 +39,7 @@ func TestFleetServe(t *testing.T) {
 
 	// Port 0: the command logs the address it got.
 	cmd := exec.Command(gitgwBin, "fleet", "--repo", srv.RepoURL(t, r.Dir), "--token-file", token, "--ca-file", srv.CAFile,
-		"--serve", "127.0.0.1:0", "--refresh", "1s")
+		"--serve", "127.0.0.1:0", "--refresh", "1s", "--cache-dir", filepath.Join(t.TempDir(), "fleet.git"))
 	errPipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -312,7 +312,8 @@ func (r *Repo) ImportRefs(t testing.TB, refs map[string]map[string]string, msg s
 		}
 		in.WriteString("\n")
 	}
-	cmd := exec.Command("git", "-C", r.Dir, "fast-import", "--quiet")
+	// --force: a ref replaced by a parentless commit (an alive ref).
+	cmd := exec.Command("git", "-C", r.Dir, "fast-import", "--quiet", "--force")
 	cmd.Env = gitEnv()
 	cmd.Stdin = &in
 	if out, err := cmd.CombinedOutput(); err != nil {
