@@ -126,40 +126,18 @@ func NewKernLBDriver(lb KernLB, o KernLBOptions) *KernLBDriver {
 
 // pollDrift watches the tables for changes made by someone else.
 func (d *KernLBDriver) pollDrift(ctx context.Context, every time.Duration) {
-	reported := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
+	pollDrift(ctx, every, "kernlb", d.events, func() ([]kernlb.ChangeItem, error) {
 		d.mu.Lock()
-		var items []kernlb.ChangeItem
-		err := errors.New("nothing set yet")
-		if d.setValid {
-			var obs kernlb.Observed
-			if obs, err = d.lb.Observe(); err == nil {
-				items, err = d.lb.Diff(d.set, obs)
-			}
+		defer d.mu.Unlock()
+		if !d.setValid {
+			return nil, errors.New("nothing set yet")
 		}
-		d.mu.Unlock()
-		if err != nil || len(items) == 0 {
-			reported = false
-			continue
+		obs, err := d.lb.Observe()
+		if err != nil {
+			return nil, err
 		}
-		if reported { // once per difference: the pass decides what to do
-			continue
-		}
-		reported = true
-		msg := items[0].String()
-		if len(items) > 1 {
-			msg += fmt.Sprintf(" (and %d more)", len(items)-1)
-		}
-		select {
-		case d.events <- Event{Driver: "kernlb", Kind: "drift", Message: msg}:
-		default:
-		}
-	}
+		return d.lb.Diff(d.set, obs)
+	})
 }
 
 // Name implements Driver.

@@ -91,31 +91,7 @@ func (d *RealServerDriver) Close(context.Context) error {
 // pollDrift reports, once per difference, a server that no longer matches
 // what was last applied.
 func (d *RealServerDriver) pollDrift(ctx context.Context, every time.Duration) {
-	reported := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
-		diff, err := d.driftNow()
-		if err != nil || len(diff) == 0 {
-			reported = false
-			continue
-		}
-		if reported {
-			continue
-		}
-		reported = true
-		msg := diff[0].String()
-		if len(diff) > 1 {
-			msg += fmt.Sprintf(" (and %d more)", len(diff)-1)
-		}
-		select {
-		case d.events <- Event{Driver: plan.FamilyRealServer.String(), Kind: plan.EventDrift, Message: msg}:
-		default:
-		}
-	}
+	pollDrift(ctx, every, plan.FamilyRealServer.String(), d.events, d.driftNow)
 }
 
 // driftNow is what differs from the setup last applied.
