@@ -94,7 +94,7 @@ func TestResultControl(t *testing.T) {
 	r := Result{Commit: "0123456789abcdef", Subject: "s", Outcome: Applied, AppliedCommit: "0123456789abcdef",
 		Plan: &plan.Plan{Changes: []plan.Change{drift}}, Applied: []plan.Change{drift}, Drift: []plan.Change{drift}}
 	want := control.Result{Commit: "0123456789abcdef", Subject: "s", Outcome: "applied", OK: true, AppliedCommit: "0123456789abcdef",
-		Summary: "0123456789ab applied, 1 changes, 1 drift corrected", Plan: r.Plan, Drift: r.Drift}
+		Summary: "0123456789ab applied, 1 change, 1 drift corrected", Plan: r.Plan, Drift: r.Drift}
 	if diff := cmp.Diff(want, r.Control()); diff != "" {
 		t.Errorf("applied (-want +got):\n%s", diff)
 	}

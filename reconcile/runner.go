@@ -14,6 +14,7 @@ import (
 	"github.com/gitgw/gitgw/cue/loader"
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/internal/statefile"
+	"github.com/gitgw/gitgw/internal/words"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -110,15 +111,15 @@ func (r Result) Summary() string {
 		} else if r.Err != nil {
 			first = ": " + r.Err.Error()
 		}
-		return fmt.Sprintf("%s rejected, %d errors%s", short, r.ErrorCount(), first)
+		return fmt.Sprintf("%s rejected, %s%s", short, words.Plural(r.ErrorCount(), "error"), first)
 	case Failed:
 		return fmt.Sprintf("%s apply failed: %v", short, r.Err)
 	case Held, RolledBack:
 		return fmt.Sprintf("%s %s: %v", short, r.Outcome, r.Err)
 	case Suspended:
-		return fmt.Sprintf("%s suspended, %d changes held", short, len(r.Remaining))
+		return fmt.Sprintf("%s suspended, %s held", short, words.Plural(len(r.Remaining), "change"))
 	case Applied:
-		s := fmt.Sprintf("%s applied, %d changes", short, len(r.Applied))
+		s := fmt.Sprintf("%s applied, %s", short, words.Plural(len(r.Applied), "change"))
 		if len(r.Drift) > 0 {
 			s += fmt.Sprintf(", %d drift corrected", len(r.Drift))
 		}

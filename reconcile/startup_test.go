@@ -100,7 +100,7 @@ func TestRejectedCountsAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := r.Pass(context.Background(), Revision{Commit: "c1", Dir: labSite(t)}, PassOptions{})
-	if res.Outcome != Rejected || !strings.Contains(res.Summary(), "rejected, 1 errors") {
+	if res.Outcome != Rejected || !strings.Contains(res.Summary(), "rejected, 1 error") {
 		t.Fatalf("pass: %s", res.Summary())
 	}
 	var line struct {

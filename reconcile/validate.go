@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/internal/words"
 	"github.com/gitgw/gitgw/policies"
 )
 
@@ -61,6 +62,6 @@ func Validate(ctx context.Context, src Source, out, warn io.Writer) error {
 		}
 		return ErrInvalid
 	}
-	_, err = fmt.Fprintf(out, "site valid: %d nodes (%v)\n", len(site.Nodes), site.Nodes)
+	_, err = fmt.Fprintf(out, "site valid: %s (%v)\n", words.Plural(len(site.Nodes), "node"), site.Nodes)
 	return err
 }

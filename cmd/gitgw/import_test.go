@@ -53,7 +53,7 @@ func TestImportCommand(t *testing.T) {
 		// known subnet of theirs until the operator fills them in.
 		"missing: " + filepath.Join(out, "site.cue") + ": nodes.gw1.interfaces.eth0.addresses: gw1's own address on eth0 is not in the configurations",
 		"guardrail: " + filepath.Join(out, "vrrp.cue"),
-		"it is NOT a working site yet: 1 services refused",
+		"it is NOT a working site yet: 1 service refused",
 		"2 facts missing",
 	} {
 		if !strings.Contains(stderr, want) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/gitgw/gitgw/cue/loader"
+	"github.com/gitgw/gitgw/internal/words"
 )
 
 // Request is one `gitgw import`: the files as the command line names them,
@@ -118,10 +119,10 @@ func Run(ctx context.Context, req Request, stdout, stderr io.Writer) error {
 	for _, e := range bad {
 		fmt.Fprintln(stderr, "guardrail: "+filepath.Join(req.Out, e.Error()))
 	}
-	summary := fmt.Sprintf("site written to %s: %d nodes (%s), %d warnings", req.Out, len(res.Nodes), strings.Join(res.Nodes, ", "), warnings)
+	summary := fmt.Sprintf("site written to %s: %s (%s), %s", req.Out, words.Plural(len(res.Nodes), "node"), strings.Join(res.Nodes, ", "), words.Plural(warnings, "warning"))
 	var open []string
 	if n := refusedServices(res.Refused); n > 0 {
-		open = append(open, fmt.Sprintf("%d services refused (what they need is printed as refused:)", n))
+		open = append(open, words.Plural(n, "service")+" refused (what they need is printed as refused:)")
 	}
 	if missing > 0 {
 		open = append(open, fmt.Sprintf("%d facts missing (printed as missing:, TODO(import) in site.cue)", missing))

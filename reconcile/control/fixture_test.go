@@ -65,7 +65,7 @@ func fixture(t *testing.T) *Controller {
 	drift := plan.Change{Driver: "tuning", Kind: "sysctl", ID: "net.ipv4.ip_forward", Action: plan.Update, Before: "0", After: "1", Reason: "changed by hand", Drift: true}
 	c.Observe(t.Context(), Result{
 		Commit: h.lg.commit, Subject: "web: add s2", AppliedCommit: h.lg.commit, Outcome: "applied", OK: true,
-		Summary: "0123456789ab applied, 1 changes, 1 drift corrected",
+		Summary: "0123456789ab applied, 1 change, 1 drift corrected",
 		Started: fixedNow.Add(-time.Second), Duration: 42 * time.Millisecond,
 		Plan: &plan.Plan{Changes: []plan.Change{
 			drift,

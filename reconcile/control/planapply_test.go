@@ -88,7 +88,7 @@ func TestApplyEndpoint(t *testing.T) {
 			if commit == "old" {
 				return ApplyResult{Commit: "new", Outcome: "rejected", Moved: MovedHead, Error: "the agent's source is at another commit"}, nil
 			}
-			return ApplyResult{Commit: commit, Outcome: "applied", Summary: commit + " applied, 1 changes", Applied: expect.Actionable()}, nil
+			return ApplyResult{Commit: commit, Outcome: "applied", Summary: commit + " applied, 1 change", Applied: expect.Actionable()}, nil
 		}})
 	cl, _ := serveSocket(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

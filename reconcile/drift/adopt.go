@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gitgw/gitgw/internal/words"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -221,7 +222,7 @@ func AdoptMessage(node, base string, p Proposal) Message {
 		}
 	}
 	return Message{
-		Subject: fmt.Sprintf("adopt(%s): %s found on the node", node, plural(len(p.Adopted)+len(p.Listed), "change")),
+		Subject: fmt.Sprintf("adopt(%s): %s found on the node", node, words.Plural(len(p.Adopted)+len(p.Listed), "change")),
 		Body:    b.String(),
 		Desired: base,
 		Applied: base,

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/gitgw/gitgw/internal/words"
 )
 
 // NodeReport is one node's status branch as read from the repository.
@@ -227,7 +229,7 @@ func BuildFleet(head string, reports []NodeReport) Fleet {
 			f.Alerts = append(f.Alerts, FleetAlert{"pending", r.Node, "not converged: " + strings.TrimSuffix(strings.TrimPrefix(notDone(*st), " ("), ")")})
 		}
 		if n.Drift > 0 {
-			f.Alerts = append(f.Alerts, FleetAlert{"drift", r.Node, plural(n.Drift, "open drift item")})
+			f.Alerts = append(f.Alerts, FleetAlert{"drift", r.Node, words.Plural(n.Drift, "open drift item")})
 		}
 		if v, ok := VRRPOf(*st); ok {
 			for _, in := range v.Instances {

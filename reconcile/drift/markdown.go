@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/gitgw/gitgw/internal/words"
 )
 
 // Markdown renders STATUS.md: a few lines for people browsing the status
@@ -117,7 +119,7 @@ func headline(st Status) string {
 		what = " not converged" + notDone(st)
 	}
 	if len(st.Drift) > 0 {
-		what += ", " + plural(len(st.Drift), "open drift item")
+		what += ", " + words.Plural(len(st.Drift), "open drift item")
 	}
 	return Short(st.Applied) + what
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gitgw/gitgw/internal/words"
 	"github.com/gitgw/gitgw/reconcile/plan"
 )
 
@@ -58,7 +59,7 @@ func Compose(st Status, in Input, events []Event, at time.Time, took time.Durati
 	case in.Outcome == "held":
 		m.Subject = fmt.Sprintf("held(%s): %s %s", node, short, firstLine(in.Err))
 	case in.Outcome == "suspended":
-		m.Subject = fmt.Sprintf("suspended(%s): %s not applied, %s waiting for gitgw resume", node, short, plural(len(in.Remaining), "change"))
+		m.Subject = fmt.Sprintf("suspended(%s): %s not applied, %s waiting for gitgw resume", node, short, words.Plural(len(in.Remaining), "change"))
 	case len(in.Drift) == 1:
 		m.Subject = fmt.Sprintf("drift(%s): %s", node, describeDrift(in.Drift[0], true))
 	case len(in.Drift) > 1:
@@ -67,13 +68,13 @@ func Compose(st Status, in Input, events []Event, at time.Time, took time.Durati
 		ev := events[len(events)-1]
 		m.Subject = fmt.Sprintf("%s(%s): %s", eventTag(ev), node, ev.Message)
 	case in.Outcome == "applied":
-		m.Subject = fmt.Sprintf("apply(%s): %s, %s", node, short, plural(len(in.Applied), "change")) + notDone(st)
+		m.Subject = fmt.Sprintf("apply(%s): %s, %s", node, short, words.Plural(len(in.Applied), "change")) + notDone(st)
 	case len(in.Reported) == 1:
 		m.Subject = fmt.Sprintf("drift(%s): %s", node, describeDrift(in.Reported[0], false))
 	case len(in.Reported) > 1:
 		m.Subject = fmt.Sprintf("drift(%s): %d resources changed outside gitgw; left in place", node, len(in.Reported))
 	default:
-		m.Subject = fmt.Sprintf("status(%s): %s %s, %s", node, short, st.LastPass.Outcome, plural(len(st.Resources), "resource")) + notDone(st)
+		m.Subject = fmt.Sprintf("status(%s): %s %s, %s", node, short, st.LastPass.Outcome, words.Plural(len(st.Resources), "resource")) + notDone(st)
 	}
 
 	var b strings.Builder
@@ -226,13 +227,6 @@ func driftTrailer(corrected, open int) string {
 		return fmt.Sprintf("%d corrected", corrected)
 	}
 	return fmt.Sprintf("%d corrected, %d open", corrected, open)
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func firstLine(s string) string {

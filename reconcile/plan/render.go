@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/gitgw/gitgw/internal/words"
 )
 
 // TextOptions tune the human rendering.
@@ -94,14 +96,14 @@ func WriteText(w io.Writer, p *Plan, o TextOptions) error {
 	bw.printf("\n")
 	switch {
 	case !p.HasChanges() && c.Pending > 0:
-		bw.printf("No changes in what the available drivers manage (%d resources).\n", c.NoOp)
+		bw.printf("No changes in what the available drivers manage (%s).\n", words.Plural(c.NoOp, "resource"))
 	case !p.HasChanges():
-		bw.printf("No changes. The node matches the site (%d resources).\n", c.NoOp)
+		bw.printf("No changes. The node matches the site (%s).\n", words.Plural(c.NoOp, "resource"))
 	default:
 		bw.printf("Plan: %d to create, %d to update, %d to delete, %d unchanged.\n", c.Create, c.Update, c.Delete, c.NoOp)
 	}
 	if c.Pending > 0 {
-		bw.printf("%d resources pending: their driver is not available on this node.\n", c.Pending)
+		bw.printf("%s pending: their driver is not available on this node.\n", words.Plural(c.Pending, "resource"))
 	}
 	return bw.err
 }

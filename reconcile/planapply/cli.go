@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/internal/words"
 	"github.com/gitgw/gitgw/reconcile"
 	"github.com/gitgw/gitgw/reconcile/control"
 	"github.com/gitgw/gitgw/reconcile/plan"
@@ -170,7 +171,7 @@ func WriteOnce(w io.Writer, res reconcile.Result, p *plan.Plan, only map[string]
 		}
 	}
 	if n := len(p.Actionable()) - len(Only(p, only).Actionable()); n > 0 {
-		fmt.Fprintf(w, "%d changes not applied (%s): VRRP and the proxy are left to the agent, which applies them when it runs.\n", n, strings.Join(left, ", "))
+		fmt.Fprintf(w, "%s not applied (%s): VRRP and the proxy are left to the agent, which applies them when it runs.\n", words.Plural(n, "change"), strings.Join(left, ", "))
 	}
 	if res.Outcome == reconcile.Failed || res.Outcome == reconcile.Rejected {
 		return ErrOnceFailed

@@ -73,7 +73,7 @@ func TestWriteOnce(t *testing.T) {
 	only := OneShotKinds(nil)
 	var b bytes.Buffer
 	err := WriteOnce(&b, reconcile.Result{Commit: "c1", Outcome: reconcile.Applied, Applied: p.Changes[:1]}, p, only)
-	if err != nil || !strings.Contains(b.String(), "applied by this process (tuning, units): c1 applied, 1 changes") ||
+	if err != nil || !strings.Contains(b.String(), "applied by this process (tuning, units): c1 applied, 1 change") ||
 		!strings.Contains(b.String(), "2 changes not applied (proxy, vrrp)") {
 		t.Errorf("applied: %v\n%s", err, b.String())
 	}

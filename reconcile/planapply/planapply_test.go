@@ -300,7 +300,7 @@ func TestRefusalDirectory(t *testing.T) {
 	if err := Refusal(control.ApplyReply{ApplyResult: control.ApplyResult{Outcome: "unchanged"}}, "c"); err != nil {
 		t.Errorf("unchanged: %v", err)
 	}
-	if err := Refusal(control.ApplyReply{ApplyResult: control.ApplyResult{Outcome: "suspended", Summary: "c suspended, 1 changes held"}}, "c"); err == nil {
+	if err := Refusal(control.ApplyReply{ApplyResult: control.ApplyResult{Outcome: "suspended", Summary: "c suspended, 1 change held"}}, "c"); err == nil {
 		t.Error("a suspended agent applied nothing: no error")
 	}
 }

@@ -158,7 +158,7 @@ func TestPlanApplyBesideAgent(t *testing.T) {
 
 	// Apply through the agent: it applies and keeps it.
 	out, errOut, code = gitgw("apply", "--repo", repo.FileURL(), "--node", "gw1", "--auto-approve", "--no-color")
-	if code != 0 || !strings.Contains(out, "applied by the agent (pid ") || !strings.Contains(out, "applied, 1 changes") {
+	if code != 0 || !strings.Contains(out, "applied by the agent (pid ") || !strings.Contains(out, "applied, 1 change") {
 		t.Fatalf("apply through the agent: exit %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("gitgw apply:\n%s", out)
@@ -194,7 +194,7 @@ func TestPlanApplyBesideAgent(t *testing.T) {
 		t.Fatalf("plan --out: exit %d\n%s%s", code, out, errOut)
 	}
 	out, errOut, code = gitgw("apply", saved)
-	if code != 0 || !strings.Contains(out, "applied, 1 changes") {
+	if code != 0 || !strings.Contains(out, "applied, 1 change") {
 		t.Fatalf("apply of a saved plan: exit %d\n%s%s", code, out, errOut)
 	}
 	waitStatus("the saved plan running", func(st control.Status) bool { return st.Applied == c5 && hasServer(st, "web/s3") })
