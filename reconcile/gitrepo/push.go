@@ -48,6 +48,17 @@ type pushSpec struct {
 // the new commits that the remote's tip does not hold are sent. It returns
 // what the remote held before.
 func pushRef(ctx context.Context, s storer.EncodedObjectStorer, url string, ra remoteAccess, spec pushSpec) (plumbing.Hash, error) {
+	if isLocal(url) {
+		// A push to a local repository runs git-receive-pack as a child.
+		// When ctx ends mid-pack, go-git kills it, then waits for its
+		// stderr, which the unpack-objects or index-pack it started still
+		// holds while that one waits on the stdin go-git keeps open until
+		// the wait is over: the push can hang for ever, and with it the
+		// status writer's Run and the agent's stop (a CI run hung 17
+		// minutes in a status writer's cleanup). A local push cannot stall
+		// on a network: it is not cancelled, it finishes.
+		ctx = context.WithoutCancel(ctx)
+	}
 	ep, err := transport.NewEndpoint(url)
 	if err != nil {
 		return plumbing.ZeroHash, err
