@@ -139,14 +139,23 @@ func TestServiceUnit(t *testing.T) {
 		return json.Unmarshal([]byte(out), &st) == nil && len(st.VRRP) == 1 && st.VRRP[0].State == "MASTER" &&
 			len(st.Services) == 1 && st.Services[0].Status == "UP", out
 	})
-	// The guardian did the handover: KillMode=control-group's SIGTERM
-	// (which it ignores) leaves it the time to, where mixed's SIGKILL
-	// raced it.
-	if !strings.Contains(h.Log(), `msg="released mastership" process=guardian`) {
-		t.Errorf("no handover by the guardian after the crash:\n%s", nicLastLines(h.Log(), 40))
+	// The guardian did the handover, and nothing SIGKILLed it before it
+	// had: KillMode=control-group's SIGTERM, which it ignores, leaves it
+	// the time (packaging_test holds the setting; here the guardian's
+	// release of one VIP wins the race even against mixed's SIGKILL).
+	// systemd may still SIGKILL what is left of a guardian that has
+	// released and is exiting: its SIGTERM round can find nothing to
+	// signal while the guardian's last threads are still listed, and the
+	// SIGKILL round that follows at once names one of them (seen in CI:
+	// "Killing process 67", a thread of guardian 66). Only a SIGKILL
+	// before the release is a lost handover.
+	log := h.Log()
+	released := strings.Index(log, `msg="released mastership" process=guardian`)
+	if released < 0 {
+		t.Errorf("no handover by the guardian after the crash:\n%s", nicLastLines(log, 40))
 	}
-	if regexp.MustCompile(`gitgw\.service: Killing process \d+ \(gitgw\) with signal SIGKILL`).MatchString(h.Log()) {
-		t.Errorf("systemd SIGKILLed the rest of the unit after the crash, the guardian with it:\n%s", nicLastLines(h.Log(), 40))
+	if k := regexp.MustCompile(`gitgw\.service: Killing process \d+ \(gitgw\) with signal SIGKILL`).FindStringIndex(log); k != nil && (released < 0 || k[0] < released) {
+		t.Errorf("systemd SIGKILLed the rest of the unit after the crash, before the guardian released:\n%s", nicLastLines(log, 40))
 	}
 	if strings.Contains(h.Log(), "inherited fd is not a listener") {
 		t.Errorf("the restarted agent could not adopt the stored listener")
