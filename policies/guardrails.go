@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net"
@@ -31,7 +32,7 @@ func guardrails() []guardrail {
 		{Policy{"service-primary-server", "every service has a server that is neither backup nor disabled."}, Error, servicePrimaryServer},
 		{Policy{"service-health-check", "every service checks its servers' health, or says unchecked: true: otherwise a dead server keeps its share of connections unnoticed."}, Error, serviceHealthCheck},
 		{Policy{"bind-address", "each proxy bind is a VIP of an instance of its node, one of the node's addresses, loopback or a wildcard: any other address never sees a packet."}, Error, bindAddress},
-		{Policy{"port-clash", "no port is bound twice on a node: by two proxy binds, or by a bind and a unit instance named by a port."}, Error, portClash},
+		{Policy{"port-clash", "no port is bound twice on a node: by two proxy binds, or by a bind and a unit instance named by a port; no firewall mark is taken twice for one protocol."}, Error, portClash},
 		{Policy{"cpu-mask", "CPU lists in tuning name only CPUs the node has (node: cpus) and are well formed."}, Error, cpuMask},
 		{Policy{"proxy-busy-poll", "the proxy's busy-poll window is at most 10ms: a longer one only burns CPU, since no reply it waits for is that slow and still worth polling for."}, Error, proxyBusyPoll},
 		{Policy{"service-feature-built", "a service uses only what this gitgw carries: a field the schema knows but no driver runs yet would otherwise be ignored in silence."}, Error, serviceFeatureBuilt},
@@ -394,6 +395,21 @@ func portClash(in *Input, r report) {
 				if isWildcard(host) {
 					wild[port] = bd
 				}
+			}
+		}
+		// A firewall mark takes a protocol's marked packets: one
+		// service per mark and protocol.
+		marks := map[string]bound{}
+		for _, name := range byNode[n] {
+			s := in.Services[name]
+			for i, m := range s.Fwmarks {
+				key := fmt.Sprintf("%s fwmark %d", cmp.Or(s.Protocol, "tcp"), m)
+				path := fmt.Sprintf("services.%s.fwmarks.%d", spec.Label(name), i)
+				if o, clash := marks[key]; clash {
+					r.addRelated(path, o.path, "on node %s, %s of service %s clashes with service %s", n, key, name, o.service)
+					continue
+				}
+				marks[key] = bound{service: name, path: path}
 			}
 		}
 		for _, name := range slices.Sorted(maps.Keys(in.Units)) {

@@ -157,6 +157,34 @@ func TestGuardrails(t *testing.T) {
 			backSegment(in)
 			setService(in, "web", func(s *spec.Service) { s.Mode, s.Transparent = spec.ModeNAT, true })
 		}), 1},
+		{"feature built: services by fwmark in nat and dr carried", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) {
+				s.Mode, s.Binds, s.Fwmarks = spec.ModeNAT, nil, []uint32{1}
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11"}, "s2": {Address: "198.51.100.12"}}
+				s.Check = &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}, Port: 80}
+			})
+			in.Services["lvs"] = spec.Service{Mode: spec.ModeDR, Interface: "eth0", Balance: "maglev",
+				Binds: []string{"203.0.113.100:443"}, Fwmarks: []uint32{2},
+				Servers: map[string]spec.Server{"r1": {Address: "203.0.113.21", CheckPort: 443}, "r2": {Address: "203.0.113.22", CheckPort: 443}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 0},
+		{"feature built: fwmarks where they cannot be, at their place", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) {
+				s.Fwmarks = []uint32{1}
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11"}, "s2": {Address: "198.51.100.12:8080"}}
+			})
+			in.Services["nat"] = spec.Service{Mode: spec.ModeNAT, Fwmarks: []uint32{2},
+				Servers: map[string]spec.Server{"n1": {Address: "198.51.100.11"}, "n2": {Address: "198.51.100.12:8080"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			in.Services["lvs"] = spec.Service{Mode: spec.ModeDR, Interface: "eth0", Balance: "maglev", Fwmarks: []uint32{3},
+				Servers: map[string]spec.Server{"r1": {Address: "203.0.113.21:443"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			in.Services["none"] = spec.Service{Mode: spec.ModeNAT,
+				Servers: map[string]spec.Server{"x1": {Address: "198.51.100.13:80"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 6},
 
 		{"nat route back: servers on the gateways' back segment", "nat-route-back", edit(func(in *Input) {
 			backSegment(in)
@@ -344,6 +372,16 @@ func TestGuardrails(t *testing.T) {
 		{"port clash: two services on one address and port", "port-clash", edit(func(in *Input) {
 			in.Services["web2"] = spec.Service{Binds: []string{"203.0.113.100:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
 		}), 2},
+		{"port clash: one fwmark taken by two tcp services", "port-clash", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) { s.Mode, s.Fwmarks = spec.ModeNAT, []uint32{1} })
+			in.Services["web2"] = spec.Service{Mode: spec.ModeNAT, Fwmarks: []uint32{1}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
+		}), 2},
+		{"port clash: one fwmark for tcp and for udp", "port-clash", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) { s.Mode, s.Fwmarks = spec.ModeNAT, []uint32{1} })
+			in.Services["web2"] = spec.Service{Mode: spec.ModeNAT, Protocol: "udp", Fwmarks: []uint32{1}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
+		}), 0},
 		{"port clash: tcp and udp on one address and port (DNS)", "port-clash", edit(func(in *Input) {
 			in.Services["web2"] = spec.Service{Protocol: "udp", Binds: []string{"203.0.113.100:80"}, Servers: in.Services["web"].Servers, Check: in.Services["web"].Check}
 		}), 0},

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -23,9 +24,20 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 	if s.RouteBack != "" && s.Mode != spec.ModeNAT {
 		r.add(path+".route_back", "service %s: route_back is for nat (the servers' replies through the gateway); mode %s does not rewrite them", name, cmpMode(s.Mode))
 	}
+	if len(s.Binds) == 0 && len(s.Fwmarks) == 0 {
+		r.add(path+".binds", "service %s: no binds and no fwmarks: the service would take no packet", name)
+	}
 	if !s.Kernel() {
 		if s.Balance == "maglev" {
 			r.add(path+".balance", "service %s: balance \"maglev\" is a kernel scheduler: use mode nat or dr, or another balance in proxy mode", name)
+		}
+		if len(s.Fwmarks) > 0 {
+			r.add(path+".fwmarks", "service %s: fwmarks select packets in the kernel: use mode nat or dr (the proxy takes connections on its binds only)", name)
+		}
+		for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
+			if _, err := netip.ParseAddr(s.Servers[sn].Address); err == nil {
+				r.add(path+".servers."+spec.Label(sn)+".address", "service %s: server %s: %s: the proxy connects to an address and a port; a server without a port (the client's port kept) is for modes nat and dr", name, sn, s.Servers[sn].Address)
+			}
 		}
 		return
 	}
@@ -61,16 +73,28 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 		}
 		ports = append(ports, ap.Port())
 	}
+	// Servers with and without a port, for a nat service by mark.
+	withPort, keepPort := "", ""
 	for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
 		sv := s.Servers[sn]
 		sp := path + ".servers." + spec.Label(sn)
-		ap, err := netip.ParseAddrPort(sv.Address)
+		ap, err := sv.AddrPort()
+		if err == nil && ap.Port() == 0 {
+			keepPort = cmp.Or(keepPort, sn)
+			if len(s.Fwmarks) > 0 && sv.CheckPort == 0 && s.Check != nil && s.Check.Port == 0 && checkNeedsPort(s.Check.Kind) {
+				r.add(sp+".address", "service %s: server %s: %s keeps the client's port, so its %s check has no port to reach: set check.port or the server's check_port", name, sn, sv.Address, s.Check.Kind)
+			}
+		} else if err == nil {
+			withPort = cmp.Or(withPort, sn)
+		}
 		switch {
 		case err != nil:
 			r.add(sp+".address", "service %s: server %s: %s: mode %s forwards to an address, not a name", name, sn, sv.Address, s.Mode)
 		case !ap.Addr().Is4():
 			r.add(sp+".address", "service %s: server %s: %s: mode %s forwards to IPv4 servers (IPv6 not built yet)", name, sn, sv.Address, s.Mode)
-		case s.Mode == spec.ModeDR && slices.ContainsFunc(ports, func(p uint16) bool { return p != ap.Port() }):
+		case s.Mode == spec.ModeDR && ap.Port() != 0 && len(s.Fwmarks) > 0:
+			r.add(sp+".address", "service %s: server %s: %s: dr rewrites only Ethernet addresses, so a service with fwmarks cannot send to a port: give the address alone (the client's port is kept)", name, sn, sv.Address)
+		case s.Mode == spec.ModeDR && ap.Port() != 0 && slices.ContainsFunc(ports, func(p uint16) bool { return p != ap.Port() }):
 			r.add(sp+".address", "service %s: server %s: %s: dr rewrites only Ethernet addresses, so the server's port must be the VIP's (%s)", name, sn, sv.Address, portList(ports))
 		case s.Mode == spec.ModeDR && s.Interface != "":
 			if n, seg, off := offSegment(in, s, ap.Addr()); off {
@@ -80,6 +104,9 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 		if sv.MaxConn > 0 {
 			r.add(sp+".maxconn", "service %s: server %s: maxconn: mode %s keeps no per-server connection count", name, sn, s.Mode)
 		}
+	}
+	if s.Mode == spec.ModeNAT && len(s.Fwmarks) > 0 && withPort != "" && keepPort != "" {
+		r.add(path+".servers."+spec.Label(keepPort)+".address", "service %s: server %s has no port while server %s has one: in a service with fwmarks the servers either all name a port or none (none: each keeps the client's port)", name, keepPort, withPort)
 	}
 	if src := s.Source; src != nil {
 		for list, cidrs := range map[string][]string{"allow": src.Allow, "deny": src.Deny} {
@@ -111,6 +138,10 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 		}
 	}
 }
+
+// checkNeedsPort: a check of this kind connects to a port (a command or
+// an ICMP echo does not).
+func checkNeedsPort(kind string) bool { return kind != "command" && kind != "icmp" }
 
 func cmpMode(m spec.ServiceMode) spec.ServiceMode {
 	if m == "" {

@@ -32,7 +32,7 @@ func natRouteBack(in *Input, r report) {
 			nodes = slices.Sorted(maps.Keys(in.Nodes))
 		}
 		for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
-			ap, err := netip.ParseAddrPort(s.Servers[sn].Address)
+			ap, err := s.Servers[sn].AddrPort()
 			if err != nil || !ap.Addr().Is4() {
 				continue // service-feature-built reports it
 			}

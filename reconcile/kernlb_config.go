@@ -17,12 +17,16 @@ import (
 )
 
 // KernService is one kernel-forwarded service of the site as the kernel
-// load balancer carries it: one kernlb service per bind, with what the
-// adapter keeps beside it (the site's names, the health check).
+// load balancer carries it: one kernlb service per bind and per firewall
+// mark (as keepalived makes one IPVS service per entry of a
+// virtual_server_group), with what the adapter keeps beside it (the
+// site's names, the health check).
 type KernService struct {
-	// Site is the service's name in the site; Bind its index in binds.
+	// Site is the service's name in the site; Bind its index in binds,
+	// or, when Mark is not 0, in fwmarks.
 	Site string
 	Bind int
+	Mark uint32
 	// Servers are the site's server names, in the order of LB.Servers.
 	Servers []string
 	// CheckPorts are the servers' own check ports (0: the check's).
@@ -133,7 +137,7 @@ func kernServices(name string, s spec.Service) ([]KernService, error) {
 	var servers []kernlb.Server
 	for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
 		sv := s.Servers[sn]
-		ap, err := netip.ParseAddrPort(sv.Address)
+		ap, err := sv.AddrPort()
 		if err != nil {
 			bad("server %s: address %q: kernel modes forward to an address, not a name: %w", sn, sv.Address, err)
 			continue
@@ -148,6 +152,7 @@ func kernServices(name string, s spec.Service) ([]KernService, error) {
 		disabled = append(disabled, sv.Disabled)
 	}
 	var out []KernService
+	n := len(s.Binds) + len(s.Fwmarks)
 	for i, b := range s.Binds {
 		ap, err := netip.ParseAddrPort(b)
 		if err != nil {
@@ -155,7 +160,7 @@ func kernServices(name string, s spec.Service) ([]KernService, error) {
 			continue
 		}
 		ks := base
-		ks.Name = kernName(name, i, len(s.Binds))
+		ks.Name = kernName(name, i, n)
 		ks.VIP, ks.Port = ap.Addr(), ap.Port()
 		ks.Servers = slices.Clone(servers)
 		if ks.Mode == kernlb.DR {
@@ -167,6 +172,15 @@ func kernServices(name string, s spec.Service) ([]KernService, error) {
 			}
 		}
 		out = append(out, KernService{Site: name, Bind: i, Servers: names, CheckPorts: ports, Disabled: disabled, Check: ck, LB: ks})
+	}
+	for i, m := range s.Fwmarks {
+		// By mark: every packet of the protocol with the mark, whatever
+		// its address; servers without a port keep the client's.
+		ks := base
+		ks.Name = kernName(name, len(s.Binds)+i, n)
+		ks.Mark = m
+		ks.Servers = slices.Clone(servers)
+		out = append(out, KernService{Site: name, Bind: i, Mark: m, Servers: names, CheckPorts: ports, Disabled: disabled, Check: ck, LB: ks})
 	}
 	return out, errors.Join(errs...)
 }
@@ -190,10 +204,10 @@ func kernPrefixes(list string, cidrs []string, bad func(string, ...any)) []netip
 
 var kernNameOK = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
-// kernName is the kernlb name of a site service's bind (it names the
-// nftables chains and sets): the site's name when it fits kernlb's
-// [a-z0-9_-]{1,32}, else a readable prefix and a hash; with several
-// binds, "-N" is the bind's index.
+// kernName is the kernlb name of a site service's bind or mark (it names
+// the nftables chains and sets): the site's name when it fits kernlb's
+// [a-z0-9_-]{1,32}, else a readable prefix and a hash; with several binds
+// and marks, "-N" is the index among the binds then the marks.
 func kernName(site string, bind, binds int) string {
 	n := site
 	if binds > 1 {

@@ -32,7 +32,9 @@ func (c *ctSync) stop() {
 func ctSyncServices(svcs []KernService) []ctsync.Service {
 	var out []ctsync.Service
 	for _, ks := range svcs {
-		if ks.LB.Mode != kernlb.NAT {
+		if ks.LB.Mode != kernlb.NAT || ks.LB.Mark != 0 {
+			// A service by mark has no VIP:port to select its flows by:
+			// its flows are not replicated (yet).
 			continue
 		}
 		proto := uint8(syscall.IPPROTO_TCP)

@@ -440,7 +440,11 @@ func kernChanges(svcs []KernService, want kernlb.Config, have map[string]kernlb.
 		wantNames[w.Name] = true
 		h, existed := have[w.Name]
 		c := plan.Change{Driver: "kernlb", Kind: "kernel_service", ID: w.Name, After: w.Describe(), Action: plan.NoOp}
-		if ks.Site != w.Name {
+		switch {
+		case ks.Site == w.Name:
+		case ks.Mark != 0:
+			c.Details = append(c.Details, fmt.Sprintf("site service %s, fwmark %d", ks.Site, ks.Mark))
+		default:
 			c.Details = append(c.Details, fmt.Sprintf("site service %s, bind %d", ks.Site, ks.Bind))
 		}
 		if existed {
@@ -501,6 +505,9 @@ func serverAddr(s kernlb.Service, srv kernlb.Server) string {
 	p := srv.Port
 	if p == 0 {
 		p = s.Port
+	}
+	if p == 0 {
+		return srv.Address.String() // a mark service's: the client's port
 	}
 	return netip.AddrPortFrom(srv.Address, p).String()
 }
@@ -614,7 +621,7 @@ type KernServiceStats struct {
 	Name     string // the kernlb name (the site's, "-N" per bind when several)
 	Mode     string // nat or dr
 	Protocol string
-	Bind     string // VIP:port
+	Bind     string // VIP:port, or "fwmark N"
 	Balance  string // the kernel scheduler: wrr, sh, maglev
 	// Status is UP when a server takes new flows.
 	Status  string
@@ -646,8 +653,12 @@ func (d *KernLBDriver) KernStats() []KernServiceStats {
 	var out []KernServiceStats
 	for i, ks := range d.applied {
 		s := cfg.Services[i]
+		bind := netip.AddrPortFrom(s.VIP, s.Port).String()
+		if s.Mark != 0 {
+			bind = fmt.Sprintf("fwmark %d", s.Mark)
+		}
 		st := KernServiceStats{Name: s.Name, Mode: string(s.Mode), Protocol: string(s.Protocol),
-			Bind: netip.AddrPortFrom(s.VIP, s.Port).String(), Balance: string(s.Scheduler), Status: "DOWN", Unchecked: ks.Check == nil}
+			Bind: bind, Balance: string(s.Scheduler), Status: "DOWN", Unchecked: ks.Check == nil}
 		for j, srv := range s.Servers {
 			sv := KernServerStats{Name: ks.Servers[j], Addr: serverAddr(s, srv), Weight: srv.Weight, Backup: srv.Backup, Status: l4proxy.StatusUp}
 			switch {

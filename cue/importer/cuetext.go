@@ -65,6 +65,13 @@ func cstrs(ss []string) *clist {
 	}
 	return l
 }
+func cints(is []int) *clist {
+	l := &clist{}
+	for _, i := range is {
+		l.elems = append(l.elems, cint(i))
+	}
+	return l
+}
 func inline(fields ...cfield) *cstruct { return &cstruct{fields: fields, inline: true} }
 func fld(label string, v cval) cfield  { return cfield{label: label, val: v} }
 

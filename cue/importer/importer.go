@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -605,12 +606,18 @@ func virtualAddresses(st *site, n *node, kc *kaConfig, w *warnings) {
 		}
 	}
 	for _, s := range kc.vservers {
-		if !s.vip.IsValid() || held[s.vip] || slices.ContainsFunc(n.held, func(h heldAddr) bool { return h.addr == s.vip }) {
-			continue
+		for _, vip := range s.vips() {
+			if held[vip] || slices.ContainsFunc(n.held, func(h heldAddr) bool { return h.addr == vip }) {
+				continue
+			}
+			what := cmp.Or(s.group, "virtual_server "+vip.String())
+			why := fmt.Sprintf("%s must hold %s, an address of %s (%s), which no vrrp_instance holds: IPVS sees only packets to a local address; add it to the interface where it is configured (or to an instance's VIPs)", n.name, vip, what, s.pos)
+			if s.group == "" {
+				why = fmt.Sprintf("%s must hold %s, the address of %s (%s), which no vrrp_instance holds: IPVS sees only packets to a local address; add it to the interface where it is configured (or to an instance's VIPs)", n.name, vip, what, s.pos)
+			}
+			w.add(s.pos, "%s: no vrrp_instance holds %s: the node holds it by other means (static_ipaddress, its network configuration); add it to the node's interface addresses", what, vip)
+			n.held = append(n.held, heldAddr{addr: vip, why: why})
 		}
-		why := fmt.Sprintf("%s must hold %s, the address of virtual_server %s (%s), which no vrrp_instance holds: IPVS sees only packets to a local address; add it to the interface where it is configured (or to an instance's VIPs)", n.name, s.vip, s.vip, s.pos)
-		w.add(s.pos, "virtual_server %s: no vrrp_instance holds %s: the node holds it by other means (static_ipaddress, its network configuration); add it to the node's interface addresses", s.vip, s.vip)
-		n.held = append(n.held, heldAddr{addr: s.vip, why: why})
 	}
 }
 

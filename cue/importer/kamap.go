@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"math"
 	"net/netip"
 	"reflect"
 	"regexp"
@@ -97,14 +99,27 @@ var kaIgnored = map[string]string{
 func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}, vipSeen: map[netip.Addr]vipRef{}}
 	var ssl *kaSSL
+	groups := map[string]*kaGroup{}
 	for _, d := range dirs {
-		if d.Name == "SSL" {
+		switch d.Name {
+		case "SSL":
 			ssl = sslBlock(d, w)
+		case "virtual_server_group":
+			if len(d.Args) != 1 {
+				w.add(d.Pos, "virtual_server_group needs one name: ignored")
+				continue
+			}
+			if o := groups[d.Args[0]]; o != nil {
+				w.add(d.Pos, "virtual_server_group %s: defined again (first at %s): the first is used", d.Args[0], o.d.Pos)
+				continue
+			}
+			groups[d.Args[0]] = &kaGroup{d: d}
 		}
 	}
 	for _, d := range dirs {
 		switch d.Name {
 		case "SSL": // read above, before the virtual servers that use it
+		case "virtual_server_group": // read above, mapped with the virtual_server that uses it
 		case "global_defs":
 			c.globals(d, w)
 		case "vrrp_script":
@@ -116,7 +131,7 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 		case "vrrp_sync_group":
 			c.syncGroup(d, w)
 		case "virtual_server":
-			if s := mapVirtualServer(d, ssl, w); s != nil {
+			if s := mapVirtualServer(d, ssl, groups, w); s != nil {
 				c.vservers = append(c.vservers, s)
 			}
 		case "include":
@@ -125,6 +140,11 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 			w.add(d.Pos, "%s: not mapped; node addresses go in nodes.NAME.interfaces, routes are not managed by gitgw", d.Name)
 		default:
 			w.add(d.Pos, "%s: not mapped (unknown to the importer)", d.Name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
+		if g := groups[name]; !g.used {
+			w.add(g.d.Pos, "virtual_server_group %s: no virtual_server uses it, so keepalived forwards nothing for it: not imported", name)
 		}
 	}
 	c.drInterfaces(w)
@@ -139,15 +159,20 @@ func (c *kaConfig) drInterfaces(w *warnings) {
 		if s.mode != "dr" {
 			continue
 		}
+		vips := s.vips()
 		for _, ki := range c.insts {
 			for _, v := range append(slices.Clone(ki.inst.vips), ki.inst.excluded...) {
-				if p, err := netip.ParsePrefix(v.addr); err == nil && p.Addr() == s.vip && s.iface == "" {
+				if p, err := netip.ParsePrefix(v.addr); err == nil && slices.Contains(vips, p.Addr()) && s.iface == "" {
 					s.iface = cmp.Or(v.dev, ki.inst.iface)
 				}
 			}
 		}
-		if s.iface == "" {
-			w.add(s.pos, "lb_kind DR: no vrrp_instance holds VIP %s, so the segment's interface is not known: set services.%s.interface", s.vip, s.name)
+		switch {
+		case s.iface != "":
+		case len(vips) == 0:
+			w.add(s.pos, "lb_kind DR by fwmark: the segment's interface (where the marked packets arrive) is not known: set services.%s.interface", s.name)
+		default:
+			w.add(s.pos, "lb_kind DR: no vrrp_instance holds VIP %s, so the segment's interface is not known: set services.%s.interface", vips[0], s.name)
 		}
 	}
 }
@@ -573,8 +598,8 @@ func kernelBalance(algo, mode string, servers []*server, pos Pos, what string, w
 
 // mapVirtualServer maps an IPVS virtual_server onto a kernel-forwarded
 // service; what the site cannot say refuses it, with each reason.
-func mapVirtualServer(d kaDirective, ssl *kaSSL, w *warnings) *service {
-	s, ns := virtualServer(d, ssl, w)
+func mapVirtualServer(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *warnings) *service {
+	s, ns := virtualServerIn(d, ssl, groups, w)
 	if len(ns) > 0 {
 		w.refuse("virtual_server "+strings.Join(d.Args, " "), ns)
 		return nil
@@ -610,27 +635,63 @@ var kaVSIgnored = map[string]string{
 // virtualServer maps a virtual_server as far as it goes, and says what it
 // needs that the site lacks.
 func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
+	return virtualServerIn(d, ssl, nil, w)
+}
+
+// virtualServerIn is virtualServer with the file's virtual_server_groups,
+// by name.
+func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *warnings) (*service, []need) {
 	what := "virtual_server " + strings.Join(d.Args, " ")
-	if len(d.Args) >= 1 && (d.Args[0] == "fwmark" || d.Args[0] == "group") {
-		return nil, []need{needs(d.Pos, FeatFwmark, "%s", what)}
-	}
-	if len(d.Args) != 2 {
-		w.add(d.Pos, "virtual_server %s: only \"virtual_server IP PORT\" maps to a service: not imported", strings.Join(d.Args, " "))
+	var s *service
+	var ns []need
+	port := 0 // the one port of the binds, 0 when by mark or several
+	switch {
+	case len(d.Args) == 2 && d.Args[0] == "fwmark":
+		m, err := integer(d.Args[1], 1, math.MaxUint32)
+		if err != nil {
+			w.add(d.Pos, "virtual_server fwmark %s: %v: not imported", d.Args[1], err)
+			return nil, nil
+		}
+		s = &service{name: siteName("vs-fwmark-" + d.Args[1]), pos: d.Pos, fwmarks: []int{m}}
+		s.comments = append(s.comments, fmt.Sprintf("From virtual_server fwmark %d (%s): the packets the firewall marks %d.", m, d.Pos, m))
+	case len(d.Args) == 2 && d.Args[0] == "group":
+		g := groups[d.Args[1]]
+		if g == nil {
+			w.add(d.Pos, "virtual_server group %s: no virtual_server_group %s (keepalived forwards nothing for it): not imported", d.Args[1], d.Args[1])
+			return nil, nil
+		}
+		g.used = true
+		s = &service{name: siteName("vsg-" + d.Args[1]), pos: d.Pos, group: what}
+		ns = append(ns, groupEntries(g.d, s, w)...)
+		if len(s.binds) == 0 && len(s.fwmarks) == 0 && len(ns) == 0 {
+			w.add(d.Pos, "virtual_server group %s: the group (%s) has no entries: not imported", d.Args[1], g.d.Pos)
+			return nil, nil
+		}
+		s.comments = append(s.comments, fmt.Sprintf("From virtual_server group %s (%s), virtual_server_group %s (%s).", d.Args[1], d.Pos, d.Args[1], g.d.Pos))
+		if len(s.fwmarks) == 0 && len(s.binds) > 0 && !slices.ContainsFunc(s.binds, func(b string) bool {
+			return netip.MustParseAddrPort(b).Port() != netip.MustParseAddrPort(s.binds[0]).Port()
+		}) {
+			port = int(netip.MustParseAddrPort(s.binds[0]).Port())
+		}
+	case len(d.Args) != 2:
+		w.add(d.Pos, "virtual_server %s: only \"virtual_server IP PORT\", \"fwmark N\" or \"group NAME\" maps to a service: not imported", strings.Join(d.Args, " "))
 		return nil, nil
+	default:
+		a, err := netip.ParseAddr(d.Args[0])
+		p, perr := integer(d.Args[1], 1, 65535)
+		if err != nil || perr != nil {
+			w.add(d.Pos, "virtual_server %s: not an address and port: not imported", strings.Join(d.Args, " "))
+			return nil, nil
+		}
+		port = p
+		s = &service{name: siteName("vs-" + a.String() + "-" + d.Args[1]), pos: d.Pos, binds: []string{hostPort(a, port)}}
+		s.comments = append(s.comments, fmt.Sprintf("From virtual_server %s %d (%s).", a, port, d.Pos))
 	}
-	a, err := netip.ParseAddr(d.Args[0])
-	port, perr := integer(d.Args[1], 1, 65535)
-	if err != nil || perr != nil {
-		w.add(d.Pos, "virtual_server %s: not an address and port: not imported", strings.Join(d.Args, " "))
-		return nil, nil
-	}
-	s := &service{name: siteName("vs-" + a.String() + "-" + d.Args[1]), pos: d.Pos, binds: []string{hostPort(a, port)}, vip: a}
-	s.comments = append(s.comments, fmt.Sprintf("From virtual_server %s %d (%s).", a, port, d.Pos))
 	delay := 60 * time.Second // keepalived's delay_loop default
 	var delayPos *Pos
 	var ck *check
 	var ckPos Pos
-	var ns []need
+	var protoPos *Pos
 	// The servers' own check ports, compared once all are read.
 	type srvPort struct {
 		srv  *server
@@ -670,6 +731,7 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 		case "persistence_timeout":
 			v := 360 * time.Second
 			if arg != "" {
+				var err error
 				if v, err = seconds(arg); err != nil {
 					w.add(e.Pos, "persistence_timeout: %v", err)
 					continue
@@ -681,6 +743,7 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 				w.add(e.Pos, "persistence_granularity %s: not mapped (gitgw's persistence keeps each client address on its server, not a network)", arg)
 			}
 		case "protocol":
+			protoPos = &e.Pos
 			switch strings.ToUpper(arg) {
 			case "TCP":
 			case "UDP":
@@ -777,14 +840,21 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 		// Direct routing rewrites only the Ethernet addresses: a packet
 		// reaches the real server on the virtual_server's port, whatever
 		// the real_server's says; keepalived still checks the port it
-		// says. So the server is the VIP's port, checked on its own.
+		// says. So the server is the VIP's port, checked on its own; by
+		// mark or with a group of several ports, the server is its
+		// address alone: each packet keeps the client's port.
 		for _, srv := range s.servers {
-			ap := netip.MustParseAddrPort(srv.address)
-			if int(ap.Port()) == port {
+			ap := srv.addrPort()
+			if int(ap.Port()) == port || ap.Port() == 0 {
 				continue
 			}
-			w.add(d.Pos, "lb_kind DR: real_server %s is forwarded to port %d, the virtual_server's (DR cannot change the port); its check stays on %d", ap, port, ap.Port())
-			srv.address = hostPort(ap.Addr(), port)
+			if port == 0 {
+				w.add(d.Pos, "lb_kind DR: real_server %s receives each packet on the port the client asked for (DR cannot change the port); its check stays on %d", ap, ap.Port())
+				srv.address = ap.Addr().String()
+			} else {
+				w.add(d.Pos, "lb_kind DR: real_server %s is forwarded to port %d, the virtual_server's (DR cannot change the port); its check stays on %d", ap, port, ap.Port())
+				srv.address = hostPort(ap.Addr(), port)
+			}
 			for i := range ports {
 				if ports[i].srv == srv && !ports[i].port.ok {
 					ports[i].port = some(int(ap.Port()))
@@ -834,6 +904,23 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 		ck.cmd = b.String()
 		w.add(d.Pos, "%s: its real_servers' checks differ: one command check runs each server's own (HTTP_GET and SSL_GET as keepalived's request, made by bash), chosen by $GITGW_SERVER_NAME", what)
 	}
+	if len(s.fwmarks) > 0 {
+		marks := strings.Trim(fmt.Sprint(s.fwmarks), "[]")
+		proto, other := "TCP", "udp"
+		if s.protocol == "udp" {
+			proto, other = "UDP", "tcp"
+		}
+		at := d.Pos
+		if protoPos != nil {
+			at = *protoPos
+		}
+		w.add(at, "%s: IPVS forwards every protocol's packets with fwmark %s; the imported service takes only %s's: if the firewall marks %s packets %s too, add a service with protocol %q and the same fwmarks", what, marks, proto, strings.ToUpper(other), marks, other)
+		if s.mode == "dr" {
+			w.add(d.Pos, "%s: gitgw's dr forwards at the interface's ingress, before iptables and nftables prerouting: the mark must be set there, by tc or an nftables netdev ingress chain of priority below 0 (a mark from iptables' mangle table comes too late); the real servers must hold the marked packets' addresses on lo themselves", what)
+		} else {
+			w.add(d.Pos, "%s: gitgw's nat takes the marked packets in nftables' prerouting at dstnat (priority -100): the mark must be set before, as iptables' mangle PREROUTING does; a mark set later (iptables nat PREROUTING, INPUT), which IPVS still saw, is too late", what)
+		}
+	}
 	sourceWeights(s.servers)
 	algoWhat := "lb_algo " + algo
 	if algoPos == d.Pos {
@@ -841,7 +928,7 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 	}
 	s.balance = some(kernelBalance(algo, s.mode, s.servers, algoPos, algoWhat, w))
 	if len(s.servers) == 0 {
-		w.add(d.Pos, "virtual_server %s %d has no real_server: not imported", a, port)
+		w.add(d.Pos, "%s has no real_server: not imported", what)
 		return nil, nil
 	}
 	if ck == nil && len(ns) == 0 {
@@ -921,17 +1008,25 @@ var kaChecks = map[string]Feature{
 }
 
 func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*server, *check, Pos, []need) {
-	if len(d.Args) != 2 {
+	if len(d.Args) != 1 && len(d.Args) != 2 {
 		w.add(d.Pos, "%s needs an address and a port: ignored", d.Name)
 		return nil, nil, Pos{}, nil
 	}
 	a, err := netip.ParseAddr(d.Args[0])
-	port, perr := integer(d.Args[1], 1, 65535)
+	port, perr := 0, error(nil)
+	if len(d.Args) == 2 {
+		port, perr = integer(d.Args[1], 1, 65535)
+	}
 	if err != nil || perr != nil {
 		w.add(d.Pos, "%s %s: not an address and port: ignored", d.Name, strings.Join(d.Args, " "))
 		return nil, nil, Pos{}, nil
 	}
-	srv := &server{name: siteName(a.String() + "-" + d.Args[1]), address: hostPort(a, port)}
+	// Without a port (usual by fwmark), IPVS sends each packet to the port
+	// the client asked for: the site's bare address says the same.
+	srv := &server{name: siteName(a.String()), address: a.String()}
+	if len(d.Args) == 2 {
+		srv = &server{name: siteName(a.String() + "-" + d.Args[1]), address: hostPort(a, port)}
+	}
 	var ck *check
 	var ckPos Pos
 	var ns []need
@@ -1255,4 +1350,129 @@ func checkTiming(e kaDirective, arg string, c *check, w *warnings) {
 			w.add(e.Pos, "%s: %v", e.Name, err)
 		}
 	}
+}
+
+// kaGroup is a virtual_server_group, mapped with the virtual_server that
+// uses it (used).
+type kaGroup struct {
+	d    kaDirective
+	used bool
+}
+
+// maxGroupRange bounds the addresses of one range of a
+// virtual_server_group: each becomes a bind (a kernel service of its own).
+const maxGroupRange = 256
+
+// groupEntries maps a virtual_server_group's entries onto s: "IP PORT" and
+// "IP-LAST PORT" (keepalived's range: the last byte of an IPv4 address,
+// the last 16 bits of an IPv6 one, up to LAST) become binds, "fwmark N"
+// fwmarks. keepalived makes one IPVS service of each address and mark,
+// all with the virtual_server's settings: gitgw's kernel driver does
+// the same with the binds and marks of one service. An entry the site
+// cannot say refuses the service: dropping it would drop its traffic.
+func groupEntries(g kaDirective, s *service, w *warnings) []need {
+	var ns []need
+	name := g.Args[0]
+	bad := func(e kaDirective, why string) {
+		ns = append(ns, needs(e.Pos, FeatVSGroup, "virtual_server_group %s entry %s (%s)", name, strings.TrimSpace(e.Name+" "+strings.Join(e.Args, " ")), why))
+	}
+	seen := map[string]bool{}
+	for _, e := range g.Block {
+		if e.HasBlock {
+			bad(e, "a block")
+			continue
+		}
+		if e.Name == "fwmark" {
+			if len(e.Args) != 1 {
+				bad(e, "fwmark takes one mark")
+				continue
+			}
+			m, err := integer(e.Args[0], 1, math.MaxUint32)
+			if err != nil {
+				bad(e, err.Error())
+				continue
+			}
+			if slices.Contains(s.fwmarks, m) {
+				w.add(e.Pos, "virtual_server_group %s: fwmark %d listed twice: once", name, m)
+				continue
+			}
+			s.fwmarks = append(s.fwmarks, m)
+			continue
+		}
+		if len(e.Args) != 1 {
+			bad(e, "not an address and a port")
+			continue
+		}
+		port, err := integer(e.Args[0], 1, 65535)
+		if err != nil {
+			bad(e, "port: "+err.Error())
+			continue
+		}
+		addrs, why := groupRange(e.Name)
+		if why != "" {
+			bad(e, why)
+			continue
+		}
+		for _, a := range addrs {
+			b := hostPort(a, port)
+			if seen[b] {
+				w.add(e.Pos, "virtual_server_group %s: %s listed twice: once", name, b)
+				continue
+			}
+			seen[b] = true
+			s.binds = append(s.binds, b)
+		}
+	}
+	return ns
+}
+
+// groupRange reads an address or keepalived's range of addresses
+// "192.0.2.3-10" (the last byte runs from 3 to 10) or "2001:db8::2-9" (the
+// last 16 bits, in hex); why says what is wrong, "" if nothing.
+func groupRange(s string) ([]netip.Addr, string) {
+	first, last, isRange := strings.Cut(s, "-")
+	a, err := netip.ParseAddr(first)
+	if err != nil || a.Zone() != "" {
+		return nil, "not an address"
+	}
+	if !isRange {
+		return []netip.Addr{a}, ""
+	}
+	b := a.AsSlice()
+	var lo, hi uint64
+	if a.Is4() {
+		lo = uint64(b[3])
+		hi, err = strconv.ParseUint(last, 10, 8)
+	} else {
+		lo = uint64(b[14])<<8 | uint64(b[15])
+		hi, err = strconv.ParseUint(last, 16, 16)
+	}
+	switch {
+	case err != nil:
+		return nil, fmt.Sprintf("range end %q is not the last part of an address", last)
+	case hi < lo:
+		return nil, fmt.Sprintf("range end %s is below its start", last)
+	case hi-lo+1 > maxGroupRange:
+		return nil, fmt.Sprintf("a range of %d addresses, more than %d: each would be a kernel service of its own; list the addresses the servers really take, or use a firewall mark", hi-lo+1, maxGroupRange)
+	}
+	var out []netip.Addr
+	for v := lo; v <= hi; v++ {
+		if a.Is4() {
+			b[3] = byte(v)
+		} else {
+			b[14], b[15] = byte(v>>8), byte(v)
+		}
+		out = append(out, netip.AddrFrom16([16]byte(pad16(b))).Unmap())
+	}
+	return out, ""
+}
+
+// pad16 is an address's bytes as 16 (IPv4 mapped).
+func pad16(b []byte) []byte {
+	if len(b) == 16 {
+		return slices.Clone(b)
+	}
+	a4 := netip.AddrFrom4([4]byte(b))
+	v := a4.As16()
+	return v[:]
 }

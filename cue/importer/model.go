@@ -213,10 +213,13 @@ type service struct {
 	// client's address).
 	mode, protocol, iface string
 	transparent           bool
-	// vip is a kernel service's virtual address: a dr service takes its
-	// interface from the vrrp_instance that holds it.
-	vip         netip.Addr
-	binds       []string
+	binds                 []string
+	// group is "virtual_server group NAME" for a keepalived
+	// virtual_server_group's service, for the words of warnings.
+	group string
+	// fwmarks: a kernel service's firewall marks (keepalived's
+	// virtual_server fwmark, a virtual_server_group's fwmark entries).
+	fwmarks     []int
 	balance     opt[string]
 	persistence opt[time.Duration]
 	maxconn     opt[int]
@@ -258,4 +261,27 @@ type server struct {
 	drain    bool
 	// checkPort: this server's own check port (#Server.check_port).
 	checkPort opt[int]
+}
+
+// vips are a kernel service's virtual addresses, its binds' (a dr service
+// takes its interface from the vrrp_instance that holds one; the node must
+// hold each), each once.
+func (s *service) vips() []netip.Addr {
+	var out []netip.Addr
+	for _, b := range s.binds {
+		if ap, err := netip.ParseAddrPort(b); err == nil && !slices.Contains(out, ap.Addr()) {
+			out = append(out, ap.Addr())
+		}
+	}
+	return out
+}
+
+// addrPort is the server's address and port; port 0 for an address alone
+// (a kernel service's server that keeps the client's port). The importer
+// writes only addresses in these forms into kernel services.
+func (s *server) addrPort() netip.AddrPort {
+	if a, err := netip.ParseAddr(s.address); err == nil {
+		return netip.AddrPortFrom(a, 0)
+	}
+	return netip.MustParseAddrPort(s.address)
 }

@@ -98,11 +98,13 @@ const (
 	// (SCTP) (kamap.go virtualServer).
 	FeatProtocol Feature = "protocol"
 	// FeatKernelLB: IPVS forwarding the site's kernel modes (nat, dr) do
-	// not make: lb_kind TUN (kamap.go virtualServer).
+	// not make: lb_kind TUN, DPVS's FNAT (kamap.go virtualServer).
 	FeatKernelLB Feature = "kernel-lb"
-	// FeatFwmark: a virtual_server by firewall mark or group (kamap.go
-	// mapKeepalived).
-	FeatFwmark Feature = "fwmark"
+	// FeatVSGroup: a virtual_server_group entry the site cannot say: a
+	// range of more than maxGroupRange addresses, a range whose end is
+	// not the last part of an address, an entry that is no address and
+	// port or fwmark (kamap.go groupEntries, groupRange).
+	FeatVSGroup Feature = "vs-group"
 	// FeatContentSwitching: HAProxy rules that send a request or
 	// connection elsewhere than the one pool by what it holds:
 	// `use_backend` (a frontend's traffic split between backends; HAProxy
@@ -133,8 +135,8 @@ var featureWhy = map[Feature]string{
 	FeatTransparent:      "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
 	FeatTLSTermination:   "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",
 	FeatProtocol:         "gitgw services carry TCP or UDP",
-	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (IP-in-IP to the servers) is not built",
-	FeatFwmark:           "a gitgw service is addresses and ports (binds); IPVS services by firewall mark (whatever the firewall marks, often several ports) and virtual_server_groups are not built",
+	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers) and DPVS's full NAT (FNAT: the servers see the gateway's address, not the client's) are not built",
+	FeatVSGroup:          "a gitgw service's binds are addresses with a port, and its fwmarks marks; leaving the entry out would leave its traffic unforwarded",
 	FeatContentSwitching: "a gitgw service sends every connection to its one pool of servers, by its balance; it neither picks a backend or server by what a request holds nor answers requests itself, so traffic would go where the original does not send it",
 }
 

@@ -92,6 +92,26 @@ func TestServiceMappings(t *testing.T) {
 					strings.Contains(c, "openssl") && strings.HasSuffix(c, " *) exit 0 ;; esac")
 			},
 			warn: "ka:9: virtual_server 203.0.113.1 80: its real_servers' checks differ"},
+		{name: "virtual_server fwmark: fwmarks, servers without a port, the check's port",
+			ka: inst + "virtual_server fwmark 7 {\n lb_algo sh\n persistence_timeout 900\n real_server 198.51.100.1 {\n  TCP_CHECK {\n   connect_port 80\n  }\n }\n real_server 198.51.100.2 {\n  TCP_CHECK {\n   connect_port 80\n  }\n }\n}\n",
+			want: func(s svc) bool {
+				return len(s.Binds) == 0 && len(s.Fwmarks) == 1 && s.Fwmarks[0] == 7 && s.Mode == spec.ModeNAT &&
+					s.Servers["198.51.100.1"].Address == "198.51.100.1" && s.Check.Port == 80 && s.Persistence.D() == 15*time.Minute
+			},
+			warn: "ka:9: virtual_server fwmark 7: IPVS forwards every protocol's packets with fwmark 7; the imported service takes only TCP's"},
+		{name: "virtual_server group: binds from addresses and ranges, fwmarks",
+			ka: inst + "virtual_server_group G {\n 203.0.113.1 8080\n 203.0.113.3-5 80\n fwmark 1\n}\nvirtual_server group G {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+			want: func(s svc) bool {
+				return strings.Join(s.Binds, " ") == "203.0.113.1:8080 203.0.113.3:80 203.0.113.4:80 203.0.113.5:80" &&
+					len(s.Fwmarks) == 1 && s.Fwmarks[0] == 1 && s.Servers["198.51.100.1-80"].Address == "198.51.100.1:80"
+			},
+			warn: "ka:14: virtual_server group G: no vrrp_instance holds 203.0.113.3"},
+		{name: "virtual_server group in DR, several ports: servers keep the client's port, checked on theirs",
+			ka: inst + "virtual_server_group G {\n 203.0.113.1 80\n 203.0.113.1 443\n}\nvirtual_server group G {\n lb_algo mh\n lb_kind DR\n real_server 203.0.113.21 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+			want: func(s svc) bool {
+				return s.Mode == spec.ModeDR && s.Interface == "eth0" && s.Servers["203.0.113.21-80"].Address == "203.0.113.21" && s.Check.Port == 80
+			},
+			warn: "ka:13: lb_kind DR: real_server 203.0.113.21:80 receives each packet on the port the client asked for"},
 		{name: "HAProxy server by name, resolvers", hap: "resolvers dns\n  nameserver ns1 198.51.100.53:53\n  hold valid 5s\n  timeout resolve 2s\n  resolve_retries 3\n" +
 			listen + "  server a db1.example.net:5432 check resolvers dns init-addr last,libc,none\n  server b 198.51.100.2:5432 check\n", service: "l",
 			want: func(s svc) bool {

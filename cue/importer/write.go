@@ -363,7 +363,12 @@ func serviceField(sv *service) cfield {
 	if sv.iface != "" {
 		s.add("interface", cstr(sv.iface))
 	}
-	s.add("binds", cstrs(sv.binds))
+	if len(sv.binds) > 0 || len(sv.fwmarks) == 0 {
+		s.add("binds", cstrs(sv.binds))
+	}
+	if len(sv.fwmarks) > 0 {
+		s.add("fwmarks", cints(sv.fwmarks))
+	}
 	addOpt(s, "balance", sv.balance, cstr)
 	if sv.transparent {
 		s.add("transparent", cbool(true))

@@ -177,7 +177,7 @@ func RealServerRoles(ns NodeSettings, services map[string]Service) []RealServerR
 			continue
 		}
 		for sn, sv := range s.Servers {
-			ap, err := netip.ParseAddrPort(sv.Address)
+			ap, err := sv.AddrPort()
 			if err != nil {
 				continue
 			}
@@ -449,6 +449,9 @@ type Service struct {
 	// describe (the nat-route-back guardrail then trusts it); empty: the
 	// servers must be on a segment where the gateways have an address.
 	RouteBack string `json:"route_back,omitempty"`
+	// Fwmarks are the firewall marks whose packets the service takes
+	// besides its binds (kernel modes: LVS's fwmark services).
+	Fwmarks []uint32 `json:"fwmarks,omitempty"`
 }
 
 // RouteBackRouted is Service.RouteBack's one value.
@@ -551,7 +554,8 @@ func (s *StatusRange) UnmarshalJSON(b []byte) error {
 
 // Server is one backend of a service.
 type Server struct {
-	// Address is "IP:port" or "name:port" (a host name, resolved).
+	// Address is "IP:port" or "name:port" (a host name, resolved), or in
+	// a kernel-mode service a bare IP: the client's port is kept.
 	Address  string `json:"address"`
 	Weight   int    `json:"weight"`
 	MaxConn  int    `json:"maxconn"`
@@ -560,6 +564,15 @@ type Server struct {
 	Disabled bool   `json:"disabled"`
 	// CheckPort overrides the service check's port for this server.
 	CheckPort int `json:"check_port,omitempty"`
+}
+
+// AddrPort reads an address given as "IP:port", or as a bare IP (port 0:
+// the client's destination port is kept); an error for a host name.
+func (sv Server) AddrPort() (netip.AddrPort, error) {
+	if a, err := netip.ParseAddr(sv.Address); err == nil {
+		return netip.AddrPortFrom(a, 0), nil
+	}
+	return netip.ParseAddrPort(sv.Address)
 }
 
 // ServiceMode is how a service is carried.

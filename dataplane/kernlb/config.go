@@ -96,16 +96,29 @@ type Limits struct {
 	Burst int `json:"burst,omitempty"`
 }
 
-// Service is one virtual service: VIP:port/protocol forwarded to servers.
+// Service is one virtual service: VIP:port/protocol, or every packet of
+// the protocol with a firewall mark, forwarded to servers.
 type Service struct {
 	// Name identifies the service in plans and in the names of its chains
 	// and sets: [a-z0-9_-], at most 32 bytes, unique.
-	Name      string     `json:"name"`
-	VIP       netip.Addr `json:"vip"`
-	Port      uint16     `json:"port"`
-	Protocol  Protocol   `json:"protocol"`
-	Mode      Mode       `json:"mode"`
-	Scheduler Scheduler  `json:"scheduler"`
+	Name string     `json:"name"`
+	VIP  netip.Addr `json:"vip"`
+	Port uint16     `json:"port"`
+	// Mark, when not 0, selects the service's packets by firewall mark
+	// (LVS's fwmark service) in place of VIP and Port, which stay unset:
+	// every IPv4 packet of Protocol whose mark (meta mark) is Mark when it
+	// reaches the service's hook, whatever its destination. Something
+	// else marks them (the operator's firewall): in nat, a prerouting
+	// chain of priority below dstnat (-100, e.g. iptables' mangle table);
+	// in dr, where the service's hook is the interface's ingress, tc or a
+	// netdev ingress chain of priority below 0. A server without a port
+	// keeps the client's destination port. A mark service is matched
+	// before the services by address, as IPVS looks fwmark services up
+	// first.
+	Mark      uint32    `json:"mark,omitempty"`
+	Protocol  Protocol  `json:"protocol"`
+	Mode      Mode      `json:"mode"`
+	Scheduler Scheduler `json:"scheduler"`
 	// Interface is the segment's interface (DR: where packets for the VIP
 	// arrive and leave again; required). Ignored in NAT.
 	Interface string   `json:"interface,omitempty"`
@@ -148,6 +161,9 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 // name and of the order of the configuration: the hash seeds derive from
 // it, so the same site gives the same tables on every node.
 func (s Service) Identity() string {
+	if s.Mark != 0 {
+		return fmt.Sprintf("%s/fwmark:%d", s.Protocol, s.Mark)
+	}
 	return fmt.Sprintf("%s/%s", s.Protocol, netip.AddrPortFrom(s.VIP, s.Port))
 }
 
@@ -166,7 +182,8 @@ func (s Service) tableSize() int {
 	return s.TableSize
 }
 
-// serverPort is the port the server receives on.
+// serverPort is the port the server receives on: 0 in a mark service
+// whose servers keep the client's destination port.
 func (s Service) serverPort(srv Server) uint16 {
 	if srv.Port == 0 {
 		return s.Port
@@ -208,11 +225,15 @@ func (s Service) validate() error {
 	if len(s.Name) == 0 || len(s.Name) > maxNameLen || !nameRE.MatchString(s.Name) {
 		bad("name: %q must be 1-%d of [a-z0-9_-], starting with a letter or digit", s.Name, maxNameLen)
 	}
-	if !s.VIP.Is4() {
+	switch {
+	case s.Mark != 0:
+		if s.VIP.IsValid() || s.Port != 0 {
+			bad("mark: %d: a service by mark has no vip and port (it takes the marked packets whatever their destination)", s.Mark)
+		}
+	case !s.VIP.Is4():
 		// The program matches IPv4 headers only; IPv6 is not built yet.
 		bad("vip: %v: only IPv4 addresses are supported", s.VIP)
-	}
-	if s.Port == 0 {
+	case s.Port == 0:
 		bad("port: must be 1-65535")
 	}
 	if s.Protocol != TCP && s.Protocol != UDP {
@@ -277,6 +298,11 @@ func (s Service) validate() error {
 		}
 		if s.Mode == DR && srv.Port != 0 && srv.Port != s.Port {
 			bad("%s: port: %d: dr mode cannot change the port (only Ethernet addresses are rewritten)", at, srv.Port)
+		}
+		if s.Mark != 0 && s.Mode == NAT && (srv.Port == 0) != (s.Servers[0].Port == 0) {
+			// One NAT map holds either addresses (the port is kept) or
+			// addresses and ports: a rule cannot choose per server.
+			bad("%s: port: servers of a mark service either all have a port or none (none: the client's destination port is kept)", at)
 		}
 		if srv.MAC != nil && len(srv.MAC) != 6 {
 			bad("%s: mac: %v is not an Ethernet address", at, srv.MAC)
@@ -350,7 +376,11 @@ func (s Service) sortServers(v []Server) {
 // Describe says what the service is, in words (for plans).
 func (s Service) Describe() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %s", s.Mode, s.Protocol, netip.AddrPortFrom(s.VIP, s.Port))
+	if s.Mark != 0 {
+		fmt.Fprintf(&b, "%s %s fwmark %d", s.Mode, s.Protocol, s.Mark)
+	} else {
+		fmt.Fprintf(&b, "%s %s %s", s.Mode, s.Protocol, netip.AddrPortFrom(s.VIP, s.Port))
+	}
 	if s.Mode == DR {
 		fmt.Fprintf(&b, " on %s", s.Interface)
 	}
@@ -364,7 +394,11 @@ func (s Service) Describe() string {
 // DescribeServer says what one server is, in words.
 func (s Service) DescribeServer(srv Server) string {
 	var b strings.Builder
-	b.WriteString(s.serverKey(srv))
+	if s.serverPort(srv) == 0 {
+		b.WriteString(srv.Address.String() + " (client's port)")
+	} else {
+		b.WriteString(s.serverKey(srv))
+	}
 	switch {
 	case srv.Down:
 		b.WriteString(" down")

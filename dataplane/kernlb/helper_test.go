@@ -190,11 +190,16 @@ func (l *kernLab) service(proto Protocol, sched Scheduler) Service {
 // (80 in DR, 8080 in NAT) that answer each line or datagram with
 // "s<i> <remote address>", until the test ends.
 func (l *kernLab) serve() {
-	t := l.t
 	port := "80"
 	if l.mode == NAT {
 		port = "8080"
 	}
+	l.servePort(port)
+}
+
+// servePort is serve on the given port.
+func (l *kernLab) servePort(port string) {
+	t := l.t
 	for i, ns := range l.srv {
 		name := fmt.Sprintf("s%d", i+1)
 		var ln net.Listener
@@ -278,6 +283,11 @@ func (l *kernLab) dial(laddr string) (net.Conn, error) { return l.dialFrom(laddr
 func (l *kernLab) dialTimeout(d time.Duration) (net.Conn, error) { return l.dialFrom("", d) }
 
 func (l *kernLab) dialFrom(laddr string, timeout time.Duration) (net.Conn, error) {
+	return l.dialPort(laddr, "80", timeout)
+}
+
+// dialPort is dialFrom to the VIP's given port.
+func (l *kernLab) dialPort(laddr, port string, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
 	err := l.client.Do(func() error {
 		d := net.Dialer{Timeout: timeout}
@@ -289,7 +299,7 @@ func (l *kernLab) dialFrom(laddr string, timeout time.Duration) (net.Conn, error
 			d.LocalAddr = a
 		}
 		var err error
-		c, err = d.Dial("tcp4", vip+":80")
+		c, err = d.Dial("tcp4", net.JoinHostPort(vip, port))
 		return err
 	})
 	return c, err
@@ -307,8 +317,11 @@ func ask(c net.Conn) (string, error) {
 
 // once opens a connection, asks once, closes: which server answered and
 // the client address it saw.
-func (l *kernLab) once() (server, seen string, err error) {
-	c, err := l.dial("")
+func (l *kernLab) once() (server, seen string, err error) { return l.onceTo("80") }
+
+// onceTo is once to the VIP's given port.
+func (l *kernLab) onceTo(port string) (server, seen string, err error) {
+	c, err := l.dialPort("", port, 2*time.Second)
 	if err != nil {
 		return "", "", err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,7 +130,14 @@ type svcRender struct {
 func renderWith(c Config, memo renderMemo) (*program, error) {
 	p := &program{tables: [2]tableProg{{family: nftables.TableFamilyINet}, {family: nftables.TableFamilyNetdev}}}
 	services := append([]Service{}, c.Services...)
-	sort.Slice(services, func(i, j int) bool { return services[i].Name < services[j].Name })
+	// Mark services first: their dispatch rules come before those by
+	// address, as IPVS looks a packet's fwmark service up first.
+	sort.Slice(services, func(i, j int) bool {
+		if mi, mj := services[i].Mark != 0, services[j].Mark != 0; mi != mj {
+			return mi
+		}
+		return services[i].Name < services[j].Name
+	})
 	var natBase *chainProg
 	drBase := map[string]*chainProg{}
 	seen := map[string]bool{}
@@ -214,8 +223,12 @@ func specLine(s Service) string {
 	if s.Mode != DR || ifn == "" {
 		ifn = "-"
 	}
+	match := netip.AddrPortFrom(s.VIP, s.Port).String()
+	if s.Mark != 0 {
+		match = fmt.Sprintf("fwmark=%d", s.Mark)
+	}
 	return fmt.Sprintf("gitgw %s %s %s %s %s %s %d %d %d %d %d %d",
-		s.Name, s.Mode, s.Protocol, netip.AddrPortFrom(s.VIP, s.Port), ifn, s.Scheduler,
+		s.Name, s.Mode, s.Protocol, match, ifn, s.Scheduler,
 		int64(s.Persistence/time.Second), s.TableSize, s.Limits.ConnPerSource, s.Limits.RatePerSource, s.Limits.Rate, s.Limits.Burst)
 }
 
@@ -230,11 +243,19 @@ func parseSpecLine(line string) (Service, error) {
 	if err != nil {
 		return s, fmt.Errorf("kernlb: rule comment %q: %w", line, err)
 	}
-	a, err := netip.ParseAddrPort(ap)
-	if err != nil {
-		return s, fmt.Errorf("kernlb: rule comment %q: %w", line, err)
+	if m, ok := strings.CutPrefix(ap, "fwmark="); ok {
+		v, err := strconv.ParseUint(m, 10, 32)
+		if err != nil || v == 0 {
+			return s, fmt.Errorf("kernlb: rule comment %q: mark %q", line, m)
+		}
+		s.Mark = uint32(v)
+	} else {
+		a, err := netip.ParseAddrPort(ap)
+		if err != nil {
+			return s, fmt.Errorf("kernlb: rule comment %q: %w", line, err)
+		}
+		s.VIP, s.Port = a.Addr(), a.Port()
 	}
-	s.VIP, s.Port = a.Addr(), a.Port()
 	if ifn != "-" {
 		s.Interface = ifn
 	}
@@ -249,8 +270,8 @@ func protoNum(p Protocol) byte {
 	return unix.IPPROTO_TCP
 }
 
-// dispatchExprs matches the service's VIP:port/protocol and jumps to its
-// chain.
+// dispatchExprs matches the service's VIP:port/protocol, or its
+// protocol and mark, and jumps to its chain.
 func dispatchExprs(s Service, chain string) []expr.Any {
 	var e []expr.Any
 	if s.Mode == DR {
@@ -267,10 +288,17 @@ func dispatchExprs(s Service, chain string) []expr.Any {
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}})
 	}
-	vip := s.VIP.As4()
 	e = append(e,
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{protoNum(s.Protocol)}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{protoNum(s.Protocol)}})
+	if s.Mark != 0 {
+		return append(e,
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(s.Mark)},
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: chain})
+	}
+	vip := s.VIP.As4()
+	e = append(e,
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: vip[:]},
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
@@ -462,25 +490,36 @@ type addRule func(role string, e ...expr.Any)
 // flow (the nat chain sees only a flow's first packet), so a drained server
 // keeps its flows simply by leaving the table.
 func natProgram(s Service, live []Server, table []int, add addSet, addSlots addSlotMap, rule addRule) {
+	// A mark service's servers without a port keep the client's
+	// destination port (Validate: all of them or none): the maps then
+	// hold addresses only and DNAT rewrites the address alone.
+	keepPort := s.serverPort(live[0]) == 0
+	valType := typeAddrPt
+	val := func(srv Server) []byte { return addrPort(srv.Address, s.serverPort(srv)) }
+	// Max registers equal to the min ones: what the kernel echoes back.
+	dnat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1,
+		RegProtoMin: reg32b, RegProtoMax: reg32b, Specified: true}
+	if keepPort {
+		valType = nftables.TypeIPAddr
+		val = func(srv Server) []byte { a := srv.Address.As4(); return a[:] }
+		dnat = &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1}
+	}
 	// One value per server, shared by its slots.
 	vals := make([][]byte, len(live))
 	for i, srv := range live {
-		vals[i] = addrPort(srv.Address, s.serverPort(srv))
+		vals[i] = val(srv)
 	}
 	slots := make([][]byte, len(table))
 	for slot, idx := range table {
 		slots[slot] = vals[idx]
 	}
-	addSlots("live", nftables.Set{IsMap: true, KeyType: typeSlot, DataType: typeAddrPt, KeyByteOrder: binaryutil.NativeEndian}, slots)
-	// Max registers equal to the min ones: what the kernel echoes back.
-	dnat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1,
-		RegProtoMin: reg32b, RegProtoMax: reg32b, Specified: true}
+	addSlots("live", nftables.Set{IsMap: true, KeyType: typeSlot, DataType: valType, KeyByteOrder: binaryutil.NativeEndian}, slots)
 	if s.Persistence > 0 {
-		ps := add("persist", nftables.Set{IsMap: true, KeyType: nftables.TypeIPAddr, DataType: typeAddrPt,
+		ps := add("persist", nftables.Set{IsMap: true, KeyType: nftables.TypeIPAddr, DataType: valType,
 			Dynamic: true, HasTimeout: true, Timeout: s.Persistence}, nil, true)
 		lv := map[string]bool{}
 		for _, srv := range live {
-			lv[string(addrPort(srv.Address, s.serverPort(srv)))] = true
+			lv[string(val(srv))] = true
 		}
 		ps.liveValues = lv
 		rule("persistent", loadSaddr(reg1),
