@@ -11,6 +11,12 @@
 // one netlink batch, which the kernel applies as one transaction: no packet
 // sees half a configuration.
 //
+// A service is a VIP:port, or a firewall mark (LVS's fwmark service: every
+// packet of its protocol that something else, the operator's firewall,
+// marked, whatever its address and port; its dispatch rule comes before
+// those by address, as IPVS looks fwmark services up first). A server
+// without a port keeps the client's destination port.
+//
 // Schedulers are kernel maps filled from pure tables (table.go): rr and wrr
 // through numgen over a smooth weighted sequence, sh and maglev through
 // jhash into a slot table. The Maglev table and the jhash seed derive from
