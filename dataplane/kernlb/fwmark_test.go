@@ -71,6 +71,15 @@ func TestFwmark(t *testing.T) {
 					t.Fatalf("connection %d (port %s) went to %s, the first to %s: not persistent across the marked ports", i, port, srv, sticky)
 				}
 			}
+			// The service's chain flushed by hand is seen and restored.
+			family := map[Mode]string{NAT: "inet", DR: "netdev"}[tc.mode]
+			gw.Run(t, "nft", "flush chain "+family+" gitgw svc-web")
+			if ch := set(t, lb, cfg); len(ch) != 1 || ch[0].Action != Restore {
+				t.Errorf("Set after a flush by hand: %v, want the service restored", ch)
+			}
+			if _, _, err := l.onceTo("443"); err != nil {
+				t.Errorf("after the restore: %v", err)
+			}
 			// Unmarked, the same packets are not the service's.
 			gw.Run(t, "nft", "delete table "+strings.Fields(tc.fw)[2]+" opfw")
 			if c, err := l.dialPort("", "443", time.Second); err == nil {
