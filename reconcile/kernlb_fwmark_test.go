@@ -78,9 +78,6 @@ services: mk: {
 // client asked, the servers see the client's address, and one client's
 // connections to both ports stay on one server.
 func TestKernLBImportedFwmark(t *testing.T) {
-	lab.RequireRoot(t)
-	lab.RequireCommand(t, "ip", "nft")
-	lab.SkipShort(t, "network namespaces")
 	src, err := os.ReadFile("../cue/importer/testdata/corpus/keepalived/acassen-fwmark.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +89,93 @@ func TestKernLBImportedFwmark(t *testing.T) {
 		}
 		conf = strings.ReplaceAll(conf, rw[0], rw[1])
 	}
-	res, err := importer.Import(importer.Options{Keepalived: []importer.Input{{Node: "gw1", Path: "acassen-fwmark.conf", Data: []byte(conf)}}})
+	l := newImportLab(t, conf, "80", "443")
+	l.mark("tcp dport { 80, 443 }", 1)
+	first := ""
+	for i := range 8 {
+		port := []string{"80", "443"}[i%2]
+		srv, got, err := l.ask(importVIP, port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != port {
+			t.Fatalf("connection %d to port %s reached %s on port %s, want the client's port kept", i, port, srv, got)
+		}
+		if first == "" {
+			first = srv
+		} else if srv != first {
+			t.Fatalf("connection %d (port %s) went to %s, the first to %s: persistence_timeout 900 keeps a client on one server", i, port, srv, first)
+		}
+	}
+}
+
+// TestKernLBImportedGroup: a virtual_server_group (an address range, a
+// second port, a firewall mark) imported and applied: each of its
+// addresses and ports and its marked packets reach the servers (on their
+// port, 80); a port the group does not list does not.
+func TestKernLBImportedGroup(t *testing.T) {
+	conf := `virtual_server_group web {
+    203.0.113.100-101 80
+    203.0.113.100 8080
+    fwmark 5
+}
+virtual_server group web {
+    delay_loop 6
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 198.51.100.11 80 {
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+    real_server 198.51.100.12 80 {
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+}
+`
+	l := newImportLab(t, conf, "80")
+	l.gw.Run(t, "ip", "addr", "add", "203.0.113.101/32", "dev", "eth0")
+	l.mark("tcp dport 9000", 5)
+	for _, to := range [][2]string{{importVIP, "80"}, {"203.0.113.101", "80"}, {importVIP, "8080"}, {importVIP, "9000"}} {
+		seen := map[string]bool{}
+		for range 2 {
+			srv, got, err := l.ask(to[0], to[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != "80" {
+				t.Fatalf("%s:%s reached %s on port %s, want the real_server's port 80", to[0], to[1], srv, got)
+			}
+			seen[srv] = true
+		}
+		if len(seen) != 2 {
+			t.Errorf("rr sent two connections to %s:%s to %v, want both servers", to[0], to[1], seen)
+		}
+	}
+	if _, _, err := l.ask(importVIP, "81"); err == nil {
+		t.Errorf("a port the group does not list was forwarded")
+	}
+}
+
+const importVIP, importClient = "203.0.113.100", "203.0.113.50"
+
+// importLab is a client, a gateway holding importVIP with the kernel
+// driver applying the site imported from a keepalived.conf, and two
+// servers behind it (198.51.100.11 and .12) answering on ports.
+type importLab struct {
+	t      *testing.T
+	cl, gw *lab.Netns
+}
+
+func newImportLab(t *testing.T, keepalivedConf string, ports ...string) *importLab {
+	t.Helper()
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "ip", "nft")
+	lab.SkipShort(t, "network namespaces")
+	res, err := importer.Import(importer.Options{Keepalived: []importer.Input{{Node: "gw1", Path: "keepalived.conf", Data: []byte(keepalivedConf)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,69 +191,70 @@ func TestKernLBImportedFwmark(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const vip, client = "203.0.113.100", "203.0.113.50"
-	cl, gw := lab.NewNetns(t, "h1c"), lab.NewNetns(t, "h1g")
-	lab.Veth(t, cl, "eth0", client+"/24", gw, "eth0", "203.0.113.11/24")
-	gw.Run(t, "ip", "addr", "add", vip+"/32", "dev", "eth0")
-	gw.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	l := &importLab{t: t, cl: lab.NewNetns(t, "h1c"), gw: lab.NewNetns(t, "h1g")}
+	lab.Veth(t, l.cl, "eth0", importClient+"/24", l.gw, "eth0", "203.0.113.11/24")
+	l.gw.Run(t, "ip", "addr", "add", importVIP+"/32", "dev", "eth0")
+	l.gw.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	back := lab.NewSwitch(t)
-	back.Attach(t, gw, "eth1", "198.51.100.1/24")
+	back.Attach(t, l.gw, "eth1", "198.51.100.1/24")
 	for i, a := range []string{"198.51.100.11", "198.51.100.12"} {
 		s := lab.NewNetns(t, fmt.Sprintf("h1s%d", i+1))
 		back.Attach(t, s, "eth0", a+"/24")
 		s.Run(t, "ip", "route", "add", "default", "via", "198.51.100.1")
-		for _, port := range []string{"80", "443"} {
+		for _, port := range ports {
 			answerWithPeer(t, s, port, fmt.Sprintf("s%d", i+1))
 		}
 	}
-	// The operator's firewall marks what the fwmark service takes.
-	gw.Run(t, "nft", "add table inet opfw; add chain inet opfw pre { type filter hook prerouting priority mangle; }; "+
-		"add rule inet opfw pre ip daddr "+vip+" tcp dport { 80, 443 } meta mark set 1")
 
-	f, err := os.Open(gw.Path())
+	f, err := os.Open(l.gw.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	lb, err := kernlb.Open(int(f.Fd()), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := NewKernLBDriver(lb, KernLBOptions{})
+	d := NewKernLBDriver(lb, KernLBOptions{}) // no checks: the servers stay up
 	t.Cleanup(func() { _ = d.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := d.Apply(ctx, node); err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
 
-	first := ""
-	for i := range 8 {
-		port := []string{"80", "443"}[i%2]
-		var ans string
-		err := cl.Do(func() error {
-			c, err := net.DialTimeout("tcp4", net.JoinHostPort(vip, port), 2*time.Second)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-			ans, err = bufio.NewReader(c).ReadString('\n')
-			return err
-		})
+// mark plays the operator's firewall: packets to the VIP that match
+// match get the mark, before the driver's dstnat chain.
+func (l *importLab) mark(match string, mark int) {
+	l.gw.Run(l.t, "nft", fmt.Sprintf("add table inet opfw; add chain inet opfw pre { type filter hook prerouting priority mangle; }; "+
+		"add rule inet opfw pre ip daddr %s %s meta mark set %d", importVIP, match, mark))
+}
+
+// ask connects from the client to addr:port and returns the server that
+// answered and the port it answered on, having checked that it saw the
+// client's own address.
+func (l *importLab) ask(addr, port string) (srv, srvPort string, err error) {
+	var ans string
+	err = l.cl.Do(func() error {
+		c, err := net.DialTimeout("tcp4", net.JoinHostPort(addr, port), 2*time.Second)
 		if err != nil {
-			t.Fatalf("connection %d to %s:%s: %v", i, vip, port, err)
+			return err
 		}
-		f := strings.Fields(ans)
-		if len(f) != 3 || f[1] != port || !strings.HasPrefix(f[2], client+":") {
-			t.Fatalf("connection %d to port %s: answer %q, want a server, port %s and the client's own address", i, port, ans, port)
-		}
-		if first == "" {
-			first = f[0]
-		} else if f[0] != first {
-			t.Fatalf("connection %d (port %s) went to %s, the first to %s: persistence_timeout 900 keeps a client on one server", i, port, f[0], first)
-		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		ans, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("connection to %s:%s: %w", addr, port, err)
 	}
+	f := strings.Fields(ans)
+	if len(f) != 3 || !strings.HasPrefix(f[2], importClient+":") {
+		return "", "", fmt.Errorf("connection to %s:%s: answer %q, want a server, its port and the client's own address", addr, port, ans)
+	}
+	return f[0], f[1], nil
 }
 
 // answerWithPeer runs, in ns, a TCP server on port that answers each
