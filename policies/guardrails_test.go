@@ -185,6 +185,10 @@ func TestGuardrails(t *testing.T) {
 				Servers: map[string]spec.Server{"x1": {Address: "198.51.100.13:80"}},
 				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
 		}), 6},
+		{"feature built: the transparent proxy's mark taken by a service", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) { s.Mode, s.Fwmarks = spec.ModeNAT, []uint32{l4proxy.TransparentMark} })
+		}), 1},
 
 		{"nat route back: servers on the gateways' back segment", "nat-route-back", edit(func(in *Input) {
 			backSegment(in)
@@ -514,6 +518,12 @@ func checkGolden(t *testing.T, name, got string) {
 // TestBusyPollBoundIsTheProxys holds the guardrail's bound (in cue/spec, so
 // that policies need no data plane) to the proxy's own: a site the
 // guardrail passes must not be refused by the proxy at apply time.
+func TestTransparentMarkIsTheProxys(t *testing.T) {
+	if proxyTransparentMark != l4proxy.TransparentMark {
+		t.Errorf("policies.proxyTransparentMark %#x, l4proxy.TransparentMark %#x: keep them equal", proxyTransparentMark, l4proxy.TransparentMark)
+	}
+}
+
 func TestBusyPollBoundIsTheProxys(t *testing.T) {
 	if spec.MaxProxyBusyPoll != l4proxy.MaxBusyPoll {
 		t.Errorf("spec.MaxProxyBusyPoll = %v, l4proxy.MaxBusyPoll = %v: the guardrail and the proxy disagree", spec.MaxProxyBusyPoll, l4proxy.MaxBusyPoll)

@@ -27,6 +27,11 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 	if len(s.Binds) == 0 && len(s.Fwmarks) == 0 {
 		r.add(path+".binds", "service %s: no binds and no fwmarks: the service would take no packet", name)
 	}
+	for i, m := range s.Fwmarks {
+		if m == proxyTransparentMark {
+			r.add(fmt.Sprintf("%s.fwmarks.%d", path, i), "service %s: fwmark %#x is the mark gitgw's transparent proxy sets on its servers' replies: the service would take them; pick another mark", name, m)
+		}
+	}
 	if !s.Kernel() {
 		if s.Balance == "maglev" {
 			r.add(path+".balance", "service %s: balance \"maglev\" is a kernel scheduler: use mode nat or dr, or another balance in proxy mode", name)
@@ -138,6 +143,12 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 		}
 	}
 }
+
+// proxyTransparentMark is the packet mark the proxy's transparent mode
+// sets in prerouting on the replies of its servers (l4proxy's
+// TransparentMark, stated here so that the guardrails check a site without
+// depending on the data plane; a test holds the two equal).
+const proxyTransparentMark = 0x67770000
 
 // checkNeedsPort: a check of this kind connects to a port (a command or
 // an ICMP echo does not).
