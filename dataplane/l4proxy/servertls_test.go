@@ -99,6 +99,7 @@ func (ca *testCA) issue(t testing.TB, dir, name string, names ...string) (certFi
 // serveTLSEcho serves TLS on ln: each connection first gets a line naming
 // the SNI it sent and the client certificate's subject ("sni=… client=…"),
 // then everything it sends echoed, and a close once it has shut its side.
+// The line ends with " resumed" when the client resumed a session.
 func serveTLSEcho(ln net.Listener, cfg *tls.Config) {
 	tl := tls.NewListener(ln, cfg)
 	for {
@@ -118,7 +119,11 @@ func serveTLSEcho(ln net.Listener, cfg *tls.Config) {
 			if len(st.PeerCertificates) > 0 {
 				client = st.PeerCertificates[0].Subject.CommonName
 			}
-			fmt.Fprintf(tc, "sni=%s client=%s alpn=%s\n", cmpOr(st.ServerName, "-"), client, cmpOr(st.NegotiatedProtocol, "-"))
+			resumed := ""
+			if st.DidResume {
+				resumed = " resumed"
+			}
+			fmt.Fprintf(tc, "sni=%s client=%s alpn=%s%s\n", cmpOr(st.ServerName, "-"), client, cmpOr(st.NegotiatedProtocol, "-"), resumed)
 			_, _ = io.Copy(tc, tc)
 		}()
 	}
@@ -185,6 +190,7 @@ func TestServerTLSNetns(t *testing.T) {
 		svc("none", 9005, self, &ServerTLS{Verify: VerifyNone}),
 		svc("client-cert", 9006, mtls, &ServerTLS{CAFile: ca.pemFile, SNI: "api.example.test", CertFile: cliCert, KeyFile: cliKey}),
 		svc("no-client-cert", 9007, mtls, &ServerTLS{CAFile: ca.pemFile, SNI: "api.example.test"}),
+		svc("no-reuse", 9008, api, &ServerTLS{CAFile: ca.pemFile, SNI: "api.example.test", NoReuse: true}),
 	}}
 	h := startHelperWith(t, func(name string, args ...string) *exec.Cmd {
 		return ns.Command(context.Background(), name, args...)
@@ -237,6 +243,16 @@ func TestServerTLSNetns(t *testing.T) {
 			t.Errorf("port %d: %d bytes echoed of %d sent, or different", tc.port, len(echo), len(payload))
 		}
 	}
+	// The next connection resumes the session the first one got (each
+	// server keeps a session cache); "no-reuse" never does.
+	if first, _, err := exchange(9001, []byte("again")); err != nil || first != "sni=api.example.test client=- alpn=http/1.1 resumed" {
+		t.Errorf("second connection: the server saw %q (%v), want a resumed session", first, err)
+	}
+	for range 2 {
+		if first, _, err := exchange(9008, []byte("x")); err != nil || first != "sni=api.example.test client=- alpn=-" {
+			t.Errorf("no-reuse: the server saw %q (%v), want a full handshake", first, err)
+		}
+	}
 	for _, port := range []int{9002, 9003, 9007} {
 		first, _, err := exchange(port, []byte("x"))
 		if err == nil {
@@ -259,8 +275,12 @@ func TestServerTLSNetns(t *testing.T) {
 			if sv.Total+sv.ConnectErrors == 0 {
 				t.Errorf("%s: no attempt counted", s.Name)
 			}
-		case "good", "chain-only", "none", "client-cert":
+		case "chain-only", "none", "client-cert":
 			if sv.ConnectErrors != 0 || sv.Total != 1 || sv.BytesIn != int64(len(payload)) || sv.BytesOut < int64(len(payload)) {
+				t.Errorf("%s: connect errors %d, total %d, bytes in %d out %d", s.Name, sv.ConnectErrors, sv.Total, sv.BytesIn, sv.BytesOut)
+			}
+		case "good":
+			if sv.ConnectErrors != 0 || sv.Total != 2 || sv.BytesIn != int64(len(payload))+5 {
 				t.Errorf("%s: connect errors %d, total %d, bytes in %d out %d", s.Name, sv.ConnectErrors, sv.Total, sv.BytesIn, sv.BytesOut)
 			}
 		}
