@@ -345,3 +345,116 @@ func TestServerTLSFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestServerTLSTimeouts: a server that takes the TCP connection but never
+// answers the handshake fails the attempt once the connect timeout is
+// spent (a connect timeout, counted, retried on the next server with
+// redispatch); an established TLS connection idle past the server timeout
+// is closed by the reaper like any other; shutdown-sessions style aborts
+// (the pool closing) reach a connection waiting in its handshake.
+func TestServerTLSTimeouts(t *testing.T) {
+	mute, err := net.Listen("tcp4", "127.0.0.1:0") // accepts, never speaks
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mute.Close() })
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	_, _, pair := selfSigned(t, t.TempDir(), "echo")
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go serveTLSEcho(ln, &tls.Config{Certificates: []tls.Certificate{pair}})
+
+	none := &ServerTLS{Verify: VerifyNone}
+	bind, idle := freePort(t), freePort(t)
+	p := newTestPool(t, Options{}, Config{Services: []Service{
+		{Name: "web", Binds: []netip.AddrPort{bind}, Retries: 1, Redispatch: true, Balance: First,
+			Timeouts: Timeouts{Connect: 300 * time.Millisecond},
+			Servers: []Server{
+				{Name: "mute", Addr: mute.Addr().(*net.TCPAddr).AddrPort(), Weight: 1, TLS: none},
+				{Name: "echo", Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Weight: 1, TLS: none},
+			}},
+		{Name: "idle", Binds: []netip.AddrPort{idle}, Timeouts: Timeouts{Server: 300 * time.Millisecond},
+			Servers: []Server{{Name: "echo", Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Weight: 1, TLS: none}}},
+	}})
+	// First picks mute; its handshake times out, the retry goes to echo.
+	c, err := net.DialTimeout("tcp4", bind.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	t0 := time.Now()
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "sni=-") {
+		t.Fatalf("through the retry: %q %v", line, err)
+	}
+	if took := time.Since(t0); took < 300*time.Millisecond {
+		t.Errorf("answered after %v: the mute server's handshake did not wait for the connect timeout", took)
+	}
+	if st := serverStats(p, "web", "mute"); st.ConnectErrors != 1 || st.Total != 0 {
+		t.Errorf("mute: connect errors %d, total %d; want 1, 0", st.ConnectErrors, st.Total)
+	}
+	if st := serverStats(p, "web", "echo"); st.Total != 1 || st.Retries != 1 {
+		t.Errorf("echo: total %d, retries %d; want 1, 1", st.Total, st.Retries)
+	}
+
+	// Idle past the server timeout: the reaper closes it.
+	ic, err := net.DialTimeout("tcp4", idle.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	_ = ic.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(ic)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "sni=-") {
+		t.Fatalf("idle: %q %v", line, err)
+	}
+	t0 = time.Now()
+	if _, err := r.ReadByte(); err == nil {
+		t.Fatal("idle connection got data")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("idle connection not closed by the server timeout: %v", err)
+	}
+	if took := time.Since(t0); took < 250*time.Millisecond {
+		t.Errorf("closed after %v, before the server timeout", took)
+	}
+	eventually(t, 5*time.Second, "the idle connection counted as ended", func() bool {
+		return serverStats(p, "idle", "echo").Current == 0
+	})
+
+	// A connection held in its handshake by the mute server ends when the
+	// pool closes, well before its connect timeout would.
+	p2 := newTestPool(t, Options{}, Config{Services: []Service{{Name: "mute", Binds: []netip.AddrPort{freePort(t)},
+		Timeouts: Timeouts{Connect: time.Minute},
+		Servers:  []Server{{Name: "mute", Addr: mute.Addr().(*net.TCPAddr).AddrPort(), Weight: 1, TLS: none}}}}})
+	mc, err := net.DialTimeout("tcp4", p2.Applied().Services[0].Binds[0].String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	eventually(t, 5*time.Second, "the connection in its handshake", func() bool { return serverStats(p2, "mute", "mute").Current == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	t0 = time.Now()
+	_ = p2.Close(ctx)
+	if took := time.Since(t0); took > 10*time.Second {
+		t.Errorf("Close took %v with a connection in its handshake", took)
+	}
+	_ = mc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := mc.Read(make([]byte, 1)); err == nil {
+		t.Error("the client of a connection cut by Close read data")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Error("the client of a connection cut by Close was not closed")
+	}
+}
