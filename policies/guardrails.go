@@ -504,5 +504,16 @@ func serviceFeatureBuilt(in *Input, r report) {
 		if s.Transparent && s.Kernel() {
 			r.add(path+".transparent", "service %s: transparent in mode %q: only proxy mode carries it in this gitgw", name, s.Mode)
 		}
+		for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
+			if s.Servers[sn].TLS == nil {
+				continue
+			}
+			switch {
+			case s.Kernel():
+				r.add(path+".servers."+spec.Label(sn)+".tls", "service %s: server %s: tls in mode %q: only proxy mode originates TLS to servers", name, sn, s.Mode)
+			case s.Protocol == "udp":
+				r.add(path+".servers."+spec.Label(sn)+".tls", "service %s: server %s: tls on a udp service: TLS runs over TCP", name, sn)
+			}
+		}
 	}
 }

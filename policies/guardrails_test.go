@@ -189,6 +189,18 @@ func TestGuardrails(t *testing.T) {
 			backSegment(in)
 			setService(in, "web", func(s *spec.Service) { s.Mode, s.Fwmarks = spec.ModeNAT, []uint32{l4proxy.TransparentMark} })
 		}), 1},
+		{"feature built: server tls in proxy mode carried", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8443", TLS: &spec.ServerTLS{CheckTLS: spec.CheckTLS{Verify: "none"}}}}
+			})
+		}), 0},
+		{"feature built: server tls in a kernel mode refused", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) {
+				s.Mode = spec.ModeNAT
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8443", TLS: &spec.ServerTLS{CheckTLS: spec.CheckTLS{Verify: "none"}}}}
+			})
+		}), 1},
 
 		{"nat route back: servers on the gateways' back segment", "nat-route-back", edit(func(in *Input) {
 			backSegment(in)

@@ -112,6 +112,7 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			}
 			srv.Name, srv.Weight, srv.MaxConn, srv.Backup, srv.State = sn, sv.Weight, sv.MaxConn, sv.Backup, st
 			srv.CheckPort = uint16(sv.CheckPort)
+			srv.TLS = serverTLS(sv.TLS)
 			svc.Servers = append(svc.Servers, srv)
 		}
 		svc.ResolveInterval = s.ResolveInterval.D()
@@ -154,6 +155,16 @@ func serverAddress(a string) (l4proxy.Server, error) {
 		return l4proxy.Server{}, fmt.Errorf("port %q: want 1 to 65535", port)
 	}
 	return l4proxy.Server{Host: host, Port: uint16(p)}, nil
+}
+
+// serverTLS translates a server's TLS (nil: plain TCP); the pool reads
+// the files when it applies them.
+func serverTLS(t *spec.ServerTLS) *l4proxy.ServerTLS {
+	if t == nil {
+		return nil
+	}
+	return &l4proxy.ServerTLS{Verify: t.Verify, CAFile: t.CAFile, SNI: t.SNI, VerifyHost: t.VerifyHost,
+		CertFile: t.CertFile, KeyFile: t.KeyFile, ALPN: slices.Clone(t.ALPN), NoReuse: !t.SessionReuse}
 }
 
 // sourceRules translates a service's source rules (the schema has

@@ -545,6 +545,11 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 	}
 	srv := &server{name: name, address: addr}
 	sc := srvCheck{pos: l.Pos, name: name}
+	// TLS to the server: ssl, and what it needs that the site lacks.
+	ssl, checkSSLSet, checkElsewhere := false, false, false
+	st := &serverTLS{pos: l.Pos}
+	var tlsNeeds []need
+	var srvTLSWarn []string
 	more := srvMore{pos: l.Pos}
 	_, perr := netip.ParseAddrPort(addr)
 	more.byName = perr != nil
@@ -596,6 +601,7 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			p.proxyProto = "v2"
 		case "port":
 			i++
+			checkElsewhere = true
 			// A check port that is the server's own changes nothing.
 			if pt, perr := integer(v, 1, 65535); perr != nil {
 				err = perr
@@ -606,6 +612,7 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			}
 		case "addr":
 			i++
+			checkElsewhere = true
 			a, aerr := netip.ParseAddr(v)
 			switch {
 			case aerr != nil:
@@ -616,9 +623,9 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 				sc.addr, sc.portPos = some(a.String()), l.Pos
 			}
 		case "check-ssl":
-			sc.ssl = true
+			sc.ssl, checkSSLSet = true, true
 		case "no-check-ssl":
-			sc.ssl = false
+			sc.ssl, checkSSLSet = false, true
 		case "verify":
 			i++
 			if v == "none" || v == "required" {
@@ -628,7 +635,19 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			}
 		case "ca-file", "crt":
 			i++
-			if !strings.HasPrefix(v, "/") {
+			switch {
+			case k == "ca-file" && v == "@system-ca":
+				st.ca, st.systemCA = opt[string]{}, true // the system's roots: the site's default
+			case !strings.HasPrefix(v, "/"):
+				tlsNeeds = append(tlsNeeds, needs(l.Pos, FeatServerTLS, "server %s %s %s (a relative path)", name, k, v))
+			case k == "ca-file":
+				st.ca, st.systemCA = some(v), false
+			default:
+				st.cert = some(v)
+			}
+			if k == "ca-file" && v == "@system-ca" {
+				sc.tls.ca = opt[string]{}
+			} else if !strings.HasPrefix(v, "/") {
 				// ca-base and crt-base are not followed.
 				sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s %s %s (a relative path)", name, k, v))
 			} else if k == "ca-file" {
@@ -645,12 +664,40 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			}
 		case "verifyhost":
 			i++
+			if sniRE.MatchString(v) {
+				st.verifyHost = some(v)
+			} else {
+				tlsNeeds = append(tlsNeeds, needs(l.Pos, FeatServerTLS, "server %s verifyhost %s (not a host name)", name, v))
+			}
 			sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s verifyhost %s (the site verifies the name it sends as SNI)", name, v))
 		case "crl-file":
 			i++
+			tlsNeeds = append(tlsNeeds, needs(l.Pos, FeatServerTLS, "server %s crl-file %s (the site has no revocation lists)", name, v))
 			sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s crl-file %s (the site has no revocation lists)", name, v))
 		case "ssl":
-			p.needs = append(p.needs, needs(l.Pos, FeatServerTLS, "server %s ssl", name))
+			ssl = true
+		case "no-ssl":
+			ssl = false
+		case "sni":
+			i++
+			// An expression: only a constant names one server.
+			if c, ok := strings.CutPrefix(v, "str("); ok && strings.HasSuffix(c, ")") && sniRE.MatchString(strings.TrimSuffix(c, ")")) {
+				st.sni = some(strings.TrimSuffix(c, ")"))
+			} else {
+				tlsNeeds = append(tlsNeeds, needs(l.Pos, FeatServerTLS, "server %s sni %s (an expression: only str(NAME) is a fixed name)", name, v))
+			}
+		case "alpn":
+			i++
+			st.alpn = strings.Split(v, ",")
+		case "no-ssl-reuse":
+			st.noReuse = true
+		case "ssl-reuse":
+			st.noReuse = false
+		case "ciphers", "ciphersuites", "ssl-min-ver", "ssl-max-ver", "curves", "sigalgs", "client-sigalgs", "npn":
+			i++
+			srvTLSWarn = append(srvTLSWarn, fmt.Sprintf("server %s %s %s: not mapped (Go's crypto/tls chooses, TLS 1.2 at least)", name, k, v))
+		case "no-sslv3", "no-tlsv10", "no-tlsv11", "force-tlsv12", "force-tlsv13", "no-tls-tickets", "tls-tickets", "allow-0rtt":
+			srvTLSWarn = append(srvTLSWarn, fmt.Sprintf("server %s %s: not mapped (Go's crypto/tls chooses, TLS 1.2 at least)", name, k))
 		case "agent-check":
 			p.needs = append(p.needs, needs(l.Pos, FeatAgentCheck, "server %s agent-check", name))
 		case "source":
@@ -696,6 +743,22 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 		}
 		if err != nil {
 			w.add(l.Pos, "server %s %s: %v: ignored", name, k, err)
+		}
+	}
+	if ssl || sc.ssl {
+		// The TLS settings are common to traffic and checks.
+		for _, m := range srvTLSWarn {
+			w.add(l.Pos, "%s", m)
+		}
+	}
+	if ssl {
+		st.verify = sc.tls.verify
+		srv.tls = st
+		p.needs = append(p.needs, tlsNeeds...)
+		if !checkSSLSet && !checkElsewhere {
+			// HAProxy checks a server with ssl in SSL too, unless its
+			// check goes to another port or address.
+			sc.ssl = true
 		}
 	}
 	p.servers = append(p.servers, srv)
@@ -1463,6 +1526,17 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		s.redispatch = some(false) // HAProxy's default, not the schema's
 	}
 	s.servers, s.proxyProto = be.servers, be.proxyProto
+	for _, r := range s.servers {
+		if t := r.tls; t != nil && t.verify == "" {
+			t.verify = "required" // HAProxy's default, unless ssl-server-verify none
+			if c.verifyNone {
+				t.verify = "none"
+			}
+		}
+		if t := r.tls; t != nil && t.verify == "required" && !t.ca.ok && !t.systemCA {
+			w.add(t.pos, "server %s ssl: verify required without ca-file (HAProxy refuses it, or uses @system-ca): imported as verified against the node's system roots", r.name)
+		}
+	}
 	if len(s.servers) == 0 && be.dispatch != "" {
 		// HAProxy sends every connection to the dispatch address,
 		// unchecked; gitgw checks every server (a TCP check is added

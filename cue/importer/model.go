@@ -261,6 +261,19 @@ type server struct {
 	drain    bool
 	// checkPort: this server's own check port (#Server.check_port).
 	checkPort opt[int]
+	// tls: TLS from the proxy to the server (#Server.tls); nil: plain.
+	tls *serverTLS
+}
+
+// serverTLS is a server's #ServerTLS. verify "" is HAProxy's default,
+// settled per service (global ssl-server-verify).
+type serverTLS struct {
+	pos                       Pos
+	verify                    string
+	ca, sni, verifyHost, cert opt[string]
+	alpn                      []string
+	noReuse                   bool
+	systemCA                  bool // ca-file @system-ca
 }
 
 // vips are a kernel service's virtual addresses, its binds' (a dr service

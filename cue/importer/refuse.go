@@ -77,8 +77,10 @@ const (
 	// FeatServerName: a server-template, a check address given by name
 	// (hapmap.go server, line); servers given by name are mapped.
 	FeatServerName Feature = "server-name"
-	// FeatServerTLS: TLS from the proxy to the server, `ssl` on a server
-	// (hapmap.go server).
+	// FeatServerTLS: TLS to a server the site cannot say (`ssl` itself is
+	// mapped to the server's tls): an `sni` expression other than
+	// str(NAME), `crl-file`, a relative `ca-file`/`crt` (ca-base,
+	// crt-base), a `verifyhost` that is no host name (hapmap.go server).
 	FeatServerTLS Feature = "server-tls"
 	// FeatSourceRules: who may connect and how fast, where the site's
 	// source block cannot say it: `tcp-request content|session` and
@@ -130,7 +132,7 @@ var featureWhy = map[Feature]string{
 	FeatScriptCheck:      "a gitgw command check passes or fails (exit 0 is up); it does not set a weight, watch a file or take HAProxy's external-check arguments",
 	FeatAgentCheck:       "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
 	FeatServerName:       "a gitgw server by name takes one address of it, and a check address is an IP address; a server-template's servers, one per address a name resolves to, are not made",
-	FeatServerTLS:        "gitgw cannot originate TLS to a server yet; plain TCP to a TLS server fails",
+	FeatServerTLS:        "a gitgw server's TLS sends a fixed SNI and verifies against a CA file without revocation lists; a name taken from the connection, or a certificate the original would revoke, cannot be said",
 	FeatSourceRules:      "a gitgw service's source rules are allow and deny lists of networks and per-source limits on connections, checked at accept; dropping other rules would let in what the original turns away",
 	FeatTransparent:      "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
 	FeatTLSTermination:   "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",

@@ -415,6 +415,9 @@ func serviceField(sv *service) cfield {
 		if r.checkPort.ok {
 			st.fields = append(st.fields, fld("check_port", cint(r.checkPort.v)))
 		}
+		if t := r.tls; t != nil {
+			st.fields = append(st.fields, fld("tls", small(serverTLSFields(t))))
+		}
 		for _, b := range []struct {
 			name string
 			on   bool
@@ -446,4 +449,28 @@ func serviceField(sv *service) cfield {
 		s.add("proxy_protocol", cstr(sv.proxyProto))
 	}
 	return cfield{label: sv.name, val: s, doc: sv.comments}
+}
+
+// serverTLSFields writes a server's #ServerTLS: one crt file holds the
+// certificate and its key, as HAProxy's.
+func serverTLSFields(t *serverTLS) *cstruct {
+	ts := inline()
+	add := func(label string, v opt[string]) {
+		if v.ok {
+			ts.fields = append(ts.fields, fld(label, cstr(v.v)))
+		}
+	}
+	add("sni", t.sni)
+	ts.fields = append(ts.fields, fld("verify", cstr(t.verify)))
+	add("verify_host", t.verifyHost)
+	add("ca_file", t.ca)
+	add("cert_file", t.cert)
+	add("key_file", t.cert)
+	if len(t.alpn) > 0 {
+		ts.fields = append(ts.fields, fld("alpn", cstrs(t.alpn)))
+	}
+	if t.noReuse {
+		ts.fields = append(ts.fields, fld("session_reuse", cbool(false)))
+	}
+	return ts
 }

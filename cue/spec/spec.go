@@ -564,6 +564,18 @@ type Server struct {
 	Disabled bool   `json:"disabled"`
 	// CheckPort overrides the service check's port for this server.
 	CheckPort int `json:"check_port,omitempty"`
+	// TLS wraps the proxy's connections to this server in TLS.
+	TLS *ServerTLS `json:"tls,omitempty"`
+}
+
+// ServerTLS is TLS from the proxy to a server (HAProxy's server `ssl`):
+// CheckTLS's fields, the name to verify when it is not the SNI, ALPN,
+// and whether sessions are resumed.
+type ServerTLS struct {
+	CheckTLS
+	VerifyHost   string   `json:"verify_host,omitempty"`
+	ALPN         []string `json:"alpn,omitempty"`
+	SessionReuse bool     `json:"session_reuse"`
 }
 
 // AddrPort reads an address given as "IP:port", or as a bare IP (port 0:

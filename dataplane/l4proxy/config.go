@@ -160,6 +160,10 @@ type Server struct {
 	// CheckPort, when set, is the port this server's checks connect to,
 	// before the check's own Port (HAProxy's per-server "port").
 	CheckPort uint16 `json:"check_port,omitempty"`
+	// TLS, when set, wraps the connection to the server in TLS (HAProxy's
+	// `ssl`; servertls.go); the client side stays plain TCP. Checks are
+	// not affected: the check's own TLS says how they connect.
+	TLS *ServerTLS `json:"tls,omitempty"`
 }
 
 // Check and CheckType are the health checks' types, shared with the
@@ -280,6 +284,14 @@ func (c Config) Validate() error {
 			case "", Ready, Drain, Maint:
 			default:
 				errs = append(errs, fmt.Errorf("%s: unknown state %q", sw, sv.State))
+			}
+			if sv.TLS != nil {
+				if proto == ProtoUDP {
+					errs = append(errs, fmt.Errorf("%s: tls: for TCP servers", sw))
+				}
+				for _, err := range sv.TLS.validate() {
+					errs = append(errs, fmt.Errorf("%s: %w", sw, err))
+				}
 			}
 		}
 		if s.Source != nil {

@@ -50,6 +50,9 @@ const (
 	phQueued                  // waiting in a queue, off the loop
 	phConnecting              // connect(2) in progress
 	phData                    // established: the two directions run
+	// A TLS server's connection (servertls.go): off the loop.
+	phTLSHandshake // the server side's handshake runs on a goroutine
+	phTLSData      // established: two goroutines copy
 )
 
 // conn is one proxied connection: client side, server side, and the two
@@ -97,6 +100,7 @@ type conn struct {
 	attempts             int
 	qsrv                 *server // result of a queue wait
 	qerr                 error
+	tls                  *tlsState // a TLS server's connection (servertls.go)
 }
 
 // direction copies one way: src → dst. It borrows a pooled buffer or pipe
@@ -346,24 +350,22 @@ func (c *conn) connected(l *evloop, mask uint32) {
 		return
 	}
 	c.term = ""
-	srv, set := c.srv, c.set
+	srv := c.srv
+	if st := srv.tls.Load(); st != nil {
+		if !c.preamble(l) {
+			return
+		}
+		c.startTLS(l, st.cfg)
+		return
+	}
 	srv.total.Add(1)
 	c.clientAct.Store(l.now)
 	c.serverAct.Store(l.now)
 	c.phase.Store(phData)
 	c.up.src, c.up.dst = c.client, c.server
 	c.down.src, c.down.dst = c.server, c.client
-	if set.ProxyProtocol != 0 {
-		var arr [108]byte
-		hdr := appendProxyHeader(arr[:0], set.ProxyProtocol, c.caddr, c.laddr)
-		if n, err := unix.Write(c.server, hdr); err != nil || n != len(hdr) {
-			c.abort(l, termServerAbort)
-			return
-		}
-	}
-	if set.KeepAlive > 0 {
-		_ = setKeepAlive(c.client, set.KeepAlive)
-		_ = setKeepAlive(c.server, set.KeepAlive)
+	if !c.preamble(l) {
+		return
 	}
 	// Either side may have spoken already: the client's edges came while
 	// we were connecting (dispatch kept them in c.early), the server's are
@@ -376,6 +378,26 @@ func (c *conn) connected(l *evloop, mask uint32) {
 	if mask&(unix.EPOLLIN|evEnd) != 0 && c.phase.Load() == phData && !c.down.done {
 		c.down.pump(l, mask&evEnd != 0)
 	}
+}
+
+// preamble runs once the server is connected: the PROXY protocol header
+// (in clear, before any TLS, as HAProxy sends it) and keep-alive. False
+// when the connection was aborted.
+func (c *conn) preamble(l *evloop) bool {
+	set := c.set
+	if set.ProxyProtocol != 0 {
+		var arr [108]byte
+		hdr := appendProxyHeader(arr[:0], set.ProxyProtocol, c.caddr, c.laddr)
+		if n, err := unix.Write(c.server, hdr); err != nil || n != len(hdr) {
+			c.abort(l, termServerAbort)
+			return false
+		}
+	}
+	if set.KeepAlive > 0 {
+		_ = setKeepAlive(c.client, set.KeepAlive)
+		_ = setKeepAlive(c.server, set.KeepAlive)
+	}
+	return true
 }
 
 // finish releases everything the connection holds; it runs on its loop
@@ -458,7 +480,7 @@ func (c *conn) reapCheck(now int64) {
 		if now > c.connDeadline {
 			c.loop.post(loopMsg{kind: msgConnTimeout, c: c, gen: c.sgen})
 		}
-	case phData:
+	case phData, phTLSData:
 		if term, ok := c.expired(now); ok {
 			c.requestAbort(term)
 		}

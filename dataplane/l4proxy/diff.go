@@ -101,6 +101,9 @@ type ServerView struct {
 	State   string `json:"state"`
 	// CheckPort is the server's own check port (0: the check's).
 	CheckPort uint16 `json:"check_port,omitempty"`
+	// TLS is the TLS to the server in words ("verify required sni
+	// api.example ca-file /etc/ca.pem"); empty: plain TCP.
+	TLS string `json:"tls,omitempty"`
 }
 
 // ViewService is what a plan shows of a service: its settings in words,
@@ -149,7 +152,8 @@ func ViewServer(s Server) ServerView {
 	if s.Host != "" {
 		addr = net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
 	}
-	return ServerView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st, CheckPort: s.CheckPort}
+	return ServerView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st, CheckPort: s.CheckPort,
+		TLS: s.TLS.Describe()}
 }
 
 // diff is Diff with the observed state spread out (have: what the pool
@@ -388,6 +392,9 @@ func diffServer(name string, h, w ServerView) []string {
 	}
 	if h.Backup != w.Backup {
 		d = append(d, fmt.Sprintf("backup %v → %v", h.Backup, w.Backup))
+	}
+	if h.TLS != w.TLS {
+		d = append(d, fmt.Sprintf("tls %s → %s", tlsWords(h.TLS), tlsWords(w.TLS)))
 	}
 	if h.CheckPort != w.CheckPort {
 		d = append(d, fmt.Sprintf("check port %s → %s", checkPortWords(h.CheckPort), checkPortWords(w.CheckPort)))

@@ -87,6 +87,12 @@
 //     ResolveInterval; a new address is swapped into the server's settings,
 //     which a connection reads only when it connects, so that established
 //     connections are not touched.
+//   - a server may take TLS (Server.TLS, servertls.go, HAProxy's `server …
+//     ssl`): once its TCP connect completes, the connection leaves its loop
+//     for a handshake goroutine and, once established, two copying
+//     goroutines (crypto/tls needs blocking sockets, and splice cannot reach
+//     inside TLS records); a failed handshake is a failed connect. Plain
+//     servers keep the loop's path untouched.
 //
 // The package knows nothing of CUE, Git or plans; reconcile translates the
 // site into a Config.

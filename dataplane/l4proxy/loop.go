@@ -82,16 +82,18 @@ type loopMsg struct {
 type msgKind uint8
 
 const (
-	msgNew         msgKind = iota // an accepted connection
-	msgQueued                     // back from a queue wait (c.qsrv, c.qerr)
-	msgAbort                      // abort with term (timeout, shutdown-sessions, grace over)
-	msgConnTimeout                // the connect attempt timed out
-	msgStop                       // the pool is closed and drained
-	msgListen                     // accept on ln for svc
-	msgUnlisten                   // stop accepting on ln, then close ack
-	msgAcceptRetry                // a slot freed (or an accept error passed): accept on ln again
-	msgHandOver                   // hand every connection over (handover.go), answer on ho
-	msgAdoptData                  // run an established connection handed over by a predecessor
+	msgNew          msgKind = iota // an accepted connection
+	msgQueued                      // back from a queue wait (c.qsrv, c.qerr)
+	msgAbort                       // abort with term (timeout, shutdown-sessions, grace over)
+	msgConnTimeout                 // the connect attempt timed out
+	msgStop                        // the pool is closed and drained
+	msgListen                      // accept on ln for svc
+	msgUnlisten                    // stop accepting on ln, then close ack
+	msgAcceptRetry                 // a slot freed (or an accept error passed): accept on ln again
+	msgHandOver                    // hand every connection over (handover.go), answer on ho
+	msgAdoptData                   // run an established connection handed over by a predecessor
+	msgTLSHandshake                // a TLS server's handshake ended (c.tls.err)
+	msgTLSDone                     // a TLS connection's copying goroutines ended
 )
 
 const (
@@ -242,8 +244,21 @@ func (l *evloop) drainInbox() {
 		case msgAbort:
 			// Only a linked connection is aborted from outside; a stale
 			// request may find it queued (off the loop) or recycled.
-			if ph := c.phase.Load(); c.cgen == m.gen && (ph == phConnecting || ph == phData) {
+			switch ph := c.phase.Load(); {
+			case c.cgen != m.gen:
+			case ph == phConnecting || ph == phData:
 				c.abort(l, m.term)
+			case ph == phTLSHandshake || ph == phTLSData:
+				c.tlsAbort(m.term)
+			}
+		case msgTLSHandshake:
+			if c.cgen == m.gen && c.phase.Load() == phTLSHandshake {
+				c.tlsHandshaken(l)
+			}
+		case msgTLSDone:
+			if c.cgen == m.gen && c.phase.Load() == phTLSData {
+				c.tls = nil
+				c.finish(l)
 			}
 		case msgConnTimeout:
 			if c.sgen == m.gen && c.phase.Load() == phConnecting {

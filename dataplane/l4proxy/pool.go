@@ -2,6 +2,7 @@ package l4proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +70,9 @@ type Pool struct {
 	closed      bool
 	reapEvery   atomic.Int64 // reaper period: a quarter of the shortest timeout
 	busyPoll    atomic.Int64 // Config.BusyPoll in ns, read by the loops
+	// tlsCfgs are the servers' TLS configs compiled by the current Set, by
+	// settings (ServerTLS.key).
+	tlsCfgs map[string]*tls.Config
 }
 
 // New returns an empty pool; Set gives it services.
@@ -201,6 +206,13 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 	if p.applied != nil && reflect.DeepEqual(*p.applied, cfg) {
 		return nil
 	}
+	// TLS files are read before anything changes: a missing or bad one
+	// leaves the pool running what it ran.
+	tlsCfgs, err := compileTLS(cfg)
+	if err != nil {
+		return fmt.Errorf("l4proxy: %w", err)
+	}
+	p.tlsCfgs = tlsCfgs
 	p.busyPoll.Store(int64(cfg.BusyPoll))
 	var errs []error
 	now := p.clock.Now()
@@ -289,6 +301,13 @@ func cloneConfig(c Config) Config {
 	for i, s := range c.Services {
 		s.Binds = append([]netip.AddrPort(nil), s.Binds...)
 		s.Servers = append([]Server(nil), s.Servers...)
+		for j, sv := range s.Servers {
+			if sv.TLS != nil {
+				t := *sv.TLS
+				t.ALPN = slices.Clone(t.ALPN)
+				s.Servers[j].TLS = &t
+			}
+		}
 		if s.Check != nil {
 			ck := *s.Check
 			ck.Command = append([]string(nil), ck.Command...)
@@ -334,6 +353,11 @@ func (svc *service) update(sc Service, now time.Time) {
 			s = newServer(c, now)
 		} else {
 			s.setCfg(c)
+		}
+		if c.TLS != nil {
+			s.setTLS(svc.pool.tlsCfgs[c.TLS.key()], c.TLS.NoReuse)
+		} else {
+			s.setTLS(nil, false)
 		}
 		if d := s.dns; d != nil && d.stop == nil {
 			svc.startResolve(s, d) // a new name

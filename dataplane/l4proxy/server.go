@@ -25,6 +25,7 @@ type serverCfg struct {
 type server struct {
 	name string
 	cfg  atomic.Pointer[serverCfg]
+	tls  atomic.Pointer[serverTLS] // nil: plain TCP (servertls.go)
 
 	up      atomic.Bool // health: true unless a check marked it down
 	removed atomic.Bool
