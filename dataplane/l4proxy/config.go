@@ -160,6 +160,22 @@ type Server struct {
 	// CheckPort, when set, is the port this server's checks connect to,
 	// before the check's own Port (HAProxy's per-server "port").
 	CheckPort uint16 `json:"check_port,omitempty"`
+	// CheckAddr, when valid, is the address this server's checks connect
+	// to, before the check's own Address (keepalived's connect_ip,
+	// HAProxy's per-server "addr").
+	CheckAddr netip.Addr `json:"check_addr,omitzero"`
+	// CheckTargets, when set, are where this server is checked instead of
+	// its address: it is up only while the check passes at every one, in
+	// turn (keepalived's SMTP_CHECK host blocks).
+	CheckTargets []netip.AddrPort `json:"check_targets,omitempty"`
+	// Unchecked: the service's check never takes this server out: no
+	// check runs for it and it is NOCHECK, while the others are checked.
+	Unchecked bool `json:"unchecked,omitempty"`
+}
+
+// ownCheck is the server's own part in its service's check.
+func (s Server) ownCheck() healthcheck.ServerCheck {
+	return healthcheck.ServerCheck{Unchecked: s.Unchecked, Addr: s.CheckAddr, Port: s.CheckPort, Targets: s.CheckTargets}
 }
 
 // Check and CheckType are the health checks' types, shared with the
@@ -281,6 +297,7 @@ func (c Config) Validate() error {
 			default:
 				errs = append(errs, fmt.Errorf("%s: unknown state %q", sw, sv.State))
 			}
+			errs = append(errs, sv.validateOwnCheck(sw)...)
 		}
 		if s.Source != nil {
 			for _, err := range s.Source.validate() {
@@ -292,6 +309,25 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateOwnCheck reports a server's own check settings that contradict
+// each other: targets replace the check address and port, and an
+// unchecked server is checked nowhere.
+func (s Server) validateOwnCheck(where string) []error {
+	var errs []error
+	for _, t := range s.CheckTargets {
+		if !t.IsValid() || t.Port() == 0 {
+			errs = append(errs, fmt.Errorf("%s: invalid check target %v", where, t))
+		}
+	}
+	if len(s.CheckTargets) > 0 && (s.CheckAddr.IsValid() || s.CheckPort != 0) {
+		errs = append(errs, fmt.Errorf("%s: check targets and a check address or port: the targets say where it is checked", where))
+	}
+	if s.Unchecked && (s.CheckAddr.IsValid() || s.CheckPort != 0 || len(s.CheckTargets) > 0) {
+		errs = append(errs, fmt.Errorf("%s: unchecked, with a check address, port or targets", where))
+	}
+	return errs
 }
 
 // proto is the service's protocol, ProtoTCP when unset.

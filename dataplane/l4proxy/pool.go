@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -289,6 +290,9 @@ func cloneConfig(c Config) Config {
 	for i, s := range c.Services {
 		s.Binds = append([]netip.AddrPort(nil), s.Binds...)
 		s.Servers = append([]Server(nil), s.Servers...)
+		for j := range s.Servers {
+			s.Servers[j].CheckTargets = slices.Clone(s.Servers[j].CheckTargets)
+		}
 		if s.Check != nil {
 			ck := *s.Check
 			ck.Command = append([]string(nil), ck.Command...)
@@ -353,7 +357,8 @@ func (svc *service) update(sc Service, now time.Time) {
 	changed := !reflect.DeepEqual(ck, svc.checkCfg)
 	svc.checkCfg = ck
 	for _, s := range next {
-		wantCheck := ck != nil && s.cfg.Load().admin() != Maint
+		c := s.cfg.Load()
+		wantCheck := ck != nil && c.admin() != Maint && !c.Unchecked
 		if s.checkStop != nil && (changed || !wantCheck) {
 			s.checkStop()
 			s.checkStop = nil
@@ -361,7 +366,7 @@ func (svc *service) update(sc Service, now time.Time) {
 		if wantCheck && s.checkStop == nil {
 			svc.startCheck(s, ck)
 		}
-		if ck == nil && !s.up.Load() {
+		if (ck == nil || c.Unchecked) && !s.up.Load() {
 			s.setUp(true, now) // no check: always up
 		}
 	}
