@@ -38,12 +38,12 @@ func UncheckedNotes(n *spec.Node) []string {
 				}
 			}
 			if s.Check != nil && len(srvs) > 0 {
-				word := "server"
+				word, them := "server", "it"
 				if len(srvs) > 1 {
-					word = "servers"
+					word, them = "servers", "them"
 				}
-				out = append(out, fmt.Sprintf("service %s: %s %s unchecked: true (the check never takes them out): %s; shown as %s",
-					name, word, strings.Join(srvs, ", "), control.UncheckedRisk, l4proxy.StatusNoCheck))
+				out = append(out, fmt.Sprintf("service %s: %s %s unchecked: true (the check never takes %s out): %s; shown as %s",
+					name, word, strings.Join(srvs, ", "), them, control.UncheckedRisk, l4proxy.StatusNoCheck))
 			}
 			continue
 		}
