@@ -986,22 +986,26 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 				srv.weight = some(v)
 			}
 		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "MISC_CHECK", "PING_CHECK", "UDP_CHECK":
-			if ck != nil {
-				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
-				continue
-			}
+			var c *check
 			var cns []need
 			switch e.Name {
 			case "MISC_CHECK":
-				ck, cns = miscCheck(e, a, w)
+				c, cns = miscCheck(e, a, w)
 			case "PING_CHECK":
-				ck, cns = pingCheck(e, a, w)
+				c, cns = pingCheck(e, a, w)
 			case "UDP_CHECK":
-				ck, cns = udpCheck(e, netip.AddrPortFrom(a, uint16(port)), w)
+				c, cns = udpCheck(e, netip.AddrPortFrom(a, uint16(port)), w)
 			default:
-				ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, vhost, w)
+				c, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, vhost, w)
 			}
-			ckPos, ns = e.Pos, append(ns, cns...)
+			ns = append(ns, cns...)
+			switch {
+			case ck == nil:
+				ck, ckPos = c, e.Pos
+			case c == nil:
+			default:
+				ns = append(ns, secondChecker(ck, c, netip.AddrPortFrom(a, uint16(port)), e, ckPos, w)...)
+			}
 		default:
 			if f, ok := kaChecks[e.Name]; ok {
 				ns = append(ns, needs(e.Pos, f, "%s", e.Name))
@@ -1015,6 +1019,54 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 		}
 	}
 	return srv, ck, ckPos, ns
+}
+
+// secondChecker folds another checker (c, directive e) of one real server
+// at srv into its first (ck, at ckPos). keepalived takes a real server
+// down when any of its checkers fails (keepalived 2's way of checking
+// several addresses, which replaced SMTP_CHECK's host blocks): checkers
+// that differ only by where they connect become the first's targets, all
+// of which must pass; others are refused, since the site checks a server
+// one way and dropping one would pass servers keepalived takes down.
+func secondChecker(ck, c *check, srv netip.AddrPort, e kaDirective, ckPos Pos, w *warnings) []need {
+	where := func(c *check) []string {
+		if len(c.targets) > 0 {
+			return c.targets
+		}
+		t := srv
+		if c.address.ok {
+			t = netip.AddrPortFrom(netip.MustParseAddr(c.address.v), t.Port())
+		}
+		if c.port.ok {
+			t = netip.AddrPortFrom(t.Addr(), uint16(c.port.v))
+		}
+		return []string{t.String()}
+	}
+	a, b := ck.clone(), c.clone()
+	for _, x := range []*check{a, b} {
+		x.address, x.port, x.targets = opt[string]{}, opt[int]{}, nil
+		if x.asCmd != nil {
+			cmd := *x.asCmd
+			cmd.address, cmd.port = opt[string]{}, opt[int]{}
+			x.asCmd = &cmd
+		}
+	}
+	if !sameProbe(a, b) {
+		return []need{needs(e.Pos, FeatPerServerCheck, "%s beside the checker at %s (keepalived takes the real server down when any checker fails)", e.Name, ckPos)}
+	}
+	if !sameCheck(a, b) {
+		w.add(e.Pos, "%s: its timing differs from the checker's at %s: the server is checked at both with the first's timing", e.Name, ckPos)
+	}
+	targets := where(ck)
+	for _, t := range where(c) {
+		if !slices.Contains(targets, t) {
+			targets = append(targets, t)
+		}
+	}
+	if len(targets) > 1 { // else the same place twice: the first says it
+		ck.address, ck.port, ck.targets = opt[string]{}, opt[int]{}, targets
+	}
+	return nil
 }
 
 // miscCheck maps a MISC_CHECK onto a command check: exit 0 is up, as in

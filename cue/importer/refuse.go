@@ -28,7 +28,9 @@ const (
 	FeatCheckPort Feature = "check-port"
 	// FeatPerServerCheck: servers of one service checked differently:
 	// keepalived real servers with another checker, request or TLS
-	// (timing aside; command checks that differ become one command),
+	// (timing aside; command checks that differ become one command), a
+	// real server with two checkers that differ by more than where they
+	// connect (kamap.go secondChecker),
 	// HAProxy servers with other check TLS settings (kamap.go
 	// virtualServer; hapmap.go serviceCheck). A server without a check
 	// beside checked ones is mapped (unchecked: true).

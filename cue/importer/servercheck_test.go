@@ -154,3 +154,53 @@ func TestHAProxyServerChecks(t *testing.T) {
 		t.Errorf("servers (-want +got):\n%s\n%s", d, goldenText(res))
 	}
 }
+
+// TestKeepalivedSecondChecker: keepalived takes a real server down when
+// any of its checkers fails. Checkers that differ only by where they
+// connect (keepalived 2's replacement for SMTP_CHECK host blocks) become
+// the server's check_targets; a checker of another kind is refused, never
+// dropped.
+func TestKeepalivedSecondChecker(t *testing.T) {
+	svc, ns := loadVirtualServer(t, `virtual_server 203.0.113.1 25 {
+ lb_kind DR
+ real_server 198.51.100.1 25 {
+  SMTP_CHECK {
+   helo_name mail.example
+  }
+  SMTP_CHECK {
+   helo_name mail.example
+   connect_ip 192.0.2.1
+   connect_port 587
+  }
+ }
+ real_server 198.51.100.2 25 {
+  SMTP_CHECK {
+   helo_name mail.example
+  }
+ }
+}
+`)
+	if len(ns) > 0 {
+		t.Fatalf("refused: %v", ns)
+	}
+	want := map[string]ownCheck{"198.51.100.1-25": {Targets: []string{"198.51.100.1:25", "192.0.2.1:587"}}, "198.51.100.2-25": {}}
+	if d := cmp.Diff(want, ownChecks(svc), checkCmp); d != "" {
+		t.Errorf("servers (-want +got):\n%s", d)
+	}
+	_, ns = loadVirtualServer(t, `virtual_server 203.0.113.1 80 {
+ lb_kind DR
+ real_server 198.51.100.1 80 {
+  TCP_CHECK {
+  }
+  HTTP_GET {
+   url {
+    path /health
+   }
+  }
+ }
+}
+`)
+	if len(ns) != 1 || ns[0].feature != FeatPerServerCheck || ns[0].pos.Line != 6 {
+		t.Errorf("a TCP_CHECK and an HTTP_GET on one server: refused %v, want per-server-check at line 6", ns)
+	}
+}
