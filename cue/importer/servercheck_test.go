@@ -99,6 +99,20 @@ func TestKeepalivedServerChecks(t *testing.T) {
 			"198.51.100.2-25": {Targets: []string{"198.51.100.2:25", "192.0.2.2:587"}},
 			"198.51.100.3-25": {Address: "192.0.2.3"},
 		}},
+		{name: "UDP_CHECK connect_ip that differs", conf: `virtual_server 203.0.113.1 53 {
+ lb_kind DR
+ protocol UDP
+ real_server 198.51.100.1 53 {
+  UDP_CHECK {
+   connect_ip 192.0.2.1
+  }
+ }
+ real_server 198.51.100.2 53 {
+  UDP_CHECK {
+  }
+ }
+}
+`, want: map[string]ownCheck{"198.51.100.1-53": {Address: "192.0.2.1"}, "198.51.100.2-53": {}}},
 		{name: "the same connect_ip everywhere is the check's", conf: `virtual_server 203.0.113.1 80 {
  lb_kind DR
  real_server 198.51.100.1 80 {
