@@ -73,7 +73,7 @@ func (svc *service) runChecks(ctx context.Context, srv *server, ck *Check) {
 			srv.lastCheck, srv.lastCheckOK = r.Start, r.OK
 			srv.mu.Unlock()
 			if r.Flipped {
-				svc.serverHealth(srv, r.Up, r.Detail, r.Start.Add(r.Took))
+				svc.serverHealth(ctx, srv, r.Up, r.Detail, r.Start.Add(r.Took))
 			}
 		},
 	}.Run(ctx)

@@ -376,14 +376,16 @@ func (svc *service) update(sc Service, now time.Time) {
 func (svc *service) startCheck(s *server, ck *Check) {
 	p := svc.pool
 	ctx, cancel := context.WithCancel(p.ctx)
-	done := make(chan struct{})
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
-		defer close(done)
 		svc.runChecks(ctx, s, ck)
 	}()
-	s.checkStop = func() { cancel(); <-done }
+	// Stopping does not wait for the loop: it is stopped with svc.mu
+	// held, which a loop reporting a flip waits for (serverHealth), and
+	// a verdict it reports after the stop is dropped there. Close waits
+	// for it (p.bg).
+	s.checkStop = cancel
 }
 
 // retireServer stops new traffic to a removed server and closes its
@@ -430,10 +432,12 @@ func (svc *service) rebuild() {
 	svc.requeue(append(append([]*server(nil), svc.servers...), svc.draining...))
 }
 
-// serverHealth is called by a check loop when a server flips.
-func (svc *service) serverHealth(s *server, up bool, detail string, now time.Time) {
+// serverHealth is called by a check loop (ctx, its life) when a server
+// flips. A loop stopped meanwhile (its server unchecked, in maintenance
+// or removed, or its check changed) no longer speaks for the server.
+func (svc *service) serverHealth(ctx context.Context, s *server, up bool, detail string, now time.Time) {
 	svc.mu.Lock()
-	if !s.setUp(up, now) {
+	if ctx.Err() != nil || !s.setUp(up, now) {
 		svc.mu.Unlock()
 		return
 	}
