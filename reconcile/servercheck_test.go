@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/healthcheck"
 	"github.com/gitgw/gitgw/dataplane/kernlb"
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/test/lab"
@@ -193,5 +194,27 @@ func TestKernLBDriverServerChecks(t *testing.T) {
 	waitFor("c back in the tables", func() bool { return !tableDown()["198.51.100.23"] })
 	if cs := d.KernelServices(); len(cs) != 1 || cs[0].Unchecked || cs[0].Servers[0].Status != "NOCHECK" {
 		t.Errorf("status services %+v", cs)
+	}
+}
+
+// TestKernServerChangesOwnCheck: the kernel plan names a server's own
+// part in the check: unchecked, its own address and port, its targets.
+func TestKernServerChangesOwnCheck(t *testing.T) {
+	a := netip.MustParseAddr("198.51.100.21")
+	lb := kernlb.Service{Name: "mx", Port: 25, Servers: []kernlb.Server{{Address: a, Port: 25, Weight: 1}, {Address: a.Next(), Port: 25, Weight: 1}, {Address: a.Next().Next(), Port: 25, Weight: 1}}}
+	ks := KernService{Site: "mx", Servers: []string{"a", "b", "c"}, Disabled: make([]bool, 3), LB: lb, Own: []healthcheck.ServerCheck{
+		{Unchecked: true},
+		{Addr: netip.MustParseAddr("192.0.2.1"), Port: 2525},
+		{Targets: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.23:25"), netip.MustParseAddrPort("192.0.2.1:587")}},
+	}}
+	got := map[string]string{}
+	for _, c := range kernServerChanges(ks, lb, kernlb.Service{}, false, nil, false) {
+		got[c.ID] = strings.Join(c.Details, "; ")
+	}
+	want := map[string]string{"mx/a": "unchecked", "mx/b": "checked on address 192.0.2.1 port 2525", "mx/c": "checked at 198.51.100.23:25 and 192.0.2.1:587"}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("%s: details %q, want %q", id, got[id], w)
+		}
 	}
 }
