@@ -270,6 +270,10 @@ func servicePrimaryServer(in *Input, r report) {
 // where the site means to run without one (keepalived's UDP
 // virtual_server often has no checker): an omission is not a decision.
 // Both at once is a contradiction: which one did the author mean?
+// A server may stay out of its service's check (unchecked: true) beside
+// checked ones; a check that leaves out every server checks nothing, and
+// is the service's unchecked: true in disguise. A server's own check
+// settings must say one thing: targets, or an address and port, or none.
 func serviceHealthCheck(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s, path := in.Services[name], "services."+spec.Label(name)
@@ -278,6 +282,33 @@ func serviceHealthCheck(in *Input, r report) {
 			r.add(path, "service %s has no health check: a dead server would keep its share of connections; add a check, or unchecked: true to run without one on purpose", name)
 		case s.Check != nil && s.Unchecked:
 			r.addRelated(path+".unchecked", path+".check", "service %s has a check and unchecked: true: remove one", name)
+		}
+		checked := false
+		for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
+			sv, sp := s.Servers[sn], path+".servers."+spec.Label(sn)
+			checked = checked || !sv.Unchecked
+			own := ""
+			switch {
+			case len(sv.CheckTargets) > 0:
+				own = "check_targets"
+			case sv.CheckAddress != "":
+				own = "check_address"
+			case sv.CheckPort != 0:
+				own = "check_port"
+			}
+			switch {
+			case s.Check == nil && sv.Unchecked:
+				r.add(sp+".unchecked", "service %s has no check: server %s is unchecked already; remove unchecked here", name, sn)
+			case s.Check == nil && own != "" && own != "check_port":
+				r.add(sp+"."+own, "service %s has no check: server %s's %s is never used; remove it, or give the service a check", name, sn, own)
+			case sv.Unchecked && own != "":
+				r.add(sp+"."+own, "service %s: server %s is unchecked and has %s: remove one", name, sn, own)
+			case own == "check_targets" && (sv.CheckAddress != "" || sv.CheckPort != 0):
+				r.add(sp+".check_targets", "service %s: server %s has check_targets and check_address or check_port: the targets say where it is checked (each an address and port); remove one", name, sn)
+			}
+		}
+		if s.Check != nil && !checked && len(s.Servers) > 0 {
+			r.add(path+".check", "service %s: every server is unchecked, so its check checks nothing: remove the check and the servers' unchecked, and say unchecked: true on the service", name)
 		}
 	}
 }

@@ -381,6 +381,31 @@ func TestGuardrails(t *testing.T) {
 		{"service health check: a check and unchecked", "service-health-check", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) { s.Unchecked = true })
 		}), 1},
+		{"service health check: a server unchecked, others checked elsewhere", "service-health-check", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Servers = map[string]spec.Server{
+					"a": {Address: "198.51.100.11:25", Unchecked: true},
+					"b": {Address: "198.51.100.12:25", CheckAddress: "198.51.100.99", CheckPort: 2525},
+					"c": {Address: "198.51.100.13:25", CheckTargets: []string{"198.51.100.13:25", "198.51.100.98:25"}},
+				}
+			})
+		}), 0},
+		{"service health check: every server unchecked", "service-health-check", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Servers = map[string]spec.Server{"a": {Address: "198.51.100.11:80", Unchecked: true}, "b": {Address: "198.51.100.12:80", Unchecked: true}}
+			})
+		}), 1},
+		{"service health check: server settings that contradict", "service-health-check", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Servers = map[string]spec.Server{
+					"a": {Address: "198.51.100.11:25", Unchecked: true, CheckAddress: "198.51.100.99"},
+					"b": {Address: "198.51.100.12:25", CheckTargets: []string{"198.51.100.98:25"}, CheckPort: 2525},
+					"c": {Address: "198.51.100.13:25"},
+				}
+			})
+			in.Services["dns"] = spec.Service{Protocol: "udp", Binds: []string{"203.0.113.100:53"}, Unchecked: true,
+				Servers: map[string]spec.Server{"d1": {Address: "198.51.100.53:53", Unchecked: true}, "d2": {Address: "198.51.100.54:53", CheckTargets: []string{"198.51.100.9:53"}}}}
+		}), 4},
 
 		{"port clash: unit instance on a bind's port", "port-clash", edit(func(in *Input) {
 			in.Units["app"] = spec.UnitTemplate{ExecStart: "/bin/app %i", Instances: []spec.InstanceSet{{Ports: &spec.PortRange{From: 79, To: 81}}}}

@@ -29,8 +29,9 @@ type KernService struct {
 	Mark uint32
 	// Servers are the site's server names, in the order of LB.Servers.
 	Servers []string
-	// CheckPorts are the servers' own check ports (0: the check's).
-	CheckPorts []uint16
+	// Own are the servers' own parts in the check: unchecked, or checked
+	// at their own address, port or targets.
+	Own []healthcheck.ServerCheck
 	// Disabled marks servers in maintenance: out of the tables, unchecked.
 	Disabled []bool
 	// Check is the service's health check with its defaults; nil: none.
@@ -132,7 +133,7 @@ func kernServices(name string, s spec.Service) ([]KernService, error) {
 		}
 	}
 	var names []string
-	var ports []uint16
+	var own []healthcheck.ServerCheck
 	var disabled []bool
 	var servers []kernlb.Server
 	for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
@@ -148,7 +149,11 @@ func kernServices(name string, s spec.Service) ([]KernService, error) {
 		}
 		servers = append(servers, kernlb.Server{Address: ap.Addr(), Port: ap.Port(), Weight: w, Backup: sv.Backup, Down: sv.Disabled})
 		names = append(names, sn)
-		ports = append(ports, uint16(sv.CheckPort))
+		o, err := serverCheck(sv)
+		if err != nil {
+			bad("server %s: %w", sn, err)
+		}
+		own = append(own, o)
 		disabled = append(disabled, sv.Disabled)
 	}
 	var out []KernService
@@ -171,7 +176,7 @@ func kernServices(name string, s spec.Service) ([]KernService, error) {
 				}
 			}
 		}
-		out = append(out, KernService{Site: name, Bind: i, Servers: names, CheckPorts: ports, Disabled: disabled, Check: ck, LB: ks})
+		out = append(out, KernService{Site: name, Bind: i, Servers: names, Own: own, Disabled: disabled, Check: ck, LB: ks})
 	}
 	for i, m := range s.Fwmarks {
 		// By mark: every packet of the protocol with the mark, whatever
@@ -180,7 +185,7 @@ func kernServices(name string, s spec.Service) ([]KernService, error) {
 		ks.Name = kernName(name, len(s.Binds)+i, n)
 		ks.Mark = m
 		ks.Servers = slices.Clone(servers)
-		out = append(out, KernService{Site: name, Bind: i, Mark: m, Servers: names, CheckPorts: ports, Disabled: disabled, Check: ck, LB: ks})
+		out = append(out, KernService{Site: name, Bind: i, Mark: m, Servers: names, Own: own, Disabled: disabled, Check: ck, LB: ks})
 	}
 	return out, errors.Join(errs...)
 }

@@ -186,7 +186,7 @@ func (d *KernLBDriver) desired(svcs []KernService, have map[string]kernlb.Servic
 		s := ks.LB
 		s.Servers = slices.Clone(s.Servers)
 		for i := range s.Servers {
-			if ks.Disabled[i] || ks.Check == nil {
+			if ks.Disabled[i] || ks.Check == nil || ks.Own[i].Unchecked {
 				continue
 			}
 			if l := d.loops[serverKey(ks, i)]; l != nil {
@@ -293,7 +293,7 @@ func (d *KernLBDriver) syncChecks(svcs []KernService, have map[string]kernlb.Ser
 			continue
 		}
 		for i := range ks.Servers {
-			if ks.Disabled[i] {
+			if ks.Disabled[i] || ks.Own[i].Unchecked {
 				continue
 			}
 			key := serverKey(ks, i)
@@ -303,7 +303,8 @@ func (d *KernLBDriver) syncChecks(svcs []KernService, have map[string]kernlb.Ser
 				port = ks.LB.Port
 			}
 			target := netip.AddrPortFrom(srv.Address, port)
-			loopKey := fmt.Sprintf("%s|%s|%d", ks.Check.Describe(), target, ks.CheckPorts[i])
+			targets := ks.Own[i].Where(target, ks.Check)
+			loopKey := fmt.Sprintf("%s|%v", ks.Check.Describe(), targets)
 			want[key] = true
 			old := d.loops[key]
 			if old != nil && old.key == loopKey {
@@ -316,7 +317,7 @@ func (d *KernLBDriver) syncChecks(svcs []KernService, have map[string]kernlb.Ser
 				old.cancel()
 				up = old.up
 			}
-			d.loops[key] = d.startCheck(key, loopKey, ks.Check, ks.Servers[i], healthcheck.Target(target, ks.Check, ks.CheckPorts[i]), up)
+			d.loops[key] = d.startCheck(key, loopKey, ks.Check, ks.Servers[i], targets, up)
 		}
 	}
 	for k, l := range d.loops {
@@ -327,13 +328,13 @@ func (d *KernLBDriver) syncChecks(svcs []KernService, have map[string]kernlb.Ser
 	}
 }
 
-func (d *KernLBDriver) startCheck(key, loopKey string, ck *healthcheck.Check, name string, target netip.AddrPort, up bool) *kernCheck {
+func (d *KernLBDriver) startCheck(key, loopKey string, ck *healthcheck.Check, name string, targets []netip.AddrPort, up bool) *kernCheck {
 	ctx, cancel := context.WithCancel(context.Background())
 	kc := &kernCheck{key: loopKey, up: up, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(kc.done)
 		healthcheck.Loop{Check: ck, Clock: d.clock, Name: name, Up: up,
-			Target: func() (netip.AddrPort, bool) { return target, true },
+			Target: func() ([]netip.AddrPort, bool) { return targets, true },
 			Report: func(r healthcheck.Result) { d.report(ctx, key, kc, r) },
 		}.Run(ctx)
 	}()
@@ -538,8 +539,8 @@ func kernServerChanges(ks KernService, w, h kernlb.Service, existed bool, health
 				c.Reason = "missing from the tables: changed by hand"
 			}
 		}
-		if ks.CheckPorts[i] != 0 {
-			c.Details = append(c.Details, fmt.Sprintf("checked on port %d", ks.CheckPorts[i]))
+		if w := ks.Own[i].Describe(); w != "" {
+			c.Details = append(c.Details, w)
 		}
 		if st, ok := health[serverKey(ks, i)]; ok {
 			c.Details = append(c.Details, "now "+st)
@@ -668,7 +669,7 @@ func (d *KernLBDriver) KernStats() []KernServiceStats {
 				sv.Status = l4proxy.StatusDown
 			case srv.Weight == 0:
 				sv.Status = l4proxy.StatusDrain
-			case ks.Check == nil:
+			case ks.Check == nil || ks.Own[j].Unchecked:
 				sv.Status, st.Status = l4proxy.StatusNoCheck, "UP"
 			default:
 				st.Status = "UP"

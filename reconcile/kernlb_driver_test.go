@@ -78,8 +78,8 @@ services: dns: {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("translated:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if svcs[1].CheckPorts[0] != 8008 || svcs[1].Check == nil || svcs[1].Check.Path != "/health" || !svcs[1].Disabled[3] {
-		t.Errorf("lvs-0: check ports %v, check %+v, disabled %v", svcs[1].CheckPorts, svcs[1].Check, svcs[1].Disabled)
+	if svcs[1].Own[0].Port != 8008 || svcs[1].Check == nil || svcs[1].Check.Path != "/health" || !svcs[1].Disabled[3] {
+		t.Errorf("lvs-0: own checks %v, check %+v, disabled %v", svcs[1].Own, svcs[1].Check, svcs[1].Disabled)
 	}
 	pc, err := ProxyConfig(node)
 	if err != nil {

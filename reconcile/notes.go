@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
@@ -22,13 +23,28 @@ func Notes(n *spec.Node) []string {
 }
 
 // UncheckedNotes name the node's services that run without a health
-// check (unchecked: true): on every plan, not only when they change,
-// since the risk lasts as long as the site says so.
+// check (unchecked: true), and the servers the check of a service leaves
+// out (servers: X: unchecked: true): on every plan, not only when they
+// change, since the risk lasts as long as the site says so.
 func UncheckedNotes(n *spec.Node) []string {
 	var out []string
 	for _, name := range slices.Sorted(maps.Keys(n.Services)) {
 		s := n.Services[name]
 		if !s.Unchecked {
+			var srvs []string
+			for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
+				if s.Servers[sn].Unchecked {
+					srvs = append(srvs, sn)
+				}
+			}
+			if s.Check != nil && len(srvs) > 0 {
+				word, them := "server", "it"
+				if len(srvs) > 1 {
+					word, them = "servers", "them"
+				}
+				out = append(out, fmt.Sprintf("service %s: %s %s unchecked: true (the check never takes %s out): %s; shown as %s",
+					name, word, strings.Join(srvs, ", "), them, control.UncheckedRisk, l4proxy.StatusNoCheck))
+			}
 			continue
 		}
 		proto := s.Protocol

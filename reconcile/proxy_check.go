@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/gitgw/gitgw/cue/spec"
+	"github.com/gitgw/gitgw/dataplane/healthcheck"
 	"github.com/gitgw/gitgw/dataplane/l4proxy"
 )
 
@@ -80,6 +81,30 @@ func proxyCheck(c *spec.ServiceCheck) (*l4proxy.Check, error) {
 		ck.Type = l4proxy.CheckTCP
 	}
 	return ck, errors.Join(errs...)
+}
+
+// serverCheck translates a server's own part in its service's check, for
+// both data planes (the schema has checked each field's form; the
+// guardrail service-health-check, how they go together).
+func serverCheck(sv spec.Server) (healthcheck.ServerCheck, error) {
+	o := healthcheck.ServerCheck{Unchecked: sv.Unchecked, Port: uint16(sv.CheckPort)}
+	var errs []error
+	if sv.CheckAddress != "" {
+		a, err := netip.ParseAddr(sv.CheckAddress)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("check_address %q: %w", sv.CheckAddress, err))
+		}
+		o.Addr = a
+	}
+	for i, t := range sv.CheckTargets {
+		ap, err := netip.ParseAddrPort(t)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("check_targets[%d] %q: %w", i, t, err))
+			continue
+		}
+		o.Targets = append(o.Targets, ap)
+	}
+	return o, errors.Join(errs...)
 }
 
 // checkHeaders orders a site's header map by name, for a stable request

@@ -111,7 +111,11 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 				st = l4proxy.Drain
 			}
 			srv.Name, srv.Weight, srv.MaxConn, srv.Backup, srv.State = sn, sv.Weight, sv.MaxConn, sv.Backup, st
-			srv.CheckPort = uint16(sv.CheckPort)
+			own, err := serverCheck(sv)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: server %s: %w", name, sn, err))
+			}
+			srv.CheckPort, srv.CheckAddr, srv.CheckTargets, srv.Unchecked = own.Port, own.Addr, own.Targets, own.Unchecked
 			srv.TLS = serverTLS(sv.TLS)
 			svc.Servers = append(svc.Servers, srv)
 		}

@@ -1664,11 +1664,9 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 	ns := slices.Clone(p.needs)
 	var first *srvCheck
 	var checked []*srvCheck
-	var unchecked []string
 	for i := range p.srvChecks {
 		sc := &p.srvChecks[i]
 		if !sc.on {
-			unchecked = append(unchecked, sc.name)
 			continue
 		}
 		ns = append(ns, sc.needs...)
@@ -1689,8 +1687,12 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 	if first == nil {
 		return nil, ns
 	}
-	if len(unchecked) > 0 {
-		w.add(p.pos, "%s %s: servers %s have no check: gitgw checks every server of a service", p.kind, p.name, strings.Join(unchecked, ", "))
+	// A server without "check" is never marked down by HAProxy, whatever
+	// the others' checks say: unchecked, as in the site.
+	for i := range p.srvChecks {
+		if !p.srvChecks[i].on {
+			p.servers[i].unchecked = true
+		}
 	}
 	c := &check{kind: "tcp"}
 	useTLS, portSet := first.ssl, false
@@ -1754,31 +1756,29 @@ func (p *hapProxy) serviceCheck(w *warnings, verifyNone bool) (*check, []need) {
 			c.kind = "tcp-check"
 		}
 	}
-	// One check address per service: every server's the same. Ports
-	// that differ are each server's own (check_port), unless a connect
-	// port overrides them all.
-	samePort := true
+	// A port or address every checked server shares is the check's;
+	// those that differ are each server's own (check_port,
+	// check_address), unless a connect's port or address overrides them
+	// all (HAProxy's tcpcheck_connect).
+	addrSet := c.address.ok
+	samePort, sameAddr := true, true
 	for _, sc := range checked {
-		if portSet {
-			break
-		}
 		samePort = samePort && sc.port == first.port
-		if sc.addr != first.addr {
-			pos := cmp.Or(sc.portPos, first.portPos, sc.pos)
-			ns = append(ns, needs(pos, FeatCheckPort, "server %s check addr %s differs from server %s's %s (the site has one check address per service)",
-				sc.name, portAddr(sc), first.name, portAddr(first)))
-			break
-		}
+		sameAddr = sameAddr && sc.addr == first.addr
 	}
-	if !portSet {
+	if !portSet && samePort {
+		c.port = first.port
+	}
+	if !addrSet && sameAddr {
 		c.address = first.addr
-		if samePort {
-			c.port = first.port
-		} else {
-			for i := range p.srvChecks {
-				if sc := p.srvChecks[i]; sc.on {
-					p.servers[i].checkPort = sc.port
-				}
+	}
+	for i := range p.srvChecks {
+		if sc := p.srvChecks[i]; sc.on {
+			if !portSet && !samePort {
+				p.servers[i].checkPort = sc.port
+			}
+			if !addrSet && !sameAddr {
+				p.servers[i].checkAddr = sc.addr
 			}
 		}
 	}
@@ -1877,19 +1877,4 @@ func rawHTTPCheck(c *check, pos Pos, w *warnings) *check {
 	w.add(pos, "option httpchk %s %s: the site's HTTP check sends an absolute path; imported as a command check sending %q as HAProxy does (it runs bash on the node)%s", c.method.v, c.rawTarget.v, strings.TrimSuffix(req, "\r\n\r\n"), note)
 	return &check{kind: "command", port: c.port, address: c.address,
 		cmd: "exec bash -c " + shQuote(rawScript) + " haproxy-httpchk " + shQuote(esc.String()) + " " + shQuote(strings.Join(statuses, " "))}
-}
-
-// portAddr writes a server's check port and address for a refusal.
-func portAddr(sc *srvCheck) string {
-	var parts []string
-	if sc.addr.ok {
-		parts = append(parts, "addr "+sc.addr.v)
-	}
-	if sc.port.ok {
-		parts = append(parts, fmt.Sprintf("port %d", sc.port.v))
-	}
-	if len(parts) == 0 {
-		return "(its own)"
-	}
-	return strings.Join(parts, " ")
 }

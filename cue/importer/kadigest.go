@@ -3,6 +3,7 @@ package importer
 import (
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -95,7 +96,8 @@ const udpPayload = "keepalived check - keepalived ch"
 // are TCP. The command waits for a reply connect_timeout long, and the
 // check's timeout is a second longer, so that no reply within it counts
 // as keepalived counts it, not as a check that ran out of time.
-func udpCheck(d kaDirective, port int, w *warnings) (*check, []need) {
+func udpCheck(d kaDirective, srv netip.AddrPort, w *warnings) (*check, []need) {
+	port := int(srv.Port())
 	c := &check{kind: "command", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
 	var ns []need
 	payload := []byte(udpPayload)
@@ -111,6 +113,8 @@ func udpCheck(d kaDirective, port int, w *warnings) (*check, []need) {
 			} else if v != port {
 				c.port = some(v)
 			}
+		case "connect_ip":
+			ns = append(ns, connectIP(e, arg, srv.Addr(), c)...)
 		case "payload":
 			b, err := hex.DecodeString(strings.ReplaceAll(arg, " ", ""))
 			if err != nil || len(b) == 0 {

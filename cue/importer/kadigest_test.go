@@ -235,6 +235,9 @@ func TestCommandDispatch(t *testing.T) {
 	if svc.Check.Timeout.D() != 7*time.Second {
 		t.Errorf("timeout %v, want the longest, 7s", svc.Check.Timeout)
 	}
+	if !svc.Servers["198.51.100.3-80"].Unchecked || svc.Servers["198.51.100.1-80"].Unchecked {
+		t.Errorf("servers %+v: only the one without a checker is unchecked", svc.Servers)
+	}
 	for name, pass := range map[string]bool{"198.51.100.1-80": true, "198.51.100.2-80": false, "198.51.100.3-80": true} {
 		cmd := exec.Command("/bin/sh", "-c", svc.Check.Command)
 		cmd.Env = append(os.Environ(), "GITGW_SERVER_NAME="+name, "GITGW_SERVER_ADDR=198.51.100.9", "GITGW_SERVER_PORT=80")

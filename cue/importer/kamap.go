@@ -692,16 +692,21 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *w
 	var ck *check
 	var ckPos Pos
 	var protoPos *Pos
-	// The servers' own check ports, compared once all are read.
+	// Where each checked server is checked (connect_port, connect_ip,
+	// SMTP_CHECK host blocks), compared once all are read: what all share
+	// is the service check's, the rest each server's own.
 	type srvPort struct {
-		srv  *server
-		port opt[int]
+		srv     *server
+		port    opt[int]
+		addr    opt[string]
+		targets []string
 	}
 	var ports []srvPort
-	// Real servers without a checker, among checked ones.
+	// Real servers and sorry_servers without a checker, among checked ones.
 	type srvPos struct {
-		srv *server
-		pos Pos
+		srv  *server
+		pos  Pos
+		kind string
 	}
 	var unchecked []srvPos
 	// Each checked server's command, when checks are commands that may
@@ -776,15 +781,16 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *w
 			}
 			s.servers = append(s.servers, srv)
 			if c == nil {
-				if e.Name != "sorry_server" {
-					unchecked = append(unchecked, srvPos{srv, e.Pos})
-				}
+				unchecked = append(unchecked, srvPos{srv, e.Pos, e.Name})
 				continue
 			}
-			// Each server may check its own port (check_port); the rest
-			// of the check is the service's.
-			ports = append(ports, srvPort{srv, c.port})
-			c.port = opt[int]{}
+			// Each server may be checked at its own port, address or
+			// targets; the rest of the check is the service's.
+			ports = append(ports, srvPort{srv, c.port, c.address, c.targets})
+			c.port, c.address, c.targets = opt[int]{}, opt[string]{}, nil
+			if c.asCmd != nil {
+				c.asCmd.address = opt[string]{}
+			}
 			asCmd := c.asCmd
 			if c.kind == "command" {
 				asCmd = c
@@ -795,9 +801,6 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *w
 			switch {
 			case ck == nil:
 				ck, ckPos = c, cp
-			case c.address != ck.address:
-				// The site has one check address per service.
-				ns = append(ns, needs(cp, FeatCheckPort, "%s %s: connect_ip differs from the check at %s", e.Name, strings.Join(e.Args, " "), ckPos))
 			case !sameProbe(ck, c) && (ck.kind == "command" || ck.asCmd != nil) && asCmd != nil:
 				// Commands that differ (digests, scripts, keepalived's
 				// requests): one command runs each server's, by its name.
@@ -818,7 +821,7 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *w
 				// be the wrong one for this server.
 				ns = append(ns, needs(cp, FeatPerServerCheck, "%s %s: its check differs from the one at %s", e.Name, strings.Join(e.Args, " "), ckPos))
 			case !sameCheck(ck, c):
-				w.add(cp, "this real_server's check timing differs from the one at %s: gitgw checks all servers of a service alike; the first is used", ckPos)
+				warnTiming(e, cp, ckPos, w)
 			}
 		default:
 			if why, ok := kaVSIgnored[e.Name]; ok {
@@ -856,39 +859,47 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *w
 				srv.address = hostPort(ap.Addr(), port)
 			}
 			for i := range ports {
-				if ports[i].srv == srv && !ports[i].port.ok {
+				if ports[i].srv == srv && !ports[i].port.ok && len(ports[i].targets) == 0 {
 					ports[i].port = some(int(ap.Port()))
 				}
 			}
 		}
 	}
-	if len(ports) > 0 {
-		// One port for all: the service check's; else each server's own.
-		same := !slices.ContainsFunc(ports, func(p srvPort) bool { return p.port != ports[0].port })
-		for _, p := range ports {
-			if same {
+	// Servers checked at several targets say so themselves; of the
+	// others, a port or address all share is the service check's, else
+	// each server's own (check_port, check_address).
+	var single []srvPort
+	for _, p := range ports {
+		if len(p.targets) > 0 {
+			p.srv.checkTargets = p.targets
+			continue
+		}
+		single = append(single, p)
+	}
+	if len(single) > 0 {
+		samePort := !slices.ContainsFunc(single, func(p srvPort) bool { return p.port != single[0].port })
+		sameAddr := !slices.ContainsFunc(single, func(p srvPort) bool { return p.addr != single[0].addr })
+		for _, p := range single {
+			if samePort {
 				ck.port = p.port
 			} else {
 				p.srv.checkPort = p.port
+			}
+			if sameAddr {
+				ck.address = p.addr
+			} else {
+				p.srv.checkAddr = p.addr
 			}
 		}
 	}
 	if len(unchecked) > 0 && ck != nil {
 		// keepalived keeps a real_server without a checker up whatever
-		// happens; the others' check would take it out. A command check
-		// passes it ("*) exit 0" below); another check cannot.
-		if ck.kind == "command" || ck.asCmd != nil {
-			if ck.kind != "command" {
-				first := *ck.asCmd
-				ck = &first
-			}
-			dispatch = true
-			for _, u := range unchecked {
-				w.add(u.pos, "real_server %s has no checker: keepalived keeps it up whatever happens; the one command check passes it", u.srv.address)
-			}
-		} else {
-			for _, u := range unchecked {
-				ns = append(ns, needs(u.pos, FeatPerServerCheck, "real_server %s without a checker (keepalived keeps it up whatever happens; the check at %s would take it out)", u.srv.address, ckPos))
+		// happens, and never checks a sorry_server: the others' check
+		// must not take them out.
+		for _, u := range unchecked {
+			u.srv.unchecked = true
+			if u.kind != "sorry_server" {
+				w.add(u.pos, "%s %s has no checker: keepalived keeps it up whatever happens; imported as unchecked: true, which does the same (a dead server keeps its share of the traffic)", u.kind, u.srv.address)
 			}
 		}
 	}
@@ -953,6 +964,29 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *w
 }
 
 func sameCheck(a, b *check) bool { return reflect.DeepEqual(a, b) }
+
+// warnTiming names the timing a real server's checker (at cp, in e) sets
+// but the service's one check does not take: each connect_timeout and
+// retry line of it, else the checker (its timing is keepalived's
+// defaults, and differs from the first's at ckPos).
+func warnTiming(e kaDirective, cp, ckPos Pos, w *warnings) {
+	named := false
+	for _, x := range e.Block {
+		if x.Pos != cp {
+			continue
+		}
+		for _, y := range x.Block {
+			switch y.Name {
+			case "connect_timeout", "retry", "nb_get_retry":
+				w.add(y.Pos, "%s %s: not mapped: this real_server's check timing differs from the one at %s; gitgw checks all servers of a service alike, with the first's timing", y.Name, strings.Join(y.Args, " "), ckPos)
+				named = true
+			}
+		}
+	}
+	if !named {
+		w.add(cp, "this real_server's check timing differs from the one at %s: gitgw checks all servers of a service alike; the first is used", ckPos)
+	}
+}
 
 // sameProbe: two checks probe alike, their timing aside.
 func sameProbe(a, b *check) bool {
@@ -1047,22 +1081,26 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 				srv.weight = some(v)
 			}
 		case "TCP_CHECK", "HTTP_GET", "SSL_GET", "SMTP_CHECK", "MISC_CHECK", "PING_CHECK", "UDP_CHECK":
-			if ck != nil {
-				w.add(e.Pos, "%s: a second check of one server is not mapped", e.Name)
-				continue
-			}
+			var c *check
 			var cns []need
 			switch e.Name {
 			case "MISC_CHECK":
-				ck, cns = miscCheck(e, a, w)
+				c, cns = miscCheck(e, a, w)
 			case "PING_CHECK":
-				ck = pingCheck(e, w)
+				c, cns = pingCheck(e, a, w)
 			case "UDP_CHECK":
-				ck, cns = udpCheck(e, port, w)
+				c, cns = udpCheck(e, netip.AddrPortFrom(a, uint16(port)), w)
 			default:
-				ck, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, vhost, w)
+				c, cns = lvsCheck(e, netip.AddrPortFrom(a, uint16(port)), ssl, vhost, w)
 			}
-			ckPos, ns = e.Pos, append(ns, cns...)
+			ns = append(ns, cns...)
+			switch {
+			case ck == nil:
+				ck, ckPos = c, e.Pos
+			case c == nil:
+			default:
+				ns = append(ns, secondChecker(ck, c, netip.AddrPortFrom(a, uint16(port)), e, ckPos, w)...)
+			}
 		default:
 			if f, ok := kaChecks[e.Name]; ok {
 				ns = append(ns, needs(e.Pos, f, "%s", e.Name))
@@ -1076,6 +1114,54 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 		}
 	}
 	return srv, ck, ckPos, ns
+}
+
+// secondChecker folds another checker (c, directive e) of one real server
+// at srv into its first (ck, at ckPos). keepalived takes a real server
+// down when any of its checkers fails (keepalived 2's way of checking
+// several addresses, which replaced SMTP_CHECK's host blocks): checkers
+// that differ only by where they connect become the first's targets, all
+// of which must pass; others are refused, since the site checks a server
+// one way and dropping one would pass servers keepalived takes down.
+func secondChecker(ck, c *check, srv netip.AddrPort, e kaDirective, ckPos Pos, w *warnings) []need {
+	where := func(c *check) []string {
+		if len(c.targets) > 0 {
+			return c.targets
+		}
+		t := srv
+		if c.address.ok {
+			t = netip.AddrPortFrom(netip.MustParseAddr(c.address.v), t.Port())
+		}
+		if c.port.ok {
+			t = netip.AddrPortFrom(t.Addr(), uint16(c.port.v))
+		}
+		return []string{t.String()}
+	}
+	a, b := ck.clone(), c.clone()
+	for _, x := range []*check{a, b} {
+		x.address, x.port, x.targets = opt[string]{}, opt[int]{}, nil
+		if x.asCmd != nil {
+			cmd := *x.asCmd
+			cmd.address, cmd.port = opt[string]{}, opt[int]{}
+			x.asCmd = &cmd
+		}
+	}
+	if !sameProbe(a, b) {
+		return []need{needs(e.Pos, FeatPerServerCheck, "%s beside the checker at %s (keepalived takes the real server down when any checker fails)", e.Name, ckPos)}
+	}
+	if !sameCheck(a, b) {
+		w.add(e.Pos, "%s: its timing differs from the checker's at %s: the server is checked at both with the first's timing", e.Name, ckPos)
+	}
+	targets := where(ck)
+	for _, t := range where(c) {
+		if !slices.Contains(targets, t) {
+			targets = append(targets, t)
+		}
+	}
+	if len(targets) > 1 { // else the same place twice: the first says it
+		ck.address, ck.port, ck.targets = opt[string]{}, opt[int]{}, targets
+	}
+	return nil
 }
 
 // miscCheck maps a MISC_CHECK onto a command check: exit 0 is up, as in
@@ -1127,13 +1213,16 @@ func miscCheck(d kaDirective, srv netip.Addr, w *warnings) (*check, []need) {
 // pingCheck maps a PING_CHECK, an ICMP echo to the real server, onto a
 // command check running ping (the proxy's own checks speak TCP): up when
 // one echo is answered within the timeout, as in keepalived.
-func pingCheck(d kaDirective, w *warnings) *check {
+func pingCheck(d kaDirective, srv netip.Addr, w *warnings) (*check, []need) {
 	c := &check{kind: "command", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
+	var ns []need
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
 		switch e.Name {
 		case "connect_timeout", "retry", "nb_get_retry":
 			checkTiming(e, arg, c, w)
+		case "connect_ip":
+			ns = append(ns, connectIP(e, arg, srv, c)...)
 		default:
 			w.add(e.Pos, "PING_CHECK %s: not mapped", e.Name)
 		}
@@ -1142,7 +1231,20 @@ func pingCheck(d kaDirective, w *warnings) *check {
 	secs := max(1, int((c.timeout.v+time.Second-1)/time.Second))
 	c.cmd = fmt.Sprintf(`ping -n -q -c 1 -W %d "$GITGW_SERVER_ADDR"`, secs)
 	w.add(d.Pos, "PING_CHECK: imported as a command check running ping (an ICMP echo to the server; it needs ping on the node, allowed to the gitgw service)")
-	return c
+	return c, ns
+}
+
+// connectIP reads a checker's connect_ip: the check's address, unless it
+// is the real server's own (srv).
+func connectIP(e kaDirective, arg string, srv netip.Addr, c *check) []need {
+	a, err := kaAddr(arg)
+	switch {
+	case err != nil:
+		return []need{needs(e.Pos, FeatCheckPort, "connect_ip %s", arg)}
+	case a != srv:
+		c.address = some(a.String())
+	}
+	return nil
 }
 
 // lvsCheck maps a TCP_CHECK, HTTP_GET, SSL_GET or SMTP_CHECK of the real
@@ -1152,7 +1254,8 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], 
 	c := &check{kind: "tcp", timeout: some(5 * time.Second), rise: some(1), fall: some(1)}
 	var ns []need
 	var reqs []httpRequest
-	host := vhost // the virtual_server's, unless the check has its own
+	var hosts []netip.AddrPort // SMTP_CHECK host blocks
+	host := vhost              // the virtual_server's, unless the check has its own
 	sni := false
 	switch d.Name {
 	case "HTTP_GET":
@@ -1182,13 +1285,7 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], 
 				c.port = some(v) // the server's own port changes nothing
 			}
 		case "connect_ip":
-			a, err := kaAddr(arg)
-			switch {
-			case err != nil:
-				ns = append(ns, needs(e.Pos, FeatCheckPort, "connect_ip %s", arg))
-			case a != srv.Addr():
-				c.address = some(a.String())
-			}
+			ns = append(ns, connectIP(e, arg, srv.Addr(), c)...)
 		case "virtualhost":
 			if !hostRE.MatchString(arg) {
 				ns = append(ns, needs(e.Pos, FeatCheckHeaders, "virtualhost %s", arg))
@@ -1204,8 +1301,12 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], 
 			}
 			c.domain = some(arg)
 		case "host":
-			// An old SMTP_CHECK checks each host block's address.
-			ns = append(ns, needs(e.Pos, FeatCheckPort, "%s host block (a check of other addresses)", d.Name))
+			if d.Name != "SMTP_CHECK" {
+				ns = append(ns, needs(e.Pos, FeatCheckPort, "%s host block (a check of other addresses)", d.Name))
+				continue
+			}
+			t, hns := smtpHost(e, srv, c, w)
+			hosts, ns = append(hosts, t), append(ns, hns...)
 		case "url":
 			if c.kind != "http" {
 				w.add(e.Pos, "%s %s: not mapped", d.Name, e.Name)
@@ -1215,6 +1316,24 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], 
 			reqs, ns = append(reqs, r), append(ns, rns...)
 		default:
 			w.add(e.Pos, "%s %s: not mapped", d.Name, e.Name)
+		}
+	}
+	switch {
+	case len(hosts) == 1:
+		// One host block: the check's own address and port.
+		c.address, c.port = opt[string]{}, opt[int]{}
+		if hosts[0].Addr() != srv.Addr() {
+			c.address = some(hosts[0].Addr().String())
+		}
+		if hosts[0].Port() != srv.Port() {
+			c.port = some(int(hosts[0].Port()))
+		}
+	case len(hosts) > 1:
+		// keepalived checks each host in turn, only them, and takes the
+		// server down when one fails.
+		c.address, c.port = opt[string]{}, opt[int]{}
+		for _, h := range hosts {
+			c.targets = append(c.targets, h.String())
 		}
 	}
 	if c.kind == "http" {
@@ -1260,6 +1379,46 @@ func lvsCheck(d kaDirective, srv netip.AddrPort, ssl *kaSSL, vhost opt[string], 
 		}
 	}
 	return c, ns
+}
+
+// smtpHost reads one host block of an SMTP_CHECK (deprecated in keepalived
+// 2, still read): where to check, by default the real server at srv, or
+// what the check's own connect_ip and connect_port (in c) say.
+func smtpHost(d kaDirective, srv netip.AddrPort, c *check, w *warnings) (netip.AddrPort, []need) {
+	a, port := srv.Addr(), srv.Port()
+	if c.address.ok {
+		a = netip.MustParseAddr(c.address.v)
+	}
+	if c.port.ok {
+		port = uint16(c.port.v)
+	}
+	var ns []need
+	for _, e := range d.Block {
+		arg := strings.Join(e.Args, " ")
+		switch e.Name {
+		case "connect_ip":
+			v, err := kaAddr(arg)
+			if err != nil {
+				ns = append(ns, needs(e.Pos, FeatCheckPort, "SMTP_CHECK host connect_ip %s", arg))
+				continue
+			}
+			a = v
+		case "connect_port":
+			v, err := integer(arg, 1, 65535)
+			if err != nil {
+				ns = append(ns, needs(e.Pos, FeatCheckPort, "SMTP_CHECK host connect_port %s", arg))
+				continue
+			}
+			port = uint16(v)
+		case "bindto", "bind_port", "bind_if":
+			w.add(e.Pos, "SMTP_CHECK host %s: not mapped (gitgw's check leaves from the address and port the route gives)", e.Name)
+		case "connect_timeout":
+			w.add(e.Pos, "SMTP_CHECK host connect_timeout: not mapped (the check's timeout applies at every host)")
+		default:
+			w.add(e.Pos, "SMTP_CHECK host %s: not mapped", e.Name)
+		}
+	}
+	return netip.AddrPortFrom(a, port), ns
 }
 
 // kaURL maps one url block of an HTTP_GET or SSL_GET.

@@ -146,6 +146,9 @@ type check struct {
 	// rawVersion its HTTP version.
 	rawTarget  opt[string]
 	rawVersion string
+	// targets: a keepalived SMTP_CHECK's host blocks, each "IP:port",
+	// which all must pass; a server's own (#Server.check_targets).
+	targets []string
 	// What a service check adds (#ServiceCheck).
 	port        opt[int]
 	address     opt[string]
@@ -261,6 +264,12 @@ type server struct {
 	drain    bool
 	// checkPort: this server's own check port (#Server.check_port).
 	checkPort opt[int]
+	// checkAddr and checkTargets: where this server is checked, when not
+	// where the service's check says (#Server.check_address,
+	// check_targets); unchecked: the check never takes it out.
+	checkAddr    opt[string]
+	checkTargets []string
+	unchecked    bool
 	// tls: TLS from the proxy to the server (#Server.tls); nil: plain.
 	tls *serverTLS
 }

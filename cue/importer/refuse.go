@@ -18,18 +18,22 @@ import (
 type Feature string
 
 const (
-	// FeatCheckPort: a check address per server (ports per server are
-	// mapped to check_port): HAProxy `addr` that differ between the
-	// servers of a backend, keepalived `connect_ip` that differ between
-	// real servers; a `tcp-check connect addr`, an expression for a port,
-	// an old SMTP_CHECK's host blocks (hapmap.go serviceCheck,
-	// checkConnect, tcpCheck; kamap.go virtualServer, lvsCheck).
+	// FeatCheckPort: where a check connects, where the site cannot say
+	// it (a port or address per server is mapped to check_port and
+	// check_address, an SMTP_CHECK's host blocks to check_targets): a
+	// `tcp-check connect addr` (a step to another address), an
+	// expression for a port or address, a host block in another checker
+	// than SMTP_CHECK (hapmap.go checkConnect, tcpCheck; kamap.go
+	// lvsCheck, smtpHost; kadigest.go udpCheck).
 	FeatCheckPort Feature = "check-port"
 	// FeatPerServerCheck: servers of one service checked differently:
 	// keepalived real servers with another checker, request or TLS
-	// (timing aside; command checks that differ become one command),
+	// (timing aside; command checks that differ become one command), a
+	// real server with two checkers that differ by more than where they
+	// connect (kamap.go secondChecker),
 	// HAProxy servers with other check TLS settings (kamap.go
-	// virtualServer; hapmap.go serviceCheck).
+	// virtualServer; hapmap.go serviceCheck). A server without a check
+	// beside checked ones is mapped (unchecked: true).
 	FeatPerServerCheck Feature = "per-server-check"
 	// FeatTLSCheck: check TLS the site cannot say: `verify required`
 	// without an SNI (HAProxy checks the chain only), `verifyhost`,
@@ -121,8 +125,8 @@ const (
 
 // featureWhy says, per feature, what the site lacks.
 var featureWhy = map[Feature]string{
-	FeatCheckPort:        "a gitgw service has one check address for all its servers (a server can have its own check port, not address)",
-	FeatPerServerCheck:   "a gitgw service checks all its servers with one check; the schema has no per-server checks yet",
+	FeatCheckPort:        "a gitgw check connects to IP addresses and port numbers, per service or per server; a tcp-check step connects to another port of the same address only",
+	FeatPerServerCheck:   "a gitgw service checks all its servers with one check (a server can be left out of it, or checked at its own address, port or targets, not by another check)",
 	FeatTLSCheck:         "the schema's check TLS has no chain-only verification, revocation lists, relative paths, encrypted keys or per-server TLS yet",
 	FeatCheckSequence:    "the schema's expects match a string, bytes or a regexp, each once and without negation; cutting or weakening the sequence would pass servers the original marks down",
 	FeatStatusRange:      "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",

@@ -75,7 +75,7 @@ func TestRefusals(t *testing.T) {
 			feature: FeatCheckSequence, line: 1},
 		{name: "server-template", hap: listen + "  server-template db 3 db.example.net:5432 check\n",
 			feature: FeatServerName, line: 3},
-		{name: "check addresses that differ", hap: listen + "  server a 198.51.100.1:5432 check addr 198.51.100.9\n  server b 198.51.100.2:5432 check addr 198.51.100.8\n",
+		{name: "tcp-check connect to another address", hap: listen + "  option tcp-check\n  tcp-check connect addr 198.51.100.9 port 8008\n  server a 198.51.100.1:5432 check\n",
 			feature: FeatCheckPort, line: 4},
 		{name: "usesrc of a fixed address", hap: listen + "  source 0.0.0.0 usesrc 198.51.100.7\n  server a 198.51.100.1:5432 check\n",
 			feature: FeatTransparent, line: 3},
@@ -91,10 +91,8 @@ func TestRefusals(t *testing.T) {
 			feature: FeatPerServerCheck, line: 6},
 		{name: "real servers checked differently", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
 			feature: FeatPerServerCheck, line: 10},
-		{name: "connect_ip that differs", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_ip 198.51.100.9\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_ip 198.51.100.8\n  }\n }\n}\n",
-			feature: FeatCheckPort, line: 8},
-		{name: "real server without a checker among TCP-checked ones", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.2 80 {\n  weight 2\n }\n}\n",
-			feature: FeatPerServerCheck, line: 6},
+		{name: "a host block in another checker than SMTP_CHECK", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   host {\n    connect_ip 198.51.100.9\n   }\n  }\n }\n}\n",
+			feature: FeatCheckPort, line: 4},
 		{name: "lb_kind TUN", ka: "virtual_server 203.0.113.1 80 {\n lb_kind TUN\n real_server 198.51.100.1 80 {\n }\n}\n",
 			feature: FeatKernelLB, line: 2},
 		{name: "a virtual_server_group range too wide", ka: "virtual_server_group G {\n 2001:db8::1-ffff 80\n}\nvirtual_server group G {\n real_server 198.51.100.1 80 {\n }\n}\n",
@@ -242,9 +240,8 @@ func TestTruncated(t *testing.T) {
 }
 
 // TestUncheckedRealServer: keepalived keeps a real_server without a
-// checker up whatever happens. Beside servers with an HTTP check, the one
-// command check that runs each server's own passes it (exit 0), instead
-// of the others' check taking it out.
+// checker up whatever happens. Beside servers with an HTTP check, it is
+// unchecked: true, and the others keep their HTTP check.
 func TestUncheckedRealServer(t *testing.T) {
 	ka := "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.1/24\n }\n}\n" +
 		"virtual_server 203.0.113.1 80 {\n lb_kind DR\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /health\n   }\n  }\n }\n real_server 198.51.100.2 80 {\n }\n}\n"
@@ -253,8 +250,8 @@ func TestUncheckedRealServer(t *testing.T) {
 	if !ok || s.Check == nil {
 		t.Fatalf("service not imported:\n%s", goldenText(res))
 	}
-	if s.Check.Kind != "command" || !strings.Contains(s.Check.Command, "*) exit 0") || strings.Contains(s.Check.Command, "198.51.100.2-80)") {
-		t.Errorf("check %+v: want one command check that passes 198.51.100.2 (exit 0)", s.Check)
+	if s.Check.Kind != "http" || s.Check.Path != "/health" || s.Servers["198.51.100.1-80"].Unchecked || !s.Servers["198.51.100.2-80"].Unchecked {
+		t.Errorf("check %+v, servers %+v: want the HTTP check, and 198.51.100.2 unchecked", s.Check, s.Servers)
 	}
 	named := false
 	for _, w := range res.Warnings {

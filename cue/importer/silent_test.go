@@ -10,7 +10,8 @@ import (
 // either changes the import (commented out, the site, the warnings or the
 // refusals differ), or is named by a warning or refusal at its line or at
 // a block holding it (a refused virtual_server or proxy names all of
-// it), or states the source tool's default (kaDefaults): nothing is
+// it), or states the source tool's default (kaDefaults; a checker's
+// connect_ip or connect_port that are its real server's own): nothing is
 // dropped in silence.
 func TestNothingDroppedSilently(t *testing.T) {
 	for _, f := range corpusFiles(t) {
@@ -56,19 +57,25 @@ func TestNothingDroppedSilently(t *testing.T) {
 		var lines []int // to comment out, one at a time
 		var w warnings
 		{
-			var walk func(ds []kaDirective, covered bool)
-			walk = func(ds []kaDirective, covered bool) {
+			// rs: the address and port of the real_server being walked.
+			var walk func(ds []kaDirective, covered bool, rs []string)
+			walk = func(ds []kaDirective, covered bool, rs []string) {
 				for _, d := range ds {
 					if d.HasBlock {
-						walk(d.Block, covered || dropped[d.Pos.Line] || (d.Name == "virtual_server" && refused["virtual_server "+strings.Join(d.Args, " ")]))
+						in := rs
+						if d.Name == "real_server" {
+							in = d.Args
+						}
+						walk(d.Block, covered || dropped[d.Pos.Line] || (d.Name == "virtual_server" && refused["virtual_server "+strings.Join(d.Args, " ")]), in)
 						continue
 					}
-					if !covered && !named[d.Pos.Line] && !kaDefaults[d.Name+" "+strings.Join(d.Args, " ")] {
+					own := len(rs) == 2 && len(d.Args) == 1 && (d.Name == "connect_ip" && d.Args[0] == rs[0] || d.Name == "connect_port" && d.Args[0] == rs[1])
+					if !covered && !named[d.Pos.Line] && !kaDefaults[d.Name+" "+strings.Join(d.Args, " ")] && !own {
 						lines = append(lines, d.Pos.Line)
 					}
 				}
 			}
-			walk(parseKeepalived(path, string(data), &w), false)
+			walk(parseKeepalived(path, string(data), &w), false, nil)
 		}
 		src := strings.Split(string(data), "\n")
 		for _, n := range lines {

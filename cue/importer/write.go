@@ -418,10 +418,16 @@ func serviceField(sv *service) cfield {
 		if t := r.tls; t != nil {
 			st.fields = append(st.fields, fld("tls", small(serverTLSFields(t))))
 		}
+		if r.checkAddr.ok {
+			st.fields = append(st.fields, fld("check_address", cstr(r.checkAddr.v)))
+		}
+		if len(r.checkTargets) > 0 {
+			st.fields = append(st.fields, fld("check_targets", cstrs(r.checkTargets)))
+		}
 		for _, b := range []struct {
 			name string
 			on   bool
-		}{{"backup", r.backup}, {"drain", r.drain}, {"disabled", r.disabled}} {
+		}{{"backup", r.backup}, {"drain", r.drain}, {"disabled", r.disabled}, {"unchecked", r.unchecked}} {
 			if b.on {
 				st.fields = append(st.fields, fld(b.name, cbool(true)))
 			}

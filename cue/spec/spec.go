@@ -564,6 +564,13 @@ type Server struct {
 	Disabled bool   `json:"disabled"`
 	// CheckPort overrides the service check's port for this server.
 	CheckPort int `json:"check_port,omitempty"`
+	// CheckAddress overrides the service check's address for this server.
+	CheckAddress string `json:"check_address,omitempty"`
+	// CheckTargets ("IP:port"), instead, are where this server is
+	// checked: it is up only while the check passes at every one.
+	CheckTargets []string `json:"check_targets,omitempty"`
+	// Unchecked: the service's check never takes this server out.
+	Unchecked bool `json:"unchecked,omitempty"`
 	// TLS wraps the proxy's connections to this server in TLS.
 	TLS *ServerTLS `json:"tls,omitempty"`
 }

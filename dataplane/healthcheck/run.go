@@ -2,10 +2,12 @@ package healthcheck
 
 import (
 	"context"
+	"fmt"
 	"hash/fnv"
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -168,6 +170,65 @@ func Target(addr netip.AddrPort, ck *Check, serverPort uint16) netip.AddrPort {
 	return addr
 }
 
+// ServerCheck is one server's own part in its service's check: whether
+// the check applies to it at all, and where it is checked when not at the
+// place Target gives.
+type ServerCheck struct {
+	// Unchecked: the check never takes the server out; no loop runs for
+	// it and it is always up (NOCHECK), as keepalived keeps a real server
+	// without a checker.
+	Unchecked bool
+	// Addr and Port, when set, are where the server is checked, before the
+	// check's own Address and Port (keepalived's connect_ip and
+	// connect_port, HAProxy's per-server addr and port).
+	Addr netip.Addr
+	Port uint16
+	// Targets, when set, replace Addr and Port: the server is checked at
+	// each in turn and is up only while the check passes at all of them
+	// (keepalived's SMTP_CHECK host blocks).
+	Targets []netip.AddrPort
+}
+
+// Where lists the places a server at addr is checked: its Targets, else
+// the one Target gives with the server's own Addr and Port laid over it.
+func (o ServerCheck) Where(addr netip.AddrPort, ck *Check) []netip.AddrPort {
+	if len(o.Targets) > 0 {
+		return slices.Clone(o.Targets)
+	}
+	t := Target(addr, ck, o.Port)
+	if o.Addr.IsValid() {
+		t = netip.AddrPortFrom(o.Addr, t.Port())
+	}
+	return []netip.AddrPort{t}
+}
+
+// Describe is the server's own check in words for a plan ("" when it has
+// none): "unchecked", "checked on address 198.51.100.9 port 8008",
+// "checked at 198.51.100.9:25 and 192.0.2.1:25".
+func (o ServerCheck) Describe() string {
+	switch {
+	case o.Unchecked:
+		return "unchecked"
+	case len(o.Targets) > 0:
+		ts := make([]string, len(o.Targets))
+		for i, t := range o.Targets {
+			ts[i] = t.String()
+		}
+		return "checked at " + strings.Join(ts, " and ")
+	}
+	var parts []string
+	if o.Addr.IsValid() {
+		parts = append(parts, "address "+o.Addr.String())
+	}
+	if o.Port != 0 {
+		parts = append(parts, "port "+strconv.Itoa(int(o.Port)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "checked on " + strings.Join(parts, " ")
+}
+
 // Result is one check of one server, as a Loop reports it.
 type Result struct {
 	OK     bool
@@ -195,10 +256,11 @@ type Loop struct {
 	// reconfiguration needs Rise successes.
 	Up bool
 	// Target is read before every check, so that a re-resolved address or
-	// a new check port applies at the next check: the address to probe,
-	// and false when the server has none (a name not resolved yet: the
-	// check fails "unresolved").
-	Target func() (netip.AddrPort, bool)
+	// a new check port applies at the next check: the addresses to probe
+	// (ServerCheck.Where; the check must pass at each, in turn, each
+	// within the check's timeout), and false when the server has none (a
+	// name not resolved yet: the check fails "unresolved").
+	Target func() ([]netip.AddrPort, bool)
 	// Report is called after every check, from the loop's goroutine.
 	Report func(Result)
 }
@@ -219,14 +281,12 @@ func (l Loop) Run(ctx context.Context) {
 			return
 		case <-clock.After(delay):
 		}
-		target, ok := l.Target()
+		targets, ok := l.Target()
 		start := clock.Now()
-		cctx, cancel := context.WithTimeout(ctx, ck.Timeout)
 		detail := "unresolved"
 		if ok { // a name without an address: nothing to probe
-			ok, detail = probe(cctx, target, l.Name)
+			ok, detail = l.probeAll(ctx, probe, targets)
 		}
-		cancel()
 		if ctx.Err() != nil {
 			return
 		}
@@ -235,6 +295,30 @@ func (l Loop) Run(ctx context.Context) {
 		l.Report(Result{OK: ok, Detail: detail, Start: start, Took: now.Sub(start), Up: h.Up, Flipped: flipped})
 		delay = h.Next(ck)
 	}
+}
+
+// probeAll probes each target in turn, each within the check's timeout,
+// and stops at the first that fails: the server passes only when all do.
+// With several targets the detail names the one that failed, or counts
+// those that passed.
+func (l Loop) probeAll(ctx context.Context, probe Probe, targets []netip.AddrPort) (bool, string) {
+	if len(targets) == 0 {
+		return false, "no check target"
+	}
+	var detail string
+	for _, t := range targets {
+		cctx, cancel := context.WithTimeout(ctx, l.Check.Timeout)
+		ok, d := probe(cctx, t, l.Name)
+		cancel()
+		if len(targets) == 1 {
+			return ok, d
+		}
+		if !ok {
+			return false, "at " + t.String() + ": " + d
+		}
+		detail = d
+	}
+	return true, fmt.Sprintf("%s at all %d targets", detail, len(targets))
 }
 
 func fnvString(s string) uint64 {

@@ -164,6 +164,22 @@ type Server struct {
 	// `ssl`; servertls.go); the client side stays plain TCP. Checks are
 	// not affected: the check's own TLS says how they connect.
 	TLS *ServerTLS `json:"tls,omitempty"`
+	// CheckAddr, when valid, is the address this server's checks connect
+	// to, before the check's own Address (keepalived's connect_ip,
+	// HAProxy's per-server "addr").
+	CheckAddr netip.Addr `json:"check_addr,omitzero"`
+	// CheckTargets, when set, are where this server is checked instead of
+	// its address: it is up only while the check passes at every one, in
+	// turn (keepalived's SMTP_CHECK host blocks).
+	CheckTargets []netip.AddrPort `json:"check_targets,omitempty"`
+	// Unchecked: the service's check never takes this server out: no
+	// check runs for it and it is NOCHECK, while the others are checked.
+	Unchecked bool `json:"unchecked,omitempty"`
+}
+
+// ownCheck is the server's own part in its service's check.
+func (s Server) ownCheck() healthcheck.ServerCheck {
+	return healthcheck.ServerCheck{Unchecked: s.Unchecked, Addr: s.CheckAddr, Port: s.CheckPort, Targets: s.CheckTargets}
 }
 
 // Check and CheckType are the health checks' types, shared with the
@@ -293,6 +309,7 @@ func (c Config) Validate() error {
 					errs = append(errs, fmt.Errorf("%s: %w", sw, err))
 				}
 			}
+			errs = append(errs, sv.validateOwnCheck(sw)...)
 		}
 		if s.Source != nil {
 			for _, err := range s.Source.validate() {
@@ -304,6 +321,25 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateOwnCheck reports a server's own check settings that contradict
+// each other: targets replace the check address and port, and an
+// unchecked server is checked nowhere.
+func (s Server) validateOwnCheck(where string) []error {
+	var errs []error
+	for _, t := range s.CheckTargets {
+		if !t.IsValid() || t.Port() == 0 {
+			errs = append(errs, fmt.Errorf("%s: invalid check target %v", where, t))
+		}
+	}
+	if len(s.CheckTargets) > 0 && (s.CheckAddr.IsValid() || s.CheckPort != 0) {
+		errs = append(errs, fmt.Errorf("%s: check targets and a check address or port: the targets say where it is checked", where))
+	}
+	if s.Unchecked && (s.CheckAddr.IsValid() || s.CheckPort != 0 || len(s.CheckTargets) > 0) {
+		errs = append(errs, fmt.Errorf("%s: unchecked, with a check address, port or targets", where))
+	}
+	return errs
 }
 
 // proto is the service's protocol, ProtoTCP when unset.

@@ -1,6 +1,7 @@
 package l4proxy
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -104,6 +105,11 @@ type ServerView struct {
 	// TLS is the TLS to the server in words ("verify required sni
 	// api.example ca-file /etc/ca.pem"); empty: plain TCP.
 	TLS string `json:"tls,omitempty"`
+	// CheckAddr and CheckTargets are the server's own check address and
+	// targets; Unchecked: the check never takes it out.
+	CheckAddr    string   `json:"check_addr,omitempty"`
+	CheckTargets []string `json:"check_targets,omitempty"`
+	Unchecked    bool     `json:"unchecked,omitempty"`
 }
 
 // ViewService is what a plan shows of a service: its settings in words,
@@ -152,8 +158,15 @@ func ViewServer(s Server) ServerView {
 	if s.Host != "" {
 		addr = net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
 	}
-	return ServerView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st, CheckPort: s.CheckPort,
+	v := ServerView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st, CheckPort: s.CheckPort, Unchecked: s.Unchecked,
 		TLS: s.TLS.Describe()}
+	if s.CheckAddr.IsValid() {
+		v.CheckAddr = s.CheckAddr.String()
+	}
+	for _, t := range s.CheckTargets {
+		v.CheckTargets = append(v.CheckTargets, t.String())
+	}
+	return v
 }
 
 // diff is Diff with the observed state spread out (have: what the pool
@@ -399,7 +412,28 @@ func diffServer(name string, h, w ServerView) []string {
 	if h.CheckPort != w.CheckPort {
 		d = append(d, fmt.Sprintf("check port %s → %s", checkPortWords(h.CheckPort), checkPortWords(w.CheckPort)))
 	}
+	if h.CheckAddr != w.CheckAddr {
+		d = append(d, fmt.Sprintf("check address %s → %s", cmp.Or(h.CheckAddr, "the check's"), cmp.Or(w.CheckAddr, "the check's")))
+	}
+	if !slices.Equal(h.CheckTargets, w.CheckTargets) {
+		d = append(d, fmt.Sprintf("check targets %s → %s", checkTargetWords(h.CheckTargets), checkTargetWords(w.CheckTargets)))
+	}
+	if h.Unchecked != w.Unchecked {
+		if w.Unchecked {
+			d = append(d, "unchecked: the check no longer takes it out")
+		} else {
+			d = append(d, "checked again")
+		}
+	}
 	return d
+}
+
+// checkTargetWords spells a server's check targets, none being its address.
+func checkTargetWords(ts []string) string {
+	if len(ts) == 0 {
+		return "none"
+	}
+	return strings.Join(ts, " and ")
 }
 
 // durations are named settings spelled "connect 2s queue 5s", the unset

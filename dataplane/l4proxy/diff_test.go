@@ -160,3 +160,25 @@ func TestDiffServerCheckPort(t *testing.T) {
 		t.Errorf("plan of a new check port: %q", d)
 	}
 }
+
+// TestDiffServerOwnCheck: a server's own check address, targets and
+// unchecked read in the plan.
+func TestDiffServerOwnCheck(t *testing.T) {
+	base := Server{Name: "mx1", Addr: netip.MustParseAddrPort("198.51.100.21:25"), Weight: 1}
+	h := ViewServer(base)
+	for _, tt := range []struct {
+		srv  Server
+		want string
+	}{
+		{Server{CheckAddr: netip.MustParseAddr("192.0.2.1")}, "check address the check's → 192.0.2.1"},
+		{Server{CheckTargets: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.21:25"), netip.MustParseAddrPort("192.0.2.1:587")}},
+			"check targets none → 198.51.100.21:25 and 192.0.2.1:587"},
+		{Server{Unchecked: true}, "unchecked: the check no longer takes it out"},
+	} {
+		s := tt.srv
+		s.Name, s.Addr, s.Weight = base.Name, base.Addr, base.Weight
+		if d := diffServer("mx1", h, ViewServer(s)); len(d) != 1 || d[0] != tt.want {
+			t.Errorf("plan of %+v: %q, want %q", tt.srv, d, tt.want)
+		}
+	}
+}

@@ -60,9 +60,9 @@ func (svc *service) runChecks(ctx context.Context, srv *server, ck *Check) {
 		Clock: svc.pool.clock,
 		Name:  srv.name,
 		Up:    srv.up.Load(),
-		Target: func() (netip.AddrPort, bool) {
+		Target: func() ([]netip.AddrPort, bool) {
 			cfg := srv.cfg.Load()
-			return healthcheck.Target(cfg.Addr, ck, cfg.CheckPort), !cfg.unresolved
+			return cfg.ownCheck().Where(cfg.Addr, ck), !cfg.unresolved
 		},
 		Report: func(r healthcheck.Result) {
 			if !r.OK {
@@ -73,7 +73,7 @@ func (svc *service) runChecks(ctx context.Context, srv *server, ck *Check) {
 			srv.lastCheck, srv.lastCheckOK = r.Start, r.OK
 			srv.mu.Unlock()
 			if r.Flipped {
-				svc.serverHealth(srv, r.Up, r.Detail, r.Start.Add(r.Took))
+				svc.serverHealth(ctx, srv, r.Up, r.Detail, r.Start.Add(r.Took))
 			}
 		},
 	}.Run(ctx)

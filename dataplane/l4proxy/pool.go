@@ -302,6 +302,7 @@ func cloneConfig(c Config) Config {
 		s.Binds = append([]netip.AddrPort(nil), s.Binds...)
 		s.Servers = append([]Server(nil), s.Servers...)
 		for j, sv := range s.Servers {
+			s.Servers[j].CheckTargets = slices.Clone(sv.CheckTargets)
 			if sv.TLS != nil {
 				t := *sv.TLS
 				t.ALPN = slices.Clone(t.ALPN)
@@ -377,7 +378,8 @@ func (svc *service) update(sc Service, now time.Time) {
 	changed := !reflect.DeepEqual(ck, svc.checkCfg)
 	svc.checkCfg = ck
 	for _, s := range next {
-		wantCheck := ck != nil && s.cfg.Load().admin() != Maint
+		c := s.cfg.Load()
+		wantCheck := ck != nil && c.admin() != Maint && !c.Unchecked
 		if s.checkStop != nil && (changed || !wantCheck) {
 			s.checkStop()
 			s.checkStop = nil
@@ -385,7 +387,7 @@ func (svc *service) update(sc Service, now time.Time) {
 		if wantCheck && s.checkStop == nil {
 			svc.startCheck(s, ck)
 		}
-		if ck == nil && !s.up.Load() {
+		if (ck == nil || c.Unchecked) && !s.up.Load() {
 			s.setUp(true, now) // no check: always up
 		}
 	}
@@ -395,14 +397,16 @@ func (svc *service) update(sc Service, now time.Time) {
 func (svc *service) startCheck(s *server, ck *Check) {
 	p := svc.pool
 	ctx, cancel := context.WithCancel(p.ctx)
-	done := make(chan struct{})
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
-		defer close(done)
 		svc.runChecks(ctx, s, ck)
 	}()
-	s.checkStop = func() { cancel(); <-done }
+	// Stopping does not wait for the loop: it is stopped with svc.mu
+	// held, which a loop reporting a flip waits for (serverHealth), and
+	// a verdict it reports after the stop is dropped there. Close waits
+	// for it (p.bg).
+	s.checkStop = cancel
 }
 
 // retireServer stops new traffic to a removed server and closes its
@@ -449,10 +453,12 @@ func (svc *service) rebuild() {
 	svc.requeue(append(append([]*server(nil), svc.servers...), svc.draining...))
 }
 
-// serverHealth is called by a check loop when a server flips.
-func (svc *service) serverHealth(s *server, up bool, detail string, now time.Time) {
+// serverHealth is called by a check loop (ctx, its life) when a server
+// flips. A loop stopped meanwhile (its server unchecked, in maintenance
+// or removed, or its check changed) no longer speaks for the server.
+func (svc *service) serverHealth(ctx context.Context, s *server, up bool, detail string, now time.Time) {
 	svc.mu.Lock()
-	if !s.setUp(up, now) {
+	if ctx.Err() != nil || !s.setUp(up, now) {
 		svc.mu.Unlock()
 		return
 	}

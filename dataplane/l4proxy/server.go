@@ -55,7 +55,7 @@ type server struct {
 	// not for a status that may predate it.
 	lastCheck   time.Time
 	lastCheckOK bool
-	checkStop   func() // stops the health-check goroutine; nil without checks
+	checkStop   func() // stops the health-check loop (startCheck); nil without checks
 }
 
 func newServer(s Server, now time.Time) *server {

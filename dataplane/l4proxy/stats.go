@@ -175,6 +175,7 @@ func (s *server) stats(now time.Time, hasCheck bool) ServerStats {
 	if !s.downSince.IsZero() {
 		st.Downtime += now.Sub(s.downSince)
 	}
+	hasCheck = hasCheck && !c.Unchecked // the service's check is not this server's
 	if hasCheck {
 		st.Check, st.CheckDuration = s.checkDesc, s.checkDur
 		st.Checked, st.LastCheck, st.LastCheckOK = true, s.lastCheck, s.lastCheckOK
