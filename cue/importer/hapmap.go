@@ -516,7 +516,7 @@ var hapOneArg = map[string]bool{
 	"crl-file": true, "ciphers": true, "ssl-min-ver": true, "ssl-max-ver": true, "proto": true,
 	"alpn": true, "check-sni": true, "check-alpn": true, "pool-max-conn": true, "pool-purge-delay": true,
 	"namespace": true, "resolve-prefer": true, "resolve-net": true, "health-check-proto": true,
-	"max-reuse": true, "tfo": false, "redir": true, "usesrc": true, "ws": true, "socks4": true,
+	"max-reuse": true, "tfo": false, "usesrc": true, "ws": true,
 }
 
 func (p *hapProxy) server(l hapLine, w *warnings) {
@@ -716,6 +716,12 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			} else {
 				w.add(l.Pos, "server %s source %s: not mapped (gitgw connects from the node's own address)", name, v)
 			}
+		case "socks4":
+			i++
+			p.needs = append(p.needs, needs(l.Pos, FeatServerVia, "server %s socks4 %s", name, v))
+		case "redir":
+			i++
+			p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "server %s redir %s", name, v))
 		case "resolvers":
 			i++
 			more.resolvers = v

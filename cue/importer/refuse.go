@@ -86,6 +86,9 @@ const (
 	// str(NAME), `crl-file`, a relative `ca-file`/`crt` (ca-base,
 	// crt-base), a `verifyhost` that is no host name (hapmap.go server).
 	FeatServerTLS Feature = "server-tls"
+	// FeatServerVia: a server reached through something else than a
+	// direct connection: `socks4` (hapmap.go server).
+	FeatServerVia Feature = "server-via"
 	// FeatSourceRules: who may connect and how fast, where the site's
 	// source block cannot say it: `tcp-request content|session` and
 	// `http-request` rules (and `http-response`/`tcp-response` rules that
@@ -118,8 +121,9 @@ const (
 	// server while the others are up, `option http_proxy` (the server is
 	// the request's URL); or that answer it in the proxy itself:
 	// `redirect`, `http-request redirect|return|use-service`, `tcp-request
-	// content use-service`, `monitor-uri`, `monitor-net` (hapmap.go line,
-	// option, routingAction, services, cookieRouting).
+	// content use-service`, `monitor-uri`, `monitor-net`, a server's `redir`
+	// (hapmap.go line, option, routingAction, services, cookieRouting,
+	// server).
 	FeatContentSwitching Feature = "content-switching"
 )
 
@@ -137,6 +141,7 @@ var featureWhy = map[Feature]string{
 	FeatAgentCheck:       "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
 	FeatServerName:       "a gitgw server by name takes one address of it, and a check address is an IP address; a server-template's servers, one per address a name resolves to, are not made",
 	FeatServerTLS:        "a gitgw server's TLS sends a fixed SNI and verifies against a CA file without revocation lists; a name taken from the connection, or a certificate the original would revoke, cannot be said",
+	FeatServerVia:        "a gitgw proxy connects to each server directly; dialled at its own address instead of through the SOCKS4 proxy, a server the original reaches only that way is unreachable",
 	FeatSourceRules:      "a gitgw service's source rules are allow and deny lists of networks and per-source limits on connections, checked at accept; dropping other rules would let in what the original turns away",
 	FeatTransparent:      "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
 	FeatTLSTermination:   "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",
