@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,21 +22,41 @@ import (
 	vipdp "github.com/gitgw/gitgw/dataplane/vip"
 )
 
-// flowStats is what one long-lived connection saw across a failover.
+// flowStats is what one long-lived connection saw across a failover; its
+// goroutine writes it while failoverAfter waits on it, under mu.
 type flowStats struct {
-	server    string
-	err       error
-	maxGap    time.Duration
-	lastOK    time.Time
+	mu     sync.Mutex
+	server string
+	err    error
+	maxGap time.Duration
+	lastOK time.Time
+	// lastAsked is when the last exchange that was answered began.
+	lastAsked time.Time
 	changedTo string
 }
+
+// settledSince says whether the flow has had an exchange begun after t
+// answered, or has failed.
+func (st *flowStats) settledSince(t time.Time) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.err != nil || st.lastAsked.After(t)
+}
+
+// flowDeadline is how long a flow may go unanswered before it counts as
+// stalled: a flow whose state the second gateway lacks never answers
+// again, while one that survives answers after a few retransmissions.
+// Generous, because the failover's own steps take as long as a loaded box
+// makes them: how long the switch takes is not what these tests judge, but
+// whether each flow survives it.
+const flowDeadline = 10 * time.Second
 
 // TestDRFailover: two gateways with the same DR service; 50 long-lived TCP
 // connections exchange a line every 20 ms through the first; the first
 // gateway dies (its switch port goes down) and the VIP moves to the second
 // (address + gratuitous ARP from dataplane/vip, VRRP's part). Every
 // connection must go on, on the same server, without a reset or a stall
-// over 1 s: the second gateway computes the same Maglev table from the same
+// (no answer within flowDeadline): the second gateway computes the same Maglev table from the same
 // service. The control run gives the second gateway another table size
 // (hence another table): connections break, as with different seeds.
 func TestDRFailover(t *testing.T) {
@@ -58,10 +79,10 @@ func TestDRFailover(t *testing.T) {
 
 			stream := l.udpStream(t)
 			lost, stalled, total := l.failover(t, 50)
-			us := stream.stop()
-			t.Logf("%s: %d of %d connections reset, %d stalled > 1 s; udp stream: %s", tc.name, lost, total, stalled, us)
+			us := stream.stopOnceAnswered(l.switchedAt)
+			t.Logf("%s: %d of %d connections reset, %d stalled; udp stream: %s", tc.name, lost, total, stalled, us)
 			if !tc.wantLost {
-				us.check(t)
+				us.check(t, l.switchedAt)
 			}
 			if tc.wantLost {
 				if lost+stalled < 5 {
@@ -112,28 +133,33 @@ func (l *kernLab) failoverAfter(t *testing.T, n int, ready func()) (lost, stalle
 			for {
 				select {
 				case <-stop:
+					st.mu.Lock()
 					st.maxGap = max(st.maxGap, time.Since(st.lastOK))
+					st.mu.Unlock()
 					return
 				case <-tick.C:
 				}
-				ans, err := ask(c)
+				asked := time.Now()
+				ans, err := askWithin(c, flowDeadline)
+				now := time.Now()
+				st.mu.Lock()
 				if err != nil {
-					// A read deadline (2 s) is a stall; a reset is a loss.
+					// A read deadline is a stall; a reset is a loss.
 					st.err = err
+					st.mu.Unlock()
 					return
 				}
-				now := time.Now()
 				st.maxGap = max(st.maxGap, now.Sub(st.lastOK))
-				st.lastOK = now
+				st.lastOK, st.lastAsked = now, asked
 				if srv := strings.Fields(ans)[0]; srv != st.server {
 					st.changedTo = srv
 				}
+				st.mu.Unlock()
 			}
 		}()
 	}
 	time.Sleep(500 * time.Millisecond) // traffic through gateway 1 (pacing, not a wait for a condition)
 	ready()
-	switchAt := time.Now()
 	// Gateway 1 dies: off both segments. Gateway 2 takes the addresses
 	// and announces them, in process through netlink as the VRRP engine
 	// does. With an `ip` exec per step, a loaded CI box took long enough
@@ -155,22 +181,30 @@ func (l *kernLab) failoverAfter(t *testing.T, n int, ready func()) (lost, stalle
 	}); err != nil {
 		t.Fatalf("gratuitous ARP: %v", err)
 	}
-	time.Sleep(1500 * time.Millisecond) // traffic through gateway 2
+	// Gateway 1 is off both segments and gateway 2 holds the VIP: an
+	// exchange begun from now on goes through gateway 2. Each flow goes on
+	// or fails: wait for one such exchange, or the failure, of every one,
+	// rather than for a fixed time.
+	switchAt := time.Now()
+	l.switchedAt = switchAt
+	bound := time.Now().Add(flowDeadline + 2*time.Second)
+	for !allSettled(stats, switchAt) && time.Now().Before(bound) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 	for i, st := range stats {
 		total++
 		switch {
-		case st.err != nil && !strings.Contains(st.err.Error(), "timeout"):
+		case st.err != nil && !errors.Is(st.err, os.ErrDeadlineExceeded):
 			lost++
 			t.Logf("connection %d (%s): %v", i, st.server, st.err)
-		case st.err != nil || st.maxGap > time.Second:
+		case st.err != nil || !st.lastAsked.After(switchAt):
 			stalled++
+			t.Logf("connection %d (%s): no answer after the failover (%v)", i, st.server, st.err)
 		case st.changedTo != "":
 			lost++
 			t.Logf("connection %d moved from %s to %s", i, st.server, st.changedTo)
-		case !st.lastOK.After(switchAt.Add(time.Second)):
-			t.Errorf("connection %d had no exchange a second after the failover: %s", i, fmt.Sprint(st.lastOK))
 		}
 	}
 	return lost, stalled, total
@@ -229,20 +263,30 @@ func TestNATFailoverSync(t *testing.T) {
 					l.waitSynced(t, n)
 				}
 			})
-			us := stream.stop()
-			t.Logf("%s: %d of %d connections reset or moved, %d stalled > 1 s; udp stream: %s", tc.name, lost, total, stalled, us)
+			us := stream.stopOnceAnswered(l.switchedAt)
+			t.Logf("%s: %d of %d connections reset or moved, %d stalled; udp stream: %s", tc.name, lost, total, stalled, us)
 			if tc.wantLost {
 				if lost+stalled < n/2 {
 					t.Errorf("without sync only %d connections were lost: the failover does not go through gateway 2", lost+stalled)
 				}
 				return
 			}
-			us.check(t)
+			us.check(t, l.switchedAt)
 			if lost+stalled != 0 {
 				t.Errorf("failover lost %d and stalled %d of %d connections, want 0", lost, stalled, total)
 			}
 		})
 	}
+}
+
+// allSettled says whether every flow has answered after t or failed.
+func allSettled(stats []*flowStats, t time.Time) bool {
+	for _, st := range stats {
+		if !st.settledSince(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // startSync runs a ctsync sender on gateway 1 and a receiver on gateway 2,
@@ -327,6 +371,7 @@ type udpStats struct {
 	servers        map[string]int
 	maxGap         time.Duration
 	lastOK         time.Time
+	lastSent       time.Time // when the last answered datagram was sent
 	stoppedAt      time.Time
 }
 
@@ -334,21 +379,30 @@ func (u udpStats) String() string {
 	return fmt.Sprintf("%d of %d datagrams answered, servers %v, longest gap %v", u.answered, u.sent, u.servers, u.maxGap.Round(time.Millisecond))
 }
 
-// check fails the test unless the stream stayed on one server without a
-// gap over 1 s, up to its end.
-func (u udpStats) check(t *testing.T) {
+// check fails the test unless the stream stayed on one server and a
+// datagram sent after the failover at switched was answered.
+func (u udpStats) check(t *testing.T, switched time.Time) {
 	t.Helper()
-	if len(u.servers) != 1 || u.maxGap > time.Second || u.stoppedAt.Sub(u.lastOK) > time.Second {
-		t.Errorf("udp stream across the failover: %s, want one server and no gap over 1 s", u)
+	if len(u.servers) != 1 || !u.lastSent.After(switched) {
+		t.Errorf("udp stream across the failover: %s, want one server, answering again after the failover", u)
 	}
 }
 
 type udpStream struct {
-	done chan udpStats
-	quit chan struct{}
+	done     chan udpStats
+	quit     chan struct{}
+	lastSent atomic.Int64 // unix nanoseconds: when the last answered datagram was sent
 }
 
-func (s *udpStream) stop() udpStats { close(s.quit); return <-s.done }
+// stopOnceAnswered stops the stream once a datagram sent after t has been
+// answered, or flowDeadline after t at the latest.
+func (s *udpStream) stopOnceAnswered(t time.Time) udpStats {
+	for s.lastSent.Load() <= t.UnixNano() && time.Since(t) < flowDeadline {
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(s.quit)
+	return <-s.done
+}
 
 // udpStream sends a datagram to VIP:80/udp every 20 ms from one socket (one
 // flow) and records the answers, until stop.
@@ -372,6 +426,7 @@ func (l *kernLab) udpStream(t *testing.T) *udpStream {
 			default:
 			}
 			st.sent++
+			sent := time.Now()
 			_, _ = c.Write([]byte("ping"))
 			_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 			n, err := c.Read(buf)
@@ -381,7 +436,8 @@ func (l *kernLab) udpStream(t *testing.T) *udpStream {
 			now := time.Now()
 			st.answered++
 			st.maxGap = max(st.maxGap, now.Sub(st.lastOK))
-			st.lastOK = now
+			st.lastOK, st.lastSent = now, sent
+			s.lastSent.Store(sent.UnixNano())
 			st.servers[strings.Fields(string(buf[:n]))[0]]++
 			time.Sleep(20 * time.Millisecond) // pacing
 		}

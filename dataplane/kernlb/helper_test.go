@@ -40,6 +40,8 @@ type kernLab struct {
 	// NAT only: the servers' segment, the gateways' ports on it.
 	back     *lab.Switch
 	backPort [2]string
+	// switchedAt is when failoverAfter took gateway 1 off.
+	switchedAt time.Time
 }
 
 func newKernLab(t testing.TB, mode Mode) *kernLab {
@@ -306,8 +308,11 @@ func (l *kernLab) dialPort(laddr, port string, timeout time.Duration) (net.Conn,
 }
 
 // ask sends one line on c and returns the answer: "s<i> <address seen>".
-func ask(c net.Conn) (string, error) {
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+func ask(c net.Conn) (string, error) { return askWithin(c, 2*time.Second) }
+
+// askWithin is ask with the given deadline.
+func askWithin(c net.Conn, d time.Duration) (string, error) {
+	_ = c.SetDeadline(time.Now().Add(d))
 	if _, err := io.WriteString(c, "hello\n"); err != nil {
 		return "", err
 	}
