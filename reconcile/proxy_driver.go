@@ -130,6 +130,13 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			}
 			svc.Source = src
 		}
+		if s.HTTP != nil {
+			h, err := proxyHTTP(s.HTTP)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: %w", name, err))
+			}
+			svc.HTTP = h
+		}
 		cfg.Services = append(cfg.Services, svc)
 	}
 	return cfg, errors.Join(errs...)

@@ -233,6 +233,8 @@ type service struct {
 	source     *sourceRules
 	// resolveInterval: how often servers given by name are resolved again.
 	resolveInterval opt[time.Duration]
+	// http: HTTP mode (haphttp.go); nil: TCP.
+	http *httpMode
 }
 
 // The timeouts of a service, in the schema's order.

@@ -92,7 +92,10 @@ const (
 	// (the client's original destination as the server) (hapmap.go line,
 	// option, server, usesrc); `usesrc clientip` and `client` are mapped.
 	FeatTransparent Feature = "transparent"
-	// FeatTLSTermination: a bind with `ssl` (hapmap.go bind).
+	// FeatTLSTermination: a bind with `ssl` that HTTP mode cannot carry:
+	// in a mode tcp section or a backend, with client certificates
+	// (`ca-file`, `verify`), `crt-list`, `strict-sni`, a relative crt, no
+	// crt (hapmap.go bind; haphttp.go httpBind, httpMode).
 	FeatTLSTermination Feature = "tls-termination"
 	// FeatProtocol: a virtual_server of another protocol than TCP and UDP
 	// (SCTP) (kamap.go virtualServer).
@@ -104,14 +107,16 @@ const (
 	// mapKeepalived).
 	FeatFwmark Feature = "fwmark"
 	// FeatContentSwitching: HAProxy rules that send a request or
-	// connection elsewhere than the one pool by what it holds:
-	// `use_backend` (a frontend's traffic split between backends; HAProxy
-	// 1.x's `reqsetbe`), `use-server`, a `cookie` that reaches a backup
-	// server while the others are up, `option http_proxy` (the server is
-	// the request's URL); or that answer it in the proxy itself:
-	// `redirect`, `http-request redirect|return|use-service`, `tcp-request
-	// content use-service`, `monitor-uri`, `monitor-net` (hapmap.go line,
-	// option, routingAction, services, cookieRouting).
+	// connection elsewhere than the one pool by what it holds, or answer
+	// it in the proxy itself, where the site's HTTP rules cannot say it:
+	// any in mode tcp (SNI routing included), a frontend without
+	// default_backend; in mode http, a fetch, flag, action or option the
+	// rules lack (haphttp.go httpRules, httpCriterion, httpAction), a
+	// backend that is missing or refused; `use-server`, HAProxy 1.x's
+	// `reqsetbe`, `monitor-net`, a `cookie` that reaches a backup server
+	// while the others are up, `option http_proxy`, `http-request
+	// return|use-service`, `tcp-request content use-service` (hapmap.go
+	// line, option, routingAction, services, cookieRouting).
 	FeatContentSwitching Feature = "content-switching"
 )
 
@@ -131,11 +136,11 @@ var featureWhy = map[Feature]string{
 	FeatServerTLS:        "gitgw cannot originate TLS to a server yet; plain TCP to a TLS server fails",
 	FeatSourceRules:      "a gitgw service's source rules are allow and deny lists of networks and per-source limits on connections, checked at accept; dropping other rules would let in what the original turns away",
 	FeatTransparent:      "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
-	FeatTLSTermination:   "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",
+	FeatTLSTermination:   "gitgw terminates TLS in HTTP mode only, with PEM files of certificate and key chosen by SNI; it verifies no client certificate and terminates no TLS in front of TCP; passing the TLS through would change what clients get",
 	FeatProtocol:         "gitgw services carry TCP or UDP",
 	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (IP-in-IP to the servers) is not built",
 	FeatFwmark:           "a gitgw service is addresses and ports (binds); IPVS services by firewall mark (whatever the firewall marks, often several ports) and virtual_server_groups are not built",
-	FeatContentSwitching: "a gitgw service sends every connection to its one pool of servers, by its balance; it neither picks a backend or server by what a request holds nor answers requests itself, so traffic would go where the original does not send it",
+	FeatContentSwitching: "gitgw routes requests only in HTTP mode, by rules on the host, path, url, method, headers, source and TLS (terms ANDed, alternatives by ||) that use another service, deny or redirect; it routes no TCP connection by what it holds, so traffic would go where the original does not send it",
 }
 
 // Refusal is a service or check of a source configuration that the site

@@ -91,6 +91,7 @@ type ServiceView struct {
 	Resolve     string `json:"resolve_interval,omitempty"` // set in the site only
 	Protocol    string `json:"protocol,omitempty"`         // "udp"; empty for tcp
 	Transparent bool   `json:"transparent,omitempty"`
+	HTTP        string `json:"http,omitempty"` // DescribeHTTP
 }
 
 type ServerView struct {
@@ -129,6 +130,9 @@ func ViewService(s Service) ServiceView {
 		v.Protocol = string(s.Protocol)
 	}
 	v.Transparent = s.Transparent
+	if s.HTTP != nil {
+		v.HTTP = DescribeHTTP(s.HTTP)
+	}
 	if c := s.Check; c != nil {
 		v.Check = c.Describe()
 		if s.ShutdownOnDown {
@@ -232,6 +236,7 @@ func diffService(h, w ServiceView) []string {
 	add("resolve interval", h.Resolve, w.Resolve)
 	add("protocol", h.Protocol, w.Protocol)
 	add("transparent", h.Transparent, w.Transparent)
+	add("http", h.HTTP, w.HTTP)
 	return d
 }
 

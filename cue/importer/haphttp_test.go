@@ -1,0 +1,67 @@
+package importer
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/gitgw/gitgw/cue/spec"
+)
+
+// TestHTTPMode: a mode http frontend that switches content, answers
+// requests and terminates TLS is imported in HTTP mode: rules in HAProxy's
+// order (http-request rules, redirect rules, use_backend; || split into
+// one rule per alternative), its other backend a pool without binds, and
+// the site loads.
+func TestHTTPMode(t *testing.T) {
+	hap := `frontend www
+  mode http
+  bind 203.0.113.1:80
+  bind 203.0.113.1:443 ssl crt /etc/ssl/site.pem crt /etc/ssl/other.pem
+  option forwardfor
+  monitor-uri /up
+  acl is_img hdr_beg(host) -i img
+  acl static path_beg /img /css
+  acl static path_end .png
+  use_backend img if is_img || { path_beg /img /css }
+  redirect scheme https code 301 if !{ ssl_fc }
+  http-request deny if { path_beg /admin } !{ src 198.51.100.0/24 }
+  default_backend app
+backend app
+  mode http
+  server a 198.51.100.1:80 check
+backend img
+  mode http
+  server i 198.51.100.9:80 check
+`
+	res, view := loadText(t, "", hap)
+	www, ok := view.Services["www"]
+	if !ok || www.HTTP == nil {
+		t.Fatalf("no http service www:\n%s", goldenText(res))
+	}
+	want := &spec.ServiceHTTP{
+		TLS:        &spec.HTTPTLS{CertFiles: []string{"/etc/ssl/site.pem", "/etc/ssl/other.pem"}, Binds: []string{"203.0.113.1:443"}},
+		MonitorURI: "/up",
+		ForwardFor: true,
+		Rules: []spec.HTTPRule{
+			{Deny: 403, When: []spec.HTTPCond{{Subject: "path", Match: "prefix", Values: []string{"/admin"}}, {Subject: "source", Values: []string{"198.51.100.0/24"}, Not: true}}},
+			{Redirect: &spec.HTTPRedirect{Scheme: "https", Code: 301}, When: []spec.HTTPCond{{Subject: "tls", Not: true}}},
+			{Use: "img", When: []spec.HTTPCond{{Subject: "host", Match: "prefix", Values: []string{"img"}, IgnoreCase: true}}},
+			{Use: "img", When: []spec.HTTPCond{{Subject: "path", Match: "prefix", Values: []string{"/img", "/css"}}}},
+		},
+	}
+	if !reflect.DeepEqual(www.HTTP, want) {
+		t.Errorf("http:\n%+v\nwant\n%+v\n%s", *www.HTTP, *want, goldenText(res))
+	}
+	if img, ok := view.Services["img"]; !ok || len(img.Binds) != 0 || img.Servers["i"].Address != "198.51.100.9:80" {
+		t.Errorf("pool img: %+v (present %v), want no binds and server i", img, ok)
+	}
+	if len(res.Refused) > 0 {
+		t.Errorf("refused: %v", res.Refused)
+	}
+	for _, w := range res.Warnings {
+		if strings.Contains(w.Msg, "HTTP processing is lost") || strings.Contains(w.Msg, "forwardfor") || strings.Contains(w.Msg, "is no frontend's default_backend") {
+			t.Errorf("warning about what is mapped: %s", w)
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package l4proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/dataplane/httpproxy"
+	"github.com/gitgw/gitgw/test/lab"
+)
+
+// httpBackend is a real HTTP server in the lab namespace that names
+// itself in every answer and counts the requests it served.
+type httpBackend struct {
+	name string
+	ln   net.Listener
+	n    atomic.Int64
+	mu   sync.Mutex
+	last http.Header // headers of the last request
+}
+
+func startHTTPBackend(t *testing.T, ns *lab.Netns, name, addr string) *httpBackend {
+	t.Helper()
+	b := &httpBackend{name: name}
+	if err := ns.Do(func() error {
+		var err error
+		b.ln, err = net.Listen("tcp4", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.n.Add(1)
+		b.mu.Lock()
+		b.last = r.Header.Clone()
+		b.mu.Unlock()
+		w.Header().Set("X-Backend", name)
+		fmt.Fprintf(w, "%s %s %s", name, r.Host, r.URL.Path)
+	})}
+	go srv.Serve(b.ln)
+	t.Cleanup(func() { srv.Close() })
+	return b
+}
+
+func (b *httpBackend) header(k string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.last.Values(k), ",")
+}
+
+// nsTransport dials from inside the namespace; dials counts the
+// connections it opened.
+func nsTransport(ns *lab.Netns, tc *tls.Config, dials *atomic.Int64) *http.Transport {
+	return &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() error {
+				var err error
+				c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+				return err
+			})
+			if dials != nil && err == nil {
+				dials.Add(1)
+			}
+			return c, err
+		},
+		TLSClientConfig:   tc,
+		DisableKeepAlives: false,
+		MaxConnsPerHost:   1,
+	}
+}
+
+// testCA makes a CA and, for each name, a PEM file holding a certificate
+// for that name signed by the CA, then its key (HAProxy's crt format).
+func testCA(t *testing.T, names ...string) (*x509.CertPool, []string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gitgw test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	var files []string
+	for i, name := range names {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: name},
+			DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, _ := x509.MarshalECPrivateKey(key)
+		out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})...)
+		f := t.TempDir() + "/" + name + ".pem"
+		if err := os.WriteFile(f, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	return pool, files
+}
+
+// TestHTTPMode runs an HTTP service as HAProxy's content-switching
+// sample does (haproxy-examples-content-sw-sample.cfg, plus TLS on a
+// second bind), in the proxy process the agent would run, in a
+// namespace of its own with real HTTP servers: requests are routed per
+// request by host and path to two pools, denied, redirected to https,
+// answered by the monitor URI, TLS is terminated with the certificate the
+// SNI names, and a server whose check fails gets no request.
+func TestHTTPMode(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "ip")
+	ns := lab.NewNetns(t, "h4")
+	for _, a := range []string{"203.0.113.100/32", "198.51.100.11/32", "198.51.100.12/32", "198.51.100.13/32", "198.51.100.14/32"} {
+		ns.Run(t, "ip", "addr", "add", a, "dev", "lo")
+	}
+	dyn1 := startHTTPBackend(t, ns, "dyn1", "198.51.100.11:8080")
+	dyn2 := startHTTPBackend(t, ns, "dyn2", "198.51.100.12:8080")
+	st1 := startHTTPBackend(t, ns, "st1", "198.51.100.13:8080")
+	st2 := startHTTPBackend(t, ns, "st2", "198.51.100.14:8080")
+	roots, certs := testCA(t, "a.example", "b.example")
+	plain := netip.MustParseAddrPort("203.0.113.100:80")
+	secure := netip.MustParseAddrPort("203.0.113.100:443")
+	check := &Check{Type: CheckTCP, Interval: 100 * time.Millisecond, Rise: 1, Fall: 1}
+	srv := func(name, addr string) Server {
+		return Server{Name: name, Addr: netip.MustParseAddrPort(addr), Weight: 1}
+	}
+	cfg := Config{Services: []Service{
+		{Name: "public", Binds: []netip.AddrPort{plain, secure},
+			Servers: []Server{srv("dyn1", "198.51.100.11:8080"), srv("dyn2", "198.51.100.12:8080")}, Check: check,
+			HTTP: &httpproxy.HTTP{
+				TLS:        &httpproxy.TLS{CertFiles: certs, Binds: []netip.AddrPort{secure}},
+				MonitorURI: "/monitoruri",
+				ForwardFor: true,
+				Rules: []httpproxy.Rule{
+					{Deny: 403, When: []httpproxy.Cond{{Subject: httpproxy.SubjPath, Match: httpproxy.MatchPrefix, Values: []string{"/private"}}}},
+					{Redirect: &httpproxy.Redirect{Scheme: "https", Code: 301}, When: []httpproxy.Cond{
+						{Subject: httpproxy.SubjPath, Match: httpproxy.MatchPrefix, Values: []string{"/secure"}},
+						{Subject: httpproxy.SubjTLS, Not: true}}},
+					{Use: "static", When: []httpproxy.Cond{{Subject: httpproxy.SubjHost, Match: httpproxy.MatchPrefix, IgnoreCase: true, Values: []string{"img"}}}},
+					{Use: "static", When: []httpproxy.Cond{{Subject: httpproxy.SubjPath, Match: httpproxy.MatchPrefix, Values: []string{"/img", "/css"}}}},
+				},
+			}},
+		{Name: "static", Servers: []Server{srv("st1", "198.51.100.13:8080"), srv("st2", "198.51.100.14:8080")}, Check: check},
+	}}
+	h := startHelperWith(t, func(name string, args ...string) *exec.Cmd {
+		return ns.Command(context.Background(), name, args...)
+	}, cfg)
+	var dials atomic.Int64
+	client := &http.Client{Transport: nsTransport(ns, nil, &dials),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(c *http.Client, url, host string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s (Host %s): %v", url, host, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(body)
+	}
+	backend := func(resp *http.Response) string { return resp.Header.Get("X-Backend") }
+	counts := func() [4]int64 { return [4]int64{dyn1.n.Load(), dyn2.n.Load(), st1.n.Load(), st2.n.Load()} }
+
+	t.Run("route by host and path over one keep-alive connection", func(t *testing.T) {
+		dials.Store(0)
+		for i, tc := range []struct{ path, host, pool string }{
+			{"/", "www.example", "dyn"},
+			{"/index.php", "IMG.example", "st"}, // -i: case-insensitive
+			{"/css/site.css", "www.example", "st"},
+			{"/img/a.png", "www.example", "st"},
+			{"/imgs/a", "www.example", "st"}, // path_beg /img is a string prefix, as in HAProxy
+			{"/image", "www.example", "dyn"},
+			{"/about", "www.example", "dyn"},
+		} {
+			resp, body := get(client, "http://"+plain.String()+tc.path, tc.host)
+			want := tc.pool
+			if resp.StatusCode != 200 || !strings.HasPrefix(backend(resp), want) {
+				t.Errorf("request %d %s Host %s: %d from %q (%q), want pool %s", i, tc.path, tc.host, resp.StatusCode, backend(resp), body, want)
+			}
+		}
+		if n := dials.Load(); n != 1 {
+			t.Errorf("%d client connections for 7 requests, want 1 kept alive", n)
+		}
+		if got := dyn1.header("X-Forwarded-For") + dyn2.header("X-Forwarded-For"); !strings.Contains(got, "203.0.113.100") {
+			t.Errorf("X-Forwarded-For at the server: %q, want the client's 203.0.113.100", got)
+		}
+	})
+	t.Run("deny", func(t *testing.T) {
+		before := counts()
+		resp, _ := get(client, "http://"+plain.String()+"/private/x", "www.example")
+		if resp.StatusCode != 403 {
+			t.Errorf("status %d, want 403", resp.StatusCode)
+		}
+		if counts() != before {
+			t.Errorf("a denied request reached a server: %v → %v", before, counts())
+		}
+	})
+	t.Run("monitor-uri", func(t *testing.T) {
+		before := counts()
+		resp, _ := get(client, "http://"+plain.String()+"/monitoruri", "www.example")
+		if resp.StatusCode != 200 || backend(resp) != "" || counts() != before {
+			t.Errorf("status %d from %q, counts %v → %v: want 200 from the proxy itself", resp.StatusCode, backend(resp), before, counts())
+		}
+	})
+	t.Run("redirect to https, then TLS with the certificate SNI names", func(t *testing.T) {
+		resp, _ := get(client, "http://"+plain.String()+"/secure/page?q=1", "a.example")
+		if resp.StatusCode != 301 || resp.Header.Get("Location") != "https://a.example/secure/page?q=1" {
+			t.Fatalf("status %d Location %q, want 301 to https://a.example/secure/page?q=1", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		for _, name := range []string{"a.example", "b.example"} {
+			tc := &tls.Config{RootCAs: roots, ServerName: name}
+			c := &http.Client{Transport: nsTransport(ns, tc, nil)}
+			resp, body := get(c, "https://"+secure.String()+"/secure/page", name)
+			if resp.StatusCode != 200 || !strings.HasPrefix(backend(resp), "dyn") {
+				t.Errorf("over TLS (SNI %s): %d from %q (%q), want a dyn server", name, resp.StatusCode, backend(resp), body)
+			}
+			if cn := resp.TLS.PeerCertificates[0].Subject.CommonName; cn != name {
+				t.Errorf("SNI %s: certificate of %s", name, cn)
+			}
+		}
+	})
+	t.Run("a server marked down gets no request", func(t *testing.T) {
+		st2.ln.Close()
+		eventually(t, 10*time.Second, "st2 marked down", func() bool {
+			var s Snapshot
+			err := ns.Do(func() error {
+				c, err := net.Dial("tcp4", h.stats)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				fmt.Fprintf(c, "GET / HTTP/1.0\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				return json.NewDecoder(resp.Body).Decode(&s)
+			})
+			if err != nil {
+				return false
+			}
+			for _, svc := range s.Services {
+				for _, sv := range svc.Servers {
+					if sv.Name == "st2" {
+						return sv.Status == StatusDown
+					}
+				}
+			}
+			return false
+		})
+		before := st1.n.Load()
+		for i := range 10 {
+			resp, body := get(client, "http://"+plain.String()+"/img/"+fmt.Sprint(i), "www.example")
+			if resp.StatusCode != 200 || backend(resp) != "st1" {
+				t.Errorf("request %d: %d from %q (%q), want st1", i, resp.StatusCode, backend(resp), body)
+			}
+		}
+		if got := st1.n.Load() - before; got != 10 {
+			t.Errorf("st1 served %d of 10", got)
+		}
+	})
+}
