@@ -50,6 +50,25 @@ func startHTTPBackend(t *testing.T, ns *lab.Netns, name, addr string) *httpBacke
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "echo" {
+			// A protocol switch (as a websocket's): 101, then the
+			// connection echoes lines prefixed with the server's name.
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			brw.Flush()
+			for {
+				line, err := brw.ReadString('\n')
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(brw, "%s %s", name, line)
+				brw.Flush()
+			}
+		}
 		b.n.Add(1)
 		b.mu.Lock()
 		b.last = r.Header.Clone()
@@ -251,6 +270,31 @@ func TestHTTPMode(t *testing.T) {
 			}
 			if cn := resp.TLS.PeerCertificates[0].Subject.CommonName; cn != name {
 				t.Errorf("SNI %s: certificate of %s", name, cn)
+			}
+		}
+	})
+	t.Run("protocol upgrade (websocket-style) is tunnelled", func(t *testing.T) {
+		var c net.Conn
+		if err := ns.Do(func() error {
+			var err error
+			c, err = net.DialTimeout("tcp4", plain.String(), 5*time.Second)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /css/live HTTP/1.1\r\nHost: www.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 101 {
+			t.Fatalf("upgrade: %v %v, want 101", resp, err)
+		}
+		for _, msg := range []string{"one\n", "two\n"} {
+			fmt.Fprint(c, msg)
+			got, err := br.ReadString('\n')
+			if err != nil || !strings.HasPrefix(got, "st") || !strings.HasSuffix(got, " "+msg) {
+				t.Fatalf("echo of %q through the tunnel: %q %v, want it from a static server", msg, got, err)
 			}
 		}
 	})
