@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -64,4 +65,60 @@ backend img
 			t.Errorf("warning about what is mapped: %s", w)
 		}
 	}
+}
+
+// TestHTTPConditions: HAProxy's condition syntax as rules: || splits,
+// unless negates one term, an ACL of several lines is one condition when
+// they test the same thing, and what the rules cannot say is refused.
+func TestHTTPConditions(t *testing.T) {
+	p := &hapProxy{kind: "frontend", acls: map[string]*hapACL{}}
+	var w warnings
+	for _, l := range []string{
+		"acl api path_beg /api", "acl api path_beg /v2",
+		"acl mixed path_beg /a", "acl mixed hdr_beg(host) -i a",
+		"acl local src 10.0.0.0/8 192.0.2.1",
+	} {
+		p.acl(hapLine{Words: strings.Fields(l)}, &w)
+	}
+	for _, tc := range []struct {
+		cond, want, why string
+	}{
+		{"if api", "[[{path prefix  [/api /v2] false false}]]", ""},
+		{"unless local", "[[{source   [10.0.0.0/8 192.0.2.1] false true}]]", ""},
+		{"if api !local || { method POST }", "[[{path prefix  [/api /v2] false false} {source   [10.0.0.0/8 192.0.2.1] false true}] [{method exact  [POST] false false}]]", ""},
+		{"if { hdr(X-Env) -m found }", "[[{header present X-Env [] false false}]]", ""},
+		{"if { req.hdr(host) -m reg -i ^www\\. }", "[[{host regex  [^www\\.] true false}]]", ""},
+		{"unless api local", "", "unless with several terms"},
+		{"if mixed", "", "the ACL mixed of several lines that test different things"},
+		{"if { path_dir img }", "", "the fetch path_dir"},
+		{"if { path_beg -f /etc/paths }", "", "the flag -f"},
+		{"if { src -i 10.0.0.1 }", "", "src -i"},
+		{"if nowhere", "", "the ACL nowhere (not defined in this section, or predefined)"},
+	} {
+		rules, why := p.httpCondRules(strings.Fields(tc.cond))
+		var got [][]httpCond
+		for _, r := range rules {
+			got = append(got, r.when)
+		}
+		g := ""
+		if why == "" {
+			g = fmt.Sprint(condText(got))
+		}
+		if why != tc.why || g != tc.want {
+			t.Errorf("%s: %s (refused: %q), want %s (refused: %q)", tc.cond, g, why, tc.want, tc.why)
+		}
+	}
+}
+
+// condText prints conditions as {subject match header values ignore_case not}.
+func condText(alts [][]httpCond) [][]string {
+	var out [][]string
+	for _, a := range alts {
+		var cs []string
+		for _, c := range a {
+			cs = append(cs, fmt.Sprintf("{%s %s %s %v %v %v}", c.subject, c.match, c.header, c.values, c.ignoreCase, c.not))
+		}
+		out = append(out, cs)
+	}
+	return out
 }
