@@ -262,11 +262,15 @@ func certFiles(path string) ([]string, error) {
 func (p *Proxy) newFrontend(name string, client time.Duration) *frontend {
 	f := &frontend{p: p, name: name, client: client, ln: newConnListener()}
 	f.rp = &httputil.ReverseProxy{
-		Rewrite:       f.rewrite,
-		Transport:     roundTripper{p},
-		ErrorHandler:  f.proxyError,
-		ErrorLog:      slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-		FlushInterval: -1, // stream as HAProxy does: no response buffering
+		Rewrite:      f.rewrite,
+		Transport:    roundTripper{p},
+		ErrorHandler: f.proxyError,
+		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		// FlushInterval 0: a response of known length goes out in one
+		// write when the handler ends (one flush per response write cost
+		// a syscall each); one of unknown length (chunked, event
+		// streams) is flushed at each write, as HAProxy streams it.
+		BufferPool: bufPool{},
 	}
 	f.srv = &http.Server{
 		Handler:           f,
@@ -560,3 +564,12 @@ func (l *connListener) Close() error {
 }
 
 func (l *connListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// bufPool lends the reverse proxy its copy buffers: without one, each
+// request would allocate a 32 KiB buffer.
+type bufPool struct{}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufPool) Get() []byte  { return *copyBufs.Get().(*[]byte) }
+func (bufPool) Put(b []byte) { copyBufs.Put(&b) }
