@@ -45,6 +45,9 @@ type Frontend struct {
 	// Client bounds the wait for a request's headers and an idle
 	// keep-alive connection (HAProxy's timeout client / http-keep-alive).
 	Client time.Duration
+	// SNI, instead of HTTP, routes the connections unterminated by their
+	// TLS server name (sni.go).
+	SNI *SNI
 }
 
 // Pool is the per-request connection settings of a service whose servers
@@ -100,6 +103,7 @@ type frontend struct {
 	srv    *http.Server
 	rt     atomic.Pointer[routes]
 	tlsCfg atomic.Pointer[tlsState] // nil: plain HTTP
+	sni    atomic.Pointer[SNI]      // set: TLS passthrough routed by SNI
 	rp     *httputil.ReverseProxy
 }
 
@@ -174,6 +178,7 @@ func (p *Proxy) Set(cfg Config) error {
 		}
 		f.rt.Store(rts)
 		f.tlsCfg.Store(tc)
+		f.sni.Store(fc.SNI)
 	}
 	for name, f := range p.frontends {
 		if !want[name] {
@@ -311,6 +316,10 @@ func (p *Proxy) ServeConn(name string, c net.Conn) {
 	p.mu.Unlock()
 	if f == nil {
 		_ = c.Close()
+		return
+	}
+	if s := f.sni.Load(); s != nil {
+		go f.serveSNI(c, s)
 		return
 	}
 	if tc := f.tlsCfg.Load(); tc != nil {

@@ -112,6 +112,10 @@ type Service struct {
 	// another TCP service's (a pool; one without binds is one that only
 	// rules reach). TCP only.
 	HTTP *httpproxy.HTTP `json:"http,omitempty"`
+	// SNI routes the service's TLS connections, not terminated, by the
+	// server name of their ClientHello, to this service's servers or
+	// another TCP service's; handed over like HTTP mode's. TCP only.
+	SNI *httpproxy.SNI `json:"sni,omitempty"`
 }
 
 // DefaultResolveInterval is Service.ResolveInterval's default.
@@ -205,7 +209,7 @@ func (c Config) Validate() error {
 		proto := s.proto()
 		// A TCP service without binds is a pool that HTTP rules send
 		// requests to (HAProxy's backend that is no frontend's default).
-		if len(s.Binds) == 0 && (proto != ProtoTCP || s.HTTP != nil) {
+		if len(s.Binds) == 0 && (proto != ProtoTCP || s.HTTP != nil || s.SNI != nil) {
 			errs = append(errs, fmt.Errorf("%s: no bind", where))
 		}
 		switch proto {
@@ -244,7 +248,7 @@ func (c Config) Validate() error {
 		default:
 			errs = append(errs, fmt.Errorf("%s: unknown balance %q", where, s.Balance))
 		}
-		if s.HTTP != nil {
+		if s.HTTP != nil || s.SNI != nil {
 			errs = append(errs, c.validateHTTP(where, s)...)
 		}
 		if s.Transparent && s.ProxyProtocol != 0 {

@@ -92,6 +92,7 @@ type ServiceView struct {
 	Protocol    string `json:"protocol,omitempty"`         // "udp"; empty for tcp
 	Transparent bool   `json:"transparent,omitempty"`
 	HTTP        string `json:"http,omitempty"` // DescribeHTTP
+	SNI         string `json:"sni,omitempty"`  // DescribeSNI
 }
 
 type ServerView struct {
@@ -132,6 +133,9 @@ func ViewService(s Service) ServiceView {
 	v.Transparent = s.Transparent
 	if s.HTTP != nil {
 		v.HTTP = DescribeHTTP(s.HTTP)
+	}
+	if s.SNI != nil {
+		v.SNI = DescribeSNI(s.SNI)
 	}
 	if c := s.Check; c != nil {
 		v.Check = c.Describe()
@@ -237,6 +241,7 @@ func diffService(h, w ServiceView) []string {
 	add("protocol", h.Protocol, w.Protocol)
 	add("transparent", h.Transparent, w.Transparent)
 	add("http", h.HTTP, w.HTTP)
+	add("sni", h.SNI, w.SNI)
 	return d
 }
 

@@ -43,15 +43,26 @@ func (c Config) validateHTTP(where string, s Service) []error {
 		}
 		return false
 	}
-	if t := s.HTTP.TLS; t != nil {
+	if s.HTTP != nil && s.HTTP.TLS != nil {
+		t := s.HTTP.TLS
 		for _, b := range t.Binds {
 			if !slices.Contains(s.Binds, b) {
 				errs = append(errs, fmt.Errorf("%s: http: tls bind %v is none of the service's binds", where, b))
 			}
 		}
 	}
-	for _, err := range s.HTTP.Validate(pools) {
-		errs = append(errs, fmt.Errorf("%s: %w", where, err))
+	if s.HTTP != nil && s.SNI != nil {
+		errs = append(errs, fmt.Errorf("%s: http and sni: a service terminates TLS or routes it by SNI, not both", where))
+	}
+	if s.HTTP != nil {
+		for _, err := range s.HTTP.Validate(pools) {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+		}
+	}
+	if s.SNI != nil {
+		for _, err := range s.SNI.Validate(pools) {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+		}
 	}
 	return errs
 }
@@ -66,8 +77,11 @@ func httpConfig(cfg Config) httpproxy.Config {
 		}
 		d := s.withDefaults()
 		hc.Pools = append(hc.Pools, httpproxy.Pool{Name: s.Name, Connect: d.Timeouts.Connect, Server: d.Timeouts.Server, Retries: d.Retries})
-		if s.HTTP != nil {
+		switch {
+		case s.HTTP != nil:
 			hc.Frontends = append(hc.Frontends, httpproxy.Frontend{Name: s.Name, HTTP: *s.HTTP, Client: d.Timeouts.Client})
+		case s.SNI != nil:
+			hc.Frontends = append(hc.Frontends, httpproxy.Frontend{Name: s.Name, SNI: cloneSNI(s.SNI), Client: d.Timeouts.Client})
 		}
 	}
 	return hc
@@ -143,6 +157,14 @@ type httpConn struct {
 	once  sync.Once
 }
 
+// CloseWrite half-closes the client side (SNI routing's splice).
+func (c *httpConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *httpConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
@@ -208,6 +230,36 @@ func DescribeHTTP(h *httpproxy.HTTP) string {
 	}
 	for _, r := range h.Rules {
 		parts = append(parts, r.String())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// cloneSNI deep-copies s.
+func cloneSNI(s *httpproxy.SNI) *httpproxy.SNI {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	c.Rules = slices.Clone(s.Rules)
+	for i := range c.Rules {
+		c.Rules[i].Names = slices.Clone(c.Rules[i].Names)
+	}
+	return &c
+}
+
+// DescribeSNI spells SNI routing for plans: "sni; inspect-delay 5s; use
+// a if sni a.example; …".
+func DescribeSNI(s *httpproxy.SNI) string {
+	parts := []string{"sni"}
+	if s.InspectDelay > 0 {
+		parts = append(parts, "inspect-delay "+s.InspectDelay.String())
+	}
+	for _, r := range s.Rules {
+		m := ""
+		if r.Match == httpproxy.MatchSuffix {
+			m = "-m end "
+		}
+		parts = append(parts, fmt.Sprintf("use %s if sni %s%s", r.Use, m, strings.Join(r.Names, " ")))
 	}
 	return strings.Join(parts, "; ")
 }

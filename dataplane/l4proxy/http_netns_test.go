@@ -340,3 +340,78 @@ func TestHTTPMode(t *testing.T) {
 		}
 	})
 }
+
+// TestSNIRouting: a TCP service routes TLS connections it does not
+// terminate by the server name of their ClientHello (HAProxy's
+// req_ssl_sni after tcp-request inspect-delay): a.example to pool sa,
+// any other name to the service's own server; each client completes its
+// handshake with the server it reached, through the proxy.
+func TestSNIRouting(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "ip")
+	ns := lab.NewNetns(t, "h4")
+	for _, a := range []string{"203.0.113.100/32", "198.51.100.21/32", "198.51.100.22/32"} {
+		ns.Run(t, "ip", "addr", "add", a, "dev", "lo")
+	}
+	roots, certs := testCA(t, "a.example", "default.example")
+	tlsBackend := func(name, addr, pem string) {
+		cert, err := tls.LoadX509KeyPair(pem, pem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ln net.Listener
+		if err := ns.Do(func() error {
+			var err error
+			ln, err = tls.Listen("tcp4", addr, &tls.Config{Certificates: []tls.Certificate{cert}})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					fmt.Fprintf(c, "%s\n", name)
+				}()
+			}
+		}()
+	}
+	tlsBackend("sa", "198.51.100.21:8443", certs[0])
+	tlsBackend("own", "198.51.100.22:8443", certs[1])
+	bind := netip.MustParseAddrPort("203.0.113.100:443")
+	startHelperWith(t, func(name string, args ...string) *exec.Cmd {
+		return ns.Command(context.Background(), name, args...)
+	}, Config{Services: []Service{
+		{Name: "tls", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "own", Addr: netip.MustParseAddrPort("198.51.100.22:8443"), Weight: 1}},
+			SNI: &httpproxy.SNI{InspectDelay: 2 * time.Second, Rules: []httpproxy.SNIRule{{Names: []string{"A.example"}, Use: "sa"}}}},
+		{Name: "sa", Servers: []Server{{Name: "sa", Addr: netip.MustParseAddrPort("198.51.100.21:8443"), Weight: 1}}},
+	}})
+	for _, tc := range []struct{ sni, want, cert string }{
+		{"a.example", "sa", "a.example"},
+		{"default.example", "own", "default.example"},
+	} {
+		var line string
+		err := ns.Do(func() error {
+			d := &net.Dialer{Timeout: 5 * time.Second}
+			c, err := tls.DialWithDialer(d, "tcp4", bind.String(), &tls.Config{RootCAs: roots, ServerName: tc.sni})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != tc.cert {
+				return fmt.Errorf("certificate of %s", cn)
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			line, err = bufio.NewReader(c).ReadString('\n')
+			return err
+		})
+		if err != nil || strings.TrimSpace(line) != tc.want {
+			t.Errorf("SNI %s: %q %v, want %s", tc.sni, line, err, tc.want)
+		}
+	}
+}

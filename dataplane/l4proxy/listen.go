@@ -248,7 +248,7 @@ func (l *evloop) accept(ln *listener) {
 				continue
 			}
 		}
-		if set.HTTP != nil {
+		if set.HTTP != nil || set.SNI != nil {
 			l.handOffHTTP(svc, fd, held, caddr)
 			continue
 		}

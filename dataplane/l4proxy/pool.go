@@ -314,7 +314,7 @@ func cloneConfig(c Config) Config {
 			ck.Command = append([]string(nil), ck.Command...)
 			s.Check = &ck
 		}
-		s.HTTP = cloneHTTP(s.HTTP)
+		s.HTTP, s.SNI = cloneHTTP(s.HTTP), cloneSNI(s.SNI)
 		if s.Source != nil {
 			src := *s.Source
 			src.Allow = append([]netip.Prefix(nil), src.Allow...)
