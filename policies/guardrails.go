@@ -502,6 +502,15 @@ func httpPool(in *Input, r report) {
 	proxyTCP := func(s spec.Service) bool { return !s.Kernel() && s.Protocol != "udp" }
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s, path := in.Services[name], "services."+spec.Label(name)
+		if s.SNI != nil {
+			if !proxyTCP(s) || s.HTTP != nil {
+				r.add(path+".sni", "service %s: sni routing is for proxy-mode TCP services without http (it passes TLS through unterminated)", name)
+			}
+			for i, ru := range s.SNI.Rules {
+				used[ru.Use] = true
+				usePool(in, r, name, s, fmt.Sprintf("%s.sni.rules.%d.use", path, i), i, ru.Use, proxyTCP)
+			}
+		}
 		h := s.HTTP
 		if h == nil {
 			continue
@@ -524,21 +533,7 @@ func httpPool(in *Input, r report) {
 				continue
 			}
 			used[ru.Use] = true
-			at := fmt.Sprintf("%s.http.rules.%d.use", path, i)
-			p, ok := in.Services[ru.Use]
-			switch {
-			case !ok:
-				r.add(at, "service %s: rule %d sends requests to service %s, which the site does not define (for this node)", name, i, ru.Use)
-			case !proxyTCP(p):
-				r.add(at, "service %s: rule %d sends requests to service %s, which is not a proxy-mode TCP service", name, i, ru.Use)
-			case len(p.Nodes) > 0:
-				for _, n := range nodesOf(in, s) {
-					if !slices.Contains(p.Nodes, n) {
-						r.add(at, "service %s: rule %d sends requests to service %s, which does not run on node %s", name, i, ru.Use, n)
-						break
-					}
-				}
-			}
+			usePool(in, r, name, s, fmt.Sprintf("%s.http.rules.%d.use", path, i), i, ru.Use, proxyTCP)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
@@ -556,4 +551,22 @@ func nodesOf(in *Input, s spec.Service) []string {
 		return s.Nodes
 	}
 	return slices.Sorted(maps.Keys(in.Nodes))
+}
+
+// usePool checks the pool a rule of service name (at path at) sends to.
+func usePool(in *Input, r report, name string, s spec.Service, at string, i int, use string, proxyTCP func(spec.Service) bool) {
+	p, ok := in.Services[use]
+	switch {
+	case !ok:
+		r.add(at, "service %s: rule %d sends requests to service %s, which the site does not define (for this node)", name, i, use)
+	case !proxyTCP(p):
+		r.add(at, "service %s: rule %d sends requests to service %s, which is not a proxy-mode TCP service", name, i, use)
+	case len(p.Nodes) > 0:
+		for _, n := range nodesOf(in, s) {
+			if !slices.Contains(p.Nodes, n) {
+				r.add(at, "service %s: rule %d sends requests to service %s, which does not run on node %s", name, i, use, n)
+				break
+			}
+		}
+	}
 }

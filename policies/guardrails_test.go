@@ -416,6 +416,11 @@ func TestGuardrails(t *testing.T) {
 			st.Binds, st.HTTP = nil, nil
 			in.Services["static"] = st
 		}), 3},
+		{"http pool: an sni rule to no service", "http-pool", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.SNI = &spec.ServiceSNI{Rules: []spec.SNIRule{{Names: []string{"a.example"}, Use: "nowhere"}}}
+			})
+		}), 1},
 		{"secret in clear: password", "secret-in-clear", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
 				vi.Version = 2

@@ -137,6 +137,9 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			}
 			svc.HTTP = h
 		}
+		if s.SNI != nil {
+			svc.SNI = proxySNI(s.SNI)
+		}
 		cfg.Services = append(cfg.Services, svc)
 	}
 	return cfg, errors.Join(errs...)

@@ -38,3 +38,12 @@ func proxyHTTP(h *spec.ServiceHTTP) (*httpproxy.HTTP, error) {
 	}
 	return out, errors.Join(errs...)
 }
+
+// proxySNI translates a service's SNI routing.
+func proxySNI(s *spec.ServiceSNI) *httpproxy.SNI {
+	out := &httpproxy.SNI{InspectDelay: s.InspectDelay.D()}
+	for _, r := range s.Rules {
+		out.Rules = append(out.Rules, httpproxy.SNIRule{Names: append([]string(nil), r.Names...), Match: httpproxy.Match(r.Match), Use: r.Use})
+	}
+	return out
+}

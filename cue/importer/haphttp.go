@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // HTTP mode: a `mode http` frontend (or listen) whose rules pick a
@@ -27,6 +28,11 @@ type hapHTTP struct {
 	tlsBinds []string
 	certs    []string
 	tlsPos   Pos
+	// inspect: tcp-request inspect-delay, at inspectLine; inspectMapped:
+	// SNI routing took it (else it is named as not mapped).
+	inspect       opt[time.Duration]
+	inspectLine   hapLine
+	inspectMapped bool
 	// forwardFor: option forwardfor (except …: the exception is lost),
 	// at fwd (shared with the sections that inherit it).
 	forwardFor bool
@@ -60,6 +66,19 @@ type httpRule struct {
 type httpRedirect struct {
 	kind, to string // scheme|location|prefix, its value
 	code     int
+}
+
+// sniMode is a service's sni block, as written to the site.
+type sniMode struct {
+	delay opt[time.Duration]
+	rules []sniRule
+}
+
+type sniRule struct {
+	names []string
+	match string // "" (exact) or "suffix"
+	use   string
+	pos   Pos
 }
 
 type httpCond struct {
@@ -195,6 +214,9 @@ func (p *hapProxy) httpRules(w *warnings) (*httpMode, []need) {
 				continue
 			}
 			rs, why := p.httpCondRules(ws[2:])
+			if why == "" {
+				why = sniInHTTP(rs)
+			}
 			if why != "" {
 				ns = append(ns, needs(l.Pos, FeatContentSwitching, "%s (%s)", strings.Join(ws, " "), why))
 				continue
@@ -212,6 +234,9 @@ func (p *hapProxy) httpRules(w *warnings) (*httpMode, []need) {
 			if why == "" {
 				var rs []httpRule
 				rs, why = p.httpCondRules(rest)
+				if why == "" {
+					why = sniInHTTP(rs)
+				}
 				for _, r := range rs {
 					r.deny, r.redirect, r.pos = act.deny, act.redirect, l.Pos
 					if ws[0] == "redirect" {
@@ -396,6 +421,8 @@ var httpFetches = map[string][2]string{
 	"hdr_sub": {"header", "contains"}, "hdr_reg": {"header", "regex"},
 	"req.hdr": {"header", "exact"},
 	"method":  {"method", "exact"}, "src": {"source", ""}, "ssl_fc": {"tls", ""},
+	// The TLS server name of a mode tcp frontend's ClientHello (sniRules).
+	"req_ssl_sni": {"sni", "exact"}, "req.ssl_sni": {"sni", "exact"},
 }
 
 // httpCriterion reads `FETCH [FLAGS] PATTERNS` as a condition.
@@ -509,7 +536,15 @@ func (h *hapHTTP) routeNeeds() []need {
 // else the needs that refuse it. A frontend that needs none keeps its
 // import as before (mode tcp, with a warning), and option forwardfor is
 // named as not mapped.
-func (fe *hapProxy) httpMode(be *hapProxy, w *warnings) (*httpMode, []need) {
+func (fe *hapProxy) httpMode(be *hapProxy, w *warnings) (*httpMode, *sniMode, []need) {
+	hm, sm, ns := fe.httpOrSNI(be, w)
+	if sm != nil {
+		fe.http.inspectMapped = true
+	}
+	return hm, sm, ns
+}
+
+func (fe *hapProxy) httpOrSNI(be *hapProxy, w *warnings) (*httpMode, *sniMode, []need) {
 	h := fe.http
 	beRoutes := be != fe && be.http != nil && len(be.http.routes) > 0
 	wanted := (h != nil && (len(h.routes) > 0 || len(h.certs) > 0) || beRoutes) && !fe.asPool
@@ -519,17 +554,20 @@ func (fe *hapProxy) httpMode(be *hapProxy, w *warnings) (*httpMode, []need) {
 				hapNotMapped(p.http.fwd.line, w)
 			}
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	if h == nil {
 		h = fe.httpState()
 	}
 	if fe.mode != "http" {
+		if sm, ok := fe.sniRules(w); ok && cmp.Or(be.mode, "tcp") == "tcp" {
+			return nil, sm, nil
+		}
 		ns := h.routeNeeds()
 		if len(h.certs) > 0 {
 			ns = append(ns, needs(h.tlsPos, FeatTLSTermination, "bind %s ssl in mode %s", strings.Join(h.tlsBinds, ","), cmp.Or(fe.mode, "tcp")))
 		}
-		return nil, ns
+		return nil, nil, ns
 	}
 	m, ns := fe.httpRules(w)
 	if beRoutes {
@@ -554,7 +592,7 @@ func (fe *hapProxy) httpMode(be *hapProxy, w *warnings) (*httpMode, []need) {
 			}
 		}
 	}
-	return m, ns
+	return m, nil, ns
 }
 
 // pools resolves the backends HTTP rules name: a backend some service
@@ -569,11 +607,26 @@ func (c *hapConfig) pools(out []*service, beSvc map[string]string, used map[stri
 	var kept []*service
 	var made []*service
 	for _, s := range out {
-		if s.http == nil {
+		if s.http == nil && s.sni == nil {
 			kept = append(kept, s)
 			continue
 		}
 		var ns []need
+		type useRef struct {
+			use  *string
+			pos  Pos
+			mode string // the mode HAProxy accepts for the backend
+		}
+		var refs []useRef
+		if s.sni != nil {
+			for i := range s.sni.rules {
+				refs = append(refs, useRef{&s.sni.rules[i].use, s.sni.rules[i].pos, "tcp"})
+			}
+		}
+		if s.http == nil {
+			s.http = &httpMode{} // the loop below needs none of it
+			defer func(s *service) { s.http = nil }(s)
+		}
 		// A pool backend's own rules apply to the requests a use_backend
 		// sends it: each becomes a rule before that use_backend, with its
 		// conditions ANDed to the use_backend's.
@@ -591,25 +644,30 @@ func (c *hapConfig) pools(out []*service, beSvc map[string]string, used map[stri
 		}
 		s.http.rules = rules
 		for i := range s.http.rules {
-			r := &s.http.rules[i]
-			if r.use == "" {
-				continue
+			if s.http.rules[i].use != "" {
+				refs = append(refs, useRef{&s.http.rules[i].use, s.http.rules[i].pos, "http"})
 			}
+		}
+		for _, ref := range refs {
+			r := struct {
+				use string
+				pos Pos
+			}{*ref.use, ref.pos}
 			be := c.backends[r.use]
 			if name, ok := beSvc[r.use]; ok {
 				used[r.use] = true
 				if name == "" {
 					ns = append(ns, needs(r.pos, FeatContentSwitching, "use_backend %s (backend %s is not imported)", r.use, r.use))
 				}
-				r.use = name
+				*ref.use = name
 				continue
 			}
 			if be == nil {
 				ns = append(ns, needs(r.pos, FeatContentSwitching, "use_backend %s (no such backend)", r.use))
 				continue
 			}
-			if be.mode != "http" {
-				ns = append(ns, needs(r.pos, FeatContentSwitching, "use_backend %s (backend %s is in mode %s, which HAProxy refuses behind a mode http frontend)", r.use, r.use, cmp.Or(be.mode, "tcp")))
+			if cmp.Or(be.mode, "tcp") != ref.mode {
+				ns = append(ns, needs(r.pos, FeatContentSwitching, "use_backend %s (backend %s is in mode %s behind a mode %s frontend)", r.use, r.use, cmp.Or(be.mode, "tcp"), ref.mode))
 				continue
 			}
 			be.asPool = true
@@ -623,13 +681,13 @@ func (c *hapConfig) pools(out []*service, beSvc map[string]string, used map[stri
 			for names[ps.name] {
 				ps.name += "_pool"
 			}
-			if be.http != nil && be.http.fwd != nil && !s.http.forwardFor {
+			if ref.mode == "http" && be.http != nil && be.http.fwd != nil && !s.http.forwardFor {
 				w.add(be.http.fwd.line.Pos, "option forwardfor (backend %s): gitgw adds X-Forwarded-For per frontend, and service %s does not: its requests to %s go without it", be.name, s.name, be.name)
 			}
 			names[ps.name] = true
 			beSvc[be.name] = ps.name
 			made = append(made, ps)
-			r.use = ps.name
+			*ref.use = ps.name
 		}
 		if len(ns) > 0 {
 			w.refuse("frontend "+s.name, ns)
@@ -642,6 +700,11 @@ func (c *hapConfig) pools(out []*service, beSvc map[string]string, used map[stri
 	for _, s := range kept {
 		if s.http != nil {
 			for _, r := range s.http.rules {
+				reached[r.use] = true
+			}
+		}
+		if s.sni != nil {
+			for _, r := range s.sni.rules {
 				reached[r.use] = true
 			}
 		}
@@ -662,6 +725,11 @@ func (c *hapConfig) unmappedForwardFor(w *warnings) {
 			hapNotMapped(f.line, w)
 		}
 	}
+	for _, p := range c.proxies {
+		if h := p.http; h != nil && h.inspect.ok && !h.inspectMapped {
+			hapNotMapped(h.inspectLine, w)
+		}
+	}
 }
 
 // noteForwardFor records the option forwardfor line of a section.
@@ -669,4 +737,56 @@ func (c *hapConfig) noteForwardFor(p *hapProxy) {
 	if p.http != nil && p.http.fwd != nil && !slices.Contains(c.fwds, p.http.fwd) {
 		c.fwds = append(c.fwds, p.http.fwd)
 	}
+}
+
+// sniRules maps a mode tcp frontend whose only routing is use_backend on
+// the ClientHello's server name (req_ssl_sni, one term or alternatives,
+// -i, -m str|end) and that terminates no TLS; ok false leaves it to be
+// refused. Without tcp-request inspect-delay, HAProxy decides before the
+// hello has arrived, on most connections: refused too, as gitgw would
+// route what the original does not.
+func (fe *hapProxy) sniRules(w *warnings) (*sniMode, bool) {
+	h := fe.http
+	if h == nil || len(h.routes) == 0 || len(h.certs) > 0 || !h.inspect.ok {
+		return nil, false
+	}
+	sm := &sniMode{delay: h.inspect}
+	for _, l := range h.routes {
+		if l.Words[0] != "use_backend" || len(l.Words) < 4 || strings.Contains(l.Words[1], "%[") {
+			return nil, false
+		}
+		rs, why := fe.httpCondRules(l.Words[2:])
+		if why != "" {
+			return nil, false
+		}
+		for _, r := range rs {
+			if len(r.when) != 1 || r.when[0].subject != "sni" || r.when[0].not || (r.when[0].match != "exact" && r.when[0].match != "suffix") {
+				return nil, false
+			}
+			c := r.when[0]
+			if !c.ignoreCase {
+				w.add(l.Pos, "%s: gitgw compares server names without case (HAProxy without -i does not)", strings.Join(l.Words, " "))
+			}
+			sr := sniRule{names: c.values, use: l.Words[1], pos: l.Pos}
+			if c.match == "suffix" {
+				sr.match = "suffix"
+			}
+			sm.rules = append(sm.rules, sr)
+		}
+	}
+	return sm, true
+}
+
+// sniInHTTP names a server-name condition in HTTP mode (gitgw's HTTP
+// rules see requests, not the hello; HAProxy's req_ssl_sni is for mode
+// tcp).
+func sniInHTTP(rs []httpRule) string {
+	for _, r := range rs {
+		for _, c := range r.when {
+			if c.subject == "sni" {
+				return "req_ssl_sni in mode http"
+			}
+		}
+	}
+	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gitgw/gitgw/cue/spec"
 )
@@ -121,4 +122,34 @@ func condText(alts [][]httpCond) [][]string {
 		out = append(out, cs)
 	}
 	return out
+}
+
+// TestSNIImport: a mode tcp frontend routing by the ClientHello's server
+// name (req_ssl_sni after tcp-request inspect-delay) is imported as SNI
+// routing, || as one rule per alternative, its backends as pools.
+func TestSNIImport(t *testing.T) {
+	const be = "  mode tcp\n  timeout connect 5s\n  timeout server 30s\n"
+	hap := "frontend tls_in\n  mode tcp\n  bind 203.0.113.1:443\n  timeout client 30s\n  tcp-request inspect-delay 5s\n" +
+		"  use_backend api if { req_ssl_sni -i api.example }\n" +
+		"  use_backend web if { req_ssl_sni -i -m end .example.org } || { req.ssl_sni -i www.example }\n  default_backend fallback\n" +
+		"backend api\n" + be + "  server a1 198.51.100.1:443 check\n" +
+		"backend web\n" + be + "  server w1 198.51.100.2:443 check\n" +
+		"backend fallback\n" + be + "  server f1 198.51.100.3:443 check\n"
+	res, view := loadText(t, "", hap)
+	want := &spec.ServiceSNI{InspectDelay: spec.Duration(5 * time.Second), Rules: []spec.SNIRule{
+		{Names: []string{"api.example"}, Match: "exact", Use: "api"},
+		{Names: []string{".example.org"}, Match: "suffix", Use: "web"},
+		{Names: []string{"www.example"}, Match: "exact", Use: "web"},
+	}}
+	if got := view.Services["tls_in"].SNI; !reflect.DeepEqual(got, want) {
+		t.Errorf("sni %+v, want %+v\n%s", got, want, goldenText(res))
+	}
+	if len(view.Services["api"].Binds) != 0 || len(view.Services["web"].Binds) != 0 || len(res.Refused) != 0 {
+		t.Errorf("pools api, web: %+v %+v; refused %v", view.Services["api"], view.Services["web"], res.Refused)
+	}
+	// Without inspect-delay HAProxy routes before the hello arrives: refused.
+	res = importText(t, "", strings.Replace(hap, "  tcp-request inspect-delay 5s\n", "", 1))
+	if len(res.Refused) == 0 {
+		t.Errorf("SNI routing without inspect-delay imported:\n%s", goldenText(res))
+	}
 }

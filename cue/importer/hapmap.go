@@ -377,6 +377,13 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		if ws[0] == "http-request" && p.httpRoute(l) {
 			return
 		}
+		if ws[0] == "tcp-request" && arg(1) == "inspect-delay" && (p.kind == "frontend" || p.kind == "listen") {
+			if d, err := hapTime(arg(2)); err == nil && len(ws) == 3 {
+				h := p.httpState()
+				h.inspect, h.inspectLine = some(d), l
+				return // mapped with SNI routing, else named (httpMode)
+			}
+		}
 		if routingAction(ws) {
 			p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
 			return
@@ -1442,11 +1449,11 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	if s.name != fe.name {
 		w.add(fe.pos, "%s %q renamed %q", fe.kind, fe.name, s.name)
 	}
-	hm, httpNs := fe.httpMode(be, w)
-	s.http = hm
+	hm, sm, httpNs := fe.httpMode(be, w)
+	s.http, s.sni = hm, sm
 	switch {
 	case fe.asPool:
-		s.comments = append(s.comments, fmt.Sprintf("From backend %s (%s), a pool that HTTP rules send requests to.", be.name, be.pos))
+		s.comments = append(s.comments, fmt.Sprintf("From backend %s (%s), a pool that other services' rules send to.", be.name, be.pos))
 	case fe != be:
 		s.comments = append(s.comments, fmt.Sprintf("From frontend %s (%s) with backend %s (%s).", fe.name, fe.pos, be.name, be.pos))
 	default:
@@ -1462,7 +1469,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		}
 	}
 	switch {
-	case hm != nil || fe.asPool:
+	case hm != nil || sm != nil || fe.asPool:
 		// HTTP mode is kept: the service's (or the pool's frontends').
 	case len(httpIn) == 2 && fe.modePos != be.modePos:
 		w.add(fe.modePos, "mode http (%s): gitgw proxies TCP (layer 4); imported as mode tcp, HTTP processing is lost", httpIn[0])
@@ -1528,7 +1535,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	ns = append(ns, transNeeds...)
 	ns = append(ns, be.cookieRouting()...)
 	ns = append(ns, httpNs...)
-	if hm == nil && fe != be && !fe.asPool {
+	if hm == nil && sm == nil && fe != be && !fe.asPool {
 		ns = append(ns, be.http.routeNeeds()...) // the backend's rules, behind no HTTP mode
 	}
 	if len(ns) > 0 {

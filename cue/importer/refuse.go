@@ -109,7 +109,8 @@ const (
 	// FeatContentSwitching: HAProxy rules that send a request or
 	// connection elsewhere than the one pool by what it holds, or answer
 	// it in the proxy itself, where the site's HTTP rules cannot say it:
-	// any in mode tcp (SNI routing included), a frontend without
+	// any in mode tcp but use_backend on req_ssl_sni after tcp-request
+	// inspect-delay (haphttp.go sniRules), a frontend without
 	// default_backend; in mode http, a fetch, flag, action or option the
 	// rules lack (haphttp.go httpRules, httpCriterion, httpAction), a
 	// backend that is missing or refused; `use-server`, HAProxy 1.x's
@@ -140,7 +141,7 @@ var featureWhy = map[Feature]string{
 	FeatProtocol:         "gitgw services carry TCP or UDP",
 	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (IP-in-IP to the servers) is not built",
 	FeatFwmark:           "a gitgw service is addresses and ports (binds); IPVS services by firewall mark (whatever the firewall marks, often several ports) and virtual_server_groups are not built",
-	FeatContentSwitching: "gitgw routes requests only in HTTP mode, by rules on the host, path, url, method, headers, source and TLS (terms ANDed, alternatives by ||) that use another service, deny or redirect; it routes no TCP connection by what it holds, so traffic would go where the original does not send it",
+	FeatContentSwitching: "gitgw routes requests only in HTTP mode, by rules on the host, path, url, method, headers, source and TLS (terms ANDed, alternatives by ||) that use another service, deny or redirect, and TCP connections only by their TLS server name; other routing would send traffic where the original does not",
 }
 
 // Refusal is a service or check of a source configuration that the site

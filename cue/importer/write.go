@@ -443,6 +443,21 @@ func serviceField(sv *service) cfield {
 	if sv.http != nil {
 		s.add("http", httpField(sv.http))
 	}
+	if sv.sni != nil {
+		ss := &cstruct{}
+		addOpt(ss, "inspect_delay", sv.sni.delay, cdur)
+		rules := &clist{block: true}
+		for _, r := range sv.sni.rules {
+			rs := inline(fld("names", cstrs(r.names)))
+			if r.match != "" {
+				rs.fields = append(rs.fields, fld("match", cstr(r.match)))
+			}
+			rs.fields = append(rs.fields, fld("use", cstr(r.use)))
+			rules.elems = append(rules.elems, rs)
+		}
+		ss.add("rules", rules)
+		s.add("sni", ss)
+	}
 	return cfield{label: sv.name, val: s, doc: sv.comments}
 }
 

@@ -452,6 +452,24 @@ type Service struct {
 	// HTTP serves a proxy-mode TCP service in HTTP mode (HAProxy's mode
 	// http frontend); nil: TCP.
 	HTTP *ServiceHTTP `json:"http,omitempty"`
+	// SNI routes a proxy-mode TCP service's TLS connections, not
+	// terminated, by the server name of their ClientHello; nil: none.
+	SNI *ServiceSNI `json:"sni,omitempty"`
+}
+
+// ServiceSNI is SNI routing: rules in order, InspectDelay the wait for
+// the ClientHello.
+type ServiceSNI struct {
+	InspectDelay Duration  `json:"inspect_delay,omitempty"`
+	Rules        []SNIRule `json:"rules"`
+}
+
+// SNIRule sends connections whose server name is one of Names (Match
+// "exact" or "suffix", case-insensitive) to the service Use.
+type SNIRule struct {
+	Names []string `json:"names"`
+	Match string   `json:"match,omitempty"`
+	Use   string   `json:"use"`
 }
 
 // ServiceHTTP is a service's HTTP mode: TLS termination, rules evaluated
