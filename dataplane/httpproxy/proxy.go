@@ -474,8 +474,18 @@ type poolRT struct {
 
 func newPoolRT(p *Proxy, pc Pool) *poolRT {
 	d := &net.Dialer{Timeout: pc.Connect}
+	dial := d.DialContext
+	if pc.Server > 0 {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, idle: pc.Server}, nil
+		}
+	}
 	tr := &http.Transport{
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		ResponseHeaderTimeout: pc.Server,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
@@ -582,3 +592,22 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 
 func (bufPool) Get() []byte  { return *copyBufs.Get().(*[]byte) }
 func (bufPool) Put(b []byte) { copyBufs.Put(&b) }
+
+// idleConn is a server connection on which each read and write must make
+// progress within idle: HAProxy's timeout server, an inactivity timeout
+// (a response whose body stalls is cut; an idle kept-alive connection is
+// closed after it too).
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(b)
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	return c.Conn.Write(b)
+}

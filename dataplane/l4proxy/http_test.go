@@ -78,3 +78,44 @@ func TestHTTPRulesChangeInPlace(t *testing.T) {
 		t.Errorf("/c/1 from %q after its pool left the site, want a", got)
 	}
 }
+
+// TestHTTPServerTimeout: the service's server timeout is an inactivity
+// timeout, as HAProxy's: a response whose body stalls is cut, where
+// net/http's transport alone would wait for ever.
+func TestHTTPServerTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	defer close(release)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		_, _ = w.Write([]byte("12345"))
+		w.(http.Flusher).Flush()
+		<-release // the other half never comes
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	bind := freePort(t)
+	newTestPool(t, Options{}, Config{Services: []Service{{Name: "web", Binds: []netip.AddrPort{bind},
+		Timeouts: Timeouts{Server: 200 * time.Millisecond},
+		Servers:  []Server{{Name: "a", Addr: ln.Addr().(*net.TCPAddr).AddrPort(), Weight: 1}}, HTTP: &httpproxy.HTTP{}}}})
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + bind.String() + "/")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a body cut after 5 of 10 bytes read without error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled response was not cut within 10s (server timeout 200ms)")
+	}
+}
