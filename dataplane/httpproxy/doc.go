@@ -13,4 +13,15 @@
 // the L4 pool's balancing over its health-checked servers, so that a pool
 // here is simply another proxy service: its status, metrics, checks and
 // guardrails need nothing new.
+//
+// The same seam carries SNI routing (sni.go): a TCP service's TLS
+// connections, not terminated, are routed by the server name of their
+// ClientHello, read with crypto/tls and replayed to the chosen server.
+//
+// What HAProxy does that this does not: queueing a request when every
+// server is at its maxconn (it is answered 503), handing established HTTP
+// connections to the next agent (a restart lets requests in flight finish
+// and closes idle keep-alive connections, as HAProxy's reload does),
+// shutdown-sessions, HTTP/2, and per-request counters in the stats (the
+// servers count requests, the service its connections).
 package httpproxy
