@@ -38,6 +38,7 @@ func guardrails() []guardrail {
 		{Policy{"service-feature-built", "a service uses only what this gitgw carries: a field the schema knows but no driver runs yet would otherwise be ignored in silence."}, Error, serviceFeatureBuilt},
 		{Policy{"nat-route-back", "a nat service's servers are on a segment where its gateways have an address or a VIP: their replies must come back through the gateway that rewrote the request, or the client drops them."}, Error, natRouteBack},
 		{Policy{"dr-real-server", "a dr service does not run on its own real servers, and a node set real_server: \"on\" is one: a real server forwarding its own service loops, and one nothing names stays unconfigured."}, Error, drRealServer},
+		{Policy{"http-pool", "an HTTP rule sends requests to a proxy-mode TCP service that runs wherever the rule's service runs, and a service without binds is one some rule sends requests to: otherwise requests fail, or servers wait for traffic that never comes."}, Error, httpPool},
 		{Policy{"secret-in-clear", "no VRRP password is written in the site: use password_file (read on the node)."}, Warning, secretInClear},
 	}
 }
@@ -544,6 +545,85 @@ func serviceFeatureBuilt(in *Input, r report) {
 				r.add(path+".servers."+spec.Label(sn)+".tls", "service %s: server %s: tls in mode %q: only proxy mode originates TLS to servers", name, sn, s.Mode)
 			case s.Protocol == "udp":
 				r.add(path+".servers."+spec.Label(sn)+".tls", "service %s: server %s: tls on a udp service: TLS runs over TCP", name, sn)
+			}
+		}
+	}
+}
+
+// httpPool checks HTTP mode where the schema cannot: across services. A
+// rule's pool must be a proxy-mode TCP service present on every node of
+// the rule's service (the proxy picks its servers there); TLS binds must
+// be binds of the service; a service without binds exists only as a pool,
+// so some rule must name it.
+func httpPool(in *Input, r report) {
+	used := map[string]bool{}
+	proxyTCP := func(s spec.Service) bool { return !s.Kernel() && s.Protocol != "udp" }
+	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
+		s, path := in.Services[name], "services."+spec.Label(name)
+		if s.SNI != nil {
+			if !proxyTCP(s) || s.HTTP != nil {
+				r.add(path+".sni", "service %s: sni routing is for proxy-mode TCP services without http (it passes TLS through unterminated)", name)
+			}
+			for i, ru := range s.SNI.Rules {
+				used[ru.Use] = true
+				usePool(in, r, name, s, fmt.Sprintf("%s.sni.rules.%d.use", path, i), i, ru.Use, proxyTCP)
+			}
+		}
+		h := s.HTTP
+		if h == nil {
+			continue
+		}
+		if !proxyTCP(s) {
+			r.add(path+".http", "service %s: http mode is for proxy-mode TCP services (mode %q, protocol %q)", name, s.Mode, s.Protocol)
+		}
+		if len(s.Binds) == 0 {
+			r.add(path+".binds", "service %s: http mode without binds: nothing would reach its rules", name)
+		}
+		if h.TLS != nil {
+			for i, b := range h.TLS.Binds {
+				if !slices.Contains(s.Binds, b) {
+					r.add(fmt.Sprintf("%s.http.tls.binds.%d", path, i), "service %s: tls bind %s is none of the service's binds", name, b)
+				}
+			}
+		}
+		for i, ru := range h.Rules {
+			if ru.Use == "" {
+				continue
+			}
+			used[ru.Use] = true
+			usePool(in, r, name, s, fmt.Sprintf("%s.http.rules.%d.use", path, i), i, ru.Use, proxyTCP)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
+		s := in.Services[name]
+		if len(s.Binds) == 0 && proxyTCP(s) && !used[name] {
+			r.add("services."+spec.Label(name)+".binds", "service %s has no binds and no HTTP rule sends requests to it: its servers would never get traffic", name)
+		}
+	}
+}
+
+// nodesOf lists the nodes a service runs on: its own list, else every
+// node of the input.
+func nodesOf(in *Input, s spec.Service) []string {
+	if len(s.Nodes) > 0 {
+		return s.Nodes
+	}
+	return slices.Sorted(maps.Keys(in.Nodes))
+}
+
+// usePool checks the pool a rule of service name (at path at) sends to.
+func usePool(in *Input, r report, name string, s spec.Service, at string, i int, use string, proxyTCP func(spec.Service) bool) {
+	p, ok := in.Services[use]
+	switch {
+	case !ok:
+		r.add(at, "service %s: rule %d sends requests to service %s, which the site does not define (for this node)", name, i, use)
+	case !proxyTCP(p):
+		r.add(at, "service %s: rule %d sends requests to service %s, which is not a proxy-mode TCP service", name, i, use)
+	case len(p.Nodes) > 0:
+		for _, n := range nodesOf(in, s) {
+			if !slices.Contains(p.Nodes, n) {
+				r.add(at, "service %s: rule %d sends requests to service %s, which does not run on node %s", name, i, use, n)
+				break
 			}
 		}
 	}

@@ -478,6 +478,28 @@ func TestGuardrails(t *testing.T) {
 			setNode(in, "gw1", func(n *spec.NodeSettings) { n.Tuning.ProxyBusyPoll = spec.Duration(10 * time.Millisecond) })
 		}), 0},
 
+		{"http pool: a rule to a service without binds", "http-pool", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.HTTP = &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "static", When: []spec.HTTPCond{{Subject: "path", Match: "prefix", Values: []string{"/img"}}}}}}
+			})
+			st := in.Services["web"]
+			st.Binds, st.HTTP = nil, nil
+			in.Services["static"] = st
+		}), 0},
+		{"http pool: a rule to no service, a pool nothing uses, a tls bind not bound", "http-pool", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.HTTP = &spec.ServiceHTTP{TLS: &spec.HTTPTLS{CertFiles: []string{"/etc/site.pem"}, Binds: []string{"203.0.113.100:443"}},
+					Rules: []spec.HTTPRule{{Use: "statik"}}}
+			})
+			st := in.Services["web"]
+			st.Binds, st.HTTP = nil, nil
+			in.Services["static"] = st
+		}), 3},
+		{"http pool: an sni rule to no service", "http-pool", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.SNI = &spec.ServiceSNI{Rules: []spec.SNIRule{{Names: []string{"a.example"}, Use: "nowhere"}}}
+			})
+		}), 1},
 		{"secret in clear: password", "secret-in-clear", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
 				vi.Version = 2

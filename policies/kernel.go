@@ -24,7 +24,9 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 	if s.RouteBack != "" && s.Mode != spec.ModeNAT {
 		r.add(path+".route_back", "service %s: route_back is for nat (the servers' replies through the gateway); mode %s does not rewrite them", name, cmpMode(s.Mode))
 	}
-	if len(s.Binds) == 0 && len(s.Fwmarks) == 0 {
+	// A proxy-mode TCP service without binds is a pool other services'
+	// HTTP or SNI rules send to (guardrail http-pool checks that some do).
+	if len(s.Binds) == 0 && len(s.Fwmarks) == 0 && (s.Kernel() || s.Protocol == "udp") {
 		r.add(path+".binds", "service %s: no binds and no fwmarks: the service would take no packet", name)
 	}
 	for i, m := range s.Fwmarks {

@@ -135,6 +135,16 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			}
 			svc.Source = src
 		}
+		if s.HTTP != nil {
+			h, err := proxyHTTP(s.HTTP)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: %w", name, err))
+			}
+			svc.HTTP = h
+		}
+		if s.SNI != nil {
+			svc.SNI = proxySNI(s.SNI)
+		}
 		cfg.Services = append(cfg.Services, svc)
 	}
 	return cfg, errors.Join(errs...)

@@ -6,8 +6,9 @@ import (
 )
 
 // TestContentSwitching: a proxy whose traffic HAProxy sends to another
-// backend or server by what a request holds, or answers itself, is
-// refused at the rule's line; imported as its one pool, that traffic
+// backend or server by what a request holds, or answers itself, in a way
+// the site's HTTP rules cannot say (haphttp_test.go has those they can),
+// is refused at the rule's line; imported as its one pool, that traffic
 // would reach servers the original does not send it to.
 func TestContentSwitching(t *testing.T) {
 	const fe = "frontend www\n  mode http\n  bind 203.0.113.1:80\n"
@@ -17,16 +18,16 @@ func TestContentSwitching(t *testing.T) {
 		name, hap string
 		line      int
 	}{
-		{"use_backend beside default_backend", fe + "  use_backend img if { path_beg /img }\n  default_backend app\n" + be + other, 4},
 		{"use_backend without default_backend", fe + "  use_backend img if { path_beg /img }\n  use_backend app if { path_beg /app }\n" + be + other, 4},
 		{"use_backend in a listen", "listen www\n  bind 203.0.113.1:80\n  use_backend img if { src 198.51.100.0/24 }\n  server a 198.51.100.1:80 check\n" + other, 3},
 		{"reqisetbe", fe + "  reqisetbe ^Host:\\ img img\n  default_backend app\n" + be + other, 4},
+		{"SNI routing to mode http backends", "frontend f\n  mode tcp\n  bind 203.0.113.1:443\n  tcp-request inspect-delay 5s\n  use_backend img if { req_ssl_sni -i img.example }\n  default_backend app\n" + be + other, 5},
+		{"use_backend on a fetch the rules lack", fe + "  use_backend img if { path_dir img }\n  default_backend app\n" + be + other, 4},
+		{"use_backend to a backend that is refused", fe + "  use_backend img if { path_beg /img }\n  default_backend app\n" + be + "backend img\n  mode http\n  server i 198.51.100.9:80 check\n  use-server i if { path_beg /i }\n", 4},
+		{"redirect with an option the rules lack", fe + "  redirect prefix https://www.example.net drop-query\n  default_backend app\n" + be, 4},
 		{"use-server", fe + "  default_backend app\n" + be + "  server b 198.51.100.2:80 check\n  use-server b if { path_beg /b }\n", 9},
-		{"http-request redirect", fe + "  http-request redirect scheme https if !{ ssl_fc }\n  default_backend app\n" + be, 4},
 		{"http-request return", fe + "  http-request return status 200 if { path /health }\n  default_backend app\n" + be, 4},
-		{"redirect", fe + "  redirect prefix https://www.example.net\n  default_backend app\n" + be, 4},
 		{"tcp-request content use-service", "listen l\n  bind 203.0.113.1:80\n  tcp-request content use-service lua.svc\n  server a 198.51.100.1:80 check\n", 3},
-		{"monitor-uri", fe + "  monitor-uri /up\n  default_backend app\n" + be, 4},
 		{"option http_proxy", "listen l\n  mode http\n  bind 203.0.113.1:3128\n  option http_proxy\n  server a 0.0.0.0:0\n", 4},
 		{"http-response redirect", fe + "  http-response redirect location /moved if { status 404 }\n  default_backend app\n" + be, 4},
 		{"cookie to a backup server", "listen l\n  mode http\n  bind 203.0.113.1:80\n  cookie SRV\n  server a 198.51.100.1:80 check cookie a\n  server b 198.51.100.2:80 check cookie b backup\n", 6},

@@ -73,6 +73,10 @@ type hapProxy struct {
 	// replaces them, and says so.
 	chkLine   *hapLine
 	httpLines []hapLine
+	// http: what HTTP mode maps (haphttp.go); asPool: the backend is
+	// imported as a pool of HTTP rules.
+	http   *hapHTTP
+	asPool bool
 }
 
 // hapConnect is an http-check or tcp-check connect's options.
@@ -141,6 +145,9 @@ func (d *hapProxy) inherit(kind, name string, pos Pos) *hapProxy {
 	}
 	p.tcpDefault = maps.Clone(d.tcpDefault)
 	p.chkLine, p.httpLines = nil, nil
+	if d.http != nil {
+		p.http = &hapHTTP{forwardFor: d.http.forwardFor, fwd: d.http.fwd} // only option forwardfor is inherited
+	}
 	return &p
 }
 
@@ -167,6 +174,8 @@ type hapConfig struct {
 	proxies    []*hapProxy
 	backends   map[string]*hapProxy
 	resolvers  map[string]hapResolvers
+	// fwds are the option forwardfor lines read (haphttp.go).
+	fwds []*fwdOption
 }
 
 func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
@@ -197,6 +206,7 @@ func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
 			for _, l := range s.Lines {
 				defaults.line(l, w)
 			}
+			c.noteForwardFor(defaults)
 		case "frontend", "backend", "listen":
 			p := defaults.inherit(s.Kind, s.Name(), s.Pos)
 			if s.Kind == "listen" && len(s.Args) > 1 {
@@ -209,6 +219,7 @@ func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
 				p.line(l, w)
 			}
 			c.proxies = append(c.proxies, p)
+			c.noteForwardFor(p)
 			if s.Kind == "backend" {
 				c.backends[p.name] = p
 			}
@@ -326,7 +337,12 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		err = setOpt(&p.retries)(integer(arg(1), 0, 10))
 	case "default_backend":
 		p.defBackend, p.defPos = arg(1), l.Pos
-	case "use_backend", "use-server", "redirect", "monitor-uri", "monitor-net", "reqsetbe", "reqisetbe":
+	case "use_backend", "redirect", "monitor-uri":
+		if p.httpRoute(l) {
+			return // mapped in HTTP mode, or refused with its line (haphttp.go)
+		}
+		p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
+	case "use-server", "monitor-net", "reqsetbe", "reqisetbe":
 		// Traffic the original sends to another backend or server, or
 		// answers itself: importing the one pool would send it elsewhere.
 		p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
@@ -358,6 +374,16 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 	case "acl":
 		p.acl(l, w)
 	case "tcp-request", "http-request", "tcp-response", "http-response":
+		if ws[0] == "http-request" && p.httpRoute(l) {
+			return
+		}
+		if ws[0] == "tcp-request" && arg(1) == "inspect-delay" && (p.kind == "frontend" || p.kind == "listen") {
+			if d, err := hapTime(arg(2)); err == nil && len(ws) == 3 {
+				h := p.httpState()
+				h.inspect, h.inspectLine = some(d), l
+				return // mapped with SNI routing, else named (httpMode)
+			}
+		}
 		if routingAction(ws) {
 			p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
 			return
@@ -447,6 +473,10 @@ func (p *hapProxy) bind(l hapLine, w *warnings) {
 	}
 	for _, o := range l.Words[2:] {
 		if o == "ssl" {
+			if p.kind == "frontend" || p.kind == "listen" {
+				p.httpBind(l, w) // terminated in HTTP mode (haphttp.go)
+				return
+			}
 			p.needs = append(p.needs, needs(l.Pos, FeatTLSTermination, "bind %s ssl", l.Words[1]))
 			return
 		}
@@ -873,6 +903,13 @@ func (p *hapProxy) option(l hapLine, w *warnings) {
 	switch ws[1] {
 	case "redispatch":
 		p.redispatch = some(!neg)
+	case "forwardfor":
+		// Mapped in HTTP mode, named as not mapped otherwise (service).
+		h := p.httpState()
+		h.forwardFor, h.fwd = !neg, nil
+		if !neg {
+			h.fwd = &fwdOption{line: l}
+		}
 	case "tcplog", "tcpka", "clitcpka", "srvtcpka", "dontlognull":
 		// gitgw logs connections and keeps TCP keepalive on by itself.
 	case "httpchk":
@@ -1421,6 +1458,7 @@ func tcpExpect(c *check) bool {
 func (c *hapConfig) services(w *warnings) []*service {
 	var out []*service
 	used := map[string]bool{}
+	beSvc := map[string]string{} // backend (or listen) → the service that carries its servers
 	for _, p := range c.proxies {
 		var fe, be *hapProxy
 		switch p.kind {
@@ -1429,7 +1467,7 @@ func (c *hapConfig) services(w *warnings) []*service {
 		case "frontend":
 			fe = p
 			if p.defBackend == "" {
-				if ns := routingNeeds(p.needs); len(ns) > 0 {
+				if ns := append(routingNeeds(p.needs), p.http.routeNeeds()...); len(ns) > 0 {
 					w.refuse("frontend "+p.name, ns)
 					continue
 				}
@@ -1450,10 +1488,10 @@ func (c *hapConfig) services(w *warnings) []*service {
 			continue
 		}
 		if len(fe.binds) == 0 {
-			if len(fe.needs) > 0 {
+			if ns := append(slices.Clone(fe.needs), fe.http.routeNeeds()...); len(ns) > 0 {
 				// Its binds need what the site lacks (TLS termination),
 				// or it does: the refusal names why, at the lines.
-				w.refuse(p.kind+" "+p.name, fe.needs)
+				w.refuse(p.kind+" "+p.name, ns)
 				continue
 			}
 			w.add(p.pos, "%s %s has no TCP bind gitgw can take: not imported", p.kind, p.name)
@@ -1461,8 +1499,11 @@ func (c *hapConfig) services(w *warnings) []*service {
 		}
 		if s := c.service(fe, be, w); s != nil {
 			out = append(out, s)
+			beSvc[be.name] = s.name
 		}
 	}
+	out = c.pools(out, beSvc, used, w)
+	c.unmappedForwardFor(w)
 	for _, p := range c.proxies {
 		p.unusedACLs(w)
 		if p.kind == "backend" && !used[p.name] {
@@ -1477,9 +1518,14 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	if s.name != fe.name {
 		w.add(fe.pos, "%s %q renamed %q", fe.kind, fe.name, s.name)
 	}
-	if fe != be {
+	hm, sm, httpNs := fe.httpMode(be, w)
+	s.http, s.sni = hm, sm
+	switch {
+	case fe.asPool:
+		s.comments = append(s.comments, fmt.Sprintf("From backend %s (%s), a pool that other services' rules send to.", be.name, be.pos))
+	case fe != be:
 		s.comments = append(s.comments, fmt.Sprintf("From frontend %s (%s) with backend %s (%s).", fe.name, fe.pos, be.name, be.pos))
-	} else {
+	default:
 		s.comments = append(s.comments, fmt.Sprintf("From listen %s (%s).", fe.name, fe.pos))
 	}
 	var httpIn []string
@@ -1492,6 +1538,8 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		}
 	}
 	switch {
+	case hm != nil || sm != nil || fe.asPool:
+		// HTTP mode is kept: the service's (or the pool's frontends').
 	case len(httpIn) == 2 && fe.modePos != be.modePos:
 		w.add(fe.modePos, "mode http (%s): gitgw proxies TCP (layer 4); imported as mode tcp, HTTP processing is lost", httpIn[0])
 		w.add(be.modePos, "mode http (%s): gitgw proxies TCP (layer 4); imported as mode tcp, HTTP processing is lost", httpIn[1])
@@ -1503,6 +1551,8 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		w.add(pos, "mode http (%s): gitgw proxies TCP (layer 4); imported as mode tcp, HTTP processing is lost", strings.Join(httpIn, ", "))
 	}
 	switch {
+	case fe.asPool:
+		// A pool accepts nothing: its frontends' maxconn apply.
 	case fe.maxconn.ok:
 		s.maxconn = fe.maxconn
 	case c.globalMaxconn.ok:
@@ -1519,7 +1569,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		s.timeouts[toQueue] = s.timeouts[toConnect] // HAProxy's default
 	}
 	for _, i := range []int{toConnect, toClient, toServer} {
-		if !s.timeouts[i].ok {
+		if !s.timeouts[i].ok && !(fe.asPool && i == toClient) {
 			w.add(fe.pos, "%s %s: no timeout %s (HAProxy waits forever): gitgw's default applies", fe.kind, fe.name, timeoutNames[i])
 		}
 	}
@@ -1564,6 +1614,10 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	ns = append(ns, srcNeeds...)
 	ns = append(ns, transNeeds...)
 	ns = append(ns, be.cookieRouting()...)
+	ns = append(ns, httpNs...)
+	if hm == nil && sm == nil && fe != be && !fe.asPool {
+		ns = append(ns, be.http.routeNeeds()...) // the backend's rules, behind no HTTP mode
+	}
 	if len(ns) > 0 {
 		what := fmt.Sprintf("%s %s", fe.kind, fe.name)
 		if fe != be {

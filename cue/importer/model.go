@@ -239,6 +239,9 @@ type service struct {
 	source     *sourceRules
 	// resolveInterval: how often servers given by name are resolved again.
 	resolveInterval opt[time.Duration]
+	// http: HTTP mode (haphttp.go); nil: TCP. sni: SNI routing.
+	http *httpMode
+	sni  *sniMode
 }
 
 // The timeouts of a service, in the schema's order.

@@ -101,7 +101,10 @@ const (
 	// (the client's original destination as the server) (hapmap.go line,
 	// option, server, usesrc); `usesrc clientip` and `client` are mapped.
 	FeatTransparent Feature = "transparent"
-	// FeatTLSTermination: a bind with `ssl` (hapmap.go bind).
+	// FeatTLSTermination: a bind with `ssl` that HTTP mode cannot carry:
+	// in a mode tcp section or a backend, with client certificates
+	// (`ca-file`, `verify`), `crt-list`, `strict-sni`, a relative crt, no
+	// crt (hapmap.go bind; haphttp.go httpBind, httpMode).
 	FeatTLSTermination Feature = "tls-termination"
 	// FeatProtocol: a virtual_server of another protocol than TCP and UDP
 	// (SCTP) (kamap.go virtualServer).
@@ -115,15 +118,17 @@ const (
 	// port or fwmark (kamap.go groupEntries, groupRange).
 	FeatVSGroup Feature = "vs-group"
 	// FeatContentSwitching: HAProxy rules that send a request or
-	// connection elsewhere than the one pool by what it holds:
-	// `use_backend` (a frontend's traffic split between backends; HAProxy
-	// 1.x's `reqsetbe`), `use-server`, a `cookie` that reaches a backup
-	// server while the others are up, `option http_proxy` (the server is
-	// the request's URL); or that answer it in the proxy itself:
-	// `redirect`, `http-request redirect|return|use-service`, `tcp-request
-	// content use-service`, `monitor-uri`, `monitor-net`, a server's `redir`
-	// (hapmap.go line, option, routingAction, services, cookieRouting,
-	// server).
+	// connection elsewhere than the one pool by what it holds, or answer
+	// it in the proxy itself, where the site's HTTP rules cannot say it:
+	// any in mode tcp but use_backend on req_ssl_sni after tcp-request
+	// inspect-delay (haphttp.go sniRules), a frontend without
+	// default_backend; in mode http, a fetch, flag, action or option the
+	// rules lack (haphttp.go httpRules, httpCriterion, httpAction), a
+	// backend that is missing or refused; `use-server`, HAProxy 1.x's
+	// `reqsetbe`, `monitor-net`, a `cookie` that reaches a backup server
+	// while the others are up, `option http_proxy`, `http-request
+	// return|use-service`, `tcp-request content use-service`, a server's `redir` (hapmap.go
+	// line, option, routingAction, services, cookieRouting, server).
 	FeatContentSwitching Feature = "content-switching"
 )
 
@@ -144,11 +149,11 @@ var featureWhy = map[Feature]string{
 	FeatServerVia:        "a gitgw proxy connects to each server directly; dialled at its own address instead of through the SOCKS4 proxy, a server the original reaches only that way is unreachable",
 	FeatSourceRules:      "a gitgw service's source rules are allow and deny lists of networks and per-source limits on connections, checked at accept; dropping other rules would let in what the original turns away",
 	FeatTransparent:      "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
-	FeatTLSTermination:   "gitgw's proxy does not terminate TLS; passing the TLS through would change what clients get",
+	FeatTLSTermination:   "gitgw terminates TLS in HTTP mode only, with PEM files of certificate and key chosen by SNI; it verifies no client certificate and terminates no TLS in front of TCP; passing the TLS through would change what clients get",
 	FeatProtocol:         "gitgw services carry TCP or UDP",
 	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers) and DPVS's full NAT (FNAT: the servers see the gateway's address, not the client's) are not built",
 	FeatVSGroup:          "a gitgw service's binds are addresses with a port, and its fwmarks marks; leaving the entry out would leave its traffic unforwarded",
-	FeatContentSwitching: "a gitgw service sends every connection to its one pool of servers, by its balance; it neither picks a backend or server by what a request holds nor answers requests itself, so traffic would go where the original does not send it",
+	FeatContentSwitching: "gitgw routes requests only in HTTP mode, by rules on the host, path, url, method, headers, source and TLS (terms ANDed, alternatives by ||) that use another service, deny or redirect, and TCP connections only by their TLS server name; other routing would send traffic where the original does not",
 }
 
 // Refusal is a service or check of a source configuration that the site

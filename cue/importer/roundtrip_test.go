@@ -47,10 +47,14 @@ func TestRoundTripSeed003(t *testing.T) {
 		if in.GARP.Delay.D() != time.Second || in.GARP.Repeat != 5 {
 			t.Errorf("%s: garp %+v", node, in.GARP)
 		}
-		// web_front terminates TLS and denies a path: refused (see the
-		// golden file), not imported without them.
-		if svc, ok := v.Services["web_front"]; ok {
-			t.Errorf("%s: web_front imported: %+v", node, svc)
+		// web_front terminates TLS on one of its binds and denies a
+		// path: HTTP mode, with both.
+		want := &spec.ServiceHTTP{
+			TLS:   &spec.HTTPTLS{CertFiles: []string{"/etc/ssl/cert.pem"}, Binds: []string{"192.168.1.100:443"}},
+			Rules: []spec.HTTPRule{{Deny: 403, When: []spec.HTTPCond{{Subject: "path", Match: "exact", Values: []string{"/health"}}}}},
+		}
+		if d := cmp.Diff(want, v.Services["web_front"].HTTP); d != "" {
+			t.Errorf("%s: web_front http (-want +got):\n%s", node, d)
 		}
 	}
 }
@@ -87,17 +91,23 @@ func TestRoundTripSeed001(t *testing.T) {
 	if want := []spec.VIP{{Address: netip.MustParsePrefix("192.168.1.200/32")}}; !cmp.Equal(in.VIPs, want, prefixEq) {
 		t.Errorf("VIPs %v", in.VIPs)
 	}
-	// The frontend routes by Host (use_backend): refused, so the HAProxy
-	// check script is not replaced by tracking a service; it stays a
-	// command check.
-	if len(in.TrackServices) != 0 || len(in.TrackChecks) != 1 || in.TrackChecks[0].Command != "/etc/keepalived/check_haproxy.sh" {
+	// The frontend routes by Host (use_backend): HTTP mode, so the
+	// HAProxy check script is replaced by tracking its services.
+	if len(in.TrackServices) != 2 || len(in.TrackChecks) != 0 {
 		t.Errorf("track_services %v, track_checks %v", in.TrackServices, in.TrackChecks)
 	}
 	if got := lb1.Node.Interfaces["eth0"].Addresses; !cmp.Equal(got, []netip.Prefix{netip.MustParsePrefix("192.168.1.192/28")}, prefixEq) {
 		t.Errorf("lb1 eth0 addresses %v", got)
 	}
-	if _, ok := lb1.Services["http-in"]; ok {
-		t.Error("http-in, which routes by Host, was imported as one pool")
+	wantRules := []spec.HTTPRule{
+		{Use: "domain", When: []spec.HTTPCond{{Subject: "host", Match: "suffix", Values: []string{"test.domain.com"}, IgnoreCase: true}}},
+		{Use: "http-in", When: []spec.HTTPCond{{Subject: "host", Match: "suffix", Values: []string{"test.com"}, IgnoreCase: true}}},
+	}
+	if h := lb1.Services["http-in"].HTTP; h == nil || !cmp.Equal(h.Rules, wantRules) {
+		t.Errorf("http-in, which routes by Host: http %+v, want rules %+v", h, wantRules)
+	}
+	if d := lb1.Services["domain"]; len(d.Binds) != 0 || d.Servers["web2"].Address != "192.168.1.187:8000" {
+		t.Errorf("pool domain: %+v, want no binds and web2", d)
 	}
 	if _, ok := lb1.Services["stats"]; ok {
 		t.Error("the stats listener was imported as a service")

@@ -454,6 +454,24 @@ func serviceField(sv *service) cfield {
 	if sv.proxyProto != "" {
 		s.add("proxy_protocol", cstr(sv.proxyProto))
 	}
+	if sv.http != nil {
+		s.add("http", httpField(sv.http))
+	}
+	if sv.sni != nil {
+		ss := &cstruct{}
+		addOpt(ss, "inspect_delay", sv.sni.delay, cdur)
+		rules := &clist{block: true}
+		for _, r := range sv.sni.rules {
+			rs := inline(fld("names", cstrs(r.names)))
+			if r.match != "" {
+				rs.fields = append(rs.fields, fld("match", cstr(r.match)))
+			}
+			rs.fields = append(rs.fields, fld("use", cstr(r.use)))
+			rules.elems = append(rules.elems, rs)
+		}
+		ss.add("rules", rules)
+		s.add("sni", ss)
+	}
 	return cfield{label: sv.name, val: s, doc: sv.comments}
 }
 
@@ -479,4 +497,66 @@ func serverTLSFields(t *serverTLS) *cstruct {
 		ts.fields = append(ts.fields, fld("session_reuse", cbool(false)))
 	}
 	return ts
+}
+
+// httpField writes a service's http block: TLS, the rules one per line.
+func httpField(h *httpMode) *cstruct {
+	hs := &cstruct{}
+	if len(h.certFiles) > 0 {
+		t := inline(fld("cert_files", cstrs(h.certFiles)))
+		if len(h.tlsBinds) > 0 {
+			t.fields = append(t.fields, fld("binds", cstrs(h.tlsBinds)))
+		}
+		hs.add("tls", t)
+	}
+	if h.monitorURI != "" {
+		hs.add("monitor_uri", cstr(h.monitorURI))
+	}
+	if h.forwardFor {
+		hs.add("forward_for", cbool(true))
+	}
+	if len(h.rules) > 0 {
+		rules := &clist{block: true}
+		for _, r := range h.rules {
+			rs := inline()
+			if len(r.when) > 0 {
+				when := &clist{}
+				for _, c := range r.when {
+					cs := inline(fld("subject", cstr(c.subject)))
+					if c.header != "" {
+						cs.fields = append(cs.fields, fld("header", cstr(c.header)))
+					}
+					if c.match != "" && c.match != "exact" {
+						cs.fields = append(cs.fields, fld("match", cstr(c.match)))
+					}
+					if len(c.values) > 0 {
+						cs.fields = append(cs.fields, fld("values", cstrs(c.values)))
+					}
+					if c.ignoreCase {
+						cs.fields = append(cs.fields, fld("ignore_case", cbool(true)))
+					}
+					if c.not {
+						cs.fields = append(cs.fields, fld("not", cbool(true)))
+					}
+					when.elems = append(when.elems, cs)
+				}
+				rs.fields = append(rs.fields, fld("when", when))
+			}
+			switch {
+			case r.use != "":
+				rs.fields = append(rs.fields, fld("use", cstr(r.use)))
+			case r.deny != 0:
+				rs.fields = append(rs.fields, fld("deny", cint(r.deny)))
+			case r.redirect != nil:
+				rd := inline(fld(r.redirect.kind, cstr(r.redirect.to)))
+				if r.redirect.code != 0 {
+					rd.fields = append(rd.fields, fld("code", cint(r.redirect.code)))
+				}
+				rs.fields = append(rs.fields, fld("redirect", rd))
+			}
+			rules.elems = append(rules.elems, rs)
+		}
+		hs.add("rules", rules)
+	}
+	return hs
 }

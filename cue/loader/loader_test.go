@@ -15,7 +15,7 @@ import (
 // TestBrokenSites checks the exact, positioned messages an operator gets
 // for each kind of mistake (golden files testdata/NAME.golden).
 func TestBrokenSites(t *testing.T) {
-	for _, name := range []string{"wrong-type", "vrid-300", "misspelt", "no-priority", "all-at-once", "semantic", "unit-control", "bad-names", "bad-source"} {
+	for _, name := range []string{"wrong-type", "vrid-300", "misspelt", "no-priority", "all-at-once", "semantic", "unit-control", "bad-names", "bad-source", "bad-http"} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := Load(context.Background(), filepath.Join("testdata", name), "")
 			errs, ok := AsErrors(err)

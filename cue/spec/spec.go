@@ -452,6 +452,72 @@ type Service struct {
 	// Fwmarks are the firewall marks whose packets the service takes
 	// besides its binds (kernel modes: LVS's fwmark services).
 	Fwmarks []uint32 `json:"fwmarks,omitempty"`
+	// HTTP serves a proxy-mode TCP service in HTTP mode (HAProxy's mode
+	// http frontend); nil: TCP.
+	HTTP *ServiceHTTP `json:"http,omitempty"`
+	// SNI routes a proxy-mode TCP service's TLS connections, not
+	// terminated, by the server name of their ClientHello; nil: none.
+	SNI *ServiceSNI `json:"sni,omitempty"`
+}
+
+// ServiceSNI is SNI routing: rules in order, InspectDelay the wait for
+// the ClientHello.
+type ServiceSNI struct {
+	InspectDelay Duration  `json:"inspect_delay,omitempty"`
+	Rules        []SNIRule `json:"rules"`
+}
+
+// SNIRule sends connections whose server name is one of Names (Match
+// "exact" or "suffix", case-insensitive) to the service Use.
+type SNIRule struct {
+	Names []string `json:"names"`
+	Match string   `json:"match,omitempty"`
+	Use   string   `json:"use"`
+}
+
+// ServiceHTTP is a service's HTTP mode: TLS termination, rules evaluated
+// in order per request, a monitor URI, X-Forwarded-For. A rule's use
+// names another proxy service of the site (a pool; one without binds is
+// reached only by rules), so that pools keep their own servers, balance,
+// checks, status and metrics with nothing new in those parts.
+type ServiceHTTP struct {
+	TLS        *HTTPTLS   `json:"tls,omitempty"`
+	Rules      []HTTPRule `json:"rules,omitempty"`
+	MonitorURI string     `json:"monitor_uri,omitempty"`
+	ForwardFor bool       `json:"forward_for,omitempty"`
+}
+
+// HTTPTLS terminates TLS: PEM files of certificate and key (HAProxy's
+// crt; the SNI picks), on Binds only when set.
+type HTTPTLS struct {
+	CertFiles []string `json:"cert_files"`
+	Binds     []string `json:"binds,omitempty"`
+}
+
+// HTTPRule is conditions (all must hold) and one action.
+type HTTPRule struct {
+	When     []HTTPCond    `json:"when,omitempty"`
+	Use      string        `json:"use,omitempty"`
+	Deny     int           `json:"deny,omitempty"`
+	Redirect *HTTPRedirect `json:"redirect,omitempty"`
+}
+
+// HTTPRedirect is one of scheme, location or prefix, with a code.
+type HTTPRedirect struct {
+	Scheme   string `json:"scheme,omitempty"`
+	Location string `json:"location,omitempty"`
+	Prefix   string `json:"prefix,omitempty"`
+	Code     int    `json:"code,omitempty"`
+}
+
+// HTTPCond compares a subject of the request with any of the values.
+type HTTPCond struct {
+	Subject    string   `json:"subject"`
+	Header     string   `json:"header,omitempty"`
+	Match      string   `json:"match,omitempty"`
+	Values     []string `json:"values,omitempty"`
+	IgnoreCase bool     `json:"ignore_case,omitempty"`
+	Not        bool     `json:"not,omitempty"`
 }
 
 // RouteBackRouted is Service.RouteBack's one value.

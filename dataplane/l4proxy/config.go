@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gitgw/gitgw/dataplane/healthcheck"
+	"github.com/gitgw/gitgw/dataplane/httpproxy"
 )
 
 // Config is the whole desired state of the pool: every service it proxies.
@@ -104,6 +105,17 @@ type Service struct {
 	// ResolveInterval is how often the names of servers given by Host are
 	// resolved again (default DefaultResolveInterval, jittered by ±10%).
 	ResolveInterval time.Duration `json:"resolve_interval,omitempty"`
+	// HTTP, when set, serves the service's connections in HTTP mode
+	// (http.go, package httpproxy): the pool still accepts them, with its
+	// source rules and maxconn, then hands each to the HTTP proxy, which
+	// routes every request by its rules to this service's servers or to
+	// another TCP service's (a pool; one without binds is one that only
+	// rules reach). TCP only.
+	HTTP *httpproxy.HTTP `json:"http,omitempty"`
+	// SNI routes the service's TLS connections, not terminated, by the
+	// server name of their ClientHello, to this service's servers or
+	// another TCP service's; handed over like HTTP mode's. TCP only.
+	SNI *httpproxy.SNI `json:"sni,omitempty"`
 }
 
 // DefaultResolveInterval is Service.ResolveInterval's default.
@@ -214,10 +226,12 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: duplicate name", where))
 		}
 		names[s.Name] = true
-		if len(s.Binds) == 0 {
+		proto := s.proto()
+		// A TCP service without binds is a pool that HTTP rules send
+		// requests to (HAProxy's backend that is no frontend's default).
+		if len(s.Binds) == 0 && (proto != ProtoTCP || s.HTTP != nil || s.SNI != nil) {
 			errs = append(errs, fmt.Errorf("%s: no bind", where))
 		}
-		proto := s.proto()
 		switch proto {
 		case ProtoTCP:
 		case ProtoUDP:
@@ -253,6 +267,9 @@ func (c Config) Validate() error {
 		case "", RoundRobin, LeastConn, Source, First:
 		default:
 			errs = append(errs, fmt.Errorf("%s: unknown balance %q", where, s.Balance))
+		}
+		if s.HTTP != nil || s.SNI != nil {
+			errs = append(errs, c.validateHTTP(where, s)...)
 		}
 		if s.Transparent && s.ProxyProtocol != 0 {
 			errs = append(errs, fmt.Errorf("%s: transparent and a PROXY protocol header: pick one way to tell the servers the client", where))

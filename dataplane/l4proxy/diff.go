@@ -92,6 +92,8 @@ type ServiceView struct {
 	Resolve     string `json:"resolve_interval,omitempty"` // set in the site only
 	Protocol    string `json:"protocol,omitempty"`         // "udp"; empty for tcp
 	Transparent bool   `json:"transparent,omitempty"`
+	HTTP        string `json:"http,omitempty"` // DescribeHTTP
+	SNI         string `json:"sni,omitempty"`  // DescribeSNI
 }
 
 type ServerView struct {
@@ -138,6 +140,12 @@ func ViewService(s Service) ServiceView {
 		v.Protocol = string(s.Protocol)
 	}
 	v.Transparent = s.Transparent
+	if s.HTTP != nil {
+		v.HTTP = DescribeHTTP(s.HTTP)
+	}
+	if s.SNI != nil {
+		v.SNI = DescribeSNI(s.SNI)
+	}
 	if c := s.Check; c != nil {
 		v.Check = c.Describe()
 		if s.ShutdownOnDown {
@@ -249,6 +257,8 @@ func diffService(h, w ServiceView) []string {
 	add("resolve interval", h.Resolve, w.Resolve)
 	add("protocol", h.Protocol, w.Protocol)
 	add("transparent", h.Transparent, w.Transparent)
+	add("http", h.HTTP, w.HTTP)
+	add("sni", h.SNI, w.SNI)
 	return d
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitgw/gitgw/dataplane/httpproxy"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -56,6 +57,13 @@ func TestDiff(t *testing.T) {
 			live:     map[string]ServerStats{"web/b": {Name: "b", Status: StatusUp, Current: 3}},
 			rows:     []row{{KindService, "web", OpNoOp}, {KindBind, "web/203.0.113.100:80", OpNoOp}, {KindServer, "web/a", OpNoOp}, {KindServer, "web/b", OpDelete}},
 			detailOf: "web/b", detail: "3 connections to drain"},
+		{name: "http rule changed", want: cfg(web(func(s *Service) {
+			s.HTTP = &httpproxy.HTTP{Rules: []httpproxy.Rule{{Deny: 403, When: []httpproxy.Cond{{Subject: httpproxy.SubjPath, Match: httpproxy.MatchPrefix, Values: []string{"/admin"}}}}}}
+		})), have: cfg(web(func(s *Service) {
+			s.HTTP = &httpproxy.HTTP{Rules: []httpproxy.Rule{{Deny: 403, When: []httpproxy.Cond{{Subject: httpproxy.SubjPath, Match: httpproxy.MatchPrefix, Values: []string{"/adm"}}}}}}
+		})),
+			rows:     []row{{KindService, "web", OpUpdate}, {KindBind, "web/203.0.113.100:80", OpNoOp}, {KindServer, "web/a", OpNoOp}, {KindServer, "web/b", OpNoOp}},
+			detailOf: "web", detail: "http http; deny 403 if { path -m prefix /adm } → http; deny 403 if { path -m prefix /admin }"},
 		{name: "bind moved", want: cfg(web(func(s *Service) { s.Binds = []netip.AddrPort{ap("203.0.113.101:80")} })), have: cfg(web()),
 			rows: []row{{KindService, "web", OpNoOp}, {KindBind, "web/203.0.113.101:80", OpCreate}, {KindBind, "web/203.0.113.100:80", OpDelete},
 				{KindServer, "web/a", OpNoOp}, {KindServer, "web/b", OpNoOp}},

@@ -93,6 +93,12 @@
 //     goroutines (crypto/tls needs blocking sockets, and splice cannot reach
 //     inside TLS records); a failed handshake is a failed connect. Plain
 //     servers keep the loop's path untouched.
+//   - a service in HTTP mode (Service.HTTP, http.go) leaves this design at
+//     one point only: its accepted connections, past the source rules and
+//     maxconn, go to package httpproxy (Go's HTTP server and reverse
+//     proxy, rules per request), which picks each request's server
+//     through PickServer, from the same balancing tables and health as a
+//     connection's; the TCP fast path of other services is untouched.
 //
 // The package knows nothing of CUE, Git or plans; reconcile translates the
 // site into a Config.

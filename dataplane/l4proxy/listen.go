@@ -248,6 +248,10 @@ func (l *evloop) accept(ln *listener) {
 				continue
 			}
 		}
+		if set.HTTP != nil || set.SNI != nil {
+			l.handOffHTTP(svc, fd, held, caddr)
+			continue
+		}
 		c := connPool.Get().(*conn)
 		c.svc, c.set, c.shard, c.client = svc, set, ln.shard, fd
 		c.srcHeld = held

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gitgw/gitgw/dataplane/httpproxy"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,6 +74,11 @@ type Pool struct {
 	// tlsCfgs are the servers' TLS configs compiled by the current Set, by
 	// settings (ServerTLS.key).
 	tlsCfgs map[string]*tls.Config
+
+	// http serves the connections of HTTP services (http.go); byName
+	// is the services by name for its picks, swapped by Set.
+	http   *httpproxy.Proxy
+	byName atomic.Pointer[map[string]*service]
 }
 
 // New returns an empty pool; Set gives it services.
@@ -103,6 +109,8 @@ func New(logger *slog.Logger, opts Options) *Pool {
 		udpBinds:  map[netip.AddrPort]*udpBind{},
 	}
 	p.pipes.max = max(opts.MaxPipes, 0)
+	p.http = httpproxy.New(logger.With("component", "httpproxy"), p)
+	p.byName.Store(&map[string]*service{})
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, f := range opts.Inherited {
 		if p.inheritUDP(f) {
@@ -172,6 +180,9 @@ type service struct {
 	srcTbl                           srcTable
 
 	sticky stickyTable
+	// httpPick is the balancing state of HTTP requests sent here
+	// (PickServer); connections use their listener shard's.
+	httpPick picker
 
 	// Listeners that stopped accepting because the service is at its
 	// maxconn; a freed slot resumes them (listen.go).
@@ -225,6 +236,15 @@ func (p *Pool) Set(ctx context.Context, cfg Config) error {
 			p.services[sc.Name] = svc
 		}
 		svc.update(sc, now)
+	}
+	byName := map[string]*service{}
+	for name := range want {
+		byName[name] = p.services[name]
+	}
+	p.byName.Store(&byName)
+	// The HTTP frontends exist before their binds accept.
+	if err := p.http.Set(httpConfig(cfg)); err != nil {
+		errs = append(errs, err)
 	}
 	// Binds: open new ones first (add before delete), move binds between
 	// services without closing their sockets, then close those not wanted.
@@ -314,6 +334,7 @@ func cloneConfig(c Config) Config {
 			ck.Command = append([]string(nil), ck.Command...)
 			s.Check = &ck
 		}
+		s.HTTP, s.SNI = cloneHTTP(s.HTTP), cloneSNI(s.SNI)
 		if s.Source != nil {
 			src := *s.Source
 			src.Allow = append([]netip.Prefix(nil), src.Allow...)
@@ -556,6 +577,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 
+	herr := p.closeHTTP(ctx)
 	drained := make(chan struct{})
 	go func() { p.conns.Wait(); close(drained) }()
 	var err error
@@ -581,7 +603,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		l.close()
 	}
 	p.pipes.close()
-	return err
+	return errors.Join(err, herr)
 }
 
 // housekeeping expires persistence entries and forgets drained servers.

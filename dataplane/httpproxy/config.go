@@ -1,0 +1,298 @@
+package httpproxy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+// HTTP is what a proxy service in HTTP mode adds to its TCP settings
+// (HAProxy's `mode http` frontend): TLS termination, rules evaluated in
+// order for each request, a monitor URI and X-Forwarded-For.
+type HTTP struct {
+	// TLS terminates TLS on every bind of the service (HAProxy's
+	// `bind … ssl crt FILE`); nil: plain HTTP.
+	TLS *TLS `json:"tls,omitempty"`
+	// Rules are evaluated in order for each request; the first whose
+	// conditions all hold acts. A request that matches none goes to the
+	// service's own servers (HAProxy's default_backend).
+	Rules []Rule `json:"rules,omitempty"`
+	// MonitorURI answers 200 to a request for this path before any rule
+	// (HAProxy's monitor-uri), without asking a server.
+	MonitorURI string `json:"monitor_uri,omitempty"`
+	// ForwardFor appends the client's address to X-Forwarded-For
+	// (HAProxy's `option forwardfor`).
+	ForwardFor bool `json:"forward_for,omitempty"`
+}
+
+// TLS is the server side of TLS termination.
+type TLS struct {
+	// CertFiles are PEM files, each holding a certificate (chain) and its
+	// private key, or directories of them, as HAProxy's crt. The client's
+	// SNI picks the one whose names match; without a match, the first.
+	CertFiles []string `json:"cert_files"`
+	// Binds limits TLS to these of the service's binds (HAProxy's ssl on
+	// one bind line of a frontend that also listens in clear, which is
+	// what a redirect to https needs); empty: every bind.
+	Binds []netip.AddrPort `json:"binds,omitempty"`
+}
+
+// covers reports whether TLS applies to a connection that arrived on
+// local: a bind on a wildcard address covers its port on every address.
+func (t *TLS) covers(local netip.AddrPort) bool {
+	if len(t.Binds) == 0 {
+		return true
+	}
+	for _, b := range t.Binds {
+		if b.Port() == local.Port() && (b.Addr().IsUnspecified() || b.Addr() == local.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rule is a condition list and one action.
+type Rule struct {
+	// When holds conditions that must all hold (HAProxy's ACLs in one
+	// `if`); empty: always.
+	When []Cond `json:"when,omitempty"`
+	// Exactly one action:
+	// Use sends the request to another service's servers (a pool: a
+	// service of the site, typically one without binds).
+	Use string `json:"use,omitempty"`
+	// Deny answers this status (HAProxy's http-request deny: 403).
+	Deny int `json:"deny,omitempty"`
+	// Redirect answers a redirection.
+	Redirect *Redirect `json:"redirect,omitempty"`
+}
+
+// Redirect is HAProxy's `redirect scheme|location|prefix … [code N]`:
+// exactly one of Scheme, Location and Prefix.
+type Redirect struct {
+	Scheme   string `json:"scheme,omitempty"`   // "https": same host and URI
+	Location string `json:"location,omitempty"` // the whole target
+	Prefix   string `json:"prefix,omitempty"`   // prepended to the URI
+	Code     int    `json:"code,omitempty"`     // 301, 302 (default), 303, 307, 308
+}
+
+// Subject is what a condition looks at.
+type Subject string
+
+// The subjects (HAProxy's fetches).
+const (
+	SubjHost   Subject = "host"   // hdr(host): the Host header as sent, port included
+	SubjPath   Subject = "path"   // the path, query excluded, as sent
+	SubjURL    Subject = "url"    // the request target, query included
+	SubjMethod Subject = "method" // the method
+	SubjHeader Subject = "header" // hdr(Header): every value of Header
+	SubjSource Subject = "source" // src: the client's address, against CIDRs
+	SubjTLS    Subject = "tls"    // ssl_fc: the request came over TLS (no values)
+)
+
+// Match is how a condition compares its subject with its values.
+type Match string
+
+// The matches (HAProxy's -m methods and their fetch suffixes).
+const (
+	MatchExact    Match = "exact"    // hdr, path
+	MatchPrefix   Match = "prefix"   // _beg
+	MatchSuffix   Match = "suffix"   // _end
+	MatchContains Match = "contains" // _sub
+	MatchRegex    Match = "regex"    // _reg
+	MatchPresent  Match = "present"  // -m found (header only)
+)
+
+// Cond is one condition: the subject compared with any of the values
+// (HAProxy's several patterns of one ACL are alternatives).
+type Cond struct {
+	Subject Subject `json:"subject"`
+	// Header names the header of SubjHeader.
+	Header string `json:"header,omitempty"`
+	// Match defaults to exact; ignored for source and tls.
+	Match      Match    `json:"match,omitempty"`
+	Values     []string `json:"values,omitempty"`
+	IgnoreCase bool     `json:"ignore_case,omitempty"` // HAProxy's -i
+	// Not negates the condition (HAProxy's `!acl`).
+	Not bool `json:"not,omitempty"`
+}
+
+// Validate reports every problem of h; pools names the services a rule
+// may use.
+func (h *HTTP) Validate(pools func(string) bool) []error {
+	var errs []error
+	if h.TLS != nil && len(h.TLS.CertFiles) == 0 {
+		errs = append(errs, errors.New("http: tls without cert_files"))
+	}
+	if h.MonitorURI != "" && !strings.HasPrefix(h.MonitorURI, "/") {
+		errs = append(errs, fmt.Errorf("http: monitor_uri %q: want a path starting with /", h.MonitorURI))
+	}
+	for i, r := range h.Rules {
+		where := fmt.Sprintf("http: rule #%d", i+1)
+		n := 0
+		if r.Use != "" {
+			n++
+			if pools != nil && !pools(r.Use) {
+				errs = append(errs, fmt.Errorf("%s: use %q: no such TCP proxy service", where, r.Use))
+			}
+		}
+		if r.Deny != 0 {
+			n++
+			if r.Deny < 200 || r.Deny > 599 {
+				errs = append(errs, fmt.Errorf("%s: deny status %d out of 200..599", where, r.Deny))
+			}
+		}
+		if rd := r.Redirect; rd != nil {
+			n++
+			k := 0
+			for _, s := range []string{rd.Scheme, rd.Location, rd.Prefix} {
+				if s != "" {
+					k++
+				}
+			}
+			if k != 1 {
+				errs = append(errs, fmt.Errorf("%s: redirect: want exactly one of scheme, location, prefix", where))
+			}
+			switch rd.Code {
+			case 0, 301, 302, 303, 307, 308:
+			default:
+				errs = append(errs, fmt.Errorf("%s: redirect code %d (want 301, 302, 303, 307 or 308)", where, rd.Code))
+			}
+		}
+		if n != 1 {
+			errs = append(errs, fmt.Errorf("%s: want exactly one action of use, deny, redirect (found %d)", where, n))
+		}
+		for j, c := range r.When {
+			if _, err := compileCond(c); err != nil {
+				errs = append(errs, fmt.Errorf("%s: condition #%d: %w", where, j+1, err))
+			}
+		}
+	}
+	return errs
+}
+
+// String is a rule in HAProxy-like words, for plans.
+func (r Rule) String() string {
+	var b strings.Builder
+	switch {
+	case r.Use != "":
+		b.WriteString("use " + r.Use)
+	case r.Deny != 0:
+		fmt.Fprintf(&b, "deny %d", r.Deny)
+	case r.Redirect != nil:
+		rd := r.Redirect
+		switch {
+		case rd.Scheme != "":
+			b.WriteString("redirect scheme " + rd.Scheme)
+		case rd.Location != "":
+			b.WriteString("redirect location " + rd.Location)
+		default:
+			b.WriteString("redirect prefix " + rd.Prefix)
+		}
+		if rd.Code != 0 {
+			fmt.Fprintf(&b, " code %d", rd.Code)
+		}
+	}
+	for i, c := range r.When {
+		if i == 0 {
+			b.WriteString(" if")
+		}
+		b.WriteString(" ")
+		if c.Not {
+			b.WriteString("!")
+		}
+		b.WriteString("{ " + string(c.Subject))
+		if c.Header != "" {
+			b.WriteString("(" + c.Header + ")")
+		}
+		if c.Match != "" && c.Match != MatchExact {
+			b.WriteString(" -m " + string(c.Match))
+		}
+		if c.IgnoreCase {
+			b.WriteString(" -i")
+		}
+		for _, v := range c.Values {
+			b.WriteString(" " + v)
+		}
+		b.WriteString(" }")
+	}
+	return b.String()
+}
+
+// cond is a compiled Cond.
+type cond struct {
+	Cond
+	values []string // lowered when IgnoreCase
+	res    []*regexp.Regexp
+	nets   []netip.Prefix
+}
+
+func compileCond(c Cond) (*cond, error) {
+	cc := &cond{Cond: c}
+	if cc.Match == "" {
+		cc.Match = MatchExact
+	}
+	switch c.Subject {
+	case SubjHost, SubjPath, SubjURL, SubjMethod:
+	case SubjHeader:
+		if c.Header == "" {
+			return nil, errors.New("header: no header name")
+		}
+	case SubjSource:
+		for _, v := range c.Values {
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				a, aerr := netip.ParseAddr(v)
+				if aerr != nil {
+					return nil, fmt.Errorf("source %q: %w", v, err)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			cc.nets = append(cc.nets, p.Masked())
+		}
+		if len(cc.nets) == 0 {
+			return nil, errors.New("source: no CIDR")
+		}
+		return cc, nil
+	case SubjTLS:
+		if len(c.Values) > 0 {
+			return nil, errors.New("tls: takes no values")
+		}
+		return cc, nil
+	default:
+		return nil, fmt.Errorf("unknown subject %q", c.Subject)
+	}
+	switch cc.Match {
+	case MatchExact, MatchPrefix, MatchSuffix, MatchContains:
+	case MatchRegex:
+		for _, v := range c.Values {
+			expr := v
+			if c.IgnoreCase {
+				expr = "(?i)" + v
+			}
+			re, err := regexp.Compile(expr)
+			if err != nil {
+				return nil, fmt.Errorf("regex %q: %w", v, err)
+			}
+			cc.res = append(cc.res, re)
+		}
+	case MatchPresent:
+		if c.Subject != SubjHeader {
+			return nil, fmt.Errorf("match present: for a header only")
+		}
+		return cc, nil
+	default:
+		return nil, fmt.Errorf("unknown match %q", c.Match)
+	}
+	if len(c.Values) == 0 {
+		return nil, fmt.Errorf("%s: no value to match", c.Subject)
+	}
+	for _, v := range c.Values {
+		if c.IgnoreCase {
+			v = strings.ToLower(v)
+		}
+		cc.values = append(cc.values, v)
+	}
+	return cc, nil
+}

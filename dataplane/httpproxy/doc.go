@@ -1,0 +1,27 @@
+// Package httpproxy is the HTTP mode of gitgw's proxy services: what
+// HAProxy's `mode http` frontends do on a gateway — TLS termination with
+// the certificate chosen by SNI, rules evaluated per request on the host,
+// path, method, headers, source and TLS (use another pool, deny,
+// redirect), a monitor URI and X-Forwarded-For — over the standard
+// library's HTTP server and reverse proxy (keep-alive, chunked bodies,
+// websocket upgrades).
+//
+// It owns no socket: the L4 pool (dataplane/l4proxy) keeps accepting on
+// the service's binds, with its source rules, maxconn and listener
+// hand-over across restarts, and gives each accepted connection of an HTTP
+// service to ServeConn. Servers are picked per request through a Picker,
+// the L4 pool's balancing over its health-checked servers, so that a pool
+// here is simply another proxy service: its status, metrics, checks and
+// guardrails need nothing new.
+//
+// The same seam carries SNI routing (sni.go): a TCP service's TLS
+// connections, not terminated, are routed by the server name of their
+// ClientHello, read with crypto/tls and replayed to the chosen server.
+//
+// What HAProxy does that this does not: queueing a request when every
+// server is at its maxconn (it is answered 503), handing established HTTP
+// connections to the next agent (a restart lets requests in flight finish
+// and closes idle keep-alive connections, as HAProxy's reload does),
+// shutdown-sessions, HTTP/2, and per-request counters in the stats (the
+// servers count requests, the service its connections).
+package httpproxy

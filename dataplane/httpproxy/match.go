@@ -1,0 +1,86 @@
+package httpproxy
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// match reports whether every condition of the rule holds for r.
+func (ru *rule) match(r *http.Request, client netip.Addr) bool {
+	for _, c := range ru.when {
+		if c.match(r, client) == c.Not {
+			return false
+		}
+	}
+	return true
+}
+
+// match reports whether the condition, not negated, holds.
+func (c *cond) match(r *http.Request, client netip.Addr) bool {
+	switch c.Subject {
+	case SubjTLS:
+		return r.TLS != nil
+	case SubjSource:
+		for _, n := range c.nets {
+			if n.Contains(client) {
+				return true
+			}
+		}
+		return false
+	case SubjHost:
+		return c.matchValue(r.Host)
+	case SubjPath:
+		return c.matchValue(r.URL.EscapedPath())
+	case SubjURL:
+		return c.matchValue(r.RequestURI)
+	case SubjMethod:
+		return c.matchValue(r.Method)
+	case SubjHeader:
+		vs := r.Header.Values(c.Header)
+		if strings.EqualFold(c.Header, "Host") {
+			vs = []string{r.Host} // net/http moves Host out of the header map
+		}
+		if c.Match == MatchPresent {
+			return len(vs) > 0
+		}
+		for _, v := range vs {
+			if c.matchValue(v) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// matchValue compares one string with the condition's values.
+func (c *cond) matchValue(s string) bool {
+	if c.Match == MatchRegex {
+		for _, re := range c.res {
+			if re.MatchString(s) {
+				return true
+			}
+		}
+		return false
+	}
+	if c.IgnoreCase {
+		s = strings.ToLower(s)
+	}
+	for _, v := range c.values {
+		var ok bool
+		switch c.Match {
+		case MatchPrefix:
+			ok = strings.HasPrefix(s, v)
+		case MatchSuffix:
+			ok = strings.HasSuffix(s, v)
+		case MatchContains:
+			ok = strings.Contains(s, v)
+		default:
+			ok = s == v
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
