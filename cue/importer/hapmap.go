@@ -1595,8 +1595,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	}
 	if len(s.servers) == 0 && be.dispatch != "" {
 		// HAProxy sends every connection to the dispatch address,
-		// unchecked; gitgw checks every server (a TCP check is added
-		// below, warned).
+		// unchecked (so is the service, below, warned).
 		s.servers = []*server{{name: "dispatch", address: be.dispatch}}
 		w.add(be.dispatchPos, "dispatch %s: imported as the one server, dispatch", be.dispatch)
 	}
@@ -1627,8 +1626,10 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		return nil
 	}
 	if s.check == nil && len(s.servers) > 0 {
-		w.add(be.pos, "%s %s: no server has a check: gitgw checks every service's servers (guardrail service-health-check); a TCP connect check is added", be.kind, be.name)
-		s.check = &check{kind: "tcp"}
+		// HAProxy sends traffic to every server whatever its state; a
+		// check added here would take out servers the original keeps.
+		w.add(be.pos, "%s %s: no server has a check: imported as unchecked: true, as HAProxy keeps sending to every server whatever its state (add a check to the site to take dead servers out)", be.kind, be.name)
+		s.unchecked = true
 	}
 	if len(s.servers) == 0 {
 		w.add(be.pos, "%s %s has no server gitgw can use: service not imported", be.kind, be.name)
