@@ -387,7 +387,9 @@ func importedServers(t *testing.T, sock string, backends map[string]string) (map
 		}
 		for _, sv := range s.Servers {
 			status := sv.Status
-			if sv.LastCheck.IsZero() {
+			// Not yet checked, unless never checked at all (unchecked:
+			// HAProxy's servers without a check).
+			if sv.LastCheck.IsZero() && status != "NOCHECK" {
 				status += " (checking)"
 			}
 			m[px+"/"+sv.Name] = status
@@ -453,8 +455,8 @@ var haproxyCases = []haproxyCase{
 		// Data Plane API's sites fixture: weighted round robin, 30/70,
 		// over two servers without checks; HTTP mode with redispatch.
 		// When a server dies, HAProxy (no check) keeps trying it and
-		// redispatches; the import adds a TCP check (it warns) and takes
-		// it out: the clients see the same.
+		// redispatches; so does the import (unchecked: true, warned):
+		// the clients see the same.
 		file: "haproxy/dataplaneapi-sites.cfg",
 		rewrites: []string{
 			"127.0.1.1:4567", "198.51.100.23:4567",
