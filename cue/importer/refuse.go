@@ -126,7 +126,7 @@ const (
 	// rules lack (haphttp.go httpRules, httpCriterion, httpAction), a
 	// backend that is missing or refused; `use-server`, HAProxy 1.x's
 	// `reqsetbe`, `monitor-net`, a `cookie` that reaches a backup server
-	// while the others are up, `option http_proxy`, `http-request
+	// while the others are up in a service not imported in HTTP mode, `option http_proxy`, `http-request
 	// return|use-service`, `tcp-request content use-service`, a server's `redir` (hapmap.go
 	// line, option, routingAction, services, cookieRouting, server).
 	FeatContentSwitching Feature = "content-switching"
