@@ -1616,6 +1616,9 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	ns = append(ns, transNeeds...)
 	var cookieNs []need
 	s.cookie, cookieNs = be.cookieMap(w, hm != nil || fe.asPool)
+	if fe != be && fe.cookiePos != (Pos{}) && fe.cookiePos != be.cookiePos {
+		w.add(fe.cookiePos, "%s: not mapped (HAProxy ignores a cookie in a frontend: persistence is the backend's)", strings.Join(fe.cookieWords, " "))
+	}
 	ns = append(ns, cookieNs...)
 	if s.cookie == nil {
 		ns = append(ns, be.cookieRouting()...)
