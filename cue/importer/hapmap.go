@@ -1659,7 +1659,7 @@ func routingNeeds(ns []need) []need {
 
 // cookieMap maps a backend's persistence cookie and its servers'
 // values (#Service.cookie, #Server.cookie) when the service keeps HTTP
-// mode (http): `cookie NAME [insert] [indirect] [nocache] [httponly]
+// mode (http): `cookie NAME [insert|rewrite] [indirect] [nocache] [httponly]
 // [secure] [domain D]`; a line without insert, rewrite or prefix is
 // passive (the servers set the cookie, HAProxy only reads it). What the
 // proxy lacks refuses the service (FeatCookie). Where HAProxy ignores the
@@ -1699,8 +1699,8 @@ func (p *hapProxy) cookieMap(w *warnings, http bool) (*svcCookie, []need) {
 	ws := p.cookieWords
 	for i := 2; i < len(ws); i++ {
 		switch k := ws[i]; k {
-		case "insert":
-			ck.mode = "insert"
+		case "insert", "rewrite":
+			ck.mode = k
 		case "indirect":
 			ck.indirect = true
 		case "nocache":
@@ -1727,11 +1727,11 @@ func (p *hapProxy) cookieMap(w *warnings, http bool) (*svcCookie, []need) {
 		case "maxidle", "maxlife", "attr":
 			i++
 			ns = append(ns, needs(p.cookiePos, FeatCookie, "%s (%s)", line, k))
-		default: // rewrite, prefix, postonly, preserve, dynamic, …
+		default: // prefix, postonly, preserve, dynamic, …
 			ns = append(ns, needs(p.cookiePos, FeatCookie, "%s (%s)", line, k))
 		}
 	}
-	if ck.mode == "passive" && len(attrs) > 0 {
+	if ck.mode != "insert" && len(attrs) > 0 {
 		w.add(p.cookiePos, "%s: %s not mapped (they apply to an inserted cookie; without insert the servers set it)", line, strings.Join(attrs, ", "))
 		ck.nocache, ck.httponly, ck.secure, ck.domain = false, false, false, ""
 	}

@@ -458,7 +458,9 @@ func serviceField(sv *service) cfield {
 		s.add("proxy_protocol", cstr(sv.proxyProto))
 	}
 	if sv.http != nil {
-		s.add("http", httpField(sv.http))
+		hs := httpField(sv.http)
+		hs.inline = len(hs.fields) == 0 // `http: {}`: HTTP mode with nothing more (a cookie's)
+		s.add("http", hs)
 	}
 	if sv.sni != nil {
 		ss := &cstruct{}

@@ -465,7 +465,8 @@ type Service struct {
 
 // ServiceCookie is persistence by an HTTP cookie (HAProxy's cookie line;
 // each server's value is Server.Cookie): Mode "insert" (the proxy sets
-// it) or "passive" (the servers do).
+// it), "rewrite" (the servers set it, the proxy replaces the value) or
+// "passive" (the servers set it).
 type ServiceCookie struct {
 	Name     string `json:"name"`
 	Mode     string `json:"mode"`

@@ -1,7 +1,6 @@
 package httpproxy
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -18,7 +17,7 @@ import (
 // the same cookie holds whichever HTTP frontend's rule sent the request.
 type Cookie struct {
 	Name string `json:"name"`
-	// Mode is CookieInsert (the default) or CookiePassive.
+	// Mode is CookieInsert (the default), CookieRewrite or CookiePassive.
 	Mode CookieMode `json:"mode,omitempty"`
 	// Indirect, in insert mode, removes the cookie from the request sent
 	// to the server (the persistence is invisible to the application);
@@ -46,6 +45,9 @@ const (
 	// CookiePassive: the servers set NAME themselves; the proxy only
 	// reads it (HAProxy's cookie line without insert, rewrite or prefix).
 	CookiePassive CookieMode = "passive"
+	// CookieRewrite: the servers set NAME (to anything); the proxy
+	// replaces its value with the server's (HAProxy's rewrite).
+	CookieRewrite CookieMode = "rewrite"
 )
 
 // Validate reports every problem of c; values maps each server with a
@@ -56,12 +58,12 @@ func (c *Cookie) Validate(values map[string]string) []error {
 		errs = append(errs, fmt.Errorf("cookie: name %q: want a cookie name (letters, digits, !#$%%&'*+.^_`|~-)", c.Name))
 	}
 	switch c.Mode {
-	case "", CookieInsert, CookiePassive:
+	case "", CookieInsert, CookiePassive, CookieRewrite:
 	default:
-		errs = append(errs, fmt.Errorf("cookie: unknown mode %q (want insert or passive)", c.Mode))
+		errs = append(errs, fmt.Errorf("cookie: unknown mode %q (want insert, rewrite or passive)", c.Mode))
 	}
-	if c.Mode == CookiePassive && (c.NoCache || c.HTTPOnly || c.Secure || c.Domain != "") {
-		errs = append(errs, errors.New("cookie: nocache, httponly, secure and domain are for insert mode (in passive mode the servers set the cookie)"))
+	if c.Mode != "" && c.Mode != CookieInsert && (c.NoCache || c.HTTPOnly || c.Secure || c.Domain != "") {
+		errs = append(errs, fmt.Errorf("cookie: nocache, httponly, secure and domain are for insert mode (in %s mode the servers set the cookie)", c.Mode))
 	}
 	if c.Domain != "" && strings.Trim(strings.ToLower(c.Domain), "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
 		errs = append(errs, fmt.Errorf("cookie: domain %q: want a host name", c.Domain))
@@ -114,8 +116,11 @@ func validCookieValue(s string) bool {
 // indirect nocache".
 func (c *Cookie) String() string {
 	parts := []string{"cookie", c.Name}
-	if c.Mode != CookiePassive {
+	switch c.Mode {
+	case "", CookieInsert:
 		parts = append(parts, "insert")
+	case CookieRewrite:
+		parts = append(parts, "rewrite")
 	}
 	for _, o := range []struct {
 		on   bool
@@ -155,7 +160,7 @@ func newPoolCookie(c *Cookie, values map[string]string) *poolCookie {
 func (pc *poolCookie) preferred(req *http.Request) string {
 	prefer := ""
 	found := false
-	strip := pc.Indirect && pc.Mode != CookiePassive
+	strip := pc.Indirect && (pc.Mode == "" || pc.Mode == CookieInsert)
 	var kept []string
 	for _, line := range req.Header.Values("Cookie") {
 		var out []string
@@ -190,9 +195,17 @@ func (pc *poolCookie) preferred(req *http.Request) string {
 // respond sets the cookie on a response from server; direct says the
 // request's cookie sent it there.
 func (pc *poolCookie) respond(resp *http.Response, server string, direct bool) {
-	if pc.Mode == CookiePassive {
+	switch pc.Mode {
+	case CookiePassive:
 		if direct && pc.Indirect {
 			pc.dropServerCookie(resp)
+		}
+		return
+	case CookieRewrite:
+		if direct && pc.Indirect {
+			pc.dropServerCookie(resp)
+		} else if v := pc.value[server]; v != "" {
+			pc.rewriteServerCookie(resp, v)
 		}
 		return
 	}
@@ -220,6 +233,33 @@ func (pc *poolCookie) respond(resp *http.Response, server string, direct bool) {
 	resp.Header.Add("Set-Cookie", b.String())
 	if pc.NoCache {
 		resp.Header.Add("Cache-Control", "private")
+	}
+}
+
+// rewriteServerCookie sets the value of the server's own Set-Cookie of
+// the name to v, its attributes kept.
+func (pc *poolCookie) rewriteServerCookie(resp *http.Response, v string) {
+	vals := resp.Header.Values("Set-Cookie")
+	changed := false
+	out := make([]string, len(vals))
+	for i, sc := range vals {
+		out[i] = sc
+		name, rest, ok := strings.Cut(sc, "=")
+		if !ok || strings.TrimSpace(name) != pc.Name {
+			continue
+		}
+		attrs := ""
+		if j := strings.IndexByte(rest, ';'); j >= 0 {
+			attrs = rest[j:]
+		}
+		out[i], changed = pc.Name+"="+v+attrs, true
+	}
+	if !changed {
+		return
+	}
+	resp.Header.Del("Set-Cookie")
+	for _, sc := range out {
+		resp.Header.Add("Set-Cookie", sc)
 	}
 }
 

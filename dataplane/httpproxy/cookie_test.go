@@ -21,6 +21,7 @@ func TestCookieRequest(t *testing.T) {
 		{"insert indirect strips", Cookie{Name: "SRV", Indirect: true}, []string{"lang=en; SRV=b; x=1"}, "s2", []string{"lang=en; x=1"}},
 		{"insert keeps without indirect", Cookie{Name: "SRV"}, []string{"SRV=a"}, "s1", []string{"SRV=a"}},
 		{"passive indirect keeps", Cookie{Name: "SRV", Mode: CookiePassive, Indirect: true}, []string{"SRV=a"}, "s1", []string{"SRV=a"}},
+		{"rewrite indirect keeps", Cookie{Name: "SRV", Mode: CookieRewrite, Indirect: true}, []string{"SRV=b"}, "s2", []string{"SRV=b"}},
 		{"first occurrence counts", Cookie{Name: "SRV", Indirect: true}, []string{"SRV=zz; SRV=a"}, "", nil},
 		{"another name alike", Cookie{Name: "SRV", Indirect: true}, []string{"SRVX=a", "SRV=a"}, "s1", []string{"SRVX=a"}},
 		{"no cookie", Cookie{Name: "SRV", Indirect: true}, nil, "", nil},
@@ -59,6 +60,9 @@ func TestCookieResponse(t *testing.T) {
 		{"insert, a server without a value clears it", Cookie{Name: "SRV"}, "s9", false, nil, "SRV=; Expires=Thu, 01-Jan-1970 00:00:01 GMT; path=/", ""},
 		{"passive keeps the server's", Cookie{Name: "SRV", Mode: CookiePassive}, "s1", true, []string{"SRV=a"}, "SRV=a", ""},
 		{"passive indirect, directed, drops the server's", Cookie{Name: "SRV", Mode: CookiePassive, Indirect: true}, "s1", true, []string{"SRV=a", "o=1"}, "o=1", ""},
+		{"rewrite, balanced", Cookie{Name: "SRV", Mode: CookieRewrite}, "s1", false, []string{"SRV=own; Path=/app", "o=1"}, "SRV=a; Path=/app|o=1", ""},
+		{"rewrite indirect, directed, drops it", Cookie{Name: "SRV", Mode: CookieRewrite, Indirect: true}, "s1", true, []string{"SRV=own"}, "", ""},
+		{"rewrite, a server without a value keeps its own", Cookie{Name: "SRV", Mode: CookieRewrite}, "s9", false, []string{"SRV=own"}, "SRV=own", ""},
 		{"passive indirect, balanced, keeps it", Cookie{Name: "SRV", Mode: CookiePassive, Indirect: true}, "s1", false, []string{"SRV=a"}, "SRV=a", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
