@@ -509,7 +509,7 @@ func TestGuardrails(t *testing.T) {
 				s.Servers = map[string]spec.Server{"a": {Address: "198.51.100.21:80", Weight: 1, Cookie: "x"}, "b": {Address: "198.51.100.22:80", Weight: 1, Cookie: "x"}}
 			})
 			st := in.Services["web"]
-			st.Cookie = nil
+			st.Cookie, st.Binds = nil, []string{"203.0.113.100:81"}
 			st.Servers = map[string]spec.Server{"c": {Address: "198.51.100.23:80", Weight: 1, Cookie: "c"}}
 			in.Services["static"] = st
 		}), 3},
