@@ -556,7 +556,7 @@ func serviceFeatureBuilt(in *Input, r report) {
 // be binds of the service; a service without binds exists only as a pool,
 // so some rule must name it.
 func httpPool(in *Input, r report) {
-	used := map[string]bool{}
+	used, httpUsed := map[string]bool{}, map[string]bool{}
 	proxyTCP := func(s spec.Service) bool { return !s.Kernel() && s.Protocol != "udp" }
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s, path := in.Services[name], "services."+spec.Label(name)
@@ -590,7 +590,7 @@ func httpPool(in *Input, r report) {
 			if ru.Use == "" {
 				continue
 			}
-			used[ru.Use] = true
+			used[ru.Use], httpUsed[ru.Use] = true, true
 			usePool(in, r, name, s, fmt.Sprintf("%s.http.rules.%d.use", path, i), i, ru.Use, proxyTCP)
 		}
 	}
@@ -599,6 +599,32 @@ func httpPool(in *Input, r report) {
 		if len(s.Binds) == 0 && proxyTCP(s) && !used[name] {
 			r.add("services."+spec.Label(name)+".binds", "service %s has no binds and no HTTP rule sends requests to it: its servers would never get traffic", name)
 		}
+		httpCookie(r, name, s, s.HTTP != nil && proxyTCP(s) || httpUsed[name])
+	}
+}
+
+// httpCookie checks a service's persistence cookie: requests must reach
+// the service in HTTP mode (reached), each server value names one
+// server, and values need the service's cookie.
+func httpCookie(r report, name string, s spec.Service, reached bool) {
+	path := "services." + spec.Label(name)
+	if s.Cookie != nil && !reached {
+		r.add(path+".cookie", "service %s: cookie persistence, but no request reaches the service in HTTP mode (neither its own http nor an HTTP rule's use): nothing would read the cookie", name)
+	}
+	seen := map[string]string{}
+	for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
+		v := s.Servers[sn].Cookie
+		if v == "" {
+			continue
+		}
+		at := path + ".servers." + spec.Label(sn) + ".cookie"
+		switch o, dup := seen[v]; {
+		case s.Cookie == nil:
+			r.add(at, "service %s: server %s has a cookie value, but the service has no cookie", name, sn)
+		case dup:
+			r.add(at, "service %s: server %s: cookie %q already names server %s", name, sn, v, o)
+		}
+		seen[v] = sn
 	}
 }
 

@@ -495,6 +495,24 @@ func TestGuardrails(t *testing.T) {
 			st.Binds, st.HTTP = nil, nil
 			in.Services["static"] = st
 		}), 3},
+		{"http pool: cookie persistence on a pool a rule sends to", "http-pool", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.HTTP = &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "static"}}} })
+			st := in.Services["web"]
+			st.Binds, st.HTTP = nil, nil
+			st.Cookie = &spec.ServiceCookie{Name: "SRV", Mode: "insert"}
+			st.Servers = map[string]spec.Server{"a": {Address: "198.51.100.21:80", Weight: 1, Cookie: "a"}, "b": {Address: "198.51.100.22:80", Weight: 1, Cookie: "b"}}
+			in.Services["static"] = st
+		}), 0},
+		{"http pool: a cookie nothing reads, a duplicate value, a value without cookie", "http-pool", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Cookie = &spec.ServiceCookie{Name: "SRV", Mode: "insert"}
+				s.Servers = map[string]spec.Server{"a": {Address: "198.51.100.21:80", Weight: 1, Cookie: "x"}, "b": {Address: "198.51.100.22:80", Weight: 1, Cookie: "x"}}
+			})
+			st := in.Services["web"]
+			st.Cookie, st.Binds = nil, []string{"203.0.113.100:81"}
+			st.Servers = map[string]spec.Server{"c": {Address: "198.51.100.23:80", Weight: 1, Cookie: "c"}}
+			in.Services["static"] = st
+		}), 3},
 		{"http pool: an sni rule to no service", "http-pool", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) {
 				s.SNI = &spec.ServiceSNI{Rules: []spec.SNIRule{{Names: []string{"a.example"}, Use: "nowhere"}}}

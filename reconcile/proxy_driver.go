@@ -145,6 +145,7 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 		if s.SNI != nil {
 			svc.SNI = proxySNI(s.SNI)
 		}
+		proxyCookie(s, &svc)
 		cfg.Services = append(cfg.Services, svc)
 	}
 	return cfg, errors.Join(errs...)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gitgw/gitgw/cue/spec"
 	"github.com/gitgw/gitgw/dataplane/httpproxy"
+	"github.com/gitgw/gitgw/dataplane/l4proxy"
 )
 
 // proxyHTTP translates a service's HTTP mode (the schema has validated
@@ -37,6 +38,18 @@ func proxyHTTP(h *spec.ServiceHTTP) (*httpproxy.HTTP, error) {
 		out.Rules = append(out.Rules, rule)
 	}
 	return out, errors.Join(errs...)
+}
+
+// proxyCookie translates a service's persistence cookie and its
+// servers' values onto svc (built from s, servers included).
+func proxyCookie(s spec.Service, svc *l4proxy.Service) {
+	if c := s.Cookie; c != nil {
+		svc.Cookie = &httpproxy.Cookie{Name: c.Name, Mode: httpproxy.CookieMode(c.Mode), Indirect: c.Indirect,
+			NoCache: c.NoCache, HTTPOnly: c.HTTPOnly, Secure: c.Secure, Domain: c.Domain}
+	}
+	for i, sv := range svc.Servers {
+		svc.Servers[i].Cookie = s.Servers[sv.Name].Cookie
+	}
 }
 
 // proxySNI translates a service's SNI routing.

@@ -30,7 +30,6 @@ func TestContentSwitching(t *testing.T) {
 		{"tcp-request content use-service", "listen l\n  bind 203.0.113.1:80\n  tcp-request content use-service lua.svc\n  server a 198.51.100.1:80 check\n", 3},
 		{"option http_proxy", "listen l\n  mode http\n  bind 203.0.113.1:3128\n  option http_proxy\n  server a 0.0.0.0:0\n", 4},
 		{"http-response redirect", fe + "  http-response redirect location /moved if { status 404 }\n  default_backend app\n" + be, 4},
-		{"cookie to a backup server", "listen l\n  mode http\n  bind 203.0.113.1:80\n  cookie SRV\n  server a 198.51.100.1:80 check cookie a\n  server b 198.51.100.2:80 check cookie b backup\n", 6},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res := importText(t, "", tt.hap)
@@ -52,9 +51,9 @@ func TestContentSwitching(t *testing.T) {
 	}
 }
 
-// TestNoContentSwitching: cookie persistence among active servers, a
-// cookie in mode tcp (HAProxy ignores it) and a backup server without a
-// cookie route nothing elsewhere: imported, the persistence warned.
+// TestNoContentSwitching: cookie persistence (mapped, cookie_test.go),
+// a cookie in mode tcp (HAProxy ignores it) and a backup server without
+// a cookie route nothing elsewhere: imported.
 func TestNoContentSwitching(t *testing.T) {
 	for _, hap := range []string{
 		"listen l\n  mode http\n  bind 203.0.113.1:80\n  cookie SRV insert\n  server a 198.51.100.1:80 check cookie a\n  server b 198.51.100.2:80 check cookie b\n",

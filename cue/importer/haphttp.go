@@ -547,7 +547,9 @@ func (fe *hapProxy) httpMode(be *hapProxy, w *warnings) (*httpMode, *sniMode, []
 func (fe *hapProxy) httpOrSNI(be *hapProxy, w *warnings) (*httpMode, *sniMode, []need) {
 	h := fe.http
 	beRoutes := be != fe && be.http != nil && len(be.http.routes) > 0
-	wanted := (h != nil && (len(h.routes) > 0 || len(h.certs) > 0) || beRoutes) && !fe.asPool
+	// A persistence cookie is read and set per request: HTTP mode too.
+	cookie := fe.mode == "http" && be.mode == "http" && be.cookiePos != (Pos{})
+	wanted := (h != nil && (len(h.routes) > 0 || len(h.certs) > 0) || beRoutes || cookie) && !fe.asPool
 	if !wanted {
 		for _, p := range []*hapProxy{fe, be} {
 			if p.http != nil && p.http.fwd != nil && !fe.asPool {

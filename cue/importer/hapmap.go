@@ -49,7 +49,8 @@ type hapProxy struct {
 	// cookiePos: a cookie line (persistence by an HTTP cookie); with mode
 	// http, a request holding a server's cookie goes to that server, a
 	// backup one included.
-	cookiePos Pos
+	cookiePos   Pos
+	cookieWords []string
 	// dispatch: the one address a proxy without servers sends to.
 	dispatch    string
 	dispatchPos Pos
@@ -347,8 +348,9 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		// answers itself: importing the one pool would send it elsewhere.
 		p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
 	case "cookie":
-		p.cookiePos = l.Pos
-		hapNotMapped(l, w)
+		// Mapped with the servers' values when the service is built
+		// (cookieMap): whether it applies depends on the mode kept.
+		p.cookiePos, p.cookieWords = l.Pos, slices.Clone(ws)
 	case "redispatch":
 		// HAProxy 1.x's spelling of option redispatch.
 		p.redispatch = some(true)
@@ -760,8 +762,7 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			initAddr(name, v, l.Pos, w)
 		case "cookie":
 			i++
-			more.cookie = v
-			w.add(l.Pos, "server %s cookie %s: not mapped (gitgw does not persist by HTTP cookie; each connection is balanced)", name, v)
+			more.cookie = v // mapped with the backend's cookie line (cookieMap)
 		case "on-marked-down":
 			i++
 			if v == "shutdown-sessions" {
@@ -1612,7 +1613,15 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 	s.source, srcNeeds = fe.sourceRules(w)
 	ns = append(ns, srcNeeds...)
 	ns = append(ns, transNeeds...)
-	ns = append(ns, be.cookieRouting()...)
+	var cookieNs []need
+	s.cookie, cookieNs = be.cookieMap(w, hm != nil || fe.asPool)
+	if fe != be && fe.cookiePos != (Pos{}) && fe.cookiePos != be.cookiePos {
+		w.add(fe.cookiePos, "%s: not mapped (HAProxy ignores a cookie in a frontend: persistence is the backend's)", strings.Join(fe.cookieWords, " "))
+	}
+	ns = append(ns, cookieNs...)
+	if s.cookie == nil {
+		ns = append(ns, be.cookieRouting()...)
+	}
 	ns = append(ns, httpNs...)
 	if hm == nil && sm == nil && fe != be && !fe.asPool {
 		ns = append(ns, be.http.routeNeeds()...) // the backend's rules, behind no HTTP mode
@@ -1649,12 +1658,97 @@ func routingNeeds(ns []need) []need {
 	return out
 }
 
+// cookieMap maps a backend's persistence cookie and its servers'
+// values (#Service.cookie, #Server.cookie) when the service keeps HTTP
+// mode (http): `cookie NAME [insert|rewrite] [indirect] [nocache] [httponly]
+// [secure] [domain D]`; a line without insert, rewrite or prefix is
+// passive (the servers set the cookie, HAProxy only reads it). What the
+// proxy lacks refuses the service (FeatCookie). Where HAProxy ignores the
+// cookie (mode tcp, no cookie line for a server's value) it is warned.
+// A cookie that is not imported because HTTP mode is not is warned too,
+// and cookieRouting refuses what it would have routed.
+func (p *hapProxy) cookieMap(w *warnings, http bool) (*svcCookie, []need) {
+	warnServers := func(why string) {
+		for i, m := range p.srvMore {
+			if m.cookie != "" {
+				w.add(m.pos, "server %s cookie %s: not mapped (%s)", p.servers[i].name, m.cookie, why)
+			}
+		}
+	}
+	if p.cookiePos == (Pos{}) {
+		warnServers("the backend has no cookie line: HAProxy ignores the value")
+		return nil, nil
+	}
+	line := strings.Join(p.cookieWords, " ")
+	switch {
+	case p.mode != "http":
+		w.add(p.cookiePos, "%s: not mapped (HAProxy ignores a cookie in mode tcp)", line)
+		warnServers("HAProxy ignores a cookie in mode tcp")
+		return nil, nil
+	case !http:
+		w.add(p.cookiePos, "%s: not mapped (the service is not imported in HTTP mode; each connection is balanced)", line)
+		warnServers("the service is not imported in HTTP mode")
+		return nil, nil
+	case len(p.cookieWords) < 2:
+		w.add(p.cookiePos, "%s: not mapped (no cookie name)", line)
+		warnServers("the cookie line names no cookie")
+		return nil, nil
+	}
+	ck := &svcCookie{name: p.cookieWords[1], mode: "passive"}
+	var ns []need
+	var attrs []string // insert's attributes, warned in passive mode
+	ws := p.cookieWords
+	for i := 2; i < len(ws); i++ {
+		switch k := ws[i]; k {
+		case "insert", "rewrite":
+			ck.mode = k
+		case "indirect":
+			ck.indirect = true
+		case "nocache":
+			ck.nocache = true
+			attrs = append(attrs, k)
+		case "httponly":
+			ck.httponly = true
+			attrs = append(attrs, k)
+		case "secure":
+			ck.secure = true
+			attrs = append(attrs, k)
+		case "domain":
+			if i+1 >= len(ws) {
+				w.add(p.cookiePos, "%s: domain without a value: not mapped", line)
+				continue
+			}
+			i++
+			if ck.domain != "" {
+				ns = append(ns, needs(p.cookiePos, FeatCookie, "%s (a second domain)", line))
+				continue
+			}
+			ck.domain = ws[i]
+			attrs = append(attrs, "domain "+ws[i])
+		case "maxidle", "maxlife", "attr":
+			i++
+			ns = append(ns, needs(p.cookiePos, FeatCookie, "%s (%s)", line, k))
+		default: // prefix, postonly, preserve, dynamic, …
+			ns = append(ns, needs(p.cookiePos, FeatCookie, "%s (%s)", line, k))
+		}
+	}
+	if ck.mode != "insert" && len(attrs) > 0 {
+		w.add(p.cookiePos, "%s: %s not mapped (they apply to an inserted cookie; without insert the servers set it)", line, strings.Join(attrs, ", "))
+		ck.nocache, ck.httponly, ck.secure, ck.domain = false, false, false, ""
+	}
+	for i, m := range p.srvMore {
+		p.servers[i].cookie = m.cookie
+	}
+	return ck, ns
+}
+
 // cookieRouting: in mode http, a request holding a server's cookie goes
 // to that server, and HAProxy serves it there even when the server is a
 // backup and the active servers are up ("requests coming with a
 // persistence cookie referencing the server will always be served"). A
 // gitgw backup server gets no traffic while another is up, so that
-// traffic would go to other servers.
+// traffic would go to other servers when the cookie is not imported
+// (cookieMap: the service is not in HTTP mode).
 func (p *hapProxy) cookieRouting() []need {
 	if p.mode != "http" || p.cookiePos == (Pos{}) {
 		return nil

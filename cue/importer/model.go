@@ -242,6 +242,14 @@ type service struct {
 	// http: HTTP mode (haphttp.go); nil: TCP. sni: SNI routing.
 	http *httpMode
 	sni  *sniMode
+	// cookie: persistence by an HTTP cookie (#Service.cookie); nil: none.
+	cookie *svcCookie
+}
+
+// svcCookie is a #Service.cookie.
+type svcCookie struct {
+	name, mode, domain                  string
+	indirect, nocache, httponly, secure bool
 }
 
 // The timeouts of a service, in the schema's order.
@@ -275,6 +283,8 @@ type server struct {
 	unchecked    bool
 	// tls: TLS from the proxy to the server (#Server.tls); nil: plain.
 	tls *serverTLS
+	// cookie: the service cookie's value naming it (#Server.cookie).
+	cookie string
 }
 
 // serverTLS is a server's #ServerTLS. verify "" is HAProxy's default,

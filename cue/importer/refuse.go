@@ -126,10 +126,15 @@ const (
 	// rules lack (haphttp.go httpRules, httpCriterion, httpAction), a
 	// backend that is missing or refused; `use-server`, HAProxy 1.x's
 	// `reqsetbe`, `monitor-net`, a `cookie` that reaches a backup server
-	// while the others are up, `option http_proxy`, `http-request
+	// while the others are up in a service not imported in HTTP mode, `option http_proxy`, `http-request
 	// return|use-service`, `tcp-request content use-service`, a server's `redir` (hapmap.go
 	// line, option, routingAction, services, cookieRouting, server).
 	FeatContentSwitching Feature = "content-switching"
+	// FeatCookie: cookie persistence the proxy does not make: `prefix`
+	// (the server's own cookie prefixed), `postonly`,
+	// `preserve`, `maxidle`/`maxlife` (dated cookies), `dynamic`, `attr`,
+	// a second `domain` (hapmap.go cookieMap).
+	FeatCookie Feature = "cookie"
 )
 
 // featureWhy says, per feature, what the site lacks.
@@ -153,6 +158,7 @@ var featureWhy = map[Feature]string{
 	FeatProtocol:         "gitgw services carry TCP or UDP",
 	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers) and DPVS's full NAT (FNAT: the servers see the gateway's address, not the client's) are not built",
 	FeatVSGroup:          "a gitgw service's binds are addresses with a port, and its fwmarks marks; leaving the entry out would leave its traffic unforwarded",
+	FeatCookie:           "gitgw persists by a cookie it inserts (with indirect, nocache, httponly, secure and one domain) or one the servers set (as it is, or with the server's value); prefixing the servers' own cookie, inserting only on POST, preserving the server's cookie, dated or dynamic cookies and extra attributes are not built: without them clients would lose their server",
 	FeatContentSwitching: "gitgw routes requests only in HTTP mode, by rules on the host, path, url, method, headers, source and TLS (terms ANDed, alternatives by ||) that use another service, deny or redirect, and TCP connections only by their TLS server name; other routing would send traffic where the original does not",
 }
 

@@ -424,6 +424,9 @@ func serviceField(sv *service) cfield {
 		if len(r.checkTargets) > 0 {
 			st.fields = append(st.fields, fld("check_targets", cstrs(r.checkTargets)))
 		}
+		if r.cookie != "" {
+			st.fields = append(st.fields, fld("cookie", cstr(r.cookie)))
+		}
 		for _, b := range []struct {
 			name string
 			on   bool
@@ -455,7 +458,9 @@ func serviceField(sv *service) cfield {
 		s.add("proxy_protocol", cstr(sv.proxyProto))
 	}
 	if sv.http != nil {
-		s.add("http", httpField(sv.http))
+		hs := httpField(sv.http)
+		hs.inline = len(hs.fields) == 0 // `http: {}`: HTTP mode with nothing more (a cookie's)
+		s.add("http", hs)
 	}
 	if sv.sni != nil {
 		ss := &cstruct{}
@@ -471,6 +476,21 @@ func serviceField(sv *service) cfield {
 		}
 		ss.add("rules", rules)
 		s.add("sni", ss)
+	}
+	if ck := sv.cookie; ck != nil {
+		cs := inline(fld("name", cstr(ck.name)), fld("mode", cstr(ck.mode)))
+		for _, b := range []struct {
+			name string
+			on   bool
+		}{{"indirect", ck.indirect}, {"nocache", ck.nocache}, {"httponly", ck.httponly}, {"secure", ck.secure}} {
+			if b.on {
+				cs.fields = append(cs.fields, fld(b.name, cbool(true)))
+			}
+		}
+		if ck.domain != "" {
+			cs.fields = append(cs.fields, fld("domain", cstr(ck.domain)))
+		}
+		s.add("cookie", cs)
 	}
 	return cfield{label: sv.name, val: s, doc: sv.comments}
 }

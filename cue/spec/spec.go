@@ -458,6 +458,23 @@ type Service struct {
 	// SNI routes a proxy-mode TCP service's TLS connections, not
 	// terminated, by the server name of their ClientHello; nil: none.
 	SNI *ServiceSNI `json:"sni,omitempty"`
+	// Cookie persists clients on a server by an HTTP cookie, for the
+	// requests that reach the service in HTTP mode; nil: none.
+	Cookie *ServiceCookie `json:"cookie,omitempty"`
+}
+
+// ServiceCookie is persistence by an HTTP cookie (HAProxy's cookie line;
+// each server's value is Server.Cookie): Mode "insert" (the proxy sets
+// it), "rewrite" (the servers set it, the proxy replaces the value) or
+// "passive" (the servers set it).
+type ServiceCookie struct {
+	Name     string `json:"name"`
+	Mode     string `json:"mode"`
+	Indirect bool   `json:"indirect,omitempty"`
+	NoCache  bool   `json:"nocache,omitempty"`
+	HTTPOnly bool   `json:"httponly,omitempty"`
+	Secure   bool   `json:"secure,omitempty"`
+	Domain   string `json:"domain,omitempty"`
 }
 
 // ServiceSNI is SNI routing: rules in order, InspectDelay the wait for
@@ -639,6 +656,9 @@ type Server struct {
 	Unchecked bool `json:"unchecked,omitempty"`
 	// TLS wraps the proxy's connections to this server in TLS.
 	TLS *ServerTLS `json:"tls,omitempty"`
+	// Cookie is the service cookie's value naming this server; empty:
+	// no client is persisted on it.
+	Cookie string `json:"cookie,omitempty"`
 }
 
 // ServerTLS is TLS from the proxy to a server (HAProxy's server `ssl`):

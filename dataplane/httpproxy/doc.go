@@ -18,10 +18,16 @@
 // connections, not terminated, are routed by the server name of their
 // ClientHello, read with crypto/tls and replayed to the chosen server.
 //
+// A pool may persist clients on a server by an HTTP cookie (cookie.go,
+// HAProxy's `cookie NAME insert|…` with each server's value): the Picker
+// is asked for the server the request's cookie names first, and the
+// response sets the cookie when the balance chose.
+//
 // What HAProxy does that this does not: queueing a request when every
 // server is at its maxconn (it is answered 503), handing established HTTP
 // connections to the next agent (a restart lets requests in flight finish
 // and closes idle keep-alive connections, as HAProxy's reload does),
-// shutdown-sessions, HTTP/2, and per-request counters in the stats (the
+// shutdown-sessions, HTTP/2, cookie rewrite/prefix modes and dated
+// cookies (maxidle, maxlife), and per-request counters in the stats (the
 // servers count requests, the service its connections).
 package httpproxy

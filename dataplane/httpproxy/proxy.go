@@ -21,9 +21,12 @@ import (
 
 // Picker chooses the server of a pool (a proxy service) for one request:
 // the L4 pool's balancing, health, weights, backups and maxconn decide.
-// Lease.Done must be called once the request is over.
+// Lease.Done must be called once the request is over. prefer names the
+// server a persistence cookie asks for: taken when it can take the
+// request (up, not in maintenance, below its maxconn; a backup or a
+// draining server too), else the balance picks.
 type Picker interface {
-	PickServer(pool string, client netip.Addr, avoid []string) (Lease, error)
+	PickServer(pool string, client netip.Addr, avoid []string, prefer string) (Lease, error)
 }
 
 // Lease is one server taken for one request.
@@ -57,7 +60,21 @@ type Pool struct {
 	Connect time.Duration // connect timeout
 	Server  time.Duration // wait for a response's headers (timeout server)
 	Retries int           // further connect attempts, each on another server
+	// Cookie, when set, persists clients on a server by an HTTP cookie
+	// (cookie.go); CookieValues maps each server that has a value to it
+	// (a server without one is never persisted on).
+	Cookie       *Cookie
+	CookieValues map[string]string
 }
+
+// transport is what a pool's kept-alive connections depend on: a Set
+// that changes only its cookie keeps them.
+type transport struct {
+	connect, server time.Duration
+	retries         int
+}
+
+func (pc Pool) transport() transport { return transport{pc.Connect, pc.Server, pc.Retries} }
 
 // Config is every HTTP frontend and every pool of the node.
 type Config struct {
@@ -138,15 +155,15 @@ func (p *Proxy) Set(cfg Config) error {
 	old := *p.pools.Load()
 	pools := map[string]*poolRT{}
 	for _, pc := range cfg.Pools {
-		if rt := old[pc.Name]; rt != nil && rt.cfg == pc {
-			pools[pc.Name] = rt
+		if rt := old[pc.Name]; rt != nil && rt.cfg.transport() == pc.transport() {
+			pools[pc.Name] = &poolRT{cfg: pc, tr: rt.tr, cookie: newPoolCookie(pc.Cookie, pc.CookieValues)}
 			continue
 		}
 		pools[pc.Name] = newPoolRT(p, pc)
 	}
 	p.pools.Store(&pools)
 	for name, rt := range old {
-		if pools[name] != rt {
+		if np := pools[name]; np == nil || np.tr != rt.tr {
 			rt.tr.CloseIdleConnections()
 		}
 	}
@@ -468,8 +485,9 @@ func remoteAddr(r *http.Request) netip.Addr {
 // poolRT is the transport to one pool's servers: kept-alive connections
 // per server address, the pool's timeouts.
 type poolRT struct {
-	cfg Pool
-	tr  *http.Transport
+	cfg    Pool
+	tr     *http.Transport
+	cookie *poolCookie // nil: no cookie persistence
 }
 
 func newPoolRT(p *Proxy, pc Pool) *poolRT {
@@ -492,7 +510,7 @@ func newPoolRT(p *Proxy, pc Pool) *poolRT {
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
-	return &poolRT{cfg: pc, tr: tr}
+	return &poolRT{cfg: pc, tr: tr, cookie: newPoolCookie(pc.Cookie, pc.CookieValues)}
 }
 
 // roundTripper picks a server of the request's pool and sends the
@@ -509,9 +527,13 @@ func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if rt == nil {
 		return nil, fmt.Errorf("%w: pool %q is not a proxy service here", ErrNoServer, st.pool)
 	}
+	prefer := ""
+	if rt.cookie != nil {
+		prefer = rt.cookie.preferred(req)
+	}
 	var avoid []string
 	for attempt := 0; ; attempt++ {
-		lease, err := t.p.picker.PickServer(st.pool, st.client, avoid)
+		lease, err := t.p.picker.PickServer(st.pool, st.client, avoid, prefer)
 		if err != nil {
 			return nil, err
 		}
@@ -519,6 +541,9 @@ func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := rt.tr.RoundTrip(req)
 		if err == nil {
 			st.lease = &lease
+			if rt.cookie != nil {
+				rt.cookie.respond(resp, lease.Server, prefer != "" && lease.Server == prefer)
+			}
 			return resp, nil
 		}
 		var ne *net.OpError

@@ -118,7 +118,7 @@ func (f *frontend) serveSNI(c net.Conn, s *SNI) {
 	}
 	var avoid []string
 	for attempt := 0; ; attempt++ {
-		lease, err := f.p.picker.PickServer(pool, client, avoid)
+		lease, err := f.p.picker.PickServer(pool, client, avoid, "")
 		if err != nil {
 			f.p.log.Debug("sni: no server", "service", f.name, "err", err)
 			return

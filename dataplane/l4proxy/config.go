@@ -116,6 +116,11 @@ type Service struct {
 	// server name of their ClientHello, to this service's servers or
 	// another TCP service's; handed over like HTTP mode's. TCP only.
 	SNI *httpproxy.SNI `json:"sni,omitempty"`
+	// Cookie persists the clients of requests that reach this service in
+	// HTTP mode (its own HTTP, or another service's rule) on a server by
+	// an HTTP cookie (http.go, httpproxy.Cookie), with each server's
+	// Server.Cookie. TCP only.
+	Cookie *httpproxy.Cookie `json:"cookie,omitempty"`
 }
 
 // DefaultResolveInterval is Service.ResolveInterval's default.
@@ -187,6 +192,10 @@ type Server struct {
 	// Unchecked: the service's check never takes this server out: no
 	// check runs for it and it is NOCHECK, while the others are checked.
 	Unchecked bool `json:"unchecked,omitempty"`
+	// Cookie is the value of the service's Cookie that names this server
+	// (HAProxy's server `cookie VALUE`); empty: no request is persisted
+	// on it (one it answers clears the client's cookie in insert mode).
+	Cookie string `json:"cookie,omitempty"`
 }
 
 // ownCheck is the server's own part in its service's check.
@@ -271,6 +280,7 @@ func (c Config) Validate() error {
 		if s.HTTP != nil || s.SNI != nil {
 			errs = append(errs, c.validateHTTP(where, s)...)
 		}
+		errs = append(errs, c.validateCookie(where, s)...)
 		if s.Transparent && s.ProxyProtocol != 0 {
 			errs = append(errs, fmt.Errorf("%s: transparent and a PROXY protocol header: pick one way to tell the servers the client", where))
 		}

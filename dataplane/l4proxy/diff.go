@@ -92,8 +92,9 @@ type ServiceView struct {
 	Resolve     string `json:"resolve_interval,omitempty"` // set in the site only
 	Protocol    string `json:"protocol,omitempty"`         // "udp"; empty for tcp
 	Transparent bool   `json:"transparent,omitempty"`
-	HTTP        string `json:"http,omitempty"` // DescribeHTTP
-	SNI         string `json:"sni,omitempty"`  // DescribeSNI
+	HTTP        string `json:"http,omitempty"`   // DescribeHTTP
+	SNI         string `json:"sni,omitempty"`    // DescribeSNI
+	Cookie      string `json:"cookie,omitempty"` // httpproxy.Cookie.String
 }
 
 type ServerView struct {
@@ -112,6 +113,8 @@ type ServerView struct {
 	CheckAddr    string   `json:"check_addr,omitempty"`
 	CheckTargets []string `json:"check_targets,omitempty"`
 	Unchecked    bool     `json:"unchecked,omitempty"`
+	// Cookie is the server's persistence cookie value.
+	Cookie string `json:"cookie,omitempty"`
 }
 
 // ViewService is what a plan shows of a service: its settings in words,
@@ -146,6 +149,9 @@ func ViewService(s Service) ServiceView {
 	if s.SNI != nil {
 		v.SNI = DescribeSNI(s.SNI)
 	}
+	if s.Cookie != nil {
+		v.Cookie = s.Cookie.String()
+	}
 	if c := s.Check; c != nil {
 		v.Check = c.Describe()
 		if s.ShutdownOnDown {
@@ -167,7 +173,7 @@ func ViewServer(s Server) ServerView {
 		addr = net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
 	}
 	v := ServerView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st, CheckPort: s.CheckPort, Unchecked: s.Unchecked,
-		TLS: s.TLS.Describe()}
+		TLS: s.TLS.Describe(), Cookie: s.Cookie}
 	if s.CheckAddr.IsValid() {
 		v.CheckAddr = s.CheckAddr.String()
 	}
@@ -259,6 +265,7 @@ func diffService(h, w ServiceView) []string {
 	add("transparent", h.Transparent, w.Transparent)
 	add("http", h.HTTP, w.HTTP)
 	add("sni", h.SNI, w.SNI)
+	add("cookie", h.Cookie, w.Cookie)
 	return d
 }
 

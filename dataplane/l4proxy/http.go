@@ -67,6 +67,53 @@ func (c Config) validateHTTP(where string, s Service) []error {
 	return errs
 }
 
+// validateCookie checks a service's persistence cookie: a TCP service
+// that requests reach in HTTP mode (its own, or a rule's use), servers'
+// values that are cookie values, each naming one server, and no value
+// without the service's cookie.
+func (c Config) validateCookie(where string, s Service) []error {
+	values := cookieValues(s)
+	if s.Cookie == nil {
+		if len(values) > 0 {
+			return []error{fmt.Errorf("%s: server cookie values without the service's cookie", where)}
+		}
+		return nil
+	}
+	var errs []error
+	if s.proto() != ProtoTCP {
+		errs = append(errs, fmt.Errorf("%s: cookie: TCP services only", where))
+	}
+	reached := s.HTTP != nil
+	for _, o := range c.Services {
+		if o.HTTP != nil {
+			for _, r := range o.HTTP.Rules {
+				reached = reached || r.Use == s.Name
+			}
+		}
+	}
+	if !reached {
+		errs = append(errs, fmt.Errorf("%s: cookie: no request reaches the service in HTTP mode (neither its own http nor a rule's use)", where))
+	}
+	for _, err := range s.Cookie.Validate(values) {
+		errs = append(errs, fmt.Errorf("%s: %w", where, err))
+	}
+	return errs
+}
+
+// cookieValues maps the servers of s that have a cookie value to it.
+func cookieValues(s Service) map[string]string {
+	var m map[string]string
+	for _, sv := range s.Servers {
+		if sv.Cookie != "" {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[sv.Name] = sv.Cookie
+		}
+	}
+	return m
+}
+
 // httpConfig is what the HTTP proxy runs of cfg: its HTTP services, and
 // every TCP service as a pool requests may go to.
 func httpConfig(cfg Config) httpproxy.Config {
@@ -76,7 +123,12 @@ func httpConfig(cfg Config) httpproxy.Config {
 			continue
 		}
 		d := s.withDefaults()
-		hc.Pools = append(hc.Pools, httpproxy.Pool{Name: s.Name, Connect: d.Timeouts.Connect, Server: d.Timeouts.Server, Retries: d.Retries})
+		pool := httpproxy.Pool{Name: s.Name, Connect: d.Timeouts.Connect, Server: d.Timeouts.Server, Retries: d.Retries}
+		if s.Cookie != nil {
+			ck := *s.Cookie
+			pool.Cookie, pool.CookieValues = &ck, cookieValues(s)
+		}
+		hc.Pools = append(hc.Pools, pool)
 		switch {
 		case s.HTTP != nil:
 			hc.Frontends = append(hc.Frontends, httpproxy.Frontend{Name: s.Name, HTTP: *s.HTTP, Client: d.Timeouts.Client})
@@ -92,21 +144,45 @@ func httpConfig(cfg Config) httpproxy.Config {
 // ready, weighted, below their maxconn; backups when no primary is),
 // avoiding those a failed connect named. An HTTP request that finds
 // every server full is answered 503 at once: it does not queue.
-func (p *Pool) PickServer(name string, client netip.Addr, avoid []string) (httpproxy.Lease, error) {
+//
+// prefer, the server a persistence cookie names, is taken first when it
+// can take the request: up, not in maintenance, below its maxconn. As
+// HAProxy, a backup server is taken while primaries are up, and a
+// draining one (weight 0 or drain) still takes the clients persisted on
+// it: draining lets their sessions end. A full one is not waited for
+// (HTTP requests do not queue): the balance picks, and the cookie is set
+// anew.
+func (p *Pool) PickServer(name string, client netip.Addr, avoid []string, prefer string) (httpproxy.Lease, error) {
 	svc := (*p.byName.Load())[name]
 	if svc == nil {
 		return httpproxy.Lease{}, fmt.Errorf("%w: no service %q", httpproxy.ErrNoServer, name)
 	}
+	lease := func(srv *server) httpproxy.Lease {
+		srv.total.Add(1)
+		return httpproxy.Lease{Server: srv.name, Addr: srv.cfg.Load().Addr, Done: func(ok bool) {
+			if !ok {
+				srv.connErrors.Add(1)
+			}
+			svc.releaseServer(srv)
+		}}
+	}
 	set := svc.set.Load()
 	var tried []*server
-	if len(avoid) > 0 {
+	var preferred *server
+	if len(avoid) > 0 || prefer != "" {
 		svc.mu.Lock()
 		for _, s := range svc.servers {
 			if slices.Contains(avoid, s.name) {
 				tried = append(tried, s)
 			}
+			if prefer != "" && s.name == prefer {
+				preferred = s
+			}
 		}
 		svc.mu.Unlock()
+	}
+	if s := preferred; s != nil && !slices.Contains(tried, s) && s.persistable() && s.acquire() {
+		return lease(s), nil
 	}
 	for range 8 {
 		srv, err := svc.httpPick.pick(svc, svc.tbl.Load(), set, client, tried)
@@ -116,15 +192,18 @@ func (p *Pool) PickServer(name string, client netip.Addr, avoid []string) (httpp
 		if !srv.acquire() {
 			continue // filled between the pick and now
 		}
-		srv.total.Add(1)
-		return httpproxy.Lease{Server: srv.name, Addr: srv.cfg.Load().Addr, Done: func(ok bool) {
-			if !ok {
-				srv.connErrors.Add(1)
-			}
-			svc.releaseServer(srv)
-		}}, nil
+		return lease(srv), nil
 	}
 	return httpproxy.Lease{}, fmt.Errorf("%w: service %q: %w", httpproxy.ErrNoServer, name, errFull)
+}
+
+// persistable reports whether a client persisted on s (by a cookie) may
+// still be sent there: up, configured, resolved and not in maintenance;
+// weight and drain do not matter (HAProxy's drain: persistent clients
+// only).
+func (s *server) persistable() bool {
+	c := s.cfg.Load()
+	return s.up.Load() && !s.removed.Load() && !c.unresolved && c.Addr.IsValid() && c.admin() != Maint
 }
 
 // handOffHTTP gives an accepted connection of an HTTP service to the

@@ -335,6 +335,10 @@ func cloneConfig(c Config) Config {
 			s.Check = &ck
 		}
 		s.HTTP, s.SNI = cloneHTTP(s.HTTP), cloneSNI(s.SNI)
+		if s.Cookie != nil {
+			ck := *s.Cookie
+			s.Cookie = &ck
+		}
 		if s.Source != nil {
 			src := *s.Source
 			src.Allow = append([]netip.Prefix(nil), src.Allow...)
