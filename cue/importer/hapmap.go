@@ -51,6 +51,10 @@ type hapProxy struct {
 	// backup one included.
 	cookiePos   Pos
 	cookieWords []string
+	// cookieRewrites: request rewrites of the Cookie header (reqrep,
+	// reqadd, reqdel, http-request set-header…): they pick the server of
+	// a persistence cookie, here or in a proxy behind this one.
+	cookieRewrites []hapLine
 	// dispatch: the one address a proxy without servers sends to.
 	dispatch    string
 	dispatchPos Pos
@@ -406,6 +410,10 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 				return
 			}
 		}
+		p.noteCookieRewrite(l)
+		hapNotMapped(l, w)
+	case "reqrep", "reqirep", "reqadd", "reqdel", "reqidel":
+		p.noteCookieRewrite(l)
 		hapNotMapped(l, w)
 	case "rate-limit", "reqdeny", "reqideny", "reqtarpit", "reqitarpit", "block":
 		p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
@@ -1619,6 +1627,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		w.add(fe.cookiePos, "%s: not mapped (HAProxy ignores a cookie in a frontend: persistence is the backend's)", strings.Join(fe.cookieWords, " "))
 	}
 	ns = append(ns, cookieNs...)
+	ns = append(ns, cookieRewriteNeeds(fe, be)...)
 	if s.cookie == nil {
 		ns = append(ns, be.cookieRouting()...)
 	}
@@ -1757,6 +1766,49 @@ func (p *hapProxy) cookieRouting() []need {
 	for i, m := range p.srvMore {
 		if m.cookie != "" && p.servers[i].backup {
 			ns = append(ns, needs(m.pos, FeatContentSwitching, "server %s cookie %s backup (a request holding cookie %s reaches it while the active servers are up)", p.servers[i].name, m.cookie, m.cookie))
+		}
+	}
+	return ns
+}
+
+// noteCookieRewrite records l when it rewrites the request's Cookie
+// header: HAProxy 1.x's reqrep/reqirep/reqadd/reqdel/reqidel naming
+// "Cookie:", http-request set-header/add-header/replace-header/
+// replace-value/del-header Cookie.
+func (p *hapProxy) noteCookieRewrite(l hapLine) {
+	ws := l.Words
+	switch ws[0] {
+	case "reqrep", "reqirep", "reqadd", "reqdel", "reqidel":
+		for _, word := range ws[1:] {
+			if strings.Contains(strings.ToLower(word), "cookie:") {
+				p.cookieRewrites = append(p.cookieRewrites, l)
+				return
+			}
+		}
+	case "http-request":
+		if len(ws) > 2 && slices.Contains([]string{"set-header", "add-header", "replace-header", "replace-value", "del-header"}, ws[1]) && strings.EqualFold(ws[2], "cookie") {
+			p.cookieRewrites = append(p.cookieRewrites, l)
+		}
+	}
+}
+
+// cookieRewriteNeeds: a rewrite of the Cookie header chooses the server
+// a persistence cookie sends the request to, in this proxy or in one
+// behind it (HAProxy's URL-switching sample sends /img to a backup server
+// of the next proxy that way, and deletes the clients' own cookie first);
+// dropped, those requests would go where the balancer sends them, or
+// where a client's cookie says.
+func cookieRewriteNeeds(fe, be *hapProxy) []need {
+	var ns []need
+	for _, p := range []*hapProxy{fe, be} {
+		if p == be && fe == be && len(ns) > 0 {
+			break
+		}
+		for _, l := range p.cookieRewrites {
+			ns = append(ns, needs(l.Pos, FeatContentSwitching, "%s (it rewrites the Cookie header, which picks the server a request reaches)", strings.Join(l.Words, " ")))
+		}
+		if fe == be {
+			break
 		}
 	}
 	return ns
