@@ -166,15 +166,7 @@ func (p *hapProxy) httpBind(l hapLine, w *warnings) {
 		w.add(l.Pos, "bind options %q: not mapped (gitgw's TLS is TLS 1.2 and 1.3 with Go's defaults)", strings.Join(other, " "))
 	}
 	w.add(l.Pos, "bind %s ssl crt %s: each crt file (each file of a crt directory) must hold the certificate and its key, PEM; separate .key files are not read", l.Words[1], strings.Join(certs, " "))
-	for _, a := range strings.Split(l.Words[1], ",") {
-		binds, err := bindAddrs(a)
-		if err != nil {
-			w.add(l.Pos, "bind %s: %v: not imported", a, err)
-			continue
-		}
-		p.binds = append(p.binds, binds...)
-		h.tlsBinds = append(h.tlsBinds, binds...)
-	}
+	h.tlsBinds = append(h.tlsBinds, p.addBinds(l, w)...)
 	for _, c := range certs {
 		if !slices.Contains(h.certs, c) {
 			h.certs = append(h.certs, c)

@@ -494,6 +494,13 @@ func (p *hapProxy) bind(l hapLine, w *warnings) {
 	if len(l.Words) > 2 {
 		w.add(l.Pos, "bind options %q: not mapped", strings.Join(l.Words[2:], " "))
 	}
+	p.addBinds(l, w)
+}
+
+// addBinds adds the addresses of a bind line (a comma-separated list) to
+// the proxy's binds, naming those it cannot read; it returns those added.
+func (p *hapProxy) addBinds(l hapLine, w *warnings) []string {
+	var added []string
 	for _, a := range strings.Split(l.Words[1], ",") {
 		binds, err := bindAddrs(a)
 		if err != nil {
@@ -501,7 +508,9 @@ func (p *hapProxy) bind(l hapLine, w *warnings) {
 			continue
 		}
 		p.binds = append(p.binds, binds...)
+		added = append(added, binds...)
 	}
+	return added
 }
 
 func bindAddrs(s string) ([]string, error) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -286,32 +285,7 @@ func TestHTTPMode(t *testing.T) {
 	t.Run("a server marked down gets no request", func(t *testing.T) {
 		st2.ln.Close()
 		eventually(t, 10*time.Second, "st2 marked down", func() bool {
-			var s Snapshot
-			err := ns.Do(func() error {
-				c, err := net.Dial("tcp4", h.stats)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				fmt.Fprintf(c, "GET / HTTP/1.0\r\n\r\n")
-				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-				if err != nil {
-					return err
-				}
-				defer resp.Body.Close()
-				return json.NewDecoder(resp.Body).Decode(&s)
-			})
-			if err != nil {
-				return false
-			}
-			for _, svc := range s.Services {
-				for _, sv := range svc.Servers {
-					if sv.Name == "st2" {
-						return sv.Status == StatusDown
-					}
-				}
-			}
-			return false
+			return serverStatusIn(ns, h.stats, "st2") == StatusDown
 		})
 		before := st1.n.Load()
 		for i := range 10 {
