@@ -236,7 +236,7 @@ func loadTLS(t *TLS) (*tls.Config, error) {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 		for _, f := range files {
-			pem, err := os.ReadFile(f)
+			pem, err := readCertFile(f)
 			if err != nil {
 				return nil, fmt.Errorf("tls: %w", err)
 			}
@@ -248,6 +248,27 @@ func loadTLS(t *TLS) (*tls.Config, error) {
 		}
 	}
 	return &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}, nil
+}
+
+// maxCertFile bounds what a certificate file may hold (a chain and its
+// key are a few KiB): the files are the node's, named by the site.
+const maxCertFile = 1 << 20
+
+// readCertFile reads a certificate file, refusing one over maxCertFile.
+func readCertFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxCertFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > maxCertFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxCertFile)
+	}
+	return b, nil
 }
 
 // certFiles is path, or every file of the directory path in name order
