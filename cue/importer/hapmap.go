@@ -23,6 +23,9 @@ type hapProxy struct {
 	mode       string
 	modePos    Pos
 	binds      []string
+	// bindLines counts the bind lines (and a listen line's address),
+	// usable or not: a proxy with none listens nowhere.
+	bindLines  int
 	maxconn    opt[int]
 	timeouts   [7]opt[time.Duration]
 	checkTO    opt[time.Duration]
@@ -481,6 +484,7 @@ func (p *hapProxy) bind(l hapLine, w *warnings) {
 	if len(l.Words) < 2 {
 		return
 	}
+	p.bindLines++
 	for _, o := range l.Words[2:] {
 		if o == "ssl" {
 			if p.kind == "frontend" || p.kind == "listen" {
@@ -1484,6 +1488,12 @@ func (c *hapConfig) services(w *warnings) []*service {
 			fe, be = p, p
 		case "frontend":
 			fe = p
+			if p.bindLines == 0 {
+				// HAProxy listens nowhere for it: its rules route nothing,
+				// whatever they would need.
+				w.add(p.pos, "frontend %s has no bind: HAProxy accepts no connection for it, so nothing reaches its rules or backends: not imported", p.name)
+				continue
+			}
 			if p.defBackend == "" {
 				if ns := append(routingNeeds(p.needs), p.http.routeNeeds()...); len(ns) > 0 {
 					w.refuse("frontend "+p.name, ns)

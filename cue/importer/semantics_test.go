@@ -50,6 +50,35 @@ func loadText(t *testing.T, ka, hap string) (*Result, *spec.Node) {
 // TestRefusals: a service whose check (or forwarding) the site cannot say
 // is left out, with the feature and the directive's line, never imported
 // with a weakened check.
+// TestFrontendWithoutBind: a frontend with no bind line listens nowhere
+// in HAProxy, so rules gitgw cannot carry route nothing there: it is
+// named as not imported, not refused. The same frontend with a bind is
+// refused for those rules.
+func TestFrontendWithoutBind(t *testing.T) {
+	const rest = "  tcp-request content reject if { src 198.51.100.0/24 }\n  use_backend b if { req_ssl_sni -i a.example.net }\nbackend b\n  server a 198.51.100.1:443 check\n"
+	for _, tt := range []struct {
+		name, bind string
+		refused    bool
+	}{
+		{name: "no bind", refused: false},
+		{name: "a bind", bind: "  bind 203.0.113.1:443\n", refused: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := importText(t, "", "frontend f\n"+tt.bind+rest)
+			if got := len(res.Refused) > 0; got != tt.refused {
+				t.Errorf("refused %v, want %v:\n%s", res.Refused, tt.refused, goldenText(res))
+			}
+			named := false
+			for _, w := range res.Warnings {
+				named = named || (w.Pos.Line == 1 && strings.Contains(w.Msg, "frontend f has no bind"))
+			}
+			if named == tt.refused {
+				t.Errorf("no-bind warning %v, want %v:\n%s", named, !tt.refused, goldenText(res))
+			}
+		})
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	const listen = "listen db\n  bind 203.0.113.1:5432\n"
 	for _, tt := range []struct {
