@@ -131,7 +131,7 @@ func importCorpus(t *testing.T, f corpusFile) (corpusOutcome, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := Input{Node: "gw1", Path: f.kind + "/" + f.name, Data: data}
+	in := Input{Node: "gw1", Path: f.kind + "/" + f.name, Dir: "/etc/" + f.kind, Data: data}
 	opts := Options{}
 	if f.kind == "keepalived" {
 		opts.Keepalived = []Input{in}

@@ -156,10 +156,15 @@ func (p *hapProxy) httpBind(l hapLine, w *warnings) {
 		p.needs = append(p.needs, needs(l.Pos, FeatTLSTermination, "bind %s ssl without crt", l.Words[1]))
 		return
 	}
-	for _, c := range certs {
-		if !strings.HasPrefix(c, "/") {
-			p.needs = append(p.needs, needs(l.Pos, FeatTLSTermination, "bind %s ssl crt %s (a relative path, or crt-base)", l.Words[1], c))
+	for i, c := range certs {
+		abs, ok := p.paths.resolve("crt", c)
+		if !ok {
+			p.needs = append(p.needs, needs(l.Pos, FeatTLSTermination, "bind %s ssl crt %s (%s)", l.Words[1], c, p.paths.relativeWhy()))
 			return
+		}
+		if abs != c {
+			w.add(l.Pos, "bind %s ssl crt %s", l.Words[1], joinedBy(c, abs))
+			certs[i] = abs
 		}
 	}
 	if len(other) > 0 {

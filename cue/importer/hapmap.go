@@ -23,6 +23,9 @@ type hapProxy struct {
 	mode       string
 	modePos    Pos
 	binds      []string
+	// paths resolves relative file names (the global crt-base, ca-base
+	// and default-path read so far).
+	paths *hapPaths
 	// bindLines counts the bind lines (and a listen line's address),
 	// usable or not: a proxy with none listens nowhere.
 	bindLines  int
@@ -186,9 +189,10 @@ type hapConfig struct {
 	fwds []*fwdOption
 }
 
-func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
+func mapHAProxy(secs []*hapSection, dir string, w *warnings) *hapConfig {
 	c := &hapConfig{backends: map[string]*hapProxy{}, resolvers: map[string]hapResolvers{}}
-	defaults := &hapProxy{kind: "defaults"}
+	paths := &hapPaths{dir: dir}
+	defaults := &hapProxy{kind: "defaults", paths: paths}
 	for _, s := range secs {
 		switch s.Kind {
 		case "global":
@@ -200,6 +204,9 @@ func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
 						continue
 					}
 				}
+				if paths.global(l, w) {
+					continue
+				}
 				if l.Words[0] == "ssl-server-verify" && len(l.Words) == 2 && (l.Words[1] == "none" || l.Words[1] == "required") {
 					c.verifyNone = l.Words[1] == "none"
 					continue
@@ -210,7 +217,7 @@ func mapHAProxy(secs []*hapSection, w *warnings) *hapConfig {
 			if len(s.Args) > 1 {
 				w.add(s.Pos, "defaults %s: named defaults are read in order; \"from\" is not followed", strings.Join(s.Args, " "))
 			}
-			defaults = (&hapProxy{kind: "defaults"}).inherit("defaults", s.Name(), s.Pos)
+			defaults = (&hapProxy{kind: "defaults", paths: paths}).inherit("defaults", s.Name(), s.Pos)
 			for _, l := range s.Lines {
 				defaults.line(l, w)
 			}
@@ -688,11 +695,23 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			}
 		case "ca-file", "crt":
 			i++
+			kind := "crt"
+			if k == "ca-file" {
+				kind = "ca"
+			}
+			abs, ok := v, true
+			if v != "@system-ca" {
+				abs, ok = p.paths.resolve(kind, v)
+			}
+			if ok && abs != v {
+				w.add(l.Pos, "server %s %s %s: %s", name, k, v, joinedBy(v, abs))
+				v = abs
+			}
 			switch {
 			case k == "ca-file" && v == "@system-ca":
 				st.ca, st.systemCA = opt[string]{}, true // the system's roots: the site's default
-			case !strings.HasPrefix(v, "/"):
-				tlsNeeds = append(tlsNeeds, needs(l.Pos, FeatServerTLS, "server %s %s %s (a relative path)", name, k, v))
+			case !ok:
+				tlsNeeds = append(tlsNeeds, needs(l.Pos, FeatServerTLS, "server %s %s %s (%s)", name, k, v, p.paths.relativeWhy()))
 			case k == "ca-file":
 				st.ca, st.systemCA = some(v), false
 			default:
@@ -700,9 +719,8 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			}
 			if k == "ca-file" && v == "@system-ca" {
 				sc.tls.ca = opt[string]{}
-			} else if !strings.HasPrefix(v, "/") {
-				// ca-base and crt-base are not followed.
-				sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s %s %s (a relative path)", name, k, v))
+			} else if !ok {
+				sc.tlsNeeds = append(sc.tlsNeeds, needs(l.Pos, FeatTLSCheck, "server %s %s %s (%s)", name, k, v, p.paths.relativeWhy()))
 			} else if k == "ca-file" {
 				sc.tls.ca = some(v)
 			} else {

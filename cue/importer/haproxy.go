@@ -121,6 +121,7 @@ func splitHAProxyLineQ(line string) ([]string, bool) {
 func parseHAProxy(file, src string, w *warnings) []*hapSection {
 	var out []*hapSection
 	var cur *hapSection
+	var conds hapConds
 	for i, raw := range strings.Split(src, "\n") {
 		words, open := splitHAProxyLineQ(raw)
 		pos := Pos{File: file, Line: i + 1}
@@ -128,6 +129,12 @@ func parseHAProxy(file, src string, w *warnings) []*hapSection {
 			w.syntax(pos, "unterminated quote")
 		}
 		if len(words) == 0 {
+			continue
+		}
+		if strings.HasPrefix(words[0], ".") && conds.line(words, pos, w) {
+			continue
+		}
+		if !conds.reading() {
 			continue
 		}
 		if hapSectionKinds[words[0]] {
@@ -141,5 +148,6 @@ func parseHAProxy(file, src string, w *warnings) []*hapSection {
 		}
 		cur.Lines = append(cur.Lines, hapLine{Words: words, Pos: pos})
 	}
+	conds.end(w)
 	return out
 }

@@ -19,6 +19,10 @@ type Input struct {
 	Node string
 	// Path is the file's name as warnings show it.
 	Path string
+	// Dir is the absolute directory the file is read from on the gateway
+	// ("" if unknown): HAProxy's default-path config opens relative file
+	// names from there. The command line sets it from the file's path.
+	Dir  string
 	Data []byte
 }
 
@@ -134,7 +138,7 @@ func Import(opts Options) (*Result, error) {
 	}
 	var hapServices []*service
 	for _, in := range opts.HAProxy {
-		hc := mapHAProxy(parseHAProxy(in.Path, string(in.Data), &w), &w)
+		hc := mapHAProxy(parseHAProxy(in.Path, string(in.Data), &w), in.Dir, &w)
 		svcs := hc.services(&w)
 		for _, s := range svcs {
 			if in.Node != "" {

@@ -283,7 +283,7 @@ func TestProtocolChecks(t *testing.T) {
 	} {
 		var w warnings
 		cfg := "listen l\n  bind 203.0.113.1:1\n  " + tt.option + "\n  server s 198.51.100.1:1 check\n"
-		svcs := mapHAProxy(parseHAProxy("h", cfg, &w), &w).services(&w)
+		svcs := mapHAProxy(parseHAProxy("h", cfg, &w), "", &w).services(&w)
 		if tt.refused != "" {
 			if len(svcs) != 0 || len(w.refused.list) != 1 || w.refused.list[0].Feature != tt.refused || w.refused.list[0].Pos.Line != 3 {
 				t.Errorf("%s: services %v, refused %v; want it refused for %s at h:3", tt.option, svcs, w.refused.list, tt.refused)

@@ -155,7 +155,11 @@ func (req Request) options() (Options, error) {
 		if err != nil {
 			return Input{}, fmt.Errorf("import: %w", err)
 		}
-		return Input{Node: node, Path: path, Data: b}, nil
+		in := Input{Node: node, Path: path, Data: b}
+		if abs, err := filepath.Abs(path); err == nil {
+			in.Dir = filepath.Dir(abs)
+		}
+		return in, nil
 	}
 	for _, a := range req.Keepalived {
 		in, err := read(a, true)

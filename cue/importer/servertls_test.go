@@ -61,7 +61,7 @@ func TestHAProxyServerTLS(t *testing.T) {
 		{"sni from the client's TLS", "  server a 198.51.100.1:443 ssl verify none sni ssl_fc_sni check\n", "sni ssl_fc_sni"},
 		{"sni from a header", "  server a 198.51.100.1:443 ssl verify none sni req.hdr(host) check\n", "sni req.hdr(host)"},
 		{"crl-file", "  server a 198.51.100.1:443 ssl ca-file /etc/ca.pem crl-file /etc/crl.pem sni str(a.example) check no-check-ssl\n", "crl-file"},
-		{"relative ca-file", "  server a 198.51.100.1:443 ssl ca-file ca.pem check no-check-ssl\n", "ca-file ca.pem (a relative path)"},
+		{"relative ca-file", "  server a 198.51.100.1:443 ssl ca-file ca.pem check no-check-ssl\n", "ca-file ca.pem (a relative path"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res := importText(t, "", listen+tt.cfg)
