@@ -71,6 +71,9 @@ type reqFilterSet struct {
 func (p *hapProxy) reqFilterRule(l hapLine, set *reqFilterSet, w *warnings) string {
 	ws := l.Words
 	if ws[0] == "block" {
+		if len(ws) < 2 {
+			return "block without if|unless COND (HAProxy refuses it)"
+		}
 		rs, why := p.httpCondRules(ws[1:])
 		if why != "" {
 			return why

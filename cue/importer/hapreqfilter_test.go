@@ -126,3 +126,24 @@ func TestRequestFiltersRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestFiltersOddLines: filter lines cut short or malformed make no
+// import fail; each is mapped, refused or warned at its line.
+func TestRequestFiltersOddLines(t *testing.T) {
+	const listen = "listen www 203.0.113.1:80\n  mode http\n  server a 198.51.100.1:80 check\n"
+	for _, l := range []string{"reqdeny", "reqsetbe ^a", "reqisetbe", "block", "block if", "http-request tarpit",
+		"http-request tarpit deny_status", "http-request tarpit deny_status 500 unless", "stats uri", "reqallow ^x if",
+		"reqtarpit ^x unless", "timeout tarpit", "timeout tarpit x", "reqpass", "reqiallow (", "reqideny ^x if { src }"} {
+		res := importText(t, "", listen+"  "+l+"\n")
+		named := false
+		for _, w := range res.Warnings {
+			named = named || w.Pos.Line == 4
+		}
+		for _, r := range res.Refused {
+			named = named || r.Pos.Line == 4
+		}
+		if !named && !strings.Contains(goldenText(res), "when:") {
+			t.Errorf("%q: neither mapped, warned nor refused:\n%s", l, goldenText(res))
+		}
+	}
+}
