@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"time"
 )
@@ -109,6 +110,9 @@ func (p *hapProxy) reqFilterRule(l hapLine, set *reqFilterSet, w *warnings) stri
 		return fmt.Sprintf("a regex Go cannot compile (%v)", err)
 	}
 	line := httpCond{subject: "line", match: "regex", values: []string{ws[1]}, ignoreCase: icase}
+	if !icase && namesHeader(ws[1]) {
+		w.add(l.Pos, "%s %s: gitgw matches header names in their canonical spelling (User-Agent, X-Forwarded-For) whatever the client sent; HAProxy matches them as sent, case included", ws[0], ws[1])
+	}
 	rs, why := p.httpCondRules(rest)
 	if why != "" {
 		return why
@@ -146,6 +150,29 @@ func (p *hapProxy) reqFilterRule(l hapLine, set *reqFilterSet, w *warnings) stri
 		set.verdicts = append(set.verdicts, r)
 	}
 	return ""
+}
+
+// namesHeader says whether a regex names a header: a literal ':' outside
+// a character class ("^User-Agent: "), where the case of the name as
+// sent would count for HAProxy.
+func namesHeader(expr string) bool {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return false
+	}
+	var walk func(*syntax.Regexp) bool
+	walk = func(r *syntax.Regexp) bool {
+		if r.Op == syntax.OpLiteral && strings.ContainsRune(string(r.Rune), ':') {
+			return true
+		}
+		for _, sub := range r.Sub {
+			if walk(sub) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(re)
 }
 
 // tarpitOpt is a timeout tarpit line; used: a tarpit rule took it (else

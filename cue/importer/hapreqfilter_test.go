@@ -58,7 +58,7 @@ func TestRequestFilters(t *testing.T) {
 				{Deny: 403, When: []spec.HTTPCond{line(`^[^ ]* /a`, false, false)}},
 				{Deny: 403, When: []spec.HTTPCond{line(`^[^ ]* /b`, false, false), line(`^X-Trusted: yes`, false, true)}},
 				{Tarpit: spec.Duration(time.Second), When: []spec.HTTPCond{line(`^[^ ]* /c`, false, false), {Subject: "source", Values: []string{"192.0.2.0/24"}}, line(`^X-Trusted: yes`, false, true)}},
-			}, ""},
+			}, "reqallow ^X-Trusted: yes: gitgw matches header names in their canonical spelling"},
 		{"no tarpit nor connect timeout: HAProxy answers 500 at once",
 			"listen www 203.0.113.1:80\n  mode http\n  server a 198.51.100.1:80 check\n  reqtarpit ^[^\\ ]*\\ /c\n",
 			[]spec.HTTPRule{{Deny: 500, When: []spec.HTTPCond{line(`^[^ ]* /c`, false, false)}}}, "imported as deny 500"},
