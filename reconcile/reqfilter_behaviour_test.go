@@ -339,9 +339,13 @@ listen frontend
 	for _, path := range []string{"/invalid_req1", "/cgi-bin/a.pl?x=1", "/scripts/root.EXE", "/a/b.asp?c"} {
 		before := served.Load()
 		for _, addr := range []string{hapBind, gwBind} {
+			least := hold
+			if addr == hapBind {
+				least -= time.Millisecond // HAProxy's clock counts whole milliseconds
+			}
 			a, held, err := ask(addr, path)
-			if err != nil || a.status != 500 || held < hold {
-				t.Errorf("%s via %s: %+v after %v (%v), want 500 no sooner than %v", path, addr, a, held, err, hold)
+			if err != nil || a.status != 500 || held < least {
+				t.Errorf("%s via %s: %+v after %v (%v), want 500 no sooner than %v", path, addr, a, held, err, least)
 			}
 		}
 		if n := served.Load() - before; n != 0 {
