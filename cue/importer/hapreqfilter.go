@@ -27,6 +27,10 @@ import (
 // those versions (the filters after it see every line), so it is imported
 // as nothing, said at its line. HAProxy 1.2 to 1.3.7 applied the filters
 // a line at a time instead; the importer follows the later versions.
+// Not kept exactly: a tarpit filter after a reqsetbe that matched holds
+// for this proxy's tarpit timeout where HAProxy takes the new backend's;
+// a reqrep or reqdel before the filters is warned (gitgw's filters see
+// the lines as sent).
 
 // reqFilterAction is what a request filter keyword does, its "i" form
 // included.
