@@ -33,7 +33,8 @@ import (
 // loopback ports), in the lines of the machine it ran on (stats socket,
 // chroot, uid, gid, daemon), and in a global maxconn of 9000 instead of
 // 10000 (the lab's fd limit). Not compared: /admin/stats, HAProxy's
-// own stats page, which the import names as not mapped.
+// own stats page, which the import answers 503 (warned; compared in
+// TestRequestFiltersImportBehaveAsHAProxy).
 func TestHTTPImportBehavesAsHAProxy(t *testing.T) {
 	lab.RequireCommand(t, "haproxy")
 	raw, err := os.ReadFile("../cue/importer/testdata/corpus/haproxy/haproxy-examples-content-sw-sample.cfg")

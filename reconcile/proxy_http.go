@@ -27,7 +27,7 @@ func proxyHTTP(h *spec.ServiceHTTP) (*httpproxy.HTTP, error) {
 		}
 	}
 	for _, r := range h.Rules {
-		rule := httpproxy.Rule{Use: r.Use, Deny: r.Deny}
+		rule := httpproxy.Rule{Use: r.Use, Deny: r.Deny, Tarpit: r.Tarpit.D()}
 		if rd := r.Redirect; rd != nil {
 			rule.Redirect = &httpproxy.Redirect{Scheme: rd.Scheme, Location: rd.Location, Prefix: rd.Prefix, Code: rd.Code}
 		}

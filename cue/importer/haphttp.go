@@ -60,6 +60,7 @@ type httpRule struct {
 	use      string // a backend's name, made a service's once pools are known
 	deny     int
 	redirect *httpRedirect
+	tarpit   time.Duration // hold, then 500 (hapreqfilter.go)
 	pos      Pos
 }
 
@@ -105,7 +106,7 @@ func (p *hapProxy) httpRoute(l hapLine) bool {
 	default:
 		return false
 	}
-	if l.Words[0] == "http-request" && (len(l.Words) < 2 || l.Words[1] != "deny" && l.Words[1] != "redirect") {
+	if l.Words[0] == "http-request" && (len(l.Words) < 2 || l.Words[1] != "deny" && l.Words[1] != "redirect" && l.Words[1] != "tarpit") {
 		return false
 	}
 	h := p.httpState()
@@ -195,10 +196,29 @@ func (p *hapProxy) httpRules(w *warnings) (*httpMode, []need) {
 		}
 	}
 	var ns []need
-	var reqRules, redirects, uses []httpRule
+	var reqRules, redirects, uses, stats []httpRule
+	var filters reqFilterSet
 	for _, l := range h.routes {
 		ws := l.Words
+		if isReqFilter(ws[0]) {
+			if why := p.reqFilterRule(l, &filters, w); why != "" {
+				ns = append(ns, needs(l.Pos, FeatContentSwitching, "%s (%s)", strings.Join(ws, " "), why))
+			}
+			continue
+		}
+		if ws[0] == "http-request" && ws[1] == "tarpit" {
+			rs, why := p.httpTarpit(l, w)
+			if why != "" {
+				ns = append(ns, needs(l.Pos, FeatContentSwitching, "%s (%s)", strings.Join(ws, " "), why))
+			}
+			reqRules = append(reqRules, rs...)
+			continue
+		}
 		switch ws[0] {
+		case "stats":
+			if !p.statsOnly() {
+				stats = append(stats, statsRule(p, l, w))
+			}
 		case "monitor-uri":
 			if len(ws) != 2 || !strings.HasPrefix(ws[1], "/") {
 				ns = append(ns, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
@@ -248,7 +268,7 @@ func (p *hapProxy) httpRules(w *warnings) (*httpMode, []need) {
 			}
 		}
 	}
-	m.rules = slices.Concat(reqRules, redirects, uses)
+	m.rules = slices.Concat(filters.blocks, reqRules, filters.verdicts, stats, redirects, filters.setbes, uses)
 	return m, ns
 }
 
@@ -520,8 +540,14 @@ func (h *hapHTTP) routeNeeds() []need {
 	var ns []need
 	for _, l := range h.routes {
 		f := FeatContentSwitching
-		if l.Words[0] == "http-request" && l.Words[1] == "deny" {
+		if l.Words[0] == "http-request" && (l.Words[1] == "deny" || l.Words[1] == "tarpit") {
 			f = FeatSourceRules // a request turned away, as in TCP terms
+		}
+		if isStatsRoute(l) {
+			continue // a stats page is HTTP's only
+		}
+		if rf, ok := reqFilterNeed(l.Words[0]); ok {
+			f = rf
 		}
 		ns = append(ns, needs(l.Pos, f, "%s", strings.Join(l.Words, " ")))
 	}
@@ -642,6 +668,7 @@ func (c *hapConfig) pools(out []*service, beSvc map[string]string, used map[stri
 			rules = append(rules, r)
 		}
 		s.http.rules = rules
+		c.statsUse(s.http.rules, used, w)
 		for i := range s.http.rules {
 			if s.http.rules[i].use != "" {
 				refs = append(refs, useRef{&s.http.rules[i].use, s.http.rules[i].pos, "http"})

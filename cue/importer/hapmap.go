@@ -88,6 +88,13 @@ type hapProxy struct {
 	// imported as a pool of HTTP rules.
 	http   *hapHTTP
 	asPool bool
+	// tarpitTO: timeout tarpit; statsURI, statsPos: the stats page's
+	// prefix and first line; rewrites: reqrep/reqdel lines, which the
+	// request filters after them see applied (hapreqfilter.go).
+	tarpitTO *tarpitOpt
+	statsURI string
+	statsPos Pos
+	rewrites []hapLine
 }
 
 // hapConnect is an http-check or tcp-check connect's options.
@@ -141,7 +148,7 @@ func (d *hapProxy) inherit(kind, name string, pos Pos) *hapProxy {
 	p := *d
 	p.kind, p.name, p.pos = kind, name, pos
 	p.binds, p.servers, p.srvChecks, p.srvMore, p.defBackend = nil, nil, nil, nil, ""
-	p.acls, p.table, p.connRules = nil, nil, nil
+	p.acls, p.table, p.connRules, p.rewrites = nil, nil, nil, nil
 	p.defServer = slices.Clone(d.defServer)
 	p.needs, p.httpNeeds, p.tcpNeeds = slices.Clone(d.needs), slices.Clone(d.httpNeeds), slices.Clone(d.tcpNeeds)
 	if d.httpchk != nil {
@@ -233,6 +240,8 @@ func mapHAProxy(secs []*hapSection, dir string, w *warnings) *hapConfig {
 			for _, l := range s.Lines {
 				p.line(l, w)
 			}
+			p.statsRoute()
+			p.rewriteBeforeFilters(w)
 			c.proxies = append(c.proxies, p)
 			c.noteForwardFor(p)
 			if s.Kind == "backend" {
@@ -357,7 +366,9 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 			return // mapped in HTTP mode, or refused with its line (haphttp.go)
 		}
 		p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
-	case "use-server", "monitor-net", "reqsetbe", "reqisetbe":
+	case "reqsetbe", "reqisetbe", "reqdeny", "reqideny", "reqtarpit", "reqitarpit", "reqallow", "reqiallow", "reqpass", "reqipass", "block":
+		p.reqFilter(l, w) // mapped in HTTP mode, or refused with its line (hapreqfilter.go)
+	case "use-server", "monitor-net":
 		// Traffic the original sends to another backend or server, or
 		// answers itself: importing the one pool would send it elsewhere.
 		p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "%s", strings.Join(ws, " ")))
@@ -386,6 +397,7 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		p.tcpCheck(l, w)
 	case "stats":
 		p.stats = true
+		p.statsLine(l)
 		hapNotMapped(l, w)
 	case "acl":
 		p.acl(l, w)
@@ -424,8 +436,11 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		hapNotMapped(l, w)
 	case "reqrep", "reqirep", "reqadd", "reqdel", "reqidel":
 		p.noteCookieRewrite(l)
+		if ws[0] != "reqadd" {
+			p.rewrites = append(p.rewrites, l)
+		}
 		hapNotMapped(l, w)
-	case "rate-limit", "reqdeny", "reqideny", "reqtarpit", "reqitarpit", "block":
+	case "rate-limit":
 		p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
 	case "source":
 		if i := slices.Index(ws, "usesrc"); i >= 0 {
@@ -480,6 +495,10 @@ func (p *hapProxy) timeout(name, val string, l hapLine, w *warnings) {
 	}
 	if name == "check" {
 		p.checkTO = some(d)
+		return
+	}
+	if name == "tarpit" {
+		p.tarpitTO = &tarpitOpt{line: l, hold: d} // a tarpit rule's hold (hapreqfilter.go)
 		return
 	}
 	w.add(l.Pos, "timeout %s: not mapped (gitgw proxies TCP)", name)
@@ -1550,6 +1569,7 @@ func (c *hapConfig) services(w *warnings) []*service {
 	}
 	out = c.pools(out, beSvc, used, w)
 	c.unmappedForwardFor(w)
+	c.unusedTarpitTimeouts(w)
 	for _, p := range c.proxies {
 		p.unusedACLs(w)
 		if p.kind == "backend" && !used[p.name] {

@@ -125,7 +125,7 @@ const (
 	// default_backend; in mode http, a fetch, flag, action or option the
 	// rules lack (haphttp.go httpRules, httpCriterion, httpAction), a
 	// backend that is missing or refused; `use-server`, HAProxy 1.x's
-	// `reqsetbe`, `monitor-net`, a `cookie` that reaches a backup server
+	// `reqsetbe` in mode tcp or with a regex Go cannot compile (hapreqfilter.go), `monitor-net`, a `cookie` that reaches a backup server
 	// while the others are up in a service not imported in HTTP mode, `option http_proxy`, `http-request
 	// return|use-service`, `tcp-request content use-service`, a server's `redir` (hapmap.go
 	// line, option, routingAction, services, cookieRouting, server).

@@ -567,6 +567,8 @@ func httpField(h *httpMode) *cstruct {
 				rs.fields = append(rs.fields, fld("use", cstr(r.use)))
 			case r.deny != 0:
 				rs.fields = append(rs.fields, fld("deny", cint(r.deny)))
+			case r.tarpit != 0:
+				rs.fields = append(rs.fields, fld("tarpit", cdur(r.tarpit)))
 			case r.redirect != nil:
 				rd := inline(fld(r.redirect.kind, cstr(r.redirect.to)))
 				if r.redirect.code != 0 {

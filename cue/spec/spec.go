@@ -517,6 +517,9 @@ type HTTPRule struct {
 	Use      string        `json:"use,omitempty"`
 	Deny     int           `json:"deny,omitempty"`
 	Redirect *HTTPRedirect `json:"redirect,omitempty"`
+	// Tarpit holds the request this long, then answers 500 (HAProxy's
+	// tarpit, with its proxy's timeout tarpit).
+	Tarpit Duration `json:"tarpit,omitempty"`
 }
 
 // HTTPRedirect is one of scheme, location or prefix, with a code.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // HTTP is what a proxy service in HTTP mode adds to its TCP settings
@@ -66,6 +67,13 @@ type Rule struct {
 	Deny int `json:"deny,omitempty"`
 	// Redirect answers a redirection.
 	Redirect *Redirect `json:"redirect,omitempty"`
+	// Tarpit holds the request this long, sending nothing to any server,
+	// then answers 500 and closes (HAProxy's reqtarpit and http-request
+	// tarpit, held for the proxy's timeout tarpit): it slows down a
+	// client that probes for what it should not (tarpit.go). The hold is
+	// the rule's own so that each rule says what it does; HAProxy's
+	// tarpit of 0 is a deny 500.
+	Tarpit time.Duration `json:"tarpit,omitempty"`
 }
 
 // Redirect is HAProxy's `redirect scheme|location|prefix … [code N]`:
@@ -89,6 +97,10 @@ const (
 	SubjHeader Subject = "header" // hdr(Header): every value of Header
 	SubjSource Subject = "source" // src: the client's address, against CIDRs
 	SubjTLS    Subject = "tls"    // ssl_fc: the request came over TLS (no values)
+	// SubjLine is the request as HAProxy 1.x's req* filters saw it, a
+	// line at a time: the request line "METHOD URI PROTO" and each header
+	// line "Name: value" (reqlines.go). It holds when any line matches.
+	SubjLine Subject = "line"
 )
 
 // Match is how a condition compares its subject with its values.
@@ -143,6 +155,12 @@ func (h *HTTP) Validate(pools func(string) bool) []error {
 				errs = append(errs, fmt.Errorf("%s: deny status %d out of 200..599", where, r.Deny))
 			}
 		}
+		if r.Tarpit != 0 {
+			n++
+			if r.Tarpit < 0 {
+				errs = append(errs, fmt.Errorf("%s: tarpit %v: want a positive hold", where, r.Tarpit))
+			}
+		}
 		if rd := r.Redirect; rd != nil {
 			n++
 			k := 0
@@ -161,7 +179,7 @@ func (h *HTTP) Validate(pools func(string) bool) []error {
 			}
 		}
 		if n != 1 {
-			errs = append(errs, fmt.Errorf("%s: want exactly one action of use, deny, redirect (found %d)", where, n))
+			errs = append(errs, fmt.Errorf("%s: want exactly one action of use, deny, redirect, tarpit (found %d)", where, n))
 		}
 		for j, c := range r.When {
 			if _, err := compileCond(c); err != nil {
@@ -180,6 +198,8 @@ func (r Rule) String() string {
 		b.WriteString("use " + r.Use)
 	case r.Deny != 0:
 		fmt.Fprintf(&b, "deny %d", r.Deny)
+	case r.Tarpit != 0:
+		fmt.Fprintf(&b, "tarpit %v", r.Tarpit)
 	case r.Redirect != nil:
 		rd := r.Redirect
 		switch {
@@ -234,7 +254,7 @@ func compileCond(c Cond) (*cond, error) {
 		cc.Match = MatchExact
 	}
 	switch c.Subject {
-	case SubjHost, SubjPath, SubjURL, SubjMethod:
+	case SubjHost, SubjPath, SubjURL, SubjMethod, SubjLine:
 	case SubjHeader:
 		if c.Header == "" {
 			return nil, errors.New("header: no header name")

@@ -18,6 +18,11 @@
 // connections, not terminated, are routed by the server name of their
 // ClientHello, read with crypto/tls and replayed to the chosen server.
 //
+// HAProxy 1.x's request filters (reqsetbe, reqdeny, reqtarpit, …) are
+// rules on the request's lines (reqlines.go): the request line and each
+// header line, matched by a regex; a tarpit rule holds the request, then
+// answers 500 (tarpit.go).
+//
 // A pool may persist clients on a server by an HTTP cookie (cookie.go,
 // HAProxy's `cookie NAME insert|…` with each server's value): the Picker
 // is asked for the server the request's cookie names first, and the

@@ -36,6 +36,8 @@ func (c *cond) match(r *http.Request, client netip.Addr) bool {
 		return c.matchValue(r.RequestURI)
 	case SubjMethod:
 		return c.matchValue(r.Method)
+	case SubjLine:
+		return anyRequestLine(r, c.matchValue)
 	case SubjHeader:
 		vs := r.Header.Values(c.Header)
 		if strings.EqualFold(c.Header, "Host") {

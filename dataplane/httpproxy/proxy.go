@@ -425,6 +425,9 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case ru.Redirect != nil:
 			redirect(w, r, ru.Redirect)
 			return
+		case ru.Tarpit > 0:
+			tarpit(w, r, ru.Tarpit)
+			return
 		}
 		pool = ru.Use
 		break
