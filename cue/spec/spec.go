@@ -48,6 +48,22 @@ type SiteSettings struct {
 	Policies Policies    `json:"policies"`
 	Rollout  Rollout     `json:"rollout"`
 	Bake     Bake        `json:"bake"`
+	// Userlists are the users HTTP rules authenticate (HAProxy's
+	// userlist), by name: site-wide, as HAProxy's are shared by its
+	// proxies.
+	Userlists map[string]Userlist `json:"userlists,omitempty"`
+}
+
+// Userlist is a list of users with their password hashes, and groups.
+type Userlist struct {
+	Groups []string        `json:"groups,omitempty"`
+	Users  map[string]User `json:"users"`
+}
+
+// User is one user of a list: a crypt(3) hash, never the password.
+type User struct {
+	PasswordHash string   `json:"password_hash"`
+	Groups       []string `json:"groups,omitempty"`
 }
 
 // Rollout orders the application of a commit across the site
@@ -517,6 +533,13 @@ type HTTPRule struct {
 	Use      string        `json:"use,omitempty"`
 	Deny     int           `json:"deny,omitempty"`
 	Redirect *HTTPRedirect `json:"redirect,omitempty"`
+	Auth     *HTTPAuth     `json:"auth,omitempty"`
+}
+
+// HTTPAuth asks for credentials: 401 with the realm (default the
+// service's name).
+type HTTPAuth struct {
+	Realm string `json:"realm,omitempty"`
 }
 
 // HTTPRedirect is one of scheme, location or prefix, with a code.
@@ -531,6 +554,7 @@ type HTTPRedirect struct {
 type HTTPCond struct {
 	Subject    string   `json:"subject"`
 	Header     string   `json:"header,omitempty"`
+	Userlist   string   `json:"userlist,omitempty"`
 	Match      string   `json:"match,omitempty"`
 	Values     []string `json:"values,omitempty"`
 	IgnoreCase bool     `json:"ignore_case,omitempty"`
