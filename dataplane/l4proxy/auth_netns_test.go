@@ -17,7 +17,7 @@ import (
 // cryptHash makes a password hash with an independent tool: openssl
 // passwd for SHA-512 and MD5 crypt, python3's crypt (libxcrypt) for
 // bcrypt, at the lowest cost so that the test stays quick.
-func cryptHash(t *testing.T, kind, password string) string {
+func cryptHash(t testing.TB, kind, password string) string {
 	t.Helper()
 	var cmd *exec.Cmd
 	switch kind {
