@@ -66,3 +66,30 @@ func TestAuthCache(t *testing.T) {
 		t.Error("the newest entry was evicted")
 	}
 }
+
+// TestDescribeUserlists: the plan's words for the lists change when a
+// password hash or a group changes, and never show a hash.
+func TestDescribeUserlists(t *testing.T) {
+	const h1, h2 = "$1$salt$qJH7.N4xYta3aEG/dfqo/0", "$1$salt$rJH7.N4xYta3aEG/dfqo/0"
+	base := map[string]Userlist{"L": {Groups: []string{"dev"}, Users: map[string]User{"boss": {Hash: h1, Groups: []string{"dev"}}}}}
+	d := strings.Join(DescribeUserlists(base), "; ")
+	if strings.Contains(d, h1) || strings.Contains(d, "qJH7") {
+		t.Errorf("a hash in the plan: %s", d)
+	}
+	if !strings.HasPrefix(d, "userlist L users boss groups dev digest ") {
+		t.Errorf("description %q", d)
+	}
+	other := CloneUserlists(base)
+	other["L"].Users["boss"] = User{Hash: h2, Groups: []string{"dev"}}
+	if d2 := strings.Join(DescribeUserlists(other), "; "); d2 == d {
+		t.Errorf("a changed hash leaves the plan's words as they were: %s", d2)
+	}
+	noGroup := CloneUserlists(base)
+	noGroup["L"].Users["boss"] = User{Hash: h1}
+	if d3 := strings.Join(DescribeUserlists(noGroup), "; "); d3 == d {
+		t.Errorf("a changed group leaves the plan's words as they were: %s", d3)
+	}
+	if base["L"].Users["boss"].Hash != h1 {
+		t.Error("CloneUserlists shares the users with its source")
+	}
+}
