@@ -136,7 +136,7 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			svc.Source = src
 		}
 		if s.HTTP != nil {
-			h, err := proxyHTTP(s.HTTP)
+			h, err := proxyHTTP(s.HTTP, n.Site.Userlists)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("service %s: %w", name, err))
 			}

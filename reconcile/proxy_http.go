@@ -11,8 +11,9 @@ import (
 )
 
 // proxyHTTP translates a service's HTTP mode (the schema has validated
-// its shape; errors here are for hand-built specs).
-func proxyHTTP(h *spec.ServiceHTTP) (*httpproxy.HTTP, error) {
+// its shape; errors here are for hand-built specs), with the site's user
+// lists its rules name.
+func proxyHTTP(h *spec.ServiceHTTP, lists map[string]spec.Userlist) (*httpproxy.HTTP, error) {
 	out := &httpproxy.HTTP{MonitorURI: h.MonitorURI, ForwardFor: h.ForwardFor}
 	var errs []error
 	if t := h.TLS; t != nil {
@@ -28,12 +29,21 @@ func proxyHTTP(h *spec.ServiceHTTP) (*httpproxy.HTTP, error) {
 	}
 	for _, r := range h.Rules {
 		rule := httpproxy.Rule{Use: r.Use, Deny: r.Deny, Tarpit: r.Tarpit.D()}
+		if r.Auth != nil {
+			rule.Auth = &httpproxy.Auth{Realm: r.Auth.Realm}
+		}
 		if rd := r.Redirect; rd != nil {
 			rule.Redirect = &httpproxy.Redirect{Scheme: rd.Scheme, Location: rd.Location, Prefix: rd.Prefix, Code: rd.Code}
 		}
 		for _, c := range r.When {
-			rule.When = append(rule.When, httpproxy.Cond{Subject: httpproxy.Subject(c.Subject), Header: c.Header,
+			rule.When = append(rule.When, httpproxy.Cond{Subject: httpproxy.Subject(c.Subject), Header: c.Header, Userlist: c.Userlist,
 				Match: httpproxy.Match(c.Match), Values: append([]string(nil), c.Values...), IgnoreCase: c.IgnoreCase, Not: c.Not})
+			if ul, ok := lists[c.Userlist]; ok && c.Userlist != "" {
+				if out.Userlists == nil {
+					out.Userlists = map[string]httpproxy.Userlist{}
+				}
+				out.Userlists[c.Userlist] = proxyUserlist(ul)
+			}
 		}
 		out.Rules = append(out.Rules, rule)
 	}
@@ -57,6 +67,15 @@ func proxySNI(s *spec.ServiceSNI) *httpproxy.SNI {
 	out := &httpproxy.SNI{InspectDelay: s.InspectDelay.D()}
 	for _, r := range s.Rules {
 		out.Rules = append(out.Rules, httpproxy.SNIRule{Names: append([]string(nil), r.Names...), Match: httpproxy.Match(r.Match), Use: r.Use})
+	}
+	return out
+}
+
+// proxyUserlist translates a user list.
+func proxyUserlist(ul spec.Userlist) httpproxy.Userlist {
+	out := httpproxy.Userlist{Groups: append([]string(nil), ul.Groups...), Users: map[string]httpproxy.User{}}
+	for name, u := range ul.Users {
+		out.Users[name] = httpproxy.User{Hash: u.PasswordHash, Groups: append([]string(nil), u.Groups...)}
 	}
 	return out
 }

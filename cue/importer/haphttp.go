@@ -61,6 +61,7 @@ type httpRule struct {
 	deny     int
 	redirect *httpRedirect
 	tarpit   time.Duration // hold, then 500 (hapreqfilter.go)
+	auth     *httpAuth     // hapauth.go
 	pos      Pos
 }
 
@@ -84,6 +85,7 @@ type sniRule struct {
 
 type httpCond struct {
 	subject, header, match string
+	userlist               string // subject auth (hapauth.go)
 	values                 []string
 	ignoreCase, not        bool
 }
@@ -106,7 +108,7 @@ func (p *hapProxy) httpRoute(l hapLine) bool {
 	default:
 		return false
 	}
-	if l.Words[0] == "http-request" && (len(l.Words) < 2 || l.Words[1] != "deny" && l.Words[1] != "redirect" && l.Words[1] != "tarpit") {
+	if l.Words[0] == "http-request" && (len(l.Words) < 2 || l.Words[1] != "deny" && l.Words[1] != "redirect" && l.Words[1] != "tarpit" && l.Words[1] != "auth") {
 		return false
 	}
 	h := p.httpState()
@@ -248,6 +250,9 @@ func (p *hapProxy) httpRules(w *warnings) (*httpMode, []need) {
 				args = ws[2:]
 			}
 			act, rest, why := httpAction(ws[0], ws[1], args)
+			if ws[0] == "http-request" && ws[1] == "auth" {
+				act, rest, why = p.authAction(args)
+			}
 			if why == "" {
 				var rs []httpRule
 				rs, why = p.httpCondRules(rest)
@@ -255,7 +260,7 @@ func (p *hapProxy) httpRules(w *warnings) (*httpMode, []need) {
 					why = sniInHTTP(rs)
 				}
 				for _, r := range rs {
-					r.deny, r.redirect, r.pos = act.deny, act.redirect, l.Pos
+					r.deny, r.redirect, r.auth, r.pos = act.deny, act.redirect, act.auth, l.Pos
 					if ws[0] == "redirect" {
 						redirects = append(redirects, r)
 					} else {
@@ -374,7 +379,7 @@ func (p *hapProxy) httpCondRules(ws []string) ([]httpRule, string) {
 			}
 			text := strings.TrimPrefix(strings.Join(toks[i:j+1], " "), "!")
 			words := strings.Fields(strings.TrimSuffix(strings.TrimPrefix(text, "{"), "}"))
-			c, why = httpCriterion(words)
+			c, why = p.criterion(words)
 			i = j
 		} else {
 			c, why = p.httpACL(t)
@@ -412,7 +417,7 @@ func (p *hapProxy) httpACL(name string) (httpCond, string) {
 	a.used = true
 	var out httpCond
 	for i, l := range a.lines {
-		c, why := httpCriterion(l.Words[2:])
+		c, why := p.criterion(l.Words[2:])
 		if why != "" {
 			return httpCond{}, fmt.Sprintf("ACL %s: %s", name, why)
 		}
@@ -420,7 +425,7 @@ func (p *hapProxy) httpACL(name string) (httpCond, string) {
 			out = c
 			continue
 		}
-		if c.subject != out.subject || c.header != out.header || c.match != out.match || c.ignoreCase != out.ignoreCase {
+		if c.subject != out.subject || c.header != out.header || c.userlist != out.userlist || c.match != out.match || c.ignoreCase != out.ignoreCase {
 			return httpCond{}, fmt.Sprintf("the ACL %s of several lines that test different things", name)
 		}
 		out.values = append(out.values, c.values...)

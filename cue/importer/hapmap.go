@@ -67,6 +67,7 @@ type hapProxy struct {
 	// Source rules: the section's ACLs, stick-table and tcp-request
 	// connection lines (frontend and listen only), mapped in sourceRules.
 	acls      map[string]*hapACL
+	lists     map[string]*hapUserlist // the file's userlists (hapauth.go)
 	table     *hapTable
 	connRules []hapLine
 	// What the proxy needs that the site lacks: needs refuse the service,
@@ -194,10 +195,13 @@ type hapConfig struct {
 	resolvers  map[string]hapResolvers
 	// fwds are the option forwardfor lines read (haphttp.go).
 	fwds []*fwdOption
+	// userlists by name, in the file's order (hapauth.go).
+	userlists     map[string]*hapUserlist
+	userlistOrder []string
 }
 
 func mapHAProxy(secs []*hapSection, dir string, w *warnings) *hapConfig {
-	c := &hapConfig{backends: map[string]*hapProxy{}, resolvers: map[string]hapResolvers{}}
+	c := &hapConfig{backends: map[string]*hapProxy{}, resolvers: map[string]hapResolvers{}, userlists: map[string]*hapUserlist{}}
 	paths := &hapPaths{dir: dir}
 	defaults := &hapProxy{kind: "defaults", paths: paths}
 	for _, s := range secs {
@@ -231,6 +235,7 @@ func mapHAProxy(secs []*hapSection, dir string, w *warnings) *hapConfig {
 			c.noteForwardFor(defaults)
 		case "frontend", "backend", "listen":
 			p := defaults.inherit(s.Kind, s.Name(), s.Pos)
+			p.lists = c.userlists
 			if s.Kind == "listen" && len(s.Args) > 1 {
 				p.bind(hapLine{Words: append([]string{"bind"}, s.Args[1:]...), Pos: s.Pos}, w)
 			}
@@ -249,6 +254,8 @@ func mapHAProxy(secs []*hapSection, dir string, w *warnings) *hapConfig {
 			}
 		case "resolvers":
 			c.resolverSection(s, w)
+		case "userlist":
+			c.userlistSection(s, w)
 		default:
 			w.add(s.Pos, "%s section: not mapped", s.Kind)
 		}

@@ -140,6 +140,7 @@ func Import(opts Options) (*Result, error) {
 	for _, in := range opts.HAProxy {
 		hc := mapHAProxy(parseHAProxy(in.Path, string(in.Data), &w), in.Dir, &w)
 		svcs := hc.services(&w)
+		st.userlists = append(st.userlists, hc.siteUserlists(svcs, &w)...)
 		for _, s := range svcs {
 			if in.Node != "" {
 				s.nodes = []string{siteName(in.Node)}

@@ -20,10 +20,11 @@ type opt[T comparable] struct {
 func some[T comparable](v T) opt[T] { return opt[T]{v: v, ok: true} }
 
 type site struct {
-	name     string
-	nodes    []*node
-	vrrp     []*instance
-	services []*service
+	name      string
+	nodes     []*node
+	vrrp      []*instance
+	services  []*service
+	userlists []*hapUserlist // hapauth.go
 }
 
 func (s *site) node(name string) *node {

@@ -135,6 +135,9 @@ const (
 	// `preserve`, `maxidle`/`maxlife` (dated cookies), `dynamic`, `attr`,
 	// a second `domain` (hapmap.go cookieMap).
 	FeatCookie Feature = "cookie"
+	// FeatPasswordHash: a userlist's password hash of a scheme the proxy
+	// does not verify (DES crypt, yescrypt, …) (hapauth.go).
+	FeatPasswordHash Feature = "password-hash"
 )
 
 // featureWhy says, per feature, what the site lacks.
@@ -159,6 +162,7 @@ var featureWhy = map[Feature]string{
 	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers) and DPVS's full NAT (FNAT: the servers see the gateway's address, not the client's) are not built",
 	FeatVSGroup:          "a gitgw service's binds are addresses with a port, and its fwmarks marks; leaving the entry out would leave its traffic unforwarded",
 	FeatCookie:           "gitgw persists by a cookie it inserts (with indirect, nocache, httponly, secure and one domain) or one the servers set (as it is, or with the server's value); prefixing the servers' own cookie, inserting only on POST, preserving the server's cookie, dated or dynamic cookies and extra attributes are not built: without them clients would lose their server",
+	FeatPasswordHash:     "gitgw verifies SHA-512, SHA-256 and MD5 crypt and bcrypt password hashes; a user whose hash is of another scheme could not log in",
 	FeatContentSwitching: "gitgw routes requests only in HTTP mode, by rules on the host, path, url, method, headers, source and TLS (terms ANDed, alternatives by ||) that use another service, deny or redirect, and TCP connections only by their TLS server name; other routing would send traffic where the original does not",
 }
 

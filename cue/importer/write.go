@@ -30,8 +30,15 @@ func writeSite(st *site) []File {
 	head = append(head, "Review every TODO(import) and the warnings the import printed, then",
 		"check the site with `gitgw validate --site .`.")
 	var top []cfield
-	if st.name != "" {
-		top = append(top, fld("site", &cstruct{fields: []cfield{fld("name", cstr(st.name))}}))
+	if st.name != "" || len(st.userlists) > 0 {
+		ss := &cstruct{}
+		if st.name != "" {
+			ss.add("name", cstr(st.name))
+		}
+		if len(st.userlists) > 0 {
+			ss.fields = append(ss.fields, userlistsField(st.userlists))
+		}
+		top = append(top, fld("site", ss))
 	}
 	nodes := &cstruct{}
 	for _, n := range st.nodes {
@@ -546,6 +553,9 @@ func httpField(h *httpMode) *cstruct {
 					if c.header != "" {
 						cs.fields = append(cs.fields, fld("header", cstr(c.header)))
 					}
+					if c.userlist != "" {
+						cs.fields = append(cs.fields, fld("userlist", cstr(c.userlist)))
+					}
 					if c.match != "" && c.match != "exact" {
 						cs.fields = append(cs.fields, fld("match", cstr(c.match)))
 					}
@@ -569,6 +579,8 @@ func httpField(h *httpMode) *cstruct {
 				rs.fields = append(rs.fields, fld("deny", cint(r.deny)))
 			case r.tarpit != 0:
 				rs.fields = append(rs.fields, fld("tarpit", cdur(r.tarpit)))
+			case r.auth != nil:
+				rs.fields = append(rs.fields, fld("auth", inline(fld("realm", cstr(r.auth.realm)))))
 			case r.redirect != nil:
 				rd := inline(fld(r.redirect.kind, cstr(r.redirect.to)))
 				if r.redirect.code != 0 {

@@ -62,6 +62,7 @@ func checkView(n *spec.Node, nodes []string) Errors {
 			add("services."+spec.Label(name)+".servers", "a service needs at least one server")
 		}
 	}
+	errs = append(errs, checkUserlists(n)...)
 	for _, name := range slices.Sorted(maps.Keys(n.Units)) {
 		for i, set := range n.Units[name].Instances {
 			for j, node := range set.Nodes {

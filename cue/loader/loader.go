@@ -465,6 +465,11 @@ func checkReferences(abs string, v cue.Value, nodes []string) (*spec.Node, Error
 			return nil, convertList(abs, err)
 		}
 	}
+	if ul := v.LookupPath(cue.ParsePath("site.userlists")); ul.Exists() {
+		if err := ul.Decode(&all.Site.Userlists); err != nil {
+			return nil, convertList(abs, err)
+		}
+	}
 	errs := checkView(&all, nodes)
 	for i := range errs {
 		errs[i].locate(abs, v)

@@ -48,6 +48,22 @@ type SiteSettings struct {
 	Policies Policies    `json:"policies"`
 	Rollout  Rollout     `json:"rollout"`
 	Bake     Bake        `json:"bake"`
+	// Userlists are the users HTTP rules authenticate (HAProxy's
+	// userlist), by name: site-wide, as HAProxy's are shared by its
+	// proxies.
+	Userlists map[string]Userlist `json:"userlists,omitempty"`
+}
+
+// Userlist is a list of users with their password hashes, and groups.
+type Userlist struct {
+	Groups []string        `json:"groups,omitempty"`
+	Users  map[string]User `json:"users"`
+}
+
+// User is one user of a list: a crypt(3) hash, never the password.
+type User struct {
+	PasswordHash string   `json:"password_hash"`
+	Groups       []string `json:"groups,omitempty"`
 }
 
 // Rollout orders the application of a commit across the site
@@ -519,7 +535,14 @@ type HTTPRule struct {
 	Redirect *HTTPRedirect `json:"redirect,omitempty"`
 	// Tarpit holds the request this long, then answers 500 (HAProxy's
 	// tarpit, with its proxy's timeout tarpit).
-	Tarpit Duration `json:"tarpit,omitempty"`
+	Tarpit Duration  `json:"tarpit,omitempty"`
+	Auth   *HTTPAuth `json:"auth,omitempty"`
+}
+
+// HTTPAuth asks for credentials: 401 with the realm (default the
+// service's name).
+type HTTPAuth struct {
+	Realm string `json:"realm,omitempty"`
 }
 
 // HTTPRedirect is one of scheme, location or prefix, with a code.
@@ -534,6 +557,7 @@ type HTTPRedirect struct {
 type HTTPCond struct {
 	Subject    string   `json:"subject"`
 	Header     string   `json:"header,omitempty"`
+	Userlist   string   `json:"userlist,omitempty"`
 	Match      string   `json:"match,omitempty"`
 	Values     []string `json:"values,omitempty"`
 	IgnoreCase bool     `json:"ignore_case,omitempty"`

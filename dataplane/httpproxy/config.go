@@ -26,6 +26,9 @@ type HTTP struct {
 	// ForwardFor appends the client's address to X-Forwarded-For
 	// (HAProxy's `option forwardfor`).
 	ForwardFor bool `json:"forward_for,omitempty"`
+	// Userlists are the user lists the rules' auth conditions name, by
+	// name (auth.go).
+	Userlists map[string]Userlist `json:"userlists,omitempty"`
 }
 
 // TLS is the server side of TLS termination.
@@ -74,6 +77,8 @@ type Rule struct {
 	// the rule's own so that each rule says what it does; HAProxy's
 	// tarpit of 0 is a deny 500.
 	Tarpit time.Duration `json:"tarpit,omitempty"`
+	// Auth answers 401, asking for credentials (auth.go).
+	Auth *Auth `json:"auth,omitempty"`
 }
 
 // Redirect is HAProxy's `redirect scheme|location|prefix … [code N]`:
@@ -101,6 +106,10 @@ const (
 	// line at a time: the request line "METHOD URI PROTO" and each header
 	// line "Name: value" (reqlines.go). It holds when any line matches.
 	SubjLine Subject = "line"
+	// SubjAuth: valid credentials of the userlist (http_auth(L)), of a
+	// user in any of the values, groups, when there are values
+	// (http_auth_group(L) G…).
+	SubjAuth Subject = "auth"
 )
 
 // Match is how a condition compares its subject with its values.
@@ -122,6 +131,8 @@ type Cond struct {
 	Subject Subject `json:"subject"`
 	// Header names the header of SubjHeader.
 	Header string `json:"header,omitempty"`
+	// Userlist names the list of SubjAuth.
+	Userlist string `json:"userlist,omitempty"`
 	// Match defaults to exact; ignored for source and tls.
 	Match      Match    `json:"match,omitempty"`
 	Values     []string `json:"values,omitempty"`
@@ -178,16 +189,27 @@ func (h *HTTP) Validate(pools func(string) bool) []error {
 				errs = append(errs, fmt.Errorf("%s: redirect code %d (want 301, 302, 303, 307 or 308)", where, rd.Code))
 			}
 		}
+		if r.Auth != nil {
+			n++
+			if err := validateRealm(r.Auth.Realm); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			}
+		}
 		if n != 1 {
-			errs = append(errs, fmt.Errorf("%s: want exactly one action of use, deny, redirect, tarpit (found %d)", where, n))
+			errs = append(errs, fmt.Errorf("%s: want exactly one action of use, deny, redirect, tarpit, auth (found %d)", where, n))
 		}
 		for j, c := range r.When {
-			if _, err := compileCond(c); err != nil {
+			if _, err := compileCond(c, nil); err != nil {
 				errs = append(errs, fmt.Errorf("%s: condition #%d: %w", where, j+1, err))
+			}
+			if c.Subject == SubjAuth {
+				if err := h.validateAuthCond(c); err != nil {
+					errs = append(errs, fmt.Errorf("%s: condition #%d: %w", where, j+1, err))
+				}
 			}
 		}
 	}
-	return errs
+	return append(errs, h.validateUserlists()...)
 }
 
 // String is a rule in HAProxy-like words, for plans.
@@ -200,6 +222,11 @@ func (r Rule) String() string {
 		fmt.Fprintf(&b, "deny %d", r.Deny)
 	case r.Tarpit != 0:
 		fmt.Fprintf(&b, "tarpit %v", r.Tarpit)
+	case r.Auth != nil:
+		b.WriteString("auth")
+		if r.Auth.Realm != "" {
+			b.WriteString(" realm " + r.Auth.Realm)
+		}
 	case r.Redirect != nil:
 		rd := r.Redirect
 		switch {
@@ -226,6 +253,9 @@ func (r Rule) String() string {
 		if c.Header != "" {
 			b.WriteString("(" + c.Header + ")")
 		}
+		if c.Userlist != "" {
+			b.WriteString("(" + c.Userlist + ")")
+		}
 		if c.Match != "" && c.Match != MatchExact {
 			b.WriteString(" -m " + string(c.Match))
 		}
@@ -246,9 +276,12 @@ type cond struct {
 	values []string // lowered when IgnoreCase
 	res    []*regexp.Regexp
 	nets   []netip.Prefix
+	auth   *authList // SubjAuth
 }
 
-func compileCond(c Cond) (*cond, error) {
+// compileCond compiles c; lists holds the compiled userlists an auth
+// condition names (nil when only validating).
+func compileCond(c Cond, lists map[string]*authList) (*cond, error) {
 	cc := &cond{Cond: c}
 	if cc.Match == "" {
 		cc.Match = MatchExact
@@ -278,6 +311,16 @@ func compileCond(c Cond) (*cond, error) {
 	case SubjTLS:
 		if len(c.Values) > 0 {
 			return nil, errors.New("tls: takes no values")
+		}
+		return cc, nil
+	case SubjAuth:
+		if c.Userlist == "" {
+			return nil, errors.New("auth: no userlist")
+		}
+		if lists != nil {
+			if cc.auth = lists[c.Userlist]; cc.auth == nil {
+				return nil, fmt.Errorf("auth: no userlist %q", c.Userlist)
+			}
 		}
 		return cc, nil
 	default:

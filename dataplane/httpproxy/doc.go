@@ -1,8 +1,9 @@
 // Package httpproxy is the HTTP mode of gitgw's proxy services: what
 // HAProxy's `mode http` frontends do on a gateway — TLS termination with
 // the certificate chosen by SNI, rules evaluated per request on the host,
-// path, method, headers, source and TLS (use another pool, deny,
-// redirect), a monitor URI and X-Forwarded-For — over the standard
+// path, method, headers, source, TLS and basic-auth credentials (use
+// another pool, deny, redirect, ask for credentials: auth.go), a monitor
+// URI and X-Forwarded-For — over the standard
 // library's HTTP server and reverse proxy (keep-alive, chunked bodies,
 // websocket upgrades).
 //

@@ -21,6 +21,8 @@ func (c *cond) match(r *http.Request, client netip.Addr) bool {
 	switch c.Subject {
 	case SubjTLS:
 		return r.TLS != nil
+	case SubjAuth:
+		return c.matchAuth(r)
 	case SubjSource:
 		for _, n := range c.nets {
 			if n.Contains(client) {

@@ -38,7 +38,7 @@ func TestCondMatch(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cc, err := compileCond(tc.c)
+			cc, err := compileCond(tc.c, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

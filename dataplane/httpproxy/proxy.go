@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -98,6 +99,8 @@ type Proxy struct {
 	pools      atomic.Pointer[map[string]*poolRT]
 	closed     bool
 	serverWait sync.WaitGroup
+	// auth remembers successful credential checks (auth.go).
+	auth *authCache
 }
 
 // New returns a proxy that picks servers through picker.
@@ -105,7 +108,7 @@ func New(log *slog.Logger, picker Picker) *Proxy {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{log: log, picker: picker, frontends: map[string]*frontend{}}
+	p := &Proxy{log: log, picker: picker, frontends: map[string]*frontend{}, auth: newAuthCache()}
 	empty := map[string]*poolRT{}
 	p.pools.Store(&empty)
 	return p
@@ -170,7 +173,7 @@ func (p *Proxy) Set(cfg Config) error {
 	want := map[string]bool{}
 	for _, fc := range cfg.Frontends {
 		want[fc.Name] = true
-		rts, err := compile(fc.HTTP)
+		rts, err := compile(fc.HTTP, p.auth)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("httpproxy: service %q: %w", fc.Name, err))
 			continue
@@ -206,15 +209,19 @@ func (p *Proxy) Set(cfg Config) error {
 	return errors.Join(errs...)
 }
 
-func compile(h HTTP) (*routes, error) {
+func compile(h HTTP, cache *authCache) (*routes, error) {
 	if errs := h.Validate(nil); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	r := &routes{HTTP: h}
+	lists := map[string]*authList{}
+	for name, ul := range h.Userlists {
+		lists[name] = &authList{users: ul.Users, cache: cache}
+	}
 	for _, ru := range h.Rules {
 		cr := rule{Rule: ru}
 		for _, c := range ru.When {
-			cc, err := compileCond(c)
+			cc, err := compileCond(c, lists)
 			if err != nil {
 				return nil, err
 			}
@@ -427,6 +434,8 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		case ru.Tarpit > 0:
 			tarpit(w, r, ru.Tarpit)
+		case ru.Auth != nil:
+			askAuth(w, cmp.Or(ru.Auth.Realm, f.name))
 			return
 		}
 		pool = ru.Use

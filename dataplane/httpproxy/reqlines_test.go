@@ -35,7 +35,7 @@ func TestLineMatch(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cc, err := compileCond(Cond{Subject: SubjLine, Match: MatchRegex, IgnoreCase: tc.icase, Values: []string{tc.re}})
+			cc, err := compileCond(Cond{Subject: SubjLine, Match: MatchRegex, IgnoreCase: tc.icase, Values: []string{tc.re}}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -288,8 +288,13 @@ func cloneHTTP(h *httpproxy.HTTP) *httpproxy.HTTP {
 			rd := *r.Redirect
 			r.Redirect = &rd
 		}
+		if r.Auth != nil {
+			a := *r.Auth
+			r.Auth = &a
+		}
 		c.Rules[i] = r
 	}
+	c.Userlists = httpproxy.CloneUserlists(h.Userlists)
 	return &c
 }
 
@@ -310,6 +315,7 @@ func DescribeHTTP(h *httpproxy.HTTP) string {
 	for _, r := range h.Rules {
 		parts = append(parts, r.String())
 	}
+	parts = append(parts, httpproxy.DescribeUserlists(h.Userlists)...)
 	return strings.Join(parts, "; ")
 }
 
