@@ -1,0 +1,182 @@
+package l4proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
+)
+
+// TestSourceAddressServersSee runs a gateway between a client network and
+// a server network, each in its namespace. The servers accept only the
+// source addresses they were told (an nftables filter in their namespace
+// resets every other connection), so a connection or a check from the
+// gateway's routed address 198.51.100.1 fails:
+//
+//   - port 8080 accepts only 198.51.100.2: the service's source address,
+//     one of the gateway's own;
+//   - port 8081 accepts only 198.51.100.3: the server's own source
+//     address, which wins over its service's 198.51.100.2;
+//   - port 8082 accepts 203.0.113.99, an address no host holds (HAProxy's
+//     `usesrc 203.0.113.99`), for the connections of a second service,
+//     and 198.51.100.2 for its checks, which leave from the service's
+//     source address as HAProxy's do. The server routes its replies to
+//     203.0.113.99 through the gateway (its default route), where the
+//     transparent policy routing hands them to the proxy's socket.
+//
+// Every server is checked: it comes UP only when its checks leave from the
+// allowed address. Each server answers with the address it saw.
+func TestSourceAddressServersSee(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "ip", "nft")
+	t.Parallel()
+	cl, gw, sv := lab.NewNetns(t, "h3c"), lab.NewNetns(t, "h3g"), lab.NewNetns(t, "h3s")
+	lab.Veth(t, cl, "eth0", "203.0.113.10/24", gw, "eth0", "203.0.113.1/24")
+	lab.Veth(t, gw, "eth1", "198.51.100.1/24", sv, "eth0", "198.51.100.10/24")
+	gw.Run(t, "ip", "addr", "add", "198.51.100.2/24", "dev", "eth1")
+	gw.Run(t, "ip", "addr", "add", "198.51.100.3/24", "dev", "eth1")
+	cl.Run(t, "ip", "route", "add", "default", "via", "203.0.113.1")
+	sv.Run(t, "ip", "route", "add", "default", "via", "198.51.100.1")
+	sv.Run(t, "nft", `table inet only {
+		chain input {
+			type filter hook input priority 0;
+			tcp dport 8080 ip saddr != 198.51.100.2 reject with tcp reset
+			tcp dport 8081 ip saddr != 198.51.100.3 reject with tcp reset
+			tcp dport 8082 ip saddr != { 198.51.100.2, 203.0.113.99 } reject with tcp reset
+		}
+	}`)
+	for _, port := range []string{"8080", "8081", "8082"} {
+		var ln net.Listener
+		if err := sv.Do(func() error {
+			var err error
+			ln, err = net.Listen("tcp4", "198.51.100.10:"+port)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte(c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().String() + "\n"))
+				c.Close()
+			}
+		}()
+	}
+	check := &Check{Type: CheckTCP, Interval: 100 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
+	local := netip.MustParseAddrPort("203.0.113.1:80")
+	own := netip.MustParseAddrPort("203.0.113.1:82")
+	foreign := netip.MustParseAddrPort("203.0.113.1:81")
+	cfg := Config{Services: []Service{{
+		Name: "local", Binds: []netip.AddrPort{local}, Check: check,
+		SourceAddr: netip.MustParseAddr("198.51.100.2"),
+		Servers:    []Server{{Name: "app", Addr: netip.MustParseAddrPort("198.51.100.10:8080"), Weight: 1}},
+	}, {
+		Name: "own", Binds: []netip.AddrPort{own}, Check: check,
+		SourceAddr: netip.MustParseAddr("198.51.100.2"),
+		Servers: []Server{{Name: "app", Addr: netip.MustParseAddrPort("198.51.100.10:8081"), Weight: 1,
+			SourceAddr: netip.MustParseAddr("198.51.100.3")}},
+	}, {
+		Name: "foreign", Binds: []netip.AddrPort{foreign}, Check: check,
+		SourceAddr:      netip.MustParseAddr("198.51.100.2"),
+		TransparentAddr: netip.MustParseAddr("203.0.113.99"),
+		Servers:         []Server{{Name: "app", Addr: netip.MustParseAddrPort("198.51.100.10:8082"), Weight: 1}},
+	}}}
+	h := startHelperWith(t, func(name string, args ...string) *exec.Cmd {
+		return gw.Command(context.Background(), name, args...)
+	}, cfg)
+	// Every server has been checked; its checks passed the server's
+	// filter only if they left from the allowed address.
+	var snap Snapshot
+	eventually(t, 30*time.Second, "a completed check of every server", func() bool {
+		var err error
+		if snap, err = gwSnapshot(gw, h.stats); err != nil {
+			return false
+		}
+		n := 0
+		for _, s := range snap.Services {
+			for _, sv := range s.Servers {
+				if sv.LastCheck.IsZero() {
+					return false
+				}
+				n++
+			}
+		}
+		return n == 3
+	})
+	for _, s := range snap.Services {
+		for _, sv := range s.Servers {
+			if !sv.LastCheckOK || sv.FailedChecks != 0 || sv.Status != "UP" {
+				t.Errorf("service %s server %s: status %s, check %q, %d failed checks: want UP, every check passed", s.Name, sv.Name, sv.Status, sv.Check, sv.FailedChecks)
+			}
+		}
+	}
+	seen := func(bind netip.AddrPort) (string, error) {
+		var line string
+		err := cl.Do(func() error {
+			c, err := net.DialTimeout("tcp4", bind.String(), 5*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			line, err = bufio.NewReader(c).ReadString('\n')
+			return err
+		})
+		return strings.TrimSpace(line), err
+	}
+	for _, c := range []struct {
+		bind netip.AddrPort
+		want string
+	}{
+		{local, "198.51.100.2"},   // the service's source address
+		{own, "198.51.100.3"},     // the server's own, over the service's
+		{foreign, "203.0.113.99"}, // the transparent address, not the source
+	} {
+		for i := range 2 {
+			s, err := seen(c.bind)
+			if err != nil {
+				t.Fatalf("%v request %d: %v", c.bind, i, err)
+			}
+			if s != c.want {
+				t.Errorf("%v request %d: the server saw %s, want %s", c.bind, i, s, c.want)
+			}
+		}
+	}
+}
+
+// gwSnapshot reads the helper's stats from inside the gateway's namespace,
+// where its stats listener is (one request on a socket opened there).
+func gwSnapshot(gw *lab.Netns, addr string) (Snapshot, error) {
+	var snap Snapshot
+	err := gw.Do(func() error {
+		c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&snap)
+	})
+	return snap, err
+}
