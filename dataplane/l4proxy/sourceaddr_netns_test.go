@@ -34,7 +34,9 @@ import (
 //     transparent policy routing hands them to the proxy's socket.
 //
 // Every server is checked: it comes UP only when its checks leave from the
-// allowed address. Each server answers with the address it saw.
+// allowed address. Each server answers with the address it saw, which must
+// be what it sees from HAProxy 2.6 with the same source lines, run beside
+// the pool in the gateway.
 func TestSourceAddressServersSee(t *testing.T) {
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "nft")
@@ -137,13 +139,23 @@ func TestSourceAddressServersSee(t *testing.T) {
 		})
 		return strings.TrimSpace(line), err
 	}
+	// HAProxy, the reference, in the same gateway with the same settings
+	// on ports 90-92: the servers must see the same addresses from it.
+	lab.StartHAProxyIn(t, gw, lab.HAProxyConfig{Services: []lab.HAProxyService{
+		{Name: "local", Bind: "203.0.113.1:90", Servers: []string{"198.51.100.10:8080"},
+			Options: []string{"source 198.51.100.2"}, ServerOptions: "check inter 100ms"},
+		{Name: "own", Bind: "203.0.113.1:92", Servers: []string{"198.51.100.10:8081"},
+			Options: []string{"source 198.51.100.2"}, ServerOptions: "check inter 100ms source 198.51.100.3"},
+		{Name: "foreign", Bind: "203.0.113.1:91", Servers: []string{"198.51.100.10:8082"},
+			ServerOptions: "check inter 100ms source 198.51.100.2 usesrc 203.0.113.99"},
+	}})
 	for _, c := range []struct {
-		bind netip.AddrPort
-		want string
+		bind, haproxy netip.AddrPort
+		want          string
 	}{
-		{local, "198.51.100.2"},   // the service's source address
-		{own, "198.51.100.3"},     // the server's own, over the service's
-		{foreign, "203.0.113.99"}, // the transparent address, not the source
+		{local, netip.MustParseAddrPort("203.0.113.1:90"), "198.51.100.2"},   // the service's source address
+		{own, netip.MustParseAddrPort("203.0.113.1:92"), "198.51.100.3"},     // the server's own, over the service's
+		{foreign, netip.MustParseAddrPort("203.0.113.1:91"), "203.0.113.99"}, // the transparent address, not the source
 	} {
 		for i := range 2 {
 			s, err := seen(c.bind)
@@ -152,6 +164,13 @@ func TestSourceAddressServersSee(t *testing.T) {
 			}
 			if s != c.want {
 				t.Errorf("%v request %d: the server saw %s, want %s", c.bind, i, s, c.want)
+			}
+			hs, err := seen(c.haproxy)
+			if err != nil {
+				t.Fatalf("HAProxy %v request %d: %v", c.haproxy, i, err)
+			}
+			if hs != s {
+				t.Errorf("%v request %d: the server saw %s from HAProxy, %s from gitgw", c.bind, i, hs, s)
 			}
 		}
 	}
