@@ -31,7 +31,9 @@ import (
 //     and 198.51.100.2 for its checks, which leave from the service's
 //     source address as HAProxy's do. The server routes its replies to
 //     203.0.113.99 through the gateway (its default route), where the
-//     transparent policy routing hands them to the proxy's socket.
+//     transparent policy routing hands them to the proxy's socket;
+//   - port 8083, on the server's IPv6 address, accepts only
+//     2001:db8:3::2, an IPv6 source address of the gateway.
 //
 // Every server is checked: it comes UP only when its checks leave from the
 // allowed address. Each server answers with the address it saw, which must
@@ -46,6 +48,11 @@ func TestSourceAddressServersSee(t *testing.T) {
 	lab.Veth(t, gw, "eth1", "198.51.100.1/24", sv, "eth0", "198.51.100.10/24")
 	gw.Run(t, "ip", "addr", "add", "198.51.100.2/24", "dev", "eth1")
 	gw.Run(t, "ip", "addr", "add", "198.51.100.3/24", "dev", "eth1")
+	// IPv6 on the servers' segment, without duplicate address detection
+	// (the addresses are usable at once).
+	gw.Run(t, "ip", "addr", "add", "2001:db8:3::1/64", "dev", "eth1", "nodad")
+	gw.Run(t, "ip", "addr", "add", "2001:db8:3::2/64", "dev", "eth1", "nodad")
+	sv.Run(t, "ip", "addr", "add", "2001:db8:3::10/64", "dev", "eth0", "nodad")
 	cl.Run(t, "ip", "route", "add", "default", "via", "203.0.113.1")
 	sv.Run(t, "ip", "route", "add", "default", "via", "198.51.100.1")
 	sv.Run(t, "nft", `table inet only {
@@ -54,13 +61,14 @@ func TestSourceAddressServersSee(t *testing.T) {
 			tcp dport 8080 ip saddr != 198.51.100.2 reject with tcp reset
 			tcp dport 8081 ip saddr != 198.51.100.3 reject with tcp reset
 			tcp dport 8082 ip saddr != { 198.51.100.2, 203.0.113.99 } reject with tcp reset
+			tcp dport 8083 ip6 saddr != 2001:db8:3::2 reject with tcp reset
 		}
 	}`)
-	for _, port := range []string{"8080", "8081", "8082"} {
+	for _, addr := range []string{"198.51.100.10:8080", "198.51.100.10:8081", "198.51.100.10:8082", "[2001:db8:3::10]:8083"} {
 		var ln net.Listener
 		if err := sv.Do(func() error {
 			var err error
-			ln, err = net.Listen("tcp4", "198.51.100.10:"+port)
+			ln, err = net.Listen("tcp", addr)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -81,6 +89,7 @@ func TestSourceAddressServersSee(t *testing.T) {
 	local := netip.MustParseAddrPort("203.0.113.1:80")
 	own := netip.MustParseAddrPort("203.0.113.1:82")
 	foreign := netip.MustParseAddrPort("203.0.113.1:81")
+	local6 := netip.MustParseAddrPort("203.0.113.1:83")
 	cfg := Config{Services: []Service{{
 		Name: "local", Binds: []netip.AddrPort{local}, Check: check,
 		SourceAddr: netip.MustParseAddr("198.51.100.2"),
@@ -95,6 +104,10 @@ func TestSourceAddressServersSee(t *testing.T) {
 		SourceAddr:      netip.MustParseAddr("198.51.100.2"),
 		TransparentAddr: netip.MustParseAddr("203.0.113.99"),
 		Servers:         []Server{{Name: "app", Addr: netip.MustParseAddrPort("198.51.100.10:8082"), Weight: 1}},
+	}, {
+		Name: "local6", Binds: []netip.AddrPort{local6}, Check: check,
+		SourceAddr: netip.MustParseAddr("2001:db8:3::2"),
+		Servers:    []Server{{Name: "app", Addr: netip.MustParseAddrPort("[2001:db8:3::10]:8083"), Weight: 1}},
 	}}}
 	h := startHelperWith(t, func(name string, args ...string) *exec.Cmd {
 		return gw.Command(context.Background(), name, args...)
@@ -116,7 +129,7 @@ func TestSourceAddressServersSee(t *testing.T) {
 				n++
 			}
 		}
-		return n == 3
+		return n == 4
 	})
 	for _, s := range snap.Services {
 		for _, sv := range s.Servers {
@@ -148,6 +161,8 @@ func TestSourceAddressServersSee(t *testing.T) {
 			Options: []string{"source 198.51.100.2"}, ServerOptions: "check inter 100ms source 198.51.100.3"},
 		{Name: "foreign", Bind: "203.0.113.1:91", Servers: []string{"198.51.100.10:8082"},
 			ServerOptions: "check inter 100ms source 198.51.100.2 usesrc 203.0.113.99"},
+		{Name: "local6", Bind: "203.0.113.1:93", Servers: []string{"[2001:db8:3::10]:8083"},
+			Options: []string{"source [2001:db8:3::2]"}, ServerOptions: "check inter 100ms"},
 	}})
 	for _, c := range []struct {
 		bind, haproxy netip.AddrPort
@@ -156,6 +171,7 @@ func TestSourceAddressServersSee(t *testing.T) {
 		{local, netip.MustParseAddrPort("203.0.113.1:90"), "198.51.100.2"},   // the service's source address
 		{own, netip.MustParseAddrPort("203.0.113.1:92"), "198.51.100.3"},     // the server's own, over the service's
 		{foreign, netip.MustParseAddrPort("203.0.113.1:91"), "203.0.113.99"}, // the transparent address, not the source
+		{local6, netip.MustParseAddrPort("203.0.113.1:93"), "2001:db8:3::2"}, // an IPv6 source address
 	} {
 		for i := range 2 {
 			s, err := seen(c.bind)
