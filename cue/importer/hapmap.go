@@ -434,6 +434,10 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 	case "rate-limit", "reqdeny", "reqideny", "reqtarpit", "reqitarpit", "block":
 		p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
 	case "source":
+		if p.kind == "frontend" {
+			w.add(l.Pos, "%s: ignored, as HAProxy does (a frontend connects to no server)", strings.Join(ws, " "))
+			return
+		}
 		src, n, ns := hapSource(ws[1:], l.Pos, "source", w)
 		if n < len(ws)-1 {
 			w.add(l.Pos, "%s: %s: not mapped", strings.Join(ws, " "), strings.Join(ws[1+n:], " "))

@@ -145,6 +145,9 @@ func TestServiceMappings(t *testing.T) {
 			want: func(s svc) bool {
 				return s.Transparent && s.SourceAddress == "198.51.100.250" && s.TransparentAddress == ""
 			}},
+		{name: "HAProxy source in a frontend: ignored, as HAProxy does", hap: "frontend f\n  bind 203.0.113.1:80\n  source 198.51.100.2\n  default_backend b\nbackend b\n  server a 198.51.100.1:80 check\n", service: "f",
+			want: func(s svc) bool { return s.SourceAddress == "" },
+			warn: "hap:3: source 198.51.100.2: ignored, as HAProxy does"},
 		{name: "HAProxy proxies of one name: both, HAProxy's refusal named", hap: listen + "  server a 198.51.100.1:5432 check\nlisten l\n  bind 203.0.113.1:5433\n  server a 198.51.100.1:5433 check\n", service: "l",
 			want: func(s svc) bool { return s.Binds[0] == "203.0.113.1:5432" },
 			warn: "hap:4: listen l has the name of listen l at hap:1: HAProxy 1.6 and later (2.6 included) refuse the configuration"},
