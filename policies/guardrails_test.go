@@ -518,6 +518,39 @@ func TestGuardrails(t *testing.T) {
 				s.SNI = &spec.ServiceSNI{Rules: []spec.SNIRule{{Names: []string{"a.example"}, Use: "nowhere"}}}
 			})
 		}), 1},
+		{"source address: a VIP, a gateway's own, a foreign one off the servers' segment", "source-address", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) {
+				s.SourceAddress, s.TransparentAddress = "203.0.113.100", "203.0.113.99"
+			})
+			in.Services["db"] = spec.Service{Nodes: []string{"gw1"}, Binds: []string{"203.0.113.100:5432"},
+				Servers: map[string]spec.Server{"p1": {Address: "198.51.100.21:5432", SourceAddress: "198.51.100.2"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 0},
+		{"source address: one gateway lacks it, a foreign address a gateway holds", "source-address", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) {
+				s.SourceAddress, s.TransparentAddress = "198.51.100.2", "203.0.113.12"
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8080", SourceAddress: "203.0.113.11"}, "s2": {Address: "198.51.100.12:8080"}}
+			})
+		}), 3},
+		{"source address: a foreign address on the servers' segment", "source-address", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) { s.TransparentAddress = "198.51.100.99" })
+		}), 1},
+		{"source address: where the proxy does not connect to the servers", "source-address", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) {
+				s.HTTP = &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "api"}}}
+				s.SourceAddress = "203.0.113.100"
+			})
+			in.Services["api"] = spec.Service{Servers: map[string]spec.Server{"a1": {Address: "198.51.100.31:80", SourceAddress: "203.0.113.100"}},
+				Check: &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			in.Services["dns"] = spec.Service{Protocol: "udp", Binds: []string{"203.0.113.100:53"}, TransparentAddress: "203.0.113.99",
+				Servers: map[string]spec.Server{"d1": {Address: "198.51.100.53:53"}}, Unchecked: true}
+			in.Services["lvs"] = spec.Service{Mode: spec.ModeNAT, Binds: []string{"203.0.113.100:443"}, SourceAddress: "203.0.113.100",
+				Servers: map[string]spec.Server{"r1": {Address: "198.51.100.41:443"}}, Check: &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 4},
 		{"secret in clear: password", "secret-in-clear", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
 				vi.Version = 2

@@ -76,6 +76,13 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			svc.Protocol = l4proxy.ProtoUDP
 		}
 		svc.Transparent = s.Transparent
+		var err error
+		if svc.TransparentAddr, err = optAddr(s.TransparentAddress); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: transparent_address: %w", name, err))
+		}
+		if svc.SourceAddr, err = optAddr(s.SourceAddress); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: source_address: %w", name, err))
+		}
 		if s.Retries == 0 {
 			svc.Retries = -1 // the site's 0 means no retry; the pool's 0 means its default
 		}
@@ -117,6 +124,9 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			}
 			srv.CheckPort, srv.CheckAddr, srv.CheckTargets, srv.Unchecked = own.Port, own.Addr, own.Targets, own.Unchecked
 			srv.TLS = serverTLS(sv.TLS)
+			if srv.SourceAddr, err = optAddr(sv.SourceAddress); err != nil {
+				errs = append(errs, fmt.Errorf("service %s: server %s: source_address: %w", name, sn, err))
+			}
 			svc.Servers = append(svc.Servers, srv)
 		}
 		svc.ResolveInterval = s.ResolveInterval.D()
@@ -244,4 +254,13 @@ func proxyPlan(changes []l4proxy.Change) []plan.Change {
 			Before: c.Before, After: c.After, Reason: c.Reason, Details: c.Details})
 	}
 	return out
+}
+
+// optAddr reads an optional address of the site: "" is none (the zero
+// Addr).
+func optAddr(s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	return netip.ParseAddr(s)
 }

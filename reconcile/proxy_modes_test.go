@@ -1,6 +1,8 @@
 package reconcile
 
 import (
+	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -54,4 +56,35 @@ func serviceDetails(have, want l4proxy.Config) []string {
 		}
 	}
 	return nil
+}
+
+// TestProxySourceAddresses: a site's source_address (service and server)
+// and transparent_address reach the pool, and the plan shows them.
+func TestProxySourceAddresses(t *testing.T) {
+	node, _ := proxyTestNode(t)
+	base, err := ProxyConfig(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := node.Services["web"]
+	web.SourceAddress, web.TransparentAddress = "198.51.100.2", "203.0.113.99"
+	servers := maps.Clone(web.Servers)
+	first := slices.Sorted(maps.Keys(servers))[0]
+	sv := servers[first]
+	sv.SourceAddress = "198.51.100.3"
+	servers[first] = sv
+	web.Servers = servers
+	node.Services["web"] = web
+	got, err := ProxyConfig(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := got.Services[0]
+	if s.SourceAddr != netip.MustParseAddr("198.51.100.2") || s.TransparentAddr != netip.MustParseAddr("203.0.113.99") ||
+		s.Servers[0].SourceAddr != netip.MustParseAddr("198.51.100.3") {
+		t.Errorf("reached the pool as source %v transparent %v, server %s source %v", s.SourceAddr, s.TransparentAddr, s.Servers[0].Name, s.Servers[0].SourceAddr)
+	}
+	if d := serviceDetails(base, got); !slices.Contains(d, "transparent address none → 203.0.113.99") || !slices.Contains(d, "source address by route → 198.51.100.2") {
+		t.Errorf("plan details: %q", d)
+	}
 }

@@ -40,18 +40,18 @@ type hapProxy struct {
 	servers    []*server
 	srvChecks  []srvCheck
 	srvMore    []srvMore // with servers, what is not the check's
-	// transparent: a proxy-level "source … usesrc clientip|client".
-	transparent bool
-	defServer   []string // default-server words
-	httpchk     *check
-	httpPos     Pos
-	expectSet   bool
-	httpConn    *hapConnect // http-check connect
-	tcpcheck    *check      // its steps are the tcp-check rules
-	proxyProto  string
-	stats       bool
-	persist     opt[time.Duration]
-	stickOn     bool // a "stick on src" uses persist
+	// src: a proxy-level "source" line (sourceMode); nil: none.
+	src        *hapSrc
+	defServer  []string // default-server words
+	httpchk    *check
+	httpPos    Pos
+	expectSet  bool
+	httpConn   *hapConnect // http-check connect
+	tcpcheck   *check      // its steps are the tcp-check rules
+	proxyProto string
+	stats      bool
+	persist    opt[time.Duration]
+	stickOn    bool // a "stick on src" uses persist
 	// cookiePos: a cookie line (persistence by an HTTP cookie); with mode
 	// http, a request holding a server's cookie goes to that server, a
 	// backup one included.
@@ -110,11 +110,11 @@ type hapConnect struct {
 // srvMore is what a server line says besides its check: how its name is
 // resolved, its source.
 type srvMore struct {
-	pos         Pos
-	byName      bool
-	resolvers   string // the resolvers section it names
-	transparent bool   // source … usesrc clientip|client
-	cookie      string // its cookie value, when it has one
+	pos       Pos
+	byName    bool
+	resolvers string  // the resolvers section it names
+	src       *hapSrc // the server's own source, replacing the proxy's; nil: none
+	cookie    string  // its cookie value, when it has one
 }
 
 // hapResolvers is a resolvers section: how often it resolves a name again.
@@ -247,6 +247,7 @@ func mapHAProxy(secs []*hapSection, dir string, w *warnings) *hapConfig {
 			}
 			p.statsRoute()
 			p.rewriteBeforeFilters(w)
+			c.sameName(p, w)
 			c.proxies = append(c.proxies, p)
 			c.noteForwardFor(p)
 			if s.Kind == "backend" {
@@ -261,6 +262,21 @@ func mapHAProxy(secs []*hapSection, dir string, w *warnings) *hapConfig {
 		}
 	}
 	return c
+}
+
+// sameName warns about a proxy named as an earlier one (a frontend and a
+// backend may share a name). HAProxy 1.6 and later, 2.6 included, refuse
+// such a configuration ("proxy 'X' has the same name as proxy 'X'
+// declared at …"); 1.5 and earlier warned and ran both, which is what the
+// import keeps: the later one's service gets another name.
+func (c *hapConfig) sameName(p *hapProxy, w *warnings) {
+	for _, o := range c.proxies {
+		if o.name != p.name || (o.kind == "frontend" && p.kind == "backend") || (o.kind == "backend" && p.kind == "frontend") {
+			continue
+		}
+		w.add(p.pos, "%s %s has the name of %s %s at %s: HAProxy 1.6 and later (2.6 included) refuse the configuration; 1.5 and earlier ran both, as the import does (rename one)", p.kind, p.name, o.kind, o.name, o.pos)
+		return
+	}
 }
 
 // resolverSection reads a resolvers section: how often its names are
@@ -450,15 +466,16 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 	case "rate-limit":
 		p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
 	case "source":
-		if i := slices.Index(ws, "usesrc"); i >= 0 {
-			if usesrc(ws[1], arg(i+1), l.Pos, w) {
-				p.transparent = true
-				return
-			}
-			p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "%s", strings.Join(ws, " ")))
+		if p.kind == "frontend" {
+			w.add(l.Pos, "%s: ignored, as HAProxy does (a frontend connects to no server)", strings.Join(ws, " "))
 			return
 		}
-		hapNotMapped(l, w)
+		src, n, ns := hapSource(ws[1:], l.Pos, "source", w)
+		if n < len(ws)-1 {
+			w.add(l.Pos, "%s: %s: not mapped", strings.Join(ws, " "), strings.Join(ws[1+n:], " "))
+		}
+		p.src = src
+		p.needs = append(p.needs, ns...)
 	case "server-template":
 		// Servers made from a DNS name: as many as it resolves to.
 		p.needs = append(p.needs, needs(l.Pos, FeatServerName, "%s", strings.Join(ws, " ")))
@@ -798,21 +815,10 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 		case "agent-check":
 			p.needs = append(p.needs, needs(l.Pos, FeatAgentCheck, "server %s agent-check", name))
 		case "source":
-			i++
-			if i+1 < len(params) && params[i+1] == "usesrc" {
-				u := ""
-				if i+2 < len(params) {
-					u = params[i+2]
-				}
-				i += 2
-				if usesrc(v, u, l.Pos, w) {
-					more.transparent = true
-				} else {
-					p.needs = append(p.needs, needs(l.Pos, FeatTransparent, "server %s source %s usesrc %s", name, v, u))
-				}
-			} else {
-				w.add(l.Pos, "server %s source %s: not mapped (gitgw connects from the node's own address)", name, v)
-			}
+			src, n, ns := hapSource(params[i+1:], l.Pos, "server "+name+" source", w)
+			i += n
+			more.src = src
+			p.needs = append(p.needs, ns...)
 		case "socks4":
 			i++
 			p.needs = append(p.needs, needs(l.Pos, FeatServerVia, "server %s socks4 %s", name, v))
@@ -866,23 +872,6 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 	p.servers = append(p.servers, srv)
 	p.srvChecks = append(p.srvChecks, sc)
 	p.srvMore = append(p.srvMore, more)
-}
-
-// usesrc says whether "source ADDR usesrc HOW" is the site's transparent
-// mode: the servers see the client's address (clientip), or its address
-// and port (client: the port is not kept, warned).
-func usesrc(addr, how string, pos Pos, w *warnings) bool {
-	switch how {
-	case "clientip", "client":
-		if how == "client" {
-			w.add(pos, "usesrc client: imported as transparent: the servers see the client's address, but not its port (gitgw picks the source port, as HAProxy's clientip)")
-		}
-		if a, _, _ := strings.Cut(addr, ":"); a != "0.0.0.0" && a != "" && a != "::" && a != "*" {
-			w.add(pos, "source %s: not kept: with usesrc %s HAProxy connects from the client's address", addr, how)
-		}
-		return true
-	}
-	return false // a fixed address, hdr_ip(…)
 }
 
 // initAddr names what an init-addr becomes: gitgw resolves a name with
@@ -1673,8 +1662,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		w.add(be.dispatchPos, "dispatch %s: imported as the one server, dispatch", be.dispatch)
 	}
 	sourceWeights(s.servers)
-	var transNeeds []need
-	s.transparent, transNeeds = be.transparentMode()
+	transNeeds := be.sourceMode(s, hm != nil || sm != nil || fe.asPool)
 	s.resolveInterval = c.resolveInterval(be, w)
 	var ns []need
 	s.check, ns = be.serviceCheck(w, c.verifyNone)
@@ -1876,27 +1864,6 @@ func cookieRewriteNeeds(fe, be *hapProxy) []need {
 		}
 	}
 	return ns
-}
-
-// transparentMode: the servers see the client's address when the backend
-// says so, or every server does; the site's transparent mode is the
-// service's, so a backend where only some servers do is refused.
-func (p *hapProxy) transparentMode() (bool, []need) {
-	if p.transparent {
-		return true, nil
-	}
-	var some, all = false, len(p.srvMore) > 0
-	for _, m := range p.srvMore {
-		some, all = some || m.transparent, all && m.transparent
-	}
-	if some && !all {
-		for _, m := range p.srvMore {
-			if !m.transparent {
-				return false, []need{needs(m.pos, FeatTransparent, "usesrc on some servers only (this one connects from the gateway)")}
-			}
-		}
-	}
-	return all, nil
 }
 
 // resolveInterval is how often the backend's servers given by name are

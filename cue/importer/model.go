@@ -218,6 +218,10 @@ type service struct {
 	mode, protocol, iface string
 	transparent           bool
 	binds                 []string
+	// sourceAddr and transparentAddr: the gateway's own address the
+	// connections to the servers leave from, and the fixed foreign one
+	// the servers see (#Service.source_address, transparent_address).
+	sourceAddr, transparentAddr string
 	// group is "virtual_server group NAME" for a keepalived
 	// virtual_server_group's service, for the words of warnings.
 	group string
@@ -286,6 +290,9 @@ type server struct {
 	tls *serverTLS
 	// cookie: the service cookie's value naming it (#Server.cookie).
 	cookie string
+	// sourceAddr: the gateway's own address its connections leave from
+	// (#Server.source_address).
+	sourceAddr string
 }
 
 // serverTLS is a server's #ServerTLS. verify "" is HAProxy's default,

@@ -96,10 +96,13 @@ const (
 	// connection` rules with other conditions or actions (hapmap.go line;
 	// hapsource.go sourceRules).
 	FeatSourceRules Feature = "source-rules"
-	// FeatTransparent: a source the site's transparent mode does not
-	// make: `usesrc` of a fixed address or a header, `option transparent`
-	// (the client's original destination as the server) (hapmap.go line,
-	// option, server, usesrc); `usesrc clientip` and `client` are mapped.
+	// FeatTransparent: a source the site does not make: a source port or
+	// port range, an interface binding, `usesrc` from a header or with a
+	// port, servers of one service seen from different kinds of source,
+	// a source in HTTP mode, `option transparent` (the client's original
+	// destination as the server) (hapsrcaddr.go hapSource, sourceMode;
+	// hapmap.go option). A fixed `source` address, `usesrc clientip`,
+	// `client` and a fixed foreign address are mapped.
 	FeatTransparent Feature = "transparent"
 	// FeatTLSTermination: a bind with `ssl` that HTTP mode cannot carry:
 	// in a mode tcp section or a backend, with client certificates
@@ -156,7 +159,7 @@ var featureWhy = map[Feature]string{
 	FeatServerTLS:        "a gitgw server's TLS sends a fixed SNI and verifies against a CA file without revocation lists; a name taken from the connection, or a certificate the original would revoke, cannot be said",
 	FeatServerVia:        "a gitgw proxy connects to each server directly; dialled at its own address instead of through the SOCKS4 proxy, a server the original reaches only that way is unreachable",
 	FeatSourceRules:      "a gitgw service's source rules are allow and deny lists of networks and per-source limits on connections, checked at accept; dropping other rules would let in what the original turns away",
-	FeatTransparent:      "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
+	FeatTransparent:      "a gitgw service connects to all its servers from the route's address, one of the gateway's own (source_address, a server's own too), one fixed foreign address (transparent_address) or the client's (transparent), on any port the kernel picks, in TCP mode; it takes no address from a header, binds to no interface and does not forward to the client's original destination",
 	FeatTLSTermination:   "gitgw terminates TLS in HTTP mode only, with PEM files of certificate and key chosen by SNI; it verifies no client certificate and terminates no TLS in front of TCP; passing the TLS through would change what clients get",
 	FeatProtocol:         "gitgw services carry TCP or UDP",
 	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers) and DPVS's full NAT (FNAT: the servers see the gateway's address, not the client's) are not built",

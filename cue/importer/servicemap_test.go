@@ -129,6 +129,28 @@ func TestServiceMappings(t *testing.T) {
 			}},
 		{name: "HAProxy source usesrc clientip: transparent", hap: listen + "  source 0.0.0.0 usesrc clientip\n  server a 198.51.100.1:5432 check\n", service: "l",
 			want: func(s svc) bool { return s.Transparent }},
+		{name: "HAProxy source ADDR: source_address", hap: listen + "  source ipv4@198.51.100.250:0\n  server a 198.51.100.1:5432 check\n  server b 198.51.100.2:5432 check\n", service: "l",
+			want: func(s svc) bool {
+				return s.SourceAddress == "198.51.100.250" && s.Servers["a"].SourceAddress == "" && !s.Transparent && s.TransparentAddress == ""
+			}},
+		{name: "HAProxy server source replaces the backend's", hap: listen + "  source 198.51.100.250\n  server a 198.51.100.1:5432 check source 198.51.100.251\n  server b 198.51.100.2:5432 check\n  server c 198.51.100.3:5432 check source *\n", service: "l",
+			want: func(s svc) bool {
+				return s.SourceAddress == "" && s.Servers["a"].SourceAddress == "198.51.100.251" && s.Servers["b"].SourceAddress == "198.51.100.250" && s.Servers["c"].SourceAddress == ""
+			}},
+		{name: "HAProxy usesrc ADDR2: transparent_address, checks from the source", hap: listen + "  server a 198.51.100.1:5432 check source 198.51.100.250 usesrc 203.0.113.99\n", service: "l",
+			want: func(s svc) bool {
+				return s.TransparentAddress == "203.0.113.99" && s.SourceAddress == "198.51.100.250" && !s.Transparent
+			}},
+		{name: "HAProxy usesrc clientip with a source: the checks'", hap: listen + "  source 198.51.100.250 usesrc clientip\n  server a 198.51.100.1:5432 check\n", service: "l",
+			want: func(s svc) bool {
+				return s.Transparent && s.SourceAddress == "198.51.100.250" && s.TransparentAddress == ""
+			}},
+		{name: "HAProxy source in a frontend: ignored, as HAProxy does", hap: "frontend f\n  bind 203.0.113.1:80\n  source 198.51.100.2\n  default_backend b\nbackend b\n  server a 198.51.100.1:80 check\n", service: "f",
+			want: func(s svc) bool { return s.SourceAddress == "" },
+			warn: "hap:3: source 198.51.100.2: ignored, as HAProxy does"},
+		{name: "HAProxy proxies of one name: both, HAProxy's refusal named", hap: listen + "  server a 198.51.100.1:5432 check\nlisten l\n  bind 203.0.113.1:5433\n  server a 198.51.100.1:5433 check\n", service: "l",
+			want: func(s svc) bool { return s.Binds[0] == "203.0.113.1:5432" },
+			warn: "hap:4: listen l has the name of listen l at hap:1: HAProxy 1.6 and later (2.6 included) refuse the configuration"},
 		{name: "HAProxy usesrc clientip on every server: transparent", hap: listen + "  server a 198.51.100.1:5432 check source 0.0.0.0 usesrc clientip\n  server b 198.51.100.2:5432 check source 0.0.0.0 usesrc client\n", service: "l",
 			want: func(s svc) bool { return s.Transparent },
 			warn: "hap:4: usesrc client: imported as transparent"},

@@ -380,6 +380,12 @@ func serviceField(sv *service) cfield {
 	if sv.transparent {
 		s.add("transparent", cbool(true))
 	}
+	if sv.transparentAddr != "" {
+		s.add("transparent_address", cstr(sv.transparentAddr))
+	}
+	if sv.sourceAddr != "" {
+		s.add("source_address", cstr(sv.sourceAddr))
+	}
 	addOpt(s, "persistence", sv.persistence, cdur)
 	if sv.maxconn.ok {
 		f := s.add("maxconn", cint(sv.maxconn.v))
@@ -430,6 +436,9 @@ func serviceField(sv *service) cfield {
 		}
 		if len(r.checkTargets) > 0 {
 			st.fields = append(st.fields, fld("check_targets", cstrs(r.checkTargets)))
+		}
+		if r.sourceAddr != "" {
+			st.fields = append(st.fields, fld("source_address", cstr(r.sourceAddr)))
 		}
 		if r.cookie != "" {
 			st.fields = append(st.fields, fld("cookie", cstr(r.cookie)))

@@ -451,6 +451,14 @@ type Service struct {
 	Retries     int               `json:"retries"`
 	Redispatch  bool              `json:"redispatch"`
 	Servers     map[string]Server `json:"servers"`
+
+	// TransparentAddress: the servers see this fixed address, which no
+	// gateway holds (HAProxy's usesrc ADDR; proxy mode).
+	TransparentAddress string `json:"transparent_address,omitempty"`
+	// SourceAddress: the gateway's own address the connections to the
+	// servers and their checks leave from (HAProxy's source ADDR).
+	SourceAddress string `json:"source_address,omitempty"`
+
 	// ResolveInterval re-resolves servers given by name; 0: the default.
 	ResolveInterval Duration      `json:"resolve_interval,omitempty"`
 	Check           *ServiceCheck `json:"check,omitempty"`
@@ -686,6 +694,8 @@ type Server struct {
 	// Cookie is the service cookie's value naming this server; empty:
 	// no client is persisted on it.
 	Cookie string `json:"cookie,omitempty"`
+	// SourceAddress replaces the service's for this server.
+	SourceAddress string `json:"source_address,omitempty"`
 }
 
 // ServerTLS is TLS from the proxy to a server (HAProxy's server `ssl`):

@@ -48,6 +48,10 @@ type Check struct {
 	// (Patroni serves 5432 and answers checks on 8008).
 	Port    uint16     `json:"port,omitempty"`
 	Address netip.Addr `json:"address,omitempty"`
+	// Source, when valid, is the node's own address checks connect from
+	// (HAProxy's `source ADDR`: servers that accept only that address
+	// would otherwise fail every check). Set per server by the proxy.
+	Source netip.Addr `json:"source,omitzero"`
 	// TLS runs the check over TLS (not for command, mysql and pgsql).
 	TLS *CheckTLS `json:"tls,omitempty"`
 	// MaxRead bounds what an expect searches: an HTTP body or a reply in a

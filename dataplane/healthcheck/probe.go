@@ -25,10 +25,17 @@ type prober struct {
 	byName     *tls.Config
 	byNameAddr netip.Addr
 	res        map[string]*regexp.Regexp // compiled expect_regex of http requests
+	dialer     net.Dialer                // checkDialer, from the check's Source
 }
 
 func newProber(c *Check) *prober {
-	p := &prober{ck: c, max: c.maxRead()}
+	p := &prober{ck: c, max: c.maxRead(), dialer: checkDialer}
+	if a := c.Source; a.IsValid() {
+		p.dialer.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
+		// A VIP taken as source binds before the node holds it; its
+		// checks fail until it does, as the connections would.
+		p.dialer.Control = freeBind
+	}
 	if c.TLS != nil {
 		p.tls, p.tlsErr = checkTLSConfig(c)
 	}
@@ -101,7 +108,7 @@ func (p *prober) dial(ctx context.Context, t netip.AddrPort, useTLS bool) (net.C
 	if useTLS && p.tlsErr != nil {
 		return nil, "L6 " + p.tlsErr.Error()
 	}
-	c, err := checkDialer.DialContext(ctx, "tcp", t.String())
+	c, err := p.dialer.DialContext(ctx, "tcp", t.String())
 	if err != nil {
 		return nil, "L4 connect: " + shortErr(err)
 	}

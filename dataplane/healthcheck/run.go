@@ -1,6 +1,7 @@
 package healthcheck
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -10,7 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Clock is the time source of health checks, injectable in tests.
@@ -111,6 +115,20 @@ func NewProbe(c *Check) Probe {
 }
 
 var checkDialer = net.Dialer{KeepAlive: -1}
+
+// freeBind sets IP_FREEBIND on a check's socket before it binds its
+// Source.
+func freeBind(network, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		if network == "tcp6" {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+		}
+	})
+	return cmp.Or(err, serr)
+}
 
 func commandCheck(ctx context.Context, t netip.AddrPort, name string, ck *Check) (bool, string) {
 	cmd := exec.CommandContext(ctx, ck.Command[0], ck.Command[1:]...)

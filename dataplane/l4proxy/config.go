@@ -67,6 +67,22 @@ type Service struct {
 	// replies need on this node), for servers that must see the client
 	// and cannot parse the PROXY protocol. TCP only.
 	Transparent bool `json:"transparent,omitempty"`
+	// TransparentAddr, when valid, connects to the servers from this fixed
+	// address that the node does not hold (HAProxy's `usesrc ADDR`, the
+	// cttproxy/tproxy "foreign" source): IP_TRANSPARENT and the same
+	// policy routing as Transparent, for servers that accept only that
+	// address (a firewall, an ACL). The servers must route their replies
+	// for it back through this node. Checks do not use it: they connect
+	// from SourceAddr, as HAProxy's. TCP only; not with Transparent.
+	TransparentAddr netip.Addr `json:"transparent_addr,omitzero"`
+	// SourceAddr, when valid, is the node's own address the connections
+	// to the servers and their checks leave from (HAProxy's `source
+	// ADDR`), instead of the one the routing table picks: for servers that
+	// accept only that address. A server's own SourceAddr wins. The
+	// socket gets IP_FREEBIND, so that a VIP taken as source binds before
+	// the node holds it (its connections only work once it does). With
+	// Transparent or TransparentAddr only the checks use it. TCP only.
+	SourceAddr netip.Addr `json:"source_addr,omitzero"`
 	// Binds are the addresses listened on; the address need not be present
 	// on the node (IP_FREEBIND): a VIP that arrives later works.
 	Binds   []netip.AddrPort `json:"binds"`
@@ -196,6 +212,9 @@ type Server struct {
 	// (HAProxy's server `cookie VALUE`); empty: no request is persisted
 	// on it (one it answers clears the client's cookie in insert mode).
 	Cookie string `json:"cookie,omitempty"`
+	// SourceAddr, when valid, replaces the service's SourceAddr for this
+	// server's connections and checks (HAProxy's server `source ADDR`).
+	SourceAddr netip.Addr `json:"source_addr,omitzero"`
 }
 
 // ownCheck is the server's own part in its service's check.
@@ -244,8 +263,11 @@ func (c Config) Validate() error {
 		switch proto {
 		case ProtoTCP:
 		case ProtoUDP:
-			if s.Transparent {
+			if s.Transparent || s.TransparentAddr.IsValid() {
 				errs = append(errs, fmt.Errorf("%s: udp: transparent mode is for TCP", where))
+			}
+			if s.hasSourceAddr() {
+				errs = append(errs, fmt.Errorf("%s: udp: a source address is for TCP", where))
 			}
 			if s.ProxyProtocol != 0 {
 				errs = append(errs, fmt.Errorf("%s: udp: no PROXY protocol for datagrams", where))
@@ -284,6 +306,7 @@ func (c Config) Validate() error {
 		if s.Transparent && s.ProxyProtocol != 0 {
 			errs = append(errs, fmt.Errorf("%s: transparent and a PROXY protocol header: pick one way to tell the servers the client", where))
 		}
+		errs = append(errs, s.validateSourceAddrs(where)...)
 		if s.ProxyProtocol < 0 || s.ProxyProtocol > 2 {
 			errs = append(errs, fmt.Errorf("%s: proxy protocol version %d (want 0, 1 or 2)", where, s.ProxyProtocol))
 		}

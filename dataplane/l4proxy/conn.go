@@ -268,11 +268,9 @@ func (c *conn) dial(l *evloop, srv *server) error {
 		return errno
 	}
 	_ = rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if c.set.Transparent {
-		if err := bindTransparent(fd, c.caddr.Addr(), ap); err != nil {
-			rawClose(fd)
-			return err
-		}
+	if err := c.bindFrom(fd, srv, ap); err != nil {
+		rawClose(fd)
+		return err
 	}
 	errno = l.rawConnect(fd, ap)
 	if errno != 0 && errno != unix.EINPROGRESS {
@@ -290,6 +288,21 @@ func (c *conn) dial(l *evloop, srv *server) error {
 	}
 	if errno == 0 {
 		c.connected(l, unix.EPOLLOUT)
+	}
+	return nil
+}
+
+// bindFrom binds the server socket fd to the address the connection
+// leaves from (sourceaddr.go), when the service names one.
+func (c *conn) bindFrom(fd int, srv *server, ap netip.AddrPort) error {
+	switch {
+	case c.set.TransparentAddr.IsValid():
+		return bindTransparent(fd, c.set.TransparentAddr, ap)
+	case c.set.Transparent:
+		return bindTransparent(fd, c.caddr.Addr(), ap)
+	}
+	if a := c.set.sourceFor(&srv.cfg.Load().Server); a.IsValid() {
+		return bindSource(fd, a, ap)
 	}
 	return nil
 }

@@ -92,9 +92,13 @@ type ServiceView struct {
 	Resolve     string `json:"resolve_interval,omitempty"` // set in the site only
 	Protocol    string `json:"protocol,omitempty"`         // "udp"; empty for tcp
 	Transparent bool   `json:"transparent,omitempty"`
-	HTTP        string `json:"http,omitempty"`   // DescribeHTTP
-	SNI         string `json:"sni,omitempty"`    // DescribeSNI
-	Cookie      string `json:"cookie,omitempty"` // httpproxy.Cookie.String
+	// TransparentAddr is the fixed foreign address the servers see;
+	// SourceAddr the node's own one connections leave from.
+	TransparentAddr string `json:"transparent_address,omitempty"`
+	SourceAddr      string `json:"source_address,omitempty"`
+	HTTP            string `json:"http,omitempty"`   // DescribeHTTP
+	SNI             string `json:"sni,omitempty"`    // DescribeSNI
+	Cookie          string `json:"cookie,omitempty"` // httpproxy.Cookie.String
 }
 
 type ServerView struct {
@@ -115,6 +119,9 @@ type ServerView struct {
 	Unchecked    bool     `json:"unchecked,omitempty"`
 	// Cookie is the server's persistence cookie value.
 	Cookie string `json:"cookie,omitempty"`
+	// SourceAddr is the server's own source address (the service's
+	// otherwise).
+	SourceAddr string `json:"source_address,omitempty"`
 }
 
 // ViewService is what a plan shows of a service: its settings in words,
@@ -143,6 +150,12 @@ func ViewService(s Service) ServiceView {
 		v.Protocol = string(s.Protocol)
 	}
 	v.Transparent = s.Transparent
+	if s.TransparentAddr.IsValid() {
+		v.TransparentAddr = s.TransparentAddr.String()
+	}
+	if s.SourceAddr.IsValid() {
+		v.SourceAddr = s.SourceAddr.String()
+	}
 	if s.HTTP != nil {
 		v.HTTP = DescribeHTTP(s.HTTP)
 	}
@@ -176,6 +189,9 @@ func ViewServer(s Server) ServerView {
 		TLS: s.TLS.Describe(), Cookie: s.Cookie}
 	if s.CheckAddr.IsValid() {
 		v.CheckAddr = s.CheckAddr.String()
+	}
+	if s.SourceAddr.IsValid() {
+		v.SourceAddr = s.SourceAddr.String()
 	}
 	for _, t := range s.CheckTargets {
 		v.CheckTargets = append(v.CheckTargets, t.String())
@@ -263,6 +279,8 @@ func diffService(h, w ServiceView) []string {
 	add("resolve interval", h.Resolve, w.Resolve)
 	add("protocol", h.Protocol, w.Protocol)
 	add("transparent", h.Transparent, w.Transparent)
+	add("transparent address", cmp.Or(h.TransparentAddr, "none"), cmp.Or(w.TransparentAddr, "none"))
+	add("source address", cmp.Or(h.SourceAddr, "by route"), cmp.Or(w.SourceAddr, "by route"))
 	add("http", h.HTTP, w.HTTP)
 	add("sni", h.SNI, w.SNI)
 	add("cookie", h.Cookie, w.Cookie)
@@ -431,6 +449,9 @@ func diffServer(name string, h, w ServerView) []string {
 	}
 	if h.CheckAddr != w.CheckAddr {
 		d = append(d, fmt.Sprintf("check address %s → %s", cmp.Or(h.CheckAddr, "the check's"), cmp.Or(w.CheckAddr, "the check's")))
+	}
+	if h.SourceAddr != w.SourceAddr {
+		d = append(d, fmt.Sprintf("source address %s → %s", cmp.Or(h.SourceAddr, "the service's"), cmp.Or(w.SourceAddr, "the service's")))
 	}
 	if !slices.Equal(h.CheckTargets, w.CheckTargets) {
 		d = append(d, fmt.Sprintf("check targets %s → %s", checkTargetWords(h.CheckTargets), checkTargetWords(w.CheckTargets)))

@@ -81,7 +81,13 @@
 //   - transparent mode (transparent.go): the server-side socket connects
 //     from the client's address (IP_TRANSPARENT), and the pool keeps the
 //     policy routing the servers' replies need (a socket-match mark, an ip
-//     rule and a local route table of its own) while such a service exists.
+//     rule and a local route table of its own) while such a service exists;
+//     or from one fixed foreign address (Service.TransparentAddr, HAProxy's
+//     `usesrc ADDR`), with the same routing.
+//   - source addresses (sourceaddr.go): the connections to a server and its
+//     checks leave from one of the node's own addresses (Service.SourceAddr,
+//     Server.SourceAddr; HAProxy's `source ADDR`) for servers that accept
+//     only it; with a transparent source only the checks use it.
 //   - a server may be given by name (Server.Host, resolve.go): one resolver
 //     goroutine per name, never on a loop, asks the system resolver every
 //     ResolveInterval; a new address is swapped into the server's settings,

@@ -27,15 +27,29 @@ import (
 
 // validateHTTP checks an HTTP service: TCP, and rules that name TCP
 // services of c.
-func (c Config) validateHTTP(where string, s Service) []error {
-	var errs []error
+func (c Config) validateHTTP(where string, s Service) (errs []error) {
 	if s.proto() != ProtoTCP {
 		errs = append(errs, fmt.Errorf("%s: http: TCP services only", where))
 	}
 	if s.Transparent || s.ProxyProtocol != 0 {
 		errs = append(errs, fmt.Errorf("%s: http: transparent mode and the PROXY protocol are for TCP mode", where))
 	}
+	// The HTTP proxy dials the servers itself, from the address the
+	// routing table picks: a source or transparent address would be
+	// ignored for the requests it carries.
+	if s.TransparentAddr.IsValid() || s.hasSourceAddr() {
+		errs = append(errs, fmt.Errorf("%s: http: a source or transparent address is for TCP mode", where))
+	}
+	used := map[string]bool{}
+	defer func() {
+		for _, o := range c.Services {
+			if used[o.Name] && (o.TransparentAddr.IsValid() || o.hasSourceAddr()) {
+				errs = append(errs, fmt.Errorf("%s: a rule sends requests to service %q, whose source or transparent address HTTP and SNI routing do not carry", where, o.Name))
+			}
+		}
+	}()
 	pools := func(name string) bool {
+		used[name] = true
 		for _, o := range c.Services {
 			if o.Name == name {
 				return o.proto() == ProtoTCP

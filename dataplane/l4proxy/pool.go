@@ -405,12 +405,22 @@ func (svc *service) update(sc Service, now time.Time) {
 	for _, s := range next {
 		c := s.cfg.Load()
 		wantCheck := ck != nil && c.admin() != Maint && !c.Unchecked
-		if s.checkStop != nil && (changed || !wantCheck) {
+		src := sc.sourceFor(&c.Server)
+		if s.checkStop != nil && (changed || !wantCheck || src != s.checkSrc) {
 			s.checkStop()
 			s.checkStop = nil
 		}
 		if wantCheck && s.checkStop == nil {
-			svc.startCheck(s, ck)
+			sck := ck
+			if src.IsValid() {
+				// The server's checks leave from its source address,
+				// as its connections do (HAProxy's `source`).
+				cp := *ck
+				cp.Source = src
+				sck = &cp
+			}
+			svc.startCheck(s, sck)
+			s.checkSrc = src
 		}
 		if (ck == nil || c.Unchecked) && !s.up.Load() {
 			s.setUp(true, now) // no check: always up
@@ -508,12 +518,12 @@ func (svc *service) serverHealth(ctx context.Context, s *server, up bool, detail
 }
 
 // setTransparentMode sets transparent mode's policy routing up while a
-// service is transparent, and removes it once none is. Called with p.mu
-// held.
+// service is transparent (the client's address or a fixed foreign one),
+// and removes it once none is. Called with p.mu held.
 func (p *Pool) setTransparentMode(cfg Config) error {
 	want := int8(2)
 	for _, s := range cfg.Services {
-		if s.Transparent {
+		if s.Transparent || s.TransparentAddr.IsValid() {
 			want = 1
 		}
 	}

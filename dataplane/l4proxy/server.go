@@ -55,7 +55,8 @@ type server struct {
 	// not for a status that may predate it.
 	lastCheck   time.Time
 	lastCheckOK bool
-	checkStop   func() // stops the health-check loop (startCheck); nil without checks
+	checkStop   func()     // stops the health-check loop (startCheck); nil without checks
+	checkSrc    netip.Addr // the source address the running check loop binds (sourceaddr.go)
 }
 
 func newServer(s Server, now time.Time) *server {
