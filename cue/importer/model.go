@@ -285,6 +285,16 @@ type server struct {
 	tls *serverTLS
 	// cookie: the service cookie's value naming it (#Server.cookie).
 	cookie string
+	// via: the SOCKS4 proxy it is reached through (#Server.via); nil:
+	// directly.
+	via *serverVia
+}
+
+// serverVia is a server's #Server.via: HAProxy's socks4 and
+// check-via-socks4.
+type serverVia struct {
+	socks4 string
+	check  bool
 }
 
 // serverTLS is a server's #ServerTLS. verify "" is HAProxy's default,
