@@ -1,6 +1,7 @@
 package l4proxy
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"net/netip"
@@ -208,5 +209,101 @@ func TestSOCKS4Checks(t *testing.T) {
 	}
 	if len(proxy.requests()) == 0 {
 		t.Error("server via was not checked through its proxy")
+	}
+}
+
+// TestSOCKS4ServerTLS: server TLS runs inside the tunnel, as HAProxy's
+// `ssl … socks4`: the proxy is asked for the server, and the handshake
+// (SNI, chain verified against the CA) is with the server behind it.
+func TestSOCKS4ServerTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "ca")
+	_, _, pair := ca.issue(t, dir, "api", "api.example")
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go serveTLSEcho(ln, &tls.Config{Certificates: []tls.Certificate{pair}})
+	srvAddr := ln.Addr().(*net.TCPAddr).AddrPort()
+	proxy := newSOCKSPeer(t, false)
+	bind := freePort(t)
+	newTestPool(t, Options{}, Config{Services: []Service{{
+		Name: "api", Binds: []netip.AddrPort{bind},
+		Servers: []Server{{Name: "a", Addr: srvAddr, Weight: 1, SOCKS4: proxy.addr,
+			TLS: &ServerTLS{CAFile: ca.pemFile, SNI: "api.example"}}},
+	}}})
+	line, c, err := dialName(bind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if line != "sni=api.example client=- alpn=-" {
+		t.Errorf("the server saw %q", line)
+	}
+	if _, err := io.WriteString(c, "inside the tunnel"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if got, err := io.ReadAll(c); err != nil || string(got) != "inside the tunnel" {
+		t.Errorf("echo %q %v", got, err)
+	}
+	if got := proxy.requests(); len(got) != 1 || got[0] != srvAddr {
+		t.Errorf("the proxy was asked for %v, want %v", got, srvAddr)
+	}
+}
+
+// TestSOCKS4ProxySilent: a proxy that takes the connection and never
+// answers the CONNECT fails the attempt once the connect timeout is spent
+// (counted, redispatched), not later.
+func TestSOCKS4ProxySilent(t *testing.T) {
+	mute, err := net.Listen("tcp4", "127.0.0.1:0") // accepts, never speaks
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mute.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	b := newBackend(t, "b")
+	bind := freePort(t)
+	p := newTestPool(t, Options{}, Config{Services: []Service{{
+		Name: "smtp", Binds: []netip.AddrPort{bind}, Redispatch: true,
+		Timeouts: Timeouts{Connect: 300 * time.Millisecond},
+		Servers: []Server{
+			{Name: "a", Addr: netip.MustParseAddrPort("198.51.100.10:25"), Weight: 1, SOCKS4: mute.Addr().(*net.TCPAddr).AddrPort()},
+			srvCfg(b, 1),
+		},
+	}}})
+	for i := range 4 {
+		if name, err := roundTrip(bind, "hello\n"); err != nil || name != "b" {
+			t.Fatalf("request %d: %q %v, want b", i, name, err)
+		}
+	}
+	if st := serverStats(p, "smtp", "a"); st.ConnectErrors == 0 || st.Total != 0 {
+		t.Errorf("server a: %d connect errors, %d sessions; want its silent CONNECTs failed", st.ConnectErrors, st.Total)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(held) == 0 {
+		t.Error("the silent proxy was never connected to")
 	}
 }
