@@ -3,6 +3,7 @@ package l4proxy
 import (
 	"bufio"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,7 +35,10 @@ import (
 // server b (on the socks host's own address, so that it can be checked
 // directly, as HAProxy checks a socks4 server without check-via-socks4)
 // carries traffic through the proxy too. Once the proxy dies, a is marked
-// down by its check through the proxy, and b stays up.
+// down by its check through the proxy, and b stays up. HAProxy 2.6 runs
+// beside it on the same servers with the lines the import maps (socks4,
+// check-via-socks4): it must answer the same and mark the same servers
+// down, which is what the import claims.
 func TestSOCKS4ThroughOpenSSH(t *testing.T) {
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "ip", "ssh", "sshd")
@@ -135,6 +140,25 @@ func TestSOCKS4ThroughOpenSSH(t *testing.T) {
 		},
 		Check: &Check{Type: CheckTCP, Interval: 100 * time.Millisecond, Rise: 1, Fall: 1},
 	}}})
+	// HAProxy 2.6 beside it, with the import's source lines: s1 is a, s2
+	// gone, s3 b.
+	hbind := "203.0.113.1:26"
+	hstats := "203.0.113.1:8404"
+	lab.StartHAProxyIn(t, gw, lab.HAProxyConfig{Services: []lab.HAProxyService{
+		{Name: "smtp", Bind: hbind, Servers: []string{
+			"198.51.100.10:25 socks4 " + socks.String() + " check-via-socks4 check inter 100 fall 1 rise 1",
+			"198.51.100.10:26 socks4 " + socks.String(),
+			"203.0.113.2:2525 socks4 " + socks.String() + " check inter 100 fall 1 rise 1",
+		}},
+		{Name: "stats", Bind: hstats, Options: []string{"mode http", "stats enable", "stats uri /"}},
+	}})
+	hap := func() map[string]string {
+		st, err := haproxyStatus(gw, hstats, "smtp")
+		if err != nil {
+			t.Fatalf("haproxy stats: %v", err)
+		}
+		return map[string]string{"a": st["s1"], "gone": st["s2"], "b": st["s3"]}
+	}
 	stats := func() map[string]ServerStats {
 		s, err := snapshotIn(gw, h.stats)
 		if err != nil {
@@ -158,11 +182,15 @@ func TestSOCKS4ThroughOpenSSH(t *testing.T) {
 			t.Fatalf("server %s: %s (%s) with the proxy up", n, x.Status, x.Check)
 		}
 	}
+	eventually(t, 20*time.Second, "haproxy's a and b checked up", func() bool {
+		h := hap()
+		return h["a"] == "UP" && h["b"] == "UP"
+	})
 
-	ask := func() (string, error) {
+	ask := func(bind string) (string, error) {
 		var line string
 		err := gw.Do(func() error {
-			c, err := net.DialTimeout("tcp4", bind.String(), 5*time.Second)
+			c, err := net.DialTimeout("tcp4", bind, 5*time.Second)
 			if err != nil {
 				return err
 			}
@@ -173,17 +201,19 @@ func TestSOCKS4ThroughOpenSSH(t *testing.T) {
 		})
 		return strings.TrimSpace(line), err
 	}
-	seen := map[string]int{}
-	for i := range 9 {
-		got, err := ask()
-		if err != nil {
-			t.Fatalf("request %d: %v", i, err)
+	for _, peer := range []struct{ name, bind string }{{"gitgw", bind.String()}, {"haproxy", hbind}} {
+		seen := map[string]int{}
+		for i := range 9 {
+			got, err := ask(peer.bind)
+			if err != nil {
+				t.Fatalf("%s: request %d: %v", peer.name, i, err)
+			}
+			seen[got]++
 		}
-		seen[got]++
-	}
-	// Through the proxy: a sees the socks host's address on its network.
-	if seen["a 198.51.100.1"] == 0 || seen["b 203.0.113.2"] == 0 || len(seen) != 2 {
-		t.Errorf("answers %v, want a seeing 198.51.100.1 and b seeing 203.0.113.2", seen)
+		// Through the proxy: a sees the socks host's address on its network.
+		if seen["a 198.51.100.1"] == 0 || seen["b 203.0.113.2"] == 0 || len(seen) != 2 {
+			t.Errorf("%s: answers %v, want a seeing 198.51.100.1 and b seeing 203.0.113.2", peer.name, seen)
+		}
 	}
 	st := stats()
 	if g := st["gone"]; g.ConnectErrors == 0 || g.Total != 0 {
@@ -202,6 +232,12 @@ func TestSOCKS4ThroughOpenSSH(t *testing.T) {
 	})
 	if b := stats()["b"]; b.Status != StatusUp {
 		t.Errorf("b checked directly is %s (%s), want UP: its check does not go through the proxy", b.Status, b.Check)
+	}
+	// HAProxy: a goes down the same way; b, checked at the same pace,
+	// has been checked since too by then.
+	eventually(t, 20*time.Second, "haproxy's a down", func() bool { return hap()["a"] == "DOWN" })
+	if h := hap(); h["b"] != "UP" {
+		t.Errorf("haproxy's b is %s, want UP (the reference this test holds gitgw to)", h["b"])
 	}
 	if a := stats()["a"]; !strings.Contains(a.Check, "via socks4 "+socks.String()) {
 		t.Errorf("a's check says %q, want the proxy named", a.Check)
@@ -230,4 +266,43 @@ func snapshotIn(ns *lab.Netns, addr string) (Snapshot, error) {
 		return json.NewDecoder(resp.Body).Decode(&s)
 	})
 	return s, err
+}
+
+// haproxyStatus reads the status column of proxy px's servers from
+// HAProxy's stats page (its CSV) inside ns.
+func haproxyStatus(ns *lab.Netns, addr, px string) (map[string]string, error) {
+	out := map[string]string{}
+	err := ns.Do(func() error {
+		c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(c, "GET /;csv HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		r := csv.NewReader(resp.Body)
+		r.FieldsPerRecord = -1
+		rows, err := r.ReadAll()
+		if err != nil || len(rows) == 0 {
+			return fmt.Errorf("csv: %v (%d rows)", err, len(rows))
+		}
+		status := slices.Index(rows[0], "status")
+		if status < 0 {
+			return fmt.Errorf("no status column in %v", rows[0])
+		}
+		for _, row := range rows[1:] {
+			if len(row) > status && row[0] == px {
+				out[row[1]] = row[status]
+			}
+		}
+		return nil
+	})
+	return out, err
 }
