@@ -64,7 +64,7 @@ func (c Config) validateHTTP(where string, s Service) []error {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
 	}
-	return errs
+	return append(errs, c.socksPools(where, s)...)
 }
 
 // validateCookie checks a service's persistence cookie: a TCP service

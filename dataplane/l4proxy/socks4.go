@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/gitgw/gitgw/dataplane/healthcheck"
 	"golang.org/x/sys/unix"
@@ -122,4 +123,33 @@ func (s Server) checkVia() netip.AddrPort {
 		return s.SOCKS4
 	}
 	return netip.AddrPort{}
+}
+
+// socksPools refuses the rules of HTTP or SNI service s that send to a
+// pool with a server reached through SOCKS4: the HTTP proxy connects to
+// the servers it picks directly.
+func (c Config) socksPools(where string, s Service) []error {
+	var uses []string
+	if s.HTTP != nil {
+		for _, r := range s.HTTP.Rules {
+			uses = append(uses, r.Use)
+		}
+	}
+	if s.SNI != nil {
+		for _, r := range s.SNI.Rules {
+			uses = append(uses, r.Use)
+		}
+	}
+	var errs []error
+	for _, o := range c.Services {
+		if o.Name == s.Name || !slices.Contains(uses, o.Name) {
+			continue
+		}
+		for _, sv := range o.Servers {
+			if sv.SOCKS4.IsValid() {
+				errs = append(errs, fmt.Errorf("%s: rules send to service %q, whose server %q is reached through socks4: HTTP and SNI connect to servers directly", where, o.Name, sv.Name))
+			}
+		}
+	}
+	return errs
 }

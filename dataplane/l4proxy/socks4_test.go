@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gitgw/gitgw/dataplane/httpproxy"
 )
 
 // socksPeer is a minimal SOCKS4 server on loopback for the tests that
@@ -168,6 +170,17 @@ func TestSOCKS4Validate(t *testing.T) {
 				t.Errorf("got %v, want an error with %q", err, tc.want)
 			}
 		})
+	}
+	// HTTP mode connects to its servers, and its pools', directly.
+	via := Server{Name: "a", Addr: netip.MustParseAddrPort("198.51.100.1:80"), Weight: 1, SOCKS4: proxy}
+	err := Config{Services: []Service{
+		{Name: "web", Binds: bind, HTTP: &httpproxy.HTTP{Rules: []httpproxy.Rule{{Use: "pool"}}}, Servers: []Server{via}},
+		{Name: "pool", Servers: []Server{via}},
+	}}.Validate()
+	for _, want := range []string{`service "web": server "a": socks4 in an http or sni service`, `rules send to service "pool", whose server "a" is reached through socks4`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("http: got %v, want an error with %q", err, want)
+		}
 	}
 }
 
