@@ -23,6 +23,7 @@ type socksPeer struct {
 	refuse bool
 	mu     sync.Mutex
 	asked  []netip.AddrPort // the destinations of the requests
+	users  map[string]int   // the user ids sent
 	wg     sync.WaitGroup
 }
 
@@ -32,7 +33,7 @@ func newSOCKSPeer(t testing.TB, refuse bool) *socksPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &socksPeer{ln: ln, addr: ln.Addr().(*net.TCPAddr).AddrPort(), refuse: refuse}
+	p := &socksPeer{ln: ln, addr: ln.Addr().(*net.TCPAddr).AddrPort(), refuse: refuse, users: map[string]int{}}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
@@ -51,10 +52,25 @@ func (p *socksPeer) serve() {
 			defer p.wg.Done()
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-			var req [9]byte
-			if _, err := io.ReadFull(c, req[:]); err != nil || req[0] != 4 || req[1] != 1 || req[8] != 0 {
+			// The request, then a user id ended by NUL: gitgw sends none,
+			// HAProxy "HAProxy".
+			var req [8]byte
+			if _, err := io.ReadFull(c, req[:]); err != nil || req[0] != 4 || req[1] != 1 {
 				return
 			}
+			var user []byte
+			for one := make([]byte, 1); ; {
+				if _, err := io.ReadFull(c, one); err != nil || len(user) > 255 {
+					return
+				}
+				if one[0] == 0 {
+					break
+				}
+				user = append(user, one[0])
+			}
+			p.mu.Lock()
+			p.users[string(user)]++
+			p.mu.Unlock()
 			dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(req[4:8])), uint16(req[2])<<8|uint16(req[3]))
 			p.mu.Lock()
 			p.asked = append(p.asked, dst)
@@ -112,6 +128,11 @@ func TestSOCKS4Tunnel(t *testing.T) {
 	if got := proxy.requests(); len(got) != 3 || got[0] != a.addr {
 		t.Errorf("the proxy was asked for %v, want 3 CONNECTs to %v", got, a.addr)
 	}
+	proxy.mu.Lock()
+	if proxy.users[""] != 3 || len(proxy.users) != 1 {
+		t.Errorf("user ids sent: %v, want 3 empty ones", proxy.users)
+	}
+	proxy.mu.Unlock()
 	if st := serverStats(p, "smtp", "a"); st.Total != 3 || st.ConnectErrors != 0 {
 		t.Errorf("server a: total %d connect errors %d, want 3 and 0", st.Total, st.ConnectErrors)
 	}
