@@ -537,6 +537,7 @@ func serviceFeatureBuilt(in *Input, r report) {
 		if s.Transparent && s.Kernel() {
 			r.add(path+".transparent", "service %s: transparent in mode %q: only proxy mode carries it in this gitgw", name, s.Mode)
 		}
+		serverVia(name, s, r)
 		for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
 			if s.Servers[sn].TLS == nil {
 				continue
@@ -547,6 +548,34 @@ func serviceFeatureBuilt(in *Input, r report) {
 			case s.Protocol == "udp":
 				r.add(path+".servers."+spec.Label(sn)+".tls", "service %s: server %s: tls on a udp service: TLS runs over TCP", name, sn)
 			}
+		}
+	}
+}
+
+// serverVia refuses a server reached through a SOCKS4 proxy where the
+// proxy's TCP connect does not carry it: the kernel modes forward packets,
+// UDP has no CONNECT, transparent mode would show the server the proxy's
+// address, HTTP and SNI services dial their servers directly, and SOCKS4
+// holds only an IPv4 destination.
+func serverVia(name string, s spec.Service, r report) {
+	for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
+		sv := s.Servers[sn]
+		if sv.Via == nil {
+			continue
+		}
+		path := "services." + spec.Label(name) + ".servers." + spec.Label(sn)
+		switch {
+		case s.Kernel():
+			r.add(path+".via", "service %s: server %s: via socks4 in mode %q: only proxy mode connects through a SOCKS4 proxy", name, sn, s.Mode)
+		case s.Protocol == "udp":
+			r.add(path+".via", "service %s: server %s: via socks4 on a udp service: SOCKS4 connects TCP only", name, sn)
+		case s.Transparent || s.TransparentAddress != "":
+			r.add(path+".via", "service %s: server %s: via socks4 in a transparent service: the server would see the proxy, not the client's or the transparent address", name, sn)
+		case s.HTTP != nil || s.SNI != nil:
+			r.add(path+".via", "service %s: server %s: via socks4 in an http or sni service: those connect to their servers directly", name, sn)
+		}
+		if ap, err := sv.AddrPort(); err == nil && !ap.Addr().Unmap().Is4() {
+			r.add(path+".address", "service %s: server %s: address %s is IPv6: SOCKS4 (via) carries IPv4 only", name, sn, sv.Address)
 		}
 	}
 }
@@ -601,6 +630,15 @@ func httpPool(in *Input, r report) {
 			r.add("services."+spec.Label(name)+".binds", "service %s has no binds and no HTTP rule sends requests to it: its servers would never get traffic", name)
 		}
 		httpCookie(r, name, s, s.HTTP != nil && proxyTCP(s) || httpUsed[name])
+		if used[name] {
+			// A pool's servers get the HTTP proxy's requests, which it
+			// connects directly.
+			for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
+				if s.Servers[sn].Via != nil {
+					r.add("services."+spec.Label(name)+".servers."+spec.Label(sn)+".via", "service %s: server %s: via socks4 in a pool of http or sni rules: those connect to their servers directly", name, sn)
+				}
+			}
+		}
 	}
 }
 

@@ -201,6 +201,32 @@ func TestGuardrails(t *testing.T) {
 				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8443", TLS: &spec.ServerTLS{CheckTLS: spec.CheckTLS{Verify: "none"}}}}
 			})
 		}), 1},
+		{"feature built: servers via socks4 in proxy mode carried", "service-feature-built", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Servers = map[string]spec.Server{
+					"s1": {Address: "198.51.100.11:25", Via: &spec.ServerVia{SOCKS4: "127.0.0.1:1080", Check: true}},
+					"s2": {Address: "198.51.100.12:443", Via: &spec.ServerVia{SOCKS4: "[2001:db8::5]:1080"},
+						TLS: &spec.ServerTLS{CheckTLS: spec.CheckTLS{Verify: "none"}}},
+				}
+			})
+		}), 0},
+		{"feature built: via socks4 where it cannot be, at its place", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
+			via := &spec.ServerVia{SOCKS4: "127.0.0.1:1080"}
+			setService(in, "web", func(s *spec.Service) {
+				s.Mode = spec.ModeNAT
+				s.Servers = map[string]spec.Server{"s1": {Address: "198.51.100.11:8080", Via: via}}
+			})
+			in.Services["dns"] = spec.Service{Protocol: "udp", Binds: []string{"203.0.113.100:53"},
+				Servers: map[string]spec.Server{"d1": {Address: "198.51.100.53:53", Via: via}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			in.Services["tp"] = spec.Service{Transparent: true, Binds: []string{"203.0.113.100:25"},
+				Servers: map[string]spec.Server{"t1": {Address: "198.51.100.25:25", Via: via}, "t6": {Address: "[2001:db8::25]:25"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			in.Services["v6"] = spec.Service{Binds: []string{"203.0.113.100:587"},
+				Servers: map[string]spec.Server{"s6": {Address: "[2001:db8::25]:587", Via: via}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 4},
 
 		{"nat route back: servers on the gateways' back segment", "nat-route-back", edit(func(in *Input) {
 			backSegment(in)
@@ -513,6 +539,13 @@ func TestGuardrails(t *testing.T) {
 			st.Servers = map[string]spec.Server{"c": {Address: "198.51.100.23:80", Weight: 1, Cookie: "c"}}
 			in.Services["static"] = st
 		}), 3},
+		{"http pool: a pool server reached via socks4", "http-pool", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.HTTP = &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "static"}}} })
+			st := in.Services["web"]
+			st.Binds, st.HTTP = nil, nil
+			st.Servers = map[string]spec.Server{"a": {Address: "198.51.100.21:80", Weight: 1, Via: &spec.ServerVia{SOCKS4: "127.0.0.1:1080"}}}
+			in.Services["static"] = st
+		}), 1},
 		{"http pool: an sni rule to no service", "http-pool", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) {
 				s.SNI = &spec.ServiceSNI{Rules: []spec.SNIRule{{Names: []string{"a.example"}, Use: "nowhere"}}}

@@ -127,6 +127,13 @@ func ProxyConfig(n *spec.Node) (l4proxy.Config, error) {
 			if srv.SourceAddr, err = optAddr(sv.SourceAddress); err != nil {
 				errs = append(errs, fmt.Errorf("service %s: server %s: source_address: %w", name, sn, err))
 			}
+			if v := sv.Via; v != nil {
+				ap, err := netip.ParseAddrPort(v.SOCKS4)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("service %s: server %s: via socks4 %q: %w", name, sn, v.SOCKS4, err))
+				}
+				srv.SOCKS4, srv.CheckViaSOCKS4 = ap, v.Check
+			}
 			svc.Servers = append(svc.Servers, srv)
 		}
 		svc.ResolveInterval = s.ResolveInterval.D()

@@ -115,6 +115,8 @@ type srvMore struct {
 	resolvers string  // the resolvers section it names
 	src       *hapSrc // the server's own source, replacing the proxy's; nil: none
 	cookie    string  // its cookie value, when it has one
+	socks4    string  // socks4 ADDR:PORT, when it has one (server.via)
+	checkVia  bool    // check-via-socks4
 }
 
 // hapResolvers is a resolvers section: how often it resolves a name again.
@@ -821,7 +823,17 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			p.needs = append(p.needs, ns...)
 		case "socks4":
 			i++
-			p.needs = append(p.needs, needs(l.Pos, FeatServerVia, "server %s socks4 %s", name, v))
+			via, verr := netip.ParseAddrPort(v)
+			switch {
+			case verr != nil:
+				p.needs = append(p.needs, needs(l.Pos, FeatServerVia, "server %s socks4 %s (not an IP address and port)", name, v))
+			case perr == nil && !netip.MustParseAddrPort(addr).Addr().Unmap().Is4():
+				p.needs = append(p.needs, needs(l.Pos, FeatServerVia, "server %s %s socks4 %s (SOCKS4 carries IPv4 servers only)", name, addr, v))
+			default:
+				more.socks4 = via.String()
+			}
+		case "check-via-socks4":
+			more.checkVia = true
 		case "redir":
 			i++
 			p.needs = append(p.needs, needs(l.Pos, FeatContentSwitching, "server %s redir %s", name, v))
@@ -869,9 +881,35 @@ func (p *hapProxy) server(l hapLine, w *warnings) {
 			sc.ssl = true
 		}
 	}
+	switch {
+	case more.socks4 != "":
+		srv.via = &serverVia{socks4: more.socks4, check: more.checkVia}
+	case more.checkVia:
+		w.add(l.Pos, "server %s check-via-socks4 without socks4: not mapped (HAProxy checks the server directly)", name)
+	}
 	p.servers = append(p.servers, srv)
 	p.srvChecks = append(p.srvChecks, sc)
 	p.srvMore = append(p.srvMore, more)
+}
+
+// viaNeeds: a server reached through a SOCKS4 proxy is carried by a plain
+// TCP service only: gitgw's HTTP and SNI routing connect to their
+// servers directly, and transparent mode would show the server the
+// proxy's address instead of the client's.
+func viaNeeds(servers []*server, more []srvMore, http, transparent bool) []need {
+	var ns []need
+	for i, r := range servers {
+		if r.via == nil || i >= len(more) {
+			continue
+		}
+		switch {
+		case http:
+			ns = append(ns, needs(more[i].pos, FeatServerVia, "server %s socks4 %s in a service imported with HTTP or SNI routing (which connects to its servers directly)", r.name, r.via.socks4))
+		case transparent:
+			ns = append(ns, needs(more[i].pos, FeatServerVia, "server %s socks4 %s with usesrc (the server would see the proxy, not the client)", r.name, r.via.socks4))
+		}
+	}
+	return ns
 }
 
 // initAddr names what an init-addr becomes: gitgw resolves a name with
@@ -1679,6 +1717,7 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		w.add(fe.cookiePos, "%s: not mapped (HAProxy ignores a cookie in a frontend: persistence is the backend's)", strings.Join(fe.cookieWords, " "))
 	}
 	ns = append(ns, cookieNs...)
+	ns = append(ns, viaNeeds(be.servers, be.srvMore, hm != nil || sm != nil || fe.asPool, s.transparent || s.transparentAddr != "")...)
 	ns = append(ns, cookieRewriteNeeds(fe, be)...)
 	if s.cookie == nil {
 		ns = append(ns, be.cookieRouting()...)

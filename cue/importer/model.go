@@ -293,6 +293,16 @@ type server struct {
 	// sourceAddr: the gateway's own address its connections leave from
 	// (#Server.source_address).
 	sourceAddr string
+	// via: the SOCKS4 proxy it is reached through (#Server.via); nil:
+	// directly.
+	via *serverVia
+}
+
+// serverVia is a server's #Server.via: HAProxy's socks4 and
+// check-via-socks4.
+type serverVia struct {
+	socks4 string
+	check  bool
 }
 
 // serverTLS is a server's #ServerTLS. verify "" is HAProxy's default,

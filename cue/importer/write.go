@@ -443,6 +443,13 @@ func serviceField(sv *service) cfield {
 		if r.cookie != "" {
 			st.fields = append(st.fields, fld("cookie", cstr(r.cookie)))
 		}
+		if v := r.via; v != nil {
+			via := inline(fld("socks4", cstr(v.socks4)))
+			if v.check {
+				via.fields = append(via.fields, fld("check", cbool(true)))
+			}
+			st.fields = append(st.fields, fld("via", small(via)))
+		}
 		for _, b := range []struct {
 			name string
 			on   bool

@@ -696,6 +696,15 @@ type Server struct {
 	Cookie string `json:"cookie,omitempty"`
 	// SourceAddress replaces the service's for this server.
 	SourceAddress string `json:"source_address,omitempty"`
+	// Via is the proxy the server is reached through; nil: directly.
+	Via *ServerVia `json:"via,omitempty"`
+}
+
+// ServerVia is a server reached through a SOCKS4 proxy (HAProxy's
+// `socks4`), its checks too when Check holds (`check-via-socks4`).
+type ServerVia struct {
+	SOCKS4 string `json:"socks4"`
+	Check  bool   `json:"check"`
 }
 
 // ServerTLS is TLS from the proxy to a server (HAProxy's server `ssl`):

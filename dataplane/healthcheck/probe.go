@@ -26,6 +26,9 @@ type prober struct {
 	byNameAddr netip.Addr
 	res        map[string]*regexp.Regexp // compiled expect_regex of http requests
 	dialer     net.Dialer                // checkDialer, from the check's Source
+	// via, when valid, is the SOCKS4 proxy every connection of the check
+	// goes through (Loop.Via, set before each check).
+	via netip.AddrPort
 }
 
 func newProber(c *Check) *prober {
@@ -102,14 +105,21 @@ func (p *prober) tlsFor(t netip.AddrPort) *tls.Config {
 	return p.byName
 }
 
-// dial connects to t, in TLS when the check has it and useTLS holds; the
-// connection's deadline is the check's. On failure it returns the reason.
+// dial connects to t, through the SOCKS4 proxy p.via when there is one,
+// in TLS when the check has it and useTLS holds; the connection's
+// deadline is the check's. On failure it returns the reason.
 func (p *prober) dial(ctx context.Context, t netip.AddrPort, useTLS bool) (net.Conn, string) {
 	if useTLS && p.tlsErr != nil {
 		return nil, "L6 " + p.tlsErr.Error()
 	}
-	c, err := p.dialer.DialContext(ctx, "tcp", t.String())
-	if err != nil {
+	var c net.Conn
+	var err error
+	if p.via.IsValid() {
+		c, err = DialSOCKS4(ctx, &p.dialer, p.via, t)
+		if err != nil {
+			return nil, "L4 connect via socks4 " + p.via.String() + ": " + shortErr(err)
+		}
+	} else if c, err = p.dialer.DialContext(ctx, "tcp", t.String()); err != nil {
 		return nil, "L4 connect: " + shortErr(err)
 	}
 	if dl, ok := ctx.Deadline(); ok {

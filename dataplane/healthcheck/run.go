@@ -89,8 +89,10 @@ type Probe func(ctx context.Context, target netip.AddrPort, name string) (ok boo
 // NewProbe builds the probe of one server's check loop: its TLS settings
 // and predefined sequences are prepared once, not at every check. A probe
 // belongs to one loop: it is not safe for concurrent use.
-func NewProbe(c *Check) Probe {
-	p := newProber(c)
+func NewProbe(c *Check) Probe { return probeWith(c, newProber(c)) }
+
+// probeWith is the probe of c whose connections p makes.
+func probeWith(c *Check, p *prober) Probe {
 	switch c.Type {
 	case CheckHTTP:
 		return func(ctx context.Context, t netip.AddrPort, _ string) (bool, string) { return p.http(ctx, t) }
@@ -279,6 +281,12 @@ type Loop struct {
 	// within the check's timeout), and false when the server has none (a
 	// name not resolved yet: the check fails "unresolved").
 	Target func() ([]netip.AddrPort, bool)
+	// Via, when set, is read before every check as Target is: a valid
+	// address is a SOCKS4 proxy every connection of the check goes
+	// through (HAProxy's check-via-socks4: a server reached only through
+	// the proxy is checked the way its traffic reaches it); the zero
+	// address connects directly. A command check is not affected.
+	Via func() netip.AddrPort
 	// Report is called after every check, from the loop's goroutine.
 	Report func(Result)
 }
@@ -289,7 +297,8 @@ func (l Loop) Run(ctx context.Context) {
 	if clock == nil {
 		clock = RealClock{}
 	}
-	probe := NewProbe(ck)
+	pr := newProber(ck)
+	probe := probeWith(ck, pr)
 	h := Machine{Up: l.Up}
 	// Spread the first checks of a service over one interval.
 	delay := time.Duration(fnvString(l.Name) % uint64(max(ck.Interval/4, time.Millisecond)))
@@ -300,6 +309,9 @@ func (l Loop) Run(ctx context.Context) {
 		case <-clock.After(delay):
 		}
 		targets, ok := l.Target()
+		if l.Via != nil {
+			pr.via = l.Via()
+		}
 		start := clock.Now()
 		detail := "unresolved"
 		if ok { // a name without an address: nothing to probe

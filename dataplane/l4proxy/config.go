@@ -208,6 +208,17 @@ type Server struct {
 	// Unchecked: the service's check never takes this server out: no
 	// check runs for it and it is NOCHECK, while the others are checked.
 	Unchecked bool `json:"unchecked,omitempty"`
+	// SOCKS4, when valid, is the SOCKS4 proxy the server is reached
+	// through (HAProxy's `socks4`; socks4.go): every connection to the
+	// server is a CONNECT through it, for a server the gateway cannot
+	// reach directly. The server's address must be IPv4: SOCKS4 carries
+	// no other. A refused CONNECT is a failed connect (retried,
+	// redispatched, counted). TLS to the server runs inside the tunnel.
+	SOCKS4 netip.AddrPort `json:"socks4,omitzero"`
+	// CheckViaSOCKS4 sends the server's checks through SOCKS4 too
+	// (HAProxy's `check-via-socks4`); without it they connect to the
+	// server directly, as HAProxy's do.
+	CheckViaSOCKS4 bool `json:"check_via_socks4,omitempty"`
 	// Cookie is the value of the service's Cookie that names this server
 	// (HAProxy's server `cookie VALUE`); empty: no request is persisted
 	// on it (one it answers clears the client's cookie in insert mode).
@@ -360,6 +371,7 @@ func (c Config) Validate() error {
 				}
 			}
 			errs = append(errs, sv.validateOwnCheck(sw)...)
+			errs = append(errs, s.validateSOCKS4(sw, sv)...)
 		}
 		if s.Source != nil {
 			for _, err := range s.Source.validate() {

@@ -101,6 +101,7 @@ type conn struct {
 	qsrv                 *server // result of a queue wait
 	qerr                 error
 	tls                  *tlsState // a TLS server's connection (servertls.go)
+	socks                socksHop  // a server reached through SOCKS4 (socks4.go)
 }
 
 // direction copies one way: src → dst. It borrows a pooled buffer or pipe
@@ -258,7 +259,8 @@ func (c *conn) dial(l *evloop, srv *server) error {
 		srv.retries.Add(1)
 	}
 	c.srv, c.last = srv, srv
-	ap := srv.cfg.Load().Addr
+	ap, hop := socksTarget(srv.cfg.Load())
+	c.socks = hop
 	family := unix.AF_INET
 	if a := ap.Addr(); !a.Is4() && !a.Is4In6() {
 		family = unix.AF_INET6
@@ -354,8 +356,21 @@ func (c *conn) connected(l *evloop, mask uint32) {
 		default:
 			err = unix.ECONNRESET
 		}
-	} else if mask&unix.EPOLLOUT == 0 {
+	} else if mask&unix.EPOLLOUT == 0 && !c.socks.sent {
 		return // not yet
+	}
+	if err == nil && c.socks.dst.IsValid() {
+		// Through a SOCKS4 proxy: connected to it, the CONNECT is still
+		// to be made.
+		var granted bool
+		if granted, err = c.socksStep(); err == nil && !granted {
+			return // the reply is to come
+		}
+		if err != nil {
+			c.svc.pool.log.Debug("socks4 connect failed", "service", c.svc.name, "server", c.srv.name, "err", err)
+		}
+		// The server may speak right behind the reply: that edge is spent.
+		mask |= unix.EPOLLIN
 	}
 	if err != nil {
 		c.connectFailed(l, err)

@@ -122,6 +122,9 @@ type ServerView struct {
 	// SourceAddr is the server's own source address (the service's
 	// otherwise).
 	SourceAddr string `json:"source_address,omitempty"`
+	// Via is the SOCKS4 proxy the server is reached through, in words
+	// ("socks4 203.0.113.2:1080 check-via-socks4"); empty: directly.
+	Via string `json:"via,omitempty"`
 }
 
 // ViewService is what a plan shows of a service: its settings in words,
@@ -186,7 +189,7 @@ func ViewServer(s Server) ServerView {
 		addr = net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
 	}
 	v := ServerView{Address: addr, Weight: s.Weight, MaxConn: s.MaxConn, Backup: s.Backup, State: st, CheckPort: s.CheckPort, Unchecked: s.Unchecked,
-		TLS: s.TLS.Describe(), Cookie: s.Cookie}
+		TLS: s.TLS.Describe(), Cookie: s.Cookie, Via: s.describeVia()}
 	if s.CheckAddr.IsValid() {
 		v.CheckAddr = s.CheckAddr.String()
 	}
@@ -443,6 +446,9 @@ func diffServer(name string, h, w ServerView) []string {
 	}
 	if h.TLS != w.TLS {
 		d = append(d, fmt.Sprintf("tls %s → %s", tlsWords(h.TLS), tlsWords(w.TLS)))
+	}
+	if h.Via != w.Via {
+		d = append(d, fmt.Sprintf("via %s → %s", cmp.Or(h.Via, "direct"), cmp.Or(w.Via, "direct")))
 	}
 	if h.CheckPort != w.CheckPort {
 		d = append(d, fmt.Sprintf("check port %s → %s", checkPortWords(h.CheckPort), checkPortWords(w.CheckPort)))

@@ -182,6 +182,7 @@ func TestDiffServerOwnCheck(t *testing.T) {
 		{Server{CheckTargets: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.21:25"), netip.MustParseAddrPort("192.0.2.1:587")}},
 			"check targets none → 198.51.100.21:25 and 192.0.2.1:587"},
 		{Server{Unchecked: true}, "unchecked: the check no longer takes it out"},
+		{Server{SOCKS4: netip.MustParseAddrPort("127.0.0.1:1080"), CheckViaSOCKS4: true}, "via direct → socks4 127.0.0.1:1080 check-via-socks4"},
 	} {
 		s := tt.srv
 		s.Name, s.Addr, s.Weight = base.Name, base.Addr, base.Weight

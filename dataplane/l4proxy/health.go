@@ -64,6 +64,7 @@ func (svc *service) runChecks(ctx context.Context, srv *server, ck *Check) {
 			cfg := srv.cfg.Load()
 			return cfg.ownCheck().Where(cfg.Addr, ck), !cfg.unresolved
 		},
+		Via: func() netip.AddrPort { return srv.cfg.Load().checkVia() },
 		Report: func(r healthcheck.Result) {
 			if !r.OK {
 				srv.failedChecks.Add(1)

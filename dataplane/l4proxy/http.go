@@ -78,7 +78,7 @@ func (c Config) validateHTTP(where string, s Service) (errs []error) {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
 	}
-	return errs
+	return append(errs, c.socksPools(where, s)...)
 }
 
 // validateCookie checks a service's persistence cookie: a TCP service

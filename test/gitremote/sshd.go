@@ -43,6 +43,7 @@ type SSHD struct {
 
 	dir    string
 	config string
+	opts   SSHDOptions
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -97,9 +98,22 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// SSHDOptions change what a server started by StartSSHDWith allows.
+type SSHDOptions struct {
+	// TCPForwarding lets the client forward ports: `ssh -D` then makes a
+	// SOCKS proxy whose connections leave from the server's namespace.
+	TCPForwarding bool
+}
+
 // StartSSHD starts an sshd for the test and stops it (by PID) when the test
 // ends. It needs root (sshd's privilege separation) and /usr/sbin/sshd.
 func StartSSHD(t testing.TB) *SSHD {
+	t.Helper()
+	return StartSSHDWith(t, SSHDOptions{})
+}
+
+// StartSSHDWith is StartSSHD with opts.
+func StartSSHDWith(t testing.TB, opts SSHDOptions) *SSHD {
 	t.Helper()
 	lab.RequireRoot(t)
 	lab.RequireCommand(t, "sshd", "git", "unshare")
@@ -115,6 +129,7 @@ func StartSSHD(t testing.TB) *SSHD {
 		KnownHosts:      filepath.Join(dir, "known_hosts"),
 		WrongKnownHosts: filepath.Join(dir, "known_hosts.wrong"),
 		config:          filepath.Join(dir, "sshd_config"),
+		opts:            opts,
 	}
 	hostPub, err := writeKey(filepath.Join(dir, "host_ed25519"))
 	if err != nil {
@@ -159,6 +174,10 @@ func StartSSHD(t testing.TB) *SSHD {
 }
 
 func (s *SSHD) writeConfig() error {
+	forwarding := "no"
+	if s.opts.TCPForwarding {
+		forwarding = "yes"
+	}
 	cfg := strings.Join([]string{
 		"Port " + strconv.Itoa(s.Port),
 		"ListenAddress 127.0.0.1",
@@ -175,7 +194,7 @@ func (s *SSHD) writeConfig() error {
 		"UseDNS no",
 		"PrintMotd no",
 		"X11Forwarding no",
-		"AllowTcpForwarding no",
+		"AllowTcpForwarding " + forwarding,
 		"MaxStartups 200",
 		"MaxSessions 200",
 		// Sessions get an empty home: no user rc files (slow shell
