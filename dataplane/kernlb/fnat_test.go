@@ -1,0 +1,175 @@
+package kernlb
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
+)
+
+// TestFNAT: full NAT (DPVS's FNAT). The servers reach nothing beyond
+// their own segment (no default route, no route to the client), yet
+// answer: they see one of the gateway's local addresses as the source,
+// both local addresses in turn, over TCP and UDP. A server down is
+// skipped; Set twice changes nothing; the postrouting chain flushed by
+// hand is reported and restored (and the service does not work without
+// it: the source rewrite is what carries the replies).
+func TestFNAT(t *testing.T) {
+	l := newKernLab(t, FNAT)
+	lab.RequireCommand(t, "nft")
+	gw := l.gw[0]
+	// Gateway 1 has 198.51.100.2 on the servers' segment; a second local
+	// address beside it.
+	gw.Run(t, "ip", "addr", "add", "198.51.100.4/24", "dev", "eth1")
+	local := []netip.Addr{mustAddr("198.51.100.2"), mustAddr("198.51.100.4")}
+	for i, s := range l.srv {
+		if out, err := s.Try("ip", "route", "get", clientIP); err == nil {
+			t.Fatalf("server %d has a route to the client: %s", i+1, out)
+		}
+	}
+	l.holdVIP(0)
+	l.serve()
+	lb := l.lb(0)
+
+	tcp := l.service(TCP, Maglev)
+	tcp.LocalAddresses = local
+	udp := l.service(UDP, RoundRobin)
+	udp.Name = "web-udp"
+	udp.LocalAddresses = []netip.Addr{local[1], local[0]} // the order does not matter
+	cfg := Config{Services: []Service{tcp, udp}}
+	set(t, lb, cfg)
+	if ch := set(t, lb, cfg); len(ch) != 0 {
+		t.Errorf("second Set with the same config changed %v", ch)
+	}
+
+	isLocal := func(seen string) (string, bool) {
+		ap, err := netip.ParseAddrPort(seen)
+		if err != nil {
+			return "", false
+		}
+		for _, a := range local {
+			if ap.Addr() == a {
+				return a.String(), true
+			}
+		}
+		return ap.Addr().String(), false
+	}
+	servers, sources := map[string]int{}, map[string]int{}
+	for range 24 {
+		srv, seen, err := l.once()
+		if err != nil {
+			t.Fatalf("tcp through the VIP: %v", err)
+		}
+		src, ok := isLocal(seen)
+		if !ok {
+			t.Fatalf("%s saw %s, want one of the local addresses %v", srv, seen, local)
+		}
+		servers[srv]++
+		sources[src]++
+	}
+	if len(servers) != 2 || len(sources) != 2 {
+		t.Errorf("24 connections reached servers %v from sources %v, want both of each", servers, sources)
+	}
+	udpSources := map[string]int{}
+	for range 4 {
+		ans, err := l.udpOnce()
+		if err != nil {
+			t.Fatalf("udp through the VIP: %v", err)
+		}
+		f := strings.Fields(ans)
+		if len(f) != 2 {
+			t.Fatalf("udp answer %q", ans)
+		}
+		src, ok := isLocal(f[1])
+		if !ok {
+			t.Fatalf("udp: %s saw %s, want a local address", f[0], f[1])
+		}
+		udpSources[src]++
+	}
+	if len(udpSources) != 2 {
+		t.Errorf("4 datagrams came from %v, want both local addresses", udpSources)
+	}
+
+	// A server down is out of the table.
+	tcp.Servers[0].Down = true
+	cfg = Config{Services: []Service{tcp, udp}}
+	if ch := set(t, lb, cfg); len(ch) != 1 || ch[0].Service != "web" || !strings.Contains(ch[0].Text, "down") {
+		t.Errorf("server down reported as %v", ch)
+	}
+	for range 6 {
+		srv, _, err := l.once()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if srv != "s2" {
+			t.Fatalf("a connection went to %s, which is down", srv)
+		}
+	}
+
+	// The source rewrite flushed by hand: the servers' replies have
+	// nowhere to go, the drift is reported, the next Set restores it.
+	gw.Run(t, "nft", "flush", "chain", "inet", "gitgw", "postrouting")
+	if c, err := l.dialPort("", "80", 500*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatalf("a connection went through without the source rewrite")
+	}
+	obs, err := lb.Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Diff(cfg, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d) != 2 || d[0].Action != Restore || !strings.Contains(d[0].Text, "postrouting") {
+		t.Errorf("Diff after the postrouting chain was flushed: %v, want a restore of each service's rule", d)
+	}
+	if ch := set(t, lb, cfg); len(ch) != 2 {
+		t.Errorf("Set restored %v", ch)
+	}
+	if _, _, err := l.once(); err != nil {
+		t.Fatalf("after the restore: %v", err)
+	}
+	if ch := set(t, lb, cfg); len(ch) != 0 {
+		t.Errorf("Set after the restore changed %v", ch)
+	}
+
+	// The last fnat service gone, its postrouting chain goes too.
+	nat := tcp
+	nat.Mode, nat.LocalAddresses = NAT, nil
+	set(t, lb, Config{Services: []Service{nat}})
+	if out := gw.Run(t, "nft", "list", "table", "inet", "gitgw"); strings.Contains(out, "postrouting") || strings.Contains(out, "laddr") {
+		t.Errorf("fnat left pieces behind:\n%s", out)
+	}
+}
+
+// TestFNATValidate: what an fnat service needs, and what only it may have.
+func TestFNATValidate(t *testing.T) {
+	base := Service{Name: "web", VIP: mustAddr(vip), Port: 80, Protocol: TCP, Mode: FNAT, Scheduler: Maglev,
+		Servers:        []Server{{Address: mustAddr("198.51.100.11"), Port: 8080, Weight: 1}},
+		LocalAddresses: []netip.Addr{mustAddr("198.51.100.2")}}
+	if err := (Config{Services: []Service{base}}).Validate(); err != nil {
+		t.Fatalf("a valid fnat service: %v", err)
+	}
+	for _, tc := range []struct {
+		edit func(*Service)
+		want string
+	}{
+		{func(s *Service) { s.LocalAddresses = nil }, "local_addresses: fnat needs at least one"},
+		{func(s *Service) { s.LocalAddresses = append(s.LocalAddresses, mustAddr("198.51.100.2")) }, "local_addresses[1]: 198.51.100.2: same as local_addresses[0]"},
+		{func(s *Service) { s.LocalAddresses = []netip.Addr{mustAddr("2001:db8::2")} }, "local_addresses[0]: 2001:db8::2: only IPv4"},
+		{func(s *Service) { s.LocalAddresses = []netip.Addr{s.VIP} }, "is the service's VIP"},
+		{func(s *Service) { s.VIP, s.Port, s.Mark = netip.Addr{}, 0, 7 }, "a service by mark has none"},
+		{func(s *Service) { s.Mode = NAT }, "local_addresses: only for fnat"},
+	} {
+		s := base
+		s.LocalAddresses = append([]netip.Addr{}, base.LocalAddresses...)
+		tc.edit(&s)
+		err := (Config{Services: []Service{s}}).Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate: %v, want %q", err, tc.want)
+		}
+	}
+}
