@@ -37,6 +37,7 @@ func guardrails() []guardrail {
 		{Policy{"proxy-busy-poll", "the proxy's busy-poll window is at most 10ms: a longer one only burns CPU, since no reply it waits for is that slow and still worth polling for."}, Error, proxyBusyPoll},
 		{Policy{"service-feature-built", "a service uses only what this gitgw carries: a field the schema knows but no driver runs yet would otherwise be ignored in silence."}, Error, serviceFeatureBuilt},
 		{Policy{"nat-route-back", "a nat service's servers are on a segment where its gateways have an address or a VIP: their replies must come back through the gateway that rewrote the request, or the client drops them."}, Error, natRouteBack},
+		{Policy{"fnat-local-address", "an fnat service's local addresses are its gateways' own (not VIPs), and each gateway holds one: a gateway gives its flows a source it holds, or the servers' replies go elsewhere."}, Error, fnatLocalAddress},
 		{Policy{"dr-real-server", "a dr service does not run on its own real servers, and a node set real_server: \"on\" is one: a real server forwarding its own service loops, and one nothing names stays unconfigured."}, Error, drRealServer},
 		{Policy{"http-pool", "an HTTP rule sends requests to a proxy-mode TCP service that runs wherever the rule's service runs, and a service without binds is one some rule sends requests to: otherwise requests fail, or servers wait for traffic that never comes."}, Error, httpPool},
 		{Policy{"secret-in-clear", "no VRRP password is written in the site: use password_file (read on the node)."}, Warning, secretInClear},
