@@ -109,8 +109,10 @@ const (
 	// FeatProtocol: a virtual_server of another protocol than TCP and UDP
 	// (SCTP) (kamap.go virtualServer).
 	FeatProtocol Feature = "protocol"
-	// FeatKernelLB: IPVS forwarding the site's kernel modes (nat, dr) do
-	// not make: lb_kind TUN, DPVS's FNAT (kamap.go virtualServer).
+	// FeatKernelLB: IPVS forwarding the site's kernel modes (nat, fnat,
+	// dr) do not make: lb_kind TUN, DPVS's SNAT, DPVS's FNAT options
+	// (syn_proxy, quic), FNAT by fwmark or without local addresses
+	// (kamap.go virtualServer).
 	FeatKernelLB Feature = "kernel-lb"
 	// FeatVSGroup: a virtual_server_group entry the site cannot say: a
 	// range of more than maxGroupRange addresses, a range whose end is
@@ -156,7 +158,7 @@ var featureWhy = map[Feature]string{
 	FeatTransparent:      "gitgw's transparent mode connects from the client's own address; it neither connects from another fixed address nor forwards to the client's original destination",
 	FeatTLSTermination:   "gitgw terminates TLS in HTTP mode only, with PEM files of certificate and key chosen by SNI; it verifies no client certificate and terminates no TLS in front of TCP; passing the TLS through would change what clients get",
 	FeatProtocol:         "gitgw services carry TCP or UDP",
-	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers) and DPVS's full NAT (FNAT: the servers see the gateway's address, not the client's) are not built",
+	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat), full NAT (mode fnat, by VIP and port, to local addresses) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers), DPVS's SNAT mode and its FNAT options (SYN proxy, QUIC connection ids) are not built",
 	FeatVSGroup:          "a gitgw service's binds are addresses with a port, and its fwmarks marks; leaving the entry out would leave its traffic unforwarded",
 	FeatCookie:           "gitgw persists by a cookie it inserts (with indirect, nocache, httponly, secure and one domain) or one the servers set (as it is, or with the server's value); prefixing the servers' own cookie, inserting only on POST, preserving the server's cookie, dated or dynamic cookies and extra attributes are not built: without them clients would lose their server",
 	FeatContentSwitching: "gitgw routes requests only in HTTP mode, by rules on the host, path, url, method, headers, source and TLS (terms ANDed, alternatives by ||) that use another service, deny or redirect, and TCP connections only by their TLS server name; other routing would send traffic where the original does not",
