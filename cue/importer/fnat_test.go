@@ -51,7 +51,9 @@ func TestFNATImport(t *testing.T) {
 	// Filled in (here on eth1, as the operator would), the site passes
 	// every guardrail; without them, fnat-local-address says what is
 	// missing.
-	if bad := siteViolations(t, res); !slices.ContainsFunc(bad, func(v string) bool { return strings.Contains(v, "[fnat-local-address] service vs-203.0.113.1-80: node gw1 holds none") }) {
+	if bad := siteViolations(t, res); !slices.ContainsFunc(bad, func(v string) bool {
+		return strings.Contains(v, "[fnat-local-address] service vs-203.0.113.1-80: node gw1 holds none")
+	}) {
 		t.Errorf("the site without the node's addresses: %v, want fnat-local-address", bad)
 	}
 	var addrs []netip.Prefix
@@ -123,4 +125,3 @@ func quoted(ps []netip.Prefix) string {
 	}
 	return strings.Join(q, ", ")
 }
-
