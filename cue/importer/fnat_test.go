@@ -83,6 +83,32 @@ func TestFNATImport(t *testing.T) {
 		t.Errorf("two nodes' local addresses not merged into one service:\n%s", txt)
 	}
 
+	// DPVS's consistent hash of the client: a source hash.
+	res, view = loadText(t, strings.Replace(ka, "lb_algo rr", "lb_algo conhash", 1), "")
+	if s := view.Services["vs-203.0.113.1-80"]; s.Balance != "source" {
+		t.Errorf("lb_algo conhash: balance %q, want source", s.Balance)
+	}
+	if ws := strings.Join(warnStrings(res.Warnings), "\n"); !strings.Contains(ws, "lb_algo conhash: DPVS's consistent hash of the client's address: imported as source") {
+		t.Errorf("no warning about conhash in:\n%s", ws)
+	}
+
+	// DPVS's deny list of clients (daddr_group_name) is the service's
+	// source.deny; an empty one denies nobody, and says so.
+	deny := inst + group + "deny_address_group D {\n 203.0.113.66\n 203.0.113.70-71\n}\ndeny_address_group E {\n}\n" +
+		vs(" lb_kind FNAT\n laddr_group_name L\n daddr_group_name D\n")
+	res, view = loadText(t, deny, "")
+	s = view.Services["vs-203.0.113.1-80"]
+	if s.Source == nil || strings.Join(s.Source.Deny, " ") != "203.0.113.66/32 203.0.113.70/32 203.0.113.71/32" {
+		t.Errorf("source: %+v, want the deny_address_group's addresses denied", s.Source)
+	}
+	if ws := strings.Join(warnStrings(res.Warnings), "\n"); !strings.Contains(ws, "ka:16: deny_address_group E: no imported virtual_server uses it") {
+		t.Errorf("no warning about the unused deny group in:\n%s", ws)
+	}
+	res = importText(t, strings.Replace(deny, "daddr_group_name D", "daddr_group_name E", 1), "")
+	if ws := strings.Join(warnStrings(res.Warnings), "\n"); !strings.Contains(ws, "daddr_group_name E: the deny_address_group (ka:16) is empty: no client is denied") {
+		t.Errorf("no warning about the empty deny group in:\n%s", ws)
+	}
+
 	for _, tt := range []struct {
 		name, ka string
 		line     int

@@ -30,8 +30,9 @@ type kaConfig struct {
 	groups    map[string]string // instance → sync group
 	vservers  []*service
 	vipSeen   map[netip.Addr]vipRef
-	// laddrs are DPVS's local_address_groups, by name.
-	laddrs map[string]*kaLaddrGroup
+	// laddrs are DPVS's local_address_groups, denies its
+	// deny_address_groups (client addresses refused), by name.
+	laddrs, denies map[string]*kaLaddrGroup
 }
 
 // kaLaddrGroup is a DPVS local_address_group: the addresses that fnat
@@ -117,7 +118,8 @@ var kaIgnored = map[string]string{
 
 // mapKeepalived reads the directives of one keepalived.conf.
 func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
-	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}, vipSeen: map[netip.Addr]vipRef{}, laddrs: map[string]*kaLaddrGroup{}}
+	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}, vipSeen: map[netip.Addr]vipRef{},
+		laddrs: map[string]*kaLaddrGroup{}, denies: map[string]*kaLaddrGroup{}}
 	var ssl *kaSSL
 	groups := map[string]*kaGroup{}
 	for _, d := range dirs {
@@ -135,14 +137,16 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 			}
 			groups[d.Args[0]] = &kaGroup{d: d}
 		case "local_address_group":
-			c.laddrGroup(d, w)
+			c.addrGroup(d, c.laddrs, w)
+		case "deny_address_group":
+			c.addrGroup(d, c.denies, w)
 		}
 	}
 	for _, d := range dirs {
 		switch d.Name {
 		case "SSL": // read above, before the virtual servers that use it
 		case "virtual_server_group": // read above, mapped with the virtual_server that uses it
-		case "local_address_group": // read above, mapped with the fnat virtual_servers that use it
+		case "local_address_group", "deny_address_group": // read above, mapped with the virtual_servers that use them
 		case "global_defs":
 			c.globals(d, w)
 		case "vrrp_script":
@@ -154,7 +158,7 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 		case "vrrp_sync_group":
 			c.syncGroup(d, w)
 		case "virtual_server":
-			if s := mapVirtualServer(d, ssl, groups, c.laddrs, w); s != nil {
+			if s := mapVirtualServer(d, ssl, groups, c, w); s != nil {
 				c.vservers = append(c.vservers, s)
 			}
 		case "include":
@@ -175,31 +179,46 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 			w.add(g.d.Pos, "local_address_group %s: no imported fnat virtual_server uses it: not imported", name)
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(c.denies)) {
+		if g := c.denies[name]; !g.used {
+			w.add(g.d.Pos, "deny_address_group %s: no imported virtual_server uses it: not imported", name)
+		}
+	}
 	c.drInterfaces(w)
 	return c
 }
 
-// laddrGroup reads a DPVS local_address_group: entries "ADDRESS [DPDK
-// interface]", an address a range "192.168.100.200-210" (the last part's
+// addrGroup reads a DPVS address group into into: a local_address_group
+// (entries "ADDRESS [DPDK interface]") or a deny_address_group (entries
+// "ADDRESS"), an address a range "192.168.100.200-210" (the last part's
 // end, as DPVS writes it). The DPDK interface is DPVS's name for the port
-// the address is on; a gitgw gateway holds it on a kernel interface the
-// file does not name, which the node's addresses say (a fact to fill in).
-func (c *kaConfig) laddrGroup(d kaDirective, w *warnings) {
+// a local address is on; a gitgw gateway holds it on a kernel interface
+// the file does not name, which the node's addresses say (a fact to fill
+// in).
+func (c *kaConfig) addrGroup(d kaDirective, into map[string]*kaLaddrGroup, w *warnings) {
+	kind, args := d.Name, 1
+	if kind == "deny_address_group" {
+		args = 0
+	}
 	if len(d.Args) != 1 {
-		w.add(d.Pos, "local_address_group needs one name: ignored")
+		w.add(d.Pos, "%s needs one name: ignored", kind)
 		return
 	}
 	name := d.Args[0]
-	if o := c.laddrs[name]; o != nil {
-		w.add(d.Pos, "local_address_group %s: defined again (first at %s): the first is used", name, o.d.Pos)
+	if o := into[name]; o != nil {
+		w.add(d.Pos, "%s %s: defined again (first at %s): the first is used", kind, name, o.d.Pos)
 		return
 	}
 	g := &kaLaddrGroup{d: d}
 	warned := map[string]bool{}
 	for _, e := range d.Block {
 		addrs, bad := groupRange(e.Name)
-		if bad != "" || len(e.Args) > 1 || e.HasBlock {
-			w.add(e.Pos, "local_address_group %s: %s: %s: ignored", name, strings.TrimSpace(e.Name+" "+strings.Join(e.Args, " ")), cmp.Or(bad, "not \"ADDRESS [INTERFACE]\""))
+		if bad != "" || len(e.Args) > args || e.HasBlock {
+			form := "not \"ADDRESS [INTERFACE]\""
+			if args == 0 {
+				form = "not \"ADDRESS\""
+			}
+			w.add(e.Pos, "%s %s: %s: %s: ignored", kind, name, strings.TrimSpace(e.Name+" "+strings.Join(e.Args, " ")), cmp.Or(bad, form))
 			continue
 		}
 		ifname := ""
@@ -212,13 +231,38 @@ func (c *kaConfig) laddrGroup(d kaDirective, w *warnings) {
 		}
 		for _, a := range addrs {
 			if slices.ContainsFunc(g.addrs, func(x laddrEntry) bool { return x.addr == a }) {
-				w.add(e.Pos, "local_address_group %s: %s listed twice: once is kept", name, a)
+				w.add(e.Pos, "%s %s: %s listed twice: once is kept", kind, name, a)
 				continue
 			}
 			g.addrs = append(g.addrs, laddrEntry{addr: a, ifname: ifname, group: name, pos: e.Pos})
 		}
 	}
-	c.laddrs[name] = g
+	into[name] = g
+}
+
+// denyGroup maps a virtual_server's daddr_group_name, DPVS's deny list of
+// client addresses (its blacklist), onto the service's source.deny.
+func denyGroup(s *service, name string, pos Pos, kc *kaConfig, w *warnings) {
+	var g *kaLaddrGroup
+	if kc != nil {
+		g = kc.denies[name]
+	}
+	switch {
+	case g == nil:
+		w.add(pos, "daddr_group_name %s: no deny_address_group %s, so DPVS denies no client: nothing to map", name, name)
+		return
+	case len(g.addrs) == 0:
+		g.used = true
+		w.add(pos, "daddr_group_name %s: the deny_address_group (%s) is empty: no client is denied", name, g.d.Pos)
+		return
+	}
+	g.used = true
+	if s.source == nil {
+		s.source = &sourceRules{}
+	}
+	for _, e := range g.addrs {
+		s.source.deny = append(s.source.deny, netip.PrefixFrom(e.addr, e.addr.BitLen()).String())
+	}
 }
 
 // drInterfaces gives each dr service the interface of the vrrp_instance
@@ -645,6 +689,11 @@ func kernelBalance(algo, mode string, servers []*server, pos Pos, what string, w
 		return "source"
 	case "mh":
 		return "maglev"
+	case "conhash":
+		// DPVS's consistent hash, of the client's address by default
+		// (hash_target sip): a client stays on its server.
+		w.add(pos, "%s: DPVS's consistent hash of the client's address: imported as source, a hash of the client's address too (a client stays on its server), but not a consistent one: a change of the servers moves most clients, not about 1/N of them", what)
+		return "source"
 	case "wlc", "lc", "sed", "nq":
 		if algo == "lc" && !sameWeights(servers) {
 			w.add(pos, "%s: IPVS lc ignores the servers' weights; gitgw's weighs them", what)
@@ -668,8 +717,8 @@ func kernelBalance(algo, mode string, servers []*server, pos Pos, what string, w
 
 // mapVirtualServer maps an IPVS virtual_server onto a kernel-forwarded
 // service; what the site cannot say refuses it, with each reason.
-func mapVirtualServer(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, laddrs map[string]*kaLaddrGroup, w *warnings) *service {
-	s, ns := virtualServerIn(d, ssl, groups, laddrs, w)
+func mapVirtualServer(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, kc *kaConfig, w *warnings) *service {
+	s, ns := virtualServerIn(d, ssl, groups, kc, w)
 	if len(ns) > 0 {
 		w.refuse("virtual_server "+strings.Join(d.Args, " "), ns)
 		return nil
@@ -761,9 +810,13 @@ func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
 	return virtualServerIn(d, ssl, nil, nil, w)
 }
 
-// virtualServerIn is virtualServer with the file's virtual_server_groups
-// and local_address_groups, by name.
-func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, laddrs map[string]*kaLaddrGroup, w *warnings) (*service, []need) {
+// virtualServerIn is virtualServer with the file's virtual_server_groups,
+// by name, and its DPVS address groups (kc; nil: none).
+func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, kc *kaConfig, w *warnings) (*service, []need) {
+	var laddrs map[string]*kaLaddrGroup
+	if kc != nil {
+		laddrs = kc.laddrs
+	}
 	what := "virtual_server " + strings.Join(d.Args, " ")
 	var s *service
 	var ns []need
@@ -859,6 +912,8 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, ladd
 			kind, kindPos = strings.ToUpper(arg), e.Pos
 		case "laddr_group_name":
 			laddr, laddrPos = arg, e.Pos
+		case "daddr_group_name":
+			denyGroup(s, arg, e.Pos, kc, w)
 		case "syn_proxy", "synproxy":
 			// DPVS answers the handshake itself and opens the server's
 			// only once the client completed it (a SYN flood shield).
