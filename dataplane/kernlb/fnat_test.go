@@ -1,6 +1,7 @@
 package kernlb
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -171,5 +172,38 @@ func TestFNATValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate: %v, want %q", err, tc.want)
 		}
+	}
+}
+
+// TestFNATDiffWords: a change of an fnat service's local addresses, and a
+// change from nat to fnat, are said in words (Services reads the local
+// addresses back from their map), and the same config is no change.
+func TestFNATDiffWords(t *testing.T) {
+	svc := Service{Name: "web", VIP: mustAddr(vip), Port: 80, Protocol: TCP, Mode: FNAT, Scheduler: Maglev,
+		Servers:        []Server{{Address: mustAddr("198.51.100.11"), Port: 8080, Weight: 1}},
+		LocalAddresses: []netip.Addr{mustAddr("198.51.100.3"), mustAddr("198.51.100.2")}}
+	cfg := Config{Services: []Service{svc}}
+	obs := observedFor(t, cfg)
+	if d, err := Diff(cfg, obs); err != nil || len(d) != 0 {
+		t.Errorf("Diff of a config with its own tables: %v, %v", d, err)
+	}
+	if got := obs.Services()["web"].LocalAddresses; fmt.Sprint(got) != "[198.51.100.2 198.51.100.3]" {
+		t.Errorf("local addresses read back: %v", got)
+	}
+	moved := svc
+	moved.LocalAddresses = []netip.Addr{mustAddr("198.51.100.2"), mustAddr("198.51.100.4")}
+	d, err := Diff(Config{Services: []Service{moved}}, obs)
+	if err != nil || len(d) != 1 || d[0].Action != Change ||
+		d[0].Text != "fnat tcp 203.0.113.100:80 from 198.51.100.2,198.51.100.3, maglev → fnat tcp 203.0.113.100:80 from 198.51.100.2,198.51.100.4, maglev" {
+		t.Errorf("Diff after a local address changed: %v, %v", d, err)
+	}
+	nat := svc
+	nat.Mode, nat.LocalAddresses = NAT, nil
+	// (The postrouting chain it adds is reported too, as the tables'
+	// own, as every base chain a first service of its kind adds.)
+	d, err = Diff(cfg, observedFor(t, Config{Services: []Service{nat}}))
+	if err != nil || len(d) != 2 || d[0].Action != Change || !strings.Contains(d[0].Text, "nat tcp 203.0.113.100:80, maglev → fnat") ||
+		d[1].Text != "base chain inet postrouting missing" {
+		t.Errorf("Diff from nat to fnat: %v, %v", d, err)
 	}
 }
