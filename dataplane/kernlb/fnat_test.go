@@ -14,7 +14,8 @@ import (
 // their own segment (no default route, no route to the client), yet
 // answer: they see one of the gateway's local addresses as the source,
 // both local addresses in turn, over TCP and UDP. A server down is
-// skipped; Set twice changes nothing; the postrouting chain flushed by
+// skipped; persistence keeps a client on its server; Set twice changes
+// nothing; the postrouting chain flushed by
 // hand is reported and restored (and the service does not work without
 // it: the source rewrite is what carries the replies).
 func TestFNAT(t *testing.T) {
@@ -109,6 +110,22 @@ func TestFNAT(t *testing.T) {
 		}
 	}
 
+	// Persistence as in nat: rr would alternate, a client stays.
+	tcp.Servers[0].Down, tcp.Scheduler, tcp.Persistence = false, RoundRobin, time.Minute
+	cfg = Config{Services: []Service{tcp, udp}}
+	set(t, lb, cfg)
+	sticky := map[string]int{}
+	for range 6 {
+		srv, _, err := l.once()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sticky[srv]++
+	}
+	if len(sticky) != 1 {
+		t.Errorf("with persistence, one client's connections went to %v", sticky)
+	}
+
 	// The source rewrite flushed by hand: the servers' replies have
 	// nowhere to go, the drift is reported, the next Set restores it.
 	gw.Run(t, "nft", "flush", "chain", "inet", "gitgw", "postrouting")
@@ -141,8 +158,18 @@ func TestFNAT(t *testing.T) {
 	nat := tcp
 	nat.Mode, nat.LocalAddresses = NAT, nil
 	set(t, lb, Config{Services: []Service{nat}})
-	if out := gw.Run(t, "nft", "list", "table", "inet", "gitgw"); strings.Contains(out, "postrouting") || strings.Contains(out, "laddr") {
-		t.Errorf("fnat left pieces behind:\n%s", out)
+	obs, err = l.lb(0).Observe() // a new LB reads the kernel's tables
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Diff(Config{Services: []Service{nat}}, obs); err != nil || len(d) != 0 {
+		t.Errorf("the tables read back after fnat went: %v, %v", d, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tb := obs.Tables[0]; tb == nil || tb.Chains["postrouting"] != nil || tb.Sets["web-laddr"] != nil || tb.Sets["web-udp-laddr"] != nil || tb.Chains["prerouting"] == nil {
+		t.Errorf("fnat left pieces behind, or took nat's: %+v", tb)
 	}
 }
 
