@@ -36,6 +36,7 @@ func labSite() Input {
 			Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}},
 		}},
 		Units: map[string]spec.UnitTemplate{"app": {ExecStart: "/bin/app %i", Instances: []spec.InstanceSet{{List: []string{"8080", "8081"}}}}},
+		Whole: true,
 	}
 }
 
@@ -584,6 +585,32 @@ func TestGuardrails(t *testing.T) {
 			in.Services["lvs"] = spec.Service{Mode: spec.ModeNAT, Binds: []string{"203.0.113.100:443"}, SourceAddress: "203.0.113.100",
 				Servers: map[string]spec.Server{"r1": {Address: "198.51.100.41:443"}}, Check: &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
 		}), 4},
+		{"fnat: each gateway's own local address, servers off its segments", "fnat-local-address", edit(func(in *Input) {
+			// No nat-route-back: the servers answer the local address.
+			setService(in, "web", func(s *spec.Service) {
+				s.Mode, s.LocalAddresses = spec.ModeFNAT, []string{"203.0.113.12", "203.0.113.11"}
+			})
+		}), 0},
+		{"fnat: local addresses no gateway holds, a VIP, IPv6, twice, a gateway with none", "fnat-local-address", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.Mode = spec.ModeFNAT
+				s.LocalAddresses = []string{"203.0.113.11", "203.0.113.100", "198.51.100.9", "2001:db8::2", "203.0.113.11", "gw"}
+			})
+		}), 6},
+		{"fnat: no local addresses", "fnat-local-address", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) { s.Mode = spec.ModeFNAT })
+		}), 1},
+		{"fnat: what only nat or fnat may have", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
+			setService(in, "web", func(s *spec.Service) {
+				s.Mode, s.RouteBack, s.Fwmarks = spec.ModeFNAT, spec.RouteBackRouted, []uint32{3}
+				s.LocalAddresses, s.Interface = []string{"198.51.100.2", "198.51.100.3"}, "eth1"
+			})
+			in.Services["dns"] = spec.Service{Mode: spec.ModeNAT, Protocol: "udp", Balance: "source",
+				Binds: []string{"203.0.113.100:53"}, LocalAddresses: []string{"198.51.100.2"},
+				Servers: map[string]spec.Server{"d1": {Address: "198.51.100.53:53"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 4},
 		{"secret in clear: password", "secret-in-clear", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
 				vi.Version = 2
@@ -640,6 +667,20 @@ func TestGuardrailsOnNodeView(t *testing.T) {
 	n.VRRP = map[string]spec.VRRPInstance{"VI_1": vi}
 	if got := Check(FromNode(n)); len(got) != 1 || got[0].Policy != "priority-distinct" {
 		t.Errorf("tie in gw1's view: %v", got)
+	}
+
+	// An fnat local address of gw2's is not gw1's concern in its view;
+	// gw1 holding none is.
+	web := n.Services["web"]
+	web.Mode, web.LocalAddresses = spec.ModeFNAT, []string{"203.0.113.12", "203.0.113.11"}
+	n.VRRP, n.Services = in.VRRP, map[string]spec.Service{"web": web}
+	if got := Check(FromNode(n)); len(got) != 0 {
+		t.Errorf("fnat in gw1's view: %v", got)
+	}
+	web.LocalAddresses = []string{"203.0.113.12"}
+	n.Services = map[string]spec.Service{"web": web}
+	if got := Check(FromNode(n)); len(got) != 1 || got[0].Policy != "fnat-local-address" || !strings.Contains(got[0].Msg, "node gw1 holds none") {
+		t.Errorf("fnat in gw1's view, gw1 holding no local address: %v", got)
 	}
 }
 

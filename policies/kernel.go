@@ -21,8 +21,17 @@ import (
 // scheduler per packet. In proxy mode, "maglev" is the kernel's only.
 func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 	path := "services." + spec.Label(name)
-	if s.RouteBack != "" && s.Mode != spec.ModeNAT {
+	switch {
+	case s.RouteBack != "" && s.Mode == spec.ModeFNAT:
+		r.add(path+".route_back", "service %s: route_back is for nat; fnat's servers answer its local address, the gateway itself, whatever their routes", name)
+	case s.RouteBack != "" && s.Mode != spec.ModeNAT:
 		r.add(path+".route_back", "service %s: route_back is for nat (the servers' replies through the gateway); mode %s does not rewrite them", name, cmpMode(s.Mode))
+	}
+	if len(s.LocalAddresses) > 0 && s.Mode != spec.ModeFNAT {
+		r.add(path+".local_addresses", "service %s: local_addresses are fnat's (the source of the flows towards the servers); mode %s does not rewrite the source", name, cmpMode(s.Mode))
+	}
+	if s.Mode == spec.ModeFNAT && len(s.Fwmarks) > 0 {
+		r.add(path+".fwmarks", "service %s: fnat finds the flows whose source it rewrites by their VIP and port: a service by mark has none (use nat)", name)
 	}
 	// A proxy-mode TCP service without binds is a pool other services'
 	// HTTP or SNI rules send to (guardrail http-pool checks that some do).
@@ -59,8 +68,8 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 	if s.Mode == spec.ModeDR && s.Interface == "" {
 		r.add(path+".interface", "service %s: dr needs the segment's interface (where packets for the VIP arrive and leave towards the servers)", name)
 	}
-	if s.Mode == spec.ModeNAT && s.Interface != "" {
-		r.add(path+".interface", "service %s: interface is for dr; nat forwards by routing", name)
+	if (s.Mode == spec.ModeNAT || s.Mode == spec.ModeFNAT) && s.Interface != "" {
+		r.add(path+".interface", "service %s: interface is for dr; %s forwards by routing", name, s.Mode)
 	}
 	if p := s.Persistence.D(); p != 0 && (p < time.Second || p > 720*time.Hour) {
 		r.add(path+".persistence", "service %s: persistence %v: kernel modes keep between 1s and 720h", name, p)
@@ -198,4 +207,76 @@ func offSegment(in *Input, s spec.Service, a netip.Addr) (string, string, bool) 
 		}
 	}
 	return "", "", false
+}
+
+// fnatLocalAddress checks an fnat service's local addresses: IPv4 (the
+// kernel forwards IPv4 only), not a VIP (a VIP is on one gateway at a
+// time: the peer's copy of the service would give its flows a source the
+// other gateway holds, and the servers' replies would go there), held by
+// some gateway of the service, and each gateway holding one (a gateway
+// gives its flows the local addresses it holds, as DPVS each node its
+// own local_address_group). Nodes whose addresses the site does not state
+// are reported: which local addresses they hold cannot be known. Whether
+// an address is held by no gateway at all is checked on the whole site
+// only, where every gateway is known.
+func fnatLocalAddress(in *Input, r report) {
+	vips := map[netip.Addr]string{}
+	for _, name := range slices.Sorted(maps.Keys(in.VRRP)) {
+		for _, v := range append(slices.Clone(in.VRRP[name].VIPs), in.VRRP[name].ExcludedVIPs...) {
+			if _, ok := vips[v.Address.Addr()]; !ok {
+				vips[v.Address.Addr()] = name
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
+		s := in.Services[name]
+		if s.Mode != spec.ModeFNAT {
+			continue
+		}
+		path := "services." + spec.Label(name) + ".local_addresses"
+		if len(s.LocalAddresses) == 0 {
+			r.add(path, "service %s: fnat needs local_addresses: the gateways' own addresses on the servers' side, the sources of the flows towards the servers", name)
+			continue
+		}
+		nodes := s.Nodes
+		if len(nodes) == 0 {
+			nodes = slices.Sorted(maps.Keys(in.Nodes))
+		}
+		heldBy := map[netip.Addr]bool{}
+		for _, n := range nodes {
+			ns, ok := in.Nodes[n]
+			if !ok {
+				continue // another node's view
+			}
+			held := spec.HeldLocalAddresses(ns, s)
+			for _, a := range held {
+				heldBy[a] = true
+			}
+			if len(held) == 0 {
+				r.add(path, "service %s: node %s holds none of its local addresses (%s; the node's: %s): a gateway gives the flows a source it holds; add one to the node's interfaces, or list the node's own",
+					name, n, strings.Join(s.LocalAddresses, ", "), nodeAddresses(ns))
+			}
+		}
+		seen := map[netip.Addr]int{}
+		for i, l := range s.LocalAddresses {
+			at := fmt.Sprintf("%s.%d", path, i)
+			a, err := netip.ParseAddr(l)
+			switch {
+			case err != nil:
+				r.add(at, "service %s: %q is not an IP address", name, l)
+				continue
+			case !a.Is4():
+				r.add(at, "service %s: %s: fnat rewrites IPv4 flows only (IPv6 not built yet)", name, a)
+			case vips[a] != "":
+				r.add(at, "service %s: %s is a VIP of instance %s: a VIP is on one gateway at a time, and the servers would answer whichever holds it; give the gateways' own addresses", name, a, vips[a])
+			case in.Whole && !heldBy[a]:
+				r.add(at, "service %s: %s is held by no gateway of the service (%s): the servers' replies to it would reach none; add it to a gateway's interfaces, or remove it",
+					name, a, strings.Join(nodes, ", "))
+			}
+			if j, ok := seen[a]; ok {
+				r.add(at, "service %s: %s is listed twice (local_addresses.%d)", name, a, j)
+			}
+			seen[a] = i
+		}
+	}
 }

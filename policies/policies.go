@@ -73,6 +73,10 @@ type Input struct {
 	// (spec.RealServerRoles over the whole site: a node's view carries
 	// its own even for services it does not run).
 	RealServers map[string][]spec.RealServerRole
+	// Whole: Nodes holds every node of the site (FromSite), not one
+	// node's view: checks that need all of a service's gateways run only
+	// then.
+	Whole bool
 }
 
 // FromNode is the input of one node's view.
@@ -87,7 +91,7 @@ func FromSite(s *spec.Site) Input {
 	for name, ns := range s.Nodes {
 		rs[name] = spec.RealServerRoles(ns, s.Services)
 	}
-	return Input{Settings: s.Site, Nodes: s.Nodes, VRRP: s.VRRP, Services: s.Services, Units: s.Units, RealServers: rs}
+	return Input{Settings: s.Site, Nodes: s.Nodes, VRRP: s.VRRP, Services: s.Services, Units: s.Units, RealServers: rs, Whole: true}
 }
 
 // Policy is one named rule.

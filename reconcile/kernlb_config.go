@@ -39,7 +39,7 @@ type KernService struct {
 	LB    kernlb.Service
 }
 
-// KernLBConfig translates the node's nat and dr services (those that name
+// KernLBConfig translates the node's nat, fnat and dr services (those that name
 // this node, or no node) into the kernel load balancer's services, sorted
 // by site name then bind, so that it compares deterministically. The
 // guardrail service-feature-built refuses, with the site's position, what
@@ -52,7 +52,7 @@ func KernLBConfig(n *spec.Node) ([]KernService, error) {
 		if !s.Kernel() || len(s.Nodes) > 0 && !slices.Contains(s.Nodes, n.Name) {
 			continue
 		}
-		ks, err := kernServices(name, s)
+		ks, err := kernServices(name, s, spec.HeldLocalAddresses(n.Node, s))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("service %s: %w", name, err))
 		}
@@ -91,7 +91,10 @@ func KernRatePerSecond(rate string) (int, error) {
 	return int(int64(n) * int64(time.Second) / int64(per)), nil
 }
 
-func kernServices(name string, s spec.Service) ([]KernService, error) {
+// kernServices translates one site service; local are the fnat local
+// addresses this node holds (the guardrail service-feature-built makes
+// sure there is one).
+func kernServices(name string, s spec.Service, local []netip.Addr) ([]KernService, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	base := kernlb.Service{
@@ -103,8 +106,11 @@ func kernServices(name string, s spec.Service) ([]KernService, error) {
 	if base.Protocol == "" {
 		base.Protocol = kernlb.TCP
 	}
-	if base.Mode == kernlb.NAT {
+	if base.Mode != kernlb.DR {
 		base.Interface = ""
+	}
+	if base.Mode == kernlb.FNAT {
+		base.LocalAddresses = local
 	}
 	sched, ok := KernScheduler(s.Balance)
 	if !ok {

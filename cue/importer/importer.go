@@ -185,6 +185,7 @@ func Import(opts Options) (*Result, error) {
 	checkBinds(st, &w)
 	for i, kc := range kcs {
 		virtualAddresses(st, st.nodes[i], kc, &w)
+		localAddresses(st.nodes[i], kc)
 	}
 	if len(w.errs) > 0 {
 		return nil, &SyntaxError{Errs: w.errs}
@@ -209,6 +210,14 @@ func mergeServices(have, svcs []*service, w *warnings) []*service {
 					h.nodes = append(h.nodes, n)
 				}
 			}
+			// Each DPVS node gives fnat flows its own local addresses:
+			// the site's service lists them all, each gateway uses the
+			// ones it holds.
+			for _, a := range s.localAddrs {
+				if !slices.Contains(h.localAddrs, a) {
+					h.localAddrs = append(h.localAddrs, a)
+				}
+			}
 			continue
 		}
 		base := s.name
@@ -224,7 +233,7 @@ func mergeServices(have, svcs []*service, w *warnings) []*service {
 // serviceText renders a service without its nodes, for comparison.
 func serviceText(s *service) string {
 	c := *s
-	c.nodes, c.pos, c.comments = nil, Pos{}, nil
+	c.nodes, c.pos, c.comments, c.localAddrs = nil, Pos{}, nil, nil
 	return render([]cfield{serviceField(&c)})
 }
 

@@ -30,6 +30,27 @@ type kaConfig struct {
 	groups    map[string]string // instance → sync group
 	vservers  []*service
 	vipSeen   map[netip.Addr]vipRef
+	// laddrs are DPVS's local_address_groups, denies its
+	// deny_address_groups (client addresses refused), by name.
+	laddrs, denies map[string]*kaLaddrGroup
+}
+
+// kaLaddrGroup is a DPVS local_address_group: the addresses that fnat
+// virtual_servers naming it (laddr_group_name) give their flows as source,
+// each on a DPDK interface.
+type kaLaddrGroup struct {
+	d     kaDirective
+	addrs []laddrEntry
+	used  bool
+}
+
+// laddrEntry is one local address, with the DPDK interface DPVS holds it
+// on ("" when the entry names none) and its line.
+type laddrEntry struct {
+	addr   netip.Addr
+	ifname string
+	group  string
+	pos    Pos
 }
 
 type kaScript struct {
@@ -97,7 +118,8 @@ var kaIgnored = map[string]string{
 
 // mapKeepalived reads the directives of one keepalived.conf.
 func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
-	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}, vipSeen: map[netip.Addr]vipRef{}}
+	c := &kaConfig{file: file, scripts: map[string]*kaScript{}, groups: map[string]string{}, vipSeen: map[netip.Addr]vipRef{},
+		laddrs: map[string]*kaLaddrGroup{}, denies: map[string]*kaLaddrGroup{}}
 	var ssl *kaSSL
 	groups := map[string]*kaGroup{}
 	for _, d := range dirs {
@@ -114,12 +136,17 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 				continue
 			}
 			groups[d.Args[0]] = &kaGroup{d: d}
+		case "local_address_group":
+			c.addrGroup(d, c.laddrs, w)
+		case "deny_address_group":
+			c.addrGroup(d, c.denies, w)
 		}
 	}
 	for _, d := range dirs {
 		switch d.Name {
 		case "SSL": // read above, before the virtual servers that use it
 		case "virtual_server_group": // read above, mapped with the virtual_server that uses it
+		case "local_address_group", "deny_address_group": // read above, mapped with the virtual_servers that use them
 		case "global_defs":
 			c.globals(d, w)
 		case "vrrp_script":
@@ -131,7 +158,7 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 		case "vrrp_sync_group":
 			c.syncGroup(d, w)
 		case "virtual_server":
-			if s := mapVirtualServer(d, ssl, groups, w); s != nil {
+			if s := mapVirtualServer(d, ssl, groups, c, w); s != nil {
 				c.vservers = append(c.vservers, s)
 			}
 		case "include":
@@ -147,8 +174,95 @@ func mapKeepalived(file string, dirs []kaDirective, w *warnings) *kaConfig {
 			w.add(g.d.Pos, "virtual_server_group %s: no virtual_server uses it, so keepalived forwards nothing for it: not imported", name)
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(c.laddrs)) {
+		if g := c.laddrs[name]; !g.used {
+			w.add(g.d.Pos, "local_address_group %s: no imported fnat virtual_server uses it: not imported", name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.denies)) {
+		if g := c.denies[name]; !g.used {
+			w.add(g.d.Pos, "deny_address_group %s: no imported virtual_server uses it: not imported", name)
+		}
+	}
 	c.drInterfaces(w)
 	return c
+}
+
+// addrGroup reads a DPVS address group into into: a local_address_group
+// (entries "ADDRESS [DPDK interface]") or a deny_address_group (entries
+// "ADDRESS"), an address a range "192.168.100.200-210" (the last part's
+// end, as DPVS writes it). The DPDK interface is DPVS's name for the port
+// a local address is on; a gitgw gateway holds it on a kernel interface
+// the file does not name, which the node's addresses say (a fact to fill
+// in).
+func (c *kaConfig) addrGroup(d kaDirective, into map[string]*kaLaddrGroup, w *warnings) {
+	kind, args := d.Name, 1
+	if kind == "deny_address_group" {
+		args = 0
+	}
+	if len(d.Args) != 1 {
+		w.add(d.Pos, "%s needs one name: ignored", kind)
+		return
+	}
+	name := d.Args[0]
+	if o := into[name]; o != nil {
+		w.add(d.Pos, "%s %s: defined again (first at %s): the first is used", kind, name, o.d.Pos)
+		return
+	}
+	g := &kaLaddrGroup{d: d}
+	warned := map[string]bool{}
+	for _, e := range d.Block {
+		addrs, bad := groupRange(e.Name)
+		if bad != "" || len(e.Args) > args || e.HasBlock {
+			form := "not \"ADDRESS [INTERFACE]\""
+			if args == 0 {
+				form = "not \"ADDRESS\""
+			}
+			w.add(e.Pos, "%s %s: %s: %s: ignored", kind, name, strings.TrimSpace(e.Name+" "+strings.Join(e.Args, " ")), cmp.Or(bad, form))
+			continue
+		}
+		ifname := ""
+		if len(e.Args) == 1 {
+			ifname = e.Args[0]
+			if !warned[ifname] {
+				warned[ifname] = true
+				w.add(e.Pos, "local_address_group %s: DPVS's DPDK interface %s is dropped: a gitgw gateway holds its local addresses on a kernel interface of the servers' segment; state them in the node's interfaces (to fill in)", name, ifname)
+			}
+		}
+		for _, a := range addrs {
+			if slices.ContainsFunc(g.addrs, func(x laddrEntry) bool { return x.addr == a }) {
+				w.add(e.Pos, "%s %s: %s listed twice: once is kept", kind, name, a)
+				continue
+			}
+			g.addrs = append(g.addrs, laddrEntry{addr: a, ifname: ifname, group: name, pos: e.Pos})
+		}
+	}
+	into[name] = g
+}
+
+// denyGroup maps a virtual_server's daddr_group_name, DPVS's deny list of
+// client addresses (its blacklist), onto the service's source.deny.
+func denyGroup(s *service, name string, pos Pos, kc *kaConfig, w *warnings) {
+	var g *kaLaddrGroup
+	if kc != nil {
+		g = kc.denies[name]
+	}
+	switch {
+	case g == nil:
+		w.add(pos, "daddr_group_name %s: no deny_address_group %s, so DPVS denies no client: nothing to map", name, name)
+		return
+	case len(g.addrs) == 0:
+		g.used = true
+		w.add(pos, "daddr_group_name %s: the deny_address_group (%s) is empty: no client is denied", name, g.d.Pos)
+		return
+	}
+	g.used = true
+	if s.source == nil {
+		s.source = &sourceRules{}
+	}
+	for _, e := range g.addrs {
+		s.source.deny = append(s.source.deny, netip.PrefixFrom(e.addr, e.addr.BitLen()).String())
+	}
 }
 
 // drInterfaces gives each dr service the interface of the vrrp_instance
@@ -575,6 +689,11 @@ func kernelBalance(algo, mode string, servers []*server, pos Pos, what string, w
 		return "source"
 	case "mh":
 		return "maglev"
+	case "conhash":
+		// DPVS's consistent hash, of the client's address by default
+		// (hash_target sip): a client stays on its server.
+		w.add(pos, "%s: DPVS's consistent hash of the client's address: imported as source, a hash of the client's address too (a client stays on its server), but not a consistent one: a change of the servers moves most clients, not about 1/N of them", what)
+		return "source"
 	case "wlc", "lc", "sed", "nq":
 		if algo == "lc" && !sameWeights(servers) {
 			w.add(pos, "%s: IPVS lc ignores the servers' weights; gitgw's weighs them", what)
@@ -598,13 +717,66 @@ func kernelBalance(algo, mode string, servers []*server, pos Pos, what string, w
 
 // mapVirtualServer maps an IPVS virtual_server onto a kernel-forwarded
 // service; what the site cannot say refuses it, with each reason.
-func mapVirtualServer(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *warnings) *service {
-	s, ns := virtualServerIn(d, ssl, groups, w)
+func mapVirtualServer(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, kc *kaConfig, w *warnings) *service {
+	s, ns := virtualServerIn(d, ssl, groups, kc, w)
 	if len(ns) > 0 {
 		w.refuse("virtual_server "+strings.Join(d.Args, " "), ns)
 		return nil
 	}
 	return s
+}
+
+// fnatLocal gives an fnat service the local addresses of its
+// laddr_group_name, and says what it needs that the site lacks: DPVS's
+// FNAT by fwmark (gitgw's fnat finds its flows by VIP and port) or with
+// no local addresses (DPVS then has no source to give a flow).
+func fnatLocal(s *service, laddr string, laddrPos, kindPos Pos, laddrs map[string]*kaLaddrGroup, w *warnings) []need {
+	var ns []need
+	if len(s.fwmarks) > 0 {
+		ns = append(ns, needs(kindPos, FeatKernelLB, "lb_kind FNAT by fwmark (gitgw's fnat finds the flows whose source it rewrites by their VIP and port)"))
+	}
+	g := laddrs[laddr]
+	switch {
+	case laddr == "":
+		return append(ns, needs(kindPos, FeatKernelLB, "lb_kind FNAT without laddr_group_name (no local address to give the flows as their source)"))
+	case g == nil:
+		return append(ns, needs(laddrPos, FeatKernelLB, "laddr_group_name %s: no local_address_group %s", laddr, laddr))
+	case len(g.addrs) == 0:
+		return append(ns, needs(laddrPos, FeatKernelLB, "laddr_group_name %s: the group (%s) has no address", laddr, g.d.Pos))
+	}
+	if len(ns) > 0 {
+		return ns
+	}
+	g.used = true
+	for _, e := range g.addrs {
+		s.localAddrs = append(s.localAddrs, e.addr.String())
+		s.laddrs = append(s.laddrs, e)
+	}
+	return nil
+}
+
+// localAddresses adds to the node, as addresses it must hold, the local
+// addresses of its fnat services that none of its interfaces lists: DPVS
+// holds them on a DPDK interface; a gitgw gateway on the kernel interface
+// of the servers' segment, which the file does not name.
+func localAddresses(n *node, kc *kaConfig) {
+	for _, s := range kc.vservers {
+		for _, e := range s.laddrs {
+			if slices.ContainsFunc(n.held, func(h heldAddr) bool { return h.addr == e.addr }) ||
+				slices.ContainsFunc(n.ifaces, func(i *iface) bool {
+					return slices.ContainsFunc(i.addrs, func(a string) bool { return netip.MustParsePrefix(a).Addr() == e.addr })
+				}) {
+				continue
+			}
+			on := ""
+			if e.ifname != "" {
+				on = ", on DPVS's DPDK interface " + e.ifname
+			}
+			n.held = append(n.held, heldAddr{addr: e.addr, why: fmt.Sprintf(
+				"%s must hold %s, a local address of local_address_group %s (%s%s), the source of the fnat services' flows towards their servers: add it to the kernel interface on the servers' segment",
+				n.name, e.addr, e.group, e.pos, on)})
+		}
+	}
 }
 
 // kaVSIgnored are virtual_server and real_server keywords the site has no
@@ -635,12 +807,16 @@ var kaVSIgnored = map[string]string{
 // virtualServer maps a virtual_server as far as it goes, and says what it
 // needs that the site lacks.
 func virtualServer(d kaDirective, ssl *kaSSL, w *warnings) (*service, []need) {
-	return virtualServerIn(d, ssl, nil, w)
+	return virtualServerIn(d, ssl, nil, nil, w)
 }
 
 // virtualServerIn is virtualServer with the file's virtual_server_groups,
-// by name.
-func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *warnings) (*service, []need) {
+// by name, and its DPVS address groups (kc; nil: none).
+func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, kc *kaConfig, w *warnings) (*service, []need) {
+	var laddrs map[string]*kaLaddrGroup
+	if kc != nil {
+		laddrs = kc.laddrs
+	}
 	what := "virtual_server " + strings.Join(d.Args, " ")
 	var s *service
 	var ns []need
@@ -719,6 +895,7 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *w
 	dispatch := false
 	algo, algoPos := "wlc", d.Pos // keepalived's default scheduler
 	kind, kindPos := "NAT", d.Pos // keepalived's default forwarding
+	laddr, laddrPos := "", d.Pos  // DPVS's laddr_group_name
 	var vhost opt[string]
 	for _, e := range d.Block {
 		arg := strings.Join(e.Args, " ")
@@ -733,6 +910,18 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *w
 			algo, algoPos = arg, e.Pos
 		case "lb_kind", "lvs_method":
 			kind, kindPos = strings.ToUpper(arg), e.Pos
+		case "laddr_group_name":
+			laddr, laddrPos = arg, e.Pos
+		case "daddr_group_name":
+			denyGroup(s, arg, e.Pos, kc, w)
+		case "syn_proxy", "synproxy":
+			// DPVS answers the handshake itself and opens the server's
+			// only once the client completed it (a SYN flood shield).
+			ns = append(ns, needs(e.Pos, FeatKernelLB, "%s (DPVS's SYN proxy: the gateway completes the client's handshake before opening the server's)", e.Name))
+		case "quic":
+			// DPVS schedules QUIC by the connection id, so a client that
+			// changes address stays on its server.
+			ns = append(ns, needs(e.Pos, FeatKernelLB, "quic (DPVS's QUIC scheduling by connection id)"))
 		case "persistence_timeout":
 			v := 360 * time.Second
 			if arg != "" {
@@ -836,8 +1025,14 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, w *w
 		s.mode = "nat"
 	case "DR":
 		s.mode = "dr"
-	default: // TUN: IP-in-IP to the servers
+	case "FNAT":
+		s.mode = "fnat"
+		ns = append(ns, fnatLocal(s, laddr, laddrPos, kindPos, laddrs, w)...)
+	default: // TUN: IP-in-IP to the servers; DPVS's SNAT
 		ns = append(ns, needs(kindPos, FeatKernelLB, "lb_kind %s", kind))
+	}
+	if laddr != "" && kind != "FNAT" {
+		w.add(laddrPos, "laddr_group_name %s: not mapped: lb_kind %s does not rewrite the source (DPVS uses local addresses in FNAT only)", laddr, kind)
 	}
 	if s.mode == "dr" {
 		// Direct routing rewrites only the Ethernet addresses: a packet

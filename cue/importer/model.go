@@ -227,7 +227,12 @@ type service struct {
 	group string
 	// fwmarks: a kernel service's firewall marks (keepalived's
 	// virtual_server fwmark, a virtual_server_group's fwmark entries).
-	fwmarks     []int
+	fwmarks []int
+	// localAddrs: an fnat service's local addresses (DPVS's
+	// local_address_group), as the site writes them; laddrs the entries
+	// they came from, which the node must hold.
+	localAddrs  []string
+	laddrs      []laddrEntry
 	balance     opt[string]
 	persistence opt[time.Duration]
 	maxconn     opt[int]

@@ -112,8 +112,10 @@ const (
 	// FeatProtocol: a virtual_server of another protocol than TCP and UDP
 	// (SCTP) (kamap.go virtualServer).
 	FeatProtocol Feature = "protocol"
-	// FeatKernelLB: IPVS forwarding the site's kernel modes (nat, dr) do
-	// not make: lb_kind TUN, DPVS's FNAT (kamap.go virtualServer).
+	// FeatKernelLB: IPVS forwarding the site's kernel modes (nat, fnat,
+	// dr) do not make: lb_kind TUN, DPVS's SNAT, DPVS's FNAT options
+	// (syn_proxy, quic), FNAT by fwmark or without local addresses
+	// (kamap.go virtualServer).
 	FeatKernelLB Feature = "kernel-lb"
 	// FeatVSGroup: a virtual_server_group entry the site cannot say: a
 	// range of more than maxGroupRange addresses, a range whose end is
@@ -162,7 +164,7 @@ var featureWhy = map[Feature]string{
 	FeatTransparent:      "a gitgw service connects to all its servers from the route's address, one of the gateway's own (source_address, a server's own too), one fixed foreign address (transparent_address) or the client's (transparent), on any port the kernel picks, in TCP mode; it takes no address from a header, binds to no interface and does not forward to the client's original destination",
 	FeatTLSTermination:   "gitgw terminates TLS in HTTP mode only, with PEM files of certificate and key chosen by SNI; it verifies no client certificate and terminates no TLS in front of TCP; passing the TLS through would change what clients get",
 	FeatProtocol:         "gitgw services carry TCP or UDP",
-	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers) and DPVS's full NAT (FNAT: the servers see the gateway's address, not the client's) are not built",
+	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat), full NAT (mode fnat, by VIP and port, to local addresses) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers), DPVS's SNAT mode and its FNAT options (SYN proxy, QUIC connection ids) are not built",
 	FeatVSGroup:          "a gitgw service's binds are addresses with a port, and its fwmarks marks; leaving the entry out would leave its traffic unforwarded",
 	FeatCookie:           "gitgw persists by a cookie it inserts (with indirect, nocache, httponly, secure and one domain) or one the servers set (as it is, or with the server's value); prefixing the servers' own cookie, inserting only on POST, preserving the server's cookie, dated or dynamic cookies and extra attributes are not built: without them clients would lose their server",
 	FeatPasswordHash:     "gitgw verifies SHA-512, SHA-256 and MD5 crypt and bcrypt password hashes; a user whose hash is of another scheme could not log in",

@@ -93,7 +93,7 @@ func TestNothingDroppedSilently(t *testing.T) {
 var kaDefaults = map[string]bool{
 	"weight 1": true, "priority 100": true, "path /": true, "delay_loop 60": true, "lb_kind NAT": true,
 	"protocol TCP": true, "connect_timeout 5": true, "advert_int 1": true, "interval 1": true,
-	"state BACKUP": true,
+	"state BACKUP": true, "retry 1": true,
 }
 
 // TestNothingDroppedSilentlyHAProxy is TestNothingDroppedSilently for the

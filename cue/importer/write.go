@@ -364,6 +364,9 @@ func serviceField(sv *service) cfield {
 	if sv.mode != "" {
 		s.add("mode", cstr(sv.mode))
 	}
+	if len(sv.localAddrs) > 0 {
+		s.add("local_addresses", cstrs(sv.localAddrs))
+	}
 	if sv.protocol != "" {
 		s.add("protocol", cstr(sv.protocol))
 	}

@@ -434,8 +434,12 @@ type Notify struct {
 // Service is a TCP load-balanced service.
 type Service struct {
 	Nodes []string `json:"nodes"`
-	// Mode is ModeProxy (the default), ModeNAT or ModeDR.
+	// Mode is ModeProxy (the default), ModeNAT, ModeFNAT or ModeDR.
 	Mode ServiceMode `json:"mode"`
+	// LocalAddresses are an fnat service's source addresses towards its
+	// servers (DPVS's laddrs): gateways' own addresses, each gateway
+	// using those it holds.
+	LocalAddresses []string `json:"local_addresses,omitempty"`
 	// Protocol is "tcp" (the default) or "udp".
 	Protocol string `json:"protocol"`
 	// Interface is the segment's interface of a "dr" service.
@@ -726,6 +730,27 @@ func (sv Server) AddrPort() (netip.AddrPort, error) {
 	return netip.ParseAddrPort(sv.Address)
 }
 
+// HeldLocalAddresses are the local addresses of an fnat service that a
+// node holds (among the addresses its interfaces list), in the service's
+// order: the sources that node gives the service's flows. A local address
+// that does not parse is left out (the guardrails report it).
+func HeldLocalAddresses(ns NodeSettings, s Service) []netip.Addr {
+	var out []netip.Addr
+	for _, l := range s.LocalAddresses {
+		a, err := netip.ParseAddr(l)
+		if err != nil {
+			continue
+		}
+		for _, ifc := range ns.Interfaces {
+			if slices.ContainsFunc(ifc.Addresses, func(p netip.Prefix) bool { return p.Addr() == a }) {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // ServiceMode is how a service is carried.
 type ServiceMode string
 
@@ -737,11 +762,14 @@ const (
 	ModeNAT ServiceMode = "nat"
 	// ModeDR: kernel forwarding by direct routing (LVS DR).
 	ModeDR ServiceMode = "dr"
+	// ModeFNAT: kernel forwarding with destination and source NAT
+	// (DPVS's full NAT), the source one of LocalAddresses.
+	ModeFNAT ServiceMode = "fnat"
 )
 
-// Kernel reports whether the service is forwarded by the kernel (nat or
-// dr) rather than by the proxy.
-func (s Service) Kernel() bool { return s.Mode == ModeNAT || s.Mode == ModeDR }
+// Kernel reports whether the service is forwarded by the kernel (nat,
+// fnat or dr) rather than by the proxy.
+func (s Service) Kernel() bool { return s.Mode == ModeNAT || s.Mode == ModeFNAT || s.Mode == ModeDR }
 
 // UnitTemplate is a systemd template unit and its instance sets.
 type UnitTemplate struct {

@@ -4,11 +4,13 @@ package kernlb
 // does its own fixed-length rounds and reports medians):
 //
 //   - BenchmarkKernLBConnRate: new TCP connections per second through the
-//     VIP (connect, one line each way, close) in nat and dr, against
+//     VIP (connect, one line each way, close) in nat, fnat and dr, against
 //     HAProxy 2.6 (`mode tcp`, 1 thread) and gitgw's proxy on the same
 //     gateway namespace and the same backends, with a direct run (no gateway function: the client
 //     to a server, routed by the gateway in the nat lab, on the segment in
-//     the dr lab) as the baseline. Each variant also runs keep-alive: the
+//     the dr lab) as the baseline (none in the fnat lab, whose servers
+//     have no route to the client: HAProxy is fnat's peer, a proxy whose
+//     servers see the gateway too). Each variant also runs keep-alive: the
 //     same workers keep their connection and exchange lines on it
 //     (requests per second, CPU per request).
 //
@@ -256,7 +258,7 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 		conc    = 32
 		dur     = 3 * time.Second
 	)
-	for _, mode := range []Mode{NAT, DR} {
+	for _, mode := range []Mode{NAT, FNAT, DR} {
 		b.Run(string(mode), func(b *testing.B) {
 			l := newKernLab(b, mode)
 			l.holdVIP(0)
@@ -276,7 +278,7 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			var m meter
 			m.gw = append(m.gw, napiThread(b, l.gw[0], "eth0", l.sw.NS, l.gwPort[0]))
 			m.other = append(m.other, napiThread(b, l.sw.NS, l.gwPort[0], l.gw[0], "eth0"))
-			if mode == NAT {
+			if mode != DR {
 				m.gw = append(m.gw, napiThread(b, l.gw[0], "eth1", l.back.NS, l.backPort[0]))
 				m.other = append(m.other, napiThread(b, l.back.NS, l.backPort[0], l.gw[0], "eth1"))
 			}
@@ -284,7 +286,7 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			var direct, backends []string
 			for _, a := range l.srvAddr {
 				port := "80"
-				if mode == NAT {
+				if mode != DR {
 					port = "8080"
 				}
 				direct = append(direct, a+":"+port)
@@ -298,6 +300,16 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			if mode == DR {
 				svc.Scheduler = Maglev
 			}
+			if mode == FNAT {
+				// A local address of its own: HAProxy and the proxy
+				// connect to the servers from the gateway's address.
+				l.gw[0].Run(b, "ip", "addr", "add", "198.51.100.4/24", "dev", "eth1")
+				svc.LocalAddresses = []netip.Addr{mustAddr("198.51.100.4")}
+			}
+			variants := []string{"direct", "haproxy", "proxy", string(mode)}
+			if mode == FNAT {
+				variants = variants[1:] // the servers cannot answer the client directly
+			}
 			hapCfg := lab.HAProxyConfig{Services: []lab.HAProxyService{{Name: "web", Bind: vip + ":80", Servers: backends}}}
 			vipT := []string{vip + ":80"}
 			res := map[string][]loadResult{}
@@ -305,8 +317,10 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			for r := range nRounds {
 				// direct
 				set(b, lb, Config{})
-				res["direct"] = append(res["direct"], connLoad(b, l.client, direct, conc, dur, false, m))
-				res["ka-direct"] = append(res["ka-direct"], connLoad(b, l.client, direct, conc, dur, true, m))
+				if mode != FNAT {
+					res["direct"] = append(res["direct"], connLoad(b, l.client, direct, conc, dur, false, m))
+					res["ka-direct"] = append(res["ka-direct"], connLoad(b, l.client, direct, conc, dur, true, m))
+				}
 				// haproxy on the gateway
 				h := lab.StartHAProxyIn(b, l.gw[0], hapCfg)
 				res["haproxy"] = append(res["haproxy"], connLoad(b, l.client, vipT, conc, dur, false, with(h.Pid())))
@@ -323,10 +337,12 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 				set(b, lb, Config{Services: []Service{svc}})
 				res[string(mode)] = append(res[string(mode)], connLoad(b, l.client, vipT, conc, dur, false, m))
 				res["ka-"+string(mode)] = append(res["ka-"+string(mode)], connLoad(b, l.client, vipT, conc, dur, true, m))
-				for _, v := range []string{"direct", "haproxy", "proxy", string(mode), "ka-direct", "ka-haproxy", "ka-proxy", "ka-" + string(mode)} {
-					x := res[v][r]
-					fmt.Fprintf(&rounds, "round %d %-10s %7.0f /s  gateway %6.1f µs CPU each, total %6.1f  errors %d  (machine busy %.0f %% of 2 CPUs, counted %.0f %%, gateway %.0f %%)\n",
-						r+1, v, x.rate(), x.gwCPUPerConn(), x.cpuPerConn(), x.errs, 50*x.machine.Seconds()/x.dur.Seconds(), 50*x.cpu.Seconds()/x.dur.Seconds(), 50*x.gw.Seconds()/x.dur.Seconds())
+				for _, v := range variants {
+					for _, v := range []string{v, "ka-" + v} {
+						x := res[v][r]
+						fmt.Fprintf(&rounds, "round %d %-10s %7.0f /s  gateway %6.1f µs CPU each, total %6.1f  errors %d  (machine busy %.0f %% of 2 CPUs, counted %.0f %%, gateway %.0f %%)\n",
+							r+1, v, x.rate(), x.gwCPUPerConn(), x.cpuPerConn(), x.errs, 50*x.machine.Seconds()/x.dur.Seconds(), 50*x.cpu.Seconds()/x.dur.Seconds(), 50*x.gw.Seconds()/x.dur.Seconds())
+					}
 				}
 			}
 			// The summary first: go test truncates long benchmark logs.
@@ -348,7 +364,7 @@ func BenchmarkKernLBConnRate(b *testing.B) {
 			gwc := func(x loadResult) float64 { return x.gwCPUPerConn() }
 			report := func(prefix, unit string) {
 				hapRate, hapGw, hapTot := med(prefix+"haproxy", rate), med(prefix+"haproxy", gwc), med(prefix+"haproxy", cpu)
-				for _, v := range []string{"direct", "haproxy", "proxy", string(mode)} {
+				for _, v := range variants {
 					r, gw, tot := med(prefix+v, rate), med(prefix+v, gwc), med(prefix+v, cpu)
 					name := strings.ReplaceAll(prefix+v, "-", "_")
 					b.ReportMetric(r, name+"_"+unit+"/s")

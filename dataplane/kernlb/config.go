@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -39,6 +40,12 @@ const (
 	// packet out on the same segment; the server holds the VIP on lo and
 	// answers the client directly. Stateless: no conntrack on the gateway.
 	DR Mode = "dr"
+	// FNAT is full NAT (DPVS's FNAT): the destination is rewritten as in
+	// NAT, and the source too, to one of the service's LocalAddresses (the
+	// gateway's own, DPVS's local_address_group), so the servers answer the
+	// gateway directly: they need no route back through it and see the
+	// gateway's address, not the client's.
+	FNAT Mode = "fnat"
 )
 
 // Scheduler chooses the server of a new flow.
@@ -136,6 +143,11 @@ type Service struct {
 	Limits    Limits         `json:"limits,omitempty"`
 	Allow     []netip.Prefix `json:"allow,omitempty"` // if not empty, only these sources
 	Deny      []netip.Prefix `json:"deny,omitempty"`
+	// LocalAddresses are the source addresses of an fnat service's flows
+	// towards its servers (the gateway's own, on the servers' side): new
+	// flows take them in turn (numgen), as DPVS takes its laddrs in turn.
+	// Required in fnat, empty otherwise.
+	LocalAddresses []netip.Addr `json:"local_addresses,omitempty"`
 
 	// ifindex and ifMAC are the DR interface's index and address, filled
 	// by Resolve; the rendered program needs them.
@@ -153,6 +165,9 @@ const (
 	maxWRRSlots = 4096
 	maxNameLen  = 32
 	maxLimit    = 1_000_000_000
+	// MaxLocalAddresses bounds an fnat service's local addresses (DPVS
+	// gives a few per core; each is a slot of the service's source map).
+	MaxLocalAddresses = 256
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
@@ -246,6 +261,31 @@ func (s Service) validate() error {
 	}
 	switch s.Mode {
 	case NAT:
+	case FNAT:
+		if s.Mark != 0 {
+			// The source rewrite finds its flows in postrouting by their
+			// original destination (conntrack): a mark service has none.
+			bad("mode: fnat finds its flows by their VIP and port; a service by mark has none: use nat")
+		}
+		if len(s.LocalAddresses) == 0 {
+			bad("local_addresses: fnat needs at least one (the source of the flows towards the servers)")
+		}
+		if len(s.LocalAddresses) > MaxLocalAddresses {
+			bad("local_addresses: %d, at most %d", len(s.LocalAddresses), MaxLocalAddresses)
+		}
+		seenLocal := map[netip.Addr]int{}
+		for i, a := range s.LocalAddresses {
+			switch {
+			case !a.Is4():
+				bad("local_addresses[%d]: %v: only IPv4 addresses are supported", i, a)
+			case a == s.VIP:
+				bad("local_addresses[%d]: %v is the service's VIP: give the gateway's own address on the servers' side", i, a)
+			}
+			if j, ok := seenLocal[a]; ok {
+				bad("local_addresses[%d]: %v: same as local_addresses[%d]", i, a, j)
+			}
+			seenLocal[a] = i
+		}
 	case DR:
 		if s.Interface == "" {
 			bad("interface: dr mode needs the segment's interface")
@@ -260,7 +300,10 @@ func (s Service) validate() error {
 			bad("limits.conn_per_source: dr mode keeps no connection state to count: use nat, or rate_per_source")
 		}
 	default:
-		bad("mode: %q must be nat or dr", s.Mode)
+		bad("mode: %q must be nat, fnat or dr", s.Mode)
+	}
+	if s.Mode != FNAT && len(s.LocalAddresses) > 0 {
+		bad("local_addresses: only for fnat (mode %s does not rewrite the source)", s.Mode)
 	}
 	if s.Persistence < 0 {
 		bad("persistence: %v must not be negative", s.Persistence)
@@ -299,7 +342,7 @@ func (s Service) validate() error {
 		if s.Mode == DR && srv.Port != 0 && srv.Port != s.Port {
 			bad("%s: port: %d: dr mode cannot change the port (only Ethernet addresses are rewritten)", at, srv.Port)
 		}
-		if s.Mark != 0 && s.Mode == NAT && (srv.Port == 0) != (s.Servers[0].Port == 0) {
+		if s.Mark != 0 && s.Mode != DR && (srv.Port == 0) != (s.Servers[0].Port == 0) {
 			// One NAT map holds either addresses (the port is kept) or
 			// addresses and ports: a rule cannot choose per server.
 			bad("%s: port: servers of a mark service either all have a port or none (none: the client's destination port is kept)", at)
@@ -384,11 +427,28 @@ func (s Service) Describe() string {
 	if s.Mode == DR {
 		fmt.Fprintf(&b, " on %s", s.Interface)
 	}
+	if s.Mode == FNAT {
+		b.WriteString(" from ")
+		for i, a := range s.sortedLocal() {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(a.String())
+		}
+	}
 	fmt.Fprintf(&b, ", %s", s.Scheduler)
 	if s.Persistence > 0 {
 		fmt.Fprintf(&b, ", persistence %v", s.Persistence)
 	}
 	return b.String()
+}
+
+// sortedLocal returns the local addresses sorted, so that the order of
+// the configuration never changes a table.
+func (s Service) sortedLocal() []netip.Addr {
+	out := slices.Clone(s.LocalAddresses)
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }
 
 // DescribeServer says what one server is, in words.

@@ -129,7 +129,7 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.Services[1].Servers[0].Weight = 300 }, "weight: 300 must be 0-256"},
 		{func(c *Config) { c.Services[1].Protocol = "sctp" }, `protocol: "sctp" must be tcp or udp`},
 		{func(c *Config) { c.Services[1].Limits.Rate = -1 }, "limits: {ConnPerSource:0 RatePerSource:0 Rate:-1 Burst:0}: each must be 0-1000000000"},
-		{func(c *Config) { c.Services[1].Mode = "tun" }, `mode: "tun" must be nat or dr`},
+		{func(c *Config) { c.Services[1].Mode = "tun" }, `mode: "tun" must be nat, fnat or dr`},
 		{func(c *Config) { c.Services[1].Persistence = time.Millisecond }, "persistence: 1ms: between 1s and 720h"},
 	} {
 		c := resolvedConfig()

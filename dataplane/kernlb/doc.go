@@ -7,7 +7,14 @@
 // prerouting nat chain) and `netdev gitgw` (DR: an ingress chain on the
 // segment's interface that rewrites the Ethernet destination to the chosen
 // server's MAC and the source to the gateway's own, and sends the frame back
-// out on the same interface). It never touches another table. Each Set is
+// out on the same interface). It never touches another table.
+//
+// FNAT (DPVS's full NAT) is NAT plus a source rewrite in a postrouting nat
+// chain: the flows that a service's chain DNATed (conntrack: original
+// destination the VIP and port, DNAT done) get one of the service's local
+// addresses as their source, in turn (numgen over a map). The servers
+// answer the gateway's address whatever their routes; conntrack undoes
+// both rewrites on the replies. Each Set is
 // one netlink batch, which the kernel applies as one transaction: no packet
 // sees half a configuration.
 //
@@ -41,5 +48,7 @@
 // server leaves the table at once.
 //
 // NAT failover keeps its flows only if the peer has their conntrack
-// entries: package ctsync replicates them.
+// entries: package ctsync replicates them. FNAT flows are not replicated:
+// their servers answer the local address of the gateway that chose it,
+// which the peer does not hold (as in DPVS, a failover cuts them).
 package kernlb

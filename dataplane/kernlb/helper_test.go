@@ -27,7 +27,8 @@ const (
 // kernLab is one L2 segment (a bridge) with a client, two gateways and two
 // real servers. In DR the servers sit on the segment (203.0.113.21/.22)
 // with the VIP on lo; in NAT they sit behind the first gateway on
-// 198.51.100.0/24 with it as their default route.
+// 198.51.100.0/24 with it as their default route; in FNAT they sit there
+// with no route beyond their segment at all.
 type kernLab struct {
 	t       testing.TB
 	mode    Mode
@@ -49,13 +50,18 @@ func newKernLab(t testing.TB, mode Mode) *kernLab {
 	lab.RequireRoot(t)
 	lab.SkipShort(t, "network namespaces")
 	l := &kernLab{t: t, mode: mode}
+	// The FNAT lab's namespaces are named after its author's prefix.
+	pre := ""
+	if mode == FNAT {
+		pre = "h4"
+	}
 	l.sw = lab.NewSwitch(t)
-	l.client = lab.NewNetns(t, "cl")
+	l.client = lab.NewNetns(t, pre+"cl")
 	l.sw.Attach(t, l.client, "eth0", clientIP+"/24")
 	for i := range l.gw {
-		l.gw[i] = lab.NewNetns(t, fmt.Sprintf("g%d", i+1))
+		l.gw[i] = lab.NewNetns(t, fmt.Sprintf("%sg%d", pre, i+1))
 		l.gwPort[i] = l.sw.Attach(t, l.gw[i], "eth0", fmt.Sprintf("203.0.113.%d/24", 11+i))
-		l.srv[i] = lab.NewNetns(t, fmt.Sprintf("s%d", i+1))
+		l.srv[i] = lab.NewNetns(t, fmt.Sprintf("%ss%d", pre, i+1))
 	}
 	switch mode {
 	case DR:
@@ -71,9 +77,10 @@ func newKernLab(t testing.TB, mode Mode) *kernLab {
 		for _, g := range l.gw {
 			g.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=0")
 		}
-	case NAT:
-		// The servers' route back is the gateways' second VIP, .1, which
-		// moves with the first (holdVIP).
+	case NAT, FNAT:
+		// The NAT servers' route back is the gateways' second VIP, .1,
+		// which moves with the first (holdVIP). FNAT servers have none:
+		// they reach only their own segment.
 		l.back = lab.NewSwitch(t)
 		for i, g := range l.gw {
 			l.backPort[i] = l.back.Attach(t, g, "eth1", fmt.Sprintf("198.51.100.%d/24", 2+i))
@@ -82,7 +89,9 @@ func newKernLab(t testing.TB, mode Mode) *kernLab {
 		for i, s := range l.srv {
 			l.srvAddr[i] = fmt.Sprintf("198.51.100.%d", 11+i)
 			l.back.Attach(t, s, "eth0", l.srvAddr[i]+"/24")
-			s.Run(t, "ip", "route", "add", "default", "via", "198.51.100.1")
+			if mode == NAT {
+				s.Run(t, "ip", "route", "add", "default", "via", "198.51.100.1")
+			}
 		}
 	}
 	return l
@@ -180,7 +189,7 @@ func (l *kernLab) service(proto Protocol, sched Scheduler) Service {
 	}
 	for _, a := range l.srvAddr {
 		srv := Server{Address: mustAddr(a), Weight: 1}
-		if l.mode == NAT {
+		if l.mode != DR {
 			srv.Port = 8080
 		}
 		s.Servers = append(s.Servers, srv)
@@ -193,7 +202,7 @@ func (l *kernLab) service(proto Protocol, sched Scheduler) Service {
 // "s<i> <remote address>", until the test ends.
 func (l *kernLab) serve() {
 	port := "80"
-	if l.mode == NAT {
+	if l.mode != DR {
 		port = "8080"
 	}
 	l.servePort(port)

@@ -412,6 +412,14 @@ func (o Observed) Services() map[string]Service {
 				if d := t.Sets[setName(s, "deny")]; d != nil {
 					s.Deny = prefixesOf(d.elems)
 				}
+				if la := t.Sets[setName(s, "laddr")]; la != nil && s.Mode == FNAT {
+					for _, e := range la.elems {
+						if len(e.Val) >= 4 {
+							s.LocalAddresses = append(s.LocalAddresses, netip.AddrFrom4([4]byte(e.Val[:4])))
+						}
+					}
+					s.LocalAddresses = s.sortedLocal()
+				}
 				out[s.Name] = s
 			}
 		}

@@ -121,8 +121,10 @@ type renderMemo map[string]*svcRender
 type svcRender struct {
 	key      string // the service's configuration, printed
 	dispatch ruleProg
-	chain    *chainProg
-	sets     []*setProg
+	// snat is an fnat service's rule in the postrouting chain; nil else.
+	snat  *ruleProg
+	chain *chainProg
+	sets  []*setProg
 }
 
 // renderWith is render with a memo (nil: none), which it updates to hold
@@ -138,14 +140,14 @@ func renderWith(c Config, memo renderMemo) (*program, error) {
 		}
 		return services[i].Name < services[j].Name
 	})
-	var natBase *chainProg
+	var natBase, snatBase *chainProg
 	drBase := map[string]*chainProg{}
 	seen := map[string]bool{}
 	for _, s := range services {
 		var t *tableProg
 		var base *chainProg
 		switch s.Mode {
-		case NAT:
+		case NAT, FNAT:
 			t = p.inet()
 			if natBase == nil {
 				natBase = &chainProg{name: "prerouting", isBase: true, typ: nftables.ChainTypeNAT,
@@ -153,6 +155,11 @@ func renderWith(c Config, memo renderMemo) (*program, error) {
 				t.chains = append(t.chains, natBase)
 			}
 			base = natBase
+			if s.Mode == FNAT && snatBase == nil {
+				snatBase = &chainProg{name: "postrouting", isBase: true, typ: nftables.ChainTypeNAT,
+					hook: nftables.ChainHookPostrouting, prio: nftables.ChainPriorityNATSource}
+				t.chains = append(t.chains, snatBase)
+			}
 		case DR:
 			t = p.netdev()
 			if s.ifindex == 0 || len(s.ifMAC) != 6 {
@@ -190,6 +197,9 @@ func renderWith(c Config, memo renderMemo) (*program, error) {
 			}
 		}
 		base.rules = append(base.rules, r.dispatch)
+		if r.snat != nil {
+			snatBase.rules = append(snatBase.rules, *r.snat)
+		}
 		t.chains = append(t.chains, r.chain)
 		t.sets = append(t.sets, r.sets...)
 	}
@@ -212,8 +222,62 @@ func renderService(s Service, fam byte) *svcRender {
 		rules[i].print = exprsPrint(fam, rules[i].exprs)
 	}
 	chain.rules = rules
-	return &svcRender{dispatch: dispatch, chain: chain, sets: sets}
+	r := &svcRender{dispatch: dispatch, chain: chain, sets: sets}
+	if s.Mode == FNAT {
+		set, rule := snatProgram(s)
+		rule.print = exprsPrint(fam, rule.exprs)
+		r.snat = &rule
+		r.sets = append(r.sets, set)
+	}
+	return r
 }
+
+// snatProgram is the source half of fnat: a map of the local addresses
+// by slot and a postrouting rule that rewrites the source of the
+// service's new flows to them in turn. The rule finds the flows that the
+// service's chain sent to a server by conntrack: original destination
+// the VIP and port, and DNAT done (a connection of the gateway's own to
+// the VIP, which leaves through lo, is not one). A nat chain sees only a
+// flow's first packet: conntrack applies the binding to the rest, and
+// undoes both rewrites on the replies, which the servers send to the
+// local address, that is, to the gateway, whatever their routes.
+func snatProgram(s Service) (*setProg, ruleProg) {
+	local := s.sortedLocal()
+	elems := make([]nftables.SetElement, len(local))
+	for i, a := range local {
+		a4 := a.As4()
+		elems[i] = nftables.SetElement{Key: slotKey(i), Val: a4[:]}
+	}
+	set := nftables.Set{Name: setName(s, "laddr"), IsMap: true, KeyType: typeSlot, DataType: nftables.TypeIPAddr,
+		KeyByteOrder: binaryutil.NativeEndian, Size: fixedSize(len(elems))}
+	vip := s.VIP.As4()
+	status := make([]byte, 4)
+	binary.NativeEndian.PutUint32(status, ipsDstNAT)
+	e := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{protoNum(s.Protocol)}},
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: reg1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: status, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
+		// In an inet table the original destination fills 16 bytes, of
+		// which an IPv4 flow's address is the first 4.
+		&expr.Ct{Key: expr.CtKeyDST, Direction: 0, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: vip[:]},
+		&expr.Ct{Key: expr.CtKeyPROTODST, Direction: 0, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(s.Port)},
+		&expr.Numgen{Register: reg1, Modulus: uint32(len(elems)), Type: unix.NFT_NG_INCREMENTAL},
+		&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: set.Name},
+		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1},
+	}
+	return &setProg{svc: s.Name, role: "laddr", set: set, elems: elems},
+		ruleProg{svc: s.Name, role: "snat", comment: "gitgw " + s.Name + " snat", exprs: e}
+}
+
+// ipsDstNAT is conntrack's IPS_DST_NAT status bit: the flow's destination
+// was rewritten.
+const ipsDstNAT = 1 << 5
 
 // specLine is the dispatch rule's comment: the service's parameters, so
 // that Observe can tell in words what a table forwards. Validate's bounds
@@ -474,7 +538,7 @@ func serviceProgram(s Service) ([]*setProg, []ruleProg) {
 		rule("no-server", drop())
 		return sets, rules
 	}
-	if s.Mode == NAT {
+	if s.Mode != DR {
 		natProgram(s, live, table, add, addSlots, rule)
 	} else {
 		drProgram(s, live, table, add, addSlots, rule)
