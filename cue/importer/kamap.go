@@ -726,6 +726,30 @@ func mapVirtualServer(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, kc 
 	return s
 }
 
+// familyNeeds refuses a virtual_server whose real servers are of another
+// address family than its VIP: the kernel's NAT keeps a flow in its
+// family, so an IPv6 VIP cannot reach IPv4 servers (DPVS's FNAT does it,
+// as NAT64; IPVS does not).
+func familyNeeds(s *service, kindPos Pos) []need {
+	var vip netip.Addr
+	for _, b := range s.binds {
+		if ap, err := netip.ParseAddrPort(b); err == nil {
+			vip = ap.Addr()
+			break
+		}
+	}
+	if !vip.IsValid() {
+		return nil
+	}
+	for _, srv := range s.servers {
+		a := srv.addrPort().Addr()
+		if a.IsValid() && a.Unmap().Is4() != vip.Unmap().Is4() {
+			return []need{needs(kindPos, FeatKernelLB, "real_server %s behind virtual_server %s: forwarding between address families (NAT64) is not built: the kernel's NAT keeps a flow in its family", a, vip)}
+		}
+	}
+	return nil
+}
+
 // fnatLocal gives an fnat service the local addresses of its
 // laddr_group_name, and says what it needs that the site lacks: DPVS's
 // FNAT by fwmark (gitgw's fnat finds its flows by VIP and port) or with
@@ -1034,6 +1058,7 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, kc *
 	if laddr != "" && kind != "FNAT" {
 		w.add(laddrPos, "laddr_group_name %s: not mapped: lb_kind %s does not rewrite the source (DPVS uses local addresses in FNAT only)", laddr, kind)
 	}
+	ns = append(ns, familyNeeds(s, kindPos)...)
 	if s.mode == "dr" {
 		// Direct routing rewrites only the Ethernet addresses: a packet
 		// reaches the real server on the virtual_server's port, whatever

@@ -146,6 +146,8 @@ func TestRefusals(t *testing.T) {
 			feature: FeatPerServerCheck, line: 10},
 		{name: "a host block in another checker than SMTP_CHECK", ka: "virtual_server 203.0.113.1 80 {\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   host {\n    connect_ip 198.51.100.9\n   }\n  }\n }\n}\n",
 			feature: FeatCheckPort, line: 4},
+		{name: "an IPv6 virtual_server with IPv4 real servers (NAT64)", ka: "virtual_server 2001:db8::1 80 {\n lb_kind NAT\n real_server 198.51.100.1 80 {\n }\n}\n",
+			feature: FeatKernelLB, line: 2},
 		{name: "lb_kind TUN", ka: "virtual_server 203.0.113.1 80 {\n lb_kind TUN\n real_server 198.51.100.1 80 {\n }\n}\n",
 			feature: FeatKernelLB, line: 2},
 		{name: "a virtual_server_group range too wide", ka: "virtual_server_group G {\n 2001:db8::1-ffff 80\n}\nvirtual_server group G {\n real_server 198.51.100.1 80 {\n }\n}\n",
