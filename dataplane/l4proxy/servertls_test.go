@@ -259,7 +259,24 @@ func TestServerTLSNetns(t *testing.T) {
 			t.Errorf("port %d: reached the server (%q) through a handshake that must fail", port, first)
 		}
 	}
-	snap := helperStatsIn(t, ns, h.stats)
+	// The proxy counts a connection's bytes as it closes it, after the
+	// client has read its end: wait until no service holds a connection
+	// (a service's current drops after its bytes are added).
+	var snap Snapshot
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		snap = helperStatsIn(t, ns, h.stats)
+		busy := 0
+		for _, s := range snap.Services {
+			busy += int(s.Current)
+		}
+		if busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open 10 s after the last exchange", busy)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, s := range snap.Services {
 		sv := s.Servers[0]
 		switch s.Name {
