@@ -256,7 +256,7 @@ func instanceConsistent(in *Input, r report) {
 func servicePrimaryServer(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s := in.Services[name]
-		ok := false
+		ok := s.Router() // its rules send every request elsewhere
 		for _, sv := range s.Servers {
 			if !sv.Backup && !sv.Disabled {
 				ok = true
@@ -281,6 +281,9 @@ func serviceHealthCheck(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s, path := in.Services[name], "services."+spec.Label(name)
 		switch {
+		case s.Router() && (s.Check != nil || s.Unchecked):
+			r.add(path, "service %s has no servers of its own (its http rules send each request elsewhere): a check or unchecked says nothing here", name)
+		case s.Router():
 		case s.Check == nil && !s.Unchecked:
 			r.add(path, "service %s has no health check: a dead server would keep its share of connections; add a check, or unchecked: true to run without one on purpose", name)
 		case s.Check != nil && s.Unchecked:

@@ -391,6 +391,14 @@ func TestGuardrails(t *testing.T) {
 			})
 		}), 0},
 
+		{"service primary server: http rules without servers", "service-primary-server", edit(func(in *Input) {
+			in.Services["front"] = spec.Service{Binds: []string{"203.0.113.100:8091"}, HTTP: &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "web"}}}}
+		}), 0},
+		{"service health check: http rules without servers need none, and take none", "service-health-check", edit(func(in *Input) {
+			in.Services["front"] = spec.Service{Binds: []string{"203.0.113.100:8091"}, HTTP: &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "web"}}}}
+			in.Services["checked"] = spec.Service{Binds: []string{"203.0.113.100:8092"}, HTTP: &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "web"}}},
+				Check: &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 1},
 		{"service health check: none", "service-health-check", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) { s.Check = nil })
 		}), 1},

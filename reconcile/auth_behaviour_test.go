@@ -33,9 +33,11 @@ import (
 // The copy differs from the corpus file only in addresses (the lab's
 // loopback ports; c2b0 and c2b1 each get a server of their own, where the
 // file gives both the same address) and in its log lines (commented out:
-// they send syslog to an address of the file's network). Frontend c1 is
-// not compared: the import refuses it (it has no default_backend, and
-// routes to a stats page).
+// they send syslog to an address of the file's network). Frontend c1 has
+// no default_backend (a request no rule takes is answered 503 by both)
+// and asks for credentials of a group per host; its requests for the
+// stats page (stats.local) are not compared: HAProxy answers them with
+// its page, gitgw with 503 (the import warns).
 func TestAuthImportBehavesAsHAProxy(t *testing.T) {
 	lab.RequireCommand(t, "haproxy")
 	raw, err := os.ReadFile("../cue/importer/testdata/corpus/haproxy/haproxy-examples-auth.cfg")
@@ -45,7 +47,7 @@ func TestAuthImportBehavesAsHAProxy(t *testing.T) {
 	lines := strings.Split(string(raw), "\n")
 	section := ""
 	srvAddr := map[string]string{}
-	for _, name := range []string{"c2b0", "c2b1"} {
+	for _, name := range []string{"c2b0", "c2b1", "c1dev", "c1uat"} {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -187,6 +189,37 @@ func TestAuthImportBehavesAsHAProxy(t *testing.T) {
 	for _, a := range []answer{{401, "", `Basic realm="c2"`}, {200, "c2b0", ""}, {200, "c2b1", ""}} {
 		if !seen[a] {
 			t.Errorf("no request answered %+v; answers: %v", a, seen)
+		}
+	}
+
+	// Frontend c1: no default_backend, a realm per host, groups.
+	for _, addr := range []string{hapC1, gwC1} {
+		for {
+			a, err := ask(addr, "dev.local", basic("scott", "cat"))
+			if err == nil && a.status == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never answered: %v %v", addr, a, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	seen = map[answer]bool{}
+	for _, host := range []string{"www.example", "dev.local", "uat.local", "UAT.local", "dev.localdomain"} {
+		for _, authz := range []string{"", basic("scott", "cat"), basic("tiger", "dog"), basic("xdb", "hello"),
+			basic("scott", "dog"), basic("boss", "cat"), basic("nobody", "cat"), "Basic !!!"} {
+			h, herr := ask(hapC1, host, authz)
+			g, gerr := ask(gwC1, host, authz)
+			if herr != nil || gerr != nil || h != g {
+				t.Errorf("c1: Host %s Authorization %q: HAProxy %+v (%v), gitgw %+v (%v)", host, authz, h, herr, g, gerr)
+			}
+			seen[h] = true
+		}
+	}
+	for _, a := range []answer{{503, "", ""}, {401, "", `Basic realm="uat"`}, {401, "", `Basic realm="c1dev"`}, {200, "c1dev", ""}, {200, "c1uat", ""}} {
+		if !seen[a] {
+			t.Errorf("c1: no request answered %+v; answers: %v", a, seen)
 		}
 	}
 }

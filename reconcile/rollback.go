@@ -130,6 +130,9 @@ func Regressions(before, start, end Health, desired *spec.Node) []string {
 	b := desired.Site.Bake
 	for _, name := range slices.Sorted(maps.Keys(desired.Services)) {
 		svc := desired.Services[name]
+		if svc.Router() {
+			continue // no servers of its own: its pools are counted
+		}
 		want := b.MinHealthyServers
 		if want <= 0 {
 			// As many as before, but no more than the commit keeps active:

@@ -18,7 +18,7 @@ func TestContentSwitching(t *testing.T) {
 		name, hap string
 		line      int
 	}{
-		{"use_backend without default_backend", fe + "  use_backend img if { path_beg /img }\n  use_backend app if { path_beg /app }\n" + be + other, 4},
+		{"use_backend without default_backend in mode tcp", "frontend www\n  mode tcp\n  bind 203.0.113.1:80\n  use_backend img if { src 198.51.100.0/24 }\n" + other, 4},
 		{"use_backend in a listen", "listen www\n  bind 203.0.113.1:80\n  use_backend img if { src 198.51.100.0/24 }\n  server a 198.51.100.1:80 check\n" + other, 3},
 		{"reqisetbe in mode tcp", "frontend www\n  mode tcp\n  bind 203.0.113.1:80\n  reqisetbe ^Host:\\ img img\n  default_backend app\nbackend app\n  mode tcp\n  server a 198.51.100.1:80 check\n" + other, 4},
 		{"SNI routing to mode http backends", "frontend f\n  mode tcp\n  bind 203.0.113.1:443\n  tcp-request inspect-delay 5s\n  use_backend img if { req_ssl_sni -i img.example }\n  default_backend app\n" + be + other, 5},
@@ -80,5 +80,28 @@ func TestOldKeywords(t *testing.T) {
 	}
 	if len(s.Servers) != 1 || s.Servers["dispatch"].Address != "198.51.100.7:80" {
 		t.Errorf("servers %+v, want dispatch 198.51.100.7:80", s.Servers)
+	}
+}
+
+// TestHTTPWithoutDefaultBackend: an HTTP frontend without default_backend
+// becomes a service of its rules alone, without servers or check; HAProxy
+// answers a request no rule takes with 503, and so does a service
+// without servers of its own. The written site validates.
+func TestHTTPWithoutDefaultBackend(t *testing.T) {
+	const hap = "defaults\n  option httpchk GET /\nfrontend www\n  mode http\n  bind 203.0.113.1:80\n  use_backend img if { path_beg /img }\n" +
+		"backend img\n  mode http\n  server i 198.51.100.9:80 check\n"
+	res := importText(t, "", hap)
+	if bad, unbuilt := guardrailErrors(t, res); len(res.Refused) > 0 || len(res.Missing) > 0 || len(bad) > 0 || unbuilt > 0 {
+		t.Fatalf("not a valid site: %v\n%s", bad, goldenText(res))
+	}
+	var svc string
+	for _, f := range res.Files {
+		if f.Name == "services.cue" {
+			svc = string(f.Data)
+		}
+	}
+	www, _, _ := strings.Cut(svc[strings.Index(svc, "www: {"):], "\n\t}\n")
+	if !strings.Contains(www, "servers: {\n\t\t}") || strings.Contains(www, "check") || !strings.Contains(www, `use: "img"`) {
+		t.Errorf("service www:\n%s", www)
 	}
 }

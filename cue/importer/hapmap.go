@@ -1565,6 +1565,12 @@ func (c *hapConfig) services(w *warnings) []*service {
 				w.add(p.pos, "frontend %s has no bind: HAProxy accepts no connection for it, so nothing reaches its rules or backends: not imported", p.name)
 				continue
 			}
+			if p.defBackend == "" && p.routesHTTP() {
+				// HAProxy answers a request no rule routes with 503: the
+				// service is the rules alone, without servers of its own.
+				be = fe
+				break
+			}
 			if p.defBackend == "" {
 				if ns := append(routingNeeds(p.needs), p.http.routeNeeds()...); len(ns) > 0 {
 					w.refuse("frontend "+p.name, ns)
@@ -1625,6 +1631,8 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		s.comments = append(s.comments, fmt.Sprintf("From backend %s (%s), a pool that other services' rules send to.", be.name, be.pos))
 	case fe != be:
 		s.comments = append(s.comments, fmt.Sprintf("From frontend %s (%s) with backend %s (%s).", fe.name, fe.pos, be.name, be.pos))
+	case fe.kind == "frontend":
+		s.comments = append(s.comments, fmt.Sprintf("From frontend %s (%s), without default_backend: its rules send every request on, or it is answered 503.", fe.name, fe.pos))
 	default:
 		s.comments = append(s.comments, fmt.Sprintf("From listen %s (%s).", fe.name, fe.pos))
 	}
@@ -1740,11 +1748,22 @@ func (c *hapConfig) service(fe, be *hapProxy, w *warnings) *service {
 		w.add(be.pos, "%s %s: no server has a check: imported as unchecked: true, as HAProxy keeps sending to every server whatever its state (add a check to the site to take dead servers out)", be.kind, be.name)
 		s.unchecked = true
 	}
+	if len(s.servers) == 0 && fe.kind == "frontend" && fe == be && s.http != nil {
+		w.add(fe.pos, "frontend %s has no default_backend: a request no rule sends to a backend is answered 503, as HAProxy answers it (a service without servers of its own)", fe.name)
+		s.check, s.unchecked = nil, false
+		return s
+	}
 	if len(s.servers) == 0 {
 		w.add(be.pos, "%s %s has no server gitgw can use: service not imported", be.kind, be.name)
 		return nil
 	}
 	return s
+}
+
+// routesHTTP says whether a frontend routes requests in HTTP mode: mode
+// http with use_backend rules.
+func (p *hapProxy) routesHTTP() bool {
+	return p.mode == "http" && p.http != nil && len(p.http.routes) > 0
 }
 
 // routingNeeds are the content-switching needs of ns.

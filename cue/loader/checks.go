@@ -58,8 +58,8 @@ func checkView(n *spec.Node, nodes []string) Errors {
 				add("services."+spec.Label(name)+".nodes."+strconv.Itoa(i), "node %q is not declared in nodes", node)
 			}
 		}
-		if len(s.Servers) == 0 {
-			add("services."+spec.Label(name)+".servers", "a service needs at least one server")
+		if len(s.Servers) == 0 && !s.Router() {
+			add("services."+spec.Label(name)+".servers", "a service needs at least one server (or, in proxy mode, http rules that send each request elsewhere: a request none takes is answered 503)")
 		}
 	}
 	errs = append(errs, checkUserlists(n)...)

@@ -771,6 +771,13 @@ const (
 // fnat or dr) rather than by the proxy.
 func (s Service) Kernel() bool { return s.Mode == ModeNAT || s.Mode == ModeFNAT || s.Mode == ModeDR }
 
+// Router says whether the service is HTTP rules without servers of its
+// own (HAProxy's frontend without default_backend): each request goes
+// where a rule sends it, and one no rule takes is answered 503.
+func (s Service) Router() bool {
+	return len(s.Servers) == 0 && !s.Kernel() && s.HTTP != nil && len(s.HTTP.Rules) > 0
+}
+
 // UnitTemplate is a systemd template unit and its instance sets.
 type UnitTemplate struct {
 	Description      string            `json:"description"`
