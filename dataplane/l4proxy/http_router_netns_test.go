@@ -34,7 +34,7 @@ func TestHTTPRouterWithoutServers(t *testing.T) {
 		{Name: "app", Servers: []Server{{Name: "app", Addr: netip.MustParseAddrPort("198.51.100.11:8080"), Weight: 1}},
 			Check: &Check{Type: CheckTCP, Interval: 100 * time.Millisecond, Rise: 1, Fall: 1}},
 	}}
-	startHelperWith(t, func(name string, args ...string) *exec.Cmd {
+	h := startHelperWith(t, func(name string, args ...string) *exec.Cmd {
 		return ns.Command(context.Background(), name, args...)
 	}, cfg)
 	var dials atomic.Int64
@@ -77,5 +77,12 @@ func TestHTTPRouterWithoutServers(t *testing.T) {
 	}
 	if got := app.n.Load() - before; got != 2 {
 		t.Errorf("the server got %d requests, want the 2 the rule sends", got)
+	}
+	// Its status is where its rules send: UP with the pool up (as a
+	// service without servers it would be DOWN, and alert, for ever).
+	for _, s := range helperStatsIn(t, ns, h.stats).Services {
+		if s.Name == "front" && (s.Status != StatusUp || s.Unchecked || len(s.Servers) != 0) {
+			t.Errorf("front: status %s, unchecked %v, %d servers; want UP, checked by its pools, none", s.Status, s.Unchecked, len(s.Servers))
+		}
 	}
 }

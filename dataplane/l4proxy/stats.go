@@ -158,6 +158,7 @@ func (p *Pool) Stats() Snapshot {
 		}
 		snap.Services = append(snap.Services, ss)
 	}
+	routerStatus(svcs, snap.Services)
 	return snap
 }
 
@@ -219,4 +220,29 @@ func (p *Pool) Healthy(service string) bool {
 	}
 	t := svc.tbl.Load()
 	return len(t.primary)+len(t.backup) > 0
+}
+
+// routerStatus gives a service of HTTP rules without servers of its own
+// (HAProxy's frontend without default_backend) the status of where its
+// rules send: UP when a service they use can take traffic. Counted as a
+// service without servers it would be DOWN for ever, and alert so. It
+// has no check to be unchecked by either. stats[i] is svcs[i]'s.
+func routerStatus(svcs []*service, stats []ServiceStats) {
+	up := map[string]bool{}
+	for _, ss := range stats {
+		up[ss.Name] = ss.Status == StatusUp
+	}
+	for i, svc := range svcs {
+		set := svc.set.Load()
+		if len(stats[i].Servers) > 0 || set.HTTP == nil || len(set.HTTP.Rules) == 0 {
+			continue
+		}
+		stats[i].Unchecked = false
+		for _, r := range set.HTTP.Rules {
+			if r.Use != "" && up[r.Use] {
+				stats[i].Status = StatusUp
+				break
+			}
+		}
+	}
 }
