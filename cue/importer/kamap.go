@@ -1258,7 +1258,6 @@ func sslBlock(d kaDirective, w *warnings) *kaSSL {
 var kaChecks = map[string]Feature{
 	"DNS_CHECK": FeatProtocolCheck, "BFD_CHECK": FeatProtocolCheck,
 	"FILE_CHECK": FeatScriptCheck,
-	"CI-LINUX":   FeatProtocolCheck,
 }
 
 func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*server, *check, Pos, []need) {
@@ -1324,6 +1323,12 @@ func realServer(d kaDirective, ssl *kaSSL, vhost opt[string], w *warnings) (*ser
 		default:
 			if f, ok := kaChecks[e.Name]; ok {
 				ns = append(ns, needs(e.Pos, f, "%s", e.Name))
+				continue
+			}
+			if e.Name == "CI-LINUX" {
+				// keepalived 2.x warns "Unknown keyword" and skips it (the
+				// checker went with 1.x): the server runs unchecked there.
+				w.add(e.Pos, "CI-LINUX: keepalived 2.x does not know this checker (it says \"Unknown keyword\" and skips the line), so the real server has no checker: imported as keepalived 2.x runs it")
 				continue
 			}
 			if why, ok := kaVSIgnored[e.Name]; ok {

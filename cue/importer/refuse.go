@@ -65,7 +65,7 @@ const (
 	FeatCheckHeaders Feature = "check-headers"
 	// FeatProtocolCheck: HAProxy's spop-check, a pgsql-check without
 	// user, an SMTP domain or database user the site cannot send,
-	// keepalived DNS_CHECK/BFD_CHECK/CI-LINUX, a UDP_CHECK reply to compare
+	// keepalived DNS_CHECK/BFD_CHECK, a UDP_CHECK reply to compare
 	// (hapmap.go option; kamap.go realServer, lvsCheck, udpCheck);
 	// PING_CHECK and UDP_CHECK are commands (kamap.go pingCheck,
 	// kadigest.go udpCheck).
@@ -154,7 +154,7 @@ var featureWhy = map[Feature]string{
 	FeatStatusRange:      "the schema's statuses are codes and ranges from 100 to 599; guessing would mark down servers the original accepts, or pass ones it marks down",
 	FeatCheckDigest:      "a gitgw HTTP check compares no digest of the body; the command check a digest becomes does not match a regex too",
 	FeatCheckHeaders:     "a gitgw HTTP check sends GET, HEAD, POST or OPTIONS of an absolute path with headers and no body",
-	FeatProtocolCheck:    "the schema has no SPOP, DNS, BFD or CI-LINUX checks, nor a UDP reply to compare, yet; a TCP connect check would pass servers the original marks down",
+	FeatProtocolCheck:    "the schema has no SPOP, DNS or BFD checks, nor a UDP reply to compare, yet; a TCP connect check would pass servers the original marks down",
 	FeatScriptCheck:      "a gitgw command check passes or fails (exit 0 is up); it does not set a weight, watch a file or take HAProxy's external-check arguments",
 	FeatAgentCheck:       "gitgw has no agent checks yet; the agent's state and weight changes would be lost",
 	FeatServerName:       "a gitgw server by name takes one address of it, and a check address is an IP address; a server-template's servers, one per address a name resolves to, are not made",
