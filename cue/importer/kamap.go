@@ -1135,6 +1135,13 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, kc *
 		ck.cmd = b.String()
 		w.add(d.Pos, "%s: its real_servers' checks differ: one command check runs each server's own (HTTP_GET and SSL_GET as keepalived's request, made by bash), chosen by $GITGW_SERVER_NAME", what)
 	}
+	if protoPos == nil && len(s.binds) > 0 {
+		// keepalived sets UDP itself, the kernel's default, and says so
+		// ("no protocol set - defaulting to UDP"); for marks alone it
+		// leaves the protocol open (below).
+		s.protocol = "udp"
+		w.add(d.Pos, "%s: no protocol: keepalived defaults to UDP (the kernel's default for an IPVS service) and logs \"no protocol set - defaulting to UDP\": imported as udp; write protocol TCP in the source if TCP was meant", what)
+	}
 	if len(s.fwmarks) > 0 {
 		marks := strings.Trim(fmt.Sprint(s.fwmarks), "[]")
 		proto, other := "TCP", "udp"

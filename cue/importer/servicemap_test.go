@@ -20,8 +20,16 @@ import (
 func TestServiceMappings(t *testing.T) {
 	// The instance holds 203.0.113.1 on eth0 and 203.0.113.2 on eth1.
 	const inst = "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.1/24\n  203.0.113.2/24 dev eth1\n }\n}\n"
-	vs := func(addr, body string) string {
+	// vs is a TCP virtual_server (keepalived's default is UDP: the case
+	// "no protocol" leaves the line out).
+	vsAny := func(addr, body string) string {
 		return inst + "virtual_server " + addr + " 80 {\n" + body + " real_server 198.51.100.1 80 {\n  weight 2\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n"
+	}
+	vs := func(addr, body string) string {
+		if !strings.Contains(body, "protocol") {
+			body += " protocol TCP\n"
+		}
+		return vsAny(addr, body)
 	}
 	const listen = "listen l\n  bind 203.0.113.1:5432\n"
 	type svc = spec.Service
@@ -34,6 +42,9 @@ func TestServiceMappings(t *testing.T) {
 	}{
 		{name: "lb_kind NAT", ka: vs("203.0.113.1", " lb_algo wrr\n lb_kind NAT\n"),
 			want: func(s svc) bool { return s.Mode == spec.ModeNAT && s.Protocol == "tcp" && s.Balance == "roundrobin" }},
+		{name: "no protocol: keepalived's UDP, warned", ka: vsAny("203.0.113.1", " lb_algo wrr\n lb_kind NAT\n"),
+			want: func(s svc) bool { return s.Protocol == "udp" },
+			warn: "ka:9: virtual_server 203.0.113.1 80: no protocol: keepalived defaults to UDP"},
 		{name: "no lb_kind: keepalived's NAT; no lb_algo: wlc, warned", ka: vs("203.0.113.1", ""),
 			want: func(s svc) bool { return s.Mode == spec.ModeNAT && s.Balance == "roundrobin" },
 			warn: "ka:9: no lb_algo (keepalived's default is wlc): gitgw's kernel forwarding has no least-connection scheduler"},
@@ -42,7 +53,7 @@ func TestServiceMappings(t *testing.T) {
 			warn: "ka:10: lb_algo wrr: IPVS takes the servers in turn, by weight; gitgw's dr keeps no connection state"},
 		{name: "lvs_method DR, lvs_sched sh: the VIP's dev", ka: vs("203.0.113.2", " lvs_sched sh\n lvs_method DR\n"),
 			want: func(s svc) bool { return s.Mode == spec.ModeDR && s.Interface == "eth1" && s.Balance == "source" }},
-		{name: "lb_kind DR, a real_server on another port: the VIP's, checked on its own", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n lb_kind DR\n real_server 198.51.100.1 8080 {\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+		{name: "lb_kind DR, a real_server on another port: the VIP's, checked on its own", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n lb_kind DR\n real_server 198.51.100.1 8080 {\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool {
 				a, b := s.Servers["198.51.100.1-8080"], s.Servers["198.51.100.2-80"]
 				return a.Address == "198.51.100.1:80" && a.CheckPort == 8080 && b.CheckPort == 0 && s.Check.Port == 0
@@ -62,30 +73,30 @@ func TestServiceMappings(t *testing.T) {
 			warn: "ka:10: lb_algo dh: IPVS scheduler dh is not mapped"},
 		{name: "persistence, quorum, sorry_server, delay_loop, ha_suspend, inhibit_on_failure",
 			ka: inst + "virtual_server 203.0.113.1 80 {\n delay_loop 7\n lb_algo sh\n persistence_timeout 120\n persistence_granularity 255.255.255.0\n quorum 2\n ha_suspend\n" +
-				" sorry_server 198.51.100.9 80\n real_server 198.51.100.1 80 {\n  inhibit_on_failure\n  TCP_CHECK {\n  }\n }\n}\n",
+				" sorry_server 198.51.100.9 80\n real_server 198.51.100.1 80 {\n  inhibit_on_failure\n  TCP_CHECK {\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool {
 				return s.Persistence.D() == 2*time.Minute && s.Servers["198.51.100.9-80"].Backup && s.Check != nil && s.Check.Interval.D() == 7*time.Second
 			},
 			warn: "ka:14: quorum 2: not mapped"},
-		{name: "real_server weight 0: drain (quiescent)", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  weight 0\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.2 80 {\n  weight 3\n  TCP_CHECK {\n  }\n }\n}\n",
+		{name: "real_server weight 0: drain (quiescent)", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  weight 0\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.2 80 {\n  weight 3\n  TCP_CHECK {\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool {
 				return s.Servers["198.51.100.1-80"].Drain && s.Servers["198.51.100.2-80"].Weight == 3
 			}},
-		{name: "connect_port per real_server: check_port", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_port 8081\n  }\n }\n real_server 198.51.100.3 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+		{name: "connect_port per real_server: check_port", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_port 8081\n  }\n }\n real_server 198.51.100.3 80 {\n  TCP_CHECK {\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool {
 				return s.Check.Port == 0 && s.Servers["198.51.100.1-80"].CheckPort == 8080 && s.Servers["198.51.100.2-80"].CheckPort == 8081 && s.Servers["198.51.100.3-80"].CheckPort == 0
 			}},
-		{name: "the same connect_port on every real_server: the check's port", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n}\n",
+		{name: "the same connect_port on every real_server: the check's port", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n real_server 198.51.100.2 80 {\n  TCP_CHECK {\n   connect_port 8080\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool { return s.Check.Port == 8080 && s.Servers["198.51.100.1-80"].CheckPort == 0 }},
-		{name: "MISC_CHECK: a command, the server's address from the proxy", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  MISC_CHECK {\n   misc_path \"/usr/local/bin/check 198.51.100.1 80\"\n   misc_timeout 3\n  }\n }\n real_server 198.51.100.2 80 {\n  MISC_CHECK {\n   misc_path \"/usr/local/bin/check 198.51.100.2 80\"\n   misc_timeout 3\n  }\n }\n}\n",
+		{name: "MISC_CHECK: a command, the server's address from the proxy", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  MISC_CHECK {\n   misc_path \"/usr/local/bin/check 198.51.100.1 80\"\n   misc_timeout 3\n  }\n }\n real_server 198.51.100.2 80 {\n  MISC_CHECK {\n   misc_path \"/usr/local/bin/check 198.51.100.2 80\"\n   misc_timeout 3\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool {
 				return s.Check.Kind == "command" && s.Check.Command == "/usr/local/bin/check $GITGW_SERVER_ADDR 80" && s.Check.Timeout.D() == 3*time.Second
 			}},
-		{name: "PING_CHECK: a command running ping", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  PING_CHECK {\n   connect_timeout 2\n   retry 3\n  }\n }\n}\n",
+		{name: "PING_CHECK: a command running ping", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  PING_CHECK {\n   connect_timeout 2\n   retry 3\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool {
 				return s.Check.Kind == "command" && s.Check.Command == `ping -n -q -c 1 -W 2 "$GITGW_SERVER_ADDR"` && s.Check.Timeout.D() == 2*time.Second && s.Check.Fall == 3
 			}},
-		{name: "real_servers checked differently: one command by server name", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 443 {\n  SSL_GET {\n   url {\n    path /b\n   }\n  }\n }\n}\n",
+		{name: "real_servers checked differently: one command by server name", ka: inst + "virtual_server 203.0.113.1 80 {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  HTTP_GET {\n   url {\n    path /a\n   }\n  }\n }\n real_server 198.51.100.2 443 {\n  SSL_GET {\n   url {\n    path /b\n   }\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool {
 				c := s.Check.Command
 				return s.Check.Kind == "command" && strings.HasPrefix(c, `case "$GITGW_SERVER_NAME" in '198.51.100.1-80') eval `) && strings.Contains(c, ` ;; '198.51.100.2-443') eval `) &&
@@ -100,14 +111,14 @@ func TestServiceMappings(t *testing.T) {
 			},
 			warn: "ka:9: virtual_server fwmark 7: IPVS forwards every protocol's packets with fwmark 7; the imported service takes only TCP's"},
 		{name: "virtual_server group: binds from addresses and ranges, fwmarks",
-			ka: inst + "virtual_server_group G {\n 203.0.113.1 8080\n 203.0.113.3-5 80\n fwmark 1\n}\nvirtual_server group G {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+			ka: inst + "virtual_server_group G {\n 203.0.113.1 8080\n 203.0.113.3-5 80\n fwmark 1\n}\nvirtual_server group G {\n lb_algo sh\n real_server 198.51.100.1 80 {\n  TCP_CHECK {\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool {
 				return strings.Join(s.Binds, " ") == "203.0.113.1:8080 203.0.113.3:80 203.0.113.4:80 203.0.113.5:80" &&
 					len(s.Fwmarks) == 1 && s.Fwmarks[0] == 1 && s.Servers["198.51.100.1-80"].Address == "198.51.100.1:80"
 			},
 			warn: "ka:14: virtual_server group G: no vrrp_instance holds 203.0.113.3"},
 		{name: "virtual_server group in DR, several ports: servers keep the client's port, checked on theirs",
-			ka: inst + "virtual_server_group G {\n 203.0.113.1 80\n 203.0.113.1 443\n}\nvirtual_server group G {\n lb_algo mh\n lb_kind DR\n real_server 203.0.113.21 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+			ka: inst + "virtual_server_group G {\n 203.0.113.1 80\n 203.0.113.1 443\n}\nvirtual_server group G {\n lb_algo mh\n lb_kind DR\n real_server 203.0.113.21 80 {\n  TCP_CHECK {\n  }\n }\n protocol TCP\n}\n",
 			want: func(s svc) bool {
 				return s.Mode == spec.ModeDR && s.Interface == "eth0" && s.Servers["203.0.113.21-80"].Address == "203.0.113.21" && s.Check.Port == 80
 			},
