@@ -69,7 +69,9 @@ func TestDigestCheck(t *testing.T) {
 		{name: "every url must pass", urls: url("    path /page\n    digest "+good+"\n") + url("    path /nothing\n")},
 		{name: "two urls pass", urls: url("    path /page\n    digest "+good+"\n") + url("    path /page\n    status_code 200\n"), pass: true},
 		{name: "virtualhost", urls: url("    path /page\n    virtualhost www.example\n    digest " + good + "\n"), pass: true, host: "www.example"},
-		{name: "basic authentication, a quote in the password", urls: url("    path /auth\n    username admin\n    password s'cret\n    digest " + good + "\n"), pass: true},
+		// No keepalived release sends credentials (username and password
+		// are a proposed change's): the server asks for them, 401 fails.
+		{name: "basic authentication is not sent, as by keepalived", urls: url("    path /auth\n    username admin\n    password s'cret\n    digest " + good + "\n")},
 		{name: "SSL_GET, no SNI", urls: url("    path /page\n    digest " + good + "\n"), pass: true, sni: "-"},
 		{name: "SSL_GET, other content", urls: url("    path /page\n    digest " + bad + "\n")},
 		{name: "SSL_GET with enable_sni", urls: url("    path /page\n    digest "+good+"\n") + "   virtualhost app.example\n   enable_sni\n", pass: true, sni: "app.example", host: "app.example"},

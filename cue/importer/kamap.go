@@ -2,7 +2,6 @@ package importer
 
 import (
 	"cmp"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -824,8 +823,6 @@ var kaVSIgnored = map[string]string{
 	"smtp_alert":              "gitgw reports to Git and Prometheus, not by e-mail",
 	"warmup":                  "gitgw starts every check at once",
 	"ip_family":               "gitgw takes the family from the addresses",
-	"failover_up":             "gitgw reports server state to Git and Prometheus, it runs no command",
-	"failover_down":           "gitgw reports server state to Git and Prometheus, it runs no command",
 }
 
 // virtualServer maps a virtual_server as far as it goes, and says what it
@@ -979,9 +976,11 @@ func virtualServerIn(d kaDirective, ssl *kaSSL, groups map[string]*kaGroup, kc *
 				continue
 			}
 			vhost = some(arg)
-		case "failover_threshold":
-			w.add(e.Pos, "failover_threshold %s: not mapped (gitgw's backup servers take over when no other server is up, not below a share of the pool)", arg)
-		case "real_server", "sorry_server", "backup_real_server":
+		case "backup_real_server", "failover_threshold", "failover_up", "failover_down":
+			// A failover pool was proposed for keepalived (a pull request
+			// with its sample), never released: keepalived skips these.
+			w.add(e.Pos, "%s: %s", e.Name, kaUnreleasedWhy)
+		case "real_server", "sorry_server":
 			srv, c, cp, cns := realServer(e, ssl, vhost, w)
 			ns = append(ns, cns...)
 			if srv == nil {
@@ -1260,6 +1259,11 @@ func sslBlock(d kaDirective, w *warnings) *kaSSL {
 	}
 	return ssl
 }
+
+// kaUnreleasedWhy names keywords of keepalived samples published with
+// proposed changes (pull requests) that no release has: keepalived 2.2
+// to 2.4.3 say "Unknown keyword" and skip them, so the import does too.
+const kaUnreleasedWhy = "no released keepalived knows it (2.2 to 2.4.3 say \"Unknown keyword\" and skip it: it comes from a proposed change's sample): ignored, as keepalived ignores it with all it holds"
 
 // kaChecks are keepalived's real_server checkers the site cannot make.
 var kaChecks = map[string]Feature{
@@ -1657,8 +1661,7 @@ func smtpHost(d kaDirective, srv netip.AddrPort, c *check, w *warnings) (netip.A
 func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 	r := httpRequest{method: "GET", path: "/"}
 	var ns []need
-	var user, pass opt[string]
-	var userPos, digestPos Pos
+	var digestPos Pos
 	for _, u := range e.Block {
 		arg := strings.Join(u.Args, " ")
 		switch u.Name {
@@ -1700,22 +1703,17 @@ func kaURL(e kaDirective, w *warnings) (httpRequest, []need) {
 			r.expectRegex = arg
 		case "regex_no_match", "regex_options", "regex_stack", "regex_min_offset", "regex_max_offset":
 			ns = append(ns, needs(u.Pos, FeatCheckSequence, "%s %s", u.Name, arg))
-		case "username":
-			user, userPos = some(arg), u.Pos
-		case "password":
-			pass = some(arg)
+		case "username", "password":
+			// Basic authentication was proposed for keepalived (a pull
+			// request with its sample), never released: keepalived says
+			// "Unknown keyword" and checks without credentials.
+			w.add(u.Pos, "url %s: %s", u.Name, kaUnreleasedWhy)
 		default:
 			w.add(u.Pos, "url %s: not mapped", u.Name)
 		}
 	}
 	if !r.expectStatus.ok && len(r.statuses) == 0 {
 		r.statuses = []string{"200-299"} // keepalived's default
-	}
-	if user.ok {
-		// keepalived sends HTTP basic authentication.
-		cred := base64.StdEncoding.EncodeToString([]byte(user.v + ":" + pass.v))
-		r.headers = append(r.headers, header{"Authorization", "Basic " + cred})
-		w.add(userPos, "url username: sent as an Authorization header; the password is in the site, in Git")
 	}
 	if r.digest != "" && r.expectRegex != "" {
 		ns = append(ns, needs(digestPos, FeatCheckDigest, "digest with a regex in one url"))
