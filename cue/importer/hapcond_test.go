@@ -2,6 +2,7 @@ package importer
 
 import (
 	"maps"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -159,5 +160,36 @@ func TestHAProxyConditionBuildIsThePeer(t *testing.T) {
 	}
 	if len(features) == 0 || !maps.Equal(features, hapCondBuild.features) {
 		t.Errorf("peer features %v, conditions answered for %v", features, hapCondBuild.features)
+	}
+}
+
+// TestHAProxyMissingLastLF: a file whose last line has no newline is a
+// syntax error, as HAProxy 2.6 refuses it (a truncated file); with the
+// newline it reads. The peer's own check holds the rule.
+func TestHAProxyMissingLastLF(t *testing.T) {
+	const cfg = "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:18099\n  server a 127.0.0.1:9 check"
+	lab.RequireCommand(t, "haproxy")
+	for _, tc := range []struct {
+		name, text string
+		refused    bool
+	}{
+		{"cut", cfg, true},
+		{"whole", cfg + "\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := t.TempDir() + "/haproxy.cfg"
+			if err := os.WriteFile(path, []byte(tc.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command("haproxy", "-c", "-f", path).CombinedOutput()
+			if (err != nil) != tc.refused || tc.refused && !strings.Contains(string(out), "Missing LF on last line") {
+				t.Fatalf("haproxy -c: %v\n%s", err, out)
+			}
+			var w warnings
+			parseHAProxy("h", tc.text, &w)
+			if got := len(w.errs) > 0; got != tc.refused {
+				t.Errorf("syntax errors %v, want refused %v", w.errs, tc.refused)
+			}
+		})
 	}
 }

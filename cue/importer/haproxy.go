@@ -149,5 +149,10 @@ func parseHAProxy(file, src string, w *warnings) []*hapSection {
 		cur.Lines = append(cur.Lines, hapLine{Words: words, Pos: pos})
 	}
 	conds.end(w)
+	if lines := strings.Split(src, "\n"); lines[len(lines)-1] != "" {
+		// HAProxy 2.6 refuses it ("Missing LF on last line, file might
+		// have been truncated"): a cut file must not import as a short one.
+		w.syntax(Pos{File: file, Line: len(lines)}, "no newline at the end of the last line: HAProxy refuses the file as possibly truncated")
+	}
 	return out
 }
