@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -618,17 +619,25 @@ func TestGuardrails(t *testing.T) {
 				Servers: map[string]spec.Server{"d1": {Address: "198.51.100.53:53"}},
 				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
 		}), 4},
-		{"feature built: IPv6 in nat and fnat carried", "service-feature-built", edit(func(in *Input) {
+		{"feature built: IPv6 in nat, fnat and dr carried", "service-feature-built", edit(func(in *Input) {
 			ipv6Instance(in)
-			// The gateways' IPv6 addresses on the servers' segment: the
-			// nat servers' route back, the fnat local addresses.
-			for n, a := range map[string]string{"gw1": "2001:db8:2::2/64", "gw2": "2001:db8:2::3/64"} {
+			// The gateways' IPv6 addresses on the servers' segment (the
+			// nat servers' route back, the fnat local addresses) and on
+			// the dr servers' segment.
+			for n, i := range map[string]int{"gw1": 2, "gw2": 3} {
 				setNode(in, n, func(ns *spec.NodeSettings) {
 					ifs := maps.Clone(ns.Interfaces)
-					ifs["eth1"] = spec.Interface{Addresses: []netip.Prefix{netip.MustParsePrefix(a)}}
+					eth0 := ifs["eth0"]
+					eth0.Addresses = append(slices.Clone(eth0.Addresses), netip.MustParsePrefix(fmt.Sprintf("2001:db8:1::%d/64", 9+i)))
+					ifs["eth0"] = eth0
+					ifs["eth1"] = spec.Interface{Addresses: []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("2001:db8:2::%d/64", i))}}
 					ns.Interfaces = ifs
 				})
 			}
+			in.Services["lvs6"] = spec.Service{Mode: spec.ModeDR, Interface: "eth0", Balance: "maglev",
+				Binds:   []string{"[2001:db8:1::100]:443"},
+				Servers: map[string]spec.Server{"r1": {Address: "[2001:db8:1::21]:443"}, "r2": {Address: "2001:db8:1::22"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}, Port: 443}}
 			in.Services["web6"] = spec.Service{Mode: spec.ModeNAT, Balance: "source", Persistence: spec.Duration(time.Minute),
 				Binds:   []string{"[2001:db8:1::100]:80", "[2001:db8:1::100]:81"},
 				Source:  &spec.SourceRules{Allow: []string{"2001:db8::/32"}, MaxConnPerSource: 10},
@@ -648,12 +657,12 @@ func TestGuardrails(t *testing.T) {
 				Source:  &spec.SourceRules{Deny: []string{"198.51.100.0/24"}},
 				Servers: map[string]spec.Server{"s1": {Address: "198.51.100.11:8080"}, "s2": {Address: "[2001:db8:2::12]:8080"}},
 				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
-			// IPv6 in dr.
+			// A dr server off the segment, which the site states IPv4 only.
 			in.Services["lvs6"] = spec.Service{Mode: spec.ModeDR, Interface: "eth0", Balance: "maglev",
 				Binds:   []string{"[2001:db8:1::100]:443"},
 				Servers: map[string]spec.Server{"r1": {Address: "[2001:db8:1::21]:443"}},
 				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
-		}), 6},
+		}), 5},
 		{"secret in clear: password", "secret-in-clear", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
 				vi.Version = 2

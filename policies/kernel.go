@@ -18,9 +18,8 @@ import (
 // never applied with part of a service silently dropped: the proxy's
 // scheduling by connection counts, queues and PROXY headers; servers by
 // name, or of another address family than the VIPs (the kernel's NAT
-// keeps a flow in its family: no NAT64); IPv6 in dr (nat and fnat carry
-// it; a service by mark is IPv4); in dr, a server port other than the
-// VIP's and a scheduler per packet. In proxy mode, "maglev" is the
+// keeps a flow in its family: no NAT64; a service by mark only is IPv4);
+// in dr, a server port other than the VIP's and a scheduler per packet. In proxy mode, "maglev" is the
 // kernel's only.
 func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 	path := "services." + spec.Label(name)
@@ -91,9 +90,6 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 		switch {
 		case err != nil || !plainAddr(ap.Addr()) || ap.Addr().IsUnspecified():
 			r.add(at, "service %s: %s: mode %s forwards to a VIP and port (an IPv4 or IPv6 address, no wildcard)", name, b, s.Mode)
-			continue
-		case ap.Addr().Is6() && s.Mode == spec.ModeDR:
-			r.add(at, "service %s: %s: mode dr forwards IPv4 only (IPv6 dr is not built: use nat or fnat)", name, b)
 			continue
 		case ap.Addr().Is6() != v6:
 			r.add(at, "service %s: %s: the binds of a kernel service are of one address family, %s here (its servers are too: the kernel's NAT keeps a flow in its family)", name, b, familyName(v6))

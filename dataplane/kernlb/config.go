@@ -247,11 +247,6 @@ func (s Service) validate() error {
 		}
 	case !s.VIP.IsValid() || s.VIP.Is4In6() || s.VIP.Zone() != "":
 		bad("vip: %v: must be an IPv4 or IPv6 address (no zone, not IPv4-mapped)", s.VIP)
-	case s.VIP.Is6() && s.Mode == DR:
-		// DR over IPv6 would rewrite Ethernet addresses learnt by neighbour
-		// discovery, and its real servers would need the VIP kept out of
-		// it: not built.
-		bad("vip: %v: mode dr forwards IPv4 only (IPv6: use nat or fnat)", s.VIP)
 	case s.Port == 0:
 		bad("port: must be 1-65535")
 	}

@@ -127,7 +127,7 @@ func TestValidate(t *testing.T) {
 		// NAT64 is not NAT: an IPv6 VIP to IPv4 servers is refused.
 		{func(c *Config) { c.Services[1].VIP = netip.MustParseAddr("2001:db8::1") }, "servers[0] (198.51.100.11): address: not of the VIP's family (IPv6)"},
 		{func(c *Config) { c.Services[1].Servers[1].Address = netip.MustParseAddr("2001:db8::12") }, "servers[1] (2001:db8::12): address: not of the VIP's family (IPv4)"},
-		{func(c *Config) { c.Services[0].VIP = netip.MustParseAddr("2001:db8::1") }, "vip: 2001:db8::1: mode dr forwards IPv4 only"},
+		{func(c *Config) { c.Services[0].VIP = netip.MustParseAddr("2001:db8::1") }, "servers[0] (203.0.113.21): address: not of the VIP's family (IPv6)"},
 		{func(c *Config) { c.Services[1].VIP = netip.MustParseAddr("::ffff:203.0.113.1") }, "not IPv4-mapped"},
 		{func(c *Config) { c.Services[1].TableSize = 1000 }, "table_size: 1000 must be a prime"},
 		{func(c *Config) { c.Services[1].Servers[0].Weight = 300 }, "weight: 300 must be 0-256"},

@@ -20,9 +20,11 @@
 //
 // IPv4 and IPv6: a service's VIP, servers, sources and local addresses
 // are of one family (the kernel's NAT keeps a flow in its family: no
-// NAT64). IPv6 is carried in nat and fnat (the dispatch rule matches
-// nfproto ipv6 and ip6 daddr; the maps hold ipv6_addr . inet_service);
-// dr and services by mark are IPv4 only, refused otherwise by Validate.
+// NAT64). Every mode carries IPv6: in nat and fnat the dispatch rule
+// matches nfproto ipv6 and ip6 daddr and the maps hold ipv6_addr .
+// inet_service; in dr it matches the Ethernet type IPv6, and Resolve
+// learns the servers' MACs by neighbour discovery. A service by mark is
+// IPv4 only.
 //
 // A service is a VIP:port, or a firewall mark (LVS's fwmark service: every
 // packet of its protocol that something else, the operator's firewall,

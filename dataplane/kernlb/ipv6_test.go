@@ -364,4 +364,142 @@ func TestIPv6NAT(t *testing.T) {
 	if ch := set(t, lb, cfg); len(ch) != 0 {
 		t.Errorf("Set after the restore changed %v", ch)
 	}
+	// A new LB reads every rule and map back as written (the registers
+	// of IPv6 keys and values named as the kernel dumps them).
+	obs, err = l.lb(t).Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Diff(cfg, obs); err != nil || len(d) != 0 {
+		t.Errorf("the tables read back by a new LB: %v, %v", d, err)
+	}
+}
+
+// TestIPv6DR: direct routing over IPv6. The gateway holds the IPv6 VIP
+// and rewrites the Ethernet addresses of the frames sent to it towards
+// the server chosen by Maglev, whose MAC Resolve learnt by neighbour
+// discovery; the servers hold the VIP on lo (RealServer, which for IPv6
+// needs no knob: Linux answers neighbour solicitations only for the
+// addresses of the receiving interface, so the client's neighbour entry
+// for the VIP stays the gateway's) and answer the client directly. A
+// drained server keeps its established connection (the hold table and
+// the pins, whose IPv6 keys fill two registers) and gets no new one; a
+// new LB reads the tables back as written.
+func TestIPv6DR(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.SkipShort(t, "network namespaces")
+	lab.RequireCommand(t, "nft", "sysctl")
+	sw := lab.NewSwitch(t)
+	noDAD(t, sw.NS)
+	l := &v6Lab{client: lab.NewNetns(t, "h6cl"), gw: lab.NewNetns(t, "h6gw")}
+	for _, ns := range []*lab.Netns{l.client, l.gw} {
+		noDAD(t, ns)
+	}
+	sw.Attach(t, l.client, "eth0", client6+"/64")
+	sw.Attach(t, l.gw, "eth0", "2001:db8:1::11/64", vip6+"/128")
+	addrs := [2]string{"2001:db8:1::21", "2001:db8:1::22"}
+	for i := range l.srv {
+		s := lab.NewNetns(t, fmt.Sprintf("h6s%d", i+1))
+		noDAD(t, s)
+		sw.Attach(t, s, "eth0", addrs[i]+"/64")
+		if ch := setRealServer(t, s, RealServer{VIPs: []netip.Addr{mustAddr(vip6)}, Interfaces: []string{"eth0"}}); !strings.Contains(words(ch), "add "+vip6+"/128 on lo") {
+			t.Fatalf("real server %d setup: %s, want the VIP added on lo", i+1, words(ch))
+		}
+		if ch := setRealServer(t, s, RealServer{VIPs: []netip.Addr{mustAddr(vip6)}, Interfaces: []string{"eth0"}}); words(ch) != "" {
+			t.Errorf("real server %d setup again: %s, want nothing", i+1, words(ch))
+		}
+		serveBoth(t, s, fmt.Sprintf("s%d", i+1), "80")
+		l.srv[i] = s
+	}
+	lb := l.lb(t)
+	web := Service{Name: "web6", VIP: mustAddr(vip6), Port: 80, Protocol: TCP, Mode: DR, Scheduler: Maglev, Interface: "eth0"}
+	for _, a := range addrs {
+		web.Servers = append(web.Servers, Server{Address: mustAddr(a), Weight: 1})
+	}
+	cfg := Config{Services: []Service{web}}
+	set(t, lb, cfg)
+	if ch := set(t, lb, cfg); len(ch) != 0 {
+		t.Errorf("second Set with the same config changed %v", ch)
+	}
+	dst := net.JoinHostPort(vip6, "80")
+	seen := map[string]int{}
+	for range 20 {
+		srv, from, err := l.ask("tcp", "", dst)
+		if err != nil {
+			t.Fatalf("tcp to %s: %v", dst, err)
+		}
+		if !strings.HasPrefix(from, "["+client6+"]:") {
+			t.Fatalf("%s saw %s, want the client's own address", srv, from)
+		}
+		seen[srv]++
+	}
+	if len(seen) != 2 {
+		t.Errorf("20 connections reached %v, want both servers", seen)
+	}
+	gwMAC := strings.Fields(l.gw.Run(t, "cat", "/sys/class/net/eth0/address"))[0]
+	if n := l.client.Run(t, "ip", "-6", "neigh", "show", vip6); !strings.Contains(n, gwMAC) {
+		t.Errorf("the client's neighbour entry for the VIP is %q, want the gateway's MAC %s", n, gwMAC)
+	}
+
+	// Drain the server of an established connection: it keeps it (held
+	// slots), new connections go to the other (pinned if they land on a
+	// held slot).
+	var c net.Conn
+	if err := l.client.Do(func() (err error) { c, err = net.DialTimeout("tcp", dst, 2*time.Second); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, err := askLine(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := 0
+	if first == "s2" {
+		idx = 1
+	}
+	cfg.Services[0].Servers[idx].Weight = 0
+	set(t, lb, cfg)
+	for range 6 {
+		srv, _, err := l.ask("tcp", "", dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if srv == first {
+			t.Fatalf("a new connection went to %s, drained", srv)
+		}
+	}
+	for range 3 {
+		if srv, err := askLine(c); err != nil || srv != first {
+			t.Fatalf("the established connection to %s, drained: answer from %q (%v)", first, srv, err)
+		}
+	}
+	// A new LB reads every rule and map back as written.
+	fresh := l.lb(t)
+	obs, err := fresh.Observe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resolved, err := fresh.Resolve(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Diff(resolved, obs); err != nil || len(d) != 0 {
+		t.Errorf("the tables read back by a new LB: %v, %v", d, err)
+	}
+}
+
+// askLine sends a line on c and returns the name of the server that
+// answered.
+func askLine(c net.Conn) (string, error) {
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, "hello\n"); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return strings.Fields(line)[0], nil
 }

@@ -35,6 +35,7 @@ const (
 	reg1   = 1
 	reg2   = 2
 	reg3   = 3
+	reg4   = 4
 	reg32b = 9 // second 4-byte part of reg 1
 )
 
@@ -338,14 +339,19 @@ func protoNum(p Protocol) byte {
 func dispatchExprs(s Service, chain string) []expr.Any {
 	var e []expr.Any
 	if s.Mode == DR {
-		// netdev sees every frame: IPv4 only, and only frames sent to this
-		// gateway's MAC. A frame the switch floods (to the peer gateway's
-		// MAC, unknown to its table) must not be forwarded twice.
+		// netdev sees every frame: the service's family only, and only
+		// frames sent to this gateway's MAC. A frame the switch floods (to
+		// the peer gateway's MAC, unknown to its table) must not be
+		// forwarded twice.
+		ethType := uint16(unix.ETH_P_IP)
+		if s.is6() {
+			ethType = unix.ETH_P_IPV6
+		}
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.PACKET_HOST}},
 			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(unix.ETH_P_IP)})
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(ethType)})
 	} else {
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
@@ -672,6 +678,12 @@ func natProgram(s Service, live []Server, table []int, add addSet, addSlots addS
 // do not follow the hold. UDP has no flows to tell apart: a draining UDP
 // server leaves the table at once.
 func drProgram(s Service, live []Server, table []int, add addSet, addSlots addSlotMap, rule addRule) {
+	// The chosen MAC's register: reg 2, unless an IPv6 flow key (address
+	// and port, 20 bytes from reg 1) spills into it; reg 3 is the tail's.
+	mac := uint32(reg2)
+	if s.is6() {
+		mac = reg4
+	}
 	mapSet := nftables.Set{IsMap: true, KeyType: typeSlot, DataType: nftables.TypeEtherAddr, KeyByteOrder: binaryutil.NativeEndian}
 	slots := make([][]byte, len(table))
 	for slot, idx := range table {
@@ -723,30 +735,30 @@ func drProgram(s Service, live []Server, table []int, add addSet, addSlots addSl
 		}
 		if len(held) > 0 {
 			add("hold", mapSet, held, false)
-			add("pin", nftables.Set{IsMap: true, KeyType: typeAddrPt, DataType: nftables.TypeEtherAddr,
+			add("pin", nftables.Set{IsMap: true, KeyType: s.addrPtType(), DataType: nftables.TypeEtherAddr,
 				Dynamic: true, HasTimeout: true, Timeout: pinTimeout}, nil, true)
 			pin := setName(s, "pin")
 			rule("pinned", cat(flags(false), flowKey,
 				[]expr.Any{
-					&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: pin},
-					&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout},
-				}, tail(reg2))...)
+					&expr.Lookup{SourceRegister: reg1, DestRegister: mac, IsDestRegSet: true, SetName: pin},
+					&expr.Dynset{SrcRegKey: reg1, SrcRegData: mac, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout},
+				}, tail(mac))...)
 			rule("held", cat(flags(false), hashKey(s),
-				[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "hold")}},
-				tail(reg2))...)
+				[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: mac, IsDestRegSet: true, SetName: setName(s, "hold")}},
+				tail(mac))...)
 			rule("pin-new", cat(flags(true), hashKey(s),
 				[]expr.Any{
 					&expr.Lookup{SourceRegister: reg1, SetName: setName(s, "hold")},
-					&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "live")},
+					&expr.Lookup{SourceRegister: reg1, DestRegister: mac, IsDestRegSet: true, SetName: setName(s, "live")},
 				}, flowKey,
-				[]expr.Any{&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout}},
-				tail(reg2))...)
+				[]expr.Any{&expr.Dynset{SrcRegKey: reg1, SrcRegData: mac, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout}},
+				tail(mac))...)
 		}
 	}
 	addSlots("live", mapSet, slots)
 	rule("schedule", cat(hashKey(s),
-		[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "live")}},
-		tail(reg2))...)
+		[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: mac, IsDestRegSet: true, SetName: setName(s, "live")}},
+		tail(mac))...)
 }
 
 // intervalElems turns prefixes (all of one family) into the elements of
