@@ -268,6 +268,10 @@ func onSegment(addrs []netlink.Addr, ip net.IP) bool {
 // request or the IPv6 neighbour solicitation itself) and polling until it
 // is known or ctx ends.
 func (lb *LB) neighbour(ctx context.Context, ifindex, fam int, ip net.IP) (net.HardwareAddr, error) {
+	proto := "ARP"
+	if fam == netlink.FAMILY_V6 {
+		proto = "neighbour discovery"
+	}
 	asked := false
 	for {
 		neighs, err := lb.nl.NeighList(ifindex, fam)
@@ -285,12 +289,12 @@ func (lb *LB) neighbour(ctx context.Context, ifindex, fam int, ip net.IP) (net.H
 			err := lb.nl.NeighSet(&netlink.Neigh{LinkIndex: ifindex, Family: fam, IP: ip,
 				State: netlink.NUD_NONE, Flags: netlink.NTF_USE})
 			if err != nil {
-				return nil, fmt.Errorf("ask for neighbour resolution: %w", err)
+				return nil, fmt.Errorf("ask for %s resolution: %w", proto, err)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("no ARP or neighbour discovery answer: %w", ctx.Err())
+			return nil, fmt.Errorf("no %s answer: %w", proto, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
