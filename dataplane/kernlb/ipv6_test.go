@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gitgw/gitgw/test/lab"
+	"golang.org/x/sys/unix"
 )
 
 // The IPv6 lab's addresses: the client's segment 2001:db8:1::/64 (and
@@ -32,29 +34,34 @@ const (
 
 var server6 = [2]string{"2001:db8:2::11", "2001:db8:2::12"}
 
-// v6Lab is a client, one gateway and two dual-stack servers.
+// v6Lab is a client, one gateway and two dual-stack servers; front is
+// the client's segment, back the servers' (nat), with the gateway's ports
+// on them (for the benchmark's NAPI threads).
 type v6Lab struct {
-	client, gw *lab.Netns
-	srv        [2]*lab.Netns
+	client, gw          *lab.Netns
+	srv                 [2]*lab.Netns
+	front, back         *lab.Switch
+	frontPort, backPort string
 }
 
 // noDAD turns duplicate address detection off in a namespace of the lab
 // (its own sysctls only), so that addresses, link-local ones included,
 // are usable at once rather than after DAD's second.
-func noDAD(t *testing.T, ns *lab.Netns) {
+func noDAD(t testing.TB, ns *lab.Netns) {
 	t.Helper()
 	for _, k := range []string{"all", "default"} {
 		ns.Run(t, "sysctl", "-qw", "net.ipv6.conf."+k+".accept_dad=0")
 	}
 }
 
-func newV6Lab(t *testing.T) *v6Lab {
+func newV6Lab(t testing.TB) *v6Lab {
 	t.Helper()
 	lab.RequireRoot(t)
 	lab.SkipShort(t, "network namespaces")
 	lab.RequireCommand(t, "nft", "sysctl")
 	l := &v6Lab{}
 	front, back := lab.NewSwitch(t), lab.NewSwitch(t)
+	l.front, l.back = front, back
 	noDAD(t, front.NS)
 	noDAD(t, back.NS)
 	l.client = lab.NewNetns(t, "h6cl")
@@ -63,8 +70,8 @@ func newV6Lab(t *testing.T) *v6Lab {
 		noDAD(t, ns)
 	}
 	front.Attach(t, l.client, "eth0", client6+"/64", client6b+"/64", clientIP+"/24")
-	front.Attach(t, l.gw, "eth0", "2001:db8:1::11/64", vip6+"/128", "203.0.113.11/24", vip+"/32")
-	back.Attach(t, l.gw, "eth1", "2001:db8:2::1/64", local6+"/64", "198.51.100.1/24")
+	l.frontPort = front.Attach(t, l.gw, "eth0", "2001:db8:1::11/64", vip6+"/128", "203.0.113.11/24", vip+"/32")
+	l.backPort = back.Attach(t, l.gw, "eth1", "2001:db8:2::1/64", local6+"/64", "198.51.100.1/24")
 	l.gw.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 	l.gw.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	for i := range l.srv {
@@ -81,7 +88,7 @@ func newV6Lab(t *testing.T) *v6Lab {
 
 // serveBoth runs, in ns, a TCP and a UDP server on port over both families,
 // answering each line or datagram with "<name> <remote address>".
-func serveBoth(t *testing.T, ns *lab.Netns, name, port string) {
+func serveBoth(t testing.TB, ns *lab.Netns, name, port string) {
 	t.Helper()
 	var ln net.Listener
 	var pc net.PacketConn
@@ -185,7 +192,7 @@ func (l *v6Lab) ask(network, laddr, dst string) (server, seen string, err error)
 	return f[0], f[1], nil
 }
 
-func (l *v6Lab) lb(t *testing.T) *LB {
+func (l *v6Lab) lb(t testing.TB) *LB {
 	f, err := os.Open(l.gw.Path())
 	if err != nil {
 		t.Fatal(err)
@@ -502,4 +509,89 @@ func askLine(c net.Conn) (string, error) {
 		return "", err
 	}
 	return strings.Fields(line)[0], nil
+}
+
+// BenchmarkKernLBConnRateIPv6: new TCP connections per second (and
+// requests per second on kept connections) through an IPv6 VIP in mode
+// nat, against HAProxy (mode tcp, 1 thread) on the same gateway and the
+// same IPv6 servers, and against the same nat service over IPv4 in the
+// same lab: IPv6's longer keys and headers are the only difference. CPU
+// as in BenchmarkKernLBConnRate (the gateway's NAPI threads and its
+// proxy process); rounds alternate the variants, medians are reported.
+func BenchmarkKernLBConnRateIPv6(b *testing.B) {
+	const (
+		nRounds = 3
+		conc    = 32
+		dur     = 3 * time.Second
+	)
+	lab.RequireCommand(b, "haproxy")
+	l := newV6Lab(b)
+	lb := l.lb(b)
+	for _, ns := range []*lab.Netns{l.client, l.gw} {
+		ns.Run(b, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535")
+	}
+	var m meter
+	m.gw = append(m.gw, napiThread(b, l.gw, "eth0", l.front.NS, l.frontPort), napiThread(b, l.gw, "eth1", l.back.NS, l.backPort))
+	m.other = append(m.other, napiThread(b, l.front.NS, l.frontPort, l.gw, "eth0"), napiThread(b, l.back.NS, l.backPort, l.gw, "eth1"))
+	with := func(pid int) meter { return meter{gw: append(slices.Clone(m.gw), pid), other: m.other} }
+	nat6 := v6Service("web6", 80, TCP, RoundRobin)
+	nat4 := Service{Name: "web4", VIP: mustAddr(vip), Port: 80, Protocol: TCP, Mode: NAT, Scheduler: RoundRobin,
+		Servers: []Server{{Address: mustAddr("198.51.100.11"), Port: 8080, Weight: 1}, {Address: mustAddr("198.51.100.12"), Port: 8080, Weight: 1}}}
+	var backends []string
+	for _, a := range server6 {
+		backends = append(backends, net.JoinHostPort(a, "8080"))
+	}
+	hapCfg := lab.HAProxyConfig{Services: []lab.HAProxyService{{Name: "web", Bind: net.JoinHostPort(vip6, "80"), Servers: backends}}}
+	t6, t4 := []string{net.JoinHostPort(vip6, "80")}, []string{net.JoinHostPort(vip, "80")}
+	variants := []string{"haproxy6", "nat6", "nat4"}
+	res := map[string][]loadResult{}
+	var rounds strings.Builder
+	for r := range nRounds {
+		set(b, lb, Config{})
+		h := lab.StartHAProxyIn(b, l.gw, hapCfg)
+		res["haproxy6"] = append(res["haproxy6"], connLoad(b, l.client, t6, conc, dur, false, with(h.Pid())))
+		res["ka-haproxy6"] = append(res["ka-haproxy6"], connLoad(b, l.client, t6, conc, dur, true, with(h.Pid())))
+		_ = unix.Kill(h.Pid(), unix.SIGKILL)
+		_ = h.Cmd.Wait()
+		set(b, lb, Config{Services: []Service{nat6, nat4}})
+		res["nat6"] = append(res["nat6"], connLoad(b, l.client, t6, conc, dur, false, m))
+		res["ka-nat6"] = append(res["ka-nat6"], connLoad(b, l.client, t6, conc, dur, true, m))
+		res["nat4"] = append(res["nat4"], connLoad(b, l.client, t4, conc, dur, false, m))
+		res["ka-nat4"] = append(res["ka-nat4"], connLoad(b, l.client, t4, conc, dur, true, m))
+		for _, v := range variants {
+			for _, v := range []string{v, "ka-" + v} {
+				x := res[v][r]
+				fmt.Fprintf(&rounds, "round %d %-12s %7.0f /s  gateway %6.1f µs CPU each, total %6.1f  errors %d  (machine busy %.0f %% of 2 CPUs)\n",
+					r+1, v, x.rate(), x.gwCPUPerConn(), x.cpuPerConn(), x.errs, 50*x.machine.Seconds()/x.dur.Seconds())
+			}
+		}
+	}
+	defer func() { b.Logf("rounds:\n%s", rounds.String()) }()
+	med := func(v string, f func(loadResult) float64) float64 {
+		var xs []float64
+		for _, x := range res[v] {
+			xs = append(xs, f(x))
+		}
+		return medianOf(xs)
+	}
+	rate := func(x loadResult) float64 { return x.rate() }
+	gwc := func(x loadResult) float64 { return x.gwCPUPerConn() }
+	for _, prefix := range []string{"", "ka-"} {
+		unit := "conn"
+		if prefix != "" {
+			unit = "req"
+		}
+		hapRate, hapGw := med(prefix+"haproxy6", rate), med(prefix+"haproxy6", gwc)
+		for _, v := range variants {
+			r, gw := med(prefix+v, rate), med(prefix+v, gwc)
+			name := strings.ReplaceAll(prefix+v, "-", "_")
+			b.ReportMetric(r, name+"_"+unit+"/s")
+			b.ReportMetric(gw, name+"_gw_µs/"+unit)
+			if v != "haproxy6" {
+				b.ReportMetric(r/hapRate, name+"_rate_vs_haproxy6")
+				b.ReportMetric(gw/hapGw, name+"_gw_cpu_vs_haproxy6")
+			}
+			b.Logf("%-12s %7.0f %s/s (×%.2f HAProxy's over IPv6); gateway CPU per %s %.1f µs (×%.2f HAProxy's)", prefix+v, r, unit, r/hapRate, unit, gw, gw/hapGw)
+		}
+	}
 }
