@@ -227,12 +227,16 @@ func TestIPv6NAT(t *testing.T) {
 	dns := v6Service("dns6", 80, UDP, RoundRobin)
 	sticky := v6Service("sticky6", 81, TCP, Maglev)
 	sticky.Persistence = time.Minute
+	// Sources by IPv6 prefix: the client's second address is denied.
+	guarded := v6Service("guarded6", 83, TCP, RoundRobin)
+	guarded.Allow = []netip.Prefix{netip.MustParsePrefix("2001:db8:1::/64")}
+	guarded.Deny = []netip.Prefix{netip.MustParsePrefix(client6b + "/128")}
 	full := v6Service("full6", 82, TCP, RoundRobin)
 	full.Mode = FNAT
 	full.LocalAddresses = []netip.Addr{mustAddr(local6)}
 	v4 := Service{Name: "web4", VIP: mustAddr(vip), Port: 80, Protocol: TCP, Mode: NAT, Scheduler: RoundRobin,
 		Servers: []Server{{Address: mustAddr("198.51.100.11"), Port: 8080, Weight: 1}, {Address: mustAddr("198.51.100.12"), Port: 8080, Weight: 1}}}
-	cfg := Config{Services: []Service{web, dns, sticky, full, v4}}
+	cfg := Config{Services: []Service{web, dns, sticky, full, guarded, v4}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -249,6 +253,9 @@ func TestIPv6NAT(t *testing.T) {
 	}
 	if got := obs.Services()["full6"].LocalAddresses; len(got) != 1 || got[0] != mustAddr(local6) {
 		t.Errorf("full6's local addresses read back as %v", got)
+	}
+	if got := obs.Services()["guarded6"]; !samePrefixes(got.Allow, guarded.Allow) || !samePrefixes(got.Deny, guarded.Deny) {
+		t.Errorf("guarded6's sources read back as allow %v deny %v", got.Allow, got.Deny)
 	}
 
 	web6 := net.JoinHostPort(vip6, "80")
@@ -317,6 +324,13 @@ func TestIPv6NAT(t *testing.T) {
 				t.Fatalf("persistence: connection %d from %s went to %s, the first to %s", i, from, srv, first)
 			}
 		}
+	}
+	// The denied address's first packet is dropped; the other passes.
+	if _, _, err := l.ask("tcp", client6, net.JoinHostPort(vip6, "83")); err != nil {
+		t.Errorf("an allowed source: %v", err)
+	}
+	if _, _, err := l.ask("tcp", client6b, net.JoinHostPort(vip6, "83")); err == nil {
+		t.Errorf("a denied source got through")
 	}
 	// fnat: the servers see the gateway's local address.
 	for range 2 {
