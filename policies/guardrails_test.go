@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,13 @@ func setService(in *Input, name string, fn func(s *spec.Service)) {
 }
 
 // secondInstance adds VI_2, by default a valid neighbour of VI_1.
+// ipv6Instance adds VI_6, holding the IPv6 VIP 2001:db8:1::100 on eth0.
+func ipv6Instance(in *Input) {
+	in.VRRP["VI_6"] = spec.VRRPInstance{Interface: "eth0", VRID: 56, Version: 3,
+		Nodes: map[string]spec.VRRPNode{"gw1": {Priority: 150}, "gw2": {Priority: 100}},
+		VIPs:  []spec.VIP{vip("2001:db8:1::100/64")}}
+}
+
 func secondInstance(in *Input, fn func(vi *spec.VRRPInstance)) {
 	vi := spec.VRRPInstance{Interface: "eth0", VRID: 52, Version: 3,
 		Nodes: map[string]spec.VRRPNode{"gw1": {Priority: 100}, "gw2": {Priority: 150}},
@@ -619,6 +627,50 @@ func TestGuardrails(t *testing.T) {
 				Servers: map[string]spec.Server{"d1": {Address: "198.51.100.53:53"}},
 				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
 		}), 4},
+		{"feature built: IPv6 in nat, fnat and dr carried", "service-feature-built", edit(func(in *Input) {
+			ipv6Instance(in)
+			// The gateways' IPv6 addresses on the servers' segment (the
+			// nat servers' route back, the fnat local addresses) and on
+			// the dr servers' segment.
+			for n, i := range map[string]int{"gw1": 2, "gw2": 3} {
+				setNode(in, n, func(ns *spec.NodeSettings) {
+					ifs := maps.Clone(ns.Interfaces)
+					eth0 := ifs["eth0"]
+					eth0.Addresses = append(slices.Clone(eth0.Addresses), netip.MustParsePrefix(fmt.Sprintf("2001:db8:1::%d/64", 9+i)))
+					ifs["eth0"] = eth0
+					ifs["eth1"] = spec.Interface{Addresses: []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("2001:db8:2::%d/64", i))}}
+					ns.Interfaces = ifs
+				})
+			}
+			in.Services["lvs6"] = spec.Service{Mode: spec.ModeDR, Interface: "eth0", Balance: "maglev",
+				Binds:   []string{"[2001:db8:1::100]:443"},
+				Servers: map[string]spec.Server{"r1": {Address: "[2001:db8:1::21]:443"}, "r2": {Address: "2001:db8:1::22"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}, Port: 443}}
+			in.Services["web6"] = spec.Service{Mode: spec.ModeNAT, Balance: "source", Persistence: spec.Duration(time.Minute),
+				Binds:   []string{"[2001:db8:1::100]:80", "[2001:db8:1::100]:81"},
+				Source:  &spec.SourceRules{Allow: []string{"2001:db8::/32"}, MaxConnPerSource: 10},
+				Servers: map[string]spec.Server{"s1": {Address: "[2001:db8:2::11]:8080"}, "s2": {Address: "[2001:db8:2::12]:8080"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			in.Services["full6"] = spec.Service{Mode: spec.ModeFNAT, Binds: []string{"[2001:db8:1::100]:82"},
+				LocalAddresses: []string{"2001:db8:2::2", "2001:db8:2::3"},
+				Servers:        map[string]spec.Server{"s1": {Address: "[2001:db8:2::11]:8080"}},
+				Check:          &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 0},
+		{"feature built: IPv6 where kernel modes cannot carry it, at its place", "service-feature-built", edit(func(in *Input) {
+			backSegment(in)
+			ipv6Instance(in)
+			// An IPv6 VIP to an IPv4 server (NAT64), IPv4 sources, binds of both families.
+			in.Services["mixed"] = spec.Service{Mode: spec.ModeNAT, RouteBack: spec.RouteBackRouted,
+				Binds:   []string{"[2001:db8:1::100]:80", "203.0.113.100:90", "[::ffff:203.0.113.100]:81"},
+				Source:  &spec.SourceRules{Deny: []string{"198.51.100.0/24"}},
+				Servers: map[string]spec.Server{"s1": {Address: "198.51.100.11:8080"}, "s2": {Address: "[2001:db8:2::12]:8080"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+			// A dr server off the segment, which the site states IPv4 only.
+			in.Services["lvs6"] = spec.Service{Mode: spec.ModeDR, Interface: "eth0", Balance: "maglev",
+				Binds:   []string{"[2001:db8:1::100]:443"},
+				Servers: map[string]spec.Server{"r1": {Address: "[2001:db8:1::21]:443"}},
+				Check:   &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+		}), 5},
 		{"secret in clear: password", "secret-in-clear", edit(func(in *Input) {
 			setVRRP(in, "VI_1", func(vi *spec.VRRPInstance) {
 				vi.Version = 2

@@ -14,11 +14,13 @@ import (
 )
 
 // kernelServiceBuilt refuses, at their place in the site, what the kernel
-// load balancer (modes nat and dr) cannot carry, so that a site is never
-// applied with part of a service silently dropped: the proxy's scheduling
-// by connection counts, queues and PROXY headers; servers by name or IPv6
-// (IPv4 only for now); in dr, a server port other than the VIP's and a
-// scheduler per packet. In proxy mode, "maglev" is the kernel's only.
+// load balancer (modes nat, fnat and dr) cannot carry, so that a site is
+// never applied with part of a service silently dropped: the proxy's
+// scheduling by connection counts, queues and PROXY headers; servers by
+// name, or of another address family than the VIPs (the kernel's NAT
+// keeps a flow in its family: no NAT64; a service by mark only is IPv4);
+// in dr, a server port other than the VIP's and a scheduler per packet. In proxy mode, "maglev" is the
+// kernel's only.
 func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 	path := "services." + spec.Label(name)
 	switch {
@@ -81,10 +83,16 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 		r.add(path+".proxy_protocol", "service %s: proxy_protocol: mode %s forwards packets unchanged; the servers see the client's address already", name, s.Mode)
 	}
 	var ports []uint16
+	v6 := kernIPv6(s)
 	for i, b := range s.Binds {
+		at := fmt.Sprintf("%s.binds.%d", path, i)
 		ap, err := netip.ParseAddrPort(b)
-		if err != nil || !ap.Addr().Is4() || ap.Addr().IsUnspecified() {
-			r.add(fmt.Sprintf("%s.binds.%d", path, i), "service %s: %s: mode %s forwards to an IPv4 VIP and port (no wildcard, IPv6 not built yet)", name, b, s.Mode)
+		switch {
+		case err != nil || !plainAddr(ap.Addr()) || ap.Addr().IsUnspecified():
+			r.add(at, "service %s: %s: mode %s forwards to a VIP and port (an IPv4 or IPv6 address, no wildcard)", name, b, s.Mode)
+			continue
+		case ap.Addr().Is6() != v6:
+			r.add(at, "service %s: %s: the binds of a kernel service are of one address family, %s here (its servers are too: the kernel's NAT keeps a flow in its family)", name, b, familyName(v6))
 			continue
 		}
 		ports = append(ports, ap.Port())
@@ -106,8 +114,8 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 		switch {
 		case err != nil:
 			r.add(sp+".address", "service %s: server %s: %s: mode %s forwards to an address, not a name", name, sn, sv.Address, s.Mode)
-		case !ap.Addr().Is4():
-			r.add(sp+".address", "service %s: server %s: %s: mode %s forwards to IPv4 servers (IPv6 not built yet)", name, sn, sv.Address, s.Mode)
+		case !plainAddr(ap.Addr()) || ap.Addr().Is6() != v6:
+			r.add(sp+".address", "service %s: server %s: %s: mode %s forwards %s flows to %s servers only (the kernel's NAT keeps a flow in its family: no NAT64)", name, sn, sv.Address, s.Mode, familyName(v6), familyName(v6))
 		case s.Mode == spec.ModeDR && ap.Port() != 0 && len(s.Fwmarks) > 0:
 			r.add(sp+".address", "service %s: server %s: %s: dr rewrites only Ethernet addresses, so a service with fwmarks cannot send to a port: give the address alone (the client's port is kept)", name, sn, sv.Address)
 		case s.Mode == spec.ModeDR && ap.Port() != 0 && slices.ContainsFunc(ports, func(p uint16) bool { return p != ap.Port() }):
@@ -133,8 +141,8 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 						p = netip.PrefixFrom(a, a.BitLen())
 					}
 				}
-				if !p.Addr().Is4() {
-					r.add(fmt.Sprintf("%s.source.%s.%d", path, list, i), "service %s: %s: mode %s matches IPv4 sources only (IPv6 not built yet)", name, c, s.Mode)
+				if !p.IsValid() || p.Addr().Is6() != v6 {
+					r.add(fmt.Sprintf("%s.source.%s.%d", path, list, i), "service %s: %s: the service's flows are %s: mode %s matches %s sources only", name, c, familyName(v6), s.Mode, familyName(v6))
 				}
 			}
 		}
@@ -153,6 +161,28 @@ func kernelServiceBuilt(in *Input, name string, s spec.Service, r report) {
 			}
 		}
 	}
+}
+
+// kernIPv6 reports a kernel service whose flows are IPv6: its first bind
+// that is an address and port is IPv6 (a service by mark only is IPv4).
+func kernIPv6(s spec.Service) bool {
+	for _, b := range s.Binds {
+		if ap, err := netip.ParseAddrPort(b); err == nil && plainAddr(ap.Addr()) {
+			return ap.Addr().Is6()
+		}
+	}
+	return false
+}
+
+// plainAddr: an IPv4 or IPv6 address without a zone and not IPv4-mapped,
+// as the kernel's rules compare header bytes.
+func plainAddr(a netip.Addr) bool { return a.IsValid() && a.Zone() == "" && !a.Is4In6() }
+
+func familyName(v6 bool) string {
+	if v6 {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 // proxyTransparentMark is the packet mark the proxy's transparent mode
@@ -209,8 +239,8 @@ func offSegment(in *Input, s spec.Service, a netip.Addr) (string, string, bool) 
 	return "", "", false
 }
 
-// fnatLocalAddress checks an fnat service's local addresses: IPv4 (the
-// kernel forwards IPv4 only), not a VIP (a VIP is on one gateway at a
+// fnatLocalAddress checks an fnat service's local addresses: of the
+// service's family (the kernel's NAT keeps a flow in its family), not a VIP (a VIP is on one gateway at a
 // time: the peer's copy of the service would give its flows a source the
 // other gateway holds, and the servers' replies would go there), held by
 // some gateway of the service, and each gateway holding one (a gateway
@@ -265,8 +295,8 @@ func fnatLocalAddress(in *Input, r report) {
 			case err != nil:
 				r.add(at, "service %s: %q is not an IP address", name, l)
 				continue
-			case !a.Is4():
-				r.add(at, "service %s: %s: fnat rewrites IPv4 flows only (IPv6 not built yet)", name, a)
+			case !plainAddr(a) || a.Is6() != kernIPv6(s):
+				r.add(at, "service %s: %s: the service's flows are %s: fnat gives them a source of their family", name, a, familyName(kernIPv6(s)))
 			case vips[a] != "":
 				r.add(at, "service %s: %s is a VIP of instance %s: a VIP is on one gateway at a time, and the servers would answer whichever holds it; give the gateways' own addresses", name, a, vips[a])
 			case in.Whole && !heldBy[a]:

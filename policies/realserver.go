@@ -33,7 +33,7 @@ func natRouteBack(in *Input, r report) {
 		}
 		for _, sn := range slices.Sorted(maps.Keys(s.Servers)) {
 			ap, err := s.Servers[sn].AddrPort()
-			if err != nil || !ap.Addr().Is4() {
+			if err != nil || !plainAddr(ap.Addr()) {
 				continue // service-feature-built reports it
 			}
 			for _, n := range nodes {

@@ -203,7 +203,9 @@ func RealServerRoles(ns NodeSettings, services map[string]Service) []RealServerR
 			}
 			for _, b := range s.Binds {
 				bp, err := netip.ParseAddrPort(b)
-				if err != nil || !bp.Addr().Is4() {
+				// A wildcard or IPv4-mapped bind is refused by the
+				// guardrails: it names no VIP to hold.
+				if err != nil || bp.Addr().IsUnspecified() || bp.Addr().Is4In6() {
 					continue
 				}
 				out = append(out, RealServerRole{VIP: bp.Addr(), Service: name, Server: sn, Address: ap.Addr(), Interface: ifname})

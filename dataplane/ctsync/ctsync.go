@@ -17,8 +17,13 @@
 // ResyncEvery, periodically: an entry whose state does not change raises
 // no event, and a long UDP stream would otherwise expire on the peer.
 //
-// Limits of this first version: IPv4, no authentication of the datagrams
-// (use a dedicated link, as with conntrackd), one datagram per entry.
+// IPv4 and IPv6 flows: an IPv4 flow travels as a version 1 record (the
+// first version's form, so that a peer not yet upgraded still takes
+// them), an IPv6 flow as a version 2 record, of the same layout with
+// 16-byte addresses.
+//
+// Limits: no authentication of the datagrams (use a dedicated link, as
+// with conntrackd), one datagram per entry.
 package ctsync
 
 import (
@@ -66,24 +71,33 @@ type Record struct {
 }
 
 const (
-	magic      = 0x6763 // "gc"
-	version    = 1
-	recordSize = 2 + 1 + 1 + 1 + 3*6 + 4 + 4 + 1
+	magic = 0x6763 // "gc"
+	// version4 records carry IPv4 flows (32 bytes), version6 IPv6 ones
+	// (68 bytes).
+	version4    = 1
+	version6    = 2
+	recordSize4 = 2 + 1 + 1 + 1 + 3*6 + 4 + 4 + 1
+	recordSize6 = 2 + 1 + 1 + 1 + 3*18 + 4 + 4 + 1
 )
 
-// MarshalBinary encodes a record in a fixed 32-byte form.
+// MarshalBinary encodes a record in a fixed form: 32 bytes for an IPv4
+// flow, 68 for an IPv6 one. The three addresses are of one family.
 func (r Record) MarshalBinary() ([]byte, error) {
+	v6 := r.Client.Addr().Is6()
 	for _, a := range []netip.AddrPort{r.Client, r.VIP, r.Server} {
-		if !a.Addr().Is4() {
-			return nil, fmt.Errorf("ctsync: %v: only IPv4", a)
+		if !a.Addr().IsValid() || a.Addr().Is6() != v6 || a.Addr().Is4In6() {
+			return nil, fmt.Errorf("ctsync: %v, %v, %v: not three addresses of one family", r.Client, r.VIP, r.Server)
 		}
 	}
-	b := make([]byte, 0, recordSize)
+	ver, size := byte(version4), recordSize4
+	if v6 {
+		ver, size = version6, recordSize6
+	}
+	b := make([]byte, 0, size)
 	b = binary.BigEndian.AppendUint16(b, magic)
-	b = append(b, version, byte(r.Op), r.Protocol)
+	b = append(b, ver, byte(r.Op), r.Protocol)
 	for _, a := range []netip.AddrPort{r.Client, r.VIP, r.Server} {
-		ip := a.Addr().As4()
-		b = append(b, ip[:]...)
+		b = append(b, a.Addr().AsSlice()...)
 		b = binary.BigEndian.AppendUint16(b, a.Port())
 	}
 	b = binary.BigEndian.AppendUint32(b, r.Status)
@@ -93,8 +107,13 @@ func (r Record) MarshalBinary() ([]byte, error) {
 
 // UnmarshalBinary decodes MarshalBinary's form.
 func (r *Record) UnmarshalBinary(b []byte) error {
-	if len(b) != recordSize || binary.BigEndian.Uint16(b) != magic || b[2] != version {
-		return fmt.Errorf("ctsync: not a version %d record (%d bytes)", version, len(b))
+	alen := 4
+	switch {
+	case len(b) == recordSize4 && binary.BigEndian.Uint16(b) == magic && b[2] == version4:
+	case len(b) == recordSize6 && binary.BigEndian.Uint16(b) == magic && b[2] == version6:
+		alen = 16
+	default:
+		return fmt.Errorf("ctsync: not a version %d (%d bytes) or %d (%d bytes) record (%d bytes)", version4, recordSize4, version6, recordSize6, len(b))
 	}
 	r.Op, r.Protocol = Op(b[3]), b[4]
 	if r.Op < OpNew || r.Op > OpDestroy {
@@ -102,8 +121,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	p := 5
 	for _, a := range []*netip.AddrPort{&r.Client, &r.VIP, &r.Server} {
-		*a = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[p:p+4])), binary.BigEndian.Uint16(b[p+4:]))
-		p += 6
+		ip, _ := netip.AddrFromSlice(b[p : p+alen])
+		*a = netip.AddrPortFrom(ip, binary.BigEndian.Uint16(b[p+alen:]))
+		p += alen + 2
 	}
 	r.Status = binary.BigEndian.Uint32(b[p:])
 	r.Timeout = binary.BigEndian.Uint32(b[p+4:])
@@ -307,6 +327,8 @@ const (
 	ctaTupleProto    = 2
 	ctaIPv4Src       = 1
 	ctaIPv4Dst       = 2
+	ctaIPv6Src       = 3
+	ctaIPv6Dst       = 4
 	ctaProtoNum      = 1
 	ctaProtoSrcPort  = 2
 	ctaProtoDstPort  = 3
@@ -314,6 +336,8 @@ const (
 	ctaTCPState      = 1
 	ctaNatV4MinIP    = 1
 	ctaNatV4MaxIP    = 2
+	ctaNatV6MinIP    = 4
+	ctaNatV6MaxIP    = 5
 	ctaNatProto      = 3
 	ctaProtonatPortM = 1
 	ctaProtonatPortX = 2
@@ -327,11 +351,14 @@ const (
 )
 
 func tupleAttr(typ uint16, proto uint8, src, dst netip.AddrPort) netfilter.Attribute {
-	s, d := src.Addr().As4(), dst.Addr().As4()
+	srcT, dstT := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
+	if src.Addr().Is6() {
+		srcT, dstT = ctaIPv6Src, ctaIPv6Dst
+	}
 	return netfilter.Attribute{Type: typ, Nested: true, Children: []netfilter.Attribute{
 		{Type: ctaTupleIP, Nested: true, Children: []netfilter.Attribute{
-			{Type: ctaIPv4Src, Data: s[:]},
-			{Type: ctaIPv4Dst, Data: d[:]},
+			{Type: srcT, Data: src.Addr().AsSlice()},
+			{Type: dstT, Data: dst.Addr().AsSlice()},
 		}},
 		{Type: ctaTupleProto, Nested: true, Children: []netfilter.Attribute{
 			{Type: ctaProtoNum, Data: []byte{proto}},
@@ -344,8 +371,12 @@ func tupleAttr(typ uint16, proto uint8, src, dst netip.AddrPort) netfilter.Attri
 // Apply makes this node's conntrack table hold (or drop) rec's flow.
 func (r *Receiver) Apply(rec Record) error {
 	orig := tupleAttr(ctaTupleOrig, rec.Protocol, rec.Client, rec.VIP)
+	fam := netfilter.ProtoIPv4
+	if rec.Client.Addr().Is6() {
+		fam = netfilter.ProtoIPv6
+	}
 	if rec.Op == OpDestroy {
-		err := r.query(ipctnlMsgCtDelete, netlink.Request|netlink.Acknowledge, []netfilter.Attribute{orig})
+		err := r.query(fam, ipctnlMsgCtDelete, netlink.Request|netlink.Acknowledge, []netfilter.Attribute{orig})
 		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
@@ -362,29 +393,33 @@ func (r *Receiver) Apply(rec Record) error {
 	}
 	// Create: the reply tuple as if there were no NAT, and the DNAT
 	// binding, from which the kernel derives the real reply tuple.
-	ip := rec.Server.Addr().As4()
+	ip := rec.Server.Addr().AsSlice()
+	minT, maxT := uint16(ctaNatV4MinIP), uint16(ctaNatV4MaxIP)
+	if fam == netfilter.ProtoIPv6 {
+		minT, maxT = ctaNatV6MinIP, ctaNatV6MaxIP
+	}
 	nat := netfilter.Attribute{Type: ctaNatDst, Nested: true, Children: []netfilter.Attribute{
-		{Type: ctaNatV4MinIP, Data: ip[:]},
-		{Type: ctaNatV4MaxIP, Data: ip[:]},
+		{Type: minT, Data: ip},
+		{Type: maxT, Data: ip},
 		{Type: ctaNatProto, Nested: true, Children: []netfilter.Attribute{
 			{Type: ctaProtonatPortM, Data: netfilter.Uint16Bytes(rec.Server.Port())},
 			{Type: ctaProtonatPortX, Data: netfilter.Uint16Bytes(rec.Server.Port())},
 		}},
 	}}
 	create := append([]netfilter.Attribute{orig, tupleAttr(ctaTupleReply, rec.Protocol, rec.VIP, rec.Client), nat}, state...)
-	err := r.query(ipctnlMsgCtNew, netlink.Request|netlink.Acknowledge|netlink.Create|netlink.Excl, create)
+	err := r.query(fam, ipctnlMsgCtNew, netlink.Request|netlink.Acknowledge|netlink.Create|netlink.Excl, create)
 	if errors.Is(err, unix.EEXIST) {
 		// Known already: update its state (NAT cannot change).
-		err = r.query(ipctnlMsgCtNew, netlink.Request|netlink.Acknowledge, append([]netfilter.Attribute{orig}, state...))
+		err = r.query(fam, ipctnlMsgCtNew, netlink.Request|netlink.Acknowledge, append([]netfilter.Attribute{orig}, state...))
 	}
 	return err
 }
 
-func (r *Receiver) query(msgType uint8, flags netlink.HeaderFlags, attrs []netfilter.Attribute) error {
+func (r *Receiver) query(fam netfilter.ProtoFamily, msgType uint8, flags netlink.HeaderFlags, attrs []netfilter.Attribute) error {
 	req, err := netfilter.MarshalNetlink(netfilter.Header{
 		SubsystemID: netfilter.NFSubsysCTNetlink,
 		MessageType: netfilter.MessageType(msgType),
-		Family:      netfilter.ProtoIPv4,
+		Family:      fam,
 		Flags:       flags,
 	}, attrs)
 	if err != nil {

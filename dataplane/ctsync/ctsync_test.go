@@ -27,8 +27,27 @@ func TestRecordRoundTrip(t *testing.T) {
 	if err := got.UnmarshalBinary(b); err == nil {
 		t.Errorf("a record of another version was accepted")
 	}
-	if _, err := (Record{Client: netip.MustParseAddrPort("[2001:db8::1]:1")}).MarshalBinary(); err == nil {
-		t.Errorf("an IPv6 record was encoded")
+	// An IPv6 flow: a version 2 record.
+	r6 := Record{Op: OpNew, Protocol: unix.IPPROTO_UDP,
+		Client: netip.MustParseAddrPort("[2001:db8:1::50]:40000"), VIP: netip.MustParseAddrPort("[2001:db8:1::100]:53"),
+		Server: netip.MustParseAddrPort("[2001:db8:2::11]:5353"), Status: 0x1ce, Timeout: 30}
+	b, err = r6.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != recordSize6 || b[2] != version6 {
+		t.Errorf("an IPv6 record is %d bytes of version %d, want %d of version %d", len(b), b[2], recordSize6, version6)
+	}
+	if err := got.UnmarshalBinary(b); err != nil || got != r6 {
+		t.Errorf("IPv6 round trip: %+v (%v), want %+v", got, err, r6)
+	}
+	if err := got.UnmarshalBinary(b[:recordSize4]); err == nil {
+		t.Errorf("a version 2 record cut to a version 1 size was accepted")
+	}
+	mixed := r6
+	mixed.Server = netip.MustParseAddrPort("198.51.100.11:53")
+	if _, err := mixed.MarshalBinary(); err == nil {
+		t.Errorf("a record of mixed families was encoded")
 	}
 }
 

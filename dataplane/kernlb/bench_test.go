@@ -203,7 +203,8 @@ func connLoad(tb testing.TB, client *lab.Netns, targets []string, conc int, d ti
 				}
 				if c == nil {
 					var err error
-					if c, err = net.DialTimeout("tcp4", targets[i%len(targets)], time.Second); err != nil {
+					// "tcp": an IPv4 target is dialled over IPv4, an IPv6 one over IPv6.
+					if c, err = net.DialTimeout("tcp", targets[i%len(targets)], time.Second); err != nil {
 						errs.Add(1)
 						continue
 					}

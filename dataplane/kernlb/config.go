@@ -245,9 +245,8 @@ func (s Service) validate() error {
 		if s.VIP.IsValid() || s.Port != 0 {
 			bad("mark: %d: a service by mark has no vip and port (it takes the marked packets whatever their destination)", s.Mark)
 		}
-	case !s.VIP.Is4():
-		// The program matches IPv4 headers only; IPv6 is not built yet.
-		bad("vip: %v: only IPv4 addresses are supported", s.VIP)
+	case !s.VIP.IsValid() || s.VIP.Is4In6() || s.VIP.Zone() != "":
+		bad("vip: %v: must be an IPv4 or IPv6 address (no zone, not IPv4-mapped)", s.VIP)
 	case s.Port == 0:
 		bad("port: must be 1-65535")
 	}
@@ -276,8 +275,8 @@ func (s Service) validate() error {
 		seenLocal := map[netip.Addr]int{}
 		for i, a := range s.LocalAddresses {
 			switch {
-			case !a.Is4():
-				bad("local_addresses[%d]: %v: only IPv4 addresses are supported", i, a)
+			case !s.sameFamily(a):
+				bad("local_addresses[%d]: %v: not of the VIP's family (%v): the kernel's NAT keeps a flow in its family", i, a, s.family())
 			case a == s.VIP:
 				bad("local_addresses[%d]: %v is the service's VIP: give the gateway's own address on the servers' side", i, a)
 			}
@@ -325,16 +324,18 @@ func (s Service) validate() error {
 		}
 	}
 	for i, p := range append(append([]netip.Prefix{}, s.Allow...), s.Deny...) {
-		if !p.IsValid() || !p.Addr().Is4() {
-			bad("allow/deny[%d]: %v: only IPv4 prefixes", i, p)
+		if !p.IsValid() || !s.sameFamily(p.Addr()) {
+			bad("allow/deny[%d]: %v: not a prefix of the VIP's family (%v)", i, p, s.family())
 		}
 	}
 	seen := map[string]int{}
 	wsum, gcd := 0, 0
 	for i, srv := range s.Servers {
 		at := fmt.Sprintf("servers[%d] (%v)", i, srv.Address)
-		if !srv.Address.Is4() {
-			bad("%s: address: only IPv4 addresses are supported", at)
+		if !s.sameFamily(srv.Address) {
+			// NAT64 (an IPv6 VIP to IPv4 servers) is not NAT: the
+			// kernel's NAT keeps a flow in its family.
+			bad("%s: address: not of the VIP's family (%v): the kernel's NAT keeps a flow in its family", at, s.family())
 		}
 		if srv.Weight < 0 || srv.Weight > MaxWeight {
 			bad("%s: weight: %d must be 0-%d", at, srv.Weight, MaxWeight)
@@ -364,6 +365,28 @@ func (s Service) validate() error {
 		bad("servers: weights sum to %d turns (after dividing by their gcd %d), at most %d", wsum/gcd, gcd, maxWRRSlots)
 	}
 	return errors.Join(errs...)
+}
+
+// is6 reports an IPv6 service: its VIP is IPv6. A service by mark has no
+// VIP and takes IPv4 packets only.
+func (s Service) is6() bool { return s.VIP.Is6() && !s.VIP.Is4In6() }
+
+// family names the service's address family, for errors.
+func (s Service) family() string {
+	if s.is6() {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// sameFamily reports whether a is a plain address of the service's
+// family (IPv4-mapped IPv6 addresses and zones are refused: the rules
+// compare raw header bytes).
+func (s Service) sameFamily(a netip.Addr) bool {
+	if !a.IsValid() || a.Zone() != "" || a.Is4In6() {
+		return false
+	}
+	return a.Is6() == s.is6()
 }
 
 // draining reports LVS's quiescent state: weight 0 and not down.

@@ -124,7 +124,11 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.Services[0].Limits.ConnPerSource = 3 }, "conn_per_source: dr mode keeps no connection state"},
 		{func(c *Config) { c.Services[0].Servers[0].Port = 8080 }, "servers[0] (203.0.113.21): port: 8080: dr mode cannot change the port"},
 		{func(c *Config) { c.Services[1].Name = "web" }, "services[1] (web): name: same as services[0]"},
-		{func(c *Config) { c.Services[1].VIP = netip.MustParseAddr("2001:db8::1") }, "vip: 2001:db8::1: only IPv4"},
+		// NAT64 is not NAT: an IPv6 VIP to IPv4 servers is refused.
+		{func(c *Config) { c.Services[1].VIP = netip.MustParseAddr("2001:db8::1") }, "servers[0] (198.51.100.11): address: not of the VIP's family (IPv6)"},
+		{func(c *Config) { c.Services[1].Servers[1].Address = netip.MustParseAddr("2001:db8::12") }, "servers[1] (2001:db8::12): address: not of the VIP's family (IPv4)"},
+		{func(c *Config) { c.Services[0].VIP = netip.MustParseAddr("2001:db8::1") }, "servers[0] (203.0.113.21): address: not of the VIP's family (IPv6)"},
+		{func(c *Config) { c.Services[1].VIP = netip.MustParseAddr("::ffff:203.0.113.1") }, "not IPv4-mapped"},
 		{func(c *Config) { c.Services[1].TableSize = 1000 }, "table_size: 1000 must be a prime"},
 		{func(c *Config) { c.Services[1].Servers[0].Weight = 300 }, "weight: 300 must be 0-256"},
 		{func(c *Config) { c.Services[1].Protocol = "sctp" }, `protocol: "sctp" must be tcp or udp`},
@@ -151,6 +155,18 @@ func TestIntervals(t *testing.T) {
 	want := "[0.0.0.0/1 192.0.0.0/2]"
 	if fmtPrefixes(got) != want {
 		t.Errorf("merged %v into %v, want %s", in, got, want)
+	}
+	in6 := []netip.Prefix{netip.MustParsePrefix("2001:db8::/33"), netip.MustParsePrefix("2001:db8:8000::/33"),
+		netip.MustParsePrefix("2001:db9::1/128"), netip.MustParsePrefix("2001:db9::2/127"), netip.MustParsePrefix("8000::/1")}
+	got = prefixesOf(intervalElems(in6))
+	want = "[2001:db8::/32 2001:db9::1/128 2001:db9::2/127 8000::/1]"
+	if fmtPrefixes(got) != want {
+		t.Errorf("merged %v into %v, want %s", in6, got, want)
+	}
+	// The last range has no end element (it reaches ffff:…): three
+	// ranges, the middle one merged from adjacent /128 and /127.
+	if e := intervalElems(in6); len(e) != 5 || e[4].IntervalEnd {
+		t.Errorf("elements %v, want 3 ranges, the last without an end", e)
 	}
 }
 

@@ -18,6 +18,14 @@
 // one netlink batch, which the kernel applies as one transaction: no packet
 // sees half a configuration.
 //
+// IPv4 and IPv6: a service's VIP, servers, sources and local addresses
+// are of one family (the kernel's NAT keeps a flow in its family: no
+// NAT64). Every mode carries IPv6: in nat and fnat the dispatch rule
+// matches nfproto ipv6 and ip6 daddr and the maps hold ipv6_addr .
+// inet_service; in dr it matches the Ethernet type IPv6, and Resolve
+// learns the servers' MACs by neighbour discovery. A service by mark is
+// IPv4 only.
+//
 // A service is a VIP:port, or a firewall mark (LVS's fwmark service: every
 // packet of its protocol that something else, the operator's firewall,
 // marked, whatever its address and port; its dispatch rule comes before

@@ -154,6 +154,16 @@ func TestFNAT(t *testing.T) {
 		t.Errorf("Set after the restore changed %v", ch)
 	}
 
+	// A new LB reads the source rewrite back (its ct expressions) as
+	// written: no drift.
+	obs, err = l.lb(0).Observe()
+	if err != nil {
+		t.Fatalf("a new LB reads the fnat tables: %v", err)
+	}
+	if d, err := Diff(cfg, obs); err != nil || len(d) != 0 {
+		t.Errorf("the fnat tables read back by a new LB: %v, %v", d, err)
+	}
+
 	// The last fnat service gone, its postrouting chain goes too.
 	nat := tcp
 	nat.Mode, nat.LocalAddresses = NAT, nil
@@ -187,7 +197,7 @@ func TestFNATValidate(t *testing.T) {
 	}{
 		{func(s *Service) { s.LocalAddresses = nil }, "local_addresses: fnat needs at least one"},
 		{func(s *Service) { s.LocalAddresses = append(s.LocalAddresses, mustAddr("198.51.100.2")) }, "local_addresses[1]: 198.51.100.2: same as local_addresses[0]"},
-		{func(s *Service) { s.LocalAddresses = []netip.Addr{mustAddr("2001:db8::2")} }, "local_addresses[0]: 2001:db8::2: only IPv4"},
+		{func(s *Service) { s.LocalAddresses = []netip.Addr{mustAddr("2001:db8::2")} }, "local_addresses[0]: 2001:db8::2: not of the VIP's family (IPv4)"},
 		{func(s *Service) { s.LocalAddresses = []netip.Addr{s.VIP} }, "is the service's VIP"},
 		{func(s *Service) { s.VIP, s.Port, s.Mark = netip.Addr{}, 0, 7 }, "a service by mark has none"},
 		{func(s *Service) { s.Mode = NAT }, "local_addresses: only for fnat"},

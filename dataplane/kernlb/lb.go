@@ -225,7 +225,11 @@ func (lb *LB) Resolve(ctx context.Context, cfg Config) (Config, error) {
 			continue
 		}
 		s.ifindex, s.ifMAC = link.Attrs().Index, link.Attrs().HardwareAddr
-		addrs, err := lb.nl.AddrList(link, netlink.FAMILY_V4)
+		fam := netlink.FAMILY_V4
+		if s.is6() {
+			fam = netlink.FAMILY_V6
+		}
+		addrs, err := lb.nl.AddrList(link, fam)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("kernlb: service %s: addresses of %s: %w", s.Name, s.Interface, err))
 			continue
@@ -238,7 +242,7 @@ func (lb *LB) Resolve(ctx context.Context, cfg Config) (Config, error) {
 			if srv.MAC != nil || srv.Down {
 				continue
 			}
-			mac, err := lb.neighbour(ctx, link.Attrs().Index, srv.Address.AsSlice())
+			mac, err := lb.neighbour(ctx, link.Attrs().Index, fam, srv.Address.AsSlice())
 			if err != nil {
 				errs = append(errs, fmt.Errorf("kernlb: service %s: servers[%d] %v on %s: %w", s.Name, j, srv.Address, s.Interface, err))
 				continue
@@ -259,13 +263,18 @@ func onSegment(addrs []netlink.Addr, ip net.IP) bool {
 	return false
 }
 
-// neighbour returns ip's MAC from the neighbour table, asking the kernel to
-// resolve it (NTF_USE: the kernel sends the ARP request itself) and polling
-// until it is known or ctx ends.
-func (lb *LB) neighbour(ctx context.Context, ifindex int, ip net.IP) (net.HardwareAddr, error) {
+// neighbour returns ip's MAC from the neighbour table of family fam,
+// asking the kernel to resolve it (NTF_USE: the kernel sends the ARP
+// request or the IPv6 neighbour solicitation itself) and polling until it
+// is known or ctx ends.
+func (lb *LB) neighbour(ctx context.Context, ifindex, fam int, ip net.IP) (net.HardwareAddr, error) {
+	proto := "ARP"
+	if fam == netlink.FAMILY_V6 {
+		proto = "neighbour discovery"
+	}
 	asked := false
 	for {
-		neighs, err := lb.nl.NeighList(ifindex, netlink.FAMILY_V4)
+		neighs, err := lb.nl.NeighList(ifindex, fam)
 		if err != nil {
 			return nil, fmt.Errorf("neighbours: %w", err)
 		}
@@ -277,15 +286,15 @@ func (lb *LB) neighbour(ctx context.Context, ifindex int, ip net.IP) (net.Hardwa
 		}
 		if !asked {
 			asked = true
-			err := lb.nl.NeighSet(&netlink.Neigh{LinkIndex: ifindex, Family: netlink.FAMILY_V4, IP: ip,
+			err := lb.nl.NeighSet(&netlink.Neigh{LinkIndex: ifindex, Family: fam, IP: ip,
 				State: netlink.NUD_NONE, Flags: netlink.NTF_USE})
 			if err != nil {
-				return nil, fmt.Errorf("ask for ARP resolution: %w", err)
+				return nil, fmt.Errorf("ask for %s resolution: %w", proto, err)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("no ARP answer: %w", ctx.Err())
+			return nil, fmt.Errorf("no %s answer: %w", proto, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
 )
 
 // Observed is the comparable form of the agent's tables: what Observe read
@@ -120,16 +119,11 @@ func (lb *LB) read() (Observed, error) {
 			if c.Table.Name != TableName {
 				continue
 			}
-			rules, err := lb.conn.GetRules(t, c)
+			rules, err := lb.rules(fam, c.Name)
 			if err != nil {
 				return o, fmt.Errorf("kernlb: rules of %s %s chain %s: %w", familyName(fam), TableName, c.Name, err)
 			}
-			cs := &ChainState{Hook: hookOf(c.Hooknum, c.Priority, c.Type)}
-			for _, r := range rules {
-				cmt, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-				cs.Rules = append(cs.Rules, RuleState{Comment: cmt, Exprs: exprsPrint(byte(fam), r.Exprs)})
-			}
-			ts.Chains[c.Name] = cs
+			ts.Chains[c.Name] = &ChainState{Hook: hookOf(c.Hooknum, c.Priority, c.Type), Rules: rules}
 		}
 		sets, err := lb.conn.GetSets(t)
 		if err != nil {
@@ -394,12 +388,15 @@ func (o Observed) Services() map[string]Service {
 				}
 				if cat := t.Sets[setName(s, "servers")]; cat != nil {
 					for _, e := range cat.elems {
-						if len(e.Key) < 6 || len(e.Val) < 4 {
+						// address . port: 4+4 bytes (IPv4) or 16+4 (IPv6)
+						n := len(e.Key) - 4
+						if n != 4 && n != 16 || len(e.Val) < 4 {
 							continue
 						}
+						a, _ := netip.AddrFromSlice(e.Key[:n])
 						v := binary.BigEndian.Uint32(e.Val)
-						srv := Server{Address: netip.AddrFrom4([4]byte(e.Key[:4])), Weight: int(v & 0xffff), Backup: v&(1<<16) != 0, Down: v&(1<<17) != 0}
-						if p := binary.BigEndian.Uint16(e.Key[4:6]); p != s.Port {
+						srv := Server{Address: a, Weight: int(v & 0xffff), Backup: v&(1<<16) != 0, Down: v&(1<<17) != 0}
+						if p := binary.BigEndian.Uint16(e.Key[n : n+2]); p != s.Port {
 							srv.Port = p
 						}
 						s.Servers = append(s.Servers, srv)
@@ -414,8 +411,8 @@ func (o Observed) Services() map[string]Service {
 				}
 				if la := t.Sets[setName(s, "laddr")]; la != nil && s.Mode == FNAT {
 					for _, e := range la.elems {
-						if len(e.Val) >= 4 {
-							s.LocalAddresses = append(s.LocalAddresses, netip.AddrFrom4([4]byte(e.Val[:4])))
+						if a, ok := netip.AddrFromSlice(e.Val); ok {
+							s.LocalAddresses = append(s.LocalAddresses, a)
 						}
 					}
 					s.LocalAddresses = s.sortedLocal()

@@ -1,6 +1,7 @@
 package kernlb
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -34,6 +35,7 @@ const (
 	reg1   = 1
 	reg2   = 2
 	reg3   = 3
+	reg4   = 4
 	reg32b = 9 // second 4-byte part of reg 1
 )
 
@@ -245,17 +247,15 @@ func snatProgram(s Service) (*setProg, ruleProg) {
 	local := s.sortedLocal()
 	elems := make([]nftables.SetElement, len(local))
 	for i, a := range local {
-		a4 := a.As4()
-		elems[i] = nftables.SetElement{Key: slotKey(i), Val: a4[:]}
+		elems[i] = nftables.SetElement{Key: slotKey(i), Val: a.AsSlice()}
 	}
-	set := nftables.Set{Name: setName(s, "laddr"), IsMap: true, KeyType: typeSlot, DataType: nftables.TypeIPAddr,
+	set := nftables.Set{Name: setName(s, "laddr"), IsMap: true, KeyType: typeSlot, DataType: s.addrType(),
 		KeyByteOrder: binaryutil.NativeEndian, Size: fixedSize(len(elems))}
-	vip := s.VIP.As4()
 	status := make([]byte, 4)
 	binary.NativeEndian.PutUint32(status, ipsDstNAT)
 	e := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{s.nfproto()}},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{protoNum(s.Protocol)}},
 		&expr.Ct{Key: expr.CtKeySTATUS, Register: reg1},
@@ -264,12 +264,12 @@ func snatProgram(s Service) (*setProg, ruleProg) {
 		// In an inet table the original destination fills 16 bytes, of
 		// which an IPv4 flow's address is the first 4.
 		&expr.Ct{Key: expr.CtKeyDST, Direction: 0, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: vip[:]},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: s.VIP.AsSlice()},
 		&expr.Ct{Key: expr.CtKeyPROTODST, Direction: 0, Register: reg1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(s.Port)},
 		&expr.Numgen{Register: reg1, Modulus: uint32(len(elems)), Type: unix.NFT_NG_INCREMENTAL},
 		&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: set.Name},
-		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1},
+		&expr.NAT{Type: expr.NATTypeSourceNAT, Family: uint32(s.nfproto()), RegAddrMin: reg1, RegAddrMax: reg1},
 	}
 	return &setProg{svc: s.Name, role: "laddr", set: set, elems: elems},
 		ruleProg{svc: s.Name, role: "snat", comment: "gitgw " + s.Name + " snat", exprs: e}
@@ -339,18 +339,23 @@ func protoNum(p Protocol) byte {
 func dispatchExprs(s Service, chain string) []expr.Any {
 	var e []expr.Any
 	if s.Mode == DR {
-		// netdev sees every frame: IPv4 only, and only frames sent to this
-		// gateway's MAC. A frame the switch floods (to the peer gateway's
-		// MAC, unknown to its table) must not be forwarded twice.
+		// netdev sees every frame: the service's family only, and only
+		// frames sent to this gateway's MAC. A frame the switch floods (to
+		// the peer gateway's MAC, unknown to its table) must not be
+		// forwarded twice.
+		ethType := uint16(unix.ETH_P_IP)
+		if s.is6() {
+			ethType = unix.ETH_P_IPV6
+		}
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.PACKET_HOST}},
 			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(unix.ETH_P_IP)})
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(ethType)})
 	} else {
 		e = append(e,
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}})
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{s.nfproto()}})
 	}
 	e = append(e,
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
@@ -361,18 +366,70 @@ func dispatchExprs(s Service, chain string) []expr.Any {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(s.Mark)},
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: chain})
 	}
-	vip := s.VIP.As4()
+	off, n := uint32(16), uint32(4) // ip daddr
+	if s.is6() {
+		off, n = 24, 16 // ip6 daddr
+	}
 	e = append(e,
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: vip[:]},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: s.VIP.AsSlice()},
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(s.Port)},
 		&expr.Verdict{Kind: expr.VerdictJump, Chain: chain})
 	return e
 }
 
-func loadSaddr(reg uint32) expr.Any {
+// loadSaddr loads the client address (ip saddr, ip6 saddr) into reg.
+func loadSaddr(s Service, reg uint32) expr.Any {
+	if s.is6() {
+		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}
+	}
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+}
+
+// nfproto is the service's netfilter family (NFPROTO_IPV4 or _IPV6).
+func (s Service) nfproto() byte {
+	if s.is6() {
+		return unix.NFPROTO_IPV6
+	}
+	return unix.NFPROTO_IPV4
+}
+
+// addrType is the set type of the service's addresses.
+func (s Service) addrType() nftables.SetDatatype {
+	if s.is6() {
+		return nftables.TypeIP6Addr
+	}
+	return nftables.TypeIPAddr
+}
+
+// addrPtType is the set type of the service's address . port values.
+func (s Service) addrPtType() nftables.SetDatatype {
+	if s.is6() {
+		return typeAddrPt6
+	}
+	return typeAddrPt
+}
+
+// portReg is the register that holds the port of an address . port
+// concatenation loaded into reg 1: right after the address, that is the
+// second 4-byte part of reg 1 (IPv4), or reg 2 (IPv6, whose address
+// fills reg 1). Named as the kernel dumps it: a register that starts a
+// 16-byte one by its 16-byte number, so that a rule reads back as written.
+func (s Service) portReg() uint32 {
+	if s.is6() {
+		return reg2
+	}
+	return reg32b
+}
+
+// keyReg is the register of a persistence key next to an address . port
+// value in reg 1, which spills into reg 2 when the address is IPv6.
+func (s Service) keyReg() uint32 {
+	if s.is6() {
+		return reg3
+	}
+	return reg2
 }
 
 func loadSport(reg uint32) expr.Any {
@@ -385,8 +442,9 @@ func drop() expr.Any { return &expr.Verdict{Kind: expr.VerdictDrop} }
 func setName(s Service, role string) string { return s.Name + "-" + role }
 
 var (
-	typeSlot   = nftables.TypeInteger
-	typeAddrPt = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	typeSlot    = nftables.TypeInteger
+	typeAddrPt  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	typeAddrPt6 = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)
 )
 
 // slotKey is a slot number as the hash and numgen expressions leave it in
@@ -407,25 +465,28 @@ var slotKeys = sync.OnceValue(func() []byte {
 	return b
 })
 
-// addrPort is the 8-byte concatenation ipv4_addr . inet_service (the port
-// padded to 4 bytes), as a NAT map value and a pin key.
+// addrPort is the concatenation ipv4_addr . inet_service (8 bytes) or
+// ipv6_addr . inet_service (20 bytes), the port padded to 4 bytes, as a
+// NAT map value and a pin key.
 func addrPort(a netip.Addr, port uint16) []byte {
-	b := make([]byte, 8)
-	a4 := a.As4()
-	copy(b, a4[:])
-	binary.BigEndian.PutUint16(b[4:], port)
+	b := append(a.AsSlice(), 0, 0, 0, 0)
+	binary.BigEndian.PutUint16(b[len(b)-4:], port)
 	return b
 }
 
 // hashKey computes the flow's slot into reg 1: the client address (sh, or
 // any scheduler with persistence) or the client address and port (maglev).
 func hashKey(s Service) []expr.Any {
-	length := uint32(8)
-	e := []expr.Any{loadSaddr(reg1)}
+	alen := uint32(len(s.VIP.AsSlice()))
+	if s.Mark != 0 {
+		alen = 4
+	}
+	length := alen + 4
+	e := []expr.Any{loadSaddr(s, reg1)}
 	if s.Scheduler == SourceHash || s.Persistence > 0 {
-		length = 4
+		length = alen
 	} else {
-		e = append(e, loadSport(reg32b))
+		e = append(e, loadSport(s.portReg()))
 	}
 	return append(e, &expr.Hash{SourceRegister: reg1, DestRegister: reg1, Length: length,
 		Modulus: uint32(s.tableSize()), Seed: s.Seed(), Type: expr.HashTypeJenkins})
@@ -502,31 +563,31 @@ func serviceProgram(s Service) ([]*setProg, []ruleProg) {
 		}
 		cat = append(cat, nftables.SetElement{Key: addrPort(srv.Address, s.serverPort(srv)), Val: binaryutil.BigEndian.PutUint32(v)})
 	}
-	add("servers", nftables.Set{IsMap: true, KeyType: typeAddrPt, DataType: nftables.TypeInteger}, cat, false)
+	add("servers", nftables.Set{IsMap: true, KeyType: s.addrPtType(), DataType: nftables.TypeInteger}, cat, false)
 
 	// Admission: deny, allow, rate limits, connection limits.
 	if len(s.Deny) > 0 {
-		add("deny", nftables.Set{Interval: true, KeyType: nftables.TypeIPAddr}, intervalElems(s.Deny), false)
-		rule("deny", loadSaddr(reg1), &expr.Lookup{SourceRegister: reg1, SetName: setName(s, "deny")}, drop())
+		add("deny", nftables.Set{Interval: true, KeyType: s.addrType()}, intervalElems(s.Deny), false)
+		rule("deny", loadSaddr(s, reg1), &expr.Lookup{SourceRegister: reg1, SetName: setName(s, "deny")}, drop())
 	}
 	if len(s.Allow) > 0 {
-		add("allow", nftables.Set{Interval: true, KeyType: nftables.TypeIPAddr}, intervalElems(s.Allow), false)
-		rule("allow", loadSaddr(reg1), &expr.Lookup{SourceRegister: reg1, SetName: setName(s, "allow"), Invert: true}, drop())
+		add("allow", nftables.Set{Interval: true, KeyType: s.addrType()}, intervalElems(s.Allow), false)
+		rule("allow", loadSaddr(s, reg1), &expr.Lookup{SourceRegister: reg1, SetName: setName(s, "allow"), Invert: true}, drop())
 	}
 	burst := uint32(s.Limits.Burst)
 	if s.Limits.Rate > 0 {
 		rule("rate", &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(s.Limits.Rate), Over: true, Unit: expr.LimitTimeSecond, Burst: burst}, drop())
 	}
 	if s.Limits.RatePerSource > 0 {
-		add("rate", nftables.Set{KeyType: nftables.TypeIPAddr, Dynamic: true, HasTimeout: true, Timeout: rateSetTimeout}, nil, true)
-		rule("rate-per-source", loadSaddr(reg1),
+		add("rate", nftables.Set{KeyType: s.addrType(), Dynamic: true, HasTimeout: true, Timeout: rateSetTimeout}, nil, true)
+		rule("rate-per-source", loadSaddr(s, reg1),
 			&expr.Dynset{SrcRegKey: reg1, SetName: setName(s, "rate"), Operation: unix.NFT_DYNSET_OP_UPDATE,
 				Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(s.Limits.RatePerSource), Over: true, Unit: expr.LimitTimeSecond, Burst: burst}}},
 			drop())
 	}
 	if s.Limits.ConnPerSource > 0 {
-		add("conns", nftables.Set{KeyType: nftables.TypeIPAddr, Dynamic: true}, nil, true)
-		rule("conn-per-source", loadSaddr(reg1),
+		add("conns", nftables.Set{KeyType: s.addrType(), Dynamic: true}, nil, true)
+		rule("conn-per-source", loadSaddr(s, reg1),
 			&expr.Dynset{SrcRegKey: reg1, SetName: setName(s, "conns"), Operation: unix.NFT_DYNSET_OP_ADD,
 				Exprs: []expr.Any{&expr.Connlimit{Count: uint32(s.Limits.ConnPerSource), Flags: 1 /* NFT_CONNLIMIT_F_INV: over */}}},
 			drop())
@@ -558,15 +619,16 @@ func natProgram(s Service, live []Server, table []int, add addSet, addSlots addS
 	// destination port (Validate: all of them or none): the maps then
 	// hold addresses only and DNAT rewrites the address alone.
 	keepPort := s.serverPort(live[0]) == 0
-	valType := typeAddrPt
+	valType := s.addrPtType()
 	val := func(srv Server) []byte { return addrPort(srv.Address, s.serverPort(srv)) }
 	// Max registers equal to the min ones: what the kernel echoes back.
-	dnat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1,
-		RegProtoMin: reg32b, RegProtoMax: reg32b, Specified: true}
+	fam := uint32(s.nfproto())
+	dnat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: reg1, RegAddrMax: reg1,
+		RegProtoMin: s.portReg(), RegProtoMax: s.portReg(), Specified: true}
 	if keepPort {
-		valType = nftables.TypeIPAddr
-		val = func(srv Server) []byte { a := srv.Address.As4(); return a[:] }
-		dnat = &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegAddrMax: reg1}
+		valType = s.addrType()
+		val = func(srv Server) []byte { return srv.Address.AsSlice() }
+		dnat = &expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: reg1, RegAddrMax: reg1}
 	}
 	// One value per server, shared by its slots.
 	vals := make([][]byte, len(live))
@@ -579,14 +641,14 @@ func natProgram(s Service, live []Server, table []int, add addSet, addSlots addS
 	}
 	addSlots("live", nftables.Set{IsMap: true, KeyType: typeSlot, DataType: valType, KeyByteOrder: binaryutil.NativeEndian}, slots)
 	if s.Persistence > 0 {
-		ps := add("persist", nftables.Set{IsMap: true, KeyType: nftables.TypeIPAddr, DataType: valType,
+		ps := add("persist", nftables.Set{IsMap: true, KeyType: s.addrType(), DataType: valType,
 			Dynamic: true, HasTimeout: true, Timeout: s.Persistence}, nil, true)
 		lv := map[string]bool{}
 		for _, srv := range live {
 			lv[string(val(srv))] = true
 		}
 		ps.liveValues = lv
-		rule("persistent", loadSaddr(reg1),
+		rule("persistent", loadSaddr(s, reg1),
 			&expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: setName(s, "persist")},
 			dnat)
 	}
@@ -599,8 +661,8 @@ func natProgram(s Service, live []Server, table []int, add addSet, addSlots addS
 	}
 	pick = append(pick, &expr.Lookup{SourceRegister: reg1, DestRegister: reg1, IsDestRegSet: true, SetName: setName(s, "live")})
 	if s.Persistence > 0 {
-		pick = append(pick, loadSaddr(reg2),
-			&expr.Dynset{SrcRegKey: reg2, SrcRegData: reg1, SetName: setName(s, "persist"), Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: s.Persistence})
+		pick = append(pick, loadSaddr(s, s.keyReg()),
+			&expr.Dynset{SrcRegKey: s.keyReg(), SrcRegData: reg1, SetName: setName(s, "persist"), Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: s.Persistence})
 	}
 	rule("schedule", append(pick, dnat)...)
 }
@@ -616,6 +678,12 @@ func natProgram(s Service, live []Server, table []int, add addSet, addSlots addS
 // do not follow the hold. UDP has no flows to tell apart: a draining UDP
 // server leaves the table at once.
 func drProgram(s Service, live []Server, table []int, add addSet, addSlots addSlotMap, rule addRule) {
+	// The chosen MAC's register: reg 2, unless an IPv6 flow key (address
+	// and port, 20 bytes from reg 1) spills into it; reg 3 is the tail's.
+	mac := uint32(reg2)
+	if s.is6() {
+		mac = reg4
+	}
 	mapSet := nftables.Set{IsMap: true, KeyType: typeSlot, DataType: nftables.TypeEtherAddr, KeyByteOrder: binaryutil.NativeEndian}
 	slots := make([][]byte, len(table))
 	for slot, idx := range table {
@@ -646,7 +714,7 @@ func drProgram(s Service, live []Server, table []int, add addSet, addSlots addSl
 			&expr.Cmp{Op: op, Register: reg1, Data: []byte{0}},
 		}
 	}
-	flowKey := []expr.Any{loadSaddr(reg1), loadSport(reg32b)}
+	flowKey := []expr.Any{loadSaddr(s, reg1), loadSport(s.portReg())}
 	cat := func(parts ...[]expr.Any) []expr.Any {
 		var out []expr.Any
 		for _, p := range parts {
@@ -667,91 +735,106 @@ func drProgram(s Service, live []Server, table []int, add addSet, addSlots addSl
 		}
 		if len(held) > 0 {
 			add("hold", mapSet, held, false)
-			add("pin", nftables.Set{IsMap: true, KeyType: typeAddrPt, DataType: nftables.TypeEtherAddr,
+			add("pin", nftables.Set{IsMap: true, KeyType: s.addrPtType(), DataType: nftables.TypeEtherAddr,
 				Dynamic: true, HasTimeout: true, Timeout: pinTimeout}, nil, true)
 			pin := setName(s, "pin")
 			rule("pinned", cat(flags(false), flowKey,
 				[]expr.Any{
-					&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: pin},
-					&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout},
-				}, tail(reg2))...)
+					&expr.Lookup{SourceRegister: reg1, DestRegister: mac, IsDestRegSet: true, SetName: pin},
+					&expr.Dynset{SrcRegKey: reg1, SrcRegData: mac, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout},
+				}, tail(mac))...)
 			rule("held", cat(flags(false), hashKey(s),
-				[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "hold")}},
-				tail(reg2))...)
+				[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: mac, IsDestRegSet: true, SetName: setName(s, "hold")}},
+				tail(mac))...)
 			rule("pin-new", cat(flags(true), hashKey(s),
 				[]expr.Any{
 					&expr.Lookup{SourceRegister: reg1, SetName: setName(s, "hold")},
-					&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "live")},
+					&expr.Lookup{SourceRegister: reg1, DestRegister: mac, IsDestRegSet: true, SetName: setName(s, "live")},
 				}, flowKey,
-				[]expr.Any{&expr.Dynset{SrcRegKey: reg1, SrcRegData: reg2, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout}},
-				tail(reg2))...)
+				[]expr.Any{&expr.Dynset{SrcRegKey: reg1, SrcRegData: mac, SetName: pin, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: pinTimeout}},
+				tail(mac))...)
 		}
 	}
 	addSlots("live", mapSet, slots)
 	rule("schedule", cat(hashKey(s),
-		[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: reg2, IsDestRegSet: true, SetName: setName(s, "live")}},
-		tail(reg2))...)
+		[]expr.Any{&expr.Lookup{SourceRegister: reg1, DestRegister: mac, IsDestRegSet: true, SetName: setName(s, "live")}},
+		tail(mac))...)
 }
 
-// intervalElems turns prefixes into the elements of an interval set:
-// merged ranges, each a start and an end (first address after) flagged
-// IntervalEnd, as the kernel's rbtree wants them.
+// intervalElems turns prefixes (all of one family) into the elements of
+// an interval set: merged ranges, each a start and an end (first address
+// after) flagged IntervalEnd, as the kernel's rbtree wants them; a range
+// that reaches the family's last address has no end.
 func intervalElems(ps []netip.Prefix) []nftables.SetElement {
-	type rng struct{ lo, hi uint64 } // hi exclusive
+	type rng struct{ lo, hi netip.Addr } // hi exclusive; invalid: past the last address
 	var rs []rng
 	for _, p := range ps {
 		p = p.Masked()
-		a := p.Addr().As4()
-		lo := uint64(binary.BigEndian.Uint32(a[:]))
-		rs = append(rs, rng{lo, lo + 1<<(32-p.Bits())})
+		rs = append(rs, rng{p.Addr(), lastAddr(p).Next()})
 	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].lo < rs[j].lo })
+	sort.Slice(rs, func(i, j int) bool { return rs[i].lo.Less(rs[j].lo) })
+	// before reports a < b where an invalid b is past every address.
+	before := func(a, b netip.Addr) bool { return !b.IsValid() || a.IsValid() && a.Less(b) }
 	var merged []rng
 	for _, r := range rs {
-		if n := len(merged); n > 0 && r.lo <= merged[n-1].hi {
-			merged[n-1].hi = max(merged[n-1].hi, r.hi)
+		if n := len(merged); n > 0 && !before(merged[n-1].hi, r.lo) {
+			if before(merged[n-1].hi, r.hi) {
+				merged[n-1].hi = r.hi
+			}
 			continue
 		}
 		merged = append(merged, r)
 	}
 	var out []nftables.SetElement
 	for _, r := range merged {
-		out = append(out, nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(r.lo))})
-		if r.hi <= 0xffffffff {
-			out = append(out, nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(r.hi)), IntervalEnd: true})
+		out = append(out, nftables.SetElement{Key: r.lo.AsSlice()})
+		if r.hi.IsValid() {
+			out = append(out, nftables.SetElement{Key: r.hi.AsSlice(), IntervalEnd: true})
 		}
 	}
 	return out
 }
 
+// lastAddr is the last address of a masked prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
 // prefixesOf turns interval elements back into prefixes (Observe).
 func prefixesOf(elems []nftables.SetElement) []netip.Prefix {
-	sort.Slice(elems, func(i, j int) bool {
-		return binary.BigEndian.Uint32(elems[i].Key) < binary.BigEndian.Uint32(elems[j].Key)
-	})
+	sort.Slice(elems, func(i, j int) bool { return bytes.Compare(elems[i].Key, elems[j].Key) < 0 })
 	var out []netip.Prefix
 	for i := 0; i < len(elems); i++ {
-		if elems[i].IntervalEnd || len(elems[i].Key) != 4 {
+		if elems[i].IntervalEnd {
 			continue
 		}
-		lo := uint64(binary.BigEndian.Uint32(elems[i].Key))
-		hi := uint64(1) << 32
+		lo, ok := netip.AddrFromSlice(elems[i].Key)
+		if !ok || len(elems[i].Key) != 4 && len(elems[i].Key) != 16 {
+			continue
+		}
+		var hi netip.Addr // invalid: to the family's last address
 		if i+1 < len(elems) && elems[i+1].IntervalEnd {
-			hi = uint64(binary.BigEndian.Uint32(elems[i+1].Key))
+			hi, _ = netip.AddrFromSlice(elems[i+1].Key)
 		}
 		// Split [lo, hi) into the largest aligned blocks.
-		for lo < hi {
-			bits := 32
+		for lo.IsValid() && (!hi.IsValid() || lo.Less(hi)) {
+			bits := lo.BitLen()
 			for bits > 0 {
-				size := uint64(1) << (32 - (bits - 1))
-				if lo%size != 0 || lo+size > hi {
+				wider := netip.PrefixFrom(lo, bits-1)
+				next := lastAddr(wider.Masked()).Next()
+				if wider.Masked().Addr() != lo || hi.IsValid() && (!next.IsValid() || hi.Less(next)) {
 					break
 				}
 				bits--
 			}
-			a := netip.AddrFrom4([4]byte{byte(lo >> 24), byte(lo >> 16), byte(lo >> 8), byte(lo)})
-			out = append(out, netip.PrefixFrom(a, bits))
-			lo += uint64(1) << (32 - bits)
+			p := netip.PrefixFrom(lo, bits)
+			out = append(out, p)
+			lo = lastAddr(p).Next()
 		}
 	}
 	return out

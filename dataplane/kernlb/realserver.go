@@ -24,8 +24,12 @@ import (
 // accepts the frames the gateway forwards to it and answers from the VIP)
 // and the two ARP knobs of LVS's documentation, so that the server never
 // answers ARP for a VIP nor uses one as an ARP source (else it steals the
-// VIP from the gateway). The zero RealServer is a node that is no real
-// server: what gitgw had set is undone.
+// VIP from the gateway). An IPv6 VIP needs no knob (Linux answers a
+// neighbour solicitation only for the addresses of the interface it
+// arrived on, so a VIP on lo is never announced on the segment); the
+// knobs, which act on IPv4 alone, are set all the same. The zero
+// RealServer is a node that is no real server: what gitgw had set is
+// undone.
 type RealServer struct {
 	VIPs []netip.Addr
 	// Interfaces are the server's interfaces on the gateway's segment. The
@@ -38,7 +42,7 @@ type RealServer struct {
 
 // RealServerState is what Observe found on the server.
 type RealServerState struct {
-	VIPs []netip.Addr // /32 addresses on lo, other than 127.0.0.0/8
+	VIPs []netip.Addr // /32 and /128 addresses on lo, other than loopback ones
 	// Knobs are the ARP knobs by sysctl name
 	// ("net.ipv4.conf.all.arp_ignore"), for "all" and the interfaces
 	// Observe was asked about.
@@ -111,7 +115,7 @@ func (c RealServerChange) String() string {
 
 func knobName(iface, knob string) string { return "net.ipv4.conf." + iface + "." + knob }
 
-func vipID(v netip.Addr) string { return v.String() + "/32 on lo" }
+func vipID(v netip.Addr) string { return fmt.Sprintf("%v/%d on lo", v, v.BitLen()) }
 
 // RealServerHost is the seam to the server's kernel: a netlink handle, the
 // sysctl root (/proc/sys, or a fake one in tests; /proc/sys/net is the
@@ -134,13 +138,14 @@ func (h RealServerHost) Observe(ifaces ...string) (RealServerState, error) {
 	if err != nil {
 		return st, fmt.Errorf("kernlb: real server: lo: %w", err)
 	}
-	addrs, err := h.NL.AddrList(lo, netlink.FAMILY_V4)
+	addrs, err := h.NL.AddrList(lo, netlink.FAMILY_ALL)
 	if err != nil {
 		return st, fmt.Errorf("kernlb: real server: addresses of lo: %w", err)
 	}
 	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP.To4())
-		if ones, _ := a.Mask.Size(); ok && ones == 32 && !ip.IsLoopback() {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		ip = ip.Unmap()
+		if ones, _ := a.Mask.Size(); ok && ones == ip.BitLen() && !ip.IsLoopback() {
 			st.VIPs = append(st.VIPs, ip)
 		}
 	}
@@ -358,7 +363,7 @@ func (h RealServerHost) Set(want RealServer) ([]RealServerChange, error) {
 		return done, fmt.Errorf("kernlb: real server: lo: %w", err)
 	}
 	addr := func(v netip.Addr) *netlink.Addr {
-		return &netlink.Addr{IPNet: &net.IPNet{IP: v.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+		return &netlink.Addr{IPNet: &net.IPNet{IP: v.AsSlice(), Mask: net.CIDRMask(v.BitLen(), v.BitLen())}}
 	}
 	for _, c := range todo {
 		if c.Action == RSAdd {
