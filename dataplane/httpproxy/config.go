@@ -276,7 +276,8 @@ type cond struct {
 	values []string // lowered when IgnoreCase
 	res    []*regexp.Regexp
 	nets   []netip.Prefix
-	auth   *authList // SubjAuth
+	auth   *authList  // SubjAuth
+	ranges []intRange // the numeric subjects (fetch.go)
 }
 
 // compileCond compiles c; lists holds the compiled userlists an auth
@@ -287,7 +288,7 @@ func compileCond(c Cond, lists map[string]*authList) (*cond, error) {
 		cc.Match = MatchExact
 	}
 	switch c.Subject {
-	case SubjHost, SubjPath, SubjURL, SubjMethod, SubjLine:
+	case SubjHost, SubjPath, SubjURL, SubjMethod, SubjLine, SubjVersion:
 	case SubjHeader:
 		if c.Header == "" {
 			return nil, errors.New("header: no header name")
@@ -308,6 +309,8 @@ func compileCond(c Cond, lists map[string]*authList) (*cond, error) {
 			return nil, errors.New("source: no CIDR")
 		}
 		return cc, nil
+	case SubjSourcePort, SubjHeaderCount, SubjHeaderValue:
+		return compileNumeric(cc) // fetch.go
 	case SubjTLS:
 		if len(c.Values) > 0 {
 			return nil, errors.New("tls: takes no values")
@@ -327,7 +330,7 @@ func compileCond(c Cond, lists map[string]*authList) (*cond, error) {
 		return nil, fmt.Errorf("unknown subject %q", c.Subject)
 	}
 	switch cc.Match {
-	case MatchExact, MatchPrefix, MatchSuffix, MatchContains:
+	case MatchExact, MatchPrefix, MatchSuffix, MatchContains, MatchDir:
 	case MatchRegex:
 		for _, v := range c.Values {
 			expr := v

@@ -40,11 +40,12 @@ func (c *cond) match(r *http.Request, client netip.Addr) bool {
 		return c.matchValue(r.Method)
 	case SubjLine:
 		return anyRequestLine(r, c.matchValue)
+	case SubjSourcePort, SubjHeaderCount, SubjHeaderValue:
+		return c.matchNumeric(r)
+	case SubjVersion:
+		return c.matchValue(version(r))
 	case SubjHeader:
-		vs := r.Header.Values(c.Header)
-		if strings.EqualFold(c.Header, "Host") {
-			vs = []string{r.Host} // net/http moves Host out of the header map
-		}
+		vs := headerValues(r, c.Header) // fetch.go: Host, Transfer-Encoding
 		if c.Match == MatchPresent {
 			return len(vs) > 0
 		}
@@ -79,6 +80,8 @@ func (c *cond) matchValue(s string) bool {
 			ok = strings.HasSuffix(s, v)
 		case MatchContains:
 			ok = strings.Contains(s, v)
+		case MatchDir:
+			ok = matchDir(s, v)
 		default:
 			ok = s == v
 		}
