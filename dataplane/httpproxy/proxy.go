@@ -326,7 +326,10 @@ func (p *Proxy) newFrontend(name string, client time.Duration) *frontend {
 		BufferPool: bufPool{},
 	}
 	f.srv = &http.Server{
-		Handler:           f,
+		Handler: f,
+		// "OPTIONS *" goes through the rules to a server, as HAProxy
+		// sends it, instead of net/http's own 200.
+		DisableGeneralOptionsHandler: true,
 		ReadHeaderTimeout: client,
 		IdleTimeout:       client,
 		// TLS handshakes that fail and malformed requests: the client's

@@ -57,10 +57,10 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := s.name
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := &http.Server{DisableGeneralOptionsHandler: true, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			ap, _ := netip.ParseAddrPort(r.RemoteAddr)
-			fmt.Fprintf(w, "%s saw %s", name, ap.Addr())
+			fmt.Fprintf(w, "%s saw %s for %s %s", name, ap.Addr(), r.Method, r.RequestURI)
 		})}
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
@@ -78,6 +78,7 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 		deny(httpproxy.Cond{Subject: httpproxy.SubjHeaderValue, Header: "x-n", Values: []string{":-1"}}),
 		deny(header("proxy-authorization", "1:")),
 		deny(httpproxy.Cond{Subject: httpproxy.SubjPath, Match: httpproxy.MatchDir, IgnoreCase: true, Values: []string{"chat", "MSOffice", "_vti_bin"}}),
+		deny(httpproxy.Cond{Subject: httpproxy.SubjURL, Values: []string{"*"}}, httpproxy.Cond{Subject: httpproxy.SubjMethod, Values: []string{"OPTIONS"}, Not: true}),
 		{Use: "demo", When: []httpproxy.Cond{{Subject: httpproxy.SubjPath, Match: httpproxy.MatchDir, Values: []string{"demo"}}}},
 	}
 	front := netip.MustParseAddrPort("203.0.113.1:80")
@@ -105,6 +106,7 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 			"http-request deny if forbidden_src",
 			"http-request deny if forbidden_hdrs",
 			"http-request deny if forbidden_uris",
+			"http-request deny if HTTP_URL_STAR !METH_OPTIONS",
 			"use_backend demo if to_demo",
 		}},
 		{Name: "demo", Bind: "203.0.113.1:91", Servers: []string{"198.51.100.10:8081"}, ServerOptions: "source 198.51.100.3",
@@ -153,8 +155,9 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 	req := func(line string, hdrs ...string) string {
 		return line + " HTTP/1.1\r\nHost: www.example\r\n" + strings.Join(hdrs, "") + "Connection: close\r\n\r\n"
 	}
-	www := answer{200, "www1 saw 198.51.100.2"}
-	demo := answer{200, "demo1 saw 198.51.100.3"}
+	www := answer{200, "www1 saw 198.51.100.2 for GET /"}
+	demo := answer{200, "demo1 saw 198.51.100.3 for GET /"}
+	at := func(a answer, req string) answer { a.body = strings.TrimSuffix(a.body, "GET /") + req; return a }
 	denied := answer{403, ""}
 	for i, tc := range []struct {
 		name  string
@@ -165,10 +168,10 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 		{"plain, from the service's source address", 0, req("GET /"), www},
 		{"src_port 0:1023", 1000, req("GET /"), denied},
 		{"src_port above 1023", 1100, req("GET /"), www},
-		{"path_dir routes to demo from its server's source", 0, req("GET /x/demo/y"), demo},
-		{"path_dir is not a prefix", 0, req("GET /x/demox/y"), www},
+		{"path_dir routes to demo from its server's source", 0, req("GET /x/demo/y"), at(demo, "GET /x/demo/y")},
+		{"path_dir is not a prefix", 0, req("GET /x/demox/y"), at(www, "GET /x/demox/y")},
 		{"path_dir -i denies", 0, req("GET /a/msoffice/b.htm"), denied},
-		{"path_dir sees no query", 0, req("GET /a?b=/chat/"), www},
+		{"path_dir sees no query", 0, req("GET /a?b=/chat/"), at(www, "GET /a?b=/chat/")},
 		// (With a space after the comma, Go's server answers 400 itself,
 		// a malformed Host, where HAProxy's rule answers 403.)
 		{"hdr_cnt(host) gt 1", 0, "GET / HTTP/1.1\r\nHost: a,b\r\nConnection: close\r\n\r\n", denied},
@@ -176,7 +179,10 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 		{"hdr_val lt 0", 0, req("GET /", "X-N: 3, -2\r\n"), denied},
 		{"hdr_val of a word is 0", 0, req("GET /", "X-N: abc\r\n"), www},
 		{"chunked", 0, req("POST /", "Transfer-Encoding: chunked\r\n") + "3\r\nabc\r\n0\r\n\r\n", denied},
-		{"a body of known length", 0, req("POST /", "Content-Length: 3\r\n") + "abc", www},
+		{"a body of known length", 0, req("POST /", "Content-Length: 3\r\n") + "abc", at(www, "POST /")},
+		// HTTP_URL_STAR: OPTIONS * reaches the server, as HAProxy sends it.
+		{"OPTIONS *", 0, req("OPTIONS *"), at(www, "OPTIONS *")},
+		{"url * (HTTP_URL_STAR !METH_OPTIONS)", 0, req("GET *"), denied},
 	} {
 		lp, hp := tc.lport, tc.lport
 		if hp != 0 {
