@@ -330,8 +330,8 @@ func (p *Proxy) newFrontend(name string, client time.Duration) *frontend {
 		// "OPTIONS *" goes through the rules to a server, as HAProxy
 		// sends it, instead of net/http's own 200.
 		DisableGeneralOptionsHandler: true,
-		ReadHeaderTimeout: client,
-		IdleTimeout:       client,
+		ReadHeaderTimeout:            client,
+		IdleTimeout:                  client,
 		// TLS handshakes that fail and malformed requests: the client's
 		// problem, at debug.
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
