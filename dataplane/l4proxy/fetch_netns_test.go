@@ -3,6 +3,7 @@ package l4proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -201,6 +202,81 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 		}
 		if ref != got {
 			t.Errorf("#%d %s: HAProxy %+v, gitgw %+v", i, tc.name, ref, got)
+		}
+	}
+}
+
+// TestSNISourceAddressNetns: SNI routing, which the HTTP proxy dials
+// itself, connects from the source address of the service (or server) it
+// sends to: a.example goes to pool sa from sa's 198.51.100.23, any other
+// name to the service's own server from its server's 198.51.100.24; each
+// TLS server answers the address it saw.
+func TestSNISourceAddressNetns(t *testing.T) {
+	lab.RequireRoot(t)
+	lab.RequireCommand(t, "ip")
+	ns := lab.NewNetns(t, "h7n")
+	for _, a := range []string{"203.0.113.100/32", "198.51.100.21/32", "198.51.100.23/32", "198.51.100.24/32"} {
+		ns.Run(t, "ip", "addr", "add", a, "dev", "lo")
+	}
+	roots, certs := crtFiles(t, "a.example", "default.example")
+	tlsBackend := func(name, addr, pem string) {
+		cert, err := tls.LoadX509KeyPair(pem, pem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ln net.Listener
+		if err := ns.Do(func() error {
+			var err error
+			ln, err = tls.Listen("tcp4", addr, &tls.Config{Certificates: []tls.Certificate{cert}})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+					fmt.Fprintf(c, "%s saw %s\n", name, ap.Addr())
+				}()
+			}
+		}()
+	}
+	tlsBackend("sa", "198.51.100.21:8443", certs[0])
+	tlsBackend("own", "198.51.100.21:8444", certs[1])
+	bind := netip.MustParseAddrPort("203.0.113.100:443")
+	startHelperWith(t, func(name string, args ...string) *exec.Cmd {
+		return ns.Command(context.Background(), name, args...)
+	}, Config{Services: []Service{
+		{Name: "tls", Binds: []netip.AddrPort{bind}, Servers: []Server{{Name: "own", Addr: netip.MustParseAddrPort("198.51.100.21:8444"), Weight: 1,
+			SourceAddr: netip.MustParseAddr("198.51.100.24")}},
+			SNI: &httpproxy.SNI{InspectDelay: 2 * time.Second, Rules: []httpproxy.SNIRule{{Names: []string{"a.example"}, Use: "sa"}}}},
+		{Name: "sa", SourceAddr: netip.MustParseAddr("198.51.100.23"),
+			Servers: []Server{{Name: "sa", Addr: netip.MustParseAddrPort("198.51.100.21:8443"), Weight: 1}}},
+	}})
+	for _, tc := range []struct{ sni, want string }{
+		{"a.example", "sa saw 198.51.100.23"},
+		{"default.example", "own saw 198.51.100.24"},
+	} {
+		var line string
+		err := ns.Do(func() error {
+			d := &net.Dialer{Timeout: 5 * time.Second}
+			c, err := tls.DialWithDialer(d, "tcp4", bind.String(), &tls.Config{RootCAs: roots, ServerName: tc.sni})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			line, err = bufio.NewReader(c).ReadString('\n')
+			return err
+		})
+		if err != nil || strings.TrimSpace(line) != tc.want {
+			t.Errorf("SNI %s: %q %v, want %s", tc.sni, line, err, tc.want)
 		}
 	}
 }
