@@ -95,11 +95,11 @@ type Subject string
 
 // The subjects (HAProxy's fetches).
 const (
-	SubjHost   Subject = "host"   // hdr(host): the Host header as sent, port included
+	SubjHost   Subject = "host"   // hdr(host): the Host header as sent, port included, split at commas
 	SubjPath   Subject = "path"   // the path, query excluded, as sent
 	SubjURL    Subject = "url"    // the request target, query included
 	SubjMethod Subject = "method" // the method
-	SubjHeader Subject = "header" // hdr(Header): every value of Header
+	SubjHeader Subject = "header" // hdr(Header): each comma-separated value of each Header line
 	SubjSource Subject = "source" // src: the client's address, against CIDRs
 	SubjTLS    Subject = "tls"    // ssl_fc: the request came over TLS (no values)
 	// SubjLine is the request as HAProxy 1.x's req* filters saw it, a

@@ -62,6 +62,15 @@ func TestFetchCond(t *testing.T) {
 			"GET /x/msoffice/y HTTP/1.1\r\nHost: h\r\n", 5000, false},
 		{"url -m dir: ? delimits", Cond{Subject: SubjURL, Match: MatchDir, Values: []string{"d"}}, get, 5000, true},
 		{"path_dir of only slashes never matches", Cond{Subject: SubjPath, Match: MatchDir, Values: []string{"/"}}, get, 5000, false},
+		{"hdr: each comma-separated value", Cond{Subject: SubjHeader, Header: "X-A", IgnoreCase: true, Values: []string{"bar"}},
+			get + "X-A: foo, BAR\r\n", 5000, true},
+		{"hdr: not the whole line", Cond{Subject: SubjHeader, Header: "X-A", Values: []string{"foo, bar"}},
+			get + "X-A: foo, bar\r\n", 5000, false},
+		{"hdr_reg: a comma ends the value", Cond{Subject: SubjHeader, Header: "User-Agent", Match: MatchRegex, Values: []string{`KHTML, like`}},
+			get + "User-Agent: Mozilla/5.0 (KHTML, like Gecko)\r\n", 5000, false},
+		{"hdr_beg(host): the second of a list", Cond{Subject: SubjHost, Match: MatchPrefix, IgnoreCase: true, Values: []string{"localhost"}},
+			"GET / HTTP/1.1\r\nHost: www.example,localhost\r\n", 5000, true},
+		{"hdr(host) of a request without Host", Cond{Subject: SubjHost, Match: MatchRegex, Values: []string{`^$`}}, "GET / HTTP/1.0\r\n", 5000, false},
 		{"url * (HTTP_URL_STAR)", Cond{Subject: SubjURL, Values: []string{"*"}}, "OPTIONS * HTTP/1.1\r\nHost: h\r\n", 5000, true},
 	}
 	for _, tc := range cases {

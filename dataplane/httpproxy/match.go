@@ -31,7 +31,7 @@ func (c *cond) match(r *http.Request, client netip.Addr) bool {
 		}
 		return false
 	case SubjHost:
-		return c.matchValue(r.Host)
+		return c.matchHeader(r, "Host")
 	case SubjPath:
 		return c.matchValue(r.URL.EscapedPath())
 	case SubjURL:
@@ -45,12 +45,22 @@ func (c *cond) match(r *http.Request, client netip.Addr) bool {
 	case SubjVersion:
 		return c.matchValue(version(r))
 	case SubjHeader:
-		vs := headerValues(r, c.Header) // fetch.go: Host, Transfer-Encoding
-		if c.Match == MatchPresent {
-			return len(vs) > 0
-		}
-		for _, v := range vs {
-			if c.matchValue(v) {
+		return c.matchHeader(r, c.Header)
+	}
+	return false
+}
+
+// matchHeader is hdr(name) in an ACL: each comma-separated value of each
+// line of the header (fetch.go), until one matches; none when the header
+// is absent.
+func (c *cond) matchHeader(r *http.Request, name string) bool {
+	vs := headerValues(r, name)
+	if c.Match == MatchPresent {
+		return len(vs) > 0
+	}
+	for _, v := range vs {
+		for _, p := range headerParts(v) {
+			if c.matchValue(p) {
 				return true
 			}
 		}

@@ -80,6 +80,7 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 		deny(header("proxy-authorization", "1:")),
 		deny(httpproxy.Cond{Subject: httpproxy.SubjPath, Match: httpproxy.MatchDir, IgnoreCase: true, Values: []string{"chat", "MSOffice", "_vti_bin"}}),
 		deny(httpproxy.Cond{Subject: httpproxy.SubjURL, Values: []string{"*"}}, httpproxy.Cond{Subject: httpproxy.SubjMethod, Values: []string{"OPTIONS"}, Not: true}),
+		deny(httpproxy.Cond{Subject: httpproxy.SubjHeader, Header: "x-a", IgnoreCase: true, Values: []string{"bar"}}),
 		{Use: "demo", When: []httpproxy.Cond{{Subject: httpproxy.SubjPath, Match: httpproxy.MatchDir, Values: []string{"demo"}}}},
 	}
 	front := netip.MustParseAddrPort("203.0.113.1:80")
@@ -108,6 +109,7 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 			"http-request deny if forbidden_hdrs",
 			"http-request deny if forbidden_uris",
 			"http-request deny if HTTP_URL_STAR !METH_OPTIONS",
+			"http-request deny if { hdr(x-a) -i bar }",
 			"use_backend demo if to_demo",
 		}},
 		{Name: "demo", Bind: "203.0.113.1:91", Servers: []string{"198.51.100.10:8081"}, ServerOptions: "source 198.51.100.3",
@@ -177,6 +179,8 @@ func TestHTTPFetchesAndSourceNetns(t *testing.T) {
 		// a malformed Host, where HAProxy's rule answers 403.)
 		{"hdr_cnt(host) gt 1", 0, "GET / HTTP/1.1\r\nHost: a,b\r\nConnection: close\r\n\r\n", denied},
 		{"hdr_cnt(proxy-authorization) gt 0", 0, req("GET /", "Proxy-Authorization: Basic eDp5\r\n"), denied},
+		{"hdr: one of a comma-separated list", 0, req("GET /", "X-A: foo, BAR\r\n"), denied},
+		{"hdr: a whole value only", 0, req("GET /", "X-A: foobar\r\n"), www},
 		{"hdr_val lt 0", 0, req("GET /", "X-N: 3, -2\r\n"), denied},
 		{"hdr_val of a word is 0", 0, req("GET /", "X-N: abc\r\n"), www},
 		{"chunked", 0, req("POST /", "Transfer-Encoding: chunked\r\n") + "3\r\nabc\r\n0\r\n\r\n", denied},
