@@ -16,7 +16,7 @@ import (
 //   - only the L4 proxy binds them: a kernel-mode or UDP service would
 //     ignore them; HTTP and SNI routing (the HTTP proxy's own dials), in a
 //     service or a service their rules send to, bind a source address
-//     but no transparent address;
+//     but no transparent address, nor the client's (transparent);
 //   - a source address is the node's own: one of the addresses of every
 //     node that runs the service, or a VIP of an instance of it; any
 //     other address never gets the servers' replies (a typo, or a
@@ -51,6 +51,14 @@ func sourceAddress(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s := in.Services[name]
 		path := "services." + spec.Label(name)
+		if s.Transparent && !s.Kernel() {
+			switch {
+			case s.HTTP != nil || s.SNI != nil:
+				r.add(path+".transparent", "service %s: transparent: HTTP and SNI routing connect to the servers from the gateway's own addresses only (source_address)", name)
+			case routed[name] != "":
+				r.add(path+".transparent", "service %s: transparent: service %s's HTTP or SNI rules send to it, and they connect from the gateway's own addresses only (source_address)", name, routed[name])
+			}
+		}
 		type field struct{ path, what, addr string }
 		var fields []field
 		if s.SourceAddress != "" {
