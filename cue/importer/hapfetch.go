@@ -228,7 +228,15 @@ func numericCriterion(fetch, arg string, rest []string) (c httpCond, why string,
 	subj, ok := hapNumericFetches[fetch]
 	if !ok {
 		if fetch == "req.ver" && arg == "" {
-			// Only the predefined HTTP_1.x name it: exact strings.
+			// As the predefined HTTP_1.x name it: exact strings, no flag.
+			for _, w := range rest {
+				if strings.HasPrefix(w, "-") {
+					return c, "req.ver " + w, true
+				}
+			}
+			if len(rest) == 0 {
+				return c, "req.ver without a pattern", true
+			}
 			return httpCond{subject: "version", match: "exact", values: rest}, "", true
 		}
 		return c, "", false

@@ -42,6 +42,8 @@ func TestHTTPFetches(t *testing.T) {
 		{"if LOCALHOST", "[[{source   [127.0.0.1/8 ::1] false false}]]", ""},
 		{"if HTTP_CONTENT", "[[{header_value  content-length [1:] false false}]]", ""},
 		{"if HTTP_1.0", "[[{version exact  [1.0] false false}]]", ""},
+		{"if { req.ver 1.1 }", "[[{version exact  [1.1] false false}]]", ""},
+		{"if { req.ver -i 1.1 }", "", "req.ver -i"},
 		{"if TRUE", "[[]]", ""},
 		{"if HTTP LOCALHOST", "[[{source   [127.0.0.1/8 ::1] false false}]]", ""},
 		{"if FALSE", "[]", ""},
