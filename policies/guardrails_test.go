@@ -591,16 +591,18 @@ func TestGuardrails(t *testing.T) {
 		{"source address: where the proxy does not connect to the servers", "source-address", edit(func(in *Input) {
 			backSegment(in)
 			setService(in, "web", func(s *spec.Service) {
+				// HTTP routing leaves from a source address (none
+				// reported), never from a transparent one.
 				s.HTTP = &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "api"}}}
-				s.SourceAddress = "203.0.113.100"
+				s.SourceAddress, s.TransparentAddress = "203.0.113.100", "192.0.2.99"
 			})
 			in.Services["api"] = spec.Service{Servers: map[string]spec.Server{"a1": {Address: "198.51.100.31:80", SourceAddress: "203.0.113.100"}},
-				Check: &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
+				Transparent: true, TransparentAddress: "192.0.2.98", Check: &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
 			in.Services["dns"] = spec.Service{Protocol: "udp", Binds: []string{"203.0.113.100:53"}, TransparentAddress: "203.0.113.99",
 				Servers: map[string]spec.Server{"d1": {Address: "198.51.100.53:53"}}, Unchecked: true}
 			in.Services["lvs"] = spec.Service{Mode: spec.ModeNAT, Binds: []string{"203.0.113.100:443"}, SourceAddress: "203.0.113.100",
 				Servers: map[string]spec.Server{"r1": {Address: "198.51.100.41:443"}}, Check: &spec.ServiceCheck{Check: spec.Check{Kind: "tcp"}}}
-		}), 4},
+		}), 5},
 		{"fnat: each gateway's own local address, servers off its segments", "fnat-local-address", edit(func(in *Input) {
 			// No nat-route-back: the servers answer the local address.
 			setService(in, "web", func(s *spec.Service) {

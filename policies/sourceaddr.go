@@ -13,10 +13,10 @@ import (
 // servers from (#Service.source_address, #Server.source_address and
 // #Service.transparent_address):
 //
-//   - only the L4 proxy in TCP mode binds them: a kernel-mode or UDP
-//     service, HTTP and SNI routing (the HTTP proxy dials from the
-//     route's address), and a service that HTTP or SNI rules send to
-//     would ignore them;
+//   - only the L4 proxy binds them: a kernel-mode or UDP service would
+//     ignore them; HTTP and SNI routing (the HTTP proxy's own dials), in a
+//     service or a service their rules send to, bind a source address
+//     but no transparent address, nor the client's (transparent);
 //   - a source address is the node's own: one of the addresses of every
 //     node that runs the service, or a VIP of an instance of it; any
 //     other address never gets the servers' replies (a typo, or a
@@ -51,6 +51,14 @@ func sourceAddress(in *Input, r report) {
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s := in.Services[name]
 		path := "services." + spec.Label(name)
+		if s.Transparent && !s.Kernel() {
+			switch {
+			case s.HTTP != nil || s.SNI != nil:
+				r.add(path+".transparent", "service %s: transparent: HTTP and SNI routing connect to the servers from the gateway's own addresses only (source_address)", name)
+			case routed[name] != "":
+				r.add(path+".transparent", "service %s: transparent: service %s's HTTP or SNI rules send to it, and they connect from the gateway's own addresses only (source_address)", name, routed[name])
+			}
+		}
 		type field struct{ path, what, addr string }
 		var fields []field
 		if s.SourceAddress != "" {
@@ -67,16 +75,16 @@ func sourceAddress(in *Input, r report) {
 		if len(fields) == 0 {
 			continue
 		}
-		var why string
+		var why, foreignWhy string // of every field; of transparent_address
 		switch {
 		case s.Kernel():
 			why = fmt.Sprintf("mode %q forwards in the kernel: only proxy mode connects from an address of its choosing", s.Mode)
 		case s.Protocol == "udp":
 			why = "a udp service: only TCP services connect from an address of their choosing in this gitgw"
 		case s.HTTP != nil || s.SNI != nil:
-			why = "HTTP and SNI routing connect to the servers from the address the route picks"
+			foreignWhy = "HTTP and SNI routing connect to the servers from the gateway's own addresses only (source_address)"
 		case routed[name] != "":
-			why = fmt.Sprintf("service %s's HTTP or SNI rules send to it, and they connect from the address the route picks", routed[name])
+			foreignWhy = fmt.Sprintf("service %s's HTTP or SNI rules send to it, and they connect from the gateway's own addresses only (source_address)", routed[name])
 		}
 		if why != "" {
 			for _, f := range fields {
@@ -85,6 +93,10 @@ func sourceAddress(in *Input, r report) {
 			continue
 		}
 		for _, f := range fields {
+			if f.what == "transparent_address" && foreignWhy != "" {
+				r.add(f.path, "service %s: %s: %s", name, f.what, foreignWhy)
+				continue
+			}
 			a, err := netip.ParseAddr(f.addr)
 			if err != nil {
 				continue // the schema refuses it

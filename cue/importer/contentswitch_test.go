@@ -22,7 +22,7 @@ func TestContentSwitching(t *testing.T) {
 		{"use_backend in a listen", "listen www\n  bind 203.0.113.1:80\n  use_backend img if { src 198.51.100.0/24 }\n  server a 198.51.100.1:80 check\n" + other, 3},
 		{"reqisetbe in mode tcp", "frontend www\n  mode tcp\n  bind 203.0.113.1:80\n  reqisetbe ^Host:\\ img img\n  default_backend app\nbackend app\n  mode tcp\n  server a 198.51.100.1:80 check\n" + other, 4},
 		{"SNI routing to mode http backends", "frontend f\n  mode tcp\n  bind 203.0.113.1:443\n  tcp-request inspect-delay 5s\n  use_backend img if { req_ssl_sni -i img.example }\n  default_backend app\n" + be + other, 5},
-		{"use_backend on a fetch the rules lack", fe + "  use_backend img if { path_dir img }\n  default_backend app\n" + be + other, 4},
+		{"use_backend on a fetch the rules lack", fe + "  use_backend img if { dst_port 80 }\n  default_backend app\n" + be + other, 4},
 		{"use_backend to a backend that is refused", fe + "  use_backend img if { path_beg /img }\n  default_backend app\n" + be + "backend img\n  mode http\n  server i 198.51.100.9:80 check\n  use-server i if { path_beg /i }\n", 4},
 		{"redirect with an option the rules lack", fe + "  redirect prefix https://www.example.net drop-query\n  default_backend app\n" + be, 4},
 		{"use-server", fe + "  default_backend app\n" + be + "  server b 198.51.100.2:80 check\n  use-server b if { path_beg /b }\n", 9},

@@ -336,109 +336,13 @@ func httpAction(kw, act string, args []string) (httpRule, []string, string) {
 	return r, cond(i), ""
 }
 
-// httpCondRules reads `[if|unless COND]`: one rule per alternative of
-// `||` (or), each with its terms ANDed. unless takes one term.
-func (p *hapProxy) httpCondRules(ws []string) ([]httpRule, string) {
-	if len(ws) == 0 {
-		return []httpRule{{}}, ""
-	}
-	unless := ws[0] == "unless"
-	if ws[0] != "if" && !unless {
-		return nil, "unexpected " + ws[0]
-	}
-	var alts [][]httpCond
-	var cur []httpCond
-	toks := ws[1:]
-	for i := 0; i < len(toks); i++ {
-		t := toks[i]
-		if t == "||" || t == "or" {
-			alts = append(alts, cur)
-			cur = nil
-			continue
-		}
-		neg := false
-		if t == "!" {
-			neg = true
-			i++
-			if i >= len(toks) {
-				return nil, "a lone !"
-			}
-			t = toks[i]
-		} else if strings.HasPrefix(t, "!") {
-			neg, t = true, t[1:]
-		}
-		var c httpCond
-		var why string
-		if t == "{" || strings.HasPrefix(t, "{") {
-			j := i
-			for j < len(toks) && !strings.HasSuffix(toks[j], "}") {
-				j++
-			}
-			if j >= len(toks) {
-				return nil, "an unclosed {"
-			}
-			text := strings.TrimPrefix(strings.Join(toks[i:j+1], " "), "!")
-			words := strings.Fields(strings.TrimSuffix(strings.TrimPrefix(text, "{"), "}"))
-			c, why = p.criterion(words)
-			i = j
-		} else {
-			c, why = p.httpACL(t)
-		}
-		if why != "" {
-			return nil, why
-		}
-		c.not = c.not != neg
-		cur = append(cur, c)
-	}
-	alts = append(alts, cur)
-	if unless {
-		if len(alts) != 1 || len(alts[0]) != 1 {
-			return nil, "unless with several terms"
-		}
-		alts[0][0].not = !alts[0][0].not
-	}
-	var out []httpRule
-	for _, a := range alts {
-		if len(a) == 0 {
-			return nil, "an empty alternative"
-		}
-		out = append(out, httpRule{when: a})
-	}
-	return out, ""
-}
-
-// httpACL is a named ACL as one condition: its lines must test the same
-// thing the same way (their patterns are then alternatives).
-func (p *hapProxy) httpACL(name string) (httpCond, string) {
-	a := p.acls[name]
-	if a == nil {
-		return httpCond{}, fmt.Sprintf("the ACL %s (not defined in this section, or predefined)", name)
-	}
-	a.used = true
-	var out httpCond
-	for i, l := range a.lines {
-		c, why := p.criterion(l.Words[2:])
-		if why != "" {
-			return httpCond{}, fmt.Sprintf("ACL %s: %s", name, why)
-		}
-		if i == 0 {
-			out = c
-			continue
-		}
-		if c.subject != out.subject || c.header != out.header || c.userlist != out.userlist || c.match != out.match || c.ignoreCase != out.ignoreCase {
-			return httpCond{}, fmt.Sprintf("the ACL %s of several lines that test different things", name)
-		}
-		out.values = append(out.values, c.values...)
-	}
-	return out, ""
-}
-
 // httpFetches maps HAProxy's fetches to a subject and a default match.
 var httpFetches = map[string][2]string{
 	"path": {"path", "exact"}, "path_beg": {"path", "prefix"}, "path_end": {"path", "suffix"},
 	"path_sub": {"path", "contains"}, "path_reg": {"path", "regex"},
 	"url": {"url", "exact"}, "url_beg": {"url", "prefix"}, "url_end": {"url", "suffix"},
 	"url_sub": {"url", "contains"}, "url_reg": {"url", "regex"},
+	"path_dir": {"path", "dir"}, "url_dir": {"url", "dir"}, "hdr_dir": {"header", "dir"},
 	"hdr": {"header", "exact"}, "hdr_beg": {"header", "prefix"}, "hdr_end": {"header", "suffix"},
 	"hdr_sub": {"header", "contains"}, "hdr_reg": {"header", "regex"},
 	"req.hdr": {"header", "exact"},
@@ -458,6 +362,9 @@ func httpCriterion(ws []string) (httpCond, string) {
 	}
 	f, ok := httpFetches[fetch]
 	if !ok {
+		if c, why, ok := numericCriterion(fetch, arg, ws[1:]); ok { // hapfetch.go
+			return c, why
+		}
 		return httpCond{}, "the fetch " + ws[0]
 	}
 	c := httpCond{subject: f[0], match: f[1]}
@@ -486,7 +393,7 @@ func httpCriterion(ws []string) (httpCond, string) {
 			if len(rest) < 2 {
 				return httpCond{}, "-m without a method"
 			}
-			m, ok := map[string]string{"str": "exact", "beg": "prefix", "end": "suffix", "sub": "contains", "reg": "regex", "found": "present"}[rest[1]]
+			m, ok := map[string]string{"str": "exact", "beg": "prefix", "end": "suffix", "sub": "contains", "reg": "regex", "found": "present", "dir": "dir"}[rest[1]]
 			if !ok || c.subject == "source" || c.subject == "tls" || m == "present" && c.subject != "header" {
 				return httpCond{}, "-m " + rest[1]
 			}

@@ -69,8 +69,9 @@ backend img
 }
 
 // TestHTTPConditions: HAProxy's condition syntax as rules: || splits,
-// unless negates one term, an ACL of several lines is one condition when
-// they test the same thing, and what the rules cannot say is refused.
+// unless negates, an ACL of several lines is one condition when they test
+// the same thing and alternatives when they do not (hapfetch.go), and
+// what the rules cannot say is refused.
 func TestHTTPConditions(t *testing.T) {
 	p := &hapProxy{kind: "frontend", acls: map[string]*hapACL{}}
 	var w warnings
@@ -89,9 +90,11 @@ func TestHTTPConditions(t *testing.T) {
 		{"if api !local || { method POST }", "[[{path prefix  [/api /v2] false false} {source   [10.0.0.0/8 192.0.2.1] false true}] [{method exact  [POST] false false}]]", ""},
 		{"if { hdr(X-Env) -m found }", "[[{header present X-Env [] false false}]]", ""},
 		{"if { req.hdr(host) -m reg -i ^www\\. }", "[[{host regex  [^www\\.] true false}]]", ""},
-		{"unless api local", "", "unless with several terms"},
-		{"if mixed", "", "the ACL mixed of several lines that test different things"},
-		{"if { path_dir img }", "", "the fetch path_dir"},
+		{"unless api local", "[[{path prefix  [/api /v2] false true}] [{source   [10.0.0.0/8 192.0.2.1] false true}]]", ""},
+		{"if mixed", "[[{path prefix  [/a] false false}] [{host prefix  [a] true false}]]", ""},
+		{"if mixed !api", "[[{path prefix  [/a] false false} {path prefix  [/api /v2] false true}] [{host prefix  [a] true false} {path prefix  [/api /v2] false true}]]", ""},
+		{"if !mixed", "[[{path prefix  [/a] false true} {host prefix  [a] true true}]]", ""},
+		{"if { dst_port 80 }", "", "the fetch dst_port"},
 		{"if { path_beg -f /etc/paths }", "", "the flag -f"},
 		{"if { src -i 10.0.0.1 }", "", "src -i"},
 		{"if nowhere", "", "the ACL nowhere (not defined in this section, or predefined)"},

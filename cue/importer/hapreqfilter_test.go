@@ -105,7 +105,7 @@ func TestRequestFiltersRefused(t *testing.T) {
 		{"a regex Go cannot compile", listen + "  reqdeny ^(a\n", 5, FeatContentSwitching, "regex"},
 		{"reqdeny in mode tcp", "listen www 203.0.113.1:80\n  mode tcp\n  server a 198.51.100.1:80 check\n  reqdeny ^[^\\ ]*\\ /b\n", 4, FeatSourceRules, "reqdeny"},
 		{"reqsetbe to a backend that does not exist", "frontend www\n  mode http\n  bind 203.0.113.1:80\n  reqsetbe ^Host:\\ a nosuch\n  default_backend app\nbackend app\n  mode http\n  server a 198.51.100.1:80 check\n", 4, FeatContentSwitching, "no such backend"},
-		{"block on a fetch the rules lack", listen + "  block if { src_port 0:1023 }\n", 5, FeatContentSwitching, "src_port"},
+		{"block on a fetch the rules lack", listen + "  block if { dst_port 0:1023 }\n", 5, FeatContentSwitching, "dst_port"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res := importText(t, "", tt.hap)

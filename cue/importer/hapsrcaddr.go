@@ -122,8 +122,9 @@ func hapAddrPort(s string) (a netip.Addr, port string, err error) {
 // site (the gateway's, the client's or one fixed foreign address): a
 // backend whose servers differ there is refused. The gateway's own
 // address is the service's when every server has the same, else each
-// server's own. HTTP and SNI routing connect from the route's address:
-// a source there is refused too.
+// server's own. HTTP and SNI routing connect from the gateway's own
+// source address too, never from the client's or a foreign one: usesrc
+// there is refused.
 func (p *hapProxy) sourceMode(s *service, http bool) []need {
 	eff := make([]*hapSrc, len(s.servers))
 	for i := range eff {
@@ -156,7 +157,7 @@ func (p *hapProxy) sourceMode(s *service, http bool) []need {
 				s.servers[i].name, seen(eff[i]), s.servers[0].name, seen(eff[0]))}
 		}
 	}
-	var stated *hapSrc // a source that says something, for the HTTP refusal
+	var stated *hapSrc // a usesrc, for the HTTP refusal
 	if e := eff[0]; e != nil {
 		switch e.how {
 		case "client", "clientip":
@@ -170,7 +171,7 @@ func (p *hapProxy) sourceMode(s *service, http bool) []need {
 		if addrOf(e) != addrOf(eff[0]) {
 			same = false
 		}
-		if e != nil && (e.addr != "" || e.how != "") && stated == nil {
+		if e != nil && e.how != "" && stated == nil {
 			stated = e
 		}
 	}
@@ -182,7 +183,7 @@ func (p *hapProxy) sourceMode(s *service, http bool) []need {
 		}
 	}
 	if http && stated != nil {
-		return []need{needs(stated.pos, FeatTransparent, "source in a service imported in HTTP mode (HTTP and SNI routing connect from the address the route picks)")}
+		return []need{needs(stated.pos, FeatTransparent, "source … usesrc in a service imported in HTTP mode (HTTP and SNI routing connect from the gateway's own addresses only)")}
 	}
 	return nil
 }

@@ -118,7 +118,7 @@ func TestRefusals(t *testing.T) {
 			feature: FeatTransparent, line: 3},
 		{name: "servers seen from a fixed foreign address and the gateway's", hap: listen + "  server a 198.51.100.1:5432 check source 198.51.100.250 usesrc 203.0.113.99\n  server b 198.51.100.2:5432 check\n",
 			feature: FeatTransparent, line: 4},
-		{name: "source in HTTP mode", hap: "listen web\n  mode http\n  bind 203.0.113.1:80\n  source 198.51.100.250\n  monitor-uri /health\n  server a 198.51.100.1:80 check\n",
+		{name: "usesrc in HTTP mode", hap: "listen web\n  mode http\n  bind 203.0.113.1:80\n  source 198.51.100.250 usesrc clientip\n  monitor-uri /health\n  server a 198.51.100.1:80 check\n",
 			feature: FeatTransparent, line: 4},
 		{name: "usesrc on some servers only", hap: listen + "  server a 198.51.100.1:5432 check source 0.0.0.0 usesrc clientip\n  server b 198.51.100.2:5432 check\n",
 			feature: FeatTransparent, line: 4},

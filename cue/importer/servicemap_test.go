@@ -156,6 +156,13 @@ func TestServiceMappings(t *testing.T) {
 			want: func(s svc) bool {
 				return s.Transparent && s.SourceAddress == "198.51.100.250" && s.TransparentAddress == ""
 			}},
+		{name: "HAProxy source in HTTP mode: source_address", hap: "listen web\n  mode http\n  bind 203.0.113.1:80\n  source 198.51.100.250:0\n  monitor-uri /health\n  server a 198.51.100.1:80 check\n", service: "web",
+			want: func(s svc) bool {
+				return s.SourceAddress == "198.51.100.250" && s.HTTP != nil && s.HTTP.MonitorURI == "/health"
+			}},
+		{name: "HAProxy source of a use_backend pool: its source_address", hap: "frontend f\n  mode http\n  bind 203.0.113.1:80\n  use_backend p if { path_beg /p }\n  default_backend b\n" +
+			"backend b\n  mode http\n  server a 198.51.100.1:80 check\nbackend p\n  mode http\n  server c 198.51.100.3:80 check source 198.51.100.251\n", service: "p",
+			want: func(s svc) bool { return s.SourceAddress == "198.51.100.251" && len(s.Binds) == 0 }},
 		{name: "HAProxy source in a frontend: ignored, as HAProxy does", hap: "frontend f\n  bind 203.0.113.1:80\n  source 198.51.100.2\n  default_backend b\nbackend b\n  server a 198.51.100.1:80 check\n", service: "f",
 			want: func(s svc) bool { return s.SourceAddress == "" },
 			warn: "hap:3: source 198.51.100.2: ignored, as HAProxy does"},

@@ -95,11 +95,11 @@ type Subject string
 
 // The subjects (HAProxy's fetches).
 const (
-	SubjHost   Subject = "host"   // hdr(host): the Host header as sent, port included
+	SubjHost   Subject = "host"   // hdr(host): the Host header as sent, port included, split at commas
 	SubjPath   Subject = "path"   // the path, query excluded, as sent
 	SubjURL    Subject = "url"    // the request target, query included
 	SubjMethod Subject = "method" // the method
-	SubjHeader Subject = "header" // hdr(Header): every value of Header
+	SubjHeader Subject = "header" // hdr(Header): each comma-separated value of each Header line
 	SubjSource Subject = "source" // src: the client's address, against CIDRs
 	SubjTLS    Subject = "tls"    // ssl_fc: the request came over TLS (no values)
 	// SubjLine is the request as HAProxy 1.x's req* filters saw it, a
@@ -276,7 +276,8 @@ type cond struct {
 	values []string // lowered when IgnoreCase
 	res    []*regexp.Regexp
 	nets   []netip.Prefix
-	auth   *authList // SubjAuth
+	auth   *authList  // SubjAuth
+	ranges []intRange // the numeric subjects (fetch.go)
 }
 
 // compileCond compiles c; lists holds the compiled userlists an auth
@@ -287,7 +288,7 @@ func compileCond(c Cond, lists map[string]*authList) (*cond, error) {
 		cc.Match = MatchExact
 	}
 	switch c.Subject {
-	case SubjHost, SubjPath, SubjURL, SubjMethod, SubjLine:
+	case SubjHost, SubjPath, SubjURL, SubjMethod, SubjLine, SubjVersion:
 	case SubjHeader:
 		if c.Header == "" {
 			return nil, errors.New("header: no header name")
@@ -308,6 +309,8 @@ func compileCond(c Cond, lists map[string]*authList) (*cond, error) {
 			return nil, errors.New("source: no CIDR")
 		}
 		return cc, nil
+	case SubjSourcePort, SubjHeaderCount, SubjHeaderValue:
+		return compileNumeric(cc) // fetch.go
 	case SubjTLS:
 		if len(c.Values) > 0 {
 			return nil, errors.New("tls: takes no values")
@@ -327,7 +330,7 @@ func compileCond(c Cond, lists map[string]*authList) (*cond, error) {
 		return nil, fmt.Errorf("unknown subject %q", c.Subject)
 	}
 	switch cc.Match {
-	case MatchExact, MatchPrefix, MatchSuffix, MatchContains:
+	case MatchExact, MatchPrefix, MatchSuffix, MatchContains, MatchDir:
 	case MatchRegex:
 		for _, v := range c.Values {
 			expr := v

@@ -31,7 +31,7 @@ func (c *cond) match(r *http.Request, client netip.Addr) bool {
 		}
 		return false
 	case SubjHost:
-		return c.matchValue(r.Host)
+		return c.matchHeader(r, "Host")
 	case SubjPath:
 		return c.matchValue(r.URL.EscapedPath())
 	case SubjURL:
@@ -40,16 +40,27 @@ func (c *cond) match(r *http.Request, client netip.Addr) bool {
 		return c.matchValue(r.Method)
 	case SubjLine:
 		return anyRequestLine(r, c.matchValue)
+	case SubjSourcePort, SubjHeaderCount, SubjHeaderValue:
+		return c.matchNumeric(r)
+	case SubjVersion:
+		return c.matchValue(version(r))
 	case SubjHeader:
-		vs := r.Header.Values(c.Header)
-		if strings.EqualFold(c.Header, "Host") {
-			vs = []string{r.Host} // net/http moves Host out of the header map
-		}
-		if c.Match == MatchPresent {
-			return len(vs) > 0
-		}
-		for _, v := range vs {
-			if c.matchValue(v) {
+		return c.matchHeader(r, c.Header)
+	}
+	return false
+}
+
+// matchHeader is hdr(name) in an ACL: each comma-separated value of each
+// line of the header (fetch.go), until one matches; none when the header
+// is absent.
+func (c *cond) matchHeader(r *http.Request, name string) bool {
+	vs := headerValues(r, name)
+	if c.Match == MatchPresent {
+		return len(vs) > 0
+	}
+	for _, v := range vs {
+		for _, p := range headerParts(v) {
+			if c.matchValue(p) {
 				return true
 			}
 		}
@@ -79,6 +90,8 @@ func (c *cond) matchValue(s string) bool {
 			ok = strings.HasSuffix(s, v)
 		case MatchContains:
 			ok = strings.Contains(s, v)
+		case MatchDir:
+			ok = matchDir(s, v)
 		default:
 			ok = s == v
 		}

@@ -34,6 +34,9 @@ type Picker interface {
 type Lease struct {
 	Server string
 	Addr   netip.AddrPort
+	// Source is the node's own address the connection leaves from
+	// (source.go); invalid: the one the route picks.
+	Source netip.Addr
 	// Done gives the server's slot back; ok false counts a failed connect.
 	Done func(ok bool)
 }
@@ -159,7 +162,7 @@ func (p *Proxy) Set(cfg Config) error {
 	pools := map[string]*poolRT{}
 	for _, pc := range cfg.Pools {
 		if rt := old[pc.Name]; rt != nil && rt.cfg.transport() == pc.transport() {
-			pools[pc.Name] = &poolRT{cfg: pc, tr: rt.tr, cookie: newPoolCookie(pc.Cookie, pc.CookieValues)}
+			pools[pc.Name] = &poolRT{cfg: pc, tr: rt.tr, src: rt.src, cookie: newPoolCookie(pc.Cookie, pc.CookieValues)}
 			continue
 		}
 		pools[pc.Name] = newPoolRT(p, pc)
@@ -167,7 +170,7 @@ func (p *Proxy) Set(cfg Config) error {
 	p.pools.Store(&pools)
 	for name, rt := range old {
 		if np := pools[name]; np == nil || np.tr != rt.tr {
-			rt.tr.CloseIdleConnections()
+			rt.closeIdle()
 		}
 	}
 	want := map[string]bool{}
@@ -323,9 +326,12 @@ func (p *Proxy) newFrontend(name string, client time.Duration) *frontend {
 		BufferPool: bufPool{},
 	}
 	f.srv = &http.Server{
-		Handler:           f,
-		ReadHeaderTimeout: client,
-		IdleTimeout:       client,
+		Handler: f,
+		// "OPTIONS *" goes through the rules to a server, as HAProxy
+		// sends it, instead of net/http's own 200.
+		DisableGeneralOptionsHandler: true,
+		ReadHeaderTimeout:            client,
+		IdleTimeout:                  client,
 		// TLS handshakes that fail and malformed requests: the client's
 		// problem, at debug.
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
@@ -392,7 +398,7 @@ func (p *Proxy) Close(ctx context.Context) error {
 		}
 	}
 	for _, rt := range *p.pools.Load() {
-		rt.tr.CloseIdleConnections()
+		rt.closeIdle()
 	}
 	return errors.Join(errs...)
 }
@@ -519,31 +525,13 @@ func remoteAddr(r *http.Request) netip.Addr {
 // per server address, the pool's timeouts.
 type poolRT struct {
 	cfg    Pool
-	tr     *http.Transport
-	cookie *poolCookie // nil: no cookie persistence
+	tr     *http.Transport   // from the address the route picks
+	src    *sourceTransports // from a source address (source.go)
+	cookie *poolCookie       // nil: no cookie persistence
 }
 
 func newPoolRT(p *Proxy, pc Pool) *poolRT {
-	d := &net.Dialer{Timeout: pc.Connect}
-	dial := d.DialContext
-	if pc.Server > 0 {
-		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &idleConn{Conn: c, idle: pc.Server}, nil
-		}
-	}
-	tr := &http.Transport{
-		DialContext:           dial,
-		ResponseHeaderTimeout: pc.Server,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-	}
-	return &poolRT{cfg: pc, tr: tr, cookie: newPoolCookie(pc.Cookie, pc.CookieValues)}
+	return &poolRT{cfg: pc, tr: newTransport(pc, nil), src: &sourceTransports{p: p, pc: pc}, cookie: newPoolCookie(pc.Cookie, pc.CookieValues)}
 }
 
 // roundTripper picks a server of the request's pool and sends the
@@ -571,7 +559,7 @@ func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		req.URL.Host = lease.Addr.String()
-		resp, err := rt.tr.RoundTrip(req)
+		resp, err := rt.transport(lease.Source).RoundTrip(req)
 		if err == nil {
 			st.lease = &lease
 			if rt.cookie != nil {

@@ -123,7 +123,7 @@ func (f *frontend) serveSNI(c net.Conn, s *SNI) {
 			f.p.log.Debug("sni: no server", "service", f.name, "err", err)
 			return
 		}
-		sc, err := net.DialTimeout("tcp", lease.Addr.String(), rt.cfg.Connect)
+		sc, err := f.p.dialLease(lease, rt.cfg.Connect)
 		if err != nil {
 			lease.Done(false)
 			if attempt >= rt.cfg.Retries {

@@ -34,17 +34,18 @@ func (c Config) validateHTTP(where string, s Service) (errs []error) {
 	if s.Transparent || s.ProxyProtocol != 0 {
 		errs = append(errs, fmt.Errorf("%s: http: transparent mode and the PROXY protocol are for TCP mode", where))
 	}
-	// The HTTP proxy dials the servers itself, from the address the
-	// routing table picks: a source or transparent address would be
-	// ignored for the requests it carries.
-	if s.TransparentAddr.IsValid() || s.hasSourceAddr() {
-		errs = append(errs, fmt.Errorf("%s: http: a source or transparent address is for TCP mode", where))
+	// The HTTP proxy dials the servers itself: from the source address
+	// its lease names (PickServer, BindSource), but never from a foreign
+	// or the client's address, which would be ignored for the requests
+	// it carries.
+	if s.TransparentAddr.IsValid() {
+		errs = append(errs, fmt.Errorf("%s: http: a transparent address is for TCP mode", where))
 	}
 	used := map[string]bool{}
 	defer func() {
 		for _, o := range c.Services {
-			if used[o.Name] && (o.TransparentAddr.IsValid() || o.hasSourceAddr()) {
-				errs = append(errs, fmt.Errorf("%s: a rule sends requests to service %q, whose source or transparent address HTTP and SNI routing do not carry", where, o.Name))
+			if used[o.Name] && (o.TransparentAddr.IsValid() || o.Transparent) {
+				errs = append(errs, fmt.Errorf("%s: a rule sends requests to service %q, whose transparent mode or address HTTP and SNI routing do not carry", where, o.Name))
 			}
 		}
 	}()
@@ -173,7 +174,8 @@ func (p *Pool) PickServer(name string, client netip.Addr, avoid []string, prefer
 	}
 	lease := func(srv *server) httpproxy.Lease {
 		srv.total.Add(1)
-		return httpproxy.Lease{Server: srv.name, Addr: srv.cfg.Load().Addr, Done: func(ok bool) {
+		cfg := srv.cfg.Load()
+		return httpproxy.Lease{Server: srv.name, Addr: cfg.Addr, Source: svc.set.Load().sourceFor(&cfg.Server), Done: func(ok bool) {
 			if !ok {
 				srv.connErrors.Add(1)
 			}
@@ -210,6 +212,15 @@ func (p *Pool) PickServer(name string, client netip.Addr, avoid []string, prefer
 	}
 	return httpproxy.Lease{}, fmt.Errorf("%w: service %q: %w", httpproxy.ErrNoServer, name, errFull)
 }
+
+// BindSource implements httpproxy.SourceBinder: the HTTP proxy's
+// connections to a server leave from its source address as the TCP
+// connections do (bindSource).
+func (p *Pool) BindSource(fd uintptr, src netip.Addr, server netip.AddrPort) error {
+	return bindSource(int(fd), src, server)
+}
+
+var _ httpproxy.SourceBinder = (*Pool)(nil)
 
 // persistable reports whether a client persisted on s (by a cookie) may
 // still be sent there: up, configured, resolved and not in maintenance;

@@ -36,8 +36,9 @@ func TestValidateSourceAddrs(t *testing.T) {
 			`transparent address 2001:db8::99 is of the other address family`},
 		{"udp", Service{Protocol: ProtoUDP, Servers: []Server{{Name: "s4", Addr: v4.Addr, Weight: 1, SourceAddr: a("198.51.100.2")}}},
 			`service "x": udp: a source address is for TCP`},
-		{"http", Service{SourceAddr: a("198.51.100.2"), Servers: []Server{v4}, HTTP: &httpproxy.HTTP{}},
-			`service "x": http: a source or transparent address is for TCP mode`},
+		{"http source", Service{SourceAddr: a("198.51.100.2"), Servers: []Server{v4}, HTTP: &httpproxy.HTTP{}}, ""},
+		{"http foreign", Service{TransparentAddr: a("203.0.113.99"), Servers: []Server{v4}, HTTP: &httpproxy.HTTP{}},
+			`service "x": http: a transparent address is for TCP mode`},
 	} {
 		tt.svc.Name, tt.svc.Binds = "x", bind
 		err := Config{Services: []Service{tt.svc}}.Validate()
@@ -50,19 +51,28 @@ func TestValidateSourceAddrs(t *testing.T) {
 	}
 }
 
-// TestValidatePoolSourceAddr: an HTTP rule may not send requests to a
-// pool whose source address the HTTP proxy would not use.
+// TestValidatePoolSourceAddr: an HTTP rule may send requests to a pool
+// with a source address (the HTTP proxy leaves from it), not to one in
+// transparent mode or with a transparent address, which it would not use.
 func TestValidatePoolSourceAddr(t *testing.T) {
-	cfg := Config{Services: []Service{
-		{Name: "front", Binds: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.1:80")},
-			HTTP:    &httpproxy.HTTP{Rules: []httpproxy.Rule{{Use: "pool"}}},
-			Servers: []Server{{Name: "a", Addr: netip.MustParseAddrPort("198.51.100.10:80"), Weight: 1}}},
-		{Name: "pool", SourceAddr: netip.MustParseAddr("198.51.100.2"),
-			Servers: []Server{{Name: "b", Addr: netip.MustParseAddrPort("198.51.100.11:80"), Weight: 1}}},
-	}}
-	want := `service "front": a rule sends requests to service "pool", whose source or transparent address HTTP and SNI routing do not carry`
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("error %v, want %q", err, want)
+	cfg := func(pool Service) Config {
+		pool.Name = "pool"
+		pool.Servers = []Server{{Name: "b", Addr: netip.MustParseAddrPort("198.51.100.11:80"), Weight: 1}}
+		return Config{Services: []Service{
+			{Name: "front", Binds: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.1:80")},
+				HTTP:    &httpproxy.HTTP{Rules: []httpproxy.Rule{{Use: "pool"}}},
+				Servers: []Server{{Name: "a", Addr: netip.MustParseAddrPort("198.51.100.10:80"), Weight: 1}}},
+			pool,
+		}}
+	}
+	if err := cfg(Service{SourceAddr: netip.MustParseAddr("198.51.100.2")}).Validate(); err != nil {
+		t.Errorf("pool with a source address: %v", err)
+	}
+	want := `service "front": a rule sends requests to service "pool", whose transparent mode or address HTTP and SNI routing do not carry`
+	for _, pool := range []Service{{TransparentAddr: netip.MustParseAddr("203.0.113.99")}, {Transparent: true}} {
+		if err := cfg(pool).Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("pool %+v: error %v, want %q", pool, err, want)
+		}
 	}
 }
 
