@@ -26,6 +26,17 @@ type HTTP struct {
 	// ForwardFor appends the client's address to X-Forwarded-For
 	// (HAProxy's `option forwardfor`).
 	ForwardFor bool `json:"forward_for,omitempty"`
+	// ForwardForExcept: no X-Forwarded-For for a client in one of these
+	// networks (option forwardfor except NET).
+	ForwardForExcept []netip.Prefix `json:"forward_for_except,omitempty"`
+	// ForwardForIfNone: none either for a request that has one already
+	// (option forwardfor if-none).
+	ForwardForIfNone bool `json:"forward_for_if_none,omitempty"`
+	// RequestHeaders rewrite the headers of each request a server gets,
+	// ResponseHeaders those of each response it sends, in order
+	// (headers.go).
+	RequestHeaders  []HeaderAction `json:"request_headers,omitempty"`
+	ResponseHeaders []HeaderAction `json:"response_headers,omitempty"`
 	// Userlists are the user lists the rules' auth conditions name, by
 	// name (auth.go).
 	Userlists map[string]Userlist `json:"userlists,omitempty"`
@@ -209,6 +220,8 @@ func (h *HTTP) Validate(pools func(string) bool) []error {
 			}
 		}
 	}
+	errs = append(errs, validateHeaders("request_headers", h.RequestHeaders, false)...)
+	errs = append(errs, validateHeaders("response_headers", h.ResponseHeaders, true)...)
 	return append(errs, h.validateUserlists()...)
 }
 

@@ -136,7 +136,9 @@ type tlsState struct {
 // routes is a frontend's HTTP settings compiled.
 type routes struct {
 	HTTP
-	rules []rule
+	rules      []rule
+	reqHeaders []*header
+	rspHeaders []*header
 }
 
 type rule struct {
@@ -229,6 +231,20 @@ func compile(h HTTP, cache *authCache) (*routes, error) {
 		}
 		r.rules = append(r.rules, cr)
 	}
+	for _, a := range h.RequestHeaders {
+		ch, err := compileHeader(a, lists, false)
+		if err != nil {
+			return nil, err
+		}
+		r.reqHeaders = append(r.reqHeaders, ch)
+	}
+	for _, a := range h.ResponseHeaders {
+		ch, err := compileHeader(a, lists, true)
+		if err != nil {
+			return nil, err
+		}
+		r.rspHeaders = append(r.rspHeaders, ch)
+	}
 	return r, nil
 }
 
@@ -312,10 +328,11 @@ func certFiles(path string) ([]string, error) {
 func (p *Proxy) newFrontend(name string, client time.Duration) *frontend {
 	f := &frontend{p: p, name: name, client: client, ln: newConnListener()}
 	f.rp = &httputil.ReverseProxy{
-		Rewrite:      f.rewrite,
-		Transport:    roundTripper{p},
-		ErrorHandler: f.proxyError,
-		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		Rewrite:        f.rewrite,
+		ModifyResponse: f.modifyResponse,
+		Transport:      roundTripper{p},
+		ErrorHandler:   f.proxyError,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 		// FlushInterval 0: a response of known length goes out in one
 		// write when the handler ends (one flush per response write cost
 		// a syscall each); one of unknown length (chunked, event
@@ -404,6 +421,8 @@ type reqState struct {
 	pool   string
 	client netip.Addr
 	lease  *Lease
+	rt     *routes // the rules and rewrites the request was decided by
+	info   reqInfo // what header values read
 }
 
 // ServeHTTP evaluates the monitor URI and the rules, then proxies.
@@ -441,7 +460,17 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pool = ru.Use
 		break
 	}
-	st := &reqState{pool: pool, client: client}
+	st := &reqState{pool: pool, client: client, rt: rt}
+	if len(rt.reqHeaders) > 0 || len(rt.rspHeaders) > 0 {
+		st.info = reqInfo{src: client, dst: localAddr(r), tls: r.TLS != nil}
+	}
+	if len(rt.reqHeaders) > 0 {
+		r = r.Clone(r.Context())
+		if !rewriteRequest(rt.reqHeaders, r, st.info) {
+			badRequest(w)
+			return
+		}
+	}
 	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
 	if st.lease != nil {
 		st.lease.Done(true)
@@ -480,10 +509,8 @@ func (f *frontend) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.Header[h] = v
 		}
 	}
-	if f.rt.Load().ForwardFor {
-		if st, _ := pr.In.Context().Value(ctxKey{}).(*reqState); st != nil && st.client.IsValid() {
-			pr.Out.Header["X-Forwarded-For"] = append(pr.Out.Header["X-Forwarded-For"], st.client.String())
-		}
+	if st, _ := pr.In.Context().Value(ctxKey{}).(*reqState); st != nil && st.rt.forwardFor(st.client, pr.Out.Header) {
+		pr.Out.Header["X-Forwarded-For"] = append(pr.Out.Header["X-Forwarded-For"], st.client.String())
 	}
 	if _, ok := pr.In.Header["User-Agent"]; !ok {
 		pr.Out.Header["User-Agent"] = nil // as received: none
