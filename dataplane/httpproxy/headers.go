@@ -75,6 +75,9 @@ type HeaderAction struct {
 	// When holds conditions that must all hold; a response action's are
 	// evaluated on the request it answers.
 	When []Cond `json:"when,omitempty"`
+	// Pool limits the action to the requests the rules send to this pool
+	// and their responses (HAProxy's backend rewrites); "": all.
+	Pool string `json:"pool,omitempty"`
 }
 
 // connHeaders are the fields net/http writes itself for each connection
@@ -200,6 +203,7 @@ func checkValue(v string) error {
 type reqInfo struct {
 	src, dst netip.Addr
 	tls      bool
+	pool     string // where the rules sent the request
 }
 
 func expandValue(v string, ri reqInfo) string {
@@ -359,8 +363,8 @@ func (h *header) applyLines(first string, hd http.Header) string {
 }
 
 // holds reports whether the action's conditions all hold for r.
-func (h *header) holds(r *http.Request, client netip.Addr) bool {
-	return (&rule{when: h.when}).match(r, client)
+func (h *header) holds(r *http.Request, ri reqInfo) bool {
+	return (h.Pool == "" || h.Pool == ri.pool) && (&rule{when: h.when}).match(r, ri.src)
 }
 
 // rewriteRequest applies the request actions to r, which the caller owns
@@ -371,7 +375,7 @@ func rewriteRequest(hs []*header, r *http.Request, ri reqInfo) bool {
 		return true
 	}
 	for _, h := range hs {
-		if !h.holds(r, ri.src) {
+		if !h.holds(r, ri) {
 			continue
 		}
 		if r.Host != "" {
@@ -416,7 +420,7 @@ func setRequestLine(r *http.Request, line string) bool {
 // ok false: a rewritten status line is no longer one.
 func rewriteResponse(hs []*header, resp *http.Response, r *http.Request, ri reqInfo) bool {
 	for _, h := range hs {
-		if !h.holds(r, ri.src) {
+		if !h.holds(r, ri) {
 			continue
 		}
 		if h.Op != HdrDelLine && h.Op != HdrReplaceLine {
@@ -485,3 +489,35 @@ func badRequest(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusBadRequest)
 	_, _ = fmt.Fprintf(w, "<html><body><h1>400 Bad request</h1>\nYour browser sent an invalid request.\n</body></html>\n")
 }
+
+// afterWriter applies the after-response actions to whatever response
+// the frontend writes, its own or a server's, when its header goes out.
+type afterWriter struct {
+	http.ResponseWriter
+	hs    []*header
+	r     *http.Request
+	info  *reqInfo
+	wrote bool
+}
+
+func (a *afterWriter) WriteHeader(code int) {
+	if !a.wrote && code >= 200 {
+		a.wrote = true
+		for _, h := range a.hs {
+			if h.holds(a.r, *a.info) {
+				h.applyFields(a.ResponseWriter.Header(), *a.info)
+			}
+		}
+	}
+	a.ResponseWriter.WriteHeader(code)
+}
+
+func (a *afterWriter) Write(b []byte) (int, error) {
+	if !a.wrote {
+		a.WriteHeader(http.StatusOK)
+	}
+	return a.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController flush and hijack.
+func (a *afterWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }

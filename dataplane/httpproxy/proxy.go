@@ -136,9 +136,10 @@ type tlsState struct {
 // routes is a frontend's HTTP settings compiled.
 type routes struct {
 	HTTP
-	rules      []rule
-	reqHeaders []*header
-	rspHeaders []*header
+	rules        []rule
+	reqHeaders   []*header
+	rspHeaders   []*header
+	afterHeaders []*header
 }
 
 type rule struct {
@@ -244,6 +245,13 @@ func compile(h HTTP, cache *authCache) (*routes, error) {
 			return nil, err
 		}
 		r.rspHeaders = append(r.rspHeaders, ch)
+	}
+	for _, a := range h.AfterResponseHeaders {
+		ch, err := compileHeader(a, lists, true)
+		if err != nil {
+			return nil, err
+		}
+		r.afterHeaders = append(r.afterHeaders, ch)
 	}
 	return r, nil
 }
@@ -428,13 +436,20 @@ type reqState struct {
 // ServeHTTP evaluates the monitor URI and the rules, then proxies.
 func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := f.rt.Load()
+	client := remoteAddr(r)
+	var info *reqInfo // what header rewrites read
+	if len(rt.reqHeaders)+len(rt.rspHeaders)+len(rt.afterHeaders) > 0 {
+		info = &reqInfo{src: client, dst: localAddr(r), tls: r.TLS != nil}
+	}
+	if len(rt.afterHeaders) > 0 {
+		w = &afterWriter{ResponseWriter: w, hs: rt.afterHeaders, r: r, info: info}
+	}
 	if rt.MonitorURI != "" && r.URL.Path == rt.MonitorURI {
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n")
 		return
 	}
-	client := remoteAddr(r)
 	pool := f.name
 	for i := range rt.rules {
 		ru := &rt.rules[i]
@@ -461,8 +476,9 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		break
 	}
 	st := &reqState{pool: pool, client: client, rt: rt}
-	if len(rt.reqHeaders) > 0 || len(rt.rspHeaders) > 0 {
-		st.info = reqInfo{src: client, dst: localAddr(r), tls: r.TLS != nil}
+	if info != nil {
+		info.pool = pool
+		st.info = *info
 	}
 	if len(rt.reqHeaders) > 0 {
 		r = r.Clone(r.Context())
