@@ -42,6 +42,10 @@ type hdrAction struct {
 	// service's in pools); "" for every request.
 	pool string
 	pos  Pos
+	// from is the section of the line, kw its keyword
+	// (headerRuleConflicts).
+	from *hapProxy
+	kw   string
 }
 
 // hdrLines are a section's rewrite lines, by kind, in order.
@@ -160,19 +164,22 @@ func (c *hapConfig) poolHeaders(s *service, w *warnings) []need {
 
 // fwdOptions reads option forwardfor's options: except NET and if-none
 // are kept; header NAME is not (warned).
-func (m *httpMode) fwdOptions(f *fwdOption, w *warnings) {
+func (m *httpMode) fwdOptions(f *fwdOption, w *warnings, warn bool) {
+	if !warn {
+		w = &warnings{}
+	}
 	ws := f.line.Words[2:]
 	for i := 0; i < len(ws); i++ {
 		switch ws[i] {
 		case "except":
 			if i+1 < len(ws) {
 				i++
-				if _, err := netip.ParsePrefix(ws[i]); err == nil {
+				_, perr := netip.ParsePrefix(ws[i])
+				_, aerr := netip.ParseAddr(ws[i])
+				if (perr == nil || aerr == nil) && !slices.Contains(m.fwdExcept, ws[i]) {
 					m.fwdExcept = append(m.fwdExcept, ws[i])
-					continue
 				}
-				if _, err := netip.ParseAddr(ws[i]); err == nil {
-					m.fwdExcept = append(m.fwdExcept, ws[i])
+				if perr == nil || aerr == nil {
 					continue
 				}
 			}
@@ -247,7 +254,7 @@ func (p *hapProxy) headerActions(pool string, w *warnings) (req, rsp, after []hd
 // header the proxy writes itself.
 func (p *hapProxy) headerAction(l hapLine, response bool) ([]hdrAction, string) {
 	ws := l.Words
-	a := hdrAction{pos: l.Pos}
+	a := hdrAction{pos: l.Pos, from: p, kw: ws[0]}
 	var rest []string
 	if op := headerOps[ws[1]]; op != "" && (ws[0] == "http-request" || ws[0] == "http-response" || ws[0] == "http-after-response") {
 		a.op, a.name = op, ws[2]
@@ -357,6 +364,9 @@ func headerRuleConflicts(reqs []hdrAction, rules []httpRule) []need {
 	var ns []need
 	for _, a := range reqs {
 		for _, r := range rules {
+			if !a.before(r) {
+				continue
+			}
 			if c, ok := readsRewritten(a, r.when); ok {
 				ns = append(ns, needs(a.pos, FeatHeaderRewrite, "%s rewrites what the rule at line %d reads (%s): gitgw's rules see the request as sent", a.describe(), r.pos.Line, c))
 				break
@@ -364,6 +374,28 @@ func headerRuleConflicts(reqs []hdrAction, rules []httpRule) []need {
 		}
 	}
 	return ns
+}
+
+// before reports whether HAProxy may evaluate rule r after the rewrite
+// a: a backend's rewrite runs once the frontend's rules have picked the
+// backend, before the backend's own rules; a rewrite by http-request
+// runs after the http-request rules above it in its section.
+func (a hdrAction) before(r httpRule) bool {
+	var l *hapLine
+	if h := a.from.http; h != nil {
+		for i := range h.routes {
+			if h.routes[i].Pos == r.pos {
+				l = &h.routes[i]
+			}
+		}
+	}
+	if a.from.kind == "backend" && l == nil {
+		return false // a frontend's rule, or another backend's
+	}
+	if l != nil && l.Words[0] == "http-request" && a.pos.File == l.Pos.File && l.Pos.Line < a.pos.Line && a.kw == "http-request" {
+		return false
+	}
+	return true
 }
 
 // readsRewritten reports whether a condition of cs reads what a may

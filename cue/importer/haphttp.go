@@ -626,9 +626,9 @@ func (fe *hapProxy) httpOrSNI(be *hapProxy, w *warnings) (*httpMode, *sniMode, [
 	for _, p := range []*hapProxy{fe, be} {
 		if p.http != nil && p.http.forwardFor {
 			m.forwardFor = true
-			if f := p.http.fwd; f != nil && !f.mapped {
+			if f := p.http.fwd; f != nil {
+				m.fwdOptions(f, w, !f.mapped) // warned once for the sections sharing a defaults' line
 				f.mapped = true
-				m.fwdOptions(f, w)
 			}
 		}
 	}
