@@ -273,16 +273,19 @@ func (h *header) replaceWhole(s string) (string, bool) {
 }
 
 // replaceValues applies replace-value to one field: each comma-separated
-// value (commas in double quotes do not separate), without the spaces
-// around it, which are kept.
+// value (commas in double quotes do not separate) is matched without
+// the spaces around it; a value replaced loses them, one left keeps them,
+// as HAProxy 2.6 writes the field ("old, keep,old ,  old" is
+// "new, keep,new,new" for ^old$ → new).
 func (h *header) replaceValues(field string) string {
 	var b strings.Builder
 	start, quoted := 0, false
 	part := func(p string) {
-		lead := len(p) - len(strings.TrimLeft(p, " \t"))
-		core := strings.TrimRight(p[lead:], " \t")
-		out, _ := h.replaceWhole(core)
-		b.WriteString(p[:lead] + out + p[lead+len(core):])
+		out, ok := h.replaceWhole(strings.Trim(p, " \t"))
+		if !ok {
+			out = p
+		}
+		b.WriteString(out)
 	}
 	for i := 0; i < len(field); i++ {
 		switch field[i] {
