@@ -550,7 +550,7 @@ func TestGuardrails(t *testing.T) {
 		{"http pool: header rewrites for the service's own pool, one a rule sends to, and one no rule sends to", "http-pool", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) {
 				s.HTTP = &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "static", When: []spec.HTTPCond{{Subject: "path", Match: "prefix", Values: []string{"/img"}}}}},
-					RequestHeaders: []spec.HTTPHeaderAction{{Op: "set", Name: "X-A", Value: "1", Pool: "web"}, {Op: "set", Name: "X-B", Value: "1", Pool: "static"}},
+					RequestHeaders:  []spec.HTTPHeaderAction{{Op: "set", Name: "X-A", Value: "1", Pool: "web"}, {Op: "set", Name: "X-B", Value: "1", Pool: "static"}},
 					ResponseHeaders: []spec.HTTPHeaderAction{{Op: "del", Name: "Server", Pool: "api"}}}
 			})
 			st := in.Services["web"]
