@@ -66,6 +66,12 @@ var headerOps = map[string]string{
 // headerLine records a rewrite line of any proxy section; false: not one.
 func (p *hapProxy) headerLine(l hapLine) bool {
 	ws := l.Words
+	if p.kind == "defaults" {
+		// Not inherited by the sections after it (HAProxy 2.6 applies a
+		// named defaults' rules only to a proxy naming it with from):
+		// named as not mapped.
+		return false
+	}
 	h := p.httpState()
 	if h.hdr == nil {
 		h.hdr = &hdrLines{}

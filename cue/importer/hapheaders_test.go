@@ -138,6 +138,8 @@ func TestHeaderRewritesNamed(t *testing.T) {
 	for _, tt := range []struct{ hap, want string }{
 		{"listen www 203.0.113.1:80\n  mode http\n  server a 198.51.100.1:80 check\n  reqadd Connection:\\ close\n", `"reqadd Connection: close": not mapped (gitgw's proxy writes Connection`},
 		{"listen www 203.0.113.1:80\n  mode tcp\n  server a 198.51.100.1:80 check\n  http-response set-header X-A 1\n", "ignored in mode tcp, as HAProxy ignores it"},
+		{"defaults\n  mode http\n  http-request set-header X-A 1\nlisten www 203.0.113.1:80\n  server a 198.51.100.1:80 check\n", `hap:3: "http-request set-header X-A 1": not mapped`},
+		{"defaults\n  mode http\n  rspadd X-B:\\ 2\nlisten www 203.0.113.1:80\n  server a 198.51.100.1:80 check\n", `hap:3: "rspadd X-B: 2": not mapped`},
 	} {
 		res := importText(t, "", tt.hap)
 		if !strings.Contains(goldenText(res), tt.want) {

@@ -587,9 +587,7 @@ func (fe *hapProxy) httpOrSNI(be *hapProxy, w *warnings) (*httpMode, *sniMode, [
 	rewrites := fe.mode == "http" && be.mode == "http" && (h != nil && !h.hdr.empty() || be.http != nil && !be.http.hdr.empty())
 	wanted := (h != nil && (len(h.routes) > 0 || len(h.certs) > 0) || beRoutes || cookie || rewrites) && !fe.asPool
 	if !wanted {
-		if !fe.asPool {
-			ignoredRewrites(fe, be, w)
-		}
+		ignoredRewrites(fe, be, w) // those of a section in mode tcp
 		for _, p := range []*hapProxy{fe, be} {
 			if p.http != nil && p.http.fwd != nil && !fe.asPool {
 				hapNotMapped(p.http.fwd.line, w)

@@ -468,7 +468,9 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		if ws[0] != "reqadd" && strings.HasPrefix(ws[0], "req") {
 			p.rewrites = append(p.rewrites, l)
 		}
-		p.headerLine(l) // mapped in HTTP mode, or refused with its line (hapheaders.go)
+		if !p.headerLine(l) { // mapped in HTTP mode, or refused with its line (hapheaders.go)
+			hapNotMapped(l, w)
+		}
 	case "rate-limit":
 		p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
 	case "source":
