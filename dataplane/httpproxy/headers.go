@@ -524,3 +524,69 @@ func (a *afterWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController flush and hijack.
 func (a *afterWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
+
+// String is the action in HAProxy-like words, for plans:
+// "set X-Real-IP %[src] if { source 10.0.0.0/8 }".
+func (a HeaderAction) String() string {
+	var b strings.Builder
+	b.WriteString(string(a.Op))
+	for _, w := range []string{a.Name, a.Regex} {
+		if w != "" {
+			b.WriteString(" " + strconv.Quote(w))
+		}
+	}
+	if a.Op != HdrDel && a.Op != HdrDelLine {
+		b.WriteString(" " + strconv.Quote(a.Value))
+	}
+	if a.IgnoreCase {
+		b.WriteString(" -i")
+	}
+	if a.Pool != "" {
+		b.WriteString(" for pool " + a.Pool)
+	}
+	if len(a.When) > 0 {
+		b.WriteString(Rule{When: a.When}.String()) // " if { … }"
+	}
+	return b.String()
+}
+
+// DescribeHeaders spells the forwardfor options and the header rewrites
+// of h for plans, one part each, so that a change of any shows.
+func DescribeHeaders(h *HTTP) []string {
+	var parts []string
+	if len(h.ForwardForExcept) > 0 {
+		var ns []string
+		for _, n := range h.ForwardForExcept {
+			ns = append(ns, n.String())
+		}
+		parts = append(parts, "forwardfor except "+strings.Join(ns, " "))
+	}
+	if h.ForwardForIfNone {
+		parts = append(parts, "forwardfor if-none")
+	}
+	for _, l := range []struct {
+		what string
+		as   []HeaderAction
+	}{{"request", h.RequestHeaders}, {"response", h.ResponseHeaders}, {"after-response", h.AfterResponseHeaders}} {
+		for _, a := range l.as {
+			parts = append(parts, l.what+" "+a.String())
+		}
+	}
+	return parts
+}
+
+// CloneHeaders deep-copies the header rewrites and forwardfor options of
+// h into c (a shallow copy of h).
+func CloneHeaders(c *HTTP) {
+	c.ForwardForExcept = slices.Clone(c.ForwardForExcept)
+	for _, as := range []*[]HeaderAction{&c.RequestHeaders, &c.ResponseHeaders, &c.AfterResponseHeaders} {
+		*as = slices.Clone(*as)
+		for i := range *as {
+			a := &(*as)[i]
+			a.When = slices.Clone(a.When)
+			for j := range a.When {
+				a.When[j].Values = slices.Clone(a.When[j].Values)
+			}
+		}
+	}
+}
