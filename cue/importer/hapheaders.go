@@ -205,6 +205,9 @@ var hdrValueRE = regexp.MustCompile(`%(\[[^]]*\]|.)`)
 // hdrValue checks a log-format value: only %[src], %[dst], %[ssl_fc] and
 // %% are evaluated by the proxy.
 func hdrValue(v string) string {
+	if strings.HasSuffix(strings.ReplaceAll(v, "%%", ""), "%") {
+		return fmt.Sprintf("the value %q (a %% that starts no expression)", v)
+	}
 	for _, m := range hdrValueRE.FindAllString(v, -1) {
 		switch m {
 		case "%%", "%[src]", "%[dst]", "%[ssl_fc]":

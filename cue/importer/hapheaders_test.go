@@ -98,6 +98,7 @@ func TestHeaderRewritesRefused(t *testing.T) {
 	}{
 		{"a log-format expression", listen + "  http-request set-header X-Host %[req.hdr(host)]\n", 4, "log-format expression %[req.hdr(host)]"},
 		{"a log variable", listen + "  http-request add-header X-Client %ci\n", 4, "%ci"},
+		{"a lone % at the end", listen + "  http-request add-header X-A 100%\n", 4, "starts no expression"},
 		{"an expression in a replacement", listen + "  http-request replace-header X-A (.*) %[src]\n", 4, "replacement"},
 		{"a response condition on the response", listen + "  http-response set-header X-A 1 if { path_beg /a }\n", 4, "a condition on path in a response rewrite"},
 		{"add on alternatives", listen + "  http-request add-header X-A 1 if { src 192.0.2.1 } || { path /a }\n", 4, "alternatives"},
