@@ -627,6 +627,17 @@ func httpPool(in *Input, r report) {
 			used[ru.Use], httpUsed[ru.Use] = true, true
 			usePool(in, r, name, s, fmt.Sprintf("%s.http.rules.%d.use", path, i), i, ru.Use, proxyTCP)
 		}
+		// A header rewrite limited to a pool no rule sends to never applies.
+		for _, l := range []struct {
+			field string
+			as    []spec.HTTPHeaderAction
+		}{{"request_headers", h.RequestHeaders}, {"response_headers", h.ResponseHeaders}, {"after_response_headers", h.AfterResponseHeaders}} {
+			for i, a := range l.as {
+				if a.Pool != "" && a.Pool != name && !slices.ContainsFunc(h.Rules, func(ru spec.HTTPRule) bool { return ru.Use == a.Pool }) {
+					r.add(fmt.Sprintf("%s.http.%s.%d.pool", path, l.field, i), "service %s: a header rewrite for pool %s, to which none of its rules sends requests: it would never apply", name, a.Pool)
+				}
+			}
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(in.Services)) {
 		s := in.Services[name]

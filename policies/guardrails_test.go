@@ -563,6 +563,16 @@ func TestGuardrails(t *testing.T) {
 			st.Servers = map[string]spec.Server{"a": {Address: "198.51.100.21:80", Weight: 1, Via: &spec.ServerVia{SOCKS4: "127.0.0.1:1080"}}}
 			in.Services["static"] = st
 		}), 1},
+		{"http pool: header rewrites for the service's own pool, one a rule sends to, and one no rule sends to", "http-pool", edit(func(in *Input) {
+			setService(in, "web", func(s *spec.Service) {
+				s.HTTP = &spec.ServiceHTTP{Rules: []spec.HTTPRule{{Use: "static", When: []spec.HTTPCond{{Subject: "path", Match: "prefix", Values: []string{"/img"}}}}},
+					RequestHeaders:  []spec.HTTPHeaderAction{{Op: "set", Name: "X-A", Value: "1", Pool: "web"}, {Op: "set", Name: "X-B", Value: "1", Pool: "static"}},
+					ResponseHeaders: []spec.HTTPHeaderAction{{Op: "del", Name: "Server", Pool: "api"}}}
+			})
+			st := in.Services["web"]
+			st.Binds, st.HTTP = nil, nil
+			in.Services["static"] = st
+		}), 1},
 		{"http pool: an sni rule to no service", "http-pool", edit(func(in *Input) {
 			setService(in, "web", func(s *spec.Service) {
 				s.SNI = &spec.ServiceSNI{Rules: []spec.SNIRule{{Names: []string{"a.example"}, Use: "nowhere"}}}

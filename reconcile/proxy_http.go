@@ -27,6 +27,22 @@ func proxyHTTP(h *spec.ServiceHTTP, lists map[string]spec.Userlist) (*httpproxy.
 			out.TLS.Binds = append(out.TLS.Binds, ap)
 		}
 	}
+	out.ForwardForIfNone = h.ForwardForIfNone
+	for i, n := range h.ForwardForExcept {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			a, aerr := netip.ParseAddr(n)
+			if aerr != nil {
+				errs = append(errs, fmt.Errorf("http: forward_for_except[%d]: %w", i, err))
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out.ForwardForExcept = append(out.ForwardForExcept, p.Masked())
+	}
+	out.RequestHeaders = proxyHeaders(h.RequestHeaders, lists, out)
+	out.ResponseHeaders = proxyHeaders(h.ResponseHeaders, lists, out)
+	out.AfterResponseHeaders = proxyHeaders(h.AfterResponseHeaders, lists, out)
 	for _, r := range h.Rules {
 		rule := httpproxy.Rule{Use: r.Use, Deny: r.Deny, Tarpit: r.Tarpit.D()}
 		if r.Auth != nil {
@@ -35,19 +51,37 @@ func proxyHTTP(h *spec.ServiceHTTP, lists map[string]spec.Userlist) (*httpproxy.
 		if rd := r.Redirect; rd != nil {
 			rule.Redirect = &httpproxy.Redirect{Scheme: rd.Scheme, Location: rd.Location, Prefix: rd.Prefix, Code: rd.Code}
 		}
-		for _, c := range r.When {
-			rule.When = append(rule.When, httpproxy.Cond{Subject: httpproxy.Subject(c.Subject), Header: c.Header, Userlist: c.Userlist,
-				Match: httpproxy.Match(c.Match), Values: append([]string(nil), c.Values...), IgnoreCase: c.IgnoreCase, Not: c.Not})
-			if ul, ok := lists[c.Userlist]; ok && c.Userlist != "" {
-				if out.Userlists == nil {
-					out.Userlists = map[string]httpproxy.Userlist{}
-				}
-				out.Userlists[c.Userlist] = proxyUserlist(ul)
-			}
-		}
+		rule.When = proxyConds(r.When, lists, out)
 		out.Rules = append(out.Rules, rule)
 	}
 	return out, errors.Join(errs...)
+}
+
+// proxyConds translates conditions, adding the user lists they name to
+// out.
+func proxyConds(cs []spec.HTTPCond, lists map[string]spec.Userlist, out *httpproxy.HTTP) []httpproxy.Cond {
+	var when []httpproxy.Cond
+	for _, c := range cs {
+		when = append(when, httpproxy.Cond{Subject: httpproxy.Subject(c.Subject), Header: c.Header, Userlist: c.Userlist,
+			Match: httpproxy.Match(c.Match), Values: append([]string(nil), c.Values...), IgnoreCase: c.IgnoreCase, Not: c.Not})
+		if ul, ok := lists[c.Userlist]; ok && c.Userlist != "" {
+			if out.Userlists == nil {
+				out.Userlists = map[string]httpproxy.Userlist{}
+			}
+			out.Userlists[c.Userlist] = proxyUserlist(ul)
+		}
+	}
+	return when
+}
+
+// proxyHeaders translates header rewrites.
+func proxyHeaders(as []spec.HTTPHeaderAction, lists map[string]spec.Userlist, out *httpproxy.HTTP) []httpproxy.HeaderAction {
+	var hs []httpproxy.HeaderAction
+	for _, a := range as {
+		hs = append(hs, httpproxy.HeaderAction{Op: httpproxy.HeaderOp(a.Op), Name: a.Name, Value: a.Value, Regex: a.Regex,
+			IgnoreCase: a.IgnoreCase, When: proxyConds(a.When, lists, out), Pool: a.Pool})
+	}
+	return hs
 }
 
 // proxyCookie translates a service's persistence cookie and its

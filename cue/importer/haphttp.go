@@ -3,6 +3,7 @@ package importer
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -37,6 +38,8 @@ type hapHTTP struct {
 	// at fwd (shared with the sections that inherit it).
 	forwardFor bool
 	fwd        *fwdOption
+	// hdr: the header rewrite lines (hapheaders.go).
+	hdr *hdrLines
 }
 
 // fwdOption is an option forwardfor line, and whether an HTTP service
@@ -53,6 +56,11 @@ type httpMode struct {
 	rules      []httpRule
 	monitorURI string
 	forwardFor bool
+	// fwdExcept, fwdIfNone: option forwardfor's except and if-none.
+	fwdExcept []string
+	fwdIfNone bool
+	// The header rewrites, in HAProxy's order (hapheaders.go).
+	reqHeaders, rspHeaders, afterHeaders []hdrAction
 }
 
 type httpRule struct {
@@ -484,8 +492,10 @@ func (fe *hapProxy) httpOrSNI(be *hapProxy, w *warnings) (*httpMode, *sniMode, [
 	beRoutes := be != fe && be.http != nil && len(be.http.routes) > 0
 	// A persistence cookie is read and set per request: HTTP mode too.
 	cookie := fe.mode == "http" && be.mode == "http" && be.cookiePos != (Pos{})
-	wanted := (h != nil && (len(h.routes) > 0 || len(h.certs) > 0) || beRoutes || cookie) && !fe.asPool
+	rewrites := fe.mode == "http" && be.mode == "http" && (h != nil && !h.hdr.empty() || be.http != nil && !be.http.hdr.empty())
+	wanted := (h != nil && (len(h.routes) > 0 || len(h.certs) > 0) || beRoutes || cookie || rewrites) && !fe.asPool
 	if !wanted {
+		ignoredRewrites(fe, be, w) // those of a section in mode tcp
 		for _, p := range []*hapProxy{fe, be} {
 			if p.http != nil && p.http.fwd != nil && !fe.asPool {
 				hapNotMapped(p.http.fwd.line, w)
@@ -497,6 +507,7 @@ func (fe *hapProxy) httpOrSNI(be *hapProxy, w *warnings) (*httpMode, *sniMode, [
 		h = fe.httpState()
 	}
 	if fe.mode != "http" {
+		ignoredRewrites(fe, be, w)
 		if sm, ok := fe.sniRules(w); ok && cmp.Or(be.mode, "tcp") == "tcp" {
 			return nil, sm, nil
 		}
@@ -522,13 +533,12 @@ func (fe *hapProxy) httpOrSNI(be *hapProxy, w *warnings) (*httpMode, *sniMode, [
 		if p.http != nil && p.http.forwardFor {
 			m.forwardFor = true
 			if f := p.http.fwd; f != nil {
+				m.fwdOptions(f, w, !f.mapped) // warned once for the sections sharing a defaults' line
 				f.mapped = true
-				if len(f.line.Words) > 2 {
-					w.add(f.line.Pos, "%q: the exception is not kept: X-Forwarded-For is added for every client", strings.Join(f.line.Words, " "))
-				}
 			}
 		}
 	}
+	ns = append(ns, fe.mapHeaders(be, m, w)...)
 	return m, nil, ns
 }
 
@@ -568,6 +578,7 @@ func (c *hapConfig) pools(out []*service, beSvc map[string]string, used map[stri
 		// sends it: each becomes a rule before that use_backend, with its
 		// conditions ANDed to the use_backend's.
 		var rules []httpRule
+		ns = append(ns, c.poolHeaders(s, w)...)
 		for _, r := range s.http.rules {
 			if be := c.backends[r.use]; r.use != "" && be != nil && be.http != nil && len(be.http.routes) > 0 {
 				bm, bns := be.httpRules(w)
@@ -580,6 +591,13 @@ func (c *hapConfig) pools(out []*service, beSvc map[string]string, used map[stri
 			rules = append(rules, r)
 		}
 		s.http.rules = rules
+		for _, as := range [][]hdrAction{s.http.reqHeaders, s.http.rspHeaders, s.http.afterHeaders} {
+			for i := range as {
+				if as[i].pool != "" {
+					refs = append(refs, useRef{&as[i].pool, as[i].pos, "http"})
+				}
+			}
+		}
 		c.statsUse(s.http.rules, used, w)
 		for i := range s.http.rules {
 			if s.http.rules[i].use != "" {
@@ -627,8 +645,15 @@ func (c *hapConfig) pools(out []*service, beSvc map[string]string, used map[stri
 			made = append(made, ps)
 			*ref.use = ps.name
 		}
+		ns = append(ns, headerRuleConflicts(s.http.reqHeaders, s.http.rules)...)
 		if len(ns) > 0 {
-			w.refuse("frontend "+s.name, ns)
+			what := "frontend " + s.name
+			for _, be := range slices.Sorted(maps.Keys(beSvc)) {
+				if beSvc[be] == s.name && be != s.name {
+					what += " (backend " + be + ")" // its default backend goes with it
+				}
+			}
+			w.refuse(what, ns)
 			continue
 		}
 		kept = append(kept, s)

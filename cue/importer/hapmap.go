@@ -426,9 +426,13 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		hapNotMapped(l, w)
 	case "acl":
 		p.acl(l, w)
-	case "tcp-request", "http-request", "tcp-response", "http-response":
+	case "tcp-request", "http-request", "tcp-response", "http-response", "http-after-response":
 		if ws[0] == "http-request" && p.httpRoute(l) {
 			return
+		}
+		if p.headerLine(l) {
+			p.noteCookieRewrite(l)
+			return // mapped in HTTP mode, or refused with its line (hapheaders.go)
 		}
 		if ws[0] == "tcp-request" && arg(1) == "inspect-delay" && (p.kind == "frontend" || p.kind == "listen") {
 			if d, err := hapTime(arg(2)); err == nil && len(ws) == 3 {
@@ -459,12 +463,14 @@ func (p *hapProxy) line(l hapLine, w *warnings) {
 		}
 		p.noteCookieRewrite(l)
 		hapNotMapped(l, w)
-	case "reqrep", "reqirep", "reqadd", "reqdel", "reqidel":
+	case "reqrep", "reqirep", "reqadd", "reqdel", "reqidel", "rspadd", "rspdel", "rspidel", "rsprep", "rspirep":
 		p.noteCookieRewrite(l)
-		if ws[0] != "reqadd" {
+		if ws[0] != "reqadd" && strings.HasPrefix(ws[0], "req") {
 			p.rewrites = append(p.rewrites, l)
 		}
-		hapNotMapped(l, w)
+		if !p.headerLine(l) { // mapped in HTTP mode, or refused with its line (hapheaders.go)
+			hapNotMapped(l, w)
+		}
 	case "rate-limit":
 		p.needs = append(p.needs, needs(l.Pos, FeatSourceRules, "%s", strings.Join(ws, " ")))
 	case "source":

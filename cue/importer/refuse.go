@@ -143,6 +143,12 @@ const (
 	// FeatPasswordHash: a userlist's password hash of a scheme the proxy
 	// does not verify (DES crypt, yescrypt, …) (hapauth.go).
 	FeatPasswordHash Feature = "password-hash"
+	// FeatHeaderRewrite: an HTTP header rewrite the proxy does not make
+	// as HAProxy does: a value made by another log-format expression than
+	// %[src], %[dst], %[ssl_fc], a condition a response rewrite cannot
+	// read, a header the service's rules read after it, a regex Go does
+	// not compile (hapheaders.go).
+	FeatHeaderRewrite Feature = "header-rewrite"
 )
 
 // featureWhy says, per feature, what the site lacks.
@@ -167,6 +173,7 @@ var featureWhy = map[Feature]string{
 	FeatKernelLB:         "gitgw forwards in the kernel by NAT (mode nat), full NAT (mode fnat, by VIP and port, to local addresses) or direct routing (mode dr); IPVS tunnelling (TUN: IP-in-IP to the servers), DPVS's SNAT mode and its FNAT options (SYN proxy, QUIC connection ids) are not built",
 	FeatVSGroup:          "a gitgw service's binds are addresses with a port, and its fwmarks marks; leaving the entry out would leave its traffic unforwarded",
 	FeatCookie:           "gitgw persists by a cookie it inserts (with indirect, nocache, httponly, secure and one domain) or one the servers set (as it is, or with the server's value); prefixing the servers' own cookie, inserting only on POST, preserving the server's cookie, dated or dynamic cookies and extra attributes are not built: without them clients would lose their server",
+	FeatHeaderRewrite:    "gitgw's header rewrites set, add, delete and replace (by regex) header fields and lines with text, the client's and local addresses and the TLS flag, on conditions of the request, after the rules have routed it; a rewrite left out would change what the servers or the clients see",
 	FeatPasswordHash:     "gitgw verifies SHA-512, SHA-256 and MD5 crypt and bcrypt password hashes; a user whose hash is of another scheme could not log in",
 	FeatContentSwitching: "gitgw routes requests only in HTTP mode, by rules on the host, path, url, method, version, headers (their values, count and numbers), source address and port, and TLS (terms ANDed, alternatives by ||) that use another service, deny or redirect, and TCP connections only by their TLS server name; other routing would send traffic where the original does not",
 }

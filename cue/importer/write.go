@@ -545,6 +545,34 @@ func serverTLSFields(t *serverTLS) *cstruct {
 	return ts
 }
 
+// condsField writes a list of conditions.
+func condsField(cs []httpCond) *clist {
+	when := &clist{}
+	for _, c := range cs {
+		s := inline(fld("subject", cstr(c.subject)))
+		if c.header != "" {
+			s.fields = append(s.fields, fld("header", cstr(c.header)))
+		}
+		if c.userlist != "" {
+			s.fields = append(s.fields, fld("userlist", cstr(c.userlist)))
+		}
+		if c.match != "" && c.match != "exact" {
+			s.fields = append(s.fields, fld("match", cstr(c.match)))
+		}
+		if len(c.values) > 0 {
+			s.fields = append(s.fields, fld("values", cstrs(c.values)))
+		}
+		if c.ignoreCase {
+			s.fields = append(s.fields, fld("ignore_case", cbool(true)))
+		}
+		if c.not {
+			s.fields = append(s.fields, fld("not", cbool(true)))
+		}
+		when.elems = append(when.elems, s)
+	}
+	return when
+}
+
 // httpField writes a service's http block: TLS, the rules one per line.
 func httpField(h *httpMode) *cstruct {
 	hs := &cstruct{}
@@ -560,36 +588,27 @@ func httpField(h *httpMode) *cstruct {
 	}
 	if h.forwardFor {
 		hs.add("forward_for", cbool(true))
+		if len(h.fwdExcept) > 0 {
+			hs.add("forward_for_except", cstrs(h.fwdExcept))
+		}
+		if h.fwdIfNone {
+			hs.add("forward_for_if_none", cbool(true))
+		}
+	}
+	for _, l := range []struct {
+		label string
+		as    []hdrAction
+	}{{"request_headers", h.reqHeaders}, {"response_headers", h.rspHeaders}, {"after_response_headers", h.afterHeaders}} {
+		if len(l.as) > 0 {
+			hs.add(l.label, headersField(l.as))
+		}
 	}
 	if len(h.rules) > 0 {
 		rules := &clist{block: true}
 		for _, r := range h.rules {
 			rs := inline()
 			if len(r.when) > 0 {
-				when := &clist{}
-				for _, c := range r.when {
-					cs := inline(fld("subject", cstr(c.subject)))
-					if c.header != "" {
-						cs.fields = append(cs.fields, fld("header", cstr(c.header)))
-					}
-					if c.userlist != "" {
-						cs.fields = append(cs.fields, fld("userlist", cstr(c.userlist)))
-					}
-					if c.match != "" && c.match != "exact" {
-						cs.fields = append(cs.fields, fld("match", cstr(c.match)))
-					}
-					if len(c.values) > 0 {
-						cs.fields = append(cs.fields, fld("values", cstrs(c.values)))
-					}
-					if c.ignoreCase {
-						cs.fields = append(cs.fields, fld("ignore_case", cbool(true)))
-					}
-					if c.not {
-						cs.fields = append(cs.fields, fld("not", cbool(true)))
-					}
-					when.elems = append(when.elems, cs)
-				}
-				rs.fields = append(rs.fields, fld("when", when))
+				rs.fields = append(rs.fields, fld("when", condsField(r.when)))
 			}
 			switch {
 			case r.use != "":

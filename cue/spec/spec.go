@@ -532,6 +532,28 @@ type ServiceHTTP struct {
 	Rules      []HTTPRule `json:"rules,omitempty"`
 	MonitorURI string     `json:"monitor_uri,omitempty"`
 	ForwardFor bool       `json:"forward_for,omitempty"`
+	// ForwardForExcept: clients of these CIDRs get no X-Forwarded-For;
+	// ForwardForIfNone: nor a request that has one.
+	ForwardForExcept []string `json:"forward_for_except,omitempty"`
+	ForwardForIfNone bool     `json:"forward_for_if_none,omitempty"`
+	// RequestHeaders and ResponseHeaders rewrite headers, in order
+	// (dataplane/httpproxy/headers.go).
+	RequestHeaders       []HTTPHeaderAction `json:"request_headers,omitempty"`
+	ResponseHeaders      []HTTPHeaderAction `json:"response_headers,omitempty"`
+	AfterResponseHeaders []HTTPHeaderAction `json:"after_response_headers,omitempty"`
+}
+
+// HTTPHeaderAction is one header rewrite: op set, add, del,
+// replace-header, replace-value (on Name) or del-line, replace-line (on
+// the lines Regex matches), when its conditions hold.
+type HTTPHeaderAction struct {
+	Op         string     `json:"op"`
+	Name       string     `json:"name,omitempty"`
+	Value      string     `json:"value,omitempty"`
+	Regex      string     `json:"regex,omitempty"`
+	IgnoreCase bool       `json:"ignore_case,omitempty"`
+	When       []HTTPCond `json:"when,omitempty"`
+	Pool       string     `json:"pool,omitempty"`
 }
 
 // HTTPTLS terminates TLS: PEM files of certificate and key (HAProxy's

@@ -26,6 +26,21 @@ type HTTP struct {
 	// ForwardFor appends the client's address to X-Forwarded-For
 	// (HAProxy's `option forwardfor`).
 	ForwardFor bool `json:"forward_for,omitempty"`
+	// ForwardForExcept: no X-Forwarded-For for a client in one of these
+	// networks (option forwardfor except NET).
+	ForwardForExcept []netip.Prefix `json:"forward_for_except,omitempty"`
+	// ForwardForIfNone: none either for a request that has one already
+	// (option forwardfor if-none).
+	ForwardForIfNone bool `json:"forward_for_if_none,omitempty"`
+	// RequestHeaders rewrite the headers of each request a server gets,
+	// ResponseHeaders those of each response it sends, in order
+	// (headers.go).
+	RequestHeaders  []HeaderAction `json:"request_headers,omitempty"`
+	ResponseHeaders []HeaderAction `json:"response_headers,omitempty"`
+	// AfterResponseHeaders rewrite every response, the proxy's own too
+	// (deny, redirect, errors, the monitor URI: HAProxy's
+	// http-after-response); fields only, no line actions.
+	AfterResponseHeaders []HeaderAction `json:"after_response_headers,omitempty"`
 	// Userlists are the user lists the rules' auth conditions name, by
 	// name (auth.go).
 	Userlists map[string]Userlist `json:"userlists,omitempty"`
@@ -207,6 +222,24 @@ func (h *HTTP) Validate(pools func(string) bool) []error {
 					errs = append(errs, fmt.Errorf("%s: condition #%d: %w", where, j+1, err))
 				}
 			}
+		}
+	}
+	errs = append(errs, validateHeaders("request_headers", h.RequestHeaders, false)...)
+	errs = append(errs, validateHeaders("response_headers", h.ResponseHeaders, true)...)
+	errs = append(errs, validateHeaders("after_response_headers", h.AfterResponseHeaders, true)...)
+	for _, l := range []struct {
+		where string
+		as    []HeaderAction
+	}{{"request_headers", h.RequestHeaders}, {"response_headers", h.ResponseHeaders}, {"after_response_headers", h.AfterResponseHeaders}} {
+		for i, a := range l.as {
+			if a.Pool != "" && pools != nil && !pools(a.Pool) {
+				errs = append(errs, fmt.Errorf("http: %s #%d: pool %q: no such TCP proxy service", l.where, i+1, a.Pool))
+			}
+		}
+	}
+	for i, a := range h.AfterResponseHeaders {
+		if a.Op == HdrDelLine || a.Op == HdrReplaceLine {
+			errs = append(errs, fmt.Errorf("http: after_response_headers #%d: %s: fields only", i+1, a.Op))
 		}
 	}
 	return append(errs, h.validateUserlists()...)

@@ -24,6 +24,13 @@
 // header line, matched by a regex; a tarpit rule holds the request, then
 // answers 500 (tarpit.go).
 //
+// Header rewrites (headers.go: HAProxy's http-request, http-response and
+// http-after-response set-header, add-header, del-header, replace-header,
+// replace-value, and 1.x's reqadd/reqdel/reqrep and rsp… on lines) run in
+// order once the rules have routed a request, before X-Forwarded-For is
+// added (option forwardfor, with except and if-none), and on each
+// response; the after-response ones on the proxy's own answers too.
+//
 // A pool may persist clients on a server by an HTTP cookie (cookie.go,
 // HAProxy's `cookie NAME insert|…` with each server's value): the Picker
 // is asked for the server the request's cookie names first, and the
@@ -34,6 +41,7 @@
 // connections to the next agent (a restart lets requests in flight finish
 // and closes idle keep-alive connections, as HAProxy's reload does),
 // shutdown-sessions, HTTP/2, cookie rewrite/prefix modes and dated
-// cookies (maxidle, maxlife), and per-request counters in the stats (the
-// servers count requests, the service its connections).
+// cookies (maxidle, maxlife), per-request counters in the stats (the
+// servers count requests, the service its connections), and log-format
+// expressions in header values beyond %[src], %[dst] and %[ssl_fc].
 package httpproxy

@@ -139,7 +139,10 @@ type tlsState struct {
 // routes is a frontend's HTTP settings compiled.
 type routes struct {
 	HTTP
-	rules []rule
+	rules        []rule
+	reqHeaders   []*header
+	rspHeaders   []*header
+	afterHeaders []*header
 }
 
 type rule struct {
@@ -232,6 +235,27 @@ func compile(h HTTP, cache *authCache) (*routes, error) {
 		}
 		r.rules = append(r.rules, cr)
 	}
+	for _, a := range h.RequestHeaders {
+		ch, err := compileHeader(a, lists, false)
+		if err != nil {
+			return nil, err
+		}
+		r.reqHeaders = append(r.reqHeaders, ch)
+	}
+	for _, a := range h.ResponseHeaders {
+		ch, err := compileHeader(a, lists, true)
+		if err != nil {
+			return nil, err
+		}
+		r.rspHeaders = append(r.rspHeaders, ch)
+	}
+	for _, a := range h.AfterResponseHeaders {
+		ch, err := compileHeader(a, lists, true)
+		if err != nil {
+			return nil, err
+		}
+		r.afterHeaders = append(r.afterHeaders, ch)
+	}
 	return r, nil
 }
 
@@ -315,10 +339,11 @@ func certFiles(path string) ([]string, error) {
 func (p *Proxy) newFrontend(name string, client time.Duration) *frontend {
 	f := &frontend{p: p, name: name, client: client, ln: newConnListener()}
 	f.rp = &httputil.ReverseProxy{
-		Rewrite:      f.rewrite,
-		Transport:    roundTripper{p},
-		ErrorHandler: f.proxyError,
-		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		Rewrite:        f.rewrite,
+		ModifyResponse: f.modifyResponse,
+		Transport:      roundTripper{p},
+		ErrorHandler:   f.proxyError,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 		// FlushInterval 0: a response of known length goes out in one
 		// write when the handler ends (one flush per response write cost
 		// a syscall each); one of unknown length (chunked, event
@@ -410,18 +435,27 @@ type reqState struct {
 	pool   string
 	client netip.Addr
 	lease  *Lease
+	rt     *routes // the rules and rewrites the request was decided by
+	info   reqInfo // what header values read
 }
 
 // ServeHTTP evaluates the monitor URI and the rules, then proxies.
 func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := f.rt.Load()
+	client := remoteAddr(r)
+	var info *reqInfo // what header rewrites read
+	if len(rt.reqHeaders)+len(rt.rspHeaders)+len(rt.afterHeaders) > 0 {
+		info = &reqInfo{src: client, dst: localAddr(r), tls: r.TLS != nil}
+	}
+	if len(rt.afterHeaders) > 0 {
+		w = &afterWriter{ResponseWriter: w, hs: rt.afterHeaders, r: r, info: info}
+	}
 	if rt.MonitorURI != "" && r.URL.Path == rt.MonitorURI {
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "<html><body><h1>200 OK</h1>\nService ready.\n</body></html>\n")
 		return
 	}
-	client := remoteAddr(r)
 	pool := f.name
 	for i := range rt.rules {
 		ru := &rt.rules[i]
@@ -440,6 +474,7 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		case ru.Tarpit > 0:
 			tarpit(w, r, ru.Tarpit)
+			return
 		case ru.Auth != nil:
 			askAuth(w, cmp.Or(ru.Auth.Realm, f.name))
 			return
@@ -447,7 +482,18 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pool = ru.Use
 		break
 	}
-	st := &reqState{pool: pool, client: client}
+	st := &reqState{pool: pool, client: client, rt: rt}
+	if info != nil {
+		info.pool = pool
+		st.info = *info
+	}
+	if len(rt.reqHeaders) > 0 {
+		r = r.Clone(r.Context())
+		if !rewriteRequest(rt.reqHeaders, r, st.info) {
+			badRequest(w)
+			return
+		}
+	}
 	f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, st)))
 	if st.lease != nil {
 		st.lease.Done(true)
@@ -486,10 +532,8 @@ func (f *frontend) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.Header[h] = v
 		}
 	}
-	if f.rt.Load().ForwardFor {
-		if st, _ := pr.In.Context().Value(ctxKey{}).(*reqState); st != nil && st.client.IsValid() {
-			pr.Out.Header["X-Forwarded-For"] = append(pr.Out.Header["X-Forwarded-For"], st.client.String())
-		}
+	if st, _ := pr.In.Context().Value(ctxKey{}).(*reqState); st != nil && st.rt.forwardFor(st.client, pr.Out.Header) {
+		pr.Out.Header["X-Forwarded-For"] = append(pr.Out.Header["X-Forwarded-For"], st.client.String())
 	}
 	if _, ok := pr.In.Header["User-Agent"]; !ok {
 		pr.Out.Header["User-Agent"] = nil // as received: none

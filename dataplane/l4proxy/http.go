@@ -320,6 +320,7 @@ func cloneHTTP(h *httpproxy.HTTP) *httpproxy.HTTP {
 		c.Rules[i] = r
 	}
 	c.Userlists = httpproxy.CloneUserlists(h.Userlists)
+	httpproxy.CloneHeaders(&c)
 	return &c
 }
 
@@ -341,6 +342,7 @@ func DescribeHTTP(h *httpproxy.HTTP) string {
 		parts = append(parts, r.String())
 	}
 	parts = append(parts, httpproxy.DescribeUserlists(h.Userlists)...)
+	parts = append(parts, httpproxy.DescribeHeaders(h)...)
 	return strings.Join(parts, "; ")
 }
 

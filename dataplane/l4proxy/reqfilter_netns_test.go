@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,8 +132,11 @@ func TestHTTPRequestFilters(t *testing.T) {
 				t.Fatalf("%s: %v", path, err)
 			}
 			held := time.Since(start)
-			_, _ = io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if !strings.Contains(string(body), "500 Internal Server Error") || strings.Contains(string(body), "503") {
+				t.Errorf("%s: the tarpit's answer %q, want its 500 page alone (the request ends there)", path, body)
+			}
 			if resp.StatusCode != 500 || held < hold {
 				t.Errorf("%s: %d after %v, want 500 no sooner than %v", path, resp.StatusCode, held, hold)
 			}
