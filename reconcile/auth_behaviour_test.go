@@ -1,21 +1,15 @@
 package reconcile
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gitgw/gitgw/cue/importer"
-	"github.com/gitgw/gitgw/cue/loader"
-	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/test/lab"
 )
 
@@ -97,43 +91,7 @@ func TestAuthImportBehavesAsHAProxy(t *testing.T) {
 		t.Fatalf("%d bind and server lines rewritten, want 8: the corpus file changed", rewrites)
 	}
 
-	hapPath := t.TempDir() + "/haproxy.cfg"
-	if err := os.WriteFile(hapPath, []byte(strings.Join(hapLines, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin, _ := lab.LookPath("haproxy")
-	cmd := exec.Command(bin, "-db", "-f", hapPath)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-
-	res, err := importer.Import(importer.Options{HAProxy: []importer.Input{{Path: "auth.cfg", Data: []byte(strings.Join(gwLines, "\n"))}}, Nodes: []string{"gw1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := importer.WriteDir(dir, res.Files, false); err != nil {
-		t.Fatal(err)
-	}
-	_, view, err := loader.Load(context.Background(), dir, "gw1")
-	if err != nil {
-		t.Fatalf("load the import: %v", err)
-	}
-	pcfg, err := ProxyConfig(view)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := l4proxy.New(nil, l4proxy.Options{})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = pool.Close(ctx)
-	})
-	if err := pool.Set(context.Background(), pcfg); err != nil {
-		t.Fatal(err)
-	}
+	sideBySide(t, "auth.cfg", strings.Join(hapLines, "\n"), strings.Join(gwLines, "\n"))
 
 	type answer struct {
 		status        int

@@ -1,23 +1,16 @@
 package reconcile
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gitgw/gitgw/cue/importer"
-	"github.com/gitgw/gitgw/cue/loader"
-	"github.com/gitgw/gitgw/dataplane/l4proxy"
 	"github.com/gitgw/gitgw/test/lab"
 )
 
@@ -100,49 +93,7 @@ backend img
 	server i1 ` + echo["img"] + `
 `
 	}
-	hapPath := t.TempDir() + "/haproxy.cfg"
-	if err := os.WriteFile(hapPath, []byte(cfg(hapBind)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin, _ := lab.LookPath("haproxy")
-	cmd := exec.Command(bin, "-db", "-f", hapPath)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-
-	res, err := importer.Import(importer.Options{HAProxy: []importer.Input{{Path: "headers.cfg", Data: []byte(cfg(gwBind))}}, Nodes: []string{"gw1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Refused) > 0 {
-		t.Fatalf("refused: %v", res.Refused)
-	}
-	dir := t.TempDir()
-	if err := importer.WriteDir(dir, res.Files, false); err != nil {
-		t.Fatal(err)
-	}
-	_, view, err := loader.Load(context.Background(), dir, "gw1")
-	if err != nil {
-		t.Fatalf("load the import: %v", err)
-	}
-	if h := view.Services["www"].HTTP; h == nil || len(h.RequestHeaders) == 0 || len(h.ResponseHeaders) == 0 || len(h.AfterResponseHeaders) == 0 {
-		t.Fatalf("the import has no header rewrites: %+v", h)
-	}
-	pcfg, err := ProxyConfig(view)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := l4proxy.New(nil, l4proxy.Options{})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = pool.Close(ctx)
-	})
-	if err := pool.Set(context.Background(), pcfg); err != nil {
-		t.Fatal(err)
-	}
+	sideBySide(t, "headers.cfg", cfg(hapBind), cfg(gwBind))
 
 	// The response fields compared: what the rewrites touch, and the
 	// server's own.
