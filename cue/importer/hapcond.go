@@ -295,7 +295,7 @@ func (p *hapCondParser) term() (bool, error) {
 			return false, err
 		}
 		return (args[0] == args[1]) == (name == "streq"), nil
-	case "version_atleast", "version_before":
+	case "version_atleast", "version_before", "openssl_version_atleast", "openssl_version_before":
 		a, err := arg(1)
 		if err != nil {
 			return false, err
@@ -305,18 +305,11 @@ func (p *hapCondParser) term() (bool, error) {
 			return false, err
 		}
 		p.asked = true
-		return versionLess(hapCondBuild.version, v) == (name == "version_before"), nil
-	case "openssl_version_atleast", "openssl_version_before":
-		a, err := arg(1)
-		if err != nil {
-			return false, err
+		have := hapCondBuild.version
+		if strings.HasPrefix(name, "openssl_") {
+			have = hapCondBuild.openssl
 		}
-		v, err := versionOf(a)
-		if err != nil {
-			return false, err
-		}
-		p.asked = true
-		return versionLess(hapCondBuild.openssl, v) == (name == "openssl_version_before"), nil
+		return versionLess(have, v) == strings.HasSuffix(name, "_before"), nil
 	case "ssllib_name_startswith":
 		a, err := arg(1)
 		if err != nil {
