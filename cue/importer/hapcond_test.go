@@ -28,6 +28,7 @@ func TestHAProxyConditions(t *testing.T) {
 		{name: "elif after a branch taken", body: ".if version_atleast(2.5)\nserver a 1\n.elif 1\nserver b 1\n.else\nserver c 1\n.endif\n", want: []string{"a"}},
 		{name: "elif taken", body: ".if version_atleast(3.0)\nserver a 1\n.elif streq(x,x)\nserver b 1\n.else\nserver c 1\n.endif\n", want: []string{"b"}},
 		{name: "nested in a branch not taken", body: ".if 0\n.if 1\nserver a 1\n.else\nserver b 1\n.endif\n.else\nserver c 1\n.endif\n", want: []string{"c"}},
+		{name: "OpenSSL's version", body: ".if openssl_version_atleast(1.1.1) && !openssl_version_before(3.0.0)\nserver a 1\n.endif\n.if openssl_version_atleast(3.1)\nserver b 1\n.endif\n", want: []string{"a"}},
 		{name: "numbers and words", body: ".if 0\nserver a 1\n.endif\n.if 2\nserver b 1\n.endif\n", want: []string{"b"}},
 		{name: "the environment", body: ".if defined(HAPROXY_LOCALPEER)\nserver a 1\n.endif\n", syntax: "depends on the environment"},
 		{name: "a variable compared", body: ".if streq(\"${SITE}\",eu)\nserver a 1\n.endif\n", syntax: "depends on the environment"},
