@@ -69,7 +69,7 @@ func (d *KernLBDriver) syncConntrack(cs *spec.ConntrackSync, svcs []KernService)
 	if key == "" {
 		return nil
 	}
-	conn, err := net.ListenPacket("udp4", fmt.Sprintf(":%d", cs.Port))
+	conn, err := net.ListenPacket(ctSyncNetwork(cs.Peer), fmt.Sprintf(":%d", cs.Port))
 	if err != nil {
 		return fmt.Errorf("conntrack_sync: listen on port %d: %w", cs.Port, err)
 	}
@@ -103,4 +103,14 @@ func (d *KernLBDriver) syncConntrack(cs *spec.ConntrackSync, svcs []KernService)
 	d.ct = &ctSync{key: key, cancel: cancel, done: done}
 	d.log.Info("conntrack sync", "to", peer.String(), "services", len(services))
 	return nil
+}
+
+// ctSyncNetwork is the socket family for a sync peer: the gateways may
+// talk over IPv6 whatever the flows' family (an IPv4 socket cannot send
+// to an IPv6 peer, and every datagram would fail).
+func ctSyncNetwork(peer netip.Addr) string {
+	if peer.Unmap().Is4() {
+		return "udp4"
+	}
+	return "udp6"
 }

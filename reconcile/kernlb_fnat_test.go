@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -55,5 +56,15 @@ services: web: {
 	svcs, _ := KernLBConfig(n)
 	if cs := ctSyncServices(svcs); len(cs) != 0 {
 		t.Errorf("fnat services replicated by ctsync: %v", cs)
+	}
+}
+
+// TestCtSyncNetwork: the sync socket follows the peer's family; an IPv4
+// socket cannot send to an IPv6 peer.
+func TestCtSyncNetwork(t *testing.T) {
+	for peer, want := range map[string]string{"203.0.113.12": "udp4", "::ffff:203.0.113.12": "udp4", "2001:db8::12": "udp6"} {
+		if got := ctSyncNetwork(netip.MustParseAddr(peer)); got != want {
+			t.Errorf("peer %s: %s, want %s", peer, got, want)
+		}
 	}
 }
