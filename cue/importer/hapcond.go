@@ -175,8 +175,13 @@ func (c *hapConds) eval(words []string, pos Pos, w *warnings) bool {
 type hapCondParser struct {
 	s     string
 	i     int
+	depth int  // of "!" and parentheses, bounded: the file is input
 	asked bool // the answer depends on the build
 }
+
+// maxCondDepth bounds the nesting of a condition (HAProxy's own parser
+// stops far lower); a deeper one is an error, not a deep recursion.
+const maxCondDepth = 64
 
 func (p *hapCondParser) space() {
 	for p.i < len(p.s) && (p.s[p.i] == ' ' || p.s[p.i] == '\t') {
@@ -217,6 +222,10 @@ func (p *hapCondParser) and() (bool, error) {
 }
 
 func (p *hapCondParser) unary() (bool, error) {
+	if p.depth++; p.depth > maxCondDepth {
+		return false, fmt.Errorf("nested more than %d deep", maxCondDepth)
+	}
+	defer func() { p.depth-- }()
 	p.space()
 	if p.i >= len(p.s) {
 		return false, fmt.Errorf("a condition is missing")

@@ -32,6 +32,7 @@ func TestHAProxyConditions(t *testing.T) {
 		{name: "numbers and words", body: ".if 0\nserver a 1\n.endif\n.if 2\nserver b 1\n.endif\n", want: []string{"b"}},
 		{name: "the environment", body: ".if defined(HAPROXY_LOCALPEER)\nserver a 1\n.endif\n", syntax: "depends on the environment"},
 		{name: "a variable compared", body: ".if streq(\"${SITE}\",eu)\nserver a 1\n.endif\n", syntax: "depends on the environment"},
+		{name: "nested without end", body: ".if " + strings.Repeat("(", 100000) + "1" + strings.Repeat(")", 100000) + "\nserver a 1\n.endif\n", syntax: "nested more than 64 deep"},
 		{name: "an unknown predicate", body: ".if frobnicate(1)\nserver a 1\n.endif\n", syntax: "unknown predicate"},
 		{name: "unterminated", body: ".if 1\nserver a 1\n", syntax: ".if without .endif"},
 		{name: "endif alone", body: ".endif\n", syntax: ".endif without .if"},

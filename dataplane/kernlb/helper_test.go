@@ -233,59 +233,64 @@ func (l *kernLab) servePort(port string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		conns := map[net.Conn]bool{}
-		t.Cleanup(func() {
-			ln.Close()
-			pc.Close()
-			mu.Lock()
-			for c := range conns {
-				c.Close()
-			}
-			mu.Unlock()
-			wg.Wait()
-		})
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				conns[c] = true
-				mu.Unlock()
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer c.Close()
-					r := bufio.NewReader(c)
-					for {
-						if _, err := r.ReadString('\n'); err != nil {
-							return
-						}
-						if _, err := fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr()); err != nil {
-							return
-						}
-					}
-				}()
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 1500)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				_ = n
-				_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s\n", name, from)), from)
-			}
-		}()
+		echoServers(t, name, ln, pc)
 	}
+}
+
+// echoServers answers, until the test ends, each line on a connection
+// of ln and each datagram of pc with "<name> <remote address>".
+func echoServers(t testing.TB, name string, ln net.Listener, pc net.PacketConn) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	t.Cleanup(func() {
+		ln.Close()
+		pc.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					if _, err := r.ReadString('\n'); err != nil {
+						return
+					}
+					if _, err := fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr()); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s\n", name, from)), from)
+		}
+	}()
 }
 
 // dial opens a TCP connection from the client to the VIP.

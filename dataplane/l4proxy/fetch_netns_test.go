@@ -224,32 +224,10 @@ func TestSNISourceAddressNetns(t *testing.T) {
 	}
 	roots, certs := crtFiles(t, "a.example", "default.example")
 	tlsBackend := func(name, addr, pem string) {
-		cert, err := tls.LoadX509KeyPair(pem, pem)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ln net.Listener
-		if err := ns.Do(func() error {
-			var err error
-			ln, err = tls.Listen("tcp4", addr, &tls.Config{Certificates: []tls.Certificate{cert}})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-					fmt.Fprintf(c, "%s saw %s\n", name, ap.Addr())
-				}()
-			}
-		}()
+		startTLSGreeter(t, ns, addr, pem, func(c net.Conn) string {
+			ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+			return fmt.Sprintf("%s saw %s", name, ap.Addr())
+		})
 	}
 	tlsBackend("sa", "198.51.100.21:8443", certs[0])
 	tlsBackend("own", "198.51.100.21:8444", certs[1])

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitgw/gitgw/test/lab"
 )
 
 // The test binary doubles as a stand-alone proxy process (the "helper"),
@@ -339,4 +341,29 @@ func rss(pid int) int64 {
 func fdCount(pid int) int {
 	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	return len(ents)
+}
+
+// snapshotIn reads the helper's stats from inside ns, where its stats
+// address is (a listener on the namespace's loopback): one HTTP/1.0
+// request on a socket opened there.
+func snapshotIn(ns *lab.Netns, addr string) (Snapshot, error) {
+	var s Snapshot
+	err := ns.Do(func() error {
+		c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&s)
+	})
+	return s, err
 }

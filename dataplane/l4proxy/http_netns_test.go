@@ -314,31 +314,7 @@ func TestSNIRouting(t *testing.T) {
 	}
 	roots, certs := crtFiles(t, "a.example", "default.example")
 	tlsBackend := func(name, addr, pem string) {
-		cert, err := tls.LoadX509KeyPair(pem, pem)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ln net.Listener
-		if err := ns.Do(func() error {
-			var err error
-			ln, err = tls.Listen("tcp4", addr, &tls.Config{Certificates: []tls.Certificate{cert}})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					fmt.Fprintf(c, "%s\n", name)
-				}()
-			}
-		}()
+		startTLSGreeter(t, ns, addr, pem, func(net.Conn) string { return name })
 	}
 	tlsBackend("sa", "198.51.100.21:8443", certs[0])
 	tlsBackend("own", "198.51.100.22:8443", certs[1])
@@ -373,4 +349,36 @@ func TestSNIRouting(t *testing.T) {
 			t.Errorf("SNI %s: %q %v, want %s", tc.sni, line, err, tc.want)
 		}
 	}
+}
+
+// startTLSGreeter runs, in ns until the test ends, a TLS server on addr
+// with the certificate and key of pem that writes one line, greet's, to
+// each connection and closes it.
+func startTLSGreeter(t *testing.T, ns *lab.Netns, addr, pem string, greet func(net.Conn) string) {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(pem, pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	if err := ns.Do(func() error {
+		var err error
+		ln, err = tls.Listen("tcp4", addr, &tls.Config{Certificates: []tls.Certificate{cert}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "%s\n", greet(c))
+			}()
+		}
+	}()
 }

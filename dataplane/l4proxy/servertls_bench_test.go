@@ -102,6 +102,14 @@ func BenchmarkServerTLSVersusHAProxy(b *testing.B) {
 	}}, "GOMAXPROCS=1", "L4HELPER_SHARDS=1")
 	hap := benchProxy{"haproxy", h.Pid(), hRR.String(), hBulk.String()}
 	gw := benchProxy{"gitgw", g.cmd.Process.Pid, gRR.String(), gBulk.String()}
+	benchVersusHAProxy(b, "TLS", hap, gw)
+}
+
+// benchVersusHAProxy runs benchRounds rounds, taking HAProxy and gitgw in
+// turn (the one that goes first alternates), of short connections, kept-
+// alive requests and one bulk stream, each with the proxy's CPU, and
+// reports them labelled with what is measured (TLS, SOCKS4).
+func benchVersusHAProxy(b *testing.B, label string, hap, gw benchProxy) {
 	const conc = 50
 	d := 2 * time.Second
 	s := samples{}
@@ -120,26 +128,26 @@ func BenchmarkServerTLSVersusHAProxy(b *testing.B) {
 				c0 := cpuTime(p.pid)
 				st := requests(p.rr, conc, d, false)
 				cpu := cpuTime(p.pid) - c0
-				s.add("TLS conn/s (short, c50)", p.name, st.rate())
-				s.add("CPU ms per 1k TLS conns", p.name, cpu.Seconds()*1e6/float64(max(st.reqs, 1)))
+				s.add(label+" conn/s (short, c50)", p.name, st.rate())
+				s.add("CPU ms per 1k "+label+" conns", p.name, cpu.Seconds()*1e6/float64(max(st.reqs, 1)))
 				s.add("failed conns (short)", p.name, float64(st.fails))
 			})
 			pair(func(p benchProxy) {
 				c0 := cpuTime(p.pid)
 				st := requests(p.rr, conc, d, true)
 				cpu := cpuTime(p.pid) - c0
-				s.add("TLS req/s (keep-alive, c50)", p.name, st.rate())
+				s.add(label+" req/s (keep-alive, c50)", p.name, st.rate())
 				s.add("CPU µs per ka request", p.name, float64(cpu.Microseconds())/float64(max(st.reqs, 1)))
 			})
 			pair(func(p benchProxy) {
 				c0 := cpuTime(p.pid)
 				g1, _ := bulk(p.bulk, 1, d)
 				cpu := cpuTime(p.pid) - c0
-				s.add("TLS bulk 1 stream Gbit/s", p.name, g1)
+				s.add(label+" bulk 1 stream Gbit/s", p.name, g1)
 				s.add("bulk CPU ms per GB", p.name, float64(cpu.Milliseconds())/max(g1*d.Seconds()/8, 1e-9))
 			})
 		}
 	}
-	s.report(b, []string{"TLS conn/s (short, c50)", "CPU ms per 1k TLS conns", "failed conns (short)",
-		"TLS req/s (keep-alive, c50)", "CPU µs per ka request", "TLS bulk 1 stream Gbit/s", "bulk CPU ms per GB"})
+	s.report(b, []string{label + " conn/s (short, c50)", "CPU ms per 1k " + label + " conns", "failed conns (short)",
+		label + " req/s (keep-alive, c50)", "CPU µs per ka request", label + " bulk 1 stream Gbit/s", "bulk CPU ms per GB"})
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -304,30 +303,12 @@ func TestServerTLSNetns(t *testing.T) {
 	}
 }
 
-// helperStatsIn fetches a helper's stats from inside ns (its stats port
-// listens on the namespace's loopback): a plain HTTP/1.0 request on a
-// socket opened in the namespace.
+// helperStatsIn is snapshotIn, failing the test when the stats cannot be
+// read.
 func helperStatsIn(t *testing.T, ns *lab.Netns, addr string) Snapshot {
 	t.Helper()
-	var snap Snapshot
-	if err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: stats\r\n\r\n")
-		raw, err := io.ReadAll(c)
-		if err != nil {
-			return err
-		}
-		_, body, ok := strings.Cut(string(raw), "\r\n\r\n")
-		if !ok {
-			return fmt.Errorf("stats: no body in %q", raw)
-		}
-		return json.Unmarshal([]byte(body), &snap)
-	}); err != nil {
+	snap, err := snapshotIn(ns, addr)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return snap

@@ -36,47 +36,8 @@ func BenchmarkSOCKS4VersusHAProxy(b *testing.B) {
 	}}, "GOMAXPROCS=1", "L4HELPER_SHARDS=1")
 	hap := benchProxy{"haproxy", h.Pid(), hRR.String(), hBulk.String()}
 	gw := benchProxy{"gitgw", g.cmd.Process.Pid, gRR.String(), gBulk.String()}
-	const conc = 50
-	d := 2 * time.Second
-	s := samples{}
-	for i := 0; i < b.N; i++ {
-		for r := 0; r < benchRounds; r++ {
-			pair := func(test func(p benchProxy)) {
-				if r%2 == 0 {
-					test(hap)
-					test(gw)
-				} else {
-					test(gw)
-					test(hap)
-				}
-			}
-			pair(func(p benchProxy) {
-				c0 := cpuTime(p.pid)
-				st := requests(p.rr, conc, d, false)
-				cpu := cpuTime(p.pid) - c0
-				s.add("SOCKS4 conn/s (short, c50)", p.name, st.rate())
-				s.add("CPU ms per 1k SOCKS4 conns", p.name, cpu.Seconds()*1e6/float64(max(st.reqs, 1)))
-				s.add("failed conns (short)", p.name, float64(st.fails))
-			})
-			pair(func(p benchProxy) {
-				c0 := cpuTime(p.pid)
-				st := requests(p.rr, conc, d, true)
-				cpu := cpuTime(p.pid) - c0
-				s.add("SOCKS4 req/s (keep-alive, c50)", p.name, st.rate())
-				s.add("CPU µs per ka request", p.name, float64(cpu.Microseconds())/float64(max(st.reqs, 1)))
-			})
-			pair(func(p benchProxy) {
-				c0 := cpuTime(p.pid)
-				g1, _ := bulk(p.bulk, 1, d)
-				cpu := cpuTime(p.pid) - c0
-				s.add("SOCKS4 bulk 1 stream Gbit/s", p.name, g1)
-				s.add("bulk CPU ms per GB", p.name, float64(cpu.Milliseconds())/max(g1*d.Seconds()/8, 1e-9))
-			})
-		}
-	}
+	benchVersusHAProxy(b, "SOCKS4", hap, gw)
 	socks.mu.Lock()
 	b.Logf("SOCKS4 user ids sent: %v", socks.users)
 	socks.mu.Unlock()
-	s.report(b, []string{"SOCKS4 conn/s (short, c50)", "CPU ms per 1k SOCKS4 conns", "failed conns (short)",
-		"SOCKS4 req/s (keep-alive, c50)", "CPU µs per ka request", "SOCKS4 bulk 1 stream Gbit/s", "bulk CPU ms per GB"})
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -242,30 +241,6 @@ func TestSOCKS4ThroughOpenSSH(t *testing.T) {
 	if a := stats()["a"]; !strings.Contains(a.Check, "via socks4 "+socks.String()) {
 		t.Errorf("a's check says %q, want the proxy named", a.Check)
 	}
-}
-
-// snapshotIn reads the helper's stats from inside ns, where its stats
-// address is.
-func snapshotIn(ns *lab.Netns, addr string) (Snapshot, error) {
-	var s Snapshot
-	err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		return json.NewDecoder(resp.Body).Decode(&s)
-	})
-	return s, err
 }
 
 // haproxyStatus reads the status column of proxy px's servers from

@@ -3,10 +3,7 @@ package l4proxy
 import (
 	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -117,7 +114,7 @@ func TestSourceAddressServersSee(t *testing.T) {
 	var snap Snapshot
 	eventually(t, 30*time.Second, "a completed check of every server", func() bool {
 		var err error
-		if snap, err = gwSnapshot(gw, h.stats); err != nil {
+		if snap, err = snapshotIn(gw, h.stats); err != nil {
 			return false
 		}
 		n := 0
@@ -190,28 +187,4 @@ func TestSourceAddressServersSee(t *testing.T) {
 			}
 		}
 	}
-}
-
-// gwSnapshot reads the helper's stats from inside the gateway's namespace,
-// where its stats listener is (one request on a socket opened there).
-func gwSnapshot(gw *lab.Netns, addr string) (Snapshot, error) {
-	var snap Snapshot
-	err := gw.Do(func() error {
-		c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		return json.NewDecoder(resp.Body).Decode(&snap)
-	})
-	return snap, err
 }
