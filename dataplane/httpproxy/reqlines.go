@@ -1,10 +1,6 @@
 package httpproxy
 
-import (
-	"maps"
-	"net/http"
-	"slices"
-)
+import "net/http"
 
 // HAProxy 1.x's request filters (reqdeny, reqtarpit, reqsetbe, … and
 // their -i forms) match a regex against the request a line at a time: the
@@ -37,8 +33,8 @@ func anyRequestLine(r *http.Request, match func(string) bool) bool {
 			return true
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(r.Header)) {
-		for _, v := range r.Header[name] {
+	for name, vs := range r.Header {
+		for _, v := range vs {
 			if match(name + ": " + v) {
 				return true
 			}
